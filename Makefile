@@ -1,0 +1,81 @@
+# corral: one non-recursive build. `make`, `make check`, `make bench`.
+# SANITIZE=1 builds everything with ASan+UBSan into build-san/.
+
+CC      ?= gcc
+O       ?= 2
+SANITIZE ?=
+BUILD   ?= $(if $(SANITIZE),build-san,build)
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wvla -Wimplicit-fallthrough -Werror
+CFLAGS  ?= -O$(O) -g
+CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -pthread
+LDLIBS  += -pthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Every module folder under src/ except the CLI goes into libcorral.a.
+LIB_SRC := $(sort $(wildcard src/cpu/*.c src/process/*.c src/lib/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB     := $(BUILD)/libcorral.a
+CORRAL  := $(BUILD)/corral
+
+# Test programs: tests/<suite>/t_*.c, each linked with libcorral.a.
+# Test scripts: tests/<suite>/t_*.sh. Both print "N passed, N failed".
+TEST_SRC := $(sort $(wildcard tests/*/t_*.c))
+TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
+TEST_SH  := $(sort $(wildcard tests/*/t_*.sh))
+# Helper programs the tests run as guests (built natively, run in both worlds)
+GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
+GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
+
+all: $(if $(CLI_SRC),$(CORRAL))
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CORRAL): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Guest programs are ordinary Linux programs: no sanitizers, built static
+# so that they run the same natively and under corral.
+$(BUILD)/tests/progs/%: tests/progs/%.c
+	@mkdir -p $(dir $@)
+	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
+
+tests: $(TEST_BIN) $(GUEST_BIN) $(if $(CLI_SRC),$(CORRAL))
+
+# The default suite: fast tests only (long runs are the opt-in targets below).
+check: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) sh tests/run.sh $(TEST_BIN) $(TEST_SH)
+
+# Opt-in long runs
+check-cpu-full: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
+
+bench: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) sh bench/run.sh
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all tests check check-cpu-full bench format clean
+.DELETE_ON_ERROR:
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -1,0 +1,218 @@
+/* The x86-64 CPU core: architectural state and the interpreter's entry points.
+ * struct cpu_state is plain data: snapshots store it and the kvm engine loads it. */
+#ifndef CORRAL_CPU_H
+#define CORRAL_CPU_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	R_RAX, R_RCX, R_RDX, R_RBX, R_RSP, R_RBP, R_RSI, R_RDI,
+	R_R8, R_R9, R_R10, R_R11, R_R12, R_R13, R_R14, R_R15,
+};
+
+enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_NONE = 7 };
+
+/* RFLAGS bits */
+#define FL_CF 0x0001u
+#define FL_PF 0x0004u
+#define FL_AF 0x0010u
+#define FL_ZF 0x0040u
+#define FL_SF 0x0080u
+#define FL_TF 0x0100u
+#define FL_IF 0x0200u
+#define FL_DF 0x0400u
+#define FL_OF 0x0800u
+#define FL_IOPL 0x3000u
+#define FL_NT 0x4000u
+#define FL_RF 0x10000u
+#define FL_VM 0x20000u
+#define FL_AC 0x40000u
+#define FL_VIF 0x80000u
+#define FL_VIP 0x100000u
+#define FL_ID 0x200000u
+#define FL_ARITH (FL_CF | FL_PF | FL_AF | FL_ZF | FL_SF | FL_OF)
+
+/* Exception vectors */
+enum {
+	EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5,
+	EXC_UD = 6, EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11,
+	EXC_SS = 12, EXC_GP = 13, EXC_PF = 14, EXC_MF = 16, EXC_AC = 17,
+	EXC_MC = 18, EXC_XM = 19,
+};
+
+/* #PF error code bits */
+#define PFERR_P 0x1u
+#define PFERR_W 0x2u
+#define PFERR_U 0x4u
+#define PFERR_I 0x10u
+
+/* MXCSR bits */
+#define MXCSR_IE 0x0001u
+#define MXCSR_DE 0x0002u
+#define MXCSR_ZE 0x0004u
+#define MXCSR_OE 0x0008u
+#define MXCSR_UE 0x0010u
+#define MXCSR_PE 0x0020u
+#define MXCSR_DAZ 0x0040u
+#define MXCSR_MASKS 0x1f80u /* IM DM ZM OM UM PM: bits 7-12 */
+#define MXCSR_RC_SHIFT 13   /* 00 nearest, 01 down, 10 up, 11 toward zero */
+#define MXCSR_FZ 0x8000u
+#define MXCSR_DEFAULT 0x1f80u
+#define MXCSR_VALID 0xffffu
+
+struct cpu_seg {
+	uint64_t base;
+	uint32_t limit;
+	uint16_t sel;
+	uint16_t attr; /* descriptor bits 40-47 and 52-55, as VMX "access rights" packed: type|S|DPL|P in 0-7, AVL|L|DB|G in 12-15 */
+};
+
+struct cpu_dtr {
+	uint64_t base;
+	uint16_t limit;
+};
+
+union cpu_xmm {
+	uint8_t b[16];
+	uint16_t w[8];
+	uint32_t d[4];
+	uint64_t q[2];
+	float f[4];
+	double f64[2];
+};
+
+/* One x87 register: 64-bit significand (explicit integer bit) and
+ * sign+15-bit exponent, as in memory (FXSAVE's layout). */
+struct cpu_f80 {
+	uint64_t mant;
+	uint16_t sexp;
+};
+
+struct cpu_x87 {
+	struct cpu_f80 st[8]; /* physical registers R0-R7; ST(i) = st[(TOP+i)&7] */
+	uint16_t fcw;         /* control word; 0x037f after FNINIT */
+	uint16_t fsw;         /* status word, TOP in bits 11-13 */
+	uint16_t ftw;         /* full tag word, 2 bits per physical register, 3 = empty */
+	uint16_t fop;
+	uint64_t fip, fdp;
+};
+
+struct cpu_msrs {
+	uint64_t star, lstar, cstar, sfmask, kernel_gs_base;
+	uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
+	uint64_t pat, apic_base, tsc_aux, misc_enable, tsc_adjust;
+	uint64_t mtrr_def_type, mtrr_fixed[11], mtrr_var[16];
+};
+
+struct cpu_state {
+	uint64_t gpr[16];
+	uint64_t rip;
+	uint64_t rflags;
+	struct cpu_seg seg[6];
+	struct cpu_seg ldtr, tr;
+	struct cpu_dtr gdtr, idtr;
+	uint64_t cr0, cr2, cr3, cr4, cr8, efer;
+	uint64_t dr[8];
+	uint64_t xcr0;
+	union cpu_xmm xmm[16];
+	uint32_t mxcsr;
+	struct cpu_x87 x87;
+	uint64_t tsc;
+	struct cpu_msrs msr;
+};
+
+/* Why cpu_run returned. */
+enum cpu_exit {
+	CPU_EXIT_LIMIT,     /* ran the number of instructions asked for */
+	CPU_EXIT_SYSCALL,   /* user mode: SYSCALL executed; RIP is past it */
+	CPU_EXIT_EXCEPTION, /* user mode: exception; exc_* say which, RIP at the faulting insn */
+	CPU_EXIT_HLT,       /* HLT (user mode: that is #GP, reported as an exception) */
+	CPU_EXIT_STOP,      /* cpu_request_stop() was called (e.g. a host signal arrived) */
+};
+
+enum cpu_mode {
+	CPU_MODE_USER,   /* process VM: CPL 3, flat 64-bit, vmem address space */
+	CPU_MODE_SYSTEM, /* system VM: full privileged architecture */
+};
+
+#define CPU_TLB_BITS 8
+#define CPU_TLB_SIZE (1u << CPU_TLB_BITS)
+
+/* Soft TLB entry: host address = guest address + addend. A tag is a guest
+ * page address (low 12 bits zero) or CPU_TLB_INVALID. */
+struct cpu_tlb_entry {
+	uint64_t tag_r, tag_w, tag_x;
+	uintptr_t addend;
+};
+#define CPU_TLB_INVALID 1u
+
+struct vmem;
+struct dcache;
+
+struct cpu {
+	struct cpu_state s;
+
+	/* Lazy arithmetic flags: while lf_op != LF_NONE the arithmetic bits of
+	 * s.rflags are stale and are computed from these (see flags.c). */
+	uint64_t lf_res, lf_src1, lf_src2;
+	uint32_t lf_op;
+	uint32_t lf_aux;
+
+	enum cpu_mode mode;
+	struct vmem *vm;
+	struct dcache *dc;
+	struct cpu_tlb_entry tlb[CPU_TLB_SIZE];
+	unsigned tlb_gen, code_gen; /* last seen vmem generations */
+
+	/* Exception details for CPU_EXIT_EXCEPTION. */
+	int exc_vector;
+	uint32_t exc_error;
+	uint64_t exc_addr; /* faulting data address (#PF, #GP on memory) */
+
+	int end_block;          /* set by a handler: leave the current block */
+	int exit;               /* with end_block: an enum cpu_exit to return, or -1 */
+	volatile int stop_req;  /* set asynchronously: stop at a block boundary */
+	int in_run;
+	jmp_buf fault_jb;
+
+	uint64_t icount; /* instructions retired (approximate: per block) */
+	int trace;       /* log unimplemented instructions to stderr */
+	void *opaque;    /* owner's data (the process VM thread, ...) */
+};
+
+/* Create/destroy. user mode: vm is the guest address space. */
+int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
+void cpu_destroy(struct cpu *c);
+
+/* Reset architectural state for a 64-bit user-mode program: flat segments,
+ * RFLAGS=0x202, FNINIT/MXCSR defaults. */
+void cpu_reset_user(struct cpu *c);
+
+/* Run until an exit reason or max_insns instructions (0 = no limit). */
+enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns);
+
+/* Ask a running cpu to return CPU_EXIT_STOP soon (async-signal-safe). */
+void cpu_request_stop(struct cpu *c);
+
+/* Full RFLAGS with lazy flags evaluated; set RFLAGS (all bits). */
+uint64_t cpu_get_rflags(struct cpu *c);
+void cpu_set_rflags(struct cpu *c, uint64_t v);
+
+/* Drop cached translations and decoded code (after a mapping change made by
+ * someone other than vmem_*; vmem changes are noticed by generation). */
+void cpu_flush(struct cpu *c);
+
+/* Decode the instruction at code[0..n) in 64-bit mode. Returns its length
+ * (1-15), 0 if it is not a valid instruction for corral's CPU (#UD), or -1
+ * if n bytes are not enough to tell. Used by tests and tools. */
+int cpu_insn_length(const uint8_t *code, size_t n);
+
+/* CPUID as corral's CPU answers it (leaf, subleaf) -> eax,ebx,ecx,edx. */
+void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+
+/* Human-readable exception name ("#PF"), for messages. */
+const char *cpu_exc_name(int vector);
+
+#endif

@@ -1,0 +1,14 @@
+/* The x86-64 instruction decoder: bytes to a struct insn with its handler. */
+#ifndef CORRAL_CPU_DECODE_H
+#define CORRAL_CPU_DECODE_H
+
+#include "cpu_internal.h"
+
+#define DEC_BRANCH 1u /* control transfer or CPU-state change: ends a block */
+
+/* Decode one instruction from p[0..n). Returns its length; 0 if the bytes
+ * are not a valid instruction for corral's CPU (i->fn is then op_ud and
+ * i->len 1); -1 if more bytes are needed than n. */
+int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags);
+
+#endif

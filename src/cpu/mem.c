@@ -1,0 +1,188 @@
+/* Guest memory access slow paths: soft TLB refill, page-crossing accesses,
+ * writes to pages holding decoded code, and page faults. */
+#include "cpu_internal.h"
+
+enum { ACC_R, ACC_W, ACC_X };
+
+void cpu_tlb_flush(struct cpu *c);
+
+void cpu_tlb_flush(struct cpu *c)
+{
+	for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+		c->tlb[k].tag_r = CPU_TLB_INVALID;
+		c->tlb[k].tag_w = CPU_TLB_INVALID;
+		c->tlb[k].tag_x = CPU_TLB_INVALID;
+	}
+}
+
+static uint32_t pf_error(int acc, int present)
+{
+	uint32_t err = PFERR_U | (present ? PFERR_P : 0);
+	if (acc == ACC_W)
+		err |= PFERR_W;
+	if (acc == ACC_X)
+		err |= PFERR_I;
+	return err;
+}
+
+/* Translate the page of a for the access, filling the TLB entry. Returns the
+ * host address of a; faults if the access is not allowed. *code is set when
+ * the page holds decoded code (writes must go through the slow path). */
+static uint8_t *tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
+{
+	/* Non-canonical addresses #GP (#SS for stack, reported alike in user mode). */
+	if ((uint64_t)((int64_t)(a << 16) >> 16) != a)
+		cpu_raise(c, EXC_GP, 0);
+	unsigned prot = 0;
+	uint8_t *host = vmem_lookup(c->vm, a, &prot);
+	if (!host) {
+		c->exc_addr = a;
+		cpu_raise_pf(c, a, pf_error(acc, 0));
+	}
+	int ok;
+	switch (acc) {
+	case ACC_W: ok = prot & VMEM_W; break;
+	case ACC_X: ok = prot & VMEM_X; break;
+	default: ok = prot & (VMEM_R | VMEM_W | VMEM_X); break;
+	}
+	if (!ok)
+		cpu_raise_pf(c, a, pf_error(acc, 1));
+	uint64_t page = a & ~0xfffull;
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	uintptr_t addend = (uintptr_t)host - (uintptr_t)page;
+	if (e->addend != addend) {
+		e->tag_r = e->tag_w = e->tag_x = CPU_TLB_INVALID;
+		e->addend = addend;
+	}
+	if (prot & (VMEM_R | VMEM_W | VMEM_X))
+		e->tag_r = page;
+	if ((prot & VMEM_W) && !(prot & VMEM_CODE))
+		e->tag_w = page;
+	if (prot & VMEM_X)
+		e->tag_x = page;
+	if (code)
+		*code = (prot & VMEM_CODE) != 0;
+	return host + (a & 0xfff);
+}
+
+/* Host pointer for a read of the byte at a. */
+static uint8_t *xlat_read(struct cpu *c, uint64_t a)
+{
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (e->tag_r == (a & ~0xfffull))
+		return (uint8_t *)(uintptr_t)(a + e->addend);
+	return tlb_fill(c, a, ACC_R, NULL);
+}
+
+uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a);
+uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a)
+{
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (e->tag_x == (a & ~0xfffull))
+		return (uint8_t *)(uintptr_t)(a + e->addend);
+	return tlb_fill(c, a, ACC_X, NULL);
+}
+
+/* Host pointer for a write at a (within one page). Marks code pages written. */
+static uint8_t *xlat_write(struct cpu *c, uint64_t a)
+{
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (e->tag_w == (a & ~0xfffull))
+		return (uint8_t *)(uintptr_t)(a + e->addend);
+	int code = 0;
+	uint8_t *p = tlb_fill(c, a, ACC_W, &code);
+	if (code) {
+		/* A store into decoded code: drop the page's decoded blocks (the
+		 * run loop sees code_gen change) and stop executing this block,
+		 * whose later instructions may be the ones just overwritten. */
+		vmem_code_written(c->vm, a);
+		c->end_block = 1;
+	}
+	return p;
+}
+
+uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
+{
+	uint64_t v = 0;
+	if ((a & 0xfff) <= 0x1000u - sz) {
+		memcpy(&v, xlat_read(c, a), sz);
+		return v;
+	}
+	/* Crossing a page: translate both pages before reading either. */
+	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
+	uint8_t *p1 = xlat_read(c, a);
+	uint8_t *p2 = xlat_read(c, a + first);
+	memcpy(&v, p1, first);
+	memcpy((uint8_t *)&v + first, p2, sz - first);
+	return v;
+}
+
+void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
+{
+	if ((a & 0xfff) <= 0x1000u - sz) {
+		memcpy(xlat_write(c, a), &v, sz);
+		return;
+	}
+	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
+	/* Probe both pages first so a fault on the second leaves memory as it was. */
+	mem_probe_write(c, a, sz);
+	uint8_t *p1 = xlat_write(c, a);
+	uint8_t *p2 = xlat_write(c, a + first);
+	memcpy(p1, &v, first);
+	memcpy(p2, (uint8_t *)&v + first, sz - first);
+}
+
+void mem_probe_write(struct cpu *c, uint64_t a, unsigned n)
+{
+	if (!n)
+		return;
+	uint64_t end = a + n - 1;
+	for (uint64_t p = a & ~0xfffull;; p += 0x1000) {
+		uint64_t at = p < a ? a : p;
+		struct cpu_tlb_entry *e = tlb_entry(c, at);
+		if (e->tag_w != p)
+			tlb_fill(c, at, ACC_W, NULL);
+		if (p >= (end & ~0xfffull))
+			break;
+	}
+}
+
+void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
+{
+	uint8_t *d = dst;
+	/* Translate every page first: a fault leaves dst untouched by policy of
+	 * callers that read into temporaries anyway, but keeps order simple. */
+	while (n) {
+		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
+		if (chunk > n)
+			chunk = n;
+		memcpy(d, xlat_read(c, a), chunk);
+		d += chunk;
+		a += chunk;
+		n -= chunk;
+	}
+}
+
+void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
+{
+	const uint8_t *s = src;
+	mem_probe_write(c, a, n);
+	while (n) {
+		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
+		if (chunk > n)
+			chunk = n;
+		memcpy(xlat_write(c, a), s, chunk);
+		s += chunk;
+		a += chunk;
+		n -= chunk;
+	}
+}
+
+void *mem_rmw_ptr(struct cpu *c, uint64_t a, unsigned sz)
+{
+	if ((a & 0xfff) > 0x1000u - sz) {
+		mem_probe_write(c, a, sz);
+		return NULL;
+	}
+	return xlat_write(c, a);
+}

@@ -1,0 +1,304 @@
+/* The interpreter's run loop: decoded blocks cached per guest RIP, executed
+ * one handler after another; exceptions unwind here. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "decode.h"
+
+#define BLOCK_MAX 32
+#define DC_HASH_BITS 14
+#define DC_HASH (1u << DC_HASH_BITS)
+#define DC_ARENA (32u << 20)
+
+struct dblock {
+	uint64_t rip;
+	struct dblock *next; /* hash chain */
+	uint32_t n;
+	struct insn insn[];
+};
+
+struct dcache {
+	struct dblock *hash[DC_HASH];
+	uint8_t *arena;
+	size_t used;
+};
+
+void cpu_tlb_flush(struct cpu *c);
+uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a);
+
+static void dcache_flush(struct dcache *dc)
+{
+	memset(dc->hash, 0, sizeof(dc->hash));
+	dc->used = 0;
+}
+
+int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = mode;
+	c->vm = vm;
+	c->dc = calloc(1, sizeof(*c->dc));
+	if (!c->dc)
+		return -ENOMEM;
+	/* Reserved, not committed: only what decoded code uses becomes resident. */
+	c->dc->arena = mmap(NULL, DC_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->dc->arena == MAP_FAILED) {
+		free(c->dc);
+		c->dc = NULL;
+		return -ENOMEM;
+	}
+	cpu_tlb_flush(c);
+	if (vm) {
+		c->tlb_gen = vm->tlb_gen;
+		c->code_gen = vm->code_gen;
+	}
+	cpu_reset_user(c);
+	return 0;
+}
+
+void cpu_destroy(struct cpu *c)
+{
+	if (c->dc) {
+		munmap(c->dc->arena, DC_ARENA);
+		free(c->dc);
+		c->dc = NULL;
+	}
+}
+
+static void seg_flat(struct cpu_seg *s, uint16_t sel, uint16_t attr)
+{
+	s->base = 0;
+	s->limit = 0xffffffff;
+	s->sel = sel;
+	s->attr = attr;
+}
+
+void cpu_reset_user(struct cpu *c)
+{
+	memset(&c->s, 0, sizeof(c->s));
+	c->s.rflags = 0x202;
+	c->lf_op = LF_NONE;
+	/* Linux's user selectors: __USER_CS 0x33 (64-bit code), __USER_DS 0x2b */
+	seg_flat(&c->s.seg[SEG_CS], 0x33, 0xa0fb);
+	seg_flat(&c->s.seg[SEG_SS], 0x2b, 0xc0f3);
+	seg_flat(&c->s.seg[SEG_DS], 0, 0);
+	seg_flat(&c->s.seg[SEG_ES], 0, 0);
+	seg_flat(&c->s.seg[SEG_FS], 0, 0);
+	seg_flat(&c->s.seg[SEG_GS], 0, 0);
+	c->s.cr0 = 0x80050033; /* PG WP NE ET MP PE, as Linux runs user code */
+	c->s.cr4 = 0x6a0;      /* OSFXSR OSXMMEXCPT PAE PGE */
+	c->s.efer = 0xd01;     /* SCE LME LMA NXE */
+	c->s.mxcsr = MXCSR_DEFAULT;
+	c->s.x87.fcw = 0x37f;
+	c->s.x87.ftw = 0xffff;
+	c->s.msr.pat = 0x0007040600070406ull;
+}
+
+void cpu_flush(struct cpu *c)
+{
+	cpu_tlb_flush(c);
+	if (c->dc)
+		dcache_flush(c->dc);
+}
+
+void cpu_request_stop(struct cpu *c)
+{
+	c->stop_req = 1;
+}
+
+const char *cpu_exc_name(int vector)
+{
+	static const char *const names[32] = {
+		"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)",
+		"#TS", "#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM",
+		"#VE", "#CP",
+	};
+	if (vector >= 0 && vector < 32 && names[vector])
+		return names[vector];
+	return "#??";
+}
+
+_Noreturn void cpu_raise(struct cpu *c, int vector, uint32_t error)
+{
+	if (!c->in_run) {
+		fprintf(stderr, "corral: internal error: CPU exception %s outside cpu_run\n", cpu_exc_name(vector));
+		abort();
+	}
+	c->exc_vector = vector;
+	c->exc_error = error;
+	if (vector != EXC_PF)
+		c->exc_addr = 0;
+	longjmp(c->fault_jb, 1);
+}
+
+_Noreturn void cpu_raise_pf(struct cpu *c, uint64_t addr, uint32_t error)
+{
+	c->exc_addr = addr;
+	c->s.cr2 = addr;
+	cpu_raise(c, EXC_PF, error);
+}
+
+static void trace_insn(struct cpu *c, const char *what)
+{
+	uint8_t bytes[15];
+	unsigned n = 0;
+	for (; n < sizeof(bytes); n++) {
+		unsigned prot;
+		uint64_t a = c->s.rip + n;
+		uint8_t *page = c->vm ? vmem_lookup(c->vm, a, &prot) : NULL;
+		if (!page)
+			break;
+		bytes[n] = page[a & 0xfff];
+	}
+	fprintf(stderr, "corral: %s at rip 0x%llx:", what, (unsigned long long)c->s.rip);
+	for (unsigned k = 0; k < n; k++)
+		fprintf(stderr, " %02x", bytes[k]);
+	fprintf(stderr, "\n");
+}
+
+_Noreturn void cpu_undefined(struct cpu *c, const struct insn *i)
+{
+	(void)i;
+	if (c->trace)
+		trace_insn(c, "invalid or unimplemented instruction (#UD)");
+	cpu_raise(c, EXC_UD, 0);
+}
+
+void op_ud(struct cpu *c, const struct insn *i)
+{
+	cpu_undefined(c, i);
+}
+
+/* Up to 15 code bytes at a, as far as executable pages go, without faulting. */
+static size_t fetch_code(struct cpu *c, uint64_t a, uint8_t *buf)
+{
+	size_t got = 0;
+	while (got < 15) {
+		uint64_t at = a + got;
+		unsigned prot;
+		if ((uint64_t)((int64_t)(at << 16) >> 16) != at)
+			break;
+		uint8_t *page = vmem_lookup(c->vm, at, &prot);
+		if (!page || !(prot & VMEM_X))
+			break;
+		size_t chunk = 0x1000 - (at & 0xfff);
+		if (chunk > 15 - got)
+			chunk = 15 - got;
+		memcpy(buf + got, page + (at & 0xfff), chunk);
+		got += chunk;
+	}
+	return got;
+}
+
+static void mark_code(struct cpu *c, uint64_t a)
+{
+	vmem_mark_code(c->vm, a);
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (e->tag_w == (a & ~0xfffull))
+		e->tag_w = CPU_TLB_INVALID;
+}
+
+static struct dblock *block_build(struct cpu *c, uint64_t rip)
+{
+	struct dcache *dc = c->dc;
+	size_t need = sizeof(struct dblock) + BLOCK_MAX * sizeof(struct insn);
+	if (dc->used + need > DC_ARENA)
+		dcache_flush(dc);
+	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
+	b->rip = rip;
+	b->n = 0;
+	uint64_t pc = rip;
+	while (b->n < BLOCK_MAX) {
+		uint8_t buf[15];
+		size_t avail = fetch_code(c, pc, buf);
+		struct insn *i = &b->insn[b->n];
+		unsigned flags = 0;
+		int len = avail ? decode_insn(buf, avail, i, &flags) : -1;
+		if (len < 0) {
+			/* The instruction runs into a page that cannot be fetched. */
+			if (b->n)
+				break;
+			cpu_raise_pf(c, pc + avail, PFERR_U | PFERR_I | (vmem_lookup(c->vm, pc + avail, NULL) ? PFERR_P : 0));
+		}
+		if (len == 0) {
+			i->fn = op_ud;
+			i->len = 1;
+			b->n++;
+			mark_code(c, pc);
+			break;
+		}
+		mark_code(c, pc);
+		if (((pc + (unsigned)len - 1) ^ pc) & ~0xfffull)
+			mark_code(c, pc + (unsigned)len - 1);
+		b->n++;
+		pc += (unsigned)len;
+		if (flags & DEC_BRANCH)
+			break;
+	}
+	dc->used += sizeof(struct dblock) + b->n * sizeof(struct insn);
+	dc->used = (dc->used + 15) & ~(size_t)15;
+	unsigned h = (unsigned)((rip ^ (rip >> DC_HASH_BITS)) & (DC_HASH - 1));
+	b->next = dc->hash[h];
+	dc->hash[h] = b;
+	return b;
+}
+
+static inline struct dblock *block_find(struct cpu *c, uint64_t rip)
+{
+	unsigned h = (unsigned)((rip ^ (rip >> DC_HASH_BITS)) & (DC_HASH - 1));
+	for (struct dblock *b = c->dc->hash[h]; b; b = b->next)
+		if (b->rip == rip)
+			return b;
+	return block_build(c, rip);
+}
+
+enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+{
+	/* Written between setjmp and longjmp: keep in memory (c->...) only. */
+	c->in_run = 1;
+	c->end_block = 0;
+	c->exit = -1;
+	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
+	if (setjmp(c->fault_jb)) {
+		c->in_run = 0;
+		c->end_block = 0;
+		return CPU_EXIT_EXCEPTION;
+	}
+	for (;;) {
+		if (unlikely(c->stop_req)) {
+			c->stop_req = 0;
+			c->in_run = 0;
+			return CPU_EXIT_STOP;
+		}
+		if (unlikely(c->tlb_gen != c->vm->tlb_gen)) {
+			c->tlb_gen = __atomic_load_n(&c->vm->tlb_gen, __ATOMIC_ACQUIRE);
+			cpu_tlb_flush(c);
+		}
+		if (unlikely(c->code_gen != c->vm->code_gen)) {
+			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
+			dcache_flush(c->dc);
+		}
+		struct dblock *b = block_find(c, c->s.rip);
+		const struct insn *i = b->insn, *end = b->insn + b->n;
+		do {
+			i->fn(c, i);
+			i++;
+		} while (i != end && likely(!c->end_block));
+		c->icount += (uint64_t)(i - b->insn);
+		if (unlikely(c->end_block)) {
+			c->end_block = 0;
+			if (c->exit >= 0) {
+				enum cpu_exit e = (enum cpu_exit)c->exit;
+				c->exit = -1;
+				c->in_run = 0;
+				return e;
+			}
+		}
+		if (unlikely(c->icount >= limit)) {
+			c->in_run = 0;
+			return CPU_EXIT_LIMIT;
+		}
+	}
+}

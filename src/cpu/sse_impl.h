@@ -1,0 +1,77 @@
+/* Shared helpers of the SSE/MMX instruction handlers (sse.c, sse_fp.c,
+ * sse_str.c): operand access, the MMX view of the x87 registers, and the
+ * decoders of each file. */
+#ifndef CORRAL_SSE_IMPL_H
+#define CORRAL_SSE_IMPL_H
+
+#include "cpu_internal.h"
+
+/* Handler flavours chosen at decode time and kept in insn.aux by some
+ * decoders. */
+#define SSE_XMM(c, r) (&(c)->s.xmm[(r)])
+
+/* MMX registers alias the significands of the physical x87 registers; REX
+ * does not extend their numbers. */
+static inline uint64_t mmx_read(const struct cpu *c, unsigned r)
+{
+	return c->s.x87.st[r & 7].mant;
+}
+
+/* An MMX write also sets the register's exponent field to all ones. */
+static inline void mmx_write(struct cpu *c, unsigned r, uint64_t v)
+{
+	c->s.x87.st[r & 7].mant = v;
+	c->s.x87.st[r & 7].sexp = 0xffff;
+}
+
+/* Every MMX instruction (except EMMS) makes TOP 0 and all registers valid. */
+static inline void mmx_enter(struct cpu *c)
+{
+	c->s.x87.fsw &= (uint16_t)~0x3800u;
+	c->s.x87.ftw = 0;
+}
+
+/* Read the 128-bit xmm/m128 operand. aligned: legacy SSE rule, a memory
+ * operand not on a 16-byte boundary is #GP(0). */
+static inline void sse_src128(struct cpu *c, const struct insn *i, union cpu_xmm *v, bool aligned)
+{
+	if (i->mod3) {
+		*v = c->s.xmm[i->rm];
+		return;
+	}
+	uint64_t a = insn_ea(c, i);
+	if (aligned && (a & 15))
+		cpu_raise(c, EXC_GP, 0);
+	mem_read_bytes(c, a, v, 16);
+}
+
+/* Read the low sz bytes of xmm/m<sz*8> into v (upper bytes zeroed). */
+static inline void sse_src_low(struct cpu *c, const struct insn *i, union cpu_xmm *v, unsigned sz)
+{
+	if (i->mod3) {
+		*v = c->s.xmm[i->rm];
+		return;
+	}
+	memset(v, 0, sizeof(*v));
+	mem_read_bytes(c, insn_ea(c, i), v, sz);
+}
+
+/* Read mm/m64. */
+static inline uint64_t mmx_src(struct cpu *c, const struct insn *i)
+{
+	if (i->mod3)
+		return mmx_read(c, i->rm);
+	return mem_read64(c, insn_ea(c, i));
+}
+
+/* Byte register numbering for a GPR operand taken from raw ModRM numbers:
+ * without REX, 4-7 are AH, CH, DH, BH (reg_read's 16-19). */
+static inline unsigned sse_byte_reg(const struct insn *i, unsigned r)
+{
+	return (!i->rex && r >= 4 && r < 8) ? r + 12 : r;
+}
+
+int sse_fp_decode(struct insn *i);
+int sse_str_decode(struct insn *i);
+
+#endif

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs what corral needs to build and test (Debian 12 packages), then
+# builds it. With --demo, also runs a Debian program as a process VM.
+set -eu
+cd "$(dirname "$0")/.."
+
+PKGS="build-essential binutils make gcc clang libclang-rt-14-dev busybox-static \
+qemu-user python3 perl coreutils gzip file"
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+	missing=""
+	for p in $PKGS; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "corral setup: installing$missing"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	fi
+else
+	echo "corral setup: not root or no apt-get; assuming these are installed: $PKGS" >&2
+fi
+
+make -j"$(nproc)"
+
+if [ "${1:-}" = "--demo" ]; then
+	echo "corral setup: running /bin/busybox in a process VM:"
+	./build/corral exec /bin/busybox sh -c \
+		'echo "hello from $(uname -m) code on corral'"'"'s CPU"; echo "2^20 = $((1 << 20))"; echo corral | sha256sum'
+fi
