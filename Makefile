@@ -67,7 +67,7 @@ check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
 
 bench: $(CORRAL)
-	@CORRAL=$(abspath $(CORRAL)) sh bench/run.sh
+	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)

@@ -110,14 +110,16 @@ static inline void alu_rm(struct cpu *c, const struct insn *i, unsigned op, uint
 		uint64_t r = alu_calc(op, a, b, cf, mask);
 		if (op != ALU_CMP)
 			reg_write(c, i->rm, sz, r);
-		alu_flags(c, op, sz, a, b, r, cf);
+		if (!i->noflags)
+			alu_flags(c, op, sz, a, b, r, cf);
 		insn_next(c, i);
 		return;
 	}
 	uint64_t ea = insn_ea(c, i);
 	if (op == ALU_CMP) {
 		uint64_t a = mem_read(c, ea, sz);
-		alu_flags(c, op, sz, a, b, (a - b) & mask, 0);
+		if (!i->noflags)
+			alu_flags(c, op, sz, a, b, (a - b) & mask, 0);
 		insn_next(c, i);
 		return;
 	}
@@ -141,7 +143,8 @@ static inline void alu_rm(struct cpu *c, const struct insn *i, unsigned op, uint
 		r = alu_calc(op, a, b, cf, mask);
 		mem_write(c, ea, sz, r);
 	}
-	alu_flags(c, op, sz, a, b, r, cf);
+	if (!i->noflags)
+		alu_flags(c, op, sz, a, b, r, cf);
 	insn_next(c, i);
 }
 
@@ -164,7 +167,8 @@ static inline void alu_rm(struct cpu *c, const struct insn *i, unsigned op, uint
 		uint64_t r = alu_calc(OPC, a, b, cf, mask);                                  \
 		if (OPC != ALU_CMP)                                                          \
 			reg_write(c, i->reg, sz, r);                                             \
-		alu_flags(c, OPC, sz, a, b, r, cf);                                          \
+		if (!i->noflags)                                                             \
+			alu_flags(c, OPC, sz, a, b, r, cf);                                      \
 		insn_next(c, i);                                                             \
 	}
 
@@ -198,11 +202,13 @@ const insn_fn alu_rm_imm[8] = {
 		uint64_t r = alu_calc(OPC, a, b, 0, size_mask(SZ / 8));                 \
 		if (OPC != ALU_CMP)                                                     \
 			reg_write(c, i->rm, SZ / 8, r);                                     \
-		c->lf_op = KIND | (SZ == 64 ? 3 : 2);                                   \
-		c->lf_res = r;                                                          \
-		c->lf_src1 = a;                                                         \
-		c->lf_src2 = b;                                                         \
-		c->lf_aux = 0;                                                          \
+		if (!i->noflags) {                                                      \
+			c->lf_op = KIND | (SZ == 64 ? 3 : 2);                               \
+			c->lf_res = r;                                                      \
+			c->lf_src1 = a;                                                     \
+			c->lf_src2 = b;                                                     \
+			c->lf_aux = 0;                                                      \
+		}                                                                       \
 		c->s.rip += i->len;                                                     \
 	}
 ALU_RR(ALU_ADD, add, 64, LF_ADD)
@@ -222,7 +228,8 @@ void op_test_rm_r(struct cpu *c, const struct insn *i)
 {
 	unsigned sz = i->opsz;
 	uint64_t a = rm_read(c, i, sz), b = reg_read(c, i->reg, sz);
-	lf_set(c, LF_LOGIC, sz, a & b, a, b);
+	if (!i->noflags)
+		lf_set(c, LF_LOGIC, sz, a & b, a, b);
 	insn_next(c, i);
 }
 
@@ -230,7 +237,8 @@ void op_test_rm_imm(struct cpu *c, const struct insn *i)
 {
 	unsigned sz = i->opsz;
 	uint64_t a = rm_read(c, i, sz), b = i->imm & size_mask(sz);
-	lf_set(c, LF_LOGIC, sz, a & b, a, b);
+	if (!i->noflags)
+		lf_set(c, LF_LOGIC, sz, a & b, a, b);
 	insn_next(c, i);
 }
 
@@ -277,7 +285,7 @@ static inline void unary(struct cpu *c, const struct insn *i, unsigned op)
 			mem_write(c, ea, sz, r);
 		}
 	}
-	switch (op) {
+	switch (i->noflags ? UN_NOT : op) {
 	case UN_INC:
 	case UN_DEC: {
 		uint32_t cf = flag_cf(c) ? FL_CF : 0;
@@ -338,7 +346,8 @@ void op_mul(struct cpu *c, const struct insn *i)
 		hi = g[R_RDX] != 0;
 	}
 	}
-	flags_set(c, FL_CF | FL_OF, hi ? (FL_CF | FL_OF) : 0);
+	if (!i->noflags)
+		flags_set(c, FL_CF | FL_OF, hi ? (FL_CF | FL_OF) : 0);
 	insn_next(c, i);
 }
 
@@ -376,7 +385,8 @@ void op_imul1(struct cpu *c, const struct insn *i)
 		ovf = r != (int64_t)r;
 	}
 	}
-	flags_set(c, FL_CF | FL_OF, ovf ? (FL_CF | FL_OF) : 0);
+	if (!i->noflags)
+		flags_set(c, FL_CF | FL_OF, ovf ? (FL_CF | FL_OF) : 0);
 	insn_next(c, i);
 }
 
@@ -386,7 +396,8 @@ static void imul2(struct cpu *c, const struct insn *i, int64_t a, int64_t b)
 	s128 r = (s128)a * b;
 	int64_t t = sext((uint64_t)r, sz);
 	reg_write(c, i->reg, sz, (uint64_t)r);
-	flags_set(c, FL_CF | FL_OF, (s128)t != r ? (FL_CF | FL_OF) : 0);
+	if (!i->noflags)
+		flags_set(c, FL_CF | FL_OF, (s128)t != r ? (FL_CF | FL_OF) : 0);
 	insn_next(c, i);
 }
 
@@ -588,6 +599,10 @@ static void shift_exec(struct cpu *c, const struct insn *i, unsigned raw)
 		reg_write(c, i->rm, sz, r);
 	else
 		mem_write(c, ea, sz, r);
+	if (i->noflags) {
+		insn_next(c, i);
+		return;
+	}
 	if (cf)
 		f |= FL_CF;
 	if (of)
@@ -1080,3 +1095,24 @@ void op_stc(struct cpu *c, const struct insn *i) { flags_set(c, FL_CF, FL_CF); i
 void op_cmc(struct cpu *c, const struct insn *i) { flags_set(c, FL_CF, flag_cf(c) ? 0 : FL_CF); insn_next(c, i); }
 void op_cld(struct cpu *c, const struct insn *i) { c->s.rflags &= ~(uint64_t)FL_DF; insn_next(c, i); }
 void op_std(struct cpu *c, const struct insn *i) { c->s.rflags |= FL_DF; insn_next(c, i); }
+
+/* Register shifts and rotates by a nonzero immediate whose flags are dead
+ * (chosen by decode_flags_dead). */
+#define SHIFT_NF(NAME, SZ, EXPR)                                               \
+	void op_##NAME##_r##SZ##_nf(struct cpu *c, const struct insn *i)            \
+	{                                                                           \
+		uint##SZ##_t v = (uint##SZ##_t)c->s.gpr[i->rm];                         \
+		unsigned n = i->imm8 & (SZ - 1);                                        \
+		c->s.gpr[i->rm] = (uint##SZ##_t)(EXPR);                                 \
+		c->s.rip += i->len;                                                     \
+	}
+SHIFT_NF(rol, 32, n ? (v << n) | (v >> (32 - n)) : v)
+SHIFT_NF(ror, 32, n ? (v >> n) | (v << (32 - n)) : v)
+SHIFT_NF(shl, 32, v << n)
+SHIFT_NF(shr, 32, v >> n)
+SHIFT_NF(sar, 32, (uint32_t)((int32_t)v >> n))
+SHIFT_NF(rol, 64, n ? (v << n) | (v >> (64 - n)) : v)
+SHIFT_NF(ror, 64, n ? (v >> n) | (v << (64 - n)) : v)
+SHIFT_NF(shl, 64, v << n)
+SHIFT_NF(shr, 64, v >> n)
+SHIFT_NF(sar, 64, (uint64_t)((int64_t)v >> n))

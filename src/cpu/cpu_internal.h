@@ -57,6 +57,8 @@ struct insn {
 	uint8_t scale;  /* log2 of SIB scale */
 	uint8_t aux;    /* handler-specific (ALU op, condition code, ...) */
 	uint8_t imm8;   /* low byte of imm for handlers that take imm8 too */
+	uint8_t noflags; /* the flags this writes are dead (overwritten before
+	                    any read in its block): handlers may skip them */
 };
 
 /* ---- Registers ---- */
@@ -156,8 +158,8 @@ static inline uint64_t insn_ea(const struct cpu *c, const struct insn *i)
 /* Slow paths (mem.c): cross-page, TLB miss, code pages, faults. */
 uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz);
 void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v);
-void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n);
-void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n);
+void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n);
+void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n);
 /* Check that [a, a+n) is writable (faulting if not) without writing. */
 void mem_probe_write(struct cpu *c, uint64_t a, unsigned n);
 /* Host pointer to [a, a+sz) for an atomic read-modify-write, or NULL when
@@ -198,6 +200,26 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 		}
 	}
 	mem_write_slow(c, a, sz, v);
+}
+
+/* n bytes (any size, e.g. 10 or 16) between guest memory and dst/src. A
+ * write faults before storing anything if any page is not writable. */
+static inline void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
+{
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
+		memcpy(dst, (const void *)(uintptr_t)(a + e->addend), n);
+	else
+		mem_read_bytes_slow(c, a, dst, n);
+}
+
+static inline void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
+{
+	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
+		memcpy((void *)(uintptr_t)(a + e->addend), src, n);
+	else
+		mem_write_bytes_slow(c, a, src, n);
 }
 
 static inline uint8_t mem_read8(struct cpu *c, uint64_t a) { return (uint8_t)mem_read(c, a, 1); }

@@ -776,3 +776,60 @@ int cpu_insn_length(const uint8_t *code, size_t n)
 	int len = decode_insn(code, n, &i, &flags);
 	return len;
 }
+
+static int fn_in(insn_fn f, const insn_fn *tab, unsigned n)
+{
+	for (unsigned k = 0; k < n; k++)
+		if (tab[k] == f)
+			return 1;
+	return 0;
+}
+
+void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr)
+{
+	static const insn_fn rr[] = { op_alu_rr64_add, op_alu_rr64_sub, op_alu_rr64_xor, op_alu_rr64_and,
+				      op_alu_rr64_or, op_alu_rr64_cmp, op_alu_rr32_add, op_alu_rr32_sub,
+				      op_alu_rr32_xor, op_alu_rr32_and, op_alu_rr32_or, op_alu_rr32_cmp };
+	static const insn_fn none[] = { op_mov_rm_r, op_mov_r_rm, op_mov_rm_imm, op_mov_r_imm, op_mov_rr64,
+					op_mov_rr32, op_mov_r_m64, op_mov_m64_r, op_mov_a_moffs, op_mov_moffs_a,
+					op_movzx, op_movsx, op_movsxd, op_lea, op_xchg_rm_r, op_xchg_ax,
+					op_bswap, op_cbw, op_cwd, op_not, op_push_r, op_pop_r, op_push_imm,
+					op_push_rm, op_pop_rm, op_nop, op_leave, op_call_rel, op_jmp_rel };
+	insn_fn f = i->fn;
+	*rd = FL_ARITH;
+	*wr = 0;
+	if (fn_in(f, alu_rm_r, 8) || fn_in(f, alu_r_rm, 8) || fn_in(f, alu_rm_imm, 8) || fn_in(f, rr, 12)) {
+		*rd = (i->aux == 2 || i->aux == 3) ? FL_CF : 0; /* ADC SBB */
+		*wr = FL_ARITH;
+	} else if (f == op_test_rm_r || f == op_test_rm_imm || f == op_neg || f == op_popcnt) {
+		*rd = 0;
+		*wr = FL_ARITH;
+	} else if (f == op_inc || f == op_dec) {
+		*rd = 0;
+		*wr = FL_ARITH & ~FL_CF;
+	} else if (f == op_shift_imm) {
+		unsigned cnt = i->imm8 & (i->opsz == 8 ? 63 : 31);
+		*rd = (i->aux == 2 || i->aux == 3) ? FL_CF : 0;
+		*wr = !cnt ? 0 : i->aux < 4 ? FL_CF | FL_OF : FL_ARITH;
+	} else if (f == op_shift_cl) {
+		*rd = (i->aux == 2 || i->aux == 3) ? FL_CF : 0; /* count 0 passes flags through */
+	} else if (f == op_mul || f == op_imul1 || f == op_imul_r_rm || f == op_imul_r_rm_imm) {
+		*rd = 0;
+		*wr = FL_CF | FL_OF;
+	} else if (fn_in(f, none, sizeof(none) / sizeof(none[0]))) {
+		*rd = 0;
+	}
+}
+
+void decode_flags_dead(struct insn *i)
+{
+	i->noflags = 1;
+	if (i->fn == op_shift_imm && i->mod3 && (i->opsz == 4 || i->opsz == 8) && i->aux != 2 && i->aux != 3 &&
+	    (i->imm8 & (i->opsz * 8 - 1))) {
+		static const insn_fn nf32[8] = { op_rol_r32_nf, op_ror_r32_nf, NULL, NULL,
+						 op_shl_r32_nf, op_shr_r32_nf, op_shl_r32_nf, op_sar_r32_nf };
+		static const insn_fn nf64[8] = { op_rol_r64_nf, op_ror_r64_nf, NULL, NULL,
+						 op_shl_r64_nf, op_shr_r64_nf, op_shl_r64_nf, op_sar_r64_nf };
+		i->fn = i->opsz == 4 ? nf32[i->aux] : nf64[i->aux];
+	}
+}

@@ -11,4 +11,12 @@
  * i->len 1); -1 if more bytes are needed than n. */
 int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags);
 
+/* Arithmetic flags (FL_* bits) the instruction reads, and those it always
+ * writes; conservative (reads all, writes none) where unknown. */
+void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr);
+
+/* Called when the instruction's written flags are dead: sets i->noflags and
+ * may switch to a cheaper handler. */
+void decode_flags_dead(struct insn *i);
+
 #endif

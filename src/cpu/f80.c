@@ -446,13 +446,13 @@ struct cpu_f80 f80_sqrt(struct f80_env *e, struct cpu_f80 a)
 		return nan_pick(e, a, a, &ua, &ua);
 	if (ua.cls == F80_ZERO)
 		return a;
+	if (ua.sign)
+		return invalid(e);
 	if (ua.cls == F80_DENORMAL) {
 		e->exc |= F80_DE;
 		if (!(e->mask & F80_DE))
 			return a;
 	}
-	if (ua.sign)
-		return invalid(e);
 	if (ua.cls == F80_INF)
 		return a;
 
@@ -623,13 +623,14 @@ struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bo
 	struct unp ua = unpack(a), ub = unpack(b);
 	struct cpu_f80 r;
 
-	*q = 0;
+	*q = ~0ull;
 	*partial = false;
 	e->up = false;
 	if (screen2(e, a, b, &ua, &ub, &r))
 		return r;
 	if (ua.cls == F80_INF || ub.cls == F80_ZERO)
 		return invalid(e);
+	*q = 0;
 	if (ua.cls == F80_ZERO || ub.cls == F80_INF) {
 		if (ua.cls == F80_DENORMAL)
 			return round_pack(e, &fmt_ext64, ua.sign, ua.exp, (u128)ua.sig << 64);
@@ -845,11 +846,11 @@ uint64_t f80_to_f64(struct f80_env *e, struct cpu_f80 a)
 	return to_ieee(e, a, &fmt_f64, 52, 11);
 }
 
-/* The x87 keeps its constants to 66 bits and rounds them per FCW.RC. */
+/* The constants are rounded per FCW.RC (correctly: from 128 bits). */
 struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp)
 {
 	struct f80_env t = *e;
-	u128 s = ((u128)hi << 64) | (lo & 0xc000000000000000ull);
+	u128 s = ((u128)hi << 64) | lo;
 	t.mask = 0x3f;
 	return round_pack(&t, &fmt_ext64, 0, exp, s);
 }

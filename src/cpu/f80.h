@@ -39,7 +39,8 @@ struct cpu_f80 f80_sub(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_mul(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_div(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_sqrt(struct f80_env *e, struct cpu_f80 a);
-/* FPREM (ieee false) / FPREM1 (ieee true): *q gets the low quotient bits,
+/* FPREM (ieee false) / FPREM1 (ieee true): *q gets the low quotient bits
+ * (all ones when the result is a NaN and C0/C2/C3 are left alone),
  * *partial is set when the reduction is incomplete (C2). */
 struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee,
 	uint64_t *q, bool *partial);
@@ -63,7 +64,7 @@ int64_t f80_to_int(struct f80_env *e, struct cpu_f80 a, unsigned bits, bool trun
 struct cpu_f80 f80_from_bcd(const uint8_t b[10]);
 void f80_to_bcd(struct f80_env *e, struct cpu_f80 a, uint8_t b[10]);
 /* Round a constant given as a 128-bit significand (integer bit at bit 127 of
- * hi:lo) and exponent, with the x87's 66-bit internal constants. */
+ * hi:lo) times 2^exp to 64 bits by e->rc. */
 struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp);
 
 /* Transcendentals (F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS). They

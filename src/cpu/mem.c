@@ -147,11 +147,9 @@ void mem_probe_write(struct cpu *c, uint64_t a, unsigned n)
 	}
 }
 
-void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
+void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 {
 	uint8_t *d = dst;
-	/* Translate every page first: a fault leaves dst untouched by policy of
-	 * callers that read into temporaries anyway, but keeps order simple. */
 	while (n) {
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
 		if (chunk > n)
@@ -163,7 +161,7 @@ void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
 	}
 }
 
-void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
+void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n)
 {
 	const uint8_t *s = src;
 	mem_probe_write(c, a, n);

@@ -17,6 +17,8 @@ OP(op_inc); OP(op_dec); OP(op_not); OP(op_neg);
 OP(op_mul); OP(op_imul1); OP(op_div); OP(op_idiv);
 OP(op_imul_r_rm); OP(op_imul_r_rm_imm);
 OP(op_shift_imm); OP(op_shift_cl); /* aux = 0-7 ROL ROR RCL RCR SHL SHR SAL SAR */
+OP(op_rol_r32_nf); OP(op_ror_r32_nf); OP(op_shl_r32_nf); OP(op_shr_r32_nf); OP(op_sar_r32_nf);
+OP(op_rol_r64_nf); OP(op_ror_r64_nf); OP(op_shl_r64_nf); OP(op_shr_r64_nf); OP(op_sar_r64_nf);
 OP(op_shld_imm); OP(op_shld_cl); OP(op_shrd_imm); OP(op_shrd_cl);
 OP(op_bt_r); OP(op_bt_imm); /* aux = 0 BT, 1 BTS, 2 BTR, 3 BTC */
 OP(op_bsf); OP(op_bsr); OP(op_popcnt);

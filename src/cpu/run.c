@@ -237,6 +237,17 @@ static struct dblock *block_build(struct cpu *c, uint64_t rip)
 		if (flags & DEC_BRANCH)
 			break;
 	}
+	/* Dead flags: walking back from the block's end (where all flags are
+	 * live), an instruction whose written flags are all overwritten before
+	 * any read need not compute them. */
+	unsigned live = FL_ARITH;
+	for (uint32_t k = b->n; k-- > 0;) {
+		unsigned rd, wr;
+		decode_flag_use(&b->insn[k], &rd, &wr);
+		if (wr && !(wr & live))
+			decode_flags_dead(&b->insn[k]);
+		live = (live & ~wr) | rd;
+	}
 	dc->used += sizeof(struct dblock) + b->n * sizeof(struct insn);
 	dc->used = (dc->used + 15) & ~(size_t)15;
 	unsigned h = (unsigned)((rip ^ (rip >> DC_HASH_BITS)) & (DC_HASH - 1));
@@ -254,22 +265,13 @@ static inline struct dblock *block_find(struct cpu *c, uint64_t rip)
 	return block_build(c, rip);
 }
 
-enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+/* The loop proper, out of line from cpu_run's setjmp so its locals may live
+ * in registers (a longjmp out of here never returns into it). */
+static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t limit)
 {
-	/* Written between setjmp and longjmp: keep in memory (c->...) only. */
-	c->in_run = 1;
-	c->end_block = 0;
-	c->exit = -1;
-	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
-	if (setjmp(c->fault_jb)) {
-		c->in_run = 0;
-		c->end_block = 0;
-		return CPU_EXIT_EXCEPTION;
-	}
 	for (;;) {
 		if (unlikely(c->stop_req)) {
 			c->stop_req = 0;
-			c->in_run = 0;
 			return CPU_EXIT_STOP;
 		}
 		if (unlikely(c->tlb_gen != c->vm->tlb_gen)) {
@@ -292,13 +294,26 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 			if (c->exit >= 0) {
 				enum cpu_exit e = (enum cpu_exit)c->exit;
 				c->exit = -1;
-				c->in_run = 0;
 				return e;
 			}
 		}
-		if (unlikely(c->icount >= limit)) {
-			c->in_run = 0;
+		if (unlikely(c->icount >= limit))
 			return CPU_EXIT_LIMIT;
-		}
 	}
+}
+
+enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+{
+	c->in_run = 1;
+	c->end_block = 0;
+	c->exit = -1;
+	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
+	if (setjmp(c->fault_jb)) {
+		c->in_run = 0;
+		c->end_block = 0;
+		return CPU_EXIT_EXCEPTION;
+	}
+	enum cpu_exit e = run_loop(c, limit);
+	c->in_run = 0;
+	return e;
 }

@@ -215,6 +215,17 @@ static struct cpu_f80 load_arith_operand(struct cpu *c, const struct insn *i, st
 	}
 }
 
+/* A denormal memory operand is reported (DE) only when ST0 is not a NaN
+ * or unsupported, which decide the result first */
+static void mem_operand_de(const struct cpu_x87 *x, struct f80_env *e)
+{
+	if (e->exc & F80_DE) {
+		enum f80_class k = f80_classify(st_get(x, 0));
+		if (k == F80_QNAN || k == F80_SNAN || k == F80_UNSUPPORTED)
+			e->exc &= ~(unsigned)F80_DE;
+	}
+}
+
 /* Write an arithmetic result to ST(dst), pop if asked, update FSW */
 static void fpu_result(struct cpu *c, const struct insn *i, unsigned dst, struct cpu_f80 r, struct f80_env *e,
 	bool pop)
@@ -238,6 +249,7 @@ static void op_farith_mem(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	struct cpu_f80 b = load_arith_operand(c, i, &e);
+	mem_operand_de(x, &e);
 	if (st_empty(x, 0)) {
 		e.exc = 0;
 		stack_fault(&e, false);
@@ -276,8 +288,8 @@ static const uint16_t cmp_cc[4] = { FSW_C0, FSW_C3, 0, FSW_C0 | FSW_C2 | FSW_C3 
 static void fcom_finish(struct cpu *c, const struct insn *i, int rel, struct f80_env *e, unsigned npop)
 {
 	struct cpu_x87 *x = &c->s.x87;
+	fsw_cc(x, cmp_cc[rel + 1]);
 	if (!(e->exc & ~x->fcw & (F80_IE | F80_DE))) {
-		fsw_cc(x, cmp_cc[rel + 1]);
 		while (npop--)
 			fpu_pop(x);
 	}
@@ -295,6 +307,7 @@ static void op_fcom_mem(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	struct cpu_f80 b = load_arith_operand(c, i, &e);
+	mem_operand_de(x, &e);
 	if (st_empty(x, 0)) {
 		e.exc = 0;
 		stack_fault(&e, false);
@@ -355,12 +368,11 @@ static void op_fcomi(struct cpu *c, const struct insn *i)
 	} else {
 		rel = f80_compare(&e, st_get(x, 0), st_get(x, s), i->aux & 4);
 	}
-	if (!(e.exc & ~x->fcw & (F80_IE | F80_DE))) {
-		flags_set(c, FL_ZF | FL_PF | FL_CF | FL_OF | FL_SF | FL_AF, fl[rel + 1]);
-		if (i->aux & 1)
-			fpu_pop(x);
-	}
-	fsw_flags(x, e.exc, false);
+	flags_set(c, FL_ZF | FL_PF | FL_CF | FL_OF | FL_SF | FL_AF, fl[rel + 1]);
+	if ((i->aux & 1) && !(e.exc & ~x->fcw & (F80_IE | F80_DE)))
+		fpu_pop(x);
+	/* C1 is only written on a stack fault */
+	fsw_flags(x, e.exc, (e.exc & FSW_SF) ? e.up : (x->fsw & FSW_C1));
 	fpu_note(c, i);
 	insn_next(c, i);
 }
@@ -398,7 +410,7 @@ static void op_fxam(struct cpu *c, const struct insn *i)
 static void fpu_load(struct cpu *c, const struct insn *i, struct cpu_f80 v, struct f80_env *e)
 {
 	struct cpu_x87 *x = &c->s.x87;
-	if (push_full(x)) {
+	if (push_full(x) && !(e->exc & FSW_SF)) {
 		e->exc = 0;
 		stack_fault(e, true);
 		v = F80_INDEFINITE;
@@ -558,7 +570,7 @@ static void op_fst_mem(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-/* FST/FSTP ST(i) (aux 1: pop) */
+/* FST/FSTP ST(i) (aux 1: pop; 2: pop, FSTP1) */
 static void op_fst_reg(struct cpu *c, const struct insn *i)
 {
 	struct cpu_x87 *x = &c->s.x87;
@@ -566,6 +578,15 @@ static void op_fst_reg(struct cpu *c, const struct insn *i)
 	struct cpu_f80 v = st_get(x, 0);
 
 	fpu_enter(c, true);
+	if (st_empty(x, 0) && i->aux == 2) {
+		/* FSTP1 (D9 D8+i) on an empty ST0 only pops, without a
+		 * stack fault (as AMD CPUs do) */
+		fpu_pop(x);
+		fsw_flags(x, 0, false);
+		fpu_note(c, i);
+		insn_next(c, i);
+		return;
+	}
 	if (st_empty(x, 0)) {
 		stack_fault(&e, false);
 		v = F80_INDEFINITE;
@@ -614,7 +635,7 @@ static void op_fbinary(struct cpu *c, const struct insn *i)
 	struct cpu_x87 *x = &c->s.x87;
 	struct f80_env e = fpu_env(x);
 	struct cpu_f80 r;
-	uint64_t q = 0;
+	uint64_t q = ~0ull;
 	bool partial = false;
 
 	fpu_enter(c, true);
@@ -626,7 +647,10 @@ static void op_fbinary(struct cpu *c, const struct insn *i)
 	} else {
 		r = f80_rem(&e, st_get(x, 0), st_get(x, 1), i->aux == B_PREM1, &q, &partial);
 	}
-	if (i->aux != B_SCALE && !fpu_blocked(x, e.exc)) {
+	if (i->aux != B_SCALE && q == ~0ull) {
+		/* stack fault or NaN: only C2 is cleared */
+		x->fsw &= (uint16_t)~FSW_C2;
+	} else if (i->aux != B_SCALE && !fpu_blocked(x, e.exc)) {
 		unsigned cc = partial ? FSW_C2 : (q & 4 ? FSW_C0 : 0) | (q & 2 ? FSW_C3 : 0);
 		fsw_cc(x, cc);
 		e.up = !partial && (q & 1);
@@ -728,7 +752,7 @@ static void op_fxtract(struct cpu *c, const struct insn *i)
 		st_put(x, 0, ex);
 		fpu_push(x, sig);
 	}
-	fsw_flags(x, e.exc, false);
+	fsw_flags(x, e.exc, e.up);
 	fpu_note(c, i);
 	insn_next(c, i);
 }
@@ -770,10 +794,10 @@ static void op_fcmov(struct cpu *c, const struct insn *i)
 		stack_fault(&e, false);
 		if (!fpu_blocked(x, e.exc))
 			st_put(x, 0, F80_INDEFINITE);
+		fsw_flags(x, e.exc, false);
 	} else if (cond_eval(c, i->aux)) {
 		st_put(x, 0, st_get(x, s));
 	}
-	fsw_flags(x, e.exc, false);
 	fpu_note(c, i);
 	insn_next(c, i);
 }
@@ -785,8 +809,9 @@ static void op_ffree(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	tag_put(x, fpu_phys(x, i->rm & 7), TAG_EMPTY);
+	x->fsw &= (uint16_t)~FSW_C1;
 	if (i->aux)
-		fpu_set_top(x, fpu_top(x) + 1);
+		fpu_pop(x);
 	fpu_note(c, i);
 	insn_next(c, i);
 }
@@ -1195,7 +1220,7 @@ static insn_fn x87_reg_fn(const struct insn *i, uint8_t *aux)
 		case 0: return op_fld_reg;
 		case 1: return op_fxch;
 		case 2: return rm == 0 ? op_fnop : NULL;
-		case 3: *aux = 1; return op_fst_reg; /* FSTP1 alias */
+		case 3: *aux = 2; return op_fst_reg; /* FSTP1 alias */
 		default: return x87_d9_misc(rm, reg, aux);
 		}
 	case 0xda:

@@ -107,7 +107,7 @@ static void guest_fini(struct guest *g)
 static uint64_t guest_call(struct guest *g, const void *fn, uint64_t a, uint64_t b, uint64_t c3, enum cpu_exit *why)
 {
 	struct cpu *c = &g->cpu;
-	uint64_t sp = (uint64_t)(uintptr_t)(g->stack + (1 << 20) - 64);
+	uint64_t sp = (uint64_t)(uintptr_t)(g->stack + (1 << 20) - 72);
 	memcpy((void *)(uintptr_t)sp, &(uint64_t){ (uint64_t)(uintptr_t)g->stub }, 8);
 	c->s.gpr[4] = sp;
 	c->s.gpr[7] = a;
