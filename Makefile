@@ -79,3 +79,35 @@ clean:
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+
+# ---- fuzzing (opt-in) ----
+# `make fuzz` builds libFuzzer targets with clang (Debian: clang,
+# libclang-rt-14-dev), compiling the library sources itself with the fuzzer
+# and sanitizer flags. `make fuzz-run FUZZ_SECONDS=300` fuzzes from the seeds
+# and fails on a crash, whose input lands in tests/fuzz/regress/cpu/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_BUILD   := build-fuzz
+FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Isrc -Itests -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# clang 14 has no __builtin_roundeven; glibc's roundeven() is the same function.
+FUZZ_CFLAGS  += -include math.h -D__builtin_roundeven=roundeven
+FUZZ_CPU_SRC := $(sort $(wildcard src/cpu/*.c))
+
+$(FUZZ_BUILD)/fuzz_cpu: tests/fuzz/fuzz_cpu.c tests/fuzz/fuzz_cpu.h $(FUZZ_CPU_SRC) $(wildcard src/cpu/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_cpu.c $(FUZZ_CPU_SRC) -pthread -lm
+
+fuzz: $(FUZZ_BUILD)/fuzz_cpu
+
+fuzz-run: $(FUZZ_BUILD)/fuzz_cpu
+	@mkdir -p $(FUZZ_BUILD)/corpus-cpu tests/fuzz/regress/cpu
+	$(FUZZ_BUILD)/fuzz_cpu -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/cpu/ $(FUZZ_BUILD)/corpus-cpu tests/fuzz/seeds/cpu
+
+fuzz-clean:
+	rm -rf $(FUZZ_BUILD)
+
+clean: fuzz-clean
+
+.PHONY: fuzz fuzz-run fuzz-clean

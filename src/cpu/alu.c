@@ -526,10 +526,12 @@ static void shift_exec(struct cpu *c, const struct insn *i, unsigned raw)
 		v = mem_read(c, ea, sz);
 	}
 	if (!cnt) {
-		/* Flags and destination are unchanged (a memory operand is still
-		 * read, and written back on hardware: probe it). */
+		/* Flags are unchanged; the destination is still written (a 32-bit
+		 * register is zero-extended, memory must be writable). */
 		if (!i->mod3)
 			mem_probe_write(c, ea, sz);
+		else if (sz == 4)
+			reg_write(c, i->rm, 4, v);
 		insn_next(c, i);
 		return;
 	}
@@ -636,6 +638,8 @@ static void shxd(struct cpu *c, const struct insn *i, unsigned raw, bool left)
 	if (!cnt) {
 		if (!i->mod3)
 			mem_probe_write(c, ea, sz);
+		else if (sz == 4)
+			reg_write(c, i->rm, 4, d);
 		insn_next(c, i);
 		return;
 	}

@@ -170,6 +170,7 @@ struct cpu {
 	int exc_vector;
 	uint32_t exc_error;
 	uint64_t exc_addr; /* faulting data address (#PF, #GP on memory) */
+	int exc_noncanon;  /* the fault was a non-canonical address (#GP or #SS) */
 
 	int end_block;          /* set by a handler: leave the current block */
 	int exit;               /* with end_block: an enum cpu_exit to return, or -1 */

@@ -19,6 +19,14 @@ static inline void push_sz(struct cpu *c, unsigned sz, uint64_t v)
 	c->s.gpr[R_RSP] = sp;
 }
 
+/* A near branch to a non-canonical address faults (#GP) on the branch. */
+static inline uint64_t branch_target(struct cpu *c, uint64_t t)
+{
+	if (unlikely((uint64_t)((int64_t)(t << 16) >> 16) != t))
+		cpu_raise(c, EXC_GP, 0);
+	return t;
+}
+
 void op_push_r(struct cpu *c, const struct insn *i)
 {
 	push_sz(c, i->opsz, reg_read(c, i->reg, i->opsz));
@@ -144,25 +152,25 @@ void op_ret(struct cpu *c, const struct insn *i)
 {
 	(void)i;
 	uint64_t sp = c->s.gpr[R_RSP];
-	c->s.rip = mem_read(c, sp, 8);
+	c->s.rip = branch_target(c, mem_read(c, sp, 8));
 	c->s.gpr[R_RSP] = sp + 8;
 }
 
 void op_ret_imm(struct cpu *c, const struct insn *i)
 {
 	uint64_t sp = c->s.gpr[R_RSP];
-	c->s.rip = mem_read(c, sp, 8);
+	c->s.rip = branch_target(c, mem_read(c, sp, 8));
 	c->s.gpr[R_RSP] = sp + 8 + (i->imm & 0xffff);
 }
 
 void op_jmp_rm(struct cpu *c, const struct insn *i)
 {
-	c->s.rip = rm_read(c, i, 8);
+	c->s.rip = branch_target(c, rm_read(c, i, 8));
 }
 
 void op_call_rm(struct cpu *c, const struct insn *i)
 {
-	uint64_t target = rm_read(c, i, 8);
+	uint64_t target = branch_target(c, rm_read(c, i, 8));
 	push64(c, c->s.rip + i->len);
 	c->s.rip = target;
 }

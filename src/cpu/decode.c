@@ -833,3 +833,11 @@ void decode_flags_dead(struct insn *i)
 		i->fn = i->opsz == 4 ? nf32[i->aux] : nf64[i->aux];
 	}
 }
+
+int decode_uses_stack(const struct insn *i)
+{
+	static const insn_fn stack_ops[] = { op_push_r, op_pop_r, op_push_imm, op_push_rm, op_pop_rm,
+					     op_pushf, op_popf, op_enter, op_leave, op_call_rel, op_call_rm,
+					     op_ret, op_ret_imm, op_push_sreg, op_pop_sreg };
+	return fn_in(i->fn, stack_ops, sizeof(stack_ops) / sizeof(stack_ops[0]));
+}

@@ -19,4 +19,7 @@ void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr);
  * may switch to a cheaper handler. */
 void decode_flags_dead(struct insn *i);
 
+/* The instruction accesses the stack implicitly (push, pop, call, ...). */
+int decode_uses_stack(const struct insn *i);
+
 #endif

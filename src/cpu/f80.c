@@ -182,7 +182,15 @@ static struct rres round_val(struct f80_env *e, const struct fmt *f, int sign, i
 	}
 	if (x > f->emax) {
 		e->exc |= F80_OE;
+		/* an unmasked overflow delivers the wrapped result, unless even
+		 * that does not fit (FSCALE): then as if masked */
 		if (!(e->mask & F80_OE)) {
+			if (f->ext && x - EXT_WRAP > f->emax) {
+				e->exc |= F80_PE;
+				e->up = true;
+				r.kind = 1;
+				return r;
+			}
 			if (f->ext) {
 				r.exp = x - EXT_WRAP;
 				r.sig = s;
@@ -210,6 +218,13 @@ static struct rres round_val(struct f80_env *e, const struct fmt *f, int sign, i
 		return r;
 	}
 	if (x < f->emin) {
+		if (!(e->mask & F80_UE) && f->ext && x + EXT_WRAP < f->emin) {
+			/* too small even to wrap (FSCALE): zero */
+			e->exc |= F80_UE | F80_PE;
+			r.exp = f->emin;
+			r.sig = 0;
+			return r;
+		}
 		if (!(e->mask & F80_UE)) {
 			e->exc |= F80_UE;
 			if (f->ext) {
@@ -293,7 +308,7 @@ static bool screen2(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, const
 		*r = nan_pick(e, a, b, ua, ub);
 		return true;
 	}
-	if (ua->cls == F80_DENORMAL || ub->cls == F80_DENORMAL) {
+	if (ua->cls == F80_DENORMAL || ub->cls == F80_DENORMAL || e->den_in) {
 		e->exc |= F80_DE;
 		if (!(e->mask & F80_DE)) {
 			*r = a;
@@ -381,6 +396,13 @@ struct cpu_f80 f80_div(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b)
 	int sign = ua.sign ^ ub.sign;
 
 	e->up = false;
+	/* x/0 is decided before denormal operands are reported */
+	if (ub.cls == F80_ZERO && (ua.cls == F80_ZERO || is_finite_nz(&ua))) {
+		if (ua.cls == F80_ZERO)
+			return invalid(e);
+		e->exc |= F80_ZE;
+		return inf(sign);
+	}
 	if (screen2(e, a, b, &ua, &ub, &r))
 		return r;
 	if (ua.cls == F80_INF) {
@@ -557,11 +579,9 @@ int64_t f80_to_int(struct f80_env *e, struct cpu_f80 a, unsigned bits, bool trun
 		e->exc |= F80_IE;
 		return indef;
 	}
-	if (ua.cls == F80_DENORMAL)
-		e->exc |= F80_DE;
 	uint64_t m = round_to_int(trunc ? F80_RZ : e->rc, ua.sign, ua.exp, ua.sig, &inx, &up);
 	uint64_t lim = 1ull << (bits - 1);
-	if (ua.exp == 63 || m > lim || (m == lim && !ua.sign)) {
+	if (m > lim || (m == lim && !ua.sign)) {
 		e->exc |= F80_IE;
 		return indef;
 	}
@@ -588,8 +608,6 @@ void f80_to_bcd(struct f80_env *e, struct cpu_f80 a, uint8_t b[10])
 	e->up = false;
 	memset(b, 0, 10);
 	if (is_finite_nz(&ua)) {
-		if (ua.cls == F80_DENORMAL)
-			e->exc |= F80_DE;
 		if (ua.exp > 63)
 			m = ~0ull;
 		else
@@ -626,10 +644,12 @@ struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bo
 	*q = ~0ull;
 	*partial = false;
 	e->up = false;
+	/* inf % y and x % 0 are invalid before denormals are looked at */
+	if ((ua.cls == F80_INF && (ub.cls == F80_ZERO || is_finite_nz(&ub) || ub.cls == F80_INF)) ||
+		(ub.cls == F80_ZERO && (ua.cls == F80_ZERO || is_finite_nz(&ua))))
+		return invalid(e);
 	if (screen2(e, a, b, &ua, &ub, &r))
 		return r;
-	if (ua.cls == F80_INF || ub.cls == F80_ZERO)
-		return invalid(e);
 	*q = 0;
 	if (ua.cls == F80_ZERO || ub.cls == F80_INF) {
 		if (ua.cls == F80_DENORMAL)
@@ -746,7 +766,7 @@ int f80_compare(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool quie
 			e->exc |= F80_IE;
 		return 2;
 	}
-	if (ua.cls == F80_DENORMAL || ub.cls == F80_DENORMAL)
+	if (ua.cls == F80_DENORMAL || ub.cls == F80_DENORMAL || e->den_in)
 		e->exc |= F80_DE;
 	if (ua.cls == F80_ZERO && ub.cls == F80_ZERO)
 		return 0;
@@ -776,7 +796,7 @@ static struct cpu_f80 from_ieee(struct f80_env *e, uint64_t v, int fbits, int eb
 		if (!frac)
 			return inf(sign);
 		struct cpu_f80 n = mk(sign, 0x7fff, (1ull << 63) | (frac << (63 - fbits)));
-		if (!(frac >> (fbits - 1))) {
+		if (e && !(frac >> (fbits - 1))) {
 			e->exc |= F80_IE;
 			n = quiet(n);
 		}
@@ -785,7 +805,8 @@ static struct cpu_f80 from_ieee(struct f80_env *e, uint64_t v, int fbits, int eb
 	if (bexp == 0) {
 		if (!frac)
 			return zero(sign);
-		e->exc |= F80_DE;
+		if (e)
+			e->exc |= F80_DE;
 		int lz = __builtin_clzll(frac);
 		/* frac * 2^(1 - bias - fbits) */
 		return mk(sign, (unsigned)(63 - lz + 1 - bias - fbits + EXT_BIAS), frac << lz);
@@ -866,9 +887,12 @@ static long double to_ld(const struct unp *u)
 	return u->sign ? -v : v;
 }
 
-/* Round a host long double (finite or not) to an extended result */
+/* Round a host long double (finite or not) to an extended result. libm
+ * has rounded it already, so a tiny result is inexact: underflow. */
 static struct cpu_f80 from_ld(struct f80_env *e, long double v)
 {
+	if (v != 0 && fabsl(v) < 0x1p-16382L)
+		e->exc |= F80_UE;
 	if (isnan(v))
 		return invalid(e);
 	if (isinf(v))
@@ -885,17 +909,157 @@ static struct cpu_f80 from_ld(struct f80_env *e, long double v)
 	return round_pack(e, &fmt_ext64, signbit(v) != 0, ex - 1, ((u128)hi << 64) | lo);
 }
 
-/* Multiply a finite nonzero extended value by a host long double exactly
- * (to its first 64 bits) and round once */
-static struct cpu_f80 mul_ld(struct f80_env *e, const struct unp *y, long double v)
+/* Intermediate results with 128-bit significands: value = sig * 2^(exp-127),
+ * sig normalized (bit 127 set) or zero. Enough to round the final product
+ * or sum of libm results once. */
+struct x128 {
+	int sign;
+	int32_t exp;
+	u128 sig;
+};
+
+static struct x128 x_from_ld(long double v)
 {
-	if (v == 0 || isinf(v) || isnan(v))
-		return from_ld(e, to_ld(y) * v);
+	struct x128 r = { signbit(v) != 0, 0, 0 };
+	if (v == 0)
+		return r;
 	int ex;
-	long double fr = frexpl(fabsl(v), &ex);
-	uint64_t m = (uint64_t)ldexpl(fr, 64);
-	int sign = y->sign ^ (signbit(v) != 0);
-	return norm_round_pack(e, &fmt_ext64, sign, y->exp + ex, (u128)y->sig * m);
+	long double t = ldexpl(frexpl(fabsl(v), &ex), 64);
+	uint64_t hi = (uint64_t)t;
+	long double rem = ldexpl(t - (long double)hi, 64);
+	uint64_t lo = (uint64_t)rem;
+	if (rem != (long double)lo)
+		lo |= 1;
+	r.exp = ex - 1;
+	r.sig = ((u128)hi << 64) | lo;
+	return r;
+}
+
+static struct x128 x_from_unp(const struct unp *u)
+{
+	struct x128 r = { u->sign, u->exp, (u128)u->sig << 64 };
+	return r;
+}
+
+static struct x128 x_mul(struct x128 a, struct x128 b)
+{
+	struct x128 r = { a.sign ^ b.sign, 0, 0 };
+	if (!a.sig || !b.sig)
+		return r;
+	const u128 m64 = ~(uint64_t)0;
+	uint64_t ah = (uint64_t)(a.sig >> 64), al = (uint64_t)a.sig;
+	uint64_t bh = (uint64_t)(b.sig >> 64), bl = (uint64_t)b.sig;
+	u128 hh = (u128)ah * bh, hl = (u128)ah * bl, lh = (u128)al * bh, ll = (u128)al * bl;
+	u128 mid = (hl & m64) + (lh & m64) + (ll >> 64);
+	u128 top = hh + (hl >> 64) + (lh >> 64) + (mid >> 64);
+	top |= ((mid & m64) | (ll & m64)) != 0;
+	int lz = clz128(top);
+	r.sig = top << lz;
+	r.exp = a.exp + b.exp + 1 - lz;
+	return r;
+}
+
+static struct x128 x_div_small(struct x128 a, unsigned k)
+{
+	u128 q = a.sig / k;
+	q |= (a.sig % k) != 0;
+	if (!q)
+		return a;
+	int lz = clz128(q);
+	a.sig = q << lz;
+	a.exp -= lz;
+	return a;
+}
+
+static struct x128 x_add(struct x128 a, struct x128 b)
+{
+	if (!b.sig)
+		return a;
+	if (!a.sig)
+		return b;
+	if (a.exp < b.exp || (a.exp == b.exp && a.sig < b.sig)) {
+		struct x128 t = a;
+		a = b;
+		b = t;
+	}
+	u128 sa = shr_jam(a.sig, 1), sb = shr_jam(shr_jam(b.sig, 1), (uint32_t)(a.exp - b.exp));
+	u128 sum = a.sign == b.sign ? sa + sb : sa - sb;
+	struct x128 r = { a.sign, 0, 0 };
+	if (!sum)
+		return r;
+	int lz = clz128(sum);
+	r.sig = sum << lz;
+	r.exp = a.exp + 1 - lz;
+	return r;
+}
+
+/* a / b by long division, 128 quotient bits plus sticky */
+static struct x128 x_div(struct x128 a, struct x128 b)
+{
+	struct x128 r = { a.sign ^ b.sign, a.exp - b.exp, 0 };
+	u128 n = a.sig, d = b.sig, q = 1;
+
+	if (!n)
+		return r;
+	if (n < d) {
+		r.exp--;
+		n <<= 1; /* the bit shifted out is 1: n*2 >= 2^128 > d */
+	}
+	n -= d;
+	for (int k = 0; k < 127; k++) {
+		bool top = n >> 127;
+		n <<= 1;
+		q <<= 1;
+		if (top || n >= d) {
+			n -= d;
+			q |= 1;
+		}
+	}
+	r.sig = q | (n != 0);
+	return r;
+}
+
+static struct x128 x_from_int(int64_t v)
+{
+	struct x128 r = { v < 0, 0, 0 };
+	uint64_t m = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	if (m) {
+		int lz = __builtin_clzll(m);
+		r.sig = (u128)(m << lz) << 64;
+		r.exp = 63 - lz;
+	}
+	return r;
+}
+
+/* 2*atanh(u) = ln((1+u)/(1-u)) = 2(u + u^3/3 + u^5/5 + ...), |u| < 0.18 */
+static struct x128 x_ln_series(struct x128 u)
+{
+	struct x128 sum = u, t = u, u2 = x_mul(u, u);
+
+	if (!u.sig)
+		return u;
+	for (unsigned k = 3; k < 200; k += 2) {
+		t = x_mul(t, u2);
+		struct x128 term = x_div_small(t, k);
+		if (sum.exp - term.exp > 140)
+			break;
+		sum = x_add(sum, term);
+	}
+	sum.exp++;
+	return sum;
+}
+
+static const struct x128 x_one = { 0, 0, (u128)1 << 127 };
+
+static struct cpu_f80 x_round(struct f80_env *e, struct x128 a)
+{
+	if (!a.sig)
+		return zero(a.sign);
+	struct cpu_f80 r = round_pack(e, &fmt_ext64, a.sign, a.exp, a.sig);
+	/* the result of a transcendental is inexact, so tiny means underflow */
+	if (!(r.sexp & 0x7fff) && (e->mask & F80_UE))
+		e->exc |= F80_UE | F80_PE;
+	return r;
 }
 
 static bool screen1(struct f80_env *e, struct cpu_f80 a, const struct unp *u, struct cpu_f80 *r)
@@ -919,7 +1083,7 @@ static bool screen1(struct f80_env *e, struct cpu_f80 a, const struct unp *u, st
 }
 
 static const uint64_t LN2_HI = 0xb17217f7d1cf79abull, LN2_LO = 0xc9e3b39803f2f6afull;
-static const uint64_t LOG2E_HI = 0xb8aa3b295c17f0bbull;
+static const uint64_t LOG2E_HI = 0xb8aa3b295c17f0bbull, LOG2E_LO = 0xbe87fed0691d3e88ull;
 
 struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a)
 {
@@ -933,21 +1097,29 @@ struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a)
 		return a;
 	if (u.cls == F80_INF)
 		return u.sign ? mk(1, EXT_BIAS, 1ull << 63) : a;
-	/* y = x*ln2 as a sum of two long doubles, then
-	 * 2^x - 1 = expm1(yh + yl) ~ expm1(yh) + yl * 2^x */
-	u128 p = (u128)u.sig * LN2_HI + (((u128)u.sig * LN2_LO) >> 64);
-	int lz = clz128(p);
-	p <<= lz;
-	int32_t pe = u.exp - 1 + 1 - lz; /* weight of bit 127 */
-	long double yh = ldexpl((long double)(uint64_t)(p >> 64), pe - 63);
-	long double yl = ldexpl((long double)(uint64_t)p, pe - 127);
-	if (u.sign) {
-		yh = -yh;
-		yl = -yl;
+	/* y = x*ln2 = yh + yl (two long doubles), then
+	 * 2^x - 1 = expm1(yh + yl) ~ expm1(yh) + yl * 2^x, summed exactly */
+	struct x128 ln2 = { 0, -1, ((u128)LN2_HI << 64) | LN2_LO };
+	struct x128 y = x_mul(x_from_unp(&u), ln2);
+	int sgn = y.sign ? -1 : 1;
+	long double yh = sgn * ldexpl((long double)(uint64_t)(y.sig >> 64), y.exp - 63);
+	long double yl = sgn * ldexpl((long double)(uint64_t)y.sig, y.exp - 127);
+	e->exc |= F80_PE;
+	if (y.exp < 0) {
+		/* |x| <= 1 (the defined domain), so |y| < ln2: the series
+		 * expm1(y) = y + y^2/2! + y^3/3! + ... in 128 bits converges to
+		 * far below an ulp within 30 terms */
+		struct x128 t = y, sum = y;
+		for (unsigned n = 2; n <= 32 && t.sig; n++) {
+			t = x_div_small(x_mul(t, y), n);
+			if (sum.exp - t.exp > 140)
+				break;
+			sum = x_add(sum, t);
+		}
+		return x_round(e, sum);
 	}
 	long double em = expm1l(yh);
-	e->exc |= F80_PE;
-	return from_ld(e, em + yl * (em + 1));
+	return x_round(e, x_add(x_from_ld(em), x_from_ld(yl * (em + 1))));
 }
 
 struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
@@ -956,17 +1128,20 @@ struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 	struct cpu_f80 r;
 
 	e->up = false;
+	/* a negative or zero x is decided before denormals are looked at */
+	if (!is_nan(&ux) && !is_nan(&uy) && ux.cls != F80_UNSUPPORTED && uy.cls != F80_UNSUPPORTED) {
+		if (ux.sign && ux.cls != F80_ZERO)
+			return invalid(e);
+		if (ux.cls == F80_ZERO) {
+			if (uy.cls == F80_ZERO)
+				return invalid(e);
+			if (uy.cls != F80_INF)
+				e->exc |= F80_ZE;
+			return inf(!uy.sign);
+		}
+	}
 	if (screen2(e, x, y, &ux, &uy, &r))
 		return r;
-	if (ux.sign && ux.cls != F80_ZERO)
-		return invalid(e);
-	if (ux.cls == F80_ZERO) {
-		if (uy.cls == F80_ZERO)
-			return invalid(e);
-		if (uy.cls != F80_INF)
-			e->exc |= F80_ZE;
-		return inf(!uy.sign);
-	}
 	if (ux.cls == F80_INF) {
 		if (uy.cls == F80_ZERO)
 			return invalid(e);
@@ -981,7 +1156,20 @@ struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 	if (uy.cls == F80_ZERO || one)
 		return zero(uy.sign ^ (ux.exp < 0));
 	e->exc |= F80_PE;
-	return mul_ld(e, &uy, log2l(to_ld(&ux)));
+	/* x = m * 2^k with m in [sqrt(1/2), sqrt(2)): log2(x) = k + ln(m) * log2(e),
+	 * ln(m) = 2 atanh((m-1)/(m+1)) */
+	struct x128 log2e = { 0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO };
+	struct x128 m = x_from_unp(&ux);
+	int32_t k = ux.exp;
+	m.exp = 0;
+	if (ux.sig > 0xb504f333f9de6484ull) {
+		m.exp = -1;
+		k++;
+	}
+	struct x128 mm1 = x_add(m, (struct x128){ 1, 0, x_one.sig });
+	struct x128 lnm = x_ln_series(x_div(mm1, x_add(m, x_one)));
+	struct x128 l2 = x_add(x_from_int(k), x_mul(lnm, log2e));
+	return x_round(e, x_mul(x_from_unp(&uy), l2));
 }
 
 struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
@@ -990,6 +1178,8 @@ struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y
 	struct cpu_f80 r;
 
 	e->up = false;
+	if (ux.cls == F80_INF && ux.sign && !is_nan(&uy) && uy.cls != F80_UNSUPPORTED)
+		return invalid(e);
 	if (screen2(e, x, y, &ux, &uy, &r))
 		return r;
 	if (ux.cls == F80_INF)
@@ -1006,17 +1196,12 @@ struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y
 	if (uy.cls == F80_ZERO)
 		return zero(ux.sign ^ uy.sign);
 	e->exc |= F80_PE;
-	/* log2(1+x) = log1p(x) * log2(e); y * log1p(x) exactly, then * log2(e) */
-	long double l = log1pl(to_ld(&ux));
-	int ex;
-	long double fr = frexpl(fabsl(l), &ex);
-	uint64_t m = (uint64_t)ldexpl(fr, 64);
-	u128 p = (u128)uy.sig * m;
-	int lz = clz128(p);
-	p <<= lz;
-	u128 pp = (p >> 64) * LOG2E_HI + ((((u128)(uint64_t)p) * LOG2E_HI) >> 64);
-	/* weights: p bit 127 = 2^(y.exp + ex - lz + 1 - 1); log2e in [1,2) */
-	return norm_round_pack(e, &fmt_ext64, uy.sign ^ (signbit(l) != 0), uy.exp + ex - lz + 1, pp);
+	/* log2(1+x) = ln(1+x) * log2(e), ln(1+x) = 2 atanh(x/(2+x)); for x
+	 * outside the defined |x| < 1 - sqrt(2)/2 the series still converges */
+	struct x128 log2e = { 0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO };
+	struct x128 xx = x_from_unp(&ux), two = { 0, 1, (u128)1 << 127 };
+	struct x128 ln = x_ln_series(x_div(xx, x_add(two, xx)));
+	return x_round(e, x_mul(x_mul(x_from_unp(&uy), ln), log2e));
 }
 
 struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
@@ -1038,6 +1223,18 @@ struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 		if (v == 0)
 			return zero(signbit(v) != 0);
 	}
+	if (!ux.sign && is_finite_nz(&ux) && is_finite_nz(&uy) && fabsl(v) < 0x1p-16000L) {
+		/* atan(y/x) = y/x to far below an ulp here, and the division
+		 * gets the underflow right */
+		struct f80_env t = *e;
+		t.prec = 64;
+		r = f80_div(&t, y, x);
+		e->exc |= t.exc | F80_PE;
+		if (!(r.sexp & 0x7fff))
+			e->exc |= F80_UE;
+		e->up = t.up;
+		return r;
+	}
 	e->exc |= F80_PE;
 	return from_ld(e, v);
 }
@@ -1057,7 +1254,7 @@ static int screen_trig(struct f80_env *e, struct cpu_f80 a, const struct unp *u,
 	return 0;
 }
 
-bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct cpu_f80 *c)
+bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct cpu_f80 *c, unsigned which)
 {
 	struct unp u = unpack(a);
 	struct cpu_f80 r;
@@ -1080,10 +1277,14 @@ bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct c
 	long double x = to_ld(&u);
 	struct f80_env ec = *e;
 	e->exc |= F80_PE;
-	*s = from_ld(e, sinl(x));
-	ec.exc |= F80_PE;
-	*c = from_ld(&ec, cosl(x));
-	e->exc |= ec.exc;
+	if (which & 1)
+		*s = from_ld(e, sinl(x));
+	if (which & 2) {
+		ec.exc |= F80_PE;
+		*c = from_ld(&ec, cosl(x));
+		e->exc |= ec.exc;
+		e->up = ec.up;
+	}
 	return true;
 }
 

@@ -23,6 +23,8 @@ struct f80_env {
 	unsigned mask; /* exception masks (FCW bits 0-5) */
 	unsigned exc;  /* exceptions raised, accumulated */
 	bool up;       /* the last rounding increased the magnitude (x87 C1) */
+	bool den_in;   /* an operand was a denormal before conversion to
+	                  extended (m32fp/m64fp): report DE as for one */
 };
 
 enum f80_class {
@@ -51,7 +53,8 @@ void f80_xtract(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *exp, struct
 /* Compare: -1 a<b, 0 equal, 1 a>b, 2 unordered. quiet: only SNaN is invalid. */
 int f80_compare(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool quiet);
 
-/* Conversions. Loads of float/double raise IE on SNaN and DE on denormals. */
+/* Conversions. Loads of float/double raise IE on SNaN (and quiet it) and
+ * DE on denormals; with e NULL they convert silently, keeping SNaNs. */
 struct cpu_f80 f80_from_f32(struct f80_env *e, uint32_t v);
 struct cpu_f80 f80_from_f64(struct f80_env *e, uint64_t v);
 struct cpu_f80 f80_from_i64(int64_t v);
@@ -76,7 +79,8 @@ struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a);
 struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y);
 struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y);
 struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y);
-bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct cpu_f80 *c);
+/* which: 1 sine, 2 cosine, 3 both */
+bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct cpu_f80 *c, unsigned which);
 bool f80_tan(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *t);
 
 #endif

@@ -31,8 +31,10 @@ static uint32_t pf_error(int acc, int present)
 static uint8_t *tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 {
 	/* Non-canonical addresses #GP (#SS for stack, reported alike in user mode). */
-	if ((uint64_t)((int64_t)(a << 16) >> 16) != a)
+	if ((uint64_t)((int64_t)(a << 16) >> 16) != a) {
+		c->exc_noncanon = 1; /* cpu_run tells #SS from #GP */
 		cpu_raise(c, EXC_GP, 0);
+	}
 	unsigned prot = 0;
 	uint8_t *host = vmem_lookup(c->vm, a, &prot);
 	if (!host) {

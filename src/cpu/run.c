@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "decode.h"
+#include "ops.h"
 
 #define BLOCK_MAX 32
 #define DC_HASH_BITS 14
@@ -302,15 +303,42 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 	}
 }
 
+/* A non-canonical address through the stack segment (RSP/RBP-based operands
+ * and implicit stack accesses) is #SS rather than #GP. Rare: decode again. */
+static int fault_via_stack(struct cpu *c)
+{
+	uint8_t buf[15];
+	struct insn i;
+	unsigned flags;
+	size_t avail = fetch_code(c, c->s.rip, buf);
+	if (decode_insn(buf, avail, &i, &flags) <= 0)
+		return 0;
+	if (!i.mod3 && (i.base != NOREG || i.index != NOREG)) {
+		uint64_t ea = insn_ea(c, &i);
+		if (i.fn == op_pop_rm) { /* its operand address uses the popped RSP */
+			uint64_t sp = c->s.gpr[R_RSP];
+			c->s.gpr[R_RSP] = sp + i.opsz;
+			ea = insn_ea(c, &i);
+			c->s.gpr[R_RSP] = sp;
+		}
+		if ((uint64_t)((int64_t)(ea << 16) >> 16) != ea)
+			return (i.base == R_RSP || i.base == R_RBP) && i.seg == SEG_NONE;
+	}
+	return decode_uses_stack(&i);
+}
+
 enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 {
 	c->in_run = 1;
+	c->exc_noncanon = 0;
 	c->end_block = 0;
 	c->exit = -1;
 	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
 	if (setjmp(c->fault_jb)) {
 		c->in_run = 0;
 		c->end_block = 0;
+		if (c->exc_noncanon && c->exc_vector == EXC_GP && fault_via_stack(c))
+			c->exc_vector = EXC_SS;
 		return CPU_EXIT_EXCEPTION;
 	}
 	enum cpu_exit e = run_loop(c, limit);

@@ -866,12 +866,11 @@ static void op_ptest(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-/* PMOVSX / PMOVZX: aux = (from size) | (to size) << 4 | 0x80 for zero
- * extension */
+/* PMOVSX / PMOVZX: aux = (from size) | 8 for zero extension | (to size) << 4 */
 static void op_pmovx(struct cpu *c, const struct insn *i)
 {
-	unsigned from = i->aux & 0xf, to = (i->aux >> 4) & 0xf, cnt = 16 / to;
-	bool zx = i->aux & 0x80;
+	unsigned from = i->aux & 7, to = i->aux >> 4, cnt = 16 / to;
+	bool zx = i->aux & 8;
 	union cpu_xmm s, r;
 	sse_src_low(c, i, &s, from * cnt);
 	for (unsigned k = 0; k < cnt; k++) {
@@ -1270,7 +1269,7 @@ static int decode_0f38(struct insn *i)
 		static const uint8_t sizes[6] = { 0x21, 0x41, 0x81, 0x42, 0x82, 0x84 };
 		if (p != PFX_66)
 			return ud(i);
-		return set_fn(i, op_pmovx, sizes[op & 7] | (op & 0x10 ? 0x80 : 0));
+		return set_fn(i, op_pmovx, sizes[op & 7] | (op & 0x10 ? 8 : 0));
 	}
 	case 0x2a: /* MOVNTDQA */
 		NEED_MEM(i);

@@ -129,7 +129,7 @@ static struct f80_env fpu_env(const struct cpu_x87 *x)
 	/* PC 01 is reserved; it behaves as 24-bit... on no CPU anyone uses, so
 	 * treat it as the full 64 */
 	static const unsigned prec[4] = { 24, 64, 53, 64 };
-	struct f80_env e = { (x->fcw >> 10) & 3, prec[(x->fcw >> 8) & 3], x->fcw & 0x3f, 0, false };
+	struct f80_env e = { (x->fcw >> 10) & 3, prec[(x->fcw >> 8) & 3], x->fcw & 0x3f, 0, false, false };
 	return e;
 }
 
@@ -203,26 +203,27 @@ static struct cpu_f80 arith(struct f80_env *e, unsigned reg, struct cpu_f80 a, s
 	}
 }
 
-/* The memory operand of D8 (m32fp), DA (m32int), DC (m64fp), DE (m16int) */
+/* The memory operand of D8 (m32fp), DA (m32int), DC (m64fp), DE (m16int),
+ * converted without exceptions: a denormal sets e->den_in and SNaNs stay
+ * signaling, so the arithmetic reports them in the hardware's order. */
 static struct cpu_f80 load_arith_operand(struct cpu *c, const struct insn *i, struct f80_env *e)
 {
 	uint64_t a = insn_ea(c, i);
 	switch (i->op) {
-	case 0xd8: return f80_from_f32(e, mem_read32(c, a));
-	case 0xda: return f80_from_i64((int32_t)mem_read32(c, a));
-	case 0xdc: return f80_from_f64(e, mem_read64(c, a));
-	default: return f80_from_i64((int16_t)mem_read16(c, a));
+	case 0xd8: {
+		uint32_t v = mem_read32(c, a);
+		e->den_in = !(v & 0x7f800000u) && (v & 0x7fffffu);
+		return f80_from_f32(NULL, v);
 	}
-}
-
-/* A denormal memory operand is reported (DE) only when ST0 is not a NaN
- * or unsupported, which decide the result first */
-static void mem_operand_de(const struct cpu_x87 *x, struct f80_env *e)
-{
-	if (e->exc & F80_DE) {
-		enum f80_class k = f80_classify(st_get(x, 0));
-		if (k == F80_QNAN || k == F80_SNAN || k == F80_UNSUPPORTED)
-			e->exc &= ~(unsigned)F80_DE;
+	case 0xda:
+		return f80_from_i64((int32_t)mem_read32(c, a));
+	case 0xdc: {
+		uint64_t v = mem_read64(c, a);
+		e->den_in = !(v & 0x7ff0000000000000ull) && (v & 0xfffffffffffffull);
+		return f80_from_f64(NULL, v);
+	}
+	default:
+		return f80_from_i64((int16_t)mem_read16(c, a));
 	}
 }
 
@@ -249,13 +250,9 @@ static void op_farith_mem(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	struct cpu_f80 b = load_arith_operand(c, i, &e);
-	mem_operand_de(x, &e);
 	if (st_empty(x, 0)) {
-		e.exc = 0;
 		stack_fault(&e, false);
 		r = F80_INDEFINITE;
-	} else if (fpu_blocked(x, e.exc)) {
-		r = b;
 	} else {
 		r = arith(&e, i->reg & 7, st_get(x, 0), b);
 	}
@@ -307,9 +304,7 @@ static void op_fcom_mem(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	struct cpu_f80 b = load_arith_operand(c, i, &e);
-	mem_operand_de(x, &e);
 	if (st_empty(x, 0)) {
-		e.exc = 0;
 		stack_fault(&e, false);
 		rel = 2;
 	} else {
@@ -415,7 +410,8 @@ static void fpu_load(struct cpu *c, const struct insn *i, struct cpu_f80 v, stru
 		stack_fault(e, true);
 		v = F80_INDEFINITE;
 	}
-	if (!fpu_blocked(x, e->exc))
+	/* an unmasked DE on a float/double load still loads */
+	if (!(e->exc & ~x->fcw & F80_IE))
 		fpu_push(x, v);
 	fsw_flags(x, e->exc, e->up);
 	fpu_note(c, i);
@@ -693,7 +689,7 @@ static void op_fsincos1(struct cpu *c, const struct insn *i)
 	if (st_empty(x, 0)) {
 		stack_fault(&e, false);
 		r = F80_INDEFINITE;
-	} else if (!f80_sincos(&e, st_get(x, 0), &s, &co)) {
+	} else if (!f80_sincos(&e, st_get(x, 0), &s, &co, i->aux ? 2 : 1)) {
 		fsw_cc(x, (x->fsw & FSW_CC) | FSW_C2);
 		r = st_get(x, 0);
 	} else {
@@ -717,9 +713,10 @@ static void op_fsincos2(struct cpu *c, const struct insn *i)
 		r0 = r1 = F80_INDEFINITE;
 	} else if (i->aux) {
 		ok = f80_tan(&e, st_get(x, 0), &r0);
-		r1 = f80_one;
+		/* a NaN result (invalid or NaN operand) is pushed too */
+		r1 = f80_classify(r0) == F80_QNAN ? r0 : f80_one;
 	} else {
-		ok = f80_sincos(&e, st_get(x, 0), &r0, &r1);
+		ok = f80_sincos(&e, st_get(x, 0), &r0, &r1, 3);
 	}
 	if (!ok) {
 		fsw_cc(x, cc | FSW_C2);
