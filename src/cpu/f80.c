@@ -688,7 +688,7 @@ struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bo
 		qq++;
 		sign ^= 1;
 	}
-	*q = (uint64_t)qq;
+	*q = (uint64_t)qq & 7;
 	if (rr == 0)
 		return zero(ua.sign);
 	return norm_round_pack(e, &fmt_ext64, sign, uexp + 127, rr);
@@ -877,9 +877,14 @@ struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp)
 }
 
 /* ---- Transcendentals ----
- * Computed with the host's long double, which has at least a 64-bit
- * significand on x86-64 (x87 format), aarch64/riscv64/s390x (quad) and
- * ppc64 (double-double). Elsewhere the results have double precision only. */
+ * F2XM1, FYL2X and FYL2XP1 are series evaluated in 128-bit integer
+ * arithmetic (portable; error far below an ulp before the final rounding).
+ * FSIN, FCOS, FPTAN and FPATAN use the host's long double libm, which has at
+ * least a 64-bit significand on x86-64 (x87 format), aarch64, riscv64 and
+ * s390x (quad) and ppc64 (double-double); where long double is just double
+ * (32-bit Arm, macOS on arm64) those four have double precision only. Unlike
+ * the hardware, their argument reduction uses an exact pi, so results for
+ * large arguments are more accurate than, and differ from, x87 hardware. */
 
 static long double to_ld(const struct unp *u)
 {
@@ -891,7 +896,7 @@ static long double to_ld(const struct unp *u)
  * has rounded it already, so a tiny result is inexact: underflow. */
 static struct cpu_f80 from_ld(struct f80_env *e, long double v)
 {
-	if (v != 0 && fabsl(v) < 0x1p-16382L)
+	if (v != 0 && fabsl(v) < ldexpl(1.0L, EXT_EMIN))
 		e->exc |= F80_UE;
 	if (isnan(v))
 		return invalid(e);
@@ -1223,7 +1228,7 @@ struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 		if (v == 0)
 			return zero(signbit(v) != 0);
 	}
-	if (!ux.sign && is_finite_nz(&ux) && is_finite_nz(&uy) && fabsl(v) < 0x1p-16000L) {
+	if (!ux.sign && is_finite_nz(&ux) && is_finite_nz(&uy) && fabsl(v) < ldexpl(1.0L, -16000)) {
 		/* atan(y/x) = y/x to far below an ulp here, and the division
 		 * gets the underflow right */
 		struct f80_env t = *e;

@@ -41,8 +41,8 @@ struct cpu_f80 f80_sub(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_mul(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_div(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
 struct cpu_f80 f80_sqrt(struct f80_env *e, struct cpu_f80 a);
-/* FPREM (ieee false) / FPREM1 (ieee true): *q gets the low quotient bits
- * (all ones when the result is a NaN and C0/C2/C3 are left alone),
+/* FPREM (ieee false) / FPREM1 (ieee true): *q gets the quotient's low 3
+ * bits (all ones when the result is a NaN and C0/C2/C3 are left alone),
  * *partial is set when the reduction is incomplete (C2). */
 struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee,
 	uint64_t *q, bool *partial);
@@ -72,7 +72,10 @@ struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp);
 
 /* Transcendentals (F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS). They
  * are accurate to about one unit in the last place but, unlike the rest of
- * this module, not bit-exact with any particular x86 implementation.
+ * this module, not bit-exact with x86 hardware: results can differ from a
+ * real x87 in the last bit (and more for FSIN/FCOS/FPTAN arguments far from
+ * 0, where the x87 reduces with an approximate pi). Special operands (zeros,
+ * infinities, NaNs, denormals) and the exception flags do match.
  * For FPTAN/FSIN/FCOS/FSINCOS, false means the operand is out of range
  * (|x| >= 2^63: the x87 sets C2 and leaves it). */
 struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a);

@@ -126,8 +126,7 @@ void x87_reset(struct cpu_x87 *x)
 
 static struct f80_env fpu_env(const struct cpu_x87 *x)
 {
-	/* PC 01 is reserved; it behaves as 24-bit... on no CPU anyone uses, so
-	 * treat it as the full 64 */
+	/* PC 01 is reserved; CPUs round to 64 bits with it */
 	static const unsigned prec[4] = { 24, 64, 53, 64 };
 	struct f80_env e = { (x->fcw >> 10) & 3, prec[(x->fcw >> 8) & 3], x->fcw & 0x3f, 0, false, false };
 	return e;

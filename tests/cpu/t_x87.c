@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <asm/prctl.h>
+#include <dlfcn.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "cpu/cpu.h"
 #include "cpu/vmem.h"
@@ -338,8 +342,7 @@ static const struct op ops[] = {
 static void rnd_state(uint8_t *img, unsigned *fcw_out)
 {
 	unsigned masks = rndn(6) ? 0x3f : (unsigned)rnd() & 0x3f;
-	static const unsigned pcs[3] = { 0, 2, 3 };
-	unsigned fcw = 0x40 | masks | pcs[rndn(3)] << 8 | rndn(4) << 10;
+	unsigned fcw = 0x40 | masks | rndn(4) << 8 | rndn(4) << 10;
 	unsigned top = rndn(8);
 	unsigned fsw = ((unsigned)rnd() & 0x7f & masks) | ((unsigned)rnd() & 0x4700) | top << 11;
 	uint8_t tags = 0;
@@ -797,6 +800,225 @@ static void test_fxsave_faults(void)
 	CHECK(untouched);
 }
 
+/* ---- glibc's own long double code, run in corral ----
+ * libm's x87 routines (expl, logl, powl, atan2l, fmodl, sinl, ...) are run
+ * at their host addresses in corral's CPU, with the process's smaller
+ * mappings (libm, libc, TLS) shared into the guest address space, and
+ * compared with the same calls made natively. */
+
+#define LSTACK (256 * 1024)
+static uint8_t *lstack;
+static bool libm_ready;
+
+static int map_self(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	unsigned long lo, hi;
+	char perm[8];
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perm) != 3 || perm[0] != 'r')
+			continue;
+		if (hi > VMEM_LIMIT || hi - lo > (64ul << 20))
+			continue; /* vsyscall, sanitizer shadow */
+		unsigned prot = VMEM_R | (perm[1] == 'w' ? VMEM_W : 0) | (perm[2] == 'x' ? VMEM_X : 0);
+		vmem_map(&vm, lo, hi - lo, (void *)lo, prot);
+	}
+	fclose(f);
+	uint64_t fs = 0;
+	if (syscall(SYS_arch_prctl, ARCH_GET_FS, &fs) < 0)
+		return -1;
+	cpu.s.seg[SEG_FS].base = fs;
+	return 0;
+}
+
+/* Call fn(a[, b]) (long double arguments on the stack, result in ST0) in
+ * corral; false if it did not return normally */
+static bool corral_call_ld(void *fn, long double a, long double b, long double *res)
+{
+	uint64_t stub = (uint64_t)(uintptr_t)(area + CODE_OFF + 0xf00);
+	uint8_t *sp = lstack + LSTACK - 256 - 8; /* as after a call: args 16-aligned */
+
+	memcpy(sp, &stub, 8);
+	memset(sp + 8, 0, 32);
+	memcpy(sp + 8, &a, 10);
+	memcpy(sp + 24, &b, 10);
+	cpu.s.gpr[R_RSP] = (uint64_t)(uintptr_t)sp;
+	cpu.s.rip = (uint64_t)(uintptr_t)fn;
+	cpu.s.x87.fcw = 0x37f;
+	cpu.s.x87.fsw = 0;
+	cpu.s.x87.ftw = 0xffff;
+	cpu.s.mxcsr = 0x1f80;
+	cpu_flush(&cpu);
+	enum cpu_exit ex = cpu_run(&cpu, 50000000);
+	if (ex != CPU_EXIT_SYSCALL) {
+		fprintf(stderr, "  libm call %p: exit %d vector %d at %llx\n", fn, ex, cpu.exc_vector,
+			(unsigned long long)cpu.s.rip);
+		return false;
+	}
+	struct cpu_x87 *x = &cpu.s.x87;
+	unsigned top = (x->fsw >> 11) & 7;
+	memset(res, 0, sizeof(*res));
+	memcpy(res, &x->st[top].mant, 8);
+	memcpy((uint8_t *)res + 8, &x->st[top].sexp, 2);
+	return true;
+}
+
+/* Call fn(rdi, rsi, rdx, long double on the stack) in corral; returns RAX
+ * and the ST0 result, or false if it did not return normally */
+static bool corral_call_gp(void *fn, uint64_t rdi, uint64_t rsi, uint64_t rdx, long double a, uint64_t *rax,
+	long double *res)
+{
+	cpu.s.gpr[R_RDI] = rdi;
+	cpu.s.gpr[R_RSI] = rsi;
+	cpu.s.gpr[R_RDX] = rdx;
+	cpu.s.gpr[R_RAX] = 0; /* no vector registers used by the varargs */
+	if (!corral_call_ld(fn, a, 0, res))
+		return false;
+	*rax = cpu.s.gpr[R_RAX];
+	return true;
+}
+
+/* printf("%Lg")/strtold of long doubles: glibc's conversions use x87
+ * loads, stores and integer arithmetic */
+static void test_libc_ld(void)
+{
+	char *nbuf = (char *)area + DATA_OFF, *ebuf = nbuf + 128, *fmt = nbuf + 256;
+	unsigned n = 200 * (unsigned)full_mul, bad = 0;
+
+	/* libc's own functions, not a sanitizer's interceptors (whose shadow
+	 * memory the guest cannot see) */
+	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	int (*p_snprintf)(char *, size_t, const char *, ...) = libc ? dlsym(libc, "snprintf") : NULL;
+	long double (*p_strtold)(const char *, char **) = libc ? dlsym(libc, "strtold") : NULL;
+	if (!libm_ready || !p_snprintf || !p_strtold) {
+		fprintf(stderr, "  libc: could not find snprintf/strtold or map the process\n");
+		CHECK(false);
+		return;
+	}
+	strcpy(fmt, "%.21Lg");
+	for (unsigned k = 0; k < n; k++) {
+		struct f80v v = rnd_f80();
+		long double x = 0, y, ey;
+		uint64_t rax;
+		memcpy(&x, &v.m, 8);
+		memcpy((uint8_t *)&x + 8, &v.se, 2);
+		if ((v.se & 0x7fff) && !(v.m >> 63))
+			continue; /* unnormals: printf's output is unspecified */
+		int nn = p_snprintf(nbuf, 100, fmt, x);
+		memset(ebuf, 0, 100);
+		if (!corral_call_gp((void *)p_snprintf, (uint64_t)(uintptr_t)ebuf, 100, (uint64_t)(uintptr_t)fmt, x, &rax,
+			    &ey) ||
+			(int)rax != nn || strcmp(nbuf, ebuf)) {
+			if (bad++ < 5)
+				fprintf(stderr, "  snprintf(%s): native \"%s\" corral \"%s\"\n", fmt, nbuf, ebuf);
+			continue;
+		}
+		y = p_strtold(nbuf, NULL);
+		if (!corral_call_gp((void *)p_strtold, (uint64_t)(uintptr_t)nbuf, 0, 0, 0, &rax, &ey) ||
+			memcmp(&y, &ey, 10)) {
+			if (bad++ < 5)
+				fprintf(stderr, "  strtold(\"%s\"): native %La corral %La\n", nbuf, y, ey);
+		}
+	}
+	if (bad)
+		fprintf(stderr, "  libc long double: %u of %u conversions differ\n", bad, n);
+	CHECK(bad == 0);
+}
+
+struct lfn {
+	const char *name;
+	long double (*f1)(long double);
+	long double (*f2)(long double, long double);
+	unsigned tol; /* ulps: 0 for functions that use no transcendental insn */
+	long double lo, hi;
+};
+
+static long double rnd_ld(long double lo, long double hi)
+{
+	long double t = (long double)(rnd() >> 11) / 9007199254740992.0L;
+	t += (long double)(rnd() >> 11) / 9007199254740992.0L / 9007199254740992.0L;
+	return lo + (hi - lo) * t;
+}
+
+static void test_libm(void)
+{
+	static const struct lfn fns[] = {
+		{ "expl", expl, NULL, 1, -11000, 11000 },
+		{ "exp2l", exp2l, NULL, 1, -100, 100 },
+		{ "expm1l", expm1l, NULL, 1, -40, 40 },
+		{ "logl", logl, NULL, 1, 0, 1e30L },
+		{ "log2l", log2l, NULL, 1, 0, 1e10L },
+		{ "log10l", log10l, NULL, 1, 0, 1e300L },
+		{ "log1pl", log1pl, NULL, 1, -0.9L, 10 },
+		{ "sinl", sinl, NULL, 1, -100, 100 },
+		{ "cosl", cosl, NULL, 1, -100, 100 },
+		{ "tanl", tanl, NULL, 1, -3, 3 },
+		{ "atanl", atanl, NULL, 1, -50, 50 },
+		{ "asinl", asinl, NULL, 1, -1, 1 },
+		{ "acosl", acosl, NULL, 1, -1, 1 },
+		{ "sinhl", sinhl, NULL, 1, -50, 50 },
+		{ "tanhl", tanhl, NULL, 1, -5, 5 },
+		{ "sqrtl", sqrtl, NULL, 0, 0, 1e100L },
+		{ "cbrtl", cbrtl, NULL, 1, -1e30L, 1e30L },
+		{ "rintl", rintl, NULL, 0, -1e20L, 1e20L },
+		{ "floorl", floorl, NULL, 0, -1e20L, 1e20L },
+		{ "truncl", truncl, NULL, 0, -1e20L, 1e20L },
+		{ "roundl", roundl, NULL, 0, -1e20L, 1e20L },
+		{ "powl", NULL, powl, 1, 0, 40 },
+		{ "atan2l", NULL, atan2l, 1, -1e6L, 1e6L },
+		{ "fmodl", NULL, fmodl, 0, -1e30L, 1e30L },
+		{ "remainderl", NULL, remainderl, 0, -1e30L, 1e30L },
+		{ "hypotl", NULL, hypotl, 0, -1e30L, 1e30L },
+	};
+	unsigned per = 60 * (unsigned)full_mul, bad = 0, total = 0, off = 0;
+	uint64_t maxd = 0;
+
+	if (!libm_ready) {
+		fprintf(stderr, "  libm: could not map the process into the guest\n");
+		CHECK(libm_ready);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(fns) / sizeof(fns[0]); k++) {
+		const struct lfn *f = &fns[k];
+		for (unsigned j = 0; j < per; j++) {
+			long double a = rnd_ld(f->lo, f->hi), b = rnd_ld(f->lo, f->hi), nat, emu;
+			if (f->f2 == powl) {
+				a = rnd_ld(0, 2);
+				b = rnd_ld(-2000, 2000);
+			} else if (f->f2 == fmodl || f->f2 == remainderl) {
+				b = ldexpl(rnd_ld(0.5L, 1), (int)rndn(200) - 100);
+			}
+			/* natively first: also resolves lazy PLT entries */
+			nat = f->f1 ? f->f1(a) : f->f2(a, b);
+			void *fn = f->f1 ? (void *)f->f1 : (void *)f->f2;
+			total++;
+			if (!corral_call_ld(fn, a, b, &emu)) {
+				bad++;
+				continue;
+			}
+			uint8_t bn[16] = { 0 }, be[16] = { 0 };
+			memcpy(bn, &nat, 10);
+			memcpy(be, &emu, 10);
+			uint64_t d = memcmp(bn, be, 10) ? ulp_dist(bn, be) : 0;
+			if (d)
+				off++;
+			if (d > maxd && d != ~0ull)
+				maxd = d;
+			if (d > f->tol) {
+				if (bad++ < 5)
+					fprintf(stderr, "  %s(%La, %La): native %La corral %La\n", f->name, a, b, nat, emu);
+			}
+		}
+	}
+	fprintf(stderr, "  libm: %u calls, %u differ beyond tolerance, %u differ within it (at most %llu ulp)\n",
+		total, bad, off, (unsigned long long)maxd);
+	CHECK(bad == 0);
+}
+
 static int setup(void)
 {
 	area = mmap(NULL, AREA_LEN + PG, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -814,6 +1036,8 @@ static int setup(void)
 	if (cpu_init(&cpu, CPU_MODE_USER, &vm) < 0)
 		return -1;
 	cpu_reset_user(&cpu);
+	lstack = mmap(NULL, LSTACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	libm_ready = lstack != MAP_FAILED && map_self() == 0;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = native_handler;
@@ -822,8 +1046,20 @@ static int setup(void)
 	return 0;
 }
 
-int main(void)
+/* glibc picks string functions for the host CPU (AVX2, EVEX...), which the
+ * libc test then runs in corral's CPU; restart with them limited to SSE2. */
+static const char tunables[] = "glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,"
+			       "-EVEX,-BMI1,-BMI2,-LZCNT,-MOVBE,-POPCNT,-SSSE3,-SSE4_1,-SSE4_2,-ERMS,-FSRM,"
+			       "-AVX_Fast_Unaligned_Load";
+
+int main(int argc, char **argv)
 {
+	(void)argc;
+	if (!getenv("CORRAL_T87_EXEC")) {
+		setenv("CORRAL_T87_EXEC", "1", 1);
+		setenv("GLIBC_TUNABLES", tunables, 1);
+		execv("/proc/self/exe", argv);
+	}
 	const char *f = getenv("CORRAL_FULL"), *seed = getenv("CORRAL_SEED");
 	if (f && *f == '1')
 		full_mul = 40;
@@ -837,5 +1073,7 @@ int main(void)
 	RUN(test_sequences);
 	RUN(test_pending_mf);
 	RUN(test_fxsave_faults);
+	RUN(test_libm);
+	RUN(test_libc_ld);
 	return test_report();
 }

@@ -1,0 +1,131 @@
+/* `corral exec [options] PROGRAM [ARGS...]`: run one x86-64 Linux program
+ * in a process VM; the exit status is the program's. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "process/proc.h"
+
+#define ENV_MAX_BYTES (4u << 20)
+
+static void exec_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: corral exec [options] PROGRAM [ARGS...]\n"
+		"\n"
+		"Runs PROGRAM (an x86-64 Linux ELF program or #! script) on corral's\n"
+		"x86-64 CPU. The exit status is the program's; a program killed by a\n"
+		"signal kills corral with the same signal.\n"
+		"\n"
+		"options:\n"
+		"  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside)\n"
+		"  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
+		"  --trace        log each system call and unimplemented instruction to stderr\n"
+		"                 (also enabled by CORRAL_TRACE=1 in the environment)\n"
+		"  -h, --help     show this help\n");
+}
+
+/* The environment handed over by a guest execve: NUL-separated strings. */
+static char **read_env_fd(int fd)
+{
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap + 1);
+	if (!buf)
+		return NULL;
+	for (;;) {
+		if (len == cap) {
+			if (cap >= ENV_MAX_BYTES)
+				break;
+			cap *= 2;
+			char *nb = realloc(buf, cap + 1);
+			if (!nb)
+				break;
+			buf = nb;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = 0;
+	size_t count = 0;
+	for (size_t k = 0; k < len; k++)
+		count += !buf[k];
+	char **env = calloc(count + 2, sizeof(char *));
+	if (!env)
+		return NULL;
+	size_t n = 0;
+	for (size_t k = 0; k < len; k += strlen(buf + k) + 1)
+		env[n++] = buf + k;
+	env[n] = NULL;
+	return env;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+	enum { OPT_ROOT = 256, OPT_ARGV0, OPT_TRACE, OPT_ENVFD };
+	static const struct option longopts[] = {
+		{ "root", required_argument, NULL, OPT_ROOT },
+		{ "argv0", required_argument, NULL, OPT_ARGV0 },
+		{ "trace", no_argument, NULL, OPT_TRACE },
+		{ "env-fd", required_argument, NULL, OPT_ENVFD }, /* internal: guest execve */
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct proc_opts o = { 0 };
+	extern char **environ;
+	char **envp = environ;
+	const char *t = getenv("CORRAL_TRACE");
+	if (t && *t && strcmp(t, "0"))
+		o.trace = 1;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ROOT:
+			o.root = optarg;
+			break;
+		case OPT_ARGV0:
+			o.argv0 = optarg;
+			break;
+		case OPT_TRACE:
+			o.trace = 1;
+			break;
+		case OPT_ENVFD: {
+			char *end;
+			long fd = strtol(optarg, &end, 10);
+			if (*end || fd < 0 || fd > 1 << 20 || !(envp = read_env_fd((int)fd))) {
+				fprintf(stderr, "corral exec: bad --env-fd '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'h':
+			exec_usage(stdout);
+			return 0;
+		case ':':
+			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",
+				argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "corral exec: unknown option '%s' (see 'corral exec --help')\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "corral exec: no program given (see 'corral exec --help')\n");
+		return 2;
+	}
+	const char *path = argv[optind];
+	char **gargv = &argv[optind];
+	int gargc = argc - optind;
+	if (o.argv0)
+		gargv[0] = (char *)o.argv0;
+	return proc_exec(&o, path, gargc, gargv, envp);
+}

@@ -1,0 +1,46 @@
+/* The corral command: a small dispatcher to one function per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+};
+
+static const struct command commands[] = {
+	{ "exec", cmd_exec, "run one x86-64 Linux program in a process VM" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: corral COMMAND [ARGS...]\n\ncommands:\n");
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		fprintf(f, "  %-8s %s\n", commands[k].name, commands[k].help);
+	fprintf(f, "  %-8s %s\n", "help", "show this help");
+	fprintf(f, "\n'corral COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+		printf("corral %s\n", CORRAL_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
+		if (!strcmp(cmd, commands[k].name))
+			return commands[k].fn(argc - 1, argv + 1);
+	fprintf(stderr, "corral: unknown command '%s' (see 'corral help')\n", cmd);
+	return 2;
+}

@@ -1,0 +1,321 @@
+/* The guest's view of the file system: --root confinement (every path is
+ * resolved by the host kernel with openat2(RESOLVE_IN_ROOT), so no "..",
+ * absolute or relative symlink leaves the root), the /proc/self files that
+ * describe the guest rather than corral, and corral's reserved fds. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "process/internal.h"
+
+#define RESOLVE_GUEST (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+
+static long host_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
+{
+	struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+	long r = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	return r < 0 ? -errno : r;
+}
+
+/* Move an internal fd out of the guest's way and remember it. */
+static int reserve_fd(struct proc *p, int fd)
+{
+	struct rlimit rl;
+	int low = 100;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 32)
+		low = (int)rl.rlim_cur - 1 - PROC_MAX_RSV_FD;
+	int n = fcntl(fd, F_DUPFD_CLOEXEC, low);
+	if (n < 0)
+		return fd;
+	close(fd);
+	for (int k = 0; k < PROC_MAX_RSV_FD; k++) {
+		if (p->rsv_fd[k] < 0) {
+			p->rsv_fd[k] = n;
+			break;
+		}
+	}
+	return n;
+}
+
+bool fs_fd_reserved(long fd)
+{
+	for (int k = 0; k < PROC_MAX_RSV_FD; k++)
+		if (proc.rsv_fd[k] >= 0 && proc.rsv_fd[k] == fd)
+			return true;
+	return false;
+}
+
+int fs_init(struct proc *p)
+{
+	p->rootfd = -1;
+	for (int k = 0; k < PROC_MAX_RSV_FD; k++)
+		p->rsv_fd[k] = -1;
+	int tfd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	p->tracefd = tfd >= 0 ? reserve_fd(p, tfd) : 2;
+	if (!p->opts.root)
+		return 0;
+	char *rp = realpath(p->opts.root, NULL);
+	if (!rp)
+		return -errno;
+	int fd = open(rp, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = -errno;
+		free(rp);
+		return e;
+	}
+	/* Probe openat2: without it confinement cannot be guaranteed. */
+	long t = host_openat2(fd, "/", O_PATH | O_CLOEXEC, 0, RESOLVE_GUEST);
+	if (t < 0) {
+		close(fd);
+		free(rp);
+		return t == -ENOSYS ? -ENOSYS : (int)t;
+	}
+	close((int)t);
+	p->rootfd = reserve_fd(p, fd);
+	p->rootpath = rp;
+	p->rootlen = strlen(rp);
+	if (p->rootlen == 1) /* --root / */
+		p->rootlen = 0;
+	/* Start in the root, as chroot(1) does. */
+	char cwd[4096], g[4096];
+	if (!getcwd(cwd, sizeof(cwd)) || fs_guest_path(cwd, g, sizeof(g)))
+		if (fchdir(p->rootfd) < 0)
+			return -errno;
+	return 0;
+}
+
+int fs_guest_path(const char *host, char *out, size_t n)
+{
+	const char *rest = host;
+	if (proc.rootfd >= 0 && proc.rootlen) {
+		if (strncmp(host, proc.rootpath, proc.rootlen))
+			return -EACCES;
+		rest = host + proc.rootlen;
+		if (*rest && *rest != '/')
+			return -EACCES;
+		if (!*rest)
+			rest = "/";
+	}
+	if (strlen(rest) >= n)
+		return -ENAMETOOLONG;
+	strcpy(out, rest);
+	return 0;
+}
+
+/* Root mode: the absolute guest path for (dirfd, path). */
+static int abs_path(int dirfd, const char *path, char *out, size_t n)
+{
+	if (path[0] == '/') {
+		if (strlen(path) >= n)
+			return -ENAMETOOLONG;
+		strcpy(out, path);
+		return 0;
+	}
+	char host[4096], base[4096];
+	if (dirfd == AT_FDCWD) {
+		if (!getcwd(host, sizeof(host)))
+			return -errno;
+	} else {
+		struct stat st;
+		char lnk[64];
+		if (fs_fd_reserved(dirfd) || fstat(dirfd, &st) < 0)
+			return -EBADF;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+		snprintf(lnk, sizeof(lnk), "/proc/self/fd/%d", dirfd);
+		ssize_t l = readlink(lnk, host, sizeof(host) - 1);
+		if (l < 0)
+			return -errno;
+		host[l] = 0;
+	}
+	int r = fs_guest_path(host, base, sizeof(base));
+	if (r)
+		return r;
+	size_t bl = strlen(base);
+	if (bl + 1 + strlen(path) + 1 > n)
+		return -ENAMETOOLONG;
+	memcpy(out, base, bl);
+	if (base[bl - 1] != '/')
+		out[bl++] = '/';
+	strcpy(out + bl, path);
+	return 0;
+}
+
+int fs_openat(int dirfd, const char *path, int flags, int mode)
+{
+	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
+		return -EBADF;
+	int sp = fs_proc_special(path, flags, NULL, 0);
+	if (sp != FS_NOT_SPECIAL)
+		return sp;
+	if (proc.rootfd < 0) {
+		int fd = openat(dirfd, path, flags, mode);
+		return fd < 0 ? -errno : fd;
+	}
+	if (!path[0])
+		return -ENOENT;
+	char abs[4096];
+	int r = abs_path(dirfd, path, abs, sizeof(abs));
+	if (r)
+		return r;
+	uint64_t m = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)(mode & 07777) : 0;
+	return (int)host_openat2(proc.rootfd, abs, (uint64_t)flags & ~(uint64_t)O_LARGEFILE, m,
+				 RESOLVE_GUEST);
+}
+
+void fs_put(struct fs_at *a)
+{
+	if (a->tmp >= 0)
+		close(a->tmp);
+	a->tmp = -1;
+}
+
+int fs_obj(int dirfd, const char *path, int follow, struct fs_at *a)
+{
+	a->tmp = -1;
+	a->dirfd = dirfd;
+	a->name = path;
+	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
+		return -EBADF;
+	if (proc.rootfd < 0 || !path[0])
+		return 0;
+	char abs[4096];
+	int r = abs_path(dirfd, path, abs, sizeof(abs));
+	if (r)
+		return r;
+	long fd = host_openat2(proc.rootfd, abs, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0,
+			       RESOLVE_GUEST);
+	if (fd < 0)
+		return (int)fd;
+	a->tmp = (int)fd;
+	a->dirfd = (int)fd;
+	a->name = "";
+	return 0;
+}
+
+int fs_at(int dirfd, const char *path, struct fs_at *a)
+{
+	a->tmp = -1;
+	a->dirfd = dirfd;
+	a->name = path;
+	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
+		return -EBADF;
+	if (proc.rootfd < 0)
+		return 0;
+	if (!path[0])
+		return -ENOENT;
+	int r = abs_path(dirfd, path, a->buf, sizeof(a->buf));
+	if (r)
+		return r;
+	/* split off the last component (trailing slashes dropped) */
+	char *s = a->buf;
+	size_t l = strlen(s);
+	while (l > 1 && s[l - 1] == '/')
+		s[--l] = 0;
+	char *slash = strrchr(s, '/');
+	char *last = slash + 1;
+	if (!*last || !strcmp(last, ".") || !strcmp(last, "..")) {
+		/* The object is a directory reached by the whole path: name it
+		 * "." inside itself, which cannot lead anywhere else. */
+		long fd = host_openat2(proc.rootfd, s, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_GUEST);
+		if (fd < 0)
+			return (int)fd;
+		a->tmp = a->dirfd = (int)fd;
+		a->name = ".";
+		return 0;
+	}
+	const char *parent = s;
+	if (slash == s)
+		parent = "/";
+	else
+		*slash = 0;
+	long fd = host_openat2(proc.rootfd, parent, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_GUEST);
+	if (fd < 0)
+		return (int)fd;
+	a->tmp = a->dirfd = (int)fd;
+	a->name = last;
+	return 0;
+}
+
+/* ---- /proc/self ---- */
+
+/* Which file under /proc/<self>/ path names, or NULL. */
+static const char *proc_self_file(const char *path)
+{
+	if (strncmp(path, "/proc/", 6))
+		return NULL;
+	const char *s = path + 6;
+	if (!strncmp(s, "self/", 5)) {
+		s += 5;
+	} else if (!strncmp(s, "thread-self/", 12)) {
+		s += 12;
+	} else {
+		char *end;
+		long pid = strtol(s, &end, 10);
+		if (end == s || *end != '/' || (pid != proc.pid && !thr_find((int)pid)))
+			return NULL;
+		s = end + 1;
+	}
+	return s;
+}
+
+static int memfd_with(const char *name, const void *data, size_t len)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w = write(fd, (const char *)data + done, len - done);
+		if (w <= 0) {
+			close(fd);
+			return -EIO;
+		}
+		done += (size_t)w;
+	}
+	lseek(fd, 0, SEEK_SET);
+	/* the guest asked for an fd without close-on-exec unless it said so */
+	return fd;
+}
+
+int fs_proc_special(const char *path, int flags, char *link, size_t linkn)
+{
+	const char *f = proc_self_file(path);
+	if (!f)
+		return FS_NOT_SPECIAL;
+	if (link) {
+		if (strcmp(f, "exe"))
+			return FS_NOT_SPECIAL;
+		size_t l = strlen(proc.exe_path);
+		if (l > linkn)
+			l = linkn;
+		memcpy(link, proc.exe_path, l);
+		return (int)l;
+	}
+	int fd;
+	if (!strcmp(f, "exe")) {
+		return fs_openat(AT_FDCWD, proc.exe_path, flags, 0);
+	} else if (!strcmp(f, "maps")) {
+		size_t len;
+		char *t = mm_maps_text(&proc, &len);
+		if (!t)
+			return -ENOMEM;
+		fd = memfd_with("maps", t, len);
+		free(t);
+	} else if (!strcmp(f, "auxv")) {
+		fd = memfd_with("auxv", proc.auxv, (size_t)proc.auxv_n * 8);
+	} else {
+		return FS_NOT_SPECIAL;
+	}
+	if (fd >= 0 && !(flags & O_CLOEXEC))
+		fcntl(fd, F_SETFD, 0);
+	return fd;
+}

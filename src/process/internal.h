@@ -1,0 +1,211 @@
+/* Internals shared by the process VM's files: the guest process (one per
+ * corral process), its threads, mappings, signals and path resolution. */
+#ifndef CORRAL_PROCESS_INTERNAL_H
+#define CORRAL_PROCESS_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "cpu/cpu.h"
+#include "cpu/vmem.h"
+#include "process/proc.h"
+
+/* ---- Layout (as Linux x86-64 without address randomization) ---- */
+#define GUEST_STACK_TOP 0x7ffffffff000ull
+#define GUEST_STACK_SIZE (8ull << 20)
+#define GUEST_MMAP_BASE 0x7ffff7fff000ull
+#define GUEST_ET_DYN_BASE 0x555555554000ull
+#define GUEST_MIN_ADDR 0x10000ull /* vm.mmap_min_addr */
+
+#define GPAGE VMEM_PAGE
+#define gpage_down(x) ((x) & ~(GPAGE - 1))
+#define gpage_up(x) (((x) + GPAGE - 1) & ~(GPAGE - 1))
+
+/* ---- Guest mappings (mm.c) ---- */
+#define VMA_SHARED 1u
+#define VMA_ANON 2u
+#define VMA_HEAP 4u
+#define VMA_STACK 8u
+#define VMA_HOSTW 16u /* host mapping is writable (always for private ones) */
+
+struct vma {
+	uint64_t start, end; /* guest page range */
+	unsigned prot;       /* VMEM_R/W/X */
+	unsigned flags;      /* VMA_* */
+	uint8_t *host;       /* host address of start */
+	uint64_t off;        /* file offset of start */
+	uint64_t dev, ino;
+	char *name; /* file path or NULL (heap/stack from flags) */
+};
+
+/* ---- Threads and the process ---- */
+#define GSIG_MAX 64
+#define GSIG_BIT(s) (1ull << ((s) - 1))
+/* Host signal used to kick a guest thread out of cpu_run or a blocking
+ * host syscall; the guest's own use of this number stays in corral. */
+#define HOST_SIG_WAKE (SIGRTMAX)
+
+struct gthread {
+	struct cpu cpu;
+	int tid;
+	uint64_t clear_child_tid;
+	uint64_t robust_list, robust_len;
+	uint64_t sigmask;            /* guest's blocked signals */
+	volatile uint64_t pending;   /* signals recorded for this thread */
+	siginfo_t pinfo[GSIG_MAX + 1];
+	uint64_t ss_sp, ss_size;     /* sigaltstack */
+	int ss_flags;
+	int restart;                 /* last syscall was interrupted and may restart */
+	uint64_t restart_nr;
+	int sigsuspended;            /* sigsuspend: restore saved_mask after delivery */
+	uint64_t saved_mask;
+	int exiting;
+	struct gthread *next;
+};
+
+struct gsigaction {
+	uint64_t handler, flags, restorer, mask;
+};
+#define GSIG_DFL 0
+#define GSIG_IGN 1
+#define GSA_NOCLDSTOP 0x00000001ull
+#define GSA_NOCLDWAIT 0x00000002ull
+#define GSA_SIGINFO 0x00000004ull
+#define GSA_RESTORER 0x04000000ull
+#define GSA_ONSTACK 0x08000000ull
+#define GSA_RESTART 0x10000000ull
+#define GSA_NODEFER 0x40000000ull
+#define GSA_RESETHAND 0x80000000ull
+
+#define PROC_MAX_RSV_FD 4
+
+struct proc {
+	struct vmem vm;
+	pthread_mutex_t mm_lock;
+	struct vma *vmas;
+	int nvma, cap_vma;
+	uint64_t brk_start, brk_cur, mmap_base;
+
+	struct proc_opts opts;
+	int rootfd;       /* O_PATH fd of --root, or -1 */
+	char *rootpath;   /* its canonical host path */
+	size_t rootlen;
+	int rsv_fd[PROC_MAX_RSV_FD];
+	int tracefd;
+	char self_exe[4096]; /* corral's own binary, for execve */
+
+	char exe_path[4096]; /* the guest's /proc/self/exe */
+	uint64_t auxv[64];
+	int auxv_n;          /* words in auxv, incl. AT_NULL pair */
+
+	pthread_mutex_t sig_lock;
+	struct gsigaction act[GSIG_MAX + 1];
+
+	pthread_mutex_t thr_lock;
+	struct gthread *threads;
+	int nthreads;
+	int pid;
+};
+
+extern struct proc proc;
+extern __thread struct gthread *cur_thread;
+
+/* ---- mm.c ---- */
+int mm_init(struct proc *p);
+/* Map [gva, gva+len) (page-aligned): anonymous (fd < 0) or from a file. */
+long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd,
+	    uint64_t off, const char *name);
+long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off);
+long mm_munmap(struct proc *p, uint64_t addr, uint64_t len);
+long mm_mprotect(struct proc *p, uint64_t addr, uint64_t len, int prot);
+long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, int flags, uint64_t newaddr);
+long mm_madvise(struct proc *p, uint64_t addr, uint64_t len, int advice);
+long mm_msync(struct proc *p, uint64_t addr, uint64_t len, int flags);
+long mm_brk(struct proc *p, uint64_t addr);
+/* Highest free range of len bytes below top, or 0. */
+uint64_t mm_find_free(struct proc *p, uint64_t len, uint64_t top);
+bool mm_range_free(struct proc *p, uint64_t start, uint64_t end);
+/* /proc/self/maps text into a malloc'd buffer. */
+char *mm_maps_text(struct proc *p, size_t *len);
+
+/* ---- guest memory access for syscalls (mm.c) ---- */
+int gmem_read(uint64_t gva, void *dst, size_t n);
+int gmem_write(uint64_t gva, const void *src, size_t n);
+/* Host iovecs for the guest buffer [gva, gva+len): as many bytes as are
+ * mapped with the needed access (write: VMEM_W, else VMEM_R), at most
+ * max entries. Returns the count, 0 with *got == 0 if the first byte is bad. */
+int gmem_iov(uint64_t gva, size_t len, int write, struct iovec *iov, int max, size_t *got);
+/* The host wrote n bytes into guest memory behind vmem's back: drop
+ * decoded code of those pages. */
+void gmem_written(uint64_t gva, size_t n);
+/* Host pointer to an aligned guest object that does not cross a page. */
+void *gmem_ptr(uint64_t gva, size_t n, unsigned need);
+
+/* ---- elf.c ---- */
+/* Check whether path is something execve can run (x86-64 ELF or #! script
+ * with an existing interpreter): 0 or -errno. */
+int elf_check_exec(int dirfd, const char *path);
+/* Load the program into proc and build the initial stack; fills the main
+ * thread's registers. Prints one line and returns 126/127 on failure. */
+int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, char **argv, char **envp);
+
+/* ---- fs.c ---- */
+int fs_init(struct proc *p);
+/* Open a guest path (openat semantics, confined to --root): host fd or -errno. */
+int fs_openat(int dirfd, const char *path, int flags, int mode);
+/* For syscalls that name a final component without following it: a host
+ * dirfd and name to pass to the host *at() call. *tmp is a temporary fd to
+ * close with fs_put (or -1). Paths ending in "." or ".." give -EINVAL... */
+struct fs_at {
+	int dirfd;
+	const char *name;
+	int tmp;
+	char buf[4096];
+};
+int fs_at(int dirfd, const char *path, struct fs_at *a);
+/* The object itself as an O_PATH fd (following a final symlink if follow). */
+int fs_obj(int dirfd, const char *path, int follow, struct fs_at *a);
+void fs_put(struct fs_at *a);
+/* Guest view of a host path (strip --root prefix); -EACCES if outside. */
+int fs_guest_path(const char *host, char *out, size_t n);
+/* /proc/self/... files the guest sees differently: with link, readlink's
+ * length; else an fd or -errno; FS_NOT_SPECIAL for other paths. */
+#define FS_NOT_SPECIAL (-0x7fffffff)
+int fs_proc_special(const char *path, int flags, char *link, size_t linkn);
+bool fs_fd_reserved(long fd);
+
+/* ---- signal.c ---- */
+int sig_init(struct proc *p);
+/* The first thread's mask (inherited from the host) and alternate stack. */
+void sig_thread_init(struct gthread *t);
+/* Deliver pending signals to t (called between cpu_run calls). */
+void sig_deliver(struct gthread *t);
+/* A CPU exception: deliver the synchronous signal or die of it. */
+void sig_fault(struct gthread *t);
+/* Record a signal for thread t (from corral itself) and kick it. */
+void sig_send_thread(struct gthread *t, int sig, const siginfo_t *si);
+_Noreturn void sig_die(int sig);
+/* Set the guest mask of the calling thread (mirrored to the host mask). */
+void sig_setmask(struct gthread *t, uint64_t mask);
+long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a);
+bool sig_pending_now(struct gthread *t);
+
+/* ---- thread.c ---- */
+long thr_clone(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid, uint64_t tls);
+long thr_futex(struct gthread *t, const uint64_t *a);
+_Noreturn void thr_exit(struct gthread *t, int code);
+_Noreturn void thr_exit_group(int code);
+_Noreturn void thr_main_loop(struct gthread *t);
+struct gthread *thr_find(int tid);
+void thr_register(struct gthread *t);
+long thr_execve(struct gthread *t, const uint64_t *a);
+
+/* ---- syscall.c ---- */
+void sys_dispatch(struct gthread *t);
+void sys_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,23 @@
+/* Process VMs: run one x86-64 Linux program on corral's CPU (`corral exec`).
+ * This is the module's public contract; internal.h is what its files share. */
+#ifndef CORRAL_PROC_H
+#define CORRAL_PROC_H
+
+/* Exit statuses a shell would use when it cannot run a program. */
+#define PROC_EXIT_NOTFOUND 127
+#define PROC_EXIT_NOEXEC 126
+
+struct proc_opts {
+	const char *root;  /* host directory that becomes the guest's "/", or NULL */
+	const char *argv0; /* argv[0] for the guest, or NULL: the program path */
+	int trace;         /* log every syscall and unimplemented instruction */
+};
+
+/* Load path (an x86-64 ELF program or #! script, looked up in the guest's
+ * view of the file system) with argv[0..argc) and envp, and run it to the
+ * end. Never returns when the program started: the process exits with the
+ * guest's status or dies of the guest's fatal signal. Returns an exit
+ * status (126/127) after printing one line when it cannot start. */
+int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv, char **envp);
+
+#endif

@@ -1,0 +1,57 @@
+# Helpers shared by the process VM tests (sourced, not run): run a command
+# natively and under `corral exec`, and compare stdout, stderr and exit
+# status byte for byte. CORRAL and BUILD come from tests/run.sh.
+: "${CORRAL:?CORRAL must name the corral binary}" "${BUILD:?BUILD must name the build directory}"
+ulimit -c 0 2>/dev/null
+pass=0
+fail=0
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() {
+	fail=$((fail + 1))
+	echo "FAIL $1"
+}
+
+# same NAME [--in FILE] PROGRAM ARGS...: identical results natively and in corral.
+same() {
+	name=$1
+	shift
+	in=/dev/null
+	if [ "$1" = "--in" ]; then
+		in=$2
+		shift 2
+	fi
+	(cd "$TMP/work" 2>/dev/null || cd "$TMP"; "$@") <"$in" >"$TMP/n.out" 2>"$TMP/n.err"
+	nrc=$?
+	(cd "$TMP/work" 2>/dev/null || cd "$TMP"; timeout 120 "$CORRAL" exec "$@") <"$in" >"$TMP/c.out" 2>"$TMP/c.err"
+	crc=$?
+	if [ "$nrc" = "$crc" ] && cmp -s "$TMP/n.out" "$TMP/c.out" && cmp -s "$TMP/n.err" "$TMP/c.err"; then
+		ok
+	else
+		bad "$name (native status $nrc, corral status $crc)"
+		diff "$TMP/n.out" "$TMP/c.out" | head -n 10
+		diff "$TMP/n.err" "$TMP/c.err" | head -n 10
+	fi
+}
+
+# status NAME WANT CMD...: exit status of CMD is WANT
+status() {
+	name=$1
+	want=$2
+	shift 2
+	"$@" >"$TMP/s.out" 2>"$TMP/s.err" </dev/null
+	got=$?
+	if [ "$got" = "$want" ]; then
+		ok
+	else
+		bad "$name (status $got, wanted $want)"
+		head -n 5 "$TMP/s.err"
+	fi
+}
+
+report() {
+	echo "$pass passed, $fail failed"
+	[ "$fail" -eq 0 ]
+}
