@@ -17,7 +17,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Every module folder under src/ except the CLI goes into libcorral.a.
-LIB_SRC := $(sort $(wildcard src/cpu/*.c src/process/*.c src/lib/*.c))
+LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -111,3 +111,23 @@ fuzz-clean:
 clean: fuzz-clean
 
 .PHONY: fuzz fuzz-run fuzz-clean
+
+# ---- boot fuzzing ----
+# The Linux loader decompresses bzImage payloads with the system libraries.
+LDLIBS += -lz -llzma -lzstd -llz4
+# `make fuzz-boot` builds a libFuzzer target over boot_linux's parsing (the
+# input is the kernel file); `make fuzz-boot-run` fuzzes it from the seeds.
+FUZZ_BOOT_SRC := $(sort $(wildcard src/boot/*.c))
+
+$(FUZZ_BUILD)/fuzz_boot: tests/fuzz/fuzz_boot.c $(FUZZ_BOOT_SRC) $(wildcard src/boot/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_boot.c $(FUZZ_BOOT_SRC) -lz -llzma -lzstd -llz4
+
+fuzz: $(FUZZ_BUILD)/fuzz_boot
+
+fuzz-boot-run: $(FUZZ_BUILD)/fuzz_boot
+	@mkdir -p $(FUZZ_BUILD)/corpus-boot tests/fuzz/regress/boot
+	$(FUZZ_BUILD)/fuzz_boot -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/boot/ $(FUZZ_BUILD)/corpus-boot tests/fuzz/seeds/boot
+
+.PHONY: fuzz-boot-run

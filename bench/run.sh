@@ -27,7 +27,7 @@ for i in range($PY_N):
 print(s)
 PY
 
-now_ms() { date +%s%N | awk '{ printf "%d\n", $1 / 1000000 }'; }
+now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 
 # run_case NAME CMD...: sets global results
 run_case() {

@@ -6,5 +6,6 @@
 #define CORRAL_VERSION "0.1.0"
 
 int cmd_exec(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

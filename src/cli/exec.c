@@ -13,19 +13,18 @@
 
 static void exec_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: corral exec [options] PROGRAM [ARGS...]\n"
-		"\n"
-		"Runs PROGRAM (an x86-64 Linux ELF program or #! script) on corral's\n"
-		"x86-64 CPU. The exit status is the program's; a program killed by a\n"
-		"signal kills corral with the same signal.\n"
-		"\n"
-		"options:\n"
-		"  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside)\n"
-		"  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
-		"  --trace        log each system call and unimplemented instruction to stderr\n"
-		"                 (also enabled by CORRAL_TRACE=1 in the environment)\n"
-		"  -h, --help     show this help\n");
+	fprintf(f, "usage: corral exec [options] PROGRAM [ARGS...]\n"
+		   "\n"
+		   "Runs PROGRAM (an x86-64 Linux ELF program or #! script) on corral's\n"
+		   "x86-64 CPU. The exit status is the program's; a program killed by a\n"
+		   "signal kills corral with the same signal.\n"
+		   "\n"
+		   "options:\n"
+		   "  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside)\n"
+		   "  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
+		   "  --trace        log each system call and unimplemented instruction to stderr\n"
+		   "                 (also enabled by CORRAL_TRACE=1 in the environment)\n"
+		   "  -h, --help     show this help\n");
 }
 
 /* The environment handed over by a guest execve: NUL-separated strings. */
@@ -69,14 +68,14 @@ int cmd_exec(int argc, char **argv)
 {
 	enum { OPT_ROOT = 256, OPT_ARGV0, OPT_TRACE, OPT_ENVFD };
 	static const struct option longopts[] = {
-		{ "root", required_argument, NULL, OPT_ROOT },
-		{ "argv0", required_argument, NULL, OPT_ARGV0 },
-		{ "trace", no_argument, NULL, OPT_TRACE },
-		{ "env-fd", required_argument, NULL, OPT_ENVFD }, /* internal: guest execve */
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{"root", required_argument, NULL, OPT_ROOT},
+		{"argv0", required_argument, NULL, OPT_ARGV0},
+		{"trace", no_argument, NULL, OPT_TRACE},
+		{"env-fd", required_argument, NULL, OPT_ENVFD}, /* internal: guest execve */
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	struct proc_opts o = { 0 };
+	struct proc_opts o = {0};
 	extern char **environ;
 	char **envp = environ;
 	const char *t = getenv("CORRAL_TRACE");
@@ -87,15 +86,9 @@ int cmd_exec(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (c) {
-		case OPT_ROOT:
-			o.root = optarg;
-			break;
-		case OPT_ARGV0:
-			o.argv0 = optarg;
-			break;
-		case OPT_TRACE:
-			o.trace = 1;
-			break;
+		case OPT_ROOT: o.root = optarg; break;
+		case OPT_ARGV0: o.argv0 = optarg; break;
+		case OPT_TRACE: o.trace = 1; break;
 		case OPT_ENVFD: {
 			char *end;
 			long fd = strtol(optarg, &end, 10);
@@ -105,9 +98,7 @@ int cmd_exec(int argc, char **argv)
 			}
 			break;
 		}
-		case 'h':
-			exec_usage(stdout);
-			return 0;
+		case 'h': exec_usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",
 				argv[optind - 1]);

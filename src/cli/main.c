@@ -11,7 +11,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "exec", cmd_exec, "run one x86-64 Linux program in a process VM" },
+	{"exec", cmd_exec, "run one x86-64 Linux program in a process VM"},
+	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
 };
 
 static void usage(FILE *f)

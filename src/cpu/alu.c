@@ -827,7 +827,7 @@ void op_mov_r_imm(struct cpu *c, const struct insn *i)
 static uint64_t moffs_addr(const struct cpu *c, const struct insn *i)
 {
 	uint64_t a = i->imm;
-	if (i->seg == SEG_FS || i->seg == SEG_GS)
+	if (i->seg != SEG_NONE)
 		a += c->s.seg[i->seg].base;
 	return a;
 }
@@ -875,6 +875,8 @@ void op_lea(struct cpu *c, const struct insn *i)
 		a += c->s.gpr[i->index] << i->scale;
 	if (i->adsz == 4)
 		a &= 0xffffffff;
+	else if (i->adsz == 2)
+		a &= 0xffff;
 	reg_write(c, i->reg, i->opsz, a);
 	insn_next(c, i);
 }

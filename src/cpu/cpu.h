@@ -130,6 +130,7 @@ enum cpu_exit {
 	CPU_EXIT_EXCEPTION, /* user mode: exception; exc_* say which, RIP at the faulting insn */
 	CPU_EXIT_HLT,       /* HLT (user mode: that is #GP, reported as an exception) */
 	CPU_EXIT_STOP,      /* cpu_request_stop() was called (e.g. a host signal arrived) */
+	CPU_EXIT_SHUTDOWN,  /* system mode: triple fault (the machine resets or stops) */
 };
 
 enum cpu_mode {
@@ -150,6 +151,7 @@ struct cpu_tlb_entry {
 
 struct vmem;
 struct dcache;
+struct machine;
 
 struct cpu {
 	struct cpu_state s;
@@ -162,15 +164,30 @@ struct cpu {
 
 	enum cpu_mode mode;
 	struct vmem *vm;
+	struct machine *m;  /* system mode: the machine this vCPU belongs to */
+	unsigned index;     /* system mode: vCPU number (= initial APIC ID) */
+	int halted;         /* system mode: in HLT, waiting for an interrupt */
+	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
-	struct cpu_tlb_entry tlb[CPU_TLB_SIZE];
-	unsigned tlb_gen, code_gen; /* last seen vmem generations */
+	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);
+	 * tlbp is the current one, so privilege changes need no flush. */
+	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
+	struct cpu_tlb_entry *tlbp;
+	unsigned tlb_gen, code_gen; /* last seen vmem/physmem generations */
+	unsigned cpl;               /* current privilege level (3 in user mode) */
+	struct cpu_physmem *phys;   /* system mode: code-page marks shared by the machine's vCPUs */
 
 	/* Exception details for CPU_EXIT_EXCEPTION. */
 	int exc_vector;
 	uint32_t exc_error;
 	uint64_t exc_addr; /* faulting data address (#PF, #GP on memory) */
 	int exc_noncanon;  /* the fault was a non-canonical address (#GP or #SS) */
+	int exc_soft;      /* system mode: raised by INT n/INT3/INTO (a trap; gate DPL checked) */
+	int delivering;    /* system mode: delivering exc_vector; a fault now is nested */
+	int deliver_vec;
+	uint64_t shadow_rip; /* system mode: interrupts inhibited while RIP equals this (after STI/MOV SS) */
+	uint64_t tsc_offset;
+	uint64_t mmio_gpa;   /* system mode: physical address of the last MMIO translation */
 
 	int end_block;          /* set by a handler: leave the current block */
 	int exit;               /* with end_block: an enum cpu_exit to return, or -1 */
@@ -186,6 +203,18 @@ struct cpu {
 /* Create/destroy. user mode: vm is the guest address space. */
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
 void cpu_destroy(struct cpu *c);
+
+/* System mode: a vCPU of machine m. Starts in the power-on state (real mode
+ * at F000:FFF0); a boot loader then sets c->s for its entry and calls
+ * cpu_flush. cpu_run then returns CPU_EXIT_HLT when halted with nothing to
+ * deliver, CPU_EXIT_LIMIT after max_insns, CPU_EXIT_SHUTDOWN on a triple
+ * fault; I/O goes to the machine's buses, interrupts come from it. */
+int cpu_init_system(struct cpu *c, struct machine *m, unsigned index);
+void cpu_reset_system(struct cpu *c);
+/* After c->s was set directly (boot loader, engine hand-over, snapshot
+ * restore): derive the CPL, drop cached translations and decoded code. A
+ * 64-bit code segment has attr 0xa09b (G, L, present, DPL 0, code). */
+void cpu_state_loaded(struct cpu *c);
 
 /* Reset architectural state for a 64-bit user-mode program: flat segments,
  * RFLAGS=0x202, FNINIT/MXCSR defaults. */

@@ -150,7 +150,10 @@ static inline uint64_t insn_ea(const struct cpu *c, const struct insn *i)
 		a += c->s.gpr[i->index] << i->scale;
 	if (i->adsz == 4)
 		a &= 0xffffffffu;
-	if (i->seg == SEG_FS || i->seg == SEG_GS)
+	else if (i->adsz == 2)
+		a &= 0xffff;
+	/* 64-bit code only ever has FS/GS here; legacy code its segment */
+	if (i->seg != SEG_NONE)
 		a += c->s.seg[i->seg].base;
 	return a;
 }
@@ -169,7 +172,7 @@ void *mem_rmw_ptr(struct cpu *c, uint64_t a, unsigned sz);
 
 static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 {
-	return &c->tlb[(a >> 12) & (CPU_TLB_SIZE - 1)];
+	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];
 }
 
 static inline uint64_t mem_read(struct cpu *c, uint64_t a, unsigned sz)
@@ -311,8 +314,16 @@ uint32_t parity8(uint64_t v);
 int sse_decode(struct insn *i);
 int x87_decode(struct insn *i);
 
+/* IA32_ARCH_CAPABILITIES: an interpreter does not speculate, so it is
+ * truthfully immune to the transient-execution bugs these bits rule out
+ * (RDCL_NO SKIP_L1DFL SSB_NO MDS_NO PSCHANGE_MC_NO TAA_NO SBDR_SSDP_NO
+ * FBSDP_NO PSDP_NO GDS_NO RFDS_NO), and guests skip their mitigations. */
+#define CPU_ARCH_CAPABILITIES                                                                          \
+	((1ull << 0) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) | (1ull << 8) | (1ull << 13) | \
+	 (1ull << 14) | (1ull << 15) | (1ull << 26) | (1ull << 27))
+
 /* CPUID feature bits the CPU advertises (cpuid.c) */
-extern const uint32_t cpu_feat_1_ecx, cpu_feat_1_edx, cpu_feat_7_ebx, cpu_feat_7_ecx,
+extern const uint32_t cpu_feat_1_ecx, cpu_feat_1_edx, cpu_feat_7_ebx, cpu_feat_7_ecx, cpu_feat_7_edx,
 	cpu_feat_81_ecx, cpu_feat_81_edx;
 
 #endif

@@ -13,6 +13,8 @@ const uint32_t cpu_feat_1_ecx = (1u << 13) | (1u << 23) | (1u << 31);
 /* Leaf 7 EBX: ERMS (REP MOVSB/STOSB are fast here too) */
 const uint32_t cpu_feat_7_ebx = (1u << 9);
 const uint32_t cpu_feat_7_ecx = 0;
+/* Leaf 7 EDX: ARCH_CAPABILITIES (MSR 0x10a) */
+const uint32_t cpu_feat_7_edx = (1u << 29);
 /* 0x80000001 ECX: LAHF/SAHF in 64-bit mode */
 const uint32_t cpu_feat_81_ecx = (1u << 0);
 /* 0x80000001 EDX: SYSCALL NX LM */
@@ -27,11 +29,10 @@ static uint32_t str4(const char *s)
 void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
 	static const char brand[48] = "corral virtual CPU";
-	(void)c;
 	out[0] = out[1] = out[2] = out[3] = 0;
 	switch (leaf) {
 	case 0:
-		out[0] = 7;
+		out[0] = 0x15;
 		out[1] = str4("Genu");
 		out[3] = str4("ineI");
 		out[2] = str4("ntel");
@@ -39,7 +40,8 @@ void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 	case 1:
 		/* family 6, model 0x2a, stepping 7 */
 		out[0] = (0x2u << 16) | (6u << 8) | (0xau << 4) | 7u;
-		out[1] = (8u << 8) | (1u << 16); /* CLFLUSH line 64 bytes, 1 logical CPU */
+		/* CLFLUSH line 64 bytes, 1 logical CPU per package, initial APIC ID */
+		out[1] = (8u << 8) | (1u << 16) | ((c && c->mode == CPU_MODE_SYSTEM ? c->index & 0xff : 0) << 24);
 		out[2] = cpu_feat_1_ecx;
 		out[3] = cpu_feat_1_edx;
 		break;
@@ -59,10 +61,20 @@ void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 		if (sub == 0) {
 			out[1] = cpu_feat_7_ebx;
 			out[2] = cpu_feat_7_ecx;
+			out[3] = cpu_feat_7_edx;
 		}
+		break;
+	case 0x15:
+		/* TSC = 1 GHz crystal * 1/1: the TSC counts virtual nanoseconds */
+		out[0] = 1;
+		out[1] = 1;
+		out[2] = 1000000000;
 		break;
 	case 0x80000000:
 		out[0] = 0x80000008;
+		break;
+	case 0x80000007:
+		out[3] = 1u << 8; /* invariant TSC */
 		break;
 	case 0x80000001:
 		out[2] = cpu_feat_81_ecx;

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "ops.h"
+#include "system.h"
 
 /* Stack operations fault before RSP changes, so a fault leaves state intact. */
 static inline void push64(struct cpu *c, uint64_t v)
@@ -81,6 +82,10 @@ void op_pushf(struct cpu *c, const struct insn *i)
 
 void op_popf(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_popf(c, i);
+		return;
+	}
 	uint64_t sp = c->s.gpr[R_RSP];
 	uint64_t v = mem_read(c, sp, i->opsz);
 	c->s.gpr[R_RSP] = sp + i->opsz;
@@ -200,6 +205,10 @@ void op_nop(struct cpu *c, const struct insn *i)
 
 void op_syscall(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_syscall(c, i);
+		return;
+	}
 	uint64_t next = c->s.rip + i->len;
 	c->s.gpr[R_RCX] = next;
 	c->s.gpr[R_R11] = cpu_get_rflags(c) & ~(uint64_t)FL_RF;
@@ -221,6 +230,10 @@ void op_cpuid(struct cpu *c, const struct insn *i)
 
 void op_rdtsc(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_rdtsc(c, i);
+		return;
+	}
 	/* User mode: the host's monotonic clock in nanoseconds (a 1 GHz TSC). */
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -232,6 +245,10 @@ void op_rdtsc(struct cpu *c, const struct insn *i)
 
 void op_int3(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_int(c, i);
+		return;
+	}
 	/* A trap: the reported RIP is after the instruction. */
 	insn_next(c, i);
 	cpu_raise(c, EXC_BP, 0);
@@ -239,6 +256,10 @@ void op_int3(struct cpu *c, const struct insn *i)
 
 void op_int(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_int(c, i);
+		return;
+	}
 	/* User mode: Linux's IDT gates other than #BP/#OF are DPL 0, so INT n
 	 * is #GP with an IDT error code. */
 	cpu_raise(c, EXC_GP, ((uint32_t)i->imm8 << 3) | 2);
@@ -292,6 +313,10 @@ void op_mov_r_sreg(struct cpu *c, const struct insn *i)
 
 void op_mov_sreg_r(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_mov_sreg(c, i);
+		return;
+	}
 	/* User mode: only null selectors and Linux's own user selectors load. */
 	unsigned sr = i->aux;
 	uint16_t v = (uint16_t)rm_read(c, i, 2);
@@ -315,6 +340,10 @@ void op_push_sreg(struct cpu *c, const struct insn *i)
 
 void op_pop_sreg(struct cpu *c, const struct insn *i)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		op_sys_pop_sreg(c, i);
+		return;
+	}
 	uint64_t sp = c->s.gpr[R_RSP];
 	uint16_t v = (uint16_t)mem_read(c, sp, i->opsz);
 	if (v > 3 && v != 0x2b && v != 0x23)

@@ -2,6 +2,7 @@
  * picks the handler so that execution never decodes again. */
 #include "decode.h"
 #include "ops.h"
+#include "system.h"
 
 /* ModRM presence in the 0F map, one row of 16 per string. */
 static const char *const modrm_0f[16] = {
@@ -27,7 +28,17 @@ struct dstate {
 	const uint8_t *p;
 	size_t n, pos;
 	int truncated;
+	unsigned bits; /* code size: 64, 32 or 16 */
 };
+
+/* Stack operand size: 64-bit code pushes 8 bytes (2 with 66); legacy code
+ * its operand size. */
+static inline uint8_t stack_opsz(const struct dstate *d, const struct insn *i)
+{
+	if (d->bits != 64)
+		return i->opsz;
+	return i->opsz == 2 ? 2 : 8;
+}
 
 static inline uint8_t next8(struct dstate *d)
 {
@@ -57,6 +68,22 @@ static void parse_modrm(struct dstate *d, struct insn *i)
 	if (mod == 3) {
 		i->mod3 = 1;
 		i->rm = rm | ((i->rex & 1) ? 8 : 0);
+		return;
+	}
+	if (i->adsz == 2) {
+		/* 16-bit addressing: BX+SI BX+DI BP+SI BP+DI SI DI BP BX */
+		static const uint8_t b16[8] = { R_RBX, R_RBX, R_RBP, R_RBP, R_RSI, R_RDI, R_RBP, R_RBX };
+		static const uint8_t x16[8] = { R_RSI, R_RDI, R_RSI, R_RDI, NOREG, NOREG, NOREG, NOREG };
+		i->base = b16[rm];
+		i->index = x16[rm];
+		if (mod == 0 && rm == 6) {
+			i->base = NOREG;
+			i->disp = (int32_t)read_imm(d, 2, 0);
+		} else if (mod == 1) {
+			i->disp = (int32_t)read_imm(d, 1, 1);
+		} else if (mod == 2) {
+			i->disp = (int32_t)read_imm(d, 2, 0);
+		}
 		return;
 	}
 	if (rm == 4) {
@@ -180,9 +207,23 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		}
 		return 1;
 	}
+	if (o >= 0x40 && o <= 0x4f) { /* legacy modes only: INC/DEC r */
+		i->mod3 = 1;
+		i->rm = o & 7;
+		i->fn = o < 0x48 ? op_inc : op_dec;
+		return 1;
+	}
+	if (o == 0xea && d->bits != 64) { /* JMP ptr16:16/32 */
+		i->imm = read_imm(d, i->opsz == 2 ? 2 : 4, 0);
+		i->aux = 0;
+		i->disp = (int32_t)read_imm(d, 2, 0); /* the selector */
+		i->fn = op_sys_ljmp;
+		*flags |= DEC_BRANCH;
+		return 1;
+	}
 	if (o >= 0x50 && o <= 0x5f) {
 		i->reg = (o & 7) | ((i->rex & 1) ? 8 : 0);
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = o < 0x58 ? op_push_r : op_pop_r;
 		return 1;
 	}
@@ -223,12 +264,12 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_movsxd;
 		return 1;
 	case 0x68:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->imm = read_imm(d, i->opsz == 2 ? 2 : 4, 1);
 		i->fn = op_push_imm;
 		return 1;
 	case 0x6a:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->imm = read_imm(d, 1, 1);
 		i->fn = op_push_imm;
 		return 1;
@@ -238,17 +279,32 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->imm = read_imm(d, o == 0x6b ? 1 : imm_z(i), 1);
 		i->fn = op_imul_r_rm_imm;
 		return 1;
-	case 0x6c: case 0x6d: case 0x6e: case 0x6f: /* INS/OUTS */
+	case 0x6c: case 0x6d: /* INS */
+		i->fn = op_sys_ins;
+		return 1;
+	case 0x6e: case 0x6f: /* OUTS */
+		i->fn = op_sys_outs;
+		return 1;
 	case 0xe4: case 0xe5: case 0xe6: case 0xe7:
-		if (o >= 0xe4)
-			read_imm(d, 1, 0);
-		i->fn = op_priv;
+		i->imm = read_imm(d, 1, 0);
+		i->imm8 = (uint8_t)i->imm;
+		i->fn = o < 0xe6 ? op_sys_in : op_sys_out;
+		return 1;
+	case 0xec: case 0xed:
+		i->fn = op_sys_in;
+		return 1;
+	case 0xee: case 0xef:
+		i->fn = op_sys_out;
+		return 1;
+	case 0xfa:
+		i->fn = op_sys_cli;
+		return 1;
+	case 0xfb:
+		i->fn = op_sys_sti;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0xec: case 0xed: case 0xee: case 0xef:
-	case 0xfa: case 0xfb: /* CLI STI */
-	case 0xf4:            /* HLT */
-		i->fn = o == 0xf4 ? op_hlt : op_priv;
+	case 0xf4:
+		i->fn = op_sys_hlt;
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0x80: case 0x81: case 0x83:
@@ -316,7 +372,7 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		parse_modrm(d, i);
 		if ((i->modrm >> 3) & 7)
 			return 0;
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = op_pop_rm;
 		return 1;
 	case 0x90:
@@ -334,11 +390,11 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 			i->fn = op_nop;
 		return 1;
 	case 0x9c:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = op_pushf;
 		return 1;
 	case 0x9d:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = op_popf;
 		*flags |= DEC_BRANCH; /* may set TF or change AC */
 		return 1;
@@ -410,20 +466,25 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 	case 0xc8:
 		i->imm = read_imm(d, 2, 0);
 		i->imm |= read_imm(d, 1, 0) << 16;
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = op_enter;
 		return 1;
 	case 0xc9:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->fn = op_leave;
 		return 1;
 	case 0xca:
-		read_imm(d, 2, 0);
-		i->fn = op_priv;
+		i->imm = read_imm(d, 2, 0);
+		i->fn = op_sys_retf;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0xcb: case 0xcf: /* RETF, IRET */
-		i->fn = op_priv;
+	case 0xcb:
+		i->fn = op_sys_retf;
+		*flags |= DEC_BRANCH;
+		return 1;
+	case 0xcf: /* IRET */
+		i->opsz = (i->rex & 8) ? 8 : i->opsz;
+		i->fn = op_sys_iret;
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0xcc:
@@ -453,7 +514,7 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0xe8: case 0xe9: case 0xeb:
-		i->imm = read_imm(d, o == 0xeb ? 1 : 4, 1);
+		i->imm = read_imm(d, o == 0xeb ? 1 : d->bits != 64 && i->opsz == 2 ? 2 : 4, 1);
 		i->fn = o == 0xe8 ? op_call_rel : op_jmp_rel;
 		*flags |= DEC_BRANCH;
 		return 1;
@@ -497,23 +558,29 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		case 0: i->fn = op_inc; return 1;
 		case 1: i->fn = op_dec; return 1;
 		case 2:
-			i->opsz = 8;
+			i->opsz = d->bits == 64 ? 8 : i->opsz;
 			i->fn = op_call_rm;
 			*flags |= DEC_BRANCH;
 			return 1;
 		case 4:
-			i->opsz = 8;
+			i->opsz = d->bits == 64 ? 8 : i->opsz;
 			i->fn = op_jmp_rm;
 			*flags |= DEC_BRANCH;
 			return 1;
 		case 6:
-			i->opsz = i->opsz == 2 ? 2 : 8;
+			i->opsz = stack_opsz(d, i);
 			i->fn = op_push_rm;
 			return 1;
-		case 3: case 5: /* far CALL/JMP through memory */
+		case 3: /* far CALL through memory */
 			if (i->mod3)
 				return 0;
 			i->fn = op_priv;
+			*flags |= DEC_BRANCH;
+			return 1;
+		case 5: /* far JMP through memory: m16:16/32/64 */
+			if (i->mod3)
+				return 0;
+			i->fn = op_sys_ljmp_m;
 			*flags |= DEC_BRANCH;
 			return 1;
 		default:
@@ -534,8 +601,16 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 	uint8_t o = i->op;
 	unsigned grp;
 
-	if (modrm_0f[o >> 4][o & 15] == '1')
+	if (o >= 0x20 && o <= 0x23) {
+		/* MOV to/from CR/DR: mod is ignored, operands are registers */
+		uint8_t m = next8(d);
+		i->modrm = m;
+		i->mod3 = 1;
+		i->reg = ((m >> 3) & 7) | ((i->rex & 4) ? 8 : 0);
+		i->rm = (m & 7) | ((i->rex & 1) ? 8 : 0);
+	} else if (modrm_0f[o >> 4][o & 15] == '1') {
 		parse_modrm(d, i);
+	}
 	if ((o >= 0x70 && o <= 0x73) || o == 0xc2 || (o >= 0xc4 && o <= 0xc6) || o == 0xa4 || o == 0xac ||
 	    o == 0xba) {
 		i->imm = read_imm(d, 1, 0);
@@ -549,7 +624,7 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		return 1;
 	}
 	if (o >= 0x80 && o <= 0x8f) {
-		i->imm = read_imm(d, 4, 1);
+		i->imm = read_imm(d, d->bits != 64 && i->opsz == 2 ? 2 : 4, 1);
 		i->aux = o & 15;
 		i->fn = op_jcc;
 		*flags |= DEC_BRANCH;
@@ -572,18 +647,50 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		return 1;
 	}
 	switch (o) {
-	case 0x00: case 0x01: case 0x06: case 0x07: case 0x08: case 0x09:
-	case 0x20: case 0x21: case 0x22: case 0x23:
-	case 0x30: case 0x32: case 0x33: case 0x34: case 0x35:
-		if (o == 0x01 && i->mod3) {
+	case 0x00:
+		i->fn = op_sys_grp6;
+		return 1;
+	case 0x01:
+		if (i->mod3) {
 			switch (i->modrm) {
 			case 0xd0: /* XGETBV: no XSAVE advertised */
 			case 0xd5: case 0xd6: /* XEND XTEST */
 			case 0xee: case 0xef: /* RDPKRU WRPKRU */
 			case 0xf9: /* RDTSCP: not advertised */
+			case 0xc8: case 0xc9: case 0xca: case 0xcb: /* MONITOR MWAIT CLAC STAC */
 				return 0;
 			}
+			i->fn = op_sys_grp7_reg;
+		} else {
+			i->fn = op_sys_grp7;
 		}
+		*flags |= DEC_BRANCH;
+		return 1;
+	case 0x06:
+		i->fn = op_sys_clts;
+		return 1;
+	case 0x07:
+		i->fn = op_sys_sysret;
+		*flags |= DEC_BRANCH;
+		return 1;
+	case 0x08: case 0x09:
+		i->fn = op_sys_wbinvd;
+		return 1;
+	case 0x20: case 0x22:
+		i->fn = op_sys_mov_cr;
+		*flags |= DEC_BRANCH;
+		return 1;
+	case 0x21: case 0x23:
+		i->fn = op_sys_mov_dr;
+		return 1;
+	case 0x30:
+		i->fn = op_sys_wrmsr;
+		*flags |= DEC_BRANCH;
+		return 1;
+	case 0x32:
+		i->fn = op_sys_rdmsr;
+		return 1;
+	case 0x33: case 0x34: case 0x35: /* RDPMC SYSENTER SYSEXIT */
 		i->fn = op_priv;
 		*flags |= DEC_BRANCH;
 		return 1;
@@ -605,12 +712,12 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_cpuid;
 		return 1;
 	case 0xa0: case 0xa8:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->aux = o == 0xa0 ? SEG_FS : SEG_GS;
 		i->fn = op_push_sreg;
 		return 1;
 	case 0xa1: case 0xa9:
-		i->opsz = i->opsz == 2 ? 2 : 8;
+		i->opsz = stack_opsz(d, i);
 		i->aux = o == 0xa1 ? SEG_FS : SEG_GS;
 		i->fn = op_pop_sreg;
 		return 1;
@@ -693,9 +800,33 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 	return 0;
 }
 
-int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags)
+/* Legacy (16/32-bit) code: stack operations through SS with the stack's
+ * own address size, and default segments for memory operands. */
+static void decode_legacy_fixup(struct insn *i)
 {
-	struct dstate d = { .p = p, .n = n > 15 ? 15 : n };
+	static const struct {
+		insn_fn from, to;
+	} map[] = {
+		{ op_push_r, op_lpush_r }, { op_pop_r, op_lpop_r }, { op_push_imm, op_lpush_imm },
+		{ op_push_rm, op_lpush_rm }, { op_pop_rm, op_lpop_rm }, { op_pushf, op_lpushf },
+		{ op_popf, op_lpopf }, { op_call_rel, op_lcall_rel }, { op_call_rm, op_lcall_rm },
+		{ op_ret, op_lret }, { op_ret_imm, op_lret }, { op_jmp_rm, op_ljmp_rm },
+		{ op_enter, op_ud }, { op_leave, op_lleave },
+	};
+	for (unsigned k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+		if (i->fn == map[k].from) {
+			i->fn = map[k].to;
+			break;
+		}
+	if (!i->mod3 && i->seg == SEG_NONE && (i->base != NOREG || i->index != NOREG || i->disp || i->modrm))
+		i->seg = (i->base == R_RSP || i->base == R_RBP) ? SEG_SS : SEG_DS;
+	if (i->seg == SEG_NONE && (i->fn == op_mov_a_moffs || i->fn == op_mov_moffs_a || i->fn == op_xlat))
+		i->seg = SEG_DS;
+}
+
+int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags, unsigned bits)
+{
+	struct dstate d = { .p = p, .n = n > 15 ? 15 : n, .bits = bits };
 	int has66 = 0, has67 = 0;
 	uint8_t lastrep = 0;
 
@@ -714,19 +845,30 @@ int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags)
 		case 0x67: has67 = 1; i->rex = 0; continue;
 		case 0xf2: case 0xf3: lastrep = b; i->rex = 0; continue;
 		case 0xf0: i->lock = 1; i->rex = 0; continue;
-		case 0x26: case 0x2e: case 0x36: case 0x3e: i->rex = 0; continue;
+		case 0x26: case 0x2e: case 0x36: case 0x3e:
+			/* ignored in 64-bit mode; real overrides in legacy modes */
+			if (bits != 64)
+				i->seg = b == 0x26 ? SEG_ES : b == 0x2e ? SEG_CS : b == 0x36 ? SEG_SS : SEG_DS;
+			i->rex = 0;
+			continue;
 		case 0x64: i->seg = SEG_FS; i->rex = 0; continue;
 		case 0x65: i->seg = SEG_GS; i->rex = 0; continue;
 		}
-		if ((b & 0xf0) == 0x40) {
+		if ((b & 0xf0) == 0x40 && bits == 64) {
 			i->rex = b;
 			continue;
 		}
 		i->op = b;
 		break;
 	}
-	i->opsz = (i->rex & 8) ? 8 : has66 ? 2 : 4;
-	i->adsz = has67 ? 4 : 8;
+	if (bits == 64) {
+		i->opsz = (i->rex & 8) ? 8 : has66 ? 2 : 4;
+		i->adsz = has67 ? 4 : 8;
+	} else {
+		unsigned def = bits == 32 ? 4 : 2;
+		i->opsz = (uint8_t)(has66 ? 6 - def : def);
+		i->adsz = (uint8_t)(has67 ? 6 - def : def);
+	}
 	i->rep = lastrep == 0xf3 ? REP_Z : lastrep == 0xf2 ? REP_NZ : REP_NONE;
 	i->pfx = lastrep == 0xf3 ? PFX_F3 : lastrep == 0xf2 ? PFX_F2 : has66 ? PFX_66 : PFX_NONE;
 
@@ -748,7 +890,11 @@ int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags)
 			ok = decode_0f(&d, i, flags);
 		}
 	} else if (i->op == 0xc4 || i->op == 0xc5 || i->op == 0x62) {
-		ok = 0; /* VEX/EVEX: no AVX */
+		ok = 0; /* VEX/EVEX: no AVX (LES/LDS/BOUND in legacy code: not supported) */
+	} else if (bits != 64 && (i->op == 0x63 || i->op == 0x9a || i->op == 0x60 || i->op == 0x61)) {
+		ok = 0; /* legacy-only ARPL, CALL far, PUSHA/POPA: not supported */
+	} else if (bits != 64 && ((i->op >= 0x40 && i->op <= 0x4f) || i->op == 0xea)) {
+		ok = decode_1b(&d, i, flags);
 	} else if ((i->op >= 0x06 && i->op <= 0x07) || i->op == 0x0e || i->op == 0x16 || i->op == 0x17 ||
 		   i->op == 0x1e || i->op == 0x1f || i->op == 0x27 || i->op == 0x2f || i->op == 0x37 ||
 		   i->op == 0x3f || (i->op >= 0x60 && i->op <= 0x62) || i->op == 0x82 || i->op == 0x9a ||
@@ -766,7 +912,14 @@ int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags)
 		return 0;
 	}
 	i->len = (uint8_t)d.pos;
+	if (bits != 64)
+		decode_legacy_fixup(i);
 	return (int)d.pos;
+}
+
+int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags)
+{
+	return decode_insn_mode(p, n, i, flags, 64);
 }
 
 int cpu_insn_length(const uint8_t *code, size_t n)

@@ -10,6 +10,8 @@
  * are not a valid instruction for corral's CPU (i->fn is then op_ud and
  * i->len 1); -1 if more bytes are needed than n. */
 int decode_insn(const uint8_t *p, size_t n, struct insn *i, unsigned *flags);
+/* The same for code of the given size (64, or legacy 32/16-bit code). */
+int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags, unsigned bits);
 
 /* Arithmetic flags (FL_* bits) the instruction reads, and those it always
  * writes; conservative (reads all, writes none) where unknown. */

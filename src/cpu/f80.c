@@ -31,16 +31,16 @@ struct fmt {
 	bool ext; /* x87 register: unmasked OE/UE deliver a wrapped result */
 };
 
-static const struct fmt fmt_f32 = { 24, -126, 127, false };
-static const struct fmt fmt_f64 = { 53, -1022, 1023, false };
+static const struct fmt fmt_f32 = {24, -126, 127, false};
+static const struct fmt fmt_f64 = {53, -1022, 1023, false};
 
 static inline struct fmt fmt_ext(const struct f80_env *e)
 {
-	struct fmt f = { (int)e->prec, EXT_EMIN, EXT_EMAX, true };
+	struct fmt f = {(int)e->prec, EXT_EMIN, EXT_EMAX, true};
 	return f;
 }
 
-static const struct fmt fmt_ext64 = { 64, EXT_EMIN, EXT_EMAX, true };
+static const struct fmt fmt_ext64 = {64, EXT_EMIN, EXT_EMAX, true};
 
 static inline int clz128(u128 v)
 {
@@ -61,7 +61,7 @@ static inline u128 shr_jam(u128 v, uint32_t n)
 
 static inline struct cpu_f80 mk(int sign, unsigned bexp, uint64_t sig)
 {
-	struct cpu_f80 r = { sig, (uint16_t)((sign ? 0x8000 : 0) | (bexp & 0x7fff)) };
+	struct cpu_f80 r = {sig, (uint16_t)((sign ? 0x8000 : 0) | (bexp & 0x7fff))};
 	return r;
 }
 
@@ -82,7 +82,7 @@ enum f80_class f80_classify(struct cpu_f80 a)
 
 static struct unp unpack(struct cpu_f80 a)
 {
-	struct unp u = { f80_classify(a), a.sexp >> 15, 0, a.mant };
+	struct unp u = {f80_classify(a), a.sexp >> 15, 0, a.mant};
 	if (u.cls == F80_NORMAL) {
 		u.exp = (int32_t)(a.sexp & 0x7fff) - EXT_BIAS;
 	} else if (u.cls == F80_DENORMAL) {
@@ -139,17 +139,10 @@ static bool round_at(u128 *sig, int prec, unsigned rc, int sign, bool *inexact)
 
 	*inexact = rb != 0;
 	switch (rc) {
-	case F80_RN:
-		inc = rb > half || (rb == half && ((*sig >> sh) & 1));
-		break;
-	case F80_RD:
-		inc = sign && rb;
-		break;
-	case F80_RU:
-		inc = !sign && rb;
-		break;
-	default:
-		inc = false;
+	case F80_RN: inc = rb > half || (rb == half && ((*sig >> sh) & 1)); break;
+	case F80_RD: inc = sign && rb; break;
+	case F80_RU: inc = !sign && rb; break;
+	default: inc = false;
 	}
 	*sig &= ~low;
 	if (inc)
@@ -170,7 +163,7 @@ struct rres {
  * e->up. Tininess is detected after rounding, as on x86. */
 static struct rres round_val(struct f80_env *e, const struct fmt *f, int sign, int32_t exp, u128 sig)
 {
-	struct rres r = { sign, exp, sig, 0 };
+	struct rres r = {sign, exp, sig, 0};
 	bool inx, up;
 	u128 s = sig;
 	int32_t x = exp;
@@ -277,7 +270,7 @@ static struct cpu_f80 norm_round_pack(struct f80_env *e, const struct fmt *f, in
 /* x87 NaN propagation (SDM vol. 1 table 4-7): a QNaN beats an SNaN, else
  * the larger significand wins; the result is always quiet. */
 static struct cpu_f80 nan_pick(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, const struct unp *ua,
-	const struct unp *ub)
+			       const struct unp *ub)
 {
 	if (ua->cls == F80_SNAN || ub->cls == F80_SNAN)
 		e->exc |= F80_IE;
@@ -297,8 +290,8 @@ static struct cpu_f80 nan_pick(struct f80_env *e, struct cpu_f80 a, struct cpu_f
 
 /* Common operand screening for two-operand arithmetic. Returns true when
  * the result is already decided (*r). */
-static bool screen2(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, const struct unp *ua,
-	const struct unp *ub, struct cpu_f80 *r)
+static bool screen2(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, const struct unp *ua, const struct unp *ub,
+		    struct cpu_f80 *r)
 {
 	if (ua->cls == F80_UNSUPPORTED || ub->cls == F80_UNSUPPORTED) {
 		*r = invalid(e);
@@ -511,17 +504,10 @@ static uint64_t round_to_int(unsigned rc, int sign, int32_t exp, uint64_t sig, b
 	}
 	*inexact = frac != 0;
 	switch (rc) {
-	case F80_RN:
-		inc = frac > (1ull << 63) || (frac == (1ull << 63) && (ip & 1));
-		break;
-	case F80_RD:
-		inc = sign && frac;
-		break;
-	case F80_RU:
-		inc = !sign && frac;
-		break;
-	default:
-		inc = false;
+	case F80_RN: inc = frac > (1ull << 63) || (frac == (1ull << 63) && (ip & 1)); break;
+	case F80_RD: inc = sign && frac; break;
+	case F80_RU: inc = !sign && frac; break;
+	default: inc = false;
 	}
 	*up = inc;
 	return ip + inc;
@@ -635,8 +621,7 @@ void f80_to_bcd(struct f80_env *e, struct cpu_f80 a, uint8_t b[10])
 /* FPREM/FPREM1. The remainder is exact. For exponent differences of 64 or
  * more the x87 does a partial reduction, leaving an exponent difference
  * between 32 and 63 for the next round (C2 = 1). */
-struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee, uint64_t *q,
-	bool *partial)
+struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee, uint64_t *q, bool *partial)
 {
 	struct unp ua = unpack(a), ub = unpack(b);
 	struct cpu_f80 r;
@@ -646,7 +631,7 @@ struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bo
 	e->up = false;
 	/* inf % y and x % 0 are invalid before denormals are looked at */
 	if ((ua.cls == F80_INF && (ub.cls == F80_ZERO || is_finite_nz(&ub) || ub.cls == F80_INF)) ||
-		(ub.cls == F80_ZERO && (ua.cls == F80_ZERO || is_finite_nz(&ua))))
+	    (ub.cls == F80_ZERO && (ua.cls == F80_ZERO || is_finite_nz(&ua))))
 		return invalid(e);
 	if (screen2(e, a, b, &ua, &ub, &r))
 		return r;
@@ -833,20 +818,16 @@ static uint64_t to_ieee(struct f80_env *e, struct cpu_f80 a, const struct fmt *f
 
 	e->up = false;
 	switch (ua.cls) {
-	case F80_ZERO:
-		return sign;
-	case F80_INF:
-		return sign | (emax << fbits);
+	case F80_ZERO: return sign;
+	case F80_INF: return sign | (emax << fbits);
 	case F80_UNSUPPORTED:
 		e->exc |= F80_IE;
 		return (1ull << (fbits + ebits)) | (emax << fbits) | (1ull << (fbits - 1));
 	case F80_SNAN:
 		e->exc |= F80_IE;
 		/* fall through */
-	case F80_QNAN:
-		return sign | (emax << fbits) | (1ull << (fbits - 1)) | ((a.mant << 1) >> (64 - fbits));
-	default:
-		break;
+	case F80_QNAN: return sign | (emax << fbits) | (1ull << (fbits - 1)) | ((a.mant << 1) >> (64 - fbits));
+	default: break;
 	}
 	struct rres r = round_val(e, f, ua.sign, ua.exp, (u128)ua.sig << 64);
 	if (r.kind)
@@ -886,9 +867,12 @@ struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp)
  * the hardware, their argument reduction uses an exact pi, so results for
  * large arguments are more accurate than, and differ from, x87 hardware. */
 
+/* A zero, infinity or finite value as a host long double */
 static long double to_ld(const struct unp *u)
 {
-	long double v = ldexpl((long double)u->sig, u->exp - 63);
+	long double v = u->cls == F80_INF    ? INFINITY
+			: u->cls == F80_ZERO ? 0
+					     : ldexpl((long double)u->sig, u->exp - 63);
 	return u->sign ? -v : v;
 }
 
@@ -925,7 +909,7 @@ struct x128 {
 
 static struct x128 x_from_ld(long double v)
 {
-	struct x128 r = { signbit(v) != 0, 0, 0 };
+	struct x128 r = {signbit(v) != 0, 0, 0};
 	if (v == 0)
 		return r;
 	int ex;
@@ -942,13 +926,13 @@ static struct x128 x_from_ld(long double v)
 
 static struct x128 x_from_unp(const struct unp *u)
 {
-	struct x128 r = { u->sign, u->exp, (u128)u->sig << 64 };
+	struct x128 r = {u->sign, u->exp, (u128)u->sig << 64};
 	return r;
 }
 
 static struct x128 x_mul(struct x128 a, struct x128 b)
 {
-	struct x128 r = { a.sign ^ b.sign, 0, 0 };
+	struct x128 r = {a.sign ^ b.sign, 0, 0};
 	if (!a.sig || !b.sig)
 		return r;
 	const u128 m64 = ~(uint64_t)0;
@@ -989,7 +973,7 @@ static struct x128 x_add(struct x128 a, struct x128 b)
 	}
 	u128 sa = shr_jam(a.sig, 1), sb = shr_jam(shr_jam(b.sig, 1), (uint32_t)(a.exp - b.exp));
 	u128 sum = a.sign == b.sign ? sa + sb : sa - sb;
-	struct x128 r = { a.sign, 0, 0 };
+	struct x128 r = {a.sign, 0, 0};
 	if (!sum)
 		return r;
 	int lz = clz128(sum);
@@ -1001,7 +985,7 @@ static struct x128 x_add(struct x128 a, struct x128 b)
 /* a / b by long division, 128 quotient bits plus sticky */
 static struct x128 x_div(struct x128 a, struct x128 b)
 {
-	struct x128 r = { a.sign ^ b.sign, a.exp - b.exp, 0 };
+	struct x128 r = {a.sign ^ b.sign, a.exp - b.exp, 0};
 	u128 n = a.sig, d = b.sig, q = 1;
 
 	if (!n)
@@ -1026,7 +1010,7 @@ static struct x128 x_div(struct x128 a, struct x128 b)
 
 static struct x128 x_from_int(int64_t v)
 {
-	struct x128 r = { v < 0, 0, 0 };
+	struct x128 r = {v < 0, 0, 0};
 	uint64_t m = v < 0 ? -(uint64_t)v : (uint64_t)v;
 	if (m) {
 		int lz = __builtin_clzll(m);
@@ -1054,7 +1038,7 @@ static struct x128 x_ln_series(struct x128 u)
 	return sum;
 }
 
-static const struct x128 x_one = { 0, 0, (u128)1 << 127 };
+static const struct x128 x_one = {0, 0, (u128)1 << 127};
 
 static struct cpu_f80 x_round(struct f80_env *e, struct x128 a)
 {
@@ -1104,7 +1088,7 @@ struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a)
 		return u.sign ? mk(1, EXT_BIAS, 1ull << 63) : a;
 	/* y = x*ln2 = yh + yl (two long doubles), then
 	 * 2^x - 1 = expm1(yh + yl) ~ expm1(yh) + yl * 2^x, summed exactly */
-	struct x128 ln2 = { 0, -1, ((u128)LN2_HI << 64) | LN2_LO };
+	struct x128 ln2 = {0, -1, ((u128)LN2_HI << 64) | LN2_LO};
 	struct x128 y = x_mul(x_from_unp(&u), ln2);
 	int sgn = y.sign ? -1 : 1;
 	long double yh = sgn * ldexpl((long double)(uint64_t)(y.sig >> 64), y.exp - 63);
@@ -1163,7 +1147,7 @@ struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 	e->exc |= F80_PE;
 	/* x = m * 2^k with m in [sqrt(1/2), sqrt(2)): log2(x) = k + ln(m) * log2(e),
 	 * ln(m) = 2 atanh((m-1)/(m+1)) */
-	struct x128 log2e = { 0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO };
+	struct x128 log2e = {0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO};
 	struct x128 m = x_from_unp(&ux);
 	int32_t k = ux.exp;
 	m.exp = 0;
@@ -1171,7 +1155,7 @@ struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 		m.exp = -1;
 		k++;
 	}
-	struct x128 mm1 = x_add(m, (struct x128){ 1, 0, x_one.sig });
+	struct x128 mm1 = x_add(m, (struct x128){1, 0, x_one.sig});
 	struct x128 lnm = x_ln_series(x_div(mm1, x_add(m, x_one)));
 	struct x128 l2 = x_add(x_from_int(k), x_mul(lnm, log2e));
 	return x_round(e, x_mul(x_from_unp(&uy), l2));
@@ -1203,8 +1187,8 @@ struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y
 	e->exc |= F80_PE;
 	/* log2(1+x) = ln(1+x) * log2(e), ln(1+x) = 2 atanh(x/(2+x)); for x
 	 * outside the defined |x| < 1 - sqrt(2)/2 the series still converges */
-	struct x128 log2e = { 0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO };
-	struct x128 xx = x_from_unp(&ux), two = { 0, 1, (u128)1 << 127 };
+	struct x128 log2e = {0, 0, ((u128)LOG2E_HI << 64) | LOG2E_LO};
+	struct x128 xx = x_from_unp(&ux), two = {0, 1, (u128)1 << 127};
 	struct x128 ln = x_ln_series(x_div(xx, x_add(two, xx)));
 	return x_round(e, x_mul(x_mul(x_from_unp(&uy), ln), log2e));
 }
@@ -1218,16 +1202,8 @@ struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 	if (screen2(e, x, y, &ux, &uy, &r))
 		return r;
 	long double v = atan2l(to_ld(&uy), to_ld(&ux));
-	if (ux.cls == F80_ZERO || ux.cls == F80_INF || uy.cls == F80_ZERO || uy.cls == F80_INF) {
-		/* to_ld gives 0 for zeros (exp 0 sig 0) but not infinities */
-		long double lx = ux.cls == F80_INF ? (ux.sign ? -INFINITY : INFINITY) :
-			ux.cls == F80_ZERO ? (ux.sign ? -0.0L : 0.0L) : to_ld(&ux);
-		long double ly = uy.cls == F80_INF ? (uy.sign ? -INFINITY : INFINITY) :
-			uy.cls == F80_ZERO ? (uy.sign ? -0.0L : 0.0L) : to_ld(&uy);
-		v = atan2l(ly, lx);
-		if (v == 0)
-			return zero(signbit(v) != 0);
-	}
+	if (v == 0 && !(is_finite_nz(&ux) && is_finite_nz(&uy)))
+		return zero(signbit(v) != 0); /* exact: atan2(+-0, x > 0) */
 	if (!ux.sign && is_finite_nz(&ux) && is_finite_nz(&uy) && fabsl(v) < ldexpl(1.0L, -16000)) {
 		/* atan(y/x) = y/x to far below an ulp here, and the division
 		 * gets the underflow right */
@@ -1266,13 +1242,9 @@ bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct c
 
 	e->up = false;
 	switch (screen_trig(e, a, &u, &r)) {
-	case 1:
-		*s = *c = r;
-		return true;
-	case 2:
-		return false;
-	default:
-		break;
+	case 1: *s = *c = r; return true;
+	case 2: return false;
+	default: break;
 	}
 	if (u.cls == F80_ZERO) {
 		*s = a;
@@ -1300,13 +1272,9 @@ bool f80_tan(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *t)
 
 	e->up = false;
 	switch (screen_trig(e, a, &u, &r)) {
-	case 1:
-		*t = r;
-		return true;
-	case 2:
-		return false;
-	default:
-		break;
+	case 1: *t = r; return true;
+	case 2: return false;
+	default: break;
 	}
 	if (u.cls == F80_ZERO) {
 		*t = a;

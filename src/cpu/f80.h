@@ -24,15 +24,20 @@ struct f80_env {
 	unsigned exc;  /* exceptions raised, accumulated */
 	bool up;       /* the last rounding increased the magnitude (x87 C1) */
 	bool den_in;   /* an operand was a denormal before conversion to
-	                  extended (m32fp/m64fp): report DE as for one */
+			  extended (m32fp/m64fp): report DE as for one */
 };
 
 enum f80_class {
-	F80_ZERO, F80_NORMAL, F80_DENORMAL, F80_INF, F80_QNAN, F80_SNAN,
+	F80_ZERO,
+	F80_NORMAL,
+	F80_DENORMAL,
+	F80_INF,
+	F80_QNAN,
+	F80_SNAN,
 	F80_UNSUPPORTED, /* unnormal, pseudo-NaN, pseudo-infinity, pseudo-zero */
 };
 
-#define F80_INDEFINITE ((struct cpu_f80){ 0xc000000000000000ull, 0xffff })
+#define F80_INDEFINITE ((struct cpu_f80){0xc000000000000000ull, 0xffff})
 
 enum f80_class f80_classify(struct cpu_f80 a);
 
@@ -44,11 +49,10 @@ struct cpu_f80 f80_sqrt(struct f80_env *e, struct cpu_f80 a);
 /* FPREM (ieee false) / FPREM1 (ieee true): *q gets the quotient's low 3
  * bits (all ones when the result is a NaN and C0/C2/C3 are left alone),
  * *partial is set when the reduction is incomplete (C2). */
-struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee,
-	uint64_t *q, bool *partial);
+struct cpu_f80 f80_rem(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool ieee, uint64_t *q, bool *partial);
 struct cpu_f80 f80_round_int(struct f80_env *e, struct cpu_f80 a);
 struct cpu_f80 f80_scale(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b);
-/* FXTRACT: a = sig * 2^exp; returns false if an unmasked exception stops it. */
+/* FXTRACT: a = sig * 2^exp, sig in [1, 2) */
 void f80_xtract(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *exp, struct cpu_f80 *sig);
 /* Compare: -1 a<b, 0 equal, 1 a>b, 2 unordered. quiet: only SNaN is invalid. */
 int f80_compare(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 b, bool quiet);

@@ -1,18 +1,17 @@
 /* Guest memory access slow paths: soft TLB refill, page-crossing accesses,
  * writes to pages holding decoded code, and page faults. */
-#include "cpu_internal.h"
+#include "system.h"
 
 enum { ACC_R, ACC_W, ACC_X };
 
-void cpu_tlb_flush(struct cpu *c);
-
 void cpu_tlb_flush(struct cpu *c)
 {
-	for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
-		c->tlb[k].tag_r = CPU_TLB_INVALID;
-		c->tlb[k].tag_w = CPU_TLB_INVALID;
-		c->tlb[k].tag_x = CPU_TLB_INVALID;
-	}
+	for (unsigned b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+			c->tlb[b][k].tag_r = CPU_TLB_INVALID;
+			c->tlb[b][k].tag_w = CPU_TLB_INVALID;
+			c->tlb[b][k].tag_x = CPU_TLB_INVALID;
+		}
 }
 
 static uint32_t pf_error(int acc, int present)
@@ -30,6 +29,8 @@ static uint32_t pf_error(int acc, int present)
  * the page holds decoded code (writes must go through the slow path). */
 static uint8_t *tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 {
+	if (c->mode == CPU_MODE_SYSTEM)
+		return sys_tlb_fill(c, a, acc, code);
 	/* Non-canonical addresses #GP (#SS for stack, reported alike in user mode). */
 	if ((uint64_t)((int64_t)(a << 16) >> 16) != a) {
 		c->exc_noncanon = 1; /* cpu_run tells #SS from #GP */
@@ -67,7 +68,7 @@ static uint8_t *tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 	return host + (a & 0xfff);
 }
 
-/* Host pointer for a read of the byte at a. */
+/* Host pointer for a read of the byte at a; NULL for MMIO (system mode). */
 static uint8_t *xlat_read(struct cpu *c, uint64_t a)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
@@ -76,16 +77,8 @@ static uint8_t *xlat_read(struct cpu *c, uint64_t a)
 	return tlb_fill(c, a, ACC_R, NULL);
 }
 
-uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a);
-uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a)
-{
-	struct cpu_tlb_entry *e = tlb_entry(c, a);
-	if (e->tag_x == (a & ~0xfffull))
-		return (uint8_t *)(uintptr_t)(a + e->addend);
-	return tlb_fill(c, a, ACC_X, NULL);
-}
-
-/* Host pointer for a write at a (within one page). Marks code pages written. */
+/* Host pointer for a write at a (within one page), NULL for MMIO. Notices
+ * writes to pages holding decoded code. */
 static uint8_t *xlat_write(struct cpu *c, uint64_t a)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
@@ -97,7 +90,10 @@ static uint8_t *xlat_write(struct cpu *c, uint64_t a)
 		/* A store into decoded code: drop the page's decoded blocks (the
 		 * run loop sees code_gen change) and stop executing this block,
 		 * whose later instructions may be the ones just overwritten. */
-		vmem_code_written(c->vm, a);
+		if (c->mode == CPU_MODE_SYSTEM)
+			sys_code_written(c, p - (a & 0xfff));
+		else
+			vmem_code_written(c->vm, a);
 		c->end_block = 1;
 	}
 	return p;
@@ -107,13 +103,21 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 {
 	uint64_t v = 0;
 	if ((a & 0xfff) <= 0x1000u - sz) {
-		memcpy(&v, xlat_read(c, a), sz);
+		uint8_t *p = xlat_read(c, a);
+		if (!p)
+			return sys_mmio_read(c, a, sz);
+		memcpy(&v, p, sz);
 		return v;
 	}
 	/* Crossing a page: translate both pages before reading either. */
 	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
 	uint8_t *p1 = xlat_read(c, a);
 	uint8_t *p2 = xlat_read(c, a + first);
+	if (!p1 || !p2) {
+		for (unsigned k = 0; k < sz; k++)
+			v |= mem_read_slow(c, a + k, 1) << (8 * k);
+		return v;
+	}
 	memcpy(&v, p1, first);
 	memcpy((uint8_t *)&v + first, p2, sz - first);
 	return v;
@@ -122,7 +126,11 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 {
 	if ((a & 0xfff) <= 0x1000u - sz) {
-		memcpy(xlat_write(c, a), &v, sz);
+		uint8_t *p = xlat_write(c, a);
+		if (!p)
+			sys_mmio_write(c, a, sz, v);
+		else
+			memcpy(p, &v, sz);
 		return;
 	}
 	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
@@ -130,6 +138,11 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	mem_probe_write(c, a, sz);
 	uint8_t *p1 = xlat_write(c, a);
 	uint8_t *p2 = xlat_write(c, a + first);
+	if (!p1 || !p2) {
+		for (unsigned k = 0; k < sz; k++)
+			mem_write_slow(c, a + k, 1, v >> (8 * k));
+		return;
+	}
 	memcpy(p1, &v, first);
 	memcpy(p2, (uint8_t *)&v + first, sz - first);
 }
@@ -156,7 +169,13 @@ void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
 		if (chunk > n)
 			chunk = n;
-		memcpy(d, xlat_read(c, a), chunk);
+		uint8_t *p = xlat_read(c, a);
+		if (p) {
+			memcpy(d, p, chunk);
+		} else {
+			for (unsigned k = 0; k < chunk; k++)
+				d[k] = (uint8_t)sys_mmio_read(c, a + k, 1);
+		}
 		d += chunk;
 		a += chunk;
 		n -= chunk;
@@ -171,7 +190,15 @@ void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
 		if (chunk > n)
 			chunk = n;
-		memcpy(xlat_write(c, a), s, chunk);
+		uint8_t *p = xlat_write(c, a);
+		if (p) {
+			memcpy(p, s, chunk);
+		} else {
+			for (unsigned k = 0; k < chunk; k++) {
+				xlat_write(c, a + k);
+				sys_mmio_write(c, a + k, 1, s[k]);
+			}
+		}
 		s += chunk;
 		a += chunk;
 		n -= chunk;
@@ -184,5 +211,5 @@ void *mem_rmw_ptr(struct cpu *c, uint64_t a, unsigned sz)
 		mem_probe_write(c, a, sz);
 		return NULL;
 	}
-	return xlat_write(c, a);
+	return xlat_write(c, a); /* NULL for MMIO: the caller's locked fallback */
 }

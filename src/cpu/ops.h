@@ -43,6 +43,11 @@ OP(op_nop); OP(op_syscall); OP(op_cpuid); OP(op_rdtsc); OP(op_int3); OP(op_int);
 OP(op_hlt); OP(op_priv); OP(op_fence); OP(op_xlat); OP(op_mov_r_sreg); OP(op_mov_sreg_r);
 OP(op_ud2); OP(op_clflush); OP(op_push_sreg); OP(op_pop_sreg);
 
+/* legacy.c: 16/32-bit stack and branch forms */
+OP(op_lpush_r); OP(op_lpop_r); OP(op_lpush_imm); OP(op_lpush_rm); OP(op_lpop_rm);
+OP(op_lpushf); OP(op_lpopf); OP(op_lcall_rel); OP(op_lcall_rm); OP(op_lret); OP(op_ljmp_rm);
+OP(op_lleave);
+
 /* string.c; aux unused, opsz = element size */
 OP(op_movs); OP(op_stos); OP(op_lods); OP(op_cmps); OP(op_scas);
 

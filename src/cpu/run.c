@@ -7,6 +7,7 @@
 
 #include "decode.h"
 #include "ops.h"
+#include "system.h"
 
 #define BLOCK_MAX 32
 #define DC_HASH_BITS 14
@@ -26,8 +27,6 @@ struct dcache {
 	size_t used;
 };
 
-void cpu_tlb_flush(struct cpu *c);
-uint8_t *cpu_fetch_ptr(struct cpu *c, uint64_t a);
 
 static void dcache_flush(struct dcache *dc)
 {
@@ -40,6 +39,9 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 	memset(c, 0, sizeof(*c));
 	c->mode = mode;
 	c->vm = vm;
+	c->code_bits = 64;
+	c->cpl = 3;
+	c->tlbp = c->tlb[1];
 	c->dc = calloc(1, sizeof(*c->dc));
 	if (!c->dc)
 		return -ENOMEM;
@@ -61,6 +63,8 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 
 void cpu_destroy(struct cpu *c)
 {
+	if (c->mode == CPU_MODE_SYSTEM)
+		sys_destroy(c);
 	if (c->dc) {
 		munmap(c->dc->arena, DC_ARENA);
 		free(c->dc);
@@ -175,6 +179,10 @@ void op_ud(struct cpu *c, const struct insn *i)
 /* Up to 15 code bytes at a, as far as executable pages go, without faulting. */
 static size_t fetch_code(struct cpu *c, uint64_t a, uint8_t *buf)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		uint64_t phys;
+		return sys_fetch_code(c, a, buf, &phys);
+	}
 	size_t got = 0;
 	while (got < 15) {
 		uint64_t at = a + got;
@@ -195,33 +203,53 @@ static size_t fetch_code(struct cpu *c, uint64_t a, uint8_t *buf)
 
 static void mark_code(struct cpu *c, uint64_t a)
 {
+	if (c->mode == CPU_MODE_SYSTEM) {
+		sys_mark_code(c, a);
+		return;
+	}
 	vmem_mark_code(c->vm, a);
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (e->tag_w == (a & ~0xfffull))
 		e->tag_w = CPU_TLB_INVALID;
 }
 
-static struct dblock *block_build(struct cpu *c, uint64_t rip)
+/* Decode the block at linear address rip, cached under key (user mode: the
+ * address itself; system mode: the host address of its bytes, so a block
+ * serves every mapping of its physical page). */
+static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 {
+	int sys = c->mode == CPU_MODE_SYSTEM;
 	struct dcache *dc = c->dc;
 	size_t need = sizeof(struct dblock) + BLOCK_MAX * sizeof(struct insn);
 	if (dc->used + need > DC_ARENA)
 		dcache_flush(dc);
 	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
-	b->rip = rip;
+	b->rip = key;
 	b->n = 0;
 	uint64_t pc = rip;
+	int cacheable = 1;
 	while (b->n < BLOCK_MAX) {
 		uint8_t buf[15];
 		size_t avail = fetch_code(c, pc, buf);
 		struct insn *i = &b->insn[b->n];
 		unsigned flags = 0;
-		int len = avail ? decode_insn(buf, avail, i, &flags) : -1;
+		int len = avail ? decode_insn_mode(buf, avail, i, &flags, sys ? c->code_bits : 64) : -1;
 		if (len < 0) {
 			/* The instruction runs into a page that cannot be fetched. */
 			if (b->n)
 				break;
+			if (sys) {
+				sys_tlb_fill(c, pc + avail, 2, NULL); /* raises the fetch fault */
+				cpu_raise(c, EXC_GP, 0);              /* code in MMIO: not supported */
+			}
 			cpu_raise_pf(c, pc + avail, PFERR_U | PFERR_I | (vmem_lookup(c->vm, pc + avail, NULL) ? PFERR_P : 0));
+		}
+		if (sys && len > 0 && ((pc + (unsigned)len - 1) ^ pc) & ~0xfffull) {
+			/* Crossing into another page, whose mapping may differ next
+			 * time: end the block before it, or run it uncached. */
+			if (b->n)
+				break;
+			cacheable = 0;
 		}
 		if (len == 0) {
 			i->fn = op_ud;
@@ -251,19 +279,21 @@ static struct dblock *block_build(struct cpu *c, uint64_t rip)
 	}
 	dc->used += sizeof(struct dblock) + b->n * sizeof(struct insn);
 	dc->used = (dc->used + 15) & ~(size_t)15;
-	unsigned h = (unsigned)((rip ^ (rip >> DC_HASH_BITS)) & (DC_HASH - 1));
-	b->next = dc->hash[h];
-	dc->hash[h] = b;
+	if (cacheable) {
+		unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
+		b->next = dc->hash[h];
+		dc->hash[h] = b;
+	}
 	return b;
 }
 
-static inline struct dblock *block_find(struct cpu *c, uint64_t rip)
+static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t rip)
 {
-	unsigned h = (unsigned)((rip ^ (rip >> DC_HASH_BITS)) & (DC_HASH - 1));
+	unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
 	for (struct dblock *b = c->dc->hash[h]; b; b = b->next)
-		if (b->rip == rip)
+		if (b->rip == key)
 			return b;
-	return block_build(c, rip);
+	return block_build(c, key, rip);
 }
 
 /* The loop proper, out of line from cpu_run's setjmp so its locals may live
@@ -283,7 +313,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
 			dcache_flush(c->dc);
 		}
-		struct dblock *b = block_find(c, c->s.rip);
+		struct dblock *b = block_find(c, c->s.rip, c->s.rip);
 		const struct insn *i = b->insn, *end = b->insn + b->n;
 		do {
 			i->fn(c, i);
@@ -296,6 +326,64 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 				enum cpu_exit e = (enum cpu_exit)c->exit;
 				c->exit = -1;
 				return e;
+			}
+		}
+		if (unlikely(c->icount >= limit))
+			return CPU_EXIT_LIMIT;
+	}
+}
+
+/* System mode: the same loop plus interrupts, HLT and physical code keys. */
+static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint64_t limit)
+{
+	for (;;) {
+		if (unlikely(c->stop_req)) {
+			c->stop_req = 0;
+			return CPU_EXIT_STOP;
+		}
+		unsigned gen = sys_code_gen(c);
+		if (unlikely(c->code_gen != gen)) {
+			c->code_gen = gen;
+			dcache_flush(c->dc);
+			cpu_tlb_flush(c);
+		}
+		if (c->halted) {
+			if (!(c->s.rflags & FL_IF) || !sys_poll_interrupts(c))
+				return CPU_EXIT_HLT;
+		} else if (c->s.rflags & FL_IF) {
+			sys_poll_interrupts(c);
+		}
+		/* Code size and linear RIP: 64-bit code has a flat CS; legacy code
+		 * (real mode, the 32-bit SMP trampoline) runs at CS.base + IP. */
+		unsigned bits;
+		uint64_t rip = c->s.rip;
+		if (likely(sys_long_mode(c) && (c->s.seg[SEG_CS].attr & 0x2000))) {
+			bits = 64;
+		} else {
+			bits = (c->s.cr0 & 1) && (c->s.seg[SEG_CS].attr & 0x4000) ? 32 : 16;
+			rip &= bits == 32 ? 0xffffffffull : 0xffffull;
+			c->s.rip = rip;
+			rip = (rip + c->s.seg[SEG_CS].base) & 0xffffffffull;
+		}
+		c->code_bits = bits;
+		struct cpu_tlb_entry *e = tlb_entry(c, rip);
+		uint8_t *host = e->tag_x == (rip & ~0xfffull) ? (uint8_t *)(uintptr_t)(rip + e->addend)
+							       : sys_tlb_fill(c, rip, 2, NULL);
+		if (!host)
+			cpu_raise(c, EXC_GP, 0); /* executing MMIO */
+		struct dblock *b = block_find(c, (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56), rip);
+		const struct insn *i = b->insn, *end = b->insn + b->n;
+		do {
+			i->fn(c, i);
+			i++;
+		} while (i != end && likely(!c->end_block));
+		c->icount += (uint64_t)(i - b->insn);
+		if (unlikely(c->end_block)) {
+			c->end_block = 0;
+			if (c->exit >= 0) {
+				enum cpu_exit x = (enum cpu_exit)c->exit;
+				c->exit = -1;
+				return x;
 			}
 		}
 		if (unlikely(c->icount >= limit))
@@ -335,13 +423,23 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 	c->exit = -1;
 	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
 	if (setjmp(c->fault_jb)) {
-		c->in_run = 0;
 		c->end_block = 0;
-		if (c->exc_noncanon && c->exc_vector == EXC_GP && fault_via_stack(c))
+		if (c->exc_noncanon && c->exc_vector == EXC_GP && !c->delivering && fault_via_stack(c))
 			c->exc_vector = EXC_SS;
-		return CPU_EXIT_EXCEPTION;
+		c->exc_noncanon = 0;
+		if (c->mode == CPU_MODE_USER) {
+			c->in_run = 0;
+			return CPU_EXIT_EXCEPTION;
+		}
+		/* System mode: deliver through the IDT (a fault while delivering
+		 * comes back here as a nested exception) and go on. */
+		if (sys_exception(c)) {
+			c->in_run = 0;
+			c->delivering = 0;
+			return CPU_EXIT_SHUTDOWN;
+		}
 	}
-	enum cpu_exit e = run_loop(c, limit);
+	enum cpu_exit e = c->mode == CPU_MODE_SYSTEM ? run_loop_sys(c, limit) : run_loop(c, limit);
 	c->in_run = 0;
 	return e;
 }

@@ -353,11 +353,15 @@ static void op_vec_xmm(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-/* The same op on MMX registers: mm, mm/m64 */
+/* The same op on MMX registers: mm, mm/m64 (mm/m32 for PUNPCKL*, which
+ * only use the low halves) */
 static void op_vec_mmx(struct cpu *c, const struct insn *i)
 {
 	union cpu_xmm d, s;
-	s.q[0] = mmx_src(c, i);
+	if (!i->mod3 && (i->aux == V_PUNPCKLBW || i->aux == V_PUNPCKLWD || i->aux == V_PUNPCKLDQ))
+		s.q[0] = mem_read32(c, insn_ea(c, i));
+	else
+		s.q[0] = mmx_src(c, i);
 	d.q[0] = mmx_read(c, i->reg);
 	vec_ops[i->aux](&d, &s, 8);
 	mmx_enter(c);
@@ -758,7 +762,9 @@ static void op_pextrw_mmx(struct cpu *c, const struct insn *i)
 }
 
 /* MASKMOVQ / MASKMOVDQU: byte-masked store to DS:rDI. The whole span is
- * checked before any byte is written, so a fault changes nothing. */
+ * checked before any byte is written, so a fault changes nothing; like the
+ * hardware corral is tested against, it faults on an inaccessible span even
+ * where the mask is clear (the SDM allows either). */
 static void maskmov(struct cpu *c, const struct insn *i, const uint8_t *v, const uint8_t *m, unsigned n)
 {
 	uint64_t a = c->s.gpr[R_RDI];
@@ -766,11 +772,6 @@ static void maskmov(struct cpu *c, const struct insn *i, const uint8_t *v, const
 		a &= 0xffffffffu;
 	if (i->seg == SEG_FS || i->seg == SEG_GS)
 		a += c->s.seg[i->seg].base;
-	unsigned any = 0;
-	for (unsigned k = 0; k < n; k++)
-		any |= m[k] & 0x80;
-	if (!any)
-		return;
 	mem_probe_write(c, a, n);
 	for (unsigned k = 0; k < n; k++)
 		if (m[k] & 0x80)

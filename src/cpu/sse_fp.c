@@ -99,30 +99,43 @@ static float h_d2f(double d)
 	return r;
 }
 
-/* ---- Result rounding to single precision ----
- * d is the result rounded to double (for +, -, *, / and sqrt of singles
- * rounding twice gives the same single as rounding once, since 53 >= 2*24+2;
- * in the directed modes trivially). */
-static uint32_t f32_finish(struct fpctx *e, double d, unsigned op, double a, double b)
+/* ---- Result rounding ----
+ * x86 judges tininess after rounding, and with unmasked overflow or
+ * underflow judges precision on the exponent-adjusted result: both are
+ * questions about the result rounded with an unbounded exponent, which the
+ * helpers below answer by rounding a significand scaled into [0.5, 1). */
+
+/* Single precision: d is the result rounded to double (for +, -, *, / and
+ * sqrt of singles rounding twice gives the same single as rounding once,
+ * since 53 >= 2*24+2; in the directed modes trivially). The unbounded
+ * rounding of d to 24 bits is frac * 2^*ex, frac in [0.5, 1); returns its
+ * inexactness. */
+static bool f32_unbounded(double d, int *ex)
 {
+	double m = frexp(d, ex);
 	hf_clear();
+	float f = h_d2f(m);
+	bool inexact = hf_test() & FE_INEXACT;
+	if (fabsf(f) == 1.0f)
+		(*ex)++;
+	return inexact;
+}
+
+static uint32_t f32_finish(struct fpctx *e, double d)
+{
+	/* The host flags hold those of computing d; add the rounding to single. */
+	bool op_inexact = hf_test() & FE_INEXACT;
 	float f = h_d2f(d);
 	int fl = hf_test();
 	uint32_t r = f2u(f);
 	bool inexact = fl & FE_INEXACT;
-	(void)a;
-	(void)b;
-	(void)op;
+	int ex;
 
 	if (fl & FE_OVERFLOW) {
-		if (masked(e, MXCSR_OE)) {
+		if (masked(e, MXCSR_OE))
 			e->post |= MXCSR_OE | MXCSR_PE;
-		} else {
-			/* Unmasked: precision is about the significand rounding alone. */
-			hf_clear();
-			(void)h_d2f(d * 0x1p-192);
-			e->post |= MXCSR_OE | ((hf_test() & FE_INEXACT) || d != d * 0x1p-192 * 0x1p192 ? MXCSR_PE : 0);
-		}
+		else
+			e->post |= MXCSR_OE | ((f32_unbounded(d, &ex) || op_inexact) ? MXCSR_PE : 0);
 		return r;
 	}
 	bool tiny;
@@ -132,14 +145,12 @@ static uint32_t f32_finish(struct fpctx *e, double d, unsigned op, double a, dou
 	else if (!mag)
 		tiny = inexact;
 	else if (mag == 0x00800000u && inexact)
-		/* x86 detects tininess after rounding: is the result, rounded to 24
-		 * bits with an unbounded exponent, below the smallest normal? */
-		tiny = fabsf(h_d2f(d * 0x1p64)) < 0x1p-62f;
+		tiny = (f32_unbounded(d, &ex), ex <= -126);
 	else
 		tiny = false;
 	if (tiny) {
 		if (!masked(e, MXCSR_UE)) {
-			e->post |= MXCSR_UE | (inexact ? MXCSR_PE : 0);
+			e->post |= MXCSR_UE | ((f32_unbounded(d, &ex) || op_inexact) ? MXCSR_PE : 0);
 		} else if (ftz(e)) {
 			r &= 0x80000000u;
 			e->post |= MXCSR_UE | MXCSR_PE;
@@ -152,48 +163,43 @@ static uint32_t f32_finish(struct fpctx *e, double d, unsigned op, double a, dou
 	return r;
 }
 
-/* Recompute a double operation with operands scaled by 2^(+-128) so that
- * its result is a normal number; returns the host inexact flag. */
-static bool f64_rescaled(unsigned op, double a, double b, bool up, double *res)
+/* Double precision: the exact result of op(a, b) rounded to 53 bits with an
+ * unbounded exponent is frac * 2^*ex, frac in [0.5, 1); returns its
+ * inexactness. Only multiplication and division can be inexact near the
+ * bottom of the range (sums of doubles are multiples of the smallest
+ * denormal), so add/sub are asked about overflow only. */
+static bool f64_unbounded(unsigned op, double a, double b, int *ex)
 {
-	double x = a, y = b;
-	const double s = up ? 0x1p128 : 0x1p-128;
-	switch (op) {
-	case FOP_ADD:
-	case FOP_SUB:
-		x *= s;
-		y *= s;
-		break;
-	case FOP_MUL:
-		if ((fabs(x) <= fabs(y)) == up)
-			x *= s;
-		else
-			y *= s;
-		break;
-	default: /* DIV */
-		if (up ? fabs(x) < 0x1p512 : fabs(x) >= 0x1p-512)
-			x *= s;
-		else
-			y /= s;
-		break;
+	double r;
+	int ea, eb, er;
+	if (op == FOP_MUL || op == FOP_DIV) {
+		double ma = frexp(a, &ea), mb = frexp(b, &eb);
+		hf_clear();
+		r = h_op(op, ma, mb);
+		*ex = op == FOP_MUL ? ea + eb : ea - eb;
+	} else {
+		hf_clear();
+		r = h_op(op, a * 0x1p-64, b * 0x1p-64);
+		*ex = 64;
 	}
-	hf_clear();
-	*res = h_op(op, x, y);
-	return hf_test() & FE_INEXACT;
+	bool inexact = hf_test() & FE_INEXACT;
+	(void)frexp(r, &er);
+	*ex += er;
+	return inexact;
 }
 
-/* Flags and FZ for a double result r of op(a, b) whose host flags are fl. */
+/* Flags and FZ for a double result rd of op(a, b) whose host flags are fl. */
 static uint64_t f64_finish(struct fpctx *e, double rd, int fl, unsigned op, double a, double b)
 {
 	uint64_t r = d2u(rd);
-	bool inexact = fl & FE_INEXACT;
-	double t;
+	bool inexact = fl & FE_INEXACT, muldiv = op == FOP_MUL || op == FOP_DIV;
+	int ex;
 
 	if (fl & FE_OVERFLOW) {
 		if (masked(e, MXCSR_OE))
 			e->post |= MXCSR_OE | MXCSR_PE;
 		else
-			e->post |= MXCSR_OE | (f64_rescaled(op, a, b, false, &t) ? MXCSR_PE : 0);
+			e->post |= MXCSR_OE | (f64_unbounded(op, a, b, &ex) ? MXCSR_PE : 0);
 		return r;
 	}
 	bool tiny;
@@ -202,14 +208,13 @@ static uint64_t f64_finish(struct fpctx *e, double rd, int fl, unsigned op, doub
 		tiny = true;
 	else if (!mag)
 		tiny = inexact;
-	else if (mag == 0x0010000000000000ull && inexact && (op == FOP_MUL || op == FOP_DIV)) {
-		(void)f64_rescaled(op, a, b, true, &t);
-		tiny = fabs(t) < 0x1p-894;
-	} else
+	else if (mag == 0x0010000000000000ull && inexact && muldiv)
+		tiny = (f64_unbounded(op, a, b, &ex), ex <= -1022);
+	else
 		tiny = false;
 	if (tiny) {
 		if (!masked(e, MXCSR_UE)) {
-			e->post |= MXCSR_UE | (inexact ? MXCSR_PE : 0);
+			e->post |= MXCSR_UE | (muldiv && f64_unbounded(op, a, b, &ex) ? MXCSR_PE : 0);
 		} else if (ftz(e)) {
 			r &= 1ull << 63;
 			e->post |= MXCSR_UE | MXCSR_PE;
@@ -263,8 +268,9 @@ static uint32_t f32_arith(struct fpctx *e, unsigned op, uint32_t a, uint32_t b)
 			e->pre |= MXCSR_DE;
 		if (f32_zero(b) || f32_inf(b))
 			return b;
+		hf_clear();
 		double d = h_op(op, u2f(b), 0);
-		return f32_finish(e, d, op, u2f(b), 0);
+		return f32_finish(e, d);
 	}
 	if (f32_nan(a) || f32_nan(b)) {
 		if (f32_snan(a) || f32_snan(b))
@@ -283,15 +289,17 @@ static uint32_t f32_arith(struct fpctx *e, unsigned op, uint32_t a, uint32_t b)
 		e->pre |= MXCSR_IE;
 		return F32_DEFNAN;
 	}
-	if (f32_den(a) || f32_den(b))
-		e->pre |= MXCSR_DE;
+	/* A finite dividend over zero reports only divide-by-zero, even when
+	 * the dividend is denormal. */
 	if (op == FOP_DIV && zb && !ia) {
 		e->pre |= MXCSR_ZE;
 		return ((a ^ b) & 0x80000000u) | 0x7f800000u;
 	}
+	if (f32_den(a) || f32_den(b))
+		e->pre |= MXCSR_DE;
 	hf_clear();
 	double d = h_op(op, u2f(a), u2f(b));
-	return f32_finish(e, d, op, u2f(a), u2f(b));
+	return f32_finish(e, d);
 }
 
 static uint64_t f64_arith(struct fpctx *e, unsigned op, uint64_t a, uint64_t b)
@@ -343,12 +351,12 @@ static uint64_t f64_arith(struct fpctx *e, unsigned op, uint64_t a, uint64_t b)
 		e->pre |= MXCSR_IE;
 		return F64_DEFNAN;
 	}
-	if (f64_den(a) || f64_den(b))
-		e->pre |= MXCSR_DE;
 	if (op == FOP_DIV && zb && !ia) {
 		e->pre |= MXCSR_ZE;
 		return ((a ^ b) & (1ull << 63)) | 0x7ff0000000000000ull;
 	}
+	if (f64_den(a) || f64_den(b))
+		e->pre |= MXCSR_DE;
 	hf_clear();
 	double d = h_op(op, u2d(a), u2d(b));
 	return f64_finish(e, d, hf_test(), op, u2d(a), u2d(b));
@@ -430,32 +438,42 @@ static void op_fhoriz(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-/* DPPS / DPPD (aux = kind) */
+/* DPPS / DPPD (aux = kind). Hardware runs the multiplications, then each
+ * level of additions, as separate steps: an unmasked exception in one step
+ * stops the instruction with the flags of the steps so far. */
 static void op_dp(struct cpu *c, const struct insn *i)
 {
 	union cpu_xmm s, d = c->s.xmm[i->reg], r;
 	unsigned m = i->imm8;
 	struct fpctx e;
 	sse_src128(c, i, &s, true);
-	fp_begin(c, &e);
 	if (i->aux == K_PS) {
-		uint32_t t[4];
+		uint32_t t[4], lo, hi, sum;
+		fp_begin(c, &e);
 		for (unsigned k = 0; k < 4; k++)
 			t[k] = (m >> (4 + k)) & 1 ? f32_arith(&e, FOP_MUL, d.d[k], s.d[k]) : 0;
-		uint32_t lo = f32_arith(&e, FOP_ADD, t[0], t[1]);
-		uint32_t hi = f32_arith(&e, FOP_ADD, t[2], t[3]);
-		uint32_t sum = f32_arith(&e, FOP_ADD, lo, hi);
+		fp_end(c, &e);
+		fp_begin(c, &e);
+		lo = f32_arith(&e, FOP_ADD, t[0], t[1]);
+		hi = f32_arith(&e, FOP_ADD, t[2], t[3]);
+		fp_end(c, &e);
+		fp_begin(c, &e);
+		sum = f32_arith(&e, FOP_ADD, lo, hi);
+		fp_end(c, &e);
 		for (unsigned k = 0; k < 4; k++)
 			r.d[k] = (m >> k) & 1 ? sum : 0;
 	} else {
-		uint64_t t[2];
+		uint64_t t[2], sum;
+		fp_begin(c, &e);
 		for (unsigned k = 0; k < 2; k++)
 			t[k] = (m >> (4 + k)) & 1 ? f64_arith(&e, FOP_MUL, d.q[k], s.q[k]) : 0;
-		uint64_t sum = f64_arith(&e, FOP_ADD, t[0], t[1]);
+		fp_end(c, &e);
+		fp_begin(c, &e);
+		sum = f64_arith(&e, FOP_ADD, t[0], t[1]);
+		fp_end(c, &e);
 		for (unsigned k = 0; k < 2; k++)
 			r.q[k] = (m >> k) & 1 ? sum : 0;
 	}
-	fp_end(c, &e);
 	c->s.xmm[i->reg] = r;
 	insn_next(c, i);
 }
@@ -609,7 +627,49 @@ static uint32_t f64_to_f32(struct fpctx *e, uint64_t a)
 		e->pre |= MXCSR_DE;
 	if (f64_zero(a) || f64_inf(a))
 		return (uint32_t)((a >> 63) << 31) | (f64_inf(a) ? 0x7f800000u : 0);
-	return f32_finish(e, u2d(a), FOP_ADD, u2d(a), 0);
+	hf_clear();
+	return f32_finish(e, u2d(a));
+}
+
+/* Round v to an integral value in mode (MXCSR.RC encoding: 0 nearest
+ * even, 1 down, 2 up, 3 toward zero). Done on the bits: the compiler's and
+ * libm's floor/ceil/rint need not be exact in every host rounding mode. */
+static double round_integral(double v, unsigned mode)
+{
+	uint64_t u = d2u(v), sign = u & (1ull << 63);
+	unsigned exp = (unsigned)(u >> 52) & 0x7ff;
+	bool inc;
+
+	if (exp >= 1023 + 52)
+		return v; /* already integral, infinite or NaN */
+	if (exp < 1023) { /* |v| < 1: the result is 0 or 1 with v's sign */
+		if (!(u << 1))
+			return v;
+		switch (mode) {
+		case 0: inc = exp == 1022 && (u & 0xfffffffffffffull); break;
+		case 1: inc = sign; break;
+		case 2: inc = !sign; break;
+		default: inc = false; break;
+		}
+		return u2d(sign | (inc ? 0x3ff0000000000000ull : 0));
+	}
+	unsigned fbits = 1023 + 52 - exp;
+	uint64_t mask = (1ull << fbits) - 1, frac = u & mask, base = u & ~mask;
+	if (!frac)
+		return v;
+	switch (mode) {
+	case 0: {
+		uint64_t half = 1ull << (fbits - 1);
+		inc = frac > half || (frac == half && ((base >> fbits) & 1));
+		break;
+	}
+	case 1: inc = sign; break;
+	case 2: inc = !sign; break;
+	default: inc = false; break;
+	}
+	if (inc)
+		base += 1ull << fbits; /* a carry into the exponent is still right */
+	return u2d(base);
 }
 
 /* Float to signed integer of bits 32 or 64: NaN or out of range is the
@@ -621,8 +681,7 @@ static uint64_t fp_to_int(struct fpctx *e, double v, unsigned bits, bool trunc)
 		e->pre |= MXCSR_IE;
 		return indef;
 	}
-	volatile double x = v;
-	double r = trunc ? __builtin_trunc(x) : __builtin_nearbyint(x);
+	double r = round_integral(v, trunc ? 3 : (e->mxcsr >> MXCSR_RC_SHIFT) & 3);
 	const double lim = bits == 32 ? 0x1p31 : 0x1p63;
 	if (!(r >= -lim && r < lim)) {
 		e->pre |= MXCSR_IE;
@@ -785,15 +844,8 @@ static void op_cvt2pi(struct cpu *c, const struct insn *i)
 
 static uint64_t fp_round(struct fpctx *e, double v, unsigned imm, bool *inexact)
 {
-	volatile double x = v;
-	double r;
 	unsigned mode = (imm & 4) ? (e->mxcsr >> MXCSR_RC_SHIFT) & 3 : imm & 3;
-	switch (mode) {
-	case 0: r = __builtin_roundeven(x); break;
-	case 1: r = __builtin_floor(x); break;
-	case 2: r = __builtin_ceil(x); break;
-	default: r = __builtin_trunc(x); break;
-	}
+	double r = round_integral(v, mode);
 	*inexact = r != v;
 	return d2u(r);
 }

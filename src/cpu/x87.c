@@ -1,9 +1,9 @@
 /* The x87 FPU: decoding of opcodes D8-DF and 9B, the register stack and tag
  * word, status/control words, FSTENV/FSAVE images and FXSAVE/FXRSTOR.
  * Arithmetic is in f80.c. */
+#include "x87.h"
 #include "cpu_internal.h"
 #include "f80.h"
-#include "x87.h"
 
 #define FSW_SF 0x0040u
 #define FSW_ES 0x0080u
@@ -25,7 +25,7 @@
 #define CR0_EM 0x4u
 #define CR0_TS 0x8u
 
-static const struct cpu_f80 f80_one = { 1ull << 63, 0x3fff };
+static const struct cpu_f80 f80_one = {1ull << 63, 0x3fff};
 static const uint32_t f32_indefinite = 0xffc00000u;
 static const uint64_t f64_indefinite = 0xfff8000000000000ull;
 
@@ -59,12 +59,9 @@ static inline void tag_put(struct cpu_x87 *x, unsigned p, unsigned t)
 static unsigned tag_of(struct cpu_f80 v)
 {
 	switch (f80_classify(v)) {
-	case F80_NORMAL:
-		return TAG_VALID;
-	case F80_ZERO:
-		return TAG_ZERO;
-	default:
-		return TAG_SPECIAL;
+	case F80_NORMAL: return TAG_VALID;
+	case F80_ZERO: return TAG_ZERO;
+	default: return TAG_SPECIAL;
 	}
 }
 
@@ -127,8 +124,8 @@ void x87_reset(struct cpu_x87 *x)
 static struct f80_env fpu_env(const struct cpu_x87 *x)
 {
 	/* PC 01 is reserved; CPUs round to 64 bits with it */
-	static const unsigned prec[4] = { 24, 64, 53, 64 };
-	struct f80_env e = { (x->fcw >> 10) & 3, prec[(x->fcw >> 8) & 3], x->fcw & 0x3f, 0, false, false };
+	static const unsigned prec[4] = {24, 64, 53, 64};
+	struct f80_env e = {(x->fcw >> 10) & 3, prec[(x->fcw >> 8) & 3], x->fcw & 0x3f, 0, false, false};
 	return e;
 }
 
@@ -145,7 +142,7 @@ static void fsw_update_es(struct cpu_x87 *x)
 	if (x->fsw & ~x->fcw & 0x3f)
 		x->fsw |= FSW_ES | FSW_B;
 	else
-		x->fsw &= (uint16_t)~(FSW_ES | FSW_B);
+		x->fsw &= (uint16_t) ~(FSW_ES | FSW_B);
 }
 
 /* Accumulate exception flags and set C1 */
@@ -214,21 +211,18 @@ static struct cpu_f80 load_arith_operand(struct cpu *c, const struct insn *i, st
 		e->den_in = !(v & 0x7f800000u) && (v & 0x7fffffu);
 		return f80_from_f32(NULL, v);
 	}
-	case 0xda:
-		return f80_from_i64((int32_t)mem_read32(c, a));
+	case 0xda: return f80_from_i64((int32_t)mem_read32(c, a));
 	case 0xdc: {
 		uint64_t v = mem_read64(c, a);
 		e->den_in = !(v & 0x7ff0000000000000ull) && (v & 0xfffffffffffffull);
 		return f80_from_f64(NULL, v);
 	}
-	default:
-		return f80_from_i64((int16_t)mem_read16(c, a));
+	default: return f80_from_i64((int16_t)mem_read16(c, a));
 	}
 }
 
 /* Write an arithmetic result to ST(dst), pop if asked, update FSW */
-static void fpu_result(struct cpu *c, const struct insn *i, unsigned dst, struct cpu_f80 r, struct f80_env *e,
-	bool pop)
+static void fpu_result(struct cpu *c, const struct insn *i, unsigned dst, struct cpu_f80 r, struct f80_env *e, bool pop)
 {
 	struct cpu_x87 *x = &c->s.x87;
 	if (!fpu_blocked(x, e->exc)) {
@@ -278,7 +272,7 @@ static void op_farith_reg(struct cpu *c, const struct insn *i)
 
 /* ---- Compares ---- */
 
-static const uint16_t cmp_cc[4] = { FSW_C0, FSW_C3, 0, FSW_C0 | FSW_C2 | FSW_C3 };
+static const uint16_t cmp_cc[4] = {FSW_C0, FSW_C3, 0, FSW_C0 | FSW_C2 | FSW_C3};
 
 /* Set C3/C2/C0 from a compare (-1, 0, 1, 2), then pop npop times */
 static void fcom_finish(struct cpu *c, const struct insn *i, int rel, struct f80_env *e, unsigned npop)
@@ -341,7 +335,7 @@ static void op_ftst(struct cpu *c, const struct insn *i)
 		stack_fault(&e, false);
 		rel = 2;
 	} else {
-		rel = f80_compare(&e, st_get(x, 0), (struct cpu_f80){ 0, 0 }, false);
+		rel = f80_compare(&e, st_get(x, 0), (struct cpu_f80){0, 0}, false);
 	}
 	fcom_finish(c, i, rel, &e, 0);
 }
@@ -353,7 +347,7 @@ static void op_fcomi(struct cpu *c, const struct insn *i)
 	struct f80_env e = fpu_env(x);
 	unsigned s = i->rm & 7;
 	int rel;
-	static const uint32_t fl[4] = { FL_CF, FL_ZF, 0, FL_ZF | FL_PF | FL_CF };
+	static const uint32_t fl[4] = {FL_CF, FL_ZF, 0, FL_ZF | FL_PF | FL_CF};
 
 	fpu_enter(c, true);
 	if (st_empty(x, 0) || st_empty(x, s)) {
@@ -429,26 +423,16 @@ static void op_fld_mem(struct cpu *c, const struct insn *i)
 
 	fpu_enter(c, true);
 	switch (i->aux) {
-	case LD_F32:
-		v = f80_from_f32(&e, mem_read32(c, a));
-		break;
-	case LD_F64:
-		v = f80_from_f64(&e, mem_read64(c, a));
-		break;
+	case LD_F32: v = f80_from_f32(&e, mem_read32(c, a)); break;
+	case LD_F64: v = f80_from_f64(&e, mem_read64(c, a)); break;
 	case LD_F80:
 		mem_read_bytes(c, a, b, 10);
 		memcpy(&v.mant, b, 8);
 		memcpy(&v.sexp, b + 8, 2);
 		break;
-	case LD_I16:
-		v = f80_from_i64((int16_t)mem_read16(c, a));
-		break;
-	case LD_I32:
-		v = f80_from_i64((int32_t)mem_read32(c, a));
-		break;
-	case LD_I64:
-		v = f80_from_i64((int64_t)mem_read64(c, a));
-		break;
+	case LD_I16: v = f80_from_i64((int16_t)mem_read16(c, a)); break;
+	case LD_I32: v = f80_from_i64((int32_t)mem_read32(c, a)); break;
+	case LD_I64: v = f80_from_i64((int64_t)mem_read64(c, a)); break;
 	default:
 		mem_read_bytes(c, a, b, 10);
 		v = f80_from_bcd(b);
@@ -479,17 +463,17 @@ static void op_fldconst(struct cpu *c, const struct insn *i)
 		uint64_t hi, lo;
 		int exp;
 	} k[7] = {
-		{ 0x8000000000000000ull, 0, 0 },
-		{ 0xd49a784bcd1b8afeull, 0x492bf6ff4dafdb4cull, 1 },   /* log2(10) */
-		{ 0xb8aa3b295c17f0bbull, 0xbe87fed0691d3e88ull, 0 },   /* log2(e) */
-		{ 0xc90fdaa22168c234ull, 0xc4c6628b80dc1cd1ull, 1 },   /* pi */
-		{ 0x9a209a84fbcff798ull, 0x8f8959ac0b7c9178ull, -2 },  /* log10(2) */
-		{ 0xb17217f7d1cf79abull, 0xc9e3b39803f2f6afull, -1 },  /* ln(2) */
-		{ 0, 0, 0 },
+		{0x8000000000000000ull, 0, 0},
+		{0xd49a784bcd1b8afeull, 0x492bf6ff4dafdb4cull, 1},  /* log2(10) */
+		{0xb8aa3b295c17f0bbull, 0xbe87fed0691d3e88ull, 0},  /* log2(e) */
+		{0xc90fdaa22168c234ull, 0xc4c6628b80dc1cd1ull, 1},  /* pi */
+		{0x9a209a84fbcff798ull, 0x8f8959ac0b7c9178ull, -2}, /* log10(2) */
+		{0xb17217f7d1cf79abull, 0xc9e3b39803f2f6afull, -1}, /* ln(2) */
+		{0, 0, 0},
 	};
 	struct f80_env e = fpu_env(&c->s.x87);
 	unsigned n = i->rm & 7;
-	struct cpu_f80 v = { 0, 0 };
+	struct cpu_f80 v = {0, 0};
 
 	fpu_enter(c, true);
 	if (k[n].hi)
@@ -538,7 +522,7 @@ static void op_fst_mem(struct cpu *c, const struct insn *i)
 	case LD_I16:
 	case LD_I32:
 	case LD_I64: {
-		static const unsigned bits[3] = { 16, 32, 64 };
+		static const unsigned bits[3] = {16, 32, 64};
 		unsigned n = bits[kind - LD_I16];
 		int64_t r = empty ? (int64_t)(~0ull << (n - 1)) : f80_to_int(&e, v, n, trunc);
 		if (!fpu_blocked(x, e.exc))
@@ -1108,8 +1092,7 @@ static insn_fn x87_mem_fn(const struct insn *i, uint8_t *aux)
 	case 0xd8:
 	case 0xda:
 	case 0xdc:
-	case 0xde:
-		return reg == 2 || reg == 3 ? op_fcom_mem : op_farith_mem;
+	case 0xde: return reg == 2 || reg == 3 ? op_fcom_mem : op_farith_mem;
 	case 0xd9:
 		switch (reg) {
 		case 0: *aux = LD_F32; return op_fld_mem;
@@ -1159,7 +1142,7 @@ static insn_fn x87_mem_fn(const struct insn *i, uint8_t *aux)
 /* D9 E0-FF */
 static insn_fn x87_d9_misc(unsigned rm, unsigned reg, uint8_t *aux)
 {
-	static const uint8_t una[8] = { U_CHS, U_ABS, 0xff, 0xff, 0xfe, 0xfd, 0xff, 0xff };
+	static const uint8_t una[8] = {U_CHS, U_ABS, 0xff, 0xff, 0xfe, 0xfd, 0xff, 0xff};
 
 	if (reg == 4) {
 		if (una[rm] == 0xff)
@@ -1201,7 +1184,7 @@ static insn_fn x87_d9_misc(unsigned rm, unsigned reg, uint8_t *aux)
 static insn_fn x87_reg_fn(const struct insn *i, uint8_t *aux)
 {
 	unsigned reg = i->reg & 7, rm = i->rm & 7;
-	static const uint8_t fcmov_cc[4] = { 2, 4, 6, 10 }; /* B E BE U */
+	static const uint8_t fcmov_cc[4] = {2, 4, 6, 10}; /* B E BE U */
 
 	switch (i->op) {
 	case 0xd8:
@@ -1236,7 +1219,9 @@ static insn_fn x87_reg_fn(const struct insn *i, uint8_t *aux)
 		}
 		if (reg == 4) {
 			switch (rm) {
-			case 0: case 1: case 4: return op_fnop; /* FENI, FDISI, FSETPM: no-ops since the 387 */
+			case 0:
+			case 1:
+			case 4: return op_fnop; /* FENI, FDISI, FSETPM: no-ops since the 387 */
 			case 2: return op_fnclex;
 			case 3: return op_fninit;
 			default: return NULL;
@@ -1278,7 +1263,7 @@ static insn_fn x87_reg_fn(const struct insn *i, uint8_t *aux)
 	default: /* 0xdf */
 		switch (reg) {
 		case 0: *aux = 1; return op_ffree; /* FFREEP */
-		case 1: return op_fxch; /* FXCH7 */
+		case 1: return op_fxch;		   /* FXCH7 */
 		case 2:
 		case 3: *aux = 1; return op_fst_reg; /* FSTP8, FSTP9 */
 		case 4: return rm == 0 ? op_fnstsw : NULL;

@@ -14,13 +14,13 @@
 
 #include "process/internal.h"
 
-#define ELF_MAX_PHNUM 1024      /* Linux: phdrs must fit in 64 KiB */
-#define ELF_MAX_SCRIPT_DEPTH 4  /* nested #! interpreters */
-#define ELF_HDR_BUF 256         /* Linux's BINPRM_BUF_SIZE */
+#define ELF_MAX_PHNUM 1024	  /* Linux: phdrs must fit in 64 KiB */
+#define ELF_MAX_SCRIPT_DEPTH 4	  /* nested #! interpreters */
+#define ELF_HDR_BUF 256		  /* Linux's BINPRM_BUF_SIZE */
 #define STACK_MAX_ARGS (2u << 20) /* argv + envp strings: 1/4 of the stack */
 
 /* argv rewritten by #! lines: lives as long as the process */
-static char **script_argv;
+static char **volatile script_argv[ELF_MAX_SCRIPT_DEPTH + 1];
 
 struct elf_img {
 	uint64_t bias, entry, phdr, phnum;
@@ -100,8 +100,7 @@ static int elf_parse(int fd, Elf64_Ehdr *eh, Elf64_Phdr **php, char *msg, size_t
 		return -ENOEXEC;
 	}
 	if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum == 0 || eh->e_phnum > ELF_MAX_PHNUM) {
-		snprintf(msg, msgn, "bad program header table (entry size %u, count %u)", eh->e_phentsize,
-			 eh->e_phnum);
+		snprintf(msg, msgn, "bad program header table (entry size %u, count %u)", eh->e_phentsize, eh->e_phnum);
 		return -ENOEXEC;
 	}
 	uint64_t phsz = (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr);
@@ -160,12 +159,10 @@ bad:
 
 static unsigned pflags_prot(uint32_t f)
 {
-	return ((f & PF_R) ? VMEM_R : 0) | ((f & PF_W) ? VMEM_W | VMEM_R : 0) |
-	       ((f & PF_X) ? VMEM_X | VMEM_R : 0);
+	return ((f & PF_R) ? VMEM_R : 0) | ((f & PF_W) ? VMEM_W | VMEM_R : 0) | ((f & PF_X) ? VMEM_X | VMEM_R : 0);
 }
 
-static int elf_map(struct proc *p, int fd, const char *name, int is_interp, struct elf_img *img,
-		   char *msg, size_t msgn)
+static int elf_map(struct proc *p, int fd, const char *name, int is_interp, struct elf_img *img, char *msg, size_t msgn)
 {
 	Elf64_Ehdr eh;
 	Elf64_Phdr *ph;
@@ -360,8 +357,7 @@ static uint64_t stk_push_bytes(struct stk *s, const void *d, size_t n)
 }
 
 static int build_stack(struct proc *p, struct gthread *t, const struct elf_img *main_img,
-		       const struct elf_img *interp_img, const char *execfn, int argc, char **argv,
-		       char **envp)
+		       const struct elf_img *interp_img, const char *execfn, int argc, char **argv, char **envp)
 {
 	uint64_t top = GUEST_STACK_TOP, size = GUEST_STACK_SIZE;
 	long m = mm_map(p, top - size, size, VMEM_R | VMEM_W, VMA_STACK, -1, 0, NULL);
@@ -372,7 +368,7 @@ static int build_stack(struct proc *p, struct gthread *t, const struct elf_img *
 	while (envp && envp[envc])
 		envc++;
 	/* Work on a copy of the top 2 MiB + slack, then write it into the guest. */
-	struct stk s = { .top = top, .size = STACK_MAX_ARGS + 65536, .sp = top };
+	struct stk s = {.top = top, .size = STACK_MAX_ARGS + 65536, .sp = top};
 	s.buf = calloc(1, s.size);
 	uint64_t *ptrs = calloc((size_t)argc + (size_t)envc + 2, sizeof(uint64_t));
 	if (!s.buf || !ptrs) {
@@ -401,26 +397,26 @@ static int build_stack(struct proc *p, struct gthread *t, const struct elf_img *
 	uint32_t id[4];
 	cpu_cpuid(&t->cpu, 1, 0, id);
 	uint64_t aux[] = {
-		AT_HWCAP, id[3],
-		AT_PAGESZ, GPAGE,
-		AT_CLKTCK, (uint64_t)sysconf(_SC_CLK_TCK),
-		AT_PHDR, main_img->phdr,
-		AT_PHENT, sizeof(Elf64_Phdr),
-		AT_PHNUM, main_img->phnum,
-		AT_BASE, interp_img ? interp_img->bias : 0,
-		AT_FLAGS, 0,
-		AT_ENTRY, main_img->entry,
-		AT_UID, (uint64_t)getuid(),
-		AT_EUID, (uint64_t)geteuid(),
-		AT_GID, (uint64_t)getgid(),
-		AT_EGID, (uint64_t)getegid(),
-		AT_SECURE, 0,
-		AT_RANDOM, rndp,
-		AT_HWCAP2, 0,
-		AT_EXECFN, fn,
-		AT_PLATFORM, plat,
+		AT_HWCAP,	id[3],
+		AT_PAGESZ,	GPAGE,
+		AT_CLKTCK,	(uint64_t)sysconf(_SC_CLK_TCK),
+		AT_PHDR,	main_img->phdr,
+		AT_PHENT,	sizeof(Elf64_Phdr),
+		AT_PHNUM,	main_img->phnum,
+		AT_BASE,	interp_img ? interp_img->bias : 0,
+		AT_FLAGS,	0,
+		AT_ENTRY,	main_img->entry,
+		AT_UID,		(uint64_t)getuid(),
+		AT_EUID,	(uint64_t)geteuid(),
+		AT_GID,		(uint64_t)getgid(),
+		AT_EGID,	(uint64_t)getegid(),
+		AT_SECURE,	0,
+		AT_RANDOM,	rndp,
+		AT_HWCAP2,	0,
+		AT_EXECFN,	fn,
+		AT_PLATFORM,	plat,
 		AT_MINSIGSTKSZ, 2048,
-		AT_NULL, 0,
+		AT_NULL,	0,
 	};
 	size_t nwords = 1 + (size_t)argc + 1 + (size_t)envc + 1 + sizeof(aux) / 8;
 	uint64_t sp = (s.sp - nwords * 8) & ~15ull;
@@ -472,8 +468,8 @@ int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, cha
 		int r = can_exec(fd);
 		if (r) {
 			close(fd);
-			return start_fail(cur, r == -EACCES ? "Permission denied (not an executable file)"
-							    : strerror(-r));
+			return start_fail(cur,
+					  r == -EACCES ? "Permission denied (not an executable file)" : strerror(-r));
 		}
 		char buf[ELF_HDR_BUF];
 		ssize_t n = pread(fd, buf, sizeof(buf), 0);
@@ -500,7 +496,7 @@ int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, cha
 		for (int j = 1; j < ac; j++)
 			nav[k++] = av[j];
 		nav[k] = NULL;
-		script_argv = nav;
+		script_argv[depth - 1] = nav;
 		av = nav;
 		ac = k;
 		snprintf(cur, sizeof(cur), "%s", interp);
@@ -528,8 +524,8 @@ int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, cha
 	if (main_img.has_interp) {
 		int ifd = fs_openat(AT_FDCWD, main_img.interp, O_RDONLY | O_CLOEXEC, 0);
 		if (ifd < 0) {
-			fprintf(stderr, "corral: %s: cannot open ELF interpreter %s: %s\n", cur,
-				main_img.interp, strerror(-ifd));
+			fprintf(stderr, "corral: %s: cannot open ELF interpreter %s: %s\n", cur, main_img.interp,
+				strerror(-ifd));
 			return PROC_EXIT_NOTFOUND;
 		}
 		char iname[4096];

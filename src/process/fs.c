@@ -20,7 +20,7 @@
 
 static long host_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve)
 {
-	struct open_how how = { .flags = flags, .mode = mode, .resolve = resolve };
+	struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
 	long r = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
 	return r < 0 ? -errno : r;
 }
@@ -167,8 +167,7 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 	if (r)
 		return r;
 	uint64_t m = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)(mode & 07777) : 0;
-	return (int)host_openat2(proc.rootfd, abs, (uint64_t)flags & ~(uint64_t)O_LARGEFILE, m,
-				 RESOLVE_GUEST);
+	return (int)host_openat2(proc.rootfd, abs, (uint64_t)flags & ~(uint64_t)O_LARGEFILE, m, RESOLVE_GUEST);
 }
 
 void fs_put(struct fs_at *a)
@@ -191,8 +190,7 @@ int fs_obj(int dirfd, const char *path, int follow, struct fs_at *a)
 	int r = abs_path(dirfd, path, abs, sizeof(abs));
 	if (r)
 		return r;
-	long fd = host_openat2(proc.rootfd, abs, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0,
-			       RESOLVE_GUEST);
+	long fd = host_openat2(proc.rootfd, abs, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW), 0, RESOLVE_GUEST);
 	if (fd < 0)
 		return (int)fd;
 	a->tmp = (int)fd;

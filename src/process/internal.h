@@ -34,17 +34,17 @@
 
 struct vma {
 	uint64_t start, end; /* guest page range */
-	unsigned prot;       /* VMEM_R/W/X */
-	unsigned flags;      /* VMA_* */
-	uint8_t *host;       /* host address of start */
-	uint64_t off;        /* file offset of start */
+	unsigned prot;	     /* VMEM_R/W/X */
+	unsigned flags;	     /* VMA_* */
+	uint8_t *host;	     /* host address of start */
+	uint64_t off;	     /* file offset of start */
 	uint64_t dev, ino;
 	char *name; /* file path or NULL (heap/stack from flags) */
 };
 
 /* ---- Threads and the process ---- */
 #define GSIG_MAX 64
-#define GSIG_BIT(s) (1ull << ((s) - 1))
+#define GSIG_BIT(s) (1ull << ((s)-1))
 /* Host signal used to kick a guest thread out of cpu_run or a blocking
  * host syscall; the guest's own use of this number stays in corral. */
 #define HOST_SIG_WAKE (SIGRTMAX)
@@ -54,14 +54,15 @@ struct gthread {
 	int tid;
 	uint64_t clear_child_tid;
 	uint64_t robust_list, robust_len;
-	uint64_t sigmask;            /* guest's blocked signals */
-	volatile uint64_t pending;   /* signals recorded for this thread */
+	uint64_t sigmask;	   /* guest's blocked signals */
+	volatile uint64_t pending; /* signals recorded for this thread */
 	siginfo_t pinfo[GSIG_MAX + 1];
-	uint64_t ss_sp, ss_size;     /* sigaltstack */
+	uint64_t ss_sp, ss_size; /* sigaltstack */
 	int ss_flags;
-	int restart;                 /* last syscall was interrupted and may restart */
+	int restart; /* last syscall was interrupted: 1 restarts after a
+			SA_RESTART handler or none, 2 only if no handler ran */
 	uint64_t restart_nr;
-	int sigsuspended;            /* sigsuspend: restore saved_mask after delivery */
+	int sigsuspended; /* sigsuspend: restore saved_mask after delivery */
 	uint64_t saved_mask;
 	int exiting;
 	struct gthread *next;
@@ -91,8 +92,8 @@ struct proc {
 	uint64_t brk_start, brk_cur, mmap_base;
 
 	struct proc_opts opts;
-	int rootfd;       /* O_PATH fd of --root, or -1 */
-	char *rootpath;   /* its canonical host path */
+	int rootfd;	/* O_PATH fd of --root, or -1 */
+	char *rootpath; /* its canonical host path */
 	size_t rootlen;
 	int rsv_fd[PROC_MAX_RSV_FD];
 	int tracefd;
@@ -100,7 +101,7 @@ struct proc {
 
 	char exe_path[4096]; /* the guest's /proc/self/exe */
 	uint64_t auxv[64];
-	int auxv_n;          /* words in auxv, incl. AT_NULL pair */
+	int auxv_n; /* words in auxv, incl. AT_NULL pair */
 
 	pthread_mutex_t sig_lock;
 	struct gsigaction act[GSIG_MAX + 1];
@@ -117,8 +118,8 @@ extern __thread struct gthread *cur_thread;
 /* ---- mm.c ---- */
 int mm_init(struct proc *p);
 /* Map [gva, gva+len) (page-aligned): anonymous (fd < 0) or from a file. */
-long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd,
-	    uint64_t off, const char *name);
+long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
+	    const char *name);
 long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off);
 long mm_munmap(struct proc *p, uint64_t addr, uint64_t len);
 long mm_mprotect(struct proc *p, uint64_t addr, uint64_t len, int prot);
@@ -202,7 +203,8 @@ _Noreturn void thr_exit_group(int code);
 _Noreturn void thr_main_loop(struct gthread *t);
 struct gthread *thr_find(int tid);
 void thr_register(struct gthread *t);
-long thr_execve(struct gthread *t, const uint64_t *a);
+/* execve/execveat: an x86-64 program continues in a fresh corral. */
+long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, uint64_t genvp, int flags);
 
 /* ---- syscall.c ---- */
 void sys_dispatch(struct gthread *t);

@@ -29,10 +29,10 @@
 #define GMAP_HUGETLB 0x40000
 #define GMAP_SYNC 0x80000
 #define GMAP_FIXED_NOREPLACE 0x100000
-#define GMAP_KNOWN                                                                              \
-	(0x3 | GMAP_FIXED | GMAP_ANONYMOUS | GMAP_32BIT | GMAP_GROWSDOWN | GMAP_DENYWRITE |        \
-	 GMAP_EXECUTABLE | GMAP_LOCKED | GMAP_NORESERVE | GMAP_POPULATE | GMAP_NONBLOCK |         \
-	 GMAP_STACK | GMAP_HUGETLB | GMAP_SYNC | GMAP_FIXED_NOREPLACE | (0x3fu << 26))
+#define GMAP_KNOWN                                                                                                     \
+	(0x3 | GMAP_FIXED | GMAP_ANONYMOUS | GMAP_32BIT | GMAP_GROWSDOWN | GMAP_DENYWRITE | GMAP_EXECUTABLE |          \
+	 GMAP_LOCKED | GMAP_NORESERVE | GMAP_POPULATE | GMAP_NONBLOCK | GMAP_STACK | GMAP_HUGETLB | GMAP_SYNC |        \
+	 GMAP_FIXED_NOREPLACE | (0x3fu << 26))
 
 #define GMREMAP_MAYMOVE 1
 #define GMREMAP_FIXED 2
@@ -187,14 +187,12 @@ uint64_t mm_find_free(struct proc *p, uint64_t len, uint64_t top)
 }
 
 /* Host memory for a new mapping. */
-static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, unsigned prot,
-			uint64_t *fsize, int *err)
+static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, unsigned prot, uint64_t *fsize, int *err)
 {
 	void *h;
 	*err = 0;
 	if (fd < 0) {
-		int f = MAP_ANONYMOUS | MAP_NORESERVE |
-			((vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+		int f = MAP_ANONYMOUS | MAP_NORESERVE | ((vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE);
 		h = mmap(NULL, len, PROT_READ | PROT_WRITE, f, -1, 0);
 	} else {
 		struct stat st;
@@ -205,8 +203,7 @@ static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, uns
 		int hp = PROT_READ;
 		if (!(vflags & VMA_SHARED) || (prot & VMEM_W))
 			hp |= PROT_WRITE;
-		h = mmap(NULL, len, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd,
-			 (off_t)off);
+		h = mmap(NULL, len, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd, (off_t)off);
 		/* Pages wholly past the end of a regular file would raise SIGBUS
 		 * in corral itself; give the guest zero pages there instead. */
 		if (h != MAP_FAILED && S_ISREG(st.st_mode)) {
@@ -229,8 +226,8 @@ static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, uns
 }
 
 /* Map with mm_lock held; replaces what was there. */
-static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags,
-		       int fd, uint64_t off, const char *name)
+static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
+		       const char *name)
 {
 	int err;
 	uint64_t fsize = 0;
@@ -239,7 +236,12 @@ static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot
 	if (!h)
 		return err;
 	struct vma v = {
-		.start = gva, .end = gva + len, .prot = prot, .flags = vflags, .host = h, .off = off,
+		.start = gva,
+		.end = gva + len,
+		.prot = prot,
+		.flags = vflags,
+		.host = h,
+		.off = off,
 	};
 	if (fd < 0)
 		v.flags |= VMA_ANON;
@@ -270,8 +272,8 @@ static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot
 	return (long)gva;
 }
 
-long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd,
-	    uint64_t off, const char *name)
+long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
+	    const char *name)
 {
 	pthread_mutex_lock(&p->mm_lock);
 	long r = map_locked(p, gva, len, prot, vflags, fd, off, name);
@@ -358,8 +360,7 @@ long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, i
 			goto out;
 		}
 	}
-	r = map_locked(p, gva, len, vp, vflags | ((flags & GMAP_GROWSDOWN) ? VMA_STACK : 0), fd, off,
-		       np);
+	r = map_locked(p, gva, len, vp, vflags | ((flags & GMAP_GROWSDOWN) ? VMA_STACK : 0), fd, off, np);
 out:
 	pthread_mutex_unlock(&p->mm_lock);
 	return r;
@@ -607,8 +608,7 @@ long mm_brk(struct proc *p, uint64_t addr)
 		/* Grow the last heap piece in place when the host allows, so the
 		 * heap stays one mapping. */
 		int i = vma_search(p, oend - 1);
-		if (oend > p->brk_start && i < p->nvma && (p->vmas[i].flags & VMA_HEAP) &&
-		    p->vmas[i].end == oend) {
+		if (oend > p->brk_start && i < p->nvma && (p->vmas[i].flags & VMA_HEAP) && p->vmas[i].end == oend) {
 			struct vma *v = &p->vmas[i];
 			uint64_t olen = v->end - v->start;
 			void *nh = mremap(v->host, olen, olen + (nend - oend), 0);
@@ -657,12 +657,11 @@ char *mm_maps_text(struct proc *p, size_t *lenp)
 		if (!name && (v.flags & VMA_STACK) && v.end == GUEST_STACK_TOP)
 			name = "[stack]";
 		int n = snprintf(buf + len, cap - len, "%08llx-%08llx %c%c%c%c %08llx %02x:%02x %llu",
-				 (unsigned long long)v.start, (unsigned long long)v.end,
-				 (v.prot & VMEM_R) ? 'r' : '-', (v.prot & VMEM_W) ? 'w' : '-',
-				 (v.prot & VMEM_X) ? 'x' : '-', (v.flags & VMA_SHARED) ? 's' : 'p',
-				 (unsigned long long)((v.flags & VMA_ANON) ? 0 : v.off),
-				 (unsigned)(v.dev >> 8) & 0xfff, (unsigned)(v.dev & 0xff),
-				 (unsigned long long)v.ino);
+				 (unsigned long long)v.start, (unsigned long long)v.end, (v.prot & VMEM_R) ? 'r' : '-',
+				 (v.prot & VMEM_W) ? 'w' : '-', (v.prot & VMEM_X) ? 'x' : '-',
+				 (v.flags & VMA_SHARED) ? 's' : 'p',
+				 (unsigned long long)((v.flags & VMA_ANON) ? 0 : v.off), (unsigned)(v.dev >> 8) & 0xfff,
+				 (unsigned)(v.dev & 0xff), (unsigned long long)v.ino);
 		if (n < 0 || (size_t)n >= cap - len)
 			break;
 		len += (size_t)n;

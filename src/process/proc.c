@@ -1,12 +1,41 @@
 /* Entry point of a process VM: set up the guest process (address space,
  * file system view, signals), load the program and run its first thread. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "process/internal.h"
+
+/* A program name without a slash is looked up in the guest's PATH, as a
+ * shell would (inside --root when there is one). */
+static const char *find_in_path(const char *name, char **envp, char *buf, size_t n)
+{
+	if (strchr(name, '/') || !*name)
+		return name;
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char **e = envp; e && *e; e++)
+		if (!strncmp(*e, "PATH=", 5))
+			path = *e + 5;
+	while (*path) {
+		const char *end = strchr(path, ':');
+		size_t dl = end ? (size_t)(end - path) : strlen(path);
+		int w = snprintf(buf, n, "%.*s%s%s", (int)dl, path, dl ? "/" : "", name);
+		if (w > 0 && (size_t)w < n) {
+			int r = elf_check_exec(AT_FDCWD, buf);
+			if (r == 0)
+				return buf;
+			if (r != -ENOENT && r != -ENOTDIR && r != -EACCES)
+				return buf; /* it exists: let the loader say what is wrong */
+		}
+		if (!end)
+			break;
+		path = end + 1;
+	}
+	return name;
+}
 
 int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv, char **envp)
 {
@@ -15,8 +44,7 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	p->pid = getpid();
 	ssize_t n = readlink("/proc/self/exe", p->self_exe, sizeof(p->self_exe) - 1);
 	if (n <= 0) {
-		fprintf(stderr, "corral: cannot find corral's own binary (/proc/self/exe): %s\n",
-			strerror(errno));
+		fprintf(stderr, "corral: cannot find corral's own binary (/proc/self/exe): %s\n", strerror(errno));
 		return PROC_EXIT_NOEXEC;
 	}
 	p->self_exe[n] = 0;
@@ -27,7 +55,8 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	}
 	if ((r = fs_init(p))) {
 		if (r == -ENOSYS)
-			fprintf(stderr, "corral: --root %s: the host kernel lacks openat2 (Linux 5.6 or later needed)\n",
+			fprintf(stderr,
+				"corral: --root %s: the host kernel lacks openat2 (Linux 5.6 or later needed)\n",
 				o->root);
 		else
 			fprintf(stderr, "corral: --root %s: %s\n", o->root, strerror(-r));
@@ -47,9 +76,14 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	t->cpu.opaque = t;
 	t->tid = p->pid;
 	sig_thread_init(t);
+	char found[4096];
+	path = find_in_path(path, envp, found, sizeof(found));
 	r = elf_start(p, t, path, argc, argv, envp);
-	if (r)
+	if (r) {
+		cpu_destroy(&t->cpu);
+		free(t);
 		return r;
+	}
 	thr_register(t);
 	thr_main_loop(t);
 }

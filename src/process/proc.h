@@ -10,7 +10,7 @@
 struct proc_opts {
 	const char *root;  /* host directory that becomes the guest's "/", or NULL */
 	const char *argv0; /* argv[0] for the guest, or NULL: the program path */
-	int trace;         /* log every syscall and unimplemented instruction */
+	int trace;	   /* log every syscall and unimplemented instruction */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's

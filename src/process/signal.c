@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "process/internal.h"
@@ -92,7 +93,6 @@ void sig_setmask(struct gthread *t, uint64_t mask)
 
 static void host_handler(int sig, siginfo_t *si, void *uc)
 {
-	(void)uc;
 	struct gthread *t = cur_thread;
 	if ((sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL) && si->si_code > 0 &&
 	    si->si_code < 0x80) {
@@ -105,6 +105,10 @@ static void host_handler(int sig, siginfo_t *si, void *uc)
 	if (sig != HOST_SIG_WAKE) {
 		t->pinfo[sig] = *si;
 		__atomic_or_fetch(&t->pending, GSIG_BIT(sig), __ATOMIC_SEQ_CST);
+		/* Keep sig blocked in this thread until the guest has taken it, so
+		 * that further instances (queued real-time signals) wait in the
+		 * host kernel instead of overwriting this one. */
+		sigaddset(&((ucontext_t *)uc)->uc_sigmask, sig);
 	}
 	cpu_request_stop(&t->cpu);
 }
@@ -184,7 +188,7 @@ _Noreturn void sig_die(int sig)
 		sa.sa_handler = SIG_DFL;
 		sigaction(sig, &sa, NULL);
 		/* native runs do not dump core unless asked; neither does corral */
-		struct rlimit rl = { 0, 0 };
+		struct rlimit rl = {0, 0};
 		setrlimit(RLIMIT_CORE, &rl);
 		sigset_t s;
 		sigemptyset(&s);
@@ -215,12 +219,36 @@ static bool sig_default_stops(int sig)
 
 /* ---- FXSAVE image of the FP state ---- */
 
-static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static void put16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, 2);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+static uint16_t get16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
 
 static void fx_save(const struct cpu *c, uint8_t *fx)
 {
@@ -304,8 +332,8 @@ static bool on_altstack(const struct gthread *t, uint64_t sp)
 
 /* Build the frame for sig on t's stack and enter the handler. Returns
  * false if the frame could not be written (the caller kills with SIGSEGV). */
-static bool setup_frame(struct gthread *t, int sig, const struct gsigaction *a, const siginfo_t *si,
-			uint64_t oldmask, uint64_t err, uint64_t trapno, uint64_t cr2)
+static bool setup_frame(struct gthread *t, int sig, const struct gsigaction *a, const siginfo_t *si, uint64_t oldmask,
+			uint64_t err, uint64_t trapno, uint64_t cr2)
 {
 	struct cpu *c = &t->cpu;
 	uint64_t *g = c->s.gpr;
@@ -322,8 +350,7 @@ static bool setup_frame(struct gthread *t, int sig, const struct gsigaction *a, 
 	f.uc.uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
 	f.uc.ss_sp = t->ss_sp;
 	f.uc.ss_size = t->ss_size;
-	f.uc.ss_flags = !t->ss_size || (t->ss_flags & G_SS_DISABLE) ? G_SS_DISABLE
-			: onstack ? G_SS_ONSTACK : 0;
+	f.uc.ss_flags = !t->ss_size || (t->ss_flags & G_SS_DISABLE) ? G_SS_DISABLE : onstack ? G_SS_ONSTACK : 0;
 	struct g_sigcontext *m = &f.uc.mc;
 	m->r8 = g[R_R8], m->r9 = g[R_R9], m->r10 = g[R_R10], m->r11 = g[R_R11];
 	m->r12 = g[R_R12], m->r13 = g[R_R13], m->r14 = g[R_R14], m->r15 = g[R_R15];
@@ -364,8 +391,8 @@ static bool setup_frame(struct gthread *t, int sig, const struct gsigaction *a, 
 
 /* Deliver one signal to its handler, or apply the default action.
  * Returns true if a handler frame was set up. */
-static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_t err, uint64_t trapno,
-			uint64_t cr2, bool forced)
+static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_t err, uint64_t trapno, uint64_t cr2,
+			bool forced)
 {
 	pthread_mutex_lock(&proc.sig_lock);
 	struct gsigaction a = proc.act[sig];
@@ -390,8 +417,9 @@ static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_
 	}
 	/* An interrupted syscall restarts if the handler asked for it. */
 	if (t->restart) {
+		int how = t->restart;
 		t->restart = 0;
-		if (a.flags & GSA_RESTART) {
+		if (how == 1 && (a.flags & GSA_RESTART)) {
 			t->cpu.s.rip -= 2;
 			t->cpu.s.gpr[R_RAX] = t->restart_nr;
 		}
@@ -417,10 +445,12 @@ static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_
 
 void sig_deliver(struct gthread *t)
 {
+	bool took = false;
 	for (;;) {
 		uint64_t ready = t->pending & ~t->sigmask;
 		if (!ready)
 			break;
+		took = true;
 		/* synchronous-looking signals first, then lowest number */
 		int sig = __builtin_ctzll(ready) + 1;
 		__atomic_and_fetch(&t->pending, ~GSIG_BIT(sig), __ATOMIC_SEQ_CST);
@@ -436,6 +466,9 @@ void sig_deliver(struct gthread *t)
 	if (t->sigsuspended) {
 		t->sigsuspended = 0;
 		sig_setmask(t, t->saved_mask);
+	} else if (took) {
+		/* unblock what host_handler held back */
+		sig_setmask(t, t->sigmask);
 	}
 }
 
@@ -472,9 +505,13 @@ void sig_fault(struct gthread *t)
 			st = c->s.mxcsr & ~(c->s.mxcsr >> 7) & 0x3f;
 		else
 			st = c->s.x87.fsw & ~c->s.x87.fcw & 0x3f;
-		si.si_code = (st & MXCSR_IE) ? FPE_FLTINV : (st & MXCSR_DE) ? FPE_FLTUND
-			   : (st & MXCSR_ZE) ? FPE_FLTDIV : (st & MXCSR_OE) ? FPE_FLTOVF
-			   : (st & MXCSR_UE) ? FPE_FLTUND : (st & MXCSR_PE) ? FPE_FLTRES : 0;
+		si.si_code = (st & MXCSR_IE)   ? FPE_FLTINV
+			     : (st & MXCSR_DE) ? FPE_FLTUND
+			     : (st & MXCSR_ZE) ? FPE_FLTDIV
+			     : (st & MXCSR_OE) ? FPE_FLTOVF
+			     : (st & MXCSR_UE) ? FPE_FLTUND
+			     : (st & MXCSR_PE) ? FPE_FLTRES
+					       : 0;
 		si.si_addr = (void *)(uintptr_t)c->s.rip;
 		break;
 	}
@@ -497,9 +534,8 @@ void sig_fault(struct gthread *t)
 	}
 	si.si_signo = sig;
 	if (proc.opts.trace)
-		sys_trace("--- %s at rip 0x%llx (addr 0x%llx, error 0x%x): signal %d\n",
-			  cpu_exc_name(c->exc_vector), (unsigned long long)c->s.rip,
-			  (unsigned long long)c->exc_addr, c->exc_error, sig);
+		sys_trace("--- %s at rip 0x%llx (addr 0x%llx, error 0x%x): signal %d\n", cpu_exc_name(c->exc_vector),
+			  (unsigned long long)c->s.rip, (unsigned long long)c->exc_addr, c->exc_error, sig);
 	deliver_one(t, sig, &si, err, (uint64_t)c->exc_vector, cr2, true);
 }
 
@@ -512,8 +548,7 @@ static long do_sigreturn(struct gthread *t)
 	struct g_ucontext uc;
 	uint8_t fx[FXSAVE_SIZE];
 	uint64_t ua = g[R_RSP];
-	if (gmem_read(ua, &uc, sizeof(uc)) ||
-	    (uc.mc.fpstate && gmem_read(uc.mc.fpstate, fx, sizeof(fx)))) {
+	if (gmem_read(ua, &uc, sizeof(uc)) || (uc.mc.fpstate && gmem_read(uc.mc.fpstate, fx, sizeof(fx)))) {
 		siginfo_t si;
 		memset(&si, 0, sizeof(si));
 		si.si_signo = SIGSEGV;
@@ -622,8 +657,7 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 {
 	long r;
 	switch (nr) {
-	case 13: /* rt_sigaction */
-		return do_sigaction((int)a[0], a[1], a[2], a[3]);
+	case 13: /* rt_sigaction */ return do_sigaction((int)a[0], a[1], a[2], a[3]);
 	case 14: { /* rt_sigprocmask */
 		uint64_t set, old = t->sigmask;
 		if (a[3] != 8)
@@ -644,10 +678,8 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 			sig_setmask(t, set);
 		return 0;
 	}
-	case 15: /* rt_sigreturn */
-		return do_sigreturn(t);
-	case 34: /* pause */
-		return do_suspend(t, t->sigmask);
+	case 15: /* rt_sigreturn */ return do_sigreturn(t);
+	case 34: /* pause */ return do_suspend(t, t->sigmask);
 	case 130: { /* rt_sigsuspend */
 		uint64_t m;
 		if (a[1] != 8)
@@ -702,7 +734,11 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 		return r < 0 ? -errno : r;
 	}
 	case 131: { /* sigaltstack */
-		struct { uint64_t sp; int32_t flags, pad; uint64_t size; } ss, os;
+		struct {
+			uint64_t sp;
+			int32_t flags, pad;
+			uint64_t size;
+		} ss, os;
 		bool on = on_altstack(t, t->cpu.s.gpr[R_RSP]);
 		os.sp = t->ss_sp;
 		os.size = t->ss_size;
@@ -744,10 +780,8 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 		r = kill(pid, sig);
 		return r < 0 ? -errno : 0;
 	}
-	case 200: /* tkill */
-		return do_kill_thread(-1, (int)a[0], (int)a[1]);
-	case 234: /* tgkill */
-		return do_kill_thread((int)a[0], (int)a[1], (int)a[2]);
+	case 200: /* tkill */ return do_kill_thread(-1, (int)a[0], (int)a[1]);
+	case 234: /* tgkill */ return do_kill_thread((int)a[0], (int)a[1], (int)a[2]);
 	case 282:   /* signalfd */
 	case 289: { /* signalfd4 */
 		uint64_t m;

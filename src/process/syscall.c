@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -32,7 +33,6 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
-#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,28 +41,30 @@
 #define SF_RESTART 1 /* restart after a signal with SA_RESTART (or no handler) */
 #define SF_FD0 2     /* a[0] is an fd: corral's own are off limits */
 #define SF_NORET 4   /* leaves RAX alone (rt_sigreturn) */
+#define SF_RESTART_NOHAND                                                                                              \
+	8 /* restart only if no handler ran (Linux's                                                                   \
+	   * ERESTARTNOHAND: sleeps and waits with timeouts) */
 
 #define MAX_IOV 1024
 #define BOUNCE_MAX (1u << 20)
 
-#define SYS(name) \
-	static long sys_##name(struct gthread *t __attribute__((unused)), \
-			       const uint64_t *a __attribute__((unused)))
-#define HOSTR(expr)                              \
-	do {                                     \
-		long r_ = (long)(expr);          \
-		return r_ < 0 ? -errno : r_;     \
+#define SYS(name)                                                                                                      \
+	static long sys_##name(struct gthread *t __attribute__((unused)), const uint64_t *a __attribute__((unused)))
+#define HOSTR(expr)                                                                                                    \
+	do {                                                                                                           \
+		long r_ = (long)(expr);                                                                                \
+		return r_ < 0 ? -errno : r_;                                                                           \
 	} while (0)
-#define GET_PATH(buf, ga)                                   \
-	do {                                                \
-		long l_ = vmem_read_str(&proc.vm, (ga), (buf), sizeof(buf)); \
-		if (l_ < 0)                                 \
-			return l_;                          \
+#define GET_PATH(buf, ga)                                                                                              \
+	do {                                                                                                           \
+		long l_ = vmem_read_str(&proc.vm, (ga), (buf), sizeof(buf));                                           \
+		if (l_ < 0)                                                                                            \
+			return l_;                                                                                     \
 	} while (0)
-#define CHECK_FD(fd)                         \
-	do {                                 \
-		if (fs_fd_reserved(fd))      \
-			return -EBADF;       \
+#define CHECK_FD(fd)                                                                                                   \
+	do {                                                                                                           \
+		if (fs_fd_reserved(fd))                                                                                \
+			return -EBADF;                                                                                 \
 	} while (0)
 
 /* ---- open flags: x86-64 numbers vs the host's ---- */
@@ -140,6 +142,8 @@ static long guest_iovs(uint64_t giov, uint64_t cnt, int write, struct iovec *iov
 			return -EINVAL;
 		if (!e[1])
 			continue;
+		if (e[1] > 0x7ffff000 - total) /* Linux's MAX_RW_COUNT */
+			e[1] = 0x7ffff000 - total;
 		size_t got;
 		int m = gmem_iov(e[0], e[1], write, iov + n, MAX_IOV - n, &got);
 		n += m;
@@ -196,10 +200,22 @@ static long do_rw(int fd, uint64_t buf, uint64_t len, int is_read, int64_t off, 
 	return r;
 }
 
-SYS(read) { return do_rw((int)a[0], a[1], a[2], 1, 0, 0); }
-SYS(write) { return do_rw((int)a[0], a[1], a[2], 0, 0, 0); }
-SYS(pread64) { return do_rw((int)a[0], a[1], a[2], 1, (int64_t)a[3], 1); }
-SYS(pwrite64) { return do_rw((int)a[0], a[1], a[2], 0, (int64_t)a[3], 1); }
+SYS(read)
+{
+	return do_rw((int)a[0], a[1], a[2], 1, 0, 0);
+}
+SYS(write)
+{
+	return do_rw((int)a[0], a[1], a[2], 0, 0, 0);
+}
+SYS(pread64)
+{
+	return do_rw((int)a[0], a[1], a[2], 1, (int64_t)a[3], 1);
+}
+SYS(pwrite64)
+{
+	return do_rw((int)a[0], a[1], a[2], 0, (int64_t)a[3], 1);
+}
 
 static long do_rwv(const uint64_t *a, int is_read, int use_off, int flags)
 {
@@ -224,12 +240,30 @@ out:
 	return r;
 }
 
-SYS(readv) { return do_rwv(a, 1, 0, 0); }
-SYS(writev) { return do_rwv(a, 0, 0, 0); }
-SYS(preadv) { return do_rwv(a, 1, 1, 0); }
-SYS(pwritev) { return do_rwv(a, 0, 1, 0); }
-SYS(preadv2) { return (int64_t)a[3] == -1 ? do_rwv(a, 1, 0, 0) : do_rwv(a, 1, 1, (int)a[5]); }
-SYS(pwritev2) { return (int64_t)a[3] == -1 ? do_rwv(a, 0, 0, 0) : do_rwv(a, 0, 1, (int)a[5]); }
+SYS(readv)
+{
+	return do_rwv(a, 1, 0, 0);
+}
+SYS(writev)
+{
+	return do_rwv(a, 0, 0, 0);
+}
+SYS(preadv)
+{
+	return do_rwv(a, 1, 1, 0);
+}
+SYS(pwritev)
+{
+	return do_rwv(a, 0, 1, 0);
+}
+SYS(preadv2)
+{
+	return (int64_t)a[3] == -1 ? do_rwv(a, 1, 0, 0) : do_rwv(a, 1, 1, (int)a[5]);
+}
+SYS(pwritev2)
+{
+	return (int64_t)a[3] == -1 ? do_rwv(a, 0, 0, 0) : do_rwv(a, 0, 1, (int)a[5]);
+}
 
 /* ---- files ---- */
 
@@ -240,13 +274,24 @@ static long do_openat(int dirfd, uint64_t gpath, uint64_t flags, uint64_t mode)
 	return fs_openat(dirfd, path, oflags_to_host(flags), (int)mode);
 }
 
-SYS(open) { return do_openat(AT_FDCWD, a[0], a[1], a[2]); }
-SYS(openat) { return do_openat((int)a[0], a[1], a[2], a[3]); }
-SYS(creat) { return do_openat(AT_FDCWD, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1]); }
+SYS(open)
+{
+	return do_openat(AT_FDCWD, a[0], a[1], a[2]);
+}
+SYS(openat)
+{
+	return do_openat((int)a[0], a[1], a[2], a[3]);
+}
+SYS(creat)
+{
+	return do_openat(AT_FDCWD, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1]);
+}
 
 SYS(openat2)
 {
-	struct { uint64_t flags, mode, resolve; } how;
+	struct {
+		uint64_t flags, mode, resolve;
+	} how;
 	if (a[3] < sizeof(how))
 		return -EINVAL;
 	if (gmem_read(a[2], &how, sizeof(how)))
@@ -256,7 +301,10 @@ SYS(openat2)
 	return do_openat((int)a[0], a[1], how.flags, how.mode);
 }
 
-SYS(close) { HOSTR(close((int)a[0])); }
+SYS(close)
+{
+	HOSTR(close((int)a[0]));
+}
 
 SYS(close_range)
 {
@@ -339,9 +387,18 @@ static long do_fstatat(int dirfd, uint64_t gpath, uint64_t gbuf, int flags)
 	return r ? r : put_stat(gbuf, &st);
 }
 
-SYS(stat) { return do_fstatat(AT_FDCWD, a[0], a[1], 0); }
-SYS(lstat) { return do_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW); }
-SYS(newfstatat) { return do_fstatat((int)a[0], a[1], a[2], (int)a[3]); }
+SYS(stat)
+{
+	return do_fstatat(AT_FDCWD, a[0], a[1], 0);
+}
+SYS(lstat)
+{
+	return do_fstatat(AT_FDCWD, a[0], a[1], AT_SYMLINK_NOFOLLOW);
+}
+SYS(newfstatat)
+{
+	return do_fstatat((int)a[0], a[1], a[2], (int)a[3]);
+}
 SYS(fstat)
 {
 	struct stat st;
@@ -372,7 +429,10 @@ SYS(statx)
 	return gmem_write(a[4], &sx, sizeof(sx)) ? -EFAULT : 0;
 }
 
-SYS(lseek) { HOSTR(lseek((int)a[0], (off_t)a[1], (int)a[2])); }
+SYS(lseek)
+{
+	HOSTR(lseek((int)a[0], (off_t)a[1], (int)a[2]));
+}
 
 static long do_access(int dirfd, uint64_t gpath, int mode, int flags)
 {
@@ -396,9 +456,18 @@ static long do_access(int dirfd, uint64_t gpath, int mode, int flags)
 	return x;
 }
 
-SYS(access) { return do_access(AT_FDCWD, a[0], (int)a[1], 0); }
-SYS(faccessat) { return do_access((int)a[0], a[1], (int)a[2], 0); }
-SYS(faccessat2) { return do_access((int)a[0], a[1], (int)a[2], (int)a[3]); }
+SYS(access)
+{
+	return do_access(AT_FDCWD, a[0], (int)a[1], 0);
+}
+SYS(faccessat)
+{
+	return do_access((int)a[0], a[1], (int)a[2], 0);
+}
+SYS(faccessat2)
+{
+	return do_access((int)a[0], a[1], (int)a[2], (int)a[3]);
+}
 
 static long do_readlink(int dirfd, uint64_t gpath, uint64_t gbuf, uint64_t size)
 {
@@ -423,8 +492,14 @@ static long do_readlink(int dirfd, uint64_t gpath, uint64_t gbuf, uint64_t size)
 	return gmem_write(gbuf, buf, (size_t)n) ? -EFAULT : n;
 }
 
-SYS(readlink) { return do_readlink(AT_FDCWD, a[0], a[1], a[2]); }
-SYS(readlinkat) { return do_readlink((int)a[0], a[1], a[2], a[3]); }
+SYS(readlink)
+{
+	return do_readlink(AT_FDCWD, a[0], a[1], a[2]);
+}
+SYS(readlinkat)
+{
+	return do_readlink((int)a[0], a[1], a[2], a[3]);
+}
 
 static long do_mkdirat(int dirfd, uint64_t gpath, int mode)
 {
@@ -440,8 +515,14 @@ static long do_mkdirat(int dirfd, uint64_t gpath, int mode)
 	return r;
 }
 
-SYS(mkdir) { return do_mkdirat(AT_FDCWD, a[0], (int)a[1]); }
-SYS(mkdirat) { return do_mkdirat((int)a[0], a[1], (int)a[2]); }
+SYS(mkdir)
+{
+	return do_mkdirat(AT_FDCWD, a[0], (int)a[1]);
+}
+SYS(mkdirat)
+{
+	return do_mkdirat((int)a[0], a[1], (int)a[2]);
+}
 
 static long do_mknodat(int dirfd, uint64_t gpath, int mode, uint64_t dev)
 {
@@ -457,8 +538,14 @@ static long do_mknodat(int dirfd, uint64_t gpath, int mode, uint64_t dev)
 	return r;
 }
 
-SYS(mknod) { return do_mknodat(AT_FDCWD, a[0], (int)a[1], a[2]); }
-SYS(mknodat) { return do_mknodat((int)a[0], a[1], (int)a[2], a[3]); }
+SYS(mknod)
+{
+	return do_mknodat(AT_FDCWD, a[0], (int)a[1], a[2]);
+}
+SYS(mknodat)
+{
+	return do_mknodat((int)a[0], a[1], (int)a[2], a[3]);
+}
 
 static long do_unlinkat(int dirfd, uint64_t gpath, int flags)
 {
@@ -474,9 +561,18 @@ static long do_unlinkat(int dirfd, uint64_t gpath, int flags)
 	return r;
 }
 
-SYS(unlink) { return do_unlinkat(AT_FDCWD, a[0], 0); }
-SYS(rmdir) { return do_unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR); }
-SYS(unlinkat) { return do_unlinkat((int)a[0], a[1], (int)a[2]); }
+SYS(unlink)
+{
+	return do_unlinkat(AT_FDCWD, a[0], 0);
+}
+SYS(rmdir)
+{
+	return do_unlinkat(AT_FDCWD, a[0], AT_REMOVEDIR);
+}
+SYS(unlinkat)
+{
+	return do_unlinkat((int)a[0], a[1], (int)a[2]);
+}
 
 static long do_renameat2(int od, uint64_t gold, int nd, uint64_t gnew, unsigned flags)
 {
@@ -499,9 +595,18 @@ static long do_renameat2(int od, uint64_t gold, int nd, uint64_t gnew, unsigned 
 	return x;
 }
 
-SYS(rename) { return do_renameat2(AT_FDCWD, a[0], AT_FDCWD, a[1], 0); }
-SYS(renameat) { return do_renameat2((int)a[0], a[1], (int)a[2], a[3], 0); }
-SYS(renameat2) { return do_renameat2((int)a[0], a[1], (int)a[2], a[3], (unsigned)a[4]); }
+SYS(rename)
+{
+	return do_renameat2(AT_FDCWD, a[0], AT_FDCWD, a[1], 0);
+}
+SYS(renameat)
+{
+	return do_renameat2((int)a[0], a[1], (int)a[2], a[3], 0);
+}
+SYS(renameat2)
+{
+	return do_renameat2((int)a[0], a[1], (int)a[2], a[3], (unsigned)a[4]);
+}
 
 static long do_linkat(int od, uint64_t gold, int nd, uint64_t gnew, int flags)
 {
@@ -533,8 +638,14 @@ static long do_linkat(int od, uint64_t gold, int nd, uint64_t gnew, int flags)
 	return r;
 }
 
-SYS(link) { return do_linkat(AT_FDCWD, a[0], AT_FDCWD, a[1], 0); }
-SYS(linkat) { return do_linkat((int)a[0], a[1], (int)a[2], a[3], (int)a[4]); }
+SYS(link)
+{
+	return do_linkat(AT_FDCWD, a[0], AT_FDCWD, a[1], 0);
+}
+SYS(linkat)
+{
+	return do_linkat((int)a[0], a[1], (int)a[2], a[3], (int)a[4]);
+}
 
 static long do_symlinkat(uint64_t gtarget, int nd, uint64_t gpath)
 {
@@ -552,8 +663,14 @@ static long do_symlinkat(uint64_t gtarget, int nd, uint64_t gpath)
 	return r;
 }
 
-SYS(symlink) { return do_symlinkat(a[0], AT_FDCWD, a[1]); }
-SYS(symlinkat) { return do_symlinkat(a[0], (int)a[1], a[2]); }
+SYS(symlink)
+{
+	return do_symlinkat(a[0], AT_FDCWD, a[1]);
+}
+SYS(symlinkat)
+{
+	return do_symlinkat(a[0], (int)a[1], a[2]);
+}
 
 /* Calls without an AT_EMPTY_PATH form reach a resolved object through its
  * /proc/self/fd magic link (the host's, outside the guest's view). */
@@ -580,9 +697,18 @@ static long do_fchmodat(int dirfd, uint64_t gpath, int mode, int flags)
 	return r;
 }
 
-SYS(chmod) { return do_fchmodat(AT_FDCWD, a[0], (int)a[1], 0); }
-SYS(fchmodat) { return do_fchmodat((int)a[0], a[1], (int)a[2], 0); }
-SYS(fchmod) { HOSTR(fchmod((int)a[0], (mode_t)a[1])); }
+SYS(chmod)
+{
+	return do_fchmodat(AT_FDCWD, a[0], (int)a[1], 0);
+}
+SYS(fchmodat)
+{
+	return do_fchmodat((int)a[0], a[1], (int)a[2], 0);
+}
+SYS(fchmod)
+{
+	HOSTR(fchmod((int)a[0], (mode_t)a[1]));
+}
 
 static long do_fchownat(int dirfd, uint64_t gpath, uint64_t uid, uint64_t gid, int flags)
 {
@@ -602,10 +728,22 @@ static long do_fchownat(int dirfd, uint64_t gpath, uint64_t uid, uint64_t gid, i
 	return r;
 }
 
-SYS(chown) { return do_fchownat(AT_FDCWD, a[0], a[1], a[2], 0); }
-SYS(lchown) { return do_fchownat(AT_FDCWD, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW); }
-SYS(fchownat) { return do_fchownat((int)a[0], a[1], a[2], a[3], (int)a[4]); }
-SYS(fchown) { HOSTR(fchown((int)a[0], (uid_t)a[1], (gid_t)a[2])); }
+SYS(chown)
+{
+	return do_fchownat(AT_FDCWD, a[0], a[1], a[2], 0);
+}
+SYS(lchown)
+{
+	return do_fchownat(AT_FDCWD, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW);
+}
+SYS(fchownat)
+{
+	return do_fchownat((int)a[0], a[1], a[2], a[3], (int)a[4]);
+}
+SYS(fchown)
+{
+	HOSTR(fchown((int)a[0], (uid_t)a[1], (gid_t)a[2]));
+}
 
 static long do_utimens(int dirfd, uint64_t gpath, const struct timespec *ts, int flags)
 {
@@ -652,8 +790,14 @@ static long do_utimes(int dirfd, uint64_t gpath, uint64_t gtv)
 	return do_utimens(dirfd, gpath, gtv ? ts : NULL, 0);
 }
 
-SYS(utimes) { return do_utimes(AT_FDCWD, a[0], a[1]); }
-SYS(futimesat) { return do_utimes((int)a[0], a[1], a[2]); }
+SYS(utimes)
+{
+	return do_utimes(AT_FDCWD, a[0], a[1]);
+}
+SYS(futimesat)
+{
+	return do_utimes((int)a[0], a[1], a[2]);
+}
 SYS(utime)
 {
 	struct timespec ts[2];
@@ -682,15 +826,43 @@ SYS(truncate)
 	return r;
 }
 
-SYS(ftruncate) { HOSTR(ftruncate((int)a[0], (off_t)a[1])); }
-SYS(fsync) { HOSTR(fsync((int)a[0])); }
-SYS(fdatasync) { HOSTR(fdatasync((int)a[0])); }
-SYS(sync) { sync(); return 0; }
-SYS(syncfs) { HOSTR(syncfs((int)a[0])); }
-SYS(flock) { HOSTR(flock((int)a[0], (int)a[1])); }
-SYS(fallocate) { HOSTR(fallocate((int)a[0], (int)a[1], (off_t)a[2], (off_t)a[3])); }
-SYS(fadvise64) { return -posix_fadvise((int)a[0], (off_t)a[1], (off_t)a[2], (int)a[3]); }
-SYS(readahead) { HOSTR(readahead((int)a[0], (off64_t)a[1], (size_t)a[2])); }
+SYS(ftruncate)
+{
+	HOSTR(ftruncate((int)a[0], (off_t)a[1]));
+}
+SYS(fsync)
+{
+	HOSTR(fsync((int)a[0]));
+}
+SYS(fdatasync)
+{
+	HOSTR(fdatasync((int)a[0]));
+}
+SYS(sync)
+{
+	sync();
+	return 0;
+}
+SYS(syncfs)
+{
+	HOSTR(syncfs((int)a[0]));
+}
+SYS(flock)
+{
+	HOSTR(flock((int)a[0], (int)a[1]));
+}
+SYS(fallocate)
+{
+	HOSTR(fallocate((int)a[0], (int)a[1], (off_t)a[2], (off_t)a[3]));
+}
+SYS(fadvise64)
+{
+	return -posix_fadvise((int)a[0], (off_t)a[1], (off_t)a[2], (int)a[3]);
+}
+SYS(readahead)
+{
+	HOSTR(readahead((int)a[0], (off64_t)a[1], (size_t)a[2]));
+}
 
 SYS(getdents64)
 {
@@ -845,10 +1017,22 @@ out:
 	return r;
 }
 
-SYS(getxattr) { return do_xattr(a, 1, 0); }
-SYS(lgetxattr) { return do_xattr(a, 0, 0); }
-SYS(listxattr) { return do_xattr(a, 1, 1); }
-SYS(llistxattr) { return do_xattr(a, 0, 1); }
+SYS(getxattr)
+{
+	return do_xattr(a, 1, 0);
+}
+SYS(lgetxattr)
+{
+	return do_xattr(a, 0, 0);
+}
+SYS(listxattr)
+{
+	return do_xattr(a, 1, 1);
+}
+SYS(llistxattr)
+{
+	return do_xattr(a, 0, 1);
+}
 
 SYS(fgetxattr)
 {
@@ -882,11 +1066,17 @@ SYS(flistxattr)
 	return r;
 }
 
-SYS(xattr_unsupported) { return -EOPNOTSUPP; }
+SYS(xattr_unsupported)
+{
+	return -EOPNOTSUPP;
+}
 
 /* ---- fds ---- */
 
-SYS(dup) { HOSTR(dup((int)a[0])); }
+SYS(dup)
+{
+	HOSTR(dup((int)a[0]));
+}
 SYS(dup2)
 {
 	CHECK_FD((int)a[1]);
@@ -911,37 +1101,39 @@ static long do_pipe(uint64_t ga, int flags)
 	return 0;
 }
 
-SYS(pipe) { return do_pipe(a[0], 0); }
-SYS(pipe2) { return do_pipe(a[0], oflags_to_host(a[1])); }
+SYS(pipe)
+{
+	return do_pipe(a[0], 0);
+}
+SYS(pipe2)
+{
+	return do_pipe(a[0], oflags_to_host(a[1]));
+}
 
 SYS(fcntl)
 {
 	int fd = (int)a[0], cmd = (int)a[1];
 	switch (cmd) {
 	case F_DUPFD:
-	case F_DUPFD_CLOEXEC:
-		HOSTR(fcntl(fd, cmd, (int)a[2]));
+	case F_DUPFD_CLOEXEC: HOSTR(fcntl(fd, cmd, (int)a[2]));
 	case F_GETFD:
 	case F_GETOWN:
 	case F_GETSIG:
 	case F_GETLEASE:
 	case F_GETPIPE_SZ:
-	case F_GET_SEALS:
-		HOSTR(fcntl(fd, cmd));
+	case F_GET_SEALS: HOSTR(fcntl(fd, cmd));
 	case F_SETFD:
 	case F_SETOWN:
 	case F_SETSIG:
 	case F_SETLEASE:
 	case F_NOTIFY:
 	case F_SETPIPE_SZ:
-	case F_ADD_SEALS:
-		HOSTR(fcntl(fd, cmd, (int)a[2]));
+	case F_ADD_SEALS: HOSTR(fcntl(fd, cmd, (int)a[2]));
 	case F_GETFL: {
 		long r = fcntl(fd, F_GETFL);
 		return r < 0 ? -errno : oflags_to_guest(r);
 	}
-	case F_SETFL:
-		HOSTR(fcntl(fd, F_SETFL, oflags_to_host(a[2])));
+	case F_SETFL: HOSTR(fcntl(fd, F_SETFL, oflags_to_host(a[2])));
 	case F_GETLK:
 	case F_SETLK:
 	case F_SETLKW:
@@ -969,8 +1161,7 @@ SYS(fcntl)
 			return -EFAULT;
 		return 0;
 	}
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 
@@ -1016,14 +1207,12 @@ SYS(ioctl)
 		HOSTR(ioctl(fd, req, &iv));
 	case 0x5450: /* FIONCLEX */
 	case 0x5451: /* FIOCLEX */
-	case 0x5422: /* TIOCNOTTY */
-		HOSTR(ioctl(fd, req));
+	case 0x5422: /* TIOCNOTTY */ HOSTR(ioctl(fd, req));
 	case 0x540e: /* TIOCSCTTY */
 	case 0x540b: /* TCFLSH */
 	case 0x540a: /* TCXONC */
 	case 0x5409: /* TCSBRK */
-	case 0x5425: /* TCSBRKP */
-		HOSTR(ioctl(fd, req, (int)a[2]));
+	case 0x5425: /* TCSBRKP */ HOSTR(ioctl(fd, req, (int)a[2]));
 	default:
 		if (proc.opts.trace)
 			sys_trace("[%d] ioctl 0x%lx not translated\n", t->tid, req);
@@ -1070,8 +1259,7 @@ static void host_sigset(uint64_t m, sigset_t *hs)
 {
 	sigemptyset(hs);
 	for (int s = 1; s <= GSIG_MAX; s++)
-		if ((m & GSIG_BIT(s)) && s != SIGKILL && s != SIGSTOP && s != 32 && s != 33 &&
-		    s != HOST_SIG_WAKE)
+		if ((m & GSIG_BIT(s)) && s != SIGKILL && s != SIGSTOP && s != 32 && s != 33 && s != HOST_SIG_WAKE)
 			sigaddset(hs, s);
 }
 
@@ -1124,7 +1312,7 @@ static long do_select(struct gthread *t, const uint64_t *a, int is_p)
 		return -EINVAL;
 	size_t bytes = (((size_t)n + 63) / 64) * 8;
 	size_t alloc = bytes > sizeof(fd_set) ? bytes : sizeof(fd_set);
-	fd_set *s[3] = { NULL, NULL, NULL };
+	fd_set *s[3] = {NULL, NULL, NULL};
 	long r = 0;
 	uint64_t m = 0;
 	long have = 0;
@@ -1144,7 +1332,7 @@ static long do_select(struct gthread *t, const uint64_t *a, int is_p)
 		}
 	}
 	if (is_p) {
-		uint64_t sm[2] = { 0, 0 };
+		uint64_t sm[2] = {0, 0};
 		if (a[5] && gmem_read(a[5], sm, sizeof(sm))) {
 			r = -EFAULT;
 			goto out;
@@ -1183,11 +1371,23 @@ out:
 	return r;
 }
 
-SYS(select) { return do_select(t, a, 0); }
-SYS(pselect6) { return do_select(t, a, 1); }
+SYS(select)
+{
+	return do_select(t, a, 0);
+}
+SYS(pselect6)
+{
+	return do_select(t, a, 1);
+}
 
-SYS(epoll_create) { HOSTR((int64_t)a[0] <= 0 ? (errno = EINVAL, -1) : epoll_create1(0)); }
-SYS(epoll_create1) { HOSTR(epoll_create1((int)oflags_to_host(a[0]))); }
+SYS(epoll_create)
+{
+	HOSTR((int64_t)a[0] <= 0 ? (errno = EINVAL, -1) : epoll_create1(0));
+}
+SYS(epoll_create1)
+{
+	HOSTR(epoll_create1((int)oflags_to_host(a[0])));
+}
 
 SYS(epoll_ctl)
 {
@@ -1204,8 +1404,8 @@ SYS(epoll_ctl)
 	HOSTR(epoll_ctl((int)a[0], (int)a[1], (int)a[2], &ev));
 }
 
-static long do_epoll_wait(struct gthread *t, int epfd, uint64_t gev, int max, int timeout,
-			  const struct timespec *ts2, uint64_t gm, uint64_t msize)
+static long do_epoll_wait(struct gthread *t, int epfd, uint64_t gev, int max, int timeout, const struct timespec *ts2,
+			  uint64_t gm, uint64_t msize)
 {
 	if (max <= 0)
 		return -EINVAL;
@@ -1243,8 +1443,14 @@ static long do_epoll_wait(struct gthread *t, int epfd, uint64_t gev, int max, in
 	return r;
 }
 
-SYS(epoll_wait) { return do_epoll_wait(t, (int)a[0], a[1], (int)a[2], (int)a[3], NULL, 0, 0); }
-SYS(epoll_pwait) { return do_epoll_wait(t, (int)a[0], a[1], (int)a[2], (int)a[3], NULL, a[4], a[5]); }
+SYS(epoll_wait)
+{
+	return do_epoll_wait(t, (int)a[0], a[1], (int)a[2], (int)a[3], NULL, 0, 0);
+}
+SYS(epoll_pwait)
+{
+	return do_epoll_wait(t, (int)a[0], a[1], (int)a[2], (int)a[3], NULL, a[4], a[5]);
+}
 SYS(epoll_pwait2)
 {
 	struct timespec ts;
@@ -1255,9 +1461,18 @@ SYS(epoll_pwait2)
 	return do_epoll_wait(t, (int)a[0], a[1], (int)a[2], 0, &ts, a[4], a[5]);
 }
 
-SYS(eventfd) { HOSTR(eventfd((unsigned)a[0], 0)); }
-SYS(eventfd2) { HOSTR(eventfd((unsigned)a[0], oflags_to_host(a[1]))); }
-SYS(timerfd_create) { HOSTR(timerfd_create((int)a[0], oflags_to_host(a[1]))); }
+SYS(eventfd)
+{
+	HOSTR(eventfd((unsigned)a[0], 0));
+}
+SYS(eventfd2)
+{
+	HOSTR(eventfd((unsigned)a[0], oflags_to_host(a[1])));
+}
+SYS(timerfd_create)
+{
+	HOSTR(timerfd_create((int)a[0], oflags_to_host(a[1])));
+}
 SYS(timerfd_settime)
 {
 	struct itimerspec n, o;
@@ -1275,8 +1490,14 @@ SYS(timerfd_gettime)
 	return gmem_write(a[1], &o, sizeof(o)) ? -EFAULT : 0;
 }
 
-SYS(inotify_init) { HOSTR(inotify_init()); }
-SYS(inotify_init1) { HOSTR(inotify_init1(oflags_to_host(a[0]))); }
+SYS(inotify_init)
+{
+	HOSTR(inotify_init());
+}
+SYS(inotify_init1)
+{
+	HOSTR(inotify_init1(oflags_to_host(a[0])));
+}
 SYS(inotify_add_watch)
 {
 	char path[4096], lnk[64];
@@ -1290,14 +1511,16 @@ SYS(inotify_add_watch)
 	fs_put(&at);
 	return r;
 }
-SYS(inotify_rm_watch) { HOSTR(inotify_rm_watch((int)a[0], (int)a[1])); }
+SYS(inotify_rm_watch)
+{
+	HOSTR(inotify_rm_watch((int)a[0], (int)a[1]));
+}
 
 /* ---- sockets ---- */
 
 /* A guest sockaddr into host memory; AF_UNIX paths are resolved in the
  * guest's root like any other path. *tmp is an fd to close. */
-static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss, socklen_t *hl,
-			 struct fs_at *at)
+static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss, socklen_t *hl, struct fs_at *at)
 {
 	at->tmp = -1;
 	if (len > sizeof(*ss))
@@ -1340,7 +1563,10 @@ static long put_sockaddr(uint64_t ga, uint64_t glen, const struct sockaddr_stora
 	return gmem_write(glen, &ul, 4) ? -EFAULT : 0;
 }
 
-SYS(socket) { HOSTR(socket((int)a[0], oflags_to_host(a[1]), (int)a[2])); }
+SYS(socket)
+{
+	HOSTR(socket((int)a[0], oflags_to_host(a[1]), (int)a[2]));
+}
 SYS(socketpair)
 {
 	int sv[2];
@@ -1368,10 +1594,22 @@ static long do_bind_connect(const uint64_t *a, int conn)
 	return r;
 }
 
-SYS(bind) { return do_bind_connect(a, 0); }
-SYS(connect) { return do_bind_connect(a, 1); }
-SYS(listen) { HOSTR(listen((int)a[0], (int)a[1])); }
-SYS(shutdown) { HOSTR(shutdown((int)a[0], (int)a[1])); }
+SYS(bind)
+{
+	return do_bind_connect(a, 0);
+}
+SYS(connect)
+{
+	return do_bind_connect(a, 1);
+}
+SYS(listen)
+{
+	HOSTR(listen((int)a[0], (int)a[1]));
+}
+SYS(shutdown)
+{
+	HOSTR(shutdown((int)a[0], (int)a[1]));
+}
 
 static long do_accept(const uint64_t *a, int flags)
 {
@@ -1387,8 +1625,14 @@ static long do_accept(const uint64_t *a, int flags)
 	return r;
 }
 
-SYS(accept) { return do_accept(a, 0); }
-SYS(accept4) { return do_accept(a, oflags_to_host(a[3])); }
+SYS(accept)
+{
+	return do_accept(a, 0);
+}
+SYS(accept4)
+{
+	return do_accept(a, oflags_to_host(a[3]));
+}
 
 static long do_sockname(const uint64_t *a, int peer)
 {
@@ -1401,8 +1645,14 @@ static long do_sockname(const uint64_t *a, int peer)
 	return put_sockaddr(a[1], a[2], &ss, hl);
 }
 
-SYS(getsockname) { return do_sockname(a, 0); }
-SYS(getpeername) { return do_sockname(a, 1); }
+SYS(getsockname)
+{
+	return do_sockname(a, 0);
+}
+SYS(getpeername)
+{
+	return do_sockname(a, 1);
+}
 
 SYS(setsockopt)
 {
@@ -1444,7 +1694,7 @@ static long do_msg(const uint64_t *gmh, int is_recv, int flags, uint64_t gmsg)
 		return -EFAULT;
 	(void)gmh;
 	struct sockaddr_storage ss;
-	struct fs_at at = { .tmp = -1 };
+	struct fs_at at = {.tmp = -1};
 	struct msghdr m;
 	memset(&m, 0, sizeof(m));
 	long r = 0;
@@ -1517,14 +1767,20 @@ out:
 	return r;
 }
 
-SYS(sendmsg) { return do_msg(a, 0, (int)a[2], a[1]); }
-SYS(recvmsg) { return do_msg(a, 1, (int)a[2], a[1]); }
+SYS(sendmsg)
+{
+	return do_msg(a, 0, (int)a[2], a[1]);
+}
+SYS(recvmsg)
+{
+	return do_msg(a, 1, (int)a[2], a[1]);
+}
 
 SYS(sendto)
 {
 	struct sockaddr_storage ss;
 	socklen_t hl = 0;
-	struct fs_at at = { .tmp = -1 };
+	struct fs_at at = {.tmp = -1};
 	struct iovec iov[64];
 	size_t got = 0;
 	int n = a[2] ? gmem_iov(a[1], a[2], 0, iov, 64, &got) : 0;
@@ -1535,7 +1791,7 @@ SYS(sendto)
 		if (r)
 			return r;
 	}
-	struct msghdr m = { .msg_name = a[4] ? &ss : NULL, .msg_namelen = hl, .msg_iov = iov, .msg_iovlen = (size_t)n };
+	struct msghdr m = {.msg_name = a[4] ? &ss : NULL, .msg_namelen = hl, .msg_iov = iov, .msg_iovlen = (size_t)n};
 	long r = sendmsg((int)a[0], &m, (int)a[3]);
 	r = r < 0 ? -errno : r;
 	fs_put(&at);
@@ -1550,7 +1806,10 @@ SYS(recvfrom)
 	int n = a[2] ? gmem_iov(a[1], a[2], 1, iov, 64, &got) : 0;
 	if (a[2] && !got)
 		return -EFAULT;
-	struct msghdr m = { .msg_name = a[4] ? &ss : NULL, .msg_namelen = a[4] ? sizeof(ss) : 0, .msg_iov = iov, .msg_iovlen = (size_t)n };
+	struct msghdr m = {.msg_name = a[4] ? &ss : NULL,
+			   .msg_namelen = a[4] ? sizeof(ss) : 0,
+			   .msg_iov = iov,
+			   .msg_iovlen = (size_t)n};
 	long r = recvmsg((int)a[0], &m, (int)a[3]);
 	if (r < 0)
 		return -errno;
@@ -1597,18 +1856,41 @@ SYS(mmap)
 		return -EBADF;
 	return mm_mmap(&proc, a[0], a[1], (int)a[2], (int)a[3], (int)a[4], a[5]);
 }
-SYS(munmap) { return mm_munmap(&proc, a[0], a[1]); }
-SYS(mprotect) { return mm_mprotect(&proc, a[0], a[1], (int)a[2]); }
-SYS(mremap) { return mm_mremap(&proc, a[0], a[1], a[2], (int)a[3], a[4]); }
-SYS(madvise) { return mm_madvise(&proc, a[0], a[1], (int)a[2]); }
-SYS(msync) { return mm_msync(&proc, a[0], a[1], (int)a[2]); }
-SYS(brk) { return mm_brk(&proc, a[0]); }
-SYS(mlock) { return 0; }
+SYS(munmap)
+{
+	return mm_munmap(&proc, a[0], a[1]);
+}
+SYS(mprotect)
+{
+	return mm_mprotect(&proc, a[0], a[1], (int)a[2]);
+}
+SYS(mremap)
+{
+	return mm_mremap(&proc, a[0], a[1], a[2], (int)a[3], a[4]);
+}
+SYS(madvise)
+{
+	return mm_madvise(&proc, a[0], a[1], (int)a[2]);
+}
+SYS(msync)
+{
+	return mm_msync(&proc, a[0], a[1], (int)a[2]);
+}
+SYS(brk)
+{
+	return mm_brk(&proc, a[0]);
+}
+SYS(mlock)
+{
+	return 0;
+}
 
 SYS(mincore)
 {
 	if (a[0] & (GPAGE - 1))
 		return -EINVAL;
+	if (a[1] > VMEM_LIMIT || a[0] + a[1] > VMEM_LIMIT)
+		return -ENOMEM;
 	uint64_t n = (a[1] + GPAGE - 1) / GPAGE;
 	for (uint64_t k = 0; k < n; k++) {
 		unsigned prot;
@@ -1623,35 +1905,122 @@ SYS(mincore)
 
 /* ---- processes, threads, time ---- */
 
-SYS(exit) { thr_exit(t, (int)(a[0] & 0xff)); }
-SYS(exit_group) { thr_exit_group((int)(a[0] & 0xff)); }
-SYS(clone) { return thr_clone(t, a[0], a[1], a[2], a[3], a[4]); }
-SYS(fork) { return thr_clone(t, SIGCHLD, 0, 0, 0, 0); }
-SYS(vfork) { return thr_clone(t, 0x4000 | SIGCHLD, 0, 0, 0, 0); }
-SYS(execve) { return thr_execve(t, a); }
-SYS(futex) { return thr_futex(t, a); }
-SYS(getpid) { return proc.pid; }
-SYS(gettid) { return t->tid; }
-SYS(getppid) { return getppid(); }
-SYS(getuid) { return getuid(); }
-SYS(geteuid) { return geteuid(); }
-SYS(getgid) { return getgid(); }
-SYS(getegid) { return getegid(); }
-SYS(getpgrp) { return getpgrp(); }
-SYS(getpgid) { HOSTR(getpgid((pid_t)a[0])); }
-SYS(setpgid) { HOSTR(setpgid((pid_t)a[0], (pid_t)a[1])); }
-SYS(getsid) { HOSTR(getsid((pid_t)a[0])); }
-SYS(setsid) { HOSTR(setsid()); }
+SYS(exit)
+{
+	thr_exit(t, (int)(a[0] & 0xff));
+}
+SYS(exit_group)
+{
+	thr_exit_group((int)(a[0] & 0xff));
+}
+SYS(clone)
+{
+	return thr_clone(t, a[0], a[1], a[2], a[3], a[4]);
+}
+SYS(fork)
+{
+	return thr_clone(t, SIGCHLD, 0, 0, 0, 0);
+}
+SYS(vfork)
+{
+	return thr_clone(t, 0x4000 | SIGCHLD, 0, 0, 0, 0);
+}
+SYS(execve)
+{
+	return thr_execve(t, AT_FDCWD, a[0], a[1], a[2], 0);
+}
+
+SYS(execveat)
+{
+	return thr_execve(t, (int)a[0], a[1], a[2], a[3], (int)a[4]);
+}
+
+SYS(futex)
+{
+	return thr_futex(t, a);
+}
+SYS(getpid)
+{
+	return proc.pid;
+}
+SYS(gettid)
+{
+	return t->tid;
+}
+SYS(getppid)
+{
+	return getppid();
+}
+SYS(getuid)
+{
+	return getuid();
+}
+SYS(geteuid)
+{
+	return geteuid();
+}
+SYS(getgid)
+{
+	return getgid();
+}
+SYS(getegid)
+{
+	return getegid();
+}
+SYS(getpgrp)
+{
+	return getpgrp();
+}
+SYS(getpgid)
+{
+	HOSTR(getpgid((pid_t)a[0]));
+}
+SYS(setpgid)
+{
+	HOSTR(setpgid((pid_t)a[0], (pid_t)a[1]));
+}
+SYS(getsid)
+{
+	HOSTR(getsid((pid_t)a[0]));
+}
+SYS(setsid)
+{
+	HOSTR(setsid());
+}
 /* identity changes act on the calling thread only, as the raw syscalls do
  * (the guest's libc broadcasts them to its threads itself) */
-SYS(setuid) { HOSTR(syscall(SYS_setuid, a[0])); }
-SYS(setgid) { HOSTR(syscall(SYS_setgid, a[0])); }
-SYS(setreuid) { HOSTR(syscall(SYS_setreuid, a[0], a[1])); }
-SYS(setregid) { HOSTR(syscall(SYS_setregid, a[0], a[1])); }
-SYS(setresuid) { HOSTR(syscall(SYS_setresuid, a[0], a[1], a[2])); }
-SYS(setresgid) { HOSTR(syscall(SYS_setresgid, a[0], a[1], a[2])); }
-SYS(setfsuid) { HOSTR(syscall(SYS_setfsuid, a[0])); }
-SYS(setfsgid) { HOSTR(syscall(SYS_setfsgid, a[0])); }
+SYS(setuid)
+{
+	HOSTR(syscall(SYS_setuid, a[0]));
+}
+SYS(setgid)
+{
+	HOSTR(syscall(SYS_setgid, a[0]));
+}
+SYS(setreuid)
+{
+	HOSTR(syscall(SYS_setreuid, a[0], a[1]));
+}
+SYS(setregid)
+{
+	HOSTR(syscall(SYS_setregid, a[0], a[1]));
+}
+SYS(setresuid)
+{
+	HOSTR(syscall(SYS_setresuid, a[0], a[1], a[2]));
+}
+SYS(setresgid)
+{
+	HOSTR(syscall(SYS_setresgid, a[0], a[1], a[2]));
+}
+SYS(setfsuid)
+{
+	HOSTR(syscall(SYS_setfsuid, a[0]));
+}
+SYS(setfsgid)
+{
+	HOSTR(syscall(SYS_setfsgid, a[0]));
+}
 
 static long get_res3(uint64_t *ga, int uid)
 {
@@ -1664,20 +2033,31 @@ static long get_res3(uint64_t *ga, int uid)
 	return 0;
 }
 
-SYS(getresuid) { return get_res3((uint64_t *)a, 1); }
-SYS(getresgid) { return get_res3((uint64_t *)a, 0); }
+SYS(getresuid)
+{
+	return get_res3((uint64_t *)a, 1);
+}
+SYS(getresgid)
+{
+	return get_res3((uint64_t *)a, 0);
+}
 
 SYS(getgroups)
 {
-	gid_t g[65536];
 	int n = (int)a[0];
 	if (n < 0)
 		return -EINVAL;
-	int r = getgroups(n > 65536 ? 65536 : n, n ? g : NULL);
+	if (n > 65536)
+		n = 65536;
+	gid_t *g = malloc((size_t)(n ? n : 1) * sizeof(gid_t));
+	if (!g)
+		return -ENOMEM;
+	long r = getgroups(n, n ? g : NULL);
 	if (r < 0)
-		return -errno;
-	if (n && gmem_write(a[1], g, (size_t)r * sizeof(gid_t)))
-		return -EFAULT;
+		r = -errno;
+	else if (n && gmem_write(a[1], g, (size_t)r * sizeof(gid_t)))
+		r = -EFAULT;
+	free(g);
 	return r;
 }
 
@@ -1695,7 +2075,10 @@ SYS(setgroups)
 	return r;
 }
 
-SYS(umask) { return umask((mode_t)a[0]); }
+SYS(umask)
+{
+	return umask((mode_t)a[0]);
+}
 
 SYS(wait4)
 {
@@ -1736,7 +2119,10 @@ SYS(uname)
 	return gmem_write(a[0], &u, sizeof(u)) ? -EFAULT : 0;
 }
 
-SYS(sethostname) { return -EPERM; }
+SYS(sethostname)
+{
+	return -EPERM;
+}
 
 SYS(getrlimit)
 {
@@ -1815,7 +2201,7 @@ SYS(gettimeofday)
 	if (a[0] && gmem_write(a[0], &tv, sizeof(tv)))
 		return -EFAULT;
 	if (a[1]) {
-		int32_t tz[2] = { 0, 0 };
+		int32_t tz[2] = {0, 0};
 		if (gmem_write(a[1], tz, sizeof(tz)))
 			return -EFAULT;
 	}
@@ -1875,7 +2261,10 @@ SYS(setitimer)
 	return a[2] && gmem_write(a[2], &o, sizeof(o)) ? -EFAULT : 0;
 }
 
-SYS(alarm) { return alarm((unsigned)a[0]); }
+SYS(alarm)
+{
+	return alarm((unsigned)a[0]);
+}
 
 SYS(timer_create)
 {
@@ -1907,10 +2296,19 @@ SYS(timer_gettime)
 	return gmem_write(a[1], &o, sizeof(o)) ? -EFAULT : 0;
 }
 
-SYS(timer_getoverrun) { HOSTR(syscall(SYS_timer_getoverrun, (int)a[0])); }
-SYS(timer_delete) { HOSTR(syscall(SYS_timer_delete, (int)a[0])); }
+SYS(timer_getoverrun)
+{
+	HOSTR(syscall(SYS_timer_getoverrun, (int)a[0]));
+}
+SYS(timer_delete)
+{
+	HOSTR(syscall(SYS_timer_delete, (int)a[0]));
+}
 
-SYS(sched_yield) { return sched_yield(); }
+SYS(sched_yield)
+{
+	return sched_yield();
+}
 SYS(sched_getaffinity)
 {
 	uint8_t m[1024];
@@ -1929,7 +2327,10 @@ SYS(sched_setaffinity)
 		return -EFAULT;
 	HOSTR(syscall(SYS_sched_setaffinity, (pid_t)a[0], n, m));
 }
-SYS(sched_getscheduler) { HOSTR(sched_getscheduler((pid_t)a[0])); }
+SYS(sched_getscheduler)
+{
+	HOSTR(sched_getscheduler((pid_t)a[0]));
+}
 SYS(sched_getparam)
 {
 	struct sched_param sp;
@@ -1944,10 +2345,22 @@ SYS(sched_setscheduler)
 		return -EFAULT;
 	HOSTR(sched_setscheduler((pid_t)a[0], (int)a[1], &sp));
 }
-SYS(sched_get_priority_max) { HOSTR(sched_get_priority_max((int)a[0])); }
-SYS(sched_get_priority_min) { HOSTR(sched_get_priority_min((int)a[0])); }
-SYS(getpriority) { HOSTR(syscall(SYS_getpriority, (int)a[0], (id_t)a[1])); }
-SYS(setpriority) { HOSTR(setpriority((int)a[0], (id_t)a[1], (int)a[2])); }
+SYS(sched_get_priority_max)
+{
+	HOSTR(sched_get_priority_max((int)a[0]));
+}
+SYS(sched_get_priority_min)
+{
+	HOSTR(sched_get_priority_min((int)a[0]));
+}
+SYS(getpriority)
+{
+	HOSTR(syscall(SYS_getpriority, (int)a[0], (id_t)a[1]));
+}
+SYS(setpriority)
+{
+	HOSTR(setpriority((int)a[0], (id_t)a[1], (int)a[2]));
+}
 SYS(getcpu)
 {
 	unsigned c, n;
@@ -1958,7 +2371,10 @@ SYS(getcpu)
 	return 0;
 }
 
-SYS(personality) { return a[0] == 0xffffffff || a[0] == 0 ? 0 : -EINVAL; }
+SYS(personality)
+{
+	return a[0] == 0xffffffff || a[0] == 0 ? 0 : -EINVAL;
+}
 
 SYS(prctl)
 {
@@ -1974,22 +2390,19 @@ SYS(prctl)
 		if (prctl(16, name) < 0)
 			return -errno;
 		return gmem_write(a[1], name, 16) ? -EFAULT : 0;
-	case 1:  /* PR_SET_PDEATHSIG */
-	case 4:  /* PR_SET_DUMPABLE */
+	case 1:	 /* PR_SET_PDEATHSIG */
+	case 4:	 /* PR_SET_DUMPABLE */
 	case 36: /* PR_SET_CHILD_SUBREAPER */
-	case 38: /* PR_SET_NO_NEW_PRIVS */
-		HOSTR(prctl((int)a[0], a[1], 0, 0, 0));
-	case 3:  /* PR_GET_DUMPABLE */
+	case 38: /* PR_SET_NO_NEW_PRIVS */ HOSTR(prctl((int)a[0], a[1], 0, 0, 0));
+	case 3:	 /* PR_GET_DUMPABLE */
 	case 39: /* PR_GET_NO_NEW_PRIVS */
-	case 23: /* PR_CAPBSET_READ */
-		HOSTR(prctl((int)a[0], a[1], 0, 0, 0));
-	case 2:  /* PR_GET_PDEATHSIG */
+	case 23: /* PR_CAPBSET_READ */ HOSTR(prctl((int)a[0], a[1], 0, 0, 0));
+	case 2:	 /* PR_GET_PDEATHSIG */
 	case 37: /* PR_GET_CHILD_SUBREAPER */
 		if (prctl((int)a[0], &v, 0, 0, 0) < 0)
 			return -errno;
 		return gmem_write(a[1], &v, 4) ? -EFAULT : 0;
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 
@@ -2007,8 +2420,7 @@ SYS(arch_prctl)
 		uint64_t v = t->cpu.s.seg[a[0] == 0x1003 ? SEG_FS : SEG_GS].base;
 		return gmem_write(a[1], &v, 8) ? -EFAULT : 0;
 	}
-	default:
-		return -EINVAL;
+	default: return -EINVAL;
 	}
 }
 
@@ -2060,12 +2472,30 @@ SYS(memfd_create)
 	HOSTR(memfd_create(name, (unsigned)a[1]));
 }
 
-SYS(membarrier) { HOSTR(syscall(SYS_membarrier, (int)a[0], (unsigned)a[1], (int)a[2])); }
-SYS(pidfd_open) { HOSTR(syscall(SYS_pidfd_open, (pid_t)a[0], (unsigned)a[1])); }
-SYS(sig) { return sig_syscall(t, a[6], a); }
-SYS(eperm) { return -EPERM; }
-SYS(enosys) { return -ENOSYS; }
-SYS(restart_syscall) { return -EINTR; }
+SYS(membarrier)
+{
+	HOSTR(syscall(SYS_membarrier, (int)a[0], (unsigned)a[1], (int)a[2]));
+}
+SYS(pidfd_open)
+{
+	HOSTR(syscall(SYS_pidfd_open, (pid_t)a[0], (unsigned)a[1]));
+}
+SYS(sig)
+{
+	return sig_syscall(t, a[6], a);
+}
+SYS(eperm)
+{
+	return -EPERM;
+}
+SYS(enosys)
+{
+	return -ENOSYS;
+}
+SYS(restart_syscall)
+{
+	return -EINTR;
+}
 
 struct sysent {
 	const char *name;
@@ -2074,8 +2504,8 @@ struct sysent {
 	int nargs;
 };
 
-#define E(nr, n, f, na) [nr] = { #n, sys_##n, f, na }
-#define ES(nr, n, f, na) [nr] = { #n, sys_sig, f, na }
+#define E(nr, n, f, na) [nr] = {#n, sys_##n, f, na}
+#define ES(nr, n, f, na) [nr] = {#n, sys_sig, f, na}
 
 static const struct sysent sys_table[] = {
 	E(0, read, SF_RESTART | SF_FD0, 3),
@@ -2085,7 +2515,7 @@ static const struct sysent sys_table[] = {
 	E(4, stat, 0, 2),
 	E(5, fstat, SF_FD0, 2),
 	E(6, lstat, 0, 2),
-	E(7, poll, 0, 3),
+	E(7, poll, SF_RESTART_NOHAND, 3),
 	E(8, lseek, SF_FD0, 3),
 	E(9, mmap, 0, 6),
 	E(10, mprotect, 0, 3),
@@ -2101,7 +2531,7 @@ static const struct sysent sys_table[] = {
 	E(20, writev, SF_RESTART | SF_FD0, 3),
 	E(21, access, 0, 2),
 	E(22, pipe, 0, 1),
-	E(23, select, 0, 5),
+	E(23, select, SF_RESTART_NOHAND, 5),
 	E(24, sched_yield, 0, 0),
 	E(25, mremap, 0, 5),
 	E(26, msync, 0, 3),
@@ -2110,7 +2540,7 @@ static const struct sysent sys_table[] = {
 	E(32, dup, SF_FD0, 1),
 	E(33, dup2, SF_FD0, 2),
 	ES(34, pause, 0, 0),
-	E(35, nanosleep, SF_RESTART, 2),
+	E(35, nanosleep, SF_RESTART_NOHAND, 2),
 	E(36, getitimer, 0, 2),
 	E(37, alarm, 0, 1),
 	E(38, setitimer, 0, 3),
@@ -2223,8 +2653,8 @@ static const struct sysent sys_table[] = {
 	E(170, sethostname, 0, 2),
 	E(186, gettid, 0, 0),
 	E(187, readahead, SF_FD0, 3),
-	E(188, xattr_unsupported, 0, 5), /* setxattr */
-	E(189, xattr_unsupported, 0, 5), /* lsetxattr */
+	E(188, xattr_unsupported, 0, 5),      /* setxattr */
+	E(189, xattr_unsupported, 0, 5),      /* lsetxattr */
 	E(190, xattr_unsupported, SF_FD0, 5), /* fsetxattr */
 	E(191, getxattr, 0, 4),
 	E(192, lgetxattr, 0, 4),
@@ -2232,8 +2662,8 @@ static const struct sysent sys_table[] = {
 	E(194, listxattr, 0, 3),
 	E(195, llistxattr, 0, 3),
 	E(196, flistxattr, SF_FD0, 3),
-	E(197, xattr_unsupported, 0, 2), /* removexattr */
-	E(198, xattr_unsupported, 0, 2), /* lremovexattr */
+	E(197, xattr_unsupported, 0, 2),      /* removexattr */
+	E(198, xattr_unsupported, 0, 2),      /* lremovexattr */
 	E(199, xattr_unsupported, SF_FD0, 2), /* fremovexattr */
 	ES(200, tkill, 0, 2),
 	E(201, time, 0, 1),
@@ -2252,9 +2682,9 @@ static const struct sysent sys_table[] = {
 	E(226, timer_delete, 0, 1),
 	E(228, clock_gettime, 0, 2),
 	E(229, clock_getres, 0, 2),
-	E(230, clock_nanosleep, SF_RESTART, 4),
+	E(230, clock_nanosleep, SF_RESTART_NOHAND, 4),
 	E(231, exit_group, 0, 1),
-	E(232, epoll_wait, SF_FD0, 4),
+	E(232, epoll_wait, SF_RESTART_NOHAND | SF_FD0, 4),
 	E(233, epoll_ctl, SF_FD0, 4),
 	ES(234, tgkill, 0, 3),
 	E(235, utimes, 0, 2),
@@ -2275,13 +2705,13 @@ static const struct sysent sys_table[] = {
 	E(267, readlinkat, 0, 4),
 	E(268, fchmodat, 0, 3),
 	E(269, faccessat, 0, 3),
-	E(270, pselect6, 0, 6),
-	E(271, ppoll, 0, 5),
+	E(270, pselect6, SF_RESTART_NOHAND, 6),
+	E(271, ppoll, SF_RESTART_NOHAND, 5),
 	E(272, eperm, 0, 1), /* unshare */
 	E(273, set_robust_list, 0, 2),
 	E(274, get_robust_list, 0, 3),
 	E(280, utimensat, 0, 4),
-	E(281, epoll_pwait, SF_FD0, 6),
+	E(281, epoll_pwait, SF_RESTART_NOHAND | SF_FD0, 6),
 	ES(282, signalfd, 0, 3),
 	E(283, timerfd_create, 0, 2),
 	E(284, eventfd, 0, 1),
@@ -2304,6 +2734,7 @@ static const struct sysent sys_table[] = {
 	E(316, renameat2, 0, 5),
 	E(318, getrandom, SF_RESTART, 3),
 	E(319, memfd_create, 0, 2),
+	E(322, execveat, 0, 5),
 	E(324, membarrier, 0, 3),
 	E(325, mlock, 0, 3), /* mlock2 */
 	E(326, copy_file_range, SF_FD0, 6),
@@ -2316,44 +2747,108 @@ static const struct sysent sys_table[] = {
 	E(436, close_range, 0, 3),
 	E(437, openat2, SF_RESTART, 4),
 	E(439, faccessat2, 0, 4),
-	E(441, epoll_pwait2, SF_FD0, 6),
+	E(441, epoll_pwait2, SF_RESTART_NOHAND | SF_FD0, 6),
 };
 
 #define NSYS (sizeof(sys_table) / sizeof(sys_table[0]))
+
+/* For the trace: which argument of a syscall is a path worth showing. */
+static int trace_path_arg(uint64_t nr)
+{
+	switch (nr) {
+	case 2:
+	case 4:
+	case 6:
+	case 21:
+	case 59:
+	case 76:
+	case 80:
+	case 82:
+	case 83:
+	case 84:
+	case 85:
+	case 86:
+	case 87:
+	case 88:
+	case 89:
+	case 90:
+	case 92:
+	case 94:
+	case 132:
+	case 133:
+	case 137:
+	case 191:
+	case 192:
+	case 194:
+	case 195:
+	case 235: return 0;
+	case 257:
+	case 258:
+	case 259:
+	case 260:
+	case 261:
+	case 262:
+	case 263:
+	case 264:
+	case 265:
+	case 267:
+	case 268:
+	case 269:
+	case 280:
+	case 316:
+	case 332:
+	case 437:
+	case 439: return 1;
+	case 266: /* symlinkat(target, dirfd, path) */ return 2;
+	default: return -1;
+	}
+}
 
 void sys_dispatch(struct gthread *t)
 {
 	struct cpu *c = &t->cpu;
 	uint64_t nr = c->s.gpr[R_RAX];
-	uint64_t a[7] = { c->s.gpr[R_RDI], c->s.gpr[R_RSI], c->s.gpr[R_RDX],
-			  c->s.gpr[R_R10], c->s.gpr[R_R8],  c->s.gpr[R_R9], nr };
+	uint64_t a[7] = {
+		c->s.gpr[R_RDI], c->s.gpr[R_RSI], c->s.gpr[R_RDX], c->s.gpr[R_R10], c->s.gpr[R_R8], c->s.gpr[R_R9], nr};
 	const struct sysent *e = nr < NSYS && sys_table[nr].fn ? &sys_table[nr] : NULL;
 	long r;
 	t->restart = 0;
+	if (proc.opts.trace && (nr == 60 || nr == 231))
+		sys_trace("[%d] %s(0x%llx) = ?\n", t->tid, nr == 60 ? "exit" : "exit_group", (unsigned long long)a[0]);
 	if (!e) {
 		r = -ENOSYS;
 	} else if ((e->flags & SF_FD0) && fs_fd_reserved((int)a[0])) {
 		r = -EBADF;
+	} else if ((e->flags & (SF_RESTART | SF_RESTART_NOHAND)) && sig_pending_now(t)) {
+		/* a signal came in since the last check: take it before blocking
+		 * (the syscall restarts after it as the handler's flags say) */
+		r = -EINTR;
 	} else {
 		r = e->fn(t, a);
 	}
 	if (proc.opts.trace) {
-		char args[200];
+		char args[320];
 		int n = 0, na = e ? e->nargs : 6;
 		args[0] = 0;
-		for (int k = 0; k < na && n < (int)sizeof(args) - 24; k++)
-			n += snprintf(args + n, sizeof(args) - (size_t)n, "%s0x%llx", k ? ", " : "",
-				      (unsigned long long)a[k]);
+		int pa = trace_path_arg(nr);
+		for (int k = 0; k < na && n < (int)sizeof(args) - 24; k++) {
+			char str[96];
+			if (k == pa && a[k] && vmem_read_str(&proc.vm, a[k], str, sizeof(str)) >= 0)
+				n += snprintf(args + n, sizeof(args) - (size_t)n, "%s\"%s\"", k ? ", " : "", str);
+			else
+				n += snprintf(args + n, sizeof(args) - (size_t)n, "%s0x%llx", k ? ", " : "",
+					      (unsigned long long)a[k]);
+		}
 		if (e)
 			sys_trace("[%d] %s(%s) = %ld\n", t->tid, e->name, args, r);
 		else
-			sys_trace("[%d] syscall_%llu(%s) = %ld (not implemented)\n", t->tid,
-				  (unsigned long long)nr, args, r);
+			sys_trace("[%d] syscall_%llu(%s) = %ld (not implemented)\n", t->tid, (unsigned long long)nr,
+				  args, r);
 	}
 	if (e && (e->flags & SF_NORET))
 		return;
-	if (r == -EINTR && e && (e->flags & SF_RESTART)) {
-		t->restart = 1;
+	if (r == -EINTR && e && (e->flags & (SF_RESTART | SF_RESTART_NOHAND))) {
+		t->restart = (e->flags & SF_RESTART) ? 1 : 2;
 		t->restart_nr = nr;
 	}
 	c->s.gpr[R_RAX] = (uint64_t)r;

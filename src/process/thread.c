@@ -60,19 +60,14 @@ _Noreturn void thr_main_loop(struct gthread *t)
 	for (;;) {
 		enum cpu_exit e = cpu_run(&t->cpu, 0);
 		switch (e) {
-		case CPU_EXIT_SYSCALL:
-			sys_dispatch(t);
-			break;
-		case CPU_EXIT_EXCEPTION:
-			sig_fault(t);
-			break;
+		case CPU_EXIT_SYSCALL: sys_dispatch(t); break;
+		case CPU_EXIT_EXCEPTION: sig_fault(t); break;
 		case CPU_EXIT_HLT:
 			t->cpu.exc_vector = EXC_GP;
 			t->cpu.exc_error = 0;
 			sig_fault(t);
 			break;
-		default:
-			break;
+		default: break;
 		}
 		sig_deliver(t);
 	}
@@ -87,7 +82,11 @@ static long host_futex(void *uaddr, int op, uint32_t val, const void *ts, void *
 /* Linux's exit_robust_list: mark futexes the dying thread held. */
 static void robust_cleanup(struct gthread *t)
 {
-	struct { uint64_t next; int64_t off; uint64_t pending; } head;
+	struct {
+		uint64_t next;
+		int64_t off;
+		uint64_t pending;
+	} head;
 	if (!t->robust_list || gmem_read(t->robust_list, &head, sizeof(head)))
 		return;
 	uint64_t e = head.next;
@@ -128,9 +127,11 @@ _Noreturn void thr_exit(struct gthread *t, int code)
 	pthread_mutex_unlock(&proc.thr_lock);
 	if (left <= 0)
 		_exit(main_exit_code >= 0 ? main_exit_code : code);
-	/* Other threads may still hold t (tgkill lookups); its memory stays. */
+	/* Other threads may still hold t (tgkill lookups just made): its
+	 * memory stays, the CPU's caches go. */
 	t->exiting = 1;
 	cur_thread = NULL;
+	cpu_destroy(&t->cpu);
 	pthread_exit(NULL);
 }
 
@@ -162,8 +163,7 @@ static void *thr_entry(void *arg)
 	thr_main_loop(t);
 }
 
-static long clone_thread(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid,
-			 uint64_t tls)
+static long clone_thread(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid, uint64_t tls)
 {
 	struct gthread *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -187,7 +187,7 @@ static long clone_thread(struct gthread *t, uint64_t flags, uint64_t sp, uint64_
 	n->sigmask = t->sigmask;
 	n->ss_flags = 2; /* SS_DISABLE: a new thread has no alternate stack */
 
-	struct thr_start s = { .t = n, .flags = flags, .ptid = ptid, .ctid = ctid };
+	struct thr_start s = {.t = n, .flags = flags, .ptid = ptid, .ctid = ctid};
 	sem_init(&s.started, 0, 0);
 	pthread_attr_t at;
 	pthread_attr_init(&at);
@@ -210,7 +210,7 @@ static long clone_thread(struct gthread *t, uint64_t flags, uint64_t sp, uint64_
 
 static long clone_process(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid)
 {
-	int vpipe[2] = { -1, -1 };
+	int vpipe[2] = {-1, -1};
 	/* vfork: the parent waits until the child has exec'd or exited, seen
 	 * as the close of a close-on-exec pipe. */
 	if ((flags & G_CLONE_VFORK) && pipe2(vpipe, O_CLOEXEC) < 0)
@@ -311,20 +311,17 @@ long thr_futex(struct gthread *t, const uint64_t *a)
 			tsp = &ts;
 		}
 		break;
-	default:
-		break;
+	default: break;
 	}
 	switch (cmd) {
 	case FUTEX_WAIT:
 	case FUTEX_WAIT_BITSET:
 	case FUTEX_LOCK_PI:
-	case FUTEX_LOCK_PI2:
-		return host_futex(h, op, val, tsp, NULL, (uint32_t)a[5]);
+	case FUTEX_LOCK_PI2: return host_futex(h, op, val, tsp, NULL, (uint32_t)a[5]);
 	case FUTEX_WAKE:
 	case FUTEX_WAKE_BITSET:
 	case FUTEX_UNLOCK_PI:
-	case FUTEX_TRYLOCK_PI:
-		return host_futex(h, op, val, NULL, NULL, (uint32_t)a[5]);
+	case FUTEX_TRYLOCK_PI: return host_futex(h, op, val, NULL, NULL, (uint32_t)a[5]);
 	case FUTEX_REQUEUE:
 	case FUTEX_CMP_REQUEUE:
 	case FUTEX_WAKE_OP:
@@ -338,8 +335,7 @@ long thr_futex(struct gthread *t, const uint64_t *a)
 		const void *v2 = cmd == FUTEX_WAIT_REQUEUE_PI ? (const void *)tsp : (const void *)(uintptr_t)a[3];
 		return host_futex(h, op, val, v2, h2, (uint32_t)a[5]);
 	}
-	default:
-		return -ENOSYS;
+	default: return -ENOSYS;
 	}
 }
 
@@ -400,13 +396,30 @@ static void free_strv(char **v)
 	free(v);
 }
 
-long thr_execve(struct gthread *t, const uint64_t *a)
+long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, uint64_t genvp, int flags)
 {
 	(void)t;
 	char path[4096];
-	long l = vmem_read_str(&proc.vm, a[0], path, sizeof(path));
+	long l = vmem_read_str(&proc.vm, gpath, path, sizeof(path));
 	if (l < 0)
 		return l;
+	if (flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+		return -EINVAL;
+	if (dirfd != AT_FDCWD && path[0] != '/') {
+		/* execveat: the new corral finds the file through the inherited
+		 * fd (which cannot be resolved inside --root that way) */
+		if (proc.rootfd >= 0)
+			return -ENOSYS;
+		if (fs_fd_reserved(dirfd))
+			return -EBADF;
+		if (!path[0] && !(flags & AT_EMPTY_PATH))
+			return -ENOENT;
+		char tmp[4096];
+		int n = snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d%s%s", dirfd, path[0] ? "/" : "", path);
+		if (n < 0 || (size_t)n >= sizeof(tmp))
+			return -ENAMETOOLONG;
+		strcpy(path, tmp);
+	}
 	if (!path[0])
 		return -ENOENT;
 	/* /proc/self/exe names the guest program: the new corral could not
@@ -419,10 +432,10 @@ long thr_execve(struct gthread *t, const uint64_t *a)
 	}
 	size_t budget = EXEC_MAX_BYTES;
 	char **argv = NULL, **envp = NULL;
-	int argc = read_strv(a[1], &argv, &budget);
+	int argc = read_strv(gargv, &argv, &budget);
 	if (argc < 0)
 		return argc;
-	int envc = read_strv(a[2], &envp, &budget);
+	int envc = read_strv(genvp, &envp, &budget);
 	if (envc < 0) {
 		free_strv(argv);
 		return envc;

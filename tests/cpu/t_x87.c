@@ -1,16 +1,16 @@
 /* Differential tests of the x87 FPU and FXSAVE/FXRSTOR: each case is a
  * machine-code blob (load state, one instruction, save state) run on the
  * host CPU and in corral's CPU at the same addresses; results must match. */
+#include <asm/prctl.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <setjmp.h>
-#include <stdbool.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <asm/prctl.h>
-#include <dlfcn.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,10 +21,10 @@
 
 /* Memory layout (identity-mapped in the guest): */
 #define PG 4096
-#define CODE_OFF 0          /* blob; the syscall stub at CODE_OFF + 0xf00 */
-#define IN_OFF (1 * PG)     /* FXSAVE image loaded by the blob */
-#define OUT_OFF (2 * PG)    /* FXSAVE image + RAX + RFLAGS stored by it */
-#define DATA_OFF (3 * PG)   /* memory operand: RBX = DATA_OFF + DATA_AT */
+#define CODE_OFF 0	  /* blob; the syscall stub at CODE_OFF + 0xf00 */
+#define IN_OFF (1 * PG)	  /* FXSAVE image loaded by the blob */
+#define OUT_OFF (2 * PG)  /* FXSAVE image + RAX + RFLAGS stored by it */
+#define DATA_OFF (3 * PG) /* memory operand: RBX = DATA_OFF + DATA_AT */
 #define DATA_AT 0x400
 #define DATA_LEN 0x800
 #define STACK_OFF (5 * PG)
@@ -64,18 +64,45 @@ static struct f80v rnd_f80(void)
 	uint64_t m = rnd() | (1ull << 63);
 
 	switch (rndn(24)) {
-	case 0: v.m = 0; v.se = s; break;
-	case 1: v.m = 1ull << 63; v.se = s | 0x7fff; break;
-	case 2: v.m = m | (1ull << 62); v.se = s | 0x7fff; break;            /* QNaN */
-	case 3: v.m = (m & ~(1ull << 62)) | 1; v.se = s | 0x7fff; break;     /* SNaN */
-	case 4: v.m = (m & ~(1ull << 63)) >> rndn(64); v.se = s; break;       /* denormal */
-	case 5: v.m = m; v.se = s; break;                                     /* pseudo-denormal */
-	case 6: v.m = m >> (1 + rndn(63)); v.se = s | (uint16_t)(1 + rndn(0x7ffe)); break; /* unnormal */
-	case 7: v.m = m; v.se = s | (uint16_t)(0x7ffe - rndn(80)); break;
-	case 8: v.m = m; v.se = s | (uint16_t)(1 + rndn(80)); break;
+	case 0:
+		v.m = 0;
+		v.se = s;
+		break;
+	case 1:
+		v.m = 1ull << 63;
+		v.se = s | 0x7fff;
+		break;
+	case 2:
+		v.m = m | (1ull << 62);
+		v.se = s | 0x7fff;
+		break; /* QNaN */
+	case 3:
+		v.m = (m & ~(1ull << 62)) | 1;
+		v.se = s | 0x7fff;
+		break; /* SNaN */
+	case 4:
+		v.m = (m & ~(1ull << 63)) >> rndn(64);
+		v.se = s;
+		break; /* denormal */
+	case 5:
+		v.m = m;
+		v.se = s;
+		break; /* pseudo-denormal */
+	case 6:
+		v.m = m >> (1 + rndn(63));
+		v.se = s | (uint16_t)(1 + rndn(0x7ffe));
+		break; /* unnormal */
+	case 7:
+		v.m = m;
+		v.se = s | (uint16_t)(0x7ffe - rndn(80));
+		break;
+	case 8:
+		v.m = m;
+		v.se = s | (uint16_t)(1 + rndn(80));
+		break;
 	case 9: /* integers, including around the int16/32/64 limits */
 	case 10: {
-		static const unsigned e[] = { 14, 15, 16, 30, 31, 32, 62, 63, 64 };
+		static const unsigned e[] = {14, 15, 16, 30, 31, 32, 62, 63, 64};
 		unsigned ex = e[rndn(9)];
 		v.se = s | (uint16_t)(0x3fff + ex);
 		v.m = rndn(3) == 0 ? (1ull << 63) + rndn(3) - 1 : m;
@@ -86,7 +113,7 @@ static struct f80v rnd_f80(void)
 	}
 	case 11: /* rounding boundaries at 24, 53 and 64 bits */
 	case 12: {
-		static const unsigned sh[] = { 11, 40, 1 };
+		static const unsigned sh[] = {11, 40, 1};
 		unsigned k = sh[rndn(3)];
 		uint64_t half = 1ull << (k - 1);
 		int64_t d = (int64_t)rndn(3) - 1;
@@ -94,9 +121,18 @@ static struct f80v rnd_f80(void)
 		v.se = s | (uint16_t)(0x3fff + (int)rndn(40) - 20);
 		break;
 	}
-	case 13: v.m = 1ull << 63; v.se = s | (uint16_t)(0x3fff + (int)rndn(130) - 65); break;
-	case 14: v.m = ~0ull; v.se = s | (uint16_t)(0x3fff + (int)rndn(130) - 65); break;
-	default: v.m = m; v.se = s | (uint16_t)(0x3fff + (int)rndn(140) - 70); break;
+	case 13:
+		v.m = 1ull << 63;
+		v.se = s | (uint16_t)(0x3fff + (int)rndn(130) - 65);
+		break;
+	case 14:
+		v.m = ~0ull;
+		v.se = s | (uint16_t)(0x3fff + (int)rndn(130) - 65);
+		break;
+	default:
+		v.m = m;
+		v.se = s | (uint16_t)(0x3fff + (int)rndn(140) - 70);
+		break;
 	}
 	return v;
 }
@@ -107,14 +143,17 @@ static struct f80v rnd_f80_near(struct f80v a)
 	struct f80v v = a;
 	switch (rndn(7)) {
 	case 6: { /* exactly half an ulp of a at 24, 53 or 64 bits: ties */
-		static const unsigned p[3] = { 24, 53, 64 };
+		static const unsigned p[3] = {24, 53, 64};
 		v.m = 1ull << 63;
 		v.se = (uint16_t)((a.se & 0x8000) ^ (rndn(2) ? 0x8000 : 0)) |
-			(uint16_t)(((a.se & 0x7fff) - p[rndn(3)]) & 0x7fff);
+		       (uint16_t)(((a.se & 0x7fff) - p[rndn(3)]) & 0x7fff);
 		break;
 	}
 	case 0: v.se ^= 0x8000; break;
-	case 1: v.m ^= rnd() & 0xff; v.m |= 1ull << 63; break;
+	case 1:
+		v.m ^= rnd() & 0xff;
+		v.m |= 1ull << 63;
+		break;
 	case 2: v.se = (uint16_t)(v.se + rndn(130) - 65); break;
 	case 3: break;
 	default: return rnd_f80();
@@ -195,8 +234,8 @@ static void emit64(struct blob *b, uint64_t v)
  * pop rbx; ret */
 static void blob_build(struct blob *b, const uint8_t *insn, unsigned n, uint32_t flags, uint64_t rax)
 {
-	static const uint8_t ep[] = { 0x49, 0x0f, 0xae, 0x03, 0x49, 0x89, 0x83, 0x00, 0x02, 0x00, 0x00,
-		0x9c, 0x58, 0x49, 0x89, 0x83, 0x08, 0x02, 0x00, 0x00, 0xdb, 0xe3, 0x5b, 0xc3 };
+	static const uint8_t ep[] = {0x49, 0x0f, 0xae, 0x03, 0x49, 0x89, 0x83, 0x00, 0x02, 0x00, 0x00, 0x9c,
+				     0x58, 0x49, 0x89, 0x83, 0x08, 0x02, 0x00, 0x00, 0xdb, 0xe3, 0x5b, 0xc3};
 	b->n = 0;
 	emit1(b, 0x53);
 	emit1(b, 0x48);
@@ -272,70 +311,172 @@ struct op {
 	uint8_t env;   /* compare the data buffer except FIP/FDP fields */
 };
 
-#define R(nm, a, b) { nm, { a, b }, 2, 1, M_NONE, 0, 0 }
-#define F(nm, a, b) { nm, { a, b }, 2, 0, M_NONE, 0, 0 }
-#define T(nm, a, b, d) { nm, { a, b }, 2, 0, M_NONE, d, 0 }
-#define M(nm, a, reg, k) { nm, { a, (reg) << 3 | 3 }, 2, 0, k, 0, 0 }
+#define R(nm, a, b)                                                                                                    \
+	{                                                                                                              \
+		nm, {a, b}, 2, 1, M_NONE, 0, 0                                                                         \
+	}
+#define F(nm, a, b)                                                                                                    \
+	{                                                                                                              \
+		nm, {a, b}, 2, 0, M_NONE, 0, 0                                                                         \
+	}
+#define T(nm, a, b, d)                                                                                                 \
+	{                                                                                                              \
+		nm, {a, b}, 2, 0, M_NONE, d, 0                                                                         \
+	}
+#define M(nm, a, reg, k)                                                                                               \
+	{                                                                                                              \
+		nm, {a, (reg) << 3 | 3}, 2, 0, k, 0, 0                                                                 \
+	}
 
 static const struct op ops[] = {
-	M("fadd m32", 0xd8, 0, M_F32), M("fmul m32", 0xd8, 1, M_F32), M("fcom m32", 0xd8, 2, M_F32),
-	M("fcomp m32", 0xd8, 3, M_F32), M("fsub m32", 0xd8, 4, M_F32), M("fsubr m32", 0xd8, 5, M_F32),
-	M("fdiv m32", 0xd8, 6, M_F32), M("fdivr m32", 0xd8, 7, M_F32),
-	M("fadd m64", 0xdc, 0, M_F64), M("fmul m64", 0xdc, 1, M_F64), M("fcom m64", 0xdc, 2, M_F64),
-	M("fcomp m64", 0xdc, 3, M_F64), M("fsub m64", 0xdc, 4, M_F64), M("fsubr m64", 0xdc, 5, M_F64),
-	M("fdiv m64", 0xdc, 6, M_F64), M("fdivr m64", 0xdc, 7, M_F64),
-	M("fiadd m32", 0xda, 0, M_I32), M("fimul m32", 0xda, 1, M_I32), M("ficom m32", 0xda, 2, M_I32),
-	M("ficomp m32", 0xda, 3, M_I32), M("fisub m32", 0xda, 4, M_I32), M("fisubr m32", 0xda, 5, M_I32),
-	M("fidiv m32", 0xda, 6, M_I32), M("fidivr m32", 0xda, 7, M_I32),
-	M("fiadd m16", 0xde, 0, M_I16), M("fimul m16", 0xde, 1, M_I16), M("ficom m16", 0xde, 2, M_I16),
-	M("ficomp m16", 0xde, 3, M_I16), M("fisub m16", 0xde, 4, M_I16), M("fisubr m16", 0xde, 5, M_I16),
-	M("fidiv m16", 0xde, 6, M_I16), M("fidivr m16", 0xde, 7, M_I16),
-	R("fadd st,sti", 0xd8, 0xc0), R("fmul st,sti", 0xd8, 0xc8), R("fcom sti", 0xd8, 0xd0),
-	R("fcomp sti", 0xd8, 0xd8), R("fsub st,sti", 0xd8, 0xe0), R("fsubr st,sti", 0xd8, 0xe8),
-	R("fdiv st,sti", 0xd8, 0xf0), R("fdivr st,sti", 0xd8, 0xf8),
-	R("fadd sti,st", 0xdc, 0xc0), R("fmul sti,st", 0xdc, 0xc8), R("fcom2", 0xdc, 0xd0),
-	R("fcomp3", 0xdc, 0xd8), R("fsubr sti,st", 0xdc, 0xe0), R("fsub sti,st", 0xdc, 0xe8),
-	R("fdivr sti,st", 0xdc, 0xf0), R("fdiv sti,st", 0xdc, 0xf8),
-	R("faddp", 0xde, 0xc0), R("fmulp", 0xde, 0xc8), R("fcomp5", 0xde, 0xd0), F("fcompp", 0xde, 0xd9),
-	R("fsubrp", 0xde, 0xe0), R("fsubp", 0xde, 0xe8), R("fdivrp", 0xde, 0xf0), R("fdivp", 0xde, 0xf8),
-	R("fld sti", 0xd9, 0xc0), R("fxch", 0xd9, 0xc8), F("fnop", 0xd9, 0xd0), R("fstp1", 0xd9, 0xd8),
-	F("fchs", 0xd9, 0xe0), F("fabs", 0xd9, 0xe1), F("ftst", 0xd9, 0xe4), F("fxam", 0xd9, 0xe5),
-	F("fld1", 0xd9, 0xe8), F("fldl2t", 0xd9, 0xe9), F("fldl2e", 0xd9, 0xea), F("fldpi", 0xd9, 0xeb),
-	F("fldlg2", 0xd9, 0xec), F("fldln2", 0xd9, 0xed), F("fldz", 0xd9, 0xee),
-	T("f2xm1", 0xd9, 0xf0, D_F2XM1), T("fyl2x", 0xd9, 0xf1, D_YL2X), T("fptan", 0xd9, 0xf2, D_TRIG),
+	M("fadd m32", 0xd8, 0, M_F32),
+	M("fmul m32", 0xd8, 1, M_F32),
+	M("fcom m32", 0xd8, 2, M_F32),
+	M("fcomp m32", 0xd8, 3, M_F32),
+	M("fsub m32", 0xd8, 4, M_F32),
+	M("fsubr m32", 0xd8, 5, M_F32),
+	M("fdiv m32", 0xd8, 6, M_F32),
+	M("fdivr m32", 0xd8, 7, M_F32),
+	M("fadd m64", 0xdc, 0, M_F64),
+	M("fmul m64", 0xdc, 1, M_F64),
+	M("fcom m64", 0xdc, 2, M_F64),
+	M("fcomp m64", 0xdc, 3, M_F64),
+	M("fsub m64", 0xdc, 4, M_F64),
+	M("fsubr m64", 0xdc, 5, M_F64),
+	M("fdiv m64", 0xdc, 6, M_F64),
+	M("fdivr m64", 0xdc, 7, M_F64),
+	M("fiadd m32", 0xda, 0, M_I32),
+	M("fimul m32", 0xda, 1, M_I32),
+	M("ficom m32", 0xda, 2, M_I32),
+	M("ficomp m32", 0xda, 3, M_I32),
+	M("fisub m32", 0xda, 4, M_I32),
+	M("fisubr m32", 0xda, 5, M_I32),
+	M("fidiv m32", 0xda, 6, M_I32),
+	M("fidivr m32", 0xda, 7, M_I32),
+	M("fiadd m16", 0xde, 0, M_I16),
+	M("fimul m16", 0xde, 1, M_I16),
+	M("ficom m16", 0xde, 2, M_I16),
+	M("ficomp m16", 0xde, 3, M_I16),
+	M("fisub m16", 0xde, 4, M_I16),
+	M("fisubr m16", 0xde, 5, M_I16),
+	M("fidiv m16", 0xde, 6, M_I16),
+	M("fidivr m16", 0xde, 7, M_I16),
+	R("fadd st,sti", 0xd8, 0xc0),
+	R("fmul st,sti", 0xd8, 0xc8),
+	R("fcom sti", 0xd8, 0xd0),
+	R("fcomp sti", 0xd8, 0xd8),
+	R("fsub st,sti", 0xd8, 0xe0),
+	R("fsubr st,sti", 0xd8, 0xe8),
+	R("fdiv st,sti", 0xd8, 0xf0),
+	R("fdivr st,sti", 0xd8, 0xf8),
+	R("fadd sti,st", 0xdc, 0xc0),
+	R("fmul sti,st", 0xdc, 0xc8),
+	R("fcom2", 0xdc, 0xd0),
+	R("fcomp3", 0xdc, 0xd8),
+	R("fsubr sti,st", 0xdc, 0xe0),
+	R("fsub sti,st", 0xdc, 0xe8),
+	R("fdivr sti,st", 0xdc, 0xf0),
+	R("fdiv sti,st", 0xdc, 0xf8),
+	R("faddp", 0xde, 0xc0),
+	R("fmulp", 0xde, 0xc8),
+	R("fcomp5", 0xde, 0xd0),
+	F("fcompp", 0xde, 0xd9),
+	R("fsubrp", 0xde, 0xe0),
+	R("fsubp", 0xde, 0xe8),
+	R("fdivrp", 0xde, 0xf0),
+	R("fdivp", 0xde, 0xf8),
+	R("fld sti", 0xd9, 0xc0),
+	R("fxch", 0xd9, 0xc8),
+	F("fnop", 0xd9, 0xd0),
+	R("fstp1", 0xd9, 0xd8),
+	F("fchs", 0xd9, 0xe0),
+	F("fabs", 0xd9, 0xe1),
+	F("ftst", 0xd9, 0xe4),
+	F("fxam", 0xd9, 0xe5),
+	F("fld1", 0xd9, 0xe8),
+	F("fldl2t", 0xd9, 0xe9),
+	F("fldl2e", 0xd9, 0xea),
+	F("fldpi", 0xd9, 0xeb),
+	F("fldlg2", 0xd9, 0xec),
+	F("fldln2", 0xd9, 0xed),
+	F("fldz", 0xd9, 0xee),
+	T("f2xm1", 0xd9, 0xf0, D_F2XM1),
+	T("fyl2x", 0xd9, 0xf1, D_YL2X),
+	T("fptan", 0xd9, 0xf2, D_TRIG),
 	T("fpatan", 0xd9, 0xf3, D_PATAN),
-	F("fxtract", 0xd9, 0xf4), F("fprem1", 0xd9, 0xf5), F("fdecstp", 0xd9, 0xf6), F("fincstp", 0xd9, 0xf7),
-	F("fprem", 0xd9, 0xf8), T("fyl2xp1", 0xd9, 0xf9, D_YL2XP1), F("fsqrt", 0xd9, 0xfa),
-	T("fsincos", 0xd9, 0xfb, D_TRIG), F("frndint", 0xd9, 0xfc), F("fscale", 0xd9, 0xfd),
-	T("fsin", 0xd9, 0xfe, D_TRIG), T("fcos", 0xd9, 0xff, D_TRIG),
-	{ "fprem far", { 0xd9, 0xf8 }, 2, 0, M_NONE, D_FAR, 0 },
-	{ "fprem1 far", { 0xd9, 0xf5 }, 2, 0, M_NONE, D_FAR, 0 },
-	M("fld m32", 0xd9, 0, M_F32), M("fst m32", 0xd9, 2, M_F32), M("fstp m32", 0xd9, 3, M_F32),
-	M("fldcw", 0xd9, 5, M_CW), M("fnstcw", 0xd9, 7, M_NONE),
-	{ "fnstenv", { 0xd9, 0x33 }, 2, 0, M_NONE, 0, 1 },
-	{ "fnstenv16", { 0x66, 0xd9, 0x33 }, 3, 0, M_NONE, 0, 1 },
-	{ "fldenv", { 0xd9, 0x23 }, 2, 0, M_ENV, 0, 0 },
-	R("fcmovb", 0xda, 0xc0), R("fcmove", 0xda, 0xc8), R("fcmovbe", 0xda, 0xd0), R("fcmovu", 0xda, 0xd8),
+	F("fxtract", 0xd9, 0xf4),
+	F("fprem1", 0xd9, 0xf5),
+	F("fdecstp", 0xd9, 0xf6),
+	F("fincstp", 0xd9, 0xf7),
+	F("fprem", 0xd9, 0xf8),
+	T("fyl2xp1", 0xd9, 0xf9, D_YL2XP1),
+	F("fsqrt", 0xd9, 0xfa),
+	T("fsincos", 0xd9, 0xfb, D_TRIG),
+	F("frndint", 0xd9, 0xfc),
+	F("fscale", 0xd9, 0xfd),
+	T("fsin", 0xd9, 0xfe, D_TRIG),
+	T("fcos", 0xd9, 0xff, D_TRIG),
+	{"fprem far", {0xd9, 0xf8}, 2, 0, M_NONE, D_FAR, 0},
+	{"fprem1 far", {0xd9, 0xf5}, 2, 0, M_NONE, D_FAR, 0},
+	M("fld m32", 0xd9, 0, M_F32),
+	M("fst m32", 0xd9, 2, M_F32),
+	M("fstp m32", 0xd9, 3, M_F32),
+	M("fldcw", 0xd9, 5, M_CW),
+	M("fnstcw", 0xd9, 7, M_NONE),
+	{"fnstenv", {0xd9, 0x33}, 2, 0, M_NONE, 0, 1},
+	{"fnstenv16", {0x66, 0xd9, 0x33}, 3, 0, M_NONE, 0, 1},
+	{"fldenv", {0xd9, 0x23}, 2, 0, M_ENV, 0, 0},
+	R("fcmovb", 0xda, 0xc0),
+	R("fcmove", 0xda, 0xc8),
+	R("fcmovbe", 0xda, 0xd0),
+	R("fcmovu", 0xda, 0xd8),
 	F("fucompp", 0xda, 0xe9),
-	R("fcmovnb", 0xdb, 0xc0), R("fcmovne", 0xdb, 0xc8), R("fcmovnbe", 0xdb, 0xd0), R("fcmovnu", 0xdb, 0xd8),
-	F("fnclex", 0xdb, 0xe2), F("fninit", 0xdb, 0xe3), R("fucomi", 0xdb, 0xe8), R("fcomi", 0xdb, 0xf0),
-	M("fild m32", 0xdb, 0, M_I32), M("fisttp m32", 0xdb, 1, M_NONE), M("fist m32", 0xdb, 2, M_NONE),
-	M("fistp m32", 0xdb, 3, M_NONE), M("fld m80", 0xdb, 5, M_F80), M("fstp m80", 0xdb, 7, M_NONE),
-	R("ffree", 0xdd, 0xc0), R("fxch4", 0xdd, 0xc8), R("fst sti", 0xdd, 0xd0), R("fstp sti", 0xdd, 0xd8),
-	R("fucom", 0xdd, 0xe0), R("fucomp", 0xdd, 0xe8),
-	M("fld m64", 0xdd, 0, M_F64), M("fisttp m64", 0xdd, 1, M_NONE), M("fst m64", 0xdd, 2, M_NONE),
-	M("fstp m64", 0xdd, 3, M_NONE), M("fnstsw m16", 0xdd, 7, M_NONE),
-	{ "frstor", { 0xdd, 0x23 }, 2, 0, M_SAVE, 0, 0 },
-	{ "fnsave", { 0xdd, 0x33 }, 2, 0, M_NONE, 0, 1 },
-	R("ffreep", 0xdf, 0xc0), R("fxch7", 0xdf, 0xc8), R("fstp8", 0xdf, 0xd0), R("fstp9", 0xdf, 0xd8),
-	F("fnstsw ax", 0xdf, 0xe0), R("fucomip", 0xdf, 0xe8), R("fcomip", 0xdf, 0xf0),
-	M("fild m16", 0xdf, 0, M_I16), M("fisttp m16", 0xdf, 1, M_NONE), M("fist m16", 0xdf, 2, M_NONE),
-	M("fistp m16", 0xdf, 3, M_NONE), M("fbld", 0xdf, 4, M_BCD), M("fild m64", 0xdf, 5, M_I64),
-	M("fbstp", 0xdf, 6, M_NONE), M("fistp m64", 0xdf, 7, M_NONE),
-	{ "fwait", { 0x9b }, 1, 0, M_NONE, 0, 0 },
-	{ "fxsave", { 0x0f, 0xae, 0x03 }, 3, 0, M_NONE, 0, 1 },
-	{ "fxsave64", { 0x48, 0x0f, 0xae, 0x03 }, 4, 0, M_NONE, 0, 1 },
-	{ "fxrstor64", { 0x48, 0x0f, 0xae, 0x0b }, 4, 0, M_FX, 0, 0 },
+	R("fcmovnb", 0xdb, 0xc0),
+	R("fcmovne", 0xdb, 0xc8),
+	R("fcmovnbe", 0xdb, 0xd0),
+	R("fcmovnu", 0xdb, 0xd8),
+	F("fnclex", 0xdb, 0xe2),
+	F("fninit", 0xdb, 0xe3),
+	R("fucomi", 0xdb, 0xe8),
+	R("fcomi", 0xdb, 0xf0),
+	M("fild m32", 0xdb, 0, M_I32),
+	M("fisttp m32", 0xdb, 1, M_NONE),
+	M("fist m32", 0xdb, 2, M_NONE),
+	M("fistp m32", 0xdb, 3, M_NONE),
+	M("fld m80", 0xdb, 5, M_F80),
+	M("fstp m80", 0xdb, 7, M_NONE),
+	R("ffree", 0xdd, 0xc0),
+	R("fxch4", 0xdd, 0xc8),
+	R("fst sti", 0xdd, 0xd0),
+	R("fstp sti", 0xdd, 0xd8),
+	R("fucom", 0xdd, 0xe0),
+	R("fucomp", 0xdd, 0xe8),
+	M("fld m64", 0xdd, 0, M_F64),
+	M("fisttp m64", 0xdd, 1, M_NONE),
+	M("fst m64", 0xdd, 2, M_NONE),
+	M("fstp m64", 0xdd, 3, M_NONE),
+	M("fnstsw m16", 0xdd, 7, M_NONE),
+	{"frstor", {0xdd, 0x23}, 2, 0, M_SAVE, 0, 0},
+	{"fnsave", {0xdd, 0x33}, 2, 0, M_NONE, 0, 1},
+	R("ffreep", 0xdf, 0xc0),
+	R("fxch7", 0xdf, 0xc8),
+	R("fstp8", 0xdf, 0xd0),
+	R("fstp9", 0xdf, 0xd8),
+	F("fnstsw ax", 0xdf, 0xe0),
+	R("fucomip", 0xdf, 0xe8),
+	R("fcomip", 0xdf, 0xf0),
+	M("fild m16", 0xdf, 0, M_I16),
+	M("fisttp m16", 0xdf, 1, M_NONE),
+	M("fist m16", 0xdf, 2, M_NONE),
+	M("fistp m16", 0xdf, 3, M_NONE),
+	M("fbld", 0xdf, 4, M_BCD),
+	M("fild m64", 0xdf, 5, M_I64),
+	M("fbstp", 0xdf, 6, M_NONE),
+	M("fistp m64", 0xdf, 7, M_NONE),
+	{"fwait", {0x9b}, 1, 0, M_NONE, 0, 0},
+	{"fxsave", {0x0f, 0xae, 0x03}, 3, 0, M_NONE, 0, 1},
+	{"fxsave64", {0x48, 0x0f, 0xae, 0x03}, 4, 0, M_NONE, 0, 1},
+	{"fxrstor64", {0x48, 0x0f, 0xae, 0x0b}, 4, 0, M_FX, 0, 0},
 };
 
 /* The FXSAVE image the blob starts from */
@@ -395,7 +536,10 @@ static void set_domain(uint8_t *img, enum dom d)
 	case D_YL2X: a = rnd_range(-100, 100, 1); break;
 	case D_YL2XP1: a = rnd_range(-70, -3, 0); break;
 	case D_TRIG: a = rnd_range(-70, -1, 0); break;
-	case D_PATAN: a = rnd_range(-100, 100, 0); b = rnd_range(-100, 100, 0); break;
+	case D_PATAN:
+		a = rnd_range(-100, 100, 0);
+		b = rnd_range(-100, 100, 0);
+		break;
 	default: /* D_FAR */
 		b = rnd_range(-200, 200, 0);
 		a = b;
@@ -428,18 +572,47 @@ static void rnd_data(uint8_t *d, enum mem_kind k)
 	for (unsigned j = 0; j < DATA_LEN; j++)
 		d[j] = (uint8_t)rnd();
 	switch (k) {
-	case M_F32: { uint32_t v = rnd_f32(); memcpy(d, &v, 4); break; }
-	case M_F64: { uint64_t v = rnd_f64(); memcpy(d, &v, 8); break; }
-	case M_F80: { struct f80v v = rnd_f80(); memcpy(d, &v.m, 8); memcpy(d + 8, &v.se, 2); break; }
-	case M_I16: { uint64_t v = rnd_int(16); memcpy(d, &v, 2); break; }
-	case M_I32: { uint64_t v = rnd_int(32); memcpy(d, &v, 4); break; }
-	case M_I64: { uint64_t v = rnd_int(64); memcpy(d, &v, 8); break; }
+	case M_F32: {
+		uint32_t v = rnd_f32();
+		memcpy(d, &v, 4);
+		break;
+	}
+	case M_F64: {
+		uint64_t v = rnd_f64();
+		memcpy(d, &v, 8);
+		break;
+	}
+	case M_F80: {
+		struct f80v v = rnd_f80();
+		memcpy(d, &v.m, 8);
+		memcpy(d + 8, &v.se, 2);
+		break;
+	}
+	case M_I16: {
+		uint64_t v = rnd_int(16);
+		memcpy(d, &v, 2);
+		break;
+	}
+	case M_I32: {
+		uint64_t v = rnd_int(32);
+		memcpy(d, &v, 4);
+		break;
+	}
+	case M_I64: {
+		uint64_t v = rnd_int(64);
+		memcpy(d, &v, 8);
+		break;
+	}
 	case M_BCD:
 		for (unsigned j = 0; j < 9; j++)
 			d[j] = (uint8_t)(rndn(10) << 4 | rndn(10));
 		d[9] = rndn(2) ? 0x80 : 0;
 		break;
-	case M_CW: { uint16_t v = (uint16_t)(0x3f | rndn(4) << 8 | rndn(4) << 10); memcpy(d, &v, 2); break; }
+	case M_CW: {
+		uint16_t v = (uint16_t)(0x3f | rndn(4) << 8 | rndn(4) << 10);
+		memcpy(d, &v, 2);
+		break;
+	}
 	case M_ENV:
 	case M_SAVE: {
 		/* a consistent environment: masked flags only, so no #MF */
@@ -462,8 +635,7 @@ static void rnd_data(uint8_t *d, enum mem_kind k)
 		rnd_state(d, &fcw);
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -569,7 +741,7 @@ static bool run_case(const struct op *o, unsigned *ulps)
 	memcpy(&fn, nat_out + 2, 2);
 	memcpy(&fe, emu_out + 2, 2);
 	if (memcmp(nat_out, emu_out, 2) || ((fn ^ fe) & fsw_mask) || nat_out[4] != emu_out[4] ||
-		memcmp(nat_out + 24, emu_out + 24, 4))
+	    memcmp(nat_out + 24, emu_out + 24, 4))
 		ok = false;
 	/* MXCSR_MASK is implementation-specific (AMD adds MM): corral's is 0xffff */
 	if (memcmp(emu_out + 28, "\xff\xff\0\0", 4))
@@ -608,8 +780,9 @@ static bool run_case(const struct op *o, unsigned *ulps)
 		dump_regs("native", nat_out);
 		dump_regs("corral", emu_out);
 		fprintf(stderr, "    rax %016llx/%016llx flags %llx/%llx\n",
-			(unsigned long long)*(uint64_t *)(nat_out + 0x200), (unsigned long long)*(uint64_t *)(emu_out + 0x200),
-			(unsigned long long)fln, (unsigned long long)fle);
+			(unsigned long long)*(uint64_t *)(nat_out + 0x200),
+			(unsigned long long)*(uint64_t *)(emu_out + 0x200), (unsigned long long)fln,
+			(unsigned long long)fle);
 		if (!data_ok)
 			dump("data", nat_data, emu_data, o->mem == M_NONE && o->env ? 112 : 16);
 	}
@@ -638,16 +811,15 @@ static void test_random(void)
 		bad += nbad;
 		CHECK(nbad == 0);
 	}
-	fprintf(stderr, "  x87 random: %lu cases, %lu differ, %u transcendental results 1 ulp off\n", total, bad,
-		ulps);
+	fprintf(stderr, "  x87 random: %lu cases, %lu differ, %u transcendental results 1 ulp off\n", total, bad, ulps);
 }
 
 /* Random sequences of several instructions (all exceptions masked, so no
  * #MF): state flows from one instruction to the next */
 static bool seq_ok(const struct op *o)
 {
-	return !o->trans && !o->env && o->mem != M_ENV && o->mem != M_SAVE && o->mem != M_FX &&
-		o->mem != M_CW && o->bytes[0] != 0x9b;
+	return !o->trans && !o->env && o->mem != M_ENV && o->mem != M_SAVE && o->mem != M_FX && o->mem != M_CW &&
+	       o->bytes[0] != 0x9b;
 }
 
 static void test_sequences(void)
@@ -690,9 +862,10 @@ static void test_sequences(void)
 		memcpy(area + DATA_OFF + DATA_AT, data0, DATA_LEN);
 		memset(area + OUT_OFF, 0, 528);
 		if (corral_run() != CPU_EXIT_SYSCALL || memcmp(nat_out, area + OUT_OFF, 6) ||
-			memcmp(nat_out + 32, area + OUT_OFF + 32, 128) || memcmp(nat_out + 0x200, area + OUT_OFF + 0x200, 8) ||
-			((*(uint64_t *)(nat_out + 0x208) ^ *(uint64_t *)(area + OUT_OFF + 0x208)) & 0xcd5) ||
-			memcmp(nat_data, area + DATA_OFF + DATA_AT, DATA_LEN)) {
+		    memcmp(nat_out + 32, area + OUT_OFF + 32, 128) ||
+		    memcmp(nat_out + 0x200, area + OUT_OFF + 0x200, 8) ||
+		    ((*(uint64_t *)(nat_out + 0x208) ^ *(uint64_t *)(area + OUT_OFF + 0x208)) & 0xcd5) ||
+		    memcmp(nat_data, area + DATA_OFF + DATA_AT, DATA_LEN)) {
 			if (bad++ < 5) {
 				fprintf(stderr, "  sequence differs: %s\n", names);
 				dump_regs("input ", in_img);
@@ -710,8 +883,8 @@ static void test_sequences(void)
  * byte fault_at of code: natively signal sig, in corral exception vec. */
 static void (*fault_reset)(void); /* restores memory before each run */
 
-static void expect_fault(const char *what, const uint8_t *code, unsigned len, unsigned fault_at,
-	const uint8_t *img, int sig, int vec)
+static void expect_fault(const char *what, const uint8_t *code, unsigned len, unsigned fault_at, const uint8_t *img,
+			 int sig, int vec)
 {
 	struct blob b;
 	blob_build(&b, code, len, 0x202, 0);
@@ -727,10 +900,10 @@ static void expect_fault(const char *what, const uint8_t *code, unsigned len, un
 	CHECK(got == sig);
 	enum cpu_exit ex = corral_run();
 	if (ex != CPU_EXIT_EXCEPTION || cpu.exc_vector != vec ||
-		cpu.s.rip != (uint64_t)(uintptr_t)(area + CODE_OFF + b.insn_off + fault_at))
+	    cpu.s.rip != (uint64_t)(uintptr_t)(area + CODE_OFF + b.insn_off + fault_at))
 		fprintf(stderr, "  %s: corral exit %d vector %d rip +%llx, expected #%d at +%x\n", what, ex,
-			cpu.exc_vector, (unsigned long long)(cpu.s.rip - (uint64_t)(uintptr_t)area),
-			vec, b.insn_off + fault_at);
+			cpu.exc_vector, (unsigned long long)(cpu.s.rip - (uint64_t)(uintptr_t)area), vec,
+			b.insn_off + fault_at);
 	CHECK(ex == CPU_EXIT_EXCEPTION);
 	CHECK_EQ_U64(cpu.exc_vector, vec);
 	CHECK_EQ_U64(cpu.s.rip, (uint64_t)(uintptr_t)(area + CODE_OFF + b.insn_off + fault_at));
@@ -749,12 +922,12 @@ static void test_pending_mf(void)
 {
 	static uint8_t img[512];
 	/* fld1; fldz; fdivp (ZE, unmasked: ES set); fnstsw ax (no wait); fwait */
-	static const uint8_t c1[] = { 0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xdf, 0xe0, 0x9b };
+	static const uint8_t c1[] = {0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xdf, 0xe0, 0x9b};
 	/* fld1; fldz; fdivp; fadd st0, st0 (waits first) */
-	static const uint8_t c2[] = { 0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xd8, 0xc0 };
+	static const uint8_t c2[] = {0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xd8, 0xc0};
 	/* fld1; fldz; fdivp; fnclex; fwait: cleared, no fault, then fsqrt of -1 */
-	static const uint8_t c3[] = { 0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xdb, 0xe2, 0x9b, 0xd9, 0xe8,
-		0xd9, 0xe0, 0xd9, 0xfa, 0xdd, 0xd8, 0xd9, 0xd0 };
+	static const uint8_t c3[] = {0xd9, 0xe8, 0xd9, 0xee, 0xde, 0xf9, 0xdb, 0xe2, 0x9b, 0xd9,
+				     0xe8, 0xd9, 0xe0, 0xd9, 0xfa, 0xdd, 0xd8, 0xd9, 0xd0};
 
 	base_image(img, 0x037b); /* ZM clear */
 	expect_fault("fwait after unmasked #Z", c1, sizeof(c1), 8, img, SIGFPE, EXC_MF);
@@ -775,12 +948,12 @@ static void test_fxsave_faults(void)
 {
 	static uint8_t img[512];
 	/* fxsave [rbx+8] / fxrstor [rbx+8] */
-	static const uint8_t c1[] = { 0x0f, 0xae, 0x43, 0x08 };
-	static const uint8_t c2[] = { 0x0f, 0xae, 0x4b, 0x08 };
+	static const uint8_t c1[] = {0x0f, 0xae, 0x43, 0x08};
+	static const uint8_t c2[] = {0x0f, 0xae, 0x4b, 0x08};
 	/* fxrstor64 [rbx] */
-	static const uint8_t c3[] = { 0x48, 0x0f, 0xae, 0x0b };
+	static const uint8_t c3[] = {0x48, 0x0f, 0xae, 0x0b};
 	/* lea rbx, [rbx + disp32]; fxsave64 [rbx]: the area ends in the guard page */
-	uint8_t c4[] = { 0x48, 0x8d, 0x9b, 0, 0, 0, 0, 0x48, 0x0f, 0xae, 0x03 };
+	uint8_t c4[] = {0x48, 0x8d, 0x9b, 0, 0, 0, 0, 0x48, 0x0f, 0xae, 0x03};
 	int32_t d = AREA_LEN - 256 - (DATA_OFF + DATA_AT);
 
 	base_image(img, 0x037f);
@@ -870,7 +1043,7 @@ static bool corral_call_ld(void *fn, long double a, long double b, long double *
 /* Call fn(rdi, rsi, rdx, long double on the stack) in corral; returns RAX
  * and the ST0 result, or false if it did not return normally */
 static bool corral_call_gp(void *fn, uint64_t rdi, uint64_t rsi, uint64_t rdx, long double a, uint64_t *rax,
-	long double *res)
+			   long double *res)
 {
 	cpu.s.gpr[R_RDI] = rdi;
 	cpu.s.gpr[R_RSI] = rsi;
@@ -910,16 +1083,16 @@ static void test_libc_ld(void)
 			continue; /* unnormals: printf's output is unspecified */
 		int nn = p_snprintf(nbuf, 100, fmt, x);
 		memset(ebuf, 0, 100);
-		if (!corral_call_gp((void *)p_snprintf, (uint64_t)(uintptr_t)ebuf, 100, (uint64_t)(uintptr_t)fmt, x, &rax,
-			    &ey) ||
-			(int)rax != nn || strcmp(nbuf, ebuf)) {
+		if (!corral_call_gp((void *)p_snprintf, (uint64_t)(uintptr_t)ebuf, 100, (uint64_t)(uintptr_t)fmt, x,
+				    &rax, &ey) ||
+		    (int)rax != nn || strcmp(nbuf, ebuf)) {
 			if (bad++ < 5)
 				fprintf(stderr, "  snprintf(%s): native \"%s\" corral \"%s\"\n", fmt, nbuf, ebuf);
 			continue;
 		}
 		y = p_strtold(nbuf, NULL);
 		if (!corral_call_gp((void *)p_strtold, (uint64_t)(uintptr_t)nbuf, 0, 0, 0, &rax, &ey) ||
-			memcmp(&y, &ey, 10)) {
+		    memcmp(&y, &ey, 10)) {
 			if (bad++ < 5)
 				fprintf(stderr, "  strtold(\"%s\"): native %La corral %La\n", nbuf, y, ey);
 		}
@@ -947,32 +1120,32 @@ static long double rnd_ld(long double lo, long double hi)
 static void test_libm(void)
 {
 	static const struct lfn fns[] = {
-		{ "expl", expl, NULL, 1, -11000, 11000 },
-		{ "exp2l", exp2l, NULL, 1, -100, 100 },
-		{ "expm1l", expm1l, NULL, 1, -40, 40 },
-		{ "logl", logl, NULL, 1, 0, 1e30L },
-		{ "log2l", log2l, NULL, 1, 0, 1e10L },
-		{ "log10l", log10l, NULL, 1, 0, 1e300L },
-		{ "log1pl", log1pl, NULL, 1, -0.9L, 10 },
-		{ "sinl", sinl, NULL, 1, -100, 100 },
-		{ "cosl", cosl, NULL, 1, -100, 100 },
-		{ "tanl", tanl, NULL, 1, -3, 3 },
-		{ "atanl", atanl, NULL, 1, -50, 50 },
-		{ "asinl", asinl, NULL, 1, -1, 1 },
-		{ "acosl", acosl, NULL, 1, -1, 1 },
-		{ "sinhl", sinhl, NULL, 1, -50, 50 },
-		{ "tanhl", tanhl, NULL, 1, -5, 5 },
-		{ "sqrtl", sqrtl, NULL, 0, 0, 1e100L },
-		{ "cbrtl", cbrtl, NULL, 1, -1e30L, 1e30L },
-		{ "rintl", rintl, NULL, 0, -1e20L, 1e20L },
-		{ "floorl", floorl, NULL, 0, -1e20L, 1e20L },
-		{ "truncl", truncl, NULL, 0, -1e20L, 1e20L },
-		{ "roundl", roundl, NULL, 0, -1e20L, 1e20L },
-		{ "powl", NULL, powl, 1, 0, 40 },
-		{ "atan2l", NULL, atan2l, 1, -1e6L, 1e6L },
-		{ "fmodl", NULL, fmodl, 0, -1e30L, 1e30L },
-		{ "remainderl", NULL, remainderl, 0, -1e30L, 1e30L },
-		{ "hypotl", NULL, hypotl, 0, -1e30L, 1e30L },
+		{"expl", expl, NULL, 1, -11000, 11000},
+		{"exp2l", exp2l, NULL, 1, -100, 100},
+		{"expm1l", expm1l, NULL, 1, -40, 40},
+		{"logl", logl, NULL, 1, 0, 1e30L},
+		{"log2l", log2l, NULL, 1, 0, 1e10L},
+		{"log10l", log10l, NULL, 1, 0, 1e300L},
+		{"log1pl", log1pl, NULL, 1, -0.9L, 10},
+		{"sinl", sinl, NULL, 1, -100, 100},
+		{"cosl", cosl, NULL, 1, -100, 100},
+		{"tanl", tanl, NULL, 1, -3, 3},
+		{"atanl", atanl, NULL, 1, -50, 50},
+		{"asinl", asinl, NULL, 1, -1, 1},
+		{"acosl", acosl, NULL, 1, -1, 1},
+		{"sinhl", sinhl, NULL, 1, -50, 50},
+		{"tanhl", tanhl, NULL, 1, -5, 5},
+		{"sqrtl", sqrtl, NULL, 0, 0, 1e100L},
+		{"cbrtl", cbrtl, NULL, 1, -1e30L, 1e30L},
+		{"rintl", rintl, NULL, 0, -1e20L, 1e20L},
+		{"floorl", floorl, NULL, 0, -1e20L, 1e20L},
+		{"truncl", truncl, NULL, 0, -1e20L, 1e20L},
+		{"roundl", roundl, NULL, 0, -1e20L, 1e20L},
+		{"powl", NULL, powl, 1, 0, 40},
+		{"atan2l", NULL, atan2l, 1, -1e6L, 1e6L},
+		{"fmodl", NULL, fmodl, 0, -1e30L, 1e30L},
+		{"remainderl", NULL, remainderl, 0, -1e30L, 1e30L},
+		{"hypotl", NULL, hypotl, 0, -1e30L, 1e30L},
 	};
 	unsigned per = 60 * (unsigned)full_mul, bad = 0, total = 0, off = 0;
 	uint64_t maxd = 0;
@@ -1000,7 +1173,7 @@ static void test_libm(void)
 				bad++;
 				continue;
 			}
-			uint8_t bn[16] = { 0 }, be[16] = { 0 };
+			uint8_t bn[16] = {0}, be[16] = {0};
 			memcpy(bn, &nat, 10);
 			memcpy(be, &emu, 10);
 			uint64_t d = memcmp(bn, be, 10) ? ulp_dist(bn, be) : 0;
@@ -1010,12 +1183,13 @@ static void test_libm(void)
 				maxd = d;
 			if (d > f->tol) {
 				if (bad++ < 5)
-					fprintf(stderr, "  %s(%La, %La): native %La corral %La\n", f->name, a, b, nat, emu);
+					fprintf(stderr, "  %s(%La, %La): native %La corral %La\n", f->name, a, b, nat,
+						emu);
 			}
 		}
 	}
-	fprintf(stderr, "  libm: %u calls, %u differ beyond tolerance, %u differ within it (at most %llu ulp)\n",
-		total, bad, off, (unsigned long long)maxd);
+	fprintf(stderr, "  libm: %u calls, %u differ beyond tolerance, %u differ within it (at most %llu ulp)\n", total,
+		bad, off, (unsigned long long)maxd);
 	CHECK(bad == 0);
 }
 

@@ -5,14 +5,22 @@
 . "$(dirname "$0")/lib.sh"
 P=$BUILD/tests/progs/pvm_test
 mkdir -p "$TMP/work"
-for mode in threads signals fork code proc; do
+for mode in threads cancel signals fork code proc; do
 	same "pvm_test $mode" "$P" "$mode"
 done
+same "pvm_test io" "$P" io "$TMP"
+# #! scripts: the interpreter runs in the VM too
+printf '#!/bin/busybox sh\necho "script args: $0 $*"; exit 5\n' >"$TMP/script.sh"
+printf '#!%s\n' "$TMP/script.sh" >"$TMP/nested.sh"
+chmod 755 "$TMP/script.sh" "$TMP/nested.sh"
+same "#! script" "$TMP/script.sh" a "b c"
+same "nested #!" "$TMP/nested.sh" z
+same "#! script without a path" /bin/sh -c "cd $TMP && PATH=$TMP:\$PATH script.sh x"
 same "exit status" "$P" exit 77
 for mode in segv ill jump garbage abort divzero; do
 	same "dies: $mode" /bin/sh -c "$P $mode; echo status \$?"
 	status "dies: $mode (status)" "$(sh -c "$P $mode" >/dev/null 2>&1; echo $?)" "$CORRAL" exec "$P" "$mode"
 done
 # a guest killed from outside dies of that signal
-same "killed by SIGTERM" /bin/sh -c "$P child & sleep 0; kill -TERM \$! ; wait \$!; echo \$?"
+same "killed by SIGTERM" /bin/sh -c "$P pause & kill -TERM \$! ; wait \$!; echo \$?"
 report

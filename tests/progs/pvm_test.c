@@ -2,8 +2,11 @@
  * threads, signals, fork/exec/pipes, self-written code, crashes and --root
  * escape attempts. Output must not depend on timing or addresses. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -12,9 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,8 +80,63 @@ static int test_threads(void)
 		pthread_join(th[i], &r);
 		tls_sum += (long)r;
 	}
-	printf("threads: locked %ld atomic %ld tls %ld main tls %ld\n", locked_count, atomic_count,
-	       tls_sum, tls_val);
+	printf("threads: locked %ld atomic %ld tls %ld main tls %ld\n", locked_count, atomic_count, tls_sum, tls_val);
+	return 0;
+}
+
+/* cancellation (the guest libc's SIGCANCEL), pthread_kill and setuid
+ * (SIGSETXID broadcast to every thread) */
+static int cancel_pipe[2];
+static volatile int usr2;
+static void usr2_handler(int s)
+{
+	(void)s;
+	usr2++;
+}
+static void cancel_cleanup(void *a)
+{
+	(void)a;
+	printf("cancel cleanup ran\n");
+}
+static void *cancel_blocker(void *a)
+{
+	char c;
+	(void)a;
+	pthread_cleanup_push(cancel_cleanup, NULL);
+	if (read(cancel_pipe[0], &c, 1) < 0)
+		perror("read");
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+static void *usr2_waiter(void *a)
+{
+	(void)a;
+	while (!usr2)
+		usleep(1000);
+	return (void *)1;
+}
+
+static int test_cancel(void)
+{
+	pthread_t t;
+	void *r;
+	if (pipe(cancel_pipe))
+		return 1;
+	pthread_create(&t, NULL, cancel_blocker, NULL);
+	usleep(50000);
+	pthread_cancel(t);
+	pthread_join(t, &r);
+	printf("cancelled: %d\n", r == PTHREAD_CANCELED);
+	signal(SIGUSR2, usr2_handler);
+	pthread_create(&t, NULL, usr2_waiter, NULL);
+	pthread_kill(t, SIGUSR2);
+	pthread_join(t, &r);
+	printf("pthread_kill: %d %ld\n", (int)usr2, (long)r);
+	usr2 = 0;
+	pthread_create(&t, NULL, usr2_waiter, NULL);
+	printf("setuid to self: %d\n", setuid(getuid()));
+	usr2 = 1;
+	pthread_join(t, NULL);
 	return 0;
 }
 
@@ -104,6 +168,31 @@ static void count_handler(int sig)
 		usr1++;
 }
 
+static volatile int rt_count, rt_vals[8];
+static volatile int fp_signals;
+static volatile double fp_sink;
+
+static void fp_handler(int sig)
+{
+	double x = sig;
+	long double y = 1.0L;
+	for (int i = 0; i < 50; i++) {
+		x = x * 1.0001 + 0.5;
+		y = y * 1.5L;
+	}
+	fp_sink = x + (double)y;
+	fp_signals++;
+}
+
+static void rt_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	if (rt_count < 8)
+		rt_vals[rt_count] = si->si_value.sival_int;
+	rt_count++;
+}
+
 static void report_fault(const char *what, uintptr_t want_addr)
 {
 	printf("%s: signal %d code %d addr %s altstack %d\n", what, (int)got_sig, (int)got_code,
@@ -112,7 +201,7 @@ static void report_fault(const char *what, uintptr_t want_addr)
 
 static int test_signals(void)
 {
-	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack)};
 	sigaltstack(&ss, NULL);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
@@ -154,14 +243,42 @@ static int test_signals(void)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	printf("usr1 after unblock: %d\n", (int)usr1);
 
+	/* queued real-time signals are all delivered, in order, with values */
+	struct sigaction rs;
+	memset(&rs, 0, sizeof(rs));
+	rs.sa_sigaction = rt_handler;
+	rs.sa_flags = SA_SIGINFO;
+	sigaction(SIGRTMIN + 1, &rs, NULL);
+	sigemptyset(&m);
+	sigaddset(&m, SIGRTMIN + 1);
+	sigprocmask(SIG_BLOCK, &m, &old);
+	for (int i = 1; i <= 3; i++)
+		sigqueue(getpid(), SIGRTMIN + 1, (union sigval){.sival_int = i * 10});
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	printf("rt signals: %d values %d %d %d\n", rt_count, rt_vals[0], rt_vals[1], rt_vals[2]);
+
+	/* FP and SSE state survive signal handlers that use them too */
+	signal(SIGALRM, fp_handler);
+	struct itimerval fit = { .it_interval = { 0, 500 }, .it_value = { 0, 500 } };
+	setitimer(ITIMER_REAL, &fit, NULL);
+	double acc = 0;
+	long double lacc = 0;
+	for (int i = 0; i < 3000000; i++) {
+		acc += sqrt((double)i) * 1e-3;
+		lacc += (long double)i * 0.5L;
+	}
+	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	setitimer(ITIMER_REAL, &off, NULL);
+	printf("fp across signals: %.17g %.12Lg handled %d\n", acc, lacc, fp_signals > 0);
+
 	/* a timer signal ends sigsuspend */
 	signal(SIGALRM, count_handler);
-	sigprocmask(SIG_BLOCK, &(sigset_t){ 0 }, NULL);
+	sigprocmask(SIG_BLOCK, &(sigset_t){0}, NULL);
 	sigset_t al;
 	sigemptyset(&al);
 	sigaddset(&al, SIGALRM);
 	sigprocmask(SIG_BLOCK, &al, &old);
-	struct itimerval it = { .it_value = { 0, 20000 } };
+	struct itimerval it = {.it_value = {0, 20000}};
 	setitimer(ITIMER_REAL, &it, NULL);
 	sigset_t wait_mask = old;
 	sigdelset(&wait_mask, SIGALRM);
@@ -184,20 +301,23 @@ static int test_signals(void)
 		sigaction(SIGALRM, &s2, NULL);
 		pid_t pid = fork();
 		if (pid == 0) {
-			usleep(300000);
+			usleep(500000);
 			if (write(p[1], "x", 1) != 1)
 				_exit(1);
 			_exit(0);
 		}
 		close(p[1]);
 		alarms = 0;
-		struct itimerval t2 = { .it_value = { 0, 50000 } };
+		struct itimerval t2 = {.it_value = {0, 50000}};
 		setitimer(ITIMER_REAL, &t2, NULL);
 		char c;
 		ssize_t n = read(p[0], &c, 1);
 		int e = n < 0 ? errno : 0;
 		printf("read with SA_RESTART=%d: result %zd errno %s alarms %d\n", restart, n,
-		       e == EINTR ? "EINTR" : e ? "other" : "0", (int)alarms);
+		       e == EINTR ? "EINTR"
+		       : e	  ? "other"
+				  : "0",
+		       (int)alarms);
 		waitpid(pid, NULL, 0);
 		close(p[0]);
 	}
@@ -270,9 +390,8 @@ static int test_code(void)
 	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
 	sigaction(SIGSEGV, &sa, NULL);
 
-	unsigned char code[] = { 0xb8, 42, 0, 0, 0, 0xc3 }; /* mov eax, 42; ret */
-	unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
-				-1, 0);
+	unsigned char code[] = {0xb8, 42, 0, 0, 0, 0xc3}; /* mov eax, 42; ret */
+	unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return 1;
 	memcpy(p, code, sizeof(code));
@@ -340,6 +459,113 @@ static int test_proc(const char *self)
 	printf("maps: code mapped %d, stack %d, lines>3 %d\n", exe > 0, stack, lines > 3);
 	printf("auxv: pagesz %lu phent %lu execfn %s\n", getauxval(AT_PAGESZ), getauxval(AT_PHENT),
 	       (const char *)getauxval(AT_EXECFN));
+	int fd = open("/proc/self/auxv", O_RDONLY);
+	unsigned long av[128];
+	ssize_t an = fd >= 0 ? read(fd, av, sizeof(av)) : -1;
+	unsigned long pagesz = 0, entry = 0;
+	for (ssize_t i = 0; i + 1 < an / 8; i += 2) {
+		if (av[i] == AT_PAGESZ)
+			pagesz = av[i + 1];
+		if (av[i] == AT_ENTRY)
+			entry = av[i + 1];
+	}
+	printf("/proc/self/auxv: pagesz %lu entry matches %d\n", pagesz, entry == getauxval(AT_ENTRY));
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* ---- file descriptors: sockets, epoll, eventfd, poll, select ---- */
+
+static int test_io(const char *dir)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 1;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int ev = eventfd(0, EFD_NONBLOCK);
+	struct epoll_event e = {.events = EPOLLIN, .data.u64 = 0x1122334455667788ull};
+	epoll_ctl(ep, EPOLL_CTL_ADD, sv[1], &e);
+	e.data.u64 = 7;
+	epoll_ctl(ep, EPOLL_CTL_ADD, ev, &e);
+	struct epoll_event out[4];
+	printf("epoll idle: %d\n", epoll_wait(ep, out, 4, 0));
+	if (write(sv[0], "ping", 4) != 4)
+		return 1;
+	uint64_t one = 5;
+	if (write(ev, &one, 8) != 8)
+		return 1;
+	int n = epoll_wait(ep, out, 4, 1000);
+	uint64_t seen = 0;
+	for (int i = 0; i < n; i++)
+		seen ^= out[i].data.u64;
+	printf("epoll ready: %d data %llx\n", n, (unsigned long long)seen);
+	struct pollfd pf[2] = {{.fd = sv[1], .events = POLLIN}, {.fd = sv[0], .events = POLLOUT}};
+	int pr = poll(pf, 2, 100);
+	printf("poll: %d %x %x\n", pr, pf[0].revents, pf[1].revents);
+	fd_set rs;
+	FD_ZERO(&rs);
+	FD_SET(sv[1], &rs);
+	struct timeval tv = {0, 100000};
+	int sr = select(sv[1] + 1, &rs, NULL, NULL, &tv);
+	printf("select: %d %d\n", sr, FD_ISSET(sv[1], &rs));
+	char buf[64];
+	printf("recv: %zd\n", recv(sv[1], buf, sizeof(buf), 0));
+	uint64_t cnt;
+	ssize_t er = read(ev, &cnt, 8);
+	printf("eventfd: %zd %llu\n", er, (unsigned long long)cnt);
+
+	/* fd passing and a named unix socket */
+	int pfd[2];
+	if (pipe(pfd))
+		return 1;
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = {.iov_base = "fd", .iov_len = 2};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &pfd[1], sizeof(int));
+	printf("sendmsg: %zd\n", sendmsg(sv[0], &mh, 0));
+	memset(cbuf, 0, sizeof(cbuf));
+	iov.iov_base = buf;
+	iov.iov_len = sizeof(buf);
+	mh.msg_controllen = sizeof(cbuf);
+	ssize_t r = recvmsg(sv[1], &mh, 0);
+	int got;
+	memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+	int passed = write(got, "via", 3) == 3;
+	passed = passed && read(pfd[0], buf, 3) == 3;
+	printf("recvmsg: %zd fd passed %d\n", r, passed);
+
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", dir);
+	unlink(sa.sun_path);
+	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+	int br = bind(ls, (struct sockaddr *)&sa, sizeof(sa));
+	printf("bind %d listen %d\n", br, listen(ls, 1));
+	int cs = socket(AF_UNIX, SOCK_STREAM, 0);
+	printf("connect %d\n", connect(cs, (struct sockaddr *)&sa, sizeof(sa)));
+	int as = accept(ls, NULL, NULL);
+	ssize_t sn = send(cs, "hello", 5, 0);
+	printf("accepted %d: %zd %zd\n", as >= 0, sn, recv(as, buf, 5, 0));
+	unlink(sa.sun_path);
+
+	int tf = timerfd_create(CLOCK_MONOTONIC, 0);
+	struct itimerspec its = {.it_value = {0, 10000000}};
+	timerfd_settime(tf, 0, &its, NULL);
+	ssize_t tr = read(tf, &cnt, 8);
+	printf("timerfd: %zd %llu\n", tr, (unsigned long long)cnt);
+
+	/* directory listing through getdents64 */
+	DIR *d = opendir("/proc/self/fd");
+	int entries = 0;
+	while (d && readdir(d))
+		entries++;
+	if (d)
+		closedir(d);
+	printf("fd dir listed: %d\n", entries > 5);
 	return 0;
 }
 
@@ -407,12 +633,16 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "threads"))
 		return test_threads();
+	if (!strcmp(mode, "cancel"))
+		return test_cancel();
 	if (!strcmp(mode, "signals"))
 		return test_signals();
 	if (!strcmp(mode, "fork"))
 		return test_fork(argv[0]);
 	if (!strcmp(mode, "code"))
 		return test_code();
+	if (!strcmp(mode, "io"))
+		return test_io(argc > 2 ? argv[2] : "/tmp");
 	if (!strcmp(mode, "proc"))
 		return test_proc(argv[0]);
 	if (!strcmp(mode, "root"))
@@ -425,11 +655,15 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "jump"))
 		((void (*)(void))addr_jump)();
 	if (!strcmp(mode, "garbage")) {
-		static unsigned char junk[] = { 0x0f, 0x0b };
-		unsigned char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
-					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		static unsigned char junk[] = {0x0f, 0x0b};
+		unsigned char *p =
+			mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		memcpy(p, junk, sizeof(junk));
 		((void (*)(void))p)();
+	}
+	if (!strcmp(mode, "pause")) {
+		pause();
+		return 0;
 	}
 	if (!strcmp(mode, "abort"))
 		abort();

@@ -1,0 +1,67 @@
+/* Linux boot: loads a bzImage or vmlinux ELF kernel and an initrd into a
+ * machine's RAM, builds boot_params, e820, GDT, identity page tables and the
+ * ACPI tables, and sets the BSP up for the 64-bit boot protocol. */
+#ifndef CORRAL_BOOT_H
+#define CORRAL_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct machine;
+struct cpu_state;
+
+struct boot_config {
+	const char *kernel, *initrd, *cmdline; /* initrd and cmdline may be NULL */
+	uint64_t mem_size;                     /* guest RAM in bytes (as the machine was made) */
+	unsigned ncpus;                        /* 1..MACHINE_MAX_CPUS */
+};
+
+/* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
+ * kernel's 64-bit entry state (the caller then loads it into vCPU 0 and
+ * calls cpu_flush). Returns 0, or -errno with a one-line message in err
+ * ("kernel 'x': not a bzImage or ELF file (bad magic 0x1234)"). The kernel
+ * and initrd are hostile input: every size and offset is checked. */
+int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err,
+	       size_t errlen);
+
+/* Builds the ACPI tables (RSDP at BOOT_ACPI_RSDP, XSDT, FADT, FACS, MADT,
+ * DSDT) for ncpus CPUs in guest RAM. boot_linux calls it; exposed for
+ * tests. Returns 0 or -errno. */
+int acpi_build(struct machine *m, unsigned ncpus);
+
+/* Fixed low-memory layout used for the 64-bit entry (all below 1 MiB,
+ * inside RAM [0, 0x9fc00) or the BIOS area the e820 map reserves). */
+#define BOOT_GDT 0x500ull          /* GDT: null, null, __BOOT_CS, __BOOT_DS */
+#define BOOT_ZERO_PAGE 0x7000ull   /* struct boot_params, 4 KiB */
+#define BOOT_PML4 0x9000ull        /* identity map: PML4, PDPT, four PDs */
+#define BOOT_PDPT 0xa000ull
+#define BOOT_PD 0xb000ull          /* 0xb000-0xefff: 4 x 512 2 MiB pages = 4 GiB */
+#define BOOT_CMDLINE 0x20000ull    /* kernel command line */
+#define BOOT_CMDLINE_MAX 2048u     /* bytes including the NUL (boot protocol 2.06+ default) */
+#define BOOT_ACPI_RSDP 0xe0000ull  /* ACPI tables from here up to 0xfffff */
+#define BOOT_ACPI_END 0x100000ull
+#define BOOT_CS 0x10
+#define BOOT_DS 0x18
+
+/* ACPI S5 (soft off): the DSDT's \_S5 package gives SLP_TYP 5, so the
+ * guest powers off by writing SLP_TYP=5 | SLP_EN to PM1a_CNT
+ * (PORT_ACPI_PM1_CNT): the value below. The PM device must treat a write
+ * with SLP_EN set and SLP_TYP 5 as power off. */
+#define ACPI_SLP_TYP_S5 5u
+#define ACPI_SLP_TYP_SHIFT 10
+#define ACPI_SLP_EN (1u << 13)
+#define ACPI_PM1_CNT_S5 ((ACPI_SLP_TYP_S5 << ACPI_SLP_TYP_SHIFT) | ACPI_SLP_EN) /* 0x3400 */
+/* FADT RESET_REG: the guest writes this value to PORT_ACPI_RESET to reboot. */
+#define ACPI_RESET_VALUE 0x06u
+
+/* The default guest built by tools/mkguest.sh: its directory is
+ * $CORRAL_GUEST_DIR, else $XDG_CACHE_HOME/corral/guest, else
+ * $HOME/.cache/corral/guest; it holds BOOT_GUEST_KERNEL and BOOT_GUEST_INITRD.
+ * boot_default_guest writes both paths (each buffer len bytes); returns 0,
+ * -ENOENT with a message in err telling to run tools/mkguest.sh if they are
+ * missing, or -ENAMETOOLONG. */
+#define BOOT_GUEST_KERNEL "vmlinuz"
+#define BOOT_GUEST_INITRD "initrd.img"
+int boot_default_guest(char *kernel, char *initrd, size_t len, char *err, size_t errlen);
+
+#endif

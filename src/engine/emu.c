@@ -1,0 +1,244 @@
+/* The emu engine: runs a machine's vCPUs with corral's interpreter, taking
+ * turns on one host thread; delivers INIT/SIPI, runs expired timers after
+ * every turn and, when every vCPU is halted, jumps the virtual clock to the
+ * next timer deadline instead of waiting for it. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "engine/engine.h"
+#include "machine/machine_impl.h"
+
+#define EMU_SLICE_DEFAULT 50000
+
+enum vcpu_run_state { VCPU_RUNNING, VCPU_HALTED, VCPU_WAIT_SIPI };
+
+struct emu_vcpu {
+	struct cpu cpu;
+	enum vcpu_run_state state;
+	int inited;
+};
+
+struct emu {
+	struct machine *m;
+	struct emu_vcpu *v;
+	unsigned n;
+	struct cpu *volatile running;
+	volatile sig_atomic_t quit;
+};
+
+/* The emu_run in progress, for emu_stop_async (one VM per process). */
+static struct emu *volatile emu_current;
+
+static void emu_kick(void *opaque)
+{
+	struct emu *e = opaque;
+	struct cpu *c = e->running;
+	if (c)
+		cpu_request_stop(c);
+}
+
+void emu_stop_async(void)
+{
+	struct emu *e = emu_current;
+	if (!e)
+		return;
+	e->quit = 1;
+	struct cpu *c = e->running;
+	if (c)
+		cpu_request_stop(c);
+}
+
+/* An AP's INIT: back to the power-on state, waiting for a start-up IPI. */
+static void vcpu_init_ipi(struct emu *e, unsigned k)
+{
+	struct emu_vcpu *v = &e->v[k];
+	cpu_reset_system(&v->cpu);
+	lapic_init_ipi_reset(&e->m->lapic[k]);
+	v->state = VCPU_WAIT_SIPI;
+}
+
+/* SIPI: start in real mode at vector * 4 KiB (SDM 8.4.4.1). */
+static void vcpu_sipi(struct emu *e, unsigned k, uint8_t vector)
+{
+	struct emu_vcpu *v = &e->v[k];
+	if (v->state != VCPU_WAIT_SIPI)
+		return;
+	struct cpu_seg *cs = &v->cpu.s.seg[SEG_CS];
+	cs->sel = (uint16_t)(vector << 8);
+	cs->base = (uint64_t)vector << 12;
+	v->cpu.s.rip = 0;
+	v->cpu.halted = 0;
+	cpu_state_loaded(&v->cpu);
+	v->state = VCPU_RUNNING;
+}
+
+static void vcpu_requests(struct emu *e, unsigned k)
+{
+	uint8_t vec = 0;
+	unsigned r = vcpu_take_requests(e->m, k, &vec);
+	if (!r)
+		return;
+	if (r & VCPU_REQ_INIT)
+		vcpu_init_ipi(e, k);
+	if (r & VCPU_REQ_SIPI)
+		vcpu_sipi(e, k, vec);
+	/* NMI: the interpreter has no NMI entry yet; it is dropped. */
+}
+
+/* Could this halted vCPU run now? */
+static int vcpu_wakeable(struct emu *e, unsigned k)
+{
+	struct lapic_state *s = &e->m->lapic[k].s;
+	if (s->init_pending || s->sipi_pending)
+		return 1;
+	return (e->v[k].cpu.s.rflags & FL_IF) && intr_pending(e->m, k);
+}
+
+/* A halted vCPU with IF set waits for interrupts that may still come. */
+static int vcpu_may_wake(struct emu *e, unsigned k)
+{
+	return e->v[k].state == VCPU_HALTED && (e->v[k].cpu.s.rflags & FL_IF);
+}
+
+static void emu_free(struct emu *e)
+{
+	for (unsigned k = 0; k < e->n; k++)
+		if (e->v[k].inited)
+			cpu_destroy(&e->v[k].cpu);
+	free(e->v);
+}
+
+struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+{
+	struct emu_result res = { .end = EMU_ERROR };
+	struct emu e = { .m = m, .n = m->ncpus };
+	uint64_t slice = host && host->slice ? host->slice : EMU_SLICE_DEFAULT;
+	int input_dead = !host || !host->poll_input;
+
+	e.v = calloc(e.n, sizeof(*e.v));
+	if (!e.v) {
+		res.err = -ENOMEM;
+		return res;
+	}
+	for (unsigned k = 0; k < e.n; k++) {
+		int err = cpu_init_system(&e.v[k].cpu, m, k);
+		if (err < 0) {
+			res.err = err;
+			goto out;
+		}
+		e.v[k].inited = 1;
+		e.v[k].state = k == 0 ? VCPU_RUNNING : VCPU_WAIT_SIPI;
+	}
+	e.v[0].cpu.s = *bsp;
+	cpu_state_loaded(&e.v[0].cpu);
+
+	m->kick = emu_kick;
+	m->kick_opaque = &e;
+	emu_current = &e;
+
+	for (;;) {
+		int ran = 0;
+		for (unsigned k = 0; k < e.n; k++) {
+			struct emu_vcpu *v = &e.v[k];
+			vcpu_requests(&e, k);
+			if (v->state == VCPU_WAIT_SIPI)
+				continue;
+			if (v->state == VCPU_HALTED) {
+				if (!vcpu_wakeable(&e, k))
+					continue;
+				v->state = VCPU_RUNNING;
+			}
+			m->cur_cpu = k;
+			e.running = &v->cpu;
+			enum cpu_exit x = cpu_run(&v->cpu, slice);
+			e.running = NULL;
+			ran = 1;
+			switch (x) {
+			case CPU_EXIT_HLT:
+				v->state = VCPU_HALTED;
+				break;
+			case CPU_EXIT_SHUTDOWN:
+				res.end = EMU_TRIPLE_FAULT;
+				res.cpu = k;
+				res.rip = v->cpu.s.rip;
+				goto out;
+			case CPU_EXIT_LIMIT:
+			case CPU_EXIT_STOP:
+				break;
+			default:
+				/* User-mode exits cannot happen in system mode. */
+				res.end = EMU_ERROR;
+				res.err = -EINVAL;
+				res.cpu = k;
+				res.rip = v->cpu.s.rip;
+				goto out;
+			}
+			mtimer_run_expired(m);
+			enum machine_power p = machine_take_power(m);
+			if (p == POWER_OFF || p == POWER_RESET) {
+				res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
+				goto out;
+			}
+			if (e.quit) {
+				res.end = EMU_QUIT;
+				goto out;
+			}
+		}
+		uart_flush(&m->com1);
+		if (e.quit) {
+			res.end = EMU_QUIT;
+			goto out;
+		}
+		if (!input_dead) {
+			int r = host->poll_input(host->opaque, m, 0);
+			if (r < 0) {
+				res.end = EMU_QUIT;
+				goto out;
+			}
+			if (r > 0)
+				input_dead = 1;
+		}
+		if (ran)
+			continue;
+
+		/* Nobody could run: time jumps to the next timer, or we wait for
+		 * input, or nothing can ever happen again. */
+		int may_wake = 0;
+		for (unsigned k = 0; k < e.n; k++)
+			may_wake |= vcpu_may_wake(&e, k);
+		uint64_t next = mtimer_run_expired(m);
+		if (may_wake && next != UINT64_MAX) {
+			clock_advance_to(m, next);
+			mtimer_run_expired(m);
+		} else if (may_wake && !input_dead) {
+			int r = host->poll_input(host->opaque, m, -1);
+			if (r < 0) {
+				res.end = EMU_QUIT;
+				goto out;
+			}
+			if (r > 0)
+				input_dead = 1;
+		} else {
+			res.end = EMU_HUNG;
+			res.cpu = 0;
+			res.rip = e.v[0].cpu.s.rip;
+			goto out;
+		}
+		enum machine_power p = machine_take_power(m);
+		if (p == POWER_OFF || p == POWER_RESET) {
+			res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
+			goto out;
+		}
+	}
+
+out:
+	uart_flush(&m->com1);
+	emu_current = NULL;
+	m->kick = NULL;
+	m->kick_opaque = NULL;
+	emu_free(&e);
+	return res;
+}

@@ -1,0 +1,119 @@
+/* ACPI fixed hardware: PM1a event (status/enable) and control blocks, the
+ * 3.579545 MHz PM timer (32 bits), the SCI on IRQ 9 for the power button,
+ * S5 power-off through SLP_TYP/SLP_EN, and the reset register at 0xcf9. */
+#include <errno.h>
+#include <string.h>
+
+#include "boot/boot.h"
+#include "machine/machine_impl.h"
+
+#define PM_MAGIC 0x314d5041u /* "APM1" */
+#define PM_VERSION 1
+
+#define STS_TMR 0x0001
+#define STS_PWRBTN 0x0100
+#define STS_WAK 0x8000
+#define CNT_SCI_EN 0x0001
+#define CNT_WRITABLE 0x1c06 /* BM_RLD, GBL_RLS, SLP_TYP; SCI_EN is firmware's */
+
+static uint32_t pm_timer(struct acpi_pm *pm)
+{
+	return (uint32_t)((unsigned __int128)clock_ns(pm->m) * ACPI_PM_TMR_HZ / 1000000000ull);
+}
+
+static void pm_update_sci(struct acpi_pm *pm)
+{
+	int level = (pm->s.cnt & CNT_SCI_EN) && (pm->s.sts & pm->s.en & (STS_TMR | STS_PWRBTN));
+	irq_set_level(pm->m, IRQ_ACPI_SCI, level);
+}
+
+static uint64_t pm_rd(void *dev, uint64_t off, unsigned size)
+{
+	struct acpi_pm *pm = dev;
+	uint8_t img[12];
+	uint32_t tmr = pm_timer(pm);
+	memcpy(img, &pm->s.sts, 2);
+	memcpy(img + 2, &pm->s.en, 2);
+	memcpy(img + 4, &pm->s.cnt, 2);
+	memset(img + 6, 0, 2);
+	memcpy(img + 8, &tmr, 4);
+	uint64_t v = 0;
+	for (unsigned k = 0; k < size && off + k < sizeof(img); k++)
+		v |= (uint64_t)img[off + k] << (8 * k);
+	return v;
+}
+
+static void pm_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
+{
+	struct acpi_pm *pm = dev;
+	for (unsigned k = 0; k < size; k++) {
+		uint64_t o = off + k;
+		uint16_t b = (uint16_t)((val >> (8 * k)) & 0xff);
+		unsigned shift = (o & 1) * 8;
+		if (o < 2) {
+			pm->s.sts &= (uint16_t)~(b << shift); /* write 1 to clear */
+		} else if (o < 4) {
+			pm->s.en = (uint16_t)((pm->s.en & ~(0xff << shift)) | (b << shift));
+		} else if (o < 6) {
+			uint16_t cnt = (uint16_t)((pm->s.cnt & ~(0xff << shift)) | (b << shift));
+			if (cnt & ACPI_SLP_EN) {
+				if (((cnt >> ACPI_SLP_TYP_SHIFT) & 7) == ACPI_SLP_TYP_S5)
+					machine_request_power(pm->m, POWER_OFF);
+				/* other sleep states are not offered by the DSDT: ignored */
+			}
+			pm->s.cnt = (uint16_t)((pm->s.cnt & CNT_SCI_EN) | (cnt & CNT_WRITABLE));
+		}
+	}
+	pm_update_sci(pm);
+}
+
+void acpi_pm_power_button(struct acpi_pm *pm)
+{
+	pm->s.sts |= STS_PWRBTN;
+	pm_update_sci(pm);
+}
+
+/* 0xcf9, the PIIX reset control register: RST_CPU (bit 2) resets. */
+static uint64_t reset_rd(void *dev, uint64_t off, unsigned size)
+{
+	(void)dev;
+	(void)off;
+	(void)size;
+	return 0;
+}
+
+static void reset_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
+{
+	struct acpi_pm *pm = dev;
+	(void)off;
+	(void)size;
+	if (val & 0x04)
+		machine_request_power(pm->m, POWER_RESET);
+}
+
+int acpi_pm_register(struct acpi_pm *pm, struct machine *m)
+{
+	int err;
+	pm->m = m;
+	pm->s = (struct acpi_pm_state){ .cnt = CNT_SCI_EN }; /* no SMI_CMD: ACPI mode from the start */
+	if ((err = bus_register_pio(m, PORT_ACPI_PM, 12, pm_rd, pm_wr, pm)) < 0 ||
+	    (err = bus_register_pio(m, PORT_ACPI_RESET, 1, reset_rd, reset_wr, pm)) < 0)
+		return err;
+	return 0;
+}
+
+int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len)
+{
+	return dev_save(PM_MAGIC, PM_VERSION, &pm->s, sizeof(pm->s), buf, len);
+}
+
+int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len)
+{
+	struct acpi_pm_state st;
+	if (dev_load(PM_MAGIC, PM_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	st.cnt &= CNT_WRITABLE | CNT_SCI_EN;
+	pm->s = st;
+	pm_update_sci(pm);
+	return 0;
+}

@@ -1,0 +1,96 @@
+/* The virtual PC: guest physical memory, port and MMIO buses, interrupt
+ * routing, the virtual clock, and the devices that hang off them. Engine-
+ * independent: the emu engine (cpu/ in system mode) and later kvm call into
+ * it for every I/O access. */
+#ifndef CORRAL_MACHINE_H
+#define CORRAL_MACHINE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- The PC memory map ---- */
+#define MEM_LOW_END 0xc0000000ull    /* RAM below 4 GiB ends here at most */
+#define MEM_HOLE_END 0x100000000ull  /* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
+#define MEM_PCI_MMIO_BASE 0xc0000000ull
+#define MEM_PCI_MMIO_END 0xfebfffffull
+#define MEM_IOAPIC_BASE 0xfec00000ull
+#define MEM_HPET_BASE 0xfed00000ull
+#define MEM_LAPIC_BASE 0xfee00000ull
+#define MEM_EBDA_START 0x9fc00ull    /* 0x9fc00-0xfffff: reserved in e820 */
+#define MEM_HIGH_START 0x100000000ull /* RAM above the hole continues here */
+
+/* ---- Fixed ISA ports and IRQs ---- */
+#define PORT_COM1 0x3f8
+#define IRQ_COM1 4
+#define PORT_PIT 0x40      /* 0x40-0x43, IRQ 0 */
+#define PORT_PIT_GATE 0x61 /* speaker/gate port B */
+#define PORT_PIC1 0x20
+#define PORT_PIC2 0xa0
+#define PORT_ELCR 0x4d0    /* 0x4d0-0x4d1 edge/level control */
+#define PORT_RTC 0x70      /* 0x70-0x71, IRQ 8 */
+#define PORT_I8042 0x60    /* 0x60 data, 0x64 command/status */
+#define PORT_ACPI_PM 0x600 /* PM1a_EVT 0x600-0x603, PM1a_CNT 0x604-0x605, PM_TMR 0x608 */
+#define PORT_ACPI_PM1_CNT (PORT_ACPI_PM + 4)
+#define PORT_ACPI_PM_TMR (PORT_ACPI_PM + 8)
+#define PORT_ACPI_RESET 0xcf9
+#define IRQ_ACPI_SCI 9
+#define PORT_PCI_CONF 0xcf8 /* 0xcf8-0xcff, configuration mechanism #1 */
+
+#define MACHINE_MAX_CPUS 64
+
+struct machine;
+
+/* An I/O handler: off is relative to the region's base; size 1, 2, 4 or 8.
+ * Reads of unclaimed ports/addresses return all ones; writes are dropped. */
+typedef uint64_t (*io_read_fn)(void *dev, uint64_t off, unsigned size);
+typedef void (*io_write_fn)(void *dev, uint64_t off, unsigned size, uint64_t val);
+
+int bus_register_pio(struct machine *m, uint16_t base, uint16_t len, io_read_fn rd, io_write_fn wr, void *dev);
+int bus_register_mmio(struct machine *m, uint64_t base, uint64_t len, io_read_fn rd, io_write_fn wr, void *dev);
+uint64_t bus_pio_read(struct machine *m, uint16_t port, unsigned size);
+void bus_pio_write(struct machine *m, uint16_t port, unsigned size, uint64_t val);
+uint64_t bus_mmio_read(struct machine *m, uint64_t gpa, unsigned size);
+void bus_mmio_write(struct machine *m, uint64_t gpa, unsigned size, uint64_t val);
+
+/* ---- Guest physical memory ----
+ * The one checked helper for device and loader access to guest RAM: a host
+ * pointer to [gpa, gpa+len) if that range is entirely RAM, else NULL. */
+void *gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len);
+int gpa_read(struct machine *m, uint64_t gpa, void *dst, size_t len);
+int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len);
+
+/* ---- Interrupts ----
+ * ISA IRQ 0-15 go to both the 8259 pair and IOAPIC pins (IRQ 0 to pin 2, as
+ * ACPI's interrupt source override says); GSIs 16-23 only to the IOAPIC. */
+void irq_set_level(struct machine *m, unsigned gsi, int level);
+void irq_pulse(struct machine *m, unsigned gsi);
+/* Per vCPU: a maskable interrupt is ready (LAPIC, or the PIC in ExtINT/
+ * virtual-wire mode); ack returns its vector and moves it in service. */
+int intr_pending(struct machine *m, unsigned cpu);
+int intr_ack(struct machine *m, unsigned cpu);
+/* NMI/INIT/SIPI requests for a vCPU (from IPIs), consumed by the engine. */
+enum { VCPU_REQ_NMI = 1, VCPU_REQ_INIT = 2, VCPU_REQ_SIPI = 4 };
+unsigned vcpu_take_requests(struct machine *m, unsigned cpu, uint8_t *sipi_vector);
+/* LAPIC registers in x2APIC MSR form (0x800-0x8ff) and IA32_APIC_BASE:
+ * return 0, or -1 for #GP. */
+int lapic_msr_read(struct machine *m, unsigned cpu, uint32_t msr, uint64_t *val);
+int lapic_msr_write(struct machine *m, unsigned cpu, uint32_t msr, uint64_t val);
+
+/* ---- Virtual time ----
+ * Nanoseconds since the machine started. When every vCPU is halted the
+ * clock jumps to the next timer deadline instead of sleeping. */
+uint64_t clock_ns(struct machine *m);
+struct mtimer;
+typedef void (*mtimer_fn)(void *opaque);
+struct mtimer *mtimer_new(struct machine *m, mtimer_fn fn, void *opaque);
+void mtimer_arm(struct mtimer *t, uint64_t deadline_ns); /* absolute, clock_ns() time */
+void mtimer_cancel(struct mtimer *t);
+/* Run expired timers; returns the next deadline (UINT64_MAX if none). */
+uint64_t mtimer_run_expired(struct machine *m);
+
+/* ---- Power ---- */
+enum machine_power { POWER_ON, POWER_OFF, POWER_RESET };
+void machine_request_power(struct machine *m, enum machine_power p);
+
+#endif

@@ -1,0 +1,143 @@
+#!/bin/sh
+# Boots Debian's stock kernel (the guest kit of tools/mkguest.sh) in corral
+# with a test initramfs whose /init checks the guest against the host, once
+# with one CPU and once with --cpus 2. Last line: "N passed, N failed".
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CORRAL=${CORRAL:-$ROOT/build/corral}
+GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
+TIMEOUT=${CORRAL_BOOT_TIMEOUT:-900}
+passed=0
+failed=0
+
+ok() {
+	passed=$((passed + 1))
+	echo "ok   $*"
+}
+
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL $*"
+}
+
+# The guest kit: build it if needed. Only a missing apt or network may skip.
+if ! out=$(sh "$ROOT/tools/mkguest.sh" 2>&1); then
+	echo "$out" | sed 's/^/  /'
+	if echo "$out" | grep -qE "cannot download|not found: this kit needs"; then
+		echo "t_boot: skipped: the guest kit cannot be built here (no apt or no network)"
+		echo "0 passed, 0 failed, 1 skipped"
+		exit 0
+	fi
+	fail "tools/mkguest.sh"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+release=$(cat "$GUEST_DIR/version")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/t_boot.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+
+# The test overlay: a second (gzip'd newc) archive after the kit's; the
+# kernel unpacks both, and the later /init replaces the kit's.
+ov=$work/overlay
+mkdir -p "$ov/testdata"
+head -c 65536 /dev/urandom >"$ov/testdata/known.bin"
+want_sha=$(sha256sum "$ov/testdata/known.bin" | cut -d' ' -f1)
+AWK_PROG='BEGIN { s = 0; for (i = 1; i <= 2000; i++) s += i * i % 97; printf "%d %.6f\n", s, sqrt(2) * 1000 }'
+want_awk=$(awk "$AWK_PROG")
+SH_LOOP='i=0; s=0; while [ $i -lt 500 ]; do s=$((s + i * 3 % 7)); i=$((i + 1)); done; echo $s'
+want_sh=$(sh -c "$SH_LOOP")
+cat >"$ov/init" <<EOF
+#!/bin/busybox sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "T_BOOT init"
+echo "T_BOOT uname \$(uname -s -r -m)"
+echo "T_BOOT cpuinfo \$(grep -c '^processor' /proc/cpuinfo) \$(grep -m1 '^flags' /proc/cpuinfo | grep -qw lm && echo lm) \$(grep -m1 '^vendor_id' /proc/cpuinfo | sed 's/.*: //')"
+echo "T_BOOT online \$(nproc) \$(cat /sys/devices/system/cpu/online)"
+echo "T_BOOT date \$(date +%s)"
+echo "T_BOOT awk \$(awk '$AWK_PROG')"
+echo "T_BOOT sha256 \$(sha256sum /testdata/known.bin | cut -d' ' -f1)"
+echo "T_BOOT shloop \$($SH_LOOP)"
+# Work pinned to each CPU at once; each reports the CPU it ran on
+# (field 39 of /proc/self/stat).
+for c in \$(seq 0 \$((\$(nproc) - 1))); do
+	taskset -c \$c sh -c 'i=0; while [ \$i -lt 3000 ]; do i=\$((i + 1)); done; echo "T_BOOT cpuwork '\$c' \$(cut -d" " -f39 /proc/self/stat)"' &
+done
+wait
+echo "T_BOOT done"
+poweroff -f
+EOF
+chmod 755 "$ov/init"
+(cd "$ov" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip >"$work/overlay.img"
+cat "$GUEST_DIR/initrd.img" "$work/overlay.img" >"$work/initrd.img"
+
+if [ ! -x "$CORRAL" ]; then
+	fail "corral binary $CORRAL not built"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+
+# boot NCPUS: runs the guest, leaves its console output in $work/out.NCPUS
+boot() {
+	t0=$(date +%s)
+	timeout "$TIMEOUT" "$CORRAL" run --kernel "$GUEST_DIR/vmlinuz" --initrd "$work/initrd.img" \
+		--append "console=ttyS0 quiet" --mem 512M --cpus "$1" </dev/null >"$work/out.$1" 2>&1
+	rc=$?
+	t1=$(date +%s)
+	tr -d '\r' <"$work/out.$1" >"$work/log.$1"
+	echo "  corral run --cpus $1: exit $rc in $((t1 - t0)) s"
+}
+
+field() { # ncpus name -> the rest of the T_BOOT line
+	grep -a "^T_BOOT $2\( \|$\)" "$work/log.$1" | head -n 1 | sed "s/^T_BOOT $2 *//"
+}
+
+check() { # description, got, want
+	if [ "$2" = "$3" ]; then
+		ok "$1"
+	else
+		fail "$1: got '$2', want '$3'"
+	fi
+}
+
+show_log() {
+	echo "  --- guest console (last 30 lines) ---"
+	tail -n 30 "$work/log.$1" | sed 's/^/  | /'
+}
+
+# ---- one CPU ----
+boot 1
+check "cpus=1: corral exits 0" "$rc" 0
+grep -aq "^T_BOOT init" "$work/log.1" && ok "cpus=1: /init runs" || fail "cpus=1: /init never ran"
+check "cpus=1: uname" "$(field 1 uname)" "Linux $release x86_64"
+cpuinfo=$(field 1 cpuinfo)
+check "cpus=1: /proc/cpuinfo has 1 processor with long mode" "$(echo "$cpuinfo" | cut -d' ' -f1-2)" "1 lm"
+gdate=$(field 1 date)
+if [ -n "$gdate" ] && [ "$gdate" -ge $((t0 - 60)) ] 2>/dev/null && [ "$gdate" -le $((t1 + 60)) ]; then
+	ok "cpus=1: guest date within a minute of the host's"
+else
+	fail "cpus=1: guest date '$gdate' not within a minute of the host's [$t0, $t1]"
+fi
+check "cpus=1: awk arithmetic" "$(field 1 awk)" "$want_awk"
+check "cpus=1: sha256sum of a known file" "$(field 1 sha256)" "$want_sha"
+check "cpus=1: sh loop" "$(field 1 shloop)" "$want_sh"
+check "cpus=1: work ran on CPU 0" "$(field 1 'cpuwork 0')" 0
+grep -aq "^T_BOOT done" "$work/log.1" && ok "cpus=1: all checks ran" || fail "cpus=1: /init did not finish"
+[ "$failed" -eq 0 ] || show_log 1
+
+# ---- two CPUs ----
+f0=$failed
+boot 2
+check "cpus=2: corral exits 0" "$rc" 0
+check "cpus=2: 2 CPUs online" "$(field 2 online)" "2 0-1"
+check "cpus=2: /proc/cpuinfo has 2 processors" "$(field 2 cpuinfo | cut -d' ' -f1)" 2
+check "cpus=2: work ran on CPU 0" "$(field 2 'cpuwork 0')" 0
+check "cpus=2: work ran on CPU 1" "$(field 2 'cpuwork 1')" 1
+check "cpus=2: sha256sum of a known file" "$(field 2 sha256)" "$want_sha"
+grep -aq "^T_BOOT done" "$work/log.2" && ok "cpus=2: all checks ran" || fail "cpus=2: /init did not finish"
+[ "$failed" -eq "$f0" ] || show_log 2
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,225 @@
+/* System mode of the CPU on a real machine model: a small 64-bit kernel
+ * (assembled into this test) with its own page tables, GDT, TSS and IDT
+ * takes #UD, #PF and INT n through the IDT, drops to CPL 3 with SYSRET,
+ * comes back with SYSCALL and through a #GP with a stack switch, and leaves
+ * its findings in RAM for the checks below. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "machine/machine_impl.h"
+#include "testhelp.h"
+
+#if defined(__x86_64__)
+
+#define BASE 0x10000ull
+#define RES 0x7000ull
+
+/* The guest. Addresses inside it are BASE + (label - g_start). */
+__asm__(".pushsection .rodata\n"
+	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user\n"
+	".code64\n"
+	"g_start:\n"
+	"	ud2\n"                               /* #UD, handler skips 2 bytes */
+	"	movq 0x40000000, %rax\n"             /* #PF (unmapped), handler skips 8 */
+	"	int $0x80\n"
+	"	movl $1, %eax\n"
+	"	cpuid\n"
+	"	shrl $24, %ebx\n"
+	"	movq %rbx, 0x7040\n"                 /* initial APIC ID */
+	"	movl $0xc0000081, %ecx\n"            /* STAR: kernel CS 0x08, user base 0x10 */
+	"	movl $0, %eax\n"
+	"	movl $0x00100008, %edx\n"
+	"	wrmsr\n"
+	"	movl $0xc0000082, %ecx\n"            /* LSTAR */
+	"	movl $(g_sysentry - g_start + 0x10000), %eax\n"
+	"	xorl %edx, %edx\n"
+	"	wrmsr\n"
+	"	movl $0xc0000084, %ecx\n"            /* SFMASK: IF */
+	"	movl $0x200, %eax\n"
+	"	wrmsr\n"
+	"	movq $(g_user - g_start + 0x10000), %rcx\n"
+	"	movq $0x002, %r11\n"
+	"	movq $0x6000, %rsp\n"                /* the user stack */
+	"	sysretq\n"
+	"g_user:\n"                              /* CPL 3 */
+	"	cli\n"                               /* #GP at CPL 3: handler skips 1 */
+	"	movq %cs, %rax\n"
+	"	movq %rax, 0x7048\n"
+	"	movq $42, %rdi\n"
+	"	syscall\n"
+	"g_sysentry:\n"                          /* CPL 0 again */
+	"	movq %rdi, 0x7020\n"
+	"	movq %cs, %rax\n"
+	"	movq %rax, 0x7028\n"
+	"	movq %rcx, 0x7050\n"
+	"	hlt\n"                               /* IF=0: the vCPU stops here */
+	"g_ud:\n"
+	"	incq 0x7000\n"
+	"	addq $2, (%rsp)\n"
+	"	iretq\n"
+	"g_pf:\n"
+	"	movq %cr2, %rax\n"
+	"	movq %rax, 0x7008\n"
+	"	popq %rax\n"                         /* error code */
+	"	movq %rax, 0x7010\n"
+	"	addq $8, (%rsp)\n"
+	"	iretq\n"
+	"g_int80:\n"
+	"	movq $0x80, 0x7018\n"
+	"	iretq\n"
+	"g_gp:\n"
+	"	popq %rax\n"
+	"	movq %rax, 0x7030\n"
+	"	movq %rsp, 0x7038\n"                 /* on the TSS's RSP0 stack */
+	"	movq 8(%rsp), %rax\n"                /* interrupted CS: user */
+	"	movq %rax, 0x7058\n"
+	"	addq $1, (%rsp)\n"
+	"	iretq\n"
+	"g_end:\n"
+	".popsection\n");
+
+extern const uint8_t g_start[], g_end[], g_ud[], g_pf[], g_int80[], g_gp[], g_sysentry[], g_user[];
+
+static uint64_t gaddr(const uint8_t *p)
+{
+	return BASE + (uint64_t)(p - g_start);
+}
+
+static void put64(struct machine *m, uint64_t gpa, uint64_t v)
+{
+	CHECK(gpa_write(m, gpa, &v, 8) == 0);
+}
+
+static uint64_t get64(struct machine *m, uint64_t gpa)
+{
+	uint64_t v = 0;
+	CHECK(gpa_read(m, gpa, &v, 8) == 0);
+	return v;
+}
+
+static void idt_gate(struct machine *m, unsigned vec, uint64_t target)
+{
+	/* 64-bit interrupt gate, selector 0x08, present, DPL 0 */
+	uint64_t lo = (target & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((target >> 16) & 0xffff) << 48;
+	put64(m, 0x4000 + vec * 16, lo);
+	put64(m, 0x4000 + vec * 16 + 8, target >> 32);
+}
+
+static void test_kernel(void)
+{
+	struct machine *m;
+	struct machine_config cfg = { .mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	CHECK(machine_create(&m, &cfg) == 0);
+	if (!m)
+		return;
+	/* Identity map of 16 MiB with user-accessible 2 MiB pages */
+	put64(m, 0x1000, 0x2000 | 7);
+	put64(m, 0x2000, 0x3000 | 7);
+	for (uint64_t k = 0; k < 8; k++)
+		put64(m, 0x3000 + k * 8, (k << 21) | 0x87);
+	/* GDT: null, kernel code, kernel data, user data, user code, TSS */
+	put64(m, 0x500, 0);
+	put64(m, 0x508, 0x00af9a000000ffffull);
+	put64(m, 0x510, 0x00cf92000000ffffull);
+	put64(m, 0x518, 0x00cff2000000ffffull);
+	put64(m, 0x520, 0x00affa000000ffffull);
+	put64(m, 0x528, 0x0000890050000067ull); /* TSS at 0x5000, limit 0x67 */
+	put64(m, 0x530, 0);
+	put64(m, 0x5004, 0x9000); /* TSS.RSP0 */
+	idt_gate(m, 6, gaddr(g_ud));
+	idt_gate(m, 13, gaddr(g_gp));
+	idt_gate(m, 14, gaddr(g_pf));
+	idt_gate(m, 0x80, gaddr(g_int80));
+	CHECK(gpa_write(m, BASE, g_start, (size_t)(g_end - g_start)) == 0);
+
+	struct cpu *c = calloc(1, sizeof(*c));
+	CHECK(cpu_init_system(c, m, 0) == 0);
+	c->s.cr0 = 0x80050033;
+	c->s.cr3 = 0x1000;
+	c->s.cr4 = 0x6a0;
+	c->s.efer = 0xd01;
+	c->s.seg[SEG_CS] = (struct cpu_seg){ .sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b };
+	for (int s = 0; s < 6; s++)
+		if (s != SEG_CS)
+			c->s.seg[s] = (struct cpu_seg){ .sel = 0x10, .limit = 0xffffffff, .attr = 0xc093 };
+	c->s.gdtr = (struct cpu_dtr){ .base = 0x500, .limit = 0x37 };
+	c->s.idtr = (struct cpu_dtr){ .base = 0x4000, .limit = 0xfff };
+	c->s.tr = (struct cpu_seg){ .sel = 0x28, .base = 0x5000, .limit = 0x67, .attr = 0x8b };
+	c->s.gpr[R_RSP] = 0x8000;
+	c->s.rip = BASE;
+	c->s.rflags = 2;
+	cpu_state_loaded(c);
+
+	enum cpu_exit e = cpu_run(c, 100000);
+	if (getenv("T_DEBUG"))
+		fprintf(stderr, "exit %d rip %#llx vec %d cpl %u halted %d cr2 %#llx addr %#llx\n", e, (unsigned long long)c->s.rip, c->exc_vector, c->cpl, c->halted, (unsigned long long)c->s.cr2, (unsigned long long)c->exc_addr);
+	CHECK(e == CPU_EXIT_HLT);
+	CHECK_EQ_U64(get64(m, RES + 0x00), 1);          /* #UD handled once */
+	CHECK_EQ_U64(get64(m, RES + 0x08), 0x40000000); /* CR2 */
+	CHECK_EQ_U64(get64(m, RES + 0x10), 0);          /* #PF error: not present, read, supervisor */
+	CHECK_EQ_U64(get64(m, RES + 0x18), 0x80);       /* INT 0x80 */
+	CHECK_EQ_U64(get64(m, RES + 0x40), 0);          /* APIC ID of vCPU 0 */
+	CHECK_EQ_U64(get64(m, RES + 0x30), 0);          /* #GP(0) from CLI at CPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x38), 0x9000 - 5 * 8); /* stack switched to RSP0 */
+	CHECK_EQ_U64(get64(m, RES + 0x58), 0x23);       /* interrupted CS: user code, RPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x48), 0x23);       /* CS read at CPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x20), 42);         /* syscall argument */
+	CHECK_EQ_U64(get64(m, RES + 0x28), 0x08);       /* kernel CS after SYSCALL */
+	CHECK_EQ_U64(get64(m, RES + 0x50), gaddr(g_sysentry)); /* RCX = return RIP */
+	CHECK_EQ_U64(c->s.rip, gaddr(g_ud)); /* just past the HLT */
+	CHECK(c->halted);
+
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
+/* A guest whose IDT is garbage: the first fault becomes #DF, then a triple
+ * fault, reported as CPU_EXIT_SHUTDOWN. */
+static void test_triple_fault(void)
+{
+	struct machine *m;
+	struct machine_config cfg = { .mem_size = 4 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	CHECK(machine_create(&m, &cfg) == 0);
+	if (!m)
+		return;
+	put64(m, 0x1000, 0x2000 | 3);
+	put64(m, 0x2000, 0x3000 | 3);
+	put64(m, 0x3000, 0x83);
+	put64(m, 0x3008, (1ull << 21) | 0x83);
+	uint8_t ud[2] = { 0x0f, 0x0b };
+	CHECK(gpa_write(m, BASE, ud, 2) == 0);
+	struct cpu *c = calloc(1, sizeof(*c));
+	CHECK(cpu_init_system(c, m, 0) == 0);
+	c->s.cr0 = 0x80050033;
+	c->s.cr3 = 0x1000;
+	c->s.cr4 = 0x6a0;
+	c->s.efer = 0xd01;
+	c->s.seg[SEG_CS] = (struct cpu_seg){ .sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b };
+	c->s.idtr = (struct cpu_dtr){ .base = 0x200000, .limit = 0 }; /* every vector outside */
+	c->s.gpr[R_RSP] = 0x8000;
+	c->s.rip = BASE;
+	c->s.rflags = 2;
+	cpu_state_loaded(c);
+	CHECK(cpu_run(c, 1000) == CPU_EXIT_SHUTDOWN);
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
+int main(void)
+{
+	RUN(test_kernel);
+	RUN(test_triple_fault);
+	return test_report();
+}
+
+#else
+int main(void)
+{
+	printf("t_cpu_sys: needs an x86-64 host to assemble its guest; skipped\n");
+	return test_report();
+}
+#endif

@@ -1,0 +1,367 @@
+/* The machine's plumbing: gpa_ptr range checks, port/MMIO dispatch, the
+ * virtual clock and timers, and hostile traffic: random accesses of every
+ * size to every port and the MMIO windows, and random save/load buffers,
+ * must never crash or corrupt the host. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine/machine_impl.h"
+#include "testhelp.h"
+
+static struct machine *mk(uint64_t mem, unsigned ncpus)
+{
+	struct machine *m = NULL;
+	struct machine_config cfg = { .mem_size = mem, .ncpus = ncpus, .serial_out_fd = -1 };
+	if (machine_create(&m, &cfg) < 0)
+		return NULL;
+	return m;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static void test_gpa_low_only(void)
+{
+	struct machine *m = mk(64 << 20, 1);
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	uint8_t *base = gpa_ptr(m, 0, 1);
+	CHECK(base != NULL);
+	CHECK(gpa_ptr(m, (64 << 20) - 4, 4) == base + (64 << 20) - 4);
+	CHECK(gpa_ptr(m, (64 << 20) - 4, 5) == NULL);
+	CHECK(gpa_ptr(m, 64 << 20, 1) == NULL);
+	CHECK(gpa_ptr(m, 0, (64 << 20) + 1) == NULL);
+	CHECK(gpa_ptr(m, UINT64_MAX, 2) == NULL);        /* wraps */
+	CHECK(gpa_ptr(m, 16, UINT64_MAX - 8) == NULL);   /* wraps */
+	CHECK(gpa_ptr(m, MEM_HIGH_START, 1) == NULL);    /* no high RAM */
+	CHECK(gpa_ptr(m, MEM_LAPIC_BASE, 4) == NULL);
+	uint32_t v = 0x12345678, r = 0;
+	CHECK(gpa_write(m, 0x1000, &v, 4) == 0);
+	CHECK(gpa_read(m, 0x1000, &r, 4) == 0 && r == v);
+	CHECK(gpa_write(m, (64 << 20) - 2, &v, 4) == -EFAULT);
+	CHECK(gpa_read(m, UINT64_MAX - 1, &r, 4) == -EFAULT);
+	machine_destroy(m);
+}
+
+static void test_gpa_split(void)
+{
+	/* 3 GiB + 64 MiB: low RAM ends at the hole, the rest is above 4 GiB */
+	uint64_t size = MEM_LOW_END + (64ull << 20);
+	struct machine *m = mk(size, 1);
+	CHECK(m != NULL);
+	if (!m)
+		return;
+	uint8_t *base = gpa_ptr(m, 0, 1);
+	CHECK(gpa_ptr(m, MEM_LOW_END - 1, 1) == base + MEM_LOW_END - 1);
+	CHECK(gpa_ptr(m, MEM_LOW_END - 1, 2) == NULL); /* runs into the hole */
+	CHECK(gpa_ptr(m, MEM_LOW_END, 1) == NULL);
+	CHECK(gpa_ptr(m, MEM_HOLE_END - 1, 1) == NULL);
+	CHECK(gpa_ptr(m, MEM_HIGH_START, 1) == base + MEM_LOW_END);
+	CHECK(gpa_ptr(m, MEM_HIGH_START + (64ull << 20) - 8, 8) == base + size - 8);
+	CHECK(gpa_ptr(m, MEM_HIGH_START + (64ull << 20) - 8, 9) == NULL);
+	CHECK(gpa_ptr(m, MEM_HIGH_START - 1, 2) == NULL);
+	/* the guest writes through the mapping it sees */
+	uint64_t v = 0xdeadbeefcafef00dull, r = 0;
+	CHECK(gpa_write(m, MEM_HIGH_START + 0x100, &v, 8) == 0);
+	memcpy(&r, base + MEM_LOW_END + 0x100, 8);
+	CHECK_EQ_U64(r, v);
+	machine_destroy(m);
+}
+
+static void test_create_bad(void)
+{
+	struct machine *m = NULL;
+	struct machine_config cfg = { .mem_size = 64 << 20, .ncpus = 0, .serial_out_fd = -1 };
+	CHECK(machine_create(&m, &cfg) == -EINVAL);
+	cfg.ncpus = MACHINE_MAX_CPUS + 1;
+	CHECK(machine_create(&m, &cfg) == -EINVAL);
+	cfg.ncpus = 1;
+	cfg.mem_size = (64 << 20) + 1;
+	CHECK(machine_create(&m, &cfg) == -EINVAL);
+	cfg.mem_size = 4096;
+	CHECK(machine_create(&m, &cfg) == -EINVAL);
+}
+
+struct probe {
+	uint64_t last_off, last_val;
+	unsigned last_size, reads, writes;
+};
+
+static uint64_t probe_rd(void *dev, uint64_t off, unsigned size)
+{
+	struct probe *p = dev;
+	p->last_off = off;
+	p->last_size = size;
+	p->reads++;
+	return 0x1122334455667788ull;
+}
+
+static void probe_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
+{
+	struct probe *p = dev;
+	p->last_off = off;
+	p->last_size = size;
+	p->last_val = val;
+	p->writes++;
+}
+
+static void test_bus_dispatch(void)
+{
+	struct machine *m = mk(16 << 20, 1);
+	if (!m)
+		return;
+	struct probe a = { 0 }, b = { 0 };
+	CHECK(bus_register_pio(m, 0x500, 8, probe_rd, probe_wr, &a) == 0);
+	CHECK(bus_register_pio(m, 0x502, 1, probe_rd, probe_wr, &b) == 0); /* inside a */
+	CHECK(bus_register_pio(m, 0x500, 8, probe_rd, probe_wr, &a) == -EBUSY);
+	CHECK(bus_register_pio(m, 0xfffe, 4, probe_rd, probe_wr, &a) == -EINVAL);
+	CHECK_EQ_U64(bus_pio_read(m, 0x504, 2), 0x7788); /* truncated to the size */
+	CHECK_EQ_U64(a.last_off, 4);
+	CHECK_EQ_U64(a.last_size, 2);
+	bus_pio_write(m, 0x502, 1, 0x1ff);               /* the smaller region wins */
+	CHECK_EQ_U64(b.writes, 1);
+	CHECK_EQ_U64(b.last_val, 0xff);
+	CHECK_EQ_U64(a.writes, 0);
+	bus_pio_write(m, 0x502, 2, 0xabcd);              /* does not fit b: goes to a */
+	CHECK_EQ_U64(a.writes, 1);
+	CHECK_EQ_U64(a.last_off, 2);
+	CHECK_EQ_U64(bus_pio_read(m, 0x507, 2), 0xffff); /* straddles the end: unclaimed */
+	CHECK_EQ_U64(bus_pio_read(m, 0x510, 4), 0xffffffff);
+	CHECK_EQ_U64(bus_pio_read(m, 0x500, 3), ~0ull);  /* bad size */
+
+	CHECK(bus_register_mmio(m, 0xd0000000, 0x1000, probe_rd, probe_wr, &a) == 0);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ff8, 8), 0x1122334455667788ull);
+	CHECK_EQ_U64(a.last_off, 0xff8);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ffc, 8), ~0ull);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xe0000000, 4), 0xffffffffull);
+	bus_mmio_write(m, 0xd0000010, 4, 0x1234567890ull);
+	CHECK_EQ_U64(a.last_val, 0x34567890);
+	machine_destroy(m);
+}
+
+static int fired;
+static void timer_cb(void *opaque)
+{
+	(void)opaque;
+	fired++;
+}
+
+static void test_clock_timers(void)
+{
+	struct machine *m = mk(16 << 20, 1);
+	if (!m)
+		return;
+	uint64_t t0 = clock_ns(m);
+	uint64_t t1 = clock_ns(m);
+	CHECK(t1 >= t0);
+	clock_advance_to(m, t1 + 5000000000ull); /* a jump of 5 s */
+	CHECK(clock_ns(m) >= t1 + 5000000000ull);
+	CHECK(clock_ns(m) < t1 + 6000000000ull);
+	clock_advance_to(m, 1); /* never backwards */
+	CHECK(clock_ns(m) >= t1 + 5000000000ull);
+
+	m->clock_manual = 1;
+	uint64_t now = clock_ns(m);
+	struct mtimer *t = mtimer_new(m, timer_cb, NULL);
+	CHECK(t != NULL);
+	if (!t)
+		goto out;
+	fired = 0;
+	mtimer_arm(t, now + 1000);
+	CHECK_EQ_U64(mtimer_next_deadline(m), now + 1000);
+	CHECK_EQ_U64(mtimer_run_expired(m), now + 1000);
+	CHECK_EQ_U64(fired, 0);
+	clock_advance_to(m, now + 999);
+	mtimer_run_expired(m);
+	CHECK_EQ_U64(fired, 0);
+	clock_advance_to(m, now + 1000);
+	CHECK_EQ_U64(mtimer_run_expired(m), UINT64_MAX);
+	CHECK_EQ_U64(fired, 1);
+	mtimer_arm(t, now);
+	mtimer_cancel(t);
+	mtimer_run_expired(m);
+	CHECK_EQ_U64(fired, 1);
+out:
+	machine_destroy(m);
+}
+
+static void test_power_requests(void)
+{
+	struct machine *m = mk(16 << 20, 1);
+	if (!m)
+		return;
+	CHECK_EQ_U64(machine_take_power(m), POWER_ON);
+	bus_pio_write(m, PORT_ACPI_RESET, 1, 0x06);
+	CHECK_EQ_U64(machine_take_power(m), POWER_RESET);
+	bus_pio_write(m, PORT_ACPI_PM1_CNT, 2, 0x3400); /* SLP_TYP 5 | SLP_EN */
+	CHECK_EQ_U64(machine_take_power(m), POWER_OFF);
+	bus_pio_write(m, PORT_ACPI_PM1_CNT, 2, 0x2000 | (1 << 10)); /* S1: not offered */
+	CHECK_EQ_U64(machine_take_power(m), POWER_ON);
+	bus_pio_write(m, PORT_I8042 + 4, 1, 0xfe);
+	CHECK_EQ_U64(machine_take_power(m), POWER_RESET);
+	/* the PM timer runs at 3.579545 MHz */
+	m->clock_manual = 1;
+	uint32_t a = (uint32_t)bus_pio_read(m, PORT_ACPI_PM_TMR, 4);
+	clock_advance_to(m, clock_ns(m) + 1000000000ull);
+	uint32_t b = (uint32_t)bus_pio_read(m, PORT_ACPI_PM_TMR, 4);
+	CHECK((uint32_t)(b - a) >= 3579544 && (uint32_t)(b - a) <= 3579546);
+	machine_destroy(m);
+}
+
+/* Every port, every size, random values; then the MMIO windows. The only
+ * requirement: no crash, no sanitizer report, and RAM outside the devices'
+ * reach untouched. */
+static void test_hostile_io(void)
+{
+	struct machine *m = mk(32 << 20, 4);
+	if (!m)
+		return;
+	m->clock_manual = 1;
+	uint8_t *ram = gpa_ptr(m, 0, 32 << 20);
+	memset(ram, 0x5a, 32 << 20);
+	static const unsigned sizes[] = { 1, 2, 4, 8, 3, 0, 16 };
+	for (unsigned round = 0; round < 4; round++) {
+		for (uint32_t port = 0; port < 0x10000; port++) {
+			unsigned sz = sizes[rnd() % 7];
+			m->cur_cpu = (unsigned)(rnd() % 6); /* includes invalid CPU numbers */
+			if (rnd() & 1)
+				bus_pio_write(m, (uint16_t)port, sz, rnd());
+			else
+				(void)bus_pio_read(m, (uint16_t)port, sz);
+		}
+		for (unsigned k = 0; k < 200000; k++) {
+			uint64_t base = (rnd() & 1) ? MEM_LAPIC_BASE : MEM_IOAPIC_BASE;
+			uint64_t gpa = base + (rnd() % 0x1100) - 0x40;
+			unsigned sz = sizes[rnd() % 7];
+			m->cur_cpu = (unsigned)(rnd() % 6);
+			if (rnd() & 1)
+				bus_mmio_write(m, gpa, sz, rnd());
+			else
+				(void)bus_mmio_read(m, gpa, sz);
+			if ((k & 255) == 0) {
+				clock_advance_to(m, clock_ns(m) + rnd() % 10000000);
+				mtimer_run_expired(m);
+				for (unsigned c = 0; c < 4; c++) {
+					for (int n = 0; n < 8 && intr_pending(m, c); n++)
+						(void)intr_ack(m, c);
+					(void)vcpu_take_requests(m, c, NULL);
+				}
+				machine_take_power(m);
+			}
+		}
+		for (unsigned k = 0; k < 10000; k++) {
+			irq_set_level(m, (unsigned)(rnd() % 40), (int)(rnd() & 1));
+			uint64_t v;
+			(void)lapic_msr_read(m, (unsigned)(rnd() % 6), (uint32_t)(0x7f0 + rnd() % 0x120), &v);
+			(void)lapic_msr_write(m, (unsigned)(rnd() % 6), (uint32_t)(0x7f0 + rnd() % 0x120), rnd());
+			(void)lapic_msr_write(m, (unsigned)(rnd() % 6), 0x1b, rnd() & 0xfee00d00ull);
+		}
+	}
+	/* no device wrote to RAM */
+	size_t bad = 0;
+	for (size_t k = 0; k < (32u << 20); k++)
+		bad += ram[k] != 0x5a;
+	CHECK_EQ_U64(bad, 0);
+	machine_destroy(m);
+}
+
+/* Round trips restore the state exactly; hostile buffers are refused or
+ * sanitised, and the device keeps working. */
+#define DEV_CASE(name, dev)                                                                  \
+	do {                                                                                     \
+		uint8_t buf[4096], buf2[4096];                                                       \
+		int n = name##_save(dev, NULL, 0);                                                   \
+		CHECK(n > 0 && n <= (int)sizeof(buf));                                               \
+		CHECK(name##_save(dev, buf, (size_t)n - 1) == -ENOSPC);                              \
+		CHECK(name##_save(dev, buf, sizeof(buf)) == n);                                      \
+		CHECK(name##_load(dev, buf, (size_t)n - 1) == -EINVAL);                              \
+		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                        \
+		CHECK(name##_save(dev, buf2, sizeof(buf2)) == n);                                    \
+		CHECK(memcmp(buf, buf2, (size_t)n) == 0);                                            \
+		memcpy(buf2, buf, (size_t)n);                                                        \
+		buf2[0] ^= 1;                                                                        \
+		CHECK(name##_load(dev, buf2, (size_t)n) == -EINVAL);                                 \
+		for (int k = 0; k < 2000; k++) {                                                     \
+			memcpy(buf2, buf, 16);                                                           \
+			for (int b = 16; b < n; b++)                                                     \
+				buf2[b] = (k & 1) ? (uint8_t)rnd() : (uint8_t)(buf[b] ^ ((rnd() % 13) ? 0 : rnd())); \
+			(void)name##_load(dev, buf2, (size_t)n);                                         \
+			hostile_poke(m);                                                                 \
+		}                                                                                    \
+		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                        \
+	} while (0)
+
+static void hostile_poke(struct machine *m)
+{
+	static const uint16_t ports[] = { 0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x70, 0x71,
+					  0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff, 0x60, 0x64,
+					  0x600, 0x602, 0x604, 0x608, 0x4d0, 0x4d1 };
+	for (int k = 0; k < 8; k++) {
+		uint16_t p = ports[rnd() % (sizeof(ports) / sizeof(ports[0]))];
+		if (rnd() & 1)
+			bus_pio_write(m, p, 1, rnd());
+		else
+			(void)bus_pio_read(m, p, 1);
+		bus_mmio_write(m, MEM_LAPIC_BASE + (rnd() % 0x400) * 4, 4, rnd());
+		(void)bus_mmio_read(m, MEM_IOAPIC_BASE + (rnd() & 0x1f), 4);
+	}
+	clock_advance_to(m, clock_ns(m) + rnd() % 1000000);
+	mtimer_run_expired(m);
+	while (intr_pending(m, 0) && rnd() % 16)
+		(void)intr_ack(m, 0);
+	uint8_t b = 'x';
+	(void)uart_receive(&m->com1, &b, 1);
+	machine_take_power(m);
+}
+
+static void test_save_load(void)
+{
+	struct machine *m = mk(16 << 20, 2);
+	if (!m)
+		return;
+	m->clock_manual = 1;
+	/* some non-trivial state first */
+	bus_pio_write(m, 0x20, 1, 0x11);
+	bus_pio_write(m, 0x21, 1, 0x30);
+	bus_pio_write(m, 0x21, 1, 0x04);
+	bus_pio_write(m, 0x21, 1, 0x01);
+	bus_pio_write(m, 0x43, 1, 0x34);
+	bus_pio_write(m, 0x40, 1, 0x9c);
+	bus_pio_write(m, 0x40, 1, 0x2e);
+	bus_pio_write(m, 0x3fb, 1, 0x03);
+	bus_mmio_write(m, MEM_LAPIC_BASE + 0x380, 4, 100000);
+	DEV_CASE(pic, &m->pic);
+	DEV_CASE(ioapic, &m->ioapic);
+	DEV_CASE(lapic, &m->lapic[0]);
+	DEV_CASE(lapic, &m->lapic[1]);
+	DEV_CASE(pit, &m->pit);
+	DEV_CASE(rtc, &m->rtc);
+	bus_pio_write(m, 0x3ff, 1, 0x77);
+	DEV_CASE(uart, &m->com1);
+	CHECK_EQ_U64(bus_pio_read(m, 0x3ff, 1), 0x77); /* the restored scratch register */
+	DEV_CASE(i8042, &m->kbd);
+	DEV_CASE(acpi_pm, &m->pm);
+	machine_destroy(m);
+}
+
+int main(void)
+{
+	RUN(test_gpa_low_only);
+	RUN(test_gpa_split);
+	RUN(test_create_bad);
+	RUN(test_bus_dispatch);
+	RUN(test_clock_timers);
+	RUN(test_power_requests);
+	RUN(test_hostile_io);
+	RUN(test_save_load);
+	return test_report();
+}
