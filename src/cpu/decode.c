@@ -99,7 +99,8 @@ static void parse_modrm(struct dstate *d, struct insn *i)
 			i->base = (uint8_t)(base | ((i->rex & 1) ? 8 : 0));
 		}
 	} else if (rm == 5 && mod == 0) {
-		i->base = RIPREL;
+		/* 64-bit code: RIP-relative; legacy code: an absolute disp32 */
+		i->base = d->bits == 64 ? RIPREL : NOREG;
 		i->disp = (int32_t)read_imm(d, 4, 1);
 	} else {
 		i->base = (uint8_t)(rm | ((i->rex & 1) ? 8 : 0));

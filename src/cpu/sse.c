@@ -1003,7 +1003,7 @@ static void op_movbe_store(struct cpu *c, const struct insn *i)
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as SSE4.2 CRC32 */
 static uint32_t crc32c_table[256];
 
-static void crc32c_init(void)
+__attribute__((constructor)) static void crc32c_init(void)
 {
 	for (unsigned n = 0; n < 256; n++) {
 		uint32_t r = n;
@@ -1244,7 +1244,7 @@ static int decode_0f(struct insn *i)
 		return p == PFX_NONE ? set_fn(i, op_maskmovq, 0) : ud(i);
 	}
 	if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f) ||
-	    (op >= 0xc2 && op <= 0xc6) || op >= 0xd0)
+	    op == 0xc2 || (op >= 0xc4 && op <= 0xc6) || op >= 0xd0)
 		return ud(i);
 	return -1;
 }
@@ -1332,14 +1332,8 @@ static int decode_0f3a(struct insn *i)
 
 int sse_decode(struct insn *i)
 {
-	static bool ready;
 	int r;
 
-	if (!ready) {
-		/* Idempotent, so a race between threads only repeats the work. */
-		crc32c_init();
-		__atomic_store_n(&ready, true, __ATOMIC_RELEASE);
-	}
 	if (i->map != MAP_0F && i->map != MAP_0F38 && i->map != MAP_0F3A)
 		return -1;
 	r = sse_fp_decode(i);

@@ -40,42 +40,82 @@ static inline bool f64_inf(uint64_t a) { return (a & ~(1ull << 63)) == 0x7ff0000
 struct fpctx {
 	uint32_t mxcsr;
 	uint32_t pre, post;
-	int host_round;
+	unsigned host; /* the host's rounding state, restored by fp_end */
 };
 
-static const int rc_host[4] = { FE_TONEAREST, FE_DOWNWARD, FE_UPWARD, FE_TOWARDZERO };
+#define CR4_OSXMMEXCPT 0x400u
 
 static inline bool daz(const struct fpctx *e) { return e->mxcsr & MXCSR_DAZ; }
 static inline bool ftz(const struct fpctx *e) { return e->mxcsr & MXCSR_FZ; }
 static inline bool masked(const struct fpctx *e, uint32_t flag) { return e->mxcsr & (flag << 7); }
 
+/* Host floating-point environment: the rounding mode and the inexact and
+ * overflow flags. On x86-64 hosts MXCSR is used directly (fenv.h also
+ * rewrites the x87 state each time, which costs far more); elsewhere
+ * <fenv.h>. The asm statements clobber memory so that the volatile
+ * operands and results of the operations stay on their side of them. */
+/* CORRAL_SSE_FENV forces the portable path (to test it on x86-64). */
+#if defined(__x86_64__) && defined(__SSE2_MATH__) && !defined(CORRAL_SSE_FENV)
+#define HF_INEXACT 0x20
+#define HF_OVERFLOW 0x08
+static inline unsigned hmx_get(void)
+{
+	unsigned v;
+	__asm__ volatile("stmxcsr %0" : "=m"(v) : : "memory");
+	return v;
+}
+static inline void hmx_set(unsigned v)
+{
+	__asm__ volatile("ldmxcsr %0" : : "m"(v) : "memory");
+}
+static inline void hf_clear(void) { hmx_set(hmx_get() & ~0x3fu); }
+static inline int hf_test(void) { return (int)(hmx_get() & (HF_INEXACT | HF_OVERFLOW)); }
+static inline unsigned hf_round_begin(unsigned rc)
+{
+	unsigned old = hmx_get();
+	/* DAZ and FZ off: corral applies the guest's own. All exceptions masked. */
+	hmx_set((old & ~(0x6000u | MXCSR_DAZ | MXCSR_FZ)) | MXCSR_MASKS | rc << 13);
+	return old;
+}
+static inline void hf_round_end(unsigned old) { hmx_set(old); }
+#else
+#define HF_INEXACT FE_INEXACT
+#define HF_OVERFLOW FE_OVERFLOW
+static inline void hf_clear(void) { feclearexcept(FE_ALL_EXCEPT); }
+static inline int hf_test(void) { return fetestexcept(FE_INEXACT | FE_OVERFLOW); }
+static inline unsigned hf_round_begin(unsigned rc)
+{
+	static const int modes[4] = { FE_TONEAREST, FE_DOWNWARD, FE_UPWARD, FE_TOWARDZERO };
+	int old = fegetround();
+	fesetround(modes[rc]);
+	return (unsigned)old;
+}
+static inline void hf_round_end(unsigned old) { fesetround((int)old); }
+#endif
+
 static void fp_begin(struct cpu *c, struct fpctx *e)
 {
 	e->mxcsr = c->s.mxcsr;
 	e->pre = e->post = 0;
-	e->host_round = fegetround();
-	fesetround(rc_host[(e->mxcsr >> MXCSR_RC_SHIFT) & 3]);
+	e->host = hf_round_begin((e->mxcsr >> MXCSR_RC_SHIFT) & 3);
 }
 
 /* Restore the host and record flags; raises #XM (leaving the destination
- * alone) when an unmasked exception happened. */
+ * alone) when an unmasked exception happened, or #UD if the OS has not
+ * enabled #XM (CR4.OSXMMEXCPT). */
 static void fp_end(struct cpu *c, struct fpctx *e)
 {
 	uint32_t unmasked = ~(e->mxcsr >> 7) & 0x3f;
-	fesetround(e->host_round);
+	int vec = (c->s.cr4 & CR4_OSXMMEXCPT) ? EXC_XM : EXC_UD;
+	hf_round_end(e->host);
 	if (e->pre & unmasked) {
 		c->s.mxcsr |= e->pre;
-		cpu_raise(c, EXC_XM, 0);
+		cpu_raise(c, vec, 0);
 	}
 	c->s.mxcsr |= e->pre | e->post;
 	if (e->post & unmasked)
-		cpu_raise(c, EXC_XM, 0);
+		cpu_raise(c, vec, 0);
 }
-
-/* Host flag access. The operations go through volatile objects so the
- * compiler can neither fold them nor move them across these calls. */
-static inline void hf_clear(void) { feclearexcept(FE_ALL_EXCEPT); }
-static inline int hf_test(void) { return fetestexcept(FE_INEXACT | FE_OVERFLOW); }
 
 enum { FOP_ADD, FOP_SUB, FOP_MUL, FOP_DIV, FOP_MIN, FOP_MAX, FOP_SQRT };
 
@@ -115,7 +155,7 @@ static bool f32_unbounded(double d, int *ex)
 	double m = frexp(d, ex);
 	hf_clear();
 	float f = h_d2f(m);
-	bool inexact = hf_test() & FE_INEXACT;
+	bool inexact = hf_test() & HF_INEXACT;
 	if (fabsf(f) == 1.0f)
 		(*ex)++;
 	return inexact;
@@ -124,14 +164,14 @@ static bool f32_unbounded(double d, int *ex)
 static uint32_t f32_finish(struct fpctx *e, double d)
 {
 	/* The host flags hold those of computing d; add the rounding to single. */
-	bool op_inexact = hf_test() & FE_INEXACT;
+	bool op_inexact = hf_test() & HF_INEXACT;
 	float f = h_d2f(d);
 	int fl = hf_test();
 	uint32_t r = f2u(f);
-	bool inexact = fl & FE_INEXACT;
+	bool inexact = fl & HF_INEXACT;
 	int ex;
 
-	if (fl & FE_OVERFLOW) {
+	if (fl & HF_OVERFLOW) {
 		if (masked(e, MXCSR_OE))
 			e->post |= MXCSR_OE | MXCSR_PE;
 		else
@@ -182,7 +222,7 @@ static bool f64_unbounded(unsigned op, double a, double b, int *ex)
 		r = h_op(op, a * 0x1p-64, b * 0x1p-64);
 		*ex = 64;
 	}
-	bool inexact = hf_test() & FE_INEXACT;
+	bool inexact = hf_test() & HF_INEXACT;
 	(void)frexp(r, &er);
 	*ex += er;
 	return inexact;
@@ -192,10 +232,10 @@ static bool f64_unbounded(unsigned op, double a, double b, int *ex)
 static uint64_t f64_finish(struct fpctx *e, double rd, int fl, unsigned op, double a, double b)
 {
 	uint64_t r = d2u(rd);
-	bool inexact = fl & FE_INEXACT, muldiv = op == FOP_MUL || op == FOP_DIV;
+	bool inexact = fl & HF_INEXACT, muldiv = op == FOP_MUL || op == FOP_DIV;
 	int ex;
 
-	if (fl & FE_OVERFLOW) {
+	if (fl & HF_OVERFLOW) {
 		if (masked(e, MXCSR_OE))
 			e->post |= MXCSR_OE | MXCSR_PE;
 		else
@@ -710,7 +750,7 @@ static uint32_t int_to_f32(struct fpctx *e, int64_t v)
 	hf_clear();
 	volatile int64_t x = v;
 	volatile float r = (float)x;
-	if (hf_test() & FE_INEXACT)
+	if (hf_test() & HF_INEXACT)
 		e->post |= MXCSR_PE;
 	return f2u(r);
 }
@@ -720,7 +760,7 @@ static uint64_t int_to_f64(struct fpctx *e, int64_t v)
 	hf_clear();
 	volatile int64_t x = v;
 	volatile double r = (double)x;
-	if (hf_test() & FE_INEXACT)
+	if (hf_test() & HF_INEXACT)
 		e->post |= MXCSR_PE;
 	return d2u(r);
 }

@@ -100,6 +100,7 @@ int cpu_init_system(struct cpu *c, struct machine *m, unsigned index)
 		return -ENOMEM;
 	}
 	c->code_gen = c->phys->code_gen;
+	c->trace = getenv("CORRAL_TRACE_CPU") != NULL;
 	cpu_reset_system(c);
 	return 0;
 }
@@ -606,6 +607,11 @@ int sys_exception(struct cpu *c)
 	int v = c->exc_vector;
 	uint32_t err = c->exc_error;
 	int soft = c->exc_soft;
+	if (c->trace)
+		fprintf(stderr, "corral: vCPU %u: %s (error %#x) at %04x:%#llx cr0 %#llx efer %#llx cr3 %#llx bits %u%s\n", c->index,
+			cpu_exc_name(v), err, c->s.seg[SEG_CS].sel, (unsigned long long)c->s.rip,
+			(unsigned long long)c->s.cr0, (unsigned long long)c->s.efer, (unsigned long long)c->s.cr3, c->code_bits,
+			c->delivering ? " while delivering" : "");
 	c->exc_soft = 0;
 	c->exc_noncanon = 0;
 	if (c->delivering) {

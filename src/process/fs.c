@@ -32,6 +32,9 @@ static int reserve_fd(struct proc *p, int fd)
 	int low = 100;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 32)
 		low = (int)rl.rlim_cur - 1 - PROC_MAX_RSV_FD;
+	/* a huge limit would make the host grow the fd table to match */
+	if (low > 1019 || low < 0)
+		low = 1019;
 	int n = fcntl(fd, F_DUPFD_CLOEXEC, low);
 	if (n < 0)
 		return fd;
@@ -167,7 +170,11 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 	if (r)
 		return r;
 	uint64_t m = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)(mode & 07777) : 0;
-	return (int)host_openat2(proc.rootfd, abs, (uint64_t)flags & ~(uint64_t)O_LARGEFILE, m, RESOLVE_GUEST);
+	/* openat2 refuses unknown flag bits that openat ignores */
+	uint64_t valid = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |
+			 O_SYNC | FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME |
+			 O_CLOEXEC | O_PATH | O_TMPFILE;
+	return (int)host_openat2(proc.rootfd, abs, (uint64_t)(unsigned)flags & valid, m, RESOLVE_GUEST);
 }
 
 void fs_put(struct fs_at *a)

@@ -203,17 +203,24 @@ static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, uns
 		int hp = PROT_READ;
 		if (!(vflags & VMA_SHARED) || (prot & VMEM_W))
 			hp |= PROT_WRITE;
-		h = mmap(NULL, len, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd, (off_t)off);
+		/* Hosts with pages larger than the guest's need a host-aligned
+		 * file offset: map from below and point past the difference. */
+		uint64_t delta = off & (host_page - 1);
+		h = mmap(NULL, len + delta, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd,
+			 (off_t)(off - delta));
+		if (h != MAP_FAILED)
+			h = (uint8_t *)h + delta;
 		/* Pages wholly past the end of a regular file would raise SIGBUS
 		 * in corral itself; give the guest zero pages there instead. */
 		if (h != MAP_FAILED && S_ISREG(st.st_mode)) {
 			uint64_t fend = gpage_up((uint64_t)st.st_size);
 			*fsize = (uint64_t)st.st_size;
 			if (fend < off + len) {
-				uint64_t from = fend > off ? fend - off : 0;
-				from = (from + host_page - 1) & ~(uint64_t)(host_page - 1);
-				if (from < len)
-					mmap((uint8_t *)h + from, len - from, PROT_READ | PROT_WRITE,
+				uintptr_t from = (uintptr_t)h + (fend > off ? fend - off : 0);
+				uintptr_t end = (uintptr_t)h + len;
+				from = (from + host_page - 1) & ~(uintptr_t)(host_page - 1);
+				if (from < end)
+					mmap((void *)from, end - from, PROT_READ | PROT_WRITE,
 					     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			}
 		}

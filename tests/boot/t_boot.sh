@@ -42,7 +42,7 @@ ov=$work/overlay
 mkdir -p "$ov/testdata"
 head -c 65536 /dev/urandom >"$ov/testdata/known.bin"
 want_sha=$(sha256sum "$ov/testdata/known.bin" | cut -d' ' -f1)
-AWK_PROG='BEGIN { s = 0; for (i = 1; i <= 2000; i++) s += i * i % 97; printf "%d %.6f\n", s, sqrt(2) * 1000 }'
+AWK_PROG='BEGIN { s = 0; for (i = 1; i <= 2000; i++) s += i * i % 97; printf "%d %.6f\n", s, s / 7 * 1.5 }'
 want_awk=$(awk "$AWK_PROG")
 SH_LOOP='i=0; s=0; while [ $i -lt 500 ]; do s=$((s + i * 3 % 7)); i=$((i + 1)); done; echo $s'
 want_sh=$(sh -c "$SH_LOOP")
@@ -91,7 +91,7 @@ boot() {
 }
 
 field() { # ncpus name -> the rest of the T_BOOT line
-	grep -a "^T_BOOT $2\( \|$\)" "$work/log.$1" | head -n 1 | sed "s/^T_BOOT $2 *//"
+	grep -a "T_BOOT $2\( \|$\)" "$work/log.$1" | head -n 1 | sed "s/.*T_BOOT $2 *//"
 }
 
 check() { # description, got, want
@@ -110,7 +110,7 @@ show_log() {
 # ---- one CPU ----
 boot 1
 check "cpus=1: corral exits 0" "$rc" 0
-grep -aq "^T_BOOT init" "$work/log.1" && ok "cpus=1: /init runs" || fail "cpus=1: /init never ran"
+grep -aq "T_BOOT init" "$work/log.1" && ok "cpus=1: /init runs" || fail "cpus=1: /init never ran"
 check "cpus=1: uname" "$(field 1 uname)" "Linux $release x86_64"
 cpuinfo=$(field 1 cpuinfo)
 check "cpus=1: /proc/cpuinfo has 1 processor with long mode" "$(echo "$cpuinfo" | cut -d' ' -f1-2)" "1 lm"
@@ -124,7 +124,7 @@ check "cpus=1: awk arithmetic" "$(field 1 awk)" "$want_awk"
 check "cpus=1: sha256sum of a known file" "$(field 1 sha256)" "$want_sha"
 check "cpus=1: sh loop" "$(field 1 shloop)" "$want_sh"
 check "cpus=1: work ran on CPU 0" "$(field 1 'cpuwork 0')" 0
-grep -aq "^T_BOOT done" "$work/log.1" && ok "cpus=1: all checks ran" || fail "cpus=1: /init did not finish"
+grep -aq "T_BOOT done" "$work/log.1" && ok "cpus=1: all checks ran" || fail "cpus=1: /init did not finish"
 [ "$failed" -eq 0 ] || show_log 1
 
 # ---- two CPUs ----
@@ -136,7 +136,7 @@ check "cpus=2: /proc/cpuinfo has 2 processors" "$(field 2 cpuinfo | cut -d' ' -f
 check "cpus=2: work ran on CPU 0" "$(field 2 'cpuwork 0')" 0
 check "cpus=2: work ran on CPU 1" "$(field 2 'cpuwork 1')" 1
 check "cpus=2: sha256sum of a known file" "$(field 2 sha256)" "$want_sha"
-grep -aq "^T_BOOT done" "$work/log.2" && ok "cpus=2: all checks ran" || fail "cpus=2: /init did not finish"
+grep -aq "T_BOOT done" "$work/log.2" && ok "cpus=2: all checks ran" || fail "cpus=2: /init did not finish"
 [ "$failed" -eq "$f0" ] || show_log 2
 
 echo "$passed passed, $failed failed"
