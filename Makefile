@@ -131,3 +131,20 @@ fuzz-boot-run: $(FUZZ_BUILD)/fuzz_boot
 		-artifact_prefix=tests/fuzz/regress/boot/ $(FUZZ_BUILD)/corpus-boot tests/fuzz/seeds/boot
 
 .PHONY: fuzz-boot-run
+
+# ---- tiny guests ----
+# tests/guests/*.S: flat 64-bit guests for `corral run --flat` (see
+# tests/guests/guest.h), assembled with the x86-64 GNU assembler and linked
+# at 1 MiB to raw binaries. tests/guests/t_guests.sh runs them.
+GUESTS_AS  ?= as
+GUESTS_LD  ?= ld
+GUESTS_SRC := $(sort $(wildcard tests/guests/*.S))
+GUESTS_BIN := $(GUESTS_SRC:%.S=$(BUILD)/%.bin)
+
+$(BUILD)/tests/guests/%.bin: tests/guests/%.S tests/guests/guest.h
+	@mkdir -p $(dir $@)
+	gcc -E -P -Itests/guests -o $(@:.bin=.s) $<
+	$(GUESTS_AS) --64 -o $(@:.bin=.o) $(@:.bin=.s)
+	$(GUESTS_LD) -m elf_x86_64 -Ttext 0x100000 --oformat binary -e _start -o $@ $(@:.bin=.o)
+
+tests: $(GUESTS_BIN)

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs what corral needs to build and test (Debian 12 packages), then
-# builds it. With --demo, also runs a Debian program as a process VM.
+# builds it. With --demo, also builds the guest kit (Debian's kernel and a
+# busybox initramfs) and boots it: the guest prints what it is and powers
+# off; then runs a Debian program as a process VM.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,9 @@ fi
 make -j"$(nproc)"
 
 if [ "${1:-}" = "--demo" ]; then
+	sh tools/mkguest.sh
+	echo "corral setup: booting Debian's kernel on corral's virtual PC (emu engine):"
+	./build/corral run --cpus 2 --append "console=ttyS0 quiet -- true" </dev/null
 	echo "corral setup: running /bin/busybox in a process VM:"
 	./build/corral exec /bin/busybox sh -c \
 		'echo "hello from $(uname -m) code on corral'"'"'s CPU"; echo "2^20 = $((1 << 20))"; echo corral | sha256sum'

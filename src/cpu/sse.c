@@ -29,13 +29,13 @@ static inline uint16_t sat_u16(int64_t v)
 /* A packed operation on n bytes (8: MMX, 16: XMM): d = d op s. */
 typedef void (*vec_fn)(union cpu_xmm *d, const union cpu_xmm *s, unsigned n);
 
-#define VEC_LANES(name, field, type, expr)                                   \
-	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) \
-	{                                                                      \
-		for (unsigned k = 0; k < n / sizeof(d->field[0]); k++) {           \
-			type a = (type)d->field[k], b = (type)s->field[k];             \
-			d->field[k] = (expr);                                          \
-		}                                                                  \
+#define VEC_LANES(name, field, type, expr)                                                                             \
+	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)                                         \
+	{                                                                                                              \
+		for (unsigned k = 0; k < n / sizeof(d->field[0]); k++) {                                               \
+			type a = (type)d->field[k], b = (type)s->field[k];                                             \
+			d->field[k] = (expr);                                                                          \
+		}                                                                                                      \
 	}
 
 VEC_LANES(v_paddb, b, uint8_t, (uint8_t)(a + b))
@@ -54,10 +54,10 @@ VEC_LANES(v_psubsb, b, int8_t, sat_s8(a - b))
 VEC_LANES(v_psubsw, w, int16_t, sat_s16(a - b))
 VEC_LANES(v_psubusb, b, uint8_t, sat_u8(a - b))
 VEC_LANES(v_psubusw, w, uint16_t, sat_u16(a - b))
-VEC_LANES(v_pmullw, w, uint16_t, (uint16_t)((uint32_t)a * b))
+VEC_LANES(v_pmullw, w, uint16_t, (uint16_t)((uint32_t)a *b))
 VEC_LANES(v_pmulhw, w, int16_t, (uint16_t)(((int32_t)a * b) >> 16))
 VEC_LANES(v_pmulhuw, w, uint16_t, (uint16_t)(((uint32_t)a * b) >> 16))
-VEC_LANES(v_pmulld, d, uint32_t, (uint32_t)((uint64_t)a * b))
+VEC_LANES(v_pmulld, d, uint32_t, (uint32_t)((uint64_t)a *b))
 VEC_LANES(v_pmulhrsw, w, int16_t, (uint16_t)((((int32_t)a * b >> 14) + 1) >> 1))
 VEC_LANES(v_pavgb, b, uint8_t, (uint8_t)((a + b + 1) >> 1))
 VEC_LANES(v_pavgw, w, uint16_t, (uint16_t)(((uint32_t)a + b + 1) >> 1))
@@ -81,8 +81,8 @@ VEC_LANES(v_pcmpgtb, b, int8_t, a > b ? 0xff : 0)
 VEC_LANES(v_pcmpgtw, w, int16_t, a > b ? 0xffff : 0)
 VEC_LANES(v_pcmpgtd, d, int32_t, a > b ? ~0u : 0)
 VEC_LANES(v_pcmpgtq, q, int64_t, a > b ? ~0ull : 0)
-VEC_LANES(v_pand, q, uint64_t, a & b)
-VEC_LANES(v_pandn, q, uint64_t, ~a & b)
+VEC_LANES(v_pand, q, uint64_t, a &b)
+VEC_LANES(v_pandn, q, uint64_t, ~a &b)
 VEC_LANES(v_por, q, uint64_t, a | b)
 VEC_LANES(v_pxor, q, uint64_t, a ^ b)
 VEC_LANES(v_psignb, b, int8_t, (uint8_t)(b < 0 ? -a : b == 0 ? 0 : a))
@@ -145,8 +145,11 @@ static inline void unpack(union cpu_xmm *d, const union cpu_xmm *s, unsigned n, 
 	memcpy(d, &r, n);
 }
 
-#define VEC_UNPACK(name, sz, hi) \
-	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { unpack(d, s, n, sz, hi); }
+#define VEC_UNPACK(name, sz, hi)                                                                                       \
+	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)                                         \
+	{                                                                                                              \
+		unpack(d, s, n, sz, hi);                                                                               \
+	}
 VEC_UNPACK(v_punpcklbw, 1, false)
 VEC_UNPACK(v_punpcklwd, 2, false)
 VEC_UNPACK(v_punpckldq, 4, false)
@@ -236,12 +239,30 @@ static inline void hop_d(union cpu_xmm *d, const union cpu_xmm *s, unsigned n, b
 	memcpy(d, &r, n);
 }
 
-static void v_phaddw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_w(d, s, n, 0); }
-static void v_phaddsw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_w(d, s, n, 1); }
-static void v_phsubw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_w(d, s, n, 2); }
-static void v_phsubsw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_w(d, s, n, 3); }
-static void v_phaddd(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_d(d, s, n, false); }
-static void v_phsubd(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { hop_d(d, s, n, true); }
+static void v_phaddw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_w(d, s, n, 0);
+}
+static void v_phaddsw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_w(d, s, n, 1);
+}
+static void v_phsubw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_w(d, s, n, 2);
+}
+static void v_phsubsw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_w(d, s, n, 3);
+}
+static void v_phaddd(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_d(d, s, n, false);
+}
+static void v_phsubd(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
+{
+	hop_d(d, s, n, true);
+}
 
 static void v_phminposuw(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)
 {
@@ -284,8 +305,11 @@ static void vshift(union cpu_xmm *d, unsigned n, unsigned sz, int kind, uint64_t
 	}
 }
 
-#define VEC_SHIFT(name, sz, kind) \
-	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n) { vshift(d, n, sz, kind, s->q[0]); }
+#define VEC_SHIFT(name, sz, kind)                                                                                      \
+	static void name(union cpu_xmm *d, const union cpu_xmm *s, unsigned n)                                         \
+	{                                                                                                              \
+		vshift(d, n, sz, kind, s->q[0]);                                                                       \
+	}
 VEC_SHIFT(v_psrlw, 2, SH_RL)
 VEC_SHIFT(v_psrld, 4, SH_RL)
 VEC_SHIFT(v_psrlq, 8, SH_RL)
@@ -299,54 +323,131 @@ VEC_SHIFT(v_psllq, 8, SH_LL)
  * that a zero entry in an opcode map means "not a plain vector op". */
 enum {
 	V_NONE,
-	V_PADDB, V_PADDW, V_PADDD, V_PADDQ, V_PSUBB, V_PSUBW, V_PSUBD, V_PSUBQ,
-	V_PADDSB, V_PADDSW, V_PADDUSB, V_PADDUSW, V_PSUBSB, V_PSUBSW, V_PSUBUSB, V_PSUBUSW,
-	V_PMULLW, V_PMULHW, V_PMULHUW, V_PMULLD, V_PMULHRSW, V_PMULUDQ, V_PMULDQ,
-	V_PMADDWD, V_PMADDUBSW, V_PSADBW, V_PAVGB, V_PAVGW,
-	V_PMINUB, V_PMAXUB, V_PMINSB, V_PMAXSB, V_PMINUW, V_PMAXUW, V_PMINSW, V_PMAXSW,
-	V_PMINUD, V_PMAXUD, V_PMINSD, V_PMAXSD,
-	V_PCMPEQB, V_PCMPEQW, V_PCMPEQD, V_PCMPEQQ, V_PCMPGTB, V_PCMPGTW, V_PCMPGTD, V_PCMPGTQ,
-	V_PAND, V_PANDN, V_POR, V_PXOR,
-	V_PSIGNB, V_PSIGNW, V_PSIGND, V_PABSB, V_PABSW, V_PABSD,
-	V_PUNPCKLBW, V_PUNPCKLWD, V_PUNPCKLDQ, V_PUNPCKLQDQ,
-	V_PUNPCKHBW, V_PUNPCKHWD, V_PUNPCKHDQ, V_PUNPCKHQDQ,
-	V_PACKSSWB, V_PACKUSWB, V_PACKSSDW, V_PACKUSDW, V_PSHUFB,
-	V_PHADDW, V_PHADDSW, V_PHSUBW, V_PHSUBSW, V_PHADDD, V_PHSUBD, V_PHMINPOSUW,
-	V_PSRLW, V_PSRLD, V_PSRLQ, V_PSRAW, V_PSRAD, V_PSLLW, V_PSLLD, V_PSLLQ,
+	V_PADDB,
+	V_PADDW,
+	V_PADDD,
+	V_PADDQ,
+	V_PSUBB,
+	V_PSUBW,
+	V_PSUBD,
+	V_PSUBQ,
+	V_PADDSB,
+	V_PADDSW,
+	V_PADDUSB,
+	V_PADDUSW,
+	V_PSUBSB,
+	V_PSUBSW,
+	V_PSUBUSB,
+	V_PSUBUSW,
+	V_PMULLW,
+	V_PMULHW,
+	V_PMULHUW,
+	V_PMULLD,
+	V_PMULHRSW,
+	V_PMULUDQ,
+	V_PMULDQ,
+	V_PMADDWD,
+	V_PMADDUBSW,
+	V_PSADBW,
+	V_PAVGB,
+	V_PAVGW,
+	V_PMINUB,
+	V_PMAXUB,
+	V_PMINSB,
+	V_PMAXSB,
+	V_PMINUW,
+	V_PMAXUW,
+	V_PMINSW,
+	V_PMAXSW,
+	V_PMINUD,
+	V_PMAXUD,
+	V_PMINSD,
+	V_PMAXSD,
+	V_PCMPEQB,
+	V_PCMPEQW,
+	V_PCMPEQD,
+	V_PCMPEQQ,
+	V_PCMPGTB,
+	V_PCMPGTW,
+	V_PCMPGTD,
+	V_PCMPGTQ,
+	V_PAND,
+	V_PANDN,
+	V_POR,
+	V_PXOR,
+	V_PSIGNB,
+	V_PSIGNW,
+	V_PSIGND,
+	V_PABSB,
+	V_PABSW,
+	V_PABSD,
+	V_PUNPCKLBW,
+	V_PUNPCKLWD,
+	V_PUNPCKLDQ,
+	V_PUNPCKLQDQ,
+	V_PUNPCKHBW,
+	V_PUNPCKHWD,
+	V_PUNPCKHDQ,
+	V_PUNPCKHQDQ,
+	V_PACKSSWB,
+	V_PACKUSWB,
+	V_PACKSSDW,
+	V_PACKUSDW,
+	V_PSHUFB,
+	V_PHADDW,
+	V_PHADDSW,
+	V_PHSUBW,
+	V_PHSUBSW,
+	V_PHADDD,
+	V_PHSUBD,
+	V_PHMINPOSUW,
+	V_PSRLW,
+	V_PSRLD,
+	V_PSRLQ,
+	V_PSRAW,
+	V_PSRAD,
+	V_PSLLW,
+	V_PSLLD,
+	V_PSLLQ,
 	V_COUNT
 };
 
 static const vec_fn vec_ops[V_COUNT] = {
-	[V_PADDB] = v_paddb, [V_PADDW] = v_paddw, [V_PADDD] = v_paddd, [V_PADDQ] = v_paddq,
-	[V_PSUBB] = v_psubb, [V_PSUBW] = v_psubw, [V_PSUBD] = v_psubd, [V_PSUBQ] = v_psubq,
-	[V_PADDSB] = v_paddsb, [V_PADDSW] = v_paddsw, [V_PADDUSB] = v_paddusb, [V_PADDUSW] = v_paddusw,
-	[V_PSUBSB] = v_psubsb, [V_PSUBSW] = v_psubsw, [V_PSUBUSB] = v_psubusb, [V_PSUBUSW] = v_psubusw,
-	[V_PMULLW] = v_pmullw, [V_PMULHW] = v_pmulhw, [V_PMULHUW] = v_pmulhuw, [V_PMULLD] = v_pmulld,
-	[V_PMULHRSW] = v_pmulhrsw, [V_PMULUDQ] = v_pmuludq, [V_PMULDQ] = v_pmuldq,
-	[V_PMADDWD] = v_pmaddwd, [V_PMADDUBSW] = v_pmaddubsw, [V_PSADBW] = v_psadbw,
-	[V_PAVGB] = v_pavgb, [V_PAVGW] = v_pavgw,
-	[V_PMINUB] = v_pminub, [V_PMAXUB] = v_pmaxub, [V_PMINSB] = v_pminsb, [V_PMAXSB] = v_pmaxsb,
-	[V_PMINUW] = v_pminuw, [V_PMAXUW] = v_pmaxuw, [V_PMINSW] = v_pminsw, [V_PMAXSW] = v_pmaxsw,
-	[V_PMINUD] = v_pminud, [V_PMAXUD] = v_pmaxud, [V_PMINSD] = v_pminsd, [V_PMAXSD] = v_pmaxsd,
-	[V_PCMPEQB] = v_pcmpeqb, [V_PCMPEQW] = v_pcmpeqw, [V_PCMPEQD] = v_pcmpeqd, [V_PCMPEQQ] = v_pcmpeqq,
-	[V_PCMPGTB] = v_pcmpgtb, [V_PCMPGTW] = v_pcmpgtw, [V_PCMPGTD] = v_pcmpgtd, [V_PCMPGTQ] = v_pcmpgtq,
-	[V_PAND] = v_pand, [V_PANDN] = v_pandn, [V_POR] = v_por, [V_PXOR] = v_pxor,
-	[V_PSIGNB] = v_psignb, [V_PSIGNW] = v_psignw, [V_PSIGND] = v_psignd,
-	[V_PABSB] = v_pabsb, [V_PABSW] = v_pabsw, [V_PABSD] = v_pabsd,
-	[V_PUNPCKLBW] = v_punpcklbw, [V_PUNPCKLWD] = v_punpcklwd, [V_PUNPCKLDQ] = v_punpckldq,
-	[V_PUNPCKLQDQ] = v_punpcklqdq, [V_PUNPCKHBW] = v_punpckhbw, [V_PUNPCKHWD] = v_punpckhwd,
-	[V_PUNPCKHDQ] = v_punpckhdq, [V_PUNPCKHQDQ] = v_punpckhqdq,
-	[V_PACKSSWB] = v_packsswb, [V_PACKUSWB] = v_packuswb, [V_PACKSSDW] = v_packssdw,
-	[V_PACKUSDW] = v_packusdw, [V_PSHUFB] = v_pshufb,
-	[V_PHADDW] = v_phaddw, [V_PHADDSW] = v_phaddsw, [V_PHSUBW] = v_phsubw, [V_PHSUBSW] = v_phsubsw,
-	[V_PHADDD] = v_phaddd, [V_PHSUBD] = v_phsubd, [V_PHMINPOSUW] = v_phminposuw,
-	[V_PSRLW] = v_psrlw, [V_PSRLD] = v_psrld, [V_PSRLQ] = v_psrlq, [V_PSRAW] = v_psraw,
-	[V_PSRAD] = v_psrad, [V_PSLLW] = v_psllw, [V_PSLLD] = v_pslld, [V_PSLLQ] = v_psllq,
+	[V_PADDB] = v_paddb,	     [V_PADDW] = v_paddw,	    [V_PADDD] = v_paddd,
+	[V_PADDQ] = v_paddq,	     [V_PSUBB] = v_psubb,	    [V_PSUBW] = v_psubw,
+	[V_PSUBD] = v_psubd,	     [V_PSUBQ] = v_psubq,	    [V_PADDSB] = v_paddsb,
+	[V_PADDSW] = v_paddsw,	     [V_PADDUSB] = v_paddusb,	    [V_PADDUSW] = v_paddusw,
+	[V_PSUBSB] = v_psubsb,	     [V_PSUBSW] = v_psubsw,	    [V_PSUBUSB] = v_psubusb,
+	[V_PSUBUSW] = v_psubusw,     [V_PMULLW] = v_pmullw,	    [V_PMULHW] = v_pmulhw,
+	[V_PMULHUW] = v_pmulhuw,     [V_PMULLD] = v_pmulld,	    [V_PMULHRSW] = v_pmulhrsw,
+	[V_PMULUDQ] = v_pmuludq,     [V_PMULDQ] = v_pmuldq,	    [V_PMADDWD] = v_pmaddwd,
+	[V_PMADDUBSW] = v_pmaddubsw, [V_PSADBW] = v_psadbw,	    [V_PAVGB] = v_pavgb,
+	[V_PAVGW] = v_pavgw,	     [V_PMINUB] = v_pminub,	    [V_PMAXUB] = v_pmaxub,
+	[V_PMINSB] = v_pminsb,	     [V_PMAXSB] = v_pmaxsb,	    [V_PMINUW] = v_pminuw,
+	[V_PMAXUW] = v_pmaxuw,	     [V_PMINSW] = v_pminsw,	    [V_PMAXSW] = v_pmaxsw,
+	[V_PMINUD] = v_pminud,	     [V_PMAXUD] = v_pmaxud,	    [V_PMINSD] = v_pminsd,
+	[V_PMAXSD] = v_pmaxsd,	     [V_PCMPEQB] = v_pcmpeqb,	    [V_PCMPEQW] = v_pcmpeqw,
+	[V_PCMPEQD] = v_pcmpeqd,     [V_PCMPEQQ] = v_pcmpeqq,	    [V_PCMPGTB] = v_pcmpgtb,
+	[V_PCMPGTW] = v_pcmpgtw,     [V_PCMPGTD] = v_pcmpgtd,	    [V_PCMPGTQ] = v_pcmpgtq,
+	[V_PAND] = v_pand,	     [V_PANDN] = v_pandn,	    [V_POR] = v_por,
+	[V_PXOR] = v_pxor,	     [V_PSIGNB] = v_psignb,	    [V_PSIGNW] = v_psignw,
+	[V_PSIGND] = v_psignd,	     [V_PABSB] = v_pabsb,	    [V_PABSW] = v_pabsw,
+	[V_PABSD] = v_pabsd,	     [V_PUNPCKLBW] = v_punpcklbw,   [V_PUNPCKLWD] = v_punpcklwd,
+	[V_PUNPCKLDQ] = v_punpckldq, [V_PUNPCKLQDQ] = v_punpcklqdq, [V_PUNPCKHBW] = v_punpckhbw,
+	[V_PUNPCKHWD] = v_punpckhwd, [V_PUNPCKHDQ] = v_punpckhdq,   [V_PUNPCKHQDQ] = v_punpckhqdq,
+	[V_PACKSSWB] = v_packsswb,   [V_PACKUSWB] = v_packuswb,	    [V_PACKSSDW] = v_packssdw,
+	[V_PACKUSDW] = v_packusdw,   [V_PSHUFB] = v_pshufb,	    [V_PHADDW] = v_phaddw,
+	[V_PHADDSW] = v_phaddsw,     [V_PHSUBW] = v_phsubw,	    [V_PHSUBSW] = v_phsubsw,
+	[V_PHADDD] = v_phaddd,	     [V_PHSUBD] = v_phsubd,	    [V_PHMINPOSUW] = v_phminposuw,
+	[V_PSRLW] = v_psrlw,	     [V_PSRLD] = v_psrld,	    [V_PSRLQ] = v_psrlq,
+	[V_PSRAW] = v_psraw,	     [V_PSRAD] = v_psrad,	    [V_PSLLW] = v_psllw,
+	[V_PSLLD] = v_pslld,	     [V_PSLLQ] = v_psllq,
 };
 
 /* Two-operand packed integer op, xmm, xmm/m128 (aligned) */
 static void op_vec_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	vec_ops[i->aux](&c->s.xmm[i->reg], &s, 16);
@@ -357,6 +458,7 @@ static void op_vec_xmm(struct cpu *c, const struct insn *i)
  * only use the low halves) */
 static void op_vec_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm d, s;
 	if (!i->mod3 && (i->aux == V_PUNPCKLBW || i->aux == V_PUNPCKLWD || i->aux == V_PUNPCKLDQ))
 		s.q[0] = mem_read32(c, insn_ea(c, i));
@@ -384,14 +486,14 @@ static void shift_imm(union cpu_xmm *d, unsigned n, unsigned kind, unsigned cnt)
 	case SHI_RLQ: vshift(d, n, 8, SH_RL, cnt); break;
 	case SHI_LLQ: vshift(d, n, 8, SH_LL, cnt); break;
 	case SHI_RLDQ: {
-		union cpu_xmm r = { .q = { 0, 0 } };
+		union cpu_xmm r = {.q = {0, 0}};
 		if (cnt < 16)
 			memcpy(r.b, d->b + cnt, 16 - cnt);
 		*d = r;
 		break;
 	}
 	default: {
-		union cpu_xmm r = { .q = { 0, 0 } };
+		union cpu_xmm r = {.q = {0, 0}};
 		if (cnt < 16)
 			memcpy(r.b + cnt, d->b, 16 - cnt);
 		*d = r;
@@ -402,12 +504,14 @@ static void shift_imm(union cpu_xmm *d, unsigned n, unsigned kind, unsigned cnt)
 
 static void op_shift_imm_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	shift_imm(&c->s.xmm[i->rm], 16, i->aux, i->imm8);
 	insn_next(c, i);
 }
 
 static void op_shift_imm_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm d;
 	d.q[0] = mmx_read(c, i->rm);
 	shift_imm(&d, 8, i->aux, i->imm8);
@@ -421,6 +525,7 @@ static void op_shift_imm_mmx(struct cpu *c, const struct insn *i)
 /* 128-bit loads: aux 1 = aligned form */
 static void op_mov_load128(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, i->aux);
 	c->s.xmm[i->reg] = s;
@@ -429,6 +534,7 @@ static void op_mov_load128(struct cpu *c, const struct insn *i)
 
 static void op_mov_store128(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	if (i->mod3) {
 		c->s.xmm[i->rm] = c->s.xmm[i->reg];
 	} else {
@@ -444,11 +550,12 @@ static void op_mov_store128(struct cpu *c, const struct insn *i)
  * the rest. aux = lane size. */
 static void op_movs_load(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm *d = &c->s.xmm[i->reg];
 	if (i->mod3) {
 		memcpy(d->b, c->s.xmm[i->rm].b, i->aux);
 	} else {
-		union cpu_xmm v = { .q = { 0, 0 } };
+		union cpu_xmm v = {.q = {0, 0}};
 		mem_read_bytes(c, insn_ea(c, i), &v, i->aux);
 		*d = v;
 	}
@@ -459,6 +566,7 @@ static void op_movs_load(struct cpu *c, const struct insn *i)
  * xmm[rm] (MOVSS/MOVSD/MOVLPS/MOVLPD stores). */
 static void op_movs_store(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	if (i->mod3)
 		memcpy(c->s.xmm[i->rm].b, c->s.xmm[i->reg].b, i->aux);
 	else
@@ -469,6 +577,7 @@ static void op_movs_store(struct cpu *c, const struct insn *i)
 /* MOVLPS/MOVLPD xmm, m64: replace the low quadword */
 static void op_movlp_load(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = mem_read64(c, insn_ea(c, i));
 	c->s.xmm[i->reg].q[0] = v;
 	insn_next(c, i);
@@ -477,6 +586,7 @@ static void op_movlp_load(struct cpu *c, const struct insn *i)
 /* MOVHPS/MOVHPD xmm, m64 */
 static void op_movhp_load(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = mem_read64(c, insn_ea(c, i));
 	c->s.xmm[i->reg].q[1] = v;
 	insn_next(c, i);
@@ -485,18 +595,21 @@ static void op_movhp_load(struct cpu *c, const struct insn *i)
 /* MOVHPS/MOVHPD m64, xmm */
 static void op_movhp_store(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	mem_write64(c, insn_ea(c, i), c->s.xmm[i->reg].q[1]);
 	insn_next(c, i);
 }
 
 static void op_movhlps(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	c->s.xmm[i->reg].q[0] = c->s.xmm[i->rm].q[1];
 	insn_next(c, i);
 }
 
 static void op_movlhps(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	c->s.xmm[i->reg].q[1] = c->s.xmm[i->rm].q[0];
 	insn_next(c, i);
 }
@@ -504,6 +617,7 @@ static void op_movlhps(struct cpu *c, const struct insn *i)
 /* MOVSLDUP (aux 0) / MOVSHDUP (aux 1) */
 static void op_movsdup(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -514,6 +628,7 @@ static void op_movsdup(struct cpu *c, const struct insn *i)
 
 static void op_movddup(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src_low(c, i, &s, 8);
 	c->s.xmm[i->reg].q[0] = c->s.xmm[i->reg].q[1] = s.q[0];
@@ -523,6 +638,7 @@ static void op_movddup(struct cpu *c, const struct insn *i)
 /* UNPCKLPS/UNPCKHPS/UNPCKLPD/UNPCKHPD: aux = lane size | 0x80 for high */
 static void op_unpckp(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	unpack(&c->s.xmm[i->reg], &s, 16, i->aux & 0x7f, i->aux & 0x80);
@@ -531,6 +647,7 @@ static void op_unpckp(struct cpu *c, const struct insn *i)
 
 static void op_shufps(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, r;
 	sse_src128(c, i, &s, true);
 	const union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -545,6 +662,7 @@ static void op_shufps(struct cpu *c, const struct insn *i)
 
 static void op_shufpd(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, r;
 	sse_src128(c, i, &s, true);
 	const union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -557,6 +675,7 @@ static void op_shufpd(struct cpu *c, const struct insn *i)
 /* MOVMSKPS (aux 4) / MOVMSKPD (aux 8) r32/64, xmm */
 static void op_movmskp(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	const union cpu_xmm *s = &c->s.xmm[i->rm];
 	uint64_t m = 0;
 	for (unsigned k = 0; k < 16 / i->aux; k++)
@@ -567,6 +686,7 @@ static void op_movmskp(struct cpu *c, const struct insn *i)
 
 static void op_pmovmskb_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	const union cpu_xmm *s = &c->s.xmm[i->rm];
 	uint64_t m = 0;
 	for (unsigned k = 0; k < 16; k++)
@@ -577,6 +697,7 @@ static void op_pmovmskb_xmm(struct cpu *c, const struct insn *i)
 
 static void op_pmovmskb_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t s = mmx_read(c, i->rm), m = 0;
 	for (unsigned k = 0; k < 8; k++)
 		m |= ((s >> (8 * k + 7)) & 1) << k;
@@ -595,6 +716,7 @@ static inline unsigned gpr_sz(const struct insn *i)
 /* MOVD/MOVQ xmm, r/m32/64 */
 static void op_movd_to_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = rm_read(c, i, gpr_sz(i));
 	c->s.xmm[i->reg].q[0] = v;
 	c->s.xmm[i->reg].q[1] = 0;
@@ -603,6 +725,7 @@ static void op_movd_to_xmm(struct cpu *c, const struct insn *i)
 
 static void op_movd_to_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t v = rm_read(c, i, gpr_sz(i));
 	mmx_enter(c);
 	mmx_write(c, i->reg, v);
@@ -612,12 +735,14 @@ static void op_movd_to_mmx(struct cpu *c, const struct insn *i)
 /* MOVD/MOVQ r/m32/64, xmm */
 static void op_movd_from_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	rm_write(c, i, gpr_sz(i), c->s.xmm[i->reg].q[0]);
 	insn_next(c, i);
 }
 
 static void op_movd_from_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t v = mmx_read(c, i->reg);
 	if (i->mod3) {
 		mmx_enter(c);
@@ -632,6 +757,7 @@ static void op_movd_from_mmx(struct cpu *c, const struct insn *i)
 /* MOVQ xmm, xmm/m64 (F3 0F 7E): zero the upper quadword */
 static void op_movq_load(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src_low(c, i, &s, 8);
 	c->s.xmm[i->reg].q[0] = s.q[0];
@@ -642,6 +768,7 @@ static void op_movq_load(struct cpu *c, const struct insn *i)
 /* MOVQ xmm/m64, xmm (66 0F D6) */
 static void op_movq_store(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = c->s.xmm[i->reg].q[0];
 	if (i->mod3) {
 		c->s.xmm[i->rm].q[0] = v;
@@ -655,6 +782,7 @@ static void op_movq_store(struct cpu *c, const struct insn *i)
 /* MOVQ mm, mm/m64 */
 static void op_movq_mmx_load(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t v = mmx_src(c, i);
 	mmx_enter(c);
 	mmx_write(c, i->reg, v);
@@ -664,6 +792,7 @@ static void op_movq_mmx_load(struct cpu *c, const struct insn *i)
 /* MOVQ mm/m64, mm and MOVNTQ */
 static void op_movq_mmx_store(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t v = mmx_read(c, i->reg);
 	if (i->mod3) {
 		mmx_enter(c);
@@ -677,6 +806,8 @@ static void op_movq_mmx_store(struct cpu *c, const struct insn *i)
 
 static void op_movq2dq(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
+	mmx_check(c);
 	uint64_t v = mmx_read(c, i->rm);
 	mmx_enter(c);
 	c->s.xmm[i->reg].q[0] = v;
@@ -686,6 +817,8 @@ static void op_movq2dq(struct cpu *c, const struct insn *i)
 
 static void op_movdq2q(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
+	mmx_check(c);
 	mmx_enter(c);
 	mmx_write(c, i->reg, c->s.xmm[i->rm].q[0]);
 	insn_next(c, i);
@@ -693,6 +826,7 @@ static void op_movdq2q(struct cpu *c, const struct insn *i)
 
 static void op_emms(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	c->s.x87.ftw = 0xffff;
 	insn_next(c, i);
 }
@@ -700,6 +834,7 @@ static void op_emms(struct cpu *c, const struct insn *i)
 /* PSHUFD (aux 0), PSHUFHW (aux 1), PSHUFLW (aux 2) */
 static void op_pshuf_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, r;
 	sse_src128(c, i, &s, true);
 	unsigned m = i->imm8;
@@ -718,6 +853,7 @@ static void op_pshuf_xmm(struct cpu *c, const struct insn *i)
 
 static void op_pshufw(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm s, r;
 	s.q[0] = mmx_src(c, i);
 	for (unsigned k = 0; k < 4; k++)
@@ -730,6 +866,7 @@ static void op_pshufw(struct cpu *c, const struct insn *i)
 /* PINSRW mm/xmm, r32/m16, imm8 */
 static void op_pinsrw_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint16_t v = (uint16_t)rm_read(c, i, 2);
 	c->s.xmm[i->reg].w[i->imm8 & 7] = v;
 	insn_next(c, i);
@@ -737,6 +874,7 @@ static void op_pinsrw_xmm(struct cpu *c, const struct insn *i)
 
 static void op_pinsrw_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm d;
 	uint16_t v = (uint16_t)rm_read(c, i, 2);
 	d.q[0] = mmx_read(c, i->reg);
@@ -749,12 +887,14 @@ static void op_pinsrw_mmx(struct cpu *c, const struct insn *i)
 /* PEXTRW r32/64, mm/xmm, imm8 (register source only) */
 static void op_pextrw_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	reg_write(c, i->reg, 8, c->s.xmm[i->rm].w[i->imm8 & 7]);
 	insn_next(c, i);
 }
 
 static void op_pextrw_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	uint64_t v = (mmx_read(c, i->rm) >> (16 * (i->imm8 & 3))) & 0xffff;
 	mmx_enter(c);
 	reg_write(c, i->reg, 8, v);
@@ -780,12 +920,14 @@ static void maskmov(struct cpu *c, const struct insn *i, const uint8_t *v, const
 
 static void op_maskmovdqu(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	maskmov(c, i, c->s.xmm[i->reg].b, c->s.xmm[i->rm].b, 16);
 	insn_next(c, i);
 }
 
 static void op_maskmovq(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm v, m;
 	v.q[0] = mmx_read(c, i->reg);
 	m.q[0] = mmx_read(c, i->rm);
@@ -808,6 +950,7 @@ static void palignr(uint8_t *d, const uint8_t *s, unsigned n, unsigned imm)
 
 static void op_palignr_xmm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	palignr(c->s.xmm[i->reg].b, s.b, 16, i->imm8);
@@ -816,6 +959,7 @@ static void op_palignr_xmm(struct cpu *c, const struct insn *i)
 
 static void op_palignr_mmx(struct cpu *c, const struct insn *i)
 {
+	mmx_check(c);
 	union cpu_xmm d, s;
 	s.q[0] = mmx_src(c, i);
 	d.q[0] = mmx_read(c, i->reg);
@@ -829,6 +973,7 @@ static void op_palignr_mmx(struct cpu *c, const struct insn *i)
  * aux = lane size */
 static void op_blendv(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -843,6 +988,7 @@ static void op_blendv(struct cpu *c, const struct insn *i)
 /* BLENDPS / BLENDPD / PBLENDW: select by imm8 bits; aux = lane size */
 static void op_blend_imm(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -855,6 +1001,7 @@ static void op_blend_imm(struct cpu *c, const struct insn *i)
 
 static void op_ptest(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	const union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -870,6 +1017,7 @@ static void op_ptest(struct cpu *c, const struct insn *i)
 /* PMOVSX / PMOVZX: aux = (from size) | 8 for zero extension | (to size) << 4 */
 static void op_pmovx(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned from = i->aux & 7, to = i->aux >> 4, cnt = 16 / to;
 	bool zx = i->aux & 8;
 	union cpu_xmm s, r;
@@ -893,6 +1041,7 @@ static void op_pmovx(struct cpu *c, const struct insn *i)
 
 static void op_mpsadbw(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, r;
 	sse_src128(c, i, &s, true);
 	const union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -914,6 +1063,7 @@ static void op_mpsadbw(struct cpu *c, const struct insn *i)
  * zero-extended to 32 or 64 bits. */
 static void op_pextr(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned sz = i->aux ? i->aux : gpr_sz(i);
 	unsigned lane = i->imm8 & (16 / sz - 1);
 	uint64_t v = 0;
@@ -928,6 +1078,7 @@ static void op_pextr(struct cpu *c, const struct insn *i)
 /* PINSRB/PINSRD/PINSRQ xmm, r/m, imm8: aux = lane size (0: REX.W decides) */
 static void op_pinsr(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned sz = i->aux ? i->aux : gpr_sz(i);
 	unsigned lane = i->imm8 & (16 / sz - 1);
 	uint64_t v;
@@ -941,6 +1092,7 @@ static void op_pinsr(struct cpu *c, const struct insn *i)
 
 static void op_insertps(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint32_t v;
 	unsigned imm = i->imm8;
 	if (i->mod3) {
@@ -959,6 +1111,7 @@ static void op_insertps(struct cpu *c, const struct insn *i)
 /* PCLMULQDQ: carry-less multiply of the selected quadwords */
 static void op_pclmulqdq(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	sse_src128(c, i, &s, true);
 	union cpu_xmm *d = &c->s.xmm[i->reg];
@@ -978,6 +1131,7 @@ static void op_pclmulqdq(struct cpu *c, const struct insn *i)
 
 static void op_movbe_load(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = mem_read(c, insn_ea(c, i), i->opsz);
 	switch (i->opsz) {
 	case 2: v = __builtin_bswap16((uint16_t)v); break;
@@ -990,6 +1144,7 @@ static void op_movbe_load(struct cpu *c, const struct insn *i)
 
 static void op_movbe_store(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint64_t v = reg_read(c, i->reg, i->opsz);
 	switch (i->opsz) {
 	case 2: v = __builtin_bswap16((uint16_t)v); break;
@@ -1015,6 +1170,7 @@ __attribute__((constructor)) static void crc32c_init(void)
 
 static void op_crc32(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned sz = i->aux;
 	uint64_t v;
 	if (i->mod3)
@@ -1029,39 +1185,41 @@ static void op_crc32(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
+void sse_sys_check(struct cpu *c)
+{
+	if ((c->s.cr0 & CR0_EM_BIT) || !(c->s.cr4 & CR4_OSFXSR_BIT))
+		cpu_raise(c, EXC_UD, 0);
+	if (c->s.cr0 & CR0_TS_BIT)
+		cpu_raise(c, EXC_NM, 0);
+}
+
 /* ---- Decoding ---- */
 
 /* Plain vector ops of map 0F, by opcode; xmm form with 66, MMX without a
  * prefix (unless listed in xmm_only). */
 static const uint8_t vec_0f[256] = {
-	[0x60] = V_PUNPCKLBW, [0x61] = V_PUNPCKLWD, [0x62] = V_PUNPCKLDQ, [0x63] = V_PACKSSWB,
-	[0x64] = V_PCMPGTB, [0x65] = V_PCMPGTW, [0x66] = V_PCMPGTD, [0x67] = V_PACKUSWB,
-	[0x68] = V_PUNPCKHBW, [0x69] = V_PUNPCKHWD, [0x6a] = V_PUNPCKHDQ, [0x6b] = V_PACKSSDW,
-	[0x6c] = V_PUNPCKLQDQ, [0x6d] = V_PUNPCKHQDQ,
-	[0x74] = V_PCMPEQB, [0x75] = V_PCMPEQW, [0x76] = V_PCMPEQD,
-	[0xd1] = V_PSRLW, [0xd2] = V_PSRLD, [0xd3] = V_PSRLQ, [0xd4] = V_PADDQ, [0xd5] = V_PMULLW,
-	[0xd8] = V_PSUBUSB, [0xd9] = V_PSUBUSW, [0xda] = V_PMINUB, [0xdb] = V_PAND,
-	[0xdc] = V_PADDUSB, [0xdd] = V_PADDUSW, [0xde] = V_PMAXUB, [0xdf] = V_PANDN,
-	[0xe0] = V_PAVGB, [0xe1] = V_PSRAW, [0xe2] = V_PSRAD, [0xe3] = V_PAVGW,
-	[0xe4] = V_PMULHUW, [0xe5] = V_PMULHW,
-	[0xe8] = V_PSUBSB, [0xe9] = V_PSUBSW, [0xea] = V_PMINSW, [0xeb] = V_POR,
-	[0xec] = V_PADDSB, [0xed] = V_PADDSW, [0xee] = V_PMAXSW, [0xef] = V_PXOR,
-	[0xf1] = V_PSLLW, [0xf2] = V_PSLLD, [0xf3] = V_PSLLQ, [0xf4] = V_PMULUDQ,
-	[0xf5] = V_PMADDWD, [0xf6] = V_PSADBW,
-	[0xf8] = V_PSUBB, [0xf9] = V_PSUBW, [0xfa] = V_PSUBD, [0xfb] = V_PSUBQ,
-	[0xfc] = V_PADDB, [0xfd] = V_PADDW, [0xfe] = V_PADDD,
+	[0x60] = V_PUNPCKLBW, [0x61] = V_PUNPCKLWD, [0x62] = V_PUNPCKLDQ,  [0x63] = V_PACKSSWB,	  [0x64] = V_PCMPGTB,
+	[0x65] = V_PCMPGTW,   [0x66] = V_PCMPGTD,   [0x67] = V_PACKUSWB,   [0x68] = V_PUNPCKHBW,  [0x69] = V_PUNPCKHWD,
+	[0x6a] = V_PUNPCKHDQ, [0x6b] = V_PACKSSDW,  [0x6c] = V_PUNPCKLQDQ, [0x6d] = V_PUNPCKHQDQ, [0x74] = V_PCMPEQB,
+	[0x75] = V_PCMPEQW,   [0x76] = V_PCMPEQD,   [0xd1] = V_PSRLW,	   [0xd2] = V_PSRLD,	  [0xd3] = V_PSRLQ,
+	[0xd4] = V_PADDQ,     [0xd5] = V_PMULLW,    [0xd8] = V_PSUBUSB,	   [0xd9] = V_PSUBUSW,	  [0xda] = V_PMINUB,
+	[0xdb] = V_PAND,      [0xdc] = V_PADDUSB,   [0xdd] = V_PADDUSW,	   [0xde] = V_PMAXUB,	  [0xdf] = V_PANDN,
+	[0xe0] = V_PAVGB,     [0xe1] = V_PSRAW,	    [0xe2] = V_PSRAD,	   [0xe3] = V_PAVGW,	  [0xe4] = V_PMULHUW,
+	[0xe5] = V_PMULHW,    [0xe8] = V_PSUBSB,    [0xe9] = V_PSUBSW,	   [0xea] = V_PMINSW,	  [0xeb] = V_POR,
+	[0xec] = V_PADDSB,    [0xed] = V_PADDSW,    [0xee] = V_PMAXSW,	   [0xef] = V_PXOR,	  [0xf1] = V_PSLLW,
+	[0xf2] = V_PSLLD,     [0xf3] = V_PSLLQ,	    [0xf4] = V_PMULUDQ,	   [0xf5] = V_PMADDWD,	  [0xf6] = V_PSADBW,
+	[0xf8] = V_PSUBB,     [0xf9] = V_PSUBW,	    [0xfa] = V_PSUBD,	   [0xfb] = V_PSUBQ,	  [0xfc] = V_PADDB,
+	[0xfd] = V_PADDW,     [0xfe] = V_PADDD,
 };
 
 /* Plain vector ops of map 0F38 (SSSE3 ones also have MMX forms: < 0x20) */
 static const uint8_t vec_0f38[0x42] = {
-	[0x00] = V_PSHUFB, [0x01] = V_PHADDW, [0x02] = V_PHADDD, [0x03] = V_PHADDSW,
-	[0x04] = V_PMADDUBSW, [0x05] = V_PHSUBW, [0x06] = V_PHSUBD, [0x07] = V_PHSUBSW,
-	[0x08] = V_PSIGNB, [0x09] = V_PSIGNW, [0x0a] = V_PSIGND, [0x0b] = V_PMULHRSW,
-	[0x1c] = V_PABSB, [0x1d] = V_PABSW, [0x1e] = V_PABSD,
-	[0x28] = V_PMULDQ, [0x29] = V_PCMPEQQ, [0x2b] = V_PACKUSDW, [0x37] = V_PCMPGTQ,
-	[0x38] = V_PMINSB, [0x39] = V_PMINSD, [0x3a] = V_PMINUW, [0x3b] = V_PMINUD,
-	[0x3c] = V_PMAXSB, [0x3d] = V_PMAXSD, [0x3e] = V_PMAXUW, [0x3f] = V_PMAXUD,
-	[0x40] = V_PMULLD, [0x41] = V_PHMINPOSUW,
+	[0x00] = V_PSHUFB, [0x01] = V_PHADDW,	[0x02] = V_PHADDD,   [0x03] = V_PHADDSW,    [0x04] = V_PMADDUBSW,
+	[0x05] = V_PHSUBW, [0x06] = V_PHSUBD,	[0x07] = V_PHSUBSW,  [0x08] = V_PSIGNB,	    [0x09] = V_PSIGNW,
+	[0x0a] = V_PSIGND, [0x0b] = V_PMULHRSW, [0x1c] = V_PABSB,    [0x1d] = V_PABSW,	    [0x1e] = V_PABSD,
+	[0x28] = V_PMULDQ, [0x29] = V_PCMPEQQ,	[0x2b] = V_PACKUSDW, [0x37] = V_PCMPGTQ,    [0x38] = V_PMINSB,
+	[0x39] = V_PMINSD, [0x3a] = V_PMINUW,	[0x3b] = V_PMINUD,   [0x3c] = V_PMAXSB,	    [0x3d] = V_PMAXSD,
+	[0x3e] = V_PMAXUW, [0x3f] = V_PMAXUD,	[0x40] = V_PMULLD,   [0x41] = V_PHMINPOSUW,
 };
 
 static inline int set_fn(struct insn *i, insn_fn fn, unsigned aux)
@@ -1078,8 +1236,16 @@ static inline int ud(struct insn *i)
 }
 
 /* Register-only (reg = 1) or memory-only (reg = 0) forms */
-#define NEED_REG(i) do { if (!(i)->mod3) return ud(i); } while (0)
-#define NEED_MEM(i) do { if ((i)->mod3) return ud(i); } while (0)
+#define NEED_REG(i)                                                                                                    \
+	do {                                                                                                           \
+		if (!(i)->mod3)                                                                                        \
+			return ud(i);                                                                                  \
+	} while (0)
+#define NEED_MEM(i)                                                                                                    \
+	do {                                                                                                           \
+		if ((i)->mod3)                                                                                         \
+			return ud(i);                                                                                  \
+	} while (0)
 
 static int decode_vec(struct insn *i, unsigned v, bool mmx_ok)
 {
@@ -1156,8 +1322,11 @@ static int decode_0f(struct insn *i)
 			return ud(i);
 		NEED_REG(i);
 		return set_fn(i, op_movmskp, p == PFX_66 ? 8 : 4);
-	case 0x54: case 0x55: case 0x56: case 0x57: { /* ANDPS ANDNPS ORPS XORPS (+PD) */
-		static const uint8_t logic[4] = { V_PAND, V_PANDN, V_POR, V_PXOR };
+	case 0x54:
+	case 0x55:
+	case 0x56:
+	case 0x57: { /* ANDPS ANDNPS ORPS XORPS (+PD) */
+		static const uint8_t logic[4] = {V_PAND, V_PANDN, V_POR, V_PXOR};
 		if (p == PFX_F3 || p == PFX_F2)
 			return ud(i);
 		return set_fn(i, op_vec_xmm, logic[op - 0x54]);
@@ -1176,12 +1345,14 @@ static int decode_0f(struct insn *i)
 		if (p == PFX_NONE)
 			return set_fn(i, op_pshufw, 0);
 		return set_fn(i, op_pshuf_xmm, p == PFX_66 ? 0 : p == PFX_F3 ? 1 : 2);
-	case 0x71: case 0x72: case 0x73: {
+	case 0x71:
+	case 0x72:
+	case 0x73: {
 		/* reg field -> kind; 0xff = invalid */
 		static const uint8_t kinds[3][8] = {
-			{ 0xff, 0xff, SHI_RLW, 0xff, SHI_RAW, 0xff, SHI_LLW, 0xff },
-			{ 0xff, 0xff, SHI_RLD, 0xff, SHI_RAD, 0xff, SHI_LLD, 0xff },
-			{ 0xff, 0xff, SHI_RLQ, SHI_RLDQ, 0xff, 0xff, SHI_LLQ, SHI_LLDQ },
+			{0xff, 0xff, SHI_RLW, 0xff, SHI_RAW, 0xff, SHI_LLW, 0xff},
+			{0xff, 0xff, SHI_RLD, 0xff, SHI_RAD, 0xff, SHI_LLD, 0xff},
+			{0xff, 0xff, SHI_RLQ, SHI_RLDQ, 0xff, 0xff, SHI_LLQ, SHI_LLDQ},
 		};
 		unsigned k = kinds[op - 0x71][(i->modrm >> 3) & 7];
 		if (!i->mod3 || k == 0xff || (p != PFX_NONE && p != PFX_66))
@@ -1190,8 +1361,7 @@ static int decode_0f(struct insn *i)
 			return (k == SHI_RLDQ || k == SHI_LLDQ) ? ud(i) : set_fn(i, op_shift_imm_mmx, k);
 		return set_fn(i, op_shift_imm_xmm, k);
 	}
-	case 0x77:
-		return p == PFX_NONE ? set_fn(i, op_emms, 0) : ud(i);
+	case 0x77: return p == PFX_NONE ? set_fn(i, op_emms, 0) : ud(i);
 	case 0x7e:
 		if (p == PFX_66)
 			return set_fn(i, op_movd_from_xmm, 0);
@@ -1234,17 +1404,15 @@ static int decode_0f(struct insn *i)
 		if (p == PFX_66)
 			return set_fn(i, op_mov_store128, 1);
 		return p == PFX_NONE ? set_fn(i, op_movq_mmx_store, 0) : ud(i);
-	case 0xf0: /* LDDQU */
-		NEED_MEM(i);
-		return p == PFX_F2 ? set_fn(i, op_mov_load128, 0) : ud(i);
+	case 0xf0: /* LDDQU */ NEED_MEM(i); return p == PFX_F2 ? set_fn(i, op_mov_load128, 0) : ud(i);
 	case 0xf7:
 		NEED_REG(i);
 		if (p == PFX_66)
 			return set_fn(i, op_maskmovdqu, 0);
 		return p == PFX_NONE ? set_fn(i, op_maskmovq, 0) : ud(i);
 	}
-	if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f) ||
-	    op == 0xc2 || (op >= 0xc4 && op <= 0xc6) || op >= 0xd0)
+	if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x7f) || op == 0xc2 ||
+	    (op >= 0xc4 && op <= 0xc6) || op >= 0xd0)
 		return ud(i);
 	return -1;
 }
@@ -1257,24 +1425,28 @@ static int decode_0f38(struct insn *i)
 		return decode_vec(i, vec_0f38[op], op < 0x20);
 
 	switch (op) {
-	case 0x10:
-		return p == PFX_66 ? set_fn(i, op_blendv, 1) : ud(i);
-	case 0x14:
-		return p == PFX_66 ? set_fn(i, op_blendv, 4) : ud(i);
-	case 0x15:
-		return p == PFX_66 ? set_fn(i, op_blendv, 8) : ud(i);
-	case 0x17:
-		return p == PFX_66 ? set_fn(i, op_ptest, 0) : ud(i);
-	case 0x20: case 0x21: case 0x22: case 0x23: case 0x24: case 0x25:
-	case 0x30: case 0x31: case 0x32: case 0x33: case 0x34: case 0x35: {
-		static const uint8_t sizes[6] = { 0x21, 0x41, 0x81, 0x42, 0x82, 0x84 };
+	case 0x10: return p == PFX_66 ? set_fn(i, op_blendv, 1) : ud(i);
+	case 0x14: return p == PFX_66 ? set_fn(i, op_blendv, 4) : ud(i);
+	case 0x15: return p == PFX_66 ? set_fn(i, op_blendv, 8) : ud(i);
+	case 0x17: return p == PFX_66 ? set_fn(i, op_ptest, 0) : ud(i);
+	case 0x20:
+	case 0x21:
+	case 0x22:
+	case 0x23:
+	case 0x24:
+	case 0x25:
+	case 0x30:
+	case 0x31:
+	case 0x32:
+	case 0x33:
+	case 0x34:
+	case 0x35: {
+		static const uint8_t sizes[6] = {0x21, 0x41, 0x81, 0x42, 0x82, 0x84};
 		if (p != PFX_66)
 			return ud(i);
 		return set_fn(i, op_pmovx, sizes[op & 7] | (op & 0x10 ? 8 : 0));
 	}
-	case 0x2a: /* MOVNTDQA */
-		NEED_MEM(i);
-		return p == PFX_66 ? set_fn(i, op_mov_load128, 1) : ud(i);
+	case 0x2a: /* MOVNTDQA */ NEED_MEM(i); return p == PFX_66 ? set_fn(i, op_mov_load128, 1) : ud(i);
 	case 0xf0:
 	case 0xf1:
 		if (p == PFX_F2) {
@@ -1302,30 +1474,18 @@ static int decode_0f3a(struct insn *i)
 	if (p != PFX_66)
 		return ud(i);
 	switch (op) {
-	case 0x0c:
-		return set_fn(i, op_blend_imm, 4);
-	case 0x0d:
-		return set_fn(i, op_blend_imm, 8);
-	case 0x0e:
-		return set_fn(i, op_blend_imm, 2);
-	case 0x14:
-		return set_fn(i, op_pextr, 1);
-	case 0x15:
-		return set_fn(i, op_pextr, 2);
-	case 0x16:
-		return set_fn(i, op_pextr, 0);
-	case 0x17: /* EXTRACTPS: always a dword */
-		return set_fn(i, op_pextr, 4);
-	case 0x20:
-		return set_fn(i, op_pinsr, 1);
-	case 0x21:
-		return set_fn(i, op_insertps, 0);
-	case 0x22:
-		return set_fn(i, op_pinsr, 0);
-	case 0x42:
-		return set_fn(i, op_mpsadbw, 0);
-	case 0x44:
-		return set_fn(i, op_pclmulqdq, 0);
+	case 0x0c: return set_fn(i, op_blend_imm, 4);
+	case 0x0d: return set_fn(i, op_blend_imm, 8);
+	case 0x0e: return set_fn(i, op_blend_imm, 2);
+	case 0x14: return set_fn(i, op_pextr, 1);
+	case 0x15: return set_fn(i, op_pextr, 2);
+	case 0x16: return set_fn(i, op_pextr, 0);
+	case 0x17: /* EXTRACTPS: always a dword */ return set_fn(i, op_pextr, 4);
+	case 0x20: return set_fn(i, op_pinsr, 1);
+	case 0x21: return set_fn(i, op_insertps, 0);
+	case 0x22: return set_fn(i, op_pinsr, 0);
+	case 0x42: return set_fn(i, op_mpsadbw, 0);
+	case 0x44: return set_fn(i, op_pclmulqdq, 0);
 	}
 	return ud(i);
 }

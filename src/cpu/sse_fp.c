@@ -15,21 +15,71 @@
 #define F64_QBIT 0x0008000000000000ull
 #define F64_DEFNAN 0xfff8000000000000ull
 
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline double u2d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
-static inline uint64_t d2u(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+static inline float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+static inline uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+static inline double u2d(uint64_t u)
+{
+	double d;
+	memcpy(&d, &u, 8);
+	return d;
+}
+static inline uint64_t d2u(double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, 8);
+	return u;
+}
 
-static inline bool f32_nan(uint32_t a) { return (a & 0x7fffffffu) > 0x7f800000u; }
-static inline bool f32_snan(uint32_t a) { return f32_nan(a) && !(a & F32_QBIT); }
-static inline bool f32_den(uint32_t a) { return !(a & 0x7f800000u) && (a & 0x007fffffu); }
-static inline bool f32_zero(uint32_t a) { return !(a & 0x7fffffffu); }
-static inline bool f32_inf(uint32_t a) { return (a & 0x7fffffffu) == 0x7f800000u; }
-static inline bool f64_nan(uint64_t a) { return (a & ~(1ull << 63)) > 0x7ff0000000000000ull; }
-static inline bool f64_snan(uint64_t a) { return f64_nan(a) && !(a & F64_QBIT); }
-static inline bool f64_den(uint64_t a) { return !(a & 0x7ff0000000000000ull) && (a & 0x000fffffffffffffull); }
-static inline bool f64_zero(uint64_t a) { return !(a & ~(1ull << 63)); }
-static inline bool f64_inf(uint64_t a) { return (a & ~(1ull << 63)) == 0x7ff0000000000000ull; }
+static inline bool f32_nan(uint32_t a)
+{
+	return (a & 0x7fffffffu) > 0x7f800000u;
+}
+static inline bool f32_snan(uint32_t a)
+{
+	return f32_nan(a) && !(a & F32_QBIT);
+}
+static inline bool f32_den(uint32_t a)
+{
+	return !(a & 0x7f800000u) && (a & 0x007fffffu);
+}
+static inline bool f32_zero(uint32_t a)
+{
+	return !(a & 0x7fffffffu);
+}
+static inline bool f32_inf(uint32_t a)
+{
+	return (a & 0x7fffffffu) == 0x7f800000u;
+}
+static inline bool f64_nan(uint64_t a)
+{
+	return (a & ~(1ull << 63)) > 0x7ff0000000000000ull;
+}
+static inline bool f64_snan(uint64_t a)
+{
+	return f64_nan(a) && !(a & F64_QBIT);
+}
+static inline bool f64_den(uint64_t a)
+{
+	return !(a & 0x7ff0000000000000ull) && (a & 0x000fffffffffffffull);
+}
+static inline bool f64_zero(uint64_t a)
+{
+	return !(a & ~(1ull << 63));
+}
+static inline bool f64_inf(uint64_t a)
+{
+	return (a & ~(1ull << 63)) == 0x7ff0000000000000ull;
+}
 
 /* ---- Exception bookkeeping ----
  * SDM vol. 1 §11.5.2: invalid, denormal and divide-by-zero are detected
@@ -45,9 +95,18 @@ struct fpctx {
 
 #define CR4_OSXMMEXCPT 0x400u
 
-static inline bool daz(const struct fpctx *e) { return e->mxcsr & MXCSR_DAZ; }
-static inline bool ftz(const struct fpctx *e) { return e->mxcsr & MXCSR_FZ; }
-static inline bool masked(const struct fpctx *e, uint32_t flag) { return e->mxcsr & (flag << 7); }
+static inline bool daz(const struct fpctx *e)
+{
+	return e->mxcsr & MXCSR_DAZ;
+}
+static inline bool ftz(const struct fpctx *e)
+{
+	return e->mxcsr & MXCSR_FZ;
+}
+static inline bool masked(const struct fpctx *e, uint32_t flag)
+{
+	return e->mxcsr & (flag << 7);
+}
 
 /* Host floating-point environment: the rounding mode and the inexact and
  * overflow flags. On x86-64 hosts MXCSR is used directly (fenv.h also
@@ -68,8 +127,14 @@ static inline void hmx_set(unsigned v)
 {
 	__asm__ volatile("ldmxcsr %0" : : "m"(v) : "memory");
 }
-static inline void hf_clear(void) { hmx_set(hmx_get() & ~0x3fu); }
-static inline int hf_test(void) { return (int)(hmx_get() & (HF_INEXACT | HF_OVERFLOW)); }
+static inline void hf_clear(void)
+{
+	hmx_set(hmx_get() & ~0x3fu);
+}
+static inline int hf_test(void)
+{
+	return (int)(hmx_get() & (HF_INEXACT | HF_OVERFLOW));
+}
 static inline unsigned hf_round_begin(unsigned rc)
 {
 	unsigned old = hmx_get();
@@ -77,20 +142,32 @@ static inline unsigned hf_round_begin(unsigned rc)
 	hmx_set((old & ~(0x6000u | MXCSR_DAZ | MXCSR_FZ)) | MXCSR_MASKS | rc << 13);
 	return old;
 }
-static inline void hf_round_end(unsigned old) { hmx_set(old); }
+static inline void hf_round_end(unsigned old)
+{
+	hmx_set(old);
+}
 #else
 #define HF_INEXACT FE_INEXACT
 #define HF_OVERFLOW FE_OVERFLOW
-static inline void hf_clear(void) { feclearexcept(FE_ALL_EXCEPT); }
-static inline int hf_test(void) { return fetestexcept(FE_INEXACT | FE_OVERFLOW); }
+static inline void hf_clear(void)
+{
+	feclearexcept(FE_ALL_EXCEPT);
+}
+static inline int hf_test(void)
+{
+	return fetestexcept(FE_INEXACT | FE_OVERFLOW);
+}
 static inline unsigned hf_round_begin(unsigned rc)
 {
-	static const int modes[4] = { FE_TONEAREST, FE_DOWNWARD, FE_UPWARD, FE_TOWARDZERO };
+	static const int modes[4] = {FE_TONEAREST, FE_DOWNWARD, FE_UPWARD, FE_TOWARDZERO};
 	int old = fegetround();
 	fesetround(modes[rc]);
 	return (unsigned)old;
 }
-static inline void hf_round_end(unsigned old) { fesetround((int)old); }
+static inline void hf_round_end(unsigned old)
+{
+	fesetround((int)old);
+}
 #endif
 
 static void fp_begin(struct cpu *c, struct fpctx *e)
@@ -423,6 +500,7 @@ static inline void fsrc(struct cpu *c, const struct insn *i, unsigned kind, unio
 /* ADD SUB MUL DIV MIN MAX SQRT: aux = op | kind << 4 */
 static void op_farith(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned op = i->aux & 15, kind = i->aux >> 4;
 	union cpu_xmm s, r = c->s.xmm[i->reg];
 	struct fpctx e;
@@ -437,12 +515,8 @@ static void op_farith(struct cpu *c, const struct insn *i)
 		for (unsigned k = 0; k < 2; k++)
 			r.q[k] = f64_arith(&e, op, r.q[k], s.q[k]);
 		break;
-	case K_SS:
-		r.d[0] = f32_arith(&e, op, r.d[0], s.d[0]);
-		break;
-	default:
-		r.q[0] = f64_arith(&e, op, r.q[0], s.q[0]);
-		break;
+	case K_SS: r.d[0] = f32_arith(&e, op, r.d[0], s.d[0]); break;
+	default: r.q[0] = f64_arith(&e, op, r.q[0], s.q[0]); break;
 	}
 	fp_end(c, &e);
 	c->s.xmm[i->reg] = r;
@@ -452,6 +526,7 @@ static void op_farith(struct cpu *c, const struct insn *i)
 /* HADDPS/HSUBPS/HADDPD/HSUBPD (aux = op | kind << 4), ADDSUBPS/PD (aux 0xf | kind << 4) */
 static void op_fhoriz(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned op = i->aux & 15, kind = i->aux >> 4;
 	union cpu_xmm s, d = c->s.xmm[i->reg], r;
 	struct fpctx e;
@@ -483,6 +558,7 @@ static void op_fhoriz(struct cpu *c, const struct insn *i)
  * stops the instruction with the flags of the steps so far. */
 static void op_dp(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, d = c->s.xmm[i->reg], r;
 	unsigned m = i->imm8;
 	struct fpctx e;
@@ -577,6 +653,7 @@ static bool f64_cmp(struct fpctx *e, unsigned pred, uint64_t a, uint64_t b)
 /* CMPPS/CMPPD/CMPSS/CMPSD xmm, xmm/m, imm8: aux = kind */
 static void op_fcmp(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned kind = i->aux, pred = i->imm8;
 	union cpu_xmm s, r = c->s.xmm[i->reg];
 	struct fpctx e;
@@ -591,12 +668,8 @@ static void op_fcmp(struct cpu *c, const struct insn *i)
 		for (unsigned k = 0; k < 2; k++)
 			r.q[k] = f64_cmp(&e, pred, r.q[k], s.q[k]) ? ~0ull : 0;
 		break;
-	case K_SS:
-		r.d[0] = f32_cmp(&e, pred, r.d[0], s.d[0]) ? ~0u : 0;
-		break;
-	default:
-		r.q[0] = f64_cmp(&e, pred, r.q[0], s.q[0]) ? ~0ull : 0;
-		break;
+	case K_SS: r.d[0] = f32_cmp(&e, pred, r.d[0], s.d[0]) ? ~0u : 0; break;
+	default: r.q[0] = f64_cmp(&e, pred, r.q[0], s.q[0]) ? ~0ull : 0; break;
 	}
 	fp_end(c, &e);
 	c->s.xmm[i->reg] = r;
@@ -607,6 +680,7 @@ static void op_fcmp(struct cpu *c, const struct insn *i)
  * signalling COMI forms. ZF PF CF = 111 unordered, 100 equal, 001 less. */
 static void op_comi(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned kind = i->aux & 0xf;
 	bool sig = i->aux & 0x10;
 	union cpu_xmm s;
@@ -767,25 +841,47 @@ static uint64_t int_to_f64(struct fpctx *e, int64_t v)
 
 /* Conversion selector kept in aux */
 enum {
-	CV_PS2PD, CV_PD2PS, CV_SS2SD, CV_SD2SS, CV_DQ2PS, CV_PS2DQ, CV_TPS2DQ,
-	CV_DQ2PD, CV_PD2DQ, CV_TPD2DQ,
-	CV_SI2SS, CV_SI2SD, CV_SS2SI, CV_TSS2SI, CV_SD2SI, CV_TSD2SI,
-	CV_PI2PS, CV_PI2PD, CV_PS2PI, CV_TPS2PI, CV_PD2PI, CV_TPD2PI,
+	CV_PS2PD,
+	CV_PD2PS,
+	CV_SS2SD,
+	CV_SD2SS,
+	CV_DQ2PS,
+	CV_PS2DQ,
+	CV_TPS2DQ,
+	CV_DQ2PD,
+	CV_PD2DQ,
+	CV_TPD2DQ,
+	CV_SI2SS,
+	CV_SI2SD,
+	CV_SS2SI,
+	CV_TSS2SI,
+	CV_SD2SI,
+	CV_TSD2SI,
+	CV_PI2PS,
+	CV_PI2PD,
+	CV_PS2PI,
+	CV_TPS2PI,
+	CV_PD2PI,
+	CV_TPD2PI,
 };
 
 /* xmm-destination conversions */
 static void op_cvt(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s, r = c->s.xmm[i->reg];
 	struct fpctx e;
 	bool from_mmx = false;
 
 	switch (i->aux) {
-	case CV_PS2PD: case CV_DQ2PD: sse_src_low(c, i, &s, 8); break;
+	case CV_PS2PD:
+	case CV_DQ2PD: sse_src_low(c, i, &s, 8); break;
 	case CV_SS2SD: sse_src_low(c, i, &s, 4); break;
 	case CV_SD2SS: sse_src_low(c, i, &s, 8); break;
-	case CV_SI2SS: case CV_SI2SD: s.q[0] = rm_read(c, i, (i->rex & 8) ? 8 : 4); break;
-	case CV_PI2PS: case CV_PI2PD:
+	case CV_SI2SS:
+	case CV_SI2SD: s.q[0] = rm_read(c, i, (i->rex & 8) ? 8 : 4); break;
+	case CV_PI2PS:
+	case CV_PI2PD:
 		s.q[0] = mmx_src(c, i);
 		from_mmx = i->mod3;
 		break;
@@ -808,7 +904,8 @@ static void op_cvt(struct cpu *c, const struct insn *i)
 		for (unsigned k = 0; k < 4; k++)
 			r.d[k] = int_to_f32(&e, (int32_t)s.d[k]);
 		break;
-	case CV_PS2DQ: case CV_TPS2DQ:
+	case CV_PS2DQ:
+	case CV_TPS2DQ:
 		for (unsigned k = 0; k < 4; k++)
 			r.d[k] = (uint32_t)f32_to_int(&e, s.d[k], 32, i->aux == CV_TPS2DQ);
 		break;
@@ -816,17 +913,14 @@ static void op_cvt(struct cpu *c, const struct insn *i)
 		r.q[0] = int_to_f64(&e, (int32_t)s.d[0]);
 		r.q[1] = int_to_f64(&e, (int32_t)s.d[1]);
 		break;
-	case CV_PD2DQ: case CV_TPD2DQ:
+	case CV_PD2DQ:
+	case CV_TPD2DQ:
 		r.d[0] = (uint32_t)f64_to_int(&e, s.q[0], 32, i->aux == CV_TPD2DQ);
 		r.d[1] = (uint32_t)f64_to_int(&e, s.q[1], 32, i->aux == CV_TPD2DQ);
 		r.q[1] = 0;
 		break;
-	case CV_SI2SS:
-		r.d[0] = int_to_f32(&e, (i->rex & 8) ? (int64_t)s.q[0] : (int32_t)s.q[0]);
-		break;
-	case CV_SI2SD:
-		r.q[0] = int_to_f64(&e, (i->rex & 8) ? (int64_t)s.q[0] : (int32_t)s.q[0]);
-		break;
+	case CV_SI2SS: r.d[0] = int_to_f32(&e, (i->rex & 8) ? (int64_t)s.q[0] : (int32_t)s.q[0]); break;
+	case CV_SI2SD: r.q[0] = int_to_f64(&e, (i->rex & 8) ? (int64_t)s.q[0] : (int32_t)s.q[0]); break;
 	case CV_PI2PS:
 		r.d[0] = int_to_f32(&e, (int32_t)s.d[0]);
 		r.d[1] = int_to_f32(&e, (int32_t)s.d[1]);
@@ -846,6 +940,7 @@ static void op_cvt(struct cpu *c, const struct insn *i)
 /* CVT(T)SS2SI / CVT(T)SD2SI r32/64, xmm/m */
 static void op_cvt2si(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm s;
 	struct fpctx e;
 	unsigned bits = (i->rex & 8) ? 64 : 32;
@@ -863,6 +958,8 @@ static void op_cvt2si(struct cpu *c, const struct insn *i)
 /* CVT(T)PS2PI / CVT(T)PD2PI mm, xmm/m */
 static void op_cvt2pi(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
+	mmx_check(c);
 	union cpu_xmm s, r;
 	struct fpctx e;
 	bool pd = i->aux == CV_PD2PI || i->aux == CV_TPD2PI;
@@ -923,6 +1020,7 @@ static uint64_t f64_round(struct fpctx *e, uint64_t a, unsigned imm)
 /* ROUNDPS/PD/SS/SD: aux = kind */
 static void op_round(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	unsigned kind = i->aux;
 	union cpu_xmm s, r = c->s.xmm[i->reg];
 	struct fpctx e;
@@ -937,12 +1035,8 @@ static void op_round(struct cpu *c, const struct insn *i)
 		for (unsigned k = 0; k < 2; k++)
 			r.q[k] = f64_round(&e, s.q[k], i->imm8);
 		break;
-	case K_SS:
-		r.d[0] = f32_round(&e, s.d[0], i->imm8);
-		break;
-	default:
-		r.q[0] = f64_round(&e, s.q[0], i->imm8);
-		break;
+	case K_SS: r.d[0] = f32_round(&e, s.d[0], i->imm8); break;
+	default: r.q[0] = f64_round(&e, s.q[0], i->imm8); break;
 	}
 	fp_end(c, &e);
 	c->s.xmm[i->reg] = r;
@@ -977,6 +1071,7 @@ static uint32_t f32_approx(uint32_t a, bool rsqrt)
 /* aux: bit 0 rsqrt, bit 1 scalar */
 static void op_approx(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	bool rs = i->aux & 1, scalar = i->aux & 2;
 	union cpu_xmm s, r = c->s.xmm[i->reg];
 	if (scalar)
@@ -993,6 +1088,7 @@ static void op_approx(struct cpu *c, const struct insn *i)
 
 static void op_ldmxcsr(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	uint32_t v = mem_read32(c, insn_ea(c, i));
 	if (v & ~MXCSR_VALID)
 		cpu_raise(c, EXC_GP, 0);
@@ -1002,6 +1098,7 @@ static void op_ldmxcsr(struct cpu *c, const struct insn *i)
 
 static void op_stmxcsr(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	mem_write32(c, insn_ea(c, i), c->s.mxcsr);
 	insn_next(c, i);
 }
@@ -1114,8 +1211,7 @@ int sse_fp_decode(struct insn *i)
 		if (((i->modrm >> 3) & 7) == 3)
 			return fset(i, op_stmxcsr, 0);
 		return -1;
-	default:
-		return -1;
+	default: return -1;
 	}
 	i->fn = op_ud;
 	return 0;

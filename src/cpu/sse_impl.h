@@ -31,6 +31,31 @@ static inline void mmx_enter(struct cpu *c)
 	c->s.x87.ftw = 0;
 }
 
+#define CR0_EM_BIT 0x4u
+#define CR0_TS_BIT 0x8u
+#define CR4_OSFXSR_BIT 0x200u
+#define FSW_ES_BIT 0x80u
+
+/* System mode checks at the start of an SSE instruction: #UD without
+ * CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (user mode: always enabled). */
+void sse_sys_check(struct cpu *c);
+
+static inline void sse_enter(struct cpu *c)
+{
+	if (unlikely(c->mode == CPU_MODE_SYSTEM))
+		sse_sys_check(c);
+}
+
+/* The same for an MMX instruction: #UD with CR0.EM, #NM with CR0.TS, and
+ * #MF while an unmasked x87 exception is pending. */
+static inline void mmx_check(struct cpu *c)
+{
+	if (unlikely(c->mode == CPU_MODE_SYSTEM) && (c->s.cr0 & (CR0_EM_BIT | CR0_TS_BIT)))
+		cpu_raise(c, (c->s.cr0 & CR0_EM_BIT) ? EXC_UD : EXC_NM, 0);
+	if (0)
+		cpu_raise(c, EXC_MF, 0);
+}
+
 /* Read the 128-bit xmm/m128 operand. aligned: legacy SSE rule, a memory
  * operand not on a 16-byte boundary is #GP(0). */
 static inline void sse_src128(struct cpu *c, const struct insn *i, union cpu_xmm *v, bool aligned)

@@ -32,8 +32,7 @@ static unsigned explicit_len(const struct insn *i, uint64_t r, unsigned n)
 }
 
 /* The intermediate result IntRes2 (one bit per element of the second operand) */
-static unsigned str_compare(const union cpu_xmm *a, const union cpu_xmm *b, unsigned la, unsigned lb,
-			    unsigned imm)
+static unsigned str_compare(const union cpu_xmm *a, const union cpu_xmm *b, unsigned la, unsigned lb, unsigned imm)
 {
 	unsigned fmt = imm & 3, n = (imm & 1) ? 8 : 16;
 	unsigned res = 0;
@@ -81,12 +80,8 @@ static unsigned str_compare(const union cpu_xmm *a, const union cpu_xmm *b, unsi
 		break;
 	}
 	switch ((imm >> 4) & 3) {
-	case 1:
-		res = ~res & ((1u << n) - 1);
-		break;
-	case 3:
-		res ^= (1u << lb) - 1;
-		break;
+	case 1: res = ~res & ((1u << n) - 1); break;
+	case 3: res ^= (1u << lb) - 1; break;
 	}
 	return res;
 }
@@ -94,6 +89,7 @@ static unsigned str_compare(const union cpu_xmm *a, const union cpu_xmm *b, unsi
 /* aux: bit 0 = explicit lengths, bit 1 = index (else mask) */
 static void op_pcmpstr(struct cpu *c, const struct insn *i)
 {
+	sse_enter(c);
 	union cpu_xmm b;
 	const union cpu_xmm *a = &c->s.xmm[i->reg];
 	unsigned imm = i->imm8, fmt = imm & 3, n = (imm & 1) ? 8 : 16;
@@ -115,7 +111,7 @@ static void op_pcmpstr(struct cpu *c, const struct insn *i)
 			idx = (imm & 0x40) ? 31 - (unsigned)__builtin_clz(res) : (unsigned)__builtin_ctz(res);
 		reg_write(c, R_RCX, 4, idx);
 	} else {
-		union cpu_xmm m = { .q = { 0, 0 } };
+		union cpu_xmm m = {.q = {0, 0}};
 		if (imm & 0x40) {
 			unsigned sz = 16 / n;
 			for (unsigned k = 0; k < n; k++)

@@ -81,8 +81,15 @@ static void vcpu_requests(struct emu *e, unsigned k)
 	unsigned r = vcpu_take_requests(e->m, k, &vec);
 	if (!r)
 		return;
-	if (r & VCPU_REQ_INIT)
+	if (r & VCPU_REQ_INIT) {
+		/* INIT on the BSP sends it to the firmware's reset path; with no
+		 * firmware in the VM that is a machine reset. */
+		if (k == 0) {
+			machine_request_power(e->m, POWER_RESET);
+			return;
+		}
 		vcpu_init_ipi(e, k);
+	}
 	if (r & VCPU_REQ_SIPI)
 		vcpu_sipi(e, k, vec);
 	/* NMI: the interpreter has no NMI entry yet; it is dropped. */

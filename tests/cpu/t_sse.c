@@ -69,9 +69,20 @@ struct code {
 	size_t n;
 };
 
-static void e8(struct code *c, unsigned v) { c->p[c->n++] = (uint8_t)v; }
-static void e32(struct code *c, uint32_t v) { memcpy(c->p + c->n, &v, 4); c->n += 4; }
-static void e64(struct code *c, uint64_t v) { memcpy(c->p + c->n, &v, 8); c->n += 8; }
+static void e8(struct code *c, unsigned v)
+{
+	c->p[c->n++] = (uint8_t)v;
+}
+static void e32(struct code *c, uint32_t v)
+{
+	memcpy(c->p + c->n, &v, 4);
+	c->n += 4;
+}
+static void e64(struct code *c, uint64_t v)
+{
+	memcpy(c->p + c->n, &v, 8);
+	c->n += 8;
+}
 
 /* op reg, [rax + disp32] with optional prefix/REX.W, for the prologue and
  * epilogue */
@@ -89,7 +100,7 @@ static void e_rax_mem(struct code *c, int pfx, int w, const char *opc, unsigned 
 
 static void emit_prologue(struct code *c)
 {
-	static const uint8_t push[] = { 0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57 };
+	static const uint8_t push[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57};
 	memcpy(c->p + c->n, push, sizeof(push));
 	c->n += sizeof(push);
 	e8(c, 0x48), e8(c, 0xb8), e64(c, (uintptr_t)st_in);
@@ -99,8 +110,8 @@ static void emit_prologue(struct code *c)
 		e_rax_mem(c, 0xf3, 0, "\x0f\x6f", k, OFF_XMM + 16 * k); /* movdqu */
 	for (unsigned k = 0; k < 8; k++)
 		e_rax_mem(c, 0, 0, "\x0f\x6f", k, OFF_MM + 8 * k); /* movq mm */
-	e_rax_mem(c, 0, 0, "\xff", 6, OFF_FL);                     /* push [rax+fl] */
-	e8(c, 0x9d);                                               /* popfq */
+	e_rax_mem(c, 0, 0, "\xff", 6, OFF_FL);			   /* push [rax+fl] */
+	e8(c, 0x9d);						   /* popfq */
 	for (unsigned r = 1; r < 16; r++)
 		if (r != 4)
 			e_rax_mem(c, 0, 1, "\x8b", r, OFF_GPR + 8 * r);
@@ -109,7 +120,7 @@ static void emit_prologue(struct code *c)
 
 static void emit_epilogue(struct code *c)
 {
-	static const uint8_t pop[] = { 0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3 };
+	static const uint8_t pop[] = {0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
 	e8(c, 0x50);
 	e8(c, 0x48), e8(c, 0xb8), e64(c, (uintptr_t)st_out);
 	e_rax_mem(c, 0, 0, "\x8f", 0, OFF_GPR); /* pop [rax+gpr0] */
@@ -131,9 +142,9 @@ static void emit_epilogue(struct code *c)
 
 /* One instruction under test. Memory operands are [rbx + disp32]. */
 struct ienc {
-	uint8_t pfx;  /* 0, 0x66, 0xf2, 0xf3 */
-	uint8_t p66;  /* an extra 66 before pfx */
-	uint8_t map;  /* 1: 0F, 2: 0F 38, 3: 0F 3A */
+	uint8_t pfx; /* 0, 0x66, 0xf2, 0xf3 */
+	uint8_t p66; /* an extra 66 before pfx */
+	uint8_t map; /* 1: 0F, 2: 0F 38, 3: 0F 3A */
 	uint8_t op;
 	uint8_t reg, rm;
 	uint8_t mem, w, rex;
@@ -169,9 +180,9 @@ static void emit_insn(struct code *c, const struct ienc *e)
 /* ---- Running natively ---- */
 
 struct result {
-	int fault;     /* 0, or a signal number (native) / mapped from the vector (emu) */
-	int gp;        /* SIGSEGV from #GP (si_code SI_KERNEL) rather than #PF */
-	uint64_t rip;  /* at the fault */
+	int fault;    /* 0, or a signal number (native) / mapped from the vector (emu) */
+	int gp;	      /* SIGSEGV from #GP (si_code SI_KERNEL) rather than #PF */
+	uint64_t rip; /* at the fault */
 	struct tstate s;
 	uint8_t data[DATA_SIZE];
 };
@@ -182,8 +193,8 @@ static struct result *native_res;
 static void on_signal(int sig, siginfo_t *si, void *ucv)
 {
 	ucontext_t *uc = ucv;
-	static const int map[16] = { REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
-				     REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15 };
+	static const int map[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
+				    REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15};
 	struct result *r = native_res;
 	r->fault = sig;
 	r->gp = sig == SIGSEGV && si->si_code == SI_KERNEL;
@@ -221,7 +232,7 @@ static void run_emu(struct result *r)
 	cpu_reset_user(c);
 	cpu_flush(c);
 	uint64_t top = (uintptr_t)(arena + A_PAGES * PG) - 8;
-	memcpy((void *)(uintptr_t)top, &(uint64_t){ (uintptr_t)(arena + A_STUB * PG) }, 8);
+	memcpy((void *)(uintptr_t)top, &(uint64_t){(uintptr_t)(arena + A_STUB * PG)}, 8);
 	c->s.gpr[R_RSP] = top;
 	c->s.rip = (uintptr_t)(arena + A_CODE * PG);
 	enum cpu_exit e = cpu_run(c, 1000000);
@@ -231,8 +242,12 @@ static void run_emu(struct result *r)
 		if (e == CPU_EXIT_EXCEPTION) {
 			switch (c->exc_vector) {
 			case EXC_XM: r->fault = SIGFPE; break;
+			case EXC_MF: r->fault = SIGFPE; break;
 			case EXC_UD: r->fault = SIGILL; break;
-			case EXC_GP: r->fault = SIGSEGV; r->gp = 1; break;
+			case EXC_GP:
+				r->fault = SIGSEGV;
+				r->gp = 1;
+				break;
 			case EXC_PF: r->fault = SIGSEGV; break;
 			default: r->fault = 1000 + c->exc_vector; break;
 			}
@@ -252,19 +267,19 @@ static void run_emu(struct result *r)
 
 /* ---- Instruction descriptions ---- */
 
-enum { RK_X, RK_M, RK_G };      /* operand kinds: xmm, mm, general register */
-enum { D_INT, D_F32, D_F64 };   /* what the xmm registers and memory hold */
-#define F_IMM 0x1     /* imm8 */
-#define F_REG 0x2     /* register form only */
-#define F_MEM 0x4     /* memory form only */
-#define F_W 0x8       /* REX.W is meaningful: pick it at random */
-#define F_APPROX 0x10 /* destination is an estimate: compare within 2^-10 */
-#define F_FIX 0x20    /* ModRM.reg is the fixed value fix */
-#define F_BYTE 0x40   /* r/m is a byte register: REX or not at random */
-#define F_P66 0x80    /* an extra 66 prefix */
-#define F_NOFLIP 0x100 /* do not try other prefixes on this opcode */
-#define F_MXCSR 0x200 /* memory holds MXCSR images */
-#define F_CMPIMM 0x400 /* imm8 mostly 0-7 */
+enum { RK_X, RK_M, RK_G };    /* operand kinds: xmm, mm, general register */
+enum { D_INT, D_F32, D_F64 }; /* what the xmm registers and memory hold */
+#define F_IMM 0x1	      /* imm8 */
+#define F_REG 0x2	      /* register form only */
+#define F_MEM 0x4	      /* memory form only */
+#define F_W 0x8		      /* REX.W is meaningful: pick it at random */
+#define F_APPROX 0x10	      /* destination is an estimate: compare within 2^-10 */
+#define F_FIX 0x20	      /* ModRM.reg is the fixed value fix */
+#define F_BYTE 0x40	      /* r/m is a byte register: REX or not at random */
+#define F_P66 0x80	      /* an extra 66 prefix */
+#define F_NOFLIP 0x100	      /* do not try other prefixes on this opcode */
+#define F_MXCSR 0x200	      /* memory holds MXCSR images */
+#define F_CMPIMM 0x400	      /* imm8 mostly 0-7 */
 
 struct tdesc {
 	const char *name;
@@ -274,208 +289,320 @@ struct tdesc {
 	int8_t fix;
 };
 
-#define MX(n, m, o) { n " (mmx)", 0, m, o, 0, RK_M, RK_M, D_INT, 0 }, { n, 0x66, m, o, 0, RK_X, RK_X, D_INT, 0 }
-#define XI(n, m, o) { n, 0x66, m, o, 0, RK_X, RK_X, D_INT, 0 }
-#define FP4(n, o, f)                                          \
-	{ n "ps", 0, 1, o, f, RK_X, RK_X, D_F32, 0 },             \
-	{ n "pd", 0x66, 1, o, f, RK_X, RK_X, D_F64, 0 },          \
-	{ n "ss", 0xf3, 1, o, f, RK_X, RK_X, D_F32, 0 },          \
-	{ n "sd", 0xf2, 1, o, f, RK_X, RK_X, D_F64, 0 }
+#define MX(n, m, o)                                                                                                    \
+	{n " (mmx)", 0, m, o, 0, RK_M, RK_M, D_INT, 0},                                                                \
+	{                                                                                                              \
+		n, 0x66, m, o, 0, RK_X, RK_X, D_INT, 0                                                                 \
+	}
+#define XI(n, m, o)                                                                                                    \
+	{                                                                                                              \
+		n, 0x66, m, o, 0, RK_X, RK_X, D_INT, 0                                                                 \
+	}
+#define FP4(n, o, f)                                                                                                   \
+	{n "ps", 0, 1, o, f, RK_X, RK_X, D_F32, 0}, {n "pd", 0x66, 1, o, f, RK_X, RK_X, D_F64, 0},                     \
+		{n "ss", 0xf3, 1, o, f, RK_X, RK_X, D_F32, 0},                                                         \
+	{                                                                                                              \
+		n "sd", 0xf2, 1, o, f, RK_X, RK_X, D_F64, 0                                                            \
+	}
 
 static const struct tdesc descs[] = {
 	/* MMX / SSE2 integer */
-	MX("punpcklbw", 1, 0x60), MX("punpcklwd", 1, 0x61), MX("punpckldq", 1, 0x62), MX("packsswb", 1, 0x63),
-	MX("pcmpgtb", 1, 0x64), MX("pcmpgtw", 1, 0x65), MX("pcmpgtd", 1, 0x66), MX("packuswb", 1, 0x67),
-	MX("punpckhbw", 1, 0x68), MX("punpckhwd", 1, 0x69), MX("punpckhdq", 1, 0x6a), MX("packssdw", 1, 0x6b),
-	XI("punpcklqdq", 1, 0x6c), XI("punpckhqdq", 1, 0x6d),
-	MX("pcmpeqb", 1, 0x74), MX("pcmpeqw", 1, 0x75), MX("pcmpeqd", 1, 0x76),
-	MX("psrlw", 1, 0xd1), MX("psrld", 1, 0xd2), MX("psrlq", 1, 0xd3), MX("paddq", 1, 0xd4),
-	MX("pmullw", 1, 0xd5), MX("psubusb", 1, 0xd8), MX("psubusw", 1, 0xd9), MX("pminub", 1, 0xda),
-	MX("pand", 1, 0xdb), MX("paddusb", 1, 0xdc), MX("paddusw", 1, 0xdd), MX("pmaxub", 1, 0xde),
-	MX("pandn", 1, 0xdf), MX("pavgb", 1, 0xe0), MX("psraw", 1, 0xe1), MX("psrad", 1, 0xe2),
-	MX("pavgw", 1, 0xe3), MX("pmulhuw", 1, 0xe4), MX("pmulhw", 1, 0xe5), MX("psubsb", 1, 0xe8),
-	MX("psubsw", 1, 0xe9), MX("pminsw", 1, 0xea), MX("por", 1, 0xeb), MX("paddsb", 1, 0xec),
-	MX("paddsw", 1, 0xed), MX("pmaxsw", 1, 0xee), MX("pxor", 1, 0xef), MX("psllw", 1, 0xf1),
-	MX("pslld", 1, 0xf2), MX("psllq", 1, 0xf3), MX("pmuludq", 1, 0xf4), MX("pmaddwd", 1, 0xf5),
-	MX("psadbw", 1, 0xf6), MX("psubb", 1, 0xf8), MX("psubw", 1, 0xf9), MX("psubd", 1, 0xfa),
-	MX("psubq", 1, 0xfb), MX("paddb", 1, 0xfc), MX("paddw", 1, 0xfd), MX("paddd", 1, 0xfe),
+	MX("punpcklbw", 1, 0x60),
+	MX("punpcklwd", 1, 0x61),
+	MX("punpckldq", 1, 0x62),
+	MX("packsswb", 1, 0x63),
+	MX("pcmpgtb", 1, 0x64),
+	MX("pcmpgtw", 1, 0x65),
+	MX("pcmpgtd", 1, 0x66),
+	MX("packuswb", 1, 0x67),
+	MX("punpckhbw", 1, 0x68),
+	MX("punpckhwd", 1, 0x69),
+	MX("punpckhdq", 1, 0x6a),
+	MX("packssdw", 1, 0x6b),
+	XI("punpcklqdq", 1, 0x6c),
+	XI("punpckhqdq", 1, 0x6d),
+	MX("pcmpeqb", 1, 0x74),
+	MX("pcmpeqw", 1, 0x75),
+	MX("pcmpeqd", 1, 0x76),
+	MX("psrlw", 1, 0xd1),
+	MX("psrld", 1, 0xd2),
+	MX("psrlq", 1, 0xd3),
+	MX("paddq", 1, 0xd4),
+	MX("pmullw", 1, 0xd5),
+	MX("psubusb", 1, 0xd8),
+	MX("psubusw", 1, 0xd9),
+	MX("pminub", 1, 0xda),
+	MX("pand", 1, 0xdb),
+	MX("paddusb", 1, 0xdc),
+	MX("paddusw", 1, 0xdd),
+	MX("pmaxub", 1, 0xde),
+	MX("pandn", 1, 0xdf),
+	MX("pavgb", 1, 0xe0),
+	MX("psraw", 1, 0xe1),
+	MX("psrad", 1, 0xe2),
+	MX("pavgw", 1, 0xe3),
+	MX("pmulhuw", 1, 0xe4),
+	MX("pmulhw", 1, 0xe5),
+	MX("psubsb", 1, 0xe8),
+	MX("psubsw", 1, 0xe9),
+	MX("pminsw", 1, 0xea),
+	MX("por", 1, 0xeb),
+	MX("paddsb", 1, 0xec),
+	MX("paddsw", 1, 0xed),
+	MX("pmaxsw", 1, 0xee),
+	MX("pxor", 1, 0xef),
+	MX("psllw", 1, 0xf1),
+	MX("pslld", 1, 0xf2),
+	MX("psllq", 1, 0xf3),
+	MX("pmuludq", 1, 0xf4),
+	MX("pmaddwd", 1, 0xf5),
+	MX("psadbw", 1, 0xf6),
+	MX("psubb", 1, 0xf8),
+	MX("psubw", 1, 0xf9),
+	MX("psubd", 1, 0xfa),
+	MX("psubq", 1, 0xfb),
+	MX("paddb", 1, 0xfc),
+	MX("paddw", 1, 0xfd),
+	MX("paddd", 1, 0xfe),
 	/* SSSE3 */
-	MX("pshufb", 2, 0x00), MX("phaddw", 2, 0x01), MX("phaddd", 2, 0x02), MX("phaddsw", 2, 0x03),
-	MX("pmaddubsw", 2, 0x04), MX("phsubw", 2, 0x05), MX("phsubd", 2, 0x06), MX("phsubsw", 2, 0x07),
-	MX("psignb", 2, 0x08), MX("psignw", 2, 0x09), MX("psignd", 2, 0x0a), MX("pmulhrsw", 2, 0x0b),
-	MX("pabsb", 2, 0x1c), MX("pabsw", 2, 0x1d), MX("pabsd", 2, 0x1e),
-	{ "palignr (mmx)", 0, 3, 0x0f, F_IMM, RK_M, RK_M, D_INT, 0 },
-	{ "palignr", 0x66, 3, 0x0f, F_IMM, RK_X, RK_X, D_INT, 0 },
+	MX("pshufb", 2, 0x00),
+	MX("phaddw", 2, 0x01),
+	MX("phaddd", 2, 0x02),
+	MX("phaddsw", 2, 0x03),
+	MX("pmaddubsw", 2, 0x04),
+	MX("phsubw", 2, 0x05),
+	MX("phsubd", 2, 0x06),
+	MX("phsubsw", 2, 0x07),
+	MX("psignb", 2, 0x08),
+	MX("psignw", 2, 0x09),
+	MX("psignd", 2, 0x0a),
+	MX("pmulhrsw", 2, 0x0b),
+	MX("pabsb", 2, 0x1c),
+	MX("pabsw", 2, 0x1d),
+	MX("pabsd", 2, 0x1e),
+	{"palignr (mmx)", 0, 3, 0x0f, F_IMM, RK_M, RK_M, D_INT, 0},
+	{"palignr", 0x66, 3, 0x0f, F_IMM, RK_X, RK_X, D_INT, 0},
 	/* SSE4.1 / 4.2 integer */
-	XI("pblendvb", 2, 0x10), { "blendvps", 0x66, 2, 0x14, 0, RK_X, RK_X, D_F32, 0 },
-	{ "blendvpd", 0x66, 2, 0x15, 0, RK_X, RK_X, D_F64, 0 }, XI("ptest", 2, 0x17),
-	XI("pmovsxbw", 2, 0x20), XI("pmovsxbd", 2, 0x21), XI("pmovsxbq", 2, 0x22), XI("pmovsxwd", 2, 0x23),
-	XI("pmovsxwq", 2, 0x24), XI("pmovsxdq", 2, 0x25), XI("pmuldq", 2, 0x28), XI("pcmpeqq", 2, 0x29),
-	{ "movntdqa", 0x66, 2, 0x2a, F_MEM, RK_X, RK_X, D_INT, 0 }, XI("packusdw", 2, 0x2b),
-	XI("pmovzxbw", 2, 0x30), XI("pmovzxbd", 2, 0x31), XI("pmovzxbq", 2, 0x32), XI("pmovzxwd", 2, 0x33),
-	XI("pmovzxwq", 2, 0x34), XI("pmovzxdq", 2, 0x35), XI("pcmpgtq", 2, 0x37),
-	XI("pminsb", 2, 0x38), XI("pminsd", 2, 0x39), XI("pminuw", 2, 0x3a), XI("pminud", 2, 0x3b),
-	XI("pmaxsb", 2, 0x3c), XI("pmaxsd", 2, 0x3d), XI("pmaxuw", 2, 0x3e), XI("pmaxud", 2, 0x3f),
-	XI("pmulld", 2, 0x40), XI("phminposuw", 2, 0x41),
-	{ "blendps", 0x66, 3, 0x0c, F_IMM, RK_X, RK_X, D_F32, 0 },
-	{ "blendpd", 0x66, 3, 0x0d, F_IMM, RK_X, RK_X, D_F64, 0 },
-	{ "pblendw", 0x66, 3, 0x0e, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pextrb", 0x66, 3, 0x14, F_IMM | F_W, RK_X, RK_G, D_INT, 0 },
-	{ "pextrw (0f3a)", 0x66, 3, 0x15, F_IMM | F_W, RK_X, RK_G, D_INT, 0 },
-	{ "pextrd/q", 0x66, 3, 0x16, F_IMM | F_W, RK_X, RK_G, D_INT, 0 },
-	{ "extractps", 0x66, 3, 0x17, F_IMM | F_W, RK_X, RK_G, D_F32, 0 },
-	{ "pinsrb", 0x66, 3, 0x20, F_IMM | F_W, RK_X, RK_G, D_INT, 0 },
-	{ "insertps", 0x66, 3, 0x21, F_IMM, RK_X, RK_X, D_F32, 0 },
-	{ "pinsrd/q", 0x66, 3, 0x22, F_IMM | F_W, RK_X, RK_G, D_INT, 0 },
-	{ "mpsadbw", 0x66, 3, 0x42, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pclmulqdq", 0x66, 3, 0x44, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pcmpestrm", 0x66, 3, 0x60, F_IMM | F_W, RK_X, RK_X, D_INT, 0 },
-	{ "pcmpestri", 0x66, 3, 0x61, F_IMM | F_W, RK_X, RK_X, D_INT, 0 },
-	{ "pcmpistrm", 0x66, 3, 0x62, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pcmpistri", 0x66, 3, 0x63, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "movbe load", 0, 2, 0xf0, F_MEM | F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "movbe store", 0, 2, 0xf1, F_MEM | F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "movbe load16", 0x66, 2, 0xf0, F_MEM | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "movbe store16", 0x66, 2, 0xf1, F_MEM | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "crc32 r/m8", 0xf2, 2, 0xf0, F_W | F_BYTE | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "crc32 r/m32", 0xf2, 2, 0xf1, F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
-	{ "crc32 r/m16", 0xf2, 2, 0xf1, F_P66 | F_NOFLIP, RK_G, RK_G, D_INT, 0 },
+	XI("pblendvb", 2, 0x10),
+	{"blendvps", 0x66, 2, 0x14, 0, RK_X, RK_X, D_F32, 0},
+	{"blendvpd", 0x66, 2, 0x15, 0, RK_X, RK_X, D_F64, 0},
+	XI("ptest", 2, 0x17),
+	XI("pmovsxbw", 2, 0x20),
+	XI("pmovsxbd", 2, 0x21),
+	XI("pmovsxbq", 2, 0x22),
+	XI("pmovsxwd", 2, 0x23),
+	XI("pmovsxwq", 2, 0x24),
+	XI("pmovsxdq", 2, 0x25),
+	XI("pmuldq", 2, 0x28),
+	XI("pcmpeqq", 2, 0x29),
+	{"movntdqa", 0x66, 2, 0x2a, F_MEM, RK_X, RK_X, D_INT, 0},
+	XI("packusdw", 2, 0x2b),
+	XI("pmovzxbw", 2, 0x30),
+	XI("pmovzxbd", 2, 0x31),
+	XI("pmovzxbq", 2, 0x32),
+	XI("pmovzxwd", 2, 0x33),
+	XI("pmovzxwq", 2, 0x34),
+	XI("pmovzxdq", 2, 0x35),
+	XI("pcmpgtq", 2, 0x37),
+	XI("pminsb", 2, 0x38),
+	XI("pminsd", 2, 0x39),
+	XI("pminuw", 2, 0x3a),
+	XI("pminud", 2, 0x3b),
+	XI("pmaxsb", 2, 0x3c),
+	XI("pmaxsd", 2, 0x3d),
+	XI("pmaxuw", 2, 0x3e),
+	XI("pmaxud", 2, 0x3f),
+	XI("pmulld", 2, 0x40),
+	XI("phminposuw", 2, 0x41),
+	{"blendps", 0x66, 3, 0x0c, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"blendpd", 0x66, 3, 0x0d, F_IMM, RK_X, RK_X, D_F64, 0},
+	{"pblendw", 0x66, 3, 0x0e, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pextrb", 0x66, 3, 0x14, F_IMM | F_W, RK_X, RK_G, D_INT, 0},
+	{"pextrw (0f3a)", 0x66, 3, 0x15, F_IMM | F_W, RK_X, RK_G, D_INT, 0},
+	{"pextrd/q", 0x66, 3, 0x16, F_IMM | F_W, RK_X, RK_G, D_INT, 0},
+	{"extractps", 0x66, 3, 0x17, F_IMM | F_W, RK_X, RK_G, D_F32, 0},
+	{"pinsrb", 0x66, 3, 0x20, F_IMM | F_W, RK_X, RK_G, D_INT, 0},
+	{"insertps", 0x66, 3, 0x21, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"pinsrd/q", 0x66, 3, 0x22, F_IMM | F_W, RK_X, RK_G, D_INT, 0},
+	{"mpsadbw", 0x66, 3, 0x42, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pclmulqdq", 0x66, 3, 0x44, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pcmpestrm", 0x66, 3, 0x60, F_IMM | F_W, RK_X, RK_X, D_INT, 0},
+	{"pcmpestri", 0x66, 3, 0x61, F_IMM | F_W, RK_X, RK_X, D_INT, 0},
+	{"pcmpistrm", 0x66, 3, 0x62, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pcmpistri", 0x66, 3, 0x63, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"movbe load", 0, 2, 0xf0, F_MEM | F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"movbe store", 0, 2, 0xf1, F_MEM | F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"movbe load16", 0x66, 2, 0xf0, F_MEM | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"movbe store16", 0x66, 2, 0xf1, F_MEM | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"crc32 r/m8", 0xf2, 2, 0xf0, F_W | F_BYTE | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"crc32 r/m32", 0xf2, 2, 0xf1, F_W | F_NOFLIP, RK_G, RK_G, D_INT, 0},
+	{"crc32 r/m16", 0xf2, 2, 0xf1, F_P66 | F_NOFLIP, RK_G, RK_G, D_INT, 0},
 	/* moves and shuffles */
-	{ "movups", 0, 1, 0x10, 0, RK_X, RK_X, D_F32, 0 }, { "movupd", 0x66, 1, 0x10, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movss", 0xf3, 1, 0x10, 0, RK_X, RK_X, D_F32, 0 }, { "movsd", 0xf2, 1, 0x10, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movups st", 0, 1, 0x11, 0, RK_X, RK_X, D_F32, 0 }, { "movupd st", 0x66, 1, 0x11, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movss st", 0xf3, 1, 0x11, 0, RK_X, RK_X, D_F32, 0 }, { "movsd st", 0xf2, 1, 0x11, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movlps/movhlps", 0, 1, 0x12, 0, RK_X, RK_X, D_F32, 0 },
-	{ "movlpd", 0x66, 1, 0x12, F_MEM, RK_X, RK_X, D_F64, 0 },
-	{ "movsldup", 0xf3, 1, 0x12, 0, RK_X, RK_X, D_F32, 0 },
-	{ "movddup", 0xf2, 1, 0x12, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movlps st", 0, 1, 0x13, F_MEM, RK_X, RK_X, D_F32, 0 },
-	{ "movlpd st", 0x66, 1, 0x13, F_MEM, RK_X, RK_X, D_F64, 0 },
-	{ "unpcklps", 0, 1, 0x14, 0, RK_X, RK_X, D_F32, 0 }, { "unpcklpd", 0x66, 1, 0x14, 0, RK_X, RK_X, D_F64, 0 },
-	{ "unpckhps", 0, 1, 0x15, 0, RK_X, RK_X, D_F32, 0 }, { "unpckhpd", 0x66, 1, 0x15, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movhps/movlhps", 0, 1, 0x16, 0, RK_X, RK_X, D_F32, 0 },
-	{ "movhpd", 0x66, 1, 0x16, F_MEM, RK_X, RK_X, D_F64, 0 },
-	{ "movshdup", 0xf3, 1, 0x16, 0, RK_X, RK_X, D_F32, 0 },
-	{ "movhps st", 0, 1, 0x17, F_MEM, RK_X, RK_X, D_F32, 0 },
-	{ "movhpd st", 0x66, 1, 0x17, F_MEM, RK_X, RK_X, D_F64, 0 },
-	{ "movaps", 0, 1, 0x28, 0, RK_X, RK_X, D_F32, 0 }, { "movapd", 0x66, 1, 0x28, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movaps st", 0, 1, 0x29, 0, RK_X, RK_X, D_F32, 0 }, { "movapd st", 0x66, 1, 0x29, 0, RK_X, RK_X, D_F64, 0 },
+	{"movups", 0, 1, 0x10, 0, RK_X, RK_X, D_F32, 0},
+	{"movupd", 0x66, 1, 0x10, 0, RK_X, RK_X, D_F64, 0},
+	{"movss", 0xf3, 1, 0x10, 0, RK_X, RK_X, D_F32, 0},
+	{"movsd", 0xf2, 1, 0x10, 0, RK_X, RK_X, D_F64, 0},
+	{"movups st", 0, 1, 0x11, 0, RK_X, RK_X, D_F32, 0},
+	{"movupd st", 0x66, 1, 0x11, 0, RK_X, RK_X, D_F64, 0},
+	{"movss st", 0xf3, 1, 0x11, 0, RK_X, RK_X, D_F32, 0},
+	{"movsd st", 0xf2, 1, 0x11, 0, RK_X, RK_X, D_F64, 0},
+	{"movlps/movhlps", 0, 1, 0x12, 0, RK_X, RK_X, D_F32, 0},
+	{"movlpd", 0x66, 1, 0x12, F_MEM, RK_X, RK_X, D_F64, 0},
+	{"movsldup", 0xf3, 1, 0x12, 0, RK_X, RK_X, D_F32, 0},
+	{"movddup", 0xf2, 1, 0x12, 0, RK_X, RK_X, D_F64, 0},
+	{"movlps st", 0, 1, 0x13, F_MEM, RK_X, RK_X, D_F32, 0},
+	{"movlpd st", 0x66, 1, 0x13, F_MEM, RK_X, RK_X, D_F64, 0},
+	{"unpcklps", 0, 1, 0x14, 0, RK_X, RK_X, D_F32, 0},
+	{"unpcklpd", 0x66, 1, 0x14, 0, RK_X, RK_X, D_F64, 0},
+	{"unpckhps", 0, 1, 0x15, 0, RK_X, RK_X, D_F32, 0},
+	{"unpckhpd", 0x66, 1, 0x15, 0, RK_X, RK_X, D_F64, 0},
+	{"movhps/movlhps", 0, 1, 0x16, 0, RK_X, RK_X, D_F32, 0},
+	{"movhpd", 0x66, 1, 0x16, F_MEM, RK_X, RK_X, D_F64, 0},
+	{"movshdup", 0xf3, 1, 0x16, 0, RK_X, RK_X, D_F32, 0},
+	{"movhps st", 0, 1, 0x17, F_MEM, RK_X, RK_X, D_F32, 0},
+	{"movhpd st", 0x66, 1, 0x17, F_MEM, RK_X, RK_X, D_F64, 0},
+	{"movaps", 0, 1, 0x28, 0, RK_X, RK_X, D_F32, 0},
+	{"movapd", 0x66, 1, 0x28, 0, RK_X, RK_X, D_F64, 0},
+	{"movaps st", 0, 1, 0x29, 0, RK_X, RK_X, D_F32, 0},
+	{"movapd st", 0x66, 1, 0x29, 0, RK_X, RK_X, D_F64, 0},
 	/* F2/F3 0F 2B are AMD's MOVNTSD/MOVNTSS (SSE4a): no prefix trials */
-	{ "movntps", 0, 1, 0x2b, F_MEM | F_NOFLIP, RK_X, RK_X, D_F32, 0 },
-	{ "movntpd", 0x66, 1, 0x2b, F_MEM | F_NOFLIP, RK_X, RK_X, D_F64, 0 },
-	{ "movmskps", 0, 1, 0x50, F_REG | F_W, RK_G, RK_X, D_F32, 0 },
-	{ "movmskpd", 0x66, 1, 0x50, F_REG | F_W, RK_G, RK_X, D_F64, 0 },
-	{ "andps", 0, 1, 0x54, 0, RK_X, RK_X, D_F32, 0 }, { "andpd", 0x66, 1, 0x54, 0, RK_X, RK_X, D_F64, 0 },
-	{ "andnps", 0, 1, 0x55, 0, RK_X, RK_X, D_F32, 0 }, { "andnpd", 0x66, 1, 0x55, 0, RK_X, RK_X, D_F64, 0 },
-	{ "orps", 0, 1, 0x56, 0, RK_X, RK_X, D_F32, 0 }, { "orpd", 0x66, 1, 0x56, 0, RK_X, RK_X, D_F64, 0 },
-	{ "xorps", 0, 1, 0x57, 0, RK_X, RK_X, D_F32, 0 }, { "xorpd", 0x66, 1, 0x57, 0, RK_X, RK_X, D_F64, 0 },
-	{ "movd mm,r/m", 0, 1, 0x6e, F_W, RK_M, RK_G, D_INT, 0 },
-	{ "movd xmm,r/m", 0x66, 1, 0x6e, F_W, RK_X, RK_G, D_INT, 0 },
-	{ "movq mm,mm/m", 0, 1, 0x6f, 0, RK_M, RK_M, D_INT, 0 },
-	{ "movdqa", 0x66, 1, 0x6f, 0, RK_X, RK_X, D_INT, 0 }, { "movdqu", 0xf3, 1, 0x6f, 0, RK_X, RK_X, D_INT, 0 },
-	{ "pshufw", 0, 1, 0x70, F_IMM, RK_M, RK_M, D_INT, 0 }, { "pshufd", 0x66, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pshufhw", 0xf3, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "pshuflw", 0xf2, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0 },
-	{ "psrlw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2 },
-	{ "psraw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 4 },
-	{ "psllw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6 },
-	{ "psrld imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2 },
-	{ "psrad imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 4 },
-	{ "pslld imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6 },
-	{ "psrlq imm (mmx)", 0, 1, 0x73, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2 },
-	{ "psllq imm (mmx)", 0, 1, 0x73, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6 },
-	{ "psrlw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2 },
-	{ "psraw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 4 },
-	{ "psllw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6 },
-	{ "psrld imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2 },
-	{ "psrad imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 4 },
-	{ "pslld imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6 },
-	{ "psrlq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2 },
-	{ "psrldq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 3 },
-	{ "psllq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6 },
-	{ "pslldq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 7 },
-	{ "movd r/m,mm", 0, 1, 0x7e, F_W, RK_M, RK_G, D_INT, 0 },
-	{ "movd r/m,xmm", 0x66, 1, 0x7e, F_W, RK_X, RK_G, D_INT, 0 },
-	{ "movq xmm,xmm/m", 0xf3, 1, 0x7e, 0, RK_X, RK_X, D_INT, 0 },
-	{ "movq mm/m,mm", 0, 1, 0x7f, 0, RK_M, RK_M, D_INT, 0 },
-	{ "movdqa st", 0x66, 1, 0x7f, 0, RK_X, RK_X, D_INT, 0 },
-	{ "movdqu st", 0xf3, 1, 0x7f, 0, RK_X, RK_X, D_INT, 0 },
-	{ "pinsrw (mmx)", 0, 1, 0xc4, F_IMM, RK_M, RK_G, D_INT, 0 },
-	{ "pinsrw", 0x66, 1, 0xc4, F_IMM, RK_X, RK_G, D_INT, 0 },
-	{ "pextrw (mmx)", 0, 1, 0xc5, F_IMM | F_REG | F_W, RK_G, RK_M, D_INT, 0 },
-	{ "pextrw", 0x66, 1, 0xc5, F_IMM | F_REG | F_W, RK_G, RK_X, D_INT, 0 },
-	{ "shufps", 0, 1, 0xc6, F_IMM, RK_X, RK_X, D_F32, 0 }, { "shufpd", 0x66, 1, 0xc6, F_IMM, RK_X, RK_X, D_F64, 0 },
-	{ "movq xmm/m,xmm", 0x66, 1, 0xd6, 0, RK_X, RK_X, D_INT, 0 },
-	{ "movq2dq", 0xf3, 1, 0xd6, F_REG, RK_X, RK_M, D_INT, 0 },
-	{ "movdq2q", 0xf2, 1, 0xd6, F_REG, RK_M, RK_X, D_INT, 0 },
-	{ "pmovmskb (mmx)", 0, 1, 0xd7, F_REG | F_W, RK_G, RK_M, D_INT, 0 },
-	{ "pmovmskb", 0x66, 1, 0xd7, F_REG | F_W, RK_G, RK_X, D_INT, 0 },
-	{ "movntq", 0, 1, 0xe7, F_MEM, RK_M, RK_M, D_INT, 0 },
-	{ "movntdq", 0x66, 1, 0xe7, F_MEM, RK_X, RK_X, D_INT, 0 },
-	{ "lddqu", 0xf2, 1, 0xf0, F_MEM, RK_X, RK_X, D_INT, 0 },
-	{ "maskmovq", 0, 1, 0xf7, F_REG, RK_M, RK_M, D_INT, 0 },
-	{ "maskmovdqu", 0x66, 1, 0xf7, F_REG, RK_X, RK_X, D_INT, 0 },
-	{ "ldmxcsr", 0, 1, 0xae, F_MEM | F_FIX | F_MXCSR | F_NOFLIP, RK_X, RK_X, D_INT, 2 },
-	{ "stmxcsr", 0, 1, 0xae, F_MEM | F_FIX | F_NOFLIP, RK_X, RK_X, D_INT, 3 },
+	{"movntps", 0, 1, 0x2b, F_MEM | F_NOFLIP, RK_X, RK_X, D_F32, 0},
+	{"movntpd", 0x66, 1, 0x2b, F_MEM | F_NOFLIP, RK_X, RK_X, D_F64, 0},
+	{"movmskps", 0, 1, 0x50, F_REG | F_W, RK_G, RK_X, D_F32, 0},
+	{"movmskpd", 0x66, 1, 0x50, F_REG | F_W, RK_G, RK_X, D_F64, 0},
+	{"andps", 0, 1, 0x54, 0, RK_X, RK_X, D_F32, 0},
+	{"andpd", 0x66, 1, 0x54, 0, RK_X, RK_X, D_F64, 0},
+	{"andnps", 0, 1, 0x55, 0, RK_X, RK_X, D_F32, 0},
+	{"andnpd", 0x66, 1, 0x55, 0, RK_X, RK_X, D_F64, 0},
+	{"orps", 0, 1, 0x56, 0, RK_X, RK_X, D_F32, 0},
+	{"orpd", 0x66, 1, 0x56, 0, RK_X, RK_X, D_F64, 0},
+	{"xorps", 0, 1, 0x57, 0, RK_X, RK_X, D_F32, 0},
+	{"xorpd", 0x66, 1, 0x57, 0, RK_X, RK_X, D_F64, 0},
+	{"movd mm,r/m", 0, 1, 0x6e, F_W, RK_M, RK_G, D_INT, 0},
+	{"movd xmm,r/m", 0x66, 1, 0x6e, F_W, RK_X, RK_G, D_INT, 0},
+	{"movq mm,mm/m", 0, 1, 0x6f, 0, RK_M, RK_M, D_INT, 0},
+	{"movdqa", 0x66, 1, 0x6f, 0, RK_X, RK_X, D_INT, 0},
+	{"movdqu", 0xf3, 1, 0x6f, 0, RK_X, RK_X, D_INT, 0},
+	{"pshufw", 0, 1, 0x70, F_IMM, RK_M, RK_M, D_INT, 0},
+	{"pshufd", 0x66, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pshufhw", 0xf3, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"pshuflw", 0xf2, 1, 0x70, F_IMM, RK_X, RK_X, D_INT, 0},
+	{"psrlw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2},
+	{"psraw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 4},
+	{"psllw imm (mmx)", 0, 1, 0x71, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6},
+	{"psrld imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2},
+	{"psrad imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 4},
+	{"pslld imm (mmx)", 0, 1, 0x72, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6},
+	{"psrlq imm (mmx)", 0, 1, 0x73, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 2},
+	{"psllq imm (mmx)", 0, 1, 0x73, F_IMM | F_REG | F_FIX, RK_M, RK_M, D_INT, 6},
+	{"psrlw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2},
+	{"psraw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 4},
+	{"psllw imm", 0x66, 1, 0x71, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6},
+	{"psrld imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2},
+	{"psrad imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 4},
+	{"pslld imm", 0x66, 1, 0x72, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6},
+	{"psrlq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 2},
+	{"psrldq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 3},
+	{"psllq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 6},
+	{"pslldq imm", 0x66, 1, 0x73, F_IMM | F_REG | F_FIX, RK_X, RK_X, D_INT, 7},
+	{"movd r/m,mm", 0, 1, 0x7e, F_W, RK_M, RK_G, D_INT, 0},
+	{"movd r/m,xmm", 0x66, 1, 0x7e, F_W, RK_X, RK_G, D_INT, 0},
+	{"movq xmm,xmm/m", 0xf3, 1, 0x7e, 0, RK_X, RK_X, D_INT, 0},
+	{"movq mm/m,mm", 0, 1, 0x7f, 0, RK_M, RK_M, D_INT, 0},
+	{"movdqa st", 0x66, 1, 0x7f, 0, RK_X, RK_X, D_INT, 0},
+	{"movdqu st", 0xf3, 1, 0x7f, 0, RK_X, RK_X, D_INT, 0},
+	{"pinsrw (mmx)", 0, 1, 0xc4, F_IMM, RK_M, RK_G, D_INT, 0},
+	{"pinsrw", 0x66, 1, 0xc4, F_IMM, RK_X, RK_G, D_INT, 0},
+	{"pextrw (mmx)", 0, 1, 0xc5, F_IMM | F_REG | F_W, RK_G, RK_M, D_INT, 0},
+	{"pextrw", 0x66, 1, 0xc5, F_IMM | F_REG | F_W, RK_G, RK_X, D_INT, 0},
+	{"shufps", 0, 1, 0xc6, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"shufpd", 0x66, 1, 0xc6, F_IMM, RK_X, RK_X, D_F64, 0},
+	{"movq xmm/m,xmm", 0x66, 1, 0xd6, 0, RK_X, RK_X, D_INT, 0},
+	{"movq2dq", 0xf3, 1, 0xd6, F_REG, RK_X, RK_M, D_INT, 0},
+	{"movdq2q", 0xf2, 1, 0xd6, F_REG, RK_M, RK_X, D_INT, 0},
+	{"pmovmskb (mmx)", 0, 1, 0xd7, F_REG | F_W, RK_G, RK_M, D_INT, 0},
+	{"pmovmskb", 0x66, 1, 0xd7, F_REG | F_W, RK_G, RK_X, D_INT, 0},
+	{"movntq", 0, 1, 0xe7, F_MEM, RK_M, RK_M, D_INT, 0},
+	{"movntdq", 0x66, 1, 0xe7, F_MEM, RK_X, RK_X, D_INT, 0},
+	{"lddqu", 0xf2, 1, 0xf0, F_MEM, RK_X, RK_X, D_INT, 0},
+	{"maskmovq", 0, 1, 0xf7, F_REG, RK_M, RK_M, D_INT, 0},
+	{"maskmovdqu", 0x66, 1, 0xf7, F_REG, RK_X, RK_X, D_INT, 0},
+	{"ldmxcsr", 0, 1, 0xae, F_MEM | F_FIX | F_MXCSR | F_NOFLIP, RK_X, RK_X, D_INT, 2},
+	{"stmxcsr", 0, 1, 0xae, F_MEM | F_FIX | F_NOFLIP, RK_X, RK_X, D_INT, 3},
 	/* floating point */
-	FP4("sqrt", 0x51, 0), FP4("add", 0x58, 0), FP4("mul", 0x59, 0), FP4("sub", 0x5c, 0),
-	FP4("min", 0x5d, 0), FP4("div", 0x5e, 0), FP4("max", 0x5f, 0), FP4("cmp", 0xc2, F_IMM | F_CMPIMM),
-	{ "rsqrtps", 0, 1, 0x52, F_APPROX, RK_X, RK_X, D_F32, 0 },
-	{ "rsqrtss", 0xf3, 1, 0x52, F_APPROX, RK_X, RK_X, D_F32, 0 },
-	{ "rcpps", 0, 1, 0x53, F_APPROX, RK_X, RK_X, D_F32, 0 },
-	{ "rcpss", 0xf3, 1, 0x53, F_APPROX, RK_X, RK_X, D_F32, 0 },
-	{ "cvtpi2ps", 0, 1, 0x2a, 0, RK_X, RK_M, D_F32, 0 },
-	{ "cvtpi2pd", 0x66, 1, 0x2a, 0, RK_X, RK_M, D_F64, 0 },
-	{ "cvtsi2ss", 0xf3, 1, 0x2a, F_W, RK_X, RK_G, D_F32, 0 },
-	{ "cvtsi2sd", 0xf2, 1, 0x2a, F_W, RK_X, RK_G, D_F64, 0 },
-	{ "cvttps2pi", 0, 1, 0x2c, 0, RK_M, RK_X, D_F32, 0 },
-	{ "cvttpd2pi", 0x66, 1, 0x2c, 0, RK_M, RK_X, D_F64, 0 },
-	{ "cvttss2si", 0xf3, 1, 0x2c, F_W, RK_G, RK_X, D_F32, 0 },
-	{ "cvttsd2si", 0xf2, 1, 0x2c, F_W, RK_G, RK_X, D_F64, 0 },
-	{ "cvtps2pi", 0, 1, 0x2d, 0, RK_M, RK_X, D_F32, 0 },
-	{ "cvtpd2pi", 0x66, 1, 0x2d, 0, RK_M, RK_X, D_F64, 0 },
-	{ "cvtss2si", 0xf3, 1, 0x2d, F_W, RK_G, RK_X, D_F32, 0 },
-	{ "cvtsd2si", 0xf2, 1, 0x2d, F_W, RK_G, RK_X, D_F64, 0 },
-	{ "ucomiss", 0, 1, 0x2e, 0, RK_X, RK_X, D_F32, 0 }, { "ucomisd", 0x66, 1, 0x2e, 0, RK_X, RK_X, D_F64, 0 },
-	{ "comiss", 0, 1, 0x2f, 0, RK_X, RK_X, D_F32, 0 }, { "comisd", 0x66, 1, 0x2f, 0, RK_X, RK_X, D_F64, 0 },
-	{ "cvtps2pd", 0, 1, 0x5a, 0, RK_X, RK_X, D_F32, 0 }, { "cvtpd2ps", 0x66, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0 },
-	{ "cvtss2sd", 0xf3, 1, 0x5a, 0, RK_X, RK_X, D_F32, 0 }, { "cvtsd2ss", 0xf2, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0 },
-	{ "cvtdq2ps", 0, 1, 0x5b, 0, RK_X, RK_X, D_INT, 0 }, { "cvtps2dq", 0x66, 1, 0x5b, 0, RK_X, RK_X, D_F32, 0 },
-	{ "cvttps2dq", 0xf3, 1, 0x5b, 0, RK_X, RK_X, D_F32, 0 },
-	{ "cvttpd2dq", 0x66, 1, 0xe6, 0, RK_X, RK_X, D_F64, 0 }, { "cvtdq2pd", 0xf3, 1, 0xe6, 0, RK_X, RK_X, D_INT, 0 },
-	{ "cvtpd2dq", 0xf2, 1, 0xe6, 0, RK_X, RK_X, D_F64, 0 },
-	{ "haddpd", 0x66, 1, 0x7c, 0, RK_X, RK_X, D_F64, 0 }, { "haddps", 0xf2, 1, 0x7c, 0, RK_X, RK_X, D_F32, 0 },
-	{ "hsubpd", 0x66, 1, 0x7d, 0, RK_X, RK_X, D_F64, 0 }, { "hsubps", 0xf2, 1, 0x7d, 0, RK_X, RK_X, D_F32, 0 },
-	{ "addsubpd", 0x66, 1, 0xd0, 0, RK_X, RK_X, D_F64, 0 }, { "addsubps", 0xf2, 1, 0xd0, 0, RK_X, RK_X, D_F32, 0 },
-	{ "roundps", 0x66, 3, 0x08, F_IMM, RK_X, RK_X, D_F32, 0 }, { "roundpd", 0x66, 3, 0x09, F_IMM, RK_X, RK_X, D_F64, 0 },
-	{ "roundss", 0x66, 3, 0x0a, F_IMM, RK_X, RK_X, D_F32, 0 }, { "roundsd", 0x66, 3, 0x0b, F_IMM, RK_X, RK_X, D_F64, 0 },
-	{ "dpps", 0x66, 3, 0x40, F_IMM, RK_X, RK_X, D_F32, 0 }, { "dppd", 0x66, 3, 0x41, F_IMM, RK_X, RK_X, D_F64, 0 },
+	FP4("sqrt", 0x51, 0),
+	FP4("add", 0x58, 0),
+	FP4("mul", 0x59, 0),
+	FP4("sub", 0x5c, 0),
+	FP4("min", 0x5d, 0),
+	FP4("div", 0x5e, 0),
+	FP4("max", 0x5f, 0),
+	FP4("cmp", 0xc2, F_IMM | F_CMPIMM),
+	{"rsqrtps", 0, 1, 0x52, F_APPROX, RK_X, RK_X, D_F32, 0},
+	{"rsqrtss", 0xf3, 1, 0x52, F_APPROX, RK_X, RK_X, D_F32, 0},
+	{"rcpps", 0, 1, 0x53, F_APPROX, RK_X, RK_X, D_F32, 0},
+	{"rcpss", 0xf3, 1, 0x53, F_APPROX, RK_X, RK_X, D_F32, 0},
+	{"cvtpi2ps", 0, 1, 0x2a, 0, RK_X, RK_M, D_F32, 0},
+	{"cvtpi2pd", 0x66, 1, 0x2a, 0, RK_X, RK_M, D_F64, 0},
+	{"cvtsi2ss", 0xf3, 1, 0x2a, F_W, RK_X, RK_G, D_F32, 0},
+	{"cvtsi2sd", 0xf2, 1, 0x2a, F_W, RK_X, RK_G, D_F64, 0},
+	{"cvttps2pi", 0, 1, 0x2c, 0, RK_M, RK_X, D_F32, 0},
+	{"cvttpd2pi", 0x66, 1, 0x2c, 0, RK_M, RK_X, D_F64, 0},
+	{"cvttss2si", 0xf3, 1, 0x2c, F_W, RK_G, RK_X, D_F32, 0},
+	{"cvttsd2si", 0xf2, 1, 0x2c, F_W, RK_G, RK_X, D_F64, 0},
+	{"cvtps2pi", 0, 1, 0x2d, 0, RK_M, RK_X, D_F32, 0},
+	{"cvtpd2pi", 0x66, 1, 0x2d, 0, RK_M, RK_X, D_F64, 0},
+	{"cvtss2si", 0xf3, 1, 0x2d, F_W, RK_G, RK_X, D_F32, 0},
+	{"cvtsd2si", 0xf2, 1, 0x2d, F_W, RK_G, RK_X, D_F64, 0},
+	{"ucomiss", 0, 1, 0x2e, 0, RK_X, RK_X, D_F32, 0},
+	{"ucomisd", 0x66, 1, 0x2e, 0, RK_X, RK_X, D_F64, 0},
+	{"comiss", 0, 1, 0x2f, 0, RK_X, RK_X, D_F32, 0},
+	{"comisd", 0x66, 1, 0x2f, 0, RK_X, RK_X, D_F64, 0},
+	{"cvtps2pd", 0, 1, 0x5a, 0, RK_X, RK_X, D_F32, 0},
+	{"cvtpd2ps", 0x66, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0},
+	{"cvtss2sd", 0xf3, 1, 0x5a, 0, RK_X, RK_X, D_F32, 0},
+	{"cvtsd2ss", 0xf2, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0},
+	{"cvtdq2ps", 0, 1, 0x5b, 0, RK_X, RK_X, D_INT, 0},
+	{"cvtps2dq", 0x66, 1, 0x5b, 0, RK_X, RK_X, D_F32, 0},
+	{"cvttps2dq", 0xf3, 1, 0x5b, 0, RK_X, RK_X, D_F32, 0},
+	{"cvttpd2dq", 0x66, 1, 0xe6, 0, RK_X, RK_X, D_F64, 0},
+	{"cvtdq2pd", 0xf3, 1, 0xe6, 0, RK_X, RK_X, D_INT, 0},
+	{"cvtpd2dq", 0xf2, 1, 0xe6, 0, RK_X, RK_X, D_F64, 0},
+	{"haddpd", 0x66, 1, 0x7c, 0, RK_X, RK_X, D_F64, 0},
+	{"haddps", 0xf2, 1, 0x7c, 0, RK_X, RK_X, D_F32, 0},
+	{"hsubpd", 0x66, 1, 0x7d, 0, RK_X, RK_X, D_F64, 0},
+	{"hsubps", 0xf2, 1, 0x7d, 0, RK_X, RK_X, D_F32, 0},
+	{"addsubpd", 0x66, 1, 0xd0, 0, RK_X, RK_X, D_F64, 0},
+	{"addsubps", 0xf2, 1, 0xd0, 0, RK_X, RK_X, D_F32, 0},
+	{"roundps", 0x66, 3, 0x08, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"roundpd", 0x66, 3, 0x09, F_IMM, RK_X, RK_X, D_F64, 0},
+	{"roundss", 0x66, 3, 0x0a, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"roundsd", 0x66, 3, 0x0b, F_IMM, RK_X, RK_X, D_F64, 0},
+	{"dpps", 0x66, 3, 0x40, F_IMM, RK_X, RK_X, D_F32, 0},
+	{"dppd", 0x66, 3, 0x41, F_IMM, RK_X, RK_X, D_F64, 0},
 };
 #define NDESCS (sizeof(descs) / sizeof(descs[0]))
 
 /* ---- Inputs ---- */
 
 static const uint32_t f32_pool[] = {
-	0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7fc12345, 0xffd00001,
-	0x7f800001, 0xff812345, 0x7fa00000, 0x00000001, 0x80000001, 0x007fffff, 0x80400000, 0x00800000,
-	0x80800000, 0x00800001, 0x7f7fffff, 0xff7fffff, 0x3f800000, 0xbf800000, 0x3fc00000, 0x3f000000,
-	0x40200000, 0xc0200000, 0x3f7ffffe, 0x3f7fffff, 0x3f800001, 0x4f000000, 0xcf000000, 0x4effffff,
-	0xcf000001, 0x5f000000, 0xdf000000, 0x5effffff, 0x4b800001, 0x40000000, 0x34000000, 0x1f800000,
-	0x5f800000, 0x00ffffff, 0x3eaaaaab, 0x40490fdb,
+	0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7fc12345, 0xffd00001, 0x7f800001,
+	0xff812345, 0x7fa00000, 0x00000001, 0x80000001, 0x007fffff, 0x80400000, 0x00800000, 0x80800000, 0x00800001,
+	0x7f7fffff, 0xff7fffff, 0x3f800000, 0xbf800000, 0x3fc00000, 0x3f000000, 0x40200000, 0xc0200000, 0x3f7ffffe,
+	0x3f7fffff, 0x3f800001, 0x4f000000, 0xcf000000, 0x4effffff, 0xcf000001, 0x5f000000, 0xdf000000, 0x5effffff,
+	0x4b800001, 0x40000000, 0x34000000, 0x1f800000, 0x5f800000, 0x00ffffff, 0x3eaaaaab, 0x40490fdb,
 };
 static const uint64_t f64_pool[] = {
-	0x0000000000000000, 0x8000000000000000, 0x7ff0000000000000, 0xfff0000000000000,
-	0x7ff8000000000000, 0xfff8000000000000, 0x7ff8000012345678, 0xfff4000000000001,
-	0x7ff0000000000001, 0xfff0123456789abc, 0x7ff4000000000000, 0x0000000000000001,
-	0x8000000000000001, 0x000fffffffffffff, 0x8008000000000000, 0x0010000000000000,
-	0x8010000000000000, 0x0010000000000001, 0x7fefffffffffffff, 0xffefffffffffffff,
-	0x3ff0000000000000, 0xbff0000000000000, 0x3ff8000000000000, 0x3fe0000000000000,
-	0x4004000000000000, 0xc004000000000000, 0x3feffffffffffffe, 0x3fefffffffffffff,
-	0x3ff0000000000001, 0x41e0000000000000, 0xc1e0000000000000, 0x41dfffffffffffff,
-	0xc1e0000000100000, 0x41dfffffffe00000, 0xc1e0000000200000, 0x43e0000000000000,
-	0xc3e0000000000000, 0x43dfffffffffffff, 0x4340000000000001, 0x3690000000000000,
-	0x36a0000000000001, 0x47efffffe0000000, 0x47effffff0000000, 0x380fffffffffffff,
-	0x3810000000000000, 0x37f0000000000000, 0x3fd5555555555555, 0x400921fb54442d18,
+	0x0000000000000000, 0x8000000000000000, 0x7ff0000000000000, 0xfff0000000000000, 0x7ff8000000000000,
+	0xfff8000000000000, 0x7ff8000012345678, 0xfff4000000000001, 0x7ff0000000000001, 0xfff0123456789abc,
+	0x7ff4000000000000, 0x0000000000000001, 0x8000000000000001, 0x000fffffffffffff, 0x8008000000000000,
+	0x0010000000000000, 0x8010000000000000, 0x0010000000000001, 0x7fefffffffffffff, 0xffefffffffffffff,
+	0x3ff0000000000000, 0xbff0000000000000, 0x3ff8000000000000, 0x3fe0000000000000, 0x4004000000000000,
+	0xc004000000000000, 0x3feffffffffffffe, 0x3fefffffffffffff, 0x3ff0000000000001, 0x41e0000000000000,
+	0xc1e0000000000000, 0x41dfffffffffffff, 0xc1e0000000100000, 0x41dfffffffe00000, 0xc1e0000000200000,
+	0x43e0000000000000, 0xc3e0000000000000, 0x43dfffffffffffff, 0x4340000000000001, 0x3690000000000000,
+	0x36a0000000000001, 0x47efffffe0000000, 0x47effffff0000000, 0x380fffffffffffff, 0x3810000000000000,
+	0x37f0000000000000, 0x3fd5555555555555, 0x400921fb54442d18,
 };
 
 static uint32_t gen_f32(void)
@@ -520,7 +647,7 @@ static uint64_t gen_f64(void)
  * saturation edges) or small numbers (shift counts, lengths). */
 static void gen_int(uint8_t *p, unsigned n, unsigned mode)
 {
-	static const uint8_t alpha[] = { 0, 0, 1, 2, 'a', 'b', 'c', 0x7f, 0x80, 0xff, 0xfe, 0x81 };
+	static const uint8_t alpha[] = {0, 0, 1, 2, 'a', 'b', 'c', 0x7f, 0x80, 0xff, 0xfe, 0x81};
 	switch (mode) {
 	case 0:
 		for (unsigned k = 0; k < n; k++)
@@ -559,18 +686,17 @@ static void gen_vec(uint8_t *p, unsigned n, unsigned dk)
 /* Operand pairs at the edges of underflow and overflow, where x86's
  * tininess-after-rounding and the unmasked-exception rules show. */
 static const uint32_t f32_pairs[][2] = {
-	{ 0x00800001, 0x3f7ffffe }, { 0x3f7ffffe, 0x00800001 }, { 0x00ffffff, 0x3f000000 },
-	{ 0x00800000, 0x3f800001 }, { 0x00800000, 0x3f7fffff }, { 0x7f7fffff, 0x40000000 },
-	{ 0x7f7fffff, 0x3f800001 }, { 0x00800000, 0x3f000000 }, { 0x7f000000, 0x40000000 },
-	{ 0x00c00000, 0x3f2aaaab }, { 0x00800003, 0x3f7ffffd },
+	{0x00800001, 0x3f7ffffe}, {0x3f7ffffe, 0x00800001}, {0x00ffffff, 0x3f000000}, {0x00800000, 0x3f800001},
+	{0x00800000, 0x3f7fffff}, {0x7f7fffff, 0x40000000}, {0x7f7fffff, 0x3f800001}, {0x00800000, 0x3f000000},
+	{0x7f000000, 0x40000000}, {0x00c00000, 0x3f2aaaab}, {0x00800003, 0x3f7ffffd},
 };
 static const uint64_t f64_pairs[][2] = {
-	{ 0x0010000000000001, 0x3feffffffffffffe }, { 0x3feffffffffffffe, 0x0010000000000001 },
-	{ 0x001fffffffffffff, 0x3fe0000000000000 }, { 0x0010000000000000, 0x3ff0000000000001 },
-	{ 0x7fefffffffffffff, 0x4000000000000000 }, { 0x7fefffffffffffff, 0x3ff0000000000001 },
-	{ 0x0010000000000000, 0x3fe0000000000000 }, { 0x7fe0000000000000, 0x4000000000000000 },
-	{ 0x0010000000000003, 0x3feffffffffffffd }, { 0x380fffffffffffff, 0x3ff0000000000001 },
-	{ 0x3810000000000001, 0x3fefffffffffffff },
+	{0x0010000000000001, 0x3feffffffffffffe}, {0x3feffffffffffffe, 0x0010000000000001},
+	{0x001fffffffffffff, 0x3fe0000000000000}, {0x0010000000000000, 0x3ff0000000000001},
+	{0x7fefffffffffffff, 0x4000000000000000}, {0x7fefffffffffffff, 0x3ff0000000000001},
+	{0x0010000000000000, 0x3fe0000000000000}, {0x7fe0000000000000, 0x4000000000000000},
+	{0x0010000000000003, 0x3feffffffffffffd}, {0x380fffffffffffff, 0x3ff0000000000001},
+	{0x3810000000000001, 0x3fefffffffffffff},
 };
 
 static uint32_t gen_mxcsr(void)
@@ -620,7 +746,7 @@ static void make_case(const struct tdesc *d, struct ienc *e)
 		if (rndn(2))
 			e->mem ^= 1;
 		else
-			e->pfx = (uint8_t[]){ 0, 0x66, 0xf2, 0xf3 }[rndn(4)];
+			e->pfx = (uint8_t[]){0, 0x66, 0xf2, 0xf3}[rndn(4)];
 	}
 
 	/* Memory operand address: aligned, misaligned, or running into the
@@ -691,7 +817,7 @@ static void make_case(const struct tdesc *d, struct ienc *e)
 		}
 	}
 
-	struct code c = { arena + A_CODE * PG, 0 };
+	struct code c = {arena + A_CODE * PG, 0};
 	emit_prologue(&c);
 	emit_insn(&c, e);
 	emit_epilogue(&c);
@@ -721,7 +847,7 @@ static unsigned fail_count;
 static void print_case(const struct tdesc *d, const struct ienc *e)
 {
 	uint8_t buf[32];
-	struct code c = { buf, 0 };
+	struct code c = {buf, 0};
 	emit_insn(&c, e);
 	fprintf(stderr, "  %s: bytes", d->name);
 	for (size_t k = 0; k < c.n; k++)
@@ -741,8 +867,8 @@ static bool compare(const struct tdesc *d, const struct ienc *e, const struct re
 	char why[256];
 	why[0] = 0;
 	if (n->fault != m->fault || n->gp != m->gp) {
-		snprintf(why, sizeof(why), "fault: native %d%s, corral %d%s", n->fault, n->gp ? " (#GP)" : "",
-			 m->fault, m->gp ? " (#GP)" : "");
+		snprintf(why, sizeof(why), "fault: native %d%s, corral %d%s", n->fault, n->gp ? " (#GP)" : "", m->fault,
+			 m->gp ? " (#GP)" : "");
 	} else if (n->fault && n->rip != m->rip) {
 		snprintf(why, sizeof(why), "fault rip: native %llx, corral %llx", (unsigned long long)n->rip,
 			 (unsigned long long)m->rip);
@@ -867,35 +993,45 @@ static void test_float(void)
 static void test_fp_edges(void)
 {
 	static const struct tdesc ops[] = {
-		{ "mulss", 0xf3, 1, 0x59, 0, RK_X, RK_X, D_F32, 0 }, { "mulps", 0, 1, 0x59, 0, RK_X, RK_X, D_F32, 0 },
-		{ "divss", 0xf3, 1, 0x5e, 0, RK_X, RK_X, D_F32, 0 }, { "mulsd", 0xf2, 1, 0x59, 0, RK_X, RK_X, D_F64, 0 },
-		{ "mulpd", 0x66, 1, 0x59, 0, RK_X, RK_X, D_F64, 0 }, { "divsd", 0xf2, 1, 0x5e, 0, RK_X, RK_X, D_F64, 0 },
-		{ "cvtsd2ss", 0xf2, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0 }, { "cvtpd2ps", 0x66, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0 },
+		{"mulss", 0xf3, 1, 0x59, 0, RK_X, RK_X, D_F32, 0},
+		{"mulps", 0, 1, 0x59, 0, RK_X, RK_X, D_F32, 0},
+		{"divss", 0xf3, 1, 0x5e, 0, RK_X, RK_X, D_F32, 0},
+		{"mulsd", 0xf2, 1, 0x59, 0, RK_X, RK_X, D_F64, 0},
+		{"mulpd", 0x66, 1, 0x59, 0, RK_X, RK_X, D_F64, 0},
+		{"divsd", 0xf2, 1, 0x5e, 0, RK_X, RK_X, D_F64, 0},
+		{"cvtsd2ss", 0xf2, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0},
+		{"cvtpd2ps", 0x66, 1, 0x5a, 0, RK_X, RK_X, D_F64, 0},
 	};
 	static const uint64_t narrow[] = {
 		0x380fffffffffffff, 0x380ffffff0000000, 0x380fffffe0000000, 0x380fffffe0000001,
 		0x3810000000000000, 0x36a0000000000000, 0x36a0000000000001, 0x369fffffffffffff,
 		0x47efffffe0000000, 0x47effffff0000000, 0x47efffffefffffff, 0xb80ffffff0000000,
 	};
-	static const uint32_t mx_variants[] = { 0x1f80, 0x1780, 0x1b80, 0x0f80, 0x9f80, 0x1fc0, 0x0780, 0x8780 };
+	static const uint32_t mx_variants[] = {0x1f80, 0x1780, 0x1b80, 0x0f80, 0x9f80, 0x1fc0, 0x0780, 0x8780};
 	unsigned bad = 0;
 	for (unsigned o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
 		const struct tdesc *d = &ops[o];
 		bool narrowing = d->op == 0x5a;
-		unsigned npairs = narrowing ? sizeof(narrow) / 8
+		unsigned npairs = narrowing	   ? sizeof(narrow) / 8
 				  : d->dk == D_F32 ? sizeof(f32_pairs) / sizeof(f32_pairs[0])
-						    : sizeof(f64_pairs) / sizeof(f64_pairs[0]);
+						   : sizeof(f64_pairs) / sizeof(f64_pairs[0]);
 		for (unsigned p = 0; p < npairs; p++)
 			for (unsigned swap = 0; swap < 2; swap++)
 				for (unsigned v = 0; v < sizeof(mx_variants) / 4; v++)
 					for (unsigned rc = 0; rc < 4; rc++) {
-						struct ienc e = { .pfx = d->pfx, .map = 1, .op = d->op, .reg = 1, .rm = 2, .imm = -1 };
+						struct ienc e = {.pfx = d->pfx,
+								 .map = 1,
+								 .op = d->op,
+								 .reg = 1,
+								 .rm = 2,
+								 .imm = -1};
 						memset(st_in, 0, sizeof(*st_in));
 						st_in->gpr[3] = (uintptr_t)data;
 						st_in->rflags = 2;
 						st_in->mxcsr = mx_variants[v] | rc << 13;
 						for (unsigned l = 0; l < 16; l += d->dk == D_F32 ? 4 : 8) {
-							uint8_t *x = (uint8_t *)st_in->xmm[1] + l, *y = (uint8_t *)st_in->xmm[2] + l;
+							uint8_t *x = (uint8_t *)st_in->xmm[1] + l,
+								*y = (uint8_t *)st_in->xmm[2] + l;
 							if (narrowing) {
 								memcpy(y, &narrow[(p + l / 8) % npairs], 8);
 							} else if (d->dk == D_F32) {
@@ -906,7 +1042,7 @@ static void test_fp_edges(void)
 								memcpy(y, &f64_pairs[p][!swap], 8);
 							}
 						}
-						struct code c = { arena + A_CODE * PG, 0 };
+						struct code c = {arena + A_CODE * PG, 0};
 						emit_prologue(&c);
 						emit_insn(&c, &e);
 						emit_epilogue(&c);
@@ -938,8 +1074,8 @@ static void test_mmx_state(void)
 	uint8_t ftw_emms = fx[4];
 
 	/* corral: the same two instructions */
-	struct code c = { arena + A_CODE * PG, 0 };
-	struct ienc e = { .map = 1, .op = 0x6f, .reg = 0, .mem = 1, .imm = -1, .disp = 0 };
+	struct code c = {arena + A_CODE * PG, 0};
+	struct ienc e = {.map = 1, .op = 0x6f, .reg = 0, .mem = 1, .imm = -1, .disp = 0};
 	emit_insn(&c, &e);
 	e8(&c, 0x0f), e8(&c, 0x05);
 	memcpy(data, &v, 8);
@@ -969,24 +1105,54 @@ static void test_mmx_state(void)
 	CHECK_EQ_U64(abridged, ftw_emms);
 }
 
+/* An MMX instruction with an unmasked x87 exception pending raises #MF
+ * (SIGFPE) at that instruction; without one it runs. */
+static void test_mmx_pending_x87(void)
+{
+	for (unsigned masked = 0; masked < 2; masked++) {
+		/* fldcw [rbx]; fldz; fldz; fdivp st(1) (0/0: invalid); paddb mm0, mm1 */
+		static const uint8_t seq[] = { 0xd9, 0x2b, 0xd9, 0xee, 0xd9, 0xee, 0xde, 0xf9, 0x0f, 0xfc, 0xc1 };
+		struct code c = { arena + A_CODE * PG, 0 };
+		emit_prologue(&c);
+		memcpy(c.p + c.n, seq, sizeof(seq));
+		c.n += sizeof(seq);
+		e8(&c, 0xdb), e8(&c, 0xe3); /* fninit: leave no x87 exception behind */
+		emit_epilogue(&c);
+		memset(st_in, 0, sizeof(*st_in));
+		st_in->mxcsr = 0x1f80;
+		st_in->rflags = 2;
+		st_in->gpr[3] = (uintptr_t)data;
+		uint16_t cw = masked ? 0x037f : 0x037e;
+		memcpy(data_init, &cw, 2);
+		static struct result nat, emu;
+		memcpy(data, data_init, DATA_SIZE);
+		run_native(&nat);
+		memcpy(data, data_init, DATA_SIZE);
+		run_emu(&emu);
+		CHECK_EQ_U64(nat.fault, masked ? 0 : SIGFPE);
+		CHECK_EQ_U64(emu.fault, nat.fault);
+		CHECK_EQ_U64(emu.rip, nat.rip);
+	}
+}
+
 /* Encodings that are invalid whatever the operands. */
 static void test_invalid(void)
 {
 	static const uint8_t enc[][8] = {
-		{ 4, 0x66, 0x0f, 0x12, 0xc1 },       /* movlpd with a register */
-		{ 3, 0x0f, 0x13, 0xc1 },             /* movlps store to a register */
-		{ 4, 0x66, 0x0f, 0x71, 0xd0 },       /* 71 /2 is fine, /0 is not: */
-		{ 5, 0x66, 0x0f, 0x71, 0xc0, 1 },
-		{ 5, 0x0f, 0x73, 0xd8, 1, 0 },       /* psrldq needs 66 */
-		{ 4, 0xf3, 0x0f, 0x77, 0 },
-		{ 4, 0x0f, 0x38, 0x17, 0xc1 },       /* ptest without 66 */
-		{ 4, 0xf0, 0x0f, 0x58, 0xc1 },       /* lock addps */
-		{ 4, 0x0f, 0x38, 0xf0, 0xc1 },       /* movbe with a register */
-		{ 5, 0x66, 0x0f, 0x3a, 0x99, 0xc1 }, /* unassigned 0f3a */
+		{4, 0x66, 0x0f, 0x12, 0xc1}, /* movlpd with a register */
+		{3, 0x0f, 0x13, 0xc1},	     /* movlps store to a register */
+		{4, 0x66, 0x0f, 0x71, 0xd0}, /* 71 /2 is fine, /0 is not: */
+		{5, 0x66, 0x0f, 0x71, 0xc0, 1},
+		{5, 0x0f, 0x73, 0xd8, 1, 0}, /* psrldq needs 66 */
+		{4, 0xf3, 0x0f, 0x77, 0},
+		{4, 0x0f, 0x38, 0x17, 0xc1},	   /* ptest without 66 */
+		{4, 0xf0, 0x0f, 0x58, 0xc1},	   /* lock addps */
+		{4, 0x0f, 0x38, 0xf0, 0xc1},	   /* movbe with a register */
+		{5, 0x66, 0x0f, 0x3a, 0x99, 0xc1}, /* unassigned 0f3a */
 	};
 	for (unsigned k = 0; k < sizeof(enc) / sizeof(enc[0]); k++) {
 		unsigned n = enc[k][0];
-		struct code c = { arena + A_CODE * PG, 0 };
+		struct code c = {arena + A_CODE * PG, 0};
 		emit_prologue(&c);
 		memcpy(c.p + c.n, &enc[k][1], n);
 		c.n += n;
@@ -1049,6 +1215,7 @@ int main(void)
 	}
 	RUN(test_mmx_state);
 	RUN(test_invalid);
+	RUN(test_mmx_pending_x87);
 	RUN(test_integer);
 	RUN(test_moves);
 	RUN(test_float);

@@ -275,8 +275,17 @@ static enum cpu_exit corral_run(void)
 static sigjmp_buf native_jb;
 static volatile int native_sig;
 
+static volatile int in_native;
+
+/* Catches the faults of native blob runs; anywhere else (a crash in corral
+ * itself) the signal keeps its default action */
 static void native_handler(int sig)
 {
+	if (!in_native) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
 	native_sig = sig;
 	siglongjmp(native_jb, 1);
 }
@@ -286,10 +295,13 @@ static int native_run(void)
 {
 	void (*fn)(void) = (void (*)(void))(uintptr_t)(area + CODE_OFF);
 	native_sig = 0;
-	if (sigsetjmp(native_jb, 1) == 0)
+	if (sigsetjmp(native_jb, 1) == 0) {
+		in_native = 1;
 		fn();
-	else
+	} else {
 		__asm__ volatile("fninit");
+	}
+	in_native = 0;
 	return native_sig;
 }
 
