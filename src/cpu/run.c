@@ -296,6 +296,27 @@ static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t ri
 	return block_build(c, key, rip);
 }
 
+/* Run the handlers of block b; returns an enum cpu_exit to leave cpu_run
+ * with, or -1 to go on. */
+static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t limit)
+{
+	const struct insn *i = b->insn, *end = b->insn + b->n;
+	do {
+		i->fn(c, i);
+		i++;
+	} while (i != end && likely(!c->end_block));
+	c->icount += (uint64_t)(i - b->insn);
+	if (unlikely(c->end_block)) {
+		c->end_block = 0;
+		if (c->exit >= 0) {
+			int e = c->exit;
+			c->exit = -1;
+			return e;
+		}
+	}
+	return unlikely(c->icount >= limit) ? (int)CPU_EXIT_LIMIT : -1;
+}
+
 /* The loop proper, out of line from cpu_run's setjmp so its locals may live
  * in registers (a longjmp out of here never returns into it). */
 static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t limit)
@@ -313,23 +334,9 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
 			dcache_flush(c->dc);
 		}
-		struct dblock *b = block_find(c, c->s.rip, c->s.rip);
-		const struct insn *i = b->insn, *end = b->insn + b->n;
-		do {
-			i->fn(c, i);
-			i++;
-		} while (i != end && likely(!c->end_block));
-		c->icount += (uint64_t)(i - b->insn);
-		if (unlikely(c->end_block)) {
-			c->end_block = 0;
-			if (c->exit >= 0) {
-				enum cpu_exit e = (enum cpu_exit)c->exit;
-				c->exit = -1;
-				return e;
-			}
-		}
-		if (unlikely(c->icount >= limit))
-			return CPU_EXIT_LIMIT;
+		int x = block_exec(c, block_find(c, c->s.rip, c->s.rip), limit);
+		if (unlikely(x >= 0))
+			return (enum cpu_exit)x;
 	}
 }
 
@@ -371,23 +378,9 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 							       : sys_tlb_fill(c, rip, 2, NULL);
 		if (!host)
 			cpu_raise(c, EXC_GP, 0); /* executing MMIO */
-		struct dblock *b = block_find(c, (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56), rip);
-		const struct insn *i = b->insn, *end = b->insn + b->n;
-		do {
-			i->fn(c, i);
-			i++;
-		} while (i != end && likely(!c->end_block));
-		c->icount += (uint64_t)(i - b->insn);
-		if (unlikely(c->end_block)) {
-			c->end_block = 0;
-			if (c->exit >= 0) {
-				enum cpu_exit x = (enum cpu_exit)c->exit;
-				c->exit = -1;
-				return x;
-			}
-		}
-		if (unlikely(c->icount >= limit))
-			return CPU_EXIT_LIMIT;
+		int x = block_exec(c, block_find(c, (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56), rip), limit);
+		if (unlikely(x >= 0))
+			return (enum cpu_exit)x;
 	}
 }
 
