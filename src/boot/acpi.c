@@ -17,21 +17,75 @@
 #define OEM_ID "CORRAL"
 #define OEM_TABLE "CORRALPC"
 
-/* The DSDT's AML body, assembled by hand (ACPI 6.4 §20):
- *   08             NameOp
- *   5f 53 35 5f    NameString "_S5_"
- *   12             PackageOp
- *   08             PkgLength: 8 bytes, counting itself, up to the end
- *   04             NumElements
- *   0a 05          BytePrefix 5: SLP_TYPa (ACPI_SLP_TYP_S5)
- *   0a 05          BytePrefix 5: SLP_TYPb
- *   00 00          ZeroOp, ZeroOp: reserved
- * i.e. Name (_S5, Package (4) { 5, 5, 0, 0 }). The power button is the
- * FADT's fixed-feature button, so no \_SB device is needed for it. */
+/* The DSDT's AML body, assembled by hand (ACPI 6.4 §20; a PkgLength of two
+ * bytes is 0x40 | (len & 0xf), len >> 4, and counts itself):
+ *
+ *   Name (_S5, Package (4) { 5, 5, 0, 0 })    S5: SLP_TYPa = SLP_TYPb = 5
+ *   Scope (\_SB) {
+ *     Device (PCI0) {                          the PCI host bridge, so the
+ *       Name (_HID, EisaId ("PNP0A03"))        kernel scans bus 0 through
+ *       Name (_BBN, 0)                         PORT_PCI_CONF (an ACPI kernel
+ *       Name (_UID, 0)                         scans no PCI bus it is not told of)
+ *       Name (_CRS, ResourceTemplate () {
+ *         WordBusNumber: buses 0-0xff
+ *         IO: 0xcf8-0xcff (configuration mechanism #1)
+ *         WordIO: 0-0xcf7, 0xd00-0xffff (ports PCI devices may get)
+ *         DWordMemory: MEM_PCI_MMIO_BASE-MEM_PCI_MMIO_END, non-cacheable
+ *       })
+ *     }
+ *   }
+ *
+ * No _PRT yet: with none, the kernel takes INTx from each function's
+ * interrupt line register; virtio devices use MSI-X. The power button is
+ * the FADT's fixed-feature button, so \_SB needs no PNP0C0C device. */
 static const uint8_t dsdt_aml[] = {
-	0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, ACPI_SLP_TYP_S5, 0x0a, ACPI_SLP_TYP_S5,
-	0x00, 0x00,
+	/* Name (_S5, Package (4) { 5, 5, 0, 0 }) */
+	0x08, '_', 'S', '5', '_',         /* NameOp "_S5_" */
+	0x12, 0x08, 0x04,                 /* PackageOp, PkgLength 8, NumElements 4 */
+	0x0a, ACPI_SLP_TYP_S5,            /* BytePrefix 5: SLP_TYPa */
+	0x0a, ACPI_SLP_TYP_S5,            /* BytePrefix 5: SLP_TYPb */
+	0x00, 0x00,                       /* Zero, Zero: reserved */
+	/* Scope (\_SB): 1 + 131 bytes */
+	0x10, 0x43, 0x08,                 /* ScopeOp, PkgLength 131 */
+	'\\', '_', 'S', 'B', '_',        /* RootChar, "_SB_" */
+	/* Device (PCI0): 2 + 122 bytes */
+	0x5b, 0x82, 0x4a, 0x07,           /* DeviceOp, PkgLength 122 */
+	'P', 'C', 'I', '0',
+	0x08, '_', 'H', 'I', 'D',         /* Name (_HID, */
+	0x0c, 0x41, 0xd0, 0x0a, 0x03,     /*   DWordPrefix EisaId ("PNP0A03")) */
+	0x08, '_', 'B', 'B', 'N', 0x00,   /* Name (_BBN, Zero) */
+	0x08, '_', 'U', 'I', 'D', 0x00,   /* Name (_UID, Zero) */
+	0x08, '_', 'C', 'R', 'S',         /* Name (_CRS, */
+	0x11, 0x48, 0x05, 0x0a, 0x54,     /*   BufferOp, PkgLength 88, BytePrefix 84 bytes: */
+	/* Word Address Space (0x88, 13 bytes): bus numbers, producer, MinFixed
+	 * MaxFixed; granularity 0, 0x00-0xff, translation 0, length 0x100 */
+	0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x01,
+	/* I/O port (0x47): 16-bit decode, 0xcf8-0xcf8, alignment 1, length 8 */
+	0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+	/* Word Address Space: I/O, EntireRange, 0x0000-0x0cf7, length 0xcf8 */
+	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
+	0x00, 0x00, 0x00, 0x00, 0xf7, 0x0c, 0x00, 0x00, 0xf8, 0x0c,
+	/* Word Address Space: I/O, EntireRange, 0x0d00-0xffff, length 0xf300 */
+	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
+	0x00, 0x00, 0x00, 0x0d, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf3,
+	/* DWord Address Space (0x87, 23 bytes): memory, producer, MinFixed
+	 * MaxFixed, read-write non-cacheable; 0xc0000000-0xfebfffff */
+	0x87, 0x17, 0x00, 0x00, 0x0c, 0x01,
+	0x00, 0x00, 0x00, 0x00,           /* granularity */
+	0x00, 0x00, 0x00, 0xc0,           /* minimum: MEM_PCI_MMIO_BASE */
+	0xff, 0xff, 0xbf, 0xfe,           /* maximum: MEM_PCI_MMIO_END */
+	0x00, 0x00, 0x00, 0x00,           /* translation */
+	0x00, 0x00, 0xc0, 0x3e,           /* length */
+	0x79, 0x00,                       /* End Tag */
 };
+
+/* The lengths above were counted by hand; the layout constants are spelled
+ * out in the bytes. */
+_Static_assert(sizeof(dsdt_aml) == 14 + 132, "DSDT AML: a PkgLength is stale");
+_Static_assert(MEM_PCI_MMIO_BASE == 0xc0000000ull && MEM_PCI_MMIO_END == 0xfebfffffull,
+	       "DSDT _CRS: update the PCI memory window");
+_Static_assert(PORT_PCI_CONF == 0xcf8, "DSDT _CRS: update the configuration ports");
 
 static void put16(uint8_t *p, uint16_t v)
 {

@@ -11,7 +11,7 @@ struct machine;
 struct cpu_state;
 
 struct boot_config {
-	const char *kernel, *initrd, *cmdline; /* initrd and cmdline may be NULL */
+	const char *kernel, *initrd, *cmdline; /* initrd may be NULL; cmdline NULL: BOOT_DEFAULT_CMDLINE */
 	uint64_t mem_size;                     /* guest RAM in bytes (as the machine was made) */
 	unsigned ncpus;                        /* 1..MACHINE_MAX_CPUS */
 };
@@ -23,6 +23,10 @@ struct boot_config {
  * and initrd are hostile input: every size and offset is checked. */
 int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err,
 	       size_t errlen);
+
+/* The command line when none is given: the console on COM1, kernel
+ * messages only from warnings up. */
+#define BOOT_DEFAULT_CMDLINE "console=ttyS0 quiet"
 
 /* Builds the ACPI tables (RSDP at BOOT_ACPI_RSDP, XSDT, FADT, FACS, MADT,
  * DSDT) for ncpus CPUs in guest RAM. boot_linux calls it; exposed for

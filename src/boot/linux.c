@@ -688,7 +688,7 @@ err_fd:
 int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err,
 	       size_t errlen)
 {
-	const char *path = cfg->kernel;
+	const char *path = cfg->kernel, *cmdline;
 	uint64_t low_end, high, entry = 0, kend = 0, rd_addr = 0, rd_size = 0, addr_max;
 	uint8_t *img = NULL, *zp;
 	size_t len = 0, cl_len;
@@ -746,13 +746,14 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	cl_max = get32(zp + HDR_CMDLINE_SIZE);
 	if (cl_max > BOOT_CMDLINE_MAX - 1)
 		cl_max = BOOT_CMDLINE_MAX - 1;
-	cl_len = cfg->cmdline ? strlen(cfg->cmdline) : 0;
+	cmdline = cfg->cmdline ? cfg->cmdline : BOOT_DEFAULT_CMDLINE;
+	cl_len = strlen(cmdline);
 	if (cl_len > cl_max) {
 		boot_err(err, errlen, "kernel command line is %zu bytes; this kernel takes at most %u",
 			 cl_len, cl_max);
 		return -E2BIG;
 	}
-	if (gpa_write(m, BOOT_CMDLINE, cl_len ? cfg->cmdline : "", cl_len) < 0 ||
+	if (gpa_write(m, BOOT_CMDLINE, cmdline, cl_len) < 0 ||
 	    gpa_write(m, BOOT_CMDLINE + cl_len, "", 1) < 0) {
 		boot_err(err, errlen, "cannot write the command line to guest RAM");
 		return -ENOMEM;

@@ -451,6 +451,10 @@ int cmd_run(int argc, char **argv)
 	signals_install();
 	struct term_in tin = { .fd = in_fd };
 	struct emu_host host = { .poll_input = in_fd >= 0 ? term_poll_input : NULL, .opaque = &tin };
+	/* CORRAL_EMU_CLOCK: picoseconds per instruction, 0 for host time */
+	const char *clk = getenv("CORRAL_EMU_CLOCK");
+	host.ps_per_insn = clk ? strtoull(clk, NULL, 10) : EMU_PS_PER_INSN_DEFAULT;
+	host.realtime_idle = in_fd >= 0 && isatty(in_fd);
 	if (in_fd >= 0)
 		term_make_raw();
 

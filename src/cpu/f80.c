@@ -1,8 +1,6 @@
 /* 80-bit extended-precision soft-float for the x87 (see f80.h): values are
  * unpacked to sign, exponent and a normalized significand, computed exactly
  * in 128-bit integers and rounded once, so results match x86 on any host. */
-#include <float.h>
-#include <math.h>
 #include <string.h>
 
 #include "f80.h"
@@ -176,7 +174,7 @@ static struct rres round_val(struct f80_env *e, const struct fmt *f, int sign, i
 	if (x > f->emax) {
 		e->exc |= F80_OE;
 		/* an unmasked overflow delivers the wrapped result, unless even
-		 * that does not fit (FSCALE): then as if masked */
+		 * that does not fit (FSCALE): then infinity */
 		if (!(e->mask & F80_OE)) {
 			if (f->ext && x - EXT_WRAP > f->emax) {
 				e->exc |= F80_PE;
@@ -858,71 +856,21 @@ struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp)
 }
 
 /* ---- Transcendentals ----
- * F2XM1, FYL2X and FYL2XP1 are series evaluated in 128-bit integer
- * arithmetic (portable; error far below an ulp before the final rounding).
- * FSIN, FCOS, FPTAN and FPATAN use the host's long double libm, which has at
- * least a 64-bit significand on x86-64 (x87 format), aarch64, riscv64 and
- * s390x (quad) and ppc64 (double-double); where long double is just double
- * (32-bit Arm, macOS on arm64) those four have double precision only. Unlike
- * the hardware, their argument reduction uses an exact pi, so results for
- * large arguments are more accurate than, and differ from, x87 hardware. */
-
-/* A zero, infinity or finite value as a host long double */
-static long double to_ld(const struct unp *u)
-{
-	long double v = u->cls == F80_INF    ? INFINITY
-			: u->cls == F80_ZERO ? 0
-					     : ldexpl((long double)u->sig, u->exp - 63);
-	return u->sign ? -v : v;
-}
-
-/* Round a host long double (finite or not) to an extended result. libm
- * has rounded it already, so a tiny result is inexact: underflow. */
-static struct cpu_f80 from_ld(struct f80_env *e, long double v)
-{
-	if (v != 0 && fabsl(v) < ldexpl(1.0L, EXT_EMIN))
-		e->exc |= F80_UE;
-	if (isnan(v))
-		return invalid(e);
-	if (isinf(v))
-		return inf(signbit(v) != 0);
-	if (v == 0)
-		return zero(signbit(v) != 0);
-	int ex;
-	long double fr = frexpl(fabsl(v), &ex), t = ldexpl(fr, 64);
-	uint64_t hi = (uint64_t)t;
-	long double rem = ldexpl(t - (long double)hi, 64);
-	uint64_t lo = (uint64_t)rem;
-	if (rem != (long double)lo)
-		lo |= 1;
-	return round_pack(e, &fmt_ext64, signbit(v) != 0, ex - 1, ((u128)hi << 64) | lo);
-}
+ * Evaluated as series in 128-bit integer arithmetic, with exact argument
+ * reduction for FSIN/FCOS/FPTAN: the error before the final rounding is far
+ * below an ulp, so results are (nearly always) correctly rounded and the
+ * same on every host. x87 hardware is not correctly rounded here, so the
+ * last bit can differ from a real CPU; for FSIN/FCOS/FPTAN of arguments
+ * near multiples of pi/2 or large, where the x87 reduces with a 66-bit pi,
+ * the difference can be larger. */
 
 /* Intermediate results with 128-bit significands: value = sig * 2^(exp-127),
- * sig normalized (bit 127 set) or zero. Enough to round the final product
- * or sum of libm results once. */
+ * sig normalized (bit 127 set) or zero. */
 struct x128 {
 	int sign;
 	int32_t exp;
 	u128 sig;
 };
-
-static struct x128 x_from_ld(long double v)
-{
-	struct x128 r = {signbit(v) != 0, 0, 0};
-	if (v == 0)
-		return r;
-	int ex;
-	long double t = ldexpl(frexpl(fabsl(v), &ex), 64);
-	uint64_t hi = (uint64_t)t;
-	long double rem = ldexpl(t - (long double)hi, 64);
-	uint64_t lo = (uint64_t)rem;
-	if (rem != (long double)lo)
-		lo |= 1;
-	r.exp = ex - 1;
-	r.sig = ((u128)hi << 64) | lo;
-	return r;
-}
 
 static struct x128 x_from_unp(const struct unp *u)
 {
@@ -1040,6 +988,12 @@ static struct x128 x_ln_series(struct x128 u)
 
 static const struct x128 x_one = {0, 0, (u128)1 << 127};
 
+static struct x128 x_neg(struct x128 a)
+{
+	a.sign ^= 1;
+	return a;
+}
+
 static struct cpu_f80 x_round(struct f80_env *e, struct x128 a)
 {
 	if (!a.sig)
@@ -1074,6 +1028,20 @@ static bool screen1(struct f80_env *e, struct cpu_f80 a, const struct unp *u, st
 static const uint64_t LN2_HI = 0xb17217f7d1cf79abull, LN2_LO = 0xc9e3b39803f2f6afull;
 static const uint64_t LOG2E_HI = 0xb8aa3b295c17f0bbull, LOG2E_LO = 0xbe87fed0691d3e88ull;
 
+/* expm1(y) = y + y^2/2! + y^3/3! + ... for |y| < 1: 128 bits within 40 terms */
+static struct x128 x_expm1(struct x128 y)
+{
+	struct x128 t = y, sum = y;
+
+	for (unsigned n = 2; n <= 40 && t.sig; n++) {
+		t = x_div_small(x_mul(t, y), n);
+		if (sum.exp - t.exp > 140)
+			break;
+		sum = x_add(sum, t);
+	}
+	return sum;
+}
+
 struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a)
 {
 	struct unp u = unpack(a);
@@ -1086,29 +1054,28 @@ struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a)
 		return a;
 	if (u.cls == F80_INF)
 		return u.sign ? mk(1, EXT_BIAS, 1ull << 63) : a;
-	/* y = x*ln2 = yh + yl (two long doubles), then
-	 * 2^x - 1 = expm1(yh + yl) ~ expm1(yh) + yl * 2^x, summed exactly */
-	struct x128 ln2 = {0, -1, ((u128)LN2_HI << 64) | LN2_LO};
-	struct x128 y = x_mul(x_from_unp(&u), ln2);
-	int sgn = y.sign ? -1 : 1;
-	long double yh = sgn * ldexpl((long double)(uint64_t)(y.sig >> 64), y.exp - 63);
-	long double yl = sgn * ldexpl((long double)(uint64_t)y.sig, y.exp - 127);
+	/* 2^x - 1 = expm1(x ln2). Beyond the defined domain |x| <= 1:
+	 * x = n + f, 2^x - 1 = 2^n (expm1(f ln2) + 1) - 1 */
+	struct x128 ln2 = {0, -1, ((u128)LN2_HI << 64) | LN2_LO}, f = x_from_unp(&u);
+	int32_t n = 0;
 	e->exc |= F80_PE;
-	if (y.exp < 0) {
-		/* |x| <= 1 (the defined domain), so |y| < ln2: the series
-		 * expm1(y) = y + y^2/2! + y^3/3! + ... in 128 bits converges to
-		 * far below an ulp within 30 terms */
-		struct x128 t = y, sum = y;
-		for (unsigned n = 2; n <= 32 && t.sig; n++) {
-			t = x_div_small(x_mul(t, y), n);
-			if (sum.exp - t.exp > 140)
-				break;
-			sum = x_add(sum, t);
-		}
-		return x_round(e, sum);
+	if (u.exp > 15) {
+		n = u.sign ? -65536 : 65536; /* 2^x is 0 or infinite */
+		f.sig = 0;
+	} else if (u.exp >= 0) {
+		bool inx, up;
+		n = (int32_t)round_to_int(F80_RN, u.sign, u.exp, u.sig, &inx, &up);
+		if (u.sign)
+			n = -n;
+		f = x_add(f, x_from_int(-n));
 	}
-	long double em = expm1l(yh);
-	return x_round(e, x_add(x_from_ld(em), x_from_ld(yl * (em + 1))));
+	struct x128 em = x_expm1(x_mul(f, ln2));
+	if (n) {
+		em = x_add(em, x_one);
+		em.exp += n;
+		em = x_add(em, x_neg(x_one));
+	}
+	return x_round(e, em);
 }
 
 struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
@@ -1193,31 +1160,156 @@ struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y
 	return x_round(e, x_mul(x_mul(x_from_unp(&uy), ln), log2e));
 }
 
+/* ---- Circular functions in 128-bit arithmetic ---- */
+
+static const struct x128 x_pio2 = {0, 0, ((u128)0xc90fdaa22168c234ull << 64) | 0xc4c6628b80dc1cd1ull};
+
+/* atan(k/8), k = 1..8 */
+static const struct x128 x_atan8[8] = {
+	{0, -4, ((u128)0xfeadd4d5617b6e32ull << 64) | 0xc897989f3e888ef7ull},
+	{0, -3, ((u128)0xfadbafc96406eb15ull << 64) | 0x6dc79ef5f7a217e5ull},
+	{0, -2, ((u128)0xb7b0ca0f26f78473ull << 64) | 0x8aa32122dcfe4483ull},
+	{0, -2, ((u128)0xed63382b0dda7b45ull << 64) | 0x6fe445ecbc3a8d03ull},
+	{0, -1, ((u128)0x8f005d5ef7f59f9bull << 64) | 0x5c835e1665c43747ull},
+	{0, -1, ((u128)0xa4bc7d1934f70924ull << 64) | 0x19a87f2a457dac9eull},
+	{0, -1, ((u128)0xb8053e2bc2319e73ull << 64) | 0xcb2da55210a4443dull},
+	{0, -1, ((u128)0xc90fdaa22168c234ull << 64) | 0xc4c6628b80dc1cd1ull},
+};
+
+/* bits [lo, lo+64) of a 320-bit number (5 limbs, little-endian) */
+static uint64_t bits64(const uint64_t p[5], int lo)
+{
+	uint64_t v = 0;
+	for (int k = 0; k < 64; k += 32) {
+		int b = lo + k;
+		if (b < 0 || b >= 320)
+			continue;
+		uint64_t w = p[b / 64] >> (b % 64);
+		if (b % 64 && b / 64 < 4)
+			w |= p[b / 64 + 1] << (64 - b % 64);
+		v |= (w & 0xffffffffull) << k;
+	}
+	return v;
+}
+
+/* x = q*(pi/2) + r with |r| <= pi/4, for |x| < 2^63 (unp u, finite
+ * nonzero): x * 2/pi with 256 bits of 2/pi (Payne-Hanek), so r keeps
+ * about 128 correct bits however close x is to a multiple of pi/2. */
+static struct x128 reduce_pio2(const struct unp *u, unsigned *q)
+{
+	static const uint64_t t[4] = {0xfe5163abdebbc561ull, 0xdb6295993c439041ull, 0xfc2757d1f534ddc0ull,
+				      0xa2f9836e4e441529ull}; /* 2/pi * 2^256, little-endian */
+	struct x128 r = x_from_unp(u);
+
+	*q = 0;
+	r.sign = 0;
+	if (u->exp < -1 || (u->exp == -1 && u->sig < 0xc90fdaa22168c234ull))
+		return r; /* already within pi/4 */
+	uint64_t p[5] = {0};
+	u128 carry = 0;
+	for (int k = 0; k < 4; k++) {
+		u128 m = (u128)u->sig * t[k] + carry;
+		p[k] = (uint64_t)m;
+		carry = m >> 64;
+	}
+	p[4] = (uint64_t)carry;
+	/* p * 2^(exp - 319): the binary point is above bit 319 - exp */
+	int pt = 319 - u->exp;
+	uint64_t f2 = bits64(p, pt - 64), f1 = bits64(p, pt - 128), f0 = bits64(p, pt - 192);
+	unsigned k = (unsigned)bits64(p, pt) & 3;
+	int neg = 0;
+	if (f2 >> 63) { /* fraction >= 1/2: round the quotient up */
+		k++;
+		neg = 1;
+		f0 = ~f0;
+		f1 = ~f1;
+		f2 = ~f2;
+		if (++f0 == 0 && ++f1 == 0)
+			f2++;
+	}
+	*q = k & 3;
+	/* the 192-bit fraction f2:f1:f0 (bit 191 weighs 1/2) to an x128 */
+	int lz = f2 ? __builtin_clzll(f2) : f1 ? 64 + __builtin_clzll(f1) : 128 + __builtin_clzll(f0 | 1);
+	u128 hi = ((u128)f2 << 64) | f1, lo = (u128)f0 << 64;
+	u128 sig = lz == 0 ? hi : lz < 128 ? (hi << lz) | (lo >> (128 - lz)) : lo << (lz - 128);
+	struct x128 f = {neg, -1 - lz, sig | (lz < 64 && (f0 << lz) != 0)};
+	return x_mul(f, x_pio2);
+}
+
+/* sin (cosine false) or cos of |r| <= pi/4 by its Taylor series */
+static struct x128 x_sincos_series(struct x128 r, bool cosine)
+{
+	struct x128 r2 = x_mul(r, r), t = cosine ? x_one : r, sum = t;
+
+	if (!r.sig)
+		return cosine ? x_one : r;
+	for (unsigned n = cosine ? 1 : 2; n < 80; n += 2) {
+		t = x_neg(x_div_small(x_mul(t, r2), n * (n + 1)));
+		if (sum.exp - t.exp > 140)
+			break;
+		sum = x_add(sum, t);
+	}
+	return sum;
+}
+
+/* atan(t) for 0 <= t <= 1: atan(c) + atan((t-c)/(1+tc)), c = k/8 */
+static struct x128 x_atan01(struct x128 t)
+{
+	unsigned k = 0;
+	if (t.sig && t.exp >= -4 && t.exp <= 0)
+		k = (unsigned)(((t.sig >> (123 - t.exp)) + 1) >> 1); /* round(8t) */
+	if (k > 8)
+		k = 8;
+	struct x128 u = t, base = {0, 0, 0};
+	if (k) {
+		struct x128 c = x_div_small(x_from_int((int64_t)k), 8);
+		u = x_div(x_add(t, x_neg(c)), x_add(x_one, x_mul(t, c)));
+		base = x_atan8[k - 1];
+	}
+	struct x128 u2 = x_mul(u, u), term = u, sum = u;
+	for (unsigned n = 3; n < 200 && u.sig; n += 2) {
+		term = x_mul(term, u2);
+		struct x128 d = x_div_small(term, n);
+		if (sum.exp - d.exp > 140)
+			break;
+		sum = x_add(sum, ((n >> 1) & 1) ? x_neg(d) : d);
+	}
+	return x_add(base, sum);
+}
+
 struct cpu_f80 f80_fpatan(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y)
 {
 	struct unp ux = unpack(x), uy = unpack(y);
 	struct cpu_f80 r;
+	struct x128 pi = x_pio2, a;
 
 	e->up = false;
 	if (screen2(e, x, y, &ux, &uy, &r))
 		return r;
-	long double v = atan2l(to_ld(&uy), to_ld(&ux));
-	if (v == 0 && !(is_finite_nz(&ux) && is_finite_nz(&uy)))
-		return zero(signbit(v) != 0); /* exact: atan2(+-0, x > 0) */
-	if (!ux.sign && is_finite_nz(&ux) && is_finite_nz(&uy) && fabsl(v) < ldexpl(1.0L, -16000)) {
-		/* atan(y/x) = y/x to far below an ulp here, and the division
-		 * gets the underflow right */
-		struct f80_env t = *e;
-		t.prec = 64;
-		r = f80_div(&t, y, x);
-		e->exc |= t.exc | F80_PE;
-		if (!(r.sexp & 0x7fff))
-			e->exc |= F80_UE;
-		e->up = t.up;
-		return r;
+	pi.exp++;
+	if (uy.cls == F80_ZERO) {
+		if (!ux.sign) /* atan2(+-0, x >= +0) = +-0: exact */
+			return zero(uy.sign);
+		a = pi;
+	} else if (ux.cls == F80_ZERO) {
+		a = x_pio2;
+	} else if (uy.cls == F80_INF) {
+		a = ux.cls != F80_INF ? x_pio2 : x_mul(x_pio2, x_div_small(x_from_int(ux.sign ? 3 : 1), 2));
+	} else if (ux.cls == F80_INF) {
+		if (!ux.sign)
+			return zero(uy.sign);
+		a = pi;
+	} else {
+		struct x128 ax = x_from_unp(&ux), ay = x_from_unp(&uy);
+		ax.sign = ay.sign = 0;
+		bool swap = uy.exp > ux.exp || (uy.exp == ux.exp && uy.sig > ux.sig);
+		a = swap ? x_add(x_pio2, x_neg(x_atan01(x_div(ax, ay)))) : x_atan01(x_div(ay, ax));
+		if (ux.sign)
+			a = x_add(pi, x_neg(a));
 	}
+	a.sign = uy.sign;
 	e->exc |= F80_PE;
-	return from_ld(e, v);
+	return x_round(e, a);
 }
 
 /* Common checks for FSIN/FCOS/FSINCOS/FPTAN. Returns 0 to compute, 1 when
@@ -1235,10 +1327,40 @@ static int screen_trig(struct f80_env *e, struct cpu_f80 a, const struct unp *u,
 	return 0;
 }
 
+/* sin and cos of a finite nonzero value: x = q*(pi/2) + r */
+static void x_sincos(const struct unp *u, struct x128 *s, struct x128 *c)
+{
+	unsigned q;
+	struct x128 r = reduce_pio2(u, &q);
+	struct x128 sr = x_sincos_series(r, false), cr = x_sincos_series(r, true);
+
+	switch (q) {
+	case 0:
+		*s = sr;
+		*c = cr;
+		break;
+	case 1:
+		*s = cr;
+		*c = x_neg(sr);
+		break;
+	case 2:
+		*s = x_neg(sr);
+		*c = x_neg(cr);
+		break;
+	default:
+		*s = x_neg(cr);
+		*c = sr;
+		break;
+	}
+	if (u->sign)
+		*s = x_neg(*s);
+}
+
 bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct cpu_f80 *c, unsigned which)
 {
 	struct unp u = unpack(a);
 	struct cpu_f80 r;
+	struct x128 xs, xc;
 
 	e->up = false;
 	switch (screen_trig(e, a, &u, &r)) {
@@ -1251,14 +1373,14 @@ bool f80_sincos(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *s, struct c
 		*c = mk(0, EXT_BIAS, 1ull << 63);
 		return true;
 	}
-	long double x = to_ld(&u);
+	x_sincos(&u, &xs, &xc);
 	struct f80_env ec = *e;
 	e->exc |= F80_PE;
 	if (which & 1)
-		*s = from_ld(e, sinl(x));
+		*s = x_round(e, xs);
 	if (which & 2) {
 		ec.exc |= F80_PE;
-		*c = from_ld(&ec, cosl(x));
+		*c = x_round(&ec, xc);
 		e->exc |= ec.exc;
 		e->up = ec.up;
 	}
@@ -1269,6 +1391,7 @@ bool f80_tan(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *t)
 {
 	struct unp u = unpack(a);
 	struct cpu_f80 r;
+	struct x128 xs, xc;
 
 	e->up = false;
 	switch (screen_trig(e, a, &u, &r)) {
@@ -1280,7 +1403,8 @@ bool f80_tan(struct f80_env *e, struct cpu_f80 a, struct cpu_f80 *t)
 		*t = a;
 		return true;
 	}
+	x_sincos(&u, &xs, &xc);
 	e->exc |= F80_PE;
-	*t = from_ld(e, tanl(to_ld(&u)));
+	*t = x_round(e, x_div(xs, xc));
 	return true;
 }

@@ -74,14 +74,15 @@ void f80_to_bcd(struct f80_env *e, struct cpu_f80 a, uint8_t b[10]);
  * hi:lo) times 2^exp to 64 bits by e->rc. */
 struct cpu_f80 f80_const(struct f80_env *e, uint64_t hi, uint64_t lo, int exp);
 
-/* Transcendentals (F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS). They
- * are accurate to about one unit in the last place but, unlike the rest of
- * this module, not bit-exact with x86 hardware: results can differ from a
- * real x87 in the last bit (and more for FSIN/FCOS/FPTAN arguments far from
- * 0, where the x87 reduces with an approximate pi). Special operands (zeros,
- * infinities, NaNs, denormals) and the exception flags do match.
- * For FPTAN/FSIN/FCOS/FSINCOS, false means the operand is out of range
- * (|x| >= 2^63: the x87 sets C2 and leaves it). */
+/* Transcendentals (F2XM1, FYL2X, FYL2XP1, FPTAN, FPATAN, FSIN, FCOS),
+ * computed in 128-bit integer arithmetic and rounded once: (nearly always)
+ * correctly rounded and the same on every host, but not bit-exact with x86
+ * hardware, whose results are not correctly rounded: they can differ from a
+ * real x87 in the last bit (and by more for FSIN/FCOS/FPTAN of arguments
+ * near multiples of pi/2 or large, where the x87 reduces with an
+ * approximate pi). Special operands (zeros, infinities, NaNs, denormals) and
+ * the exception flags match. For FPTAN/FSIN/FCOS/FSINCOS, false means the
+ * operand is out of range (|x| >= 2^63: the x87 sets C2 and leaves it). */
 struct cpu_f80 f80_f2xm1(struct f80_env *e, struct cpu_f80 a);
 struct cpu_f80 f80_fyl2x(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y);
 struct cpu_f80 f80_fyl2xp1(struct f80_env *e, struct cpu_f80 x, struct cpu_f80 y);

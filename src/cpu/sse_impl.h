@@ -52,7 +52,7 @@ static inline void mmx_check(struct cpu *c)
 {
 	if (unlikely(c->mode == CPU_MODE_SYSTEM) && (c->s.cr0 & (CR0_EM_BIT | CR0_TS_BIT)))
 		cpu_raise(c, (c->s.cr0 & CR0_EM_BIT) ? EXC_UD : EXC_NM, 0);
-	if (0)
+	if (unlikely(c->s.x87.fsw & FSW_ES_BIT))
 		cpu_raise(c, EXC_MF, 0);
 }
 

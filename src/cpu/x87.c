@@ -1,9 +1,11 @@
 /* The x87 FPU: decoding of opcodes D8-DF and 9B, the register stack and tag
  * word, status/control words, FSTENV/FSAVE images and FXSAVE/FXRSTOR.
  * Arithmetic is in f80.c. */
-#include "x87.h"
+#include <errno.h>
+
 #include "cpu_internal.h"
 #include "f80.h"
+#include "x87.h"
 
 #define FSW_SF 0x0040u
 #define FSW_ES 0x0080u
@@ -992,92 +994,106 @@ static void op_frstor(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-/* FXSAVE/FXSAVE64 (SDM vol. 1 10.5.1). Bytes 416-511 are not written. */
-static void op_fxsave(struct cpu *c, const struct insn *i)
+/* FXSAVE image (SDM vol. 1 10.5.1), bytes 0-415; 416-511 are left alone */
+void x87_fxsave_image(const struct cpu *c, uint8_t img[416], bool rex_w)
 {
-	struct cpu_x87 *x = &c->s.x87;
-	uint64_t a = insn_ea(c, i);
-	uint8_t b[416];
+	const struct cpu_x87 *x = &c->s.x87;
 	uint8_t ftw = 0;
 
-	if (a & 15)
-		cpu_raise(c, EXC_GP, 0);
-	if (c->mode == CPU_MODE_SYSTEM && (c->s.cr0 & (CR0_EM | CR0_TS)))
-		cpu_raise(c, EXC_NM, 0);
-	mem_probe_write(c, a, 512);
-	memset(b, 0, sizeof(b));
+	memset(img, 0, 416);
 	for (unsigned p = 0; p < 8; p++)
 		if (tag_get(x, p) != TAG_EMPTY)
 			ftw |= (uint8_t)(1u << p);
-	memcpy(b + 0, &x->fcw, 2);
-	memcpy(b + 2, &x->fsw, 2);
-	b[4] = ftw;
-	memcpy(b + 6, &x->fop, 2);
-	if (i->rex & 8) {
-		memcpy(b + 8, &x->fip, 8);
-		memcpy(b + 16, &x->fdp, 8);
+	memcpy(img + 0, &x->fcw, 2);
+	memcpy(img + 2, &x->fsw, 2);
+	img[4] = ftw;
+	memcpy(img + 6, &x->fop, 2);
+	if (rex_w) {
+		memcpy(img + 8, &x->fip, 8);
+		memcpy(img + 16, &x->fdp, 8);
 	} else {
 		uint32_t ip = (uint32_t)x->fip, dp = (uint32_t)x->fdp;
-		memcpy(b + 8, &ip, 4);
-		memcpy(b + 12, &c->s.seg[SEG_CS].sel, 2);
-		memcpy(b + 16, &dp, 4);
-		memcpy(b + 20, &c->s.seg[SEG_DS].sel, 2);
+		memcpy(img + 8, &ip, 4);
+		memcpy(img + 12, &c->s.seg[SEG_CS].sel, 2);
+		memcpy(img + 16, &dp, 4);
+		memcpy(img + 20, &c->s.seg[SEG_DS].sel, 2);
 	}
 	uint32_t mm = MXCSR_VALID;
-	memcpy(b + 24, &c->s.mxcsr, 4);
-	memcpy(b + 28, &mm, 4);
+	memcpy(img + 24, &c->s.mxcsr, 4);
+	memcpy(img + 28, &mm, 4);
 	for (unsigned k = 0; k < 8; k++) {
 		struct cpu_f80 v = st_get(x, k);
-		memcpy(b + 32 + 16 * k, &v.mant, 8);
-		memcpy(b + 40 + 16 * k, &v.sexp, 2);
+		memcpy(img + 32 + 16 * k, &v.mant, 8);
+		memcpy(img + 40 + 16 * k, &v.sexp, 2);
 	}
-	memcpy(b + 160, c->s.xmm, 256);
-	mem_write_bytes(c, a, b, sizeof(b));
-	insn_next(c, i);
+	memcpy(img + 160, c->s.xmm, 256);
 }
 
-static void op_fxrstor(struct cpu *c, const struct insn *i)
+int x87_fxrstor_image(struct cpu *c, const uint8_t img[416], bool rex_w)
 {
 	struct cpu_x87 *x = &c->s.x87;
-	uint64_t a = insn_ea(c, i);
-	uint8_t b[416];
 	uint32_t mxcsr;
 
-	if (a & 15)
-		cpu_raise(c, EXC_GP, 0);
-	if (c->mode == CPU_MODE_SYSTEM && (c->s.cr0 & (CR0_EM | CR0_TS)))
-		cpu_raise(c, EXC_NM, 0);
-	mem_read_bytes(c, a, b, sizeof(b));
-	memcpy(&mxcsr, b + 24, 4);
+	memcpy(&mxcsr, img + 24, 4);
 	if (mxcsr & ~MXCSR_VALID)
-		cpu_raise(c, EXC_GP, 0);
-
-	memcpy(&x->fcw, b + 0, 2);
+		return -EINVAL;
+	memcpy(&x->fcw, img + 0, 2);
 	x->fcw = (uint16_t)((x->fcw & FCW_VALID) | 0x40);
-	memcpy(&x->fsw, b + 2, 2);
-	memcpy(&x->fop, b + 6, 2);
+	memcpy(&x->fsw, img + 2, 2);
+	memcpy(&x->fop, img + 6, 2);
 	x->fop &= 0x7ff;
-	if (i->rex & 8) {
-		memcpy(&x->fip, b + 8, 8);
-		memcpy(&x->fdp, b + 16, 8);
+	if (rex_w) {
+		memcpy(&x->fip, img + 8, 8);
+		memcpy(&x->fdp, img + 16, 8);
 	} else {
 		uint32_t ip, dp;
-		memcpy(&ip, b + 8, 4);
-		memcpy(&dp, b + 16, 4);
+		memcpy(&ip, img + 8, 4);
+		memcpy(&dp, img + 16, 4);
 		x->fip = ip;
 		x->fdp = dp;
 	}
 	c->s.mxcsr = mxcsr;
 	for (unsigned k = 0; k < 8; k++) {
 		unsigned p = fpu_phys(x, k);
-		memcpy(&x->st[p].mant, b + 32 + 16 * k, 8);
-		memcpy(&x->st[p].sexp, b + 40 + 16 * k, 2);
+		memcpy(&x->st[p].mant, img + 32 + 16 * k, 8);
+		memcpy(&x->st[p].sexp, img + 40 + 16 * k, 2);
 	}
 	x->ftw = 0;
 	for (unsigned p = 0; p < 8; p++)
-		tag_put(x, p, (b[4] >> p) & 1 ? tag_of(x->st[p]) : TAG_EMPTY);
-	memcpy(c->s.xmm, b + 160, 256);
+		tag_put(x, p, (img[4] >> p) & 1 ? tag_of(x->st[p]) : TAG_EMPTY);
+	memcpy(c->s.xmm, img + 160, 256);
 	fsw_update_es(x);
+	return 0;
+}
+
+/* FXSAVE/FXSAVE64: the whole 512-byte area must be writable first */
+static void op_fxsave(struct cpu *c, const struct insn *i)
+{
+	uint64_t a = insn_ea(c, i);
+	uint8_t b[416];
+
+	if (c->mode == CPU_MODE_SYSTEM && (c->s.cr0 & (CR0_EM | CR0_TS)))
+		cpu_raise(c, EXC_NM, 0);
+	if (a & 15)
+		cpu_raise(c, EXC_GP, 0);
+	mem_probe_write(c, a, 512);
+	x87_fxsave_image(c, b, i->rex & 8);
+	mem_write_bytes(c, a, b, sizeof(b));
+	insn_next(c, i);
+}
+
+static void op_fxrstor(struct cpu *c, const struct insn *i)
+{
+	uint64_t a = insn_ea(c, i);
+	uint8_t b[512];
+
+	if (c->mode == CPU_MODE_SYSTEM && (c->s.cr0 & (CR0_EM | CR0_TS)))
+		cpu_raise(c, EXC_NM, 0);
+	if (a & 15)
+		cpu_raise(c, EXC_GP, 0);
+	mem_read_bytes(c, a, b, sizeof(b));
+	if (x87_fxrstor_image(c, b, i->rex & 8) < 0)
+		cpu_raise(c, EXC_GP, 0);
 	insn_next(c, i);
 }
 

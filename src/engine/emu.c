@@ -6,12 +6,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu/cpu.h"
 #include "engine/engine.h"
 #include "machine/machine_impl.h"
 
 #define EMU_SLICE_DEFAULT 50000
+#define EMU_SLICE_MIN 200 /* shortest turn: a cap on the loop's overhead */
 
 enum vcpu_run_state { VCPU_RUNNING, VCPU_HALTED, VCPU_WAIT_SIPI };
 
@@ -27,6 +29,8 @@ struct emu {
 	unsigned n;
 	struct cpu *volatile running;
 	volatile sig_atomic_t quit;
+	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
+	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
 };
 
 /* The emu_run in progress, for emu_stop_async (one VM per process). */
@@ -49,6 +53,54 @@ void emu_stop_async(void)
 	struct cpu *c = e->running;
 	if (c)
 		cpu_request_stop(c);
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Virtual time inside a turn: the running vCPU's instructions so far. */
+static uint64_t emu_clock_delta(void *opaque)
+{
+	struct emu *e = opaque;
+	struct cpu *c = e->running;
+	if (!c || c->icount < e->turn_icount)
+		return 0;
+	return (c->icount - e->turn_icount) * e->ps_per_insn / 1000;
+}
+
+/* A turn of vCPU k: run it, then account its instructions as time. */
+static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
+{
+	struct cpu *c = &e->v[k].cpu;
+	e->m->cur_cpu = k;
+	e->turn_icount = c->icount;
+	e->running = c;
+	if (e->ps_per_insn) {
+		/* With instruction-driven time, a turn ends at the next timer
+		 * deadline, so timers fire on time (and the same way each run). */
+		uint64_t next = mtimer_next_deadline(e->m), now = clock_ns(e->m);
+		if (next != UINT64_MAX) {
+			uint64_t n = next > now ? (next - now) * 1000 / e->ps_per_insn + 1 : 1;
+			if (n < EMU_SLICE_MIN)
+				n = EMU_SLICE_MIN;
+			if (n < slice)
+				slice = n;
+		}
+	}
+	enum cpu_exit x = cpu_run(c, slice);
+	if (e->ps_per_insn) {
+		/* fold the turn into the base before the delta goes away */
+		uint64_t now = clock_ns(e->m);
+		e->running = NULL;
+		e->m->vclock = now;
+	} else {
+		e->running = NULL;
+	}
+	return x;
 }
 
 /* An AP's INIT: back to the power-on state, waiting for a start-up IPI. */
@@ -144,6 +196,12 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 
 	m->kick = emu_kick;
 	m->kick_opaque = &e;
+	e.ps_per_insn = host ? host->ps_per_insn : 0;
+	if (e.ps_per_insn) {
+		m->vclock = clock_ns(m);
+		m->clock_delta_opaque = &e;
+		m->clock_delta = emu_clock_delta;
+	}
 	emu_current = &e;
 
 	for (;;) {
@@ -158,10 +216,7 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 					continue;
 				v->state = VCPU_RUNNING;
 			}
-			m->cur_cpu = k;
-			e.running = &v->cpu;
-			enum cpu_exit x = cpu_run(&v->cpu, slice);
-			e.running = NULL;
+			enum cpu_exit x = emu_turn(&e, k, slice);
 			ran = 1;
 			switch (x) {
 			case CPU_EXIT_HLT:
@@ -217,7 +272,25 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 		for (unsigned k = 0; k < e.n; k++)
 			may_wake |= vcpu_may_wake(&e, k);
 		uint64_t next = mtimer_run_expired(m);
-		if (may_wake && next != UINT64_MAX) {
+		if (may_wake && next != UINT64_MAX && host && host->realtime_idle && !input_dead) {
+			/* wait in real time for the deadline or for input */
+			uint64_t now = clock_ns(m), t0 = wall_ns();
+			int ms = next > now ? (int)((next - now) / 1000000) : 0;
+			if (ms > 0) {
+				int r = host->poll_input(host->opaque, m, ms > 1000 ? 1000 : ms);
+				if (r < 0) {
+					res.end = EMU_QUIT;
+					goto out;
+				}
+				if (r > 0)
+					input_dead = 1;
+				uint64_t waited = wall_ns() - t0;
+				clock_advance_to(m, now + waited < next ? now + waited : next);
+			} else {
+				clock_advance_to(m, next);
+			}
+			mtimer_run_expired(m);
+		} else if (may_wake && next != UINT64_MAX) {
 			clock_advance_to(m, next);
 			mtimer_run_expired(m);
 		} else if (may_wake && !input_dead) {
@@ -246,6 +319,7 @@ out:
 	emu_current = NULL;
 	m->kick = NULL;
 	m->kick_opaque = NULL;
+	m->clock_delta = NULL;
 	emu_free(&e);
 	return res;
 }

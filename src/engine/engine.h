@@ -31,7 +31,18 @@ struct emu_host {
 	int (*poll_input)(void *opaque, struct machine *m, int timeout_ms);
 	void *opaque;
 	uint64_t slice;  /* instructions per turn; 0 = the default */
+	/* Virtual time: picoseconds per instruction executed (instruction-
+	 * driven time: deterministic, never late for the guest), or 0 for the
+	 * host's monotonic clock. Idle time is skipped either way. */
+	uint64_t ps_per_insn;
+	/* Someone is watching (an interactive terminal): idle time passes at
+	 * wall-clock pace instead of being skipped, so the guest's clock and
+	 * its timeouts stay human. */
+	int realtime_idle;
 };
+
+/* 2 ns per instruction: a 500 MIPS CPU with a 1 GHz TSC. */
+#define EMU_PS_PER_INSN_DEFAULT 2000
 
 /* Runs m until it powers off, resets, faults or is stopped. vCPU 0 starts
  * from *bsp; the others wait for INIT/SIPI. */

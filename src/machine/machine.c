@@ -173,7 +173,11 @@ uint64_t clock_ns(struct machine *m)
 {
 	if (m->clock_manual)
 		return m->clock_last;
-	uint64_t t = host_ns() - m->clock_start + m->clock_skip;
+	uint64_t t;
+	if (m->clock_delta)
+		t = m->vclock + m->clock_delta(m->clock_delta_opaque);
+	else
+		t = host_ns() - m->clock_start + m->clock_skip;
 	if (t < m->clock_last)
 		t = m->clock_last;
 	m->clock_last = t;
@@ -189,7 +193,10 @@ void clock_advance_to(struct machine *m, uint64_t t)
 	}
 	uint64_t now = clock_ns(m);
 	if (t > now && t != UINT64_MAX) {
-		m->clock_skip += t - now;
+		if (m->clock_delta)
+			m->vclock += t - now;
+		else
+			m->clock_skip += t - now;
 		m->clock_last = t;
 	}
 }

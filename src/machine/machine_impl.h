@@ -239,6 +239,13 @@ struct machine {
 	 * while every vCPU was halted; never goes backwards. */
 	uint64_t clock_start, clock_skip, clock_last;
 	int clock_manual; /* tests: time moves only by clock_advance_to */
+	/* Instruction-driven time (the emu engine sets it): clock_ns() is
+	 * vclock plus clock_delta(), the running vCPU's progress in its turn,
+	 * so guest time advances with the work done, never "late". NULL: host
+	 * monotonic time. */
+	uint64_t (*clock_delta)(void *opaque);
+	void *clock_delta_opaque;
+	uint64_t vclock;
 	struct mtimer timers[MACHINE_MAX_TIMERS];
 
 	volatile int power_req; /* enum machine_power */

@@ -1110,12 +1110,15 @@ static void test_mmx_state(void)
 static void test_mmx_pending_x87(void)
 {
 	for (unsigned masked = 0; masked < 2; masked++) {
-		/* fldcw [rbx]; fldz; fldz; fdivp st(1) (0/0: invalid); paddb mm0, mm1 */
-		static const uint8_t seq[] = { 0xd9, 0x2b, 0xd9, 0xee, 0xd9, 0xee, 0xde, 0xf9, 0x0f, 0xfc, 0xc1 };
-		struct code c = { arena + A_CODE * PG, 0 };
+		/* fninit; fldcw [rbx]; fldz; fldz; fdivp st(1) (0/0: invalid);
+		 * paddb mm0, mm1 */
+		static const uint8_t seq[] = {0xdb, 0xe3, 0xd9, 0x2b, 0xd9, 0xee, 0xd9,
+					      0xee, 0xde, 0xf9, 0x0f, 0xfc, 0xc1};
+		struct code c = {arena + A_CODE * PG, 0};
 		emit_prologue(&c);
 		memcpy(c.p + c.n, seq, sizeof(seq));
 		c.n += sizeof(seq);
+		uintptr_t paddb = (uintptr_t)(c.p + c.n - 3);
 		e8(&c, 0xdb), e8(&c, 0xe3); /* fninit: leave no x87 exception behind */
 		emit_epilogue(&c);
 		memset(st_in, 0, sizeof(*st_in));
@@ -1132,6 +1135,7 @@ static void test_mmx_pending_x87(void)
 		CHECK_EQ_U64(nat.fault, masked ? 0 : SIGFPE);
 		CHECK_EQ_U64(emu.fault, nat.fault);
 		CHECK_EQ_U64(emu.rip, nat.rip);
+		CHECK(!nat.fault || nat.rip == paddb);
 	}
 }
 

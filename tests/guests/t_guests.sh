@@ -95,6 +95,20 @@ expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
 hostile garbage "garbage done" --cpus 2
 
+# serial input from stdin, with the escapes: C-a C-a sends a C-a, C-a h
+# prints help, C-a x quits
+printf 'ab\001\001c\001hq' | timeout 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q "$(printf '<a><b><\001><c><q>')" "$tmp/out" && grep -q "C-a x" "$tmp/err" &&
+	clean_stderr; then ok; else bad echo "exit $rc"; fi
+(printf 'z\001x'; sleep 3) | timeout 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q "terminated by C-a x" "$tmp/err" && clean_stderr; then ok; else bad "C-a x" "exit $rc"; fi
+# end of input while the guest waits for it: a clear message, not a hang
+timeout 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M </dev/null >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else bad "echo eof" "exit $rc"; fi
+
 # options: clear errors, no crash
 for args in "--mem 1X" "--mem 0" "--mem 4K" "--cpus 0" "--cpus 65" "--cpus x" "--engine kvm" \
 	"--engine qemu" "--serial tcp:1" "--bogus"; do

@@ -380,6 +380,10 @@ static void test_elf_kernel(void)
 	CHECK_EQ_U64(boot_bytes(elf, elen, NULL, 0, "x", 48 * MiB, 1, &m, &s), 0);
 	CHECK_EQ_U64(s.rip, KPHYS + KENTRY_OFF);
 	machine_destroy(m);
+	/* no command line given: the default one */
+	CHECK_EQ_U64(boot_bytes(elf, elen, NULL, 0, NULL, 48 * MiB, 1, &m, &s), 0);
+	CHECK(!strcmp((char *)gpa_ptr(m, BOOT_CMDLINE, 1), BOOT_DEFAULT_CMDLINE));
+	machine_destroy(m);
 	free(elf);
 }
 
@@ -400,6 +404,57 @@ static void test_high_memory(void)
 	CHECK_EQ_U64(rd64(zp + 0x2d0 + 68), 256 * MiB);
 	machine_destroy(m);
 	free(elf);
+}
+
+/* An AML PkgLength (ACPI 6.4 §20.2.4): its value and encoded size. */
+static uint32_t aml_pkglen(const uint8_t *p, unsigned *nbytes)
+{
+	unsigned n = (p[0] >> 6) + 1;
+	uint32_t len = n == 1 ? p[0] & 0x3fu : p[0] & 0xfu;
+
+	for (unsigned i = 1; i < n; i++)
+		len |= (uint32_t)p[i] << (4 + 8 * (i - 1));
+	*nbytes = n;
+	return len;
+}
+
+/* The DSDT's term list: \_S5 package, then \_SB with the PCI0 host bridge;
+ * every PkgLength must end exactly where the next object starts. */
+static void check_aml(const uint8_t *d, uint32_t dl)
+{
+	uint32_t pos = 36, len, end;
+	unsigned nb;
+
+	CHECK(!memcmp(d + pos, "\x08_S5_\x12", 6));
+	pos += 5;
+	len = aml_pkglen(d + pos + 1, &nb);
+	CHECK_EQ_U64(d[pos + 1 + nb], 4); /* NumElements */
+	pos += 1 + len;
+	CHECK(pos < dl);
+	CHECK_EQ_U64(d[pos], 0x10); /* ScopeOp */
+	len = aml_pkglen(d + pos + 1, &nb);
+	CHECK_EQ_U64(pos + 1 + len, dl);
+	pos += 1 + nb;
+	CHECK(!memcmp(d + pos, "\\_SB_", 5));
+	pos += 5;
+	CHECK(d[pos] == 0x5b && d[pos + 1] == 0x82); /* DeviceOp */
+	len = aml_pkglen(d + pos + 2, &nb);
+	end = pos + 2 + len;
+	CHECK_EQ_U64(end, dl);
+	pos += 2 + nb;
+	CHECK(!memcmp(d + pos, "PCI0\x08_HID\x0c\x41\xd0\x0a\x03", 14)); /* EisaId PNP0A03 */
+	const uint8_t *crs = memmem(d + pos, end - pos, "_CRS\x11", 5);
+	CHECK(crs != NULL);
+	if (crs) {
+		len = aml_pkglen(crs + 5, &nb);
+		CHECK_EQ_U64((uint32_t)(crs + 5 - d) + len, end); /* _CRS is the last name */
+		CHECK_EQ_U64(crs[5 + nb], 0x0a);
+		CHECK_EQ_U64(crs[6 + nb], len - nb - 2);                 /* buffer size */
+		CHECK(crs[5 + len - 2] == 0x79 && crs[5 + len - 1] == 0); /* End Tag */
+		/* the memory window is machine.h's */
+		const uint8_t *mw = memmem(crs, len, "\x87\x17\x00\x00", 4);
+		CHECK(mw && rd32(mw + 10) == MEM_PCI_MMIO_BASE && rd32(mw + 14) == MEM_PCI_MMIO_END);
+	}
 }
 
 /* ACPI: find the RSDP the way the kernel's legacy scan does, then follow
@@ -497,6 +552,8 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 			CHECK_EQ_U64(s5[8], ACPI_SLP_TYP_S5);
 		}
 	}
+	if (dsdt)
+		check_aml(dsdt, rd32(dsdt + 4));
 	CHECK_EQ_U64((ACPI_PM1_CNT_S5 >> 10) & 7, 5);
 	CHECK(ACPI_PM1_CNT_S5 & (1u << 13));
 
