@@ -230,7 +230,9 @@ static int unpack_xz(const uint8_t *in, size_t inlen, struct obuf *o)
 	lzma_ret r;
 	int ret = 0;
 
-	if (lzma_stream_decoder(&s, UINT64_MAX, 0) != LZMA_OK)
+	/* The kernel's xz uses a 32 MiB dictionary at most; a header asking
+	 * for more memory than this is hostile, not a kernel. */
+	if (lzma_stream_decoder(&s, 256u << 20, 0) != LZMA_OK)
 		return -ENOMEM;
 	s.next_in = in;
 	s.avail_in = inlen;
@@ -413,11 +415,17 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 			return -ENOEXEC;
 		}
 		if (paddr > UINT64_MAX - memsz || !(dst = gpa_ptr(m, paddr, memsz))) {
+			if (paddr + memsz > paddr && paddr + memsz <= MEM_LOW_END) {
+				boot_err(err, errlen,
+					 "kernel '%s' needs more guest RAM: it loads up to %llu MiB "
+					 "(give more --mem)",
+					 path, (unsigned long long)((paddr + memsz + (1u << 20) - 1) >> 20));
+				return -ENOMEM;
+			}
 			boot_err(err, errlen,
-				 "kernel '%s': segment at 0x%llx-0x%llx is outside guest RAM "
-				 "(more --mem?)",
-				 path, (unsigned long long)paddr, (unsigned long long)(paddr + memsz));
-			return paddr < MEM_LOW_END ? -ENOMEM : -ENOEXEC;
+				 "kernel '%s': segment at 0x%llx-0x%llx is outside guest RAM", path,
+				 (unsigned long long)paddr, (unsigned long long)(paddr + memsz));
+			return -ENOEXEC;
 		}
 		if (paddr < BOOT_CMDLINE + BOOT_CMDLINE_MAX && paddr + memsz > BOOT_GDT) {
 			boot_err(err, errlen,

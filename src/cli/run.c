@@ -408,7 +408,9 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 	if (o->flat) {
 		r = flat_load(*mp, o->flat, bsp, err, sizeof(err));
 	} else {
-		struct boot_config bc = { .kernel = o->kernel, .initrd = o->initrd, .cmdline = o->append,
+		/* Without --append the console is COM1, where corral shows it. */
+		struct boot_config bc = { .kernel = o->kernel, .initrd = o->initrd,
+					  .cmdline = o->append ? o->append : "console=ttyS0",
 					  .mem_size = o->mem, .ncpus = o->cpus };
 		r = boot_linux(*mp, bsp, &bc, err, sizeof(err));
 	}

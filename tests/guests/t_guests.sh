@@ -91,6 +91,11 @@ expect triple 1 "about to triple fault"
 if grep -q "corral: guest triple fault at rip" "$tmp/err"; then ok; else bad triple "no triple fault message"; fi
 
 expect storm 0 "storm ok"
+expect reset 0 "resetting"
+if grep -q "corral: guest requested a reset" "$tmp/err"; then ok; else bad reset "no reset message"; fi
+# without --no-reboot the machine starts over, again and again
+timeout 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" </dev/null 2>"$tmp/err"
+if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
 expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
 hostile garbage "garbage done" --cpus 2

@@ -726,7 +726,7 @@ static void test_hostile(void)
 
 	/* the kernel does not fit: 16 MiB of RAM ends below its 16 MiB address */
 	expect_err(boot_bytes(elf, elen, NULL, 0, "", 16 * MiB, 1, NULL, NULL), ENOMEM,
-		   "outside guest RAM");
+		   "needs more guest RAM: it loads up to 17 MiB");
 	/* the initrd does not fit beside the kernel */
 	{
 		size_t big = 40 * MiB;
