@@ -148,3 +148,19 @@ $(BUILD)/tests/guests/%.bin: tests/guests/%.S tests/guests/guest.h
 	$(GUESTS_LD) -m elf_x86_64 -Ttext 0x100000 --oformat binary -e _start -o $@ $(@:.bin=.o)
 
 tests: $(GUESTS_BIN)
+
+# The devices' libFuzzer target (opt-in, like the others): `make fuzz-dev-run`.
+FUZZ_DEV_SRC := $(sort $(wildcard src/machine/*.c))
+
+$(FUZZ_BUILD)/fuzz_dev: tests/fuzz/fuzz_dev.c $(FUZZ_DEV_SRC) $(wildcard src/machine/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dev.c $(FUZZ_DEV_SRC)
+
+fuzz: $(FUZZ_BUILD)/fuzz_dev
+
+fuzz-dev-run: $(FUZZ_BUILD)/fuzz_dev
+	@mkdir -p $(FUZZ_BUILD)/corpus-dev tests/fuzz/regress/dev
+	$(FUZZ_BUILD)/fuzz_dev -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/dev/ $(FUZZ_BUILD)/corpus-dev
+
+.PHONY: fuzz-dev-run

@@ -64,6 +64,12 @@ static void term_make_raw(void)
 
 static void on_stop_signal(int sig)
 {
+	/* A second signal means now: the VM may be stuck outside the engine. */
+	if (run_signal) {
+		if (term_raw)
+			tcsetattr(STDIN_FILENO, TCSAFLUSH, &term_saved);
+		_exit(128 + sig);
+	}
 	run_signal = sig;
 	emu_stop_async();
 }
@@ -129,7 +135,7 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 	if (!room && timeout_ms != 0)
 		timeout_ms = 100; /* the guest is not reading: look again later */
 
-	struct pollfd pfd = { .fd = t->fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
 	int r = poll(&pfd, 1, timeout_ms);
 	if (r < 0)
 		return run_signal ? -1 : 0;
@@ -181,11 +187,31 @@ static int parse_size(const char *s, uint64_t *out)
 	unsigned shift;
 	switch (*end) {
 	case 0: shift = 20; break;
-	case 'b': case 'B': shift = 0; end++; break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
+	case 'b':
+	case 'B':
+		shift = 0;
+		end++;
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		end++;
+		break;
 	default: return -1;
 	}
 	if (shift && (*end == 'i' || *end == 'I'))
@@ -222,27 +248,37 @@ static void run_usage(FILE *f)
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEM, OPT_CPUS, OPT_ENGINE, OPT_SERIAL,
-	       OPT_FLAT, OPT_NO_REBOOT, OPT_HELP };
+	enum {
+		OPT_KERNEL = 256,
+		OPT_INITRD,
+		OPT_APPEND,
+		OPT_MEM,
+		OPT_CPUS,
+		OPT_ENGINE,
+		OPT_SERIAL,
+		OPT_FLAT,
+		OPT_NO_REBOOT,
+		OPT_HELP
+	};
 	static const struct option longopts[] = {
-		{ "kernel", required_argument, NULL, OPT_KERNEL },
-		{ "initrd", required_argument, NULL, OPT_INITRD },
-		{ "append", required_argument, NULL, OPT_APPEND },
-		{ "mem", required_argument, NULL, OPT_MEM },
-		{ "cpus", required_argument, NULL, OPT_CPUS },
-		{ "engine", required_argument, NULL, OPT_ENGINE },
-		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{"kernel", required_argument, NULL, OPT_KERNEL},
+		{"initrd", required_argument, NULL, OPT_INITRD},
+		{"append", required_argument, NULL, OPT_APPEND},
+		{"mem", required_argument, NULL, OPT_MEM},
+		{"cpus", required_argument, NULL, OPT_CPUS},
+		{"engine", required_argument, NULL, OPT_ENGINE},
+		{"serial", required_argument, NULL, OPT_SERIAL},
 		/* hidden: a flat 64-bit test guest (tests/guests) */
-		{ "flat", required_argument, NULL, OPT_FLAT },
-		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
-		{ "help", no_argument, NULL, OPT_HELP },
-		{ NULL, 0, NULL, 0 },
+		{"flat", required_argument, NULL, OPT_FLAT},
+		{"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
+		{"help", no_argument, NULL, OPT_HELP},
+		{NULL, 0, NULL, 0},
 	};
 	int opt;
 	char *end;
 	unsigned long n;
 
-	*o = (struct run_opts){ .mem = RUN_MEM_DEFAULT, .cpus = 1, .serial = SERIAL_STDIO };
+	*o = (struct run_opts){.mem = RUN_MEM_DEFAULT, .cpus = 1, .serial = SERIAL_STDIO};
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -301,9 +337,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			}
 			break;
 		case 'h':
-		case OPT_HELP:
-			run_usage(stdout);
-			return 1;
+		case OPT_HELP: run_usage(stdout); return 1;
 		default:
 			fprintf(stderr, "corral: run: unknown or incomplete option '%s' (see 'corral run --help')\n",
 				argv[optind - 1]);
@@ -356,7 +390,7 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 	}
 	close(fd);
 
-	uint64_t gdt[3] = { 0, 0x00af9b000000ffffull, 0x00cf93000000ffffull };
+	uint64_t gdt[3] = {0, 0x00af9b000000ffffull, 0x00cf93000000ffffull};
 	gpa_write(m, 0x1000, gdt, sizeof(gdt));
 	uint64_t e = 0x3000 | 3;
 	gpa_write(m, 0x2000, &e, 8);
@@ -375,16 +409,16 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 	s->gpr[R_RSP] = 0x80000;
 	s->cr0 = 0x80050033; /* PG WP NE ET MP PE */
 	s->cr3 = 0x2000;
-	s->cr4 = 0x6a0;      /* PAE PGE OSFXSR OSXMMEXCPT */
-	s->efer = 0xd01;     /* SCE LME LMA NXE */
-	s->seg[SEG_CS] = (struct cpu_seg){ .base = 0, .limit = 0xffffffff, .sel = 0x08, .attr = 0xa09b };
+	s->cr4 = 0x6a0;	 /* PAE PGE OSFXSR OSXMMEXCPT */
+	s->efer = 0xd01; /* SCE LME LMA NXE */
+	s->seg[SEG_CS] = (struct cpu_seg){.base = 0, .limit = 0xffffffff, .sel = 0x08, .attr = 0xa09b};
 	for (int k = 0; k < 6; k++)
 		if (k != SEG_CS)
-			s->seg[k] = (struct cpu_seg){ .base = 0, .limit = 0xffffffff, .sel = 0x10, .attr = 0xc093 };
-	s->gdtr = (struct cpu_dtr){ .base = 0x1000, .limit = sizeof(gdt) - 1 };
-	s->idtr = (struct cpu_dtr){ .base = 0, .limit = 0xffff };
-	s->ldtr = (struct cpu_seg){ .limit = 0xffff, .attr = 0x82 };
-	s->tr = (struct cpu_seg){ .limit = 0xffff, .attr = 0x8b };
+			s->seg[k] = (struct cpu_seg){.base = 0, .limit = 0xffffffff, .sel = 0x10, .attr = 0xc093};
+	s->gdtr = (struct cpu_dtr){.base = 0x1000, .limit = sizeof(gdt) - 1};
+	s->idtr = (struct cpu_dtr){.base = 0, .limit = 0xffff};
+	s->ldtr = (struct cpu_seg){.limit = 0xffff, .attr = 0x82};
+	s->tr = (struct cpu_seg){.limit = 0xffff, .attr = 0x8b};
 	s->mxcsr = MXCSR_DEFAULT;
 	s->x87.fcw = 0x37f;
 	s->x87.ftw = 0xffff;
@@ -397,7 +431,7 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 
 static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp)
 {
-	struct machine_config cfg = { .mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = out_fd };
+	struct machine_config cfg = {.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = out_fd};
 	char err[512] = "";
 	int r = machine_create(mp, &cfg);
 	if (r < 0) {
@@ -409,9 +443,11 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 		r = flat_load(*mp, o->flat, bsp, err, sizeof(err));
 	} else {
 		/* Without --append the console is COM1, where corral shows it. */
-		struct boot_config bc = { .kernel = o->kernel, .initrd = o->initrd,
-					  .cmdline = o->append ? o->append : "console=ttyS0",
-					  .mem_size = o->mem, .ncpus = o->cpus };
+		struct boot_config bc = {.kernel = o->kernel,
+					 .initrd = o->initrd,
+					 .cmdline = o->append ? o->append : "console=ttyS0",
+					 .mem_size = o->mem,
+					 .ncpus = o->cpus};
 		r = boot_linux(*mp, bsp, &bc, err, sizeof(err));
 	}
 	if (r < 0) {
@@ -451,8 +487,8 @@ int cmd_run(int argc, char **argv)
 	}
 
 	signals_install();
-	struct term_in tin = { .fd = in_fd };
-	struct emu_host host = { .poll_input = in_fd >= 0 ? term_poll_input : NULL, .opaque = &tin };
+	struct term_in tin = {.fd = in_fd};
+	struct emu_host host = {.poll_input = in_fd >= 0 ? term_poll_input : NULL, .opaque = &tin};
 	/* CORRAL_EMU_CLOCK: picoseconds per instruction, 0 for host time */
 	const char *clk = getenv("CORRAL_EMU_CLOCK");
 	host.ps_per_insn = clk ? strtoull(clk, NULL, 10) : EMU_PS_PER_INSN_DEFAULT;
@@ -472,10 +508,12 @@ int cmd_run(int argc, char **argv)
 		machine_destroy(m);
 		term_restore();
 		switch (res.end) {
-		case EMU_POWER_OFF:
-			status = 0;
-			break;
+		case EMU_POWER_OFF: status = 0; break;
 		case EMU_RESET:
+			if (run_signal) {
+				status = 128 + run_signal;
+				break;
+			}
 			if (o.no_reboot) {
 				fprintf(stderr, "corral: guest requested a reset; stopping (--no-reboot)\n");
 				status = 0;
@@ -490,13 +528,13 @@ int cmd_run(int argc, char **argv)
 			status = 1;
 			break;
 		case EMU_HUNG:
-			fprintf(stderr, "corral: every vCPU is halted and nothing can wake them "
-					"(vCPU 0 at rip 0x%" PRIx64 "); stopping\n", res.rip);
+			fprintf(stderr,
+				"corral: every vCPU is halted and nothing can wake them "
+				"(vCPU 0 at rip 0x%" PRIx64 "); stopping\n",
+				res.rip);
 			status = 1;
 			break;
-		case EMU_QUIT:
-			status = run_signal ? 128 + run_signal : 0;
-			break;
+		case EMU_QUIT: status = run_signal ? 128 + run_signal : 0; break;
 		default:
 			fprintf(stderr, "corral: the emu engine failed: %s\n", strerror(res.err ? -res.err : EINVAL));
 			status = 1;

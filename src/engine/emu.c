@@ -35,6 +35,8 @@ struct emu {
 
 /* The emu_run in progress, for emu_stop_async (one VM per process). */
 static struct emu *volatile emu_current;
+/* Set by emu_stop_async even between runs: the process is stopping. */
+static volatile sig_atomic_t emu_stopping;
 
 static void emu_kick(void *opaque)
 {
@@ -46,6 +48,7 @@ static void emu_kick(void *opaque)
 
 void emu_stop_async(void)
 {
+	emu_stopping = 1;
 	struct emu *e = emu_current;
 	if (!e)
 		return;
@@ -172,8 +175,8 @@ static void emu_free(struct emu *e)
 
 struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
 {
-	struct emu_result res = { .end = EMU_ERROR };
-	struct emu e = { .m = m, .n = m->ncpus };
+	struct emu_result res = {.end = EMU_ERROR};
+	struct emu e = {.m = m, .n = m->ncpus};
 	uint64_t slice = host && host->slice ? host->slice : EMU_SLICE_DEFAULT;
 	int input_dead = !host || !host->poll_input;
 
@@ -204,6 +207,7 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 	}
 	emu_current = &e;
 
+	unsigned rounds = 0;
 	for (;;) {
 		int ran = 0;
 		for (unsigned k = 0; k < e.n; k++) {
@@ -219,17 +223,14 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 			enum cpu_exit x = emu_turn(&e, k, slice);
 			ran = 1;
 			switch (x) {
-			case CPU_EXIT_HLT:
-				v->state = VCPU_HALTED;
-				break;
+			case CPU_EXIT_HLT: v->state = VCPU_HALTED; break;
 			case CPU_EXIT_SHUTDOWN:
 				res.end = EMU_TRIPLE_FAULT;
 				res.cpu = k;
 				res.rip = v->cpu.s.rip;
 				goto out;
 			case CPU_EXIT_LIMIT:
-			case CPU_EXIT_STOP:
-				break;
+			case CPU_EXIT_STOP: break;
 			default:
 				/* User-mode exits cannot happen in system mode. */
 				res.end = EMU_ERROR;
@@ -244,17 +245,18 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
 				goto out;
 			}
-			if (e.quit) {
+			if (e.quit || emu_stopping) {
 				res.end = EMU_QUIT;
 				goto out;
 			}
 		}
 		uart_flush(&m->com1);
-		if (e.quit) {
+		if (e.quit || emu_stopping) {
 			res.end = EMU_QUIT;
 			goto out;
 		}
-		if (!input_dead) {
+		/* Host input: a system call, so not after every short turn. */
+		if (!input_dead && (!ran || (++rounds & 31) == 0)) {
 			int r = host->poll_input(host->opaque, m, 0);
 			if (r < 0) {
 				res.end = EMU_QUIT;
@@ -275,9 +277,9 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 		if (may_wake && next != UINT64_MAX && host && host->realtime_idle && !input_dead) {
 			/* wait in real time for the deadline or for input */
 			uint64_t now = clock_ns(m), t0 = wall_ns();
-			int ms = next > now ? (int)((next - now) / 1000000) : 0;
+			uint64_t ms = next > now ? (next - now) / 1000000 : 0;
 			if (ms > 0) {
-				int r = host->poll_input(host->opaque, m, ms > 1000 ? 1000 : ms);
+				int r = host->poll_input(host->opaque, m, ms > 1000 ? 1000 : (int)ms);
 				if (r < 0) {
 					res.end = EMU_QUIT;
 					goto out;

@@ -12,16 +12,16 @@ enum emu_end {
 	EMU_POWER_OFF, /* the guest powered off (ACPI S5) */
 	EMU_RESET,     /* the guest asked for a reset: the caller reboots or stops */
 	EMU_TRIPLE_FAULT,
-	EMU_HUNG,      /* every vCPU halted with nothing that could ever wake it */
-	EMU_QUIT,      /* the host side asked to stop (Ctrl-A x, a signal) */
-	EMU_ERROR,     /* could not create the vCPUs */
+	EMU_HUNG,  /* every vCPU halted with nothing that could ever wake it */
+	EMU_QUIT,  /* the host side asked to stop (Ctrl-A x, a signal) */
+	EMU_ERROR, /* could not create the vCPUs */
 };
 
 struct emu_result {
 	enum emu_end end;
-	unsigned cpu;   /* the vCPU of a triple fault or an unexpected exit */
+	unsigned cpu; /* the vCPU of a triple fault or an unexpected exit */
 	uint64_t rip;
-	int err;        /* EMU_ERROR: -errno */
+	int err; /* EMU_ERROR: -errno */
 };
 
 struct emu_host {
@@ -30,7 +30,7 @@ struct emu_host {
 	 * input (no source), or -1 to stop the VM (EMU_QUIT). May be NULL. */
 	int (*poll_input)(void *opaque, struct machine *m, int timeout_ms);
 	void *opaque;
-	uint64_t slice;  /* instructions per turn; 0 = the default */
+	uint64_t slice; /* instructions per turn; 0 = the default */
 	/* Virtual time: picoseconds per instruction executed (instruction-
 	 * driven time: deterministic, never late for the guest), or 0 for the
 	 * host's monotonic clock. Idle time is skipped either way. */

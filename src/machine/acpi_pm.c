@@ -51,7 +51,7 @@ static void pm_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 		uint16_t b = (uint16_t)((val >> (8 * k)) & 0xff);
 		unsigned shift = (o & 1) * 8;
 		if (o < 2) {
-			pm->s.sts &= (uint16_t)~(b << shift); /* write 1 to clear */
+			pm->s.sts &= (uint16_t) ~(b << shift); /* write 1 to clear */
 		} else if (o < 4) {
 			pm->s.en = (uint16_t)((pm->s.en & ~(0xff << shift)) | (b << shift));
 		} else if (o < 6) {
@@ -95,7 +95,7 @@ int acpi_pm_register(struct acpi_pm *pm, struct machine *m)
 {
 	int err;
 	pm->m = m;
-	pm->s = (struct acpi_pm_state){ .cnt = CNT_SCI_EN }; /* no SMI_CMD: ACPI mode from the start */
+	pm->s = (struct acpi_pm_state){.cnt = CNT_SCI_EN}; /* no SMI_CMD: ACPI mode from the start */
 	if ((err = bus_register_pio(m, PORT_ACPI_PM, 12, pm_rd, pm_wr, pm)) < 0 ||
 	    (err = bus_register_pio(m, PORT_ACPI_RESET, 1, reset_rd, reset_wr, pm)) < 0)
 		return err;

@@ -40,7 +40,7 @@ static void kbd_push(struct i8042 *k, uint8_t b, int aux)
 	if (aux)
 		s->q_aux |= (uint16_t)(1u << slot);
 	else
-		s->q_aux &= (uint16_t)~(1u << slot);
+		s->q_aux &= (uint16_t) ~(1u << slot);
 	s->q_count++;
 	kbd_refresh(k);
 	if (aux ? (s->cmd_byte & CTR_AUX_INT) : (s->cmd_byte & CTR_KBD_INT))
@@ -79,40 +79,24 @@ static void kbd_command(struct i8042 *k, uint8_t cmd)
 {
 	struct i8042_state *s = &k->s;
 	switch (cmd) {
-	case 0x20:
-		kbd_push(k, s->cmd_byte, 0);
-		break;
-	case 0x60: case 0xd1: case 0xd2: case 0xd3: case 0xd4:
-		s->pending_cmd = cmd;
-		break;
-	case 0xa7:
-		s->cmd_byte |= CTR_AUX_OFF;
-		break;
-	case 0xa8:
-		s->cmd_byte &= ~CTR_AUX_OFF;
-		break;
-	case 0xa9: /* AUX interface test: clock line stuck low, i.e. no mouse port */
-		kbd_push(k, 0x01, 0);
-		break;
+	case 0x20: kbd_push(k, s->cmd_byte, 0); break;
+	case 0x60:
+	case 0xd1:
+	case 0xd2:
+	case 0xd3:
+	case 0xd4: s->pending_cmd = cmd; break;
+	case 0xa7: s->cmd_byte |= CTR_AUX_OFF; break;
+	case 0xa8: s->cmd_byte &= ~CTR_AUX_OFF; break;
+	case 0xa9: /* AUX interface test: clock line stuck low, i.e. no mouse port */ kbd_push(k, 0x01, 0); break;
 	case 0xaa: /* controller self test passed */
 		s->status |= ST_SYS;
 		kbd_push(k, 0x55, 0);
 		break;
-	case 0xab: /* keyboard interface test passed */
-		kbd_push(k, 0x00, 0);
-		break;
-	case 0xad:
-		s->cmd_byte |= CTR_KBD_OFF;
-		break;
-	case 0xae:
-		s->cmd_byte &= ~CTR_KBD_OFF;
-		break;
-	case 0xc0:
-		kbd_push(k, 0x00, 0);
-		break;
-	case 0xd0:
-		kbd_push(k, s->outport, 0);
-		break;
+	case 0xab: /* keyboard interface test passed */ kbd_push(k, 0x00, 0); break;
+	case 0xad: s->cmd_byte |= CTR_KBD_OFF; break;
+	case 0xae: s->cmd_byte &= ~CTR_KBD_OFF; break;
+	case 0xc0: kbd_push(k, 0x00, 0); break;
+	case 0xd0: kbd_push(k, s->outport, 0); break;
 	default:
 		/* 0xf0-0xff pulse output lines low; bit 0 is the CPU reset line */
 		if (cmd >= 0xf0 && !(cmd & 1))
@@ -134,12 +118,8 @@ static void kbd_device_write(struct i8042 *k, uint8_t b)
 		kbd_push(k, 0xab, 0);
 		kbd_push(k, 0x83, 0);
 		break;
-	case 0xee: /* echo */
-		kbd_push(k, 0xee, 0);
-		break;
-	default:
-		kbd_push(k, 0xfa, 0);
-		break;
+	case 0xee: /* echo */ kbd_push(k, 0xee, 0); break;
+	default: kbd_push(k, 0xfa, 0); break;
 	}
 }
 
@@ -163,25 +143,16 @@ static void kbd_data_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 	uint8_t cmd = s->pending_cmd;
 	s->pending_cmd = 0;
 	switch (cmd) {
-	case 0x60:
-		s->cmd_byte = b;
-		break;
+	case 0x60: s->cmd_byte = b; break;
 	case 0xd1:
 		s->outport = b;
 		if (!(b & 1))
 			kbd_reset_line(k);
 		break;
-	case 0xd2:
-		kbd_push(k, b, 0);
-		break;
-	case 0xd3:
-		kbd_push(k, b, 1);
-		break;
-	case 0xd4:
-		break; /* no mouse: the guest times out */
-	default:
-		kbd_device_write(k, b);
-		break;
+	case 0xd2: kbd_push(k, b, 0); break;
+	case 0xd3: kbd_push(k, b, 1); break;
+	case 0xd4: break; /* no mouse: the guest times out */
+	default: kbd_device_write(k, b); break;
 	}
 }
 
@@ -192,7 +163,7 @@ int i8042_register(struct i8042 *k, struct machine *m)
 	k->m = m;
 	k->s.status = ST_SYS | ST_UNLOCKED;
 	k->s.cmd_byte = 0x45 | CTR_AUX_OFF; /* kbd interrupt, system flag, translation */
-	k->s.outport = 0x03;                /* reset line high, A20 on */
+	k->s.outport = 0x03;		    /* reset line high, A20 on */
 	if ((err = bus_register_pio(m, PORT_I8042, 1, kbd_data_rd, kbd_data_wr, k)) < 0 ||
 	    (err = bus_register_pio(m, PORT_I8042 + 4, 1, kbd_status_rd, kbd_cmd_wr, k)) < 0)
 		return err;

@@ -7,7 +7,7 @@
 
 #define IOAPIC_MAGIC 0x4f495041u /* "APIO" */
 #define IOAPIC_VERSION_SAVE 1
-#define IOAPIC_VER 0x20          /* version 0x20: has the EOI register at 0x40 */
+#define IOAPIC_VER 0x20 /* version 0x20: has the EOI register at 0x40 */
 
 #define RTE_VECTOR 0xffull
 #define RTE_DM_SHIFT 8
@@ -76,12 +76,9 @@ static uint32_t ioapic_reg_read(struct ioapic *io)
 {
 	uint32_t r = io->s.ioregsel;
 	switch (r) {
-	case 0:
-		return io->s.id << 24;
-	case 1:
-		return ((IOAPIC_PINS - 1) << 16) | IOAPIC_VER;
-	case 2:
-		return io->s.id << 24; /* arbitration ID */
+	case 0: return io->s.id << 24;
+	case 1: return ((IOAPIC_PINS - 1) << 16) | IOAPIC_VER;
+	case 2: return io->s.id << 24; /* arbitration ID */
 	default:
 		if (r >= 0x10 && r < 0x10 + 2 * IOAPIC_PINS) {
 			uint64_t e = io->s.redir[(r - 0x10) >> 1];
@@ -118,15 +115,9 @@ static uint64_t ioapic_rd(void *dev, uint64_t off, unsigned size)
 	struct ioapic *io = dev;
 	uint32_t v;
 	switch (off & ~3ull) {
-	case 0x00:
-		v = io->s.ioregsel;
-		break;
-	case 0x10:
-		v = ioapic_reg_read(io);
-		break;
-	default:
-		v = 0;
-		break;
+	case 0x00: v = io->s.ioregsel; break;
+	case 0x10: v = ioapic_reg_read(io); break;
+	default: v = 0; break;
 	}
 	v >>= (off & 3) * 8;
 	(void)size;
@@ -140,17 +131,10 @@ static void ioapic_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 		return; /* registers are written as whole dwords */
 	(void)size;
 	switch (off) {
-	case 0x00:
-		io->s.ioregsel = (uint32_t)val & 0xff;
-		break;
-	case 0x10:
-		ioapic_reg_write(io, (uint32_t)val);
-		break;
-	case 0x40:
-		ioapic_eoi(io, (uint8_t)val);
-		break;
-	default:
-		break;
+	case 0x00: io->s.ioregsel = (uint32_t)val & 0xff; break;
+	case 0x10: ioapic_reg_write(io, (uint32_t)val); break;
+	case 0x40: ioapic_eoi(io, (uint8_t)val); break;
+	default: break;
 	}
 }
 

@@ -27,7 +27,7 @@ enum { TIMER_ONESHOT, TIMER_PERIODIC, TIMER_TSC_DEADLINE };
 #define ESR_ILLEGAL_REG 0x80u
 
 /* Writable bits of each LVT entry (CMCI, timer, thermal, perf, LINT0, LINT1, error) */
-static const uint32_t lvt_writable[7] = { 0x107ff, 0x700ff, 0x107ff, 0x107ff, 0x1a7ff, 0x1a7ff, 0x100ff };
+static const uint32_t lvt_writable[7] = {0x107ff, 0x700ff, 0x107ff, 0x107ff, 0x1a7ff, 0x1a7ff, 0x100ff};
 
 static int hw_enabled(const struct lapic *a)
 {
@@ -129,18 +129,13 @@ void lapic_accept(struct lapic *a, unsigned mode, uint8_t vector, int level_trig
 		else
 			vec_clear(a->s.tmr, vector);
 		break;
-	case APIC_DM_NMI:
-		a->s.nmi_pending = 1;
-		break;
-	case APIC_DM_INIT:
-		a->s.init_pending = 1;
-		break;
+	case APIC_DM_NMI: a->s.nmi_pending = 1; break;
+	case APIC_DM_INIT: a->s.init_pending = 1; break;
 	case APIC_DM_SIPI:
 		a->s.sipi_pending = 1;
 		a->s.sipi_vector = vector;
 		break;
-	default: /* SMI, ExtINT: not modelled */
-		break;
+	default: /* SMI, ExtINT: not modelled */ break;
 	}
 	if (a->m->kick && (a->s.nmi_pending || a->s.init_pending || a->s.sipi_pending))
 		a->m->kick(a->m->kick_opaque);
@@ -183,8 +178,8 @@ static int lapic_match(const struct lapic *a, uint32_t dest, int logical)
 	return (ldr >> 4) == (d >> 4) && (ldr & d & 0xf);
 }
 
-void apic_deliver(struct machine *m, uint32_t dest, int logical, unsigned mode, uint8_t vector,
-		  int level_trig, int x2apic)
+void apic_deliver(struct machine *m, uint32_t dest, int logical, unsigned mode, uint8_t vector, int level_trig,
+		  int x2apic)
 {
 	(void)x2apic;
 	if (mode == APIC_DM_LOWEST) {
@@ -222,12 +217,8 @@ static void lapic_send_ipi(struct lapic *a)
 		return;
 	}
 	switch (shorthand) {
-	case 0:
-		apic_deliver(m, dest, logical, mode, vector, 0, is_x2apic(a));
-		break;
-	case 1:
-		lapic_accept(a, mode, vector, 0);
-		break;
+	case 0: apic_deliver(m, dest, logical, mode, vector, 0, is_x2apic(a)); break;
+	case 1: lapic_accept(a, mode, vector, 0); break;
 	default:
 		for (unsigned k = 0; k < m->ncpus; k++)
 			if (shorthand == 2 || &m->lapic[k] != a)
@@ -286,12 +277,8 @@ static void timer_fire(void *opaque)
 		mtimer_arm(a->timer, next);
 		break;
 	}
-	case TIMER_TSC_DEADLINE:
-		a->s.tsc_deadline = 0;
-		break;
-	default:
-		a->s.timer_deadline = 0;
-		break;
+	case TIMER_TSC_DEADLINE: a->s.tsc_deadline = 0; break;
+	default: a->s.timer_deadline = 0; break;
 	}
 }
 
@@ -368,8 +355,7 @@ static int lapic_reg_read(struct lapic *a, unsigned r, uint64_t *val)
 	case 0x38: *val = a->s.timer_init; break;
 	case 0x39: *val = timer_current(a); break;
 	case 0x3e: *val = a->s.timer_dcr; break;
-	default:
-		return -1;
+	default: return -1;
 	}
 	return 0;
 }
@@ -452,14 +438,18 @@ static int lapic_reg_write(struct lapic *a, unsigned r, uint64_t val64)
 			return -1;
 		lapic_accept(a, APIC_DM_FIXED, (uint8_t)val, 0);
 		break;
-	case 0x2: case 0x3: case 0x9: case 0xa: case 0xc:
-	case 0x10 ... 0x27: case 0x39:
+	case 0x2:
+	case 0x3:
+	case 0x9:
+	case 0xa:
+	case 0xc:
+	case 0x10 ... 0x27:
+	case 0x39:
 		/* read-only */
 		if (x2)
 			return -1;
 		break;
-	default:
-		return -1;
+	default: return -1;
 	}
 	return 0;
 }
@@ -609,8 +599,7 @@ int lapic_load(struct lapic *a, const void *buf, size_t len)
 	struct lapic_state st;
 	if (dev_load(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
 		return -EINVAL;
-	if ((st.apic_base & ~APIC_BASE_VALID) ||
-	    (st.apic_base & (APIC_BASE_EN | APIC_BASE_EXTD)) == APIC_BASE_EXTD)
+	if ((st.apic_base & ~APIC_BASE_VALID) || (st.apic_base & (APIC_BASE_EN | APIC_BASE_EXTD)) == APIC_BASE_EXTD)
 		return -EINVAL;
 	st.apic_base = (st.apic_base & ~APIC_BASE_BSP) | (a->s.apic_base & APIC_BASE_BSP);
 	st.tpr &= 0xff;

@@ -17,7 +17,7 @@ int dev_save(uint32_t magic, uint32_t version, const void *st, size_t n, void *b
 		return (int)need;
 	if (len < need)
 		return -ENOSPC;
-	struct dev_hdr h = { magic, version, (uint32_t)n, 0 };
+	struct dev_hdr h = {magic, version, (uint32_t)n, 0};
 	memcpy(buf, &h, sizeof(h));
 	memcpy((uint8_t *)buf + sizeof(h), st, n);
 	return (int)need;
@@ -73,8 +73,8 @@ int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len)
  * overlap (0xcf9, the reset register, sits inside PCI's 0xcf8-0xcff): an
  * access goes to the smallest region that contains all of it. */
 
-static int bus_add(struct io_region *tab, unsigned *n, unsigned max, uint64_t base, uint64_t len,
-		   io_read_fn rd, io_write_fn wr, void *dev)
+static int bus_add(struct io_region *tab, unsigned *n, unsigned max, uint64_t base, uint64_t len, io_read_fn rd,
+		   io_write_fn wr, void *dev)
 {
 	if (len == 0 || base + len < base)
 		return -EINVAL;
@@ -83,7 +83,7 @@ static int bus_add(struct io_region *tab, unsigned *n, unsigned max, uint64_t ba
 	for (unsigned k = 0; k < *n; k++)
 		if (tab[k].base == base && tab[k].len == len)
 			return -EBUSY;
-	tab[*n] = (struct io_region){ base, len, rd, wr, dev };
+	tab[*n] = (struct io_region){base, len, rd, wr, dev};
 	(*n)++;
 	return 0;
 }
@@ -206,7 +206,7 @@ struct mtimer *mtimer_new(struct machine *m, mtimer_fn fn, void *opaque)
 	for (unsigned k = 0; k < MACHINE_MAX_TIMERS; k++) {
 		struct mtimer *t = &m->timers[k];
 		if (!t->used) {
-			*t = (struct mtimer){ .m = m, .fn = fn, .opaque = opaque, .used = 1 };
+			*t = (struct mtimer){.m = m, .fn = fn, .opaque = opaque, .used = 1};
 			return t;
 		}
 	}
@@ -356,7 +356,7 @@ void machine_reset_devices(struct machine *m)
 	for (unsigned k = 0; k < m->ncpus; k++)
 		lapic_reset(&m->lapic[k], k == 0);
 	pit_reset(&m->pit);
-	m->pm.s = (struct acpi_pm_state){ .cnt = 1 };
+	m->pm.s = (struct acpi_pm_state){.cnt = 1};
 	m->power_req = POWER_ON;
 }
 
@@ -373,8 +373,7 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 	m->mem_size = cfg->mem_size;
 	m->low_size = cfg->mem_size < MEM_LOW_END ? cfg->mem_size : MEM_LOW_END;
 	m->ncpus = cfg->ncpus;
-	m->ram = mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		      -1, 0);
+	m->ram = mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->ram == MAP_FAILED) {
 		err = -ENOMEM;
 		goto err_free;
@@ -386,6 +385,8 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 	for (unsigned k = 0; k < m->ncpus; k++)
 		if ((err = lapic_init(&m->lapic[k], m, k)) < 0)
 			goto err_unmap;
+	/* One page for every vCPU's LAPIC: an access goes to the current vCPU's.
+	 * Relocating it through IA32_APIC_BASE is not modelled (Linux never does). */
 	if ((err = bus_register_mmio(m, MEM_LAPIC_BASE, 0x1000, lapic_mmio_rd, lapic_mmio_wr, m)) < 0)
 		goto err_unmap;
 	if ((err = pit_register(&m->pit, m)) < 0 ||

@@ -3,8 +3,8 @@
 #ifndef CORRAL_MACHINE_IMPL_H
 #define CORRAL_MACHINE_IMPL_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "machine/machine.h"
 
@@ -40,8 +40,8 @@ struct pic {
 int pic_register(struct pic *p, struct machine *m);
 void pic_reset(struct pic *p);
 void pic_set_irq(struct pic *p, unsigned irq, int level);
-int pic_output(struct pic *p);  /* 1 if INTR is asserted */
-int pic_intack(struct pic *p);  /* vector of the interrupt acknowledged */
+int pic_output(struct pic *p); /* 1 if INTR is asserted */
+int pic_intack(struct pic *p); /* vector of the interrupt acknowledged */
 int pic_save(const struct pic *p, void *buf, size_t len);
 int pic_load(struct pic *p, const void *buf, size_t len);
 
@@ -49,7 +49,7 @@ int pic_load(struct pic *p, const void *buf, size_t len);
 #define IOAPIC_PINS 24
 struct ioapic_state {
 	uint32_t id, ioregsel;
-	uint32_t irr;   /* pin asserted (level) */
+	uint32_t irr; /* pin asserted (level) */
 	uint64_t redir[IOAPIC_PINS];
 };
 struct ioapic {
@@ -64,7 +64,7 @@ int ioapic_save(const struct ioapic *io, void *buf, size_t len);
 int ioapic_load(struct ioapic *io, const void *buf, size_t len);
 
 /* ---- Local APIC (one per vCPU) ---- */
-#define LAPIC_BUS_HZ 1000000000ull /* timer input clock before the divider: 1 ns */
+#define LAPIC_BUS_HZ 1000000000ull   /* timer input clock before the divider: 1 ns */
 #define LAPIC_MIN_PERIOD_NS 50000ull /* periodic timer floor, against interrupt storms */
 struct lapic_state {
 	uint64_t apic_base;
@@ -89,34 +89,41 @@ void lapic_reset(struct lapic *a, int bsp);
 void lapic_init_ipi_reset(struct lapic *a);
 /* Accept an interrupt message: delivery mode (APIC_DM_*), vector, level-triggered. */
 void lapic_accept(struct lapic *a, unsigned mode, uint8_t vector, int level_trig);
-int lapic_pending(struct lapic *a);   /* highest deliverable vector or -1 */
-int lapic_ack(struct lapic *a);       /* IRR -> ISR; returns the vector or -1 */
+int lapic_pending(struct lapic *a);    /* highest deliverable vector or -1 */
+int lapic_ack(struct lapic *a);	       /* IRR -> ISR; returns the vector or -1 */
 int lapic_ext_int_ok(struct lapic *a); /* LINT0 passes the PIC through */
 uint64_t lapic_mmio_read(struct lapic *a, uint64_t off, unsigned size);
 void lapic_mmio_write(struct lapic *a, uint64_t off, unsigned size, uint64_t val);
 int lapic_save(const struct lapic *a, void *buf, size_t len);
 int lapic_load(struct lapic *a, const void *buf, size_t len);
 /* Delivery to the LAPICs by destination (IOAPIC messages and IPIs). */
-enum { APIC_DM_FIXED = 0, APIC_DM_LOWEST = 1, APIC_DM_SMI = 2, APIC_DM_NMI = 4, APIC_DM_INIT = 5,
-       APIC_DM_SIPI = 6, APIC_DM_EXTINT = 7 };
-void apic_deliver(struct machine *m, uint32_t dest, int logical, unsigned mode, uint8_t vector,
-		  int level_trig, int x2apic);
+enum {
+	APIC_DM_FIXED = 0,
+	APIC_DM_LOWEST = 1,
+	APIC_DM_SMI = 2,
+	APIC_DM_NMI = 4,
+	APIC_DM_INIT = 5,
+	APIC_DM_SIPI = 6,
+	APIC_DM_EXTINT = 7
+};
+void apic_deliver(struct machine *m, uint32_t dest, int logical, unsigned mode, uint8_t vector, int level_trig,
+		  int x2apic);
 
 /* ---- 8254 PIT ---- */
 #define PIT_HZ 1193182ull
 struct pit_channel {
-	uint32_t count;        /* reload value, 1..0x10000 */
-	uint16_t latched;      /* count latch */
-	uint8_t latch_state;   /* 0 none, else RW_* bytes of the latch still to read */
+	uint32_t count;	     /* reload value, 1..0x10000 */
+	uint16_t latched;    /* count latch */
+	uint8_t latch_state; /* 0 none, else RW_* bytes of the latch still to read */
 	uint8_t status, status_latched;
 	uint8_t rw_mode, read_state, write_state, write_latch;
 	uint8_t mode, bcd, gate, null_count;
-	uint64_t load_time;    /* clock_ns when counting (re)started */
-	uint64_t next_irq;     /* channel 0: clock_ns of the next IRQ edge, 0 = none */
+	uint64_t load_time; /* clock_ns when counting (re)started */
+	uint64_t next_irq;  /* channel 0: clock_ns of the next IRQ edge, 0 = none */
 };
 struct pit_state {
 	struct pit_channel ch[3];
-	uint8_t speaker;       /* port 0x61 bit 1 */
+	uint8_t speaker; /* port 0x61 bit 1 */
 };
 struct pit {
 	struct pit_state s;
@@ -133,9 +140,9 @@ int pit_load(struct pit *p, const void *buf, size_t len);
 struct rtc_state {
 	uint8_t cmos[128];
 	uint8_t index, nmi_masked;
-	int64_t base_sec;      /* wall time (Unix seconds) at clock_ns() == 0 */
-	uint64_t last_c_read;  /* clock_ns of the last register C read */
-	uint64_t next_event;   /* armed interrupt time, 0 = none */
+	int64_t base_sec;     /* wall time (Unix seconds) at clock_ns() == 0 */
+	uint64_t last_c_read; /* clock_ns of the last register C read */
+	uint64_t next_event;  /* armed interrupt time, 0 = none */
 };
 struct rtc {
 	struct rtc_state s;
@@ -159,7 +166,7 @@ struct uart_state {
 struct uart {
 	struct uart_state s;
 	struct machine *m;
-	int out_fd;            /* -1: output dropped */
+	int out_fd; /* -1: output dropped */
 	size_t out_len;
 	uint8_t out[UART_OUTBUF];
 };
@@ -206,9 +213,9 @@ int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len);
 #define MACHINE_MAX_TIMERS (MACHINE_MAX_CPUS + 16)
 
 struct machine_config {
-	uint64_t mem_size;   /* bytes, a multiple of 4 KiB */
-	unsigned ncpus;      /* 1..MACHINE_MAX_CPUS */
-	int serial_out_fd;   /* COM1 output, -1 to drop */
+	uint64_t mem_size;    /* bytes, a multiple of 4 KiB */
+	unsigned ncpus;	      /* 1..MACHINE_MAX_CPUS */
+	int serial_out_fd;    /* COM1 output, -1 to drop */
 	int64_t rtc_host_sec; /* wall time for the RTC; 0 = the host's time now */
 };
 
@@ -248,10 +255,10 @@ struct machine {
 	uint64_t vclock;
 	struct mtimer timers[MACHINE_MAX_TIMERS];
 
-	volatile int power_req; /* enum machine_power */
+	volatile int power_req;	    /* enum machine_power */
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */
 	void *kick_opaque;
-	unsigned cur_cpu;       /* the vCPU whose accesses are being handled */
+	unsigned cur_cpu; /* the vCPU whose accesses are being handled */
 
 	struct pic pic;
 	struct ioapic ioapic;

@@ -155,9 +155,7 @@ static void chip_write(struct pic *p, struct pic_chip *c, uint64_t off, uint8_t 
 			int cmd = val >> 5, irq, pri;
 			switch (cmd) {
 			case 0:
-			case 4:
-				c->rotate_on_aeoi = cmd >> 2;
-				break;
+			case 4: c->rotate_on_aeoi = cmd >> 2; break;
 			case 1: /* non-specific EOI */
 			case 5: /* rotate on non-specific EOI */
 				pri = pic_priority(c, c->isr);
@@ -168,33 +166,24 @@ static void chip_write(struct pic *p, struct pic_chip *c, uint64_t off, uint8_t 
 						c->priority_add = (irq + 1) & 7;
 				}
 				break;
-			case 3: /* specific EOI */
-				c->isr &= ~(1u << (val & 7));
-				break;
-			case 6: /* set priority */
-				c->priority_add = ((val & 7) + 1) & 7;
-				break;
+			case 3: /* specific EOI */ c->isr &= ~(1u << (val & 7)); break;
+			case 6: /* set priority */ c->priority_add = ((val & 7) + 1) & 7; break;
 			case 7: /* rotate on specific EOI */
 				c->isr &= ~(1u << (val & 7));
 				c->priority_add = ((val & 7) + 1) & 7;
 				break;
-			default:
-				break;
+			default: break;
 			}
 		}
 	} else {
 		switch (c->init_state) {
-		case 0: /* OCW1 */
-			c->imr = val;
-			break;
+		case 0: /* OCW1 */ c->imr = val; break;
 		case 1: /* ICW2 */
 			c->vector_base = val & 0xf8;
 			c->irq_base_set = 1;
 			c->init_state = c->single ? (c->init4 ? 3 : 0) : 2;
 			break;
-		case 2: /* ICW3 */
-			c->init_state = c->init4 ? 3 : 0;
-			break;
+		case 2: /* ICW3 */ c->init_state = c->init4 ? 3 : 0; break;
 		default: /* ICW4 */
 			c->special_fully_nested = (val >> 4) & 1;
 			c->auto_eoi = (val >> 1) & 1;
@@ -291,7 +280,7 @@ int pic_load(struct pic *p, const void *buf, size_t len)
 	struct pic_state st;
 	if (dev_load(PIC_MAGIC, PIC_VERSION, &st, sizeof(st), buf, len) < 0)
 		return -EINVAL;
-	static const uint8_t elcr_mask[2] = { 0xf8, 0xde };
+	static const uint8_t elcr_mask[2] = {0xf8, 0xde};
 	for (int k = 0; k < 2; k++) {
 		struct pic_chip *c = &st.chip[k];
 		if (c->init_state > 3 || c->priority_add > 7 || (c->vector_base & 7))

@@ -29,12 +29,9 @@ static uint32_t pit_count_now(const struct pit_channel *c, uint64_t now)
 {
 	uint64_t d = pit_ticks(c, now);
 	switch (c->mode) {
-	case 2:
-		return c->count - (uint32_t)(d % c->count);
-	case 3:
-		return c->count - (uint32_t)((2 * d) % c->count);
-	default:
-		return (uint32_t)((c->count - d) & 0xffff);
+	case 2: return c->count - (uint32_t)(d % c->count);
+	case 3: return c->count - (uint32_t)((2 * d) % c->count);
+	default: return (uint32_t)((c->count - d) & 0xffff);
 	}
 }
 
@@ -42,16 +39,11 @@ static int pit_out_now(const struct pit_channel *c, uint64_t now)
 {
 	uint64_t d = pit_ticks(c, now);
 	switch (c->mode) {
-	case 0:
-		return d >= c->count;
-	case 1:
-		return d < c->count;
-	case 2:
-		return (d % c->count) != 0 || d == 0;
-	case 3:
-		return (d % c->count) < ((c->count + 1) >> 1);
-	default: /* 4, 5: strobe low for one clock at terminal count */
-		return d != c->count;
+	case 0: return d >= c->count;
+	case 1: return d < c->count;
+	case 2: return (d % c->count) != 0 || d == 0;
+	case 3: return (d % c->count) < ((c->count + 1) >> 1);
+	default: /* 4, 5: strobe low for one clock at terminal count */ return d != c->count;
 	}
 }
 
@@ -67,15 +59,11 @@ static uint64_t pit_next_edge(const struct pit_channel *c, uint64_t now)
 {
 	uint64_t d = pit_ticks(c, now);
 	switch (c->mode) {
-	case 0:
-		return d < c->count ? pit_tick_time(c, c->count) : 0;
+	case 0: return d < c->count ? pit_tick_time(c, c->count) : 0;
 	case 2:
-	case 3:
-		return pit_tick_time(c, (d / c->count + 1) * c->count);
-	case 4:
-		return d <= c->count ? pit_tick_time(c, c->count + 1) : 0;
-	default:
-		return 0; /* 1, 5: need a gate edge, and channel 0's gate is tied high */
+	case 3: return pit_tick_time(c, (d / c->count + 1) * c->count);
+	case 4: return d <= c->count ? pit_tick_time(c, c->count + 1) : 0;
+	default: return 0; /* 1, 5: need a gate edge, and channel 0's gate is tied high */
 	}
 }
 
@@ -180,12 +168,8 @@ static void pit_write_counter(struct pit *p, unsigned ch, uint8_t val)
 {
 	struct pit_channel *c = &p->s.ch[ch];
 	switch (c->write_state) {
-	case RW_LSB:
-		pit_load_count(p, ch, val);
-		break;
-	case RW_MSB:
-		pit_load_count(p, ch, (uint32_t)val << 8);
-		break;
+	case RW_LSB: pit_load_count(p, ch, val); break;
+	case RW_MSB: pit_load_count(p, ch, (uint32_t)val << 8); break;
 	case RW_WORD0:
 		c->write_latch = val;
 		c->write_state = RW_WORD1;
@@ -226,16 +210,10 @@ static uint8_t pit_read_counter(struct pit *p, unsigned ch)
 	if (c->bcd)
 		v = to_bcd16(v);
 	switch (c->read_state) {
-	case RW_MSB:
-		return (uint8_t)(v >> 8);
-	case RW_WORD0:
-		c->read_state = RW_WORD1;
-		return (uint8_t)v;
-	case RW_WORD1:
-		c->read_state = RW_WORD0;
-		return (uint8_t)(v >> 8);
-	default:
-		return (uint8_t)v;
+	case RW_MSB: return (uint8_t)(v >> 8);
+	case RW_WORD0: c->read_state = RW_WORD1; return (uint8_t)v;
+	case RW_WORD1: c->read_state = RW_WORD0; return (uint8_t)(v >> 8);
+	default: return (uint8_t)v;
 	}
 }
 
@@ -263,7 +241,7 @@ static void pit_set_gate(struct pit *p, unsigned ch, int gate)
 	 * would pause while low, which calibration code never relies on. */
 	if (gate && !c->gate && c->mode != 0 && c->mode != 4)
 		c->load_time = clock_ns(p->m);
-	c->gate = (uint8_t)!!gate;
+	c->gate = (uint8_t) !!gate;
 }
 
 static uint64_t port61_rd(void *dev, uint64_t off, unsigned size)

@@ -88,7 +88,7 @@ static void rtc_fill_time(struct rtc *r, uint64_t now)
 static void rtc_take_time(struct rtc *r, uint64_t now)
 {
 	const uint8_t *c = r->s.cmos;
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	tm.tm_sec = (int)from_bcd(r, c[REG_SEC]);
 	tm.tm_min = (int)from_bcd(r, c[REG_MIN]);
 	unsigned h = from_bcd(r, c[REG_HOUR] & 0x7f);
@@ -189,8 +189,7 @@ static uint8_t rtc_read_data(struct rtc *r)
 		return c[idx];
 	}
 	switch (idx) {
-	case REG_A:
-		return (c[REG_A] & 0x7f) | (now % NS >= NS - UIP_NS && !(c[REG_B] & B_SET) ? A_UIP : 0);
+	case REG_A: return (c[REG_A] & 0x7f) | (now % NS >= NS - UIP_NS && !(c[REG_B] & B_SET) ? A_UIP : 0);
 	case REG_C: {
 		/* Flags whose events passed since the last read, then clear on read. */
 		uint64_t period = rtc_period_ns(r), last = r->s.last_c_read;
@@ -203,10 +202,8 @@ static uint8_t rtc_read_data(struct rtc *r)
 		r->s.last_c_read = now;
 		return v;
 	}
-	case REG_D:
-		return 0x80; /* valid RAM and time */
-	default:
-		return c[idx];
+	case REG_D: return 0x80; /* valid RAM and time */
+	default: return c[idx];
 	}
 }
 
@@ -232,11 +229,8 @@ static void rtc_write_data(struct rtc *r, uint8_t val)
 		rtc_arm(r);
 		break;
 	case REG_C:
-	case REG_D:
-		break; /* read-only */
-	default:
-		c[idx] = val;
-		break;
+	case REG_D: break; /* read-only */
+	default: c[idx] = val; break;
 	}
 }
 

@@ -45,7 +45,7 @@ static unsigned uart_capacity(const struct uart *u)
 
 static unsigned uart_trigger(const struct uart *u)
 {
-	static const uint8_t level[4] = { 1, 4, 8, 14 };
+	static const uint8_t level[4] = {1, 4, 8, 14};
 	return (u->s.fcr & FCR_ENABLE) ? level[u->s.fcr >> 6] : 1;
 }
 
@@ -169,8 +169,7 @@ static uint64_t uart_rd(void *dev, uint64_t off, unsigned size)
 			s->lsr &= ~LSR_DR;
 		uart_update(u);
 		return s->rbr;
-	case 1:
-		return (s->lcr & LCR_DLAB) ? s->divider >> 8 : s->ier;
+	case 1: return (s->lcr & LCR_DLAB) ? s->divider >> 8 : s->ier;
 	case 2:
 		v = s->iir;
 		/* Reading IIR while it reports THRE acknowledges that interrupt. */
@@ -179,10 +178,8 @@ static uint64_t uart_rd(void *dev, uint64_t off, unsigned size)
 			uart_update(u);
 		}
 		return v;
-	case 3:
-		return s->lcr;
-	case 4:
-		return s->mcr;
+	case 3: return s->lcr;
+	case 4: return s->mcr;
 	case 5:
 		v = s->lsr | LSR_THRE | LSR_TEMT;
 		s->lsr &= ~(LSR_ERRORS);
@@ -193,8 +190,7 @@ static uint64_t uart_rd(void *dev, uint64_t off, unsigned size)
 		s->msr &= ~MSR_DELTAS;
 		uart_update(u);
 		return v;
-	default:
-		return s->scr;
+	default: return s->scr;
 	}
 }
 
@@ -235,20 +231,14 @@ static void uart_wr(void *dev, uint64_t off, unsigned size, uint64_t val64)
 		if (s->rx_count > uart_capacity(u))
 			s->rx_count = (uint8_t)uart_capacity(u);
 		break;
-	case 3:
-		s->lcr = val;
-		break;
+	case 3: s->lcr = val; break;
 	case 4:
 		s->mcr = val & 0x1f;
 		uart_set_msr(u, (s->mcr & MCR_LOOP) ? loop_msr(s->mcr) : 0xb0);
 		break;
-	case 5:
-		break; /* LSR: factory test only */
-	case 6:
-		break;
-	default:
-		s->scr = val;
-		break;
+	case 5: break; /* LSR: factory test only */
+	case 6: break;
+	default: s->scr = val; break;
 	}
 	uart_update(u);
 }
@@ -260,7 +250,7 @@ int uart_register(struct uart *u, struct machine *m, uint16_t base, int out_fd)
 	u->out_fd = out_fd;
 	u->s.iir = IIR_NONE;
 	u->s.lsr = LSR_THRE | LSR_TEMT;
-	u->s.msr = 0xb0; /* DCD, DSR, CTS: a terminal is connected */
+	u->s.msr = 0xb0;   /* DCD, DSR, CTS: a terminal is connected */
 	u->s.divider = 12; /* 9600 baud */
 	u->s.lcr = 0x03;
 	return bus_register_pio(m, base, 8, uart_rd, uart_wr, u);

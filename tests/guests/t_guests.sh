@@ -24,7 +24,7 @@ run() {
 	t=$2
 	shift 2
 	rm -f "$tmp/out" "$tmp/err"
-	timeout "$t" "$CORRAL" run --flat "$G/$name.bin" --mem 64M --no-reboot \
+	timeout -k 5 "$t" "$CORRAL" run --flat "$G/$name.bin" --mem 64M --no-reboot \
 		--serial "file:$tmp/out" "$@" </dev/null 2>"$tmp/err"
 	rc=$?
 	touch "$tmp/out"
@@ -94,7 +94,7 @@ expect storm 0 "storm ok"
 expect reset 0 "resetting"
 if grep -q "corral: guest requested a reset" "$tmp/err"; then ok; else bad reset "no reset message"; fi
 # without --no-reboot the machine starts over, again and again
-timeout 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" </dev/null 2>"$tmp/err"
+timeout -k 5 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" </dev/null 2>"$tmp/err"
 if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
 expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
@@ -102,15 +102,15 @@ hostile garbage "garbage done" --cpus 2
 
 # serial input from stdin, with the escapes: C-a C-a sends a C-a, C-a h
 # prints help, C-a x quits
-printf 'ab\001\001c\001hq' | timeout 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+printf 'ab\001\001c\001hq' | timeout -k 5 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "$(printf '<a><b><\001><c><q>')" "$tmp/out" && grep -q "C-a x" "$tmp/err" &&
 	clean_stderr; then ok; else bad echo "exit $rc"; fi
-(printf 'z\001x'; sleep 3) | timeout 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+(printf 'z\001x'; sleep 3) | timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "terminated by C-a x" "$tmp/err" && clean_stderr; then ok; else bad "C-a x" "exit $rc"; fi
 # end of input while the guest waits for it: a clear message, not a hang
-timeout 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M </dev/null >"$tmp/out" 2>"$tmp/err"
+timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M </dev/null >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else bad "echo eof" "exit $rc"; fi
 

@@ -881,6 +881,36 @@ static void test_real_kernel(void)
 	free(v);
 }
 
+/* The fuzzing seeds were made by the real tools (python's zlib and lzma,
+ * zstd -19, lz4 -l as the kernel build runs it), independently of the
+ * encoders above: each must load, entry 0xffffffff81000100 -> 0x1000100. */
+static void test_seed_files(void)
+{
+	static const char *const seeds[] = { "elf", "bz-gzip", "bz-xz", "bz-zstd", "bz-lz4" };
+	char path[256];
+
+	for (unsigned i = 0; i < 5; i++) {
+		struct machine *m = new_machine(32 * MiB, 1);
+		struct cpu_state s;
+		struct boot_config cfg = { path, NULL, "", 32 * MiB, 1 };
+		int ret;
+
+		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);
+		if (access(path, R_OK) < 0) {
+			printf("note: %s missing (not run from the source tree?)\n", path);
+			machine_destroy(m);
+			continue;
+		}
+		memset(&s, 0, sizeof(s));
+		ret = boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf));
+		if (ret < 0)
+			fprintf(stderr, "  %s: %s\n", seeds[i], errbuf);
+		CHECK_EQ_U64(ret, 0);
+		CHECK_EQ_U64(s.rip, 0x1000100);
+		machine_destroy(m);
+	}
+}
+
 static void test_default_guest(void)
 {
 	char k[64], r[64], old[4096] = "";
@@ -911,6 +941,7 @@ int main(void)
 	RUN(test_hostile);
 	RUN(test_bomb);
 	RUN(test_mutations);
+	RUN(test_seed_files);
 	RUN(test_real_kernel);
 	RUN(test_default_guest);
 	char path[300];

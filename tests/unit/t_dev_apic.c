@@ -13,7 +13,7 @@ static struct machine *m;
 
 static void setup(unsigned ncpus)
 {
-	struct machine_config cfg = { .mem_size = 16 << 20, .ncpus = ncpus, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = ncpus, .serial_out_fd = -1};
 	m = NULL;
 	if (machine_create(&m, &cfg) < 0)
 		abort();
@@ -65,7 +65,7 @@ static void advance(uint64_t ns)
 static void test_ioapic_regs(void)
 {
 	setup(1);
-	CHECK_EQ_U64(io_rd(1), 0x00170020);          /* 24 pins, version 0x20 */
+	CHECK_EQ_U64(io_rd(1), 0x00170020); /* 24 pins, version 0x20 */
 	io_wr(0, 0x0a000000);
 	CHECK_EQ_U64(io_rd(0), 0x0a000000);
 	for (unsigned pin = 0; pin < 24; pin++)
@@ -73,9 +73,9 @@ static void test_ioapic_regs(void)
 	io_route(5, 0x0000a035, 0x12);
 	CHECK_EQ_U64(io_rd(0x10 + 10), 0x0000a035);
 	CHECK_EQ_U64(io_rd(0x10 + 11), 0x12000000);
-	io_wr(0x10 + 10, 0x5000 | 0x30);             /* status and remote IRR are read-only */
+	io_wr(0x10 + 10, 0x5000 | 0x30); /* status and remote IRR are read-only */
 	CHECK_EQ_U64(io_rd(0x10 + 10), 0x30);
-	CHECK_EQ_U64(io_rd(0x80), 0xffffffff);        /* no such register */
+	CHECK_EQ_U64(io_rd(0x80), 0xffffffff); /* no such register */
 	machine_destroy(m);
 }
 
@@ -83,12 +83,12 @@ static void test_ioapic_edge(void)
 {
 	setup(1);
 	apic_enable(0);
-	io_route(4, 0x41, 0);                         /* COM1 pin: vector 0x41, fixed, physical 0 */
+	io_route(4, 0x41, 0); /* COM1 pin: vector 0x41, fixed, physical 0 */
 	irq_set_level(m, 4, 1);
 	CHECK(intr_pending(m, 0));
 	CHECK_EQ_U64(intr_ack(m, 0), 0x41);
 	CHECK(!intr_pending(m, 0));
-	irq_set_level(m, 4, 1);                       /* no new edge */
+	irq_set_level(m, 4, 1); /* no new edge */
 	CHECK(!intr_pending(m, 0));
 	irq_set_level(m, 4, 0);
 	apic_wr(0, 0xb0, 0);
@@ -109,12 +109,12 @@ static void test_ioapic_level(void)
 {
 	setup(1);
 	apic_enable(0);
-	io_route(9, 0xa039, 0);                       /* level, active low, vector 0x39 */
+	io_route(9, 0xa039, 0); /* level, active low, vector 0x39 */
 	irq_set_level(m, 9, 1);
-	CHECK_EQ_U64(io_rd(0x10 + 18) & 0x4000, 0x4000); /* remote IRR */
+	CHECK_EQ_U64(io_rd(0x10 + 18) & 0x4000, 0x4000);	   /* remote IRR */
 	CHECK_EQ_U64(apic_rd(0, 0x180 + 0x10), 1u << (0x39 - 32)); /* TMR bit */
 	CHECK_EQ_U64(intr_ack(m, 0), 0x39);
-	apic_wr(0, 0xb0, 0);                          /* EOI, still asserted: delivered again */
+	apic_wr(0, 0xb0, 0); /* EOI, still asserted: delivered again */
 	CHECK_EQ_U64(io_rd(0x10 + 18) & 0x4000, 0x4000);
 	CHECK_EQ_U64(intr_ack(m, 0), 0x39);
 	irq_set_level(m, 9, 0);
@@ -135,14 +135,14 @@ static void test_destinations(void)
 	setup(4);
 	for (unsigned k = 0; k < 4; k++) {
 		apic_enable(k);
-		apic_wr(k, 0xe0, 0xffffffff);            /* flat model */
-		apic_wr(k, 0xd0, (1u << k) << 24);       /* logical ID bit k */
+		apic_wr(k, 0xe0, 0xffffffff);	   /* flat model */
+		apic_wr(k, 0xd0, (1u << k) << 24); /* logical ID bit k */
 	}
-	CHECK_EQ_U64(apic_rd(2, 0x20), 2u << 24);    /* APIC IDs are the vCPU numbers */
-	io_route(10, 0x0850, 0x0a);                  /* logical, CPUs 1 and 3 */
+	CHECK_EQ_U64(apic_rd(2, 0x20), 2u << 24); /* APIC IDs are the vCPU numbers */
+	io_route(10, 0x0850, 0x0a);		  /* logical, CPUs 1 and 3 */
 	irq_pulse(m, 10);
 	CHECK(!intr_pending(m, 0) && intr_pending(m, 1) && !intr_pending(m, 2) && intr_pending(m, 3));
-	io_route(11, 0x51, 2);                       /* physical 2 */
+	io_route(11, 0x51, 2); /* physical 2 */
 	irq_pulse(m, 11);
 	CHECK(intr_pending(m, 2));
 	CHECK_EQ_U64(intr_ack(m, 2), 0x51);
@@ -169,18 +169,18 @@ static void test_priorities(void)
 {
 	setup(1);
 	apic_enable(0);
-	apic_wr(0, 0x80, 0x50);                      /* TPR class 5 */
+	apic_wr(0, 0x80, 0x50); /* TPR class 5 */
 	CHECK_EQ_U64(apic_rd(0, 0xa0), 0x50);
-	apic_wr(0, 0x300, 0x40045);                  /* self IPI 0x45 */
-	CHECK(!intr_pending(m, 0));                  /* class 4 <= 5: held */
+	apic_wr(0, 0x300, 0x40045); /* self IPI 0x45 */
+	CHECK(!intr_pending(m, 0)); /* class 4 <= 5: held */
 	apic_wr(0, 0x300, 0x40065);
 	CHECK_EQ_U64(intr_ack(m, 0), 0x65);
-	CHECK_EQ_U64(apic_rd(0, 0xa0), 0x60);        /* PPR: the in-service class */
+	CHECK_EQ_U64(apic_rd(0, 0xa0), 0x60); /* PPR: the in-service class */
 	apic_wr(0, 0x80, 0);
-	CHECK(!intr_pending(m, 0));                  /* 0x45 is below 0x65 in service */
+	CHECK(!intr_pending(m, 0)); /* 0x45 is below 0x65 in service */
 	apic_wr(0, 0x300, 0x40070);
-	CHECK_EQ_U64(intr_ack(m, 0), 0x70);          /* nests above */
-	apic_wr(0, 0xb0, 0);                         /* EOI ends 0x70 */
+	CHECK_EQ_U64(intr_ack(m, 0), 0x70); /* nests above */
+	apic_wr(0, 0xb0, 0);		    /* EOI ends 0x70 */
 	CHECK_EQ_U64(apic_rd(0, 0x100 + 0x30), 1u << (0x65 - 96));
 	apic_wr(0, 0xb0, 0);
 	CHECK_EQ_U64(intr_ack(m, 0), 0x45);
@@ -205,20 +205,20 @@ static void test_ipis(void)
 		apic_enable(k);
 	uint8_t vec = 0;
 	apic_wr(0, 0x310, 1u << 24);
-	apic_wr(0, 0x300, 0x4500);                  /* INIT assert to CPU 1 */
+	apic_wr(0, 0x300, 0x4500); /* INIT assert to CPU 1 */
 	CHECK_EQ_U64(vcpu_take_requests(m, 1, &vec), VCPU_REQ_INIT);
-	apic_wr(0, 0x300, 0x8500);                  /* INIT de-assert: nothing */
+	apic_wr(0, 0x300, 0x8500); /* INIT de-assert: nothing */
 	CHECK_EQ_U64(vcpu_take_requests(m, 1, &vec), 0);
-	apic_wr(0, 0x300, 0x4609);                  /* SIPI vector 9 */
+	apic_wr(0, 0x300, 0x4609); /* SIPI vector 9 */
 	CHECK_EQ_U64(vcpu_take_requests(m, 1, &vec), VCPU_REQ_SIPI);
 	CHECK_EQ_U64(vec, 9);
 	CHECK_EQ_U64(apic_rd(0, 0x300) & 0x1000, 0); /* delivery status idle */
-	apic_wr(0, 0x300, 0xc0040);                 /* all excluding self, vector 0x40 */
+	apic_wr(0, 0x300, 0xc0040);		     /* all excluding self, vector 0x40 */
 	CHECK(!intr_pending(m, 0) && intr_pending(m, 1) && intr_pending(m, 2));
-	apic_wr(0, 0x300, 0x80041);                 /* all including self */
+	apic_wr(0, 0x300, 0x80041); /* all including self */
 	CHECK(intr_pending(m, 0));
 	apic_wr(2, 0x310, 0);
-	apic_wr(2, 0x300, 0x0400);                  /* NMI to CPU 0 */
+	apic_wr(2, 0x300, 0x0400); /* NMI to CPU 0 */
 	CHECK_EQ_U64(vcpu_take_requests(m, 0, NULL), VCPU_REQ_NMI);
 	CHECK_EQ_U64(vcpu_take_requests(m, 2, NULL), 0);
 	machine_destroy(m);
@@ -230,8 +230,8 @@ static void test_timer(void)
 	apic_enable(0);
 	/* divide configuration: 0b1011 is 1, 0b0000 is 2, 0b1010 is 128 */
 	apic_wr(0, 0x3e0, 0xb);
-	apic_wr(0, 0x320, 0x20);                    /* one-shot, vector 0x20 */
-	apic_wr(0, 0x380, 1000000);                 /* 1 ms at the 1 GHz bus clock */
+	apic_wr(0, 0x320, 0x20);    /* one-shot, vector 0x20 */
+	apic_wr(0, 0x380, 1000000); /* 1 ms at the 1 GHz bus clock */
 	CHECK_EQ_U64(apic_rd(0, 0x390), 1000000);
 	advance(250000);
 	CHECK_EQ_U64(apic_rd(0, 0x390), 750000);
@@ -241,11 +241,11 @@ static void test_timer(void)
 	CHECK_EQ_U64(intr_ack(m, 0), 0x20);
 	apic_wr(0, 0xb0, 0);
 	advance(5000000);
-	CHECK(!intr_pending(m, 0));                 /* one-shot: once */
+	CHECK(!intr_pending(m, 0)); /* one-shot: once */
 
-	apic_wr(0, 0x3e0, 0xa);                     /* divide by 128 */
-	apic_wr(0, 0x320, 0x20021);                 /* periodic, vector 0x21 */
-	apic_wr(0, 0x380, 10000);                   /* 1.28 ms period */
+	apic_wr(0, 0x3e0, 0xa);	    /* divide by 128 */
+	apic_wr(0, 0x320, 0x20021); /* periodic, vector 0x21 */
+	apic_wr(0, 0x380, 10000);   /* 1.28 ms period */
 	advance(640000);
 	CHECK_EQ_U64(apic_rd(0, 0x390), 5000);
 	unsigned n = 0;
@@ -258,12 +258,12 @@ static void test_timer(void)
 		}
 	}
 	CHECK_EQ_U64(n, 10);
-	apic_wr(0, 0x320, 0x21);                    /* one-shot again (stops the timer) */
-	apic_wr(0, 0x3e0, 0x0);                     /* divide by 2: count runs at 500 MHz */
+	apic_wr(0, 0x320, 0x21); /* one-shot again (stops the timer) */
+	apic_wr(0, 0x3e0, 0x0);	 /* divide by 2: count runs at 500 MHz */
 	apic_wr(0, 0x380, 1000);
 	advance(1000);
 	CHECK_EQ_U64(apic_rd(0, 0x390), 500);
-	apic_wr(0, 0x380, 0);                       /* count 0 stops it */
+	apic_wr(0, 0x380, 0); /* count 0 stops it */
 	advance(10000000);
 	CHECK(!intr_pending(m, 0));
 	CHECK_EQ_U64(apic_rd(0, 0x390), 0);
@@ -292,24 +292,24 @@ static void test_x2apic(void)
 {
 	setup(2);
 	uint64_t v = 0;
-	CHECK(lapic_msr_read(m, 1, 0x802, &v) == -1);           /* xAPIC mode: #GP */
+	CHECK(lapic_msr_read(m, 1, 0x802, &v) == -1); /* xAPIC mode: #GP */
 	CHECK(lapic_msr_read(m, 1, 0x1b, &v) == 0);
-	CHECK_EQ_U64(v, 0xfee00800);                            /* AP: no BSP bit */
+	CHECK_EQ_U64(v, 0xfee00800); /* AP: no BSP bit */
 	CHECK(lapic_msr_read(m, 0, 0x1b, &v) == 0);
 	CHECK_EQ_U64(v, 0xfee00900);
-	CHECK(lapic_msr_write(m, 1, 0x1b, 0xfee00400) == -1);   /* EXTD without EN */
+	CHECK(lapic_msr_write(m, 1, 0x1b, 0xfee00400) == -1); /* EXTD without EN */
 	CHECK(lapic_msr_write(m, 1, 0x1b, 0xfee00c00) == 0);
 	CHECK(lapic_msr_read(m, 1, 0x802, &v) == 0 && v == 1);
 	CHECK(lapic_msr_read(m, 1, 0x80d, &v) == 0 && v == 0x2); /* cluster 0, bit 1 */
-	CHECK(lapic_msr_write(m, 1, 0x1b, 0xfee00800) == -1);   /* x2APIC -> xAPIC directly */
+	CHECK(lapic_msr_write(m, 1, 0x1b, 0xfee00800) == -1);	 /* x2APIC -> xAPIC directly */
 	m->cur_cpu = 1;
 	CHECK_EQ_U64(bus_mmio_read(m, MEM_LAPIC_BASE + 0x20, 4), 0xffffffff); /* MMIO off */
 	CHECK(lapic_msr_write(m, 1, 0x80f, 0x1ff) == 0);
-	CHECK(lapic_msr_write(m, 1, 0x83f, 0x77) == 0);          /* SELF IPI */
+	CHECK(lapic_msr_write(m, 1, 0x83f, 0x77) == 0); /* SELF IPI */
 	CHECK_EQ_U64(intr_ack(m, 1), 0x77);
-	CHECK(lapic_msr_write(m, 1, 0x80b, 1) == -1);            /* EOI must be 0 */
+	CHECK(lapic_msr_write(m, 1, 0x80b, 1) == -1); /* EOI must be 0 */
 	CHECK(lapic_msr_write(m, 1, 0x80b, 0) == 0);
-	CHECK(lapic_msr_write(m, 1, 0x802, 5) == -1);            /* ID is read-only */
+	CHECK(lapic_msr_write(m, 1, 0x802, 5) == -1); /* ID is read-only */
 	apic_enable(0);
 	CHECK(lapic_msr_write(m, 1, 0x830, (0ull << 32) | 0x4061) == 0); /* IPI to APIC 0 */
 	CHECK_EQ_U64(intr_ack(m, 0), 0x61);
@@ -330,10 +330,10 @@ static void test_pic_virtual_wire(void)
 	bus_pio_write(m, 0x21, 1, 0xfe);
 	irq_pulse(m, 0);
 	CHECK(intr_pending(m, 0));
-	CHECK(!intr_pending(m, 1));                 /* only the BSP's LINT0 */
+	CHECK(!intr_pending(m, 1)); /* only the BSP's LINT0 */
 	CHECK_EQ_U64(intr_ack(m, 0), 0x30);
 	bus_pio_write(m, 0x20, 1, 0x20);
-	apic_wr(0, 0x350, 0x10700);                 /* LINT0 masked: the PIC is cut off */
+	apic_wr(0, 0x350, 0x10700); /* LINT0 masked: the PIC is cut off */
 	irq_pulse(m, 0);
 	CHECK(!intr_pending(m, 0));
 	machine_destroy(m);

@@ -13,7 +13,7 @@
 static struct machine *mk(uint64_t mem, unsigned ncpus)
 {
 	struct machine *m = NULL;
-	struct machine_config cfg = { .mem_size = mem, .ncpus = ncpus, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = mem, .ncpus = ncpus, .serial_out_fd = -1};
 	if (machine_create(&m, &cfg) < 0)
 		return NULL;
 	return m;
@@ -40,9 +40,9 @@ static void test_gpa_low_only(void)
 	CHECK(gpa_ptr(m, (64 << 20) - 4, 5) == NULL);
 	CHECK(gpa_ptr(m, 64 << 20, 1) == NULL);
 	CHECK(gpa_ptr(m, 0, (64 << 20) + 1) == NULL);
-	CHECK(gpa_ptr(m, UINT64_MAX, 2) == NULL);        /* wraps */
-	CHECK(gpa_ptr(m, 16, UINT64_MAX - 8) == NULL);   /* wraps */
-	CHECK(gpa_ptr(m, MEM_HIGH_START, 1) == NULL);    /* no high RAM */
+	CHECK(gpa_ptr(m, UINT64_MAX, 2) == NULL);      /* wraps */
+	CHECK(gpa_ptr(m, 16, UINT64_MAX - 8) == NULL); /* wraps */
+	CHECK(gpa_ptr(m, MEM_HIGH_START, 1) == NULL);  /* no high RAM */
 	CHECK(gpa_ptr(m, MEM_LAPIC_BASE, 4) == NULL);
 	uint32_t v = 0x12345678, r = 0;
 	CHECK(gpa_write(m, 0x1000, &v, 4) == 0);
@@ -80,7 +80,7 @@ static void test_gpa_split(void)
 static void test_create_bad(void)
 {
 	struct machine *m = NULL;
-	struct machine_config cfg = { .mem_size = 64 << 20, .ncpus = 0, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 64 << 20, .ncpus = 0, .serial_out_fd = -1};
 	CHECK(machine_create(&m, &cfg) == -EINVAL);
 	cfg.ncpus = MACHINE_MAX_CPUS + 1;
 	CHECK(machine_create(&m, &cfg) == -EINVAL);
@@ -119,7 +119,7 @@ static void test_bus_dispatch(void)
 	struct machine *m = mk(16 << 20, 1);
 	if (!m)
 		return;
-	struct probe a = { 0 }, b = { 0 };
+	struct probe a = {0}, b = {0};
 	CHECK(bus_register_pio(m, 0x500, 8, probe_rd, probe_wr, &a) == 0);
 	CHECK(bus_register_pio(m, 0x502, 1, probe_rd, probe_wr, &b) == 0); /* inside a */
 	CHECK(bus_register_pio(m, 0x500, 8, probe_rd, probe_wr, &a) == -EBUSY);
@@ -127,16 +127,16 @@ static void test_bus_dispatch(void)
 	CHECK_EQ_U64(bus_pio_read(m, 0x504, 2), 0x7788); /* truncated to the size */
 	CHECK_EQ_U64(a.last_off, 4);
 	CHECK_EQ_U64(a.last_size, 2);
-	bus_pio_write(m, 0x502, 1, 0x1ff);               /* the smaller region wins */
+	bus_pio_write(m, 0x502, 1, 0x1ff); /* the smaller region wins */
 	CHECK_EQ_U64(b.writes, 1);
 	CHECK_EQ_U64(b.last_val, 0xff);
 	CHECK_EQ_U64(a.writes, 0);
-	bus_pio_write(m, 0x502, 2, 0xabcd);              /* does not fit b: goes to a */
+	bus_pio_write(m, 0x502, 2, 0xabcd); /* does not fit b: goes to a */
 	CHECK_EQ_U64(a.writes, 1);
 	CHECK_EQ_U64(a.last_off, 2);
 	CHECK_EQ_U64(bus_pio_read(m, 0x507, 2), 0xffff); /* straddles the end: unclaimed */
 	CHECK_EQ_U64(bus_pio_read(m, 0x510, 4), 0xffffffff);
-	CHECK_EQ_U64(bus_pio_read(m, 0x500, 3), ~0ull);  /* bad size */
+	CHECK_EQ_U64(bus_pio_read(m, 0x500, 3), ~0ull); /* bad size */
 
 	CHECK(bus_register_mmio(m, 0xd0000000, 0x1000, probe_rd, probe_wr, &a) == 0);
 	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ff8, 8), 0x1122334455667788ull);
@@ -228,7 +228,7 @@ static void test_hostile_io(void)
 	m->clock_manual = 1;
 	uint8_t *ram = gpa_ptr(m, 0, 32 << 20);
 	memset(ram, 0x5a, 32 << 20);
-	static const unsigned sizes[] = { 1, 2, 4, 8, 3, 0, 16 };
+	static const unsigned sizes[] = {1, 2, 4, 8, 3, 0, 16};
 	for (unsigned round = 0; round < 4; round++) {
 		for (uint32_t port = 0; port < 0x10000; port++) {
 			unsigned sz = sizes[rnd() % 7];
@@ -276,35 +276,35 @@ static void test_hostile_io(void)
 
 /* Round trips restore the state exactly; hostile buffers are refused or
  * sanitised, and the device keeps working. */
-#define DEV_CASE(name, dev)                                                                  \
-	do {                                                                                     \
-		uint8_t buf[4096], buf2[4096];                                                       \
-		int n = name##_save(dev, NULL, 0);                                                   \
-		CHECK(n > 0 && n <= (int)sizeof(buf));                                               \
-		CHECK(name##_save(dev, buf, (size_t)n - 1) == -ENOSPC);                              \
-		CHECK(name##_save(dev, buf, sizeof(buf)) == n);                                      \
-		CHECK(name##_load(dev, buf, (size_t)n - 1) == -EINVAL);                              \
-		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                        \
-		CHECK(name##_save(dev, buf2, sizeof(buf2)) == n);                                    \
-		CHECK(memcmp(buf, buf2, (size_t)n) == 0);                                            \
-		memcpy(buf2, buf, (size_t)n);                                                        \
-		buf2[0] ^= 1;                                                                        \
-		CHECK(name##_load(dev, buf2, (size_t)n) == -EINVAL);                                 \
-		for (int k = 0; k < 2000; k++) {                                                     \
-			memcpy(buf2, buf, 16);                                                           \
-			for (int b = 16; b < n; b++)                                                     \
-				buf2[b] = (k & 1) ? (uint8_t)rnd() : (uint8_t)(buf[b] ^ ((rnd() % 13) ? 0 : rnd())); \
-			(void)name##_load(dev, buf2, (size_t)n);                                         \
-			hostile_poke(m);                                                                 \
-		}                                                                                    \
-		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                        \
+#define DEV_CASE(name, dev)                                                                                            \
+	do {                                                                                                           \
+		uint8_t buf[4096], buf2[4096];                                                                         \
+		int n = name##_save(dev, NULL, 0);                                                                     \
+		CHECK(n > 0 && n <= (int)sizeof(buf));                                                                 \
+		CHECK(name##_save(dev, buf, (size_t)n - 1) == -ENOSPC);                                                \
+		CHECK(name##_save(dev, buf, sizeof(buf)) == n);                                                        \
+		CHECK(name##_load(dev, buf, (size_t)n - 1) == -EINVAL);                                                \
+		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                                          \
+		CHECK(name##_save(dev, buf2, sizeof(buf2)) == n);                                                      \
+		CHECK(memcmp(buf, buf2, (size_t)n) == 0);                                                              \
+		memcpy(buf2, buf, (size_t)n);                                                                          \
+		buf2[0] ^= 1;                                                                                          \
+		CHECK(name##_load(dev, buf2, (size_t)n) == -EINVAL);                                                   \
+		for (int k = 0; k < 2000; k++) {                                                                       \
+			memcpy(buf2, buf, 16);                                                                         \
+			for (int b = 16; b < n; b++)                                                                   \
+				buf2[b] = (k & 1) ? (uint8_t)rnd() : (uint8_t)(buf[b] ^ ((rnd() % 13) ? 0 : rnd()));   \
+			(void)name##_load(dev, buf2, (size_t)n);                                                       \
+			hostile_poke(m);                                                                               \
+		}                                                                                                      \
+		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                                          \
 	} while (0)
 
 static void hostile_poke(struct machine *m)
 {
-	static const uint16_t ports[] = { 0x20, 0x21, 0xa0, 0xa1, 0x40, 0x41, 0x42, 0x43, 0x61, 0x70, 0x71,
-					  0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe, 0x3ff, 0x60, 0x64,
-					  0x600, 0x602, 0x604, 0x608, 0x4d0, 0x4d1 };
+	static const uint16_t ports[] = {0x20,	0x21, 0xa0,  0xa1,  0x40,  0x41,  0x42,	 0x43,	0x61,
+					 0x70,	0x71, 0x3f8, 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3fd, 0x3fe,
+					 0x3ff, 0x60, 0x64,  0x600, 0x602, 0x604, 0x608, 0x4d0, 0x4d1};
 	for (int k = 0; k < 8; k++) {
 		uint16_t p = ports[rnd() % (sizeof(ports) / sizeof(ports[0]))];
 		if (rnd() & 1)

@@ -39,7 +39,7 @@ static void linux_init(int auto_eoi)
 
 static void setup(void)
 {
-	struct machine_config cfg = { .mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1};
 	m = NULL;
 	if (machine_create(&m, &cfg) < 0)
 		abort();
@@ -66,11 +66,11 @@ static void test_edge_and_eoi(void)
 	CHECK_EQ_U64(in8(0x20) & 0x08, 0x08); /* IRR bit 3 (reads IRR after init) */
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x33);
 	CHECK(!pic_output(&m->pic));
-	out8(0x20, 0x0b);                      /* OCW3: read ISR */
+	out8(0x20, 0x0b); /* OCW3: read ISR */
 	CHECK_EQ_U64(in8(0x20), 0x08);
-	out8(0x20, 0x20);                      /* non-specific EOI */
+	out8(0x20, 0x20); /* non-specific EOI */
 	CHECK_EQ_U64(in8(0x20), 0x00);
-	out8(0x20, 0x0a);                      /* back to IRR */
+	out8(0x20, 0x0a); /* back to IRR */
 	CHECK_EQ_U64(in8(0x20), 0x00);
 	machine_destroy(m);
 }
@@ -81,7 +81,7 @@ static void test_priority_nesting(void)
 	linux_init(0);
 	irq_pulse(m, 5);
 	irq_pulse(m, 1);
-	CHECK_EQ_U64(pic_intack(&m->pic), 0x31);  /* lower number first */
+	CHECK_EQ_U64(pic_intack(&m->pic), 0x31); /* lower number first */
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x37); /* 5 is blocked by 1 in service: spurious 7 */
 	machine_destroy(m);
 
@@ -90,13 +90,13 @@ static void test_priority_nesting(void)
 	irq_pulse(m, 5);
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x35);
 	irq_pulse(m, 6);
-	CHECK(!pic_output(&m->pic));             /* 6 waits behind 5 in service */
+	CHECK(!pic_output(&m->pic)); /* 6 waits behind 5 in service */
 	irq_pulse(m, 4);
-	CHECK(pic_output(&m->pic));              /* 4 preempts */
+	CHECK(pic_output(&m->pic)); /* 4 preempts */
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x34);
-	out8(0x20, 0x20);                        /* EOI ends 4 (the highest in service) */
+	out8(0x20, 0x20); /* EOI ends 4 (the highest in service) */
 	CHECK(!pic_output(&m->pic));
-	out8(0x20, 0x65);                        /* specific EOI for 5 */
+	out8(0x20, 0x65); /* specific EOI for 5 */
 	CHECK(pic_output(&m->pic));
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x36);
 	machine_destroy(m);
@@ -110,7 +110,7 @@ static void test_masks(void)
 	CHECK_EQ_U64(in8(0x21), 0x08);
 	irq_pulse(m, 3);
 	CHECK(!pic_output(&m->pic));
-	out8(0x21, 0x00);                        /* the latched edge is delivered on unmask */
+	out8(0x21, 0x00); /* the latched edge is delivered on unmask */
 	CHECK(pic_output(&m->pic));
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x33);
 	machine_destroy(m);
@@ -126,7 +126,7 @@ static void test_cascade(void)
 	out8(0xa0, 0x0b);
 	CHECK_EQ_U64(in8(0xa0), 0x04);
 	out8(0x20, 0x0b);
-	CHECK_EQ_U64(in8(0x20), 0x04);           /* the master has IR2 in service */
+	CHECK_EQ_U64(in8(0x20), 0x04); /* the master has IR2 in service */
 	/* the slave's masks */
 	out8(0xa0, 0x20);
 	out8(0x20, 0x20);
@@ -142,15 +142,15 @@ static void test_level_elcr(void)
 	linux_init(0);
 	out8(0x4d0, 0xff);
 	out8(0x4d1, 0xff);
-	CHECK_EQ_U64(in8(0x4d0), 0xf8);          /* IRQ 0-2 cannot be level */
-	CHECK_EQ_U64(in8(0x4d1), 0xde);          /* nor 8 and 13 */
+	CHECK_EQ_U64(in8(0x4d0), 0xf8); /* IRQ 0-2 cannot be level */
+	CHECK_EQ_U64(in8(0x4d1), 0xde); /* nor 8 and 13 */
 	out8(0x4d0, 0x00);
-	out8(0x4d1, 0x02);                        /* IRQ 9 level, the rest edge */
+	out8(0x4d1, 0x02); /* IRQ 9 level, the rest edge */
 	irq_set_level(m, 9, 1);
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x39);
 	out8(0xa0, 0x20);
 	out8(0x20, 0x20);
-	CHECK(pic_output(&m->pic));               /* still asserted: again */
+	CHECK(pic_output(&m->pic)); /* still asserted: again */
 	irq_set_level(m, 9, 0);
 	/* deasserted before INTA: only a spurious IRQ 15 is left, nothing in service */
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x3f);
@@ -174,16 +174,16 @@ static void test_auto_eoi_poll_spurious(void)
 	irq_pulse(m, 4);
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x34);
 	out8(0x20, 0x0b);
-	CHECK_EQ_U64(in8(0x20), 0x00);           /* auto-EOI: nothing in service */
+	CHECK_EQ_U64(in8(0x20), 0x00); /* auto-EOI: nothing in service */
 	machine_destroy(m);
 
 	setup();
 	linux_init(0);
 	irq_pulse(m, 6);
-	out8(0x20, 0x0c);                        /* OCW3 poll */
+	out8(0x20, 0x0c); /* OCW3 poll */
 	CHECK_EQ_U64(in8(0x20), 0x86);
 	out8(0x20, 0x0c);
-	CHECK_EQ_U64(in8(0x20) & 0x80, 0);       /* nothing more (6 in service) */
+	CHECK_EQ_U64(in8(0x20) & 0x80, 0); /* nothing more (6 in service) */
 	out8(0x20, 0x20);
 	/* the request disappears between INTR and INTA: spurious IRQ 7 */
 	out8(0x4d0, 0x20);
@@ -192,7 +192,7 @@ static void test_auto_eoi_poll_spurious(void)
 	irq_set_level(m, 5, 0);
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x37);
 	out8(0x20, 0x0b);
-	CHECK_EQ_U64(in8(0x20), 0x00);           /* a spurious IRQ is not put in service */
+	CHECK_EQ_U64(in8(0x20), 0x00); /* a spurious IRQ is not put in service */
 	/* the same on the slave: spurious IRQ 15 */
 	out8(0x4d1, 0x02);
 	irq_set_level(m, 9, 1);
@@ -211,9 +211,9 @@ static void test_special_mask(void)
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x33);
 	irq_pulse(m, 5);
 	CHECK(!pic_output(&m->pic));
-	out8(0x21, 0x08);                        /* mask 3 ... */
-	out8(0x20, 0x68);                        /* ... and enter special mask mode */
-	CHECK(pic_output(&m->pic));              /* now lower priorities get through */
+	out8(0x21, 0x08);	    /* mask 3 ... */
+	out8(0x20, 0x68);	    /* ... and enter special mask mode */
+	CHECK(pic_output(&m->pic)); /* now lower priorities get through */
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x35);
 	machine_destroy(m);
 }
@@ -222,7 +222,7 @@ static void test_rotation(void)
 {
 	setup();
 	linux_init(0);
-	out8(0x20, 0xc4);                        /* set priority: IR4 lowest, IR5 highest */
+	out8(0x20, 0xc4); /* set priority: IR4 lowest, IR5 highest */
 	irq_pulse(m, 1);
 	irq_pulse(m, 6);
 	CHECK_EQ_U64(pic_intack(&m->pic), 0x36);

@@ -22,7 +22,7 @@ static uint8_t in8(uint16_t port)
 
 static void setup(void)
 {
-	struct machine_config cfg = { .mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1};
 	m = NULL;
 	if (machine_create(&m, &cfg) < 0)
 		abort();
@@ -51,13 +51,13 @@ static unsigned read16(uint16_t port)
 static void test_count_and_latch(void)
 {
 	setup();
-	out8(0x43, 0x34);                     /* ch0, lobyte/hibyte, mode 2, binary */
+	out8(0x43, 0x34); /* ch0, lobyte/hibyte, mode 2, binary */
 	out8(0x40, 11932 & 0xff);
 	out8(0x40, 11932 >> 8);
 	CHECK_EQ_U64(read16(0x40), 11932);
 	advance(1000000);
 	CHECK_EQ_U64(read16(0x40), 11932 - ticks(1000000));
-	out8(0x43, 0x00);                     /* latch ch0 */
+	out8(0x43, 0x00); /* latch ch0 */
 	advance(3000000);
 	CHECK_EQ_U64(read16(0x40), 11932 - ticks(1000000)); /* the latched value */
 	CHECK_EQ_U64(read16(0x40), 11932 - ticks(4000000)); /* live again */
@@ -76,15 +76,15 @@ static void test_readback_status(void)
 {
 	setup();
 	out8(0x43, 0x34);
-	CHECK((in8(0x43) == 0xff));           /* the control register is write-only */
-	out8(0x43, 0xe2);                     /* read-back: status of ch0 */
+	CHECK((in8(0x43) == 0xff));	      /* the control register is write-only */
+	out8(0x43, 0xe2);		      /* read-back: status of ch0 */
 	CHECK_EQ_U64(in8(0x40), 0x40 | 0x34); /* null count until a count is written */
 	out8(0x40, 0x00);
 	out8(0x40, 0x10);
 	advance(1000);
 	out8(0x43, 0xe2);
 	CHECK_EQ_U64(in8(0x40), 0x80 | 0x34); /* OUT high, count loaded */
-	out8(0x43, 0xc2);                     /* status and count */
+	out8(0x43, 0xc2);		      /* status and count */
 	CHECK_EQ_U64(in8(0x40), 0x80 | 0x34);
 	CHECK_EQ_U64(read16(0x40), 0x1000 - ticks(1000));
 	machine_destroy(m);
@@ -93,15 +93,15 @@ static void test_readback_status(void)
 static void test_modes_bytes_bcd(void)
 {
 	setup();
-	out8(0x43, 0x50);                     /* ch1, LSB only, mode 0 */
+	out8(0x43, 0x50); /* ch1, LSB only, mode 0 */
 	out8(0x41, 0x80);
 	CHECK_EQ_U64(in8(0x41), 0x80);
 	advance(ticks(1) ? 0 : 0);
-	out8(0x43, 0x61);                     /* ch1, MSB only, mode 0, BCD */
-	out8(0x41, 0x12);                     /* 1200 decimal */
-	advance(83810);                       /* 100 ticks */
-	CHECK_EQ_U64(in8(0x41), 0x11);        /* 1100, MSB in BCD */
-	out8(0x43, 0x71);                     /* ch1, both bytes, mode 0, BCD */
+	out8(0x43, 0x61);	       /* ch1, MSB only, mode 0, BCD */
+	out8(0x41, 0x12);	       /* 1200 decimal */
+	advance(83810);		       /* 100 ticks */
+	CHECK_EQ_U64(in8(0x41), 0x11); /* 1100, MSB in BCD */
+	out8(0x43, 0x71);	       /* ch1, both bytes, mode 0, BCD */
 	out8(0x41, 0x34);
 	out8(0x41, 0x12);
 	advance(83810);
@@ -120,7 +120,7 @@ static void test_ch2_gate_calibration(void)
 	CHECK_EQ_U64(in8(0x61) & 0x21, 0x01); /* OUT2 low while counting */
 	advance(999000);
 	CHECK_EQ_U64(in8(0x61) & 0x20, 0);
-	advance(1100);                        /* 1193 ticks are 999.8 us */
+	advance(1100); /* 1193 ticks are 999.8 us */
 	CHECK_EQ_U64(in8(0x61) & 0x20, 0x20);
 	/* the refresh toggle moves */
 	uint8_t a = in8(0x61) & 0x10;
@@ -139,10 +139,10 @@ static void test_irq0(void)
 	out8(0x21, 0x01);
 	out8(0x21, 0xfe);
 	advance(100000000);
-	CHECK(!pic_output(&m->pic));          /* unprogrammed PIT: quiet */
+	CHECK(!pic_output(&m->pic)); /* unprogrammed PIT: quiet */
 	out8(0x43, 0x34);
 	out8(0x40, 11932 & 0xff);
-	out8(0x40, 11932 >> 8);               /* 100 Hz: 11932 ticks = 10000151 ns */
+	out8(0x40, 11932 >> 8); /* 100 Hz: 11932 ticks = 10000151 ns */
 	advance(10000100);
 	CHECK(!pic_output(&m->pic));
 	advance(100);
@@ -158,11 +158,11 @@ static void test_irq0(void)
 			out8(0x20, 0x20);
 		}
 	}
-	CHECK_EQ_U64(n, 9);                   /* edges 2-10 (at k * 10000151 ns) fall in these 100 ms */
+	CHECK_EQ_U64(n, 9); /* edges 2-10 (at k * 10000151 ns) fall in these 100 ms */
 	/* one-shot (mode 0): one interrupt */
 	out8(0x43, 0x30);
 	out8(0x40, 0xe8);
-	out8(0x40, 0x03);                     /* 1000 ticks */
+	out8(0x40, 0x03); /* 1000 ticks */
 	n = 0;
 	for (int k = 0; k < 20; k++) {
 		advance(1000000);

@@ -25,8 +25,7 @@ static void cmos_set(uint8_t idx, uint8_t v)
 
 static void setup(uint64_t mem)
 {
-	struct machine_config cfg = { .mem_size = mem, .ncpus = 2, .serial_out_fd = -1,
-				      .rtc_host_sec = 1700000000 };
+	struct machine_config cfg = {.mem_size = mem, .ncpus = 2, .serial_out_fd = -1, .rtc_host_sec = 1700000000};
 	m = NULL;
 	if (machine_create(&m, &cfg) < 0)
 		abort();
@@ -42,20 +41,20 @@ static void advance(uint64_t ns)
 static void test_time_bcd_24h(void)
 {
 	setup(64 << 20);
-	CHECK_EQ_U64(cmos(0x0b) & 0x06, 0x02);     /* BCD, 24 h */
+	CHECK_EQ_U64(cmos(0x0b) & 0x06, 0x02); /* BCD, 24 h */
 	CHECK_EQ_U64(cmos(0x00), 0x20);
 	CHECK_EQ_U64(cmos(0x02), 0x13);
 	CHECK_EQ_U64(cmos(0x04), 0x22);
-	CHECK_EQ_U64(cmos(0x06), 0x03);            /* Tuesday: Sunday is 1 */
+	CHECK_EQ_U64(cmos(0x06), 0x03); /* Tuesday: Sunday is 1 */
 	CHECK_EQ_U64(cmos(0x07), 0x14);
 	CHECK_EQ_U64(cmos(0x08), 0x11);
 	CHECK_EQ_U64(cmos(0x09), 0x23);
-	CHECK_EQ_U64(cmos(0x32), 0x20);            /* century */
-	CHECK_EQ_U64(cmos(0x0d), 0x80);            /* valid */
-	advance(41ull * 1000000000ull);            /* 22:14:01 */
+	CHECK_EQ_U64(cmos(0x32), 0x20); /* century */
+	CHECK_EQ_U64(cmos(0x0d), 0x80); /* valid */
+	advance(41ull * 1000000000ull); /* 22:14:01 */
 	CHECK_EQ_U64(cmos(0x00), 0x01);
 	CHECK_EQ_U64(cmos(0x02), 0x14);
-	advance(2ull * 3600 * 1000000000ull);      /* past midnight: 00:14:01 on the 15th */
+	advance(2ull * 3600 * 1000000000ull); /* past midnight: 00:14:01 on the 15th */
 	CHECK_EQ_U64(cmos(0x04), 0x00);
 	CHECK_EQ_U64(cmos(0x07), 0x15);
 	CHECK_EQ_U64(cmos(0x06), 0x04);
@@ -65,13 +64,13 @@ static void test_time_bcd_24h(void)
 static void test_binary_12h(void)
 {
 	setup(64 << 20);
-	cmos_set(0x0b, 0x04);                      /* binary, 12 h */
-	CHECK_EQ_U64(cmos(0x04), 0x80 | 10);       /* 10 PM */
+	cmos_set(0x0b, 0x04);		     /* binary, 12 h */
+	CHECK_EQ_U64(cmos(0x04), 0x80 | 10); /* 10 PM */
 	CHECK_EQ_U64(cmos(0x02), 13);
 	CHECK_EQ_U64(cmos(0x09), 23);
-	cmos_set(0x0b, 0x00);                      /* BCD, 12 h */
+	cmos_set(0x0b, 0x00); /* BCD, 12 h */
 	CHECK_EQ_U64(cmos(0x04), 0x90);
-	advance(2ull * 3600 * 1000000000ull);      /* 00:13 is 12 AM */
+	advance(2ull * 3600 * 1000000000ull); /* 00:13 is 12 AM */
 	CHECK_EQ_U64(cmos(0x04), 0x12);
 	machine_destroy(m);
 }
@@ -108,7 +107,7 @@ static void test_uip_and_set(void)
 static void test_interrupts(void)
 {
 	setup(64 << 20);
-	bus_pio_write(m, 0x20, 1, 0x11);           /* PIC as Linux sets it up */
+	bus_pio_write(m, 0x20, 1, 0x11); /* PIC as Linux sets it up */
 	bus_pio_write(m, 0x21, 1, 0x30);
 	bus_pio_write(m, 0x21, 1, 0x04);
 	bus_pio_write(m, 0x21, 1, 0x01);
@@ -117,12 +116,12 @@ static void test_interrupts(void)
 	bus_pio_write(m, 0xa1, 1, 0x02);
 	bus_pio_write(m, 0xa1, 1, 0x01);
 	bus_pio_write(m, 0x21, 1, 0xfb);
-	bus_pio_write(m, 0xa1, 1, 0xfe);           /* IRQ 8 only */
+	bus_pio_write(m, 0xa1, 1, 0xfe); /* IRQ 8 only */
 	(void)cmos(0x0c);
 	advance(5000000000ull);
-	CHECK(!pic_output(&m->pic));               /* nothing enabled */
-	CHECK_EQ_U64(cmos(0x0c) & 0x50, 0x50);     /* but PF and UF were set */
-	CHECK_EQ_U64(cmos(0x0c), 0);               /* cleared by the read */
+	CHECK(!pic_output(&m->pic));	       /* nothing enabled */
+	CHECK_EQ_U64(cmos(0x0c) & 0x50, 0x50); /* but PF and UF were set */
+	CHECK_EQ_U64(cmos(0x0c), 0);	       /* cleared by the read */
 	/* periodic at 1024 Hz (rate 6) */
 	cmos_set(0x0a, 0x26);
 	cmos_set(0x0b, 0x42);
@@ -160,11 +159,11 @@ static void test_memory_fields(void)
 {
 	setup(512 << 20);
 	CHECK_EQ_U64(cmos(0x15) | cmos(0x16) << 8, 640);
-	CHECK_EQ_U64(cmos(0x17) | cmos(0x18) << 8, 0xfc00);   /* capped at 63 MiB */
+	CHECK_EQ_U64(cmos(0x17) | cmos(0x18) << 8, 0xfc00); /* capped at 63 MiB */
 	CHECK_EQ_U64(cmos(0x30) | cmos(0x31) << 8, 0xfc00);
 	CHECK_EQ_U64(cmos(0x34) | cmos(0x35) << 8, (512 - 16) * 16); /* 64 KiB units */
 	CHECK_EQ_U64(cmos(0x5b) | cmos(0x5c) << 8 | cmos(0x5d) << 16, 0);
-	CHECK_EQ_U64(cmos(0x5f), 1);                          /* 2 CPUs */
+	CHECK_EQ_U64(cmos(0x5f), 1); /* 2 CPUs */
 	machine_destroy(m);
 	setup(MEM_LOW_END + (1ull << 30));
 	CHECK_EQ_U64(cmos(0x34) | cmos(0x35) << 8, (uint64_t)(MEM_LOW_END - (16 << 20)) >> 16);

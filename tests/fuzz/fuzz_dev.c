@@ -1,0 +1,96 @@
+/* libFuzzer target for the machine's devices: the input is a list of guest
+ * actions (port and MMIO accesses of any size, IRQ lines, MSRs, interrupt
+ * acknowledges, host serial input, time passing, snapshot loads) replayed
+ * on a fresh 2-vCPU machine. Any crash or sanitizer report is a bug. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "machine/machine_impl.h"
+
+struct fz_op {
+	uint8_t kind, size;
+	uint16_t port;
+	uint32_t addr;
+	uint64_t val;
+};
+
+static const uint64_t fz_mmio_base[4] = {MEM_LAPIC_BASE, MEM_IOAPIC_BASE, MEM_HPET_BASE, 0};
+
+static void fz_snapshot(struct machine *m, uint8_t which, uint64_t val, const uint8_t *raw, size_t rawlen)
+{
+	uint8_t buf[2048];
+	int n;
+	/* save one device, flip bytes of the image as the input says, load it back */
+	switch (which % 6) {
+	case 0: n = pic_save(&m->pic, buf, sizeof(buf)); break;
+	case 1: n = ioapic_save(&m->ioapic, buf, sizeof(buf)); break;
+	case 2: n = lapic_save(&m->lapic[val & 1], buf, sizeof(buf)); break;
+	case 3: n = pit_save(&m->pit, buf, sizeof(buf)); break;
+	case 4: n = rtc_save(&m->rtc, buf, sizeof(buf)); break;
+	default: n = uart_save(&m->com1, buf, sizeof(buf)); break;
+	}
+	if (n <= (int)sizeof(struct dev_hdr))
+		return;
+	for (size_t k = 0; k < rawlen; k++)
+		buf[sizeof(struct dev_hdr) + (val + k) % ((size_t)n - sizeof(struct dev_hdr))] ^= raw[k];
+	switch (which % 6) {
+	case 0: (void)pic_load(&m->pic, buf, (size_t)n); break;
+	case 1: (void)ioapic_load(&m->ioapic, buf, (size_t)n); break;
+	case 2: (void)lapic_load(&m->lapic[val & 1], buf, (size_t)n); break;
+	case 3: (void)pit_load(&m->pit, buf, (size_t)n); break;
+	case 4: (void)rtc_load(&m->rtc, buf, (size_t)n); break;
+	default: (void)uart_load(&m->com1, buf, (size_t)n); break;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct machine *m = NULL;
+	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 2, .serial_out_fd = -1, .rtc_host_sec = 1700000000};
+	if (machine_create(&m, &cfg) < 0)
+		abort();
+	m->clock_manual = 1;
+	for (size_t off = 0; off + sizeof(struct fz_op) <= size; off += sizeof(struct fz_op)) {
+		struct fz_op op;
+		memcpy(&op, data + off, sizeof(op));
+		unsigned sz = 1u << (op.size & 3);
+		m->cur_cpu = op.size >> 7;
+		switch (op.kind % 10) {
+		case 0: (void)bus_pio_read(m, op.port, sz); break;
+		case 1: bus_pio_write(m, op.port, sz, op.val); break;
+		case 2: (void)bus_mmio_read(m, fz_mmio_base[op.port & 3] + (op.addr & 0x1fff), sz); break;
+		case 3: bus_mmio_write(m, fz_mmio_base[op.port & 3] + (op.addr & 0x1fff), sz, op.val); break;
+		case 4: irq_set_level(m, op.port & 31, (int)(op.val & 1)); break;
+		case 5:
+			clock_advance_to(m, clock_ns(m) + (op.val & 0xffffffff));
+			mtimer_run_expired(m);
+			break;
+		case 6:
+			if (intr_pending(m, op.port & 1))
+				(void)intr_ack(m, op.port & 1);
+			(void)vcpu_take_requests(m, op.port & 1, NULL);
+			(void)machine_take_power(m);
+			break;
+		case 7: {
+			uint8_t in[8];
+			memcpy(in, &op.val, 8);
+			(void)uart_receive(&m->com1, in, op.size & 7);
+			break;
+		}
+		case 8: (void)lapic_msr_write(m, op.port & 1, 0x800 | (op.addr & 0xff), op.val); break;
+		default:
+			if (op.size & 0x40) {
+				(void)lapic_msr_write(m, op.port & 1, op.addr & 1 ? 0x1b : 0x6e0, op.val);
+			} else {
+				size_t rawlen = size - off - sizeof(op) < 8 ? size - off - sizeof(op) : 8;
+				fz_snapshot(m, (uint8_t)op.port, op.val, data + off + sizeof(op), rawlen);
+			}
+			break;
+		}
+	}
+	machine_destroy(m);
+	return 0;
+}
