@@ -38,6 +38,7 @@
  * No _PRT yet: with none, the kernel takes INTx from each function's
  * interrupt line register; virtio devices use MSI-X. The power button is
  * the FADT's fixed-feature button, so \_SB needs no PNP0C0C device. */
+/* clang-format off */
 static const uint8_t dsdt_aml[] = {
 	/* Name (_S5, Package (4) { 5, 5, 0, 0 }) */
 	0x08, '_', 'S', '5', '_',         /* NameOp "_S5_" */
@@ -79,6 +80,7 @@ static const uint8_t dsdt_aml[] = {
 	0x00, 0x00, 0xc0, 0x3e,           /* length */
 	0x79, 0x00,                       /* End Tag */
 };
+/* clang-format on */
 
 /* The lengths above were counted by hand; the layout constants are spelled
  * out in the bytes. */
@@ -122,9 +124,9 @@ static void header(uint8_t *t, const char *sig, uint32_t len, uint8_t rev)
 	t[8] = rev;
 	memcpy(t + 10, OEM_ID, 6);
 	memcpy(t + 16, OEM_TABLE, 8);
-	put32(t + 24, 1);          /* OEM revision */
+	put32(t + 24, 1);	   /* OEM revision */
 	memcpy(t + 28, "CRRL", 4); /* creator ID */
-	put32(t + 32, 1);          /* creator revision */
+	put32(t + 32, 1);	   /* creator revision */
 }
 
 static void seal(uint8_t *t, uint32_t len)
@@ -148,18 +150,18 @@ static void build_fadt(uint8_t *t)
 	header(t, "FACP", FADT_LEN, 6);
 	put32(t + 36, (uint32_t)ACPI_FACS_ADDR); /* FIRMWARE_CTRL */
 	put32(t + 40, (uint32_t)ACPI_DSDT_ADDR); /* DSDT */
-	t[45] = 0;                               /* Preferred_PM_Profile: unspecified */
-	put16(t + 46, IRQ_ACPI_SCI);             /* SCI_INT */
-	put32(t + 48, 0); /* SMI_CMD 0: no SMM; ACPI mode is always on */
-	put32(t + 56, PORT_ACPI_PM);      /* PM1a_EVT_BLK */
-	put32(t + 64, PORT_ACPI_PM1_CNT); /* PM1a_CNT_BLK */
-	put32(t + 76, PORT_ACPI_PM_TMR);  /* PM_TMR_BLK */
-	t[88] = 4;                        /* PM1_EVT_LEN */
-	t[89] = 2;                        /* PM1_CNT_LEN */
-	t[91] = 4;                        /* PM_TMR_LEN */
-	put16(t + 96, 101);  /* P_LVL2_LAT > 100: no C2 */
-	put16(t + 98, 1001); /* P_LVL3_LAT > 1000: no C3 */
-	t[108] = 0;          /* CENTURY: no RTC century register */
+	t[45] = 0;				 /* Preferred_PM_Profile: unspecified */
+	put16(t + 46, IRQ_ACPI_SCI);		 /* SCI_INT */
+	put32(t + 48, 0);			 /* SMI_CMD 0: no SMM; ACPI mode is always on */
+	put32(t + 56, PORT_ACPI_PM);		 /* PM1a_EVT_BLK */
+	put32(t + 64, PORT_ACPI_PM1_CNT);	 /* PM1a_CNT_BLK */
+	put32(t + 76, PORT_ACPI_PM_TMR);	 /* PM_TMR_BLK */
+	t[88] = 4;				 /* PM1_EVT_LEN */
+	t[89] = 2;				 /* PM1_CNT_LEN */
+	t[91] = 4;				 /* PM_TMR_LEN */
+	put16(t + 96, 101);			 /* P_LVL2_LAT > 100: no C2 */
+	put16(t + 98, 1001);			 /* P_LVL3_LAT > 1000: no C3 */
+	t[108] = 0;				 /* CENTURY: no RTC century register */
 	/* IAPC_BOOT_ARCH: LEGACY_DEVICES | 8042 | VGA Not Present */
 	put16(t + 109, 0x1 | 0x2 | 0x4);
 	/* Flags: WBINVD | PROC_C1 | SLP_BUTTON (none) | FIX_RTC | TMR_VAL_EXT
@@ -168,9 +170,9 @@ static void build_fadt(uint8_t *t)
 	put32(t + 112, (1u << 0) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 10));
 	gas_io(t + 116, PORT_ACPI_RESET, 1, 1); /* RESET_REG */
 	t[128] = ACPI_RESET_VALUE;
-	t[131] = 4;                          /* FADT minor version: 6.4 */
-	put64(t + 132, ACPI_FACS_ADDR);      /* X_FIRMWARE_CTRL */
-	put64(t + 140, ACPI_DSDT_ADDR);      /* X_DSDT */
+	t[131] = 4;			     /* FADT minor version: 6.4 */
+	put64(t + 132, ACPI_FACS_ADDR);	     /* X_FIRMWARE_CTRL */
+	put64(t + 140, ACPI_DSDT_ADDR);	     /* X_DSDT */
 	gas_io(t + 148, PORT_ACPI_PM, 4, 0); /* X_PM1a_EVT_BLK */
 	gas_io(t + 172, PORT_ACPI_PM1_CNT, 2, 0);
 	gas_io(t + 208, PORT_ACPI_PM_TMR, 4, 0);
@@ -184,13 +186,13 @@ static uint32_t build_madt(uint8_t *t, unsigned ncpus)
 	unsigned i;
 
 	put32(t + 36, (uint32_t)MEM_LAPIC_BASE);
-	put32(t + 40, 1); /* PCAT_COMPAT: there is an 8259 pair too */
+	put32(t + 40, 1);	      /* PCAT_COMPAT: there is an 8259 pair too */
 	for (i = 0; i < ncpus; i++) { /* Processor Local APIC */
 		t[off] = 0;
 		t[off + 1] = 8;
 		t[off + 2] = (uint8_t)i; /* ACPI processor UID */
 		t[off + 3] = (uint8_t)i; /* APIC ID */
-		put32(t + off + 4, 1);   /* enabled */
+		put32(t + off + 4, 1);	 /* enabled */
 		off += 8;
 	}
 	t[off] = 1; /* I/O APIC: its ID follows the CPUs' */

@@ -12,8 +12,8 @@ struct cpu_state;
 
 struct boot_config {
 	const char *kernel, *initrd, *cmdline; /* initrd may be NULL; cmdline NULL: BOOT_DEFAULT_CMDLINE */
-	uint64_t mem_size;                     /* guest RAM in bytes (as the machine was made) */
-	unsigned ncpus;                        /* 1..MACHINE_MAX_CPUS */
+	uint64_t mem_size;		       /* guest RAM in bytes (as the machine was made) */
+	unsigned ncpus;			       /* 1..MACHINE_MAX_CPUS */
 };
 
 /* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
@@ -21,8 +21,7 @@ struct boot_config {
  * calls cpu_flush). Returns 0, or -errno with a one-line message in err
  * ("kernel 'x': not a bzImage or ELF file (bad magic 0x1234)"). The kernel
  * and initrd are hostile input: every size and offset is checked. */
-int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err,
-	       size_t errlen);
+int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err, size_t errlen);
 
 /* The command line when none is given: the console on COM1, kernel
  * messages only from warnings up. */
@@ -35,14 +34,14 @@ int acpi_build(struct machine *m, unsigned ncpus);
 
 /* Fixed low-memory layout used for the 64-bit entry (all below 1 MiB,
  * inside RAM [0, 0x9fc00) or the BIOS area the e820 map reserves). */
-#define BOOT_GDT 0x500ull          /* GDT: null, null, __BOOT_CS, __BOOT_DS */
-#define BOOT_ZERO_PAGE 0x7000ull   /* struct boot_params, 4 KiB */
-#define BOOT_PML4 0x9000ull        /* identity map: PML4, PDPT, four PDs */
+#define BOOT_GDT 0x500ull	 /* GDT: null, null, __BOOT_CS, __BOOT_DS */
+#define BOOT_ZERO_PAGE 0x7000ull /* struct boot_params, 4 KiB */
+#define BOOT_PML4 0x9000ull	 /* identity map: PML4, PDPT, four PDs */
 #define BOOT_PDPT 0xa000ull
-#define BOOT_PD 0xb000ull          /* 0xb000-0xefff: 4 x 512 2 MiB pages = 4 GiB */
-#define BOOT_CMDLINE 0x20000ull    /* kernel command line */
-#define BOOT_CMDLINE_MAX 2048u     /* bytes including the NUL (boot protocol 2.06+ default) */
-#define BOOT_ACPI_RSDP 0xe0000ull  /* ACPI tables from here up to 0xfffff */
+#define BOOT_PD 0xb000ull	  /* 0xb000-0xefff: 4 x 512 2 MiB pages = 4 GiB */
+#define BOOT_CMDLINE 0x20000ull	  /* kernel command line */
+#define BOOT_CMDLINE_MAX 2048u	  /* bytes including the NUL (boot protocol 2.06+ default) */
+#define BOOT_ACPI_RSDP 0xe0000ull /* ACPI tables from here up to 0xfffff */
 #define BOOT_ACPI_END 0x100000ull
 #define BOOT_CS 0x10
 #define BOOT_DS 0x18

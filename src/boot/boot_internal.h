@@ -14,13 +14,12 @@ void boot_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
  * into a new malloc'd buffer of at most cap bytes. *format names the format
  * found. Returns 0, -EPROTONOSUPPORT (unknown format), -EFBIG (more than
  * cap), -ENOMEM, or -EIO (corrupt or truncated). */
-int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen,
-		const char **format);
+int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen, const char **format);
 
 /* Loads an x86-64 ELF64 executable's PT_LOAD segments at their physical
  * addresses; *entry is the physical entry point, *kend the image's end. */
-int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_t len,
-		  uint64_t *entry, uint64_t *kend, char *err, size_t errlen);
+int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_t len, uint64_t *entry, uint64_t *kend,
+		  char *err, size_t errlen);
 
 /* ACPI layout inside [BOOT_ACPI_RSDP, BOOT_ACPI_END) */
 #define ACPI_XSDT_ADDR 0xe0040ull

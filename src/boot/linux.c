@@ -116,8 +116,8 @@ static void put64(uint8_t *p, uint64_t v)
 }
 
 /* Reads a whole file of at most max bytes into a new buffer. */
-static int file_read(const char *what, const char *path, uint64_t max, uint8_t **out, size_t *outlen,
-		     char *err, size_t errlen)
+static int file_read(const char *what, const char *path, uint64_t max, uint8_t **out, size_t *outlen, char *err,
+		     size_t errlen)
 {
 	struct stat st;
 	uint8_t *buf;
@@ -257,7 +257,7 @@ static int unpack_xz(const uint8_t *in, size_t inlen, struct obuf *o)
 static int unpack_zstd(const uint8_t *in, size_t inlen, struct obuf *o)
 {
 	ZSTD_DStream *d = ZSTD_createDStream();
-	ZSTD_inBuffer ib = { in, inlen, 0 };
+	ZSTD_inBuffer ib = {in, inlen, 0};
 	size_t r;
 	int ret = 0;
 
@@ -318,8 +318,7 @@ static int unpack_lz4(const uint8_t *in, size_t inlen, struct obuf *o)
 			size_t room = o->size - o->len;
 			if (room > LZ4_LEGACY_BLOCK)
 				room = LZ4_LEGACY_BLOCK;
-			r = LZ4_decompress_safe((const char *)in + pos, (char *)o->p + o->len, (int)n,
-						(int)room);
+			r = LZ4_decompress_safe((const char *)in + pos, (char *)o->p + o->len, (int)n, (int)room);
 		}
 		if (r < 0)
 			return o->size - o->len < LZ4_LEGACY_BLOCK ? -EFBIG : -EIO;
@@ -329,17 +328,19 @@ static int unpack_lz4(const uint8_t *in, size_t inlen, struct obuf *o)
 	return o->len ? 0 : -EIO;
 }
 
-int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen,
-		const char **format)
+int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen, const char **format)
 {
-	struct obuf o = { NULL, 0, 0, cap };
+	struct obuf o = {NULL, 0, 0, cap};
 	int ret;
 
 	*format = "unknown";
 	if (inlen >= 2 && in[0] == 0x1f && in[1] == 0x8b) {
 		*format = "gzip";
 		ret = unpack_gzip(in, inlen, &o);
-	} else if (inlen >= 6 && !memcmp(in, "\xfd" "7zXZ\0", 6)) {
+	} else if (inlen >= 6 && !memcmp(in,
+					 "\xfd"
+					 "7zXZ\0",
+					 6)) {
 		*format = "xz";
 		ret = unpack_xz(in, inlen, &o);
 	} else if (inlen >= 4 && get32(in) == 0xfd2fb528u) {
@@ -370,25 +371,26 @@ int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size
 
 /* Loads the PT_LOAD segments of an x86-64 ELF64 image at their physical
  * addresses; returns the physical entry point and the end of the image. */
-int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_t len,
-		  uint64_t *entry, uint64_t *kend, char *err, size_t errlen)
+int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_t len, uint64_t *entry, uint64_t *kend,
+		  char *err, size_t errlen)
 {
 	uint64_t phoff, e_entry, end = 0, pentry = UINT64_MAX;
 	unsigned phnum, phentsize, i, loads = 0;
 
-	if (len < 64 || memcmp(img, "\x7f" "ELF", 4)) {
+	if (len < 64 || memcmp(img,
+			       "\x7f"
+			       "ELF",
+			       4)) {
 		boot_err(err, errlen, "kernel '%s': not an ELF file", path);
 		return -ENOEXEC;
 	}
 	if (img[4] != 2 || img[5] != 1 || get16(img + 18) != 62) {
-		boot_err(err, errlen,
-			 "kernel '%s': not an x86-64 kernel (ELF class %u, data %u, machine %u)", path,
+		boot_err(err, errlen, "kernel '%s': not an x86-64 kernel (ELF class %u, data %u, machine %u)", path,
 			 img[4], img[5], img[4] == 2 && len >= 20 ? get16(img + 18) : 0);
 		return -ENOEXEC;
 	}
 	if (get16(img + 16) != 2) {
-		boot_err(err, errlen, "kernel '%s': ELF type %u is not an executable", path,
-			 get16(img + 16));
+		boot_err(err, errlen, "kernel '%s': ELF type %u is not an executable", path, get16(img + 16));
 		return -ENOEXEC;
 	}
 	e_entry = get64(img + 24);
@@ -397,8 +399,8 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 	phnum = get16(img + 56);
 	if (phentsize < 56 || phnum == 0 || phnum > ELF_PHNUM_MAX || phoff > len ||
 	    (uint64_t)phnum * phentsize > len - phoff) {
-		boot_err(err, errlen, "kernel '%s': bad ELF program headers (%u at 0x%llx, size %u)",
-			 path, phnum, (unsigned long long)phoff, phentsize);
+		boot_err(err, errlen, "kernel '%s': bad ELF program headers (%u at 0x%llx, size %u)", path, phnum,
+			 (unsigned long long)phoff, phentsize);
 		return -ENOEXEC;
 	}
 	for (i = 0; i < phnum; i++) {
@@ -410,8 +412,7 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 		if (get32(ph) != 1 /* PT_LOAD */ || memsz == 0)
 			continue;
 		if (filesz > memsz || off > len || filesz > len - off || memsz > KERNEL_IMAGE_MAX) {
-			boot_err(err, errlen, "kernel '%s': ELF segment %u out of the file's bounds",
-				 path, i);
+			boot_err(err, errlen, "kernel '%s': ELF segment %u out of the file's bounds", path, i);
 			return -ENOEXEC;
 		}
 		if (paddr > UINT64_MAX - memsz || !(dst = gpa_ptr(m, paddr, memsz))) {
@@ -422,15 +423,13 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 					 path, (unsigned long long)((paddr + memsz + (1u << 20) - 1) >> 20));
 				return -ENOMEM;
 			}
-			boot_err(err, errlen,
-				 "kernel '%s': segment at 0x%llx-0x%llx is outside guest RAM", path,
+			boot_err(err, errlen, "kernel '%s': segment at 0x%llx-0x%llx is outside guest RAM", path,
 				 (unsigned long long)paddr, (unsigned long long)(paddr + memsz));
 			return -ENOEXEC;
 		}
 		if (paddr < BOOT_CMDLINE + BOOT_CMDLINE_MAX && paddr + memsz > BOOT_GDT) {
-			boot_err(err, errlen,
-				 "kernel '%s': segment at 0x%llx overlaps the boot data below 1 MiB",
-				 path, (unsigned long long)paddr);
+			boot_err(err, errlen, "kernel '%s': segment at 0x%llx overlaps the boot data below 1 MiB", path,
+				 (unsigned long long)paddr);
 			return -ENOEXEC;
 		}
 		memcpy(dst, img + off, filesz);
@@ -467,9 +466,8 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 
 /* Validates a bzImage's setup header, decompresses its payload and loads
  * the vmlinux inside. hdr gets the setup header (at boot_params offsets). */
-static int load_bzimage(struct machine *m, const char *path, const uint8_t *img, size_t len,
-			uint64_t mem_cap, uint8_t *zp, uint64_t *entry, uint64_t *kend, char *err,
-			size_t errlen)
+static int load_bzimage(struct machine *m, const char *path, const uint8_t *img, size_t len, uint64_t mem_cap,
+			uint8_t *zp, uint64_t *entry, uint64_t *kend, char *err, size_t errlen)
 {
 	unsigned version = get16(img + HDR_VERSION), setup_sects = img[HDR_SETUP_SECTS];
 	uint64_t pm_off, poff, plen, hdr_end;
@@ -479,14 +477,13 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 	int ret;
 
 	if (version < 0x206) {
-		boot_err(err, errlen, "kernel '%s': boot protocol %u.%02u is too old (need 2.08)",
-			 path, version >> 8, version & 0xff);
+		boot_err(err, errlen, "kernel '%s': boot protocol %u.%02u is too old (need 2.08)", path, version >> 8,
+			 version & 0xff);
 		return -ENOEXEC;
 	}
 	if (version < 0x208) {
-		boot_err(err, errlen,
-			 "kernel '%s': boot protocol %u.%02u has no payload fields (need 2.08)",
-			 path, version >> 8, version & 0xff);
+		boot_err(err, errlen, "kernel '%s': boot protocol %u.%02u has no payload fields (need 2.08)", path,
+			 version >> 8, version & 0xff);
 		return -ENOEXEC;
 	}
 	/* The setup header ends where its jump instruction lands. */
@@ -516,13 +513,17 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 	cap = mem_cap < KERNEL_IMAGE_MAX ? (size_t)mem_cap : (size_t)KERNEL_IMAGE_MAX;
 	ret = boot_unpack(img + pm_off + poff, plen, cap, &vmlinux, &vlen, &format);
 	if (ret == -EPROTONOSUPPORT) {
-		boot_err(err, errlen, "kernel '%s': %s-compressed payload is not supported "
-				      "(gzip, xz, zstd, lz4 are)", path, format);
+		boot_err(err, errlen,
+			 "kernel '%s': %s-compressed payload is not supported "
+			 "(gzip, xz, zstd, lz4 are)",
+			 path, format);
 		return -ENOEXEC;
 	}
 	if (ret == -EFBIG) {
-		boot_err(err, errlen, "kernel '%s': %s payload decompresses to more than %zu MiB "
-				      "(more --mem?)", path, format, cap >> 20);
+		boot_err(err, errlen,
+			 "kernel '%s': %s payload decompresses to more than %zu MiB "
+			 "(more --mem?)",
+			 path, format, cap >> 20);
 		return mem_cap < KERNEL_IMAGE_MAX ? -ENOMEM : -EFBIG;
 	}
 	if (ret < 0) {
@@ -585,7 +586,7 @@ static int build_pagetables(struct machine *m)
 
 static int build_gdt(struct machine *m)
 {
-	uint8_t gdt[32] = { 0 };
+	uint8_t gdt[32] = {0};
 
 	put64(gdt + BOOT_CS, 0x00af9b000000ffffull); /* 64-bit code, DPL 0 */
 	put64(gdt + BOOT_DS, 0x00cf93000000ffffull); /* flat data, DPL 0 */
@@ -626,7 +627,7 @@ static void setup_bsp(struct cpu_state *s, uint64_t entry)
 	s->idtr.limit = 0;
 	s->cr0 = 0x80000031; /* PG NE ET PE */
 	s->cr3 = BOOT_PML4;
-	s->cr4 = 0x20; /* PAE */
+	s->cr4 = 0x20;	 /* PAE */
 	s->efer = 0xd00; /* NXE LMA LME */
 	s->cr2 = 0;
 	s->cr8 = 0;
@@ -639,8 +640,8 @@ static void setup_bsp(struct cpu_state *s, uint64_t entry)
 }
 
 /* Reads the initrd straight into guest RAM at the top of low memory. */
-static int load_initrd(struct machine *m, const char *path, uint64_t kend, uint64_t low_end,
-		       uint64_t addr_max, uint64_t *addr, uint64_t *size, char *err, size_t errlen)
+static int load_initrd(struct machine *m, const char *path, uint64_t kend, uint64_t low_end, uint64_t addr_max,
+		       uint64_t *addr, uint64_t *size, char *err, size_t errlen)
 {
 	struct stat st;
 	uint64_t top, at, done = 0;
@@ -670,8 +671,7 @@ static int load_initrd(struct machine *m, const char *path, uint64_t kend, uint6
 	at = (top - (uint64_t)st.st_size) & ~0xfffull;
 	dst = gpa_ptr(m, at, st.st_size ? (uint64_t)st.st_size : 1);
 	if (!dst) {
-		boot_err(err, errlen, "initrd '%s': no guest RAM at 0x%llx", path,
-			 (unsigned long long)at);
+		boot_err(err, errlen, "initrd '%s': no guest RAM at 0x%llx", path, (unsigned long long)at);
 		e = ENOMEM;
 		goto err_fd;
 	}
@@ -693,8 +693,7 @@ err_fd:
 	return -e;
 }
 
-int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err,
-	       size_t errlen)
+int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err, size_t errlen)
 {
 	const char *path = cfg->kernel, *cmdline;
 	uint64_t low_end, high, entry = 0, kend = 0, rd_addr = 0, rd_size = 0, addr_max;
@@ -708,17 +707,17 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 		return -EINVAL;
 	}
 	if (cfg->ncpus < 1 || cfg->ncpus > MACHINE_MAX_CPUS) {
-		boot_err(err, errlen, "%u CPUs: corral supports 1 to %d", cfg->ncpus,
-			 MACHINE_MAX_CPUS);
+		boot_err(err, errlen, "%u CPUs: corral supports 1 to %d", cfg->ncpus, MACHINE_MAX_CPUS);
 		return -EINVAL;
 	}
 	low_end = cfg->mem_size < MEM_LOW_END ? cfg->mem_size : MEM_LOW_END;
 	high = cfg->mem_size - low_end;
-	if (low_end < (2u << 20) || !gpa_ptr(m, 0, MEM_EBDA_START) ||
-	    !gpa_ptr(m, 1u << 20, low_end - (1u << 20)) ||
+	if (low_end < (2u << 20) || !gpa_ptr(m, 0, MEM_EBDA_START) || !gpa_ptr(m, 1u << 20, low_end - (1u << 20)) ||
 	    (high && !gpa_ptr(m, MEM_HIGH_START, high))) {
-		boot_err(err, errlen, "guest memory of %llu MiB is too small or not mapped as the PC "
-				      "memory map says", (unsigned long long)(cfg->mem_size >> 20));
+		boot_err(err, errlen,
+			 "guest memory of %llu MiB is too small or not mapped as the PC "
+			 "memory map says",
+			 (unsigned long long)(cfg->mem_size >> 20));
 		return -ENOMEM;
 	}
 	zp = gpa_ptr(m, BOOT_ZERO_PAGE, 0x1000);
@@ -733,13 +732,19 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	memset(zp, 0, 0x1000);
 	if (len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4)) {
 		ret = load_bzimage(m, path, img, len, low_end, zp, &entry, &kend, err, errlen);
-	} else if (len >= 4 && !memcmp(img, "\x7f" "ELF", 4)) {
+	} else if (len >= 4 && !memcmp(img,
+				       "\x7f"
+				       "ELF",
+				       4)) {
 		ret = boot_load_elf(m, path, img, len, &entry, &kend, err, errlen);
 		synth_header(zp);
 	} else {
 		boot_err(err, errlen, "kernel '%s': not a bzImage or ELF file (bad magic 0x%0*x)", path,
 			 len >= 4 ? 8 : (int)len * 2,
-			 len >= 4 ? get32(img) : len >= 2 ? get16(img) : len ? img[0] : 0);
+			 len >= 4   ? get32(img)
+			 : len >= 2 ? get16(img)
+			 : len	    ? img[0]
+				    : 0);
 		ret = -ENOEXEC;
 	}
 	free(img);
@@ -757,12 +762,10 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	cmdline = cfg->cmdline ? cfg->cmdline : BOOT_DEFAULT_CMDLINE;
 	cl_len = strlen(cmdline);
 	if (cl_len > cl_max) {
-		boot_err(err, errlen, "kernel command line is %zu bytes; this kernel takes at most %u",
-			 cl_len, cl_max);
+		boot_err(err, errlen, "kernel command line is %zu bytes; this kernel takes at most %u", cl_len, cl_max);
 		return -E2BIG;
 	}
-	if (gpa_write(m, BOOT_CMDLINE, cmdline, cl_len) < 0 ||
-	    gpa_write(m, BOOT_CMDLINE + cl_len, "", 1) < 0) {
+	if (gpa_write(m, BOOT_CMDLINE, cmdline, cl_len) < 0 || gpa_write(m, BOOT_CMDLINE + cl_len, "", 1) < 0) {
 		boot_err(err, errlen, "cannot write the command line to guest RAM");
 		return -ENOMEM;
 	}
@@ -772,8 +775,7 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 		addr_max = get32(zp + HDR_INITRD_ADDR_MAX);
 		if (!addr_max)
 			addr_max = 0x37ffffff; /* boot.rst: the default for old kernels */
-		ret = load_initrd(m, cfg->initrd, kend, low_end, addr_max, &rd_addr, &rd_size, err,
-				  errlen);
+		ret = load_initrd(m, cfg->initrd, kend, low_end, addr_max, &rd_addr, &rd_size, err, errlen);
 		if (ret < 0)
 			return ret;
 		put32(zp + HDR_RAMDISK_IMAGE, (uint32_t)rd_addr);
@@ -816,15 +818,13 @@ int boot_default_guest(char *kernel, char *initrd, size_t len, char *err, size_t
 		n = snprintf(dir, sizeof(dir), "%s/corral/guest", xdg);
 	else
 		n = snprintf(dir, sizeof(dir), "%s/.cache/corral/guest", home && *home ? home : "/root");
-	if (n < 0 || (size_t)n >= sizeof(dir) ||
-	    (size_t)snprintf(kernel, len, "%s/" BOOT_GUEST_KERNEL, dir) >= len ||
+	if (n < 0 || (size_t)n >= sizeof(dir) || (size_t)snprintf(kernel, len, "%s/" BOOT_GUEST_KERNEL, dir) >= len ||
 	    (size_t)snprintf(initrd, len, "%s/" BOOT_GUEST_INITRD, dir) >= len) {
 		boot_err(err, errlen, "default guest: path too long");
 		return -ENAMETOOLONG;
 	}
 	if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
-		boot_err(err, errlen,
-			 "no default guest in %s: run tools/mkguest.sh to build it, or give --kernel",
+		boot_err(err, errlen, "no default guest in %s: run tools/mkguest.sh to build it, or give --kernel",
 			 dir);
 		return -ENOENT;
 	}

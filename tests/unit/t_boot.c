@@ -69,7 +69,10 @@ static uint8_t *make_elf(size_t *len, uint16_t machine, uint64_t entry)
 	size_t n = 0x1000 + KFILESZ;
 	uint8_t *e = calloc(1, n), *ph = e + 64;
 
-	memcpy(e, "\x7f" "ELF", 4);
+	memcpy(e,
+	       "\x7f"
+	       "ELF",
+	       4);
 	e[4] = 2; /* ELFCLASS64 */
 	e[5] = 1; /* little endian */
 	e[6] = 1;
@@ -121,8 +124,8 @@ static uint8_t *pack(const char *fmt, const uint8_t *in, size_t inlen, size_t *o
 		n = 4;
 		while (pos < inlen) {
 			size_t chunk = inlen - pos > (8u << 20) ? (8u << 20) : inlen - pos;
-			int c = LZ4_compress_default((const char *)in + pos, (char *)out + n + 4,
-						     (int)chunk, (int)(cap - n - 4));
+			int c = LZ4_compress_default((const char *)in + pos, (char *)out + n + 4, (int)chunk,
+						     (int)(cap - n - 4));
 			wr32(out + n, (uint32_t)c);
 			n += 4 + (size_t)c;
 			pos += chunk;
@@ -146,15 +149,15 @@ static uint8_t *make_bzimage(const uint8_t *payload, size_t plen, uint16_t versi
 	b[0x201] = 0x6a; /* jump to 0x26c: the header's end */
 	memcpy(b + 0x202, "HdrS", 4);
 	wr16(b + 0x206, version);
-	b[0x211] = 1;                 /* LOADED_HIGH */
-	wr32(b + 0x22c, 0x7fffffff);  /* initrd_addr_max */
+	b[0x211] = 1;		     /* LOADED_HIGH */
+	wr32(b + 0x22c, 0x7fffffff); /* initrd_addr_max */
 	wr32(b + 0x230, 0x200000);
 	b[0x234] = 1;
-	wr16(b + 0x236, 0x7f);        /* xloadflags: XLF_KERNEL_64 ... */
-	wr32(b + 0x238, 2047);        /* cmdline_size */
-	wr32(b + 0x248, 0);           /* payload_offset */
+	wr16(b + 0x236, 0x7f); /* xloadflags: XLF_KERNEL_64 ... */
+	wr32(b + 0x238, 2047); /* cmdline_size */
+	wr32(b + 0x248, 0);    /* payload_offset */
 	wr32(b + 0x24c, (uint32_t)plen);
-	wr32(b + 0x260, 0x2000000);   /* init_size */
+	wr32(b + 0x260, 0x2000000); /* init_size */
 	memcpy(b + 1024, payload, plen);
 	*len = n;
 	return b;
@@ -175,7 +178,7 @@ static void write_file(const char *name, const void *p, size_t n, char *path, si
 
 static struct machine *new_machine(uint64_t mem, unsigned ncpus)
 {
-	struct machine_config mc = { .mem_size = mem, .ncpus = ncpus, .serial_out_fd = -1 };
+	struct machine_config mc = {.mem_size = mem, .ncpus = ncpus, .serial_out_fd = -1};
 	struct machine *m = NULL;
 
 	if (machine_create(&m, &mc) < 0)
@@ -184,11 +187,11 @@ static struct machine *new_machine(uint64_t mem, unsigned ncpus)
 }
 
 /* Boots kernel bytes k (and optional initrd) in a fresh machine. */
-static int boot_bytes(const uint8_t *k, size_t klen, const void *rd, size_t rdlen, const char *cmdline,
-		      uint64_t mem, unsigned ncpus, struct machine **mp, struct cpu_state *s)
+static int boot_bytes(const uint8_t *k, size_t klen, const void *rd, size_t rdlen, const char *cmdline, uint64_t mem,
+		      unsigned ncpus, struct machine **mp, struct cpu_state *s)
 {
 	char kpath[256], rpath[256];
-	struct boot_config cfg = { kpath, rd ? rpath : NULL, cmdline, mem, ncpus };
+	struct boot_config cfg = {kpath, rd ? rpath : NULL, cmdline, mem, ncpus};
 	struct machine *m = new_machine(mem, ncpus ? ncpus : 1);
 	struct cpu_state dummy;
 	int ret;
@@ -212,7 +215,7 @@ static int boot_bytes(const uint8_t *k, size_t klen, const void *rd, size_t rdle
 static uint64_t walk(struct machine *m, uint64_t cr3, uint64_t va)
 {
 	uint64_t table = cr3 & ~0xfffull;
-	static const unsigned shifts[4] = { 39, 30, 21, 12 };
+	static const unsigned shifts[4] = {39, 30, 21, 12};
 
 	for (int l = 0; l < 4; l++) {
 		uint8_t *p = gpa_ptr(m, table + ((va >> shifts[l]) & 511) * 8, 8);
@@ -323,14 +326,14 @@ static void check_boot(struct machine *m, const struct cpu_state *s, uint64_t me
 		CHECK_EQ_U64((cs >> 40) & 0xff, s->seg[SEG_CS].attr & 0xff);
 		CHECK_EQ_U64((cs >> 52) & 0xf, s->seg[SEG_CS].attr >> 12);
 		CHECK_EQ_U64((ds >> 40) & 0xff, s->seg[SEG_DS].attr & 0xff);
-		CHECK(cs & (1ull << 53));  /* L */
+		CHECK(cs & (1ull << 53));    /* L */
 		CHECK(!(cs & (1ull << 54))); /* D must be 0 with L */
-		CHECK(ds & (1ull << 47));  /* P */
+		CHECK(ds & (1ull << 47));    /* P */
 	}
 
 	/* page tables: identity over the first 4 GiB */
-	static const uint64_t vas[] = { 0, 0x7000, KPHYS + 0x123, 0x3fffffff, 0x40000000,
-					MEM_IOAPIC_BASE, MEM_LAPIC_BASE + 0x30, 0xfffff000 };
+	static const uint64_t vas[] = {0,	   0x7000,	    KPHYS + 0x123,	   0x3fffffff,
+				       0x40000000, MEM_IOAPIC_BASE, MEM_LAPIC_BASE + 0x30, 0xfffff000};
 	for (i = 0; i < sizeof(vas) / sizeof(vas[0]); i++)
 		CHECK_EQ_U64(walk(m, s->cr3, vas[i]), vas[i]);
 	CHECK_EQ_U64(walk(m, s->cr3, s->rip), s->rip);
@@ -339,7 +342,7 @@ static void check_boot(struct machine *m, const struct cpu_state *s, uint64_t me
 
 static void test_formats(void)
 {
-	static const char *const fmts[] = { "gzip", "xz", "zstd", "lz4" };
+	static const char *const fmts[] = {"gzip", "xz", "zstd", "lz4"};
 	size_t elen, plen, blen;
 	uint8_t *elf = make_elf(&elen, 62, KVIRT + KENTRY_OFF);
 	uint8_t rd[10000];
@@ -395,7 +398,7 @@ static void test_high_memory(void)
 	uint64_t mem = MEM_LOW_END + 256 * MiB;
 	struct machine *m;
 	struct cpu_state s;
-	uint8_t rd[100] = { 1, 2, 3 };
+	uint8_t rd[100] = {1, 2, 3};
 
 	CHECK_EQ_U64(boot_bytes(elf, elen, rd, sizeof(rd), "a b c", mem, 2, &m, &s), 0);
 	check_boot(m, &s, mem, "a b c", rd, sizeof(rd));
@@ -449,7 +452,7 @@ static void check_aml(const uint8_t *d, uint32_t dl)
 		len = aml_pkglen(crs + 5, &nb);
 		CHECK_EQ_U64((uint32_t)(crs + 5 - d) + len, end); /* _CRS is the last name */
 		CHECK_EQ_U64(crs[5 + nb], 0x0a);
-		CHECK_EQ_U64(crs[6 + nb], len - nb - 2);                 /* buffer size */
+		CHECK_EQ_U64(crs[6 + nb], len - nb - 2);		  /* buffer size */
 		CHECK(crs[5 + len - 2] == 0x79 && crs[5 + len - 1] == 0); /* End Tag */
 		/* the memory window is machine.h's */
 		const uint8_t *mw = memmem(crs, len, "\x87\x17\x00\x00", 4);
@@ -515,16 +518,16 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 	CHECK_EQ_U64(fadt[91], 4);
 	CHECK_EQ_U64(rd32(fadt + 46) & 0xffff, IRQ_ACPI_SCI);
 	uint32_t flags = rd32(fadt + 112);
-	CHECK(flags & (1u << 8));    /* TMR_VAL_EXT */
-	CHECK(flags & (1u << 10));   /* RESET_REG_SUP */
-	CHECK(!(flags & (1u << 4))); /* fixed power button */
+	CHECK(flags & (1u << 8));     /* TMR_VAL_EXT */
+	CHECK(flags & (1u << 10));    /* RESET_REG_SUP */
+	CHECK(!(flags & (1u << 4)));  /* fixed power button */
 	CHECK(!(flags & (1u << 20))); /* not hardware-reduced */
-	CHECK_EQ_U64(fadt[116], 1);  /* RESET_REG in I/O space */
+	CHECK_EQ_U64(fadt[116], 1);   /* RESET_REG in I/O space */
 	CHECK_EQ_U64(rd64(fadt + 120), PORT_ACPI_RESET);
 	CHECK_EQ_U64(fadt[128], ACPI_RESET_VALUE);
 	uint16_t boot_arch = (uint16_t)(fadt[109] | fadt[110] << 8);
-	CHECK(boot_arch & 2);        /* 8042 */
-	CHECK(boot_arch & 4);        /* no VGA */
+	CHECK(boot_arch & 2); /* 8042 */
+	CHECK(boot_arch & 4); /* no VGA */
 	CHECK_EQ_U64(rd64(fadt + 140), rd32(fadt + 40));
 	CHECK_EQ_U64(rd64(fadt + 132), rd32(fadt + 36));
 	CHECK_EQ_U64(rd64(fadt + 148 + 4), PORT_ACPI_PM);
@@ -546,7 +549,7 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 		CHECK(s5 != NULL);
 		if (s5) {
 			CHECK_EQ_U64(s5[-1], 0x08); /* NameOp */
-			CHECK_EQ_U64(s5[4], 0x12); /* PackageOp */
+			CHECK_EQ_U64(s5[4], 0x12);  /* PackageOp */
 			CHECK(s5 + 5 + s5[5] <= dsdt + dl);
 			CHECK_EQ_U64(s5[7], 0x0a); /* BytePrefix */
 			CHECK_EQ_U64(s5[8], ACPI_SLP_TYP_S5);
@@ -560,7 +563,7 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 	/* MADT */
 	uint32_t ml = rd32(madt + 4), off;
 	unsigned lapics = 0, ioapics = 0, isos = 0, nmis = 0;
-	uint8_t seen[256] = { 0 };
+	uint8_t seen[256] = {0};
 	CHECK_EQ_U64(rd32(madt + 36), MEM_LAPIC_BASE);
 	CHECK(rd32(madt + 40) & 1);
 	for (off = 44; off + 2 <= ml;) {
@@ -611,7 +614,7 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 
 static void test_acpi(void)
 {
-	static const unsigned counts[] = { 1, 2, 7, MACHINE_MAX_CPUS };
+	static const unsigned counts[] = {1, 2, 7, MACHINE_MAX_CPUS};
 
 	for (unsigned i = 0; i < 4; i++) {
 		struct machine *m = new_machine(32 * MiB, counts[i]);
@@ -648,23 +651,20 @@ static void test_hostile(void)
 	uint8_t *elf = make_elf(&elen, 62, KVIRT + KENTRY_OFF);
 	uint8_t *p = pack("gzip", elf, elen, &plen);
 	uint8_t *bz = make_bzimage(p, plen, 0x20f, &blen), *t = malloc(blen);
-	uint8_t junk[64] = { 0x34, 0x12 };
+	uint8_t junk[64] = {0x34, 0x12};
 
 	expect_err(boot_bytes(junk, sizeof(junk), NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
 		   "not a bzImage or ELF file (bad magic 0x00001234)");
 	expect_err(boot_bytes(junk, 0, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "bad magic");
-	expect_err(boot_bytes(bz, 0x210, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
-		   "truncated setup header");
-	expect_err(boot_bytes(bz, blen - 10, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
-		   "outside the");
+	expect_err(boot_bytes(bz, 0x210, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "truncated setup header");
+	expect_err(boot_bytes(bz, blen - 10, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "outside the");
 
 	memcpy(t, bz, blen);
 	wr16(t + 0x206, 0x205);
 	expect_err(boot_bytes(t, blen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "too old");
 	memcpy(t, bz, blen);
 	wr16(t + 0x236, 0);
-	expect_err(boot_bytes(t, blen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
-		   "not a 64-bit kernel");
+	expect_err(boot_bytes(t, blen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "not a 64-bit kernel");
 	memcpy(t, bz, blen);
 	wr32(t + 0x248, 0xfffffff0);
 	expect_err(boot_bytes(t, blen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "outside the");
@@ -683,7 +683,7 @@ static void test_hostile(void)
 	expect_err(boot_bytes(t, blen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "gzip payload");
 	/* truncated xz and zstd streams */
 	{
-		static const char *const f2[] = { "xz", "zstd", "lz4" };
+		static const char *const f2[] = {"xz", "zstd", "lz4"};
 		for (int f = 0; f < 3; f++) {
 			size_t l2, b2;
 			uint8_t *p2 = pack(f2[f], elf, elen, &l2);
@@ -698,12 +698,10 @@ static void test_hostile(void)
 	uint8_t *e2 = malloc(elen);
 	memcpy(e2, elf, elen);
 	wr16(e2 + 18, 183); /* EM_AARCH64 */
-	expect_err(boot_bytes(e2, elen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
-		   "not an x86-64 kernel");
+	expect_err(boot_bytes(e2, elen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "not an x86-64 kernel");
 	memcpy(e2, elf, elen);
 	e2[4] = 1; /* ELFCLASS32 */
-	expect_err(boot_bytes(e2, elen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC,
-		   "not an x86-64 kernel");
+	expect_err(boot_bytes(e2, elen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "not an x86-64 kernel");
 	memcpy(e2, elf, elen);
 	wr64(e2 + 32, 0xfffffffffffffff0ull); /* phoff */
 	expect_err(boot_bytes(e2, elen, NULL, 0, "", 64 * MiB, 1, NULL, NULL), ENOEXEC, "program headers");
@@ -731,8 +729,7 @@ static void test_hostile(void)
 	{
 		size_t big = 40 * MiB;
 		uint8_t *rd = calloc(1, big);
-		expect_err(boot_bytes(bz, blen, rd, big, "", 48 * MiB, 1, NULL, NULL), ENOMEM,
-			   "do not fit");
+		expect_err(boot_bytes(bz, blen, rd, big, "", 48 * MiB, 1, NULL, NULL), ENOMEM, "do not fit");
 		free(rd);
 	}
 	/* command line longer than the header allows */
@@ -740,8 +737,7 @@ static void test_hostile(void)
 		char cl[3000];
 		memset(cl, 'a', sizeof(cl) - 1);
 		cl[sizeof(cl) - 1] = 0;
-		expect_err(boot_bytes(bz, blen, NULL, 0, cl, 64 * MiB, 1, NULL, NULL), E2BIG,
-			   "command line");
+		expect_err(boot_bytes(bz, blen, NULL, 0, cl, 64 * MiB, 1, NULL, NULL), E2BIG, "command line");
 	}
 	expect_err(boot_bytes(bz, blen, NULL, 0, "", 64 * MiB, 0, NULL, NULL), EINVAL, "CPUs");
 
@@ -749,9 +745,8 @@ static void test_hostile(void)
 	{
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = { "/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1 };
-		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), ENOENT,
-			   "kernel '/nonexistent/vmlinuz'");
+		struct boot_config cfg = {"/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1};
+		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), ENOENT, "kernel '/nonexistent/vmlinuz'");
 		cfg.kernel = tmpdir;
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), 0, "not a regular file");
 		machine_destroy(m);
@@ -850,7 +845,7 @@ static void test_real_kernel(void)
 
 	struct machine *m = new_machine(512 * MiB, 2);
 	struct cpu_state s;
-	struct boot_config cfg = { kpath, rpath, "console=ttyS0", 512 * MiB, 2 };
+	struct boot_config cfg = {kpath, rpath, "console=ttyS0", 512 * MiB, 2};
 	int ret = boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf));
 	if (ret < 0)
 		fprintf(stderr, "  %s\n", errbuf);
@@ -886,13 +881,13 @@ static void test_real_kernel(void)
  * encoders above: each must load, entry 0xffffffff81000100 -> 0x1000100. */
 static void test_seed_files(void)
 {
-	static const char *const seeds[] = { "elf", "bz-gzip", "bz-xz", "bz-zstd", "bz-lz4" };
+	static const char *const seeds[] = {"elf", "bz-gzip", "bz-xz", "bz-zstd", "bz-lz4"};
 	char path[256];
 
 	for (unsigned i = 0; i < 5; i++) {
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = { path, NULL, "", 32 * MiB, 1 };
+		struct boot_config cfg = {path, NULL, "", 32 * MiB, 1};
 		int ret;
 
 		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);
@@ -919,8 +914,7 @@ static void test_default_guest(void)
 	if (e)
 		snprintf(old, sizeof(old), "%s", e);
 	setenv("CORRAL_GUEST_DIR", "/nonexistent-guest", 1);
-	expect_err(boot_default_guest(k, r, sizeof(k), errbuf, sizeof(errbuf)), ENOENT,
-		   "tools/mkguest.sh");
+	expect_err(boot_default_guest(k, r, sizeof(k), errbuf, sizeof(errbuf)), ENOENT, "tools/mkguest.sh");
 	CHECK(!strcmp(k, "/nonexistent-guest/" BOOT_GUEST_KERNEL));
 	CHECK(!strcmp(r, "/nonexistent-guest/" BOOT_GUEST_INITRD));
 	CHECK_EQ_U64(boot_default_guest(k, r, 8, errbuf, sizeof(errbuf)), -ENAMETOOLONG);
