@@ -10,38 +10,37 @@
 static int test_passed, test_failed, test_cur_failed;
 static const char *test_cur_name;
 
-#define CHECK(cond)                                                                  \
-	do {                                                                             \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "  FAIL %s: %s:%d: %s\n", test_cur_name, __FILE__, __LINE__, \
-				#cond);                                                              \
-			test_cur_failed++;                                                       \
-		}                                                                            \
+#define CHECK(cond)                                                                                                    \
+	do {                                                                                                           \
+		if (!(cond)) {                                                                                         \
+			fprintf(stderr, "  FAIL %s: %s:%d: %s\n", test_cur_name, __FILE__, __LINE__, #cond);           \
+			test_cur_failed++;                                                                             \
+		}                                                                                                      \
 	} while (0)
 
-#define CHECK_EQ_U64(a, b)                                                             \
-	do {                                                                               \
-		unsigned long long va_ = (unsigned long long)(a), vb_ = (unsigned long long)(b); \
-		if (va_ != vb_) {                                                              \
-			fprintf(stderr, "  FAIL %s: %s:%d: %s == %s (0x%llx != 0x%llx)\n",          \
-				test_cur_name, __FILE__, __LINE__, #a, #b, va_, vb_);                  \
-			test_cur_failed++;                                                         \
-		}                                                                              \
+#define CHECK_EQ_U64(a, b)                                                                                             \
+	do {                                                                                                           \
+		unsigned long long va_ = (unsigned long long)(a), vb_ = (unsigned long long)(b);                       \
+		if (va_ != vb_) {                                                                                      \
+			fprintf(stderr, "  FAIL %s: %s:%d: %s == %s (0x%llx != 0x%llx)\n", test_cur_name, __FILE__,    \
+				__LINE__, #a, #b, va_, vb_);                                                           \
+			test_cur_failed++;                                                                             \
+		}                                                                                                      \
 	} while (0)
 
-#define RUN(fn)                                              \
-	do {                                                     \
-		test_cur_name = #fn;                                 \
-		test_cur_failed = 0;                                 \
-		fn();                                                \
-		if (test_cur_failed) {                               \
-			test_failed++;                                   \
-			fprintf(stderr, "FAIL %s\n", #fn);               \
-		} else {                                             \
-			test_passed++;                                   \
-			if (getenv("TEST_VERBOSE"))                      \
-				fprintf(stderr, "ok   %s\n", #fn);           \
-		}                                                    \
+#define RUN(fn)                                                                                                        \
+	do {                                                                                                           \
+		test_cur_name = #fn;                                                                                   \
+		test_cur_failed = 0;                                                                                   \
+		fn();                                                                                                  \
+		if (test_cur_failed) {                                                                                 \
+			test_failed++;                                                                                 \
+			fprintf(stderr, "FAIL %s\n", #fn);                                                             \
+		} else {                                                                                               \
+			test_passed++;                                                                                 \
+			if (getenv("TEST_VERBOSE"))                                                                    \
+				fprintf(stderr, "ok   %s\n", #fn);                                                     \
+		}                                                                                                      \
 	} while (0)
 
 static inline int test_report(void)

@@ -26,24 +26,28 @@ static bool atomic_cas_sz(void *p, unsigned sz, uint64_t *expect, uint64_t desir
 	switch (sz) {
 	case 1: {
 		uint8_t e = (uint8_t)*expect;
-		ok = __atomic_compare_exchange_n((uint8_t *)p, &e, (uint8_t)desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		ok = __atomic_compare_exchange_n((uint8_t *)p, &e, (uint8_t)desired, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
 		*expect = e;
 		break;
 	}
 	case 2: {
 		uint16_t e = (uint16_t)*expect;
-		ok = __atomic_compare_exchange_n((uint16_t *)p, &e, (uint16_t)desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		ok = __atomic_compare_exchange_n((uint16_t *)p, &e, (uint16_t)desired, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
 		*expect = e;
 		break;
 	}
 	case 4: {
 		uint32_t e = (uint32_t)*expect;
-		ok = __atomic_compare_exchange_n((uint32_t *)p, &e, (uint32_t)desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		ok = __atomic_compare_exchange_n((uint32_t *)p, &e, (uint32_t)desired, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
 		*expect = e;
 		break;
 	}
 	default:
-		ok = __atomic_compare_exchange_n((uint64_t *)p, expect, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		ok = __atomic_compare_exchange_n((uint64_t *)p, expect, desired, false, __ATOMIC_SEQ_CST,
+						 __ATOMIC_SEQ_CST);
 	}
 	return ok;
 }
@@ -82,19 +86,14 @@ static inline void alu_flags(struct cpu *c, unsigned op, unsigned sz, uint64_t a
 {
 	switch (op) {
 	case ALU_ADD:
-	case ALU_ADC:
-		lf_set(c, LF_ADD, sz, r, a, b);
-		break;
+	case ALU_ADC: lf_set(c, LF_ADD, sz, r, a, b); break;
 	case ALU_SUB:
-	case ALU_CMP:
-		lf_set(c, LF_SUB, sz, r, a, b);
-		break;
+	case ALU_CMP: lf_set(c, LF_SUB, sz, r, a, b); break;
 	case ALU_SBB:
 		lf_set(c, LF_SUB, sz, r, a, b);
 		c->lf_aux = cf;
 		break;
-	default:
-		lf_set(c, LF_LOGIC, sz, r, a, b);
+	default: lf_set(c, LF_LOGIC, sz, r, a, b);
 	}
 }
 
@@ -148,28 +147,28 @@ static inline void alu_rm(struct cpu *c, const struct insn *i, unsigned op, uint
 	insn_next(c, i);
 }
 
-#define ALU_HANDLERS(OPC, name)                                                     \
-	static void op_alu_rm_r_##name(struct cpu *c, const struct insn *i)              \
-	{                                                                                \
-		alu_rm(c, i, OPC, reg_read(c, i->reg, i->opsz));                             \
-	}                                                                                \
-	static void op_alu_rm_imm_##name(struct cpu *c, const struct insn *i)            \
-	{                                                                                \
-		alu_rm(c, i, OPC, i->imm);                                                   \
-	}                                                                                \
-	static void op_alu_r_rm_##name(struct cpu *c, const struct insn *i)              \
-	{                                                                                \
-		unsigned sz = i->opsz;                                                       \
-		uint64_t mask = size_mask(sz);                                               \
-		uint64_t b = rm_read(c, i, sz);                                              \
-		uint64_t a = reg_read(c, i->reg, sz);                                        \
-		unsigned cf = (OPC == ALU_ADC || OPC == ALU_SBB) ? flag_cf(c) : 0;           \
-		uint64_t r = alu_calc(OPC, a, b, cf, mask);                                  \
-		if (OPC != ALU_CMP)                                                          \
-			reg_write(c, i->reg, sz, r);                                             \
-		if (!i->noflags)                                                             \
-			alu_flags(c, OPC, sz, a, b, r, cf);                                      \
-		insn_next(c, i);                                                             \
+#define ALU_HANDLERS(OPC, name)                                                                                        \
+	static void op_alu_rm_r_##name(struct cpu *c, const struct insn *i)                                            \
+	{                                                                                                              \
+		alu_rm(c, i, OPC, reg_read(c, i->reg, i->opsz));                                                       \
+	}                                                                                                              \
+	static void op_alu_rm_imm_##name(struct cpu *c, const struct insn *i)                                          \
+	{                                                                                                              \
+		alu_rm(c, i, OPC, i->imm);                                                                             \
+	}                                                                                                              \
+	static void op_alu_r_rm_##name(struct cpu *c, const struct insn *i)                                            \
+	{                                                                                                              \
+		unsigned sz = i->opsz;                                                                                 \
+		uint64_t mask = size_mask(sz);                                                                         \
+		uint64_t b = rm_read(c, i, sz);                                                                        \
+		uint64_t a = reg_read(c, i->reg, sz);                                                                  \
+		unsigned cf = (OPC == ALU_ADC || OPC == ALU_SBB) ? flag_cf(c) : 0;                                     \
+		uint64_t r = alu_calc(OPC, a, b, cf, mask);                                                            \
+		if (OPC != ALU_CMP)                                                                                    \
+			reg_write(c, i->reg, sz, r);                                                                   \
+		if (!i->noflags)                                                                                       \
+			alu_flags(c, OPC, sz, a, b, r, cf);                                                            \
+		insn_next(c, i);                                                                                       \
 	}
 
 ALU_HANDLERS(ALU_ADD, add)
@@ -182,34 +181,34 @@ ALU_HANDLERS(ALU_XOR, xor)
 ALU_HANDLERS(ALU_CMP, cmp)
 
 const insn_fn alu_rm_r[8] = {
-	op_alu_rm_r_add, op_alu_rm_r_or, op_alu_rm_r_adc, op_alu_rm_r_sbb,
+	op_alu_rm_r_add, op_alu_rm_r_or,  op_alu_rm_r_adc, op_alu_rm_r_sbb,
 	op_alu_rm_r_and, op_alu_rm_r_sub, op_alu_rm_r_xor, op_alu_rm_r_cmp,
 };
 const insn_fn alu_r_rm[8] = {
-	op_alu_r_rm_add, op_alu_r_rm_or, op_alu_r_rm_adc, op_alu_r_rm_sbb,
+	op_alu_r_rm_add, op_alu_r_rm_or,  op_alu_r_rm_adc, op_alu_r_rm_sbb,
 	op_alu_r_rm_and, op_alu_r_rm_sub, op_alu_r_rm_xor, op_alu_r_rm_cmp,
 };
 const insn_fn alu_rm_imm[8] = {
-	op_alu_rm_imm_add, op_alu_rm_imm_or, op_alu_rm_imm_adc, op_alu_rm_imm_sbb,
+	op_alu_rm_imm_add, op_alu_rm_imm_or,  op_alu_rm_imm_adc, op_alu_rm_imm_sbb,
 	op_alu_rm_imm_and, op_alu_rm_imm_sub, op_alu_rm_imm_xor, op_alu_rm_imm_cmp,
 };
 
 /* Register-register fast forms (rm is the destination, reg the source). */
-#define ALU_RR(OPC, name, SZ, KIND)                                            \
-	void op_alu_rr##SZ##_##name(struct cpu *c, const struct insn *i)            \
-	{                                                                           \
-		uint64_t a = reg_read(c, i->rm, SZ / 8), b = reg_read(c, i->reg, SZ / 8); \
-		uint64_t r = alu_calc(OPC, a, b, 0, size_mask(SZ / 8));                 \
-		if (OPC != ALU_CMP)                                                     \
-			reg_write(c, i->rm, SZ / 8, r);                                     \
-		if (!i->noflags) {                                                      \
-			c->lf_op = KIND | (SZ == 64 ? 3 : 2);                               \
-			c->lf_res = r;                                                      \
-			c->lf_src1 = a;                                                     \
-			c->lf_src2 = b;                                                     \
-			c->lf_aux = 0;                                                      \
-		}                                                                       \
-		c->s.rip += i->len;                                                     \
+#define ALU_RR(OPC, name, SZ, KIND)                                                                                    \
+	void op_alu_rr##SZ##_##name(struct cpu *c, const struct insn *i)                                               \
+	{                                                                                                              \
+		uint64_t a = reg_read(c, i->rm, SZ / 8), b = reg_read(c, i->reg, SZ / 8);                              \
+		uint64_t r = alu_calc(OPC, a, b, 0, size_mask(SZ / 8));                                                \
+		if (OPC != ALU_CMP)                                                                                    \
+			reg_write(c, i->rm, SZ / 8, r);                                                                \
+		if (!i->noflags) {                                                                                     \
+			c->lf_op = KIND | (SZ == 64 ? 3 : 2);                                                          \
+			c->lf_res = r;                                                                                 \
+			c->lf_src1 = a;                                                                                \
+			c->lf_src2 = b;                                                                                \
+			c->lf_aux = 0;                                                                                 \
+		}                                                                                                      \
+		c->s.rip += i->len;                                                                                    \
 	}
 ALU_RR(ALU_ADD, add, 64, LF_ADD)
 ALU_RR(ALU_SUB, sub, 64, LF_SUB)
@@ -293,19 +292,28 @@ static inline void unary(struct cpu *c, const struct insn *i, unsigned op)
 		c->lf_aux = cf;
 		break;
 	}
-	case UN_NEG:
-		lf_set(c, LF_SUB, sz, r, 0, a);
-		break;
-	default:
-		break; /* NOT changes no flags */
+	case UN_NEG: lf_set(c, LF_SUB, sz, r, 0, a); break;
+	default: break; /* NOT changes no flags */
 	}
 	insn_next(c, i);
 }
 
-void op_inc(struct cpu *c, const struct insn *i) { unary(c, i, UN_INC); }
-void op_dec(struct cpu *c, const struct insn *i) { unary(c, i, UN_DEC); }
-void op_not(struct cpu *c, const struct insn *i) { unary(c, i, UN_NOT); }
-void op_neg(struct cpu *c, const struct insn *i) { unary(c, i, UN_NEG); }
+void op_inc(struct cpu *c, const struct insn *i)
+{
+	unary(c, i, UN_INC);
+}
+void op_dec(struct cpu *c, const struct insn *i)
+{
+	unary(c, i, UN_DEC);
+}
+void op_not(struct cpu *c, const struct insn *i)
+{
+	unary(c, i, UN_NOT);
+}
+void op_neg(struct cpu *c, const struct insn *i)
+{
+	unary(c, i, UN_NEG);
+}
 
 /* ---- Multiply and divide ---- */
 
@@ -556,7 +564,7 @@ static void shift_exec(struct cpu *c, const struct insn *i, unsigned raw)
 		fmask = FL_CF | FL_OF;
 		break;
 	}
-	case 2:   /* RCL */
+	case 2:	  /* RCL */
 	case 3: { /* RCR */
 		unsigned n = sz == 1 ? cnt % 9 : sz == 2 ? cnt % 17 : cnt;
 		unsigned oldcf = flag_cf(c);
@@ -620,8 +628,14 @@ static void shift_exec(struct cpu *c, const struct insn *i, unsigned raw)
 	insn_next(c, i);
 }
 
-void op_shift_imm(struct cpu *c, const struct insn *i) { shift_exec(c, i, i->imm8); }
-void op_shift_cl(struct cpu *c, const struct insn *i) { shift_exec(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff); }
+void op_shift_imm(struct cpu *c, const struct insn *i)
+{
+	shift_exec(c, i, i->imm8);
+}
+void op_shift_cl(struct cpu *c, const struct insn *i)
+{
+	shift_exec(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff);
+}
 
 static void shxd(struct cpu *c, const struct insn *i, unsigned raw, bool left)
 {
@@ -679,10 +693,22 @@ static void shxd(struct cpu *c, const struct insn *i, unsigned raw, bool left)
 	insn_next(c, i);
 }
 
-void op_shld_imm(struct cpu *c, const struct insn *i) { shxd(c, i, i->imm8, true); }
-void op_shld_cl(struct cpu *c, const struct insn *i) { shxd(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff, true); }
-void op_shrd_imm(struct cpu *c, const struct insn *i) { shxd(c, i, i->imm8, false); }
-void op_shrd_cl(struct cpu *c, const struct insn *i) { shxd(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff, false); }
+void op_shld_imm(struct cpu *c, const struct insn *i)
+{
+	shxd(c, i, i->imm8, true);
+}
+void op_shld_cl(struct cpu *c, const struct insn *i)
+{
+	shxd(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff, true);
+}
+void op_shrd_imm(struct cpu *c, const struct insn *i)
+{
+	shxd(c, i, i->imm8, false);
+}
+void op_shrd_cl(struct cpu *c, const struct insn *i)
+{
+	shxd(c, i, (unsigned)c->s.gpr[R_RCX] & 0xff, false);
+}
 
 /* ---- Bit test and scan ---- */
 
@@ -707,7 +733,9 @@ static void bt_exec(struct cpu *c, const struct insn *i, int64_t off, bool reg_o
 			if (p) {
 				v = atomic_load_sz(p, sz);
 				do {
-					r = op == 1 ? v | (1ull << bit) : op == 2 ? v & ~(1ull << bit) : v ^ (1ull << bit);
+					r = op == 1   ? v | (1ull << bit)
+					    : op == 2 ? v & ~(1ull << bit)
+						      : v ^ (1ull << bit);
 				} while (!atomic_cas_sz(p, sz, &v, r));
 			} else {
 				v = mem_read(c, ea, sz);
@@ -1096,21 +1124,41 @@ void op_sahf(struct cpu *c, const struct insn *i)
 	insn_next(c, i);
 }
 
-void op_clc(struct cpu *c, const struct insn *i) { flags_set(c, FL_CF, 0); insn_next(c, i); }
-void op_stc(struct cpu *c, const struct insn *i) { flags_set(c, FL_CF, FL_CF); insn_next(c, i); }
-void op_cmc(struct cpu *c, const struct insn *i) { flags_set(c, FL_CF, flag_cf(c) ? 0 : FL_CF); insn_next(c, i); }
-void op_cld(struct cpu *c, const struct insn *i) { c->s.rflags &= ~(uint64_t)FL_DF; insn_next(c, i); }
-void op_std(struct cpu *c, const struct insn *i) { c->s.rflags |= FL_DF; insn_next(c, i); }
+void op_clc(struct cpu *c, const struct insn *i)
+{
+	flags_set(c, FL_CF, 0);
+	insn_next(c, i);
+}
+void op_stc(struct cpu *c, const struct insn *i)
+{
+	flags_set(c, FL_CF, FL_CF);
+	insn_next(c, i);
+}
+void op_cmc(struct cpu *c, const struct insn *i)
+{
+	flags_set(c, FL_CF, flag_cf(c) ? 0 : FL_CF);
+	insn_next(c, i);
+}
+void op_cld(struct cpu *c, const struct insn *i)
+{
+	c->s.rflags &= ~(uint64_t)FL_DF;
+	insn_next(c, i);
+}
+void op_std(struct cpu *c, const struct insn *i)
+{
+	c->s.rflags |= FL_DF;
+	insn_next(c, i);
+}
 
 /* Register shifts and rotates by a nonzero immediate whose flags are dead
  * (chosen by decode_flags_dead). */
-#define SHIFT_NF(NAME, SZ, EXPR)                                               \
-	void op_##NAME##_r##SZ##_nf(struct cpu *c, const struct insn *i)            \
-	{                                                                           \
-		uint##SZ##_t v = (uint##SZ##_t)c->s.gpr[i->rm];                         \
-		unsigned n = i->imm8 & (SZ - 1);                                        \
-		c->s.gpr[i->rm] = (uint##SZ##_t)(EXPR);                                 \
-		c->s.rip += i->len;                                                     \
+#define SHIFT_NF(NAME, SZ, EXPR)                                                                                       \
+	void op_##NAME##_r##SZ##_nf(struct cpu *c, const struct insn *i)                                               \
+	{                                                                                                              \
+		uint##SZ##_t v = (uint##SZ##_t)c->s.gpr[i->rm];                                                        \
+		unsigned n = i->imm8 & (SZ - 1);                                                                       \
+		c->s.gpr[i->rm] = (uint##SZ##_t)(EXPR);                                                                \
+		c->s.rip += i->len;                                                                                    \
 	}
 SHIFT_NF(rol, 32, n ? (v << n) | (v >> (32 - n)) : v)
 SHIFT_NF(ror, 32, n ? (v >> n) | (v << (32 - n)) : v)

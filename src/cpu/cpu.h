@@ -8,8 +8,22 @@
 #include <stdint.h>
 
 enum {
-	R_RAX, R_RCX, R_RDX, R_RBX, R_RSP, R_RBP, R_RSI, R_RDI,
-	R_R8, R_R9, R_R10, R_R11, R_R12, R_R13, R_R14, R_R15,
+	R_RAX,
+	R_RCX,
+	R_RDX,
+	R_RBX,
+	R_RSP,
+	R_RBP,
+	R_RSI,
+	R_RDI,
+	R_R8,
+	R_R9,
+	R_R10,
+	R_R11,
+	R_R12,
+	R_R13,
+	R_R14,
+	R_R15,
 };
 
 enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_NONE = 7 };
@@ -36,10 +50,24 @@ enum { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_NONE = 7 };
 
 /* Exception vectors */
 enum {
-	EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5,
-	EXC_UD = 6, EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11,
-	EXC_SS = 12, EXC_GP = 13, EXC_PF = 14, EXC_MF = 16, EXC_AC = 17,
-	EXC_MC = 18, EXC_XM = 19,
+	EXC_DE = 0,
+	EXC_DB = 1,
+	EXC_NMI = 2,
+	EXC_BP = 3,
+	EXC_OF = 4,
+	EXC_BR = 5,
+	EXC_UD = 6,
+	EXC_NM = 7,
+	EXC_DF = 8,
+	EXC_TS = 10,
+	EXC_NP = 11,
+	EXC_SS = 12,
+	EXC_GP = 13,
+	EXC_PF = 14,
+	EXC_MF = 16,
+	EXC_AC = 17,
+	EXC_MC = 18,
+	EXC_XM = 19,
 };
 
 /* #PF error code bits */
@@ -66,7 +94,8 @@ struct cpu_seg {
 	uint64_t base;
 	uint32_t limit;
 	uint16_t sel;
-	uint16_t attr; /* descriptor bits 40-47 and 52-55, as VMX "access rights" packed: type|S|DPL|P in 0-7, AVL|L|DB|G in 12-15 */
+	uint16_t attr; /* descriptor bits 40-47 and 52-55, as VMX "access rights" packed: type|S|DPL|P in 0-7,
+			  AVL|L|DB|G in 12-15 */
 };
 
 struct cpu_dtr {
@@ -92,9 +121,9 @@ struct cpu_f80 {
 
 struct cpu_x87 {
 	struct cpu_f80 st[8]; /* physical registers R0-R7; ST(i) = st[(TOP+i)&7] */
-	uint16_t fcw;         /* control word; 0x037f after FNINIT */
-	uint16_t fsw;         /* status word, TOP in bits 11-13 */
-	uint16_t ftw;         /* full tag word, 2 bits per physical register, 3 = empty */
+	uint16_t fcw;	      /* control word; 0x037f after FNINIT */
+	uint16_t fsw;	      /* status word, TOP in bits 11-13 */
+	uint16_t ftw;	      /* full tag word, 2 bits per physical register, 3 = empty */
 	uint16_t fop;
 	uint64_t fip, fdp;
 };
@@ -125,16 +154,16 @@ struct cpu_state {
 
 /* Why cpu_run returned. */
 enum cpu_exit {
-	CPU_EXIT_LIMIT,     /* ran the number of instructions asked for */
+	CPU_EXIT_LIMIT,	    /* ran the number of instructions asked for */
 	CPU_EXIT_SYSCALL,   /* user mode: SYSCALL executed; RIP is past it */
 	CPU_EXIT_EXCEPTION, /* user mode: exception; exc_* say which, RIP at the faulting insn */
-	CPU_EXIT_HLT,       /* HLT (user mode: that is #GP, reported as an exception) */
-	CPU_EXIT_STOP,      /* cpu_request_stop() was called (e.g. a host signal arrived) */
+	CPU_EXIT_HLT,	    /* HLT (user mode: that is #GP, reported as an exception) */
+	CPU_EXIT_STOP,	    /* cpu_request_stop() was called (e.g. a host signal arrived) */
 	CPU_EXIT_SHUTDOWN,  /* system mode: triple fault (the machine resets or stops) */
 };
 
 enum cpu_mode {
-	CPU_MODE_USER,   /* process VM: CPL 3, flat 64-bit, vmem address space */
+	CPU_MODE_USER,	 /* process VM: CPL 3, flat 64-bit, vmem address space */
 	CPU_MODE_SYSTEM, /* system VM: full privileged architecture */
 };
 
@@ -165,8 +194,8 @@ struct cpu {
 	enum cpu_mode mode;
 	struct vmem *vm;
 	struct machine *m;  /* system mode: the machine this vCPU belongs to */
-	unsigned index;     /* system mode: vCPU number (= initial APIC ID) */
-	int halted;         /* system mode: in HLT, waiting for an interrupt */
+	unsigned index;	    /* system mode: vCPU number (= initial APIC ID) */
+	int halted;	    /* system mode: in HLT, waiting for an interrupt */
 	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);
@@ -174,7 +203,7 @@ struct cpu {
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
 	struct cpu_tlb_entry *tlbp;
 	unsigned tlb_gen, code_gen; /* last seen vmem/physmem generations */
-	unsigned cpl;               /* current privilege level (3 in user mode) */
+	unsigned cpl;		    /* current privilege level (3 in user mode) */
 	struct cpu_physmem *phys;   /* system mode: code-page marks shared by the machine's vCPUs */
 
 	/* Exception details for CPU_EXIT_EXCEPTION. */
@@ -182,22 +211,22 @@ struct cpu {
 	uint32_t exc_error;
 	uint64_t exc_addr; /* faulting data address (#PF, #GP on memory) */
 	int exc_noncanon;  /* the fault was a non-canonical address (#GP or #SS) */
-	int exc_soft;      /* system mode: raised by INT n/INT3/INTO (a trap; gate DPL checked) */
-	int delivering;    /* system mode: delivering exc_vector; a fault now is nested */
+	int exc_soft;	   /* system mode: raised by INT n/INT3/INTO (a trap; gate DPL checked) */
+	int delivering;	   /* system mode: delivering exc_vector; a fault now is nested */
 	int deliver_vec;
 	uint64_t shadow_rip; /* system mode: interrupts inhibited while RIP equals this (after STI/MOV SS) */
 	uint64_t tsc_offset;
-	uint64_t mmio_gpa;   /* system mode: physical address of the last MMIO translation */
+	uint64_t mmio_gpa; /* system mode: physical address of the last MMIO translation */
 
-	int end_block;          /* set by a handler: leave the current block */
-	int exit;               /* with end_block: an enum cpu_exit to return, or -1 */
-	volatile int stop_req;  /* set asynchronously: stop at a block boundary */
+	int end_block;	       /* set by a handler: leave the current block */
+	int exit;	       /* with end_block: an enum cpu_exit to return, or -1 */
+	volatile int stop_req; /* set asynchronously: stop at a block boundary */
 	int in_run;
 	jmp_buf fault_jb;
 
 	uint64_t icount; /* instructions retired (approximate: per block) */
-	int trace;       /* log unimplemented instructions to stderr */
-	void *opaque;    /* owner's data (the process VM thread, ...) */
+	int trace;	 /* log unimplemented instructions to stderr */
+	void *opaque;	 /* owner's data (the process VM thread, ...) */
 };
 
 /* Create/destroy. user mode: vm is the guest address space. */

@@ -35,30 +35,30 @@ enum { REP_NONE, REP_Z /* F3 */, REP_NZ /* F2 */ };
  * the handler needs that decoding can work out is here. */
 struct insn {
 	insn_fn fn;
-	uint64_t imm;   /* immediate, sign- or zero-extended as the opcode says */
-	int32_t disp;   /* memory displacement */
-	uint8_t len;    /* instruction length in bytes */
-	uint8_t opsz;   /* operand size in bytes: 1, 2, 4, 8 */
-	uint8_t adsz;   /* address size: 4 or 8 */
-	uint8_t map;    /* MAP_* */
-	uint8_t op;     /* opcode byte within the map */
-	uint8_t pfx;    /* PFX_*: mandatory prefix for SSE decoding */
-	uint8_t rep;    /* REP_* */
-	uint8_t lock;   /* LOCK prefix present */
-	uint8_t rex;    /* REX byte (0x40-0x4f) or 0 */
-	uint8_t seg;    /* segment override SEG_* or SEG_NONE */
-	uint8_t mod3;   /* ModRM present and mod == 3 (rm is a register) */
-	uint8_t modrm;  /* raw ModRM byte (0 if none) */
-	uint8_t reg;    /* ModRM.reg + REX.R (0-15); for byte operands without
-	                   REX, 4-7 name AH,CH,DH,BH and are stored as 16-19 */
-	uint8_t rm;     /* if mod3: ModRM.rm + REX.B, same byte-reg rule as reg */
-	uint8_t base;   /* memory operand base register, NOREG or RIPREL */
-	uint8_t index;  /* memory operand index register or NOREG */
-	uint8_t scale;  /* log2 of SIB scale */
-	uint8_t aux;    /* handler-specific (ALU op, condition code, ...) */
-	uint8_t imm8;   /* low byte of imm for handlers that take imm8 too */
+	uint64_t imm;	 /* immediate, sign- or zero-extended as the opcode says */
+	int32_t disp;	 /* memory displacement */
+	uint8_t len;	 /* instruction length in bytes */
+	uint8_t opsz;	 /* operand size in bytes: 1, 2, 4, 8 */
+	uint8_t adsz;	 /* address size: 4 or 8 */
+	uint8_t map;	 /* MAP_* */
+	uint8_t op;	 /* opcode byte within the map */
+	uint8_t pfx;	 /* PFX_*: mandatory prefix for SSE decoding */
+	uint8_t rep;	 /* REP_* */
+	uint8_t lock;	 /* LOCK prefix present */
+	uint8_t rex;	 /* REX byte (0x40-0x4f) or 0 */
+	uint8_t seg;	 /* segment override SEG_* or SEG_NONE */
+	uint8_t mod3;	 /* ModRM present and mod == 3 (rm is a register) */
+	uint8_t modrm;	 /* raw ModRM byte (0 if none) */
+	uint8_t reg;	 /* ModRM.reg + REX.R (0-15); for byte operands without
+			    REX, 4-7 name AH,CH,DH,BH and are stored as 16-19 */
+	uint8_t rm;	 /* if mod3: ModRM.rm + REX.B, same byte-reg rule as reg */
+	uint8_t base;	 /* memory operand base register, NOREG or RIPREL */
+	uint8_t index;	 /* memory operand index register or NOREG */
+	uint8_t scale;	 /* log2 of SIB scale */
+	uint8_t aux;	 /* handler-specific (ALU op, condition code, ...) */
+	uint8_t imm8;	 /* low byte of imm for handlers that take imm8 too */
 	uint8_t noflags; /* the flags this writes are dead (overwritten before
-	                    any read in its block): handlers may skip them */
+			    any read in its block): handlers may skip them */
 };
 
 /* ---- Registers ---- */
@@ -70,12 +70,9 @@ static inline uint64_t reg_read(const struct cpu *c, unsigned r, unsigned sz)
 		if (r >= 16)
 			return (c->s.gpr[r - 16] >> 8) & 0xff;
 		return c->s.gpr[r] & 0xff;
-	case 2:
-		return c->s.gpr[r] & 0xffff;
-	case 4:
-		return c->s.gpr[r] & 0xffffffff;
-	default:
-		return c->s.gpr[r];
+	case 2: return c->s.gpr[r] & 0xffff;
+	case 4: return c->s.gpr[r] & 0xffffffff;
+	default: return c->s.gpr[r];
 	}
 }
 
@@ -90,14 +87,9 @@ static inline void reg_write(struct cpu *c, unsigned r, unsigned sz, uint64_t v)
 		else
 			c->s.gpr[r] = (c->s.gpr[r] & ~0xffull) | (v & 0xff);
 		break;
-	case 2:
-		c->s.gpr[r] = (c->s.gpr[r] & ~0xffffull) | (v & 0xffff);
-		break;
-	case 4:
-		c->s.gpr[r] = v & 0xffffffff;
-		break;
-	default:
-		c->s.gpr[r] = v;
+	case 2: c->s.gpr[r] = (c->s.gpr[r] & ~0xffffull) | (v & 0xffff); break;
+	case 4: c->s.gpr[r] = v & 0xffffffff; break;
+	default: c->s.gpr[r] = v;
 	}
 }
 
@@ -182,9 +174,21 @@ static inline uint64_t mem_read(struct cpu *c, uint64_t a, unsigned sz)
 		const void *p = (const void *)(uintptr_t)(a + e->addend);
 		switch (sz) {
 		case 1: return *(const uint8_t *)p;
-		case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-		case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-		default: { uint64_t v; memcpy(&v, p, 8); return v; }
+		case 2: {
+			uint16_t v;
+			memcpy(&v, p, 2);
+			return v;
+		}
+		case 4: {
+			uint32_t v;
+			memcpy(&v, p, 4);
+			return v;
+		}
+		default: {
+			uint64_t v;
+			memcpy(&v, p, 8);
+			return v;
+		}
 		}
 	}
 	return mem_read_slow(c, a, sz);
@@ -197,8 +201,16 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 		void *p = (void *)(uintptr_t)(a + e->addend);
 		switch (sz) {
 		case 1: *(uint8_t *)p = (uint8_t)v; return;
-		case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); return; }
-		case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); return; }
+		case 2: {
+			uint16_t x = (uint16_t)v;
+			memcpy(p, &x, 2);
+			return;
+		}
+		case 4: {
+			uint32_t x = (uint32_t)v;
+			memcpy(p, &x, 4);
+			return;
+		}
 		default: memcpy(p, &v, 8); return;
 		}
 	}
@@ -225,14 +237,38 @@ static inline void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, u
 		mem_write_bytes_slow(c, a, src, n);
 }
 
-static inline uint8_t mem_read8(struct cpu *c, uint64_t a) { return (uint8_t)mem_read(c, a, 1); }
-static inline uint16_t mem_read16(struct cpu *c, uint64_t a) { return (uint16_t)mem_read(c, a, 2); }
-static inline uint32_t mem_read32(struct cpu *c, uint64_t a) { return (uint32_t)mem_read(c, a, 4); }
-static inline uint64_t mem_read64(struct cpu *c, uint64_t a) { return mem_read(c, a, 8); }
-static inline void mem_write8(struct cpu *c, uint64_t a, uint8_t v) { mem_write(c, a, 1, v); }
-static inline void mem_write16(struct cpu *c, uint64_t a, uint16_t v) { mem_write(c, a, 2, v); }
-static inline void mem_write32(struct cpu *c, uint64_t a, uint32_t v) { mem_write(c, a, 4, v); }
-static inline void mem_write64(struct cpu *c, uint64_t a, uint64_t v) { mem_write(c, a, 8, v); }
+static inline uint8_t mem_read8(struct cpu *c, uint64_t a)
+{
+	return (uint8_t)mem_read(c, a, 1);
+}
+static inline uint16_t mem_read16(struct cpu *c, uint64_t a)
+{
+	return (uint16_t)mem_read(c, a, 2);
+}
+static inline uint32_t mem_read32(struct cpu *c, uint64_t a)
+{
+	return (uint32_t)mem_read(c, a, 4);
+}
+static inline uint64_t mem_read64(struct cpu *c, uint64_t a)
+{
+	return mem_read(c, a, 8);
+}
+static inline void mem_write8(struct cpu *c, uint64_t a, uint8_t v)
+{
+	mem_write(c, a, 1, v);
+}
+static inline void mem_write16(struct cpu *c, uint64_t a, uint16_t v)
+{
+	mem_write(c, a, 2, v);
+}
+static inline void mem_write32(struct cpu *c, uint64_t a, uint32_t v)
+{
+	mem_write(c, a, 4, v);
+}
+static inline void mem_write64(struct cpu *c, uint64_t a, uint64_t v)
+{
+	mem_write(c, a, 8, v);
+}
 
 /* The r/m operand as a value (register or memory). */
 static inline uint64_t rm_read(struct cpu *c, const struct insn *i, unsigned sz)
@@ -261,11 +297,11 @@ static inline void insn_next(struct cpu *c, const struct insn *i)
 /* lf_op = kind | size index (0:8 1:16 2:32 3:64 bit) */
 enum {
 	LF_NONE = 0,
-	LF_ADD = 1 << 2, /* add/adc: src1 + src2 (+cf) = res */
-	LF_SUB = 2 << 2, /* sub/sbb/cmp/neg: src1 - src2 (-cf) = res */
+	LF_ADD = 1 << 2,   /* add/adc: src1 + src2 (+cf) = res */
+	LF_SUB = 2 << 2,   /* sub/sbb/cmp/neg: src1 - src2 (-cf) = res */
 	LF_LOGIC = 3 << 2, /* and/or/xor/test: CF=OF=AF=0 */
-	LF_INC = 4 << 2, /* src1 + 1 = res; CF kept in lf_aux */
-	LF_DEC = 5 << 2, /* src1 - 1 = res; CF kept in lf_aux */
+	LF_INC = 4 << 2,   /* src1 + 1 = res; CF kept in lf_aux */
+	LF_DEC = 5 << 2,   /* src1 - 1 = res; CF kept in lf_aux */
 };
 
 static inline unsigned lf_size_index(unsigned sz)
@@ -318,12 +354,12 @@ int x87_decode(struct insn *i);
  * truthfully immune to the transient-execution bugs these bits rule out
  * (RDCL_NO SKIP_L1DFL SSB_NO MDS_NO PSCHANGE_MC_NO TAA_NO SBDR_SSDP_NO
  * FBSDP_NO PSDP_NO GDS_NO RFDS_NO), and guests skip their mitigations. */
-#define CPU_ARCH_CAPABILITIES                                                                          \
-	((1ull << 0) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) | (1ull << 8) | (1ull << 13) | \
+#define CPU_ARCH_CAPABILITIES                                                                                          \
+	((1ull << 0) | (1ull << 3) | (1ull << 4) | (1ull << 5) | (1ull << 6) | (1ull << 8) | (1ull << 13) |            \
 	 (1ull << 14) | (1ull << 15) | (1ull << 26) | (1ull << 27))
 
 /* CPUID feature bits the CPU advertises (cpuid.c) */
-extern const uint32_t cpu_feat_1_ecx, cpu_feat_1_edx, cpu_feat_7_ebx, cpu_feat_7_ecx, cpu_feat_7_edx,
-	cpu_feat_81_ecx, cpu_feat_81_edx;
+extern const uint32_t cpu_feat_1_ecx, cpu_feat_1_edx, cpu_feat_7_ebx, cpu_feat_7_ecx, cpu_feat_7_edx, cpu_feat_81_ecx,
+	cpu_feat_81_edx;
 
 #endif

@@ -4,13 +4,13 @@
 #include "cpu_internal.h"
 
 /* Leaf 1 EDX: FPU PSE TSC MSR PAE CX8 APIC MTRR PGE CMOV PAT CLFSH MMX FXSR SSE SSE2 */
-const uint32_t cpu_feat_1_edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-				(1u << 9) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) |
-				(1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
+const uint32_t cpu_feat_1_edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
+				(1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) |
+				(1u << 24) | (1u << 25) | (1u << 26);
 /* Leaf 1 ECX: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT, hypervisor
  * (each passes the differential tests against the host CPU) */
-const uint32_t cpu_feat_1_ecx = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) |
-				(1u << 22) | (1u << 23) | (1u << 31);
+const uint32_t cpu_feat_1_ecx =
+	(1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) | (1u << 23) | (1u << 31);
 /* Leaf 7 EBX: ERMS (REP MOVSB/STOSB are fast here too) */
 const uint32_t cpu_feat_7_ebx = (1u << 9);
 const uint32_t cpu_feat_7_ecx = 0;
@@ -52,10 +52,26 @@ void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 	case 4:
 		/* Deterministic cache parameters: L1d 32K, L1i 32K, L2 1M, L3 8M */
 		switch (sub) {
-		case 0: out[0] = 0x121; out[1] = (7u << 22) | 63; out[2] = 63; break;
-		case 1: out[0] = 0x122; out[1] = (7u << 22) | 63; out[2] = 63; break;
-		case 2: out[0] = 0x143; out[1] = (15u << 22) | 63; out[2] = 1023; break;
-		case 3: out[0] = 0x163; out[1] = (15u << 22) | 63; out[2] = 8191; break;
+		case 0:
+			out[0] = 0x121;
+			out[1] = (7u << 22) | 63;
+			out[2] = 63;
+			break;
+		case 1:
+			out[0] = 0x122;
+			out[1] = (7u << 22) | 63;
+			out[2] = 63;
+			break;
+		case 2:
+			out[0] = 0x143;
+			out[1] = (15u << 22) | 63;
+			out[2] = 1023;
+			break;
+		case 3:
+			out[0] = 0x163;
+			out[1] = (15u << 22) | 63;
+			out[2] = 8191;
+			break;
 		}
 		break;
 	case 7:
@@ -71,9 +87,7 @@ void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 		out[1] = 1;
 		out[2] = 1000000000;
 		break;
-	case 0x80000000:
-		out[0] = 0x80000008;
-		break;
+	case 0x80000000: out[0] = 0x80000008; break;
 	case 0x80000007:
 		out[3] = 1u << 8; /* invariant TSC */
 		break;
@@ -81,7 +95,9 @@ void cpu_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 		out[2] = cpu_feat_81_ecx;
 		out[3] = cpu_feat_81_edx;
 		break;
-	case 0x80000002: case 0x80000003: case 0x80000004:
+	case 0x80000002:
+	case 0x80000003:
+	case 0x80000004:
 		for (unsigned k = 0; k < 4; k++)
 			out[k] = str4(brand + (leaf - 0x80000002) * 16 + k * 4);
 		break;

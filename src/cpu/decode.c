@@ -72,8 +72,8 @@ static void parse_modrm(struct dstate *d, struct insn *i)
 	}
 	if (i->adsz == 2) {
 		/* 16-bit addressing: BX+SI BX+DI BP+SI BP+DI SI DI BP BX */
-		static const uint8_t b16[8] = { R_RBX, R_RBX, R_RBP, R_RBP, R_RSI, R_RDI, R_RBP, R_RBX };
-		static const uint8_t x16[8] = { R_RSI, R_RDI, R_RSI, R_RDI, NOREG, NOREG, NOREG, NOREG };
+		static const uint8_t b16[8] = {R_RBX, R_RBX, R_RBP, R_RBP, R_RSI, R_RDI, R_RBP, R_RBX};
+		static const uint8_t x16[8] = {R_RSI, R_RDI, R_RSI, R_RDI, NOREG, NOREG, NOREG, NOREG};
 		i->base = b16[rm];
 		i->index = x16[rm];
 		if (mod == 0 && rm == 6) {
@@ -163,10 +163,10 @@ static void set_alu(struct insn *i, unsigned op)
 	i->aux = (uint8_t)op;
 	i->fn = alu_rm_r[op];
 	if (i->mod3 && !i->lock && (i->opsz == 8 || i->opsz == 4)) {
-		static const insn_fn rr64[8] = { op_alu_rr64_add, op_alu_rr64_or, NULL, NULL,
-						 op_alu_rr64_and, op_alu_rr64_sub, op_alu_rr64_xor, op_alu_rr64_cmp };
-		static const insn_fn rr32[8] = { op_alu_rr32_add, op_alu_rr32_or, NULL, NULL,
-						 op_alu_rr32_and, op_alu_rr32_sub, op_alu_rr32_xor, op_alu_rr32_cmp };
+		static const insn_fn rr64[8] = {op_alu_rr64_add, op_alu_rr64_or,  NULL,		  NULL, op_alu_rr64_and,
+						op_alu_rr64_sub, op_alu_rr64_xor, op_alu_rr64_cmp};
+		static const insn_fn rr32[8] = {op_alu_rr32_add, op_alu_rr32_or,  NULL,		  NULL, op_alu_rr32_and,
+						op_alu_rr32_sub, op_alu_rr32_xor, op_alu_rr32_cmp};
 		insn_fn f = i->opsz == 8 ? rr64[op] : rr32[op];
 		if (f)
 			i->fn = f;
@@ -280,26 +280,23 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->imm = read_imm(d, o == 0x6b ? 1 : imm_z(i), 1);
 		i->fn = op_imul_r_rm_imm;
 		return 1;
-	case 0x6c: case 0x6d: /* INS */
-		i->fn = op_sys_ins;
-		return 1;
-	case 0x6e: case 0x6f: /* OUTS */
-		i->fn = op_sys_outs;
-		return 1;
-	case 0xe4: case 0xe5: case 0xe6: case 0xe7:
+	case 0x6c:
+	case 0x6d: /* INS */ i->fn = op_sys_ins; return 1;
+	case 0x6e:
+	case 0x6f: /* OUTS */ i->fn = op_sys_outs; return 1;
+	case 0xe4:
+	case 0xe5:
+	case 0xe6:
+	case 0xe7:
 		i->imm = read_imm(d, 1, 0);
 		i->imm8 = (uint8_t)i->imm;
 		i->fn = o < 0xe6 ? op_sys_in : op_sys_out;
 		return 1;
-	case 0xec: case 0xed:
-		i->fn = op_sys_in;
-		return 1;
-	case 0xee: case 0xef:
-		i->fn = op_sys_out;
-		return 1;
-	case 0xfa:
-		i->fn = op_sys_cli;
-		return 1;
+	case 0xec:
+	case 0xed: i->fn = op_sys_in; return 1;
+	case 0xee:
+	case 0xef: i->fn = op_sys_out; return 1;
+	case 0xfa: i->fn = op_sys_cli; return 1;
 	case 0xfb:
 		i->fn = op_sys_sti;
 		*flags |= DEC_BRANCH;
@@ -308,7 +305,9 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_sys_hlt;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x80: case 0x81: case 0x83:
+	case 0x80:
+	case 0x81:
+	case 0x83:
 		if (o == 0x80)
 			i->opsz = 1;
 		parse_modrm(d, i);
@@ -318,17 +317,25 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->aux = (uint8_t)grp;
 		i->fn = alu_rm_imm[grp];
 		return 1;
-	case 0x84: case 0x85:
-	case 0x86: case 0x87:
-	case 0x88: case 0x89: case 0x8a: case 0x8b:
+	case 0x84:
+	case 0x85:
+	case 0x86:
+	case 0x87:
+	case 0x88:
+	case 0x89:
+	case 0x8a:
+	case 0x8b:
 		if (!(o & 1))
 			i->opsz = 1;
 		parse_modrm(d, i);
 		byte_regs(i, i->opsz == 1, i->opsz == 1);
 		switch (o) {
-		case 0x84: case 0x85: i->fn = op_test_rm_r; break;
-		case 0x86: case 0x87: i->fn = op_xchg_rm_r; break;
-		case 0x88: case 0x89:
+		case 0x84:
+		case 0x85: i->fn = op_test_rm_r; break;
+		case 0x86:
+		case 0x87: i->fn = op_xchg_rm_r; break;
+		case 0x88:
+		case 0x89:
 			i->fn = op_mov_rm_r;
 			if (i->mod3 && i->opsz == 8)
 				i->fn = op_mov_rr64;
@@ -401,14 +408,25 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		return 1;
 	case 0x9e: i->fn = op_sahf; return 1;
 	case 0x9f: i->fn = op_lahf; return 1;
-	case 0xa0: case 0xa1: case 0xa2: case 0xa3:
+	case 0xa0:
+	case 0xa1:
+	case 0xa2:
+	case 0xa3:
 		if (!(o & 1))
 			i->opsz = 1;
 		i->imm = read_imm(d, i->adsz, 0);
 		i->fn = o < 0xa2 ? op_mov_a_moffs : op_mov_moffs_a;
 		return 1;
-	case 0xa4: case 0xa5: case 0xa6: case 0xa7:
-	case 0xaa: case 0xab: case 0xac: case 0xad: case 0xae: case 0xaf:
+	case 0xa4:
+	case 0xa5:
+	case 0xa6:
+	case 0xa7:
+	case 0xaa:
+	case 0xab:
+	case 0xac:
+	case 0xad:
+	case 0xae:
+	case 0xaf:
 		if (!(o & 1))
 			i->opsz = 1;
 		switch (o & ~1) {
@@ -419,7 +437,8 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		default: i->fn = op_scas; break;
 		}
 		return 1;
-	case 0xa8: case 0xa9:
+	case 0xa8:
+	case 0xa9:
 		if (o == 0xa8)
 			i->opsz = 1;
 		i->mod3 = 1;
@@ -427,7 +446,12 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->imm = read_imm(d, i->opsz == 1 ? 1 : imm_z(i), 1);
 		i->fn = op_test_rm_imm;
 		return 1;
-	case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+	case 0xc0:
+	case 0xc1:
+	case 0xd0:
+	case 0xd1:
+	case 0xd2:
+	case 0xd3:
 		if (!(o & 1))
 			i->opsz = 1;
 		parse_modrm(d, i);
@@ -454,7 +478,8 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_ret;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0xc6: case 0xc7:
+	case 0xc6:
+	case 0xc7:
 		if (o == 0xc6)
 			i->opsz = 1;
 		parse_modrm(d, i);
@@ -503,7 +528,9 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0xd7: i->fn = op_xlat; return 1;
-	case 0xe0: case 0xe1: case 0xe2:
+	case 0xe0:
+	case 0xe1:
+	case 0xe2:
 		i->imm = read_imm(d, 1, 1);
 		i->aux = o & 3;
 		i->fn = op_loop;
@@ -514,7 +541,9 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_jrcxz;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0xe8: case 0xe9: case 0xeb:
+	case 0xe8:
+	case 0xe9:
+	case 0xeb:
 		i->imm = read_imm(d, o == 0xeb ? 1 : d->bits != 64 && i->opsz == 2 ? 2 : 4, 1);
 		i->fn = o == 0xe8 ? op_call_rel : op_jmp_rel;
 		*flags |= DEC_BRANCH;
@@ -524,14 +553,16 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 	case 0xf9: i->fn = op_stc; return 1;
 	case 0xfc: i->fn = op_cld; return 1;
 	case 0xfd: i->fn = op_std; return 1;
-	case 0xf6: case 0xf7:
+	case 0xf6:
+	case 0xf7:
 		if (o == 0xf6)
 			i->opsz = 1;
 		parse_modrm(d, i);
 		byte_regs(i, 0, i->opsz == 1);
 		grp = (i->modrm >> 3) & 7;
 		switch (grp) {
-		case 0: case 1:
+		case 0:
+		case 1:
 			i->imm = read_imm(d, i->opsz == 1 ? 1 : imm_z(i), 1);
 			i->fn = op_test_rm_imm;
 			break;
@@ -584,8 +615,7 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 			i->fn = op_sys_ljmp_m;
 			*flags |= DEC_BRANCH;
 			return 1;
-		default:
-			return 0;
+		default: return 0;
 		}
 	}
 	return 0;
@@ -593,8 +623,8 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 
 static int is_sse_0f(uint8_t o)
 {
-	return (o >= 0x10 && o <= 0x17) || (o >= 0x28 && o <= 0x2f) || (o >= 0x50 && o <= 0x7f) ||
-	       o == 0xc2 || (o >= 0xc4 && o <= 0xc6) || o >= 0xd0;
+	return (o >= 0x10 && o <= 0x17) || (o >= 0x28 && o <= 0x2f) || (o >= 0x50 && o <= 0x7f) || o == 0xc2 ||
+	       (o >= 0xc4 && o <= 0xc6) || o >= 0xd0;
 }
 
 static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
@@ -612,8 +642,7 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 	} else if (modrm_0f[o >> 4][o & 15] == '1') {
 		parse_modrm(d, i);
 	}
-	if ((o >= 0x70 && o <= 0x73) || o == 0xc2 || (o >= 0xc4 && o <= 0xc6) || o == 0xa4 || o == 0xac ||
-	    o == 0xba) {
+	if ((o >= 0x70 && o <= 0x73) || o == 0xc2 || (o >= 0xc4 && o <= 0xc6) || o == 0xa4 || o == 0xac || o == 0xba) {
 		i->imm = read_imm(d, 1, 0);
 		i->imm8 = (uint8_t)i->imm;
 	}
@@ -648,18 +677,20 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		return 1;
 	}
 	switch (o) {
-	case 0x00:
-		i->fn = op_sys_grp6;
-		return 1;
+	case 0x00: i->fn = op_sys_grp6; return 1;
 	case 0x01:
 		if (i->mod3) {
 			switch (i->modrm) {
 			case 0xd0: /* XGETBV: no XSAVE advertised */
-			case 0xd5: case 0xd6: /* XEND XTEST */
-			case 0xee: case 0xef: /* RDPKRU WRPKRU */
+			case 0xd5:
+			case 0xd6: /* XEND XTEST */
+			case 0xee:
+			case 0xef: /* RDPKRU WRPKRU */
 			case 0xf9: /* RDTSCP: not advertised */
-			case 0xc8: case 0xc9: case 0xca: case 0xcb: /* MONITOR MWAIT CLAC STAC */
-				return 0;
+			case 0xc8:
+			case 0xc9:
+			case 0xca:
+			case 0xcb: /* MONITOR MWAIT CLAC STAC */ return 0;
 			}
 			i->fn = op_sys_grp7_reg;
 		} else {
@@ -667,31 +698,28 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		}
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x06:
-		i->fn = op_sys_clts;
-		return 1;
+	case 0x06: i->fn = op_sys_clts; return 1;
 	case 0x07:
 		i->fn = op_sys_sysret;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x08: case 0x09:
-		i->fn = op_sys_wbinvd;
-		return 1;
-	case 0x20: case 0x22:
+	case 0x08:
+	case 0x09: i->fn = op_sys_wbinvd; return 1;
+	case 0x20:
+	case 0x22:
 		i->fn = op_sys_mov_cr;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x21: case 0x23:
-		i->fn = op_sys_mov_dr;
-		return 1;
+	case 0x21:
+	case 0x23: i->fn = op_sys_mov_dr; return 1;
 	case 0x30:
 		i->fn = op_sys_wrmsr;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x32:
-		i->fn = op_sys_rdmsr;
-		return 1;
-	case 0x33: case 0x34: case 0x35: /* RDPMC SYSENTER SYSEXIT */
+	case 0x32: i->fn = op_sys_rdmsr; return 1;
+	case 0x33:
+	case 0x34:
+	case 0x35: /* RDPMC SYSENTER SYSEXIT */
 		i->fn = op_priv;
 		*flags |= DEC_BRANCH;
 		return 1;
@@ -703,26 +731,25 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_ud2;
 		*flags |= DEC_BRANCH;
 		return 1;
-	case 0x0d:
-		i->fn = op_nop;
-		return 1;
-	case 0x31:
-		i->fn = op_rdtsc;
-		return 1;
-	case 0xa2:
-		i->fn = op_cpuid;
-		return 1;
-	case 0xa0: case 0xa8:
+	case 0x0d: i->fn = op_nop; return 1;
+	case 0x31: i->fn = op_rdtsc; return 1;
+	case 0xa2: i->fn = op_cpuid; return 1;
+	case 0xa0:
+	case 0xa8:
 		i->opsz = stack_opsz(d, i);
 		i->aux = o == 0xa0 ? SEG_FS : SEG_GS;
 		i->fn = op_push_sreg;
 		return 1;
-	case 0xa1: case 0xa9:
+	case 0xa1:
+	case 0xa9:
 		i->opsz = stack_opsz(d, i);
 		i->aux = o == 0xa1 ? SEG_FS : SEG_GS;
 		i->fn = op_pop_sreg;
 		return 1;
-	case 0xa3: case 0xab: case 0xb3: case 0xbb:
+	case 0xa3:
+	case 0xab:
+	case 0xb3:
+	case 0xbb:
 		i->aux = o == 0xa3 ? 0 : o == 0xab ? 1 : o == 0xb3 ? 2 : 3;
 		i->fn = op_bt_r;
 		return 1;
@@ -756,19 +783,24 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 			return 1;
 		}
 		return 0; /* XSAVE family: not advertised */
-	case 0xb0: case 0xb1:
+	case 0xb0:
+	case 0xb1:
 		if (o == 0xb0)
 			i->opsz = 1;
 		byte_regs(i, i->opsz == 1, i->opsz == 1);
 		i->fn = op_cmpxchg;
 		return 1;
-	case 0xc0: case 0xc1:
+	case 0xc0:
+	case 0xc1:
 		if (o == 0xc0)
 			i->opsz = 1;
 		byte_regs(i, i->opsz == 1, i->opsz == 1);
 		i->fn = op_xadd;
 		return 1;
-	case 0xb6: case 0xb7: case 0xbe: case 0xbf:
+	case 0xb6:
+	case 0xb7:
+	case 0xbe:
+	case 0xbf:
 		i->aux = (o & 1) ? 2 : 1;
 		byte_regs(i, 0, i->aux == 1);
 		i->fn = (o & 8) ? op_movsx : op_movzx;
@@ -793,7 +825,8 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 			return 1;
 		}
 		return 0;
-	case 0xb9: case 0xff: /* UD1, UD0 */
+	case 0xb9:
+	case 0xff: /* UD1, UD0 */
 		i->fn = op_ud2;
 		*flags |= DEC_BRANCH;
 		return 1;
@@ -808,11 +841,11 @@ static void decode_legacy_fixup(struct insn *i)
 	static const struct {
 		insn_fn from, to;
 	} map[] = {
-		{ op_push_r, op_lpush_r }, { op_pop_r, op_lpop_r }, { op_push_imm, op_lpush_imm },
-		{ op_push_rm, op_lpush_rm }, { op_pop_rm, op_lpop_rm }, { op_pushf, op_lpushf },
-		{ op_popf, op_lpopf }, { op_call_rel, op_lcall_rel }, { op_call_rm, op_lcall_rm },
-		{ op_ret, op_lret }, { op_ret_imm, op_lret }, { op_jmp_rm, op_ljmp_rm },
-		{ op_enter, op_ud }, { op_leave, op_lleave },
+		{op_push_r, op_lpush_r},   {op_pop_r, op_lpop_r},	{op_push_imm, op_lpush_imm},
+		{op_push_rm, op_lpush_rm}, {op_pop_rm, op_lpop_rm},	{op_pushf, op_lpushf},
+		{op_popf, op_lpopf},	   {op_call_rel, op_lcall_rel}, {op_call_rm, op_lcall_rm},
+		{op_ret, op_lret},	   {op_ret_imm, op_lret},	{op_jmp_rm, op_ljmp_rm},
+		{op_enter, op_ud},	   {op_leave, op_lleave},
 	};
 	for (unsigned k = 0; k < sizeof(map) / sizeof(map[0]); k++)
 		if (i->fn == map[k].from) {
@@ -827,7 +860,7 @@ static void decode_legacy_fixup(struct insn *i)
 
 int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags, unsigned bits)
 {
-	struct dstate d = { .p = p, .n = n > 15 ? 15 : n, .bits = bits };
+	struct dstate d = {.p = p, .n = n > 15 ? 15 : n, .bits = bits};
 	int has66 = 0, has67 = 0;
 	uint8_t lastrep = 0;
 
@@ -842,18 +875,40 @@ int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags
 		if (d.truncated)
 			return n >= 15 ? 0 : -1;
 		switch (b) {
-		case 0x66: has66 = 1; i->rex = 0; continue;
-		case 0x67: has67 = 1; i->rex = 0; continue;
-		case 0xf2: case 0xf3: lastrep = b; i->rex = 0; continue;
-		case 0xf0: i->lock = 1; i->rex = 0; continue;
-		case 0x26: case 0x2e: case 0x36: case 0x3e:
+		case 0x66:
+			has66 = 1;
+			i->rex = 0;
+			continue;
+		case 0x67:
+			has67 = 1;
+			i->rex = 0;
+			continue;
+		case 0xf2:
+		case 0xf3:
+			lastrep = b;
+			i->rex = 0;
+			continue;
+		case 0xf0:
+			i->lock = 1;
+			i->rex = 0;
+			continue;
+		case 0x26:
+		case 0x2e:
+		case 0x36:
+		case 0x3e:
 			/* ignored in 64-bit mode; real overrides in legacy modes */
 			if (bits != 64)
 				i->seg = b == 0x26 ? SEG_ES : b == 0x2e ? SEG_CS : b == 0x36 ? SEG_SS : SEG_DS;
 			i->rex = 0;
 			continue;
-		case 0x64: i->seg = SEG_FS; i->rex = 0; continue;
-		case 0x65: i->seg = SEG_GS; i->rex = 0; continue;
+		case 0x64:
+			i->seg = SEG_FS;
+			i->rex = 0;
+			continue;
+		case 0x65:
+			i->seg = SEG_GS;
+			i->rex = 0;
+			continue;
 		}
 		if ((b & 0xf0) == 0x40 && bits == 64) {
 			i->rex = b;
@@ -897,9 +952,9 @@ int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags
 	} else if (bits != 64 && ((i->op >= 0x40 && i->op <= 0x4f) || i->op == 0xea)) {
 		ok = decode_1b(&d, i, flags);
 	} else if ((i->op >= 0x06 && i->op <= 0x07) || i->op == 0x0e || i->op == 0x16 || i->op == 0x17 ||
-		   i->op == 0x1e || i->op == 0x1f || i->op == 0x27 || i->op == 0x2f || i->op == 0x37 ||
-		   i->op == 0x3f || (i->op >= 0x60 && i->op <= 0x62) || i->op == 0x82 || i->op == 0x9a ||
-		   i->op == 0xce || (i->op >= 0xd4 && i->op <= 0xd6) || i->op == 0xea) {
+		   i->op == 0x1e || i->op == 0x1f || i->op == 0x27 || i->op == 0x2f || i->op == 0x37 || i->op == 0x3f ||
+		   (i->op >= 0x60 && i->op <= 0x62) || i->op == 0x82 || i->op == 0x9a || i->op == 0xce ||
+		   (i->op >= 0xd4 && i->op <= 0xd6) || i->op == 0xea) {
 		ok = 0; /* invalid in 64-bit mode */
 	} else {
 		ok = decode_1b(&d, i, flags);
@@ -941,14 +996,15 @@ static int fn_in(insn_fn f, const insn_fn *tab, unsigned n)
 
 void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr)
 {
-	static const insn_fn rr[] = { op_alu_rr64_add, op_alu_rr64_sub, op_alu_rr64_xor, op_alu_rr64_and,
-				      op_alu_rr64_or, op_alu_rr64_cmp, op_alu_rr32_add, op_alu_rr32_sub,
-				      op_alu_rr32_xor, op_alu_rr32_and, op_alu_rr32_or, op_alu_rr32_cmp };
-	static const insn_fn none[] = { op_mov_rm_r, op_mov_r_rm, op_mov_rm_imm, op_mov_r_imm, op_mov_rr64,
-					op_mov_rr32, op_mov_r_m64, op_mov_m64_r, op_mov_a_moffs, op_mov_moffs_a,
-					op_movzx, op_movsx, op_movsxd, op_lea, op_xchg_rm_r, op_xchg_ax,
-					op_bswap, op_cbw, op_cwd, op_not, op_push_r, op_pop_r, op_push_imm,
-					op_push_rm, op_pop_rm, op_nop, op_leave, op_call_rel, op_jmp_rel };
+	static const insn_fn rr[] = {op_alu_rr64_add, op_alu_rr64_sub, op_alu_rr64_xor, op_alu_rr64_and,
+				     op_alu_rr64_or,  op_alu_rr64_cmp, op_alu_rr32_add, op_alu_rr32_sub,
+				     op_alu_rr32_xor, op_alu_rr32_and, op_alu_rr32_or,	op_alu_rr32_cmp};
+	static const insn_fn none[] = {op_mov_rm_r, op_mov_r_rm,  op_mov_rm_imm, op_mov_r_imm,	 op_mov_rr64,
+				       op_mov_rr32, op_mov_r_m64, op_mov_m64_r,	 op_mov_a_moffs, op_mov_moffs_a,
+				       op_movzx,    op_movsx,	  op_movsxd,	 op_lea,	 op_xchg_rm_r,
+				       op_xchg_ax,  op_bswap,	  op_cbw,	 op_cwd,	 op_not,
+				       op_push_r,   op_pop_r,	  op_push_imm,	 op_push_rm,	 op_pop_rm,
+				       op_nop,	    op_leave,	  op_call_rel,	 op_jmp_rel};
 	insn_fn f = i->fn;
 	*rd = FL_ARITH;
 	*wr = 0;
@@ -980,18 +1036,18 @@ void decode_flags_dead(struct insn *i)
 	i->noflags = 1;
 	if (i->fn == op_shift_imm && i->mod3 && (i->opsz == 4 || i->opsz == 8) && i->aux != 2 && i->aux != 3 &&
 	    (i->imm8 & (i->opsz * 8 - 1))) {
-		static const insn_fn nf32[8] = { op_rol_r32_nf, op_ror_r32_nf, NULL, NULL,
-						 op_shl_r32_nf, op_shr_r32_nf, op_shl_r32_nf, op_sar_r32_nf };
-		static const insn_fn nf64[8] = { op_rol_r64_nf, op_ror_r64_nf, NULL, NULL,
-						 op_shl_r64_nf, op_shr_r64_nf, op_shl_r64_nf, op_sar_r64_nf };
+		static const insn_fn nf32[8] = {op_rol_r32_nf, op_ror_r32_nf, NULL,	     NULL,
+						op_shl_r32_nf, op_shr_r32_nf, op_shl_r32_nf, op_sar_r32_nf};
+		static const insn_fn nf64[8] = {op_rol_r64_nf, op_ror_r64_nf, NULL,	     NULL,
+						op_shl_r64_nf, op_shr_r64_nf, op_shl_r64_nf, op_sar_r64_nf};
 		i->fn = i->opsz == 4 ? nf32[i->aux] : nf64[i->aux];
 	}
 }
 
 int decode_uses_stack(const struct insn *i)
 {
-	static const insn_fn stack_ops[] = { op_push_r, op_pop_r, op_push_imm, op_push_rm, op_pop_rm,
-					     op_pushf, op_popf, op_enter, op_leave, op_call_rel, op_call_rm,
-					     op_ret, op_ret_imm, op_push_sreg, op_pop_sreg };
+	static const insn_fn stack_ops[] = {op_push_r,	op_pop_r, op_push_imm, op_push_rm,   op_pop_rm,
+					    op_pushf,	op_popf,  op_enter,    op_leave,     op_call_rel,
+					    op_call_rm, op_ret,	  op_ret_imm,  op_push_sreg, op_pop_sreg};
 	return fn_in(i->fn, stack_ops, sizeof(stack_ops) / sizeof(stack_ops[0]));
 }

@@ -39,8 +39,7 @@ uint32_t flags_arith(const struct cpu *c)
 			f |= FL_OF;
 		f |= (uint32_t)((a ^ b ^ r) & FL_AF);
 		break;
-	case LF_LOGIC:
-		break;
+	case LF_LOGIC: break;
 	case LF_INC:
 		if (r == (1ull << top))
 			f |= FL_OF;
@@ -61,13 +60,13 @@ static bool cond_from_flags(uint32_t f, unsigned cc)
 {
 	bool r;
 	switch (cc >> 1) {
-	case 0: r = f & FL_OF; break;                        /* O */
-	case 1: r = f & FL_CF; break;                        /* B */
-	case 2: r = f & FL_ZF; break;                        /* E */
-	case 3: r = f & (FL_CF | FL_ZF); break;              /* BE */
-	case 4: r = f & FL_SF; break;                        /* S */
-	case 5: r = f & FL_PF; break;                        /* P */
-	case 6: r = !(f & FL_SF) != !(f & FL_OF); break;     /* L */
+	case 0: r = f & FL_OF; break;					   /* O */
+	case 1: r = f & FL_CF; break;					   /* B */
+	case 2: r = f & FL_ZF; break;					   /* E */
+	case 3: r = f & (FL_CF | FL_ZF); break;				   /* BE */
+	case 4: r = f & FL_SF; break;					   /* S */
+	case 5: r = f & FL_PF; break;					   /* P */
+	case 6: r = !(f & FL_SF) != !(f & FL_OF); break;		   /* L */
 	default: r = (f & FL_ZF) || (!(f & FL_SF) != !(f & FL_OF)); break; /* LE */
 	}
 	return (cc & 1) ? !r : r;
@@ -103,14 +102,18 @@ bool cond_eval(const struct cpu *c, unsigned cc)
 		break;
 	case LF_LOGIC:
 		switch (cc) {
-		case 2: case 0: return false;
-		case 3: case 1: return true;
+		case 2:
+		case 0: return false;
+		case 3:
+		case 1: return true;
 		case 4: return r == 0;
 		case 5: return r != 0;
 		case 6: return r == 0;
 		case 7: return r != 0;
-		case 8: case 12: return (r >> (bits - 1)) & 1;
-		case 9: case 13: return !((r >> (bits - 1)) & 1);
+		case 8:
+		case 12: return (r >> (bits - 1)) & 1;
+		case 9:
+		case 13: return !((r >> (bits - 1)) & 1);
 		case 14: return r == 0 || ((r >> (bits - 1)) & 1);
 		case 15: return r != 0 && !((r >> (bits - 1)) & 1);
 		}

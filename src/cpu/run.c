@@ -27,7 +27,6 @@ struct dcache {
 	size_t used;
 };
 
-
 static void dcache_flush(struct dcache *dc)
 {
 	memset(dc->hash, 0, sizeof(dc->hash));
@@ -116,9 +115,8 @@ void cpu_request_stop(struct cpu *c)
 const char *cpu_exc_name(int vector)
 {
 	static const char *const names[32] = {
-		"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)",
-		"#TS", "#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM",
-		"#VE", "#CP",
+		"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF(9)", "#TS",
+		"#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM", "#VE",	 "#CP",
 	};
 	if (vector >= 0 && vector < 32 && names[vector])
 		return names[vector];
@@ -240,9 +238,10 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 				break;
 			if (sys) {
 				sys_tlb_fill(c, pc + avail, 2, NULL); /* raises the fetch fault */
-				cpu_raise(c, EXC_GP, 0);              /* code in MMIO: not supported */
+				cpu_raise(c, EXC_GP, 0);	      /* code in MMIO: not supported */
 			}
-			cpu_raise_pf(c, pc + avail, PFERR_U | PFERR_I | (vmem_lookup(c->vm, pc + avail, NULL) ? PFERR_P : 0));
+			cpu_raise_pf(c, pc + avail,
+				     PFERR_U | PFERR_I | (vmem_lookup(c->vm, pc + avail, NULL) ? PFERR_P : 0));
 		}
 		if (sys && len > 0 && ((pc + (unsigned)len - 1) ^ pc) & ~0xfffull) {
 			/* Crossing into another page, whose mapping may differ next
@@ -375,7 +374,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		c->code_bits = bits;
 		struct cpu_tlb_entry *e = tlb_entry(c, rip);
 		uint8_t *host = e->tag_x == (rip & ~0xfffull) ? (uint8_t *)(uintptr_t)(rip + e->addend)
-							       : sys_tlb_fill(c, rip, 2, NULL);
+							      : sys_tlb_fill(c, rip, 2, NULL);
 		if (!host)
 			cpu_raise(c, EXC_GP, 0); /* executing MMIO */
 		int x = block_exec(c, block_find(c, (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56), rip), limit);

@@ -61,8 +61,8 @@ void op_movs(struct cpu *c, const struct insn *i)
 				bytes = n * sz;
 			bytes -= bytes % sz;
 			uint8_t *ps, *pd;
-			if (bytes && (d + bytes <= s || d >= s + bytes || d <= s) &&
-			    (ps = tlb_span(c, s, false)) && (pd = tlb_span(c, d, true))) {
+			if (bytes && (d + bytes <= s || d >= s + bytes || d <= s) && (ps = tlb_span(c, s, false)) &&
+			    (pd = tlb_span(c, d, true))) {
 				memmove(pd, ps, bytes);
 				uint64_t k = bytes / sz;
 				n -= k;

@@ -15,9 +15,9 @@
 
 struct cpu_physmem {
 	struct machine *m;
-	uint8_t *base;  /* host address of guest RAM's first byte */
+	uint8_t *base;	/* host address of guest RAM's first byte */
 	uint64_t pages; /* RAM pages covered by the marks */
-	uint8_t *code;  /* 1 per page holding decoded code */
+	uint8_t *code;	/* 1 per page holding decoded code */
 	volatile unsigned code_gen;
 	struct cpu_physmem *next;
 	unsigned users;
@@ -608,10 +608,11 @@ int sys_exception(struct cpu *c)
 	uint32_t err = c->exc_error;
 	int soft = c->exc_soft;
 	if (c->trace)
-		fprintf(stderr, "corral: vCPU %u: %s (error %#x) at %04x:%#llx cr0 %#llx efer %#llx cr3 %#llx bits %u%s\n", c->index,
-			cpu_exc_name(v), err, c->s.seg[SEG_CS].sel, (unsigned long long)c->s.rip,
-			(unsigned long long)c->s.cr0, (unsigned long long)c->s.efer, (unsigned long long)c->s.cr3, c->code_bits,
-			c->delivering ? " while delivering" : "");
+		fprintf(stderr,
+			"corral: vCPU %u: %s (error %#x) at %04x:%#llx cr0 %#llx efer %#llx cr3 %#llx bits %u%s\n",
+			c->index, cpu_exc_name(v), err, c->s.seg[SEG_CS].sel, (unsigned long long)c->s.rip,
+			(unsigned long long)c->s.cr0, (unsigned long long)c->s.efer, (unsigned long long)c->s.cr3,
+			c->code_bits, c->delivering ? " while delivering" : "");
 	c->exc_soft = 0;
 	c->exc_noncanon = 0;
 	if (c->delivering) {
@@ -697,8 +698,7 @@ void op_sys_sti(struct cpu *c, const struct insn *i)
 
 static uint16_t io_port(struct cpu *c, const struct insn *i)
 {
-	return (i->op == 0xe4 || i->op == 0xe5 || i->op == 0xe6 || i->op == 0xe7) ? i->imm8
-										 : (uint16_t)c->s.gpr[R_RDX];
+	return (i->op == 0xe4 || i->op == 0xe5 || i->op == 0xe6 || i->op == 0xe7) ? i->imm8 : (uint16_t)c->s.gpr[R_RDX];
 }
 
 void op_sys_in(struct cpu *c, const struct insn *i)
@@ -818,8 +818,7 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 			cpu_raise(c, EXC_GP, 0);
 		lapic_msr_write(c->m, c->index, 0x808, v << 4);
 		break;
-	default:
-		cpu_undefined(c, i);
+	default: cpu_undefined(c, i);
 	}
 	cpu_tlb_flush(c);
 	insn_next(c, i);
@@ -856,7 +855,7 @@ static int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
 	case 0x1b: *v = m->apic_base; return 0;
 	case 0x3a: *v = 1; return 0; /* FEATURE_CONTROL: locked, VMX off */
 	case 0x10a: *v = CPU_ARCH_CAPABILITIES; return 0;
-	case 0x8b: *v = 0; return 0; /* microcode revision */
+	case 0x8b: *v = 0; return 0;	 /* microcode revision */
 	case 0xfe: *v = 0x508; return 0; /* MTRRCAP: 8 variable, fixed, WC */
 	case 0x174: *v = m->sysenter_cs; return 0;
 	case 0x175: *v = m->sysenter_esp; return 0;
@@ -901,7 +900,8 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 			return -1;
 		m->apic_base = v;
 		return 0;
-	case 0x8b: case 0x79: return 0; /* microcode */
+	case 0x8b:
+	case 0x79: return 0; /* microcode */
 	case 0x174: m->sysenter_cs = v; return 0;
 	case 0x175: m->sysenter_esp = v; return 0;
 	case 0x176: m->sysenter_eip = v; return 0;
@@ -922,12 +922,32 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 		return 0;
 	}
 	case 0xc0000081: m->star = v; return 0;
-	case 0xc0000082: if (!canonical(v)) return -1; m->lstar = v; return 0;
-	case 0xc0000083: if (!canonical(v)) return -1; m->cstar = v; return 0;
+	case 0xc0000082:
+		if (!canonical(v))
+			return -1;
+		m->lstar = v;
+		return 0;
+	case 0xc0000083:
+		if (!canonical(v))
+			return -1;
+		m->cstar = v;
+		return 0;
 	case 0xc0000084: m->sfmask = v & 0xffffffff; return 0;
-	case 0xc0000100: if (!canonical(v)) return -1; c->s.seg[SEG_FS].base = v; return 0;
-	case 0xc0000101: if (!canonical(v)) return -1; c->s.seg[SEG_GS].base = v; return 0;
-	case 0xc0000102: if (!canonical(v)) return -1; m->kernel_gs_base = v; return 0;
+	case 0xc0000100:
+		if (!canonical(v))
+			return -1;
+		c->s.seg[SEG_FS].base = v;
+		return 0;
+	case 0xc0000101:
+		if (!canonical(v))
+			return -1;
+		c->s.seg[SEG_GS].base = v;
+		return 0;
+	case 0xc0000102:
+		if (!canonical(v))
+			return -1;
+		m->kernel_gs_base = v;
+		return 0;
 	case 0xc0000103: m->tsc_aux = v & 0xffffffff; return 0;
 	}
 	if (msr >= 0x200 && msr < 0x210) {
@@ -1222,8 +1242,7 @@ void op_sys_grp6(struct cpu *c, const struct insn *i)
 		flags_set(c, FL_ZF, ok ? FL_ZF : 0);
 		break;
 	}
-	default:
-		cpu_undefined(c, i);
+	default: cpu_undefined(c, i);
 	}
 	insn_next(c, i);
 }
@@ -1264,8 +1283,7 @@ void op_sys_grp7(struct cpu *c, const struct insn *i)
 		cpu_tlb_flush(c); /* INVLPG: whole soft TLB (cheap and always correct) */
 		c->end_block = 1;
 		break;
-	default:
-		cpu_undefined(c, i);
+	default: cpu_undefined(c, i);
 	}
 	insn_next(c, i);
 }

@@ -28,12 +28,34 @@ uint64_t sys_tsc(struct cpu *c);
 
 /* Handlers */
 #define SYSOP(name) void name(struct cpu *c, const struct insn *i)
-SYSOP(op_sys_hlt); SYSOP(op_sys_cli); SYSOP(op_sys_sti); SYSOP(op_sys_in); SYSOP(op_sys_out);
-SYSOP(op_sys_ins); SYSOP(op_sys_outs); SYSOP(op_sys_mov_cr); SYSOP(op_sys_mov_dr);
-SYSOP(op_sys_rdmsr); SYSOP(op_sys_wrmsr); SYSOP(op_sys_rdtsc); SYSOP(op_sys_syscall);
-SYSOP(op_sys_sysret); SYSOP(op_sys_swapgs); SYSOP(op_sys_rdtscp); SYSOP(op_sys_iret);
-SYSOP(op_sys_retf); SYSOP(op_sys_int); SYSOP(op_sys_mov_sreg); SYSOP(op_sys_pop_sreg);
-SYSOP(op_sys_grp6); SYSOP(op_sys_grp7); SYSOP(op_sys_grp7_reg); SYSOP(op_sys_clts);
-SYSOP(op_sys_wbinvd); SYSOP(op_sys_popf); SYSOP(op_sys_ljmp); SYSOP(op_sys_ljmp_m);
+SYSOP(op_sys_hlt);
+SYSOP(op_sys_cli);
+SYSOP(op_sys_sti);
+SYSOP(op_sys_in);
+SYSOP(op_sys_out);
+SYSOP(op_sys_ins);
+SYSOP(op_sys_outs);
+SYSOP(op_sys_mov_cr);
+SYSOP(op_sys_mov_dr);
+SYSOP(op_sys_rdmsr);
+SYSOP(op_sys_wrmsr);
+SYSOP(op_sys_rdtsc);
+SYSOP(op_sys_syscall);
+SYSOP(op_sys_sysret);
+SYSOP(op_sys_swapgs);
+SYSOP(op_sys_rdtscp);
+SYSOP(op_sys_iret);
+SYSOP(op_sys_retf);
+SYSOP(op_sys_int);
+SYSOP(op_sys_mov_sreg);
+SYSOP(op_sys_pop_sreg);
+SYSOP(op_sys_grp6);
+SYSOP(op_sys_grp7);
+SYSOP(op_sys_grp7_reg);
+SYSOP(op_sys_clts);
+SYSOP(op_sys_wbinvd);
+SYSOP(op_sys_popf);
+SYSOP(op_sys_ljmp);
+SYSOP(op_sys_ljmp_m);
 
 #endif

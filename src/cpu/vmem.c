@@ -69,8 +69,7 @@ static uint64_t *leaf_slot(struct vmem *vm, uint64_t gva, int create)
 
 static int range_ok(uint64_t gva, uint64_t len)
 {
-	return !(gva & ~VMEM_PAGE_MASK) && !(len & ~VMEM_PAGE_MASK) && gva < VMEM_LIMIT &&
-	       len <= VMEM_LIMIT - gva;
+	return !(gva & ~VMEM_PAGE_MASK) && !(len & ~VMEM_PAGE_MASK) && gva < VMEM_LIMIT && len <= VMEM_LIMIT - gva;
 }
 
 int vmem_map(struct vmem *vm, uint64_t gva, uint64_t len, void *host, unsigned prot)
@@ -310,7 +309,7 @@ static void walk_level(struct walk_state *w, void **node, int level, uint64_t ba
 
 void vmem_walk(struct vmem *vm, int (*fn)(void *arg, uint64_t gva, uint64_t len, unsigned prot, void *host), void *arg)
 {
-	struct walk_state w = { .fn = fn, .arg = arg };
+	struct walk_state w = {.fn = fn, .arg = arg};
 	pthread_mutex_lock(&vm->lock);
 	walk_level(&w, vm->root, 3, 0);
 	walk_flush(&w);

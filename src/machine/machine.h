@@ -10,26 +10,26 @@
 #include <stdint.h>
 
 /* ---- The PC memory map ---- */
-#define MEM_LOW_END 0xc0000000ull    /* RAM below 4 GiB ends here at most */
-#define MEM_HOLE_END 0x100000000ull  /* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
+#define MEM_LOW_END 0xc0000000ull   /* RAM below 4 GiB ends here at most */
+#define MEM_HOLE_END 0x100000000ull /* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
 #define MEM_PCI_MMIO_BASE 0xc0000000ull
 #define MEM_PCI_MMIO_END 0xfebfffffull
 #define MEM_IOAPIC_BASE 0xfec00000ull
 #define MEM_HPET_BASE 0xfed00000ull
 #define MEM_LAPIC_BASE 0xfee00000ull
-#define MEM_EBDA_START 0x9fc00ull    /* 0x9fc00-0xfffff: reserved in e820 */
+#define MEM_EBDA_START 0x9fc00ull     /* 0x9fc00-0xfffff: reserved in e820 */
 #define MEM_HIGH_START 0x100000000ull /* RAM above the hole continues here */
 
 /* ---- Fixed ISA ports and IRQs ---- */
 #define PORT_COM1 0x3f8
 #define IRQ_COM1 4
-#define PORT_PIT 0x40      /* 0x40-0x43, IRQ 0 */
+#define PORT_PIT 0x40	   /* 0x40-0x43, IRQ 0 */
 #define PORT_PIT_GATE 0x61 /* speaker/gate port B */
 #define PORT_PIC1 0x20
 #define PORT_PIC2 0xa0
-#define PORT_ELCR 0x4d0    /* 0x4d0-0x4d1 edge/level control */
-#define PORT_RTC 0x70      /* 0x70-0x71, IRQ 8 */
-#define PORT_I8042 0x60    /* 0x60 data, 0x64 command/status */
+#define PORT_ELCR 0x4d0	   /* 0x4d0-0x4d1 edge/level control */
+#define PORT_RTC 0x70	   /* 0x70-0x71, IRQ 8 */
+#define PORT_I8042 0x60	   /* 0x60 data, 0x64 command/status */
 #define PORT_ACPI_PM 0x600 /* PM1a_EVT 0x600-0x603, PM1a_CNT 0x604-0x605, PM_TMR 0x608 */
 #define PORT_ACPI_PM1_CNT (PORT_ACPI_PM + 4)
 #define PORT_ACPI_PM_TMR (PORT_ACPI_PM + 8)

@@ -171,9 +171,9 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 		return r;
 	uint64_t m = (flags & (O_CREAT | O_TMPFILE)) ? (uint64_t)(mode & 07777) : 0;
 	/* openat2 refuses unknown flag bits that openat ignores */
-	uint64_t valid = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC |
-			 O_SYNC | FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME |
-			 O_CLOEXEC | O_PATH | O_TMPFILE;
+	uint64_t valid = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC |
+			 FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH |
+			 O_TMPFILE;
 	return (int)host_openat2(proc.rootfd, abs, (uint64_t)(unsigned)flags & valid, m, RESOLVE_GUEST);
 }
 

@@ -11,30 +11,30 @@
 /* Addressing forms of a memory operand */
 enum {
 	AM_BASE,   /* [base + disp] (disp 0, 8 or 32 bits) */
-	AM_SIB,    /* [base + index*scale + disp] */
+	AM_SIB,	   /* [base + index*scale + disp] */
 	AM_NOBASE, /* [index*scale + disp32] */
-	AM_ABS,    /* [disp32] through SIB without base or index */
-	AM_RIP,    /* [rip + disp32] */
+	AM_ABS,	   /* [disp32] through SIB without base or index */
+	AM_RIP,	   /* [rip + disp32] */
 };
 
 struct ins {
-	uint8_t pfx[8];   /* legacy prefixes, in order */
+	uint8_t pfx[8]; /* legacy prefixes, in order */
 	unsigned npfx;
-	uint8_t mand;     /* mandatory prefix, right before REX (F3 for POPCNT) */
-	bool w;           /* REX.W */
-	bool rex;         /* emit a REX byte even if no bit is set */
+	uint8_t mand; /* mandatory prefix, right before REX (F3 for POPCNT) */
+	bool w;	      /* REX.W */
+	bool rex;     /* emit a REX byte even if no bit is set */
 	bool map0f;
 	uint8_t op;
-	int opreg;        /* register in the opcode's low 3 bits (50+r...), or -1 */
+	int opreg; /* register in the opcode's low 3 bits (50+r...), or -1 */
 	bool modrm;
-	unsigned reg;     /* ModRM.reg with REX.R: 0-15 */
-	int rm;           /* register operand 0-15, or -1 for memory */
+	unsigned reg; /* ModRM.reg with REX.R: 0-15 */
+	int rm;	      /* register operand 0-15, or -1 for memory */
 	int am;
 	unsigned base, index, scale;
 	int32_t disp;
-	unsigned dsz;     /* displacement bytes for AM_BASE/AM_SIB: 0, 1, 4 */
+	unsigned dsz; /* displacement bytes for AM_BASE/AM_SIB: 0, 1, 4 */
 	uint64_t rip_target;
-	unsigned ilen;    /* immediate bytes */
+	unsigned ilen; /* immediate bytes */
 	uint64_t imm;
 };
 

@@ -24,14 +24,14 @@
  * vmem and PROT_NONE on the host, so anything that runs off the data or
  * string buffers faults the same way in both worlds. */
 enum {
-	PG_CODE,   /* the blob (host RWX, guest R+X) and the syscall stub */
-	PG_STATE,  /* input and output register blocks */
+	PG_CODE,  /* the blob (host RWX, guest R+X) and the syscall stub */
+	PG_STATE, /* input and output register blocks */
 	PG_GUARD0,
-	PG_DATA,   /* two data pages for memory operands */
+	PG_DATA, /* two data pages for memory operands */
 	PG_DATA2,
 	PG_GUARD1,
-	PG_RO,     /* read-only page: writes fault */
-	PG_STACK,  /* the test's stack */
+	PG_RO,	  /* read-only page: writes fault */
+	PG_STACK, /* the test's stack */
 	PG_STACK2,
 	PG_COUNT,
 };
@@ -40,11 +40,11 @@ enum {
 #define STACK_SIZE (2 * PG)
 
 /* Offsets in the state page */
-#define ST_IN 0x000      /* gpr[16], rflags: loaded by the prologue */
-#define ST_OUT 0x100     /* gpr[16], rflags: stored by the epilogue */
-#define ST_SAVE 0x200    /* the caller's RSP while the blob runs */
-#define ST_OUTER 0xff0   /* corral's initial RSP; [ST_OUTER] = address of the stub */
-#define STUB_OFF 0xff0   /* in the code page: syscall */
+#define ST_IN 0x000    /* gpr[16], rflags: loaded by the prologue */
+#define ST_OUT 0x100   /* gpr[16], rflags: stored by the epilogue */
+#define ST_SAVE 0x200  /* the caller's RSP while the blob runs */
+#define ST_OUTER 0xff0 /* corral's initial RSP; [ST_OUTER] = address of the stub */
+#define STUB_OFF 0xff0 /* in the code page: syscall */
 #define BODY_MAX 160
 
 struct region {
@@ -78,7 +78,7 @@ static struct sigaction diff_old_sa[65];
 
 static const int diff_greg_of[16] = {
 	REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
-	REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15,
+	REG_R8,	 REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15,
 };
 
 static void diff_sig_handler(int sig, siginfo_t *si, void *ucv)
@@ -107,12 +107,12 @@ static void diff_sig_handler(int sig, siginfo_t *si, void *ucv)
 static void diff_signals_install(void)
 {
 	static uint8_t altstack[64 * 1024];
-	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack), .ss_flags = 0 };
+	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof(altstack), .ss_flags = 0};
 	if (sigaltstack(&ss, NULL)) {
 		perror("sigaltstack");
 		exit(2);
 	}
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP };
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP};
 	for (unsigned k = 0; k < sizeof(sigs) / sizeof(sigs[0]); k++) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof(sa));
@@ -143,15 +143,16 @@ static int diff_region_init(struct region *rg, struct vmem *vm, bool low, const 
 		rg_page(rg, PG_RO)[k] = (uint8_t)(k * 7 + 3);
 	mprotect(rg_page(rg, PG_RO), PG, PROT_READ);
 
-	static const struct { unsigned pg, n, prot; } maps[] = {
-		{ PG_CODE, 1, VMEM_R | VMEM_X },
-		{ PG_STATE, 1, VMEM_R | VMEM_W },
-		{ PG_DATA, 2, VMEM_R | VMEM_W },
-		{ PG_RO, 1, VMEM_R },
-		{ PG_STACK, 2, VMEM_R | VMEM_W },
+	static const struct {
+		unsigned pg, n, prot;
+	} maps[] = {
+		{PG_CODE, 1, VMEM_R | VMEM_X},	{PG_STATE, 1, VMEM_R | VMEM_W},
+		{PG_DATA, 2, VMEM_R | VMEM_W},	{PG_RO, 1, VMEM_R},
+		{PG_STACK, 2, VMEM_R | VMEM_W},
 	};
 	for (unsigned k = 0; k < sizeof(maps) / sizeof(maps[0]); k++)
-		if (vmem_map(vm, rg_addr(rg, maps[k].pg, 0), (uint64_t)maps[k].n * PG, rg_page(rg, maps[k].pg), maps[k].prot))
+		if (vmem_map(vm, rg_addr(rg, maps[k].pg, 0), (uint64_t)maps[k].n * PG, rg_page(rg, maps[k].pg),
+			     maps[k].prot))
 			return -1;
 
 	/* The stub the epilogue's RET reaches in corral: SYSCALL ends cpu_run. */
@@ -197,11 +198,11 @@ static void diff_blob_build(struct region *rg, const uint8_t *body, unsigned ble
 	uint64_t st = rg_addr(rg, PG_STATE, 0);
 	unsigned n = 0;
 	n = diff_put(code, n, "\x53\x55\x41\x54\x41\x55\x41\x56\x41\x57", 10);
-	n = diff_riprel(code, n, 0x89, st + ST_SAVE);           /* mov [save], rsp */
-	n = diff_riprel(code, n, 0x8d, st + ST_IN);             /* lea rsp, [in] */
+	n = diff_riprel(code, n, 0x89, st + ST_SAVE); /* mov [save], rsp */
+	n = diff_riprel(code, n, 0x8d, st + ST_IN);   /* lea rsp, [in] */
 	n = diff_put(code, n, "\x58\x59\x5a\x5b\x48\x8d\x64\x24\x08\x5d\x5e\x5f", 12);
 	n = diff_put(code, n, "\x41\x58\x41\x59\x41\x5a\x41\x5b\x41\x5c\x41\x5d\x41\x5e\x41\x5f", 16);
-	n = diff_put(code, n, "\x9d", 1);                       /* popfq */
+	n = diff_put(code, n, "\x9d", 1);			/* popfq */
 	n = diff_riprel(code, n, 0x8b, st + ST_IN + 8 * R_RSP); /* mov rsp, [in.rsp] */
 	if (n != BODY_OFF) {
 		fprintf(stderr, "t_diff: prologue is %u bytes, expected %u\n", n, BODY_OFF);
@@ -210,10 +211,10 @@ static void diff_blob_build(struct region *rg, const uint8_t *body, unsigned ble
 	memcpy(code + n, body, blen);
 	n += blen;
 	n = diff_riprel(code, n, 0x89, st + ST_OUT + 8 * R_RSP); /* mov [out.rsp], rsp */
-	n = diff_riprel(code, n, 0x8d, st + ST_OUT + 17 * 8);    /* lea rsp, [out end] */
+	n = diff_riprel(code, n, 0x8d, st + ST_OUT + 17 * 8);	 /* lea rsp, [out end] */
 	n = diff_put(code, n, "\x9c\x41\x57\x41\x56\x41\x55\x41\x54\x41\x53\x41\x52\x41\x51\x41\x50", 17);
 	n = diff_put(code, n, "\x57\x56\x55\x48\x8d\x64\x24\xf8\x53\x52\x51\x50", 12);
-	n = diff_riprel(code, n, 0x8b, st + ST_SAVE);            /* mov rsp, [save] */
+	n = diff_riprel(code, n, 0x8b, st + ST_SAVE); /* mov rsp, [save] */
 	/* The C code we return to expects DF clear (SysV ABI). */
 	n = diff_put(code, n, "\xfc\x41\x5f\x41\x5e\x41\x5d\x41\x5c\x5d\x5b\xc3", 12);
 	if (n > STUB_OFF) {

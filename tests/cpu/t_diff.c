@@ -34,11 +34,34 @@ static bool rng_one_in(struct rng *r, unsigned n)
 }
 
 static const uint64_t edge_vals[] = {
-	0, 1, 2, 3, 0x7f, 0x80, 0x81, 0xfe, 0xff, 0x100, 0x7fff, 0x8000, 0x8001, 0xffff,
-	0x10000, 0x7fffffff, 0x80000000, 0x80000001, 0xffffffff, 0x100000000ull,
-	0x7fffffffffffffffull, 0x8000000000000000ull, 0x8000000000000001ull,
-	0xfffffffffffffffeull, 0xffffffffffffffffull, 0x5555555555555555ull,
-	0xaaaaaaaaaaaaaaaaull, 0x0123456789abcdefull,
+	0,
+	1,
+	2,
+	3,
+	0x7f,
+	0x80,
+	0x81,
+	0xfe,
+	0xff,
+	0x100,
+	0x7fff,
+	0x8000,
+	0x8001,
+	0xffff,
+	0x10000,
+	0x7fffffff,
+	0x80000000,
+	0x80000001,
+	0xffffffff,
+	0x100000000ull,
+	0x7fffffffffffffffull,
+	0x8000000000000000ull,
+	0x8000000000000001ull,
+	0xfffffffffffffffeull,
+	0xffffffffffffffffull,
+	0x5555555555555555ull,
+	0xaaaaaaaaaaaaaaaaull,
+	0x0123456789abcdefull,
 };
 #define N_EDGE (sizeof(edge_vals) / sizeof(edge_vals[0]))
 
@@ -50,21 +73,14 @@ static uint64_t rng_val(struct rng *r)
 	switch (rng_below(r, 10)) {
 	case 0:
 	case 1:
-	case 2:
-		return x;
+	case 2: return x;
 	case 3:
-	case 4:
-		return e;
-	case 5:
-		return (x & ~0xffull) | (e & 0xff);
-	case 6:
-		return (x & ~0xffffull) | (e & 0xffff);
-	case 7:
-		return (x & ~0xffffffffull) | (e & 0xffffffff);
-	case 8:
-		return x >> rng_below(r, 64);
-	default:
-		return (uint64_t)(int64_t)(int8_t)x;
+	case 4: return e;
+	case 5: return (x & ~0xffull) | (e & 0xff);
+	case 6: return (x & ~0xffffull) | (e & 0xffff);
+	case 7: return (x & ~0xffffffffull) | (e & 0xffffffff);
+	case 8: return x >> rng_below(r, 64);
+	default: return (uint64_t)(int64_t)(int8_t)x;
 	}
 }
 
@@ -76,7 +92,7 @@ static int64_t sext64(uint64_t v, unsigned bits)
 /* Shift and rotate counts worth trying, before masking */
 static unsigned rng_count(struct rng *r)
 {
-	static const uint8_t counts[] = { 0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255 };
+	static const uint8_t counts[] = {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255};
 	if (rng_one_in(r, 4))
 		return rng_below(r, 256);
 	return counts[rng_below(r, sizeof(counts))];
@@ -84,15 +100,36 @@ static unsigned rng_count(struct rng *r)
 
 /* ---- Instruction forms ---- */
 
-enum { K_MR, K_M, K_O, K_Z, K_CUSTOM };              /* encoding shape */
-enum { I_NONE, I_B, I_Z, I_V, I_W };                  /* immediate */
-enum { M_NO, M_OK, M_ONLY };                          /* memory operand */
-enum {                                                /* input generator */
-	G_NONE, G_SHIFT_CL, G_SHIFT_IMM, G_SHIFT_1, G_SHXD_CL, G_SHXD_IMM,
-	G_DIV, G_IDIV, G_BT, G_CMPXCHG, G_CX8, G_ZERO, G_LEA, G_POPF,
+enum { K_MR, K_M, K_O, K_Z, K_CUSTOM }; /* encoding shape */
+enum { I_NONE, I_B, I_Z, I_V, I_W };	/* immediate */
+enum { M_NO, M_OK, M_ONLY };		/* memory operand */
+enum {					/* input generator */
+       G_NONE,
+       G_SHIFT_CL,
+       G_SHIFT_IMM,
+       G_SHIFT_1,
+       G_SHXD_CL,
+       G_SHXD_IMM,
+       G_DIV,
+       G_IDIV,
+       G_BT,
+       G_CMPXCHG,
+       G_CX8,
+       G_ZERO,
+       G_LEA,
+       G_POPF,
 };
-enum {                                                /* undefined flags */
-	U_NONE, U_AF, U_SHIFT, U_SAR, U_ROT, U_SHXD, U_MUL, U_DIV, U_BT, U_BSF,
+enum { /* undefined flags */
+       U_NONE,
+       U_AF,
+       U_SHIFT,
+       U_SAR,
+       U_ROT,
+       U_SHXD,
+       U_MUL,
+       U_DIV,
+       U_BT,
+       U_BSF,
 };
 
 #define FL_CMP (FL_ARITH | FL_DF)
@@ -109,8 +146,8 @@ struct form {
 	char name[32];
 	uint8_t kind, op8, op, imm, mem, gen, uf, aux;
 	bool map0f, lock;
-	int8_t ext;        /* ModRM.reg digit, or -1 when it names a register */
-	uint8_t sizes;     /* bit mask of operand sizes in bytes: 1|2|4|8 */
+	int8_t ext;    /* ModRM.reg digit, or -1 when it names a register */
+	uint8_t sizes; /* bit mask of operand sizes in bytes: 1|2|4|8 */
 	uint8_t mand;
 	uint16_t implicit; /* registers the instruction uses implicitly */
 	unsigned weight;
@@ -126,14 +163,14 @@ struct tcase {
 	uint8_t body[BODY_MAX];
 	unsigned blen;
 	uint64_t gpr[16], fl;
-	uint32_t undef;     /* RFLAGS bits the SDM leaves undefined here */
-	uint16_t gpr_skip;  /* registers whose result is undefined */
-	unsigned count;     /* shift/rotate count (raw) for the undefined-flag rules */
-	struct ins in;      /* the instruction under test (generic forms) */
-	uint64_t target;    /* memory operand address */
+	uint32_t undef;	   /* RFLAGS bits the SDM leaves undefined here */
+	uint16_t gpr_skip; /* registers whose result is undefined */
+	unsigned count;	   /* shift/rotate count (raw) for the undefined-flag rules */
+	struct ins in;	   /* the instruction under test (generic forms) */
+	uint64_t target;   /* memory operand address */
 	bool mem;
-	bool regonly;       /* pairs: register operands only */
-	bool second;        /* pairs: building the second instruction */
+	bool regonly; /* pairs: register operands only */
+	bool second;  /* pairs: building the second instruction */
 	uint32_t extra_undef;
 };
 
@@ -142,8 +179,8 @@ static struct form forms[MAX_FORMS];
 static unsigned nforms;
 static struct region rg_low, rg_high;
 
-static struct form *form_add(const char *name, int kind, bool map0f, int op8, int op, int ext, int sizes,
-	int imm, int mem, int uf)
+static struct form *form_add(const char *name, int kind, bool map0f, int op8, int op, int ext, int sizes, int imm,
+			     int mem, int uf)
 {
 	if (nforms == MAX_FORMS) {
 		fprintf(stderr, "t_diff: too many forms\n");
@@ -296,8 +333,14 @@ static void mem_place(struct tcase *t, struct rng *r, struct ins *in, uint64_t t
 	}
 	switch (rng_below(r, 3)) {
 	case 0: in->dsz = 0; break;
-	case 1: in->dsz = 1; in->disp = (int8_t)rng_next(r); break;
-	default: in->dsz = 4; in->disp = (int32_t)((int64_t)(rng_next(r) % 200001) - 100000); break;
+	case 1:
+		in->dsz = 1;
+		in->disp = (int8_t)rng_next(r);
+		break;
+	default:
+		in->dsz = 4;
+		in->disp = (int32_t)((int64_t)(rng_next(r) % 200001) - 100000);
+		break;
 	}
 	uint64_t hi = a32 ? rng_next(r) << 32 : 0;
 	if (u == 2) {
@@ -337,7 +380,7 @@ static void mem_place(struct tcase *t, struct rng *r, struct ins *in, uint64_t t
 /* Random segment prefixes that 64-bit mode ignores (CS/DS/ES/SS) */
 static void maybe_null_prefix(struct ins *in, struct rng *r)
 {
-	static const uint8_t seg[] = { 0x2e, 0x3e, 0x26, 0x36 };
+	static const uint8_t seg[] = {0x2e, 0x3e, 0x26, 0x36};
 	if (rng_one_in(r, 12))
 		ins_prefix(in, seg[rng_below(r, 4)]);
 }
@@ -408,7 +451,7 @@ static void gen_div(struct tcase *t, struct rng *r, bool sgn)
 			sd = rng_one_in(r, 2) ? 1 : -1;
 		int64_t sq = sext64(rng_next(r) & m, n) >> rng_below(r, n);
 		__int128 prod = (__int128)sq * sd;
-		uint64_t ad = sd < 0 ? (uint64_t)-(__int128)sd : (uint64_t)sd;
+		uint64_t ad = sd < 0 ? (uint64_t) - (__int128)sd : (uint64_t)sd;
 		__int128 rem = (__int128)(rng_next(r) % ad);
 		if (prod < 0 || (prod == 0 && rng_one_in(r, 2)))
 			rem = -rem;
@@ -445,26 +488,17 @@ static uint32_t undef_flags(const struct tcase *t)
 {
 	unsigned bits = t->sz * 8, c = t->count & (t->sz == 8 ? 63 : 31);
 	switch (t->f->uf) {
-	case U_AF:
-		return FL_AF;
+	case U_AF: return FL_AF;
 	case U_SHIFT: /* SHL/SHR: CF undefined when the count reaches the width */
 		return c == 0 ? 0 : FL_AF | (c != 1 ? FL_OF : 0) | (c >= bits ? FL_CF : 0);
-	case U_SAR:
-		return c == 0 ? 0 : FL_AF | (c != 1 ? FL_OF : 0) | (c >= bits ? FL_CF : 0);
-	case U_ROT: /* ROL/ROR/RCL/RCR: only OF of multi-bit rotates */
-		return c == 0 ? 0 : (c != 1 ? FL_OF : 0);
-	case U_SHXD:
-		return c == 0 ? 0 : FL_AF | (c != 1 ? FL_OF : 0);
-	case U_MUL:
-		return FL_SF | FL_ZF | FL_AF | FL_PF;
-	case U_DIV:
-		return FL_ARITH;
-	case U_BT:
-		return FL_OF | FL_SF | FL_AF | FL_PF;
-	case U_BSF:
-		return FL_CF | FL_OF | FL_SF | FL_AF | FL_PF;
-	default:
-		return 0;
+	case U_SAR: return c == 0 ? 0 : FL_AF | (c != 1 ? FL_OF : 0) | (c >= bits ? FL_CF : 0);
+	case U_ROT: /* ROL/ROR/RCL/RCR: only OF of multi-bit rotates */ return c == 0 ? 0 : (c != 1 ? FL_OF : 0);
+	case U_SHXD: return c == 0 ? 0 : FL_AF | (c != 1 ? FL_OF : 0);
+	case U_MUL: return FL_SF | FL_ZF | FL_AF | FL_PF;
+	case U_DIV: return FL_ARITH;
+	case U_BT: return FL_OF | FL_SF | FL_AF | FL_PF;
+	case U_BSF: return FL_CF | FL_OF | FL_SF | FL_AF | FL_PF;
+	default: return 0;
 	}
 }
 
@@ -537,10 +571,22 @@ static void gen_generic(struct tcase *t, struct rng *r)
 	}
 
 	switch (f->imm) {
-	case I_B: in->ilen = 1; in->imm = rng_val(r); break;
-	case I_Z: in->ilen = t->sz == 1 ? 1 : t->sz == 2 ? 2 : 4; in->imm = rng_val(r); break;
-	case I_V: in->ilen = t->sz; in->imm = rng_val(r); break;
-	case I_W: in->ilen = 2; in->imm = rng_val(r); break;
+	case I_B:
+		in->ilen = 1;
+		in->imm = rng_val(r);
+		break;
+	case I_Z:
+		in->ilen = t->sz == 1 ? 1 : t->sz == 2 ? 2 : 4;
+		in->imm = rng_val(r);
+		break;
+	case I_V:
+		in->ilen = t->sz;
+		in->imm = rng_val(r);
+		break;
+	case I_W:
+		in->ilen = 2;
+		in->imm = rng_val(r);
+		break;
 	default: break;
 	}
 
@@ -553,9 +599,7 @@ static void gen_generic(struct tcase *t, struct rng *r)
 		t->count = rng_count(r);
 		in->imm = t->count;
 		break;
-	case G_SHIFT_1:
-		t->count = 1;
-		break;
+	case G_SHIFT_1: t->count = 1; break;
 	case G_SHXD_CL:
 	case G_SHXD_IMM:
 		/* 16-bit counts above 16 leave the result undefined: not tested */
@@ -568,9 +612,7 @@ static void gen_generic(struct tcase *t, struct rng *r)
 			in->imm = t->count;
 		break;
 	case G_DIV:
-	case G_IDIV:
-		gen_div(t, r, f->gen == G_IDIV);
-		break;
+	case G_IDIV: gen_div(t, r, f->gen == G_IDIV); break;
 	case G_BT:
 		if (memop) /* bit offsets reaching +-3000 bytes around the operand */
 			set_acc(t, in->reg, t->sz, (uint64_t)(int64_t)((int)rng_below(r, 48001) - 24000));
@@ -596,8 +638,7 @@ static void gen_generic(struct tcase *t, struct rng *r)
 		stack_write(t, t->gpr[R_RSP], t->sz, v);
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 	body_ins(t, in);
 }
@@ -619,22 +660,22 @@ static void gen_jcc(struct tcase *t, struct rng *r)
 	uint8_t h = rng_one_in(r, 2) ? 0x2e : 0x3e;
 	switch (rng_below(r, 3)) {
 	case 0: {
-		uint8_t b[3] = { h, (uint8_t)(0x70 + cc), 4 };
+		uint8_t b[3] = {h, (uint8_t)(0x70 + cc), 4};
 		body_put(t, b + !hint, 2 + hint);
 		body_marker(t);
 		break;
 	}
 	case 1: {
-		uint8_t b[7] = { h, 0x0f, (uint8_t)(0x80 + cc), 4, 0, 0, 0 };
+		uint8_t b[7] = {h, 0x0f, (uint8_t)(0x80 + cc), 4, 0, 0, 0};
 		body_put(t, b + !hint, 6 + hint);
 		body_marker(t);
 		break;
 	}
 	default: {
 		/* jmp fwd; back: lea r14,[r14+1]; jmp end; fwd: jcc back; marker; end: */
-		uint8_t b1[2] = { 0xeb, 6 };
-		uint8_t b3[2] = { 0xeb, (uint8_t)(6 + hint) };
-		uint8_t b2[3] = { h, (uint8_t)(0x70 + cc), (uint8_t)-(8 + hint) };
+		uint8_t b1[2] = {0xeb, 6};
+		uint8_t b3[2] = {0xeb, (uint8_t)(6 + hint)};
+		uint8_t b2[3] = {h, (uint8_t)(0x70 + cc), (uint8_t) - (8 + hint)};
 		body_put(t, b1, 2);
 		body_put(t, "\x4d\x8d\x76\x01", 4);
 		body_put(t, b3, 2);
@@ -648,14 +689,14 @@ static void gen_jcc(struct tcase *t, struct rng *r)
 /* LOOP/LOOPE/LOOPNE/JRCXZ (E0-E3), with RCX or (67) ECX */
 static void gen_loop(struct tcase *t, struct rng *r)
 {
-	static const uint64_t cx[] = { 0, 1, 2, 0x100000000ull, 0x100000001ull, 0xffffffffull, ~0ull };
+	static const uint64_t cx[] = {0, 1, 2, 0x100000000ull, 0x100000001ull, 0xffffffffull, ~0ull};
 	case_region(t, r, false);
 	set_flags_random(t, r);
 	if (rng_one_in(r, 2))
 		t->gpr[R_RCX] = cx[rng_below(r, sizeof(cx) / sizeof(cx[0]))];
 	if (rng_one_in(r, 2))
 		body_put(t, "\x67", 1);
-	uint8_t b[2] = { t->f->aux, 4 };
+	uint8_t b[2] = {t->f->aux, 4};
 	body_put(t, b, 2);
 	body_marker(t);
 }
@@ -714,7 +755,7 @@ static void gen_ret(struct tcase *t, struct rng *r)
 		body_put(t, "\xf3", 1);
 	if (rng_one_in(r, 2)) {
 		uint16_t imm = rng_one_in(r, 2) ? (uint16_t)(rng_below(r, 9) * 8) : (uint16_t)rng_next(r);
-		uint8_t b[3] = { 0xc2, (uint8_t)imm, (uint8_t)(imm >> 8) };
+		uint8_t b[3] = {0xc2, (uint8_t)imm, (uint8_t)(imm >> 8)};
 		body_put(t, b, 3);
 	} else {
 		body_put(t, "\xc3", 1);
@@ -746,9 +787,9 @@ static void gen_enter(struct tcase *t, struct rng *r)
 		t->gpr[R_RBP] = bad_pointer(t, r);
 	/* Frames stay inside the stack: AMD CPUs probe the new stack top. */
 	uint16_t sz = rng_one_in(r, 2) ? (uint16_t)(rng_below(r, 64) * 8) : (uint16_t)rng_below(r, 0x1000);
-	static const uint8_t lv[] = { 0, 0, 1, 1, 2, 3, 7, 31, 32, 33, 255 };
+	static const uint8_t lv[] = {0, 0, 1, 1, 2, 3, 7, 31, 32, 33, 255};
 	uint8_t level = lv[rng_below(r, sizeof(lv))];
-	uint8_t b[4] = { 0xc8, (uint8_t)sz, (uint8_t)(sz >> 8), level };
+	uint8_t b[4] = {0xc8, (uint8_t)sz, (uint8_t)(sz >> 8), level};
 	body_put(t, b, 4);
 }
 
@@ -786,7 +827,7 @@ static void gen_xlat(struct tcase *t, struct rng *r)
 /* MOV AL/AX/EAX/RAX <-> moffs (A0-A3) with 64-bit or (67) 32-bit addresses */
 static void gen_moffs(struct tcase *t, struct rng *r)
 {
-	static const unsigned szs[] = { 1, 2, 4, 8 };
+	static const unsigned szs[] = {1, 2, 4, 8};
 	bool a32 = rng_one_in(r, 3);
 	case_region(t, r, a32);
 	set_flags_random(t, r);
@@ -811,7 +852,7 @@ static void gen_moffs(struct tcase *t, struct rng *r)
  * 64- and 32-bit addressing, overlapping MOVS and runs into a guard page. */
 static void gen_string(struct tcase *t, struct rng *r)
 {
-	static const unsigned szs[] = { 2, 4, 8 };
+	static const unsigned szs[] = {2, 4, 8};
 	uint8_t op = t->f->aux;
 	bool byte = !(op & 1);
 	unsigned sz = byte ? 1 : szs[rng_below(r, 3)];
@@ -891,47 +932,62 @@ static const struct {
 	const char *b;
 	unsigned n;
 } fault_seqs[] = {
-	{ "\x0f\x0b", 2 },          /* ud2 */
-	{ "\x0f\xff\xc0", 3 },      /* ud0 */
-	{ "\x0f\xb9\xc0", 3 },      /* ud1 */
-	{ "\xf4", 1 },              /* hlt */
-	{ "\xfa", 1 },              /* cli */
-	{ "\xfb", 1 },              /* sti */
-	{ "\xec", 1 },              /* in al, dx */
-	{ "\xed", 1 },              /* in eax, dx */
-	{ "\xee", 1 },              /* out dx, al */
-	{ "\xe4\x80", 2 },          /* in al, 0x80 */
-	{ "\xe6\x80", 2 },          /* out 0x80, al */
-	{ "\x6c", 1 },              /* insb */
-	{ "\x6e", 1 },              /* outsb */
-	{ "\x0f\x20\xc0", 3 },      /* mov rax, cr0 */
-	{ "\x0f\x22\xd8", 3 },      /* mov cr3, rax */
-	{ "\x0f\x21\xc0", 3 },      /* mov rax, dr0 */
-	{ "\x0f\x32", 2 },          /* rdmsr */
-	{ "\x0f\x30", 2 },          /* wrmsr */
-	{ "\x0f\x06", 2 },          /* clts */
-	{ "\x0f\x08", 2 },          /* invd */
-	{ "\x0f\x09", 2 },          /* wbinvd */
-	{ "\x0f\x01\xf8", 3 },      /* swapgs */
-	{ "\x0f\x00\xd8", 3 },      /* ltr ax */
-	{ "\x0f\x01\x10", 3 },      /* lgdt [rax] */
-	{ "\xcd\x10", 2 },          /* int 0x10: gate DPL 0 */
-	{ "\x06", 1 }, { "\x07", 1 }, { "\x0e", 1 }, { "\x16", 1 }, { "\x17", 1 },
-	{ "\x1e", 1 }, { "\x1f", 1 }, { "\x27", 1 }, { "\x2f", 1 }, { "\x37", 1 },
-	{ "\x3f", 1 }, { "\x60", 1 }, { "\x61", 1 }, { "\xce", 1 }, { "\xd6", 1 },
-	{ "\xd4\x0a", 2 }, { "\xd5\x0a", 2 }, { "\x82\xc0\x01", 3 },
-	{ "\x9a\x00\x00\x00\x00\x00\x00", 7 }, { "\xea\x00\x00\x00\x00\x00\x00", 7 },
-	{ "\xf0\x90", 2 },          /* lock nop */
-	{ "\xf0\x89\xc0", 3 },      /* lock mov */
-	{ "\xf0\x01\xc0", 3 },      /* lock add reg, reg */
-	{ "\xf0\x0f\xa3\x00", 4 },  /* lock bt [rax] */
-	{ "\xf0\xf6\x00\x01", 4 },  /* lock test */
-	{ "\x8f\xc8", 2 },          /* pop with ModRM.reg 1: XOP space */
-	{ "\xfe\xd0", 2 },          /* FE /2 */
-	{ "\xff\xf8", 2 },          /* FF /7 */
-	{ "\xff\xd8", 2 },          /* call far with a register operand */
-	{ "\x8d\xc0", 2 },          /* lea with a register operand */
-	{ "\x0f\xc7\xc8", 3 },      /* cmpxchg8b with a register operand */
+	{"\x0f\x0b", 2},     /* ud2 */
+	{"\x0f\xff\xc0", 3}, /* ud0 */
+	{"\x0f\xb9\xc0", 3}, /* ud1 */
+	{"\xf4", 1},	     /* hlt */
+	{"\xfa", 1},	     /* cli */
+	{"\xfb", 1},	     /* sti */
+	{"\xec", 1},	     /* in al, dx */
+	{"\xed", 1},	     /* in eax, dx */
+	{"\xee", 1},	     /* out dx, al */
+	{"\xe4\x80", 2},     /* in al, 0x80 */
+	{"\xe6\x80", 2},     /* out 0x80, al */
+	{"\x6c", 1},	     /* insb */
+	{"\x6e", 1},	     /* outsb */
+	{"\x0f\x20\xc0", 3}, /* mov rax, cr0 */
+	{"\x0f\x22\xd8", 3}, /* mov cr3, rax */
+	{"\x0f\x21\xc0", 3}, /* mov rax, dr0 */
+	{"\x0f\x32", 2},     /* rdmsr */
+	{"\x0f\x30", 2},     /* wrmsr */
+	{"\x0f\x06", 2},     /* clts */
+	{"\x0f\x08", 2},     /* invd */
+	{"\x0f\x09", 2},     /* wbinvd */
+	{"\x0f\x01\xf8", 3}, /* swapgs */
+	{"\x0f\x00\xd8", 3}, /* ltr ax */
+	{"\x0f\x01\x10", 3}, /* lgdt [rax] */
+	{"\xcd\x10", 2},     /* int 0x10: gate DPL 0 */
+	{"\x06", 1},
+	{"\x07", 1},
+	{"\x0e", 1},
+	{"\x16", 1},
+	{"\x17", 1},
+	{"\x1e", 1},
+	{"\x1f", 1},
+	{"\x27", 1},
+	{"\x2f", 1},
+	{"\x37", 1},
+	{"\x3f", 1},
+	{"\x60", 1},
+	{"\x61", 1},
+	{"\xce", 1},
+	{"\xd6", 1},
+	{"\xd4\x0a", 2},
+	{"\xd5\x0a", 2},
+	{"\x82\xc0\x01", 3},
+	{"\x9a\x00\x00\x00\x00\x00\x00", 7},
+	{"\xea\x00\x00\x00\x00\x00\x00", 7},
+	{"\xf0\x90", 2},	 /* lock nop */
+	{"\xf0\x89\xc0", 3},	 /* lock mov */
+	{"\xf0\x01\xc0", 3},	 /* lock add reg, reg */
+	{"\xf0\x0f\xa3\x00", 4}, /* lock bt [rax] */
+	{"\xf0\xf6\x00\x01", 4}, /* lock test */
+	{"\x8f\xc8", 2},	 /* pop with ModRM.reg 1: XOP space */
+	{"\xfe\xd0", 2},	 /* FE /2 */
+	{"\xff\xf8", 2},	 /* FF /7 */
+	{"\xff\xd8", 2},	 /* call far with a register operand */
+	{"\x8d\xc0", 2},	 /* lea with a register operand */
+	{"\x0f\xc7\xc8", 3},	 /* cmpxchg8b with a register operand */
 };
 
 static void gen_fault(struct tcase *t, struct rng *r)
@@ -990,9 +1046,9 @@ static void pairs_init(void)
 {
 	/* The second must not read a flag the first may leave undefined: AF
 	 * only is undefined in the firsts, and no consumer here reads AF. */
-	static const char *const seconds[] = { "adc", "sbb", "set", "cmov", "inc", "dec", "rcl rm,1",
-		"rcr rm,1", "add", "sub", "xor", "neg", "mov", "clc", "stc", "cmc", NULL };
-	static const char *const never[] = { "push", "pop", "lea", "prefetch", "cmpxchg8b", NULL };
+	static const char *const seconds[] = {"adc", "sbb", "set", "cmov", "inc", "dec", "rcl rm,1", "rcr rm,1", "add",
+					      "sub", "xor", "neg", "mov",  "clc", "stc", "cmc",	     NULL};
+	static const char *const never[] = {"push", "pop", "lea", "prefetch", "cmpxchg8b", NULL};
 	for (unsigned k = 0; k < nforms; k++) {
 		struct form *f = &forms[k];
 		if (f->kind == K_CUSTOM || f->mem == M_ONLY || name_starts(f->name, never))
@@ -1009,11 +1065,11 @@ static void pairs_init(void)
 
 static void forms_init(void)
 {
-	static const char *const alu[8] = { "add", "or", "adc", "sbb", "and", "sub", "xor", "cmp" };
-	static const char *const sh[8] = { "rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar" };
-	static const uint8_t sh_uf[8] = { U_ROT, U_ROT, U_ROT, U_ROT, U_SHIFT, U_SHIFT, U_SHIFT, U_SAR };
-	static const char *const cc[16] = { "o", "no", "b", "ae", "e", "ne", "be", "a",
-		"s", "ns", "p", "np", "l", "ge", "le", "g" };
+	static const char *const alu[8] = {"add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"};
+	static const char *const sh[8] = {"rol", "ror", "rcl", "rcr", "shl", "shr", "sal", "sar"};
+	static const uint8_t sh_uf[8] = {U_ROT, U_ROT, U_ROT, U_ROT, U_SHIFT, U_SHIFT, U_SHIFT, U_SAR};
+	static const char *const cc[16] = {"o", "no", "b", "ae", "e", "ne", "be", "a",
+					   "s", "ns", "p", "np", "l", "ge", "le", "g"};
 	char nm[32];
 	struct form *f;
 
@@ -1114,7 +1170,7 @@ static void forms_init(void)
 	f->implicit = RAXM | RBXM | RCXM | RDXM;
 	f->weight = 2;
 
-	static const char *const bt[4] = { "bt", "bts", "btr", "btc" };
+	static const char *const bt[4] = {"bt", "bts", "btr", "btc"};
 	for (int k = 0; k < 4; k++) {
 		snprintf(nm, sizeof(nm), "%s rm,r", bt[k]);
 		f = form_add(nm, K_MR, true, 0, 0xa3 + 8 * k, -1, 14, I_NONE, M_OK, U_BT);
@@ -1178,7 +1234,7 @@ static void forms_init(void)
 	form_add("pushf", K_Z, false, 0, 0x9c, -1, 10, I_NONE, M_NO, U_NONE);
 	form_add("popf", K_Z, false, 0, 0x9d, -1, 10, I_NONE, M_NO, U_NONE)->gen = G_POPF;
 
-	static const char *const str[6] = { "movs", "cmps", "", "stos", "lods", "scas" };
+	static const char *const str[6] = {"movs", "cmps", "", "stos", "lods", "scas"};
 	for (int k = 0; k < 12; k++) {
 		if (k / 2 == 2)
 			continue; /* A8/A9 are TEST */
@@ -1202,8 +1258,7 @@ static unsigned printed_total;
 static unsigned long total_cases, total_fails, total_faults;
 
 static const char *const reg_names[16] = {
-	"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
-	"r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+	"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
 };
 
 #define MAX_PRINT_FORM 2
@@ -1255,7 +1310,7 @@ static void report(struct report *rp, const char *fmt, ...)
 }
 
 static void compare_mem(struct report *rp, const char *what, const uint8_t *nat, const uint8_t *cor, size_t n,
-	uint64_t base)
+			uint64_t base)
 {
 	if (!memcmp(nat, cor, n))
 		return;
@@ -1311,7 +1366,7 @@ static void run_case(struct form *f, struct rng *r, unsigned long idx)
 	memset(st + ST_OUT, 0xcc, 17 * 8);
 	enum cpu_exit e = diff_run_corral(&cpu, rg);
 
-	struct report rp = { .t = &t, .idx = idx };
+	struct report rp = {.t = &t, .idx = idx};
 	rp.quiet = f->fails >= MAX_PRINT_FORM || printed_total >= MAX_PRINT_TOTAL;
 	uint64_t body = body_addr(&t);
 	uint32_t fmask = FL_CMP & ~t.undef;
@@ -1321,32 +1376,34 @@ static void run_case(struct form *f, struct rng *r, unsigned long idx)
 		if (nf.rip < body || nf.rip >= body + t.blen)
 			report(&rp, "harness: native signal %d outside the body at 0x%" PRIx64, nf.sig, nf.rip);
 		if (e != CPU_EXIT_EXCEPTION) {
-			report(&rp, "native faults with %s (trap %d at body+%" PRId64 ", cr2 0x%" PRIx64
-				"), corral exits %d at rip 0x%" PRIx64,
-				cpu_exc_name(nf.trapno), nf.trapno, (int64_t)(nf.rip - body), nf.cr2, (int)e, cpu.s.rip);
+			report(&rp,
+			       "native faults with %s (trap %d at body+%" PRId64 ", cr2 0x%" PRIx64
+			       "), corral exits %d at rip 0x%" PRIx64,
+			       cpu_exc_name(nf.trapno), nf.trapno, (int64_t)(nf.rip - body), nf.cr2, (int)e, cpu.s.rip);
 		} else {
 			if (cpu.exc_vector != nf.trapno)
 				report(&rp, "exception: native %s, corral %s", cpu_exc_name(nf.trapno),
-					cpu_exc_name(cpu.exc_vector));
+				       cpu_exc_name(cpu.exc_vector));
 			if (cpu.s.rip != nf.rip)
 				report(&rp, "fault rip: native body+%" PRId64 ", corral body+%" PRId64,
-					(int64_t)(nf.rip - body), (int64_t)(cpu.s.rip - body));
+				       (int64_t)(nf.rip - body), (int64_t)(cpu.s.rip - body));
 			if (nf.trapno == EXC_PF && cpu.exc_vector == EXC_PF && cpu.exc_addr != nf.cr2)
-				report(&rp, "#PF address: native 0x%" PRIx64 ", corral 0x%" PRIx64, nf.cr2, cpu.exc_addr);
+				report(&rp, "#PF address: native 0x%" PRIx64 ", corral 0x%" PRIx64, nf.cr2,
+				       cpu.exc_addr);
 			for (unsigned k = 0; k < 16; k++)
 				if (cpu.s.gpr[k] != nf.gpr[k])
-					report(&rp, "%s at the fault: native %016" PRIx64 " corral %016" PRIx64, reg_names[k],
-						nf.gpr[k], cpu.s.gpr[k]);
+					report(&rp, "%s at the fault: native %016" PRIx64 " corral %016" PRIx64,
+					       reg_names[k], nf.gpr[k], cpu.s.gpr[k]);
 			uint64_t cf = cpu_get_rflags(&cpu);
 			if ((cf ^ nf.rflags) & FL_CMP)
-				report(&rp, "rflags at the fault: native %03" PRIx64 " corral %03" PRIx64, nf.rflags & 0xfff,
-					cf & 0xfff);
+				report(&rp, "rflags at the fault: native %03" PRIx64 " corral %03" PRIx64,
+				       nf.rflags & 0xfff, cf & 0xfff);
 		}
 	} else if (e != CPU_EXIT_SYSCALL) {
 		if (e == CPU_EXIT_EXCEPTION)
-			report(&rp, "corral raises %s (error 0x%x, addr 0x%" PRIx64 ") at body+%" PRId64
-				", native runs it", cpu_exc_name(cpu.exc_vector), cpu.exc_error, cpu.exc_addr,
-				(int64_t)(cpu.s.rip - body));
+			report(&rp,
+			       "corral raises %s (error 0x%x, addr 0x%" PRIx64 ") at body+%" PRId64 ", native runs it",
+			       cpu_exc_name(cpu.exc_vector), cpu.exc_error, cpu.exc_addr, (int64_t)(cpu.s.rip - body));
 		else
 			report(&rp, "corral exits %d at rip 0x%" PRIx64 ", native runs it", (int)e, cpu.s.rip);
 	} else {
@@ -1357,10 +1414,10 @@ static void run_case(struct form *f, struct rng *r, unsigned long idx)
 		for (unsigned k = 0; k < 16; k++)
 			if (!(t.gpr_skip & (1u << k)) && cor_out[k] != nat_out[k])
 				report(&rp, "%s: native %016" PRIx64 " corral %016" PRIx64, reg_names[k], nat_out[k],
-					cor_out[k]);
+				       cor_out[k]);
 		if ((cor_out[16] ^ nat_out[16]) & fmask)
 			report(&rp, "rflags (compared bits %03x): native %03" PRIx64 " corral %03" PRIx64, fmask,
-				nat_out[16] & 0xfff, cor_out[16] & 0xfff);
+			       nat_out[16] & 0xfff, cor_out[16] & 0xfff);
 	}
 	compare_mem(&rp, "data", nat_data, rg_page(rg, PG_DATA), DATA_SIZE, rg_addr(rg, PG_DATA, 0));
 	compare_mem(&rp, "stack", nat_stack, rg_page(rg, PG_STACK), STACK_SIZE, rg_addr(rg, PG_STACK, 0));
@@ -1388,7 +1445,7 @@ int main(void)
 	printf("t_diff: seed 0x%" PRIx64 " (set CORRAL_SEED to change), %s run\n", seed, full ? "full" : "quick");
 
 	if (vmem_init(&vm) || diff_region_init(&rg_low, &vm, true, "low") ||
-		diff_region_init(&rg_high, &vm, false, "high") || cpu_init(&cpu, CPU_MODE_USER, &vm)) {
+	    diff_region_init(&rg_high, &vm, false, "high") || cpu_init(&cpu, CPU_MODE_USER, &vm)) {
 		printf("t_diff: setup failed\n0 passed, 1 failed\n");
 		return 1;
 	}
@@ -1396,11 +1453,11 @@ int main(void)
 	forms_init();
 	pairs_init();
 
-	struct rng r = { seed };
+	struct rng r = {seed};
 	for (unsigned k = 0; k < nforms; k++) {
 		struct form *f = &forms[k];
 		/* Each form gets its own stream so that one can be rerun alone. */
-		struct rng fr = { rng_next(&r) ^ k };
+		struct rng fr = {rng_next(&r) ^ k};
 		if (only && !strstr(f->name, only))
 			continue;
 		unsigned long n = f->weight ? base * f->weight : base / 8 + 1;
@@ -1414,14 +1471,15 @@ int main(void)
 		if (!f->runs)
 			continue;
 		if (f->fails) {
-			printf("form %-18s %5lu of %6lu cases differ; first: %s\n", f->name, f->fails, f->runs, f->first);
+			printf("form %-18s %5lu of %6lu cases differ; first: %s\n", f->name, f->fails, f->runs,
+			       f->first);
 			nfail++;
 		} else {
 			npass++;
 		}
 	}
 	printf("t_diff: %lu cases (%lu faulting natively) in %u forms, %lu differ\n", total_cases, total_faults,
-		npass + nfail, total_fails);
+	       npass + nfail, total_fails);
 	test_cur_name = "t_diff";
 	test_cur_failed = 0;
 	test_passed = (int)npass;

@@ -29,38 +29,106 @@ static const struct {
 	int reg, bit;
 } feature_mnemonics[] = {
 	/* SSE3 */
-	{ "addsubp", F1C, 0 }, { "haddp", F1C, 0 }, { "hsubp", F1C, 0 }, { "lddqu", F1C, 0 },
-	{ "movddup", F1C, 0 }, { "movshdup", F1C, 0 }, { "movsldup", F1C, 0 }, { "fisttp", F1C, 0 },
-	{ "monitor", F1C, 3 }, { "mwait", F1C, 3 },
+	{"addsubp", F1C, 0},
+	{"haddp", F1C, 0},
+	{"hsubp", F1C, 0},
+	{"lddqu", F1C, 0},
+	{"movddup", F1C, 0},
+	{"movshdup", F1C, 0},
+	{"movsldup", F1C, 0},
+	{"fisttp", F1C, 0},
+	{"monitor", F1C, 3},
+	{"mwait", F1C, 3},
 	/* SSSE3 */
-	{ "pshufb", F1C, 9 }, { "phadd", F1C, 9 }, { "phsub", F1C, 9 }, { "pmaddubsw", F1C, 9 },
-	{ "pmulhrsw", F1C, 9 }, { "psign", F1C, 9 }, { "pabs", F1C, 9 }, { "palignr", F1C, 9 },
+	{"pshufb", F1C, 9},
+	{"phadd", F1C, 9},
+	{"phsub", F1C, 9},
+	{"pmaddubsw", F1C, 9},
+	{"pmulhrsw", F1C, 9},
+	{"psign", F1C, 9},
+	{"pabs", F1C, 9},
+	{"palignr", F1C, 9},
 	/* SSE4.1 */
-	{ "pblend", F1C, 19 }, { "blendp", F1C, 19 }, { "blendvp", F1C, 19 }, { "ptest", F1C, 19 },
-	{ "pmovsx", F1C, 19 }, { "pmovzx", F1C, 19 }, { "pmins", F1C, 19 }, { "pminu", F1C, 19 },
-	{ "pmaxs", F1C, 19 }, { "pmaxu", F1C, 19 }, { "round", F1C, 19 }, { "dpp", F1C, 19 },
-	{ "insertps", F1C, 19 }, { "extractps", F1C, 19 }, { "pextrb", F1C, 19 }, { "pextrd", F1C, 19 },
-	{ "pextrq", F1C, 19 }, { "pinsrb", F1C, 19 }, { "pinsrd", F1C, 19 }, { "pinsrq", F1C, 19 },
-	{ "mpsadbw", F1C, 19 }, { "phminposuw", F1C, 19 }, { "pcmpeqq", F1C, 19 }, { "packusdw", F1C, 19 },
-	{ "movntdqa", F1C, 19 }, { "pmuldq", F1C, 19 }, { "pmulld", F1C, 19 },
+	{"pblend", F1C, 19},
+	{"blendp", F1C, 19},
+	{"blendvp", F1C, 19},
+	{"ptest", F1C, 19},
+	{"pmovsx", F1C, 19},
+	{"pmovzx", F1C, 19},
+	{"pmins", F1C, 19},
+	{"pminu", F1C, 19},
+	{"pmaxs", F1C, 19},
+	{"pmaxu", F1C, 19},
+	{"round", F1C, 19},
+	{"dpp", F1C, 19},
+	{"insertps", F1C, 19},
+	{"extractps", F1C, 19},
+	{"pextrb", F1C, 19},
+	{"pextrd", F1C, 19},
+	{"pextrq", F1C, 19},
+	{"pinsrb", F1C, 19},
+	{"pinsrd", F1C, 19},
+	{"pinsrq", F1C, 19},
+	{"mpsadbw", F1C, 19},
+	{"phminposuw", F1C, 19},
+	{"pcmpeqq", F1C, 19},
+	{"packusdw", F1C, 19},
+	{"movntdqa", F1C, 19},
+	{"pmuldq", F1C, 19},
+	{"pmulld", F1C, 19},
 	/* SSE4.2, POPCNT */
-	{ "pcmpestr", F1C, 20 }, { "pcmpistr", F1C, 20 }, { "pcmpgtq", F1C, 20 }, { "crc32", F1C, 20 },
-	{ "popcnt", F1C, 23 },
+	{"pcmpestr", F1C, 20},
+	{"pcmpistr", F1C, 20},
+	{"pcmpgtq", F1C, 20},
+	{"crc32", F1C, 20},
+	{"popcnt", F1C, 23},
 	/* others */
-	{ "pclmul", F1C, 1 }, { "aes", F1C, 25 }, { "xsave", F1C, 26 }, { "xrstor", F1C, 26 },
-	{ "xgetbv", F1C, 26 }, { "movbe", F1C, 22 }, { "rdrand", F1C, 30 }, { "f16c", F1C, 29 },
-	{ "rdfsbase", F7B, 0 }, { "rdgsbase", F7B, 0 }, { "wrfsbase", F7B, 0 }, { "wrgsbase", F7B, 0 },
-	{ "xbegin", F7B, 11 }, { "xend", F7B, 11 }, { "xabort", F7B, 11 }, { "xtest", F7B, 11 },
-	{ "rdseed", F7B, 18 }, { "adcx", F7B, 19 }, { "adox", F7B, 19 }, { "clflushopt", F7B, 23 },
-	{ "clwb", F7B, 24 }, { "sha1", F7B, 29 }, { "sha256", F7B, 29 },
-	{ "rdpkru", F7C, 3 }, { "wrpkru", F7C, 3 }, { "rdpid", F7C, 22 },
-	{ "tpause", F7C, 5 }, { "umonitor", F7C, 5 }, { "umwait", F7C, 5 },
-	{ "movdiri", F7C, 27 }, { "movdir64b", F7C, 28 },
-	{ "prefetchw", F81C, 8 }, { "extrq", F81C, 6 }, { "insertq", F81C, 6 }, { "movntss", F81C, 6 },
-	{ "movntsd", F81C, 6 }, { "clzero", F81D, -1 }, { "rdtscp", F81D, 27 },
+	{"pclmul", F1C, 1},
+	{"aes", F1C, 25},
+	{"xsave", F1C, 26},
+	{"xrstor", F1C, 26},
+	{"xgetbv", F1C, 26},
+	{"movbe", F1C, 22},
+	{"rdrand", F1C, 30},
+	{"f16c", F1C, 29},
+	{"rdfsbase", F7B, 0},
+	{"rdgsbase", F7B, 0},
+	{"wrfsbase", F7B, 0},
+	{"wrgsbase", F7B, 0},
+	{"xbegin", F7B, 11},
+	{"xend", F7B, 11},
+	{"xabort", F7B, 11},
+	{"xtest", F7B, 11},
+	{"rdseed", F7B, 18},
+	{"adcx", F7B, 19},
+	{"adox", F7B, 19},
+	{"clflushopt", F7B, 23},
+	{"clwb", F7B, 24},
+	{"sha1", F7B, 29},
+	{"sha256", F7B, 29},
+	{"rdpkru", F7C, 3},
+	{"wrpkru", F7C, 3},
+	{"rdpid", F7C, 22},
+	{"tpause", F7C, 5},
+	{"umonitor", F7C, 5},
+	{"umwait", F7C, 5},
+	{"movdiri", F7C, 27},
+	{"movdir64b", F7C, 28},
+	{"prefetchw", F81C, 8},
+	{"extrq", F81C, 6},
+	{"insertq", F81C, 6},
+	{"movntss", F81C, 6},
+	{"movntsd", F81C, 6},
+	{"clzero", F81D, -1},
+	{"rdtscp", F81D, 27},
 	/* CET shadow-stack ops outside the hint-NOP space */
-	{ "incssp", F7C, 7 }, { "rstorssp", F7C, 7 }, { "saveprevssp", F7C, 7 }, { "wrss", F7C, 7 },
-	{ "wruss", F7C, 7 }, { "setssbsy", F7C, 7 }, { "clrssbsy", F7C, 7 },
+	{"incssp", F7C, 7},
+	{"rstorssp", F7C, 7},
+	{"saveprevssp", F7C, 7},
+	{"wrss", F7C, 7},
+	{"wruss", F7C, 7},
+	{"setssbsy", F7C, 7},
+	{"clrssbsy", F7C, 7},
 };
 
 static bool feature_has(int reg, int bit)
@@ -83,8 +151,8 @@ static bool feature_has(int reg, int bit)
 static const char *skip_reason(const uint8_t *b, unsigned n, const char *mn)
 {
 	unsigned k = 0;
-	while (k < n && (b[k] == 0x66 || b[k] == 0x67 || b[k] == 0xf0 || b[k] == 0xf2 || b[k] == 0xf3 ||
-		b[k] == 0x2e || b[k] == 0x36 || b[k] == 0x3e || b[k] == 0x26 || b[k] == 0x64 || b[k] == 0x65))
+	while (k < n && (b[k] == 0x66 || b[k] == 0x67 || b[k] == 0xf0 || b[k] == 0xf2 || b[k] == 0xf3 || b[k] == 0x2e ||
+			 b[k] == 0x36 || b[k] == 0x3e || b[k] == 0x26 || b[k] == 0x64 || b[k] == 0x65))
 		k++;
 	while (k < n && (b[k] & 0xf0) == 0x40)
 		k++;
@@ -99,7 +167,7 @@ static const char *skip_reason(const uint8_t *b, unsigned n, const char *mn)
 	for (unsigned j = 0; j < sizeof(feature_mnemonics) / sizeof(feature_mnemonics[0]); j++) {
 		size_t l = strlen(feature_mnemonics[j].mn);
 		if (!strncmp(mn, feature_mnemonics[j].mn, l) &&
-			!feature_has(feature_mnemonics[j].reg, feature_mnemonics[j].bit))
+		    !feature_has(feature_mnemonics[j].reg, feature_mnemonics[j].bit))
 			return feature_mnemonics[j].mn;
 	}
 	return NULL;
@@ -108,9 +176,9 @@ static const char *skip_reason(const uint8_t *b, unsigned n, const char *mn)
 /* objdump's text: prefixes it prints as words, then the mnemonic */
 static void mnemonic_of(const char *text, char *mn, size_t mnsz)
 {
-	static const char *const pfx[] = { "lock", "rep", "repz", "repnz", "repe", "repne", "data16",
-		"data32", "addr32", "cs", "ds", "es", "ss", "fs", "gs", "notrack", "bnd", "xacquire",
-		"xrelease", NULL };
+	static const char *const pfx[] = {"lock",   "rep",     "repz", "repnz",	   "repe",     "repne", "data16",
+					  "data32", "addr32",  "cs",   "ds",	   "es",       "ss",	"fs",
+					  "gs",	    "notrack", "bnd",  "xacquire", "xrelease", NULL};
 	const char *p = text;
 	for (;;) {
 		while (*p == ' ' || *p == '\t')
@@ -253,9 +321,10 @@ static int check_file(const char *file, struct stats *st)
 		s = end + 2;
 		uint8_t ib[32];
 		unsigned n = 0;
-		while (isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1]) && (s[2] == ' ' || s[2] == '\t')) {
+		while (isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1]) &&
+		       (s[2] == ' ' || s[2] == '\t')) {
 			if (n < sizeof(ib))
-				ib[n] = (uint8_t)strtoul((char[3]){ s[0], s[1], 0 }, NULL, 16);
+				ib[n] = (uint8_t)strtoul((char[3]){s[0], s[1], 0}, NULL, 16);
 			n++;
 			s += 3;
 			if (s[-1] == '\t')
@@ -273,7 +342,7 @@ static int check_file(const char *file, struct stats *st)
 		recs = grow(recs, &caprecs, nrecs + 1, sizeof(*recs));
 		size_t tl = strlen(s) + 1;
 		texts = grow(texts, &captexts, ntexts + tl, 1);
-		recs[nrecs++] = (struct insn_rec){ addr, (uint32_t)nbytes, (uint8_t)n, (uint32_t)ntexts };
+		recs[nrecs++] = (struct insn_rec){addr, (uint32_t)nbytes, (uint8_t)n, (uint32_t)ntexts};
 		memcpy(bytes + nbytes, ib, n);
 		nbytes += n;
 		memcpy(texts + ntexts, s, tl);
@@ -294,15 +363,16 @@ static int check_file(const char *file, struct stats *st)
 int main(void)
 {
 	int failed_files = 0, files = 0;
-	struct stats total = { 0 };
+	struct stats total = {0};
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (unsigned k = 0; k < sizeof(corpus) / sizeof(corpus[0]); k++) {
-		struct stats st = { 0 };
+		struct stats st = {0};
 		if (check_file(corpus[k], &st))
 			continue;
 		files++;
-		printf("t_length: %s: %lu checked, %lu length mismatches, %lu not recognised, %lu skipped (feature), %lu (bad)\n",
-			corpus[k], st.checked, st.len_mismatch, st.unrecognized, st.skipped, st.bad);
+		printf("t_length: %s: %lu checked, %lu length mismatches, %lu not recognised, %lu skipped (feature), "
+		       "%lu (bad)\n",
+		       corpus[k], st.checked, st.len_mismatch, st.unrecognized, st.skipped, st.bad);
 		if (st.len_mismatch || st.unrecognized)
 			failed_files++;
 		total.checked += st.checked;

@@ -11,9 +11,9 @@
 #include "cpu/cpu.h"
 #include "cpu/vmem.h"
 
-#define FZ_CODE 0x400000ull     /* code: the input, guest-writable too (self-modifying code) */
+#define FZ_CODE 0x400000ull /* code: the input, guest-writable too (self-modifying code) */
 #define FZ_CODE_PAGES 4
-#define FZ_DATA 0x600000ull     /* data pages that registers point into */
+#define FZ_DATA 0x600000ull /* data pages that registers point into */
 #define FZ_DATA_PAGES 2
 #define FZ_STACK 0x7fe000ull
 #define FZ_STACK_PAGES 2
@@ -36,8 +36,8 @@ static int fuzz_cpu_setup(void)
 	if (!fz.code || !fz.data || !fz.stack || vmem_init(&fz.vm))
 		return -1;
 	if (vmem_map(&fz.vm, FZ_CODE, FZ_CODE_PAGES * pg, fz.code, VMEM_R | VMEM_W | VMEM_X) ||
-		vmem_map(&fz.vm, FZ_DATA, FZ_DATA_PAGES * pg, fz.data, VMEM_R | VMEM_W) ||
-		vmem_map(&fz.vm, FZ_STACK, FZ_STACK_PAGES * pg, fz.stack, VMEM_R | VMEM_W))
+	    vmem_map(&fz.vm, FZ_DATA, FZ_DATA_PAGES * pg, fz.data, VMEM_R | VMEM_W) ||
+	    vmem_map(&fz.vm, FZ_STACK, FZ_STACK_PAGES * pg, fz.stack, VMEM_R | VMEM_W))
 		return -1;
 	if (cpu_init(&fz.c, CPU_MODE_USER, &fz.vm))
 		return -1;
@@ -84,14 +84,9 @@ static int fuzz_cpu_one(const uint8_t *in, size_t n)
 	for (unsigned r = 0; r < 16; r++) {
 		uint64_t v = fuzz_mix(&s);
 		switch ((sel >> (2 * r)) & 3) {
-		case 0: /* a pointer into the data pages */
-			v = FZ_DATA + (v % (FZ_DATA_PAGES * VMEM_PAGE));
-			break;
-		case 1: /* small */
-			v &= 0xff;
-			break;
-		default:
-			break;
+		case 0: /* a pointer into the data pages */ v = FZ_DATA + (v % (FZ_DATA_PAGES * VMEM_PAGE)); break;
+		case 1: /* small */ v &= 0xff; break;
+		default: break;
 		}
 		c->s.gpr[r] = v;
 	}

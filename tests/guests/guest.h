@@ -3,7 +3,9 @@
  * mode: GDT at 0x1000 (0x08 code, 0x10 data), the first 4 GiB identity-
  * mapped with 2 MiB pages (PML4 at 0x2000), RSP 0x80000, interrupts off.
  * Each guest starts with _start and ends with GUEST_LIB. It reports on
- * COM1 and powers off through ACPI (exit status 0). */
+ * COM1 and powers off through ACPI (exit status 0).
+ * (Assembler macros, not C: kept out of clang-format.) */
+/* clang-format off */
 
 #define COM1 0x3f8
 #define PM1A_CNT 0x604

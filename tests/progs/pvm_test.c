@@ -259,7 +259,7 @@ static int test_signals(void)
 
 	/* FP and SSE state survive signal handlers that use them too */
 	signal(SIGALRM, fp_handler);
-	struct itimerval fit = { .it_interval = { 0, 500 }, .it_value = { 0, 500 } };
+	struct itimerval fit = {.it_interval = {0, 500}, .it_value = {0, 500}};
 	setitimer(ITIMER_REAL, &fit, NULL);
 	double acc = 0;
 	long double lacc = 0;
@@ -267,7 +267,7 @@ static int test_signals(void)
 		acc += sqrt((double)i) * 1e-3;
 		lacc += (long double)i * 0.5L;
 	}
-	struct itimerval off = { { 0, 0 }, { 0, 0 } };
+	struct itimerval off = {{0, 0}, {0, 0}};
 	setitimer(ITIMER_REAL, &off, NULL);
 	printf("fp across signals: %.17g %.12Lg handled %d\n", acc, lacc, fp_signals > 0);
 

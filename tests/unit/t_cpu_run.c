@@ -57,7 +57,8 @@ GUEST static uint64_t g_bits(uint64_t x, uint64_t y)
 }
 
 /* No library calls may appear in guest functions (libc is not mapped). */
-GUEST __attribute__((optimize("no-tree-loop-distribute-patterns"))) static uint64_t g_str(char *dst, const char *src, uint64_t n)
+GUEST __attribute__((optimize("no-tree-loop-distribute-patterns"))) static uint64_t g_str(char *dst, const char *src,
+											  uint64_t n)
 {
 	uint64_t h = 5381;
 	for (uint64_t k = 0; k < n; k++)
@@ -110,7 +111,7 @@ static uint64_t guest_call(struct guest *g, const void *fn, uint64_t a, uint64_t
 {
 	struct cpu *c = &g->cpu;
 	uint64_t sp = (uint64_t)(uintptr_t)(g->stack + (1 << 20) - 72);
-	memcpy((void *)(uintptr_t)sp, &(uint64_t){ (uint64_t)(uintptr_t)g->stub }, 8);
+	memcpy((void *)(uintptr_t)sp, &(uint64_t){(uint64_t)(uintptr_t)g->stub}, 8);
 	c->s.gpr[4] = sp;
 	c->s.gpr[7] = a;
 	c->s.gpr[6] = b;
@@ -167,7 +168,7 @@ static void test_functions(void)
 	CHECK_EQ_U64(r, g_sort_sum(arr2, 300));
 	CHECK(memcmp(arr, arr2, 300 * 8) == 0);
 
-	uint64_t xs[] = { 0, 1, ~0ull, 0x8000000000000000ull, 0x123456789abcdefull, 77 };
+	uint64_t xs[] = {0, 1, ~0ull, 0x8000000000000000ull, 0x123456789abcdefull, 77};
 	for (unsigned k = 0; k < 6; k++)
 		for (unsigned m = 0; m < 6; m++) {
 			r = guest_call(&g, (const void *)g_bits, xs[k], xs[m], 0, &why);
@@ -199,7 +200,7 @@ static void test_faults(void)
 	map_identity(&g.vm, code, 4096, VMEM_R | VMEM_X);
 
 	/* mov rax, [rdi] from an unmapped address: #PF with that address, RIP unchanged */
-	static const uint8_t load[] = { 0x48, 0x8b, 0x07, 0xc3 };
+	static const uint8_t load[] = {0x48, 0x8b, 0x07, 0xc3};
 	memcpy(code, load, sizeof(load));
 	guest_call(&g, code, 0x10000, 0, 0, &why);
 	CHECK(why == CPU_EXIT_EXCEPTION);
@@ -208,7 +209,7 @@ static void test_faults(void)
 	CHECK_EQ_U64(g.cpu.s.rip, (uint64_t)(uintptr_t)code);
 
 	/* a store into the (read+exec only) code page: #PF with PFERR_P|PFERR_W */
-	static const uint8_t store[] = { 0x48, 0x89, 0x37, 0xc3 };
+	static const uint8_t store[] = {0x48, 0x89, 0x37, 0xc3};
 	memcpy(code, store, sizeof(store));
 	cpu_flush(&g.cpu);
 	guest_call(&g, code, (uint64_t)(uintptr_t)code, 0x1234, 0, &why);
@@ -217,7 +218,7 @@ static void test_faults(void)
 	CHECK(g.cpu.exc_error & 0x1);
 
 	/* div by zero: #DE */
-	static const uint8_t div0[] = { 0x31, 0xc9, 0x48, 0xf7, 0xf1, 0xc3 };
+	static const uint8_t div0[] = {0x31, 0xc9, 0x48, 0xf7, 0xf1, 0xc3};
 	memcpy(code, div0, sizeof(div0));
 	cpu_flush(&g.cpu);
 	guest_call(&g, code, 0, 0, 0, &why);
@@ -225,7 +226,7 @@ static void test_faults(void)
 	CHECK_EQ_U64(g.cpu.s.rip, (uint64_t)(uintptr_t)code + 2);
 
 	/* garbage: ud2 and a VEX instruction are #UD */
-	static const uint8_t ud[] = { 0xc5, 0xf8, 0x77 };
+	static const uint8_t ud[] = {0xc5, 0xf8, 0x77};
 	memcpy(code, ud, sizeof(ud));
 	cpu_flush(&g.cpu);
 	guest_call(&g, code, 0, 0, 0, &why);
@@ -250,7 +251,7 @@ static void test_self_modifying(void)
 	map_identity(&g.vm, code, 4096, VMEM_R | VMEM_W | VMEM_X);
 	/*   0: b8 01 00 00 00     mov eax, 1
 	 *   5: c3                 ret            */
-	static const uint8_t f[] = { 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3 };
+	static const uint8_t f[] = {0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3};
 	/* 100: c6 05 xx xx xx xx 2a   mov byte [rip+rel], 42   (patches f's imm)
 	 * 107: e9 rel32               jmp f                      */
 	memcpy(code, f, sizeof(f));
@@ -270,8 +271,8 @@ static void test_self_modifying(void)
 	/* and a store into the very block being executed: the next instruction */
 	/* 200: c6 05 00 00 00 00 05?  -> mov byte [rip+0], imm patches the following mov's imm */
 	uint8_t *q = code + 200;
-	static const uint8_t sm[] = { 0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x07, /* mov byte [rip+1], 7 */
-				      0xb8, 0x02, 0x00, 0x00, 0x00, 0xc3 }; /* mov eax, 2; ret */
+	static const uint8_t sm[] = {0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x07, /* mov byte [rip+1], 7 */
+				     0xb8, 0x02, 0x00, 0x00, 0x00, 0xc3};      /* mov eax, 2; ret */
 	memcpy(q, sm, sizeof(sm));
 	CHECK_EQ_U64(guest_call(&g, q, 0, 0, 0, &why), 7);
 	munmap(code, 4096);

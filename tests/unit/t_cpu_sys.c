@@ -21,40 +21,40 @@ __asm__(".pushsection .rodata\n"
 	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user\n"
 	".code64\n"
 	"g_start:\n"
-	"	ud2\n"                               /* #UD, handler skips 2 bytes */
-	"	movq 0x40000000, %rax\n"             /* #PF (unmapped), handler skips 8 */
+	"	ud2\n"			 /* #UD, handler skips 2 bytes */
+	"	movq 0x40000000, %rax\n" /* #PF (unmapped), handler skips 8 */
 	"	int $0x80\n"
 	"	movl $1, %eax\n"
 	"	cpuid\n"
 	"	shrl $24, %ebx\n"
-	"	movq %rbx, 0x7040\n"                 /* initial APIC ID */
-	"	movl $0xc0000081, %ecx\n"            /* STAR: kernel CS 0x08, user base 0x10 */
+	"	movq %rbx, 0x7040\n"	  /* initial APIC ID */
+	"	movl $0xc0000081, %ecx\n" /* STAR: kernel CS 0x08, user base 0x10 */
 	"	movl $0, %eax\n"
 	"	movl $0x00100008, %edx\n"
 	"	wrmsr\n"
-	"	movl $0xc0000082, %ecx\n"            /* LSTAR */
+	"	movl $0xc0000082, %ecx\n" /* LSTAR */
 	"	movl $(g_sysentry - g_start + 0x10000), %eax\n"
 	"	xorl %edx, %edx\n"
 	"	wrmsr\n"
-	"	movl $0xc0000084, %ecx\n"            /* SFMASK: IF */
+	"	movl $0xc0000084, %ecx\n" /* SFMASK: IF */
 	"	movl $0x200, %eax\n"
 	"	wrmsr\n"
 	"	movq $(g_user - g_start + 0x10000), %rcx\n"
 	"	movq $0x002, %r11\n"
-	"	movq $0x6000, %rsp\n"                /* the user stack */
+	"	movq $0x6000, %rsp\n" /* the user stack */
 	"	sysretq\n"
-	"g_user:\n"                              /* CPL 3 */
-	"	cli\n"                               /* #GP at CPL 3: handler skips 1 */
+	"g_user:\n"    /* CPL 3 */
+	"	cli\n" /* #GP at CPL 3: handler skips 1 */
 	"	movq %cs, %rax\n"
 	"	movq %rax, 0x7048\n"
 	"	movq $42, %rdi\n"
 	"	syscall\n"
-	"g_sysentry:\n"                          /* CPL 0 again */
+	"g_sysentry:\n" /* CPL 0 again */
 	"	movq %rdi, 0x7020\n"
 	"	movq %cs, %rax\n"
 	"	movq %rax, 0x7028\n"
 	"	movq %rcx, 0x7050\n"
-	"	hlt\n"                               /* IF=0: the vCPU stops here */
+	"	hlt\n" /* IF=0: the vCPU stops here */
 	"g_ud:\n"
 	"	incq 0x7000\n"
 	"	addq $2, (%rsp)\n"
@@ -62,7 +62,7 @@ __asm__(".pushsection .rodata\n"
 	"g_pf:\n"
 	"	movq %cr2, %rax\n"
 	"	movq %rax, 0x7008\n"
-	"	popq %rax\n"                         /* error code */
+	"	popq %rax\n" /* error code */
 	"	movq %rax, 0x7010\n"
 	"	addq $8, (%rsp)\n"
 	"	iretq\n"
@@ -72,8 +72,8 @@ __asm__(".pushsection .rodata\n"
 	"g_gp:\n"
 	"	popq %rax\n"
 	"	movq %rax, 0x7030\n"
-	"	movq %rsp, 0x7038\n"                 /* on the TSS's RSP0 stack */
-	"	movq 8(%rsp), %rax\n"                /* interrupted CS: user */
+	"	movq %rsp, 0x7038\n"  /* on the TSS's RSP0 stack */
+	"	movq 8(%rsp), %rax\n" /* interrupted CS: user */
 	"	movq %rax, 0x7058\n"
 	"	addq $1, (%rsp)\n"
 	"	iretq\n"
@@ -110,7 +110,7 @@ static void idt_gate(struct machine *m, unsigned vec, uint64_t target)
 static void test_kernel(void)
 {
 	struct machine *m;
-	struct machine_config cfg = { .mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1};
 	CHECK(machine_create(&m, &cfg) == 0);
 	if (!m)
 		return;
@@ -140,13 +140,13 @@ static void test_kernel(void)
 	c->s.cr3 = 0x1000;
 	c->s.cr4 = 0x6a0;
 	c->s.efer = 0xd01;
-	c->s.seg[SEG_CS] = (struct cpu_seg){ .sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b };
+	c->s.seg[SEG_CS] = (struct cpu_seg){.sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b};
 	for (int s = 0; s < 6; s++)
 		if (s != SEG_CS)
-			c->s.seg[s] = (struct cpu_seg){ .sel = 0x10, .limit = 0xffffffff, .attr = 0xc093 };
-	c->s.gdtr = (struct cpu_dtr){ .base = 0x500, .limit = 0x37 };
-	c->s.idtr = (struct cpu_dtr){ .base = 0x4000, .limit = 0xfff };
-	c->s.tr = (struct cpu_seg){ .sel = 0x28, .base = 0x5000, .limit = 0x67, .attr = 0x8b };
+			c->s.seg[s] = (struct cpu_seg){.sel = 0x10, .limit = 0xffffffff, .attr = 0xc093};
+	c->s.gdtr = (struct cpu_dtr){.base = 0x500, .limit = 0x37};
+	c->s.idtr = (struct cpu_dtr){.base = 0x4000, .limit = 0xfff};
+	c->s.tr = (struct cpu_seg){.sel = 0x28, .base = 0x5000, .limit = 0x67, .attr = 0x8b};
 	c->s.gpr[R_RSP] = 0x8000;
 	c->s.rip = BASE;
 	c->s.rflags = 2;
@@ -154,21 +154,23 @@ static void test_kernel(void)
 
 	enum cpu_exit e = cpu_run(c, 100000);
 	if (getenv("T_DEBUG"))
-		fprintf(stderr, "exit %d rip %#llx vec %d cpl %u halted %d cr2 %#llx addr %#llx\n", e, (unsigned long long)c->s.rip, c->exc_vector, c->cpl, c->halted, (unsigned long long)c->s.cr2, (unsigned long long)c->exc_addr);
+		fprintf(stderr, "exit %d rip %#llx vec %d cpl %u halted %d cr2 %#llx addr %#llx\n", e,
+			(unsigned long long)c->s.rip, c->exc_vector, c->cpl, c->halted, (unsigned long long)c->s.cr2,
+			(unsigned long long)c->exc_addr);
 	CHECK(e == CPU_EXIT_HLT);
-	CHECK_EQ_U64(get64(m, RES + 0x00), 1);          /* #UD handled once */
-	CHECK_EQ_U64(get64(m, RES + 0x08), 0x40000000); /* CR2 */
-	CHECK_EQ_U64(get64(m, RES + 0x10), 0);          /* #PF error: not present, read, supervisor */
-	CHECK_EQ_U64(get64(m, RES + 0x18), 0x80);       /* INT 0x80 */
-	CHECK_EQ_U64(get64(m, RES + 0x40), 0);          /* APIC ID of vCPU 0 */
-	CHECK_EQ_U64(get64(m, RES + 0x30), 0);          /* #GP(0) from CLI at CPL 3 */
-	CHECK_EQ_U64(get64(m, RES + 0x38), 0x9000 - 5 * 8); /* stack switched to RSP0 */
-	CHECK_EQ_U64(get64(m, RES + 0x58), 0x23);       /* interrupted CS: user code, RPL 3 */
-	CHECK_EQ_U64(get64(m, RES + 0x48), 0x23);       /* CS read at CPL 3 */
-	CHECK_EQ_U64(get64(m, RES + 0x20), 42);         /* syscall argument */
-	CHECK_EQ_U64(get64(m, RES + 0x28), 0x08);       /* kernel CS after SYSCALL */
+	CHECK_EQ_U64(get64(m, RES + 0x00), 1);		       /* #UD handled once */
+	CHECK_EQ_U64(get64(m, RES + 0x08), 0x40000000);	       /* CR2 */
+	CHECK_EQ_U64(get64(m, RES + 0x10), 0);		       /* #PF error: not present, read, supervisor */
+	CHECK_EQ_U64(get64(m, RES + 0x18), 0x80);	       /* INT 0x80 */
+	CHECK_EQ_U64(get64(m, RES + 0x40), 0);		       /* APIC ID of vCPU 0 */
+	CHECK_EQ_U64(get64(m, RES + 0x30), 0);		       /* #GP(0) from CLI at CPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x38), 0x9000 - 5 * 8);    /* stack switched to RSP0 */
+	CHECK_EQ_U64(get64(m, RES + 0x58), 0x23);	       /* interrupted CS: user code, RPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x48), 0x23);	       /* CS read at CPL 3 */
+	CHECK_EQ_U64(get64(m, RES + 0x20), 42);		       /* syscall argument */
+	CHECK_EQ_U64(get64(m, RES + 0x28), 0x08);	       /* kernel CS after SYSCALL */
 	CHECK_EQ_U64(get64(m, RES + 0x50), gaddr(g_sysentry)); /* RCX = return RIP */
-	CHECK_EQ_U64(c->s.rip, gaddr(g_ud)); /* just past the HLT */
+	CHECK_EQ_U64(c->s.rip, gaddr(g_ud));		       /* just past the HLT */
 	CHECK(c->halted);
 
 	cpu_destroy(c);
@@ -181,7 +183,7 @@ static void test_kernel(void)
 static void test_triple_fault(void)
 {
 	struct machine *m;
-	struct machine_config cfg = { .mem_size = 4 << 20, .ncpus = 1, .serial_out_fd = -1 };
+	struct machine_config cfg = {.mem_size = 4 << 20, .ncpus = 1, .serial_out_fd = -1};
 	CHECK(machine_create(&m, &cfg) == 0);
 	if (!m)
 		return;
@@ -189,7 +191,7 @@ static void test_triple_fault(void)
 	put64(m, 0x2000, 0x3000 | 3);
 	put64(m, 0x3000, 0x83);
 	put64(m, 0x3008, (1ull << 21) | 0x83);
-	uint8_t ud[2] = { 0x0f, 0x0b };
+	uint8_t ud[2] = {0x0f, 0x0b};
 	CHECK(gpa_write(m, BASE, ud, 2) == 0);
 	struct cpu *c = calloc(1, sizeof(*c));
 	CHECK(cpu_init_system(c, m, 0) == 0);
@@ -197,8 +199,8 @@ static void test_triple_fault(void)
 	c->s.cr3 = 0x1000;
 	c->s.cr4 = 0x6a0;
 	c->s.efer = 0xd01;
-	c->s.seg[SEG_CS] = (struct cpu_seg){ .sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b };
-	c->s.idtr = (struct cpu_dtr){ .base = 0x200000, .limit = 0 }; /* every vector outside */
+	c->s.seg[SEG_CS] = (struct cpu_seg){.sel = 0x08, .limit = 0xffffffff, .attr = 0xa09b};
+	c->s.idtr = (struct cpu_dtr){.base = 0x200000, .limit = 0}; /* every vector outside */
 	c->s.gpr[R_RSP] = 0x8000;
 	c->s.rip = BASE;
 	c->s.rflags = 2;
