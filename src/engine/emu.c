@@ -58,6 +58,9 @@ void emu_stop_async(void)
 		cpu_request_stop(c);
 }
 
+/* How far idle guest time may run ahead of the wall clock (see below). */
+#define EMU_IDLE_LEAD_NS (300ull * 1000000000ull)
+
 static uint64_t wall_ns(void)
 {
 	struct timespec ts;
@@ -208,6 +211,7 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 	emu_current = &e;
 
 	unsigned rounds = 0;
+	uint64_t wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
 		for (unsigned k = 0; k < e.n; k++) {
@@ -293,6 +297,19 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 			}
 			mtimer_run_expired(m);
 		} else if (may_wake && next != UINT64_MAX) {
+			/* Skip idle time, but let the guest's clock run at most
+			 * EMU_IDLE_LEAD_NS ahead of the wall clock: a guest idling for
+			 * good (a shell with no input) then sleeps instead of spinning
+			 * through endless timer ticks. */
+			uint64_t wall = wall_ns() - wall_start;
+			if (next > wall + EMU_IDLE_LEAD_NS) {
+				uint64_t wait = next - wall - EMU_IDLE_LEAD_NS;
+				if (wait > 100000000ull)
+					wait = 100000000ull;
+				struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)wait };
+				nanosleep(&ts, NULL);
+				continue;
+			}
 			clock_advance_to(m, next);
 			mtimer_run_expired(m);
 		} else if (may_wake && !input_dead) {
