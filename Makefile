@@ -68,6 +68,7 @@ check-cpu-full: tests
 
 bench: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
+	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
