@@ -54,8 +54,10 @@ int vmem_write(struct vmem *vm, uint64_t gva, const void *src, size_t n);
  * length or -EFAULT / -ENAMETOOLONG. */
 long vmem_read_str(struct vmem *vm, uint64_t gva, char *dst, size_t max);
 
-/* Internal to cpu/: mark a page as holding decoded code; clear the mark and
- * bump code_gen (a write to the page). */
+/* Decoded-code tracking. vmem_mark_code is the CPU's (it decoded code from
+ * the page); vmem_code_written is for anyone who wrote to a guest page
+ * behind vmem's back (a host syscall filling a buffer through a host
+ * pointer): it clears the mark and makes every cpu drop the page's code. */
 void vmem_mark_code(struct vmem *vm, uint64_t gva);
 void vmem_code_written(struct vmem *vm, uint64_t gva);
 
