@@ -196,6 +196,8 @@ struct cpu {
 	struct machine *m;  /* system mode: the machine this vCPU belongs to */
 	unsigned index;	    /* system mode: vCPU number (= initial APIC ID) */
 	int halted;	    /* system mode: in HLT, waiting for an interrupt */
+	int nmi_pending;    /* system mode: an NMI waits for delivery */
+	int nmi_blocked;    /* system mode: in an NMI handler (until IRET) */
 	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);
@@ -244,6 +246,10 @@ void cpu_reset_system(struct cpu *c);
  * restore): derive the CPL, drop cached translations and decoded code. A
  * 64-bit code segment has attr 0xa09b (G, L, present, DPL 0, code). */
 void cpu_state_loaded(struct cpu *c);
+/* Raise an NMI on a system-mode vCPU: delivered through IDT vector 2 at the
+ * next block boundary (regardless of IF), held while a previous NMI's
+ * handler runs (until its IRET); wakes a halted vCPU. */
+void cpu_inject_nmi(struct cpu *c);
 
 /* Reset architectural state for a 64-bit user-mode program: flat segments,
  * RFLAGS=0x202, FNINIT/MXCSR defaults. */

@@ -354,9 +354,9 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			cpu_tlb_flush(c);
 		}
 		if (c->halted) {
-			if (!(c->s.rflags & FL_IF) || !sys_poll_interrupts(c))
+			if (!sys_poll_interrupts(c))
 				return CPU_EXIT_HLT;
-		} else if (c->s.rflags & FL_IF) {
+		} else if ((c->s.rflags & FL_IF) || c->nmi_pending) {
 			sys_poll_interrupts(c);
 		}
 		/* Code size and linear RIP: 64-bit code has a flat CS; legacy code

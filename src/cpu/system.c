@@ -143,6 +143,7 @@ void cpu_reset_system(struct cpu *c)
 	c->s.msr.apic_base = MEM_LAPIC_BASE | (1u << 11) | (c->index == 0 ? (1u << 8) : 0);
 	c->s.msr.misc_enable = 1; /* fast strings */
 	c->halted = 0;
+	c->nmi_pending = c->nmi_blocked = 0;
 	c->cpl = 0;
 	c->tlbp = c->tlb[0];
 	c->shadow_rip = ~0ull;
@@ -635,8 +636,22 @@ int sys_exception(struct cpu *c)
 
 /* ---- Interrupts at block boundaries ---- */
 
+void cpu_inject_nmi(struct cpu *c)
+{
+	c->nmi_pending = 1;
+}
+
 int sys_poll_interrupts(struct cpu *c)
 {
+	if (c->nmi_pending && !c->nmi_blocked && c->s.rip != c->shadow_rip) {
+		c->nmi_pending = 0;
+		c->nmi_blocked = 1;
+		c->delivering = 1;
+		c->deliver_vec = -1;
+		sys_deliver(c, EXC_NMI, 0, 0, 1);
+		c->delivering = 0;
+		return 1;
+	}
 	if (!(c->s.rflags & FL_IF) || c->s.rip == c->shadow_rip)
 		return 0;
 	if (!intr_pending(c->m, c->index))
@@ -1107,6 +1122,7 @@ void op_sys_iret(struct cpu *c, const struct insn *i)
 	c->s.gpr[R_RSP] = rsp;
 	c->s.rip = rip;
 	cpu_set_rflags(c, nf);
+	c->nmi_blocked = 0;
 	c->end_block = 1;
 }
 

@@ -150,14 +150,15 @@ static void vcpu_requests(struct emu *e, unsigned k)
 	}
 	if (r & VCPU_REQ_SIPI)
 		vcpu_sipi(e, k, vec);
-	/* NMI: the interpreter has no NMI entry yet; it is dropped. */
+	if (r & VCPU_REQ_NMI)
+		cpu_inject_nmi(&e->v[k].cpu);
 }
 
 /* Could this halted vCPU run now? */
 static int vcpu_wakeable(struct emu *e, unsigned k)
 {
 	struct lapic_state *s = &e->m->lapic[k].s;
-	if (s->init_pending || s->sipi_pending)
+	if (s->init_pending || s->sipi_pending || e->v[k].cpu.nmi_pending)
 		return 1;
 	return (e->v[k].cpu.s.rflags & FL_IF) && intr_pending(e->m, k);
 }
@@ -306,7 +307,7 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				uint64_t wait = next - wall - EMU_IDLE_LEAD_NS;
 				if (wait > 100000000ull)
 					wait = 100000000ull;
-				struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)wait };
+				struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
 				nanosleep(&ts, NULL);
 				continue;
 			}

@@ -18,7 +18,7 @@
 
 /* The guest. Addresses inside it are BASE + (label - g_start). */
 __asm__(".pushsection .rodata\n"
-	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user\n"
+	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user, g_nmi_main, g_nmi\n"
 	".code64\n"
 	"g_start:\n"
 	"	ud2\n"			 /* #UD, handler skips 2 bytes */
@@ -77,10 +77,20 @@ __asm__(".pushsection .rodata\n"
 	"	movq %rax, 0x7058\n"
 	"	addq $1, (%rsp)\n"
 	"	iretq\n"
+	"g_nmi_main:\n" /* IF=0 throughout */
+	"	hlt\n"
+	"	hlt\n"
+	"	hlt\n"
+	"g_nmi:\n" /* vector 2: count, spin, return */
+	"	incq 0x7060\n"
+	"	movl $2000, %ecx\n"
+	"1:	loop 1b\n"
+	"	iretq\n"
 	"g_end:\n"
 	".popsection\n");
 
-extern const uint8_t g_start[], g_end[], g_ud[], g_pf[], g_int80[], g_gp[], g_sysentry[], g_user[];
+extern const uint8_t g_start[], g_end[], g_ud[], g_pf[], g_int80[], g_gp[], g_sysentry[], g_user[], g_nmi_main[],
+	g_nmi[];
 
 static uint64_t gaddr(const uint8_t *p)
 {
@@ -107,13 +117,17 @@ static void idt_gate(struct machine *m, unsigned vec, uint64_t target)
 	put64(m, 0x4000 + vec * 16 + 8, target >> 32);
 }
 
-static void test_kernel(void)
+/* A machine with the test kernel's page tables, GDT, TSS and IDT loaded,
+ * and a vCPU in 64-bit mode at CPL 0 about to run rip. */
+static struct cpu *kernel_setup(struct machine **mp, uint64_t rip)
 {
 	struct machine *m;
 	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1};
+	*mp = NULL;
 	CHECK(machine_create(&m, &cfg) == 0);
 	if (!m)
-		return;
+		return NULL;
+	*mp = m;
 	/* Identity map of 16 MiB with user-accessible 2 MiB pages */
 	put64(m, 0x1000, 0x2000 | 7);
 	put64(m, 0x2000, 0x3000 | 7);
@@ -132,6 +146,7 @@ static void test_kernel(void)
 	idt_gate(m, 13, gaddr(g_gp));
 	idt_gate(m, 14, gaddr(g_pf));
 	idt_gate(m, 0x80, gaddr(g_int80));
+	idt_gate(m, 2, gaddr(g_nmi));
 	CHECK(gpa_write(m, BASE, g_start, (size_t)(g_end - g_start)) == 0);
 
 	struct cpu *c = calloc(1, sizeof(*c));
@@ -148,10 +163,18 @@ static void test_kernel(void)
 	c->s.idtr = (struct cpu_dtr){.base = 0x4000, .limit = 0xfff};
 	c->s.tr = (struct cpu_seg){.sel = 0x28, .base = 0x5000, .limit = 0x67, .attr = 0x8b};
 	c->s.gpr[R_RSP] = 0x8000;
-	c->s.rip = BASE;
+	c->s.rip = rip;
 	c->s.rflags = 2;
 	cpu_state_loaded(c);
+	return c;
+}
 
+static void test_kernel(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, BASE);
+	if (!c)
+		return;
 	enum cpu_exit e = cpu_run(c, 100000);
 	if (getenv("T_DEBUG"))
 		fprintf(stderr, "exit %d rip %#llx vec %d cpl %u halted %d cr2 %#llx addr %#llx\n", e,
@@ -173,6 +196,32 @@ static void test_kernel(void)
 	CHECK_EQ_U64(c->s.rip, gaddr(g_ud));		       /* just past the HLT */
 	CHECK(c->halted);
 
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
+/* NMIs: delivered with IF=0 and to a halted vCPU; a second one is held
+ * while the first handler runs and delivered after its IRET. */
+static void test_nmi(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, gaddr(g_nmi_main));
+	if (!c)
+		return;
+	CHECK(cpu_run(c, 1000) == CPU_EXIT_HLT); /* first HLT, IF=0 */
+	CHECK(cpu_run(c, 1000) == CPU_EXIT_HLT); /* nothing wakes it */
+	CHECK_EQ_U64(get64(m, RES + 0x60), 0);
+	cpu_inject_nmi(c);
+	CHECK(cpu_run(c, 100) == CPU_EXIT_LIMIT); /* in the handler's loop */
+	CHECK_EQ_U64(get64(m, RES + 0x60), 1);
+	CHECK(c->s.rip >= gaddr(g_nmi) && c->s.rip < gaddr(g_end));
+	cpu_inject_nmi(c); /* held: the first is still running */
+	CHECK(cpu_run(c, 100) == CPU_EXIT_LIMIT);
+	CHECK_EQ_U64(get64(m, RES + 0x60), 1);
+	CHECK(cpu_run(c, 100000) == CPU_EXIT_HLT); /* IRET, the held NMI, IRET, next HLT */
+	CHECK_EQ_U64(get64(m, RES + 0x60), 2);
+	CHECK_EQ_U64(c->s.rip, gaddr(g_nmi_main) + 2);
 	cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
@@ -214,6 +263,7 @@ static void test_triple_fault(void)
 int main(void)
 {
 	RUN(test_kernel);
+	RUN(test_nmi);
 	RUN(test_triple_fault);
 	return test_report();
 }
