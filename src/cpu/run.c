@@ -225,6 +225,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	b->rip = key;
 	b->n = 0;
 	uint64_t pc = rip;
+	uint64_t marked = ~0ull; /* page last marked as code: once per page, not per insn */
 	int cacheable = 1;
 	while (b->n < BLOCK_MAX) {
 		uint8_t buf[15];
@@ -257,9 +258,14 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 			mark_code(c, pc);
 			break;
 		}
-		mark_code(c, pc);
-		if (((pc + (unsigned)len - 1) ^ pc) & ~0xfffull)
-			mark_code(c, pc + (unsigned)len - 1);
+		if ((pc & ~0xfffull) != marked) {
+			marked = pc & ~0xfffull;
+			mark_code(c, pc);
+		}
+		if (((pc + (unsigned)len - 1) ^ pc) & ~0xfffull) {
+			marked = (pc + (unsigned)len - 1) & ~0xfffull;
+			mark_code(c, marked);
+		}
 		b->n++;
 		pc += (unsigned)len;
 		if (flags & DEC_BRANCH)

@@ -352,11 +352,14 @@ void sys_mark_code(struct cpu *c, uint64_t a)
 	int64_t ci = code_index(c->phys, host);
 	if (ci < 0)
 		return;
-	if (!c->phys->code[ci]) {
-		__atomic_store_n(&c->phys->code[ci], 1, __ATOMIC_RELEASE);
-		/* Fast write entries to this page (any vCPU, any mapping) must go. */
-		__atomic_add_fetch(&c->phys->code_gen, 1, __ATOMIC_RELEASE);
-	}
+	if (c->phys->code[ci])
+		return;
+	__atomic_store_n(&c->phys->code[ci], 1, __ATOMIC_RELEASE);
+	/* Fast write entries to this page (any vCPU, any mapping) must go:
+	 * other vCPUs flush on the new generation, this one here. */
+	unsigned old = __atomic_fetch_add(&c->phys->code_gen, 1, __ATOMIC_ACQ_REL);
+	if (old == c->code_gen) /* nothing else changed: keep this vCPU's decoded code */
+		c->code_gen = old + 1;
 	for (int b = 0; b < 2; b++)
 		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
 			if (c->tlb[b][k].tag_w != CPU_TLB_INVALID &&
