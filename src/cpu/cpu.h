@@ -198,6 +198,7 @@ struct cpu {
 	int halted;	    /* system mode: in HLT, waiting for an interrupt */
 	int nmi_pending;    /* system mode: an NMI waits for delivery */
 	int nmi_blocked;    /* system mode: in an NMI handler (until IRET) */
+	int irq_check;	    /* system mode: interrupt state may have changed: poll */
 	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);

@@ -313,6 +313,7 @@ static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t lim
 	c->icount += (uint64_t)(i - b->insn);
 	if (unlikely(c->end_block)) {
 		c->end_block = 0;
+		c->irq_check = 1;
 		if (c->exit >= 0) {
 			int e = c->exit;
 			c->exit = -1;
@@ -359,10 +360,16 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			dcache_flush(c->dc);
 			cpu_tlb_flush(c);
 		}
+		/* Interrupts can only become deliverable when this vCPU ends a
+		 * block on an event (I/O, STI, IRET, MSR/CR writes, ...) or when
+		 * cpu_run is entered (devices and other vCPUs act between turns),
+		 * so polling the machine is needed only then. */
 		if (c->halted) {
 			if (!sys_poll_interrupts(c))
 				return CPU_EXIT_HLT;
-		} else if ((c->s.rflags & FL_IF) || c->nmi_pending) {
+		} else if (c->irq_check && ((c->s.rflags & FL_IF) || c->nmi_pending)) {
+			if (c->s.rip != c->shadow_rip)
+				c->irq_check = 0; /* in an STI/MOV SS shadow: look again next block */
 			sys_poll_interrupts(c);
 		}
 		/* Code size and linear RIP: 64-bit code has a flat CS; legacy code
@@ -416,6 +423,7 @@ static int fault_via_stack(struct cpu *c)
 enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 {
 	c->in_run = 1;
+	c->irq_check = 1;
 	c->exc_noncanon = 0;
 	c->end_block = 0;
 	c->exit = -1;
@@ -436,6 +444,7 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 			c->delivering = 0;
 			return CPU_EXIT_SHUTDOWN;
 		}
+		c->irq_check = 1;
 	}
 	enum cpu_exit e = c->mode == CPU_MODE_SYSTEM ? run_loop_sys(c, limit) : run_loop(c, limit);
 	c->in_run = 0;
