@@ -205,9 +205,10 @@ struct cpu {
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
 	struct cpu_tlb_entry *tlbp;
-	unsigned tlb_gen, code_gen; /* last seen vmem/physmem generations */
-	unsigned cpl;		    /* current privilege level (3 in user mode) */
-	struct cpu_physmem *phys;   /* system mode: code-page marks shared by the machine's vCPUs */
+	unsigned tlb_gen, code_gen;	  /* last seen vmem/physmem generations */
+	unsigned cpl;			  /* current privilege level (3 in user mode) */
+	struct cpu_physmem *phys;	  /* system mode: code-page marks shared by the machine's vCPUs */
+	volatile unsigned *phys_code_gen; /* system mode: &phys->code_gen, read every block */
 
 	/* Exception details for CPU_EXIT_EXCEPTION. */
 	int exc_vector;

@@ -17,7 +17,9 @@
 struct dblock {
 	uint64_t rip;
 	struct dblock *next; /* hash chain */
+	struct dblock *succ; /* the block that ran after this one last time */
 	uint32_t n;
+	uint32_t cached; /* in the hash (a page-crossing block is not) */
 	struct insn insn[];
 };
 
@@ -25,12 +27,14 @@ struct dcache {
 	struct dblock *hash[DC_HASH];
 	uint8_t *arena;
 	size_t used;
+	unsigned epoch; /* bumped by each flush: succ links from before are dead */
 };
 
 static void dcache_flush(struct dcache *dc)
 {
 	memset(dc->hash, 0, sizeof(dc->hash));
 	dc->used = 0;
+	dc->epoch++;
 }
 
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
@@ -224,6 +228,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
 	b->rip = key;
 	b->n = 0;
+	b->succ = NULL;
 	uint64_t pc = rip;
 	uint64_t marked = ~0ull; /* page last marked as code: once per page, not per insn */
 	int cacheable = 1;
@@ -284,6 +289,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	}
 	dc->used += sizeof(struct dblock) + b->n * sizeof(struct insn);
 	dc->used = (dc->used + 15) & ~(size_t)15;
+	b->cached = (uint32_t)cacheable;
 	if (cacheable) {
 		unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
 		b->next = dc->hash[h];
@@ -349,6 +355,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 /* System mode: the same loop plus interrupts, HLT and physical code keys. */
 static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint64_t limit)
 {
+	struct dblock *prev = NULL;
+	unsigned prev_epoch = 0;
 	for (;;) {
 		if (unlikely(c->stop_req)) {
 			c->stop_req = 0;
@@ -390,7 +398,20 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 							      : sys_tlb_fill(c, rip, 2, NULL);
 		if (!host)
 			cpu_raise(c, EXC_GP, 0); /* executing MMIO */
-		int x = block_exec(c, block_find(c, (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56), rip), limit);
+		/* The kernel's code is too large for the hash table to stay in
+		 * cache: follow the link to last time's successor first. */
+		uint64_t key = (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56);
+		struct dblock *b;
+		if (prev && prev_epoch == c->dc->epoch && prev->succ && prev->succ->rip == key) {
+			b = prev->succ;
+		} else {
+			b = block_find(c, key, rip);
+			if (prev && prev_epoch == c->dc->epoch && b->cached)
+				prev->succ = b;
+		}
+		prev = b->cached ? b : NULL;
+		prev_epoch = c->dc->epoch;
+		int x = block_exec(c, b, limit);
 		if (unlikely(x >= 0))
 			return (enum cpu_exit)x;
 	}

@@ -100,6 +100,7 @@ int cpu_init_system(struct cpu *c, struct machine *m, unsigned index)
 		return -ENOMEM;
 	}
 	c->code_gen = c->phys->code_gen;
+	c->phys_code_gen = &c->phys->code_gen;
 	c->trace = getenv("CORRAL_TRACE_CPU") != NULL;
 	cpu_reset_system(c);
 	return 0;
@@ -169,11 +170,6 @@ void cpu_state_loaded(struct cpu *c)
 #define PTE_G 0x100ull
 #define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
-
-int sys_long_mode(const struct cpu *c)
-{
-	return (c->s.efer & 0x400) != 0; /* LMA */
-}
 
 #define PW_FAULT 0x80000000u /* or'ed into a fault's error code: 0 is a valid one */
 
@@ -295,11 +291,6 @@ int sys_is_code(struct cpu *c, uint8_t *host)
 {
 	int64_t ci = code_index(c->phys, host);
 	return ci >= 0 && c->phys->code[ci];
-}
-
-unsigned sys_code_gen(struct cpu *c)
-{
-	return c->phys->code_gen;
 }
 
 /* MMIO at linear a, whose page the last translation resolved to mmio_gpa. */

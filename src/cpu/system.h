@@ -10,14 +10,21 @@ void cpu_tlb_flush(struct cpu *c);
 uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code);
 uint64_t sys_mmio_read(struct cpu *c, uint64_t a, unsigned sz);
 void sys_mmio_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v);
-int sys_long_mode(const struct cpu *c);
+static inline int sys_long_mode(const struct cpu *c)
+{
+	return (c->s.efer & 0x400) != 0; /* EFER.LMA */
+}
 
 /* Decoded code: fetch without faulting, mark pages, notice writes. */
 size_t sys_fetch_code(struct cpu *c, uint64_t a, uint8_t *buf, uint64_t *phys);
 void sys_mark_code(struct cpu *c, uint64_t a);
 void sys_code_written(struct cpu *c, uint8_t *host);
 int sys_is_code(struct cpu *c, uint8_t *host);
-unsigned sys_code_gen(struct cpu *c);
+/* The machine-wide decoded-code generation (bumped by code writes and new marks). */
+static inline unsigned sys_code_gen(const struct cpu *c)
+{
+	return __atomic_load_n(c->phys_code_gen, __ATOMIC_ACQUIRE);
+}
 
 /* Events */
 int sys_exception(struct cpu *c); /* 1: triple fault */
