@@ -74,7 +74,7 @@ format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-arm64
 
 .PHONY: all tests check check-cpu-full bench format clean
 .DELETE_ON_ERROR:
@@ -165,3 +165,29 @@ fuzz-dev-run: $(FUZZ_BUILD)/fuzz_dev
 		-artifact_prefix=tests/fuzz/regress/dev/ $(FUZZ_BUILD)/corpus-dev
 
 .PHONY: fuzz-dev-run
+
+# ---- portability (opt-in): corral built for aarch64, run under qemu-aarch64 ----
+# `make check-aarch64` cross-builds corral with Debian's gcc-aarch64-linux-gnu
+# (tools/setup.sh --aarch64 installs it and the arm64 libraries) and runs the
+# busybox process-VM tests with that corral under qemu-user's aarch64
+# emulator: x86-64 guest code on corral's portable interpreter on an
+# (emulated) aarch64 host, compared with native x86-64 runs.
+# The program runs on Debian's arm64 multiarch libraries (libc6:arm64 and
+# the -dev packages' libraries), found by qemu-aarch64 under / like a native
+# arm64 system; the cross toolchain's older libc6-arm64-cross hangs in fork
+# under qemu-aarch64 7.2.
+ARM64_BUILD := build-arm64
+
+$(ARM64_BUILD)/corral-qemu: FORCE
+	@test -x "$$(command -v aarch64-linux-gnu-gcc)" || \
+		{ echo "check-aarch64: aarch64-linux-gnu-gcc not found: run tools/setup.sh --aarch64" >&2; exit 1; }
+	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=$(ARM64_BUILD) SANITIZE= $(ARM64_BUILD)/corral
+	@printf '#!/bin/sh\nCORRAL_SELF_EXE=%s exec qemu-aarch64 %s "$$@"\n' '$(abspath $@)' '$(abspath $(ARM64_BUILD)/corral)' >$@
+	@chmod +x $@
+
+check-aarch64: $(ARM64_BUILD)/corral-qemu
+	@file -L $(ARM64_BUILD)/corral | grep -q 'ARM aarch64' || { echo "check-aarch64: not an aarch64 build" >&2; exit 1; }
+	@CORRAL=$(abspath $(ARM64_BUILD)/corral-qemu) BUILD=$(abspath $(ARM64_BUILD)) sh tests/run.sh tests/process/t_busybox.sh
+
+FORCE:
+.PHONY: check-aarch64 FORCE

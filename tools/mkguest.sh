@@ -22,11 +22,17 @@
 #   - corral.cmd=WORD on the kernel command line (one word, no spaces);
 #   - otherwise an interactive shell on the console.
 # corral.modules=none on the command line skips module loading.
+# root=DEVICE (e.g. root=/dev/vda, with rootfstype=, ro/rw and init= as the
+# kernel knows them) makes /init load the file-system modules too, mount
+# DEVICE and hand over to its init (systemd on the image tools/mkrootfs.sh
+# builds) instead of running a command.
 set -eu
 
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
 # Modules the guest loads at boot when present (virtio devices over PCI).
 GUEST_MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_rng"
+# Loaded only when the command line names a root= device.
+ROOT_MODULES="crc32c_generic ext4"
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 die() {
@@ -142,12 +148,13 @@ else
 	# module's "depends=" from its .modinfo strings.
 	mdir=$GUEST_DIR/modules/$release
 	: >"$ir/etc/modules"
+	list=$ir/etc/modules
 	add_module() { # name (- or _) -> copies it after its dependencies
 		f=$(find "$mdir/kernel" -name "$(echo "$1" | tr '_' '-').ko*" -o \
 			-name "$(echo "$1" | tr '-' '_').ko*" | head -n 1)
 		[ -n "$f" ] || return 0 # built in, or not in this kernel
 		rel=${f#"$mdir"/}
-		grep -qx "$rel" "$ir/etc/modules" && return 0
+		grep -qxF "$rel" "$ir/etc/modules" "$ir/etc/modules.root" 2>/dev/null && return 0
 		case "$f" in
 		*.xz) deps=$(xz -dc "$f" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1) ;;
 		*.zst) deps=$(zstd -dc "$f" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n 1) ;;
@@ -160,12 +167,17 @@ else
 		f=$(find "$mdir/kernel" -name "$(echo "$1" | tr '_' '-').ko*" -o \
 			-name "$(echo "$1" | tr '-' '_').ko*" | head -n 1)
 		rel=${f#"$mdir"/}
-		grep -qx "$rel" "$ir/etc/modules" && return 0
+		grep -qxF "$rel" "$ir/etc/modules" "$ir/etc/modules.root" 2>/dev/null && return 0
 		mkdir -p "$ir/lib/modules/$release/$(dirname "$rel")"
 		cp "$f" "$ir/lib/modules/$release/$rel"
-		echo "$rel" >>"$ir/etc/modules"
+		echo "$rel" >>"$list"
 	}
 	for m in $GUEST_MODULES; do
+		add_module "$m"
+	done
+	list=$ir/etc/modules.root
+	: >"$list"
+	for m in $ROOT_MODULES; do
 		add_module "$m"
 	done
 	cat >"$ir/init" <<'EOF'
@@ -178,9 +190,19 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts 2>/dev/null
 echo "corral-guest: init started"
 cmdline=$(cat /proc/cmdline)
-case " $cmdline " in
-*" corral.modules=none "*) ;;
-*)
+root= rootfstype=ext4 rootflags= rootmode=ro rootinit=/sbin/init
+for w in $cmdline; do
+	case "$w" in
+	root=*) root=${w#root=} ;;
+	rootfstype=*) rootfstype=${w#rootfstype=} ;;
+	rootflags=*) rootflags=${w#rootflags=} ;;
+	init=*) rootinit=${w#init=} ;;
+	ro) rootmode=ro ;;
+	rw) rootmode=rw ;;
+	--) break ;;
+	esac
+done
+load_modules() { # list file
 	rel=$(uname -r)
 	while read -r m; do
 		[ -n "$m" ] || continue
@@ -189,10 +211,35 @@ case " $cmdline " in
 		*.zst) zstd -dc "/lib/modules/$rel/$m" >/tmp/m.ko 2>/dev/null && insmod /tmp/m.ko ;;
 		*) insmod "/lib/modules/$rel/$m" ;;
 		esac 2>/dev/null || echo "corral-guest: could not load $m"
-	done </etc/modules
+	done <"$1"
 	rm -f /tmp/m.ko
+}
+case " $cmdline " in
+*" corral.modules=none "*) ;;
+*)
+	load_modules /etc/modules
+	[ -z "$root" ] || load_modules /etc/modules.root
 	;;
 esac
+if [ -n "$root" ]; then
+	# Hand over to the init of the root file system on a disk.
+	n=0
+	while [ ! -b "$root" ] && [ $n -lt 50 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	mkdir -p /newroot
+	if mount -t "$rootfstype" -o "$rootmode${rootflags:+,$rootflags}" "$root" /newroot; then
+		echo "corral-guest: switching to $root ($rootfstype, $rootmode), init $rootinit"
+		umount /dev/pts 2>/dev/null
+		mount --move /dev /newroot/dev 2>/dev/null || umount /dev
+		umount /sys /proc
+		exec switch_root /newroot "$rootinit"
+	fi
+	echo "corral-guest: cannot mount root=$root ($rootfstype); a shell instead"
+	setsid cttyhack sh -l
+	poweroff -f
+fi
 echo "corral-guest: $(uname -a)"
 echo "corral-guest: $(nproc) CPUs online ($(cat /sys/devices/system/cpu/online 2>/dev/null))"
 echo "corral-guest: $(awk '/MemTotal/ { printf "%d MiB memory", $2 / 1024 }' /proc/meminfo)"

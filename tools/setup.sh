@@ -2,7 +2,8 @@
 # Installs what corral needs to build and test (Debian 12 packages), then
 # builds it. With --demo, also builds the guest kit (Debian's kernel and a
 # busybox initramfs) and boots it: the guest prints what it is and powers
-# off; then runs a Debian program as a process VM.
+# off; then runs a Debian program as a process VM. With --aarch64, also
+# installs the aarch64 cross compiler and libraries for `make check-aarch64`.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,14 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	fi
 else
 	echo "corral setup: not root or no apt-get; assuming these are installed: $PKGS" >&2
+fi
+
+if [ "${1:-}" = "--aarch64" ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "corral setup: --aarch64 needs root (apt-get)" >&2; exit 1; }
+	dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu \
+		libc6-dev-arm64-cross libc6:arm64 qemu-user zlib1g-dev:arm64 liblzma-dev:arm64 libzstd-dev:arm64 liblz4-dev:arm64 >/dev/null
 fi
 
 make -j"$(nproc)"
