@@ -116,6 +116,8 @@ clean: fuzz-clean
 # ---- boot fuzzing ----
 # The Linux loader decompresses bzImage payloads with the system libraries.
 LDLIBS += -lz -llzma -lzstd -llz4
+# User-mode networking (src/backend/slirp.c)
+LDLIBS += -lslirp
 # `make fuzz-boot` builds a libFuzzer target over boot_linux's parsing (the
 # input is the kernel file); `make fuzz-boot-run` fuzzes it from the seeds.
 FUZZ_BOOT_SRC := $(sort $(wildcard src/boot/*.c))

@@ -1,0 +1,45 @@
+/* Network backends: the host side of a virtual NIC. Frames the guest sends
+ * go out with net_send (any thread); frames for the guest are queued by the
+ * backend's own thread, which then calls the device's notify callback; the
+ * device takes them with net_recv when the guest has buffers. A full queue
+ * drops frames, as a NIC without buffers would (TCP recovers).
+ *
+ * Specs, as QEMU users write them:
+ *   user[,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *       NAT through libslirp: guest 10.0.2.15 (DHCP), gateway and host
+ *       10.0.2.2, DNS 10.0.2.3; no privileges needed.
+ *   tap,ifname=NAME
+ *       an existing or new tap device (bridged setups; needs CAP_NET_ADMIN
+ *       or a device owned by the user). */
+#ifndef CORRAL_NET_H
+#define CORRAL_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define NET_FRAME_MAX 65550 /* an Ethernet frame with a 64 KiB payload */
+#define NET_RXQ_FRAMES 256  /* frames queued for the guest at most */
+#define NET_RXQ_BYTES (1u << 20)
+
+struct net;
+
+/* notify(opaque) is called whenever frames were queued for the guest: from
+ * the backend's thread, or from inside net_send when the backend answers at
+ * once (an ARP reply). It must only record the fact and wake whoever runs
+ * the device, never call back into the backend. On error: -errno and one line for the user
+ * in err. */
+int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), void *opaque, char *err, size_t errlen);
+void net_close(struct net *n);
+/* One frame from the guest (Ethernet header first, no virtio header). */
+int net_send(struct net *n, const struct iovec *iov, int iovcnt);
+/* Length of the next frame for the guest, or -EAGAIN if none. */
+ssize_t net_peek(struct net *n);
+/* Moves the next frame into buf (len >= net_peek) and returns its length,
+ * or -EAGAIN, or -EMSGSIZE (the frame stays queued). */
+ssize_t net_recv(struct net *n, void *buf, size_t len);
+/* Frames dropped because the queue was full. */
+uint64_t net_dropped(const struct net *n);
+
+#endif

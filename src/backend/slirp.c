@@ -1,0 +1,410 @@
+/* User-mode networking through libslirp: a NAT'd network 10.0.2.0/24 with
+ * DHCP and DNS, reached without privileges. libslirp is not thread-safe, so
+ * every call into it holds s->lock: the backend thread's poll loop and
+ * net_send from the vCPU thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <slirp/libslirp.h>
+
+#include "backend/net_impl.h"
+
+#define SLIRP_MAX_TIMERS 32
+#define SLIRP_MAX_FDS 1024
+#define SLIRP_MAX_FWD 16
+
+struct slirp_timer {
+	SlirpTimerId id;
+	void *cb_opaque;
+	int64_t expire_ms; /* -1: not armed */
+	int used;
+};
+
+struct slirp_be {
+	struct net *n;
+	Slirp *slirp;
+	pthread_mutex_t lock;
+	pthread_t thread;
+	int wake_fd; /* eventfd: new work for the poll loop, or stop */
+	volatile int stop;
+	struct slirp_timer timers[SLIRP_MAX_TIMERS];
+	struct pollfd fds[SLIRP_MAX_FDS + 1];
+	unsigned nfds;
+	int queued; /* frames queued while the lock was held: notify after */
+};
+
+static int64_t slirp_clock_ns(void *opaque)
+{
+	(void)opaque;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static ssize_t slirp_send_packet(const void *buf, size_t len, void *opaque)
+{
+	struct slirp_be *s = opaque;
+	if (net_queue_frame(s->n, buf, len))
+		s->queued = 1;
+	return (ssize_t)len;
+}
+
+static void slirp_guest_error(const char *msg, void *opaque)
+{
+	(void)opaque;
+	/* The guest sent something slirp refuses: not corral's error. */
+	static int said;
+	if (!said) {
+		said = 1;
+		fprintf(stderr, "corral: net user: guest error: %s\n", msg);
+	}
+}
+
+static void *slirp_timer_new_opaque(SlirpTimerId id, void *cb_opaque, void *opaque)
+{
+	struct slirp_be *s = opaque;
+	for (unsigned k = 0; k < SLIRP_MAX_TIMERS; k++) {
+		struct slirp_timer *t = &s->timers[k];
+		if (!t->used) {
+			*t = (struct slirp_timer){.id = id, .cb_opaque = cb_opaque, .expire_ms = -1, .used = 1};
+			return t;
+		}
+	}
+	return NULL;
+}
+
+static void slirp_timer_free(void *timer, void *opaque)
+{
+	(void)opaque;
+	struct slirp_timer *t = timer;
+	if (t)
+		t->used = 0;
+}
+
+static void slirp_timer_mod(void *timer, int64_t expire_ms, void *opaque)
+{
+	struct slirp_be *s = opaque;
+	struct slirp_timer *t = timer;
+	if (!t)
+		return;
+	t->expire_ms = expire_ms;
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the loop wakes anyway */
+	}
+}
+
+static void slirp_poll_nop(int fd, void *opaque)
+{
+	(void)fd;
+	(void)opaque;
+}
+
+static void slirp_notify_cb(void *opaque)
+{
+	struct slirp_be *s = opaque;
+	uint64_t one = 1;
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* saturated: the loop wakes anyway */
+	}
+}
+
+static const SlirpCb slirp_callbacks = {
+	.send_packet = slirp_send_packet,
+	.guest_error = slirp_guest_error,
+	.clock_get_ns = slirp_clock_ns,
+	.timer_free = slirp_timer_free,
+	.timer_mod = slirp_timer_mod,
+	.register_poll_fd = slirp_poll_nop,
+	.unregister_poll_fd = slirp_poll_nop,
+	.notify = slirp_notify_cb,
+	.timer_new_opaque = slirp_timer_new_opaque,
+};
+
+static short slirp_to_poll(int ev)
+{
+	short p = 0;
+	if (ev & SLIRP_POLL_IN)
+		p |= POLLIN;
+	if (ev & SLIRP_POLL_OUT)
+		p |= POLLOUT;
+	if (ev & SLIRP_POLL_PRI)
+		p |= POLLPRI;
+	return p;
+}
+
+static int slirp_add_poll(int fd, int events, void *opaque)
+{
+	struct slirp_be *s = opaque;
+	if (s->nfds >= SLIRP_MAX_FDS)
+		return -1;
+	s->fds[s->nfds] = (struct pollfd){.fd = fd, .events = slirp_to_poll(events)};
+	return (int)s->nfds++;
+}
+
+static int slirp_get_revents(int idx, void *opaque)
+{
+	struct slirp_be *s = opaque;
+	if (idx < 0 || (unsigned)idx >= s->nfds)
+		return 0;
+	short r = s->fds[idx].revents;
+	int ev = 0;
+	if (r & POLLIN)
+		ev |= SLIRP_POLL_IN;
+	if (r & POLLOUT)
+		ev |= SLIRP_POLL_OUT;
+	if (r & POLLPRI)
+		ev |= SLIRP_POLL_PRI;
+	if (r & POLLERR)
+		ev |= SLIRP_POLL_ERR;
+	if (r & POLLHUP)
+		ev |= SLIRP_POLL_HUP;
+	return ev;
+}
+
+/* Called with s->lock held: fire expired timers; returns ms to the next. */
+static uint32_t slirp_run_timers(struct slirp_be *s)
+{
+	int64_t now = slirp_clock_ns(NULL) / 1000000;
+	uint32_t next = UINT32_MAX;
+	for (unsigned k = 0; k < SLIRP_MAX_TIMERS; k++) {
+		struct slirp_timer *t = &s->timers[k];
+		if (!t->used || t->expire_ms < 0)
+			continue;
+		if (t->expire_ms <= now) {
+			t->expire_ms = -1;
+			slirp_handle_timer(s->slirp, t->id, t->cb_opaque);
+		}
+	}
+	for (unsigned k = 0; k < SLIRP_MAX_TIMERS; k++) {
+		struct slirp_timer *t = &s->timers[k];
+		if (t->used && t->expire_ms >= 0) {
+			int64_t d = t->expire_ms > now ? t->expire_ms - now : 0;
+			if (d < (int64_t)next)
+				next = (uint32_t)d;
+		}
+	}
+	return next;
+}
+
+/* Unlocks s->lock, then tells the device about frames queued meanwhile. */
+static void slirp_unlock_notify(struct slirp_be *s)
+{
+	int q = s->queued;
+	s->queued = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (q)
+		net_notify(s->n);
+}
+
+static void *slirp_thread(void *arg)
+{
+	struct slirp_be *s = arg;
+	while (!s->stop) {
+		pthread_mutex_lock(&s->lock);
+		uint32_t timeout = slirp_run_timers(s);
+		s->nfds = 0;
+		slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+		unsigned nfds = s->nfds;
+		slirp_unlock_notify(s);
+
+		s->fds[nfds] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
+		int ms = timeout > 1000 ? 1000 : (int)timeout;
+		int r = poll(s->fds, nfds + 1, ms);
+		if (r > 0 && (s->fds[nfds].revents & POLLIN)) {
+			uint64_t v;
+			if (read(s->wake_fd, &v, sizeof(v)) < 0) {
+				/* nothing to take: fine */
+			}
+		}
+		pthread_mutex_lock(&s->lock);
+		s->nfds = nfds;
+		slirp_pollfds_poll(s->slirp, r < 0, slirp_get_revents, s);
+		slirp_unlock_notify(s);
+	}
+	return NULL;
+}
+
+static int slirp_net_send(struct net *n, const struct iovec *iov, int iovcnt)
+{
+	struct slirp_be *s = n->be;
+	static __thread uint8_t buf[NET_FRAME_MAX];
+	size_t len = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > sizeof(buf) - len)
+			return -EMSGSIZE;
+		memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	pthread_mutex_lock(&s->lock);
+	slirp_input(s->slirp, buf, (int)len);
+	slirp_unlock_notify(s);
+	/* New connections or data: the poll loop has new descriptors to watch. */
+	slirp_notify_cb(s);
+	return 0;
+}
+
+static void slirp_net_stop(struct net *n)
+{
+	struct slirp_be *s = n->be;
+	s->stop = 1;
+	slirp_notify_cb(s);
+	pthread_join(s->thread, NULL);
+	slirp_cleanup(s->slirp);
+	close(s->wake_fd);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (QEMU's form) */
+static int slirp_parse_fwd(const char *v, int *udp, struct in_addr *haddr, int *hport, struct in_addr *gaddr,
+			   int *gport)
+{
+	char buf[128];
+	if (strlen(v) >= sizeof(buf))
+		return -1;
+	strcpy(buf, v);
+	char *p = buf;
+	*udp = 0;
+	if (!strncmp(p, "tcp:", 4)) {
+		p += 4;
+	} else if (!strncmp(p, "udp:", 4)) {
+		*udp = 1;
+		p += 4;
+	} else if (*p != ':') {
+		return -1;
+	} else {
+		p++;
+	}
+	char *dash = strchr(p, '-');
+	if (!dash)
+		return -1;
+	*dash = 0;
+	char *guest = dash + 1;
+	char *hc = strrchr(p, ':'), *gc = strrchr(guest, ':');
+	if (!hc || !gc)
+		return -1;
+	*hc = 0;
+	*gc = 0;
+	haddr->s_addr = htonl(INADDR_ANY);
+	if (*p && !inet_aton(p, haddr))
+		return -1;
+	inet_aton("10.0.2.15", gaddr);
+	if (*guest && !inet_aton(guest, gaddr))
+		return -1;
+	char *end;
+	long hp = strtol(hc + 1, &end, 10);
+	if (*end || hp < 0 || hp > 65535)
+		return -1;
+	long gp = strtol(gc + 1, &end, 10);
+	if (*end || gp < 1 || gp > 65535)
+		return -1;
+	*hport = (int)hp;
+	*gport = (int)gp;
+	return 0;
+}
+
+int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
+{
+	struct {
+		int udp, hport, gport;
+		struct in_addr haddr, gaddr;
+		char text[128];
+	} fwd[SLIRP_MAX_FWD];
+	unsigned nfwd = 0;
+	int restricted = 0;
+
+	/* options */
+	const char *p = opts;
+	while (*p) {
+		size_t l = strcspn(p, ",");
+		char opt[160];
+		if (l >= sizeof(opt)) {
+			snprintf(err, errlen, "--net user: option too long");
+			return -EINVAL;
+		}
+		memcpy(opt, p, l);
+		opt[l] = 0;
+		p += l + (p[l] == ',');
+		if (!strncmp(opt, "hostfwd=", 8)) {
+			if (nfwd == SLIRP_MAX_FWD) {
+				snprintf(err, errlen, "--net user: at most %d hostfwd rules", SLIRP_MAX_FWD);
+				return -EINVAL;
+			}
+			if (slirp_parse_fwd(opt + 8, &fwd[nfwd].udp, &fwd[nfwd].haddr, &fwd[nfwd].hport,
+					    &fwd[nfwd].gaddr, &fwd[nfwd].gport) < 0) {
+				snprintf(err, errlen,
+					 "--net user: '%s': expected hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT",
+					 opt);
+				return -EINVAL;
+			}
+			snprintf(fwd[nfwd].text, sizeof(fwd[nfwd].text), "%s", opt + 8);
+			nfwd++;
+		} else if (!strcmp(opt, "restrict=on") || !strcmp(opt, "restrict=yes")) {
+			restricted = 1;
+		} else if (!strcmp(opt, "restrict=off") || !strcmp(opt, "restrict=no")) {
+			restricted = 0;
+		} else {
+			snprintf(err, errlen, "--net user: unknown option '%s' (hostfwd=..., restrict=on|off)", opt);
+			return -EINVAL;
+		}
+	}
+
+	struct slirp_be *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->n = n;
+	pthread_mutex_init(&s->lock, NULL);
+	s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->wake_fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "--net user: eventfd: %s", strerror(e));
+		goto err_lock;
+	}
+
+	SlirpConfig cfg = {.version = 4, .restricted = restricted, .in_enabled = true};
+	inet_aton("10.0.2.0", &cfg.vnetwork);
+	inet_aton("255.255.255.0", &cfg.vnetmask);
+	inet_aton("10.0.2.2", &cfg.vhost);
+	inet_aton("10.0.2.15", &cfg.vdhcp_start);
+	inet_aton("10.0.2.3", &cfg.vnameserver);
+	cfg.vhostname = "corral";
+	s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
+	if (!s->slirp) {
+		snprintf(err, errlen, "--net user: libslirp could not start");
+		goto err_fd;
+	}
+	for (unsigned k = 0; k < nfwd; k++) {
+		if (slirp_add_hostfwd(s->slirp, fwd[k].udp, fwd[k].haddr, fwd[k].hport, fwd[k].gaddr, fwd[k].gport) <
+		    0) {
+			int e = errno;
+			snprintf(err, errlen, "--net user: hostfwd=%s: cannot listen on the host port (%s)",
+				 fwd[k].text, e ? strerror(e) : "in use?");
+			goto err_slirp;
+		}
+	}
+	n->be = s;
+	n->send = slirp_net_send;
+	n->stop = slirp_net_stop;
+	if (pthread_create(&s->thread, NULL, slirp_thread, s)) {
+		snprintf(err, errlen, "--net user: cannot start the network thread");
+		goto err_slirp;
+	}
+	return 0;
+
+err_slirp:
+	slirp_cleanup(s->slirp);
+err_fd:
+	close(s->wake_fd);
+err_lock:
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return -EINVAL;
+}

@@ -1,0 +1,351 @@
+/* The network backends without a guest: raw Ethernet frames into the
+ * libslirp backend, and the answers a guest's stack would get (ARP, DHCP,
+ * a TCP connection to a listener on the host's loopback, a host-forwarded
+ * port), plus spec errors. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/net.h"
+#include "testhelp.h"
+
+static const uint8_t guest_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+static pthread_mutex_t note_lock = PTHREAD_MUTEX_INITIALIZER;
+static int notes;
+
+static void on_notify(void *opaque)
+{
+	(void)opaque;
+	pthread_mutex_lock(&note_lock);
+	notes++;
+	pthread_mutex_unlock(&note_lock);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static uint16_t csum(const void *data, size_t len, uint32_t sum)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i + 1 < len; i += 2)
+		sum += get16(p + i);
+	if (len & 1)
+		sum += (uint32_t)p[len - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static size_t eth(uint8_t *f, const uint8_t *dst, uint16_t type)
+{
+	memcpy(f, dst, 6);
+	memcpy(f + 6, guest_mac, 6);
+	put16(f + 12, type);
+	return 14;
+}
+
+/* IPv4 header at f+14 with total length, protocol; returns header size. */
+static size_t ip4(uint8_t *p, size_t payload, uint8_t proto, uint32_t src, uint32_t dst)
+{
+	memset(p, 0, 20);
+	p[0] = 0x45;
+	put16(p + 2, (uint16_t)(20 + payload));
+	p[8] = 64;
+	p[9] = proto;
+	memcpy(p + 12, &src, 4);
+	memcpy(p + 16, &dst, 4);
+	put16(p + 10, csum(p, 20, 0));
+	return 20;
+}
+
+/* Waits up to ms for a frame matching want() and returns its length. */
+static ssize_t wait_frame(struct net *n, uint8_t *buf, size_t len, int (*want)(const uint8_t *, size_t), int ms)
+{
+	for (int t = 0; t < ms; t++) {
+		ssize_t r;
+		while ((r = net_recv(n, buf, len)) > 0)
+			if (want(buf, (size_t)r))
+				return r;
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return -ETIMEDOUT;
+}
+
+static int is_arp_reply(const uint8_t *f, size_t n)
+{
+	return n >= 42 && get16(f + 12) == 0x0806 && get16(f + 20) == 2;
+}
+
+/* Who has `target`? asked by the guest (which also tells slirp our MAC) */
+static int send_arp(struct net *n, const char *target)
+{
+	uint8_t f[64] = {0};
+	size_t o = eth(f, bcast, 0x0806);
+	put16(f + o, 1);	  /* Ethernet */
+	put16(f + o + 2, 0x0800); /* IPv4 */
+	f[o + 4] = 6;
+	f[o + 5] = 4;
+	put16(f + o + 6, 1); /* request */
+	memcpy(f + o + 8, guest_mac, 6);
+	inet_pton(AF_INET, "10.0.2.15", f + o + 14);
+	inet_pton(AF_INET, target, f + o + 24);
+	struct iovec iov = {f, 60};
+	return net_send(n, &iov, 1);
+}
+
+static void test_arp(void)
+{
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, "user", on_notify, NULL, err, sizeof(err)) == 0);
+	pthread_mutex_lock(&note_lock);
+	int before = notes;
+	pthread_mutex_unlock(&note_lock);
+	CHECK(send_arp(n, "10.0.2.2") == 0);
+	uint8_t r[2048];
+	ssize_t len = wait_frame(n, r, sizeof(r), is_arp_reply, 2000);
+	CHECK(len >= 42);
+	if (len >= 42) {
+		uint8_t want_ip[4];
+		inet_pton(AF_INET, "10.0.2.2", want_ip);
+		CHECK(!memcmp(r + 28, want_ip, 4)); /* sender: the gateway */
+		CHECK(!memcmp(r, guest_mac, 6));    /* to us */
+	}
+	pthread_mutex_lock(&note_lock);
+	CHECK(notes > before);
+	pthread_mutex_unlock(&note_lock);
+	net_close(n);
+}
+
+static int is_dhcp_offer(const uint8_t *f, size_t n)
+{
+	/* UDP from port 67 to 68, BOOTREPLY, message type option 2 */
+	if (n < 14 + 20 + 8 + 240 || get16(f + 12) != 0x0800 || f[23] != 17)
+		return 0;
+	const uint8_t *udp = f + 14 + (f[14] & 15) * 4;
+	if (get16(udp) != 67 || get16(udp + 2) != 68)
+		return 0;
+	const uint8_t *b = udp + 8;
+	return b[0] == 2;
+}
+
+static void test_dhcp(void)
+{
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	uint8_t f[400] = {0};
+	size_t o = eth(f, bcast, 0x0800);
+	size_t bootp = 240 + 4; /* fixed part + magic is inside 240; options after */
+	uint8_t *udp = f + o + 20, *b = udp + 8;
+	b[0] = 1; /* BOOTREQUEST */
+	b[1] = 1;
+	b[2] = 6;
+	b[4] = 0x12; /* xid */
+	memcpy(b + 28, guest_mac, 6);
+	b[236] = 99, b[237] = 130, b[238] = 83, b[239] = 99; /* magic cookie */
+	b[240] = 53, b[241] = 1, b[242] = 1;		     /* DHCPDISCOVER */
+	b[243] = 255;
+	size_t ulen = 8 + bootp;
+	put16(udp, 68);
+	put16(udp + 2, 67);
+	put16(udp + 4, (uint16_t)ulen);
+	ip4(f + o, ulen, 17, 0, 0xffffffff);
+	struct iovec iov = {f, o + 20 + ulen};
+	CHECK(net_send(n, &iov, 1) == 0);
+	uint8_t r[2048];
+	ssize_t len = wait_frame(n, r, sizeof(r), is_dhcp_offer, 2000);
+	CHECK(len > 0);
+	if (len > 0) {
+		const uint8_t *rb = r + 14 + (r[14] & 15) * 4 + 8;
+		uint8_t want[4];
+		inet_pton(AF_INET, "10.0.2.15", want);
+		CHECK(!memcmp(rb + 16, want, 4)); /* yiaddr */
+	}
+	net_close(n);
+}
+
+static uint16_t syn_port;
+static int is_synack(const uint8_t *f, size_t n)
+{
+	if (n < 54 || get16(f + 12) != 0x0800 || f[23] != 6)
+		return 0;
+	const uint8_t *tcp = f + 14 + (f[14] & 15) * 4;
+	return get16(tcp) == syn_port && (tcp[13] & 0x12) == 0x12;
+}
+
+static void send_syn(struct net *n, uint32_t dst, uint16_t sport, uint16_t dport)
+{
+	uint8_t f[80] = {0};
+	uint8_t gw_mac[6] = {0x52, 0x55, 0x0a, 0x00, 0x02, 0x02};
+	size_t o = eth(f, gw_mac, 0x0800);
+	uint32_t src;
+	inet_pton(AF_INET, "10.0.2.15", &src);
+	uint8_t *tcp = f + o + 20;
+	put16(tcp, sport);
+	put16(tcp + 2, dport);
+	tcp[7] = 1;	  /* seq */
+	tcp[12] = 5 << 4; /* header 20 bytes */
+	tcp[13] = 0x02;	  /* SYN */
+	put16(tcp + 14, 65535);
+	/* checksum over the pseudo header */
+	uint8_t ph[12];
+	memcpy(ph, &src, 4);
+	memcpy(ph + 4, &dst, 4);
+	ph[8] = 0;
+	ph[9] = 6;
+	put16(ph + 10, 20);
+	uint32_t sum = 0;
+	for (int i = 0; i < 12; i += 2)
+		sum += get16(ph + i);
+	put16(tcp + 16, csum(tcp, 20, sum));
+	ip4(f + o, 20, 6, src, dst);
+	struct iovec iov = {f, o + 40};
+	net_send(n, &iov, 1);
+}
+
+static void test_tcp_to_host(void)
+{
+	/* A listener on the host's loopback, reached as 10.0.2.2 from the guest. */
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(ls, (struct sockaddr *)&a, sizeof(a)) == 0);
+	socklen_t al = sizeof(a);
+	getsockname(ls, (struct sockaddr *)&a, &al);
+	CHECK(listen(ls, 1) == 0);
+	uint16_t port = ntohs(a.sin_port);
+
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	uint32_t dst;
+	inet_pton(AF_INET, "10.0.2.2", &dst);
+	syn_port = port;
+	uint8_t r[2048];
+	send_arp(n, "10.0.2.2");
+	CHECK(wait_frame(n, r, sizeof(r), is_arp_reply, 2000) > 0);
+	send_syn(n, dst, 40000, port);
+	CHECK(wait_frame(n, r, sizeof(r), is_synack, 3000) > 0);
+	net_close(n);
+
+	/* restrict=on: the guest reaches nothing outside. */
+	CHECK(net_open(&n, "user,restrict=on", NULL, NULL, err, sizeof(err)) == 0);
+	send_arp(n, "10.0.2.2");
+	send_syn(n, dst, 40001, port);
+	CHECK(wait_frame(n, r, sizeof(r), is_synack, 500) < 0);
+	net_close(n);
+	close(ls);
+}
+
+static int is_to_guest_15(const uint8_t *f, size_t n)
+{
+	/* slirp first asks who has 10.0.2.15 (ARP), or sends the SYN itself */
+	uint8_t ip[4];
+	inet_pton(AF_INET, "10.0.2.15", ip);
+	if (n >= 42 && get16(f + 12) == 0x0806 && get16(f + 20) == 1)
+		return !memcmp(f + 38, ip, 4);
+	if (n >= 54 && get16(f + 12) == 0x0800 && f[23] == 6)
+		return !memcmp(f + 30, ip, 4) && get16(f + 14 + 20 + 2) == 22;
+	return 0;
+}
+
+static void test_hostfwd(void)
+{
+	/* A free host port */
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(s, (struct sockaddr *)&a, sizeof(a));
+	socklen_t al = sizeof(a);
+	getsockname(s, (struct sockaddr *)&a, &al);
+	close(s);
+	char spec[128];
+	snprintf(spec, sizeof(spec), "user,hostfwd=tcp:127.0.0.1:%u-:22", ntohs(a.sin_port));
+
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, spec, NULL, NULL, err, sizeof(err)) == 0);
+	s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	connect(s, (struct sockaddr *)&a, sizeof(a));
+	uint8_t r[2048];
+	CHECK(wait_frame(n, r, sizeof(r), is_to_guest_15, 3000) > 0);
+	close(s);
+	net_close(n);
+}
+
+static void test_bad_specs(void)
+{
+	static const char *bad[] = {
+		"",
+		"bogus",
+		"user,hostfwd=tcp:127.0.0.1:2222",
+		"user,hostfwd=tcp:127.0.0.1:99999-:22",
+		"user,hostfwd=sctp::1-:2",
+		"user,hostfwd=tcp:1.2.3:5-:22",
+		"user,nosuch=1",
+		"tap",
+		"tap,ifname=",
+		"tap,color=red",
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		struct net *n = NULL;
+		char err[256] = "";
+		int r = net_open(&n, bad[k], NULL, NULL, err, sizeof(err));
+		CHECK(r < 0);
+		CHECK(err[0] != 0);
+		if (r == 0)
+			net_close(n);
+	}
+}
+
+static void test_queue_limits(void)
+{
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	/* too big for the buffer: stays queued; oversized frames never queue */
+	send_arp(n, "10.0.2.3");
+	ssize_t len = -EAGAIN;
+	for (int t = 0; t < 2000 && len == -EAGAIN; t++) {
+		len = net_peek(n);
+		if (len == -EAGAIN)
+			usleep(1000);
+	}
+	CHECK(len > 10);
+	uint8_t small[10];
+	CHECK(net_recv(n, small, sizeof(small)) == -EMSGSIZE);
+	CHECK(net_peek(n) == len);
+	uint8_t big[2048];
+	CHECK(net_recv(n, big, sizeof(big)) == len);
+	CHECK(net_dropped(n) == 0);
+	net_close(n);
+}
+
+int main(void)
+{
+	RUN(test_arp);
+	RUN(test_dhcp);
+	RUN(test_tcp_to_host);
+	RUN(test_hostfwd);
+	RUN(test_bad_specs);
+	RUN(test_queue_limits);
+	return test_report();
+}
