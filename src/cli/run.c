@@ -135,11 +135,12 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 	if (!room && timeout_ms != 0)
 		timeout_ms = 100; /* the guest is not reading: look again later */
 
-	struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
-	int r = poll(&pfd, 1, timeout_ms);
+	/* Device work from host threads (a network) wakes us too. */
+	struct pollfd pfd[2] = {{.fd = t->fd, .events = POLLIN}, {.fd = machine_io_fd(m), .events = POLLIN}};
+	int r = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, timeout_ms);
 	if (r < 0)
 		return run_signal ? -1 : 0;
-	if (r == 0 || !room)
+	if (r == 0 || !room || !pfd[0].revents)
 		return 0;
 	ssize_t n = read(t->fd, raw, sizeof(raw));
 	if (n < 0)

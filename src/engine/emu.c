@@ -3,6 +3,7 @@
  * every turn and, when every vCPU is halted, jumps the virtual clock to the
  * next timer deadline instead of waiting for it. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,28 @@ static int vcpu_may_wake(struct emu *e, unsigned k)
 	return e->v[k].state == VCPU_HALTED && (e->v[k].cpu.s.rflags & FL_IF);
 }
 
+/* Idle: waits up to ms (-1: until something happens) for host input or
+ * for device work from host threads (machine_io_fd). Returns -1 to quit. */
+static int emu_wait_host(const struct emu_host *host, struct machine *m, int *input_dead, int ms)
+{
+	if (!*input_dead) {
+		/* poll_input watches machine_io_fd too (engine.h) */
+		int r = host->poll_input(host->opaque, m, ms);
+		if (r > 0)
+			*input_dead = 1;
+		return r < 0 ? -1 : 0;
+	}
+	int fd = machine_io_fd(m);
+	if (fd >= 0) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		poll(&p, 1, ms);
+	} else if (ms > 0) {
+		struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static void emu_free(struct emu *e)
 {
 	for (unsigned k = 0; k < e->n; k++)
@@ -215,6 +238,8 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 	uint64_t wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
+		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
+			machine_io_run(m);
 		for (unsigned k = 0; k < e.n; k++) {
 			struct emu_vcpu *v = &e.v[k];
 			vcpu_requests(&e, k);
@@ -245,6 +270,8 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				goto out;
 			}
 			mtimer_run_expired(m);
+			if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
+				machine_io_run(m);
 			enum machine_power p = machine_take_power(m);
 			if (p == POWER_OFF || p == POWER_RESET) {
 				res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
@@ -279,18 +306,20 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 		for (unsigned k = 0; k < e.n; k++)
 			may_wake |= vcpu_may_wake(&e, k);
 		uint64_t next = mtimer_run_expired(m);
-		if (may_wake && next != UINT64_MAX && host && host->realtime_idle && !input_dead) {
-			/* wait in real time for the deadline or for input */
+		/* A device fed by the host (a network) makes idle time real:
+		 * skipping it would expire the guest's timeouts (TCP's) before the
+		 * host could answer. */
+		int host_io = machine_io_fd(m) >= 0;
+		int realtime = (host && host->realtime_idle && !input_dead) || host_io;
+		if (may_wake && next != UINT64_MAX && realtime) {
+			/* wait in real time for the deadline, input or host I/O */
 			uint64_t now = clock_ns(m), t0 = wall_ns();
 			uint64_t ms = next > now ? (next - now) / 1000000 : 0;
 			if (ms > 0) {
-				int r = host->poll_input(host->opaque, m, ms > 1000 ? 1000 : (int)ms);
-				if (r < 0) {
+				if (emu_wait_host(host, m, &input_dead, ms > 1000 ? 1000 : (int)ms) < 0) {
 					res.end = EMU_QUIT;
 					goto out;
 				}
-				if (r > 0)
-					input_dead = 1;
 				uint64_t waited = wall_ns() - t0;
 				clock_advance_to(m, now + waited < next ? now + waited : next);
 			} else {
@@ -313,14 +342,11 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 			}
 			clock_advance_to(m, next);
 			mtimer_run_expired(m);
-		} else if (may_wake && !input_dead) {
-			int r = host->poll_input(host->opaque, m, -1);
-			if (r < 0) {
+		} else if (may_wake && (!input_dead || host_io)) {
+			if (emu_wait_host(host, m, &input_dead, -1) < 0) {
 				res.end = EMU_QUIT;
 				goto out;
 			}
-			if (r > 0)
-				input_dead = 1;
 		} else {
 			res.end = EMU_HUNG;
 			res.cpu = 0;

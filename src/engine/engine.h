@@ -26,8 +26,9 @@ struct emu_result {
 
 struct emu_host {
 	/* Moves host input into the machine (e.g. the UART); timeout_ms 0 polls,
-	 * -1 blocks until input arrives. Returns 0, 1 if it can never deliver
-	 * input (no source), or -1 to stop the VM (EMU_QUIT). May be NULL. */
+	 * -1 blocks until input arrives or machine_io_fd(m) (when >= 0) becomes
+	 * readable. Returns 0, 1 if it can never deliver input (no source), or
+	 * -1 to stop the VM (EMU_QUIT). May be NULL. */
 	int (*poll_input)(void *opaque, struct machine *m, int timeout_ms);
 	void *opaque;
 	uint64_t slice; /* instructions per turn; 0 = the default */

@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "machine/machine_impl.h"
 
@@ -379,6 +381,7 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 		goto err_free;
 	}
 	m->clock_start = host_ns();
+	m->io_fd = -1;
 
 	if ((err = pic_register(&m->pic, m)) < 0 || (err = ioapic_register(&m->ioapic, m)) < 0)
 		goto err_unmap;
@@ -410,6 +413,61 @@ void machine_destroy(struct machine *m)
 	if (!m)
 		return;
 	uart_flush(&m->com1);
+	if (m->io_fd >= 0)
+		close(m->io_fd);
 	munmap(m->ram, m->mem_size);
 	free(m);
+}
+
+int machine_io_register(struct machine *m, mio_fn fn, void *opaque)
+{
+	if (m->nio == MACHINE_MAX_IO)
+		return -ENOSPC;
+	if (m->io_fd < 0) {
+		m->io_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (m->io_fd < 0)
+			return -errno;
+	}
+	m->io[m->nio].fn = fn;
+	m->io[m->nio].opaque = opaque;
+	return (int)m->nio++;
+}
+
+void machine_io_request(struct machine *m, int id)
+{
+	if (id < 0 || (unsigned)id >= MACHINE_MAX_IO)
+		return;
+	unsigned old = __atomic_fetch_or(&m->io_pending, 1u << id, __ATOMIC_SEQ_CST);
+	if (old & (1u << id))
+		return; /* already on its way */
+	uint64_t one = 1;
+	/* An idle engine waits on io_fd; a running one looks at io_pending
+	 * between turns (no kick: the engine's kick target may be gone by the
+	 * time a host thread would call it). */
+	if (write(m->io_fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the engine wakes anyway */
+	}
+}
+
+int machine_io_run(struct machine *m)
+{
+	unsigned bits = __atomic_exchange_n(&m->io_pending, 0, __ATOMIC_SEQ_CST);
+	if (!bits)
+		return 0;
+	uint64_t v;
+	if (read(m->io_fd, &v, sizeof(v)) < 0) {
+		/* already drained: fine */
+	}
+	int n = 0;
+	for (unsigned id = 0; id < m->nio; id++)
+		if (bits & (1u << id)) {
+			m->io[id].fn(m->io[id].opaque);
+			n++;
+		}
+	return n;
+}
+
+int machine_io_fd(const struct machine *m)
+{
+	return m->io_fd;
 }

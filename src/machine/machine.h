@@ -89,6 +89,25 @@ void mtimer_cancel(struct mtimer *t);
 /* Run expired timers; returns the next deadline (UINT64_MAX if none). */
 uint64_t mtimer_run_expired(struct machine *m);
 
+/* ---- Work from host threads ----
+ * Device state belongs to the thread that runs the machine's devices; a
+ * backend's own thread (a network's) must not touch it. The device
+ * registers a handler, the backend's thread calls machine_io_request, and
+ * the engine runs the handler soon on its own thread (machine_io_run): at
+ * once if every vCPU is idle, else after the running vCPU's turn (a slice
+ * of at most a few milliseconds). */
+#define MACHINE_MAX_IO 8
+typedef void (*mio_fn)(void *opaque);
+/* Returns the handler's id, or -ENOSPC / -errno. */
+int machine_io_register(struct machine *m, mio_fn fn, void *opaque);
+/* Any thread, any time (also from inside a handler). */
+void machine_io_request(struct machine *m, int id);
+/* Engine: runs the requested handlers; returns how many ran. */
+int machine_io_run(struct machine *m);
+/* Engine: readable while requests wait (poll it when idle); -1 when no
+ * handler is registered, so that nothing can ever arrive from the host. */
+int machine_io_fd(const struct machine *m);
+
 /* ---- Power ---- */
 enum machine_power { POWER_ON, POWER_OFF, POWER_RESET };
 void machine_request_power(struct machine *m, enum machine_power p);

@@ -255,6 +255,14 @@ struct machine {
 	uint64_t vclock;
 	struct mtimer timers[MACHINE_MAX_TIMERS];
 
+	struct {
+		mio_fn fn;
+		void *opaque;
+	} io[MACHINE_MAX_IO];
+	unsigned nio;
+	unsigned io_pending; /* bit per handler id; atomic */
+	int io_fd;	     /* eventfd, -1 until a handler is registered */
+
 	volatile int power_req;	    /* enum machine_power */
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */
 	void *kick_opaque;
