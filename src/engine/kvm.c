@@ -185,6 +185,75 @@ static void fpu_from_kvm(const struct kvm_fpu *f, struct cpu_state *s)
 	s->mxcsr = f->mxcsr;
 }
 
+/* FPU/SSE state through KVM_{GET,SET}_XSAVE where KVM has it: KVM_SET_FPU
+ * writes the legacy area but leaves XSTATE_BV alone, so registers in their
+ * init state (XSTATE_BV bits clear) would come back as zeros on the next
+ * XRSTOR. The legacy area is FXSAVE's 512-byte image (SDM vol. 1 10.5.1). */
+static void fx_from_fpu(const struct kvm_fpu *f, uint8_t *img)
+{
+	memset(img, 0, 512);
+	memcpy(img + 0, &f->fcw, 2);
+	memcpy(img + 2, &f->fsw, 2);
+	img[4] = f->ftwx;
+	memcpy(img + 6, &f->last_opcode, 2);
+	memcpy(img + 8, &f->last_ip, 8);
+	memcpy(img + 16, &f->last_dp, 8);
+	memcpy(img + 24, &f->mxcsr, 4);
+	uint32_t mask = 0xffff;
+	memcpy(img + 28, &mask, 4);
+	for (unsigned i = 0; i < 8; i++)
+		memcpy(img + 32 + 16 * i, f->fpr[i], 10);
+	for (unsigned i = 0; i < 16; i++)
+		memcpy(img + 160 + 16 * i, f->xmm[i], 16);
+}
+
+static void fx_to_fpu(const uint8_t *img, uint64_t xstate_bv, struct kvm_fpu *f)
+{
+	memset(f, 0, sizeof(*f));
+	memcpy(&f->mxcsr, img + 24, 4);
+	if (xstate_bv & 1) {
+		memcpy(&f->fcw, img + 0, 2);
+		memcpy(&f->fsw, img + 2, 2);
+		f->ftwx = img[4];
+		memcpy(&f->last_opcode, img + 6, 2);
+		memcpy(&f->last_ip, img + 8, 8);
+		memcpy(&f->last_dp, img + 16, 8);
+		for (unsigned i = 0; i < 8; i++)
+			memcpy(f->fpr[i], img + 32 + 16 * i, 10);
+	} else {
+		f->fcw = 0x37f; /* x87 in its init state (FNINIT) */
+	}
+	if (xstate_bv & 2)
+		for (unsigned i = 0; i < 16; i++)
+			memcpy(f->xmm[i], img + 160 + 16 * i, 16);
+}
+
+static int vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *f)
+{
+	struct kvm_xsave xs;
+	if (ioctl(v->fd, KVM_GET_XSAVE, &xs) < 0)
+		return ioctl(v->fd, KVM_SET_FPU, f) < 0 ? -errno : 0;
+	uint8_t *img = (uint8_t *)xs.region;
+	uint64_t bv;
+	fx_from_fpu(f, img);
+	memcpy(&bv, img + 512, 8);
+	bv |= 3; /* x87 and SSE state are what the image says */
+	memcpy(img + 512, &bv, 8);
+	return ioctl(v->fd, KVM_SET_XSAVE, &xs) < 0 ? -errno : 0;
+}
+
+static int vcpu_get_fpu(struct kvm_vcpu *v, struct kvm_fpu *f)
+{
+	struct kvm_xsave xs;
+	if (ioctl(v->fd, KVM_GET_XSAVE, &xs) < 0)
+		return ioctl(v->fd, KVM_GET_FPU, f) < 0 ? -errno : 0;
+	const uint8_t *img = (const uint8_t *)xs.region;
+	uint64_t bv;
+	memcpy(&bv, img + 512, 8);
+	fx_to_fpu(img, bv, f);
+	return 0;
+}
+
 /* The MSRs that move with the vCPU (EFER, FS/GS base and APIC base travel
  * in kvm_sregs). */
 enum {
@@ -297,8 +366,9 @@ static int vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 
 	struct kvm_fpu f;
 	fpu_to_kvm(s, &f);
-	if (ioctl(v->fd, KVM_SET_FPU, &f) < 0)
-		return -errno;
+	int err = vcpu_set_fpu(v, &f);
+	if (err < 0)
+		return err;
 
 	struct kvm_debugregs d = {.dr6 = s->dr[6] & 0xffffffff, .dr7 = s->dr[7] & 0xffffffff};
 	memcpy(d.db, s->dr, sizeof(d.db));
@@ -323,8 +393,11 @@ static int vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s)
 	struct kvm_fpu f;
 	struct kvm_debugregs d;
 	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sr) < 0 ||
-	    ioctl(v->fd, KVM_GET_FPU, &f) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &d) < 0)
+	    ioctl(v->fd, KVM_GET_DEBUGREGS, &d) < 0)
 		return -errno;
+	int err = vcpu_get_fpu(v, &f);
+	if (err < 0)
+		return err;
 	memset(s, 0, sizeof(*s));
 	s->gpr[R_RAX] = r.rax;
 	s->gpr[R_RBX] = r.rbx;
@@ -945,7 +1018,9 @@ static void kvm_main_loop(struct kvm_eng *k)
 	const struct emu_host *host = k->host;
 	int input_dead = !host || !host->poll_input;
 	uint64_t wall_start = mono_ns() - clock_ns(m);
-	uint64_t last_poll = 0;
+	/* host input waits until the guest had a moment to set its UART up
+	 * (as under emu, where it comes between turns) */
+	uint64_t last_poll = mono_ns();
 
 	while (!k->done) {
 		uart_flush(&m->com1);
@@ -962,7 +1037,9 @@ static void kvm_main_loop(struct kvm_eng *k)
 		kvm_notify(k, k->n);
 
 		uint64_t now_wall = mono_ns();
-		if (!input_dead && now_wall - last_poll >= KVM_WAIT_NS) {
+		int may_wake;
+		int idle = all_idle(k, &may_wake);
+		if (!input_dead && (idle || now_wall - last_poll >= KVM_WAIT_NS)) {
 			last_poll = now_wall;
 			int r = host->poll_input(host->opaque, m, 0);
 			if (r < 0) {
@@ -973,8 +1050,7 @@ static void kvm_main_loop(struct kvm_eng *k)
 				input_dead = 1;
 		}
 
-		int may_wake;
-		if (all_idle(k, &may_wake)) {
+		if (idle && all_idle(k, &may_wake)) {
 			if (may_wake && next != UINT64_MAX && !(host && host->realtime_idle && !input_dead)) {
 				/* every vCPU waits for a timer: time jumps to it, within
 				 * KVM_IDLE_LEAD_NS of the wall clock (as emu) */
