@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "boot/boot.h"
@@ -468,6 +469,26 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 	return 0;
 }
 
+/* ---- bench/startup.sh ----
+ * With CORRAL_BENCH_T0 set (CLOCK_MONOTONIC ns taken just before corral was
+ * started), the guest's first write to port 0x80 (the POST code port) prints
+ * how long after T0 it came: the time from `corral run` to the first guest
+ * instruction, the same way for both engines. */
+static uint64_t bench_t0;
+static int bench_seen;
+
+static void bench_port_write(void *dev, uint64_t off, unsigned size, uint64_t val)
+{
+	(void)dev, (void)off, (void)size, (void)val;
+	if (bench_seen++)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	fprintf(stderr, "corral: bench: first guest instruction %.3f ms after start\n",
+		(double)(now - bench_t0) / 1e6);
+}
+
 /* ---- Running ---- */
 
 static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp)
@@ -479,6 +500,11 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 		fprintf(stderr, "corral: cannot create the virtual machine (%d MiB, %u CPUs): %s\n",
 			(int)(o->mem >> 20), o->cpus, strerror(-r));
 		return r;
+	}
+	const char *t0 = getenv("CORRAL_BENCH_T0");
+	if (t0) {
+		bench_t0 = strtoull(t0, NULL, 10);
+		bus_register_pio(*mp, 0x80, 1, NULL, bench_port_write, NULL);
 	}
 	if (o->flat) {
 		r = flat_load(*mp, o->flat, bsp, err, sizeof(err));
