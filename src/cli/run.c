@@ -485,8 +485,7 @@ static void bench_port_write(void *dev, uint64_t off, unsigned size, uint64_t va
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	fprintf(stderr, "corral: bench: first guest instruction %.3f ms after start\n",
-		(double)(now - bench_t0) / 1e6);
+	fprintf(stderr, "corral: bench: first guest instruction %.3f ms after start\n", (double)(now - bench_t0) / 1e6);
 }
 
 /* ---- Running ---- */

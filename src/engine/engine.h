@@ -34,6 +34,19 @@ struct emu_result {
  * move between engines; HOST is everything KVM offers (kvm only). */
 enum cpu_model { CPU_MODEL_CORRAL, CPU_MODEL_HOST };
 
+/* A doorbell (virtio's queue notify): a guest write of len bytes at addr
+ * (MMIO, or a port when pio) that should signal the eventfd fd instead of
+ * calling the bus. kvm registers it with KVM_IOEVENTFD (no exit to
+ * userspace at all) where the host has ioeventfd; otherwise, and under emu,
+ * the write reaches the bus and the device's handler signals fd itself, so
+ * a device works the same either way. */
+struct engine_doorbell {
+	uint64_t addr;
+	uint32_t len; /* 1, 2, 4 or 8 */
+	int pio;
+	int fd;
+};
+
 struct emu_host {
 	/* Moves host input into the machine (e.g. the UART); timeout_ms 0 polls,
 	 * -1 blocks until input arrives. Returns 0, 1 if it can never deliver
@@ -54,7 +67,9 @@ struct emu_host {
 	 * *final; 0 = never. Single-vCPU machines only. */
 	uint64_t stop_after;
 	struct cpu_state *final;
-	enum cpu_model cpu_model; /* kvm */
+	enum cpu_model cpu_model;		 /* kvm */
+	const struct engine_doorbell *doorbells; /* virtio's queue notifies, may be NULL */
+	unsigned ndoorbells;
 };
 
 /* 2 ns per instruction: a 500 MIPS CPU with a 1 GHz TSC. */

@@ -911,6 +911,24 @@ static int kvm_vcpu_create(struct kvm_eng *k, unsigned i)
 	return 0;
 }
 
+/* virtio's queue notifies as ioeventfds: a write there signals the fd
+ * inside KVM. Without the capability they stay ordinary bus writes. */
+static int kvm_doorbells(struct kvm_eng *k, const struct emu_host *host)
+{
+	if (!host || !host->ndoorbells || ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) <= 0)
+		return 0;
+	for (unsigned i = 0; i < host->ndoorbells; i++) {
+		const struct engine_doorbell *d = &host->doorbells[i];
+		if (d->len != 1 && d->len != 2 && d->len != 4 && d->len != 8)
+			return -EINVAL;
+		struct kvm_ioeventfd ev = {
+			.addr = d->addr, .len = d->len, .fd = d->fd, .flags = d->pio ? KVM_IOEVENTFD_FLAG_PIO : 0};
+		if (ioctl(k->vm_fd, KVM_IOEVENTFD, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 static int kvm_setup(struct kvm_eng *k, const struct emu_host *host)
 {
 	struct machine *m = k->m;
@@ -960,6 +978,8 @@ static int kvm_setup(struct kvm_eng *k, const struct emu_host *host)
 	for (unsigned i = 0; i < k->n; i++)
 		if ((err = kvm_vcpu_create(k, i)) < 0)
 			return err;
+	if ((err = kvm_doorbells(k, host)) < 0)
+		return err;
 	if (host && host->cpu_model == CPU_MODEL_HOST)
 		return 0;
 	/* The model's TSC runs at 1 GHz (leaf 0x15). Where KVM cannot scale the
