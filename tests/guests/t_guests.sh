@@ -215,6 +215,20 @@ elif [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1; then
 	fi
 fi
 
+# ... and one the user may not open
+if [ -e /dev/kvm ] && [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
+	[ "$(stat -c %a /dev/kvm)" = 600 ]; then
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$CORRAL" run --flat "$G/hello.bin" --engine kvm \
+		</dev/null >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+		grep -q '^corral: --engine kvm: /dev/kvm: Permission denied' "$tmp/err"; then
+		ok
+	else
+		bad "kvm denied" "exit $rc: $(cat "$tmp/err")"
+	fi
+fi
+
 [ "$limits" -gt 0 ] && echo "$limits runs stopped at the known limits of $SW_LAYER"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
