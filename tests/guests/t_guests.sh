@@ -114,6 +114,7 @@ echo "engine $E"
 expect hello 0 "hello"
 expect portio 0 "portio ok"
 expect exceptions 0 "exceptions ok"
+expect paging 0 "paging ok"
 expect ioapic_pit 0 "ioapic pit ok"
 expect smp 0 "ap started" --cpus 2
 
