@@ -1227,10 +1227,10 @@ static const struct {
 };
 
 /* The probe guest, 64-bit code at PROBE_CODE: 200 port writes (exits),
- * HLT, then a 2M-iteration dec/jnz loop, HLT. */
+ * HLT, then a 200k-iteration dec/jnz loop, HLT. */
 #define PROBE_CODE 0x10000
 #define PROBE_EXITS 200u
-#define PROBE_LOOPS 2000000u
+#define PROBE_LOOPS 200000u
 #define PROBE_MEM (2u << 20)
 
 static int probe_run_until_hlt(struct kvm_vcpu *v, uint64_t *ns)
