@@ -640,6 +640,15 @@ static void machine_kick(void *opaque)
 			vcpu_kick(&k->v[i]);
 }
 
+/* Out of HLT: KVM completed the HLT at its exit, so the guest resumes
+ * after it; what it reported then still says whether it takes interrupts. */
+static void vcpu_wake(struct kvm_vcpu *v)
+{
+	v->state = KV_RUNNING;
+	v->run->ready_for_interrupt_injection = 1;
+	v->run->if_flag = (uint8_t)v->if_flag;
+}
+
 /* INIT, SIPI and NMI requests from IPIs. */
 static void vcpu_requests(struct kvm_eng *k, struct kvm_vcpu *v)
 {
@@ -671,8 +680,12 @@ static void vcpu_requests(struct kvm_eng *k, struct kvm_vcpu *v)
 		v->if_flag = 0;
 		v->state = KV_RUNNING;
 	}
-	if ((r & VCPU_REQ_NMI) && v->state != KV_WAIT_SIPI)
+	if ((r & VCPU_REQ_NMI) && v->state != KV_WAIT_SIPI) {
+		/* queued in KVM, delivered at the next entry: a halted vCPU wakes */
 		(void)ioctl(v->fd, KVM_NMI);
+		if (v->state == KV_HALTED)
+			vcpu_wake(v);
+	}
 }
 
 /* Before KVM_RUN: inject the highest pending interrupt if the guest can take
@@ -847,11 +860,8 @@ static void *vcpu_thread(void *arg)
 			pthread_cond_wait(&k->vcpu_cond, &k->lock);
 			continue;
 		}
-		if (v->state == KV_HALTED) {
-			v->state = KV_RUNNING;
-			v->run->ready_for_interrupt_injection = 1;
-			v->run->if_flag = v->if_flag;
-		}
+		if (v->state == KV_HALTED)
+			vcpu_wake(v);
 		vcpu_inject(k, v);
 		if (k->done)
 			break;
