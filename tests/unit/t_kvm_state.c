@@ -4,6 +4,8 @@
  * does not add up (it must fail the run cleanly, never touch memory out of
  * bounds). The round trip needs /dev/kvm and is skipped without it. */
 #include "../src/engine/kvm.c"
+#include "../src/engine/kvm_probe.c"
+#include "../src/engine/kvm_state.c"
 
 #include <sys/eventfd.h>
 
@@ -28,7 +30,7 @@ static uint64_t rnd_canon(void)
 /* a 64-bit long-mode state like the flat test guests', with random contents */
 static void state_random(struct cpu_state *s)
 {
-	state_power_on(s, 0);
+	kvm_state_power_on(s, 0);
 	for (int i = 0; i < 16; i++)
 		s->gpr[i] = rnd();
 	s->rip = 0x100000 + (rnd() & 0xfff);
@@ -161,13 +163,13 @@ static void test_state_roundtrip_kvm(void)
 	for (int round = 0; round < 20 && k.v[0].fd >= 0; round++) {
 		struct cpu_state a, b;
 		state_random(&a);
-		CHECK(vcpu_set_state(&k.v[0], &a) == 0);
-		CHECK(vcpu_get_state(&k.v[0], &b) == 0);
+		CHECK(kvm_vcpu_set_state(&k.v[0], &a) == 0);
+		CHECK(kvm_vcpu_get_state(&k.v[0], &b) == 0);
 		check_same_state(&a, &b);
 		/* and again from what KVM gave back: a fixed point */
 		struct cpu_state c;
-		CHECK(vcpu_set_state(&k.v[0], &b) == 0);
-		CHECK(vcpu_get_state(&k.v[0], &c) == 0);
+		CHECK(kvm_vcpu_set_state(&k.v[0], &b) == 0);
+		CHECK(kvm_vcpu_get_state(&k.v[0], &c) == 0);
 		check_same_state(&b, &c);
 	}
 	kvm_teardown(&k);
@@ -219,7 +221,7 @@ static void test_segments(void)
  * and the host's gaps named. */
 static void test_cpuid_model(void)
 {
-	struct kvm_cpuid2 *sup = cpuid_alloc(), *out = cpuid_alloc();
+	struct kvm_cpuid2 *sup = kvm_cpuid_alloc(), *out = kvm_cpuid_alloc();
 	CHECK(sup && out);
 	if (!sup || !out)
 		return;
@@ -229,7 +231,7 @@ static void test_cpuid_model(void)
 		.function = 7, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = ~0u, .ecx = ~0u, .edx = ~0u};
 	sup->entries[2] = (struct kvm_cpuid_entry2){.function = 0x80000001, .ecx = ~0u, .edx = ~0u};
 	char missing[128];
-	cpuid_model(sup, out, missing, sizeof(missing));
+	kvm_cpuid_model(sup, out, missing, sizeof(missing));
 	CHECK_EQ_U64(missing[0], 0);
 	for (uint32_t i = 0; i < out->nent; i++) {
 		uint32_t r[4];
@@ -239,9 +241,9 @@ static void test_cpuid_model(void)
 	}
 	/* a host without SSE4.2 (1.ecx bit 20) */
 	sup->entries[0].ecx = ~(1u << 20);
-	cpuid_model(sup, out, missing, sizeof(missing));
+	kvm_cpuid_model(sup, out, missing, sizeof(missing));
 	CHECK(strstr(missing, "1.ecx:00100000") != NULL);
-	const struct kvm_cpuid_entry2 *e1 = cpuid_find(out, 1, 0);
+	const struct kvm_cpuid_entry2 *e1 = kvm_cpuid_find(out, 1, 0);
 	CHECK(e1 && !(e1->ecx & (1u << 20)) && (e1->ecx & (1u << 19)));
 	free(sup);
 	free(out);
