@@ -537,6 +537,12 @@ static int engine_pick(const struct run_opts *o)
 			fprintf(stderr, "corral: --engine kvm: %s\n", kvm_strerror(&ki));
 			return -1;
 		}
+		/* a VM that moves between engines would see its CPU change */
+		if (o->cpu_model == CPU_MODEL_CORRAL && ki.missing[0])
+			fprintf(stderr,
+				"corral: note: this host's KVM lacks features of the corral CPU model (%s); "
+				"the guest sees fewer under kvm than under emu\n",
+				ki.missing);
 		return 1;
 	}
 	kvm_probe(&ki, 0);

@@ -309,10 +309,17 @@ static void *vcpu_thread(void *arg)
 	struct kvm_vcpu *v = arg;
 	struct kvm_eng *k = v->k;
 	kvm_tls_run = v->run;
-	sigset_t kick;
-	sigemptyset(&kick);
-	sigaddset(&kick, kvm_sig_kick);
-	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	/* the kick, and the faults (a crash handler, the sanitizers' reports) */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, kvm_sig_kick);
+	sigaddset(&set, SIGSEGV);
+	sigaddset(&set, SIGBUS);
+	sigaddset(&set, SIGFPE);
+	sigaddset(&set, SIGILL);
+	sigaddset(&set, SIGABRT);
+	sigaddset(&set, SIGTRAP);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	pthread_mutex_lock(&k->lock);
 	while (!k->done) {
