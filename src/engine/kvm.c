@@ -384,9 +384,6 @@ static int kvm_vcpu_create(struct kvm_eng *k, unsigned i)
 		v->run = NULL;
 		return -errno;
 	}
-	int err = kvm_vcpu_set_cpuid(v, k->cpuid);
-	if (err < 0)
-		return err;
 	v->state = i == 0 ? KV_RUNNING : KV_WAIT_SIPI;
 	return 0;
 }
@@ -460,23 +457,21 @@ static int kvm_setup(struct kvm_eng *k, const struct emu_host *host)
 			return err;
 	if ((err = kvm_doorbells(k, host)) < 0)
 		return err;
-	if (host && host->cpu_model == CPU_MODEL_HOST)
-		return 0;
-	/* The model's TSC runs at 1 GHz (leaf 0x15). Where KVM cannot scale the
-	 * TSC, leaf 0x15 tells the guest the rate it really runs at. */
-	int scaled = 1;
-	for (unsigned i = 0; i < k->n; i++)
-		if (ioctl(k->v[i].fd, KVM_SET_TSC_KHZ, KVM_TSC_KHZ) < 0)
-			scaled = 0;
-	int khz = scaled ? 0 : ioctl(k->v[0].fd, KVM_GET_TSC_KHZ, 0);
-	if (khz > 0) {
-		for (uint32_t i = 0; i < k->cpuid->nent; i++)
+	if (!host || host->cpu_model != CPU_MODEL_HOST) {
+		/* The model's TSC runs at 1 GHz (leaf 0x15). Where KVM cannot scale
+		 * the TSC, leaf 0x15 tells the guest the rate it really runs at. */
+		int scaled = 1;
+		for (unsigned i = 0; i < k->n; i++)
+			if (ioctl(k->v[i].fd, KVM_SET_TSC_KHZ, KVM_TSC_KHZ) < 0)
+				scaled = 0;
+		int khz = scaled ? 0 : ioctl(k->v[0].fd, KVM_GET_TSC_KHZ, 0);
+		for (uint32_t i = 0; khz > 0 && i < k->cpuid->nent; i++)
 			if (k->cpuid->entries[i].function == 0x15)
 				k->cpuid->entries[i].ecx = (uint32_t)khz * 1000u;
-		for (unsigned i = 0; i < k->n; i++)
-			if ((err = kvm_vcpu_set_cpuid(&k->v[i], k->cpuid)) < 0)
-				return err;
 	}
+	for (unsigned i = 0; i < k->n; i++)
+		if ((err = kvm_vcpu_set_cpuid(&k->v[i], k->cpuid)) < 0)
+			return err;
 	return 0;
 }
 

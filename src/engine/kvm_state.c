@@ -156,16 +156,17 @@ static void fx_to_fpu(const uint8_t *img, uint64_t xstate_bv, struct kvm_fpu *f)
 
 static int vcpu_set_fpu(struct kvm_vcpu *v, const struct kvm_fpu *f)
 {
+	/* A whole standard-format image (XCOMP_BV 0): x87 and SSE as given,
+	 * every other component in its init state (cpu_state has none). */
 	struct kvm_xsave xs;
-	if (ioctl(v->fd, KVM_GET_XSAVE, &xs) < 0)
-		return ioctl(v->fd, KVM_SET_FPU, f) < 0 ? -errno : 0;
+	memset(&xs, 0, sizeof(xs));
 	uint8_t *img = (uint8_t *)xs.region;
-	uint64_t bv;
 	fx_from_fpu(f, img);
-	memcpy(&bv, img + 512, 8);
-	bv |= 3; /* x87 and SSE state are what the image says */
+	uint64_t bv = 3;
 	memcpy(img + 512, &bv, 8);
-	return ioctl(v->fd, KVM_SET_XSAVE, &xs) < 0 ? -errno : 0;
+	if (ioctl(v->fd, KVM_SET_XSAVE, &xs) == 0)
+		return 0;
+	return ioctl(v->fd, KVM_SET_FPU, f) < 0 ? -errno : 0;
 }
 
 static int vcpu_get_fpu(struct kvm_vcpu *v, struct kvm_fpu *f)
@@ -301,13 +302,24 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 	if (ioctl(v->fd, KVM_SET_DEBUGREGS, &d) < 0)
 		return -errno;
 
+	/* One KVM_SET_MSRS for all; KVM stops at the first MSR it refuses (a
+	 * host without MTRRs...), which is skipped and the rest sent again. */
 	struct cpu_state tmp = *s;
+	struct kvm_msr_buf b = {.hdr = {.nmsrs = 0}};
 	for (unsigned i = 0; i < KVM_NMSR; i++) {
-		struct kvm_msr_buf b = {.hdr = {.nmsrs = 1}};
-		b.e[0].data = *msr_slot(&tmp, i, &b.e[0].index);
-		if (b.e[0].index == MSR_MISC_ENABLE || b.e[0].index == MSR_TSC_ADJUST)
-			continue; /* KVM keeps its own view of these */
-		(void)ioctl(v->fd, KVM_SET_MSRS, &b);
+		struct kvm_msr_entry *e = &b.e[b.hdr.nmsrs];
+		memset(e, 0, sizeof(*e));
+		e->data = *msr_slot(&tmp, i, &e->index);
+		if (e->index != MSR_MISC_ENABLE && e->index != MSR_TSC_ADJUST) /* KVM keeps its own */
+			b.hdr.nmsrs++;
+	}
+	for (unsigned done = 0; done < b.hdr.nmsrs;) {
+		struct kvm_msr_buf part = {.hdr = {.nmsrs = b.hdr.nmsrs - done}};
+		memcpy(part.e, b.e + done, part.hdr.nmsrs * sizeof(part.e[0]));
+		int n = ioctl(v->fd, KVM_SET_MSRS, &part);
+		if (n < 0)
+			return -errno;
+		done += (unsigned)n + 1; /* n set, then one refused (or the end) */
 	}
 	return 0;
 }
