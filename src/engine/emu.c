@@ -170,6 +170,15 @@ static int vcpu_may_wake(struct emu *e, unsigned k)
 	return e->v[k].state == VCPU_HALTED && (e->v[k].cpu.s.rflags & FL_IF);
 }
 
+/* A hand-over point that struct cpu_state describes fully: not halted, no
+ * NMI pending or in its handler, no interrupt shadow (the interpreter keeps
+ * those outside cpu_state); else the hand-over waits for a later turn. */
+static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
+{
+	return x != CPU_EXIT_SHUTDOWN && x != CPU_EXIT_HLT && !c->halted && !c->nmi_pending && !c->nmi_blocked &&
+	       c->shadow_rip != c->s.rip;
+}
+
 static void emu_free(struct emu *e)
 {
 	for (unsigned k = 0; k < e->n; k++)
@@ -235,11 +244,11 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				v->state = VCPU_RUNNING;
 			}
 			uint64_t turn = slice;
-			if (stop_after && k == 0 && stop_after - v->cpu.icount < turn)
+			if (stop_after && k == 0 && stop_after > v->cpu.icount && stop_after - v->cpu.icount < turn)
 				turn = stop_after - v->cpu.icount;
 			enum cpu_exit x = emu_turn(&e, k, turn);
 			ran = 1;
-			if (stop_after && k == 0 && v->cpu.icount >= stop_after && x != CPU_EXIT_SHUTDOWN) {
+			if (stop_after && k == 0 && v->cpu.icount >= stop_after && emu_clean_point(&v->cpu, x)) {
 				/* hand-over: vCPU 0's state as it stands, flags evaluated */
 				*host->final = v->cpu.s;
 				host->final->rflags = cpu_get_rflags(&v->cpu);

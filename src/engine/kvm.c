@@ -285,9 +285,8 @@ static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
 	}
 }
 
-/* Stop vCPU 0 at a clean point for a hand-over: KVM completes a pending
- * I/O instruction on the next KVM_RUN, which immediate_exit makes return
- * at once. */
+/* Stop vCPU 0 for a hand-over: KVM completes a pending I/O instruction
+ * on the next KVM_RUN, which immediate_exit makes return at once. */
 static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
 {
 	v->run->immediate_exit = 1;
@@ -295,6 +294,13 @@ static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
 	(void)ioctl(v->fd, KVM_RUN, 0);
 	pthread_mutex_lock(&k->lock);
 	v->run->immediate_exit = 0;
+	/* struct cpu_state has no place for an event in flight, an interrupt
+	 * shadow or NMI masking: with any of them, try again at a later exit */
+	struct kvm_vcpu_events ev;
+	if (v->state == KV_HALTED || (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 &&
+				      (ev.exception.injected || ev.exception.pending || ev.interrupt.injected ||
+				       ev.interrupt.shadow || ev.nmi.injected || ev.nmi.pending || ev.nmi.masked)))
+		return;
 	int err = kvm_vcpu_get_state(v, k->host->final);
 	if (err < 0) {
 		kvm_fail(k, v->index, err, "kvm: cannot read vCPU %llu's state (%llu)", v->index,
