@@ -104,12 +104,11 @@ static void machine_kick(void *opaque)
 }
 
 /* Out of HLT: KVM completed the HLT at its exit, so the guest resumes
- * after it; what it reported then still says whether it takes interrupts. */
+ * after it; what KVM reported then (ready_for_interrupt_injection, IF)
+ * still holds, so an interrupt is injected or a window requested. */
 static void vcpu_wake(struct kvm_vcpu *v)
 {
 	v->state = KV_RUNNING;
-	v->run->ready_for_interrupt_injection = 1;
-	v->run->if_flag = (uint8_t)v->if_flag;
 }
 
 /* INIT, SIPI and NMI requests from IPIs. */
