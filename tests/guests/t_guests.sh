@@ -106,7 +106,7 @@ if [ -e /dev/kvm ]; then
 	ENGINES="emu kvm"
 	SW_LAYER=$("$CORRAL" info 2>/dev/null | sed -n 's/^ *provider: \(.*software.*\)/\1/p')
 else
-	echo "skipped: no usable /dev/kvm (the kvm half of the tiny guests)"
+	echo "skipped: no usable /dev/kvm (there is none: the kvm half of the tiny guests)"
 fi
 
 for E in $ENGINES; do
