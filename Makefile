@@ -69,6 +69,7 @@ check-cpu-full: tests
 bench: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
@@ -151,6 +152,7 @@ $(BUILD)/tests/guests/%.bin: tests/guests/%.S tests/guests/guest.h
 	$(GUESTS_LD) -m elf_x86_64 -Ttext 0x100000 --oformat binary -e _start -o $@ $(@:.bin=.o)
 
 tests: $(GUESTS_BIN)
+bench: $(GUESTS_BIN)
 
 # The devices' libFuzzer target (opt-in, like the others): `make fuzz-dev-run`.
 FUZZ_DEV_SRC := $(sort $(wildcard src/machine/*.c))

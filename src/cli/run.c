@@ -1,6 +1,6 @@
 /* `corral run`: boot a system VM in the foreground: a Linux kernel (or the
  * guest kit's default), COM1 on the terminal (raw mode, Ctrl-A x quits) or a
- * file, the emu engine. */
+ * file, on the emu or the kvm engine. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "boot/boot.h"
@@ -28,6 +29,7 @@
 #define FLAT_MAX (64ull << 20)
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+enum engine_choice { ENGINE_AUTO, ENGINE_EMU, ENGINE_KVM };
 
 struct run_opts {
 	const char *kernel, *initrd, *append, *flat, *serial_path;
@@ -35,6 +37,9 @@ struct run_opts {
 	unsigned cpus;
 	enum serial_mode serial;
 	int no_reboot;
+	enum engine_choice engine;
+	enum cpu_model cpu_model;
+	uint64_t handover; /* tests: move to the other engine after this many instructions/exits */
 };
 
 /* ---- The terminal ---- */
@@ -72,6 +77,7 @@ static void on_stop_signal(int sig)
 	}
 	run_signal = sig;
 	emu_stop_async();
+	kvm_stop_async();
 }
 
 /* A crash must not leave the user's terminal raw. */
@@ -232,7 +238,7 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
-		"                  [--no-reboot]\n\n"
+		"                  [--cpu-model corral|host] [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by tools/mkguest.sh).\n\n"
 		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF)\n"
@@ -240,7 +246,10 @@ static void run_usage(FILE *f)
 		"  --append S       kernel command line\n"
 		"  --mem SIZE       guest RAM, e.g. 512M or 2G (default 512M; a bare number is MiB)\n"
 		"  --cpus N         virtual CPUs, 1-%d (default 1)\n"
-		"  --engine E       emu (corral's interpreter), kvm, or auto (default)\n"
+		"  --engine E       emu (corral's interpreter), kvm (/dev/kvm), or auto (default:\n"
+		"                   kvm where it runs at hardware speed, else emu; see 'corral info')\n"
+		"  --cpu-model M    corral (default: the CPU emu implements, the same under kvm, so a\n"
+		"                   VM can move between engines) or host (kvm: all KVM offers)\n"
 		"  --serial S       COM1 on stdio (default; raw terminal, C-a x quits, C-a h helps),\n"
 		"                   file:PATH, or none\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n",
@@ -259,6 +268,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_SERIAL,
 		OPT_FLAT,
 		OPT_NO_REBOOT,
+		OPT_CPU_MODEL,
+		OPT_HANDOVER,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -272,6 +283,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		/* hidden: a flat 64-bit test guest (tests/guests) */
 		{"flat", required_argument, NULL, OPT_FLAT},
 		{"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
+		{"cpu-model", required_argument, NULL, OPT_CPU_MODEL},
+		/* hidden, tests: hand the vCPU over to the other engine after N
+		 * instructions (emu) or exits (kvm) */
+		{"handover", required_argument, NULL, OPT_HANDOVER},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -315,12 +330,31 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_ENGINE:
 			if (!strcmp(optarg, "kvm")) {
-				fprintf(stderr, "corral: --engine kvm: the kvm engine is not built yet; "
-						"use --engine emu (or auto)\n");
+				o->engine = ENGINE_KVM;
+			} else if (!strcmp(optarg, "emu")) {
+				o->engine = ENGINE_EMU;
+			} else if (!strcmp(optarg, "auto")) {
+				o->engine = ENGINE_AUTO;
+			} else {
+				fprintf(stderr, "corral: --engine '%s': must be emu, kvm or auto\n", optarg);
 				return -1;
 			}
-			if (strcmp(optarg, "emu") && strcmp(optarg, "auto")) {
-				fprintf(stderr, "corral: --engine '%s': must be emu, kvm or auto\n", optarg);
+			break;
+		case OPT_CPU_MODEL:
+			if (!strcmp(optarg, "corral")) {
+				o->cpu_model = CPU_MODEL_CORRAL;
+			} else if (!strcmp(optarg, "host")) {
+				o->cpu_model = CPU_MODEL_HOST;
+			} else {
+				fprintf(stderr, "corral: --cpu-model '%s': must be corral or host\n", optarg);
+				return -1;
+			}
+			break;
+		case OPT_HANDOVER:
+			errno = 0;
+			o->handover = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || !o->handover) {
+				fprintf(stderr, "corral: --handover '%s': must be a positive count\n", optarg);
 				return -1;
 			}
 			break;
@@ -347,6 +381,14 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "corral: run: unexpected argument '%s' (see 'corral run --help')\n", argv[optind]);
+		return -1;
+	}
+	if (o->cpu_model == CPU_MODEL_HOST && o->engine != ENGINE_KVM) {
+		fprintf(stderr, "corral: --cpu-model host needs --engine kvm (emu implements only the corral model)\n");
+		return -1;
+	}
+	if (o->handover && (o->engine == ENGINE_AUTO || o->cpus != 1)) {
+		fprintf(stderr, "corral: --handover needs --engine emu or kvm and one vCPU\n");
 		return -1;
 	}
 	if ((o->initrd || o->append) && !o->kernel && !o->flat) {
@@ -428,6 +470,25 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 	return 0;
 }
 
+/* ---- bench/startup.sh ----
+ * With CORRAL_BENCH_T0 set (CLOCK_MONOTONIC ns taken just before corral was
+ * started), the guest's first write to port 0x80 (the POST code port) prints
+ * how long after T0 it came: the time from `corral run` to the first guest
+ * instruction, the same way for both engines. */
+static uint64_t bench_t0;
+static int bench_seen;
+
+static void bench_port_write(void *dev, uint64_t off, unsigned size, uint64_t val)
+{
+	(void)dev, (void)off, (void)size, (void)val;
+	if (bench_seen++)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	fprintf(stderr, "corral: bench: first guest instruction %.3f ms after start\n", (double)(now - bench_t0) / 1e6);
+}
+
 /* ---- Running ---- */
 
 static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp)
@@ -439,6 +500,11 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 		fprintf(stderr, "corral: cannot create the virtual machine (%d MiB, %u CPUs): %s\n",
 			(int)(o->mem >> 20), o->cpus, strerror(-r));
 		return r;
+	}
+	const char *t0 = getenv("CORRAL_BENCH_T0");
+	if (t0) {
+		bench_t0 = strtoull(t0, NULL, 10);
+		bus_register_pio(*mp, 0x80, 1, NULL, bench_port_write, NULL);
 	}
 	if (o->flat) {
 		r = flat_load(*mp, o->flat, bsp, err, sizeof(err));
@@ -459,6 +525,44 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 	return r;
 }
 
+/* --engine auto/kvm: is /dev/kvm there, and does it run at hardware speed?
+ * Returns 1 for kvm, 0 for emu, -1 after an error message. */
+static int engine_pick(const struct run_opts *o)
+{
+	struct kvm_info ki;
+	if (o->engine == ENGINE_EMU)
+		return 0;
+	if (o->engine == ENGINE_KVM) {
+		kvm_probe(&ki, 0);
+		if (!ki.usable) {
+			fprintf(stderr, "corral: --engine kvm: %s\n", kvm_strerror(&ki));
+			return -1;
+		}
+		/* a VM that moves between engines would see its CPU change */
+		if (o->cpu_model == CPU_MODEL_CORRAL && ki.missing[0])
+			fprintf(stderr,
+				"corral: note: this host's KVM lacks features of the corral CPU model (%s); "
+				"the guest sees fewer under kvm than under emu\n",
+				ki.missing);
+		return 1;
+	}
+	kvm_probe(&ki, 0);
+	/* the timed probe only where nothing already rules kvm out */
+	if (ki.usable && !ki.sw_layer[0])
+		kvm_probe(&ki, 1);
+	char why[256];
+	int kvm = kvm_auto_choice(&ki, why, sizeof(why));
+	if (getenv("CORRAL_VERBOSE"))
+		fprintf(stderr, "corral: --engine auto: %s (%s)\n", kvm ? "kvm" : "emu", why);
+	return kvm;
+}
+
+static struct emu_result engine_run(int kvm, struct machine *m, const struct cpu_state *bsp,
+				    const struct emu_host *host)
+{
+	return kvm ? kvm_run(m, bsp, host) : emu_run(m, bsp, host);
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o;
@@ -474,6 +578,10 @@ int cmd_run(int argc, char **argv)
 		o.kernel = kpath;
 		o.initrd = ipath;
 	}
+
+	int kvm = engine_pick(&o);
+	if (kvm < 0)
+		return 1;
 
 	int out_fd = -1, in_fd = -1;
 	if (o.serial == SERIAL_STDIO) {
@@ -494,6 +602,7 @@ int cmd_run(int argc, char **argv)
 	const char *clk = getenv("CORRAL_EMU_CLOCK");
 	host.ps_per_insn = clk ? strtoull(clk, NULL, 10) : EMU_PS_PER_INSN_DEFAULT;
 	host.realtime_idle = in_fd >= 0 && isatty(in_fd);
+	host.cpu_model = o.cpu_model;
 	if (in_fd >= 0)
 		term_make_raw();
 
@@ -505,7 +614,16 @@ int cmd_run(int argc, char **argv)
 			status = 1;
 			break;
 		}
-		struct emu_result res = emu_run(m, &bsp, &host);
+		struct cpu_state mid;
+		host.stop_after = o.handover;
+		host.final = &mid;
+		struct emu_result res = engine_run(kvm, m, &bsp, &host);
+		if (res.end == EMU_PAUSED) {
+			fprintf(stderr, "corral: handover: %s -> %s at rip 0x%" PRIx64 "\n", kvm ? "kvm" : "emu",
+				kvm ? "emu" : "kvm", mid.rip);
+			host.stop_after = 0;
+			res = engine_run(!kvm, m, &mid, &host);
+		}
 		machine_destroy(m);
 		term_restore();
 		switch (res.end) {
@@ -537,7 +655,11 @@ int cmd_run(int argc, char **argv)
 			break;
 		case EMU_QUIT: status = run_signal ? 128 + run_signal : 0; break;
 		default:
-			fprintf(stderr, "corral: the emu engine failed: %s\n", strerror(res.err ? -res.err : EINVAL));
+			if (res.msg[0])
+				fprintf(stderr, "corral: %s\n", res.msg);
+			else
+				fprintf(stderr, "corral: the %s engine failed: %s\n", kvm ? "kvm" : "emu",
+					strerror(res.err ? -res.err : EINVAL));
 			status = 1;
 			break;
 		}

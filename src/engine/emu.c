@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -192,6 +193,15 @@ static int emu_wait_host(const struct emu_host *host, struct machine *m, int *in
 	return 0;
 }
 
+/* A hand-over point that struct cpu_state describes fully: not halted, no
+ * NMI pending or in its handler, no interrupt shadow (the interpreter keeps
+ * those outside cpu_state); else the hand-over waits for a later turn. */
+static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
+{
+	return x != CPU_EXIT_SHUTDOWN && x != CPU_EXIT_HLT && !c->halted && !c->nmi_pending && !c->nmi_blocked &&
+	       c->shadow_rip != c->s.rip;
+}
+
 static void emu_free(struct emu *e)
 {
 	for (unsigned k = 0; k < e->n; k++)
@@ -223,6 +233,14 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 	}
 	e.v[0].cpu.s = *bsp;
 	cpu_state_loaded(&e.v[0].cpu);
+	if (bsp->tsc) /* a hand-over or restore: the TSC continues from there */
+		e.v[0].cpu.tsc_offset = bsp->tsc - clock_ns(m);
+	uint64_t stop_after = host ? host->stop_after : 0;
+	if (stop_after && (!host->final || e.n != 1)) {
+		res.err = -EINVAL;
+		snprintf(res.msg, sizeof(res.msg), "emu: a hand-over needs a single-vCPU machine");
+		goto out;
+	}
 
 	m->kick = emu_kick;
 	m->kick_opaque = &e;
@@ -250,8 +268,20 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 					continue;
 				v->state = VCPU_RUNNING;
 			}
-			enum cpu_exit x = emu_turn(&e, k, slice);
+			uint64_t turn = slice;
+			if (stop_after && k == 0 && stop_after > v->cpu.icount && stop_after - v->cpu.icount < turn)
+				turn = stop_after - v->cpu.icount;
+			enum cpu_exit x = emu_turn(&e, k, turn);
 			ran = 1;
+			if (stop_after && k == 0 && v->cpu.icount >= stop_after && emu_clean_point(&v->cpu, x)) {
+				/* hand-over: vCPU 0's state as it stands, flags evaluated */
+				*host->final = v->cpu.s;
+				host->final->rflags = cpu_get_rflags(&v->cpu);
+				host->final->tsc = clock_ns(m) + v->cpu.tsc_offset;
+				res.end = EMU_PAUSED;
+				res.rip = v->cpu.s.rip;
+				goto out;
+			}
 			switch (x) {
 			case CPU_EXIT_HLT: v->state = VCPU_HALTED; break;
 			case CPU_EXIT_SHUTDOWN:

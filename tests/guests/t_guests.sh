@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs the tiny guests of tests/guests with `corral run --flat` and checks
-# each one's serial output, exit status and messages. The hostile ones
-# (garbage, portfuzz, storm, triple) only have to end cleanly or keep
-# running until the timeout: never a crash or a sanitizer report.
+# each one's serial output, exit status and messages, under each engine:
+# emu, then kvm, whose serial output must be identical to emu's. The hostile
+# ones (garbage, portfuzz, storm, triple) only have to end cleanly or keep
+# running until the timeout: never a crash or a sanitizer report. Then
+# engine hand-over in both directions (--handover, a test hook).
 : "${CORRAL:?}" "${BUILD:?}"
 G=$BUILD/tests/guests
 tmp=$(mktemp -d)
@@ -25,13 +27,31 @@ run() {
 	shift 2
 	rm -f "$tmp/out" "$tmp/err"
 	timeout -k 5 "$t" "$CORRAL" run --flat "$G/$name.bin" --mem 64M --no-reboot \
-		--serial "file:$tmp/out" "$@" </dev/null 2>"$tmp/err"
+		--serial "file:$tmp/out" --engine "$E" "$@" </dev/null 2>"$tmp/err"
 	rc=$?
 	touch "$tmp/out"
 }
 
 clean_stderr() {
 	! grep -q -e Sanitizer -e 'runtime error' "$tmp/err"
+}
+
+# The same serial output under kvm as under emu (first run of each guest).
+same_as_emu() {
+	key=$(echo "$*" | tr -c '[:alnum:]\n' _)
+	if [ "$E" = emu ]; then
+		[ -e "$tmp/emu.$key" ] || cp "$tmp/out" "$tmp/emu.$key"
+		return 0
+	fi
+	[ -e "$tmp/emu.$key" ] && cmp -s "$tmp/emu.$key" "$tmp/out"
+}
+
+# A software layer behind /dev/kvm (corral info's "provider") may fail to
+# emulate instructions a tiny guest runs in kernel mode (PVM: INT3, SSE
+# arithmetic): that is the layer's limit, reported clearly by corral, and
+# only accepted where such a layer is present.
+layer_limit() {
+	[ "$E" = kvm ] && [ -n "$SW_LAYER" ] && grep -q "could not emulate an instruction" "$tmp/err"
 }
 
 # expect NAME STATUS TEXT [options]: exit status and a line of serial output
@@ -41,7 +61,10 @@ expect() {
 	text=$3
 	shift 3
 	run "$name" 60 "$@"
-	if [ "$rc" -ne "$want" ]; then
+	if [ "$rc" -ne "$want" ] && layer_limit; then
+		echo "known limit ($E): $name: $(grep '^corral:' "$tmp/err" | head -n 1)"
+		limits=$((limits + 1))
+	elif [ "$rc" -ne "$want" ]; then
 		bad "$name" "exit status $rc, expected $want"
 	elif ! grep -q -F "$text" "$tmp/out"; then
 		bad "$name" "no '$text' in the serial output"
@@ -49,6 +72,8 @@ expect() {
 		bad "$name" "the guest reported a failure"
 	elif ! clean_stderr; then
 		bad "$name" "sanitizer report"
+	elif ! same_as_emu "$name" "$@"; then
+		bad "$name" "serial output differs from emu's"
 	else
 		ok
 	fi
@@ -74,9 +99,23 @@ hostile() {
 	fi
 }
 
+limits=0
+ENGINES=emu
+SW_LAYER=
+if [ -e /dev/kvm ]; then
+	ENGINES="emu kvm"
+	SW_LAYER=$("$CORRAL" info 2>/dev/null | sed -n 's/^ *provider: \(.*software.*\)/\1/p')
+else
+	echo "skipped: no usable /dev/kvm (there is none: the kvm half of the tiny guests)"
+fi
+
+for E in $ENGINES; do
+echo "engine $E"
 expect hello 0 "hello"
 expect portio 0 "portio ok"
 expect exceptions 0 "exceptions ok"
+expect paging 0 "paging ok"
+expect nmi 0 "nmi ok"
 expect ioapic_pit 0 "ioapic pit ok"
 expect smp 0 "ap started" --cpus 2
 
@@ -94,29 +133,58 @@ expect storm 0 "storm ok"
 expect reset 0 "resetting"
 if grep -q "corral: guest requested a reset" "$tmp/err"; then ok; else bad reset "no reset message"; fi
 # without --no-reboot the machine starts over, again and again
-timeout -k 5 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" </dev/null 2>"$tmp/err"
+timeout -k 5 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" --engine "$E" </dev/null 2>"$tmp/err"
 if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
 expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
 hostile garbage "garbage done" --cpus 2
+expect handover 0 "handover ok"
 
 # serial input from stdin, with the escapes: C-a C-a sends a C-a, C-a h
 # prints help, C-a x quits
-printf 'ab\001\001c\001hq' | timeout -k 5 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+printf 'ab\001\001c\001hq' | timeout -k 5 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "$(printf '<a><b><\001><c><q>')" "$tmp/out" && grep -q "C-a x" "$tmp/err" &&
 	clean_stderr; then ok; else bad echo "exit $rc"; fi
-(printf 'z\001x'; sleep 3) | timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M >"$tmp/out" 2>"$tmp/err"
+(printf 'z\001x'; sleep 3) | timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "terminated by C-a x" "$tmp/err" && clean_stderr; then ok; else bad "C-a x" "exit $rc"; fi
 # end of input while the guest waits for it: a clear message, not a hang
-timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M </dev/null >"$tmp/out" 2>"$tmp/err"
+timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" </dev/null >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else bad "echo eof" "exit $rc"; fi
+done
+
+# Engine hand-over: the guest starts on one engine, is paused, its vCPU
+# state moves into the other engine, and it finishes there with the serial
+# output of an uninterrupted run (several points: mid-output, in a timer
+# wait, near the end).
+if [ -e /dev/kvm ]; then
+	E=emu
+	run handover 60
+	cp "$tmp/out" "$tmp/handover.ref"
+	for spec in "kvm 300" "kvm 1000" "kvm 1700" "emu 2000" "emu 6000" "emu 12000"; do
+		set -- $spec
+		E=$1
+		run handover 60 --handover "$2"
+		if [ "$rc" -ne 0 ]; then
+			bad "handover $spec" "exit status $rc"
+		elif ! grep -q "corral: handover: $1 -> " "$tmp/err"; then
+			bad "handover $spec" "no hand-over happened"
+		elif ! cmp -s "$tmp/handover.ref" "$tmp/out"; then
+			bad "handover $spec" "serial output differs from an uninterrupted run"
+		elif ! clean_stderr; then
+			bad "handover $spec" "sanitizer report"
+		else
+			ok
+		fi
+	done
+fi
+E=emu
 
 # options: clear errors, no crash
-for args in "--mem 1X" "--mem 0" "--mem 4K" "--cpus 0" "--cpus 65" "--cpus x" "--engine kvm" \
-	"--engine qemu" "--serial tcp:1" "--bogus"; do
+for args in "--mem 1X" "--mem 0" "--mem 4K" "--cpus 0" "--cpus 65" "--cpus x" "--cpu-model host" \
+	"--engine qemu" "--cpu-model x" "--handover 5" "--handover 0 --engine kvm" "--serial tcp:1" "--bogus"; do
 	# shellcheck disable=SC2086
 	"$CORRAL" run --flat "$G/hello.bin" $args </dev/null >"$tmp/out" 2>"$tmp/err"
 	rc=$?
@@ -128,5 +196,41 @@ if [ "$rc" -eq 1 ] && grep -q "nonexistent" "$tmp/err"; then ok; else bad "missi
 "$CORRAL" run --flat "$G/hello.bin" --engine auto --mem 32M --serial stdio </dev/null >"$tmp/out" 2>"$tmp/err"
 if [ $? -eq 0 ] && grep -q hello "$tmp/out"; then ok; else bad "serial stdio" "no output"; fi
 
+# corral info: a report and auto's choice; here it names the layer and
+# picks emu
+"$CORRAL" info >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [ "$rc" -eq 0 ] && grep -q "^auto picks: \(kvm\|emu\): " "$tmp/out"; then ok; else bad info "exit $rc"; fi
+if [ -n "$SW_LAYER" ]; then
+	if grep -q "^auto picks: emu: .*software" "$tmp/out"; then ok; else bad info "auto does not pick emu"; fi
+fi
+# --engine kvm without a usable /dev/kvm: one clear line
+if [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1 &&
+	unshare -m sh -c "mount -t tmpfs none /dev && \"$CORRAL\" run --flat \"$G/hello.bin\" --engine kvm" \
+		</dev/null >"$tmp/out" 2>"$tmp/err"; then
+	bad "kvm missing" "ran without /dev/kvm"
+elif [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null 2>&1; then
+	if [ "$(wc -l <"$tmp/err")" -eq 1 ] && grep -q '^corral: --engine kvm: /dev/kvm: No such device' "$tmp/err"; then
+		ok
+	else
+		bad "kvm missing" "$(cat "$tmp/err")"
+	fi
+fi
+
+# ... and one the user may not open
+if [ -e /dev/kvm ] && [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null 2>&1 &&
+	[ "$(stat -c %a /dev/kvm)" = 600 ]; then
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$CORRAL" run --flat "$G/hello.bin" --engine kvm \
+		</dev/null >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [ "$rc" -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] &&
+		grep -q '^corral: --engine kvm: /dev/kvm: Permission denied' "$tmp/err"; then
+		ok
+	else
+		bad "kvm denied" "exit $rc: $(cat "$tmp/err")"
+	fi
+fi
+
+[ "$limits" -gt 0 ] && echo "$limits runs stopped at the known limits of $SW_LAYER"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

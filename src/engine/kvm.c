@@ -1,0 +1,674 @@
+/* The kvm engine: runs a machine's vCPUs on the host processor through
+ * /dev/kvm, one host thread per vCPU. I/O exits go to the machine's port
+ * and MMIO buses under one machine lock, so the devices are the same code
+ * as under emu; the caller's thread runs the timers, host input and the
+ * idle-time skip. corral's own PIC/IOAPIC/LAPIC are the interrupt
+ * controllers (no in-kernel irqchip): their state is the one snapshots
+ * store, and interrupts reach the guest through KVM_INTERRUPT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/kvm_internal.h"
+#include "machine/machine_impl.h"
+
+static volatile sig_atomic_t kvm_stopping;
+static __thread struct kvm_run *volatile kvm_tls_run;
+static int kvm_sig_kick;
+
+void kvm_stop_async(void)
+{
+	kvm_stopping = 1;
+}
+
+/* The kick signal: makes this thread's KVM_RUN return (or not start). */
+static void kvm_on_kick(int sig)
+{
+	(void)sig;
+	struct kvm_run *r = kvm_tls_run;
+	if (r)
+		r->immediate_exit = 1;
+}
+
+/* ---- Interrupts and wake-ups (all under k->lock) ---- */
+
+static void vcpu_kick(struct kvm_vcpu *v)
+{
+	if (v->started)
+		pthread_kill(v->thr, kvm_sig_kick);
+}
+
+static int vcpu_wakeable(struct kvm_eng *k, unsigned i)
+{
+	struct lapic_state *s = &k->m->lapic[i].s;
+	if (s->init_pending || s->sipi_pending || s->nmi_pending)
+		return 1;
+	return k->v[i].if_flag && intr_pending(k->m, i);
+}
+
+/* Something may have changed for the other vCPUs (an IPI, a device
+ * interrupt, a timer): wake the halted, kick the running with work. */
+static void kvm_notify(struct kvm_eng *k, unsigned self)
+{
+	pthread_cond_broadcast(&k->vcpu_cond);
+	for (unsigned i = 0; i < k->n; i++) {
+		if (i == self || k->v[i].state != KV_RUNNING)
+			continue;
+		struct lapic_state *s = &k->m->lapic[i].s;
+		if (intr_pending(k->m, i) || s->nmi_pending || s->init_pending)
+			vcpu_kick(&k->v[i]);
+	}
+}
+
+static void kvm_finish(struct kvm_eng *k, enum emu_end end, unsigned cpu, uint64_t rip)
+{
+	if (k->done)
+		return;
+	k->done = 1;
+	k->res.end = end;
+	k->res.cpu = cpu;
+	k->res.rip = rip;
+	pthread_cond_broadcast(&k->vcpu_cond);
+	pthread_cond_signal(&k->main_cond);
+	for (unsigned i = 0; i < k->n; i++)
+		vcpu_kick(&k->v[i]);
+}
+
+static void kvm_fail(struct kvm_eng *k, unsigned cpu, int err, const char *fmt, unsigned long long a,
+		     unsigned long long b)
+{
+	if (k->done)
+		return;
+	snprintf(k->res.msg, sizeof(k->res.msg), fmt, a, b);
+	k->res.err = err;
+	kvm_finish(k, EMU_ERROR, cpu, k->res.rip);
+}
+
+static void machine_kick(void *opaque)
+{
+	struct kvm_eng *k = opaque;
+	pthread_cond_signal(&k->main_cond);
+	pthread_cond_broadcast(&k->vcpu_cond);
+	for (unsigned i = 0; i < k->n; i++)
+		if (k->v[i].state == KV_RUNNING)
+			vcpu_kick(&k->v[i]);
+}
+
+/* Out of HLT: KVM completed the HLT at its exit, so the guest resumes
+ * after it; what KVM reported then (ready_for_interrupt_injection, IF)
+ * still holds, so an interrupt is injected or a window requested. */
+static void vcpu_wake(struct kvm_vcpu *v)
+{
+	v->state = KV_RUNNING;
+}
+
+/* INIT, SIPI and NMI requests from IPIs. */
+static void vcpu_requests(struct kvm_eng *k, struct kvm_vcpu *v)
+{
+	uint8_t vec = 0;
+	unsigned r = vcpu_take_requests(k->m, v->index, &vec);
+	if (r & VCPU_REQ_INIT) {
+		if (v->index == 0) {
+			/* no firmware in the VM: INIT on the BSP is a reset */
+			machine_request_power(k->m, POWER_RESET);
+			return;
+		}
+		lapic_init_ipi_reset(&k->m->lapic[v->index]);
+		v->state = KV_WAIT_SIPI;
+	}
+	if ((r & VCPU_REQ_SIPI) && v->state == KV_WAIT_SIPI) {
+		/* SDM 8.4.4.1: real mode at vector * 4 KiB */
+		struct cpu_state s;
+		kvm_state_power_on(&s, v->index);
+		s.seg[SEG_CS].sel = (uint16_t)(vec << 8);
+		s.seg[SEG_CS].base = (uint64_t)vec << 12;
+		s.rip = 0;
+		int err = kvm_vcpu_set_state(v, &s);
+		if (err < 0) {
+			kvm_fail(k, v->index, err, "kvm: cannot start vCPU %llu after its SIPI (%llu)", v->index,
+				 (unsigned long long)-err);
+			return;
+		}
+		v->run->ready_for_interrupt_injection = 0;
+		v->if_flag = 0;
+		v->state = KV_RUNNING;
+	}
+	if ((r & VCPU_REQ_NMI) && v->state != KV_WAIT_SIPI) {
+		/* queued in KVM, delivered at the next entry: a halted vCPU wakes */
+		(void)ioctl(v->fd, KVM_NMI);
+		if (v->state == KV_HALTED)
+			vcpu_wake(v);
+	}
+}
+
+/* Before KVM_RUN: inject the highest pending interrupt if the guest can take
+ * one now, else ask KVM to exit as soon as it can. */
+static void vcpu_inject(struct kvm_eng *k, struct kvm_vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	struct lapic *a = &k->m->lapic[v->index];
+	r->cr8 = (a->s.tpr >> 4) & 15;
+	r->request_interrupt_window = 0;
+	if (!intr_pending(k->m, v->index))
+		return;
+	if (r->ready_for_interrupt_injection && r->if_flag) {
+		int vec = intr_ack(k->m, v->index);
+		if (vec >= 0) {
+			struct kvm_interrupt irq = {.irq = (uint32_t)vec};
+			if (ioctl(v->fd, KVM_INTERRUPT, &irq) < 0)
+				kvm_fail(k, v->index, -errno, "kvm: KVM_INTERRUPT vector %llu failed (%llu)",
+					 (unsigned long long)vec, (unsigned long long)errno);
+		}
+		/* one per entry: the next waits for the next window */
+		if (intr_pending(k->m, v->index))
+			r->request_interrupt_window = 1;
+	} else {
+		r->request_interrupt_window = 1;
+	}
+}
+
+/* ---- Exits ---- */
+
+static void exit_io(struct kvm_eng *k, struct kvm_vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	unsigned size = r->io.size;
+	uint64_t count = r->io.count, off = r->io.data_offset;
+	/* The exit data comes from the kernel, but a corral bug or a kernel
+	 * change must not become an out-of-bounds access. */
+	if ((size != 1 && size != 2 && size != 4) || count == 0 || off > k->run_size ||
+	    count > (k->run_size - off) / size) {
+		kvm_fail(k, v->index, -EINVAL, "kvm: malformed I/O exit (size %llu, count %llu)", size,
+			 (unsigned long long)count);
+		return;
+	}
+	uint8_t *p = (uint8_t *)r + off;
+	for (uint64_t i = 0; i < count; i++, p += size) {
+		uint64_t val = 0;
+		if (r->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&val, p, size);
+			bus_pio_write(k->m, r->io.port, size, val);
+		} else {
+			val = bus_pio_read(k->m, r->io.port, size);
+			memcpy(p, &val, size);
+		}
+	}
+}
+
+static void exit_mmio(struct kvm_eng *k, struct kvm_vcpu *v)
+{
+	struct kvm_run *r = v->run;
+	unsigned len = r->mmio.len;
+	if (len == 0 || len > 8) {
+		kvm_fail(k, v->index, -EINVAL, "kvm: malformed MMIO exit (length %llu at 0x%llx)", len,
+			 (unsigned long long)r->mmio.phys_addr);
+		return;
+	}
+	uint64_t val = 0;
+	if (r->mmio.is_write) {
+		memcpy(&val, r->mmio.data, len);
+		bus_mmio_write(k->m, r->mmio.phys_addr, len, val);
+	} else {
+		val = bus_mmio_read(k->m, r->mmio.phys_addr, len);
+		memcpy(r->mmio.data, &val, len);
+	}
+}
+
+static uint64_t vcpu_rip(struct kvm_vcpu *v)
+{
+	struct kvm_regs r;
+	return ioctl(v->fd, KVM_GET_REGS, &r) < 0 ? 0 : r.rip;
+}
+
+/* Handles one exit under the lock. */
+static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
+{
+	struct kvm_run *r = v->run;
+	struct lapic *a = &k->m->lapic[v->index];
+	if (ret < 0) {
+		if (err == EINTR || err == EAGAIN)
+			return;
+		kvm_fail(k, v->index, -err, "kvm: KVM_RUN failed on vCPU %llu (errno %llu)", v->index,
+			 (unsigned long long)err);
+		return;
+	}
+	v->exits++;
+	v->if_flag = r->if_flag;
+	/* CR8 is the LAPIC's TPR (SDM 10.8.6.1); KVM reports the guest's */
+	a->s.tpr = (a->s.tpr & 0x0f) | (uint32_t)(r->cr8 & 15) << 4;
+	k->m->cur_cpu = v->index;
+	switch (r->exit_reason) {
+	case KVM_EXIT_IO:
+		exit_io(k, v);
+		kvm_notify(k, v->index);
+		break;
+	case KVM_EXIT_MMIO:
+		exit_mmio(k, v);
+		kvm_notify(k, v->index);
+		break;
+	case KVM_EXIT_HLT:
+		v->state = KV_HALTED;
+		pthread_cond_signal(&k->main_cond);
+		break;
+	case KVM_EXIT_IRQ_WINDOW_OPEN:
+	case KVM_EXIT_INTR: break;
+	case KVM_EXIT_SHUTDOWN: kvm_finish(k, EMU_TRIPLE_FAULT, v->index, vcpu_rip(v)); break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		machine_request_power(k->m, r->system_event.type == KVM_SYSTEM_EVENT_RESET ? POWER_RESET : POWER_OFF);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		kvm_fail(k, v->index, -EIO, "kvm: the processor refused to enter the guest (reason 0x%llx, vCPU %llu)",
+			 (unsigned long long)r->fail_entry.hardware_entry_failure_reason, v->index);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		k->res.rip = vcpu_rip(v);
+		kvm_fail(k, v->index, -EIO,
+			 r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+				 ? "kvm: /dev/kvm could not emulate an instruction at rip 0x%llx (vCPU %llu)"
+				 : "kvm: internal error at rip 0x%llx (vCPU %llu)",
+			 (unsigned long long)vcpu_rip(v), v->index);
+		break;
+	default:
+		kvm_fail(k, v->index, -EIO, "kvm: unexpected exit reason %llu at rip 0x%llx", r->exit_reason,
+			 (unsigned long long)vcpu_rip(v));
+		break;
+	}
+}
+
+/* Stop vCPU 0 for a hand-over: KVM completes a pending I/O instruction
+ * on the next KVM_RUN, which immediate_exit makes return at once. */
+static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
+{
+	v->run->immediate_exit = 1;
+	pthread_mutex_unlock(&k->lock);
+	(void)ioctl(v->fd, KVM_RUN, 0);
+	pthread_mutex_lock(&k->lock);
+	v->run->immediate_exit = 0;
+	/* struct cpu_state has no place for an event in flight, an interrupt
+	 * shadow or NMI masking: with any of them, try again at a later exit */
+	struct kvm_vcpu_events ev;
+	if (v->state == KV_HALTED || (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) == 0 &&
+				      (ev.exception.injected || ev.exception.pending || ev.interrupt.injected ||
+				       ev.interrupt.shadow || ev.nmi.injected || ev.nmi.pending || ev.nmi.masked)))
+		return;
+	int err = kvm_vcpu_get_state(v, k->host->final);
+	if (err < 0) {
+		kvm_fail(k, v->index, err, "kvm: cannot read vCPU %llu's state (%llu)", v->index,
+			 (unsigned long long)-err);
+		return;
+	}
+	kvm_finish(k, EMU_PAUSED, v->index, k->host->final->rip);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct kvm_vcpu *v = arg;
+	struct kvm_eng *k = v->k;
+	kvm_tls_run = v->run;
+	/* the kick, and the faults (a crash handler, the sanitizers' reports) */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, kvm_sig_kick);
+	sigaddset(&set, SIGSEGV);
+	sigaddset(&set, SIGBUS);
+	sigaddset(&set, SIGFPE);
+	sigaddset(&set, SIGILL);
+	sigaddset(&set, SIGABRT);
+	sigaddset(&set, SIGTRAP);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	pthread_mutex_lock(&k->lock);
+	while (!k->done) {
+		vcpu_requests(k, v);
+		if (k->done)
+			break;
+		if (v->state == KV_WAIT_SIPI || (v->state == KV_HALTED && !vcpu_wakeable(k, v->index))) {
+			pthread_cond_wait(&k->vcpu_cond, &k->lock);
+			continue;
+		}
+		if (v->state == KV_HALTED)
+			vcpu_wake(v);
+		vcpu_inject(k, v);
+		if (k->done)
+			break;
+		pthread_mutex_unlock(&k->lock);
+		int ret = ioctl(v->fd, KVM_RUN, 0);
+		int err = errno;
+		v->run->immediate_exit = 0;
+		pthread_mutex_lock(&k->lock);
+		vcpu_exit(k, v, ret, err);
+		/* a power-off or reset takes effect now, not at the main loop's
+		 * next look: the guest must not run past the instruction */
+		if (!k->done && k->m->power_req != POWER_ON) {
+			enum machine_power p = machine_take_power(k->m);
+			kvm_finish(k, p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET, v->index, 0);
+		}
+		if (!k->done && v->index == 0 && k->host && k->host->stop_after && ret >= 0 &&
+		    v->exits >= k->host->stop_after)
+			vcpu_pause(k, v);
+	}
+	pthread_mutex_unlock(&k->lock);
+	kvm_tls_run = NULL;
+	return NULL;
+}
+
+/* ---- Set-up ---- */
+
+static int kvm_open_dev(void)
+{
+	int fd = open(KVM_DEV, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int v = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (v != KVM_API_VERSION) {
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
+
+static int kvm_vcpu_create(struct kvm_eng *k, unsigned i)
+{
+	struct kvm_vcpu *v = &k->v[i];
+	v->k = k;
+	v->index = i;
+	v->fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+	if (v->fd < 0)
+		return -errno;
+	v->run = mmap(NULL, k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		return -errno;
+	}
+	v->state = i == 0 ? KV_RUNNING : KV_WAIT_SIPI;
+	return 0;
+}
+
+/* virtio's queue notifies as ioeventfds: a write there signals the fd
+ * inside KVM. Without the capability they stay ordinary bus writes. */
+static int kvm_doorbells(struct kvm_eng *k, const struct emu_host *host)
+{
+	if (!host || !host->ndoorbells || ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) <= 0)
+		return 0;
+	for (unsigned i = 0; i < host->ndoorbells; i++) {
+		const struct engine_doorbell *d = &host->doorbells[i];
+		if (d->len != 1 && d->len != 2 && d->len != 4 && d->len != 8)
+			return -EINVAL;
+		struct kvm_ioeventfd ev = {
+			.addr = d->addr, .len = d->len, .fd = d->fd, .flags = d->pio ? KVM_IOEVENTFD_FLAG_PIO : 0};
+		if (ioctl(k->vm_fd, KVM_IOEVENTFD, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+static int kvm_setup(struct kvm_eng *k, const struct emu_host *host)
+{
+	struct machine *m = k->m;
+	int err;
+	k->sys_fd = kvm_open_dev();
+	if (k->sys_fd < 0)
+		return k->sys_fd;
+	k->vm_fd = ioctl(k->sys_fd, KVM_CREATE_VM, 0);
+	if (k->vm_fd < 0)
+		return -errno;
+	int rs = ioctl(k->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (rs < (int)sizeof(struct kvm_run))
+		return -EPROTO;
+	k->run_size = (size_t)rs;
+	/* Intel needs these for real mode (the SMP trampoline); harmless elsewhere */
+	(void)ioctl(k->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	uint64_t idmap = 0xfffbc000ull;
+	(void)ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
+
+	struct kvm_userspace_memory_region low = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = m->low_size, .userspace_addr = (uintptr_t)m->ram};
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0)
+		return -errno;
+	if (m->mem_size > m->low_size) {
+		struct kvm_userspace_memory_region high = {.slot = 1,
+							   .guest_phys_addr = MEM_HIGH_START,
+							   .memory_size = m->mem_size - m->low_size,
+							   .userspace_addr = (uintptr_t)(m->ram + m->low_size)};
+		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)
+			return -errno;
+	}
+
+	struct kvm_cpuid2 *sup;
+	if ((err = kvm_cpuid_supported(k->sys_fd, &sup)) < 0)
+		return err;
+	if (host && host->cpu_model == CPU_MODEL_HOST) {
+		k->cpuid = sup;
+	} else {
+		k->cpuid = kvm_cpuid_alloc();
+		if (!k->cpuid) {
+			free(sup);
+			return -ENOMEM;
+		}
+		kvm_cpuid_model(sup, k->cpuid, NULL, 0);
+		free(sup);
+	}
+	for (unsigned i = 0; i < k->n; i++)
+		if ((err = kvm_vcpu_create(k, i)) < 0)
+			return err;
+	if ((err = kvm_doorbells(k, host)) < 0)
+		return err;
+	if (!host || host->cpu_model != CPU_MODEL_HOST) {
+		/* The model's TSC runs at 1 GHz (leaf 0x15). Where KVM cannot scale
+		 * the TSC, leaf 0x15 tells the guest the rate it really runs at. */
+		int scaled = 1;
+		for (unsigned i = 0; i < k->n; i++)
+			if (ioctl(k->v[i].fd, KVM_SET_TSC_KHZ, KVM_TSC_KHZ) < 0)
+				scaled = 0;
+		int khz = scaled ? 0 : ioctl(k->v[0].fd, KVM_GET_TSC_KHZ, 0);
+		for (uint32_t i = 0; khz > 0 && i < k->cpuid->nent; i++)
+			if (k->cpuid->entries[i].function == 0x15)
+				k->cpuid->entries[i].ecx = (uint32_t)khz * 1000u;
+	}
+	for (unsigned i = 0; i < k->n; i++)
+		if ((err = kvm_vcpu_set_cpuid(&k->v[i], k->cpuid)) < 0)
+			return err;
+	return 0;
+}
+
+static void kvm_teardown(struct kvm_eng *k)
+{
+	for (unsigned i = 0; i < k->n; i++) {
+		struct kvm_vcpu *v = &k->v[i];
+		if (v->run)
+			munmap(v->run, k->run_size);
+		if (v->fd >= 0)
+			close(v->fd);
+	}
+	free(k->v);
+	free(k->cpuid);
+	if (k->vm_fd >= 0)
+		close(k->vm_fd);
+	if (k->sys_fd >= 0)
+		close(k->sys_fd);
+}
+
+/* ---- The main loop: timers, input, idle ---- */
+
+static int all_idle(struct kvm_eng *k, int *may_wake)
+{
+	*may_wake = 0;
+	for (unsigned i = 0; i < k->n; i++) {
+		struct kvm_vcpu *v = &k->v[i];
+		if (v->state == KV_RUNNING || (v->state == KV_HALTED && vcpu_wakeable(k, i)))
+			return 0;
+		if (v->state == KV_HALTED && v->if_flag)
+			*may_wake = 1;
+	}
+	return 1;
+}
+
+static void kvm_main_loop(struct kvm_eng *k)
+{
+	struct machine *m = k->m;
+	const struct emu_host *host = k->host;
+	int input_dead = !host || !host->poll_input;
+	uint64_t wall_start = kvm_mono_ns() - clock_ns(m);
+	/* host input waits until the guest had a moment to set its UART up
+	 * (as under emu, where it comes between turns) */
+	uint64_t last_poll = kvm_mono_ns();
+
+	while (!k->done) {
+		uart_flush(&m->com1);
+		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
+			machine_io_run(m);
+		uint64_t next = mtimer_run_expired(m);
+		enum machine_power p = machine_take_power(m);
+		if (p == POWER_OFF || p == POWER_RESET) {
+			kvm_finish(k, p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET, 0, 0);
+			break;
+		}
+		if (kvm_stopping) {
+			kvm_finish(k, EMU_QUIT, 0, 0);
+			break;
+		}
+		kvm_notify(k, k->n);
+
+		uint64_t now_wall = kvm_mono_ns();
+		int may_wake;
+		int idle = all_idle(k, &may_wake);
+		if (!input_dead && (idle || now_wall - last_poll >= KVM_WAIT_NS)) {
+			last_poll = now_wall;
+			int r = host->poll_input(host->opaque, m, 0);
+			if (r < 0) {
+				kvm_finish(k, EMU_QUIT, 0, 0);
+				break;
+			}
+			if (r > 0)
+				input_dead = 1;
+		}
+
+		if (idle && all_idle(k, &may_wake)) {
+			/* real time while a device is fed by the host (see emu.c) */
+			int realtime = (host && host->realtime_idle && !input_dead) || machine_io_fd(m) >= 0;
+			if (may_wake && next != UINT64_MAX && !realtime) {
+				/* every vCPU waits for a timer: time jumps to it, within
+				 * KVM_IDLE_LEAD_NS of the wall clock (as emu) */
+				uint64_t wall = kvm_mono_ns() - wall_start;
+				if (next <= wall + KVM_IDLE_LEAD_NS) {
+					clock_advance_to(m, next);
+					continue;
+				}
+			} else if (!may_wake || (next == UINT64_MAX && input_dead && machine_io_fd(m) < 0)) {
+				struct kvm_vcpu *v0 = &k->v[0];
+				kvm_finish(k, EMU_HUNG, 0, vcpu_rip(v0));
+				break;
+			}
+		}
+
+		/* wait for the next deadline, a vCPU's news, or KVM_WAIT_NS */
+		uint64_t wait = KVM_WAIT_NS, now = clock_ns(m);
+		if (next != UINT64_MAX && next > now && next - now < wait)
+			wait = next - now;
+		else if (next != UINT64_MAX && next <= now)
+			continue;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t t = (uint64_t)ts.tv_nsec + wait;
+		ts.tv_sec += (time_t)(t / 1000000000ull);
+		ts.tv_nsec = (long)(t % 1000000000ull);
+		pthread_cond_timedwait(&k->main_cond, &k->lock, &ts);
+	}
+}
+
+static int kick_signal_install(void)
+{
+	kvm_sig_kick = SIGRTMIN + 2;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = kvm_on_kick;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(kvm_sig_kick, &sa, NULL) < 0 ? -errno : 0;
+}
+
+struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+{
+	struct kvm_eng k = {.m = m, .host = host, .n = m->ncpus, .sys_fd = -1, .vm_fd = -1};
+	struct emu_result res = {.end = EMU_ERROR};
+	int err;
+
+	if (host && host->stop_after && (!host->final || m->ncpus != 1)) {
+		res.err = -EINVAL;
+		snprintf(res.msg, sizeof(res.msg), "kvm: a hand-over needs a single-vCPU machine");
+		return res;
+	}
+	k.v = calloc(k.n, sizeof(*k.v));
+	if (!k.v) {
+		res.err = -ENOMEM;
+		return res;
+	}
+	for (unsigned i = 0; i < k.n; i++)
+		k.v[i].fd = -1;
+	if ((err = kick_signal_install()) < 0 || (err = kvm_setup(&k, host)) < 0) {
+		res.err = err;
+		snprintf(res.msg, sizeof(res.msg), "kvm: cannot set up the VM: %s", strerror(-err));
+		goto out;
+	}
+	if ((err = kvm_vcpu_set_state(&k.v[0], bsp)) < 0) {
+		res.err = err;
+		snprintf(res.msg, sizeof(res.msg), "kvm: cannot load the boot CPU state: %s", strerror(-err));
+		goto out;
+	}
+	k.v[0].if_flag = (bsp->rflags & FL_IF) != 0;
+
+	/* The clock continues from where the previous engine left it (a
+	 * hand-over from emu's instruction-driven time), then runs on host time. */
+	uint64_t last = clock_ns(m);
+	m->clock_delta = NULL;
+	uint64_t host_now = kvm_mono_ns() - m->clock_start;
+	m->clock_skip = last > host_now ? last - host_now : 0;
+
+	pthread_mutex_init(&k.lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&k.main_cond, &ca);
+	pthread_cond_init(&k.vcpu_cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	/* vCPU threads take only the kick signal; SIGINT and friends go to
+	 * this thread, which stops the VM */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_mutex_lock(&k.lock);
+	m->kick = machine_kick;
+	m->kick_opaque = &k;
+	for (unsigned i = 0; i < k.n; i++) {
+		if ((err = -pthread_create(&k.v[i].thr, NULL, vcpu_thread, &k.v[i])) < 0) {
+			kvm_fail(&k, i, err, "kvm: cannot start vCPU thread %llu (%llu)", i, (unsigned long long)-err);
+			break;
+		}
+		k.v[i].started = 1;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	kvm_main_loop(&k);
+	uart_flush(&m->com1);
+	pthread_mutex_unlock(&k.lock);
+	for (unsigned i = 0; i < k.n; i++)
+		if (k.v[i].started)
+			pthread_join(k.v[i].thr, NULL);
+	m->kick = NULL;
+	m->kick_opaque = NULL;
+	pthread_cond_destroy(&k.main_cond);
+	pthread_cond_destroy(&k.vcpu_cond);
+	pthread_mutex_destroy(&k.lock);
+	res = k.res;
+out:
+	kvm_teardown(&k);
+	return res;
+}

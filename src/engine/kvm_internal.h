@@ -1,0 +1,79 @@
+/* The kvm engine's inside, shared by its files: kvm.c (vCPU threads,
+ * exits, the main loop), kvm_state.c (struct cpu_state <-> KVM, the CPU
+ * model) and kvm_probe.c (corral info, --engine auto). */
+#ifndef CORRAL_KVM_INTERNAL_H
+#define CORRAL_KVM_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cpu/cpu.h"
+#include "engine/engine.h"
+
+#define KVM_DEV "/dev/kvm"
+#define KVM_WAIT_NS 10000000ull			  /* the main loop looks at input and signals this often */
+#define KVM_IDLE_LEAD_NS (300ull * 1000000000ull) /* as emu: idle guest time may lead the wall clock by this */
+#define KVM_CPUID_MAX 128
+#define KVM_TSC_KHZ 1000000u /* corral's model: a 1 GHz TSC (CPUID leaf 0x15) */
+
+enum kvm_vstate { KV_RUNNING, KV_HALTED, KV_WAIT_SIPI };
+
+struct kvm_eng;
+
+struct kvm_vcpu {
+	struct kvm_eng *k;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thr;
+	int started;
+	enum kvm_vstate state;
+	int if_flag; /* RFLAGS.IF at the last exit */
+	uint64_t exits;
+};
+
+struct kvm_eng {
+	struct machine *m;
+	const struct emu_host *host;
+	int sys_fd, vm_fd;
+	size_t run_size;
+	struct kvm_vcpu *v;
+	unsigned n;
+	struct kvm_cpuid2 *cpuid;
+
+	pthread_mutex_t lock; /* the machine: devices, clock, timers, vCPU states */
+	pthread_cond_t vcpu_cond, main_cond;
+	int done;
+	struct emu_result res;
+};
+
+static inline uint64_t kvm_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- kvm_state.c ---- */
+/* Load *s into the vCPU / read its state into *s: registers, segments,
+ * control registers, x87/SSE (through XSAVE where KVM has it), debug
+ * registers, MSRs. 0 or -errno. */
+int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s);
+int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s);
+/* The power-on state of vCPU index (as cpu_reset_system). */
+void kvm_state_power_on(struct cpu_state *s, unsigned index);
+/* A CPUID table with room for KVM_CPUID_MAX entries. */
+struct kvm_cpuid2 *kvm_cpuid_alloc(void);
+const struct kvm_cpuid_entry2 *kvm_cpuid_find(const struct kvm_cpuid2 *c, uint32_t leaf, uint32_t sub);
+/* KVM_GET_SUPPORTED_CPUID into a new table (*out, to free). */
+int kvm_cpuid_supported(int sys_fd, struct kvm_cpuid2 **out);
+/* corral's CPU model filtered by what KVM supports; the gaps go to
+ * missing[] (may be NULL). */
+void kvm_cpuid_model(const struct kvm_cpuid2 *sup, struct kvm_cpuid2 *out, char *missing, size_t mlen);
+/* The vCPU's copy of the table, with its APIC ID. */
+int kvm_vcpu_set_cpuid(struct kvm_vcpu *v, const struct kvm_cpuid2 *model);
+
+#endif
