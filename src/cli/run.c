@@ -15,11 +15,13 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
 #include "cpu/cpu.h"
 #include "engine/engine.h"
 #include "machine/machine_impl.h"
+#include "virtio/virtio.h"
 
 #define RUN_MEM_DEFAULT (512ull << 20)
 #define RUN_MEM_MIN (16ull << 20)
@@ -27,14 +29,25 @@
 #define FLAT_LOAD 0x100000ull
 #define FLAT_MAX (64ull << 20)
 
+#define RUN_MAX_DISKS 16
+
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+
+struct run_disk {
+	char *path, *serial; /* point into a copy of the option */
+	enum blk_format format;
+	int readonly;
+	struct blk *blk;
+};
 
 struct run_opts {
 	const char *kernel, *initrd, *append, *flat, *serial_path;
 	uint64_t mem;
 	unsigned cpus;
 	enum serial_mode serial;
-	int no_reboot;
+	int no_reboot, rng;
+	struct run_disk disk[RUN_MAX_DISKS];
+	unsigned ndisks;
 };
 
 /* ---- The terminal ---- */
@@ -231,6 +244,7 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
+		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S]]... [--rng]\n"
 		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by tools/mkguest.sh).\n\n"
@@ -242,8 +256,69 @@ static void run_usage(FILE *f)
 		"  --engine E       emu (corral's interpreter), kvm, or auto (default)\n"
 		"  --serial S       COM1 on stdio (default; raw terminal, C-a x quits, C-a h helps),\n"
 		"                   file:PATH, or none\n"
+		"  --disk SPEC      a virtio-blk disk (repeatable: /dev/vda, vdb, ...): an image\n"
+		"                   file, then options: format=raw|qcow2 (default: probed),\n"
+		"                   readonly, serial=S (up to 20 characters)\n"
+		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n",
 		MACHINE_MAX_CPUS);
+}
+
+/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S] */
+static int parse_disk(const char *arg, struct run_opts *o)
+{
+	if (o->ndisks == RUN_MAX_DISKS) {
+		fprintf(stderr, "corral: --disk '%s': at most %d disks\n", arg, RUN_MAX_DISKS);
+		return -1;
+	}
+	struct run_disk *d = &o->disk[o->ndisks];
+	char *copy = strdup(arg), *save = NULL;
+	if (!copy)
+		return -1;
+	*d = (struct run_disk){.path = strtok_r(copy, ",", &save), .format = BLK_FMT_PROBE};
+	if (!d->path || arg[0] == ',') {
+		fprintf(stderr, "corral: --disk '%s': give the image file first, e.g. --disk disk.img,readonly\n", arg);
+		free(copy);
+		return -1;
+	}
+	for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+		if (!strcmp(opt, "readonly")) {
+			d->readonly = 1;
+		} else if (!strncmp(opt, "format=", 7)) {
+			if (blk_format_parse(opt + 7, &d->format) < 0) {
+				fprintf(stderr, "corral: --disk '%s': format '%s': must be raw or qcow2\n", arg,
+					opt + 7);
+				free(copy);
+				return -1;
+			}
+		} else if (!strncmp(opt, "serial=", 7)) {
+			d->serial = opt + 7;
+			if (strlen(d->serial) > 20) {
+				fprintf(stderr, "corral: --disk '%s': serial '%s': at most 20 characters\n", arg,
+					d->serial);
+				free(copy);
+				return -1;
+			}
+		} else {
+			fprintf(stderr,
+				"corral: --disk '%s': unknown option '%s' (known: format=raw|qcow2, readonly, "
+				"serial=S)\n",
+				arg, opt);
+			free(copy);
+			return -1;
+		}
+	}
+	o->ndisks++;
+	return 0;
+}
+
+static void disks_free(struct run_opts *o)
+{
+	for (unsigned k = 0; k < o->ndisks; k++) {
+		blk_close(o->disk[k].blk);
+		free(o->disk[k].path); /* the start of the strdup'd option */
+	}
+	o->ndisks = 0;
 }
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -258,6 +333,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_SERIAL,
 		OPT_FLAT,
 		OPT_NO_REBOOT,
+		OPT_DISK,
+		OPT_RNG,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -271,6 +348,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		/* hidden: a flat 64-bit test guest (tests/guests) */
 		{"flat", required_argument, NULL, OPT_FLAT},
 		{"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
+		{"disk", required_argument, NULL, OPT_DISK},
+		{"rng", no_argument, NULL, OPT_RNG},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -288,6 +367,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_APPEND: o->append = optarg; break;
 		case OPT_FLAT: o->flat = optarg; break;
 		case OPT_NO_REBOOT: o->no_reboot = 1; break;
+		case OPT_RNG: o->rng = 1; break;
+		case OPT_DISK:
+			if (parse_disk(optarg, o) < 0)
+				return -1;
+			break;
 		case OPT_MEM:
 			if (parse_size(optarg, &o->mem) < 0) {
 				fprintf(stderr, "corral: --mem '%s': not a size (use e.g. 512M or 2G)\n", optarg);
@@ -450,6 +534,15 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 					 .ncpus = o->cpus};
 		r = boot_linux(*mp, bsp, &bc, err, sizeof(err));
 	}
+	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
+	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
+		r = virtio_blk_create(*mp, o->disk[k].blk, o->disk[k].serial, NULL);
+		if (r < 0)
+			snprintf(err, sizeof(err), "disk '%s': cannot add a virtio-blk device: %s", o->disk[k].path,
+				 strerror(-r));
+	}
+	if (r >= 0 && o->rng && (r = virtio_rng_create(*mp, NULL)) < 0)
+		snprintf(err, sizeof(err), "cannot add a virtio-rng device: %s", strerror(-r));
 	if (r < 0) {
 		fprintf(stderr, "corral: %s\n", err[0] ? err : strerror(-r));
 		machine_destroy(*mp);
@@ -463,8 +556,18 @@ int cmd_run(int argc, char **argv)
 	struct run_opts o;
 	char kpath[PATH_MAX], ipath[PATH_MAX], err[512];
 	int r = parse_args(argc, argv, &o);
-	if (r)
+	if (r) {
+		disks_free(&o);
 		return r > 0 ? 0 : 2;
+	}
+	for (unsigned k = 0; k < o.ndisks; k++) {
+		struct run_disk *d = &o.disk[k];
+		if (blk_open(&d->blk, d->path, d->format, d->readonly, err, sizeof(err)) < 0) {
+			fprintf(stderr, "corral: %s\n", err);
+			disks_free(&o);
+			return 1;
+		}
+	}
 	if (!o.kernel && !o.flat) {
 		if (boot_default_guest(kpath, ipath, sizeof(kpath), err, sizeof(err)) < 0) {
 			fprintf(stderr, "corral: %s\n", err);
@@ -545,5 +648,6 @@ int cmd_run(int argc, char **argv)
 	term_restore();
 	if (o.serial == SERIAL_FILE && out_fd >= 0)
 		close(out_fd);
+	disks_free(&o);
 	return status;
 }

@@ -257,7 +257,7 @@ void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t
 	put16(c + PCI_VENDOR_ID, vendor);
 	put16(c + PCI_DEVICE_ID, device);
 	c[PCI_REVISION] = revision;
-	c[PCI_CLASS_PROG] = (uint8_t)class;
+	c[PCI_CLASS_PROG] = (uint8_t) class;
 	c[PCI_CLASS_PROG + 1] = (uint8_t)(class >> 8);
 	c[PCI_CLASS_PROG + 2] = (uint8_t)(class >> 16);
 	put16(c + PCI_SUBSYS_VENDOR, subsys_vendor);
@@ -268,8 +268,7 @@ void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t
 	d->cap_end = PCI_CAP_START;
 }
 
-int pci_bar_add(struct pci_dev *d, unsigned idx, uint64_t size, int is64, io_read_fn rd, io_write_fn wr,
-		void *opaque)
+int pci_bar_add(struct pci_dev *d, unsigned idx, uint64_t size, int is64, io_read_fn rd, io_write_fn wr, void *opaque)
 {
 	if (idx >= PCI_NUM_BARS || (is64 && idx + 1 >= PCI_NUM_BARS) || size < 16 || (size & (size - 1)) ||
 	    (!is64 && size > (1ull << 31)) || d->bar[idx].size)
@@ -468,8 +467,7 @@ int pci_host_register(struct machine *m)
 	if ((err = bus_register_pio(m, PORT_PCI_CONF, 8, conf1_rd, conf1_wr, m)) < 0 ||
 	    (err = bus_register_mmio(m, MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE, ecam_rd, ecam_wr, m)) < 0)
 		return err;
-	pci_dev_init(&m->pci.bridge, "host bridge", BRIDGE_VENDOR, BRIDGE_DEVICE, 0x060000, 0, BRIDGE_VENDOR,
-		     0x1100);
+	pci_dev_init(&m->pci.bridge, "host bridge", BRIDGE_VENDOR, BRIDGE_DEVICE, 0x060000, 0, BRIDGE_VENDOR, 0x1100);
 	return pci_dev_register(m, &m->pci.bridge);
 }
 

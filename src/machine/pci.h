@@ -75,8 +75,8 @@ struct pci_dev_state {
 struct pci_dev {
 	struct pci_dev_state s;
 	struct machine *m;
-	const char *name;	      /* for log lines: "virtio-blk" */
-	uint8_t wmask[PCI_CFG_SIZE];  /* bits the guest may write */
+	const char *name;		/* for log lines: "virtio-blk" */
+	uint8_t wmask[PCI_CFG_SIZE];	/* bits the guest may write */
 	uint8_t cfg_init[PCI_CFG_SIZE]; /* power-on contents, for reset */
 	struct pci_bar bar[PCI_NUM_BARS];
 	unsigned slot, gsi;
@@ -112,8 +112,7 @@ void pci_host_cfg_write(struct machine *m, unsigned bus, unsigned devfn, unsigne
 /* Building a function. class is base << 16 | sub << 8 | prog-if. */
 void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device, uint32_t class,
 		  uint8_t revision, uint16_t subsys_vendor, uint16_t subsys_id);
-int pci_bar_add(struct pci_dev *d, unsigned idx, uint64_t size, int is64, io_read_fn rd, io_write_fn wr,
-		void *opaque);
+int pci_bar_add(struct pci_dev *d, unsigned idx, uint64_t size, int is64, io_read_fn rd, io_write_fn wr, void *opaque);
 /* Appends a capability (data[0] is its ID; data[1], the next pointer, is
  * filled in); returns its offset in configuration space or -ENOSPC. */
 int pci_cap_add(struct pci_dev *d, const uint8_t *data, unsigned len);

@@ -463,7 +463,7 @@ static void check_aml(const uint8_t *d, uint32_t dl)
 		CHECK_EQ_U64(prt[0], 0x12);
 		len = aml_pkglen(prt + 1, &nb);
 		CHECK_EQ_U64((uint32_t)(prt + 1 - d) + len, pci_end); /* _PRT is the last name */
-		CHECK_EQ_U64(prt[1 + nb], 128);			     /* 32 slots x 4 pins */
+		CHECK_EQ_U64(prt[1 + nb], 128);			      /* 32 slots x 4 pins */
 		/* slot 2 INTA: { 0x2ffff, Zero, Zero, 18 } */
 		CHECK(memmem(prt, len, "\x12\x0b\x04\x0c\xff\xff\x02\x00\x00\x00\x0a\x12", 12) != NULL);
 	}
