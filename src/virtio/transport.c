@@ -40,12 +40,12 @@ enum {
 	CC_SIZE = 0x38,
 };
 
-static void log_once(struct virtio_dev *v, const char *why)
+static void log_once(struct virtio_dev *v, const char *why, const char *outcome)
 {
 	if (v->broken_logged)
 		return;
 	v->broken_logged = 1;
-	fprintf(stderr, "corral: %s at 00:%02x.0: %s; the device needs a reset\n", v->name, v->pci.slot, why);
+	fprintf(stderr, "corral: %s at 00:%02x.0: %s; %s\n", v->name, v->pci.slot, why, outcome);
 }
 
 static void raise_config(struct virtio_dev *v)
@@ -61,7 +61,7 @@ static void raise_config(struct virtio_dev *v)
 
 void virtio_set_needs_reset(struct virtio_dev *v, const char *why)
 {
-	log_once(v, why);
+	log_once(v, why, "the device needs a reset");
 	if (v->s.status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
 	v->s.status |= VIRTIO_STATUS_NEEDS_RESET;
@@ -118,7 +118,8 @@ static void set_status(struct virtio_dev *v, uint8_t val)
 		uint64_t f = v->s.driver_features;
 		if ((f & ~v->host_features) || !(f >> VIRTIO_F_VERSION_1 & 1)) {
 			log_once(v, (f & ~v->host_features) ? "driver accepted features not offered"
-							    : "driver did not accept VIRTIO_F_VERSION_1");
+							    : "driver did not accept VIRTIO_F_VERSION_1",
+				 "FEATURES_OK refused");
 			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK; /* refused: the driver reads it back */
 		}
 	}
