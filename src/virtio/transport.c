@@ -117,8 +117,9 @@ static void set_status(struct virtio_dev *v, uint8_t val)
 	if ((val & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
 		uint64_t f = v->s.driver_features;
 		if ((f & ~v->host_features) || !(f >> VIRTIO_F_VERSION_1 & 1)) {
-			log_once(v, (f & ~v->host_features) ? "driver accepted features not offered"
-							    : "driver did not accept VIRTIO_F_VERSION_1",
+			log_once(v,
+				 (f & ~v->host_features) ? "driver accepted features not offered"
+							 : "driver did not accept VIRTIO_F_VERSION_1",
 				 "FEATURES_OK refused");
 			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK; /* refused: the driver reads it back */
 		}

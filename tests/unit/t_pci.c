@@ -50,7 +50,8 @@ static int tdev_add(struct machine *m, struct tdev *t)
 	memset(t, 0, sizeof(*t));
 	pci_dev_init(&t->pci, "test", 0x1234, 0x5678, 0x0780, 3, 0x1234, 0x9);
 	if (pci_bar_add(&t->pci, 0, 0x1000, 0, tdev_rd, tdev_wr, t) < 0 ||
-	    pci_bar_add(&t->pci, 2, 0x4000, 1, tdev_rd, tdev_wr, t) < 0 || pci_msix_add(&t->pci, 0, 4, 0x800, 0xc00) < 0)
+	    pci_bar_add(&t->pci, 2, 0x4000, 1, tdev_rd, tdev_wr, t) < 0 ||
+	    pci_msix_add(&t->pci, 0, 4, 0x800, 0xc00) < 0)
 		return -1;
 	return pci_dev_register(m, &t->pci);
 }
@@ -170,10 +171,10 @@ static void test_caps_msix(void)
 	CHECK(conf1_read(m, s, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
 	unsigned cap = conf1_read(m, s, PCI_CAP_PTR, 1);
 	CHECK_EQ_U64(conf1_read(m, s, cap, 1), PCI_CAP_ID_MSIX);
-	CHECK_EQ_U64(conf1_read(m, s, cap + 2, 2), 3);		/* 4 vectors */
-	CHECK_EQ_U64(conf1_read(m, s, cap + 4, 4), 0x800);	/* BIR 0 */
-	CHECK_EQ_U64(conf1_read(m, s, cap + 8, 4), 0xc00);	/* PBA */
-	CHECK_EQ_U64(conf1_read(m, s, cap + 1, 1), 0);		/* last */
+	CHECK_EQ_U64(conf1_read(m, s, cap + 2, 2), 3);		 /* 4 vectors */
+	CHECK_EQ_U64(conf1_read(m, s, cap + 4, 4), 0x800);	 /* BIR 0 */
+	CHECK_EQ_U64(conf1_read(m, s, cap + 8, 4), 0xc00);	 /* PBA */
+	CHECK_EQ_U64(conf1_read(m, s, cap + 1, 1), 0);		 /* last */
 	CHECK_EQ_U64(bus_mmio_read(m, bar0 + 0x800 + 12, 4), 1); /* vectors start masked */
 
 	/* vector 2 -> LAPIC 0, vector 0x45 */

@@ -85,10 +85,10 @@ static void test_config(void)
 	uint64_t cap;
 	memcpy(&cap, dev->config, 8);
 	CHECK_EQ_U64(cap, DISK_SECTORS);
-	CHECK(dev->host_features & (1ull << 9));	  /* FLUSH */
-	CHECK(dev->host_features & (1ull << 13));	  /* DISCARD */
-	CHECK(!(dev->host_features & (1ull << 5)));	  /* not RO */
-	CHECK(ro_dev->host_features & (1ull << 5));	  /* RO */
+	CHECK(dev->host_features & (1ull << 9));	/* FLUSH */
+	CHECK(dev->host_features & (1ull << 13));	/* DISCARD */
+	CHECK(!(dev->host_features & (1ull << 5)));	/* not RO */
+	CHECK(ro_dev->host_features & (1ull << 5));	/* RO */
 	CHECK(!(ro_dev->host_features & (1ull << 14))); /* no WRITE_ZEROES on RO */
 	CHECK(dev->pci.slot != ro_dev->pci.slot);
 }

@@ -125,7 +125,7 @@ static void test_event_idx(void)
 	CHECK_EQ_U64(pop(m, &q, &why), 1);
 	CHECK_EQ_U64(get16(m, USED + 4 + 8 * QSZ), 1); /* avail_event: notify me at 1 */
 	virtq_push(&q, m, 0, 1);
-	put16(m, AVAIL + 4 + 2 * QSZ, 5); /* used_event: the driver wants an interrupt at 5 */
+	put16(m, AVAIL + 4 + 2 * QSZ, 5);  /* used_event: the driver wants an interrupt at 5 */
 	CHECK(virtq_should_notify(&q, m)); /* first: always */
 	virtq_push(&q, m, 0, 1);
 	CHECK(!virtq_should_notify(&q, m)); /* used 2, event 5 */
@@ -267,8 +267,8 @@ static void test_random(void)
 			p[at] = (uint8_t)(x >> 32);
 			/* aim some addresses at the tables so indirect chains happen */
 			if (k & 1)
-				set_desc(m, DESC, (unsigned)(x >> 40) % QSZ, DESC + (x >> 20) % 0x30000, (uint32_t)(x >> 8) % 600,
-					 (uint16_t)(x >> 50), (uint16_t)(x >> 56) % 10);
+				set_desc(m, DESC, (unsigned)(x >> 40) % QSZ, DESC + (x >> 20) % 0x30000,
+					 (uint32_t)(x >> 8) % 600, (uint16_t)(x >> 50), (uint16_t)(x >> 56) % 10);
 		}
 		q.event_idx = round & 1;
 		const char *why;
@@ -315,7 +315,8 @@ static void wr(struct drv *d, unsigned off, unsigned size, uint64_t val)
 static void check_caps(struct drv *d, unsigned slot)
 {
 	unsigned seen = 0;
-	for (unsigned c = cfg_rd(d->m, slot, PCI_CAP_PTR, 1), n = 0; c && n < 16; c = cfg_rd(d->m, slot, c + 1, 1), n++) {
+	for (unsigned c = cfg_rd(d->m, slot, PCI_CAP_PTR, 1), n = 0; c && n < 16;
+	     c = cfg_rd(d->m, slot, c + 1, 1), n++) {
 		if (cfg_rd(d->m, slot, c, 1) != PCI_CAP_ID_VNDR)
 			continue;
 		unsigned type = cfg_rd(d->m, slot, c + 3, 1);
