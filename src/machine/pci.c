@@ -223,6 +223,8 @@ uint32_t pci_cfg_read(struct pci_dev *d, unsigned off, unsigned size)
 		return 0; /* PCIe extended space: no extended capabilities */
 	if (off + size > PCI_CFG_SIZE)
 		return ~0u;
+	if (d->cfg_access)
+		d->cfg_access(d, off, size, 0);
 	uint32_t v = 0;
 	for (unsigned k = 0; k < size; k++)
 		v |= (uint32_t)d->s.cfg[off + k] << (8 * k);
@@ -246,6 +248,8 @@ void pci_cfg_write(struct pci_dev *d, unsigned off, unsigned size, uint32_t val)
 		intx_update(d->m, d->gsi);
 	if (d->msix_nvec && get16(d->s.cfg + d->msix_cap + 2) != old_msix)
 		msix_flush_pending(d);
+	if (d->cfg_access)
+		d->cfg_access(d, off, size, 1);
 }
 
 void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t device, uint32_t class,

@@ -85,7 +85,10 @@ struct pci_dev {
 	/* MSI-X: table and PBA inside one BAR */
 	unsigned msix_cap, msix_bar, msix_nvec;
 	uint32_t msix_table_off, msix_pba_off;
-	/* Device hooks, all optional. */
+	/* Device hooks, all optional. cfg_access runs before a configuration
+	 * read and after a write of [off, off + size), for registers whose
+	 * meaning is the device's (virtio's PCI configuration access window). */
+	void (*cfg_access)(struct pci_dev *d, unsigned off, unsigned size, int write);
 	void (*reset)(struct pci_dev *d);
 	void (*destroy)(struct pci_dev *d);
 };

@@ -15,6 +15,7 @@
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
 #define VIRTIO_PCI_CAP_ISR_CFG 3
 #define VIRTIO_PCI_CAP_DEVICE_CFG 4
+#define VIRTIO_PCI_CAP_PCI_CFG 5
 
 /* Common configuration registers (§4.1.4.3) */
 enum {
@@ -316,6 +317,32 @@ void virtio_bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
 	/* the device configuration of blk and rng is read-only */
 }
 
+/* The PCI configuration access capability (§4.1.4.9): the driver picks a
+ * BAR, offset and length (1, 2 or 4) in the capability, then reading or
+ * writing pci_cfg_data at cap + 16 accesses the BAR there. */
+static void pci_cfg_window(struct pci_dev *d, unsigned off, unsigned size, int write)
+{
+	struct virtio_dev *v = (struct virtio_dev *)d;
+	unsigned cap = v->cfg_cap;
+	if (!cap || off + size <= cap + 16 || off >= cap + 20)
+		return;
+	uint8_t *c = d->s.cfg + cap;
+	uint32_t boff, blen;
+	memcpy(&boff, c + 8, 4);
+	memcpy(&blen, c + 12, 4);
+	if (c[4] != VIRTIO_BAR || (blen != 1 && blen != 2 && blen != 4) || (boff & (blen - 1)) ||
+	    boff > VIRTIO_BAR_SIZE - blen)
+		return;
+	if (write) {
+		uint32_t val = 0;
+		memcpy(&val, c + 16, blen);
+		virtio_bar_write(v, boff, blen, val);
+	} else {
+		uint32_t val = (uint32_t)virtio_bar_read(v, boff, blen);
+		memcpy(c + 16, &val, 4);
+	}
+}
+
 static void pci_reset_hook(struct pci_dev *d)
 {
 	virtio_reset((struct virtio_dev *)d);
@@ -328,16 +355,16 @@ static void pci_destroy_hook(struct pci_dev *d)
 		v->destroy(v);
 }
 
-static int add_cap(struct pci_dev *d, uint8_t type, uint32_t off, uint32_t len, int notify)
+/* struct virtio_pci_cap (§4.1.4), 16 bytes, or 20 with one more dword
+ * (the notify multiplier, or the access window's data). */
+static int add_cap(struct pci_dev *d, uint8_t type, uint8_t bar, uint32_t off, uint32_t len, unsigned caplen,
+		   uint32_t extra)
 {
-	uint8_t cap[20] = {PCI_CAP_ID_VNDR, 0, notify ? 20 : 16, type, VIRTIO_BAR};
+	uint8_t cap[20] = {PCI_CAP_ID_VNDR, 0, (uint8_t)caplen, type, bar};
 	memcpy(cap + 8, &off, 4);
 	memcpy(cap + 12, &len, 4);
-	if (notify) {
-		uint32_t mult = VIRTIO_NOTIFY_MULT;
-		memcpy(cap + 16, &mult, 4);
-	}
-	return pci_cap_add(d, cap, notify ? 20 : 16);
+	memcpy(cap + 16, &extra, 4);
+	return pci_cap_add(d, cap, caplen);
 }
 
 int virtio_pci_init(struct virtio_dev *v, struct machine *m, unsigned type, uint32_t pci_class, unsigned nq)
@@ -354,12 +381,19 @@ int virtio_pci_init(struct virtio_dev *v, struct machine *m, unsigned type, uint
 	    (err = pci_bar_add(&v->pci, VIRTIO_MSIX_BAR, 0x1000, 0, NULL, NULL, NULL)) < 0 ||
 	    (err = pci_msix_add(&v->pci, VIRTIO_MSIX_BAR, nq + 1, 0, 0x800)) < 0)
 		return err;
-	if ((err = add_cap(&v->pci, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_COMMON_OFF, CC_SIZE, 0)) < 0 ||
-	    (err = add_cap(&v->pci, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_ISR_OFF, 1, 0)) < 0 ||
-	    (err = add_cap(&v->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * nq, 1)) < 0 ||
-	    (v->config_len &&
-	     (err = add_cap(&v->pci, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_DEVCFG_OFF, v->config_len, 0)) < 0))
+	if ((err = add_cap(&v->pci, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_BAR, VIRTIO_COMMON_OFF, CC_SIZE, 16, 0)) < 0 ||
+	    (err = add_cap(&v->pci, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_BAR, VIRTIO_ISR_OFF, 1, 16, 0)) < 0 ||
+	    (err = add_cap(&v->pci, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_BAR, VIRTIO_NOTIFY_OFF, VIRTIO_NOTIFY_MULT * nq,
+			   20, VIRTIO_NOTIFY_MULT)) < 0 ||
+	    (v->config_len && (err = add_cap(&v->pci, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_BAR, VIRTIO_DEVCFG_OFF,
+					     v->config_len, 16, 0)) < 0) ||
+	    (err = add_cap(&v->pci, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 0, 20, 0)) < 0)
 		return err;
+	/* the access window: bar, offset, length and data are the driver's */
+	v->cfg_cap = (unsigned)err;
+	v->pci.wmask[err + 4] = 0xff;
+	memset(v->pci.wmask + err + 8, 0xff, 12);
+	v->pci.cfg_access = pci_cfg_window;
 	v->pci.reset = pci_reset_hook;
 	v->pci.destroy = pci_destroy_hook;
 	if ((err = pci_dev_register(m, &v->pci)) < 0)

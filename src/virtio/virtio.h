@@ -90,6 +90,7 @@ struct virtio_dev {
 	uint8_t *config; /* device configuration structure, read-only to the guest */
 	unsigned config_len;
 	int broken_logged;
+	unsigned cfg_cap; /* offset of the PCI configuration access capability */
 	/* The device's work: the driver notified queue q. */
 	void (*notify)(struct virtio_dev *v, unsigned q);
 	void (*reset)(struct virtio_dev *v);

@@ -320,7 +320,8 @@ static void check_caps(struct drv *d, unsigned slot)
 		if (cfg_rd(d->m, slot, c, 1) != PCI_CAP_ID_VNDR)
 			continue;
 		unsigned type = cfg_rd(d->m, slot, c + 3, 1);
-		CHECK_EQ_U64(cfg_rd(d->m, slot, c + 4, 1), VIRTIO_BAR);
+		if (type != 5) /* the access window's BAR is the driver's to set */
+			CHECK_EQ_U64(cfg_rd(d->m, slot, c + 4, 1), VIRTIO_BAR);
 		uint32_t off = cfg_rd(d->m, slot, c + 8, 4);
 		if (type == 1)
 			CHECK_EQ_U64(off, VIRTIO_COMMON_OFF);
@@ -332,7 +333,37 @@ static void check_caps(struct drv *d, unsigned slot)
 			CHECK_EQ_U64(off, VIRTIO_ISR_OFF);
 		seen |= 1u << type;
 	}
-	CHECK((seen & 0xe) == 0xe); /* common, notify, ISR */
+	CHECK((seen & 0x2e) == 0x2e); /* common, notify, ISR, PCI configuration access */
+}
+
+/* The PCI configuration access window (virtio 1.2 §4.1.4.9) reaches the BAR. */
+static void check_cfg_window(struct drv *d, unsigned slot)
+{
+	unsigned cap = 0;
+	for (unsigned c = cfg_rd(d->m, slot, PCI_CAP_PTR, 1), n = 0; c && n < 16; c = cfg_rd(d->m, slot, c + 1, 1), n++)
+		if (cfg_rd(d->m, slot, c, 1) == PCI_CAP_ID_VNDR && cfg_rd(d->m, slot, c + 3, 1) == 5)
+			cap = c;
+	CHECK(cap != 0);
+	if (!cap)
+		return;
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 4, 1, VIRTIO_BAR);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 8, 4, 0x12); /* num_queues */
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 12, 4, 2);
+	CHECK_EQ_U64(cfg_rd(d->m, slot, cap + 16, 2), 1);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 8, 4, 0x14); /* device_status */
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 12, 4, 1);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 16, 1, 1);
+	CHECK_EQ_U64(rd(d, 0x14, 1), 1);
+	CHECK_EQ_U64(cfg_rd(d->m, slot, cap + 16, 1), 1);
+	/* hostile windows: past the BAR, odd lengths, another BAR */
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 8, 4, 0xfffffffe);
+	CHECK_EQ_U64(cfg_rd(d->m, slot, cap + 16, 1), 1); /* untouched */
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 12, 4, 3);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 16, 4, 0);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 4, 1, 5);
+	pci_host_cfg_write(d->m, 0, slot << 3, cap + 16, 4, 0);
+	CHECK_EQ_U64(rd(d, 0x14, 1), 1);
+	wr(d, 0x14, 1, 0);
 }
 
 static void test_transport(void)
@@ -349,6 +380,7 @@ static void test_transport(void)
 	check_caps(&d, slot);
 	d.bar = (cfg_rd(m, slot, PCI_BAR0 + 16, 4) & ~0xfu) | (uint64_t)cfg_rd(m, slot, PCI_BAR0 + 20, 4) << 32;
 	d.msix = cfg_rd(m, slot, PCI_BAR0 + 4, 4) & ~0xfu;
+	check_cfg_window(&d, slot);
 
 	/* reset, ACKNOWLEDGE | DRIVER, features */
 	wr(&d, 0x14, 1, 0);
