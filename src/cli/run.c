@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/block.h"
@@ -45,7 +46,7 @@ struct run_opts {
 	uint64_t mem;
 	unsigned cpus;
 	enum serial_mode serial;
-	int no_reboot, rng;
+	int no_reboot, rng, hvc;
 	struct run_disk disk[RUN_MAX_DISKS];
 	unsigned ndisks;
 };
@@ -120,6 +121,8 @@ static void signals_install(void)
 struct term_in {
 	int fd;
 	int esc;
+	struct virtio_dev *hvc; /* the input goes to hvc0 instead of COM1 */
+	int eof;		/* the input ended; what is buffered still goes in */
 	uint8_t buf[256];
 	size_t len, pos;
 };
@@ -134,17 +137,33 @@ static void term_help(void)
 	}
 }
 
+static size_t term_deliver(struct term_in *t, struct machine *m, const uint8_t *buf, size_t n)
+{
+	return t->hvc ? virtio_console_receive(t->hvc, buf, n) : uart_receive(&m->com1, buf, n);
+}
+
 static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 {
 	struct term_in *t = opaque;
 	uint8_t raw[128];
 
-	/* Feed what is buffered as the guest's FIFO makes room. */
-	t->pos += uart_receive(&m->com1, t->buf + t->pos, t->len - t->pos);
+	/* Feed what is buffered as the guest makes room. */
+	t->pos += term_deliver(t, m, t->buf + t->pos, t->len - t->pos);
 	memmove(t->buf, t->buf + t->pos, t->len - t->pos);
 	t->len -= t->pos;
 	t->pos = 0;
 	int room = sizeof(t->buf) - t->len >= sizeof(raw);
+	if (t->eof) {
+		/* piped input that ended before the guest took it all (a driver
+		 * loaded late): keep offering it, without spinning */
+		if (t->len == 0)
+			return 1;
+		if (timeout_ms != 0) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+		}
+		return 0;
+	}
 	if (!room && timeout_ms != 0)
 		timeout_ms = 100; /* the guest is not reading: look again later */
 
@@ -157,8 +176,10 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 	ssize_t n = read(t->fd, raw, sizeof(raw));
 	if (n < 0)
 		return errno == EINTR || errno == EAGAIN ? 0 : 1;
-	if (n == 0)
-		return 1; /* end of input */
+	if (n == 0) {
+		t->eof = 1; /* end of input */
+		return t->len ? 0 : 1;
+	}
 	for (ssize_t k = 0; k < n; k++) {
 		uint8_t b = raw[k];
 		if (t->esc) {
@@ -181,7 +202,7 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 		else
 			t->buf[t->len++] = b;
 	}
-	t->pos += uart_receive(&m->com1, t->buf, t->len);
+	t->pos += term_deliver(t, m, t->buf, t->len);
 	return 0;
 }
 
@@ -245,6 +266,7 @@ static void run_usage(FILE *f)
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
 		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S]]... [--rng]\n"
+		"                  [--virtio-console]\n"
 		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by tools/mkguest.sh).\n\n"
@@ -260,6 +282,8 @@ static void run_usage(FILE *f)
 		"                   file, then options: format=raw|qcow2 (default: probed),\n"
 		"                   readonly, serial=S (up to 20 characters)\n"
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
+		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
+		"                   input instead of COM1; its output goes where COM1's does\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n",
 		MACHINE_MAX_CPUS);
 }
@@ -335,6 +359,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_NO_REBOOT,
 		OPT_DISK,
 		OPT_RNG,
+		OPT_HVC,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -350,6 +375,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		{"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"rng", no_argument, NULL, OPT_RNG},
+		{"virtio-console", no_argument, NULL, OPT_HVC},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -368,6 +394,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_FLAT: o->flat = optarg; break;
 		case OPT_NO_REBOOT: o->no_reboot = 1; break;
 		case OPT_RNG: o->rng = 1; break;
+		case OPT_HVC: o->hvc = 1; break;
 		case OPT_DISK:
 			if (parse_disk(optarg, o) < 0)
 				return -1;
@@ -513,10 +540,12 @@ static int flat_load(struct machine *m, const char *path, struct cpu_state *s, c
 
 /* ---- Running ---- */
 
-static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp)
+static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp,
+		     struct virtio_dev **hvc)
 {
 	struct machine_config cfg = {.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = out_fd};
 	char err[512] = "";
+	*hvc = NULL;
 	int r = machine_create(mp, &cfg);
 	if (r < 0) {
 		fprintf(stderr, "corral: cannot create the virtual machine (%d MiB, %u CPUs): %s\n",
@@ -543,10 +572,13 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 	}
 	if (r >= 0 && o->rng && (r = virtio_rng_create(*mp, NULL)) < 0)
 		snprintf(err, sizeof(err), "cannot add a virtio-rng device: %s", strerror(-r));
+	if (r >= 0 && o->hvc && (r = virtio_console_create(*mp, out_fd, hvc)) < 0)
+		snprintf(err, sizeof(err), "cannot add a virtio-console device: %s", strerror(-r));
 	if (r < 0) {
 		fprintf(stderr, "corral: %s\n", err[0] ? err : strerror(-r));
 		machine_destroy(*mp);
 		*mp = NULL;
+		*hvc = NULL;
 	}
 	return r;
 }
@@ -603,12 +635,13 @@ int cmd_run(int argc, char **argv)
 	for (;;) {
 		struct machine *m;
 		struct cpu_state bsp;
-		if (vm_create(&o, out_fd, &m, &bsp) < 0) {
+		if (vm_create(&o, out_fd, &m, &bsp, &tin.hvc) < 0) {
 			status = 1;
 			break;
 		}
 		struct emu_result res = emu_run(m, &bsp, &host);
 		machine_destroy(m);
+		tin.hvc = NULL;
 		term_restore();
 		switch (res.end) {
 		case EMU_POWER_OFF: status = 0; break;

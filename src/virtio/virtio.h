@@ -1,7 +1,7 @@
 /* virtio 1.x devices over PCI (modern transport only): one split-queue
  * walker for every device, the PCI transport (common/notify/ISR/device
  * configuration structures in a BAR, MSI-X with an INTx fallback), and the
- * devices: blk and rng.
+ * devices: blk, rng and console.
  *
  * The guest owns the rings: every address and length in them goes through
  * gpa_ptr, chains are capped, and anything malformed puts the device in
@@ -71,6 +71,7 @@ int virtq_should_notify(struct virtq *q, struct machine *m);
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type: modern-only IDs */
 #define VIRTIO_ID_BLOCK 2
+#define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
 
 struct virtio_state {
@@ -134,5 +135,11 @@ int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, s
 int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **why);
 /* virtio-rng: host getrandom() into the guest's buffers. */
 int virtio_rng_create(struct machine *m, struct virtio_dev **out);
+/* virtio-console, one port (the guest's hvc0): its output goes to out_fd
+ * (-1: dropped); virtio_console_receive hands it host input and returns
+ * how many bytes the guest had buffers for (none before the guest first
+ * wrote to the port: until then its driver may still drop input). */
+int virtio_console_create(struct machine *m, int out_fd, struct virtio_dev **out);
+size_t virtio_console_receive(struct virtio_dev *v, const uint8_t *buf, size_t n);
 
 #endif
