@@ -122,7 +122,10 @@ static void set_status(struct virtio_dev *v, uint8_t val)
 				 (f & ~v->host_features) ? "driver accepted features not offered"
 							 : "driver did not accept VIRTIO_F_VERSION_1",
 				 "FEATURES_OK refused");
-			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK; /* refused: the driver reads it back */
+			/* refused: the driver reads FEATURES_OK back clear; the
+			 * device is unusable until a reset */
+			val &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
+			val |= VIRTIO_STATUS_NEEDS_RESET;
 		}
 	}
 	v->s.status = val;

@@ -396,6 +396,7 @@ static void test_transport(void)
 	wr(&d, 0x0c, 4, 1u << VIRTIO_F_EVENT_IDX);
 	wr(&d, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
 	CHECK(!(rd(&d, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK));
+	CHECK(rd(&d, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
 	wr(&d, 0x14, 1, 0);
 	CHECK_EQ_U64(rd(&d, 0x14, 1), 0);
 	/* ... so is one taking features not offered */
@@ -404,6 +405,7 @@ static void test_transport(void)
 	wr(&d, 0x0c, 4, 1 | 1u << 20);
 	wr(&d, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
 	CHECK(!(rd(&d, 0x14, 1) & VIRTIO_STATUS_FEATURES_OK));
+	CHECK(rd(&d, 0x14, 1) & VIRTIO_STATUS_NEEDS_RESET);
 	/* a good negotiation */
 	wr(&d, 0x14, 1, 0);
 	wr(&d, 0x14, 1, 3);
