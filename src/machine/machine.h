@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 /* ---- The PC memory map ---- */
-#define MEM_LOW_END 0xc0000000ull   /* RAM below 4 GiB ends here at most */
-#define MEM_HOLE_END 0x100000000ull /* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
+#define MEM_LOW_END 0xc0000000ull	/* RAM below 4 GiB ends here at most */
+#define MEM_HOLE_END 0x100000000ull	/* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
 #define MEM_PCI_MMIO_BASE 0xc0000000ull /* 32-bit window for PCI BARs */
 #define MEM_PCI_MMIO_END 0xdfffffffull
 #define MEM_PCI_ECAM_BASE 0xe0000000ull /* PCIe ECAM, buses 0-255 (MCFG) */
