@@ -195,3 +195,29 @@ check-aarch64: $(ARM64_BUILD)/corral-qemu
 
 FORCE:
 .PHONY: check-aarch64 FORCE
+# virtio's libFuzzer targets (opt-in): the queue walker, and virtio-blk
+# through its PCI transport. `make fuzz-virtio-run` fuzzes each for
+# FUZZ_SECONDS from the seeds (tests/fuzz/mkseeds_virtio.py); crash inputs
+# land in tests/fuzz/regress/{virtq,blk}/, which t_virtio_regress replays.
+FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c))
+FUZZ_VIRTIO_DEP := tests/fuzz/fuzz_virtio.h $(FUZZ_VIRTIO_SRC) $(wildcard src/machine/*.h src/virtio/*.h) \
+                   src/backend/block.h
+
+$(FUZZ_BUILD)/fuzz_virtq: tests/fuzz/fuzz_virtq.c $(FUZZ_VIRTIO_DEP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_virtq.c $(FUZZ_VIRTIO_SRC)
+
+$(FUZZ_BUILD)/fuzz_blk: tests/fuzz/fuzz_blk.c $(FUZZ_VIRTIO_DEP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_blk.c $(FUZZ_VIRTIO_SRC)
+
+fuzz: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk
+
+fuzz-virtio-run: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk
+	@mkdir -p $(FUZZ_BUILD)/corpus-virtq $(FUZZ_BUILD)/corpus-blk tests/fuzz/regress/virtq tests/fuzz/regress/blk
+	$(FUZZ_BUILD)/fuzz_virtq -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/virtq/ $(FUZZ_BUILD)/corpus-virtq tests/fuzz/seeds/virtq
+	$(FUZZ_BUILD)/fuzz_blk -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/blk/ $(FUZZ_BUILD)/corpus-blk tests/fuzz/seeds/blk
+
+.PHONY: fuzz-virtio-run

@@ -6,88 +6,296 @@
 #include "boot/boot.h"
 #include "boot/boot_internal.h"
 #include "machine/machine.h"
+#include "machine/pci.h"
 
 /*
  * Layout (boot_internal.h): RSDP 0xe0000, XSDT 0xe0040, FADT 0xe0100,
  * FACS 0xe0240, MADT 0xe0280 (at most 44 + 8*64 + 12 + 20 + 6 bytes),
- * DSDT 0xe0800. Offsets below are from ACPI 6.4 §5.2.
+ * MCFG 0xe0700, DSDT 0xe0800 (built by the AML writer below). Offsets below are from ACPI 6.4 §5.2.
  */
 #define FADT_LEN 276 /* revision 6 */
 #define FACS_LEN 64
+#define ACPI_XSDT_LEN (36 + 3 * 8)
+#define ACPI_MCFG_LEN (44 + 16)
 #define OEM_ID "CORRAL"
 #define OEM_TABLE "CORRALPC"
 
-/* The DSDT's AML body, assembled by hand (ACPI 6.4 §20; a PkgLength of two
- * bytes is 0x40 | (len & 0xf), len >> 4, and counts itself):
+/* AML (ACPI 6.4 §20) is written by a tiny builder: terms are appended to a
+ * buffer, and a PkgLength is patched in front of a package's contents when
+ * it closes, so no length is ever counted by hand. */
+#define AML_MAX 8192
+
+struct aml {
+	uint8_t b[AML_MAX];
+	size_t len;
+	int overflow;
+};
+
+static void aml_byte(struct aml *a, uint8_t v)
+{
+	if (a->len < AML_MAX)
+		a->b[a->len++] = v;
+	else
+		a->overflow = 1;
+}
+
+static void aml_bytes(struct aml *a, const void *p, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		aml_byte(a, ((const uint8_t *)p)[k]);
+}
+
+/* A NameSeg or a rooted path given as one string ("_HID", "\\_SB_"). */
+static void aml_nameseg(struct aml *a, const char *n)
+{
+	aml_bytes(a, n, strlen(n));
+}
+
+static void aml_int(struct aml *a, uint64_t v)
+{
+	if (v == 0)
+		aml_byte(a, 0x00); /* ZeroOp */
+	else if (v == 1)
+		aml_byte(a, 0x01); /* OneOp */
+	else if (v <= 0xff) {
+		aml_byte(a, 0x0a);
+		aml_byte(a, (uint8_t)v);
+	} else if (v <= 0xffff) {
+		aml_byte(a, 0x0b);
+		aml_byte(a, (uint8_t)v);
+		aml_byte(a, (uint8_t)(v >> 8));
+	} else if (v <= 0xffffffffull) {
+		aml_byte(a, 0x0c);
+		for (int k = 0; k < 4; k++)
+			aml_byte(a, (uint8_t)(v >> (8 * k)));
+	} else {
+		aml_byte(a, 0x0e);
+		for (int k = 0; k < 8; k++)
+			aml_byte(a, (uint8_t)(v >> (8 * k)));
+	}
+}
+
+/* Opens a package: returns where its contents start. */
+static size_t aml_open(struct aml *a)
+{
+	return a->len;
+}
+
+/* Closes the package opened at start: inserts its PkgLength (§20.2.4),
+ * which counts itself: one byte up to 63, else 0x40 | n-1 << 6 with the low
+ * nibble in the lead byte and the rest in the following bytes. */
+static void aml_close(struct aml *a, size_t start)
+{
+	size_t body = a->len - start, total;
+	unsigned n;
+	if (body + 1 <= 0x3f)
+		n = 1;
+	else if (body + 2 <= 0xfff)
+		n = 2;
+	else
+		n = 3;
+	total = body + n;
+	if (a->len + n > AML_MAX) {
+		a->overflow = 1;
+		return;
+	}
+	memmove(a->b + start + n, a->b + start, body);
+	if (n == 1) {
+		a->b[start] = (uint8_t)total;
+	} else {
+		a->b[start] = (uint8_t)((n - 1) << 6 | (total & 0xf));
+		for (unsigned k = 1; k < n; k++)
+			a->b[start + k] = (uint8_t)(total >> (4 + 8 * (k - 1)));
+	}
+	a->len += n;
+}
+
+/* EisaId ("PNPxxxx"): three letters in 5 bits each, four hex digits. */
+static void aml_eisaid(struct aml *a, const char *id)
+{
+	uint16_t v = (uint16_t)((id[0] - '@') << 10 | (id[1] - '@') << 5 | (id[2] - '@'));
+	unsigned hex = 0;
+	for (int k = 3; k < 7; k++)
+		hex = hex << 4 | (unsigned)(id[k] <= '9' ? id[k] - '0' : id[k] - 'A' + 10);
+	aml_byte(a, 0x0c); /* DWordPrefix, bytes in this order */
+	aml_byte(a, (uint8_t)(v >> 8));
+	aml_byte(a, (uint8_t)v);
+	aml_byte(a, (uint8_t)(hex >> 8));
+	aml_byte(a, (uint8_t)hex);
+}
+
+static void aml_name_int(struct aml *a, const char *name, uint64_t v)
+{
+	aml_byte(a, 0x08); /* NameOp */
+	aml_nameseg(a, name);
+	aml_int(a, v);
+}
+
+static void aml_name_eisaid(struct aml *a, const char *name, const char *id)
+{
+	aml_byte(a, 0x08);
+	aml_nameseg(a, name);
+	aml_eisaid(a, id);
+}
+
+/* Name (name, Buffer () { resource template bytes, End Tag }) */
+static void aml_name_resources(struct aml *a, const char *name, const uint8_t *res, size_t n)
+{
+	aml_byte(a, 0x08);
+	aml_nameseg(a, name);
+	aml_byte(a, 0x11); /* BufferOp */
+	size_t pk = aml_open(a);
+	aml_int(a, n + 2);
+	aml_bytes(a, res, n);
+	aml_byte(a, 0x79); /* End Tag, checksum 0: "treat as correct" */
+	aml_byte(a, 0x00);
+	aml_close(a, pk);
+}
+
+/* Resource descriptors (ACPI 6.4 §6.4.3) */
+static void res_word(uint8_t *r, uint8_t type, uint8_t flags, uint16_t min, uint16_t max)
+{
+	/* Word Address Space: producer, MinFixed, MaxFixed; granularity 0 */
+	uint8_t d[16] = {0x88, 0x0d, 0x00, type, 0x0c, flags};
+	d[8] = (uint8_t)min;
+	d[9] = (uint8_t)(min >> 8);
+	d[10] = (uint8_t)max;
+	d[11] = (uint8_t)(max >> 8);
+	uint16_t len = (uint16_t)(max - min + 1);
+	d[14] = (uint8_t)len;
+	d[15] = (uint8_t)(len >> 8);
+	memcpy(r, d, 16);
+}
+
+static void res_dword_mem(uint8_t *r, uint32_t min, uint32_t max)
+{
+	/* DWord Address Space: memory, producer, MinFixed, MaxFixed,
+	 * read-write, non-cacheable */
+	uint8_t d[26] = {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01};
+	for (int k = 0; k < 4; k++) {
+		d[10 + k] = (uint8_t)(min >> (8 * k));
+		d[14 + k] = (uint8_t)(max >> (8 * k));
+		d[22 + k] = (uint8_t)((max - min + 1) >> (8 * k));
+	}
+	memcpy(r, d, 26);
+}
+
+/*
+ * The DSDT:
  *
- *   Name (_S5, Package (4) { 5, 5, 0, 0 })    S5: SLP_TYPa = SLP_TYPb = 5
+ *   Name (_S5, Package (4) { 5, 5, 0, 0 })     S5: SLP_TYPa = SLP_TYPb = 5
  *   Scope (\_SB) {
- *     Device (PCI0) {                          the PCI host bridge, so the
- *       Name (_HID, EisaId ("PNP0A03"))        kernel scans bus 0 through
- *       Name (_BBN, 0)                         PORT_PCI_CONF (an ACPI kernel
- *       Name (_UID, 0)                         scans no PCI bus it is not told of)
+ *     Device (PCI0) {                           the host bridge of bus 0
+ *       Name (_HID, EisaId ("PNP0A08"))         PCI Express root (ECAM via MCFG)
+ *       Name (_CID, EisaId ("PNP0A03"))         and plain PCI
+ *       Name (_SEG, 0)  Name (_BBN, 0)  Name (_UID, 0)
+ *       Method (_OSC, 4) { Return (Arg3) }      the OS may control every
+ *                                               PCIe feature it asks for
  *       Name (_CRS, ResourceTemplate () {
  *         WordBusNumber: buses 0-0xff
  *         IO: 0xcf8-0xcff (configuration mechanism #1)
  *         WordIO: 0-0xcf7, 0xd00-0xffff (ports PCI devices may get)
  *         DWordMemory: MEM_PCI_MMIO_BASE-MEM_PCI_MMIO_END, non-cacheable
  *       })
+ *       Name (_PRT, Package () {                INTx of slot s pin p (INTA=0)
+ *         Package () { s << 16 | 0xffff, p, 0, 16 + (s + p) % 8 }, ...
+ *       })                                       on GSIs 16-23 (level, low)
+ *     }
+ *     Device (MRES) {                           motherboard resources: the
+ *       Name (_HID, EisaId ("PNP0C02"))         ECAM window, so the kernel
+ *       Name (_CRS, ResourceTemplate () {       trusts the MCFG table
+ *         Memory32Fixed (ReadWrite, MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE)
+ *       })
  *     }
  *   }
  *
- * No _PRT yet: with none, the kernel takes INTx from each function's
- * interrupt line register; virtio devices use MSI-X. The power button is
- * the FADT's fixed-feature button, so \_SB needs no PNP0C0C device. */
-/* clang-format off */
-static const uint8_t dsdt_aml[] = {
-	/* Name (_S5, Package (4) { 5, 5, 0, 0 }) */
-	0x08, '_', 'S', '5', '_',         /* NameOp "_S5_" */
-	0x12, 0x08, 0x04,                 /* PackageOp, PkgLength 8, NumElements 4 */
-	0x0a, ACPI_SLP_TYP_S5,            /* BytePrefix 5: SLP_TYPa */
-	0x0a, ACPI_SLP_TYP_S5,            /* BytePrefix 5: SLP_TYPb */
-	0x00, 0x00,                       /* Zero, Zero: reserved */
-	/* Scope (\_SB): 1 + 131 bytes */
-	0x10, 0x43, 0x08,                 /* ScopeOp, PkgLength 131 */
-	'\\', '_', 'S', 'B', '_',        /* RootChar, "_SB_" */
-	/* Device (PCI0): 2 + 122 bytes */
-	0x5b, 0x82, 0x4a, 0x07,           /* DeviceOp, PkgLength 122 */
-	'P', 'C', 'I', '0',
-	0x08, '_', 'H', 'I', 'D',         /* Name (_HID, */
-	0x0c, 0x41, 0xd0, 0x0a, 0x03,     /*   DWordPrefix EisaId ("PNP0A03")) */
-	0x08, '_', 'B', 'B', 'N', 0x00,   /* Name (_BBN, Zero) */
-	0x08, '_', 'U', 'I', 'D', 0x00,   /* Name (_UID, Zero) */
-	0x08, '_', 'C', 'R', 'S',         /* Name (_CRS, */
-	0x11, 0x48, 0x05, 0x0a, 0x54,     /*   BufferOp, PkgLength 88, BytePrefix 84 bytes: */
-	/* Word Address Space (0x88, 13 bytes): bus numbers, producer, MinFixed
-	 * MaxFixed; granularity 0, 0x00-0xff, translation 0, length 0x100 */
-	0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00,
-	0x00, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x01,
-	/* I/O port (0x47): 16-bit decode, 0xcf8-0xcf8, alignment 1, length 8 */
-	0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
-	/* Word Address Space: I/O, EntireRange, 0x0000-0x0cf7, length 0xcf8 */
-	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
-	0x00, 0x00, 0x00, 0x00, 0xf7, 0x0c, 0x00, 0x00, 0xf8, 0x0c,
-	/* Word Address Space: I/O, EntireRange, 0x0d00-0xffff, length 0xf300 */
-	0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03,
-	0x00, 0x00, 0x00, 0x0d, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf3,
-	/* DWord Address Space (0x87, 23 bytes): memory, producer, MinFixed
-	 * MaxFixed, read-write non-cacheable; 0xc0000000-0xfebfffff */
-	0x87, 0x17, 0x00, 0x00, 0x0c, 0x01,
-	0x00, 0x00, 0x00, 0x00,           /* granularity */
-	0x00, 0x00, 0x00, 0xc0,           /* minimum: MEM_PCI_MMIO_BASE */
-	0xff, 0xff, 0xbf, 0xfe,           /* maximum: MEM_PCI_MMIO_END */
-	0x00, 0x00, 0x00, 0x00,           /* translation */
-	0x00, 0x00, 0xc0, 0x3e,           /* length */
-	0x79, 0x00,                       /* End Tag */
-};
-/* clang-format on */
+ * The power button is the FADT's fixed-feature button, so \_SB needs no
+ * PNP0C0C device.
+ */
+static void build_dsdt_aml(struct aml *a)
+{
+	size_t pk, dev, pkg;
 
-/* The lengths above were counted by hand; the layout constants are spelled
- * out in the bytes. */
-_Static_assert(sizeof(dsdt_aml) == 14 + 132, "DSDT AML: a PkgLength is stale");
-_Static_assert(MEM_PCI_MMIO_BASE == 0xc0000000ull && MEM_PCI_MMIO_END == 0xfebfffffull,
-	       "DSDT _CRS: update the PCI memory window");
-_Static_assert(PORT_PCI_CONF == 0xcf8, "DSDT _CRS: update the configuration ports");
+	aml_byte(a, 0x08); /* Name (_S5, Package (4) { 5, 5, 0, 0 }) */
+	aml_nameseg(a, "_S5_");
+	aml_byte(a, 0x12); /* PackageOp */
+	pk = aml_open(a);
+	aml_byte(a, 4);
+	aml_int(a, ACPI_SLP_TYP_S5);
+	aml_int(a, ACPI_SLP_TYP_S5);
+	aml_int(a, 0);
+	aml_int(a, 0);
+	aml_close(a, pk);
+
+	aml_byte(a, 0x10); /* ScopeOp */
+	size_t sb = aml_open(a);
+	aml_nameseg(a, "\\_SB_");
+
+	aml_byte(a, 0x5b); /* DeviceOp */
+	aml_byte(a, 0x82);
+	dev = aml_open(a);
+	aml_nameseg(a, "PCI0");
+	aml_name_eisaid(a, "_HID", "PNP0A08");
+	aml_name_eisaid(a, "_CID", "PNP0A03");
+	aml_name_int(a, "_SEG", 0);
+	aml_name_int(a, "_BBN", 0);
+	aml_name_int(a, "_UID", 0);
+	aml_byte(a, 0x14); /* MethodOp */
+	pk = aml_open(a);
+	aml_nameseg(a, "_OSC");
+	aml_byte(a, 0x04); /* 4 arguments, not serialized */
+	aml_byte(a, 0xa4); /* ReturnOp */
+	aml_byte(a, 0x6b); /* Arg3 */
+	aml_close(a, pk);
+
+	uint8_t res[16 * 3 + 8 + 26];
+	res_word(res, 2, 0x00, 0x00, 0xff); /* bus numbers */
+	static const uint8_t io_conf[8] = {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+	memcpy(res + 16, io_conf, 8);
+	res_word(res + 24, 1, 0x03, 0x0000, 0x0cf7); /* I/O, EntireRange */
+	res_word(res + 40, 1, 0x03, 0x0d00, 0xffff);
+	res_dword_mem(res + 56, (uint32_t)MEM_PCI_MMIO_BASE, (uint32_t)MEM_PCI_MMIO_END);
+	aml_name_resources(a, "_CRS", res, sizeof(res));
+
+	aml_byte(a, 0x08); /* Name (_PRT, Package (128) { ... }) */
+	aml_nameseg(a, "_PRT");
+	aml_byte(a, 0x12);
+	pkg = aml_open(a);
+	aml_byte(a, PCI_SLOTS * 4);
+	for (unsigned slot = 0; slot < PCI_SLOTS; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			aml_byte(a, 0x12);
+			pk = aml_open(a);
+			aml_byte(a, 4);
+			aml_int(a, (uint64_t)slot << 16 | 0xffff);
+			aml_int(a, pin);
+			aml_int(a, 0); /* no link device: the next field is a GSI */
+			aml_int(a, GSI_PCI_BASE + (slot + pin) % GSI_PCI_COUNT);
+			aml_close(a, pk);
+		}
+	}
+	aml_close(a, pkg);
+	aml_close(a, dev);
+
+	aml_byte(a, 0x5b);
+	aml_byte(a, 0x82);
+	dev = aml_open(a);
+	aml_nameseg(a, "MRES");
+	aml_name_eisaid(a, "_HID", "PNP0C02");
+	aml_name_int(a, "_UID", 1);
+	uint8_t mem[12] = {0x86, 0x09, 0x00, 0x01};
+	for (int k = 0; k < 4; k++) {
+		mem[4 + k] = (uint8_t)(MEM_PCI_ECAM_BASE >> (8 * k));
+		mem[8 + k] = (uint8_t)(MEM_PCI_ECAM_SIZE >> (8 * k));
+	}
+	aml_name_resources(a, "_CRS", mem, sizeof(mem));
+	aml_close(a, dev);
+
+	aml_close(a, sb);
+}
+
+/* pci_dev_register routes slot s's INTA# like the _PRT above. */
+_Static_assert(GSI_PCI_BASE + GSI_PCI_COUNT <= 24, "PCI GSIs must be IOAPIC pins");
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -229,31 +437,51 @@ static uint32_t build_madt(uint8_t *t, unsigned ncpus)
 	return off;
 }
 
+/* MCFG (PCI Firmware 3.2 §4.1.2): one ECAM window for segment 0, buses 0-255. */
+static void build_mcfg(uint8_t *t)
+{
+	header(t, "MCFG", ACPI_MCFG_LEN, 1);
+	put64(t + 44, MEM_PCI_ECAM_BASE);
+	put16(t + 52, 0); /* segment */
+	t[54] = 0;	  /* start bus */
+	t[55] = (uint8_t)((MEM_PCI_ECAM_SIZE >> 20) - 1);
+	seal(t, ACPI_MCFG_LEN);
+}
+
 int acpi_build(struct machine *m, unsigned ncpus)
 {
-	uint8_t *rsdp, *xsdt, *fadt, *facs, *madt, *dsdt;
-	uint32_t dsdt_len = 36 + sizeof(dsdt_aml);
+	uint8_t *rsdp, *xsdt, *fadt, *facs, *madt, *mcfg, *dsdt;
+	static struct aml aml; /* 8 KiB: not on the stack */
+	uint32_t dsdt_len;
 
 	if (ncpus < 1 || ncpus > MACHINE_MAX_CPUS)
 		return -EINVAL;
+	aml.len = 0;
+	aml.overflow = 0;
+	build_dsdt_aml(&aml);
+	if (aml.overflow)
+		return -ENOSPC;
+	dsdt_len = 36 + (uint32_t)aml.len;
 	rsdp = gpa_ptr(m, BOOT_ACPI_RSDP, 36);
-	xsdt = gpa_ptr(m, ACPI_XSDT_ADDR, 36 + 2 * 8);
+	xsdt = gpa_ptr(m, ACPI_XSDT_ADDR, ACPI_XSDT_LEN);
 	fadt = gpa_ptr(m, ACPI_FADT_ADDR, FADT_LEN);
 	facs = gpa_ptr(m, ACPI_FACS_ADDR, FACS_LEN);
-	madt = gpa_ptr(m, ACPI_MADT_ADDR, ACPI_DSDT_ADDR - ACPI_MADT_ADDR);
+	madt = gpa_ptr(m, ACPI_MADT_ADDR, ACPI_MCFG_ADDR - ACPI_MADT_ADDR);
+	mcfg = gpa_ptr(m, ACPI_MCFG_ADDR, ACPI_DSDT_ADDR - ACPI_MCFG_ADDR);
 	dsdt = gpa_ptr(m, ACPI_DSDT_ADDR, dsdt_len);
-	if (!rsdp || !xsdt || !fadt || !facs || !madt || !dsdt)
+	if (!rsdp || !xsdt || !fadt || !facs || !madt || !mcfg || !dsdt || ACPI_DSDT_ADDR + dsdt_len > BOOT_ACPI_END)
 		return -ENOMEM;
 	/* The whole area is ours: clear it so stale bytes never look like tables. */
 	memset(rsdp, 0, 0x40);
 	memset(xsdt, 0, ACPI_FADT_ADDR - ACPI_XSDT_ADDR);
 	memset(fadt, 0, ACPI_FACS_ADDR - ACPI_FADT_ADDR);
 	memset(facs, 0, ACPI_MADT_ADDR - ACPI_FACS_ADDR);
-	memset(madt, 0, ACPI_DSDT_ADDR - ACPI_MADT_ADDR);
+	memset(madt, 0, ACPI_MCFG_ADDR - ACPI_MADT_ADDR);
+	memset(mcfg, 0, ACPI_DSDT_ADDR - ACPI_MCFG_ADDR);
 	memset(dsdt, 0, dsdt_len);
 
 	header(dsdt, "DSDT", dsdt_len, 2);
-	memcpy(dsdt + 36, dsdt_aml, sizeof(dsdt_aml));
+	memcpy(dsdt + 36, aml.b, aml.len);
 	seal(dsdt, dsdt_len);
 
 	memcpy(facs, "FACS", 4); /* no checksum (§5.2.10) */
@@ -262,11 +490,13 @@ int acpi_build(struct machine *m, unsigned ncpus)
 
 	build_fadt(fadt);
 	build_madt(madt, ncpus);
+	build_mcfg(mcfg);
 
-	header(xsdt, "XSDT", 36 + 2 * 8, 1);
+	header(xsdt, "XSDT", ACPI_XSDT_LEN, 1);
 	put64(xsdt + 36, ACPI_FADT_ADDR);
 	put64(xsdt + 44, ACPI_MADT_ADDR);
-	seal(xsdt, 36 + 2 * 8);
+	put64(xsdt + 52, ACPI_MCFG_ADDR);
+	seal(xsdt, ACPI_XSDT_LEN);
 
 	/* RSDP revision 2 (§5.2.5.3): checksum over the first 20 bytes, extended
 	 * checksum over all 36. No RSDT: XSDT only, as ACPI 2.0+ OSes use. */

@@ -26,6 +26,7 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 #define ACPI_FADT_ADDR 0xe0100ull
 #define ACPI_FACS_ADDR 0xe0240ull /* 64-byte aligned, as the spec requires */
 #define ACPI_MADT_ADDR 0xe0280ull
+#define ACPI_MCFG_ADDR 0xe0700ull
 #define ACPI_DSDT_ADDR 0xe0800ull
 
 #endif

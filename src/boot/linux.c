@@ -788,6 +788,9 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	e820_add(zp, 0, MEM_EBDA_START, E820_RAM);
 	e820_add(zp, MEM_EBDA_START, 0x100000 - MEM_EBDA_START, E820_RESERVED);
 	e820_add(zp, 0x100000, low_end - 0x100000, E820_RAM);
+	/* The ECAM window, as firmware reserves it: the kernel checks MCFG
+	 * against this before it uses the window. */
+	e820_add(zp, MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE, E820_RESERVED);
 	e820_add(zp, MEM_HIGH_START, high, E820_RAM);
 
 	ret = acpi_build(m, cfg->ncpus);

@@ -16,11 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
 #include "cpu/cpu.h"
 #include "engine/engine.h"
 #include "machine/machine_impl.h"
+#include "virtio/virtio.h"
 
 #define RUN_MEM_DEFAULT (512ull << 20)
 #define RUN_MEM_MIN (16ull << 20)
@@ -28,18 +30,29 @@
 #define FLAT_LOAD 0x100000ull
 #define FLAT_MAX (64ull << 20)
 
+#define RUN_MAX_DISKS 16
+
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 enum engine_choice { ENGINE_AUTO, ENGINE_EMU, ENGINE_KVM };
+
+struct run_disk {
+	char *path, *serial; /* point into a copy of the option */
+	enum blk_format format;
+	int readonly;
+	struct blk *blk;
+};
 
 struct run_opts {
 	const char *kernel, *initrd, *append, *flat, *serial_path;
 	uint64_t mem;
 	unsigned cpus;
 	enum serial_mode serial;
-	int no_reboot;
 	enum engine_choice engine;
 	enum cpu_model cpu_model;
 	uint64_t handover; /* tests: move to the other engine after this many instructions/exits */
+	int no_reboot, rng, hvc;
+	struct run_disk disk[RUN_MAX_DISKS];
+	unsigned ndisks;
 };
 
 /* ---- The terminal ---- */
@@ -113,6 +126,8 @@ static void signals_install(void)
 struct term_in {
 	int fd;
 	int esc;
+	struct virtio_dev *hvc; /* the input goes to hvc0 instead of COM1 */
+	int eof;		/* the input ended; what is buffered still goes in */
 	uint8_t buf[256];
 	size_t len, pos;
 };
@@ -127,17 +142,33 @@ static void term_help(void)
 	}
 }
 
+static size_t term_deliver(struct term_in *t, struct machine *m, const uint8_t *buf, size_t n)
+{
+	return t->hvc ? virtio_console_receive(t->hvc, buf, n) : uart_receive(&m->com1, buf, n);
+}
+
 static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 {
 	struct term_in *t = opaque;
 	uint8_t raw[128];
 
-	/* Feed what is buffered as the guest's FIFO makes room. */
-	t->pos += uart_receive(&m->com1, t->buf + t->pos, t->len - t->pos);
+	/* Feed what is buffered as the guest makes room. */
+	t->pos += term_deliver(t, m, t->buf + t->pos, t->len - t->pos);
 	memmove(t->buf, t->buf + t->pos, t->len - t->pos);
 	t->len -= t->pos;
 	t->pos = 0;
 	int room = sizeof(t->buf) - t->len >= sizeof(raw);
+	if (t->eof) {
+		/* piped input that ended before the guest took it all (a driver
+		 * loaded late): keep offering it, without spinning */
+		if (t->len == 0)
+			return 1;
+		if (timeout_ms != 0) {
+			struct timespec ts = {0, 10000000};
+			nanosleep(&ts, NULL);
+		}
+		return 0;
+	}
 	if (!room && timeout_ms != 0)
 		timeout_ms = 100; /* the guest is not reading: look again later */
 
@@ -151,8 +182,10 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 	ssize_t n = read(t->fd, raw, sizeof(raw));
 	if (n < 0)
 		return errno == EINTR || errno == EAGAIN ? 0 : 1;
-	if (n == 0)
-		return 1; /* end of input */
+	if (n == 0) {
+		t->eof = 1; /* end of input */
+		return t->len ? 0 : 1;
+	}
 	for (ssize_t k = 0; k < n; k++) {
 		uint8_t b = raw[k];
 		if (t->esc) {
@@ -175,7 +208,7 @@ static int term_poll_input(void *opaque, struct machine *m, int timeout_ms)
 		else
 			t->buf[t->len++] = b;
 	}
-	t->pos += uart_receive(&m->com1, t->buf, t->len);
+	t->pos += term_deliver(t, m, t->buf, t->len);
 	return 0;
 }
 
@@ -238,7 +271,10 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
-		"                  [--cpu-model corral|host] [--no-reboot]\n\n"
+		"                  [--cpu-model corral|host]\n"
+		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S]]... [--rng]\n"
+		"                  [--virtio-console]\n"
+		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by tools/mkguest.sh).\n\n"
 		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF)\n"
@@ -252,8 +288,71 @@ static void run_usage(FILE *f)
 		"                   VM can move between engines) or host (kvm: all KVM offers)\n"
 		"  --serial S       COM1 on stdio (default; raw terminal, C-a x quits, C-a h helps),\n"
 		"                   file:PATH, or none\n"
+		"  --disk SPEC      a virtio-blk disk (repeatable: /dev/vda, vdb, ...): an image\n"
+		"                   file, then options: format=raw|qcow2 (default: probed),\n"
+		"                   readonly, serial=S (up to 20 characters)\n"
+		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
+		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
+		"                   input instead of COM1; its output goes where COM1's does\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n",
 		MACHINE_MAX_CPUS);
+}
+
+/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S] */
+static int parse_disk(const char *arg, struct run_opts *o)
+{
+	if (o->ndisks == RUN_MAX_DISKS) {
+		fprintf(stderr, "corral: --disk '%s': at most %d disks\n", arg, RUN_MAX_DISKS);
+		return -1;
+	}
+	struct run_disk *d = &o->disk[o->ndisks];
+	char *copy = strdup(arg), *save = NULL;
+	if (!copy)
+		return -1;
+	*d = (struct run_disk){.path = strtok_r(copy, ",", &save), .format = BLK_FMT_PROBE};
+	if (!d->path || arg[0] == ',') {
+		fprintf(stderr, "corral: --disk '%s': give the image file first, e.g. --disk disk.img,readonly\n", arg);
+		free(copy);
+		return -1;
+	}
+	for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+		if (!strcmp(opt, "readonly")) {
+			d->readonly = 1;
+		} else if (!strncmp(opt, "format=", 7)) {
+			if (blk_format_parse(opt + 7, &d->format) < 0) {
+				fprintf(stderr, "corral: --disk '%s': format '%s': must be raw or qcow2\n", arg,
+					opt + 7);
+				free(copy);
+				return -1;
+			}
+		} else if (!strncmp(opt, "serial=", 7)) {
+			d->serial = opt + 7;
+			if (strlen(d->serial) > 20) {
+				fprintf(stderr, "corral: --disk '%s': serial '%s': at most 20 characters\n", arg,
+					d->serial);
+				free(copy);
+				return -1;
+			}
+		} else {
+			fprintf(stderr,
+				"corral: --disk '%s': unknown option '%s' (known: format=raw|qcow2, readonly, "
+				"serial=S)\n",
+				arg, opt);
+			free(copy);
+			return -1;
+		}
+	}
+	o->ndisks++;
+	return 0;
+}
+
+static void disks_free(struct run_opts *o)
+{
+	for (unsigned k = 0; k < o->ndisks; k++) {
+		blk_close(o->disk[k].blk);
+		free(o->disk[k].path); /* the start of the strdup'd option */
+	}
+	o->ndisks = 0;
 }
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -270,6 +369,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_NO_REBOOT,
 		OPT_CPU_MODEL,
 		OPT_HANDOVER,
+		OPT_DISK,
+		OPT_RNG,
+		OPT_HVC,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -287,6 +389,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		/* hidden, tests: hand the vCPU over to the other engine after N
 		 * instructions (emu) or exits (kvm) */
 		{"handover", required_argument, NULL, OPT_HANDOVER},
+		{"disk", required_argument, NULL, OPT_DISK},
+		{"rng", no_argument, NULL, OPT_RNG},
+		{"virtio-console", no_argument, NULL, OPT_HVC},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -304,6 +409,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_APPEND: o->append = optarg; break;
 		case OPT_FLAT: o->flat = optarg; break;
 		case OPT_NO_REBOOT: o->no_reboot = 1; break;
+		case OPT_RNG: o->rng = 1; break;
+		case OPT_HVC: o->hvc = 1; break;
+		case OPT_DISK:
+			if (parse_disk(optarg, o) < 0)
+				return -1;
+			break;
 		case OPT_MEM:
 			if (parse_size(optarg, &o->mem) < 0) {
 				fprintf(stderr, "corral: --mem '%s': not a size (use e.g. 512M or 2G)\n", optarg);
@@ -491,10 +602,12 @@ static void bench_port_write(void *dev, uint64_t off, unsigned size, uint64_t va
 
 /* ---- Running ---- */
 
-static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp)
+static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, struct cpu_state *bsp,
+		     struct virtio_dev **hvc)
 {
 	struct machine_config cfg = {.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = out_fd};
 	char err[512] = "";
+	*hvc = NULL;
 	int r = machine_create(mp, &cfg);
 	if (r < 0) {
 		fprintf(stderr, "corral: cannot create the virtual machine (%d MiB, %u CPUs): %s\n",
@@ -517,10 +630,22 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 					 .ncpus = o->cpus};
 		r = boot_linux(*mp, bsp, &bc, err, sizeof(err));
 	}
+	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
+	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
+		r = virtio_blk_create(*mp, o->disk[k].blk, o->disk[k].serial, NULL);
+		if (r < 0)
+			snprintf(err, sizeof(err), "disk '%s': cannot add a virtio-blk device: %s", o->disk[k].path,
+				 strerror(-r));
+	}
+	if (r >= 0 && o->rng && (r = virtio_rng_create(*mp, NULL)) < 0)
+		snprintf(err, sizeof(err), "cannot add a virtio-rng device: %s", strerror(-r));
+	if (r >= 0 && o->hvc && (r = virtio_console_create(*mp, out_fd, hvc)) < 0)
+		snprintf(err, sizeof(err), "cannot add a virtio-console device: %s", strerror(-r));
 	if (r < 0) {
 		fprintf(stderr, "corral: %s\n", err[0] ? err : strerror(-r));
 		machine_destroy(*mp);
 		*mp = NULL;
+		*hvc = NULL;
 	}
 	return r;
 }
@@ -568,8 +693,18 @@ int cmd_run(int argc, char **argv)
 	struct run_opts o;
 	char kpath[PATH_MAX], ipath[PATH_MAX], err[512];
 	int r = parse_args(argc, argv, &o);
-	if (r)
+	if (r) {
+		disks_free(&o);
 		return r > 0 ? 0 : 2;
+	}
+	for (unsigned k = 0; k < o.ndisks; k++) {
+		struct run_disk *d = &o.disk[k];
+		if (blk_open(&d->blk, d->path, d->format, d->readonly, err, sizeof(err)) < 0) {
+			fprintf(stderr, "corral: %s\n", err);
+			disks_free(&o);
+			return 1;
+		}
+	}
 	if (!o.kernel && !o.flat) {
 		if (boot_default_guest(kpath, ipath, sizeof(kpath), err, sizeof(err)) < 0) {
 			fprintf(stderr, "corral: %s\n", err);
@@ -610,7 +745,7 @@ int cmd_run(int argc, char **argv)
 	for (;;) {
 		struct machine *m;
 		struct cpu_state bsp;
-		if (vm_create(&o, out_fd, &m, &bsp) < 0) {
+		if (vm_create(&o, out_fd, &m, &bsp, &tin.hvc) < 0) {
 			status = 1;
 			break;
 		}
@@ -625,6 +760,7 @@ int cmd_run(int argc, char **argv)
 			res = engine_run(!kvm, m, &mid, &host);
 		}
 		machine_destroy(m);
+		tin.hvc = NULL;
 		term_restore();
 		switch (res.end) {
 		case EMU_POWER_OFF: status = 0; break;
@@ -668,5 +804,6 @@ int cmd_run(int argc, char **argv)
 	term_restore();
 	if (o.serial == SERIAL_FILE && out_fd >= 0)
 		close(out_fd);
+	disks_free(&o);
 	return status;
 }

@@ -124,6 +124,19 @@ int bus_register_mmio(struct machine *m, uint64_t base, uint64_t len, io_read_fn
 	return bus_add(m->mmio, &m->nmmio, MACHINE_MAX_MMIO, base, len, rd, wr, dev);
 }
 
+/* PCI BARs come and go as the guest programs them: the region goes away and
+ * the last one takes its slot (the table is unordered). */
+int bus_unregister_mmio(struct machine *m, uint64_t base, void *dev)
+{
+	for (unsigned k = 0; k < m->nmmio; k++) {
+		if (m->mmio[k].base == base && m->mmio[k].dev == dev) {
+			m->mmio[k] = m->mmio[--m->nmmio];
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 uint64_t bus_pio_read(struct machine *m, uint16_t port, unsigned size)
 {
 	if (!size_ok(size) || size == 8)
@@ -358,6 +371,7 @@ void machine_reset_devices(struct machine *m)
 	for (unsigned k = 0; k < m->ncpus; k++)
 		lapic_reset(&m->lapic[k], k == 0);
 	pit_reset(&m->pit);
+	pci_reset(m);
 	m->pm.s = (struct acpi_pm_state){.cnt = 1};
 	m->power_req = POWER_ON;
 }
@@ -395,7 +409,8 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 	if ((err = pit_register(&m->pit, m)) < 0 ||
 	    (err = rtc_register(&m->rtc, m, cfg->rtc_host_sec ? cfg->rtc_host_sec : (int64_t)time(NULL))) < 0 ||
 	    (err = uart_register(&m->com1, m, PORT_COM1, cfg->serial_out_fd)) < 0 ||
-	    (err = i8042_register(&m->kbd, m)) < 0 || (err = acpi_pm_register(&m->pm, m)) < 0)
+	    (err = i8042_register(&m->kbd, m)) < 0 || (err = acpi_pm_register(&m->pm, m)) < 0 ||
+	    (err = pci_host_register(m)) < 0)
 		goto err_unmap;
 	machine_reset_devices(m);
 	*mp = m;
@@ -415,6 +430,7 @@ void machine_destroy(struct machine *m)
 	uart_flush(&m->com1);
 	if (m->io_fd >= 0)
 		close(m->io_fd);
+	pci_destroy_all(m);
 	munmap(m->ram, m->mem_size);
 	free(m);
 }

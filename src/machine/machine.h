@@ -10,10 +10,12 @@
 #include <stdint.h>
 
 /* ---- The PC memory map ---- */
-#define MEM_LOW_END 0xc0000000ull   /* RAM below 4 GiB ends here at most */
-#define MEM_HOLE_END 0x100000000ull /* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
-#define MEM_PCI_MMIO_BASE 0xc0000000ull
-#define MEM_PCI_MMIO_END 0xfebfffffull
+#define MEM_LOW_END 0xc0000000ull	/* RAM below 4 GiB ends here at most */
+#define MEM_HOLE_END 0x100000000ull	/* 32-bit MMIO hole [MEM_LOW_END, 4 GiB) */
+#define MEM_PCI_MMIO_BASE 0xc0000000ull /* 32-bit window for PCI BARs */
+#define MEM_PCI_MMIO_END 0xdfffffffull
+#define MEM_PCI_ECAM_BASE 0xe0000000ull /* PCIe ECAM, buses 0-255 (MCFG) */
+#define MEM_PCI_ECAM_SIZE 0x10000000ull
 #define MEM_IOAPIC_BASE 0xfec00000ull
 #define MEM_HPET_BASE 0xfed00000ull
 #define MEM_LAPIC_BASE 0xfee00000ull
@@ -36,6 +38,8 @@
 #define PORT_ACPI_RESET 0xcf9
 #define IRQ_ACPI_SCI 9
 #define PORT_PCI_CONF 0xcf8 /* 0xcf8-0xcff, configuration mechanism #1 */
+#define GSI_PCI_BASE 16	    /* PCI INTx: GSIs 16-23, level (DSDT _PRT) */
+#define GSI_PCI_COUNT 8
 
 #define MACHINE_MAX_CPUS 64
 
@@ -48,6 +52,8 @@ typedef void (*io_write_fn)(void *dev, uint64_t off, unsigned size, uint64_t val
 
 int bus_register_pio(struct machine *m, uint16_t base, uint16_t len, io_read_fn rd, io_write_fn wr, void *dev);
 int bus_register_mmio(struct machine *m, uint64_t base, uint64_t len, io_read_fn rd, io_write_fn wr, void *dev);
+/* Removes the MMIO region at base registered with dev: 0 or -ENOENT. */
+int bus_unregister_mmio(struct machine *m, uint64_t base, void *dev);
 uint64_t bus_pio_read(struct machine *m, uint16_t port, unsigned size);
 void bus_pio_write(struct machine *m, uint16_t port, unsigned size, uint64_t val);
 uint64_t bus_mmio_read(struct machine *m, uint64_t gpa, unsigned size);

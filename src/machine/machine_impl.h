@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "machine/machine.h"
+#include "machine/pci.h"
 
 /* ---- Save/load ----
  * Every device state is a plain struct saved as a header plus a flat copy.
@@ -209,7 +210,7 @@ int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len);
 
 /* ---- The machine ---- */
 #define MACHINE_MAX_PIO 64
-#define MACHINE_MAX_MMIO 32
+#define MACHINE_MAX_MMIO 64 /* fixed devices, ECAM, and PCI BARs */
 #define MACHINE_MAX_TIMERS (MACHINE_MAX_CPUS + 16)
 
 struct machine_config {
@@ -276,6 +277,7 @@ struct machine {
 	struct uart com1;
 	struct i8042 kbd;
 	struct acpi_pm pm;
+	struct pci_host pci;
 };
 
 int machine_create(struct machine **mp, const struct machine_config *cfg);

@@ -15,7 +15,8 @@ struct fz_op {
 	uint64_t val;
 };
 
-static const uint64_t fz_mmio_base[4] = {MEM_LAPIC_BASE, MEM_IOAPIC_BASE, MEM_HPET_BASE, 0};
+/* the last: ECAM, the host bridge's configuration space (00:00.0) */
+static const uint64_t fz_mmio_base[4] = {MEM_LAPIC_BASE, MEM_IOAPIC_BASE, MEM_HPET_BASE, MEM_PCI_ECAM_BASE};
 
 static void fz_snapshot(struct machine *m, uint8_t which, uint64_t val, const uint8_t *raw, size_t rawlen)
 {

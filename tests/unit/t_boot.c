@@ -284,7 +284,7 @@ static void check_boot(struct machine *m, const struct cpu_state *s, uint64_t me
 
 	/* e820: sorted, non-overlapping, the PC map of machine.h */
 	n = zp[0x1e8];
-	CHECK_EQ_U64(n, mem > MEM_LOW_END ? 4 : 3);
+	CHECK_EQ_U64(n, mem > MEM_LOW_END ? 5 : 4); /* with the ECAM reservation */
 	uint64_t ram = 0, prev_end = 0;
 	for (i = 0; i < n && i < 128; i++) {
 		uint8_t *e = zp + 0x2d0 + i * 20;
@@ -403,8 +403,8 @@ static void test_high_memory(void)
 	CHECK_EQ_U64(boot_bytes(elf, elen, rd, sizeof(rd), "a b c", mem, 2, &m, &s), 0);
 	check_boot(m, &s, mem, "a b c", rd, sizeof(rd));
 	uint8_t *zp = gpa_ptr(m, BOOT_ZERO_PAGE, 4096);
-	CHECK_EQ_U64(rd64(zp + 0x2d0 + 60), MEM_HIGH_START);
-	CHECK_EQ_U64(rd64(zp + 0x2d0 + 68), 256 * MiB);
+	CHECK_EQ_U64(rd64(zp + 0x2d0 + 80), MEM_HIGH_START); /* after the ECAM entry */
+	CHECK_EQ_U64(rd64(zp + 0x2d0 + 88), 256 * MiB);
 	machine_destroy(m);
 	free(elf);
 }
@@ -421,11 +421,12 @@ static uint32_t aml_pkglen(const uint8_t *p, unsigned *nbytes)
 	return len;
 }
 
-/* The DSDT's term list: \_S5 package, then \_SB with the PCI0 host bridge;
- * every PkgLength must end exactly where the next object starts. */
+/* The DSDT's term list: \_S5 package, then \_SB with the PCI0 host bridge
+ * and the MRES motherboard resources; every PkgLength must end exactly
+ * where the next object starts. */
 static void check_aml(const uint8_t *d, uint32_t dl)
 {
-	uint32_t pos = 36, len, end;
+	uint32_t pos = 36, len, end, pci_end;
 	unsigned nb;
 
 	CHECK(!memcmp(d + pos, "\x08_S5_\x12", 6));
@@ -442,29 +443,44 @@ static void check_aml(const uint8_t *d, uint32_t dl)
 	pos += 5;
 	CHECK(d[pos] == 0x5b && d[pos + 1] == 0x82); /* DeviceOp */
 	len = aml_pkglen(d + pos + 2, &nb);
-	end = pos + 2 + len;
-	CHECK_EQ_U64(end, dl);
+	end = pci_end = pos + 2 + len;
+	CHECK(end < dl);
 	pos += 2 + nb;
-	CHECK(!memcmp(d + pos, "PCI0\x08_HID\x0c\x41\xd0\x0a\x03", 14)); /* EisaId PNP0A03 */
+	CHECK(!memcmp(d + pos, "PCI0\x08_HID\x0c\x41\xd0\x0a\x08", 14)); /* EisaId PNP0A08 */
+	CHECK(memmem(d + pos, end - pos, "\x08_CID\x0c\x41\xd0\x0a\x03", 10) != NULL);
 	const uint8_t *crs = memmem(d + pos, end - pos, "_CRS\x11", 5);
 	CHECK(crs != NULL);
 	if (crs) {
 		len = aml_pkglen(crs + 5, &nb);
-		CHECK_EQ_U64((uint32_t)(crs + 5 - d) + len, end); /* _CRS is the last name */
+		CHECK(crs[5 + len] == 0x08 && !memcmp(crs + 6 + len, "_PRT", 4)); /* _PRT follows */
 		CHECK_EQ_U64(crs[5 + nb], 0x0a);
 		CHECK_EQ_U64(crs[6 + nb], len - nb - 2);		  /* buffer size */
 		CHECK(crs[5 + len - 2] == 0x79 && crs[5 + len - 1] == 0); /* End Tag */
 		/* the memory window is machine.h's */
 		const uint8_t *mw = memmem(crs, len, "\x87\x17\x00\x00", 4);
 		CHECK(mw && rd32(mw + 10) == MEM_PCI_MMIO_BASE && rd32(mw + 14) == MEM_PCI_MMIO_END);
+		const uint8_t *prt = crs + 5 + len + 5;
+		CHECK_EQ_U64(prt[0], 0x12);
+		len = aml_pkglen(prt + 1, &nb);
+		CHECK_EQ_U64((uint32_t)(prt + 1 - d) + len, pci_end); /* _PRT is the last name */
+		CHECK_EQ_U64(prt[1 + nb], 128);			      /* 32 slots x 4 pins */
+		/* slot 2 INTA: { 0x2ffff, Zero, Zero, 18 } */
+		CHECK(memmem(prt, len, "\x12\x0b\x04\x0c\xff\xff\x02\x00\x00\x00\x0a\x12", 12) != NULL);
 	}
+	pos = pci_end;
+	CHECK(d[pos] == 0x5b && d[pos + 1] == 0x82);
+	len = aml_pkglen(d + pos + 2, &nb);
+	CHECK_EQ_U64(pos + 2 + len, dl);
+	CHECK(!memcmp(d + pos + 2 + nb, "MRES\x08_HID\x0c\x41\xd0\x0c\x02", 14)); /* PNP0C02 */
+	const uint8_t *ecam = memmem(d + pos, dl - pos, "\x86\x09\x00\x01", 4);
+	CHECK(ecam && rd32(ecam + 4) == MEM_PCI_ECAM_BASE && rd32(ecam + 8) == MEM_PCI_ECAM_SIZE);
 }
 
 /* ACPI: find the RSDP the way the kernel's legacy scan does, then follow
  * and verify every pointer, length and checksum. */
 static void check_acpi(struct machine *m, unsigned ncpus)
 {
-	uint8_t *rsdp = NULL, *xsdt, *fadt = NULL, *madt = NULL, *facs, *dsdt;
+	uint8_t *rsdp = NULL, *xsdt, *fadt = NULL, *madt = NULL, *mcfg = NULL, *facs, *dsdt;
 	uint64_t a;
 
 	for (a = 0xe0000; a < 0x100000; a += 16) {
@@ -500,12 +516,20 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 		CHECK(sum_ok(t, tl));
 		if (!memcmp(t, "FACP", 4))
 			fadt = t;
+		else if (!memcmp(t, "MCFG", 4))
+			mcfg = t;
 		else if (!memcmp(t, "APIC", 4))
 			madt = t;
 	}
-	CHECK(fadt && madt);
+	CHECK(fadt && madt && mcfg);
 	if (!fadt || !madt)
 		return;
+	/* MCFG: one ECAM allocation, segment 0, buses 0-255 */
+	if (mcfg) {
+		CHECK_EQ_U64(rd32(mcfg + 4), 60);
+		CHECK_EQ_U64(rd64(mcfg + 44), MEM_PCI_ECAM_BASE);
+		CHECK(mcfg[54] == 0 && mcfg[55] == 0xff);
+	}
 
 	/* FADT */
 	CHECK(rd32(fadt + 4) >= 244);

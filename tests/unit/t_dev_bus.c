@@ -142,9 +142,16 @@ static void test_bus_dispatch(void)
 	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ff8, 8), 0x1122334455667788ull);
 	CHECK_EQ_U64(a.last_off, 0xff8);
 	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ffc, 8), ~0ull);
-	CHECK_EQ_U64(bus_mmio_read(m, 0xe0000000, 4), 0xffffffffull);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xd8000000, 4), 0xffffffffull);
 	bus_mmio_write(m, 0xd0000010, 4, 0x1234567890ull);
 	CHECK_EQ_U64(a.last_val, 0x34567890);
+	/* regions go away (PCI BARs move) */
+	CHECK(bus_unregister_mmio(m, 0xd0000000, &b) == -ENOENT); /* not b's */
+	CHECK(bus_unregister_mmio(m, 0xd0000000, &a) == 0);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xd0000ff8, 8), ~0ull);
+	CHECK(bus_unregister_mmio(m, 0xd0000000, &a) == -ENOENT);
+	CHECK(bus_register_mmio(m, 0xd0001000, 0x1000, probe_rd, probe_wr, &a) == 0);
+	CHECK_EQ_U64(bus_mmio_read(m, 0xd0001ff8, 8), 0x1122334455667788ull);
 	machine_destroy(m);
 }
 
