@@ -31,8 +31,20 @@ int net_queue_frame(struct net *n, const void *buf, size_t len)
 
 void net_notify(struct net *n)
 {
-	if (n->notify)
-		n->notify(n->opaque);
+	pthread_mutex_lock(&n->qlock);
+	void (*fn)(void *) = n->notify;
+	void *opaque = n->opaque;
+	pthread_mutex_unlock(&n->qlock);
+	if (fn)
+		fn(opaque);
+}
+
+void net_attach(struct net *n, void (*notify)(void *opaque), void *opaque)
+{
+	pthread_mutex_lock(&n->qlock);
+	n->notify = notify;
+	n->opaque = opaque;
+	pthread_mutex_unlock(&n->qlock);
 }
 
 ssize_t net_peek(struct net *n)

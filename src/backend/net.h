@@ -32,6 +32,10 @@ struct net;
  * in err. */
 int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), void *opaque, char *err, size_t errlen);
 void net_close(struct net *n);
+/* Points the backend's notify at a new device (NULL: nobody listens; frames
+ * queue until the queue is full). A backend outlives the VM's devices, which
+ * are made anew at every guest reboot. */
+void net_attach(struct net *n, void (*notify)(void *opaque), void *opaque);
 /* One frame from the guest (Ethernet header first, no virtio header). */
 int net_send(struct net *n, const struct iovec *iov, int iovcnt);
 /* Length of the next frame for the guest, or -EAGAIN if none. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backend/block.h"
+#include "backend/net.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
 #include "cpu/cpu.h"
@@ -31,6 +32,7 @@
 #define FLAT_MAX (64ull << 20)
 
 #define RUN_MAX_DISKS 16
+#define RUN_MAX_NETS 4
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 enum engine_choice { ENGINE_AUTO, ENGINE_EMU, ENGINE_KVM };
@@ -53,6 +55,9 @@ struct run_opts {
 	int no_reboot, rng, hvc;
 	struct run_disk disk[RUN_MAX_DISKS];
 	unsigned ndisks;
+	const char *net[RUN_MAX_NETS]; /* --net specs, opened into netbe */
+	struct net *netbe[RUN_MAX_NETS];
+	unsigned nnets;
 };
 
 /* ---- The terminal ---- */
@@ -273,6 +278,7 @@ static void run_usage(FILE *f)
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
 		"                  [--cpu-model corral|host]\n"
 		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S]]... [--rng]\n"
+		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console]\n"
 		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
@@ -291,6 +297,11 @@ static void run_usage(FILE *f)
 		"  --disk SPEC      a virtio-blk disk (repeatable: /dev/vda, vdb, ...): an image\n"
 		"                   file, then options: format=raw|qcow2 (default: probed),\n"
 		"                   readonly, serial=S (up to 20 characters)\n"
+		"  --net SPEC       a virtio-net NIC (repeatable; none without it): user = NAT\n"
+		"                   through libslirp (guest 10.0.2.15 by DHCP, host 10.0.2.2,\n"
+		"                   DNS 10.0.2.3), with hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT\n"
+		"                   rules and restrict=on to cut the guest off from the outside;\n"
+		"                   tap,ifname=NAME = a host tap device\n"
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
@@ -353,6 +364,11 @@ static void disks_free(struct run_opts *o)
 		free(o->disk[k].path); /* the start of the strdup'd option */
 	}
 	o->ndisks = 0;
+	for (unsigned k = 0; k < o->nnets; k++) {
+		net_close(o->netbe[k]);
+		o->netbe[k] = NULL;
+	}
+	o->nnets = 0;
 }
 
 static int parse_args(int argc, char **argv, struct run_opts *o)
@@ -370,6 +386,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		OPT_CPU_MODEL,
 		OPT_HANDOVER,
 		OPT_DISK,
+		OPT_NET,
 		OPT_RNG,
 		OPT_HVC,
 		OPT_HELP
@@ -390,6 +407,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		 * instructions (emu) or exits (kvm) */
 		{"handover", required_argument, NULL, OPT_HANDOVER},
 		{"disk", required_argument, NULL, OPT_DISK},
+		{"net", required_argument, NULL, OPT_NET},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"virtio-console", no_argument, NULL, OPT_HVC},
 		{"help", no_argument, NULL, OPT_HELP},
@@ -414,6 +432,13 @@ static int parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_DISK:
 			if (parse_disk(optarg, o) < 0)
 				return -1;
+			break;
+		case OPT_NET:
+			if (o->nnets == RUN_MAX_NETS) {
+				fprintf(stderr, "corral: --net '%s': at most %d networks\n", optarg, RUN_MAX_NETS);
+				return -1;
+			}
+			o->net[o->nnets++] = optarg;
 			break;
 		case OPT_MEM:
 			if (parse_size(optarg, &o->mem) < 0) {
@@ -637,6 +662,14 @@ static int vm_create(const struct run_opts *o, int out_fd, struct machine **mp, 
 			snprintf(err, sizeof(err), "disk '%s': cannot add a virtio-blk device: %s", o->disk[k].path,
 				 strerror(-r));
 	}
+	for (unsigned k = 0; r >= 0 && k < o->nnets; k++) {
+		/* QEMU's locally administered range, one address per NIC */
+		uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + k)};
+		r = virtio_net_create(*mp, o->netbe[k], mac, NULL);
+		if (r < 0)
+			snprintf(err, sizeof(err), "--net '%s': cannot add a virtio-net device: %s", o->net[k],
+				 strerror(-r));
+	}
 	if (r >= 0 && o->rng && (r = virtio_rng_create(*mp, NULL)) < 0)
 		snprintf(err, sizeof(err), "cannot add a virtio-rng device: %s", strerror(-r));
 	if (r >= 0 && o->hvc && (r = virtio_console_create(*mp, out_fd, hvc)) < 0)
@@ -700,6 +733,13 @@ int cmd_run(int argc, char **argv)
 	for (unsigned k = 0; k < o.ndisks; k++) {
 		struct run_disk *d = &o.disk[k];
 		if (blk_open(&d->blk, d->path, d->format, d->readonly, err, sizeof(err)) < 0) {
+			fprintf(stderr, "corral: %s\n", err);
+			disks_free(&o);
+			return 1;
+		}
+	}
+	for (unsigned k = 0; k < o.nnets; k++) {
+		if (net_open(&o.netbe[k], o.net[k], NULL, NULL, err, sizeof(err)) < 0) {
 			fprintf(stderr, "corral: %s\n", err);
 			disks_free(&o);
 			return 1;

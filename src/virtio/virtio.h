@@ -70,6 +70,7 @@ int virtq_should_notify(struct virtq *q, struct machine *m);
 #define VIRTIO_MAX_QUEUES 4
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + device type: modern-only IDs */
+#define VIRTIO_ID_NET 1
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
@@ -133,6 +134,10 @@ int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, s
  * byte and returns the used length, or -EINVAL (with *why) when the chain
  * has no status byte to report in. */
 int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **why);
+/* virtio-net on an open network backend (not closed by the device), with
+ * the given MAC address. */
+struct net;
+int virtio_net_create(struct machine *m, struct net *be, const uint8_t mac[6], struct virtio_dev **out);
 /* virtio-rng: host getrandom() into the guest's buffers. */
 int virtio_rng_create(struct machine *m, struct virtio_dev **out);
 /* virtio-console, one port (the guest's hvc0): its output goes to out_fd

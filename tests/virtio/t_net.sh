@@ -1,0 +1,153 @@
+#!/bin/sh
+# virtio-net with user networking (libslirp), with the stock kernel and the
+# guest kit: the guest gets its address by DHCP, fetches files from an HTTP
+# server on the host's loopback through 10.0.2.2, and serves a listener that
+# the host reaches through a hostfwd port. A VM without --net has no NIC.
+# Last line: "N passed, N failed".
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+CORRAL=${CORRAL:-$ROOT/build/corral}
+GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
+TIMEOUT=${CORRAL_BOOT_TIMEOUT:-600}
+passed=0
+failed=0
+
+ok() {
+	passed=$((passed + 1))
+	echo "ok   $*"
+}
+
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL $*"
+}
+
+if ! out=$(sh "$ROOT/tools/mkguest.sh" 2>&1); then
+	echo "$out" | sed 's/^/  /'
+	if echo "$out" | grep -qE "cannot download|not found: this kit needs"; then
+		echo "t_net: skipped: the guest kit cannot be built here (no apt or no network)"
+		echo "0 passed, 0 failed, 1 skipped"
+		exit 0
+	fi
+	fail "tools/mkguest.sh"
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
+command -v python3 >/dev/null 2>&1 || {
+	fail "python3 is needed for the host side"
+	echo "$passed passed, $failed failed"
+	exit 1
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/t_net.XXXXXX")
+pids=""
+trap 'for p in $pids; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT INT TERM
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The host's HTTP server, on loopback only.
+mkdir -p "$work/www"
+token=host-$$-$(date +%s)
+echo "$token" >"$work/www/hello.txt"
+head -c 1048576 /dev/urandom >"$work/www/blob.bin"
+blob_sum=$(sha256sum <"$work/www/blob.bin" | cut -d' ' -f1)
+http_port=$(free_port)
+(cd "$work/www" && exec python3 -m http.server "$http_port" --bind 127.0.0.1) >"$work/http.log" 2>&1 &
+pids="$pids $!"
+fwd_port=$(free_port)
+gtoken=guest-$$-$(date +%s)
+
+# The guest: DHCP (udhcpc reports the lease to a script), then HTTP, then a
+# listener on port 8080 that answers the host's one connection.
+cat >"$work/guest.sh" <<EOF
+printf '#!/bin/sh\necho "dhcp: \$1 \$ip \$router \$dns"\n[ "\$1" = bound ] && ip addr add \$ip/24 dev \$interface && ip route add default via \$router\nexit 0\n' >/tmp/dhcp.sh
+chmod +x /tmp/dhcp.sh
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh
+echo "mac: \$(cat /sys/class/net/eth0/address)"
+echo "http: \$(wget -q -O- http://10.0.2.2:$http_port/hello.txt)"
+echo "blob: \$(wget -q -O- http://10.0.2.2:$http_port/blob.bin | sha256sum | cut -d' ' -f1)"
+echo listening
+echo $gtoken | nc -l -p 8080
+echo served
+EOF
+cmd="echo $(base64 -w0 <"$work/guest.sh")|base64 -d|sh"
+
+# The host side of hostfwd: connect once the guest listens, read its line.
+cat >"$work/client.py" <<EOF
+import socket, sys, time
+deadline = time.time() + $TIMEOUT
+while time.time() < deadline:
+    try:
+        s = socket.create_connection(("127.0.0.1", $fwd_port), timeout=5)
+        data = s.recv(4096)
+        if data:
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.exit(0)
+        s.close()
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+EOF
+python3 "$work/client.py" >"$work/client.out" 2>&1 &
+client=$!
+pids="$pids $client"
+
+timeout "$TIMEOUT" "$CORRAL" run --net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080" \
+	--append "console=ttyS0 quiet -- $cmd" </dev/null >"$work/boot.log" 2>&1
+rc=$?
+wait $client
+crc=$?
+tr -d '\r' <"$work/boot.log" >"$work/boot.txt" # the serial console ends lines with CR LF
+log=$work/boot.txt
+if [ "$rc" -eq 0 ]; then ok "corral exited 0"; else fail "corral exited $rc"; fi
+if grep -q "^dhcp: bound 10.0.2.15 10.0.2.2 10.0.2.3" "$log"; then
+	ok "DHCP gave 10.0.2.15, gateway 10.0.2.2, DNS 10.0.2.3"
+else
+	fail "DHCP: $(grep '^dhcp:' "$log" | head -n 3)"
+fi
+if grep -q "^mac: 52:54:00:12:34:56" "$log"; then ok "the NIC's MAC address"; else fail "MAC: $(grep '^mac:' "$log")"; fi
+if grep -q "^http: $token\$" "$log"; then
+	ok "HTTP from the host's loopback through 10.0.2.2"
+else
+	fail "HTTP: $(grep '^http:' "$log")"
+fi
+if grep -q "^blob: $blob_sum\$" "$log"; then
+	ok "1 MiB over HTTP arrives intact"
+else
+	fail "1 MiB over HTTP: $(grep '^blob:' "$log")"
+fi
+if [ "$crc" -eq 0 ] && grep -q "^$gtoken" "$work/client.out"; then
+	ok "hostfwd: the host reached the guest's listener"
+else
+	fail "hostfwd: the host read '$(cat "$work/client.out")' (status $crc)"
+fi
+if grep -q "^served" "$log"; then ok "the guest saw the connection"; else fail "the guest's listener saw nothing"; fi
+if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
+	tail -n 30 "$log" | sed 's/^/    /'
+fi
+
+# No --net: no NIC at all.
+timeout "$TIMEOUT" "$CORRAL" run --append "console=ttyS0 quiet -- echo nics: \$(ls /sys/class/net)" </dev/null 2>&1 |
+	tr -d '\r' >"$work/nonet.txt"
+if grep -q "^nics: lo$" "$work/nonet.txt"; then
+	ok "without --net the guest has only lo"
+else
+	fail "without --net: $(grep '^nics:' "$work/nonet.txt")"
+fi
+
+# Bad specs: one clear line, nonzero status, before anything boots.
+for spec in "bogus" "user,hostfwd=tcp:127.0.0.1:1" "user,nosuch=1" "tap"; do
+	out=$("$CORRAL" run --net "$spec" --append "console=ttyS0" </dev/null 2>&1)
+	st=$?
+	if [ "$st" -ne 0 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "^corral: --net"; then
+		ok "--net '$spec' is refused: $out"
+	else
+		fail "--net '$spec': status $st: $out"
+	fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
