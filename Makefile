@@ -199,25 +199,34 @@ FORCE:
 # through its PCI transport. `make fuzz-virtio-run` fuzzes each for
 # FUZZ_SECONDS from the seeds (tests/fuzz/mkseeds_virtio.py); crash inputs
 # land in tests/fuzz/regress/{virtq,blk}/, which t_virtio_regress replays.
-FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c))
+FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c)) src/backend/net.c src/backend/slirp.c \
+                   src/backend/tap.c
+FUZZ_VIRTIO_LIBS := -lslirp -pthread
 FUZZ_VIRTIO_DEP := tests/fuzz/fuzz_virtio.h $(FUZZ_VIRTIO_SRC) $(wildcard src/machine/*.h src/virtio/*.h) \
                    src/backend/block.h
 
 $(FUZZ_BUILD)/fuzz_virtq: tests/fuzz/fuzz_virtq.c $(FUZZ_VIRTIO_DEP)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_virtq.c $(FUZZ_VIRTIO_SRC)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_virtq.c $(FUZZ_VIRTIO_SRC) $(FUZZ_VIRTIO_LIBS)
 
 $(FUZZ_BUILD)/fuzz_blk: tests/fuzz/fuzz_blk.c $(FUZZ_VIRTIO_DEP)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_blk.c $(FUZZ_VIRTIO_SRC)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_blk.c $(FUZZ_VIRTIO_SRC) $(FUZZ_VIRTIO_LIBS)
 
-fuzz: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk
+$(FUZZ_BUILD)/fuzz_net: tests/fuzz/fuzz_net.c $(FUZZ_VIRTIO_DEP) src/backend/net.h src/backend/net_impl.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_net.c $(FUZZ_VIRTIO_SRC) $(FUZZ_VIRTIO_LIBS)
 
-fuzz-virtio-run: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk
-	@mkdir -p $(FUZZ_BUILD)/corpus-virtq $(FUZZ_BUILD)/corpus-blk tests/fuzz/regress/virtq tests/fuzz/regress/blk
+fuzz: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk $(FUZZ_BUILD)/fuzz_net
+
+fuzz-virtio-run: $(FUZZ_BUILD)/fuzz_virtq $(FUZZ_BUILD)/fuzz_blk $(FUZZ_BUILD)/fuzz_net
+	@mkdir -p $(FUZZ_BUILD)/corpus-virtq $(FUZZ_BUILD)/corpus-blk $(FUZZ_BUILD)/corpus-net \
+		tests/fuzz/regress/virtq tests/fuzz/regress/blk tests/fuzz/regress/net
 	$(FUZZ_BUILD)/fuzz_virtq -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 		-artifact_prefix=tests/fuzz/regress/virtq/ $(FUZZ_BUILD)/corpus-virtq tests/fuzz/seeds/virtq
 	$(FUZZ_BUILD)/fuzz_blk -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 		-artifact_prefix=tests/fuzz/regress/blk/ $(FUZZ_BUILD)/corpus-blk tests/fuzz/seeds/blk
+	$(FUZZ_BUILD)/fuzz_net -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+		-artifact_prefix=tests/fuzz/regress/net/ $(FUZZ_BUILD)/corpus-net tests/fuzz/seeds/net
 
 .PHONY: fuzz-virtio-run

@@ -77,17 +77,17 @@ static void net_rx_work(void *opaque)
 				break;
 			n->rx_dropped++;
 		}
-		uint32_t used = 0;
-		if (len > 0) {
-			uint8_t hdr[NET_HDR_LEN] = {0};
-			hdr[10] = 1; /* num_buffers (§5.1.6.4) */
-			elem_write(&n->elem, 0, hdr, NET_HDR_LEN);
-			elem_write(&n->elem, NET_HDR_LEN, n->frame, (size_t)len);
-			used = NET_HDR_LEN + (uint32_t)len;
+		if (len < 0) {
+			/* every waiting frame was too big: the buffer was never
+			 * used, so it stays the next one to take */
+			q->last_avail--;
+			break;
 		}
-		/* A buffer taken without a frame for it goes back empty: a length
-		 * under the header's is what a driver expects to discard. */
-		if (virtq_push(q, v->pci.m, n->elem.head, used) < 0) {
+		uint8_t hdr[NET_HDR_LEN] = {0};
+		hdr[10] = 1; /* num_buffers (§5.1.6.4) */
+		elem_write(&n->elem, 0, hdr, NET_HDR_LEN);
+		elem_write(&n->elem, NET_HDR_LEN, n->frame, (size_t)len);
+		if (virtq_push(q, v->pci.m, n->elem.head, NET_HDR_LEN + (uint32_t)len) < 0) {
 			virtio_set_needs_reset(v, "used ring outside guest RAM");
 			break;
 		}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Regenerates tests/fuzz/seeds/virtq and seeds/blk: well-formed rings and
+# Regenerates tests/fuzz/seeds/virtq, seeds/blk and seeds/net: well-formed rings and
 # virtio-blk requests in the input format of fuzz_virtio.h (byte 0: log2
 # queue size, byte 1: flags, then guest RAM from address 0 with the
 # descriptor table at 0, the avail ring at 0x1000, the used ring at 0x2000).
@@ -74,3 +74,21 @@ save("virtq", "indirect", image(3, 2, [(IND, 32, INDIRECT, 0)], [0], (),
 save("virtq", "loop", image(3, 0, [(BUF, 16, NEXT, 1), (BUF, 16, NEXT, 0)], [0]))
 save("virtq", "event-idx", image(2, 1, [(BUF, 4, 0, 0), (BUF, 4, WRITE, 0), (BUF, 4, 0, 0)], [0, 1, 2]))
 save("virtq", "big", image(8, 3, [(BUF + i, 1, NEXT if i < 30 else 0, i + 1) for i in range(31)], [0]))
+
+# virtio-net (both queues share the rings; byte 1 bits 5-7: frames waiting
+# for the guest): a frame sent with its header split, a short chain, receive
+# buffers of several sizes, an oversized frame, and a snapshot.
+hdr = bytes(12)
+frame = bytes(range(64))
+save("net", "tx", image(3, 0, [(BUF, 12, NEXT, 1), (BUF + 0x100, 64, 0, 0)], [0],
+                        [(BUF, hdr), (BUF + 0x100, frame)]))
+save("net", "tx-split-header", image(3, 0, [(BUF, 5, NEXT, 1), (BUF + 0x10, 7 + 64, 0, 0)], [0],
+                                     [(BUF + 0x10 + 7, frame)]))
+save("net", "tx-short", image(3, 0, [(BUF, 8, 0, 0)], [0]))
+save("net", "rx", image(3, 1 << 5, [(BUF, 1526, WRITE, 0)], [0]))
+save("net", "rx-several", image(3, 3 << 5 | 1, [(BUF, 1526, WRITE, 0), (BUF + 0x700, 100, WRITE, 0),
+                                                (BUF + 0x800, 1526, WRITE, 0)], [0, 1, 2]))
+save("net", "rx-tiny", image(3, 4 << 5, [(BUF, 8, WRITE, 0)], [0]))
+save("net", "rx-indirect", image(3, 2 << 5 | 2, [(IND, 32, INDIRECT, 0)], [0], (),
+                                 [(BUF, 12, WRITE | NEXT, 1), (BUF + 0x100, 1514, WRITE, 0)]))
+save("net", "snapshot", image(3, 1 << 5 | 16, [(BUF, 1526, WRITE, 0)], [0]))

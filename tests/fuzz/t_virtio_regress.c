@@ -48,11 +48,13 @@ int main(void)
 	test_cur_failed = 0;
 	unsigned q = replay_dir(root, "seeds/virtq", fuzz_virtq_one);
 	unsigned b = replay_dir(root, "seeds/blk", fuzz_blk_one);
-	unsigned r = replay_dir(root, "regress/virtq", fuzz_virtq_one) + replay_dir(root, "regress/blk", fuzz_blk_one);
-	if (q == 0 || b == 0) {
+	unsigned nt = replay_dir(root, "seeds/net", fuzz_net_one);
+	unsigned r = replay_dir(root, "regress/virtq", fuzz_virtq_one) + replay_dir(root, "regress/blk", fuzz_blk_one) +
+		     replay_dir(root, "regress/net", fuzz_net_one);
+	if (q == 0 || b == 0 || nt == 0) {
 		printf("t_virtio_regress: seeds missing under %s/tests/fuzz/seeds\n", root);
 		test_failed++;
 	}
-	test_passed += (int)(q + b + r);
+	test_passed += (int)(q + b + nt + r);
 	return test_report();
 }
