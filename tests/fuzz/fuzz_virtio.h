@@ -148,6 +148,27 @@ static inline void fz_wr(struct machine *m, uint64_t bar, unsigned off, unsigned
 	bus_mmio_write(m, bar + off, size, val);
 }
 
+/* The driver's side of feature negotiation, as Linux does it, with the
+ * optional ring features from flags (bit 0 EVENT_IDX, bit 1 INDIRECT_DESC)
+ * or, with bit 2, every feature whether offered or not. */
+static inline void fz_negotiate(struct machine *m, struct virtio_dev *v, uint64_t bar, uint8_t flags)
+{
+	uint64_t feat = v->host_features & ~(1ull << VIRTIO_F_EVENT_IDX | 1ull << VIRTIO_F_INDIRECT_DESC);
+	if (flags & 1)
+		feat |= 1ull << VIRTIO_F_EVENT_IDX;
+	if (flags & 2)
+		feat |= 1ull << VIRTIO_F_INDIRECT_DESC;
+	if (flags & 4)
+		feat = ~0ull; /* a driver taking what was not offered */
+	fz_wr(m, bar, 0x14, 1, 0);
+	fz_wr(m, bar, 0x14, 1, 3);
+	fz_wr(m, bar, 0x08, 4, 0);
+	fz_wr(m, bar, 0x0c, 4, (uint32_t)feat);
+	fz_wr(m, bar, 0x08, 4, 1);
+	fz_wr(m, bar, 0x0c, 4, (uint32_t)(feat >> 32));
+	fz_wr(m, bar, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
+}
+
 static inline int fuzz_blk_one(const uint8_t *data, size_t size)
 {
 	static struct fz_disk disk;
@@ -163,20 +184,7 @@ static inline int fuzz_blk_one(const uint8_t *data, size_t size)
 	fz_load_ram(m, data + 2, size - 2);
 	/* the driver's side, as Linux does it, with features from the input */
 	uint64_t bar = v->pci.bar[VIRTIO_BAR].mapped_at;
-	uint64_t feat = v->host_features & ~(1ull << VIRTIO_F_EVENT_IDX | 1ull << VIRTIO_F_INDIRECT_DESC);
-	if (data[1] & 1)
-		feat |= 1ull << VIRTIO_F_EVENT_IDX;
-	if (data[1] & 2)
-		feat |= 1ull << VIRTIO_F_INDIRECT_DESC;
-	if (data[1] & 4)
-		feat = ~0ull; /* a driver taking what was not offered */
-	fz_wr(m, bar, 0x14, 1, 0);
-	fz_wr(m, bar, 0x14, 1, 3);
-	fz_wr(m, bar, 0x08, 4, 0);
-	fz_wr(m, bar, 0x0c, 4, (uint32_t)feat);
-	fz_wr(m, bar, 0x08, 4, 1);
-	fz_wr(m, bar, 0x0c, 4, (uint32_t)(feat >> 32));
-	fz_wr(m, bar, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
+	fz_negotiate(m, v, bar, data[1]);
 	if (data[1] & 8) { /* MSI-X on, with vectors */
 		unsigned cap = v->pci.msix_cap;
 		pci_cfg_write(&v->pci, cap + 2, 2, PCI_MSIX_ENABLE);
@@ -258,20 +266,7 @@ static inline int fuzz_net_one(const uint8_t *data, size_t size)
 	for (unsigned k = 0; k < (data[1] >> 5); k++)
 		net_queue_frame(be, ram + 0x4000 * k, lens[k % 4]);
 	uint64_t bar = v->pci.bar[VIRTIO_BAR].mapped_at;
-	uint64_t feat = v->host_features & ~(1ull << VIRTIO_F_EVENT_IDX | 1ull << VIRTIO_F_INDIRECT_DESC);
-	if (data[1] & 1)
-		feat |= 1ull << VIRTIO_F_EVENT_IDX;
-	if (data[1] & 2)
-		feat |= 1ull << VIRTIO_F_INDIRECT_DESC;
-	if (data[1] & 4)
-		feat = ~0ull; /* a driver taking what was not offered */
-	fz_wr(m, bar, 0x14, 1, 0);
-	fz_wr(m, bar, 0x14, 1, 3);
-	fz_wr(m, bar, 0x08, 4, 0);
-	fz_wr(m, bar, 0x0c, 4, (uint32_t)feat);
-	fz_wr(m, bar, 0x08, 4, 1);
-	fz_wr(m, bar, 0x0c, 4, (uint32_t)(feat >> 32));
-	fz_wr(m, bar, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
+	fz_negotiate(m, v, bar, data[1]);
 	for (unsigned q = 0; q < 2; q++) {
 		fz_wr(m, bar, 0x16, 2, q);
 		fz_wr(m, bar, 0x18, 2, (uint16_t)(1u << (data[0] % 10)));

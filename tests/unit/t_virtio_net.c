@@ -68,14 +68,7 @@ static int rig_up(struct rig *r)
 	if (virtio_net_create(r->m, r->be, mac, &r->v) < 0)
 		return -1;
 	r->bar = r->v->pci.bar[VIRTIO_BAR].mapped_at;
-	uint64_t feat = r->v->host_features & ~(1ull << VIRTIO_F_EVENT_IDX | 1ull << VIRTIO_F_INDIRECT_DESC);
-	fz_wr(r->m, r->bar, 0x14, 1, 0);
-	fz_wr(r->m, r->bar, 0x14, 1, 3);
-	fz_wr(r->m, r->bar, 0x08, 4, 0);
-	fz_wr(r->m, r->bar, 0x0c, 4, (uint32_t)feat);
-	fz_wr(r->m, r->bar, 0x08, 4, 1);
-	fz_wr(r->m, r->bar, 0x0c, 4, (uint32_t)(feat >> 32));
-	fz_wr(r->m, r->bar, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK);
+	fz_negotiate(r->m, r->v, r->bar, 0);
 	rig_queue(r, 0, RX_DESC, RX_AVAIL, RX_USED);
 	rig_queue(r, 1, TX_DESC, TX_AVAIL, TX_USED);
 	fz_wr(r->m, r->bar, 0x14, 1, 3 | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
