@@ -43,12 +43,23 @@ int blk_open(struct blk **out, const char *path, enum blk_format format, int rea
 		ssize_t n = pread(fd, magic, sizeof(magic), 0);
 		format = (n == (ssize_t)sizeof(magic) && !memcmp(magic, qcow2_magic, 4)) ? BLK_FMT_QCOW2 : BLK_FMT_RAW;
 	}
-	if (format == BLK_FMT_QCOW2) {
-		close(fd);
-		snprintf(err, errlen, "disk '%s': qcow2 images are not supported yet", path);
-		return -ENOTSUP;
-	}
+	if (format == BLK_FMT_QCOW2)
+		return qcow2_open(out, fd, readonly, err, errlen, path);
 	return raw_open(out, fd, readonly, err, errlen, path);
+}
+
+void blk_get_info(struct blk *b, struct blk_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->format = b->format;
+	info->size = b->size;
+	if (b->format == BLK_FMT_QCOW2)
+		qcow2_get_info(b, info);
+}
+
+const char *blk_last_error(struct blk *b)
+{
+	return b->format == BLK_FMT_QCOW2 ? qcow2_last_error(b) : NULL;
 }
 
 void blk_close(struct blk *b)

@@ -13,6 +13,7 @@ struct command {
 static const struct command commands[] = {
 	{"exec", cmd_exec, "run one x86-64 Linux program in a process VM"},
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
+	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},
 };
 
 static void usage(FILE *f)
