@@ -376,7 +376,7 @@ static int image_convert(int argc, char **argv)
 	int rc = buf ? 0 : -ENOMEM, status = 0;
 	/* Zero stretches are skipped: the new image is sparse (unallocated
 	 * clusters, or holes in a raw file). */
-	const size_t grain = 64 << 10;
+	const size_t grain = ofmt == BLK_FMT_QCOW2 ? (size_t)1 << cluster_bits : 4096;
 	for (uint64_t off = 0; rc == 0 && off < src->size; off += IMAGE_CHUNK) {
 		size_t n = src->size - off < IMAGE_CHUNK ? (size_t)(src->size - off) : IMAGE_CHUNK;
 		if ((rc = blk_pread(src, off, buf, n)) < 0) {
