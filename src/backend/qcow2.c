@@ -1042,6 +1042,12 @@ static int qcow2_write_chunk(struct qcow2 *q, uint64_t vcl, uint64_t o, uint64_t
 		return file_pwrite(q->fd, q->tmp, len, host + o);
 	}
 
+	/* Zeroes over a cluster that reads as zeroes already: nothing to do. */
+	if (!v && !(e & OFLAG_COMPRESSED) &&
+	    ((q->version >= 3 && (e & OFLAG_ZERO)) ||
+	     (!(e & OFF_MASK) && (!q->backing || q->backing->size <= vcl * q->cs))))
+		return 0;
+
 	/* A new cluster: the old content around the write, then the write. */
 	if (len < q->cs) {
 		struct iovec whole = {q->tmp, q->cs};
