@@ -21,11 +21,12 @@
 #define FQ_READS 12
 #define FQ_WRITES 8
 #define FQ_MAX_IO (128u << 10)
+#define FQ_MAX_BIG_IO (2u << 20) /* now and then: enough clusters to grow the refcount table */
 
 static struct {
 	int in_fd, rw_fd;
 	char in_path[64], rw_path[64];
-	uint8_t buf[FQ_MAX_IO];
+	uint8_t buf[FQ_MAX_BIG_IO];
 } fq = {-1, -1, "", "", {0}};
 
 static uint64_t fq_mix(uint64_t *s)
@@ -56,7 +57,7 @@ static struct blk *fq_open(const char *path, int readonly)
 static void fq_range(struct blk *b, uint64_t *s, uint64_t *off, uint64_t *len)
 {
 	uint64_t r = fq_mix(s), size = b->size;
-	*len = 1 + fq_mix(s) % FQ_MAX_IO;
+	*len = 1 + fq_mix(s) % ((r & 0xf0) == 0xf0 ? FQ_MAX_BIG_IO : FQ_MAX_IO);
 	if (*len > size)
 		*len = size;
 	uint64_t span = size - *len;
