@@ -38,6 +38,10 @@ struct blk {
  * the user into err, naming the file and what was wrong. */
 int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen);
 void blk_close(struct blk *b);
+/* Takes QEMU-compatible image locks on fd (readers exclude writers, writers
+ * exclude everyone): -EBUSY with a message when another program holds a
+ * conflicting one. blk_open does this; backends opening other files too. */
+int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen);
 /* "raw", "qcow2": -1 for anything else. */
 int blk_format_parse(const char *s, enum blk_format *out);
 const char *blk_format_name(enum blk_format f);

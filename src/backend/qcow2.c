@@ -1265,6 +1265,11 @@ static int qcow2_open_backing(struct qcow2 *q, char *err, size_t errlen, struct 
 				close(bfd);
 				return -ELOOP;
 			}
+	int rc = blk_lock(bfd, 1, bpath, err, errlen);
+	if (rc < 0) {
+		close(bfd);
+		return rc;
+	}
 	if (fmt == BLK_FMT_PROBE) {
 		uint8_t m[4];
 		ssize_t n = pread(bfd, m, 4, 0);

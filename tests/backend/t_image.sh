@@ -237,5 +237,23 @@ hostile "backing name outside the header" h-backing-name.qcow2 "backing file nam
 hostile "backing chain loop" loop-a.qcow2 "loops back"
 hostile "backing file is itself" self.qcow2 "loops back"
 hostile "data cluster past EOF (convert)" h-data-past-eof.qcow2 "past the end of the file" convert
+# Locks shared with QEMU: while qemu-io writes an image, corral stays out;
+# afterwards it opens.
+qemu-img create -q -f qcow2 busy.qcow2 1M
+(sleep 4 | qemu-io busy.qcow2 >/dev/null 2>&1) &
+qpid=$!
+ino=$(stat -c %i busy.qcow2)
+n=0
+while [ $n -lt 50 ] && ! grep -q ":$ino " /proc/locks 2>/dev/null; do
+	sleep 0.1
+	n=$((n + 1))
+done
+"$CORRAL" image info busy.qcow2 >/dev/null 2>err.txt
+rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "in use by another program" err.txt &&
+	ok "image in use by qemu-io: $(cat err.txt)" || fail "image in use by qemu-io (exit $rc): $(cat err.txt)"
+wait $qpid
+"$CORRAL" image info busy.qcow2 >/dev/null && ok "image free again after qemu-io" || fail "image still locked"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

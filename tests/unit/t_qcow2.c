@@ -507,6 +507,32 @@ static void test_qcow2_as_raw(void)
 	blk_close(b);
 }
 
+/* QEMU-compatible locks: a writer keeps readers and writers out, in this
+ * process and in qemu-img; readers share. */
+static void test_lock(void)
+{
+	const char *p = tpath("lock.qcow2");
+	make_qcow2(p, 1 << 20, 16, NULL, NULL);
+	struct blk *w = open_or_fail(p, BLK_FMT_PROBE, 0), *r = NULL;
+	char err[512] = "";
+	CHECK(blk_open(&r, p, BLK_FMT_PROBE, 1, err, sizeof(err)) == -EBUSY);
+	CHECK(strstr(err, "in use by another program") != NULL);
+	if (have_qemu_img < 0)
+		have_qemu_img = system("qemu-img --version >/dev/null 2>&1") == 0;
+	if (have_qemu_img) {
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "qemu-img info '%s' >/dev/null 2>&1", p);
+		CHECK(system(cmd) != 0);
+	}
+	blk_close(w);
+	struct blk *r1 = open_or_fail(p, BLK_FMT_PROBE, 1), *r2 = open_or_fail(p, BLK_FMT_PROBE, 1);
+	CHECK(blk_open(&w, p, BLK_FMT_PROBE, 0, err, sizeof(err)) == -EBUSY);
+	blk_close(r1);
+	blk_close(r2);
+	w = open_or_fail(p, BLK_FMT_PROBE, 0);
+	blk_close(w);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "%s/t_qcow2.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -526,6 +552,7 @@ int main(void)
 	RUN(test_qcow2_crash);
 	RUN(test_qcow2_hostile);
 	RUN(test_qcow2_as_raw);
+	RUN(test_lock);
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
