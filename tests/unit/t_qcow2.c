@@ -507,6 +507,49 @@ static void test_qcow2_as_raw(void)
 	blk_close(b);
 }
 
+/* Images qemu-img made (compressed clusters, version 2, other refcount
+ * widths, its own overlays) written by corral: qemu-img still agrees. */
+static void test_qemu_made(void)
+{
+	static const char *const opts[] = {
+		"-c -o cluster_size=4096",
+		"-c -o cluster_size=65536,refcount_bits=64",
+		"-o compat=0.10,cluster_size=4096",
+		"-o refcount_bits=1,cluster_size=512",
+		"-o refcount_bits=8,cluster_size=1024",
+		"-c -o compat=0.10,cluster_size=2048",
+	};
+	if (have_qemu_img < 0)
+		have_qemu_img = system("qemu-img --version >/dev/null 2>&1") == 0;
+	if (!have_qemu_img) {
+		fprintf(stderr, "  test_qemu_made: skipped (no qemu-img)\n");
+		return;
+	}
+	uint64_t size = 2 << 20;
+	uint8_t *model = calloc(1, size);
+	for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+		/* Compressible content: runs of a few byte values. */
+		for (uint64_t i = 0; i < size;) {
+			uint64_t n = 1 + rnd() % 300;
+			memset(model + i, rnd() % 4 == 0 ? 0 : (int)(rnd() % 5), n < size - i ? n : size - i);
+			i += n;
+		}
+		make_raw(tpath("src.raw"), model, size);
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "qemu-img convert -O qcow2 %s '%s' '%s'", opts[k], tpath("src.raw"),
+			 tpath("qm.qcow2"));
+		CHECK_EQ_U64(system(cmd), 0);
+		uint64_t cs = strstr(opts[k], "512") ? 512 : 4096;
+		workload(tpath("qm.qcow2"), BLK_FMT_QCOW2, model, size, cs, 400);
+	}
+	/* An overlay qemu-img made over the last image, written by corral. */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 -b qm.qcow2 -F qcow2 '%s'", tpath("qov.qcow2"));
+	CHECK_EQ_U64(system(cmd), 0);
+	workload(tpath("qov.qcow2"), BLK_FMT_QCOW2, model, size, 65536, 300);
+	free(model);
+}
+
 /* QEMU-compatible locks: a writer keeps readers and writers out, in this
  * process and in qemu-img; readers share. */
 static void test_lock(void)
@@ -552,6 +595,7 @@ int main(void)
 	RUN(test_qcow2_crash);
 	RUN(test_qcow2_hostile);
 	RUN(test_qcow2_as_raw);
+	RUN(test_qemu_made);
 	RUN(test_lock);
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
