@@ -87,13 +87,17 @@ int qcow2_create(const char *path, uint64_t size, unsigned cluster_bits, const c
 		 char *err, size_t errlen);
 
 /* Consistency check of an open qcow2 image: references (header, tables, data)
- * against stored refcounts. Details go to log (may be NULL). Returns 0 when
- * the check ran (its findings are in res) or a negative errno. */
+ * against stored refcounts. Details go to log (may be NULL). With
+ * QCOW2_CHECK_REPAIR_LEAKS on an image open for writing, and no errors
+ * found, leaked clusters get the refcount their references give them (as
+ * qemu-img check -r leaks). Returns 0 when the check ran (its findings are
+ * in res) or a negative errno. */
 struct qcow2_check {
-	uint64_t errors, leaks;
+	uint64_t errors, leaks, leaks_fixed;
 	uint64_t allocated_clusters, compressed_clusters, total_clusters;
 	uint64_t image_end;
 };
-int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log);
+#define QCOW2_CHECK_REPAIR_LEAKS 1u
+int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags);
 
 #endif

@@ -134,6 +134,7 @@ struct qcow2 {
 	struct qcow2_free *frees;
 	size_t nfrees, capfrees;
 	char errmsg[256];
+	long crash_at_sync; /* fault injection for tests, see qcow2_sync */
 };
 
 struct qcow2_chain {
@@ -450,6 +451,16 @@ static int tc_write_dirty(struct qcow2 *q, struct tcache *c)
 
 static int qcow2_meta_write(struct qcow2 *q);
 
+/* Every ordering point of the metadata goes through here. For crash tests
+ * (as QEMU's blkdebug), CORRAL_QCOW2_CRASH_AT_SYNC=N makes the process exit
+ * at its Nth sync of the image, leaving the file as a crash would. */
+static int qcow2_sync(struct qcow2 *q)
+{
+	if (q->crash_at_sync > 0 && --q->crash_at_sync == 0)
+		_exit(86);
+	return file_sync(q->fd);
+}
+
 /* The cached cluster at host offset off; fresh: a new table, all zeroes. The
  * pointer is valid until the next tc_get on the same cache. */
 static int tc_get(struct qcow2 *q, struct tcache *c, uint64_t off, int fresh, struct tcache_ent **out)
@@ -621,12 +632,12 @@ static int qcow2_rt_grow(struct qcow2 *q, uint64_t k)
 	for (uint64_t j = 0; j < tc * cs / 8; j++)
 		wr64(table + 8 * j, newrt[j]);
 	if ((rc = tc_write_dirty(q, &q->rbc)) < 0 || (rc = file_pwrite(q->fd, table, tc * cs, A * cs)) < 0 ||
-	    (nb && (rc = file_pwrite(q->fd, blocks, nb * cs, (A + tc) * cs)) < 0) || (rc = file_sync(q->fd)) < 0)
+	    (nb && (rc = file_pwrite(q->fd, blocks, nb * cs, (A + tc) * cs)) < 0) || (rc = qcow2_sync(q)) < 0)
 		goto out;
 	uint8_t hdr[12];
 	wr64(hdr, A * cs);
 	wr32(hdr + 8, (uint32_t)tc);
-	if ((rc = file_pwrite(q->fd, hdr, sizeof(hdr), H_RT_OFFSET)) < 0 || (rc = file_sync(q->fd)) < 0)
+	if ((rc = file_pwrite(q->fd, hdr, sizeof(hdr), H_RT_OFFSET)) < 0 || (rc = qcow2_sync(q)) < 0)
 		goto out;
 
 	uint64_t old_off = q->rt_offset, old_clusters = q->rt_clusters;
@@ -783,7 +794,7 @@ static int qcow2_meta_write(struct qcow2 *q)
 		wrote = 1;
 	}
 	if (q->rt_dirty) {
-		if (wrote && (rc = file_sync(q->fd)) < 0)
+		if (wrote && (rc = qcow2_sync(q)) < 0)
 			return rc;
 		uint64_t n = (uint64_t)q->rt_clusters * q->cs;
 		uint8_t *buf = calloc(1, n);
@@ -801,7 +812,7 @@ static int qcow2_meta_write(struct qcow2 *q)
 	if (!tc_any_dirty(&q->l2c) && !l1)
 		return 0;
 	/* New data clusters and their refcounts before any table points to them. */
-	if ((rc = file_sync(q->fd)) < 0 || (rc = tc_write_dirty(q, &q->l2c)) < 0)
+	if ((rc = qcow2_sync(q)) < 0 || (rc = tc_write_dirty(q, &q->l2c)) < 0)
 		return rc;
 	if (l1) {
 		uint32_t lo = q->l1_dirty_lo, hi = q->l1_dirty_hi;
@@ -810,7 +821,7 @@ static int qcow2_meta_write(struct qcow2 *q)
 			return -ENOMEM;
 		for (uint32_t i = lo; i < hi; i++)
 			wr64(buf + 8 * (i - lo), q->l1[i]);
-		if ((rc = file_sync(q->fd)) == 0)
+		if ((rc = qcow2_sync(q)) == 0)
 			rc = file_pwrite(q->fd, buf, (size_t)(hi - lo) * 8, q->l1_offset + 8ull * lo);
 		free(buf);
 		if (rc < 0)
@@ -825,7 +836,7 @@ static int qcow2_meta_write(struct qcow2 *q)
 static int qcow2_meta_flush(struct qcow2 *q)
 {
 	int rc;
-	if ((rc = qcow2_meta_write(q)) < 0 || (rc = file_sync(q->fd)) < 0)
+	if ((rc = qcow2_meta_write(q)) < 0 || (rc = qcow2_sync(q)) < 0)
 		return rc;
 	size_t n = q->nfrees;
 	q->nfrees = 0;
@@ -1307,6 +1318,8 @@ static int qcow2_open_chain(struct blk **out, int fd, int readonly, char *err, s
 	q->fd = fd;
 	q->zentry = ~0ull;
 	q->l1_dirty_lo = UINT32_MAX;
+	const char *crash = readonly ? NULL : getenv("CORRAL_QCOW2_CRASH_AT_SYNC");
+	q->crash_at_sync = crash ? strtol(crash, NULL, 10) : 0;
 	q->path = strdup(path);
 	if (!q->path)
 		OPEN_FAIL(-ENOMEM, "out of memory");
@@ -1749,7 +1762,7 @@ static void check_copied(struct check_ctx *c, uint64_t entry, uint64_t off, cons
 	}
 }
 
-int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log)
+int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags)
 {
 	struct qcow2 *q = (struct qcow2 *)b;
 	struct check_ctx c = {q, NULL, 0, res, log, 0};
@@ -1839,6 +1852,20 @@ int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log)
 	 * between writing a refcount and its table) and, as in qemu-img check,
 	 * not reported. */
 	res->total_clusters = (q->b.size + q->cs - 1) / q->cs;
+	/* Leaks are repaired only when the references are known to be right:
+	 * with errors, the count may be wrong and freeing could corrupt. */
+	if (rc == 0 && (flags & QCOW2_CHECK_REPAIR_LEAKS) && res->leaks && !res->errors && !b->readonly) {
+		for (uint64_t i = 0; rc == 0 && i < c.nclusters; i++) {
+			uint64_t v;
+			if (c.refs[i] == UINT16_MAX || (rc = qcow2_refcount_get(q, i, &v)) < 0 || v <= c.refs[i])
+				continue;
+			while (rc == 0 && v-- > c.refs[i])
+				rc = qcow2_refcount_update(q, i, -1);
+			res->leaks_fixed++;
+		}
+		if (rc == 0)
+			rc = qcow2_meta_flush(q);
+	}
 	pthread_mutex_unlock(&q->lock);
 out:
 	free(c.refs);

@@ -16,12 +16,13 @@
 
 static void image_usage(FILE *f)
 {
-	fprintf(f,
-		"usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2] [-o cluster_size=N] FILE [SIZE]\n"
-		"       corral image info [-f FMT] FILE\n"
-		"       corral image check [-f FMT] FILE\n"
-		"       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] IN OUT\n"
-		"SIZE takes the suffixes K, M, G, T (powers of 1024), as in qemu-img.\n");
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] FILE [SIZE]\n"
+		   "       corral image info [-f FMT] FILE\n"
+		   "       corral image check [-f FMT] [-r leaks] FILE\n"
+		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] IN OUT\n"
+		   "SIZE takes the suffixes K, M, G, T (powers of 1024), as in qemu-img. OPTIONS: cluster_size=N,\n"
+		   "backing_file=F, backing_fmt=raw|qcow2. -u: do not open the backing file (SIZE and -F needed).\n"
+		   "check exits 0 (clean), 2 (errors), 3 (leaks only); -r leaks repairs leaks.\n");
 }
 
 /* "10G", "512M", "4096": bytes; -1 on anything else. */
@@ -57,21 +58,33 @@ static int image_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* -o cluster_size=N[,...]: the cluster size as a power of two. */
-static int image_parse_opts(const char *o, unsigned *cluster_bits)
+/* qemu-img's -o: cluster_size=N, and for create backing_file=F and
+ * backing_fmt=raw|qcow2 (the same as -b and -F). */
+struct image_opts {
+	unsigned cluster_bits;
+	char backing[1024];
+	char backing_fmt[16];
+};
+
+static int image_parse_opts(const char *o, struct image_opts *io)
 {
-	char buf[256];
+	char buf[2048];
 	snprintf(buf, sizeof(buf), "%s", o);
 	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		uint64_t v;
-		if (!strncmp(tok, "cluster_size=", 13)) {
+		unsigned *cluster_bits = &io->cluster_bits;
+		if (!strncmp(tok, "backing_file=", 13)) {
+			snprintf(io->backing, sizeof(io->backing), "%s", tok + 13);
+		} else if (!strncmp(tok, "backing_fmt=", 12)) {
+			snprintf(io->backing_fmt, sizeof(io->backing_fmt), "%s", tok + 12);
+		} else if (!strncmp(tok, "cluster_size=", 13)) {
 			if (image_parse_size(tok + 13, &v) < 0 || v < 512 || v > (2u << 20) || (v & (v - 1))) {
 				fprintf(stderr, "corral: cluster_size must be a power of two from 512 to 2M\n");
 				return -1;
 			}
 			*cluster_bits = (unsigned)__builtin_ctzll(v);
 		} else {
-			fprintf(stderr, "corral: unknown option '%s' (only cluster_size)\n", tok);
+			fprintf(stderr, "corral: unknown option '%s' (cluster_size, backing_file, backing_fmt)\n", tok);
 			return -1;
 		}
 	}
@@ -136,10 +149,10 @@ static int image_create(int argc, char **argv)
 {
 	enum blk_format fmt = BLK_FMT_RAW, bfmt = BLK_FMT_PROBE;
 	const char *backing = NULL;
-	unsigned cluster_bits = IMAGE_DEFAULT_CLUSTER_BITS;
-	int opt;
+	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
+	int opt, unsafe = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:b:F:o:h")) != -1) {
+	while ((opt = getopt(argc, argv, "f:b:F:o:uqh")) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &fmt) < 0)
@@ -151,13 +164,20 @@ static int image_create(int argc, char **argv)
 				return 2;
 			break;
 		case 'o':
-			if (image_parse_opts(optarg, &cluster_bits) < 0)
+			if (image_parse_opts(optarg, &io) < 0)
 				return 2;
 			break;
+		case 'u': unsafe = 1; break;
+		case 'q': break;
 		case 'h': image_usage(stdout); return 0;
 		default: image_usage(stderr); return 2;
 		}
 	}
+	unsigned cluster_bits = io.cluster_bits;
+	if (!backing && io.backing[0])
+		backing = io.backing;
+	if (bfmt == BLK_FMT_PROBE && io.backing_fmt[0] && image_format_arg(io.backing_fmt, &bfmt) < 0)
+		return 2;
 	if (optind >= argc || argc - optind > 2) {
 		image_usage(stderr);
 		return 2;
@@ -169,7 +189,13 @@ static int image_create(int argc, char **argv)
 		fprintf(stderr, "corral: bad size '%s' (e.g. 10G, 512M, 4096)\n", argv[optind + 1]);
 		return 2;
 	}
-	if (backing) {
+	if (backing && unsafe) {
+		/* -u: the backing file is not opened (it may not exist yet). */
+		if (!have_size || bfmt == BLK_FMT_PROBE) {
+			fprintf(stderr, "corral: image create -u needs a SIZE and a backing format (-F)\n");
+			return 2;
+		}
+	} else if (backing) {
 		/* The backing file must open; its size is the default. Relative
 		 * names are relative to the new image's folder, as qemu-img. */
 		char bpath[8192];
@@ -272,13 +298,21 @@ static int image_info(int argc, char **argv)
 static int image_check(int argc, char **argv)
 {
 	enum blk_format fmt = BLK_FMT_PROBE;
-	int opt;
+	int opt, repair = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:h")) != -1) {
+	while ((opt = getopt(argc, argv, "f:r:h")) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &fmt) < 0)
 				return 2;
+			break;
+		case 'r':
+			if (strcmp(optarg, "leaks")) {
+				fprintf(stderr, "corral: check -r: only 'leaks' can be repaired (qemu-img check -r all "
+						"repairs corruption)\n");
+				return 2;
+			}
+			repair = 1;
 			break;
 		case 'h': image_usage(stdout); return 0;
 		default: image_usage(stderr); return 2;
@@ -290,7 +324,7 @@ static int image_check(int argc, char **argv)
 	}
 	const char *path = argv[optind];
 	struct blk *b;
-	if (image_open(&b, path, fmt, 1) < 0)
+	if (image_open(&b, path, fmt, !repair) < 0)
 		return 1;
 	if (b->format != BLK_FMT_QCOW2) {
 		printf("Image '%s' is raw: it has no metadata to check.\n", path);
@@ -298,13 +332,21 @@ static int image_check(int argc, char **argv)
 		return 0;
 	}
 	struct qcow2_check res;
-	int rc = qcow2_check(b, &res, stdout);
+	int rc = qcow2_check(b, &res, stdout, repair ? QCOW2_CHECK_REPAIR_LEAKS : 0);
 	if (rc < 0) {
 		image_io_error(b, "check of", path, rc);
 		blk_close(b);
 		return 1;
 	}
 	blk_close(b);
+	if (res.leaks_fixed) {
+		printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    0 "
+		       "corruptions\n\n",
+		       (unsigned long long)res.leaks_fixed);
+		res.leaks -= res.leaks_fixed;
+	} else if (repair && res.leaks && res.errors) {
+		printf("Leaks were not repaired: the image has errors (qemu-img check -r all repairs both).\n");
+	}
 	/* Exit status and wording as qemu-img check: 2 corrupt, 3 leaks only. */
 	if (res.errors) {
 		printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image "
@@ -337,7 +379,7 @@ static int image_is_zero(const uint8_t *p, size_t n)
 static int image_convert(int argc, char **argv)
 {
 	enum blk_format ifmt = BLK_FMT_PROBE, ofmt = BLK_FMT_RAW;
-	unsigned cluster_bits = IMAGE_DEFAULT_CLUSTER_BITS;
+	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
 	int opt;
 	optind = 1;
 	while ((opt = getopt(argc, argv, "f:O:o:ph")) != -1) {
@@ -351,7 +393,7 @@ static int image_convert(int argc, char **argv)
 				return 2;
 			break;
 		case 'o':
-			if (image_parse_opts(optarg, &cluster_bits) < 0)
+			if (image_parse_opts(optarg, &io) < 0)
 				return 2;
 			break;
 		case 'p': break; /* progress: accepted for qemu-img habits */
@@ -364,6 +406,11 @@ static int image_convert(int argc, char **argv)
 		return 2;
 	}
 	const char *in = argv[optind], *outp = argv[optind + 1];
+	unsigned cluster_bits = io.cluster_bits;
+	if (io.backing[0]) {
+		fprintf(stderr, "corral: image convert: backing_file is not supported (the output is a whole disk)\n");
+		return 2;
+	}
 	struct blk *src, *dst;
 	if (image_open(&src, in, ifmt, 1) < 0)
 		return 1;

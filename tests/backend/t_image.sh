@@ -90,8 +90,8 @@ qemu-img convert -c -O qcow2 base.raw z.qcow2
 same_as_qemu "qemu-img convert -c (compressed clusters)" z.qcow2
 qemu-img convert -c -O qcow2 -o cluster_size=4096 base.raw z4k.qcow2
 same_as_qemu "qemu-img convert -c, 4 KiB clusters" z4k.qcow2
-qemu-img create -q -f qcow2 empty.qcow2 3G
-same_as_qemu "qemu-img create (empty, 3 GiB)" empty.qcow2
+qemu-img create -q -f qcow2 empty.qcow2 1100M
+same_as_qemu "qemu-img create (empty, 1100 MiB: three L2 tables)" empty.qcow2
 
 qemu-img create -q -f qcow2 -b base.raw -F raw ov.qcow2
 qio ov.qcow2 "write -P 0x11 100k 300k" "write -z 1M 64k" "discard 2M 128k" "write -P 0x22 6291000 456"
@@ -125,6 +125,9 @@ qemu-img compare -q base.raw cov.qcow2 && ok "corral overlay reads as its base i
 "$CORRAL" image create -f qcow2 sized.qcow2 10G >/dev/null &&
 	qemu-img info sized.qcow2 | grep -q "virtual size: 10 GiB (10737418240 bytes)" && ok "corral image create 10G" ||
 	fail "corral image create 10G"
+"$CORRAL" image create -f qcow2 -o backing_file=base.raw,backing_fmt=raw,cluster_size=4k ob.qcow2 >/dev/null &&
+	qemu-img info ob.qcow2 | grep -q "cluster_size: 4096" && qemu-img compare -q base.raw ob.qcow2 &&
+	ok "corral image create -o backing_file=,backing_fmt=,cluster_size=" || fail "create -o backing_file"
 "$CORRAL" image create -f raw r.img 1M >/dev/null && [ "$(stat -c %s r.img)" = 1048576 ] && ok "corral image create -f raw" ||
 	fail "corral image create -f raw"
 
@@ -154,8 +157,12 @@ EOF
 rc=$?
 [ $rc = 3 ] && grep -q "1 leaked clusters" leak.out && ok "corral image check finds a leak (exit 3)" ||
 	fail "leak not found (exit $rc): $(cat leak.out)"
+cp leak.qcow2 leak2.qcow2
 qemu-img check -r leaks leak.qcow2 >/dev/null 2>&1
 "$CORRAL" image check leak.qcow2 >/dev/null && ok "after qemu-img check -r leaks: clean" || fail "still leaking"
+"$CORRAL" image check -r leaks leak2.qcow2 >leak.out 2>&1 && grep -q "1 leaked clusters" leak.out &&
+	qemu-img check leak2.qcow2 >/dev/null && ok "corral image check -r leaks repairs, qemu-img agrees" ||
+	fail "corral image check -r leaks: $(cat leak.out)"
 
 # Corrupt: an L2 entry pointing into another cluster's data.
 cp c.qcow2 dup.qcow2

@@ -78,7 +78,7 @@ static void fq_read_all(struct blk *b, uint64_t *s)
 		(void)blk_pread(b, off, fq.buf, len);
 	}
 	struct qcow2_check res;
-	(void)qcow2_check(b, &res, NULL);
+	(void)qcow2_check(b, &res, NULL, b->readonly ? 0 : QCOW2_CHECK_REPAIR_LEAKS);
 }
 
 static int fuzz_qcow2_one(const uint8_t *data, size_t size)
