@@ -1762,6 +1762,117 @@ static void check_copied(struct check_ctx *c, uint64_t entry, uint64_t off, cons
 	}
 }
 
+/* References from one L1 table (the active one, or a snapshot's) and its L2
+ * tables. OFLAG_COPIED must match the refcount only in the active tables. */
+static int check_l1(struct check_ctx *c, const uint64_t *l1, uint32_t l1_size, int active, uint8_t *l2)
+{
+	struct qcow2 *q = c->q;
+	struct qcow2_check *res = c->res;
+	for (uint32_t i = 0; i < l1_size; i++) {
+		uint64_t l2off = l1[i] & OFF_MASK;
+		if (!l2off)
+			continue;
+		if (l1[i] & L1E_RESERVED & ~OFF_MASK) {
+			res->errors++;
+			check_report(c->log, c->lines++ < CHECK_LOG_MAX, "ERROR L1 entry %u has reserved bits set\n",
+				     i);
+		}
+		if ((l2off & (q->cs - 1)) || l2off >= q->file_end) {
+			res->errors++;
+			check_report(c->log, c->lines++ < CHECK_LOG_MAX,
+				     "ERROR L2 table offset 0x%llx is unaligned or past the end of the file\n",
+				     (unsigned long long)l2off);
+			continue;
+		}
+		check_ref(c, l2off, q->cs, "L2 table");
+		if (active)
+			check_copied(c, l1[i], l2off, "L2 table");
+		struct tcache_ent *t;
+		int rc = tc_get(q, &q->l2c, l2off, 0, &t);
+		if (rc < 0)
+			return rc;
+		memcpy(l2, t->data, q->cs);
+		for (uint64_t j = 0; j < q->cs / 8; j++) {
+			uint64_t e = rd64(l2 + 8 * j), off, len;
+			if (e & OFLAG_COMPRESSED) {
+				if (e & OFLAG_COPIED) {
+					res->errors++;
+					check_report(c->log, c->lines++ < CHECK_LOG_MAX,
+						     "ERROR compressed cluster with OFLAG_COPIED: entry=0x%llx\n",
+						     (unsigned long long)e);
+				}
+				qcow2_entry_range(q, e, &off, &len);
+				check_ref(c, off, len, "compressed cluster");
+				if (active)
+					res->compressed_clusters++;
+				continue;
+			}
+			off = e & OFF_MASK;
+			if (!off)
+				continue;
+			if (off & (q->cs - 1)) {
+				res->errors++;
+				check_report(c->log, c->lines++ < CHECK_LOG_MAX,
+					     "ERROR data cluster offset 0x%llx is not cluster aligned\n",
+					     (unsigned long long)off);
+				continue;
+			}
+			check_ref(c, off, q->cs, "data cluster");
+			if (active) {
+				check_copied(c, e, off, "data cluster");
+				res->allocated_clusters++;
+			}
+		}
+	}
+	return 0;
+}
+
+/* The internal snapshot table (qcow2.txt "Snapshot table"): each entry's L1
+ * table and what it references. */
+#define SNAP_HEADER 40
+#define SNAP_MAX_TABLE (64u << 20)
+
+static int check_snapshots(struct check_ctx *c, uint8_t *l2)
+{
+	struct qcow2 *q = c->q;
+	uint64_t pos = q->snapshots_offset;
+	int rc = 0;
+	for (uint32_t s = 0; s < q->nb_snapshots; s++) {
+		uint8_t h[SNAP_HEADER];
+		if (pos - q->snapshots_offset > SNAP_MAX_TABLE || pos + SNAP_HEADER > q->file_end)
+			return qcow2_fail(q, "snapshot table runs past the end of the file");
+		if ((rc = file_pread(q->fd, h, sizeof(h), pos)) < 0)
+			return rc;
+		uint64_t l1off = rd64(h);
+		uint32_t l1n = rd32(h + 8);
+		uint64_t len = SNAP_HEADER + (uint64_t)rd32(h + 36) + ((uint64_t)h[12] << 8 | h[13]) +
+			       ((uint64_t)h[14] << 8 | h[15]);
+		pos += (len + 7) & ~7ull;
+		if ((uint64_t)l1n * 8 > QCOW2_MAX_L1_BYTES || (l1off & (q->cs - 1)) || l1off >= q->file_end ||
+		    (uint64_t)l1n * 8 > q->file_end - l1off) {
+			c->res->errors++;
+			check_report(c->log, c->lines++ < CHECK_LOG_MAX,
+				     "ERROR snapshot %u: L1 table (0x%llx, %u entries) is invalid\n", s,
+				     (unsigned long long)l1off, l1n);
+			continue;
+		}
+		check_ref(c, l1off, (uint64_t)l1n * 8, "snapshot L1 table");
+		uint64_t *l1 = calloc(l1n ? l1n : 1, 8);
+		if (!l1)
+			return -ENOMEM;
+		if ((rc = file_pread(q->fd, l1, (size_t)l1n * 8, l1off)) == 0) {
+			for (uint32_t i = 0; i < l1n; i++)
+				l1[i] = be64toh(l1[i]);
+			rc = check_l1(c, l1, l1n, 0, l2);
+		}
+		free(l1);
+		if (rc < 0)
+			return rc;
+	}
+	check_ref(c, q->snapshots_offset, pos - q->snapshots_offset, "snapshot table");
+	return 0;
+}
+
 int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags)
 {
 	struct qcow2 *q = (struct qcow2 *)b;
@@ -1773,8 +1884,6 @@ int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flag
 	c.nclusters = (q->file_end + q->cs - 1) / q->cs;
 	if (c.nclusters > QCOW2_CHECK_MAX_CLUSTERS)
 		return qcow2_fail(q, "file has too many clusters to check (%llu)", (unsigned long long)c.nclusters);
-	if (q->nb_snapshots)
-		return qcow2_fail(q, "images with internal snapshots cannot be checked yet");
 	c.refs = calloc(c.nclusters ? c.nclusters : 1, sizeof(*c.refs));
 	l2 = malloc(q->cs);
 	if (!c.refs || !l2) {
@@ -1788,49 +1897,9 @@ int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flag
 	for (uint64_t k = 0; k < q->rt_size; k++)
 		if (q->rt[k])
 			check_ref(&c, q->rt[k], q->cs, "refcount block");
-	for (uint32_t i = 0; i < q->l1_size; i++) {
-		uint64_t l2off = q->l1[i] & OFF_MASK;
-		if (!l2off)
-			continue;
-		if (q->l1[i] & L1E_RESERVED & ~OFF_MASK) {
-			res->errors++;
-			check_report(log, c.lines++ < CHECK_LOG_MAX, "ERROR L1 entry %u has reserved bits set\n", i);
-		}
-		check_ref(&c, l2off, q->cs, "L2 table");
-		check_copied(&c, q->l1[i], l2off, "L2 table");
-		struct tcache_ent *t;
-		if ((rc = tc_get(q, &q->l2c, l2off, 0, &t)) < 0)
-			break;
-		memcpy(l2, t->data, q->cs);
-		for (uint64_t j = 0; j < q->cs / 8; j++) {
-			uint64_t e = rd64(l2 + 8 * j), off, len;
-			if (e & OFLAG_COMPRESSED) {
-				if (e & OFLAG_COPIED) {
-					res->errors++;
-					check_report(log, c.lines++ < CHECK_LOG_MAX,
-						     "ERROR compressed cluster with OFLAG_COPIED: entry=0x%llx\n",
-						     (unsigned long long)e);
-				}
-				qcow2_entry_range(q, e, &off, &len);
-				check_ref(&c, off, len, "compressed cluster");
-				res->compressed_clusters++;
-				continue;
-			}
-			off = e & OFF_MASK;
-			if (!off)
-				continue;
-			if (off & (q->cs - 1)) {
-				res->errors++;
-				check_report(log, c.lines++ < CHECK_LOG_MAX,
-					     "ERROR data cluster offset 0x%llx is not cluster aligned\n",
-					     (unsigned long long)off);
-				continue;
-			}
-			check_ref(&c, off, q->cs, "data cluster");
-			check_copied(&c, e, off, "data cluster");
-			res->allocated_clusters++;
-		}
-	}
+	rc = check_l1(&c, q->l1, q->l1_size, 1, l2);
+	if (rc == 0 && q->nb_snapshots)
+		rc = check_snapshots(&c, l2);
 	/* Stored refcounts against the references counted. */
 	for (uint64_t i = 0; rc == 0 && i < c.nclusters; i++) {
 		uint64_t v;

@@ -164,6 +164,37 @@ qemu-img check -r leaks leak.qcow2 >/dev/null 2>&1
 	qemu-img check leak2.qcow2 >/dev/null && ok "corral image check -r leaks repairs, qemu-img agrees" ||
 	fail "corral image check -r leaks: $(cat leak.out)"
 
+# Internal snapshots (qemu-img snapshot): read as qemu does, checked with
+# the snapshots' tables; a snapshot's L1 table with refcount 0 is an error
+# for both.
+cp q512.qcow2 snap.qcow2
+qemu-img snapshot -c s1 snap.qcow2
+qio snap.qcow2 "write -P 0x55 0 8k"
+qemu-img snapshot -c s2 snap.qcow2
+qio snap.qcow2 "write -P 0x66 4k 8k" "discard 64k 4k"
+same_as_qemu "image with internal snapshots" snap.qcow2
+"$CORRAL" image check snap.qcow2 >/dev/null && qemu-img check snap.qcow2 >/dev/null &&
+	ok "corral image check with internal snapshots" || fail "check with internal snapshots"
+python3 - <<'EOF2'
+import struct
+f = open('snap.qcow2', 'r+b')
+h = f.read(112)
+cs = 1 << struct.unpack('>I', h[20:24])[0]
+rt = struct.unpack('>Q', h[48:56])[0]
+snaps = struct.unpack('>Q', h[64:72])[0]
+f.seek(snaps); l1 = struct.unpack('>Q', f.read(8))[0]
+idx = l1 // cs
+rb_entries = cs * 8 // 16
+f.seek(rt + 8 * (idx // rb_entries)); rb = struct.unpack('>Q', f.read(8))[0]
+f.seek(rb + 2 * (idx % rb_entries)); f.write(struct.pack('>H', 0))
+EOF2
+"$CORRAL" image check snap.qcow2 >snap.out 2>&1
+rc=$?
+qemu-img check snap.qcow2 >/dev/null 2>&1
+qrc=$?
+[ $rc = 2 ] && [ $qrc = 2 ] && ok "a snapshot's L1 table with refcount 0: errors for corral and qemu-img" ||
+	fail "snapshot L1 refcount 0: corral exit $rc, qemu-img exit $qrc: $(head -n 3 snap.out)"
+
 # Corrupt: an L2 entry pointing into another cluster's data.
 cp c.qcow2 dup.qcow2
 python3 - <<'EOF'
