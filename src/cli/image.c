@@ -2,6 +2,7 @@
  * options and output a qemu-img user expects. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,16 +240,73 @@ static void image_human(char *buf, size_t n, uint64_t v)
 		snprintf(buf, n, "%.3g %s", d, units[u]);
 }
 
+/* Names from an image file are hostile too: no control characters reach
+ * the terminal. */
+static void image_print_safe(const char *label, const char *s)
+{
+	printf("%s", label);
+	for (; *s; s++)
+		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+	putchar('\n');
+}
+
+static void image_json_str(const char *key, const char *s, int last)
+{
+	printf("    \"%s\": \"", key);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	printf("\"%s\n", last ? "" : ",");
+}
+
+static void image_info_json(const char *path, const struct blk_info *info, const struct stat *st, int have_st)
+{
+	printf("{\n");
+	image_json_str("filename", path, 0);
+	image_json_str("format", blk_format_name(info->format), 0);
+	printf("    \"virtual-size\": %llu,\n", (unsigned long long)info->size);
+	if (have_st)
+		printf("    \"actual-size\": %llu,\n", (unsigned long long)st->st_blocks * 512);
+	if (info->format == BLK_FMT_QCOW2) {
+		printf("    \"cluster-size\": %llu,\n", (unsigned long long)info->cluster_size);
+		if (info->backing[0]) {
+			image_json_str("backing-filename", info->backing, 0);
+			if (info->backing_fmt[0])
+				image_json_str("backing-filename-format", info->backing_fmt, 0);
+		}
+		printf("    \"format-specific\": {\"type\": \"qcow2\", \"data\": {\"compat\": \"%s\", "
+		       "\"lazy-refcounts\": %s, \"refcount-bits\": %u, \"corrupt\": %s}},\n",
+		       info->version >= 3 ? "1.1" : "0.10", info->lazy_refcounts ? "true" : "false",
+		       info->refcount_bits, info->corrupt ? "true" : "false");
+		printf("    \"snapshots\": %u,\n", info->nb_snapshots);
+	}
+	printf("    \"dirty-flag\": %s\n}\n", info->dirty ? "true" : "false");
+}
+
 static int image_info(int argc, char **argv)
 {
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'J'}, {NULL, 0, NULL, 0}};
 	enum blk_format fmt = BLK_FMT_PROBE;
-	int opt;
+	int opt, json = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &fmt) < 0)
 				return 2;
+			break;
+		case 'J':
+			if (strcmp(optarg, "json") && strcmp(optarg, "human")) {
+				fprintf(stderr, "corral: --output must be human or json\n");
+				return 2;
+			}
+			json = !strcmp(optarg, "json");
 			break;
 		case 'h': image_usage(stdout); return 0;
 		default: image_usage(stderr); return 2;
@@ -266,20 +324,26 @@ static int image_info(int argc, char **argv)
 	struct stat st;
 	char h[64];
 	blk_get_info(b, &info);
-	printf("image: %s\n", path);
+	int have_st = stat(path, &st) == 0;
+	if (json) {
+		image_info_json(path, &info, &st, have_st);
+		blk_close(b);
+		return 0;
+	}
+	image_print_safe("image: ", path);
 	printf("file format: %s\n", blk_format_name(info.format));
 	image_human(h, sizeof(h), info.size);
 	printf("virtual size: %s (%llu bytes)\n", h, (unsigned long long)info.size);
-	if (stat(path, &st) == 0) {
+	if (have_st) {
 		image_human(h, sizeof(h), (uint64_t)st.st_blocks * 512);
 		printf("disk size: %s\n", h);
 	}
 	if (info.format == BLK_FMT_QCOW2) {
 		printf("cluster_size: %llu\n", (unsigned long long)info.cluster_size);
 		if (info.backing[0]) {
-			printf("backing file: %s\n", info.backing);
+			image_print_safe("backing file: ", info.backing);
 			if (info.backing_fmt[0])
-				printf("backing file format: %s\n", info.backing_fmt);
+				image_print_safe("backing file format: ", info.backing_fmt);
 		}
 		if (info.nb_snapshots)
 			printf("internal snapshots: %u\n", info.nb_snapshots);

@@ -136,6 +136,9 @@ out=$("$CORRAL" image info ov.qcow2)
 echo "$out" | grep -q "file format: qcow2" && echo "$out" | grep -q "cluster_size: 65536" &&
 	echo "$out" | grep -q "backing file: base.raw" && echo "$out" | grep -q "virtual size: 6 MiB (6291456 bytes)" &&
 	ok "corral image info" || fail "corral image info: $out"
+j=$("$CORRAL" image info --output=json ov.qcow2) &&
+	echo "$j" | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["virtual-size"]==6291456 and d["backing-filename"]=="base.raw" and d["cluster-size"]==65536' &&
+	ok "corral image info --output=json" || fail "corral image info --output=json: $j"
 for img in q512.qcow2 rb1.qcow2 rb64.qcow2 v2.qcow2 z.qcow2 ov.qcow2 ov2.qcow2 c512.qcow2; do
 	if out=$("$CORRAL" image check "$img" 2>&1); then ok "corral image check $img"; else fail "corral image check $img: $out"; fi
 done
