@@ -93,9 +93,14 @@ int blk_open(struct blk **out, const char *path, enum blk_format format, int rea
 		ssize_t n = pread(fd, magic, sizeof(magic), 0);
 		format = (n == (ssize_t)sizeof(magic) && !memcmp(magic, qcow2_magic, 4)) ? BLK_FMT_QCOW2 : BLK_FMT_RAW;
 	}
-	if (format == BLK_FMT_QCOW2)
-		return qcow2_open(out, fd, readonly, err, errlen, path);
-	return raw_open(out, fd, readonly, err, errlen, path);
+	rc = format == BLK_FMT_QCOW2 ? qcow2_open(out, fd, readonly, err, errlen, path)
+				     : raw_open(out, fd, readonly, err, errlen, path);
+	/* Messages quote names from image files (backing files): keep control
+	 * characters away from the user's terminal. */
+	for (char *p = err; rc < 0 && errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return rc;
 }
 
 void blk_get_info(struct blk *b, struct blk_info *info)

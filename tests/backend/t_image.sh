@@ -249,6 +249,11 @@ python3 -c "
 d = open('self.qcow2', 'rb').read()
 open('self.qcow2', 'wb').write(d.replace(b'xelf.qcow2', b'self.qcow2', 1))"
 
+qemu-img create -q -f qcow2 -b AAAAAAAA -F raw -u ctl.qcow2 1M
+python3 -c "
+d = open('ctl.qcow2', 'rb').read()
+open('ctl.qcow2', 'wb').write(d.replace(b'AAAAAAAA', b'a\\n\\x1b[2Jzz', 1))"
+
 hostile() { # name img what-the-error-says [command]
 	cmd=${4:-info}
 	if [ "$cmd" = info ]; then
@@ -276,6 +281,7 @@ hostile "version 9" h-version.qcow2 "version 9"
 hostile "huge refcount table" h-rt-huge.qcow2 "refcount table"
 hostile "backing name outside the header" h-backing-name.qcow2 "backing file name"
 hostile "backing chain loop" loop-a.qcow2 "loops back"
+hostile "backing name with a newline and an escape" ctl.qcow2 "backing file 'a??\[2Jzz'"
 hostile "backing file is itself" self.qcow2 "loops back"
 hostile "data cluster past EOF (convert)" h-data-past-eof.qcow2 "past the end of the file" convert
 # Locks shared with QEMU: while qemu-io writes an image, corral stays out;
