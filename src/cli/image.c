@@ -476,6 +476,11 @@ static int image_convert(int argc, char **argv)
 		return 2;
 	}
 	struct blk *src, *dst;
+	struct stat sin, sout;
+	if (stat(in, &sin) == 0 && stat(outp, &sout) == 0 && sin.st_dev == sout.st_dev && sin.st_ino == sout.st_ino) {
+		fprintf(stderr, "corral: image convert: '%s' and '%s' are the same file\n", in, outp);
+		return 2;
+	}
 	if (image_open(&src, in, ifmt, 1) < 0)
 		return 1;
 	if (image_create_file(outp, ofmt, src->size, cluster_bits, NULL, NULL) < 0 ||
