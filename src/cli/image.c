@@ -205,6 +205,11 @@ static int image_create(int argc, char **argv)
 			snprintf(bpath, sizeof(bpath), "%s", backing);
 		else
 			snprintf(bpath, sizeof(bpath), "%.*s/%s", (int)(slash - path), path, backing);
+		struct stat sb, sf;
+		if (stat(bpath, &sb) == 0 && stat(path, &sf) == 0 && sb.st_dev == sf.st_dev && sb.st_ino == sf.st_ino) {
+			fprintf(stderr, "corral: image create: '%s' would be its own backing file\n", path);
+			return 2;
+		}
 		struct blk *bb;
 		if (image_open(&bb, bpath, bfmt, 1) < 0)
 			return 1;

@@ -131,6 +131,15 @@ qemu-img compare -q base.raw cov.qcow2 && ok "corral overlay reads as its base i
 "$CORRAL" image create -f raw r.img 1M >/dev/null && [ "$(stat -c %s r.img)" = 1048576 ] && ok "corral image create -f raw" ||
 	fail "corral image create -f raw"
 
+cp c.qcow2 self2.qcow2
+"$CORRAL" image create -f qcow2 -b self2.qcow2 -F qcow2 self2.qcow2 >/dev/null 2>&1
+rc=$?
+[ $rc = 2 ] && cmp -s c.qcow2 self2.qcow2 && ok "create refuses an image as its own backing file (left intact)" ||
+	fail "create over its own backing file (exit $rc)"
+"$CORRAL" image convert c.qcow2 c.qcow2 >/dev/null 2>&1
+[ $? = 2 ] && qemu-img compare -q base.raw c.qcow2 && ok "convert refuses to write over its input" ||
+	fail "convert over its input"
+
 # corral image info and check
 out=$("$CORRAL" image info ov.qcow2)
 echo "$out" | grep -q "file format: qcow2" && echo "$out" | grep -q "cluster_size: 65536" &&
