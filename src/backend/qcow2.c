@@ -990,6 +990,26 @@ static int qcow2_read_chunk(struct qcow2 *q, uint64_t vcl, uint64_t e, uint64_t 
 	return 0;
 }
 
+enum { RUN_NONE, RUN_ZERO, RUN_BACKING, RUN_DATA };
+
+static int qcow2_run_kind(const struct qcow2 *q, uint64_t e)
+{
+	if (e & OFLAG_COMPRESSED)
+		return RUN_NONE;
+	if (q->version >= 3 && (e & OFLAG_ZERO))
+		return RUN_ZERO;
+	return (e & OFF_MASK) ? RUN_DATA : RUN_BACKING;
+}
+
+/* Does the cluster k after one with entry e continue its run? */
+static int qcow2_same_run(const struct qcow2 *q, uint64_t e, uint64_t e2, uint64_t k)
+{
+	int kind = qcow2_run_kind(q, e);
+	if (kind == RUN_NONE || kind != qcow2_run_kind(q, e2))
+		return 0;
+	return kind != RUN_DATA || ((e2 & OFF_MASK) == (e & OFF_MASK) + k * q->cs && (e2 & OFF_MASK) < q->file_end);
+}
+
 static int qcow2_check_range(struct qcow2 *q, uint64_t off, const struct iovec *iov, int iovcnt, uint64_t *total)
 {
 	uint64_t n = 0;
@@ -1013,14 +1033,21 @@ static int qcow2_readv(struct blk *b, uint64_t off, const struct iovec *iov, int
 	pthread_mutex_lock(&q->lock);
 	while (done < total) {
 		uint64_t pos = off + done, vcl = pos >> q->cluster_bits, o = pos & (q->cs - 1);
-		uint64_t n = q->cs - o < total - done ? q->cs - o : total - done, e;
+		uint64_t n = q->cs - o < total - done ? q->cs - o : total - done, e, e2;
+		if ((rc = qcow2_l2_lookup(q, vcl, &e)) < 0)
+			break;
+		/* One transfer for a run of clusters of the same kind: host
+		 * contiguous data, zeroes, or the backing file. */
+		for (uint64_t k = 1;
+		     done + n < total && qcow2_l2_lookup(q, vcl + k, &e2) == 0 && qcow2_same_run(q, e, e2, k); k++)
+			n += q->cs < total - done - n ? q->cs : total - done - n;
 		struct iovec v[QCOW2_MAX_IOV];
 		int vn = iov_slice(iov, iovcnt, done, n, v, QCOW2_MAX_IOV);
 		if (vn < 0) {
 			rc = vn;
 			break;
 		}
-		if ((rc = qcow2_l2_lookup(q, vcl, &e)) < 0 || (rc = qcow2_read_chunk(q, vcl, e, o, v, vn)) < 0)
+		if ((rc = qcow2_read_chunk(q, vcl, e, o, v, vn)) < 0)
 			break;
 		done += n;
 	}
