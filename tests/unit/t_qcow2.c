@@ -4,6 +4,7 @@
  * checked for refcount errors and leaks afterwards. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -577,6 +578,74 @@ static void test_qemu_made(void)
 	free(model);
 }
 
+/* Threads (virtio queues may be served by several) each working on their
+ * own quarter of one image at once: the image stays consistent and each
+ * quarter reads back as its thread wrote it. */
+struct thread_arg {
+	struct blk *b;
+	uint8_t *model;
+	uint64_t base, len;
+	uint64_t seed;
+	int failures;
+};
+
+static void *thread_work(void *p)
+{
+	struct thread_arg *a = p;
+	uint64_t s = a->seed;
+	uint8_t buf[10000];
+	for (int i = 0; i < 500; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t n = 1 + (s >> 33) % sizeof(buf), off = a->base + (s >> 20) % (a->len - n);
+		unsigned op = (unsigned)(s >> 60) % 4;
+		if (op == 0) {
+			memset(buf, (int)(s >> 8), n);
+			if (blk_pwrite(a->b, off, buf, n))
+				a->failures++;
+			memcpy(a->model + off, buf, n);
+		} else if (op == 1) {
+			if (a->b->ops->discard(a->b, off, n))
+				a->failures++;
+			memset(a->model + off, 0, n);
+		} else if (op == 2) {
+			if (blk_pread(a->b, off, buf, n) || memcmp(buf, a->model + off, n))
+				a->failures++;
+		} else if (a->b->ops->flush(a->b)) {
+			a->failures++;
+		}
+	}
+	return NULL;
+}
+
+static void test_qcow2_threads(void)
+{
+	uint64_t size = 4 << 20;
+	uint8_t *base = malloc(size), *model = malloc(size);
+	fill_random(base, size);
+	memcpy(model, base, size);
+	make_raw(tpath("tbase.raw"), base, size);
+	make_qcow2(tpath("threads.qcow2"), size, 12, "tbase.raw", "raw");
+	struct blk *b = open_or_fail(tpath("threads.qcow2"), BLK_FMT_QCOW2, 0);
+	if (b) {
+		pthread_t t[4];
+		struct thread_arg a[4];
+		for (int i = 0; i < 4; i++) {
+			a[i] = (struct thread_arg){b, model, (uint64_t)i * size / 4, size / 4, rnd(), 0};
+			CHECK(pthread_create(&t[i], NULL, thread_work, &a[i]) == 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(t[i], NULL);
+			CHECK_EQ_U64(a[i].failures, 0);
+		}
+		CHECK(verify(b, model, size));
+		blk_close(b);
+		check_image(tpath("threads.qcow2"), 0);
+		qemu_verify(tpath("threads.qcow2"), model, size);
+	}
+	free(base);
+	free(model);
+}
+
 /* QEMU-compatible locks: a writer keeps readers and writers out, in this
  * process and in qemu-img; readers share. */
 static void test_lock(void)
@@ -622,6 +691,7 @@ int main(void)
 	RUN(test_qcow2_crash);
 	RUN(test_qcow2_hostile);
 	RUN(test_qcow2_as_raw);
+	RUN(test_qcow2_threads);
 	RUN(test_qemu_made);
 	RUN(test_lock);
 	char cmd[512];
