@@ -1411,8 +1411,8 @@ static int qcow2_open_chain(struct blk **out, int fd, int readonly, char *err, s
 	uint32_t backing_len = rd32(hdr + H_BACKING_SIZE);
 	uint64_t ext_end = q->cs;
 	if (backing_off) {
-		if (backing_len == 0 || backing_len > QCOW2_MAX_BACKING_NAME || backing_off < q->header_len ||
-		    backing_off > q->cs - backing_len)
+		if (backing_len == 0 || backing_len > QCOW2_MAX_BACKING_NAME || backing_len > q->cs ||
+		    backing_off < q->header_len || backing_off > q->cs - backing_len)
 			OPEN_FAIL(-EINVAL,
 				  "backing file name (offset 0x%llx, %u bytes) is not inside the first cluster",
 				  (unsigned long long)backing_off, backing_len);
