@@ -1864,6 +1864,9 @@ static int check_snapshots(struct check_ctx *c, uint8_t *l2)
 	struct qcow2 *q = c->q;
 	uint64_t pos = q->snapshots_offset;
 	int rc = 0;
+	if ((pos & (q->cs - 1)) || pos >= q->file_end)
+		return qcow2_fail(q, "snapshot table offset 0x%llx is unaligned or past the end of the file",
+				  (unsigned long long)pos);
 	for (uint32_t s = 0; s < q->nb_snapshots; s++) {
 		uint8_t h[SNAP_HEADER];
 		if (pos - q->snapshots_offset > SNAP_MAX_TABLE || pos + SNAP_HEADER > q->file_end)
