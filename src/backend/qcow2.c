@@ -1719,13 +1719,16 @@ int qcow2_create(const char *path, uint64_t size, unsigned cluster_bits, const c
 	for (uint64_t c = 0; c < total; c++)
 		rb_set(buf + rb_off, 4, c, 1); /* the blocks are contiguous: one array */
 
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* Truncated only once locked: an image in use is left alone. */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(err, errlen, "disk '%s': %s", path, strerror(errno));
 		goto out;
 	}
-	if ((r = file_pwrite(fd, buf, (1 + nrt + nrb) * cs, 0)) < 0 ||
+	if ((r = blk_lock(fd, 0, path, err, errlen)) < 0)
+		goto out;
+	if ((ftruncate(fd, 0) < 0 && (r = -errno)) || (r = file_pwrite(fd, buf, (1 + nrt + nrb) * cs, 0)) < 0 ||
 	    (ftruncate(fd, (off_t)(total * cs)) < 0 && (r = -errno)) || (r = file_sync(fd)) < 0) {
 		snprintf(err, errlen, "disk '%s': %s", path, strerror(-r));
 		goto out;

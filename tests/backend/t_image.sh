@@ -308,6 +308,11 @@ done
 rc=$?
 [ $rc -ne 0 ] && [ "$(wc -l <err.txt)" = 1 ] && grep -q "in use by another program" err.txt &&
 	ok "image in use by qemu-io: $(cat err.txt)" || fail "image in use by qemu-io (exit $rc): $(cat err.txt)"
+cp busy.qcow2 busy.orig
+"$CORRAL" image create -f qcow2 busy.qcow2 2M >/dev/null 2>err.txt
+rc=$?
+[ $rc -ne 0 ] && cmp -s busy.qcow2 busy.orig && grep -q "in use" err.txt &&
+	ok "create over an image in use: refused, image intact" || fail "create over an image in use (exit $rc)"
 wait $qpid
 "$CORRAL" image info busy.qcow2 >/dev/null && ok "image free again after qemu-io" || fail "image still locked"
 
