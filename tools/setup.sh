@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential binutils make gcc clang libclang-rt-14-dev busybox-static \
-qemu-user python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev cpio xz-utils"
+qemu-user qemu-utils python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev cpio xz-utils debootstrap e2fsprogs"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	missing=""

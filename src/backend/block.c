@@ -30,6 +30,51 @@ const char *blk_format_name(enum blk_format f)
 	}
 }
 
+/* Image locking compatible with QEMU's (block/file-posix.c), so that corral
+ * and QEMU never write an image the other one is using: an OFD read lock on
+ * byte 100+p for each permission p held and on byte 200+p for each one not
+ * shared (p: 0 consistent read, 1 write, 3 resize). Readers hold read and
+ * share nothing that changes the image; writers also hold write and resize.
+ * A conflict is a lock of another open file on a byte we test. */
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+
+static int lock_byte(int fd, int cmd, short type, off_t off)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = 1};
+	if (fcntl(fd, cmd, &fl) < 0)
+		return -errno;
+	return cmd == F_OFD_GETLK && fl.l_type != F_UNLCK ? 1 : 0;
+}
+
+int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen)
+{
+	unsigned held = readonly ? 0x1 : 0xb, unshared = 0xa;
+	for (int p = 0; p < 4; p++) {
+		int rc = 0;
+		if (held & (1u << p))
+			rc = lock_byte(fd, F_OFD_SETLK, F_RDLCK, LOCK_PERM_BASE + p);
+		if (rc == 0 && (unshared & (1u << p)))
+			rc = lock_byte(fd, F_OFD_SETLK, F_RDLCK, LOCK_SHARED_BASE + p);
+		if (rc == -ENOTSUP || rc == -ENOLCK || rc == -EINVAL)
+			return 0; /* the file system has no locks: as QEMU, go on */
+		if (rc < 0)
+			goto busy;
+	}
+	for (int p = 0; p < 4; p++) {
+		if ((held & (1u << p)) && lock_byte(fd, F_OFD_GETLK, F_WRLCK, LOCK_SHARED_BASE + p) == 1)
+			goto busy;
+		if ((unshared & (1u << p)) && lock_byte(fd, F_OFD_GETLK, F_WRLCK, LOCK_PERM_BASE + p) == 1)
+			goto busy;
+	}
+	return 0;
+busy:
+	snprintf(err, errlen,
+		 "disk '%s': in use by another program (a running VM or qemu-img?), which holds its %s lock", path,
+		 readonly ? "write" : "read or write");
+	return -EBUSY;
+}
+
 int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen)
 {
 	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -38,17 +83,38 @@ int blk_open(struct blk **out, const char *path, enum blk_format format, int rea
 		snprintf(err, errlen, "disk '%s': %s", path, strerror(e));
 		return -e;
 	}
+	int rc = blk_lock(fd, readonly, path, err, errlen);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
 	if (format == BLK_FMT_PROBE) {
 		char magic[4];
 		ssize_t n = pread(fd, magic, sizeof(magic), 0);
 		format = (n == (ssize_t)sizeof(magic) && !memcmp(magic, qcow2_magic, 4)) ? BLK_FMT_QCOW2 : BLK_FMT_RAW;
 	}
-	if (format == BLK_FMT_QCOW2) {
-		close(fd);
-		snprintf(err, errlen, "disk '%s': qcow2 images are not supported yet", path);
-		return -ENOTSUP;
-	}
-	return raw_open(out, fd, readonly, err, errlen, path);
+	rc = format == BLK_FMT_QCOW2 ? qcow2_open(out, fd, readonly, err, errlen, path)
+				     : raw_open(out, fd, readonly, err, errlen, path);
+	/* Messages quote names from image files (backing files): keep control
+	 * characters away from the user's terminal. */
+	for (char *p = err; rc < 0 && errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return rc;
+}
+
+void blk_get_info(struct blk *b, struct blk_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->format = b->format;
+	info->size = b->size;
+	if (b->format == BLK_FMT_QCOW2)
+		qcow2_get_info(b, info);
+}
+
+const char *blk_last_error(struct blk *b)
+{
+	return b->format == BLK_FMT_QCOW2 ? qcow2_last_error(b) : NULL;
 }
 
 void blk_close(struct blk *b)

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 enum blk_format { BLK_FMT_PROBE, BLK_FMT_RAW, BLK_FMT_QCOW2 };
@@ -37,6 +38,10 @@ struct blk {
  * the user into err, naming the file and what was wrong. */
 int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen);
 void blk_close(struct blk *b);
+/* Takes QEMU-compatible image locks on fd (readers exclude writers, writers
+ * exclude everyone): -EBUSY with a message when another program holds a
+ * conflicting one. blk_open does this; backends opening other files too. */
+int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen);
 /* "raw", "qcow2": -1 for anything else. */
 int blk_format_parse(const char *s, enum blk_format *out);
 const char *blk_format_name(enum blk_format f);
@@ -45,7 +50,54 @@ const char *blk_format_name(enum blk_format f);
 int blk_pread(struct blk *b, uint64_t off, void *buf, size_t n);
 int blk_pwrite(struct blk *b, uint64_t off, const void *buf, size_t n);
 
+/* What `corral image info` shows. backing_blk is the opened backing file
+ * (NULL when there is none or it was not opened). */
+struct blk_info {
+	enum blk_format format;
+	uint64_t size;
+	uint64_t cluster_size; /* qcow2 only, like the rest */
+	unsigned version;
+	unsigned refcount_bits;
+	char backing[1024];
+	char backing_fmt[32];
+	int corrupt, dirty, lazy_refcounts;
+	uint32_t nb_snapshots;
+	struct blk *backing_blk;
+};
+void blk_get_info(struct blk *b, struct blk_info *info);
+/* The last I/O-time error a backend described (a corrupt table entry, ...),
+ * as one line naming the file; NULL if none. */
+const char *blk_last_error(struct blk *b);
+
 /* Backends (blk_open picks one). */
 int raw_open(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path);
+int qcow2_open(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path);
+/* QCOW2_OPEN_NO_BACKING: leave backing files closed (unallocated clusters
+ * read as zeroes); for fuzzing, where the file names are hostile. */
+#define QCOW2_OPEN_NO_BACKING 1u
+int qcow2_open_flags(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path,
+		     unsigned flags);
+void qcow2_get_info(struct blk *b, struct blk_info *info);
+const char *qcow2_last_error(struct blk *b);
+
+/* A new, empty qcow2 v3 image (16-bit refcounts) of size bytes, clusters of
+ * 1 << cluster_bits bytes, optionally over a backing file (name stored as
+ * given: relative names are relative to the image's folder). */
+int qcow2_create(const char *path, uint64_t size, unsigned cluster_bits, const char *backing, const char *backing_fmt,
+		 char *err, size_t errlen);
+
+/* Consistency check of an open qcow2 image: references (header, tables, data)
+ * against stored refcounts. Details go to log (may be NULL). With
+ * QCOW2_CHECK_REPAIR_LEAKS on an image open for writing, and no errors
+ * found, leaked clusters get the refcount their references give them (as
+ * qemu-img check -r leaks). Returns 0 when the check ran (its findings are
+ * in res) or a negative errno. */
+struct qcow2_check {
+	uint64_t errors, leaks, leaks_fixed;
+	uint64_t allocated_clusters, compressed_clusters, total_clusters;
+	uint64_t image_end;
+};
+#define QCOW2_CHECK_REPAIR_LEAKS 1u
+int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags);
 
 #endif

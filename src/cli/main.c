@@ -14,6 +14,7 @@ static const struct command commands[] = {
 	{"exec", cmd_exec, "run one x86-64 Linux program in a process VM"},
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
 	{"info", cmd_info, "what /dev/kvm offers here and which engine auto picks"},
+	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,556 @@
+/* corral image: create, inspect, check and convert disk images, with the
+ * options and output a qemu-img user expects. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/block.h"
+#include "cli/cli.h"
+
+#define IMAGE_CHUNK (1u << 20)
+#define IMAGE_DEFAULT_CLUSTER_BITS 16
+
+static void image_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] FILE [SIZE]\n"
+		   "       corral image info [-f FMT] FILE\n"
+		   "       corral image check [-f FMT] [-r leaks] FILE\n"
+		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] IN OUT\n"
+		   "SIZE takes the suffixes K, M, G, T (powers of 1024), as in qemu-img. OPTIONS: cluster_size=N,\n"
+		   "backing_file=F, backing_fmt=raw|qcow2. -u: do not open the backing file (SIZE and -F needed).\n"
+		   "check exits 0 (clean), 2 (errors), 3 (leaks only); -r leaks repairs leaks.\n");
+}
+
+/* "10G", "512M", "4096": bytes; -1 on anything else. */
+static int image_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 0: break;
+	case 'b':
+	case 'B': shift = 0; break;
+	case 'k':
+	case 'K': shift = 10; break;
+	case 'm':
+	case 'M': shift = 20; break;
+	case 'g':
+	case 'G': shift = 30; break;
+	case 't':
+	case 'T': shift = 40; break;
+	case 'p':
+	case 'P': shift = 50; break;
+	default: return -1;
+	}
+	if (*end && end[1] && !(end[1] == 'i' && (end[2] == 'B' || !end[2])) && !(end[1] == 'B' && !end[2]))
+		return -1;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* qemu-img's -o: cluster_size=N, and for create backing_file=F and
+ * backing_fmt=raw|qcow2 (the same as -b and -F). */
+struct image_opts {
+	unsigned cluster_bits;
+	char backing[1024];
+	char backing_fmt[16];
+};
+
+static int image_parse_opts(const char *o, struct image_opts *io)
+{
+	char buf[2048];
+	snprintf(buf, sizeof(buf), "%s", o);
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+		unsigned *cluster_bits = &io->cluster_bits;
+		if (!strncmp(tok, "backing_file=", 13)) {
+			snprintf(io->backing, sizeof(io->backing), "%s", tok + 13);
+		} else if (!strncmp(tok, "backing_fmt=", 12)) {
+			snprintf(io->backing_fmt, sizeof(io->backing_fmt), "%s", tok + 12);
+		} else if (!strncmp(tok, "cluster_size=", 13)) {
+			if (image_parse_size(tok + 13, &v) < 0 || v < 512 || v > (2u << 20) || (v & (v - 1))) {
+				fprintf(stderr, "corral: cluster_size must be a power of two from 512 to 2M\n");
+				return -1;
+			}
+			*cluster_bits = (unsigned)__builtin_ctzll(v);
+		} else {
+			fprintf(stderr, "corral: unknown option '%s' (cluster_size, backing_file, backing_fmt)\n", tok);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int image_format_arg(const char *s, enum blk_format *f)
+{
+	if (blk_format_parse(s, f) < 0) {
+		fprintf(stderr, "corral: unknown image format '%s' (raw or qcow2)\n", s);
+		return -1;
+	}
+	return 0;
+}
+
+static int image_open(struct blk **b, const char *path, enum blk_format fmt, int readonly)
+{
+	char err[512];
+	if (blk_open(b, path, fmt, readonly, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corral: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void image_io_error(struct blk *b, const char *what, const char *path, int rc)
+{
+	const char *e = blk_last_error(b);
+	if (e)
+		fprintf(stderr, "corral: %s\n", e);
+	else
+		fprintf(stderr, "corral: %s '%s': %s\n", what, path, strerror(-rc));
+}
+
+static int image_create_file(const char *path, enum blk_format fmt, uint64_t size, unsigned cluster_bits,
+			     const char *backing, const char *backing_fmt)
+{
+	char err[512];
+	if (fmt == BLK_FMT_QCOW2) {
+		if (qcow2_create(path, size, cluster_bits, backing, backing_fmt, err, sizeof(err)) < 0) {
+			fprintf(stderr, "corral: %s\n", err);
+			return -1;
+		}
+		return 0;
+	}
+	if (backing) {
+		fprintf(stderr, "corral: disk '%s': raw images cannot have a backing file (use -f qcow2)\n", path);
+		return -1;
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0 && blk_lock(fd, 0, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corral: %s\n", err);
+		close(fd);
+		return -1;
+	}
+	/* Truncated only once locked: an image in use is left alone. */
+	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
+		fprintf(stderr, "corral: disk '%s': %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int image_create(int argc, char **argv)
+{
+	enum blk_format fmt = BLK_FMT_RAW, bfmt = BLK_FMT_PROBE;
+	const char *backing = NULL;
+	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
+	int opt, unsafe = 0;
+	optind = 1;
+	while ((opt = getopt(argc, argv, "f:b:F:o:uqh")) != -1) {
+		switch (opt) {
+		case 'f':
+			if (image_format_arg(optarg, &fmt) < 0)
+				return 2;
+			break;
+		case 'b': backing = optarg; break;
+		case 'F':
+			if (image_format_arg(optarg, &bfmt) < 0)
+				return 2;
+			break;
+		case 'o':
+			if (image_parse_opts(optarg, &io) < 0)
+				return 2;
+			break;
+		case 'u': unsafe = 1; break;
+		case 'q': break;
+		case 'h': image_usage(stdout); return 0;
+		default: image_usage(stderr); return 2;
+		}
+	}
+	unsigned cluster_bits = io.cluster_bits;
+	if (!backing && io.backing[0])
+		backing = io.backing;
+	if (bfmt == BLK_FMT_PROBE && io.backing_fmt[0] && image_format_arg(io.backing_fmt, &bfmt) < 0)
+		return 2;
+	if (optind >= argc || argc - optind > 2) {
+		image_usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	uint64_t size = 0;
+	int have_size = argc - optind == 2;
+	if (have_size && image_parse_size(argv[optind + 1], &size) < 0) {
+		fprintf(stderr, "corral: bad size '%s' (e.g. 10G, 512M, 4096)\n", argv[optind + 1]);
+		return 2;
+	}
+	if (backing && unsafe) {
+		/* -u: the backing file is not opened (it may not exist yet). */
+		if (!have_size || bfmt == BLK_FMT_PROBE) {
+			fprintf(stderr, "corral: image create -u needs a SIZE and a backing format (-F)\n");
+			return 2;
+		}
+	} else if (backing) {
+		/* The backing file must open; its size is the default. Relative
+		 * names are relative to the new image's folder, as qemu-img. */
+		char bpath[8192];
+		const char *slash = strrchr(path, '/');
+		if (backing[0] == '/' || !slash)
+			snprintf(bpath, sizeof(bpath), "%s", backing);
+		else
+			snprintf(bpath, sizeof(bpath), "%.*s/%s", (int)(slash - path), path, backing);
+		struct stat sb, sf;
+		if (stat(bpath, &sb) == 0 && stat(path, &sf) == 0 && sb.st_dev == sf.st_dev && sb.st_ino == sf.st_ino) {
+			fprintf(stderr, "corral: image create: '%s' would be its own backing file\n", path);
+			return 2;
+		}
+		struct blk *bb;
+		if (image_open(&bb, bpath, bfmt, 1) < 0)
+			return 1;
+		if (bfmt == BLK_FMT_PROBE)
+			bfmt = bb->format;
+		if (!have_size)
+			size = bb->size;
+		blk_close(bb);
+	} else if (!have_size) {
+		fprintf(stderr, "corral: image create: a SIZE is needed without a backing file\n");
+		return 2;
+	}
+	if (image_create_file(path, fmt, size, cluster_bits, backing, backing ? blk_format_name(bfmt) : NULL) < 0)
+		return 1;
+	printf("Formatting '%s', fmt=%s size=%llu%s%s%s%s\n", path, blk_format_name(fmt), (unsigned long long)size,
+	       backing ? " backing_file=" : "", backing ? backing : "", backing ? " backing_fmt=" : "",
+	       backing ? blk_format_name(bfmt) : "");
+	return 0;
+}
+
+static void image_human(char *buf, size_t n, uint64_t v)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double d = (double)v;
+	unsigned u = 0;
+	while (d >= 1024 && u < 6) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, n, "%llu B", (unsigned long long)v);
+	else
+		snprintf(buf, n, "%.3g %s", d, units[u]);
+}
+
+/* Names from an image file are hostile too: no control characters reach
+ * the terminal. */
+static void image_print_safe(const char *label, const char *s)
+{
+	printf("%s", label);
+	for (; *s; s++)
+		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+	putchar('\n');
+}
+
+static void image_json_str(const char *key, const char *s, int last)
+{
+	printf("    \"%s\": \"", key);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	printf("\"%s\n", last ? "" : ",");
+}
+
+static void image_info_json(const char *path, const struct blk_info *info, const struct stat *st, int have_st)
+{
+	printf("{\n");
+	image_json_str("filename", path, 0);
+	image_json_str("format", blk_format_name(info->format), 0);
+	printf("    \"virtual-size\": %llu,\n", (unsigned long long)info->size);
+	if (have_st)
+		printf("    \"actual-size\": %llu,\n", (unsigned long long)st->st_blocks * 512);
+	if (info->format == BLK_FMT_QCOW2) {
+		printf("    \"cluster-size\": %llu,\n", (unsigned long long)info->cluster_size);
+		if (info->backing[0]) {
+			image_json_str("backing-filename", info->backing, 0);
+			if (info->backing_fmt[0])
+				image_json_str("backing-filename-format", info->backing_fmt, 0);
+		}
+		printf("    \"format-specific\": {\"type\": \"qcow2\", \"data\": {\"compat\": \"%s\", "
+		       "\"lazy-refcounts\": %s, \"refcount-bits\": %u, \"corrupt\": %s}},\n",
+		       info->version >= 3 ? "1.1" : "0.10", info->lazy_refcounts ? "true" : "false",
+		       info->refcount_bits, info->corrupt ? "true" : "false");
+		printf("    \"snapshots\": %u,\n", info->nb_snapshots);
+	}
+	printf("    \"dirty-flag\": %s\n}\n", info->dirty ? "true" : "false");
+}
+
+static int image_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'J'}, {NULL, 0, NULL, 0}};
+	enum blk_format fmt = BLK_FMT_PROBE;
+	int opt, json = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "f:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			if (image_format_arg(optarg, &fmt) < 0)
+				return 2;
+			break;
+		case 'J':
+			if (strcmp(optarg, "json") && strcmp(optarg, "human")) {
+				fprintf(stderr, "corral: --output must be human or json\n");
+				return 2;
+			}
+			json = !strcmp(optarg, "json");
+			break;
+		case 'h': image_usage(stdout); return 0;
+		default: image_usage(stderr); return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		image_usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	struct blk *b;
+	if (image_open(&b, path, fmt, 1) < 0)
+		return 1;
+	struct blk_info info;
+	struct stat st;
+	char h[64];
+	blk_get_info(b, &info);
+	int have_st = stat(path, &st) == 0;
+	if (json) {
+		image_info_json(path, &info, &st, have_st);
+		blk_close(b);
+		return 0;
+	}
+	image_print_safe("image: ", path);
+	printf("file format: %s\n", blk_format_name(info.format));
+	image_human(h, sizeof(h), info.size);
+	printf("virtual size: %s (%llu bytes)\n", h, (unsigned long long)info.size);
+	if (have_st) {
+		image_human(h, sizeof(h), (uint64_t)st.st_blocks * 512);
+		printf("disk size: %s\n", h);
+	}
+	if (info.format == BLK_FMT_QCOW2) {
+		printf("cluster_size: %llu\n", (unsigned long long)info.cluster_size);
+		if (info.backing[0]) {
+			image_print_safe("backing file: ", info.backing);
+			if (info.backing_fmt[0])
+				image_print_safe("backing file format: ", info.backing_fmt);
+		}
+		if (info.nb_snapshots)
+			printf("internal snapshots: %u\n", info.nb_snapshots);
+		printf("Format specific information:\n");
+		printf("    compat: %s\n", info.version >= 3 ? "1.1" : "0.10");
+		printf("    lazy refcounts: %s\n", info.lazy_refcounts ? "true" : "false");
+		printf("    refcount bits: %u\n", info.refcount_bits);
+		printf("    corrupt: %s\n", info.corrupt ? "true" : "false");
+		if (info.dirty)
+			printf("    dirty: true (not closed cleanly)\n");
+	}
+	blk_close(b);
+	return 0;
+}
+
+static int image_check(int argc, char **argv)
+{
+	enum blk_format fmt = BLK_FMT_PROBE;
+	int opt, repair = 0;
+	optind = 1;
+	while ((opt = getopt(argc, argv, "f:r:h")) != -1) {
+		switch (opt) {
+		case 'f':
+			if (image_format_arg(optarg, &fmt) < 0)
+				return 2;
+			break;
+		case 'r':
+			if (strcmp(optarg, "leaks")) {
+				fprintf(stderr, "corral: check -r: only 'leaks' can be repaired (qemu-img check -r all "
+						"repairs corruption)\n");
+				return 2;
+			}
+			repair = 1;
+			break;
+		case 'h': image_usage(stdout); return 0;
+		default: image_usage(stderr); return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		image_usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	struct blk *b;
+	if (image_open(&b, path, fmt, !repair) < 0)
+		return 1;
+	if (b->format != BLK_FMT_QCOW2) {
+		printf("Image '%s' is raw: it has no metadata to check.\n", path);
+		blk_close(b);
+		return 0;
+	}
+	struct qcow2_check res;
+	int rc = qcow2_check(b, &res, stdout, repair ? QCOW2_CHECK_REPAIR_LEAKS : 0);
+	if (rc < 0) {
+		image_io_error(b, "check of", path, rc);
+		blk_close(b);
+		return 1;
+	}
+	blk_close(b);
+	if (res.leaks_fixed) {
+		printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    0 "
+		       "corruptions\n\n",
+		       (unsigned long long)res.leaks_fixed);
+		res.leaks -= res.leaks_fixed;
+	} else if (repair && res.leaks && res.errors) {
+		printf("Leaks were not repaired: the image has errors (qemu-img check -r all repairs both).\n");
+	}
+	/* Exit status and wording as qemu-img check: 2 corrupt, 3 leaks only. */
+	if (res.errors) {
+		printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image "
+		       "may corrupt it.\n",
+		       (unsigned long long)res.errors);
+	}
+	if (res.leaks) {
+		printf("\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm "
+		       "to "
+		       "data.\n",
+		       (unsigned long long)res.leaks);
+	}
+	if (!res.errors && !res.leaks)
+		printf("No errors were found on the image.\n");
+	if (res.total_clusters)
+		printf("%llu/%llu = %.2f%% allocated, %llu compressed clusters\n",
+		       (unsigned long long)(res.allocated_clusters + res.compressed_clusters),
+		       (unsigned long long)res.total_clusters,
+		       100.0 * (double)(res.allocated_clusters + res.compressed_clusters) / (double)res.total_clusters,
+		       (unsigned long long)res.compressed_clusters);
+	printf("Image end offset: %llu\n", (unsigned long long)res.image_end);
+	return res.errors ? 2 : res.leaks ? 3 : 0;
+}
+
+static int image_is_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
+}
+
+static int image_convert(int argc, char **argv)
+{
+	enum blk_format ifmt = BLK_FMT_PROBE, ofmt = BLK_FMT_RAW;
+	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
+	int opt;
+	optind = 1;
+	while ((opt = getopt(argc, argv, "f:O:o:ph")) != -1) {
+		switch (opt) {
+		case 'f':
+			if (image_format_arg(optarg, &ifmt) < 0)
+				return 2;
+			break;
+		case 'O':
+			if (image_format_arg(optarg, &ofmt) < 0)
+				return 2;
+			break;
+		case 'o':
+			if (image_parse_opts(optarg, &io) < 0)
+				return 2;
+			break;
+		case 'p': break; /* progress: accepted for qemu-img habits */
+		case 'h': image_usage(stdout); return 0;
+		default: image_usage(stderr); return 2;
+		}
+	}
+	if (argc - optind != 2) {
+		image_usage(stderr);
+		return 2;
+	}
+	const char *in = argv[optind], *outp = argv[optind + 1];
+	unsigned cluster_bits = io.cluster_bits;
+	if (io.backing[0]) {
+		fprintf(stderr, "corral: image convert: backing_file is not supported (the output is a whole disk)\n");
+		return 2;
+	}
+	struct blk *src, *dst;
+	struct stat sin, sout;
+	if (stat(in, &sin) == 0 && stat(outp, &sout) == 0 && sin.st_dev == sout.st_dev && sin.st_ino == sout.st_ino) {
+		fprintf(stderr, "corral: image convert: '%s' and '%s' are the same file\n", in, outp);
+		return 2;
+	}
+	if (image_open(&src, in, ifmt, 1) < 0)
+		return 1;
+	if (image_create_file(outp, ofmt, src->size, cluster_bits, NULL, NULL) < 0 ||
+	    image_open(&dst, outp, ofmt, 0) < 0) {
+		blk_close(src);
+		return 1;
+	}
+	uint8_t *buf = malloc(IMAGE_CHUNK);
+	int rc = buf ? 0 : -ENOMEM, status = 0;
+	/* Zero stretches are skipped: the new image is sparse (unallocated
+	 * clusters, or holes in a raw file). */
+	const size_t grain = ofmt == BLK_FMT_QCOW2 ? (size_t)1 << cluster_bits : 4096;
+	for (uint64_t off = 0; rc == 0 && off < src->size; off += IMAGE_CHUNK) {
+		size_t n = src->size - off < IMAGE_CHUNK ? (size_t)(src->size - off) : IMAGE_CHUNK;
+		if ((rc = blk_pread(src, off, buf, n)) < 0) {
+			image_io_error(src, "reading", in, rc);
+			status = 1;
+			break;
+		}
+		for (size_t p = 0; p < n; p += grain) {
+			size_t l = n - p < grain ? n - p : grain;
+			if (image_is_zero(buf + p, l))
+				continue;
+			if ((rc = blk_pwrite(dst, off + p, buf + p, l)) < 0) {
+				image_io_error(dst, "writing", outp, rc);
+				status = 1;
+				break;
+			}
+		}
+	}
+	if (rc == 0 && (rc = dst->ops->flush(dst)) < 0) {
+		image_io_error(dst, "flushing", outp, rc);
+		status = 1;
+	}
+	if (rc == -ENOMEM) {
+		fprintf(stderr, "corral: out of memory\n");
+		status = 1;
+	}
+	free(buf);
+	blk_close(src);
+	blk_close(dst);
+	return status;
+}
+
+int cmd_image(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		image_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *sub = argv[1];
+	if (!strcmp(sub, "create"))
+		return image_create(argc - 1, argv + 1);
+	if (!strcmp(sub, "info"))
+		return image_info(argc - 1, argv + 1);
+	if (!strcmp(sub, "check"))
+		return image_check(argc - 1, argv + 1);
+	if (!strcmp(sub, "convert"))
+		return image_convert(argc - 1, argv + 1);
+	fprintf(stderr, "corral: image: unknown subcommand '%s' (create, info, check, convert)\n", sub);
+	return 2;
+}
