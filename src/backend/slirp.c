@@ -257,6 +257,18 @@ static void slirp_net_stop(struct net *n)
 	s->stop = 1;
 	slirp_notify_cb(s);
 	pthread_join(s->thread, NULL);
+	/* What the guest sent last (a reply just before it powered off) may
+	 * still sit in slirp's socket buffers: give it a few rounds to reach
+	 * the host's sockets. */
+	for (int round = 0; round < 5; round++) {
+		uint32_t timeout = 0;
+		s->nfds = 0;
+		slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+		int r = poll(s->fds, s->nfds, 20);
+		if (r <= 0)
+			break;
+		slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+	}
 	slirp_cleanup(s->slirp);
 	close(s->wake_fd);
 	pthread_mutex_destroy(&s->lock);

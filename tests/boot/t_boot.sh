@@ -2,35 +2,10 @@
 # Boots Debian's stock kernel (the guest kit of tools/mkguest.sh) in corral
 # with a test initramfs whose /init checks the guest against the host, once
 # with one CPU and once with --cpus 2. Last line: "N passed, N failed".
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CORRAL=${CORRAL:-$ROOT/build/corral}
-GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-TIMEOUT=${CORRAL_BOOT_TIMEOUT:-900}
-passed=0
-failed=0
+NAME=t_boot
+. "$(dirname "$0")/../boot/lib.sh"
 
-ok() {
-	passed=$((passed + 1))
-	echo "ok   $*"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
-
-# The guest kit: build it if needed. Only a missing apt or network may skip.
-if ! out=$(sh "$ROOT/tools/mkguest.sh" 2>&1); then
-	echo "$out" | sed 's/^/  /'
-	if echo "$out" | grep -qE "cannot download|not found: this kit needs"; then
-		echo "t_boot: skipped: the guest kit cannot be built here (no apt or no network)"
-		echo "0 passed, 0 failed, 1 skipped"
-		exit 0
-	fi
-	fail "tools/mkguest.sh"
-	echo "$passed passed, $failed failed"
-	exit 1
-fi
+need_kit
 release=$(cat "$GUEST_DIR/version")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/t_boot.XXXXXX")
@@ -139,5 +114,4 @@ check "cpus=2: sha256sum of a known file" "$(field 2 sha256)" "$want_sha"
 grep -aq "T_BOOT done" "$work/log.2" && ok "cpus=2: all checks ran" || fail "cpus=2: /init did not finish"
 [ "$failed" -eq "$f0" ] || show_log 2
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report

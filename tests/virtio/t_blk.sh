@@ -6,22 +6,8 @@
 # /dev/hwrng from --rng, hvc0 from --virtio-console (a line out, a line of
 # piped host input in), and a clean PCI enumeration. The host then checks
 # the image files. Last line: "N passed, N failed".
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CORRAL=${CORRAL:-$ROOT/build/corral}
-GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-TIMEOUT=${CORRAL_BOOT_TIMEOUT:-900}
-passed=0
-failed=0
-
-ok() {
-	passed=$((passed + 1))
-	echo "ok   $*"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
+NAME=t_blk
+. "$(dirname "$0")/../boot/lib.sh"
 
 check() { # description, got, want
 	if [ "$2" = "$3" ]; then
@@ -31,22 +17,7 @@ check() { # description, got, want
 	fi
 }
 
-if ! out=$(sh "$ROOT/tools/mkguest.sh" 2>&1); then
-	echo "$out" | sed 's/^/  /'
-	if echo "$out" | grep -qE "cannot download|not found: this kit needs"; then
-		echo "t_blk: skipped: the guest kit cannot be built here (no apt or no network)"
-		echo "0 passed, 0 failed, 1 skipped"
-		exit 0
-	fi
-	fail "tools/mkguest.sh"
-	echo "$passed passed, $failed failed"
-	exit 1
-fi
-if [ ! -x "$CORRAL" ]; then
-	fail "corral binary $CORRAL not built"
-	echo "$passed passed, $failed failed"
-	exit 1
-fi
+need_kit
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/t_blk.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -167,5 +138,4 @@ if [ "$failed" -ne 0 ]; then
 	echo "  --- guest console (last 40 lines) ---"
 	tail -n 40 "$work/log" | sed 's/^/  | /'
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report

@@ -4,37 +4,13 @@
 # server on the host's loopback through 10.0.2.2, and serves a listener that
 # the host reaches through a hostfwd port. A VM without --net has no NIC.
 # Last line: "N passed, N failed".
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CORRAL=${CORRAL:-$ROOT/build/corral}
-GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-TIMEOUT=${CORRAL_BOOT_TIMEOUT:-600}
-passed=0
-failed=0
+NAME=t_net
+. "$(dirname "$0")/../boot/lib.sh"
 
-ok() {
-	passed=$((passed + 1))
-	echo "ok   $*"
-}
-
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
-
-if ! out=$(sh "$ROOT/tools/mkguest.sh" 2>&1); then
-	echo "$out" | sed 's/^/  /'
-	if echo "$out" | grep -qE "cannot download|not found: this kit needs"; then
-		echo "t_net: skipped: the guest kit cannot be built here (no apt or no network)"
-		echo "0 passed, 0 failed, 1 skipped"
-		exit 0
-	fi
-	fail "tools/mkguest.sh"
-	echo "$passed passed, $failed failed"
-	exit 1
-fi
+need_kit
 command -v python3 >/dev/null 2>&1 || {
 	fail "python3 is needed for the host side"
-	echo "$passed passed, $failed failed"
+	report
 	exit 1
 }
 
@@ -98,6 +74,13 @@ pids="$pids $client"
 timeout "$TIMEOUT" "$CORRAL" run --net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080" \
 	--append "console=ttyS0 quiet -- $cmd" </dev/null >"$work/boot.log" 2>&1
 rc=$?
+# The guest is gone: the client has had its chance (a little longer for slow hosts).
+n=0
+while kill -0 $client 2>/dev/null && [ $n -lt 20 ]; do
+	sleep 0.5
+	n=$((n + 1))
+done
+kill $client 2>/dev/null
 wait $client
 crc=$?
 tr -d '\r' <"$work/boot.log" >"$work/boot.txt" # the serial console ends lines with CR LF
@@ -149,5 +132,4 @@ for spec in "bogus" "user,hostfwd=tcp:127.0.0.1:1" "user,nosuch=1" "tap"; do
 	fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+report
