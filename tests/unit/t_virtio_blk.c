@@ -17,7 +17,7 @@
 #define S_IOERR 1
 #define S_UNSUPP 2
 
-static char path[64];
+static char path[64], path_rw[64];
 static struct machine *m;
 static struct virtio_dev *dev, *ro_dev;
 static struct blk *disk, *ro_disk;
@@ -71,9 +71,29 @@ static int setup(void)
 	close(fd);
 	char err[256];
 	struct machine_config cfg = {.mem_size = 16 << 20, .ncpus = 1, .serial_out_fd = -1};
-	if (machine_create(&m, &cfg) < 0 || blk_open(&disk, path, BLK_FMT_RAW, 0, err, sizeof(err)) < 0 ||
-	    blk_open(&ro_disk, path, BLK_FMT_PROBE, 1, err, sizeof(err)) < 0)
+	if (machine_create(&m, &cfg) < 0 || blk_open(&ro_disk, path, BLK_FMT_PROBE, 1, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
 		return -1;
+	}
+	/* The same image writable next to a reader: the image lock says no,
+	 * as it does to QEMU (two writers, or a writer under a reader, corrupt
+	 * what the other sees). */
+	if (blk_open(&disk, path, BLK_FMT_RAW, 0, err, sizeof(err)) == 0) {
+		fprintf(stderr, "a writer was let in next to a reader\n");
+		return -1;
+	}
+	/* the writable disk is a copy */
+	char cmd[600];
+	strcpy(path_rw, "/tmp/t_virtio_blk_rw.XXXXXX");
+	int fd2 = mkstemp(path_rw);
+	if (fd2 < 0)
+		return -1;
+	close(fd2);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", path, path_rw);
+	if (system(cmd) != 0 || blk_open(&disk, path_rw, BLK_FMT_RAW, 0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
 	if (virtio_blk_create(m, disk, "serial-0123456789abcdef", &dev) < 0 ||
 	    virtio_blk_create(m, ro_disk, "ro", &ro_dev) < 0)
 		return -1;
@@ -340,5 +360,6 @@ int main(void)
 	blk_close(disk);
 	blk_close(ro_disk);
 	unlink(path);
+	unlink(path_rw);
 	return test_report();
 }
