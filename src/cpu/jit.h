@@ -37,6 +37,9 @@ int jit_full(const struct cpu *c);
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip);
 /* Run from translation entry; returns guest instructions retired. */
 uint64_t jit_run(struct cpu *c, void *entry);
+/* Enter rip's translation in the jump cache that indirect branches of
+ * translations look up. */
+void jit_note(struct cpu *c, uint64_t rip, void *entry);
 /* The translation just left asked to be linked to the one at RIP. */
 void jit_link(struct cpu *c, void *entry);
 

@@ -18,11 +18,19 @@
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
+#define JC_SIZE 1024 /* jump cache: guest RIP -> translation, for indirect branches */
+
+struct jc_entry {
+	uint64_t rip;
+	void *code;
+};
 
 struct jit {
 	uint8_t *buf;
 	size_t used;
 	uint8_t *epilogue;
+	struct jc_entry *jc; /* R14 in translations */
+	int jc_dirty;
 };
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
@@ -285,6 +293,43 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target)
 	mov_imm(t, RAX, (uint64_t)(uintptr_t)rel);
 	st64(t, OFF(jit_patch), RAX);
 	patch_to(jmp32(t), t->epilogue);
+}
+
+/* Go on at the guest address in RAX (already in c->s.rip): straight into
+ * its translation if the jump cache has it, else through the run loop. */
+static void exit_jump(struct jt *t, unsigned count)
+{
+	add_count(t, count);
+	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
+	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, JC_SIZE - 1 */
+	e32(t, JC_SIZE - 1);
+	x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 4 */
+	e8(t, 4);
+	x_rm(t, XW, 0x3b, RAX, R14, RCX, 0, 0); /* cmp rax, [r14 + rcx] */
+	patch_to(jcc32(t, 5), t->epilogue);
+	x_rm(t, 0, 0xff, 4, R14, RCX, 0, 8); /* jmp [r14 + rcx + 8] */
+}
+
+/* Call instruction i's handler, RIP at addr (for a slow path). */
+static void call_handler(struct jt *t, const struct insn *i, uint64_t addr)
+{
+	if (!(t->rip_ok && t->rip_val == addr))
+		set_rip(t, addr, RAX);
+	mov_rr(t, RDI, RBX);
+	mov_imm(t, RSI, (uint64_t)(uintptr_t)i);
+	call_fn(t, (const void *)i->fn);
+}
+
+/* Jump to fail if RAX is not a canonical address. */
+static uint8_t *check_canonical(struct jt *t)
+{
+	mov_rr(t, RCX, RAX);
+	x_rr(t, XW, 0xc1, 4, RCX);
+	e8(t, 16);
+	x_rr(t, XW, 0xc1, 7, RCX);
+	e8(t, 16);
+	x_rr(t, XW, 0x3b, RCX, RAX);
+	return jcc32(t, 5);
 }
 
 /* ---- Memory operands ---- */
@@ -742,22 +787,44 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		ld_greg(t, RAX, R_RSP, 8);
 		mem_load(t, 8, addr);
 		/* a non-canonical return address: the handler raises #GP */
-		mov_rr(t, RCX, RAX);
-		x_rr(t, XW, 0xc1, 4, RCX);
-		e8(t, 16);
-		x_rr(t, XW, 0xc1, 7, RCX);
-		e8(t, 16);
-		x_rr(t, XW, 0x3b, RCX, RAX);
-		uint8_t *ok = jcc32(t, 4);
-		set_rip(t, addr, RAX);
-		mov_rr(t, RDI, RBX);
-		mov_imm(t, RSI, (uint64_t)(uintptr_t)i);
-		call_fn(t, (const void *)op_ret);
-		patch_to(ok, t->p);
+		uint8_t *bad = check_canonical(t);
 		x_rm(t, XW, 0x83, 0, RBX, NOX, 0, goff(R_RSP));
 		e8(t, 8);
 		st64(t, OFF(s.rip), RAX);
-		exit_dyn(t, count);
+		exit_jump(t, count);
+		patch_to(bad, t->p);
+		call_handler(t, i, addr);
+		exit_dyn(t, count); /* not reached */
+		return 2;
+	}
+	if (f == op_jmp_rm || f == op_call_rm) {
+		if (i->mod3) {
+			ld_greg(t, RAX, i->rm, 8);
+		} else {
+			emit_ea(t, i, next, 0);
+			mem_load(t, 8, addr);
+		}
+		uint8_t *bad = check_canonical(t);
+		if (f == op_call_rm) {
+			mov_rr(t, R13, RAX);
+			mov_imm(t, RSI, next);
+			ld_greg(t, RAX, R_RSP, 8);
+			x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
+			mem_store(t, 8, addr);
+			x_rm(t, XW, 0x83, 5, RBX, NOX, 0, goff(R_RSP));
+			e8(t, 8);
+			t->store_check = 0;
+			st64(t, OFF(s.rip), R13);
+			cmp0(t, OFF(end_block));
+			add_stub(t, jcc32(t, 5), STUB_END, count, 0);
+			mov_rr(t, RAX, R13);
+		} else {
+			st64(t, OFF(s.rip), RAX);
+		}
+		exit_jump(t, count);
+		patch_to(bad, t->p);
+		call_handler(t, i, addr);
+		exit_dyn(t, count); /* not reached */
 		return 2;
 	}
 	return 0;
@@ -798,24 +865,31 @@ int jit_init(struct cpu *c)
 	struct jit *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
+	j->jc = calloc(JC_SIZE, sizeof(*j->jc));
+	if (!j->jc) {
+		free(j);
+		return -ENOMEM;
+	}
 	j->buf = mmap(NULL, JIT_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (j->buf == MAP_FAILED || jit_protect(j->buf, JIT_HDR, PROT_READ | PROT_WRITE)) {
 		if (j->buf != MAP_FAILED)
 			munmap(j->buf, JIT_SIZE);
+		free(j->jc);
 		free(j);
 		return 0; /* no executable memory: interpret */
 	}
 	/* jit_run(c, entry): save callee-saved registers, rbx = c, r12 = 0,
 	 * jump to entry; the epilogue returns r12. Five pushes keep the stack
 	 * 16-byte aligned for the calls translations make. */
-	static const uint8_t tramp[] = {0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,
-					0x48, 0x89, 0xfb, 0x45, 0x31, 0xe4, 0xff, 0xe6};
+	static const uint8_t tramp[] = {0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48,
+					0x89, 0xfb, 0x45, 0x31, 0xe4, 0x49, 0x89, 0xd6, 0xff, 0xe6};
 	static const uint8_t epi[] = {0x4c, 0x89, 0xe0, 0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5b, 0xc3};
 	memcpy(j->buf, tramp, sizeof(tramp));
 	j->epilogue = j->buf + 32;
 	memcpy(j->epilogue, epi, sizeof(epi));
 	if (jit_protect(j->buf, JIT_HDR, PROT_READ | PROT_EXEC)) {
 		munmap(j->buf, JIT_SIZE);
+		free(j->jc);
 		free(j);
 		return 0;
 	}
@@ -829,6 +903,7 @@ void jit_destroy(struct cpu *c)
 	if (!c->jit)
 		return;
 	munmap(c->jit->buf, JIT_SIZE);
+	free(c->jit->jc);
 	free(c->jit);
 	c->jit = NULL;
 }
@@ -836,8 +911,22 @@ void jit_destroy(struct cpu *c)
 void jit_flush(struct cpu *c)
 {
 	c->jit_patch = NULL;
-	if (c->jit)
-		c->jit->used = JIT_HDR;
+	struct jit *j = c->jit;
+	if (!j)
+		return;
+	j->used = JIT_HDR;
+	if (j->jc_dirty) {
+		memset(j->jc, 0, JC_SIZE * sizeof(*j->jc));
+		j->jc_dirty = 0;
+	}
+}
+
+void jit_note(struct cpu *c, uint64_t rip, void *entry)
+{
+	struct jc_entry *e = &c->jit->jc[rip & (JC_SIZE - 1)];
+	e->rip = rip;
+	e->code = entry;
+	c->jit->jc_dirty = 1;
 }
 
 int jit_full(const struct cpu *c)
@@ -847,8 +936,9 @@ int jit_full(const struct cpu *c)
 
 uint64_t jit_run(struct cpu *c, void *entry)
 {
-	uint64_t (*tramp)(struct cpu *, void *) = (uint64_t(*)(struct cpu *, void *))(void *)c->jit->buf;
-	return tramp(c, entry);
+	uint64_t (*tramp)(struct cpu *, void *, void *) =
+		(uint64_t(*)(struct cpu *, void *, void *))(void *)c->jit->buf;
+	return tramp(c, entry, c->jit->jc);
 }
 
 void jit_link(struct cpu *c, void *entry)
@@ -905,7 +995,10 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 		if (!r) {
 			emit_handler(t, i, addr);
 			if (k + 1 == n) {
-				exit_dyn(t, n);
+				cmp0(t, OFF(end_block));
+				add_stub(t, jcc32(t, 5), STUB_END, n, 0);
+				ld64(t, RAX, OFF(s.rip));
+				exit_jump(t, n);
 				ended = 1;
 				break;
 			}
@@ -979,6 +1072,12 @@ uint64_t jit_run(struct cpu *c, void *entry)
 void jit_link(struct cpu *c, void *entry)
 {
 	(void)c;
+	(void)entry;
+}
+void jit_note(struct cpu *c, uint64_t rip, void *entry)
+{
+	(void)c;
+	(void)rip;
 	(void)entry;
 }
 

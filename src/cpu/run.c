@@ -345,6 +345,7 @@ static inline int block_run_jit(struct cpu *c, const struct dblock *b, uint64_t 
 {
 	if (c->jit_patch)
 		jit_link(c, b->jit);
+	jit_note(c, b->rip, b->jit);
 	c->jit_budget = limit - c->icount;
 	c->icount += jit_run(c, b->jit);
 	return block_end(c, limit);
