@@ -436,6 +436,39 @@ static void mem_store(struct jt *t, unsigned sz, uint64_t addr)
 	t->store_check = 1;
 }
 
+static void host_load(struct jt *t, unsigned dst, unsigned base, unsigned sz)
+{
+	switch (sz) {
+	case 8: x_rm(t, XW, 0x8b, dst, base, NOX, 0, 0); break;
+	case 4: x_rm(t, 0, 0x8b, dst, base, NOX, 0, 0); break;
+	case 2: x_rm(t, 0, 0x0fb7, dst, base, NOX, 0, 0); break;
+	default: x_rm(t, 0, 0x0fb6, dst, base, NOX, 0, 0);
+	}
+}
+
+static void host_store(struct jt *t, unsigned base, unsigned src, unsigned sz)
+{
+	switch (sz) {
+	case 8: x_rm(t, XW, 0x89, src, base, NOX, 0, 0); break;
+	case 4: x_rm(t, 0, 0x89, src, base, NOX, 0, 0); break;
+	case 2: x_rm(t, X66, 0x89, src, base, NOX, 0, 0); break;
+	default: x_rm(t, XB, 0x88, src, base, NOX, 0, 0);
+	}
+}
+
+/* End of an inline read-modify-write whose TLB miss (miss) runs the
+ * handler instead. Both leave the same lazy-flag state. */
+static void rmw_slow(struct jt *t, const struct insn *i, uint64_t addr, uint8_t *miss)
+{
+	uint8_t *done = jmp32(t);
+	patch_to(miss, t->p);
+	call_handler(t, i, addr);
+	patch_to(done, t->p);
+	t->rip_ok = 0;
+	t->hostflags = 0;
+	t->store_check = 1;
+}
+
 /* ---- Flags ---- */
 
 static int cc_uses_cf(unsigned cc)
@@ -519,8 +552,22 @@ static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, u
 {
 	if (op == ALU_ADC || op == ALU_SBB || i->lock)
 		return 0;
-	if (!i->mod3 && form != F_R_RM && op != ALU_CMP && op != ALU_TEST)
-		return 0; /* read-modify-write of memory: the handler */
+	if (!i->mod3 && form != F_R_RM && op != ALU_CMP && op != ALU_TEST) {
+		/* Read-modify-write of memory: inline when the TLB has the page
+		 * writable, else the handler does it all. */
+		emit_ea(t, i, next, 0);
+		uint8_t *miss = tlb_lookup(t, sz, 1);
+		mov_rr(t, RSI, RAX);
+		host_load(t, RAX, RSI, sz);
+		if (form == F_RM_IMM)
+			mov_imm(t, RCX, i->imm & size_mask(sz));
+		else
+			ld_greg(t, RCX, i->reg, sz);
+		alu_core(t, op, sz, i->noflags);
+		host_store(t, RSI, RAX, sz);
+		rmw_slow(t, i, addr, miss);
+		return 1;
+	}
 	if (form == F_R_RM) {
 		if (i->mod3) {
 			ld_greg(t, RCX, i->rm, sz);
@@ -548,13 +595,13 @@ static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, u
 	return 1;
 }
 
-/* INC/DEC of a register */
-static int emit_incdec(struct jt *t, const struct insn *i, int dec)
+/* INC/DEC of a register or (unlocked) memory */
+static int emit_incdec(struct jt *t, const struct insn *i, int dec, uint64_t addr, uint64_t next)
 {
 	unsigned sz = i->opsz, ext = dec ? 1 : 0, opc = sz == 1 ? 0xfe : 0xff;
-	if (!i->mod3)
+	if (i->lock)
 		return 0;
-	if (i->noflags) {
+	if (i->noflags && i->mod3) {
 		if (sz == 4) {
 			ld_greg(t, RAX, i->rm, 4);
 			x_rr(t, 0, opc, ext, RAX);
@@ -565,38 +612,53 @@ static int emit_incdec(struct jt *t, const struct insn *i, int dec)
 		t->fk = 0;
 		return 1;
 	}
-	/* CF passes through: lf_aux takes the current CF. */
-	int keep_aux = 0;
-	if (t->fk == LF_LOGIC) {
-		x_rr(t, 0, 0x31, RDX, RDX);
+	/* CF passes through: lf_aux takes the current CF (R13). */
+	int keep_aux = 0, flags = !i->noflags;
+	if (!flags) {
+	} else if (t->fk == LF_LOGIC) {
+		x_rr(t, 0, 0x31, R13, R13);
 	} else if (t->fk == LF_SUB || t->fk == LF_ADD) {
 		unsigned cc = emit_cond(t, 2, 0);
 		x_rr(t, 0, 0x0f90 | cc, 0, RDX); /* setb dl */
-		x_rr(t, 0, 0x0fb6, RDX, RDX);
+		x_rr(t, 0, 0x0fb6, R13, RDX);
 	} else if (t->fk == LF_INC || t->fk == LF_DEC) {
 		keep_aux = 1;
 	} else {
 		mov_rr(t, RDI, RBX);
 		call_fn(t, (const void *)jit_cf);
-		x_rr(t, 0, 0x89, RAX, RDX);
+		x_rr(t, 0, 0x89, RAX, R13);
 	}
-	ld_greg(t, RAX, i->rm, sz);
-	st64(t, OFF(lf_src1), RAX);
-	x_rr(t, szfl(sz), opc, ext, RAX);
-	st64(t, OFF(lf_res), RAX);
-	st_imm64(t, OFF(lf_src2), 1, RCX);
-	if (keep_aux) {
-		x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
-		e32(t, (dec ? LF_DEC : LF_INC) | lf_size_index(sz));
+	uint8_t *miss = NULL;
+	if (i->mod3) {
+		ld_greg(t, RAX, i->rm, sz);
 	} else {
-		x_rm(t, 0, 0x89, RDX, RBX, NOX, 0, OFF(lf_aux));
+		emit_ea(t, i, next, 0);
+		miss = tlb_lookup(t, sz, 1);
+		mov_rr(t, RSI, RAX);
+		host_load(t, RAX, RSI, sz);
+	}
+	if (flags)
+		st64(t, OFF(lf_src1), RAX);
+	x_rr(t, szfl(sz), opc, ext, RAX);
+	if (flags) {
+		st64(t, OFF(lf_res), RAX);
+		st_imm64(t, OFF(lf_src2), 1, RCX);
+		if (!keep_aux)
+			x_rm(t, 0, 0x89, R13, RBX, NOX, 0, OFF(lf_aux));
 		x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
 		e32(t, (dec ? LF_DEC : LF_INC) | lf_size_index(sz));
+		t->fk = dec ? LF_DEC : LF_INC;
+		t->fksz = sz;
+		t->hostflags = 2;
+	} else {
+		t->fk = 0;
 	}
-	st_greg(t, i->rm, sz, RAX);
-	t->fk = dec ? LF_DEC : LF_INC;
-	t->fksz = sz;
-	t->hostflags = 2;
+	if (i->mod3) {
+		st_greg(t, i->rm, sz, RAX);
+	} else {
+		host_store(t, RSI, RAX, sz);
+		rmw_slow(t, i, addr, miss);
+	}
 	return 1;
 }
 
@@ -651,7 +713,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 	if (f == op_test_rm_imm)
 		return emit_alu(t, i, ALU_TEST, F_RM_IMM, sz, addr, next);
 	if (f == op_inc || f == op_dec)
-		return emit_incdec(t, i, f == op_dec);
+		return emit_incdec(t, i, f == op_dec, addr, next);
 	if (emit_shift_nf(t, i))
 		return 1;
 
