@@ -5,6 +5,7 @@
  * everything else calls the instruction's handler. See jit.h. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,6 +32,8 @@ struct jit {
 	uint8_t *epilogue;
 	struct jc_entry *jc; /* R14 in translations */
 	int jc_dirty;
+	int stats;			     /* CORRAL_JIT_STATS: report counts at exit */
+	unsigned long ntrans, nfail, nflush; /* translations made, refused; flushes */
 };
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
@@ -684,6 +687,130 @@ static int emit_shift_nf(struct jt *t, const struct insn *i)
 	return 1;
 }
 
+/* Shifts SHL/SAL, SHR, SAR of a 32/64-bit register by an immediate or CL,
+ * with their flags set as shift_exec does (eagerly: CF PF ZF SF from the
+ * host, AF clear, OF by the interpreter's rule). */
+static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
+{
+	unsigned sz = i->opsz, op = i->aux, bits = sz * 8;
+	if (!i->mod3 || (sz != 4 && sz != 8) || op < 4)
+		return 0;
+	unsigned ext = op == 6 ? 4 : op, fl = szfl(sz);
+	unsigned n = i->imm8 & (bits - 1);
+	uint8_t *zero = NULL;
+	if (by_cl) {
+		ld_greg(t, RCX, R_RCX, 4);
+		x_rr(t, 0, 0x83, 4, RCX); /* and ecx, bits - 1 */
+		e8(t, bits - 1);
+		zero = jcc32(t, 4);
+	} else if (!n) {
+		return 0;
+	}
+	ld_greg(t, RAX, i->rm, sz);
+	mov_rr(t, RSI, RAX);
+	if (by_cl) {
+		x_rr(t, fl, 0xd3, ext, RAX);
+	} else {
+		x_rr(t, fl, 0xc1, ext, RAX);
+		e8(t, n);
+	}
+	if (!i->noflags) {
+		e8(t, 0x9c); /* pushfq; pop rdx */
+		e8(t, 0x5a);
+		x_rr(t, 0, 0x81, 4, RDX); /* and edx, CF|PF|ZF|SF */
+		e32(t, FL_CF | FL_PF | FL_ZF | FL_SF);
+		if (ext != 7) {
+			/* OF: SHL msb(result) ^ CF; SHR msb(operand) */
+			mov_rr(t, RCX, ext == 4 ? RAX : RSI);
+			x_rr(t, XW, 0xc1, 5, RCX);
+			e8(t, bits - 1);
+			if (ext == 4)
+				x_rr(t, 0, 0x31, RDX, RCX); /* xor ecx, edx */
+			x_rr(t, 0, 0x83, 4, RCX);
+			e8(t, 1);
+			x_rr(t, 0, 0xc1, 4, RCX);
+			e8(t, 11);
+			x_rr(t, 0, 0x09, RCX, RDX); /* or edx, ecx */
+		}
+		ld64(t, RCX, OFF(s.rflags));
+		x_rr(t, XW, 0x81, 4, RCX);
+		e32(t, ~(uint32_t)FL_ARITH);
+		x_rr(t, XW, 0x09, RDX, RCX);
+		st64(t, OFF(s.rflags), RCX);
+		x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
+		e32(t, LF_NONE);
+	}
+	st_greg(t, i->rm, 8, RAX);
+	if (by_cl) {
+		uint8_t *done = jmp32(t);
+		patch_to(zero, t->p);
+		if (sz == 4) { /* a zero count still zero-extends */
+			ld_greg(t, RAX, i->rm, 4);
+			st_greg(t, i->rm, 8, RAX);
+		}
+		patch_to(done, t->p);
+	}
+	t->fk = 0; /* consumers ask cond_eval, which reads RFLAGS directly */
+	return 1;
+}
+
+/* NOT and NEG of a register */
+static int emit_notneg(struct jt *t, const struct insn *i, int neg)
+{
+	unsigned sz = i->opsz, ext = neg ? 3 : 2, opc = sz == 1 ? 0xf6 : 0xf7;
+	if (!i->mod3 || i->lock)
+		return 0;
+	if (!neg || i->noflags) {
+		if (sz == 4) {
+			ld_greg(t, RAX, i->rm, 4);
+			x_rr(t, 0, opc, ext, RAX);
+			st_greg(t, i->rm, 8, RAX);
+		} else {
+			x_rm(t, szfl(sz), opc, ext, RBX, NOX, 0, goff(i->rm));
+		}
+		if (neg)
+			t->fk = 0;
+		return 1;
+	}
+	ld_greg(t, RAX, i->rm, sz);
+	st64(t, OFF(lf_src2), RAX);
+	st_imm64(t, OFF(lf_src1), 0, RCX);
+	x_rr(t, szfl(sz), opc, ext, RAX);
+	st64(t, OFF(lf_res), RAX);
+	x_rm(t, XW, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
+	e32(t, LF_SUB | lf_size_index(sz));
+	st_greg(t, i->rm, sz, RAX);
+	t->fk = LF_SUB;
+	t->fksz = sz;
+	t->hostflags = 1;
+	return 1;
+}
+
+/* IMUL r, r/m and IMUL r, r/m, imm (32/64-bit) whose flags are dead */
+static int emit_imul(struct jt *t, const struct insn *i, int with_imm, uint64_t addr, uint64_t next)
+{
+	unsigned sz = i->opsz;
+	if (!i->noflags || (sz != 4 && sz != 8))
+		return 0;
+	if (i->mod3) {
+		ld_greg(t, RCX, i->rm, sz);
+	} else {
+		emit_ea(t, i, next, 0);
+		mem_load(t, sz, addr);
+		mov_rr(t, RCX, RAX);
+	}
+	if (with_imm) {
+		x_rr(t, szfl(sz), 0x69, RAX, RCX);
+		e32(t, (uint32_t)i->imm);
+	} else {
+		ld_greg(t, RAX, i->reg, sz);
+		x_rr(t, szfl(sz), 0x0faf, RAX, RCX);
+	}
+	st_greg(t, i->reg, 8, RAX);
+	t->fk = 0;
+	return 1;
+}
+
 /* Emits instruction i (at addr, k-th of the block, count = k + 1) inline.
  * Returns 0 if it must go to its handler, 1 if emitted, 2 if emitted and
  * the block's exits are emitted too. */
@@ -716,6 +843,21 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		return emit_incdec(t, i, f == op_dec, addr, next);
 	if (emit_shift_nf(t, i))
 		return 1;
+	if (f == op_shift_imm || f == op_shift_cl)
+		return emit_shift(t, i, f == op_shift_cl);
+	if (f == op_not || f == op_neg)
+		return emit_notneg(t, i, f == op_neg);
+	if (f == op_imul_r_rm || f == op_imul_r_rm_imm)
+		return emit_imul(t, i, f == op_imul_r_rm_imm, addr, next);
+	if (f == op_bswap && sz >= 4) {
+		ld_greg(t, RAX, i->reg, sz);
+		if (sz == 8) /* bswap rax / eax */
+			e8(t, 0x48);
+		e8(t, 0x0f);
+		e8(t, 0xc8);
+		st_greg(t, i->reg, 8, RAX);
+		return 1;
+	}
 
 	if (f == op_mov_rr64 || f == op_mov_rr32) {
 		ld_greg(t, RAX, i->reg, f == op_mov_rr64 ? 8 : 4);
@@ -956,6 +1098,7 @@ int jit_init(struct cpu *c)
 		return 0;
 	}
 	j->used = JIT_HDR;
+	j->stats = getenv("CORRAL_JIT_STATS") != NULL;
 	c->jit = j;
 	return 0;
 }
@@ -964,6 +1107,9 @@ void jit_destroy(struct cpu *c)
 {
 	if (!c->jit)
 		return;
+	if (c->jit->stats)
+		fprintf(stderr, "corral: jit: %lu blocks translated, %lu refused, %lu flushes\n", c->jit->ntrans,
+			c->jit->nfail, c->jit->nflush);
 	munmap(c->jit->buf, JIT_SIZE);
 	free(c->jit->jc);
 	free(c->jit);
@@ -977,6 +1123,7 @@ void jit_flush(struct cpu *c)
 	if (!j)
 		return;
 	j->used = JIT_HDR;
+	j->nflush++;
 	if (j->jc_dirty) {
 		memset(j->jc, 0, JC_SIZE * sizeof(*j->jc));
 		j->jc_dirty = 0;
@@ -1091,8 +1238,11 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	size_t len = (size_t)(t->p - start);
 	free(t);
 	jit_protect(start, JIT_BLOCK_MAX, PROT_READ | PROT_EXEC);
-	if (bad)
+	if (bad) {
+		j->nfail++;
 		return NULL;
+	}
+	j->ntrans++;
 	j->used = (j->used + len + 15) & ~(size_t)15;
 	return start;
 }

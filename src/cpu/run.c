@@ -385,16 +385,16 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 		if (unlikely(jit_full(c)))
 			dcache_flush(c);
 		struct dblock *b = block_find(c, c->s.rip, c->s.rip);
+		if (!b->jit && c->jit && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
+			b->jit = jit_translate(c, b->insn, b->n, b->rip);
+			if (!b->jit)
+				b->hits = JIT_NEVER;
+		}
 		int x;
 		if (b->jit) {
 			x = block_run_jit(c, b, limit);
 		} else {
 			c->jit_patch = NULL;
-			if (c->jit && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
-				b->jit = jit_translate(c, b->insn, b->n, b->rip);
-				if (!b->jit)
-					b->hits = JIT_NEVER;
-			}
 			x = block_exec(c, b, limit);
 		}
 		if (unlikely(x >= 0))
