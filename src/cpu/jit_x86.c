@@ -279,6 +279,24 @@ static void add_count(struct jt *t, unsigned count)
 	e8(t, count);
 }
 
+/* Leave for the run loop (through a stub of kind, RIP = rip) if it has
+ * something to do: a stop request, the instruction budget spent, a TLB or
+ * decoded-code generation changed. Keeps RAX. */
+static void emit_checks(struct jt *t, unsigned kind, uint64_t rip)
+{
+	cmp0(t, OFF(stop_req));
+	add_stub(t, jcc32(t, 5), kind, 0, rip);
+	x_rm(t, XW, 0x3b, R12, RBX, NOX, 0, OFF(jit_budget));
+	add_stub(t, jcc32(t, 3), kind, 0, rip);
+	ld64(t, RDX, OFF(vm));
+	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
+	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
+	add_stub(t, jcc32(t, 5), kind, 0, rip);
+	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, code_gen));
+	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(code_gen));
+	add_stub(t, jcc32(t, 5), kind, 0, rip);
+}
+
 /* Leave to the run loop; RIP is already set. */
 static void exit_dyn(struct jt *t, unsigned count)
 {
@@ -288,9 +306,15 @@ static void exit_dyn(struct jt *t, unsigned count)
 
 /* Go on at guest address target: first through the run loop, which then
  * links this jump straight to target's translation. */
-static void exit_chain(struct jt *t, unsigned count, uint64_t target)
+/* Go on at guest address target (from the instruction at addr): first
+ * through the run loop, which then links this jump straight to target's
+ * translation. A jump backwards may close a loop of linked translations,
+ * so it first checks what the run loop would. */
+static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t addr)
 {
 	add_count(t, count);
+	if (target <= addr)
+		emit_checks(t, STUB_BAIL, target);
 	uint8_t *rel = jmp32(t); /* to the next instruction until linked */
 	set_rip(t, target, RAX);
 	mov_imm(t, RAX, (uint64_t)(uintptr_t)rel);
@@ -303,6 +327,7 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target)
 static void exit_jump(struct jt *t, unsigned count)
 {
 	add_count(t, count);
+	emit_checks(t, STUB_END, 0);
 	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
 	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, JC_SIZE - 1 */
 	e32(t, JC_SIZE - 1);
@@ -962,15 +987,15 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		return 1;
 	}
 	if (f == op_jmp_rel) {
-		exit_chain(t, count, next + i->imm);
+		exit_chain(t, count, next + i->imm, addr);
 		return 2;
 	}
 	if (f == op_jcc) {
 		unsigned cc = emit_cond(t, i->aux, hf);
 		uint8_t *taken = jcc32(t, cc);
-		exit_chain(t, count, next);
+		exit_chain(t, count, next, addr);
 		patch_to(taken, t->p);
-		exit_chain(t, count, next + i->imm);
+		exit_chain(t, count, next + i->imm, addr);
 		return 2;
 	}
 	if (f == op_call_rel) {
@@ -984,7 +1009,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		cmp0(t, OFF(end_block));
 		add_stub(t, jcc32(t, 5), STUB_STORE_END, count, target);
 		t->store_check = 0;
-		exit_chain(t, count, target);
+		exit_chain(t, count, target, addr);
 		return 2;
 	}
 	if (f == op_ret) {
@@ -1180,19 +1205,6 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	t->end = start + JIT_BLOCK_MAX - 64;
 	t->epilogue = j->epilogue;
 
-	/* Entry: leave for the run loop if it has something to do. */
-	cmp0(t, OFF(stop_req));
-	add_stub(t, jcc32(t, 5), STUB_BAIL, 0, rip);
-	x_rm(t, XW, 0x3b, R12, RBX, NOX, 0, OFF(jit_budget));
-	add_stub(t, jcc32(t, 3), STUB_BAIL, 0, rip);
-	ld64(t, RAX, OFF(vm));
-	x_rm(t, 0, 0x8b, RCX, RAX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
-	add_stub(t, jcc32(t, 5), STUB_BAIL, 0, rip);
-	x_rm(t, 0, 0x8b, RCX, RAX, NOX, 0, (int32_t)offsetof(struct vmem, code_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(code_gen));
-	add_stub(t, jcc32(t, 5), STUB_BAIL, 0, rip);
-
 	uint64_t addr = rip;
 	int ended = 0;
 	for (unsigned k = 0; k < n && !t->overflow; k++) {
@@ -1224,7 +1236,7 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 		}
 	}
 	if (!ended)
-		exit_chain(t, n, addr);
+		exit_chain(t, n, addr, addr - 1);
 	for (unsigned k = 0; k < t->nstubs; k++) {
 		struct stub *s = &t->stubs[k];
 		patch_to(s->rel, t->p);
