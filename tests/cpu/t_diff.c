@@ -1484,8 +1484,8 @@ int main(void)
 			if (!f->runs)
 				continue;
 			if (f->fails) {
-				printf("%s: form %-18s %5lu of %6lu cases differ; first: %s\n", pname, f->name, f->fails,
-				       f->runs, f->first);
+				printf("%s: form %-18s %5lu of %6lu cases differ; first: %s\n", pname, f->name,
+				       f->fails, f->runs, f->first);
 				nfail++;
 			} else {
 				npass++;
