@@ -51,6 +51,8 @@ struct stub {
 	uint8_t *rel;
 	unsigned kind, count;
 	uint64_t rip;
+	int8_t cache[16]; /* the register cache there: its dirty registers are written back */
+	uint16_t dirty;
 };
 
 /* One translation in progress. */
@@ -63,6 +65,13 @@ struct jt {
 	int rip_ok;	   /* c->s.rip is known to hold rip_val */
 	uint64_t rip_val;
 	int store_check; /* the current instruction stored through a slow path: check end_block */
+	/* Register cache: guest register r lives in host register cache[r]
+	 * (-1: only in memory) within the block; dirty ones are newer than
+	 * struct cpu and are written back before anything that reads the
+	 * state (handlers, slow paths, exits). */
+	int8_t cache[16];
+	uint16_t dirty;
+	uint8_t uses[16]; /* how often the block names each register: cache those used twice or more */
 	struct stub stubs[MAX_STUBS];
 	unsigned nstubs;
 	uint8_t *epilogue;
@@ -163,9 +172,107 @@ static void st64(struct jt *t, int32_t off, unsigned h)
 	x_rm(t, XW, 0x89, h, RBX, NOX, 0, off);
 }
 
+/* ---- The register cache ---- */
+
+/* Host registers that may hold guest registers: R15 and RBP survive calls,
+ * R8-R11 do not (reloaded after calls that leave guest state alone). */
+static const uint8_t pool[] = {R15, RBP, R8, R9, R10, R11};
+#define POOL_N (sizeof(pool) / sizeof(pool[0]))
+
+static int volatile_reg(unsigned h)
+{
+	return h >= R8 && h <= R11;
+}
+
+static int c_alloc(struct jt *t, unsigned r)
+{
+	if (t->uses[r] < 2)
+		return -1;
+	for (unsigned k = 0; k < POOL_N; k++) {
+		int used = 0;
+		for (unsigned g = 0; g < 16; g++)
+			used |= t->cache[g] == (int8_t)pool[k];
+		if (!used) {
+			t->cache[r] = (int8_t)pool[k];
+			return pool[k];
+		}
+	}
+	return -1;
+}
+
+/* Emit stores of the dirty registers of (cache, dirty) without changing
+ * the translator's view (for conditional paths and stubs). */
+static void c_emit_spill(struct jt *t, const int8_t *cache, uint16_t dirty)
+{
+	for (unsigned r = 0; r < 16; r++)
+		if (dirty & (1u << r))
+			x_rm(t, XW, 0x89, (unsigned)cache[r], RBX, NOX, 0, OFF(s.gpr) + 8 * (int32_t)r);
+}
+
+/* After a call that left guest registers alone: reload the cached ones it
+ * may have clobbered. */
+static void c_emit_reload(struct jt *t)
+{
+	for (unsigned r = 0; r < 16; r++)
+		if (t->cache[r] >= 0 && volatile_reg((unsigned)t->cache[r]))
+			x_rm(t, XW, 0x8b, (unsigned)t->cache[r], RBX, NOX, 0, OFF(s.gpr) + 8 * (int32_t)r);
+}
+
+/* Write every dirty register back; they stay cached, clean. */
+static void c_spill(struct jt *t)
+{
+	c_emit_spill(t, t->cache, t->dirty);
+	t->dirty = 0;
+}
+
+/* Guest register r to memory only. */
+static void c_drop(struct jt *t, unsigned r)
+{
+	if (t->cache[r] < 0)
+		return;
+	if (t->dirty & (1u << r))
+		x_rm(t, XW, 0x89, (unsigned)t->cache[r], RBX, NOX, 0, OFF(s.gpr) + 8 * (int32_t)r);
+	t->dirty &= (uint16_t) ~(1u << r);
+	t->cache[r] = -1;
+}
+
+static void c_drop_all(struct jt *t)
+{
+	for (unsigned r = 0; r < 16; r++)
+		c_drop(t, r);
+}
+
+/* Before a call that keeps guest state but may clobber R8-R11. */
+static void c_drop_volatile(struct jt *t)
+{
+	for (unsigned r = 0; r < 16; r++)
+		if (t->cache[r] >= 0 && volatile_reg((unsigned)t->cache[r]))
+			c_drop(t, r);
+}
+
 /* host h = guest register r (sz bytes, zero-extended) */
 static void ld_greg(struct jt *t, unsigned h, unsigned r, unsigned sz)
 {
+	if (r < 16 && t->cache[r] < 0 && sz >= 4) {
+		int hr = c_alloc(t, r);
+		if (hr >= 0)
+			x_rm(t, XW, 0x8b, (unsigned)hr, RBX, NOX, 0, goff(r));
+	}
+	if (r < 16 && t->cache[r] >= 0) {
+		unsigned hr = (unsigned)t->cache[r];
+		switch (sz) {
+		case 8: x_rr(t, XW, 0x89, hr, h); break;
+		case 4: x_rr(t, 0, 0x89, hr, h); break;
+		case 2: x_rr(t, 0, 0x0fb7, h, hr); break;
+		default: x_rr(t, XB, 0x0fb6, h, hr);
+		}
+		return;
+	}
+	if (r >= 16 && t->cache[r - 16] >= 0 && (t->dirty & (1u << (r - 16)))) {
+		/* AH..BH: read from memory, written back first */
+		x_rm(t, XW, 0x89, (unsigned)t->cache[r - 16], RBX, NOX, 0, goff(r - 16));
+		t->dirty &= (uint16_t) ~(1u << (r - 16));
+	}
 	switch (sz) {
 	case 8: x_rm(t, XW, 0x8b, h, RBX, NOX, 0, goff(r)); break;
 	case 4: x_rm(t, 0, 0x8b, h, RBX, NOX, 0, goff(r)); break;
@@ -178,6 +285,16 @@ static void ld_greg(struct jt *t, unsigned h, unsigned r, unsigned sz)
  * host flags survive */
 static void st_greg(struct jt *t, unsigned r, unsigned sz, unsigned h)
 {
+	if (r < 16 && sz >= 4) {
+		if (t->cache[r] < 0)
+			c_alloc(t, r);
+		if (t->cache[r] >= 0) {
+			x_rr(t, sz == 8 ? XW : 0, 0x89, h, (unsigned)t->cache[r]);
+			t->dirty |= (uint16_t)(1u << r);
+			return;
+		}
+	}
+	c_drop(t, r >= 16 ? r - 16 : r);
 	switch (sz) {
 	case 8: x_rm(t, XW, 0x89, h, RBX, NOX, 0, goff(r)); break;
 	case 4:
@@ -261,7 +378,9 @@ static void add_stub(struct jt *t, uint8_t *rel, unsigned kind, unsigned count, 
 		t->overflow = 1;
 		return;
 	}
-	t->stubs[t->nstubs++] = (struct stub){rel, kind, count, rip};
+	struct stub *st = &t->stubs[t->nstubs++];
+	*st = (struct stub){.rel = rel, .kind = kind, .count = count, .rip = rip, .dirty = t->dirty};
+	memcpy(st->cache, t->cache, sizeof(st->cache));
 }
 
 /* cmp dword [rbx + off], 0 */
@@ -300,6 +419,7 @@ static void emit_checks(struct jt *t, unsigned kind, uint64_t rip)
 /* Leave to the run loop; RIP is already set. */
 static void exit_dyn(struct jt *t, unsigned count)
 {
+	c_spill(t);
 	add_count(t, count);
 	patch_to(jmp32(t), t->epilogue);
 }
@@ -312,6 +432,7 @@ static void exit_dyn(struct jt *t, unsigned count)
  * so it first checks what the run loop would. */
 static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t addr)
 {
+	c_spill(t);
 	add_count(t, count);
 	if (target <= addr)
 		emit_checks(t, STUB_BAIL, target);
@@ -326,6 +447,7 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t a
  * its translation if the jump cache has it, else through the run loop. */
 static void exit_jump(struct jt *t, unsigned count)
 {
+	c_spill(t);
 	add_count(t, count);
 	emit_checks(t, STUB_END, 0);
 	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
@@ -341,11 +463,13 @@ static void exit_jump(struct jt *t, unsigned count)
 /* Call instruction i's handler, RIP at addr (for a slow path). */
 static void call_handler(struct jt *t, const struct insn *i, uint64_t addr)
 {
+	c_emit_spill(t, t->cache, t->dirty);
 	if (!(t->rip_ok && t->rip_val == addr))
 		set_rip(t, addr, RAX);
 	mov_rr(t, RDI, RBX);
 	mov_imm(t, RSI, (uint64_t)(uintptr_t)i);
 	call_fn(t, (const void *)i->fn);
+	c_emit_reload(t);
 }
 
 /* Jump to fail if RAX is not a canonical address. */
@@ -431,11 +555,13 @@ static void mem_load(struct jt *t, unsigned sz, uint64_t addr)
 	}
 	uint8_t *done = jmp32(t);
 	patch_to(miss, t->p);
+	c_emit_spill(t, t->cache, t->dirty);
 	set_rip(t, addr, RDX);
 	mov_rr(t, RSI, RAX);
 	mov_rr(t, RDI, RBX);
 	mov_imm(t, RDX, sz);
 	call_fn(t, (const void *)mem_read_slow);
+	c_emit_reload(t);
 	patch_to(done, t->p);
 	t->rip_ok = 0;
 }
@@ -453,12 +579,14 @@ static void mem_store(struct jt *t, unsigned sz, uint64_t addr)
 	}
 	uint8_t *done = jmp32(t);
 	patch_to(miss, t->p);
+	c_emit_spill(t, t->cache, t->dirty);
 	set_rip(t, addr, RDX);
 	mov_rr(t, RCX, RSI);
 	mov_rr(t, RSI, RAX);
 	mov_rr(t, RDI, RBX);
 	mov_imm(t, RDX, sz);
 	call_fn(t, (const void *)mem_write_slow);
+	c_emit_reload(t);
 	patch_to(done, t->p);
 	t->rip_ok = 0;
 	t->store_check = 1;
@@ -527,6 +655,7 @@ static unsigned emit_cond(struct jt *t, unsigned cc, int hf)
 		x_rr(t, fl, 0x85 - b, RAX, RAX);
 		return cc;
 	}
+	c_drop_volatile(t);
 	mov_rr(t, RDI, RBX);
 	mov_imm(t, RSI, cc);
 	call_fn(t, (const void *)jit_cond);
@@ -583,14 +712,17 @@ static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, u
 	if (!i->mod3 && form != F_R_RM && op != ALU_CMP && op != ALU_TEST) {
 		/* Read-modify-write of memory: inline when the TLB has the page
 		 * writable, else the handler does it all. */
+		/* Operands first: the register cache must look the same on
+		 * the fast and the slow path. */
+		if (form == F_RM_IMM)
+			mov_imm(t, R13, i->imm & size_mask(sz));
+		else
+			ld_greg(t, R13, i->reg, sz);
 		emit_ea(t, i, next, 0);
 		uint8_t *miss = tlb_lookup(t, sz, 1);
 		mov_rr(t, RSI, RAX);
 		host_load(t, RAX, RSI, sz);
-		if (form == F_RM_IMM)
-			mov_imm(t, RCX, i->imm & size_mask(sz));
-		else
-			ld_greg(t, RCX, i->reg, sz);
+		mov_rr(t, RCX, R13);
 		alu_core(t, op, sz, i->noflags);
 		host_store(t, RSI, RAX, sz);
 		rmw_slow(t, i, addr, miss);
@@ -630,11 +762,12 @@ static int emit_incdec(struct jt *t, const struct insn *i, int dec, uint64_t add
 	if (i->lock)
 		return 0;
 	if (i->noflags && i->mod3) {
-		if (sz == 4) {
-			ld_greg(t, RAX, i->rm, 4);
-			x_rr(t, 0, opc, ext, RAX);
+		if (sz >= 4) {
+			ld_greg(t, RAX, i->rm, sz);
+			x_rr(t, szfl(sz), opc, ext, RAX);
 			st_greg(t, i->rm, 8, RAX);
 		} else {
+			c_drop(t, i->rm >= 16 ? i->rm - 16u : i->rm);
 			x_rm(t, szfl(sz), opc, ext, RBX, NOX, 0, goff(i->rm));
 		}
 		t->fk = 0;
@@ -652,6 +785,7 @@ static int emit_incdec(struct jt *t, const struct insn *i, int dec, uint64_t add
 	} else if (t->fk == LF_INC || t->fk == LF_DEC) {
 		keep_aux = 1;
 	} else {
+		c_drop_volatile(t);
 		mov_rr(t, RDI, RBX);
 		call_fn(t, (const void *)jit_cf);
 		x_rr(t, 0, 0x89, RAX, R13);
@@ -698,8 +832,10 @@ static int emit_shift_nf(struct jt *t, const struct insn *i)
 	static const unsigned ext[] = {0, 1, 4, 5, 7};
 	int k32 = fn_index(i->fn, f32, 5), k64 = fn_index(i->fn, f64, 5);
 	if (k64 >= 0) {
-		x_rm(t, XW, 0xc1, ext[k64], RBX, NOX, 0, goff(i->rm));
+		ld_greg(t, RAX, i->rm, 8);
+		x_rr(t, XW, 0xc1, ext[k64], RAX);
 		e8(t, i->imm8 & 63);
+		st_greg(t, i->rm, 8, RAX);
 	} else if (k32 >= 0) {
 		ld_greg(t, RAX, i->rm, 4);
 		x_rr(t, 0, 0xc1, ext[k32], RAX);
@@ -723,16 +859,18 @@ static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
 	unsigned ext = op == 6 ? 4 : op, fl = szfl(sz);
 	unsigned n = i->imm8 & (bits - 1);
 	uint8_t *zero = NULL;
+	if (!by_cl && !n)
+		return 0;
+	/* Operands first: the register cache must look the same on both paths
+	 * of the zero-count test. */
+	ld_greg(t, RAX, i->rm, sz);
+	mov_rr(t, RSI, RAX);
 	if (by_cl) {
 		ld_greg(t, RCX, R_RCX, 4);
 		x_rr(t, 0, 0x83, 4, RCX); /* and ecx, bits - 1 */
 		e8(t, bits - 1);
 		zero = jcc32(t, 4);
-	} else if (!n) {
-		return 0;
 	}
-	ld_greg(t, RAX, i->rm, sz);
-	mov_rr(t, RSI, RAX);
 	if (by_cl) {
 		x_rr(t, fl, 0xd3, ext, RAX);
 	} else {
@@ -769,10 +907,7 @@ static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
 	if (by_cl) {
 		uint8_t *done = jmp32(t);
 		patch_to(zero, t->p);
-		if (sz == 4) { /* a zero count still zero-extends */
-			ld_greg(t, RAX, i->rm, 4);
-			st_greg(t, i->rm, 8, RAX);
-		}
+		st_greg(t, i->rm, 8, RSI); /* a zero count still zero-extends a 32-bit register */
 		patch_to(done, t->p);
 	}
 	t->fk = 0; /* consumers ask cond_eval, which reads RFLAGS directly */
@@ -786,11 +921,12 @@ static int emit_notneg(struct jt *t, const struct insn *i, int neg)
 	if (!i->mod3 || i->lock)
 		return 0;
 	if (!neg || i->noflags) {
-		if (sz == 4) {
-			ld_greg(t, RAX, i->rm, 4);
-			x_rr(t, 0, opc, ext, RAX);
+		if (sz >= 4) {
+			ld_greg(t, RAX, i->rm, sz);
+			x_rr(t, szfl(sz), opc, ext, RAX);
 			st_greg(t, i->rm, 8, RAX);
 		} else {
+			c_drop(t, i->rm >= 16 ? i->rm - 16u : i->rm);
 			x_rm(t, szfl(sz), opc, ext, RBX, NOX, 0, goff(i->rm));
 		}
 		if (neg)
@@ -834,6 +970,14 @@ static int emit_imul(struct jt *t, const struct insn *i, int with_imm, uint64_t 
 	st_greg(t, i->reg, 8, RAX);
 	t->fk = 0;
 	return 1;
+}
+
+/* RSP += delta through host register h */
+static void rsp_add(struct jt *t, unsigned h, int32_t delta)
+{
+	ld_greg(t, h, R_RSP, 8);
+	x_rm(t, XW, 0x8d, h, h, NOX, 0, delta);
+	st_greg(t, R_RSP, 8, h);
 }
 
 /* Emits instruction i (at addr, k-th of the block, count = k + 1) inline.
@@ -953,15 +1097,13 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		ld_greg(t, RAX, R_RSP, 8);
 		x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
 		mem_store(t, 8, addr);
-		x_rm(t, XW, 0x83, 5, RBX, NOX, 0, goff(R_RSP)); /* sub qword [rsp], 8 */
-		e8(t, 8);
+		rsp_add(t, RAX, -8);
 		return 1;
 	}
 	if (f == op_pop_r && sz == 8) {
 		ld_greg(t, RAX, R_RSP, 8);
 		mem_load(t, 8, addr);
-		x_rm(t, XW, 0x83, 0, RBX, NOX, 0, goff(R_RSP)); /* add qword [rsp], 8 */
-		e8(t, 8);
+		rsp_add(t, RCX, 8);
 		st_greg(t, i->reg, 8, RAX);
 		return 1;
 	}
@@ -992,6 +1134,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 	}
 	if (f == op_jcc) {
 		unsigned cc = emit_cond(t, i->aux, hf);
+		c_spill(t); /* MOVs: the flags survive */
 		uint8_t *taken = jcc32(t, cc);
 		exit_chain(t, count, next, addr);
 		patch_to(taken, t->p);
@@ -1004,8 +1147,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		ld_greg(t, RAX, R_RSP, 8);
 		x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
 		mem_store(t, 8, addr);
-		x_rm(t, XW, 0x83, 5, RBX, NOX, 0, goff(R_RSP));
-		e8(t, 8);
+		rsp_add(t, RAX, -8);
 		cmp0(t, OFF(end_block));
 		add_stub(t, jcc32(t, 5), STUB_STORE_END, count, target);
 		t->store_check = 0;
@@ -1016,9 +1158,9 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		ld_greg(t, RAX, R_RSP, 8);
 		mem_load(t, 8, addr);
 		/* a non-canonical return address: the handler raises #GP */
+		c_spill(t);
 		uint8_t *bad = check_canonical(t);
-		x_rm(t, XW, 0x83, 0, RBX, NOX, 0, goff(R_RSP));
-		e8(t, 8);
+		rsp_add(t, RCX, 8);
 		st64(t, OFF(s.rip), RAX);
 		exit_jump(t, count);
 		patch_to(bad, t->p);
@@ -1033,6 +1175,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 			emit_ea(t, i, next, 0);
 			mem_load(t, 8, addr);
 		}
+		c_spill(t);
 		uint8_t *bad = check_canonical(t);
 		if (f == op_call_rm) {
 			mov_rr(t, R13, RAX);
@@ -1040,8 +1183,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 			ld_greg(t, RAX, R_RSP, 8);
 			x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
 			mem_store(t, 8, addr);
-			x_rm(t, XW, 0x83, 5, RBX, NOX, 0, goff(R_RSP));
-			e8(t, 8);
+			rsp_add(t, RAX, -8);
 			t->store_check = 0;
 			st64(t, OFF(s.rip), R13);
 			cmp0(t, OFF(end_block));
@@ -1061,6 +1203,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 
 static void emit_handler(struct jt *t, const struct insn *i, uint64_t addr)
 {
+	c_drop_all(t); /* the handler reads and writes guest registers in memory */
 	if (!(t->rip_ok && t->rip_val == addr))
 		set_rip(t, addr, RAX);
 	mov_rr(t, RDI, RBX);
@@ -1108,11 +1251,12 @@ int jit_init(struct cpu *c)
 		return 0; /* no executable memory: interpret */
 	}
 	/* jit_run(c, entry): save callee-saved registers, rbx = c, r12 = 0,
-	 * jump to entry; the epilogue returns r12. Five pushes keep the stack
+	 * jump to entry; the epilogue returns r12. Six pushes and 8 bytes keep the stack
 	 * 16-byte aligned for the calls translations make. */
-	static const uint8_t tramp[] = {0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48,
-					0x89, 0xfb, 0x45, 0x31, 0xe4, 0x49, 0x89, 0xd6, 0xff, 0xe6};
-	static const uint8_t epi[] = {0x4c, 0x89, 0xe0, 0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5b, 0xc3};
+	static const uint8_t tramp[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48, 0x83, 0xec,
+					0x08, 0x48, 0x89, 0xfb, 0x45, 0x31, 0xe4, 0x49, 0x89, 0xd6, 0xff, 0xe6};
+	static const uint8_t epi[] = {0x4c, 0x89, 0xe0, 0x48, 0x83, 0xc4, 0x08, 0x41, 0x5f,
+				      0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
 	memcpy(j->buf, tramp, sizeof(tramp));
 	j->epilogue = j->buf + 32;
 	memcpy(j->epilogue, epi, sizeof(epi));
@@ -1199,6 +1343,25 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 		return NULL;
 	}
 	memset(t, 0, offsetof(struct jt, stubs));
+	memset(t->cache, -1, sizeof(t->cache));
+	t->dirty = 0;
+	memset(t->uses, 0, sizeof(t->uses));
+	for (unsigned k = 0; k < n; k++) {
+		const struct insn *i = &insn[k];
+		if (i->reg < 16)
+			t->uses[i->reg]++;
+		if (i->mod3 && i->rm < 16)
+			t->uses[i->rm]++;
+		if (!i->mod3 && i->base < 16)
+			t->uses[i->base]++;
+		if (!i->mod3 && i->index < 16)
+			t->uses[i->index]++;
+		if (i->fn == op_push_r || i->fn == op_pop_r || i->fn == op_push_imm || i->fn == op_call_rel ||
+		    i->fn == op_ret || i->fn == op_call_rm)
+			t->uses[R_RSP] += 2;
+		if (i->fn == op_shift_cl)
+			t->uses[R_RCX]++;
+	}
 	t->nstubs = 0;
 	t->c = c;
 	t->p = start;
@@ -1240,6 +1403,7 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	for (unsigned k = 0; k < t->nstubs; k++) {
 		struct stub *s = &t->stubs[k];
 		patch_to(s->rel, t->p);
+		c_emit_spill(t, s->cache, s->dirty);
 		if (s->kind != STUB_END)
 			set_rip(t, s->rip, RAX);
 		if (s->count)
