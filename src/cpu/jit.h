@@ -1,6 +1,6 @@
 /* The block translator: hot decoded blocks of a user-mode cpu become host
- * code (x86-64 hosts only; elsewhere every function here is a no-op and the
- * interpreter runs everything).
+ * code (x86-64 hosts only; elsewhere, or built with -DCORRAL_NO_JIT, every
+ * function here is a no-op and the interpreter runs everything).
  *
  * Contract with the run loop (run.c): a translation runs the block's
  * instructions with exactly the interpreter's semantics (same struct cpu

@@ -13,7 +13,7 @@
 #include "jit.h"
 #include "ops.h"
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(CORRAL_NO_JIT)
 
 #define JIT_SIZE (32u << 20)	  /* per cpu: reserved, committed as used */
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
