@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "jit.h"
 #include "ops.h"
@@ -33,6 +34,7 @@ struct jit {
 	struct jc_entry *jc; /* R14 in translations */
 	int jc_dirty;
 	int stats;			     /* CORRAL_JIT_STATS: report counts at exit */
+	FILE *perfmap;			     /* CORRAL_JIT_PERFMAP: /tmp/perf-PID.map for perf(1) */
 	unsigned long ntrans, nfail, nflush; /* translations made, refused; flushes */
 };
 
@@ -532,8 +534,9 @@ static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 	mov_rr(t, RDX, RAX);
 	x_rr(t, XW, 0xc1, 5, RDX); /* shr rdx, 12 */
 	e8(t, 12);
-	x_rr(t, 0, 0x0fb6, RDX, RDX); /* movzx edx, dl */
-	x_rr(t, 0, 0xc1, 4, RDX);     /* shl edx, 5 */
+	x_rr(t, 0, 0x81, 4, RDX); /* and edx, CPU_TLB_SIZE - 1 */
+	e32(t, CPU_TLB_SIZE - 1);
+	x_rr(t, 0, 0xc1, 4, RDX); /* shl edx, 5 */
 	e8(t, 5);
 	int32_t tag =
 		write ? (int32_t)offsetof(struct cpu_tlb_entry, tag_w) : (int32_t)offsetof(struct cpu_tlb_entry, tag_r);
@@ -1268,6 +1271,11 @@ int jit_init(struct cpu *c)
 	}
 	j->used = JIT_HDR;
 	j->stats = getenv("CORRAL_JIT_STATS") != NULL;
+	if (getenv("CORRAL_JIT_PERFMAP")) {
+		char path[64];
+		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+		j->perfmap = fopen(path, "a");
+	}
 	c->jit = j;
 	return 0;
 }
@@ -1280,6 +1288,8 @@ void jit_destroy(struct cpu *c)
 		fprintf(stderr, "corral: jit: %lu blocks translated, %lu refused, %lu flushes\n", c->jit->ntrans,
 			c->jit->nfail, c->jit->nflush);
 	munmap(c->jit->buf, JIT_SIZE);
+	if (c->jit->perfmap)
+		fclose(c->jit->perfmap);
 	free(c->jit->jc);
 	free(c->jit);
 	c->jit = NULL;
@@ -1419,6 +1429,11 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 		return NULL;
 	}
 	j->ntrans++;
+	if (j->perfmap) {
+		fprintf(j->perfmap, "%lx %zx guest_%llx\n", (unsigned long)(uintptr_t)start, len,
+			(unsigned long long)rip);
+		fflush(j->perfmap);
+	}
 	j->used = (j->used + len + 15) & ~(size_t)15;
 	return start;
 }
