@@ -707,11 +707,66 @@ static int fn_index(insn_fn f, const insn_fn *tab, unsigned n)
 	return -1;
 }
 
-static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, unsigned sz, uint64_t addr,
-		    uint64_t next)
+/* ADC/SBB between registers or with an immediate: the host's own ADC/SBB
+ * on the guest's CF; the lazy record is the interpreter's (ADC: LF_ADD;
+ * SBB: LF_SUB with the borrow in lf_aux). */
+static int emit_adc_sbb(struct jt *t, const struct insn *i, int sbb, int form, unsigned sz, int hf)
 {
-	if (op == ALU_ADC || op == ALU_SBB || i->lock)
+	if (!i->mod3)
 		return 0;
+	/* CF into R13D and into the host's CF */
+	if (hf != 1 && t->fk != LF_SUB && t->fk != LF_ADD && t->fk != LF_LOGIC) {
+		if (t->fk == LF_INC || t->fk == LF_DEC) {
+			x_rm(t, 0, 0x8b, R13, RBX, NOX, 0, OFF(lf_aux));
+		} else {
+			c_drop_volatile(t);
+			mov_rr(t, RDI, RBX);
+			call_fn(t, (const void *)jit_cf);
+			x_rr(t, 0, 0x89, RAX, R13);
+		}
+		x_rr(t, 0, 0x83, 4, R13); /* and r13d, 1 */
+		e8(t, 1);
+		x_rr(t, 0, 0x0fba, 4, R13); /* bt r13d, 0 */
+		e8(t, 0);
+	} else {
+		emit_cond(t, 2, hf);	     /* host flags exact */
+		x_rr(t, XB, 0x0f92, 0, R13); /* setc r13b */
+		x_rr(t, XB, 0x0fb6, R13, R13);
+	}
+	/* MOVs only from here to the operation: CF survives */
+	unsigned a = form == F_R_RM ? i->reg : i->rm, b = form == F_R_RM ? i->rm : i->reg;
+	ld_greg(t, RAX, a, sz);
+	if (form == F_RM_IMM)
+		mov_imm(t, RCX, i->imm & size_mask(sz));
+	else
+		ld_greg(t, RCX, b, sz);
+	if (!i->noflags) {
+		st64(t, OFF(lf_src1), RAX);
+		st64(t, OFF(lf_src2), RCX);
+	}
+	x_rr(t, szfl(sz), (sbb ? 0x19 : 0x11) - (sz == 1), RCX, RAX);
+	if (!i->noflags) {
+		st64(t, OFF(lf_res), RAX);
+		x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
+		e32(t, (sbb ? LF_SUB : LF_ADD) | lf_size_index(sz));
+		if (sbb)
+			x_rm(t, 0, 0x89, R13, RBX, NOX, 0, OFF(lf_aux));
+		else
+			x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_aux)), e32(t, 0);
+		t->hostflags = 1;
+	}
+	st_greg(t, a, sz, RAX);
+	t->fk = 0; /* re-running ADD/SUB would lose the carry: consumers further on ask cond_eval */
+	return 1;
+}
+
+static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, unsigned sz, uint64_t addr,
+		    uint64_t next, int hf)
+{
+	if (i->lock)
+		return 0;
+	if (op == ALU_ADC || op == ALU_SBB)
+		return emit_adc_sbb(t, i, op == ALU_SBB, form, sz, hf);
 	if (!i->mod3 && form != F_R_RM && op != ALU_CMP && op != ALU_TEST) {
 		/* Read-modify-write of memory: inline when the TLB has the page
 		 * writable, else the handler does it all. */
@@ -857,10 +912,14 @@ static int emit_shift_nf(struct jt *t, const struct insn *i)
 static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
 {
 	unsigned sz = i->opsz, op = i->aux, bits = sz * 8;
-	if (!i->mod3 || (sz != 4 && sz != 8) || op < 4)
+	if (!i->mod3 || op < 4 || (sz < 4 && by_cl))
 		return 0;
 	unsigned ext = op == 6 ? 4 : op, fl = szfl(sz);
-	unsigned n = i->imm8 & (bits - 1);
+	/* 8/16-bit: the count is masked to 5 bits; counts from the width up
+	 * leave CF undefined on the host, so they go to the handler */
+	unsigned n = i->imm8 & (sz == 8 ? 63 : 31);
+	if (sz < 4 && n >= bits)
+		return 0;
 	uint8_t *zero = NULL;
 	if (!by_cl && !n)
 		return 0;
@@ -877,7 +936,7 @@ static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
 	if (by_cl) {
 		x_rr(t, fl, 0xd3, ext, RAX);
 	} else {
-		x_rr(t, fl, 0xc1, ext, RAX);
+		x_rr(t, fl, sz == 1 ? 0xc0 : 0xc1, ext, RAX);
 		e8(t, n);
 	}
 	if (!i->noflags) {
@@ -906,7 +965,7 @@ static int emit_shift(struct jt *t, const struct insn *i, int by_cl)
 		x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_op));
 		e32(t, LF_NONE);
 	}
-	st_greg(t, i->rm, 8, RAX);
+	st_greg(t, i->rm, sz < 4 ? sz : 8, RAX);
 	if (by_cl) {
 		uint8_t *done = jmp32(t);
 		patch_to(zero, t->p);
@@ -998,19 +1057,19 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 				       op_alu_rr32_sub, op_alu_rr32_xor, op_alu_rr32_cmp};
 
 	if ((k = fn_index(f, rr64, 8)) >= 0)
-		return emit_alu(t, i, (unsigned)k, F_RM_R, 8, addr, next);
+		return emit_alu(t, i, (unsigned)k, F_RM_R, 8, addr, next, hf);
 	if ((k = fn_index(f, rr32, 8)) >= 0)
-		return emit_alu(t, i, (unsigned)k, F_RM_R, 4, addr, next);
+		return emit_alu(t, i, (unsigned)k, F_RM_R, 4, addr, next, hf);
 	if ((k = fn_index(f, alu_rm_r, 8)) >= 0)
-		return emit_alu(t, i, (unsigned)k, F_RM_R, sz, addr, next);
+		return emit_alu(t, i, (unsigned)k, F_RM_R, sz, addr, next, hf);
 	if ((k = fn_index(f, alu_r_rm, 8)) >= 0)
-		return emit_alu(t, i, (unsigned)k, F_R_RM, sz, addr, next);
+		return emit_alu(t, i, (unsigned)k, F_R_RM, sz, addr, next, hf);
 	if ((k = fn_index(f, alu_rm_imm, 8)) >= 0)
-		return emit_alu(t, i, (unsigned)k, F_RM_IMM, sz, addr, next);
+		return emit_alu(t, i, (unsigned)k, F_RM_IMM, sz, addr, next, hf);
 	if (f == op_test_rm_r)
-		return emit_alu(t, i, ALU_TEST, F_RM_R, sz, addr, next);
+		return emit_alu(t, i, ALU_TEST, F_RM_R, sz, addr, next, hf);
 	if (f == op_test_rm_imm)
-		return emit_alu(t, i, ALU_TEST, F_RM_IMM, sz, addr, next);
+		return emit_alu(t, i, ALU_TEST, F_RM_IMM, sz, addr, next, hf);
 	if (f == op_inc || f == op_dec)
 		return emit_incdec(t, i, f == op_dec, addr, next);
 	if (emit_shift_nf(t, i))
