@@ -16,7 +16,9 @@
 
 #if defined(__x86_64__) && !defined(CORRAL_NO_JIT)
 
-#define JIT_SIZE (32u << 20)	  /* per cpu: reserved, committed as used */
+#ifndef JIT_SIZE
+#define JIT_SIZE (32u << 20)
+#endif	  /* per cpu: reserved, committed as used */
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
