@@ -1,8 +1,10 @@
 /* The block translator for x86-64 hosts: decoded blocks become host code
- * that works on struct cpu in memory (RBX holds the cpu, R12 counts retired
- * instructions). Common integer instructions are emitted inline, with the
- * interpreter's lazy-flag fields stored exactly as its handlers store them;
- * everything else calls the instruction's handler. See jit.h. */
+ * that works on struct cpu (RBX holds the cpu, R12 counts retired
+ * instructions, R14 points at the jump cache; guest registers a block uses
+ * often are cached in host registers within it). Common integer
+ * instructions are emitted inline, with the interpreter's lazy-flag fields
+ * stored exactly as its handlers store them; everything else calls the
+ * instruction's handler. See jit.h and docs/architecture.md. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,8 +19,8 @@
 #if defined(__x86_64__) && !defined(CORRAL_NO_JIT)
 
 #ifndef JIT_SIZE
-#define JIT_SIZE (32u << 20)
-#endif	  /* per cpu: reserved, committed as used */
+#define JIT_SIZE (32u << 20) /* per cpu: reserved, committed as used */
+#endif
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
@@ -330,6 +332,13 @@ static void mov_imm(struct jt *t, unsigned h, uint64_t v)
 		e8(t, 0xb8 + (h & 7));
 		e64(t, v);
 	}
+}
+
+/* dword [rbx + off] = v */
+static void st_imm32(struct jt *t, int32_t off, uint32_t v)
+{
+	x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, off);
+	e32(t, v);
 }
 
 /* [rbx + off] = v (64-bit), using scratch if v needs more than 32 bits */
@@ -754,7 +763,7 @@ static int emit_adc_sbb(struct jt *t, const struct insn *i, int sbb, int form, u
 		if (sbb)
 			x_rm(t, 0, 0x89, R13, RBX, NOX, 0, OFF(lf_aux));
 		else
-			x_rm(t, 0, 0xc7, 0, RBX, NOX, 0, OFF(lf_aux)), e32(t, 0);
+			st_imm32(t, OFF(lf_aux), 0);
 		t->hostflags = 1;
 	}
 	st_greg(t, a, sz, RAX);
