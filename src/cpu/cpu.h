@@ -180,6 +180,7 @@ struct cpu_tlb_entry {
 
 struct vmem;
 struct dcache;
+struct jit;
 struct machine;
 
 struct cpu {
@@ -201,6 +202,13 @@ struct cpu {
 	int irq_check;	    /* system mode: interrupt state may have changed: poll */
 	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
+	/* Translator (jit.h): NULL when off; jit_hot executions make a block
+	 * hot; jit_budget bounds one jit_run; jit_patch is the jump a finished
+	 * translation asks to link to the next block. */
+	struct jit *jit;
+	unsigned jit_hot;
+	uint64_t jit_budget;
+	void *jit_patch;
 	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "decode.h"
+#include "jit.h"
 #include "ops.h"
 #include "system.h"
 
@@ -13,11 +14,14 @@
 #define DC_HASH_BITS 14
 #define DC_HASH (1u << DC_HASH_BITS)
 #define DC_ARENA (32u << 20)
+#define JIT_NEVER 0xffffffffu
 
 struct dblock {
 	uint64_t rip;
 	struct dblock *next; /* hash chain */
 	struct dblock *succ; /* the block that ran after this one last time */
+	void *jit;	     /* its translation, or NULL */
+	uint32_t hits;	     /* executions while interpreted; JIT_NEVER: not translatable */
 	uint32_t n;
 	uint32_t cached; /* in the hash (a page-crossing block is not) */
 	struct insn insn[];
@@ -30,11 +34,14 @@ struct dcache {
 	unsigned epoch; /* bumped by each flush: succ links from before are dead */
 };
 
-static void dcache_flush(struct dcache *dc)
+/* Translations call into the decoded blocks' records: both go together. */
+static void dcache_flush(struct cpu *c)
 {
+	struct dcache *dc = c->dc;
 	memset(dc->hash, 0, sizeof(dc->hash));
 	dc->used = 0;
 	dc->epoch++;
+	jit_flush(c);
 }
 
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
@@ -55,6 +62,13 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 		c->dc = NULL;
 		return -ENOMEM;
 	}
+	int e = jit_init(c);
+	if (e) {
+		munmap(c->dc->arena, DC_ARENA);
+		free(c->dc);
+		c->dc = NULL;
+		return e;
+	}
 	cpu_tlb_flush(c);
 	if (vm) {
 		c->tlb_gen = vm->tlb_gen;
@@ -68,6 +82,7 @@ void cpu_destroy(struct cpu *c)
 {
 	if (c->mode == CPU_MODE_SYSTEM)
 		sys_destroy(c);
+	jit_destroy(c);
 	if (c->dc) {
 		munmap(c->dc->arena, DC_ARENA);
 		free(c->dc);
@@ -108,7 +123,7 @@ void cpu_flush(struct cpu *c)
 {
 	cpu_tlb_flush(c);
 	if (c->dc)
-		dcache_flush(c->dc);
+		dcache_flush(c);
 }
 
 void cpu_request_stop(struct cpu *c)
@@ -224,11 +239,13 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	struct dcache *dc = c->dc;
 	size_t need = sizeof(struct dblock) + BLOCK_MAX * sizeof(struct insn);
 	if (dc->used + need > DC_ARENA)
-		dcache_flush(dc);
+		dcache_flush(c);
 	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
 	b->rip = key;
 	b->n = 0;
 	b->succ = NULL;
+	b->jit = NULL;
+	b->hits = 0;
 	uint64_t pc = rip;
 	uint64_t marked = ~0ull; /* page last marked as code: once per page, not per insn */
 	int cacheable = 1;
@@ -307,6 +324,8 @@ static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t ri
 	return block_build(c, key, rip);
 }
 
+static inline int block_end(struct cpu *c, uint64_t limit);
+
 /* Run the handlers of block b; returns an enum cpu_exit to leave cpu_run
  * with, or -1 to go on. */
 static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t limit)
@@ -317,6 +336,23 @@ static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t lim
 		i++;
 	} while (i != end && likely(!c->end_block));
 	c->icount += (uint64_t)(i - b->insn);
+	return block_end(c, limit);
+}
+
+/* Run block b's translation (linking the previous translation's exit to it
+ * first if that asked for it); returns as block_exec. */
+static inline int block_run_jit(struct cpu *c, const struct dblock *b, uint64_t limit)
+{
+	if (c->jit_patch)
+		jit_link(c, b->jit);
+	jit_note(c, b->rip, b->jit);
+	c->jit_budget = limit - c->icount;
+	c->icount += jit_run(c, b->jit);
+	return block_end(c, limit);
+}
+
+static inline int block_end(struct cpu *c, uint64_t limit)
+{
 	if (unlikely(c->end_block)) {
 		c->end_block = 0;
 		c->irq_check = 1;
@@ -344,9 +380,23 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 		}
 		if (unlikely(c->code_gen != c->vm->code_gen)) {
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
-			dcache_flush(c->dc);
+			dcache_flush(c);
 		}
-		int x = block_exec(c, block_find(c, c->s.rip, c->s.rip), limit);
+		if (unlikely(jit_full(c)))
+			dcache_flush(c);
+		struct dblock *b = block_find(c, c->s.rip, c->s.rip);
+		if (!b->jit && c->jit && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
+			b->jit = jit_translate(c, b->insn, b->n, b->rip);
+			if (!b->jit)
+				b->hits = JIT_NEVER;
+		}
+		int x;
+		if (b->jit) {
+			x = block_run_jit(c, b, limit);
+		} else {
+			c->jit_patch = NULL;
+			x = block_exec(c, b, limit);
+		}
 		if (unlikely(x >= 0))
 			return (enum cpu_exit)x;
 	}
@@ -365,7 +415,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		unsigned gen = sys_code_gen(c);
 		if (unlikely(c->code_gen != gen)) {
 			c->code_gen = gen;
-			dcache_flush(c->dc);
+			dcache_flush(c);
 			cpu_tlb_flush(c);
 		}
 		/* Interrupts can only become deliverable when this vCPU ends a
@@ -448,6 +498,7 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 	c->exc_noncanon = 0;
 	c->end_block = 0;
 	c->exit = -1;
+	c->jit_patch = NULL;
 	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
 	if (setjmp(c->fault_jb)) {
 		c->end_block = 0;

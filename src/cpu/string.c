@@ -54,7 +54,7 @@ void op_movs(struct cpu *c, const struct insn *i)
 		uint64_t s = str_src(c, i), d = reg_read(c, R_RDI, i->adsz);
 		/* Fast path: forward, 64-bit addressing, both in cached pages, no
 		 * overlap that a forward element copy would treat differently. */
-		if (step > 0 && i->adsz == 8 && !i->seg) {
+		if (step > 0 && i->adsz == 8 && i->seg != SEG_FS && i->seg != SEG_GS) {
 			uint64_t room_s = 0x1000 - (s & 0xfff), room_d = 0x1000 - (d & 0xfff);
 			uint64_t bytes = room_s < room_d ? room_s : room_d;
 			if (bytes > n * sz)

@@ -237,11 +237,19 @@ static __attribute__((noinline)) int diff_run_native(struct region *rg)
 	return 0;
 }
 
+/* Keep the soft TLB from one case to the next (only the code is dropped),
+ * so memory operands take the fast paths, not the refill. */
+static int diff_warm_tlb;
+
 /* Run the blob in corral. */
 static enum cpu_exit diff_run_corral(struct cpu *c, struct region *rg)
 {
 	cpu_reset_user(c);
-	cpu_flush(c); /* the blob was rewritten behind the vmem's back */
+	/* the blob was rewritten behind the vmem's back */
+	if (diff_warm_tlb)
+		vmem_code_written(c->vm, rg_addr(rg, PG_CODE, 0));
+	else
+		cpu_flush(c);
 	c->s.rip = rg_addr(rg, PG_CODE, 0);
 	c->s.gpr[R_RSP] = rg_addr(rg, PG_STATE, ST_OUTER);
 	return cpu_run(c, 200000);

@@ -1,0 +1,46 @@
+/* The block translator: hot decoded blocks of a user-mode cpu become host
+ * code (x86-64 hosts only; elsewhere, or built with -DCORRAL_NO_JIT, every
+ * function here is a no-op and the interpreter runs everything).
+ *
+ * Contract with the run loop (run.c): a translation runs the block's
+ * instructions with exactly the interpreter's semantics (same struct cpu
+ * state, same lazy flags, same handlers for what it does not emit inline),
+ * leaves RIP at the next instruction to run and returns how many guest
+ * instructions it retired. It may follow direct jumps into other
+ * translations (chaining); it returns to the loop when a handler sets
+ * end_block, on indirect branches, on stop requests, TLB or code generation
+ * changes, and when c->jit_budget instructions have run. Faults unwind with
+ * longjmp from the handlers or slow paths it calls, RIP at the faulting
+ * instruction. Translations live in a per-cpu buffer, flushed with the
+ * decoded-code cache. */
+#ifndef CORRAL_CPU_JIT_H
+#define CORRAL_CPU_JIT_H
+
+#include <stdint.h>
+
+#include "cpu_internal.h"
+
+/* Executions of a block before it is translated. */
+#define JIT_HOT_DEFAULT 16
+
+/* Set c->jit up if the translator is available and enabled (environment:
+ * CORRAL_JIT=0 turns it off; CORRAL_JIT_HOT=n sets the threshold). Returns
+ * 0 (c->jit may stay NULL: interpreter only) or a negative errno. */
+int jit_init(struct cpu *c);
+void jit_destroy(struct cpu *c);
+/* Drop every translation (with the decoded blocks they call into). */
+void jit_flush(struct cpu *c);
+/* True when the buffer is too full for another block: flush first. */
+int jit_full(const struct cpu *c);
+/* Translate the n decoded instructions at guest address rip; NULL if the
+ * block cannot be translated (it then stays interpreted). */
+void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip);
+/* Run from translation entry; returns guest instructions retired. */
+uint64_t jit_run(struct cpu *c, void *entry);
+/* Enter rip's translation in the jump cache that indirect branches of
+ * translations look up. */
+void jit_note(struct cpu *c, uint64_t rip, void *entry);
+/* The translation just left asked to be linked to the one at RIP. */
+void jit_link(struct cpu *c, void *entry);
+
+#endif

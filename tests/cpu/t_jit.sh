@@ -1,0 +1,50 @@
+#!/bin/sh
+# The block translator (src/cpu/jit_x86.c): the CPU and process VM suites
+# again with every block translated the first time it runs
+# (CORRAL_JIT_HOT=0), and the process suites with the translator off
+# (CORRAL_JIT=0, the portable interpreter alone). t_diff runs its own
+# translated pass. CORRAL and BUILD come from tests/run.sh.
+: "${CORRAL:?CORRAL must name the corral binary}" "${BUILD:?BUILD must name the build directory}"
+DIR=$(cd "$(dirname "$0")/.." && pwd)
+pass=0
+fail=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# suite LABEL CMD...: run a suite, add up its "N passed, N failed" line
+suite() {
+	label=$1
+	shift
+	"$@" >"$log" 2>&1
+	rc=$?
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	p=${line%% passed*}
+	f=${line#*passed, }
+	f=${f%% failed*}
+	if [ -z "$line" ]; then
+		p=0
+		f=1
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1
+	fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	if [ "$f" -ne 0 ]; then
+		echo "FAIL $label ($p passed, $f failed, exit $rc)"
+		tail -n 20 "$log" | sed 's/^/    /'
+	else
+		echo "ok   $label ($p passed)"
+	fi
+}
+
+for t in cpu/t_sse cpu/t_x87 unit/t_cpu_run fuzz/t_regress process/t_mm; do
+	suite "$t, all translated" env CORRAL_JIT_HOT=0 "$BUILD/tests/$t"
+done
+for t in t_progs t_busybox t_dynamic t_badinput; do
+	suite "$t, all translated" env CORRAL_JIT_HOT=0 sh "$DIR/process/$t.sh"
+done
+for t in t_progs t_busybox; do
+	suite "$t, interpreter only" env CORRAL_JIT=0 sh "$DIR/process/$t.sh"
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

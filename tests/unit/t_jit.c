@@ -1,0 +1,224 @@
+/* The block translator's own contract, on hand-assembled guest code run
+ * translated (every block hot at once) and interpreted, with the same
+ * results required: stores into a hot loop's own code, code rewritten from
+ * the host, stop requests and instruction limits in a loop of linked
+ * translations, and precise faults inside one. On hosts without the
+ * translator both runs interpret. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu/cpu.h"
+#include "cpu/vmem.h"
+#include "testhelp.h"
+
+#define CODE 0x400000ull
+#define STACK 0x800000ull
+#define DATA 0xa00000ull
+
+struct env {
+	struct vmem vm;
+	struct cpu c;
+	uint8_t *code, *stack, *data;
+};
+
+static void env_init(struct env *e, int translate)
+{
+	vmem_init(&e->vm);
+	e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	e->stack = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	e->data = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	vmem_map(&e->vm, CODE, 4096, e->code, VMEM_R | VMEM_W | VMEM_X);
+	vmem_map(&e->vm, STACK, 4096, e->stack, VMEM_R | VMEM_W);
+	vmem_map(&e->vm, DATA, 4096, e->data, VMEM_R | VMEM_W);
+	cpu_init(&e->c, CPU_MODE_USER, &e->vm);
+	e->c.jit_hot = translate ? 0 : ~0u;
+	e->c.s.rip = CODE;
+	e->c.s.gpr[R_RSP] = STACK + 4096;
+}
+
+static void env_fini(struct env *e)
+{
+	cpu_destroy(&e->c);
+	vmem_destroy(&e->vm);
+	munmap(e->code, 4096);
+	munmap(e->stack, 4096);
+	munmap(e->data, 4096);
+}
+
+/* A loop that rewrites the immediate of its own ADD halfway:
+ *   0: 31 c0                 xor eax, eax
+ *   2: b9 64 00 00 00        mov ecx, 100
+ *   7: 48 83 c0 01           add rax, 1          (imm at 10)
+ *  11: 48 83 f9 32           cmp rcx, 50
+ *  15: 75 07                 jne 24
+ *  17: c6 05 xx xx xx xx 03  mov byte [rip + (10 - 24)], 3
+ *  24: 48 ff c9              dec rcx
+ *  27: 75 ea                 jnz 7
+ *  29: 0f 05                 syscall */
+static void run_smc_loop(int translate)
+{
+	static const uint8_t prog[] = {0x31, 0xc0, 0xb9, 0x64, 0x00, 0x00, 0x00, 0x48, 0x83, 0xc0, 0x01,
+				       0x48, 0x83, 0xf9, 0x32, 0x75, 0x07, 0xc6, 0x05, 0xf2, 0xff, 0xff,
+				       0xff, 0x03, 0x48, 0xff, 0xc9, 0x75, 0xea, 0x0f, 0x05};
+	struct env e;
+	env_init(&e, translate);
+	memcpy(e.code, prog, sizeof(prog));
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	/* 51 iterations add 1 (the 51st before its store), 49 add 3 */
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 51 + 49 * 3);
+	CHECK_EQ_U64(e.code[10], 3);
+	/* The host rewrites the code (as a read() into it would) and says so. */
+	e.code[10] = 5;
+	e.code[23] = 5;
+	vmem_code_written(&e.vm, CODE + 10);
+	e.c.s.rip = CODE;
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 100 * 5);
+	env_fini(&e);
+}
+
+/* A store into the next instruction of the same translated block:
+ *   0: 31 c0                 xor eax, eax
+ *   2: b9 0a 00 00 00        mov ecx, 10
+ *   7: 88 0d 03 00 00 00     mov [rip + 3], cl   (the ADD's immediate)
+ *  13: 48 83 c0 00           add rax, imm8
+ *  17: ff c9                 dec ecx
+ *  19: 75 f2                 jnz 7
+ *  21: 0f 05                 syscall */
+static void run_smc_next(int translate)
+{
+	static const uint8_t prog[] = {0x31, 0xc0, 0xb9, 0x0a, 0x00, 0x00, 0x00, 0x88, 0x0d, 0x03, 0x00, 0x00,
+				       0x00, 0x48, 0x83, 0xc0, 0x00, 0xff, 0xc9, 0x75, 0xf2, 0x0f, 0x05};
+	struct env e;
+	env_init(&e, translate);
+	memcpy(e.code, prog, sizeof(prog));
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 55);
+	env_fini(&e);
+}
+
+static void test_smc(void)
+{
+	run_smc_loop(1);
+	run_smc_loop(0);
+	run_smc_next(1);
+	run_smc_next(0);
+}
+
+/* jmp $ : a translation linked to itself */
+static void *stopper(void *arg)
+{
+	struct cpu *c = arg;
+	struct timespec ts = {0, 50 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	cpu_request_stop(c);
+	return NULL;
+}
+
+static void run_endless(int translate)
+{
+	struct env e;
+	env_init(&e, translate);
+	/* 0: 48 ff c0  inc rax;  3: eb fb  jmp 0 */
+	static const uint8_t prog[] = {0x48, 0xff, 0xc0, 0xeb, 0xfb};
+	memcpy(e.code, prog, sizeof(prog));
+	/* an instruction limit ends it */
+	uint64_t before = e.c.icount;
+	CHECK(cpu_run(&e.c, 100000) == CPU_EXIT_LIMIT);
+	uint64_t ran = e.c.icount - before;
+	CHECK(ran >= 100000 && ran < 100000 + 64);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX] * 2, ran);
+	CHECK_EQ_U64(e.c.s.rip, CODE);
+	/* and a stop request from another thread */
+	pthread_t th;
+	pthread_create(&th, NULL, stopper, &e.c);
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_STOP);
+	pthread_join(th, NULL);
+	CHECK(e.c.s.gpr[R_RAX] > 1000);
+	env_fini(&e);
+}
+
+static void test_stop_and_limit(void)
+{
+	run_endless(1);
+	run_endless(0);
+}
+
+/* A hot loop that walks off the end of its data page: the fault is at the
+ * load, with the loop's registers as they were before it.
+ *   0: 31 c0        xor eax, eax
+ *   2: 48 03 06     add rax, [rsi]       <- faults at rsi = DATA + 4096
+ *   5: 48 83 c6 08  add rsi, 8
+ *   9: 48 ff c1     inc rcx
+ *  12: eb f4        jmp 2 */
+static void run_fault(int translate)
+{
+	struct env e;
+	env_init(&e, translate);
+	static const uint8_t prog[] = {0x31, 0xc0, 0x48, 0x03, 0x06, 0x48, 0x83,
+				       0xc6, 0x08, 0x48, 0xff, 0xc1, 0xeb, 0xf4};
+	memcpy(e.code, prog, sizeof(prog));
+	for (unsigned k = 0; k < 512; k++)
+		memcpy(e.data + 8 * k, &(uint64_t){k}, 8);
+	e.c.s.gpr[R_RSI] = DATA;
+	e.c.s.gpr[R_RCX] = 0;
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_EXCEPTION);
+	CHECK(e.c.exc_vector == 14);
+	CHECK_EQ_U64(e.c.exc_addr, DATA + 4096);
+	CHECK_EQ_U64(e.c.s.rip, CODE + 2);
+	CHECK_EQ_U64(e.c.s.gpr[R_RSI], DATA + 4096);
+	CHECK_EQ_U64(e.c.s.gpr[R_RCX], 512);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 511 * 512 / 2);
+	/* the flags of the last INC (rcx 511 -> 512): not zero, not negative */
+	uint64_t fl = cpu_get_rflags(&e.c);
+	CHECK(!(fl & FL_ZF) && !(fl & FL_SF));
+	env_fini(&e);
+}
+
+static void test_fault(void)
+{
+	run_fault(1);
+	run_fault(0);
+}
+
+/* Calls and returns through the jump cache, with a stack. */
+static void run_calls(int translate)
+{
+	struct env e;
+	env_init(&e, translate);
+	/*  0: b9 e8 03 00 00  mov ecx, 1000
+	 *  5: e8 0a 00 00 00  call 20
+	 * 10: 48 ff c9        dec rcx
+	 * 13: 75 f6           jnz 5
+	 * 15: 0f 05           syscall
+	 * 20: 48 01 c8        add rax, rcx
+	 * 23: c3              ret */
+	static const uint8_t prog[] = {0xb9, 0xe8, 0x03, 0x00, 0x00, 0xe8, 0x0a, 0x00, 0x00, 0x00, 0x48, 0xff,
+				       0xc9, 0x75, 0xf6, 0x0f, 0x05, 0x90, 0x90, 0x90, 0x48, 0x01, 0xc8, 0xc3};
+	memcpy(e.code, prog, sizeof(prog));
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 1000 * 1001 / 2);
+	CHECK_EQ_U64(e.c.s.gpr[R_RSP], STACK + 4096);
+	CHECK_EQ_U64(e.c.s.rip, CODE + 17);
+	env_fini(&e);
+}
+
+static void test_calls(void)
+{
+	run_calls(1);
+	run_calls(0);
+}
+
+int main(void)
+{
+	RUN(test_smc);
+	RUN(test_stop_and_limit);
+	RUN(test_fault);
+	RUN(test_calls);
+	return test_report();
+}
