@@ -94,7 +94,7 @@ FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Isrc -Itests -g -O1 -fno-omit-frame-po
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # clang 14 has no __builtin_roundeven; glibc's roundeven() is the same function.
 FUZZ_CFLAGS  += -include math.h -D__builtin_roundeven=roundeven
-FUZZ_CPU_SRC := $(sort $(wildcard src/cpu/*.c))
+FUZZ_CPU_SRC := $(sort $(wildcard src/cpu/*.c src/machine/*.c))
 
 $(FUZZ_BUILD)/fuzz_cpu: tests/fuzz/fuzz_cpu.c tests/fuzz/fuzz_cpu.h $(FUZZ_CPU_SRC) $(wildcard src/cpu/*.h)
 	@mkdir -p $(dir $@)
