@@ -5,7 +5,7 @@
 # both), alternating corral and QEMU in each round.
 #
 # Usage: bench/io.sh [ROUNDS]   (default 3; CORRAL=path/to/corral)
-#   IO_BENCH_SEQ_MIB   sequential phases and disk size, MiB (default 512)
+#   IO_BENCH_SEQ_MIB   sequential phases and disk size, MiB (default 1024)
 #   IO_BENCH_RAND_OPS  4 KiB operations per random phase (default 4000)
 #   IO_BENCH_TCP_MIB   guest -> host TCP transfer, MiB (default 64)
 #   IO_BENCH_QEMU_MACHINE  QEMU machine type (default q35)
@@ -31,7 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CORRAL=${CORRAL:-$ROOT/build/corral}
 ROUNDS=${1:-3}
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-SEQ_MIB=${IO_BENCH_SEQ_MIB:-512}
+SEQ_MIB=${IO_BENCH_SEQ_MIB:-1024}
 RAND_OPS=${IO_BENCH_RAND_OPS:-4000}
 TCP_MIB=${IO_BENCH_TCP_MIB:-64}
 # q35: a PCI host for the virtio devices, and timers the kernel calibrates
