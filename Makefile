@@ -69,6 +69,7 @@ check-cpu-full: tests
 bench: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
+	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
 
 format:
