@@ -78,6 +78,11 @@ ssize_t net_recv(struct net *n, void *buf, size_t len)
 	return r;
 }
 
+unsigned net_mtu(const struct net *n)
+{
+	return n->mtu ? n->mtu : 1500;
+}
+
 uint64_t net_dropped(const struct net *n)
 {
 	return n->dropped;

@@ -43,6 +43,9 @@ ssize_t net_peek(struct net *n);
 /* Moves the next frame into buf (len >= net_peek) and returns its length,
  * or -EAGAIN, or -EMSGSIZE (the frame stays queued). */
 ssize_t net_recv(struct net *n, void *buf, size_t len);
+/* The largest IP packet the link carries (the frame without its Ethernet
+ * header): what the NIC tells the guest to use. */
+unsigned net_mtu(const struct net *n);
 /* Frames dropped because the queue was full. */
 uint64_t net_dropped(const struct net *n);
 

@@ -16,6 +16,7 @@ struct net {
 	int (*send)(struct net *n, const struct iovec *iov, int iovcnt);
 	void (*stop)(struct net *n); /* stop the thread, free the backend */
 	void *be;		     /* the backend's own state */
+	unsigned mtu;		     /* set by the backend */
 
 	void (*notify)(void *opaque);
 	void *opaque;

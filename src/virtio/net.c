@@ -12,6 +12,7 @@
 
 #define NET_RXQ 0
 #define NET_TXQ 1
+#define VIRTIO_NET_F_MTU 3
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_S_LINK_UP 1
@@ -22,6 +23,8 @@
 struct net_config {
 	uint8_t mac[6];
 	uint16_t status;
+	uint16_t max_virtqueue_pairs; /* with VIRTIO_NET_F_MQ (not offered) */
+	uint16_t mtu;		      /* with VIRTIO_NET_F_MTU */
 } __attribute__((packed));
 
 struct vnet {
@@ -171,7 +174,15 @@ int virtio_net_create(struct machine *m, struct net *be, const uint8_t mac[6], s
 	n->be = be;
 	memcpy(n->cfg.mac, mac, 6);
 	n->cfg.status = VIRTIO_NET_S_LINK_UP;
+	n->cfg.max_virtqueue_pairs = 1;
 	n->v.host_features = 1ull << VIRTIO_NET_F_MAC | 1ull << VIRTIO_NET_F_STATUS;
+	/* §5.1.4.1: the MTU the driver should use. Above 1500, Linux posts
+	 * receive buffers for 64 KiB frames. */
+	unsigned mtu = net_mtu(be);
+	if (mtu > 1500 && mtu + 14 <= NET_FRAME_MAX) {
+		n->cfg.mtu = (uint16_t)mtu;
+		n->v.host_features |= 1ull << VIRTIO_NET_F_MTU;
+	}
 	n->v.name = "virtio-net";
 	n->v.config = (uint8_t *)&n->cfg;
 	n->v.config_len = sizeof(n->cfg);
