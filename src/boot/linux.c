@@ -511,7 +511,8 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 		return -ENOEXEC;
 	}
 	cap = mem_cap < KERNEL_IMAGE_MAX ? (size_t)mem_cap : (size_t)KERNEL_IMAGE_MAX;
-	ret = boot_unpack(img + pm_off + poff, plen, cap, &vmlinux, &vlen, &format);
+	int cached = kcache_get(img + pm_off + poff, plen, cap, &vmlinux, &vlen) == 0;
+	ret = cached ? 0 : boot_unpack(img + pm_off + poff, plen, cap, &vmlinux, &vlen, &format);
 	if (ret == -EPROTONOSUPPORT) {
 		boot_err(err, errlen,
 			 "kernel '%s': %s-compressed payload is not supported "
@@ -532,6 +533,20 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 		return ret == -ENOMEM ? -ENOMEM : -ENOEXEC;
 	}
 	ret = boot_load_elf(m, path, vmlinux, vlen, entry, kend, err, errlen);
+	if (ret < 0 && cached) {
+		/* a cache entry gone bad: decompress after all */
+		free(vmlinux);
+		vmlinux = NULL;
+		cached = 0;
+		ret = boot_unpack(img + pm_off + poff, plen, cap, &vmlinux, &vlen, &format);
+		if (ret < 0) {
+			boot_err(err, errlen, "kernel '%s': %s payload: corrupt or truncated data", path, format);
+			return ret == -ENOMEM ? -ENOMEM : -ENOEXEC;
+		}
+		ret = boot_load_elf(m, path, vmlinux, vlen, entry, kend, err, errlen);
+	}
+	if (ret == 0 && !cached)
+		kcache_put(img + pm_off + poff, plen, vmlinux, vlen);
 	free(vmlinux);
 	if (ret < 0)
 		return ret;

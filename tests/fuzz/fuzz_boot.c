@@ -58,6 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct boot_config cfg = {path, NULL, "console=ttyS0", FUZZ_MEM, 2};
 
 	if (fd < 0) {
+		/* fuzz inputs never go into the user's kernel cache */
+		setenv("CORRAL_KERNEL_CACHE", "off", 1);
 		fd = memfd_create("fuzz-kernel", 0);
 		if (fd < 0)
 			abort();

@@ -1,12 +1,14 @@
 /* Linux loader tests: synthetic bzImages (every payload compression) and ELF
  * kernels loaded into a real machine's RAM; boot_params, e820, page tables,
  * GDT, entry state and ACPI tables parsed back; hostile kernels rejected. */
+#include <dirent.h>
 #include <errno.h>
 #include <lz4.h>
 #include <lzma.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -948,10 +950,81 @@ static void test_default_guest(void)
 		unsetenv("CORRAL_GUEST_DIR");
 }
 
+/* The only file in dir ending in .vmlinux (cache entries), into path. */
+static int cache_entry(const char *dir, char *path, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strstr(e->d_name, ".vmlinux")) {
+			snprintf(path, len, "%s/%s", dir, e->d_name);
+			n++;
+		}
+	closedir(d);
+	return n;
+}
+
+static void test_kernel_cache(void)
+{
+	char dir[300], entry[600];
+	size_t e1len, e2len, plen, blen;
+	snprintf(dir, sizeof(dir), "%s/kcache", tmpdir);
+	setenv("CORRAL_KERNEL_CACHE", dir, 1);
+	uint8_t *e1 = make_elf(&e1len, 62, KVIRT + KENTRY_OFF);
+	uint8_t *e2 = make_elf(&e2len, 62, KVIRT + KENTRY_OFF + 0x40);
+	uint8_t *p = pack("xz", e1, e1len, &plen);
+	uint8_t *bz = make_bzimage(p, plen, 0x20f, &blen);
+	struct cpu_state s1, s2, s3;
+
+	/* first boot: decompressed, and cached */
+	CHECK_EQ_U64(boot_bytes(bz, blen, NULL, 0, "console=ttyS0", 64 * MiB, 1, NULL, &s1), 0);
+	CHECK(cache_entry(dir, entry, sizeof(entry)) == 1);
+	struct stat st;
+	CHECK(stat(entry, &st) == 0 && (size_t)st.st_size > e1len);
+
+	/* an entry for this payload is what boots: swap in another image */
+	FILE *f = fopen(entry, "r+b");
+	uint8_t hdr[40];
+	CHECK(f && fread(hdr, 1, sizeof(hdr), f) == sizeof(hdr));
+	if (f) {
+		uint64_t n = e2len;
+		memcpy(hdr + 24, &n, 8); /* out_len */
+		fseek(f, 0, SEEK_SET);
+		fwrite(hdr, 1, sizeof(hdr), f);
+		fwrite(e2, 1, e2len, f);
+		fclose(f);
+		CHECK(truncate(entry, (off_t)(sizeof(hdr) + e2len)) == 0);
+	}
+	CHECK_EQ_U64(boot_bytes(bz, blen, NULL, 0, "console=ttyS0", 64 * MiB, 1, NULL, &s2), 0);
+	CHECK(s2.rip == s1.rip + 0x40);
+
+	/* a damaged entry is ignored, and replaced */
+	CHECK(truncate(entry, 100) == 0);
+	CHECK_EQ_U64(boot_bytes(bz, blen, NULL, 0, "console=ttyS0", 64 * MiB, 1, NULL, &s3), 0);
+	CHECK(s3.rip == s1.rip);
+	CHECK(stat(entry, &st) == 0 && (size_t)st.st_size == sizeof(hdr) + e1len);
+
+	/* off: nothing is written */
+	unlink(entry);
+	setenv("CORRAL_KERNEL_CACHE", "off", 1);
+	CHECK_EQ_U64(boot_bytes(bz, blen, NULL, 0, "console=ttyS0", 64 * MiB, 1, NULL, &s3), 0);
+	CHECK(cache_entry(dir, entry, sizeof(entry)) == 0);
+	rmdir(dir);
+	free(e1);
+	free(e2);
+	free(p);
+	free(bz);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
 		return 1;
+	/* the tests' kernels stay out of the user's cache */
+	setenv("CORRAL_KERNEL_CACHE", "off", 1);
 	RUN(test_formats);
 	RUN(test_elf_kernel);
 	RUN(test_high_memory);
@@ -962,6 +1035,7 @@ int main(void)
 	RUN(test_seed_files);
 	RUN(test_real_kernel);
 	RUN(test_default_guest);
+	RUN(test_kernel_cache);
 	char path[300];
 	snprintf(path, sizeof(path), "%s/kernel", tmpdir);
 	unlink(path);
