@@ -3,6 +3,7 @@
  * every call into it holds s->lock: the backend thread's poll loop and
  * net_send from the vCPU thread. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -24,6 +25,56 @@
  * TCP then makes one segment, one checksum and one notify where it would
  * make 45), like a TSO NIC. libslirp takes up to 65521. */
 #define SLIRP_MTU 65520
+
+/* libslirp (and the GLib under it, about a megabyte resident) is loaded
+ * only by a VM that asks for user networking. */
+static struct {
+	__typeof__(&slirp_new) new_;
+	__typeof__(&slirp_input) input;
+	__typeof__(&slirp_pollfds_fill) pollfds_fill;
+	__typeof__(&slirp_pollfds_poll) pollfds_poll;
+	__typeof__(&slirp_handle_timer) handle_timer;
+	__typeof__(&slirp_add_hostfwd) add_hostfwd;
+	__typeof__(&slirp_cleanup) cleanup;
+} lib;
+
+static int slirp_lib_load(char *err, size_t errlen)
+{
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	int r = 0;
+	pthread_mutex_lock(&once);
+	if (!lib.new_) {
+		void *h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
+		if (!h) {
+			snprintf(err, errlen,
+				 "--net user: cannot load libslirp.so.0 (Debian: apt-get install libslirp0): %s",
+				 dlerror());
+			r = -ENOENT;
+			goto out;
+		}
+#define SLIRP_SYM(field, name)                                                                                         \
+	if (!(*(void **)&lib.field = dlsym(h, name)))                                                                  \
+		r = -ENOENT;
+		SLIRP_SYM(input, "slirp_input")
+		SLIRP_SYM(pollfds_fill, "slirp_pollfds_fill")
+		SLIRP_SYM(pollfds_poll, "slirp_pollfds_poll")
+		SLIRP_SYM(handle_timer, "slirp_handle_timer")
+		SLIRP_SYM(add_hostfwd, "slirp_add_hostfwd")
+		SLIRP_SYM(cleanup, "slirp_cleanup")
+#undef SLIRP_SYM
+		void *fn = dlsym(h, "slirp_new");
+		if (r < 0 || !fn) {
+			snprintf(err, errlen,
+				 "--net user: libslirp.so.0 lacks the functions corral needs (version 4.7 or later)");
+			r = -ENOENT;
+			goto out;
+		}
+		*(void **)&lib.new_ = fn; /* last: it marks the table complete */
+	}
+out:
+	pthread_mutex_unlock(&once);
+	return r;
+}
 
 struct slirp_timer {
 	SlirpTimerId id;
@@ -185,7 +236,7 @@ static uint32_t slirp_run_timers(struct slirp_be *s)
 			continue;
 		if (t->expire_ms <= now) {
 			t->expire_ms = -1;
-			slirp_handle_timer(s->slirp, t->id, t->cb_opaque);
+			lib.handle_timer(s->slirp, t->id, t->cb_opaque);
 		}
 	}
 	for (unsigned k = 0; k < SLIRP_MAX_TIMERS; k++) {
@@ -216,7 +267,7 @@ static void *slirp_thread(void *arg)
 		pthread_mutex_lock(&s->lock);
 		uint32_t timeout = slirp_run_timers(s);
 		s->nfds = 0;
-		slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+		lib.pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
 		unsigned nfds = s->nfds;
 		slirp_unlock_notify(s);
 
@@ -231,7 +282,7 @@ static void *slirp_thread(void *arg)
 		}
 		pthread_mutex_lock(&s->lock);
 		s->nfds = nfds;
-		slirp_pollfds_poll(s->slirp, r < 0, slirp_get_revents, s);
+		lib.pollfds_poll(s->slirp, r < 0, slirp_get_revents, s);
 		slirp_unlock_notify(s);
 	}
 	return NULL;
@@ -249,7 +300,7 @@ static int slirp_net_send(struct net *n, const struct iovec *iov, int iovcnt)
 		len += iov[i].iov_len;
 	}
 	pthread_mutex_lock(&s->lock);
-	slirp_input(s->slirp, buf, (int)len);
+	lib.input(s->slirp, buf, (int)len);
 	slirp_unlock_notify(s);
 	/* New connections or data: the poll loop has new descriptors to watch. */
 	slirp_notify_cb(s);
@@ -268,13 +319,13 @@ static void slirp_net_stop(struct net *n)
 	for (int round = 0; round < 5; round++) {
 		uint32_t timeout = 0;
 		s->nfds = 0;
-		slirp_pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
+		lib.pollfds_fill(s->slirp, &timeout, slirp_add_poll, s);
 		int r = poll(s->fds, s->nfds, 20);
 		if (r <= 0)
 			break;
-		slirp_pollfds_poll(s->slirp, 0, slirp_get_revents, s);
+		lib.pollfds_poll(s->slirp, 0, slirp_get_revents, s);
 	}
-	slirp_cleanup(s->slirp);
+	lib.cleanup(s->slirp);
 	close(s->wake_fd);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
@@ -374,6 +425,9 @@ int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
 		}
 	}
 
+	int lr = slirp_lib_load(err, errlen);
+	if (lr < 0)
+		return lr;
 	struct slirp_be *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -395,14 +449,13 @@ int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
 	cfg.vhostname = "corral";
 	cfg.if_mtu = SLIRP_MTU;
 	cfg.if_mru = SLIRP_MTU;
-	s->slirp = slirp_new(&cfg, &slirp_callbacks, s);
+	s->slirp = lib.new_(&cfg, &slirp_callbacks, s);
 	if (!s->slirp) {
 		snprintf(err, errlen, "--net user: libslirp could not start");
 		goto err_fd;
 	}
 	for (unsigned k = 0; k < nfwd; k++) {
-		if (slirp_add_hostfwd(s->slirp, fwd[k].udp, fwd[k].haddr, fwd[k].hport, fwd[k].gaddr, fwd[k].gport) <
-		    0) {
+		if (lib.add_hostfwd(s->slirp, fwd[k].udp, fwd[k].haddr, fwd[k].hport, fwd[k].gaddr, fwd[k].gport) < 0) {
 			int e = errno;
 			snprintf(err, errlen, "--net user: hostfwd=%s: cannot listen on the host port (%s)",
 				 fwd[k].text, e ? strerror(e) : "in use?");
@@ -420,7 +473,7 @@ int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
 	return 0;
 
 err_slirp:
-	slirp_cleanup(s->slirp);
+	lib.cleanup(s->slirp);
 err_fd:
 	close(s->wake_fd);
 err_lock:
