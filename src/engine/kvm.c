@@ -5,6 +5,7 @@
  * idle-time skip. corral's own PIC/IOAPIC/LAPIC are the interrupt
  * controllers (no in-kernel irqchip): their state is the one snapshots
  * store, and interrupts reach the guest through KVM_INTERRUPT. */
+#if defined(__x86_64__)
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -672,3 +673,26 @@ out:
 	kvm_teardown(&k);
 	return res;
 }
+
+#else /* !__x86_64__ */
+
+/* Other hosts run x86-64 guests on emu only: KVM there runs the host's own
+ * architecture (kvm_probe says so, and auto picks emu). */
+#include <errno.h>
+#include <stdio.h>
+
+#include "engine/engine.h"
+
+struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+{
+	(void)m, (void)bsp, (void)host;
+	struct emu_result res = {.end = EMU_ERROR, .err = -EXDEV};
+	snprintf(res.msg, sizeof(res.msg), "kvm: x86-64 guests run under kvm only on x86-64 hosts");
+	return res;
+}
+
+void kvm_stop_async(void)
+{
+}
+
+#endif

@@ -168,6 +168,12 @@ out:
 void kvm_probe(struct kvm_info *ki, int probe)
 {
 	memset(ki, 0, sizeof(*ki));
+#if !defined(__x86_64__)
+	/* KVM here runs the host's own architecture, not x86-64 */
+	(void)probe;
+	ki->err = -EXDEV;
+	return;
+#endif
 	host_hypervisor(ki->host_hv);
 	for (size_t i = 0; i < sizeof(kvm_sw_layers) / sizeof(kvm_sw_layers[0]); i++) {
 		char path[128];
@@ -215,6 +221,8 @@ const char *kvm_strerror(const struct kvm_info *ki)
 	if (ki->err == -EPROTO)
 		snprintf(buf, sizeof(buf), "%s: API version %d, corral needs %d", KVM_DEV, ki->api_version,
 			 KVM_API_VERSION);
+	else if (ki->err == -EXDEV)
+		snprintf(buf, sizeof(buf), "%s: this host is not x86-64; its KVM cannot run x86-64 guests", KVM_DEV);
 	else if (ki->err == -ENOENT)
 		snprintf(buf, sizeof(buf),
 			 "%s: No such device (no KVM on this host: no VT-x/AMD-V, or the kvm "

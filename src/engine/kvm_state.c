@@ -1,6 +1,7 @@
 /* The kvm engine's state moves: struct cpu_state (the state both engines
  * and snapshots share) into a KVM vCPU and back, and the CPU model the
  * guest sees under kvm (corral's, filtered by what KVM supports). */
+#if defined(__x86_64__) /* see kvm.c */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,3 +514,5 @@ int kvm_vcpu_set_cpuid(struct kvm_vcpu *v, const struct kvm_cpuid2 *model)
 	free(c);
 	return r;
 }
+
+#endif
