@@ -188,7 +188,8 @@ int main(int argc, char **argv)
 	else if (argc == 5 && !strcmp(argv[1], "tcpsend"))
 		tcpsend(argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
 	else {
-		fprintf(stderr, "usage: iob seqwrite|seqread DEV MIB | randwrite|randread DEV OPS MIB | tcpsend IP PORT MIB\n");
+		fprintf(stderr,
+			"usage: iob seqwrite|seqread DEV MIB | randwrite|randread DEV OPS MIB | tcpsend IP PORT MIB\n");
 		return 2;
 	}
 	return 0;

@@ -691,8 +691,6 @@ struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const 
 	return res;
 }
 
-void kvm_stop_async(void)
-{
-}
+void kvm_stop_async(void) {}
 
 #endif
