@@ -209,9 +209,8 @@ FORCE:
 # through its PCI transport. `make fuzz-virtio-run` fuzzes each for
 # FUZZ_SECONDS from the seeds (tests/fuzz/mkseeds_virtio.py); crash inputs
 # land in tests/fuzz/regress/{virtq,blk}/, which t_virtio_regress replays.
-FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c)) src/backend/net.c src/backend/slirp.c \
-                   src/backend/tap.c
-FUZZ_VIRTIO_LIBS := -ldl -pthread
+FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c src/backend/*.c))
+FUZZ_VIRTIO_LIBS := -lz -ldl -pthread
 FUZZ_VIRTIO_DEP := tests/fuzz/fuzz_virtio.h $(FUZZ_VIRTIO_SRC) $(wildcard src/machine/*.h src/virtio/*.h) \
                    src/backend/block.h
 

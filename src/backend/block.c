@@ -134,3 +134,66 @@ int blk_pwrite(struct blk *b, uint64_t off, const void *buf, size_t n)
 	struct iovec iov = {(void *)buf, n};
 	return b->ops->writev(b, off, &iov, 1);
 }
+
+int blk_iov_slice(const struct iovec *iov, int cnt, uint64_t skip, uint64_t len, struct iovec *out, int max)
+{
+	int n = 0;
+	for (int i = 0; i < cnt && len > 0; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		size_t l = iov[i].iov_len - (size_t)skip;
+		if (l > len)
+			l = (size_t)len;
+		if (n == max)
+			return -EINVAL;
+		out[n].iov_base = (char *)iov[i].iov_base + skip;
+		out[n].iov_len = l;
+		n++;
+		len -= l;
+		skip = 0;
+	}
+	return len ? -EINVAL : n;
+}
+
+int blk_file_xfer(int fd, uint64_t off, const struct iovec *iov, int cnt, int write)
+{
+	struct iovec local[BLK_MAX_IOV], *v = local;
+	if (cnt < 0 || cnt > BLK_MAX_IOV)
+		return -EINVAL;
+	memcpy(local, iov, sizeof(*iov) * (size_t)cnt);
+	for (;;) {
+		while (cnt > 0 && v->iov_len == 0) {
+			v++;
+			cnt--;
+		}
+		if (cnt == 0)
+			return 0;
+		ssize_t r = write ? pwritev(fd, v, cnt, (off_t)off) : preadv(fd, v, cnt, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0) {
+			if (write)
+				return -EIO;
+			/* past the end of the file (a sparse image's tail) */
+			for (int i = 0; i < cnt; i++)
+				memset(v[i].iov_base, 0, v[i].iov_len);
+			return 0;
+		}
+		off += (uint64_t)r;
+		while (r > 0) {
+			size_t k = (size_t)r < v->iov_len ? (size_t)r : v->iov_len;
+			v->iov_base = (char *)v->iov_base + k;
+			v->iov_len -= k;
+			r -= (ssize_t)k;
+			if (v->iov_len == 0) {
+				v++;
+				cnt--;
+			}
+		}
+	}
+}

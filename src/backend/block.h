@@ -12,6 +12,10 @@
 
 enum blk_format { BLK_FMT_PROBE, BLK_FMT_RAW, BLK_FMT_QCOW2 };
 
+/* Every backend takes up to this many iovecs in one readv/writev (a host
+ * preadv's IOV_MAX), so a guest request needs one call. */
+#define BLK_MAX_IOV 1024
+
 struct blk;
 
 struct blk_ops {
@@ -68,6 +72,15 @@ void blk_get_info(struct blk *b, struct blk_info *info);
 /* The last I/O-time error a backend described (a corrupt table entry, ...),
  * as one line naming the file; NULL if none. */
 const char *blk_last_error(struct blk *b);
+
+/* Helpers shared by the backends and virtio-blk. */
+/* The iovecs covering bytes [skip, skip + len) of iov[0..cnt) into out: their
+ * count, or -EINVAL if that needs more than max or iov is shorter. */
+int blk_iov_slice(const struct iovec *iov, int cnt, uint64_t skip, uint64_t len, struct iovec *out, int max);
+/* The whole transfer of iov[0..cnt) (cnt <= BLK_MAX_IOV) at file offset off,
+ * retried across EINTR and short transfers; a read past the end of the
+ * file reads zeroes. 0 or -errno. */
+int blk_file_xfer(int fd, uint64_t off, const struct iovec *iov, int cnt, int write);
 
 /* Backends (blk_open picks one). */
 int raw_open(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path);

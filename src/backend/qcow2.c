@@ -34,7 +34,6 @@
 #define QCOW2_MAX_HOST (1ull << 56)    /* offsets are 56 bits */
 #define QCOW2_MAX_SNAPSHOTS 65536
 #define QCOW2_MAX_DEPTH 16 /* backing chain length */
-#define QCOW2_MAX_IOV 1024
 #define QCOW2_L2_CACHE_BYTES (4u << 20)
 #define QCOW2_RB_CACHE_BYTES (1u << 20)
 #define QCOW2_MAX_PENDING_FREES 4096
@@ -234,28 +233,6 @@ static int file_sync(int fd)
 /* ---- iovec helpers ---- */
 
 /* The part [skip, skip+len) of iov as a new iovec array. */
-static int iov_slice(const struct iovec *iov, int cnt, uint64_t skip, uint64_t len, struct iovec *out, int max)
-{
-	int n = 0;
-	for (int i = 0; i < cnt && len > 0; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		size_t l = iov[i].iov_len - (size_t)skip;
-		if (l > len)
-			l = (size_t)len;
-		if (n == max)
-			return -EINVAL;
-		out[n].iov_base = (char *)iov[i].iov_base + skip;
-		out[n].iov_len = l;
-		n++;
-		len -= l;
-		skip = 0;
-	}
-	return len ? -EINVAL : n;
-}
-
 static void iov_memset(const struct iovec *v, int n, int c)
 {
 	for (int i = 0; i < n; i++)
@@ -276,82 +253,6 @@ static void iov_to_buf(const struct iovec *v, int n, uint8_t *buf)
 		memcpy(buf, v[i].iov_base, v[i].iov_len);
 		buf += v[i].iov_len;
 	}
-}
-
-static int file_preadv(int fd, const struct iovec *iov, int cnt, uint64_t off)
-{
-	struct iovec local[QCOW2_MAX_IOV], *v = local;
-	if (cnt > QCOW2_MAX_IOV)
-		return -EINVAL;
-	memcpy(local, iov, sizeof(*iov) * (size_t)cnt);
-	while (cnt > 0) {
-		ssize_t r = preadv(fd, v, cnt, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0) {
-			iov_memset(v, cnt, 0);
-			return 0;
-		}
-		off += (uint64_t)r;
-		while (r > 0 && cnt > 0) {
-			if ((size_t)r >= v->iov_len) {
-				r -= (ssize_t)v->iov_len;
-				v++;
-				cnt--;
-			} else {
-				v->iov_base = (char *)v->iov_base + r;
-				v->iov_len -= (size_t)r;
-				r = 0;
-			}
-		}
-		while (cnt > 0 && v->iov_len == 0) {
-			v++;
-			cnt--;
-		}
-	}
-	return 0;
-}
-
-static int file_pwritev(int fd, const struct iovec *iov, int cnt, uint64_t off)
-{
-	struct iovec local[QCOW2_MAX_IOV], *v = local;
-	if (cnt > QCOW2_MAX_IOV)
-		return -EINVAL;
-	memcpy(local, iov, sizeof(*iov) * (size_t)cnt);
-	while (cnt > 0 && v->iov_len == 0) {
-		v++;
-		cnt--;
-	}
-	while (cnt > 0) {
-		ssize_t r = pwritev(fd, v, cnt, (off_t)off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		off += (uint64_t)r;
-		while (r > 0 && cnt > 0) {
-			if ((size_t)r >= v->iov_len) {
-				r -= (ssize_t)v->iov_len;
-				v++;
-				cnt--;
-			} else {
-				v->iov_base = (char *)v->iov_base + r;
-				v->iov_len -= (size_t)r;
-				r = 0;
-			}
-		}
-		while (cnt > 0 && v->iov_len == 0) {
-			v++;
-			cnt--;
-		}
-	}
-	return 0;
 }
 
 /* ---- refcount block entries (refcount_order 0..6; sub-byte widths are
@@ -963,7 +864,7 @@ static int qcow2_read_chunk(struct qcow2 *q, uint64_t vcl, uint64_t e, uint64_t 
 		uint64_t host = 0;
 		if ((rc = qcow2_data_offset(q, e, &host)) < 0)
 			return rc;
-		return file_preadv(q->fd, v, vn, host + o);
+		return blk_file_xfer(q->fd, host + o, v, vn, 0);
 	}
 	/* Unallocated: the backing file, zeroes past its end. */
 	uint64_t voff = vcl * q->cs + o, len = 0;
@@ -973,16 +874,16 @@ static int qcow2_read_chunk(struct qcow2 *q, uint64_t vcl, uint64_t e, uint64_t 
 	if (q->backing && q->backing->size > voff)
 		avail = q->backing->size - voff < len ? q->backing->size - voff : len;
 	if (avail) {
-		struct iovec sub[QCOW2_MAX_IOV];
-		int n = iov_slice(v, vn, 0, avail, sub, QCOW2_MAX_IOV);
+		struct iovec sub[BLK_MAX_IOV];
+		int n = blk_iov_slice(v, vn, 0, avail, sub, BLK_MAX_IOV);
 		if (n < 0)
 			return n;
 		if ((rc = q->backing->ops->readv(q->backing, voff, sub, n)) < 0)
 			return rc;
 	}
 	if (avail < len) {
-		struct iovec sub[QCOW2_MAX_IOV];
-		int n = iov_slice(v, vn, avail, len - avail, sub, QCOW2_MAX_IOV);
+		struct iovec sub[BLK_MAX_IOV];
+		int n = blk_iov_slice(v, vn, avail, len - avail, sub, BLK_MAX_IOV);
 		if (n < 0)
 			return n;
 		iov_memset(sub, n, 0);
@@ -1013,7 +914,7 @@ static int qcow2_same_run(const struct qcow2 *q, uint64_t e, uint64_t e2, uint64
 static int qcow2_check_range(struct qcow2 *q, uint64_t off, const struct iovec *iov, int iovcnt, uint64_t *total)
 {
 	uint64_t n = 0;
-	if (iovcnt < 0 || iovcnt > QCOW2_MAX_IOV)
+	if (iovcnt < 0 || iovcnt > BLK_MAX_IOV)
 		return -EINVAL;
 	for (int i = 0; i < iovcnt; i++)
 		n += iov[i].iov_len;
@@ -1041,8 +942,8 @@ static int qcow2_readv(struct blk *b, uint64_t off, const struct iovec *iov, int
 		for (uint64_t k = 1;
 		     done + n < total && qcow2_l2_lookup(q, vcl + k, &e2) == 0 && qcow2_same_run(q, e, e2, k); k++)
 			n += q->cs < total - done - n ? q->cs : total - done - n;
-		struct iovec v[QCOW2_MAX_IOV];
-		int vn = iov_slice(iov, iovcnt, done, n, v, QCOW2_MAX_IOV);
+		struct iovec v[BLK_MAX_IOV];
+		int vn = blk_iov_slice(iov, iovcnt, done, n, v, BLK_MAX_IOV);
 		if (vn < 0) {
 			rc = vn;
 			break;
@@ -1075,7 +976,7 @@ static int qcow2_write_chunk(struct qcow2 *q, uint64_t vcl, uint64_t o, uint64_t
 		if ((what = qcow2_fixed_meta(q, host, q->cs)))
 			return qcow2_fail(q, "data cluster 0x%llx overlaps %s", (unsigned long long)host, what);
 		if (v)
-			return file_pwritev(q->fd, v, vn, host + o);
+			return blk_file_xfer(q->fd, host + o, v, vn, 1);
 		memset(q->tmp, 0, len);
 		return file_pwrite(q->fd, q->tmp, len, host + o);
 	}
@@ -1124,8 +1025,8 @@ static int qcow2_writev(struct blk *b, uint64_t off, const struct iovec *iov, in
 	while (done < total) {
 		uint64_t pos = off + done, vcl = pos >> q->cluster_bits, o = pos & (q->cs - 1);
 		uint64_t n = q->cs - o < total - done ? q->cs - o : total - done;
-		struct iovec v[QCOW2_MAX_IOV];
-		int vn = iov_slice(iov, iovcnt, done, n, v, QCOW2_MAX_IOV);
+		struct iovec v[BLK_MAX_IOV];
+		int vn = blk_iov_slice(iov, iovcnt, done, n, v, BLK_MAX_IOV);
 		if (vn < 0) {
 			rc = vn;
 			break;

@@ -18,50 +18,16 @@ struct raw {
 static int raw_xfer(struct blk *b, uint64_t off, const struct iovec *iov, int iovcnt, int write)
 {
 	struct raw *r = (struct raw *)b;
-	struct iovec local[64];
-	size_t total = 0;
-
-	if (iovcnt < 0 || iovcnt > 64)
+	uint64_t total = 0;
+	if (iovcnt < 0 || iovcnt > BLK_MAX_IOV)
 		return -EINVAL;
-	memcpy(local, iov, sizeof(*iov) * (size_t)iovcnt);
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
 	if (off > b->size || total > b->size - off)
 		return -EINVAL;
 	if (write && b->readonly)
 		return -EROFS;
-	struct iovec *v = local;
-	while (total > 0) {
-		ssize_t n = write ? pwritev(r->fd, v, iovcnt, (off_t)off) : preadv(r->fd, v, iovcnt, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {
-			if (write)
-				return -EIO;
-			/* A file shorter than its stat size (truncated under us):
-			 * the rest reads as zeroes. */
-			for (int i = 0; i < iovcnt; i++)
-				memset(v[i].iov_base, 0, v[i].iov_len);
-			break;
-		}
-		total -= (size_t)n;
-		off += (uint64_t)n;
-		while (n > 0 && iovcnt > 0) {
-			if ((size_t)n >= v->iov_len) {
-				n -= (ssize_t)v->iov_len;
-				v++;
-				iovcnt--;
-			} else {
-				v->iov_base = (char *)v->iov_base + n;
-				v->iov_len -= (size_t)n;
-				n = 0;
-			}
-		}
-	}
-	return 0;
+	return blk_file_xfer(r->fd, off, iov, iovcnt, write);
 }
 
 static int raw_readv(struct blk *b, uint64_t off, const struct iovec *iov, int iovcnt)

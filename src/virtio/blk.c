@@ -31,7 +31,6 @@
 #define SECTOR 512ull
 #define BLK_HDR 16		/* type, reserved, sector */
 #define BLK_MAX_ZERO (1u << 22) /* sectors per discard/write-zeroes segment: 2 GiB */
-#define BLK_IOV_BATCH 64	/* iovecs per backend call (raw's limit) */
 
 /* Device configuration (§5.2.4), little-endian on the only host we run. */
 struct blk_config {
@@ -59,29 +58,6 @@ struct vblk {
 	struct virtq_elem elem;
 };
 
-/* The iovecs covering bytes [skip, skip + len) of iov[0..n): their count,
- * or -1 if that takes more than max. */
-static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len, struct iovec *out, unsigned max)
-{
-	unsigned k = 0;
-	for (unsigned i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len;
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		uint64_t take = l - skip < len ? l - skip : len;
-		if (take == 0)
-			continue;
-		if (k == max)
-			return -1;
-		out[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, take};
-		len -= take;
-		skip = 0;
-	}
-	return (int)k;
-}
-
 static void iov_to_buf(const struct iovec *iov, unsigned n, void *buf, size_t len)
 {
 	uint8_t *p = buf;
@@ -97,7 +73,7 @@ static void iov_to_buf(const struct iovec *iov, unsigned n, void *buf, size_t le
 static int disk_xfer(struct blk *d, uint64_t off, struct iovec *iov, int n, int write)
 {
 	while (n > 0) {
-		int k = n < BLK_IOV_BATCH ? n : BLK_IOV_BATCH;
+		int k = n < BLK_MAX_IOV ? n : BLK_MAX_IOV;
 		uint64_t len = 0;
 		for (int i = 0; i < k; i++)
 			len += iov[i].iov_len;
@@ -159,7 +135,7 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 
 	/* §5.2.6: the status byte is the last device-writable byte */
 	struct iovec st;
-	if (e->in_len < 1 || iov_slice(in, e->n_in, e->in_len - 1, 1, &st, 1) != 1) {
+	if (e->in_len < 1 || blk_iov_slice(in, (int)e->n_in, e->in_len - 1, 1, &st, 1) != 1) {
 		*why = "virtio-blk request without a status byte";
 		return -EINVAL;
 	}
@@ -175,7 +151,7 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
 		dlen = e->in_len - 1;
-		nd = iov_slice(in, e->n_in, 0, dlen, data, VIRTQ_MAX_SIZE);
+		nd = blk_iov_slice(in, (int)e->n_in, 0, dlen, data, VIRTQ_MAX_SIZE);
 		if (nd < 0 || !range_ok(b, sector, dlen)) {
 			*status = VIRTIO_BLK_S_IOERR;
 			break;
@@ -186,7 +162,7 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 		break;
 	case VIRTIO_BLK_T_OUT:
 		dlen = e->out_len - BLK_HDR;
-		nd = iov_slice(out, e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
+		nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
 		if (b->disk->readonly || nd < 0 || !range_ok(b, sector, dlen)) {
 			*status = VIRTIO_BLK_S_IOERR;
 			break;
@@ -200,7 +176,7 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 	case VIRTIO_BLK_T_GET_ID: {
 		dlen = e->in_len - 1;
 		uint64_t n = dlen < VIRTIO_BLK_ID_BYTES ? dlen : VIRTIO_BLK_ID_BYTES;
-		nd = iov_slice(in, e->n_in, 0, n, data, VIRTQ_MAX_SIZE);
+		nd = blk_iov_slice(in, (int)e->n_in, 0, n, data, VIRTQ_MAX_SIZE);
 		const uint8_t *src = (const uint8_t *)b->serial;
 		for (int i = 0; i < nd; i++) {
 			memcpy(data[i].iov_base, src, data[i].iov_len);
@@ -213,7 +189,7 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		dlen = e->out_len - BLK_HDR;
-		nd = iov_slice(out, e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
+		nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
 		*status = nd < 0 ? VIRTIO_BLK_S_IOERR : blk_zero(b, data, nd, dlen, type == VIRTIO_BLK_T_DISCARD);
 		break;
 	default: *status = VIRTIO_BLK_S_UNSUPP; break;

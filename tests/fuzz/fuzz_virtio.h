@@ -94,7 +94,7 @@ struct fz_disk {
 static inline int fz_xfer(struct blk *b, uint64_t off, const struct iovec *iov, int n, int write)
 {
 	struct fz_disk *d = (struct fz_disk *)b;
-	if (n < 0 || n > 64)
+	if (n < 0 || n > BLK_MAX_IOV)
 		abort(); /* the device must batch as the backends require */
 	for (int i = 0; i < n; i++) {
 		/* the device must never ask for bytes past the disk */
