@@ -203,12 +203,14 @@ struct cpu {
 	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Translator (jit.h): NULL when off; jit_hot executions make a block
-	 * hot; jit_budget bounds one jit_run; jit_patch is the jump a finished
-	 * translation asks to link to the next block. */
+	 * hot; a jit_run returns once icount reaches jit_limit; jit_patch is the
+	 * jump a finished translation asks to link to the block at
+	 * jit_patch_rip. */
 	struct jit *jit;
 	unsigned jit_hot;
-	uint64_t jit_budget;
+	uint64_t jit_limit;
 	void *jit_patch;
+	uint64_t jit_patch_rip;
 	/* Soft TLB: bank 0 for supervisor accesses, bank 1 for user (CPL 3);
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];

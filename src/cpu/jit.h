@@ -1,18 +1,25 @@
-/* The block translator: hot decoded blocks of a user-mode cpu become host
- * code (x86-64 hosts only; elsewhere, or built with -DCORRAL_NO_JIT, every
- * function here is a no-op and the interpreter runs everything).
+/* The block translator: hot decoded blocks become host code (x86-64 hosts
+ * only; elsewhere, or built with -DCORRAL_NO_JIT, every function here is a
+ * no-op and the interpreter runs everything).
  *
  * Contract with the run loop (run.c): a translation runs the block's
  * instructions with exactly the interpreter's semantics (same struct cpu
  * state, same lazy flags, same handlers for what it does not emit inline),
- * leaves RIP at the next instruction to run and returns how many guest
- * instructions it retired. It may follow direct jumps into other
- * translations (chaining); it returns to the loop when a handler sets
+ * leaves RIP at the next instruction to run and adds the instructions it
+ * retired to c->icount as each block ends. It may follow direct jumps into
+ * other translations (chaining); it returns to the loop when a handler sets
  * end_block, on indirect branches, on stop requests, TLB or code generation
- * changes, and when c->jit_budget instructions have run. Faults unwind with
+ * changes, and when c->icount reaches c->jit_limit. Faults unwind with
  * longjmp from the handlers or slow paths it calls, RIP at the faulting
  * instruction. Translations live in a per-cpu buffer, flushed with the
- * decoded-code cache. */
+ * decoded-code cache.
+ *
+ * System mode (a vCPU of a machine): only 64-bit code is translated; a
+ * translation belongs to one physical code page and one linear address (the
+ * run loop keys blocks by both); memory goes through the TLB bank of the
+ * current privilege (c->tlbp); direct jumps are linked only within the
+ * block's own page, and indirect ones return to the run loop, because other
+ * pages may be mapped differently the next time a translation runs. */
 #ifndef CORRAL_CPU_JIT_H
 #define CORRAL_CPU_JIT_H
 
@@ -35,12 +42,13 @@ int jit_full(const struct cpu *c);
 /* Translate the n decoded instructions at guest address rip; NULL if the
  * block cannot be translated (it then stays interpreted). */
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip);
-/* Run from translation entry; returns guest instructions retired. */
-uint64_t jit_run(struct cpu *c, void *entry);
+/* Run from translation entry (c->icount counts what it retires). */
+void jit_run(struct cpu *c, void *entry);
 /* Enter rip's translation in the jump cache that indirect branches of
  * translations look up. */
 void jit_note(struct cpu *c, uint64_t rip, void *entry);
-/* The translation just left asked to be linked to the one at RIP. */
+/* The translation just left asked (c->jit_patch) to be linked to the one
+ * at c->jit_patch_rip: entry is that one's. */
 void jit_link(struct cpu *c, void *entry);
 
 #endif

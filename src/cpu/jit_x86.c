@@ -1,7 +1,9 @@
 /* The block translator for x86-64 hosts: decoded blocks become host code
- * that works on struct cpu (RBX holds the cpu, R12 counts retired
- * instructions, R14 points at the jump cache; guest registers a block uses
- * often are cached in host registers within it). Common integer
+ * that works on struct cpu (RBX holds the cpu, R14 points at the jump
+ * cache; guest registers a block uses often are cached in host registers
+ * within it, R12 among them). Retired instructions are added to c->icount
+ * at every exit of a block, so handlers called later in a chain of
+ * translations (RDTSC, timers) see the time of the block they run in. Common integer
  * instructions are emitted inline, with the interpreter's lazy-flag fields
  * stored exactly as its handlers store them; everything else calls the
  * instruction's handler. See jit.h and docs/architecture.md. */
@@ -71,6 +73,8 @@ struct jt {
 	int rip_ok;	   /* c->s.rip is known to hold rip_val */
 	uint64_t rip_val;
 	int store_check; /* the current instruction stored through a slow path: check end_block */
+	int sys;	 /* system mode: TLB bank by privilege, code keyed by physical page */
+	uint64_t start;	 /* guest address of the block's first instruction */
 	/* Register cache: guest register r lives in host register cache[r]
 	 * (-1: only in memory) within the block; dirty ones are newer than
 	 * struct cpu and are written back before anything that reads the
@@ -182,7 +186,7 @@ static void st64(struct jt *t, int32_t off, unsigned h)
 
 /* Host registers that may hold guest registers: R15 and RBP survive calls,
  * R8-R11 do not (reloaded after calls that leave guest state alone). */
-static const uint8_t pool[] = {R15, RBP, R8, R9, R10, R11};
+static const uint8_t pool[] = {R15, RBP, R12, R8, R9, R10, R11};
 #define POOL_N (sizeof(pool) / sizeof(pool[0]))
 
 static int volatile_reg(unsigned h)
@@ -407,7 +411,7 @@ static void cmp0(struct jt *t, int32_t off)
 
 static void add_count(struct jt *t, unsigned count)
 {
-	x_rr(t, XW, 0x83, 0, R12);
+	x_rm(t, XW, 0x83, 0, RBX, NOX, 0, OFF(icount)); /* add qword [rbx + icount], count */
 	e8(t, count);
 }
 
@@ -418,8 +422,17 @@ static void emit_checks(struct jt *t, unsigned kind, uint64_t rip)
 {
 	cmp0(t, OFF(stop_req));
 	add_stub(t, jcc32(t, 5), kind, 0, rip);
-	x_rm(t, XW, 0x3b, R12, RBX, NOX, 0, OFF(jit_budget));
+	ld64(t, RCX, OFF(icount));
+	x_rm(t, XW, 0x3b, RCX, RBX, NOX, 0, OFF(jit_limit));
 	add_stub(t, jcc32(t, 3), kind, 0, rip);
+	if (t->sys) {
+		/* the machine's decoded-code generation (TLB flushes end the block) */
+		ld64(t, RDX, OFF(phys_code_gen));
+		x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, 0);
+		x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(code_gen));
+		add_stub(t, jcc32(t, 5), kind, 0, rip);
+		return;
+	}
 	ld64(t, RDX, OFF(vm));
 	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
 	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
@@ -447,12 +460,20 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t a
 {
 	c_spill(t);
 	add_count(t, count);
+	if (t->sys && ((target ^ t->start) & ~0xfffull)) {
+		/* System mode links only within the block's page: another page
+		 * may map elsewhere (or nowhere) the next time this runs. */
+		set_rip(t, target, RAX);
+		patch_to(jmp32(t), t->epilogue);
+		return;
+	}
 	if (target <= addr)
 		emit_checks(t, STUB_BAIL, target);
 	uint8_t *rel = jmp32(t); /* to the next instruction until linked */
 	set_rip(t, target, RAX);
 	mov_imm(t, RAX, (uint64_t)(uintptr_t)rel);
 	st64(t, OFF(jit_patch), RAX);
+	st_imm64(t, OFF(jit_patch_rip), target, RAX);
 	patch_to(jmp32(t), t->epilogue);
 }
 
@@ -462,6 +483,12 @@ static void exit_jump(struct jt *t, unsigned count)
 {
 	c_spill(t);
 	add_count(t, count);
+	if (t->sys) {
+		/* the jump cache is by linear address: system mode looks up
+		 * through the run loop, which checks the TLB */
+		patch_to(jmp32(t), t->epilogue);
+		return;
+	}
 	emit_checks(t, STUB_END, 0);
 	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
 	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, JC_SIZE - 1 */
@@ -538,7 +565,9 @@ static void emit_ea(struct jt *t, const struct insn *i, uint64_t next, int lea)
  * first byte's: that also sends page-crossing accesses to the slow path. */
 static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 {
-	int32_t e = OFF(tlb[1]);
+	/* user mode: always bank 1; system mode: c->tlbp, by privilege */
+	int32_t e = t->sys ? 0 : OFF(tlb[1]);
+	unsigned base = t->sys ? RDX : RBX, index = t->sys ? NOX : RDX;
 	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
 	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
 	e32(t, 0xfffff000u);
@@ -549,11 +578,13 @@ static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 	e32(t, CPU_TLB_SIZE - 1);
 	x_rr(t, 0, 0xc1, 4, RDX); /* shl edx, 5 */
 	e8(t, 5);
+	if (t->sys)
+		x_rm(t, XW, 0x03, RDX, RBX, NOX, 0, OFF(tlbp)); /* add rdx, [rbx + tlbp] */
 	int32_t tag =
 		write ? (int32_t)offsetof(struct cpu_tlb_entry, tag_w) : (int32_t)offsetof(struct cpu_tlb_entry, tag_r);
-	x_rm(t, XW, 0x3b, RCX, RBX, RDX, 0, e + tag);
+	x_rm(t, XW, 0x3b, RCX, base, index, 0, e + tag);
 	uint8_t *miss = jcc32(t, 5);
-	x_rm(t, XW, 0x03, RAX, RBX, RDX, 0, e + (int32_t)offsetof(struct cpu_tlb_entry, addend));
+	x_rm(t, XW, 0x03, RAX, base, index, 0, e + (int32_t)offsetof(struct cpu_tlb_entry, addend));
 	return miss;
 }
 
@@ -1300,8 +1331,6 @@ int jit_init(struct cpu *c)
 {
 	c->jit = NULL;
 	c->jit_hot = JIT_HOT_DEFAULT;
-	if (c->mode != CPU_MODE_USER)
-		return 0;
 	const char *env = getenv("CORRAL_JIT");
 	if (env && !strcmp(env, "0"))
 		return 0;
@@ -1323,12 +1352,12 @@ int jit_init(struct cpu *c)
 		free(j);
 		return 0; /* no executable memory: interpret */
 	}
-	/* jit_run(c, entry): save callee-saved registers, rbx = c, r12 = 0,
-	 * jump to entry; the epilogue returns r12. Six pushes and 8 bytes keep the stack
+	/* jit_run(c, entry): save callee-saved registers, rbx = c, r14 = the
+	 * jump cache, jump to entry; the epilogue restores them. Six pushes and 8 bytes keep the stack
 	 * 16-byte aligned for the calls translations make. */
 	static const uint8_t tramp[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48, 0x83, 0xec,
-					0x08, 0x48, 0x89, 0xfb, 0x45, 0x31, 0xe4, 0x49, 0x89, 0xd6, 0xff, 0xe6};
-	static const uint8_t epi[] = {0x4c, 0x89, 0xe0, 0x48, 0x83, 0xc4, 0x08, 0x41, 0x5f,
+					0x08, 0x48, 0x89, 0xfb, 0x49, 0x89, 0xd6, 0xff, 0xe6};
+	static const uint8_t epi[] = {0x48, 0x83, 0xc4, 0x08, 0x41, 0x5f,
 				      0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
 	memcpy(j->buf, tramp, sizeof(tramp));
 	j->epilogue = j->buf + 32;
@@ -1392,11 +1421,10 @@ int jit_full(const struct cpu *c)
 	return c->jit && c->jit->used + JIT_BLOCK_MAX > JIT_SIZE;
 }
 
-uint64_t jit_run(struct cpu *c, void *entry)
+void jit_run(struct cpu *c, void *entry)
 {
-	uint64_t (*tramp)(struct cpu *, void *, void *) =
-		(uint64_t(*)(struct cpu *, void *, void *))(void *)c->jit->buf;
-	return tramp(c, entry, c->jit->jc);
+	void (*tramp)(struct cpu *, void *, void *) = (void (*)(struct cpu *, void *, void *))(void *)c->jit->buf;
+	tramp(c, entry, c->jit->jc);
 }
 
 void jit_link(struct cpu *c, void *entry)
@@ -1444,6 +1472,8 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	}
 	t->nstubs = 0;
 	t->c = c;
+	t->sys = c->mode == CPU_MODE_SYSTEM;
+	t->start = rip;
 	t->p = start;
 	t->end = start + JIT_BLOCK_MAX - 64;
 	t->epilogue = j->epilogue;
@@ -1536,11 +1566,10 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	(void)rip;
 	return NULL;
 }
-uint64_t jit_run(struct cpu *c, void *entry)
+void jit_run(struct cpu *c, void *entry)
 {
 	(void)c;
 	(void)entry;
-	return 0;
 }
 void jit_link(struct cpu *c, void *entry)
 {

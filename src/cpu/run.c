@@ -17,7 +17,8 @@
 #define JIT_NEVER 0xffffffffu
 
 struct dblock {
-	uint64_t rip;
+	uint64_t rip; /* key: the linear address (user mode); host address | code size << 56 (system) */
+	uint64_t lin; /* the linear address it was decoded at */
 	struct dblock *next; /* hash chain */
 	struct dblock *succ; /* the block that ran after this one last time */
 	void *jit;	     /* its translation, or NULL */
@@ -242,6 +243,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 		dcache_flush(c);
 	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
 	b->rip = key;
+	b->lin = rip;
 	b->n = 0;
 	b->succ = NULL;
 	b->jit = NULL;
@@ -319,7 +321,7 @@ static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t ri
 {
 	unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
 	for (struct dblock *b = c->dc->hash[h]; b; b = b->next)
-		if (b->rip == key)
+		if (b->rip == key && b->lin == rip)
 			return b;
 	return block_build(c, key, rip);
 }
@@ -343,11 +345,15 @@ static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t lim
  * first if that asked for it); returns as block_exec. */
 static inline int block_run_jit(struct cpu *c, const struct dblock *b, uint64_t limit)
 {
-	if (c->jit_patch)
-		jit_link(c, b->jit);
-	jit_note(c, b->rip, b->jit);
-	c->jit_budget = limit - c->icount;
-	c->icount += jit_run(c, b->jit);
+	if (c->jit_patch) {
+		if (c->jit_patch_rip == b->lin)
+			jit_link(c, b->jit);
+		c->jit_patch = NULL;
+	}
+	if (c->mode == CPU_MODE_USER)
+		jit_note(c, b->lin, b->jit);
+	c->jit_limit = limit;
+	jit_run(c, b->jit);
 	return block_end(c, limit);
 }
 
@@ -418,6 +424,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			dcache_flush(c);
 			cpu_tlb_flush(c);
 		}
+		if (unlikely(jit_full(c)))
+			dcache_flush(c);
 		/* Interrupts can only become deliverable when this vCPU ends a
 		 * block on an event (I/O, STI, IRET, MSR/CR writes, ...) or when
 		 * cpu_run is entered (devices and other vCPUs act between turns),
@@ -452,7 +460,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		 * cache: follow the link to last time's successor first. */
 		uint64_t key = (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56);
 		struct dblock *b;
-		if (prev && prev_epoch == c->dc->epoch && prev->succ && prev->succ->rip == key) {
+		if (prev && prev_epoch == c->dc->epoch && prev->succ && prev->succ->rip == key && prev->succ->lin == rip) {
 			b = prev->succ;
 		} else {
 			b = block_find(c, key, rip);
@@ -461,7 +469,19 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		}
 		prev = b->cached ? b : NULL;
 		prev_epoch = c->dc->epoch;
-		int x = block_exec(c, b, limit);
+		/* Hot 64-bit blocks are translated (jit.h: system mode). */
+		if (!b->jit && c->jit && bits == 64 && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
+			b->jit = jit_translate(c, b->insn, b->n, rip);
+			if (!b->jit)
+				b->hits = JIT_NEVER;
+		}
+		int x;
+		if (b->jit) {
+			x = block_run_jit(c, b, limit);
+		} else {
+			c->jit_patch = NULL;
+			x = block_exec(c, b, limit);
+		}
 		if (unlikely(x >= 0))
 			return (enum cpu_exit)x;
 	}
@@ -502,6 +522,7 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 	uint64_t limit = max_insns ? c->icount + max_insns : ~0ull;
 	if (setjmp(c->fault_jb)) {
 		c->end_block = 0;
+		c->jit_patch = NULL;
 		if (c->exc_noncanon && c->exc_vector == EXC_GP && !c->delivering && fault_via_stack(c))
 			c->exc_vector = EXC_SS;
 		c->exc_noncanon = 0;
