@@ -270,6 +270,10 @@ void cpu_reset_user(struct cpu *c);
 /* Run until an exit reason or max_insns instructions (0 = no limit). */
 enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns);
 
+/* In the child of a fork(), before the cpu runs again: give it caches of its
+ * own where they are shared memory (translations). */
+void cpu_after_fork(struct cpu *c);
+
 /* Ask a running cpu to return CPU_EXIT_STOP soon (async-signal-safe). */
 void cpu_request_stop(struct cpu *c);
 

@@ -37,6 +37,9 @@ int jit_init(struct cpu *c);
 void jit_destroy(struct cpu *c);
 /* Drop every translation (with the decoded blocks they call into). */
 void jit_flush(struct cpu *c);
+/* In the child of a fork: a buffer of its own (the buffer is shared
+ * memory); the caller drops the decoded blocks, as cpu_after_fork does. */
+void jit_after_fork(struct cpu *c);
 /* True when the buffer is too full for another block: flush first. */
 int jit_full(const struct cpu *c);
 /* Translate the n decoded instructions at guest address rip; NULL if the

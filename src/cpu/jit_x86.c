@@ -33,8 +33,11 @@ struct jc_entry {
 	void *code;
 };
 
+/* The buffer is one memfd mapped twice: translations are written through
+ * rw and run from rx, so no page is writable and executable at once and no
+ * mprotect is needed per translation or link. */
 struct jit {
-	uint8_t *buf;
+	uint8_t *rw, *rx;
 	size_t used;
 	uint8_t *epilogue;
 	struct jc_entry *jc; /* R14 in translations */
@@ -1320,11 +1323,47 @@ static void emit_handler(struct jt *t, const struct insn *i, uint64_t addr)
 
 /* ---- Buffer ---- */
 
-static int jit_protect(uint8_t *from, size_t len, int prot)
+/* Map a fresh, empty buffer: at j->rw and j->rx (MAP_FIXED) when fixed,
+ * else anywhere. 0 or -1. */
+static int jit_map(struct jit *j, int fixed)
 {
-	uintptr_t a = (uintptr_t)from & ~(uintptr_t)4095;
-	uintptr_t e = ((uintptr_t)from + len + 4095) & ~(uintptr_t)4095;
-	return mprotect((void *)a, e - a, prot);
+	int fd = memfd_create("corral-jit", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int fl = MAP_SHARED | MAP_NORESERVE | (fixed ? MAP_FIXED : 0);
+	void *rw = MAP_FAILED, *rx = MAP_FAILED;
+	if (ftruncate(fd, JIT_SIZE) == 0) {
+		rw = mmap(fixed ? j->rw : NULL, JIT_SIZE, PROT_READ | PROT_WRITE, fl, fd, 0);
+		if (rw != MAP_FAILED)
+			rx = mmap(fixed ? j->rx : NULL, JIT_SIZE, PROT_READ | PROT_EXEC, fl, fd, 0);
+	}
+	close(fd);
+	if (rx == MAP_FAILED) {
+		if (rw != MAP_FAILED && !fixed)
+			munmap(rw, JIT_SIZE);
+		return -1;
+	}
+	j->rw = rw;
+	j->rx = rx;
+	/* jit_run(c, entry): save callee-saved registers, rbx = c, r14 = the
+	 * jump cache, jump to entry; the epilogue restores them. Six pushes
+	 * and 8 bytes keep the stack 16-byte aligned for the calls translations
+	 * make. */
+	static const uint8_t tramp[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48,
+					0x83, 0xec, 0x08, 0x48, 0x89, 0xfb, 0x49, 0x89, 0xd6, 0xff, 0xe6};
+	static const uint8_t epi[] = {0x48, 0x83, 0xc4, 0x08, 0x41, 0x5f, 0x41, 0x5e,
+				      0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
+	memcpy(j->rw, tramp, sizeof(tramp));
+	j->epilogue = j->rw + 32;
+	memcpy(j->epilogue, epi, sizeof(epi));
+	j->used = JIT_HDR;
+	return 0;
+}
+
+/* rw address -> the rx address that runs it */
+static void *jit_rx(const struct jit *j, const uint8_t *p)
+{
+	return j->rx + (p - j->rw);
 }
 
 int jit_init(struct cpu *c)
@@ -1344,31 +1383,11 @@ int jit_init(struct cpu *c)
 		free(j);
 		return -ENOMEM;
 	}
-	j->buf = mmap(NULL, JIT_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (j->buf == MAP_FAILED || jit_protect(j->buf, JIT_HDR, PROT_READ | PROT_WRITE)) {
-		if (j->buf != MAP_FAILED)
-			munmap(j->buf, JIT_SIZE);
+	if (jit_map(j, 0)) {
 		free(j->jc);
 		free(j);
 		return 0; /* no executable memory: interpret */
 	}
-	/* jit_run(c, entry): save callee-saved registers, rbx = c, r14 = the
-	 * jump cache, jump to entry; the epilogue restores them. Six pushes and 8 bytes keep the stack
-	 * 16-byte aligned for the calls translations make. */
-	static const uint8_t tramp[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57, 0x48, 0x83, 0xec,
-					0x08, 0x48, 0x89, 0xfb, 0x49, 0x89, 0xd6, 0xff, 0xe6};
-	static const uint8_t epi[] = {0x48, 0x83, 0xc4, 0x08, 0x41, 0x5f,
-				      0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
-	memcpy(j->buf, tramp, sizeof(tramp));
-	j->epilogue = j->buf + 32;
-	memcpy(j->epilogue, epi, sizeof(epi));
-	if (jit_protect(j->buf, JIT_HDR, PROT_READ | PROT_EXEC)) {
-		munmap(j->buf, JIT_SIZE);
-		free(j->jc);
-		free(j);
-		return 0;
-	}
-	j->used = JIT_HDR;
 	j->stats = getenv("CORRAL_JIT_STATS") != NULL;
 	if (getenv("CORRAL_JIT_PERFMAP")) {
 		char path[64];
@@ -1386,7 +1405,8 @@ void jit_destroy(struct cpu *c)
 	if (c->jit->stats)
 		fprintf(stderr, "corral: jit: %lu blocks translated, %lu refused, %lu flushes\n", c->jit->ntrans,
 			c->jit->nfail, c->jit->nflush);
-	munmap(c->jit->buf, JIT_SIZE);
+	munmap(c->jit->rw, JIT_SIZE);
+	munmap(c->jit->rx, JIT_SIZE);
 	if (c->jit->perfmap)
 		fclose(c->jit->perfmap);
 	free(c->jit->jc);
@@ -1408,6 +1428,22 @@ void jit_flush(struct cpu *c)
 	}
 }
 
+void jit_after_fork(struct cpu *c)
+{
+	struct jit *j = c->jit;
+	if (!j)
+		return;
+	/* The buffer is shared memory: the child must not write over the
+	 * parent's translations. A new memfd at the same addresses. */
+	if (jit_map(j, 1) == 0)
+		return;
+	munmap(j->rw, JIT_SIZE); /* no new buffer: interpret from here on */
+	munmap(j->rx, JIT_SIZE);
+	free(j->jc);
+	free(j);
+	c->jit = NULL;
+}
+
 void jit_note(struct cpu *c, uint64_t rip, void *entry)
 {
 	struct jc_entry *e = &c->jit->jc[rip & (JC_SIZE - 1)];
@@ -1423,18 +1459,16 @@ int jit_full(const struct cpu *c)
 
 void jit_run(struct cpu *c, void *entry)
 {
-	void (*tramp)(struct cpu *, void *, void *) = (void (*)(struct cpu *, void *, void *))(void *)c->jit->buf;
+	void (*tramp)(struct cpu *, void *, void *) = (void (*)(struct cpu *, void *, void *))(void *)c->jit->rx;
 	tramp(c, entry, c->jit->jc);
 }
 
 void jit_link(struct cpu *c, void *entry)
 {
-	uint8_t *rel = c->jit_patch;
+	uint8_t *rel = c->jit_patch; /* in the rw view, as the translation was emitted */
 	c->jit_patch = NULL;
-	if (!rel || jit_protect(rel, 4, PROT_READ | PROT_WRITE))
-		return;
-	patch_to(rel, entry);
-	jit_protect(rel, 4, PROT_READ | PROT_EXEC);
+	if (rel)
+		patch_to(rel, c->jit->rw + ((uint8_t *)entry - c->jit->rx));
 }
 
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip)
@@ -1442,14 +1476,10 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	struct jit *j = c->jit;
 	if (!j || !n || jit_full(c))
 		return NULL;
-	uint8_t *start = j->buf + j->used;
-	if (jit_protect(start, JIT_BLOCK_MAX, PROT_READ | PROT_WRITE))
-		return NULL;
+	uint8_t *start = j->rw + j->used;
 	struct jt *t = malloc(sizeof(*t));
-	if (!t) {
-		jit_protect(start, JIT_BLOCK_MAX, PROT_READ | PROT_EXEC);
+	if (!t)
 		return NULL;
-	}
 	memset(t, 0, offsetof(struct jt, stubs));
 	memset(t->cache, -1, sizeof(t->cache));
 	t->dirty = 0;
@@ -1523,19 +1553,18 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	int bad = t->overflow;
 	size_t len = (size_t)(t->p - start);
 	free(t);
-	jit_protect(start, JIT_BLOCK_MAX, PROT_READ | PROT_EXEC);
 	if (bad) {
 		j->nfail++;
 		return NULL;
 	}
 	j->ntrans++;
 	if (j->perfmap) {
-		fprintf(j->perfmap, "%lx %zx guest_%llx\n", (unsigned long)(uintptr_t)start, len,
+		fprintf(j->perfmap, "%lx %zx guest_%llx\n", (unsigned long)(uintptr_t)jit_rx(j, start), len,
 			(unsigned long long)rip);
 		fflush(j->perfmap);
 	}
 	j->used = (j->used + len + 15) & ~(size_t)15;
-	return start;
+	return jit_rx(j, start);
 }
 
 #else /* no translator for this host: the interpreter runs everything */
@@ -1552,6 +1581,10 @@ void jit_destroy(struct cpu *c)
 void jit_flush(struct cpu *c)
 {
 	c->jit_patch = NULL;
+}
+void jit_after_fork(struct cpu *c)
+{
+	(void)c;
 }
 int jit_full(const struct cpu *c)
 {

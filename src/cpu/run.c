@@ -127,6 +127,13 @@ void cpu_flush(struct cpu *c)
 		dcache_flush(c);
 }
 
+void cpu_after_fork(struct cpu *c)
+{
+	jit_after_fork(c);
+	if (c->dc)
+		dcache_flush(c);
+}
+
 void cpu_request_stop(struct cpu *c)
 {
 	c->stop_req = 1;

@@ -234,6 +234,7 @@ static long clone_process(struct gthread *t, uint64_t flags, uint64_t sp, uint64
 	}
 	if (pid == 0) {
 		/* Only this thread exists in the child. */
+		cpu_after_fork(&t->cpu);
 		proc.pid = getpid();
 		t->tid = proc.pid;
 		t->next = NULL;
