@@ -26,6 +26,32 @@ struct cpu_physmem {
 static pthread_mutex_t physmem_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cpu_physmem *physmem_list;
 
+static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *host)
+{
+	if (!p->base || host < p->base)
+		return -1;
+	uint64_t idx = (uint64_t)(host - p->base) >> 12;
+	return idx < p->pages ? (int64_t)idx : -1;
+}
+
+/* Devices wrote guest RAM: pages holding decoded code lose it (every vCPU
+ * sees the new generation and drops its decoded code). */
+static void physmem_dma_written(void *opaque, void *host, uint64_t len)
+{
+	struct cpu_physmem *p = opaque;
+	uint8_t *a = (uint8_t *)((uintptr_t)host & ~(uintptr_t)0xfff), *end = (uint8_t *)host + len;
+	int any = 0;
+	for (; a < end; a += 4096) {
+		int64_t ci = code_index(p, a);
+		if (ci >= 0 && p->code[ci]) {
+			__atomic_store_n(&p->code[ci], 0, __ATOMIC_RELEASE);
+			any = 1;
+		}
+	}
+	if (any)
+		__atomic_add_fetch(&p->code_gen, 1, __ATOMIC_RELEASE);
+}
+
 static struct cpu_physmem *physmem_get(struct machine *m)
 {
 	pthread_mutex_lock(&physmem_lock);
@@ -53,6 +79,7 @@ static struct cpu_physmem *physmem_get(struct machine *m)
 			} else {
 				p->next = physmem_list;
 				physmem_list = p;
+				machine_set_dma_hook(m, physmem_dma_written, p);
 			}
 		}
 	}
@@ -70,18 +97,11 @@ static void physmem_put(struct cpu_physmem *p)
 		while (*pp != p)
 			pp = &(*pp)->next;
 		*pp = p->next;
+		machine_set_dma_hook(p->m, NULL, NULL);
 		free(p->code);
 		free(p);
 	}
 	pthread_mutex_unlock(&physmem_lock);
-}
-
-static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *host)
-{
-	if (!p->base || host < p->base)
-		return -1;
-	uint64_t idx = (uint64_t)(host - p->base) >> 12;
-	return idx < p->pages ? (int64_t)idx : -1;
 }
 
 /* ---- Setup ---- */

@@ -66,8 +66,21 @@ int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len)
 	void *p = gpa_ptr(m, gpa, len);
 	if (!p)
 		return -EFAULT;
+	gpa_dma_written(m, p, len);
 	memcpy(p, src, len);
 	return 0;
+}
+
+void machine_set_dma_hook(struct machine *m, void (*fn)(void *opaque, void *host, uint64_t len), void *opaque)
+{
+	m->dma_written = fn;
+	m->dma_opaque = opaque;
+}
+
+void gpa_dma_written(struct machine *m, void *host, uint64_t len)
+{
+	if (m->dma_written && len)
+		m->dma_written(m->dma_opaque, host, len);
 }
 
 /* ---- Buses ----

@@ -65,6 +65,11 @@ void bus_mmio_write(struct machine *m, uint64_t gpa, unsigned size, uint64_t val
 void *gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len);
 int gpa_read(struct machine *m, uint64_t gpa, void *dst, size_t len);
 int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len);
+/* A device is about to write [host, host+len) of guest RAM (a host pointer
+ * from gpa_ptr) without a vCPU: decoded code cached from those pages must
+ * go (the CPU's hook, when one is set). gpa_write calls it itself. */
+void gpa_dma_written(struct machine *m, void *host, uint64_t len);
+void machine_set_dma_hook(struct machine *m, void (*fn)(void *opaque, void *host, uint64_t len), void *opaque);
 
 /* ---- Interrupts ----
  * ISA IRQ 0-15 go to both the 8259 pair and IOAPIC pins (IRQ 0 to pin 2, as

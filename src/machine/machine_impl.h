@@ -264,6 +264,10 @@ struct machine {
 	unsigned io_pending; /* bit per handler id; atomic */
 	int io_fd;	     /* eventfd, -1 until a handler is registered */
 
+	/* Set by the emu engine's CPUs: see gpa_dma_written. */
+	void (*dma_written)(void *opaque, void *host, uint64_t len);
+	void *dma_opaque;
+
 	volatile int power_req;	    /* enum machine_power */
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */
 	void *kick_opaque;

@@ -84,6 +84,10 @@ static int add_buf(struct virtq_elem *e, struct machine *m, const struct vdesc *
 		return -EINVAL;
 	}
 	if (d->flags & VIRTQ_DESC_F_WRITE) {
+		/* The device writes it before the chain is pushed back, with
+		 * no vCPU running in between (device work runs on the engine
+		 * thread): code decoded from it is dropped now. */
+		gpa_dma_written(m, p, d->len);
 		e->in_len += d->len;
 		e->n_in++;
 	} else {

@@ -227,6 +227,54 @@ static void test_nmi(void)
 	machine_destroy(m);
 }
 
+/* Run the code at rip until its HLT, n times (enough to make it hot for the
+ * translator); returns the qword it leaves at RES + 0x100. */
+static uint64_t run_hot(struct cpu *c, struct machine *m, uint64_t rip, int n)
+{
+	for (int k = 0; k < n; k++) {
+		c->halted = 0;
+		c->s.rip = rip;
+		CHECK(cpu_run(c, 10000) == CPU_EXIT_HLT);
+	}
+	return get64(m, RES + 0x100);
+}
+
+/* Code pages written behind the vCPU's back: by a device (DMA into guest
+ * RAM, as virtio-blk reads do, seen through gpa_dma_written or gpa_write)
+ * and by the guest itself; the decoded and translated code must go. */
+static void test_code_rewritten(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, BASE);
+	if (!c)
+		return;
+	/* A: mov eax, 1; mov [RES + 0x100], rax; hlt */
+	uint8_t a[] = {0xb8, 1, 0, 0, 0, 0x48, 0x89, 0x04, 0x25, 0x00, 0x71, 0x00, 0x00, 0xf4};
+	/* B: mov byte [0x20001], 7; hlt (patches A's immediate) */
+	uint8_t b[] = {0xc6, 0x04, 0x25, 0x01, 0x00, 0x02, 0x00, 0x07, 0xf4};
+	CHECK(gpa_write(m, 0x20000, a, sizeof(a)) == 0);
+	CHECK(gpa_write(m, 0x21000, b, sizeof(b)) == 0);
+	CHECK_EQ_U64(run_hot(c, m, 0x20000, 40), 1);
+	/* a device writes the page through a host pointer */
+	uint8_t *p = gpa_ptr(m, 0x20000, sizeof(a));
+	CHECK(p != NULL);
+	if (p) {
+		gpa_dma_written(m, p, sizeof(a));
+		p[1] = 2;
+	}
+	CHECK_EQ_U64(run_hot(c, m, 0x20000, 40), 2);
+	/* gpa_write (the loader's and rings' path) */
+	a[1] = 3;
+	CHECK(gpa_write(m, 0x20000, a, sizeof(a)) == 0);
+	CHECK_EQ_U64(run_hot(c, m, 0x20000, 40), 3);
+	/* the guest's own store into the code page */
+	run_hot(c, m, 0x21000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x20000, 1), 7);
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
 /* A guest whose IDT is garbage: the first fault becomes #DF, then a triple
  * fault, reported as CPU_EXIT_SHUTDOWN. */
 static void test_triple_fault(void)
@@ -265,6 +313,7 @@ int main(void)
 	RUN(test_kernel);
 	RUN(test_nmi);
 	RUN(test_triple_fault);
+	RUN(test_code_rewritten);
 	return test_report();
 }
 
