@@ -19,7 +19,8 @@
 struct dblock {
 	uint64_t rip; /* key: the linear address (user mode); host address | code size << 56 (system) */
 	uint64_t lin; /* the linear address it was decoded at */
-	struct dblock *next; /* hash chain */
+	struct dblock *next;  /* hash chain */
+	struct dblock *pnext; /* system mode: chain of the blocks of a RAM page */
 	struct dblock *succ; /* the block that ran after this one last time */
 	void *jit;	     /* its translation, or NULL */
 	uint32_t hits;	     /* executions while interpreted; JIT_NEVER: not translatable */
@@ -28,8 +29,12 @@ struct dblock {
 	struct insn insn[];
 };
 
+#define DC_PAGE_HASH 4096u
+#define KEY_PAGE 0x00fffffffffff000ull /* a system-mode key's page: host address bits */
+
 struct dcache {
 	struct dblock *hash[DC_HASH];
+	struct dblock *phash[DC_PAGE_HASH]; /* system mode: by RAM page, for dcache_drop_page */
 	uint8_t *arena;
 	size_t used;
 	unsigned epoch; /* bumped by each flush: succ links from before are dead */
@@ -40,6 +45,7 @@ static void dcache_flush(struct cpu *c)
 {
 	struct dcache *dc = c->dc;
 	memset(dc->hash, 0, sizeof(dc->hash));
+	memset(dc->phash, 0, sizeof(dc->phash));
 	dc->used = 0;
 	dc->epoch++;
 	jit_flush(c);
@@ -320,8 +326,40 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 		unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
 		b->next = dc->hash[h];
 		dc->hash[h] = b;
+		if (sys) {
+			unsigned ph = (unsigned)((key & KEY_PAGE) >> 12) & (DC_PAGE_HASH - 1);
+			b->pnext = dc->phash[ph];
+			dc->phash[ph] = b;
+		}
 	}
 	return b;
+}
+
+void dcache_drop_page(struct cpu *c, const uint8_t *host)
+{
+	struct dcache *dc = c->dc;
+	uint64_t page = (uint64_t)(uintptr_t)host & KEY_PAGE;
+	struct dblock **pp = &dc->phash[(page >> 12) & (DC_PAGE_HASH - 1)];
+	while (*pp) {
+		struct dblock *b = *pp;
+		if ((b->rip & KEY_PAGE) != page) {
+			pp = &b->pnext;
+			continue;
+		}
+		*pp = b->pnext;
+		unsigned h = (unsigned)((b->rip ^ (b->rip >> DC_HASH_BITS)) & (DC_HASH - 1));
+		struct dblock **hp = &dc->hash[h];
+		while (*hp && *hp != b)
+			hp = &(*hp)->next;
+		if (*hp)
+			*hp = b->next;
+		/* Dead: no key has a zero code size, so neither a lookup nor a
+		 * successor link finds it again. Its translation is reached
+		 * only from it and from translations of its own page, all dead
+		 * too; the space comes back at the next flush. */
+		b->rip = 0;
+		b->jit = NULL;
+	}
 }
 
 static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t rip)
@@ -425,9 +463,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			c->stop_req = 0;
 			return CPU_EXIT_STOP;
 		}
-		unsigned gen = sys_code_gen(c);
-		if (unlikely(c->code_gen != gen)) {
-			c->code_gen = gen;
+		if (unlikely(c->code_gen != sys_code_gen(c)) && sys_code_sync(c) < 0) {
 			dcache_flush(c);
 			cpu_tlb_flush(c);
 		}

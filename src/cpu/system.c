@@ -13,12 +13,26 @@
 
 /* ---- Code-page marks shared by all vCPUs of a machine ---- */
 
+/* Every change of a mark is an event: generation g's is log[g % CODE_LOG].
+ * A vCPU that saw generation h replays h+1..g: a page written (its decoded
+ * code goes) or a page marked by another vCPU (its fast write entries go);
+ * one further behind than the log drops everything. */
+#define CODE_LOG 512u
+enum { CODE_WRITTEN, CODE_MARKED };
+struct code_event {
+	uint32_t page; /* RAM page index */
+	uint16_t kind;
+	uint16_t who; /* the vCPU that marked it */
+};
+
 struct cpu_physmem {
 	struct machine *m;
 	uint8_t *base;	/* host address of guest RAM's first byte */
 	uint64_t pages; /* RAM pages covered by the marks */
 	uint8_t *code;	/* 1 per page holding decoded code */
 	volatile unsigned code_gen;
+	pthread_mutex_t log_lock;
+	struct code_event log[CODE_LOG];
 	struct cpu_physmem *next;
 	unsigned users;
 };
@@ -34,22 +48,30 @@ static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *hos
 	return idx < p->pages ? (int64_t)idx : -1;
 }
 
-/* Devices wrote guest RAM: pages holding decoded code lose it (every vCPU
- * sees the new generation and drops its decoded code). */
+/* Set (kind CODE_MARKED) or clear page ci's mark, logging the change. */
+static void code_mark_set(struct cpu_physmem *p, int64_t ci, int kind, unsigned who)
+{
+	pthread_mutex_lock(&p->log_lock);
+	uint8_t want = kind == CODE_MARKED;
+	if (p->code[ci] != want) {
+		__atomic_store_n(&p->code[ci], want, __ATOMIC_RELEASE);
+		unsigned g = p->code_gen + 1;
+		p->log[g % CODE_LOG] = (struct code_event){.page = (uint32_t)ci, .kind = (uint16_t)kind, .who = (uint16_t)who};
+		__atomic_store_n(&p->code_gen, g, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&p->log_lock);
+}
+
+/* Devices wrote guest RAM: pages holding decoded code lose it. */
 static void physmem_dma_written(void *opaque, void *host, uint64_t len)
 {
 	struct cpu_physmem *p = opaque;
 	uint8_t *a = (uint8_t *)((uintptr_t)host & ~(uintptr_t)0xfff), *end = (uint8_t *)host + len;
-	int any = 0;
 	for (; a < end; a += 4096) {
 		int64_t ci = code_index(p, a);
-		if (ci >= 0 && p->code[ci]) {
-			__atomic_store_n(&p->code[ci], 0, __ATOMIC_RELEASE);
-			any = 1;
-		}
+		if (ci >= 0 && p->code[ci])
+			code_mark_set(p, ci, CODE_WRITTEN, 0);
 	}
-	if (any)
-		__atomic_add_fetch(&p->code_gen, 1, __ATOMIC_RELEASE);
 }
 
 static struct cpu_physmem *physmem_get(struct machine *m)
@@ -73,6 +95,7 @@ static struct cpu_physmem *physmem_get(struct machine *m)
 				hi += 4096;
 			p->pages = (lo + hi) >> 12;
 			p->code = calloc(p->pages ? p->pages : 1, 1);
+			pthread_mutex_init(&p->log_lock, NULL);
 			if (!p->code) {
 				free(p);
 				p = NULL;
@@ -98,6 +121,7 @@ static void physmem_put(struct cpu_physmem *p)
 			pp = &(*pp)->next;
 		*pp = p->next;
 		machine_set_dma_hook(p->m, NULL, NULL);
+		pthread_mutex_destroy(&p->log_lock);
 		free(p->code);
 		free(p);
 	}
@@ -301,10 +325,41 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 void sys_code_written(struct cpu *c, uint8_t *host)
 {
 	int64_t ci = code_index(c->phys, host);
-	if (ci >= 0 && c->phys->code[ci]) {
-		__atomic_store_n(&c->phys->code[ci], 0, __ATOMIC_RELEASE);
-		__atomic_add_fetch(&c->phys->code_gen, 1, __ATOMIC_RELEASE);
+	if (ci >= 0 && c->phys->code[ci])
+		code_mark_set(c->phys, ci, CODE_WRITTEN, c->index);
+}
+
+/* Drop this vCPU's fast write entries to the page at host. */
+static void tlb_drop_writes(struct cpu *c, const uint8_t *host)
+{
+	for (int b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+			if (c->tlb[b][k].tag_w != CPU_TLB_INVALID &&
+			    (uint8_t *)(uintptr_t)(c->tlb[b][k].tag_w + c->tlb[b][k].addend) == host)
+				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
+}
+
+int sys_code_sync(struct cpu *c)
+{
+	struct cpu_physmem *p = c->phys;
+	int rc = 0;
+	pthread_mutex_lock(&p->log_lock);
+	unsigned now = p->code_gen;
+	if (now - c->code_gen > CODE_LOG) {
+		rc = -1;
+	} else {
+		for (unsigned g = c->code_gen + 1; g != now + 1; g++) {
+			const struct code_event *e = &p->log[g % CODE_LOG];
+			uint8_t *host = p->base + ((uint64_t)e->page << 12);
+			if (e->kind == CODE_WRITTEN)
+				dcache_drop_page(c, host);
+			else if (e->who != c->index)
+				tlb_drop_writes(c, host);
+		}
 	}
+	c->code_gen = now;
+	pthread_mutex_unlock(&p->log_lock);
+	return rc;
 }
 
 int sys_is_code(struct cpu *c, uint8_t *host)
@@ -365,17 +420,10 @@ void sys_mark_code(struct cpu *c, uint64_t a)
 		return;
 	if (c->phys->code[ci])
 		return;
-	__atomic_store_n(&c->phys->code[ci], 1, __ATOMIC_RELEASE);
 	/* Fast write entries to this page (any vCPU, any mapping) must go:
-	 * other vCPUs flush on the new generation, this one here. */
-	unsigned old = __atomic_fetch_add(&c->phys->code_gen, 1, __ATOMIC_ACQ_REL);
-	if (old == c->code_gen) /* nothing else changed: keep this vCPU's decoded code */
-		c->code_gen = old + 1;
-	for (int b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
-			if (c->tlb[b][k].tag_w != CPU_TLB_INVALID &&
-			    (uint8_t *)(uintptr_t)(c->tlb[b][k].tag_w + c->tlb[b][k].addend) == host)
-				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
+	 * other vCPUs drop theirs when they replay the event, this one here. */
+	code_mark_set(c->phys, ci, CODE_MARKED, c->index);
+	tlb_drop_writes(c, host);
 }
 
 /* ---- Linear reads/writes as the supervisor (IDT, GDT, TSS, stacks of a

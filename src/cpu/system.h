@@ -20,6 +20,13 @@ size_t sys_fetch_code(struct cpu *c, uint64_t a, uint8_t *buf, uint64_t *phys);
 void sys_mark_code(struct cpu *c, uint64_t a);
 void sys_code_written(struct cpu *c, uint8_t *host);
 int sys_is_code(struct cpu *c, uint8_t *host);
+/* Catch up with the machine's code-page events since c->code_gen: drops
+ * the decoded code of written pages (dcache_drop_page) and fast write
+ * entries to pages other vCPUs marked. -1: too far behind, the caller
+ * drops everything (decoded code and TLB). */
+int sys_code_sync(struct cpu *c);
+/* run.c: forget the decoded blocks (and translations) of the RAM page at host. */
+void dcache_drop_page(struct cpu *c, const uint8_t *host);
 /* The machine-wide decoded-code generation (bumped by code writes and new marks). */
 static inline unsigned sys_code_gen(const struct cpu *c)
 {
