@@ -18,8 +18,10 @@
  * translation belongs to one physical code page and one linear address (the
  * run loop keys blocks by both); memory goes through the TLB bank of the
  * current privilege (c->tlbp); direct jumps are linked only within the
- * block's own page, and indirect ones return to the run loop, because other
- * pages may be mapped differently the next time a translation runs. */
+ * block's own page, because other pages may be mapped differently the next
+ * time a translation runs; other jumps look their target up in the jump
+ * cache after checking, through the TLB, that its page may be executed and
+ * where it is now. */
 #ifndef CORRAL_CPU_JIT_H
 #define CORRAL_CPU_JIT_H
 
@@ -47,9 +49,11 @@ int jit_full(const struct cpu *c);
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip);
 /* Run from translation entry (c->icount counts what it retires). */
 void jit_run(struct cpu *c, void *entry);
-/* Enter rip's translation in the jump cache that indirect branches of
- * translations look up. */
-void jit_note(struct cpu *c, uint64_t rip, void *entry);
+/* Enter the translation of the block at rip (key: its run-loop key) in
+ * the jump cache that indirect branches of translations look up. */
+void jit_note(struct cpu *c, uint64_t rip, uint64_t key, void *entry);
+/* Empty the jump cache (translations in it are going away). */
+void jit_drop_jumps(struct cpu *c);
 /* The translation just left asked (c->jit_patch) to be linked to the one
  * at c->jit_patch_rip: entry is that one's. */
 void jit_link(struct cpu *c, void *entry);

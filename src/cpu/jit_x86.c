@@ -30,7 +30,9 @@
 
 struct jc_entry {
 	uint64_t rip;
+	uint64_t key; /* system mode: the block's key (host address | 64 << 56) */
 	void *code;
+	uint64_t pad;
 };
 
 /* The buffer is one memfd mapped twice: translations are written through
@@ -453,8 +455,8 @@ static void exit_dyn(struct jt *t, unsigned count)
 	patch_to(jmp32(t), t->epilogue);
 }
 
-/* Go on at guest address target: first through the run loop, which then
- * links this jump straight to target's translation. */
+static void jump_lookup(struct jt *t);
+
 /* Go on at guest address target (from the instruction at addr): first
  * through the run loop, which then links this jump straight to target's
  * translation. A jump backwards may close a loop of linked translations,
@@ -466,8 +468,9 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t a
 	if (t->sys && ((target ^ t->start) & ~0xfffull)) {
 		/* System mode links only within the block's page: another page
 		 * may map elsewhere (or nowhere) the next time this runs. */
-		set_rip(t, target, RAX);
-		patch_to(jmp32(t), t->epilogue);
+		mov_imm(t, RAX, target);
+		st64(t, OFF(s.rip), RAX);
+		jump_lookup(t);
 		return;
 	}
 	if (target <= addr)
@@ -486,21 +489,47 @@ static void exit_jump(struct jt *t, unsigned count)
 {
 	c_spill(t);
 	add_count(t, count);
-	if (t->sys) {
-		/* the jump cache is by linear address: system mode looks up
-		 * through the run loop, which checks the TLB */
-		patch_to(jmp32(t), t->epilogue);
-		return;
-	}
+	jump_lookup(t);
+}
+
+/* The jump cache lookup for the guest address in RAX (in c->s.rip too),
+ * registers spilled, instructions counted. System mode first finds the
+ * page's host address through the TLB, which must allow execution at the
+ * current privilege now; with the linear address it names the block. */
+static void jump_lookup(struct jt *t)
+{
 	emit_checks(t, STUB_END, 0);
+	if (t->sys) {
+		mov_rr(t, RCX, RAX);
+		x_rr(t, XW, 0xc1, 5, RCX); /* shr rcx, 12 */
+		e8(t, 12);
+		x_rr(t, 0, 0x81, 4, RCX); /* and ecx, CPU_TLB_SIZE - 1 */
+		e32(t, CPU_TLB_SIZE - 1);
+		x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 5 */
+		e8(t, 5);
+		x_rm(t, XW, 0x03, RCX, RBX, NOX, 0, OFF(tlbp)); /* add rcx, [rbx + tlbp] */
+		mov_rr(t, RDX, RAX);
+		x_rr(t, XW, 0x81, 4, RDX); /* and rdx, -4096 */
+		e32(t, 0xfffff000u);
+		x_rm(t, XW, 0x3b, RDX, RCX, NOX, 0, (int32_t)offsetof(struct cpu_tlb_entry, tag_x));
+		patch_to(jcc32(t, 5), t->epilogue);
+		x_rm(t, XW, 0x8b, RDX, RCX, NOX, 0, (int32_t)offsetof(struct cpu_tlb_entry, addend));
+		x_rr(t, XW, 0x01, RAX, RDX); /* add rdx, rax */
+		x_rr(t, XW, 0x0fba, 5, RDX); /* bts rdx, 62: code size 64 */
+		e8(t, 62);
+	}
 	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
 	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, JC_SIZE - 1 */
 	e32(t, JC_SIZE - 1);
-	x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 4 */
-	e8(t, 4);
+	x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 5 */
+	e8(t, 5);
 	x_rm(t, XW, 0x3b, RAX, R14, RCX, 0, 0); /* cmp rax, [r14 + rcx] */
 	patch_to(jcc32(t, 5), t->epilogue);
-	x_rm(t, 0, 0xff, 4, R14, RCX, 0, 8); /* jmp [r14 + rcx + 8] */
+	if (t->sys) {
+		x_rm(t, XW, 0x3b, RDX, R14, RCX, 0, 8); /* cmp rdx, [r14 + rcx + 8] */
+		patch_to(jcc32(t, 5), t->epilogue);
+	}
+	x_rm(t, 0, 0xff, 4, R14, RCX, 0, 16); /* jmp [r14 + rcx + 16] */
 }
 
 /* Call instruction i's handler, RIP at addr (for a slow path). */
@@ -1444,12 +1473,22 @@ void jit_after_fork(struct cpu *c)
 	c->jit = NULL;
 }
 
-void jit_note(struct cpu *c, uint64_t rip, void *entry)
+void jit_note(struct cpu *c, uint64_t rip, uint64_t key, void *entry)
 {
 	struct jc_entry *e = &c->jit->jc[rip & (JC_SIZE - 1)];
 	e->rip = rip;
+	e->key = key;
 	e->code = entry;
 	c->jit->jc_dirty = 1;
+}
+
+void jit_drop_jumps(struct cpu *c)
+{
+	struct jit *j = c->jit;
+	if (j && j->jc_dirty) {
+		memset(j->jc, 0, JC_SIZE * sizeof(*j->jc));
+		j->jc_dirty = 0;
+	}
 }
 
 int jit_full(const struct cpu *c)
@@ -1609,11 +1648,16 @@ void jit_link(struct cpu *c, void *entry)
 	(void)c;
 	(void)entry;
 }
-void jit_note(struct cpu *c, uint64_t rip, void *entry)
+void jit_note(struct cpu *c, uint64_t rip, uint64_t key, void *entry)
 {
 	(void)c;
 	(void)rip;
+	(void)key;
 	(void)entry;
+}
+void jit_drop_jumps(struct cpu *c)
+{
+	(void)c;
 }
 
 #endif

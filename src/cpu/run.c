@@ -20,12 +20,13 @@ struct dblock {
 	uint64_t rip; /* key: the linear address (user mode); host address | code size << 56 (system) */
 	uint64_t lin; /* the linear address it was decoded at */
 	struct dblock *next;  /* hash chain */
-	struct dblock *pnext; /* system mode: chain of the blocks of a RAM page */
+	struct dblock *pnext; /* system mode: chain of the blocks of a RAM page (or of dcache.cross) */
+	uint64_t cross;	      /* system mode: an instruction crossing into the page at this host address */
 	struct dblock *succ; /* the block that ran after this one last time */
 	void *jit;	     /* its translation, or NULL */
 	uint32_t hits;	     /* executions while interpreted; JIT_NEVER: not translatable */
 	uint32_t n;
-	uint32_t cached; /* in the hash (a page-crossing block is not) */
+	uint32_t cached; /* in the hash (a page-crossing block of user mode is not) */
 	struct insn insn[];
 };
 
@@ -35,9 +36,11 @@ struct dblock {
 struct dcache {
 	struct dblock *hash[DC_HASH];
 	struct dblock *phash[DC_PAGE_HASH]; /* system mode: by RAM page, for dcache_drop_page */
+	struct dblock *cross;		    /* system mode: the blocks of one page-crossing instruction */
 	uint8_t *arena;
 	size_t used;
 	unsigned epoch; /* bumped by each flush: succ links from before are dead */
+	unsigned long built, uncached, dropped; /* for CORRAL_JIT_STATS */
 };
 
 /* Translations call into the decoded blocks' records: both go together. */
@@ -46,6 +49,7 @@ static void dcache_flush(struct cpu *c)
 	struct dcache *dc = c->dc;
 	memset(dc->hash, 0, sizeof(dc->hash));
 	memset(dc->phash, 0, sizeof(dc->phash));
+	dc->cross = NULL;
 	dc->used = 0;
 	dc->epoch++;
 	jit_flush(c);
@@ -91,6 +95,9 @@ void cpu_destroy(struct cpu *c)
 		sys_destroy(c);
 	jit_destroy(c);
 	if (c->dc) {
+		if (getenv("CORRAL_JIT_STATS"))
+			fprintf(stderr, "corral: decoded blocks: %lu built (%lu uncached), %lu dropped with their page\n",
+				c->dc->built, c->dc->uncached, c->dc->dropped);
 		munmap(c->dc->arena, DC_ARENA);
 		free(c->dc);
 		c->dc = NULL;
@@ -261,6 +268,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	b->succ = NULL;
 	b->jit = NULL;
 	b->hits = 0;
+	b->cross = 0;
 	uint64_t pc = rip;
 	uint64_t marked = ~0ull; /* page last marked as code: once per page, not per insn */
 	int cacheable = 1;
@@ -283,10 +291,16 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 		}
 		if (sys && len > 0 && ((pc + (unsigned)len - 1) ^ pc) & ~0xfffull) {
 			/* Crossing into another page, whose mapping may differ next
-			 * time: end the block before it, or run it uncached. */
+			 * time: end the block before it, or make it a block of its
+			 * own that remembers where the second page was (block_find
+			 * checks), or run it uncached if that is not RAM. */
 			if (b->n)
 				break;
-			cacheable = 0;
+			uint8_t *h2 = sys_code_host(c, pc + (unsigned)len - 1);
+			if (h2)
+				b->cross = (uint64_t)(uintptr_t)h2;
+			else
+				cacheable = 0;
 		}
 		if (len == 0) {
 			i->fn = op_ud;
@@ -305,7 +319,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 		}
 		b->n++;
 		pc += (unsigned)len;
-		if (flags & DEC_BRANCH)
+		if ((flags & DEC_BRANCH) || b->cross)
 			break;
 	}
 	/* Dead flags: walking back from the block's end (where all flags are
@@ -322,11 +336,16 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	dc->used += sizeof(struct dblock) + b->n * sizeof(struct insn);
 	dc->used = (dc->used + 15) & ~(size_t)15;
 	b->cached = (uint32_t)cacheable;
+	dc->built++;
+	dc->uncached += !cacheable;
 	if (cacheable) {
 		unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
 		b->next = dc->hash[h];
 		dc->hash[h] = b;
-		if (sys) {
+		if (b->cross) {
+			b->pnext = dc->cross;
+			dc->cross = b;
+		} else if (sys) {
 			unsigned ph = (unsigned)((key & KEY_PAGE) >> 12) & (DC_PAGE_HASH - 1);
 			b->pnext = dc->phash[ph];
 			dc->phash[ph] = b;
@@ -335,31 +354,71 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	return b;
 }
 
-void dcache_drop_page(struct cpu *c, const uint8_t *host)
+/* Take b (unlinked from its page chain already) out of the hash. Dead: no
+ * key has a zero code size, so neither a lookup nor a successor link finds
+ * it again. Its translation is reached only from it and from translations
+ * of its own page, all dead too; the space comes back at the next flush. */
+static void block_kill(struct dcache *dc, struct dblock *b)
 {
-	struct dcache *dc = c->dc;
-	uint64_t page = (uint64_t)(uintptr_t)host & KEY_PAGE;
-	struct dblock **pp = &dc->phash[(page >> 12) & (DC_PAGE_HASH - 1)];
+	unsigned h = (unsigned)((b->rip ^ (b->rip >> DC_HASH_BITS)) & (DC_HASH - 1));
+	struct dblock **hp = &dc->hash[h];
+	while (*hp && *hp != b)
+		hp = &(*hp)->next;
+	if (*hp)
+		*hp = b->next;
+	b->rip = 0;
+	b->jit = NULL;
+	dc->dropped++;
+}
+
+/* Kill the blocks of chain *pp (linked by pnext) that touch the RAM page
+ * at page (a host address); every one if page is 0. */
+static void chain_kill(struct dcache *dc, struct dblock **pp, uint64_t page)
+{
 	while (*pp) {
 		struct dblock *b = *pp;
-		if ((b->rip & KEY_PAGE) != page) {
+		if (page && (b->rip & KEY_PAGE) != page && b->cross != page) {
 			pp = &b->pnext;
 			continue;
 		}
 		*pp = b->pnext;
-		unsigned h = (unsigned)((b->rip ^ (b->rip >> DC_HASH_BITS)) & (DC_HASH - 1));
-		struct dblock **hp = &dc->hash[h];
-		while (*hp && *hp != b)
-			hp = &(*hp)->next;
-		if (*hp)
-			*hp = b->next;
-		/* Dead: no key has a zero code size, so neither a lookup nor a
-		 * successor link finds it again. Its translation is reached
-		 * only from it and from translations of its own page, all dead
-		 * too; the space comes back at the next flush. */
-		b->rip = 0;
-		b->jit = NULL;
+		block_kill(dc, b);
 	}
+}
+
+void dcache_drop_page(struct cpu *c, const uint8_t *host)
+{
+	struct dcache *dc = c->dc;
+	jit_drop_jumps(c);
+	uint64_t page = (uint64_t)(uintptr_t)host & KEY_PAGE;
+	chain_kill(dc, &dc->phash[(page >> 12) & (DC_PAGE_HASH - 1)], page);
+	chain_kill(dc, &dc->cross, page);
+}
+
+/* A page-crossing block is valid while its second page is still where it
+ * was (and may be executed). */
+static int cross_ok(struct cpu *c, const struct dblock *b)
+{
+	uint64_t a = b->lin + b->insn[0].len - 1;
+	if (c->code_bits < 64)
+		a &= 0xffffffffull;
+	const struct cpu_tlb_entry *e = tlb_entry(c, a);
+	uint8_t *h = e->tag_x == (a & ~0xfffull) ? (uint8_t *)(uintptr_t)((a & ~0xfffull) + e->addend)
+						: sys_code_host(c, a);
+	return (uint64_t)(uintptr_t)h == b->cross;
+}
+
+/* Kill stale page-crossing block b and decode it again. */
+static __attribute__((noinline)) struct dblock *cross_renew(struct cpu *c, struct dblock *b, uint64_t key,
+							    uint64_t rip)
+{
+	struct dblock **pp = &c->dc->cross;
+	while (*pp && *pp != b)
+		pp = &(*pp)->pnext;
+	if (*pp)
+		*pp = b->pnext;
+	block_kill(c->dc, b);
+	return block_build(c, key, rip);
 }
 
 static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t rip)
@@ -395,8 +454,7 @@ static inline int block_run_jit(struct cpu *c, const struct dblock *b, uint64_t 
 			jit_link(c, b->jit);
 		c->jit_patch = NULL;
 	}
-	if (c->mode == CPU_MODE_USER)
-		jit_note(c, b->lin, b->jit);
+	jit_note(c, b->lin, b->rip, b->jit);
 	c->jit_limit = limit;
 	jit_run(c, b->jit);
 	return block_end(c, limit);
@@ -510,10 +568,13 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			if (prev && prev_epoch == c->dc->epoch && b->cached)
 				prev->succ = b;
 		}
+		if (unlikely(b->cross) && !cross_ok(c, b))
+			b = cross_renew(c, b, key, rip);
 		prev = b->cached ? b : NULL;
 		prev_epoch = c->dc->epoch;
 		/* Hot 64-bit blocks are translated (jit.h: system mode). */
-		if (!b->jit && c->jit && bits == 64 && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
+		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && ++b->hits >= c->jit_hot &&
+		    b->hits != JIT_NEVER) {
 			b->jit = jit_translate(c, b->insn, b->n, rip);
 			if (!b->jit)
 				b->hits = JIT_NEVER;

@@ -407,6 +407,15 @@ size_t sys_fetch_code(struct cpu *c, uint64_t a, uint8_t *buf, uint64_t *phys)
 	return got;
 }
 
+uint8_t *sys_code_host(struct cpu *c, uint64_t a)
+{
+	uint64_t pa;
+	int w;
+	if ((sys_long_mode(c) && !canonical(a)) || page_walk(c, a, 2, c->cpl == 3, &pa, &w, 1))
+		return NULL;
+	return gpa_ptr(c->m, pa & ~0xfffull, 4096);
+}
+
 /* Mark the RAM page of linear address a as holding code (it was fetchable). */
 void sys_mark_code(struct cpu *c, uint64_t a)
 {

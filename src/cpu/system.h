@@ -16,6 +16,7 @@ static inline int sys_long_mode(const struct cpu *c)
 }
 
 /* Decoded code: fetch without faulting, mark pages, notice writes. */
+uint8_t *sys_code_host(struct cpu *c, uint64_t a); /* host page of a if fetchable RAM now, else NULL */
 size_t sys_fetch_code(struct cpu *c, uint64_t a, uint8_t *buf, uint64_t *phys);
 void sys_mark_code(struct cpu *c, uint64_t a);
 void sys_code_written(struct cpu *c, uint8_t *host);

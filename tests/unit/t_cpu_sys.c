@@ -275,6 +275,40 @@ static void test_code_rewritten(void)
 	machine_destroy(m);
 }
 
+/* An instruction that crosses into a page whose mapping then changes (the
+ * guest edits its page table and runs INVLPG): the decoded instruction
+ * must be taken from the new page. */
+static void test_crossing_remapped(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, BASE);
+	if (!c)
+		return;
+	/* 0x600000-0x7fffff through a page table at 0x30000: 0x600000 ->
+	 * 0x40000, 0x601000 -> 0x41000 */
+	put64(m, 0x3000 + 3 * 8, 0x30000 | 7);
+	put64(m, 0x30000, 0x40000 | 7);
+	put64(m, 0x30008, 0x41000 | 7);
+	/* mov eax, imm32 at 0x600ffd: opcode and two immediate bytes in the
+	 * first page, two in the second; then mov [RES + 0x100], rax; hlt */
+	uint8_t first[3] = {0xb8, 0x01, 0x00};
+	uint8_t second_a[] = {0x00, 0x00, 0x48, 0x89, 0x04, 0x25, 0x00, 0x71, 0x00, 0x00, 0xf4};
+	uint8_t second_b[] = {0x00, 0x01, 0x48, 0x89, 0x04, 0x25, 0x00, 0x71, 0x00, 0x00, 0xf4};
+	CHECK(gpa_write(m, 0x40ffd, first, sizeof(first)) == 0);
+	CHECK(gpa_write(m, 0x41000, second_a, sizeof(second_a)) == 0);
+	CHECK(gpa_write(m, 0x42000, second_b, sizeof(second_b)) == 0);
+	CHECK_EQ_U64(run_hot(c, m, 0x600ffd, 40), 1);
+	/* remap the second page; the guest flushes it: invlpg [0x601000]; hlt */
+	put64(m, 0x30008, 0x42000 | 7);
+	uint8_t inv[] = {0x0f, 0x01, 0x3c, 0x25, 0x00, 0x10, 0x60, 0x00, 0xf4};
+	CHECK(gpa_write(m, 0x22000, inv, sizeof(inv)) == 0);
+	run_hot(c, m, 0x22000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x600ffd, 40), 0x01000001);
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
 /* A guest whose IDT is garbage: the first fault becomes #DF, then a triple
  * fault, reported as CPU_EXIT_SHUTDOWN. */
 static void test_triple_fault(void)
@@ -314,6 +348,7 @@ int main(void)
 	RUN(test_nmi);
 	RUN(test_triple_fault);
 	RUN(test_code_rewritten);
+	RUN(test_crossing_remapped);
 	return test_report();
 }
 
