@@ -9,9 +9,11 @@
 #   IO_BENCH_RAND_OPS  4 KiB operations per random phase (default 4000)
 #   IO_BENCH_TCP_MIB   guest -> host TCP transfer, MiB (default 64)
 #   IO_BENCH_QEMU_MACHINE  QEMU machine type (default q35)
-#   IO_BENCH_QEMU_CACHE    QEMU's cache mode for the disk (default none:
-#                      O_DIRECT on the host; corral's raw backend goes
-#                      through the host's page cache, like writeback)
+#   IO_BENCH_CACHE     the disk's host cache mode, the same for corral and
+#                      QEMU: none (default: O_DIRECT on the host, so a
+#                      long write is not throttled by the host's dirty
+#                      page balancing) or writeback (the host's page
+#                      cache); IO_BENCH_QEMU_CACHE is an older name
 #   IO_BENCH_KEEP=DIR  keep every run's console log in DIR
 #
 # The guest's clock cannot time anything here (corral's is virtual time,
@@ -37,13 +39,17 @@ TCP_MIB=${IO_BENCH_TCP_MIB:-64}
 # q35: a PCI host for the virtio devices, and timers the kernel calibrates
 # against under TCG (microvm, used by bench/boot.sh, has no PCI here).
 QEMU_MACHINE=${IO_BENCH_QEMU_MACHINE:-q35}
-QEMU_CACHE=${IO_BENCH_QEMU_CACHE:-none}
+CACHE=${IO_BENCH_CACHE:-${IO_BENCH_QEMU_CACHE:-none}}
 LIMIT=${IO_BENCH_TIMEOUT:-900}
 
 die() {
 	echo "bench/io.sh: $*" >&2
 	exit 1
 }
+case $CACHE in
+none | writeback) ;;
+*) die "IO_BENCH_CACHE '$CACHE': must be none or writeback (the modes corral has)" ;;
+esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (Debian: apt-get install qemu-system-x86)"
 command -v python3 >/dev/null || die "python3 not found"
 command -v gcc >/dev/null || die "gcc not found (the guest's helper is built with gcc -static)"
@@ -82,12 +88,12 @@ APPEND="console=ttyS0 quiet -- sh /iobench.sh @PORT@"
 export IO_SEQ_MIB=$SEQ_MIB IO_RAND_OPS=$RAND_OPS IO_TCP_MIB=$TCP_MIB IO_LIMIT=$LIMIT IO_ROUNDS=$ROUNDS
 export IO_KEEP=${IO_BENCH_KEEP:-}
 echo "disk and network I/O in the guest, $ROUNDS rounds, kernel $(cat "$GUEST_DIR/version"), 512 MiB, 1 CPU;" \
-	"disk $SEQ_MIB MiB raw, random $RAND_OPS ops, TCP $TCP_MIB MiB; QEMU: -M $QEMU_MACHINE -accel tcg, cache=$QEMU_CACHE"
+	"disk $SEQ_MIB MiB raw, random $RAND_OPS ops, TCP $TCP_MIB MiB; cache=$CACHE; QEMU: -M $QEMU_MACHINE -accel tcg"
 python3 - "$CORRAL" run --kernel "$K" --initrd "$I" --append "$APPEND" --mem 512M \
-	--disk "$disk,format=raw" --net user \
+	--disk "$disk,format=raw,cache=$CACHE" --net user \
 	-- qemu-system-x86_64 -accel tcg -M "$QEMU_MACHINE" -m 512M -nographic -no-reboot \
 	-kernel "$K" -initrd "$I" -append "$APPEND" \
-	-drive "file=$disk,format=raw,if=none,id=d0,cache=$QEMU_CACHE" -device virtio-blk-pci,drive=d0 \
+	-drive "file=$disk,format=raw,if=none,id=d0,cache=$CACHE" -device virtio-blk-pci,drive=d0 \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 <<'PY'
 import os, select, signal, socket, subprocess, sys, threading, time
 
