@@ -9,9 +9,11 @@
 #   IO_BENCH_RAND_OPS  4 KiB operations per random phase (default 4000)
 #   IO_BENCH_TCP_MIB   guest -> host TCP transfer, MiB (default 64)
 #   IO_BENCH_QEMU_MACHINE  QEMU machine type (default q35)
-#   IO_BENCH_QEMU_CACHE    QEMU's cache mode for the disk (default none:
-#                      O_DIRECT on the host; corral's raw backend goes
-#                      through the host's page cache, like writeback)
+#   IO_BENCH_CACHE     the disk's host cache mode, the same for corral and
+#                      QEMU: none (default: O_DIRECT on the host, so a
+#                      long write is not throttled by the host's dirty
+#                      page balancing) or writeback (the host's page
+#                      cache); IO_BENCH_QEMU_CACHE is an older name
 #   IO_BENCH_KEEP=DIR  keep every run's console log in DIR
 #
 # The guest's clock cannot time anything here (corral's is virtual time,
@@ -37,13 +39,17 @@ TCP_MIB=${IO_BENCH_TCP_MIB:-64}
 # q35: a PCI host for the virtio devices, and timers the kernel calibrates
 # against under TCG (microvm, used by bench/boot.sh, has no PCI here).
 QEMU_MACHINE=${IO_BENCH_QEMU_MACHINE:-q35}
-QEMU_CACHE=${IO_BENCH_QEMU_CACHE:-none}
+CACHE=${IO_BENCH_CACHE:-${IO_BENCH_QEMU_CACHE:-none}}
 LIMIT=${IO_BENCH_TIMEOUT:-900}
 
 die() {
 	echo "bench/io.sh: $*" >&2
 	exit 1
 }
+case $CACHE in
+none | writeback) ;;
+*) die "IO_BENCH_CACHE '$CACHE': must be none or writeback (the modes corral has)" ;;
+esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (Debian: apt-get install qemu-system-x86)"
 command -v python3 >/dev/null || die "python3 not found"
 command -v gcc >/dev/null || die "gcc not found (the guest's helper is built with gcc -static)"
@@ -72,9 +78,14 @@ GUEST
 (cd "$ov" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip >"$work/overlay.img"
 cat "$GUEST_DIR/initrd.img" "$work/overlay.img" >"$work/initrd.img"
 
-# The disk: written through once, so no run pays for the host allocating it.
+# The disk: written through once, so no run pays for the host allocating
+# it, then synced and dropped from the page cache, so that the first run
+# does not pay for writing back or invalidating the cached pages (a direct
+# write does both first) and every run starts alike: with cache=none
+# neither VM leaves the image cached.
 disk=$work/disk.img
-dd if=/dev/zero of="$disk" bs=1M count="$SEQ_MIB" status=none || die "cannot write $disk"
+dd if=/dev/zero of="$disk" bs=1M count="$SEQ_MIB" conv=fsync status=none || die "cannot write $disk"
+dd if="$disk" iflag=nocache count=0 status=none
 
 K=$GUEST_DIR/vmlinuz
 I=$work/initrd.img
@@ -82,12 +93,12 @@ APPEND="console=ttyS0 quiet -- sh /iobench.sh @PORT@"
 export IO_SEQ_MIB=$SEQ_MIB IO_RAND_OPS=$RAND_OPS IO_TCP_MIB=$TCP_MIB IO_LIMIT=$LIMIT IO_ROUNDS=$ROUNDS
 export IO_KEEP=${IO_BENCH_KEEP:-}
 echo "disk and network I/O in the guest, $ROUNDS rounds, kernel $(cat "$GUEST_DIR/version"), 512 MiB, 1 CPU;" \
-	"disk $SEQ_MIB MiB raw, random $RAND_OPS ops, TCP $TCP_MIB MiB; QEMU: -M $QEMU_MACHINE -accel tcg, cache=$QEMU_CACHE"
+	"disk $SEQ_MIB MiB raw, random $RAND_OPS ops, TCP $TCP_MIB MiB; cache=$CACHE; QEMU: -M $QEMU_MACHINE -accel tcg"
 python3 - "$CORRAL" run --kernel "$K" --initrd "$I" --append "$APPEND" --mem 512M \
-	--disk "$disk,format=raw" --net user \
+	--disk "$disk,format=raw,cache=$CACHE" --net user \
 	-- qemu-system-x86_64 -accel tcg -M "$QEMU_MACHINE" -m 512M -nographic -no-reboot \
 	-kernel "$K" -initrd "$I" -append "$APPEND" \
-	-drive "file=$disk,format=raw,if=none,id=d0,cache=$QEMU_CACHE" -device virtio-blk-pci,drive=d0 \
+	-drive "file=$disk,format=raw,if=none,id=d0,cache=$CACHE" -device virtio-blk-pci,drive=d0 \
 	-netdev user,id=n0 -device virtio-net-pci,netdev=n0 <<'PY'
 import os, select, signal, socket, subprocess, sys, threading, time
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char qcow2_magic[4] = {'Q', 'F', 'I', 0xfb};
@@ -28,6 +29,17 @@ const char *blk_format_name(enum blk_format f)
 	case BLK_FMT_QCOW2: return "qcow2";
 	default: return "probe";
 	}
+}
+
+int blk_cache_parse(const char *s, enum blk_cache *out)
+{
+	if (!strcmp(s, "writeback"))
+		*out = BLK_CACHE_WRITEBACK;
+	else if (!strcmp(s, "none"))
+		*out = BLK_CACHE_NONE;
+	else
+		return -1;
+	return 0;
 }
 
 /* Image locking compatible with QEMU's (block/file-posix.c), so that corral
@@ -75,8 +87,57 @@ busy:
 	return -EBUSY;
 }
 
-int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen)
+/* Opens fd's file again with O_DIRECT into d, and learns the alignment
+ * direct transfers need. Through /proc/self/fd, so that it is the same
+ * file even if path was renamed meanwhile; by path where /proc is missing.
+ * The new descriptor takes no image locks: fd's cover this process. */
+static int blk_direct_open(struct blk_direct *d, int fd, const char *path, int readonly, char *err, size_t errlen)
 {
+	char self[64];
+	int flags = (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC;
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	int dfd = open(self, flags);
+	if (dfd < 0 && errno == ENOENT)
+		dfd = open(path, flags);
+	if (dfd < 0) {
+		int e = errno;
+		if (e == EINVAL)
+			snprintf(err, errlen,
+				 "disk '%s': cache=none needs a file system that supports O_DIRECT, and this one "
+				 "refuses it (use cache=writeback, or move the image)",
+				 path);
+		else
+			snprintf(err, errlen, "disk '%s': cache=none: %s", path, strerror(e));
+		return -e;
+	}
+	/* Without STATX_DIOALIGN (kernels before 6.1, tmpfs, ...) assume the
+	 * strictest alignment in common use: one page for everything. */
+	d->mem_align = d->off_align = 4096;
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+	if (statx(dfd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN)) {
+		if (!stx.stx_dio_mem_align || !stx.stx_dio_offset_align) {
+			/* the kernel says: no direct I/O on this file */
+			snprintf(err, errlen,
+				 "disk '%s': cache=none needs a file system that supports O_DIRECT, and this one "
+				 "has none for this file (use cache=writeback, or move the image)",
+				 path);
+			close(dfd);
+			return -EINVAL;
+		}
+		d->mem_align = stx.stx_dio_mem_align;
+		d->off_align = stx.stx_dio_offset_align;
+	}
+#endif
+	d->fd = dfd;
+	d->on = 1;
+	return 0;
+}
+
+int blk_open_cache(struct blk **out, const char *path, enum blk_format format, int readonly, enum blk_cache cache,
+		   char *err, size_t errlen)
+{
+	struct blk_direct direct = {0};
 	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
@@ -84,6 +145,8 @@ int blk_open(struct blk **out, const char *path, enum blk_format format, int rea
 		return -e;
 	}
 	int rc = blk_lock(fd, readonly, path, err, errlen);
+	if (rc == 0 && cache == BLK_CACHE_NONE)
+		rc = blk_direct_open(&direct, fd, path, readonly, err, errlen);
 	if (rc < 0) {
 		close(fd);
 		return rc;
@@ -95,12 +158,21 @@ int blk_open(struct blk **out, const char *path, enum blk_format format, int rea
 	}
 	rc = format == BLK_FMT_QCOW2 ? qcow2_open(out, fd, readonly, err, errlen, path)
 				     : raw_open(out, fd, readonly, err, errlen, path);
+	if (rc == 0)
+		(*out)->direct = direct;
+	else if (direct.on)
+		close(direct.fd);
 	/* Messages quote names from image files (backing files): keep control
 	 * characters away from the user's terminal. */
 	for (char *p = err; rc < 0 && errlen && *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
 	return rc;
+}
+
+int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen)
+{
+	return blk_open_cache(out, path, format, readonly, BLK_CACHE_WRITEBACK, err, errlen);
 }
 
 void blk_get_info(struct blk *b, struct blk_info *info)
@@ -119,8 +191,11 @@ const char *blk_last_error(struct blk *b)
 
 void blk_close(struct blk *b)
 {
-	if (b)
-		b->ops->close(b);
+	if (!b)
+		return;
+	if (b->direct.on)
+		close(b->direct.fd);
+	b->ops->close(b);
 }
 
 int blk_pread(struct blk *b, uint64_t off, void *buf, size_t n)
@@ -196,4 +271,29 @@ int blk_file_xfer(int fd, uint64_t off, const struct iovec *iov, int cnt, int wr
 			}
 		}
 	}
+}
+
+static int blk_direct_aligned(const struct blk_direct *d, uint64_t off, const struct iovec *iov, int cnt)
+{
+	uintptr_t mem = d->mem_align - 1, len = d->off_align - 1;
+	if (off & len)
+		return 0;
+	for (int i = 0; i < cnt; i++)
+		if (((uintptr_t)iov[i].iov_base & mem) || (iov[i].iov_len & len))
+			return 0;
+	return 1;
+}
+
+int blk_data_xfer(const struct blk *b, int fd, uint64_t off, const struct iovec *iov, int cnt, int write)
+{
+	if (b->direct.on && blk_direct_aligned(&b->direct, off, iov, cnt)) {
+		int rc = blk_file_xfer(b->direct.fd, off, iov, cnt, write);
+		/* EINVAL: a transfer the file system would not take directly
+		 * after all (a short read at the end of the file leaves an
+		 * unaligned rest). The page cache takes anything, and doing it
+		 * again is harmless: same data, same place. */
+		if (rc != -EINVAL)
+			return rc;
+	}
+	return blk_file_xfer(fd, off, iov, cnt, write);
 }

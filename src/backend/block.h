@@ -12,6 +12,14 @@
 
 enum blk_format { BLK_FMT_PROBE, BLK_FMT_RAW, BLK_FMT_QCOW2 };
 
+/* Use of the host's page cache, by QEMU's names. WRITEBACK: every transfer
+ * goes through it. NONE: guest data bypasses it (O_DIRECT) whenever a
+ * request meets the file's direct-I/O alignment, so a large guest write is
+ * not throttled by the host's dirty-page balancing; metadata and unaligned
+ * requests stay buffered (Linux keeps the two views coherent). Either way a
+ * flush is an fdatasync, so the guest's flush means durable. */
+enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE };
+
 /* Every backend takes up to this many iovecs in one readv/writev (a host
  * preadv's IOV_MAX), so a guest request needs one call. */
 #define BLK_MAX_IOV 1024
@@ -30,17 +38,34 @@ struct blk_ops {
 	void (*close)(struct blk *b);
 };
 
+/* The image file opened a second time with O_DIRECT (cache=none), and the
+ * alignment a transfer needs to use it. Zeroed (on = 0) in a backend opened
+ * without blk_open_cache, such as a backing file. */
+struct blk_direct {
+	int on;
+	int fd;
+	uint32_t mem_align; /* of every iovec base */
+	uint32_t off_align; /* of the file offset and every iovec length */
+};
+
 struct blk {
 	const struct blk_ops *ops;
 	enum blk_format format;
 	uint64_t size; /* virtual disk size in bytes */
 	int readonly;
+	struct blk_direct direct;
 };
 
 /* Opens path as a disk. format BLK_FMT_PROBE looks at the file's first bytes
  * (qcow2 magic, else raw). On error, returns -errno and writes one line for
  * the user into err, naming the file and what was wrong. */
 int blk_open(struct blk **out, const char *path, enum blk_format format, int readonly, char *err, size_t errlen);
+/* blk_open with a cache mode (blk_open is BLK_CACHE_WRITEBACK). NONE fails
+ * with -EINVAL and a message when the file system refuses O_DIRECT: as
+ * QEMU, no silent fallback to the page cache. Backing files of a qcow2
+ * image stay buffered (they are read-only and often shared by clones). */
+int blk_open_cache(struct blk **out, const char *path, enum blk_format format, int readonly, enum blk_cache cache,
+		   char *err, size_t errlen);
 void blk_close(struct blk *b);
 /* Takes QEMU-compatible image locks on fd (readers exclude writers, writers
  * exclude everyone): -EBUSY with a message when another program holds a
@@ -49,6 +74,8 @@ int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen);
 /* "raw", "qcow2": -1 for anything else. */
 int blk_format_parse(const char *s, enum blk_format *out);
 const char *blk_format_name(enum blk_format f);
+/* "none", "writeback": -1 for anything else. */
+int blk_cache_parse(const char *s, enum blk_cache *out);
 
 /* Plain reads/writes of one buffer (wrappers over readv/writev). */
 int blk_pread(struct blk *b, uint64_t off, void *buf, size_t n);
@@ -81,6 +108,10 @@ int blk_iov_slice(const struct iovec *iov, int cnt, uint64_t skip, uint64_t len,
  * retried across EINTR and short transfers; a read past the end of the
  * file reads zeroes. 0 or -errno. */
 int blk_file_xfer(int fd, uint64_t off, const struct iovec *iov, int cnt, int write);
+/* blk_file_xfer of guest data for b: on b's O_DIRECT descriptor when b has
+ * one and off, every iovec base and every iovec length are aligned for it,
+ * else on fd (the buffered descriptor of the same file). */
+int blk_data_xfer(const struct blk *b, int fd, uint64_t off, const struct iovec *iov, int cnt, int write);
 
 /* Backends (blk_open picks one). */
 int raw_open(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path);

@@ -864,7 +864,7 @@ static int qcow2_read_chunk(struct qcow2 *q, uint64_t vcl, uint64_t e, uint64_t 
 		uint64_t host = 0;
 		if ((rc = qcow2_data_offset(q, e, &host)) < 0)
 			return rc;
-		return blk_file_xfer(q->fd, host + o, v, vn, 0);
+		return blk_data_xfer(&q->b, q->fd, host + o, v, vn, 0);
 	}
 	/* Unallocated: the backing file, zeroes past its end. */
 	uint64_t voff = vcl * q->cs + o, len = 0;
@@ -976,7 +976,7 @@ static int qcow2_write_chunk(struct qcow2 *q, uint64_t vcl, uint64_t o, uint64_t
 		if ((what = qcow2_fixed_meta(q, host, q->cs)))
 			return qcow2_fail(q, "data cluster 0x%llx overlaps %s", (unsigned long long)host, what);
 		if (v)
-			return blk_file_xfer(q->fd, host + o, v, vn, 1);
+			return blk_data_xfer(&q->b, q->fd, host + o, v, vn, 1);
 		memset(q->tmp, 0, len);
 		return file_pwrite(q->fd, q->tmp, len, host + o);
 	}
@@ -987,18 +987,25 @@ static int qcow2_write_chunk(struct qcow2 *q, uint64_t vcl, uint64_t o, uint64_t
 	     (!(e & OFF_MASK) && (!q->backing || q->backing->size <= vcl * q->cs))))
 		return 0;
 
-	/* A new cluster: the old content around the write, then the write. */
+	/* A new cluster: the old content around the write, then the write.
+	 * Guest data that fills the cluster goes straight from the guest's
+	 * buffers (and, with cache=none, past the page cache); the rest is
+	 * assembled in tmp. */
+	int whole = v && len == q->cs;
 	if (len < q->cs) {
-		struct iovec whole = {q->tmp, q->cs};
-		if ((rc = qcow2_read_chunk(q, vcl, e, 0, &whole, 1)) < 0)
+		struct iovec all = {q->tmp, q->cs};
+		if ((rc = qcow2_read_chunk(q, vcl, e, 0, &all, 1)) < 0)
 			return rc;
 	}
-	if (v)
+	if (v && !whole)
 		iov_to_buf(v, vn, q->tmp + o);
-	else
+	else if (!v)
 		memset(q->tmp + o, 0, len);
 	uint64_t host = 0;
-	if ((rc = qcow2_alloc(q, 1, &host)) < 0 || (rc = file_pwrite(q->fd, q->tmp, q->cs, host)) < 0)
+	if ((rc = qcow2_alloc(q, 1, &host)) < 0)
+		return rc;
+	rc = whole ? blk_data_xfer(&q->b, q->fd, host, v, vn, 1) : file_pwrite(q->fd, q->tmp, q->cs, host);
+	if (rc < 0)
 		return rc;
 	if (host + q->cs > q->file_end)
 		q->file_end = host + q->cs;

@@ -27,7 +27,7 @@ static int raw_xfer(struct blk *b, uint64_t off, const struct iovec *iov, int io
 		return -EINVAL;
 	if (write && b->readonly)
 		return -EROFS;
-	return blk_file_xfer(r->fd, off, iov, iovcnt, write);
+	return blk_data_xfer(b, r->fd, off, iov, iovcnt, write);
 }
 
 static int raw_readv(struct blk *b, uint64_t off, const struct iovec *iov, int iovcnt)

@@ -40,6 +40,7 @@ enum engine_choice { ENGINE_AUTO, ENGINE_EMU, ENGINE_KVM };
 struct run_disk {
 	char *path, *serial; /* point into a copy of the option */
 	enum blk_format format;
+	enum blk_cache cache;
 	int readonly;
 	struct blk *blk;
 };
@@ -277,7 +278,8 @@ static void run_usage(FILE *f)
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
 		"                  [--cpu-model corral|host]\n"
-		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S]]... [--rng]\n"
+		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]]...\n"
+		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console]\n"
 		"                  [--no-reboot]\n\n"
@@ -296,7 +298,10 @@ static void run_usage(FILE *f)
 		"                   file:PATH, or none\n"
 		"  --disk SPEC      a virtio-blk disk (repeatable: /dev/vda, vdb, ...): an image\n"
 		"                   file, then options: format=raw|qcow2 (default: probed),\n"
-		"                   readonly, serial=S (up to 20 characters)\n"
+		"                   readonly, serial=S (up to 20 characters), cache=writeback\n"
+		"                   (default: through the host's page cache) or cache=none\n"
+		"                   (O_DIRECT: guest data bypasses it; the file system must\n"
+		"                   support O_DIRECT, tmpfs may not)\n"
 		"  --net SPEC       a virtio-net NIC (repeatable; none without it): user = NAT\n"
 		"                   through libslirp (guest 10.0.2.15 by DHCP, host 10.0.2.2,\n"
 		"                   DNS 10.0.2.3), with hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT\n"
@@ -309,7 +314,7 @@ static void run_usage(FILE *f)
 		MACHINE_MAX_CPUS);
 }
 
-/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S] */
+/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=none|writeback] */
 static int parse_disk(const char *arg, struct run_opts *o)
 {
 	if (o->ndisks == RUN_MAX_DISKS) {
@@ -336,6 +341,13 @@ static int parse_disk(const char *arg, struct run_opts *o)
 				free(copy);
 				return -1;
 			}
+		} else if (!strncmp(opt, "cache=", 6)) {
+			if (blk_cache_parse(opt + 6, &d->cache) < 0) {
+				fprintf(stderr, "corral: --disk '%s': cache '%s': must be none or writeback\n", arg,
+					opt + 6);
+				free(copy);
+				return -1;
+			}
 		} else if (!strncmp(opt, "serial=", 7)) {
 			d->serial = opt + 7;
 			if (strlen(d->serial) > 20) {
@@ -347,7 +359,7 @@ static int parse_disk(const char *arg, struct run_opts *o)
 		} else {
 			fprintf(stderr,
 				"corral: --disk '%s': unknown option '%s' (known: format=raw|qcow2, readonly, "
-				"serial=S)\n",
+				"serial=S, cache=none|writeback)\n",
 				arg, opt);
 			free(copy);
 			return -1;
@@ -732,7 +744,7 @@ int cmd_run(int argc, char **argv)
 	}
 	for (unsigned k = 0; k < o.ndisks; k++) {
 		struct run_disk *d = &o.disk[k];
-		if (blk_open(&d->blk, d->path, d->format, d->readonly, err, sizeof(err)) < 0) {
+		if (blk_open_cache(&d->blk, d->path, d->format, d->readonly, d->cache, err, sizeof(err)) < 0) {
 			fprintf(stderr, "corral: %s\n", err);
 			disks_free(&o);
 			return 1;

@@ -1,8 +1,9 @@
 #!/bin/sh
 # virtio over PCI with Debian's stock kernel (the guest kit of
-# tools/mkguest.sh), in one boot: a read-write raw disk (vda) whose first
-# MiB the guest hashes and into which it writes a pattern and discards a
-# range, a read-only disk (vdb) that refuses writes, both serials in sysfs,
+# tools/mkguest.sh), in one boot: a read-write raw disk (vda, cache=none:
+# O_DIRECT on the host) whose first MiB the guest hashes and into which it
+# writes a pattern and discards a range, a read-only disk (vdb,
+# cache=writeback) that refuses writes, both serials in sysfs,
 # /dev/hwrng from --rng, hvc0 from --virtio-console (a line out, a line of
 # piped host input in), and a clean PCI enumeration. The host then checks
 # the image files. Last line: "N passed, N failed".
@@ -44,6 +45,45 @@ if [ "$rc" -eq 2 ] && grep -q "unknown option 'bogus'" "$work/err"; then
 	ok "--disk with an unknown option is refused"
 else
 	fail "--disk with an unknown option: exit $rc, '$(cat "$work/err")'"
+fi
+for c in none writeback; do
+	"$CORRAL" run --disk "$work/x.img,cache=$c" --kernel "$work/missing-kernel" >"$work/err" 2>&1
+	if grep -q "missing-kernel" "$work/err" && ! grep -q "x.img" "$work/err"; then
+		ok "--disk cache=$c is accepted (the run fails later, at the kernel)"
+	else
+		fail "--disk cache=$c: '$(cat "$work/err")'"
+	fi
+done
+"$CORRAL" run --disk "$work/x.img,cache=bogus" >"$work/err" 2>&1
+rc=$?
+if [ "$rc" -eq 2 ] && grep -q "cache 'bogus': must be none or writeback" "$work/err"; then
+	ok "--disk with a bad cache mode is refused"
+else
+	fail "--disk cache=bogus: exit $rc, '$(cat "$work/err")'"
+fi
+# cache=none where the file system refuses O_DIRECT: ramfs does (mounted in
+# a user namespace of our own), so does tmpfs before Linux 6.6.
+nodirect=
+if unshare -rm true 2>/dev/null; then
+	mkdir "$work/ramfs"
+	unshare -rm sh -c 'mount -t ramfs none "$1" && head -c 4096 /dev/zero >"$1/x.img" &&
+		"$2" run --disk "$1/x.img,cache=none"' - "$work/ramfs" "$CORRAL" >"$work/err" 2>&1
+	nodirect=ramfs
+elif [ -d /dev/shm ] && ! dd if=/dev/zero of=/dev/shm/t_blk.$$ bs=4096 count=1 oflag=direct 2>/dev/null; then
+	rm -f /dev/shm/t_blk.$$
+	head -c 4096 /dev/zero >/dev/shm/t_blk.$$.img
+	"$CORRAL" run --disk "/dev/shm/t_blk.$$.img,cache=none" >"$work/err" 2>&1
+	rm -f /dev/shm/t_blk.$$.img
+	nodirect=tmpfs
+fi
+rm -f /dev/shm/t_blk.$$
+if [ -z "$nodirect" ]; then
+	echo "  (skipped: no file system here refuses O_DIRECT: no user namespaces for ramfs, and tmpfs takes it)"
+elif grep -q "x.img': cache=none needs a file system that supports O_DIRECT" "$work/err" &&
+	[ "$(wc -l <"$work/err")" -eq 1 ]; then
+	ok "cache=none on $nodirect (no O_DIRECT): one clear error line"
+else
+	fail "cache=none on $nodirect: '$(cat "$work/err")'"
 fi
 
 # ---- the disks ----
@@ -89,7 +129,8 @@ cat "$GUEST_DIR/initrd.img" "$work/overlay.img" >"$work/initrd.img"
 echo "hello-from-the-host" >"$work/hvc_in"
 t0=$(date +%s)
 timeout "$TIMEOUT" "$CORRAL" run --kernel "$GUEST_DIR/vmlinuz" --initrd "$work/initrd.img" \
-	--disk "$work/a.img,format=raw,serial=CORRAL-A" --disk "$work/b.img,readonly,serial=CORRAL-B" --rng \
+	--disk "$work/a.img,format=raw,serial=CORRAL-A,cache=none" \
+	--disk "$work/b.img,readonly,serial=CORRAL-B,cache=writeback" --rng \
 	--virtio-console --append "console=ttyS0 quiet -- sh /t_blk.sh" --mem 256M \
 	<"$work/hvc_in" >"$work/out" 2>&1
 rc=$?
