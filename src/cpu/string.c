@@ -106,7 +106,8 @@ void op_stos(struct cpu *c, const struct insn *i)
 			bytes -= bytes % sz;
 			uint8_t *pd;
 			if (bytes && (pd = tlb_span(c, d, true))) {
-				if (sz == 1) {
+				/* one byte repeated (sz 1, or zeroes: clear_page): memset */
+				if (sz == 1 || v == 0) {
 					memset(pd, (int)v, bytes);
 				} else {
 					for (uint64_t k = 0; k < bytes; k += sz)
