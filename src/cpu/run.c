@@ -11,8 +11,9 @@
 #include "system.h"
 
 #define BLOCK_MAX 32
-#define DC_HASH_BITS 14
-#define DC_HASH (1u << DC_HASH_BITS)
+/* Hash sizes: a process's code is small; a kernel's is not. */
+#define DC_HASH_BITS_USER 14
+#define DC_HASH_BITS_SYSTEM 17
 #define DC_ARENA (32u << 20)
 #define JIT_NEVER 0xffffffffu
 
@@ -34,7 +35,8 @@ struct dblock {
 #define KEY_PAGE 0x00fffffffffff000ull /* a system-mode key's page: host address bits */
 
 struct dcache {
-	struct dblock *hash[DC_HASH];
+	struct dblock **hash;
+	unsigned hbits;
 	struct dblock *phash[DC_PAGE_HASH]; /* system mode: by RAM page, for dcache_drop_page */
 	struct dblock *cross;		    /* system mode: the blocks of one page-crossing instruction */
 	uint8_t *arena;
@@ -43,16 +45,32 @@ struct dcache {
 	unsigned long built, uncached, dropped; /* for CORRAL_JIT_STATS */
 };
 
+static inline unsigned dc_slot(const struct dcache *dc, uint64_t key)
+{
+	return (unsigned)((key ^ (key >> dc->hbits)) & ((1u << dc->hbits) - 1));
+}
+
 /* Translations call into the decoded blocks' records: both go together. */
 static void dcache_flush(struct cpu *c)
 {
 	struct dcache *dc = c->dc;
-	memset(dc->hash, 0, sizeof(dc->hash));
-	memset(dc->phash, 0, sizeof(dc->phash));
+	if (dc->used) { /* else nothing was added since the last flush */
+		memset(dc->hash, 0, sizeof(*dc->hash) << dc->hbits);
+		memset(dc->phash, 0, sizeof(dc->phash));
+	}
 	dc->cross = NULL;
 	dc->used = 0;
 	dc->epoch++;
 	jit_flush(c);
+}
+
+static void dcache_free(struct cpu *c)
+{
+	if (c->dc->arena && c->dc->arena != MAP_FAILED)
+		munmap(c->dc->arena, DC_ARENA);
+	free(c->dc->hash);
+	free(c->dc);
+	c->dc = NULL;
 }
 
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
@@ -66,18 +84,13 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 	c->dc = calloc(1, sizeof(*c->dc));
 	if (!c->dc)
 		return -ENOMEM;
+	c->dc->hbits = mode == CPU_MODE_SYSTEM ? DC_HASH_BITS_SYSTEM : DC_HASH_BITS_USER;
+	c->dc->hash = calloc((size_t)1 << c->dc->hbits, sizeof(*c->dc->hash));
 	/* Reserved, not committed: only what decoded code uses becomes resident. */
 	c->dc->arena = mmap(NULL, DC_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (c->dc->arena == MAP_FAILED) {
-		free(c->dc);
-		c->dc = NULL;
-		return -ENOMEM;
-	}
-	int e = jit_init(c);
+	int e = !c->dc->hash || c->dc->arena == MAP_FAILED ? -ENOMEM : jit_init(c);
 	if (e) {
-		munmap(c->dc->arena, DC_ARENA);
-		free(c->dc);
-		c->dc = NULL;
+		dcache_free(c);
 		return e;
 	}
 	cpu_tlb_flush(c);
@@ -98,9 +111,7 @@ void cpu_destroy(struct cpu *c)
 		if (getenv("CORRAL_JIT_STATS"))
 			fprintf(stderr, "corral: decoded blocks: %lu built (%lu uncached), %lu dropped with their page\n",
 				c->dc->built, c->dc->uncached, c->dc->dropped);
-		munmap(c->dc->arena, DC_ARENA);
-		free(c->dc);
-		c->dc = NULL;
+		dcache_free(c);
 	}
 }
 
@@ -339,7 +350,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	dc->built++;
 	dc->uncached += !cacheable;
 	if (cacheable) {
-		unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
+		unsigned h = dc_slot(dc, key);
 		b->next = dc->hash[h];
 		dc->hash[h] = b;
 		if (b->cross) {
@@ -360,8 +371,7 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
  * of its own page, all dead too; the space comes back at the next flush. */
 static void block_kill(struct dcache *dc, struct dblock *b)
 {
-	unsigned h = (unsigned)((b->rip ^ (b->rip >> DC_HASH_BITS)) & (DC_HASH - 1));
-	struct dblock **hp = &dc->hash[h];
+	struct dblock **hp = &dc->hash[dc_slot(dc, b->rip)];
 	while (*hp && *hp != b)
 		hp = &(*hp)->next;
 	if (*hp)
@@ -423,8 +433,7 @@ static __attribute__((noinline)) struct dblock *cross_renew(struct cpu *c, struc
 
 static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t rip)
 {
-	unsigned h = (unsigned)((key ^ (key >> DC_HASH_BITS)) & (DC_HASH - 1));
-	for (struct dblock *b = c->dc->hash[h]; b; b = b->next)
+	for (struct dblock *b = c->dc->hash[dc_slot(c->dc, key)]; b; b = b->next)
 		if (b->rip == key && b->lin == rip)
 			return b;
 	return block_build(c, key, rip);
