@@ -588,8 +588,11 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			if (!b->jit)
 				b->hits = JIT_NEVER;
 		}
+		/* The block right after STI or MOV SS runs interpreted: it is
+		 * the interrupt shadow, after which the loop must look for
+		 * interrupts again, not a chain of translations later. */
 		int x;
-		if (b->jit) {
+		if (b->jit && likely(c->s.rip != c->shadow_rip)) {
 			x = block_run_jit(c, b, limit);
 		} else {
 			c->jit_patch = NULL;
