@@ -177,6 +177,9 @@ struct cpu_tlb_entry {
 	uintptr_t addend;
 };
 #define CPU_TLB_INVALID 1u
+#define TLBK_GLOBAL 1u /* from a global page: kept across CR3 writes when CR4.PGE is set */
+#define TLBK_2M 2u     /* part of a 2 MiB page */
+#define TLBK_1G 4u     /* part of a 1 GiB page */
 
 struct vmem;
 struct dcache;
@@ -215,6 +218,8 @@ struct cpu {
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
 	struct cpu_tlb_entry *tlbp;
+	uint8_t tlb_kind[2][CPU_TLB_SIZE]; /* system mode: TLBK_* of each entry's translation */
+	uint8_t walk_kind;		   /* system mode: TLBK_* of the last page walk */
 	unsigned tlb_gen, code_gen;	  /* last seen vmem/physmem generations */
 	unsigned cpl;			  /* current privilege level (3 in user mode) */
 	struct cpu_physmem *phys;	  /* system mode: code-page marks shared by the machine's vCPUs */

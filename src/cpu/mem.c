@@ -14,6 +14,33 @@ void cpu_tlb_flush(struct cpu *c)
 		}
 }
 
+void cpu_tlb_flush_nonglobal(struct cpu *c)
+{
+	for (unsigned b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+			if (!(c->tlb_kind[b][k] & TLBK_GLOBAL)) {
+				c->tlb[b][k].tag_r = CPU_TLB_INVALID;
+				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
+				c->tlb[b][k].tag_x = CPU_TLB_INVALID;
+			}
+}
+
+void cpu_tlb_flush_page(struct cpu *c, uint64_t a)
+{
+	for (unsigned b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+			struct cpu_tlb_entry *e = &c->tlb[b][k];
+			uint8_t kind = c->tlb_kind[b][k];
+			uint64_t mask = (kind & TLBK_1G) ? ~((1ull << 30) - 1) : (kind & TLBK_2M) ? ~((1ull << 21) - 1) : ~0xfffull;
+			/* tag_r is set whenever the entry holds a translation */
+			if (e->tag_r != CPU_TLB_INVALID && (e->tag_r & mask) == (a & mask)) {
+				e->tag_r = CPU_TLB_INVALID;
+				e->tag_w = CPU_TLB_INVALID;
+				e->tag_x = CPU_TLB_INVALID;
+			}
+		}
+}
+
 static uint32_t pf_error(int acc, int present)
 {
 	uint32_t err = PFERR_U | (present ? PFERR_P : 0);

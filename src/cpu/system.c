@@ -223,6 +223,7 @@ void cpu_state_loaded(struct cpu *c)
 static uint32_t page_walk(struct cpu *c, uint64_t a, int acc, int user, uint64_t *phys, int *writable, int probe)
 {
 	uint32_t err = PW_FAULT | (user ? PFERR_U : 0) | (acc == 1 ? PFERR_W : 0) | (acc == 2 ? PFERR_I : 0);
+	c->walk_kind = 0;
 	if (!(c->s.cr0 & 0x80000000u)) { /* paging off */
 		*phys = sys_long_mode(c) ? a : (a & 0xffffffff);
 		*writable = 1;
@@ -257,6 +258,7 @@ static uint32_t page_walk(struct cpu *c, uint64_t a, int acc, int user, uint64_t
 	}
 	if (level < 0)
 		level = 0;
+	c->walk_kind = (uint8_t)(((e & PTE_G) ? TLBK_GLOBAL : 0) | (level == 1 ? TLBK_2M : level == 2 ? TLBK_1G : 0));
 	/* Permission checks (no SMEP/SMAP: not advertised) */
 	if (user && !u)
 		return err | PFERR_P;
@@ -313,6 +315,7 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 	/* A/D bits: a read-filled entry must not allow silent writes (the D bit
 	 * would not be set), so write tags are only filled by write walks. */
 	e->tag_r = page;
+	c->tlb_kind[c->tlbp == c->tlb[1]][e - c->tlbp] = c->walk_kind;
 	if (acc == 1 && !is_code)
 		e->tag_w = page;
 	if (acc == 2)
@@ -891,6 +894,10 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 		break;
 	case 3:
 		c->s.cr3 = v & ~(1ull << 63); /* bit 63: PCID no-flush (no PCID here) */
+		if (c->s.cr4 & 0x80) /* PGE: global pages stay */
+			cpu_tlb_flush_nonglobal(c);
+		else
+			cpu_tlb_flush(c);
 		break;
 	case 4:
 		if (v & ~0x3fffffull)
@@ -906,7 +913,8 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 		break;
 	default: cpu_undefined(c, i);
 	}
-	cpu_tlb_flush(c);
+	if (cr == 0 || cr == 4) /* paging modes and PGE: everything goes */
+		cpu_tlb_flush(c);
 	insn_next(c, i);
 	c->end_block = 1;
 }
@@ -1367,7 +1375,7 @@ void op_sys_grp7(struct cpu *c, const struct insn *i)
 	}
 	case 7:
 		need_cpl0(c);
-		cpu_tlb_flush(c); /* INVLPG: whole soft TLB (cheap and always correct) */
+		cpu_tlb_flush_page(c, insn_ea(c, i)); /* INVLPG */
 		c->end_block = 1;
 		break;
 	default: cpu_undefined(c, i);

@@ -5,6 +5,11 @@
 #include "cpu_internal.h"
 
 void cpu_tlb_flush(struct cpu *c);
+/* Drop the entries of non-global pages (a CR3 write with CR4.PGE set). */
+void cpu_tlb_flush_nonglobal(struct cpu *c);
+/* INVLPG: drop the translations of linear address a (its 4 KiB entry, and
+ * every entry of the large page that contains it). */
+void cpu_tlb_flush_page(struct cpu *c, uint64_t a);
 
 /* Paging + TLB refill: host pointer, or NULL for MMIO (c->mmio_gpa says where). */
 uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code);

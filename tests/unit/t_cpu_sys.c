@@ -309,6 +309,48 @@ static void test_crossing_remapped(void)
 	machine_destroy(m);
 }
 
+/* TLB invalidation: INVLPG of any address in a 2 MiB page drops the whole
+ * page's translations; a CR3 write drops non-global ones; toggling
+ * CR4.PGE drops global ones too. */
+static void test_tlb_invalidation(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, BASE);
+	if (!c)
+		return;
+	/* mov rax, [0x6ff000]; mov [RES + 0x100], rax; hlt */
+	uint8_t rd[] = {0x48, 0x8b, 0x04, 0x25, 0x00, 0xf0, 0x6f, 0x00, 0x48, 0x89,
+			0x04, 0x25, 0x00, 0x71, 0x00, 0x00, 0xf4};
+	uint8_t inv[] = {0x0f, 0x01, 0x3c, 0x25, 0x00, 0x00, 0x60, 0x00, 0xf4}; /* invlpg [0x600000] */
+	uint8_t cr3[] = {0x0f, 0x20, 0xd8, 0x0f, 0x22, 0xd8, 0xf4};		 /* reload CR3 */
+	uint8_t pge[] = {0x0f, 0x20, 0xe0, 0x48, 0x25, 0x7f, 0xff, 0xff, 0xff, 0x0f, 0x22, 0xe0,
+			 0x48, 0x0d, 0x80, 0x00, 0x00, 0x00, 0x0f, 0x22, 0xe0, 0xf4}; /* CR4.PGE off, on */
+	CHECK(gpa_write(m, 0x23000, rd, sizeof(rd)) == 0);
+	CHECK(gpa_write(m, 0x24000, inv, sizeof(inv)) == 0);
+	CHECK(gpa_write(m, 0x25000, cr3, sizeof(cr3)) == 0);
+	CHECK(gpa_write(m, 0x26000, pge, sizeof(pge)) == 0);
+	put64(m, 0x4ff000, 111);
+	put64(m, 0x6ff000, 222);
+	uint64_t pde = 0x3000 + 3 * 8; /* 0x600000-0x7fffff */
+	put64(m, pde, 0x400000 | 0x87);
+	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 111);
+	put64(m, pde, 0x600000 | 0x87);
+	run_hot(c, m, 0x24000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 222);
+	put64(m, pde, 0x400000 | 0x87);
+	run_hot(c, m, 0x25000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 111);
+	put64(m, pde, 0x600000 | 0x187); /* global */
+	run_hot(c, m, 0x25000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 222);
+	put64(m, pde, 0x400000 | 0x187);
+	run_hot(c, m, 0x26000, 1);
+	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 111);
+	cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
 /* A guest whose IDT is garbage: the first fault becomes #DF, then a triple
  * fault, reported as CPU_EXIT_SHUTDOWN. */
 static void test_triple_fault(void)
@@ -349,6 +391,7 @@ int main(void)
 	RUN(test_triple_fault);
 	RUN(test_code_rewritten);
 	RUN(test_crossing_remapped);
+	RUN(test_tlb_invalidation);
 	return test_report();
 }
 
