@@ -36,6 +36,10 @@ struct blk_ops {
 	int (*discard)(struct blk *b, uint64_t off, uint64_t len);
 	int (*write_zeroes)(struct blk *b, uint64_t off, uint64_t len);
 	void (*close)(struct blk *b);
+	/* readv and writev may run on several threads at once (with each
+	 * other, not with the other operations), so virtio-blk may run a
+	 * guest's requests in parallel. */
+	int concurrent_xfer;
 };
 
 /* The image file opened a second time with O_DIRECT (cache=none), and the

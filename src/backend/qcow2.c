@@ -1143,6 +1143,8 @@ static const struct blk_ops qcow2_ops = {
 	.discard = qcow2_zero_range,
 	.write_zeroes = qcow2_zero_range,
 	.close = qcow2_close,
+	/* no: a transfer reads and fills the shared table caches */
+	.concurrent_xfer = 0,
 };
 
 /* ---- opening ---- */

@@ -98,6 +98,8 @@ static const struct blk_ops raw_ops = {
 	.discard = raw_discard,
 	.write_zeroes = raw_write_zeroes,
 	.close = raw_close,
+	/* pread/pwrite on descriptors that never change (blk_data_xfer) */
+	.concurrent_xfer = 1,
 };
 
 int raw_open(struct blk **out, int fd, int readonly, char *err, size_t errlen, const char *path)

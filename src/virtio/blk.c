@@ -1,8 +1,11 @@
 /* virtio-blk (virtio 1.2 §5.2) on a disk backend (backend/block.h):
  * read, write, flush, discard, write-zeroes and get-id, processed when the
- * driver notifies the queue; every sector range is checked against the
- * disk's size. */
+ * driver notifies the queue, all done before the notification returns (the
+ * transfers of one notification on several threads where the backend
+ * allows); every sector range is checked against the disk's size. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,12 +53,49 @@ struct blk_config {
 } __attribute__((packed));
 _Static_assert(sizeof(struct blk_config) == 60, "virtio-blk config layout");
 
+/* What a parsed request still has to do on the disk (DONE: nothing; its
+ * status is known). */
+enum blk_op { BLK_OP_DONE, BLK_OP_READ, BLK_OP_WRITE, BLK_OP_FLUSH, BLK_OP_DISCARD, BLK_OP_ZEROES };
+
+/* One request, parsed from its chain. Workers write only st, used and the
+ * guest's data buffers; the status byte goes to the guest when the request
+ * is pushed, from the thread that runs the device. */
+struct blk_req {
+	uint8_t *status; /* in guest memory */
+	uint8_t op, st;
+	uint32_t used;	   /* bytes written into the chain, status excluded */
+	uint64_t off, len; /* bytes of the disk */
+	int nd;
+	struct iovec data[VIRTQ_MAX_SIZE];
+};
+
+/* Chains taken from the ring at once: their transfers may overlap in time. */
+#define BLK_BATCH 32
+/* Helper threads of one device (the device's own thread works too); created
+ * when a batch first has that many transfers to share, joined at destroy. */
+#define BLK_WORKERS 4
+
+/* Runs one segment of a batch on several threads: each takes the next
+ * request not yet taken until none is left. */
+struct blk_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t go, idle;
+	pthread_t thread[BLK_WORKERS];
+	unsigned nthreads;
+	struct blk *disk;
+	struct blk_req *req; /* the segment */
+	unsigned next, count, busy;
+	int quit;
+};
+
 struct vblk {
 	struct virtio_dev v; /* first */
 	struct blk *disk;
 	struct blk_config cfg;
 	char serial[VIRTIO_BLK_ID_BYTES];
-	struct virtq_elem elem;
+	struct blk_pool pool;
+	struct virtq_elem elem[BLK_BATCH];
+	struct blk_req req[BLK_BATCH];
 };
 
 static void iov_to_buf(const struct iovec *iov, unsigned n, void *buf, size_t len)
@@ -94,56 +134,69 @@ static int range_ok(const struct vblk *b, uint64_t sector, uint64_t bytes)
 	return bytes % SECTOR == 0 && sector <= cap && bytes / SECTOR <= cap - sector;
 }
 
+/* A read or write of r->data at sector, if the range is on the disk. */
+static void blk_parse_xfer(const struct vblk *b, struct blk_req *r, uint64_t sector, uint64_t dlen, int write)
+{
+	if ((write && b->disk->readonly) || r->nd < 0 || !range_ok(b, sector, dlen))
+		return;
+	r->op = write ? BLK_OP_WRITE : BLK_OP_READ;
+	r->off = sector * SECTOR;
+	r->len = dlen;
+}
+
 /* Discard / write-zeroes segments (§5.2.6): sector, num_sectors, flags. */
-static uint8_t blk_zero(struct vblk *b, const struct iovec *data, int nd, uint64_t dlen, int discard)
+static void blk_parse_zero(const struct vblk *b, struct blk_req *r, uint64_t dlen, int discard)
 {
 	uint8_t seg[16];
 	uint64_t sector;
 	uint32_t num, flags;
-	if (b->disk->readonly)
-		return VIRTIO_BLK_S_IOERR;
+	if (b->disk->readonly || r->nd < 0)
+		return;
 	/* max_*_seg is 1: exactly one segment */
-	if (dlen != sizeof(seg))
-		return VIRTIO_BLK_S_UNSUPP;
-	iov_to_buf(data, (unsigned)nd, seg, sizeof(seg));
+	if (dlen != sizeof(seg)) {
+		r->st = VIRTIO_BLK_S_UNSUPP;
+		return;
+	}
+	iov_to_buf(r->data, (unsigned)r->nd, seg, sizeof(seg));
 	memcpy(&sector, seg, 8);
 	memcpy(&num, seg + 8, 4);
 	memcpy(&flags, seg + 12, 4);
 	/* flags: bit 0 is "unmap", meaningful for write-zeroes only */
-	if ((flags & ~1u) || (discard && flags) || num > BLK_MAX_ZERO)
-		return VIRTIO_BLK_S_UNSUPP;
+	if ((flags & ~1u) || (discard && flags) || num > BLK_MAX_ZERO) {
+		r->st = VIRTIO_BLK_S_UNSUPP;
+		return;
+	}
 	if (!range_ok(b, sector, (uint64_t)num * SECTOR))
-		return VIRTIO_BLK_S_IOERR;
-	int r;
-	if (discard || (flags & 1))
-		r = b->disk->ops->discard(b->disk, sector * SECTOR, (uint64_t)num * SECTOR); /* reads as zeroes */
-	else
-		r = b->disk->ops->write_zeroes(b->disk, sector * SECTOR, (uint64_t)num * SECTOR);
-	return r < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		return;
+	/* a discarded range reads as zeroes, so unmap may discard */
+	r->op = discard || (flags & 1) ? BLK_OP_DISCARD : BLK_OP_ZEROES;
+	r->off = sector * SECTOR;
+	r->len = (uint64_t)num * SECTOR;
 }
 
-int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **why)
+/* Checks and decodes the chain e into r, doing what needs no disk (get-id,
+ * errors): 0, or -EINVAL (with *why) when the chain has no status byte to
+ * report in. */
+static int blk_parse(const struct vblk *b, struct virtq_elem *e, struct blk_req *r, const char **why)
 {
-	struct vblk *b = (struct vblk *)v;
-	static __thread struct iovec data[VIRTQ_MAX_SIZE];
 	const struct iovec *out = e->iov, *in = e->iov + e->n_out;
-	uint8_t hdr[BLK_HDR], *status;
+	uint8_t hdr[BLK_HDR];
 	uint32_t type;
 	uint64_t sector, dlen;
-	uint32_t used = 0;
-	int nd;
 
+	r->op = BLK_OP_DONE;
+	r->st = VIRTIO_BLK_S_IOERR;
+	r->used = 0;
+	r->nd = 0;
 	/* §5.2.6: the status byte is the last device-writable byte */
 	struct iovec st;
 	if (e->in_len < 1 || blk_iov_slice(in, (int)e->n_in, e->in_len - 1, 1, &st, 1) != 1) {
 		*why = "virtio-blk request without a status byte";
 		return -EINVAL;
 	}
-	status = st.iov_base;
-	if (e->out_len < BLK_HDR) {
-		*status = VIRTIO_BLK_S_IOERR; /* short header */
-		return 1;
-	}
+	r->status = st.iov_base;
+	if (e->out_len < BLK_HDR)
+		return 0; /* short header: IOERR */
 	iov_to_buf(out, e->n_out, hdr, BLK_HDR);
 	memcpy(&type, hdr, 4);
 	memcpy(&sector, hdr + 8, 8);
@@ -151,81 +204,240 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
 	switch (type) {
 	case VIRTIO_BLK_T_IN:
 		dlen = e->in_len - 1;
-		nd = blk_iov_slice(in, (int)e->n_in, 0, dlen, data, VIRTQ_MAX_SIZE);
-		if (nd < 0 || !range_ok(b, sector, dlen)) {
-			*status = VIRTIO_BLK_S_IOERR;
-			break;
-		}
-		*status = disk_xfer(b->disk, sector * SECTOR, data, nd, 0) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
-		if (*status == VIRTIO_BLK_S_OK)
-			used = (uint32_t)dlen;
+		r->nd = blk_iov_slice(in, (int)e->n_in, 0, dlen, r->data, VIRTQ_MAX_SIZE);
+		blk_parse_xfer(b, r, sector, dlen, 0);
 		break;
 	case VIRTIO_BLK_T_OUT:
 		dlen = e->out_len - BLK_HDR;
-		nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
-		if (b->disk->readonly || nd < 0 || !range_ok(b, sector, dlen)) {
-			*status = VIRTIO_BLK_S_IOERR;
-			break;
-		}
-		*status = disk_xfer(b->disk, sector * SECTOR, data, nd, 1) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		r->nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, r->data, VIRTQ_MAX_SIZE);
+		blk_parse_xfer(b, r, sector, dlen, 1);
 		break;
-	case VIRTIO_BLK_T_FLUSH:
-		/* durable before the used entry says so */
-		*status = b->disk->ops->flush(b->disk) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
-		break;
+	case VIRTIO_BLK_T_FLUSH: r->op = BLK_OP_FLUSH; break;
 	case VIRTIO_BLK_T_GET_ID: {
 		dlen = e->in_len - 1;
 		uint64_t n = dlen < VIRTIO_BLK_ID_BYTES ? dlen : VIRTIO_BLK_ID_BYTES;
-		nd = blk_iov_slice(in, (int)e->n_in, 0, n, data, VIRTQ_MAX_SIZE);
+		int nd = blk_iov_slice(in, (int)e->n_in, 0, n, r->data, VIRTQ_MAX_SIZE);
 		const uint8_t *src = (const uint8_t *)b->serial;
 		for (int i = 0; i < nd; i++) {
-			memcpy(data[i].iov_base, src, data[i].iov_len);
-			src += data[i].iov_len;
+			memcpy(r->data[i].iov_base, src, r->data[i].iov_len);
+			src += r->data[i].iov_len;
 		}
-		used = (uint32_t)n;
-		*status = VIRTIO_BLK_S_OK;
+		r->used = (uint32_t)n;
+		r->st = VIRTIO_BLK_S_OK;
 		break;
 	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		dlen = e->out_len - BLK_HDR;
-		nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, data, VIRTQ_MAX_SIZE);
-		*status = nd < 0 ? VIRTIO_BLK_S_IOERR : blk_zero(b, data, nd, dlen, type == VIRTIO_BLK_T_DISCARD);
+		r->nd = blk_iov_slice(out, (int)e->n_out, BLK_HDR, dlen, r->data, VIRTQ_MAX_SIZE);
+		blk_parse_zero(b, r, dlen, type == VIRTIO_BLK_T_DISCARD);
 		break;
-	default: *status = VIRTIO_BLK_S_UNSUPP; break;
+	default: r->st = VIRTIO_BLK_S_UNSUPP; break;
 	}
-	return (int)(used + 1);
+	return 0;
 }
 
+/* The disk work of a parsed request; on any thread for transfers on a
+ * backend with concurrent_xfer. */
+static void blk_exec(struct blk *d, struct blk_req *r)
+{
+	int rc;
+	switch (r->op) {
+	case BLK_OP_READ: rc = disk_xfer(d, r->off, r->data, r->nd, 0); break;
+	case BLK_OP_WRITE: rc = disk_xfer(d, r->off, r->data, r->nd, 1); break;
+	/* durable before the used entry says so */
+	case BLK_OP_FLUSH: rc = d->ops->flush(d); break;
+	case BLK_OP_DISCARD: rc = d->ops->discard(d, r->off, r->len); break;
+	case BLK_OP_ZEROES: rc = d->ops->write_zeroes(d, r->off, r->len); break;
+	default: return;
+	}
+	r->st = rc < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	if (rc >= 0 && r->op == BLK_OP_READ)
+		r->used = (uint32_t)r->len;
+}
+
+/* Reports r in its status byte: the used length. */
+static uint32_t blk_finish(const struct blk_req *r)
+{
+	*r->status = r->st;
+	return r->used + 1;
+}
+
+int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **why)
+{
+	struct vblk *b = (struct vblk *)v;
+	static __thread struct blk_req r;
+	if (blk_parse(b, e, &r, why) < 0)
+		return -EINVAL;
+	blk_exec(b->disk, &r);
+	return (int)blk_finish(&r);
+}
+
+/* ---- several requests at once ---- */
+
+static void *blk_worker(void *arg)
+{
+	struct blk_pool *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->quit && p->next == p->count)
+			pthread_cond_wait(&p->go, &p->lock);
+		if (p->quit)
+			break;
+		struct blk_req *r = &p->req[p->next++];
+		p->busy++;
+		pthread_mutex_unlock(&p->lock);
+		blk_exec(p->disk, r);
+		pthread_mutex_lock(&p->lock);
+		if (--p->busy == 0 && p->next == p->count)
+			pthread_cond_signal(&p->idle);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Up to want helper threads, if there are fewer; as many as could be
+ * started (a failure leaves more work to the device's thread). They take
+ * no signals: those are for the threads that run the vCPUs. */
+static void blk_pool_grow(struct blk_pool *p, unsigned want)
+{
+	sigset_t all, old;
+	if (want > BLK_WORKERS)
+		want = BLK_WORKERS;
+	if (p->nthreads >= want)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	while (p->nthreads < want && pthread_create(&p->thread[p->nthreads], NULL, blk_worker, p) == 0) {
+		pthread_setname_np(p->thread[p->nthreads], "corral-blk");
+		p->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Runs the n requests of seg (transfers and DONEs) at once, the calling
+ * thread taking its share; returns when all are done. */
+static void blk_pool_run(struct blk_pool *p, struct blk_req *seg, unsigned n)
+{
+	unsigned xfers = 0;
+	for (unsigned i = 0; i < n; i++)
+		xfers += seg[i].op != BLK_OP_DONE;
+	if (xfers > 1)
+		blk_pool_grow(p, xfers - 1);
+	if (xfers < 2 || p->nthreads == 0) {
+		for (unsigned i = 0; i < n; i++)
+			blk_exec(p->disk, &seg[i]);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->req = seg;
+	p->next = 0;
+	p->count = n;
+	for (unsigned k = 0; k < xfers - 1 && k < p->nthreads; k++)
+		pthread_cond_signal(&p->go);
+	while (p->next < p->count) {
+		struct blk_req *r = &p->req[p->next++];
+		p->busy++;
+		pthread_mutex_unlock(&p->lock);
+		blk_exec(p->disk, r);
+		pthread_mutex_lock(&p->lock);
+		p->busy--;
+	}
+	while (p->busy)
+		pthread_cond_wait(&p->idle, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void blk_pool_destroy(struct blk_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->go);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->thread[i], NULL);
+	pthread_cond_destroy(&p->go);
+	pthread_cond_destroy(&p->idle);
+	pthread_mutex_destroy(&p->lock);
+}
+
+/* Must r wait for the writes in seg[0..n) (or seg's reads, if r writes)?
+ * The spec orders nothing between requests in flight, but a guest that
+ * sends both may well expect the order it sent them in, so overlapping
+ * ranges run one after the other. */
+static int blk_conflicts(const struct blk_req *seg, unsigned n, const struct blk_req *r)
+{
+	if (r->op == BLK_OP_DONE)
+		return 0;
+	for (unsigned i = 0; i < n; i++)
+		if (seg[i].op != BLK_OP_DONE && (seg[i].op == BLK_OP_WRITE || r->op == BLK_OP_WRITE) &&
+		    seg[i].off < r->off + r->len && r->off < seg[i].off + seg[i].len)
+			return 1;
+	return 0;
+}
+
+/* The disk work of a batch, as if one after the other in order: on a
+ * backend whose transfers may run concurrently, runs of reads and writes
+ * that do not overlap go to the pool together; flush, discard and
+ * write-zeroes wait for what came before and hold back what comes after. */
+static void blk_run_batch(struct vblk *b, struct blk_req *req, unsigned n)
+{
+	if (!b->disk->ops->concurrent_xfer) {
+		for (unsigned i = 0; i < n; i++)
+			blk_exec(b->disk, &req[i]);
+		return;
+	}
+	unsigned i = 0;
+	while (i < n) {
+		unsigned j = i + 1;
+		if (req[i].op <= BLK_OP_WRITE)
+			while (j < n && req[j].op <= BLK_OP_WRITE && !blk_conflicts(req + i, j - i, &req[j]))
+				j++;
+		blk_pool_run(&b->pool, req + i, j - i);
+		i = j;
+	}
+}
+
+/* Takes up to BLK_BATCH chains, runs them (see blk_run_batch), and
+ * returns them in the order taken, until the ring is empty. A malformed
+ * chain stops it: the chains taken before it are still completed and
+ * returned, then the device needs a reset (the bad chain is never
+ * returned: it may have nowhere to say so). */
 static void blk_notify(struct virtio_dev *v, unsigned qi)
 {
 	struct vblk *b = (struct vblk *)v;
 	struct virtq *q = &v->s.q[qi];
-	const char *why;
-	int pushed = 0, r;
-	while (virtio_queue_live(v, qi) && (r = virtq_pop(q, v->pci.m, &b->elem, &why)) != 0) {
-		if (r < 0) {
-			virtio_set_needs_reset(v, why);
-			break;
+	const char *why, *broken = NULL;
+	int pushed = 0, r = 1;
+	while (!broken && r && virtio_queue_live(v, qi)) {
+		unsigned n = 0;
+		while (n < BLK_BATCH && (r = virtq_pop(q, v->pci.m, &b->elem[n], &why)) != 0) {
+			if (r < 0 || blk_parse(b, &b->elem[n], &b->req[n], &why) < 0) {
+				broken = why;
+				break;
+			}
+			n++;
 		}
-		r = virtio_blk_request(v, &b->elem, &why);
-		if (r < 0) {
-			virtio_set_needs_reset(v, why);
-			break;
+		blk_run_batch(b, b->req, n);
+		for (unsigned i = 0; i < n; i++) {
+			if (virtq_push(q, v->pci.m, b->elem[i].head, blk_finish(&b->req[i])) < 0) {
+				broken = "used ring outside guest RAM";
+				break;
+			}
+			pushed = 1;
 		}
-		if (virtq_push(q, v->pci.m, b->elem.head, (uint32_t)r) < 0) {
-			virtio_set_needs_reset(v, "used ring outside guest RAM");
-			break;
-		}
-		pushed = 1;
 	}
+	if (broken)
+		virtio_set_needs_reset(v, broken);
 	if (pushed)
 		virtio_queue_notify(v, qi);
 }
 
 static void blk_destroy(struct virtio_dev *v)
 {
-	free(v); /* the disk belongs to the caller */
+	struct vblk *b = (struct vblk *)v;
+	blk_pool_destroy(&b->pool);
+	free(b); /* the disk belongs to the caller */
 }
 
 int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, struct virtio_dev **out)
@@ -234,6 +446,10 @@ int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, s
 	if (!b)
 		return -ENOMEM;
 	b->disk = disk;
+	b->pool.disk = disk;
+	pthread_mutex_init(&b->pool.lock, NULL);
+	pthread_cond_init(&b->pool.go, NULL);
+	pthread_cond_init(&b->pool.idle, NULL);
 	/* §5.2.6: up to 20 bytes, NUL-terminated only when shorter */
 	if (serial)
 		memcpy(b->serial, serial, strnlen(serial, sizeof(b->serial)));
@@ -261,6 +477,7 @@ int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, s
 	/* class 0x010000: mass storage, SCSI (what virtio-blk has always used) */
 	int err = virtio_pci_init(&b->v, m, VIRTIO_ID_BLOCK, 0x010000, 1);
 	if (err < 0) {
+		blk_pool_destroy(&b->pool);
 		free(b);
 		return err;
 	}

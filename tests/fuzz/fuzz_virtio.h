@@ -141,7 +141,8 @@ static inline void fz_close(struct blk *b)
 	(void)b;
 }
 
-static const struct blk_ops fz_disk_ops = {fz_readv, fz_writev, fz_flush, fz_zero, fz_zero, fz_close};
+/* not concurrent: two transfers may write the same bytes of data */
+static const struct blk_ops fz_disk_ops = {fz_readv, fz_writev, fz_flush, fz_zero, fz_zero, fz_close, 0};
 
 static inline void fz_wr(struct machine *m, uint64_t bar, unsigned off, unsigned size, uint64_t val)
 {
