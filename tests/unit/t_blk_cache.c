@@ -291,6 +291,36 @@ static void test_raw_bypass(void)
 	CHECK(blk_pwrite(b, 2u << 20, buf + 1, PAGE) == 0);
 	CHECK(b->ops->flush(b) == 0);
 	CHECK(resident(p, 2u << 20, PAGE) == 1);
+	/* 256 scattered pages, half of them at odd addresses: one direct
+	 * transfer through the bounce buffer, the page cache left alone */
+	uint8_t *sc = NULL;
+	CHECK(posix_memalign((void **)&sc, PAGE, 512 * PAGE + 2) == 0);
+	if (sc) {
+		struct iovec v[256];
+		for (unsigned i = 0; i < 256; i++) {
+			v[i].iov_base = sc + (size_t)(255 - i) * 2 * PAGE + (i & 1);
+			v[i].iov_len = PAGE;
+			fill_random(v[i].iov_base, PAGE);
+		}
+		CHECK(b->ops->writev(b, 3u << 20, v, 256) == 0);
+		CHECK(b->ops->flush(b) == 0);
+		CHECK_EQ_U64(resident(p, 3u << 20, 1u << 20), 0);
+		CHECK(blk_pread(b, 3u << 20, buf, 1u << 20) == 0);
+		unsigned bad = 0;
+		for (unsigned i = 0; i < 256; i++)
+			bad += memcmp(buf + i * PAGE, v[i].iov_base, PAGE) != 0;
+		CHECK_EQ_U64(bad, 0);
+		memset(buf, 0, 1u << 20);
+		for (unsigned i = 0; i < 256; i++)
+			memset(v[i].iov_base, 0xee, PAGE);
+		CHECK(blk_pwrite(b, 3u << 20, buf, 1u << 20) == 0);
+		CHECK(b->ops->readv(b, 3u << 20, v, 256) == 0);
+		for (unsigned i = 0; i < 256; i++)
+			bad += memcmp(v[i].iov_base, buf, PAGE) != 0;
+		CHECK_EQ_U64(bad, 0);
+		CHECK_EQ_U64(resident(p, 3u << 20, 1u << 20), 0);
+		free(sc);
+	}
 	blk_close(b);
 
 	b = open_cache(p, 0, BLK_CACHE_WRITEBACK);
