@@ -4,6 +4,8 @@
 #ifndef CORRAL_TESTHELP_H
 #define CORRAL_TESTHELP_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +44,24 @@ static const char *test_cur_name;
 				fprintf(stderr, "ok   %s\n", #fn);                                                     \
 		}                                                                                                      \
 	} while (0)
+
+/* Test inputs: xorshift with a fixed seed, so failures reproduce (a test
+ * may set test_rng to a seed of its own). */
+static uint64_t test_rng = 0x9e3779b97f4a7c15ull;
+
+static inline uint64_t rnd(void)
+{
+	test_rng ^= test_rng << 13;
+	test_rng ^= test_rng >> 7;
+	test_rng ^= test_rng << 17;
+	return test_rng;
+}
+
+static inline void fill_random(uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)rnd();
+}
 
 static inline int test_report(void)
 {

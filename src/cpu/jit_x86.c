@@ -457,6 +457,21 @@ static void exit_dyn(struct jt *t, unsigned count)
 
 static void jump_lookup(struct jt *t);
 
+/* reg = the offset of RAX's soft-TLB entry in its bank; with bank, the
+ * entry's address in the current bank (c->tlbp). */
+static void tlb_slot(struct jt *t, unsigned reg, int bank)
+{
+	mov_rr(t, reg, RAX);
+	x_rr(t, XW, 0xc1, 5, reg); /* shr reg, 12 */
+	e8(t, 12);
+	x_rr(t, 0, 0x81, 4, reg); /* and reg32, CPU_TLB_SIZE - 1 */
+	e32(t, CPU_TLB_SIZE - 1);
+	x_rr(t, 0, 0xc1, 4, reg); /* shl reg32, 5 */
+	e8(t, 5);
+	if (bank)
+		x_rm(t, XW, 0x03, reg, RBX, NOX, 0, OFF(tlbp)); /* add reg, [rbx + tlbp] */
+}
+
 /* Go on at guest address target (from the instruction at addr): first
  * through the run loop, which then links this jump straight to target's
  * translation. A jump backwards may close a loop of linked translations,
@@ -500,14 +515,7 @@ static void jump_lookup(struct jt *t)
 {
 	emit_checks(t, STUB_END, 0);
 	if (t->sys) {
-		mov_rr(t, RCX, RAX);
-		x_rr(t, XW, 0xc1, 5, RCX); /* shr rcx, 12 */
-		e8(t, 12);
-		x_rr(t, 0, 0x81, 4, RCX); /* and ecx, CPU_TLB_SIZE - 1 */
-		e32(t, CPU_TLB_SIZE - 1);
-		x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 5 */
-		e8(t, 5);
-		x_rm(t, XW, 0x03, RCX, RBX, NOX, 0, OFF(tlbp)); /* add rcx, [rbx + tlbp] */
+		tlb_slot(t, RCX, 1);
 		mov_rr(t, RDX, RAX);
 		x_rr(t, XW, 0x81, 4, RDX); /* and rdx, -4096 */
 		e32(t, 0xfffff000u);
@@ -603,15 +611,7 @@ static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
 	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
 	e32(t, 0xfffff000u);
-	mov_rr(t, RDX, RAX);
-	x_rr(t, XW, 0xc1, 5, RDX); /* shr rdx, 12 */
-	e8(t, 12);
-	x_rr(t, 0, 0x81, 4, RDX); /* and edx, CPU_TLB_SIZE - 1 */
-	e32(t, CPU_TLB_SIZE - 1);
-	x_rr(t, 0, 0xc1, 4, RDX); /* shl edx, 5 */
-	e8(t, 5);
-	if (t->sys)
-		x_rm(t, XW, 0x03, RDX, RBX, NOX, 0, OFF(tlbp)); /* add rdx, [rbx + tlbp] */
+	tlb_slot(t, RDX, t->sys);
 	int32_t tag =
 		write ? (int32_t)offsetof(struct cpu_tlb_entry, tag_w) : (int32_t)offsetof(struct cpu_tlb_entry, tag_r);
 	x_rm(t, XW, 0x3b, RCX, base, index, 0, e + tag);

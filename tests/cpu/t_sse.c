@@ -47,15 +47,7 @@ static struct cpu cpu;
 
 /* ---- Random numbers (xorshift; fixed seed so failures reproduce) ---- */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
 
 static unsigned rndn(unsigned n)
 {

@@ -20,21 +20,8 @@
 static char dir[512];
 static int direct_ok;	     /* the file system takes O_DIRECT at all */
 static int cache_observable; /* and bypasses the page cache with it */
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
 
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)rnd();
-}
 
 static const char *tpath(const char *name)
 {

@@ -19,15 +19,6 @@ static struct machine *mk(uint64_t mem, unsigned ncpus)
 	return m;
 }
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
 static void test_gpa_low_only(void)
 {
 	struct machine *m = mk(64 << 20, 1);

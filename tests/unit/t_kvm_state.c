@@ -11,15 +11,6 @@
 
 #include "testhelp.h"
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
 /* a canonical 48-bit address */
 static uint64_t rnd_canon(void)
 {
@@ -381,6 +372,7 @@ static void test_doorbell_kvm(void)
 
 int main(void)
 {
+	test_rng = 0x243f6a8885a308d3ull; /* this test's own sequence */
 	RUN(test_segments);
 	RUN(test_fpu_conversion);
 	RUN(test_cpuid_model);

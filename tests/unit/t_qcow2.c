@@ -16,21 +16,8 @@
 #include "testhelp.h"
 
 static char dir[256];
-static uint64_t rng = 0x12345678abcdefull;
 
-static uint64_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
 
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)rnd();
-}
 
 static const char *tpath(const char *name)
 {
@@ -374,7 +361,7 @@ static void test_qcow2_crash(void)
 			struct blk *b = open_or_fail(tpath("crash.qcow2"), BLK_FMT_QCOW2, 0);
 			if (!b)
 				_exit(1);
-			rng += (uint64_t)round * 7919;
+			test_rng += (uint64_t)round * 7919;
 			for (int i = 0; i < 300; i++)
 				random_op(b, model, size, 4096);
 			blk_close(b);
@@ -674,6 +661,7 @@ static void test_lock(void)
 
 int main(void)
 {
+	test_rng = 0x12345678abcdefull; /* this test's own sequence */
 	snprintf(dir, sizeof(dir), "%s/t_qcow2.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
