@@ -18,8 +18,10 @@ endif
 
 # Every module folder under src/ except the CLI goes into libcorral.a.
 LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+# Assembly (src/*/*.S) is per host architecture inside each file.
+LIB_ASM := $(sort $(wildcard src/*/*.S))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_ASM:%.S=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB     := $(BUILD)/libcorral.a
 CORRAL  := $(BUILD)/corral
@@ -36,6 +38,10 @@ GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 all: $(if $(CLI_SRC),$(CORRAL))
 
 $(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/%.o: %.S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 

@@ -13,6 +13,7 @@
 #include "cpu/cpu.h"
 #include "cpu/vmem.h"
 #include "process/proc.h"
+#include "process/sigwin.h"
 
 /* ---- Layout (as Linux x86-64 without address randomization) ---- */
 #define GUEST_STACK_TOP 0x7ffffffff000ull
@@ -56,11 +57,16 @@ struct gthread {
 	uint64_t robust_list, robust_len;
 	uint64_t sigmask;	   /* guest's blocked signals */
 	volatile uint64_t pending; /* signals recorded for this thread */
+	/* Nonzero when a recorded signal may be deliverable (pending and not
+	 * in sigmask): set by host_handler, recomputed by corral whenever the
+	 * mask changes or signals are taken. sigwin_syscall tests it. */
+	volatile int sigready;
 	siginfo_t pinfo[GSIG_MAX + 1];
 	uint64_t ss_sp, ss_size; /* sigaltstack */
 	int ss_flags;
 	int restart; /* last syscall was interrupted: 1 restarts after a
-			SA_RESTART handler or none, 2 only if no handler ran */
+			SA_RESTART handler or none, 2 only if no handler ran,
+			3 always (a signal came before the host syscall) */
 	uint64_t restart_nr;
 	int sigsuspended; /* sigsuspend: restore saved_mask after delivery */
 	uint64_t saved_mask;
@@ -194,6 +200,10 @@ _Noreturn void sig_die(int sig);
 void sig_setmask(struct gthread *t, uint64_t mask);
 long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a);
 bool sig_pending_now(struct gthread *t);
+/* Host syscall nr for a guest syscall that may sleep: the host's raw result
+ * (a negative errno on failure), or -SIGWIN_ERESTART if a guest signal is
+ * deliverable before the host kernel was entered (sigwin.h). */
+long sig_host_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 
 /* ---- thread.c ---- */
 long thr_clone(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid, uint64_t tls);

@@ -82,13 +82,37 @@ static uint64_t guest_mask(const sigset_t *hs)
 	return m;
 }
 
+/* t->sigready from pending and the mask. Cleared first and set after the
+ * test, so that a host_handler running in between (it only ever sets the
+ * word) is never undone. */
+static void ready_update(struct gthread *t)
+{
+	__atomic_store_n(&t->sigready, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&t->pending, __ATOMIC_SEQ_CST) & ~__atomic_load_n(&t->sigmask, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&t->sigready, 1, __ATOMIC_SEQ_CST);
+}
+
 void sig_setmask(struct gthread *t, uint64_t mask)
 {
 	sigset_t hs;
 	mask &= ~(GSIG_BIT(SIGKILL) | GSIG_BIT(SIGSTOP));
-	t->sigmask = mask;
+	__atomic_store_n(&t->sigmask, mask, __ATOMIC_SEQ_CST);
+	ready_update(t);
 	host_mask(mask, &hs);
 	pthread_sigmask(SIG_SETMASK, &hs, NULL);
+}
+
+/* The PC where the host kernel resumes this thread after the handler. */
+static uintptr_t *interrupted_pc(void *uc)
+{
+#if defined(__x86_64__)
+	return (uintptr_t *)&((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	return (uintptr_t *)&((ucontext_t *)uc)->uc_mcontext.pc;
+#else
+	(void)uc;
+	return NULL;
+#endif
 }
 
 static void host_handler(int sig, siginfo_t *si, void *uc)
@@ -110,7 +134,37 @@ static void host_handler(int sig, siginfo_t *si, void *uc)
 		 * host kernel instead of overwriting this one. */
 		sigaddset(&((ucontext_t *)uc)->uc_sigmask, sig);
 	}
+	/* Signals the guest blocks wait (the host's mask mirrors the guest's,
+	 * but sig_setmask changes them one after the other). */
+	if (__atomic_load_n(&t->pending, __ATOMIC_SEQ_CST) & ~__atomic_load_n(&t->sigmask, __ATOMIC_SEQ_CST)) {
+		__atomic_store_n(&t->sigready, 1, __ATOMIC_SEQ_CST);
+		/* Past sigwin_syscall's test of sigready but not yet in the host
+		 * kernel: do not enter it (it might sleep with the signal
+		 * untaken), return as if the test had seen the word set. */
+		uintptr_t *pc = interrupted_pc(uc);
+		if (pc && *pc >= (uintptr_t)sigwin_start && *pc < (uintptr_t)sigwin_end)
+			*pc = (uintptr_t)sigwin_bail;
+	}
 	cpu_request_stop(&t->cpu);
+}
+
+#ifndef SIGWIN_ASM
+/* Hosts without sigwin.S keep the window open: a signal between the test
+ * and the syscall is taken when the syscall returns. */
+const char sigwin_start[1], sigwin_end[1], sigwin_bail[1];
+
+long sigwin_syscall(const volatile int *ready, long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	if (*ready)
+		return -SIGWIN_ERESTART;
+	long r = syscall(nr, a1, a2, a3, a4, a5, a6);
+	return r < 0 ? -errno : r;
+}
+#endif
+
+long sig_host_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+	return sigwin_syscall(&cur_thread->sigready, nr, a1, a2, a3, a4, a5, a6);
 }
 
 /* Mirror the guest's disposition of sig onto the host. */
@@ -175,7 +229,9 @@ void sig_send_thread(struct gthread *t, int sig, const siginfo_t *si)
 	__atomic_or_fetch(&t->pending, GSIG_BIT(sig), __ATOMIC_SEQ_CST);
 	cpu_request_stop(&t->cpu);
 	if (t != cur_thread)
-		syscall(SYS_tgkill, proc.pid, t->tid, HOST_SIG_WAKE);
+		syscall(SYS_tgkill, proc.pid, t->tid, HOST_SIG_WAKE); /* its host_handler sets sigready */
+	else
+		ready_update(t);
 }
 
 _Noreturn void sig_die(int sig)
@@ -419,7 +475,7 @@ static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_
 	if (t->restart) {
 		int how = t->restart;
 		t->restart = 0;
-		if (how == 1 && (a.flags & GSA_RESTART)) {
+		if (how == 3 || (how == 1 && (a.flags & GSA_RESTART))) {
 			t->cpu.s.rip -= 2;
 			t->cpu.s.gpr[R_RAX] = t->restart_nr;
 		}
@@ -469,6 +525,8 @@ void sig_deliver(struct gthread *t)
 	} else if (took) {
 		/* unblock what host_handler held back */
 		sig_setmask(t, t->sigmask);
+	} else if (t->sigready) {
+		ready_update(t);
 	}
 }
 
@@ -713,9 +771,10 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 		} else {
 			sigset_t hs;
 			host_mask(m, &hs);
-			r = sigtimedwait(&hs, &si, a[2] ? &ts : NULL);
+			r = sig_host_syscall(SYS_rt_sigtimedwait, (long)&hs, (long)&si, a[2] ? (long)&ts : 0,
+					     GSIG_MAX / 8, 0, 0);
 			if (r < 0)
-				return errno == EAGAIN ? -EAGAIN : -errno;
+				return r;
 		}
 		if (a[1] && gmem_write(a[1], &si, sizeof(si)))
 			return -EFAULT;

@@ -48,6 +48,15 @@
 #define MAX_IOV 1024
 #define BOUNCE_MAX (1u << 20)
 
+/* A host syscall that may sleep, made through sig_host_syscall so that a
+ * guest signal arriving just before it cannot leave the thread asleep:
+ * HOST_SLEEP(SYS_read, fd, buf, n) gives the raw result (-errno on failure,
+ * -SIGWIN_ERESTART if a signal came first, which sys_dispatch turns into a
+ * restart after the signal). */
+#define HOST_SLEEP_(nr, a1, a2, a3, a4, a5, a6, ...)                                                                   \
+	sig_host_syscall((nr), (long)(a1), (long)(a2), (long)(a3), (long)(a4), (long)(a5), (long)(a6))
+#define HOST_SLEEP(...) HOST_SLEEP_(__VA_ARGS__, 0, 0, 0, 0, 0, 0, 0)
+
 #define SYS(name)                                                                                                      \
 	static long sys_##name(struct gthread *t __attribute__((unused)), const uint64_t *a __attribute__((unused)))
 #define HOSTR(expr)                                                                                                    \
@@ -170,6 +179,16 @@ static void iovs_written(const uint64_t giov, uint64_t cnt, long done)
 	}
 }
 
+/* readv/writev, or preadv2/pwritev2 at off (preadv/pwritev without flags,
+ * for kernels before 4.6); the position is one 64-bit word on 64-bit hosts. */
+static long host_rwv(int fd, const struct iovec *iov, int n, int is_read, int64_t off, int use_off, int flags)
+{
+	if (!use_off)
+		return HOST_SLEEP(is_read ? SYS_readv : SYS_writev, fd, iov, n);
+	long nr = flags ? (is_read ? SYS_preadv2 : SYS_pwritev2) : (is_read ? SYS_preadv : SYS_pwritev);
+	return HOST_SLEEP(nr, fd, iov, n, off, 0, flags);
+}
+
 static long do_rw(int fd, uint64_t buf, uint64_t len, int is_read, int64_t off, int use_off)
 {
 	struct iovec iov[64];
@@ -184,18 +203,11 @@ static long do_rw(int fd, uint64_t buf, uint64_t len, int is_read, int64_t off, 
 	int n = gmem_iov(buf, len, is_read, iov, 64, &got);
 	if (!got)
 		return -EFAULT;
-	long r;
-	if (n == 1)
-		r = is_read ? (use_off ? pread(fd, iov[0].iov_base, iov[0].iov_len, off)
-				       : read(fd, iov[0].iov_base, iov[0].iov_len))
-			    : (use_off ? pwrite(fd, iov[0].iov_base, iov[0].iov_len, off)
-				       : write(fd, iov[0].iov_base, iov[0].iov_len));
-	else
-		r = is_read ? (use_off ? preadv(fd, iov, n, off) : readv(fd, iov, n))
-			    : (use_off ? pwritev(fd, iov, n, off) : writev(fd, iov, n));
-	if (r < 0)
-		return -errno;
-	if (is_read)
+	long r =
+		n == 1 ? HOST_SLEEP(is_read ? (use_off ? SYS_pread64 : SYS_read) : (use_off ? SYS_pwrite64 : SYS_write),
+				    fd, iov[0].iov_base, iov[0].iov_len, off)
+		       : host_rwv(fd, iov, n, is_read, off, use_off, 0);
+	if (r > 0 && is_read)
 		gmem_written(buf, (size_t)r);
 	return r;
 }
@@ -226,14 +238,8 @@ static long do_rwv(const uint64_t *a, int is_read, int use_off, int flags)
 	long r = guest_iovs(a[1], a[2], is_read, iov, &n);
 	if (r <= 0)
 		goto out;
-	if (use_off)
-		r = is_read ? preadv2((int)a[0], iov, n, (off_t)a[3], flags)
-			    : pwritev2((int)a[0], iov, n, (off_t)a[3], flags);
-	else
-		r = is_read ? readv((int)a[0], iov, n) : writev((int)a[0], iov, n);
-	if (r < 0)
-		r = -errno;
-	else if (is_read)
+	r = host_rwv((int)a[0], iov, n, is_read, (int64_t)a[3], use_off, flags);
+	if (r > 0 && is_read)
 		iovs_written(a[1], a[2], r);
 out:
 	free(iov);
@@ -849,7 +855,7 @@ SYS(syncfs)
 }
 SYS(flock)
 {
-	HOSTR(flock((int)a[0], (int)a[1]));
+	return HOST_SLEEP(SYS_flock, (int)a[0], (int)a[1]);
 }
 SYS(fallocate)
 {
@@ -1144,8 +1150,9 @@ SYS(fcntl)
 		_Static_assert(sizeof(struct flock) == 32, "struct flock");
 		if (gmem_read(a[2], &fl, sizeof(fl)))
 			return -EFAULT;
-		if (fcntl(fd, cmd, &fl) < 0)
-			return -errno;
+		long r = HOST_SLEEP(SYS_fcntl, fd, cmd, &fl); /* F_SETLKW sleeps */
+		if (r < 0)
+			return r;
 		if ((cmd == F_GETLK || cmd == F_OFD_GETLK) && gmem_write(a[2], &fl, sizeof(fl)))
 			return -EFAULT;
 		return 0;
@@ -1231,13 +1238,14 @@ SYS(poll)
 	if (!p)
 		return -ENOMEM;
 	long r;
+	int ms = (int)a[2];
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	if (gmem_read(a[0], p, n * sizeof(*p))) {
 		r = -EFAULT;
 	} else {
-		r = poll(p, n, (int)a[2]);
-		if (r < 0)
-			r = -errno;
-		else if (gmem_write(a[0], p, n * sizeof(*p)))
+		/* ppoll: the one poll every host has */
+		r = HOST_SLEEP(SYS_ppoll, p, n, ms >= 0 ? &ts : NULL, NULL, GSIG_MAX / 8);
+		if (r >= 0 && gmem_write(a[0], p, n * sizeof(*p)))
 			r = -EFAULT;
 	}
 	free(p);
@@ -1261,6 +1269,13 @@ static void host_sigset(uint64_t m, sigset_t *hs)
 	for (int s = 1; s <= GSIG_MAX; s++)
 		if ((m & GSIG_BIT(s)) && s != SIGKILL && s != SIGSTOP && s != 32 && s != 33 && s != HOST_SIG_WAKE)
 			sigaddset(hs, s);
+}
+
+/* A signal that the temporary mask lets through is recorded already:
+ * the wait is interrupted before it starts. */
+static bool tmpmask_ready(struct gthread *t, long have, uint64_t m)
+{
+	return have && (t->pending & ~m);
 }
 
 static void tmpmask_done(struct gthread *t, long r, int have, uint64_t m)
@@ -1291,13 +1306,14 @@ SYS(ppoll)
 	long r;
 	if (gmem_read(a[0], p, n * sizeof(*p))) {
 		r = -EFAULT;
+	} else if (tmpmask_ready(t, have, m)) {
+		r = -EINTR;
 	} else {
-		r = ppoll(p, n, a[2] ? &ts : NULL, have ? &hs : NULL);
-		if (r < 0)
-			r = -errno;
-		else if (gmem_write(a[0], p, n * sizeof(*p)))
+		/* the host kernel writes the time left into ts, as Linux does */
+		r = HOST_SLEEP(SYS_ppoll, p, n, a[2] ? &ts : NULL, have ? &hs : NULL, GSIG_MAX / 8);
+		if (r >= 0 && gmem_write(a[0], p, n * sizeof(*p)))
 			r = -EFAULT;
-		if (a[2])
+		if (a[2] && r != -SIGWIN_ERESTART)
 			gmem_write(a[2], &ts, sizeof(ts));
 	}
 	free(p);
@@ -1345,22 +1361,39 @@ static long do_select(struct gthread *t, const uint64_t *a, int is_p)
 			r = -EFAULT;
 			goto out;
 		}
-		sigset_t hs;
-		host_sigset(m, &hs);
-		r = pselect(n, s[0], s[1], s[2], a[4] ? &ts : NULL, have ? &hs : NULL);
-	} else {
-		if (a[4] && gmem_read(a[4], &tv, sizeof(tv))) {
+	} else if (a[4]) {
+		/* select is pselect6 with Linux's conversion of the timeval */
+		if (gmem_read(a[4], &tv, sizeof(tv))) {
 			r = -EFAULT;
 			goto out;
 		}
-		r = select(n, s[0], s[1], s[2], a[4] ? &tv : NULL);
-		if (a[4])
-			gmem_write(a[4], &tv, sizeof(tv));
+		ts.tv_sec = tv.tv_sec + tv.tv_usec / 1000000;
+		ts.tv_nsec = (tv.tv_usec % 1000000) * 1000;
 	}
-	if (r < 0) {
-		r = -errno;
+	sigset_t hs;
+	host_sigset(m, &hs);
+	struct {
+		const sigset_t *set;
+		size_t size;
+	} sm6 = {have ? &hs : NULL, GSIG_MAX / 8};
+	if (tmpmask_ready(t, have, m)) {
+		r = -EINTR;
 		goto out;
 	}
+	r = HOST_SLEEP(SYS_pselect6, n, s[0], s[1], s[2], a[4] ? &ts : NULL, &sm6);
+	if (r == -SIGWIN_ERESTART)
+		goto out;
+	/* the time left, as Linux writes it back (not after a bad timeout) */
+	if (!a[4] || r == -EINVAL) {
+	} else if (is_p) {
+		gmem_write(a[4], &ts, sizeof(ts));
+	} else {
+		tv.tv_sec = ts.tv_sec;
+		tv.tv_usec = ts.tv_nsec / 1000;
+		gmem_write(a[4], &tv, sizeof(tv));
+	}
+	if (r < 0)
+		goto out;
 	for (int k = 0; k < 3; k++)
 		if (s[k] && gmem_write(a[1 + k], s[k], bytes))
 			r = -EFAULT;
@@ -1421,13 +1454,13 @@ static long do_epoll_wait(struct gthread *t, int epfd, uint64_t gev, int max, in
 	if (!ev)
 		return -ENOMEM;
 	long r;
-	if (ts2)
-		r = syscall(SYS_epoll_pwait2, epfd, ev, max, ts2, have ? &hs : NULL, 8);
+	if (tmpmask_ready(t, have, m))
+		r = -EINTR;
+	else if (ts2)
+		r = HOST_SLEEP(SYS_epoll_pwait2, epfd, ev, max, ts2, have ? &hs : NULL, GSIG_MAX / 8);
 	else
-		r = epoll_pwait(epfd, ev, max, timeout, have ? &hs : NULL);
-	if (r < 0) {
-		r = -errno;
-	} else {
+		r = HOST_SLEEP(SYS_epoll_pwait, epfd, ev, max, timeout, have ? &hs : NULL, GSIG_MAX / 8);
+	if (r >= 0) {
 		for (long k = 0; k < r; k++) {
 			uint8_t g[12];
 			memcpy(g, &ev[k].events, 4);
@@ -1588,8 +1621,12 @@ static long do_bind_connect(const uint64_t *a, int conn)
 	long r = get_sockaddr(a[1], a[2], &ss, &hl, &at);
 	if (r)
 		return r;
-	r = conn ? connect((int)a[0], (struct sockaddr *)&ss, hl) : bind((int)a[0], (struct sockaddr *)&ss, hl);
-	r = r < 0 ? -errno : 0;
+	if (conn) {
+		r = HOST_SLEEP(SYS_connect, (int)a[0], &ss, hl);
+	} else {
+		r = bind((int)a[0], (struct sockaddr *)&ss, hl);
+		r = r < 0 ? -errno : 0;
+	}
 	fs_put(&at);
 	return r;
 }
@@ -1615,9 +1652,9 @@ static long do_accept(const uint64_t *a, int flags)
 {
 	struct sockaddr_storage ss;
 	socklen_t hl = sizeof(ss);
-	long r = accept4((int)a[0], (struct sockaddr *)&ss, &hl, flags);
+	long r = HOST_SLEEP(SYS_accept4, (int)a[0], &ss, &hl, flags);
 	if (r < 0)
-		return -errno;
+		return r;
 	if (put_sockaddr(a[1], a[2], &ss, hl)) {
 		close((int)r);
 		return -EFAULT;
@@ -1740,11 +1777,9 @@ static long do_msg(const uint64_t *gmh, int is_recv, int flags, uint64_t gmsg)
 		m.msg_control = ctl;
 		m.msg_controllen = g.controllen;
 	}
-	r = is_recv ? recvmsg((int)gmh[0], &m, flags) : sendmsg((int)gmh[0], &m, flags);
-	if (r < 0) {
-		r = -errno;
+	r = HOST_SLEEP(is_recv ? SYS_recvmsg : SYS_sendmsg, (int)gmh[0], &m, flags);
+	if (r < 0)
 		goto out;
-	}
 	if (is_recv) {
 		iovs_written(g.iov, g.iovlen, r);
 		if (g.name) {
@@ -1792,8 +1827,7 @@ SYS(sendto)
 			return r;
 	}
 	struct msghdr m = {.msg_name = a[4] ? &ss : NULL, .msg_namelen = hl, .msg_iov = iov, .msg_iovlen = (size_t)n};
-	long r = sendmsg((int)a[0], &m, (int)a[3]);
-	r = r < 0 ? -errno : r;
+	long r = HOST_SLEEP(SYS_sendmsg, (int)a[0], &m, (int)a[3]);
 	fs_put(&at);
 	return r;
 }
@@ -1810,9 +1844,9 @@ SYS(recvfrom)
 			   .msg_namelen = a[4] ? sizeof(ss) : 0,
 			   .msg_iov = iov,
 			   .msg_iovlen = (size_t)n};
-	long r = recvmsg((int)a[0], &m, (int)a[3]);
+	long r = HOST_SLEEP(SYS_recvmsg, (int)a[0], &m, (int)a[3]);
 	if (r < 0)
-		return -errno;
+		return r;
 	gmem_written(a[1], (size_t)r);
 	if (a[4] && put_sockaddr(a[4], a[5], &ss, m.msg_namelen))
 		return -EFAULT;
@@ -1825,9 +1859,9 @@ SYS(sendfile)
 	CHECK_FD((int)a[1]);
 	if (a[2] && gmem_read(a[2], &off, 8))
 		return -EFAULT;
-	long r = sendfile((int)a[0], (int)a[1], a[2] ? &off : NULL, (size_t)a[3]);
+	long r = HOST_SLEEP(SYS_sendfile, (int)a[0], (int)a[1], a[2] ? &off : NULL, (size_t)a[3]);
 	if (r < 0)
-		return -errno;
+		return r;
 	if (a[2] && gmem_write(a[2], &off, 8))
 		return -EFAULT;
 	return r;
@@ -2084,9 +2118,9 @@ SYS(wait4)
 {
 	int status;
 	struct rusage ru;
-	pid_t r = wait4((pid_t)a[0], &status, (int)a[2], a[3] ? &ru : NULL);
+	long r = HOST_SLEEP(SYS_wait4, (pid_t)a[0], &status, (int)a[2], a[3] ? &ru : NULL);
 	if (r < 0)
-		return -errno;
+		return r;
 	if (r > 0 && a[1] && gmem_write(a[1], &status, 4))
 		return -EFAULT;
 	if (r > 0 && a[3] && gmem_write(a[3], &ru, sizeof(ru)))
@@ -2099,9 +2133,9 @@ SYS(waitid)
 	siginfo_t si;
 	struct rusage ru;
 	memset(&si, 0, sizeof(si));
-	long r = syscall(SYS_waitid, (int)a[0], (id_t)a[1], &si, (int)a[3], a[4] ? &ru : NULL);
+	long r = HOST_SLEEP(SYS_waitid, (int)a[0], (id_t)a[1], &si, (int)a[3], a[4] ? &ru : NULL);
 	if (r < 0)
-		return -errno;
+		return r;
 	if (a[2] && gmem_write(a[2], &si, sizeof(si)))
 		return -EFAULT;
 	if (a[4] && gmem_write(a[4], &ru, sizeof(ru)))
@@ -2221,13 +2255,10 @@ SYS(nanosleep)
 	struct timespec req, rem;
 	if (gmem_read(a[0], &req, sizeof(req)))
 		return -EFAULT;
-	if (nanosleep(&req, &rem) < 0) {
-		long e = -errno;
-		if (e == -EINTR && a[1])
-			gmem_write(a[1], &rem, sizeof(rem));
-		return e;
-	}
-	return 0;
+	long r = HOST_SLEEP(SYS_nanosleep, &req, &rem);
+	if (r == -EINTR && a[1])
+		gmem_write(a[1], &rem, sizeof(rem));
+	return r;
 }
 
 SYS(clock_nanosleep)
@@ -2235,10 +2266,10 @@ SYS(clock_nanosleep)
 	struct timespec req, rem;
 	if (gmem_read(a[2], &req, sizeof(req)))
 		return -EFAULT;
-	int e = clock_nanosleep((clockid_t)a[0], (int)a[1], &req, &rem);
-	if (e == EINTR && a[3] && !(a[1] & TIMER_ABSTIME))
+	long r = HOST_SLEEP(SYS_clock_nanosleep, (clockid_t)a[0], (int)a[1], &req, &rem);
+	if (r == -EINTR && a[3] && !(a[1] & TIMER_ABSTIME))
 		gmem_write(a[3], &rem, sizeof(rem));
-	return -e;
+	return r;
 }
 
 SYS(getitimer)
@@ -2820,9 +2851,9 @@ void sys_dispatch(struct gthread *t)
 	} else if ((e->flags & SF_FD0) && fs_fd_reserved((int)a[0])) {
 		r = -EBADF;
 	} else if ((e->flags & (SF_RESTART | SF_RESTART_NOHAND)) && sig_pending_now(t)) {
-		/* a signal came in since the last check: take it before blocking
-		 * (the syscall restarts after it as the handler's flags say) */
-		r = -EINTR;
+		/* a signal came in since the last check: take it before the
+		 * syscall, which is made again after it */
+		r = -SIGWIN_ERESTART;
 	} else {
 		r = e->fn(t, a);
 	}
@@ -2847,7 +2878,12 @@ void sys_dispatch(struct gthread *t)
 	}
 	if (e && (e->flags & SF_NORET))
 		return;
-	if (r == -EINTR && e && (e->flags & (SF_RESTART | SF_RESTART_NOHAND))) {
+	if (r == -SIGWIN_ERESTART) {
+		/* the host syscall was not made: as if the signal had come just
+		 * before the guest's syscall instruction */
+		t->restart = 3;
+		t->restart_nr = nr;
+	} else if (r == -EINTR && e && (e->flags & (SF_RESTART | SF_RESTART_NOHAND))) {
 		t->restart = (e->flags & SF_RESTART) ? 1 : 2;
 		t->restart_nr = nr;
 	}

@@ -318,7 +318,7 @@ long thr_futex(struct gthread *t, const uint64_t *a)
 	case FUTEX_WAIT:
 	case FUTEX_WAIT_BITSET:
 	case FUTEX_LOCK_PI:
-	case FUTEX_LOCK_PI2: return host_futex(h, op, val, tsp, NULL, (uint32_t)a[5]);
+	case FUTEX_LOCK_PI2: return sig_host_syscall(SYS_futex, (long)h, op, val, (long)tsp, 0, (long)(uint32_t)a[5]);
 	case FUTEX_WAKE:
 	case FUTEX_WAKE_BITSET:
 	case FUTEX_UNLOCK_PI:
@@ -334,6 +334,8 @@ long thr_futex(struct gthread *t, const uint64_t *a)
 		if (!h2)
 			return -EFAULT;
 		const void *v2 = cmd == FUTEX_WAIT_REQUEUE_PI ? (const void *)tsp : (const void *)(uintptr_t)a[3];
+		if (cmd == FUTEX_WAIT_REQUEUE_PI)
+			return sig_host_syscall(SYS_futex, (long)h, op, val, (long)v2, (long)h2, (long)(uint32_t)a[5]);
 		return host_futex(h, op, val, v2, h2, (uint32_t)a[5]);
 	}
 	default: return -ENOSYS;

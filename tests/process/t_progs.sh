@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/progs/pvm_test (built static in the tree) natively and in corral:
-# threads, signals, fork/exec/pipes, run-time code, /proc/self, and guests
+# threads, signals (also racing blocking syscalls), fork/exec/pipes,
+# run-time code, /proc/self, and guests
 # that die of a signal (the exit status must be the native one, 128+N).
 . "$(dirname "$0")/lib.sh"
 P=$BUILD/tests/progs/pvm_test
@@ -9,6 +10,8 @@ for mode in threads cancel signals fork code proc; do
 	same "pvm_test $mode" "$P" "$mode"
 done
 same "pvm_test io" "$P" io "$TMP"
+# signals racing the entry into blocking syscalls (a lost one shows as STUCK)
+same "pvm_test sigrace" "$P" sigrace
 # #! scripts: the interpreter runs in the VM too
 printf '#!/bin/busybox sh\necho "script args: $0 $*"; exit 5\n' >"$TMP/script.sh"
 printf '#!%s\n' "$TMP/script.sh" >"$TMP/nested.sh"

@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -21,10 +23,12 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- threads ---- */
@@ -569,6 +573,192 @@ static int test_io(const char *dir)
 	return 0;
 }
 
+/* ---- a signal racing a blocking syscall ----
+ * A one-shot timer sends SIGUSR1 at a moment around the entry into a
+ * blocking call that only the signal's handler can end. The program is
+ * race-free natively: a signal just before the call is taken before it, and
+ * the handler's effect (a byte in the pipe, a changed futex word) makes the
+ * call return. A process VM that takes the signal after it has decided to
+ * block, but enters the host's syscall anyway, sleeps until a watchdog
+ * thread sends another signal: "stuck". */
+
+#define RACE_ROUNDS 3000
+#define RACE_STUCK_MAX 3
+#define RACE_WATCHDOG_NS 1000000000L
+#define RACE_DELAY_MAX 10000000L /* ns */
+
+enum race_kind { RACE_READ, RACE_FUTEX, RACE_PPOLL, RACE_SIGSUSPEND };
+
+static int race_pipe[2];
+static volatile uint32_t race_word;
+static volatile long race_done, race_handled;
+static volatile int race_stuck, race_quit;
+static pthread_t race_main;
+/* the timer's delay that makes the signal come as the call starts to
+ * sleep, learnt by the cases without SA_RESTART */
+static long race_delay[RACE_FUTEX + 1] = {5000, 5000};
+
+static void race_handler(int sig)
+{
+	(void)sig;
+	int e = errno;
+	char b = 1;
+	if (write(race_pipe[1], &b, 1) != 1)
+		_exit(3);
+	race_word = 1;
+	__atomic_add_fetch(&race_handled, 1, __ATOMIC_SEQ_CST);
+	errno = e;
+}
+
+static long race_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* Sends SIGUSR2 when a round has not ended for a while. */
+static void *race_watchdog(void *arg)
+{
+	(void)arg;
+	long seen = -1, since = race_now_ns();
+	while (!race_quit) {
+		struct timespec d = {0, 20000000};
+		nanosleep(&d, NULL);
+		long done = __atomic_load_n(&race_done, __ATOMIC_ACQUIRE);
+		if (done != seen) {
+			seen = done;
+			since = race_now_ns();
+		} else if (race_now_ns() - since > RACE_WATCHDOG_NS) {
+			race_stuck++;
+			pthread_kill(race_main, SIGUSR2);
+			since = race_now_ns();
+		}
+	}
+	return NULL;
+}
+
+static void race_case(const char *name, enum race_kind kind, int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = race_handler;
+	sa.sa_flags = flags;
+	sigaction(SIGUSR1, &sa, NULL);
+	/* the watchdog's: SIGUSR1 may be held back by a stuck VM */
+	sigaction(SIGUSR2, &sa, NULL);
+	sigset_t usr1_set, unblocked;
+	sigemptyset(&usr1_set);
+	sigaddset(&usr1_set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, NULL, &unblocked);
+	sigdelset(&unblocked, SIGUSR1);
+	if (pipe(race_pipe) < 0)
+		return;
+	struct sigevent sev;
+	memset(&sev, 0, sizeof(sev));
+	sev.sigev_notify = SIGEV_SIGNAL;
+	sev.sigev_signo = SIGUSR1;
+	timer_t tm;
+	if (timer_create(CLOCK_MONOTONIC, &sev, &tm) < 0) {
+		printf("race %s: timer_create: %s\n", name, strerror(errno));
+		return;
+	}
+	race_done = race_handled = 0;
+	race_stuck = race_quit = 0;
+	race_main = pthread_self();
+	/* the watchdog never takes the timer's signal */
+	pthread_sigmask(SIG_BLOCK, &usr1_set, NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, race_watchdog, NULL);
+	if (kind != RACE_PPOLL && kind != RACE_SIGSUSPEND)
+		pthread_sigmask(SIG_UNBLOCK, &usr1_set, NULL);
+	long rounds = 0, other = 0, eintr = 0;
+	uint32_t rnd = 12345;
+	long *center = &race_delay[kind <= RACE_FUTEX ? kind : RACE_READ];
+	for (long i = 1; i <= RACE_ROUNDS && race_stuck < RACE_STUCK_MAX; i++) {
+		race_word = 0;
+		/* a random delay around the learnt one */
+		rnd ^= rnd << 13, rnd ^= rnd >> 17, rnd ^= rnd << 5;
+		long jit = *center / 4 + 500, d = *center - jit + (long)(rnd % (uint32_t)(2 * jit + 1));
+		struct itimerspec it = {{0, 0}, {0, d > 0 ? d : 1}};
+		timer_settime(tm, 0, &it, NULL);
+		long r;
+		char b;
+		struct pollfd pfd = {race_pipe[0], POLLIN, 0};
+		switch (kind) {
+		case RACE_READ: r = read(race_pipe[0], &b, 1); break;
+		case RACE_FUTEX: r = syscall(SYS_futex, &race_word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0); break;
+		case RACE_PPOLL: r = ppoll(&pfd, 1, NULL, &unblocked); break;
+		default: r = sigsuspend(&unblocked); break;
+		}
+		int before = (kind == RACE_READ && r == 1) || (kind == RACE_FUTEX && r < 0 && errno == EAGAIN);
+		int during = r < 0 && errno == EINTR;
+		eintr += during;
+		if (!before && !during && !(kind == RACE_FUTEX && r == 0))
+			other++;
+		/* Without SA_RESTART the result tells whether the handler ran
+		 * before the call (delay too short) or interrupted it (too long). */
+		if (kind <= RACE_FUTEX && !(flags & SA_RESTART)) {
+			if (before && *center < RACE_DELAY_MAX)
+				*center += *center / 32 + 1;
+			else if (during && *center > 1)
+				*center -= *center / 32 + 1;
+		}
+		/* the handler has run (the blocked cases take it on return);
+		 * empty the pipe for the next round */
+		while (__atomic_load_n(&race_handled, __ATOMIC_SEQ_CST) < i)
+			sched_yield();
+		while (poll(&pfd, 1, 0) == 1)
+			if (read(race_pipe[0], &b, 1) != 1)
+				break;
+		rounds++;
+		__atomic_store_n(&race_done, i, __ATOMIC_RELEASE);
+	}
+	race_quit = 1;
+	pthread_join(th, NULL);
+	timer_delete(tm);
+	close(race_pipe[0]);
+	close(race_pipe[1]);
+	pthread_sigmask(SIG_UNBLOCK, &usr1_set, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	signal(SIGUSR2, SIG_DFL);
+	if (getenv("PVM_RACE_VERBOSE"))
+		fprintf(stderr, "race %s: delay %ld ns, EINTR %ld, watchdog %d\n", name, *center, eintr, race_stuck);
+	/* how often the signal came before the call varies: not printed */
+	printf("race %s: %ld rounds, %s, unexpected results %ld%s\n", name, rounds,
+	       race_stuck ? "STUCK until the watchdog" : "every signal ended the wait", other,
+	       (flags & SA_RESTART) && kind == RACE_READ && eintr ? ", EINTR despite SA_RESTART" : "");
+}
+
+/* One read on an empty pipe that SIGUSR1's SA_RESTART handler fills
+ * (tests/process/t_sigwin.sh sends the signal at a chosen instruction). */
+static int test_readsig(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = race_handler;
+	sa.sa_flags = SA_RESTART;
+	if (pipe(race_pipe) < 0)
+		return 1;
+	sigaction(SIGUSR1, &sa, NULL);
+	char b = 0;
+	long r = read(race_pipe[0], &b, 1);
+	printf("read returned %ld, handler ran %ld time(s)\n", r, race_handled);
+	return 0;
+}
+
+static int test_sigrace(void)
+{
+	/* without SA_RESTART first: they learn the delay for the others */
+	race_case("read", RACE_READ, 0);
+	race_case("read, SA_RESTART", RACE_READ, SA_RESTART);
+	race_case("futex wait", RACE_FUTEX, 0);
+	race_case("futex wait, SA_RESTART", RACE_FUTEX, SA_RESTART);
+	race_case("ppoll unblocking", RACE_PPOLL, 0);
+	race_case("sigsuspend", RACE_SIGSUSPEND, 0);
+	return 0;
+}
+
 /* ---- --root escapes ---- */
 
 static void try_open(const char *what, int dirfd, const char *path)
@@ -641,6 +831,10 @@ int main(int argc, char **argv)
 		return test_fork(argv[0]);
 	if (!strcmp(mode, "code"))
 		return test_code();
+	if (!strcmp(mode, "sigrace"))
+		return test_sigrace();
+	if (!strcmp(mode, "readsig"))
+		return test_readsig();
 	if (!strcmp(mode, "io"))
 		return test_io(argc > 2 ? argv[2] : "/tmp");
 	if (!strcmp(mode, "proc"))
