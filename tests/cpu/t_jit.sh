@@ -1,9 +1,9 @@
 #!/bin/sh
-# The block translator (src/cpu/jit_x86.c): the CPU and process VM suites
-# again with every block translated the first time it runs
-# (CORRAL_JIT_HOT=0), and the process suites with the translator off
-# (CORRAL_JIT=0, the portable interpreter alone). t_diff runs its own
-# translated pass. CORRAL and BUILD come from tests/run.sh.
+# The block translator (src/cpu/jit_x86.c): the CPU, process VM and
+# system-mode suites again with every block translated the first time it
+# runs (CORRAL_JIT_HOT=0), and with the translator off (CORRAL_JIT=0, the
+# portable interpreter alone, as on hosts without the translator). t_diff
+# runs its own translated pass. CORRAL and BUILD come from tests/run.sh.
 : "${CORRAL:?CORRAL must name the corral binary}" "${BUILD:?BUILD must name the build directory}"
 DIR=$(cd "$(dirname "$0")/.." && pwd)
 pass=0
@@ -46,5 +46,11 @@ done
 for t in t_progs t_busybox; do
 	suite "$t, interpreter only" env CORRAL_JIT=0 sh "$DIR/process/$t.sh"
 done
+# system mode: translated by default; here all translated, and interpreted
+for mode in "all translated:CORRAL_JIT_HOT=0" "interpreter only:CORRAL_JIT=0"; do
+	suite "unit/t_cpu_sys, ${mode%%:*}" env "${mode#*:}" "$BUILD/tests/unit/t_cpu_sys"
+	suite "guests/t_guests, ${mode%%:*}" env "${mode#*:}" sh "$DIR/guests/t_guests.sh"
+done
+suite "boot/t_boot, interpreter only" env CORRAL_JIT=0 sh "$DIR/boot/t_boot.sh"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
