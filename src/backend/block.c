@@ -3,12 +3,12 @@
 #include "backend/block.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char qcow2_magic[4] = {'Q', 'F', 'I', 0xfb};

@@ -220,10 +220,10 @@ struct cpu {
 	struct cpu_tlb_entry *tlbp;
 	uint8_t tlb_kind[2][CPU_TLB_SIZE]; /* system mode: TLBK_* of each entry's translation */
 	uint8_t walk_kind;		   /* system mode: TLBK_* of the last page walk */
-	unsigned tlb_gen, code_gen;	  /* last seen vmem/physmem generations */
-	unsigned cpl;			  /* current privilege level (3 in user mode) */
-	struct cpu_physmem *phys;	  /* system mode: code-page marks shared by the machine's vCPUs */
-	volatile unsigned *phys_code_gen; /* system mode: &phys->code_gen, read every block */
+	unsigned tlb_gen, code_gen;	   /* last seen vmem/physmem generations */
+	unsigned cpl;			   /* current privilege level (3 in user mode) */
+	struct cpu_physmem *phys;	   /* system mode: code-page marks shared by the machine's vCPUs */
+	volatile unsigned *phys_code_gen;  /* system mode: &phys->code_gen, read every block */
 
 	/* Exception details for CPU_EXIT_EXCEPTION. */
 	int exc_vector;

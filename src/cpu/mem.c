@@ -31,7 +31,9 @@ void cpu_tlb_flush_page(struct cpu *c, uint64_t a)
 		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
 			struct cpu_tlb_entry *e = &c->tlb[b][k];
 			uint8_t kind = c->tlb_kind[b][k];
-			uint64_t mask = (kind & TLBK_1G) ? ~((1ull << 30) - 1) : (kind & TLBK_2M) ? ~((1ull << 21) - 1) : ~0xfffull;
+			uint64_t mask = (kind & TLBK_1G)   ? ~((1ull << 30) - 1)
+					: (kind & TLBK_2M) ? ~((1ull << 21) - 1)
+							   : ~0xfffull;
 			/* tag_r is set whenever the entry holds a translation */
 			if (e->tag_r != CPU_TLB_INVALID && (e->tag_r & mask) == (a & mask)) {
 				e->tag_r = CPU_TLB_INVALID;

@@ -18,14 +18,14 @@
 #define JIT_NEVER 0xffffffffu
 
 struct dblock {
-	uint64_t rip; /* key: the linear address (user mode); host address | code size << 56 (system) */
-	uint64_t lin; /* the linear address it was decoded at */
+	uint64_t rip;	      /* key: the linear address (user mode); host address | code size << 56 (system) */
+	uint64_t lin;	      /* the linear address it was decoded at */
 	struct dblock *next;  /* hash chain */
 	struct dblock *pnext; /* system mode: chain of the blocks of a RAM page (or of dcache.cross) */
 	uint64_t cross;	      /* system mode: an instruction crossing into the page at this host address */
-	struct dblock *succ; /* the block that ran after this one last time */
-	void *jit;	     /* its translation, or NULL */
-	uint32_t hits;	     /* executions while interpreted; JIT_NEVER: not translatable */
+	struct dblock *succ;  /* the block that ran after this one last time */
+	void *jit;	      /* its translation, or NULL */
+	uint32_t hits;	      /* executions while interpreted; JIT_NEVER: not translatable */
 	uint32_t n;
 	uint32_t cached; /* in the hash (a page-crossing block of user mode is not) */
 	struct insn insn[];
@@ -41,7 +41,7 @@ struct dcache {
 	struct dblock *cross;		    /* system mode: the blocks of one page-crossing instruction */
 	uint8_t *arena;
 	size_t used;
-	unsigned epoch; /* bumped by each flush: succ links from before are dead */
+	unsigned epoch;				/* bumped by each flush: succ links from before are dead */
 	unsigned long built, uncached, dropped; /* for CORRAL_JIT_STATS */
 };
 
@@ -109,7 +109,8 @@ void cpu_destroy(struct cpu *c)
 	jit_destroy(c);
 	if (c->dc) {
 		if (getenv("CORRAL_JIT_STATS"))
-			fprintf(stderr, "corral: decoded blocks: %lu built (%lu uncached), %lu dropped with their page\n",
+			fprintf(stderr,
+				"corral: decoded blocks: %lu built (%lu uncached), %lu dropped with their page\n",
 				c->dc->built, c->dc->uncached, c->dc->dropped);
 		dcache_free(c);
 	}
@@ -413,14 +414,13 @@ static int cross_ok(struct cpu *c, const struct dblock *b)
 	if (c->code_bits < 64)
 		a &= 0xffffffffull;
 	const struct cpu_tlb_entry *e = tlb_entry(c, a);
-	uint8_t *h = e->tag_x == (a & ~0xfffull) ? (uint8_t *)(uintptr_t)((a & ~0xfffull) + e->addend)
-						: sys_code_host(c, a);
+	uint8_t *h =
+		e->tag_x == (a & ~0xfffull) ? (uint8_t *)(uintptr_t)((a & ~0xfffull) + e->addend) : sys_code_host(c, a);
 	return (uint64_t)(uintptr_t)h == b->cross;
 }
 
 /* Kill stale page-crossing block b and decode it again. */
-static __attribute__((noinline)) struct dblock *cross_renew(struct cpu *c, struct dblock *b, uint64_t key,
-							    uint64_t rip)
+static __attribute__((noinline)) struct dblock *cross_renew(struct cpu *c, struct dblock *b, uint64_t key, uint64_t rip)
 {
 	struct dblock **pp = &c->dc->cross;
 	while (*pp && *pp != b)
@@ -570,7 +570,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		 * cache: follow the link to last time's successor first. */
 		uint64_t key = (uint64_t)(uintptr_t)host | ((uint64_t)bits << 56);
 		struct dblock *b;
-		if (prev && prev_epoch == c->dc->epoch && prev->succ && prev->succ->rip == key && prev->succ->lin == rip) {
+		if (prev && prev_epoch == c->dc->epoch && prev->succ && prev->succ->rip == key &&
+		    prev->succ->lin == rip) {
 			b = prev->succ;
 		} else {
 			b = block_find(c, key, rip);

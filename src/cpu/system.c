@@ -56,7 +56,8 @@ static void code_mark_set(struct cpu_physmem *p, int64_t ci, int kind, unsigned 
 	if (p->code[ci] != want) {
 		__atomic_store_n(&p->code[ci], want, __ATOMIC_RELEASE);
 		unsigned g = p->code_gen + 1;
-		p->log[g % CODE_LOG] = (struct code_event){.page = (uint32_t)ci, .kind = (uint16_t)kind, .who = (uint16_t)who};
+		p->log[g % CODE_LOG] =
+			(struct code_event){.page = (uint32_t)ci, .kind = (uint16_t)kind, .who = (uint16_t)who};
 		__atomic_store_n(&p->code_gen, g, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&p->log_lock);
@@ -894,7 +895,7 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 		break;
 	case 3:
 		c->s.cr3 = v & ~(1ull << 63); /* bit 63: PCID no-flush (no PCID here) */
-		if (c->s.cr4 & 0x80) /* PGE: global pages stay */
+		if (c->s.cr4 & 0x80)	      /* PGE: global pages stay */
 			cpu_tlb_flush_nonglobal(c);
 		else
 			cpu_tlb_flush(c);

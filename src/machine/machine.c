@@ -408,8 +408,8 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 	 * guest's buffers, so an O_DIRECT transfer into them is a few large
 	 * segments rather than hundreds of pages. */
 	const size_t huge = 2u << 20;
-	uint8_t *res = mmap(NULL, m->mem_size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			    -1, 0);
+	uint8_t *res = mmap(NULL, m->mem_size + huge, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (res == MAP_FAILED) {
 		err = -ENOMEM;
 		goto err_free;

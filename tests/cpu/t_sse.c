@@ -47,8 +47,6 @@ static struct cpu cpu;
 
 /* ---- Random numbers (xorshift; fixed seed so failures reproduce) ---- */
 
-
-
 static unsigned rndn(unsigned n)
 {
 	return (unsigned)(rnd() % n);

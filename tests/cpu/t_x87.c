@@ -36,7 +36,6 @@ static struct cpu cpu;
 static int full_mul = 1;
 static int fail_prints;
 
-
 static unsigned rndn(unsigned n)
 {
 	return (unsigned)(rnd() % n);

@@ -585,7 +585,7 @@ static int test_io(const char *dir)
 #define RACE_ROUNDS 3000
 #define RACE_STUCK_MAX 3
 #define RACE_WATCHDOG_NS 5000000000L /* generous: a loaded machine must not look stuck */
-#define RACE_DELAY_MAX 10000000L /* ns */
+#define RACE_DELAY_MAX 10000000L     /* ns */
 
 enum race_kind { RACE_READ, RACE_FUTEX, RACE_PPOLL, RACE_SIGSUSPEND };
 

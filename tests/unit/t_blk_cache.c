@@ -21,8 +21,6 @@ static char dir[512];
 static int direct_ok;	     /* the file system takes O_DIRECT at all */
 static int cache_observable; /* and bypasses the page cache with it */
 
-
-
 static const char *tpath(const char *name)
 {
 	static char buf[2][600];

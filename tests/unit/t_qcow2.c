@@ -17,8 +17,6 @@
 
 static char dir[256];
 
-
-
 static const char *tpath(const char *name)
 {
 	static char buf[4][512];
