@@ -620,55 +620,6 @@ static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 	return miss;
 }
 
-/* rax = guest address; loads sz bytes, zero-extended, into rax. */
-static void mem_load(struct jt *t, unsigned sz, uint64_t addr)
-{
-	uint8_t *miss = tlb_lookup(t, sz, 0);
-	switch (sz) {
-	case 8: x_rm(t, XW, 0x8b, RAX, RAX, NOX, 0, 0); break;
-	case 4: x_rm(t, 0, 0x8b, RAX, RAX, NOX, 0, 0); break;
-	case 2: x_rm(t, 0, 0x0fb7, RAX, RAX, NOX, 0, 0); break;
-	default: x_rm(t, 0, 0x0fb6, RAX, RAX, NOX, 0, 0);
-	}
-	uint8_t *done = jmp32(t);
-	patch_to(miss, t->p);
-	c_emit_spill(t, t->cache, t->dirty);
-	set_rip(t, addr, RDX);
-	mov_rr(t, RSI, RAX);
-	mov_rr(t, RDI, RBX);
-	mov_imm(t, RDX, sz);
-	call_fn(t, (const void *)mem_read_slow);
-	c_emit_reload(t);
-	patch_to(done, t->p);
-	t->rip_ok = 0;
-}
-
-/* rax = guest address, rsi = value: stores sz bytes. A store into decoded
- * code sets end_block: the instruction checks it when complete. */
-static void mem_store(struct jt *t, unsigned sz, uint64_t addr)
-{
-	uint8_t *miss = tlb_lookup(t, sz, 1);
-	switch (sz) {
-	case 8: x_rm(t, XW, 0x89, RSI, RAX, NOX, 0, 0); break;
-	case 4: x_rm(t, 0, 0x89, RSI, RAX, NOX, 0, 0); break;
-	case 2: x_rm(t, X66, 0x89, RSI, RAX, NOX, 0, 0); break;
-	default: x_rm(t, XB, 0x88, RSI, RAX, NOX, 0, 0);
-	}
-	uint8_t *done = jmp32(t);
-	patch_to(miss, t->p);
-	c_emit_spill(t, t->cache, t->dirty);
-	set_rip(t, addr, RDX);
-	mov_rr(t, RCX, RSI);
-	mov_rr(t, RSI, RAX);
-	mov_rr(t, RDI, RBX);
-	mov_imm(t, RDX, sz);
-	call_fn(t, (const void *)mem_write_slow);
-	c_emit_reload(t);
-	patch_to(done, t->p);
-	t->rip_ok = 0;
-	t->store_check = 1;
-}
-
 static void host_load(struct jt *t, unsigned dst, unsigned base, unsigned sz)
 {
 	switch (sz) {
@@ -687,6 +638,44 @@ static void host_store(struct jt *t, unsigned base, unsigned src, unsigned sz)
 	case 2: x_rm(t, X66, 0x89, src, base, NOX, 0, 0); break;
 	default: x_rm(t, XB, 0x88, src, base, NOX, 0, 0);
 	}
+}
+
+/* The TLB-miss path of an inline access (miss: its jump): the slow path
+ * called with RIP set, rax the guest address and, for a store, rsi the
+ * value; a load's value comes back in rax. */
+static void mem_slow(struct jt *t, uint8_t *miss, unsigned sz, uint64_t addr, int write)
+{
+	uint8_t *done = jmp32(t);
+	patch_to(miss, t->p);
+	c_emit_spill(t, t->cache, t->dirty);
+	set_rip(t, addr, RDX);
+	if (write)
+		mov_rr(t, RCX, RSI);
+	mov_rr(t, RSI, RAX);
+	mov_rr(t, RDI, RBX);
+	mov_imm(t, RDX, sz);
+	call_fn(t, write ? (const void *)mem_write_slow : (const void *)mem_read_slow);
+	c_emit_reload(t);
+	patch_to(done, t->p);
+	t->rip_ok = 0;
+}
+
+/* rax = guest address; loads sz bytes, zero-extended, into rax. */
+static void mem_load(struct jt *t, unsigned sz, uint64_t addr)
+{
+	uint8_t *miss = tlb_lookup(t, sz, 0);
+	host_load(t, RAX, RAX, sz);
+	mem_slow(t, miss, sz, addr, 0);
+}
+
+/* rax = guest address, rsi = value: stores sz bytes. A store into decoded
+ * code sets end_block: the instruction checks it when complete. */
+static void mem_store(struct jt *t, unsigned sz, uint64_t addr)
+{
+	uint8_t *miss = tlb_lookup(t, sz, 1);
+	host_store(t, RAX, RSI, sz);
+	mem_slow(t, miss, sz, addr, 1);
+	t->store_check = 1;
 }
 
 /* End of an inline read-modify-write whose TLB miss (miss) runs the

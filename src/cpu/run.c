@@ -500,10 +500,12 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
 			dcache_flush(c);
 		}
-		if (unlikely(jit_full(c)))
-			dcache_flush(c);
 		struct dblock *b = block_find(c, c->s.rip, c->s.rip);
 		if (!b->jit && c->jit && b->cached && ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
+			if (unlikely(jit_full(c))) { /* no room: start over, this block too */
+				dcache_flush(c);
+				continue;
+			}
 			b->jit = jit_translate(c, b->insn, b->n, b->rip);
 			if (!b->jit)
 				b->hits = JIT_NEVER;
@@ -534,8 +536,6 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			dcache_flush(c);
 			cpu_tlb_flush(c);
 		}
-		if (unlikely(jit_full(c)))
-			dcache_flush(c);
 		/* Interrupts can only become deliverable when this vCPU ends a
 		 * block on an event (I/O, STI, IRET, MSR/CR writes, ...) or when
 		 * cpu_run is entered (devices and other vCPUs act between turns),
@@ -585,6 +585,10 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		/* Hot 64-bit blocks are translated (jit.h: system mode). */
 		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && ++b->hits >= c->jit_hot &&
 		    b->hits != JIT_NEVER) {
+			if (unlikely(jit_full(c))) { /* no room: start over, this block too */
+				dcache_flush(c);
+				continue;
+			}
 			b->jit = jit_translate(c, b->insn, b->n, rip);
 			if (!b->jit)
 				b->hits = JIT_NEVER;
