@@ -5,6 +5,12 @@
 
 #define CORRAL_VERSION "0.1.0"
 
+#include <stdint.h>
+
+/* A size: "512M", "2G", "65536K", "1073741824B" (an i and a B may follow
+ * the unit); a bare number is MiB, as QEMU's -m. 0, or -1 if malformed. */
+int cli_parse_size(const char *s, uint64_t *out);
+
 int cmd_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -22,6 +22,9 @@ static void exec_usage(FILE *f)
 		   "options:\n"
 		   "  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside)\n"
 		   "  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
+		   "  --mem SIZE     cap the program's memory (e.g. 512M, 2G; a bare number is MiB):\n"
+		   "                 mappings beyond it fail with ENOMEM (default: the host's memory\n"
+		   "                 and swap); reserved address space (PROT_NONE) does not count\n"
 		   "  --trace        log each system call and unimplemented instruction to stderr\n"
 		   "                 (also enabled by CORRAL_TRACE=1 in the environment)\n"
 		   "  -h, --help     show this help\n");
@@ -66,11 +69,12 @@ static char **read_env_fd(int fd)
 
 int cmd_exec(int argc, char **argv)
 {
-	enum { OPT_ROOT = 256, OPT_ARGV0, OPT_TRACE, OPT_ENVFD };
+	enum { OPT_ROOT = 256, OPT_ARGV0, OPT_TRACE, OPT_ENVFD, OPT_MEM };
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
 		{"argv0", required_argument, NULL, OPT_ARGV0},
 		{"trace", no_argument, NULL, OPT_TRACE},
+		{"mem", required_argument, NULL, OPT_MEM},
 		{"env-fd", required_argument, NULL, OPT_ENVFD}, /* internal: guest execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -89,6 +93,17 @@ int cmd_exec(int argc, char **argv)
 		case OPT_ROOT: o.root = optarg; break;
 		case OPT_ARGV0: o.argv0 = optarg; break;
 		case OPT_TRACE: o.trace = 1; break;
+		case OPT_MEM: {
+			uint64_t m;
+			if (cli_parse_size(optarg, &m) < 0 || m < (1u << 20)) {
+				fprintf(stderr,
+					"corral exec: bad --mem '%s' (a size of at least 1M, e.g. 512M or 2G)\n",
+					optarg);
+				return 2;
+			}
+			o.mem = m;
+			break;
+		}
 		case OPT_ENVFD: {
 			char *end;
 			long fd = strtol(optarg, &end, 10);

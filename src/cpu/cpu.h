@@ -4,6 +4,7 @@
 #define CORRAL_CPU_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -281,6 +282,17 @@ void cpu_after_fork(struct cpu *c);
 
 /* Ask a running cpu to return CPU_EXIT_STOP soon (async-signal-safe). */
 void cpu_request_stop(struct cpu *c);
+/* User mode, from a host SIGSEGV/SIGBUS handler: the host faulted on guest
+ * memory at host_addr while this CPU ran. Where the CPU can take that as a
+ * precise guest #PF (interpreted code, or a handler or slow path that a
+ * translation called, all of which run with the architectural state
+ * written back), this unwinds into cpu_run, which returns
+ * CPU_EXIT_EXCEPTION, and does not return. It returns false when it cannot
+ * (not in cpu_run, or inside a translation's own code): the caller must
+ * then make the access harmless. */
+bool cpu_host_fault(struct cpu *c, const void *host_addr, uintptr_t host_pc, int write);
+/* The guest address that the soft TLB maps to host_addr, if any. */
+bool cpu_guest_addr(const struct cpu *c, const void *host_addr, uint64_t *gva);
 
 /* Full RFLAGS with lazy flags evaluated; set RFLAGS (all bits). */
 uint64_t cpu_get_rflags(struct cpu *c);

@@ -44,6 +44,8 @@ void jit_flush(struct cpu *c);
 void jit_after_fork(struct cpu *c);
 /* True when the buffer is too full for another block: flush first. */
 int jit_full(const struct cpu *c);
+/* Is host_pc inside this cpu's translations? */
+int jit_owns_pc(const struct cpu *c, uintptr_t pc);
 /* Translate the n decoded instructions at guest address rip; NULL if the
  * block cannot be translated (it then stays interpreted). */
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip);

@@ -1485,6 +1485,11 @@ int jit_full(const struct cpu *c)
 	return c->jit && c->jit->used + JIT_BLOCK_MAX > JIT_SIZE;
 }
 
+int jit_owns_pc(const struct cpu *c, uintptr_t pc)
+{
+	return c->jit && pc >= (uintptr_t)c->jit->rx && pc < (uintptr_t)c->jit->rx + JIT_SIZE;
+}
+
 void jit_run(struct cpu *c, void *entry)
 {
 	void (*tramp)(struct cpu *, void *, void *) = (void (*)(struct cpu *, void *, void *))(void *)c->jit->rx;
@@ -1617,6 +1622,12 @@ void jit_after_fork(struct cpu *c)
 int jit_full(const struct cpu *c)
 {
 	(void)c;
+	return 0;
+}
+int jit_owns_pc(const struct cpu *c, uintptr_t pc)
+{
+	(void)c;
+	(void)pc;
 	return 0;
 }
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip)

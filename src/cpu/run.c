@@ -188,6 +188,31 @@ _Noreturn void cpu_raise(struct cpu *c, int vector, uint32_t error)
 	longjmp(c->fault_jb, 1);
 }
 
+bool cpu_guest_addr(const struct cpu *c, const void *host_addr, uint64_t *gva)
+{
+	uintptr_t h = (uintptr_t)host_addr;
+	for (unsigned b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+			const struct cpu_tlb_entry *e = &c->tlb[b][k];
+			if (e->tag_r == CPU_TLB_INVALID || ((h - e->addend) & ~0xfffull) != e->tag_r)
+				continue;
+			*gva = h - e->addend;
+			return true;
+		}
+	return false;
+}
+
+bool cpu_host_fault(struct cpu *c, const void *host_addr, uintptr_t host_pc, int write)
+{
+	if (!c->in_run || c->mode != CPU_MODE_USER || jit_owns_pc(c, host_pc))
+		return false;
+	uint64_t gva = 0;
+	cpu_guest_addr(c, host_addr, &gva);
+	/* longjmp out of the signal handler: the handler runs with SA_NODEFER,
+	 * so no signal stays blocked behind it. */
+	cpu_raise_pf(c, gva, PFERR_U | PFERR_P | (write ? PFERR_W : 0));
+}
+
 _Noreturn void cpu_raise_pf(struct cpu *c, uint64_t addr, uint32_t error)
 {
 	c->exc_addr = addr;

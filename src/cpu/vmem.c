@@ -1,6 +1,7 @@
 /* Guest virtual address space of user-mode CPUs: a 4-level radix table of
  * 4 KiB pages, each leaf a host page address with the guest's protection. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,25 +240,51 @@ long vmem_read_str(struct vmem *vm, uint64_t gva, char *dst, size_t max)
 	return -ENAMETOOLONG;
 }
 
-void vmem_mark_code(struct vmem *vm, uint64_t gva)
+/* Set the mark; true if it was not set before. */
+static bool mark_code(struct vmem *vm, uint64_t gva)
 {
 	uint64_t *slot = leaf_slot(vm, gva, 0);
 	if (!slot)
-		return;
+		return false;
 	uint64_t old = __atomic_fetch_or(slot, VMEM_CODE, __ATOMIC_ACQ_REL);
 	/* Other cpus may hold fast write entries for this page: make them refill. */
 	if (old && !(old & VMEM_CODE) && (old & VMEM_W))
 		__atomic_add_fetch(&vm->tlb_gen, 1, __ATOMIC_RELEASE);
+	return old && !(old & VMEM_CODE);
+}
+
+void vmem_mark_code(struct vmem *vm, uint64_t gva)
+{
+	if (mark_code(vm, gva) && vm->code_hook)
+		vm->code_hook(vm, gva, true);
+}
+
+void vmem_mark_code_alias(struct vmem *vm, uint64_t gva)
+{
+	mark_code(vm, gva);
+}
+
+/* Clear the mark; true if it was set. */
+static bool clear_code(struct vmem *vm, uint64_t gva)
+{
+	uint64_t *slot = leaf_slot(vm, gva, 0);
+	if (!slot)
+		return false;
+	uint64_t old = __atomic_fetch_and(slot, ~(uint64_t)VMEM_CODE, __ATOMIC_ACQ_REL);
+	if (old & VMEM_CODE)
+		__atomic_add_fetch(&vm->code_gen, 1, __ATOMIC_RELEASE);
+	return (old & VMEM_CODE) != 0;
 }
 
 void vmem_code_written(struct vmem *vm, uint64_t gva)
 {
-	uint64_t *slot = leaf_slot(vm, gva, 0);
-	if (!slot)
-		return;
-	uint64_t old = __atomic_fetch_and(slot, ~(uint64_t)VMEM_CODE, __ATOMIC_ACQ_REL);
-	if (old & VMEM_CODE)
-		__atomic_add_fetch(&vm->code_gen, 1, __ATOMIC_RELEASE);
+	if (clear_code(vm, gva) && vm->code_hook)
+		vm->code_hook(vm, gva, false);
+}
+
+void vmem_code_written_alias(struct vmem *vm, uint64_t gva)
+{
+	clear_code(vm, gva);
 }
 
 struct walk_state {

@@ -11,6 +11,7 @@
 #define CORRAL_VMEM_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,12 @@ struct vmem {
 	pthread_mutex_t lock;
 	volatile unsigned tlb_gen;  /* bumped when a mapping is removed or narrowed */
 	volatile unsigned code_gen; /* bumped when a page holding decoded code is written or unmapped */
+	/* Called (no vmem lock held) when a page is first marked as holding
+	 * decoded code (set) and when that mark is cleared by a write (!set),
+	 * so that the owner can do the same to the other guest pages that
+	 * show the same memory (vmem_*_alias): a write through any of them
+	 * then drops the code. NULL: no aliases. */
+	void (*code_hook)(struct vmem *vm, uint64_t gva, bool set);
 };
 
 int vmem_init(struct vmem *vm);
@@ -60,6 +67,9 @@ long vmem_read_str(struct vmem *vm, uint64_t gva, char *dst, size_t max);
  * pointer): it clears the mark and makes every cpu drop the page's code. */
 void vmem_mark_code(struct vmem *vm, uint64_t gva);
 void vmem_code_written(struct vmem *vm, uint64_t gva);
+/* The same for an alias, without calling code_hook. */
+void vmem_mark_code_alias(struct vmem *vm, uint64_t gva);
+void vmem_code_written_alias(struct vmem *vm, uint64_t gva);
 
 /* Iterate mapped ranges in address order (for /proc/self/maps, core dumps).
  * fn returns nonzero to stop. */

@@ -4,6 +4,7 @@
 #define CORRAL_PROCESS_INTERNAL_H
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,6 +22,8 @@
 #define GUEST_MMAP_BASE 0x7ffff7fff000ull
 #define GUEST_ET_DYN_BASE 0x555555554000ull
 #define GUEST_MIN_ADDR 0x10000ull /* vm.mmap_min_addr */
+/* Linux's TASK_SIZE: the last page below 2^47 is never user memory */
+#define GUEST_TASK_SIZE 0x7ffffffff000ull
 
 #define GPAGE VMEM_PAGE
 #define gpage_down(x) ((x) & ~(GPAGE - 1))
@@ -37,7 +40,8 @@ struct vma {
 	uint64_t start, end; /* guest page range */
 	unsigned prot;	     /* VMEM_R/W/X */
 	unsigned flags;	     /* VMA_* */
-	uint8_t *host;	     /* host address of start */
+	uint8_t *host;	     /* host address of start (in the arena); NULL for a
+				reservation that was never accessible */
 	uint64_t off;	     /* file offset of start */
 	uint64_t dev, ino;
 	char *name; /* file path or NULL (heap/stack from flags) */
@@ -71,6 +75,12 @@ struct gthread {
 	int sigsuspended; /* sigsuspend: restore saved_mask after delivery */
 	uint64_t saved_mask;
 	int exiting;
+	/* Host faults on guest memory (signal.c arena_fault): a copy for a
+	 * system call in progress unwinds to copy_jb; fault_sig tells sig_fault
+	 * that the #PF it reports was a SIGBUS. */
+	volatile int in_copy;
+	sigjmp_buf copy_jb;
+	volatile int fault_sig;
 	struct gthread *next;
 };
 
@@ -90,12 +100,20 @@ struct gsigaction {
 
 #define PROC_MAX_RSV_FD 4
 
+struct arena_ext;
+
 struct proc {
 	struct vmem vm;
 	pthread_mutex_t mm_lock;
 	struct vma *vmas;
 	int nvma, cap_vma;
 	uint64_t brk_start, brk_cur, mmap_base;
+	/* Host address space that only ever holds guest memory (mm.c) */
+	uint8_t *arena;
+	uint64_t arena_size;
+	struct arena_ext *afree; /* its free extents, sorted */
+	int nafree, cap_afree;
+	uint64_t mem_cap, mem_used; /* bytes of guest mappings with host memory */
 
 	struct proc_opts opts;
 	int rootfd;	/* O_PATH fd of --root, or -1 */
@@ -122,7 +140,13 @@ extern struct proc proc;
 extern __thread struct gthread *cur_thread;
 
 /* ---- mm.c ---- */
+/* Reserve the arena and set the memory cap (p->opts.mem, else
+ * mm_default_cap()). */
 int mm_init(struct proc *p);
+/* The host's memory and swap: the cap when none is given. */
+uint64_t mm_default_cap(void);
+/* Is host address h inside the arena (guest memory or its reservation)? */
+bool mm_in_arena(const struct proc *p, const void *h);
 /* Map [gva, gva+len) (page-aligned): anonymous (fd < 0) or from a file. */
 long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
 	    const char *name);
@@ -142,6 +166,9 @@ char *mm_maps_text(struct proc *p, size_t *len);
 /* ---- guest memory access for syscalls (mm.c) ---- */
 int gmem_read(uint64_t gva, void *dst, size_t n);
 int gmem_write(uint64_t gva, const void *src, size_t n);
+/* A NUL-terminated string of at most max bytes (with the NUL): its length,
+ * -EFAULT or -ENAMETOOLONG (as vmem_read_str). */
+long gmem_read_str(uint64_t gva, char *dst, size_t max);
 /* Host iovecs for the guest buffer [gva, gva+len): as many bytes as are
  * mapped with the needed access (write: VMEM_W, else VMEM_R), at most
  * max entries. Returns the count, 0 with *got == 0 if the first byte is bad. */

@@ -1,12 +1,14 @@
 /* Guest memory layout of a process VM: the mapping list behind mmap, munmap,
- * mprotect, mremap, brk and /proc/self/maps, on top of vmem; and the checked
- * guest-memory helpers the syscalls use. */
+ * mprotect, mremap, brk and /proc/self/maps, on top of vmem; the arena of
+ * host address space that holds guest memory and nothing else; the memory
+ * cap; and the checked guest-memory helpers the syscalls use. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "process/internal.h"
@@ -42,6 +44,175 @@
 
 static size_t host_page;
 
+/* ---- The arena ----
+ * Every host mapping behind guest memory lies in one range of host address
+ * space reserved at start (PROT_NONE, nothing behind it). Guest memory that
+ * goes away is replaced in place by a fresh reservation, never unmapped, so
+ * the host never hands those addresses to corral's own allocations: a host
+ * system call that still holds a guest pointer (a read() blocked on a pipe
+ * into a buffer that another thread unmapped) reaches guest memory or
+ * fails with EFAULT, never corral's stacks or heap. Free space is a sorted
+ * list of extents (offsets into the arena), first fit. */
+struct arena_ext {
+	uint64_t off, len;
+};
+
+#define ARENA_MIN (256ull << 20)
+#define ARENA_MAX (64ull << 40)
+
+static int arena_reserve(void *at, uint64_t len)
+{
+	void *r = mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	return r == MAP_FAILED ? -errno : 0;
+}
+
+static uint64_t host_up(uint64_t n)
+{
+	return (n + host_page - 1) & ~(uint64_t)(host_page - 1);
+}
+
+static int ext_insert(struct proc *p, int idx, uint64_t off, uint64_t len)
+{
+	if (p->nafree == p->cap_afree) {
+		int ncap = p->cap_afree ? p->cap_afree * 2 : 64;
+		struct arena_ext *n = realloc(p->afree, (size_t)ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		p->afree = n;
+		p->cap_afree = ncap;
+	}
+	memmove(&p->afree[idx + 1], &p->afree[idx], (size_t)(p->nafree - idx) * sizeof(*p->afree));
+	p->afree[idx] = (struct arena_ext){off, len};
+	p->nafree++;
+	return 0;
+}
+
+static void ext_remove(struct proc *p, int idx)
+{
+	memmove(&p->afree[idx], &p->afree[idx + 1], (size_t)(p->nafree - idx - 1) * sizeof(*p->afree));
+	p->nafree--;
+}
+
+/* A reserved, unused range of len bytes (a multiple of the host page). */
+static uint8_t *arena_get(struct proc *p, uint64_t len)
+{
+	for (int i = 0; i < p->nafree; i++) {
+		struct arena_ext *e = &p->afree[i];
+		if (e->len < len)
+			continue;
+		uint8_t *h = p->arena + e->off;
+		e->off += len;
+		e->len -= len;
+		if (!e->len)
+			ext_remove(p, i);
+		return h;
+	}
+	return NULL;
+}
+
+/* Take exactly [h, h+len) if it is free (in-place growth). */
+static int arena_take(struct proc *p, uint8_t *h, uint64_t len)
+{
+	if (h < p->arena || (uint64_t)(h - p->arena) >= p->arena_size)
+		return -ENOMEM;
+	uint64_t off = (uint64_t)(h - p->arena);
+	for (int i = 0; i < p->nafree; i++) {
+		struct arena_ext *e = &p->afree[i];
+		if (e->off > off)
+			break;
+		if (off >= e->off + e->len)
+			continue;
+		if (off + len > e->off + e->len)
+			return -ENOMEM;
+		uint64_t tail = e->off + e->len - (off + len);
+		e->len = off - e->off;
+		if (tail && ext_insert(p, e->len ? i + 1 : i, off + len, tail)) {
+			e->len = off + len + tail - e->off; /* undo */
+			return -ENOMEM;
+		}
+		if (!p->afree[i].len)
+			ext_remove(p, i);
+		return 0;
+	}
+	return -ENOMEM;
+}
+
+/* Give [h, h+len) back: its contents are dropped and it is reserved again
+ * in one step (MAP_FIXED replaces; there is no moment with a hole). Only
+ * whole host pages can be given back: on hosts with pages larger than the
+ * guest's the rest stays reserved and unused. */
+static void arena_put(struct proc *p, uint8_t *h, uint64_t len)
+{
+	uint64_t s = host_up((uint64_t)(h - p->arena));
+	uint64_t e = (uint64_t)(h - p->arena + len) & ~(uint64_t)(host_page - 1);
+	if (e <= s || arena_reserve(p->arena + s, e - s))
+		return; /* left mapped as it was: still guest-only memory */
+	uint64_t len2 = e - s;
+	int i = 0;
+	while (i < p->nafree && p->afree[i].off < s)
+		i++;
+	bool prev = i > 0 && p->afree[i - 1].off + p->afree[i - 1].len == s;
+	bool next = i < p->nafree && p->afree[i].off == e;
+	if (prev && next) {
+		p->afree[i - 1].len += len2 + p->afree[i].len;
+		ext_remove(p, i);
+	} else if (prev) {
+		p->afree[i - 1].len += len2;
+	} else if (next) {
+		p->afree[i].off = s;
+		p->afree[i].len += len2;
+	} else {
+		ext_insert(p, i, s, len2); /* on failure the range is lost, not reused */
+	}
+}
+
+/* The memory cap: bytes of guest mappings that have host memory behind
+ * them (reservations made with PROT_NONE have none until made accessible). */
+static void mem_uncharge(struct proc *p, uint64_t len)
+{
+	p->mem_used -= len < p->mem_used ? len : p->mem_used;
+}
+
+uint64_t mm_default_cap(void)
+{
+	struct sysinfo si;
+	if (sysinfo(&si) < 0)
+		return 4ull << 30;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
+/* A page of a shared file mapping now holds decoded code (set), or a write
+ * dropped it (!set): do the same to every other guest page that maps the
+ * same page of the same file, so that a store through any of them drops
+ * that code (vmem.h code_hook). Pages shared with other processes, or
+ * changed by write(2) on the file, are not seen. Called without mm_lock. */
+static int vma_search(struct proc *p, uint64_t addr);
+
+static void code_aliases(struct vmem *vm, uint64_t gva, bool set)
+{
+	struct proc *p = &proc;
+	if (vm != &p->vm)
+		return;
+	pthread_mutex_lock(&p->mm_lock);
+	int i = vma_search(p, gva);
+	if (i < p->nvma && p->vmas[i].start <= gva && (p->vmas[i].flags & VMA_SHARED) &&
+	    !(p->vmas[i].flags & VMA_ANON)) {
+		const struct vma *v = &p->vmas[i];
+		uint64_t foff = v->off + (gpage_down(gva) - v->start);
+		for (int j = 0; j < p->nvma; j++) {
+			const struct vma *w = &p->vmas[j];
+			if (j == i || !w->host || !(w->flags & VMA_SHARED) || (w->flags & VMA_ANON) ||
+			    w->dev != v->dev || w->ino != v->ino || foff < w->off || foff - w->off >= w->end - w->start)
+				continue;
+			if (set)
+				vmem_mark_code_alias(vm, w->start + (foff - w->off));
+			else
+				vmem_code_written_alias(vm, w->start + (foff - w->off));
+		}
+	}
+	pthread_mutex_unlock(&p->mm_lock);
+}
+
 int mm_init(struct proc *p)
 {
 	host_page = (size_t)sysconf(_SC_PAGESIZE);
@@ -50,7 +221,29 @@ int mm_init(struct proc *p)
 	p->vmas = calloc((size_t)p->cap_vma, sizeof(*p->vmas));
 	if (!p->vmas)
 		return -ENOMEM;
+	p->mem_cap = p->opts.mem ? p->opts.mem : mm_default_cap();
+	/* Room for the cap twice over (fragmentation), less where the host
+	 * will not reserve that much (RLIMIT_AS). */
+	uint64_t size = p->mem_cap > ARENA_MAX / 2 ? ARENA_MAX : host_up(p->mem_cap * 2 + (1ull << 30));
+	void *a = MAP_FAILED;
+	for (; size >= ARENA_MIN; size /= 2) {
+		a = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (a != MAP_FAILED)
+			break;
+	}
+	if (a == MAP_FAILED)
+		return -ENOMEM;
+	p->arena = a;
+	p->arena_size = size;
+	p->vm.code_hook = code_aliases;
+	if (ext_insert(p, 0, 0, size))
+		return -ENOMEM;
 	return pthread_mutex_init(&p->mm_lock, NULL) ? -ENOMEM : 0;
+}
+
+bool mm_in_arena(const struct proc *p, const void *h)
+{
+	return (const uint8_t *)h >= p->arena && (uint64_t)((const uint8_t *)h - p->arena) < p->arena_size;
 }
 
 static unsigned prot_to_vmem(int prot)
@@ -111,7 +304,8 @@ static int vma_split(struct proc *p, int idx, uint64_t addr)
 	struct vma hi = p->vmas[idx];
 	uint64_t d = addr - hi.start;
 	hi.start = addr;
-	hi.host += d;
+	if (hi.host)
+		hi.host += d;
 	hi.off += d;
 	hi.name = hi.name ? strdup(hi.name) : NULL;
 	if (p->vmas[idx].name && !hi.name)
@@ -123,18 +317,6 @@ static int vma_split(struct proc *p, int idx, uint64_t addr)
 	}
 	p->vmas[idx].end = addr;
 	return 0;
-}
-
-/* Release host memory behind [host, host+len) where it can be given back
- * in whole host pages (on hosts with pages larger than 4 KiB a partial
- * unmap leaves the host memory allocated but no longer guest-visible). */
-static void host_release(uint8_t *host, uint64_t len)
-{
-	uintptr_t a = (uintptr_t)host;
-	uintptr_t s = (a + host_page - 1) & ~(uintptr_t)(host_page - 1);
-	uintptr_t e = (a + len) & ~(uintptr_t)(host_page - 1);
-	if (e > s)
-		munmap((void *)s, e - s);
 }
 
 bool mm_range_free(struct proc *p, uint64_t start, uint64_t end)
@@ -161,8 +343,11 @@ static int unmap_locked(struct proc *p, uint64_t start, uint64_t end)
 				return r;
 			v = &p->vmas[i];
 		}
-		vmem_unmap(&p->vm, v->start, v->end - v->start);
-		host_release(v->host, v->end - v->start);
+		if (v->host) {
+			vmem_unmap(&p->vm, v->start, v->end - v->start);
+			arena_put(p, v->host, v->end - v->start);
+			mem_uncharge(p, v->end - v->start);
+		}
 		vma_remove_at(p, i);
 	}
 	return 0;
@@ -186,61 +371,82 @@ uint64_t mm_find_free(struct proc *p, uint64_t len, uint64_t top)
 	}
 }
 
-/* Host memory for a new mapping. */
-static void *host_alloc(uint64_t len, unsigned vflags, int fd, uint64_t off, unsigned prot, uint64_t *fsize, int *err)
+/* Host memory in the arena for a new mapping. A file is mapped where the
+ * host likes first and then moved into the arena (mremap replaces the
+ * reservation in one step), so a file the host cannot map never leaves a
+ * hole in the arena. */
+static void *host_alloc(struct proc *p, uint64_t len, unsigned vflags, int fd, uint64_t off, unsigned prot, int *err)
 {
+	/* Hosts with pages larger than the guest's need a host-aligned file
+	 * offset: map from below and point past the difference. */
+	uint64_t delta = fd < 0 ? 0 : off & (host_page - 1);
+	uint64_t hlen = host_up(len + delta);
+	uint8_t *a = arena_get(p, hlen);
+	if (!a) {
+		*err = -ENOMEM;
+		return NULL;
+	}
 	void *h;
-	*err = 0;
 	if (fd < 0) {
-		int f = MAP_ANONYMOUS | MAP_NORESERVE | ((vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE);
-		h = mmap(NULL, len, PROT_READ | PROT_WRITE, f, -1, 0);
+		int f = MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE | ((vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+		h = mmap(a, hlen, PROT_READ | PROT_WRITE, f, -1, 0);
 	} else {
 		struct stat st;
 		if (fstat(fd, &st) < 0) {
 			*err = -errno;
+			arena_put(p, a, hlen);
 			return NULL;
 		}
 		int hp = PROT_READ;
 		if (!(vflags & VMA_SHARED) || (prot & VMEM_W))
 			hp |= PROT_WRITE;
-		/* Hosts with pages larger than the guest's need a host-aligned
-		 * file offset: map from below and point past the difference. */
-		uint64_t delta = off & (host_page - 1);
-		h = mmap(NULL, len + delta, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd,
-			 (off_t)(off - delta));
-		if (h != MAP_FAILED)
-			h = (uint8_t *)h + delta;
-		/* Pages wholly past the end of a regular file would raise SIGBUS
-		 * in corral itself; give the guest zero pages there instead. */
-		if (h != MAP_FAILED && S_ISREG(st.st_mode)) {
-			uint64_t fend = gpage_up((uint64_t)st.st_size);
-			*fsize = (uint64_t)st.st_size;
-			if (fend < off + len) {
-				uintptr_t from = (uintptr_t)h + (fend > off ? fend - off : 0);
-				uintptr_t end = (uintptr_t)h + len;
-				from = (from + host_page - 1) & ~(uintptr_t)(host_page - 1);
-				if (from < end)
-					mmap((void *)from, end - from, PROT_READ | PROT_WRITE,
-					     MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		h = mmap(NULL, hlen, hp, (vflags & VMA_SHARED) ? MAP_SHARED : MAP_PRIVATE, fd, (off_t)(off - delta));
+		if (h != MAP_FAILED) {
+			void *m = mremap(h, hlen, hlen, MREMAP_MAYMOVE | MREMAP_FIXED, a);
+			if (m == MAP_FAILED) {
+				int e = errno;
+				munmap(h, hlen);
+				errno = e;
 			}
+			h = m;
 		}
+		/* Pages wholly past the end of the file stay as they are: the
+		 * guest's accesses there are SIGBUS, as on Linux (arena_fault). */
 	}
 	if (h == MAP_FAILED) {
 		*err = errno == ENOMEM ? -ENOMEM : -errno;
+		arena_put(p, a, hlen); /* reserved again, in case a failed MAP_FIXED left a hole */
 		return NULL;
 	}
-	return h;
+	return a + delta;
 }
 
-/* Map with mm_lock held; replaces what was there. */
+/* Bytes of [start, end) that have host memory behind them. */
+static uint64_t backed_bytes(struct proc *p, uint64_t start, uint64_t end)
+{
+	uint64_t n = 0;
+	for (int i = vma_search(p, start); i < p->nvma && p->vmas[i].start < end; i++) {
+		const struct vma *v = &p->vmas[i];
+		if (v->host)
+			n += (v->end < end ? v->end : end) - (v->start > start ? v->start : start);
+	}
+	return n;
+}
+
+/* Map with mm_lock held; replaces what was there. An anonymous private
+ * mapping without access is only a reservation: no host memory, no vmem
+ * entries, nothing charged, until mprotect makes it accessible. */
 static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
 		       const char *name)
 {
 	int err;
-	uint64_t fsize = 0;
 	struct stat st;
-	uint8_t *h = host_alloc(len, vflags, fd, off, prot, &fsize, &err);
-	if (!h)
+	bool reserve = fd < 0 && !prot && !(vflags & VMA_SHARED);
+	uint64_t need = reserve ? 0 : len;
+	if (need > p->mem_cap - p->mem_used + backed_bytes(p, gva, gva + len))
+		return -ENOMEM;
+	uint8_t *h = NULL;
+	if (!reserve && !(h = host_alloc(p, len, vflags, fd, off, prot, &err)))
 		return err;
 	struct vma v = {
 		.start = gva,
@@ -258,25 +464,27 @@ static long map_locked(struct proc *p, uint64_t gva, uint64_t len, unsigned prot
 	}
 	if (!(vflags & VMA_SHARED) || (prot & VMEM_W) || fd < 0)
 		v.flags |= VMA_HOSTW;
-	if (name && !(v.name = strdup(name))) {
-		munmap(h, len);
-		return -ENOMEM;
-	}
-	int r = unmap_locked(p, gva, gva + len);
-	if (!r)
-		r = vma_insert_at(p, vma_search(p, gva), &v);
-	if (r) {
-		free(v.name);
-		munmap(h, len);
-		return r;
-	}
-	r = vmem_map(&p->vm, gva, len, h, prot);
-	if (r) {
+	err = -ENOMEM;
+	if (name && !(v.name = strdup(name)))
+		goto err_host;
+	err = unmap_locked(p, gva, gva + len); /* uncharges what it removes */
+	if (!err)
+		err = vma_insert_at(p, vma_search(p, gva), &v);
+	if (err)
+		goto err_name;
+	if (h && (err = vmem_map(&p->vm, gva, len, h, prot))) {
 		vma_remove_at(p, vma_search(p, gva));
-		munmap(h, len);
-		return r;
+		goto err_host;
 	}
+	p->mem_used += need;
 	return (long)gva;
+
+err_name:
+	free(v.name);
+err_host:
+	if (h)
+		arena_put(p, h, len);
+	return err;
 }
 
 long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned vflags, int fd, uint64_t off,
@@ -290,7 +498,7 @@ long mm_map(struct proc *p, uint64_t gva, uint64_t len, unsigned prot, unsigned 
 
 static bool range_valid(uint64_t start, uint64_t len)
 {
-	return len && start < VMEM_LIMIT && len <= VMEM_LIMIT - start;
+	return len && start < GUEST_TASK_SIZE && len <= GUEST_TASK_SIZE - start;
 }
 
 long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off)
@@ -299,7 +507,7 @@ long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, i
 		return -EINVAL;
 	if (off & (GPAGE - 1))
 		return -EINVAL;
-	if (len > VMEM_LIMIT)
+	if (len > GUEST_TASK_SIZE)
 		return -ENOMEM;
 	len = gpage_up(len);
 	int type = flags & 0x3;
@@ -346,7 +554,7 @@ long mm_mmap(struct proc *p, uint64_t addr, uint64_t len, int prot, int flags, i
 			goto out;
 		}
 		if (!range_valid(addr, len) || addr < GUEST_MIN_ADDR) {
-			r = (flags & GMAP_FIXED) ? -ENOMEM : -EINVAL;
+			r = -ENOMEM;
 			if (addr < GUEST_MIN_ADDR)
 				r = -EPERM;
 			goto out;
@@ -431,6 +639,14 @@ long mm_mprotect(struct proc *p, uint64_t addr, uint64_t len, int prot)
 			v->flags |= VMA_HOSTW;
 		}
 	}
+	/* Reservations made accessible get their host memory now. */
+	if (vp) {
+		uint64_t unbacked = end - addr - backed_bytes(p, addr, end);
+		if (unbacked > p->mem_cap - p->mem_used) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
 	if (p->vmas[i].start < addr) {
 		if ((r = vma_split(p, i, addr)))
 			goto out;
@@ -439,9 +655,26 @@ long mm_mprotect(struct proc *p, uint64_t addr, uint64_t len, int prot)
 	for (; i < p->nvma && p->vmas[i].start < end; i++) {
 		if (p->vmas[i].end > end && (r = vma_split(p, i, end)))
 			goto out;
-		p->vmas[i].prot = vp;
+		struct vma *v = &p->vmas[i];
+		uint64_t vlen = v->end - v->start;
+		if (!v->host && vp) {
+			int err;
+			uint8_t *h = host_alloc(p, vlen, v->flags, -1, 0, vp, &err);
+			if (!h) {
+				r = err;
+				goto out;
+			}
+			if ((r = vmem_map(&p->vm, v->start, vlen, h, vp))) {
+				arena_put(p, h, vlen);
+				goto out;
+			}
+			v->host = h;
+			p->mem_used += vlen;
+		} else if (v->host && (r = vmem_protect(&p->vm, v->start, vlen, vp))) {
+			goto out;
+		}
+		v->prot = vp;
 	}
-	r = vmem_protect(&p->vm, addr, len, vp);
 out:
 	pthread_mutex_unlock(&p->mm_lock);
 	return r;
@@ -458,7 +691,7 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 	if (flags & GMREMAP_DONTUNMAP)
 		return -EINVAL;
 	oldlen = gpage_up(oldlen);
-	if (!newlen || newlen > VMEM_LIMIT)
+	if (!newlen || newlen > GUEST_TASK_SIZE)
 		return -EINVAL;
 	newlen = gpage_up(newlen);
 	if (!oldlen || !range_valid(old, oldlen))
@@ -483,6 +716,12 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 		r = (long)old;
 		goto out;
 	}
+	if (newlen < oldlen) { /* moving and shrinking: drop the tail first */
+		if ((r = unmap_locked(p, old + newlen, old + oldlen)))
+			goto out;
+		oldlen = newlen;
+		i = vma_search(p, old);
+	}
 	/* Bring the old range into a vma of its own. */
 	if (p->vmas[i].start < old) {
 		if ((r = vma_split(p, i, old)))
@@ -495,7 +734,7 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 	uint64_t dest = old;
 	if (flags & GMREMAP_FIXED) {
 		dest = newaddr;
-	} else if (old + newlen > VMEM_LIMIT || !mm_range_free(p, old + oldlen, old + newlen)) {
+	} else if (old + newlen > GUEST_TASK_SIZE || !mm_range_free(p, old + oldlen, old + newlen)) {
 		if (!(flags & GMREMAP_MAYMOVE)) {
 			r = -ENOMEM;
 			goto out;
@@ -506,14 +745,46 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 			goto out;
 		}
 	}
-	/* Let the host move or grow its pages; the guest sees the result only
-	 * once vmem points at the new host memory. */
-	vmem_unmap(&p->vm, v->start, oldlen);
-	void *nh = mremap(v->host, oldlen, newlen, MREMAP_MAYMOVE);
-	if (nh == MAP_FAILED) {
-		r = -ENOMEM;
-		vmem_map(&p->vm, v->start, oldlen, v->host, v->prot);
-		goto out;
+	uint8_t *nh = NULL;
+	uint64_t grow = newlen - oldlen;
+	if (v->host) {
+		/* Growing anything but private anonymous memory would need the
+		 * file or shared object again, which corral does not keep. */
+		if (grow && (!(v->flags & VMA_ANON) || (v->flags & VMA_SHARED))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (grow > p->mem_cap - p->mem_used) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (dest == old && arena_take(p, v->host + oldlen, grow) == 0) {
+			nh = v->host; /* grows in place in the arena too */
+		} else if (!(nh = arena_get(p, host_up(newlen)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		if (grow && mmap(nh + oldlen, grow, PROT_READ | PROT_WRITE,
+				 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
+			arena_put(p, nh + (nh == v->host ? oldlen : 0), nh == v->host ? grow : newlen);
+			r = -ENOMEM;
+			goto out;
+		}
+		/* The guest sees the move only once vmem points at the new host
+		 * memory. MREMAP_DONTUNMAP leaves the old range mapped, and it is
+		 * reserved again in place: the arena never has a hole. */
+		vmem_unmap(&p->vm, v->start, oldlen);
+		if (nh != v->host) {
+			if (mremap(v->host, oldlen, oldlen, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, nh) ==
+			    MAP_FAILED) {
+				r = -ENOMEM;
+				arena_put(p, nh, newlen);
+				vmem_map(&p->vm, v->start, oldlen, v->host, v->prot);
+				goto out;
+			}
+			arena_put(p, v->host, oldlen);
+		}
+		p->mem_used += grow;
 	}
 	struct vma nv = *v;
 	v->name = NULL;
@@ -525,10 +796,14 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 	nv.host = nh;
 	if ((r = vma_insert_at(p, vma_search(p, dest), &nv))) {
 		free(nv.name);
-		munmap(nh, newlen);
+		if (nh) {
+			arena_put(p, nh, newlen);
+			mem_uncharge(p, newlen);
+		}
 		goto out;
 	}
-	vmem_map(&p->vm, dest, newlen, nh, nv.prot);
+	if (nh)
+		vmem_map(&p->vm, dest, newlen, nh, nv.prot);
 	r = (long)dest;
 out:
 	pthread_mutex_unlock(&p->mm_lock);
@@ -557,6 +832,8 @@ long mm_madvise(struct proc *p, uint64_t addr, uint64_t len, int advice)
 	 * file's contents): let the host do it on the same pages. */
 	for (int i = vma_search(p, addr); i < p->nvma && p->vmas[i].start < end; i++) {
 		struct vma *v = &p->vmas[i];
+		if (!v->host)
+			continue; /* a reservation: nothing to drop */
 		uint64_t s = v->start > addr ? v->start : addr;
 		uint64_t e = v->end < end ? v->end : end;
 		uint8_t *h = v->host + (s - v->start);
@@ -564,8 +841,10 @@ long mm_madvise(struct proc *p, uint64_t addr, uint64_t len, int advice)
 			madvise(h, e - s, MADV_DONTNEED);
 		else if (v->flags & VMA_ANON)
 			memset(h, 0, e - s);
-		gmem_written(s, e - s);
 	}
+	pthread_mutex_unlock(&p->mm_lock);
+	gmem_written(addr, len); /* takes mm_lock for aliases of code */
+	return 0;
 out:
 	pthread_mutex_unlock(&p->mm_lock);
 	return r;
@@ -606,7 +885,7 @@ long mm_brk(struct proc *p, uint64_t addr)
 {
 	pthread_mutex_lock(&p->mm_lock);
 	uint64_t cur = p->brk_cur;
-	if (addr < p->brk_start || addr >= VMEM_LIMIT)
+	if (addr < p->brk_start || addr >= GUEST_TASK_SIZE)
 		goto out;
 	uint64_t oend = gpage_up(cur), nend = gpage_up(addr);
 	if (nend > oend) {
@@ -617,14 +896,20 @@ long mm_brk(struct proc *p, uint64_t addr)
 		int i = vma_search(p, oend - 1);
 		if (oend > p->brk_start && i < p->nvma && (p->vmas[i].flags & VMA_HEAP) && p->vmas[i].end == oend) {
 			struct vma *v = &p->vmas[i];
-			uint64_t olen = v->end - v->start;
-			void *nh = mremap(v->host, olen, olen + (nend - oend), 0);
-			if (nh != MAP_FAILED) {
-				if (vmem_map(&p->vm, oend, nend - oend, v->host + olen, v->prot) == 0) {
+			uint64_t olen = v->end - v->start, grow = nend - oend;
+			if (grow > p->mem_cap - p->mem_used)
+				goto out;
+			if (v->host && arena_take(p, v->host + olen, grow) == 0) {
+				uint8_t *h = v->host + olen;
+				if (mmap(h, grow, PROT_READ | PROT_WRITE,
+					 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+					 0) != MAP_FAILED &&
+				    vmem_map(&p->vm, oend, grow, h, v->prot) == 0) {
 					v->end = nend;
+					p->mem_used += grow;
 					p->brk_cur = addr;
 				} else {
-					mremap(v->host, olen + (nend - oend), olen, 0);
+					arena_put(p, h, grow);
 				}
 				goto out;
 			}
@@ -694,18 +979,48 @@ char *mm_maps_text(struct proc *p, size_t *lenp)
 
 /* ---- Guest memory for syscalls ---- */
 
+/* A copy between guest memory and corral's: the host may fault on a guest
+ * page (a file page past the file's end, a page another thread just
+ * unmapped); signal.c's arena_fault then unwinds to copy_jb and the copy
+ * fails with EFAULT, as the kernel's own copies do. */
+#define GMEM_COPY(expr)                                                                                                \
+	do {                                                                                                           \
+		struct gthread *t_ = cur_thread;                                                                       \
+		if (!t_)                                                                                               \
+			return (expr) ? -EFAULT : 0;                                                                   \
+		if (sigsetjmp(t_->copy_jb, 0))                                                                         \
+			return -EFAULT;                                                                                \
+		t_->in_copy = 1;                                                                                       \
+		int r_ = (expr);                                                                                       \
+		t_->in_copy = 0;                                                                                       \
+		return r_ ? -EFAULT : 0;                                                                               \
+	} while (0)
+
 int gmem_read(uint64_t gva, void *dst, size_t n)
 {
 	if (!n)
 		return 0;
-	return vmem_read(&proc.vm, gva, dst, n) ? -EFAULT : 0;
+	GMEM_COPY(vmem_read(&proc.vm, gva, dst, n));
 }
 
 int gmem_write(uint64_t gva, const void *src, size_t n)
 {
 	if (!n)
 		return 0;
-	return vmem_write(&proc.vm, gva, src, n) ? -EFAULT : 0;
+	GMEM_COPY(vmem_write(&proc.vm, gva, src, n));
+}
+
+long gmem_read_str(uint64_t gva, char *dst, size_t max)
+{
+	struct gthread *t = cur_thread;
+	if (!t)
+		return vmem_read_str(&proc.vm, gva, dst, max);
+	if (sigsetjmp(t->copy_jb, 0))
+		return -EFAULT;
+	t->in_copy = 1;
+	long r = vmem_read_str(&proc.vm, gva, dst, max);
+	t->in_copy = 0;
+	return r;
 }
 
 void gmem_written(uint64_t gva, size_t n)

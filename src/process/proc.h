@@ -8,9 +8,10 @@
 #define PROC_EXIT_NOEXEC 126
 
 struct proc_opts {
-	const char *root;  /* host directory that becomes the guest's "/", or NULL */
-	const char *argv0; /* argv[0] for the guest, or NULL: the program path */
-	int trace;	   /* log every syscall and unimplemented instruction */
+	const char *root;	/* host directory that becomes the guest's "/", or NULL */
+	const char *argv0;	/* argv[0] for the guest, or NULL: the program path */
+	int trace;		/* log every syscall and unimplemented instruction */
+	unsigned long long mem; /* cap on guest memory in bytes, 0: the host's memory */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -115,11 +116,86 @@ static uintptr_t *interrupted_pc(void *uc)
 #endif
 }
 
+static void host_handler(int sig, siginfo_t *si, void *uc);
+static size_t fault_page; /* the host's page size, for arena_fault */
+
+/* Did the faulting access write? (x86-64: the page-fault error code) */
+static int fault_was_write(void *uc)
+{
+#if defined(__x86_64__)
+	return (((ucontext_t *)uc)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#else
+	(void)uc;
+	return 0;
+#endif
+}
+
+/* The host faulted on guest memory (an address in the arena): a page of a
+ * file mapping past the file's end (SIGBUS), or a page that another guest
+ * thread unmapped while this one still used it (SIGSEGV on the arena's
+ * reservation). Never corral's death: the guest sees what Linux would
+ * show it, as precisely as the place of the fault allows. */
+static void arena_fault(struct gthread *t, int sig, siginfo_t *si, void *uc)
+{
+	/* A copy for a system call (gmem_read, gmem_write): it fails with
+	 * EFAULT, as the kernel's own copies do. */
+	if (t->in_copy) {
+		t->in_copy = 0;
+		siglongjmp(t->copy_jb, 1);
+	}
+	/* Interpreted code and the helpers translations call: a precise
+	 * exception at the instruction (does not return). */
+	t->fault_sig = sig;
+	uintptr_t *pc = interrupted_pc(uc);
+	cpu_host_fault(&t->cpu, si->si_addr, pc ? *pc : 0, fault_was_write(uc));
+	t->fault_sig = 0;
+	/* Inside a translation, or a direct access of corral's: the page
+	 * becomes a private zero page so the access completes harmlessly, and
+	 * a guest in cpu_run gets the signal when the block ends. */
+	uint64_t gva = 0;
+	bool known = t->cpu.in_run && cpu_guest_addr(&t->cpu, si->si_addr, &gva);
+	size_t pg = fault_page;
+	void *page = (void *)((uintptr_t)si->si_addr & ~(uintptr_t)(pg - 1));
+	if (mmap(page, pg, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+		signal(sig, SIG_DFL);
+		return;
+	}
+	if (t->cpu.in_run) {
+		siginfo_t g;
+		memset(&g, 0, sizeof(g));
+		g.si_signo = sig;
+		g.si_code = sig == SIGBUS ? BUS_ADRERR : SEGV_ACCERR;
+		g.si_addr = known ? (void *)(uintptr_t)gva : NULL;
+		t->pinfo[sig] = g;
+		__atomic_or_fetch(&t->pending, GSIG_BIT(sig), __ATOMIC_SEQ_CST);
+		__atomic_store_n(&t->sigready, 1, __ATOMIC_SEQ_CST);
+		cpu_request_stop(&t->cpu);
+	}
+}
+
+/* SIGSEGV and SIGBUS always come here: faults on guest memory are the
+ * guest's, faults elsewhere are corral's own (it dies of them), and the
+ * signals sent by someone are the guest's to take as it chose. */
+static void fault_handler(int sig, siginfo_t *si, void *uc)
+{
+	struct gthread *t = cur_thread;
+	if (si->si_code > 0 && si->si_code < 0x80) {
+		if (t && mm_in_arena(&proc, si->si_addr)) {
+			arena_fault(t, sig, si, uc);
+			return;
+		}
+		signal(sig, SIG_DFL); /* a fault in corral itself: die of it */
+		return;
+	}
+	if (proc.act[sig].handler == GSIG_IGN)
+		return;
+	host_handler(sig, si, uc);
+}
+
 static void host_handler(int sig, siginfo_t *si, void *uc)
 {
 	struct gthread *t = cur_thread;
-	if ((sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL) && si->si_code > 0 &&
-	    si->si_code < 0x80) {
+	if ((sig == SIGFPE || sig == SIGILL) && si->si_code > 0 && si->si_code < 0x80) {
 		/* a fault in corral itself, not a signal for the guest: die of it */
 		signal(sig, SIG_DFL);
 		return;
@@ -167,6 +243,19 @@ long sig_host_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long
 	return sigwin_syscall(&cur_thread->sigready, nr, a1, a2, a3, a4, a5, a6);
 }
 
+/* SIGSEGV and SIGBUS: fault_handler, whatever the guest's disposition. It
+ * may leave by longjmp (into cpu_run or a guest-memory copy), so it blocks
+ * nothing while it runs (SA_NODEFER, empty mask). */
+static void fault_install(int sig)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_sigaction = fault_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(sig, &sa, NULL);
+}
+
 /* Mirror the guest's disposition of sig onto the host. */
 static void host_disposition(int sig, const struct gsigaction *a)
 {
@@ -175,6 +264,10 @@ static void host_disposition(int sig, const struct gsigaction *a)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sigfillset(&sa.sa_mask);
+	if (sig == SIGSEGV || sig == SIGBUS) {
+		fault_install(sig);
+		return;
+	}
 	if (a->handler == GSIG_IGN) {
 		sa.sa_handler = SIG_IGN;
 	} else if (a->handler == GSIG_DFL) {
@@ -207,6 +300,9 @@ int sig_init(struct proc *p)
 	sa.sa_flags = SA_SIGINFO;
 	if (sigaction(HOST_SIG_WAKE, &sa, NULL) < 0)
 		return -errno;
+	fault_page = (size_t)sysconf(_SC_PAGESIZE);
+	fault_install(SIGSEGV);
+	fault_install(SIGBUS);
 	return 0;
 }
 
@@ -539,6 +635,14 @@ void sig_fault(struct gthread *t)
 	uint64_t err = c->exc_error, cr2 = 0;
 	switch (c->exc_vector) {
 	case EXC_PF:
+		if (t->fault_sig == SIGBUS) { /* a file page past the file's end */
+			t->fault_sig = 0;
+			sig = SIGBUS;
+			si.si_code = BUS_ADRERR;
+			si.si_addr = (void *)(uintptr_t)c->exc_addr;
+			break;
+		}
+		t->fault_sig = 0;
 		sig = SIGSEGV;
 		si.si_code = (c->exc_error & PFERR_P) ? SEGV_ACCERR : SEGV_MAPERR;
 		si.si_addr = (void *)(uintptr_t)c->exc_addr;

@@ -478,6 +478,12 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 	}
 	if (proc.opts.trace)
 		hv[k++] = "--trace";
+	char mems[32];
+	if (proc.opts.mem) {
+		snprintf(mems, sizeof(mems), "%lluB", proc.opts.mem);
+		hv[k++] = "--mem";
+		hv[k++] = mems;
+	}
 	hv[k++] = "--env-fd";
 	hv[k++] = efs;
 	if (argc > 0) {
