@@ -89,6 +89,57 @@ busy:
 	return -EBUSY;
 }
 
+static const char *blk_file_kind(mode_t m)
+{
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "an unknown file type";
+}
+
+int blk_open_file(const char *path, int flags, int blkdev, const char **kind)
+{
+	struct stat st;
+	*kind = NULL;
+	/* O_NONBLOCK: the type is checked on the open file (no window in which
+	 * the path could change), and opening a FIFO does not wait. */
+	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		/* A socket cannot be opened at all (ENXIO), a directory not for
+		 * writing (EISDIR): say what the file is, not just the errno. */
+		if ((e == ENXIO || e == EISDIR) && stat(path, &st) == 0 && !S_ISREG(st.st_mode) &&
+		    !(blkdev && S_ISBLK(st.st_mode))) {
+			*kind = blk_file_kind(st.st_mode);
+			return -EINVAL;
+		}
+		return -e;
+	}
+	int e = 0;
+	if (fstat(fd, &st) < 0) {
+		e = errno;
+	} else if (!S_ISREG(st.st_mode) && !(blkdev && S_ISBLK(st.st_mode))) {
+		*kind = blk_file_kind(st.st_mode);
+		e = EINVAL;
+	} else {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+			e = errno;
+	}
+	if (e) {
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
 /* Opens fd's file again with O_DIRECT into d, and learns the alignment
  * direct transfers need. Through /proc/self/fd, so that it is the same
  * file even if path was renamed meanwhile; by path where /proc is missing.
@@ -140,11 +191,14 @@ int blk_open_cache(struct blk **out, const char *path, enum blk_format format, i
 		   char *err, size_t errlen)
 {
 	struct blk_direct direct = {0};
-	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	const char *kind;
+	int fd = blk_open_file(path, readonly ? O_RDONLY : O_RDWR, 1, &kind);
 	if (fd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "disk '%s': %s", path, strerror(e));
-		return -e;
+		if (kind)
+			snprintf(err, errlen, "disk '%s': not a regular file or block device (%s)", path, kind);
+		else
+			snprintf(err, errlen, "disk '%s': %s", path, strerror(-fd));
+		return fd;
 	}
 	int rc = blk_lock(fd, readonly, path, err, errlen);
 	if (rc == 0 && cache == BLK_CACHE_NONE)

@@ -75,6 +75,14 @@ void blk_close(struct blk *b);
  * exclude everyone): -EBUSY with a message when another program holds a
  * conflicting one. blk_open does this; backends opening other files too. */
 int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen);
+/* Opens an image file without ever blocking (opening a FIFO waits for a
+ * writer forever): flags as open(2)'s (O_RDONLY or O_RDWR, maybe O_CREAT,
+ * which creates with mode 0644), O_CLOEXEC added. Only a regular file is
+ * accepted, or a block device too if blkdev (a top-level image, not a
+ * backing file). Returns the fd, in blocking mode, or -errno; for a file of
+ * another type -EINVAL with *kind naming it ("a FIFO", ...), else *kind is
+ * NULL. blk_open and the backends open every image file with it. */
+int blk_open_file(const char *path, int flags, int blkdev, const char **kind);
 /* "raw", "qcow2": -1 for anything else. */
 int blk_format_parse(const char *s, enum blk_format *out);
 const char *blk_format_name(enum blk_format f);

@@ -1198,11 +1198,15 @@ static int qcow2_open_backing(struct qcow2 *q, char *err, size_t errlen, struct 
 		snprintf(err, errlen, "disk '%s': backing chain is longer than %d files", q->path, QCOW2_MAX_DEPTH);
 		return -ELOOP;
 	}
-	int bfd = open(bpath, O_RDONLY | O_CLOEXEC);
+	const char *kind;
+	int bfd = blk_open_file(bpath, O_RDONLY, 0, &kind);
 	if (bfd < 0) {
-		int e = errno;
-		snprintf(err, errlen, "disk '%s': backing file '%s': %s", q->path, bpath, strerror(e));
-		return -e;
+		if (kind)
+			snprintf(err, errlen, "disk '%s': backing file '%s': not a regular file (%s)", q->path, bpath,
+				 kind);
+		else
+			snprintf(err, errlen, "disk '%s': backing file '%s': %s", q->path, bpath, strerror(-bfd));
+		return bfd;
 	}
 	struct stat st;
 	if (fstat(bfd, &st) == 0)
@@ -1630,10 +1634,14 @@ int qcow2_create(const char *path, uint64_t size, unsigned cluster_bits, const c
 		rb_set(buf + rb_off, 4, c, 1); /* the blocks are contiguous: one array */
 
 	/* Truncated only once locked: an image in use is left alone. */
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	const char *kind;
+	fd = blk_open_file(path, O_RDWR | O_CREAT, 0, &kind);
 	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "disk '%s': %s", path, strerror(errno));
+		r = fd;
+		if (kind)
+			snprintf(err, errlen, "disk '%s': not a regular file (%s)", path, kind);
+		else
+			snprintf(err, errlen, "disk '%s': %s", path, strerror(-r));
 		goto out;
 	}
 	if ((r = blk_lock(fd, 0, path, err, errlen)) < 0)

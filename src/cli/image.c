@@ -135,17 +135,24 @@ static int image_create_file(const char *path, enum blk_format fmt, uint64_t siz
 		fprintf(stderr, "corral: disk '%s': raw images cannot have a backing file (use -f qcow2)\n", path);
 		return -1;
 	}
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd >= 0 && blk_lock(fd, 0, path, err, sizeof(err)) < 0) {
+	const char *kind;
+	int fd = blk_open_file(path, O_RDWR | O_CREAT, 0, &kind);
+	if (fd < 0) {
+		if (kind)
+			fprintf(stderr, "corral: disk '%s': not a regular file (%s)\n", path, kind);
+		else
+			fprintf(stderr, "corral: disk '%s': %s\n", path, strerror(-fd));
+		return -1;
+	}
+	if (blk_lock(fd, 0, path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "corral: %s\n", err);
 		close(fd);
 		return -1;
 	}
 	/* Truncated only once locked: an image in use is left alone. */
-	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
+	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0) {
 		fprintf(stderr, "corral: disk '%s': %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		return -1;
 	}
 	close(fd);

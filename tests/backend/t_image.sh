@@ -293,6 +293,48 @@ hostile "backing chain loop" loop-a.qcow2 "loops back"
 hostile "backing name with a newline and an escape" ctl.qcow2 "backing file 'a??\[2Jzz'"
 hostile "backing file is itself" self.qcow2 "loops back"
 hostile "data cluster past EOF (convert)" h-data-past-eof.qcow2 "past the end of the file" convert
+# Special files as images or backing files: refused with one line, never
+# waited on (opening a FIFO blocks until a writer comes; timeout makes a
+# hang a failure).
+mkfifo pipe.fifo
+mkdir dir.d
+python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('sock.s')"
+special() { # name what-the-error-says corral-args...
+	name=$1
+	what=$2
+	shift 2
+	timeout 10 "$CORRAL" "$@" >/dev/null 2>err.txt </dev/null
+	rc=$?
+	lines=$(wc -l <err.txt)
+	if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -lt 128 ] && [ "$lines" = 1 ] &&
+		grep -q "^corral: disk '.*': $what\$" err.txt; then
+		ok "special: $name: $(cat err.txt)"
+	else
+		fail "special: $name (exit $rc, $lines lines): $(cat err.txt)"
+	fi
+}
+for f in pipe.fifo:FIFO dir.d:directory sock.s:socket /dev/zero:"character device"; do
+	file=${f%%:*}
+	kind=${f#*:}
+	case $kind in [aeiou]*) a=an ;; *) a=a ;; esac
+	b=bk-${file##*/}.qcow2
+	qemu-img create -q -f qcow2 -u -b "$file" -F raw "$b" 1M
+	for cmd in info check; do
+		special "$cmd, backing file is $a $kind" "backing file '.*$file': not a regular file ($a $kind)" \
+			image $cmd "$b"
+	done
+	special "image info of $a $kind" "not a regular file or block device ($a $kind)" image info "$file"
+	special "run --disk $a $kind" "not a regular file or block device ($a $kind)" run --disk "$file"
+	special "create over a backing $kind" "not a regular file.* ($a $kind)" \
+		image create -f qcow2 -b "$file" -F raw "new-$b" 1M
+done
+# A read-only open of a FIFO is the one that blocks.
+special "run --disk a FIFO,readonly" "not a regular file or block device (a FIFO)" run --disk pipe.fifo,readonly
+special "run --disk over a FIFO backing file" "backing file 'pipe.fifo': not a regular file (a FIFO)" \
+	run --disk bk-pipe.fifo.qcow2,readonly
+for f in raw qcow2; do
+	special "create a $f image onto a FIFO" "not a regular file (a FIFO)" image create -f $f pipe.fifo 1M
+done
 # Locks shared with QEMU: while qemu-io writes an image, corral stays out;
 # afterwards it opens.
 qemu-img create -q -f qcow2 busy.qcow2 1M
