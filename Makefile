@@ -128,9 +128,9 @@ clean: fuzz-clean
 # less resident (bench/startup.sh). Rebuild corral after a security update
 # of these libraries. DYNAMIC_LIBS=1 links them dynamically.
 ifeq ($(DYNAMIC_LIBS),)
-LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -Wl,-Bdynamic
+LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -Wl,-Bdynamic
 else
-LDLIBS += -lz -llzma -lzstd -llz4
+LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp
 endif
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).

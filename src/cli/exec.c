@@ -20,7 +20,20 @@ static void exec_usage(FILE *f)
 		   "signal kills corral with the same signal.\n"
 		   "\n"
 		   "options:\n"
-		   "  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside)\n"
+		   "  --root DIR     make DIR the program's / (paths, .. and symlinks stay inside);\n"
+		   "                 implies --sandbox unless --no-sandbox is given\n"
+		   "  --sandbox      run the program as one nobody trusts: its own user, mount,\n"
+		   "                 PID, IPC, UTS and network namespaces (it sees only its own\n"
+		   "                 processes; corral's init is PID 1), no network but its own\n"
+		   "                 loopback (see --net), a /dev of null, zero, full, random,\n"
+		   "                 urandom, tty, ptmx and its own pts, no device nodes, no\n"
+		   "                 netlink, packet or raw sockets, unix sockets resolved inside\n"
+		   "                 the root, every capability dropped, and a seccomp filter on\n"
+		   "                 corral itself (see docs/threat-model.md)\n"
+		   "  --no-sandbox   with --root: confine paths only (processes, devices and the\n"
+		   "                 network are the host's, as without --root)\n"
+		   "  --net MODE     with --sandbox: none (default: loopback only) or host (share\n"
+		   "                 the host's network namespace, abstract unix sockets included)\n"
 		   "  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
 		   "  --mem SIZE     cap the program's memory (e.g. 512M, 2G; a bare number is MiB):\n"
 		   "                 mappings beyond it fail with ENOMEM (default: the host's memory\n"
@@ -69,17 +82,33 @@ static char **read_env_fd(int fd)
 
 int cmd_exec(int argc, char **argv)
 {
-	enum { OPT_ROOT = 256, OPT_ARGV0, OPT_TRACE, OPT_ENVFD, OPT_MEM };
+	enum {
+		OPT_ROOT = 256,
+		OPT_ARGV0,
+		OPT_TRACE,
+		OPT_ENVFD,
+		OPT_MEM,
+		OPT_SANDBOX,
+		OPT_NOSANDBOX,
+		OPT_NET,
+		OPT_INSIDE
+	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
 		{"argv0", required_argument, NULL, OPT_ARGV0},
 		{"trace", no_argument, NULL, OPT_TRACE},
 		{"mem", required_argument, NULL, OPT_MEM},
+		{"sandbox", no_argument, NULL, OPT_SANDBOX},
+		{"no-sandbox", no_argument, NULL, OPT_NOSANDBOX},
+		{"net", required_argument, NULL, OPT_NET},
+		{"sandboxed", no_argument, NULL, OPT_INSIDE},	/* internal: guest execve inside the sandbox */
 		{"env-fd", required_argument, NULL, OPT_ENVFD}, /* internal: guest execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct proc_opts o = {0};
+	int sandbox = -1; /* -1: as --root says */
+	const char *net = NULL;
 	extern char **environ;
 	char **envp = environ;
 	const char *t = getenv("CORRAL_TRACE");
@@ -93,6 +122,10 @@ int cmd_exec(int argc, char **argv)
 		case OPT_ROOT: o.root = optarg; break;
 		case OPT_ARGV0: o.argv0 = optarg; break;
 		case OPT_TRACE: o.trace = 1; break;
+		case OPT_SANDBOX: sandbox = 1; break;
+		case OPT_NOSANDBOX: sandbox = 0; break;
+		case OPT_NET: net = optarg; break;
+		case OPT_INSIDE: o.sandboxed = 1; break;
 		case OPT_MEM: {
 			uint64_t m;
 			if (cli_parse_size(optarg, &m) < 0 || m < (1u << 20)) {
@@ -127,6 +160,22 @@ int cmd_exec(int argc, char **argv)
 	if (optind >= argc) {
 		fprintf(stderr, "corral exec: no program given (see 'corral exec --help')\n");
 		return 2;
+	}
+	o.sandbox = sandbox >= 0 ? sandbox : (o.root != NULL || o.sandboxed);
+	if (o.sandboxed)
+		o.sandbox = 1;
+	if (net) {
+		if (!o.sandbox) {
+			fprintf(stderr, "corral exec: --net needs --sandbox (or --root): without it the program "
+					"already shares the host's network\n");
+			return 2;
+		}
+		if (!strcmp(net, "host")) {
+			o.net_host = 1;
+		} else if (strcmp(net, "none")) {
+			fprintf(stderr, "corral exec: bad --net '%s' (none or host)\n", net);
+			return 2;
+		}
 	}
 	const char *path = argv[optind];
 	char **gargv = &argv[optind];

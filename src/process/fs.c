@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "process/internal.h"
@@ -152,13 +153,9 @@ static int abs_path(int dirfd, const char *path, char *out, size_t n)
 	return 0;
 }
 
-int fs_openat(int dirfd, const char *path, int flags, int mode)
+/* Open without the sandbox's device rules: inside --root, or as given. */
+static int open_plain(int dirfd, const char *path, int flags, int mode)
 {
-	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
-		return -EBADF;
-	int sp = fs_proc_special(path, flags, NULL, 0);
-	if (sp != FS_NOT_SPECIAL)
-		return sp;
 	if (proc.rootfd < 0) {
 		int fd = openat(dirfd, path, flags, mode);
 		return fd < 0 ? -errno : fd;
@@ -175,6 +172,141 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 			 FASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH |
 			 O_TMPFILE;
 	return (int)host_openat2(proc.rootfd, abs, (uint64_t)(unsigned)flags & valid, m, RESOLVE_GUEST);
+}
+
+/* ---- The sandbox's devices ----
+ * The guest's /dev holds null, zero, full, random, urandom, tty, ptmx and
+ * pts (the sandbox's own devpts instance), served from the host's /dev
+ * whatever the root has there; no other device node opens, wherever it
+ * is. */
+static bool dev_allowed(dev_t rdev)
+{
+	unsigned ma = major(rdev), mi = minor(rdev);
+	if (ma == 1)
+		return mi == 3 || mi == 5 || mi == 7 || mi == 8 || mi == 9;
+	if (ma == 5)
+		return mi == 0 || mi == 2;
+	return ma >= 136 && ma <= 143; /* pseudo-terminal slaves */
+}
+
+/* The lexically normalized form of an absolute guest path ("." and ".."
+ * removed, slashes collapsed). */
+static int normalize(const char *in, char *out, size_t n)
+{
+	size_t len = 0;
+	const char *p = in;
+	while (*p) {
+		while (*p == '/')
+			p++;
+		const char *e = strchr(p, '/');
+		size_t cl = e ? (size_t)(e - p) : strlen(p);
+		if (cl == 0)
+			break;
+		if (cl == 1 && p[0] == '.') {
+		} else if (cl == 2 && p[0] == '.' && p[1] == '.') {
+			while (len > 0 && out[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--;
+		} else {
+			if (len + 1 + cl + 1 > n)
+				return -ENAMETOOLONG;
+			out[len++] = '/';
+			memcpy(out + len, p, cl);
+			len += cl;
+		}
+		p += cl;
+	}
+	if (!len)
+		out[len++] = '/';
+	out[len] = 0;
+	return 0;
+}
+
+/* The host path that serves guest path g in the sandbox's /dev, or NULL. */
+static const char *dev_path(const char *g, char *buf, size_t n)
+{
+	static const char *const names[] = {"null", "zero", "full", "random", "urandom", "tty", "ptmx"};
+	if (strncmp(g, "/dev/", 5))
+		return NULL;
+	const char *rest = g + 5;
+	for (unsigned k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+		if (!strcmp(rest, names[k]))
+			return g;
+	if (!strncmp(rest, "pts/", 4) && rest[4] && !strchr(rest + 4, '/'))
+		return g;
+	if (!strcmp(rest, "stdin") || !strcmp(rest, "stdout") || !strcmp(rest, "stderr")) {
+		snprintf(buf, n, "/proc/self/fd/%d", rest[3] == 'i' ? 0 : rest[3] == 'o' ? 1 : 2);
+		return buf;
+	}
+	if (!strncmp(rest, "fd/", 3) && rest[3]) {
+		snprintf(buf, n, "/proc/self/fd/%s", rest + 3);
+		return buf;
+	}
+	return NULL;
+}
+
+/* Open in the sandbox: /dev from the host's, and anything else through an
+ * O_PATH descriptor first, so that a device node is refused before it is
+ * opened (opening some devices has effects of its own). */
+static int open_sandboxed(int dirfd, const char *path, int flags, int mode)
+{
+	char abs[4096], norm[4096], buf[4200];
+	if (path[0] == '/' || proc.rootfd >= 0) {
+		int r = path[0] == '/' ? 0 : abs_path(dirfd, path, abs, sizeof(abs));
+		if (!r && !normalize(path[0] == '/' ? path : abs, norm, sizeof(norm))) {
+			const char *host = dev_path(norm, buf, sizeof(buf));
+			if (host) {
+				int sp = fs_proc_special(host, flags, NULL, 0);
+				if (sp != FS_NOT_SPECIAL)
+					return sp;
+				int fd = open(host, flags & ~(O_CREAT | O_EXCL | O_TMPFILE), 0);
+				return fd < 0 ? -errno : fd;
+			}
+		}
+	}
+	if ((flags & O_PATH) || (flags & O_TMPFILE) == O_TMPFILE || ((flags & O_CREAT) && (flags & O_EXCL)))
+		return open_plain(dirfd, path, flags, mode); /* opens no existing device */
+	for (int tries = 0; tries < 8; tries++) {
+		int o = open_plain(dirfd, path, O_PATH | O_CLOEXEC | (flags & (O_NOFOLLOW | O_DIRECTORY)), 0);
+		if (o == -ENOENT && (flags & O_CREAT)) {
+			int fd = open_plain(dirfd, path, flags | O_EXCL, mode);
+			if (fd != -EEXIST)
+				return fd;
+			continue; /* someone made it meanwhile: look again */
+		}
+		if (o < 0)
+			return o;
+		struct stat st;
+		if (fstat(o, &st) < 0) {
+			int e = -errno;
+			close(o);
+			return e;
+		}
+		if ((S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) && !dev_allowed(st.st_rdev)) {
+			close(o);
+			return -EACCES; /* as on a file system mounted nodev */
+		}
+		char lnk[64];
+		snprintf(lnk, sizeof(lnk), "/proc/self/fd/%d", o);
+		int fd = open(lnk, flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW), 0);
+		int e = fd < 0 ? -errno : fd;
+		close(o);
+		return e;
+	}
+	return -EAGAIN;
+}
+
+int fs_openat(int dirfd, const char *path, int flags, int mode)
+{
+	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
+		return -EBADF;
+	int sp = fs_proc_special(path, flags, NULL, 0);
+	if (sp != FS_NOT_SPECIAL)
+		return sp;
+	if (proc.opts.sandbox)
+		return open_sandboxed(dirfd, path, flags, mode);
+	return open_plain(dirfd, path, flags, mode);
 }
 
 void fs_put(struct fs_at *a)

@@ -179,6 +179,13 @@ void gmem_written(uint64_t gva, size_t n);
 /* Host pointer to an aligned guest object that does not cross a page. */
 void *gmem_ptr(uint64_t gva, size_t n, unsigned need);
 
+/* ---- sandbox.c ---- */
+/* With o->sandbox (and not o->sandboxed): namespaces, an init, mounts,
+ * capabilities and the seccomp filter (docs/threat-model.md). Returns 0 in
+ * the process that goes on to run the guest (the others exit with its
+ * status or die of its signal), or -errno with one line in err. */
+int sandbox_enter(const struct proc_opts *o, char *err, size_t errn);
+
 /* ---- elf.c ---- */
 /* Check whether path is something execve can run (x86-64 ELF or #! script
  * with an existing interpreter): 0 or -errno. */

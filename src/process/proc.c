@@ -60,6 +60,12 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	}
 	p->self_exe[n] = 0;
 	int r;
+	char err[256];
+	if ((r = sandbox_enter(o, err, sizeof(err)))) {
+		fprintf(stderr, "corral: sandbox: %s\n", err);
+		return 2;
+	}
+	p->pid = getpid();
 	if (pthread_mutex_init(&p->thr_lock, NULL) || vmem_init(&p->vm) || mm_init(p)) {
 		fprintf(stderr, "corral: out of memory\n");
 		return PROC_EXIT_NOEXEC;

@@ -12,6 +12,9 @@ struct proc_opts {
 	const char *argv0;	/* argv[0] for the guest, or NULL: the program path */
 	int trace;		/* log every syscall and unimplemented instruction */
 	unsigned long long mem; /* cap on guest memory in bytes, 0: the host's memory */
+	int sandbox;		/* namespaces, devices, sockets, filter (docs/threat-model.md) */
+	int net_host;		/* sandbox: share the host's network namespace */
+	int sandboxed;		/* internal: already inside (a guest's execve) */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's

@@ -280,6 +280,10 @@ SYS(mkdirat)
 
 static long do_mknodat(int dirfd, uint64_t gpath, int mode, uint64_t dev)
 {
+	/* The sandbox has no device nodes (the kernel would refuse too: the
+	 * user namespace has no CAP_MKNOD). */
+	if (proc.opts.sandbox && (S_ISCHR((mode_t)mode) || S_ISBLK((mode_t)mode)))
+		return -EPERM;
 	char path[4096];
 	struct fs_at at;
 	GET_PATH(path, gpath);

@@ -2,6 +2,9 @@
  * root), socket, bind/connect/accept, socket options, sendmsg/recvmsg. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +19,15 @@
 /* ---- sockets ---- */
 
 /* A guest sockaddr into host memory; AF_UNIX paths are resolved in the
- * guest's root like any other path. *tmp is an fd to close. */
-static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss, socklen_t *hl, struct fs_at *at)
+ * guest's root like any other path. In the sandbox the path stays as the
+ * guest gave it and *chrooted is set: the call goes through unix_call.
+ * Otherwise (--no-sandbox) it becomes /proc/self/fd/N/NAME, N a directory
+ * found inside the root, and *tmp is that fd, to close. */
+static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss, socklen_t *hl, struct fs_at *at,
+			 int *chrooted)
 {
 	at->tmp = -1;
+	*chrooted = 0;
 	if (len > sizeof(*ss))
 		return -EINVAL;
 	memset(ss, 0, sizeof(*ss));
@@ -29,6 +37,10 @@ static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss,
 	struct sockaddr_un *un = (struct sockaddr_un *)ss;
 	if (proc.rootfd < 0 || un->sun_family != AF_UNIX || len <= 2 || !un->sun_path[0])
 		return 0;
+	if (proc.opts.sandbox) {
+		*chrooted = 1;
+		return 0;
+	}
 	char path[sizeof(un->sun_path) + 1];
 	memcpy(path, un->sun_path, sizeof(un->sun_path));
 	path[len - 2 < sizeof(un->sun_path) ? len - 2 : sizeof(un->sun_path)] = 0;
@@ -42,6 +54,55 @@ static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss,
 	}
 	*hl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
 	return 0;
+}
+
+/* A socket call that names a unix socket path, in the sandbox: made by a
+ * thread of its own whose root is the guest's (chroot; its file system
+ * context is its own) and whose working directory is the caller's. The
+ * kernel then resolves the path, symlinks and ".." included, inside the
+ * guest's root, and keeps the guest's own path as the socket's name, so
+ * getsockname, getpeername and accept show what the guest named. */
+struct unix_call {
+	long nr;
+	int fd, flags, cwd;
+	const struct sockaddr *sa;
+	socklen_t len;
+	struct msghdr *m;
+	long r;
+};
+
+static void *unix_call_thread(void *arg)
+{
+	struct unix_call *u = arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	if (unshare(CLONE_FS) < 0 || fchdir(proc.rootfd) < 0 || chroot(".") < 0 || fchdir(u->cwd) < 0) {
+		u->r = -errno;
+		return NULL;
+	}
+	long r;
+	if (u->nr == SYS_bind)
+		r = bind(u->fd, u->sa, u->len);
+	else if (u->nr == SYS_connect)
+		r = connect(u->fd, u->sa, u->len);
+	else
+		r = sendmsg(u->fd, u->m, u->flags);
+	u->r = r < 0 ? -errno : r;
+	return NULL;
+}
+
+static long unix_call(struct unix_call *u)
+{
+	u->cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (u->cwd < 0)
+		return -errno;
+	pthread_t th;
+	u->r = -EAGAIN;
+	if (pthread_create(&th, NULL, unix_call_thread, u) == 0)
+		pthread_join(th, NULL);
+	close(u->cwd);
+	return u->r;
 }
 
 static long put_sockaddr(uint64_t ga, uint64_t glen, const struct sockaddr_storage *ss, socklen_t hl)
@@ -60,12 +121,32 @@ static long put_sockaddr(uint64_t ga, uint64_t glen, const struct sockaddr_stora
 	return gmem_write(glen, &ul, 4) ? -EFAULT : 0;
 }
 
+/* The sandbox's sockets: unix, IPv4 and IPv6, none raw (netlink, packet
+ * and raw sockets see or reach what the guest must not); the seccomp filter
+ * says the same a second time. */
+static long sandbox_socket_check(uint64_t domain, uint64_t type)
+{
+	if (!proc.opts.sandbox)
+		return 0;
+	if (domain != AF_UNIX && domain != AF_INET && domain != AF_INET6)
+		return -EAFNOSUPPORT;
+	if ((type & 0xf) == SOCK_RAW || (type & 0xf) == SOCK_PACKET)
+		return -EPERM;
+	return 0;
+}
+
 SYS(socket)
 {
+	long r = sandbox_socket_check(a[0], a[1]);
+	if (r)
+		return r;
 	HOSTR(socket((int)a[0], sys_oflags_to_host(a[1]), (int)a[2]));
 }
 SYS(socketpair)
 {
+	long r = sandbox_socket_check(a[0], a[1]);
+	if (r)
+		return r;
 	int sv[2];
 	if (socketpair((int)a[0], sys_oflags_to_host(a[1]), (int)a[2], sv) < 0)
 		return -errno;
@@ -82,9 +163,15 @@ static long do_bind_connect(const uint64_t *a, int conn)
 	struct sockaddr_storage ss;
 	socklen_t hl;
 	struct fs_at at;
-	long r = get_sockaddr(a[1], a[2], &ss, &hl, &at);
+	int chrooted;
+	long r = get_sockaddr(a[1], a[2], &ss, &hl, &at, &chrooted);
 	if (r)
 		return r;
+	if (chrooted) {
+		struct unix_call u = {
+			.nr = conn ? SYS_connect : SYS_bind, .fd = (int)a[0], .sa = (struct sockaddr *)&ss, .len = hl};
+		return unix_call(&u);
+	}
 	if (conn) {
 		r = HOST_SLEEP(SYS_connect, (int)a[0], &ss, hl);
 	} else {
@@ -196,6 +283,7 @@ static long do_msg(const uint64_t *gmh, int is_recv, int flags, uint64_t gmsg)
 	(void)gmh;
 	struct sockaddr_storage ss;
 	struct fs_at at = {.tmp = -1};
+	int chrooted = 0;
 	struct msghdr m;
 	memset(&m, 0, sizeof(m));
 	long r = 0;
@@ -217,7 +305,7 @@ static long do_msg(const uint64_t *gmh, int is_recv, int flags, uint64_t gmsg)
 			m.msg_namelen = sizeof(ss);
 		} else {
 			socklen_t hl;
-			r = get_sockaddr(g.name, g.namelen, &ss, &hl, &at);
+			r = get_sockaddr(g.name, g.namelen, &ss, &hl, &at, &chrooted);
 			if (r)
 				goto out;
 			m.msg_name = &ss;
@@ -241,7 +329,12 @@ static long do_msg(const uint64_t *gmh, int is_recv, int flags, uint64_t gmsg)
 		m.msg_control = ctl;
 		m.msg_controllen = g.controllen;
 	}
-	r = HOST_SLEEP(is_recv ? SYS_recvmsg : SYS_sendmsg, (int)gmh[0], &m, flags);
+	if (chrooted) {
+		struct unix_call u = {.nr = SYS_sendmsg, .fd = (int)gmh[0], .m = &m, .flags = flags};
+		r = unix_call(&u);
+	} else {
+		r = HOST_SLEEP(is_recv ? SYS_recvmsg : SYS_sendmsg, (int)gmh[0], &m, flags);
+	}
 	if (r < 0)
 		goto out;
 	if (is_recv) {
@@ -285,13 +378,20 @@ SYS(sendto)
 	int n = a[2] ? gmem_iov(a[1], a[2], 0, iov, 64, &got) : 0;
 	if (a[2] && !got)
 		return -EFAULT;
+	int chrooted = 0;
 	if (a[4]) {
-		long r = get_sockaddr(a[4], a[5], &ss, &hl, &at);
+		long r = get_sockaddr(a[4], a[5], &ss, &hl, &at, &chrooted);
 		if (r)
 			return r;
 	}
 	struct msghdr m = {.msg_name = a[4] ? &ss : NULL, .msg_namelen = hl, .msg_iov = iov, .msg_iovlen = (size_t)n};
-	long r = HOST_SLEEP(SYS_sendmsg, (int)a[0], &m, (int)a[3]);
+	long r;
+	if (chrooted) {
+		struct unix_call u = {.nr = SYS_sendmsg, .fd = (int)a[0], .m = &m, .flags = (int)a[3]};
+		r = unix_call(&u);
+	} else {
+		r = HOST_SLEEP(SYS_sendmsg, (int)a[0], &m, (int)a[3]);
+	}
 	fs_put(&at);
 	return r;
 }

@@ -372,7 +372,7 @@ SYS(prctl)
 	int v;
 	switch ((int)a[0]) {
 	case 15: /* PR_SET_NAME */
-		if (vmem_read_str(&proc.vm, a[1], name, sizeof(name)) == -EFAULT)
+		if (gmem_read_str(a[1], name, sizeof(name)) == -EFAULT)
 			return -EFAULT;
 		name[15] = 0;
 		HOSTR(prctl(15, name));

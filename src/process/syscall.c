@@ -387,7 +387,7 @@ void sys_dispatch(struct gthread *t)
 		int pa = trace_path_arg(nr);
 		for (int k = 0; k < na && n < (int)sizeof(args) - 24; k++) {
 			char str[96];
-			if (k == pa && a[k] && vmem_read_str(&proc.vm, a[k], str, sizeof(str)) >= 0)
+			if (k == pa && a[k] && gmem_read_str(a[k], str, sizeof(str)) >= 0)
 				n += snprintf(args + n, sizeof(args) - (size_t)n, "%s\"%s\"", k ? ", " : "", str);
 			else
 				n += snprintf(args + n, sizeof(args) - (size_t)n, "%s0x%llx", k ? ", " : "",

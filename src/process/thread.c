@@ -367,7 +367,7 @@ static int read_strv(uint64_t ga, char ***out, size_t *budget)
 		char *s = malloc(*budget + 1 > 131072 ? 131072 : *budget + 1);
 		if (!s)
 			goto big;
-		long l = vmem_read_str(&proc.vm, p, s, *budget + 1 > 131072 ? 131072 : *budget + 1);
+		long l = gmem_read_str(p, s, *budget + 1 > 131072 ? 131072 : *budget + 1);
 		if (l < 0) {
 			free(s);
 			if (l == -EFAULT)
@@ -403,7 +403,7 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 {
 	(void)t;
 	char path[4096];
-	long l = vmem_read_str(&proc.vm, gpath, path, sizeof(path));
+	long l = gmem_read_str(gpath, path, sizeof(path));
 	if (l < 0)
 		return l;
 	if (flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
@@ -478,6 +478,10 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 	}
 	if (proc.opts.trace)
 		hv[k++] = "--trace";
+	if (proc.opts.sandbox)
+		hv[k++] = "--sandboxed";
+	else if (proc.rootfd >= 0)
+		hv[k++] = "--no-sandbox";
 	char mems[32];
 	if (proc.opts.mem) {
 		snprintf(mems, sizeof(mems), "%lluB", proc.opts.mem);

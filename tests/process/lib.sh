@@ -5,6 +5,7 @@
 ulimit -c 0 2>/dev/null
 pass=0
 fail=0
+skips=0
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -51,7 +52,13 @@ status() {
 	fi
 }
 
+# skip N REASON: N checks not run here, and why
+skip() {
+	skips=$((skips + $1))
+	echo "skipped $1: $2"
+}
+
 report() {
-	echo "$pass passed, $fail failed"
+	echo "$pass passed, $fail failed, $skips skipped"
 	[ "$fail" -eq 0 ]
 }

@@ -84,4 +84,90 @@ unset CORRAL_JIT
 # --- the top page of the address space ---
 same "top page" "$H" top-page
 
+# --- the sandbox: processes, devices, network, unix sockets ---
+if [ "$(id -u)" != 0 ] && ! unshare -U true 2>/dev/null; then
+	skip 27 "this host allows no user namespaces to non-root users"
+	report
+	exit
+fi
+R=$TMP/root
+mkdir -p "$R/tmp" "$R/dev"
+cp "$H" "$R/h"
+# a root that brings device nodes of its own (as a careless image might)
+mknod "$R/dev/sda" b 8 0 2>/dev/null
+mknod "$R/dev/kmsg" c 1 11 2>/dev/null
+
+# host processes: invisible and unreachable (as root, kill(-1) would
+# otherwise end every process on the host)
+sleep 60 &
+victim=$!
+# kill(-1) only once the PID space is known to be the sandbox's own (and
+# hostile.c refuses it unless it runs as one of a namespace's first pids)
+out --root "$R" /h host-procs "$victim" >/dev/null
+grep -qx "kill host pid: No such process" "$TMP/o" && out --root "$R" /h host-procs "$victim" kill-all >/dev/null
+for call in "kill host pid" "prlimit host pid" "setpriority host pid" "sched_setaffinity host pid" \
+	"pidfd_open host pid"; do
+	expect "sandbox: $call" "$call: No such process"
+done
+expect "sandbox: own pid space" "kill(-1) done, my pid 2"
+if kill -0 "$victim" 2>/dev/null; then ok; else bad "sandbox: kill(-1) reached a host process"; fi
+kill "$victim" 2>/dev/null
+wait "$victim" 2>/dev/null
+# the same calls without a sandbox do reach the host (the test can fail;
+# never kill(-1) there)
+sleep 60 &
+victim=$!
+out "$H" host-procs "$victim" >/dev/null
+expect "no sandbox: host pid reachable" "setpriority host pid: reached"
+kill "$victim" 2>/dev/null
+wait "$victim" 2>/dev/null
+
+# devices: a /dev of its own, no device nodes, no mknod of one
+out --root "$R" /h devices >/dev/null
+expect "sandbox: mknod" "mknod char: Operation not permitted"
+expect "sandbox: fifo" "mkfifo: made"
+expect "sandbox: /dev/null" "/dev/null: opened"
+expect "sandbox: /dev/urandom" "/dev/urandom: opened"
+expect "sandbox: no devices" "host devices reached: 0"
+out --sandbox "$H" devices >/dev/null
+expect "sandbox without root: no devices" "host devices reached: 0"
+# the host's terminals are not in the sandbox's /dev/pts
+pts=$("$CORRAL" exec --sandbox /bin/busybox ls /dev/pts 2>&1 | tr '\n' ' ')
+if [ "$pts" = "ptmx " ]; then ok; else bad "sandbox: /dev/pts holds '$pts'"; fi
+
+# network: loopback of its own only; no netlink, raw or packet sockets
+python3 - "$TMP/host.sock" "corral-hostile-$$" "$TMP/port" <<'EOF' &
+import os, socket, sys, time
+u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(8)
+a = socket.socket(socket.AF_UNIX); a.bind('\0' + sys.argv[2]); a.listen(8)
+t = socket.socket(); t.bind(('127.0.0.1', 0)); t.listen(8)
+open(sys.argv[3] + '.tmp', 'w').write(str(t.getsockname()[1])); os.rename(sys.argv[3] + '.tmp', sys.argv[3])
+time.sleep(60)
+EOF
+server=$!
+n=0
+while [ ! -s "$TMP/port" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+port=$(cat "$TMP/port")
+out --root "$R" /h network "$port" >/dev/null
+expect "sandbox: netlink" "netlink: Address family not supported by protocol"
+expect "sandbox: raw" "raw: Operation not permitted"
+expect "sandbox: packet" "packet: Address family not supported by protocol"
+expect "sandbox: host loopback" "host loopback: Connection refused"
+expect "sandbox: own loopback" "own loopback: works"
+out --root "$R" --net host /h network "$port" >/dev/null
+expect "--net host: host loopback" "host loopback: connected"
+# unix sockets: the host's path, a symlink pointing out, an abstract name
+out --root "$R" /h unix "$TMP/host.sock" "corral-hostile-$$" >/dev/null
+expect "sandbox: unix path" "unix path: No such file or directory"
+expect "sandbox: unix symlink" "unix symlink: No such file or directory"
+expect "sandbox: unix sendto" "unix dgram sendto: No such file or directory"
+expect "sandbox: abstract" "abstract: Connection refused"
+expect "sandbox: own socket named as the guest named it" "own socket: bound /tmp/own.sock"
+expect "sandbox: own socket connects" "own connect: connected"
+# without the sandbox the host's are reachable (the checks can fail)
+out "$H" unix "$TMP/host.sock" "corral-hostile-$$" >/dev/null
+expect "no sandbox: abstract reachable" "abstract: connected"
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null
+
 report

@@ -20,8 +20,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -235,11 +235,13 @@ static int sigbus(void)
 		bus_sig = 0;
 		if (!sigsetjmp(jb, 1))
 			(void)m[k * 4096 + 8];
-		printf("page %d read: signal %d at +%ld\n", k, bus_sig, bus_sig ? (long)((uint8_t *)bus_addr - m) : -1L);
+		printf("page %d read: signal %d at +%ld\n", k, bus_sig,
+		       bus_sig ? (long)((uint8_t *)bus_addr - m) : -1L);
 		bus_sig = 0;
 		if (!sigsetjmp(jb, 1))
 			m[k * 4096 + 16] = 1;
-		printf("page %d write: signal %d at +%ld\n", k, bus_sig, bus_sig ? (long)((uint8_t *)bus_addr - m) : -1L);
+		printf("page %d write: signal %d at +%ld\n", k, bus_sig,
+		       bus_sig ? (long)((uint8_t *)bus_addr - m) : -1L);
 	}
 	int p[2];
 	if (pipe(p))
@@ -300,7 +302,8 @@ static int top_page(void)
 
 /* ---- the host's processes ---- */
 
-static int host_procs(long hostpid)
+/* with kill_all, also kill(-1, SIGTERM): run that only in a sandbox */
+static int host_procs(long hostpid, int kill_all)
 {
 	errno = 0;
 	printf("kill host pid: %s\n", kill((pid_t)hostpid, 0) ? strerror(errno) : "reached");
@@ -315,7 +318,13 @@ static int host_procs(long hostpid)
 	       sched_setaffinity((pid_t)hostpid, sizeof(cs), &cs) ? strerror(errno) : "reached");
 	long pfd2 = syscall(SYS_pidfd_open, hostpid, 0);
 	printf("pidfd_open host pid: %s\n", pfd2 < 0 ? strerror(errno) : "reached");
+	/* kill(-1) outside a fresh PID namespace would end every process the
+	 * caller may signal (as root: the host's); only try it where this
+	 * program is one of the first few processes of a namespace */
+	if (!kill_all || getpid() > 10)
+		return 0;
 	/* every process this one can signal (as root: the whole host) */
+	signal(SIGTERM, SIG_IGN);
 	pid_t child = fork();
 	if (child == 0) {
 		signal(SIGTERM, SIG_IGN);
@@ -450,7 +459,7 @@ int main(int argc, char **argv)
 	if (!strcmp(c, "top-page"))
 		return top_page();
 	if (!strcmp(c, "host-procs") && argc > 2)
-		return host_procs(atol(argv[2]));
+		return host_procs(atol(argv[2]), argc > 3 && !strcmp(argv[3], "kill-all"));
 	if (!strcmp(c, "devices"))
 		return devices();
 	if (!strcmp(c, "network") && argc > 2)
