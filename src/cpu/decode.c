@@ -717,12 +717,12 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0x32: i->fn = op_sys_rdmsr; return 1;
-	case 0x33:
-	case 0x34:
-	case 0x35: /* RDPMC SYSENTER SYSEXIT */
+	case 0x33: /* RDPMC: #GP at CPL 3 without CR4.PCE */
 		i->fn = op_priv;
 		*flags |= DEC_BRANCH;
 		return 1;
+	case 0x34:
+	case 0x35: /* SYSENTER SYSEXIT: #UD in long mode (AMD APM vol. 3) */ return 0;
 	case 0x05:
 		i->fn = op_syscall;
 		*flags |= DEC_BRANCH;
@@ -858,6 +858,18 @@ static void decode_legacy_fixup(struct insn *i)
 		i->seg = SEG_DS;
 }
 
+/* Ran out of bytes: past 15 the instruction is too long, which is #GP(0)
+ * (SDM vol. 2 §2.3.11); otherwise the rest is on a page not fetched. */
+static int too_long(struct insn *i, size_t n)
+{
+	if (n < 15)
+		return -1;
+	memset(i, 0, sizeof(*i));
+	i->fn = op_priv;
+	i->len = 15;
+	return 0;
+}
+
 int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags, unsigned bits)
 {
 	struct dstate d = {.p = p, .n = n > 15 ? 15 : n, .bits = bits};
@@ -873,7 +885,7 @@ int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags
 	for (;;) {
 		uint8_t b = next8(&d);
 		if (d.truncated)
-			return n >= 15 ? 0 : -1;
+			return too_long(i, n);
 		switch (b) {
 		case 0x66:
 			has66 = 1;
@@ -960,7 +972,7 @@ int decode_insn_mode(const uint8_t *p, size_t n, struct insn *i, unsigned *flags
 		ok = decode_1b(&d, i, flags);
 	}
 	if (d.truncated)
-		return n >= 15 ? 0 : -1;
+		return too_long(i, n);
 	if (!ok || (i->lock && !lockable(i))) {
 		i->fn = op_ud;
 		i->len = (uint8_t)d.pos;

@@ -340,7 +340,8 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 				cacheable = 0;
 		}
 		if (len == 0) {
-			i->fn = op_ud;
+			if (i->fn != op_priv) /* too long: #GP, else #UD */
+				i->fn = op_ud;
 			i->len = 1;
 			b->n++;
 			mark_code(c, pc);

@@ -18,11 +18,15 @@
 
 /* ---- sockets ---- */
 
+static int unix_chroot_ok(void);
+
 /* A guest sockaddr into host memory; AF_UNIX paths are resolved in the
- * guest's root like any other path. In the sandbox the path stays as the
- * guest gave it and *chrooted is set: the call goes through unix_call.
- * Otherwise (--no-sandbox) it becomes /proc/self/fd/N/NAME, N a directory
- * found inside the root, and *tmp is that fd, to close. */
+ * guest's root like any other path. Where corral may chroot (always in the
+ * sandbox; with --no-sandbox when it has CAP_SYS_CHROOT) the path stays as
+ * the guest gave it and *chrooted is set: the call goes through unix_call.
+ * Otherwise it becomes /proc/self/fd/N/NAME, N a directory found inside
+ * the root, and *tmp is that fd, to close (the socket's name then shows
+ * that path). */
 static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss, socklen_t *hl, struct fs_at *at,
 			 int *chrooted)
 {
@@ -37,7 +41,7 @@ static long get_sockaddr(uint64_t ga, uint64_t len, struct sockaddr_storage *ss,
 	struct sockaddr_un *un = (struct sockaddr_un *)ss;
 	if (proc.rootfd < 0 || un->sun_family != AF_UNIX || len <= 2 || !un->sun_path[0])
 		return 0;
-	if (proc.opts.sandbox) {
+	if (proc.opts.sandbox || unix_chroot_ok()) {
 		*chrooted = 1;
 		return 0;
 	}
@@ -81,8 +85,10 @@ static void *unix_call_thread(void *arg)
 		u->r = -errno;
 		return NULL;
 	}
-	long r;
-	if (u->nr == SYS_bind)
+	long r = 0;
+	if (!u->nr)
+		r = 0; /* a probe: could it chroot? */
+	else if (u->nr == SYS_bind)
 		r = bind(u->fd, u->sa, u->len);
 	else if (u->nr == SYS_connect)
 		r = connect(u->fd, u->sa, u->len);
@@ -103,6 +109,17 @@ static long unix_call(struct unix_call *u)
 		pthread_join(th, NULL);
 	close(u->cwd);
 	return u->r;
+}
+
+/* May unix_call chroot here? Asked once. */
+static int unix_chroot_ok(void)
+{
+	static int ok = -1;
+	if (ok < 0) {
+		struct unix_call u = {0};
+		ok = unix_call(&u) == 0;
+	}
+	return ok;
 }
 
 static long put_sockaddr(uint64_t ga, uint64_t glen, const struct sockaddr_storage *ss, socklen_t hl)

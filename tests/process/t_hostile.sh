@@ -84,6 +84,9 @@ unset CORRAL_JIT
 # --- the top page of the address space ---
 same "top page" "$H" top-page
 
+# --- instructions fault as the hardware's do ---
+same "instruction faults" "$H" insns
+
 # --- the sandbox: processes, devices, network, unix sockets ---
 if [ "$(id -u)" != 0 ] && ! unshare -U true 2>/dev/null; then
 	skip 27 "this host allows no user namespaces to non-root users"

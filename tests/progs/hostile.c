@@ -300,6 +300,75 @@ static int top_page(void)
 	return 0;
 }
 
+/* ---- instructions: the signal hardware raises ---- */
+static volatile long fault_code;
+static void *volatile fault_addr;
+
+static void on_insn(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	bus_sig = sig;
+	fault_code = si->si_code;
+	fault_addr = si->si_addr;
+	siglongjmp(jb, 1);
+}
+
+static void insn_run(const char *name, const unsigned char *b, size_t n)
+{
+	unsigned char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		exit(2);
+	memcpy(m, b, n);
+	m[n] = 0xc3; /* ret */
+	bus_sig = 0;
+	fault_code = 0;
+	fault_addr = NULL;
+	if (!sigsetjmp(jb, 1))
+		((void (*)(void))(void *)m)();
+	printf("%-10s signal %2d code %3ld addr %s\n", name, bus_sig, fault_code,
+	       !fault_addr		 ? "0"
+	       : fault_addr == (void *)m ? "rip"
+					 : "other");
+	munmap(m, 4096);
+}
+
+/* Instructions whose fault differs by kind: #UD (SIGILL), #GP (SIGSEGV
+ * with SI_KERNEL), over-long encodings. Only encodings whose outcome does
+ * not depend on CPU features the host may have and corral lacks. */
+static int insns(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_insn;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGILL, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGTRAP, &sa, NULL);
+	static const unsigned char sysenter[] = {0x0f, 0x34}, sysexit[] = {0x0f, 0x35}, ud2[] = {0x0f, 0x0b},
+				   int81[] = {0xcd, 0x81}, hlt[] = {0xf4}, locknop[] = {0xf0, 0x90},
+				   evexbad[] = {0x62, 0xf1, 0x7c, 0x48, 0xff, 0xc1}, rdpmc[] = {0x0f, 0x33},
+				   cli[] = {0xfa}, in[] = {0xe4, 0x80};
+	unsigned char fifteen[15], sixteen[16];
+	memset(fifteen, 0x66, 14);
+	fifteen[14] = 0x90;
+	memset(sixteen, 0x66, 15);
+	sixteen[15] = 0x90;
+	insn_run("sysenter", sysenter, sizeof(sysenter));
+	insn_run("sysexit", sysexit, sizeof(sysexit));
+	insn_run("15 bytes", fifteen, sizeof(fifteen));
+	insn_run("16 bytes", sixteen, sizeof(sixteen));
+	insn_run("ud2", ud2, sizeof(ud2));
+	insn_run("int 0x81", int81, sizeof(int81));
+	insn_run("hlt", hlt, sizeof(hlt));
+	insn_run("lock nop", locknop, sizeof(locknop));
+	insn_run("evex bad", evexbad, sizeof(evexbad));
+	insn_run("rdpmc", rdpmc, sizeof(rdpmc));
+	insn_run("cli", cli, sizeof(cli));
+	insn_run("in", in, sizeof(in));
+	return 0;
+}
+
 /* ---- the host's processes ---- */
 
 /* with kill_all, also kill(-1, SIGTERM): run that only in a sandbox */
@@ -458,6 +527,8 @@ int main(int argc, char **argv)
 		return alias_code();
 	if (!strcmp(c, "top-page"))
 		return top_page();
+	if (!strcmp(c, "insns"))
+		return insns();
 	if (!strcmp(c, "host-procs") && argc > 2)
 		return host_procs(atol(argv[2]), argc > 3 && !strcmp(argv[3], "kill-all"));
 	if (!strcmp(c, "devices"))
