@@ -11,6 +11,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -297,6 +299,24 @@ static int open_sandboxed(int dirfd, const char *path, int flags, int mode)
 	return -EAGAIN;
 }
 
+/* A process's memory file in procfs (/proc/PID/mem, task/TID/mem, by any
+ * path): for a corral process it is corral's own memory, host addresses
+ * and all, so a guest never opens one (promise 1 of the threat model). */
+static bool proc_mem_file(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+		return false;
+	char lnk[64], path[4096];
+	snprintf(lnk, sizeof(lnk), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(lnk, path, sizeof(path) - 1);
+	if (n < 0)
+		return true; /* cannot tell: refuse */
+	path[n] = 0;
+	const char *base = strrchr(path, '/');
+	return base && !strcmp(base + 1, "mem");
+}
+
 int fs_openat(int dirfd, const char *path, int flags, int mode)
 {
 	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
@@ -304,9 +324,12 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 	int sp = fs_proc_special(path, flags, NULL, 0);
 	if (sp != FS_NOT_SPECIAL)
 		return sp;
-	if (proc.opts.sandbox)
-		return open_sandboxed(dirfd, path, flags, mode);
-	return open_plain(dirfd, path, flags, mode);
+	int fd = proc.opts.sandbox ? open_sandboxed(dirfd, path, flags, mode) : open_plain(dirfd, path, flags, mode);
+	if (fd >= 0 && proc_mem_file(fd)) {
+		close(fd);
+		return -EACCES;
+	}
+	return fd;
 }
 
 void fs_put(struct fs_at *a)

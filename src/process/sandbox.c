@@ -98,6 +98,29 @@ static int setup_mounts(const char *root, char *err, size_t errn)
 	return 0;
 }
 
+/* In init, the first process of the new PID space: a procfs of that space
+ * on /proc (the host's processes are not listed), with /proc/sys and /sys
+ * read-only (the kernel's settings are the host's). */
+static int setup_proc(char *err, size_t errn)
+{
+	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
+		snprintf(err, errn, "cannot mount a /proc of its own: %s", strerror(errno));
+		return -errno;
+	}
+	static const char *const ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/sys"};
+	for (unsigned k = 0; k < sizeof(ro) / sizeof(ro[0]); k++) {
+		if (access(ro[k], F_OK) < 0)
+			continue;
+		if (mount(ro[k], ro[k], NULL, MS_BIND | MS_REC, NULL) < 0 ||
+		    mount(NULL, ro[k], NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  NULL) < 0) {
+			snprintf(err, errn, "cannot make %s read-only: %s", ro[k], strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 /* The network namespace's loopback starts down: bring it up. */
 static void loopback_up(void)
 {
@@ -371,6 +394,10 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 	/* init: PID 1 of the new PID space */
 	close(pfd[0]);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (setup_proc(err, errn)) {
+		fprintf(stderr, "corral: sandbox: %s\n", err);
+		_exit(2);
+	}
 	pid_t guest = fork();
 	if (guest < 0)
 		_exit(127);

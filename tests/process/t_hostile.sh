@@ -40,6 +40,12 @@ expect "alias-read" "alias-read: 8 of 8 threads intact"
 out "$H" alias-write >/dev/null
 expect "alias-write" "alias-write: 0 foreign bytes, 8 of 8 threads intact"
 
+# and never through procfs (corral's memory is the process's memory)
+out "$H" proc-mem >/dev/null
+expect "proc mem" "proc mem files opened: 0"
+out --sandbox "$H" proc-mem >/dev/null
+expect "proc mem, sandbox" "proc mem files opened: 0"
+
 # --- memory: reservations are cheap, --mem caps, absurd ELF segments ---
 kb=$(peak_rss "$CORRAL" exec "$H" reserve)
 if [ "$kb" -lt 40000 ]; then ok; else bad "64 GiB PROT_NONE reservation cost corral $kb KiB"; fi
@@ -113,6 +119,13 @@ for call in "kill host pid" "prlimit host pid" "setpriority host pid" "sched_set
 	expect "sandbox: $call" "$call: No such process"
 done
 expect "sandbox: own pid space" "kill(-1) done, my pid 2"
+# nor listed in its /proc, whose kernel settings it cannot change
+status "sandbox: host pid not in /proc" 1 "$CORRAL" exec --sandbox /bin/busybox test -e "/proc/$victim"
+# (each writes back the value it read: harmless should the sandbox fail)
+status "sandbox: /proc/sys read-only" 1 "$CORRAL" exec --sandbox /bin/busybox sh -c \
+	'v=$(cat /proc/sys/vm/swappiness) && echo "$v" >/proc/sys/vm/swappiness'
+status "sandbox: /sys read-only" 1 "$CORRAL" exec --sandbox /bin/busybox sh -c \
+	'v=$(cat /sys/kernel/mm/ksm/run) && echo "$v" >/sys/kernel/mm/ksm/run' 
 if kill -0 "$victim" 2>/dev/null; then ok; else bad "sandbox: kill(-1) reached a host process"; fi
 kill "$victim" 2>/dev/null
 wait "$victim" 2>/dev/null

@@ -300,6 +300,32 @@ static int top_page(void)
 	return 0;
 }
 
+/* corral's own memory through procfs: /proc/self/mem and its aliases */
+static int proc_mem(void)
+{
+	char path[64];
+	const char *paths[] = {"/proc/self/mem", "/proc/thread-self/mem", path, NULL};
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/mem", getpid(), getpid());
+	int opened = 0;
+	for (int k = 0; paths[k]; k++) {
+		int fd = open(paths[k], O_RDWR);
+		if (fd >= 0) {
+			opened++;
+			close(fd);
+		}
+	}
+	int dir = open("/proc/self", O_RDONLY | O_DIRECTORY);
+	if (dir >= 0) {
+		int fd = openat(dir, "mem", O_RDONLY);
+		if (fd >= 0) {
+			opened++;
+			close(fd);
+		}
+	}
+	printf("proc mem files opened: %d\n", opened);
+	return 0;
+}
+
 /* ---- instructions: the signal hardware raises ---- */
 static volatile long fault_code;
 static void *volatile fault_addr;
@@ -529,6 +555,8 @@ int main(int argc, char **argv)
 		return top_page();
 	if (!strcmp(c, "insns"))
 		return insns();
+	if (!strcmp(c, "proc-mem"))
+		return proc_mem();
 	if (!strcmp(c, "host-procs") && argc > 2)
 		return host_procs(atol(argv[2]), argc > 3 && !strcmp(argv[3], "kill-all"));
 	if (!strcmp(c, "devices"))
