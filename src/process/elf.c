@@ -309,7 +309,9 @@ int elf_check_exec(int dirfd, const char *path)
 	char cur[4096], interp[4096], arg[4096];
 	snprintf(cur, sizeof(cur), "%s", path);
 	for (int depth = 0;; depth++) {
-		int fd = fs_openat(depth ? AT_FDCWD : dirfd, cur, O_RDONLY | O_CLOEXEC, 0);
+		/* O_NONBLOCK: a FIFO named as a program must not hang the open
+		 * (can_exec then refuses it, as execve does) */
+		int fd = fs_openat(depth ? AT_FDCWD : dirfd, cur, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
 		if (fd < 0)
 			return fd;
 		int r = can_exec(fd);
@@ -460,7 +462,7 @@ int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, cha
 	int ac = argc, depth = 0, fd;
 	snprintf(cur, sizeof(cur), "%s", path);
 	for (;;) {
-		fd = fs_openat(AT_FDCWD, cur, O_RDONLY | O_CLOEXEC, 0);
+		fd = fs_openat(AT_FDCWD, cur, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
 		if (fd < 0) {
 			fprintf(stderr, "corral: %s: %s\n", cur, strerror(-fd));
 			return fd == -ENOENT || fd == -ENOTDIR ? PROC_EXIT_NOTFOUND : PROC_EXIT_NOEXEC;
@@ -522,7 +524,7 @@ int elf_start(struct proc *p, struct gthread *t, const char *path, int argc, cha
 	p->brk_start = p->brk_cur = gpage_up(main_img.end);
 	uint64_t entry = main_img.entry;
 	if (main_img.has_interp) {
-		int ifd = fs_openat(AT_FDCWD, main_img.interp, O_RDONLY | O_CLOEXEC, 0);
+		int ifd = fs_openat(AT_FDCWD, main_img.interp, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
 		if (ifd < 0) {
 			fprintf(stderr, "corral: %s: cannot open ELF interpreter %s: %s\n", cur, main_img.interp,
 				strerror(-ifd));

@@ -72,4 +72,18 @@ for f in h_phoff h_phnum h_phentsize h_offset h_filesz h_memsz h_vaddr h_stack h
 	chmod 755 $f
 	one_line "hostile $f" 126 "corral: ./$f: " ./$f
 done
+# a FIFO named as the program, or as its interpreter: refused at once
+mkfifo fifo
+printf '#!%s/fifo\n' "$PWD" >via-fifo
+chmod 755 fifo via-fifo
+for f in fifo via-fifo; do
+	timeout 10 "$CORRAL" exec ./$f >out.txt 2>err.txt </dev/null
+	st=$?
+	if [ "$st" = 126 ] && grep -q "Permission denied" err.txt; then
+		ok
+	else
+		bad "FIFO $f (status $st, wanted 126 at once)"
+		head -n 3 err.txt
+	fi
+done
 report
