@@ -3,7 +3,8 @@
 # with apt-get in a clean Debian 12 root (a debootstrap of bookworm from
 # this machine's apt mirror, cached as a tarball in ~/.cache/corral), runs
 # corral there, then purges it and checks that nothing is left. Needs root
-# and debootstrap. Last line: "N passed, N failed".
+# and debootstrap; lintian, when installed, must find no errors.
+# Last line: "N passed, N failed".
 set -u
 dir=${1:?usage: check_deb.sh DIR-WITH-DEB}
 passed=0
@@ -29,6 +30,19 @@ deb=$(ls "$dir"/corral_*.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || die "no corral_*.deb in $dir (make deb builds it)"
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot)"
 command -v debootstrap >/dev/null 2>&1 || die "debootstrap not found (tools/setup.sh --deb installs it)"
+
+# lintian: no errors (its warnings are printed, and accepted).
+if command -v lintian >/dev/null 2>&1; then
+	if lintian --fail-on error "$deb" >"$dir/lintian.log" 2>&1; then
+		ok "lintian: no errors ($(grep -c '^W:' "$dir/lintian.log") warnings)"
+	else
+		fail "lintian found errors:"
+		grep '^E:' "$dir/lintian.log" | sed 's/^/    /'
+	fi
+	grep '^[WE]:' "$dir/lintian.log" | sed 's/^/    lintian: /'
+else
+	echo "skip lintian: not installed (tools/setup.sh --deb installs it)"
+fi
 
 # The Debian mirror apt uses here (deb822 or one-line sources).
 mirror=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
