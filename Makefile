@@ -317,7 +317,7 @@ deb:
 	tar -c --exclude=./.git --exclude='./build*' --exclude=./debian/build . | tar -x -C $(DEB_BUILD)/src/corral
 	cd $(DEB_BUILD)/src/corral && dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
 		{ tail -n 30 ../build.log >&2; echo "deb: dpkg-buildpackage failed: see $(DEB_BUILD)/src/build.log" >&2; exit 1; }
-	mv $(DEB_BUILD)/src/*.deb $(DEB_BUILD)/
+	mv $(DEB_BUILD)/src/*.deb $(DEB_BUILD)/src/*.changes $(DEB_BUILD)/src/*.buildinfo $(DEB_BUILD)/
 	@ls $(DEB_BUILD)/*.deb
 
 check-deb: deb

@@ -33,7 +33,9 @@ command -v debootstrap >/dev/null 2>&1 || die "debootstrap not found (tools/setu
 
 # lintian: no errors (its warnings are printed, and accepted).
 if command -v lintian >/dev/null 2>&1; then
-	if lintian --fail-on error "$deb" >"$dir/lintian.log" 2>&1; then
+	# The .changes names the package, its debug symbols and the buildinfo.
+	changes=$(ls "$dir"/corral_*.changes 2>/dev/null | head -n 1)
+	if lintian --fail-on error "${changes:-$deb}" >"$dir/lintian.log" 2>&1; then
 		ok "lintian: no errors ($(grep -c '^W:' "$dir/lintian.log") warnings)"
 	else
 		fail "lintian found errors:"
