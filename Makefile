@@ -39,11 +39,11 @@ all: $(if $(CLI_SRC),$(CORRAL))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/%.o: %.S
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -263,3 +263,68 @@ fuzz-qcow2-run: $(FUZZ_BUILD)/fuzz_qcow2
 		-artifact_prefix=tests/fuzz/regress/qcow2/ $(FUZZ_BUILD)/corpus-qcow2 tests/fuzz/seeds/qcow2
 
 .PHONY: fuzz-qcow2-run
+
+# ---- installing ----
+# `make install` (PREFIX=/usr/local, DESTDIR for staging) puts corral, the
+# guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages
+# (docs/man/*.scd, turned into roff by scdoc) and the bash completion in
+# place; `make uninstall` removes exactly those files. corrald and
+# corral-runc join the installed programs once they are built: name them in
+# CORRALD and CORRAL_RUNC.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+INSTALL     ?= install
+SCDOC       ?= scdoc
+CORRALD     ?=
+CORRAL_RUNC ?=
+INSTALL_BIN := $(CORRAL) $(CORRALD) $(CORRAL_RUNC)
+# The guest kit's scripts, installed under the names corral's messages use.
+INSTALL_TOOLS := tools/mkguest.sh:corral-mkguest tools/mkrootfs.sh:corral-mkrootfs
+MAN_SRC     := $(sort $(wildcard docs/man/*.scd))
+MAN_PAGES   := $(MAN_SRC:docs/man/%.scd=$(BUILD)/man/%)
+
+$(BUILD)/man/%: docs/man/%.scd
+	@mkdir -p $(dir $@)
+	$(SCDOC) <$< >$@
+
+man: $(MAN_PAGES)
+
+install: $(INSTALL_BIN) $(MAN_PAGES)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/
+	for t in $(INSTALL_TOOLS); do $(INSTALL) -m 755 $${t%%:*} $(DESTDIR)$(BINDIR)/$${t#*:} || exit 1; done
+	$(INSTALL) -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 completion/corral.bash $(DESTDIR)$(BASHCOMPDIR)/corral
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INSTALL_BIN)) $(foreach t,$(INSTALL_TOOLS),$(lastword $(subst :, ,$(t)))))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/corral
+
+# `make deb` builds the Debian package from a copy of the tree (so that
+# dpkg-buildpackage writes nowhere else) and leaves it in build-deb/:
+# build-deb/corral_VERSION_ARCH.deb. tools/setup.sh --deb installs what it
+# needs. `make check-deb` installs that package in a clean Debian 12 root,
+# runs it and purges it (tests/install/check_deb.sh).
+DEB_BUILD := build-deb
+
+deb:
+	@command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null || \
+		{ echo "deb: dpkg-buildpackage or debhelper missing: run tools/setup.sh --deb" >&2; exit 1; }
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/src/corral
+	tar -c --exclude=./.git --exclude='./build*' --exclude=./debian/build . | tar -x -C $(DEB_BUILD)/src/corral
+	cd $(DEB_BUILD)/src/corral && dpkg-buildpackage -b -us -uc >../build.log 2>&1 || \
+		{ tail -n 30 ../build.log >&2; echo "deb: dpkg-buildpackage failed: see $(DEB_BUILD)/src/build.log" >&2; exit 1; }
+	mv $(DEB_BUILD)/src/*.deb $(DEB_BUILD)/src/*.changes $(DEB_BUILD)/src/*.buildinfo $(DEB_BUILD)/
+	@ls $(DEB_BUILD)/*.deb
+
+check-deb: deb
+	@sh tests/install/check_deb.sh $(DEB_BUILD)
+
+clean: deb-clean
+deb-clean:
+	rm -rf $(DEB_BUILD) debian/build
+
+.PHONY: man install uninstall deb check-deb deb-clean

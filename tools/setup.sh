@@ -4,11 +4,14 @@
 # busybox initramfs) and boots it: the guest prints what it is and powers
 # off; then runs a Debian program as a process VM. With --aarch64, also
 # installs the aarch64 cross compiler and libraries for `make check-aarch64`.
+# With --deb, also installs the Debian packaging tools for `make deb` and
+# `make check-deb` (debhelper, dpkg-dev, fakeroot, lintian).
 set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential binutils make gcc clang libclang-rt-14-dev busybox-static \
-qemu-user qemu-utils python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev libseccomp-dev cpio xz-utils debootstrap e2fsprogs"
+qemu-user qemu-utils python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev libseccomp-dev cpio xz-utils debootstrap e2fsprogs \
+scdoc groff-base bash"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	missing=""
@@ -30,6 +33,13 @@ if [ "${1:-}" = "--aarch64" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu \
 		libc6-dev-arm64-cross libc6:arm64 qemu-user zlib1g-dev:arm64 liblzma-dev:arm64 libzstd-dev:arm64 liblz4-dev:arm64 libslirp-dev:arm64 libseccomp-dev:arm64 >/dev/null
+fi
+
+if [ "${1:-}" = "--deb" ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "corral setup: --deb needs root (apt-get)" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debhelper dpkg-dev \
+		fakeroot lintian debootstrap >/dev/null
 fi
 
 make -j"$(nproc)"

@@ -842,7 +842,8 @@ int boot_default_guest(char *kernel, char *initrd, size_t len, char *err, size_t
 		return -ENAMETOOLONG;
 	}
 	if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
-		boot_err(err, errlen, "no default guest in %s: run tools/mkguest.sh to build it, or give --kernel",
+		boot_err(err, errlen, "no default guest in %s: build it with corral-mkguest (tools/mkguest.sh in a "
+			 "source tree), or give --kernel",
 			 dir);
 		return -ENOENT;
 	}

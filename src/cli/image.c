@@ -17,14 +17,72 @@
 
 static void image_usage(FILE *f)
 {
-	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] FILE [SIZE]\n"
-		   "       corral image info [-f FMT] FILE\n"
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE [SIZE]\n"
+		   "       corral image info [-f FMT] [--output human|json] FILE\n"
 		   "       corral image check [-f FMT] [-r leaks] FILE\n"
-		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] IN OUT\n"
-		   "SIZE takes the suffixes K, M, G, T (powers of 1024), as in qemu-img. OPTIONS: cluster_size=N,\n"
-		   "backing_file=F, backing_fmt=raw|qcow2. -u: do not open the backing file (SIZE and -F needed).\n"
-		   "check exits 0 (clean), 2 (errors), 3 (leaks only); -r leaks repairs leaks.\n");
+		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] [-p] IN OUT\n"
+		   "\n"
+		   "Creates, inspects, checks and converts disk images (raw, qcow2) with qemu-img's\n"
+		   "options. 'corral image SUBCOMMAND --help' describes a subcommand.\n"
+		   "\n"
+		   "  -h, --help     show this help\n");
 }
+
+static void image_create_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE [SIZE]\n"
+		   "\n"
+		   "Creates a new disk image. SIZE takes the suffixes K, M, G, T (powers of 1024), as in\n"
+		   "qemu-img; with a backing file it defaults to the backing file's size.\n"
+		   "\n"
+		   "  -f FMT         the new image's format: raw (default) or qcow2\n"
+		   "  -b BACKING     a backing file (qcow2 only); a relative name is relative to\n"
+		   "                 the new image's folder\n"
+		   "  -F FMT         the backing file's format: raw or qcow2 (default: probed)\n"
+		   "  -u             do not open the backing file (SIZE and -F needed)\n"
+		   "  -o OPTIONS     cluster_size=N, backing_file=F, backing_fmt=raw|qcow2\n"
+		   "  -q             quiet (accepted for qemu-img habits)\n"
+		   "  -h, --help     show this help\n");
+}
+
+static void image_info_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image info [-f FMT] [--output human|json] FILE\n"
+		   "\n"
+		   "Shows an image's format, virtual and disk size, cluster size and backing file.\n"
+		   "\n"
+		   "  -f FMT         the image's format: raw or qcow2 (default: probed)\n"
+		   "  --output OUT   human (default) or json, as qemu-img info prints them\n"
+		   "  -h, --help     show this help\n");
+}
+
+static void image_check_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image check [-f FMT] [-r leaks] FILE\n"
+		   "\n"
+		   "Checks a qcow2 image's consistency (refcounts against references, leaks, offsets\n"
+		   "past the end). Exits 0 when clean, 2 on errors, 3 on leaks only.\n"
+		   "\n"
+		   "  -f FMT         the image's format: raw or qcow2 (default: probed)\n"
+		   "  -r leaks       free leaked clusters\n"
+		   "  -h, --help     show this help\n");
+}
+
+static void image_convert_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] [-p] IN OUT\n"
+		   "\n"
+		   "Copies the disk IN into a new image OUT, skipping zero clusters.\n"
+		   "\n"
+		   "  -f FMT         IN's format: raw or qcow2 (default: probed)\n"
+		   "  -O FMT         OUT's format: raw (default) or qcow2\n"
+		   "  -o OPTIONS     cluster_size=N\n"
+		   "  -p             show progress as a percentage, updated in place\n"
+		   "  -h, --help     show this help\n");
+}
+
+/* Each subcommand takes --help as well as -h. */
+static const struct option image_help_opt[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
 /* "10G", "512M", "4096": bytes; -1 on anything else. */
 static int image_parse_size(const char *s, uint64_t *out)
@@ -166,7 +224,7 @@ static int image_create(int argc, char **argv)
 	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
 	int opt, unsafe = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:b:F:o:uqh")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:b:F:o:uqh", image_help_opt, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &fmt) < 0)
@@ -183,8 +241,8 @@ static int image_create(int argc, char **argv)
 			break;
 		case 'u': unsafe = 1; break;
 		case 'q': break;
-		case 'h': image_usage(stdout); return 0;
-		default: image_usage(stderr); return 2;
+		case 'h': image_create_usage(stdout); return 0;
+		default: image_create_usage(stderr); return 2;
 		}
 	}
 	unsigned cluster_bits = io.cluster_bits;
@@ -193,7 +251,7 @@ static int image_create(int argc, char **argv)
 	if (bfmt == BLK_FMT_PROBE && io.backing_fmt[0] && image_format_arg(io.backing_fmt, &bfmt) < 0)
 		return 2;
 	if (optind >= argc || argc - optind > 2) {
-		image_usage(stderr);
+		image_create_usage(stderr);
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -309,7 +367,9 @@ static void image_info_json(const char *path, const struct blk_info *info, const
 
 static int image_info(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"output", required_argument, NULL, 'J'}, {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'J'},
+								   {"help", no_argument, NULL, 'h'},
+								   {NULL, 0, NULL, 0}};
 	enum blk_format fmt = BLK_FMT_PROBE;
 	int opt, json = 0;
 	optind = 1;
@@ -326,12 +386,12 @@ static int image_info(int argc, char **argv)
 			}
 			json = !strcmp(optarg, "json");
 			break;
-		case 'h': image_usage(stdout); return 0;
-		default: image_usage(stderr); return 2;
+		case 'h': image_info_usage(stdout); return 0;
+		default: image_info_usage(stderr); return 2;
 		}
 	}
 	if (argc - optind != 1) {
-		image_usage(stderr);
+		image_info_usage(stderr);
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -382,7 +442,7 @@ static int image_check(int argc, char **argv)
 	enum blk_format fmt = BLK_FMT_PROBE;
 	int opt, repair = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:r:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:r:h", image_help_opt, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &fmt) < 0)
@@ -396,12 +456,12 @@ static int image_check(int argc, char **argv)
 			}
 			repair = 1;
 			break;
-		case 'h': image_usage(stdout); return 0;
-		default: image_usage(stderr); return 2;
+		case 'h': image_check_usage(stdout); return 0;
+		default: image_check_usage(stderr); return 2;
 		}
 	}
 	if (argc - optind != 1) {
-		image_usage(stderr);
+		image_check_usage(stderr);
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -458,13 +518,25 @@ static int image_is_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
 }
 
+/* qemu-img convert -p: "    (42.00/100%)" on stdout, rewritten in place
+ * (carriage return) whenever the hundredths of a percent change. */
+static void image_progress(uint64_t done, uint64_t total, int *shown)
+{
+	int now = total ? (int)((double)done * 10000.0 / (double)total) : 10000;
+	if (now == *shown)
+		return;
+	*shown = now;
+	printf("    (%d.%02d/100%%)\r", now / 100, now % 100);
+	fflush(stdout);
+}
+
 static int image_convert(int argc, char **argv)
 {
 	enum blk_format ifmt = BLK_FMT_PROBE, ofmt = BLK_FMT_RAW;
 	struct image_opts io = {IMAGE_DEFAULT_CLUSTER_BITS, "", ""};
-	int opt;
+	int opt, progress = 0;
 	optind = 1;
-	while ((opt = getopt(argc, argv, "f:O:o:ph")) != -1) {
+	while ((opt = getopt_long(argc, argv, "f:O:o:ph", image_help_opt, NULL)) != -1) {
 		switch (opt) {
 		case 'f':
 			if (image_format_arg(optarg, &ifmt) < 0)
@@ -478,13 +550,13 @@ static int image_convert(int argc, char **argv)
 			if (image_parse_opts(optarg, &io) < 0)
 				return 2;
 			break;
-		case 'p': break; /* progress: accepted for qemu-img habits */
-		case 'h': image_usage(stdout); return 0;
-		default: image_usage(stderr); return 2;
+		case 'p': progress = 1; break;
+		case 'h': image_convert_usage(stdout); return 0;
+		default: image_convert_usage(stderr); return 2;
 		}
 	}
 	if (argc - optind != 2) {
-		image_usage(stderr);
+		image_convert_usage(stderr);
 		return 2;
 	}
 	const char *in = argv[optind], *outp = argv[optind + 1];
@@ -511,7 +583,10 @@ static int image_convert(int argc, char **argv)
 	/* Zero stretches are skipped: the new image is sparse (unallocated
 	 * clusters, or holes in a raw file). */
 	const size_t grain = ofmt == BLK_FMT_QCOW2 ? (size_t)1 << cluster_bits : 4096;
+	int shown = -1;
 	for (uint64_t off = 0; rc == 0 && off < src->size; off += IMAGE_CHUNK) {
+		if (progress)
+			image_progress(off, src->size, &shown);
 		size_t n = src->size - off < IMAGE_CHUNK ? (size_t)(src->size - off) : IMAGE_CHUNK;
 		if ((rc = blk_pread(src, off, buf, n)) < 0) {
 			image_io_error(src, "reading", in, rc);
@@ -533,6 +608,10 @@ static int image_convert(int argc, char **argv)
 		image_io_error(dst, "flushing", outp, rc);
 		status = 1;
 	}
+	if (progress && status == 0)
+		image_progress(src->size, src->size, &shown);
+	if (progress)
+		printf("\n");
 	if (rc == -ENOMEM) {
 		fprintf(stderr, "corral: out of memory\n");
 		status = 1;

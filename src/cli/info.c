@@ -18,7 +18,8 @@ int cmd_info(int argc, char **argv)
 	if (argc > 1) {
 		if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 			printf("usage: corral info\n\nReports what /dev/kvm offers on this host and which engine "
-			       "'corral run --engine auto' picks.\n");
+			       "'corral run --engine auto' picks.\n\n"
+			       "  -h, --help     show this help\n");
 			return 0;
 		}
 		fprintf(stderr, "corral: info: unexpected argument '%s' (see 'corral info --help')\n", argv[1]);

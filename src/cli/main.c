@@ -23,6 +23,7 @@ static void usage(FILE *f)
 	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++)
 		fprintf(f, "  %-8s %s\n", commands[k].name, commands[k].help);
 	fprintf(f, "  %-8s %s\n", "help", "show this help");
+	fprintf(f, "\noptions:\n  --version  print corral's version\n  -h, --help show this help\n");
 	fprintf(f, "\n'corral COMMAND --help' describes a command's options.\n");
 }
 

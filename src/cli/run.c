@@ -284,7 +284,8 @@ static void run_usage(FILE *f)
 		"                  [--virtio-console]\n"
 		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
-		"default kernel and initramfs (built by tools/mkguest.sh).\n\n"
+		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
+		"source tree).\n\n"
 		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF)\n"
 		"  --initrd FILE    initramfs\n"
 		"  --append S       kernel command line\n"
@@ -310,7 +311,8 @@ static void run_usage(FILE *f)
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
-		"  --no-reboot      stop instead of rebooting when the guest resets\n",
+		"  --no-reboot      stop instead of rebooting when the guest resets\n"
+		"  -h, --help       show this help\n",
 		MACHINE_MAX_CPUS);
 }
 

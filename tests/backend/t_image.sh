@@ -115,6 +115,18 @@ if qemu-img compare -q base.raw c.qcow2; then ok "corral convert -O qcow2: qemu-
 sz=$(stat -c %b c.qcow2)
 rsz=$(stat -c %b base.raw)
 [ "$sz" -lt "$rsz" ] && ok "corral convert skips zero clusters ($sz < $rsz blocks)" || fail "convert output not sparse ($sz >= $rsz)"
+# -p: progress on stdout as qemu-img's, "    (P/100%)" rewritten in place with
+# carriage returns, rising to 100; the copy is the same.
+"$CORRAL" image convert -p -O qcow2 base.raw p.qcow2 >progress.txt 2>&1
+rc=$?
+last=$(tr '\r' '\n' <progress.txt | grep -v '^$' | tail -n 1)
+n=$(tr -cd '\r' <progress.txt | wc -c)
+[ $rc -eq 0 ] && [ "$last" = "    (100.00/100%)" ] && [ "$n" -ge 3 ] &&
+	tr '\r' '\n' <progress.txt | grep -v '^$' | sed 's/^ *(\([0-9]*\)\..*/\1/' | sort -n -c 2>/dev/null &&
+	qemu-img compare -q base.raw p.qcow2 && ok "corral convert -p: $n progress updates up to '$last'" ||
+	fail "corral convert -p (exit $rc, $n updates, last '$last')"
+"$CORRAL" image convert -O qcow2 base.raw np.qcow2 >progress.txt 2>&1
+[ ! -s progress.txt ] && ok "corral convert without -p prints nothing" || fail "corral convert without -p printed: $(head -c 80 progress.txt)"
 
 "$CORRAL" image create -f qcow2 -b base.raw -F raw cov.qcow2 >/dev/null && qemu_clean "corral image create -b -F raw: qemu-img check" cov.qcow2
 info=$(qemu-img info cov.qcow2)

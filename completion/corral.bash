@@ -1,0 +1,123 @@
+# Bash completion for corral: commands, subcommands, options, and the files
+# that options take (kernels, initramfs, disk images). Installed as
+# share/bash-completion/completions/corral.
+
+_corral_files()
+{
+	compopt -o filenames 2>/dev/null
+	COMPREPLY=($(compgen -f -- "$1"))
+}
+
+_corral_dirs()
+{
+	compopt -o filenames 2>/dev/null
+	COMPREPLY=($(compgen -d -- "$1"))
+}
+
+_corral_run()
+{
+	local cur=$1 prev=$2
+	case $prev in
+	--kernel | --initrd) _corral_files "$cur"; return ;;
+	--disk)
+		# PATH first; after the first comma, the disk's options.
+		if [[ $cur == *,* ]]; then
+			local base=${cur%,*}
+			COMPREPLY=($(compgen -P "$base," -W "format=raw format=qcow2 readonly serial= cache=writeback cache=none" -- "${cur##*,}"))
+			compopt -o nospace 2>/dev/null
+		else
+			_corral_files "$cur"
+		fi
+		return
+		;;
+	--net) COMPREPLY=($(compgen -W "user user,hostfwd=tcp: user,restrict=on tap,ifname=" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+	--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")); return ;;
+	--cpu-model) COMPREPLY=($(compgen -W "corral host" -- "$cur")); return ;;
+	--serial)
+		if [[ $cur == file:* ]]; then
+			compopt -o filenames 2>/dev/null
+			COMPREPLY=($(compgen -P file: -f -- "${cur#file:}"))
+		else
+			COMPREPLY=($(compgen -W "stdio file: none" -- "$cur"))
+			compopt -o nospace 2>/dev/null
+		fi
+		return
+		;;
+	--append | --mem | --cpus) return ;;
+	esac
+	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
+		--disk --net --rng --virtio-console --no-reboot --help" -- "$cur"))
+}
+
+_corral_exec()
+{
+	local cur=$1 prev=$2 k
+	case $prev in
+	--root) _corral_dirs "$cur"; return ;;
+	--argv0) return ;;
+	esac
+	# After the program, its own arguments: files.
+	for ((k = 2; k < COMP_CWORD; k++)); do
+		case ${COMP_WORDS[k]} in
+		--root | --argv0) ((k++)) ;;
+		-*) ;;
+		*) _corral_files "$cur"; return ;;
+		esac
+	done
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W "--root --argv0 --trace --help" -- "$cur"))
+	else
+		compopt -o filenames 2>/dev/null
+		COMPREPLY=($(compgen -c -- "$cur") $(compgen -f -- "$cur"))
+	fi
+}
+
+_corral_image()
+{
+	local cur=$1 prev=$2 sub=${COMP_WORDS[2]}
+	if ((COMP_CWORD == 2)); then
+		COMPREPLY=($(compgen -W "create info check convert --help" -- "$cur"))
+		return
+	fi
+	case $prev in
+	-f | -F | -O) COMPREPLY=($(compgen -W "raw qcow2" -- "$cur")); return ;;
+	-b) _corral_files "$cur"; return ;;
+	-r) COMPREPLY=($(compgen -W "leaks" -- "$cur")); return ;;
+	--output) COMPREPLY=($(compgen -W "human json" -- "$cur")); return ;;
+	-o)
+		COMPREPLY=($(compgen -W "cluster_size= backing_file= backing_fmt=" -- "$cur"))
+		compopt -o nospace 2>/dev/null
+		return
+		;;
+	esac
+	if [[ $cur == -* ]]; then
+		local opts
+		case $sub in
+		create) opts="-f -b -F -u -o -q --help" ;;
+		info) opts="-f --output --help" ;;
+		check) opts="-f -r --help" ;;
+		convert) opts="-f -O -o -p --help" ;;
+		esac
+		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+	else
+		_corral_files "$cur"
+	fi
+}
+
+_corral()
+{
+	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
+	COMPREPLY=()
+	if ((COMP_CWORD == 1)); then
+		COMPREPLY=($(compgen -W "exec run info image help --version --help" -- "$cur"))
+		return
+	fi
+	case ${COMP_WORDS[1]} in
+	run) _corral_run "$cur" "$prev" ;;
+	exec) _corral_exec "$cur" "$prev" ;;
+	image) _corral_image "$cur" "$prev" ;;
+	info) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+	esac
+}
+
+complete -F _corral corral
