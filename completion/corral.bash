@@ -54,18 +54,19 @@ _corral_exec()
 	local cur=$1 prev=$2 k
 	case $prev in
 	--root) _corral_dirs "$cur"; return ;;
-	--argv0) return ;;
+	--argv0 | --mem) return ;;
+	--net) COMPREPLY=($(compgen -W "none host" -- "$cur")); return ;;
 	esac
 	# After the program, its own arguments: files.
 	for ((k = 2; k < COMP_CWORD; k++)); do
 		case ${COMP_WORDS[k]} in
-		--root | --argv0) ((k++)) ;;
+		--root | --argv0 | --mem | --net) ((k++)) ;;
 		-*) ;;
 		*) _corral_files "$cur"; return ;;
 		esac
 	done
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "--root --argv0 --trace --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "--root --sandbox --no-sandbox --net --mem --argv0 --trace --help" -- "$cur"))
 	else
 		compopt -o filenames 2>/dev/null
 		COMPREPLY=($(compgen -c -- "$cur") $(compgen -f -- "$cur"))
