@@ -181,11 +181,15 @@ static int wait_for(pid_t pid)
 	}
 }
 
+/* The outer process ends as the guest did. _exit: a process that made a
+ * new PID space for its children cannot start threads, which exit-time
+ * work (LeakSanitizer's) would try. */
 _Noreturn static void exit_like(int st)
 {
+	fflush(NULL);
 	if (WIFSIGNALED(st))
 		sig_die(WTERMSIG(st));
-	exit(WIFEXITED(st) ? WEXITSTATUS(st) : 127);
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 127);
 }
 
 /* ---- the filter on corral itself ----
@@ -351,7 +355,7 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 			 strerror(-r));
 		return r;
 	}
-	int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (o->net_host ? 0 : CLONE_NEWNET);
+	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (o->net_host ? 0 : CLONE_NEWNET);
 	if (unshare(flags) < 0) {
 		snprintf(err, errn, "cannot create namespaces: %s", strerror(errno));
 		return -errno;
@@ -372,11 +376,17 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 		snprintf(err, errn, "pipe: %s", strerror(errno));
 		return -errno;
 	}
+	/* The PID space last: from here on this process cannot start threads
+	 * (see exit_like), and ends only through _exit. */
+	if (unshare(CLONE_NEWPID) < 0) {
+		snprintf(err, errn, "cannot create a PID namespace: %s", strerror(errno));
+		return -errno;
+	}
 	fflush(NULL);
 	pid_t init = fork();
 	if (init < 0) {
-		snprintf(err, errn, "fork: %s", strerror(errno));
-		return -errno;
+		fprintf(stderr, "corral: sandbox: fork: %s\n", strerror(errno));
+		_exit(2);
 	}
 	if (init > 0) { /* outer */
 		close(pfd[1]);
