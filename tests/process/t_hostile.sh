@@ -77,6 +77,7 @@ if [ "$kb" -lt 40000 ]; then ok; else bad "1 TiB bss cost corral $kb KiB"; fi
 
 # --- SIGBUS past the end of a file, EFAULT for system calls: as Linux ---
 same "sigbus" "$H" sigbus
+same "sigbus in hot code" "$H" sigbus-hot
 export CORRAL_JIT=0
 same "sigbus, interpreter" "$H" sigbus
 unset CORRAL_JIT

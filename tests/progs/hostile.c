@@ -263,6 +263,43 @@ static int sigbus(void)
 	return 0;
 }
 
+static __attribute__((noinline)) long touch(volatile uint8_t *m, int n)
+{
+	long sum = 0;
+	for (int k = 0; k < n; k++)
+		sum += m[(k * 64) & 4095];
+	return sum;
+}
+
+/* The same, from hot code (translated by corral): a file page that was
+ * read many times goes away under a loop (the file is truncated). */
+static int sigbus_hot(void)
+{
+	char path[] = "/tmp/corral-hostile-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0 || ftruncate(fd, 4096))
+		return 2;
+	unlink(path);
+	volatile uint8_t *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return 2;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_bus;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
+	long sum = 0;
+	for (int k = 0; k < 2000; k++)
+		sum += touch(m, 64);
+	if (ftruncate(fd, 0))
+		return 2;
+	bus_sig = 0;
+	if (!sigsetjmp(jb, 1))
+		sum += touch(m, 64);
+	printf("hot loop over a truncated file: signal %d (sum %ld)\n", bus_sig, sum);
+	return 0;
+}
+
 /* Code changed through a second, shared mapping of the same file page. */
 static int alias_code(void)
 {
@@ -549,6 +586,8 @@ int main(int argc, char **argv)
 		return memcap();
 	if (!strcmp(c, "sigbus"))
 		return sigbus();
+	if (!strcmp(c, "sigbus-hot"))
+		return sigbus_hot();
 	if (!strcmp(c, "alias-code"))
 		return alias_code();
 	if (!strcmp(c, "top-page"))
