@@ -264,6 +264,22 @@ fuzz-qcow2-run: $(FUZZ_BUILD)/fuzz_qcow2
 
 .PHONY: fuzz-qcow2-run
 
+# The state stream's reader (opt-in): the input is a state file.
+# `make fuzz-state-run FUZZ_SECONDS=120`; crash inputs land in
+# tests/fuzz/regress/state/, which make check replays with the seeds.
+$(FUZZ_BUILD)/fuzz_state: tests/fuzz/fuzz_state.c tests/fuzz/fuzz_state.h src/state/stream.c src/state/stream.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -o $@ tests/fuzz/fuzz_state.c src/state/stream.c -lz
+
+fuzz: $(FUZZ_BUILD)/fuzz_state
+
+fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
+	@mkdir -p $(FUZZ_BUILD)/corpus-state tests/fuzz/regress/state
+	$(FUZZ_BUILD)/fuzz_state -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/state/ $(FUZZ_BUILD)/corpus-state tests/fuzz/seeds/state
+
+.PHONY: fuzz-state-run
+
 # ---- installing ----
 # `make install` (PREFIX=/usr/local, DESTDIR for staging) puts corral, the
 # guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages
