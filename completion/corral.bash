@@ -55,7 +55,7 @@ _corral_exec()
 	case $prev in
 	--root) _corral_dirs "$cur"; return ;;
 	--argv0 | --mem) return ;;
-	--net) COMPREPLY=($(compgen -W "none host" -- "$cur")); return ;;
+	--net) COMPREPLY=($(compgen -W "none host user" -- "$cur")); return ;;
 	esac
 	# After the program, its own arguments: files.
 	for ((k = 2; k < COMP_CWORD; k++)); do

@@ -32,8 +32,11 @@ static void exec_usage(FILE *f)
 		   "                 corral itself (see docs/threat-model.md)\n"
 		   "  --no-sandbox   with --root: confine paths only (processes, devices and the\n"
 		   "                 network are the host's, as without --root)\n"
-		   "  --net MODE     with --sandbox: none (default: loopback only) or host (share\n"
+		   "  --net MODE     with --sandbox: none (default: loopback only), host (share\n"
 		   "                 the host's network namespace, abstract unix sockets included)\n"
+		   "                 or user[,hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...\n"
+		   "                 [,restrict=on] (eth0 10.0.2.15 behind a user-mode NAT: the\n"
+		   "                 host's loopback is 10.0.2.2, DNS 10.0.2.3; no privileges)\n"
 		   "  --argv0 NAME   pass NAME as argv[0] instead of PROGRAM\n"
 		   "  --mem SIZE     cap the program's memory (e.g. 512M, 2G; a bare number is MiB):\n"
 		   "                 mappings beyond it fail with ENOMEM (default: the host's memory\n"
@@ -172,8 +175,10 @@ int cmd_exec(int argc, char **argv)
 		}
 		if (!strcmp(net, "host")) {
 			o.net_host = 1;
+		} else if (!strcmp(net, "user") || !strncmp(net, "user,", 5)) {
+			o.net_user = net;
 		} else if (strcmp(net, "none")) {
-			fprintf(stderr, "corral exec: bad --net '%s' (none or host)\n", net);
+			fprintf(stderr, "corral exec: bad --net '%s' (none, host or user[,hostfwd=...])\n", net);
 			return 2;
 		}
 	}

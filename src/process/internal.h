@@ -186,6 +186,15 @@ void *gmem_ptr(uint64_t gva, size_t n, unsigned need);
  * status or die of its signal), or -errno with one line in err. */
 int sandbox_enter(const struct proc_opts *o, char *err, size_t errn);
 
+/* ---- usernet.c: --net user in the sandbox ---- */
+/* Start the NAT (spec as --net's, e.g. "user,hostfwd=tcp::8080-:80") in
+ * the host's network namespace, before the sandbox's is made. */
+int usernet_open(const char *spec, char *err, size_t errn);
+/* Inside the new network namespace: eth0 (a tap joined to the NAT). */
+int usernet_attach(char *err, size_t errn);
+/* In a child process: close every descriptor the NAT made (but keep). */
+void usernet_forget(int keep);
+
 /* ---- elf.c ---- */
 /* Check whether path is something execve can run (x86-64 ELF or #! script
  * with an existing interpreter): 0 or -errno. */

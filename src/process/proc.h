@@ -14,6 +14,7 @@ struct proc_opts {
 	unsigned long long mem; /* cap on guest memory in bytes, 0: the host's memory */
 	int sandbox;		/* namespaces, devices, sockets, filter (docs/threat-model.md) */
 	int net_host;		/* sandbox: share the host's network namespace */
+	const char *net_user;	/* sandbox: "user[,hostfwd=...]" for a NAT'd eth0, or NULL */
 	int sandboxed;		/* internal: already inside (a guest's execve) */
 };
 

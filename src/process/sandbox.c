@@ -355,6 +355,10 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 			 strerror(-r));
 		return r;
 	}
+	/* The NAT's thread and host sockets stay in the host's network
+	 * namespace: they are made before this thread moves to a new one. */
+	if (o->net_user && (r = usernet_open(o->net_user, err, errn)))
+		return r;
 	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (o->net_host ? 0 : CLONE_NEWNET);
 	if (unshare(flags) < 0) {
 		snprintf(err, errn, "cannot create namespaces: %s", strerror(errno));
@@ -371,6 +375,8 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 		return r;
 	if (!o->net_host)
 		loopback_up();
+	if (o->net_user && (r = usernet_attach(err, errn)))
+		return r;
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		snprintf(err, errn, "pipe: %s", strerror(errno));
@@ -403,6 +409,8 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 	}
 	/* init: PID 1 of the new PID space */
 	close(pfd[0]);
+	if (o->net_user)
+		usernet_forget(pfd[1]);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (setup_proc(err, errn)) {
 		fprintf(stderr, "corral: sandbox: %s\n", err);

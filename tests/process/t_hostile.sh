@@ -159,7 +159,7 @@ u = socket.socket(socket.AF_UNIX); u.bind(sys.argv[1]); u.listen(8)
 a = socket.socket(socket.AF_UNIX); a.bind('\0' + sys.argv[2]); a.listen(8)
 t = socket.socket(); t.bind(('127.0.0.1', 0)); t.listen(8)
 open(sys.argv[3] + '.tmp', 'w').write(str(t.getsockname()[1])); os.rename(sys.argv[3] + '.tmp', sys.argv[3])
-time.sleep(60)
+time.sleep(600)
 EOF
 server=$!
 n=0
@@ -173,6 +173,32 @@ expect "sandbox: host loopback" "host loopback: Connection refused"
 expect "sandbox: own loopback" "own loopback: works"
 out --root "$R" --net host /h network "$port" >/dev/null
 expect "--net host: host loopback" "host loopback: connected"
+# --net user: the host's loopback as 10.0.2.2 through the NAT, a port
+# published with hostfwd, and none of the NAT's host sockets inside
+out --root "$R" --net user /h network "$port" 10.0.2.2 >/dev/null
+expect "--net user: host service through the NAT" "host loopback: connected"
+expect "--net user: still no netlink" "netlink: Address family not supported by protocol"
+fds_none=$("$CORRAL" exec --sandbox /bin/busybox ls /proc/self/fd | tr '\n' ' ')
+fds_user=$("$CORRAL" exec --sandbox --net user,hostfwd=tcp:127.0.0.1:0-:80 /bin/busybox ls /proc/self/fd | tr '\n' ' ')
+if [ -n "$fds_none" ] && [ "$fds_none" = "$fds_user" ]; then ok; else bad "--net user: descriptors inside differ: '$fds_none' vs '$fds_user'"; fi
+fwd=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$CORRAL" exec --sandbox --net "user,hostfwd=tcp:127.0.0.1:$fwd-:8080" /bin/busybox sh -c \
+	'echo served-from-the-sandbox | nc -l -p 8080' >/dev/null 2>&1 &
+served=$!
+got=$(python3 -c '
+import socket, sys, time
+for _ in range(50):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        d = s.recv(100)
+        if d:
+            print(d.decode().strip()); break
+    except OSError:
+        pass
+    time.sleep(0.1)' "$fwd")
+if [ "$got" = "served-from-the-sandbox" ]; then ok; else bad "--net user hostfwd: got '$got'"; fi
+kill "$served" 2>/dev/null
+wait "$served" 2>/dev/null
 # unix sockets: the host's path, a symlink pointing out, an abstract name
 out --root "$R" /h unix "$TMP/host.sock" "corral-hostile-$$" >/dev/null
 expect "sandbox: unix path" "unix path: No such file or directory"

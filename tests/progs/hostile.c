@@ -3,6 +3,7 @@
  * files) and prints what it got, so tests/process/t_hostile.sh can check
  * that the sandbox held. Built static; most cases also run natively. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -504,7 +505,9 @@ static int devices(void)
 
 /* ---- network ---- */
 
-static int network(const char *port)
+/* addr: where "the host's loopback" is seen from here (127.0.0.1, or
+ * 10.0.2.2 behind --net user) */
+static int network(const char *port, const char *addr)
 {
 	int s = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
 	printf("netlink: %s\n", s < 0 ? strerror(errno) : "opened");
@@ -514,7 +517,7 @@ static int network(const char *port)
 	printf("packet: %s\n", s < 0 ? strerror(errno) : "opened");
 	s = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
-	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_pton(AF_INET, addr, &in.sin_addr);
 	printf("host loopback: %s\n", connect(s, (struct sockaddr *)&in, sizeof(in)) ? strerror(errno) : "connected");
 	/* loopback of its own still works */
 	int l = socket(AF_INET, SOCK_STREAM, 0);
@@ -601,7 +604,7 @@ int main(int argc, char **argv)
 	if (!strcmp(c, "devices"))
 		return devices();
 	if (!strcmp(c, "network") && argc > 2)
-		return network(argv[2]);
+		return network(argv[2], argc > 3 ? argv[3] : "127.0.0.1");
 	if (!strcmp(c, "unix") && argc > 3)
 		return unix_sockets(argv[2], argv[3]);
 	fprintf(stderr, "usage: hostile CASE [ARGS]\n");
