@@ -245,11 +245,29 @@ struct cpu {
 
 	uint64_t icount; /* instructions retired (approximate: per block) */
 	int trace;	 /* log unimplemented instructions to stderr */
+	int jit_stats;	 /* print block counts at cpu_destroy */
 	void *opaque;	 /* owner's data (the process VM thread, ...) */
 };
 
-/* Create/destroy. user mode: vm is the guest address space. */
+/* How a cpu runs (the translator, diagnostics): plain data its owner fills
+ * (a VM's configuration); the library never reads the environment for it. */
+struct cpu_opts {
+	int jit;	  /* translate hot blocks (on hosts with a translator) */
+	unsigned jit_hot; /* executions that make a block hot (0: translate at once) */
+	int jit_stats;	  /* print decoded/translated block counts at cpu_destroy */
+	int jit_perfmap;  /* append translations to /tmp/perf-PID.map */
+	int trace;	  /* log unimplemented instructions to stderr */
+};
+void cpu_opts_default(struct cpu_opts *o);
+/* For programs (the CLI, tests), once at start: the defaults changed by
+ * CORRAL_JIT=0, CORRAL_JIT_HOT=N, CORRAL_JIT_STATS, CORRAL_JIT_PERFMAP and
+ * CORRAL_TRACE_CPU. */
+void cpu_opts_from_env(struct cpu_opts *o);
+
+/* Create/destroy. user mode: vm is the guest address space. cpu_init
+ * takes its options from the environment (process VMs). */
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
+int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const struct cpu_opts *opts);
 void cpu_destroy(struct cpu *c);
 
 /* System mode: a vCPU of machine m. Starts in the power-on state (real mode
@@ -257,7 +275,14 @@ void cpu_destroy(struct cpu *c);
  * cpu_flush. cpu_run then returns CPU_EXIT_HLT when halted with nothing to
  * deliver, CPU_EXIT_LIMIT after max_insns, CPU_EXIT_SHUTDOWN on a triple
  * fault; I/O goes to the machine's buses, interrupts come from it. */
-int cpu_init_system(struct cpu *c, struct machine *m, unsigned index);
+/* The guest RAM bookkeeping a machine's vCPUs share (which pages hold
+ * decoded code): one per machine, made by the engine before its vCPUs and
+ * freed after them. */
+struct cpu_physmem *cpu_physmem_new(struct machine *m);
+void cpu_physmem_free(struct cpu_physmem *p);
+/* opts NULL: cpu_opts_default. */
+int cpu_init_system(struct cpu *c, struct machine *m, unsigned index, struct cpu_physmem *phys,
+		    const struct cpu_opts *opts);
 void cpu_reset_system(struct cpu *c);
 /* After c->s was set directly (boot loader, engine hand-over, snapshot
  * restore): derive the CPL, drop cached translations and decoded code. A

@@ -33,12 +33,7 @@ struct cpu_physmem {
 	volatile unsigned code_gen;
 	pthread_mutex_t log_lock;
 	struct code_event log[CODE_LOG];
-	struct cpu_physmem *next;
-	unsigned users;
 };
-
-static pthread_mutex_t physmem_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct cpu_physmem *physmem_list;
 
 static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *host)
 {
@@ -75,86 +70,63 @@ static void physmem_dma_written(void *opaque, void *host, uint64_t len)
 	}
 }
 
-static struct cpu_physmem *physmem_get(struct machine *m)
+struct cpu_physmem *cpu_physmem_new(struct machine *m)
 {
-	pthread_mutex_lock(&physmem_lock);
-	struct cpu_physmem *p;
-	for (p = physmem_list; p; p = p->next)
-		if (p->m == m)
-			break;
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (p) {
-			p->m = m;
-			p->base = gpa_ptr(m, 0, 1);
-			/* RAM is one host mapping: find its extent page by page from
-			 * the two ranges of the PC map. */
-			uint64_t lo = 0, hi = 0;
-			while (lo < MEM_LOW_END && gpa_ptr(m, lo, 4096) == p->base + lo)
-				lo += 4096;
-			while (gpa_ptr(m, MEM_HIGH_START + hi, 4096) == p->base + lo + hi)
-				hi += 4096;
-			p->pages = (lo + hi) >> 12;
-			p->code = calloc(p->pages ? p->pages : 1, 1);
-			pthread_mutex_init(&p->log_lock, NULL);
-			if (!p->code) {
-				free(p);
-				p = NULL;
-			} else {
-				p->next = physmem_list;
-				physmem_list = p;
-				machine_set_dma_hook(m, physmem_dma_written, p);
-			}
-		}
+	struct cpu_physmem *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->m = m;
+	p->base = gpa_ptr(m, 0, 1);
+	/* RAM is one host mapping: find its extent page by page from the two
+	 * ranges of the PC map. */
+	uint64_t lo = 0, hi = 0;
+	while (lo < MEM_LOW_END && gpa_ptr(m, lo, 4096) == p->base + lo)
+		lo += 4096;
+	while (gpa_ptr(m, MEM_HIGH_START + hi, 4096) == p->base + lo + hi)
+		hi += 4096;
+	p->pages = (lo + hi) >> 12;
+	p->code = calloc(p->pages ? p->pages : 1, 1);
+	if (!p->code) {
+		free(p);
+		return NULL;
 	}
-	if (p)
-		p->users++;
-	pthread_mutex_unlock(&physmem_lock);
+	pthread_mutex_init(&p->log_lock, NULL);
+	machine_set_dma_hook(m, physmem_dma_written, p);
 	return p;
 }
 
-static void physmem_put(struct cpu_physmem *p)
+void cpu_physmem_free(struct cpu_physmem *p)
 {
-	pthread_mutex_lock(&physmem_lock);
-	if (--p->users == 0) {
-		struct cpu_physmem **pp = &physmem_list;
-		while (*pp != p)
-			pp = &(*pp)->next;
-		*pp = p->next;
-		machine_set_dma_hook(p->m, NULL, NULL);
-		pthread_mutex_destroy(&p->log_lock);
-		free(p->code);
-		free(p);
-	}
-	pthread_mutex_unlock(&physmem_lock);
+	if (!p)
+		return;
+	machine_set_dma_hook(p->m, NULL, NULL);
+	pthread_mutex_destroy(&p->log_lock);
+	free(p->code);
+	free(p);
 }
 
 /* ---- Setup ---- */
 
-int cpu_init_system(struct cpu *c, struct machine *m, unsigned index)
+int cpu_init_system(struct cpu *c, struct machine *m, unsigned index, struct cpu_physmem *phys,
+		    const struct cpu_opts *opts)
 {
-	int r = cpu_init(c, CPU_MODE_SYSTEM, NULL);
+	if (!phys)
+		return -EINVAL;
+	int r = cpu_init_opts(c, CPU_MODE_SYSTEM, NULL, opts);
 	if (r)
 		return r;
 	c->mode = CPU_MODE_SYSTEM;
 	c->m = m;
 	c->index = index;
-	c->phys = physmem_get(m);
-	if (!c->phys) {
-		cpu_destroy(c);
-		return -ENOMEM;
-	}
+	c->phys = phys;
 	c->code_gen = c->phys->code_gen;
 	c->phys_code_gen = &c->phys->code_gen;
-	c->trace = getenv("CORRAL_TRACE_CPU") != NULL;
 	cpu_reset_system(c);
 	return 0;
 }
 
 void sys_destroy(struct cpu *c)
 {
-	if (c->phys)
-		physmem_put(c->phys);
 	c->phys = NULL;
 }
 

@@ -229,6 +229,14 @@ void clock_advance_to(struct machine *m, uint64_t t)
 	}
 }
 
+void clock_pause_skip(struct machine *m, uint64_t ns)
+{
+	/* clock_ns never goes back: with the start moved by less than the
+	 * pause, it continues from where it stood */
+	if (!m->clock_manual && !m->clock_delta)
+		m->clock_start += ns;
+}
+
 struct mtimer *mtimer_new(struct machine *m, mtimer_fn fn, void *opaque)
 {
 	for (unsigned k = 0; k < MACHINE_MAX_TIMERS; k++) {

@@ -290,6 +290,9 @@ void machine_destroy(struct machine *m);
 void machine_reset_devices(struct machine *m);
 /* Virtual time jumps forward to t (no-op if t is not in the future). */
 void clock_advance_to(struct machine *m, uint64_t t);
+/* The VM stood still for ns of host time (a pause): host-driven time
+ * leaves them out, so the guest does not see them pass. */
+void clock_pause_skip(struct machine *m, uint64_t ns);
 /* The earliest armed timer deadline, UINT64_MAX if none. */
 uint64_t mtimer_next_deadline(struct machine *m);
 enum machine_power machine_take_power(struct machine *m);

@@ -1,0 +1,408 @@
+/* The VM layer: two VMs from tiny guests running at once on two threads,
+ * each with its own output and its own pause; pause/resume of a busy and
+ * an idle guest (guest RAM does not change while paused); stop, reset and
+ * the errors of vm_create. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testhelp.h"
+
+#include "vm/vm.h"
+
+static char tmpdir[] = "/tmp/t_vm.XXXXXX";
+
+/* Tiny guests (flat binaries at 1 MiB, see tests/guests/guest.h), from
+ * the assembly in the comments.
+ *
+ * print: writes the NUL-terminated string at msg to COM1 `count` times,
+ * then powers off.
+ *	mov count(%rip), %rcx
+ * 1:	lea msg(%rip), %rsi; mov $0x3f8, %dx
+ * 2:	lodsb; test %al, %al; jz 3f; out %al, %dx; jmp 2b
+ * 3:	dec %rcx; jnz 1b
+ *	mov $0x604, %dx; mov $0x3400, %ax; out %ax, %dx
+ * 4:	hlt; jmp 4b
+ *	.balign 8; count: .quad 0; msg: */
+static const uint8_t g_print[] = {0x48, 0x8b, 0x0d, 0x29, 0x00, 0x00, 0x00, 0x48, 0x8d, 0x35, 0x2a, 0x00,
+				  0x00, 0x00, 0x66, 0xba, 0xf8, 0x03, 0xac, 0x84, 0xc0, 0x74, 0x03, 0xee,
+				  0xeb, 0xf8, 0x48, 0xff, 0xc9, 0x75, 0xe8, 0x66, 0xba, 0x04, 0x06, 0x66,
+				  0xb8, 0x00, 0x34, 0x66, 0xef, 0xf4, 0xeb, 0xfd, 0x0f, 0x1f, 0x40, 0x00};
+#define G_PRINT_COUNT 0x30 /* then the message */
+
+/* count: a busy loop storing its counter at 0x20000.
+ *	xor %eax, %eax
+ * 1:	inc %rax; mov %rax, 0x20000; jmp 1b */
+static const uint8_t g_count[] = {0x31, 0xc0, 0x48, 0xff, 0xc0, 0x48, 0x89, 0x04,
+				  0x25, 0x00, 0x00, 0x02, 0x00, 0xeb, 0xf3};
+#define G_COUNTER 0x20000
+
+/* idle: the LAPIC timer, periodic at `period` ns, counts its interrupts at
+ * 0x20008; between them the vCPU halts.
+ *	lidt idtr(%rip)
+ *	(gate 0x20 in idt -> handler)
+ *	mov $0xfee00000, %ebx
+ *	movl $0x1ff, 0xf0(%rbx); movl $0xb, 0x3e0(%rbx); movl $0x20020, 0x320(%rbx)
+ *	mov period(%rip), %eax; mov %eax, 0x380(%rbx)
+ * 1:	sti; hlt; jmp 1b
+ * handler: incq 0x20008; movl $0, 0xb0(%rbx); iretq
+ *	.balign 8; period: .long 0
+ *	.balign 16; idtr: .word 256*16-1; .quad idt
+ *	.balign 16; idt: (4 KiB of zeros follow) */
+static const uint8_t g_idle[] = {
+	0x0f, 0x01, 0x1d, 0x89, 0x00, 0x00, 0x00, 0x48, 0x8d, 0x05, 0x5f, 0x00, 0x00, 0x00, 0x48, 0x8d, 0x3d, 0x8b,
+	0x02, 0x00, 0x00, 0x66, 0x89, 0x07, 0x66, 0xc7, 0x47, 0x02, 0x08, 0x00, 0x66, 0xc7, 0x47, 0x04, 0x00, 0x8e,
+	0x48, 0xc1, 0xe8, 0x10, 0x66, 0x89, 0x47, 0x06, 0x48, 0xc1, 0xe8, 0x10, 0x89, 0x47, 0x08, 0xc7, 0x47, 0x0c,
+	0x00, 0x00, 0x00, 0x00, 0xbb, 0x00, 0x00, 0xe0, 0xfe, 0xc7, 0x83, 0xf0, 0x00, 0x00, 0x00, 0xff, 0x01, 0x00,
+	0x00, 0xc7, 0x83, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00, 0xc7, 0x83, 0x20, 0x03, 0x00, 0x00, 0x20,
+	0x00, 0x02, 0x00, 0x8b, 0x05, 0x25, 0x00, 0x00, 0x00, 0x89, 0x83, 0x80, 0x03, 0x00, 0x00, 0xfb, 0xf4, 0xeb,
+	0xfc, 0x48, 0xff, 0x04, 0x25, 0x08, 0x00, 0x02, 0x00, 0xc7, 0x83, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x48, 0xcf, 0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0f, 0x1f, 0x40, 0x00,
+	0xff, 0x0f, 0xa0, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00};
+#define G_IDLE_PERIOD 0x88
+#define G_TICKS 0x20008
+
+static void path_in_tmp(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", tmpdir, name);
+}
+
+static int write_file(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return -1;
+	size_t w = fwrite(p, 1, n, f);
+	return fclose(f) == 0 && w == n ? 0 : -1;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	size_t r;
+	while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(b, (cap *= 2) + 1);
+			if (!nb)
+				free(b);
+			b = nb;
+		}
+	}
+	fclose(f);
+	if (b) {
+		b[n] = 0;
+		*len = n;
+	}
+	return b;
+}
+
+static void make_print_guest(const char *path, const char *msg, uint64_t count)
+{
+	size_t n = G_PRINT_COUNT + 8 + strlen(msg) + 1;
+	uint8_t *img = calloc(1, n);
+	CHECK(img != NULL);
+	if (!img)
+		return;
+	memcpy(img, g_print, sizeof(g_print));
+	memcpy(img + G_PRINT_COUNT, &count, 8);
+	memcpy(img + G_PRINT_COUNT + 8, msg, strlen(msg) + 1);
+	CHECK(write_file(path, img, n) == 0);
+	free(img);
+}
+
+static void make_idle_guest(const char *path, uint32_t period_ns)
+{
+	size_t n = sizeof(g_idle) + 4096;
+	uint8_t *img = calloc(1, n);
+	CHECK(img != NULL);
+	if (!img)
+		return;
+	memcpy(img, g_idle, sizeof(g_idle));
+	memcpy(img + G_IDLE_PERIOD, &period_ns, 4);
+	CHECK(write_file(path, img, n) == 0);
+	free(img);
+}
+
+static void flat_config(struct vm_config *c, const char *guest, const char *serial_path)
+{
+	vm_config_init(c);
+	c->flat = guest;
+	c->mem = 32ull << 20;
+	c->engine = VM_ENGINE_EMU;
+	c->serial_path = serial_path;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t ram64(struct vm *vm, uint64_t gpa)
+{
+	uint64_t v = 0;
+	CHECK(vm_ram_read(vm, gpa, &v, 8) == 0);
+	return v;
+}
+
+/* Waits up to 10 s for the guest's counter at gpa to pass 0. */
+static uint64_t wait_started(struct vm *vm, uint64_t gpa)
+{
+	uint64_t v = 0, t0 = now_ns();
+	while ((vm_ram_read(vm, gpa, &v, 8) < 0 || v == 0) && now_ns() - t0 < 10000000000ull)
+		sleep_ms(1);
+	return v;
+}
+
+/* Two VMs at once, each printing its own line many times to its own file;
+ * they differ in the translator too (one interprets only). */
+static void test_two_vms(void)
+{
+	static const char *msg[2] = {"alpha: the first VM\n", "bravo, bravo: the second one\n"};
+	static const uint64_t count[2] = {20000, 15000};
+	char guest[2][256], out[2][256];
+	struct vm *vm[2] = {NULL, NULL};
+	char err[512];
+	for (int k = 0; k < 2; k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "print%d.bin", k);
+		path_in_tmp(guest[k], sizeof(guest[k]), name);
+		snprintf(name, sizeof(name), "out%d.txt", k);
+		path_in_tmp(out[k], sizeof(out[k]), name);
+		make_print_guest(guest[k], msg[k], count[k]);
+		struct vm_config c;
+		flat_config(&c, guest[k], out[k]);
+		c.cpu_opts.jit = k == 0;
+		int r = vm_create(&c, &vm[k], err, sizeof(err));
+		CHECK(r == 0);
+		if (r) {
+			fprintf(stderr, "  vm_create: %s\n", err);
+			goto out;
+		}
+	}
+	CHECK(vm_start(vm[0]) == 0);
+	CHECK(vm_start(vm[1]) == 0);
+	for (int k = 0; k < 2; k++) {
+		struct vm_exit ex;
+		CHECK(vm_wait(vm[k], &ex) == 0);
+		CHECK_EQ_U64(ex.end, VM_END_POWER_OFF);
+	}
+	for (int k = 0; k < 2; k++) {
+		size_t len = 0, ml = strlen(msg[k]);
+		char *text = read_file(out[k], &len);
+		CHECK(text != NULL);
+		if (!text)
+			continue;
+		CHECK_EQ_U64(len, ml * count[k]);
+		int same = len == ml * count[k];
+		for (size_t i = 0; same && i < count[k]; i++)
+			same = !memcmp(text + i * ml, msg[k], ml);
+		CHECK(same);
+		free(text);
+	}
+out:
+	vm_destroy(vm[0]);
+	vm_destroy(vm[1]);
+}
+
+/* Pausing one VM leaves the other running; paused, guest RAM stands still
+ * for 50 ms; resumed, it moves on; stopped, the VM ends with QUIT. */
+static void test_pause_busy(void)
+{
+	char guest[256];
+	char err[512];
+	struct vm *vm[2] = {NULL, NULL};
+	path_in_tmp(guest, sizeof(guest), "count.bin");
+	CHECK(write_file(guest, g_count, sizeof(g_count)) == 0);
+	for (int k = 0; k < 2; k++) {
+		struct vm_config c;
+		flat_config(&c, guest, NULL);
+		int r = vm_create(&c, &vm[k], err, sizeof(err));
+		CHECK(r == 0);
+		if (r) {
+			fprintf(stderr, "  vm_create: %s\n", err);
+			goto out;
+		}
+		CHECK(vm_start(vm[k]) == 0);
+	}
+	CHECK(wait_started(vm[0], G_COUNTER) != 0);
+	CHECK(wait_started(vm[1], G_COUNTER) != 0);
+
+	CHECK(vm_pause(vm[0]) == 0);
+	uint64_t a0 = ram64(vm[0], G_COUNTER), b0 = ram64(vm[1], G_COUNTER);
+	sleep_ms(50);
+	uint64_t a1 = ram64(vm[0], G_COUNTER), b1 = ram64(vm[1], G_COUNTER);
+	CHECK_EQ_U64(a1, a0);	     /* paused */
+	CHECK(b1 > b0);		     /* the other VM runs on */
+	CHECK(vm_pause(vm[0]) == 0); /* a no-op */
+	vm_resume(vm[0]);
+	sleep_ms(20);
+	uint64_t a2 = ram64(vm[0], G_COUNTER);
+	CHECK(a2 > a1);
+
+	/* again, a few times: every pause holds */
+	for (int i = 0; i < 5; i++) {
+		CHECK(vm_pause(vm[1]) == 0);
+		uint64_t v = ram64(vm[1], G_COUNTER);
+		sleep_ms(10);
+		CHECK_EQ_U64(ram64(vm[1], G_COUNTER), v);
+		vm_resume(vm[1]);
+	}
+
+	/* stopping one leaves the other running */
+	for (int k = 0; k < 2; k++) {
+		struct vm_exit ex;
+		vm_stop(vm[k]);
+		CHECK(vm_wait(vm[k], &ex) == 0);
+		CHECK_EQ_U64(ex.end, VM_END_QUIT);
+		CHECK(vm_pause(vm[k]) == -ESRCH); /* ended */
+		if (k == 0) {
+			uint64_t b = ram64(vm[1], G_COUNTER);
+			sleep_ms(10);
+			CHECK(ram64(vm[1], G_COUNTER) > b);
+		}
+	}
+out:
+	vm_destroy(vm[0]);
+	vm_destroy(vm[1]);
+}
+
+/* An idle guest (halted between LAPIC timer interrupts, with idle time
+ * passing in real time): no interrupt while paused, ticks again after. */
+static void test_pause_idle(void)
+{
+	char guest[256], err[512];
+	struct vm *vm = NULL;
+	path_in_tmp(guest, sizeof(guest), "idle.bin");
+	make_idle_guest(guest, 1000000); /* 1 ms */
+	struct vm_config c;
+	flat_config(&c, guest, NULL);
+	c.realtime_idle = 1;
+	int r = vm_create(&c, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r) {
+		fprintf(stderr, "  vm_create: %s\n", err);
+		return;
+	}
+	CHECK(vm_start(vm) == 0);
+	CHECK(wait_started(vm, G_TICKS) != 0);
+	CHECK(vm_pause(vm) == 0);
+	uint64_t t0 = ram64(vm, G_TICKS);
+	sleep_ms(50);
+	CHECK_EQ_U64(ram64(vm, G_TICKS), t0);
+	vm_resume(vm);
+	sleep_ms(50);
+	CHECK(ram64(vm, G_TICKS) > t0);
+	vm_destroy(vm); /* stops it */
+}
+
+static int reboots;
+
+static void count_reboot(void *opaque)
+{
+	(void)opaque;
+	__atomic_add_fetch(&reboots, 1, __ATOMIC_SEQ_CST);
+}
+
+/* vm_reset reboots the guest even with no_reboot (which is about the
+ * guest's own resets): the machine is rebuilt, RAM starts from zero. */
+static void test_reset(void)
+{
+	char guest[256], err[512];
+	struct vm *vm = NULL;
+	path_in_tmp(guest, sizeof(guest), "count.bin");
+	CHECK(write_file(guest, g_count, sizeof(g_count)) == 0);
+	struct vm_config c;
+	flat_config(&c, guest, NULL);
+	c.no_reboot = 1;
+	c.on_reboot = count_reboot;
+	int r = vm_create(&c, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r)
+		return;
+	CHECK(vm_reset(vm) == -ESRCH); /* not running */
+	CHECK(vm_start(vm) == 0);
+	CHECK(wait_started(vm, G_COUNTER) != 0);
+	sleep_ms(20);
+	CHECK(vm_reset(vm) == 0);
+	uint64_t t0 = now_ns();
+	while (__atomic_load_n(&reboots, __ATOMIC_SEQ_CST) == 0 && now_ns() - t0 < 10000000000ull)
+		sleep_ms(1);
+	CHECK_EQ_U64(reboots, 1);
+	CHECK(wait_started(vm, G_COUNTER) != 0); /* runs again */
+	vm_stop(vm);
+	struct vm_exit ex;
+	CHECK(vm_wait(vm, &ex) == 0);
+	CHECK_EQ_U64(ex.end, VM_END_QUIT);
+	vm_destroy(vm);
+}
+
+static void expect_create_error(const struct vm_config *c, const char *want)
+{
+	struct vm *vm = (struct vm *)1;
+	char err[512] = "";
+	int r = vm_create(c, &vm, err, sizeof(err));
+	CHECK(r < 0);
+	CHECK(vm == NULL);
+	CHECK(strstr(err, want) != NULL);
+	CHECK(strchr(err, '\n') == NULL);
+	if (!strstr(err, want))
+		fprintf(stderr, "  got '%s', want '%s'\n", err, want);
+}
+
+static void test_errors(void)
+{
+	struct vm_config c;
+	char missing[256];
+	path_in_tmp(missing, sizeof(missing), "missing.bin");
+	flat_config(&c, missing, NULL);
+	expect_create_error(&c, "flat guest '");
+	expect_create_error(&c, "No such file or directory");
+	flat_config(&c, missing, NULL);
+	c.cpus = 0;
+	expect_create_error(&c, "cpus 0: must be from 1 to");
+	flat_config(&c, missing, NULL);
+	c.mem = (16ull << 20) + 1;
+	expect_create_error(&c, "multiple of 4K");
+	flat_config(&c, missing, NULL);
+	c.cpu_model = CPU_MODEL_HOST;
+	expect_create_error(&c, "needs the kvm engine");
+	flat_config(&c, missing, "/nonexistent-dir/out");
+	char guest[256];
+	path_in_tmp(guest, sizeof(guest), "count.bin");
+	CHECK(write_file(guest, g_count, sizeof(g_count)) == 0);
+	c.flat = guest;
+	expect_create_error(&c, "--serial file:/nonexistent-dir/out: No such file or directory");
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	RUN(test_two_vms);
+	RUN(test_pause_busy);
+	RUN(test_pause_idle);
+	RUN(test_reset);
+	RUN(test_errors);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	return test_report();
+}
