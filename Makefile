@@ -62,7 +62,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(if $(CLI_SRC),$(CORRAL))
+tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 check: tests
@@ -72,22 +72,36 @@ check: tests
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
 
-bench: $(CORRAL)
+# Benchmark programs linked with the library: bench/<name>.c but iob.c
+# (a guest program, built by bench/io.sh).
+BENCH_SRC := $(filter-out bench/iob.c,$(sort $(wildcard bench/*.c)))
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# vm_pause's latency (bench/pause.c)
+bench-pause: $(BUILD)/bench/pause
+	$(BUILD)/bench/pause
+
+bench: $(CORRAL) $(BENCH_BIN)
+	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
 
 format:
-	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)
 
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full bench format clean
+.PHONY: all tests check check-cpu-full bench bench-pause format clean
 .DELETE_ON_ERROR:
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
 
 # ---- fuzzing (opt-in) ----
 # `make fuzz` builds libFuzzer targets with clang (Debian: clang,
