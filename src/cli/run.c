@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend/block.h"
+#include "boot/boot.h"
 #include "cli/cli.h"
 #include "machine/machine.h"
 #include "vm/vm.h"
@@ -555,6 +557,11 @@ int cmd_run(int argc, char **argv)
 	if ((env = getenv("CORRAL_BENCH_T0")))
 		c->bench_t0 = strtoull(env, NULL, 10);
 	c->verbose = getenv("CORRAL_VERBOSE") != NULL;
+	char guest_dir[PATH_MAX], kernel_cache[PATH_MAX];
+	if (boot_dirs_from_env(guest_dir, kernel_cache, sizeof(guest_dir)) == 0) {
+		c->guest_dir = guest_dir;
+		c->kernel_cache = kernel_cache[0] ? kernel_cache : NULL;
+	}
 	c->log = run_log;
 
 	int in_fd = -1;

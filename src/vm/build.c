@@ -43,7 +43,12 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 		if ((r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
 			return r;
 	if (!c->kernel && !c->flat) {
-		if ((r = boot_default_guest(vm->kpath, vm->ipath, sizeof(vm->kpath), err, errlen)) < 0)
+		if (!c->guest_dir) {
+			snprintf(err, errlen, "no kernel given, and no directory for the default guest");
+			return -ENOENT;
+		}
+		r = boot_default_guest(c->guest_dir, vm->kpath, vm->ipath, sizeof(vm->kpath), err, errlen);
+		if (r < 0)
 			return r;
 		vm->cfg.kernel = vm->kpath;
 		vm->cfg.initrd = vm->ipath;
@@ -208,7 +213,8 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 					 .initrd = o->initrd,
 					 .cmdline = o->cmdline ? o->cmdline : "console=ttyS0",
 					 .mem_size = o->mem,
-					 .ncpus = o->cpus};
+					 .ncpus = o->cpus,
+					 .kernel_cache = o->kernel_cache};
 		r = boot_linux(m, &vm->bsp, &bc, err, errlen);
 	}
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */

@@ -41,7 +41,7 @@ static const char *str_put(char **p, const char *s)
 static int config_copy(struct vm *vm, const struct vm_config *c)
 {
 	size_t need = 1 + str_need(c->kernel) + str_need(c->initrd) + str_need(c->cmdline) + str_need(c->flat) +
-		      str_need(c->serial_path);
+		      str_need(c->serial_path) + str_need(c->guest_dir) + str_need(c->kernel_cache);
 	for (unsigned k = 0; k < c->ndisks; k++)
 		need += str_need(c->disk[k].path) + str_need(c->disk[k].serial);
 	for (unsigned k = 0; k < c->nnets; k++)
@@ -55,6 +55,8 @@ static int config_copy(struct vm *vm, const struct vm_config *c)
 	vm->cfg.cmdline = str_put(&p, c->cmdline);
 	vm->cfg.flat = str_put(&p, c->flat);
 	vm->cfg.serial_path = str_put(&p, c->serial_path);
+	vm->cfg.guest_dir = str_put(&p, c->guest_dir);
+	vm->cfg.kernel_cache = str_put(&p, c->kernel_cache);
 	for (unsigned k = 0; k < c->ndisks; k++) {
 		vm->cfg.disk[k].path = str_put(&p, c->disk[k].path);
 		vm->cfg.disk[k].serial = str_put(&p, c->disk[k].serial);

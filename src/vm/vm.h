@@ -50,7 +50,9 @@ struct vm_config {
 	 * default kernel and initramfs), or a flat 64-bit test guest. */
 	const char *kernel, *initrd, *cmdline; /* cmdline NULL: "console=ttyS0" */
 	const char *flat;
-	uint64_t mem; /* bytes, VM_MEM_MIN..VM_MEM_MAX, a multiple of 4 KiB */
+	const char *guest_dir;	  /* the default guest's directory (boot_dirs_from_env) */
+	const char *kernel_cache; /* decompressed kernels are kept here; NULL: nowhere */
+	uint64_t mem;		  /* bytes, VM_MEM_MIN..VM_MEM_MAX, a multiple of 4 KiB */
 	unsigned cpus;
 	enum vm_engine engine;
 	enum cpu_model cpu_model;

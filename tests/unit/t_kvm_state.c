@@ -274,7 +274,7 @@ static void test_bad_exits(void)
 		v.run->io.data_offset = bad[i].off;
 		v.run->io.port = PORT_COM1;
 		exit_io(&k, &v);
-		CHECK(k.done && k.res.end == EMU_ERROR && strstr(k.res.msg, "malformed I/O exit"));
+		CHECK(k.done && k.res.end == ENGINE_ERROR && strstr(k.res.msg, "malformed I/O exit"));
 		free(v.run);
 	}
 	/* a good one: 4 bytes of rep insb from the UART scratch register */
