@@ -184,7 +184,7 @@ struct cpu_tlb_entry {
 struct vmem;
 struct dcache;
 struct jit;
-struct machine;
+struct cpu_platform;
 
 struct cpu {
 	struct cpu_state s;
@@ -197,13 +197,13 @@ struct cpu {
 
 	enum cpu_mode mode;
 	struct vmem *vm;
-	struct machine *m;  /* system mode: the machine this vCPU belongs to */
-	unsigned index;	    /* system mode: vCPU number (= initial APIC ID) */
-	int halted;	    /* system mode: in HLT, waiting for an interrupt */
-	int nmi_pending;    /* system mode: an NMI waits for delivery */
-	int nmi_blocked;    /* system mode: in an NMI handler (until IRET) */
-	int irq_check;	    /* system mode: interrupt state may have changed: poll */
-	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
+	const struct cpu_platform *plat; /* system mode: the PC this vCPU belongs to */
+	unsigned index;			 /* system mode: vCPU number (= initial APIC ID) */
+	int halted;			 /* system mode: in HLT, waiting for an interrupt */
+	int nmi_pending;		 /* system mode: an NMI waits for delivery */
+	int nmi_blocked;		 /* system mode: in an NMI handler (until IRET) */
+	int irq_check;			 /* system mode: interrupt state may have changed: poll */
+	unsigned code_bits;		 /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Translator (jit.h): NULL when off; jit_hot executions make a block
 	 * hot; a jit_run returns once icount reaches jit_limit; jit_patch is the
@@ -270,18 +270,47 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
 int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const struct cpu_opts *opts);
 void cpu_destroy(struct cpu *c);
 
-/* System mode: a vCPU of machine m. Starts in the power-on state (real mode
- * at F000:FFF0); a boot loader then sets c->s for its entry and calls
- * cpu_flush. cpu_run then returns CPU_EXIT_HLT when halted with nothing to
- * deliver, CPU_EXIT_LIMIT after max_insns, CPU_EXIT_SHUTDOWN on a triple
- * fault; I/O goes to the machine's buses, interrupts come from it. */
+/* ---- System mode ----
+ * What a system-mode vCPU reaches outside itself, given by its engine: the
+ * CPU knows no PC, only these (the emu engine binds them to a machine).
+ * opaque is passed to each. */
+struct cpu_platform {
+	void *opaque;
+	/* Guest RAM: a host pointer to [gpa, gpa+len) if all of it is RAM,
+	 * else NULL (MMIO, or nothing). */
+	void *(*ram_ptr)(void *opaque, uint64_t gpa, uint64_t len);
+	/* Port and MMIO accesses (size 1, 2, 4 or 8). */
+	uint64_t (*pio_read)(void *opaque, uint16_t port, unsigned size);
+	void (*pio_write)(void *opaque, uint16_t port, unsigned size, uint64_t val);
+	uint64_t (*mmio_read)(void *opaque, uint64_t gpa, unsigned size);
+	void (*mmio_write)(void *opaque, uint64_t gpa, unsigned size, uint64_t val);
+	/* The interrupt controller: is a maskable interrupt ready for vCPU
+	 * cpu; ack takes it (its vector, or -1). */
+	int (*intr_pending)(void *opaque, unsigned cpu);
+	int (*intr_ack)(void *opaque, unsigned cpu);
+	/* The local APIC's MSRs (x2APIC 0x800-0x8ff, IA32_APIC_BASE): 0, or -1
+	 * for #GP. */
+	int (*apic_msr_read)(void *opaque, unsigned cpu, uint32_t msr, uint64_t *val);
+	int (*apic_msr_write)(void *opaque, unsigned cpu, uint32_t msr, uint64_t val);
+	/* The clock the TSC counts, in nanoseconds. */
+	uint64_t (*clock_ns)(void *opaque);
+	uint64_t apic_base; /* the local APIC's physical address at power-on */
+};
+
 /* The guest RAM bookkeeping a machine's vCPUs share (which pages hold
- * decoded code): one per machine, made by the engine before its vCPUs and
- * freed after them. */
-struct cpu_physmem *cpu_physmem_new(struct machine *m);
+ * decoded code): one per VM, made by the engine before its vCPUs and freed
+ * after them, over guest RAM's host mapping [ram, ram+size). A device's
+ * write into guest RAM must be reported (cpu_physmem_dma_written, opaque
+ * is the cpu_physmem). */
+struct cpu_physmem *cpu_physmem_new(void *ram, uint64_t size);
 void cpu_physmem_free(struct cpu_physmem *p);
-/* opts NULL: cpu_opts_default. */
-int cpu_init_system(struct cpu *c, struct machine *m, unsigned index, struct cpu_physmem *phys,
+void cpu_physmem_dma_written(void *opaque, void *host, uint64_t len);
+/* A vCPU of the platform plat (which must outlive it). Starts in the
+ * power-on state (real mode at F000:FFF0); a boot loader then sets c->s
+ * for its entry and calls cpu_flush. cpu_run then returns CPU_EXIT_HLT
+ * when halted with nothing to deliver, CPU_EXIT_LIMIT after max_insns,
+ * CPU_EXIT_SHUTDOWN on a triple fault. opts NULL: cpu_opts_default. */
+int cpu_init_system(struct cpu *c, const struct cpu_platform *plat, unsigned index, struct cpu_physmem *phys,
 		    const struct cpu_opts *opts);
 void cpu_reset_system(struct cpu *c);
 /* After c->s was set directly (boot loader, engine hand-over, snapshot

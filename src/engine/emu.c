@@ -32,9 +32,78 @@ struct emu {
 	struct cpu *volatile running;
 	struct engine_ctl *ctl; /* may be NULL */
 	struct cpu_physmem *phys;
+	struct cpu_platform plat;
 	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
 	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
 };
+
+/* ---- The PC as the CPU sees it ---- */
+
+static void *plat_ram_ptr(void *m, uint64_t gpa, uint64_t len)
+{
+	return gpa_ptr(m, gpa, len);
+}
+
+static uint64_t plat_pio_read(void *m, uint16_t port, unsigned size)
+{
+	return bus_pio_read(m, port, size);
+}
+
+static void plat_pio_write(void *m, uint16_t port, unsigned size, uint64_t val)
+{
+	bus_pio_write(m, port, size, val);
+}
+
+static uint64_t plat_mmio_read(void *m, uint64_t gpa, unsigned size)
+{
+	return bus_mmio_read(m, gpa, size);
+}
+
+static void plat_mmio_write(void *m, uint64_t gpa, unsigned size, uint64_t val)
+{
+	bus_mmio_write(m, gpa, size, val);
+}
+
+static int plat_intr_pending(void *m, unsigned cpu)
+{
+	return intr_pending(m, cpu);
+}
+
+static int plat_intr_ack(void *m, unsigned cpu)
+{
+	return intr_ack(m, cpu);
+}
+
+static int plat_apic_msr_read(void *m, unsigned cpu, uint32_t msr, uint64_t *val)
+{
+	return lapic_msr_read(m, cpu, msr, val);
+}
+
+static int plat_apic_msr_write(void *m, unsigned cpu, uint32_t msr, uint64_t val)
+{
+	return lapic_msr_write(m, cpu, msr, val);
+}
+
+static uint64_t plat_clock_ns(void *m)
+{
+	return clock_ns(m);
+}
+
+void engine_emu_platform(struct cpu_platform *p, struct machine *m)
+{
+	*p = (struct cpu_platform){.opaque = m,
+				   .ram_ptr = plat_ram_ptr,
+				   .pio_read = plat_pio_read,
+				   .pio_write = plat_pio_write,
+				   .mmio_read = plat_mmio_read,
+				   .mmio_write = plat_mmio_write,
+				   .intr_pending = plat_intr_pending,
+				   .intr_ack = plat_intr_ack,
+				   .apic_msr_read = plat_apic_msr_read,
+				   .apic_msr_write = plat_apic_msr_write,
+				   .clock_ns = plat_clock_ns,
+				   .apic_base = MEM_LAPIC_BASE};
+}
 
 /* The running vCPU returns at its next block boundary (also from a signal
  * handler, or from another thread: stop_req is sticky, and emu_turn looks
@@ -219,6 +288,8 @@ static void emu_free(struct emu *e)
 		if (e->v[k].inited)
 			cpu_destroy(&e->v[k].cpu);
 	free(e->v);
+	if (e->phys)
+		machine_set_dma_hook(e->m, NULL, NULL);
 	cpu_physmem_free(e->phys);
 }
 
@@ -234,13 +305,15 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		res.err = -ENOMEM;
 		return res;
 	}
-	e.phys = cpu_physmem_new(m);
+	e.phys = cpu_physmem_new(m->ram, m->mem_size);
 	if (!e.phys) {
 		res.err = -ENOMEM;
 		goto out;
 	}
+	machine_set_dma_hook(m, cpu_physmem_dma_written, e.phys);
+	engine_emu_platform(&e.plat, m);
 	for (unsigned k = 0; k < e.n; k++) {
-		int err = cpu_init_system(&e.v[k].cpu, m, k, e.phys, host ? host->cpu_opts : NULL);
+		int err = cpu_init_system(&e.v[k].cpu, &e.plat, k, e.phys, host ? host->cpu_opts : NULL);
 		if (err < 0) {
 			res.err = err;
 			goto out;

@@ -156,6 +156,11 @@ struct engine_ops {
  * the interrupt controllers (no in-kernel irqchip): interrupts are
  * injected with KVM_INTERRUPT. */
 extern const struct engine_ops engine_emu_ops, engine_kvm_ops;
+/* The PC as emu's CPU sees it (struct cpu_platform, cpu.h): m's RAM,
+ * buses, interrupt controllers, LAPICs and clock. For the emu engine and
+ * tests that drive a vCPU themselves. */
+struct cpu_platform;
+void engine_emu_platform(struct cpu_platform *p, struct machine *m);
 const struct engine_ops *engine_get(enum engine_kind kind);
 
 static inline struct engine_result engine_run(enum engine_kind kind, struct machine *m, const struct cpu_state *bsp,

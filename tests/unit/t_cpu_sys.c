@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "engine/engine.h"
 #include "machine/machine_impl.h"
 #include "testhelp.h"
 
@@ -119,14 +120,18 @@ static void idt_gate(struct machine *m, unsigned vec, uint64_t target)
 
 /* A vCPU of its own machine, with the translator as the environment says
  * (tests/cpu/t_jit.sh runs this test translated and interpreted). */
+static struct cpu_platform plat; /* one vCPU at a time */
+
 static int sys_cpu_init(struct cpu *c, struct machine *m)
 {
 	struct cpu_opts o;
 	cpu_opts_from_env(&o);
-	struct cpu_physmem *p = cpu_physmem_new(m);
+	struct cpu_physmem *p = cpu_physmem_new(m->ram, m->mem_size);
 	if (!p)
 		return -1;
-	int r = cpu_init_system(c, m, 0, p, &o);
+	machine_set_dma_hook(m, cpu_physmem_dma_written, p);
+	engine_emu_platform(&plat, m);
+	int r = cpu_init_system(c, &plat, 0, p, &o);
 	if (r)
 		cpu_physmem_free(p);
 	return r;
@@ -136,6 +141,7 @@ static void sys_cpu_destroy(struct cpu *c)
 {
 	struct cpu_physmem *p = c->phys;
 	cpu_destroy(c);
+	machine_set_dma_hook(plat.opaque, NULL, NULL);
 	cpu_physmem_free(p);
 }
 
