@@ -141,10 +141,12 @@ clean: fuzz-clean
 # without their dynamic relocations starts faster and keeps about 0.4 MiB
 # less resident (bench/startup.sh). Rebuild corral after a security update
 # of these libraries. DYNAMIC_LIBS=1 links them dynamically.
+# vm/config_json.c reads and writes VM configurations with jansson
+# (Debian: libjansson-dev).
 ifeq ($(DYNAMIC_LIBS),)
-LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -Wl,-Bdynamic
+LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -ljansson -Wl,-Bdynamic
 else
-LDLIBS += -lz -llzma -lzstd -llz4
+LDLIBS += -lz -llzma -lzstd -llz4 -ljansson
 endif
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).

@@ -90,6 +90,27 @@ struct vm_config {
  * time per instruction, the CPU options' defaults. */
 void vm_config_init(struct vm_config *c);
 
+/* ---- The configuration as JSON ----
+ * {"kernel": PATH, "initrd": PATH, "cmdline": S, "flat": PATH, "mem": BYTES,
+ *  "cpus": N, "engine": "auto|emu|kvm", "cpu_model": "corral|host",
+ *  "disks": [{"path": PATH, "format": "probe|raw|qcow2", "cache":
+ *  "writeback|none", "readonly": BOOL, "serial": S}], "nets": [SPEC],
+ *  "rng": BOOL, "hvc": BOOL, "no_reboot": BOOL, "serial_path": PATH,
+ *  "guest_dir": PATH, "kernel_cache": PATH, "realtime_idle": BOOL,
+ *  "ps_per_insn": N, "cpu": {"jit": BOOL, "jit_hot": N, "jit_stats": BOOL,
+ *  "jit_perfmap": BOOL, "trace": BOOL}}
+ * Callbacks and descriptors (serial_fd, poll_input, log, ...) are not part
+ * of it. Absent keys keep vm_config_init's defaults. */
+#define VM_CONFIG_JSON_MAX (64 * 1024)
+/* A malloc'd NUL-terminated JSON text, or NULL (out of memory, or a field
+ * out of its enum). */
+char *vm_config_to_json(const struct vm_config *c);
+/* Parses text (len bytes, at most VM_CONFIG_JSON_MAX) into *c. Unknown or
+ * duplicate keys, wrong types and numbers out of range are refused: -EINVAL
+ * with one sentence in err. On success c's strings point into *strings,
+ * which the caller frees (after vm_create, which copies them). */
+int vm_config_from_json(const char *text, size_t len, struct vm_config *c, void **strings, char *err, size_t errlen);
+
 enum vm_end {
 	VM_END_POWER_OFF,
 	VM_END_RESET, /* the guest reset with no_reboot, or a stop came with it */
