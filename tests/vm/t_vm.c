@@ -261,6 +261,47 @@ static void test_pause_idle(void)
 	vm_destroy(vm); /* stops it */
 }
 
+/* The same under kvm: vCPU threads kicked out of KVM_RUN and parked.
+ * Skipped without a usable /dev/kvm. */
+static void test_pause_kvm(void)
+{
+	struct kvm_info ki;
+	kvm_probe(&ki, 0);
+	if (!ki.usable) {
+		printf("skipped: no /dev/kvm (pause under kvm)\n");
+		return;
+	}
+	char guest[256], err[512];
+	struct vm *vm = NULL;
+	path_in_tmp(guest, sizeof(guest), "count.bin");
+	CHECK(write_file(guest, g_count, sizeof(g_count)) == 0);
+	struct vm_config c;
+	flat_config(&c, guest, NULL);
+	c.engine = VM_ENGINE_KVM;
+	int r = vm_create(&c, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r) {
+		fprintf(stderr, "  vm_create: %s\n", err);
+		return;
+	}
+	CHECK(vm_start(vm) == 0);
+	CHECK(wait_started(vm, G_COUNTER) != 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK(vm_pause(vm) == 0);
+		uint64_t v = ram64(vm, G_COUNTER);
+		sleep_ms(50);
+		CHECK_EQ_U64(ram64(vm, G_COUNTER), v);
+		vm_resume(vm);
+		sleep_ms(20);
+		CHECK(ram64(vm, G_COUNTER) > v);
+	}
+	vm_stop(vm);
+	struct vm_exit ex;
+	CHECK(vm_wait(vm, &ex) == 0);
+	CHECK_EQ_U64(ex.end, VM_END_QUIT);
+	vm_destroy(vm);
+}
+
 static int reboots;
 
 static void count_reboot(void *opaque)
@@ -349,6 +390,7 @@ int main(void)
 	RUN(test_two_vms);
 	RUN(test_pause_busy);
 	RUN(test_pause_idle);
+	RUN(test_pause_kvm);
 	RUN(test_reset);
 	RUN(test_errors);
 	char cmd[300];
