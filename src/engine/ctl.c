@@ -87,10 +87,19 @@ void engine_resume(struct engine_ctl *ctl)
 void engine_stop_async(struct engine_ctl *ctl)
 {
 	ctl->stop = 1;
-	void (*kick)(void *) = ctl->async_kick;
-	if (kick)
-		kick(ctl->async_opaque);
 	ctl_wake(ctl);
+}
+
+void engine_stop(struct engine_ctl *ctl)
+{
+	pthread_mutex_lock(&ctl->lock);
+	ctl->stop = 1;
+	if (ctl->kick)
+		ctl->kick(ctl->kick_opaque);
+	ctl_wake(ctl);
+	/* a paused engine looks at the stop now rather than in its next look */
+	pthread_cond_broadcast(&ctl->cond);
+	pthread_mutex_unlock(&ctl->lock);
 }
 
 void engine_ctl_close(struct engine_ctl *ctl)
@@ -101,15 +110,13 @@ void engine_ctl_close(struct engine_ctl *ctl)
 	pthread_mutex_unlock(&ctl->lock);
 }
 
-void engine_ctl_attach(struct engine_ctl *ctl, void (*kick)(void *), void (*async_kick)(void *), void *opaque)
+void engine_ctl_attach(struct engine_ctl *ctl, void (*kick)(void *), void *opaque)
 {
 	if (!ctl)
 		return;
 	pthread_mutex_lock(&ctl->lock);
 	ctl->kick = kick;
 	ctl->kick_opaque = opaque;
-	ctl->async_opaque = opaque;
-	ctl->async_kick = async_kick;
 	pthread_mutex_unlock(&ctl->lock);
 }
 
@@ -120,8 +127,6 @@ void engine_ctl_detach(struct engine_ctl *ctl)
 	pthread_mutex_lock(&ctl->lock);
 	ctl->kick = NULL;
 	ctl->kick_opaque = NULL;
-	ctl->async_kick = NULL;
-	ctl->async_opaque = NULL;
 	ctl->paused = 0;
 	pthread_mutex_unlock(&ctl->lock);
 }

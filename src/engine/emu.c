@@ -105,9 +105,10 @@ void engine_emu_platform(struct cpu_platform *p, struct machine *m)
 				   .apic_base = MEM_LAPIC_BASE};
 }
 
-/* The running vCPU returns at its next block boundary (also from a signal
- * handler, or from another thread: stop_req is sticky, and emu_turn looks
- * at the requests after publishing the vCPU it runs). */
+/* The running vCPU returns at its next block boundary (from another
+ * thread, under the controller's lock, or from the vCPU's own device
+ * handlers: stop_req is sticky, and emu_turn looks at the requests after
+ * publishing the vCPU it runs). */
 static void emu_kick(void *opaque)
 {
 	struct emu *e = opaque;
@@ -340,7 +341,7 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		m->clock_delta_opaque = &e;
 		m->clock_delta = emu_clock_delta;
 	}
-	engine_ctl_attach(e.ctl, emu_kick, emu_kick, &e);
+	engine_ctl_attach(e.ctl, emu_kick, &e);
 
 	unsigned rounds = 0;
 	uint64_t wall_start = wall_ns() - clock_ns(m);

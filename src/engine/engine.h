@@ -70,11 +70,9 @@ struct engine_ctl {
 	volatile sig_atomic_t stop;
 	int wake_fd; /* eventfd: wakes an idle engine (engines poll it) */
 	/* The running engine's kick (under lock): make it look at the
-	 * requests soon. async_kick may also be called from a signal handler. */
+	 * requests soon (emu: stop the running vCPU at its next block). */
 	void (*kick)(void *opaque);
 	void *kick_opaque;
-	void (*volatile async_kick)(void *opaque);
-	void *volatile async_opaque;
 };
 
 int engine_ctl_init(struct engine_ctl *ctl);
@@ -85,14 +83,17 @@ void engine_ctl_destroy(struct engine_ctl *ctl);
  * at the moment, the next one stops before its first instruction. */
 int engine_pause(struct engine_ctl *ctl);
 void engine_resume(struct engine_ctl *ctl);
-/* Async-signal-safe: the running engine (and any later one) returns
- * ENGINE_QUIT soon. */
+/* The running engine (and any later one) returns ENGINE_QUIT soon: at
+ * once with engine_stop; engine_stop_async, which is async-signal-safe and
+ * touches nothing of the engine's, after the running vCPU's turn (emu: at
+ * most a slice) or the main loop's next look (kvm: at most 10 ms). */
+void engine_stop(struct engine_ctl *ctl);
 void engine_stop_async(struct engine_ctl *ctl);
 /* The owner: no engine runs again (wakes engine_pause's waiters). */
 void engine_ctl_close(struct engine_ctl *ctl);
 
 /* For the engines (engine/ctl.c). */
-void engine_ctl_attach(struct engine_ctl *ctl, void (*kick)(void *), void (*async_kick)(void *), void *opaque);
+void engine_ctl_attach(struct engine_ctl *ctl, void (*kick)(void *), void *opaque);
 void engine_ctl_detach(struct engine_ctl *ctl);
 static inline int engine_ctl_pause_wanted(struct engine_ctl *ctl)
 {

@@ -689,7 +689,7 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 
 	/* vCPU threads take only the kick signal; SIGINT and friends go to
 	 * this thread, which stops the VM */
-	engine_ctl_attach(host ? host->ctl : NULL, kvm_ctl_kick, NULL, &k);
+	engine_ctl_attach(host ? host->ctl : NULL, kvm_ctl_kick, &k);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -342,12 +342,7 @@ void vm_stop_async(struct vm *vm)
 
 void vm_stop(struct vm *vm)
 {
-	engine_stop_async(&vm->ctl);
-	/* a paused engine looks at the stop within its pause point's wait;
-	 * wake it now */
-	pthread_mutex_lock(&vm->ctl.lock);
-	pthread_cond_broadcast(&vm->ctl.cond);
-	pthread_mutex_unlock(&vm->ctl.lock);
+	engine_stop(&vm->ctl);
 }
 
 size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t n)
