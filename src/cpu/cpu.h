@@ -264,8 +264,9 @@ void cpu_opts_default(struct cpu_opts *o);
  * CORRAL_TRACE_CPU. */
 void cpu_opts_from_env(struct cpu_opts *o);
 
-/* Create/destroy. user mode: vm is the guest address space. cpu_init
- * takes its options from the environment (process VMs). */
+/* Create/destroy. user mode: vm is the guest address space. cpu_init is
+ * cpu_init_opts with cpu_opts_from_env, for programs and tests; the
+ * library's own callers pass their options. */
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
 int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const struct cpu_opts *opts);
 void cpu_destroy(struct cpu *c);

@@ -3,6 +3,8 @@
 #ifndef CORRAL_PROC_H
 #define CORRAL_PROC_H
 
+#include "cpu/cpu.h"
+
 /* Exit statuses a shell would use when it cannot run a program. */
 #define PROC_EXIT_NOTFOUND 127
 #define PROC_EXIT_NOEXEC 126
@@ -11,6 +13,10 @@ struct proc_opts {
 	const char *root;  /* host directory that becomes the guest's "/", or NULL */
 	const char *argv0; /* argv[0] for the guest, or NULL: the program path */
 	int trace;	   /* log every syscall and unimplemented instruction */
+	/* corral's own binary, which runs an execve'd x86-64 program; NULL:
+	 * /proc/self/exe (set where corral itself runs under an emulator) */
+	const char *self_exe;
+	struct cpu_opts cpu; /* every guest thread's CPU (the translator) */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's
