@@ -397,6 +397,17 @@ void machine_reset_devices(struct machine *m)
 	m->power_req = POWER_ON;
 }
 
+void machine_reset(struct machine *m)
+{
+	/* private anonymous memory: dropped pages read back as zeros */
+	if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0)
+		memset(m->ram, 0, m->mem_size);
+	uart_reset(&m->com1);
+	i8042_reset(&m->kbd);
+	rtc_reset(&m->rtc);
+	machine_reset_devices(m);
+}
+
 int machine_create(struct machine **mp, const struct machine_config *cfg)
 {
 	int err;

@@ -190,6 +190,35 @@ static void bench_port_write(void *dev, uint64_t off, unsigned size, uint64_t va
 	vm_log(vm, "bench: first guest instruction %.3f ms after start", (double)(now - vm->cfg.bench_t0) / 1e6);
 }
 
+/* The guest into m's RAM, vCPU 0's entry state into vm->bsp. */
+static int load_guest(struct vm *vm, struct machine *m, char *err, size_t errlen)
+{
+	const struct vm_config *o = &vm->cfg;
+	if (o->flat)
+		return flat_load(m, o->flat, &vm->bsp, err, errlen);
+	/* Without a command line the console is COM1, where the host sees it. */
+	struct boot_config bc = {.kernel = o->kernel,
+				 .initrd = o->initrd,
+				 .cmdline = o->cmdline ? o->cmdline : "console=ttyS0",
+				 .mem_size = o->mem,
+				 .ncpus = o->cpus,
+				 .kernel_cache = o->kernel_cache};
+	return boot_linux(m, &vm->bsp, &bc, err, errlen);
+}
+
+int vm_reboot(struct vm *vm, char *err, size_t errlen)
+{
+	/* only this thread swaps vm->m; others look under the lock */
+	pthread_mutex_lock(&vm->lock);
+	machine_reset(vm->m);
+	pthread_mutex_unlock(&vm->lock);
+	err[0] = 0;
+	int r = load_guest(vm, vm->m, err, errlen);
+	if (r < 0 && !err[0])
+		snprintf(err, errlen, "%s", strerror(-r));
+	return r;
+}
+
 int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *o = &vm->cfg;
@@ -205,18 +234,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 	err[0] = 0;
 	if (o->bench_t0)
 		bus_register_pio(m, 0x80, 1, NULL, bench_port_write, vm);
-	if (o->flat) {
-		r = flat_load(m, o->flat, &vm->bsp, err, errlen);
-	} else {
-		/* Without a command line the console is COM1, where the host sees it. */
-		struct boot_config bc = {.kernel = o->kernel,
-					 .initrd = o->initrd,
-					 .cmdline = o->cmdline ? o->cmdline : "console=ttyS0",
-					 .mem_size = o->mem,
-					 .ncpus = o->cpus,
-					 .kernel_cache = o->kernel_cache};
-		r = boot_linux(m, &vm->bsp, &bc, err, errlen);
-	}
+	r = load_guest(vm, m, err, errlen);
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
 	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
 		r = virtio_blk_create(m, vm->blk[k], o->disk[k].serial, NULL);

@@ -207,11 +207,7 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 				   .ctl = &vm->ctl};
 	char err[sizeof(ex->msg)];
 	for (;;) {
-		if (!vm->m && vm_build(vm, err, sizeof(err)) < 0) {
-			*ex = (struct vm_exit){.end = VM_END_ERROR, .err = -EINVAL};
-			snprintf(ex->msg, sizeof(ex->msg), "%s", err);
-			break;
-		}
+
 		struct cpu_state mid;
 		host.stop_after = c->handover;
 		host.final = &mid;
@@ -223,7 +219,6 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 			host.stop_after = 0;
 			res = engine_run(other, vm->m, &mid, &host);
 		}
-		vm_drop_machine(vm);
 		exit_from(ex, &res);
 		if (res.end != ENGINE_RESET || vm->ctl.stop)
 			break;
@@ -235,7 +230,14 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 			break;
 		if (c->on_reboot)
 			c->on_reboot(c->reboot_opaque);
+		/* the same machine, reset: RAM, devices and the guest as at boot */
+		if (vm_reboot(vm, err, sizeof(err)) < 0) {
+			*ex = (struct vm_exit){.end = VM_END_ERROR, .err = -EINVAL};
+			snprintf(ex->msg, sizeof(ex->msg), "%s", err);
+			break;
+		}
 	}
+	vm_drop_machine(vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_ENDED;
 	pthread_mutex_unlock(&vm->lock);

@@ -8,8 +8,9 @@
  *   -errno with one line in err (no "corral: " prefix).
  * - vm_run runs the VM on the calling thread until it ends (the foreground
  *   CLI); vm_start runs it on a thread of its own, vm_wait waits for that.
- *   A guest reset rebuilds the machine and its devices from the
- *   configuration and boots again (unless no_reboot); backends stay open.
+ *   A guest reset resets the machine in place (RAM reads as zeros again,
+ *   every device is at power-on, backends stay open) and boots the guest
+ *   again, unless no_reboot.
  * - vm_pause, vm_resume, vm_reset and vm_stop may be called from any other
  *   thread while the VM runs; vm_stop_async also from a signal handler.
  *   vm_pause returns once every vCPU stands at an instruction boundary and
@@ -143,9 +144,8 @@ int vm_wait(struct vm *vm, struct vm_exit *ex);
  * nest in no way: a second pause is a no-op, one resume continues. */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
-/* A reset as if the guest asked (even with no_reboot): the machine and its
- * devices are rebuilt from the configuration and the guest boots again;
- * backends stay. 0 or -ESRCH. */
+/* A reset as if the guest asked (even with no_reboot): the machine is
+ * reset in place and the guest boots again. 0 or -ESRCH. */
 int vm_reset(struct vm *vm);
 /* Asks the VM to end (VM_END_QUIT) and returns; vm_wait/vm_run then
  * return. vm_stop_async is async-signal-safe. */

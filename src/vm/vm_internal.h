@@ -51,5 +51,8 @@ int vm_pick_engine(struct vm *vm, char *err, size_t errlen);
 /* A new machine with the guest loaded and the devices added (vm->m,
  * vm->hvc, vm->bsp): 0 or -errno with err. */
 int vm_build(struct vm *vm, char *err, size_t errlen);
+/* A reset of the current machine in place (machine_reset) and the guest
+ * loaded again: 0 or -errno with err. */
+int vm_reboot(struct vm *vm, char *err, size_t errlen);
 
 #endif
