@@ -207,7 +207,6 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 				   .ctl = &vm->ctl};
 	char err[sizeof(ex->msg)];
 	for (;;) {
-
 		struct cpu_state mid;
 		host.stop_after = c->handover;
 		host.final = &mid;
