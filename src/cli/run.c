@@ -18,7 +18,6 @@
 #include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
-#include "machine/machine.h"
 #include "vm/vm.h"
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -285,7 +284,7 @@ static void run_usage(FILE *f)
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n",
-		MACHINE_MAX_CPUS);
+		VM_MAX_CPUS);
 }
 
 /* --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=none|writeback] */
@@ -439,9 +438,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_CPUS:
 			errno = 0;
 			n = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || optarg[0] == '-' || n < 1 || n > MACHINE_MAX_CPUS) {
+			if (errno || end == optarg || *end || optarg[0] == '-' || n < 1 || n > VM_MAX_CPUS) {
 				fprintf(stderr, "corral: --cpus '%s': must be a number from 1 to %d\n", optarg,
-					MACHINE_MAX_CPUS);
+					VM_MAX_CPUS);
 				return -1;
 			}
 			c->cpus = (unsigned)n;

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "machine/machine.h"
 #include "vm/vm.h"
 
 /* Strings are paths, kernel command lines and network specs. */
@@ -257,7 +256,7 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 		return c->mem & 0xfff ? fail(rd, "'mem' is %" PRIu64 ": must be a multiple of 4096", c->mem) : 0;
 	}
 	if (!strcmp(key, "cpus")) {
-		if (!(r = get_u64(rd, key, v, 1, MACHINE_MAX_CPUS, &n)))
+		if (!(r = get_u64(rd, key, v, 1, VM_MAX_CPUS, &n)))
 			c->cpus = (unsigned)n;
 		return r;
 	}

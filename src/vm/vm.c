@@ -13,6 +13,8 @@
 #include "virtio/virtio.h"
 #include "vm/vm_internal.h"
 
+_Static_assert(VM_MAX_CPUS == MACHINE_MAX_CPUS, "vm.h's CPU limit is the machine's");
+
 void vm_config_init(struct vm_config *c)
 {
 	*c = (struct vm_config){

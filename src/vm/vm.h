@@ -30,6 +30,7 @@
 #define VM_MEM_DEFAULT (512ull << 20)
 #define VM_MEM_MIN (16ull << 20)
 #define VM_MEM_MAX (1ull << 40)
+#define VM_MAX_CPUS 64 /* = MACHINE_MAX_CPUS */
 #define VM_MAX_DISKS 16
 #define VM_MAX_NETS 4
 #define VM_DISK_SERIAL_MAX 20
