@@ -31,6 +31,11 @@ CORRAL  := $(BUILD)/corral
 TEST_SRC := $(sort $(wildcard tests/*/t_*.c))
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 TEST_SH  := $(sort $(wildcard tests/*/t_*.sh))
+# Benchmark programs linked with the library: bench/<name>.c but iob.c
+# (a guest program, built by bench/io.sh).
+BENCH_SRC := $(filter-out bench/iob.c,$(sort $(wildcard bench/*.c)))
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
 # Helper programs the tests run as guests (built natively, run in both worlds)
 GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
 GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
@@ -71,11 +76,6 @@ check: tests
 # Opt-in long runs
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
-
-# Benchmark programs linked with the library: bench/<name>.c but iob.c
-# (a guest program, built by bench/io.sh).
-BENCH_SRC := $(filter-out bench/iob.c,$(sort $(wildcard bench/*.c)))
-BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)

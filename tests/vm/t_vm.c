@@ -3,6 +3,7 @@
  * an idle guest (guest RAM does not change while paused); stop, reset and
  * the errors of vm_create. */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -232,17 +233,33 @@ out:
 	vm_destroy(vm[1]);
 }
 
+/* A console that never types: it waits on the VM's wake-ups for the time
+ * asked, so idle time passes in real time with the engine's thread asleep
+ * in poll (as under `corral run` on a terminal). */
+static int quiet_input(void *opaque, const int *wake, unsigned nwake, int timeout_ms)
+{
+	(void)opaque;
+	struct pollfd p[4];
+	unsigned n = 0;
+	for (unsigned k = 0; k < nwake && n < 4; k++)
+		p[n++] = (struct pollfd){.fd = wake[k], .events = POLLIN};
+	poll(p, n, timeout_ms);
+	return 0;
+}
+
 /* An idle guest (halted between LAPIC timer interrupts, with idle time
- * passing in real time): no interrupt while paused, ticks again after. */
+ * passing in real time, the engine asleep): no interrupt while paused,
+ * ticks again after. */
 static void test_pause_idle(void)
 {
 	char guest[256], err[512];
 	struct vm *vm = NULL;
 	path_in_tmp(guest, sizeof(guest), "idle.bin");
-	make_idle_guest(guest, 1000000); /* 1 ms */
+	make_idle_guest(guest, 10000000); /* 10 ms */
 	struct vm_config c;
 	flat_config(&c, guest, NULL);
 	c.realtime_idle = 1;
+	c.poll_input = quiet_input;
 	int r = vm_create(&c, &vm, err, sizeof(err));
 	CHECK(r == 0);
 	if (r) {
@@ -251,6 +268,13 @@ static void test_pause_idle(void)
 	}
 	CHECK(vm_start(vm) == 0);
 	CHECK(wait_started(vm, G_TICKS) != 0);
+	/* real time: about ten ticks in 100 ms, not thousands */
+	uint64_t s0 = ram64(vm, G_TICKS);
+	sleep_ms(100);
+	uint64_t s1 = ram64(vm, G_TICKS);
+	CHECK(s1 - s0 >= 3 && s1 - s0 <= 50);
+	if (s1 - s0 < 3 || s1 - s0 > 50)
+		fprintf(stderr, "  %llu ticks in 100 ms\n", (unsigned long long)(s1 - s0));
 	CHECK(vm_pause(vm) == 0);
 	uint64_t t0 = ram64(vm, G_TICKS);
 	sleep_ms(50);
