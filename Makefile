@@ -31,6 +31,11 @@ CORRAL  := $(BUILD)/corral
 TEST_SRC := $(sort $(wildcard tests/*/t_*.c))
 TEST_BIN := $(TEST_SRC:%.c=$(BUILD)/%)
 TEST_SH  := $(sort $(wildcard tests/*/t_*.sh))
+# Benchmark programs linked with the library: bench/<name>.c but iob.c
+# (a guest program, built by bench/io.sh).
+BENCH_SRC := $(filter-out bench/iob.c,$(sort $(wildcard bench/*.c)))
+BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
+
 # Helper programs the tests run as guests (built natively, run in both worlds)
 GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
 GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
@@ -62,7 +67,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(if $(CLI_SRC),$(CORRAL))
+tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 check: tests
@@ -72,22 +77,31 @@ check: tests
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
 
-bench: $(CORRAL)
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# vm_pause's latency (bench/pause.c)
+bench-pause: $(BUILD)/bench/pause
+	$(BUILD)/bench/pause
+
+bench: $(CORRAL) $(BENCH_BIN)
+	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
 
 format:
-	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC)
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)
 
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full bench format clean
+.PHONY: all tests check check-cpu-full bench bench-pause format clean
 .DELETE_ON_ERROR:
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
 
 # ---- fuzzing (opt-in) ----
 # `make fuzz` builds libFuzzer targets with clang (Debian: clang,
@@ -127,10 +141,12 @@ clean: fuzz-clean
 # without their dynamic relocations starts faster and keeps about 0.4 MiB
 # less resident (bench/startup.sh). Rebuild corral after a security update
 # of these libraries. DYNAMIC_LIBS=1 links them dynamically.
+# vm/config_json.c reads and writes VM configurations with jansson
+# (Debian: libjansson-dev).
 ifeq ($(DYNAMIC_LIBS),)
-LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -Wl,-Bdynamic
+LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -ljansson -Wl,-Bdynamic
 else
-LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp
+LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp -ljansson
 endif
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).

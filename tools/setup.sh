@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential binutils make gcc clang libclang-rt-14-dev busybox-static \
-qemu-user qemu-utils python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev libseccomp-dev cpio xz-utils debootstrap e2fsprogs \
+qemu-user qemu-utils python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev libseccomp-dev libjansson-dev cpio xz-utils debootstrap e2fsprogs \
 scdoc groff-base bash"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -32,7 +32,7 @@ if [ "${1:-}" = "--aarch64" ]; then
 	dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc-aarch64-linux-gnu \
-		libc6-dev-arm64-cross libc6:arm64 qemu-user zlib1g-dev:arm64 liblzma-dev:arm64 libzstd-dev:arm64 liblz4-dev:arm64 libslirp-dev:arm64 libseccomp-dev:arm64 >/dev/null
+		libc6-dev-arm64-cross libc6:arm64 qemu-user zlib1g-dev:arm64 liblzma-dev:arm64 libzstd-dev:arm64 liblz4-dev:arm64 libslirp-dev:arm64 libseccomp-dev:arm64 libjansson-dev:arm64 >/dev/null
 fi
 
 if [ "${1:-}" = "--deb" ]; then

@@ -155,5 +155,9 @@ struct qcow2_check {
 };
 #define QCOW2_CHECK_REPAIR_LEAKS 1u
 int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags);
+/* Tests (fault injection, as QEMU's blkdebug): the process exits at the
+ * image's nth metadata sync (0: never), leaving the file as a crash would.
+ * 0, or -EINVAL if b is not a writable qcow2 image. */
+int qcow2_crash_at_sync(struct blk *b, long n);
 
 #endif

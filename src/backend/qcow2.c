@@ -353,7 +353,7 @@ static int tc_write_dirty(struct qcow2 *q, struct tcache *c)
 static int qcow2_meta_write(struct qcow2 *q);
 
 /* Every ordering point of the metadata goes through here. For crash tests
- * (as QEMU's blkdebug), CORRAL_QCOW2_CRASH_AT_SYNC=N makes the process exit
+ * (as QEMU's blkdebug), qcow2_crash_at_sync(b, N) makes the process exit
  * at its Nth sync of the image, leaving the file as a crash would. */
 static int qcow2_sync(struct qcow2 *q)
 {
@@ -1136,6 +1136,14 @@ static void qcow2_close(struct blk *b)
 	qcow2_free_all(q);
 }
 
+int qcow2_crash_at_sync(struct blk *b, long n)
+{
+	if (b->ops != &qcow2_ops || b->readonly || n < 0)
+		return -EINVAL;
+	((struct qcow2 *)b)->crash_at_sync = n;
+	return 0;
+}
+
 static const struct blk_ops qcow2_ops = {
 	.readv = qcow2_readv,
 	.writev = qcow2_writev,
@@ -1259,8 +1267,6 @@ static int qcow2_open_chain(struct blk **out, int fd, int readonly, char *err, s
 	q->fd = fd;
 	q->zentry = ~0ull;
 	q->l1_dirty_lo = UINT32_MAX;
-	const char *crash = readonly ? NULL : getenv("CORRAL_QCOW2_CRASH_AT_SYNC");
-	q->crash_at_sync = crash ? strtol(crash, NULL, 10) : 0;
 	q->path = strdup(path);
 	if (!q->path)
 		OPEN_FAIL(-ENOMEM, "out of memory");

@@ -14,6 +14,7 @@ struct boot_config {
 	const char *kernel, *initrd, *cmdline; /* initrd may be NULL; cmdline NULL: BOOT_DEFAULT_CMDLINE */
 	uint64_t mem_size;		       /* guest RAM in bytes (as the machine was made) */
 	unsigned ncpus;			       /* 1..MACHINE_MAX_CPUS */
+	const char *kernel_cache;	       /* decompressed kernels are kept here; NULL: nowhere */
 };
 
 /* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
@@ -57,14 +58,18 @@ int acpi_build(struct machine *m, unsigned ncpus);
 /* FADT RESET_REG: the guest writes this value to PORT_ACPI_RESET to reboot. */
 #define ACPI_RESET_VALUE 0x06u
 
-/* The default guest built by tools/mkguest.sh: its directory is
- * $CORRAL_GUEST_DIR, else $XDG_CACHE_HOME/corral/guest, else
- * $HOME/.cache/corral/guest; it holds BOOT_GUEST_KERNEL and BOOT_GUEST_INITRD.
- * boot_default_guest writes both paths (each buffer len bytes); returns 0,
- * -ENOENT with a message in err telling to run tools/mkguest.sh if they are
- * missing, or -ENAMETOOLONG. */
+/* The default guest built by tools/mkguest.sh, in the directory dir
+ * (programs take it from boot_dirs_from_env: $CORRAL_GUEST_DIR, else
+ * $XDG_CACHE_HOME/corral/guest, else $HOME/.cache/corral/guest): it holds
+ * BOOT_GUEST_KERNEL and BOOT_GUEST_INITRD. boot_default_guest writes both
+ * paths (each buffer len bytes); returns 0, -ENOENT with a message in err
+ * telling to run tools/mkguest.sh if they are missing, or -ENAMETOOLONG. */
 #define BOOT_GUEST_KERNEL "vmlinuz"
 #define BOOT_GUEST_INITRD "initrd.img"
-int boot_default_guest(char *kernel, char *initrd, size_t len, char *err, size_t errlen);
+int boot_default_guest(const char *dir, char *kernel, char *initrd, size_t len, char *err, size_t errlen);
+/* For programs, once at start (the library reads no environment): the
+ * default guest's directory and the kernel cache's ("" for none), each
+ * buffer len bytes. 0 or -ENAMETOOLONG. */
+int boot_dirs_from_env(char *guest_dir, char *kernel_cache, size_t len);
 
 #endif

@@ -15,10 +15,11 @@ void boot_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
  * found. Returns 0, -EPROTONOSUPPORT (unknown format), -EFBIG (more than
  * cap), -ENOMEM, or -EIO (corrupt or truncated). */
 int boot_unpack(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen, const char **format);
-/* The cache of decompressed payloads (kcache.c): get returns 0 and a
+/* The cache of decompressed payloads in the directory cache (kcache.c;
+ * NULL or "": none): get returns 0 and a
  * malloc'd image no longer than cap, or -1; put stores one, best effort. */
-int kcache_get(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen);
-void kcache_put(const uint8_t *in, size_t inlen, const uint8_t *img, size_t len);
+int kcache_get(const char *cache, const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen);
+void kcache_put(const char *cache, const uint8_t *in, size_t inlen, const uint8_t *img, size_t len);
 
 /* Loads an x86-64 ELF64 executable's PT_LOAD segments at their physical
  * addresses; *entry is the physical entry point, *kend the image's end. */

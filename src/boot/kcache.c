@@ -1,7 +1,9 @@
 /* A cache of decompressed kernel payloads: the second boot of a bzImage
  * skips its decompression (about half a second for Debian's xz kernel).
- * Entries live in $CORRAL_KERNEL_CACHE, else $XDG_CACHE_HOME/corral/kernels,
- * else ~/.cache/corral/kernels; CORRAL_KERNEL_CACHE=off disables the cache.
+ * Entries live in the directory boot_config.kernel_cache names (none: no
+ * cache); programs take it from boot_dirs_from_env: $CORRAL_KERNEL_CACHE,
+ * else $XDG_CACHE_HOME/corral/kernels, else ~/.cache/corral/kernels, and
+ * CORRAL_KERNEL_CACHE=off disables the cache.
  * An entry is named by the compressed payload's length, CRC-32 and CRC-64
  * and starts with a header repeating them; anything that does not match is
  * ignored, and what is loaded is checked as an ELF image like a freshly
@@ -20,6 +22,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "boot/boot.h"
 #include "boot/boot_internal.h"
 
 #define KCACHE_MAGIC "corralK1"
@@ -31,23 +34,37 @@ struct kcache_hdr {
 	uint32_t crc32, pad;
 };
 
-static int kcache_dir(char *dir, size_t len)
+int boot_dirs_from_env(char *guest_dir, char *kernel_cache, size_t len)
 {
-	const char *env = getenv("CORRAL_KERNEL_CACHE");
-	if (env && (!strcmp(env, "off") || !strcmp(env, "0") || !*env))
-		return -1;
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	const char *g = getenv("CORRAL_GUEST_DIR"), *k = getenv("CORRAL_KERNEL_CACHE");
 	int n;
-	if (env) {
-		n = snprintf(dir, len, "%s", env);
-	} else {
-		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-		if (xdg && *xdg)
-			n = snprintf(dir, len, "%s/corral/kernels", xdg);
-		else if (home && *home)
-			n = snprintf(dir, len, "%s/.cache/corral/kernels", home);
-		else
-			return -1;
-	}
+	if (g && *g)
+		n = snprintf(guest_dir, len, "%s", g);
+	else if (xdg && *xdg)
+		n = snprintf(guest_dir, len, "%s/corral/guest", xdg);
+	else
+		n = snprintf(guest_dir, len, "%s/.cache/corral/guest", home && *home ? home : "/root");
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	if (k && (!strcmp(k, "off") || !strcmp(k, "0") || !*k))
+		n = snprintf(kernel_cache, len, "%s", "");
+	else if (k)
+		n = snprintf(kernel_cache, len, "%s", k);
+	else if (xdg && *xdg)
+		n = snprintf(kernel_cache, len, "%s/corral/kernels", xdg);
+	else if (home && *home)
+		n = snprintf(kernel_cache, len, "%s/.cache/corral/kernels", home);
+	else
+		n = snprintf(kernel_cache, len, "%s", "");
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static int kcache_dir(const char *cache, char *dir, size_t len)
+{
+	if (!cache || !*cache)
+		return -1;
+	int n = snprintf(dir, len, "%s", cache);
 	return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
@@ -103,11 +120,11 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-int kcache_get(const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen)
+int kcache_get(const char *cache, const uint8_t *in, size_t inlen, size_t cap, uint8_t **out, size_t *outlen)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 64];
 	struct kcache_hdr want, got;
-	if (kcache_dir(dir, sizeof(dir)) < 0)
+	if (kcache_dir(cache, dir, sizeof(dir)) < 0)
 		return -1;
 	kcache_key(in, inlen, &want);
 	if (kcache_path(path, sizeof(path), dir, &want) < 0)
@@ -164,11 +181,11 @@ static void kcache_trim(const char *dir)
 	closedir(d);
 }
 
-void kcache_put(const uint8_t *in, size_t inlen, const uint8_t *img, size_t len)
+void kcache_put(const char *cache, const uint8_t *in, size_t inlen, const uint8_t *img, size_t len)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 64], tmp[PATH_MAX + 80];
 	struct kcache_hdr h;
-	if (kcache_dir(dir, sizeof(dir)) < 0)
+	if (kcache_dir(cache, dir, sizeof(dir)) < 0)
 		return;
 	/* mkdir -p of the last two levels is enough for the defaults */
 	char parent[PATH_MAX];

@@ -466,8 +466,8 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 
 /* Validates a bzImage's setup header, decompresses its payload and loads
  * the vmlinux inside. hdr gets the setup header (at boot_params offsets). */
-static int load_bzimage(struct machine *m, const char *path, const uint8_t *img, size_t len, uint64_t mem_cap,
-			uint8_t *zp, uint64_t *entry, uint64_t *kend, char *err, size_t errlen)
+static int load_bzimage(struct machine *m, const char *path, const char *kcache, const uint8_t *img, size_t len,
+			uint64_t mem_cap, uint8_t *zp, uint64_t *entry, uint64_t *kend, char *err, size_t errlen)
 {
 	unsigned version = get16(img + HDR_VERSION), setup_sects = img[HDR_SETUP_SECTS];
 	uint64_t pm_off, poff, plen, hdr_end;
@@ -511,7 +511,7 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 		return -ENOEXEC;
 	}
 	cap = mem_cap < KERNEL_IMAGE_MAX ? (size_t)mem_cap : (size_t)KERNEL_IMAGE_MAX;
-	int cached = kcache_get(img + pm_off + poff, plen, cap, &vmlinux, &vlen) == 0;
+	int cached = kcache_get(kcache, img + pm_off + poff, plen, cap, &vmlinux, &vlen) == 0;
 	ret = cached ? 0 : boot_unpack(img + pm_off + poff, plen, cap, &vmlinux, &vlen, &format);
 	if (ret == -EPROTONOSUPPORT) {
 		boot_err(err, errlen,
@@ -546,7 +546,7 @@ static int load_bzimage(struct machine *m, const char *path, const uint8_t *img,
 		ret = boot_load_elf(m, path, vmlinux, vlen, entry, kend, err, errlen);
 	}
 	if (ret == 0 && !cached)
-		kcache_put(img + pm_off + poff, plen, vmlinux, vlen);
+		kcache_put(kcache, img + pm_off + poff, plen, vmlinux, vlen);
 	free(vmlinux);
 	if (ret < 0)
 		return ret;
@@ -746,7 +746,7 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 		return ret;
 	memset(zp, 0, 0x1000);
 	if (len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4)) {
-		ret = load_bzimage(m, path, img, len, low_end, zp, &entry, &kend, err, errlen);
+		ret = load_bzimage(m, path, cfg->kernel_cache, img, len, low_end, zp, &entry, &kend, err, errlen);
 	} else if (len >= 4 && !memcmp(img,
 				       "\x7f"
 				       "ELF",
@@ -823,20 +823,9 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	return 0;
 }
 
-int boot_default_guest(char *kernel, char *initrd, size_t len, char *err, size_t errlen)
+int boot_default_guest(const char *dir, char *kernel, char *initrd, size_t len, char *err, size_t errlen)
 {
-	const char *env = getenv("CORRAL_GUEST_DIR"), *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
-	char dir[PATH_MAX];
-	int n;
-
-	if (env && *env)
-		n = snprintf(dir, sizeof(dir), "%s", env);
-	else if (xdg && *xdg)
-		n = snprintf(dir, sizeof(dir), "%s/corral/guest", xdg);
-	else
-		n = snprintf(dir, sizeof(dir), "%s/.cache/corral/guest", home && *home ? home : "/root");
-	if (n < 0 || (size_t)n >= sizeof(dir) || (size_t)snprintf(kernel, len, "%s/" BOOT_GUEST_KERNEL, dir) >= len ||
+	if (!dir || (size_t)snprintf(kernel, len, "%s/" BOOT_GUEST_KERNEL, dir) >= len ||
 	    (size_t)snprintf(initrd, len, "%s/" BOOT_GUEST_INITRD, dir) >= len) {
 		boot_err(err, errlen, "default guest: path too long");
 		return -ENAMETOOLONG;

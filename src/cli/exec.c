@@ -117,6 +117,9 @@ int cmd_exec(int argc, char **argv)
 	const char *t = getenv("CORRAL_TRACE");
 	if (t && *t && strcmp(t, "0"))
 		o.trace = 1;
+	/* the environment tunes the library; it is read here, once */
+	cpu_opts_from_env(&o.cpu);
+	o.self_exe = getenv("CORRAL_SELF_EXE");
 	opterr = 0;
 	optind = 1;
 	int c;

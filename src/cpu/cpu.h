@@ -185,7 +185,7 @@ struct cpu_tlb_entry {
 struct vmem;
 struct dcache;
 struct jit;
-struct machine;
+struct cpu_platform;
 
 struct cpu {
 	struct cpu_state s;
@@ -198,13 +198,13 @@ struct cpu {
 
 	enum cpu_mode mode;
 	struct vmem *vm;
-	struct machine *m;  /* system mode: the machine this vCPU belongs to */
-	unsigned index;	    /* system mode: vCPU number (= initial APIC ID) */
-	int halted;	    /* system mode: in HLT, waiting for an interrupt */
-	int nmi_pending;    /* system mode: an NMI waits for delivery */
-	int nmi_blocked;    /* system mode: in an NMI handler (until IRET) */
-	int irq_check;	    /* system mode: interrupt state may have changed: poll */
-	unsigned code_bits; /* size of the code being decoded: 64, 32 or 16 */
+	const struct cpu_platform *plat; /* system mode: the PC this vCPU belongs to */
+	unsigned index;			 /* system mode: vCPU number (= initial APIC ID) */
+	int halted;			 /* system mode: in HLT, waiting for an interrupt */
+	int nmi_pending;		 /* system mode: an NMI waits for delivery */
+	int nmi_blocked;		 /* system mode: in an NMI handler (until IRET) */
+	int irq_check;			 /* system mode: interrupt state may have changed: poll */
+	unsigned code_bits;		 /* size of the code being decoded: 64, 32 or 16 */
 	struct dcache *dc;
 	/* Translator (jit.h): NULL when off; jit_hot executions make a block
 	 * hot; a jit_run returns once icount reaches jit_limit; jit_patch is the
@@ -246,19 +246,74 @@ struct cpu {
 
 	uint64_t icount; /* instructions retired (approximate: per block) */
 	int trace;	 /* log unimplemented instructions to stderr */
+	int jit_stats;	 /* print block counts at cpu_destroy */
 	void *opaque;	 /* owner's data (the process VM thread, ...) */
 };
 
-/* Create/destroy. user mode: vm is the guest address space. */
+/* How a cpu runs (the translator, diagnostics): plain data its owner fills
+ * (a VM's configuration); the library never reads the environment for it. */
+struct cpu_opts {
+	int jit;	  /* translate hot blocks (on hosts with a translator) */
+	unsigned jit_hot; /* executions that make a block hot (0: translate at once) */
+	int jit_stats;	  /* print decoded/translated block counts at cpu_destroy */
+	int jit_perfmap;  /* append translations to /tmp/perf-PID.map */
+	int trace;	  /* log unimplemented instructions to stderr */
+};
+void cpu_opts_default(struct cpu_opts *o);
+/* For programs (the CLI, tests), once at start: the defaults changed by
+ * CORRAL_JIT=0, CORRAL_JIT_HOT=N, CORRAL_JIT_STATS, CORRAL_JIT_PERFMAP and
+ * CORRAL_TRACE_CPU. */
+void cpu_opts_from_env(struct cpu_opts *o);
+
+/* Create/destroy. user mode: vm is the guest address space. cpu_init is
+ * cpu_init_opts with cpu_opts_from_env, for programs and tests; the
+ * library's own callers pass their options. */
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm);
+int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const struct cpu_opts *opts);
 void cpu_destroy(struct cpu *c);
 
-/* System mode: a vCPU of machine m. Starts in the power-on state (real mode
- * at F000:FFF0); a boot loader then sets c->s for its entry and calls
- * cpu_flush. cpu_run then returns CPU_EXIT_HLT when halted with nothing to
- * deliver, CPU_EXIT_LIMIT after max_insns, CPU_EXIT_SHUTDOWN on a triple
- * fault; I/O goes to the machine's buses, interrupts come from it. */
-int cpu_init_system(struct cpu *c, struct machine *m, unsigned index);
+/* ---- System mode ----
+ * What a system-mode vCPU reaches outside itself, given by its engine: the
+ * CPU knows no PC, only these (the emu engine binds them to a machine).
+ * opaque is passed to each. */
+struct cpu_platform {
+	void *opaque;
+	/* Guest RAM: a host pointer to [gpa, gpa+len) if all of it is RAM,
+	 * else NULL (MMIO, or nothing). */
+	void *(*ram_ptr)(void *opaque, uint64_t gpa, uint64_t len);
+	/* Port and MMIO accesses (size 1, 2, 4 or 8). */
+	uint64_t (*pio_read)(void *opaque, uint16_t port, unsigned size);
+	void (*pio_write)(void *opaque, uint16_t port, unsigned size, uint64_t val);
+	uint64_t (*mmio_read)(void *opaque, uint64_t gpa, unsigned size);
+	void (*mmio_write)(void *opaque, uint64_t gpa, unsigned size, uint64_t val);
+	/* The interrupt controller: is a maskable interrupt ready for vCPU
+	 * cpu; ack takes it (its vector, or -1). */
+	int (*intr_pending)(void *opaque, unsigned cpu);
+	int (*intr_ack)(void *opaque, unsigned cpu);
+	/* The local APIC's MSRs (x2APIC 0x800-0x8ff, IA32_APIC_BASE): 0, or -1
+	 * for #GP. */
+	int (*apic_msr_read)(void *opaque, unsigned cpu, uint32_t msr, uint64_t *val);
+	int (*apic_msr_write)(void *opaque, unsigned cpu, uint32_t msr, uint64_t val);
+	/* The clock the TSC counts, in nanoseconds. */
+	uint64_t (*clock_ns)(void *opaque);
+	uint64_t apic_base; /* the local APIC's physical address at power-on */
+};
+
+/* The guest RAM bookkeeping a machine's vCPUs share (which pages hold
+ * decoded code): one per VM, made by the engine before its vCPUs and freed
+ * after them, over guest RAM's host mapping [ram, ram+size). A device's
+ * write into guest RAM must be reported (cpu_physmem_dma_written, opaque
+ * is the cpu_physmem). */
+struct cpu_physmem *cpu_physmem_new(void *ram, uint64_t size);
+void cpu_physmem_free(struct cpu_physmem *p);
+void cpu_physmem_dma_written(void *opaque, void *host, uint64_t len);
+/* A vCPU of the platform plat (which must outlive it). Starts in the
+ * power-on state (real mode at F000:FFF0); a boot loader then sets c->s
+ * for its entry and calls cpu_flush. cpu_run then returns CPU_EXIT_HLT
+ * when halted with nothing to deliver, CPU_EXIT_LIMIT after max_insns,
+ * CPU_EXIT_SHUTDOWN on a triple fault. opts NULL: cpu_opts_default. */
+int cpu_init_system(struct cpu *c, const struct cpu_platform *plat, unsigned index, struct cpu_physmem *phys,
+		    const struct cpu_opts *opts);
 void cpu_reset_system(struct cpu *c);
 /* After c->s was set directly (boot loader, engine hand-over, snapshot
  * restore): derive the CPL, drop cached translations and decoded code. A

@@ -35,7 +35,7 @@
 /* Set c->jit up if the translator is available and enabled (environment:
  * CORRAL_JIT=0 turns it off; CORRAL_JIT_HOT=n sets the threshold). Returns
  * 0 (c->jit may stay NULL: interpreter only) or a negative errno. */
-int jit_init(struct cpu *c);
+int jit_init(struct cpu *c, const struct cpu_opts *opts);
 void jit_destroy(struct cpu *c);
 /* Drop every translation (with the decoded blocks they call into). */
 void jit_flush(struct cpu *c);

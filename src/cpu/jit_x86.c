@@ -1384,15 +1384,12 @@ static void *jit_rx(const struct jit *j, const uint8_t *p)
 	return j->rx + (p - j->rw);
 }
 
-int jit_init(struct cpu *c)
+int jit_init(struct cpu *c, const struct cpu_opts *opts)
 {
 	c->jit = NULL;
-	c->jit_hot = JIT_HOT_DEFAULT;
-	const char *env = getenv("CORRAL_JIT");
-	if (env && !strcmp(env, "0"))
+	c->jit_hot = opts->jit_hot;
+	if (!opts->jit)
 		return 0;
-	if ((env = getenv("CORRAL_JIT_HOT")))
-		c->jit_hot = (unsigned)strtoul(env, NULL, 0);
 	struct jit *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
@@ -1406,8 +1403,8 @@ int jit_init(struct cpu *c)
 		free(j);
 		return 0; /* no executable memory: interpret */
 	}
-	j->stats = getenv("CORRAL_JIT_STATS") != NULL;
-	if (getenv("CORRAL_JIT_PERFMAP")) {
+	j->stats = opts->jit_stats;
+	if (opts->jit_perfmap) {
 		char path[64];
 		snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
 		j->perfmap = fopen(path, "a");
@@ -1602,8 +1599,9 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 
 #else /* no translator for this host: the interpreter runs everything */
 
-int jit_init(struct cpu *c)
+int jit_init(struct cpu *c, const struct cpu_opts *opts)
 {
+	(void)opts;
 	c->jit = NULL;
 	return 0;
 }

@@ -73,9 +73,41 @@ static void dcache_free(struct cpu *c)
 	c->dc = NULL;
 }
 
+void cpu_opts_default(struct cpu_opts *o)
+{
+	*o = (struct cpu_opts){.jit = 1, .jit_hot = JIT_HOT_DEFAULT};
+}
+
+void cpu_opts_from_env(struct cpu_opts *o)
+{
+	cpu_opts_default(o);
+	const char *env = getenv("CORRAL_JIT");
+	if (env && !strcmp(env, "0"))
+		o->jit = 0;
+	if ((env = getenv("CORRAL_JIT_HOT")))
+		o->jit_hot = (unsigned)strtoul(env, NULL, 0);
+	o->jit_stats = getenv("CORRAL_JIT_STATS") != NULL;
+	o->jit_perfmap = getenv("CORRAL_JIT_PERFMAP") != NULL;
+	o->trace = getenv("CORRAL_TRACE_CPU") != NULL;
+}
+
 int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 {
+	struct cpu_opts o;
+	cpu_opts_from_env(&o);
+	return cpu_init_opts(c, mode, vm, &o);
+}
+
+int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const struct cpu_opts *opts)
+{
+	struct cpu_opts def;
+	if (!opts) {
+		cpu_opts_default(&def);
+		opts = &def;
+	}
 	memset(c, 0, sizeof(*c));
+	c->jit_stats = opts->jit_stats;
+	c->trace = opts->trace;
 	c->mode = mode;
 	c->vm = vm;
 	c->code_bits = 64;
@@ -88,7 +120,7 @@ int cpu_init(struct cpu *c, enum cpu_mode mode, struct vmem *vm)
 	c->dc->hash = calloc((size_t)1 << c->dc->hbits, sizeof(*c->dc->hash));
 	/* Reserved, not committed: only what decoded code uses becomes resident. */
 	c->dc->arena = mmap(NULL, DC_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	int e = !c->dc->hash || c->dc->arena == MAP_FAILED ? -ENOMEM : jit_init(c);
+	int e = !c->dc->hash || c->dc->arena == MAP_FAILED ? -ENOMEM : jit_init(c, opts);
 	if (e) {
 		dcache_free(c);
 		return e;
@@ -108,7 +140,7 @@ void cpu_destroy(struct cpu *c)
 		sys_destroy(c);
 	jit_destroy(c);
 	if (c->dc) {
-		if (getenv("CORRAL_JIT_STATS"))
+		if (c->jit_stats)
 			fprintf(stderr,
 				"corral: decoded blocks: %lu built (%lu uncached), %lu dropped with their page\n",
 				c->dc->built, c->dc->uncached, c->dc->dropped);

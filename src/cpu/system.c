@@ -1,13 +1,14 @@
 /* System mode of the CPU: 4-level paging, MMIO, exception and interrupt
  * delivery through the IDT, descriptor loads, the privileged instructions
- * and MSRs a Linux kernel uses. Devices are reached through machine/. */
+ * and MSRs a Linux kernel uses. Everything outside the CPU (RAM, ports,
+ * MMIO, interrupts, the local APIC, the clock) is reached through the
+ * struct cpu_platform the engine gives. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "decode.h"
-#include "machine/machine.h"
 #include "ops.h"
 #include "system.h"
 
@@ -26,19 +27,13 @@ struct code_event {
 };
 
 struct cpu_physmem {
-	struct machine *m;
 	uint8_t *base;	/* host address of guest RAM's first byte */
 	uint64_t pages; /* RAM pages covered by the marks */
 	uint8_t *code;	/* 1 per page holding decoded code */
 	volatile unsigned code_gen;
 	pthread_mutex_t log_lock;
 	struct code_event log[CODE_LOG];
-	struct cpu_physmem *next;
-	unsigned users;
 };
-
-static pthread_mutex_t physmem_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct cpu_physmem *physmem_list;
 
 static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *host)
 {
@@ -64,7 +59,7 @@ static void code_mark_set(struct cpu_physmem *p, int64_t ci, int kind, unsigned 
 }
 
 /* Devices wrote guest RAM: pages holding decoded code lose it. */
-static void physmem_dma_written(void *opaque, void *host, uint64_t len)
+void cpu_physmem_dma_written(void *opaque, void *host, uint64_t len)
 {
 	struct cpu_physmem *p = opaque;
 	uint8_t *a = (uint8_t *)((uintptr_t)host & ~(uintptr_t)0xfff), *end = (uint8_t *)host + len;
@@ -75,86 +70,53 @@ static void physmem_dma_written(void *opaque, void *host, uint64_t len)
 	}
 }
 
-static struct cpu_physmem *physmem_get(struct machine *m)
+struct cpu_physmem *cpu_physmem_new(void *ram, uint64_t size)
 {
-	pthread_mutex_lock(&physmem_lock);
-	struct cpu_physmem *p;
-	for (p = physmem_list; p; p = p->next)
-		if (p->m == m)
-			break;
-	if (!p) {
-		p = calloc(1, sizeof(*p));
-		if (p) {
-			p->m = m;
-			p->base = gpa_ptr(m, 0, 1);
-			/* RAM is one host mapping: find its extent page by page from
-			 * the two ranges of the PC map. */
-			uint64_t lo = 0, hi = 0;
-			while (lo < MEM_LOW_END && gpa_ptr(m, lo, 4096) == p->base + lo)
-				lo += 4096;
-			while (gpa_ptr(m, MEM_HIGH_START + hi, 4096) == p->base + lo + hi)
-				hi += 4096;
-			p->pages = (lo + hi) >> 12;
-			p->code = calloc(p->pages ? p->pages : 1, 1);
-			pthread_mutex_init(&p->log_lock, NULL);
-			if (!p->code) {
-				free(p);
-				p = NULL;
-			} else {
-				p->next = physmem_list;
-				physmem_list = p;
-				machine_set_dma_hook(m, physmem_dma_written, p);
-			}
-		}
+	struct cpu_physmem *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->base = ram;
+	p->pages = size >> 12;
+	p->code = calloc(p->pages ? p->pages : 1, 1);
+	if (!p->code) {
+		free(p);
+		return NULL;
 	}
-	if (p)
-		p->users++;
-	pthread_mutex_unlock(&physmem_lock);
+	pthread_mutex_init(&p->log_lock, NULL);
 	return p;
 }
 
-static void physmem_put(struct cpu_physmem *p)
+void cpu_physmem_free(struct cpu_physmem *p)
 {
-	pthread_mutex_lock(&physmem_lock);
-	if (--p->users == 0) {
-		struct cpu_physmem **pp = &physmem_list;
-		while (*pp != p)
-			pp = &(*pp)->next;
-		*pp = p->next;
-		machine_set_dma_hook(p->m, NULL, NULL);
-		pthread_mutex_destroy(&p->log_lock);
-		free(p->code);
-		free(p);
-	}
-	pthread_mutex_unlock(&physmem_lock);
+	if (!p)
+		return;
+	pthread_mutex_destroy(&p->log_lock);
+	free(p->code);
+	free(p);
 }
 
 /* ---- Setup ---- */
 
-int cpu_init_system(struct cpu *c, struct machine *m, unsigned index)
+int cpu_init_system(struct cpu *c, const struct cpu_platform *plat, unsigned index, struct cpu_physmem *phys,
+		    const struct cpu_opts *opts)
 {
-	int r = cpu_init(c, CPU_MODE_SYSTEM, NULL);
+	if (!phys || !plat)
+		return -EINVAL;
+	int r = cpu_init_opts(c, CPU_MODE_SYSTEM, NULL, opts);
 	if (r)
 		return r;
 	c->mode = CPU_MODE_SYSTEM;
-	c->m = m;
+	c->plat = plat;
 	c->index = index;
-	c->phys = physmem_get(m);
-	if (!c->phys) {
-		cpu_destroy(c);
-		return -ENOMEM;
-	}
+	c->phys = phys;
 	c->code_gen = c->phys->code_gen;
 	c->phys_code_gen = &c->phys->code_gen;
-	c->trace = getenv("CORRAL_TRACE_CPU") != NULL;
 	cpu_reset_system(c);
 	return 0;
 }
 
 void sys_destroy(struct cpu *c)
 {
-	if (c->phys)
-		physmem_put(c->phys);
 	c->phys = NULL;
 }
 
@@ -186,7 +148,7 @@ void cpu_reset_system(struct cpu *c)
 	c->s.x87.fcw = 0x40;
 	c->s.x87.ftw = 0xffff;
 	c->s.msr.pat = 0x0007040600070406ull;
-	c->s.msr.apic_base = MEM_LAPIC_BASE | (1u << 11) | (c->index == 0 ? (1u << 8) : 0);
+	c->s.msr.apic_base = c->plat->apic_base | (1u << 11) | (c->index == 0 ? (1u << 8) : 0);
 	c->s.msr.misc_enable = 1; /* fast strings */
 	c->halted = 0;
 	c->nmi_pending = c->nmi_blocked = 0;
@@ -239,7 +201,7 @@ static uint32_t page_walk(struct cpu *c, uint64_t a, int acc, int user, uint64_t
 	int nxe = (c->s.efer & 0x800) != 0;
 	for (level = 3; level >= 0; level--) {
 		unsigned idx = (unsigned)(a >> (12 + 9 * level)) & 511;
-		uint64_t *pe = gpa_ptr(c->m, table + idx * 8ull, 8);
+		uint64_t *pe = c->plat->ram_ptr(c->plat->opaque, table + idx * 8ull, 8);
 		if (!pe)
 			return err | 0x8; /* page table outside RAM: treat as reserved */
 		ents[level] = pe;
@@ -299,7 +261,7 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 	if (err)
 		cpu_raise_pf(c, a, err & ~PW_FAULT);
 	uint64_t page = a & ~0xfffull;
-	uint8_t *host = gpa_ptr(c->m, phys & ~0xfffull, 4096);
+	uint8_t *host = c->plat->ram_ptr(c->plat->opaque, phys & ~0xfffull, 4096);
 	c->mmio_gpa = phys;
 	if (code)
 		*code = 0;
@@ -375,12 +337,12 @@ int sys_is_code(struct cpu *c, uint8_t *host)
 /* MMIO at linear a, whose page the last translation resolved to mmio_gpa. */
 uint64_t sys_mmio_read(struct cpu *c, uint64_t a, unsigned sz)
 {
-	return bus_mmio_read(c->m, (c->mmio_gpa & ~0xfffull) | (a & 0xfff), sz);
+	return c->plat->mmio_read(c->plat->opaque, (c->mmio_gpa & ~0xfffull) | (a & 0xfff), sz);
 }
 
 void sys_mmio_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 {
-	bus_mmio_write(c->m, (c->mmio_gpa & ~0xfffull) | (a & 0xfff), sz, v);
+	c->plat->mmio_write(c->plat->opaque, (c->mmio_gpa & ~0xfffull) | (a & 0xfff), sz, v);
 	c->end_block = 1; /* a device may have raised an interrupt */
 }
 
@@ -397,7 +359,7 @@ size_t sys_fetch_code(struct cpu *c, uint64_t a, uint8_t *buf, uint64_t *phys)
 			break;
 		if (page_walk(c, at, 2, c->cpl == 3, &pa, &w, 1))
 			break;
-		uint8_t *host = gpa_ptr(c->m, pa & ~0xfffull, 4096);
+		uint8_t *host = c->plat->ram_ptr(c->plat->opaque, pa & ~0xfffull, 4096);
 		if (!host)
 			break;
 		if (!got)
@@ -417,7 +379,7 @@ uint8_t *sys_code_host(struct cpu *c, uint64_t a)
 	int w;
 	if ((sys_long_mode(c) && !canonical(a)) || page_walk(c, a, 2, c->cpl == 3, &pa, &w, 1))
 		return NULL;
-	return gpa_ptr(c->m, pa & ~0xfffull, 4096);
+	return c->plat->ram_ptr(c->plat->opaque, pa & ~0xfffull, 4096);
 }
 
 /* Mark the RAM page of linear address a as holding code (it was fetchable). */
@@ -427,7 +389,7 @@ void sys_mark_code(struct cpu *c, uint64_t a)
 	int w;
 	if (page_walk(c, a, 2, c->cpl == 3, &pa, &w, 1))
 		return;
-	uint8_t *host = gpa_ptr(c->m, pa & ~0xfffull, 4096);
+	uint8_t *host = c->plat->ram_ptr(c->plat->opaque, pa & ~0xfffull, 4096);
 	int64_t ci = code_index(c->phys, host);
 	if (ci < 0)
 		return;
@@ -729,9 +691,9 @@ int sys_poll_interrupts(struct cpu *c)
 	}
 	if (!(c->s.rflags & FL_IF) || c->s.rip == c->shadow_rip)
 		return 0;
-	if (!intr_pending(c->m, c->index))
+	if (!c->plat->intr_pending(c->plat->opaque, c->index))
 		return 0;
-	int v = intr_ack(c->m, c->index);
+	int v = c->plat->intr_ack(c->plat->opaque, c->index);
 	if (v < 0)
 		return 0;
 	c->delivering = 1;
@@ -795,7 +757,7 @@ void op_sys_in(struct cpu *c, const struct insn *i)
 {
 	need_io(c);
 	unsigned sz = (i->op & 1) ? (i->opsz == 2 ? 2 : 4) : 1;
-	uint64_t v = bus_pio_read(c->m, io_port(c, i), sz);
+	uint64_t v = c->plat->pio_read(c->plat->opaque, io_port(c, i), sz);
 	reg_write(c, R_RAX, sz, v);
 	insn_next(c, i);
 	c->end_block = 1;
@@ -805,7 +767,7 @@ void op_sys_out(struct cpu *c, const struct insn *i)
 {
 	need_io(c);
 	unsigned sz = (i->op & 1) ? (i->opsz == 2 ? 2 : 4) : 1;
-	bus_pio_write(c->m, io_port(c, i), sz, reg_read(c, R_RAX, sz));
+	c->plat->pio_write(c->plat->opaque, io_port(c, i), sz, reg_read(c, R_RAX, sz));
 	insn_next(c, i);
 	c->end_block = 1;
 }
@@ -820,7 +782,7 @@ void op_sys_ins(struct cpu *c, const struct insn *i)
 	while (n) {
 		uint64_t d = reg_read(c, R_RDI, i->adsz);
 		mem_probe_write(c, d, sz);
-		uint64_t v = bus_pio_read(c->m, (uint16_t)c->s.gpr[R_RDX], sz);
+		uint64_t v = c->plat->pio_read(c->plat->opaque, (uint16_t)c->s.gpr[R_RDX], sz);
 		mem_write(c, d, sz, v);
 		reg_write(c, R_RDI, i->adsz, d + (uint64_t)step);
 		n--;
@@ -842,7 +804,7 @@ void op_sys_outs(struct cpu *c, const struct insn *i)
 		if (i->seg == SEG_FS || i->seg == SEG_GS)
 			s += c->s.seg[i->seg].base;
 		uint64_t v = mem_read(c, s, sz);
-		bus_pio_write(c->m, (uint16_t)c->s.gpr[R_RDX], sz, v);
+		c->plat->pio_write(c->plat->opaque, (uint16_t)c->s.gpr[R_RDX], sz, v);
 		reg_write(c, R_RSI, i->adsz, reg_read(c, R_RSI, i->adsz) + (uint64_t)step);
 		n--;
 		if (i->rep)
@@ -867,7 +829,7 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 		case 4: v = c->s.cr4; break;
 		case 8: {
 			uint64_t tpr = 0;
-			lapic_msr_read(c->m, c->index, 0x808, &tpr);
+			c->plat->apic_msr_read(c->plat->opaque, c->index, 0x808, &tpr);
 			v = (tpr >> 4) & 15;
 			break;
 		}
@@ -910,7 +872,7 @@ void op_sys_mov_cr(struct cpu *c, const struct insn *i)
 	case 8:
 		if (v > 15)
 			cpu_raise(c, EXC_GP, 0);
-		lapic_msr_write(c->m, c->index, 0x808, v << 4);
+		c->plat->apic_msr_write(c->plat->opaque, c->index, 0x808, v << 4);
 		break;
 	default: cpu_undefined(c, i);
 	}
@@ -934,7 +896,7 @@ void op_sys_mov_dr(struct cpu *c, const struct insn *i)
 static uint64_t tsc_now(struct cpu *c)
 {
 	/* 1 GHz: one TSC tick per virtual nanosecond (CPUID leaf 0x15 says so) */
-	return clock_ns(c->m) + c->tsc_offset;
+	return c->plat->clock_ns(c->plat->opaque) + c->tsc_offset;
 }
 
 uint64_t sys_tsc(struct cpu *c)
@@ -981,7 +943,7 @@ static int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
 		return 0;
 	}
 	if ((msr >= 0x800 && msr <= 0x8ff) || msr == 0x6e0)
-		return lapic_msr_read(c->m, c->index, msr, v);
+		return c->plat->apic_msr_read(c->plat->opaque, c->index, msr, v);
 	return -1;
 }
 
@@ -989,9 +951,9 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 {
 	struct cpu_msrs *m = &c->s.msr;
 	switch (msr) {
-	case 0x10: c->tsc_offset = v - clock_ns(c->m); return 0;
+	case 0x10: c->tsc_offset = v - c->plat->clock_ns(c->plat->opaque); return 0;
 	case 0x1b:
-		if (lapic_msr_write(c->m, c->index, msr, v))
+		if (c->plat->apic_msr_write(c->plat->opaque, c->index, msr, v))
 			return -1;
 		m->apic_base = v;
 		return 0;
@@ -1055,7 +1017,7 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 		return 0;
 	}
 	if ((msr >= 0x800 && msr <= 0x8ff) || msr == 0x6e0)
-		return lapic_msr_write(c->m, c->index, msr, v);
+		return c->plat->apic_msr_write(c->plat->opaque, c->index, msr, v);
 	return -1;
 }
 

@@ -30,34 +30,96 @@ struct emu {
 	struct emu_vcpu *v;
 	unsigned n;
 	struct cpu *volatile running;
-	volatile sig_atomic_t quit;
+	struct engine_ctl *ctl; /* may be NULL */
+	struct cpu_physmem *phys;
+	struct cpu_platform plat;
 	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
 	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
 };
 
-/* The emu_run in progress, for emu_stop_async (one VM per process). */
-static struct emu *volatile emu_current;
-/* Set by emu_stop_async even between runs: the process is stopping. */
-static volatile sig_atomic_t emu_stopping;
+/* ---- The PC as the CPU sees it ---- */
 
+static void *plat_ram_ptr(void *m, uint64_t gpa, uint64_t len)
+{
+	return gpa_ptr(m, gpa, len);
+}
+
+static uint64_t plat_pio_read(void *m, uint16_t port, unsigned size)
+{
+	return bus_pio_read(m, port, size);
+}
+
+static void plat_pio_write(void *m, uint16_t port, unsigned size, uint64_t val)
+{
+	bus_pio_write(m, port, size, val);
+}
+
+static uint64_t plat_mmio_read(void *m, uint64_t gpa, unsigned size)
+{
+	return bus_mmio_read(m, gpa, size);
+}
+
+static void plat_mmio_write(void *m, uint64_t gpa, unsigned size, uint64_t val)
+{
+	bus_mmio_write(m, gpa, size, val);
+}
+
+static int plat_intr_pending(void *m, unsigned cpu)
+{
+	return intr_pending(m, cpu);
+}
+
+static int plat_intr_ack(void *m, unsigned cpu)
+{
+	return intr_ack(m, cpu);
+}
+
+static int plat_apic_msr_read(void *m, unsigned cpu, uint32_t msr, uint64_t *val)
+{
+	return lapic_msr_read(m, cpu, msr, val);
+}
+
+static int plat_apic_msr_write(void *m, unsigned cpu, uint32_t msr, uint64_t val)
+{
+	return lapic_msr_write(m, cpu, msr, val);
+}
+
+static uint64_t plat_clock_ns(void *m)
+{
+	return clock_ns(m);
+}
+
+void engine_emu_platform(struct cpu_platform *p, struct machine *m)
+{
+	*p = (struct cpu_platform){.opaque = m,
+				   .ram_ptr = plat_ram_ptr,
+				   .pio_read = plat_pio_read,
+				   .pio_write = plat_pio_write,
+				   .mmio_read = plat_mmio_read,
+				   .mmio_write = plat_mmio_write,
+				   .intr_pending = plat_intr_pending,
+				   .intr_ack = plat_intr_ack,
+				   .apic_msr_read = plat_apic_msr_read,
+				   .apic_msr_write = plat_apic_msr_write,
+				   .clock_ns = plat_clock_ns,
+				   .apic_base = MEM_LAPIC_BASE};
+}
+
+/* The running vCPU returns at its next block boundary (from another
+ * thread, under the controller's lock, or from the vCPU's own device
+ * handlers: stop_req is sticky, and emu_turn looks at the requests after
+ * publishing the vCPU it runs). */
 static void emu_kick(void *opaque)
 {
 	struct emu *e = opaque;
-	struct cpu *c = e->running;
+	struct cpu *c = __atomic_load_n(&e->running, __ATOMIC_SEQ_CST);
 	if (c)
 		cpu_request_stop(c);
 }
 
-void emu_stop_async(void)
+static int emu_stopping(const struct emu *e)
 {
-	emu_stopping = 1;
-	struct emu *e = emu_current;
-	if (!e)
-		return;
-	e->quit = 1;
-	struct cpu *c = e->running;
-	if (c)
-		cpu_request_stop(c);
+	return e->ctl && e->ctl->stop;
 }
 
 /* How far idle guest time may run ahead of the wall clock (see below). */
@@ -86,7 +148,9 @@ static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
 	struct cpu *c = &e->v[k].cpu;
 	e->m->cur_cpu = k;
 	e->turn_icount = c->icount;
-	e->running = c;
+	__atomic_store_n(&e->running, c, __ATOMIC_SEQ_CST);
+	if (engine_ctl_pause_wanted(e->ctl) || emu_stopping(e))
+		cpu_request_stop(c);
 	if (e->ps_per_insn) {
 		/* With instruction-driven time, a turn ends at the next timer
 		 * deadline, so timers fire on time (and the same way each run). */
@@ -171,26 +235,43 @@ static int vcpu_may_wake(struct emu *e, unsigned k)
 	return e->v[k].state == VCPU_HALTED && (e->v[k].cpu.s.rflags & FL_IF);
 }
 
-/* Idle: waits up to ms (-1: until something happens) for host input or
- * for device work from host threads (machine_io_fd). Returns -1 to quit. */
-static int emu_wait_host(const struct emu_host *host, struct machine *m, int *input_dead, int ms)
+/* Idle: waits up to ms (-1: until something happens) for host input, for
+ * device work from host threads (machine_io_fd) or for the engine's
+ * controller (a pause or a stop). Returns -1 to quit. */
+static int emu_wait_host(struct emu *e, const struct engine_host *host, int *input_dead, int ms)
 {
+	int wake[2];
+	unsigned n = 0;
+	if (machine_io_fd(e->m) >= 0)
+		wake[n++] = machine_io_fd(e->m);
+	if (e->ctl)
+		wake[n++] = e->ctl->wake_fd;
+	int r = 0;
 	if (!*input_dead) {
-		/* poll_input watches machine_io_fd too (engine.h) */
-		int r = host->poll_input(host->opaque, m, ms);
+		r = host->poll_input(host->opaque, wake, n, ms);
 		if (r > 0)
 			*input_dead = 1;
-		return r < 0 ? -1 : 0;
-	}
-	int fd = machine_io_fd(m);
-	if (fd >= 0) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		poll(&p, 1, ms);
+	} else if (n) {
+		struct pollfd p[2] = {{.fd = wake[0], .events = POLLIN},
+				      {.fd = n > 1 ? wake[1] : -1, .events = POLLIN}};
+		poll(p, n, ms);
 	} else if (ms > 0) {
 		struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 		nanosleep(&ts, NULL);
 	}
-	return 0;
+	engine_ctl_drain(e->ctl);
+	return r < 0 ? -1 : 0;
+}
+
+/* A pause point between turns: every vCPU stands at an instruction
+ * boundary and no device runs. Time stands still too: instruction-driven
+ * time does by itself, host time is moved back by the pause. */
+static void emu_pause_point(struct emu *e)
+{
+	uart_flush(&e->m->com1);
+	uint64_t ns = engine_ctl_pause_point(e->ctl);
+	if (!e->ps_per_insn)
+		clock_pause_skip(e->m, ns);
 }
 
 /* A hand-over point that struct cpu_state describes fully: not halted, no
@@ -208,12 +289,15 @@ static void emu_free(struct emu *e)
 		if (e->v[k].inited)
 			cpu_destroy(&e->v[k].cpu);
 	free(e->v);
+	if (e->phys)
+		machine_set_dma_hook(e->m, NULL, NULL);
+	cpu_physmem_free(e->phys);
 }
 
-struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+static struct engine_result emu_run(struct machine *m, const struct cpu_state *bsp, const struct engine_host *host)
 {
-	struct emu_result res = {.end = EMU_ERROR};
-	struct emu e = {.m = m, .n = m->ncpus};
+	struct engine_result res = {.end = ENGINE_ERROR};
+	struct emu e = {.m = m, .n = m->ncpus, .ctl = host ? host->ctl : NULL};
 	uint64_t slice = host && host->slice ? host->slice : EMU_SLICE_DEFAULT;
 	int input_dead = !host || !host->poll_input;
 
@@ -222,8 +306,15 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 		res.err = -ENOMEM;
 		return res;
 	}
+	e.phys = cpu_physmem_new(m->ram, m->mem_size);
+	if (!e.phys) {
+		res.err = -ENOMEM;
+		goto out;
+	}
+	machine_set_dma_hook(m, cpu_physmem_dma_written, e.phys);
+	engine_emu_platform(&e.plat, m);
 	for (unsigned k = 0; k < e.n; k++) {
-		int err = cpu_init_system(&e.v[k].cpu, m, k);
+		int err = cpu_init_system(&e.v[k].cpu, &e.plat, k, e.phys, host ? host->cpu_opts : NULL);
 		if (err < 0) {
 			res.err = err;
 			goto out;
@@ -250,12 +341,14 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 		m->clock_delta_opaque = &e;
 		m->clock_delta = emu_clock_delta;
 	}
-	emu_current = &e;
+	engine_ctl_attach(e.ctl, emu_kick, &e);
 
 	unsigned rounds = 0;
 	uint64_t wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
+		if (engine_ctl_pause_wanted(e.ctl))
+			emu_pause_point(&e);
 		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
 			machine_io_run(m);
 		for (unsigned k = 0; k < e.n; k++) {
@@ -278,14 +371,14 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				*host->final = v->cpu.s;
 				host->final->rflags = cpu_get_rflags(&v->cpu);
 				host->final->tsc = clock_ns(m) + v->cpu.tsc_offset;
-				res.end = EMU_PAUSED;
+				res.end = ENGINE_HANDED_OVER;
 				res.rip = v->cpu.s.rip;
 				goto out;
 			}
 			switch (x) {
 			case CPU_EXIT_HLT: v->state = VCPU_HALTED; break;
 			case CPU_EXIT_SHUTDOWN:
-				res.end = EMU_TRIPLE_FAULT;
+				res.end = ENGINE_TRIPLE_FAULT;
 				res.cpu = k;
 				res.rip = v->cpu.s.rip;
 				goto out;
@@ -293,7 +386,7 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 			case CPU_EXIT_STOP: break;
 			default:
 				/* User-mode exits cannot happen in system mode. */
-				res.end = EMU_ERROR;
+				res.end = ENGINE_ERROR;
 				res.err = -EINVAL;
 				res.cpu = k;
 				res.rip = v->cpu.s.rip;
@@ -304,24 +397,26 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				machine_io_run(m);
 			enum machine_power p = machine_take_power(m);
 			if (p == POWER_OFF || p == POWER_RESET) {
-				res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
+				res.end = p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET;
 				goto out;
 			}
-			if (e.quit || emu_stopping) {
-				res.end = EMU_QUIT;
+			if (emu_stopping(&e)) {
+				res.end = ENGINE_QUIT;
 				goto out;
 			}
+			if (engine_ctl_pause_wanted(e.ctl))
+				emu_pause_point(&e);
 		}
 		uart_flush(&m->com1);
-		if (e.quit || emu_stopping) {
-			res.end = EMU_QUIT;
+		if (emu_stopping(&e)) {
+			res.end = ENGINE_QUIT;
 			goto out;
 		}
 		/* Host input: a system call, so not after every short turn. */
 		if (!input_dead && (!ran || (++rounds & 31) == 0)) {
-			int r = host->poll_input(host->opaque, m, 0);
+			int r = host->poll_input(host->opaque, NULL, 0, 0);
 			if (r < 0) {
-				res.end = EMU_QUIT;
+				res.end = ENGINE_QUIT;
 				goto out;
 			}
 			if (r > 0)
@@ -346,8 +441,8 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 			uint64_t now = clock_ns(m), t0 = wall_ns();
 			uint64_t ms = next > now ? (next - now) / 1000000 : 0;
 			if (ms > 0) {
-				if (emu_wait_host(host, m, &input_dead, ms > 1000 ? 1000 : (int)ms) < 0) {
-					res.end = EMU_QUIT;
+				if (emu_wait_host(&e, host, &input_dead, ms > 1000 ? 1000 : (int)ms) < 0) {
+					res.end = ENGINE_QUIT;
 					goto out;
 				}
 				uint64_t waited = wall_ns() - t0;
@@ -366,36 +461,40 @@ struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const 
 				uint64_t wait = next - wall - EMU_IDLE_LEAD_NS;
 				if (wait > 100000000ull)
 					wait = 100000000ull;
-				struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
-				nanosleep(&ts, NULL);
+				/* woken early by a pause or a stop */
+				struct pollfd p = {.fd = e.ctl ? e.ctl->wake_fd : -1, .events = POLLIN};
+				poll(&p, 1, (int)(wait / 1000000) + 1);
+				engine_ctl_drain(e.ctl);
 				continue;
 			}
 			clock_advance_to(m, next);
 			mtimer_run_expired(m);
 		} else if (may_wake && (!input_dead || host_io)) {
-			if (emu_wait_host(host, m, &input_dead, -1) < 0) {
-				res.end = EMU_QUIT;
+			if (emu_wait_host(&e, host, &input_dead, -1) < 0) {
+				res.end = ENGINE_QUIT;
 				goto out;
 			}
 		} else {
-			res.end = EMU_HUNG;
+			res.end = ENGINE_HUNG;
 			res.cpu = 0;
 			res.rip = e.v[0].cpu.s.rip;
 			goto out;
 		}
 		enum machine_power p = machine_take_power(m);
 		if (p == POWER_OFF || p == POWER_RESET) {
-			res.end = p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET;
+			res.end = p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET;
 			goto out;
 		}
 	}
 
 out:
 	uart_flush(&m->com1);
-	emu_current = NULL;
+	engine_ctl_detach(e.ctl);
 	m->kick = NULL;
 	m->kick_opaque = NULL;
 	m->clock_delta = NULL;
 	emu_free(&e);
 	return res;
 }
+
+const struct engine_ops engine_emu_ops = {.name = "emu", .run = emu_run};

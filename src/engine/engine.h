@@ -1,32 +1,38 @@
-/* Engines run a machine's vCPUs. emu: corral's interpreter, every vCPU taking
- * turns on the calling thread, with virtual time that skips idle periods.
- * kvm: the host processor through /dev/kvm, one host thread per vCPU, the
- * same machine, devices and boot state. Both take and give back the
- * architectural state as struct cpu_state, so a VM can move between them. */
+/* Engines run a machine's vCPUs, behind one ops table (engine_get). emu:
+ * corral's interpreter, every vCPU taking turns on the calling thread, with
+ * virtual time that skips idle periods. kvm: the host processor through
+ * /dev/kvm, one host thread per vCPU, the same machine, devices and boot
+ * state. Both take and give back the architectural state as struct
+ * cpu_state, so a VM can move between them; both stop at an instruction
+ * boundary when their engine_ctl asks (pause, resume, stop). */
 #ifndef CORRAL_ENGINE_H
 #define CORRAL_ENGINE_H
 
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct machine;
 struct cpu_state;
 
-enum emu_end {
-	EMU_POWER_OFF, /* the guest powered off (ACPI S5) */
-	EMU_RESET,     /* the guest asked for a reset: the caller reboots or stops */
-	EMU_TRIPLE_FAULT,
-	EMU_HUNG,   /* every vCPU halted with nothing that could ever wake it */
-	EMU_QUIT,   /* the host side asked to stop (Ctrl-A x, a signal) */
-	EMU_ERROR,  /* could not create the vCPUs, or the engine failed (msg) */
-	EMU_PAUSED, /* host->stop_after reached: vCPU 0's state is in host->final */
+/* Why an engine's run ended. */
+enum engine_end {
+	ENGINE_POWER_OFF, /* the guest powered off (ACPI S5) */
+	ENGINE_RESET,	  /* the guest (or the host, machine_request_power) asked for a reset */
+	ENGINE_TRIPLE_FAULT,
+	ENGINE_HUNG,	    /* every vCPU halted with nothing that could ever wake it */
+	ENGINE_QUIT,	    /* the host side asked to stop (Ctrl-A x, a signal, engine_stop_async) */
+	ENGINE_ERROR,	    /* could not create the vCPUs, or the engine failed (msg) */
+	ENGINE_HANDED_OVER, /* host->stop_after reached: vCPU 0's state is in host->final */
 };
 
-struct emu_result {
-	enum emu_end end;
+struct engine_result {
+	enum engine_end end;
 	unsigned cpu; /* the vCPU of a triple fault or an unexpected exit */
 	uint64_t rip;
-	int err;       /* EMU_ERROR: -errno */
-	char msg[160]; /* EMU_ERROR: what failed, when the engine knows more */
+	int err;       /* ENGINE_ERROR: -errno */
+	char msg[160]; /* ENGINE_ERROR: what failed, when the engine knows more */
 };
 
 /* The CPU model a guest sees (CPUID). CORRAL is what emu implements, and
@@ -47,12 +53,68 @@ struct engine_doorbell {
 	int fd;
 };
 
-struct emu_host {
+/* ---- Control of a running engine from other threads ----
+ * The owner of a VM (vm/) keeps one engine_ctl for the VM's whole life and
+ * hands it to every engine run (host->ctl). An engine attaches when it
+ * starts and detaches when it returns; in between it looks at the requests
+ * at instruction boundaries: emu between turns (a running vCPU is stopped
+ * at its next block boundary, an idle loop is woken through wake_fd), kvm
+ * in its main loop (every vCPU thread is kicked out of KVM_RUN and parks).
+ * Lock order: an engine's own locks before ctl->lock. */
+struct engine_ctl {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pause_req; /* lock to write; engines poll it atomically */
+	int paused;    /* lock: the engine stands at a pause point */
+	int closed;    /* lock: no engine will run with this ctl again */
+	volatile sig_atomic_t stop;
+	int wake_fd; /* eventfd: wakes an idle engine (engines poll it) */
+	/* The running engine's kick (under lock): make it look at the
+	 * requests soon (emu: stop the running vCPU at its next block). */
+	void (*kick)(void *opaque);
+	void *kick_opaque;
+};
+
+int engine_ctl_init(struct engine_ctl *ctl);
+void engine_ctl_destroy(struct engine_ctl *ctl);
+/* Stops the engine at an instruction boundary, every vCPU and the devices
+ * (no timer runs, no device work is taken); returns once it stands still
+ * (0), or -ESRCH if no engine will run again (closed). If no engine runs
+ * at the moment, the next one stops before its first instruction. */
+int engine_pause(struct engine_ctl *ctl);
+void engine_resume(struct engine_ctl *ctl);
+/* The running engine (and any later one) returns ENGINE_QUIT soon: at
+ * once with engine_stop; engine_stop_async, which is async-signal-safe and
+ * touches nothing of the engine's, after the running vCPU's turn (emu: at
+ * most a slice) or the main loop's next look (kvm: at most 10 ms). */
+void engine_stop(struct engine_ctl *ctl);
+void engine_stop_async(struct engine_ctl *ctl);
+/* The owner: no engine runs again (wakes engine_pause's waiters). */
+void engine_ctl_close(struct engine_ctl *ctl);
+
+/* For the engines (engine/ctl.c). */
+void engine_ctl_attach(struct engine_ctl *ctl, void (*kick)(void *), void *opaque);
+void engine_ctl_detach(struct engine_ctl *ctl);
+static inline int engine_ctl_pause_wanted(struct engine_ctl *ctl)
+{
+	return ctl && __atomic_load_n(&ctl->pause_req, __ATOMIC_SEQ_CST);
+}
+/* Blocks while a pause is requested (returns early on stop); returns the
+ * nanoseconds it stood still. */
+uint64_t engine_ctl_pause_point(struct engine_ctl *ctl);
+/* Empties wake_fd after an idle wait. */
+void engine_ctl_drain(struct engine_ctl *ctl);
+
+/* Options of the emu engine's CPUs (the translator, tracing): cpu.h. */
+struct cpu_opts;
+
+struct engine_host {
 	/* Moves host input into the machine (e.g. the UART); timeout_ms 0 polls,
-	 * -1 blocks until input arrives or machine_io_fd(m) (when >= 0) becomes
-	 * readable. Returns 0, 1 if it can never deliver input (no source), or
-	 * -1 to stop the VM (EMU_QUIT). May be NULL. */
-	int (*poll_input)(void *opaque, struct machine *m, int timeout_ms);
+	 * -1 blocks until input arrives or one of the nwake file descriptors
+	 * becomes readable (the machine's device work, the engine's wake-ups).
+	 * Returns 0, 1 if it can never deliver input (no source), or -1 to stop
+	 * the VM (ENGINE_QUIT). Runs on the engine's thread. May be NULL. */
+	int (*poll_input)(void *opaque, const int *wake, unsigned nwake, int timeout_ms);
 	void *opaque;
 	uint64_t slice; /* instructions per turn; 0 = the default */
 	/* Virtual time: picoseconds per instruction executed (instruction-
@@ -64,33 +126,49 @@ struct emu_host {
 	 * its timeouts stay human. */
 	int realtime_idle;
 	/* Engine hand-over (tests): stop after this many instructions (emu)
-	 * or exits (kvm) of vCPU 0, with EMU_PAUSED and vCPU 0's state in
-	 * *final; 0 = never. Single-vCPU machines only. */
+	 * or exits (kvm) of vCPU 0, with ENGINE_HANDED_OVER and vCPU 0's state
+	 * in *final; 0 = never. Single-vCPU machines only. */
 	uint64_t stop_after;
 	struct cpu_state *final;
 	enum cpu_model cpu_model;		 /* kvm */
+	const struct cpu_opts *cpu_opts;	 /* emu; NULL: the defaults */
 	const struct engine_doorbell *doorbells; /* virtio's queue notifies, may be NULL */
 	unsigned ndoorbells;
+	struct engine_ctl *ctl; /* pause, resume, stop; may be NULL */
 };
 
 /* 2 ns per instruction: a 500 MIPS CPU with a 1 GHz TSC. */
 #define EMU_PS_PER_INSN_DEFAULT 2000
 
-/* Runs m until it powers off, resets, faults or is stopped. vCPU 0 starts
- * from *bsp; the others wait for INIT/SIPI. */
-struct emu_result emu_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host);
+/* ---- The engines ---- */
 
-/* From a signal handler: make emu_run (and kvm_run) return EMU_QUIT soon. */
-void emu_stop_async(void);
+enum engine_kind { ENGINE_EMU, ENGINE_KVM };
 
-/* ---- kvm ---- */
+struct engine_ops {
+	const char *name; /* "emu", "kvm" */
+	/* Runs m until it powers off, resets, faults or is stopped. vCPU 0
+	 * starts from *bsp; the others wait for INIT/SIPI. */
+	struct engine_result (*run)(struct machine *m, const struct cpu_state *bsp, const struct engine_host *host);
+};
 
-/* Runs m on /dev/kvm with emu_run's contract: vCPU 0 starts from *bsp; time
- * is the host's clock, with idle periods skipped as under emu. corral's own
- * PIC, IOAPIC and LAPIC model the interrupt controllers (no in-kernel
- * irqchip): interrupts are injected with KVM_INTERRUPT. */
-struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host);
-void kvm_stop_async(void);
+/* emu: corral's interpreter, every vCPU taking turns on the calling thread.
+ * kvm: /dev/kvm with emu's contract: time is the host's clock, with idle
+ * periods skipped as under emu; corral's own PIC, IOAPIC and LAPIC model
+ * the interrupt controllers (no in-kernel irqchip): interrupts are
+ * injected with KVM_INTERRUPT. */
+extern const struct engine_ops engine_emu_ops, engine_kvm_ops;
+/* The PC as emu's CPU sees it (struct cpu_platform, cpu.h): m's RAM,
+ * buses, interrupt controllers, LAPICs and clock. For the emu engine and
+ * tests that drive a vCPU themselves. */
+struct cpu_platform;
+void engine_emu_platform(struct cpu_platform *p, struct machine *m);
+const struct engine_ops *engine_get(enum engine_kind kind);
+
+static inline struct engine_result engine_run(enum engine_kind kind, struct machine *m, const struct cpu_state *bsp,
+					      const struct engine_host *host)
+{
+	return engine_get(kind)->run(m, bsp, host);
+}
 
 /* What /dev/kvm offers on this host (corral info, --engine auto). */
 struct kvm_info {

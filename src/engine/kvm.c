@@ -22,14 +22,10 @@
 #include "engine/kvm_internal.h"
 #include "machine/machine_impl.h"
 
-static volatile sig_atomic_t kvm_stopping;
+/* This thread's vCPU, for the kick signal's handler. */
 static __thread struct kvm_run *volatile kvm_tls_run;
-static int kvm_sig_kick;
-
-void kvm_stop_async(void)
-{
-	kvm_stopping = 1;
-}
+/* The kick: a real-time signal no one else in corral uses. */
+#define KVM_SIG_KICK (SIGRTMIN + 2)
 
 /* The kick signal: makes this thread's KVM_RUN return (or not start). */
 static void kvm_on_kick(int sig)
@@ -45,7 +41,7 @@ static void kvm_on_kick(int sig)
 static void vcpu_kick(struct kvm_vcpu *v)
 {
 	if (v->started)
-		pthread_kill(v->thr, kvm_sig_kick);
+		pthread_kill(v->thr, KVM_SIG_KICK);
 }
 
 static int vcpu_wakeable(struct kvm_eng *k, unsigned i)
@@ -70,7 +66,7 @@ static void kvm_notify(struct kvm_eng *k, unsigned self)
 	}
 }
 
-static void kvm_finish(struct kvm_eng *k, enum emu_end end, unsigned cpu, uint64_t rip)
+static void kvm_finish(struct kvm_eng *k, enum engine_end end, unsigned cpu, uint64_t rip)
 {
 	if (k->done)
 		return;
@@ -91,7 +87,7 @@ static void kvm_fail(struct kvm_eng *k, unsigned cpu, int err, const char *fmt, 
 		return;
 	snprintf(k->res.msg, sizeof(k->res.msg), fmt, a, b);
 	k->res.err = err;
-	kvm_finish(k, EMU_ERROR, cpu, k->res.rip);
+	kvm_finish(k, ENGINE_ERROR, cpu, k->res.rip);
 }
 
 static void machine_kick(void *opaque)
@@ -262,7 +258,7 @@ static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
 		break;
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 	case KVM_EXIT_INTR: break;
-	case KVM_EXIT_SHUTDOWN: kvm_finish(k, EMU_TRIPLE_FAULT, v->index, vcpu_rip(v)); break;
+	case KVM_EXIT_SHUTDOWN: kvm_finish(k, ENGINE_TRIPLE_FAULT, v->index, vcpu_rip(v)); break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		machine_request_power(k->m, r->system_event.type == KVM_SYSTEM_EVENT_RESET ? POWER_RESET : POWER_OFF);
 		break;
@@ -307,7 +303,7 @@ static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
 			 (unsigned long long)-err);
 		return;
 	}
-	kvm_finish(k, EMU_PAUSED, v->index, k->host->final->rip);
+	kvm_finish(k, ENGINE_HANDED_OVER, v->index, k->host->final->rip);
 }
 
 static void *vcpu_thread(void *arg)
@@ -318,7 +314,7 @@ static void *vcpu_thread(void *arg)
 	/* the kick, and the faults (a crash handler, the sanitizers' reports) */
 	sigset_t set;
 	sigemptyset(&set);
-	sigaddset(&set, kvm_sig_kick);
+	sigaddset(&set, KVM_SIG_KICK);
 	sigaddset(&set, SIGSEGV);
 	sigaddset(&set, SIGBUS);
 	sigaddset(&set, SIGFPE);
@@ -329,6 +325,15 @@ static void *vcpu_thread(void *arg)
 
 	pthread_mutex_lock(&k->lock);
 	while (!k->done) {
+		if (k->pausing) {
+			/* a pause: stand still out of KVM_RUN until it ends */
+			k->parked++;
+			pthread_cond_signal(&k->main_cond);
+			while (k->pausing && !k->done)
+				pthread_cond_wait(&k->vcpu_cond, &k->lock);
+			k->parked--;
+			continue;
+		}
 		vcpu_requests(k, v);
 		if (k->done)
 			break;
@@ -339,8 +344,8 @@ static void *vcpu_thread(void *arg)
 		if (v->state == KV_HALTED)
 			vcpu_wake(v);
 		vcpu_inject(k, v);
-		if (k->done)
-			break;
+		if (k->done || k->pausing)
+			continue;
 		pthread_mutex_unlock(&k->lock);
 		int ret = ioctl(v->fd, KVM_RUN, 0);
 		int err = errno;
@@ -351,7 +356,7 @@ static void *vcpu_thread(void *arg)
 		 * next look: the guest must not run past the instruction */
 		if (!k->done && k->m->power_req != POWER_ON) {
 			enum machine_power p = machine_take_power(k->m);
-			kvm_finish(k, p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET, v->index, 0);
+			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, v->index, 0);
 		}
 		if (!k->done && v->index == 0 && k->host && k->host->stop_after && ret >= 0 &&
 		    v->exits >= k->host->stop_after)
@@ -396,7 +401,7 @@ static int kvm_vcpu_create(struct kvm_eng *k, unsigned i)
 
 /* virtio's queue notifies as ioeventfds: a write there signals the fd
  * inside KVM. Without the capability they stay ordinary bus writes. */
-static int kvm_doorbells(struct kvm_eng *k, const struct emu_host *host)
+static int kvm_doorbells(struct kvm_eng *k, const struct engine_host *host)
 {
 	if (!host || !host->ndoorbells || ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) <= 0)
 		return 0;
@@ -412,7 +417,7 @@ static int kvm_doorbells(struct kvm_eng *k, const struct emu_host *host)
 	return 0;
 }
 
-static int kvm_setup(struct kvm_eng *k, const struct emu_host *host)
+static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 {
 	struct machine *m = k->m;
 	int err;
@@ -513,10 +518,48 @@ static int all_idle(struct kvm_eng *k, int *may_wake)
 	return 1;
 }
 
+/* The controller's kick (another thread, holding ctl->lock): the main
+ * loop looks at the requests now rather than after its wait. */
+static void kvm_ctl_kick(void *opaque)
+{
+	struct kvm_eng *k = opaque;
+	pthread_mutex_lock(&k->lock);
+	pthread_cond_signal(&k->main_cond);
+	pthread_mutex_unlock(&k->lock);
+}
+
+/* A pause (under k->lock): every vCPU thread leaves KVM_RUN (the kick's
+ * immediate_exit) and parks; the main loop runs no timers and takes no
+ * device work until the pause ends. A vCPU stopped in the middle of an
+ * I/O instruction completes it at its next KVM_RUN. */
+static void kvm_pause(struct kvm_eng *k)
+{
+	unsigned started = 0;
+	k->pausing = 1;
+	for (unsigned i = 0; i < k->n; i++) {
+		started += k->v[i].started != 0;
+		vcpu_kick(&k->v[i]);
+	}
+	pthread_cond_broadcast(&k->vcpu_cond);
+	while (k->parked < started && !k->done)
+		pthread_cond_wait(&k->main_cond, &k->lock);
+	if (!k->done) {
+		uart_flush(&k->m->com1);
+		/* ctl->lock is never taken under k->lock (kvm_ctl_kick takes them
+		 * the other way round) */
+		pthread_mutex_unlock(&k->lock);
+		uint64_t ns = engine_ctl_pause_point(k->host->ctl);
+		pthread_mutex_lock(&k->lock);
+		clock_pause_skip(k->m, ns);
+	}
+	k->pausing = 0;
+	pthread_cond_broadcast(&k->vcpu_cond);
+}
+
 static void kvm_main_loop(struct kvm_eng *k)
 {
 	struct machine *m = k->m;
-	const struct emu_host *host = k->host;
+	const struct engine_host *host = k->host;
 	int input_dead = !host || !host->poll_input;
 	uint64_t wall_start = kvm_mono_ns() - clock_ns(m);
 	/* host input waits until the guest had a moment to set its UART up
@@ -524,17 +567,21 @@ static void kvm_main_loop(struct kvm_eng *k)
 	uint64_t last_poll = kvm_mono_ns();
 
 	while (!k->done) {
+		if (host && engine_ctl_pause_wanted(host->ctl)) {
+			kvm_pause(k);
+			continue;
+		}
 		uart_flush(&m->com1);
 		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
 			machine_io_run(m);
 		uint64_t next = mtimer_run_expired(m);
 		enum machine_power p = machine_take_power(m);
 		if (p == POWER_OFF || p == POWER_RESET) {
-			kvm_finish(k, p == POWER_OFF ? EMU_POWER_OFF : EMU_RESET, 0, 0);
+			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, 0, 0);
 			break;
 		}
-		if (kvm_stopping) {
-			kvm_finish(k, EMU_QUIT, 0, 0);
+		if (k->host && k->host->ctl && k->host->ctl->stop) {
+			kvm_finish(k, ENGINE_QUIT, 0, 0);
 			break;
 		}
 		kvm_notify(k, k->n);
@@ -544,9 +591,9 @@ static void kvm_main_loop(struct kvm_eng *k)
 		int idle = all_idle(k, &may_wake);
 		if (!input_dead && (idle || now_wall - last_poll >= KVM_WAIT_NS)) {
 			last_poll = now_wall;
-			int r = host->poll_input(host->opaque, m, 0);
+			int r = host->poll_input(host->opaque, NULL, 0, 0);
 			if (r < 0) {
-				kvm_finish(k, EMU_QUIT, 0, 0);
+				kvm_finish(k, ENGINE_QUIT, 0, 0);
 				break;
 			}
 			if (r > 0)
@@ -566,7 +613,7 @@ static void kvm_main_loop(struct kvm_eng *k)
 				}
 			} else if (!may_wake || (next == UINT64_MAX && input_dead && machine_io_fd(m) < 0)) {
 				struct kvm_vcpu *v0 = &k->v[0];
-				kvm_finish(k, EMU_HUNG, 0, vcpu_rip(v0));
+				kvm_finish(k, ENGINE_HUNG, 0, vcpu_rip(v0));
 				break;
 			}
 		}
@@ -588,18 +635,17 @@ static void kvm_main_loop(struct kvm_eng *k)
 
 static int kick_signal_install(void)
 {
-	kvm_sig_kick = SIGRTMIN + 2;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kvm_on_kick;
 	sigemptyset(&sa.sa_mask);
-	return sigaction(kvm_sig_kick, &sa, NULL) < 0 ? -errno : 0;
+	return sigaction(KVM_SIG_KICK, &sa, NULL) < 0 ? -errno : 0;
 }
 
-struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+static struct engine_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct engine_host *host)
 {
 	struct kvm_eng k = {.m = m, .host = host, .n = m->ncpus, .sys_fd = -1, .vm_fd = -1};
-	struct emu_result res = {.end = EMU_ERROR};
+	struct engine_result res = {.end = ENGINE_ERROR};
 	int err;
 
 	if (host && host->stop_after && (!host->final || m->ncpus != 1)) {
@@ -643,6 +689,7 @@ struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const 
 
 	/* vCPU threads take only the kick signal; SIGINT and friends go to
 	 * this thread, which stops the VM */
+	engine_ctl_attach(host ? host->ctl : NULL, kvm_ctl_kick, &k);
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -663,6 +710,7 @@ struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const 
 	for (unsigned i = 0; i < k.n; i++)
 		if (k.v[i].started)
 			pthread_join(k.v[i].thr, NULL);
+	engine_ctl_detach(host ? host->ctl : NULL);
 	m->kick = NULL;
 	m->kick_opaque = NULL;
 	pthread_cond_destroy(&k.main_cond);
@@ -674,6 +722,8 @@ out:
 	return res;
 }
 
+const struct engine_ops engine_kvm_ops = {.name = "kvm", .run = kvm_run};
+
 #else /* !__x86_64__ */
 
 /* Other hosts run x86-64 guests on emu only: KVM there runs the host's own
@@ -683,14 +733,14 @@ out:
 
 #include "engine/engine.h"
 
-struct emu_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct emu_host *host)
+static struct engine_result kvm_run(struct machine *m, const struct cpu_state *bsp, const struct engine_host *host)
 {
 	(void)m, (void)bsp, (void)host;
-	struct emu_result res = {.end = EMU_ERROR, .err = -EXDEV};
+	struct engine_result res = {.end = ENGINE_ERROR, .err = -EXDEV};
 	snprintf(res.msg, sizeof(res.msg), "kvm: x86-64 guests run under kvm only on x86-64 hosts");
 	return res;
 }
 
-void kvm_stop_async(void) {}
+const struct engine_ops engine_kvm_ops = {.name = "kvm", .run = kvm_run};
 
 #endif

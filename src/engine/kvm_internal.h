@@ -37,7 +37,7 @@ struct kvm_vcpu {
 
 struct kvm_eng {
 	struct machine *m;
-	const struct emu_host *host;
+	const struct engine_host *host;
 	int sys_fd, vm_fd;
 	size_t run_size;
 	struct kvm_vcpu *v;
@@ -47,7 +47,9 @@ struct kvm_eng {
 	pthread_mutex_t lock; /* the machine: devices, clock, timers, vCPU states */
 	pthread_cond_t vcpu_cond, main_cond;
 	int done;
-	struct emu_result res;
+	int pausing;	 /* a pause: vCPU threads park out of KVM_RUN */
+	unsigned parked; /* vCPU threads parked */
+	struct engine_result res;
 };
 
 static inline uint64_t kvm_mono_ns(void)

@@ -156,14 +156,19 @@ static void kbd_data_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 	}
 }
 
-int i8042_register(struct i8042 *k, struct machine *m)
+void i8042_reset(struct i8042 *k)
 {
-	int err;
 	memset(&k->s, 0, sizeof(k->s));
-	k->m = m;
 	k->s.status = ST_SYS | ST_UNLOCKED;
 	k->s.cmd_byte = 0x45 | CTR_AUX_OFF; /* kbd interrupt, system flag, translation */
 	k->s.outport = 0x03;		    /* reset line high, A20 on */
+}
+
+int i8042_register(struct i8042 *k, struct machine *m)
+{
+	int err;
+	k->m = m;
+	i8042_reset(k);
 	if ((err = bus_register_pio(m, PORT_I8042, 1, kbd_data_rd, kbd_data_wr, k)) < 0 ||
 	    (err = bus_register_pio(m, PORT_I8042 + 4, 1, kbd_status_rd, kbd_cmd_wr, k)) < 0)
 		return err;

@@ -229,6 +229,14 @@ void clock_advance_to(struct machine *m, uint64_t t)
 	}
 }
 
+void clock_pause_skip(struct machine *m, uint64_t ns)
+{
+	/* clock_ns never goes back: with the start moved by less than the
+	 * pause, it continues from where it stood */
+	if (!m->clock_manual && !m->clock_delta)
+		m->clock_start += ns;
+}
+
 struct mtimer *mtimer_new(struct machine *m, mtimer_fn fn, void *opaque)
 {
 	for (unsigned k = 0; k < MACHINE_MAX_TIMERS; k++) {
@@ -387,6 +395,17 @@ void machine_reset_devices(struct machine *m)
 	pci_reset(m);
 	m->pm.s = (struct acpi_pm_state){.cnt = 1};
 	m->power_req = POWER_ON;
+}
+
+void machine_reset(struct machine *m)
+{
+	/* private anonymous memory: dropped pages read back as zeros */
+	if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0)
+		memset(m->ram, 0, m->mem_size);
+	uart_reset(&m->com1);
+	i8042_reset(&m->kbd);
+	rtc_reset(&m->rtc);
+	machine_reset_devices(m);
 }
 
 int machine_create(struct machine **mp, const struct machine_config *cfg)

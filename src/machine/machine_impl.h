@@ -151,6 +151,7 @@ struct rtc {
 	struct mtimer *timer;
 };
 int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec);
+void rtc_reset(struct rtc *r);
 int rtc_save(const struct rtc *r, void *buf, size_t len);
 int rtc_load(struct rtc *r, const void *buf, size_t len);
 
@@ -175,6 +176,7 @@ int uart_register(struct uart *u, struct machine *m, uint16_t base, int out_fd);
 /* Host input: queue up to n bytes; returns how many fitted. */
 size_t uart_receive(struct uart *u, const uint8_t *buf, size_t n);
 size_t uart_rx_space(struct uart *u);
+void uart_reset(struct uart *u); /* power-on registers; pending output is written first */
 void uart_flush(struct uart *u);
 int uart_save(const struct uart *u, void *buf, size_t len);
 int uart_load(struct uart *u, const void *buf, size_t len);
@@ -191,6 +193,7 @@ struct i8042 {
 	struct machine *m;
 };
 int i8042_register(struct i8042 *k, struct machine *m);
+void i8042_reset(struct i8042 *k);
 int i8042_save(const struct i8042 *k, void *buf, size_t len);
 int i8042_load(struct i8042 *k, const void *buf, size_t len);
 
@@ -286,10 +289,18 @@ struct machine {
 
 int machine_create(struct machine **mp, const struct machine_config *cfg);
 void machine_destroy(struct machine *m);
-/* Back to the power-on device state (RAM kept); used by reset. */
+/* Back to the power-on device state (RAM kept). */
 void machine_reset_devices(struct machine *m);
+/* A machine reset, as the reset line of a PC: guest RAM reads as zeros
+ * again, every device (PCI functions and virtio devices included) is in
+ * its power-on state, the buses are as built; the clock runs on and the
+ * devices' backends stay. The caller loads a guest again. */
+void machine_reset(struct machine *m);
 /* Virtual time jumps forward to t (no-op if t is not in the future). */
 void clock_advance_to(struct machine *m, uint64_t t);
+/* The VM stood still for ns of host time (a pause): host-driven time
+ * leaves them out, so the guest does not see them pass. */
+void clock_pause_skip(struct machine *m, uint64_t ns);
 /* The earliest armed timer deadline, UINT64_MAX if none. */
 uint64_t mtimer_next_deadline(struct machine *m);
 enum machine_power machine_take_power(struct machine *m);

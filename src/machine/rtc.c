@@ -284,6 +284,15 @@ static void rtc_set_mem(struct rtc *r, struct machine *m)
 	c[0x5f] = (uint8_t)(m->ncpus - 1);
 }
 
+/* The RESET pin (MC146818A): the clock and the CMOS memory stay; the
+ * interrupt enables (PIE, AIE, UIE, SQWE) and flags go. */
+void rtc_reset(struct rtc *r)
+{
+	r->s.cmos[REG_B] &= (uint8_t) ~(B_PIE | B_AIE | B_UIE | 0x08);
+	r->s.cmos[REG_C] = 0;
+	rtc_arm(r);
+}
+
 int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec)
 {
 	memset(&r->s, 0, sizeof(r->s));

@@ -243,16 +243,23 @@ static void uart_wr(void *dev, uint64_t off, unsigned size, uint64_t val64)
 	uart_update(u);
 }
 
-int uart_register(struct uart *u, struct machine *m, uint16_t base, int out_fd)
+void uart_reset(struct uart *u)
 {
-	memset(u, 0, sizeof(*u));
-	u->m = m;
-	u->out_fd = out_fd;
+	uart_flush(u);
+	memset(&u->s, 0, sizeof(u->s));
 	u->s.iir = IIR_NONE;
 	u->s.lsr = LSR_THRE | LSR_TEMT;
 	u->s.msr = 0xb0;   /* DCD, DSR, CTS: a terminal is connected */
 	u->s.divider = 12; /* 9600 baud */
 	u->s.lcr = 0x03;
+}
+
+int uart_register(struct uart *u, struct machine *m, uint16_t base, int out_fd)
+{
+	memset(u, 0, sizeof(*u));
+	u->m = m;
+	u->out_fd = out_fd;
+	uart_reset(u);
 	return bus_register_pio(m, base, 8, uart_rd, uart_wr, u);
 }
 

@@ -43,10 +43,10 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	p->opts = *o;
 	p->pid = getpid();
 	/* An execve'd x86-64 program runs in a fresh corral started from this
-	 * path. CORRAL_SELF_EXE overrides it where corral itself runs under
-	 * an emulator (qemu-aarch64 in `make check-aarch64`), whose own
-	 * binary is what can be started again. */
-	const char *self = getenv("CORRAL_SELF_EXE");
+	 * path. o->self_exe overrides it where corral itself runs under an
+	 * emulator (qemu-aarch64 in `make check-aarch64`), whose own binary is
+	 * what can be started again. */
+	const char *self = o->self_exe;
 	ssize_t n;
 	if (self && *self && strlen(self) < sizeof(p->self_exe)) {
 		n = (ssize_t)strlen(self);
@@ -84,7 +84,7 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		return PROC_EXIT_NOEXEC;
 	}
 	struct gthread *t = calloc(1, sizeof(*t));
-	if (!t || cpu_init(&t->cpu, CPU_MODE_USER, &p->vm)) {
+	if (!t || cpu_init_opts(&t->cpu, CPU_MODE_USER, &p->vm, &p->opts.cpu)) {
 		fprintf(stderr, "corral: out of memory\n");
 		return PROC_EXIT_NOEXEC;
 	}

@@ -3,6 +3,8 @@
 #ifndef CORRAL_PROC_H
 #define CORRAL_PROC_H
 
+#include "cpu/cpu.h"
+
 /* Exit statuses a shell would use when it cannot run a program. */
 #define PROC_EXIT_NOTFOUND 127
 #define PROC_EXIT_NOEXEC 126
@@ -16,6 +18,10 @@ struct proc_opts {
 	int net_host;		/* sandbox: share the host's network namespace */
 	const char *net_user;	/* sandbox: "user[,hostfwd=...]" for a NAT'd eth0, or NULL */
 	int sandboxed;		/* internal: already inside (a guest's execve) */
+	/* corral's own binary, which runs an execve'd x86-64 program; NULL:
+	 * /proc/self/exe (set where corral itself runs under an emulator) */
+	const char *self_exe;
+	struct cpu_opts cpu; /* every guest thread's CPU (the translator) */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's

@@ -168,7 +168,7 @@ static long clone_thread(struct gthread *t, uint64_t flags, uint64_t sp, uint64_
 	struct gthread *n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	if (cpu_init(&n->cpu, CPU_MODE_USER, &proc.vm)) {
+	if (cpu_init_opts(&n->cpu, CPU_MODE_USER, &proc.vm, &proc.opts.cpu)) {
 		free(n);
 		return -ENOMEM;
 	}

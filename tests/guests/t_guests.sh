@@ -4,7 +4,8 @@
 # emu, then kvm, whose serial output must be identical to emu's. The hostile
 # ones (garbage, portfuzz, storm, triple) only have to end cleanly or keep
 # running until the timeout: never a crash or a sanitizer report. Then
-# engine hand-over in both directions (--handover, a test hook).
+# engine hand-over in both directions (--handover, a test hook), and stop
+# signals to a waiting and a busy guest.
 : "${CORRAL:?}" "${BUILD:?}"
 G=$BUILD/tests/guests
 tmp=$(mktemp -d)
@@ -153,6 +154,41 @@ if [ "$rc" -eq 0 ] && grep -q "terminated by C-a x" "$tmp/err" && clean_stderr; 
 timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" </dev/null >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else bad "echo eof" "exit $rc"; fi
+# a stop signal while the guest waits for input (the engine asleep): the VM
+# stops at once and corral exits with 128 + the signal (SIGINT, which a
+# background job starts with ignored: only corral's own handler ends it)
+rm -f "$tmp/in"
+mkfifo "$tmp/in"
+sleep 30 >"$tmp/in" &
+holder=$!
+"$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
+pid=$!
+sleep 1
+t0=$(date +%s)
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+t1=$(date +%s)
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le 5 ] && clean_stderr; then ok; else bad "SIGINT" "exit $rc in $((t1 - t0)) s"; fi
+# the same for a busy guest with no console input: the signal reaches the
+# running engine only through the VM's stop request
+rm -f "$tmp/out"
+timeout -k 5 30 "$CORRAL" run --flat "$G/spin.bin" --mem 32M --engine "$E" --serial "file:$tmp/out" \
+	</dev/null 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q spinning "$tmp/out" 2>/dev/null && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+t0=$(date +%s)
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+t1=$(date +%s)
+if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le 5 ] && clean_stderr; then ok; else bad "SIGINT, busy" "exit $rc in $((t1 - t0)) s"; fi
 done
 
 # Engine hand-over: the guest starts on one engine, is paused, its vCPU

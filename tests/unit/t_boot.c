@@ -29,6 +29,8 @@
 
 static char tmpdir[] = "/tmp/t_boot.XXXXXX";
 static char errbuf[256];
+/* the tests' kernels stay out of the user's cache */
+static const char *test_kcache;
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -193,7 +195,7 @@ static int boot_bytes(const uint8_t *k, size_t klen, const void *rd, size_t rdle
 		      unsigned ncpus, struct machine **mp, struct cpu_state *s)
 {
 	char kpath[256], rpath[256];
-	struct boot_config cfg = {kpath, rd ? rpath : NULL, cmdline, mem, ncpus};
+	struct boot_config cfg = {kpath, rd ? rpath : NULL, cmdline, mem, ncpus, test_kcache};
 	struct machine *m = new_machine(mem, ncpus ? ncpus : 1);
 	struct cpu_state dummy;
 	int ret;
@@ -771,7 +773,7 @@ static void test_hostile(void)
 	{
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = {"/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1};
+		struct boot_config cfg = {"/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1, NULL};
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), ENOENT, "kernel '/nonexistent/vmlinuz'");
 		cfg.kernel = tmpdir;
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), 0, "not a regular file");
@@ -852,7 +854,9 @@ static void test_real_kernel(void)
 	uint8_t *v;
 	long vlen;
 
-	if (boot_default_guest(kpath, rpath, sizeof(kpath), errbuf, sizeof(errbuf)) < 0) {
+	char gdir[4096], cdir[4096];
+	if (boot_dirs_from_env(gdir, cdir, sizeof(gdir)) < 0 ||
+	    boot_default_guest(gdir, kpath, rpath, sizeof(kpath), errbuf, sizeof(errbuf)) < 0) {
 		printf("note: %s; real-kernel test not run\n", errbuf);
 		return;
 	}
@@ -871,7 +875,7 @@ static void test_real_kernel(void)
 
 	struct machine *m = new_machine(512 * MiB, 2);
 	struct cpu_state s;
-	struct boot_config cfg = {kpath, rpath, "console=ttyS0", 512 * MiB, 2};
+	struct boot_config cfg = {kpath, rpath, "console=ttyS0", 512 * MiB, 2, NULL};
 	int ret = boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf));
 	if (ret < 0)
 		fprintf(stderr, "  %s\n", errbuf);
@@ -913,7 +917,7 @@ static void test_seed_files(void)
 	for (unsigned i = 0; i < 5; i++) {
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = {path, NULL, "", 32 * MiB, 1};
+		struct boot_config cfg = {path, NULL, "", 32 * MiB, 1, NULL};
 		int ret;
 
 		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);
@@ -934,16 +938,28 @@ static void test_seed_files(void)
 
 static void test_default_guest(void)
 {
-	char k[64], r[64], old[4096] = "";
-	const char *e = getenv("CORRAL_GUEST_DIR");
-
-	if (e)
-		snprintf(old, sizeof(old), "%s", e);
-	setenv("CORRAL_GUEST_DIR", "/nonexistent-guest", 1);
-	expect_err(boot_default_guest(k, r, sizeof(k), errbuf, sizeof(errbuf)), ENOENT, "tools/mkguest.sh");
+	char k[64], r[64];
+	expect_err(boot_default_guest("/nonexistent-guest", k, r, sizeof(k), errbuf, sizeof(errbuf)), ENOENT,
+		   "tools/mkguest.sh");
 	CHECK(!strcmp(k, "/nonexistent-guest/" BOOT_GUEST_KERNEL));
 	CHECK(!strcmp(r, "/nonexistent-guest/" BOOT_GUEST_INITRD));
-	CHECK_EQ_U64(boot_default_guest(k, r, 8, errbuf, sizeof(errbuf)), -ENAMETOOLONG);
+	CHECK_EQ_U64(boot_default_guest("/nonexistent-guest", k, r, 8, errbuf, sizeof(errbuf)), -ENAMETOOLONG);
+
+	/* where programs look: the environment, read when they ask */
+	char g[300], c[300], old[4096] = "";
+	const char *e = getenv("CORRAL_GUEST_DIR");
+	if (e)
+		snprintf(old, sizeof(old), "%s", e);
+	setenv("CORRAL_GUEST_DIR", "/some/guest", 1);
+	setenv("CORRAL_KERNEL_CACHE", "off", 1);
+	CHECK(boot_dirs_from_env(g, c, sizeof(g)) == 0);
+	CHECK(!strcmp(g, "/some/guest"));
+	CHECK(!strcmp(c, ""));
+	setenv("CORRAL_KERNEL_CACHE", "/some/cache", 1);
+	CHECK(boot_dirs_from_env(g, c, sizeof(g)) == 0);
+	CHECK(!strcmp(c, "/some/cache"));
+	CHECK(boot_dirs_from_env(g, c, 5) == -ENAMETOOLONG);
+	unsetenv("CORRAL_KERNEL_CACHE");
 	if (e)
 		setenv("CORRAL_GUEST_DIR", old, 1);
 	else
@@ -972,7 +988,7 @@ static void test_kernel_cache(void)
 	char dir[300], entry[600];
 	size_t e1len, e2len, plen, blen;
 	snprintf(dir, sizeof(dir), "%s/kcache", tmpdir);
-	setenv("CORRAL_KERNEL_CACHE", dir, 1);
+	test_kcache = dir;
 	uint8_t *e1 = make_elf(&e1len, 62, KVIRT + KENTRY_OFF);
 	uint8_t *e2 = make_elf(&e2len, 62, KVIRT + KENTRY_OFF + 0x40);
 	uint8_t *p = pack("xz", e1, e1len, &plen);
@@ -1009,7 +1025,7 @@ static void test_kernel_cache(void)
 
 	/* off: nothing is written */
 	unlink(entry);
-	setenv("CORRAL_KERNEL_CACHE", "off", 1);
+	test_kcache = NULL;
 	CHECK_EQ_U64(boot_bytes(bz, blen, NULL, 0, "console=ttyS0", 64 * MiB, 1, NULL, &s3), 0);
 	CHECK(cache_entry(dir, entry, sizeof(entry)) == 0);
 	rmdir(dir);
@@ -1023,8 +1039,6 @@ int main(void)
 {
 	if (!mkdtemp(tmpdir))
 		return 1;
-	/* the tests' kernels stay out of the user's cache */
-	setenv("CORRAL_KERNEL_CACHE", "off", 1);
 	RUN(test_formats);
 	RUN(test_elf_kernel);
 	RUN(test_high_memory);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cpu/cpu.h"
+#include "engine/engine.h"
 #include "machine/machine_impl.h"
 #include "testhelp.h"
 
@@ -117,6 +118,33 @@ static void idt_gate(struct machine *m, unsigned vec, uint64_t target)
 	put64(m, 0x4000 + vec * 16 + 8, target >> 32);
 }
 
+/* A vCPU of its own machine, with the translator as the environment says
+ * (tests/cpu/t_jit.sh runs this test translated and interpreted). */
+static struct cpu_platform plat; /* one vCPU at a time */
+
+static int sys_cpu_init(struct cpu *c, struct machine *m)
+{
+	struct cpu_opts o;
+	cpu_opts_from_env(&o);
+	struct cpu_physmem *p = cpu_physmem_new(m->ram, m->mem_size);
+	if (!p)
+		return -1;
+	machine_set_dma_hook(m, cpu_physmem_dma_written, p);
+	engine_emu_platform(&plat, m);
+	int r = cpu_init_system(c, &plat, 0, p, &o);
+	if (r)
+		cpu_physmem_free(p);
+	return r;
+}
+
+static void sys_cpu_destroy(struct cpu *c)
+{
+	struct cpu_physmem *p = c->phys;
+	cpu_destroy(c);
+	machine_set_dma_hook(plat.opaque, NULL, NULL);
+	cpu_physmem_free(p);
+}
+
 /* A machine with the test kernel's page tables, GDT, TSS and IDT loaded,
  * and a vCPU in 64-bit mode at CPL 0 about to run rip. */
 static struct cpu *kernel_setup(struct machine **mp, uint64_t rip)
@@ -150,7 +178,7 @@ static struct cpu *kernel_setup(struct machine **mp, uint64_t rip)
 	CHECK(gpa_write(m, BASE, g_start, (size_t)(g_end - g_start)) == 0);
 
 	struct cpu *c = calloc(1, sizeof(*c));
-	CHECK(cpu_init_system(c, m, 0) == 0);
+	CHECK(sys_cpu_init(c, m) == 0);
 	c->s.cr0 = 0x80050033;
 	c->s.cr3 = 0x1000;
 	c->s.cr4 = 0x6a0;
@@ -196,7 +224,7 @@ static void test_kernel(void)
 	CHECK_EQ_U64(c->s.rip, gaddr(g_ud));		       /* just past the HLT */
 	CHECK(c->halted);
 
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }
@@ -222,7 +250,7 @@ static void test_nmi(void)
 	CHECK(cpu_run(c, 100000) == CPU_EXIT_HLT); /* IRET, the held NMI, IRET, next HLT */
 	CHECK_EQ_U64(get64(m, RES + 0x60), 2);
 	CHECK_EQ_U64(c->s.rip, gaddr(g_nmi_main) + 2);
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }
@@ -270,7 +298,7 @@ static void test_code_rewritten(void)
 	/* the guest's own store into the code page */
 	run_hot(c, m, 0x21000, 1);
 	CHECK_EQ_U64(run_hot(c, m, 0x20000, 1), 7);
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }
@@ -304,7 +332,7 @@ static void test_crossing_remapped(void)
 	CHECK(gpa_write(m, 0x22000, inv, sizeof(inv)) == 0);
 	run_hot(c, m, 0x22000, 1);
 	CHECK_EQ_U64(run_hot(c, m, 0x600ffd, 40), 0x01000001);
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }
@@ -346,7 +374,7 @@ static void test_tlb_invalidation(void)
 	put64(m, pde, 0x400000 | 0x187);
 	run_hot(c, m, 0x26000, 1);
 	CHECK_EQ_U64(run_hot(c, m, 0x23000, 20), 111);
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }
@@ -367,7 +395,7 @@ static void test_triple_fault(void)
 	uint8_t ud[2] = {0x0f, 0x0b};
 	CHECK(gpa_write(m, BASE, ud, 2) == 0);
 	struct cpu *c = calloc(1, sizeof(*c));
-	CHECK(cpu_init_system(c, m, 0) == 0);
+	CHECK(sys_cpu_init(c, m) == 0);
 	c->s.cr0 = 0x80050033;
 	c->s.cr3 = 0x1000;
 	c->s.cr4 = 0x6a0;
@@ -379,7 +407,7 @@ static void test_triple_fault(void)
 	c->s.rflags = 2;
 	cpu_state_loaded(c);
 	CHECK(cpu_run(c, 1000) == CPU_EXIT_SHUTDOWN);
-	cpu_destroy(c);
+	sys_cpu_destroy(c);
 	free(c);
 	machine_destroy(m);
 }

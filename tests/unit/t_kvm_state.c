@@ -274,7 +274,7 @@ static void test_bad_exits(void)
 		v.run->io.data_offset = bad[i].off;
 		v.run->io.port = PORT_COM1;
 		exit_io(&k, &v);
-		CHECK(k.done && k.res.end == EMU_ERROR && strstr(k.res.msg, "malformed I/O exit"));
+		CHECK(k.done && k.res.end == ENGINE_ERROR && strstr(k.res.msg, "malformed I/O exit"));
 		free(v.run);
 	}
 	/* a good one: 4 bytes of rep insb from the UART scratch register */
@@ -359,9 +359,9 @@ static void test_doorbell_kvm(void)
 	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	CHECK(efd >= 0);
 	struct engine_doorbell d = {.addr = 0x99, .len = 1, .pio = 1, .fd = efd};
-	struct emu_host host = {.doorbells = &d, .ndoorbells = 1};
-	struct emu_result r = kvm_run(m, &s, &host);
-	CHECK_EQ_U64(r.end, EMU_POWER_OFF);
+	struct engine_host host = {.doorbells = &d, .ndoorbells = 1};
+	struct engine_result r = engine_run(ENGINE_KVM, m, &s, &host);
+	CHECK_EQ_U64(r.end, ENGINE_POWER_OFF);
 	uint64_t n = 0;
 	CHECK(read(efd, &n, 8) == 8);
 	CHECK_EQ_U64(n, 2);

@@ -378,13 +378,10 @@ static void test_qcow2_crash(void)
 			if (write(pipefd[1], model, size) != (ssize_t)size ||
 			    write(pipefd[1], touched, nc) != (ssize_t)nc)
 				_exit(1);
-			if (round >= 2) {
-				char n[16];
-				snprintf(n, sizeof(n), "%d", round - 1);
-				setenv("CORRAL_QCOW2_CRASH_AT_SYNC", n, 1);
-			}
 			b = open_or_fail(tpath("crash.qcow2"), BLK_FMT_QCOW2, 0);
 			if (!b)
+				_exit(1);
+			if (round >= 2 && qcow2_crash_at_sync(b, round - 1) < 0)
 				_exit(1);
 			uint8_t junk[8192];
 			for (int i = 0; i < 400; i++) {

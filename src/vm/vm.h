@@ -1,0 +1,167 @@
+/* A system VM as an object: its configuration, machine, devices, backends,
+ * boot, engine and vCPUs, with a lifecycle.
+ *
+ * Contract:
+ * - vm_create checks the configuration, opens the backends (disk images,
+ *   networks) and the serial file, picks the engine and builds the machine
+ *   with the guest loaded; it runs no guest code. Errors come back as
+ *   -errno with one line in err (no "corral: " prefix).
+ * - vm_run runs the VM on the calling thread until it ends (the foreground
+ *   CLI); vm_start runs it on a thread of its own, vm_wait waits for that.
+ *   A guest reset resets the machine in place (RAM reads as zeros again,
+ *   every device is at power-on, backends stay open) and boots the guest
+ *   again, unless no_reboot.
+ * - vm_pause, vm_resume, vm_reset and vm_stop may be called from any other
+ *   thread while the VM runs; vm_stop_async also from a signal handler.
+ *   vm_pause returns once every vCPU stands at an instruction boundary and
+ *   no device is busy (no virtio request in flight, no timer running).
+ * - Nothing is shared between two VMs: several may run in one process.
+ * - Strings in the configuration are copied by vm_create. */
+#ifndef CORRAL_VM_H
+#define CORRAL_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/block.h"
+#include "cpu/cpu.h"
+#include "engine/engine.h"
+
+#define VM_MEM_DEFAULT (512ull << 20)
+#define VM_MEM_MIN (16ull << 20)
+#define VM_MEM_MAX (1ull << 40)
+#define VM_MAX_CPUS 64 /* = MACHINE_MAX_CPUS */
+#define VM_MAX_DISKS 16
+#define VM_MAX_NETS 4
+#define VM_DISK_SERIAL_MAX 20
+
+struct vm;
+
+enum vm_engine { VM_ENGINE_AUTO, VM_ENGINE_EMU, VM_ENGINE_KVM };
+
+struct vm_disk {
+	const char *path;
+	enum blk_format format;
+	enum blk_cache cache;
+	int readonly;
+	const char *serial; /* NULL: none; at most VM_DISK_SERIAL_MAX characters */
+};
+
+struct vm_config {
+	/* The guest: a Linux kernel (NULL with flat NULL: the guest kit's
+	 * default kernel and initramfs), or a flat 64-bit test guest. */
+	const char *kernel, *initrd, *cmdline; /* cmdline NULL: "console=ttyS0" */
+	const char *flat;
+	const char *guest_dir;	  /* the default guest's directory (boot_dirs_from_env) */
+	const char *kernel_cache; /* decompressed kernels are kept here; NULL: nowhere */
+	uint64_t mem;		  /* bytes, VM_MEM_MIN..VM_MEM_MAX, a multiple of 4 KiB */
+	unsigned cpus;
+	enum vm_engine engine;
+	enum cpu_model cpu_model;
+	struct vm_disk disk[VM_MAX_DISKS];
+	unsigned ndisks;
+	const char *net[VM_MAX_NETS]; /* backend/net.h specs: "user,...", "tap,ifname=..." */
+	unsigned nnets;
+	int rng, hvc; /* a virtio-rng; a virtio-console (hvc0) taking the console's input */
+	int no_reboot;
+	uint64_t handover; /* tests: move to the other engine after this many instructions/exits */
+
+	/* ---- The host side ---- */
+	/* COM1's (and hvc0's) output: serial_path (created or truncated), else
+	 * the descriptor serial_fd (-1: dropped; the VM does not close it). */
+	const char *serial_path;
+	int serial_fd;
+	/* Host input for the console: called on the VM's thread, may call
+	 * vm_console_input; see struct engine_host. NULL: none. */
+	int (*poll_input)(void *opaque, const int *wake, unsigned nwake, int timeout_ms);
+	void *input_opaque;
+	int realtime_idle;	  /* idle time passes at wall-clock pace (someone watches) */
+	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
+	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
+	int verbose;		  /* explain the engine choice (log) */
+	uint64_t bench_t0;	  /* bench/startup.sh: CLOCK_MONOTONIC ns at launch; 0: off */
+	/* Notes and the bench line, one line each without a newline; NULL: dropped. */
+	void (*log)(void *opaque, const char *line);
+	void *log_opaque;
+	/* Called on the VM's thread between a guest reset and the new boot. */
+	void (*on_reboot)(void *opaque);
+	void *reboot_opaque;
+};
+
+/* Defaults: 512 MiB, 1 vCPU, engine auto, output dropped, emu's default
+ * time per instruction, the CPU options' defaults. */
+void vm_config_init(struct vm_config *c);
+
+/* ---- The configuration as JSON ----
+ * {"kernel": PATH, "initrd": PATH, "cmdline": S, "flat": PATH, "mem": BYTES,
+ *  "cpus": N, "engine": "auto|emu|kvm", "cpu_model": "corral|host",
+ *  "disks": [{"path": PATH, "format": "probe|raw|qcow2", "cache":
+ *  "writeback|none", "readonly": BOOL, "serial": S}], "nets": [SPEC],
+ *  "rng": BOOL, "hvc": BOOL, "no_reboot": BOOL, "serial_path": PATH,
+ *  "guest_dir": PATH, "kernel_cache": PATH, "realtime_idle": BOOL,
+ *  "ps_per_insn": N, "cpu": {"jit": BOOL, "jit_hot": N, "jit_stats": BOOL,
+ *  "jit_perfmap": BOOL, "trace": BOOL}}
+ * Callbacks and descriptors (serial_fd, poll_input, log, ...) are not part
+ * of it. Absent keys keep vm_config_init's defaults. */
+#define VM_CONFIG_JSON_MAX (64 * 1024)
+/* A malloc'd NUL-terminated JSON text, or NULL (out of memory, or a field
+ * out of its enum). */
+char *vm_config_to_json(const struct vm_config *c);
+/* Parses text (len bytes, at most VM_CONFIG_JSON_MAX) into *c. Unknown or
+ * duplicate keys, wrong types and numbers out of range are refused: -EINVAL
+ * with one sentence in err. On success c's strings point into *strings,
+ * which the caller frees (after vm_create, which copies them). */
+int vm_config_from_json(const char *text, size_t len, struct vm_config *c, void **strings, char *err, size_t errlen);
+
+enum vm_end {
+	VM_END_POWER_OFF,
+	VM_END_RESET, /* the guest reset with no_reboot, or a stop came with it */
+	VM_END_TRIPLE_FAULT,
+	VM_END_HUNG, /* every vCPU halted with nothing that could wake them */
+	VM_END_QUIT, /* vm_stop / vm_stop_async, or the console input asked */
+	VM_END_ERROR,
+};
+
+struct vm_exit {
+	enum vm_end end;
+	unsigned cpu;  /* TRIPLE_FAULT: the vCPU */
+	uint64_t rip;  /* TRIPLE_FAULT, HUNG: where */
+	int err;       /* ERROR: -errno */
+	char msg[512]; /* ERROR: one line, "" if the engine said nothing */
+};
+
+int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t errlen);
+/* Stops the VM if it runs, waits for it, frees everything. */
+void vm_destroy(struct vm *vm);
+
+/* Runs the VM on this thread until it ends. 0, or -EBUSY if it runs or ran. */
+int vm_run(struct vm *vm, struct vm_exit *ex);
+/* Runs the VM on a new thread: 0 or -errno. */
+int vm_start(struct vm *vm);
+/* Waits for a vm_start'ed VM to end. 0, or -EINVAL if it was not started. */
+int vm_wait(struct vm *vm, struct vm_exit *ex);
+
+/* 0 once stopped; -ESRCH if the VM has ended (or never runs). Pauses
+ * nest in no way: a second pause is a no-op, one resume continues. */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* A reset as if the guest asked (even with no_reboot): the machine is
+ * reset in place and the guest boots again. 0 or -ESRCH. */
+int vm_reset(struct vm *vm);
+/* Asks the VM to end (VM_END_QUIT) and returns; vm_wait/vm_run then
+ * return. vm_stop_async is async-signal-safe. */
+void vm_stop(struct vm *vm);
+void vm_stop_async(struct vm *vm);
+
+/* The engine the VM runs on: "emu" or "kvm". */
+const char *vm_engine_name(const struct vm *vm);
+/* Host input for the console (hvc0 with cfg->hvc, else COM1): queues up
+ * to n bytes, returns how many fitted. Only from poll_input (the VM's
+ * thread) or while the VM is paused. */
+size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t n);
+/* Copies guest RAM [gpa, gpa+len) out: 0, or -EFAULT if it is not all RAM,
+ * -ESRCH if the VM has no machine. Safe at any time (a running guest may
+ * be writing it). */
+int vm_ram_read(struct vm *vm, uint64_t gpa, void *dst, size_t len);
+
+#endif

@@ -1,0 +1,58 @@
+/* The VM object's inside, shared by vm.c (lifecycle, run loop) and
+ * build.c (backends, the engine choice, assembling the machine). */
+#ifndef CORRAL_VM_INTERNAL_H
+#define CORRAL_VM_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+
+#include "backend/net.h"
+#include "cpu/cpu.h"
+#include "vm/vm.h"
+
+struct machine;
+struct virtio_dev;
+
+enum vm_state { VM_CREATED, VM_RUNNING, VM_ENDED };
+
+struct vm {
+	struct vm_config cfg; /* its strings point into strs */
+	char *strs;
+	char kpath[PATH_MAX], ipath[PATH_MAX]; /* the default guest's files */
+
+	struct blk *blk[VM_MAX_DISKS];
+	struct net *netbe[VM_MAX_NETS];
+	enum engine_kind kind;
+	int out_fd, own_out_fd;
+
+	/* The machine of the current boot (NULL between boots): swapped only
+	 * by the VM's thread, under lock, so that other threads may look. */
+	pthread_mutex_t lock;
+	struct machine *m;
+	struct virtio_dev *hvc;
+	struct cpu_state bsp;
+	enum vm_state state;
+	int reset_req; /* lock: vm_reset asked for this reset */
+	int bench_seen;
+
+	struct engine_ctl ctl;
+	pthread_t thr;
+	int thread_started;
+	struct vm_exit exit;
+};
+
+/* build.c */
+void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Disks, networks and the default guest; 0 or -errno with err. */
+int vm_open_backends(struct vm *vm, char *err, size_t errlen);
+void vm_close_backends(struct vm *vm);
+/* The engine for cfg->engine: 0 or -errno with err. */
+int vm_pick_engine(struct vm *vm, char *err, size_t errlen);
+/* A new machine with the guest loaded and the devices added (vm->m,
+ * vm->hvc, vm->bsp): 0 or -errno with err. */
+int vm_build(struct vm *vm, char *err, size_t errlen);
+/* A reset of the current machine in place (machine_reset) and the guest
+ * loaded again: 0 or -errno with err. */
+int vm_reboot(struct vm *vm, char *err, size_t errlen);
+
+#endif
