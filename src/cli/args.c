@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 
-int cli_parse_size(const char *s, uint64_t *out)
+int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out)
 {
 	char *end;
 	if (!*s || *s == '-' || *s == '+')
@@ -16,7 +16,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 		return -1;
 	unsigned shift;
 	switch (*end) {
-	case 0: shift = 20; break;
+	case 0: shift = bare_shift; break;
 	case 'b':
 	case 'B': shift = 0; break;
 	case 'k':
@@ -27,6 +27,8 @@ int cli_parse_size(const char *s, uint64_t *out)
 	case 'G': shift = 30; break;
 	case 't':
 	case 'T': shift = 40; break;
+	case 'p':
+	case 'P': shift = 50; break;
 	default: return -1;
 	}
 	if (*end)

@@ -8,8 +8,9 @@
 #include <stdint.h>
 
 /* A size: "512M", "2G", "65536K", "1073741824B" (an i and a B may follow
- * the unit); a bare number is MiB, as QEMU's -m. 0, or -1 if malformed. */
-int cli_parse_size(const char *s, uint64_t *out);
+ * the unit); a bare number is shifted by bare_shift (20 for MiB, as QEMU's
+ * -m; 0 for bytes, as qemu-img's). 0, or -1 if malformed or too large. */
+int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
 
 int cmd_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);

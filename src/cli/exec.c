@@ -134,7 +134,7 @@ int cmd_exec(int argc, char **argv)
 		case OPT_INSIDE: o.sandboxed = 1; break;
 		case OPT_MEM: {
 			uint64_t m;
-			if (cli_parse_size(optarg, &m) < 0 || m < (1u << 20)) {
+			if (cli_parse_size(optarg, 20, &m) < 0 || m < (1u << 20)) {
 				fprintf(stderr,
 					"corral exec: bad --mem '%s' (a size of at least 1M, e.g. 512M or 2G)\n",
 					optarg);

@@ -17,7 +17,8 @@
 
 static void image_usage(FILE *f)
 {
-	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE [SIZE]\n"
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE "
+		   "[SIZE]\n"
 		   "       corral image info [-f FMT] [--output human|json] FILE\n"
 		   "       corral image check [-f FMT] [-r leaks] FILE\n"
 		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] [-p] IN OUT\n"
@@ -30,7 +31,8 @@ static void image_usage(FILE *f)
 
 static void image_create_usage(FILE *f)
 {
-	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE [SIZE]\n"
+	fprintf(f, "usage: corral image create [-f raw|qcow2] [-b BACKING -F raw|qcow2 [-u]] [-o OPTIONS] [-q] FILE "
+		   "[SIZE]\n"
 		   "\n"
 		   "Creates a new disk image. SIZE takes the suffixes K, M, G, T (powers of 1024), as in\n"
 		   "qemu-img; with a backing file it defaults to the backing file's size.\n"
@@ -84,39 +86,6 @@ static void image_convert_usage(FILE *f)
 /* Each subcommand takes --help as well as -h. */
 static const struct option image_help_opt[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 
-/* "10G", "512M", "4096": bytes; -1 on anything else. */
-static int image_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	unsigned shift = 0;
-	switch (*end) {
-	case 0: break;
-	case 'b':
-	case 'B': shift = 0; break;
-	case 'k':
-	case 'K': shift = 10; break;
-	case 'm':
-	case 'M': shift = 20; break;
-	case 'g':
-	case 'G': shift = 30; break;
-	case 't':
-	case 'T': shift = 40; break;
-	case 'p':
-	case 'P': shift = 50; break;
-	default: return -1;
-	}
-	if (*end && end[1] && !(end[1] == 'i' && (end[2] == 'B' || !end[2])) && !(end[1] == 'B' && !end[2]))
-		return -1;
-	if (shift && v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 /* qemu-img's -o: cluster_size=N, and for create backing_file=F and
  * backing_fmt=raw|qcow2 (the same as -b and -F). */
 struct image_opts {
@@ -137,7 +106,7 @@ static int image_parse_opts(const char *o, struct image_opts *io)
 		} else if (!strncmp(tok, "backing_fmt=", 12)) {
 			snprintf(io->backing_fmt, sizeof(io->backing_fmt), "%s", tok + 12);
 		} else if (!strncmp(tok, "cluster_size=", 13)) {
-			if (image_parse_size(tok + 13, &v) < 0 || v < 512 || v > (2u << 20) || (v & (v - 1))) {
+			if (cli_parse_size(tok + 13, 0, &v) < 0 || v < 512 || v > (2u << 20) || (v & (v - 1))) {
 				fprintf(stderr, "corral: cluster_size must be a power of two from 512 to 2M\n");
 				return -1;
 			}
@@ -257,7 +226,7 @@ static int image_create(int argc, char **argv)
 	const char *path = argv[optind];
 	uint64_t size = 0;
 	int have_size = argc - optind == 2;
-	if (have_size && image_parse_size(argv[optind + 1], &size) < 0) {
+	if (have_size && cli_parse_size(argv[optind + 1], 0, &size) < 0) {
 		fprintf(stderr, "corral: bad size '%s' (e.g. 10G, 512M, 4096)\n", argv[optind + 1]);
 		return 2;
 	}
@@ -367,9 +336,8 @@ static void image_info_json(const char *path, const struct blk_info *info, const
 
 static int image_info(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"output", required_argument, NULL, 'J'},
-								   {"help", no_argument, NULL, 'h'},
-								   {NULL, 0, NULL, 0}};
+	static const struct option longopts[] = {
+		{"output", required_argument, NULL, 'J'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	enum blk_format fmt = BLK_FMT_PROBE;
 	int opt, json = 0;
 	optind = 1;

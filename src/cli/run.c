@@ -193,58 +193,6 @@ static int term_poll_input(void *opaque, const int *wake, unsigned nwake, int ti
 
 /* ---- Arguments ---- */
 
-/* "512M", "2G", "65536K", "1073741824B"; a bare number is MiB (as QEMU's -m). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	if (!*s || *s == '-' || *s == '+')
-		return -1;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	unsigned shift;
-	switch (*end) {
-	case 0: shift = 20; break;
-	case 'b':
-	case 'B':
-		shift = 0;
-		end++;
-		break;
-	case 'k':
-	case 'K':
-		shift = 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		shift = 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		shift = 30;
-		end++;
-		break;
-	case 't':
-	case 'T':
-		shift = 40;
-		end++;
-		break;
-	default: return -1;
-	}
-	if (shift && (*end == 'i' || *end == 'I'))
-		end++;
-	if (shift && (*end == 'b' || *end == 'B'))
-		end++;
-	if (*end)
-		return -1;
-	if (v > (UINT64_MAX >> shift))
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 static void run_usage(FILE *f)
 {
 	fprintf(f,
@@ -424,7 +372,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 			c->net[c->nnets++] = optarg;
 			break;
 		case OPT_MEM:
-			if (parse_size(optarg, &c->mem) < 0) {
+			if (cli_parse_size(optarg, 20, &c->mem) < 0) {
 				fprintf(stderr, "corral: --mem '%s': not a size (use e.g. 512M or 2G)\n", optarg);
 				return -1;
 			}
