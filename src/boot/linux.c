@@ -124,7 +124,7 @@ static int file_read(const char *what, const char *path, uint64_t max, uint8_t *
 	size_t done = 0;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
 	if (fd < 0) {
 		e = errno;
 		boot_err(err, errlen, "%s '%s': %s", what, path, strerror(e));
@@ -663,7 +663,7 @@ static int load_initrd(struct machine *m, const char *path, uint64_t kend, uint6
 	uint8_t *dst;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
 	if (fd < 0) {
 		e = errno;
 		boot_err(err, errlen, "initrd '%s': %s", path, strerror(e));

@@ -110,7 +110,7 @@ int vm_pick_engine(struct vm *vm, char *err, size_t errlen)
  * 0x80000, RFLAGS 0x2 (interrupts off), RIP 0x100000. */
 static int flat_load(struct machine *m, const char *path, struct cpu_state *s, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
 	if (fd < 0) {
 		int e = errno;
 		snprintf(err, errlen, "flat guest '%s': %s", path, strerror(e));

@@ -777,6 +777,13 @@ static void test_hostile(void)
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), ENOENT, "kernel '/nonexistent/vmlinuz'");
 		cfg.kernel = tmpdir;
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), 0, "not a regular file");
+		/* a FIFO is refused at once, not waited on for a writer */
+		char fifo[4200];
+		snprintf(fifo, sizeof(fifo), "%s/fifo", tmpdir);
+		CHECK(mkfifo(fifo, 0600) == 0);
+		cfg.kernel = fifo;
+		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), 0, "not a regular file");
+		unlink(fifo);
 		machine_destroy(m);
 	}
 	free(t);
