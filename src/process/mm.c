@@ -775,8 +775,17 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 		 * reserved again in place: the arena never has a hole. */
 		vmem_unmap(&p->vm, v->start, oldlen);
 		if (nh != v->host) {
-			if (mremap(v->host, oldlen, oldlen, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, nh) ==
-			    MAP_FAILED) {
+			bool moved = mremap(v->host, oldlen, oldlen, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+					    nh) != MAP_FAILED;
+			/* The host refuses a range that spans several of its own
+			 * mappings: private anonymous memory is copied instead. */
+			if (!moved && (v->flags & VMA_ANON) && !(v->flags & VMA_SHARED) &&
+			    mmap(nh, oldlen, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				 -1, 0) != MAP_FAILED) {
+				memcpy(nh, v->host, oldlen);
+				moved = true;
+			}
+			if (!moved) {
 				r = -ENOMEM;
 				arena_put(p, nh, newlen);
 				vmem_map(&p->vm, v->start, oldlen, v->host, v->prot);

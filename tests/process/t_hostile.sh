@@ -46,6 +46,9 @@ expect "proc mem" "proc mem files opened: 0"
 out --sandbox "$H" proc-mem >/dev/null
 expect "proc mem, sandbox" "proc mem files opened: 0"
 
+# --- memory moves: realloc and mremap keep the data (arena moves) ---
+same "mremap growth" "$H" mremap-grow
+
 # --- memory: reservations are cheap, --mem caps, absurd ELF segments ---
 kb=$(peak_rss "$CORRAL" exec "$H" reserve)
 if [ "$kb" -lt 40000 ]; then ok; else bad "64 GiB PROT_NONE reservation cost corral $kb KiB"; fi

@@ -168,6 +168,48 @@ static int alias_write(void)
 	return foreign || ok != 8 ? 1 : 0;
 }
 
+/* Growing memory: realloc through mremap (in place and moving), and
+ * mremap growth moved by a blocker page: the data follows every time. */
+static int mremap_grow(void)
+{
+	size_t n = 256 * 1024;
+	unsigned char *p = malloc(n);
+	if (!p)
+		return 2;
+	memset(p, 7, n);
+	for (int k = 0; k < 20; k++) {
+		size_t m = n + n / 3 + 4096 * (size_t)k;
+		unsigned char *q = realloc(p, m);
+		if (!q) {
+			printf("realloc failed at step %d\n", k);
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (q[i] != (unsigned char)(7 + k)) {
+				printf("realloc lost data at step %d\n", k);
+				return 1;
+			}
+		memset(q, 8 + k, m);
+		p = q;
+		n = m;
+	}
+	unsigned char *a = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED)
+		return 2;
+	memset(a, 1, 1 << 20);
+	mmap(a + (1 << 20), 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	for (int k = 0; k < 5; k++) {
+		size_t len = (size_t)1 << (20 + k);
+		a = mremap(a, len, 2 * len, MREMAP_MAYMOVE);
+		if (a == MAP_FAILED || a[0] != 1 || a[len - 1] != 1 || a[2 * len - 1] != 0) {
+			printf("mremap growth %d: %s\n", k, a == MAP_FAILED ? strerror(errno) : "data lost");
+			return 1;
+		}
+	}
+	printf("mremap-grow: ok (%zu bytes by realloc)\n", n);
+	return 0;
+}
+
 /* A large reservation costs nothing until used. */
 static int reserve(void)
 {
@@ -585,6 +627,8 @@ int main(int argc, char **argv)
 		return alias_write();
 	if (!strcmp(c, "reserve"))
 		return reserve();
+	if (!strcmp(c, "mremap-grow"))
+		return mremap_grow();
 	if (!strcmp(c, "memcap"))
 		return memcap();
 	if (!strcmp(c, "sigbus"))
