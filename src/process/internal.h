@@ -101,6 +101,7 @@ struct gsigaction {
 #define PROC_MAX_RSV_FD 4
 
 struct arena_ext;
+#define ARENA_REGIONS 48
 
 struct proc {
 	struct vmem vm;
@@ -109,9 +110,13 @@ struct proc {
 	int nvma, cap_vma;
 	uint64_t brk_start, brk_cur, mmap_base;
 	/* Host address space that only ever holds guest memory (mm.c) */
-	uint8_t *arena;
-	uint64_t arena_size;
-	struct arena_ext *afree; /* its free extents, sorted */
+	struct {
+		uintptr_t start;
+		uint64_t len;
+	} regions[ARENA_REGIONS];
+	int nregions;
+	uint64_t arena_size;	 /* all regions together */
+	struct arena_ext *afree; /* their free extents, sorted */
 	int nafree, cap_afree;
 	uint64_t mem_cap, mem_used; /* bytes of guest mappings with host memory */
 

@@ -45,20 +45,23 @@
 static size_t host_page;
 
 /* ---- The arena ----
- * Every host mapping behind guest memory lies in one range of host address
- * space reserved at start (PROT_NONE, nothing behind it). Guest memory that
- * goes away is replaced in place by a fresh reservation, never unmapped, so
- * the host never hands those addresses to corral's own allocations: a host
- * system call that still holds a guest pointer (a read() blocked on a pipe
- * into a buffer that another thread unmapped) reaches guest memory or
- * fails with EFAULT, never corral's stacks or heap. Free space is a sorted
- * list of extents (offsets into the arena), first fit. */
+ * Every host mapping behind guest memory lies in ranges of host address
+ * space that corral reserved for guest memory alone (PROT_NONE, nothing
+ * behind them): the arena's regions, reserved as needed (the first small,
+ * each further one at least as large as all before it, so a few suffice).
+ * Guest memory that goes away is replaced in place by a fresh reservation,
+ * never unmapped, so the host never hands those addresses to corral's own
+ * allocations: a host system call that still holds a guest pointer (a
+ * read() blocked on a pipe into a buffer that another thread unmapped)
+ * reaches guest memory or fails with EFAULT, never corral's stacks or heap.
+ * Free space is a list of extents sorted by address, first fit. */
 struct arena_ext {
-	uint64_t off, len;
+	uintptr_t start;
+	uint64_t len;
 };
 
-#define ARENA_MIN (256ull << 20)
-#define ARENA_MAX (64ull << 40)
+#define ARENA_FIRST (64ull << 20) /* the first region */
+#define ARENA_MAX (64ull << 40)	  /* all regions together */
 
 static int arena_reserve(void *at, uint64_t len)
 {
@@ -71,7 +74,7 @@ static uint64_t host_up(uint64_t n)
 	return (n + host_page - 1) & ~(uint64_t)(host_page - 1);
 }
 
-static int ext_insert(struct proc *p, int idx, uint64_t off, uint64_t len)
+static int ext_insert(struct proc *p, int idx, uintptr_t start, uint64_t len)
 {
 	if (p->nafree == p->cap_afree) {
 		int ncap = p->cap_afree ? p->cap_afree * 2 : 64;
@@ -82,7 +85,7 @@ static int ext_insert(struct proc *p, int idx, uint64_t off, uint64_t len)
 		p->cap_afree = ncap;
 	}
 	memmove(&p->afree[idx + 1], &p->afree[idx], (size_t)(p->nafree - idx) * sizeof(*p->afree));
-	p->afree[idx] = (struct arena_ext){off, len};
+	p->afree[idx] = (struct arena_ext){start, len};
 	p->nafree++;
 	return 0;
 }
@@ -93,19 +96,66 @@ static void ext_remove(struct proc *p, int idx)
 	p->nafree--;
 }
 
+/* Add [start, start+len) to the free list, merging with its neighbours. */
+static void ext_free(struct proc *p, uintptr_t start, uint64_t len)
+{
+	uintptr_t end = start + len;
+	int i = 0;
+	while (i < p->nafree && p->afree[i].start < start)
+		i++;
+	bool prev = i > 0 && p->afree[i - 1].start + p->afree[i - 1].len == start;
+	bool next = i < p->nafree && p->afree[i].start == end;
+	if (prev && next) {
+		p->afree[i - 1].len += len + p->afree[i].len;
+		ext_remove(p, i);
+	} else if (prev) {
+		p->afree[i - 1].len += len;
+	} else if (next) {
+		p->afree[i].start = start;
+		p->afree[i].len += len;
+	} else {
+		ext_insert(p, i, start, len); /* on failure the range is lost, not reused */
+	}
+}
+
+/* Reserve another region of at least len bytes. */
+static int arena_grow(struct proc *p, uint64_t len)
+{
+	if (p->nregions == ARENA_REGIONS)
+		return -ENOMEM;
+	uint64_t size = p->nregions ? p->arena_size : ARENA_FIRST;
+	if (size < len)
+		size = host_up(len);
+	if (size > ARENA_MAX - p->arena_size)
+		return -ENOMEM;
+	void *a = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a == MAP_FAILED)
+		return -ENOMEM;
+	p->regions[p->nregions].start = (uintptr_t)a;
+	p->regions[p->nregions].len = size;
+	__atomic_store_n(&p->nregions, p->nregions + 1, __ATOMIC_RELEASE); /* read by the fault handler */
+	p->arena_size += size;
+	ext_free(p, (uintptr_t)a, size);
+	return 0;
+}
+
 /* A reserved, unused range of len bytes (a multiple of the host page). */
 static uint8_t *arena_get(struct proc *p, uint64_t len)
 {
-	for (int i = 0; i < p->nafree; i++) {
-		struct arena_ext *e = &p->afree[i];
-		if (e->len < len)
-			continue;
-		uint8_t *h = p->arena + e->off;
-		e->off += len;
-		e->len -= len;
-		if (!e->len)
-			ext_remove(p, i);
-		return h;
+	for (int tries = 0; tries < 2; tries++) {
+		for (int i = 0; i < p->nafree; i++) {
+			struct arena_ext *e = &p->afree[i];
+			if (e->len < len)
+				continue;
+			uint8_t *h = (uint8_t *)e->start;
+			e->start += len;
+			e->len -= len;
+			if (!e->len)
+				ext_remove(p, i);
+			return h;
+		}
+		if (arena_grow(p, len))
+			return NULL;
 	}
 	return NULL;
 }
@@ -113,21 +163,20 @@ static uint8_t *arena_get(struct proc *p, uint64_t len)
 /* Take exactly [h, h+len) if it is free (in-place growth). */
 static int arena_take(struct proc *p, uint8_t *h, uint64_t len)
 {
-	if (h < p->arena || (uint64_t)(h - p->arena) >= p->arena_size)
-		return -ENOMEM;
-	uint64_t off = (uint64_t)(h - p->arena);
+	uintptr_t s = (uintptr_t)h;
 	for (int i = 0; i < p->nafree; i++) {
 		struct arena_ext *e = &p->afree[i];
-		if (e->off > off)
+		if (e->start > s)
 			break;
-		if (off >= e->off + e->len)
+		if (s >= e->start + e->len)
 			continue;
-		if (off + len > e->off + e->len)
+		if (len > e->start + e->len - s)
 			return -ENOMEM;
-		uint64_t tail = e->off + e->len - (off + len);
-		e->len = off - e->off;
-		if (tail && ext_insert(p, e->len ? i + 1 : i, off + len, tail)) {
-			e->len = off + len + tail - e->off; /* undo */
+		uint64_t tail = e->start + e->len - (s + len);
+		uintptr_t estart = e->start;
+		e->len = s - e->start;
+		if (tail && ext_insert(p, e->len ? i + 1 : i, s + len, tail)) {
+			p->afree[i].len = s + len + tail - estart; /* undo */
 			return -ENOMEM;
 		}
 		if (!p->afree[i].len)
@@ -143,27 +192,11 @@ static int arena_take(struct proc *p, uint8_t *h, uint64_t len)
  * guest's the rest stays reserved and unused. */
 static void arena_put(struct proc *p, uint8_t *h, uint64_t len)
 {
-	uint64_t s = host_up((uint64_t)(h - p->arena));
-	uint64_t e = (uint64_t)(h - p->arena + len) & ~(uint64_t)(host_page - 1);
-	if (e <= s || arena_reserve(p->arena + s, e - s))
+	uintptr_t s = (uintptr_t)host_up((uintptr_t)h);
+	uintptr_t e = ((uintptr_t)h + len) & ~(uintptr_t)(host_page - 1);
+	if (e <= s || arena_reserve((void *)s, e - s))
 		return; /* left mapped as it was: still guest-only memory */
-	uint64_t len2 = e - s;
-	int i = 0;
-	while (i < p->nafree && p->afree[i].off < s)
-		i++;
-	bool prev = i > 0 && p->afree[i - 1].off + p->afree[i - 1].len == s;
-	bool next = i < p->nafree && p->afree[i].off == e;
-	if (prev && next) {
-		p->afree[i - 1].len += len2 + p->afree[i].len;
-		ext_remove(p, i);
-	} else if (prev) {
-		p->afree[i - 1].len += len2;
-	} else if (next) {
-		p->afree[i].off = s;
-		p->afree[i].len += len2;
-	} else {
-		ext_insert(p, i, s, len2); /* on failure the range is lost, not reused */
-	}
+	ext_free(p, s, e - s);
 }
 
 /* The memory cap: bytes of guest mappings that have host memory behind
@@ -222,28 +255,20 @@ int mm_init(struct proc *p)
 	if (!p->vmas)
 		return -ENOMEM;
 	p->mem_cap = p->opts.mem ? p->opts.mem : mm_default_cap();
-	/* Room for the cap twice over (fragmentation), less where the host
-	 * will not reserve that much (RLIMIT_AS). */
-	uint64_t size = p->mem_cap > ARENA_MAX / 2 ? ARENA_MAX : host_up(p->mem_cap * 2 + (1ull << 30));
-	void *a = MAP_FAILED;
-	for (; size >= ARENA_MIN; size /= 2) {
-		a = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (a != MAP_FAILED)
-			break;
-	}
-	if (a == MAP_FAILED)
+	if (arena_grow(p, 0))
 		return -ENOMEM;
-	p->arena = a;
-	p->arena_size = size;
 	p->vm.code_hook = code_aliases;
-	if (ext_insert(p, 0, 0, size))
-		return -ENOMEM;
 	return pthread_mutex_init(&p->mm_lock, NULL) ? -ENOMEM : 0;
 }
 
 bool mm_in_arena(const struct proc *p, const void *h)
 {
-	return (const uint8_t *)h >= p->arena && (uint64_t)((const uint8_t *)h - p->arena) < p->arena_size;
+	uintptr_t a = (uintptr_t)h;
+	int n = __atomic_load_n(&p->nregions, __ATOMIC_ACQUIRE);
+	for (int k = 0; k < n; k++)
+		if (a - p->regions[k].start < p->regions[k].len)
+			return true;
+	return false;
 }
 
 static unsigned prot_to_vmem(int prot)
@@ -780,8 +805,8 @@ long mm_mremap(struct proc *p, uint64_t old, uint64_t oldlen, uint64_t newlen, i
 			/* The host refuses a range that spans several of its own
 			 * mappings: private anonymous memory is copied instead. */
 			if (!moved && (v->flags & VMA_ANON) && !(v->flags & VMA_SHARED) &&
-			    mmap(nh, oldlen, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-				 -1, 0) != MAP_FAILED) {
+			    mmap(nh, oldlen, PROT_READ | PROT_WRITE,
+				 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) != MAP_FAILED) {
 				memcpy(nh, v->host, oldlen);
 				moved = true;
 			}
