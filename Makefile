@@ -35,7 +35,9 @@ TEST_SH  := $(sort $(wildcard tests/*/t_*.sh))
 GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
 GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 
-all: $(if $(CLI_SRC),$(CORRAL))
+RUNC    := $(BUILD)/corral-runc
+
+all: $(if $(CLI_SRC),$(CORRAL) $(RUNC))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,6 +54,11 @@ $(LIB): $(LIB_OBJ)
 $(CORRAL): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
+# corral-runc: the same binary, which takes the OCI runtime's command line
+# when started under that name.
+$(RUNC): $(CORRAL)
+	ln -f $(CORRAL) $@
+
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -62,7 +69,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(if $(CLI_SRC),$(CORRAL))
+tests: $(TEST_BIN) $(GUEST_BIN) $(if $(CLI_SRC),$(CORRAL) $(RUNC))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 check: tests
@@ -128,9 +135,9 @@ clean: fuzz-clean
 # less resident (bench/startup.sh). Rebuild corral after a security update
 # of these libraries. DYNAMIC_LIBS=1 links them dynamically.
 ifeq ($(DYNAMIC_LIBS),)
-LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -Wl,-Bdynamic
+LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -ljansson -Wl,-Bdynamic
 else
-LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp
+LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp -ljansson
 endif
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).
