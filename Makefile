@@ -36,6 +36,7 @@ GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
 GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 
 RUNC    := $(BUILD)/corral-runc
+comma   := ,
 
 all: $(if $(CLI_SRC),$(CORRAL) $(RUNC))
 
@@ -54,10 +55,16 @@ $(LIB): $(LIB_OBJ)
 $(CORRAL): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
-# corral-runc: the same binary, which takes the OCI runtime's command line
-# when started under that name.
-$(RUNC): $(CORRAL)
-	ln -f $(CORRAL) $@
+# corral-runc: corral's code, which takes the OCI runtime's command line
+# when started under that name, linked statically: a guest's execve starts
+# it again inside the container's root, where no host libraries are.
+# (The sanitizer build links it as corral, dynamically.)
+$(RUNC): $(CLI_OBJ) $(LIB)
+ifeq ($(SANITIZE),)
+	$(CC) $(LDFLAGS) -static -o $@ $(CLI_OBJ) $(LIB) $(filter-out -Wl$(comma)-Bstatic -Wl$(comma)-Bdynamic,$(LDLIBS))
+else
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+endif
 
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)

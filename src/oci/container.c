@@ -3,6 +3,7 @@
  * masked and read-only paths, pivot_root, the wait on exec.fifo until
  * `start`, then the process's user, limits, capabilities and terminal, and
  * the process VM that runs its program on corral's CPU. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -124,7 +125,77 @@ static unsigned long kept_flags(const char *path)
 		goto out;                                                                                              \
 	} while (0)
 
-static int do_mount(int rootfd, const struct oci_mount *m, char *err, size_t errn)
+/* tmpcopyup: what the image had under the tmpfs, copied into it. from is
+ * a directory fd opened before the mount (it still sees what lies under). */
+static int copy_tree(int from, int to, int depth)
+{
+	if (depth > 32)
+		return -ELOOP;
+	int dfd = dup(from);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return -errno;
+	}
+	int r = 0;
+	struct dirent *e;
+	while (!r && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(from, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = -errno;
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(to, e->d_name, st.st_mode & 07777) < 0 && errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			int a = openat(from, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int b = openat(to, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			r = a < 0 || b < 0 ? -errno : copy_tree(a, b, depth + 1);
+			if (a >= 0)
+				close(a);
+			if (b >= 0)
+				close(b);
+		} else if (S_ISLNK(st.st_mode)) {
+			char t[4096];
+			ssize_t n = readlinkat(from, e->d_name, t, sizeof(t) - 1);
+			if (n < 0) {
+				r = -errno;
+				break;
+			}
+			t[n] = 0;
+			if (symlinkat(t, to, e->d_name) < 0)
+				r = -errno;
+		} else if (S_ISREG(st.st_mode)) {
+			int a = openat(from, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int b = openat(to, e->d_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				       st.st_mode & 07777);
+			if (a < 0 || b < 0)
+				r = -errno;
+			char buf[65536];
+			ssize_t n;
+			while (!r && (n = read(a, buf, sizeof(buf))) > 0)
+				if (write(b, buf, (size_t)n) != n)
+					r = -EIO;
+			if (a >= 0)
+				close(a);
+			if (b >= 0)
+				close(b);
+		} else {
+			continue; /* devices, FIFOs and sockets are not copied */
+		}
+		if (!r && fchownat(to, e->d_name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+			r = -errno;
+	}
+	closedir(d);
+	return r;
+}
+
+static int do_mount(int rootfd, const struct oci_mount *m, json_t *cgroups, char *err, size_t errn)
 {
 	int r = -1, fd = -1;
 	char target[64];
@@ -151,20 +222,66 @@ static int do_mount(int rootfd, const struct oci_mount *m, char *err, size_t err
 				FAIL("mount %.256s: remount: %s", m->dest, strerror(errno));
 		}
 	} else if (!strcmp(m->type, "cgroup") || !strcmp(m->type, "cgroup2")) {
-		/* the hierarchy read-only as runc shows it: a tmpfs and each
-		 * v1 controller of this container's view bound in */
+		/* as runc shows a v1 hierarchy: a tmpfs, and in it each
+		 * controller's directory of this container bound in */
 		if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
 			FAIL("mount %.256s: tmpfs: %s", m->dest, strerror(errno));
 		close(fd);
 		if ((fd = openat2_in(rootfd, m->dest, O_PATH)) < 0)
 			FAIL("mount %.256s: %s", m->dest, strerror(-fd));
 		fdpath(target, sizeof(target), fd);
-		if (mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") <
-		    0)
+		size_t k;
+		json_t *v;
+		json_array_foreach(cgroups, k, v)
+		{
+			const char *dir = json_string_value(v);
+			const char *ctrl = dir + strlen("/sys/fs/cgroup/");
+			char sub[4200];
+			snprintf(sub, sizeof(sub), "%s/%.*s", m->dest, (int)strcspn(ctrl, "/"), ctrl);
+			int cfd = mkpath_in(rootfd, sub, 0);
+			if (cfd < 0)
+				FAIL("mount %.256s: %s", sub, strerror(-cfd));
+			char ct[64];
+			fdpath(ct, sizeof(ct), cfd);
+			int mr = mount(dir, ct, NULL, MS_BIND, NULL);
+			close(cfd);
+			if (mr < 0)
+				FAIL("mount %.256s: bind %.256s: %s", sub, dir, strerror(errno));
+			if ((cfd = openat2_in(rootfd, sub, O_PATH)) < 0)
+				FAIL("mount %.256s: %s", sub, strerror(-cfd));
+			fdpath(ct, sizeof(ct), cfd);
+			mr = mount(NULL, ct, NULL,
+				   MS_REMOUNT | MS_BIND | (m->flags & ~(MS_BIND | MS_REC)) | MS_NOSUID | MS_NODEV |
+					   MS_NOEXEC,
+				   NULL);
+			close(cfd);
+			if (mr < 0)
+				FAIL("mount %.256s: remount: %s", sub, strerror(errno));
+		}
+		if (mount(NULL, target, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (m->flags & MS_RDONLY),
+			  "mode=755") < 0)
 			FAIL("mount %.256s: %s", m->dest, strerror(errno));
 	} else {
-		if (mount(m->source ? m->source : m->type, target, m->type, flags, m->data) < 0)
+		int under = m->tmpcopyup ? openat2_in(rootfd, m->dest, O_RDONLY | O_DIRECTORY) : -1;
+		/* the copy is made before the tmpfs becomes read-only */
+		unsigned long f1 = m->tmpcopyup ? flags & ~MS_RDONLY : flags;
+		if (mount(m->source ? m->source : m->type, target, m->type, f1, m->data) < 0) {
+			if (under >= 0)
+				close(under);
 			FAIL("mount %.256s (%s): %s", m->dest, m->type, strerror(errno));
+		}
+		if (m->tmpcopyup) {
+			close(fd);
+			fd = openat2_in(rootfd, m->dest, O_RDONLY | O_DIRECTORY);
+			int cr = under < 0 || fd < 0 ? -ENOENT : copy_tree(under, fd, 0);
+			if (under >= 0)
+				close(under);
+			if (cr)
+				FAIL("mount %.256s: tmpcopyup: %s", m->dest, strerror(-cr));
+			fdpath(target, sizeof(target), fd);
+			if ((flags & MS_RDONLY) && mount(NULL, target, NULL, MS_REMOUNT | flags, m->data) < 0)
+				FAIL("mount %.256s: read-only: %s", m->dest, strerror(errno));
+		}
 	}
 	if (m->propagation) {
 		close(fd);
@@ -342,14 +459,19 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 	const struct oci_spec *s = a->spec;
 	char err[512], msg[1024];
 	int sfd = a->sync_fd;
-	prctl(PR_SET_PDEATHSIG, SIGKILL); /* until create is done */
+	/* no parent-death signal: the parent is stage one, which exits at
+	 * once; a create that dies closes the sync socket instead */
 	/* wait for 'G' (cgroups joined, prestart hooks run); the packet carries the state JSON */
 	static char state[65536];
 	ssize_t n = recv(sfd, state, sizeof(state) - 1, 0);
 	if (n <= 0 || state[0] != 'G')
 		_exit(1);
 	state[n] = 0;
-	const char *state_json = state + 1;
+	json_t *gj = json_loads(state + 1, 0, NULL);
+	const char *state_json = json_string_value(json_object_get(gj, "state"));
+	a->cgroups = json_object_get(gj, "cgroups");
+	if (!state_json || !json_is_array(a->cgroups))
+		init_fail(sfd, "bad message from create");
 	if (oci_ns_has(s, CLONE_NEWCGROUP)) {
 		for (size_t k = 0; k < s->nns; k++)
 			if (s->ns[k].type == CLONE_NEWCGROUP && !s->ns[k].path && unshare(CLONE_NEWCGROUP) < 0) {
@@ -383,7 +505,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 	}
 	int dev_mounted = 0;
 	for (size_t k = 0; k < s->nmounts; k++) {
-		if (do_mount(rootfd, &s->mounts[k], err, sizeof(err)))
+		if (do_mount(rootfd, &s->mounts[k], a->cgroups, err, sizeof(err)))
 			init_fail(sfd, err);
 		dev_mounted |= !strcmp(s->mounts[k].dest, "/dev");
 	}
@@ -426,7 +548,6 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		init_fail(sfd, "/proc is not procfs inside the container: corral cannot re-execute itself");
 	sync_send(sfd, 'R', NULL);
 	close(sfd);
-	prctl(PR_SET_PDEATHSIG, 0);
 	char fp[64];
 	fdpath(fp, sizeof(fp), fifofd);
 	int wfd = open(fp, O_WRONLY | O_CLOEXEC);
@@ -517,9 +638,6 @@ static int setup_console(int sock, uid_t uid, char *err, size_t errn)
 
 static int set_caps(const struct oci_process *p, char *err, size_t errn)
 {
-	for (int c = 0; c <= 63; c++)
-		if (!(p->caps[0] & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-			return oci_errf(err, errn, "cannot drop capability %d: %s", c, strerror(errno)), -1;
 	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct d[2];
 	memset(d, 0, sizeof(d));
@@ -559,6 +677,13 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	}
 	if (p->has_umask)
 		umask(p->umask);
+	/* the bounding set while still root (dropping needs CAP_SETPCAP) */
+	if (p->has_caps)
+		for (int c = 0; c <= 63; c++)
+			if (!(p->caps[0] & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) {
+				oci_errf(err, sizeof(err), "cannot drop capability %d: %s", c, strerror(errno));
+				goto fail;
+			}
 	prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
 	if (setgroups(p->ngids, p->gids) < 0 && errno != EPERM) {
 		oci_errf(err, sizeof(err), "setgroups: %s", strerror(errno));

@@ -41,6 +41,7 @@ struct oci_mount {
 	unsigned long flags;			 /* MS_* */
 	unsigned long propagation;		 /* MS_PRIVATE, MS_SLAVE, ... with MS_REC, or 0 */
 	int bind;
+	int tmpcopyup; /* a tmpfs that starts with what the image had there */
 };
 
 struct oci_ns {
@@ -150,8 +151,9 @@ int oci_hook_run(const struct oci_hook *h, const char *state, char *err, size_t 
 struct oci_init_args {
 	const struct oci_spec *spec;
 	const char *bundle, *statedir, *id;
-	int sync_fd;	/* to and from the create process */
-	int console_fd; /* connected --console-socket, or -1 */
+	int sync_fd;	 /* to and from the create process */
+	json_t *cgroups; /* the container's cgroup directories (sent with the G message) */
+	int console_fd;	 /* connected --console-socket, or -1 */
 	int preserve_fds;
 };
 _Noreturn void oci_init_run(struct oci_init_args *a);

@@ -584,9 +584,20 @@ static int cmd_create(int argc, char **argv)
 				free(stext);
 				goto out;
 			}
-	char go[65536];
-	snprintf(go, sizeof(go), "G%s", stext);
+	/* G: go on, with the state (for createContainer hooks) and the
+	 * cgroup directories (bound into a cgroup mount) */
+	json_t *gj = json_pack("{s:s,s:O}", "state", stext, "cgroups", cgdirs);
+	char *gtext = gj ? json_dumps(gj, JSON_COMPACT) : NULL;
+	json_decref(gj);
 	free(stext);
+	char go[65536];
+	if (!gtext || strlen(gtext) >= sizeof(go) - 2) {
+		errorf("state too large");
+		free(gtext);
+		goto out;
+	}
+	snprintf(go, sizeof(go), "G%s", gtext);
+	free(gtext);
 	if (send(sp[0], go, strlen(go), MSG_NOSIGNAL) < 0) {
 		errorf("container init died: %s", strerror(errno));
 		goto out;

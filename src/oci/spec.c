@@ -495,10 +495,11 @@ static int parse_mounts(json_t *root, struct oci_spec *s, char *err, size_t errn
 					om->flags |= mount_opts[f].flag;
 			} else if (!parse_propagation(opts[o], &pf)) {
 				om->propagation = pf;
+			} else if (!strcmp(opts[o], "tmpcopyup")) {
+				om->tmpcopyup = 1;
 			} else if (!strcmp(opts[o], "idmap") || !strcmp(opts[o], "ridmap") ||
-				   !strcmp(opts[o], "tmpcopyup") || !strncmp(opts[o], "rro", 3) ||
-				   !strncmp(opts[o], "x-", 2) || !strcmp(opts[o], "copy") ||
-				   !strcmp(opts[o], "nocopy") || !strcmp(opts[o], "U")) {
+				   !strncmp(opts[o], "rro", 3) || !strncmp(opts[o], "x-", 2) ||
+				   !strcmp(opts[o], "copy") || !strcmp(opts[o], "nocopy") || !strcmp(opts[o], "U")) {
 				free(opts);
 				return ERR("config.json: mounts[%zu] (%.256s): option '%.64s' is not supported by "
 					   "corral-runc",
@@ -522,6 +523,8 @@ static int parse_mounts(json_t *root, struct oci_spec *s, char *err, size_t errn
 		if (om->bind && (!om->source || om->source[0] != '/'))
 			return ERR("config.json: mounts[%zu] (%.256s): a bind mount needs an absolute source", k,
 				   om->dest);
+		if (om->tmpcopyup && (!om->type || strcmp(om->type, "tmpfs")))
+			return ERR("config.json: mounts[%zu] (%.256s): tmpcopyup needs a tmpfs", k, om->dest);
 		if (om->flags & MS_REMOUNT)
 			return ERR("config.json: mounts[%zu]: option 'remount' is not supported by corral-runc", k);
 		if (dl) {
