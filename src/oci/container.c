@@ -658,6 +658,9 @@ static int set_caps(const struct oci_process *p, char *err, size_t errn)
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds)
 {
 	char err[512];
+	void *filter = NULL;
+	if (p->seccomp && oci_seccomp_build(p->seccomp, p->no_new_privs, &filter, err, sizeof(err)))
+		goto fail;
 	if (console_fd >= 0 && setup_console(console_fd, p->uid, err, sizeof(err)))
 		goto fail;
 	for (size_t k = 0; k < p->nrlimits; k++)
@@ -677,6 +680,14 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	}
 	if (p->has_umask)
 		umask(p->umask);
+	/* without no_new_privs a filter needs CAP_SYS_ADMIN: in before the
+	 * user and capabilities change */
+	if (filter && !p->no_new_privs) {
+		int r = oci_seccomp_load(filter, err, sizeof(err));
+		filter = NULL;
+		if (r)
+			goto fail;
+	}
 	/* the bounding set while still root (dropping needs CAP_SETPCAP) */
 	if (p->has_caps)
 		for (int c = 0; c <= 63; c++)
@@ -705,6 +716,12 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 		oci_errf(err, sizeof(err), "chdir to cwd (\"%.256s\") set in config.json failed: %s", p->cwd,
 			 strerror(errno));
 		goto fail;
+	}
+	if (filter) {
+		int r = oci_seccomp_load(filter, err, sizeof(err));
+		filter = NULL;
+		if (r)
+			goto fail;
 	}
 	/* only stdio and the fds the caller preserves (LISTEN_FDS) reach the guest */
 	syscall(SYS_close_range, 3 + (unsigned)preserve_fds, ~0u, 0);

@@ -81,6 +81,7 @@ struct oci_process {
 	int oom_score_adj;
 	int has_umask;
 	mode_t umask;
+	json_t *seccomp; /* linux.seccomp (checked), or NULL */
 };
 
 struct oci_resources {
@@ -160,6 +161,12 @@ _Noreturn void oci_init_run(struct oci_init_args *a);
 /* The guest's side of both init and exec: user, rlimits, caps, terminal,
  * then the process VM. Never returns. */
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds);
+
+/* linux.seccomp as a libseccomp filter (seccomp.c): build checks it all;
+ * load installs it on the calling process and frees it. */
+int oci_seccomp_build(json_t *sc, int nnp, void **out, char *err, size_t errn);
+int oci_seccomp_load(void *f, char *err, size_t errn);
+void oci_seccomp_free(void *f);
 
 /* snprintf for messages (truncation is fine there); returns -1. */
 __attribute__((format(printf, 3, 4))) int oci_errf(char *buf, size_t n, const char *fmt, ...);

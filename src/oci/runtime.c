@@ -618,6 +618,8 @@ static int cmd_create(int argc, char **argv)
 			       "bundle", bundle_abs, "pid", (json_int_t)init, "starttime", (json_int_t)start, "rootfs",
 			       rootfs, "cgroups", cgdirs, "process", json_object_get(spec.json, "process"), "created",
 			       created, "annotations", ann ? ann : json_object());
+	if (st && spec.proc.seccomp)
+		json_object_set(st, "seccomp", spec.proc.seccomp);
 	if (st && hooks && json_object_get(hooks, "poststop"))
 		json_object_set(st, "poststop", json_object_get(hooks, "poststop"));
 	if (st && hooks && json_object_get(hooks, "poststart"))
@@ -1261,6 +1263,8 @@ static int cmd_exec(int argc, char **argv)
 		errorf("cannot allocate tty if runc will detach without setting console socket");
 		goto out;
 	}
+	/* the container's filter applies to every process in it (checked at create) */
+	p.seccomp = json_object_get(ct.st, "seccomp");
 	const char *status = container_status(&ct);
 	if (strcmp(status, "running") && strcmp(status, "created")) {
 		errorf("cannot exec in a %s container", status);

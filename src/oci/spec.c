@@ -780,14 +780,19 @@ static int parse_linux(json_t *l, struct oci_spec *s, char *err, size_t errn)
 					   "intelRdt",		"personality", "timeOffsets",	NULL};
 	if (known_keys(l, "linux", keys, err, errn) ||
 	    unsupported(l, "devices", "linux", "no device nodes are created in a process VM's container", err, errn) ||
-	    unsupported(l, "seccomp", "linux",
-			"corral mediates every system call itself; run with a seccomp profile of 'unconfined'", err,
-			errn) ||
 	    unsupported(l, "mountLabel", "linux", "no SELinux here", err, errn) ||
 	    unsupported(l, "intelRdt", "linux", "no resctrl", err, errn) ||
 	    unsupported(l, "personality", "linux", "x86-64 only", err, errn) ||
 	    unsupported(l, "timeOffsets", "linux", "no time namespaces", err, errn))
 		return -1;
+	json_t *scf = json_object_get(l, "seccomp");
+	if (scf && !json_is_null(scf)) {
+		void *f;
+		if (oci_seccomp_build(scf, s->proc.no_new_privs, &f, err, errn))
+			return -1;
+		oci_seccomp_free(f);
+		s->proc.seccomp = scf;
+	}
 	json_t *nl;
 	size_t n;
 	if (get_list(l, "namespaces", "linux", &nl, &n, err, errn))
