@@ -201,6 +201,14 @@ static int apply(json_t *dirs, const struct oci_resources *res, char *err, size_
 		if ((r = write_text(d, dr->allow ? "devices.allow" : "devices.deny", v)))
 			return ERR("cgroup: devices.%s = %s: %s", dr->allow ? "allow" : "deny", v, strerror(-r));
 	}
+	/* the devices every container has (container.c binds them in), after
+	 * the config's rules as runc adds them: null, zero, full, random,
+	 * urandom, tty, console, ptmx and the ptys */
+	static const char *const always[] = {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",  "c 1:9 rwm",
+					     "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"};
+	for (size_t k = 0; d && res->ndevices && k < sizeof(always) / sizeof(always[0]); k++)
+		if ((r = write_text(d, "devices.allow", always[k])))
+			return ERR("cgroup: devices.allow = %s: %s", always[k], strerror(-r));
 	return 0;
 }
 

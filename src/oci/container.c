@@ -546,6 +546,10 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		init_fail(sfd, err);
 	if (access("/proc/self/exe", F_OK) < 0)
 		init_fail(sfd, "/proc is not procfs inside the container: corral cannot re-execute itself");
+	/* the terminal before create returns, as runc's: the caller waits for
+	 * the pty on its console socket before it calls start */
+	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, s->proc.uid, err, sizeof(err)))
+		init_fail(sfd, err);
 	sync_send(sfd, 'R', NULL);
 	close(sfd);
 	char fp[64];
@@ -582,7 +586,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 			_exit(1);
 		}
 	}
-	oci_process_exec(&s->proc, a->console_fd, a->preserve_fds);
+	oci_process_exec(&s->proc, -1, a->preserve_fds);
 }
 
 /* ---- the process: terminal, limits, user, capabilities, then the VM ---- */
@@ -601,7 +605,7 @@ static int send_fd(int sock, int fd, const char *name)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-static int setup_console(int sock, uid_t uid, char *err, size_t errn)
+int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
 {
 	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (m < 0)
@@ -661,7 +665,7 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	void *filter = NULL;
 	if (p->seccomp && oci_seccomp_build(p->seccomp, p->no_new_privs, &filter, err, sizeof(err)))
 		goto fail;
-	if (console_fd >= 0 && setup_console(console_fd, p->uid, err, sizeof(err)))
+	if (console_fd >= 0 && oci_console_setup(console_fd, p->uid, err, sizeof(err)))
 		goto fail;
 	for (size_t k = 0; k < p->nrlimits; k++)
 		if (setrlimit(p->rlimits[k].res, &p->rlimits[k].lim) < 0) {

@@ -158,6 +158,9 @@ struct oci_init_args {
 	int preserve_fds;
 };
 _Noreturn void oci_init_run(struct oci_init_args *a);
+/* A pty whose master goes to the console socket sock (SCM_RIGHTS) and
+ * whose slave becomes stdio and the controlling terminal: 0 or -1. */
+int oci_console_setup(int sock, uid_t uid, char *err, size_t errn);
 /* The guest's side of both init and exec: user, rlimits, caps, terminal,
  * then the process VM. Never returns. */
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds);
