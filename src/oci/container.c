@@ -42,9 +42,11 @@ static int openat2_in(int rootfd, const char *path, int flags)
 
 /* Make path (inside rootfd) exist: directories along it, and at the end a
  * directory or (file) an empty file. Returns an O_PATH fd of it. */
-static int mkpath_in(int rootfd, const char *path, int file)
+static int mkpath_depth(int rootfd, const char *path, int file, int depth)
 {
 	char buf[4096];
+	if (depth > 40)
+		return -ELOOP;
 	if (strlen(path) >= sizeof(buf))
 		return -ENAMETOOLONG;
 	strcpy(buf, path);
@@ -74,10 +76,28 @@ static int mkpath_in(int rootfd, const char *path, int file)
 				r = mkdirat(pfd, slash + 1, 0755);
 			}
 			r = r < 0 && errno != EEXIST ? -errno : 0;
-			close(pfd);
-			if (r)
+			if (r) {
+				close(pfd);
 				return r;
+			}
 			fd = openat2_in(rootfd, buf, O_PATH);
+			/* a dangling symlink: make its target, inside the root */
+			char t[4096], np[8192];
+			ssize_t tl;
+			if (fd == -ENOENT && (tl = readlinkat(pfd, slash + 1, t, sizeof(t) - 1)) > 0) {
+				t[tl] = 0;
+				*slash = 0;
+				const char *rest = c ? buf + i + 1 : "";
+				if (t[0] == '/')
+					snprintf(np, sizeof(np), "%s%s%s", t, *rest ? "/" : "", rest);
+				else
+					snprintf(np, sizeof(np), "%s/%s%s%s", buf, t, *rest ? "/" : "", rest);
+				*slash = '/';
+				buf[i] = c;
+				close(pfd);
+				return mkpath_depth(rootfd, np, file, depth + 1);
+			}
+			close(pfd);
 		}
 		if (fd < 0)
 			return fd;
@@ -87,6 +107,11 @@ static int mkpath_in(int rootfd, const char *path, int file)
 		buf[i] = c;
 	}
 	return -EINVAL;
+}
+
+static int mkpath_in(int rootfd, const char *path, int file)
+{
+	return mkpath_depth(rootfd, path, file, 0);
 }
 
 static void fdpath(char *out, size_t n, int fd)
