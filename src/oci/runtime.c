@@ -1089,7 +1089,10 @@ static int cmd_features(int argc, char **argv)
 
 /* ---- exec: a new process in a running container ---- */
 
-static int join_container(const struct container *c, char *err, size_t errn)
+/* Join the container's cgroups and namespaces but the mount one, whose fd
+ * goes to *mntfd (or -1): the caller still writes host files (--pid-file),
+ * and its child enters that one. */
+static int join_container(const struct container *c, int *mntfd, char *err, size_t errn)
 {
 	static const struct {
 		const char *name;
@@ -1116,7 +1119,8 @@ static int join_container(const struct container *c, char *err, size_t errn)
 	if (oci_cgroup_join(c->cgroups, getpid()) < 0)
 		return oci_errf(err, errn, "cannot join the container's cgroups: %s", strerror(errno)), -1;
 	int r = 0;
-	for (size_t k = 0; k < 7; k++) {
+	*mntfd = fds[6];
+	for (size_t k = 0; k < 6; k++) {
 		if (fds[k] < 0)
 			continue;
 		if (!r && setns(fds[k], ns[k].type) < 0)
@@ -1273,7 +1277,8 @@ static int cmd_exec(int argc, char **argv)
 	int cons = -1;
 	if (p.terminal && (cons = connect_console(console)) < 0)
 		goto out;
-	if (join_container(&ct, err, sizeof(err))) {
+	int mntfd = -1;
+	if (join_container(&ct, &mntfd, err, sizeof(err))) {
 		errorf("%s", err);
 		goto out;
 	}
@@ -1291,6 +1296,13 @@ static int cmd_exec(int argc, char **argv)
 	if (pid == 0) {
 		close(pfd[0]);
 		struct stat st;
+		if (mntfd >= 0 && setns(mntfd, CLONE_NEWNS) < 0) {
+			char m[256];
+			oci_errf(m, sizeof(m), "cannot join the mnt namespace: %s", strerror(errno));
+			ssize_t w = write(pfd[1], m, strlen(m));
+			(void)w;
+			_exit(1);
+		}
 		if (stat(p.cwd, &st) < 0) {
 			char m[600];
 			oci_errf(m, sizeof(m), "chdir to cwd (\"%.256s\") set in config.json failed: %s", p.cwd,
@@ -1303,6 +1315,8 @@ static int cmd_exec(int argc, char **argv)
 		oci_process_exec(&p, cons, preserve);
 	}
 	close(pfd[1]);
+	if (mntfd >= 0)
+		close(mntfd);
 	if (cons >= 0)
 		close(cons);
 	char m[600];
