@@ -486,6 +486,10 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 	int sfd = a->sync_fd;
 	/* no parent-death signal: the parent is stage one, which exits at
 	 * once; a create that dies closes the sync socket instead */
+	/* a process that changed credentials (setresuid in a new user
+	 * namespace) is not dumpable, and its /proc/self/fd would be the
+	 * host root's: exec.fifo is reopened through it */
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 	/* wait for 'G' (cgroups joined, prestart hooks run); the packet carries the state JSON */
 	static char state[65536];
 	ssize_t n = recv(sfd, state, sizeof(state) - 1, 0);
@@ -580,10 +584,10 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 	char fp[64];
 	fdpath(fp, sizeof(fp), fifofd);
 	int wfd = open(fp, O_WRONLY | O_CLOEXEC);
-	if (wfd < 0)
+	if (wfd < 0 || write(wfd, "0", 1) != 1) {
+		fprintf(stderr, "corral-runc: exec.fifo: %s\n", strerror(errno));
 		_exit(1);
-	if (write(wfd, "0", 1) != 1)
-		_exit(1);
+	}
 	close(wfd);
 	close(fifofd);
 	/* startContainer hooks run in the container: on corral's CPU too */

@@ -491,7 +491,9 @@ static int cmd_create(int argc, char **argv)
 	made_dir = 1;
 	char fifo[4300];
 	snprintf(fifo, sizeof(fifo), "%s/exec.fifo", dir);
-	if (mkfifo(fifo, 0622) < 0) {
+	/* writable by the container's root when a user namespace maps it
+	 * elsewhere (chmod: the umask took the bits from mkfifo) */
+	if (mkfifo(fifo, 0622) < 0 || chmod(fifo, 0622) < 0) {
 		errorf("%s: %s", fifo, strerror(errno));
 		goto out;
 	}

@@ -160,5 +160,28 @@ expect "TERM with a handler stops it" stopped "$(state_of s1)"
 R delete s1
 nothing_left s1
 
+# ---- a user namespace, and joining another container's namespaces ----
+B=$(bundle userns 'c["process"]["args"] = ["sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made"]' \
+	'c["linux"]["namespaces"].append({"type": "user"})' \
+	'c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]' \
+	'c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]')
+chmod 755 "$TMP"
+chown -R 100000:100000 "$B/rootfs"
+expect "user namespace" "0
+         0     100000      65536
+exit 0" "$(run "$B" u1)"
+R delete u1
+expect "owner of a file made in it" 100000 "$(stat -c %u "$B/rootfs/tmp/made" 2>&1)"
+B=$(bundle share 'c["process"]["args"] = ["sleep", "30"]' 'c["hostname"] = "shared"')
+R create --bundle "$B" sh1 && R start sh1
+pid=$(R state sh1 | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
+B2=$(bundle share2 'c["process"]["args"] = ["hostname"]' 'c["hostname"] = None' \
+	"c['linux']['namespaces'] = [n if n['type'] not in ('uts', 'network') else dict(n, path='/proc/$pid/ns/' + ('net' if n['type'] == 'network' else 'uts')) for n in c['linux']['namespaces']]")
+expect "joined uts namespace" "shared
+exit 0" "$(run "$B2" sh2)"
+R delete sh2
+R delete --force sh1
+nothing_left sh1
+
 R features | python3 -c 'import json,sys; json.load(sys.stdin)' && ok || bad "features is not JSON"
 report
