@@ -86,6 +86,13 @@ check: tests
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
 
+# The OCI runtime's tests alone (they are in `make check` too)
+check-oci: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) sh tests/run.sh $(wildcard tests/oci/t_*.sh)
+
+bench-oci: $(RUNC)
+	@BUILD=$(abspath $(BUILD)) bash bench/oci.sh
+
 bench: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
@@ -98,7 +105,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full bench format clean
+.PHONY: all tests check check-cpu-full check-oci bench bench-oci format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
