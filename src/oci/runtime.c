@@ -616,10 +616,10 @@ static int cmd_create(int argc, char **argv)
 	char created[64];
 	now_rfc3339(created, sizeof(created));
 	json_t *hooks = json_object_get(spec.json, "hooks");
-	json_t *st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:O,s:O,s:s,s:O}", "ociVersion", OCI_VERSION, "id", id,
+	json_t *st = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:O,s:O,s:s,s:o}", "ociVersion", OCI_VERSION, "id", id,
 			       "bundle", bundle_abs, "pid", (json_int_t)init, "starttime", (json_int_t)start, "rootfs",
 			       rootfs, "cgroups", cgdirs, "process", json_object_get(spec.json, "process"), "created",
-			       created, "annotations", ann ? ann : json_object());
+			       created, "annotations", ann ? json_incref(ann) : json_object());
 	if (st && spec.proc.seccomp)
 		json_object_set(st, "seccomp", spec.proc.seccomp);
 	if (st && hooks && json_object_get(hooks, "poststop"))

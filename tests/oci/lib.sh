@@ -24,6 +24,17 @@ need_root() {
 	fi
 }
 
+# A guest's execve starts corral-runc again inside the container's root, so
+# only a static one can run containers to the end; the sanitizer build's is
+# dynamic. need_static N: skip N checks with it.
+need_static() {
+	if readelf -l "$RUNC" 2>/dev/null | grep -q INTERP; then
+		skip "$1" "corral-runc is dynamically linked (the sanitizer build): containers need the static one"
+		return 1
+	fi
+	return 0
+}
+
 # rootfs DIR: a busybox root (static, so nothing else is needed)
 rootfs() {
 	mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/etc" "$1/home/user"

@@ -91,10 +91,12 @@ echo keep >"$TMP/victim/file"
 b=$(bundle link 'c["process"]["args"] = ["sh", "-c", "ls /evil"]' \
 	'c["mounts"].append({"destination": "/evil", "type": "tmpfs", "source": "tmpfs"})')
 ln -s "$TMP/victim" "$b/rootfs/evil"
-expect "mount through a symlink" "exit 0" "$(run "$b" link)"
-R delete link
-[ -f "$TMP/victim/file" ] && ok || bad "the host's directory was mounted over"
-[ -d "$b/rootfs$TMP/victim" ] && ok || bad "the destination was not made inside the root"
+if need_static 3; then
+	expect "mount through a symlink" "exit 0" "$(run "$b" link)"
+	R delete link
+	[ -f "$TMP/victim/file" ] && ok || bad "the host's directory was mounted over"
+	[ -d "$b/rootfs$TMP/victim" ] && ok || bad "the destination was not made inside the root"
+fi
 b=$(bundle link2 'c["process"]["args"] = ["true"]' \
 	"c['mounts'].append({'destination': '/evil2/sub', 'type': 'bind', 'source': '$TMP/hostdir-none', 'options': ['bind']})")
 refused bindsrc "bind source" "$b"

@@ -9,6 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 N=23
 need_root $N
+need_static $N || { report; exit $?; }
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
 	skip $N "podman or runc is not installed (tools/setup.sh installs them)"
 	report

@@ -6,6 +6,7 @@
 # that the program runs on corral's CPU, not natively.
 . "$(dirname "$0")/lib.sh"
 need_root 60
+need_static 50 || { report; exit $?; }
 R() { "$RUNC" --root "$STATE" "$@"; }
 
 # ---- lifecycle ----
