@@ -40,7 +40,10 @@ BENCH_BIN := $(BENCH_SRC:%.c=$(BUILD)/%)
 GUEST_SRC := $(sort $(wildcard tests/progs/*.c))
 GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 
-all: $(if $(CLI_SRC),$(CORRAL))
+RUNC    := $(BUILD)/corral-runc
+comma   := ,
+
+all: $(if $(CLI_SRC),$(CORRAL) $(RUNC))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -57,6 +60,17 @@ $(LIB): $(LIB_OBJ)
 $(CORRAL): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 
+# corral-runc: corral's code, which takes the OCI runtime's command line
+# when started under that name, linked statically: a guest's execve starts
+# it again inside the container's root, where no host libraries are.
+# (The sanitizer build links it as corral, dynamically.)
+$(RUNC): $(CLI_OBJ) $(LIB)
+ifeq ($(SANITIZE),)
+	$(CC) $(LDFLAGS) -static -o $@ $(CLI_OBJ) $(LIB) $(filter-out -Wl$(comma)-Bstatic -Wl$(comma)-Bdynamic,$(LDLIBS))
+else
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+endif
+
 $(BUILD)/tests/%: tests/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -MMD -MP $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -67,7 +81,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL))
+tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL) $(RUNC))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 check: tests
@@ -85,6 +99,13 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 bench-pause: $(BUILD)/bench/pause
 	$(BUILD)/bench/pause
 
+# The OCI runtime's tests alone (they are in `make check` too)
+check-oci: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) sh tests/run.sh $(wildcard tests/oci/t_*.sh)
+
+bench-oci: $(RUNC)
+	@BUILD=$(abspath $(BUILD)) bash bench/oci.sh
+
 bench: $(CORRAL) $(BENCH_BIN)
 	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
@@ -98,7 +119,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full bench bench-pause format clean
+.PHONY: all tests check check-cpu-full check-oci bench bench-pause bench-oci format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

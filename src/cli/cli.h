@@ -16,5 +16,6 @@ int cmd_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_oci(int argc, char **argv);
 
 #endif

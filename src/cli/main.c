@@ -15,6 +15,7 @@ static const struct command commands[] = {
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
 	{"info", cmd_info, "what /dev/kvm offers here and which engine auto picks"},
 	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},
+	{"oci", cmd_oci, "the OCI runtime for Podman and containerd (runc's commands; also corral-runc)"},
 };
 
 static void usage(FILE *f)
@@ -29,6 +30,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* corral-runc: the OCI runtime under the name its callers expect */
+	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+	base = base ? base + 1 : argc > 0 ? argv[0] : "";
+	if (!strcmp(base, "corral-runc"))
+		return cmd_oci(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -29,7 +29,7 @@ static long host_openat2(int dirfd, const char *path, uint64_t flags, uint64_t m
 }
 
 /* Move an internal fd out of the guest's way and remember it. */
-static int reserve_fd(struct proc *p, int fd)
+int fs_reserve_fd(struct proc *p, int fd)
 {
 	struct rlimit rl;
 	int low = 100;
@@ -65,7 +65,7 @@ int fs_init(struct proc *p)
 	for (int k = 0; k < PROC_MAX_RSV_FD; k++)
 		p->rsv_fd[k] = -1;
 	int tfd = fcntl(2, F_DUPFD_CLOEXEC, 3);
-	p->tracefd = tfd >= 0 ? reserve_fd(p, tfd) : 2;
+	p->tracefd = tfd >= 0 ? fs_reserve_fd(p, tfd) : 2;
 	if (!p->opts.root)
 		return 0;
 	char *rp = realpath(p->opts.root, NULL);
@@ -85,7 +85,7 @@ int fs_init(struct proc *p)
 		return t == -ENOSYS ? -ENOSYS : (int)t;
 	}
 	close((int)t);
-	p->rootfd = reserve_fd(p, fd);
+	p->rootfd = fs_reserve_fd(p, fd);
 	p->rootpath = rp;
 	p->rootlen = strlen(rp);
 	if (p->rootlen == 1) /* --root / */

@@ -127,6 +127,8 @@ struct proc {
 	int rsv_fd[PROC_MAX_RSV_FD];
 	int tracefd;
 	char self_exe[4096]; /* corral's own binary, for execve */
+	int self_fd;	     /* an O_PATH fd of it (or -1): execveat needs no path, so a
+			      * container's pivot_root or a noexec /proc cannot hide it */
 
 	char exe_path[4096]; /* the guest's /proc/self/exe */
 	uint64_t auxv[64];
@@ -232,6 +234,8 @@ int fs_guest_path(const char *host, char *out, size_t n);
 #define FS_NOT_SPECIAL (-0x7fffffff)
 int fs_proc_special(const char *path, int flags, char *link, size_t linkn);
 bool fs_fd_reserved(long fd);
+/* Move fd out of the guest's way (close-on-exec) and keep it from the guest. */
+int fs_reserve_fd(struct proc *p, int fd);
 
 /* ---- signal.c ---- */
 int sig_init(struct proc *p);

@@ -79,6 +79,9 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 			fprintf(stderr, "corral: --root %s: %s\n", o->root, strerror(-r));
 		return 2;
 	}
+	/* corral's binary as an fd, for a guest's execve (thr_execve) */
+	int sfd = open(p->self_exe, O_PATH | O_CLOEXEC);
+	p->self_fd = sfd >= 0 ? fs_reserve_fd(p, sfd) : -1;
 	if ((r = sig_init(p))) {
 		fprintf(stderr, "corral: cannot set up signals: %s\n", strerror(-r));
 		return PROC_EXIT_NOEXEC;

@@ -500,7 +500,10 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 		hv[k++] = argv[j];
 	hv[k] = NULL;
 	extern char **environ;
-	execve(proc.self_exe, hv, environ);
+	if (proc.self_fd >= 0)
+		syscall(SYS_execveat, proc.self_fd, "", hv, environ, AT_EMPTY_PATH);
+	else
+		execve(proc.self_exe, hv, environ);
 	r = -errno;
 	close(efd);
 	free(hv);
