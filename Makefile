@@ -321,9 +321,9 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 # `make install` (PREFIX=/usr/local, DESTDIR for staging) puts corral, the
 # guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages
 # (docs/man/*.scd, turned into roff by scdoc) and the bash completion in
-# place; `make uninstall` removes exactly those files. corrald and
-# corral-runc join the installed programs once they are built: name them in
-# CORRALD and CORRAL_RUNC.
+# place; `make uninstall` removes exactly those files. corral-runc (the OCI
+# runtime) is installed beside corral; corrald joins once it is built (name
+# it in CORRALD).
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
@@ -331,7 +331,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 INSTALL     ?= install
 SCDOC       ?= scdoc
 CORRALD     ?=
-CORRAL_RUNC ?=
+CORRAL_RUNC ?= $(RUNC)
 INSTALL_BIN := $(CORRAL) $(CORRALD) $(CORRAL_RUNC)
 # The guest kit's scripts, installed under the names corral's messages use.
 INSTALL_TOOLS := tools/mkguest.sh:corral-mkguest tools/mkrootfs.sh:corral-mkrootfs

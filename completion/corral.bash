@@ -110,7 +110,7 @@ _corral()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run info image help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec run info image oci help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -118,6 +118,12 @@ _corral()
 	exec) _corral_exec "$cur" "$prev" ;;
 	image) _corral_image "$cur" "$prev" ;;
 	info) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+	oci)
+		if ((COMP_CWORD == 2)) || [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "create start state kill delete exec ps list pause resume features
+				--root --log --log-format --systemd-cgroup --version" -- "$cur"))
+		fi
+		;;
 	esac
 }
 
