@@ -462,7 +462,7 @@ int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_c
 	}
 	uint64_t mmap_at = area_put(&a, mmap, ne * MB_MMAP_ENTRY, 8);
 	uint64_t name_at = area_put(&a, "corral", 7, 1);
-	const char *cmdline = cfg->cmdline ? cfg->cmdline : "";
+	const char *cmdline = cfg->cmdline && !cfg->cmdline_default ? cfg->cmdline : "";
 	uint64_t cmd_at = area_put(&a, cmdline, strlen(cmdline) + 1, 1);
 	if (!mmap_at || !name_at || !cmd_at) {
 		boot_err(err, errlen, "the kernel command line does not fit in the Multiboot boot data area (%llu KiB)",

@@ -200,6 +200,7 @@ static int load_guest(struct vm *vm, struct machine *m, char *err, size_t errlen
 	struct boot_config bc = {.kernel = o->kernel,
 				 .initrd = o->initrd,
 				 .cmdline = o->cmdline ? o->cmdline : "console=ttyS0",
+				 .cmdline_default = !o->cmdline,
 				 .mem_size = o->mem,
 				 .ncpus = o->cpus,
 				 .kernel_cache = o->kernel_cache};
