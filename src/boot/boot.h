@@ -16,10 +16,10 @@ struct boot_config {
 	/* initrd may be NULL (for a Multiboot kernel: FILE[,FILE...], its
 	 * modules); cmdline NULL: BOOT_DEFAULT_CMDLINE (Multiboot: "") */
 	const char *kernel, *initrd, *cmdline;
-	int cmdline_default;	  /* cmdline is the caller's default for Linux, not the user's: Multiboot gets "" */
 	uint64_t mem_size;	  /* guest RAM in bytes (as the machine was made) */
 	unsigned ncpus;		  /* 1..MACHINE_MAX_CPUS */
 	const char *kernel_cache; /* decompressed kernels are kept here; NULL: nowhere */
+	int cmdline_default;	  /* cmdline is the caller's default for Linux, not the user's: Multiboot gets "" */
 };
 
 /* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
