@@ -109,7 +109,8 @@ void vm_config_init(struct vm_config *c);
  *  "rng": BOOL, "hvc": BOOL, "no_reboot": BOOL, "serial_path": PATH,
  *  "guest_dir": PATH, "kernel_cache": PATH, "realtime_idle": BOOL,
  *  "ps_per_insn": N, "cpu": {"jit": BOOL, "jit_hot": N, "jit_stats": BOOL,
- *  "jit_perfmap": BOOL, "trace": BOOL}}
+ *  "jit_perfmap": BOOL, "trace": BOOL}, "debug_exit": {"iobase": N,
+ *  "iosize": N} (present: the device is on)}
  * Callbacks and descriptors (serial_fd, poll_input, log, ...) are not part
  * of it. Absent keys keep vm_config_init's defaults. */
 #define VM_CONFIG_JSON_MAX (64 * 1024)
