@@ -525,6 +525,30 @@ static void test_mutations(void)
 	free(t);
 }
 
+/* The fuzzer's Multiboot seeds (tests/guests/mb's kernels) boot. */
+static void test_seed_files(void)
+{
+	static const char *const seeds[] = {"mb-elf32", "mb-elf64", "mb-aout"};
+	for (unsigned i = 0; i < 3; i++) {
+		char path[256];
+		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);
+		if (access(path, R_OK) < 0) {
+			printf("note: %s missing (not run from the source tree?)\n", path);
+			continue;
+		}
+		struct machine *m = new_machine(32 * MiB);
+		struct cpu_state s;
+		struct boot_config cfg = {.kernel = path, .cmdline = "", .mem_size = 32 * MiB, .ncpus = 1};
+		int ret = boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf));
+		if (ret < 0)
+			fprintf(stderr, "  %s: %s\n", seeds[i], errbuf);
+		CHECK_EQ_U64(ret, 0);
+		CHECK_EQ_U64(s.gpr[R_RAX], 0x2badb002);
+		CHECK(s.rip > MiB && s.rip < MiB + 0x1000);
+		machine_destroy(m);
+	}
+}
+
 static void test_debug_exit(void)
 {
 	struct machine *m = new_machine(16 * MiB);
@@ -560,6 +584,7 @@ int main(void)
 	RUN(test_elf);
 	RUN(test_hostile);
 	RUN(test_mutations);
+	RUN(test_seed_files);
 	RUN(test_debug_exit);
 	char path[300];
 	const char *names[] = {"kernel", "m1", "m2", "big"};
