@@ -54,6 +54,17 @@ long multiboot_find(const uint8_t *img, size_t len);
 int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
 		   size_t len, size_t hoff, char *err, size_t errlen);
 
+/* ---- Multiboot 2 (multiboot.c) ---- */
+#define MULTIBOOT2_SEARCH 32768 /* the header lies in the image's first 32 KiB, 8-byte aligned */
+#define MULTIBOOT2_HEADER_MAGIC 0xe85250d6u
+#define MULTIBOOT2_BOOTLOADER_MAGIC 0x36d76289u
+/* The offset of a Multiboot 2 header (magic, checksum) or -1. */
+long multiboot2_find(const uint8_t *img, size_t len);
+/* As boot_multiboot, for a Multiboot 2 kernel (i386 architecture): EAX
+ * 0x36d76289, EBX the tagged information structure. */
+int boot_multiboot2(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
+		    size_t len, size_t hoff, char *err, size_t errlen);
+
 /* ACPI layout inside [BOOT_ACPI_RSDP, BOOT_ACPI_END) */
 #define ACPI_XSDT_ADDR 0xe0040ull
 #define ACPI_FADT_ADDR 0xe0100ull

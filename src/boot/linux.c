@@ -762,9 +762,12 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	if (ret < 0)
 		return ret;
 	memset(zp, 0, 0x1000);
-	long mb = -1;
-	if (!(len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4)) && (mb = multiboot_find(img, len)) >= 0) {
-		ret = boot_multiboot(m, bsp, cfg, img, len, (size_t)mb, err, errlen);
+	long mb = -1, mb2 = -1;
+	/* Multiboot 1 before 2 when a kernel has both, as QEMU offers only 1 */
+	int linux_hdr = len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4);
+	if (!linux_hdr && ((mb = multiboot_find(img, len)) >= 0 || (mb2 = multiboot2_find(img, len)) >= 0)) {
+		ret = mb >= 0 ? boot_multiboot(m, bsp, cfg, img, len, (size_t)mb, err, errlen)
+			      : boot_multiboot2(m, bsp, cfg, img, len, (size_t)mb2, err, errlen);
 		free(img);
 		return ret;
 	}

@@ -131,17 +131,13 @@ static int segs_check(const char *path, const struct mb_seg *s, unsigned n, uint
 	return 0;
 }
 
-/* The a.out kludge (§3.1.3): the header's own addresses say what to load. */
-static int aout_segs(const char *path, const uint8_t *img, size_t len, size_t hoff, struct mb_seg *seg, uint64_t *entry,
-		     char *err, size_t errlen)
+/* The a.out kludge (§3.1.3; Multiboot 2's address tag, §3.1.5, is the
+ * same): the header's own addresses say what to load. hoff is where the
+ * header lies in the file, header_addr where it lands in memory. */
+static int aout_segs(const char *path, size_t len, size_t hoff, uint32_t header_addr, uint32_t load_addr,
+		     uint32_t load_end, uint32_t bss_end, uint32_t ent, struct mb_seg *seg, uint64_t *entry, char *err,
+		     size_t errlen)
 {
-	if (len - hoff < 32) {
-		boot_err(err, errlen, "kernel '%s': Multiboot header at 0x%zx is cut off before its address fields",
-			 path, hoff);
-		return -ENOEXEC;
-	}
-	uint32_t header_addr = get32(img + hoff + 12), load_addr = get32(img + hoff + 16);
-	uint32_t load_end = get32(img + hoff + 20), bss_end = get32(img + hoff + 24), ent = get32(img + hoff + 28);
 	if (header_addr < load_addr || header_addr - load_addr > hoff) {
 		boot_err(err, errlen,
 			 "kernel '%s': Multiboot header_addr 0x%x and load_addr 0x%x put the load start "
@@ -319,8 +315,12 @@ err_fd:
 
 /* Loads the modules named in list (comma-separated) and writes the module
  * list; *count and *addr for the information structure. */
+struct mb_mod {
+	uint32_t start, end, str; /* str: the name's address in the boot data */
+};
+
 static int modules_load(struct machine *m, struct mb_area *a, const char *list, uint64_t kend, uint64_t low_end,
-			uint32_t *count, uint32_t *addr, char *err, size_t errlen)
+			uint32_t *count, uint32_t *addr, struct mb_mod *mods, char *err, size_t errlen)
 {
 	char *copy = strdup(list), *save = NULL;
 	uint8_t tab[MB_MODS_MAX * MB_MOD_SIZE];
@@ -356,6 +356,7 @@ static int modules_load(struct machine *m, struct mb_area *a, const char *list, 
 		put32(tab + n * MB_MOD_SIZE + 4, (uint32_t)end);
 		put32(tab + n * MB_MOD_SIZE + 8, (uint32_t)str);
 		put32(tab + n * MB_MOD_SIZE + 12, 0);
+		mods[n] = (struct mb_mod){(uint32_t)start, (uint32_t)end, (uint32_t)str};
 		n++;
 	}
 	*count = n;
@@ -368,6 +369,31 @@ out:
 	return r;
 }
 
+/* Checks segs, then copies them from img into guest RAM; *kend: the end
+ * of the highest. */
+static int segs_load(struct machine *m, const char *path, const uint8_t *img, const struct mb_seg *seg, unsigned nseg,
+		     uint64_t low_end, uint64_t *kend, char *err, size_t errlen)
+{
+	int r = segs_check(path, seg, nseg, low_end, err, errlen);
+	if (r < 0)
+		return r;
+	*kend = 0;
+	for (unsigned i = 0; i < nseg; i++) {
+		uint8_t *dst = gpa_ptr(m, seg[i].paddr, seg[i].memsz);
+		if (!dst) {
+			boot_err(err, errlen, "kernel '%s': no guest RAM at 0x%llx", path,
+				 (unsigned long long)seg[i].paddr);
+			return -ENOMEM;
+		}
+		gpa_dma_written(m, dst, seg[i].memsz);
+		memcpy(dst, img + seg[i].off, seg[i].filesz);
+		memset(dst + seg[i].filesz, 0, seg[i].memsz - seg[i].filesz);
+		if (seg[i].paddr + seg[i].memsz > *kend)
+			*kend = seg[i].paddr + seg[i].memsz;
+	}
+	return 0;
+}
+
 static void seg_set(struct cpu_seg *s, uint16_t sel, uint16_t attr)
 {
 	*s = (struct cpu_seg){.base = 0, .limit = 0xffffffff, .sel = sel, .attr = attr};
@@ -376,10 +402,10 @@ static void seg_set(struct cpu_seg *s, uint16_t sel, uint16_t attr)
 /* §3.2 "Machine state": EAX magic, EBX the information structure, CS a
  * flat 32-bit code segment, the others flat data, A20 on (corral has no
  * A20 gate), CR0.PG clear and PE set, EFLAGS.VM and IF clear. */
-static void setup_bsp(struct cpu_state *s, uint64_t entry, uint64_t info)
+static void setup_bsp(struct cpu_state *s, uint32_t magic, uint64_t entry, uint64_t info)
 {
 	memset(s, 0, sizeof(*s));
-	s->gpr[R_RAX] = MULTIBOOT_BOOTLOADER_MAGIC;
+	s->gpr[R_RAX] = magic;
 	s->gpr[R_RBX] = info;
 	s->gpr[R_RSP] = MB_STACK;
 	s->rip = entry;
@@ -401,6 +427,23 @@ static void setup_bsp(struct cpu_state *s, uint64_t entry, uint64_t info)
 	s->msr.apic_base = 0xfee00000ull | (1u << 11) | (1u << 8); /* enabled, BSP */
 }
 
+/* A GDT with the selectors the entry state names, for a kernel that
+ * reloads them before it has its own; then the entry state. */
+static int boot_tables(struct machine *m, const struct boot_config *cfg, struct cpu_state *bsp, uint32_t magic,
+		       uint64_t entry, uint64_t info, char *err, size_t errlen)
+{
+	uint8_t gdt[32] = {0};
+	(void)cfg;
+	put64(gdt + MB_CS, 0x00cf9b000000ffffull);
+	put64(gdt + MB_DS, 0x00cf93000000ffffull);
+	if (gpa_write(m, BOOT_GDT, gdt, sizeof(gdt)) < 0) {
+		boot_err(err, errlen, "cannot write the boot tables to guest RAM");
+		return -ENOMEM;
+	}
+	setup_bsp(bsp, magic, entry, info);
+	return 0;
+}
+
 int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
 		   size_t len, size_t hoff, char *err, size_t errlen)
 {
@@ -412,14 +455,24 @@ int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_c
 	uint64_t entry, kend = 0;
 	int r;
 
+	if ((r = acpi_build(m, cfg->ncpus)) < 0) {
+		boot_err(err, errlen, "cannot build the ACPI tables in guest RAM");
+		return r;
+	}
 	if (flags & 0xffff & ~MBH_KNOWN_REQUIRED) {
 		boot_err(err, errlen,
 			 "kernel '%s': Multiboot header asks for features corral does not offer (flags 0x%x)", path,
 			 flags);
 		return -ENOEXEC;
 	}
+	if ((flags & MBH_AOUT_KLUDGE) && len - hoff < 32) {
+		boot_err(err, errlen, "kernel '%s': Multiboot header at 0x%zx is cut off before its address fields",
+			 path, hoff);
+		return -ENOEXEC;
+	}
 	if (flags & MBH_AOUT_KLUDGE)
-		r = aout_segs(path, img, len, hoff, &seg[0], &entry, err, errlen);
+		r = aout_segs(path, len, hoff, get32(img + hoff + 12), get32(img + hoff + 16), get32(img + hoff + 20),
+			      get32(img + hoff + 24), get32(img + hoff + 28), &seg[0], &entry, err, errlen);
 	else if (len >= 4 && !memcmp(img,
 				     "\x7f"
 				     "ELF",
@@ -432,21 +485,8 @@ int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_c
 	}
 	if (r < 0)
 		return r;
-	if ((r = segs_check(path, seg, nseg, low_end, err, errlen)) < 0)
+	if ((r = segs_load(m, path, img, seg, nseg, low_end, &kend, err, errlen)) < 0)
 		return r;
-	for (unsigned i = 0; i < nseg; i++) {
-		uint8_t *dst = gpa_ptr(m, seg[i].paddr, seg[i].memsz);
-		if (!dst) {
-			boot_err(err, errlen, "kernel '%s': no guest RAM at 0x%llx", path,
-				 (unsigned long long)seg[i].paddr);
-			return -ENOMEM;
-		}
-		gpa_dma_written(m, dst, seg[i].memsz);
-		memcpy(dst, img + seg[i].off, seg[i].filesz);
-		memset(dst + seg[i].filesz, 0, seg[i].memsz - seg[i].filesz);
-		if (seg[i].paddr + seg[i].memsz > kend)
-			kend = seg[i].paddr + seg[i].memsz;
-	}
 
 	/* The information structure (§3.3). */
 	uint8_t info[MBI_SIZE] = {0};
@@ -478,7 +518,8 @@ int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_c
 	put32(info + MBI_LOADER_NAME_PTR, (uint32_t)name_at);
 	if (cfg->initrd) {
 		uint32_t count, addr;
-		if ((r = modules_load(m, &a, cfg->initrd, kend, low_end, &count, &addr, err, errlen)) < 0)
+		struct mb_mod mods[MB_MODS_MAX];
+		if ((r = modules_load(m, &a, cfg->initrd, kend, low_end, &count, &addr, mods, err, errlen)) < 0)
 			return r;
 		flags_out |= MBI_MODS;
 		put32(info + MBI_MODS_COUNT, count);
@@ -490,15 +531,266 @@ int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_c
 		return -ENOMEM;
 	}
 
-	/* A GDT with the selectors the entry state names, for a kernel that
-	 * reloads them before it has its own; ACPI tables as for Linux. */
-	uint8_t gdt[32] = {0};
-	put64(gdt + MB_CS, 0x00cf9b000000ffffull);
-	put64(gdt + MB_DS, 0x00cf93000000ffffull);
-	if (gpa_write(m, BOOT_GDT, gdt, sizeof(gdt)) < 0 || (r = acpi_build(m, cfg->ncpus)) < 0) {
-		boot_err(err, errlen, "cannot write the boot tables to guest RAM");
+	return boot_tables(m, cfg, bsp, MULTIBOOT_BOOTLOADER_MAGIC, entry, MB_INFO, err, errlen);
+}
+
+/* ---- Multiboot 2 (the Multiboot2 specification, version 2.0) ---- */
+
+#define MB2_ARCH_I386 0
+#define MB2_TAG_END 0
+#define MB2_TAG_INFO_REQUEST 1
+#define MB2_TAG_ADDRESS 2
+#define MB2_TAG_ENTRY 3
+#define MB2_TAG_CONSOLE 4
+#define MB2_TAG_FRAMEBUFFER 5
+#define MB2_TAG_MODULE_ALIGN 6
+#define MB2_TAG_RELOCATABLE 10
+#define MB2_TAG_OPTIONAL 1
+/* information tags corral gives */
+#define MB2_INFO_CMDLINE 1
+#define MB2_INFO_LOADER_NAME 2
+#define MB2_INFO_MODULE 3
+#define MB2_INFO_MEMINFO 4
+#define MB2_INFO_MMAP 6
+#define MB2_INFO_ACPI_OLD 14
+#define MB2_INFO_ACPI_NEW 15
+#define MB2_RSDP_V1 20
+#define MB2_RSDP_V2 36
+
+long multiboot2_find(const uint8_t *img, size_t len)
+{
+	size_t end = len < MULTIBOOT2_SEARCH ? len : MULTIBOOT2_SEARCH;
+	for (size_t off = 0; off + 16 <= end; off += 8) {
+		uint32_t magic = get32(img + off), arch = get32(img + off + 4), hlen = get32(img + off + 8);
+		if (magic == MULTIBOOT2_HEADER_MAGIC && (uint32_t)(magic + arch + hlen + get32(img + off + 12)) == 0)
+			return (long)off;
+	}
+	return -1;
+}
+
+/* The information structure under construction: tags, each 8-aligned. */
+struct mb2_info {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static int mb2_tag(struct mb2_info *b, uint32_t type, const void *body, size_t n, const void *body2, size_t n2)
+{
+	size_t size = 8 + n + n2, padded = (size + 7) & ~(size_t)7;
+	if (padded > b->cap - b->len)
+		return -E2BIG;
+	put32(b->p + b->len, type);
+	put32(b->p + b->len + 4, (uint32_t)size);
+	if (n)
+		memcpy(b->p + b->len + 8, body, n);
+	if (n2)
+		memcpy(b->p + b->len + 8 + n, body2, n2);
+	memset(b->p + b->len + size, 0, padded - size);
+	b->len += padded;
+	return 0;
+}
+
+static int mb2_info_supported(uint32_t type)
+{
+	return type == MB2_INFO_CMDLINE || type == MB2_INFO_LOADER_NAME || type == MB2_INFO_MODULE ||
+	       type == MB2_INFO_MEMINFO || type == MB2_INFO_MMAP || type == MB2_INFO_ACPI_OLD ||
+	       type == MB2_INFO_ACPI_NEW;
+}
+
+int boot_multiboot2(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
+		    size_t len, size_t hoff, char *err, size_t errlen)
+{
+	const char *path = cfg->kernel;
+	uint64_t low_end = cfg->mem_size < MEM_LOW_END ? cfg->mem_size : MEM_LOW_END;
+	uint32_t arch = get32(img + hoff + 4), hlen = get32(img + hoff + 8);
+	const uint8_t *addr_tag = NULL;
+	uint32_t entry_tag = 0;
+	int have_entry = 0, ended = 0, r;
+
+	if (arch != MB2_ARCH_I386) {
+		boot_err(err, errlen, "kernel '%s': Multiboot 2 architecture %u is not i386 (0)", path, arch);
+		return -ENOEXEC;
+	}
+	if (hlen < 24 || hlen > len - hoff) {
+		boot_err(err, errlen, "kernel '%s': Multiboot 2 header length %u runs past the file or holds no tags",
+			 path, hlen);
+		return -ENOEXEC;
+	}
+	/* §3.1.3: tags, each 8-aligned, up to the end tag */
+	for (size_t off = 16; !ended && off + 8 <= hlen;) {
+		const uint8_t *t = img + hoff + off;
+		uint16_t type = get16(t), flags = get16(t + 2);
+		uint32_t size = get32(t + 4);
+		int optional = flags & MB2_TAG_OPTIONAL;
+		if (size < 8 || size > hlen - off) {
+			boot_err(err, errlen, "kernel '%s': Multiboot 2 header tag at +0x%zx has a bad size %u", path,
+				 off, size);
+			return -ENOEXEC;
+		}
+		switch (type) {
+		case MB2_TAG_END: ended = 1; break;
+		case MB2_TAG_INFO_REQUEST:
+			for (uint32_t k = 8; !optional && k + 4 <= size; k += 4) {
+				if (!mb2_info_supported(get32(t + k))) {
+					boot_err(err, errlen,
+						 "kernel '%s': Multiboot 2 header asks for information corral does not "
+						 "give (type %u)",
+						 path, get32(t + k));
+					return -ENOEXEC;
+				}
+			}
+			break;
+		case MB2_TAG_ADDRESS:
+			if (size < 24) {
+				boot_err(err, errlen, "kernel '%s': Multiboot 2 address tag is too short", path);
+				return -ENOEXEC;
+			}
+			addr_tag = t;
+			break;
+		case MB2_TAG_ENTRY:
+			if (size < 12) {
+				boot_err(err, errlen, "kernel '%s': Multiboot 2 entry address tag is too short", path);
+				return -ENOEXEC;
+			}
+			entry_tag = get32(t + 8);
+			have_entry = 1;
+			break;
+		case MB2_TAG_CONSOLE:	   /* corral's console is COM1 and text mode: nothing to choose */
+		case MB2_TAG_MODULE_ALIGN: /* modules are always page-aligned */
+		case MB2_TAG_RELOCATABLE: /* the kernel is loaded where it asks */ break;
+		default:
+			/* framebuffer, EFI boot services and entries, and the unknown */
+			if (!optional) {
+				boot_err(err, errlen,
+					 "kernel '%s': Multiboot 2 header needs a feature corral does not offer "
+					 "(tag type %u)",
+					 path, type);
+				return -ENOEXEC;
+			}
+			break;
+		}
+		off += ((uint64_t)size + 7) & ~7ull;
+	}
+	if (!ended) {
+		boot_err(err, errlen, "kernel '%s': Multiboot 2 header has no end tag", path);
+		return -ENOEXEC;
+	}
+
+	struct mb_seg seg[MB_PHNUM_MAX];
+	unsigned nseg = 1;
+	uint64_t entry = 0, kend = 0;
+	if (addr_tag) {
+		uint32_t header_addr = get32(addr_tag + 8), load_addr = get32(addr_tag + 12);
+		if (!have_entry) {
+			boot_err(err, errlen, "kernel '%s': Multiboot 2 address tag without an entry address tag",
+				 path);
+			return -ENOEXEC;
+		}
+		/* load_addr -1: the file is loaded from its start */
+		if (load_addr == 0xffffffffu)
+			load_addr = header_addr >= hoff ? header_addr - (uint32_t)hoff : 0xffffffffu;
+		r = aout_segs(path, len, hoff, header_addr, load_addr, get32(addr_tag + 16), get32(addr_tag + 20),
+			      entry_tag, &seg[0], &entry, err, errlen);
+	} else if (len >= 4 && !memcmp(img,
+				       "\x7f"
+				       "ELF",
+				       4)) {
+		r = elf_segs(path, img, len, seg, &nseg, &entry, err, errlen);
+		if (!r && have_entry) {
+			entry = UINT64_MAX;
+			for (unsigned i = 0; i < nseg; i++)
+				if (entry_tag >= seg[i].paddr && entry_tag - seg[i].paddr < seg[i].memsz)
+					entry = entry_tag;
+			if (entry == UINT64_MAX) {
+				boot_err(err, errlen,
+					 "kernel '%s': Multiboot 2 entry address 0x%x is in no loaded segment", path,
+					 entry_tag);
+				r = -ENOEXEC;
+			}
+		}
+	} else {
+		boot_err(err, errlen, "kernel '%s': Multiboot 2 kernel is neither ELF nor has an address tag", path);
+		r = -ENOEXEC;
+	}
+	if (r < 0)
+		return r;
+	if ((r = acpi_build(m, cfg->ncpus)) < 0) {
+		boot_err(err, errlen, "cannot build the ACPI tables in guest RAM");
+		return r;
+	}
+	if ((r = segs_load(m, path, img, seg, nseg, low_end, &kend, err, errlen)) < 0)
+		return r;
+
+	/* Modules first (their names land in the boot data), then the
+	 * information structure above them (§3.6). */
+	struct mb_area a = {.m = m, .next = MB_INFO};
+	struct mb_mod mods[MB_MODS_MAX];
+	uint32_t nmods = 0, tab;
+	if (cfg->initrd && (r = modules_load(m, &a, cfg->initrd, kend, low_end, &nmods, &tab, mods, err, errlen)) < 0)
+		return r;
+	uint64_t at = (a.next + 7) & ~7ull;
+	struct mb2_info b = {.cap = at < MB_DATA_END ? MB_DATA_END - at : 0};
+	b.p = malloc(b.cap ? b.cap : 1);
+	if (!b.p) {
+		boot_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	setup_bsp(bsp, entry, MB_INFO);
-	return 0;
+	const char *cmdline = cfg->cmdline && !cfg->cmdline_default ? cfg->cmdline : "";
+	uint8_t meminfo[8], mmap_hdr[8], mmap[BOOT_E820_MAX * MB_MMAP_ENTRY], rsdp[MB2_RSDP_V2];
+	struct boot_e820 e820[BOOT_E820_MAX];
+	unsigned ne = boot_e820(cfg->mem_size, e820);
+	put32(meminfo, (uint32_t)(MEM_EBDA_START >> 10));
+	put32(meminfo + 4, (uint32_t)((low_end - MB_LOAD_MIN) >> 10));
+	put32(mmap_hdr, MB_MMAP_ENTRY); /* entry_size */
+	put32(mmap_hdr + 4, 0);		/* entry_version */
+	for (unsigned k = 0; k < ne; k++) {
+		put64(mmap + k * MB_MMAP_ENTRY, e820[k].addr);
+		put64(mmap + k * MB_MMAP_ENTRY + 8, e820[k].size);
+		put32(mmap + k * MB_MMAP_ENTRY + 16, e820[k].type);
+		put32(mmap + k * MB_MMAP_ENTRY + 20, 0);
+	}
+	r = gpa_read(m, BOOT_ACPI_RSDP, rsdp, sizeof(rsdp));
+	b.len = 8; /* total_size, reserved */
+	r = r < 0 ? -ENOMEM : 0;
+	if (!r && b.cap < 8)
+		r = -E2BIG;
+	if (!r)
+		r = mb2_tag(&b, MB2_INFO_CMDLINE, cmdline, strlen(cmdline) + 1, NULL, 0);
+	if (!r)
+		r = mb2_tag(&b, MB2_INFO_LOADER_NAME, "corral", 7, NULL, 0);
+	if (!r)
+		r = mb2_tag(&b, MB2_INFO_MEMINFO, meminfo, sizeof(meminfo), NULL, 0);
+	if (!r)
+		r = mb2_tag(&b, MB2_INFO_MMAP, mmap_hdr, sizeof(mmap_hdr), mmap, ne * MB_MMAP_ENTRY);
+	if (!r)
+		r = mb2_tag(&b, MB2_INFO_ACPI_OLD, rsdp, MB2_RSDP_V1, NULL, 0);
+	if (!r && rsdp[15] >= 2)
+		r = mb2_tag(&b, MB2_INFO_ACPI_NEW, rsdp, MB2_RSDP_V2, NULL, 0);
+	for (uint32_t k = 0; !r && k < nmods; k++) {
+		uint8_t mod[8];
+		/* the name as modules_load put it into the boot data */
+		const char *name = gpa_ptr(m, mods[k].str, MB_DATA_END - mods[k].str);
+		size_t nlen = name ? strnlen(name, MB_DATA_END - mods[k].str) : 0;
+		put32(mod, mods[k].start);
+		put32(mod + 4, mods[k].end);
+		r = name && nlen < MB_DATA_END - mods[k].str
+			    ? mb2_tag(&b, MB2_INFO_MODULE, mod, sizeof(mod), name, nlen + 1)
+			    : -EFAULT;
+	}
+	if (!r)
+		r = mb2_tag(&b, MB2_TAG_END, NULL, 0, NULL, 0);
+	if (!r) {
+		put32(b.p, (uint32_t)b.len);
+		put32(b.p + 4, 0);
+		r = gpa_write(m, at, b.p, b.len) < 0 ? -ENOMEM : 0;
+	}
+	free(b.p);
+	if (r < 0) {
+		boot_err(err, errlen,
+			 "the kernel command line and module names do not fit in the Multiboot boot data area "
+			 "(%llu KiB)",
+			 (unsigned long long)((MB_DATA_END - MB_INFO) >> 10));
+		return r;
+	}
+	return boot_tables(m, cfg, bsp, MULTIBOOT2_BOOTLOADER_MAGIC, entry, at, err, errlen);
 }

@@ -1,5 +1,5 @@
 /* Multiboot loader and isa-debug-exit tests: a.out-kludge, ELF32 and ELF64
- * kernels built in memory and booted into a real machine's RAM; the entry
+ * kernels (Multiboot 1 and 2) built in memory and booted into a real machine's RAM; the entry
  * state, the information structure, memory map and modules read back;
  * hostile kernels, modules and command lines refused with one line; random
  * mutations of valid kernels never crash; the exit device's status. */
@@ -484,33 +484,282 @@ static void test_hostile(void)
 	free(e64);
 }
 
+/* ---- Multiboot 2 ---- */
+
+/* A Multiboot 2 header at img + off: magic, architecture, then the tags
+ * given as (type, flags, u32 words...) and the end tag; returns its length. */
+struct mb2_tag_spec {
+	uint16_t type, flags;
+	unsigned nwords;
+	uint32_t w[4];
+};
+
+static uint32_t mb2_header(uint8_t *img, size_t off, uint32_t arch, const struct mb2_tag_spec *tags, unsigned ntags,
+			   int end)
+{
+	size_t at = off + 16;
+	for (unsigned k = 0; k < ntags; k++) {
+		wr16(img + at, tags[k].type);
+		wr16(img + at + 2, tags[k].flags);
+		wr32(img + at + 4, 8 + 4 * tags[k].nwords);
+		for (unsigned i = 0; i < tags[k].nwords; i++)
+			wr32(img + at + 8 + 4 * i, tags[k].w[i]);
+		at += (8 + 4 * tags[k].nwords + 7) & ~7u;
+	}
+	if (end) {
+		wr32(img + at, 0);
+		wr32(img + at + 4, 8);
+		at += 8;
+	}
+	uint32_t hlen = (uint32_t)(at - off);
+	wr32(img + off, MULTIBOOT2_HEADER_MAGIC);
+	wr32(img + off + 4, arch);
+	wr32(img + off + 8, hlen);
+	wr32(img + off + 12, (uint32_t) - (MULTIBOOT2_HEADER_MAGIC + arch + hlen));
+	return hlen;
+}
+
+/* In make_mb2's header: the information request tag takes 24 bytes from
+ * +16, the address tag 24 from +40, the entry tag 16 from +64. */
+#define MB2_LOAD_ADDR (HOFF + 52)
+#define MB2_ENTRY (HOFF + 72)
+
+/* The flat image of make_aout with a Multiboot 2 header instead: an
+ * information request, the address and entry tags, then extra. */
+static uint8_t *make_mb2(const struct mb2_tag_spec *extra, unsigned nextra, int end)
+{
+	uint8_t *img = make_aout();
+	memset(img + HOFF, 0, 0x100);
+	struct mb2_tag_spec t[8] = {
+		{1, 0, 3, {1, 6, 15}},
+		{2, 0, 4, {LOAD + HOFF, LOAD, 0, LOAD + 0x4000}},
+		{3, 0, 1, {LOAD + 0x100}},
+	};
+	for (unsigned k = 0; k < nextra && k < 5; k++)
+		t[3 + k] = extra[k];
+	mb2_header(img, HOFF, 0, t, 3 + nextra, end);
+	return img;
+}
+
+/* The information tags at info: checks what corral gives. */
+static void check_mb2_info(struct machine *m, uint64_t info, uint64_t mem, const char *cmdline, unsigned want_mods,
+			   const char *const *mod_names)
+{
+	uint8_t *p = gpa_ptr(m, info, 8);
+	CHECK(p != NULL && (info & 7) == 0);
+	if (!p)
+		return;
+	uint32_t total = rd32(p);
+	p = gpa_ptr(m, info, total);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	unsigned seen = 0, mods = 0, ended = 0;
+	uint64_t low_end = mem < MEM_LOW_END ? mem : MEM_LOW_END;
+	for (uint32_t off = 8; off + 8 <= total && !ended;) {
+		uint32_t type = rd32(p + off), size = rd32(p + off + 4);
+		CHECK(size >= 8 && size <= total - off);
+		if (size < 8 || size > total - off)
+			return;
+		const uint8_t *b = p + off + 8;
+		seen |= 1u << (type & 31);
+		switch (type) {
+		case 0:
+			ended = 1;
+			CHECK_EQ_U64(off + 8, total);
+			break;
+		case 1: CHECK(!strcmp((const char *)b, cmdline)); break;
+		case 2: CHECK(!strcmp((const char *)b, "corral")); break;
+		case 3:
+			CHECK(mods < want_mods);
+			if (mods < want_mods)
+				CHECK(!strcmp((const char *)b + 8, mod_names[mods]));
+			CHECK_EQ_U64(rd32(b) & 0xfff, 0);
+			mods++;
+			break;
+		case 4:
+			CHECK_EQ_U64(rd32(b), 639);
+			CHECK_EQ_U64(rd32(b + 4), (low_end - MiB) >> 10);
+			break;
+		case 6: {
+			struct boot_e820 e820[BOOT_E820_MAX];
+			unsigned ne = boot_e820(mem, e820);
+			CHECK_EQ_U64(rd32(b), 24);
+			CHECK_EQ_U64(size, 16 + ne * 24);
+			for (unsigned k = 0; k < ne && 16 + k * 24 + 24 <= size; k++) {
+				CHECK_EQ_U64(rd64(b + 8 + k * 24), e820[k].addr);
+				CHECK_EQ_U64(rd64(b + 8 + k * 24 + 8), e820[k].size);
+				CHECK_EQ_U64(rd32(b + 8 + k * 24 + 16), e820[k].type);
+			}
+			break;
+		}
+		case 14:
+		case 15: CHECK(!memcmp(b, "RSD PTR ", 8)); break;
+		default: CHECK(!"unexpected tag type");
+		}
+		off += (size + 7) & ~7u;
+	}
+	CHECK(ended);
+	CHECK_EQ_U64(mods, want_mods);
+	CHECK_EQ_U64(seen & 0xc05e, 0xc056 | (want_mods ? 8 : 0)); /* 1 2 4 6 14 15 (+3), and 0 */
+	CHECK(seen & 1);
+}
+
+static void test_mb2(void)
+{
+	uint8_t *img = make_mb2(NULL, 0, 1);
+	struct machine *m;
+	struct cpu_state s;
+	char m1[256], m2[256], mods[600];
+	write_file("m1", "first module", 12, m1, sizeof(m1));
+	write_file("m2", "second", 6, m2, sizeof(m2));
+	snprintf(mods, sizeof(mods), "%s,%s", m1, m2);
+	const char *names[] = {m1, m2};
+
+	CHECK(multiboot2_find(img, IMG_LEN) == HOFF);
+	CHECK(multiboot_find(img, IMG_LEN) == -1);
+	int r = boot_mb(img, IMG_LEN, mods, "mb2 line", 64 * MiB, &m, &s);
+	CHECK(r == 0);
+	if (r == 0) {
+		CHECK_EQ_U64(s.gpr[R_RAX], 0x36d76289);
+		CHECK_EQ_U64(s.rip, LOAD + 0x100);
+		CHECK_EQ_U64(s.cr0 & 0x80000001u, 1);
+		CHECK_EQ_U64(s.seg[SEG_CS].attr, 0xc09b);
+		CHECK(!memcmp(gpa_ptr(m, LOAD, IMG_LEN), img, IMG_LEN));
+		check_mb2_info(m, s.gpr[R_RBX], 64 * MiB, "mb2 line", 2, names);
+	} else {
+		fprintf(stderr, "  %s\n", errbuf);
+	}
+	machine_destroy(m);
+
+	/* no modules; optional tags corral does not know are skipped */
+	struct mb2_tag_spec opt[2] = {{99, 1, 1, {7}}, {1, 1, 1, {8}}};
+	free(img);
+	img = make_mb2(opt, 2, 1);
+	r = boot_mb(img, IMG_LEN, NULL, NULL, 64 * MiB, &m, &s);
+	CHECK(r == 0);
+	if (r == 0)
+		check_mb2_info(m, s.gpr[R_RBX], 64 * MiB, "", 0, NULL);
+	machine_destroy(m);
+
+	/* load_addr -1: from the file's start */
+	free(img);
+	img = make_mb2(NULL, 0, 1);
+	wr32(img + MB2_LOAD_ADDR, 0xffffffff);
+	CHECK(boot_mb(img, IMG_LEN, NULL, NULL, 64 * MiB, NULL, &s) == 0);
+	CHECK_EQ_U64(s.rip, LOAD + 0x100);
+
+	/* an ELF with a Multiboot 2 header: the ELF's entry, or the entry tag's */
+	size_t elen;
+	uint8_t *e = make_elf(1, &elen);
+	memset(e + 0x1000, 0, 16);
+	mb2_header(e, 0x1000, 0, NULL, 0, 1);
+	CHECK(boot_mb(e, elen, NULL, NULL, 64 * MiB, NULL, &s) == 0);
+	CHECK_EQ_U64(s.rip, 0x200010);
+	struct mb2_tag_spec ent = {3, 0, 1, {0x400010}};
+	mb2_header(e, 0x1000, 0, &ent, 1, 1);
+	CHECK(boot_mb(e, elen, NULL, NULL, 64 * MiB, NULL, &s) == 0);
+	CHECK_EQ_U64(s.rip, 0x400010);
+	ent.w[0] = 0x300000;
+	mb2_header(e, 0x1000, 0, &ent, 1, 1);
+	expect_err(boot_mb(e, elen, NULL, NULL, 64 * MiB, NULL, NULL),
+		   "entry address 0x300000 is in no loaded segment");
+	/* both headers: Multiboot 1 wins, as QEMU would boot it */
+	free(e);
+	e = make_elf(1, &elen);
+	mb2_header(e, 0x1010, 0, NULL, 0, 1);
+	CHECK(boot_mb(e, elen, NULL, NULL, 64 * MiB, NULL, &s) == 0);
+	CHECK_EQ_U64(s.gpr[R_RAX], 0x2badb002);
+	free(e);
+
+	/* hostile headers */
+	uint8_t *t = malloc(IMG_LEN);
+	memcpy(t, img, IMG_LEN);
+	free(img);
+	img = make_mb2(NULL, 0, 1);
+	memcpy(t, img, IMG_LEN);
+	mb2_header(t, HOFF, 4, NULL, 0, 1);
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "architecture 4 is not i386");
+	memcpy(t, img, IMG_LEN);
+	wr32(t + HOFF + 8, IMG_LEN);
+	wr32(t + HOFF + 12, (uint32_t) - (MULTIBOOT2_HEADER_MAGIC + IMG_LEN));
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "header length");
+	memcpy(t, img, IMG_LEN);
+	wr32(t + HOFF + 16 + 4, 4); /* the first tag's size */
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "has a bad size 4");
+	memcpy(t, img, IMG_LEN);
+	wr32(t + HOFF + 16 + 4, 0x1000); /* past the header */
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "has a bad size");
+	free(img);
+	img = make_mb2(NULL, 0, 0);
+	memcpy(t, img, IMG_LEN);
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "no end tag");
+	struct mb2_tag_spec bad[] = {{5, 0, 3, {1024, 768, 32}}, {99, 0, 0, {0}}, {1, 0, 2, {6, 8}}};
+	const char *why[] = {"(tag type 5)", "(tag type 99)", "information corral does not give (type 8)"};
+	for (int k = 0; k < 3; k++) {
+		free(img);
+		img = make_mb2(&bad[k], 1, 1);
+		expect_err(boot_mb(img, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), why[k]);
+	}
+	free(img);
+	img = make_mb2(NULL, 0, 1);
+	memcpy(t, img, IMG_LEN);
+	struct mb2_tag_spec noentry[] = {{2, 0, 4, {LOAD + HOFF, LOAD, 0, LOAD + 0x4000}}};
+	mb2_header(t, HOFF, 0, noentry, 1, 1);
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "address tag without an entry address tag");
+	memcpy(t, img, IMG_LEN);
+	wr32(t + MB2_ENTRY, LOAD + 0x5000); /* the entry tag's address */
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "entry_addr 0x105000 is outside");
+	memcpy(t, img, IMG_LEN);
+	wr32(t + MB2_LOAD_ADDR, 0x1000); /* load_addr below 1 MiB */
+	wr32(t + MB2_LOAD_ADDR - 4, 0x1000 + HOFF);
+	wr32(t + MB2_LOAD_ADDR + 8, 0x5000);
+	wr32(t + MB2_ENTRY, 0x1100);
+	expect_err(boot_mb(t, IMG_LEN, NULL, NULL, 64 * MiB, NULL, NULL), "outside guest RAM");
+	/* a command line that leaves no room for the information */
+	char *cl = malloc(700 * 1024);
+	memset(cl, 'x', 700 * 1024 - 1);
+	cl[700 * 1024 - 1] = 0;
+	expect_err(boot_mb(img, IMG_LEN, NULL, cl, 64 * MiB, NULL, NULL), "do not fit in the Multiboot boot data area");
+	free(cl);
+	free(t);
+	free(img);
+}
+
 /* Random changes to the headers of valid kernels: each boots or fails
  * with one line, never crashes (ASan/UBSan build). */
 static void test_mutations(void)
 {
-	uint8_t *img[3], *t = malloc(0x2000);
-	size_t len[3] = {IMG_LEN, 0, 0};
+	uint8_t *img[4], *t = malloc(0x2000);
+	size_t len[4] = {IMG_LEN, 0, 0, IMG_LEN};
 	img[0] = make_aout();
 	img[1] = make_elf(1, &len[1]);
 	img[2] = make_elf(2, &len[2]);
+	img[3] = make_mb2(NULL, 0, 1);
 	struct machine *m = new_machine(32 * MiB);
 	struct boot_config cfg = {.kernel = "mutant", .mem_size = 32 * MiB, .ncpus = 1};
 	int booted = 0;
-	for (int round = 0; round < 3000; round++) {
-		int k = round % 3;
+	for (int round = 0; round < 4000; round++) {
+		int k = round % 4;
 		memcpy(t, img[k], len[k]);
 		unsigned flips = 1 + (unsigned)(rnd() % 4);
 		for (unsigned f = 0; f < flips; f++) {
 			/* the ELF and program headers, the Multiboot header */
-			size_t at = rnd() & 1 ? rnd() % 0x180 : (k ? 0x1000 : HOFF) + rnd() % 32;
+			size_t at = k == 3	? HOFF + 8 + rnd() % 0x60 /* past the magic */
+				    : rnd() & 1 ? rnd() % 0x180
+						: (k ? 0x1000 : HOFF) + rnd() % 32;
 			t[at] = (uint8_t)rnd();
 		}
-		long hoff = multiboot_find(t, len[k]);
+		if (k == 3) /* a valid checksum, so that the tags are read */
+			wr32(t + HOFF + 12,
+			     (uint32_t) - (MULTIBOOT2_HEADER_MAGIC + rd32(t + HOFF + 4) + rd32(t + HOFF + 8)));
+		long hoff = k == 3 ? multiboot2_find(t, len[k]) : multiboot_find(t, len[k]);
 		if (hoff < 0)
 			continue;
 		struct cpu_state s;
 		errbuf[0] = 0;
-		int r = boot_multiboot(m, &s, &cfg, t, len[k], (size_t)hoff, errbuf, sizeof(errbuf));
+		int r = k == 3 ? boot_multiboot2(m, &s, &cfg, t, len[k], (size_t)hoff, errbuf, sizeof(errbuf))
+			       : boot_multiboot(m, &s, &cfg, t, len[k], (size_t)hoff, errbuf, sizeof(errbuf));
 		if (r == 0) {
 			booted++;
 			CHECK(s.rip >= MiB && s.rip < 32 * MiB);
@@ -520,7 +769,7 @@ static void test_mutations(void)
 	}
 	CHECK(booted > 0);
 	machine_destroy(m);
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		free(img[k]);
 	free(t);
 }
@@ -583,6 +832,7 @@ int main(void)
 	RUN(test_aout);
 	RUN(test_elf);
 	RUN(test_hostile);
+	RUN(test_mb2);
 	RUN(test_mutations);
 	RUN(test_seed_files);
 	RUN(test_debug_exit);
