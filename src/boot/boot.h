@@ -23,12 +23,13 @@ struct boot_config {
 };
 
 /* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
- * kernel's entry state (64-bit for Linux; 32-bit protected mode, EAX
- * 0x2badb002, EBX the information structure, for a Multiboot kernel: one
- * with a Multiboot header and no Linux setup header) (the caller then loads it into vCPU 0 and
- * calls cpu_flush). Returns 0, or -errno with a one-line message in err
- * ("kernel 'x': not a bzImage or ELF file (bad magic 0x1234)"). The kernel
- * and initrd are hostile input: every size and offset is checked. */
+ * kernel's entry state (the caller then loads it into vCPU 0 and calls
+ * cpu_flush): 64-bit for Linux; for a Multiboot kernel (a Multiboot 1 or 2
+ * header and no Linux setup header) 32-bit protected mode with EAX
+ * 0x2badb002 or 0x36d76289 and EBX the information structure. Returns 0,
+ * or -errno with a one-line message in err ("kernel 'x': not a bzImage or
+ * ELF file (bad magic 0x1234)"). The kernel and initrd are hostile input:
+ * every size and offset is checked. */
 int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err, size_t errlen);
 
 /* The command line when none is given: the console on COM1, kernel

@@ -1,4 +1,4 @@
-/* Multiboot (version 1) loader: finds the header, loads an ELF32, ELF64 or
+/* Multiboot loader (versions 1 and 2): finds the header, loads an ELF32, ELF64 or
  * a.out-kludge image, loads the modules, builds the Multiboot information
  * structure and sets the BSP up as the specification's "machine state". */
 #include <errno.h>

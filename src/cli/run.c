@@ -209,6 +209,7 @@ static void run_usage(FILE *f)
 		"source tree).\n\n"
 		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF); or a Multiboot (version 1)\n"
 		"                   kernel: ELF32, ELF64 or a.out kludge, entered in 32-bit mode\n"
+		"                   (Multiboot 2 kernels too)\n"
 		"  --initrd FILE    initramfs; for a Multiboot kernel FILE[,FILE...]: its modules\n"
 		"  --append S       kernel command line\n"
 		"  --mem SIZE       guest RAM, e.g. 512M or 2G (default 512M; a bare number is MiB)\n"

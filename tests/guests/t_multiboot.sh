@@ -1,6 +1,6 @@
 #!/bin/sh
 # Boots the Multiboot test kernels of tests/guests/mb (ELF32, ELF64, a.out
-# kludge) with `corral run --kernel`: each prints parts of its Multiboot
+# kludge; and a Multiboot 2 one) with `corral run --kernel`: each prints parts of its Multiboot
 # information on COM1 and leaves through isa-debug-exit. Checks the values
 # printed (flags, memory, command line, boot loader name, memory map,
 # modules), the exit status, the --device parser's and the loader's
@@ -74,6 +74,20 @@ for k in elf32.elf elf64.elf aout.bin; do
 	grep -q '^mods' "$tmp/out" && why="${why:+$why; }a module list without modules"
 	if [ -z "$why" ]; then ok; else bad "$k without modules" "$why"; fi
 done
+
+# The Multiboot 2 kernel: the tagged information
+run mb2.bin --mem 128M --device "$EXIT_DEV" --append "hello world" --initrd "$tmp/m1,$tmp/m2"
+why=
+[ "$rc" -eq 33 ] || why="exit status $rc, not 33"
+for line in "multiboot2: hello" "cmdline hello world" "loader corral" "mem_lower 0000027f" "mem_upper 0001fc00" \
+	"mmap 0000000000100000 0000000007f00000 00000001" "mmap 00000000e0000000 0000000010000000 00000002" \
+	"acpi RSD PTR " "mod 00000011 $tmp/m1: hello-module-one" "mod 0000000b $tmp/m2: SECOND"; do
+	has "$line" || why="${why:+$why; }no line '$line'"
+done
+[ "$(grep -c '^mmap' "$tmp/out")" -eq 4 ] || why="${why:+$why; }not 4 memory map entries"
+if [ -z "$why" ] && [ ! -s "$tmp/err" ]; then ok; else bad "mb2.bin with modules" "$why"; fi
+run mb2.bin --mem 64M --device "$EXIT_DEV"
+if [ "$rc" -eq 33 ] && has "cmdline " && ! grep -q '^mod' "$tmp/out"; then ok; else bad "mb2.bin alone" "exit $rc"; fi
 
 # The device's other ports and sizes. corral's port bus gives a device only
 # accesses that fit inside its ports, so the kernel's 4-byte OUT to a

@@ -777,8 +777,8 @@ static void test_mutations(void)
 /* The fuzzer's Multiboot seeds (tests/guests/mb's kernels) boot. */
 static void test_seed_files(void)
 {
-	static const char *const seeds[] = {"mb-elf32", "mb-elf64", "mb-aout"};
-	for (unsigned i = 0; i < 3; i++) {
+	static const char *const seeds[] = {"mb-elf32", "mb-elf64", "mb-aout", "mb2-flat"};
+	for (unsigned i = 0; i < 4; i++) {
 		char path[256];
 		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);
 		if (access(path, R_OK) < 0) {
@@ -792,7 +792,7 @@ static void test_seed_files(void)
 		if (ret < 0)
 			fprintf(stderr, "  %s: %s\n", seeds[i], errbuf);
 		CHECK_EQ_U64(ret, 0);
-		CHECK_EQ_U64(s.gpr[R_RAX], 0x2badb002);
+		CHECK_EQ_U64(s.gpr[R_RAX], i < 3 ? 0x2badb002 : 0x36d76289);
 		CHECK(s.rip > MiB && s.rip < MiB + 0x1000);
 		machine_destroy(m);
 	}
