@@ -207,6 +207,31 @@ $(BUILD)/tests/guests/%.bin: tests/guests/%.S tests/guests/guest.h
 tests: $(GUESTS_BIN)
 bench: $(GUESTS_BIN)
 
+# Multiboot test kernels (tests/guests/mb, see mb.h): the same 32-bit code
+# as an i386 ELF32, an x86-64 ELF64 and a flat a.out-kludge image, and a
+# flat Multiboot 2 kernel (mb2.bin), laid out by link.ld. tests/guests/t_multiboot.sh boots them.
+MB_DIR  := $(BUILD)/tests/guests/mb
+MB_BIN  := $(MB_DIR)/elf32.elf $(MB_DIR)/elf64.elf $(MB_DIR)/aout.bin $(MB_DIR)/mb2.bin
+MB_DEPS := tests/guests/mb/mb.h tests/guests/mb/link.ld
+
+$(MB_DIR)/%.s: tests/guests/mb/%.S $(MB_DEPS)
+	@mkdir -p $(dir $@)
+	gcc -E -P -Itests/guests/mb -o $@ $<
+
+$(MB_DIR)/elf32.elf: $(MB_DIR)/elf32.s
+	$(GUESTS_AS) --32 -o $(@:.elf=.o) $<
+	$(GUESTS_LD) -m elf_i386 -T tests/guests/mb/link.ld -o $@ $(@:.elf=.o)
+
+$(MB_DIR)/elf64.elf: $(MB_DIR)/elf64.s
+	$(GUESTS_AS) --64 -o $(@:.elf=.o) $<
+	$(GUESTS_LD) -m elf_x86_64 -z max-page-size=0x1000 -T tests/guests/mb/link.ld -o $@ $(@:.elf=.o)
+
+$(MB_DIR)/%.bin: $(MB_DIR)/%.s
+	$(GUESTS_AS) --32 -o $(@:.bin=.o) $<
+	$(GUESTS_LD) -m elf_i386 -T tests/guests/mb/link.ld --oformat binary -o $@ $(@:.bin=.o)
+
+tests: $(MB_BIN)
+
 # The devices' libFuzzer target (opt-in, like the others): `make fuzz-dev-run`.
 FUZZ_DEV_SRC := $(sort $(wildcard src/machine/*.c))
 

@@ -32,6 +32,7 @@ _corral_run()
 		;;
 	--net) COMPREPLY=($(compgen -W "user user,hostfwd=tcp: user,restrict=on tap,ifname=" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")); return ;;
+	--device) COMPREPLY=($(compgen -W "isa-debug-exit isa-debug-exit,iobase=0xf4,iosize=4" -- "$cur")); return ;;
 	--cpu-model) COMPREPLY=($(compgen -W "corral host" -- "$cur")); return ;;
 	--serial)
 		if [[ $cur == file:* ]]; then
@@ -46,7 +47,7 @@ _corral_run()
 	--append | --mem | --cpus) return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
-		--disk --net --rng --virtio-console --no-reboot --help" -- "$cur"))
+		--disk --net --rng --virtio-console --device --no-reboot --help" -- "$cur"))
 }
 
 _corral_exec()

@@ -1,6 +1,8 @@
-/* Linux boot: loads a bzImage or vmlinux ELF kernel and an initrd into a
- * machine's RAM, builds boot_params, e820, GDT, identity page tables and the
- * ACPI tables, and sets the BSP up for the 64-bit boot protocol. */
+/* Booting a kernel: loads a Linux bzImage or vmlinux ELF kernel and an
+ * initrd into a machine's RAM, builds boot_params, e820, GDT, identity page
+ * tables and the ACPI tables, and sets the BSP up for the 64-bit boot
+ * protocol; or loads a Multiboot kernel and its modules and enters it in
+ * 32-bit protected mode as the Multiboot specification says. */
 #ifndef CORRAL_BOOT_H
 #define CORRAL_BOOT_H
 
@@ -11,17 +13,23 @@ struct machine;
 struct cpu_state;
 
 struct boot_config {
-	const char *kernel, *initrd, *cmdline; /* initrd may be NULL; cmdline NULL: BOOT_DEFAULT_CMDLINE */
-	uint64_t mem_size;		       /* guest RAM in bytes (as the machine was made) */
-	unsigned ncpus;			       /* 1..MACHINE_MAX_CPUS */
-	const char *kernel_cache;	       /* decompressed kernels are kept here; NULL: nowhere */
+	/* initrd may be NULL (for a Multiboot kernel: FILE[,FILE...], its
+	 * modules); cmdline NULL: BOOT_DEFAULT_CMDLINE (Multiboot: "") */
+	const char *kernel, *initrd, *cmdline;
+	uint64_t mem_size;	  /* guest RAM in bytes (as the machine was made) */
+	unsigned ncpus;		  /* 1..MACHINE_MAX_CPUS */
+	const char *kernel_cache; /* decompressed kernels are kept here; NULL: nowhere */
+	int cmdline_default;	  /* cmdline is the caller's default for Linux, not the user's: Multiboot gets "" */
 };
 
 /* Loads cfg->kernel (and initrd, cmdline) into m and sets *bsp to the
- * kernel's 64-bit entry state (the caller then loads it into vCPU 0 and
- * calls cpu_flush). Returns 0, or -errno with a one-line message in err
- * ("kernel 'x': not a bzImage or ELF file (bad magic 0x1234)"). The kernel
- * and initrd are hostile input: every size and offset is checked. */
+ * kernel's entry state (the caller then loads it into vCPU 0 and calls
+ * cpu_flush): 64-bit for Linux; for a Multiboot kernel (a Multiboot 1 or 2
+ * header and no Linux setup header) 32-bit protected mode with EAX
+ * 0x2badb002 or 0x36d76289 and EBX the information structure. Returns 0,
+ * or -errno with a one-line message in err ("kernel 'x': not a bzImage or
+ * ELF file (bad magic 0x1234)"). The kernel and initrd are hostile input:
+ * every size and offset is checked. */
 int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err, size_t errlen);
 
 /* The command line when none is given: the console on COM1, kernel

@@ -26,6 +26,45 @@ void kcache_put(const char *cache, const uint8_t *in, size_t inlen, const uint8_
 int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_t len, uint64_t *entry, uint64_t *kend,
 		  char *err, size_t errlen);
 
+/* The PC memory map as firmware's e820 reports it (Linux's boot_params,
+ * Multiboot's memory map): up to BOOT_E820_MAX entries into map, returns
+ * how many. */
+#define BOOT_E820_MAX 8
+#define E820_TYPE_RAM 1
+#define E820_TYPE_RESERVED 2
+struct boot_e820 {
+	uint64_t addr, size;
+	uint32_t type;
+};
+unsigned boot_e820(uint64_t mem_size, struct boot_e820 *map);
+
+/* ---- Multiboot version 1 (multiboot.c) ---- */
+#define MULTIBOOT_SEARCH 8192 /* the header lies in the image's first 8 KiB */
+#define MULTIBOOT_HEADER_MAGIC 0x1badb002u
+#define MULTIBOOT_BOOTLOADER_MAGIC 0x2badb002u /* EAX at entry */
+struct boot_config;
+struct cpu_state;
+/* The offset of a Multiboot header (magic, 4-byte aligned, checksum) in
+ * img's first MULTIBOOT_SEARCH bytes, or -1. */
+long multiboot_find(const uint8_t *img, size_t len);
+/* Loads the Multiboot kernel img (its header at hoff) and cfg's modules
+ * (cfg->initrd: FILE[,FILE...]) into m, builds the information structure
+ * and sets *bsp to the 32-bit protected-mode entry state. 0 or -errno with
+ * one line in err; the image is hostile input. */
+int boot_multiboot(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
+		   size_t len, size_t hoff, char *err, size_t errlen);
+
+/* ---- Multiboot 2 (multiboot.c) ---- */
+#define MULTIBOOT2_SEARCH 32768 /* the header lies in the image's first 32 KiB, 8-byte aligned */
+#define MULTIBOOT2_HEADER_MAGIC 0xe85250d6u
+#define MULTIBOOT2_BOOTLOADER_MAGIC 0x36d76289u
+/* The offset of a Multiboot 2 header (magic, checksum) or -1. */
+long multiboot2_find(const uint8_t *img, size_t len);
+/* As boot_multiboot, for a Multiboot 2 kernel (i386 architecture): EAX
+ * 0x36d76289, EBX the tagged information structure. */
+int boot_multiboot2(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, const uint8_t *img,
+		    size_t len, size_t hoff, char *err, size_t errlen);
+
 /* ACPI layout inside [BOOT_ACPI_RSDP, BOOT_ACPI_END) */
 #define ACPI_XSDT_ADDR 0xe0040ull
 #define ACPI_FADT_ADDR 0xe0100ull

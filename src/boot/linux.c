@@ -569,6 +569,23 @@ static void synth_header(uint8_t *zp)
 
 /* ---- Tables and CPU state ---- */
 
+unsigned boot_e820(uint64_t mem_size, struct boot_e820 *map)
+{
+	uint64_t low_end = mem_size < MEM_LOW_END ? mem_size : MEM_LOW_END;
+	unsigned n = 0;
+
+	/* matches machine.h's PC memory map */
+	map[n++] = (struct boot_e820){0, MEM_EBDA_START, E820_RAM};
+	map[n++] = (struct boot_e820){MEM_EBDA_START, 0x100000 - MEM_EBDA_START, E820_RESERVED};
+	map[n++] = (struct boot_e820){0x100000, low_end - 0x100000, E820_RAM};
+	/* The ECAM window, as firmware reserves it: the kernel checks MCFG
+	 * against this before it uses the window. */
+	map[n++] = (struct boot_e820){MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE, E820_RESERVED};
+	if (mem_size > low_end)
+		map[n++] = (struct boot_e820){MEM_HIGH_START, mem_size - low_end, E820_RAM};
+	return n;
+}
+
 static void e820_add(uint8_t *zp, uint64_t addr, uint64_t size, uint32_t type)
 {
 	unsigned n = zp[BP_E820_ENTRIES];
@@ -745,6 +762,15 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 	if (ret < 0)
 		return ret;
 	memset(zp, 0, 0x1000);
+	long mb = -1, mb2 = -1;
+	/* Multiboot 1 before 2 when a kernel has both, as QEMU offers only 1 */
+	int linux_hdr = len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4);
+	if (!linux_hdr && ((mb = multiboot_find(img, len)) >= 0 || (mb2 = multiboot2_find(img, len)) >= 0)) {
+		ret = mb >= 0 ? boot_multiboot(m, bsp, cfg, img, len, (size_t)mb, err, errlen)
+			      : boot_multiboot2(m, bsp, cfg, img, len, (size_t)mb2, err, errlen);
+		free(img);
+		return ret;
+	}
 	if (len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4)) {
 		ret = load_bzimage(m, path, cfg->kernel_cache, img, len, low_end, zp, &entry, &kend, err, errlen);
 	} else if (len >= 4 && !memcmp(img,
@@ -799,14 +825,10 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
 		put32(zp + BP_EXT_RAMDISK_SIZE, (uint32_t)(rd_size >> 32));
 	}
 
-	/* e820: matches machine.h's PC memory map. */
-	e820_add(zp, 0, MEM_EBDA_START, E820_RAM);
-	e820_add(zp, MEM_EBDA_START, 0x100000 - MEM_EBDA_START, E820_RESERVED);
-	e820_add(zp, 0x100000, low_end - 0x100000, E820_RAM);
-	/* The ECAM window, as firmware reserves it: the kernel checks MCFG
-	 * against this before it uses the window. */
-	e820_add(zp, MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE, E820_RESERVED);
-	e820_add(zp, MEM_HIGH_START, high, E820_RAM);
+	struct boot_e820 map[BOOT_E820_MAX];
+	unsigned nmap = boot_e820(cfg->mem_size, map);
+	for (unsigned k = 0; k < nmap; k++)
+		e820_add(zp, map[k].addr, map[k].size, map[k].type);
 
 	ret = acpi_build(m, cfg->ncpus);
 	if (ret < 0) {
@@ -831,7 +853,8 @@ int boot_default_guest(const char *dir, char *kernel, char *initrd, size_t len, 
 		return -ENAMETOOLONG;
 	}
 	if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0) {
-		boot_err(err, errlen, "no default guest in %s: build it with corral-mkguest (tools/mkguest.sh in a "
+		boot_err(err, errlen,
+			 "no default guest in %s: build it with corral-mkguest (tools/mkguest.sh in a "
 			 "source tree), or give --kernel",
 			 dir);
 		return -ENOENT;

@@ -202,13 +202,15 @@ static void run_usage(FILE *f)
 		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]]...\n"
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
-		"                  [--virtio-console]\n"
+		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
 		"                  [--no-reboot]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
-		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF)\n"
-		"  --initrd FILE    initramfs\n"
+		"  --kernel FILE    Linux kernel: bzImage or vmlinux (ELF); or a Multiboot (version 1)\n"
+		"                   kernel: ELF32, ELF64 or a.out kludge, entered in 32-bit mode\n"
+		"                   (Multiboot 2 kernels too)\n"
+		"  --initrd FILE    initramfs; for a Multiboot kernel FILE[,FILE...]: its modules\n"
 		"  --append S       kernel command line\n"
 		"  --mem SIZE       guest RAM, e.g. 512M or 2G (default 512M; a bare number is MiB)\n"
 		"  --cpus N         virtual CPUs, 1-%d (default 1)\n"
@@ -232,6 +234,9 @@ static void run_usage(FILE *f)
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
+		"  --device SPEC    isa-debug-exit[,iobase=N][,iosize=N]: as QEMU's (ports 0x501-0x502\n"
+		"                   by default); a guest write of V ends corral with exit status\n"
+		"                   (V << 1) | 1\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
@@ -292,6 +297,70 @@ static int parse_disk(const char *arg, struct run_opts *o)
 	return 0;
 }
 
+/* A port number or count for --device: decimal or 0x hex, at most max. */
+static int parse_port_num(const char *s, unsigned long max, uint16_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v > max)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* --device isa-debug-exit[,iobase=N][,iosize=N] (QEMU's device and options) */
+static int parse_device(const char *arg, struct vm_config *c)
+{
+	const char *opt = strchr(arg, ',');
+	size_t nlen = opt ? (size_t)(opt - arg) : strlen(arg);
+	if (nlen != strlen("isa-debug-exit") || strncmp(arg, "isa-debug-exit", nlen)) {
+		fprintf(stderr, "corral: --device '%s': unknown device '%.*s' (known: isa-debug-exit)\n", arg,
+			(int)nlen, arg);
+		return -1;
+	}
+	if (c->debug_exit.on) {
+		fprintf(stderr, "corral: --device '%s': isa-debug-exit given twice\n", arg);
+		return -1;
+	}
+	c->debug_exit.on = 1;
+	c->debug_exit.iobase = VM_DEBUG_EXIT_IOBASE;
+	c->debug_exit.iosize = VM_DEBUG_EXIT_IOSIZE;
+	while (opt) {
+		const char *o = opt + 1, *next = strchr(o, ',');
+		size_t olen = next ? (size_t)(next - o) : strlen(o);
+		char val[32];
+		uint16_t *dst = NULL;
+		unsigned long max = 0;
+		if (olen > 7 && !strncmp(o, "iobase=", 7)) {
+			dst = &c->debug_exit.iobase;
+			max = 0xffff;
+		} else if (olen > 7 && !strncmp(o, "iosize=", 7)) {
+			dst = &c->debug_exit.iosize;
+			max = 0x100;
+		}
+		if (!dst) {
+			fprintf(stderr, "corral: --device '%s': unknown option '%.*s' (known: iobase=N, iosize=N)\n",
+				arg, (int)olen, o);
+			return -1;
+		}
+		if (olen - 7 >= sizeof(val) || (memcpy(val, o + 7, olen - 7), val[olen - 7] = 0, 0) ||
+		    parse_port_num(val, max, dst) < 0 || (dst == &c->debug_exit.iosize && !*dst)) {
+			fprintf(stderr,
+				"corral: --device '%s': '%.*s' must be a number (0x hex allowed) up to 0x%lx%s\n", arg,
+				(int)olen, o, max, dst == &c->debug_exit.iosize ? ", at least 1" : "");
+			return -1;
+		}
+		opt = next;
+	}
+	if ((uint32_t)c->debug_exit.iobase + c->debug_exit.iosize > 0x10000) {
+		fprintf(stderr, "corral: --device '%s': ports 0x%x + %u run past 0xffff\n", arg, c->debug_exit.iobase,
+			c->debug_exit.iosize);
+		return -1;
+	}
+	return 0;
+}
+
 static void disks_free(struct run_opts *o)
 {
 	for (unsigned k = 0; k < o->cfg.ndisks; k++)
@@ -317,6 +386,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_NET,
 		OPT_RNG,
 		OPT_HVC,
+		OPT_DEVICE,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -338,6 +408,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"net", required_argument, NULL, OPT_NET},
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"virtio-console", no_argument, NULL, OPT_HVC},
+		{"device", required_argument, NULL, OPT_DEVICE},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -362,6 +433,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_HVC: c->hvc = 1; break;
 		case OPT_DISK:
 			if (parse_disk(optarg, o) < 0)
+				return -1;
+			break;
+		case OPT_DEVICE:
+			if (parse_device(optarg, c) < 0)
 				return -1;
 			break;
 		case OPT_NET:
@@ -567,6 +642,8 @@ int cmd_run(int argc, char **argv)
 		status = 1;
 		break;
 	case VM_END_QUIT: status = run_signal ? 128 + run_signal : 0; break;
+	/* as QEMU: exit((V << 1) | 1), of which the host keeps the low byte */
+	case VM_END_EXIT_DEVICE: status = (int)(ex.status & 0xff); break;
 	default:
 		if (ex.msg[0])
 			fprintf(stderr, "corral: %s\n", ex.msg);

@@ -200,6 +200,7 @@ static int load_guest(struct vm *vm, struct machine *m, char *err, size_t errlen
 	struct boot_config bc = {.kernel = o->kernel,
 				 .initrd = o->initrd,
 				 .cmdline = o->cmdline ? o->cmdline : "console=ttyS0",
+				 .cmdline_default = !o->cmdline,
 				 .mem_size = o->mem,
 				 .ncpus = o->cpus,
 				 .kernel_cache = o->kernel_cache};
@@ -234,6 +235,14 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 	err[0] = 0;
 	if (o->bench_t0)
 		bus_register_pio(m, 0x80, 1, NULL, bench_port_write, vm);
+	if (o->debug_exit.on &&
+	    (r = debug_exit_register(&vm->dbgexit, m, o->debug_exit.iobase, o->debug_exit.iosize)) < 0) {
+		snprintf(err, errlen, "isa-debug-exit: cannot use ports 0x%x-0x%x: %s", o->debug_exit.iobase,
+			 o->debug_exit.iobase + o->debug_exit.iosize - 1,
+			 r == -EBUSY ? "another device has them" : strerror(-r));
+		machine_destroy(m);
+		return r;
+	}
 	r = load_guest(vm, m, err, errlen);
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
 	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {

@@ -72,6 +72,15 @@ char *vm_config_to_json(const struct vm_config *c)
 	r |= put(o, "rng", json_boolean(c->rng));
 	r |= put(o, "hvc", json_boolean(c->hvc));
 	r |= put(o, "no_reboot", json_boolean(c->no_reboot));
+	if (c->debug_exit.on) {
+		json_t *dx = json_object();
+		r |= put(o, "debug_exit", dx);
+		r |= dx ? 0 : -ENOMEM;
+		if (dx) {
+			r |= put(dx, "iobase", json_integer(c->debug_exit.iobase));
+			r |= put(dx, "iosize", json_integer(c->debug_exit.iosize));
+		}
+	}
 	r |= put_str(o, "serial_path", c->serial_path);
 	r |= put_str(o, "guest_dir", c->guest_dir);
 	r |= put_str(o, "kernel_cache", c->kernel_cache);
@@ -231,6 +240,39 @@ static int read_cpu(struct reader *rd, json_t *jc, struct cpu_opts *o)
 	return 0;
 }
 
+/* {"iobase": N, "iosize": N}: isa-debug-exit on those ports (absent keys:
+ * QEMU's defaults) */
+static int read_debug_exit(struct reader *rd, json_t *jx, struct vm_config *c)
+{
+	const char *key;
+	json_t *v;
+	uint64_t n;
+	int r = 0;
+	if (!json_is_object(jx))
+		return fail(rd, "'debug_exit' must be an object");
+	c->debug_exit.on = 1;
+	c->debug_exit.iobase = VM_DEBUG_EXIT_IOBASE;
+	c->debug_exit.iosize = VM_DEBUG_EXIT_IOSIZE;
+	json_object_foreach(jx, key, v)
+	{
+		if (!strcmp(key, "iobase")) {
+			if (!(r = get_u64(rd, "debug_exit.iobase", v, 0, 0xffff, &n)))
+				c->debug_exit.iobase = (uint16_t)n;
+		} else if (!strcmp(key, "iosize")) {
+			if (!(r = get_u64(rd, "debug_exit.iosize", v, 1, 0x100, &n)))
+				c->debug_exit.iosize = (uint16_t)n;
+		} else {
+			r = fail(rd, "unknown key 'debug_exit.%.64s' (known: iobase, iosize)", key);
+		}
+		if (r)
+			return r;
+	}
+	if ((uint32_t)c->debug_exit.iobase + c->debug_exit.iosize > 0x10000)
+		return fail(rd, "'debug_exit' ports 0x%x + %u run past 0xffff", c->debug_exit.iobase,
+			    c->debug_exit.iosize);
+	return 0;
+}
+
 static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_config *c)
 {
 	uint64_t n;
@@ -282,6 +324,8 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 		return get_bool(rd, key, v, &c->realtime_idle);
 	if (!strcmp(key, "cpu"))
 		return read_cpu(rd, v, &c->cpu_opts);
+	if (!strcmp(key, "debug_exit"))
+		return read_debug_exit(rd, v, c);
 	if (!strcmp(key, "disks")) {
 		if (!json_is_array(v) || json_array_size(v) > VM_MAX_DISKS)
 			return fail(rd, "'disks' must be an array of at most %d disks", VM_MAX_DISKS);
@@ -303,7 +347,7 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 	return fail(rd,
 		    "unknown key '%.64s' (known: kernel, initrd, cmdline, flat, mem, cpus, engine, cpu_model, "
 		    "disks, nets, rng, hvc, no_reboot, serial_path, guest_dir, kernel_cache, realtime_idle, "
-		    "ps_per_insn, cpu)",
+		    "ps_per_insn, cpu, debug_exit)",
 		    key);
 }
 

@@ -221,6 +221,10 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 			res = engine_run(other, vm->m, &mid, &host);
 		}
 		exit_from(ex, &res);
+		if (res.end == ENGINE_POWER_OFF && vm->dbgexit.written) {
+			ex->end = VM_END_EXIT_DEVICE;
+			ex->status = vm->dbgexit.status;
+		}
 		if (res.end != ENGINE_RESET || vm->ctl.stop)
 			break;
 		pthread_mutex_lock(&vm->lock);

@@ -34,6 +34,8 @@
 #define VM_MAX_DISKS 16
 #define VM_MAX_NETS 4
 #define VM_DISK_SERIAL_MAX 20
+#define VM_DEBUG_EXIT_IOBASE 0x501 /* QEMU's isa-debug-exit defaults */
+#define VM_DEBUG_EXIT_IOSIZE 2
 
 struct vm;
 
@@ -65,6 +67,13 @@ struct vm_config {
 	int rng, hvc; /* a virtio-rng; a virtio-console (hvc0) taking the console's input */
 	int no_reboot;
 	uint64_t handover; /* tests: move to the other engine after this many instructions/exits */
+	/* isa-debug-exit (tests, as QEMU's): a guest write of V to one of its
+	 * ports [iobase, iobase + iosize) ends the VM with VM_END_EXIT_DEVICE
+	 * and status (V << 1) | 1. */
+	struct {
+		int on;
+		uint16_t iobase, iosize;
+	} debug_exit;
 
 	/* ---- The host side ---- */
 	/* COM1's (and hvc0's) output: serial_path (created or truncated), else
@@ -100,7 +109,8 @@ void vm_config_init(struct vm_config *c);
  *  "rng": BOOL, "hvc": BOOL, "no_reboot": BOOL, "serial_path": PATH,
  *  "guest_dir": PATH, "kernel_cache": PATH, "realtime_idle": BOOL,
  *  "ps_per_insn": N, "cpu": {"jit": BOOL, "jit_hot": N, "jit_stats": BOOL,
- *  "jit_perfmap": BOOL, "trace": BOOL}}
+ *  "jit_perfmap": BOOL, "trace": BOOL}, "debug_exit": {"iobase": N,
+ *  "iosize": N} (present: the device is on)}
  * Callbacks and descriptors (serial_fd, poll_input, log, ...) are not part
  * of it. Absent keys keep vm_config_init's defaults. */
 #define VM_CONFIG_JSON_MAX (64 * 1024)
@@ -120,14 +130,16 @@ enum vm_end {
 	VM_END_HUNG, /* every vCPU halted with nothing that could wake them */
 	VM_END_QUIT, /* vm_stop / vm_stop_async, or the console input asked */
 	VM_END_ERROR,
+	VM_END_EXIT_DEVICE, /* the guest wrote to isa-debug-exit: status */
 };
 
 struct vm_exit {
 	enum vm_end end;
-	unsigned cpu;  /* TRIPLE_FAULT: the vCPU */
-	uint64_t rip;  /* TRIPLE_FAULT, HUNG: where */
-	int err;       /* ERROR: -errno */
-	char msg[512]; /* ERROR: one line, "" if the engine said nothing */
+	unsigned cpu;	 /* TRIPLE_FAULT: the vCPU */
+	uint64_t rip;	 /* TRIPLE_FAULT, HUNG: where */
+	int err;	 /* ERROR: -errno */
+	uint32_t status; /* EXIT_DEVICE: (V << 1) | 1 for the value V written */
+	char msg[512];	 /* ERROR: one line, "" if the engine said nothing */
 };
 
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t errlen);

@@ -8,6 +8,7 @@
 
 #include "backend/net.h"
 #include "cpu/cpu.h"
+#include "machine/debug_exit.h"
 #include "vm/vm.h"
 
 struct machine;
@@ -34,6 +35,7 @@ struct vm {
 	enum vm_state state;
 	int reset_req; /* lock: vm_reset asked for this reset */
 	int bench_seen;
+	struct debug_exit dbgexit; /* cfg.debug_exit.on: on the machine's ports */
 
 	struct engine_ctl ctl;
 	pthread_t thr;

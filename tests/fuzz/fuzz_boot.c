@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static char path[64];
 	struct cpu_state s;
 	char err[256];
-	struct boot_config cfg = {path, NULL, "console=ttyS0", FUZZ_MEM, 2, NULL};
+	struct boot_config cfg = {path, NULL, "console=ttyS0", FUZZ_MEM, 2, NULL, 0};
 
 	if (fd < 0) {
 		/* fuzz inputs never go into the user's kernel cache */

@@ -195,7 +195,7 @@ static int boot_bytes(const uint8_t *k, size_t klen, const void *rd, size_t rdle
 		      unsigned ncpus, struct machine **mp, struct cpu_state *s)
 {
 	char kpath[256], rpath[256];
-	struct boot_config cfg = {kpath, rd ? rpath : NULL, cmdline, mem, ncpus, test_kcache};
+	struct boot_config cfg = {kpath, rd ? rpath : NULL, cmdline, mem, ncpus, test_kcache, 0};
 	struct machine *m = new_machine(mem, ncpus ? ncpus : 1);
 	struct cpu_state dummy;
 	int ret;
@@ -773,7 +773,7 @@ static void test_hostile(void)
 	{
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = {"/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1, NULL};
+		struct boot_config cfg = {"/nonexistent/vmlinuz", NULL, "", 32 * MiB, 1, NULL, 0};
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), ENOENT, "kernel '/nonexistent/vmlinuz'");
 		cfg.kernel = tmpdir;
 		expect_err(boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf)), 0, "not a regular file");
@@ -882,7 +882,7 @@ static void test_real_kernel(void)
 
 	struct machine *m = new_machine(512 * MiB, 2);
 	struct cpu_state s;
-	struct boot_config cfg = {kpath, rpath, "console=ttyS0", 512 * MiB, 2, NULL};
+	struct boot_config cfg = {kpath, rpath, "console=ttyS0", 512 * MiB, 2, NULL, 0};
 	int ret = boot_linux(m, &s, &cfg, errbuf, sizeof(errbuf));
 	if (ret < 0)
 		fprintf(stderr, "  %s\n", errbuf);
@@ -924,7 +924,7 @@ static void test_seed_files(void)
 	for (unsigned i = 0; i < 5; i++) {
 		struct machine *m = new_machine(32 * MiB, 1);
 		struct cpu_state s;
-		struct boot_config cfg = {path, NULL, "", 32 * MiB, 1, NULL};
+		struct boot_config cfg = {path, NULL, "", 32 * MiB, 1, NULL, 0};
 		int ret;
 
 		snprintf(path, sizeof(path), "tests/fuzz/seeds/boot/%s", seeds[i]);

@@ -49,6 +49,11 @@ static void check_same(const struct vm_config *a, const struct vm_config *b)
 	CHECK_EQ_U64(a->cpu_opts.jit_stats, b->cpu_opts.jit_stats);
 	CHECK_EQ_U64(a->cpu_opts.jit_perfmap, b->cpu_opts.jit_perfmap);
 	CHECK_EQ_U64(a->cpu_opts.trace, b->cpu_opts.trace);
+	CHECK_EQ_U64(a->debug_exit.on, b->debug_exit.on);
+	if (a->debug_exit.on && b->debug_exit.on) {
+		CHECK_EQ_U64(a->debug_exit.iobase, b->debug_exit.iobase);
+		CHECK_EQ_U64(a->debug_exit.iosize, b->debug_exit.iosize);
+	}
 }
 
 /* c -> JSON -> c2 -> JSON again: both texts and both configs agree. */
@@ -101,6 +106,9 @@ static void test_roundtrip(void)
 	c.kernel_cache = "/var/cache/corral";
 	c.ps_per_insn = 0;
 	c.cpu_opts = (struct cpu_opts){.jit = 0, .jit_hot = 3, .jit_stats = 1, .jit_perfmap = 1, .trace = 1};
+	c.debug_exit.on = 1;
+	c.debug_exit.iobase = 0xf4;
+	c.debug_exit.iosize = 4;
 	roundtrip(&c);
 
 	vm_config_init(&c);
@@ -154,6 +162,10 @@ static void test_errors(void)
 	expect_error("{\"kernel\": \"k\", \"colour\": \"red\"}", "unknown key 'colour' (known: kernel,");
 	expect_error("{\"disks\": [{\"path\": \"a\", \"speed\": 1}]}", "unknown key 'disks[0].speed'");
 	expect_error("{\"cpu\": {\"jit\": true, \"turbo\": true}}", "unknown key 'cpu.turbo'");
+	expect_error("{\"debug_exit\": {\"port\": 1}}", "unknown key 'debug_exit.port' (known: iobase, iosize)");
+	expect_error("{\"debug_exit\": {\"iosize\": 0}}", "'debug_exit.iosize' is 0: must be from 1 to 256");
+	expect_error("{\"debug_exit\": {\"iobase\": 65534, \"iosize\": 4}}", "run past 0xffff");
+	expect_error("{\"debug_exit\": true}", "'debug_exit' must be an object");
 	expect_error("{\"cpus\": 0}", "'cpus' is 0: must be from 1 to 64");
 	expect_error("{\"cpus\": 65}", "'cpus' is 65: must be from 1 to 64");
 	expect_error("{\"cpus\": -1}", "'cpus' is -1: must be from 1 to 64");
