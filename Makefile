@@ -148,6 +148,10 @@ LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -ljansson -Wl,-Bdynamic
 else
 LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp -ljansson
 endif
+# The control API (src/api/api.c) serves HTTP with libmicrohttpd
+# (Debian: libmicrohttpd-dev), linked dynamically: its archive would pull
+# in GnuTLS and its dependencies, which the API does not use.
+LDLIBS += -lmicrohttpd
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).
 LDLIBS += -ldl

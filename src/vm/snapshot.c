@@ -294,14 +294,13 @@ out:
 	return r;
 }
 
-/* DIR/name.tmp, written by fn, then renamed over DIR/name. */
-static int write_file(struct vm *vm, const char *dir, const char *name,
-		      int (*fn)(struct vm *vm, int fd, char *err, size_t errlen), char *err, size_t errlen)
+/* path.tmp, written by fn, then renamed over path. */
+static int write_file(struct vm *vm, const char *path, int (*fn)(struct vm *vm, int fd, char *err, size_t errlen),
+		      char *err, size_t errlen)
 {
-	char tmp[PATH_MAX], path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
-	    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp)) {
-		snprintf(err, errlen, "snapshot directory '%s': name too long", dir);
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "'%s': name too long", path);
 		return -ENAMETOOLONG;
 	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -333,14 +332,14 @@ static int write_memory(struct vm *vm, int fd, char *err, size_t errlen)
 	return r;
 }
 
-int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, char *err, size_t errlen)
 {
 	if (vm->kind != ENGINE_EMU) {
 		snprintf(err, errlen, "snapshots need the emu engine (the %s engine's vCPU state is not saved yet)",
 			 vm_engine_name(vm));
 		return -ENOTSUP;
 	}
-	int paused = __atomic_load_n(&vm->ctl.pause_req, __ATOMIC_SEQ_CST);
+	int paused = vm_is_paused(vm);
 	int r = vm_pause(vm);
 	if (r < 0) {
 		snprintf(err, errlen, "the VM is not running");
@@ -354,21 +353,29 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 	if (!vm->m || !valid) {
 		snprintf(err, errlen, "the VM is not running");
 		r = -ESRCH;
-		goto out;
+	} else if ((r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
+		r = write_file(vm, state_path, write_state, err, errlen);
 	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		r = -errno;
-		snprintf(err, errlen, "snapshot directory '%s': %s", dir, strerror(-r));
-		goto out;
-	}
-	if ((r = write_file(vm, dir, "memory", write_memory, err, errlen)) < 0)
-		goto out;
-	r = write_file(vm, dir, "state", write_state, err, errlen);
-out:
 	pthread_mutex_unlock(&vm->lock);
 	if (!paused)
 		vm_resume(vm);
 	return r;
+}
+
+int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	char sp[PATH_MAX], mp[PATH_MAX];
+	if (snprintf(sp, sizeof(sp), "%s/state", dir) >= (int)sizeof(sp) ||
+	    snprintf(mp, sizeof(mp), "%s/memory", dir) >= (int)sizeof(mp)) {
+		snprintf(err, errlen, "snapshot directory '%s': name too long", dir);
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		int r = -errno;
+		snprintf(err, errlen, "snapshot directory '%s': %s", dir, strerror(-r));
+		return r;
+	}
+	return vm_save_files(vm, sp, mp, err, errlen);
 }
 
 /* ---- Restoring ---- */

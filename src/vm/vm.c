@@ -332,6 +332,28 @@ int vm_pause(struct vm *vm)
 	return engine_pause(&vm->ctl);
 }
 
+void vm_pause_async(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	__atomic_store_n(&vm->ctl.pause_req, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->ctl.lock);
+}
+
+int vm_is_paused(struct vm *vm)
+{
+	return __atomic_load_n(&vm->ctl.pause_req, __ATOMIC_SEQ_CST) != 0;
+}
+
+int vm_is_running(struct vm *vm)
+{
+	return vm_running(vm);
+}
+
+const struct vm_config *vm_get_config(const struct vm *vm)
+{
+	return &vm->cfg;
+}
+
 void vm_resume(struct vm *vm)
 {
 	engine_resume(&vm->ctl);
