@@ -64,9 +64,17 @@ $(CORRAL): $(CLI_OBJ) $(LIB)
 # when started under that name, linked statically: a guest's execve starts
 # it again inside the container's root, where no host libraries are.
 # (The sanitizer build links it as corral, dynamically.)
-$(RUNC): $(CLI_OBJ) $(LIB)
+# Its own main (built with CORRAL_RUNC_ONLY) knows exec and oci alone, so
+# nothing of the system VMs' control API (libmicrohttpd) is linked in.
+RUNC_OBJ := $(BUILD)/src/cli/main_runc.o $(BUILD)/src/cli/exec.o $(BUILD)/src/cli/args.o $(BUILD)/src/cli/oci.o
+
+$(BUILD)/src/cli/main_runc.o: src/cli/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DCORRAL_RUNC_ONLY -MMD -MP -c -o $@ $<
+
+$(RUNC): $(CLI_OBJ) $(RUNC_OBJ) $(LIB)
 ifeq ($(SANITIZE),)
-	$(CC) $(LDFLAGS) -static -o $@ $(CLI_OBJ) $(LIB) $(filter-out -Wl$(comma)-Bstatic -Wl$(comma)-Bdynamic,$(LDLIBS))
+	$(CC) $(LDFLAGS) -static -o $@ $(RUNC_OBJ) $(LIB) $(filter-out -Wl$(comma)-Bstatic -Wl$(comma)-Bdynamic -lmicrohttpd,$(LDLIBS))
 else
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
 endif
@@ -169,6 +177,10 @@ LDLIBS += -Wl,-Bstatic -lz -llzma -lzstd -llz4 -lseccomp -ljansson -Wl,-Bdynamic
 else
 LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp -ljansson
 endif
+# The control API (src/api/api.c) serves HTTP with libmicrohttpd
+# (Debian: libmicrohttpd-dev), linked dynamically: its archive would pull
+# in GnuTLS and its dependencies, which the API does not use.
+LDLIBS += -lmicrohttpd
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).
 LDLIBS += -ldl

@@ -14,6 +14,8 @@ int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
 
 int cmd_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_oci(int argc, char **argv);

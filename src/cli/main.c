@@ -12,9 +12,13 @@ struct command {
 
 static const struct command commands[] = {
 	{"exec", cmd_exec, "run one x86-64 Linux program in a process VM"},
+#ifndef CORRAL_RUNC_ONLY /* corral-runc's static build: process VMs and the runtime only */
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
+	{"snapshot", cmd_snapshot, "save a running VM's state through its API socket"},
+	{"restore", cmd_restore, "continue a VM from a snapshot in the foreground"},
 	{"info", cmd_info, "what /dev/kvm offers here and which engine auto picks"},
 	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},
+#endif
 	{"oci", cmd_oci, "the OCI runtime for Podman and containerd (runc's commands; also corral-runc)"},
 };
 

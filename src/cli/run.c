@@ -1,6 +1,7 @@
 /* `corral run`: boot a system VM in the foreground: a Linux kernel (or the
  * guest kit's default), COM1 on the terminal (raw mode, Ctrl-A x quits) or a
- * file, on the emu or the kvm engine. The VM itself is vm/'s: this file
+ * file, on the emu or the kvm engine; `corral restore`: the same from a
+ * snapshot. The VM itself is vm/'s, the control API api/'s: this file
  * parses options into a struct vm_config, runs the VM and prints. */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
@@ -25,6 +27,10 @@ enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 struct run_opts {
 	struct vm_config cfg;
 	char *disk_copy[VM_MAX_DISKS]; /* the strdup'd --disk options cfg.disk points into */
+	const char *api_sock;	       /* --api-sock PATH */
+	const char *restore;	       /* corral restore: the snapshot directory */
+	int paused;		       /* corral restore --paused */
+	const char *guest_opt;	       /* the first option that configures the guest */
 };
 
 /* ---- The terminal ---- */
@@ -203,7 +209,7 @@ static void run_usage(FILE *f)
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
-		"                  [--no-reboot]\n\n"
+		"                  [--no-reboot] [--api-sock PATH]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -238,6 +244,8 @@ static void run_usage(FILE *f)
 		"                   by default); a guest write of V ends corral with exit status\n"
 		"                   (V << 1) | 1\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n"
+		"  --api-sock PATH  serve the control API (HTTP/JSON, docs/api.yaml) on a unix\n"
+		"                   socket at PATH: pause, resume, snapshots ('corral snapshot')\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -368,7 +376,20 @@ static void disks_free(struct run_opts *o)
 	o->cfg.ndisks = 0;
 }
 
-static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mode *serial)
+static void restore_usage(FILE *f)
+{
+	fprintf(f, "usage: corral restore DIR [--serial stdio|file:PATH|none] [--paused] [--api-sock PATH]\n\n"
+		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
+		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
+		   "The machine's configuration comes from the snapshot.\n\n"
+		   "  --serial S       COM1 on stdio (default), file:PATH, or none\n"
+		   "  --paused         stay paused until the API's PATCH /vm {\"state\": \"Resumed\"}\n"
+		   "  --api-sock PATH  serve the control API on a unix socket at PATH\n"
+		   "  -h, --help       show this help\n");
+}
+
+/* restore: DIR is the one argument, and the guest's options are refused. */
+static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mode *serial, int restore)
 {
 	enum {
 		OPT_KERNEL = 256,
@@ -387,6 +408,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_RNG,
 		OPT_HVC,
 		OPT_DEVICE,
+		OPT_API_SOCK,
+		OPT_PAUSED,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -409,6 +432,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"rng", no_argument, NULL, OPT_RNG},
 		{"virtio-console", no_argument, NULL, OPT_HVC},
 		{"device", required_argument, NULL, OPT_DEVICE},
+		{"api-sock", required_argument, NULL, OPT_API_SOCK},
+		{"paused", no_argument, NULL, OPT_PAUSED},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -423,7 +448,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && !o->guest_opt)
+			o->guest_opt = argv[optind - 1];
 		switch (opt) {
+		case OPT_API_SOCK: o->api_sock = optarg; break;
+		case OPT_PAUSED: o->paused = 1; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -514,12 +543,34 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 			}
 			break;
 		case 'h':
-		case OPT_HELP: run_usage(stdout); return 1;
+		case OPT_HELP:
+			if (restore)
+				restore_usage(stdout);
+			else
+				run_usage(stdout);
+			return 1;
 		default:
-			fprintf(stderr, "corral: run: unknown or incomplete option '%s' (see 'corral run --help')\n",
-				argv[optind - 1]);
+			fprintf(stderr, "corral: %s: unknown or incomplete option '%s' (see 'corral %s --help')\n",
+				argv[0], argv[optind - 1], argv[0]);
 			return -1;
 		}
+	}
+	if (restore) {
+		if (o->guest_opt) {
+			fprintf(stderr, "corral: restore: %s: the VM's configuration comes from the snapshot\n",
+				o->guest_opt);
+			return -1;
+		}
+		if (optind + 1 != argc) {
+			fprintf(stderr, "corral: restore: give the snapshot directory (see 'corral restore --help')\n");
+			return -1;
+		}
+		o->restore = argv[optind];
+		return 0;
+	}
+	if (o->paused) {
+		fprintf(stderr, "corral: run: --paused is an option of 'corral restore'\n");
+		return -1;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "corral: run: unexpected argument '%s' (see 'corral run --help')\n", argv[optind]);
@@ -560,12 +611,12 @@ static void run_reboot(void *opaque)
 		term_make_raw();
 }
 
-int cmd_run(int argc, char **argv)
+static int run_main(int argc, char **argv, int restore)
 {
 	struct run_opts o;
 	enum serial_mode serial;
 	char err[512];
-	int r = parse_args(argc, argv, &o, &serial);
+	int r = parse_args(argc, argv, &o, &serial, restore);
 	if (r) {
 		disks_free(&o);
 		return r > 0 ? 0 : 2;
@@ -604,9 +655,19 @@ int cmd_run(int argc, char **argv)
 	if (in_fd >= 0)
 		term_make_raw();
 	struct vm *vm;
-	if (vm_create(c, &vm, err, sizeof(err)) < 0) {
+	struct api *api = NULL;
+	if ((o.restore ? vm_restore(o.restore, c, &vm, err, sizeof(err)) : vm_create(c, &vm, err, sizeof(err))) < 0) {
 		term_restore();
 		fprintf(stderr, "corral: %s\n", err);
+		disks_free(&o);
+		return 1;
+	}
+	if (o.paused)
+		vm_pause_async(vm);
+	if (o.api_sock && api_start(o.api_sock, vm, CORRAL_VERSION, &api, err, sizeof(err)) < 0) {
+		term_restore();
+		fprintf(stderr, "corral: %s\n", err);
+		vm_destroy(vm);
 		disks_free(&o);
 		return 1;
 	}
@@ -654,7 +715,18 @@ int cmd_run(int argc, char **argv)
 		break;
 	}
 	run_vm = NULL;
+	api_stop(api);
 	vm_destroy(vm);
 	disks_free(&o);
 	return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	return run_main(argc, argv, 0);
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	return run_main(argc, argv, 1);
 }

@@ -131,6 +131,13 @@ void engine_ctl_detach(struct engine_ctl *ctl)
 	pthread_mutex_unlock(&ctl->lock);
 }
 
+void engine_ctl_vcpus_filled(struct engine_ctl *ctl)
+{
+	pthread_mutex_lock(&ctl->lock);
+	ctl->vcpus_valid = 1;
+	pthread_mutex_unlock(&ctl->lock);
+}
+
 uint64_t engine_ctl_pause_point(struct engine_ctl *ctl)
 {
 	if (!ctl)
@@ -154,6 +161,7 @@ uint64_t engine_ctl_pause_point(struct engine_ctl *ctl)
 		}
 		ctl->paused = 0;
 	}
+	ctl->vcpus_valid = 0;
 	pthread_mutex_unlock(&ctl->lock);
 	engine_ctl_drain(ctl);
 	return ctl_now_ns() - t0;

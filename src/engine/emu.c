@@ -269,6 +269,25 @@ static int emu_wait_host(struct emu *e, const struct engine_host *host, int *inp
 static void emu_pause_point(struct emu *e)
 {
 	uart_flush(&e->m->com1);
+	struct engine_ctl *ctl = e->ctl;
+	if (ctl && ctl->vcpus && ctl->nvcpus >= e->n) {
+		/* what a snapshot needs, while everything stands still */
+		uint64_t now = clock_ns(e->m);
+		for (unsigned k = 0; k < e->n; k++) {
+			struct cpu *c = &e->v[k].cpu;
+			struct engine_vcpu *o = &ctl->vcpus[k];
+			o->s = c->s;
+			o->s.rflags = cpu_get_rflags(c);
+			o->s.tsc = now + c->tsc_offset;
+			o->mp_state = e->v[k].state == VCPU_HALTED	? ENGINE_VCPU_HALTED
+				      : e->v[k].state == VCPU_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI
+									: ENGINE_VCPU_RUNNING;
+			o->nmi_pending = !!c->nmi_pending;
+			o->nmi_blocked = !!c->nmi_blocked;
+			o->irq_shadow = c->shadow_rip == c->s.rip;
+		}
+		engine_ctl_vcpus_filled(ctl);
+	}
 	uint64_t ns = engine_ctl_pause_point(e->ctl);
 	if (!e->ps_per_insn)
 		clock_pause_skip(e->m, ns);
@@ -322,10 +341,30 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		e.v[k].inited = 1;
 		e.v[k].state = k == 0 ? VCPU_RUNNING : VCPU_WAIT_SIPI;
 	}
-	e.v[0].cpu.s = *bsp;
-	cpu_state_loaded(&e.v[0].cpu);
-	if (bsp->tsc) /* a hand-over or restore: the TSC continues from there */
-		e.v[0].cpu.tsc_offset = bsp->tsc - clock_ns(m);
+	if (host && host->restore) {
+		/* a snapshot's vCPUs, every one as it stood */
+		uint64_t now = clock_ns(m);
+		for (unsigned k = 0; k < e.n; k++) {
+			const struct engine_vcpu *r = &host->restore[k];
+			struct emu_vcpu *v = &e.v[k];
+			v->cpu.s = r->s;
+			cpu_state_loaded(&v->cpu);
+			v->cpu.tsc_offset = r->s.tsc - now;
+			v->state = r->mp_state == ENGINE_VCPU_HALTED	  ? VCPU_HALTED
+				   : r->mp_state == ENGINE_VCPU_WAIT_SIPI ? VCPU_WAIT_SIPI
+									  : VCPU_RUNNING;
+			v->cpu.halted = v->state == VCPU_HALTED;
+			v->cpu.nmi_pending = r->nmi_pending;
+			v->cpu.nmi_blocked = r->nmi_blocked;
+			v->cpu.shadow_rip = r->irq_shadow ? r->s.rip : ~0ull;
+			v->cpu.irq_check = 1;
+		}
+	} else {
+		e.v[0].cpu.s = *bsp;
+		cpu_state_loaded(&e.v[0].cpu);
+		if (bsp->tsc) /* a hand-over: the TSC continues from there */
+			e.v[0].cpu.tsc_offset = bsp->tsc - clock_ns(m);
+	}
 	uint64_t stop_after = host ? host->stop_after : 0;
 	if (stop_after && (!host->final || e.n != 1)) {
 		res.err = -EINVAL;

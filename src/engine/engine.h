@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cpu/cpu.h"
+
 struct machine;
 struct cpu_state;
 
@@ -53,6 +55,17 @@ struct engine_doorbell {
 	int fd;
 };
 
+/* A vCPU as a snapshot keeps it, engine-independent: the architectural
+ * state plus what struct cpu_state leaves out (run state, NMI, interrupt
+ * shadow). */
+enum engine_mp_state { ENGINE_VCPU_RUNNING, ENGINE_VCPU_HALTED, ENGINE_VCPU_WAIT_SIPI };
+struct engine_vcpu {
+	struct cpu_state s; /* rflags evaluated; tsc: the guest's TSC at the pause */
+	uint8_t mp_state;   /* enum engine_mp_state */
+	uint8_t nmi_pending, nmi_blocked;
+	uint8_t irq_shadow; /* interrupts inhibited for the instruction at s.rip */
+};
+
 /* ---- Control of a running engine from other threads ----
  * The owner of a VM (vm/) keeps one engine_ctl for the VM's whole life and
  * hands it to every engine run (host->ctl). An engine attaches when it
@@ -73,6 +86,12 @@ struct engine_ctl {
 	 * requests soon (emu: stop the running vCPU at its next block). */
 	void (*kick)(void *opaque);
 	void *kick_opaque;
+	/* Snapshots: an engine that can describe its vCPUs fills vcpus[0..
+	 * nvcpus) at every pause point and sets vcpus_valid (cleared when it
+	 * runs on); the owner reads them while the engine stands paused. */
+	struct engine_vcpu *vcpus;
+	unsigned nvcpus;
+	int vcpus_valid;
 };
 
 int engine_ctl_init(struct engine_ctl *ctl);
@@ -102,6 +121,8 @@ static inline int engine_ctl_pause_wanted(struct engine_ctl *ctl)
 /* Blocks while a pause is requested (returns early on stop); returns the
  * nanoseconds it stood still. */
 uint64_t engine_ctl_pause_point(struct engine_ctl *ctl);
+/* The engine wrote ctl->vcpus for the pause point it is about to enter. */
+void engine_ctl_vcpus_filled(struct engine_ctl *ctl);
 /* Empties wake_fd after an idle wait. */
 void engine_ctl_drain(struct engine_ctl *ctl);
 
@@ -135,6 +156,9 @@ struct engine_host {
 	const struct engine_doorbell *doorbells; /* virtio's queue notifies, may be NULL */
 	unsigned ndoorbells;
 	struct engine_ctl *ctl; /* pause, resume, stop; may be NULL */
+	/* A restore: every vCPU starts from restore[k] (m->ncpus of them)
+	 * instead of bsp and the power-on state; NULL: a boot. emu only. */
+	const struct engine_vcpu *restore;
 };
 
 /* 2 ns per instruction: a 500 MIPS CPU with a 1 GHz TSC. */

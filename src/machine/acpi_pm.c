@@ -6,6 +6,7 @@
 
 #include "boot/boot.h"
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define PM_MAGIC 0x314d5041u /* "APM1" */
 #define PM_VERSION 1
@@ -107,13 +108,44 @@ int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len)
 	return dev_save(PM_MAGIC, PM_VERSION, &pm->s, sizeof(pm->s), buf, len);
 }
 
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int acpi_pm_commit(struct acpi_pm *pm, struct acpi_pm_state *stp)
+{
+	struct acpi_pm_state st = *stp;
+	st.cnt &= CNT_WRITABLE | CNT_SCI_EN;
+	pm->s = st;
+	pm_update_sci(pm);
+	return 0;
+}
+
 int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len)
 {
 	struct acpi_pm_state st;
 	if (dev_load(PM_MAGIC, PM_VERSION, &st, sizeof(st), buf, len) < 0)
 		return -EINVAL;
-	st.cnt &= CNT_WRITABLE | CNT_SCI_EN;
-	pm->s = st;
-	pm_update_sci(pm);
+	return acpi_pm_commit(pm, &st);
+}
+
+void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w)
+{
+	const struct acpi_pm_state *s = &pm->s;
+	state_put_u16(w, s->sts);
+	state_put_u16(w, s->en);
+	state_put_u16(w, s->cnt);
+}
+
+int acpi_pm_state_load(struct acpi_pm *pm, struct state_reader *r)
+{
+	struct acpi_pm_state st = {0};
+	st.sts = state_get_u16(r);
+	st.en = state_get_u16(r);
+	st.cnt = state_get_u16(r);
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (acpi_pm_commit(pm, &st) < 0) {
+		state_fail(r, "acpi_pm: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

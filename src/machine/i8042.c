@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define I8042_MAGIC 0x32343038u /* "8042" */
 #define I8042_VERSION 1
@@ -180,13 +181,54 @@ int i8042_save(const struct i8042 *k, void *buf, size_t len)
 	return dev_save(I8042_MAGIC, I8042_VERSION, &k->s, sizeof(k->s), buf, len);
 }
 
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int i8042_commit(struct i8042 *k, struct i8042_state *stp)
+{
+	struct i8042_state st = *stp;
+	if (st.q_head >= sizeof(st.q) || st.q_count > sizeof(st.q))
+		return -EINVAL;
+	k->s = st;
+	return 0;
+}
+
 int i8042_load(struct i8042 *k, const void *buf, size_t len)
 {
 	struct i8042_state st;
 	if (dev_load(I8042_MAGIC, I8042_VERSION, &st, sizeof(st), buf, len) < 0)
 		return -EINVAL;
-	if (st.q_head >= sizeof(st.q) || st.q_count > sizeof(st.q))
+	return i8042_commit(k, &st);
+}
+
+void i8042_state_save(const struct i8042 *k, struct state_writer *w)
+{
+	const struct i8042_state *s = &k->s;
+	state_put_u8(w, s->status);
+	state_put_u8(w, s->cmd_byte);
+	state_put_u8(w, s->pending_cmd);
+	state_put_u8(w, s->outport);
+	state_put_bytes(w, s->q, sizeof(s->q));
+	state_put_u8(w, s->q_head);
+	state_put_u8(w, s->q_count);
+	state_put_u16(w, s->q_aux);
+}
+
+int i8042_state_load(struct i8042 *k, struct state_reader *r)
+{
+	struct i8042_state st = {0};
+	st.status = state_get_u8(r);
+	st.cmd_byte = state_get_u8(r);
+	st.pending_cmd = state_get_u8(r);
+	st.outport = state_get_u8(r);
+	state_get_bytes(r, st.q, sizeof(st.q));
+	st.q_head = state_get_u8(r);
+	st.q_count = state_get_u8(r);
+	st.q_aux = state_get_u16(r);
+	if (!state_section_done(r))
 		return -EINVAL;
-	k->s = st;
+	if (i8042_commit(k, &st) < 0) {
+		state_fail(r, "i8042: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define IOAPIC_MAGIC 0x4f495041u /* "APIO" */
 #define IOAPIC_VERSION_SAVE 1
@@ -157,14 +158,51 @@ int ioapic_save(const struct ioapic *io, void *buf, size_t len)
 	return dev_save(IOAPIC_MAGIC, IOAPIC_VERSION_SAVE, &io->s, sizeof(io->s), buf, len);
 }
 
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int ioapic_commit(struct ioapic *io, struct ioapic_state *stp)
+{
+	struct ioapic_state st = *stp;
+	st.id &= 0xf;
+	st.ioregsel &= 0xff;
+	st.irr &= (1u << IOAPIC_PINS) - 1;
+	io->s = st;
+	return 0;
+}
+
 int ioapic_load(struct ioapic *io, const void *buf, size_t len)
 {
 	struct ioapic_state st;
 	if (dev_load(IOAPIC_MAGIC, IOAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
 		return -EINVAL;
-	st.id &= 0xf;
-	st.ioregsel &= 0xff;
-	st.irr &= (1u << IOAPIC_PINS) - 1;
-	io->s = st;
+	return ioapic_commit(io, &st);
+}
+
+void ioapic_state_save(const struct ioapic *io, struct state_writer *w)
+{
+	const struct ioapic_state *s = &io->s;
+	state_put_u32(w, s->id);
+	state_put_u32(w, s->ioregsel);
+	state_put_u32(w, s->irr);
+	for (unsigned k = 0; k < 24; k++) {
+		state_put_u64(w, s->redir[k]);
+	}
+}
+
+int ioapic_state_load(struct ioapic *io, struct state_reader *r)
+{
+	struct ioapic_state st = {0};
+	st.id = state_get_u32(r);
+	st.ioregsel = state_get_u32(r);
+	st.irr = state_get_u32(r);
+	for (unsigned k = 0; k < 24; k++) {
+		st.redir[k] = state_get_u64(r);
+	}
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (ioapic_commit(io, &st) < 0) {
+		state_fail(r, "ioapic: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define LAPIC_MAGIC 0x4349504cu /* "LPIC" */
 #define LAPIC_VERSION_SAVE 1
@@ -594,11 +595,11 @@ int lapic_save(const struct lapic *a, void *buf, size_t len)
 	return dev_save(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &a->s, sizeof(a->s), buf, len);
 }
 
-int lapic_load(struct lapic *a, const void *buf, size_t len)
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int lapic_commit(struct lapic *a, struct lapic_state *stp)
 {
-	struct lapic_state st;
-	if (dev_load(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	struct lapic_state st = *stp;
 	if ((st.apic_base & ~APIC_BASE_VALID) || (st.apic_base & (APIC_BASE_EN | APIC_BASE_EXTD)) == APIC_BASE_EXTD)
 		return -EINVAL;
 	st.apic_base = (st.apic_base & ~APIC_BASE_BSP) | (a->s.apic_base & APIC_BASE_BSP);
@@ -627,6 +628,85 @@ int lapic_load(struct lapic *a, const void *buf, size_t len)
 		} else {
 			mtimer_arm(a->timer, st.timer_deadline);
 		}
+	}
+	return 0;
+}
+
+int lapic_load(struct lapic *a, const void *buf, size_t len)
+{
+	struct lapic_state st;
+	if (dev_load(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	return lapic_commit(a, &st);
+}
+
+void lapic_state_save(const struct lapic *a, struct state_writer *w)
+{
+	const struct lapic_state *s = &a->s;
+	state_put_u64(w, s->apic_base);
+	state_put_u32(w, s->id);
+	state_put_u32(w, s->tpr);
+	state_put_u32(w, s->ldr);
+	state_put_u32(w, s->dfr);
+	state_put_u32(w, s->svr);
+	state_put_u32(w, s->esr);
+	state_put_u32(w, s->esr_pending);
+	for (unsigned k = 0; k < 8; k++) {
+		state_put_u32(w, s->isr[k]);
+		state_put_u32(w, s->irr[k]);
+		state_put_u32(w, s->tmr[k]);
+	}
+	state_put_u32(w, s->icr_lo);
+	state_put_u32(w, s->icr_hi);
+	for (unsigned k = 0; k < 7; k++) {
+		state_put_u32(w, s->lvt[k]);
+	}
+	state_put_u32(w, s->timer_init);
+	state_put_u32(w, s->timer_dcr);
+	state_put_u64(w, s->timer_start);
+	state_put_u64(w, s->timer_deadline);
+	state_put_u64(w, s->tsc_deadline);
+	state_put_u8(w, s->nmi_pending);
+	state_put_u8(w, s->init_pending);
+	state_put_u8(w, s->sipi_pending);
+	state_put_u8(w, s->sipi_vector);
+}
+
+int lapic_state_load(struct lapic *a, struct state_reader *r)
+{
+	struct lapic_state st = {0};
+	st.apic_base = state_get_u64(r);
+	st.id = state_get_u32(r);
+	st.tpr = state_get_u32(r);
+	st.ldr = state_get_u32(r);
+	st.dfr = state_get_u32(r);
+	st.svr = state_get_u32(r);
+	st.esr = state_get_u32(r);
+	st.esr_pending = state_get_u32(r);
+	for (unsigned k = 0; k < 8; k++) {
+		st.isr[k] = state_get_u32(r);
+		st.irr[k] = state_get_u32(r);
+		st.tmr[k] = state_get_u32(r);
+	}
+	st.icr_lo = state_get_u32(r);
+	st.icr_hi = state_get_u32(r);
+	for (unsigned k = 0; k < 7; k++) {
+		st.lvt[k] = state_get_u32(r);
+	}
+	st.timer_init = state_get_u32(r);
+	st.timer_dcr = state_get_u32(r);
+	st.timer_start = state_get_u64(r);
+	st.timer_deadline = state_get_u64(r);
+	st.tsc_deadline = state_get_u64(r);
+	st.nmi_pending = state_get_u8(r);
+	st.init_pending = state_get_u8(r);
+	st.sipi_pending = state_get_u8(r);
+	st.sipi_vector = state_get_u8(r);
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (lapic_commit(a, &st) < 0) {
+		state_fail(r, "lapic: a value out of range");
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -399,13 +399,39 @@ void machine_reset_devices(struct machine *m)
 
 void machine_reset(struct machine *m)
 {
-	/* private anonymous memory: dropped pages read back as zeros */
-	if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0)
+	/* private anonymous memory: dropped pages read back as zeros; RAM
+	 * mapped from a snapshot's file would read back the file, so it
+	 * becomes anonymous memory again */
+	if (m->ram_from_file) {
+		if (mmap(m->ram, m->mem_size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED)
+			memset(m->ram, 0, m->mem_size);
+		else
+			m->ram_from_file = 0;
+	} else if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0) {
 		memset(m->ram, 0, m->mem_size);
+	}
 	uart_reset(&m->com1);
 	i8042_reset(&m->kbd);
 	rtc_reset(&m->rtc);
 	machine_reset_devices(m);
+}
+
+int machine_map_ram(struct machine *m, int fd)
+{
+	/* MAP_PRIVATE: the guest's writes stay in this process, the file is
+	 * never changed and is read page by page as the guest touches it */
+	if (mmap(m->ram, m->mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) ==
+	    MAP_FAILED) {
+		int err = -errno;
+		/* MAP_FIXED may have dropped the old mapping: map anonymous memory
+		 * again (the caller destroys the machine after a failure anyway) */
+		mmap(m->ram, m->mem_size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+		return err;
+	}
+	m->ram_from_file = 1;
+	return 0;
 }
 
 int machine_create(struct machine **mp, const struct machine_config *cfg)

@@ -14,6 +14,13 @@
  * xxx_save(dev, buf, len) returns the bytes written (or needed, when buf is
  * NULL), or -ENOSPC; xxx_load(dev, buf, len) returns 0 or -EINVAL and checks
  * every field: a hostile buffer leaves the device in a valid state. */
+struct state_writer;
+struct state_reader;
+/* The state stream (state/stream.h) form, field by field: xxx_state_save
+ * writes the contents of the device's section, xxx_state_load reads them
+ * into a local, validates and commits only if all is valid (0, or -EINVAL
+ * with the reader failed and the device unchanged). The section's framing
+ * is the caller's (vm/snapshot.c). */
 struct dev_hdr {
 	uint32_t magic;
 	uint32_t version;
@@ -45,6 +52,8 @@ int pic_output(struct pic *p); /* 1 if INTR is asserted */
 int pic_intack(struct pic *p); /* vector of the interrupt acknowledged */
 int pic_save(const struct pic *p, void *buf, size_t len);
 int pic_load(struct pic *p, const void *buf, size_t len);
+void pic_state_save(const struct pic *p, struct state_writer *w);
+int pic_state_load(struct pic *p, struct state_reader *r);
 
 /* ---- IOAPIC ---- */
 #define IOAPIC_PINS 24
@@ -63,6 +72,8 @@ void ioapic_set_irq(struct ioapic *io, unsigned pin, int level);
 void ioapic_eoi(struct ioapic *io, uint8_t vector);
 int ioapic_save(const struct ioapic *io, void *buf, size_t len);
 int ioapic_load(struct ioapic *io, const void *buf, size_t len);
+void ioapic_state_save(const struct ioapic *io, struct state_writer *w);
+int ioapic_state_load(struct ioapic *io, struct state_reader *r);
 
 /* ---- Local APIC (one per vCPU) ---- */
 #define LAPIC_BUS_HZ 1000000000ull   /* timer input clock before the divider: 1 ns */
@@ -97,6 +108,8 @@ uint64_t lapic_mmio_read(struct lapic *a, uint64_t off, unsigned size);
 void lapic_mmio_write(struct lapic *a, uint64_t off, unsigned size, uint64_t val);
 int lapic_save(const struct lapic *a, void *buf, size_t len);
 int lapic_load(struct lapic *a, const void *buf, size_t len);
+void lapic_state_save(const struct lapic *a, struct state_writer *w);
+int lapic_state_load(struct lapic *a, struct state_reader *r);
 /* Delivery to the LAPICs by destination (IOAPIC messages and IPIs). */
 enum {
 	APIC_DM_FIXED = 0,
@@ -136,6 +149,8 @@ void pit_reset(struct pit *p);
 int pit_get_out(struct pit *p, unsigned ch);
 int pit_save(const struct pit *p, void *buf, size_t len);
 int pit_load(struct pit *p, const void *buf, size_t len);
+void pit_state_save(const struct pit *p, struct state_writer *w);
+int pit_state_load(struct pit *p, struct state_reader *r);
 
 /* ---- CMOS RTC ---- */
 struct rtc_state {
@@ -154,6 +169,8 @@ int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec);
 void rtc_reset(struct rtc *r);
 int rtc_save(const struct rtc *r, void *buf, size_t len);
 int rtc_load(struct rtc *r, const void *buf, size_t len);
+void rtc_state_save(const struct rtc *rtc, struct state_writer *w);
+int rtc_state_load(struct rtc *rtc, struct state_reader *sr);
 
 /* ---- 16550A UART ---- */
 #define UART_FIFO 16
@@ -180,6 +197,8 @@ void uart_reset(struct uart *u); /* power-on registers; pending output is writte
 void uart_flush(struct uart *u);
 int uart_save(const struct uart *u, void *buf, size_t len);
 int uart_load(struct uart *u, const void *buf, size_t len);
+void uart_state_save(const struct uart *u, struct state_writer *w);
+int uart_state_load(struct uart *u, struct state_reader *r);
 
 /* ---- i8042 ---- */
 struct i8042_state {
@@ -196,6 +215,8 @@ int i8042_register(struct i8042 *k, struct machine *m);
 void i8042_reset(struct i8042 *k);
 int i8042_save(const struct i8042 *k, void *buf, size_t len);
 int i8042_load(struct i8042 *k, const void *buf, size_t len);
+void i8042_state_save(const struct i8042 *k, struct state_writer *w);
+int i8042_state_load(struct i8042 *k, struct state_reader *r);
 
 /* ---- ACPI PM (PM1a event/control, PM timer, reset register) ---- */
 #define ACPI_PM_TMR_HZ 3579545ull
@@ -210,6 +231,8 @@ int acpi_pm_register(struct acpi_pm *pm, struct machine *m);
 void acpi_pm_power_button(struct acpi_pm *pm);
 int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len);
 int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len);
+void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w);
+int acpi_pm_state_load(struct acpi_pm *pm, struct state_reader *r);
 
 /* ---- The machine ---- */
 #define MACHINE_MAX_PIO 64
@@ -241,6 +264,7 @@ struct mtimer {
 struct machine {
 	uint64_t mem_size, low_size;
 	uint8_t *ram;
+	int ram_from_file; /* machine_map_ram: a snapshot's memory file */
 	unsigned ncpus;
 
 	struct io_region pio[MACHINE_MAX_PIO], mmio[MACHINE_MAX_MMIO];
@@ -296,6 +320,10 @@ void machine_reset_devices(struct machine *m);
  * its power-on state, the buses are as built; the clock runs on and the
  * devices' backends stay. The caller loads a guest again. */
 void machine_reset(struct machine *m);
+/* Guest RAM becomes a private, lazily read mapping of fd (a snapshot's
+ * memory file, at least mem_size bytes): 0 or -errno (then the machine
+ * is only fit to be destroyed). */
+int machine_map_ram(struct machine *m, int fd);
 /* Virtual time jumps forward to t (no-op if t is not in the future). */
 void clock_advance_to(struct machine *m, uint64_t t);
 /* The VM stood still for ns of host time (a pause): host-driven time

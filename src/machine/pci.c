@@ -3,9 +3,11 @@
  * the MMIO bus, MSI-X and INTx. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define PCI_MAGIC 0x44494350u /* "PCID" */
 #define PCI_SAVE_VERSION 1
@@ -503,11 +505,10 @@ int pci_dev_save(const struct pci_dev *d, void *buf, size_t len)
 	return dev_save(PCI_MAGIC, PCI_SAVE_VERSION, &d->s, sizeof(d->s), buf, len);
 }
 
-int pci_dev_load(struct pci_dev *d, const void *buf, size_t len)
+/* Takes what the guest could have written from st (hostile input). */
+static void pci_dev_commit(struct pci_dev *d, const struct pci_dev_state *stp)
 {
-	struct pci_dev_state st;
-	if (dev_load(PCI_MAGIC, PCI_SAVE_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	const struct pci_dev_state st = *stp;
 	/* Unmap at the old addresses, then take only what the guest could
 	 * have written; read-only registers stay as built. */
 	put16(d->s.cfg + PCI_COMMAND, 0);
@@ -521,5 +522,47 @@ int pci_dev_load(struct pci_dev *d, const void *buf, size_t len)
 	d->s.msix_pba = d->msix_nvec >= 64 ? st.msix_pba : st.msix_pba & ((1ull << d->msix_nvec) - 1);
 	pci_update_mappings(d);
 	pci_intx_set(d, st.intx);
+}
+
+int pci_dev_load(struct pci_dev *d, const void *buf, size_t len)
+{
+	struct pci_dev_state st;
+	if (dev_load(PCI_MAGIC, PCI_SAVE_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	pci_dev_commit(d, &st);
 	return 0;
+}
+
+void pci_dev_state_save(const struct pci_dev *d, struct state_writer *w)
+{
+	state_put_bytes(w, d->s.cfg, sizeof(d->s.cfg));
+	state_put_u32(w, d->msix_nvec);
+	for (unsigned v = 0; v < d->msix_nvec && v < PCI_MSIX_MAX; v++)
+		for (unsigned k = 0; k < 4; k++)
+			state_put_u32(w, d->s.msix[v][k]);
+	state_put_u64(w, d->s.msix_pba);
+	state_put_bool(w, d->s.intx);
+}
+
+int pci_dev_state_load(struct pci_dev *d, struct state_reader *r)
+{
+	struct pci_dev_state *st = calloc(1, sizeof(*st));
+	if (!st) {
+		state_fail(r, "out of memory");
+		return -ENOMEM;
+	}
+	state_get_bytes(r, st->cfg, sizeof(st->cfg));
+	uint32_t nvec = state_get_u32(r);
+	if (state_reader_ok(r) && nvec != d->msix_nvec)
+		state_fail(r, "%s: %u MSI-X vectors, this device has %u", d->name, nvec, d->msix_nvec);
+	for (unsigned v = 0; v < d->msix_nvec && state_reader_ok(r); v++)
+		for (unsigned k = 0; k < 4; k++)
+			st->msix[v][k] = state_get_u32(r);
+	st->msix_pba = state_get_u64(r);
+	st->intx = state_get_bool(r);
+	int ok = state_section_done(r);
+	if (ok)
+		pci_dev_commit(d, st);
+	free(st);
+	return ok ? 0 : -EINVAL;
 }

@@ -138,5 +138,10 @@ void pci_intx_set(struct pci_dev *d, int level);
  * load keeps read-only registers as built and remaps the BARs. */
 int pci_dev_save(const struct pci_dev *d, void *buf, size_t len);
 int pci_dev_load(struct pci_dev *d, const void *buf, size_t len);
+/* The state stream form (machine_impl.h's contract). */
+struct state_writer;
+struct state_reader;
+void pci_dev_state_save(const struct pci_dev *d, struct state_writer *w);
+int pci_dev_state_load(struct pci_dev *d, struct state_reader *r);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define PIC_MAGIC 0x43495038u /* "8PIC" */
 #define PIC_VERSION 1
@@ -275,11 +276,11 @@ int pic_save(const struct pic *p, void *buf, size_t len)
 	return dev_save(PIC_MAGIC, PIC_VERSION, &p->s, sizeof(p->s), buf, len);
 }
 
-int pic_load(struct pic *p, const void *buf, size_t len)
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int pic_commit(struct pic *p, struct pic_state *stp)
 {
-	struct pic_state st;
-	if (dev_load(PIC_MAGIC, PIC_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	struct pic_state st = *stp;
 	static const uint8_t elcr_mask[2] = {0xf8, 0xde};
 	for (int k = 0; k < 2; k++) {
 		struct pic_chip *c = &st.chip[k];
@@ -297,5 +298,68 @@ int pic_load(struct pic *p, const void *buf, size_t len)
 		c->single = !!c->single;
 	}
 	p->s = st;
+	return 0;
+}
+
+int pic_load(struct pic *p, const void *buf, size_t len)
+{
+	struct pic_state st;
+	if (dev_load(PIC_MAGIC, PIC_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	return pic_commit(p, &st);
+}
+
+void pic_state_save(const struct pic *p, struct state_writer *w)
+{
+	const struct pic_state *s = &p->s;
+	for (unsigned k = 0; k < 2; k++) {
+		state_put_u8(w, s->chip[k].irr);
+		state_put_u8(w, s->chip[k].isr);
+		state_put_u8(w, s->chip[k].imr);
+		state_put_u8(w, s->chip[k].last_irr);
+		state_put_u8(w, s->chip[k].vector_base);
+		state_put_u8(w, s->chip[k].priority_add);
+		state_put_u8(w, s->chip[k].irq_base_set);
+		state_put_u8(w, s->chip[k].read_isr);
+		state_put_u8(w, s->chip[k].poll);
+		state_put_u8(w, s->chip[k].special_mask);
+		state_put_u8(w, s->chip[k].init_state);
+		state_put_u8(w, s->chip[k].auto_eoi);
+		state_put_u8(w, s->chip[k].rotate_on_aeoi);
+		state_put_u8(w, s->chip[k].special_fully_nested);
+		state_put_u8(w, s->chip[k].init4);
+		state_put_u8(w, s->chip[k].single);
+		state_put_u8(w, s->chip[k].elcr);
+	}
+}
+
+int pic_state_load(struct pic *p, struct state_reader *r)
+{
+	struct pic_state st = {0};
+	for (unsigned k = 0; k < 2; k++) {
+		st.chip[k].irr = state_get_u8(r);
+		st.chip[k].isr = state_get_u8(r);
+		st.chip[k].imr = state_get_u8(r);
+		st.chip[k].last_irr = state_get_u8(r);
+		st.chip[k].vector_base = state_get_u8(r);
+		st.chip[k].priority_add = state_get_u8(r);
+		st.chip[k].irq_base_set = state_get_u8(r);
+		st.chip[k].read_isr = state_get_u8(r);
+		st.chip[k].poll = state_get_u8(r);
+		st.chip[k].special_mask = state_get_u8(r);
+		st.chip[k].init_state = state_get_u8(r);
+		st.chip[k].auto_eoi = state_get_u8(r);
+		st.chip[k].rotate_on_aeoi = state_get_u8(r);
+		st.chip[k].special_fully_nested = state_get_u8(r);
+		st.chip[k].init4 = state_get_u8(r);
+		st.chip[k].single = state_get_u8(r);
+		st.chip[k].elcr = state_get_u8(r);
+	}
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (pic_commit(p, &st) < 0) {
+		state_fail(r, "pic: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define PIT_MAGIC 0x54495038u /* "8PIT" */
 #define PIT_VERSION 1
@@ -299,11 +300,11 @@ int pit_save(const struct pit *p, void *buf, size_t len)
 	return dev_save(PIT_MAGIC, PIT_VERSION, &p->s, sizeof(p->s), buf, len);
 }
 
-int pit_load(struct pit *p, const void *buf, size_t len)
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int pit_commit(struct pit *p, struct pit_state *stp)
 {
-	struct pit_state st;
-	if (dev_load(PIT_MAGIC, PIT_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	struct pit_state st = *stp;
 	for (unsigned k = 0; k < 3; k++) {
 		struct pit_channel *c = &st.ch[k];
 		if (c->count < 1 || c->count > 0x10000 || c->mode > 5 || c->rw_mode < 1 || c->rw_mode > 3 ||
@@ -318,5 +319,66 @@ int pit_load(struct pit *p, const void *buf, size_t len)
 	st.speaker &= 1;
 	p->s = st;
 	pit_arm(p);
+	return 0;
+}
+
+int pit_load(struct pit *p, const void *buf, size_t len)
+{
+	struct pit_state st;
+	if (dev_load(PIT_MAGIC, PIT_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	return pit_commit(p, &st);
+}
+
+void pit_state_save(const struct pit *p, struct state_writer *w)
+{
+	const struct pit_state *s = &p->s;
+	for (unsigned k = 0; k < 3; k++) {
+		state_put_u32(w, s->ch[k].count);
+		state_put_u16(w, s->ch[k].latched);
+		state_put_u8(w, s->ch[k].latch_state);
+		state_put_u8(w, s->ch[k].status);
+		state_put_u8(w, s->ch[k].status_latched);
+		state_put_u8(w, s->ch[k].rw_mode);
+		state_put_u8(w, s->ch[k].read_state);
+		state_put_u8(w, s->ch[k].write_state);
+		state_put_u8(w, s->ch[k].write_latch);
+		state_put_u8(w, s->ch[k].mode);
+		state_put_u8(w, s->ch[k].bcd);
+		state_put_u8(w, s->ch[k].gate);
+		state_put_u8(w, s->ch[k].null_count);
+		state_put_u64(w, s->ch[k].load_time);
+		state_put_u64(w, s->ch[k].next_irq);
+	}
+	state_put_u8(w, s->speaker);
+}
+
+int pit_state_load(struct pit *p, struct state_reader *r)
+{
+	struct pit_state st = {0};
+	for (unsigned k = 0; k < 3; k++) {
+		st.ch[k].count = state_get_u32(r);
+		st.ch[k].latched = state_get_u16(r);
+		st.ch[k].latch_state = state_get_u8(r);
+		st.ch[k].status = state_get_u8(r);
+		st.ch[k].status_latched = state_get_u8(r);
+		st.ch[k].rw_mode = state_get_u8(r);
+		st.ch[k].read_state = state_get_u8(r);
+		st.ch[k].write_state = state_get_u8(r);
+		st.ch[k].write_latch = state_get_u8(r);
+		st.ch[k].mode = state_get_u8(r);
+		st.ch[k].bcd = state_get_u8(r);
+		st.ch[k].gate = state_get_u8(r);
+		st.ch[k].null_count = state_get_u8(r);
+		st.ch[k].load_time = state_get_u64(r);
+		st.ch[k].next_irq = state_get_u64(r);
+	}
+	st.speaker = state_get_u8(r);
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (pit_commit(p, &st) < 0) {
+		state_fail(r, "pit: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define RTC_MAGIC 0x43545243u /* "CRTC" */
 #define RTC_VERSION 1
@@ -313,11 +314,11 @@ int rtc_save(const struct rtc *r, void *buf, size_t len)
 	return dev_save(RTC_MAGIC, RTC_VERSION, &r->s, sizeof(r->s), buf, len);
 }
 
-int rtc_load(struct rtc *r, const void *buf, size_t len)
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int rtc_commit(struct rtc *r, struct rtc_state *stp)
 {
-	struct rtc_state st;
-	if (dev_load(RTC_MAGIC, RTC_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	struct rtc_state st = *stp;
 	/* gmtime must be able to represent the time: years 0-9999 */
 	if (st.base_sec < -62167219200ll || st.base_sec > 253402300799ll - (1ll << 34))
 		return -EINVAL;
@@ -325,5 +326,42 @@ int rtc_load(struct rtc *r, const void *buf, size_t len)
 	st.nmi_masked &= 1;
 	r->s = st;
 	rtc_arm(r);
+	return 0;
+}
+
+int rtc_load(struct rtc *r, const void *buf, size_t len)
+{
+	struct rtc_state st;
+	if (dev_load(RTC_MAGIC, RTC_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	return rtc_commit(r, &st);
+}
+
+void rtc_state_save(const struct rtc *rtc, struct state_writer *w)
+{
+	const struct rtc_state *s = &rtc->s;
+	state_put_bytes(w, s->cmos, sizeof(s->cmos));
+	state_put_u8(w, s->index);
+	state_put_u8(w, s->nmi_masked);
+	state_put_u64(w, (uint64_t)s->base_sec);
+	state_put_u64(w, s->last_c_read);
+	state_put_u64(w, s->next_event);
+}
+
+int rtc_state_load(struct rtc *rtc, struct state_reader *sr)
+{
+	struct rtc_state st = {0};
+	state_get_bytes(sr, st.cmos, sizeof(st.cmos));
+	st.index = state_get_u8(sr);
+	st.nmi_masked = state_get_u8(sr);
+	st.base_sec = (int64_t)state_get_u64(sr);
+	st.last_c_read = state_get_u64(sr);
+	st.next_event = state_get_u64(sr);
+	if (!state_section_done(sr))
+		return -EINVAL;
+	if (rtc_commit(rtc, &st) < 0) {
+		state_fail(sr, "rtc: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "machine/machine_impl.h"
+#include "state/stream.h"
 
 #define UART_MAGIC 0x54524155u /* "UART" */
 #define UART_VERSION 1
@@ -268,11 +269,11 @@ int uart_save(const struct uart *u, void *buf, size_t len)
 	return dev_save(UART_MAGIC, UART_VERSION, &u->s, sizeof(u->s), buf, len);
 }
 
-int uart_load(struct uart *u, const void *buf, size_t len)
+/* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
+ * the device unchanged. */
+static int uart_commit(struct uart *u, struct uart_state *stp)
 {
-	struct uart_state st;
-	if (dev_load(UART_MAGIC, UART_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
+	struct uart_state st = *stp;
 	if (st.rx_head >= UART_FIFO || st.rx_count > UART_FIFO)
 		return -EINVAL;
 	st.ier &= 0x0f;
@@ -284,5 +285,60 @@ int uart_load(struct uart *u, const void *buf, size_t len)
 	st.irq_level = u->s.irq_level; /* the line as the machine sees it now */
 	u->s = st;
 	uart_update(u);
+	return 0;
+}
+
+int uart_load(struct uart *u, const void *buf, size_t len)
+{
+	struct uart_state st;
+	if (dev_load(UART_MAGIC, UART_VERSION, &st, sizeof(st), buf, len) < 0)
+		return -EINVAL;
+	return uart_commit(u, &st);
+}
+
+void uart_state_save(const struct uart *u, struct state_writer *w)
+{
+	const struct uart_state *s = &u->s;
+	state_put_u8(w, s->rbr);
+	state_put_u8(w, s->ier);
+	state_put_u8(w, s->iir);
+	state_put_u8(w, s->lcr);
+	state_put_u8(w, s->mcr);
+	state_put_u8(w, s->lsr);
+	state_put_u8(w, s->msr);
+	state_put_u8(w, s->scr);
+	state_put_u8(w, s->fcr);
+	state_put_u16(w, s->divider);
+	state_put_u8(w, s->thr_ipending);
+	state_put_u8(w, s->irq_level);
+	state_put_bytes(w, s->rx, sizeof(s->rx));
+	state_put_u8(w, s->rx_head);
+	state_put_u8(w, s->rx_count);
+}
+
+int uart_state_load(struct uart *u, struct state_reader *r)
+{
+	struct uart_state st = {0};
+	st.rbr = state_get_u8(r);
+	st.ier = state_get_u8(r);
+	st.iir = state_get_u8(r);
+	st.lcr = state_get_u8(r);
+	st.mcr = state_get_u8(r);
+	st.lsr = state_get_u8(r);
+	st.msr = state_get_u8(r);
+	st.scr = state_get_u8(r);
+	st.fcr = state_get_u8(r);
+	st.divider = state_get_u16(r);
+	st.thr_ipending = state_get_u8(r);
+	st.irq_level = state_get_u8(r);
+	state_get_bytes(r, st.rx, sizeof(st.rx));
+	st.rx_head = state_get_u8(r);
+	st.rx_count = state_get_u8(r);
+	if (!state_section_done(r))
+		return -EINVAL;
+	if (uart_commit(u, &st) < 0) {
+		state_fail(r, "uart: a value out of range");
+		return -EINVAL;
+	}
 	return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "state/stream.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_MAGIC 0x4f495456u /* "VTIO" */
@@ -415,15 +416,10 @@ int virtio_save(const struct virtio_dev *v, void *buf, size_t len)
 	return k < 0 ? k : n + k;
 }
 
-int virtio_load(struct virtio_dev *v, const void *buf, size_t len)
+/* Takes the guest's values from st, then makes them consistent. */
+static void virtio_commit(struct virtio_dev *v, struct virtio_state *stp)
 {
-	struct virtio_state st;
-	int n = pci_dev_save(&v->pci, NULL, 0);
-	if (n < 0 || len < (size_t)n ||
-	    dev_load(VIRTIO_MAGIC, VIRTIO_SAVE_VERSION, &st, sizeof(st), (const uint8_t *)buf + n, len - (size_t)n) < 0)
-		return -EINVAL;
-	if (pci_dev_load(&v->pci, buf, (size_t)n) < 0)
-		return -EINVAL;
+	struct virtio_state st = *stp;
 	/* Take the guest's values, then make them consistent: a queue whose
 	 * rings do not check out is not ready, vectors are in range. */
 	st.driver_features &= v->host_features;
@@ -446,5 +442,89 @@ int virtio_load(struct virtio_dev *v, const void *buf, size_t len)
 		}
 	}
 	v->s = st;
+}
+
+int virtio_load(struct virtio_dev *v, const void *buf, size_t len)
+{
+	struct virtio_state st;
+	int n = pci_dev_save(&v->pci, NULL, 0);
+	if (n < 0 || len < (size_t)n ||
+	    dev_load(VIRTIO_MAGIC, VIRTIO_SAVE_VERSION, &st, sizeof(st), (const uint8_t *)buf + n, len - (size_t)n) < 0)
+		return -EINVAL;
+	if (pci_dev_load(&v->pci, buf, (size_t)n) < 0)
+		return -EINVAL;
+	virtio_commit(v, &st);
+	return 0;
+}
+
+struct virtio_dev *virtio_from_pci(struct pci_dev *d)
+{
+	return d && d->reset == pci_reset_hook ? (struct virtio_dev *)d : NULL;
+}
+
+void virtio_state_save(const struct virtio_dev *v, struct state_writer *w)
+{
+	const struct virtio_state *s = &v->s;
+	state_put_u64(w, s->driver_features);
+	state_put_u32(w, s->dev_feature_sel);
+	state_put_u32(w, s->drv_feature_sel);
+	state_put_u16(w, s->config_msix);
+	state_put_u16(w, s->queue_sel);
+	state_put_u8(w, s->status);
+	state_put_u8(w, s->config_gen);
+	state_put_u8(w, s->isr);
+	state_put_u32(w, v->nq);
+	for (unsigned q = 0; q < v->nq; q++) {
+		const struct virtq *vq = &s->q[q];
+		state_put_u64(w, vq->desc);
+		state_put_u64(w, vq->avail);
+		state_put_u64(w, vq->used);
+		state_put_u16(w, vq->size);
+		state_put_bool(w, vq->ready);
+		state_put_u16(w, vq->msix_vector);
+		state_put_u16(w, vq->last_avail);
+		state_put_u16(w, vq->used_idx);
+		state_put_u16(w, vq->signalled_used);
+		state_put_bool(w, vq->signalled_valid);
+	}
+}
+
+int virtio_state_load(struct virtio_dev *v, struct state_reader *r)
+{
+	struct virtio_state st = {0};
+	st.driver_features = state_get_u64(r);
+	st.dev_feature_sel = state_get_u32(r);
+	st.drv_feature_sel = state_get_u32(r);
+	st.config_msix = state_get_u16(r);
+	st.queue_sel = state_get_u16(r);
+	st.status = state_get_u8(r);
+	st.config_gen = state_get_u8(r);
+	st.isr = state_get_u8(r);
+	uint32_t nq = state_get_u32(r);
+	if (state_reader_ok(r) && nq != v->nq)
+		state_fail(r, "%s: %u queues, this device has %u", v->name, nq, v->nq);
+	for (unsigned q = 0; q < v->nq && state_reader_ok(r); q++) {
+		struct virtq *vq = &st.q[q];
+		vq->desc = state_get_u64(r);
+		vq->avail = state_get_u64(r);
+		vq->used = state_get_u64(r);
+		vq->size = state_get_u16(r);
+		vq->ready = state_get_bool(r);
+		vq->msix_vector = state_get_u16(r);
+		vq->last_avail = state_get_u16(r);
+		vq->used_idx = state_get_u16(r);
+		vq->signalled_used = state_get_u16(r);
+		vq->signalled_valid = state_get_bool(r);
+		/* virtio 1.2 §4.1.4.3: a power of two no larger than offered */
+		if (state_reader_ok(r) && (vq->size > VIRTQ_MAX_SIZE || (vq->size & (vq->size - 1))))
+			state_fail(r, "%s: queue %u: size %u is not a power of two up to %d", v->name, q, vq->size,
+				   VIRTQ_MAX_SIZE);
+		/* a live queue's rings must lie inside guest RAM */
+		if (state_reader_ok(r) && vq->ready && (!vq->size || virtq_check(vq, v->pci.m) < 0))
+			state_fail(r, "%s: queue %u: rings outside guest RAM or misaligned", v->name, q);
+	}
+	if (!state_section_done(r))
+		return -EINVAL;
+	virtio_commit(v, &st);
 	return 0;
 }

@@ -114,6 +114,12 @@ uint64_t virtio_bar_read(void *opaque, uint64_t off, unsigned size);
 void virtio_bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val);
 int virtio_save(const struct virtio_dev *v, void *buf, size_t len);
 int virtio_load(struct virtio_dev *v, const void *buf, size_t len);
+/* The transport and queue state in the state stream's form (the PCI
+ * function goes in a section of its own, pci_dev_state_save). */
+void virtio_state_save(const struct virtio_dev *v, struct state_writer *w);
+/* The virtio device behind a PCI function, or NULL if it is none. */
+struct virtio_dev *virtio_from_pci(struct pci_dev *d);
+int virtio_state_load(struct virtio_dev *v, struct state_reader *r);
 
 /* Layout of the virtio BAR (BAR 4, 64-bit) and the MSI-X BAR (BAR 1). */
 #define VIRTIO_BAR 4

@@ -243,7 +243,8 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 		machine_destroy(m);
 		return r;
 	}
-	r = load_guest(vm, m, err, errlen);
+	/* a restore's RAM comes from the snapshot: no guest to load */
+	r = vm->restoring ? 0 : load_guest(vm, m, err, errlen);
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
 	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
 		r = virtio_blk_create(m, vm->blk[k], o->disk[k].serial, NULL);

@@ -91,6 +91,11 @@ static int config_check(const struct vm_config *c, char *err, size_t errlen)
 
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t errlen)
 {
+	return vm_create_as(cfg, 0, out, err, errlen);
+}
+
+int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen)
+{
 	int r;
 	*out = NULL;
 	if ((r = config_check(cfg, err, errlen)) < 0)
@@ -109,11 +114,16 @@ int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t er
 		return -ENOMEM;
 	}
 	vm->out_fd = -1;
+	vm->restoring = restoring;
 	pthread_mutex_init(&vm->lock, NULL);
-	if ((r = config_copy(vm, cfg)) < 0 || (r = engine_ctl_init(&vm->ctl)) < 0) {
+	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus || (r = config_copy(vm, cfg)) < 0 || (r = engine_ctl_init(&vm->ctl)) < 0) {
+		r = vm->vcpus ? r : -ENOMEM;
 		snprintf(err, errlen, "%s", strerror(-r));
 		goto err_free;
 	}
+	vm->ctl.vcpus = vm->vcpus;
+	vm->ctl.nvcpus = cfg->cpus;
 	if ((r = vm_open_backends(vm, err, errlen)) < 0 || (r = vm_pick_engine(vm, err, errlen)) < 0)
 		goto err_backends;
 	vm->out_fd = vm->cfg.serial_fd;
@@ -139,6 +149,7 @@ err_backends:
 	engine_ctl_destroy(&vm->ctl);
 err_free:
 	pthread_mutex_destroy(&vm->lock);
+	free(vm->vcpus);
 	free(vm->strs);
 	free(vm);
 	return r;
@@ -169,6 +180,8 @@ void vm_destroy(struct vm *vm)
 		close(vm->out_fd);
 	engine_ctl_destroy(&vm->ctl);
 	pthread_mutex_destroy(&vm->lock);
+	free(vm->vcpus);
+	free(vm->restore);
 	free(vm->strs);
 	free(vm);
 }
@@ -212,7 +225,11 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 		struct cpu_state mid;
 		host.stop_after = c->handover;
 		host.final = &mid;
+		host.restore = vm->restore; /* a restored VM's first run only */
 		struct engine_result res = engine_run(vm->kind, vm->m, &vm->bsp, &host);
+		free(vm->restore);
+		vm->restore = NULL;
+		host.restore = NULL;
 		if (res.end == ENGINE_HANDED_OVER) {
 			enum engine_kind other = vm->kind == ENGINE_KVM ? ENGINE_EMU : ENGINE_KVM;
 			vm_log(vm, "handover: %s -> %s at rip 0x%" PRIx64, engine_get(vm->kind)->name,
@@ -317,6 +334,28 @@ int vm_pause(struct vm *vm)
 	if (!vm_running(vm))
 		return -ESRCH;
 	return engine_pause(&vm->ctl);
+}
+
+void vm_pause_async(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	__atomic_store_n(&vm->ctl.pause_req, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->ctl.lock);
+}
+
+int vm_is_paused(struct vm *vm)
+{
+	return __atomic_load_n(&vm->ctl.pause_req, __ATOMIC_SEQ_CST) != 0;
+}
+
+int vm_is_running(struct vm *vm)
+{
+	return vm_running(vm);
+}
+
+const struct vm_config *vm_get_config(const struct vm *vm)
+{
+	return &vm->cfg;
 }
 
 void vm_resume(struct vm *vm)

@@ -175,5 +175,31 @@ size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t n);
  * -ESRCH if the VM has no machine. Safe at any time (a running guest may
  * be writing it). */
 int vm_ram_read(struct vm *vm, uint64_t gpa, void *dst, size_t len);
+/* Asks for a pause without waiting for it: a VM not yet running stops
+ * before its first instruction (corral restore --paused). */
+void vm_pause_async(struct vm *vm);
+/* 1 while a pause is asked for (the VM stands or is about to), else 0. */
+int vm_is_paused(struct vm *vm);
+/* 1 once the VM has been started and until it ends. */
+int vm_is_running(struct vm *vm);
+/* The configuration the VM was created with (its strings are the VM's). */
+const struct vm_config *vm_get_config(const struct vm *vm);
+
+/* ---- Snapshots (emu engine) ----
+ * vm_save writes dir/state (a state stream of kind "vm": the configuration,
+ * every vCPU and device) and dir/memory (guest RAM, sparse), creating dir
+ * if needed; a running VM is paused for it and resumed after, a paused
+ * one stays paused. 0 or -errno with one line in err.
+ * vm_restore builds a new VM from a snapshot: the saved configuration
+ * with the host side (serial output, input, log, guest_dir) taken from
+ * overrides (NULL: output dropped), RAM a private, lazily read mapping
+ * of dir/memory, every device and vCPU as saved. It has not run: vm_run or
+ * vm_start continue the guest where it stood. A malformed state gives
+ * -EINVAL with one line in err. */
+int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen);
+/* vm_save with the two files named apart (the API's snapshot_path and
+ * mem_file_path); their directories must exist. */
+int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, char *err, size_t errlen);
+int vm_restore(const char *dir, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen);
 
 #endif

@@ -37,11 +37,24 @@ struct vm {
 	int bench_seen;
 	struct debug_exit dbgexit; /* cfg.debug_exit.on: on the machine's ports */
 
+	/* Snapshots (snapshot.c): the engine describes its vCPUs here at a
+	 * pause (ctl.vcpus); a restored VM's first run starts from restore. */
+	struct engine_vcpu *vcpus, *restore;
+	int restoring; /* vm_build: RAM comes from a snapshot, load no guest */
+
 	struct engine_ctl ctl;
 	pthread_t thr;
 	int thread_started;
 	struct vm_exit exit;
 };
+
+/* vm.c: vm_create, for a restore (restoring: no guest is loaded). */
+int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen);
+
+/* snapshot.c: a restore from a state stream in memory and an open memory
+ * file (the fuzzer's entry too); overrides as for vm_restore. */
+int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
+		    char *err, size_t errlen);
 
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
