@@ -38,6 +38,10 @@ ctrd_cleanup() {
 	for t in $($C container ls -q 2>/dev/null); do $C container rm "$t" >/dev/null 2>&1; done
 	kill "$CPID" 2>/dev/null
 	wait "$CPID" 2>/dev/null
+	# the namespace's cgroup parents and runc state root, when empty
+	for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/*/*/"$NS" /sys/fs/cgroup/*/*/*/"$NS" /sys/fs/cgroup/*/*/*/*/"$NS" /run/containerd/runc/"$NS"; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
 	cleanup_containers
 }
 trap 'ctrd_cleanup; rm -rf "$TMP"' EXIT
