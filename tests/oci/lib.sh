@@ -12,6 +12,11 @@ cleanup_containers() {
 	for d in "$STATE"/*/; do
 		[ -d "$d" ] && "$RUNC" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
 	done
+	# the default cgroup parent, when no container is left in it
+	for d in /sys/fs/cgroup/*/corral-runc /sys/fs/cgroup/*/*/corral-runc /sys/fs/cgroup/*/*/*/corral-runc \
+		/sys/fs/cgroup/*/*/*/*/corral-runc; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
 }
 trap 'cleanup_containers; rm -rf "$TMP"' EXIT
 
