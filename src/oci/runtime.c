@@ -233,6 +233,27 @@ static int rm_statedir(const char *dir)
 	return rmdir(dir) < 0 && errno != ENOENT ? -errno : 0;
 }
 
+/* mkdir -p (the state directory's parents: containerd names one per namespace) */
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char p[4096];
+	if (snprintf(p, sizeof(p), "%s", path) >= (int)sizeof(p)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *c = p + 1;; c++) {
+		if (*c && *c != '/')
+			continue;
+		char save = *c;
+		*c = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return -1;
+		*c = save;
+		if (!save)
+			return 0;
+	}
+}
+
 static int connect_console(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -477,7 +498,7 @@ static int cmd_create(int argc, char **argv)
 		errorf("cannot use console socket if runc will not detach or allocate tty");
 		goto out_spec;
 	}
-	if (mkdir(g_root, 0711) < 0 && errno != EEXIST) {
+	if (mkdir_p(g_root, 0711) < 0) {
 		errorf("--root %.256s: %s", g_root, strerror(errno));
 		goto out_spec;
 	}

@@ -12,6 +12,11 @@ cleanup_containers() {
 	for d in "$STATE"/*/; do
 		[ -d "$d" ] && "$RUNC" --root "$STATE" delete --force "$(basename "$d")" >/dev/null 2>&1
 	done
+	# the default cgroup parent, when no container is left in it
+	for d in /sys/fs/cgroup/*/corral-runc /sys/fs/cgroup/*/*/corral-runc /sys/fs/cgroup/*/*/*/corral-runc \
+		/sys/fs/cgroup/*/*/*/*/corral-runc; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
 }
 trap 'cleanup_containers; rm -rf "$TMP"' EXIT
 
@@ -39,7 +44,7 @@ need_static() {
 rootfs() {
 	mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/etc" "$1/home/user"
 	cp /bin/busybox "$1/bin/busybox"
-	for a in sh echo cat ls id pwd hostname env sleep true false mount touch ps kill mkdir grep head readlink stat test wc; do
+	for a in sh echo cat ls id pwd hostname env sleep true false mount touch ps kill mkdir grep head readlink stat test wc tty unshare; do
 		ln -sf busybox "$1/bin/$a"
 	done
 	echo "root:x:0:0:root:/root:/bin/sh" >"$1/etc/passwd"

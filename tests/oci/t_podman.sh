@@ -7,7 +7,7 @@
 # test's temporary directory (vfs storage, no network), so nothing of the
 # host's containers is touched.
 . "$(dirname "$0")/lib.sh"
-N=23
+N=24
 need_root $N
 need_static $N || { report; exit $?; }
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
@@ -79,6 +79,7 @@ mkdir -p "$TMP/vol" && echo from-host >"$TMP/vol/f"
 both "volume" run --rm $R -v "$TMP/vol:/mnt/v" $IMG sh -c 'cat /mnt/v/f; echo in >/mnt/v/$(id -u)'
 [ -f "$TMP/vol/0" ] && ok || bad "the container did not write to the volume"
 both "pids limit" run --rm $R --pids-limit 50 $IMG cat /sys/fs/cgroup/pids/pids.max
+both "terminal" run --rm -t $R $IMG sh -c 'tty; echo $TERM'
 both "no such program" run --rm $R $IMG nosuchprogram
 both "seccomp default profile" run --rm $R $IMG sh -c 'mkdir /tmp/d && echo ok; unshare -m true 2>/dev/null || echo denied'
 both "--rm leaves nothing" ps -aq
