@@ -385,7 +385,6 @@ static int segs_load(struct machine *m, const char *path, const uint8_t *img, co
 				 (unsigned long long)seg[i].paddr);
 			return -ENOMEM;
 		}
-		gpa_dma_written(m, dst, seg[i].memsz);
 		memcpy(dst, img + seg[i].off, seg[i].filesz);
 		memset(dst + seg[i].filesz, 0, seg[i].memsz - seg[i].filesz);
 		if (seg[i].paddr + seg[i].memsz > *kend)
