@@ -260,6 +260,25 @@ fuzz-dev-run: $(FUZZ_BUILD)/fuzz_dev
 
 .PHONY: fuzz-dev-run
 
+# The system VM snapshot loader (opt-in): the input is a snapshot's state
+# file (tests/fuzz/fuzz_vmstate.h). `make fuzz-vmstate-run`; crash inputs
+# land in tests/fuzz/regress/vmstate/, which t_regress_vmstate replays with
+# the seeds (snapshots of the tick guest, tests/guests/tick.S).
+FUZZ_VMSTATE_SRC := $(filter-out src/process/% src/api/%,$(LIB_SRC))
+$(FUZZ_BUILD)/fuzz_vmstate: tests/fuzz/fuzz_vmstate.c tests/fuzz/fuzz_vmstate.h $(FUZZ_VMSTATE_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_vmstate.c $(FUZZ_VMSTATE_SRC) \
+		-lz -llzma -lzstd -llz4 -ljansson -ldl -lm -pthread
+
+fuzz: $(FUZZ_BUILD)/fuzz_vmstate
+
+fuzz-vmstate-run: $(FUZZ_BUILD)/fuzz_vmstate
+	@mkdir -p $(FUZZ_BUILD)/corpus-vmstate tests/fuzz/regress/vmstate
+	$(FUZZ_BUILD)/fuzz_vmstate -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/vmstate/ $(FUZZ_BUILD)/corpus-vmstate tests/fuzz/seeds/vmstate
+
+.PHONY: fuzz-vmstate-run
+
 # ---- portability (opt-in): corral built for aarch64, run under qemu-aarch64 ----
 # `make check-aarch64` cross-builds corral with Debian's gcc-aarch64-linux-gnu
 # (tools/setup.sh --aarch64 installs it and the arm64 libraries) and runs the

@@ -190,6 +190,8 @@ const struct vm_config *vm_get_config(const struct vm *vm);
  * every vCPU and device) and dir/memory (guest RAM, sparse), creating dir
  * if needed; a running VM is paused for it and resumed after, a paused
  * one stays paused. 0 or -errno with one line in err.
+ * No other thread may resume the VM while a save runs (the API serves
+ * one request at a time).
  * vm_restore builds a new VM from a snapshot: the saved configuration
  * with the host side (serial output, input, log, guest_dir) taken from
  * overrides (NULL: output dropped), RAM a private, lazily read mapping
