@@ -606,7 +606,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 				argc++;
 			clearenv();
 			setenv("CORRAL_SELF_EXE", "/proc/self/exe", 1);
-			struct proc_opts o = {0};
+			struct proc_opts o = {.self_exe = "/proc/self/exe"};
 			_exit(proc_exec(&o, h->path, argc, (char **)args, (char **)(h->env ? h->env : noenv)));
 		}
 		int wst;
@@ -762,7 +762,9 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	 * the container's file system holds */
 	clearenv();
 	setenv("CORRAL_SELF_EXE", "/proc/self/exe", 1);
-	struct proc_opts o = {0};
+	/* the name a guest's execve starts corral under: not corral-runc,
+	 * whose first word would be taken as a runtime command */
+	struct proc_opts o = {.self_exe = "/proc/self/exe"};
 	_exit(proc_exec(&o, p->args[0], (int)p->nargs, (char **)p->args, (char **)p->env));
 fail:
 	fprintf(stderr, "corral-runc: %s\n", err);
