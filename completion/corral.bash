@@ -46,7 +46,7 @@ _corral_run()
 	--append | --mem | --cpus) return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
-		--disk --net --rng --virtio-console --no-reboot --help" -- "$cur"))
+		--disk --net --rng --virtio-console --no-reboot --api-sock --help" -- "$cur"))
 }
 
 _corral_exec()
@@ -110,7 +110,7 @@ _corral()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run info image help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec run snapshot restore info image help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -118,6 +118,25 @@ _corral()
 	exec) _corral_exec "$cur" "$prev" ;;
 	image) _corral_image "$cur" "$prev" ;;
 	info) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+	snapshot)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--stop --help" -- "$cur"))
+		else
+			_corral_files "$cur"
+		fi
+		;;
+	restore)
+		case $prev in
+		--serial) COMPREPLY=($(compgen -W "stdio none file:" -- "$cur")) ;;
+		*)
+			if [[ $cur == -* ]]; then
+				COMPREPLY=($(compgen -W "--serial --paused --api-sock --help" -- "$cur"))
+			else
+				_corral_files "$cur"
+			fi
+			;;
+		esac
+		;;
 	esac
 }
 
