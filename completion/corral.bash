@@ -47,7 +47,7 @@ _corral_run()
 	--append | --mem | --cpus) return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
-		--disk --net --rng --virtio-console --device --no-reboot --help" -- "$cur"))
+		--disk --net --rng --virtio-console --device --no-reboot --api-sock --help" -- "$cur"))
 }
 
 _corral_exec()
@@ -111,7 +111,7 @@ _corral()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run info image oci help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec run snapshot restore info image oci help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -124,6 +124,25 @@ _corral()
 			COMPREPLY=($(compgen -W "create start state kill delete exec ps list pause resume features
 				--root --log --log-format --systemd-cgroup --version" -- "$cur"))
 		fi
+		;;
+	snapshot)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--stop --help" -- "$cur"))
+		else
+			_corral_files "$cur"
+		fi
+		;;
+	restore)
+		case $prev in
+		--serial) COMPREPLY=($(compgen -W "stdio none file:" -- "$cur")) ;;
+		*)
+			if [[ $cur == -* ]]; then
+				COMPREPLY=($(compgen -W "--serial --paused --api-sock --help" -- "$cur"))
+			else
+				_corral_files "$cur"
+			fi
+			;;
+		esac
 		;;
 	esac
 }

@@ -136,9 +136,10 @@ static enum MHD_Result patch_vm(struct api *a, struct MHD_Connection *c, struct 
 	char why[256];
 	const char *st = NULL;
 	json_t *j = body_object(q, keys, why, sizeof(why));
-	if (!j || get_str(j, "state", 16, &st, why, sizeof(why)) <= 0) {
+	int got = j ? get_str(j, "state", 16, &st, why, sizeof(why)) : -1;
+	if (got <= 0) {
 		json_decref(j);
-		return fault(c, 400, "%s", st || j ? "'state' must be \"Paused\" or \"Resumed\"" : why);
+		return fault(c, 400, "%s", got == 0 ? "'state' is required: \"Paused\" or \"Resumed\"" : why);
 	}
 	enum MHD_Result r;
 	if (!strcmp(st, "Paused")) {
@@ -205,9 +206,10 @@ static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, stru
 	char why[256];
 	const char *act = NULL;
 	json_t *j = body_object(q, keys, why, sizeof(why));
-	if (!j || get_str(j, "action_type", 32, &act, why, sizeof(why)) <= 0) {
+	int got = j ? get_str(j, "action_type", 32, &act, why, sizeof(why)) : -1;
+	if (got <= 0) {
 		json_decref(j);
-		return fault(c, 400, "%s", j || act ? "'action_type' is required" : why);
+		return fault(c, 400, "%s", got == 0 ? "'action_type' is required" : why);
 	}
 	enum MHD_Result r;
 	if (!strcmp(act, "Stop")) {
