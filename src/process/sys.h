@@ -32,7 +32,7 @@
 /* Copy the guest string at ga into the array buf, or return -errno. */
 #define GET_PATH(buf, ga)                                                                                              \
 	do {                                                                                                           \
-		long l_ = gmem_read_str((ga), (buf), sizeof(buf));                                           \
+		long l_ = gmem_read_str((ga), (buf), sizeof(buf));                                                     \
 		if (l_ < 0)                                                                                            \
 			return l_;                                                                                     \
 	} while (0)
