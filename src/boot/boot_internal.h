@@ -9,6 +9,11 @@
 struct machine;
 
 void boot_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Opens path as a regular file (a FIFO does not block the open): the fd,
+ * its size in *size; or -errno and one line in err naming it as what. */
+int boot_open_file(const char *what, const char *path, uint64_t *size, char *err, size_t errlen);
+/* Reads exactly n bytes of fd into dst: 0, or -errno and one line. */
+int boot_read_all(int fd, uint8_t *dst, uint64_t n, const char *what, const char *path, char *err, size_t errlen);
 
 /* Decompresses a kernel payload by its magic (gzip, xz, zstd, lz4 legacy)
  * into a new malloc'd buffer of at most cap bytes. *format names the format

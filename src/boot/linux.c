@@ -115,55 +115,79 @@ static void put64(uint8_t *p, uint64_t v)
 	put32(p + 4, (uint32_t)(v >> 32));
 }
 
+int boot_open_file(const char *what, const char *path, uint64_t *size, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
+	if (fd < 0) {
+		int e = errno;
+		boot_err(err, errlen, "%s '%s': %s", what, path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		boot_err(err, errlen, "%s '%s': %s", what, path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		boot_err(err, errlen, "%s '%s': not a regular file", what, path);
+		close(fd);
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+int boot_read_all(int fd, uint8_t *dst, uint64_t n, const char *what, const char *path, char *err, size_t errlen)
+{
+	uint64_t done = 0;
+	while (done < n) {
+		ssize_t r = read(fd, dst + done, (size_t)(n - done));
+		if (r <= 0) {
+			int e = r < 0 ? errno : EIO;
+			boot_err(err, errlen, "%s '%s': read failed: %s", what, path, strerror(e));
+			return -e;
+		}
+		done += (uint64_t)r;
+	}
+	return 0;
+}
+
 /* Reads a whole file of at most max bytes into a new buffer. */
 static int file_read(const char *what, const char *path, uint64_t max, uint8_t **out, size_t *outlen, char *err,
 		     size_t errlen)
 {
-	struct stat st;
+	uint64_t size;
 	uint8_t *buf;
-	size_t done = 0;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
-	if (fd < 0) {
-		e = errno;
-		boot_err(err, errlen, "%s '%s': %s", what, path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		boot_err(err, errlen, "%s '%s': not a regular file", what, path);
+	fd = boot_open_file(what, path, &size, err, errlen);
+	if (fd < 0)
+		return fd;
+	if (size > max) {
+		e = -EFBIG;
+		boot_err(err, errlen, "%s '%s': too large (%llu bytes, at most %llu)", what, path,
+			 (unsigned long long)size, (unsigned long long)max);
 		goto err_fd;
 	}
-	if ((uint64_t)st.st_size > max) {
-		e = EFBIG;
-		boot_err(err, errlen, "%s '%s': too large (%lld bytes, at most %llu)", what, path,
-			 (long long)st.st_size, (unsigned long long)max);
-		goto err_fd;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	buf = malloc(size ? (size_t)size : 1);
 	if (!buf) {
-		e = ENOMEM;
+		e = -ENOMEM;
 		boot_err(err, errlen, "%s '%s': out of memory", what, path);
 		goto err_fd;
 	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
-		if (n <= 0) {
-			e = n < 0 ? errno : EIO;
-			boot_err(err, errlen, "%s '%s': read failed: %s", what, path, strerror(e));
-			free(buf);
-			goto err_fd;
-		}
-		done += (size_t)n;
+	if ((e = boot_read_all(fd, buf, size, what, path, err, errlen))) {
+		free(buf);
+		goto err_fd;
 	}
 	close(fd);
 	*out = buf;
-	*outlen = done;
+	*outlen = (size_t)size;
 	return 0;
 err_fd:
 	close(fd);
-	return -e;
+	return e;
 }
 
 /* ---- Decompressors: in -> a new buffer of at most cap bytes ---- */
@@ -675,54 +699,38 @@ static void setup_bsp(struct cpu_state *s, uint64_t entry)
 static int load_initrd(struct machine *m, const char *path, uint64_t kend, uint64_t low_end, uint64_t addr_max,
 		       uint64_t *addr, uint64_t *size, char *err, size_t errlen)
 {
-	struct stat st;
-	uint64_t top, at, done = 0;
+	uint64_t top, at, n;
 	uint8_t *dst;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
-	if (fd < 0) {
-		e = errno;
-		boot_err(err, errlen, "initrd '%s': %s", path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		boot_err(err, errlen, "initrd '%s': not a regular file", path);
-		e = EINVAL;
-		goto err_fd;
-	}
+	fd = boot_open_file("initrd", path, &n, err, errlen);
+	if (fd < 0)
+		return fd;
 	top = low_end < addr_max + 1 ? low_end : addr_max + 1;
-	if ((uint64_t)st.st_size > top || ((top - (uint64_t)st.st_size) & ~0xfffull) < kend) {
+	if (n > top || ((top - n) & ~0xfffull) < kend) {
 		boot_err(err, errlen,
-			 "initrd '%s': %lld bytes do not fit in guest RAM beside the kernel "
+			 "initrd '%s': %llu bytes do not fit in guest RAM beside the kernel "
 			 "(more --mem?)",
-			 path, (long long)st.st_size);
-		e = ENOMEM;
+			 path, (unsigned long long)n);
+		e = -ENOMEM;
 		goto err_fd;
 	}
-	at = (top - (uint64_t)st.st_size) & ~0xfffull;
-	dst = gpa_ptr(m, at, st.st_size ? (uint64_t)st.st_size : 1);
+	at = (top - n) & ~0xfffull;
+	dst = gpa_ptr(m, at, n ? n : 1);
 	if (!dst) {
 		boot_err(err, errlen, "initrd '%s': no guest RAM at 0x%llx", path, (unsigned long long)at);
-		e = ENOMEM;
+		e = -ENOMEM;
 		goto err_fd;
 	}
-	while (done < (uint64_t)st.st_size) {
-		ssize_t n = read(fd, dst + done, (size_t)((uint64_t)st.st_size - done));
-		if (n <= 0) {
-			e = n < 0 ? errno : EIO;
-			boot_err(err, errlen, "initrd '%s': read failed: %s", path, strerror(e));
-			goto err_fd;
-		}
-		done += (uint64_t)n;
-	}
+	if ((e = boot_read_all(fd, dst, n, "initrd", path, err, errlen)))
+		goto err_fd;
 	close(fd);
 	*addr = at;
-	*size = done;
+	*size = n;
 	return 0;
 err_fd:
 	close(fd);
-	return -e;
+	return e;
 }
 
 int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_config *cfg, char *err, size_t errlen)

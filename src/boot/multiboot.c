@@ -265,44 +265,27 @@ static uint64_t area_put(struct mb_area *a, const void *p, size_t n, unsigned al
 static int module_load(struct machine *m, const char *path, uint64_t *at, uint64_t low_end, uint64_t *start,
 		       uint64_t *end, char *err, size_t errlen)
 {
-	struct stat st;
-	uint64_t done = 0, size;
+	uint64_t size;
 	uint8_t *dst;
 	int fd, e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang the open */
-	if (fd < 0) {
-		e = errno;
-		boot_err(err, errlen, "module '%s': %s", path, strerror(e));
-		return -e;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		boot_err(err, errlen, "module '%s': not a regular file", path);
-		e = EINVAL;
-		goto err_fd;
-	}
-	size = (uint64_t)st.st_size;
+	fd = boot_open_file("module", path, &size, err, errlen);
+	if (fd < 0)
+		return fd;
 	if (*at > low_end || size > low_end - *at) {
 		boot_err(err, errlen, "module '%s': %llu bytes do not fit in guest RAM above the kernel (more --mem?)",
 			 path, (unsigned long long)size);
-		e = ENOMEM;
+		e = -ENOMEM;
 		goto err_fd;
 	}
 	dst = gpa_ptr(m, *at, size ? size : 1);
 	if (!dst) {
 		boot_err(err, errlen, "module '%s': no guest RAM at 0x%llx", path, (unsigned long long)*at);
-		e = ENOMEM;
+		e = -ENOMEM;
 		goto err_fd;
 	}
-	while (done < size) {
-		ssize_t r = read(fd, dst + done, (size_t)(size - done));
-		if (r <= 0) {
-			e = r < 0 ? errno : EIO;
-			boot_err(err, errlen, "module '%s': read failed: %s", path, strerror(e));
-			goto err_fd;
-		}
-		done += (uint64_t)r;
-	}
+	if ((e = boot_read_all(fd, dst, size, "module", path, err, errlen)))
+		goto err_fd;
 	close(fd);
 	*start = *at;
 	*end = *at + size;
@@ -310,7 +293,7 @@ static int module_load(struct machine *m, const char *path, uint64_t *at, uint64
 	return 0;
 err_fd:
 	close(fd);
-	return -e;
+	return e;
 }
 
 /* Loads the modules named in list (comma-separated) and writes the module
