@@ -25,30 +25,6 @@ static void path_in_tmp(char *buf, size_t len, const char *name)
 	snprintf(buf, len, "%s/%s", tmpdir, name);
 }
 
-static char *read_all(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 1 << 16, n = 0, r;
-	char *b = malloc(cap + 1);
-	while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			char *nb = realloc(b, (cap *= 2) + 1);
-			if (!nb)
-				free(b);
-			b = nb;
-		}
-	}
-	fclose(f);
-	if (b) {
-		b[n] = 0;
-		*len = n;
-	}
-	return b;
-}
-
 static int write_all(const char *path, const void *p, size_t n)
 {
 	FILE *f = fopen(path, "wb");
@@ -61,7 +37,7 @@ static int write_all(const char *path, const void *p, size_t n)
 static unsigned count_lines(const char *path)
 {
 	size_t n = 0;
-	char *b = read_all(path, &n);
+	char *b = test_read_file(path, &n);
 	unsigned lines = 0;
 	for (size_t k = 0; b && k < n; k++)
 		lines += b[k] == '\n';
@@ -141,7 +117,7 @@ static int run_restore(const char *dir, const char *out, unsigned lines)
 static void check_sequence(const char *a, const char *b)
 {
 	size_t na = 0, nb = 0;
-	char *ta = read_all(a, &na), *tb = read_all(b, &nb);
+	char *ta = test_read_file(a, &na), *tb = test_read_file(b, &nb);
 	CHECK(ta && tb);
 	if (!ta || !tb) {
 		free(ta);
@@ -245,7 +221,7 @@ static void test_hostile(void)
 	char p[400], d[300];
 	size_t n = 0;
 	snprintf(p, sizeof(p), "%s/state", snapdir);
-	uint8_t *s = (uint8_t *)read_all(p, &n);
+	uint8_t *s = (uint8_t *)test_read_file(p, &n);
 	CHECK(s && n > 100);
 	if (!s)
 		return;

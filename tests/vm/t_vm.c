@@ -30,31 +30,6 @@ static int write_file(const char *path, const void *p, size_t n)
 	return fclose(f) == 0 && w == n ? 0 : -1;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 1 << 16, n = 0;
-	char *b = malloc(cap + 1);
-	size_t r;
-	while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
-		n += r;
-		if (n == cap) {
-			char *nb = realloc(b, (cap *= 2) + 1);
-			if (!nb)
-				free(b);
-			b = nb;
-		}
-	}
-	fclose(f);
-	if (b) {
-		b[n] = 0;
-		*len = n;
-	}
-	return b;
-}
-
 static void make_print_guest(const char *path, const char *msg, uint64_t count)
 {
 	size_t n = G_PRINT_COUNT + 8 + strlen(msg) + 1;
@@ -155,7 +130,7 @@ static void test_two_vms(void)
 	}
 	for (int k = 0; k < 2; k++) {
 		size_t len = 0, ml = strlen(msg[k]);
-		char *text = read_file(out[k], &len);
+		char *text = test_read_file(out[k], &len);
 		CHECK(text != NULL);
 		if (!text)
 			continue;

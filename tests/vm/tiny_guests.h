@@ -4,6 +4,8 @@
 #define CORRAL_TESTS_VM_TINY_GUESTS_H
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* print: writes the NUL-terminated string at msg to COM1 `count` times,
  * then powers off.
@@ -68,5 +70,32 @@ g_tick[] = {0x48, 0xff, 0x04, 0x25, 0x00, 0x00, 0x02, 0x00, 0x48, 0x8b, 0x04, 0x
 	    0xc9, 0x75, 0xe6, 0xb0, 0x0a, 0xee, 0x48, 0x8b, 0x0d, 0x0b, 0x00, 0x00, 0x00, 0x48, 0xff, 0xc9,
 	    0x75, 0xfb, 0xeb, 0xbc, 0x0f, 0x1f, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
 #define G_TICK_DELAY 0x48
+
+/* A whole file, NUL-terminated, in a malloc'd buffer (*len: its length), or
+ * NULL. */
+static inline __attribute__((unused)) char *test_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 1 << 16, n = 0;
+	char *b = malloc(cap + 1);
+	size_t r;
+	while (b && (r = fread(b + n, 1, cap - n, f)) > 0) {
+		n += r;
+		if (n == cap) {
+			char *nb = realloc(b, (cap *= 2) + 1);
+			if (!nb)
+				free(b);
+			b = nb;
+		}
+	}
+	fclose(f);
+	if (b) {
+		b[n] = 0;
+		*len = n;
+	}
+	return b;
+}
 
 #endif
