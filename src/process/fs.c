@@ -242,7 +242,13 @@ static const char *dev_path(const char *g, char *buf, size_t n)
 		return buf;
 	}
 	if (!strncmp(rest, "fd/", 3) && rest[3]) {
-		snprintf(buf, n, "/proc/self/fd/%s", rest + 3);
+		/* a descriptor number and nothing after it; never one of
+		 * corral's own (this path is opened as the host's) */
+		char *end;
+		long fd = strtol(rest + 3, &end, 10);
+		if (*end || rest[3] < '0' || rest[3] > '9' || fd < 0 || fd > INT32_MAX || fs_fd_reserved(fd))
+			return NULL;
+		snprintf(buf, n, "/proc/self/fd/%ld", fd);
 		return buf;
 	}
 	return NULL;

@@ -149,6 +149,7 @@ expect "sandbox: fifo" "mkfifo: made"
 expect "sandbox: /dev/null" "/dev/null: opened"
 expect "sandbox: /dev/urandom" "/dev/urandom: opened"
 expect "sandbox: no devices" "host devices reached: 0"
+expect "sandbox: none of corral's descriptors through /dev/fd" "descriptors not its own opened: 0"
 out --sandbox "$H" devices >/dev/null
 expect "sandbox without root: no devices" "host devices reached: 0"
 # the host's terminals are not in the sandbox's /dev/pts

@@ -541,7 +541,28 @@ static int devices(void)
 			close(fd);
 		}
 	}
+	/* descriptors that are not the program's (fcntl says EBADF) but that
+	 * /dev/fd would open: corral's own */
+	int own = 0;
+	for (int k = 3; k < 1024; k++) {
+		if (fcntl(k, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		char p[32];
+		snprintf(p, sizeof(p), "/dev/fd/%d", k);
+		fd = open(p, O_RDONLY | O_NONBLOCK);
+		if (fd >= 0) {
+			own++;
+			close(fd);
+		}
+		snprintf(p, sizeof(p), "/dev/fd/%d/.", k);
+		fd = open(p, O_RDONLY | O_DIRECTORY);
+		if (fd >= 0) {
+			own++;
+			close(fd);
+		}
+	}
 	printf("host devices reached: %d\n", reached);
+	printf("descriptors not its own opened: %d\n", own);
 	return 0;
 }
 
