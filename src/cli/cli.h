@@ -13,6 +13,9 @@
 int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
 
 int cmd_exec(int argc, char **argv);
+/* A process VM started by a guest's execve (proc_reexec): main calls this
+ * first when PROC_EXEC_FD_ENV is set. */
+int exec_reentry(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);

@@ -46,8 +46,9 @@ static void exec_usage(FILE *f)
 		   "  -h, --help     show this help\n");
 }
 
-/* The environment handed over by a guest execve: NUL-separated strings. */
-static char **read_env_fd(int fd)
+/* The strings a new corral finds in the memfd of proc_reexec: NUL-ended,
+ * at most ENV_MAX_BYTES in all. */
+static char **read_strings(int fd)
 {
 	size_t cap = 65536, len = 0;
 	char *buf = malloc(cap + 1);
@@ -73,14 +74,50 @@ static char **read_env_fd(int fd)
 	size_t count = 0;
 	for (size_t k = 0; k < len; k++)
 		count += !buf[k];
-	char **env = calloc(count + 2, sizeof(char *));
-	if (!env)
+	char **v = calloc(count + 2, sizeof(char *));
+	if (!v)
 		return NULL;
 	size_t n = 0;
 	for (size_t k = 0; k < len; k += strlen(buf + k) + 1)
-		env[n++] = buf + k;
-	env[n] = NULL;
-	return env;
+		v[n++] = buf + k;
+	v[n] = NULL;
+	return v;
+}
+
+/* the guest environment of a process VM started by proc_reexec */
+static char **reentry_env;
+
+int exec_reentry(int argc, char **argv)
+{
+	const char *v = getenv(PROC_EXEC_FD_ENV);
+	char *end;
+	long fd = strtol(v, &end, 10);
+	char **s = NULL;
+	if (*end || end == v || fd < 0 || fd > 1 << 20 || !(s = read_strings((int)fd))) {
+		fprintf(stderr, "corral: bad %s '%s'\n", PROC_EXEC_FD_ENV, v);
+		return 2;
+	}
+	unsetenv(PROC_EXEC_FD_ENV);
+	/* "exec", options, "--", PROGRAM, "", then the environment; the
+	 * arguments after argv[0] are the host process's own */
+	int h = 0;
+	while (s[h] && s[h][0])
+		h++;
+	if (!s[h] || h < 3 || strcmp(s[0], "exec") || strcmp(s[h - 2], "--")) {
+		fprintf(stderr, "corral: bad %s contents\n", PROC_EXEC_FD_ENV);
+		return 2;
+	}
+	reentry_env = s + h + 1;
+	char **nv = calloc((size_t)h + (size_t)(argc > 1 ? argc : 1) + 1, sizeof(char *));
+	if (!nv)
+		return 2;
+	int n = 0;
+	for (int k = 0; k < h; k++)
+		nv[n++] = s[k];
+	for (int k = 1; k < argc; k++)
+		nv[n++] = argv[k];
+	nv[n] = NULL;
+	return cmd_exec(n, nv);
 }
 
 int cmd_exec(int argc, char **argv)
@@ -89,7 +126,7 @@ int cmd_exec(int argc, char **argv)
 		OPT_ROOT = 256,
 		OPT_ARGV0,
 		OPT_TRACE,
-		OPT_ENVFD,
+		OPT_COMM,
 		OPT_MEM,
 		OPT_SANDBOX,
 		OPT_NOSANDBOX,
@@ -105,7 +142,7 @@ int cmd_exec(int argc, char **argv)
 		{"no-sandbox", no_argument, NULL, OPT_NOSANDBOX},
 		{"net", required_argument, NULL, OPT_NET},
 		{"sandboxed", no_argument, NULL, OPT_INSIDE},	/* internal: guest execve inside the sandbox */
-		{"env-fd", required_argument, NULL, OPT_ENVFD}, /* internal: guest execve */
+		{"comm", required_argument, NULL, OPT_COMM}, /* internal: a guest's execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -113,7 +150,7 @@ int cmd_exec(int argc, char **argv)
 	int sandbox = -1; /* -1: as --root says */
 	const char *net = NULL;
 	extern char **environ;
-	char **envp = environ;
+	char **envp = reentry_env ? reentry_env : environ;
 	const char *t = getenv("CORRAL_TRACE");
 	if (t && *t && strcmp(t, "0"))
 		o.trace = 1;
@@ -143,15 +180,7 @@ int cmd_exec(int argc, char **argv)
 			o.mem = m;
 			break;
 		}
-		case OPT_ENVFD: {
-			char *end;
-			long fd = strtol(optarg, &end, 10);
-			if (*end || fd < 0 || fd > 1 << 20 || !(envp = read_env_fd((int)fd))) {
-				fprintf(stderr, "corral exec: bad --env-fd '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		}
+		case OPT_COMM: o.comm = optarg; break;
 		case 'h': exec_usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",

@@ -1,8 +1,10 @@
 /* The corral command: a small dispatcher to one function per subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "process/proc.h"
 
 struct command {
 	const char *name;
@@ -34,6 +36,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	if (getenv(PROC_EXEC_FD_ENV))
+		return exec_reentry(argc, argv);
 	/* corral-runc: the OCI runtime under the name its callers expect */
 	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
 	base = base ? base + 1 : argc > 0 ? argv[0] : "";

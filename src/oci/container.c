@@ -762,10 +762,14 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	 * the container's file system holds */
 	clearenv();
 	setenv("CORRAL_SELF_EXE", "/proc/self/exe", 1);
-	/* the name a guest's execve starts corral under: not corral-runc,
-	 * whose first word would be taken as a runtime command */
-	struct proc_opts o = {.self_exe = "/proc/self/exe"};
-	_exit(proc_exec(&o, p->args[0], (int)p->nargs, (char **)p->args, (char **)p->env));
+	/* The process VM starts in a fresh corral, as after a guest's execve:
+	 * its host process then carries the program's argv (podman top, ps)
+	 * instead of corral-runc's. */
+	static const char *const noopts[] = {NULL};
+	const char *base = strrchr(p->args[0], '/');
+	long e = proc_reexec("/proc/self/exe", -1, noopts, base ? base + 1 : p->args[0], p->args[0], (int)p->nargs,
+			     (char **)p->args, (char **)p->env);
+	oci_errf(err, sizeof(err), "cannot start corral again for the process: %s", strerror((int)-e));
 fail:
 	fprintf(stderr, "corral-runc: %s\n", err);
 	_exit(1);

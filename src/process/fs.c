@@ -62,6 +62,7 @@ bool fs_fd_reserved(long fd)
 int fs_init(struct proc *p)
 {
 	p->rootfd = -1;
+	p->vfork_fd = -1;
 	for (int k = 0; k < PROC_MAX_RSV_FD; k++)
 		p->rsv_fd[k] = -1;
 	int tfd = fcntl(2, F_DUPFD_CLOEXEC, 3);

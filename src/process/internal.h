@@ -125,6 +125,7 @@ struct proc {
 	char *rootpath; /* its canonical host path */
 	size_t rootlen;
 	int rsv_fd[PROC_MAX_RSV_FD];
+	int vfork_fd; /* a vfork child's end of its parent's release pipe, or -1 */
 	int tracefd;
 	char self_exe[4096]; /* corral's own binary, for execve */
 	int self_fd;	     /* an O_PATH fd of it (or -1): execveat needs no path, so a

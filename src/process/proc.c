@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "process/internal.h"
@@ -59,6 +60,9 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		return PROC_EXIT_NOEXEC;
 	}
 	p->self_exe[n] = 0;
+	/* the name Linux would give the program (ps, PR_GET_NAME, comm) */
+	const char *base = strrchr(path, '/');
+	prctl(PR_SET_NAME, o->comm ? o->comm : base ? base + 1 : path);
 	int r;
 	char err[256];
 	if ((r = sandbox_enter(o, err, sizeof(err)))) {

@@ -21,6 +21,7 @@ struct proc_opts {
 	/* corral's own binary, which runs an execve'd x86-64 program; NULL:
 	 * /proc/self/exe (set where corral itself runs under an emulator) */
 	const char *self_exe;
+	const char *comm;    /* the host thread's name, or NULL: PROGRAM's last part */
 	struct cpu_opts cpu; /* every guest thread's CPU (the translator) */
 };
 
@@ -30,5 +31,19 @@ struct proc_opts {
  * guest's status or dies of the guest's fatal signal. Returns an exit
  * status (126/127) after printing one line when it cannot start. */
 int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv, char **envp);
+
+/* The environment variable that tells a new corral it was started by
+ * proc_reexec, naming the memfd that holds the rest (see exec_reentry). */
+#define PROC_EXEC_FD_ENV "CORRAL_EXEC_FD"
+
+/* Start path with argv[0..argc) and envp as a new process VM in a fresh
+ * corral (self_exe, or the O_PATH descriptor self_fd when >= 0), as a
+ * guest's execve does. The host process gets the guest's argv as its own,
+ * so ps and /proc/PID/cmdline show the program; `corral exec` options
+ * (opts, NULL-terminated), comm, argv[0], path and the guest environment
+ * travel in a memfd, never in corral's own environment (its loader would
+ * see LD_PRELOAD and friends). Returns -errno when the exec fails. */
+long proc_reexec(const char *self_exe, int self_fd, const char *const *opts, const char *comm, const char *path,
+		 int argc, char **argv, char **envp);
 
 #endif

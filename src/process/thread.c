@@ -241,13 +241,19 @@ static long clone_process(struct gthread *t, uint64_t flags, uint64_t sp, uint64
 		proc.threads = t;
 		proc.nthreads = 1;
 		main_exit_code = -1;
+		/* A vfork child's own children must not hold its parent's
+		 * release pipe: the parent would wait for them too. */
+		if (proc.vfork_fd >= 0) {
+			for (int k = 0; k < PROC_MAX_RSV_FD; k++)
+				if (proc.rsv_fd[k] == proc.vfork_fd)
+					proc.rsv_fd[k] = -1;
+			close(proc.vfork_fd);
+			proc.vfork_fd = -1;
+		}
 		if (vpipe[0] >= 0) {
 			close(vpipe[0]);
-			for (int k = 0; k < PROC_MAX_RSV_FD; k++)
-				if (proc.rsv_fd[k] < 0) {
-					proc.rsv_fd[k] = vpipe[1];
-					break;
-				}
+			/* out of the guest's way: its fd numbers stay free */
+			proc.vfork_fd = fs_reserve_fd(&proc, vpipe[1]);
 		}
 		uint32_t tid = (uint32_t)t->tid;
 		if (flags & G_CLONE_CHILD_SETTID)
@@ -399,6 +405,63 @@ static void free_strv(char **v)
 	free(v);
 }
 
+/* write(2) all of s and its NUL; -ENOMEM when the memfd cannot hold it */
+static int put_str(int fd, const char *s)
+{
+	size_t len = strlen(s) + 1, done = 0;
+	while (done < len) {
+		ssize_t w = write(fd, s + done, len - done);
+		if (w <= 0)
+			return -ENOMEM;
+		done += (size_t)w;
+	}
+	return 0;
+}
+
+long proc_reexec(const char *self_exe, int self_fd, const char *const *opts, const char *comm, const char *path,
+		 int argc, char **argv, char **envp)
+{
+	int fd = memfd_create("corral-exec", 0);
+	if (fd < 0)
+		return -errno;
+	int r = put_str(fd, "exec");
+	for (int k = 0; !r && opts[k]; k++)
+		r = put_str(fd, opts[k]);
+	const char *tail[] = {"--comm", comm, "--argv0", argc > 0 ? argv[0] : "", "--", path, ""};
+	for (size_t k = 0; !r && k < sizeof(tail) / sizeof(tail[0]); k++)
+		r = put_str(fd, tail[k]);
+	for (int k = 0; !r && envp[k]; k++)
+		r = put_str(fd, envp[k]);
+	extern char **environ;
+	size_t n = 0;
+	while (environ[n])
+		n++;
+	char **hostenv = r ? NULL : calloc(n + 2, sizeof(char *));
+	char mark[48];
+	if (!r && !hostenv)
+		r = -ENOMEM;
+	if (!r) {
+		size_t j = 0;
+		for (size_t k = 0; k < n; k++)
+			if (strncmp(environ[k], PROC_EXEC_FD_ENV "=", sizeof(PROC_EXEC_FD_ENV)))
+				hostenv[j++] = environ[k];
+		snprintf(mark, sizeof(mark), "%s=%d", PROC_EXEC_FD_ENV, fd);
+		hostenv[j] = mark;
+		lseek(fd, 0, SEEK_SET);
+		/* Linux runs a program given no argv with argv[0] = "" */
+		static char *const noargs[] = {"", NULL};
+		char *const *hv = argc > 0 ? argv : noargs;
+		if (self_fd >= 0)
+			syscall(SYS_execveat, self_fd, "", hv, hostenv, AT_EMPTY_PATH);
+		else
+			execve(self_exe, hv, hostenv);
+		r = -errno;
+	}
+	free(hostenv);
+	close(fd);
+	return r;
+}
+
 long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, uint64_t genvp, int flags)
 {
 	(void)t;
@@ -408,6 +471,15 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 		return l;
 	if (flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
 		return -EINVAL;
+	/* the name Linux gives the new program: the last part of the path as
+	 * the caller passed it (the fd's number for an empty path) */
+	char comm[16];
+	const char *base = strrchr(path, '/');
+	if (path[0]) {
+		strncpy(comm, base ? base + 1 : path, sizeof(comm) - 1);
+		comm[sizeof(comm) - 1] = 0;
+	} else
+		snprintf(comm, sizeof(comm), "%d", dirfd);
 	if (dirfd != AT_FDCWD && path[0] != '/') {
 		/* execveat: the new corral finds the file through the inherited
 		 * fd (which cannot be resolved inside --root that way) */
@@ -446,67 +518,29 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 	long r = elf_check_exec(AT_FDCWD, path);
 	if (r)
 		goto out;
-	/* The guest's environment goes to the new corral through a memfd, so
-	 * that it never affects corral's own loader (LD_PRELOAD and friends). */
-	int efd = memfd_create("corral-env", 0);
-	if (efd < 0) {
-		r = -errno;
-		goto out;
-	}
-	for (int k = 0; k < envc; k++) {
-		size_t len = strlen(envp[k]) + 1, done = 0;
-		while (done < len) {
-			ssize_t w = write(efd, envp[k] + done, len - done);
-			if (w <= 0) {
-				close(efd);
-				r = -ENOMEM;
-				goto out;
-			}
-			done += (size_t)w;
-		}
-	}
-	lseek(efd, 0, SEEK_SET);
-	char **hv = calloc((size_t)argc + 16, sizeof(char *));
-	char efs[32];
-	snprintf(efs, sizeof(efs), "%d", efd);
+	/* corral's options for the new process VM; the guest's argv reaches
+	 * the host as the new corral's own (what ps and /proc/PID/cmdline
+	 * show), the rest through proc_reexec's memfd */
+	const char *opts[16];
+	char mems[32];
 	int k = 0;
-	hv[k++] = proc.self_exe;
-	hv[k++] = "exec";
 	if (proc.rootfd >= 0) {
-		hv[k++] = "--root";
-		hv[k++] = proc.rootpath;
+		opts[k++] = "--root";
+		opts[k++] = proc.rootpath;
 	}
 	if (proc.opts.trace)
-		hv[k++] = "--trace";
+		opts[k++] = "--trace";
 	if (proc.opts.sandbox)
-		hv[k++] = "--sandboxed";
+		opts[k++] = "--sandboxed";
 	else if (proc.rootfd >= 0)
-		hv[k++] = "--no-sandbox";
-	char mems[32];
+		opts[k++] = "--no-sandbox";
 	if (proc.opts.mem) {
 		snprintf(mems, sizeof(mems), "%lluB", proc.opts.mem);
-		hv[k++] = "--mem";
-		hv[k++] = mems;
+		opts[k++] = "--mem";
+		opts[k++] = mems;
 	}
-	hv[k++] = "--env-fd";
-	hv[k++] = efs;
-	if (argc > 0) {
-		hv[k++] = "--argv0";
-		hv[k++] = argv[0];
-	}
-	hv[k++] = "--";
-	hv[k++] = path;
-	for (int j = 1; j < argc; j++)
-		hv[k++] = argv[j];
-	hv[k] = NULL;
-	extern char **environ;
-	if (proc.self_fd >= 0)
-		syscall(SYS_execveat, proc.self_fd, "", hv, environ, AT_EMPTY_PATH);
-	else
-		execve(proc.self_exe, hv, environ);
-	r = -errno;
-	close(efd);
-	free(hv);
+	opts[k] = NULL;
+	r = proc_reexec(proc.self_exe, proc.self_fd, opts, comm, path, argc, argv, envp);
 out:
 	free_strv(argv);
 	free_strv(envp);

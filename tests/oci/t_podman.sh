@@ -2,12 +2,14 @@
 # Podman with corral-runc as its OCI runtime, beside runc: the same podman
 # commands on a locally imported busybox image must give the same output
 # and exit status with both (run, -e, -w, -u, --rm, --read-only, -v,
-# --pids-limit, exec, stop of a process that ignores SIGTERM, ps, inspect,
-# pause). Skipped without podman and runc. Podman's state lives in this
+# --pids-limit, --memory, --cpus, -p, -it, exec, stop of a process that
+# ignores SIGTERM, ps, inspect, top, pause), and Debian's own programs on a
+# debootstrap image (built once and kept in the cache; skipped when the
+# Debian archive cannot be reached). Skipped without podman and runc. Podman's state lives in this
 # test's temporary directory (vfs storage, no network), so nothing of the
 # host's containers is touched.
 . "$(dirname "$0")/lib.sh"
-N=24
+N=34
 need_root $N
 need_static $N || { report; exit $?; }
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
@@ -27,6 +29,8 @@ EOC
 export CONTAINERS_CONF=$TMP/containers.conf
 PM="podman --root $TMP/storage --runroot $TMP/run --tmpdir $TMP/ptmp --storage-driver vfs --events-backend file"
 rootfs "$TMP/image"
+for a in tr timeout httpd; do ln -sf busybox "$TMP/image/bin/$a"; done
+mkdir -p "$TMP/image/www" && echo "hello from the container" >"$TMP/image/www/index.html"
 tar -C "$TMP/image" -cf "$TMP/image.tar" .
 if ! $PM import -q "$TMP/image.tar" localhost/corral-busybox:test >/dev/null 2>"$TMP/e"; then
 	skip $N "podman cannot import an image here: $(head -c 200 "$TMP/e")"
@@ -82,6 +86,48 @@ both "pids limit" run --rm $R --pids-limit 50 $IMG cat /sys/fs/cgroup/pids/pids.
 both "terminal" run --rm -t $R $IMG sh -c 'tty; echo $TERM'
 both "no such program" run --rm $R $IMG nosuchprogram
 both "seccomp default profile" run --rm $R $IMG sh -c 'mkdir /tmp/d && echo ok; unshare -m true 2>/dev/null || echo denied'
+both "memory limit" run --rm $R --memory 64m $IMG cat /sys/fs/cgroup/memory/memory.limit_in_bytes
+# a shell variable of 64 MiB in a 32 MiB container: the OOM killer, 137
+both "memory limit enforced" run --rm $R --memory 32m --memory-swap 32m $IMG sh -c 'x=$(head -c 67108864 /dev/zero | tr "\0" a); echo ${#x}'
+# a busy loop for 3 s under --cpus 0.5 gets about half of that in CPU time
+both "cpu quota" run --rm $R --cpus 0.5 $IMG sh -c 'cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+	a=$(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)
+	timeout 3 sh -c "while :; do :; done"
+	b=$(cat /sys/fs/cgroup/cpuacct/cpuacct.usage)
+	ms=$(((b - a) / 1000000))
+	if [ $ms -le 1800 ]; then echo capped; else echo "not capped: $ms ms"; fi' 2>/dev/null
+# -it: a pseudo-terminal driven through script(1), input typed in
+for rt in runc "$CORRAL_RUNTIME"; do
+	(sleep 3; printf 'hello\n'; sleep 1; printf 'exit 5\n') |
+		timeout 120 script -qec "$PM run --rm -it --runtime $rt --network none $IMG sh -c 'tty; read x; echo got:\$x; sh'" /dev/null |
+		tr -d '\r' | grep -E '^(/dev/pts|got:)' >"$TMP/it.$(basename "$rt")"
+	echo "status $?" >>"$TMP/it.$(basename "$rt")"
+done
+if cmp -s "$TMP/it.runc" "$TMP/it.corral-runc" && grep -q '^got:hello$' "$TMP/it.runc"; then ok; else
+	bad "-it: runc and corral-runc differ"
+	diff "$TMP/it.runc" "$TMP/it.corral-runc" | head -n 10
+fi
+# -p: a web server in the container, reached from the host (needs podman's
+# default network; skipped where the host cannot give it one)
+port=$((20000 + $$ % 20000))
+for rt in runc "$CORRAL_RUNTIME"; do
+	n=$(basename "$rt")
+	port=$((port + 1))
+	rm -f "$TMP/web.$n"
+	if $PM run -d --name "web-$n" --runtime "$rt" -p "127.0.0.1:$port:80" $IMG httpd -f -p 80 -h /www \
+		>/dev/null 2>"$TMP/web.err"; then
+		for i in 1 2 3 4 5 6 7 8 9 10; do
+			curl -s -m 5 "http://127.0.0.1:$port/index.html" >"$TMP/web.$n" 2>/dev/null && break
+			sleep 1
+		done
+		$PM rm -f -t 0 "web-$n" >/dev/null 2>&1
+	fi
+done
+if [ ! -e "$TMP/web.runc" ]; then
+	skip 1 "podman cannot publish a port here: $(head -c 200 "$TMP/web.err")"
+elif cmp -s "$TMP/web.runc" "$TMP/web.corral-runc" && grep -q '^hello from the container$' "$TMP/web.runc"; then ok; else
+	bad "-p: the container's web server answered differently (runc: $(cat "$TMP/web.runc"), corral-runc: $(cat "$TMP/web.corral-runc" 2>/dev/null))"
+fi
 both "--rm leaves nothing" ps -aq
 
 # a detached container: exec, inspect, pause, stop of one that ignores TERM
@@ -93,6 +139,7 @@ done
 sleep 1
 both "exec" exec c-NAME sh -c 'echo $((6*7)); exit 4'
 both "exec -e -w -u" exec -e A=1 -w /tmp -u 5:6 c-NAME sh -c 'echo $A $(pwd) $(id -u):$(id -g)'
+both "top" top c-NAME user args comm
 both "inspect running" inspect -f '{{.State.Status}} {{.State.Running}}' c-NAME
 both "ps" ps --format '{{.Names}}' --filter name=c-NAME --filter status=running
 both "pause" pause c-NAME
@@ -102,4 +149,24 @@ both "stop ignoring TERM" stop -t 2 c-NAME
 both "inspect stopped" inspect -f '{{.State.Status}} {{.State.ExitCode}}' c-NAME
 both "logs" logs c-NAME
 both "rm" rm c-NAME
+
+# Debian's programs on a debootstrap image (minbase), kept in the cache
+DEB=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/debian-minbase.tar
+if [ ! -s "$DEB" ] && command -v debootstrap >/dev/null 2>&1; then
+	mkdir -p "$(dirname "$DEB")" "$TMP/deb"
+	if timeout 900 debootstrap --variant=minbase bookworm "$TMP/deb" http://deb.debian.org/debian \
+		>"$TMP/deb.log" 2>&1; then
+		tar -C "$TMP/deb" -cf "$DEB.tmp" . && mv "$DEB.tmp" "$DEB"
+	fi
+	rm -rf "$TMP/deb"
+fi
+if [ -s "$DEB" ] && $PM import -q "$DEB" localhost/corral-debian:test >/dev/null 2>"$TMP/e"; then
+	DIMG=localhost/corral-debian:test
+	both "debian: dpkg -l" run --rm $R $DIMG sh -c 'dpkg -l | tail -n +6 | wc -l; dpkg -s coreutils | grep ^Status'
+	both "debian: perl" run --rm $R $DIMG perl -e 'my %h = map { $_ => $_ * $_ } 1..100; my $s = 0; $s += $_ for values %h; print "$s\n"'
+	both "debian: bash, coreutils, apt" run --rm $R $DIMG bash -c 'echo $BASH_VERSION; seq 1 1000 | sort -rn | head -3; apt-get --version | head -1; cat /etc/debian_version'
+	both "debian: users" run --rm $R -u nobody $DIMG sh -c 'id; getent passwd root'
+else
+	skip 4 "no Debian image: debootstrap could not reach the Debian archive ($(tail -n 1 "$TMP/deb.log" 2>/dev/null))"
+fi
 report
