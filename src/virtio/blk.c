@@ -440,6 +440,19 @@ static void blk_destroy(struct virtio_dev *v)
 	free(b); /* the disk belongs to the caller */
 }
 
+int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk)
+{
+	struct vblk *b = (struct vblk *)v;
+	if (disk->size != b->disk->size || !disk->readonly != !b->disk->readonly)
+		return -EINVAL;
+	/* the pool's workers wait for a batch: none runs while the VM is paused */
+	pthread_mutex_lock(&b->pool.lock);
+	b->disk = disk;
+	b->pool.disk = disk;
+	pthread_mutex_unlock(&b->pool.lock);
+	return 0;
+}
+
 int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, struct virtio_dev **out)
 {
 	struct vblk *b = calloc(1, sizeof(*b));

@@ -229,7 +229,8 @@ static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
 	int r = state_writer_init(&w, fd, "vm");
 	if (r < 0)
 		goto out;
-	char *json = vm_config_to_json(&vm->cfg);
+	/* the disks as the snapshot holds them (snapdisk.c) */
+	char *json = vm_config_to_json(vm->saving ? vm->saving : &vm->cfg);
 	if (!json) {
 		r = -ENOMEM;
 		goto out;
@@ -349,14 +350,29 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 	pthread_mutex_lock(&vm->ctl.lock);
 	int valid = vm->ctl.vcpus_valid;
 	pthread_mutex_unlock(&vm->ctl.lock);
+	/* the disks go beside the state file */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(state_path, '/');
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - state_path) : 1, slash ? state_path : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	struct vm_config saved;
+	struct snapdisk_names *names = malloc(sizeof(*names));
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->m || !valid) {
 		snprintf(err, errlen, "the VM is not running");
 		r = -ESRCH;
-	} else if ((r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
+	} else if (!names) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		r = -ENOMEM;
+	} else if ((r = snapdisk_freeze(vm, dir, &saved, names, err, errlen)) >= 0 &&
+		   (r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
+		vm->saving = &saved;
 		r = write_file(vm, state_path, write_state, err, errlen);
+		vm->saving = NULL;
 	}
 	pthread_mutex_unlock(&vm->lock);
+	free(names);
 	if (!paused)
 		vm_resume(vm);
 	return r;
@@ -451,6 +467,7 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->poll_input = o ? o->poll_input : NULL;
 	c->input_opaque = o ? o->input_opaque : NULL;
 	c->realtime_idle = o ? o->realtime_idle : 0;
+	c->disk_dir = NULL; /* used by the restore alone */
 	c->verbose = o ? o->verbose : 0;
 	c->bench_t0 = 0;
 	c->log = o ? o->log : NULL;
@@ -461,8 +478,8 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 		c->guest_dir = o->guest_dir;
 }
 
-int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
-		    char *err, size_t errlen)
+int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, const struct vm_config *overrides,
+		    struct vm **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct state_reader rd;
@@ -471,8 +488,11 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 	struct vm *vm = NULL;
 	struct engine_vcpu *cpus = NULL;
 	char *json = malloc(VM_CONFIG_JSON_MAX + 1);
+	struct snapdisk_names *names = malloc(sizeof(*names));
 	int r = -ENOMEM;
-	if (!json) {
+	if (!json || !names) {
+		free(json);
+		free(names);
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
 		return r;
 	}
@@ -495,6 +515,8 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 			 cfg.mem);
 		goto err_json;
 	}
+	if ((r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
+		goto err_json;
 	if ((r = vm_create_as(&cfg, 1, &vm, err, errlen)) < 0)
 		goto err_json;
 	r = -ENOMEM;
@@ -513,6 +535,7 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 	vm->restore = cpus;
 	free(strings);
 	free(json);
+	free(names);
 	*out = vm;
 	return 0;
 
@@ -524,6 +547,7 @@ err_vm:
 err_json:
 	free(strings);
 	free(json);
+	free(names);
 	return r;
 }
 
@@ -575,7 +599,7 @@ int vm_restore(const char *dir, const struct vm_config *overrides, struct vm **o
 		snprintf(err, errlen, "'%s': %s", path, strerror(-r));
 		goto out;
 	}
-	r = vm_restore_from(buf, n, mfd, overrides, out, msg, sizeof(msg));
+	r = vm_restore_from(buf, n, mfd, dir, overrides, out, msg, sizeof(msg));
 	if (r < 0)
 		snprintf(err, errlen, "snapshot '%s': %s", dir, msg);
 out:

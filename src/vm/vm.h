@@ -85,6 +85,10 @@ struct vm_config {
 	int (*poll_input)(void *opaque, const int *wake, unsigned nwake, int timeout_ms);
 	void *input_opaque;
 	int realtime_idle;	  /* idle time passes at wall-clock pace (someone watches) */
+	/* vm_restore: the folder of the new overlays of the snapshot's
+	 * writable disks (created if needed; a file there is never replaced);
+	 * NULL: a new DIR.restore-N beside the snapshot DIR. */
+	const char *disk_dir;
 	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */
