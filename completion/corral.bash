@@ -138,7 +138,7 @@ _corral()
 		--serial) COMPREPLY=($(compgen -W "stdio none file:" -- "$cur")) ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--serial --paused --api-sock --disk-dir --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--serial --paused --api-sock --disk-dir --keep-vmgenid --help" -- "$cur"))
 			else
 				_corral_files "$cur"
 			fi

@@ -270,7 +270,7 @@ static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
 	state_section_begin(&w, "i8042", 0, SNAP_VERSION);
 	i8042_state_save(&m->kbd, &w);
 	state_section_end(&w);
-	state_section_begin(&w, "acpi_pm", 0, SNAP_VERSION);
+	state_section_begin(&w, "acpi_pm", 0, ACPI_PM_STATE_VERSION);
 	acpi_pm_state_save(&m->pm, &w);
 	state_section_end(&w);
 	for (unsigned s = 0; s < PCI_SLOTS; s++) {
@@ -396,8 +396,9 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 
 /* ---- Restoring ---- */
 
-/* The next section must be name/instance, of a version this corral reads. */
-static int expect(struct state_reader *r, const char *name, uint32_t instance)
+/* The next section must be name/instance, of a version this corral reads
+ * (SNAP_VERSION, or 1 to max for a section that grew). */
+static int expect_upto(struct state_reader *r, const char *name, uint32_t instance, uint32_t max)
 {
 	struct state_section s;
 	int k = state_next_section(r, &s);
@@ -412,12 +413,17 @@ static int expect(struct state_reader *r, const char *name, uint32_t instance)
 			   instance);
 		return -EINVAL;
 	}
-	if (s.version != SNAP_VERSION) {
+	if (max ? s.version < 1 || s.version > max : s.version != SNAP_VERSION) {
 		state_fail(r, "section %s %u: version %u, this corral reads %u", name, instance, s.version,
-			   SNAP_VERSION);
+			   max ? max : SNAP_VERSION);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int expect(struct state_reader *r, const char *name, uint32_t instance)
+{
+	return expect_upto(r, name, instance, 0);
 }
 
 /* Every section after the configuration, into the fresh VM. */
@@ -437,7 +443,7 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 			return -EINVAL;
 	if (expect(r, "pit", 0) < 0 || pit_state_load(&m->pit, r) < 0 || expect(r, "rtc", 0) < 0 ||
 	    rtc_state_load(&m->rtc, r) < 0 || expect(r, "uart", 0) < 0 || uart_state_load(&m->com1, r) < 0 ||
-	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 || expect(r, "acpi_pm", 0) < 0 ||
+	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 || expect_upto(r, "acpi_pm", 0, ACPI_PM_STATE_VERSION) < 0 ||
 	    acpi_pm_state_load(&m->pm, r) < 0)
 		return -EINVAL;
 	for (unsigned s = 0; s < PCI_SLOTS; s++) {
@@ -468,6 +474,7 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->input_opaque = o ? o->input_opaque : NULL;
 	c->realtime_idle = o ? o->realtime_idle : 0;
 	c->disk_dir = NULL; /* used by the restore alone */
+	c->keep_vmgenid = 0;
 	c->verbose = o ? o->verbose : 0;
 	c->bench_t0 = 0;
 	c->log = o ? o->log : NULL;
@@ -532,6 +539,8 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 	r = -EINVAL;
 	if (load_sections(&rd, vm, cpus) < 0)
 		goto err_reader;
+	if (!(overrides && overrides->keep_vmgenid))
+		vm_new_generation(vm);
 	vm->restore = cpus;
 	free(strings);
 	free(json);

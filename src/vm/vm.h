@@ -89,6 +89,9 @@ struct vm_config {
 	 * writable disks (created if needed; a file there is never replaced);
 	 * NULL: a new DIR.restore-N beside the snapshot DIR. */
 	const char *disk_dir;
+	/* vm_restore: the clone keeps the saved VM generation ID (the guest is
+	 * not told it was cloned; tests show what the ID is for). */
+	int keep_vmgenid;
 	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */

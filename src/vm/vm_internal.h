@@ -50,6 +50,11 @@ struct vm {
 	struct vm_exit exit;
 };
 
+/* clone.c: a restored VM is a clone of the one saved: a new VM generation
+ * ID, which the guest is told of through its general-purpose event (if
+ * the guest's tables have the device, and its driver enabled the event). */
+void vm_new_generation(struct vm *vm);
+
 /* vm.c: vm_create, for a restore (restoring: no guest is loaded). */
 int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen);
 
