@@ -476,7 +476,7 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->disk_dir = NULL; /* used by the restore alone */
 	c->keep_vmgenid = 0;
 	c->verbose = o ? o->verbose : 0;
-	c->bench_t0 = 0;
+	c->bench_t0 = o ? o->bench_t0 : 0; /* bench/snapshot.sh: restore to first instruction */
 	c->log = o ? o->log : NULL;
 	c->log_opaque = o ? o->log_opaque : NULL;
 	c->on_reboot = o ? o->on_reboot : NULL;

@@ -19,7 +19,8 @@ need_kit
 command -v curl >/dev/null 2>&1 || skip "no curl"
 work=$(mktemp -d "${TMPDIR:-/tmp}/t_clones.XXXXXX")
 pids=
-trap 'for p in $pids; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT INT TERM
+trap 'for p in $pids; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 S=$work/api.sock
 N=12 # random lines compared per clone
 
