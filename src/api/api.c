@@ -7,13 +7,13 @@
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include "api/api.h"
@@ -41,7 +41,8 @@ static int mhd_load(char *err, size_t errlen)
 		void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
 		if (!h) {
 			snprintf(err, errlen,
-				 "--api-sock: cannot load libmicrohttpd.so.12 (Debian: apt-get install libmicrohttpd12): %s",
+				 "--api-sock: cannot load libmicrohttpd.so.12 (Debian: apt-get install "
+				 "libmicrohttpd12): %s",
 				 dlerror());
 			r = -ENOENT;
 			goto out;

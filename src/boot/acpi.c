@@ -444,7 +444,7 @@ static void build_fadt(uint8_t *t)
 	gas_io(t + 172, PORT_ACPI_PM1_CNT, 2, 0);
 	gas_io(t + 208, PORT_ACPI_PM_TMR, 4, 0);
 	gas_io(t + 220, PORT_ACPI_GPE0, ACPI_GPE0_LEN, 0); /* X_GPE0_BLK */
-	memcpy(t + 268, "CORRALVM", 8); /* hypervisor vendor identity */
+	memcpy(t + 268, "CORRALVM", 8);			   /* hypervisor vendor identity */
 	seal(t, FADT_LEN);
 }
 

@@ -588,7 +588,9 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	}
 	if (o->paused || o->disk_dir || o->keep_vmgenid) {
 		fprintf(stderr, "corral: run: %s is an option of 'corral restore'\n",
-			o->paused ? "--paused" : o->disk_dir ? "--disk-dir" : "--keep-vmgenid");
+			o->paused     ? "--paused"
+			: o->disk_dir ? "--disk-dir"
+				      : "--keep-vmgenid");
 		return -1;
 	}
 	if (optind < argc) {

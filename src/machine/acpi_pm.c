@@ -10,7 +10,7 @@
 #include "state/stream.h"
 
 #define PM_MAGIC 0x314d5041u /* "APM1" */
-#define PM_VERSION 2 /* 2: the GPE0 block */
+#define PM_VERSION 2	     /* 2: the GPE0 block */
 
 #define STS_TMR 0x0001
 #define STS_PWRBTN 0x0100

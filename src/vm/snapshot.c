@@ -443,8 +443,8 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 			return -EINVAL;
 	if (expect(r, "pit", 0) < 0 || pit_state_load(&m->pit, r) < 0 || expect(r, "rtc", 0) < 0 ||
 	    rtc_state_load(&m->rtc, r) < 0 || expect(r, "uart", 0) < 0 || uart_state_load(&m->com1, r) < 0 ||
-	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 || expect_upto(r, "acpi_pm", 0, ACPI_PM_STATE_VERSION) < 0 ||
-	    acpi_pm_state_load(&m->pm, r) < 0)
+	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 ||
+	    expect_upto(r, "acpi_pm", 0, ACPI_PM_STATE_VERSION) < 0 || acpi_pm_state_load(&m->pm, r) < 0)
 		return -EINVAL;
 	for (unsigned s = 0; s < PCI_SLOTS; s++) {
 		struct pci_dev *d = m->pci.dev[s];
