@@ -216,11 +216,17 @@ def hmp(sock, cmd):
     s.settimeout(60)
     buf = b""
     while b"(qemu)" not in buf:
-        buf += s.recv(4096)
+        b = s.recv(4096)
+        if not b:
+            break
+        buf += b
     s.sendall(cmd.encode() + b"\n")
     buf = b""
-    while buf.count(b"(qemu)") < 1:
-        buf += s.recv(4096)
+    while b"(qemu)" not in buf:  # none after quit: the monitor closes
+        b = s.recv(4096)
+        if not b:
+            break
+        buf += b
     s.close()
     return buf.decode(errors="replace")
 
