@@ -443,7 +443,9 @@ static void blk_destroy(struct virtio_dev *v)
 int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk)
 {
 	struct vblk *b = (struct vblk *)v;
-	if (disk->size != b->disk->size || !disk->readonly != !b->disk->readonly)
+	/* what the guest was told, not the old disk: it may be closed already */
+	int ro = !!(b->v.host_features & (1ull << VIRTIO_BLK_F_RO));
+	if (disk->size / SECTOR != b->cfg.capacity || !disk->readonly != !ro)
 		return -EINVAL;
 	/* the pool's workers wait for a batch: none runs while the VM is paused */
 	pthread_mutex_lock(&b->pool.lock);
