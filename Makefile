@@ -114,12 +114,17 @@ check-oci: tests
 bench-oci: $(RUNC)
 	@BUILD=$(abspath $(BUILD)) bash bench/oci.sh
 
+# Snapshots: restore, save, clone rate and memory, beside QEMU (bench/snapshot.sh)
+bench-snapshot: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
+
 bench: $(CORRAL) $(BENCH_BIN)
 	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
+	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)
@@ -127,7 +132,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-oci bench bench-pause bench-oci format clean
+.PHONY: all tests check check-cpu-full check-oci bench bench-pause bench-oci bench-snapshot format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
@@ -178,9 +183,9 @@ else
 LDLIBS += -lz -llzma -lzstd -llz4 -lseccomp -ljansson
 endif
 # The control API (src/api/api.c) serves HTTP with libmicrohttpd
-# (Debian: libmicrohttpd-dev), linked dynamically: its archive would pull
-# in GnuTLS and its dependencies, which the API does not use.
-LDLIBS += -lmicrohttpd
+# (Debian: libmicrohttpd-dev for the header, libmicrohttpd12 at run time),
+# loaded with dlopen when a VM serves its API: linked in, it and the GnuTLS
+# it pulls in would cost every corral start-up (bench/snapshot.sh).
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).
 LDLIBS += -ldl

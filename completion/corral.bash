@@ -78,7 +78,7 @@ _corral_image()
 {
 	local cur=$1 prev=$2 sub=${COMP_WORDS[2]}
 	if ((COMP_CWORD == 2)); then
-		COMPREPLY=($(compgen -W "create info check convert --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "create info check convert commit --help" -- "$cur"))
 		return
 	fi
 	case $prev in
@@ -99,6 +99,7 @@ _corral_image()
 		info) opts="-f --output --help" ;;
 		check) opts="-f -r --help" ;;
 		convert) opts="-f -O -o -p --help" ;;
+		commit) opts="-f -d -p -q --help" ;;
 		esac
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 	else
@@ -137,7 +138,7 @@ _corral()
 		--serial) COMPREPLY=($(compgen -W "stdio none file:" -- "$cur")) ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--serial --paused --api-sock --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--serial --paused --api-sock --disk-dir --keep-vmgenid --help" -- "$cur"))
 			else
 				_corral_files "$cur"
 			fi

@@ -1,11 +1,13 @@
 /* The VM's control API on a unix socket (libmicrohttpd serves HTTP on a
  * socket bound here, jansson reads and writes the JSON): instance info,
  * machine configuration, pause/resume, snapshots, stop. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,56 @@
 
 #include "api/api.h"
 #include "vm/vm.h"
+
+/* libmicrohttpd is loaded with dlopen by the first api_start: linked in,
+ * it and GnuTLS (which it pulls in) cost every corral process milliseconds
+ * of loading and initialising, a restore's start-up most of its time
+ * (bench/snapshot.sh), though only a VM with --api-sock uses them. */
+static struct {
+	__typeof__(&MHD_start_daemon) start_daemon;
+	__typeof__(&MHD_stop_daemon) stop_daemon;
+	__typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
+	__typeof__(&MHD_add_response_header) add_response_header;
+	__typeof__(&MHD_queue_response) queue_response;
+	__typeof__(&MHD_destroy_response) destroy_response;
+} mhd;
+
+static int mhd_load(char *err, size_t errlen)
+{
+	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
+	int r = 0;
+	pthread_mutex_lock(&once);
+	if (!mhd.start_daemon) {
+		void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+		if (!h) {
+			snprintf(err, errlen,
+				 "--api-sock: cannot load libmicrohttpd.so.12 (Debian: apt-get install "
+				 "libmicrohttpd12): %s",
+				 dlerror());
+			r = -ENOENT;
+			goto out;
+		}
+#define MHD_SYM(field, name)                                                                                           \
+	if (!(*(void **)&mhd.field = dlsym(h, name)))                                                                  \
+		r = -ENOENT;
+		MHD_SYM(stop_daemon, "MHD_stop_daemon")
+		MHD_SYM(create_response_from_buffer, "MHD_create_response_from_buffer")
+		MHD_SYM(add_response_header, "MHD_add_response_header")
+		MHD_SYM(queue_response, "MHD_queue_response")
+		MHD_SYM(destroy_response, "MHD_destroy_response")
+#undef MHD_SYM
+		void *fn = dlsym(h, "MHD_start_daemon");
+		if (r < 0 || !fn) {
+			snprintf(err, errlen, "--api-sock: libmicrohttpd.so.12 lacks the functions corral needs");
+			r = -ENOENT;
+			goto out;
+		}
+		*(void **)&mhd.start_daemon = fn; /* last: it marks the table complete */
+	}
+out:
+	pthread_mutex_unlock(&once);
+	return r;
+}
 
 struct api {
 	struct MHD_Daemon *d;
@@ -36,16 +88,16 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *
 {
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
-	struct MHD_Response *resp = text ? MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
-					 : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp = text ? mhd.create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
+					 : mhd.create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(text);
 		return MHD_NO;
 	}
 	if (text)
-		MHD_add_response_header(resp, "Content-Type", "application/json");
-	enum MHD_Result r = MHD_queue_response(c, status, resp);
-	MHD_destroy_response(resp);
+		mhd.add_response_header(resp, "Content-Type", "application/json");
+	enum MHD_Result r = mhd.queue_response(c, status, resp);
+	mhd.destroy_response(resp);
 	return r;
 }
 
@@ -303,6 +355,8 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		snprintf(err, errlen, "--api-sock '%s': longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
+	if ((r = mhd_load(err, errlen)) < 0)
+		return r;
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a) {
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
@@ -329,7 +383,7 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		snprintf(err, errlen, "--api-sock '%s': listen: %s", path, strerror(-r));
 		goto err_unlink;
 	}
-	a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, a,
+	a->d = mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, a,
 				MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
 				MHD_OPTION_END);
@@ -354,7 +408,7 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	MHD_stop_daemon(a->d);
+	mhd.stop_daemon(a->d);
 	close(a->fd);
 	unlink(a->path);
 	free(a);

@@ -155,6 +155,12 @@ struct qcow2_check {
 };
 #define QCOW2_CHECK_REPAIR_LEAKS 1u
 int qcow2_check(struct blk *b, struct qcow2_check *res, FILE *log, unsigned flags);
+/* Whether the cluster holding virtual offset off is the image's own (data,
+ * zeroes or compressed data written into it) rather than its backing
+ * file's: 1 or 0, with *len the bytes from off to that cluster's end (or
+ * the disk's); -EINVAL if b is not qcow2 or off is past the end, another
+ * -errno on a corrupt table. `corral image commit` uses it. */
+int qcow2_allocated(struct blk *b, uint64_t off, uint64_t *len);
 /* Tests (fault injection, as QEMU's blkdebug): the process exits at the
  * image's nth metadata sync (0: never), leaving the file as a crash would.
  * 0, or -EINVAL if b is not a writable qcow2 image. */

@@ -1136,6 +1136,21 @@ static void qcow2_close(struct blk *b)
 	qcow2_free_all(q);
 }
 
+int qcow2_allocated(struct blk *b, uint64_t off, uint64_t *len)
+{
+	struct qcow2 *q = (struct qcow2 *)b;
+	if (b->ops != &qcow2_ops || off >= b->size)
+		return -EINVAL;
+	uint64_t vcl = off >> q->cluster_bits, e, end = (vcl + 1) << q->cluster_bits;
+	pthread_mutex_lock(&q->lock);
+	int rc = qcow2_l2_lookup(q, vcl, &e);
+	pthread_mutex_unlock(&q->lock);
+	if (rc < 0)
+		return rc;
+	*len = (end < b->size ? end : b->size) - off;
+	return qcow2_run_kind(q, e) != RUN_BACKING;
+}
+
 int qcow2_crash_at_sync(struct blk *b, long n)
 {
 	if (b->ops != &qcow2_ops || b->readonly || n < 0)

@@ -2,6 +2,7 @@
  * MADT, built in the BIOS area so both boot_params and the legacy scan find them. */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "boot/boot.h"
 #include "boot/boot_internal.h"
@@ -138,6 +139,15 @@ static void aml_name_eisaid(struct aml *a, const char *name, const char *id)
 	aml_eisaid(a, id);
 }
 
+/* Name (name, "string") */
+static void aml_name_string(struct aml *a, const char *name, const char *s)
+{
+	aml_byte(a, 0x08);
+	aml_nameseg(a, name);
+	aml_byte(a, 0x0d); /* StringPrefix */
+	aml_bytes(a, s, strlen(s) + 1);
+}
+
 /* Name (name, Buffer () { resource template bytes, End Tag }) */
 static void aml_name_resources(struct aml *a, const char *name, const uint8_t *res, size_t n)
 {
@@ -211,6 +221,19 @@ static void res_dword_mem(uint8_t *r, uint32_t min, uint32_t max)
  *
  * The power button is the FADT's fixed-feature button, so \_SB needs no
  * PNP0C0C device.
+ *
+ * The VM generation ID (Linux: drivers/virt/vmgenid.c, which matches the
+ * _HID; QEMU's hw/acpi/vmgenid.c builds the same device):
+ *   Scope (\_SB) {
+ *     Device (VGEN) {
+ *       Name (_HID, "VMGENCTR")  Name (_CID, "VM_Gen_Counter")
+ *       Name (_DDN, "VM_Gen_Counter")
+ *       Method (ADDR, 0) { Return (Package (2) { low, high }) }   of the 16 bytes
+ *     }
+ *   }
+ *   Scope (\_GPE) {
+ *     Method (_E00, 0) { Notify (\_SB.VGEN, 0x80) }   GPE0 bit 0: the ID changed
+ *   }
  */
 static void build_dsdt_aml(struct aml *a)
 {
@@ -291,7 +314,41 @@ static void build_dsdt_aml(struct aml *a)
 	aml_name_resources(a, "_CRS", mem, sizeof(mem));
 	aml_close(a, dev);
 
+	aml_byte(a, 0x5b);
+	aml_byte(a, 0x82);
+	dev = aml_open(a);
+	aml_nameseg(a, "VGEN");
+	aml_name_string(a, "_HID", "VMGENCTR");
+	aml_name_string(a, "_CID", "VM_Gen_Counter");
+	aml_name_string(a, "_DDN", "VM_Gen_Counter");
+	aml_byte(a, 0x14); /* MethodOp */
+	pk = aml_open(a);
+	aml_nameseg(a, "ADDR");
+	aml_byte(a, 0x00); /* no arguments */
+	aml_byte(a, 0xa4); /* ReturnOp */
+	aml_byte(a, 0x12); /* PackageOp */
+	pkg = aml_open(a);
+	aml_byte(a, 2);
+	aml_int(a, BOOT_VMGENID_ADDR & 0xffffffffu);
+	aml_int(a, BOOT_VMGENID_ADDR >> 32);
+	aml_close(a, pkg);
+	aml_close(a, pk);
+	aml_close(a, dev);
+
 	aml_close(a, sb);
+
+	aml_byte(a, 0x10); /* Scope (\_GPE) */
+	size_t gpe = aml_open(a);
+	aml_nameseg(a, "\\_GPE");
+	aml_byte(a, 0x14);
+	pk = aml_open(a);
+	aml_nameseg(a, "_E00");
+	aml_byte(a, 0x00);
+	aml_byte(a, 0x86);		  /* NotifyOp */
+	aml_nameseg(a, "\\\x2e_SB_VGEN"); /* \ DualNamePrefix _SB_ VGEN */
+	aml_int(a, 0x80);
+	aml_close(a, pk);
+	aml_close(a, gpe);
 }
 
 /* pci_dev_register routes slot s's INTA# like the _PRT above. */
@@ -364,6 +421,8 @@ static void build_fadt(uint8_t *t)
 	put32(t + 56, PORT_ACPI_PM);		 /* PM1a_EVT_BLK */
 	put32(t + 64, PORT_ACPI_PM1_CNT);	 /* PM1a_CNT_BLK */
 	put32(t + 76, PORT_ACPI_PM_TMR);	 /* PM_TMR_BLK */
+	put32(t + 80, PORT_ACPI_GPE0);		 /* GPE0_BLK */
+	t[92] = ACPI_GPE0_LEN;			 /* GPE0_BLK_LEN */
 	t[88] = 4;				 /* PM1_EVT_LEN */
 	t[89] = 2;				 /* PM1_CNT_LEN */
 	t[91] = 4;				 /* PM_TMR_LEN */
@@ -384,7 +443,8 @@ static void build_fadt(uint8_t *t)
 	gas_io(t + 148, PORT_ACPI_PM, 4, 0); /* X_PM1a_EVT_BLK */
 	gas_io(t + 172, PORT_ACPI_PM1_CNT, 2, 0);
 	gas_io(t + 208, PORT_ACPI_PM_TMR, 4, 0);
-	memcpy(t + 268, "CORRALVM", 8); /* hypervisor vendor identity */
+	gas_io(t + 220, PORT_ACPI_GPE0, ACPI_GPE0_LEN, 0); /* X_GPE0_BLK */
+	memcpy(t + 268, "CORRALVM", 8);			   /* hypervisor vendor identity */
 	seal(t, FADT_LEN);
 }
 
@@ -448,6 +508,18 @@ static void build_mcfg(uint8_t *t)
 	seal(t, ACPI_MCFG_LEN);
 }
 
+int acpi_has_vmgenid(struct machine *m)
+{
+	const uint8_t *h = gpa_ptr(m, ACPI_DSDT_ADDR, 36);
+	if (!h || memcmp(h, "DSDT", 4))
+		return 0;
+	uint32_t len = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
+	if (len < 36 || len > BOOT_ACPI_END - ACPI_DSDT_ADDR)
+		return 0;
+	const uint8_t *t = gpa_ptr(m, ACPI_DSDT_ADDR, len);
+	return t && memmem(t, len, "VMGENCTR", 8) != NULL;
+}
+
 int acpi_build(struct machine *m, unsigned ncpus)
 {
 	uint8_t *rsdp, *xsdt, *fadt, *facs, *madt, *mcfg, *dsdt;
@@ -508,5 +580,10 @@ int acpi_build(struct machine *m, unsigned ncpus)
 	put64(rsdp + 24, ACPI_XSDT_ADDR);
 	rsdp[8] = checksum(rsdp, 20);
 	rsdp[32] = checksum(rsdp, 36);
+
+	/* every boot is a new generation */
+	uint8_t *genid = gpa_ptr(m, BOOT_VMGENID_ADDR, BOOT_VMGENID_LEN);
+	if (!genid || getrandom(genid, BOOT_VMGENID_LEN, 0) != BOOT_VMGENID_LEN)
+		return -EIO;
 	return 0;
 }

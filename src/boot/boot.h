@@ -40,6 +40,9 @@ int boot_linux(struct machine *m, struct cpu_state *bsp, const struct boot_confi
  * DSDT) for ncpus CPUs in guest RAM. boot_linux calls it; exposed for
  * tests. Returns 0 or -errno. */
 int acpi_build(struct machine *m, unsigned ncpus);
+/* 1 if guest RAM holds a DSDT of acpi_build's with the VM generation ID
+ * device (a guest booted by an older corral has none), else 0. */
+int acpi_has_vmgenid(struct machine *m);
 
 /* Fixed low-memory layout used for the 64-bit entry (all below 1 MiB,
  * inside RAM [0, 0x9fc00) or the BIOS area the e820 map reserves). */
@@ -52,6 +55,12 @@ int acpi_build(struct machine *m, unsigned ncpus);
 #define BOOT_CMDLINE_MAX 2048u	  /* bytes including the NUL (boot protocol 2.06+ default) */
 #define BOOT_ACPI_RSDP 0xe0000ull /* ACPI tables from here up to 0xfffff */
 #define BOOT_ACPI_END 0x100000ull
+/* The VM generation ID (Microsoft's "Virtual Machine Generation ID" paper,
+ * as QEMU and Hyper-V offer it): 16 bytes in the reserved BIOS area that
+ * the DSDT's device VGEN names (ADDR). A clone gets new bytes there and
+ * general-purpose event ACPI_GPE_VMGENID, whose \_GPE._E00 notifies VGEN. */
+#define BOOT_VMGENID_ADDR 0xef000ull
+#define BOOT_VMGENID_LEN 16
 #define BOOT_CS 0x10
 #define BOOT_DS 0x18
 

@@ -22,8 +22,9 @@ static void image_usage(FILE *f)
 		   "       corral image info [-f FMT] [--output human|json] FILE\n"
 		   "       corral image check [-f FMT] [-r leaks] FILE\n"
 		   "       corral image convert [-f FMT] [-O raw|qcow2] [-o cluster_size=N] [-p] IN OUT\n"
+		   "       corral image commit [-f qcow2] [-d] [-p] [-q] OVERLAY\n"
 		   "\n"
-		   "Creates, inspects, checks and converts disk images (raw, qcow2) with qemu-img's\n"
+		   "Creates, inspects, checks, converts and commits disk images (raw, qcow2) with qemu-img's\n"
 		   "options. 'corral image SUBCOMMAND --help' describes a subcommand.\n"
 		   "\n"
 		   "  -h, --help     show this help\n");
@@ -80,6 +81,23 @@ static void image_convert_usage(FILE *f)
 		   "  -O FMT         OUT's format: raw (default) or qcow2\n"
 		   "  -o OPTIONS     cluster_size=N\n"
 		   "  -p             show progress as a percentage, updated in place\n"
+		   "  -h, --help     show this help\n");
+}
+
+static void image_commit_usage(FILE *f)
+{
+	fprintf(f, "usage: corral image commit [-f qcow2] [-d] [-p] [-q] OVERLAY\n"
+		   "\n"
+		   "Folds the qcow2 image OVERLAY into its backing file, as qemu-img commit: every\n"
+		   "cluster OVERLAY holds itself is written into the backing file, which then reads\n"
+		   "as OVERLAY did. OVERLAY is then emptied (an empty overlay on the same backing\n"
+		   "file again), unless -d. Neither file may be in use by a VM, and other overlays\n"
+		   "on the same backing file see the change too.\n"
+		   "\n"
+		   "  -f FMT         OVERLAY's format: qcow2 (the only one with a backing file)\n"
+		   "  -d             leave OVERLAY's contents as they are\n"
+		   "  -p             show progress as a percentage, updated in place\n"
+		   "  -q             quiet: no 'Image committed.'\n"
 		   "  -h, --help     show this help\n");
 }
 
@@ -590,6 +608,176 @@ static int image_convert(int argc, char **argv)
 	return status;
 }
 
+/* OVERLAY without its backing chain (unallocated clusters are not read),
+ * under a reader's lock. */
+static int commit_open_overlay(struct blk **out, const char *path)
+{
+	char err[512];
+	const char *kind;
+	uint8_t magic[4];
+	int fd = blk_open_file(path, O_RDONLY, 1, &kind);
+	if (fd < 0) {
+		if (kind)
+			fprintf(stderr, "corral: image commit: '%s': not a regular file (%s)\n", path, kind);
+		else
+			fprintf(stderr, "corral: image commit: '%s': %s\n", path, strerror(-fd));
+		return -1;
+	}
+	if (blk_lock(fd, 1, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corral: image commit: %s\n", err);
+		close(fd);
+		return -1;
+	}
+	if (pread(fd, magic, 4, 0) != 4 || memcmp(magic, "QFI\xfb", 4)) {
+		fprintf(stderr, "corral: image commit: '%s' is not a qcow2 image (only qcow2 has a backing file)\n",
+			path);
+		close(fd);
+		return -1;
+	}
+	if (qcow2_open_flags(out, fd, 1, err, sizeof(err), path, QCOW2_OPEN_NO_BACKING) < 0) {
+		fprintf(stderr, "corral: image commit: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int image_commit(int argc, char **argv)
+{
+	enum blk_format fmt = BLK_FMT_PROBE;
+	int opt, keep = 0, progress = 0, quiet = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "f:dpqh", image_help_opt, NULL)) != -1) {
+		switch (opt) {
+		case 'f':
+			if (image_format_arg(optarg, &fmt) < 0)
+				return 2;
+			if (fmt != BLK_FMT_QCOW2) {
+				fprintf(stderr, "corral: image commit: a %s image has no backing file\n", optarg);
+				return 2;
+			}
+			break;
+		case 'd': keep = 1; break;
+		case 'p': progress = 1; break;
+		case 'q': quiet = 1; break;
+		case 'h': image_commit_usage(stdout); return 0;
+		default: image_commit_usage(stderr); return 2;
+		}
+	}
+	if (argc - optind != 1) {
+		image_commit_usage(stderr);
+		return 2;
+	}
+	const char *path = argv[optind];
+	struct blk *ov, *bk = NULL;
+	if (commit_open_overlay(&ov, path) < 0)
+		return 1;
+	struct blk_info info;
+	blk_get_info(ov, &info);
+	char bpath[2200];
+	const char *slash = strrchr(path, '/');
+	if (!info.backing[0]) {
+		fprintf(stderr, "corral: image commit: '%s' has no backing file to commit into\n", path);
+		blk_close(ov);
+		return 1;
+	}
+	/* as the image reads it: relative to its folder */
+	if (info.backing[0] == '/' || !slash)
+		snprintf(bpath, sizeof(bpath), "%s", info.backing);
+	else
+		snprintf(bpath, sizeof(bpath), "%.*s/%s", (int)(slash - path), path, info.backing);
+	enum blk_format bfmt = BLK_FMT_PROBE;
+	if (info.backing_fmt[0] && blk_format_parse(info.backing_fmt, &bfmt) < 0) {
+		fprintf(stderr, "corral: image commit: '%s': backing format '%s' unknown (raw or qcow2)\n", path,
+			info.backing_fmt);
+		blk_close(ov);
+		return 1;
+	}
+	struct stat so, sb;
+	if (stat(path, &so) == 0 && stat(bpath, &sb) == 0 && so.st_dev == sb.st_dev && so.st_ino == sb.st_ino) {
+		fprintf(stderr, "corral: image commit: '%s' is its own backing file\n", path);
+		blk_close(ov);
+		return 1;
+	}
+	char err[512];
+	if (blk_open(&bk, bpath, bfmt, 0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corral: image commit: %s\n", err);
+		blk_close(ov);
+		return 1;
+	}
+	if (ov->size > bk->size) {
+		fprintf(stderr,
+			"corral: image commit: '%s' (%llu bytes) is larger than its backing file '%s' (%llu bytes)\n",
+			path, (unsigned long long)ov->size, bpath, (unsigned long long)bk->size);
+		blk_close(bk);
+		blk_close(ov);
+		return 1;
+	}
+	uint8_t *buf = malloc(2u << 20); /* the largest cluster */
+	int rc = buf ? 0 : -ENOMEM, status = 0, shown = -1;
+	uint64_t len = 0;
+	for (uint64_t off = 0; rc == 0 && off < ov->size; off += len) {
+		if (progress)
+			image_progress(off, ov->size, &shown);
+		int own = qcow2_allocated(ov, off, &len);
+		if (own < 0 || len > (2u << 20)) {
+			rc = own < 0 ? own : -EIO;
+			image_io_error(ov, "reading", path, rc);
+			status = 1;
+			break;
+		}
+		if (!own)
+			continue;
+		if ((rc = blk_pread(ov, off, buf, len)) < 0) {
+			image_io_error(ov, "reading", path, rc);
+			status = 1;
+			break;
+		}
+		rc = image_is_zero(buf, len) ? bk->ops->write_zeroes(bk, off, len) : blk_pwrite(bk, off, buf, len);
+		if (rc < 0) {
+			image_io_error(bk, "writing", bpath, rc);
+			status = 1;
+		}
+	}
+	if (rc == 0 && (rc = bk->ops->flush(bk)) < 0) {
+		image_io_error(bk, "flushing", bpath, rc);
+		status = 1;
+	}
+	if (progress && status == 0)
+		image_progress(ov->size, ov->size, &shown);
+	if (progress)
+		printf("\n");
+	if (rc == -ENOMEM) {
+		fprintf(stderr, "corral: out of memory\n");
+		status = 1;
+	}
+	free(buf);
+	uint64_t size = ov->size;
+	blk_close(bk);
+	blk_close(ov);
+	if (status == 0 && !keep && info.nb_snapshots) {
+		fprintf(stderr, "corral: image commit: '%s' has internal snapshots: left as it was, not emptied\n",
+			path);
+	} else if (status == 0 && !keep) {
+		/* emptied: a new overlay on the same backing file, put in place
+		 * in one rename */
+		char tmp[4200];
+		snprintf(tmp, sizeof(tmp), "%s.commit-new", path);
+		unsigned bits = (unsigned)__builtin_ctzll(info.cluster_size);
+		err[0] = 0;
+		if (qcow2_create(tmp, size, bits, info.backing, info.backing_fmt[0] ? info.backing_fmt : NULL, err,
+				 sizeof(err)) < 0 ||
+		    rename(tmp, path) < 0) {
+			fprintf(stderr, "corral: image commit: committed, but '%s' could not be emptied: %s\n", path,
+				err[0] ? err : strerror(errno));
+			unlink(tmp);
+			status = 1;
+		}
+	}
+	if (status == 0 && !quiet)
+		printf("Image committed.\n");
+	return status;
+}
+
 int cmd_image(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -605,6 +793,8 @@ int cmd_image(int argc, char **argv)
 		return image_check(argc - 1, argv + 1);
 	if (!strcmp(sub, "convert"))
 		return image_convert(argc - 1, argv + 1);
-	fprintf(stderr, "corral: image: unknown subcommand '%s' (create, info, check, convert)\n", sub);
+	if (!strcmp(sub, "commit"))
+		return image_commit(argc - 1, argv + 1);
+	fprintf(stderr, "corral: image: unknown subcommand '%s' (create, info, check, convert, commit)\n", sub);
 	return 2;
 }

@@ -30,6 +30,8 @@ struct run_opts {
 	const char *api_sock;	       /* --api-sock PATH */
 	const char *restore;	       /* corral restore: the snapshot directory */
 	int paused;		       /* corral restore --paused */
+	const char *disk_dir;	       /* corral restore --disk-dir */
+	int keep_vmgenid;	       /* corral restore --keep-vmgenid */
 	const char *guest_opt;	       /* the first option that configures the guest */
 };
 
@@ -378,13 +380,23 @@ static void disks_free(struct run_opts *o)
 
 static void restore_usage(FILE *f)
 {
-	fprintf(f, "usage: corral restore DIR [--serial stdio|file:PATH|none] [--paused] [--api-sock PATH]\n\n"
+	fprintf(f, "usage: corral restore DIR [--serial stdio|file:PATH|none] [--paused] [--api-sock PATH]\n"
+		   "                      [--disk-dir PATH] [--keep-vmgenid]\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
-		   "The machine's configuration comes from the snapshot.\n\n"
+		   "The machine's configuration comes from the snapshot, which is never written:\n"
+		   "each writable disk gets a new qcow2 overlay on the snapshot's image of it, in\n"
+		   "a new directory DIR.restore-N beside DIR (the first N not taken), so every\n"
+		   "restore writes files of its own and keeps them after it ends. Each restore is\n"
+		   "a clone: the guest gets a new VM generation ID (its vmgenid driver reseeds\n"
+		   "the random number generator), unless --keep-vmgenid.\n\n"
 		   "  --serial S       COM1 on stdio (default), file:PATH, or none\n"
 		   "  --paused         stay paused until the API's PATCH /vm {\"state\": \"Resumed\"}\n"
 		   "  --api-sock PATH  serve the control API on a unix socket at PATH\n"
+		   "  --disk-dir PATH  put the disks' overlays (diskK.qcow2) in PATH instead\n"
+		   "                   (created if needed; an existing overlay is never replaced)\n"
+		   "  --keep-vmgenid   keep the saved VM generation ID: the guest is not told it\n"
+		   "                   is a clone (clones then draw the same random numbers)\n"
 		   "  -h, --help       show this help\n");
 }
 
@@ -410,6 +422,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_DEVICE,
 		OPT_API_SOCK,
 		OPT_PAUSED,
+		OPT_DISK_DIR,
+		OPT_KEEP_VMGENID,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -434,6 +448,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"device", required_argument, NULL, OPT_DEVICE},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"paused", no_argument, NULL, OPT_PAUSED},
+		{"disk-dir", required_argument, NULL, OPT_DISK_DIR},
+		{"keep-vmgenid", no_argument, NULL, OPT_KEEP_VMGENID},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -453,6 +469,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		switch (opt) {
 		case OPT_API_SOCK: o->api_sock = optarg; break;
 		case OPT_PAUSED: o->paused = 1; break;
+		case OPT_DISK_DIR: o->disk_dir = optarg; break;
+		case OPT_KEEP_VMGENID: o->keep_vmgenid = 1; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -568,8 +586,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		o->restore = argv[optind];
 		return 0;
 	}
-	if (o->paused) {
-		fprintf(stderr, "corral: run: --paused is an option of 'corral restore'\n");
+	if (o->paused || o->disk_dir || o->keep_vmgenid) {
+		fprintf(stderr, "corral: run: %s is an option of 'corral restore'\n",
+			o->paused     ? "--paused"
+			: o->disk_dir ? "--disk-dir"
+				      : "--keep-vmgenid");
 		return -1;
 	}
 	if (optind < argc) {
@@ -651,6 +672,8 @@ static int run_main(int argc, char **argv, int restore)
 	c->on_reboot = run_reboot;
 	c->reboot_opaque = &in_fd;
 
+	c->disk_dir = o.disk_dir;
+	c->keep_vmgenid = o.keep_vmgenid;
 	signals_install();
 	if (in_fd >= 0)
 		term_make_raw();

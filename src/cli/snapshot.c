@@ -100,7 +100,10 @@ static void snapshot_usage(FILE *f)
 		   "(corral run --api-sock SOCK) into the directory DIR (created if needed):\n"
 		   "DIR/state and DIR/memory, which 'corral restore DIR' continues. The VM\n"
 		   "runs on afterwards, unless --stop: then it is stopped right after the\n"
-		   "snapshot, without running in between.\n");
+		   "snapshot, without running in between.\n\n"
+		   "Each writable disk's image becomes read-only history in DIR (DIR/diskK.raw\n"
+		   "or .qcow2: a hard link, or a copy on another file system) and the VM goes\n"
+		   "on writing to a new qcow2 overlay on it under the image's name.\n");
 }
 
 int cmd_snapshot(int argc, char **argv)

@@ -1,5 +1,6 @@
 /* ACPI fixed hardware: PM1a event (status/enable) and control blocks, the
- * 3.579545 MHz PM timer (32 bits), the SCI on IRQ 9 for the power button,
+ * 3.579545 MHz PM timer (32 bits), a GPE0 block of 16 general-purpose
+ * events (the VM generation ID's change), the SCI on IRQ 9 for them and the power button,
  * S5 power-off through SLP_TYP/SLP_EN, and the reset register at 0xcf9. */
 #include <errno.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 #include "state/stream.h"
 
 #define PM_MAGIC 0x314d5041u /* "APM1" */
-#define PM_VERSION 1
+#define PM_VERSION 2	     /* 2: the GPE0 block */
 
 #define STS_TMR 0x0001
 #define STS_PWRBTN 0x0100
@@ -24,20 +25,23 @@ static uint32_t pm_timer(struct acpi_pm *pm)
 
 static void pm_update_sci(struct acpi_pm *pm)
 {
-	int level = (pm->s.cnt & CNT_SCI_EN) && (pm->s.sts & pm->s.en & (STS_TMR | STS_PWRBTN));
+	int level = (pm->s.cnt & CNT_SCI_EN) &&
+		    ((pm->s.sts & pm->s.en & (STS_TMR | STS_PWRBTN)) || (pm->s.gpe_sts & pm->s.gpe_en));
 	irq_set_level(pm->m, IRQ_ACPI_SCI, level);
 }
 
 static uint64_t pm_rd(void *dev, uint64_t off, unsigned size)
 {
 	struct acpi_pm *pm = dev;
-	uint8_t img[12];
+	uint8_t img[12 + ACPI_GPE0_LEN];
 	uint32_t tmr = pm_timer(pm);
 	memcpy(img, &pm->s.sts, 2);
 	memcpy(img + 2, &pm->s.en, 2);
 	memcpy(img + 4, &pm->s.cnt, 2);
 	memset(img + 6, 0, 2);
 	memcpy(img + 8, &tmr, 4);
+	memcpy(img + 12, &pm->s.gpe_sts, 2);
+	memcpy(img + 14, &pm->s.gpe_en, 2);
 	uint64_t v = 0;
 	for (unsigned k = 0; k < size && off + k < sizeof(img); k++)
 		v |= (uint64_t)img[off + k] << (8 * k);
@@ -63,6 +67,10 @@ static void pm_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 				/* other sleep states are not offered by the DSDT: ignored */
 			}
 			pm->s.cnt = (uint16_t)((pm->s.cnt & CNT_SCI_EN) | (cnt & CNT_WRITABLE));
+		} else if (o >= 12 && o < 14) {
+			pm->s.gpe_sts &= (uint16_t) ~(b << shift); /* write 1 to clear (ACPI 6.4 §4.8.4.1) */
+		} else if (o >= 14 && o < 16) {
+			pm->s.gpe_en = (uint16_t)((pm->s.gpe_en & ~(0xff << shift)) | (b << shift));
 		}
 	}
 	pm_update_sci(pm);
@@ -72,6 +80,15 @@ void acpi_pm_power_button(struct acpi_pm *pm)
 {
 	pm->s.sts |= STS_PWRBTN;
 	pm_update_sci(pm);
+}
+
+int acpi_pm_gpe(struct acpi_pm *pm, unsigned gpe)
+{
+	if (gpe >= 16)
+		return 0;
+	pm->s.gpe_sts |= (uint16_t)(1u << gpe);
+	pm_update_sci(pm);
+	return !!(pm->s.gpe_en & (1u << gpe));
 }
 
 /* 0xcf9, the PIIX reset control register: RST_CPU (bit 2) resets. */
@@ -97,7 +114,7 @@ int acpi_pm_register(struct acpi_pm *pm, struct machine *m)
 	int err;
 	pm->m = m;
 	pm->s = (struct acpi_pm_state){.cnt = CNT_SCI_EN}; /* no SMI_CMD: ACPI mode from the start */
-	if ((err = bus_register_pio(m, PORT_ACPI_PM, 12, pm_rd, pm_wr, pm)) < 0 ||
+	if ((err = bus_register_pio(m, PORT_ACPI_PM, 12 + ACPI_GPE0_LEN, pm_rd, pm_wr, pm)) < 0 ||
 	    (err = bus_register_pio(m, PORT_ACPI_RESET, 1, reset_rd, reset_wr, pm)) < 0)
 		return err;
 	return 0;
@@ -133,6 +150,8 @@ void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w)
 	state_put_u16(w, s->sts);
 	state_put_u16(w, s->en);
 	state_put_u16(w, s->cnt);
+	state_put_u16(w, s->gpe_sts); /* version 2 */
+	state_put_u16(w, s->gpe_en);
 }
 
 int acpi_pm_state_load(struct acpi_pm *pm, struct state_reader *r)
@@ -141,6 +160,10 @@ int acpi_pm_state_load(struct acpi_pm *pm, struct state_reader *r)
 	st.sts = state_get_u16(r);
 	st.en = state_get_u16(r);
 	st.cnt = state_get_u16(r);
+	if (r->cur.version >= 2) {
+		st.gpe_sts = state_get_u16(r);
+		st.gpe_en = state_get_u16(r);
+	}
 	if (!state_section_done(r))
 		return -EINVAL;
 	if (acpi_pm_commit(pm, &st) < 0) {

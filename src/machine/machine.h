@@ -35,6 +35,9 @@
 #define PORT_ACPI_PM 0x600 /* PM1a_EVT 0x600-0x603, PM1a_CNT 0x604-0x605, PM_TMR 0x608 */
 #define PORT_ACPI_PM1_CNT (PORT_ACPI_PM + 4)
 #define PORT_ACPI_PM_TMR (PORT_ACPI_PM + 8)
+#define PORT_ACPI_GPE0 (PORT_ACPI_PM + 12) /* GPE0_STS 0x60c-0x60d, GPE0_EN 0x60e-0x60f */
+#define ACPI_GPE0_LEN 4
+#define ACPI_GPE_VMGENID 0 /* the DSDT's \_GPE._E00: the VM generation ID changed */
 #define PORT_ACPI_RESET 0xcf9
 #define IRQ_ACPI_SCI 9
 #define PORT_PCI_CONF 0xcf8 /* 0xcf8-0xcff, configuration mechanism #1 */

@@ -222,6 +222,7 @@ int i8042_state_load(struct i8042 *k, struct state_reader *r);
 #define ACPI_PM_TMR_HZ 3579545ull
 struct acpi_pm_state {
 	uint16_t sts, en, cnt;
+	uint16_t gpe_sts, gpe_en; /* GPE0 block: general-purpose events 0-15 */
 };
 struct acpi_pm {
 	struct acpi_pm_state s;
@@ -229,6 +230,12 @@ struct acpi_pm {
 };
 int acpi_pm_register(struct acpi_pm *pm, struct machine *m);
 void acpi_pm_power_button(struct acpi_pm *pm);
+/* Signals general-purpose event gpe (< 16): its status bit is set, and
+ * the SCI raised if the guest enabled it. 1 if it was enabled, else 0. */
+int acpi_pm_gpe(struct acpi_pm *pm, unsigned gpe);
+/* acpi_pm sections of version 2 carry the GPE0 block; version 1 (older
+ * snapshots) has none, which reads as all clear. */
+#define ACPI_PM_STATE_VERSION 2
 int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len);
 int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len);
 void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w);

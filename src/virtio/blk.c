@@ -440,6 +440,21 @@ static void blk_destroy(struct virtio_dev *v)
 	free(b); /* the disk belongs to the caller */
 }
 
+int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk)
+{
+	struct vblk *b = (struct vblk *)v;
+	/* what the guest was told, not the old disk: it may be closed already */
+	int ro = !!(b->v.host_features & (1ull << VIRTIO_BLK_F_RO));
+	if (disk->size / SECTOR != b->cfg.capacity || !disk->readonly != !ro)
+		return -EINVAL;
+	/* the pool's workers wait for a batch: none runs while the VM is paused */
+	pthread_mutex_lock(&b->pool.lock);
+	b->disk = disk;
+	b->pool.disk = disk;
+	pthread_mutex_unlock(&b->pool.lock);
+	return 0;
+}
+
 int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, struct virtio_dev **out)
 {
 	struct vblk *b = calloc(1, sizeof(*b));

@@ -136,6 +136,11 @@ struct blk;
 /* virtio-blk on an open disk (not closed by the device); serial may be
  * NULL. The device lives until the machine is destroyed. */
 int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, struct virtio_dev **out);
+/* Puts another open disk of the same size and read-only flag under the
+ * device (a snapshot's new overlay), while no request is in flight (the
+ * VM paused). The old disk is the caller's to close, before or after (the
+ * device does not look at it again). 0 or -EINVAL. */
+int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk);
 /* One virtio-blk request (exposed for tests and fuzzing): writes the status
  * byte and returns the used length, or -EINVAL (with *why) when the chain
  * has no status byte to report in. */

@@ -247,7 +247,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 	r = vm->restoring ? 0 : load_guest(vm, m, err, errlen);
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
 	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
-		r = virtio_blk_create(m, vm->blk[k], o->disk[k].serial, NULL);
+		r = virtio_blk_create(m, vm->blk[k], o->disk[k].serial, &vm->blkdev[k]);
 		if (r < 0)
 			snprintf(err, errlen, "disk '%s': cannot add a virtio-blk device: %s", o->disk[k].path,
 				 strerror(-r));

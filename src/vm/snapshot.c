@@ -229,7 +229,8 @@ static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
 	int r = state_writer_init(&w, fd, "vm");
 	if (r < 0)
 		goto out;
-	char *json = vm_config_to_json(&vm->cfg);
+	/* the disks as the snapshot holds them (snapdisk.c) */
+	char *json = vm_config_to_json(vm->saving ? vm->saving : &vm->cfg);
 	if (!json) {
 		r = -ENOMEM;
 		goto out;
@@ -269,7 +270,7 @@ static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
 	state_section_begin(&w, "i8042", 0, SNAP_VERSION);
 	i8042_state_save(&m->kbd, &w);
 	state_section_end(&w);
-	state_section_begin(&w, "acpi_pm", 0, SNAP_VERSION);
+	state_section_begin(&w, "acpi_pm", 0, ACPI_PM_STATE_VERSION);
 	acpi_pm_state_save(&m->pm, &w);
 	state_section_end(&w);
 	for (unsigned s = 0; s < PCI_SLOTS; s++) {
@@ -349,14 +350,29 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 	pthread_mutex_lock(&vm->ctl.lock);
 	int valid = vm->ctl.vcpus_valid;
 	pthread_mutex_unlock(&vm->ctl.lock);
+	/* the disks go beside the state file */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(state_path, '/');
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - state_path) : 1, slash ? state_path : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	struct vm_config saved;
+	struct snapdisk_names *names = malloc(sizeof(*names));
 	pthread_mutex_lock(&vm->lock);
 	if (!vm->m || !valid) {
 		snprintf(err, errlen, "the VM is not running");
 		r = -ESRCH;
-	} else if ((r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
+	} else if (!names) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		r = -ENOMEM;
+	} else if ((r = snapdisk_freeze(vm, dir, &saved, names, err, errlen)) >= 0 &&
+		   (r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
+		vm->saving = &saved;
 		r = write_file(vm, state_path, write_state, err, errlen);
+		vm->saving = NULL;
 	}
 	pthread_mutex_unlock(&vm->lock);
+	free(names);
 	if (!paused)
 		vm_resume(vm);
 	return r;
@@ -380,8 +396,9 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen)
 
 /* ---- Restoring ---- */
 
-/* The next section must be name/instance, of a version this corral reads. */
-static int expect(struct state_reader *r, const char *name, uint32_t instance)
+/* The next section must be name/instance, of a version this corral reads
+ * (SNAP_VERSION, or 1 to max for a section that grew). */
+static int expect_upto(struct state_reader *r, const char *name, uint32_t instance, uint32_t max)
 {
 	struct state_section s;
 	int k = state_next_section(r, &s);
@@ -396,12 +413,17 @@ static int expect(struct state_reader *r, const char *name, uint32_t instance)
 			   instance);
 		return -EINVAL;
 	}
-	if (s.version != SNAP_VERSION) {
+	if (max ? s.version < 1 || s.version > max : s.version != SNAP_VERSION) {
 		state_fail(r, "section %s %u: version %u, this corral reads %u", name, instance, s.version,
-			   SNAP_VERSION);
+			   max ? max : SNAP_VERSION);
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static int expect(struct state_reader *r, const char *name, uint32_t instance)
+{
+	return expect_upto(r, name, instance, 0);
 }
 
 /* Every section after the configuration, into the fresh VM. */
@@ -421,8 +443,8 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 			return -EINVAL;
 	if (expect(r, "pit", 0) < 0 || pit_state_load(&m->pit, r) < 0 || expect(r, "rtc", 0) < 0 ||
 	    rtc_state_load(&m->rtc, r) < 0 || expect(r, "uart", 0) < 0 || uart_state_load(&m->com1, r) < 0 ||
-	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 || expect(r, "acpi_pm", 0) < 0 ||
-	    acpi_pm_state_load(&m->pm, r) < 0)
+	    expect(r, "i8042", 0) < 0 || i8042_state_load(&m->kbd, r) < 0 ||
+	    expect_upto(r, "acpi_pm", 0, ACPI_PM_STATE_VERSION) < 0 || acpi_pm_state_load(&m->pm, r) < 0)
 		return -EINVAL;
 	for (unsigned s = 0; s < PCI_SLOTS; s++) {
 		struct pci_dev *d = m->pci.dev[s];
@@ -451,8 +473,10 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->poll_input = o ? o->poll_input : NULL;
 	c->input_opaque = o ? o->input_opaque : NULL;
 	c->realtime_idle = o ? o->realtime_idle : 0;
+	c->disk_dir = NULL; /* used by the restore alone */
+	c->keep_vmgenid = 0;
 	c->verbose = o ? o->verbose : 0;
-	c->bench_t0 = 0;
+	c->bench_t0 = o ? o->bench_t0 : 0; /* bench/snapshot.sh: restore to first instruction */
 	c->log = o ? o->log : NULL;
 	c->log_opaque = o ? o->log_opaque : NULL;
 	c->on_reboot = o ? o->on_reboot : NULL;
@@ -461,8 +485,8 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 		c->guest_dir = o->guest_dir;
 }
 
-int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
-		    char *err, size_t errlen)
+int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, const struct vm_config *overrides,
+		    struct vm **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct state_reader rd;
@@ -471,8 +495,11 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 	struct vm *vm = NULL;
 	struct engine_vcpu *cpus = NULL;
 	char *json = malloc(VM_CONFIG_JSON_MAX + 1);
+	struct snapdisk_names *names = malloc(sizeof(*names));
 	int r = -ENOMEM;
-	if (!json) {
+	if (!json || !names) {
+		free(json);
+		free(names);
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
 		return r;
 	}
@@ -495,6 +522,8 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 			 cfg.mem);
 		goto err_json;
 	}
+	if ((r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
+		goto err_json;
 	if ((r = vm_create_as(&cfg, 1, &vm, err, errlen)) < 0)
 		goto err_json;
 	r = -ENOMEM;
@@ -510,9 +539,12 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_c
 	r = -EINVAL;
 	if (load_sections(&rd, vm, cpus) < 0)
 		goto err_reader;
+	if (!(overrides && overrides->keep_vmgenid))
+		vm_new_generation(vm);
 	vm->restore = cpus;
 	free(strings);
 	free(json);
+	free(names);
 	*out = vm;
 	return 0;
 
@@ -524,6 +556,7 @@ err_vm:
 err_json:
 	free(strings);
 	free(json);
+	free(names);
 	return r;
 }
 
@@ -575,7 +608,7 @@ int vm_restore(const char *dir, const struct vm_config *overrides, struct vm **o
 		snprintf(err, errlen, "'%s': %s", path, strerror(-r));
 		goto out;
 	}
-	r = vm_restore_from(buf, n, mfd, overrides, out, msg, sizeof(msg));
+	r = vm_restore_from(buf, n, mfd, dir, overrides, out, msg, sizeof(msg));
 	if (r < 0)
 		snprintf(err, errlen, "snapshot '%s': %s", dir, msg);
 out:

@@ -226,6 +226,13 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 		host.stop_after = c->handover;
 		host.final = &mid;
 		host.restore = vm->restore; /* a restored VM's first run only */
+		if (vm->restore && c->bench_t0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+			vm_log(vm, "bench: restored, the engine starts %.3f ms after start",
+			       (double)(now - c->bench_t0) / 1e6);
+		}
 		struct engine_result res = engine_run(vm->kind, vm->m, &vm->bsp, &host);
 		free(vm->restore);
 		vm->restore = NULL;

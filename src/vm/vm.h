@@ -85,6 +85,13 @@ struct vm_config {
 	int (*poll_input)(void *opaque, const int *wake, unsigned nwake, int timeout_ms);
 	void *input_opaque;
 	int realtime_idle;	  /* idle time passes at wall-clock pace (someone watches) */
+	/* vm_restore: the folder of the new overlays of the snapshot's
+	 * writable disks (created if needed; a file there is never replaced);
+	 * NULL: a new DIR.restore-N beside the snapshot DIR. */
+	const char *disk_dir;
+	/* vm_restore: the clone keeps the saved VM generation ID (the guest is
+	 * not told it was cloned; tests show what the ID is for). */
+	int keep_vmgenid;
 	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */

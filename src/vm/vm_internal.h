@@ -22,6 +22,7 @@ struct vm {
 	char kpath[PATH_MAX], ipath[PATH_MAX]; /* the default guest's files */
 
 	struct blk *blk[VM_MAX_DISKS];
+	struct virtio_dev *blkdev[VM_MAX_DISKS]; /* the current machine's virtio-blk of each */
 	struct net *netbe[VM_MAX_NETS];
 	enum engine_kind kind;
 	int out_fd, own_out_fd;
@@ -41,6 +42,7 @@ struct vm {
 	 * pause (ctl.vcpus); a restored VM's first run starts from restore. */
 	struct engine_vcpu *vcpus, *restore;
 	int restoring; /* vm_build: RAM comes from a snapshot, load no guest */
+	const struct vm_config *saving; /* a save: the configuration it records */
 
 	struct engine_ctl ctl;
 	pthread_t thr;
@@ -48,13 +50,38 @@ struct vm {
 	struct vm_exit exit;
 };
 
+/* clone.c: a restored VM is a clone of the one saved: a new VM generation
+ * ID, which the guest is told of through its general-purpose event (if
+ * the guest's tables have the device, and its driver enabled the event). */
+void vm_new_generation(struct vm *vm);
+
 /* vm.c: vm_create, for a restore (restoring: no guest is loaded). */
 int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen);
 
 /* snapshot.c: a restore from a state stream in memory and an open memory
  * file (the fuzzer's entry too); overrides as for vm_restore. */
-int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
-		    char *err, size_t errlen);
+int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, const struct vm_config *overrides,
+		    struct vm **out, char *err, size_t errlen);
+
+/* snapdisk.c: the disks of a snapshot (docs/architecture.md). Names are
+ * kept here while a configuration points at them. */
+struct snapdisk_names {
+	char path[VM_MAX_DISKS][PATH_MAX];
+};
+/* At a save (the VM paused, vm->lock held): every writable disk's image is
+ * frozen into dir as diskK.raw or diskK.qcow2 (a hard link, with the VM
+ * then switched to a new qcow2 overlay over it under the image's name; or
+ * a copy), with its backing chain where it is named relative. *saved is
+ * the VM's configuration as the state records it: those disks by their
+ * names in dir. 0 or -errno with err. */
+int snapdisk_freeze(struct vm *vm, const char *dir, struct vm_config *saved, struct snapdisk_names *names, char *err,
+		    size_t errlen);
+/* At a restore: every writable disk of cfg (named as in dir) gets a new
+ * qcow2 overlay on the frozen image, in disk_dir or else in a new
+ * DIR.restore-N beside dir; cfg then names the overlays. Read-only disks
+ * stay as they are. 0 or -errno with err. */
+int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_dir, struct snapdisk_names *names,
+		      char *err, size_t errlen);
 
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -54,7 +54,7 @@ static inline int fuzz_vmstate_one(const uint8_t *data, size_t size)
 	}
 	struct vm *vm = NULL;
 	char err[512] = "";
-	if (vm_restore_from(data, size, memfd, NULL, &vm, err, sizeof(err)) == 0) {
+	if (vm_restore_from(data, size, memfd, NULL, NULL, &vm, err, sizeof(err)) == 0) {
 		vm_destroy(vm);
 		return 0;
 	}

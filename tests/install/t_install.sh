@@ -48,7 +48,7 @@ fi
 # (corral-mkguest and corral-mkrootfs are scripts without --help).
 PAGES="corral: corral-run:run corral-exec:exec corral-info:info corral-image:image
 corral-image-create:image_create corral-image-info:image_info corral-image-check:image_check
-corral-image-convert:image_convert corral-runc:oci corral-snapshot:snapshot corral-restore:restore
+corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:oci corral-snapshot:snapshot corral-restore:restore
 corral-mkguest:- corral-mkrootfs:-"
 
 expected="usr/bin/corral usr/bin/corral-runc usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral"
@@ -155,7 +155,7 @@ check_completion() {
 }
 check_completion image corral im
 check_completion --kernel corral run --ker
-check_completion "create check convert" corral image c
+check_completion "create check convert commit" corral image c
 check_completion qcow2 corral image convert -O q
 check_completion "-p" corral image convert -p
 : >"$work/vmlinuz-test"

@@ -425,12 +425,13 @@ static uint32_t aml_pkglen(const uint8_t *p, unsigned *nbytes)
 	return len;
 }
 
-/* The DSDT's term list: \_S5 package, then \_SB with the PCI0 host bridge
- * and the MRES motherboard resources; every PkgLength must end exactly
- * where the next object starts. */
+/* The DSDT's term list: \_S5 package, then \_SB with the PCI0 host bridge,
+ * the MRES motherboard resources and the VM generation ID device VGEN, then
+ * \_GPE with the method of GPE 0; every PkgLength must end exactly where the
+ * next object starts. */
 static void check_aml(const uint8_t *d, uint32_t dl)
 {
-	uint32_t pos = 36, len, end, pci_end;
+	uint32_t pos = 36, len, end, pci_end, sb_end;
 	unsigned nb;
 
 	CHECK(!memcmp(d + pos, "\x08_S5_\x12", 6));
@@ -441,7 +442,8 @@ static void check_aml(const uint8_t *d, uint32_t dl)
 	CHECK(pos < dl);
 	CHECK_EQ_U64(d[pos], 0x10); /* ScopeOp */
 	len = aml_pkglen(d + pos + 1, &nb);
-	CHECK_EQ_U64(pos + 1 + len, dl);
+	sb_end = pos + 1 + len;
+	CHECK(sb_end < dl);
 	pos += 1 + nb;
 	CHECK(!memcmp(d + pos, "\\_SB_", 5));
 	pos += 5;
@@ -474,10 +476,38 @@ static void check_aml(const uint8_t *d, uint32_t dl)
 	pos = pci_end;
 	CHECK(d[pos] == 0x5b && d[pos + 1] == 0x82);
 	len = aml_pkglen(d + pos + 2, &nb);
-	CHECK_EQ_U64(pos + 2 + len, dl);
+	end = pos + 2 + len;
+	CHECK(end < sb_end);
 	CHECK(!memcmp(d + pos + 2 + nb, "MRES\x08_HID\x0c\x41\xd0\x0c\x02", 14)); /* PNP0C02 */
 	const uint8_t *ecam = memmem(d + pos, dl - pos, "\x86\x09\x00\x01", 4);
 	CHECK(ecam && rd32(ecam + 4) == MEM_PCI_ECAM_BASE && rd32(ecam + 8) == MEM_PCI_ECAM_SIZE);
+	/* VGEN: the names Linux's vmgenid driver matches, and ADDR, a method
+	 * returning Package (2) { low, high } of the ID's address */
+	pos = end;
+	CHECK(d[pos] == 0x5b && d[pos + 1] == 0x82);
+	len = aml_pkglen(d + pos + 2, &nb);
+	CHECK_EQ_U64(pos + 2 + len, sb_end);
+	pos += 2 + nb;
+	CHECK(!memcmp(d + pos, "VGEN\x08_HID\x0dVMGENCTR\0", 19));
+	CHECK(memmem(d + pos, sb_end - pos, "\x08_CID\x0dVM_Gen_Counter\0", 21) != NULL);
+	const uint8_t *addr = memmem(d + pos, sb_end - pos, "\x14", 1);
+	CHECK(addr != NULL);
+	if (addr) {
+		len = aml_pkglen(addr + 1, &nb);
+		CHECK_EQ_U64((uint32_t)(addr + 1 - d) + len, sb_end);
+		addr += 1 + nb;
+		CHECK(!memcmp(addr, "ADDR\x00\xa4\x12", 7));
+		CHECK_EQ_U64(addr[7 + nb], 2); /* NumElements */
+		CHECK(addr[8 + nb] == 0x0c && rd32(addr + 9 + nb) == BOOT_VMGENID_ADDR && addr[13 + nb] == 0x00);
+	}
+	/* \_GPE._E00 notifies \_SB.VGEN with 0x80 */
+	pos = sb_end;
+	CHECK_EQ_U64(d[pos], 0x10);
+	len = aml_pkglen(d + pos + 1, &nb);
+	CHECK_EQ_U64(pos + 1 + len, dl);
+	pos += 1 + nb;
+	CHECK(!memcmp(d + pos, "\\_GPE\x14", 6));
+	CHECK(memmem(d + pos, dl - pos, "_E00\x00\x86\\\x2e_SB_VGEN\x0a\x80", 18) != NULL);
 }
 
 /* ACPI: find the RSDP the way the kernel's legacy scan does, then follow
@@ -562,6 +592,11 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 	CHECK_EQ_U64(rd64(fadt + 172 + 4), PORT_ACPI_PM1_CNT);
 	CHECK_EQ_U64(rd64(fadt + 208 + 4), PORT_ACPI_PM_TMR);
 	CHECK_EQ_U64(fadt[208 + 1], 32);
+	/* GPE0: 16 events, status then enable, in PM's I/O range */
+	CHECK_EQ_U64(rd32(fadt + 80), PORT_ACPI_GPE0);
+	CHECK_EQ_U64(fadt[92], ACPI_GPE0_LEN);
+	CHECK_EQ_U64(rd64(fadt + 220 + 4), PORT_ACPI_GPE0);
+	CHECK_EQ_U64(fadt[220 + 1], 8 * ACPI_GPE0_LEN);
 	facs = gpa_ptr(m, rd64(fadt + 132), 64);
 	CHECK(facs && !memcmp(facs, "FACS", 4) && rd32(facs + 4) >= 64);
 	CHECK_EQ_U64(rd64(fadt + 132) & 63, 0);
@@ -643,13 +678,28 @@ static void check_acpi(struct machine *m, unsigned ncpus)
 static void test_acpi(void)
 {
 	static const unsigned counts[] = {1, 2, 7, MACHINE_MAX_CPUS};
+	uint8_t ids[4][BOOT_VMGENID_LEN];
 
 	for (unsigned i = 0; i < 4; i++) {
 		struct machine *m = new_machine(32 * MiB, counts[i]);
+		CHECK_EQ_U64(acpi_has_vmgenid(m), 0);
 		CHECK_EQ_U64(acpi_build(m, counts[i]), 0);
 		check_acpi(m, counts[i]);
+		CHECK_EQ_U64(acpi_has_vmgenid(m), 1);
+		memcpy(ids[i], gpa_ptr(m, BOOT_VMGENID_ADDR, BOOT_VMGENID_LEN), BOOT_VMGENID_LEN);
+		/* a DSDT whose length runs past the tables is not trusted */
+		uint8_t *dsdt = gpa_ptr(m, 0xe0800, 8);
+		uint32_t saved;
+		memcpy(&saved, dsdt + 4, 4);
+		memcpy(dsdt + 4, "\xff\xff\x0f\x00", 4);
+		CHECK_EQ_U64(acpi_has_vmgenid(m), 0);
+		memcpy(dsdt + 4, &saved, 4);
 		machine_destroy(m);
 	}
+	/* every boot is a new generation */
+	for (unsigned i = 0; i < 4; i++)
+		for (unsigned j = i + 1; j < 4; j++)
+			CHECK(memcmp(ids[i], ids[j], BOOT_VMGENID_LEN) != 0);
 	/* and as boot_linux leaves them */
 	size_t elen;
 	uint8_t *elf = make_elf(&elen, 62, KVIRT + KENTRY_OFF);
