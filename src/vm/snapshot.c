@@ -222,7 +222,7 @@ static int machine_load(struct state_reader *r, struct machine *m)
 
 /* ---- Saving ---- */
 
-static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
+int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen)
 {
 	struct machine *m = vm->m;
 	struct state_writer w;
@@ -354,7 +354,7 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 		snprintf(err, errlen, "the VM is not running");
 		r = -ESRCH;
 	} else if ((r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
-		r = write_file(vm, state_path, write_state, err, errlen);
+		r = write_file(vm, state_path, vm_state_write, err, errlen);
 	}
 	pthread_mutex_unlock(&vm->lock);
 	if (!paused)
@@ -459,6 +459,9 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->reboot_opaque = o ? o->reboot_opaque : NULL;
 	if (o && o->guest_dir)
 		c->guest_dir = o->guest_dir;
+	/* the same disks at other paths (a migration's destination) */
+	for (unsigned k = 0; o && k < o->ndisks && k < c->ndisks; k++)
+		c->disk[k].path = o->disk[k].path;
 }
 
 int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,

@@ -56,6 +56,10 @@ int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, ch
 int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
 		    char *err, size_t errlen);
 
+/* snapshot.c: the state stream of a paused VM (the configuration, every
+ * vCPU and device; not RAM) written to fd; 0 or -errno with err. */
+int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen);
+
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Disks, networks and the default guest; 0 or -errno with err. */
