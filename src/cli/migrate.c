@@ -110,7 +110,7 @@ int cmd_migrate(int argc, char **argv)
 					 num(j, "throttle_percent"));
 			if (tty)
 				fprintf(stderr, "\r%-100.100s", line);
-			else if (!strcmp(state, "completed") || !strcmp(state, "failed"))
+			else if (!strcmp(state, "completed"))
 				fprintf(stderr, "%s\n", line);
 		}
 		if (!strcmp(state, "completed")) {
@@ -125,7 +125,7 @@ int cmd_migrate(int argc, char **argv)
 		} else if (!strcmp(state, "failed")) {
 			json_t *e = json_object_get(j, "error");
 			if (tty)
-				fputc('\n', stderr);
+				fprintf(stderr, "\r%100s\r", ""); /* the error line replaces the progress */
 			fprintf(stderr, "corral: migrate: %s\n",
 				json_is_string(e) ? json_string_value(e) : "failed");
 			status = 1;

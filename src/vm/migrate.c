@@ -501,6 +501,7 @@ struct migration {
 	uint64_t pages;
 	uint8_t *buf; /* a batch's indices and data */
 	uint64_t t0;
+	uint64_t held_ns; /* auto-converge's holds in this round (not link time) */
 	int was_paused;
 };
 
@@ -611,12 +612,14 @@ static int send_bitmap(struct migration *m, unsigned throttle)
 			uint64_t busy = now_ns() - t, hold = busy * throttle / (100 - throttle);
 			if (hold > 200000000ull)
 				hold = 200000000ull;
+			uint64_t h0 = now_ns();
 			if (vm_pause(vm) == 0) {
 				struct timespec ts = {.tv_sec = (time_t)(hold / 1000000000ull),
 						      .tv_nsec = (long)(hold % 1000000000ull)};
 				nanosleep(&ts, NULL);
 				vm_resume(vm);
 			}
+			m->held_ns += now_ns() - h0;
 		}
 	}
 }
@@ -791,14 +794,17 @@ static void *migrate_thread(void *arg)
 	pthread_mutex_unlock(&m->lock);
 	for (unsigned round = 0;; round++) {
 		uint64_t t = now_ns(), sent0 = m->st.bytes_sent;
+		m->held_ns = 0;
 		if (send_bitmap(m, throttle) < 0)
 			goto failed;
-		uint64_t dt = now_ns() - t, bytes = m->st.bytes_sent - sent0;
+		/* the link's pace: the time spent sending, without the holds;
+		 * the guest's: dirtied over the whole round */
+		uint64_t round_ns = now_ns() - t, dt = round_ns - m->held_ns, bytes = m->st.bytes_sent - sent0;
 		if (collect(m, &found) < 0)
 			goto failed;
 		paused = 1;
 		uint64_t bw = dt ? bytes * 1000000000ull / dt : 0, dirty = found * MIG_PAGE;
-		uint64_t rate = dt ? dirty * 1000000000ull / dt : 0;
+		uint64_t rate = round_ns ? dirty * 1000000000ull / round_ns : 0;
 		/* what the stop would cost now: the dirty pages at the link's pace */
 		uint64_t expect = bw ? dirty * 1000000000ull / bw : (dirty ? UINT64_MAX / 2 : 0);
 		pthread_mutex_lock(&m->lock);
