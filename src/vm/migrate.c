@@ -765,7 +765,7 @@ static void *migrate_thread(void *arg)
 	uint64_t limit_ns = (uint64_t)(m->p.downtime_ms ? m->p.downtime_ms : MIGRATE_DOWNTIME_DEFAULT_MS) * 1000000ull;
 	unsigned max_rounds = m->p.max_rounds ? m->p.max_rounds : 30, throttle = 0;
 	int logging = 0, paused = 0, disks_released = 0, go_sent = 0;
-	uint64_t found = 0;
+	uint64_t found = 0, prev_found = 0;
 	char msg[MIG_MSG_MAX];
 
 	if (connect_dest(m) < 0)
@@ -815,8 +815,13 @@ static void *migrate_thread(void *arg)
 		m->st.expected_downtime_ms = expect / 1000000ull;
 		m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
 		pthread_mutex_unlock(&m->lock);
-		if (expect <= limit_ns || round + 1 >= max_rounds)
+		/* Within the limit, one more round is still worth it while rounds
+		 * halve what is left (an idle guest's last pages go while it runs,
+		 * not in the stop); 2 ms is short enough to stop at once. */
+		int shrinking = round == 0 || found <= prev_found / 2;
+		if ((expect <= limit_ns && (expect <= 2000000ull || !shrinking)) || round + 1 >= max_rounds)
 			break; /* stays paused: the stop begins */
+		prev_found = found;
 		/* auto-converge: the guest dirties more than half of what the
 		 * link carries: hold its vCPUs a larger share, step by step */
 		if (!m->p.no_auto_converge && round >= 1 && rate > bw / 2 && throttle < 99) {
