@@ -35,9 +35,9 @@ static const uint8_t mig_magic[8] = {'C', 'O', 'R', 'R', 'A', 'L', 'M', 'G'};
 #define MIG_STATE_MAX (16u << 20)
 #define MIG_MSG_MAX 512
 
-enum { REC_PAGES = 1, REC_STATE = 2, REC_GO = 3 };
+enum { REC_PAGES = 1, REC_STATE = 2, REC_GO = 3, REC_SYNC = 4 };
 /* The destination's answers: u32 code, u32 length, the text. */
-enum { ANS_READY = 1, ANS_RUNNING = 2, ANS_ERROR = 3 };
+enum { ANS_READY = 1, ANS_RUNNING = 2, ANS_ERROR = 3, ANS_SYNCED = 4 };
 #define PAGE_ZERO ((uint64_t)1 << 63) /* in a PAGES record's index: no data follows */
 
 /* How long a silent peer is waited for. */
@@ -171,7 +171,7 @@ static int recv_answer(int fd, unsigned timeout_s, char *msg, size_t msglen)
 		return r;
 	uint32_t code = rd32(h), n = rd32(h + 4);
 	char text[MIG_MSG_MAX + 1];
-	if (n > MIG_MSG_MAX || code < ANS_READY || code > ANS_ERROR)
+	if (n > MIG_MSG_MAX || code < ANS_READY || code > ANS_SYNCED)
 		return -EPROTO;
 	if ((r = recv_all(fd, text, n)) < 0)
 		return r;
@@ -243,8 +243,8 @@ static int parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *le
 
 /* The state stream is at most MIG_STATE_MAX: the configuration, a few KiB
  * per vCPU and device. */
-int migrate_recv_stream(int fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len, char *err,
-			size_t errlen)
+int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len,
+			char *err, size_t errlen)
 {
 	uint8_t h[MIG_HDR_LEN];
 	uint64_t *idx = NULL, *got = NULL; /* got: pages this stream wrote */
@@ -357,6 +357,17 @@ int migrate_recv_stream(int fd, uint64_t max_mem, int *mem_fd, void **state, siz
 				r = -EINVAL;
 				goto fail;
 			}
+		} else if (type == REC_SYNC) {
+			/* everything before is in place: the source may stop the
+			 * guest now without waiting for a backlog here */
+			if (count || arg) {
+				snprintf(err, errlen, "a sync record with a payload");
+				goto fail;
+			}
+			if (reply_fd >= 0 && (r = send_answer(reply_fd, ANS_SYNCED, NULL)) < 0) {
+				snprintf(err, errlen, "the source went away: %s", strerror(-r));
+				goto fail;
+			}
 		} else if (type == REC_STATE) {
 			if (count || arg == 0 || arg > MIG_STATE_MAX) {
 				snprintf(err, errlen, "a device state of %" PRIu64 " bytes (1 to %u)", arg, MIG_STATE_MAX);
@@ -450,7 +461,7 @@ int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **
 		return fd;
 	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
 	set_timeout(fd, SO_SNDTIMEO, MIG_IO_TIMEOUT_S);
-	r = migrate_recv_stream(fd, VM_MEM_MAX, &mfd, &state, &state_len, msg, sizeof(msg));
+	r = migrate_recv_stream(fd, fd, VM_MEM_MAX, &mfd, &state, &state_len, msg, sizeof(msg));
 	if (r < 0) {
 		snprintf(err, errlen, "incoming migration: %s", msg);
 		send_answer(fd, ANS_ERROR, msg);
@@ -682,6 +693,31 @@ static int connect_dest(struct migration *m)
 	return r;
 }
 
+/* Waits until the destination has put everything sent so far in place,
+ * so that a round's time is the whole way's and the stop never waits for
+ * a backlog in the socket's buffers. */
+static int sync_dest(struct migration *m)
+{
+	char msg[MIG_MSG_MAX];
+	int r = send_rec(m->fd, REC_SYNC, 0, 0);
+	if (r < 0) {
+		fail(m, "sending to the destination: %s", strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent += MIG_REC_LEN;
+	pthread_mutex_unlock(&m->lock);
+	int a = recv_answer(m->fd, MIG_IO_TIMEOUT_S, msg, sizeof(msg));
+	if (a == ANS_SYNCED)
+		return 0;
+	if (a == ANS_ERROR)
+		fail(m, "the destination refused the VM: %s", msg);
+	else
+		fail(m, "the destination did not answer: %s",
+		     a < 0 ? (a == -ECONNRESET ? "it closed the connection" : strerror(-a)) : "an unexpected answer");
+	return -EPROTO;
+}
+
 /* The device state into a memory file, then as one record. */
 static int send_state(struct migration *m)
 {
@@ -795,7 +831,7 @@ static void *migrate_thread(void *arg)
 	for (unsigned round = 0;; round++) {
 		uint64_t t = now_ns(), sent0 = m->st.bytes_sent;
 		m->held_ns = 0;
-		if (send_bitmap(m, throttle) < 0)
+		if (send_bitmap(m, throttle) < 0 || sync_dest(m) < 0)
 			goto failed;
 		/* the link's pace: the time spent sending, without the holds;
 		 * the guest's: dirtied over the whole round */

@@ -77,9 +77,10 @@ int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **
 
 /* The stream parser alone (the fuzzer's entry): reads from fd up to and
  * including the device state, into a memory file of at most max_mem bytes
- * of RAM. 0 with *mem_fd (the RAM), *state and *state_len (malloc'd), or
+ * of RAM, answering the source's sync records on reply_fd (-1: not at
+ * all). 0 with *mem_fd (the RAM), *state and *state_len (malloc'd), or
  * -errno with one line in err. */
-int migrate_recv_stream(int fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len, char *err,
-			size_t errlen);
+int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len,
+			char *err, size_t errlen);
 
 #endif

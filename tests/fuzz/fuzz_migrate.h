@@ -36,7 +36,7 @@ static inline int fuzz_migrate_one(const uint8_t *data, size_t size)
 	void *state = NULL;
 	size_t len = 0;
 	char err[512] = "";
-	int r = migrate_recv_stream(in, FUZZ_MIGRATE_MEM, &mem, &state, &len, err, sizeof(err));
+	int r = migrate_recv_stream(in, -1, FUZZ_MIGRATE_MEM, &mem, &state, &len, err, sizeof(err));
 	close(in);
 	if (r == 0) {
 		struct stat st;

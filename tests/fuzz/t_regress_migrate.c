@@ -22,7 +22,7 @@ static int verdict(const char *name, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot open %.200s", name);
 		return -1000;
 	}
-	int r = migrate_recv_stream(fd, FUZZ_MIGRATE_MEM, &mem, &state, &len, err, errlen);
+	int r = migrate_recv_stream(fd, -1, FUZZ_MIGRATE_MEM, &mem, &state, &len, err, errlen);
 	close(fd);
 	if (mem >= 0)
 		close(mem);
