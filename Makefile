@@ -286,7 +286,7 @@ fuzz-vmstate-run: $(FUZZ_BUILD)/fuzz_vmstate
 $(FUZZ_BUILD)/fuzz_migrate: tests/fuzz/fuzz_migrate.c tests/fuzz/fuzz_migrate.h $(FUZZ_VMSTATE_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_migrate.c $(FUZZ_VMSTATE_SRC) \
-		-lz -llzma -lzstd -llz4 -ljansson -ldl -lm -pthread
+		-lz -llzma -lzstd -llz4 -ljansson -lseccomp -ldl -lm -pthread
 
 fuzz: $(FUZZ_BUILD)/fuzz_migrate
 
