@@ -202,6 +202,8 @@ static enum MHD_Result put_snapshot_load(struct MHD_Connection *c, struct req *q
 	return fault(c, 400, "this VM has already started: a snapshot loads into a new corral (corral restore DIR)");
 }
 
+static int migrating(struct api *a);
+
 static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, struct req *q)
 {
 	static const char *const keys[] = {"action_type", NULL};
@@ -217,6 +219,8 @@ static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, stru
 	if (!strcmp(act, "Stop")) {
 		vm_stop(a->vm);
 		r = reply(c, 204, NULL);
+	} else if (!strcmp(act, "SendCtrlAltDel") && migrating(a)) {
+		r = fault(c, 409, "the VM is being migrated (GET /migrate)");
 	} else if (!strcmp(act, "SendCtrlAltDel")) {
 		r = vm_reset(a->vm) < 0 ? fault(c, 400, "the VM is not running") : reply(c, 204, NULL);
 	} else {

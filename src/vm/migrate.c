@@ -921,7 +921,6 @@ static void *migrate_thread(void *arg)
 	m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
 	m->st.ram_remaining = 0;
 	m->st.state = MIGRATE_COMPLETED;
-	m->busy = 0;
 	pthread_mutex_unlock(&m->lock);
 	close(m->fd);
 	m->fd = -1;
@@ -939,6 +938,11 @@ static void *migrate_thread(void *arg)
 	vm_log(vm, "migrated to %s: %" PRIu64 " ms stopped, %" PRIu64 " bytes sent", m->url, m->st.downtime_ms,
 	       m->st.bytes_sent);
 	vm_stop(vm); /* the VM lives on at the destination */
+	/* only now: until the stop, nobody may resume the VM here (busy keeps
+	 * PATCH /vm away) */
+	pthread_mutex_lock(&m->lock);
+	m->busy = 0;
+	pthread_mutex_unlock(&m->lock);
 	return NULL;
 
 failed:
