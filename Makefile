@@ -284,6 +284,24 @@ fuzz-vmstate-run: $(FUZZ_BUILD)/fuzz_vmstate
 
 .PHONY: fuzz-vmstate-run
 
+# The incoming migration stream's parser (opt-in): `make fuzz-migrate-run`;
+# crash inputs land in tests/fuzz/regress/migrate/, which
+# t_regress_migrate replays with the seeds (a stream of the tick guest and
+# damaged copies).
+$(FUZZ_BUILD)/fuzz_migrate: tests/fuzz/fuzz_migrate.c tests/fuzz/fuzz_migrate.h $(FUZZ_VMSTATE_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_migrate.c $(FUZZ_VMSTATE_SRC) \
+		-lz -llzma -lzstd -llz4 -ljansson -lseccomp -ldl -lm -pthread
+
+fuzz: $(FUZZ_BUILD)/fuzz_migrate
+
+fuzz-migrate-run: $(FUZZ_BUILD)/fuzz_migrate
+	@mkdir -p $(FUZZ_BUILD)/corpus-migrate tests/fuzz/regress/migrate
+	$(FUZZ_BUILD)/fuzz_migrate -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=262144 \
+		-artifact_prefix=tests/fuzz/regress/migrate/ $(FUZZ_BUILD)/corpus-migrate tests/fuzz/seeds/migrate
+
+.PHONY: fuzz-migrate-run
+
 # ---- portability (opt-in): corral built for aarch64, run under qemu-aarch64 ----
 # `make check-aarch64` cross-builds corral with Debian's gcc-aarch64-linux-gnu
 # (tools/setup.sh --aarch64 installs it and the arm64 libraries) and runs the

@@ -45,9 +45,10 @@ _corral_run()
 		return
 		;;
 	--append | --mem | --cpus) return ;;
+	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
-		--disk --net --rng --virtio-console --device --no-reboot --api-sock --help" -- "$cur"))
+		--disk --net --rng --virtio-console --device --no-reboot --api-sock --incoming --help" -- "$cur"))
 }
 
 _corral_exec()
@@ -112,7 +113,7 @@ _corral()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run snapshot restore info image oci help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec run snapshot migrate restore info image oci help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -132,6 +133,21 @@ _corral()
 		else
 			_corral_files "$cur"
 		fi
+		;;
+	migrate)
+		case $prev in
+		--downtime-limit) return ;;
+		*)
+			if [[ $cur == -* ]]; then
+				COMPREPLY=($(compgen -W "--downtime-limit --no-auto-converge --quiet --help" -- "$cur"))
+			elif ((COMP_CWORD == 3)); then
+				COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur"))
+				compopt -o nospace 2>/dev/null
+			else
+				_corral_files "$cur"
+			fi
+			;;
+		esac
 		;;
 	restore)
 		case $prev in

@@ -1,6 +1,6 @@
 /* The VM's control API on a unix socket (libmicrohttpd serves HTTP on a
  * socket bound here, jansson reads and writes the JSON): instance info,
- * machine configuration, pause/resume, snapshots, stop. */
+ * machine configuration, pause/resume, snapshots, migration, stop. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 /* libmicrohttpd is loaded with dlopen by the first api_start: linked in,
@@ -72,6 +73,7 @@ out:
 struct api {
 	struct MHD_Daemon *d;
 	struct vm *vm;
+	struct migration *mig; /* the last migration started (PUT /migrate) */
 	int fd;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char version[32];
@@ -252,6 +254,8 @@ static enum MHD_Result put_snapshot_load(struct MHD_Connection *c, struct req *q
 	return fault(c, 400, "this VM has already started: a snapshot loads into a new corral (corral restore DIR)");
 }
 
+static int migrating(struct api *a);
+
 static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, struct req *q)
 {
 	static const char *const keys[] = {"action_type", NULL};
@@ -267,6 +271,8 @@ static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, stru
 	if (!strcmp(act, "Stop")) {
 		vm_stop(a->vm);
 		r = reply(c, 204, NULL);
+	} else if (!strcmp(act, "SendCtrlAltDel") && migrating(a)) {
+		r = fault(c, 409, "the VM is being migrated (GET /migrate)");
 	} else if (!strcmp(act, "SendCtrlAltDel")) {
 		r = vm_reset(a->vm) < 0 ? fault(c, 400, "the VM is not running") : reply(c, 204, NULL);
 	} else {
@@ -274,6 +280,77 @@ static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, stru
 	}
 	json_decref(j);
 	return r;
+}
+
+/* While a migration moves the VM, nothing else may pause, resume or
+ * save it. */
+static int migrating(struct api *a)
+{
+	return a->mig && migrate_busy(a->mig);
+}
+
+static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, struct req *q)
+{
+	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge", NULL};
+	char why[256];
+	const char *url = NULL;
+	json_t *j = body_object(q, keys, why, sizeof(why));
+	int got = j ? get_str(j, "destination_url", MIGRATE_URL_MAX, &url, why, sizeof(why)) : -1;
+	if (got <= 0) {
+		json_decref(j);
+		return fault(c, 400, "%s", got == 0 ? "'destination_url' is required" : why);
+	}
+	struct migrate_params p = {.url = url};
+	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge");
+	enum MHD_Result r;
+	if (dl && (!json_is_integer(dl) || json_integer_value(dl) < 1 ||
+		   json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
+		r = fault(c, 400, "'downtime_limit_ms' must be an integer from 1 to %d", MIGRATE_DOWNTIME_MAX_MS);
+		goto out;
+	}
+	if (ac && !json_is_boolean(ac)) {
+		r = fault(c, 400, "'auto_converge' must be true or false");
+		goto out;
+	}
+	if (dl)
+		p.downtime_ms = (unsigned)json_integer_value(dl);
+	p.no_auto_converge = ac && json_is_false(ac);
+	if (migrating(a)) {
+		r = fault(c, 409, "a migration is already under way (GET /migrate)");
+		goto out;
+	}
+	struct migration *m;
+	char err[512];
+	if (migrate_start(a->vm, &p, &m, err, sizeof(err)) < 0) {
+		r = fault(c, 400, "%s", err);
+		goto out;
+	}
+	migrate_free(a->mig);
+	a->mig = m;
+	r = reply(c, 204, NULL);
+out:
+	json_decref(j);
+	return r;
+}
+
+static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
+{
+	if (!a->mig)
+		return reply(c, 200, json_pack("{s:s}", "state", "none"));
+	struct migrate_status st;
+	migrate_get(a->mig, &st);
+	json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
+			      migrate_state_name(st.state), "iteration", (json_int_t)st.iteration, "ram_total",
+			      (json_int_t)st.ram_total, "ram_remaining", (json_int_t)st.ram_remaining, "bytes_sent",
+			      (json_int_t)st.bytes_sent, "pages_sent", (json_int_t)st.pages_sent, "zero_pages",
+			      (json_int_t)st.zero_pages, "dirty_rate", (json_int_t)st.dirty_rate, "bandwidth",
+			      (json_int_t)st.bandwidth, "expected_downtime_ms",
+			      (json_int_t)(st.expected_downtime_ms > INT64_MAX ? INT64_MAX : st.expected_downtime_ms),
+			      "downtime_ms", (json_int_t)st.downtime_ms, "total_ms", (json_int_t)st.total_ms,
+			      "throttle_percent", (json_int_t)st.throttle_pct);
+	if (j && st.state == MIGRATE_FAILED)
+		json_object_set_new(j, "error", json_string(st.error));
+	return reply(c, 200, j);
 }
 
 struct route {
@@ -288,6 +365,8 @@ static const struct route routes[] = {
 	{"/snapshot/create", "PUT", 1},
 	{"/snapshot/load", "PUT", 1},
 	{"/actions", "PUT", 1},
+	{"/migrate", "PUT", 1},
+	{"/migrate", "GET", 0},
 };
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -323,13 +402,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 			continue;
 		if (!routes[k].body && q->len)
 			return fault(c, 400, "%s %s takes no body", method, url);
+		if ((k == 2 || k == 3) && migrating(a))
+			return fault(c, 409, "the VM is being migrated (GET /migrate)");
 		switch (k) {
 		case 0: return get_root(a, c);
 		case 1: return get_machine_config(a, c);
 		case 2: return patch_vm(a, c, q);
 		case 3: return put_snapshot_create(a, c, q);
 		case 4: return put_snapshot_load(c, q);
-		default: return put_actions(a, c, q);
+		case 5: return put_actions(a, c, q);
+		case 6: return put_migrate(a, c, q);
+		default: return get_migrate(a, c);
 		}
 	}
 	if (known)
@@ -409,6 +492,7 @@ void api_stop(struct api *a)
 	if (!a)
 		return;
 	mhd.stop_daemon(a->d);
+	migrate_free(a->mig);
 	close(a->fd);
 	unlink(a->path);
 	free(a);

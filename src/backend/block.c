@@ -214,8 +214,11 @@ int blk_open_cache(struct blk **out, const char *path, enum blk_format format, i
 	}
 	rc = format == BLK_FMT_QCOW2 ? qcow2_open(out, fd, readonly, err, errlen, path)
 				     : raw_open(out, fd, readonly, err, errlen, path);
-	if (rc == 0)
+	if (rc == 0) {
 		(*out)->direct = direct;
+		(*out)->lock_fd = fd;
+		(*out)->lock_held = 1;
+	}
 	else if (direct.on)
 		close(direct.fd);
 	/* Messages quote names from image files (backing files): keep control
@@ -223,6 +226,25 @@ int blk_open_cache(struct blk **out, const char *path, enum blk_format format, i
 	for (char *p = err; rc < 0 && errlen && *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
+	return rc;
+}
+
+void blk_lock_release(struct blk *b)
+{
+	if (!b->lock_held)
+		return;
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+	fcntl(b->lock_fd, F_OFD_SETLK, &fl);
+	b->lock_held = 0;
+}
+
+int blk_lock_take(struct blk *b, const char *path, char *err, size_t errlen)
+{
+	if (b->lock_held || b->lock_fd <= 0)
+		return 0;
+	int rc = blk_lock(b->lock_fd, b->readonly, path, err, errlen);
+	if (rc == 0)
+		b->lock_held = 1;
 	return rc;
 }
 

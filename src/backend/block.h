@@ -58,6 +58,8 @@ struct blk {
 	uint64_t size; /* virtual disk size in bytes */
 	int readonly;
 	struct blk_direct direct;
+	int lock_fd; /* blk_open: the image file whose locks it holds; -1 (or 0 if unset): none */
+	int lock_held;
 };
 
 /* Opens path as a disk. format BLK_FMT_PROBE looks at the file's first bytes
@@ -75,6 +77,11 @@ void blk_close(struct blk *b);
  * exclude everyone): -EBUSY with a message when another program holds a
  * conflicting one. blk_open does this; backends opening other files too. */
 int blk_lock(int fd, int readonly, const char *path, char *err, size_t errlen);
+/* Live migration's switch (shared storage): drop the image locks of an
+ * image blk_open opened, so another process may open it, and take them
+ * again (-EBUSY with a message if someone else holds them now). */
+void blk_lock_release(struct blk *b);
+int blk_lock_take(struct blk *b, const char *path, char *err, size_t errlen);
 /* Opens an image file without ever blocking (opening a FIFO waits for a
  * writer forever): flags as open(2)'s (O_RDONLY or O_RDWR, maybe O_CREAT,
  * which creates with mode 0644), O_CLOEXEC added. Only a regular file is

@@ -5,12 +5,22 @@
 
 #define CORRAL_VERSION "0.1.0"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A size: "512M", "2G", "65536K", "1073741824B" (an i and a B may follow
  * the unit); a bare number is shifted by bare_shift (20 for MiB, as QEMU's
  * -m; 0 for bytes, as qemu-img's). 0, or -1 if malformed or too large. */
 int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
+
+/* One HTTP/1.1 request to the control API on the unix socket sock (corral
+ * run --api-sock), body (taken, may be NULL) as JSON. Returns the HTTP
+ * status, 0 if there was no answer; the answer's fault_message (or what
+ * went wrong) in msg; the answer's JSON in *answer if answer is not NULL
+ * (NULL when it had none; the caller json_decref's it). */
+struct json_t;
+int cli_api_request(const char *sock, const char *method, const char *path, struct json_t *body,
+		    struct json_t **answer, char *msg, size_t msglen);
 
 int cmd_exec(int argc, char **argv);
 /* A process VM started by a guest's execve (proc_reexec): main calls this
@@ -19,6 +29,7 @@ int exec_reentry(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 int cmd_oci(int argc, char **argv);

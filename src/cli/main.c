@@ -17,6 +17,7 @@ static const struct command commands[] = {
 #ifndef CORRAL_RUNC_ONLY /* corral-runc's static build: process VMs and the runtime only */
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
 	{"snapshot", cmd_snapshot, "save a running VM's state through its API socket"},
+	{"migrate", cmd_migrate, "move a running VM to another corral (live migration)"},
 	{"restore", cmd_restore, "continue a VM from a snapshot in the foreground"},
 	{"info", cmd_info, "what /dev/kvm offers here and which engine auto picks"},
 	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},

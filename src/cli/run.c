@@ -20,6 +20,7 @@
 #include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -32,6 +33,8 @@ struct run_opts {
 	int paused;		       /* corral restore --paused */
 	const char *disk_dir;	       /* corral restore --disk-dir */
 	int keep_vmgenid;	       /* corral restore --keep-vmgenid */
+	const char *incoming;	       /* --incoming URL: the VM comes from a migration */
+	const char *not_override;      /* the first guest option --incoming cannot take */
 	const char *guest_opt;	       /* the first option that configures the guest */
 };
 
@@ -211,7 +214,7 @@ static void run_usage(FILE *f)
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
-		"                  [--no-reboot] [--api-sock PATH]\n\n"
+		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -247,7 +250,12 @@ static void run_usage(FILE *f)
 		"                   (V << 1) | 1\n"
 		"  --no-reboot      stop instead of rebooting when the guest resets\n"
 		"  --api-sock PATH  serve the control API (HTTP/JSON, docs/api.yaml) on a unix\n"
-		"                   socket at PATH: pause, resume, snapshots ('corral snapshot')\n"
+		"                   socket at PATH: pause, resume, snapshots ('corral snapshot'),\n"
+		"                   migration ('corral migrate')\n"
+		"  --incoming URL   wait on tcp:ADDR:PORT or unix:PATH for one VM that 'corral\n"
+		"                   migrate' sends, and run it: its configuration comes with it;\n"
+		"                   --disk gives its disks other paths (as many, in order), the\n"
+		"                   host side (--serial, --api-sock) is this corral's\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -424,6 +432,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_PAUSED,
 		OPT_DISK_DIR,
 		OPT_KEEP_VMGENID,
+		OPT_INCOMING,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -450,6 +459,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"paused", no_argument, NULL, OPT_PAUSED},
 		{"disk-dir", required_argument, NULL, OPT_DISK_DIR},
 		{"keep-vmgenid", no_argument, NULL, OPT_KEEP_VMGENID},
+		{"incoming", required_argument, NULL, OPT_INCOMING},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -466,7 +476,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && !o->guest_opt)
 			o->guest_opt = argv[optind - 1];
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_DISK && !o->not_override)
+			o->not_override = argv[optind - 1];
 		switch (opt) {
+		case OPT_INCOMING: o->incoming = optarg; break;
 		case OPT_API_SOCK: o->api_sock = optarg; break;
 		case OPT_PAUSED: o->paused = 1; break;
 		case OPT_DISK_DIR: o->disk_dir = optarg; break;
@@ -583,6 +596,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 			fprintf(stderr, "corral: restore: give the snapshot directory (see 'corral restore --help')\n");
 			return -1;
 		}
+		if (o->incoming) {
+			fprintf(stderr, "corral: restore: --incoming is an option of 'corral run'\n");
+			return -1;
+		}
 		o->restore = argv[optind];
 		return 0;
 	}
@@ -591,6 +608,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 			o->paused     ? "--paused"
 			: o->disk_dir ? "--disk-dir"
 				      : "--keep-vmgenid");
+		return -1;
+	}
+	if (o->incoming && o->not_override) {
+		fprintf(stderr, "corral: run: %s: with --incoming the VM's configuration comes from the source\n",
+			o->not_override);
 		return -1;
 	}
 	if (optind < argc) {
@@ -679,7 +701,9 @@ static int run_main(int argc, char **argv, int restore)
 		term_make_raw();
 	struct vm *vm;
 	struct api *api = NULL;
-	if ((o.restore ? vm_restore(o.restore, c, &vm, err, sizeof(err)) : vm_create(c, &vm, err, sizeof(err))) < 0) {
+	if ((o.restore	  ? vm_restore(o.restore, c, &vm, err, sizeof(err))
+	     : o.incoming ? vm_incoming(o.incoming, c, &vm, err, sizeof(err))
+			  : vm_create(c, &vm, err, sizeof(err))) < 0) {
 		term_restore();
 		fprintf(stderr, "corral: %s\n", err);
 		disks_free(&o);

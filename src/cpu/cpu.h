@@ -307,6 +307,12 @@ struct cpu_platform {
 struct cpu_physmem *cpu_physmem_new(void *ram, uint64_t size);
 void cpu_physmem_free(struct cpu_physmem *p);
 void cpu_physmem_dma_written(void *opaque, void *host, uint64_t len);
+/* Live migration's dirty log: log (one byte per RAM page, NULL: none) is
+ * set to 1 for every page a vCPU writes from now on (stores and the page
+ * walker's A/D bits): every vCPU drops its fast write entries at its next
+ * block, so the next store to any page is logged. Called while the vCPUs
+ * stand paused, it means: pages written after the resume are logged. */
+void cpu_physmem_dirty_arm(void *opaque, uint8_t *log);
 /* A vCPU of the platform plat (which must outlive it). Starts in the
  * power-on state (real mode at F000:FFF0); a boot loader then sets c->s
  * for its entry and calls cpu_flush. cpu_run then returns CPU_EXIT_HLT

@@ -19,7 +19,10 @@
  * code goes) or a page marked by another vCPU (its fast write entries go);
  * one further behind than the log drops everything. */
 #define CODE_LOG 512u
-enum { CODE_WRITTEN, CODE_MARKED };
+/* CODE_WRPROTECT (live migration's dirty log armed again): every vCPU
+ * drops all its fast write entries, so its next write to any page goes
+ * through a TLB fill, which logs the page. */
+enum { CODE_WRITTEN, CODE_MARKED, CODE_WRPROTECT };
 struct code_event {
 	uint32_t page; /* RAM page index */
 	uint16_t kind;
@@ -33,7 +36,18 @@ struct cpu_physmem {
 	volatile unsigned code_gen;
 	pthread_mutex_t log_lock;
 	struct code_event log[CODE_LOG];
+	/* Live migration: one byte per page, set by the write fill of any
+	 * page (NULL: no log). Written by vCPU threads, read by the owner
+	 * while they stand paused. */
+	uint8_t *volatile dirty;
 };
+
+static inline void dirty_mark(struct cpu_physmem *p, int64_t ci)
+{
+	uint8_t *d = p->dirty;
+	if (d && ci >= 0)
+		__atomic_store_n(&d[ci], 1, __ATOMIC_RELAXED);
+}
 
 static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *host)
 {
@@ -84,6 +98,22 @@ struct cpu_physmem *cpu_physmem_new(void *ram, uint64_t size)
 	}
 	pthread_mutex_init(&p->log_lock, NULL);
 	return p;
+}
+
+static void code_event_all(struct cpu_physmem *p, int kind)
+{
+	pthread_mutex_lock(&p->log_lock);
+	unsigned g = p->code_gen + 1;
+	p->log[g % CODE_LOG] = (struct code_event){.page = 0, .kind = (uint16_t)kind, .who = 0};
+	__atomic_store_n(&p->code_gen, g, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&p->log_lock);
+}
+
+void cpu_physmem_dirty_arm(void *opaque, uint8_t *log)
+{
+	struct cpu_physmem *p = opaque;
+	p->dirty = log;
+	code_event_all(p, CODE_WRPROTECT);
 }
 
 void cpu_physmem_free(struct cpu_physmem *p)
@@ -235,10 +265,14 @@ static uint32_t page_walk(struct cpu *c, uint64_t a, int acc, int user, uint64_t
 	*writable = w && (u || !user);
 	if (!probe) {
 		for (int l = 3; l >= level; l--)
-			if (!(*ents[l] & PTE_A))
+			if (!(*ents[l] & PTE_A)) {
 				__atomic_fetch_or(ents[l], PTE_A, __ATOMIC_RELAXED);
-		if (acc == 1 && !(e & PTE_D))
+				dirty_mark(c->phys, code_index(c->phys, (const uint8_t *)ents[l]));
+			}
+		if (acc == 1 && !(e & PTE_D)) {
 			__atomic_fetch_or(ents[level], PTE_D, __ATOMIC_RELAXED);
+			dirty_mark(c->phys, code_index(c->phys, (const uint8_t *)ents[level]));
+		}
 	}
 	return 0;
 }
@@ -279,8 +313,11 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 	 * would not be set), so write tags are only filled by write walks. */
 	e->tag_r = page;
 	c->tlb_kind[c->tlbp == c->tlb[1]][e - c->tlbp] = c->walk_kind;
-	if (acc == 1 && !is_code)
-		e->tag_w = page;
+	if (acc == 1) {
+		dirty_mark(c->phys, ci);
+		if (!is_code)
+			e->tag_w = page;
+	}
 	if (acc == 2)
 		e->tag_x = page;
 	if (code)
@@ -305,6 +342,13 @@ static void tlb_drop_writes(struct cpu *c, const uint8_t *host)
 				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
 }
 
+static void tlb_drop_all_writes(struct cpu *c)
+{
+	for (int b = 0; b < 2; b++)
+		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+			c->tlb[b][k].tag_w = CPU_TLB_INVALID;
+}
+
 int sys_code_sync(struct cpu *c)
 {
 	struct cpu_physmem *p = c->phys;
@@ -319,6 +363,8 @@ int sys_code_sync(struct cpu *c)
 			uint8_t *host = p->base + ((uint64_t)e->page << 12);
 			if (e->kind == CODE_WRITTEN)
 				dcache_drop_page(c, host);
+			else if (e->kind == CODE_WRPROTECT)
+				tlb_drop_all_writes(c);
 			else if (e->who != c->index)
 				tlb_drop_writes(c, host);
 		}

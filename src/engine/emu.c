@@ -308,8 +308,10 @@ static void emu_free(struct emu *e)
 		if (e->v[k].inited)
 			cpu_destroy(&e->v[k].cpu);
 	free(e->v);
-	if (e->phys)
+	if (e->phys) {
 		machine_set_dma_hook(e->m, NULL, NULL);
+		machine_set_dirty_hook(e->m, NULL, NULL);
+	}
 	cpu_physmem_free(e->phys);
 }
 
@@ -331,6 +333,7 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		goto out;
 	}
 	machine_set_dma_hook(m, cpu_physmem_dma_written, e.phys);
+	machine_set_dirty_hook(m, cpu_physmem_dirty_arm, e.phys);
 	engine_emu_platform(&e.plat, m);
 	for (unsigned k = 0; k < e.n; k++) {
 		int err = cpu_init_system(&e.v[k].cpu, &e.plat, k, e.phys, host ? host->cpu_opts : NULL);

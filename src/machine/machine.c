@@ -79,8 +79,75 @@ void machine_set_dma_hook(struct machine *m, void (*fn)(void *opaque, void *host
 
 void gpa_dma_written(struct machine *m, void *host, uint64_t len)
 {
-	if (m->dma_written && len)
+	if (!len)
+		return;
+	if (m->dma_written)
 		m->dma_written(m->dma_opaque, host, len);
+	uint8_t *d = m->dirty;
+	if (d && (uint8_t *)host >= m->ram && (uint8_t *)host - m->ram < (ptrdiff_t)m->mem_size) {
+		uint64_t first = (uint64_t)((uint8_t *)host - m->ram) >> 12;
+		uint64_t last = ((uint64_t)((uint8_t *)host - m->ram) + len - 1) >> 12;
+		uint64_t pages = m->mem_size >> 12;
+		for (uint64_t k = first; k <= last && k < pages; k++)
+			__atomic_store_n(&d[k], 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* ---- Live migration's dirty log ---- */
+
+int machine_dirty_start(struct machine *m)
+{
+	if (m->dirty)
+		return 0;
+	uint8_t *d = calloc(m->mem_size >> 12, 1);
+	if (!d)
+		return -ENOMEM;
+	m->dirty = d;
+	if (m->dirty_arm)
+		m->dirty_arm(m->dirty_opaque, d);
+	return 0;
+}
+
+uint64_t machine_dirty_collect(struct machine *m, uint64_t *bitmap)
+{
+	uint64_t pages = m->mem_size >> 12, n = 0;
+	uint8_t *d = m->dirty;
+	if (!d)
+		return 0;
+	/* the vCPUs stand still: re-arm first, so that no write after the
+	 * resume goes through an entry filled before this collection */
+	if (m->dirty_arm)
+		m->dirty_arm(m->dirty_opaque, d);
+	for (uint64_t k = 0; k < pages; k += 8) {
+		uint64_t w;
+		if (k + 8 <= pages) {
+			memcpy(&w, d + k, 8);
+			if (!w)
+				continue;
+		}
+		for (uint64_t j = k; j < k + 8 && j < pages; j++)
+			if (__atomic_exchange_n(&d[j], 0, __ATOMIC_RELAXED)) {
+				bitmap[j >> 6] |= 1ull << (j & 63);
+				n++;
+			}
+	}
+	return n;
+}
+
+void machine_dirty_stop(struct machine *m)
+{
+	if (m->dirty_arm)
+		m->dirty_arm(m->dirty_opaque, NULL);
+	free(m->dirty);
+	m->dirty = NULL;
+}
+
+void machine_set_dirty_hook(struct machine *m, void (*arm)(void *opaque, uint8_t *log), void *opaque)
+{
+	m->dirty_arm = arm;
+	m->dirty_opaque = opaque;
+	if (arm && m->dirty)
+		arm(opaque, m->dirty);
 }
 
 /* ---- Buses ----
@@ -411,6 +478,8 @@ void machine_reset(struct machine *m)
 	} else if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0) {
 		memset(m->ram, 0, m->mem_size);
 	}
+	if (m->dirty) /* RAM changed behind every vCPU's back */
+		memset(m->dirty, 1, m->mem_size >> 12);
 	uart_reset(&m->com1);
 	i8042_reset(&m->kbd);
 	rtc_reset(&m->rtc);
@@ -503,6 +572,7 @@ void machine_destroy(struct machine *m)
 		close(m->io_fd);
 	pci_destroy_all(m);
 	munmap(m->ram, m->mem_size);
+	free(m->dirty);
 	free(m);
 }
 

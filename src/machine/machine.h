@@ -74,6 +74,20 @@ int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len);
 void gpa_dma_written(struct machine *m, void *host, uint64_t len);
 void machine_set_dma_hook(struct machine *m, void (*fn)(void *opaque, void *host, uint64_t len), void *opaque);
 
+/* Live migration's dirty log: which RAM pages were written since the last
+ * collection, by vCPUs and devices alike. machine_dirty_start (every page
+ * counts as clean), machine_dirty_collect and machine_dirty_stop are called
+ * while the engine stands paused (or before it runs). collect ORs the pages
+ * written since the last call into bitmap (a bit per page, from bit 0 of
+ * word 0), clears the log, arms the engine again and returns how many pages
+ * it found. A running engine sets its hook (NULL: none): arm(opaque, log)
+ * makes its vCPUs log into log from now on (NULL: stop), and is called at
+ * once when the log is on. A machine reset marks every page. */
+int machine_dirty_start(struct machine *m);
+uint64_t machine_dirty_collect(struct machine *m, uint64_t *bitmap);
+void machine_dirty_stop(struct machine *m);
+void machine_set_dirty_hook(struct machine *m, void (*arm)(void *opaque, uint8_t *log), void *opaque);
+
 /* ---- Interrupts ----
  * ISA IRQ 0-15 go to both the 8259 pair and IOAPIC pins (IRQ 0 to pin 2, as
  * ACPI's interrupt source override says); GSIs 16-23 only to the IOAPIC. */

@@ -301,6 +301,12 @@ struct machine {
 	/* Set by the emu engine's CPUs: see gpa_dma_written. */
 	void (*dma_written)(void *opaque, void *host, uint64_t len);
 	void *dma_opaque;
+	/* Live migration's dirty log (machine_dirty_*): a byte per RAM page,
+	 * NULL when off; the running engine's way to log its vCPUs' writes
+	 * into it (machine_set_dirty_hook). */
+	uint8_t *dirty;
+	void (*dirty_arm)(void *opaque, uint8_t *log);
+	void *dirty_opaque;
 
 	volatile int power_req;	    /* enum machine_power */
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */

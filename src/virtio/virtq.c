@@ -55,6 +55,7 @@ static int wr16(struct machine *m, uint64_t gpa, uint16_t v)
 	uint16_t *p = gpa_ptr(m, gpa, 2);
 	if (!p)
 		return -EFAULT;
+	gpa_dma_written(m, p, 2);
 	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 	return 0;
 }

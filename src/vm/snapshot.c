@@ -222,7 +222,7 @@ static int machine_load(struct state_reader *r, struct machine *m)
 
 /* ---- Saving ---- */
 
-static int write_state(struct vm *vm, int fd, char *err, size_t errlen)
+int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen)
 {
 	struct machine *m = vm->m;
 	struct state_writer w;
@@ -368,7 +368,7 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 	} else if ((r = snapdisk_freeze(vm, dir, &saved, names, err, errlen)) >= 0 &&
 		   (r = write_file(vm, mem_path, write_memory, err, errlen)) >= 0) {
 		vm->saving = &saved;
-		r = write_file(vm, state_path, write_state, err, errlen);
+		r = write_file(vm, state_path, vm_state_write, err, errlen);
 		vm->saving = NULL;
 	}
 	pthread_mutex_unlock(&vm->lock);
@@ -483,6 +483,9 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->reboot_opaque = o ? o->reboot_opaque : NULL;
 	if (o && o->guest_dir)
 		c->guest_dir = o->guest_dir;
+	/* the same disks at other paths (a migration's destination) */
+	for (unsigned k = 0; o && k < o->ndisks && k < c->ndisks; k++)
+		c->disk[k].path = o->disk[k].path;
 }
 
 int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, const struct vm_config *overrides,
@@ -522,7 +525,10 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 			 cfg.mem);
 		goto err_json;
 	}
-	if ((r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
+	/* A snapshot's restore (dir) writes disk overlays of its own and is a
+	 * new generation of the machine; a migration's (no dir) is the same
+	 * machine going on with the same disks. */
+	if (dir && (r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
 		goto err_json;
 	if ((r = vm_create_as(&cfg, 1, &vm, err, errlen)) < 0)
 		goto err_json;
@@ -539,7 +545,7 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 	r = -EINVAL;
 	if (load_sections(&rd, vm, cpus) < 0)
 		goto err_reader;
-	if (!(overrides && overrides->keep_vmgenid))
+	if (dir && !(overrides && overrides->keep_vmgenid))
 		vm_new_generation(vm);
 	vm->restore = cpus;
 	free(strings);

@@ -83,6 +83,10 @@ int snapdisk_freeze(struct vm *vm, const char *dir, struct vm_config *saved, str
 int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_dir, struct snapdisk_names *names,
 		      char *err, size_t errlen);
 
+/* snapshot.c: the state stream of a paused VM (the configuration, every
+ * vCPU and device; not RAM) written to fd; 0 or -errno with err. */
+int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen);
+
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Disks, networks and the default guest; 0 or -errno with err. */

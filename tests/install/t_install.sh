@@ -48,7 +48,7 @@ fi
 # (corral-mkguest and corral-mkrootfs are scripts without --help).
 PAGES="corral: corral-run:run corral-exec:exec corral-info:info corral-image:image
 corral-image-create:image_create corral-image-info:image_info corral-image-check:image_check
-corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:oci corral-snapshot:snapshot corral-restore:restore
+corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:oci corral-snapshot:snapshot corral-migrate:migrate corral-restore:restore
 corral-mkguest:- corral-mkrootfs:-"
 
 expected="usr/bin/corral usr/bin/corral-runc usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral"

@@ -80,6 +80,18 @@ for p in $(sed -n 's/^  \(\/[^:]*\):$/\1/p' "$ROOT/docs/api.yaml"); do
 		api PUT /snapshot/load "{\"snapshot_path\":\"$tmp/s1/state\",\"mem_file_path\":\"$tmp/s1/memory\"}"
 		expect "PUT /snapshot/load" 400 'corral restore' ;;
 	/actions) api PUT /actions '{"action_type":"Bogus"}'; expect "PUT /actions bad" 400 'Stop' ;;
+	/migrate)
+		api GET /migrate; expect "GET /migrate before any" 200 '"state":"none"'
+		api PUT /migrate '{"destination_url":"bogus:1"}'; expect "PUT /migrate bad URL" 400 'tcp:HOST:PORT'
+		api PUT /migrate '{"destination_url":"unix:/x","downtime_limit_ms":0}'
+		expect "PUT /migrate bad limit" 400 'downtime_limit_ms'
+		api PUT /migrate "{\"destination_url\":\"unix:$tmp/nobody\"}"; expect "PUT /migrate" 204
+		i=0
+		while api GET /migrate && printf '%s' "$body" | grep -q '"state":"setup"' && [ $i -lt 100 ]; do
+			sleep 0.05
+			i=$((i + 1))
+		done
+		expect "GET /migrate failed" 200 'cannot reach the destination' ;;
 	*) bad "docs/api.yaml path $p has no check here" ;;
 	esac
 done

@@ -1,0 +1,1071 @@
+/* Live migration (migrate.h): the sender's pre-copy rounds over the
+ * machine's dirty log, the stop-and-copy with the snapshot format's state
+ * stream, the switch with the destination, and the destination's checked
+ * reader. docs/migration.md describes the wire format. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "machine/machine_impl.h"
+#include "vm/migrate.h"
+#include "vm/vm_internal.h"
+
+/* ---- The wire format (docs/migration.md) ---- */
+
+static const uint8_t mig_magic[8] = {'C', 'O', 'R', 'R', 'A', 'L', 'M', 'G'};
+#define MIG_VERSION 1
+#define MIG_PAGE 4096u
+#define MIG_HDR_LEN 28 /* magic, version, page size, RAM bytes, CRC */
+#define MIG_REC_LEN 20 /* type, count, arg, CRC */
+#define MIG_BATCH 256u /* pages in one PAGES record */
+#define MIG_STATE_MAX (16u << 20)
+#define MIG_MSG_MAX 512
+
+enum { REC_PAGES = 1, REC_STATE = 2, REC_GO = 3, REC_SYNC = 4 };
+/* The destination's answers: u32 code, u32 length, the text. */
+enum { ANS_READY = 1, ANS_RUNNING = 2, ANS_ERROR = 3, ANS_SYNCED = 4 };
+#define PAGE_ZERO ((uint64_t)1 << 63) /* in a PAGES record's index: no data follows */
+
+/* How long a silent peer is waited for. */
+#define MIG_IO_TIMEOUT_S 30
+#define MIG_READY_TIMEOUT_S 60
+
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+#define CRC_BAD(stored, computed) ((void)(stored), (void)(computed), 0)
+#else
+#define CRC_BAD(stored, computed) ((stored) != (computed))
+#endif
+
+static uint32_t mig_crc(const void *p, size_t n, uint32_t c)
+{
+	const uint8_t *b = p;
+	while (n) {
+		uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+		c = (uint32_t)crc32(c, b, chunk);
+		b += chunk;
+		n -= chunk;
+	}
+	return c;
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+	for (int k = 0; k < 4; k++)
+		p[k] = (uint8_t)(v >> (8 * k));
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int k = 0; k < 8; k++)
+		p[k] = (uint8_t)(v >> (8 * k));
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* All n bytes, or -errno (-EPIPE for a closed peer, -ETIMEDOUT). */
+static int send_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	while (n) {
+		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == ENOTSOCK) /* a pipe or file (tests) */
+			w = write(fd, b, n);
+		if (w < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (w == 0)
+			return -EPIPE;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* All n bytes, or -errno; -ECONNRESET for an early end. */
+static int recv_all(int fd, void *p, size_t n)
+{
+	uint8_t *b = p;
+	while (n) {
+		ssize_t k = read(fd, b, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (k == 0)
+			return -ECONNRESET;
+		b += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static void set_timeout(int fd, int opt, unsigned s)
+{
+	struct timeval tv = {.tv_sec = s};
+	setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+/* Small records (a state's checksum, GO, the answers) go at once: Nagle's
+ * wait for an ACK that the peer delays would add tens of ms to the stop. */
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails harmlessly on unix sockets */
+}
+
+static int send_rec(int fd, uint32_t type, uint32_t count, uint64_t arg)
+{
+	uint8_t h[MIG_REC_LEN];
+	le32(h, type);
+	le32(h + 4, count);
+	le64(h + 8, arg);
+	le32(h + 16, mig_crc(h, 16, 0));
+	return send_all(fd, h, sizeof(h));
+}
+
+static int send_answer(int fd, uint32_t code, const char *msg)
+{
+	uint8_t h[8];
+	size_t n = msg ? strnlen(msg, MIG_MSG_MAX) : 0;
+	le32(h, code);
+	le32(h + 4, (uint32_t)n);
+	int r = send_all(fd, h, 8);
+	return r < 0 || !n ? r : send_all(fd, msg, n);
+}
+
+/* The destination's next answer: its code, and its text in msg. */
+static int recv_answer(int fd, unsigned timeout_s, char *msg, size_t msglen)
+{
+	uint8_t h[8];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int k;
+	do
+		k = poll(&p, 1, (int)timeout_s * 1000);
+	while (k < 0 && errno == EINTR);
+	if (k == 0)
+		return -ETIMEDOUT;
+	int r = recv_all(fd, h, 8);
+	if (r < 0)
+		return r;
+	uint32_t code = rd32(h), n = rd32(h + 4);
+	char text[MIG_MSG_MAX + 1];
+	if (n > MIG_MSG_MAX || code < ANS_READY || code > ANS_SYNCED)
+		return -EPROTO;
+	if ((r = recv_all(fd, text, n)) < 0)
+		return r;
+	text[n] = 0;
+	for (char *c = text; *c; c++) /* keep the peer's control characters off the terminal */
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	size_t len = strlen(text) < msglen ? strlen(text) : msglen - 1;
+	memcpy(msg, text, len);
+	msg[len] = 0;
+	return (int)code;
+}
+
+/* ---- Addresses ---- */
+
+/* tcp:HOST:PORT (HOST may be [v6]) or unix:PATH into a socket address. */
+static int parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *len, char *err, size_t errlen)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (!strncmp(url, "unix:", 5)) {
+		struct sockaddr_un *u = (struct sockaddr_un *)sa;
+		const char *path = url + 5;
+		if (!*path || strlen(path) >= sizeof(u->sun_path)) {
+			snprintf(err, errlen, "'%.64s': a unix socket path of 1 to %zu bytes", url,
+				 sizeof(u->sun_path) - 1);
+			return -EINVAL;
+		}
+		u->sun_family = AF_UNIX;
+		memcpy(u->sun_path, path, strlen(path));
+		*len = sizeof(*u);
+		return 0;
+	}
+	if (strncmp(url, "tcp:", 4)) {
+		snprintf(err, errlen, "'%.64s': not tcp:HOST:PORT or unix:PATH", url);
+		return -EINVAL;
+	}
+	char host[256];
+	const char *h = url + 4, *colon = strrchr(h, ':');
+	if (!colon || colon == h || !colon[1] || (size_t)(colon - h) >= sizeof(host)) {
+		snprintf(err, errlen, "'%.64s': not tcp:HOST:PORT", url);
+		return -EINVAL;
+	}
+	memcpy(host, h, (size_t)(colon - h));
+	host[colon - h] = 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	char *end;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (*end || port == 0 || port > 65535) {
+		snprintf(err, errlen, "'%.64s': the port must be 1 to 65535", url);
+		return -EINVAL;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV},
+			*ai;
+	int g = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+	if (g) {
+		snprintf(err, errlen, "'%.64s': %s", url, gai_strerror(g));
+		return -EINVAL;
+	}
+	memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* ---- The destination ---- */
+
+/* The state stream is at most MIG_STATE_MAX: the configuration, a few KiB
+ * per vCPU and device. */
+int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len,
+			char *err, size_t errlen)
+{
+	uint8_t h[MIG_HDR_LEN];
+	uint64_t *idx = NULL, *got = NULL; /* got: pages this stream wrote */
+	uint8_t *ram = NULL;
+	uint64_t mem = 0;
+	int mfd = -1, r;
+	*mem_fd = -1;
+	*state = NULL;
+	*state_len = 0;
+	if ((r = recv_all(fd, h, sizeof(h))) < 0) {
+		snprintf(err, errlen, "no migration stream: %s", strerror(-r));
+		return r;
+	}
+	r = -EINVAL;
+	if (memcmp(h, mig_magic, 8)) {
+		snprintf(err, errlen, "not a corral migration stream (bad magic)");
+		return r;
+	}
+	if (CRC_BAD(rd32(h + 24), mig_crc(h, 24, 0))) {
+		snprintf(err, errlen, "the stream's header: checksum mismatch");
+		return r;
+	}
+	if (rd32(h + 8) != MIG_VERSION) {
+		snprintf(err, errlen, "migration stream version %u: this corral reads %u", rd32(h + 8), MIG_VERSION);
+		return r;
+	}
+	mem = rd64(h + 16);
+	if (rd32(h + 12) != MIG_PAGE || mem < VM_MEM_MIN || mem > max_mem || mem % MIG_PAGE) {
+		snprintf(err, errlen, "the stream's RAM (%" PRIu64 " bytes of %u-byte pages) is out of range", mem,
+			 rd32(h + 12));
+		return r;
+	}
+	uint64_t pages = mem / MIG_PAGE;
+	mfd = memfd_create("corral-incoming-ram", MFD_CLOEXEC);
+	if (mfd < 0 || ftruncate(mfd, (off_t)mem) < 0 ||
+	    (ram = mmap(NULL, mem, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0)) == MAP_FAILED) {
+		r = -errno;
+		ram = NULL;
+		snprintf(err, errlen, "cannot make %" PRIu64 " bytes of RAM: %s", mem, strerror(-r));
+		goto fail;
+	}
+	idx = malloc(MIG_BATCH * sizeof(*idx));
+	got = calloc((pages + 63) / 64, 8);
+	if (!idx || !got) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		goto fail;
+	}
+	for (;;) {
+		uint8_t rec[MIG_REC_LEN];
+		if ((r = recv_all(fd, rec, sizeof(rec))) < 0) {
+			snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+			goto fail;
+		}
+		r = -EINVAL;
+		if (CRC_BAD(rd32(rec + 16), mig_crc(rec, 16, 0))) {
+			snprintf(err, errlen, "a record header: checksum mismatch");
+			goto fail;
+		}
+		uint32_t type = rd32(rec), count = rd32(rec + 4);
+		uint64_t arg = rd64(rec + 8);
+		if (type == REC_PAGES) {
+			if (count == 0 || count > MIG_BATCH || arg) {
+				snprintf(err, errlen, "a page record of %u pages (1 to %u)", count, MIG_BATCH);
+				goto fail;
+			}
+			uint8_t *raw = (uint8_t *)idx;
+			if ((r = recv_all(fd, raw, (size_t)count * 8)) < 0) {
+				snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+				goto fail;
+			}
+			uint32_t c = mig_crc(raw, (size_t)count * 8, 0);
+			for (uint32_t k = 0; k < count; k++) {
+				idx[k] = rd64(raw + 8 * k);
+				if ((idx[k] & ~PAGE_ZERO) >= pages) {
+					snprintf(err, errlen, "page %" PRIu64 " is beyond the RAM's %" PRIu64 " pages",
+						 (uint64_t)(idx[k] & ~PAGE_ZERO), pages);
+					r = -EINVAL;
+					goto fail;
+				}
+			}
+			/* Data goes to its place at once; a checksum mismatch
+			 * after it fails the whole stream, so nothing wrong is
+			 * ever run. */
+			for (uint32_t k = 0; k < count; k++) {
+				uint8_t *p = ram + (idx[k] & ~PAGE_ZERO) * MIG_PAGE;
+				uint64_t pg = idx[k] & ~PAGE_ZERO;
+				if (idx[k] & PAGE_ZERO) {
+					/* a new memory file reads as zeros: clear only
+					 * what this stream wrote before */
+					if (got[pg >> 6] & (1ull << (pg & 63)))
+						memset(p, 0, MIG_PAGE);
+					got[pg >> 6] &= ~(1ull << (pg & 63));
+					continue;
+				}
+				got[pg >> 6] |= 1ull << (pg & 63);
+				if ((r = recv_all(fd, p, MIG_PAGE)) < 0) {
+					snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+					goto fail;
+				}
+				c = mig_crc(p, MIG_PAGE, c);
+			}
+			uint8_t sum[4];
+			if ((r = recv_all(fd, sum, 4)) < 0) {
+				snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+				goto fail;
+			}
+			if (CRC_BAD(rd32(sum), c)) {
+				snprintf(err, errlen, "a page record: checksum mismatch");
+				r = -EINVAL;
+				goto fail;
+			}
+		} else if (type == REC_SYNC) {
+			/* everything before is in place: the source may stop the
+			 * guest now without waiting for a backlog here */
+			if (count || arg) {
+				snprintf(err, errlen, "a sync record with a payload");
+				goto fail;
+			}
+			if (reply_fd >= 0 && (r = send_answer(reply_fd, ANS_SYNCED, NULL)) < 0) {
+				snprintf(err, errlen, "the source went away: %s", strerror(-r));
+				goto fail;
+			}
+		} else if (type == REC_STATE) {
+			if (count || arg == 0 || arg > MIG_STATE_MAX) {
+				snprintf(err, errlen, "a device state of %" PRIu64 " bytes (1 to %u)", arg, MIG_STATE_MAX);
+				goto fail;
+			}
+			uint8_t *s = malloc(arg);
+			uint8_t sum[4];
+			if (!s) {
+				r = -ENOMEM;
+				snprintf(err, errlen, "%s", strerror(ENOMEM));
+				goto fail;
+			}
+			if ((r = recv_all(fd, s, arg)) < 0 || (r = recv_all(fd, sum, 4)) < 0) {
+				free(s);
+				snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+				goto fail;
+			}
+			if (CRC_BAD(rd32(sum), mig_crc(s, arg, 0))) {
+				free(s);
+				snprintf(err, errlen, "the device state: checksum mismatch");
+				r = -EINVAL;
+				goto fail;
+			}
+			*state = s;
+			*state_len = arg;
+			break;
+		} else {
+			snprintf(err, errlen, "a record of unknown type %u", type);
+			goto fail;
+		}
+	}
+	munmap(ram, mem);
+	free(idx);
+	free(got);
+	*mem_fd = mfd;
+	return 0;
+fail:
+	if (ram)
+		munmap(ram, mem);
+	if (mfd >= 0)
+		close(mfd);
+	free(idx);
+	free(got);
+	return r;
+}
+
+static int listen_once(const char *url, char *err, size_t errlen)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int r = parse_url(url, &sa, &len, err, errlen);
+	if (r < 0)
+		return r;
+	int ls = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (ls < 0) {
+		r = -errno;
+		snprintf(err, errlen, "--incoming '%.64s': %s", url, strerror(-r));
+		return r;
+	}
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(ls, (struct sockaddr *)&sa, len) < 0 || listen(ls, 1) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "--incoming '%.64s': %s", url, strerror(-r));
+		close(ls);
+		return r;
+	}
+	int fd;
+	do
+		fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	r = -errno;
+	close(ls);
+	if (sa.ss_family == AF_UNIX)
+		unlink(((struct sockaddr_un *)&sa)->sun_path);
+	if (fd < 0) {
+		snprintf(err, errlen, "--incoming '%.64s': %s", url, strerror(-r));
+		return r;
+	}
+	return fd;
+}
+
+int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen)
+{
+	char msg[MIG_MSG_MAX];
+	void *state = NULL;
+	size_t state_len;
+	int mfd = -1, r;
+	*out = NULL;
+	int fd = listen_once(url, err, errlen);
+	if (fd < 0)
+		return fd;
+	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
+	set_timeout(fd, SO_SNDTIMEO, MIG_IO_TIMEOUT_S);
+	set_nodelay(fd);
+	r = migrate_recv_stream(fd, fd, VM_MEM_MAX, &mfd, &state, &state_len, msg, sizeof(msg));
+	if (r < 0) {
+		snprintf(err, errlen, "incoming migration: %s", msg);
+		send_answer(fd, ANS_ERROR, msg);
+		goto out;
+	}
+	struct vm *vm;
+	r = vm_restore_from(state, state_len, mfd, NULL, overrides, &vm, msg, sizeof(msg));
+	if (r < 0) {
+		snprintf(err, errlen, "incoming migration: %s", msg);
+		send_answer(fd, ANS_ERROR, msg);
+		goto out;
+	}
+	/* Built, not running: the source lets go of the VM only now. */
+	uint8_t rec[MIG_REC_LEN];
+	if ((r = send_answer(fd, ANS_READY, NULL)) < 0 || (r = recv_all(fd, rec, sizeof(rec))) < 0 ||
+	    CRC_BAD(rd32(rec + 16), mig_crc(rec, 16, 0)) || rd32(rec) != REC_GO) {
+		snprintf(err, errlen, "incoming migration: the source did not hand the VM over (%s)",
+			 r < 0 ? strerror(-r) : "no go-ahead");
+		r = r < 0 ? r : -EPROTO;
+		vm_destroy(vm);
+		goto out;
+	}
+	send_answer(fd, ANS_RUNNING, NULL);
+	*out = vm;
+	r = 0;
+out:
+	free(state);
+	if (mfd >= 0)
+		close(mfd);
+	close(fd);
+	return r;
+}
+
+/* ---- The source ---- */
+
+struct migration {
+	struct vm *vm;
+	struct migrate_params p;
+	char url[MIGRATE_URL_MAX];
+	pthread_t thr;
+	int thread_started;
+	pthread_mutex_t lock;
+	struct migrate_status st; /* lock */
+	int busy;		  /* lock */
+	int watched, seen_done;	  /* lock: someone asks for progress; saw the end */
+	int fd;
+	uint64_t *bitmap; /* dirty pages to send, a bit per page */
+	uint64_t pages;
+	uint8_t *buf; /* a batch's indices and data */
+	uint64_t t0;
+	uint64_t held_ns; /* auto-converge's holds in this round (not link time) */
+	int was_paused;
+};
+
+const char *migrate_state_name(enum migrate_state s)
+{
+	switch (s) {
+	case MIGRATE_SETUP: return "setup";
+	case MIGRATE_ACTIVE: return "active";
+	case MIGRATE_COMPLETING: return "completing";
+	case MIGRATE_COMPLETED: return "completed";
+	case MIGRATE_FAILED: return "failed";
+	}
+	return "?";
+}
+
+static void set_state(struct migration *m, enum migrate_state s)
+{
+	pthread_mutex_lock(&m->lock);
+	m->st.state = s;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void fail(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct migration *m, const char *fmt, ...)
+{
+	va_list ap;
+	pthread_mutex_lock(&m->lock);
+	if (!m->st.error[0]) {
+		va_start(ap, fmt);
+		vsnprintf(m->st.error, sizeof(m->st.error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+static int page_is_zero(const uint8_t *p)
+{
+	static const uint8_t zero[MIG_PAGE];
+	return !memcmp(p, zero, MIG_PAGE);
+}
+
+/* Sends the pages of bitmap (and clears their bits) in batches. Each batch
+ * is copied out under the VM's lock (the machine may go away if the guest
+ * powers off); a running guest may write a page while it is copied: the
+ * dirty log has it then, and a later round sends it again. With throttle,
+ * the vCPUs are held for that share of the time between batches. */
+static int send_bitmap(struct migration *m, unsigned throttle)
+{
+	struct vm *vm = m->vm;
+	uint64_t *idx = (uint64_t *)m->buf;
+	uint8_t *data = m->buf + MIG_BATCH * 8;
+	uint64_t k = 0;
+	for (;;) {
+		uint32_t n = 0, nz = 0, zero = 0;
+		uint64_t t = now_ns();
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->m || vm->m->mem_size != m->pages * MIG_PAGE) {
+			pthread_mutex_unlock(&vm->lock);
+			fail(m, "the VM ended during the migration");
+			return -ESRCH;
+		}
+		for (; k < m->pages && n < MIG_BATCH; k++) {
+			uint64_t w = m->bitmap[k >> 6];
+			if (!w) { /* skip an empty word */
+				k |= 63;
+				continue;
+			}
+			if (!(w & (1ull << (k & 63))))
+				continue;
+			m->bitmap[k >> 6] &= ~(1ull << (k & 63));
+			const uint8_t *src = vm->m->ram + k * MIG_PAGE;
+			uint8_t *dst = data + (uint64_t)nz * MIG_PAGE;
+			memcpy(dst, src, MIG_PAGE);
+			if (page_is_zero(dst)) {
+				le64((uint8_t *)&idx[n], k | PAGE_ZERO);
+				zero++;
+			} else {
+				le64((uint8_t *)&idx[n], k);
+				nz++;
+			}
+			n++;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (!n)
+			return 0;
+		/* pack: indices, then the data of the non-zero pages */
+		uint8_t sum[4];
+		le32(sum, mig_crc(data, (size_t)nz * MIG_PAGE, mig_crc(idx, (size_t)n * 8, 0)));
+		int r = send_rec(m->fd, REC_PAGES, n, 0);
+		if (r >= 0)
+			r = send_all(m->fd, idx, (size_t)n * 8);
+		if (r >= 0)
+			r = send_all(m->fd, data, (size_t)nz * MIG_PAGE);
+		if (r >= 0)
+			r = send_all(m->fd, sum, 4);
+		if (r < 0) {
+			fail(m, "sending to the destination: %s", strerror(-r));
+			return r;
+		}
+		pthread_mutex_lock(&m->lock);
+		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n * 8 + (uint64_t)nz * MIG_PAGE + 4;
+		m->st.pages_sent += n;
+		m->st.zero_pages += zero;
+		m->st.ram_remaining = m->st.ram_remaining > (uint64_t)n * MIG_PAGE ? m->st.ram_remaining - (uint64_t)n * MIG_PAGE : 0;
+		pthread_mutex_unlock(&m->lock);
+		if (throttle && !m->was_paused) {
+			/* hold the vCPUs throttle% of the time */
+			uint64_t busy = now_ns() - t, hold = busy * throttle / (100 - throttle);
+			if (hold > 200000000ull)
+				hold = 200000000ull;
+			uint64_t h0 = now_ns();
+			if (vm_pause(vm) == 0) {
+				struct timespec ts = {.tv_sec = (time_t)(hold / 1000000000ull),
+						      .tv_nsec = (long)(hold % 1000000000ull)};
+				nanosleep(&ts, NULL);
+				vm_resume(vm);
+			}
+			m->held_ns += now_ns() - h0;
+		}
+	}
+}
+
+/* Pauses the VM (unless the user holds it paused) and collects the dirty
+ * log into the bitmap: the pages written since the last collection. */
+static int collect(struct migration *m, uint64_t *found)
+{
+	struct vm *vm = m->vm;
+	if (vm_pause(vm) < 0) {
+		fail(m, "the VM ended during the migration");
+		return -ESRCH;
+	}
+	pthread_mutex_lock(&vm->lock);
+	int r = vm->m ? 0 : -ESRCH;
+	if (vm->m)
+		*found = machine_dirty_collect(vm->m, m->bitmap);
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		fail(m, "the VM ended during the migration");
+	return r;
+}
+
+static void resume(struct migration *m)
+{
+	if (!m->was_paused)
+		vm_resume(m->vm);
+}
+
+static int connect_dest(struct migration *m)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+	char err[256];
+	if (parse_url(m->url, &sa, &len, err, sizeof(err)) < 0) {
+		fail(m, "%s", err);
+		return -EINVAL;
+	}
+	int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, len) < 0) {
+		int r = -errno;
+		fail(m, "cannot reach the destination '%.64s': %s (is 'corral run --incoming' waiting there?)", m->url,
+		     strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	set_timeout(fd, SO_SNDTIMEO, MIG_IO_TIMEOUT_S);
+	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
+	set_nodelay(fd);
+	m->fd = fd;
+	uint8_t h[MIG_HDR_LEN];
+	memcpy(h, mig_magic, 8);
+	le32(h + 8, MIG_VERSION);
+	le32(h + 12, MIG_PAGE);
+	le64(h + 16, m->pages * MIG_PAGE);
+	le32(h + 24, mig_crc(h, 24, 0));
+	int r = send_all(fd, h, sizeof(h));
+	if (r < 0)
+		fail(m, "sending to the destination: %s", strerror(-r));
+	return r;
+}
+
+/* Waits until the destination has put everything sent so far in place,
+ * so that a round's time is the whole way's and the stop never waits for
+ * a backlog in the socket's buffers. */
+static int sync_dest(struct migration *m)
+{
+	char msg[MIG_MSG_MAX];
+	int r = send_rec(m->fd, REC_SYNC, 0, 0);
+	if (r < 0) {
+		fail(m, "sending to the destination: %s", strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent += MIG_REC_LEN;
+	pthread_mutex_unlock(&m->lock);
+	int a = recv_answer(m->fd, MIG_IO_TIMEOUT_S, msg, sizeof(msg));
+	if (a == ANS_SYNCED)
+		return 0;
+	if (a == ANS_ERROR)
+		fail(m, "the destination refused the VM: %s", msg);
+	else
+		fail(m, "the destination did not answer: %s",
+		     a < 0 ? (a == -ECONNRESET ? "it closed the connection" : strerror(-a)) : "an unexpected answer");
+	return -EPROTO;
+}
+
+/* The device state into a memory file, then as one record. */
+static int send_state(struct migration *m)
+{
+	char err[512];
+	int sfd = memfd_create("corral-migrate-state", MFD_CLOEXEC), r;
+	if (sfd < 0) {
+		fail(m, "%s", strerror(errno));
+		return -errno;
+	}
+	pthread_mutex_lock(&m->vm->lock);
+	r = m->vm->m ? vm_state_write(m->vm, sfd, err, sizeof(err)) : -ESRCH;
+	pthread_mutex_unlock(&m->vm->lock);
+	if (r < 0) {
+		fail(m, "%s", r == -ESRCH ? "the VM ended during the migration" : err);
+		close(sfd);
+		return r;
+	}
+	off_t n = lseek(sfd, 0, SEEK_END);
+	uint8_t *s = n > 0 && n <= MIG_STATE_MAX ? malloc((size_t)n) : NULL;
+	if (!s || pread(sfd, s, (size_t)n, 0) != n) {
+		fail(m, "the device state: %s", s ? strerror(errno) : "too large");
+		free(s);
+		close(sfd);
+		return -EIO;
+	}
+	close(sfd);
+	uint8_t sum[4];
+	le32(sum, mig_crc(s, (size_t)n, 0));
+	r = send_rec(m->fd, REC_STATE, 0, (uint64_t)n);
+	if (r >= 0)
+		r = send_all(m->fd, s, (size_t)n);
+	if (r >= 0)
+		r = send_all(m->fd, sum, 4);
+	free(s);
+	if (r < 0)
+		fail(m, "sending to the destination: %s", strerror(-r));
+	else {
+		pthread_mutex_lock(&m->lock);
+		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n + 4;
+		pthread_mutex_unlock(&m->lock);
+	}
+	return r;
+}
+
+/* Shared storage: the disks' data and metadata on the files, and their
+ * locks dropped, so that the destination can open them. */
+static int disks_let_go(struct migration *m)
+{
+	struct vm *vm = m->vm;
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++) {
+		int r = vm->blk[k] && !vm->blk[k]->readonly ? vm->blk[k]->ops->flush(vm->blk[k]) : 0;
+		if (r < 0) {
+			fail(m, "disk '%s': flush: %s", vm->cfg.disk[k].path, strerror(-r));
+			return r;
+		}
+	}
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+		if (vm->blk[k])
+			blk_lock_release(vm->blk[k]);
+	return 0;
+}
+
+/* Takes the locks back; 0, or -EBUSY if another process has them now (the
+ * destination may be running the VM: then this side must not). */
+static int disks_take_back(struct migration *m)
+{
+	struct vm *vm = m->vm;
+	char err[512];
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+		if (vm->blk[k] && blk_lock_take(vm->blk[k], vm->cfg.disk[k].path, err, sizeof(err)) < 0) {
+			fail(m, "%s: the destination may have taken over; the VM stays paused here", err);
+			return -EBUSY;
+		}
+	return 0;
+}
+
+static void *migrate_thread(void *arg)
+{
+	struct migration *m = arg;
+	struct vm *vm = m->vm;
+	uint64_t limit_ns = (uint64_t)(m->p.downtime_ms ? m->p.downtime_ms : MIGRATE_DOWNTIME_DEFAULT_MS) * 1000000ull;
+	unsigned max_rounds = m->p.max_rounds ? m->p.max_rounds : 30, throttle = 0;
+	int logging = 0, paused = 0, disks_released = 0, go_sent = 0;
+	uint64_t found = 0, prev_found = 0;
+	char msg[MIG_MSG_MAX];
+
+	if (connect_dest(m) < 0)
+		goto failed;
+	/* round 0: every page; the log from here on */
+	if (vm_pause(vm) < 0) {
+		fail(m, "the VM ended during the migration");
+		goto failed;
+	}
+	pthread_mutex_lock(&vm->lock);
+	int r = vm->m ? machine_dirty_start(vm->m) : -ESRCH;
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0) {
+		resume(m);
+		fail(m, "%s", r == -ESRCH ? "the VM ended during the migration" : strerror(-r));
+		goto failed;
+	}
+	logging = 1;
+	resume(m);
+	memset(m->bitmap, 0xff, (m->pages + 63) / 64 * 8);
+	if (m->pages % 64)
+		m->bitmap[m->pages / 64] = (1ull << (m->pages % 64)) - 1;
+	set_state(m, MIGRATE_ACTIVE);
+	pthread_mutex_lock(&m->lock);
+	m->st.ram_remaining = m->pages * MIG_PAGE;
+	pthread_mutex_unlock(&m->lock);
+	for (unsigned round = 0;; round++) {
+		uint64_t t = now_ns(), sent0 = m->st.bytes_sent;
+		m->held_ns = 0;
+		if (send_bitmap(m, throttle) < 0 || sync_dest(m) < 0)
+			goto failed;
+		/* the link's pace: the time spent sending, without the holds;
+		 * the guest's: dirtied over the whole round */
+		uint64_t round_ns = now_ns() - t, dt = round_ns - m->held_ns, bytes = m->st.bytes_sent - sent0;
+		if (collect(m, &found) < 0)
+			goto failed;
+		paused = 1;
+		uint64_t bw = dt ? bytes * 1000000000ull / dt : 0, dirty = found * MIG_PAGE;
+		uint64_t rate = round_ns ? dirty * 1000000000ull / round_ns : 0;
+		/* what the stop would cost now: the dirty pages at the link's pace */
+		uint64_t expect = bw ? dirty * 1000000000ull / bw : (dirty ? UINT64_MAX / 2 : 0);
+		pthread_mutex_lock(&m->lock);
+		m->st.iteration = round + 1;
+		m->st.bandwidth = bw;
+		m->st.dirty_rate = rate;
+		m->st.ram_remaining = dirty;
+		m->st.expected_downtime_ms = expect / 1000000ull;
+		m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
+		pthread_mutex_unlock(&m->lock);
+		/* Within the limit, one more round is still worth it while rounds
+		 * halve what is left (an idle guest's last pages go while it runs,
+		 * not in the stop); 2 ms is short enough to stop at once. */
+		int shrinking = round == 0 || found <= prev_found / 2;
+		if ((expect <= limit_ns && (expect <= 2000000ull || !shrinking)) || round + 1 >= max_rounds)
+			break; /* stays paused: the stop begins */
+		prev_found = found;
+		/* auto-converge: the guest dirties more than half of what the
+		 * link carries: hold its vCPUs a larger share, step by step */
+		if (!m->p.no_auto_converge && round >= 1 && rate > bw / 2 && throttle < 99) {
+			throttle = throttle ? throttle + 10 : 20;
+			if (throttle > 99)
+				throttle = 99;
+			pthread_mutex_lock(&m->lock);
+			m->st.throttle_pct = throttle;
+			pthread_mutex_unlock(&m->lock);
+		}
+		resume(m);
+		paused = 0;
+	}
+	/* ---- The stop: the guest stands from here ---- */
+	uint64_t stop_t = now_ns();
+	set_state(m, MIGRATE_COMPLETING);
+	if (send_bitmap(m, 0) < 0 || disks_let_go(m) < 0)
+		goto failed;
+	disks_released = 1;
+	if (send_state(m) < 0)
+		goto failed;
+	int a = recv_answer(m->fd, MIG_READY_TIMEOUT_S, msg, sizeof(msg));
+	if (a != ANS_READY) {
+		if (a == ANS_ERROR)
+			fail(m, "the destination refused the VM: %s", msg);
+		else
+			fail(m, "the destination did not take the VM: %s",
+			     a < 0 ? (a == -ECONNRESET ? "it closed the connection" : strerror(-a))
+				   : "an unexpected answer");
+		goto failed;
+	}
+	if ((r = send_rec(m->fd, REC_GO, 0, 0)) < 0) {
+		fail(m, "the destination went away before the switch: %s", strerror(-r));
+		goto failed;
+	}
+	go_sent = 1;
+	a = recv_answer(m->fd, MIG_IO_TIMEOUT_S, msg, sizeof(msg));
+	if (a != ANS_RUNNING) {
+		fail(m, "the destination did not confirm it runs the VM (%s)",
+		     a == ANS_ERROR ? msg : a < 0 ? strerror(-a) : "an unexpected answer");
+		goto failed;
+	}
+	pthread_mutex_lock(&vm->lock);
+	if (vm->m)
+		machine_dirty_stop(vm->m);
+	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&m->lock);
+	m->st.downtime_ms = (now_ns() - stop_t) / 1000000ull;
+	m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
+	m->st.ram_remaining = 0;
+	m->st.state = MIGRATE_COMPLETED;
+	pthread_mutex_unlock(&m->lock);
+	close(m->fd);
+	m->fd = -1;
+	/* whoever watches the progress (corral migrate) learns the outcome
+	 * before this process ends with the VM */
+	for (int k = 0; k < 200; k++) {
+		pthread_mutex_lock(&m->lock);
+		int wait = m->watched && !m->seen_done;
+		pthread_mutex_unlock(&m->lock);
+		if (!wait)
+			break;
+		struct timespec ts = {.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	vm_log(vm, "migrated to %s: %" PRIu64 " ms stopped, %" PRIu64 " bytes sent", m->url, m->st.downtime_ms,
+	       m->st.bytes_sent);
+	vm_stop(vm); /* the VM lives on at the destination */
+	/* only now: until the stop, nobody may resume the VM here (busy keeps
+	 * PATCH /vm away) */
+	pthread_mutex_lock(&m->lock);
+	m->busy = 0;
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+
+failed:
+	/* Nothing is lost: the VM goes on here, with its disks, unless the
+	 * destination took the disks (then it may run the VM) */
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	r = disks_released ? disks_take_back(m) : 0;
+	if (logging) {
+		if (!paused)
+			paused = vm_pause(vm) == 0;
+		pthread_mutex_lock(&vm->lock);
+		if (vm->m)
+			machine_dirty_stop(vm->m);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	if (paused && r == 0 && !m->was_paused)
+		vm_resume(vm);
+	(void)go_sent;
+	pthread_mutex_lock(&m->lock);
+	m->st.state = MIGRATE_FAILED;
+	m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
+	m->busy = 0;
+	pthread_mutex_unlock(&m->lock);
+	vm_log(vm, "migration to %s failed: %s", m->url, m->st.error);
+	return NULL;
+}
+
+int migrate_start(struct vm *vm, const struct migrate_params *p, struct migration **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!p->url || strlen(p->url) >= MIGRATE_URL_MAX) {
+		snprintf(err, errlen, "a destination URL of at most %d bytes is needed", MIGRATE_URL_MAX - 1);
+		return -EINVAL;
+	}
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int r = parse_url(p->url, &sa, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if (p->downtime_ms > MIGRATE_DOWNTIME_MAX_MS) {
+		snprintf(err, errlen, "downtime limit %u ms: at most %d", p->downtime_ms, MIGRATE_DOWNTIME_MAX_MS);
+		return -EINVAL;
+	}
+	if (vm->kind != ENGINE_EMU) {
+		snprintf(err, errlen, "migration needs the emu engine (the %s engine's vCPU state is not saved yet)",
+			 vm_engine_name(vm));
+		return -ENOTSUP;
+	}
+	if (!vm_is_running(vm)) {
+		snprintf(err, errlen, "the VM is not running");
+		return -ESRCH;
+	}
+	struct migration *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	m->vm = vm;
+	m->p = *p;
+	snprintf(m->url, sizeof(m->url), "%s", p->url);
+	m->p.url = m->url;
+	m->fd = -1;
+	m->pages = vm->cfg.mem / MIG_PAGE;
+	m->bitmap = calloc((m->pages + 63) / 64, 8);
+	m->buf = malloc(MIG_BATCH * (8 + MIG_PAGE));
+	pthread_mutex_init(&m->lock, NULL);
+	m->st.ram_total = m->pages * MIG_PAGE;
+	m->st.state = MIGRATE_SETUP;
+	m->busy = 1;
+	m->t0 = now_ns();
+	m->was_paused = vm_is_paused(vm);
+	if (!m->bitmap || !m->buf) {
+		r = -ENOMEM;
+		goto err;
+	}
+	r = -pthread_create(&m->thr, NULL, migrate_thread, m);
+	if (r < 0)
+		goto err;
+	m->thread_started = 1;
+	*out = m;
+	return 0;
+err:
+	snprintf(err, errlen, "%s", strerror(-r));
+	pthread_mutex_destroy(&m->lock);
+	free(m->bitmap);
+	free(m->buf);
+	free(m);
+	return r;
+}
+
+void migrate_get(struct migration *m, struct migrate_status *st)
+{
+	pthread_mutex_lock(&m->lock);
+	*st = m->st;
+	m->watched = 1;
+	if (m->st.state == MIGRATE_COMPLETED)
+		m->seen_done = 1;
+	if (m->busy)
+		st->total_ms = (now_ns() - m->t0) / 1000000ull;
+	pthread_mutex_unlock(&m->lock);
+}
+
+int migrate_busy(struct migration *m)
+{
+	pthread_mutex_lock(&m->lock);
+	int b = m->busy;
+	pthread_mutex_unlock(&m->lock);
+	return b;
+}
+
+void migrate_free(struct migration *m)
+{
+	if (!m)
+		return;
+	if (m->thread_started)
+		pthread_join(m->thr, NULL);
+	if (m->fd >= 0)
+		close(m->fd);
+	pthread_mutex_destroy(&m->lock);
+	free(m->bitmap);
+	free(m->buf);
+	free(m);
+}
