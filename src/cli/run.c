@@ -378,10 +378,13 @@ static void disks_free(struct run_opts *o)
 
 static void restore_usage(FILE *f)
 {
-	fprintf(f, "usage: corral restore DIR [--serial stdio|file:PATH|none] [--paused] [--api-sock PATH]\n\n"
+	fprintf(f, "usage: corral restore DIR [--engine E] [--serial stdio|file:PATH|none] [--paused]\n"
+		   "                         [--api-sock PATH]\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
 		   "The machine's configuration comes from the snapshot.\n\n"
+		   "  --engine E       emu, kvm or auto (default): either restores a snapshot\n"
+		   "                   taken under either\n"
 		   "  --serial S       COM1 on stdio (default), file:PATH, or none\n"
 		   "  --paused         stay paused until the API's PATCH /vm {\"state\": \"Resumed\"}\n"
 		   "  --api-sock PATH  serve the control API on a unix socket at PATH\n"
@@ -448,7 +451,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && !o->guest_opt)
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && !o->guest_opt)
 			o->guest_opt = argv[optind - 1];
 		switch (opt) {
 		case OPT_API_SOCK: o->api_sock = optarg; break;

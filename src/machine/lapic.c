@@ -92,6 +92,15 @@ int lapic_ack(struct lapic *a)
 	return v;
 }
 
+int lapic_unack(struct lapic *a, uint8_t vector)
+{
+	if (!vec_test(a->s.isr, vector))
+		return -1;
+	vec_clear(a->s.isr, vector);
+	vec_set(a->s.irr, vector);
+	return 0;
+}
+
 int lapic_ext_int_ok(struct lapic *a)
 {
 	if (!hw_enabled(a))

@@ -86,8 +86,11 @@ void lapic_reset(struct lapic *a, int bsp);
 void lapic_init_ipi_reset(struct lapic *a);
 /* Accept an interrupt message: delivery mode (APIC_DM_*), vector, level-triggered. */
 void lapic_accept(struct lapic *a, unsigned mode, uint8_t vector, int level_trig);
-int lapic_pending(struct lapic *a);    /* highest deliverable vector or -1 */
-int lapic_ack(struct lapic *a);	       /* IRR -> ISR; returns the vector or -1 */
+int lapic_pending(struct lapic *a); /* highest deliverable vector or -1 */
+int lapic_ack(struct lapic *a);	    /* IRR -> ISR; returns the vector or -1 */
+/* Takes back an acknowledged vector that the CPU never took (ISR -> IRR):
+ * 0, or -1 if it is not in service here (it came from the 8259 PIC). */
+int lapic_unack(struct lapic *a, uint8_t vector);
 int lapic_ext_int_ok(struct lapic *a); /* LINT0 passes the PIC through */
 uint64_t lapic_mmio_read(struct lapic *a, uint64_t off, unsigned size);
 void lapic_mmio_write(struct lapic *a, uint64_t off, unsigned size, uint64_t val);

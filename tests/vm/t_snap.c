@@ -16,6 +16,7 @@
 
 #include "testhelp.h"
 
+#include "engine/engine.h"
 #include "state/stream.h"
 #include "tiny_guests.h"
 #include "vm/vm.h"
@@ -80,11 +81,12 @@ static void tick_config(struct vm_config *c, const char *guest, const char *out)
 /* The fresh process: restore dir with output to out, run until out has
  * lines lines, stop. Exit status 0 on success, 2 if the restore failed
  * (its message on stderr), 3 if the guest printed too little. */
-static int restore_main(const char *dir, const char *out, unsigned lines)
+static int restore_main(const char *dir, const char *out, unsigned lines, const char *engine)
 {
 	struct vm_config o;
 	vm_config_init(&o);
 	o.serial_path = out;
+	o.engine = !strcmp(engine, "kvm") ? VM_ENGINE_KVM : VM_ENGINE_EMU;
 	struct vm *vm;
 	char err[512];
 	if (vm_restore(dir, &o, &vm, err, sizeof(err)) < 0) {
@@ -100,19 +102,25 @@ static int restore_main(const char *dir, const char *out, unsigned lines)
 	return r;
 }
 
-static int run_restore(const char *dir, const char *out, unsigned lines)
+/* Restores dir in a fresh process (this program run again) on engine. */
+static int run_restore_on(const char *dir, const char *out, unsigned lines, const char *engine)
 {
 	char n[16];
 	snprintf(n, sizeof(n), "%u", lines);
 	pid_t pid = fork();
 	if (pid == 0) {
-		execl(self, self, "restore", dir, out, n, (char *)NULL);
+		execl(self, self, "restore", dir, out, n, engine, (char *)NULL);
 		_exit(127);
 	}
 	int st = 0;
 	if (pid < 0 || waitpid(pid, &st, 0) < 0)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int run_restore(const char *dir, const char *out, unsigned lines)
+{
+	return run_restore_on(dir, out, lines, "emu");
 }
 
 /* The lines of a and b together must be 1, 2, 3, ... (hex), with more of
@@ -348,14 +356,32 @@ static int make_fixture_main(const char *dir, const char *guest)
 	return 0;
 }
 
+/* The fixture as a snapshot directory dir: its state, and its memory file
+ * inflated, sparse. */
+static void fixture_unpack(const char *dir)
+{
+	char state[400], gz[400], p[400];
+	fixture_path(state, sizeof(state), "state");
+	fixture_path(gz, sizeof(gz), "memory.gz");
+	size_t n = 0;
+	char *s = test_read_file(state, &n);
+	CHECK(s != NULL && mkdir(dir, 0700) == 0);
+	snprintf(p, sizeof(p), "%s/state", dir);
+	CHECK(s && write_all(p, s, n) == 0);
+	free(s);
+	snprintf(p, sizeof(p), "%s/memory", dir);
+	CHECK(inflate_memory(gz, p) == 0);
+	struct stat st;
+	CHECK(stat(p, &st) == 0 && st.st_size == 16 << 20 && st.st_blocks * 512 < (1 << 20));
+}
+
 /* The fixture restored by this corral, in a fresh process: the guest's
  * timer goes on interrupting it and its lines go on from the last one it
  * printed before the snapshot, without a gap or a restart. */
 static void test_fixture_v1(void)
 {
-	char state[400], gz[400], serial[400], dir[300], p[400], out[300];
+	char state[400], serial[400], dir[300], out[300];
 	fixture_path(state, sizeof(state), "state");
-	fixture_path(gz, sizeof(gz), "memory.gz");
 	fixture_path(serial, sizeof(serial), "serial.txt");
 	path_in_tmp(dir, sizeof(dir), "fixture");
 	path_in_tmp(out, sizeof(out), "fixture.out");
@@ -374,23 +400,127 @@ static void test_fixture_v1(void)
 		sections++;
 	}
 	CHECK(s && rd.pos == n && !rd.failed && sections >= 12);
-	CHECK(mkdir(dir, 0700) == 0);
-	snprintf(p, sizeof(p), "%s/state", dir);
-	CHECK(s && write_all(p, s, n) == 0);
 	free(s);
-	snprintf(p, sizeof(p), "%s/memory", dir);
-	CHECK(inflate_memory(gz, p) == 0);
-	struct stat st;
-	CHECK(stat(p, &st) == 0 && st.st_size == 16 << 20 && st.st_blocks * 512 < (1 << 20));
+	fixture_unpack(dir);
 	CHECK(count_lines(serial) >= 20);
 	CHECK_EQ_U64(run_restore(dir, out, 30), 0);
 	check_sequence(serial, out);
 }
 
+/* ---- Across engines: a snapshot taken under one restores under the
+ * other. Where /dev/kvm is not usable these are counted as skipped. ---- */
+
+static int kvm_usable(void)
+{
+	struct kvm_info ki;
+	kvm_probe(&ki, 0);
+	return ki.usable;
+}
+
+/* emu -> kvm: the fixture (made under emu: LAPIC timer, HLT) and the tick
+ * guest's snapshot from test_save_restore (port I/O in a busy loop). */
+static void test_emu_to_kvm(void)
+{
+	if (!kvm_usable()) {
+		TEST_SKIP("no usable /dev/kvm (the emu -> kvm restore runs where there is one)");
+		return;
+	}
+	char serial[400], dir[300], out[300], out1[300];
+	fixture_path(serial, sizeof(serial), "serial.txt");
+	path_in_tmp(dir, sizeof(dir), "fixture-kvm");
+	path_in_tmp(out, sizeof(out), "fixture-kvm.out");
+	fixture_unpack(dir);
+	CHECK_EQ_U64(run_restore_on(dir, out, 30, "kvm"), 0);
+	check_sequence(serial, out);
+	path_in_tmp(out1, sizeof(out1), "out1");
+	path_in_tmp(out, sizeof(out), "tick-kvm.out");
+	CHECK_EQ_U64(run_restore_on(snapdir, out, 30, "kvm"), 0);
+	check_sequence(out1, out);
+}
+
+/* kvm -> emu: the tick guest run under kvm and saved mid-run; and the
+ * fixture run on under kvm, saved again there (a vCPU halted with its
+ * LAPIC timer armed, as kvm describes it), restored under emu. */
+static void test_kvm_to_emu(void)
+{
+	if (!kvm_usable()) {
+		TEST_SKIP("no usable /dev/kvm (the kvm -> emu restore runs where there is one)");
+		return;
+	}
+	char guest[300], a[300], b[300], dir[300], fx[300], serial[400], ab[300];
+	path_in_tmp(guest, sizeof(guest), "tick.bin");
+	path_in_tmp(a, sizeof(a), "kvm-a.out");
+	path_in_tmp(b, sizeof(b), "kvm-b.out");
+	path_in_tmp(dir, sizeof(dir), "snap-kvm");
+	struct vm_config c;
+	tick_config(&c, guest, a);
+	c.engine = VM_ENGINE_KVM;
+	struct vm *vm;
+	char err[512] = "";
+	int r = vm_create(&c, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r == 0) {
+		CHECK(vm_start(vm) == 0);
+		CHECK(wait_lines(a, 20) == 0);
+		CHECK(vm_pause(vm) == 0);
+		if (vm_save(vm, dir, err, sizeof(err)) < 0) {
+			fprintf(stderr, "  vm_save under kvm: %s\n", err);
+			CHECK(0);
+		}
+		vm_stop(vm);
+		vm_wait(vm, NULL);
+		vm_destroy(vm);
+		CHECK_EQ_U64(run_restore_on(dir, b, 30, "emu"), 0);
+		check_sequence(a, b);
+	} else {
+		fprintf(stderr, "  vm_create under kvm: %s\n", err);
+	}
+
+	/* the fixture, on under kvm, then saved and restored under emu */
+	path_in_tmp(fx, sizeof(fx), "fixture-kvm2");
+	path_in_tmp(a, sizeof(a), "fixture-kvm2.out");
+	path_in_tmp(b, sizeof(b), "fixture-emu2.out");
+	path_in_tmp(ab, sizeof(ab), "fixture-both.out");
+	path_in_tmp(dir, sizeof(dir), "snap-kvm2");
+	fixture_path(serial, sizeof(serial), "serial.txt");
+	fixture_unpack(fx);
+	struct vm_config o;
+	vm_config_init(&o);
+	o.serial_path = a;
+	o.engine = VM_ENGINE_KVM;
+	r = vm_restore(fx, &o, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r < 0) {
+		fprintf(stderr, "  vm_restore under kvm: %s\n", err);
+		return;
+	}
+	CHECK(vm_start(vm) == 0);
+	CHECK(wait_lines(a, 10) == 0);
+	CHECK(vm_pause(vm) == 0);
+	if (vm_save(vm, dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "  vm_save under kvm: %s\n", err);
+		CHECK(0);
+	}
+	vm_stop(vm);
+	vm_wait(vm, NULL);
+	vm_destroy(vm);
+	/* what the guest printed: the fixture's lines, then kvm's */
+	size_t n1 = 0, n2 = 0;
+	char *t1 = test_read_file(serial, &n1), *t2 = test_read_file(a, &n2);
+	FILE *f = fopen(ab, "wb");
+	CHECK(t1 && t2 && f && fwrite(t1, 1, n1, f) == n1 && fwrite(t2, 1, n2, f) == n2);
+	if (f)
+		fclose(f);
+	free(t1);
+	free(t2);
+	CHECK_EQ_U64(run_restore_on(dir, b, 30, "emu"), 0);
+	check_sequence(ab, b);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc == 5 && !strcmp(argv[1], "restore"))
-		return restore_main(argv[2], argv[3], (unsigned)atoi(argv[4]));
+	if (argc == 6 && !strcmp(argv[1], "restore"))
+		return restore_main(argv[2], argv[3], (unsigned)atoi(argv[4]), argv[5]);
 	if (argc == 4 && !strcmp(argv[1], "make-fixture"))
 		return make_fixture_main(argv[2], argv[3]);
 	ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -402,6 +532,8 @@ int main(int argc, char **argv)
 	RUN(test_save_restore);
 	RUN(test_hostile);
 	RUN(test_fixture_v1);
+	RUN(test_emu_to_kvm);
+	RUN(test_kvm_to_emu);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
