@@ -329,12 +329,20 @@ static void *vcpu_thread(void *arg)
 			/* a pause: stand still out of KVM_RUN until it ends, with the
 			 * I/O instruction of the last exit completed (KVM finishes it at
 			 * the next KVM_RUN, which immediate_exit ends before the guest
-			 * runs), so that the vCPU's state is whole for a snapshot */
-			v->run->immediate_exit = 1;
-			pthread_mutex_unlock(&k->lock);
-			(void)ioctl(v->fd, KVM_RUN, 0);
-			pthread_mutex_lock(&k->lock);
-			v->run->immediate_exit = 0;
+			 * runs), so that the vCPU's state is whole for a snapshot. A
+			 * string I/O instruction may exit again for its next part:
+			 * that exit is handled like any other. */
+			for (unsigned part = 0; part < 64 && !k->done; part++) {
+				v->run->immediate_exit = 1;
+				pthread_mutex_unlock(&k->lock);
+				int ret = ioctl(v->fd, KVM_RUN, 0);
+				int err = errno;
+				pthread_mutex_lock(&k->lock);
+				v->run->immediate_exit = 0;
+				if (ret < 0)
+					break;
+				vcpu_exit(k, v, ret, err);
+			}
 			k->parked++;
 			pthread_cond_signal(&k->main_cond);
 			while (k->pausing && !k->done)
