@@ -444,8 +444,9 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 /* The host side is the restoring process's, never the snapshot's. */
 static void take_host_side(struct vm_config *c, const struct vm_config *o)
 {
-	/* either engine restores what either saved; the restoring side picks */
-	c->engine = o ? o->engine : VM_ENGINE_AUTO;
+	/* either engine restores what either saved; the restoring side picks
+	 * (without overrides: emu, which needs no probe) */
+	c->engine = o ? o->engine : VM_ENGINE_EMU;
 	c->handover = 0;
 	c->serial_path = o ? o->serial_path : NULL;
 	c->serial_fd = o ? o->serial_fd : -1;
