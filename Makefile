@@ -149,11 +149,11 @@ FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -Isrc -Itests -g -O1 -fno-omit-frame-po
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # clang 14 has no __builtin_roundeven; glibc's roundeven() is the same function.
 FUZZ_CFLAGS  += -include math.h -D__builtin_roundeven=roundeven
-FUZZ_CPU_SRC := $(sort $(wildcard src/cpu/*.c src/machine/*.c))
+FUZZ_CPU_SRC := $(sort $(wildcard src/cpu/*.c src/machine/*.c)) src/state/stream.c
 
 $(FUZZ_BUILD)/fuzz_cpu: tests/fuzz/fuzz_cpu.c tests/fuzz/fuzz_cpu.h $(FUZZ_CPU_SRC) $(wildcard src/cpu/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_cpu.c $(FUZZ_CPU_SRC) -pthread -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_cpu.c $(FUZZ_CPU_SRC) -pthread -lm -lz
 
 fuzz: $(FUZZ_BUILD)/fuzz_cpu
 
@@ -250,11 +250,11 @@ $(MB_DIR)/%.bin: $(MB_DIR)/%.s
 tests: $(MB_BIN)
 
 # The devices' libFuzzer target (opt-in, like the others): `make fuzz-dev-run`.
-FUZZ_DEV_SRC := $(sort $(wildcard src/machine/*.c))
+FUZZ_DEV_SRC := $(sort $(wildcard src/machine/*.c)) src/state/stream.c
 
 $(FUZZ_BUILD)/fuzz_dev: tests/fuzz/fuzz_dev.c $(FUZZ_DEV_SRC) $(wildcard src/machine/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dev.c $(FUZZ_DEV_SRC)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dev.c $(FUZZ_DEV_SRC) -lz
 
 fuzz: $(FUZZ_BUILD)/fuzz_dev
 
@@ -331,7 +331,7 @@ FORCE:
 # through its PCI transport. `make fuzz-virtio-run` fuzzes each for
 # FUZZ_SECONDS from the seeds (tests/fuzz/mkseeds_virtio.py); crash inputs
 # land in tests/fuzz/regress/{virtq,blk}/, which t_virtio_regress replays.
-FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c src/backend/*.c))
+FUZZ_VIRTIO_SRC := $(sort $(wildcard src/machine/*.c src/virtio/*.c src/backend/*.c)) src/state/stream.c
 FUZZ_VIRTIO_LIBS := -lz -ldl -pthread
 FUZZ_VIRTIO_DEP := tests/fuzz/fuzz_virtio.h $(FUZZ_VIRTIO_SRC) $(wildcard src/machine/*.h src/virtio/*.h) \
                    src/backend/block.h

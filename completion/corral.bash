@@ -152,9 +152,10 @@ _corral()
 	restore)
 		case $prev in
 		--serial) COMPREPLY=($(compgen -W "stdio none file:" -- "$cur")) ;;
+		--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")) ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--serial --paused --api-sock --disk-dir --keep-vmgenid --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--engine --serial --paused --api-sock --disk-dir --keep-vmgenid --help" -- "$cur"))
 			else
 				_corral_files "$cur"
 			fi

@@ -1,6 +1,8 @@
 /* A tiny test harness: a test is a function with CHECK()s; main() runs
  * them with RUN() and ends with test_report(), which prints
- * "N passed, N failed" as the last line and returns the exit status. */
+ * "N passed, N failed[, N skipped]" as the last line and returns the exit
+ * status. A test that cannot run here calls TEST_SKIP(reason) and returns:
+ * it is counted as skipped, never as passed. */
 #ifndef CORRAL_TESTHELP_H
 #define CORRAL_TESTHELP_H
 
@@ -10,7 +12,14 @@
 #include <string.h>
 
 static int test_passed, test_failed, test_cur_failed;
+static int __attribute__((unused)) test_skipped, test_cur_skipped;
 static const char *test_cur_name;
+
+#define TEST_SKIP(why)                                                                                                 \
+	do {                                                                                                           \
+		fprintf(stderr, "  skipped %s: %s\n", test_cur_name, why);                                             \
+		test_cur_skipped = 1;                                                                                  \
+	} while (0)
 
 #define CHECK(cond)                                                                                                    \
 	do {                                                                                                           \
@@ -34,10 +43,13 @@ static const char *test_cur_name;
 	do {                                                                                                           \
 		test_cur_name = #fn;                                                                                   \
 		test_cur_failed = 0;                                                                                   \
+		test_cur_skipped = 0;                                                                                  \
 		fn();                                                                                                  \
 		if (test_cur_failed) {                                                                                 \
 			test_failed++;                                                                                 \
 			fprintf(stderr, "FAIL %s\n", #fn);                                                             \
+		} else if (test_cur_skipped) {                                                                         \
+			test_skipped++;                                                                                \
 		} else {                                                                                               \
 			test_passed++;                                                                                 \
 			if (getenv("TEST_VERBOSE"))                                                                    \
@@ -65,7 +77,10 @@ static inline void fill_random(uint8_t *p, size_t n)
 
 static inline int test_report(void)
 {
-	printf("%d passed, %d failed\n", test_passed, test_failed);
+	if (test_skipped)
+		printf("%d passed, %d failed, %d skipped\n", test_passed, test_failed, test_skipped);
+	else
+		printf("%d passed, %d failed\n", test_passed, test_failed);
 	return test_failed ? 1 : 0;
 }
 

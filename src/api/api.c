@@ -303,8 +303,8 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 	struct migrate_params p = {.url = url};
 	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge");
 	enum MHD_Result r;
-	if (dl && (!json_is_integer(dl) || json_integer_value(dl) < 1 ||
-		   json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
+	if (dl &&
+	    (!json_is_integer(dl) || json_integer_value(dl) < 1 || json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
 		r = fault(c, 400, "'downtime_limit_ms' must be an integer from 1 to %d", MIGRATE_DOWNTIME_MAX_MS);
 		goto out;
 	}

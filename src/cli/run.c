@@ -388,8 +388,8 @@ static void disks_free(struct run_opts *o)
 
 static void restore_usage(FILE *f)
 {
-	fprintf(f, "usage: corral restore DIR [--serial stdio|file:PATH|none] [--paused] [--api-sock PATH]\n"
-		   "                      [--disk-dir PATH] [--keep-vmgenid]\n\n"
+	fprintf(f, "usage: corral restore DIR [--engine E] [--serial stdio|file:PATH|none] [--paused]\n"
+		   "                      [--api-sock PATH] [--disk-dir PATH] [--keep-vmgenid]\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
 		   "The machine's configuration comes from the snapshot, which is never written:\n"
@@ -398,6 +398,8 @@ static void restore_usage(FILE *f)
 		   "restore writes files of its own and keeps them after it ends. Each restore is\n"
 		   "a clone: the guest gets a new VM generation ID (its vmgenid driver reseeds\n"
 		   "the random number generator), unless --keep-vmgenid.\n\n"
+		   "  --engine E       emu, kvm or auto (default): either restores a snapshot\n"
+		   "                   taken under either\n"
 		   "  --serial S       COM1 on stdio (default), file:PATH, or none\n"
 		   "  --paused         stay paused until the API's PATCH /vm {\"state\": \"Resumed\"}\n"
 		   "  --api-sock PATH  serve the control API on a unix socket at PATH\n"
@@ -474,7 +476,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && !o->guest_opt)
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && !o->guest_opt)
 			o->guest_opt = argv[optind - 1];
 		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_DISK && !o->not_override)
 			o->not_override = argv[optind - 1];

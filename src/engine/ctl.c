@@ -3,6 +3,7 @@
  * engines. The engines call the attach/detach/pause-point half. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,6 +136,15 @@ void engine_ctl_vcpus_filled(struct engine_ctl *ctl)
 {
 	pthread_mutex_lock(&ctl->lock);
 	ctl->vcpus_valid = 1;
+	ctl->vcpus_why[0] = 0;
+	pthread_mutex_unlock(&ctl->lock);
+}
+
+void engine_ctl_vcpus_refused(struct engine_ctl *ctl, const char *why)
+{
+	pthread_mutex_lock(&ctl->lock);
+	ctl->vcpus_valid = 0;
+	snprintf(ctl->vcpus_why, sizeof(ctl->vcpus_why), "%s", why);
 	pthread_mutex_unlock(&ctl->lock);
 }
 

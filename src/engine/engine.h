@@ -92,6 +92,7 @@ struct engine_ctl {
 	struct engine_vcpu *vcpus;
 	unsigned nvcpus;
 	int vcpus_valid;
+	char vcpus_why[160]; /* lock: why an engine could not fill them at its last pause point ("" if it did) */
 };
 
 int engine_ctl_init(struct engine_ctl *ctl);
@@ -121,8 +122,10 @@ static inline int engine_ctl_pause_wanted(struct engine_ctl *ctl)
 /* Blocks while a pause is requested (returns early on stop); returns the
  * nanoseconds it stood still. */
 uint64_t engine_ctl_pause_point(struct engine_ctl *ctl);
-/* The engine wrote ctl->vcpus for the pause point it is about to enter. */
+/* The engine wrote ctl->vcpus for the pause point it is about to enter,
+ * or could not, for the reason why (a sentence). */
 void engine_ctl_vcpus_filled(struct engine_ctl *ctl);
+void engine_ctl_vcpus_refused(struct engine_ctl *ctl, const char *why);
 /* Empties wake_fd after an idle wait. */
 void engine_ctl_drain(struct engine_ctl *ctl);
 
@@ -157,7 +160,7 @@ struct engine_host {
 	unsigned ndoorbells;
 	struct engine_ctl *ctl; /* pause, resume, stop; may be NULL */
 	/* A restore: every vCPU starts from restore[k] (m->ncpus of them)
-	 * instead of bsp and the power-on state; NULL: a boot. emu only. */
+	 * instead of bsp and the power-on state; NULL: a boot. */
 	const struct engine_vcpu *restore;
 };
 

@@ -326,7 +326,23 @@ static void *vcpu_thread(void *arg)
 	pthread_mutex_lock(&k->lock);
 	while (!k->done) {
 		if (k->pausing) {
-			/* a pause: stand still out of KVM_RUN until it ends */
+			/* a pause: stand still out of KVM_RUN until it ends, with the
+			 * I/O instruction of the last exit completed (KVM finishes it at
+			 * the next KVM_RUN, which immediate_exit ends before the guest
+			 * runs), so that the vCPU's state is whole for a snapshot. A
+			 * string I/O instruction may exit again for its next part:
+			 * that exit is handled like any other. */
+			for (unsigned part = 0; part < 64 && !k->done; part++) {
+				v->run->immediate_exit = 1;
+				pthread_mutex_unlock(&k->lock);
+				int ret = ioctl(v->fd, KVM_RUN, 0);
+				int err = errno;
+				pthread_mutex_lock(&k->lock);
+				v->run->immediate_exit = 0;
+				if (ret < 0)
+					break;
+				vcpu_exit(k, v, ret, err);
+			}
 			k->parked++;
 			pthread_cond_signal(&k->main_cond);
 			while (k->pausing && !k->done)
@@ -528,10 +544,47 @@ static void kvm_ctl_kick(void *opaque)
 	pthread_mutex_unlock(&k->lock);
 }
 
+/* Every vCPU as a snapshot keeps it (host->ctl->vcpus), while all stand
+ * parked out of KVM_RUN (under k->lock): registers, MSRs, TSC, NMI and
+ * shadow state, run state. An interrupt KVM holds injected but not yet
+ * delivered goes back to the LAPIC (ISR to IRR), so that the snapshot's
+ * LAPIC has it pending and this VM injects it again when it runs on.
+ * Returns 0, or -1 with the reason in why. */
+static int kvm_describe(struct kvm_eng *k, char *why, size_t len)
+{
+	struct engine_ctl *ctl = k->host->ctl;
+	for (unsigned i = 0; i < k->n; i++) {
+		struct kvm_vcpu *v = &k->v[i];
+		struct engine_vcpu *o = &ctl->vcpus[i];
+		int irq, err;
+		if ((err = kvm_vcpu_get_state(v, &o->s)) < 0 || (err = kvm_vcpu_get_events(v, o, &irq)) < 0) {
+			snprintf(why, len, "kvm: cannot read vCPU %u's state: %s", i, strerror(-err));
+			return -1;
+		}
+		if (irq >= 0) {
+			if ((err = kvm_vcpu_cancel_interrupt(v)) < 0) {
+				snprintf(why, len, "kvm: cannot take back vCPU %u's interrupt: %s", i, strerror(-err));
+				return -1;
+			}
+			if (lapic_unack(&k->m->lapic[i], (uint8_t)irq) < 0) {
+				/* from the 8259 PIC: into the vCPU again, as it was */
+				struct kvm_interrupt in = {.irq = (uint32_t)irq};
+				(void)ioctl(v->fd, KVM_INTERRUPT, &in);
+				snprintf(why, len, "vCPU %u is taking an interrupt from the 8259 PIC; try again", i);
+				return -1;
+			}
+		}
+		o->mp_state = v->state == KV_HALTED	 ? ENGINE_VCPU_HALTED
+			      : v->state == KV_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI
+							 : ENGINE_VCPU_RUNNING;
+	}
+	return 0;
+}
+
 /* A pause (under k->lock): every vCPU thread leaves KVM_RUN (the kick's
- * immediate_exit) and parks; the main loop runs no timers and takes no
- * device work until the pause ends. A vCPU stopped in the middle of an
- * I/O instruction completes it at its next KVM_RUN. */
+ * immediate_exit), completes the I/O instruction it stopped in, and parks;
+ * the main loop runs no timers and takes no device work until the pause
+ * ends. */
 static void kvm_pause(struct kvm_eng *k)
 {
 	unsigned started = 0;
@@ -545,9 +598,16 @@ static void kvm_pause(struct kvm_eng *k)
 		pthread_cond_wait(&k->main_cond, &k->lock);
 	if (!k->done) {
 		uart_flush(&k->m->com1);
+		struct engine_ctl *ctl = k->host->ctl;
+		char why[160] = "";
+		int described = ctl && ctl->vcpus && ctl->nvcpus >= k->n ? kvm_describe(k, why, sizeof(why)) : 1;
 		/* ctl->lock is never taken under k->lock (kvm_ctl_kick takes them
 		 * the other way round) */
 		pthread_mutex_unlock(&k->lock);
+		if (described == 0)
+			engine_ctl_vcpus_filled(ctl);
+		else if (described < 0)
+			engine_ctl_vcpus_refused(ctl, why);
 		uint64_t ns = engine_ctl_pause_point(k->host->ctl);
 		pthread_mutex_lock(&k->lock);
 		clock_pause_skip(k->m, ns);
@@ -665,12 +725,31 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 		snprintf(res.msg, sizeof(res.msg), "kvm: cannot set up the VM: %s", strerror(-err));
 		goto out;
 	}
-	if ((err = kvm_vcpu_set_state(&k.v[0], bsp)) < 0) {
+	if (host && host->restore) {
+		/* a snapshot's vCPUs, every one as it stood (under either engine):
+		 * registers, MSRs and the TSC (MSR 0x10: the guest's TSC goes on
+		 * from the saved value), NMI and shadow state, run state */
+		for (unsigned i = 0; i < k.n; i++) {
+			const struct engine_vcpu *r = &host->restore[i];
+			struct kvm_vcpu *v = &k.v[i];
+			if ((err = kvm_vcpu_set_state(v, &r->s)) < 0 || (err = kvm_vcpu_set_events(v, r)) < 0) {
+				res.err = err;
+				snprintf(res.msg, sizeof(res.msg), "kvm: cannot load vCPU %u's saved state: %s", i,
+					 strerror(-err));
+				goto out;
+			}
+			v->state = r->mp_state == ENGINE_VCPU_HALTED	  ? KV_HALTED
+				   : r->mp_state == ENGINE_VCPU_WAIT_SIPI ? KV_WAIT_SIPI
+									  : KV_RUNNING;
+			v->if_flag = (r->s.rflags & FL_IF) != 0;
+		}
+	} else if ((err = kvm_vcpu_set_state(&k.v[0], bsp)) < 0) {
 		res.err = err;
 		snprintf(res.msg, sizeof(res.msg), "kvm: cannot load the boot CPU state: %s", strerror(-err));
 		goto out;
+	} else {
+		k.v[0].if_flag = (bsp->rflags & FL_IF) != 0;
 	}
-	k.v[0].if_flag = (bsp->rflags & FL_IF) != 0;
 
 	/* The clock continues from where the previous engine left it (a
 	 * hand-over from emu's instruction-driven time), then runs on host time. */

@@ -65,6 +65,17 @@ static inline uint64_t kvm_mono_ns(void)
  * registers, MSRs. 0 or -errno. */
 int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s);
 int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s);
+/* What struct cpu_state leaves out, as struct engine_vcpu keeps it (NMI
+ * pending and blocked, the interrupt shadow), from a vCPU out of KVM_RUN:
+ * an NMI KVM was delivering is pending again, an exception it was
+ * delivering is dropped (a fault's RIP is the instruction, which raises it
+ * again). *irq: a hardware interrupt KVM holds injected but not yet
+ * delivered (its vector), or -1; kvm_vcpu_cancel_interrupt drops it from
+ * the vCPU, so the interrupt controller can take it back. 0 or -errno. */
+int kvm_vcpu_get_events(struct kvm_vcpu *v, struct engine_vcpu *o, int *irq);
+int kvm_vcpu_cancel_interrupt(struct kvm_vcpu *v);
+/* Loads those events (a restore). 0 or -errno. */
+int kvm_vcpu_set_events(struct kvm_vcpu *v, const struct engine_vcpu *e);
 /* The power-on state of vCPU index (as cpu_reset_system). */
 void kvm_state_power_on(struct cpu_state *s, unsigned index);
 /* A CPUID table with room for KVM_CPUID_MAX entries. */

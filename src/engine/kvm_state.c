@@ -303,6 +303,12 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 	if (ioctl(v->fd, KVM_SET_DEBUGREGS, &d) < 0)
 		return -errno;
 
+	/* XCR0 (AVX state enabled by the guest); 0 in a state that never set
+	 * it means x87 only, the power-on value */
+	struct kvm_xcrs x = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = s->xcr0 ? s->xcr0 : 1}}};
+	if (ioctl(v->fd, KVM_SET_XCRS, &x) < 0 && x.xcrs[0].value != 1)
+		return -errno;
+
 	/* One KVM_SET_MSRS for all; KVM stops at the first MSR it refuses (a
 	 * host without MTRRs...), which is skipped and the rest sent again. */
 	struct cpu_state tmp = *s;
@@ -374,6 +380,11 @@ int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s)
 	s->dr[6] = d.dr6;
 	s->dr[7] = d.dr7;
 	s->xcr0 = 1;
+	struct kvm_xcrs x;
+	if (ioctl(v->fd, KVM_GET_XCRS, &x) == 0)
+		for (uint32_t i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++)
+			if (x.xcrs[i].xcr == 0)
+				s->xcr0 = x.xcrs[i].value;
 	for (unsigned i = 0; i < KVM_NMSR; i++) {
 		struct kvm_msr_buf b = {.hdr = {.nmsrs = 1}};
 		uint64_t *slot = msr_slot(s, i, &b.e[0].index);
@@ -381,6 +392,45 @@ int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s)
 			*slot = b.e[0].data;
 	}
 	return 0;
+}
+
+int kvm_vcpu_get_events(struct kvm_vcpu *v, struct engine_vcpu *o, int *irq)
+{
+	struct kvm_vcpu_events ev;
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
+	/* an injected software interrupt (INT n) is dropped like an exception:
+	 * RIP is still at its instruction, which raises it again */
+	*irq = ev.interrupt.injected && !ev.interrupt.soft ? ev.interrupt.nr : -1;
+	/* an NMI being delivered has not blocked NMIs yet: it is pending */
+	o->nmi_pending = ev.nmi.pending || ev.nmi.injected;
+	o->nmi_blocked = ev.nmi.masked && !ev.nmi.injected;
+	o->irq_shadow = ev.interrupt.shadow != 0;
+	return 0;
+}
+
+int kvm_vcpu_cancel_interrupt(struct kvm_vcpu *v)
+{
+	struct kvm_vcpu_events ev;
+	if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+		return -errno;
+	ev.interrupt.injected = 0;
+	ev.flags = 0; /* NMI pending, shadow and SIPI vector stay as they are */
+	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0 ? -errno : 0;
+}
+
+int kvm_vcpu_set_events(struct kvm_vcpu *v, const struct engine_vcpu *e)
+{
+	struct kvm_vcpu_events ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.nmi.pending = e->nmi_pending;
+	ev.nmi.masked = e->nmi_blocked;
+	/* struct engine_vcpu does not say which instruction made the shadow:
+	 * STI's needs IF set (VM entry checks it, SDM 26.3.1.5), MOV SS's not */
+	if (e->irq_shadow)
+		ev.interrupt.shadow = (e->s.rflags & FL_IF) ? KVM_X86_SHADOW_INT_STI : KVM_X86_SHADOW_INT_MOV_SS;
+	ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
+	return ioctl(v->fd, KVM_SET_VCPU_EVENTS, &ev) < 0 ? -errno : 0;
 }
 
 /* The power-on state of an AP before its SIPI (as cpu_reset_system). */

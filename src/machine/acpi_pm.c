@@ -9,9 +9,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define PM_MAGIC 0x314d5041u /* "APM1" */
-#define PM_VERSION 2	     /* 2: the GPE0 block */
-
 #define STS_TMR 0x0001
 #define STS_PWRBTN 0x0100
 #define STS_WAK 0x8000
@@ -120,11 +117,6 @@ int acpi_pm_register(struct acpi_pm *pm, struct machine *m)
 	return 0;
 }
 
-int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len)
-{
-	return dev_save(PM_MAGIC, PM_VERSION, &pm->s, sizeof(pm->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int acpi_pm_commit(struct acpi_pm *pm, struct acpi_pm_state *stp)
@@ -134,14 +126,6 @@ static int acpi_pm_commit(struct acpi_pm *pm, struct acpi_pm_state *stp)
 	pm->s = st;
 	pm_update_sci(pm);
 	return 0;
-}
-
-int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len)
-{
-	struct acpi_pm_state st;
-	if (dev_load(PM_MAGIC, PM_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return acpi_pm_commit(pm, &st);
 }
 
 void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w)

@@ -7,9 +7,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define I8042_MAGIC 0x32343038u /* "8042" */
-#define I8042_VERSION 1
-
 #define ST_OBF 0x01
 #define ST_SYS 0x04
 #define ST_CMD 0x08
@@ -176,11 +173,6 @@ int i8042_register(struct i8042 *k, struct machine *m)
 	return 0;
 }
 
-int i8042_save(const struct i8042 *k, void *buf, size_t len)
-{
-	return dev_save(I8042_MAGIC, I8042_VERSION, &k->s, sizeof(k->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int i8042_commit(struct i8042 *k, struct i8042_state *stp)
@@ -190,14 +182,6 @@ static int i8042_commit(struct i8042 *k, struct i8042_state *stp)
 		return -EINVAL;
 	k->s = st;
 	return 0;
-}
-
-int i8042_load(struct i8042 *k, const void *buf, size_t len)
-{
-	struct i8042_state st;
-	if (dev_load(I8042_MAGIC, I8042_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return i8042_commit(k, &st);
 }
 
 void i8042_state_save(const struct i8042 *k, struct state_writer *w)

@@ -6,8 +6,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define IOAPIC_MAGIC 0x4f495041u /* "APIO" */
-#define IOAPIC_VERSION_SAVE 1
 #define IOAPIC_VER 0x20 /* version 0x20: has the EOI register at 0x40 */
 
 #define RTE_VECTOR 0xffull
@@ -153,11 +151,6 @@ int ioapic_register(struct ioapic *io, struct machine *m)
 	return bus_register_mmio(m, MEM_IOAPIC_BASE, 0x1000, ioapic_rd, ioapic_wr, io);
 }
 
-int ioapic_save(const struct ioapic *io, void *buf, size_t len)
-{
-	return dev_save(IOAPIC_MAGIC, IOAPIC_VERSION_SAVE, &io->s, sizeof(io->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int ioapic_commit(struct ioapic *io, struct ioapic_state *stp)
@@ -168,14 +161,6 @@ static int ioapic_commit(struct ioapic *io, struct ioapic_state *stp)
 	st.irr &= (1u << IOAPIC_PINS) - 1;
 	io->s = st;
 	return 0;
-}
-
-int ioapic_load(struct ioapic *io, const void *buf, size_t len)
-{
-	struct ioapic_state st;
-	if (dev_load(IOAPIC_MAGIC, IOAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return ioapic_commit(io, &st);
 }
 
 void ioapic_state_save(const struct ioapic *io, struct state_writer *w)

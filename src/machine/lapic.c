@@ -8,9 +8,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define LAPIC_MAGIC 0x4349504cu /* "LPIC" */
-#define LAPIC_VERSION_SAVE 1
-
 #define APIC_BASE_BSP (1ull << 8)
 #define APIC_BASE_EXTD (1ull << 10)
 #define APIC_BASE_EN (1ull << 11)
@@ -93,6 +90,15 @@ int lapic_ack(struct lapic *a)
 	vec_clear(a->s.irr, (unsigned)v);
 	vec_set(a->s.isr, (unsigned)v);
 	return v;
+}
+
+int lapic_unack(struct lapic *a, uint8_t vector)
+{
+	if (!vec_test(a->s.isr, vector))
+		return -1;
+	vec_clear(a->s.isr, vector);
+	vec_set(a->s.irr, vector);
+	return 0;
 }
 
 int lapic_ext_int_ok(struct lapic *a)
@@ -590,11 +596,6 @@ int lapic_init(struct lapic *a, struct machine *m, unsigned index)
 	return 0;
 }
 
-int lapic_save(const struct lapic *a, void *buf, size_t len)
-{
-	return dev_save(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &a->s, sizeof(a->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int lapic_commit(struct lapic *a, struct lapic_state *stp)
@@ -630,14 +631,6 @@ static int lapic_commit(struct lapic *a, struct lapic_state *stp)
 		}
 	}
 	return 0;
-}
-
-int lapic_load(struct lapic *a, const void *buf, size_t len)
-{
-	struct lapic_state st;
-	if (dev_load(LAPIC_MAGIC, LAPIC_VERSION_SAVE, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return lapic_commit(a, &st);
 }
 
 void lapic_state_save(const struct lapic *a, struct state_writer *w)

@@ -12,31 +12,6 @@
 
 /* ---- Save/load helpers ---- */
 
-int dev_save(uint32_t magic, uint32_t version, const void *st, size_t n, void *buf, size_t len)
-{
-	size_t need = sizeof(struct dev_hdr) + n;
-	if (!buf)
-		return (int)need;
-	if (len < need)
-		return -ENOSPC;
-	struct dev_hdr h = {magic, version, (uint32_t)n, 0};
-	memcpy(buf, &h, sizeof(h));
-	memcpy((uint8_t *)buf + sizeof(h), st, n);
-	return (int)need;
-}
-
-int dev_load(uint32_t magic, uint32_t version, void *st, size_t n, const void *buf, size_t len)
-{
-	struct dev_hdr h;
-	if (!buf || len < sizeof(h) + n)
-		return -EINVAL;
-	memcpy(&h, buf, sizeof(h));
-	if (h.magic != magic || h.version != version || h.size != n)
-		return -EINVAL;
-	memcpy(st, (const uint8_t *)buf + sizeof(h), n);
-	return 0;
-}
-
 /* ---- Guest physical memory ---- */
 
 void *gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len)

@@ -10,25 +10,14 @@
 #include "machine/pci.h"
 
 /* ---- Save/load ----
- * Every device state is a plain struct saved as a header plus a flat copy.
- * xxx_save(dev, buf, len) returns the bytes written (or needed, when buf is
- * NULL), or -ENOSPC; xxx_load(dev, buf, len) returns 0 or -EINVAL and checks
- * every field: a hostile buffer leaves the device in a valid state. */
+ * Through the state stream (state/stream.h) alone, field by field, never
+ * as a copy of a device's struct: xxx_state_save writes the contents of the
+ * device's section, xxx_state_load reads them into a local, validates and
+ * commits only if all is valid (0, or -EINVAL with the reader failed and
+ * the device unchanged). The section's framing is the caller's
+ * (vm/snapshot.c). */
 struct state_writer;
 struct state_reader;
-/* The state stream (state/stream.h) form, field by field: xxx_state_save
- * writes the contents of the device's section, xxx_state_load reads them
- * into a local, validates and commits only if all is valid (0, or -EINVAL
- * with the reader failed and the device unchanged). The section's framing
- * is the caller's (vm/snapshot.c). */
-struct dev_hdr {
-	uint32_t magic;
-	uint32_t version;
-	uint32_t size; /* of the state struct that follows */
-	uint32_t pad;
-};
-int dev_save(uint32_t magic, uint32_t version, const void *st, size_t n, void *buf, size_t len);
-int dev_load(uint32_t magic, uint32_t version, void *st, size_t n, const void *buf, size_t len);
 
 /* ---- 8259A PIC pair ---- */
 struct pic_chip {
@@ -50,8 +39,6 @@ void pic_reset(struct pic *p);
 void pic_set_irq(struct pic *p, unsigned irq, int level);
 int pic_output(struct pic *p); /* 1 if INTR is asserted */
 int pic_intack(struct pic *p); /* vector of the interrupt acknowledged */
-int pic_save(const struct pic *p, void *buf, size_t len);
-int pic_load(struct pic *p, const void *buf, size_t len);
 void pic_state_save(const struct pic *p, struct state_writer *w);
 int pic_state_load(struct pic *p, struct state_reader *r);
 
@@ -70,8 +57,6 @@ int ioapic_register(struct ioapic *io, struct machine *m);
 void ioapic_reset(struct ioapic *io);
 void ioapic_set_irq(struct ioapic *io, unsigned pin, int level);
 void ioapic_eoi(struct ioapic *io, uint8_t vector);
-int ioapic_save(const struct ioapic *io, void *buf, size_t len);
-int ioapic_load(struct ioapic *io, const void *buf, size_t len);
 void ioapic_state_save(const struct ioapic *io, struct state_writer *w);
 int ioapic_state_load(struct ioapic *io, struct state_reader *r);
 
@@ -101,13 +86,14 @@ void lapic_reset(struct lapic *a, int bsp);
 void lapic_init_ipi_reset(struct lapic *a);
 /* Accept an interrupt message: delivery mode (APIC_DM_*), vector, level-triggered. */
 void lapic_accept(struct lapic *a, unsigned mode, uint8_t vector, int level_trig);
-int lapic_pending(struct lapic *a);    /* highest deliverable vector or -1 */
-int lapic_ack(struct lapic *a);	       /* IRR -> ISR; returns the vector or -1 */
+int lapic_pending(struct lapic *a); /* highest deliverable vector or -1 */
+int lapic_ack(struct lapic *a);	    /* IRR -> ISR; returns the vector or -1 */
+/* Takes back an acknowledged vector that the CPU never took (ISR -> IRR):
+ * 0, or -1 if it is not in service here (it came from the 8259 PIC). */
+int lapic_unack(struct lapic *a, uint8_t vector);
 int lapic_ext_int_ok(struct lapic *a); /* LINT0 passes the PIC through */
 uint64_t lapic_mmio_read(struct lapic *a, uint64_t off, unsigned size);
 void lapic_mmio_write(struct lapic *a, uint64_t off, unsigned size, uint64_t val);
-int lapic_save(const struct lapic *a, void *buf, size_t len);
-int lapic_load(struct lapic *a, const void *buf, size_t len);
 void lapic_state_save(const struct lapic *a, struct state_writer *w);
 int lapic_state_load(struct lapic *a, struct state_reader *r);
 /* Delivery to the LAPICs by destination (IOAPIC messages and IPIs). */
@@ -147,8 +133,6 @@ struct pit {
 int pit_register(struct pit *p, struct machine *m);
 void pit_reset(struct pit *p);
 int pit_get_out(struct pit *p, unsigned ch);
-int pit_save(const struct pit *p, void *buf, size_t len);
-int pit_load(struct pit *p, const void *buf, size_t len);
 void pit_state_save(const struct pit *p, struct state_writer *w);
 int pit_state_load(struct pit *p, struct state_reader *r);
 
@@ -167,8 +151,6 @@ struct rtc {
 };
 int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec);
 void rtc_reset(struct rtc *r);
-int rtc_save(const struct rtc *r, void *buf, size_t len);
-int rtc_load(struct rtc *r, const void *buf, size_t len);
 void rtc_state_save(const struct rtc *rtc, struct state_writer *w);
 int rtc_state_load(struct rtc *rtc, struct state_reader *sr);
 
@@ -195,8 +177,6 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t n);
 size_t uart_rx_space(struct uart *u);
 void uart_reset(struct uart *u); /* power-on registers; pending output is written first */
 void uart_flush(struct uart *u);
-int uart_save(const struct uart *u, void *buf, size_t len);
-int uart_load(struct uart *u, const void *buf, size_t len);
 void uart_state_save(const struct uart *u, struct state_writer *w);
 int uart_state_load(struct uart *u, struct state_reader *r);
 
@@ -213,8 +193,6 @@ struct i8042 {
 };
 int i8042_register(struct i8042 *k, struct machine *m);
 void i8042_reset(struct i8042 *k);
-int i8042_save(const struct i8042 *k, void *buf, size_t len);
-int i8042_load(struct i8042 *k, const void *buf, size_t len);
 void i8042_state_save(const struct i8042 *k, struct state_writer *w);
 int i8042_state_load(struct i8042 *k, struct state_reader *r);
 
@@ -236,8 +214,6 @@ int acpi_pm_gpe(struct acpi_pm *pm, unsigned gpe);
 /* acpi_pm sections of version 2 carry the GPE0 block; version 1 (older
  * snapshots) has none, which reads as all clear. */
 #define ACPI_PM_STATE_VERSION 2
-int acpi_pm_save(const struct acpi_pm *pm, void *buf, size_t len);
-int acpi_pm_load(struct acpi_pm *pm, const void *buf, size_t len);
 void acpi_pm_state_save(const struct acpi_pm *pm, struct state_writer *w);
 int acpi_pm_state_load(struct acpi_pm *pm, struct state_reader *r);
 

@@ -9,8 +9,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define PCI_MAGIC 0x44494350u /* "PCID" */
-#define PCI_SAVE_VERSION 1
 #define PCI_CAP_START 0x40
 
 /* The host bridge: Red Hat's "QEMU PCIe host bridge" ID, which carries no
@@ -500,11 +498,6 @@ void pci_destroy_all(struct machine *m)
 	}
 }
 
-int pci_dev_save(const struct pci_dev *d, void *buf, size_t len)
-{
-	return dev_save(PCI_MAGIC, PCI_SAVE_VERSION, &d->s, sizeof(d->s), buf, len);
-}
-
 /* Takes what the guest could have written from st (hostile input). */
 static void pci_dev_commit(struct pci_dev *d, const struct pci_dev_state *stp)
 {
@@ -522,15 +515,6 @@ static void pci_dev_commit(struct pci_dev *d, const struct pci_dev_state *stp)
 	d->s.msix_pba = d->msix_nvec >= 64 ? st.msix_pba : st.msix_pba & ((1ull << d->msix_nvec) - 1);
 	pci_update_mappings(d);
 	pci_intx_set(d, st.intx);
-}
-
-int pci_dev_load(struct pci_dev *d, const void *buf, size_t len)
-{
-	struct pci_dev_state st;
-	if (dev_load(PCI_MAGIC, PCI_SAVE_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	pci_dev_commit(d, &st);
-	return 0;
 }
 
 void pci_dev_state_save(const struct pci_dev *d, struct state_writer *w)

@@ -134,11 +134,9 @@ int pci_msix_enabled(const struct pci_dev *d);
 void pci_msix_notify(struct pci_dev *d, unsigned vec);
 void pci_intx_set(struct pci_dev *d, int level);
 
-/* Save/load of the generic state (the device saves its own beside it);
- * load keeps read-only registers as built and remaps the BARs. */
-int pci_dev_save(const struct pci_dev *d, void *buf, size_t len);
-int pci_dev_load(struct pci_dev *d, const void *buf, size_t len);
-/* The state stream form (machine_impl.h's contract). */
+/* Save/load of the generic state in the state stream (machine_impl.h's
+ * contract; the device saves its own beside it); load keeps read-only
+ * registers as built and remaps the BARs. */
 struct state_writer;
 struct state_reader;
 void pci_dev_state_save(const struct pci_dev *d, struct state_writer *w);

@@ -6,9 +6,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define PIC_MAGIC 0x43495038u /* "8PIC" */
-#define PIC_VERSION 1
-
 /* Lowest priority number (0 = highest) among the bits of mask, counting
  * from the rotating base; 8 if none. */
 static int pic_priority(const struct pic_chip *c, uint8_t mask)
@@ -271,11 +268,6 @@ int pic_register(struct pic *p, struct machine *m)
 	return 0;
 }
 
-int pic_save(const struct pic *p, void *buf, size_t len)
-{
-	return dev_save(PIC_MAGIC, PIC_VERSION, &p->s, sizeof(p->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int pic_commit(struct pic *p, struct pic_state *stp)
@@ -299,14 +291,6 @@ static int pic_commit(struct pic *p, struct pic_state *stp)
 	}
 	p->s = st;
 	return 0;
-}
-
-int pic_load(struct pic *p, const void *buf, size_t len)
-{
-	struct pic_state st;
-	if (dev_load(PIC_MAGIC, PIC_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return pic_commit(p, &st);
 }
 
 void pic_state_save(const struct pic *p, struct state_writer *w)

@@ -7,9 +7,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define PIT_MAGIC 0x54495038u /* "8PIT" */
-#define PIT_VERSION 1
-
 enum { RW_LSB = 1, RW_MSB = 2, RW_WORD0 = 3, RW_WORD1 = 4 };
 
 static uint64_t pit_ticks(const struct pit_channel *c, uint64_t now)
@@ -295,11 +292,6 @@ int pit_register(struct pit *p, struct machine *m)
 	return 0;
 }
 
-int pit_save(const struct pit *p, void *buf, size_t len)
-{
-	return dev_save(PIT_MAGIC, PIT_VERSION, &p->s, sizeof(p->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int pit_commit(struct pit *p, struct pit_state *stp)
@@ -320,14 +312,6 @@ static int pit_commit(struct pit *p, struct pit_state *stp)
 	p->s = st;
 	pit_arm(p);
 	return 0;
-}
-
-int pit_load(struct pit *p, const void *buf, size_t len)
-{
-	struct pit_state st;
-	if (dev_load(PIT_MAGIC, PIT_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return pit_commit(p, &st);
 }
 
 void pit_state_save(const struct pit *p, struct state_writer *w)

@@ -9,9 +9,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define RTC_MAGIC 0x43545243u /* "CRTC" */
-#define RTC_VERSION 1
-
 #define REG_SEC 0x00
 #define REG_SEC_ALARM 0x01
 #define REG_MIN 0x02
@@ -309,11 +306,6 @@ int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec)
 	return bus_register_pio(m, PORT_RTC, 2, rtc_rd, rtc_wr, r);
 }
 
-int rtc_save(const struct rtc *r, void *buf, size_t len)
-{
-	return dev_save(RTC_MAGIC, RTC_VERSION, &r->s, sizeof(r->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int rtc_commit(struct rtc *r, struct rtc_state *stp)
@@ -327,14 +319,6 @@ static int rtc_commit(struct rtc *r, struct rtc_state *stp)
 	r->s = st;
 	rtc_arm(r);
 	return 0;
-}
-
-int rtc_load(struct rtc *r, const void *buf, size_t len)
-{
-	struct rtc_state st;
-	if (dev_load(RTC_MAGIC, RTC_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return rtc_commit(r, &st);
 }
 
 void rtc_state_save(const struct rtc *rtc, struct state_writer *w)

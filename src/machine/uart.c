@@ -9,9 +9,6 @@
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 
-#define UART_MAGIC 0x54524155u /* "UART" */
-#define UART_VERSION 1
-
 #define IER_RDI 0x01
 #define IER_THRI 0x02
 #define IER_RLSI 0x04
@@ -264,11 +261,6 @@ int uart_register(struct uart *u, struct machine *m, uint16_t base, int out_fd)
 	return bus_register_pio(m, base, 8, uart_rd, uart_wr, u);
 }
 
-int uart_save(const struct uart *u, void *buf, size_t len)
-{
-	return dev_save(UART_MAGIC, UART_VERSION, &u->s, sizeof(u->s), buf, len);
-}
-
 /* Validate st (a hostile snapshot's) and commit it: 0, or -EINVAL with
  * the device unchanged. */
 static int uart_commit(struct uart *u, struct uart_state *stp)
@@ -286,14 +278,6 @@ static int uart_commit(struct uart *u, struct uart_state *stp)
 	u->s = st;
 	uart_update(u);
 	return 0;
-}
-
-int uart_load(struct uart *u, const void *buf, size_t len)
-{
-	struct uart_state st;
-	if (dev_load(UART_MAGIC, UART_VERSION, &st, sizeof(st), buf, len) < 0)
-		return -EINVAL;
-	return uart_commit(u, &st);
 }
 
 void uart_state_save(const struct uart *u, struct state_writer *w)

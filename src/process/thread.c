@@ -475,10 +475,9 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 	 * the caller passed it (the fd's number for an empty path) */
 	char comm[16];
 	const char *base = strrchr(path, '/');
-	if (path[0]) {
-		strncpy(comm, base ? base + 1 : path, sizeof(comm) - 1);
-		comm[sizeof(comm) - 1] = 0;
-	} else
+	if (path[0])
+		snprintf(comm, sizeof(comm), "%.15s", base ? base + 1 : path);
+	else
 		snprintf(comm, sizeof(comm), "%d", dirfd);
 	if (dirfd != AT_FDCWD && path[0] != '/') {
 		/* execveat: the new corral finds the file through the inherited

@@ -8,9 +8,6 @@
 #include "state/stream.h"
 #include "virtio/virtio.h"
 
-#define VIRTIO_MAGIC 0x4f495456u /* "VTIO" */
-#define VIRTIO_SAVE_VERSION 1
-
 /* Capability types (§4.1.4) */
 #define VIRTIO_PCI_CAP_COMMON_CFG 1
 #define VIRTIO_PCI_CAP_NOTIFY_CFG 2
@@ -406,16 +403,6 @@ int virtio_pci_init(struct virtio_dev *v, struct machine *m, unsigned type, uint
 	return 0;
 }
 
-int virtio_save(const struct virtio_dev *v, void *buf, size_t len)
-{
-	int n = pci_dev_save(&v->pci, buf, len);
-	if (n < 0)
-		return n;
-	int k = dev_save(VIRTIO_MAGIC, VIRTIO_SAVE_VERSION, &v->s, sizeof(v->s), buf ? (uint8_t *)buf + n : NULL,
-			 buf ? len - (size_t)n : 0);
-	return k < 0 ? k : n + k;
-}
-
 /* Takes the guest's values from st, then makes them consistent. */
 static void virtio_commit(struct virtio_dev *v, struct virtio_state *stp)
 {
@@ -442,19 +429,6 @@ static void virtio_commit(struct virtio_dev *v, struct virtio_state *stp)
 		}
 	}
 	v->s = st;
-}
-
-int virtio_load(struct virtio_dev *v, const void *buf, size_t len)
-{
-	struct virtio_state st;
-	int n = pci_dev_save(&v->pci, NULL, 0);
-	if (n < 0 || len < (size_t)n ||
-	    dev_load(VIRTIO_MAGIC, VIRTIO_SAVE_VERSION, &st, sizeof(st), (const uint8_t *)buf + n, len - (size_t)n) < 0)
-		return -EINVAL;
-	if (pci_dev_load(&v->pci, buf, (size_t)n) < 0)
-		return -EINVAL;
-	virtio_commit(v, &st);
-	return 0;
 }
 
 struct virtio_dev *virtio_from_pci(struct pci_dev *d)

@@ -112,8 +112,6 @@ int virtio_queue_live(const struct virtio_dev *v, unsigned q);
 /* Guest register access to the BAR holding the virtio structures (tests). */
 uint64_t virtio_bar_read(void *opaque, uint64_t off, unsigned size);
 void virtio_bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val);
-int virtio_save(const struct virtio_dev *v, void *buf, size_t len);
-int virtio_load(struct virtio_dev *v, const void *buf, size_t len);
 /* The transport and queue state in the state stream's form (the PCI
  * function goes in a section of its own, pci_dev_state_save). */
 void virtio_state_save(const struct virtio_dev *v, struct state_writer *w);

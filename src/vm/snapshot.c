@@ -335,11 +335,6 @@ static int write_memory(struct vm *vm, int fd, char *err, size_t errlen)
 
 int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, char *err, size_t errlen)
 {
-	if (vm->kind != ENGINE_EMU) {
-		snprintf(err, errlen, "snapshots need the emu engine (the %s engine's vCPU state is not saved yet)",
-			 vm_engine_name(vm));
-		return -ENOTSUP;
-	}
 	int paused = vm_is_paused(vm);
 	int r = vm_pause(vm);
 	if (r < 0) {
@@ -349,6 +344,8 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 	/* paused: the engine stands still, its machine and vCPUs are ours */
 	pthread_mutex_lock(&vm->ctl.lock);
 	int valid = vm->ctl.vcpus_valid;
+	char why[sizeof(vm->ctl.vcpus_why)];
+	snprintf(why, sizeof(why), "%s", vm->ctl.vcpus_why);
 	pthread_mutex_unlock(&vm->ctl.lock);
 	/* the disks go beside the state file */
 	char dir[PATH_MAX];
@@ -359,7 +356,10 @@ int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, c
 	struct vm_config saved;
 	struct snapdisk_names *names = malloc(sizeof(*names));
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->m || !valid) {
+	if (vm->m && !valid && why[0]) {
+		snprintf(err, errlen, "%s", why);
+		r = -EAGAIN;
+	} else if (!vm->m || !valid) {
 		snprintf(err, errlen, "the VM is not running");
 		r = -ESRCH;
 	} else if (!names) {
@@ -466,7 +466,9 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 /* The host side is the restoring process's, never the snapshot's. */
 static void take_host_side(struct vm_config *c, const struct vm_config *o)
 {
-	c->engine = VM_ENGINE_EMU; /* the only engine whose vCPUs are saved */
+	/* either engine restores what either saved; the restoring side picks
+	 * (without overrides: emu, which needs no probe) */
+	c->engine = o ? o->engine : VM_ENGINE_EMU;
 	c->handover = 0;
 	c->serial_path = o ? o->serial_path : NULL;
 	c->serial_fd = o ? o->serial_fd : -1;

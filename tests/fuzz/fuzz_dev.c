@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate.h"
 #include "machine/machine_impl.h"
 
 struct fz_op {
@@ -18,30 +19,31 @@ struct fz_op {
 /* the last: ECAM, the host bridge's configuration space (00:00.0) */
 static const uint64_t fz_mmio_base[4] = {MEM_LAPIC_BASE, MEM_IOAPIC_BASE, MEM_HPET_BASE, MEM_PCI_ECAM_BASE};
 
+/* Saves one device's state as a snapshot's section holds it, flips bytes
+ * of it as the input says, and loads it back (in a stream whose checksum
+ * is right, so the device's own checks see the damage). */
+#define FZ_DEV(fn, dev)                                                                                                \
+	do {                                                                                                           \
+		DEVSTATE_SAVE(&st, fn##_state_save, dev);                                                              \
+		if (!st.ok || !st.n)                                                                                   \
+			return;                                                                                        \
+		for (size_t k = 0; k < rawlen; k++)                                                                    \
+			st.b[(val + k) % st.n] ^= raw[k];                                                              \
+		(void)DEVSTATE_LOAD(fn##_state_load, dev, st.b, st.n);                                                 \
+	} while (0)
+
 static void fz_snapshot(struct machine *m, uint8_t which, uint64_t val, const uint8_t *raw, size_t rawlen)
 {
-	uint8_t buf[2048];
-	int n;
-	/* save one device, flip bytes of the image as the input says, load it back */
-	switch (which % 6) {
-	case 0: n = pic_save(&m->pic, buf, sizeof(buf)); break;
-	case 1: n = ioapic_save(&m->ioapic, buf, sizeof(buf)); break;
-	case 2: n = lapic_save(&m->lapic[val & 1], buf, sizeof(buf)); break;
-	case 3: n = pit_save(&m->pit, buf, sizeof(buf)); break;
-	case 4: n = rtc_save(&m->rtc, buf, sizeof(buf)); break;
-	default: n = uart_save(&m->com1, buf, sizeof(buf)); break;
-	}
-	if (n <= (int)sizeof(struct dev_hdr))
-		return;
-	for (size_t k = 0; k < rawlen; k++)
-		buf[sizeof(struct dev_hdr) + (val + k) % ((size_t)n - sizeof(struct dev_hdr))] ^= raw[k];
-	switch (which % 6) {
-	case 0: (void)pic_load(&m->pic, buf, (size_t)n); break;
-	case 1: (void)ioapic_load(&m->ioapic, buf, (size_t)n); break;
-	case 2: (void)lapic_load(&m->lapic[val & 1], buf, (size_t)n); break;
-	case 3: (void)pit_load(&m->pit, buf, (size_t)n); break;
-	case 4: (void)rtc_load(&m->rtc, buf, (size_t)n); break;
-	default: (void)uart_load(&m->com1, buf, (size_t)n); break;
+	static struct devstate st;
+	switch (which % 9) {
+	case 0: FZ_DEV(pic, &m->pic); break;
+	case 1: FZ_DEV(ioapic, &m->ioapic); break;
+	case 2: FZ_DEV(lapic, &m->lapic[val & 1]); break;
+	case 3: FZ_DEV(pit, &m->pit); break;
+	case 4: FZ_DEV(rtc, &m->rtc); break;
+	case 5: FZ_DEV(i8042, &m->kbd); break;
+	case 6: FZ_DEV(acpi_pm, &m->pm); break;
+	default: FZ_DEV(uart, &m->com1); break;
 	}
 }
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend/block.h"
+#include "devstate.h"
 #include "virtio/virtio.h"
 
 #define FZ_MEM (2u << 20)
@@ -203,9 +204,11 @@ static inline int fuzz_blk_one(const uint8_t *data, size_t size)
 	fz_wr(m, bar, VIRTIO_NOTIFY_OFF, 2, 0);
 	(void)bus_mmio_read(m, bar + VIRTIO_ISR_OFF, 1);
 	if (data[1] & 16) { /* a snapshot of the device, reloaded */
-		static uint8_t buf[8192];
-		int n = virtio_save(v, buf, sizeof(buf));
-		if (n < 0 || virtio_load(v, buf, (size_t)n) < 0)
+		static struct devstate ps, vs;
+		DEVSTATE_SAVE(&ps, pci_dev_state_save, &v->pci);
+		DEVSTATE_SAVE(&vs, virtio_state_save, v);
+		if (!ps.ok || !vs.ok || DEVSTATE_LOAD(pci_dev_state_load, &v->pci, ps.b, ps.n) < 0 ||
+		    DEVSTATE_LOAD(virtio_state_load, v, vs.b, vs.n) < 0)
 			abort();
 		fz_wr(m, bar, VIRTIO_NOTIFY_OFF, 2, 0);
 	}
@@ -282,9 +285,11 @@ static inline int fuzz_net_one(const uint8_t *data, size_t size)
 	machine_io_run(m);
 	(void)bus_mmio_read(m, bar + VIRTIO_ISR_OFF, 1);
 	if (data[1] & 16) { /* a snapshot of the device, reloaded */
-		static uint8_t buf[8192];
-		int n = virtio_save(v, buf, sizeof(buf));
-		if (n < 0 || virtio_load(v, buf, (size_t)n) < 0)
+		static struct devstate ps, vs;
+		DEVSTATE_SAVE(&ps, pci_dev_state_save, &v->pci);
+		DEVSTATE_SAVE(&vs, virtio_state_save, v);
+		if (!ps.ok || !vs.ok || DEVSTATE_LOAD(pci_dev_state_load, &v->pci, ps.b, ps.n) < 0 ||
+		    DEVSTATE_LOAD(virtio_state_load, v, vs.b, vs.n) < 0)
 			abort();
 		fz_wr(m, bar, VIRTIO_NOTIFY_OFF, 2, 0);
 	}

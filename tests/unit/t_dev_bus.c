@@ -1,7 +1,8 @@
 /* The machine's plumbing: gpa_ptr range checks, port/MMIO dispatch, the
  * virtual clock and timers, and hostile traffic: random accesses of every
- * size to every port and the MMIO windows, and random save/load buffers,
- * must never crash or corrupt the host. */
+ * size to every port and the MMIO windows, and random device states,
+ * must never crash or corrupt the host; a device's state restored onto a
+ * fresh machine must look the same to the guest. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "devstate.h"
 #include "machine/machine_impl.h"
 #include "state/stream.h"
 #include "testhelp.h"
@@ -335,31 +337,130 @@ static void test_hostile_io(void)
 	machine_destroy(m);
 }
 
-/* Round trips restore the state exactly; hostile buffers are refused or
- * sanitised, and the device keeps working. */
-#define DEV_CASE(name, dev)                                                                                            \
+/* A snapshot's device state restored onto a fresh machine, never the one
+ * that saved it: the fresh device must then look the same to the guest
+ * (probe: the same reads give the same values) and save the same contents.
+ * The saved state differs from power-on, so a load that does nothing fails.
+ * Contents cut short are refused with the device unchanged; damaged ones
+ * are refused or made consistent, and the device keeps working. */
+#define PROBE_MAX 16
+#define DEV_CASE(name, field, probe, ver)                                                                              \
 	do {                                                                                                           \
-		uint8_t buf[4096], buf2[4096];                                                                         \
-		int n = name##_save(dev, NULL, 0);                                                                     \
-		CHECK(n > 0 && n <= (int)sizeof(buf));                                                                 \
-		CHECK(name##_save(dev, buf, (size_t)n - 1) == -ENOSPC);                                                \
-		CHECK(name##_save(dev, buf, sizeof(buf)) == n);                                                        \
-		CHECK(name##_load(dev, buf, (size_t)n - 1) == -EINVAL);                                                \
-		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                                          \
-		CHECK(name##_save(dev, buf2, sizeof(buf2)) == n);                                                      \
-		CHECK(memcmp(buf, buf2, (size_t)n) == 0);                                                              \
-		memcpy(buf2, buf, (size_t)n);                                                                          \
-		buf2[0] ^= 1;                                                                                          \
-		CHECK(name##_load(dev, buf2, (size_t)n) == -EINVAL);                                                   \
+		static struct devstate saved, fresh, back, bad;                                                        \
+		uint64_t want[PROBE_MAX] = {0}, got[PROBE_MAX] = {0}, power_on[PROBE_MAX] = {0};                       \
+		DEVSTATE_SAVE_V(&saved, name##_state_save, &m->field, ver);                                            \
+		CHECK(saved.ok &&saved.n > 0);                                                                         \
+		probe(m, want);                                                                                        \
+		struct machine *f = mk(16 << 20, 2);                                                                   \
+		if (!f)                                                                                                \
+			break;                                                                                         \
+		f->clock_manual = 1;                                                                                   \
+		clock_advance_to(f, clock_ns(m)); /* as a restore: the clock first */                                  \
+		probe(f, power_on);                                                                                    \
+		DEVSTATE_SAVE_V(&fresh, name##_state_save, &f->field, ver);                                            \
+		CHECK(!devstate_equal(&saved, &fresh));                                                                \
+		CHECK(memcmp(want, power_on, sizeof(want)) != 0);                                                      \
+		CHECK(DEVSTATE_LOAD_V(name##_state_load, &f->field, saved.b, saved.n - 1, ver) == -EINVAL);            \
+		DEVSTATE_SAVE_V(&back, name##_state_save, &f->field, ver);                                             \
+		CHECK(devstate_equal(&back, &fresh)); /* refused: unchanged */                                         \
+		CHECK(DEVSTATE_LOAD_V(name##_state_load, &f->field, saved.b, saved.n, ver) == 0);                      \
+		DEVSTATE_SAVE_V(&back, name##_state_save, &f->field, ver);                                             \
+		CHECK(devstate_equal(&back, &saved));                                                                  \
+		probe(f, got);                                                                                         \
+		for (unsigned i_ = 0; i_ < PROBE_MAX; i_++)                                                            \
+			CHECK_EQ_U64(got[i_], want[i_]);                                                               \
 		for (int k = 0; k < 2000; k++) {                                                                       \
-			memcpy(buf2, buf, 16);                                                                         \
-			for (int b = 16; b < n; b++)                                                                   \
-				buf2[b] = (k & 1) ? (uint8_t)rnd() : (uint8_t)(buf[b] ^ ((rnd() % 13) ? 0 : rnd()));   \
-			(void)name##_load(dev, buf2, (size_t)n);                                                       \
-			hostile_poke(m);                                                                               \
+			bad = saved;                                                                                   \
+			for (size_t b_ = 0; b_ < bad.n; b_++)                                                          \
+				bad.b[b_] = (k & 1) ? (uint8_t)rnd()                                                   \
+						    : (uint8_t)(saved.b[b_] ^ ((rnd() % 13) ? 0 : rnd()));             \
+			(void)DEVSTATE_LOAD_V(name##_state_load, &f->field, bad.b, bad.n, ver);                        \
+			hostile_poke(f);                                                                               \
 		}                                                                                                      \
-		CHECK(name##_load(dev, buf, (size_t)n) == 0);                                                          \
+		CHECK(DEVSTATE_LOAD_V(name##_state_load, &f->field, saved.b, saved.n, ver) == 0);                      \
+		machine_destroy(f);                                                                                    \
 	} while (0)
+
+/* What the guest sees of each device: register reads, in v[]. */
+static void probe_pic(struct machine *m, uint64_t *v)
+{
+	v[0] = bus_pio_read(m, 0x21, 1); /* IMR */
+	v[1] = bus_pio_read(m, 0xa1, 1);
+	v[2] = bus_pio_read(m, 0x4d0, 1); /* ELCR */
+	v[3] = bus_pio_read(m, 0x4d1, 1);
+	bus_pio_write(m, 0x20, 1, 0x0b); /* OCW3: read the ISR */
+	v[4] = bus_pio_read(m, 0x20, 1);
+	bus_pio_write(m, 0x20, 1, 0x0a); /* back to the IRR */
+}
+
+static void probe_ioapic(struct machine *m, uint64_t *v)
+{
+	for (unsigned k = 0; k < 6; k++) {
+		bus_mmio_write(m, MEM_IOAPIC_BASE, 4, 0x10 + k); /* pins 0-2, both halves */
+		v[k] = bus_mmio_read(m, MEM_IOAPIC_BASE + 0x10, 4);
+	}
+	bus_mmio_write(m, MEM_IOAPIC_BASE, 4, 0);
+	v[6] = bus_mmio_read(m, MEM_IOAPIC_BASE + 0x10, 4); /* ID */
+}
+
+static void probe_lapic_k(struct machine *m, unsigned cpu, uint64_t *v)
+{
+	static const uint16_t regs[] = {0x20, 0x80, 0xd0, 0xe0, 0xf0, 0x320, 0x350, 0x360, 0x380, 0x3e0};
+	for (unsigned k = 0; k < sizeof(regs) / sizeof(regs[0]); k++)
+		v[k] = lapic_mmio_read(&m->lapic[cpu], regs[k], 4);
+}
+
+static void probe_lapic0(struct machine *m, uint64_t *v)
+{
+	probe_lapic_k(m, 0, v);
+}
+
+static void probe_lapic1(struct machine *m, uint64_t *v)
+{
+	probe_lapic_k(m, 1, v);
+}
+
+static void probe_pit(struct machine *m, uint64_t *v)
+{
+	bus_pio_write(m, 0x43, 1, 0xe2); /* read-back: status of channel 0 */
+	v[0] = bus_pio_read(m, 0x40, 1);
+	bus_pio_write(m, 0x43, 1, 0x00); /* latch channel 0's count */
+	v[1] = bus_pio_read(m, 0x40, 1);
+	v[2] = bus_pio_read(m, 0x40, 1);
+	bus_pio_write(m, 0x43, 1, 0xe8); /* read-back: status of channel 2 */
+	v[3] = bus_pio_read(m, 0x42, 1);
+}
+
+static void probe_rtc(struct machine *m, uint64_t *v)
+{
+	static const uint8_t regs[] = {0x00, 0x02, 0x04, 0x0a, 0x0b, 0x40, 0x41};
+	for (unsigned k = 0; k < sizeof(regs) / sizeof(regs[0]); k++) {
+		bus_pio_write(m, 0x70, 1, regs[k]);
+		v[k] = bus_pio_read(m, 0x71, 1);
+	}
+}
+
+static void probe_uart(struct machine *m, uint64_t *v)
+{
+	v[0] = bus_pio_read(m, 0x3fb, 1); /* LCR */
+	v[1] = bus_pio_read(m, 0x3f9, 1); /* IER */
+	v[2] = bus_pio_read(m, 0x3fc, 1); /* MCR */
+	v[3] = bus_pio_read(m, 0x3ff, 1); /* scratch */
+}
+
+static void probe_i8042(struct machine *m, uint64_t *v)
+{
+	bus_pio_write(m, 0x64, 1, 0x20); /* read the command byte */
+	v[0] = bus_pio_read(m, 0x60, 1);
+	v[1] = bus_pio_read(m, 0x64, 1) & ~1ull; /* status, output buffer read */
+}
+
+static void probe_acpi_pm(struct machine *m, uint64_t *v)
+{
+	v[0] = bus_pio_read(m, 0x600, 2); /* PM1 status */
+	v[1] = bus_pio_read(m, 0x602, 2); /* enable */
+	v[2] = bus_pio_read(m, 0x604, 2); /* control */
+}
 
 static void hostile_poke(struct machine *m)
 {
@@ -390,27 +491,56 @@ static void test_save_load(void)
 	if (!m)
 		return;
 	m->clock_manual = 1;
-	/* some non-trivial state first */
-	bus_pio_write(m, 0x20, 1, 0x11);
+	clock_advance_to(m, 123456789);
+	/* state a fresh machine does not have, in every device */
+	bus_pio_write(m, 0x20, 1, 0x11); /* PIC: ICW1-4, a mask, level lines */
 	bus_pio_write(m, 0x21, 1, 0x30);
 	bus_pio_write(m, 0x21, 1, 0x04);
 	bus_pio_write(m, 0x21, 1, 0x01);
-	bus_pio_write(m, 0x43, 1, 0x34);
+	bus_pio_write(m, 0x21, 1, 0xfa);
+	bus_pio_write(m, 0x4d0, 1, 0x20);
+	bus_pio_write(m, 0x4d1, 1, 0x0c);
+	bus_mmio_write(m, MEM_IOAPIC_BASE, 4, 0x12); /* IOAPIC: pin 1 */
+	bus_mmio_write(m, MEM_IOAPIC_BASE + 0x10, 4, 0x0000a041);
+	bus_mmio_write(m, MEM_IOAPIC_BASE, 4, 0x13);
+	bus_mmio_write(m, MEM_IOAPIC_BASE + 0x10, 4, 0x01000000);
+	bus_pio_write(m, 0x43, 1, 0x34); /* PIT: channel 0, mode 2 */
 	bus_pio_write(m, 0x40, 1, 0x9c);
 	bus_pio_write(m, 0x40, 1, 0x2e);
-	bus_pio_write(m, 0x3fb, 1, 0x03);
-	bus_mmio_write(m, MEM_LAPIC_BASE + 0x380, 4, 100000);
-	DEV_CASE(pic, &m->pic);
-	DEV_CASE(ioapic, &m->ioapic);
-	DEV_CASE(lapic, &m->lapic[0]);
-	DEV_CASE(lapic, &m->lapic[1]);
-	DEV_CASE(pit, &m->pit);
-	DEV_CASE(rtc, &m->rtc);
+	bus_pio_write(m, 0x43, 1, 0xb6); /* channel 2, mode 3 */
+	bus_pio_write(m, 0x42, 1, 0x00);
+	bus_pio_write(m, 0x42, 1, 0x10);
+	bus_pio_write(m, 0x3fb, 1, 0x03); /* UART: 8N1, interrupts, scratch */
+	bus_pio_write(m, 0x3f9, 1, 0x05);
+	bus_pio_write(m, 0x3fc, 1, 0x0b);
 	bus_pio_write(m, 0x3ff, 1, 0x77);
-	DEV_CASE(uart, &m->com1);
-	CHECK_EQ_U64(bus_pio_read(m, 0x3ff, 1), 0x77); /* the restored scratch register */
-	DEV_CASE(i8042, &m->kbd);
-	DEV_CASE(acpi_pm, &m->pm);
+	lapic_mmio_write(&m->lapic[0], 0xf0, 4, 0x1ff); /* LAPICs: enabled, timer, TPR */
+	lapic_mmio_write(&m->lapic[0], 0x320, 4, 0x20030);
+	lapic_mmio_write(&m->lapic[0], 0x3e0, 4, 0x3);
+	lapic_mmio_write(&m->lapic[0], 0x380, 4, 100000);
+	lapic_mmio_write(&m->lapic[1], 0xf0, 4, 0x1ef);
+	lapic_mmio_write(&m->lapic[1], 0x80, 4, 0x20);
+	lapic_mmio_write(&m->lapic[1], 0xe0, 4, 0x0fffffff);
+	bus_pio_write(m, 0x70, 1, 0x0b); /* RTC: 24-hour binary, update interrupt */
+	bus_pio_write(m, 0x71, 1, 0x16);
+	bus_pio_write(m, 0x70, 1, 0x40); /* and CMOS RAM */
+	bus_pio_write(m, 0x71, 1, 0x5a);
+	bus_pio_write(m, 0x70, 1, 0x41);
+	bus_pio_write(m, 0x71, 1, 0xa5);
+	bus_pio_write(m, 0x64, 1, 0x60); /* i8042: command byte */
+	bus_pio_write(m, 0x60, 1, 0x47);
+	bus_pio_write(m, 0x602, 2, 0x0121); /* ACPI PM: enables, a sleep type */
+	bus_pio_write(m, 0x604, 2, 0x0c00);
+	acpi_pm_power_button(&m->pm);
+	DEV_CASE(pic, pic, probe_pic, 1);
+	DEV_CASE(ioapic, ioapic, probe_ioapic, 1);
+	DEV_CASE(lapic, lapic[0], probe_lapic0, 1);
+	DEV_CASE(lapic, lapic[1], probe_lapic1, 1);
+	DEV_CASE(pit, pit, probe_pit, 1);
+	DEV_CASE(rtc, rtc, probe_rtc, 1);
+	DEV_CASE(uart, com1, probe_uart, 1);
+	DEV_CASE(i8042, kbd, probe_i8042, 1);
+	DEV_CASE(acpi_pm, pm, probe_acpi_pm, ACPI_PM_STATE_VERSION);
 	machine_destroy(m);
 }
 

@@ -148,7 +148,7 @@ static int have_kvm(void)
 static void test_state_roundtrip_kvm(void)
 {
 	if (!have_kvm()) {
-		printf("skipped: no /dev/kvm (state round trip)\n");
+		TEST_SKIP("no /dev/kvm (state round trip)");
 		return;
 	}
 	struct machine *m = NULL;
@@ -326,7 +326,7 @@ static void doorbell_bus_write(void *dev, uint64_t off, unsigned size, uint64_t 
 static void test_doorbell_kvm(void)
 {
 	if (!have_kvm()) {
-		printf("skipped: no /dev/kvm (doorbell)\n");
+		TEST_SKIP("no /dev/kvm (doorbell)");
 		return;
 	}
 	struct machine *m = NULL;

@@ -1,9 +1,11 @@
 /* Snapshots of a system VM: a tiny guest counting in RAM and printing the
  * count is saved mid-run, the VM is killed, and a fresh process (this
  * program run again) restores it: the printed sequence goes on where it
- * stood. A truncated, corrupted or crafted state file fails with one line. */
+ * stood. A truncated, corrupted or crafted state file fails with one line.
+ * A snapshot made by the format's first version (the fixture) restores. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +16,8 @@
 
 #include "testhelp.h"
 
+#include "engine/engine.h"
+#include "state/stream.h"
 #include "tiny_guests.h"
 #include "vm/vm.h"
 
@@ -77,11 +81,12 @@ static void tick_config(struct vm_config *c, const char *guest, const char *out)
 /* The fresh process: restore dir with output to out, run until out has
  * lines lines, stop. Exit status 0 on success, 2 if the restore failed
  * (its message on stderr), 3 if the guest printed too little. */
-static int restore_main(const char *dir, const char *out, unsigned lines)
+static int restore_main(const char *dir, const char *out, unsigned lines, const char *engine)
 {
 	struct vm_config o;
 	vm_config_init(&o);
 	o.serial_path = out;
+	o.engine = !strcmp(engine, "kvm") ? VM_ENGINE_KVM : VM_ENGINE_EMU;
 	struct vm *vm;
 	char err[512];
 	if (vm_restore(dir, &o, &vm, err, sizeof(err)) < 0) {
@@ -97,19 +102,25 @@ static int restore_main(const char *dir, const char *out, unsigned lines)
 	return r;
 }
 
-static int run_restore(const char *dir, const char *out, unsigned lines)
+/* Restores dir in a fresh process (this program run again) on engine. */
+static int run_restore_on(const char *dir, const char *out, unsigned lines, const char *engine)
 {
 	char n[16];
 	snprintf(n, sizeof(n), "%u", lines);
 	pid_t pid = fork();
 	if (pid == 0) {
-		execl(self, self, "restore", dir, out, n, (char *)NULL);
+		execl(self, self, "restore", dir, out, n, engine, (char *)NULL);
 		_exit(127);
 	}
 	int st = 0;
 	if (pid < 0 || waitpid(pid, &st, 0) < 0)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int run_restore(const char *dir, const char *out, unsigned lines)
+{
+	return run_restore_on(dir, out, lines, "emu");
 }
 
 /* The lines of a and b together must be 1, 2, 3, ... (hex), with more of
@@ -264,10 +275,254 @@ static void test_hostile(void)
 	free(s);
 }
 
+/* ---- The format's fixture ----
+ * tests/vm/fixtures/snap-v1: a snapshot of tests/guests/idle_tick.S (the
+ * LAPIC timer interrupting a HLT loop, a line printed every 10 ticks) made
+ * by the first version of the snapshot format, which every later corral
+ * must restore (docs/state-format.md). It holds the state file as written,
+ * the memory file gzipped (16 MiB of RAM, nearly all holes) and what the
+ * guest printed up to the snapshot. `t_snap make-fixture DIR GUEST.bin`
+ * made it; it is never made again, or it would test nothing. */
+
+/* The fixture's directory, beside this source file (the tests run from the
+ * top of the tree). */
+static void fixture_path(char *buf, size_t len, const char *name)
+{
+	char src[] = __FILE__;
+	char *slash = strrchr(src, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(buf, len, "%s/fixtures/snap-v1/%s", slash ? src : ".", name);
+}
+
+/* gz (a gzipped memory file) into a sparse file at path, as the snapshot
+ * writer lays memory files out (state_ram_write). */
+static int inflate_memory(const char *gz, const char *path)
+{
+	gzFile in = gzopen(gz, "rb");
+	if (!in)
+		return -1;
+	size_t cap = 64 << 20, n = 0;
+	uint8_t *buf = malloc(cap);
+	int k = 0;
+	while (buf && n < cap && (k = gzread(in, buf + n, (unsigned)(cap - n < (1u << 20) ? cap - n : 1u << 20))) > 0)
+		n += (size_t)k;
+	gzclose(in);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int r = buf && k == 0 && n > 0 && fd >= 0 && state_ram_write(fd, buf, n) == 0 ? 0 : -1;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return r;
+}
+
+static int gzip_file(const char *from, const char *to)
+{
+	size_t n = 0;
+	char *b = test_read_file(from, &n);
+	gzFile out = gzopen(to, "wb9");
+	int r = b && out && gzwrite(out, b, (unsigned)n) == (int)n ? 0 : -1;
+	if (out && gzclose(out) != Z_OK)
+		r = -1;
+	free(b);
+	return r;
+}
+
+/* Makes the fixture in dir (which must exist), working inside it with the
+ * guest copied there, so that the saved configuration names no path of the
+ * machine that made it. */
+static int make_fixture_main(const char *dir, const char *guest)
+{
+	size_t n = 0;
+	char *g = test_read_file(guest, &n);
+	if (!g || chdir(dir) < 0 || write_all("idle_tick.bin", g, n) < 0)
+		return 1;
+	free(g);
+	struct vm_config c;
+	tick_config(&c, "idle_tick.bin", "serial.txt");
+	struct vm *vm;
+	char err[512] = "";
+	if (vm_create(&c, &vm, err, sizeof(err)) < 0 || vm_start(vm) < 0 || wait_lines("serial.txt", 20) < 0 ||
+	    vm_pause(vm) < 0 || vm_save(vm, "snap.tmp", err, sizeof(err)) < 0) {
+		fprintf(stderr, "make-fixture: %s\n", err);
+		return 1;
+	}
+	vm_stop(vm);
+	vm_wait(vm, NULL);
+	vm_destroy(vm);
+	if (rename("snap.tmp/state", "state") < 0 || gzip_file("snap.tmp/memory", "memory.gz") < 0 ||
+	    unlink("snap.tmp/memory") < 0 || rmdir("snap.tmp") < 0 || unlink("idle_tick.bin") < 0)
+		return 1;
+	return 0;
+}
+
+/* The fixture as a snapshot directory dir: its state, and its memory file
+ * inflated, sparse. */
+static void fixture_unpack(const char *dir)
+{
+	char state[400], gz[400], p[400];
+	fixture_path(state, sizeof(state), "state");
+	fixture_path(gz, sizeof(gz), "memory.gz");
+	size_t n = 0;
+	char *s = test_read_file(state, &n);
+	CHECK(s != NULL && mkdir(dir, 0700) == 0);
+	snprintf(p, sizeof(p), "%s/state", dir);
+	CHECK(s && write_all(p, s, n) == 0);
+	free(s);
+	snprintf(p, sizeof(p), "%s/memory", dir);
+	CHECK(inflate_memory(gz, p) == 0);
+	struct stat st;
+	CHECK(stat(p, &st) == 0 && st.st_size == 16 << 20 && st.st_blocks * 512 < (1 << 20));
+}
+
+/* The fixture restored by this corral, in a fresh process: the guest's
+ * timer goes on interrupting it and its lines go on from the last one it
+ * printed before the snapshot, without a gap or a restart. */
+static void test_fixture_v1(void)
+{
+	char state[400], serial[400], dir[300], out[300];
+	fixture_path(state, sizeof(state), "state");
+	fixture_path(serial, sizeof(serial), "serial.txt");
+	path_in_tmp(dir, sizeof(dir), "fixture");
+	path_in_tmp(out, sizeof(out), "fixture.out");
+	size_t n = 0;
+	char *s = test_read_file(state, &n);
+	if (!s)
+		fprintf(stderr, "  the fixture '%s' is missing\n", state);
+	CHECK(s && n > 100);
+	/* what it is: a stream of kind vm in format 1, sections of version 1 */
+	struct state_reader rd;
+	CHECK(s && state_reader_init(&rd, s, n, "vm") == 0 && rd.format == 1);
+	struct state_section sec;
+	unsigned sections = 0;
+	while (s && state_next_section(&rd, &sec) == 1) {
+		CHECK_EQ_U64(sec.version, 1);
+		sections++;
+	}
+	CHECK(s && rd.pos == n && !rd.failed && sections >= 12);
+	free(s);
+	fixture_unpack(dir);
+	CHECK(count_lines(serial) >= 20);
+	CHECK_EQ_U64(run_restore(dir, out, 30), 0);
+	check_sequence(serial, out);
+}
+
+/* ---- Across engines: a snapshot taken under one restores under the
+ * other. Where /dev/kvm is not usable these are counted as skipped. ---- */
+
+static int kvm_usable(void)
+{
+	struct kvm_info ki;
+	kvm_probe(&ki, 0);
+	return ki.usable;
+}
+
+/* emu -> kvm: the fixture (made under emu: LAPIC timer, HLT) and the tick
+ * guest's snapshot from test_save_restore (port I/O in a busy loop). */
+static void test_emu_to_kvm(void)
+{
+	if (!kvm_usable()) {
+		TEST_SKIP("no usable /dev/kvm (the emu -> kvm restore runs where there is one)");
+		return;
+	}
+	char serial[400], dir[300], out[300], out1[300];
+	fixture_path(serial, sizeof(serial), "serial.txt");
+	path_in_tmp(dir, sizeof(dir), "fixture-kvm");
+	path_in_tmp(out, sizeof(out), "fixture-kvm.out");
+	fixture_unpack(dir);
+	CHECK_EQ_U64(run_restore_on(dir, out, 30, "kvm"), 0);
+	check_sequence(serial, out);
+	path_in_tmp(out1, sizeof(out1), "out1");
+	path_in_tmp(out, sizeof(out), "tick-kvm.out");
+	CHECK_EQ_U64(run_restore_on(snapdir, out, 30, "kvm"), 0);
+	check_sequence(out1, out);
+}
+
+/* kvm -> emu: the tick guest run under kvm and saved mid-run; and the
+ * fixture run on under kvm, saved again there (a vCPU halted with its
+ * LAPIC timer armed, as kvm describes it), restored under emu. */
+static void test_kvm_to_emu(void)
+{
+	if (!kvm_usable()) {
+		TEST_SKIP("no usable /dev/kvm (the kvm -> emu restore runs where there is one)");
+		return;
+	}
+	char guest[300], a[300], b[300], dir[300], fx[300], serial[400], ab[300];
+	path_in_tmp(guest, sizeof(guest), "tick.bin");
+	path_in_tmp(a, sizeof(a), "kvm-a.out");
+	path_in_tmp(b, sizeof(b), "kvm-b.out");
+	path_in_tmp(dir, sizeof(dir), "snap-kvm");
+	struct vm_config c;
+	tick_config(&c, guest, a);
+	c.engine = VM_ENGINE_KVM;
+	struct vm *vm;
+	char err[512] = "";
+	int r = vm_create(&c, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r == 0) {
+		CHECK(vm_start(vm) == 0);
+		CHECK(wait_lines(a, 20) == 0);
+		CHECK(vm_pause(vm) == 0);
+		if (vm_save(vm, dir, err, sizeof(err)) < 0) {
+			fprintf(stderr, "  vm_save under kvm: %s\n", err);
+			CHECK(0);
+		}
+		vm_stop(vm);
+		vm_wait(vm, NULL);
+		vm_destroy(vm);
+		CHECK_EQ_U64(run_restore_on(dir, b, 30, "emu"), 0);
+		check_sequence(a, b);
+	} else {
+		fprintf(stderr, "  vm_create under kvm: %s\n", err);
+	}
+
+	/* the fixture, on under kvm, then saved and restored under emu */
+	path_in_tmp(fx, sizeof(fx), "fixture-kvm2");
+	path_in_tmp(a, sizeof(a), "fixture-kvm2.out");
+	path_in_tmp(b, sizeof(b), "fixture-emu2.out");
+	path_in_tmp(ab, sizeof(ab), "fixture-both.out");
+	path_in_tmp(dir, sizeof(dir), "snap-kvm2");
+	fixture_path(serial, sizeof(serial), "serial.txt");
+	fixture_unpack(fx);
+	struct vm_config o;
+	vm_config_init(&o);
+	o.serial_path = a;
+	o.engine = VM_ENGINE_KVM;
+	r = vm_restore(fx, &o, &vm, err, sizeof(err));
+	CHECK(r == 0);
+	if (r < 0) {
+		fprintf(stderr, "  vm_restore under kvm: %s\n", err);
+		return;
+	}
+	CHECK(vm_start(vm) == 0);
+	CHECK(wait_lines(a, 10) == 0);
+	CHECK(vm_pause(vm) == 0);
+	if (vm_save(vm, dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, "  vm_save under kvm: %s\n", err);
+		CHECK(0);
+	}
+	vm_stop(vm);
+	vm_wait(vm, NULL);
+	vm_destroy(vm);
+	/* what the guest printed: the fixture's lines, then kvm's */
+	size_t n1 = 0, n2 = 0;
+	char *t1 = test_read_file(serial, &n1), *t2 = test_read_file(a, &n2);
+	FILE *f = fopen(ab, "wb");
+	CHECK(t1 && t2 && f && fwrite(t1, 1, n1, f) == n1 && fwrite(t2, 1, n2, f) == n2);
+	if (f)
+		fclose(f);
+	free(t1);
+	free(t2);
+	CHECK_EQ_U64(run_restore_on(dir, b, 30, "emu"), 0);
+	check_sequence(ab, b);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc == 5 && !strcmp(argv[1], "restore"))
-		return restore_main(argv[2], argv[3], (unsigned)atoi(argv[4]));
+	if (argc == 6 && !strcmp(argv[1], "restore"))
+		return restore_main(argv[2], argv[3], (unsigned)atoi(argv[4]), argv[5]);
+	if (argc == 4 && !strcmp(argv[1], "make-fixture"))
+		return make_fixture_main(argv[2], argv[3]);
 	ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (k <= 0 || !mkdtemp(tmpdir)) {
 		perror("t_snap");
@@ -276,6 +531,9 @@ int main(int argc, char **argv)
 	self[k] = 0;
 	RUN(test_save_restore);
 	RUN(test_hostile);
+	RUN(test_fixture_v1);
+	RUN(test_emu_to_kvm);
+	RUN(test_kvm_to_emu);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)

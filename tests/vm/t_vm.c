@@ -267,7 +267,7 @@ static void test_pause_kvm(void)
 	struct kvm_info ki;
 	kvm_probe(&ki, 0);
 	if (!ki.usable) {
-		printf("skipped: no /dev/kvm (pause under kvm)\n");
+		TEST_SKIP("no /dev/kvm (pause under kvm)");
 		return;
 	}
 	char guest[256], err[512];
