@@ -20,6 +20,7 @@
 #include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
+#include "debug/gdbstub.h"
 #include "vm/vm.h"
 
 enum serial_mode { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
@@ -28,6 +29,8 @@ struct run_opts {
 	struct vm_config cfg;
 	char *disk_copy[VM_MAX_DISKS]; /* the strdup'd --disk options cfg.disk points into */
 	const char *api_sock;	       /* --api-sock PATH */
+	const char *gdb;	       /* --gdb SPEC */
+	int gdb_wait;		       /* --gdb-wait */
 	const char *restore;	       /* corral restore: the snapshot directory */
 	int paused;		       /* corral restore --paused */
 	const char *guest_opt;	       /* the first option that configures the guest */
@@ -209,7 +212,7 @@ static void run_usage(FILE *f)
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
-		"                  [--no-reboot] [--api-sock PATH]\n\n"
+		"                  [--no-reboot] [--api-sock PATH] [--gdb SPEC [--gdb-wait]]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -246,6 +249,11 @@ static void run_usage(FILE *f)
 		"  --no-reboot      stop instead of rebooting when the guest resets\n"
 		"  --api-sock PATH  serve the control API (HTTP/JSON, docs/api.yaml) on a unix\n"
 		"                   socket at PATH: pause, resume, snapshots ('corral snapshot')\n"
+		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
+		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
+		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
+		"  --gdb-wait       with --gdb: hold the VM before its first instruction until a\n"
+		"                   debugger attaches and lets it run\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -410,6 +418,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_DEVICE,
 		OPT_API_SOCK,
 		OPT_PAUSED,
+		OPT_GDB,
+		OPT_GDB_WAIT,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -434,6 +444,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"device", required_argument, NULL, OPT_DEVICE},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
 		{"paused", no_argument, NULL, OPT_PAUSED},
+		{"gdb", required_argument, NULL, OPT_GDB},
+		{"gdb-wait", no_argument, NULL, OPT_GDB_WAIT},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -453,6 +465,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		switch (opt) {
 		case OPT_API_SOCK: o->api_sock = optarg; break;
 		case OPT_PAUSED: o->paused = 1; break;
+		case OPT_GDB: o->gdb = optarg; break;
+		case OPT_GDB_WAIT: o->gdb_wait = 1; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -572,6 +586,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		fprintf(stderr, "corral: run: --paused is an option of 'corral restore'\n");
 		return -1;
 	}
+	if (o->gdb_wait && !o->gdb) {
+		fprintf(stderr, "corral: run: --gdb-wait needs --gdb\n");
+		return -1;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "corral: run: unexpected argument '%s' (see 'corral run --help')\n", argv[optind]);
 		return -1;
@@ -671,6 +689,18 @@ static int run_main(int argc, char **argv, int restore)
 		disks_free(&o);
 		return 1;
 	}
+	struct gdbstub *gdb = NULL;
+	if (o.gdb && gdbstub_start(vm, o.gdb, o.gdb_wait, &gdb, err, sizeof(err)) < 0) {
+		term_restore();
+		fprintf(stderr, "corral: %s\n", err);
+		api_stop(api);
+		vm_destroy(vm);
+		disks_free(&o);
+		return 1;
+	}
+	if (gdb)
+		fprintf(stderr, "corral: gdb: listening on %s%s\n", gdbstub_address(gdb),
+			o.gdb_wait ? "; the VM waits for a debugger" : "");
 	tin.vm = vm;
 	run_vm = vm;
 	if (run_signal)
@@ -715,6 +745,7 @@ static int run_main(int argc, char **argv, int restore)
 		break;
 	}
 	run_vm = NULL;
+	gdbstub_stop(gdb);
 	api_stop(api);
 	vm_destroy(vm);
 	disks_free(&o);

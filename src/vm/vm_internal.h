@@ -56,6 +56,13 @@ int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, ch
 int vm_restore_from(const void *state, size_t len, int mem_fd, const struct vm_config *overrides, struct vm **out,
 		    char *err, size_t errlen);
 
+/* snapshot.c: what no guest can reach on corral's CPU (a register out of
+ * range, named), or NULL; a snapshot's vCPUs and a debugger's writes. */
+const char *vm_cpu_state_check(const struct cpu_state *s);
+
+/* debug.c: the debugger's table, at vm_destroy. */
+void vm_debug_free(struct vm *vm);
+
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Disks, networks and the default guest; 0 or -errno with err. */
