@@ -570,6 +570,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		}
 	}
 	if (restore) {
+		if (o->gdb) {
+			fprintf(stderr, "corral: restore: --gdb is an option of 'corral run'\n");
+			return -1;
+		}
 		if (o->guest_opt) {
 			fprintf(stderr, "corral: restore: %s: the VM's configuration comes from the snapshot\n",
 				o->guest_opt);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -1230,6 +1231,10 @@ static void *stub_thread(void *arg)
 			continue;
 		int one = 1;
 		setsockopt(g->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails on unix sockets: fine */
+		/* a debugger that stops reading cannot hold the stub (and corral's
+		 * exit) for good */
+		struct timeval tv = {.tv_sec = 10};
+		setsockopt(g->cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		serve(g);
 		close(g->cfd);
 		g->cfd = -1;

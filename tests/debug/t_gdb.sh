@@ -82,6 +82,7 @@ monitor phys 0x400000 8
 monitor info registers
 monitor tlb flush
 monitor bogus
+monitor snapshot $tmp/snap
 p/x \$cr3
 p/x \$efer
 p/x \$cs
@@ -102,6 +103,8 @@ check "monitor phys" '^0000000000400000: 88 77 66 55 44 33 22 11$'
 check "monitor info registers" '^CR0=80050033 CR2=0000000000000000 CR3=0000000000002000'
 check "monitor tlb flush" '^TLB flushed$'
 check "monitor: unknown command" "^unknown command 'bogus'"
+check "monitor snapshot" "^saved to $tmp/snap\$"
+if [ -s "$tmp/snap/state" ] && [ -s "$tmp/snap/memory" ]; then ok; else bad "monitor snapshot: no state and memory files"; fi
 check "CR3 as a register" '^\$6 = 0x2000$'
 check "EFER as a register" '^\$7 = 0xd01$'
 check "CS" '^\$8 = 0x8$'
@@ -141,7 +144,7 @@ timeout -k 5 60 "$CORRAL" run --flat "$G/spin.bin" --mem 32M --engine emu --seri
 	--gdb tcp::0 </dev/null 2>"$tmp/err" &
 pid=$!
 n=0
-while ! grep -q 'listening on tcp:' "$tmp/err" && [ $n -lt 100 ]; do
+while ! grep -qs 'listening on tcp:' "$tmp/err" && [ $n -lt 100 ]; do
 	sleep 0.1
 	n=$((n + 1))
 done
