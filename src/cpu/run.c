@@ -679,8 +679,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		prev = b->cached ? b : NULL;
 		prev_epoch = c->dc->epoch;
 		/* Hot 64-bit blocks are translated (jit.h: system mode). */
-		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && !c->dbg_on && ++b->hits >= c->jit_hot &&
-		    b->hits != JIT_NEVER) {
+		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && !c->dbg_on &&
+		    ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
 			if (unlikely(jit_full(c))) { /* no room: start over, this block too */
 				dcache_flush(c);
 				continue;

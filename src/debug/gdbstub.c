@@ -120,15 +120,16 @@ static void reg_get(struct cpu_state *s, unsigned n, uint8_t *out)
 		return;
 	} else if (n <= GR_FOP) {
 		const struct cpu_x87 *x = &s->x87;
-		uint64_t fv[8] = {x->fcw, x->fsw, x->ftw, x->fip >> 32, (uint32_t)x->fip, x->fdp >> 32, (uint32_t)x->fdp,
-				  x->fop};
+		uint64_t fv[8] = {x->fcw,	    x->fsw,	  x->ftw,	    x->fip >> 32,
+				  (uint32_t)x->fip, x->fdp >> 32, (uint32_t)x->fdp, x->fop};
 		v = fv[n - GR_FCTRL];
 	} else if (n < GR_MXCSR) {
 		memcpy(out, s->xmm[n - GR_XMM0].b, 16);
 		return;
 	} else {
-		uint64_t sv[] = {s->mxcsr, s->seg[SEG_FS].base, s->seg[SEG_GS].base, s->cr0, s->cr2,
-				 s->cr3,   s->cr4,		s->cr8,		      s->efer};
+		uint64_t sv[] = {
+			s->mxcsr, s->seg[SEG_FS].base, s->seg[SEG_GS].base, s->cr0, s->cr2, s->cr3, s->cr4, s->cr8,
+			s->efer};
 		v = sv[n - GR_MXCSR];
 	}
 	for (unsigned k = 0; k < reg_size(n); k++)
@@ -176,8 +177,15 @@ static int reg_set(struct cpu_state *s, unsigned n, const uint8_t *in)
 	} else if (n < GR_MXCSR) {
 		memcpy(s->xmm[n - GR_XMM0].b, in, 16);
 	} else {
-		uint64_t *dst[] = {NULL,    &s->seg[SEG_FS].base, &s->seg[SEG_GS].base, &s->cr0, &s->cr2,
-				   &s->cr3, &s->cr4,		  &s->cr8,		&s->efer};
+		uint64_t *dst[] = {NULL,
+				   &s->seg[SEG_FS].base,
+				   &s->seg[SEG_GS].base,
+				   &s->cr0,
+				   &s->cr2,
+				   &s->cr3,
+				   &s->cr4,
+				   &s->cr8,
+				   &s->efer};
 		if (n == GR_MXCSR)
 			s->mxcsr = (uint32_t)v;
 		else
@@ -740,8 +748,7 @@ static void cmd_write_mem(struct gdbstub *g, const char *p, size_t plen, int bin
 static void cmd_breakpoint(struct gdbstub *g, const char *p, int insert)
 {
 	uint64_t type, addr, kind;
-	if (parse_hex(&p, &type) < 0 || *p++ != ',' || parse_addr_len(&p, &addr, &kind) < 0 ||
-	    (*p && *p != ';')) {
+	if (parse_hex(&p, &type) < 0 || *p++ != ',' || parse_addr_len(&p, &addr, &kind) < 0 || (*p && *p != ';')) {
 		put_error(g, 22);
 		return;
 	}
@@ -883,8 +890,8 @@ static void mon_regs(struct gdbstub *g)
 		o += snprintf(buf + o, sizeof(buf) - (size_t)o, "%s =%04x %016" PRIx64 " %08x %04x\n", segs[k],
 			      s.seg[k].sel, s.seg[k].base, s.seg[k].limit, s.seg[k].attr);
 	o += snprintf(buf + o, sizeof(buf) - (size_t)o,
-		      "LDT=%04x %016" PRIx64 " %08x %04x\nTR =%04x %016" PRIx64 " %08x %04x\n", s.ldtr.sel,
-		      s.ldtr.base, s.ldtr.limit, s.ldtr.attr, s.tr.sel, s.tr.base, s.tr.limit, s.tr.attr);
+		      "LDT=%04x %016" PRIx64 " %08x %04x\nTR =%04x %016" PRIx64 " %08x %04x\n", s.ldtr.sel, s.ldtr.base,
+		      s.ldtr.limit, s.ldtr.attr, s.tr.sel, s.tr.base, s.tr.limit, s.tr.attr);
 	o += snprintf(buf + o, sizeof(buf) - (size_t)o, "GDT=     %016" PRIx64 " %08x\nIDT=     %016" PRIx64 " %08x\n",
 		      s.gdtr.base, s.gdtr.limit, s.idtr.base, s.idtr.limit);
 	o += snprintf(buf + o, sizeof(buf) - (size_t)o,
@@ -1060,7 +1067,8 @@ static void handle_packet(struct gdbstub *g, char *p, size_t len)
 		return;
 	case 'q':
 		if (!strncmp(p, "qSupported", 10)) {
-			snprintf(tmp, sizeof(tmp), "PacketSize=%x;qXfer:features:read+;QStartNoAckMode+;swbreak+;hwbreak+",
+			snprintf(tmp, sizeof(tmp),
+				 "PacketSize=%x;qXfer:features:read+;QStartNoAckMode+;swbreak+;hwbreak+",
 				 GDB_PACKET_MAX);
 			put_packet(g, tmp);
 		} else if (!strncmp(p, "qXfer:", 6)) {
@@ -1246,7 +1254,8 @@ static void *stub_thread(void *arg)
 
 static int listen_tcp(struct gdbstub *g, const char *host, const char *port, char *err, size_t errlen)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
 			*res, *ai;
 	int r = getaddrinfo(host, port, &hints, &res);

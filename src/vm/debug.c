@@ -16,7 +16,8 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 	if (vm->ctl.debug)
 		return 0;
 	if (vm->kind != ENGINE_EMU) {
-		snprintf(err, errlen, "the GDB stub needs the emu engine (--engine emu): the %s engine has no debug support yet",
+		snprintf(err, errlen,
+			 "the GDB stub needs the emu engine (--engine emu): the %s engine has no debug support yet",
 			 engine_get(vm->kind)->name);
 		return -ENOTSUP;
 	}

@@ -159,23 +159,23 @@ static void test_malformed(void)
 		{"m100000000000,10", "E0e"},	    /* no RAM there */
 		{"m8000000000000000,10", "E0e"},    /* not canonical */
 		{"M0,4:zz", "E16"},
-		{"M0,4:0011", "E16"},			/* short */
-		{"M0,ffffffffffffffff:00", "E16"},	/* huge */
+		{"M0,4:0011", "E16"},		   /* short */
+		{"M0,ffffffffffffffff:00", "E16"}, /* huge */
 		{"M100000000000,1:00", "E0e"},
-		{"X20000,4:ab", "E16"},			/* short */
-		{"X20000,1:abc", "E16"},		/* long */
+		{"X20000,4:ab", "E16"},	 /* short */
+		{"X20000,1:abc", "E16"}, /* long */
 		{"G00", "E16"},
 		{"P99=00", "E16"},
-		{"P0=0011", "E16"},			/* short for rax */
-		{"P10=0000000000000080", "E16"},	/* rip not canonical */
-		{"P11=00000000", "E16"},		/* eflags without bit 1 */
-		{"P12=18000000", "E16"},		/* CS is not written this way */
-		{"P3b=0000008000000000", "E16"},	/* CR0: paging without protection */
+		{"P0=0011", "E16"},		 /* short for rax */
+		{"P10=0000000000000080", "E16"}, /* rip not canonical */
+		{"P11=00000000", "E16"},	 /* eflags without bit 1 */
+		{"P12=18000000", "E16"},	 /* CS is not written this way */
+		{"P3b=0000008000000000", "E16"}, /* CR0: paging without protection */
 		{"p99", "E0e"},
 		{"pzz", "E16"},
 		{"Z9,0,1", ""},
-		{"Z2,20000,0", "E16"},			/* zero length */
-		{"Z2,ffffffffffffffff,10", "E16"},	/* wraps */
+		{"Z2,20000,0", "E16"},		   /* zero length */
+		{"Z2,ffffffffffffffff,10", "E16"}, /* wraps */
 		{"Z0,zz,1", "E16"},
 		{"Z0,10", "E16"},
 		{"Hg99", "E16"},
@@ -185,7 +185,7 @@ static void test_malformed(void)
 		{"T2", "OK"},
 		{"vCont;x", "E16"},
 		{"vCont;s:9", "E16"},
-		{"qRcmd,123", "E16"},			/* odd */
+		{"qRcmd,123", "E16"}, /* odd */
 		{"qRcmd,zz", "E16"},
 		{"qXfer:features:read:other.xml:0,10", "E00"},
 		{"qXfer:features:read:target.xml:ffffff,10", "l"},
@@ -204,7 +204,7 @@ static void test_malformed(void)
 	/* a huge read is cut to what a packet holds, not refused */
 	CHECK(strlen(xchg("m0,ffffffffffffffff")) == 0x4000);
 	/* a monitor command's physical read outside RAM: one sentence, OK */
-	const char *r = xchg("qRcmd,7068797320307866666666666666666666");	/* phys 0xffffffffff */
+	const char *r = xchg("qRcmd,7068797320307866666666666666666666"); /* phys 0xffffffffff */
 	CHECK(r[0] == 'O');
 	/* 65 breakpoints: the 65th does not fit */
 	char pkt[64];
