@@ -570,8 +570,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		}
 	}
 	if (restore) {
-		if (o->gdb) {
-			fprintf(stderr, "corral: restore: --gdb is an option of 'corral run'\n");
+		if (o->gdb || o->gdb_wait) {
+			fprintf(stderr, "corral: restore: --gdb and --gdb-wait are options of 'corral run'\n");
 			return -1;
 		}
 		if (o->guest_opt) {
