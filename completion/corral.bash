@@ -44,11 +44,12 @@ _corral_run()
 		fi
 		return
 		;;
+	--gdb) COMPREPLY=($(compgen -W "tcp::1234 tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	--append | --mem | --cpus) return ;;
 	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
-		--disk --net --rng --virtio-console --device --no-reboot --api-sock --incoming --help" -- "$cur"))
+		--disk --net --rng --virtio-console --device --no-reboot --api-sock --incoming --gdb --gdb-wait --help" -- "$cur"))
 }
 
 _corral_exec()

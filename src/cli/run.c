@@ -20,6 +20,7 @@
 #include "backend/block.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
+#include "debug/gdbstub.h"
 #include "vm/migrate.h"
 #include "vm/vm.h"
 
@@ -29,6 +30,8 @@ struct run_opts {
 	struct vm_config cfg;
 	char *disk_copy[VM_MAX_DISKS]; /* the strdup'd --disk options cfg.disk points into */
 	const char *api_sock;	       /* --api-sock PATH */
+	const char *gdb;	       /* --gdb SPEC */
+	int gdb_wait;		       /* --gdb-wait */
 	const char *restore;	       /* corral restore: the snapshot directory */
 	int paused;		       /* corral restore --paused */
 	const char *disk_dir;	       /* corral restore --disk-dir */
@@ -214,7 +217,8 @@ static void run_usage(FILE *f)
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
-		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n\n"
+		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n"
+		"                  [--gdb SPEC [--gdb-wait]]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -256,6 +260,11 @@ static void run_usage(FILE *f)
 		"                   migrate' sends, and run it: its configuration comes with it;\n"
 		"                   --disk gives its disks other paths (as many, in order), the\n"
 		"                   host side (--serial, --api-sock) is this corral's\n"
+		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
+		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
+		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
+		"  --gdb-wait       with --gdb: hold the VM before its first instruction until a\n"
+		"                   debugger attaches and lets it run\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -435,6 +444,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_DISK_DIR,
 		OPT_KEEP_VMGENID,
 		OPT_INCOMING,
+		OPT_GDB,
+		OPT_GDB_WAIT,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -462,6 +473,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"disk-dir", required_argument, NULL, OPT_DISK_DIR},
 		{"keep-vmgenid", no_argument, NULL, OPT_KEEP_VMGENID},
 		{"incoming", required_argument, NULL, OPT_INCOMING},
+		{"gdb", required_argument, NULL, OPT_GDB},
+		{"gdb-wait", no_argument, NULL, OPT_GDB_WAIT},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -486,6 +499,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_PAUSED: o->paused = 1; break;
 		case OPT_DISK_DIR: o->disk_dir = optarg; break;
 		case OPT_KEEP_VMGENID: o->keep_vmgenid = 1; break;
+		case OPT_GDB: o->gdb = optarg; break;
+		case OPT_GDB_WAIT: o->gdb_wait = 1; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -589,6 +604,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		}
 	}
 	if (restore) {
+		if (o->gdb || o->gdb_wait) {
+			fprintf(stderr, "corral: restore: --gdb and --gdb-wait are options of 'corral run'\n");
+			return -1;
+		}
 		if (o->guest_opt) {
 			fprintf(stderr, "corral: restore: %s: the VM's configuration comes from the snapshot\n",
 				o->guest_opt);
@@ -615,6 +634,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	if (o->incoming && o->not_override) {
 		fprintf(stderr, "corral: run: %s: with --incoming the VM's configuration comes from the source\n",
 			o->not_override);
+		return -1;
+	}
+	if (o->gdb_wait && !o->gdb) {
+		fprintf(stderr, "corral: run: --gdb-wait needs --gdb\n");
 		return -1;
 	}
 	if (optind < argc) {
@@ -720,6 +743,18 @@ static int run_main(int argc, char **argv, int restore)
 		disks_free(&o);
 		return 1;
 	}
+	struct gdbstub *gdb = NULL;
+	if (o.gdb && gdbstub_start(vm, o.gdb, o.gdb_wait, &gdb, err, sizeof(err)) < 0) {
+		term_restore();
+		fprintf(stderr, "corral: %s\n", err);
+		api_stop(api);
+		vm_destroy(vm);
+		disks_free(&o);
+		return 1;
+	}
+	if (gdb)
+		fprintf(stderr, "corral: gdb: listening on %s%s\n", gdbstub_address(gdb),
+			o.gdb_wait ? "; the VM waits for a debugger" : "");
 	tin.vm = vm;
 	run_vm = vm;
 	if (run_signal)
@@ -764,6 +799,7 @@ static int run_main(int argc, char **argv, int restore)
 		break;
 	}
 	run_vm = NULL;
+	gdbstub_stop(gdb);
 	api_stop(api);
 	vm_destroy(vm);
 	disks_free(&o);

@@ -161,6 +161,7 @@ enum cpu_exit {
 	CPU_EXIT_HLT,	    /* HLT (user mode: that is #GP, reported as an exception) */
 	CPU_EXIT_STOP,	    /* cpu_request_stop() was called (e.g. a host signal arrived) */
 	CPU_EXIT_SHUTDOWN,  /* system mode: triple fault (the machine resets or stops) */
+	CPU_EXIT_DEBUG,	    /* system mode: a debugger's breakpoint or watchpoint (dbg_hit) */
 };
 
 enum cpu_mode {
@@ -181,6 +182,32 @@ struct cpu_tlb_entry {
 #define TLBK_GLOBAL 1u /* from a global page: kept across CR3 writes when CR4.PGE is set */
 #define TLBK_2M 2u     /* part of a 2 MiB page */
 #define TLBK_1G 4u     /* part of a 1 GiB page */
+
+/* ---- A debugger's view (system mode; the GDB stub through the engine) ----
+ * Breakpoints are linear addresses of instructions: the run loop stops
+ * before executing one (CPU_EXIT_DEBUG, dbg_hit.kind CPU_DBG_BREAK).
+ * Watchpoints are linear ranges of any length: pages that hold one get no
+ * fast TLB entry for the watched kind of access, so every such access
+ * takes the slow path, which checks the ranges; a hit lets the
+ * instruction finish (as x86's data breakpoints, a trap) and then stops.
+ * The owner changes the table only while the vCPU is not running and
+ * bumps gen, after which the vCPU drops its decoded code and TLB. */
+#define CPU_DBG_MAX_BP 64
+#define CPU_DBG_MAX_WP 16
+enum cpu_dbg_kind { CPU_DBG_NONE, CPU_DBG_BREAK, CPU_DBG_STEP, CPU_DBG_WATCH_W, CPU_DBG_WATCH_R, CPU_DBG_WATCH_RW };
+struct cpu_debug {
+	unsigned gen;
+	unsigned nbp, nwp;
+	uint64_t bp[CPU_DBG_MAX_BP];
+	struct {
+		uint64_t addr, len; /* len >= 1, addr + len does not wrap */
+		int kind;	    /* CPU_DBG_WATCH_W, _R (read) or _RW (access) */
+	} wp[CPU_DBG_MAX_WP];
+};
+struct cpu_dbg_hit {
+	int kind; /* enum cpu_dbg_kind */
+	uint64_t addr;
+};
 
 struct vmem;
 struct dcache;
@@ -243,6 +270,16 @@ struct cpu {
 	volatile int stop_req; /* set asynchronously: stop at a block boundary */
 	int in_run;
 	jmp_buf fault_jb;
+
+	/* A debugger (system mode, set by the engine between runs): dbg is its
+	 * table (NULL: none); dbg_on says it has breakpoints or watchpoints or
+	 * this vCPU single-steps (dbg_step: blocks of one instruction, run
+	 * interpreted, interrupts held off as QEMU does), the one thing the run
+	 * loop looks at per block. */
+	const struct cpu_debug *dbg;
+	int dbg_on, dbg_step;
+	unsigned dbg_gen;
+	struct cpu_dbg_hit dbg_hit; /* why CPU_EXIT_DEBUG */
 
 	uint64_t icount; /* instructions retired (approximate: per block) */
 	int trace;	 /* log unimplemented instructions to stderr */
@@ -362,6 +399,11 @@ void cpu_set_rflags(struct cpu *c, uint64_t v);
 /* Drop cached translations and decoded code (after a mapping change made by
  * someone other than vmem_*; vmem changes are noticed by generation). */
 void cpu_flush(struct cpu *c);
+
+/* A debugger's table and single-stepping for a system-mode vCPU, between
+ * runs (dbg NULL: none). cpu_run with step set runs one instruction (an
+ * exception delivered counts as one) and returns CPU_EXIT_LIMIT. */
+void cpu_set_debug(struct cpu *c, const struct cpu_debug *dbg, int step);
 
 /* Decode the instruction at code[0..n) in 64-bit mode. Returns its length
  * (1-15), 0 if it is not a valid instruction for corral's CPU (#UD), or -1

@@ -162,6 +162,15 @@ void mem_probe_write(struct cpu *c, uint64_t a, unsigned n);
  * Faults like a write. */
 void *mem_rmw_ptr(struct cpu *c, uint64_t a, unsigned sz);
 
+/* A debugger's watchpoints (cpu.h's struct cpu_debug): the slow paths look
+ * at every access, since watched pages never get a fast TLB entry. */
+void mem_watch_check(struct cpu *c, uint64_t a, uint64_t n, int write);
+static inline void mem_watch(struct cpu *c, uint64_t a, uint64_t n, int write)
+{
+	if (unlikely(c->dbg_on) && c->dbg->nwp)
+		mem_watch_check(c, a, n, write);
+}
+
 static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 {
 	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];

@@ -128,8 +128,29 @@ static uint8_t *xlat_write(struct cpu *c, uint64_t a)
 	return p;
 }
 
+void mem_watch_check(struct cpu *c, uint64_t a, uint64_t n, int write)
+{
+	const struct cpu_debug *d = c->dbg;
+	for (unsigned k = 0; k < d->nwp; k++) {
+		int kind = d->wp[k].kind;
+		if (write ? kind == CPU_DBG_WATCH_R : kind == CPU_DBG_WATCH_W)
+			continue;
+		if (a + n - 1 < d->wp[k].addr || a >= d->wp[k].addr + d->wp[k].len)
+			continue;
+		/* the instruction completes (a trap, as DR7's data breakpoints),
+		 * then cpu_run returns */
+		if (c->dbg_hit.kind == CPU_DBG_NONE) {
+			c->dbg_hit = (struct cpu_dbg_hit){.kind = kind, .addr = d->wp[k].addr};
+			c->end_block = 1;
+			c->exit = CPU_EXIT_DEBUG;
+		}
+		return;
+	}
+}
+
 uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 {
+	mem_watch(c, a, sz, 0);
 	uint64_t v = 0;
 	if ((a & 0xfff) <= 0x1000u - sz) {
 		uint8_t *p = xlat_read(c, a);
@@ -154,6 +175,7 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 
 void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 {
+	mem_watch(c, a, sz, 1);
 	if ((a & 0xfff) <= 0x1000u - sz) {
 		uint8_t *p = xlat_write(c, a);
 		if (!p)
@@ -193,6 +215,7 @@ void mem_probe_write(struct cpu *c, uint64_t a, unsigned n)
 
 void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 {
+	mem_watch(c, a, n, 0);
 	uint8_t *d = dst;
 	while (n) {
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
@@ -213,6 +236,7 @@ void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 
 void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n)
 {
+	mem_watch(c, a, n, 1);
 	const uint8_t *s = src;
 	mem_probe_write(c, a, n);
 	while (n) {
@@ -236,6 +260,7 @@ void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n
 
 void *mem_rmw_ptr(struct cpu *c, uint64_t a, unsigned sz)
 {
+	mem_watch(c, a, sz, 1);
 	if ((a & 0xfff) > 0x1000u - sz) {
 		mem_probe_write(c, a, sz);
 		return NULL;

@@ -191,6 +191,32 @@ void cpu_after_fork(struct cpu *c)
 		dcache_flush(c);
 }
 
+void cpu_set_debug(struct cpu *c, const struct cpu_debug *dbg, int step)
+{
+	step = step && dbg;
+	int on = dbg && (dbg->nbp || dbg->nwp || step);
+	unsigned gen = dbg ? dbg->gen : 0;
+	/* Blocks are cut at breakpoints (or are one instruction long) and the
+	 * TLB hides watched pages: what was cached under other rules goes. */
+	if (on != c->dbg_on || step != c->dbg_step || (on && gen != c->dbg_gen))
+		cpu_flush(c);
+	c->dbg = dbg;
+	c->dbg_on = on;
+	c->dbg_step = step;
+	c->dbg_gen = gen;
+	c->dbg_hit = (struct cpu_dbg_hit){0};
+}
+
+/* Is there a breakpoint at linear address a? */
+static int dbg_bp_at(const struct cpu *c, uint64_t a)
+{
+	const struct cpu_debug *d = c->dbg;
+	for (unsigned k = 0; k < d->nbp; k++)
+		if (d->bp[k] == a)
+			return 1;
+	return 0;
+}
+
 void cpu_request_stop(struct cpu *c)
 {
 	c->stop_req = 1;
@@ -341,7 +367,15 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	uint64_t pc = rip;
 	uint64_t marked = ~0ull; /* page last marked as code: once per page, not per insn */
 	int cacheable = 1;
-	while (b->n < BLOCK_MAX) {
+	unsigned max = BLOCK_MAX;
+	if (unlikely(c->dbg_step)) { /* a debugger's single step: one instruction, not kept */
+		max = 1;
+		cacheable = 0;
+	}
+	while (b->n < max) {
+		/* a breakpoint is always the start of a block, where the loop looks */
+		if (unlikely(c->dbg_on) && b->n && dbg_bp_at(c, pc))
+			break;
 		uint8_t buf[15];
 		size_t avail = fetch_code(c, pc, buf);
 		struct insn *i = &b->insn[b->n];
@@ -601,7 +635,7 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		if (c->halted) {
 			if (!sys_poll_interrupts(c))
 				return CPU_EXIT_HLT;
-		} else if (c->irq_check && ((c->s.rflags & FL_IF) || c->nmi_pending)) {
+		} else if (c->irq_check && ((c->s.rflags & FL_IF) || c->nmi_pending) && !c->dbg_step) {
 			if (c->s.rip != c->shadow_rip)
 				c->irq_check = 0; /* in an STI/MOV SS shadow: look again next block */
 			sys_poll_interrupts(c);
@@ -619,6 +653,10 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			rip = (rip + c->s.seg[SEG_CS].base) & 0xffffffffull;
 		}
 		c->code_bits = bits;
+		if (unlikely(c->dbg_on) && !c->dbg_step && dbg_bp_at(c, rip)) {
+			c->dbg_hit = (struct cpu_dbg_hit){.kind = CPU_DBG_BREAK, .addr = rip};
+			return CPU_EXIT_DEBUG;
+		}
 		struct cpu_tlb_entry *e = tlb_entry(c, rip);
 		uint8_t *host = e->tag_x == (rip & ~0xfffull) ? (uint8_t *)(uintptr_t)(rip + e->addend)
 							      : sys_tlb_fill(c, rip, 2, NULL);
@@ -641,8 +679,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		prev = b->cached ? b : NULL;
 		prev_epoch = c->dc->epoch;
 		/* Hot 64-bit blocks are translated (jit.h: system mode). */
-		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && ++b->hits >= c->jit_hot &&
-		    b->hits != JIT_NEVER) {
+		if (!b->jit && c->jit && bits == 64 && b->cached && !b->cross && !c->dbg_on &&
+		    ++b->hits >= c->jit_hot && b->hits != JIT_NEVER) {
 			if (unlikely(jit_full(c))) { /* no room: start over, this block too */
 				dcache_flush(c);
 				continue;
@@ -711,12 +749,20 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 		}
 		/* System mode: deliver through the IDT (a fault while delivering
 		 * comes back here as a nested exception) and go on. */
+		if (c->exit == CPU_EXIT_DEBUG) { /* a watchpoint hit by an instruction that then faulted */
+			c->exit = -1;
+			c->dbg_hit = (struct cpu_dbg_hit){0};
+		}
 		if (sys_exception(c)) {
 			c->in_run = 0;
 			c->delivering = 0;
 			return CPU_EXIT_SHUTDOWN;
 		}
 		c->irq_check = 1;
+		if (c->dbg_step) { /* a step that faulted stops at the handler */
+			c->in_run = 0;
+			return CPU_EXIT_LIMIT;
+		}
 	}
 	enum cpu_exit e = c->mode == CPU_MODE_SYSTEM ? run_loop_sys(c, limit) : run_loop(c, limit);
 	c->in_run = 0;

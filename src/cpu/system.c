@@ -282,6 +282,21 @@ static inline int canonical(uint64_t a)
 	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
+/* A page holding a debugger's watchpoint keeps no fast entry for the
+ * watched kind of access (a read watch hides the whole entry: tag_r is
+ * what marks an entry as holding a translation). */
+static void tlb_hide_watched(struct cpu *c, struct cpu_tlb_entry *e, uint64_t page)
+{
+	const struct cpu_debug *d = c->dbg;
+	for (unsigned k = 0; k < d->nwp; k++) {
+		if (page + 0xfff < d->wp[k].addr || page >= d->wp[k].addr + d->wp[k].len)
+			continue;
+		e->tag_w = CPU_TLB_INVALID;
+		if (d->wp[k].kind != CPU_DBG_WATCH_W)
+			e->tag_r = e->tag_x = CPU_TLB_INVALID;
+	}
+}
+
 uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 {
 	if (sys_long_mode(c) && !canonical(a)) {
@@ -320,6 +335,8 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 	}
 	if (acc == 2)
 		e->tag_x = page;
+	if (unlikely(c->dbg_on) && c->dbg->nwp)
+		tlb_hide_watched(c, e, page);
 	if (code)
 		*code = is_code;
 	return host + (a & 0xfff);

@@ -176,3 +176,19 @@ uint64_t engine_ctl_pause_point(struct engine_ctl *ctl)
 	engine_ctl_drain(ctl);
 	return ctl_now_ns() - t0;
 }
+
+void engine_ctl_debug_stop(struct engine_ctl *ctl, unsigned cpu, struct cpu_dbg_hit why)
+{
+	struct engine_debug *d = ctl->debug;
+	pthread_mutex_lock(&ctl->lock);
+	d->stopped = 1;
+	d->stop_cpu = cpu;
+	d->stop = why;
+	d->step_cpu = -1;
+	__atomic_store_n(&ctl->pause_req, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&ctl->lock);
+	uint64_t one = 1;
+	if (write(d->notify_fd, &one, sizeof(one)) < 0) {
+		/* saturated: the owner is told already */
+	}
+}

@@ -16,6 +16,7 @@
 
 #define EMU_SLICE_DEFAULT 50000
 #define EMU_SLICE_MIN 200 /* shortest turn: a cap on the loop's overhead */
+#define unlikely(x) __builtin_expect(!!(x), 0)
 
 enum vcpu_run_state { VCPU_RUNNING, VCPU_HALTED, VCPU_WAIT_SIPI };
 
@@ -35,6 +36,7 @@ struct emu {
 	struct cpu_platform plat;
 	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
 	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
+	int step_cpu;	      /* a debugger's single step: only this vCPU runs; -1: none */
 };
 
 /* ---- The PC as the CPU sees it ---- */
@@ -263,6 +265,43 @@ static int emu_wait_host(struct emu *e, const struct engine_host *host, int *inp
 	return r < 0 ? -1 : 0;
 }
 
+/* A debugger's settings (engine_debug) go to the vCPUs, and registers it
+ * wrote to ctl->vcpus come back into them; at the start and after every
+ * pause, the only times the debugger changes anything. */
+static void emu_debug_sync(struct emu *e)
+{
+	struct engine_debug *d = e->ctl ? e->ctl->debug : NULL;
+	e->step_cpu = -1;
+	if (!d)
+		return;
+	e->step_cpu = d->step_cpu >= 0 && (unsigned)d->step_cpu < e->n ? d->step_cpu : -1;
+	if (d->load_vcpus && e->ctl->vcpus && e->ctl->nvcpus >= e->n) {
+		for (unsigned k = 0; k < e->n; k++) {
+			struct cpu *c = &e->v[k].cpu;
+			const struct cpu_state *s = &e->ctl->vcpus[k].s;
+			uint64_t tsc = c->s.tsc;
+			c->s = *s;
+			c->s.tsc = tsc;
+			cpu_state_loaded(c); /* rflags as written: no lazy flags */
+		}
+	}
+	d->load_vcpus = 0;
+	for (unsigned k = 0; k < e->n; k++) {
+		if (d->flush)
+			cpu_flush(&e->v[k].cpu);
+		cpu_set_debug(&e->v[k].cpu, &d->cpu, e->step_cpu == (int)k);
+	}
+	d->flush = 0;
+}
+
+/* vCPU k stopped for the debugger (a breakpoint, a watchpoint, a step's
+ * end): no vCPU runs on until it says so. */
+static void emu_debug_stop(struct emu *e, unsigned k, struct cpu_dbg_hit why)
+{
+	e->step_cpu = -1;
+	engine_ctl_debug_stop(e->ctl, k, why);
+}
+
 /* A pause point between turns: every vCPU stands at an instruction
  * boundary and no device runs. Time stands still too: instruction-driven
  * time does by itself, host time is moved back by the pause. */
@@ -291,6 +330,8 @@ static void emu_pause_point(struct emu *e)
 	uint64_t ns = engine_ctl_pause_point(e->ctl);
 	if (!e->ps_per_insn)
 		clock_pause_skip(e->m, ns);
+	if (ctl && ctl->debug)
+		emu_debug_sync(e);
 }
 
 /* A hand-over point that struct cpu_state describes fully: not halted, no
@@ -384,6 +425,9 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		m->clock_delta = emu_clock_delta;
 	}
 	engine_ctl_attach(e.ctl, emu_kick, &e);
+	e.step_cpu = -1;
+	if (e.ctl && e.ctl->debug && e.ctl->debug->notify_fd >= 0)
+		emu_debug_sync(&e);
 
 	unsigned rounds = 0;
 	uint64_t wall_start = wall_ns() - clock_ns(m);
@@ -395,19 +439,30 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			machine_io_run(m);
 		for (unsigned k = 0; k < e.n; k++) {
 			struct emu_vcpu *v = &e.v[k];
-			vcpu_requests(&e, k);
-			if (v->state == VCPU_WAIT_SIPI)
+			if (unlikely(e.step_cpu >= 0) && (int)k != e.step_cpu)
 				continue;
+			vcpu_requests(&e, k);
+			if (v->state == VCPU_WAIT_SIPI) {
+				if ((int)k == e.step_cpu) /* nothing to step: it waits for a start-up IPI */
+					emu_debug_stop(&e, k, (struct cpu_dbg_hit){.kind = CPU_DBG_STEP});
+				continue;
+			}
 			if (v->state == VCPU_HALTED) {
 				if (!vcpu_wakeable(&e, k))
 					continue;
 				v->state = VCPU_RUNNING;
 			}
-			uint64_t turn = slice;
+			uint64_t turn = unlikely((int)k == e.step_cpu) ? 1 : slice;
 			if (stop_after && k == 0 && stop_after > v->cpu.icount && stop_after - v->cpu.icount < turn)
 				turn = stop_after - v->cpu.icount;
 			enum cpu_exit x = emu_turn(&e, k, turn);
 			ran = 1;
+			if (unlikely(x == CPU_EXIT_DEBUG)) {
+				emu_debug_stop(&e, k, v->cpu.dbg_hit);
+				v->cpu.dbg_hit = (struct cpu_dbg_hit){0};
+			} else if (unlikely((int)k == e.step_cpu) && (x == CPU_EXIT_LIMIT || x == CPU_EXIT_HLT)) {
+				emu_debug_stop(&e, k, (struct cpu_dbg_hit){.kind = CPU_DBG_STEP});
+			}
 			if (stop_after && k == 0 && v->cpu.icount >= stop_after && emu_clean_point(&v->cpu, x)) {
 				/* hand-over: vCPU 0's state as it stands, flags evaluated */
 				*host->final = v->cpu.s;
@@ -425,7 +480,8 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 				res.rip = v->cpu.s.rip;
 				goto out;
 			case CPU_EXIT_LIMIT:
-			case CPU_EXIT_STOP: break;
+			case CPU_EXIT_STOP:
+			case CPU_EXIT_DEBUG: break;
 			default:
 				/* User-mode exits cannot happen in system mode. */
 				res.end = ENGINE_ERROR;

@@ -66,6 +66,27 @@ struct engine_vcpu {
 	uint8_t irq_shadow; /* interrupts inhibited for the instruction at s.rip */
 };
 
+/* ---- A debugger (the GDB stub) ----
+ * Set up by the owner in ctl->debug before the engine runs; changed only
+ * while the engine stands paused. At the end of every pause the engine
+ * takes the table over to its vCPUs, loads ctl->vcpus back into them if
+ * load_vcpus (a debugger wrote registers) and runs: every vCPU, or with
+ * step_cpu >= 0 that vCPU alone for one instruction. When a vCPU hits a
+ * breakpoint or watchpoint or ends its step, the engine records the stop,
+ * asks itself for a pause and signals notify_fd (an eventfd); the owner
+ * then finds it paused (engine_pause returns at once). emu only: kvm runs
+ * no guest with a debugger yet (it refuses in its run). */
+struct engine_debug {
+	struct cpu_debug cpu; /* breakpoints, watchpoints (cpu.h) */
+	int step_cpu;	      /* -1: none */
+	int load_vcpus;	      /* ctl->vcpus were changed: the engine loads them */
+	int flush;	      /* every vCPU drops its TLB and decoded code */
+	int stopped;	      /* the engine stopped for the debugger (owner clears) */
+	unsigned stop_cpu;
+	struct cpu_dbg_hit stop; /* why: CPU_DBG_BREAK, _STEP, _WATCH_* */
+	int notify_fd;
+};
+
 /* ---- Control of a running engine from other threads ----
  * The owner of a VM (vm/) keeps one engine_ctl for the VM's whole life and
  * hands it to every engine run (host->ctl). An engine attaches when it
@@ -92,7 +113,8 @@ struct engine_ctl {
 	struct engine_vcpu *vcpus;
 	unsigned nvcpus;
 	int vcpus_valid;
-	char vcpus_why[160]; /* lock: why an engine could not fill them at its last pause point ("" if it did) */
+	char vcpus_why[160];	    /* lock: why an engine could not fill them at its last pause point ("" if it did) */
+	struct engine_debug *debug; /* NULL: no debugger */
 };
 
 int engine_ctl_init(struct engine_ctl *ctl);
@@ -126,6 +148,9 @@ uint64_t engine_ctl_pause_point(struct engine_ctl *ctl);
  * or could not, for the reason why (a sentence). */
 void engine_ctl_vcpus_filled(struct engine_ctl *ctl);
 void engine_ctl_vcpus_refused(struct engine_ctl *ctl, const char *why);
+/* The engine stopped for its debugger (engine_debug): records why, asks
+ * for a pause and tells the owner. */
+void engine_ctl_debug_stop(struct engine_ctl *ctl, unsigned cpu, struct cpu_dbg_hit why);
 /* Empties wake_fd after an idle wait. */
 void engine_ctl_drain(struct engine_ctl *ctl);
 

@@ -112,6 +112,25 @@ static uint64_t canonical(uint64_t a)
 	return (uint64_t)((int64_t)(a << 16) >> 16);
 }
 
+const char *vm_cpu_state_check(const struct cpu_state *s)
+{
+	if ((s->cr0 & CR0_PG) && !(s->cr0 & CR0_PE))
+		return "CR0 (paging without protection)";
+	if (s->cr0 >> 32 || s->cr4 & ~CR4_KNOWN || s->cr8 > 15)
+		return "CR0, CR4 or CR8";
+	if (s->efer & ~EFER_KNOWN)
+		return "EFER";
+	if ((s->xcr0 && !(s->xcr0 & 1)) || (s->xcr0 & ~XCR0_KNOWN)) /* 0: never set */
+		return "XCR0";
+	if (s->mxcsr & ~MXCSR_VALID)
+		return "MXCSR";
+	if (s->rflags >> 22 || !(s->rflags & 2))
+		return "RFLAGS";
+	if ((s->efer & 0x400) && canonical(s->rip) != s->rip)
+		return "RIP (not canonical)";
+	return NULL;
+}
+
 static int cpu_load(struct state_reader *r, unsigned k, struct engine_vcpu *out)
 {
 	struct engine_vcpu v = {0};
@@ -171,20 +190,8 @@ static int cpu_load(struct state_reader *r, unsigned k, struct engine_vcpu *out)
 	const char *bad = NULL;
 	if (v.mp_state > ENGINE_VCPU_WAIT_SIPI)
 		bad = "run state";
-	else if ((s->cr0 & CR0_PG) && !(s->cr0 & CR0_PE))
-		bad = "CR0 (paging without protection)";
-	else if (s->cr0 >> 32 || s->cr4 & ~CR4_KNOWN || s->cr8 > 15)
-		bad = "CR0, CR4 or CR8";
-	else if (s->efer & ~EFER_KNOWN)
-		bad = "EFER";
-	else if ((s->xcr0 && !(s->xcr0 & 1)) || (s->xcr0 & ~XCR0_KNOWN)) /* 0: never set */
-		bad = "XCR0";
-	else if (s->mxcsr & ~MXCSR_VALID)
-		bad = "MXCSR";
-	else if (s->rflags >> 22 || !(s->rflags & 2))
-		bad = "RFLAGS";
-	else if ((s->efer & 0x400) && canonical(s->rip) != s->rip)
-		bad = "RIP (not canonical)";
+	else if ((bad = vm_cpu_state_check(s)))
+		;
 	else if (s->tsc > SNAP_CLOCK_MAX)
 		bad = "TSC";
 	if (bad) {

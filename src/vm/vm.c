@@ -178,6 +178,7 @@ void vm_destroy(struct vm *vm)
 	vm_close_backends(vm);
 	if (vm->own_out_fd)
 		close(vm->out_fd);
+	vm_debug_free(vm);
 	engine_ctl_destroy(&vm->ctl);
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->vcpus);

@@ -211,4 +211,44 @@ int vm_save(struct vm *vm, const char *dir, char *err, size_t errlen);
 int vm_save_files(struct vm *vm, const char *state_path, const char *mem_path, char *err, size_t errlen);
 int vm_restore(const char *dir, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen);
 
+/* ---- Debugging (the GDB stub, src/debug) ----
+ * vm_debug_enable, before vm_run/vm_start, gives the VM a debugger's table
+ * (emu only: -ENOTSUP with one line in err under kvm). vm_debug_halt stops
+ * every vCPU at an instruction boundary (as vm_pause, also before the VM
+ * has started: it then stops before its first instruction) and returns 0,
+ * or -ESRCH once the VM has ended. While it stands: registers per vCPU
+ * (-EAGAIN if it does not stand), breakpoints (linear addresses of
+ * instructions, at most CPU_DBG_MAX_BP), watchpoints (CPU_DBG_WATCH_W, _R,
+ * _RW over any linear range, at most CPU_DBG_MAX_WP); -ENOSPC when full,
+ * -ENOENT removing one that is not there. vm_debug_resume runs every vCPU,
+ * or with step_cpu >= 0 that one alone for one instruction. When a vCPU
+ * stops by itself (a breakpoint, a watchpoint, a step's end) the VM stands
+ * paused and vm_debug_notify_fd (an eventfd) becomes readable;
+ * vm_debug_take_stop then says which vCPU and why (1), or 0 if it did not
+ * stop by itself. One debugger thread at a time. */
+struct vm_debug_stop {
+	unsigned cpu;
+	int kind; /* enum cpu_dbg_kind */
+	uint64_t addr;
+};
+int vm_debug_enable(struct vm *vm, char *err, size_t errlen);
+int vm_debug_notify_fd(const struct vm *vm);
+unsigned vm_ncpus(const struct vm *vm);
+int vm_debug_halt(struct vm *vm);
+int vm_debug_take_stop(struct vm *vm, struct vm_debug_stop *st);
+int vm_debug_get_regs(struct vm *vm, unsigned cpu, struct cpu_state *s);
+int vm_debug_set_regs(struct vm *vm, unsigned cpu, const struct cpu_state *s);
+int vm_debug_set_bp(struct vm *vm, uint64_t addr, int on);
+int vm_debug_set_wp(struct vm *vm, int kind, uint64_t addr, uint64_t len, int on);
+/* Removes every breakpoint and watchpoint. */
+void vm_debug_clear(struct vm *vm);
+void vm_debug_resume(struct vm *vm, int step_cpu);
+/* Every vCPU drops its TLB and decoded code when it runs on (0, or
+ * -EAGAIN if the VM does not stand). */
+int vm_debug_flush(struct vm *vm);
+/* Copies src into guest RAM [gpa, gpa+len) as a device would (decoded code
+ * there is dropped): 0, -EFAULT if it is not all RAM, -ESRCH without a
+ * machine. Only while the VM stands. */
+int vm_ram_write(struct vm *vm, uint64_t gpa, const void *src, size_t len);
+
 #endif

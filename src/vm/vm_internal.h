@@ -87,6 +87,13 @@ int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_d
  * vCPU and device; not RAM) written to fd; 0 or -errno with err. */
 int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen);
 
+/* snapshot.c: what no guest can reach on corral's CPU (a register out of
+ * range, named), or NULL; a snapshot's vCPUs and a debugger's writes. */
+const char *vm_cpu_state_check(const struct cpu_state *s);
+
+/* debug.c: the debugger's table, at vm_destroy. */
+void vm_debug_free(struct vm *vm);
+
 /* build.c */
 void vm_log(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Disks, networks and the default guest; 0 or -errno with err. */

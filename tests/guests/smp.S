@@ -26,6 +26,8 @@ _start:
 	jnz 1b
 	PUTS m_bad
 	jmp poweroff
+	.globl ap_up
+ap_up:	/* the AP has started (tests/debug/t_gdb.sh stops here) */
 2:	PUTS ok
 	jmp poweroff
 	.code16
