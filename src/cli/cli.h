@@ -12,6 +12,11 @@
  * -m; 0 for bytes, as qemu-img's). 0, or -1 if malformed or too large. */
 int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
 
+/* corral vm create: corral run's options (argv[0] the command's name) as
+ * the VM layer's JSON configuration (malloc'd), or NULL after a message. */
+char *run_config_json(int argc, char **argv);
+
+int cmd_vm(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

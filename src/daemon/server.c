@@ -946,9 +946,10 @@ static enum MHD_Result post_clone(struct daemon *d, struct MHD_Connection *c, st
 		return httpd_fault(c, 400, "%s", why);
 	}
 	json_t *config = json_deep_copy(json_object_get(v->def, "config"));
-	json_decref(j);
-	if (!config)
+	if (!config) {
+		json_decref(j);
 		return httpd_fault(c, 500, "out of memory");
+	}
 	enum MHD_Result r = MHD_NO;
 	json_t *disks = json_object_get(config, "disks");
 	size_t k;
@@ -1012,6 +1013,7 @@ static enum MHD_Result post_clone(struct daemon *d, struct MHD_Connection *c, st
 	r = httpd_reply(c, 201, json_pack("{s:o}", "names", made));
 out:
 	json_decref(config);
+	json_decref(j); /* prefix points into it */
 	return r;
 }
 
