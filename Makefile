@@ -383,12 +383,13 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 # guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages
 # (docs/man/*.scd, turned into roff by scdoc) and the bash completion in
 # place; `make uninstall` removes exactly those files. corral-runc (the OCI
-# runtime) is installed beside corral; corrald joins once it is built (name
-# it in CORRALD).
+# runtime) and corrald (the daemon) are installed beside corral, corrald's
+# systemd units (systemd/) in SYSTEMDDIR.
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
 INSTALL     ?= install
 SCDOC       ?= scdoc
 CORRAL_RUNC ?= $(RUNC)
@@ -410,11 +411,16 @@ install: $(INSTALL_BIN) $(MAN_PAGES)
 	for t in $(INSTALL_TOOLS); do $(INSTALL) -m 755 $${t%%:*} $(DESTDIR)$(BINDIR)/$${t#*:} || exit 1; done
 	$(INSTALL) -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 completion/corral.bash $(DESTDIR)$(BASHCOMPDIR)/corral
+	$(INSTALL) -d $(DESTDIR)$(SYSTEMDDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/corrald.service >$(DESTDIR)$(SYSTEMDDIR)/corrald.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/corrald.service
+	$(INSTALL) -m 644 systemd/corrald.socket $(DESTDIR)$(SYSTEMDDIR)/corrald.socket
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INSTALL_BIN)) $(foreach t,$(INSTALL_TOOLS),$(lastword $(subst :, ,$(t)))))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/corral
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/corrald.service $(DESTDIR)$(SYSTEMDDIR)/corrald.socket
 
 # `make deb` builds the Debian package from a copy of the tree (so that
 # dpkg-buildpackage writes nowhere else) and leaves it in build-deb/:

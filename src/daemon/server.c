@@ -1315,8 +1315,14 @@ static int listen_socket(struct daemon *d, const char *path, int *activated)
 	const char *lp = getenv("LISTEN_PID"), *lf = getenv("LISTEN_FDS");
 	*activated = 0;
 	if (lp && lf && strtol(lp, NULL, 10) == getpid() && strtol(lf, NULL, 10) == 1) {
+		struct sockaddr_un sa = {0};
+		socklen_t sl = sizeof(sa) - 1;
 		*activated = 1;
 		fcntl(3, F_SETFD, FD_CLOEXEC);
+		/* the group systemd cannot give when it may not exist */
+		if (d->group != (gid_t)-1 && getsockname(3, (struct sockaddr *)&sa, &sl) == 0 && sa.sun_path[0] &&
+		    chown(sa.sun_path, (uid_t)-1, d->group) < 0)
+			logf_("'%s': chown to the corral group: %s", sa.sun_path, strerror(errno));
 		return 3;
 	}
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
