@@ -18,6 +18,8 @@
 #define CORRALD_MAX_IMAGE_DIRS 8
 #define CORRALD_MAX_VMS 1024
 #define CORRALD_NAME_MAX 64
+/* Jailed VM processes take uids from here, one each (2 * CORRALD_MAX_VMS). */
+#define CORRALD_UID_BASE 2100000000
 
 struct corrald_opts {
 	const char *socket;    /* where the API is served (ignored with socket activation) */

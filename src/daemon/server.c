@@ -3,12 +3,16 @@
  * unix socket (libmicrohttpd, one request at a time).
  *
  * State directory (written atomically: a temporary, fsync, rename):
- *   vms/NAME/vm.json     the definition {"name", "config"}: the VM layer's JSON
- *   vms/NAME/run.json    {"pid", "start_time"} while a VM process runs
- *   vms/NAME/api.sock    the VM process's control API (docs/api.yaml)
- *   vms/NAME/console.log the serial console; process.log its messages
- *   vms/NAME/exit        why the VM process ended (written by it)
- *   vms/NAME/snapshots/SNAP/{state,memory}
+ *   vms/NAME/vm.json        the definition {"name", "uid", "config"}: the VM
+ *                           layer's JSON, and the uid its jailed process takes
+ *   vms/NAME/run.json       {"pid", "start_time"} while a VM process runs
+ *   vms/NAME/process.log    the VM process's messages
+ *   vms/NAME/vm/            the one directory the VM process may write (its
+ *                           uid's), the only one of the host's in its jail:
+ *   vms/NAME/vm/api.sock    the VM process's control API (docs/api.yaml)
+ *   vms/NAME/vm/console.log the serial console
+ *   vms/NAME/vm/exit        why the VM process ended (written by it)
+ *   vms/NAME/vm/snapshots/SNAP/{state,memory}
  * A VM directory is made complete under vms/.new-NAME and renamed into
  * place, and removed by a rename to vms/.del-NAME first, so a crash never
  * leaves half a VM; leftovers of either are removed at start. */
@@ -290,7 +294,7 @@ static void dvm_ended(struct daemon *d, struct dvm *v)
 	v->start_time = 0;
 	if (vm_file(d, v->name, "run.json", path) == 0)
 		unlink(path);
-	if (vm_file(d, v->name, "api.sock", path) == 0)
+	if (vm_file(d, v->name, "vm/api.sock", path) == 0)
 		unlink(path);
 }
 
@@ -301,7 +305,7 @@ static int dvm_alive(struct daemon *d, struct dvm *v, int we_killed)
 	char exitfile[PATH_MAX];
 	if (!v->pid)
 		return 0;
-	vm_file(d, v->name, "exit", exitfile);
+	vm_file(d, v->name, "vm/exit", exitfile);
 	if (v->child) {
 		int st;
 		pid_t r = waitpid(v->pid, &st, WNOHANG);
@@ -328,15 +332,25 @@ static int dvm_alive(struct daemon *d, struct dvm *v, int we_killed)
 	return 0;
 }
 
-/* One request to v's control API. */
+/* One request to v's control API. Its socket is reached through a
+ * descriptor of its directory, so that no path length limits names or the
+ * state directory (a sockaddr_un holds 107 bytes). */
 static int dvm_call(struct daemon *d, struct dvm *v, const char *method, const char *path, const char *body,
 		    int *status, char **out, char *err, size_t errlen)
 {
-	char sock[PATH_MAX];
+	char dir[PATH_MAX], sock[64];
 	size_t len;
-	vm_file(d, v->name, "api.sock", sock);
+	vm_file(d, v->name, "vm", dir);
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		int r = -errno;
+		sfmt(err, errlen, "'%s': %s", dir, strerror(-r));
+		return r;
+	}
+	sfmt(sock, sizeof(sock), "/proc/self/fd/%d/api.sock", dfd);
 	char *ans = NULL;
 	int r = http_call(sock, method, path, body, VM_API_TIMEOUT_MS, status, &ans, &len, err, errlen);
+	close(dfd);
 	if (r == 0 && out)
 		*out = ans;
 	else
@@ -375,8 +389,8 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 	char dir[PATH_MAX], logp[PATH_MAX], sock[PATH_MAX], exitp[PATH_MAX], runp[PATH_MAX];
 	vm_file(d, v->name, NULL, dir);
 	vm_file(d, v->name, "process.log", logp);
-	vm_file(d, v->name, "api.sock", sock);
-	vm_file(d, v->name, "exit", exitp);
+	vm_file(d, v->name, "vm/api.sock", sock);
+	vm_file(d, v->name, "vm/exit", exitp);
 	vm_file(d, v->name, "run.json", runp);
 	unlink(sock);
 	unlink(exitp);
@@ -601,6 +615,20 @@ static int check_config(struct daemon *d, json_t *c, char *why, size_t len)
 	return 0;
 }
 
+/* The uid a VM's jailed process takes: one of its own, not used by any VM
+ * in the table. */
+static json_int_t free_uid(struct daemon *d)
+{
+	for (json_int_t u = CORRALD_UID_BASE; u < CORRALD_UID_BASE + CORRALD_MAX_VMS * 2; u++) {
+		unsigned k = 0;
+		while (k < d->nvms && json_integer_value(json_object_get(d->vm[k]->def, "uid")) != u)
+			k++;
+		if (k == d->nvms)
+			return u;
+	}
+	return -1;
+}
+
 /* Defines a VM: its directory made whole under .new-NAME, then renamed. */
 static struct dvm *define_vm(struct daemon *d, const char *name, json_t *config, char *why, size_t len)
 {
@@ -615,12 +643,15 @@ static struct dvm *define_vm(struct daemon *d, const char *name, json_t *config,
 		return NULL;
 	}
 	sfmt(v->name, sizeof(v->name), "%s", name);
-	v->def = json_pack("{s:s,s:O}", "name", name, "config", config);
+	v->def = json_pack("{s:s,s:I,s:O}", "name", name, "uid", free_uid(d), "config", config);
 	sfmt(tmp, sizeof(tmp), "%s/.new-%s", d->vms_dir, name);
 	vm_file(d, name, NULL, dir);
 	rm_tree(tmp);
 	sfmt(file, sizeof(file), "%s/vm.json", tmp);
-	int r = !v->def ? -ENOMEM : mkdir(tmp, 0700) < 0 ? -errno : write_json(file, v->def);
+	int r = !v->def ? -ENOMEM : mkdir(tmp, 0711) < 0 ? -errno : write_json(file, v->def);
+	sfmt(file, sizeof(file), "%s/vm", tmp);
+	if (r == 0 && (mkdir(file, 0700) < 0 || (geteuid() == 0 && chown(file, (uid_t)free_uid(d), (gid_t)free_uid(d)) < 0)))
+		r = -errno;
 	if (r == 0 && rename(tmp, dir) < 0)
 		r = -errno;
 	if (r == 0)
@@ -678,7 +709,9 @@ static void load_vms(struct daemon *d)
 		json_error_t je;
 		json_t *def = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 		const char *name = def ? json_string_value(json_object_get(def, "name")) : NULL;
-		if (!def || !name || strcmp(name, e->d_name) || !json_is_object(json_object_get(def, "config"))) {
+		json_int_t uid = def ? json_integer_value(json_object_get(def, "uid")) : 0;
+		if (!def || !name || strcmp(name, e->d_name) || !json_is_object(json_object_get(def, "config")) ||
+		    uid < CORRALD_UID_BASE || uid >= CORRALD_UID_BASE + CORRALD_MAX_VMS * 2) {
 			logf_("'%s': not a VM definition (%s); left alone", path, def ? "wrong name or no config" : je.text);
 			json_decref(def);
 			continue;
@@ -739,7 +772,7 @@ static enum MHD_Result get_vm(struct daemon *d, struct MHD_Connection *c, struct
 	json_t *snaps = json_array();
 	if (j)
 		json_object_set(j, "config", json_object_get(v->def, "config"));
-	vm_file(d, v->name, "snapshots", dir);
+	vm_file(d, v->name, "vm/snapshots", dir);
 	DIR *sd = opendir(dir);
 	struct dirent *e;
 	while (sd && snaps && (e = readdir(sd)))
@@ -847,14 +880,20 @@ static int snapshot_to(struct daemon *d, struct dvm *v, const char *snap, unsign
 {
 	char dir[PATH_MAX], sdir[PATH_MAX + 80], body[2 * PATH_MAX + 128], *ans = NULL, err[600];
 	int status;
-	vm_file(d, v->name, "snapshots", dir);
+	vm_file(d, v->name, "vm/snapshots", dir);
 	sfmt(sdir, sizeof(sdir), "%s/%s", dir, snap);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		*code = 500;
 		sfmt(why, len, "'%s': %s", dir, strerror(errno));
 		return -1;
 	}
-	if (mkdir(sdir, 0700) < 0) {
+	json_int_t uid = json_integer_value(json_object_get(v->def, "uid"));
+	if (geteuid() == 0 && chown(dir, (uid_t)uid, (gid_t)uid) < 0) {
+		*code = 500;
+		sfmt(why, len, "'%s': %s", dir, strerror(errno));
+		return -1;
+	}
+	if (mkdir(sdir, 0700) < 0 || (geteuid() == 0 && chown(sdir, (uid_t)uid, (gid_t)uid) < 0)) {
 		*code = errno == EEXIST ? 409 : 500;
 		sfmt(why, len, errno == EEXIST ? "VM '%s' has a snapshot '%s' already" : "VM '%s': snapshot '%s': %s",
 			 v->name, snap, strerror(errno));
@@ -912,7 +951,7 @@ static enum MHD_Result post_restore(struct daemon *d, struct MHD_Connection *c, 
 	} else if (dvm_alive(d, v, 0)) {
 		r = httpd_fault(c, 409, "VM '%s' runs: stop it before restoring a snapshot into it", v->name);
 	} else {
-		vm_file(d, v->name, "snapshots", sdir);
+		vm_file(d, v->name, "vm/snapshots", sdir);
 		size_t n = strlen(sdir);
 		sfmt(sdir + n, sizeof(sdir) - n, "/%s", snap);
 		sfmt(st, sizeof(st), "%s/state", sdir);
@@ -980,7 +1019,7 @@ static enum MHD_Result post_clone(struct daemon *d, struct MHD_Connection *c, st
 			r = httpd_fault(c, code, "%s", why);
 			goto out;
 		}
-		vm_file(d, v->name, "snapshots", sdir);
+		vm_file(d, v->name, "vm/snapshots", sdir);
 		size_t n = strlen(sdir);
 		sfmt(sdir + n, sizeof(sdir) - n, "/%s", snap);
 	}
@@ -1020,7 +1059,7 @@ out:
 static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, struct dvm *v)
 {
 	char path[PATH_MAX];
-	vm_file(d, v->name, "console.log", path);
+	vm_file(d, v->name, "vm/console.log", path);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	size_t n = 0;
@@ -1388,13 +1427,6 @@ int corrald_serve(const struct corrald_opts *o)
 	sfmt(d->vms_dir + sl, sizeof(d->vms_dir) - sl, "/vms");
 	if (mkdir_p(d->vms_dir, 0700) < 0) {
 		logf_("'%s': %s", d->vms_dir, strerror(errno));
-		return 1;
-	}
-	/* each VM's API socket must fit in a sockaddr_un */
-	if (strlen(d->vms_dir) + 1 + CORRALD_NAME_MAX + strlen("/api.sock") >=
-	    sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		logf_("--state-dir '%s': too long a path for the VMs' sockets (at most %zu bytes)", o->state_dir,
-		      sizeof(((struct sockaddr_un *)0)->sun_path) - 1 - 1 - CORRALD_NAME_MAX - strlen("/vms/api.sock"));
 		return 1;
 	}
 	if (!o->nimage_dirs)

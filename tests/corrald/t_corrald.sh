@@ -43,7 +43,8 @@ trap cleanup EXIT
 export CORRALD_SOCKET=$S
 
 start_corrald() {
-	"$CORRALD" --foreground --socket "$S" --state-dir "$ST" --image-dir "$tmp/img" 2>>"$tmp/corrald.log" &
+	CORRALD_TEST_FORBIDDEN_SYSCALL=victim \
+		"$CORRALD" --foreground --socket "$S" --state-dir "$ST" --image-dir "$tmp/img" 2>>"$tmp/corrald.log" &
 	dpid=$!
 	i=0
 	while [ ! -S "$S" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -107,7 +108,7 @@ sleep 0.5
 "$CORRAL" vm reboot a && ok || bad "vm reboot"
 
 # snapshot and clone: the clones go on counting from the snapshot
-"$CORRAL" vm snapshot a s1 && [ -s "$ST/vms/a/snapshots/s1/state" ] && ok || bad "vm snapshot"
+"$CORRAL" vm snapshot a s1 && [ -s "$ST/vms/a/vm/snapshots/s1/state" ] && ok || bad "vm snapshot"
 "$CORRAL" vm snapshot a s1 2>"$tmp/e"; [ $? -eq 1 ] && grep -q "already" "$tmp/e" && ok || bad "a second snapshot s1: $(cat "$tmp/e")"
 "$CORRAL" vm clone a --count 2 --prefix c >"$tmp/out" 2>&1 && grep -q '"c-1","c-2"' "$tmp/out" && ok || bad "vm clone: $(cat "$tmp/out")"
 sleep 0.5
@@ -124,6 +125,38 @@ printf '%s\n' "$body" | grep -q "^corral_vm_rss_bytes{vm=\"a\"} [1-9]" && printf
 	grep -q "^corral_vm_guest_memory_bytes{vm=\"b\"} 16777216$" && printf '%s\n' "$body" |
 	grep -q "^corral_vm_cpu_seconds_total{vm=\"a\"} [0-9.]*$" && ok || bad "metrics per VM: $body"
 "$CORRAL" vm top | grep -q '^a  *running' && ok || bad "vm top: $("$CORRAL" vm top 2>&1)"
+
+# ---- the jail ----
+if [ "$(id -u)" = 0 ]; then
+	st=/proc/$pa/status
+	uid=$(awk '/^Uid:/ { print $2 }' "$st")
+	[ "$uid" -ge 2100000000 ] && [ "$uid" != "$(awk '/^Uid:/ { print $2 }' /proc/$pb/status)" ] && ok ||
+		bad "VM a's uid $uid is not its own unprivileged one"
+	grep -q '^CapEff:	0000000000000000$' "$st" && grep -q '^CapPrm:	0000000000000000$' "$st" && ok || bad "VM a keeps capabilities: $(grep Cap "$st")"
+	grep -q '^NoNewPrivs:	1$' "$st" && grep -q '^Seccomp:	2$' "$st" && ok || bad "VM a: no_new_privs or seccomp missing: $(grep -E 'NoNew|Seccomp:' "$st")"
+	for ns in mnt ipc uts net; do
+		[ "$(readlink /proc/$pa/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ] && ok || bad "VM a shares the host's $ns namespace"
+	done
+	# what the VM process sees of the file system: its own directory and image, nothing else
+	R=/proc/$pa/root
+	[ -d "$R$ST/vms/a/vm" ] && [ -f "$R$tmp/img/tick.bin" ] && ok || bad "VM a does not see its own files"
+	[ ! -e "$R$ST/vms/b" ] && [ ! -e "$R$ST/vms/a/vm.json" ] && [ ! -e "$R$ST/vms/b/vm/console.log" ] && ok ||
+		bad "VM a sees another VM's or corrald's files: $(ls "$R$ST/vms" 2>&1)"
+	[ ! -e "$R/etc/passwd" ] && [ ! -e "$R$tmp/other/tick.bin" ] && [ ! -e "$R$tmp/img/empty.bin" ] && ok ||
+		bad "VM a sees host files: $(ls "$R/" 2>&1)"
+	# a forbidden system call after the jail kills the VM process, and corrald says why
+	"$CORRAL" vm create victim --flat "$tmp/img/tick.bin" --mem 16M --engine emu >/dev/null 2>&1
+	sleep 1
+	[ "$(field victim state)" = crashed ] && field victim reason | grep -q "seccomp allow-list" && ok ||
+		bad "the forbidden system call: victim $(field victim state), '$(field victim reason)'"
+	grep -q "VM 'victim' ended: the VM process was killed by signal 31 .*seccomp" "$tmp/corrald.log" && ok ||
+		bad "corrald's log does not say why victim died"
+	alive "$pa" && alive "$pb" && ok || bad "victim's death touched the others"
+	"$CORRAL" vm rm victim && ok || bad "vm rm victim"
+else
+	echo "t_corrald: the jail's checks skipped: not root"
+	skipped=$((skipped + 1))
+fi
 
 # killing one VM process leaves the others running, and corrald says so
 pc=$(field c-2 pid)
@@ -168,9 +201,9 @@ kill "$dpid"
 wait "$dpid"
 dpid=
 alive "$pa" && alive "$pb" && ok || bad "VM processes ended with corrald"
-n1=$(wc -l <"$ST/vms/a/console.log")
+n1=$(wc -l <"$ST/vms/a/vm/console.log")
 sleep 0.4
-[ "$(wc -l <"$ST/vms/a/console.log")" -gt "$n1" ] && ok || bad "a does not run while corrald is away"
+[ "$(wc -l <"$ST/vms/a/vm/console.log")" -gt "$n1" ] && ok || bad "a does not run while corrald is away"
 start_corrald
 [ "$(field a pid)" = "$pa" ] && [ "$(field a state)" = running ] && [ "$(field b pid)" = "$pb" ] && ok ||
 	bad "after a restart: a $(field a state) pid $(field a pid) (was $pa), b pid $(field b pid) (was $pb)"
