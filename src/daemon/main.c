@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 	}
 	if (vmproc)
 		return corrald_vm_process(vmproc, restore);
-	if (!o.foreground && daemon(0, 0) < 0) {
+	if (!o.foreground && daemon(1, 0) < 0) { /* keeps the directory: relative paths hold */
 		perror("corrald: daemon");
 		return 1;
 	}
