@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 	}
 	if (vmproc)
 		return corrald_vm_process(vmproc, restore);
-	if (!o.foreground && daemon(1, 0) < 0) { /* keeps the directory: relative paths hold */
+	/* detached, in the same directory: relative paths hold */
+	if (!o.foreground && daemon(1, 0) < 0) {
 		perror("corrald: daemon");
 		return 1;
 	}
