@@ -43,6 +43,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
+#include "oci/oci.h"
 #include "vm/vm.h"
 
 #define STOP_TIMEOUT_DEFAULT 10
@@ -59,6 +60,7 @@ struct dvm {
 	int child;		       /* started by this corrald (waitpid works), else adopted */
 	unsigned long long start_time; /* the process's start time (/proc/PID/stat), against pid reuse */
 	int crashed;		       /* ended by a signal we did not send */
+	json_t *cgroups;	       /* the VM process's cgroup directories (oci/cgroup.c), or NULL */
 	char reason[600];	       /* why the last VM process ended */
 };
 
@@ -289,6 +291,25 @@ static void describe_status(struct dvm *v, const char *exitfile, int status, int
 static void dvm_ended(struct daemon *d, struct dvm *v)
 {
 	char path[PATH_MAX];
+	if (v->cgroups) {
+		/* the memory limit's event: the kernel killed the process for it */
+		size_t k;
+		json_t *dir;
+		json_array_foreach(v->cgroups, k, dir)
+		{
+			char f[PATH_MAX], line[64];
+			sfmt(f, sizeof(f), "%s/memory.failcnt", json_string_value(dir));
+			read_line(f, line, sizeof(line));
+			if (line[0] && strcmp(line, "0") && v->crashed) {
+				size_t n = strlen(v->reason);
+				sfmt(v->reason + n, sizeof(v->reason) - n, " after it reached its memory limit (%s times)",
+				     line);
+			}
+		}
+		oci_cgroup_destroy(v->cgroups);
+		json_decref(v->cgroups);
+		v->cgroups = NULL;
+	}
 	v->pid = 0;
 	v->child = 0;
 	v->start_time = 0;
@@ -382,6 +403,88 @@ static const char *dvm_state(struct daemon *d, struct dvm *v)
 	return st;
 }
 
+/* The limits of a request ("limits": {...}) checked, as cgroup settings:
+ * 0, or -1 with why. */
+static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t len)
+{
+	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", NULL};
+	memset(res, 0, sizeof(*res));
+	if (!l)
+		return 0;
+	if (!json_is_object(l)) {
+		sfmt(why, len, "'limits' must be an object");
+		return -1;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(l, key, v)
+	{
+		unsigned k = 0;
+		while (keys[k] && strcmp(keys[k], key))
+			k++;
+		if (!keys[k]) {
+			sfmt(why, len, "'limits': unknown key '%.64s' (cpu_weight, cpu_max, cpuset, memory_max, pids_max)",
+			     key);
+			return -1;
+		}
+	}
+	json_t *w = json_object_get(l, "cpu_weight"), *cm = json_object_get(l, "cpu_max");
+	json_t *cs = json_object_get(l, "cpuset"), *mm = json_object_get(l, "memory_max");
+	json_t *pm = json_object_get(l, "pids_max");
+	if (w && (!json_is_integer(w) || json_integer_value(w) < 2 || json_integer_value(w) > 262144)) {
+		sfmt(why, len, "'limits': 'cpu_weight' must be an integer from 2 to 262144 (cpu.shares, 1024 is one share)");
+		return -1;
+	}
+	if (cm && (!json_is_number(cm) || json_number_value(cm) < 0.01 || json_number_value(cm) > 1024)) {
+		sfmt(why, len, "'limits': 'cpu_max' must be a number of host CPUs from 0.01 to 1024");
+		return -1;
+	}
+	if (cs && (!json_is_string(cs) || !json_string_length(cs) || json_string_length(cs) > 256 ||
+		   strspn(json_string_value(cs), "0123456789,-") != json_string_length(cs))) {
+		sfmt(why, len, "'limits': 'cpuset' must be a list of host CPUs such as \"0-1,3\"");
+		return -1;
+	}
+	if (mm && (!json_is_integer(mm) || json_integer_value(mm) < (json_int_t)VM_MEM_MIN + (16 << 20) ||
+		   json_integer_value(mm) > (json_int_t)1 << 50)) {
+		sfmt(why, len, "'limits': 'memory_max' must be a number of bytes from 32 MiB to 1 PiB");
+		return -1;
+	}
+	if (pm && (!json_is_integer(pm) || json_integer_value(pm) < 8 || json_integer_value(pm) > 65536)) {
+		sfmt(why, len, "'limits': 'pids_max' must be an integer from 8 to 65536");
+		return -1;
+	}
+	res->cpu_shares = w ? (uint64_t)json_integer_value(w) : 0;
+	if (cm) {
+		res->cpu_period = 100000;
+		res->cpu_quota = (int64_t)(json_number_value(cm) * 100000);
+	}
+	res->cpus = cs ? json_string_value(cs) : NULL;
+	res->mem_limit = mm ? json_integer_value(mm) : 0;
+	res->has_mem_limit = mm != NULL;
+	res->pids_limit = pm ? json_integer_value(pm) : 0;
+	res->has_pids = pm != NULL;
+	return 0;
+}
+
+/* Puts v's new VM process into cgroups of its own under corral/ with its
+ * limits (cgroup v1, as the OCI runtime's). 0, or -1 with why. */
+static int dvm_cgroups(struct dvm *v, char *why, size_t len)
+{
+	struct oci_resources res;
+	char path[CORRALD_NAME_MAX + 16], err[512];
+	json_t *l = json_object_get(v->def, "limits");
+	if (!l || check_limits(l, &res, why, len) < 0)
+		return l ? -1 : 0;
+	json_decref(v->cgroups);
+	v->cgroups = json_array();
+	sfmt(path, sizeof(path), "corral/%s", v->name);
+	if (!v->cgroups || oci_cgroup_create(path, &res, v->pid, v->cgroups, err, sizeof(err)) < 0) {
+		sfmt(why, len, "its limits: %s", v->cgroups ? err : "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 /* Starts v's VM process (from the snapshot directory restore, if given)
  * and waits until its API answers. 0, or -errno with why in err. */
 static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char *err, size_t errlen)
@@ -432,7 +535,15 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 	v->crashed = 0;
 	v->reason[0] = 0;
 	v->start_time = proc_start_time(pid, NULL, NULL);
+	if (dvm_cgroups(v, err, errlen) < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		dvm_ended(d, v);
+		return -EINVAL;
+	}
 	json_t *run = json_pack("{s:i,s:I}", "pid", (int)pid, "start_time", (json_int_t)v->start_time);
+	if (run && v->cgroups)
+		json_object_set(run, "cgroups", v->cgroups);
 	int r = run ? write_json(runp, run) : -ENOMEM;
 	json_decref(run);
 	if (r < 0) {
@@ -527,6 +638,7 @@ static void drop_vm(struct daemon *d, struct dvm *v)
 		}
 	}
 	json_decref(v->def);
+	json_decref(v->cgroups);
 	free(v);
 }
 
@@ -630,7 +742,8 @@ static json_int_t free_uid(struct daemon *d)
 }
 
 /* Defines a VM: its directory made whole under .new-NAME, then renamed. */
-static struct dvm *define_vm(struct daemon *d, const char *name, json_t *config, char *why, size_t len)
+static struct dvm *define_vm(struct daemon *d, const char *name, json_t *config, json_t *limits, char *why,
+			     size_t len)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX], file[PATH_MAX + 16];
 	if (d->nvms == CORRALD_MAX_VMS) {
@@ -644,6 +757,8 @@ static struct dvm *define_vm(struct daemon *d, const char *name, json_t *config,
 	}
 	sfmt(v->name, sizeof(v->name), "%s", name);
 	v->def = json_pack("{s:s,s:I,s:O}", "name", name, "uid", free_uid(d), "config", config);
+	if (v->def && limits)
+		json_object_set(v->def, "limits", limits);
 	sfmt(tmp, sizeof(tmp), "%s/.new-%s", d->vms_dir, name);
 	vm_file(d, name, NULL, dir);
 	rm_tree(tmp);
@@ -728,6 +843,18 @@ static void load_vms(struct daemon *d)
 		json_t *run = json_load_file(path, 0, &je);
 		json_int_t pid = run ? json_integer_value(json_object_get(run, "pid")) : 0;
 		json_int_t t = run ? json_integer_value(json_object_get(run, "start_time")) : 0;
+		json_t *cg = run ? json_object_get(run, "cgroups") : NULL;
+		/* only cgroup directories of corral's own */
+		size_t ck;
+		json_t *cv;
+		json_array_foreach(cg, ck, cv)
+		{
+			if (!json_is_string(cv) || strncmp(json_string_value(cv), "/sys/fs/cgroup/", 15) ||
+			    strstr(json_string_value(cv), "..") || !strstr(json_string_value(cv), "/corral/"))
+				cg = NULL;
+		}
+		if (json_is_array(cg))
+			v->cgroups = json_incref(cg);
 		json_decref(run);
 		if (pid > 1 && pid <= INT32_MAX && t > 0) {
 			v->pid = (pid_t)pid;
@@ -772,6 +899,8 @@ static enum MHD_Result get_vm(struct daemon *d, struct MHD_Connection *c, struct
 	json_t *snaps = json_array();
 	if (j)
 		json_object_set(j, "config", json_object_get(v->def, "config"));
+	if (j && json_object_get(v->def, "limits"))
+		json_object_set(j, "limits", json_object_get(v->def, "limits"));
 	vm_file(d, v->name, "vm/snapshots", dir);
 	DIR *sd = opendir(dir);
 	struct dirent *e;
@@ -789,7 +918,8 @@ static enum MHD_Result get_vm(struct daemon *d, struct MHD_Connection *c, struct
 
 static enum MHD_Result post_vms(struct daemon *d, struct MHD_Connection *c, struct dreq *q)
 {
-	static const char *const keys[] = {"name", "config", "start", NULL};
+	static const char *const keys[] = {"name", "config", "start", "limits", NULL};
+	struct oci_resources res;
 	char why[700], err[700];
 	const char *name = NULL;
 	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
@@ -811,10 +941,11 @@ static enum MHD_Result post_vms(struct daemon *d, struct MHD_Connection *c, stru
 		r = httpd_fault(c, 400, "'start' must be true or false");
 	} else if (find_vm(d, name)) {
 		r = httpd_fault(c, 409, "a VM named '%s' exists", name);
-	} else if (check_config(d, config, why, sizeof(why)) < 0) {
+	} else if (check_config(d, config, why, sizeof(why)) < 0 ||
+		   check_limits(json_object_get(j, "limits"), &res, why, sizeof(why)) < 0) {
 		r = httpd_fault(c, 400, "%s", why);
 	} else {
-		struct dvm *v = define_vm(d, name, config, why, sizeof(why));
+		struct dvm *v = define_vm(d, name, config, json_object_get(j, "limits"), why, sizeof(why));
 		if (!v) {
 			r = httpd_fault(c, 500, "%s", why);
 		} else if (json_is_true(start) && dvm_spawn(d, v, NULL, err, sizeof(err)) < 0) {
@@ -1025,7 +1156,7 @@ static enum MHD_Result post_clone(struct daemon *d, struct MHD_Connection *c, st
 	}
 	json_t *made = json_array();
 	for (long n = 0; n < count; n++) {
-		struct dvm *nv = define_vm(d, names[n], config, why, sizeof(why));
+		struct dvm *nv = define_vm(d, names[n], config, json_object_get(v->def, "limits"), why, sizeof(why));
 		char err[700];
 		if (!nv || (running && dvm_spawn(d, nv, sdir, err, sizeof(err)) < 0)) {
 			if (nv) {
@@ -1483,6 +1614,7 @@ int corrald_serve(const struct corrald_opts *o)
 	if (!activated)
 		unlink(o->socket);
 	for (unsigned k = d->nvms; k-- > 0;) {
+		json_decref(d->vm[k]->cgroups);
 		json_decref(d->vm[k]->def);
 		free(d->vm[k]);
 	}

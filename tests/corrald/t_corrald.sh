@@ -27,6 +27,7 @@ S=$tmp/d.sock
 ST=$tmp/state
 mkdir "$tmp/img" "$tmp/other"
 cp "$G" "$tmp/img/tick.bin"
+cp "$BUILD/tests/guests/spin.bin" "$tmp/img/spin.bin"
 cp "$G" "$tmp/other/tick.bin"
 : >"$tmp/img/empty.bin"
 dpid=
@@ -211,9 +212,51 @@ grep -q "VM 'a': its process $pa runs: taken back" "$tmp/corrald.log" && ok || b
 "$CORRAL" vm pause a && [ "$(field a state)" = paused ] && "$CORRAL" vm resume a && ok || bad "an adopted VM obeys"
 "$CORRAL" vm stop b --timeout 5 && ! alive "$pb" && [ "$(field b state)" = stopped ] && ok || bad "stop an adopted VM"
 
+cfg="\"flat\":\"$tmp/img/tick.bin\",\"mem\":16777216,\"engine\":\"emu\""
+# ---- limits (cgroup v1 here): a VM told to use half a core uses half a core ----
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+if [ "$(id -u)" = 0 ] && [ -d /sys/fs/cgroup/cpu ]; then
+	spin="\"flat\":\"$tmp/img/spin.bin\",\"mem\":16777216,\"engine\":\"emu\""
+	api POST /vms "{\"name\":\"half\",\"config\":{$spin},\"limits\":{\"cpu_max\":0.5,\"memory_max\":268435456,\"pids_max\":64},\"start\":true}"
+	expect "a VM with limits" 201
+	api POST /vms "{\"name\":\"full\",\"config\":{$spin},\"start\":true}"
+	expect "a VM without" 201
+	ph=$(field half pid)
+	pf=$(field full pid)
+	grep -q "^$ph$" /sys/fs/cgroup/cpu/corral/half/cgroup.procs && [ "$(cat /sys/fs/cgroup/cpu/corral/half/cpu.cfs_quota_us)" = 50000 ] &&
+		grep -q '^64$' /sys/fs/cgroup/pids/corral/half/pids.max && ok || bad "half is not in its cgroups with its limits"
+	sleep 1
+	h0=$(cpu_ticks "$ph")
+	f0=$(cpu_ticks "$pf")
+	sleep 4
+	h1=$(cpu_ticks "$ph")
+	f1=$(cpu_ticks "$pf")
+	hz=$(getconf CLK_TCK)
+	# cores used, in hundredths
+	h=$(((h1 - h0) * 100 / hz / 4))
+	f=$(((f1 - f0) * 100 / hz / 4))
+	echo "t_corrald: cpu_max 0.5 used $h/100 of a core; unlimited $f/100"
+	if [ "$f" -lt 70 ]; then
+		echo "t_corrald: the half-core check skipped: the host is busy (an unlimited VM got $f/100 of a core)"
+		skipped=$((skipped + 1))
+	elif [ "$h" -ge 40 ] && [ "$h" -le 56 ]; then
+		ok
+	else
+		bad "cpu_max 0.5: the VM used $h/100 of a core (unlimited: $f/100)"
+	fi
+	"$CORRAL" vm rm half --force && "$CORRAL" vm rm full --force && [ ! -e /sys/fs/cgroup/cpu/corral/half ] && ok ||
+		bad "the cgroups of a removed VM are left"
+else
+	echo "t_corrald: the limits' checks skipped: not root or no cgroup v1 cpu controller"
+	skipped=$((skipped + 1))
+fi
+api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"cpu_max\":0}}"; expect "cpu_max 0" 400 cpu_max
+api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"memory_max\":5}}"; expect "memory_max 5" 400 memory_max
+api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"cpuset\":\"0;rm\"}}"; expect "cpuset" 400 cpuset
+api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"disk\":1}}"; expect "unknown limit" 400 "unknown key 'disk'"
+
 # ---- hostile requests ----
 vms_before=$(ls -A "$ST/vms" | sort | tr '\n' ' ')
-cfg="\"flat\":\"$tmp/img/tick.bin\",\"mem\":16777216,\"engine\":\"emu\""
 api POST /vms '{"name":"x",'; expect "malformed JSON" 400 "not valid JSON"
 api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"bogus\":1}"; expect "unknown key" 400 "unknown key 'bogus'"
 api POST /vms "{\"name\":\"x\",\"name\":\"y\",\"config\":{$cfg}}"; expect "duplicate key" 400 fault_message
