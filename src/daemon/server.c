@@ -208,9 +208,14 @@ static void rm_tree(const char *path)
 static void read_line(const char *path, char *out, size_t len)
 {
 	out[0] = 0;
-	FILE *f = fopen(path, "r");
-	if (!f)
+	/* a VM's own files may be links it planted: never followed */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
 		return;
+	}
 	if (fgets(out, (int)len, f))
 		out[strcspn(out, "\n")] = 0;
 	fclose(f);
@@ -1018,13 +1023,24 @@ static int snapshot_to(struct daemon *d, struct dvm *v, const char *snap, unsign
 		sfmt(why, len, "'%s': %s", dir, strerror(errno));
 		return -1;
 	}
+	/* DIR/vm is the VM's: a link planted as snapshots/ is not followed
+	 * (DIR/vm itself sits in corrald's directory, which the VM cannot change) */
 	json_int_t uid = json_integer_value(json_object_get(v->def, "uid"));
-	if (geteuid() == 0 && chown(dir, (uid_t)uid, (gid_t)uid) < 0) {
+	int sfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0 || (geteuid() == 0 && fchown(sfd, (uid_t)uid, (gid_t)uid) < 0)) {
 		*code = 500;
 		sfmt(why, len, "'%s': %s", dir, strerror(errno));
+		if (sfd >= 0)
+			close(sfd);
 		return -1;
 	}
-	if (mkdir(sdir, 0700) < 0 || (geteuid() == 0 && chown(sdir, (uid_t)uid, (gid_t)uid) < 0)) {
+	int made = mkdirat(sfd, snap, 0700);
+	if (made == 0 && geteuid() == 0 && fchownat(sfd, snap, (uid_t)uid, (gid_t)uid, AT_SYMLINK_NOFOLLOW) < 0)
+		made = -1;
+	int e = errno;
+	close(sfd);
+	errno = e;
+	if (made < 0) {
 		*code = errno == EEXIST ? 409 : 500;
 		sfmt(why, len, errno == EEXIST ? "VM '%s' has a snapshot '%s' already" : "VM '%s': snapshot '%s': %s",
 			 v->name, snap, strerror(errno));
@@ -1191,7 +1207,7 @@ static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, s
 {
 	char path[PATH_MAX];
 	vm_file(d, v->name, "vm/console.log", path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* the VM's to plant a link in */
 	struct stat st;
 	size_t n = 0;
 	char *buf = NULL;

@@ -153,6 +153,16 @@ int corrald_vm_process(const char *dir, const char *restore)
 			jail_add(&j, c.guest_dir, 1);
 		for (unsigned k = 0; k < c.ndisks; k++)
 			jail_add(&j, c.disk[k].path, c.disk[k].readonly);
+		/* the snapshot lies in a directory a VM may write: it must be
+		 * itself, not a link planted to reach a host directory */
+		char real[PATH_MAX];
+		if (restore && (!realpath(restore, real) || strcmp(real, restore))) {
+			snprintf(why, sizeof(why), "snapshot '%s': not a directory of its own", restore);
+			fprintf(stderr, "corrald: vm: %s\n", why);
+			write_exit(why);
+			free(strings);
+			return 1;
+		}
 		jail_add(&j, restore, 1);
 		if (jail_enter(&j, err, sizeof(err)) < 0) {
 			fprintf(stderr, "corrald: vm: %s\n", err);
