@@ -17,7 +17,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Every module folder under src/ except the CLI goes into libcorral.a.
-LIB_SRC := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
+LIB_SRC := $(sort $(filter-out src/cli/% src/daemon/main.c,$(wildcard src/*/*.c)))
 # Assembly (src/*/*.S) is per host architecture inside each file.
 LIB_ASM := $(sort $(wildcard src/*/*.S))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
@@ -25,6 +25,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_ASM:%.S=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB     := $(BUILD)/libcorral.a
 CORRAL  := $(BUILD)/corral
+# corrald, the daemon hosting many VMs (src/daemon/; main.c is its own)
+CORRALD := $(BUILD)/corrald
 
 # Test programs: tests/<suite>/t_*.c, each linked with libcorral.a.
 # Test scripts: tests/<suite>/t_*.sh. Both print "N passed, N failed".
@@ -43,7 +45,7 @@ GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 RUNC    := $(BUILD)/corral-runc
 comma   := ,
 
-all: $(if $(CLI_SRC),$(CORRAL) $(RUNC))
+all: $(if $(CLI_SRC),$(CORRAL) $(RUNC) $(CORRALD))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -59,6 +61,9 @@ $(LIB): $(LIB_OBJ)
 
 $(CORRAL): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(CORRALD): $(BUILD)/src/daemon/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 # corral-runc: corral's code, which takes the OCI runtime's command line
 # when started under that name, linked statically: a guest's execve starts
@@ -89,7 +94,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL) $(RUNC))
+tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL) $(RUNC) $(CORRALD))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 check: tests
@@ -135,7 +140,7 @@ clean:
 .PHONY: all tests check check-cpu-full check-oci bench bench-pause bench-oci bench-snapshot format clean
 .DELETE_ON_ERROR:
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
 
 # ---- fuzzing (opt-in) ----
 # `make fuzz` builds libFuzzer targets with clang (Debian: clang,
@@ -401,15 +406,15 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 # guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages
 # (docs/man/*.scd, turned into roff by scdoc) and the bash completion in
 # place; `make uninstall` removes exactly those files. corral-runc (the OCI
-# runtime) is installed beside corral; corrald joins once it is built (name
-# it in CORRALD).
+# runtime) and corrald (the daemon) are installed beside corral, corrald's
+# systemd units (systemd/) in SYSTEMDDIR.
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
 INSTALL     ?= install
 SCDOC       ?= scdoc
-CORRALD     ?=
 CORRAL_RUNC ?= $(RUNC)
 INSTALL_BIN := $(CORRAL) $(CORRALD) $(CORRAL_RUNC)
 # The guest kit's scripts, installed under the names corral's messages use.
@@ -429,11 +434,16 @@ install: $(INSTALL_BIN) $(MAN_PAGES)
 	for t in $(INSTALL_TOOLS); do $(INSTALL) -m 755 $${t%%:*} $(DESTDIR)$(BINDIR)/$${t#*:} || exit 1; done
 	$(INSTALL) -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 completion/corral.bash $(DESTDIR)$(BASHCOMPDIR)/corral
+	$(INSTALL) -d $(DESTDIR)$(SYSTEMDDIR)
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/corrald.service >$(DESTDIR)$(SYSTEMDDIR)/corrald.service
+	chmod 644 $(DESTDIR)$(SYSTEMDDIR)/corrald.service
+	$(INSTALL) -m 644 systemd/corrald.socket $(DESTDIR)$(SYSTEMDDIR)/corrald.socket
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INSTALL_BIN)) $(foreach t,$(INSTALL_TOOLS),$(lastword $(subst :, ,$(t)))))
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/corral
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/corrald.service $(DESTDIR)$(SYSTEMDDIR)/corrald.socket
 
 # `make deb` builds the Debian package from a copy of the tree (so that
 # dpkg-buildpackage writes nowhere else) and leaves it in build-deb/:

@@ -109,16 +109,57 @@ _corral_image()
 	fi
 }
 
+_corral_vm()
+{
+	local cur=$1 prev=$2 k=2 sub
+	while [[ ${COMP_WORDS[k]} == --socket ]]; do ((k += 2)); done
+	if ((COMP_CWORD <= k)); then
+		if [[ $prev == --socket ]]; then
+			_corral_files "$cur"
+		else
+			COMPREPLY=($(compgen -W "create ls start stop pause resume reboot rm logs console snapshot
+				restore clone top --socket --help" -- "$cur"))
+		fi
+		return
+	fi
+	sub=${COMP_WORDS[k]}
+	if [[ $sub == create ]] && ((COMP_CWORD > k + 1)); then
+		if [[ $cur == -* && $prev != --* ]] || [[ $cur == -* ]]; then
+			_corral_run "$cur" "$prev"
+			COMPREPLY+=($(compgen -W "--no-start --json" -- "$cur"))
+		else
+			_corral_run "$cur" "$prev"
+		fi
+		return
+	fi
+	if [[ $cur == -* ]]; then
+		local opts
+		case $sub in
+		ls | top) opts="--json" ;;
+		stop) opts="--timeout --force" ;;
+		rm) opts="--force" ;;
+		clone) opts="--count --prefix" ;;
+		esac
+		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+	elif ((COMP_CWORD == k + 1)) && [[ $sub != create && $sub != ls && $sub != top ]]; then
+		# the VM names corrald knows, if it answers
+		local names
+		names=$(corral vm ls --json 2>/dev/null | grep -o '"name":"[^"]*"' | cut -d'"' -f4)
+		COMPREPLY=($(compgen -W "$names" -- "$cur"))
+	fi
+}
+
 _corral()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run snapshot migrate restore info image oci help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec run snapshot migrate restore vm info image oci help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
 	run) _corral_run "$cur" "$prev" ;;
+	vm) _corral_vm "$cur" "$prev" ;;
 	exec) _corral_exec "$cur" "$prev" ;;
 	image) _corral_image "$cur" "$prev" ;;
 	info) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

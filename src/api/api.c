@@ -1,7 +1,6 @@
 /* The VM's control API on a unix socket (libmicrohttpd serves HTTP on a
  * socket bound here, jansson reads and writes the JSON): instance info,
  * machine configuration, pause/resume, snapshots, migration, stop. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -17,58 +16,9 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/httpd.h"
 #include "vm/migrate.h"
 #include "vm/vm.h"
-
-/* libmicrohttpd is loaded with dlopen by the first api_start: linked in,
- * it and GnuTLS (which it pulls in) cost every corral process milliseconds
- * of loading and initialising, a restore's start-up most of its time
- * (bench/snapshot.sh), though only a VM with --api-sock uses them. */
-static struct {
-	__typeof__(&MHD_start_daemon) start_daemon;
-	__typeof__(&MHD_stop_daemon) stop_daemon;
-	__typeof__(&MHD_create_response_from_buffer) create_response_from_buffer;
-	__typeof__(&MHD_add_response_header) add_response_header;
-	__typeof__(&MHD_queue_response) queue_response;
-	__typeof__(&MHD_destroy_response) destroy_response;
-} mhd;
-
-static int mhd_load(char *err, size_t errlen)
-{
-	static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
-	int r = 0;
-	pthread_mutex_lock(&once);
-	if (!mhd.start_daemon) {
-		void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
-		if (!h) {
-			snprintf(err, errlen,
-				 "--api-sock: cannot load libmicrohttpd.so.12 (Debian: apt-get install "
-				 "libmicrohttpd12): %s",
-				 dlerror());
-			r = -ENOENT;
-			goto out;
-		}
-#define MHD_SYM(field, name)                                                                                           \
-	if (!(*(void **)&mhd.field = dlsym(h, name)))                                                                  \
-		r = -ENOENT;
-		MHD_SYM(stop_daemon, "MHD_stop_daemon")
-		MHD_SYM(create_response_from_buffer, "MHD_create_response_from_buffer")
-		MHD_SYM(add_response_header, "MHD_add_response_header")
-		MHD_SYM(queue_response, "MHD_queue_response")
-		MHD_SYM(destroy_response, "MHD_destroy_response")
-#undef MHD_SYM
-		void *fn = dlsym(h, "MHD_start_daemon");
-		if (r < 0 || !fn) {
-			snprintf(err, errlen, "--api-sock: libmicrohttpd.so.12 lacks the functions corral needs");
-			r = -ENOENT;
-			goto out;
-		}
-		*(void **)&mhd.start_daemon = fn; /* last: it marks the table complete */
-	}
-out:
-	pthread_mutex_unlock(&once);
-	return r;
-}
 
 struct api {
 	struct MHD_Daemon *d;
@@ -86,82 +36,6 @@ struct req {
 	char body[API_BODY_MAX];
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *j)
-{
-	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
-	struct MHD_Response *resp = text ? mhd.create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE)
-					 : mhd.create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	if (!resp) {
-		free(text);
-		return MHD_NO;
-	}
-	if (text)
-		mhd.add_response_header(resp, "Content-Type", "application/json");
-	enum MHD_Result r = mhd.queue_response(c, status, resp);
-	mhd.destroy_response(resp);
-	return r;
-}
-
-static enum MHD_Result fault(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static enum MHD_Result fault(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return reply(c, status, json_pack("{s:s}", "fault_message", msg));
-}
-
-/* The body as a JSON object whose keys are all in allowed (NULL-ended);
- * NULL with the reason in why. */
-static json_t *body_object(const struct req *q, const char *const *allowed, char *why, size_t len)
-{
-	json_error_t je;
-	json_t *j = json_loadb(q->body, q->len, JSON_REJECT_DUPLICATES, &je);
-	if (!j) {
-		snprintf(why, len, "the body is not valid JSON: %s", je.text);
-		return NULL;
-	}
-	if (!json_is_object(j)) {
-		snprintf(why, len, "the body must be a JSON object");
-		json_decref(j);
-		return NULL;
-	}
-	const char *key;
-	json_t *v;
-	json_object_foreach(j, key, v)
-	{
-		unsigned k = 0;
-		while (allowed[k] && strcmp(allowed[k], key))
-			k++;
-		if (!allowed[k]) {
-			snprintf(why, len, "unknown key '%.64s'", key);
-			json_decref(j);
-			return NULL;
-		}
-	}
-	return j;
-}
-
-/* A string member: 1 and *out, 0 if absent, -1 (why) if not a string
- * without NULs of 1..max-1 bytes. */
-static int get_str(json_t *j, const char *key, size_t max, const char **out, char *why, size_t len)
-{
-	json_t *v = json_object_get(j, key);
-	if (!v)
-		return 0;
-	if (!json_is_string(v) || !json_string_length(v) || json_string_length(v) >= max ||
-	    strlen(json_string_value(v)) != json_string_length(v)) {
-		snprintf(why, len, "'%s' must be a non-empty string of fewer than %zu bytes", key, max);
-		return -1;
-	}
-	*out = json_string_value(v);
-	return 1;
-}
-
 static const char *state_name(struct vm *vm)
 {
 	if (!vm_is_running(vm))
@@ -171,17 +45,17 @@ static const char *state_name(struct vm *vm)
 
 static enum MHD_Result get_root(struct api *a, struct MHD_Connection *c)
 {
-	return reply(c, 200,
-		     json_pack("{s:s,s:s,s:s,s:s}", "id", "corral", "state", state_name(a->vm), "vmm_version",
-			       a->version, "app_name", "corral"));
+	return httpd_reply(c, 200,
+			   json_pack("{s:s,s:s,s:s,s:s}", "id", "corral", "state", state_name(a->vm), "vmm_version",
+				     a->version, "app_name", "corral"));
 }
 
 static enum MHD_Result get_machine_config(struct api *a, struct MHD_Connection *c)
 {
 	const struct vm_config *cfg = vm_get_config(a->vm);
-	return reply(c, 200,
-		     json_pack("{s:I,s:I,s:b}", "vcpu_count", (json_int_t)cfg->cpus, "mem_size_mib",
-			       (json_int_t)(cfg->mem >> 20), "smt", 0));
+	return httpd_reply(c, 200,
+			   json_pack("{s:I,s:I,s:b}", "vcpu_count", (json_int_t)cfg->cpus, "mem_size_mib",
+				     (json_int_t)(cfg->mem >> 20), "smt", 0));
 }
 
 static enum MHD_Result patch_vm(struct api *a, struct MHD_Connection *c, struct req *q)
@@ -189,24 +63,24 @@ static enum MHD_Result patch_vm(struct api *a, struct MHD_Connection *c, struct 
 	static const char *const keys[] = {"state", NULL};
 	char why[256];
 	const char *st = NULL;
-	json_t *j = body_object(q, keys, why, sizeof(why));
-	int got = j ? get_str(j, "state", 16, &st, why, sizeof(why)) : -1;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	int got = j ? httpd_get_str(j, "state", 16, &st, why, sizeof(why)) : -1;
 	if (got <= 0) {
 		json_decref(j);
-		return fault(c, 400, "%s", got == 0 ? "'state' is required: \"Paused\" or \"Resumed\"" : why);
+		return httpd_fault(c, 400, "%s", got == 0 ? "'state' is required: \"Paused\" or \"Resumed\"" : why);
 	}
 	enum MHD_Result r;
 	if (!strcmp(st, "Paused")) {
-		r = vm_pause(a->vm) < 0 ? fault(c, 400, "the VM is not running") : reply(c, 204, NULL);
+		r = vm_pause(a->vm) < 0 ? httpd_fault(c, 400, "the VM is not running") : httpd_reply(c, 204, NULL);
 	} else if (!strcmp(st, "Resumed")) {
 		if (vm_is_running(a->vm)) {
 			vm_resume(a->vm);
-			r = reply(c, 204, NULL);
+			r = httpd_reply(c, 204, NULL);
 		} else {
-			r = fault(c, 400, "the VM is not running");
+			r = httpd_fault(c, 400, "the VM is not running");
 		}
 	} else {
-		r = fault(c, 400, "'state' must be \"Paused\" or \"Resumed\", not '%.32s'", st);
+		r = httpd_fault(c, 400, "'state' must be \"Paused\" or \"Resumed\", not '%.32s'", st);
 	}
 	json_decref(j);
 	return r;
@@ -217,25 +91,25 @@ static enum MHD_Result put_snapshot_create(struct api *a, struct MHD_Connection 
 	static const char *const keys[] = {"snapshot_path", "mem_file_path", "snapshot_type", "version", NULL};
 	char why[256], err[512];
 	const char *sp = NULL, *mp = NULL, *type = NULL;
-	json_t *j = body_object(q, keys, why, sizeof(why));
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
 	if (!j)
-		return fault(c, 400, "%s", why);
+		return httpd_fault(c, 400, "%s", why);
 	enum MHD_Result r;
-	int a1 = get_str(j, "snapshot_path", PATH_MAX, &sp, why, sizeof(why));
-	int a2 = a1 < 0 ? -1 : get_str(j, "mem_file_path", PATH_MAX, &mp, why, sizeof(why));
-	int a3 = a2 < 0 ? -1 : get_str(j, "snapshot_type", 16, &type, why, sizeof(why));
+	int a1 = httpd_get_str(j, "snapshot_path", PATH_MAX, &sp, why, sizeof(why));
+	int a2 = a1 < 0 ? -1 : httpd_get_str(j, "mem_file_path", PATH_MAX, &mp, why, sizeof(why));
+	int a3 = a2 < 0 ? -1 : httpd_get_str(j, "snapshot_type", 16, &type, why, sizeof(why));
 	if (a1 < 0 || a2 < 0 || a3 < 0) {
-		r = fault(c, 400, "%s", why);
+		r = httpd_fault(c, 400, "%s", why);
 	} else if (!sp || !mp) {
-		r = fault(c, 400, "'snapshot_path' and 'mem_file_path' are required");
+		r = httpd_fault(c, 400, "'snapshot_path' and 'mem_file_path' are required");
 	} else if (type && strcmp(type, "Full")) {
-		r = fault(c, 400, "snapshot_type '%.16s': only \"Full\" snapshots are made", type);
+		r = httpd_fault(c, 400, "snapshot_type '%.16s': only \"Full\" snapshots are made", type);
 	} else if (json_object_get(j, "version")) {
-		r = fault(c, 400, "'version': snapshots are written in this corral's format only");
+		r = httpd_fault(c, 400, "'version': snapshots are written in this corral's format only");
 	} else if (vm_save_files(a->vm, sp, mp, err, sizeof(err)) < 0) {
-		r = fault(c, 400, "%s", err);
+		r = httpd_fault(c, 400, "%s", err);
 	} else {
-		r = reply(c, 204, NULL);
+		r = httpd_reply(c, 204, NULL);
 	}
 	json_decref(j);
 	return r;
@@ -246,12 +120,13 @@ static enum MHD_Result put_snapshot_load(struct MHD_Connection *c, struct req *q
 	static const char *const keys[] = {"snapshot_path",	    "mem_file_path", "mem_backend",
 					   "enable_diff_snapshots", "resume_vm",     NULL};
 	char why[256];
-	json_t *j = body_object(q, keys, why, sizeof(why));
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
 	if (!j)
-		return fault(c, 400, "%s", why);
+		return httpd_fault(c, 400, "%s", why);
 	json_decref(j);
 	/* as Firecracker's: a snapshot loads only into a VM that never ran */
-	return fault(c, 400, "this VM has already started: a snapshot loads into a new corral (corral restore DIR)");
+	return httpd_fault(c, 400,
+			   "this VM has already started: a snapshot loads into a new corral (corral restore DIR)");
 }
 
 static int migrating(struct api *a);
@@ -261,22 +136,22 @@ static enum MHD_Result put_actions(struct api *a, struct MHD_Connection *c, stru
 	static const char *const keys[] = {"action_type", NULL};
 	char why[256];
 	const char *act = NULL;
-	json_t *j = body_object(q, keys, why, sizeof(why));
-	int got = j ? get_str(j, "action_type", 32, &act, why, sizeof(why)) : -1;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	int got = j ? httpd_get_str(j, "action_type", 32, &act, why, sizeof(why)) : -1;
 	if (got <= 0) {
 		json_decref(j);
-		return fault(c, 400, "%s", got == 0 ? "'action_type' is required" : why);
+		return httpd_fault(c, 400, "%s", got == 0 ? "'action_type' is required" : why);
 	}
 	enum MHD_Result r;
 	if (!strcmp(act, "Stop")) {
 		vm_stop(a->vm);
-		r = reply(c, 204, NULL);
+		r = httpd_reply(c, 204, NULL);
 	} else if (!strcmp(act, "SendCtrlAltDel") && migrating(a)) {
-		r = fault(c, 409, "the VM is being migrated (GET /migrate)");
+		r = httpd_fault(c, 409, "the VM is being migrated (GET /migrate)");
 	} else if (!strcmp(act, "SendCtrlAltDel")) {
-		r = vm_reset(a->vm) < 0 ? fault(c, 400, "the VM is not running") : reply(c, 204, NULL);
+		r = vm_reset(a->vm) < 0 ? httpd_fault(c, 400, "the VM is not running") : httpd_reply(c, 204, NULL);
 	} else {
-		r = fault(c, 400, "action_type '%.32s': must be Stop or SendCtrlAltDel", act);
+		r = httpd_fault(c, 400, "action_type '%.32s': must be Stop or SendCtrlAltDel", act);
 	}
 	json_decref(j);
 	return r;
@@ -294,40 +169,40 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge", NULL};
 	char why[256];
 	const char *url = NULL;
-	json_t *j = body_object(q, keys, why, sizeof(why));
-	int got = j ? get_str(j, "destination_url", MIGRATE_URL_MAX, &url, why, sizeof(why)) : -1;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	int got = j ? httpd_get_str(j, "destination_url", MIGRATE_URL_MAX, &url, why, sizeof(why)) : -1;
 	if (got <= 0) {
 		json_decref(j);
-		return fault(c, 400, "%s", got == 0 ? "'destination_url' is required" : why);
+		return httpd_fault(c, 400, "%s", got == 0 ? "'destination_url' is required" : why);
 	}
 	struct migrate_params p = {.url = url};
 	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge");
 	enum MHD_Result r;
 	if (dl &&
 	    (!json_is_integer(dl) || json_integer_value(dl) < 1 || json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
-		r = fault(c, 400, "'downtime_limit_ms' must be an integer from 1 to %d", MIGRATE_DOWNTIME_MAX_MS);
+		r = httpd_fault(c, 400, "'downtime_limit_ms' must be an integer from 1 to %d", MIGRATE_DOWNTIME_MAX_MS);
 		goto out;
 	}
 	if (ac && !json_is_boolean(ac)) {
-		r = fault(c, 400, "'auto_converge' must be true or false");
+		r = httpd_fault(c, 400, "'auto_converge' must be true or false");
 		goto out;
 	}
 	if (dl)
 		p.downtime_ms = (unsigned)json_integer_value(dl);
 	p.no_auto_converge = ac && json_is_false(ac);
 	if (migrating(a)) {
-		r = fault(c, 409, "a migration is already under way (GET /migrate)");
+		r = httpd_fault(c, 409, "a migration is already under way (GET /migrate)");
 		goto out;
 	}
 	struct migration *m;
 	char err[512];
 	if (migrate_start(a->vm, &p, &m, err, sizeof(err)) < 0) {
-		r = fault(c, 400, "%s", err);
+		r = httpd_fault(c, 400, "%s", err);
 		goto out;
 	}
 	migrate_free(a->mig);
 	a->mig = m;
-	r = reply(c, 204, NULL);
+	r = httpd_reply(c, 204, NULL);
 out:
 	json_decref(j);
 	return r;
@@ -336,7 +211,7 @@ out:
 static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 {
 	if (!a->mig)
-		return reply(c, 200, json_pack("{s:s}", "state", "none"));
+		return httpd_reply(c, 200, json_pack("{s:s}", "state", "none"));
 	struct migrate_status st;
 	migrate_get(a->mig, &st);
 	json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
@@ -350,7 +225,7 @@ static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 			      "throttle_percent", (json_int_t)st.throttle_pct);
 	if (j && st.state == MIGRATE_FAILED)
 		json_object_set_new(j, "error", json_string(st.error));
-	return reply(c, 200, j);
+	return httpd_reply(c, 200, j);
 }
 
 struct route {
@@ -392,7 +267,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	if (q->too_big)
-		return fault(c, 413, "the body is larger than %d bytes", API_BODY_MAX);
+		return httpd_fault(c, 413, "the body is larger than %d bytes", API_BODY_MAX);
 	int known = 0;
 	for (unsigned k = 0; k < sizeof(routes) / sizeof(routes[0]); k++) {
 		if (strcmp(routes[k].path, url))
@@ -401,9 +276,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		if (strcmp(routes[k].method, method))
 			continue;
 		if (!routes[k].body && q->len)
-			return fault(c, 400, "%s %s takes no body", method, url);
+			return httpd_fault(c, 400, "%s %s takes no body", method, url);
 		if ((k == 2 || k == 3) && migrating(a))
-			return fault(c, 409, "the VM is being migrated (GET /migrate)");
+			return httpd_fault(c, 409, "the VM is being migrated (GET /migrate)");
 		switch (k) {
 		case 0: return get_root(a, c);
 		case 1: return get_machine_config(a, c);
@@ -416,8 +291,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		}
 	}
 	if (known)
-		return fault(c, 405, "%.16s is not a method of %.64s", method, url);
-	return fault(c, 404, "no resource %.64s (see docs/api.yaml)", url);
+		return httpd_fault(c, 405, "%.16s is not a method of %.64s", method, url);
+	return httpd_fault(c, 404, "no resource %.64s (see docs/api.yaml)", url);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -438,7 +313,7 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		snprintf(err, errlen, "--api-sock '%s': longer than %zu bytes", path, sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
-	if ((r = mhd_load(err, errlen)) < 0)
+	if ((r = httpd_load(err, errlen)) < 0)
 		return r;
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -466,10 +341,10 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		snprintf(err, errlen, "--api-sock '%s': listen: %s", path, strerror(-r));
 		goto err_unlink;
 	}
-	a->d = mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, a,
-				MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-				MHD_OPTION_END);
+	a->d = httpd_mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, a,
+				      MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				      MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT,
+				      (unsigned)30, MHD_OPTION_END);
 	if (!a->d) {
 		r = -EIO;
 		snprintf(err, errlen, "--api-sock '%s': cannot start the HTTP server", path);
@@ -491,7 +366,7 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
-	mhd.stop_daemon(a->d);
+	httpd_mhd.stop_daemon(a->d);
 	migrate_free(a->mig);
 	close(a->fd);
 	unlink(a->path);

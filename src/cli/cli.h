@@ -22,6 +22,11 @@ struct json_t;
 int cli_api_request(const char *sock, const char *method, const char *path, struct json_t *body,
 		    struct json_t **answer, char *msg, size_t msglen);
 
+/* corral vm create: corral run's options (argv[0] the command's name) as
+ * the VM layer's JSON configuration (malloc'd), or NULL after a message. */
+char *run_config_json(int argc, char **argv);
+
+int cmd_vm(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 /* A process VM started by a guest's execve (proc_reexec): main calls this
  * first when PROC_EXEC_FD_ENV is set. */

@@ -19,6 +19,7 @@ static const struct command commands[] = {
 	{"snapshot", cmd_snapshot, "save a running VM's state through its API socket"},
 	{"migrate", cmd_migrate, "move a running VM to another corral (live migration)"},
 	{"restore", cmd_restore, "continue a VM from a snapshot in the foreground"},
+	{"vm", cmd_vm, "create and manage VMs hosted by corrald"},
 	{"info", cmd_info, "what /dev/kvm offers here and which engine auto picks"},
 	{"image", cmd_image, "create, inspect, check and convert disk images (raw, qcow2)"},
 #endif

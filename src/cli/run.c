@@ -815,3 +815,21 @@ int cmd_restore(int argc, char **argv)
 {
 	return run_main(argc, argv, 1);
 }
+
+char *run_config_json(int argc, char **argv)
+{
+	struct run_opts o;
+	enum serial_mode serial;
+	char *text = NULL;
+	int r = parse_args(argc, argv, &o, &serial, 0);
+	if (r > 0)
+		fprintf(stderr, "corral: vm create: --help: see 'corral vm create --help'\n");
+	else if (r == 0 && o.api_sock)
+		fprintf(stderr, "corral: vm create: --api-sock: corrald serves each VM's API itself\n");
+	else if (r == 0 && serial != SERIAL_STDIO)
+		fprintf(stderr, "corral: vm create: --serial: corrald keeps the console in a log ('corral vm logs')\n");
+	else if (r == 0 && !(text = vm_config_to_json(&o.cfg)))
+		fprintf(stderr, "corral: vm create: out of memory\n");
+	disks_free(&o);
+	return text;
+}

@@ -1,92 +1,16 @@
 /* `corral snapshot SOCK DIR [--stop]`: asks the corral serving the control
  * API on SOCK (corral run --api-sock) to save its VM into DIR, with plain
- * HTTP/1.1 requests over the unix socket. */
+ * HTTP/1.1 requests over the unix socket (cli_api_request). */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
-
-#define REPLY_MAX 65536
-
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* One request; returns the HTTP status (0 if there was no answer), with
- * the answer's fault_message (or what went wrong) in msg. */
-static int request(const char *sock, const char *method, const char *path, json_t *body, char *msg, size_t msglen)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, *buf = NULL;
-	int fd = -1, status = 0;
-	msg[0] = 0;
-	if (strlen(sock) >= sizeof(sa.sun_path)) {
-		snprintf(msg, msglen, "'%s': a socket path too long", sock);
-		goto out;
-	}
-	memcpy(sa.sun_path, sock, strlen(sock));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		snprintf(msg, msglen, "'%s': %s (is a corral serving its API there?)", sock, strerror(errno));
-		goto out;
-	}
-	char head[512];
-	int n = snprintf(head, sizeof(head),
-			 "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			 method, path, text ? strlen(text) : 0);
-	if (send_all(fd, head, (size_t)n) < 0 || (text && send_all(fd, text, strlen(text)) < 0)) {
-		snprintf(msg, msglen, "'%s': %s", sock, strerror(errno));
-		goto out;
-	}
-	buf = malloc(REPLY_MAX + 1);
-	size_t len = 0;
-	while (buf && len < REPLY_MAX) {
-		ssize_t k = read(fd, buf + len, REPLY_MAX - len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		len += (size_t)k;
-	}
-	if (!buf || sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-		snprintf(msg, msglen, "'%s': no HTTP answer", sock);
-		status = 0;
-		goto out;
-	}
-	buf[len] = 0;
-	char *b = strstr(buf, "\r\n\r\n");
-	json_t *j = b ? json_loads(b + 4, 0, NULL) : NULL;
-	json_t *fm = j ? json_object_get(j, "fault_message") : NULL;
-	if (json_is_string(fm))
-		snprintf(msg, msglen, "%s", json_string_value(fm));
-	json_decref(j);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	free(text);
-	json_decref(body);
-	return status;
-}
 
 static int ok(int status)
 {
@@ -138,20 +62,22 @@ int cmd_snapshot(int argc, char **argv)
 	snprintf(sp, sizeof(sp), "%s/state", abs);
 	snprintf(mp, sizeof(mp), "%s/memory", abs);
 	int st;
-	if (stop && !ok(st = request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Paused"), msg, sizeof(msg)))) {
+	if (stop && !ok(st = cli_api_request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Paused"), NULL, msg,
+					     sizeof(msg)))) {
 		fprintf(stderr, "corral: snapshot: %s\n", msg[0] ? msg : "the VM would not pause");
 		return 1;
 	}
-	st = request(sock, "PUT", "/snapshot/create", json_pack("{s:s,s:s}", "snapshot_path", sp, "mem_file_path", mp),
-		     msg, sizeof(msg));
+	st = cli_api_request(sock, "PUT", "/snapshot/create",
+			     json_pack("{s:s,s:s}", "snapshot_path", sp, "mem_file_path", mp), NULL, msg, sizeof(msg));
 	if (!ok(st)) {
 		fprintf(stderr, "corral: snapshot: %s\n", msg[0] ? msg : "the snapshot failed");
 		if (stop) /* it was paused for us: let it go on */
-			request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Resumed"), msg, sizeof(msg));
+			cli_api_request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Resumed"), NULL, msg,
+					sizeof(msg));
 		return 1;
 	}
-	if (stop &&
-	    !ok(request(sock, "PUT", "/actions", json_pack("{s:s}", "action_type", "Stop"), msg, sizeof(msg)))) {
+	if (stop && !ok(cli_api_request(sock, "PUT", "/actions", json_pack("{s:s}", "action_type", "Stop"), NULL, msg,
+					sizeof(msg)))) {
 		fprintf(stderr, "corral: snapshot: saved, but the VM would not stop: %s\n", msg);
 		return 1;
 	}

@@ -49,9 +49,10 @@ fi
 PAGES="corral: corral-run:run corral-exec:exec corral-info:info corral-image:image
 corral-image-create:image_create corral-image-info:image_info corral-image-check:image_check
 corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:oci corral-snapshot:snapshot corral-migrate:migrate corral-restore:restore
-corral-mkguest:- corral-mkrootfs:-"
+corral-mkguest:- corral-mkrootfs:- corral-vm:vm corrald:@corrald"
 
-expected="usr/bin/corral usr/bin/corral-runc usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral"
+expected="usr/bin/corral usr/bin/corral-runc usr/bin/corrald usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral
+usr/lib/systemd/system/corrald.service usr/lib/systemd/system/corrald.socket"
 for p in $PAGES; do
 	expected="$expected usr/share/man/man1/${p%%:*}.1"
 done
@@ -121,7 +122,10 @@ for p in $PAGES; do
 	# Options named in EXAMPLES are the guest programs' as often as corral's.
 	awk '/^EXAMPLES/ { skip = 1; next } /^[A-Z]/ { skip = 0 } !skip' "$work/$page.txt" | options >"$work/$page.man"
 	# shellcheck disable=SC2086
-	"$C" $cmd --help 2>&1 | options >"$work/$page.help"
+	case $cmd in
+	@*) "$dest/usr/bin/${cmd#@}" --help 2>&1 | options >"$work/$page.help" ;;
+	*) "$C" $cmd --help 2>&1 | options >"$work/$page.help" ;;
+	esac
 	if [ -s "$work/$page.help" ] && cmp -s "$work/$page.help" "$work/$page.man"; then
 		ok "$page(1) lists the options of 'corral${cmd:+ $cmd} --help': $(tr '\n' ' ' <"$work/$page.help")"
 	else
@@ -154,6 +158,8 @@ check_completion() {
 	fi
 }
 check_completion image corral im
+check_completion "start stop" corral vm st
+check_completion "--count" corral vm clone x --co
 check_completion --kernel corral run --ker
 check_completion "create check convert commit" corral image c
 check_completion qcow2 corral image convert -O q
