@@ -5,6 +5,7 @@
 
 #define CORRAL_VERSION "0.1.0"
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* A size: "512M", "2G", "65536K", "1073741824B" (an i and a B may follow
@@ -12,7 +13,24 @@
  * -m; 0 for bytes, as qemu-img's). 0, or -1 if malformed or too large. */
 int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
 
+/* One HTTP/1.1 request with a JSON body (taken; NULL for none) to the API
+ * served on the unix socket sock; returns the HTTP status (0 if there was
+ * no answer), with the answer's fault_message (or what went wrong) in msg. */
+struct json_t;
+int cli_api_request(const char *sock, const char *method, const char *path, struct json_t *body, char *msg,
+		    size_t msglen);
+/* A signal by name (TERM, SIGTERM, USR1, RTMIN+2) or number: 1..64, or -1. */
+int cli_parse_signal(const char *s);
+
+struct proc_opts;
+/* exec's checks of --checkpoint-signal and of the checkpoint options
+ * together (restore-exec takes them too): -1 after one line on stderr. */
+int exec_checkpoint_signal(const char *arg);
+int exec_checkpoint_opts(struct proc_opts *o);
+
 int cmd_exec(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_restore_exec(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);

@@ -30,9 +30,7 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* One request; returns the HTTP status (0 if there was no answer), with
- * the answer's fault_message (or what went wrong) in msg. */
-static int request(const char *sock, const char *method, const char *path, json_t *body, char *msg, size_t msglen)
+int cli_api_request(const char *sock, const char *method, const char *path, json_t *body, char *msg, size_t msglen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL, *buf = NULL;
@@ -135,20 +133,20 @@ int cmd_snapshot(int argc, char **argv)
 	snprintf(sp, sizeof(sp), "%s/state", abs);
 	snprintf(mp, sizeof(mp), "%s/memory", abs);
 	int st;
-	if (stop && !ok(st = request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Paused"), msg, sizeof(msg)))) {
+	if (stop && !ok(st = cli_api_request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Paused"), msg, sizeof(msg)))) {
 		fprintf(stderr, "corral: snapshot: %s\n", msg[0] ? msg : "the VM would not pause");
 		return 1;
 	}
-	st = request(sock, "PUT", "/snapshot/create", json_pack("{s:s,s:s}", "snapshot_path", sp, "mem_file_path", mp),
+	st = cli_api_request(sock, "PUT", "/snapshot/create", json_pack("{s:s,s:s}", "snapshot_path", sp, "mem_file_path", mp),
 		     msg, sizeof(msg));
 	if (!ok(st)) {
 		fprintf(stderr, "corral: snapshot: %s\n", msg[0] ? msg : "the snapshot failed");
 		if (stop) /* it was paused for us: let it go on */
-			request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Resumed"), msg, sizeof(msg));
+			cli_api_request(sock, "PATCH", "/vm", json_pack("{s:s}", "state", "Resumed"), msg, sizeof(msg));
 		return 1;
 	}
 	if (stop &&
-	    !ok(request(sock, "PUT", "/actions", json_pack("{s:s}", "action_type", "Stop"), msg, sizeof(msg)))) {
+	    !ok(cli_api_request(sock, "PUT", "/actions", json_pack("{s:s}", "action_type", "Stop"), msg, sizeof(msg)))) {
 		fprintf(stderr, "corral: snapshot: saved, but the VM would not stop: %s\n", msg);
 		return 1;
 	}

@@ -22,6 +22,11 @@ struct proc_opts {
 	 * /proc/self/exe (set where corral itself runs under an emulator) */
 	const char *self_exe;
 	struct cpu_opts cpu; /* every guest thread's CPU (the translator) */
+	/* checkpoints (docs/checkpoint.md) */
+	const char *control;	  /* unix socket serving the checkpoint API, or NULL */
+	int checkpoint_signal;	  /* host signal that asks for a checkpoint, or 0 */
+	const char *checkpoint_dir; /* where that checkpoint goes */
+	const char *version;	  /* corral's version, written into and checked on checkpoints */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's
@@ -30,5 +35,11 @@ struct proc_opts {
  * guest's status or dies of the guest's fatal signal. Returns an exit
  * status (126/127) after printing one line when it cannot start. */
 int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv, char **envp);
+
+/* Continue the program checkpointed into dir (DIR/state, DIR/memory) in
+ * this process, with o's version, trace, control socket and checkpoint
+ * signal. Never returns once the program runs; returns an exit status (1
+ * or 2) after one line on stderr when the checkpoint is refused. */
+int proc_restore(const struct proc_opts *o, const char *dir);
 
 #endif

@@ -58,6 +58,8 @@ _Noreturn void thr_main_loop(struct gthread *t)
 {
 	cur_thread = t;
 	for (;;) {
+		if (__atomic_load_n(&ckpt_stopping, __ATOMIC_SEQ_CST))
+			ckpt_park(t); /* at an instruction boundary, its syscall done or to be made again */
 		enum cpu_exit e = cpu_run(&t->cpu, 0);
 		switch (e) {
 		case CPU_EXIT_SYSCALL: sys_dispatch(t); break;
