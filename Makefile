@@ -373,6 +373,23 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 
 .PHONY: fuzz-state-run
 
+# A process VM checkpoint's parser (opt-in): the input is a checkpoint's
+# state file. `make fuzz-ckpt-run FUZZ_SECONDS=120`; crash inputs land in
+# tests/fuzz/regress/ckpt/, which make check replays with the seeds.
+FUZZ_CKPT_SRC := src/process/ckpt_image.c src/state/stream.c
+$(FUZZ_BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c tests/fuzz/fuzz_ckpt.h $(FUZZ_CKPT_SRC) src/process/ckpt.h src/state/stream.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ckpt.c $(FUZZ_CKPT_SRC) -lz
+
+fuzz: $(FUZZ_BUILD)/fuzz_ckpt
+
+fuzz-ckpt-run: $(FUZZ_BUILD)/fuzz_ckpt
+	@mkdir -p $(FUZZ_BUILD)/corpus-ckpt tests/fuzz/regress/ckpt
+	$(FUZZ_BUILD)/fuzz_ckpt -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/ckpt/ $(FUZZ_BUILD)/corpus-ckpt tests/fuzz/seeds/ckpt
+
+.PHONY: fuzz-ckpt-run
+
 # ---- installing ----
 # `make install` (PREFIX=/usr/local, DESTDIR for staging) puts corral, the
 # guest kit's tools as corral-mkguest and corral-mkrootfs, the man pages

@@ -53,7 +53,8 @@ int cmd_checkpoint(int argc, char **argv)
 		return 2;
 	}
 	char abs[PATH_MAX], msg[600];
-	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || !realpath(dir, abs)) {
+	int made = mkdir(dir, 0700) == 0;
+	if ((!made && errno != EEXIST) || !realpath(dir, abs)) {
 		fprintf(stderr, "corral: checkpoint: '%s': %s\n", dir, strerror(errno));
 		return 1;
 	}
@@ -61,6 +62,8 @@ int cmd_checkpoint(int argc, char **argv)
 				 json_pack("{s:s,s:b}", "dir", abs, "leave_running", leave), msg, sizeof(msg));
 	if (st < 200 || st >= 300) {
 		fprintf(stderr, "corral: checkpoint: %s\n", msg[0] ? msg : "the checkpoint failed");
+		if (made)
+			rmdir(abs); /* only if nothing was left in it */
 		return 1;
 	}
 	return 0;

@@ -869,11 +869,12 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		return 2;
 	}
 	snprintf(path, sizeof(path), "%s/state", dir);
-	if (read_file(path, &data, &len, err, sizeof(err)) ||
-	    ckpt_parse(data, len, &img, err, sizeof(err))) {
-		fprintf(stderr, "corral: restore-exec: %s%s\n", err[0] == '\'' ? "" : "checkpoint '", err[0] == '\'' ? err : path);
-		if (err[0] != '\'')
-			fprintf(stderr, "corral: restore-exec: %s\n", err);
+	if (read_file(path, &data, &len, err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		return 1;
+	}
+	if (ckpt_parse(data, len, &img, err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: '%.300s': %s\n", path, err);
 		free(data);
 		return 1;
 	}

@@ -30,7 +30,8 @@ static struct {
 	int listen_fd, sig_rd, sig_wr;
 	int conn; /* the connection being answered, or -1 */
 	char path[108];
-} ctl = {-1, -1, -1, -1, ""};
+	pid_t owner;
+} ctl = {-1, -1, -1, -1, "", 0};
 
 static void unreserve(int fd)
 {
@@ -93,11 +94,17 @@ static void fault(int status, const char *msg)
 	reply(status, json_pack("{s:s}", "fault_message", msg));
 }
 
+void ctl_exit(void)
+{
+	/* only the process that bound it (not a forked child) removes it */
+	if (ctl.path[0] && ctl.owner == getpid())
+		unlink(ctl.path);
+}
+
 void ctl_finish(void)
 {
 	reply(200, json_pack("{s:s}", "state", "Checkpointed"));
-	if (ctl.path[0])
-		unlink(ctl.path);
+	ctl_exit();
 }
 
 /* PUT /checkpoint {"dir": "...", "leave_running": false} */
@@ -270,11 +277,20 @@ int ctl_start(struct proc *p, char *err, size_t errn)
 		return 0;
 	if (o->control) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
-		if (strlen(o->control) >= sizeof(sa.sun_path)) {
+		/* absolute, so that it is removed at the end wherever the
+		 * program's working directory went */
+		char abs[sizeof(ctl.path) + 1] = "";
+		if (o->control[0] != '/' && getcwd(abs, sizeof(abs)) && strlen(abs) + 1 + strlen(o->control) < sizeof(abs)) {
+			strcat(abs, "/");
+			strcat(abs, o->control);
+		} else {
+			snprintf(abs, sizeof(abs), "%.*s", (int)sizeof(ctl.path), o->control);
+		}
+		if (strlen(o->control) >= sizeof(sa.sun_path) || strlen(abs) >= sizeof(sa.sun_path)) {
 			snprintf(err, errn, "--control '%s': a socket path too long", o->control);
 			return -ENAMETOOLONG;
 		}
-		memcpy(sa.sun_path, o->control, strlen(o->control));
+		memcpy(sa.sun_path, abs, strlen(abs));
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
 			snprintf(err, errn, "--control '%s': %s", o->control, strerror(errno));
@@ -282,8 +298,9 @@ int ctl_start(struct proc *p, char *err, size_t errn)
 				close(fd);
 			return -EADDRINUSE;
 		}
-		chmod(o->control, 0600);
-		snprintf(ctl.path, sizeof(ctl.path), "%s", o->control);
+		chmod(abs, 0600);
+		memcpy(ctl.path, abs, strlen(abs) + 1);
+		ctl.owner = getpid();
 		ctl.listen_fd = fs_reserve_fd(p, fd);
 	}
 	int pf[2];

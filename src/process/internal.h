@@ -288,6 +288,8 @@ int ckpt_checkpoint(const char *dir, int leave_running, char *err, size_t errn);
 int ctl_start(struct proc *p, char *err, size_t errn);
 /* Called just before a leave_running=0 checkpoint exits the process. */
 void ctl_finish(void);
+/* The program ends: remove the control socket (async-signal-safe). */
+void ctl_exit(void);
 
 /* ---- syscall.c ---- */
 void sys_dispatch(struct gthread *t);

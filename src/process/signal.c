@@ -334,6 +334,7 @@ void sig_send_thread(struct gthread *t, int sig, const siginfo_t *si)
 
 _Noreturn void sig_die(int sig)
 {
+	ctl_exit();
 	fflush(stdout);
 	fflush(stderr);
 	if (sig > 0 && sig < SIGRTMIN) {
@@ -796,8 +797,14 @@ static long do_suspend(struct gthread *t, uint64_t mask)
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	mask &= ~(GSIG_BIT(SIGKILL) | GSIG_BIT(SIGSTOP));
 	host_mask(mask, &hs);
-	while (!(t->pending & ~mask))
+	while (!(t->pending & ~mask)) {
+		if (__atomic_load_n(&ckpt_stopping, __ATOMIC_SEQ_CST)) {
+			/* a checkpoint: made again when the thread goes on */
+			sig_setmask(t, t->sigmask);
+			return -SIGWIN_ERESTART;
+		}
 		sigsuspend(&hs);
+	}
 	t->saved_mask = t->sigmask;
 	t->sigsuspended = 1;
 	t->sigmask = mask;
