@@ -5,7 +5,9 @@
 #ifndef CORRAL_FUZZ_CKPT_H
 #define CORRAL_FUZZ_CKPT_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
