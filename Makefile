@@ -114,12 +114,17 @@ check-oci: tests
 bench-oci: $(RUNC)
 	@BUILD=$(abspath $(BUILD)) bash bench/oci.sh
 
+# process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
+bench-checkpoint: $(CORRAL) $(GUEST_BIN)
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
+
 bench: $(CORRAL) $(BENCH_BIN)
 	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)

@@ -4,7 +4,9 @@
  * handler, a blocked signal and a pending one; its last line is a result
  * that any lost or changed state would change.
  *   ckpt_prog compute IN OUT MIB ROUNDS   the computation
- *   ckpt_prog wait                        set up, say "ready", then sleep for ever */
+ *   ckpt_prog wait                        set up, say "ready", then sleep for ever
+ *   ckpt_prog hold MIB GO                 write MIB MiB, say "ready", exit when file GO exists
+ *                                         (bench/checkpoint.sh) */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -147,12 +149,30 @@ static _Noreturn void wait_forever(void)
 		pause();
 }
 
+static int hold(int mib, const char *go)
+{
+	size_t n = (size_t)mib << 20;
+	uint8_t *m = malloc(n);
+	if (!m)
+		return 1;
+	for (size_t i = 0; i < n; i += 64)
+		m[i] = (uint8_t)(i >> 6) | 1;
+	printf("ready\n");
+	fflush(stdout);
+	struct timespec ts = {0, 1000000};
+	while (access(go, F_OK))
+		nanosleep(&ts, NULL);
+	return m[n / 2] == 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "hold"))
+		return hold(atoi(argv[2]), argv[3]);
 	if (argc == 6 && !strcmp(argv[1], "compute"))
 		return compute(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
 	if (argc == 2 && !strcmp(argv[1], "wait"))
 		wait_forever();
-	fprintf(stderr, "usage: ckpt_prog compute IN OUT MIB ROUNDS | wait\n");
+	fprintf(stderr, "usage: ckpt_prog compute IN OUT MIB ROUNDS | wait | hold MIB GO\n");
 	return 2;
 }
