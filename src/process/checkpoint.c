@@ -715,8 +715,11 @@ static int restore_memory(struct proc *p, const struct ckpt_image *img, const in
 		const struct ckpt_vma *v = &img->vmas[k];
 		unsigned vflags = ((v->flags & CKV_SHARED) ? VMA_SHARED : 0) | ((v->flags & CKV_HEAP) ? VMA_HEAP : 0) |
 				  ((v->flags & CKV_STACK) ? VMA_STACK : 0);
-		long m = mm_map(p, v->start, v->end - v->start, v->prot, vflags, v->path ? vfd[k] : -1, v->off,
-				v->path);
+		/* saved pages under PROT_NONE (mprotect'ed after they were
+		 * written): mapped with access to put them back, then closed */
+		bool closed = v->nruns && !v->prot;
+		long m = mm_map(p, v->start, v->end - v->start, closed ? VMEM_R | VMEM_W : v->prot, vflags,
+				v->path ? vfd[k] : -1, v->off, v->path);
 		struct vma *nv = m < 0 ? NULL : vma_at(p, v->start);
 		if (!nv || (!nv->host && v->nruns)) {
 			snprintf(err, errn, "mapping at 0x%llx: %s", (unsigned long long)v->start,
@@ -737,6 +740,10 @@ static int restore_memory(struct proc *p, const struct ckpt_image *img, const in
 				at += n;
 				len -= (size_t)n;
 			}
+		}
+		if (closed && (m = mm_mprotect(p, v->start, v->end - v->start, 0)) < 0) {
+			snprintf(err, errn, "mapping at 0x%llx: %s", (unsigned long long)v->start, strerror((int)-m));
+			return -ENOMEM;
 		}
 	}
 	p->brk_start = img->brk_start;
@@ -800,8 +807,17 @@ static struct gthread *thread_of(const struct ckpt_thread *c)
 		return NULL;
 	}
 	cpu_reset_user(&t->cpu);
+	/* what a checkpoint holds over a fresh user-mode CPU (ckpt_image.c
+	 * put_cpu); the rest (control registers, MSRs) is user mode's own */
+	struct cpu_state *st = &t->cpu.s;
 	uint64_t fl = c->s.rflags;
-	t->cpu.s = c->s;
+	memcpy(st->gpr, c->s.gpr, sizeof(st->gpr));
+	st->rip = c->s.rip;
+	memcpy(st->seg, c->s.seg, sizeof(st->seg));
+	st->xcr0 = c->s.xcr0;
+	memcpy(st->xmm, c->s.xmm, sizeof(st->xmm));
+	st->mxcsr = c->s.mxcsr;
+	st->x87 = c->s.x87;
 	cpu_state_loaded(&t->cpu);
 	cpu_set_rflags(&t->cpu, fl);
 	t->cpu.trace = proc.opts.trace;
