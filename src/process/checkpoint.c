@@ -375,7 +375,8 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 		fds[n++] = (int)fd;
 	}
 	closedir(d);
-	qsort(fds, (size_t)n, sizeof(int), cmp_int);
+	if (n)
+		qsort(fds, (size_t)n, sizeof(int), cmp_int);
 	int r = 0;
 	if (n > CKPT_MAX_FDS || (n && fds[n - 1] >= CKPT_MAX_FDS)) {
 		snprintf(err, errn, "descriptor %d: beyond what a checkpoint holds", fds[n - 1]);
@@ -880,6 +881,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	size_t len = 0;
 	struct ckpt_image img;
 	memset(&img, 0, sizeof(img));
+	int *vfd = NULL, *ffd = NULL, mfd = -1;
+	struct gthread **th = NULL;
 	if (o->sandbox) {
 		fprintf(stderr, "corral: restore-exec: --sandbox is not supported with checkpoints yet\n");
 		return 2;
@@ -899,18 +902,16 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		fprintf(stderr,
 			"corral: restore-exec: '%.300s' was written by corral %s; this is corral %s, which restores only its own checkpoints\n",
 			dir, img.version[0] ? img.version : "(unknown)", o->version ? o->version : "(unknown)");
-		ckpt_image_free(&img);
-		return 1;
+		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/memory", dir);
 	int low = img.nfd ? img.fds[img.nfd - 1].fd + 1 : 3;
-	int mfd = fd_above(open(path, O_RDONLY | O_CLOEXEC), low);
+	mfd = fd_above(open(path, O_RDONLY | O_CLOEXEC), low);
 	struct stat mst;
 	if (mfd < 0 || fstat(mfd, &mst) < 0 || !S_ISREG(mst.st_mode) || (uint64_t)mst.st_size != img.memsize) {
 		fprintf(stderr, "corral: restore-exec: '%.300s': %s\n", path,
 			mfd < 0 ? strerror(errno) : "not the memory file of this checkpoint (its size differs)");
-		ckpt_image_free(&img);
-		return 1;
+		goto fail;
 	}
 
 	/* the process as proc_exec sets it up, with the checkpoint's root and cap */
@@ -930,40 +931,46 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	int r;
 	if (pthread_mutex_init(&p->thr_lock, NULL) || vmem_init(&p->vm) || mm_init(p)) {
 		fprintf(stderr, "corral: restore-exec: out of memory\n");
-		return 1;
+		goto fail;
 	}
 	if ((r = fs_init(p))) {
 		fprintf(stderr, "corral: restore-exec: root '%.300s': %s\n", img.root, strerror(-r));
-		return 1;
+		goto fail;
 	}
 	int sfd = open(p->self_exe, O_PATH | O_CLOEXEC);
 	p->self_fd = sfd >= 0 ? fs_reserve_fd(p, sfd) : -1;
 	if ((r = sig_init(p))) {
 		fprintf(stderr, "corral: restore-exec: cannot set up signals: %s\n", strerror(-r));
-		return 1;
+		goto fail;
 	}
-	int *vfd = calloc(img.nvma + 1, sizeof(int)), *ffd = calloc(img.nfd + 1, sizeof(int));
-	struct gthread **th = calloc(img.nthreads, sizeof(*th));
+	vfd = calloc(img.nvma + 1, sizeof(int));
+	ffd = calloc(img.nfd + 1, sizeof(int));
+	th = calloc(img.nthreads, sizeof(*th));
 	if (!vfd || !ffd || !th) {
 		fprintf(stderr, "corral: restore-exec: out of memory\n");
-		return 1;
+		goto fail;
 	}
+	for (uint32_t k = 0; k < img.nvma; k++)
+		vfd[k] = -1;
 	for (uint32_t k = 0; k < img.nfd; k++)
 		ffd[k] = -1;
 	err[0] = 0;
 	if (chdir(img.cwd) < 0) {
 		fprintf(stderr, "corral: restore-exec: working directory '%.300s': %s\n", img.cwd, strerror(errno));
-		return 1;
+		goto fail;
 	}
 	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) || (r = restore_limits(&img, err, sizeof(err))) ||
 	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) || (r = restore_fds(&img, ffd, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	close(mfd);
+	mfd = -1;
 	for (uint32_t k = 0; k < img.nvma; k++)
-		if (vfd[k] >= 0)
+		if (vfd[k] >= 0) {
 			close(vfd[k]);
+			vfd[k] = -1;
+		}
 	umask((mode_t)img.umask);
 	copy_str(p->exe_path, sizeof(p->exe_path), img.exe_path);
 	memcpy(p->auxv, img.auxv, img.auxv_n * 8);
@@ -971,7 +978,7 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	for (uint32_t k = 0; k < img.nthreads; k++) {
 		if (!(th[k] = thread_of(&img.threads[k]))) {
 			fprintf(stderr, "corral: restore-exec: out of memory\n");
-			return 1;
+			goto fail;
 		}
 	}
 	struct gsigaction acts[GSIG_MAX + 1];
@@ -980,7 +987,7 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	sig_restore_actions(acts);
 	if ((r = ctl_start(p, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	for (int k = 0; k < 3; k++) {
 		struct itimerval it = {{(time_t)img.itimer[k].int_s, (suseconds_t)img.itimer[k].int_us},
@@ -1017,4 +1024,25 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	sig_setmask(main_t, main_t->sigmask);
 	thr_register(main_t);
 	thr_main_loop(main_t);
+
+fail:
+	/* nothing of the program ran: give back what was taken */
+	for (uint32_t k = 0; vfd && k < img.nvma; k++)
+		if (vfd[k] > 2)
+			close(vfd[k]);
+	for (uint32_t k = 0; ffd && k < img.nfd; k++)
+		if (ffd[k] > 2)
+			close(ffd[k]);
+	for (uint32_t k = 0; th && k < img.nthreads; k++)
+		if (th[k]) {
+			cpu_destroy(&th[k]->cpu);
+			free(th[k]);
+		}
+	if (mfd >= 0)
+		close(mfd);
+	free(vfd);
+	free(ffd);
+	free(th);
+	ckpt_image_free(&img);
+	return 1;
 }
