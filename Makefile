@@ -122,6 +122,9 @@ bench-oci: $(RUNC)
 # Snapshots: restore, save, clone rate and memory, beside QEMU (bench/snapshot.sh)
 bench-snapshot: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
+# process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
+bench-checkpoint: $(CORRAL) $(GUEST_BIN)
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
 
 bench: $(CORRAL) $(BENCH_BIN)
 	@$(BUILD)/bench/pause
@@ -130,6 +133,7 @@ bench: $(CORRAL) $(BENCH_BIN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/io.sh
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/startup.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
 
 format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)
@@ -400,6 +404,23 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 		-artifact_prefix=tests/fuzz/regress/state/ $(FUZZ_BUILD)/corpus-state tests/fuzz/seeds/state
 
 .PHONY: fuzz-state-run
+
+# A process VM checkpoint's parser (opt-in): the input is a checkpoint's
+# state file. `make fuzz-ckpt-run FUZZ_SECONDS=120`; crash inputs land in
+# tests/fuzz/regress/ckpt/, which make check replays with the seeds.
+FUZZ_CKPT_SRC := src/process/ckpt_image.c src/state/stream.c
+$(FUZZ_BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c tests/fuzz/fuzz_ckpt.h $(FUZZ_CKPT_SRC) src/process/ckpt.h src/state/stream.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ckpt.c $(FUZZ_CKPT_SRC) -lz
+
+fuzz: $(FUZZ_BUILD)/fuzz_ckpt
+
+fuzz-ckpt-run: $(FUZZ_BUILD)/fuzz_ckpt
+	@mkdir -p $(FUZZ_BUILD)/corpus-ckpt tests/fuzz/regress/ckpt
+	$(FUZZ_BUILD)/fuzz_ckpt -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/ckpt/ $(FUZZ_BUILD)/corpus-ckpt tests/fuzz/seeds/ckpt
+
+.PHONY: fuzz-ckpt-run
 
 # ---- installing ----
 # `make install` (PREFIX=/usr/local, DESTDIR for staging) puts corral, the

@@ -59,17 +59,21 @@ _corral_exec()
 	--root) _corral_dirs "$cur"; return ;;
 	--argv0 | --mem) return ;;
 	--net) COMPREPLY=($(compgen -W "none host user" -- "$cur")); return ;;
+	--control) _corral_files "$cur"; return ;;
+	--checkpoint-dir) _corral_dirs "$cur"; return ;;
+	--checkpoint-signal) COMPREPLY=($(compgen -W "TERM USR1 USR2 HUP INT XCPU" -- "$cur")); return ;;
 	esac
 	# After the program, its own arguments: files.
 	for ((k = 2; k < COMP_CWORD; k++)); do
 		case ${COMP_WORDS[k]} in
-		--root | --argv0 | --mem | --net) ((k++)) ;;
+		--root | --argv0 | --mem | --net | --control | --checkpoint-signal | --checkpoint-dir) ((k++)) ;;
 		-*) ;;
 		*) _corral_files "$cur"; return ;;
 		esac
 	done
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "--root --sandbox --no-sandbox --net --mem --argv0 --trace --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "--root --sandbox --no-sandbox --net --mem --argv0 --control --checkpoint-signal
+			--checkpoint-dir --trace --help" -- "$cur"))
 	else
 		compopt -o filenames 2>/dev/null
 		COMPREPLY=($(compgen -c -- "$cur") $(compgen -f -- "$cur"))
@@ -154,7 +158,7 @@ _corral()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "exec run snapshot migrate restore vm info image oci help --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "exec checkpoint restore-exec run snapshot migrate restore vm info image oci help --version --help" -- "$cur"))
 		return
 	fi
 	case ${COMP_WORDS[1]} in
@@ -187,6 +191,27 @@ _corral()
 				compopt -o nospace 2>/dev/null
 			else
 				_corral_files "$cur"
+			fi
+			;;
+		esac
+		;;
+	checkpoint)
+		if [[ $cur == -* ]]; then
+			COMPREPLY=($(compgen -W "--leave-running --help" -- "$cur"))
+		else
+			_corral_files "$cur"
+		fi
+		;;
+	restore-exec)
+		case $prev in
+		--control) _corral_files "$cur" ;;
+		--checkpoint-dir) _corral_dirs "$cur" ;;
+		--checkpoint-signal) COMPREPLY=($(compgen -W "TERM USR1 USR2 HUP INT XCPU" -- "$cur")) ;;
+		*)
+			if [[ $cur == -* ]]; then
+				COMPREPLY=($(compgen -W "--control --checkpoint-signal --checkpoint-dir --trace --help" -- "$cur"))
+			else
+				_corral_dirs "$cur"
 			fi
 			;;
 		esac

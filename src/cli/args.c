@@ -1,7 +1,10 @@
 /* Argument parsing shared by the subcommands. */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 
@@ -43,4 +46,30 @@ int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out)
 		return -1;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+int cli_parse_signal(const char *s)
+{
+	static const struct {
+		const char *name;
+		int num;
+	} names[] = {
+		{"HUP", SIGHUP},   {"INT", SIGINT},	{"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+		{"TERM", SIGTERM}, {"ALRM", SIGALRM}, {"XCPU", SIGXCPU}, {"PWR", SIGPWR},
+	};
+	if (!strncasecmp(s, "SIG", 3))
+		s += 3;
+	char *end;
+	if (*s >= '0' && *s <= '9') {
+		long n = strtol(s, &end, 10);
+		return !*end && n >= 1 && n <= 64 ? (int)n : -1;
+	}
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+		if (!strcasecmp(s, names[k].name))
+			return names[k].num;
+	if (!strncasecmp(s, "RTMIN+", 6)) {
+		long n = strtol(s + 6, &end, 10);
+		return !*end && n >= 0 && SIGRTMIN + n < SIGRTMAX ? (int)(SIGRTMIN + n) : -1;
+	}
+	return -1;
 }

@@ -19,15 +19,26 @@ int cli_parse_size(const char *s, unsigned bare_shift, uint64_t *out);
  * went wrong) in msg; the answer's JSON in *answer if answer is not NULL
  * (NULL when it had none; the caller json_decref's it). */
 struct json_t;
-int cli_api_request(const char *sock, const char *method, const char *path, struct json_t *body,
-		    struct json_t **answer, char *msg, size_t msglen);
+int cli_api_request(const char *sock, const char *method, const char *path, struct json_t *body, struct json_t **answer,
+		    char *msg, size_t msglen);
 
 /* corral vm create: corral run's options (argv[0] the command's name) as
  * the VM layer's JSON configuration (malloc'd), or NULL after a message. */
 char *run_config_json(int argc, char **argv);
 
+/* A signal by name (TERM, SIGTERM, USR1, RTMIN+2) or number: 1..64, or -1. */
+int cli_parse_signal(const char *s);
+
+struct proc_opts;
+/* exec's checks of --checkpoint-signal and of the checkpoint options
+ * together (restore-exec takes them too): -1 after one line on stderr. */
+int exec_checkpoint_signal(const char *arg);
+int exec_checkpoint_opts(struct proc_opts *o);
+
 int cmd_vm(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_checkpoint(int argc, char **argv);
+int cmd_restore_exec(int argc, char **argv);
 /* A process VM started by a guest's execve (proc_reexec): main calls this
  * first when PROC_EXEC_FD_ENV is set. */
 int exec_reentry(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* `corral exec [options] PROGRAM [ARGS...]`: run one x86-64 Linux program
  * in a process VM; the exit status is the program's. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,15 @@ static void exec_usage(FILE *f)
 		   "  --mem SIZE     cap the program's memory (e.g. 512M, 2G; a bare number is MiB):\n"
 		   "                 mappings beyond it fail with ENOMEM (default: the host's memory\n"
 		   "                 and swap); reserved address space (PROT_NONE) does not count\n"
+		   "  --control PATH serve the program's control API on the unix socket PATH\n"
+		   "                 (HTTP/JSON, as a system VM's): 'corral checkpoint PATH DIR'\n"
+		   "                 saves the running program into DIR (see corral-checkpoint(1))\n"
+		   "  --checkpoint-signal SIG\n"
+		   "                 a signal (a name such as USR1 or TERM, or a number) that\n"
+		   "                 checkpoints the program into --checkpoint-dir and exits with\n"
+		   "                 status 0; the program never sees SIG\n"
+		   "  --checkpoint-dir DIR\n"
+		   "                 where --checkpoint-signal saves the program\n"
 		   "  --trace        log each system call and unimplemented instruction to stderr\n"
 		   "                 (also enabled by CORRAL_TRACE=1 in the environment)\n"
 		   "  -h, --help     show this help\n");
@@ -120,6 +130,53 @@ int exec_reentry(int argc, char **argv)
 	return cmd_exec(n, nv);
 }
 
+/* A --checkpoint-signal that corral can give up to checkpoints: not one
+ * that faults or cannot be caught, nor one corral uses itself. */
+int exec_checkpoint_signal(const char *arg)
+{
+	int s = cli_parse_signal(arg);
+	if (s < 0 || s == SIGKILL || s == SIGSTOP || s == SIGSEGV || s == SIGBUS || s == SIGILL || s == SIGFPE ||
+	    s == SIGTRAP || s == SIGCHLD || s == SIGCONT || s == 32 || s == 33 || s == SIGRTMAX) {
+		fprintf(stderr,
+			"corral: bad --checkpoint-signal '%s' (a signal such as USR1, TERM or RTMIN+1; not KILL, "
+			"STOP, CHLD, CONT or one that reports a fault)\n",
+			arg);
+		return -1;
+	}
+	return s;
+}
+
+/* --control, --checkpoint-signal and --checkpoint-dir together. */
+int exec_checkpoint_opts(struct proc_opts *o)
+{
+	if (o->checkpoint_signal && !o->checkpoint_dir) {
+		fprintf(stderr, "corral: --checkpoint-signal needs --checkpoint-dir DIR (where the checkpoint goes)\n");
+		return -1;
+	}
+	if (o->checkpoint_dir && !o->checkpoint_signal) {
+		fprintf(stderr, "corral: --checkpoint-dir is where --checkpoint-signal saves the program: give both\n");
+		return -1;
+	}
+	if (o->checkpoint_dir && o->checkpoint_dir[0] != '/') {
+		/* the control thread saves it later, wherever the program's cwd is */
+		static char abs[4096];
+		if (!getcwd(abs, sizeof(abs) - 1 - strlen(o->checkpoint_dir)) ||
+		    strlen(abs) + 1 + strlen(o->checkpoint_dir) >= sizeof(abs)) {
+			fprintf(stderr, "corral: --checkpoint-dir '%s': too long\n", o->checkpoint_dir);
+			return -1;
+		}
+		strcat(abs, "/");
+		strcat(abs, o->checkpoint_dir);
+		o->checkpoint_dir = abs;
+	}
+	if ((o->control || o->checkpoint_signal) && o->sandbox) {
+		fprintf(stderr, "corral: --control and --checkpoint-signal do not work with --sandbox (or --root) yet: "
+				"add --no-sandbox\n");
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	enum {
@@ -131,7 +188,10 @@ int cmd_exec(int argc, char **argv)
 		OPT_SANDBOX,
 		OPT_NOSANDBOX,
 		OPT_NET,
-		OPT_INSIDE
+		OPT_INSIDE,
+		OPT_CONTROL,
+		OPT_CKSIG,
+		OPT_CKDIR
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -141,12 +201,16 @@ int cmd_exec(int argc, char **argv)
 		{"sandbox", no_argument, NULL, OPT_SANDBOX},
 		{"no-sandbox", no_argument, NULL, OPT_NOSANDBOX},
 		{"net", required_argument, NULL, OPT_NET},
+		{"control", required_argument, NULL, OPT_CONTROL},
+		{"checkpoint-signal", required_argument, NULL, OPT_CKSIG},
+		{"checkpoint-dir", required_argument, NULL, OPT_CKDIR},
 		{"sandboxed", no_argument, NULL, OPT_INSIDE},	/* internal: guest execve inside the sandbox */
 		{"comm", required_argument, NULL, OPT_COMM}, /* internal: a guest's execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct proc_opts o = {0};
+	o.version = CORRAL_VERSION;
 	int sandbox = -1; /* -1: as --root says */
 	const char *net = NULL;
 	extern char **environ;
@@ -169,6 +233,12 @@ int cmd_exec(int argc, char **argv)
 		case OPT_NOSANDBOX: sandbox = 0; break;
 		case OPT_NET: net = optarg; break;
 		case OPT_INSIDE: o.sandboxed = 1; break;
+		case OPT_CONTROL: o.control = optarg; break;
+		case OPT_CKDIR: o.checkpoint_dir = optarg; break;
+		case OPT_CKSIG:
+			if ((o.checkpoint_signal = exec_checkpoint_signal(optarg)) < 0)
+				return 2;
+			break;
 		case OPT_MEM: {
 			uint64_t m;
 			if (cli_parse_size(optarg, 20, &m) < 0 || m < (1u << 20)) {
@@ -214,6 +284,8 @@ int cmd_exec(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (exec_checkpoint_opts(&o) < 0)
+		return 2;
 	const char *path = argv[optind];
 	char **gargv = &argv[optind];
 	int gargc = argc - optind;

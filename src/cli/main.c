@@ -15,6 +15,8 @@ struct command {
 static const struct command commands[] = {
 	{"exec", cmd_exec, "run one x86-64 Linux program in a process VM"},
 #ifndef CORRAL_RUNC_ONLY /* corral-runc's static build: process VMs and the runtime only */
+	{"checkpoint", cmd_checkpoint, "save a running process VM's program into a directory"},
+	{"restore-exec", cmd_restore_exec, "continue a process VM from its checkpoint"},
 	{"run", cmd_run, "boot a virtual PC (system VM) in the foreground"},
 	{"snapshot", cmd_snapshot, "save a running VM's state through its API socket"},
 	{"migrate", cmd_migrate, "move a running VM to another corral (live migration)"},

@@ -98,7 +98,7 @@ struct gsigaction {
 #define GSA_NODEFER 0x40000000ull
 #define GSA_RESETHAND 0x80000000ull
 
-#define PROC_MAX_RSV_FD 4
+#define PROC_MAX_RSV_FD 8
 
 struct arena_ext;
 #define ARENA_REGIONS 48
@@ -252,6 +252,8 @@ _Noreturn void sig_die(int sig);
 /* Set the guest mask of the calling thread (mirrored to the host mask). */
 void sig_setmask(struct gthread *t, uint64_t mask);
 long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a);
+/* A restored process's dispositions (act[1..GSIG_MAX]), mirrored onto the host. */
+void sig_restore_actions(const struct gsigaction *act);
 bool sig_pending_now(struct gthread *t);
 /* Host syscall nr for a guest syscall that may sleep: the host's raw result
  * (a negative errno on failure), or -SIGWIN_ERESTART if a guest signal is
@@ -268,6 +270,27 @@ struct gthread *thr_find(int tid);
 void thr_register(struct gthread *t);
 /* execve/execveat: an x86-64 program continues in a fresh corral. */
 long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, uint64_t genvp, int flags);
+
+/* ---- checkpoint.c, control.c: checkpoint and restore ---- */
+/* Set while a checkpoint stops the guest's threads: each parks in
+ * ckpt_park at its next instruction boundary (thr_main_loop), and
+ * host_handler makes a thread about to sleep in the host kernel come back. */
+extern volatile int ckpt_stopping;
+/* The host signal that asks for a checkpoint (--checkpoint-signal), or 0:
+ * corral's own, like HOST_SIG_WAKE. */
+extern int ckpt_signal;
+void ckpt_park(struct gthread *t);
+/* Stop every guest thread, write DIR/state and DIR/memory; then let the
+ * threads go on (leave_running) or exit the process VM with status 0.
+ * Returns 0 or -errno with one line in err (the threads go on). Called
+ * from a host thread of corral's own (control.c), never a guest thread. */
+int ckpt_checkpoint(const char *dir, int leave_running, char *err, size_t errn);
+/* Start the control socket and the checkpoint signal (proc_opts). */
+int ctl_start(struct proc *p, char *err, size_t errn);
+/* Called just before a leave_running=0 checkpoint exits the process. */
+void ctl_finish(void);
+/* The program ends: remove the control socket (async-signal-safe). */
+void ctl_exit(void);
 
 /* ---- syscall.c ---- */
 void sys_dispatch(struct gthread *t);

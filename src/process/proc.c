@@ -90,6 +90,10 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		fprintf(stderr, "corral: cannot set up signals: %s\n", strerror(-r));
 		return PROC_EXIT_NOEXEC;
 	}
+	if ((r = ctl_start(p, err, sizeof(err)))) {
+		fprintf(stderr, "corral: %s\n", err);
+		return 2;
+	}
 	struct gthread *t = calloc(1, sizeof(*t));
 	if (!t || cpu_init_opts(&t->cpu, CPU_MODE_USER, &p->vm, &p->opts.cpu)) {
 		fprintf(stderr, "corral: out of memory\n");

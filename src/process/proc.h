@@ -23,6 +23,11 @@ struct proc_opts {
 	const char *self_exe;
 	const char *comm;    /* the host thread's name, or NULL: PROGRAM's last part */
 	struct cpu_opts cpu; /* every guest thread's CPU (the translator) */
+	/* checkpoints (docs/checkpoint.md) */
+	const char *control;	    /* unix socket serving the checkpoint API, or NULL */
+	int checkpoint_signal;	    /* host signal that asks for a checkpoint, or 0 */
+	const char *checkpoint_dir; /* where that checkpoint goes */
+	const char *version;	    /* corral's version, written into and checked on checkpoints */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's
@@ -45,5 +50,10 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
  * see LD_PRELOAD and friends). Returns -errno when the exec fails. */
 long proc_reexec(const char *self_exe, int self_fd, const char *const *opts, const char *comm, const char *path,
 		 int argc, char **argv, char **envp);
+/* Continue the program checkpointed into dir (DIR/state, DIR/memory) in
+ * this process, with o's version, trace, control socket and checkpoint
+ * signal. Never returns once the program runs; returns an exit status (1
+ * or 2) after one line on stderr when the checkpoint is refused. */
+int proc_restore(const struct proc_opts *o, const char *dir);
 
 #endif

@@ -63,7 +63,7 @@ _Static_assert(sizeof(siginfo_t) == 128, "siginfo layout");
 /* x86-64 and the generic Linux ABI (arm64, riscv) number signals alike. */
 static int sig_internal(int sig)
 {
-	return sig == G_SIGCANCEL || sig == G_SIGSETXID || sig == HOST_SIG_WAKE;
+	return sig == G_SIGCANCEL || sig == G_SIGSETXID || sig == HOST_SIG_WAKE || (ckpt_signal && sig == ckpt_signal);
 }
 
 static void host_mask(uint64_t gmask, sigset_t *hs)
@@ -212,7 +212,9 @@ static void host_handler(int sig, siginfo_t *si, void *uc)
 	}
 	/* Signals the guest blocks wait (the host's mask mirrors the guest's,
 	 * but sig_setmask changes them one after the other). */
-	if (__atomic_load_n(&t->pending, __ATOMIC_SEQ_CST) & ~__atomic_load_n(&t->sigmask, __ATOMIC_SEQ_CST)) {
+	if ((__atomic_load_n(&t->pending, __ATOMIC_SEQ_CST) & ~__atomic_load_n(&t->sigmask, __ATOMIC_SEQ_CST)) ||
+	    __atomic_load_n(&ckpt_stopping, __ATOMIC_SEQ_CST)) {
+		/* (a checkpoint stops the thread like a signal would) */
 		__atomic_store_n(&t->sigready, 1, __ATOMIC_SEQ_CST);
 		/* Past sigwin_syscall's test of sigready but not yet in the host
 		 * kernel: do not enter it (it might sleep with the signal
@@ -332,6 +334,7 @@ void sig_send_thread(struct gthread *t, int sig, const siginfo_t *si)
 
 _Noreturn void sig_die(int sig)
 {
+	ctl_exit();
 	fflush(stdout);
 	fflush(stderr);
 	if (sig > 0 && sig < SIGRTMIN) {
@@ -771,6 +774,19 @@ static long do_sigaction(int sig, uint64_t act, uint64_t oact, uint64_t size)
 	return 0;
 }
 
+void sig_restore_actions(const struct gsigaction *act)
+{
+	pthread_mutex_lock(&proc.sig_lock);
+	for (int s = 1; s <= GSIG_MAX; s++) {
+		if (s == SIGKILL || s == SIGSTOP)
+			continue;
+		proc.act[s] = act[s];
+		proc.act[s].mask &= ~(GSIG_BIT(SIGKILL) | GSIG_BIT(SIGSTOP));
+		host_disposition(s, &proc.act[s]);
+	}
+	pthread_mutex_unlock(&proc.sig_lock);
+}
+
 /* Wait for a signal with mask in force (sigsuspend/pause). */
 static long do_suspend(struct gthread *t, uint64_t mask)
 {
@@ -781,8 +797,14 @@ static long do_suspend(struct gthread *t, uint64_t mask)
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	mask &= ~(GSIG_BIT(SIGKILL) | GSIG_BIT(SIGSTOP));
 	host_mask(mask, &hs);
-	while (!(t->pending & ~mask))
+	while (!(t->pending & ~mask)) {
+		if (__atomic_load_n(&ckpt_stopping, __ATOMIC_SEQ_CST)) {
+			/* a checkpoint: made again when the thread goes on */
+			sig_setmask(t, t->sigmask);
+			return -SIGWIN_ERESTART;
+		}
 		sigsuspend(&hs);
+	}
 	t->saved_mask = t->sigmask;
 	t->sigsuspended = 1;
 	t->sigmask = mask;

@@ -58,6 +58,8 @@ _Noreturn void thr_main_loop(struct gthread *t)
 {
 	cur_thread = t;
 	for (;;) {
+		if (__atomic_load_n(&ckpt_stopping, __ATOMIC_SEQ_CST))
+			ckpt_park(t); /* at an instruction boundary, its syscall done or to be made again */
 		enum cpu_exit e = cpu_run(&t->cpu, 0);
 		switch (e) {
 		case CPU_EXIT_SYSCALL: sys_dispatch(t); break;
@@ -125,8 +127,10 @@ _Noreturn void thr_exit(struct gthread *t, int code)
 	if (t->tid == proc.pid)
 		main_exit_code = code;
 	pthread_mutex_unlock(&proc.thr_lock);
-	if (left <= 0)
+	if (left <= 0) {
+		ctl_exit();
 		_exit(main_exit_code >= 0 ? main_exit_code : code);
+	}
 	/* Other threads may still hold t (tgkill lookups just made): its
 	 * memory stays, the CPU's caches go. */
 	t->exiting = 1;
@@ -137,6 +141,7 @@ _Noreturn void thr_exit(struct gthread *t, int code)
 
 _Noreturn void thr_exit_group(int code)
 {
+	ctl_exit();
 	_exit(code & 0xff);
 }
 

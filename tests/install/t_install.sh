@@ -49,6 +49,7 @@ fi
 PAGES="corral: corral-run:run corral-exec:exec corral-info:info corral-image:image
 corral-image-create:image_create corral-image-info:image_info corral-image-check:image_check
 corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:oci corral-snapshot:snapshot corral-migrate:migrate corral-restore:restore
+corral-checkpoint:checkpoint corral-restore-exec:restore-exec
 corral-mkguest:- corral-mkrootfs:- corral-vm:vm corrald:@corrald"
 
 expected="usr/bin/corral usr/bin/corral-runc usr/bin/corrald usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral
@@ -164,6 +165,9 @@ check_completion --kernel corral run --ker
 check_completion "create check convert commit" corral image c
 check_completion qcow2 corral image convert -O q
 check_completion "-p" corral image convert -p
+check_completion "--leave-running" corral checkpoint s d --le
+check_completion "--checkpoint-signal --checkpoint-dir" corral exec --checkpoint-
+check_completion "restore-exec restore" corral resto
 : >"$work/vmlinuz-test"
 check_completion "$work/vmlinuz-test" corral run --kernel "$work/vmlinuz-t"
 check_completion "$work/vmlinuz-test,readonly" corral run --disk "$work/vmlinuz-test,read"

@@ -1,0 +1,520 @@
+/* The stream of a process VM's checkpoint (kind "process"): writing a
+ * struct ckpt_image field by field, and parsing one back with every value
+ * checked (ckpt.h; the sections are listed in docs/checkpoint.md). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/vmem.h"
+#include "process/ckpt.h"
+
+#define TASK_SIZE 0x7ffffffff000ull /* Linux x86-64's user address space */
+
+static void put_seg(struct state_writer *w, const struct cpu_seg *s)
+{
+	state_put_u64(w, s->base);
+	state_put_u32(w, s->limit);
+	state_put_u16(w, s->sel);
+	state_put_u16(w, s->attr);
+}
+
+static void put_ident(struct state_writer *w, const struct ckpt_ident *id)
+{
+	state_put_u64(w, id->size);
+	state_put_u64(w, (uint64_t)id->mtime_s);
+	state_put_u32(w, id->mtime_ns);
+}
+
+/* A user-mode thread's CPU: what user code can reach. */
+static void put_cpu(struct state_writer *w, const struct cpu_state *s)
+{
+	for (unsigned k = 0; k < 16; k++)
+		state_put_u64(w, s->gpr[k]);
+	state_put_u64(w, s->rip);
+	state_put_u64(w, s->rflags);
+	for (unsigned k = 0; k < 6; k++)
+		put_seg(w, &s->seg[k]);
+	state_put_u64(w, s->xcr0);
+	for (unsigned k = 0; k < 16; k++)
+		state_put_bytes(w, s->xmm[k].b, 16);
+	state_put_u32(w, s->mxcsr);
+	for (unsigned k = 0; k < 8; k++) {
+		state_put_u64(w, s->x87.st[k].mant);
+		state_put_u16(w, s->x87.st[k].sexp);
+	}
+	state_put_u16(w, s->x87.fcw);
+	state_put_u16(w, s->x87.fsw);
+	state_put_u16(w, s->x87.ftw);
+	state_put_u16(w, s->x87.fop);
+	state_put_u64(w, s->x87.fip);
+	state_put_u64(w, s->x87.fdp);
+}
+
+void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
+{
+	state_section_begin(w, "process", 0, CKPT_VERSION);
+	state_put_str(w, img->version);
+	state_put_str(w, img->root);
+	state_put_u64(w, img->mem_cap);
+	state_put_u64(w, img->brk_start);
+	state_put_u64(w, img->brk_cur);
+	state_put_u64(w, img->mmap_base);
+	state_put_u64(w, img->memsize);
+	state_put_str(w, img->exe_path);
+	state_put_str(w, img->cwd);
+	state_put_u32(w, img->umask);
+	state_put_u32(w, img->auxv_n);
+	for (uint32_t k = 0; k < img->auxv_n; k++)
+		state_put_u64(w, img->auxv[k]);
+	state_put_u32(w, img->nthreads);
+	state_put_u32(w, img->nvma);
+	state_put_u32(w, img->nfd);
+	state_section_end(w);
+
+	state_section_begin(w, "rlimits", 0, CKPT_VERSION);
+	state_put_u32(w, CKPT_NRLIMIT);
+	for (unsigned k = 0; k < CKPT_NRLIMIT; k++) {
+		state_put_u64(w, img->rlim[k].cur);
+		state_put_u64(w, img->rlim[k].max);
+	}
+	state_section_end(w);
+
+	state_section_begin(w, "sigactions", 0, CKPT_VERSION);
+	for (unsigned k = 1; k <= CKPT_NSIG; k++) {
+		state_put_u64(w, img->act[k].handler);
+		state_put_u64(w, img->act[k].flags);
+		state_put_u64(w, img->act[k].restorer);
+		state_put_u64(w, img->act[k].mask);
+	}
+	state_section_end(w);
+
+	state_section_begin(w, "itimers", 0, CKPT_VERSION);
+	for (unsigned k = 0; k < 3; k++) {
+		state_put_u64(w, img->itimer[k].int_s);
+		state_put_u64(w, img->itimer[k].int_us);
+		state_put_u64(w, img->itimer[k].val_s);
+		state_put_u64(w, img->itimer[k].val_us);
+	}
+	state_section_end(w);
+
+	for (uint32_t k = 0; k < img->nthreads; k++) {
+		const struct ckpt_thread *t = &img->threads[k];
+		state_section_begin(w, "thread", k, CKPT_VERSION);
+		put_cpu(w, &t->s);
+		state_put_u32(w, (uint32_t)t->tid);
+		state_put_u64(w, t->clear_child_tid);
+		state_put_u64(w, t->robust_list);
+		state_put_u64(w, t->robust_len);
+		state_put_u64(w, t->sigmask);
+		state_put_u64(w, t->pending);
+		state_put_u64(w, t->saved_mask);
+		state_put_bool(w, t->sigsuspended);
+		state_put_u64(w, t->ss_sp);
+		state_put_u64(w, t->ss_size);
+		state_put_u32(w, t->ss_flags);
+		for (unsigned s = 1; s <= CKPT_NSIG; s++) {
+			if (!(t->pending & (1ull << (s - 1))))
+				continue;
+			const struct ckpt_siginfo *i = &t->info[s];
+			state_put_u32(w, (uint32_t)i->code);
+			state_put_u32(w, (uint32_t)i->err);
+			state_put_u32(w, (uint32_t)i->pid);
+			state_put_u32(w, (uint32_t)i->uid);
+			state_put_u32(w, (uint32_t)i->status);
+			state_put_u64(w, i->value);
+			state_put_u64(w, i->addr);
+		}
+		state_section_end(w);
+	}
+
+	for (uint32_t k = 0; k < img->nvma; k++) {
+		const struct ckpt_vma *v = &img->vmas[k];
+		state_section_begin(w, "vma", k, CKPT_VERSION);
+		state_put_u64(w, v->start);
+		state_put_u64(w, v->end);
+		state_put_u64(w, v->off);
+		state_put_u32(w, v->prot);
+		state_put_u32(w, v->flags);
+		state_put_str(w, v->path ? v->path : "");
+		put_ident(w, &v->id);
+		state_put_u64(w, v->memoff);
+		state_put_u32(w, v->nruns);
+		for (uint32_t r = 0; r < v->nruns; r++) {
+			state_put_u64(w, v->runs[r].page);
+			state_put_u64(w, v->runs[r].count);
+		}
+		state_section_end(w);
+	}
+
+	for (uint32_t k = 0; k < img->nfd; k++) {
+		const struct ckpt_fd *f = &img->fds[k];
+		state_section_begin(w, "fd", k, CKPT_VERSION);
+		state_put_u32(w, (uint32_t)f->fd);
+		state_put_u32(w, f->kind);
+		state_put_u32(w, f->flags);
+		state_put_str(w, f->path);
+		state_put_u64(w, f->offset);
+		put_ident(w, &f->id);
+		state_section_end(w);
+	}
+}
+
+/* ---- parsing ---- */
+
+static uint64_t canonical(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16);
+}
+
+static void get_seg(struct state_reader *r, struct cpu_seg *s)
+{
+	s->base = state_get_u64(r);
+	s->limit = state_get_u32(r);
+	s->sel = state_get_u16(r);
+	s->attr = state_get_u16(r);
+}
+
+static void get_ident(struct state_reader *r, struct ckpt_ident *id)
+{
+	id->size = state_get_u64(r);
+	id->mtime_s = (int64_t)state_get_u64(r);
+	id->mtime_ns = state_get_u32(r);
+	if (id->mtime_ns >= 1000000000u)
+		state_fail(r, "a file time out of range");
+}
+
+/* A string that must be an absolute path (or empty when may_empty). */
+static char *get_path(struct state_reader *r, bool may_empty, const char *what)
+{
+	char buf[CKPT_PATH_MAX];
+	state_get_str(r, buf, sizeof(buf));
+	if (!state_reader_ok(r))
+		return NULL;
+	if (!buf[0] && may_empty)
+		return NULL;
+	if (buf[0] != '/') {
+		state_fail(r, "%s: not an absolute path", what);
+		return NULL;
+	}
+	char *p = strdup(buf);
+	if (!p)
+		state_fail(r, "out of memory");
+	return p;
+}
+
+static void get_cpu(struct state_reader *r, struct cpu_state *s, uint32_t k)
+{
+	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < 16; i++)
+		s->gpr[i] = state_get_u64(r);
+	s->rip = state_get_u64(r);
+	s->rflags = state_get_u64(r);
+	for (unsigned i = 0; i < 6; i++)
+		get_seg(r, &s->seg[i]);
+	s->xcr0 = state_get_u64(r);
+	for (unsigned i = 0; i < 16; i++)
+		state_get_bytes(r, s->xmm[i].b, 16);
+	s->mxcsr = state_get_u32(r);
+	for (unsigned i = 0; i < 8; i++) {
+		s->x87.st[i].mant = state_get_u64(r);
+		s->x87.st[i].sexp = state_get_u16(r);
+	}
+	s->x87.fcw = state_get_u16(r);
+	s->x87.fsw = state_get_u16(r);
+	s->x87.ftw = state_get_u16(r);
+	s->x87.fop = state_get_u16(r);
+	s->x87.fip = state_get_u64(r);
+	s->x87.fdp = state_get_u64(r);
+	if (!state_reader_ok(r))
+		return;
+	/* what user code on corral's CPU cannot reach is refused */
+	if (canonical(s->rip) != s->rip || s->rip >= TASK_SIZE)
+		state_fail(r, "thread %u: RIP out of range", k);
+	else if (s->rflags >> 22 || !(s->rflags & 2) || (s->rflags & 0x3000)) /* IOPL 0 in user mode */
+		state_fail(r, "thread %u: RFLAGS out of range", k);
+	else if (s->mxcsr & ~MXCSR_VALID)
+		state_fail(r, "thread %u: MXCSR out of range", k);
+	else if ((s->xcr0 && !(s->xcr0 & 1)) || (s->xcr0 & ~7ull))
+		state_fail(r, "thread %u: XCR0 out of range", k);
+	else if (canonical(s->seg[4].base) != s->seg[4].base || canonical(s->seg[5].base) != s->seg[5].base)
+		state_fail(r, "thread %u: FS or GS base not canonical", k);
+}
+
+/* The next section must be name/instance at version CKPT_VERSION. */
+static bool expect(struct state_reader *r, const char *name, uint32_t instance)
+{
+	struct state_section s;
+	int n = state_next_section(r, &s);
+	if (n < 0)
+		return false;
+	if (n == 0) {
+		state_fail(r, "the stream ends before section '%s' %u", name, instance);
+		return false;
+	}
+	if (strcmp(s.name, name) || s.instance != instance) {
+		state_fail(r, "section '%s' %u where '%s' %u was expected", s.name, s.instance, name, instance);
+		return false;
+	}
+	if (s.version != CKPT_VERSION) {
+		state_fail(r, "section '%s' has version %u; this corral reads version %u", name, s.version,
+			   CKPT_VERSION);
+		return false;
+	}
+	return true;
+}
+
+static bool done(struct state_reader *r)
+{
+	return state_reader_ok(r) && state_section_done(r);
+}
+
+static void parse_thread(struct state_reader *r, struct ckpt_thread *t, uint32_t k)
+{
+	get_cpu(r, &t->s, k);
+	t->tid = (int32_t)state_get_u32(r);
+	t->clear_child_tid = state_get_u64(r);
+	t->robust_list = state_get_u64(r);
+	t->robust_len = state_get_u64(r);
+	t->sigmask = state_get_u64(r);
+	t->pending = state_get_u64(r);
+	t->saved_mask = state_get_u64(r);
+	t->sigsuspended = state_get_bool(r);
+	t->ss_sp = state_get_u64(r);
+	t->ss_size = state_get_u64(r);
+	t->ss_flags = state_get_u32(r);
+	for (unsigned s = 1; s <= CKPT_NSIG && state_reader_ok(r); s++) {
+		if (!(t->pending & (1ull << (s - 1))))
+			continue;
+		struct ckpt_siginfo *i = &t->info[s];
+		i->code = (int32_t)state_get_u32(r);
+		i->err = (int32_t)state_get_u32(r);
+		i->pid = (int32_t)state_get_u32(r);
+		i->uid = (int32_t)state_get_u32(r);
+		i->status = (int32_t)state_get_u32(r);
+		i->value = state_get_u64(r);
+		i->addr = state_get_u64(r);
+	}
+	if (state_reader_ok(r) && (t->tid <= 0 || (t->ss_flags & ~(3u | (1u << 31)))))
+		state_fail(r, "thread %u: thread id or signal stack out of range", k);
+}
+
+static void parse_vma(struct state_reader *r, struct ckpt_vma *v, uint32_t k, uint64_t prev_end, uint64_t memsize)
+{
+	v->start = state_get_u64(r);
+	v->end = state_get_u64(r);
+	v->off = state_get_u64(r);
+	v->prot = state_get_u32(r);
+	v->flags = state_get_u32(r);
+	v->path = get_path(r, true, "a mapped file");
+	get_ident(r, &v->id);
+	v->memoff = state_get_u64(r);
+	v->nruns = state_get_count(r, CKPT_MAX_RUNS, "runs of saved pages");
+	if (!state_reader_ok(r))
+		return;
+	if ((v->start | v->end | v->off | v->memoff) & (CKPT_PAGE - 1) || v->start >= v->end || v->end > TASK_SIZE ||
+	    v->start < prev_end) {
+		state_fail(r, "mapping %u: addresses out of range or out of order", k);
+		return;
+	}
+	if ((v->prot & ~(unsigned)(VMEM_R | VMEM_W | VMEM_X)) || (v->flags & ~CKV_KNOWN)) {
+		state_fail(r, "mapping %u: unknown protection or flags", k);
+		return;
+	}
+	bool anon = v->flags & CKV_ANON;
+	if (anon == (v->path != NULL)) {
+		state_fail(r, "mapping %u: %s", k, anon ? "anonymous with a file" : "a file mapping without a file");
+		return;
+	}
+	if ((v->flags & CKV_RESERVED) && (v->prot || !anon || (v->flags & CKV_SHARED) || v->nruns)) {
+		state_fail(r, "mapping %u: a reservation with access or contents", k);
+		return;
+	}
+	if (v->off > UINT64_MAX - (v->end - v->start)) {
+		state_fail(r, "mapping %u: file offset out of range", k);
+		return;
+	}
+	uint64_t pages = (v->end - v->start) / CKPT_PAGE;
+	if (v->nruns && !(v->runs = calloc(v->nruns, sizeof(*v->runs)))) {
+		state_fail(r, "out of memory");
+		return;
+	}
+	uint64_t next = 0;
+	for (uint32_t i = 0; i < v->nruns && state_reader_ok(r); i++) {
+		struct ckpt_run *u = &v->runs[i];
+		u->page = state_get_u64(r);
+		u->count = state_get_u64(r);
+		if (!state_reader_ok(r))
+			return;
+		if (u->page < next || u->count == 0 || u->page >= pages || u->count > pages - u->page) {
+			state_fail(r, "mapping %u: saved pages out of range or out of order", k);
+			return;
+		}
+		next = u->page + u->count;
+	}
+	/* every saved page lies inside the memory file */
+	if (v->nruns && (v->memoff > memsize || pages > (memsize - v->memoff) / CKPT_PAGE))
+		state_fail(r, "mapping %u: its pages lie beyond the memory file", k);
+	if ((v->flags & CKV_SHARED) && v->path && v->nruns)
+		state_fail(r, "mapping %u: a shared file mapping with saved pages", k);
+}
+
+static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int32_t prev)
+{
+	f->fd = (int32_t)state_get_u32(r);
+	f->kind = state_get_u32(r);
+	f->flags = state_get_u32(r);
+	f->path = get_path(r, false, "an open file");
+	f->offset = state_get_u64(r);
+	get_ident(r, &f->id);
+	if (!state_reader_ok(r))
+		return;
+	if (f->fd < 3 || f->fd <= prev || f->fd >= CKPT_MAX_FDS)
+		state_fail(r, "file %u: descriptor %d out of range or out of order", k, f->fd);
+	else if (f->kind < CKFD_FILE || f->kind > CKFD_DEV)
+		state_fail(r, "file %u: unknown kind %u", k, f->kind);
+	else if ((f->flags & ~CKF_KNOWN) || !(f->flags & (CKF_READ | CKF_WRITE)))
+		state_fail(r, "file %u: unknown flags 0x%x", k, f->flags);
+	else if (f->offset > INT64_MAX)
+		state_fail(r, "file %u: offset out of range", k);
+}
+
+int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err, size_t errn)
+{
+	static struct state_reader rd; /* large (its message), one parse at a time */
+	struct state_reader *r = &rd;
+	memset(img, 0, sizeof(*img));
+	if (state_reader_init(r, data, size, "process") < 0)
+		goto fail;
+	if (!expect(r, "process", 0))
+		goto fail;
+	state_get_str(r, img->version, sizeof(img->version));
+	state_get_str(r, img->root, sizeof(img->root));
+	img->mem_cap = state_get_u64(r);
+	img->brk_start = state_get_u64(r);
+	img->brk_cur = state_get_u64(r);
+	img->mmap_base = state_get_u64(r);
+	img->memsize = state_get_u64(r);
+	state_get_str(r, img->exe_path, sizeof(img->exe_path));
+	state_get_str(r, img->cwd, sizeof(img->cwd));
+	img->umask = state_get_u32(r);
+	img->auxv_n = state_get_count(r, 64, "auxiliary vector words");
+	for (uint32_t k = 0; k < img->auxv_n; k++)
+		img->auxv[k] = state_get_u64(r);
+	img->nthreads = state_get_count(r, CKPT_MAX_THREADS, "threads");
+	img->nvma = state_get_count(r, CKPT_MAX_VMAS, "mappings");
+	img->nfd = state_get_count(r, CKPT_MAX_FDS, "open files");
+	if (!done(r))
+		goto fail;
+	if (img->root[0] && img->root[0] != '/')
+		state_fail(r, "the root is not an absolute path");
+	else if (img->cwd[0] != '/')
+		state_fail(r, "the working directory is not an absolute path");
+	else if (img->umask > 0777 || img->auxv_n % 2 || img->nthreads == 0)
+		state_fail(r, "umask, auxiliary vector or thread count out of range");
+	else if (img->brk_start > img->brk_cur || img->brk_cur >= TASK_SIZE || img->mmap_base > TASK_SIZE ||
+		 (img->memsize & (CKPT_PAGE - 1)) || (img->mem_cap && img->mem_cap < (1u << 20)))
+		state_fail(r, "heap, mapping base, memory size or memory cap out of range");
+	if (!state_reader_ok(r))
+		goto fail;
+
+	if (!expect(r, "rlimits", 0))
+		goto fail;
+	if (state_get_count(r, CKPT_NRLIMIT, "resource limits") != CKPT_NRLIMIT && state_reader_ok(r))
+		state_fail(r, "a different number of resource limits");
+	for (unsigned k = 0; k < CKPT_NRLIMIT; k++) {
+		img->rlim[k].cur = state_get_u64(r);
+		img->rlim[k].max = state_get_u64(r);
+		if (img->rlim[k].cur > img->rlim[k].max && state_reader_ok(r))
+			state_fail(r, "resource limit %u: soft limit above the hard one", k);
+	}
+	if (!done(r))
+		goto fail;
+
+	if (!expect(r, "sigactions", 0))
+		goto fail;
+	for (unsigned k = 1; k <= CKPT_NSIG; k++) {
+		img->act[k].handler = state_get_u64(r);
+		img->act[k].flags = state_get_u64(r);
+		img->act[k].restorer = state_get_u64(r);
+		img->act[k].mask = state_get_u64(r);
+	}
+	if (!done(r))
+		goto fail;
+
+	if (!expect(r, "itimers", 0))
+		goto fail;
+	for (unsigned k = 0; k < 3; k++) {
+		struct ckpt_itimer *t = &img->itimer[k];
+		t->int_s = state_get_u64(r);
+		t->int_us = state_get_u64(r);
+		t->val_s = state_get_u64(r);
+		t->val_us = state_get_u64(r);
+		if (state_reader_ok(r) && (t->int_us >= 1000000 || t->val_us >= 1000000 || t->int_s > INT32_MAX ||
+					   t->val_s > INT32_MAX))
+			state_fail(r, "interval timer %u out of range", k);
+	}
+	if (!done(r))
+		goto fail;
+
+	img->threads = calloc(img->nthreads, sizeof(*img->threads));
+	img->vmas = img->nvma ? calloc(img->nvma, sizeof(*img->vmas)) : NULL;
+	img->fds = img->nfd ? calloc(img->nfd, sizeof(*img->fds)) : NULL;
+	if (!img->threads || (img->nvma && !img->vmas) || (img->nfd && !img->fds)) {
+		state_fail(r, "out of memory");
+		goto fail;
+	}
+	for (uint32_t k = 0; k < img->nthreads; k++) {
+		if (!expect(r, "thread", k))
+			goto fail;
+		parse_thread(r, &img->threads[k], k);
+		if (!done(r))
+			goto fail;
+	}
+	uint64_t prev_end = 0;
+	for (uint32_t k = 0; k < img->nvma; k++) {
+		if (!expect(r, "vma", k))
+			goto fail;
+		parse_vma(r, &img->vmas[k], k, prev_end, img->memsize);
+		if (!done(r))
+			goto fail;
+		prev_end = img->vmas[k].end;
+	}
+	int32_t prev = 2;
+	for (uint32_t k = 0; k < img->nfd; k++) {
+		if (!expect(r, "fd", k))
+			goto fail;
+		parse_fd(r, &img->fds[k], k, prev);
+		if (!done(r))
+			goto fail;
+		prev = img->fds[k].fd;
+	}
+	struct state_section s;
+	int n = state_next_section(r, &s);
+	if (n > 0)
+		state_fail(r, "an unexpected section '%s' after the open files", s.name);
+	if (n != 0 || !state_reader_ok(r))
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errn, "%s", r->err[0] ? r->err : "malformed checkpoint");
+	ckpt_image_free(img);
+	return -EINVAL;
+}
+
+void ckpt_image_free(struct ckpt_image *img)
+{
+	for (uint32_t k = 0; img->vmas && k < img->nvma; k++) {
+		free(img->vmas[k].path);
+		free(img->vmas[k].runs);
+	}
+	for (uint32_t k = 0; img->fds && k < img->nfd; k++)
+		free(img->fds[k].path);
+	free(img->threads);
+	free(img->vmas);
+	free(img->fds);
+	img->threads = NULL;
+	img->vmas = NULL;
+	img->fds = NULL;
+	img->nthreads = img->nvma = img->nfd = 0;
+}

@@ -1,0 +1,200 @@
+#!/bin/sh
+# Checkpoints of process VMs (docs/checkpoint.md): tests/progs/ckpt_prog
+# (a large heap, threads at a barrier, open files, signals, limits) stopped
+# mid-computation and continued by `corral restore-exec` gives the result of
+# an uninterrupted run; so does one checkpointed every second; checkpoints
+# of a stopped program are the same bytes twice; a checkpoint whose files
+# changed, a corrupt or foreign one, and a program with what cannot be
+# carried are refused with one line.
+. "$(dirname "$0")/lib.sh"
+P0=$BUILD/tests/progs/ckpt_prog
+W=$TMP/w
+mkdir -p "$W"
+# the program runs from a copy of its own, so that changing it is possible
+cp "$P0" "$W/prog"
+P=$W/prog
+MIB=16
+ROUNDS=40
+head -c 65536 /dev/urandom >"$W/in.dat"
+cd "$W" || exit 1
+
+# Descriptors this script inherited are not the program's to keep (a
+# checkpoint refuses a pipe): run with 0-2 only.
+nofds() {
+	bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
+}
+
+# Background runs: the subshell becomes the program, so that $! is its pid.
+nofds_bg() {
+	exec bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
+}
+
+# wait_sock PATH: until the control socket answers (at most 30 s)
+wait_sock() {
+	i=0
+	while [ ! -S "$1" ] && [ $i -lt 150 ]; do
+		sleep 0.2
+		i=$((i + 1))
+	done
+}
+
+# progress FILE: until the program has written 2 rounds (at most 60 s)
+progress() {
+	i=0
+	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 300 ]; do
+		sleep 0.2
+		i=$((i + 1))
+	done
+}
+
+# check NAME GOT WANT
+check() {
+	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', wanted '$3'"; fi
+}
+
+# the reference: natively, and uninterrupted in corral
+"$P" compute in.dat out.native $MIB $ROUNDS >ref.native
+nofds "$CORRAL" exec "$P" compute in.dat out.ref $MIB $ROUNDS >ref.out 2>ref.err
+check "uninterrupted run in corral" "$(cat ref.out)" "$(cat ref.native)"
+cmp -s out.ref out.native && ok || bad "uninterrupted run in corral: output file differs"
+grep -q '^result ' ref.out || bad "the program printed no result"
+
+# 1. checkpoint mid-computation (the program exits), restore, same result
+rm -f c.sock
+nofds_bg "$CORRAL" exec --control c.sock "$P" compute in.dat out.1 $MIB $ROUNDS >run1.out 2>run1.err &
+pid=$!
+wait_sock c.sock
+progress out.1
+"$CORRAL" checkpoint c.sock cp1 2>ck1.err
+check "checkpoint status" "$?" 0
+wait $pid
+check "the checkpointed program exits with 0" "$?" 0
+lines=$(wc -l <out.1)
+if [ "$lines" -lt "$ROUNDS" ] && [ -s cp1/state ] && [ -f cp1/memory ]; then ok; else
+	bad "checkpoint 1 was not taken mid-computation ($lines rounds done; $(cat ck1.err))"
+fi
+check "the socket is gone after the checkpoint" "$(test -e c.sock && echo there)" ""
+nofds "$CORRAL" restore-exec cp1 >>run1.out 2>>run1.err
+check "restore-exec status" "$?" 0
+check "restored run's output" "$(cat run1.out)" "$(cat ref.out)"
+cmp -s out.1 out.ref && ok || bad "restored run's output file differs"
+check "restored run's stderr" "$(cat run1.err)" ""
+
+# 2. a checkpoint every second, the program going on each time
+rm -f c.sock
+nofds_bg "$CORRAL" exec --control c.sock "$P" compute in.dat out.2 $MIB $ROUNDS >run2.out 2>run2.err &
+pid=$!
+wait_sock c.sock
+n=0
+while kill -0 $pid 2>/dev/null; do
+	if "$CORRAL" checkpoint c.sock every --leave-running 2>>ck2.err; then n=$((n + 1)); fi
+	sleep 1
+done
+wait $pid
+check "checkpointed every second: status" "$?" 0
+check "checkpointed every second: output" "$(cat run2.out)" "$(cat ref.out)"
+cmp -s out.2 out.ref && ok || bad "checkpointed every second: output file differs"
+if [ $n -ge 2 ]; then ok; else bad "only $n checkpoints were taken ($(head -n 3 ck2.err))"; fi
+# the last one's output file has changed since: refused, with one line
+nofds "$CORRAL" restore-exec every >r.out 2>r.err
+check "restore after its output file changed: status" "$?" 1
+case "$(cat r.err)" in
+*"out.2' changed since the checkpoint"*) ok ;;
+*) bad "restore after a file changed: $(cat r.err)" ;;
+esac
+check "one line" "$(wc -l <r.err)" 1
+
+# 3. --checkpoint-signal: the batch system's way
+nofds_bg "$CORRAL" exec --checkpoint-signal USR2 --checkpoint-dir sig "$P" compute in.dat out.3 $MIB $ROUNDS >run3.out 2>run3.err &
+pid=$!
+progress out.3
+kill -USR2 $pid
+wait $pid
+check "checkpoint by signal: status" "$?" 0
+if [ -s sig/state ] && [ "$(wc -l <out.3)" -lt "$ROUNDS" ]; then ok; else bad "no checkpoint by signal ($(cat run3.err))"; fi
+nofds "$CORRAL" restore-exec sig >>run3.out 2>>run3.err
+check "restored from a signal's checkpoint" "$(cat run3.out)" "$(cat ref.out)"
+cmp -s out.3 out.ref && ok || bad "signal checkpoint: output file differs"
+
+# 4. a stopped program's checkpoints are the same bytes twice
+rm -f w.sock
+nofds_bg "$CORRAL" exec --control w.sock "$P" wait >wait.out 2>&1 &
+pid=$!
+wait_sock w.sock
+i=0
+while ! grep -q ready wait.out && [ $i -lt 300 ]; do
+	sleep 0.2
+	i=$((i + 1))
+done
+sleep 0.5
+"$CORRAL" checkpoint w.sock a --leave-running && "$CORRAL" checkpoint w.sock b --leave-running || bad "checkpoints of a waiting program"
+if cmp -s a/state b/state && cmp -s a/memory b/memory; then ok; else bad "two checkpoints of a waiting program differ"; fi
+"$CORRAL" checkpoint w.sock c
+wait $pid
+check "waiting program checkpointed: status" "$?" 0
+cmp -s a/state c/state && ok || bad "the final checkpoint differs from the others"
+
+# 5. what cannot be carried is refused at checkpoint time; the program goes on
+rm -f p.sock
+sleep 60 | nofds_bg sh -c "exec '$CORRAL' exec --control p.sock '$P' wait 3<&0" >p.out 2>&1 &
+ppid=$!
+wait_sock p.sock
+"$CORRAL" checkpoint p.sock pipe 2>p.err
+check "a program with a pipe: refused" "$?" 1
+case "$(cat p.err)" in
+*"descriptor 3 (pipe:"*"pipes are not carried"*) ok ;;
+*) bad "a pipe: $(cat p.err)" ;;
+esac
+"$CORRAL" checkpoint p.sock pipe --leave-running 2>/dev/null
+"$CORRAL" checkpoint p.sock wait2 2>/dev/null # still refused, still running
+check "no checkpoint written for it" "$(ls -d pipe wait2 2>/dev/null)" ""
+kill $ppid
+
+# 6. refused restores: each one line, status 1, nothing run
+refused() { # NAME DIR EXPECTED-TEXT
+	nofds "$CORRAL" restore-exec "$2" >x.out 2>x.err
+	rc=$?
+	case "$(cat x.err)" in
+	*"$3"*) [ $rc = 1 ] && [ "$(wc -l <x.err)" = 1 ] && [ ! -s x.out ] && ok || bad "$1: status $rc, $(cat x.err)" ;;
+	*) bad "$1: $(cat x.err)" ;;
+	esac
+}
+cp -r a bad1
+printf 'X' | dd of=bad1/state bs=1 seek=100 conv=notrunc 2>/dev/null
+cp -r a bad2
+truncate -s 4096 bad2/memory
+refused "a memory file of the wrong size" bad2 "not the memory file of this checkpoint"
+cp -r a bad3
+rm bad3/memory
+refused "no memory file" bad3 "memory': No such file"
+cp -r a bad4
+python3 - bad4/state <<'PY'
+# rewrite the writer's version (the first field of section "process") and fix the CRC
+import struct, sys, zlib
+p = sys.argv[1]
+d = bytearray(open(p, "rb").read())
+k = d[12]
+pos = 8 + 4 + 1 + k + 4
+assert d[pos:pos + 4] == b"SECT"
+nl = d[pos + 4]
+body = pos + 4 + 1 + nl + 4 + 4 + 8
+ln = struct.unpack_from("<Q", d, body - 8)[0]
+vl = struct.unpack_from("<I", d, body)[0]
+d[body + 4:body + 4 + vl] = b"9" * vl
+crc = zlib.crc32(bytes(d[pos + 4:body + ln]))
+struct.pack_into("<I", d, body + ln, crc)
+open(p, "wb").write(d)
+PY
+refused "another corral's checkpoint" bad4 "this is corral"
+refused "no checkpoint" nothere "nothere/state': No such file"
+refused "a corrupt state file" bad1 "checksum mismatch (the file is corrupt)"
+# the program's binary changed since: its mapping is refused
+cp -r cp1 bad6
+mv in.dat in.moved
+refused "an open file gone" bad6 "open file '$W/in.dat': No such file"
+mv in.moved in.dat
+cp -r cp1 bad5
+touch -d '2001-01-01' prog
+refused "a mapped file changed" bad5 "mapped file '$W/prog' changed since the checkpoint"
+cd /
+report

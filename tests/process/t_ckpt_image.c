@@ -1,0 +1,210 @@
+/* The checkpoint stream's writer and parser (src/process/ckpt_image.c):
+ * an image written and parsed back is the same; values no process can
+ * have are refused with a message saying which; every truncation and
+ * every flipped byte of a real stream is refused without a crash. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "cpu/vmem.h"
+#include "process/ckpt.h"
+#include "testhelp.h"
+
+static struct ckpt_run runs[2] = {{0, 2}, {5, 1}};
+
+/* A small, valid image: one thread, a file mapping, an anonymous one with
+ * saved pages, an open file. */
+static void sample(struct ckpt_image *img)
+{
+	memset(img, 0, sizeof(*img));
+	strcpy(img->version, "1.2.3");
+	strcpy(img->cwd, "/tmp");
+	strcpy(img->exe_path, "/bin/prog");
+	img->umask = 022;
+	img->brk_start = img->brk_cur = 0x600000;
+	img->mmap_base = 0x7ffff7fff000ull;
+	img->memsize = 8 * CKPT_PAGE;
+	img->auxv_n = 2;
+	img->auxv[0] = 6;
+	img->auxv[1] = 4096;
+	for (int k = 0; k < CKPT_NRLIMIT; k++)
+		img->rlim[k].cur = img->rlim[k].max = 1000 + (uint64_t)k;
+	img->act[10].handler = 0x401000;
+	img->act[10].flags = 0x04000000;
+	img->nthreads = 1;
+	img->threads = calloc(1, sizeof(*img->threads));
+	img->threads->s.rip = 0x401234;
+	img->threads->s.rflags = 0x202;
+	img->threads->s.gpr[3] = 0x1122334455667788ull;
+	img->threads->s.seg[4].base = 0x7ffff7ff0000ull;
+	img->threads->s.mxcsr = 0x1f80;
+	img->threads->tid = 42;
+	img->threads->pending = 1ull << 11; /* SIGUSR2 */
+	img->threads->sigmask = 1ull << 11;
+	img->threads->info[12].pid = 7;
+	img->threads->info[12].code = -6;
+	img->nvma = 2;
+	img->vmas = calloc(2, sizeof(*img->vmas));
+	img->vmas[0] = (struct ckpt_vma){.start = 0x400000, .end = 0x402000, .prot = VMEM_R | VMEM_X,
+					 .path = strdup("/bin/prog"), .id = {8192, 1000, 5}};
+	img->vmas[1] = (struct ckpt_vma){.start = 0x600000, .end = 0x608000, .prot = VMEM_R | VMEM_W,
+					 .flags = CKV_ANON | CKV_HEAP, .nruns = 2};
+	img->vmas[1].runs = malloc(sizeof(runs));
+	memcpy(img->vmas[1].runs, runs, sizeof(runs));
+	img->nfd = 1;
+	img->fds = calloc(1, sizeof(*img->fds));
+	img->fds[0] = (struct ckpt_fd){.fd = 3, .kind = CKFD_FILE, .flags = CKF_READ, .path = strdup("/tmp/in"),
+				       .offset = 512, .id = {4096, 2000, 7}};
+}
+
+static uint8_t *encode(const struct ckpt_image *img, size_t *len)
+{
+	int fd = memfd_create("t", 0);
+	struct state_writer w;
+	state_writer_init(&w, fd, "process");
+	ckpt_write(&w, img);
+	CHECK(state_writer_finish(&w) == 0);
+	state_writer_free(&w);
+	*len = (size_t)lseek(fd, 0, SEEK_END);
+	uint8_t *b = malloc(*len);
+	CHECK(pread(fd, b, *len, 0) == (ssize_t)*len);
+	close(fd);
+	return b;
+}
+
+static char err[256];
+
+/* Parse the sample after change(img): the error text, or "" if accepted. */
+static const char *parse_changed(void (*change)(struct ckpt_image *))
+{
+	struct ckpt_image img, out;
+	sample(&img);
+	change(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	ckpt_image_free(&img);
+	err[0] = 0;
+	if (ckpt_parse(b, len, &out, err, sizeof(err)) == 0)
+		ckpt_image_free(&out);
+	free(b);
+	return err;
+}
+
+static void test_roundtrip(void)
+{
+	struct ckpt_image img, out;
+	sample(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
+	CHECK(!strcmp(out.version, "1.2.3") && !strcmp(out.cwd, "/tmp") && out.umask == 022);
+	CHECK_EQ_U64(out.nthreads, 1);
+	CHECK_EQ_U64(out.threads->s.rip, 0x401234);
+	CHECK_EQ_U64(out.threads->s.gpr[3], 0x1122334455667788ull);
+	CHECK_EQ_U64(out.threads->s.seg[4].base, 0x7ffff7ff0000ull);
+	CHECK_EQ_U64(out.threads->tid, 42);
+	CHECK_EQ_U64(out.threads->info[12].pid, 7);
+	CHECK_EQ_U64(out.act[10].handler, 0x401000);
+	CHECK_EQ_U64(out.rlim[7].max, 1007);
+	CHECK_EQ_U64(out.nvma, 2);
+	CHECK(out.vmas[0].path && !strcmp(out.vmas[0].path, "/bin/prog") && out.vmas[0].id.mtime_ns == 5);
+	CHECK(!out.vmas[1].path && out.vmas[1].nruns == 2 && out.vmas[1].runs[1].page == 5);
+	CHECK(out.nfd == 1 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
+	/* written back: the same bytes */
+	size_t len2;
+	uint8_t *b2 = encode(&out, &len2);
+	CHECK(len2 == len && !memcmp(b, b2, len));
+	free(b2);
+	ckpt_image_free(&out);
+	ckpt_image_free(&img);
+	free(b);
+}
+
+static void rip_bad(struct ckpt_image *i) { i->threads->s.rip = 0x800000000000ull; }
+static void rflags_bad(struct ckpt_image *i) { i->threads->s.rflags = 0x3202; }
+static void fsbase_bad(struct ckpt_image *i) { i->threads->s.seg[4].base = 0x8000000000000000ull >> 1; }
+static void vma_overlap(struct ckpt_image *i) { i->vmas[1].start = 0x401000; }
+static void vma_unaligned(struct ckpt_image *i) { i->vmas[0].end = 0x402001; }
+static void vma_high(struct ckpt_image *i) { i->vmas[1].end = 0x800000000000ull; }
+static void run_beyond(struct ckpt_image *i) { i->memsize = 4 * CKPT_PAGE; }
+static void run_outside(struct ckpt_image *i) { i->vmas[1].runs[1].page = 8; }
+static void run_order(struct ckpt_image *i) { i->vmas[1].runs[1].page = 1; }
+static void anon_path(struct ckpt_image *i) { i->vmas[1].path = strdup("/x"); }
+static void rel_path(struct ckpt_image *i) { i->fds[0].path[0] = 'x'; }
+static void fd_low(struct ckpt_image *i) { i->fds[0].fd = 2; }
+static void fd_kind(struct ckpt_image *i) { i->fds[0].kind = 9; }
+static void rlimit_bad(struct ckpt_image *i) { i->rlim[3].cur = 2000; }
+static void no_threads(struct ckpt_image *i) { i->nthreads = 0; }
+static void umask_bad(struct ckpt_image *i) { i->umask = 01000; }
+static void itimer_bad(struct ckpt_image *i) { i->itimer[0].val_us = 1000000; }
+
+static void test_refused(void)
+{
+	static const struct {
+		void (*change)(struct ckpt_image *);
+		const char *want;
+	} cases[] = {
+		{rip_bad, "thread 0: RIP out of range"},
+		{rflags_bad, "thread 0: RFLAGS out of range"},
+		{fsbase_bad, "FS or GS base not canonical"},
+		{vma_overlap, "mapping 1: addresses out of range or out of order"},
+		{vma_unaligned, "mapping 0: addresses"},
+		{vma_high, "mapping 1: addresses"},
+		{run_beyond, "mapping 1: its pages lie beyond the memory file"},
+		{run_outside, "mapping 1: saved pages out of range or out of order"},
+		{run_order, "mapping 1: saved pages out of range or out of order"},
+		{anon_path, "mapping 1: anonymous with a file"},
+		{rel_path, "an open file: not an absolute path"},
+		{fd_low, "file 0: descriptor 2 out of range"},
+		{fd_kind, "file 0: unknown kind 9"},
+		{rlimit_bad, "resource limit 3: soft limit above the hard one"},
+		{no_threads, "thread count out of range"},
+		{umask_bad, "umask"},
+		{itimer_bad, "interval timer 0 out of range"},
+	};
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		const char *got = parse_changed(cases[k].change);
+		if (!strstr(got, cases[k].want)) {
+			fprintf(stderr, "  case %zu: got '%s', wanted '%s'\n", k, got, cases[k].want);
+			CHECK(0);
+		}
+	}
+}
+
+/* Every truncation and every flipped byte: refused, never a crash. */
+static void test_damage(void)
+{
+	struct ckpt_image img, out;
+	sample(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	ckpt_image_free(&img);
+	unsigned accepted = 0;
+	for (size_t n = 0; n < len; n++)
+		if (ckpt_parse(b, n, &out, err, sizeof(err)) == 0) {
+			accepted++;
+			ckpt_image_free(&out);
+		}
+	CHECK_EQ_U64(accepted, 0);
+	for (size_t k = 0; k < len; k++) {
+		b[k] ^= 0x40;
+		if (ckpt_parse(b, len, &out, err, sizeof(err)) == 0) {
+			accepted++;
+			ckpt_image_free(&out);
+		}
+		b[k] ^= 0x40;
+	}
+	CHECK_EQ_U64(accepted, 0);
+	free(b);
+}
+
+int main(void)
+{
+	RUN(test_roundtrip);
+	RUN(test_refused);
+	RUN(test_damage);
+	return test_report();
+}
