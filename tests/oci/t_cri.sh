@@ -47,12 +47,22 @@ mkdir -p "$D/cni" "$D/logs-runc" "$D/logs-corral"
 CG=corral-cri-$$
 cri() { PYTHONPATH=$TMP/pb timeout 200 "$PY" "$HERE/cri/cri.py" "$D/sock" "$@"; }
 
-# The configuration docs/oci.md shows, with the test's own paths: containerd's
-# state, the runc shim's state roots and the CNI directories in TMP.
-cat >"$D/config.toml" <<EOC
-version = 2
-root = "$D/root"
-state = "$D/state"
+# The configuration is docs/oci.md's own (its config.toml block, the
+# handlers "runc" and "corral"), with the built corral-runc and a Root in TMP;
+# around it the test's own containerd (state, sockets, CNI directories in
+# TMP, the local pause image) and runc's shim root in TMP too.
+sed -n '/^# \/etc\/containerd\/config.toml/,/^```$/p' "$HERE/../../docs/oci.md" | sed '$d' |
+	sed "s|\"/usr/local/bin/corral-runc\"|\"$RUNC\"|; s|\"/run/containerd/corral\"|\"$D/corral-root\"|" >"$D/doc.toml"
+if ! grep -q "BinaryName = \"$RUNC\"" "$D/doc.toml" || ! grep -q "Root = \"$D/corral-root\"" "$D/doc.toml"; then
+	bad "docs/oci.md has no containerd configuration with BinaryName and Root for corral-runc"
+	report
+	exit $?
+fi
+{
+	echo "root = \"$D/root\""
+	echo "state = \"$D/state\""
+	cat "$D/doc.toml"
+	cat <<EOC
 [grpc]
   address = "$D/sock"
 [ttrpc]
@@ -64,19 +74,11 @@ state = "$D/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$D/cni"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    default_runtime_name = "runc"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-      BinaryName = "$(command -v runc)"
-      Root = "$D/runc-root"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.corral]
-    runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.corral.options]
-      BinaryName = "$RUNC"
-      Root = "$D/corral-root"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    BinaryName = "$(command -v runc)"
+    Root = "$D/runc-root"
 EOC
+} >"$D/config.toml"
 containerd --config "$D/config.toml" >"$D/log" 2>&1 &
 CPID=$!
 C="ctr --address $D/sock -n k8s.io"
