@@ -426,6 +426,11 @@ const struct kvm_cpuid_entry2 *kvm_cpuid_find(const struct kvm_cpuid2 *c, uint32
 	return NULL;
 }
 
+/* Bits a VMM sets itself whatever KVM_GET_SUPPORTED_CPUID says: the
+ * hypervisor bit, CPUID.1.ECX[31] (Intel SDM vol. 2A, CPUID: "not used,
+ * always returns 0" on hardware; KVM leaves it to user space). */
+#define KVM_CPUID_1_ECX_VMM (1u << 31)
+
 /* corral's model (cpu/cpuid.c) for the leaves a guest reads, with each
  * feature register ANDed with what KVM can give; what the host lacks goes to
  * missing[] (the guest's view then differs from emu's). */
@@ -465,6 +470,8 @@ void kvm_cpuid_model(const struct kvm_cpuid2 *sup, struct kvm_cpuid2 *out, char 
 					       : feat[fi].reg == 1 ? h->ebx
 					       : feat[fi].reg == 2 ? h->ecx
 								   : h->edx;
+				if (leaf == 1 && feat[fi].reg == 2)
+					have |= KVM_CPUID_1_ECX_VMM;
 				uint32_t lack = r[feat[fi].reg] & ~have;
 				r[feat[fi].reg] &= have;
 				if (lack && missing && strlen(missing) + 24 < mlen)
