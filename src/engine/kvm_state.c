@@ -246,7 +246,7 @@ struct kvm_msr_buf {
 
 /* Loads *s into the vCPU. MSRs KVM refuses (a host without MTRRs...) are
  * skipped one by one rather than failing the whole load. */
-int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
+static int vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s, int keep_tsc)
 {
 	struct kvm_sregs sr;
 	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
@@ -311,7 +311,8 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 		struct kvm_msr_entry *e = &b.e[b.hdr.nmsrs];
 		memset(e, 0, sizeof(*e));
 		e->data = *msr_slot(&tmp, i, &e->index);
-		if (e->index != MSR_MISC_ENABLE && e->index != MSR_TSC_ADJUST) /* KVM keeps its own */
+		if (e->index != MSR_MISC_ENABLE && e->index != MSR_TSC_ADJUST && /* KVM keeps its own */
+		    !(keep_tsc && e->index == MSR_TSC))
 			b.hdr.nmsrs++;
 	}
 	for (unsigned done = 0; done < b.hdr.nmsrs;) {
@@ -323,6 +324,16 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 		done += (unsigned)n + 1; /* n set, then one refused (or the end) */
 	}
 	return 0;
+}
+
+int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
+{
+	return vcpu_set_state(v, s, 0);
+}
+
+int kvm_vcpu_set_state_keep_tsc(struct kvm_vcpu *v, const struct cpu_state *s)
+{
+	return vcpu_set_state(v, s, 1);
 }
 
 int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s)
