@@ -54,6 +54,10 @@ for a in $("$BUSYBOX" --list); do
 	[ "$a" = busybox ] || ln -s busybox "$ir/bin/$a"
 done
 ln -s bin "$ir/sbin"
+# coreutils' timeout: the tests read its exit status 124 (timed out), which
+# busybox's does not give
+rm -f "$ir/bin/timeout"
+cp "$(command -v timeout)" "$ir/bin/timeout"
 
 # The modules, in load order, decompressed here (busybox insmod reads plain
 # .ko files).
@@ -71,7 +75,7 @@ done
 
 # corral and its libraries at the paths the dynamic loader looks at.
 cp "$build/corral" "$ir/corral/build/corral"
-ldd "$build/corral" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+ldd "$build/corral" "$ir/bin/timeout" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
 	mkdir -p "$ir$(dirname "$lib")"
 	cp -L "$lib" "$ir$lib"
 done

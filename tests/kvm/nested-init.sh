@@ -24,7 +24,7 @@ for w in $(cat /proc/cmdline); do
 	case "$w" in corral.nested=*) suites=$(echo "${w#corral.nested=}" | tr ',' ' ') ;; esac
 done
 export CORRAL=/corral/build/corral BUILD=/corral/build CORRAL_GUEST_DIR=/corral/guest CORRAL_KIT_READY=1
-export TMPDIR=/tmp
+export TMPDIR=/tmp CORRAL_TEST_SLOW=10
 cd /corral
 for s in $suites; do
 	t0=$(date +%s)
