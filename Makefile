@@ -110,7 +110,7 @@ bench-pause: $(BUILD)/bench/pause
 # The kvm engine in full on a real /dev/kvm, or where there is none inside
 # the nested test machine (tools/mknested.sh, tests/kvm/t_nested.sh):
 # corral info, the tiny guests, and Debian booting with 1, 2 and 4 vCPUs.
-# `make check` runs the tiny guests and the 1-vCPU boot only.
+# `make check` runs the 1-vCPU boot only.
 NESTED_ALL ?= info,guests,boot1,boot2,boot4
 check-kvm-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) NESTED_SUITES=$(NESTED_ALL) \
