@@ -35,7 +35,7 @@ t0=$(ms)
 total=$(($(ms) - t0))
 grep -aq "@nested console1: corral exited with status 0" "$work/console" ||
 	{ echo "bench/nested: the nested kvm boot failed" >&2; tail -n 20 "$work/console" >&2; exit 1; }
-kvm=$(($(grep -a "@nested console1: took" "$work/console" | sed 's/.*took \([0-9]*\) s/\1/') * 1000))
+kvm=$(($(tr -d '\r' <"$work/console" | sed -n 's/^@nested console1: took \([0-9]*\) s$/\1/p') * 1000))
 
 echo "boot to /init and power-off, Debian $(cat "$GUEST_DIR/version"), 1 vCPU:"
 printf "  emu on this host:                 %6.1f s\n" "$(echo "$emu / 1000" | bc -l)"
