@@ -693,6 +693,11 @@ static void setup_bsp(struct cpu_state *s, uint64_t entry)
 	s->x87.ftw = 0xffff;
 	if (!s->msr.pat)
 		s->msr.pat = 0x0007040600070406ull;
+	/* The LAPIC enabled at its reset base, as firmware leaves it. emu's
+	 * CPUID ignores this MSR, but KVM's CPUID.1.EDX APIC bit follows it:
+	 * with 0 here Linux on kvm found no local APIC and started no APs. */
+	if (!s->msr.apic_base)
+		s->msr.apic_base = MEM_LAPIC_BASE | (1u << 11) | (1u << 8); /* enabled, BSP */
 }
 
 /* Reads the initrd straight into guest RAM at the top of low memory. */

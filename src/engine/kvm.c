@@ -129,7 +129,9 @@ static void vcpu_requests(struct kvm_eng *k, struct kvm_vcpu *v)
 		s.seg[SEG_CS].sel = (uint16_t)(vec << 8);
 		s.seg[SEG_CS].base = (uint64_t)vec << 12;
 		s.rip = 0;
-		int err = kvm_vcpu_set_state(v, &s);
+		/* writing the power-on TSC (0) here would put this vCPU's TSC
+		 * seconds behind the others' */
+		int err = kvm_vcpu_set_state_keep_tsc(v, &s);
 		if (err < 0) {
 			kvm_fail(k, v->index, err, "kvm: cannot start vCPU %llu after its SIPI (%llu)", v->index,
 				 (unsigned long long)-err);

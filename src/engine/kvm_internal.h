@@ -64,6 +64,10 @@ static inline uint64_t kvm_mono_ns(void)
  * control registers, x87/SSE (through XSAVE where KVM has it), debug
  * registers, MSRs. 0 or -errno. */
 int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s);
+/* The same, leaving the vCPU's time stamp counter as it runs (INIT and
+ * SIPI do not touch the TSC, SDM vol. 3 table 10-1; KVM keeps all vCPUs'
+ * TSCs in step from their creation). */
+int kvm_vcpu_set_state_keep_tsc(struct kvm_vcpu *v, const struct cpu_state *s);
 int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s);
 /* What struct cpu_state leaves out, as struct engine_vcpu keeps it (NMI
  * pending and blocked, the interrupt shadow), from a vCPU out of KVM_RUN:

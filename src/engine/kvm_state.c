@@ -246,7 +246,7 @@ struct kvm_msr_buf {
 
 /* Loads *s into the vCPU. MSRs KVM refuses (a host without MTRRs...) are
  * skipped one by one rather than failing the whole load. */
-int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
+static int vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s, int keep_tsc)
 {
 	struct kvm_sregs sr;
 	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
@@ -317,7 +317,8 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 		struct kvm_msr_entry *e = &b.e[b.hdr.nmsrs];
 		memset(e, 0, sizeof(*e));
 		e->data = *msr_slot(&tmp, i, &e->index);
-		if (e->index != MSR_MISC_ENABLE && e->index != MSR_TSC_ADJUST) /* KVM keeps its own */
+		if (e->index != MSR_MISC_ENABLE && e->index != MSR_TSC_ADJUST && /* KVM keeps its own */
+		    !(keep_tsc && e->index == MSR_TSC))
 			b.hdr.nmsrs++;
 	}
 	for (unsigned done = 0; done < b.hdr.nmsrs;) {
@@ -329,6 +330,16 @@ int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
 		done += (unsigned)n + 1; /* n set, then one refused (or the end) */
 	}
 	return 0;
+}
+
+int kvm_vcpu_set_state(struct kvm_vcpu *v, const struct cpu_state *s)
+{
+	return vcpu_set_state(v, s, 0);
+}
+
+int kvm_vcpu_set_state_keep_tsc(struct kvm_vcpu *v, const struct cpu_state *s)
+{
+	return vcpu_set_state(v, s, 1);
 }
 
 int kvm_vcpu_get_state(struct kvm_vcpu *v, struct cpu_state *s)
@@ -476,6 +487,11 @@ const struct kvm_cpuid_entry2 *kvm_cpuid_find(const struct kvm_cpuid2 *c, uint32
 	return NULL;
 }
 
+/* Bits a VMM sets itself whatever KVM_GET_SUPPORTED_CPUID says: the
+ * hypervisor bit, CPUID.1.ECX[31] (Intel SDM vol. 2A, CPUID: "not used,
+ * always returns 0" on hardware; KVM leaves it to user space). */
+#define KVM_CPUID_1_ECX_VMM (1u << 31)
+
 /* corral's model (cpu/cpuid.c) for the leaves a guest reads, with each
  * feature register ANDed with what KVM can give; what the host lacks goes to
  * missing[] (the guest's view then differs from emu's). */
@@ -515,6 +531,8 @@ void kvm_cpuid_model(const struct kvm_cpuid2 *sup, struct kvm_cpuid2 *out, char 
 					       : feat[fi].reg == 1 ? h->ebx
 					       : feat[fi].reg == 2 ? h->ecx
 								   : h->edx;
+				if (leaf == 1 && feat[fi].reg == 2)
+					have |= KVM_CPUID_1_ECX_VMM;
 				uint32_t lack = r[feat[fi].reg] & ~have;
 				r[feat[fi].reg] &= have;
 				if (lack && missing && strlen(missing) + 24 < mlen)

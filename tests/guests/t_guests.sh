@@ -9,6 +9,9 @@
 : "${CORRAL:?}" "${BUILD:?}"
 G=$BUILD/tests/guests
 tmp=$(mktemp -d)
+# Time limits are multiplied by CORRAL_TEST_SLOW (default 1; the nested test
+# machine, where even emu runs under QEMU TCG, sets 10).
+SLOW=${CORRAL_TEST_SLOW:-1}
 trap 'rm -rf "$tmp"' EXIT
 passed=0
 failed=0
@@ -61,7 +64,7 @@ expect() {
 	want=$2
 	text=$3
 	shift 3
-	run "$name" 60 "$@"
+	run "$name" $((60 * SLOW)) "$@"
 	if [ "$rc" -ne "$want" ] && layer_limit; then
 		echo "known limit ($E): $name: $(grep '^corral:' "$tmp/err" | head -n 1)"
 		limits=$((limits + 1))
@@ -86,7 +89,7 @@ hostile() {
 	name=$1
 	text=$2
 	shift 2
-	run "$name" 60 "$@"
+	run "$name" 60 "$@" # kept running till then is a pass: not scaled
 	if ! clean_stderr; then
 		bad "$name" "sanitizer report"
 	elif [ "$rc" -eq 124 ]; then
@@ -125,7 +128,7 @@ expect smp 0 "ap started" --cpus 2
 start=$(date +%s)
 expect lapic_timer 0 "lapic one-shot ok"
 end=$(date +%s)
-if [ $((end - start)) -lt 20 ]; then ok; else bad lapic_timer "took $((end - start)) s: idle time was not skipped"; fi
+if [ $((end - start)) -lt $((20 * SLOW)) ]; then ok; else bad lapic_timer "took $((end - start)) s: idle time was not skipped"; fi
 
 expect triple 1 "about to triple fault"
 if grep -q "corral: guest triple fault at rip" "$tmp/err"; then ok; else bad triple "no triple fault message"; fi
@@ -134,7 +137,7 @@ expect storm 0 "storm ok"
 expect reset 0 "resetting"
 if grep -q "corral: guest requested a reset" "$tmp/err"; then ok; else bad reset "no reset message"; fi
 # without --no-reboot the machine starts over, again and again
-timeout -k 5 5 "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" --engine "$E" </dev/null 2>"$tmp/err"
+timeout -k 5 $((5 * SLOW)) "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" --engine "$E" </dev/null 2>"$tmp/err"
 if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
 expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
@@ -143,15 +146,15 @@ expect handover 0 "handover ok"
 
 # serial input from stdin, with the escapes: C-a C-a sends a C-a, C-a h
 # prints help, C-a x quits
-printf 'ab\001\001c\001hq' | timeout -k 5 60 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
+printf 'ab\001\001c\001hq' | timeout -k 5 $((60 * SLOW)) "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "$(printf '<a><b><\001><c><q>')" "$tmp/out" && grep -q "C-a x" "$tmp/err" &&
 	clean_stderr; then ok; else bad echo "exit $rc"; fi
-(printf 'z\001x'; sleep 3) | timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
+(printf 'z\001x'; sleep 3) | timeout -k 5 $((20 * SLOW)) "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 0 ] && grep -q "terminated by C-a x" "$tmp/err" && clean_stderr; then ok; else bad "C-a x" "exit $rc"; fi
 # end of input while the guest waits for it: a clear message, not a hang
-timeout -k 5 20 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" </dev/null >"$tmp/out" 2>"$tmp/err"
+timeout -k 5 $((20 * SLOW)) "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" </dev/null >"$tmp/out" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else bad "echo eof" "exit $rc"; fi
 # a stop signal while the guest waits for input (the engine asleep): the VM
@@ -159,7 +162,7 @@ if [ "$rc" -eq 1 ] && grep -q "every vCPU is halted" "$tmp/err"; then ok; else b
 # background job starts with ignored: only corral's own handler ends it)
 rm -f "$tmp/in"
 mkfifo "$tmp/in"
-sleep 30 >"$tmp/in" &
+sleep $((30 * SLOW)) >"$tmp/in" &
 holder=$!
 "$CORRAL" run --flat "$G/echo.bin" --mem 32M --engine "$E" <"$tmp/in" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
@@ -171,15 +174,15 @@ rc=$?
 t1=$(date +%s)
 kill "$holder" 2>/dev/null
 wait "$holder" 2>/dev/null
-if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le 5 ] && clean_stderr; then ok; else bad "SIGINT" "exit $rc in $((t1 - t0)) s"; fi
+if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le $((5 * SLOW)) ] && clean_stderr; then ok; else bad "SIGINT" "exit $rc in $((t1 - t0)) s"; fi
 # the same for a busy guest with no console input: the signal reaches the
 # running engine only through the VM's stop request
 rm -f "$tmp/out"
-timeout -k 5 30 "$CORRAL" run --flat "$G/spin.bin" --mem 32M --engine "$E" --serial "file:$tmp/out" \
+timeout -k 5 $((30 * SLOW)) "$CORRAL" run --flat "$G/spin.bin" --mem 32M --engine "$E" --serial "file:$tmp/out" \
 	</dev/null 2>"$tmp/err" &
 pid=$!
 i=0
-while ! grep -q spinning "$tmp/out" 2>/dev/null && [ $i -lt 100 ]; do
+while ! grep -q spinning "$tmp/out" 2>/dev/null && [ $i -lt $((100 * SLOW)) ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
@@ -188,7 +191,7 @@ kill -INT "$pid"
 wait "$pid"
 rc=$?
 t1=$(date +%s)
-if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le 5 ] && clean_stderr; then ok; else bad "SIGINT, busy" "exit $rc in $((t1 - t0)) s"; fi
+if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le $((5 * SLOW)) ] && clean_stderr; then ok; else bad "SIGINT, busy" "exit $rc in $((t1 - t0)) s"; fi
 done
 
 # Engine hand-over: the guest starts on one engine, is paused, its vCPU
@@ -202,7 +205,7 @@ if [ -e /dev/kvm ]; then
 	for spec in "kvm 300" "kvm 1000" "kvm 1700" "emu 2000" "emu 6000" "emu 12000"; do
 		set -- $spec
 		E=$1
-		run handover 60 --handover "$2"
+		run handover $((60 * SLOW)) --handover "$2"
 		if [ "$rc" -ne 0 ]; then
 			bad "handover $spec" "exit status $rc"
 		elif ! grep -q "corral: handover: $1 -> " "$tmp/err"; then

@@ -245,6 +245,13 @@ static void test_cpuid_model(void)
 	CHECK(strstr(missing, "1.ecx:00100000") != NULL);
 	const struct kvm_cpuid_entry2 *e1 = kvm_cpuid_find(out, 1, 0);
 	CHECK(e1 && !(e1->ecx & (1u << 20)) && (e1->ecx & (1u << 19)));
+	/* KVM does not list the hypervisor bit (1.ecx bit 31): corral sets it
+	 * itself, so it is neither missing nor dropped */
+	sup->entries[0].ecx = ~(1u << 31);
+	kvm_cpuid_model(sup, out, missing, sizeof(missing));
+	CHECK_EQ_U64(missing[0], 0);
+	e1 = kvm_cpuid_find(out, 1, 0);
+	CHECK(e1 && (e1->ecx & (1u << 31)));
 	free(sup);
 	free(out);
 }

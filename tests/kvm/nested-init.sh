@@ -1,0 +1,46 @@
+#!/bin/busybox sh
+# /init of the nested test machine (tools/mknested.sh): loads the kvm
+# modules, then runs the suites named by corral.nested=a,b,... and prints
+# their output, each line prefixed "@nested SUITE: ", on the console.
+# Suites: guests (tests/guests/t_guests.sh, emu then kvm), bootN (t_boot.sh
+# on --engine kvm with N vCPUs), info (corral info), consoleN (the kit's
+# kernel on kvm with N vCPUs, its whole console, for diagnosis).
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /var/tmp && mount -t devpts devpts /dev/pts
+echo "@nested init: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)"
+while read -r m; do
+	insmod "/lib/kvm/$m" 2>&1 | sed "s|^|@nested modules: $m: |"
+done </etc/kvm-modules
+if [ -c /dev/kvm ]; then
+	echo "@nested kvm: /dev/kvm is there"
+else
+	echo "@nested kvm: no /dev/kvm after loading the modules: $(dmesg | grep -i -m 3 -e kvm -e svm | tr '\n' ' ')"
+fi
+suites=
+for w in $(cat /proc/cmdline); do
+	case "$w" in corral.nested=*) suites=$(echo "${w#corral.nested=}" | tr ',' ' ') ;; esac
+done
+export CORRAL=/corral/build/corral BUILD=/corral/build CORRAL_GUEST_DIR=/corral/guest CORRAL_KIT_READY=1
+export TMPDIR=/tmp CORRAL_TEST_SLOW=10
+cd /corral
+for s in $suites; do
+	t0=$(date +%s)
+	case "$s" in
+	guests) sh tests/guests/t_guests.sh ;;
+	boot[0-9]*) T_BOOT_ENGINE=kvm T_BOOT_CPUS=${s#boot} sh tests/boot/t_boot.sh ;;
+	info) "$CORRAL" info ;;
+	console[0-9]*)
+		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \
+			--kernel guest/vmlinuz --initrd guest/initrd.img \
+			--append "console=ttyS0 ignore_loglevel -- cat /sys/devices/system/cpu/online"
+		echo "corral exited with status $?"
+		;;
+	*) echo "unknown suite '$s'" ;;
+	esac 2>&1 </dev/null | sed "s|^|@nested $s: |"
+	echo "@nested $s: took $(($(date +%s) - t0)) s"
+done
+echo "@nested end"
+poweroff -f
