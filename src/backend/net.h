@@ -32,6 +32,10 @@ struct net;
  * in err. */
 int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), void *opaque, char *err, size_t errlen);
 void net_close(struct net *n);
+/* Loads what the backend of spec needs from the host (libslirp for "user")
+ * now, for a process about to lose sight of the host's files (corrald's
+ * jail); 0, or -errno and one line in err. net_open loads it anyway. */
+int net_preload(const char *spec, char *err, size_t errlen);
 /* Points the backend's notify at a new device (NULL: nobody listens; frames
  * queue until the queue is full). A backend outlives the VM's devices, which
  * are made anew at every guest reboot. */

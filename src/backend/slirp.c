@@ -76,6 +76,13 @@ out:
 	return r;
 }
 
+int net_preload(const char *spec, char *err, size_t errlen)
+{
+	if (strcmp(spec, "user") && strncmp(spec, "user,", 5))
+		return 0;
+	return slirp_lib_load(err, errlen);
+}
+
 struct slirp_timer {
 	SlirpTimerId id;
 	void *cb_opaque;

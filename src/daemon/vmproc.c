@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/httpd.h"
+#include "backend/net.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
@@ -144,6 +146,21 @@ int corrald_vm_process(const char *dir, const char *restore)
 		c.kernel_cache = kernel_cache[0] && !jailed ? kernel_cache : NULL;
 	}
 	if (jailed) {
+		/* The libraries loaded on demand are loaded now: the jail's root
+		 * holds only the VM's own files. */
+		if (httpd_load(err, sizeof(err)) < 0) {
+			fprintf(stderr, "corrald: vm: %s\n", err);
+			write_exit(err);
+			free(strings);
+			return 1;
+		}
+		for (unsigned k = 0; k < c.nnets; k++)
+			if (net_preload(c.net[k], err, sizeof(err)) < 0) {
+				fprintf(stderr, "corrald: vm: %s\n", err);
+				write_exit(err);
+				free(strings);
+				return 1;
+			}
 		/* in its jail before any thread starts, and before it opens any image */
 		struct jail_spec j = {.dir = vmdir, .keep_net = c.nnets > 0};
 		jail_add(&j, c.kernel, 1);

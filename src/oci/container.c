@@ -479,6 +479,25 @@ static int check_program(const struct oci_process *p, char *err, size_t errn)
 	return oci_errf(err, errn, "exec: \"%.256s\": executable file not found in $PATH", name), -1;
 }
 
+/* process.oomScoreAdj, if given (a value below the current one needs
+ * CAP_SYS_RESOURCE, as under runc) */
+static int set_oom(const struct oci_process *p, char *err, size_t errn)
+{
+	if (!p->has_oom)
+		return 0;
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	char v[16];
+	snprintf(v, sizeof(v), "%d", p->oom_score_adj);
+	if (fd < 0 || write(fd, v, strlen(v)) < 0) {
+		oci_errf(err, errn, "oomScoreAdj %d: %s", p->oom_score_adj, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 _Noreturn void oci_init_run(struct oci_init_args *a)
 {
 	const struct oci_spec *s = a->spec;
@@ -575,6 +594,9 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		init_fail(sfd, err);
 	if (access("/proc/self/exe", F_OK) < 0)
 		init_fail(sfd, "/proc is not procfs inside the container: corral cannot re-execute itself");
+	/* as runc's init: a score that cannot be set fails create, not start */
+	if (set_oom(&s->proc, err, sizeof(err)))
+		init_fail(sfd, err);
 	/* the terminal before create returns, as runc's: the caller waits for
 	 * the pty on its console socket before it calls start */
 	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, s->proc.uid, err, sizeof(err)))
@@ -701,16 +723,8 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 			oci_errf(err, sizeof(err), "setrlimit %d: %s", p->rlimits[k].res, strerror(errno));
 			goto fail;
 		}
-	if (p->has_oom) {
-		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-		char v[16];
-		snprintf(v, sizeof(v), "%d", p->oom_score_adj);
-		if (fd < 0 || write(fd, v, strlen(v)) < 0) {
-			oci_errf(err, sizeof(err), "oomScoreAdj %d: %s", p->oom_score_adj, strerror(errno));
-			goto fail;
-		}
-		close(fd);
-	}
+	if (set_oom(p, err, sizeof(err)))
+		goto fail;
 	if (p->has_umask)
 		umask(p->umask);
 	/* without no_new_privs a filter needs CAP_SYS_ADMIN: in before the

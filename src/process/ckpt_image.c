@@ -8,16 +8,9 @@
 
 #include "cpu/vmem.h"
 #include "process/ckpt.h"
+#include "state/cpu_fields.h"
 
 #define TASK_SIZE 0x7ffffffff000ull /* Linux x86-64's user address space */
-
-static void put_seg(struct state_writer *w, const struct cpu_seg *s)
-{
-	state_put_u64(w, s->base);
-	state_put_u32(w, s->limit);
-	state_put_u16(w, s->sel);
-	state_put_u16(w, s->attr);
-}
 
 static void put_ident(struct state_writer *w, const struct ckpt_ident *id)
 {
@@ -34,21 +27,8 @@ static void put_cpu(struct state_writer *w, const struct cpu_state *s)
 	state_put_u64(w, s->rip);
 	state_put_u64(w, s->rflags);
 	for (unsigned k = 0; k < 6; k++)
-		put_seg(w, &s->seg[k]);
-	state_put_u64(w, s->xcr0);
-	for (unsigned k = 0; k < 16; k++)
-		state_put_bytes(w, s->xmm[k].b, 16);
-	state_put_u32(w, s->mxcsr);
-	for (unsigned k = 0; k < 8; k++) {
-		state_put_u64(w, s->x87.st[k].mant);
-		state_put_u16(w, s->x87.st[k].sexp);
-	}
-	state_put_u16(w, s->x87.fcw);
-	state_put_u16(w, s->x87.fsw);
-	state_put_u16(w, s->x87.ftw);
-	state_put_u16(w, s->x87.fop);
-	state_put_u64(w, s->x87.fip);
-	state_put_u64(w, s->x87.fdp);
+		state_put_seg(w, &s->seg[k]);
+	state_put_fpu(w, s);
 }
 
 void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
@@ -167,14 +147,6 @@ static uint64_t canonical(uint64_t a)
 	return (uint64_t)((int64_t)(a << 16) >> 16);
 }
 
-static void get_seg(struct state_reader *r, struct cpu_seg *s)
-{
-	s->base = state_get_u64(r);
-	s->limit = state_get_u32(r);
-	s->sel = state_get_u16(r);
-	s->attr = state_get_u16(r);
-}
-
 static void get_ident(struct state_reader *r, struct ckpt_ident *id)
 {
 	id->size = state_get_u64(r);
@@ -211,21 +183,8 @@ static void get_cpu(struct state_reader *r, struct cpu_state *s, uint32_t k)
 	s->rip = state_get_u64(r);
 	s->rflags = state_get_u64(r);
 	for (unsigned i = 0; i < 6; i++)
-		get_seg(r, &s->seg[i]);
-	s->xcr0 = state_get_u64(r);
-	for (unsigned i = 0; i < 16; i++)
-		state_get_bytes(r, s->xmm[i].b, 16);
-	s->mxcsr = state_get_u32(r);
-	for (unsigned i = 0; i < 8; i++) {
-		s->x87.st[i].mant = state_get_u64(r);
-		s->x87.st[i].sexp = state_get_u16(r);
-	}
-	s->x87.fcw = state_get_u16(r);
-	s->x87.fsw = state_get_u16(r);
-	s->x87.ftw = state_get_u16(r);
-	s->x87.fop = state_get_u16(r);
-	s->x87.fip = state_get_u64(r);
-	s->x87.fdp = state_get_u64(r);
+		state_get_seg(r, &s->seg[i]);
+	state_get_fpu(r, s);
 	if (!state_reader_ok(r))
 		return;
 	/* what user code on corral's CPU cannot reach is refused */
@@ -450,8 +409,8 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		t->int_us = state_get_u64(r);
 		t->val_s = state_get_u64(r);
 		t->val_us = state_get_u64(r);
-		if (state_reader_ok(r) && (t->int_us >= 1000000 || t->val_us >= 1000000 || t->int_s > INT32_MAX ||
-					   t->val_s > INT32_MAX))
+		if (state_reader_ok(r) &&
+		    (t->int_us >= 1000000 || t->val_us >= 1000000 || t->int_s > INT32_MAX || t->val_s > INT32_MAX))
 			state_fail(r, "interval timer %u out of range", k);
 	}
 	if (!done(r))

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "machine/machine_impl.h"
+#include "state/cpu_fields.h"
 #include "state/stream.h"
 #include "virtio/virtio.h"
 #include "vm/vm_internal.h"
@@ -29,22 +30,6 @@
 
 /* ---- The sections' names, in the order they are written ---- */
 
-static void put_seg(struct state_writer *w, const struct cpu_seg *s)
-{
-	state_put_u64(w, s->base);
-	state_put_u32(w, s->limit);
-	state_put_u16(w, s->sel);
-	state_put_u16(w, s->attr);
-}
-
-static void get_seg(struct state_reader *r, struct cpu_seg *s)
-{
-	s->base = state_get_u64(r);
-	s->limit = state_get_u32(r);
-	s->sel = state_get_u16(r);
-	s->attr = state_get_u16(r);
-}
-
 /* One vCPU, field by field (struct engine_vcpu). */
 static void cpu_save(struct state_writer *w, const struct engine_vcpu *v)
 {
@@ -54,9 +39,9 @@ static void cpu_save(struct state_writer *w, const struct engine_vcpu *v)
 	state_put_u64(w, s->rip);
 	state_put_u64(w, s->rflags);
 	for (unsigned k = 0; k < 6; k++)
-		put_seg(w, &s->seg[k]);
-	put_seg(w, &s->ldtr);
-	put_seg(w, &s->tr);
+		state_put_seg(w, &s->seg[k]);
+	state_put_seg(w, &s->ldtr);
+	state_put_seg(w, &s->tr);
 	state_put_u64(w, s->gdtr.base);
 	state_put_u16(w, s->gdtr.limit);
 	state_put_u64(w, s->idtr.base);
@@ -69,20 +54,7 @@ static void cpu_save(struct state_writer *w, const struct engine_vcpu *v)
 	state_put_u64(w, s->efer);
 	for (unsigned k = 0; k < 8; k++)
 		state_put_u64(w, s->dr[k]);
-	state_put_u64(w, s->xcr0);
-	for (unsigned k = 0; k < 16; k++)
-		state_put_bytes(w, s->xmm[k].b, 16);
-	state_put_u32(w, s->mxcsr);
-	for (unsigned k = 0; k < 8; k++) {
-		state_put_u64(w, s->x87.st[k].mant);
-		state_put_u16(w, s->x87.st[k].sexp);
-	}
-	state_put_u16(w, s->x87.fcw);
-	state_put_u16(w, s->x87.fsw);
-	state_put_u16(w, s->x87.ftw);
-	state_put_u16(w, s->x87.fop);
-	state_put_u64(w, s->x87.fip);
-	state_put_u64(w, s->x87.fdp);
+	state_put_fpu(w, s);
 	state_put_u64(w, s->tsc);
 	const struct cpu_msrs *m = &s->msr;
 	const uint64_t msrs[] = {m->star,	 m->lstar,	  m->cstar,	   m->sfmask,	    m->kernel_gs_base,
@@ -140,9 +112,9 @@ static int cpu_load(struct state_reader *r, unsigned k, struct engine_vcpu *out)
 	s->rip = state_get_u64(r);
 	s->rflags = state_get_u64(r);
 	for (unsigned i = 0; i < 6; i++)
-		get_seg(r, &s->seg[i]);
-	get_seg(r, &s->ldtr);
-	get_seg(r, &s->tr);
+		state_get_seg(r, &s->seg[i]);
+	state_get_seg(r, &s->ldtr);
+	state_get_seg(r, &s->tr);
 	s->gdtr.base = state_get_u64(r);
 	s->gdtr.limit = state_get_u16(r);
 	s->idtr.base = state_get_u64(r);
@@ -155,20 +127,7 @@ static int cpu_load(struct state_reader *r, unsigned k, struct engine_vcpu *out)
 	s->efer = state_get_u64(r);
 	for (unsigned i = 0; i < 8; i++)
 		s->dr[i] = state_get_u64(r);
-	s->xcr0 = state_get_u64(r);
-	for (unsigned i = 0; i < 16; i++)
-		state_get_bytes(r, s->xmm[i].b, 16);
-	s->mxcsr = state_get_u32(r);
-	for (unsigned i = 0; i < 8; i++) {
-		s->x87.st[i].mant = state_get_u64(r);
-		s->x87.st[i].sexp = state_get_u16(r);
-	}
-	s->x87.fcw = state_get_u16(r);
-	s->x87.fsw = state_get_u16(r);
-	s->x87.ftw = state_get_u16(r);
-	s->x87.fop = state_get_u16(r);
-	s->x87.fip = state_get_u64(r);
-	s->x87.fdp = state_get_u64(r);
+	state_get_fpu(r, s);
 	s->tsc = state_get_u64(r);
 	struct cpu_msrs *m = &s->msr;
 	uint64_t *msrs[] = {&m->star,	     &m->lstar,	       &m->cstar,	 &m->sfmask,	   &m->kernel_gs_base,

@@ -3,8 +3,10 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 60
-R() { "$RUNC" --root "$STATE" "$@"; }
+need_root 79
+# RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
+RUNAS=""
+R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
 
 # refused ID MESSAGE-PATTERN BUNDLE: create fails with one line matching it
 refused() {
@@ -100,6 +102,13 @@ fi
 b=$(bundle link2 'c["process"]["args"] = ["true"]' \
 	"c['mounts'].append({'destination': '/evil2/sub', 'type': 'bind', 'source': '$TMP/hostdir-none', 'options': ['bind']})")
 refused bindsrc "bind source" "$b"
+
+# a score below the current one needs CAP_SYS_RESOURCE: without it create
+# fails, as runc's init does, instead of a container that dies at start
+b=$(bundle oom 'c["process"]["args"] = ["true"]' 'c["process"]["oomScoreAdj"] = -999')
+RUNAS="setpriv --bounding-set -sys_resource --inh-caps -sys_resource"
+refused oom "oomScoreAdj -999: Permission denied" "$b"
+RUNAS=""
 
 # nothing of the failed containers runs
 pgrep -f "corral-runc --root $STATE" >/dev/null && bad "processes left: $(pgrep -af "corral-runc --root $STATE")" || ok
