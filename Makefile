@@ -131,6 +131,15 @@ bench-oci: $(RUNC)
 # Snapshots: restore, save, clone rate and memory, beside QEMU (bench/snapshot.sh)
 bench-snapshot: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
+# Live migration beside QEMU TCG (bench/migrate.sh), the GDB stub's cost
+# with no debugger (bench/gdb.sh), nested kvm beside emu (bench/nested.sh)
+bench-migrate: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/migrate.sh
+bench-gdb: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/gdb.sh
+bench-nested: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/nested.sh
+
 # process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
 bench-checkpoint: $(CORRAL) $(GUEST_BIN)
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
@@ -150,7 +159,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
