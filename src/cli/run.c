@@ -68,14 +68,25 @@ static void term_make_raw(void)
 		term_raw = 1;
 }
 
+static volatile sig_atomic_t run_signal_at; /* CLOCK_MONOTONIC seconds of the first */
+
 static void on_stop_signal(int sig)
 {
-	/* A second signal means now: the VM may be stuck outside the engine. */
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	/* A second signal means now: the VM may be stuck outside the engine.
+	 * Not one within 3 s of the first, though: timeout(1) and service
+	 * managers send SIGTERM to the process and to its group at once, and
+	 * an exit now would skip closing the disks (a qcow2 image's metadata
+	 * is written at flush or close). */
 	if (run_signal) {
+		if (now.tv_sec - run_signal_at < 3)
+			return;
 		if (term_raw)
 			tcsetattr(STDIN_FILENO, TCSAFLUSH, &term_saved);
 		_exit(128 + sig);
 	}
+	run_signal_at = (sig_atomic_t)now.tv_sec;
 	run_signal = sig;
 	struct vm *vm = run_vm;
 	if (vm)
