@@ -218,8 +218,7 @@ int blk_open_cache(struct blk **out, const char *path, enum blk_format format, i
 		(*out)->direct = direct;
 		(*out)->lock_fd = fd;
 		(*out)->lock_held = 1;
-	}
-	else if (direct.on)
+	} else if (direct.on)
 		close(direct.fd);
 	/* Messages quote names from image files (backing files): keep control
 	 * characters away from the user's terminal. */

@@ -54,7 +54,7 @@ int cli_parse_signal(const char *s)
 		const char *name;
 		int num;
 	} names[] = {
-		{"HUP", SIGHUP},   {"INT", SIGINT},	{"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+		{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
 		{"TERM", SIGTERM}, {"ALRM", SIGALRM}, {"XCPU", SIGXCPU}, {"PWR", SIGPWR},
 	};
 	if (!strncasecmp(s, "SIG", 3))

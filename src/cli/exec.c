@@ -204,8 +204,8 @@ int cmd_exec(int argc, char **argv)
 		{"control", required_argument, NULL, OPT_CONTROL},
 		{"checkpoint-signal", required_argument, NULL, OPT_CKSIG},
 		{"checkpoint-dir", required_argument, NULL, OPT_CKDIR},
-		{"sandboxed", no_argument, NULL, OPT_INSIDE},	/* internal: guest execve inside the sandbox */
-		{"comm", required_argument, NULL, OPT_COMM}, /* internal: a guest's execve */
+		{"sandboxed", no_argument, NULL, OPT_INSIDE}, /* internal: guest execve inside the sandbox */
+		{"comm", required_argument, NULL, OPT_COMM},  /* internal: a guest's execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};

@@ -126,8 +126,7 @@ int cmd_migrate(int argc, char **argv)
 			json_t *e = json_object_get(j, "error");
 			if (tty)
 				fprintf(stderr, "\r%100s\r", ""); /* the error line replaces the progress */
-			fprintf(stderr, "corral: migrate: %s\n",
-				json_is_string(e) ? json_string_value(e) : "failed");
+			fprintf(stderr, "corral: migrate: %s\n", json_is_string(e) ? json_string_value(e) : "failed");
 			status = 1;
 		}
 		json_decref(j); /* state went with it: last holds it */

@@ -91,8 +91,8 @@ static int name_arg(int argc, char **argv, int k, const char *what)
 		return -1;
 	}
 	if (!corrald_name_ok(argv[k])) {
-		fprintf(stderr, "corral: vm %s: '%s' is not a name: letters, digits, '-', '_', '.', no '..'\n",
-			argv[0], argv[k]);
+		fprintf(stderr, "corral: vm %s: '%s' is not a name: letters, digits, '-', '_', '.', no '..'\n", argv[0],
+			argv[k]);
 		return -1;
 	}
 	return 0;
@@ -341,7 +341,7 @@ int cmd_vm(int argc, char **argv)
 		return vm_ls(argc, argv, 0);
 	if (!strcmp(cmd, "top"))
 		return vm_ls(argc, argv, 1);
-	static const char *const verbs[] = {"start", "pause", "resume", "reboot", "logs", "console",
+	static const char *const verbs[] = {"start", "pause", "resume",	  "reboot",  "logs", "console",
 					    "stop",  "rm",    "snapshot", "restore", "clone"};
 	unsigned v = 0;
 	while (v < sizeof(verbs) / sizeof(verbs[0]) && strcmp(verbs[v], cmd))

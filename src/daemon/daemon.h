@@ -22,8 +22,8 @@
 #define CORRALD_UID_BASE 2100000000
 
 struct corrald_opts {
-	const char *socket;    /* where the API is served (ignored with socket activation) */
-	const char *state_dir; /* definitions, runtime files, snapshots */
+	const char *socket;			       /* where the API is served (ignored with socket activation) */
+	const char *state_dir;			       /* definitions, runtime files, snapshots */
 	const char *image_dir[CORRALD_MAX_IMAGE_DIRS]; /* where VM images may come from */
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;

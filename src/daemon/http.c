@@ -59,8 +59,7 @@ static int parse_answer(char *buf, size_t n, int *status, size_t *off, size_t *b
 {
 	char *end = memmem(buf, n, "\r\n\r\n", 4);
 	int st;
-	if (n < 12 || strncmp(buf, "HTTP/1.", 7) || !end || sscanf(buf + 8, " %3d", &st) != 1 || st < 100 ||
-	    st > 599)
+	if (n < 12 || strncmp(buf, "HTTP/1.", 7) || !end || sscanf(buf + 8, " %3d", &st) != 1 || st < 100 || st > 599)
 		return -EPROTO;
 	*off = (size_t)(end - buf) + 4;
 	*blen = n - *off;
@@ -76,8 +75,8 @@ static int parse_answer(char *buf, size_t n, int *status, size_t *off, size_t *b
 	return 0;
 }
 
-int http_call(const char *sock, const char *method, const char *path, const char *body, int timeout_ms,
-	      int *status, char **out, size_t *len, char *err, size_t errlen)
+int http_call(const char *sock, const char *method, const char *path, const char *body, int timeout_ms, int *status,
+	      char **out, size_t *len, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	long long deadline = now_ms() + timeout_ms;
@@ -125,7 +124,8 @@ int http_call(const char *sock, const char *method, const char *path, const char
 		if (n == cap) {
 			if (cap >= HTTP_ANSWER_MAX) {
 				r = -EFBIG;
-				snprintf(err, errlen, "'%s': the answer is larger than %u bytes", sock, HTTP_ANSWER_MAX);
+				snprintf(err, errlen, "'%s': the answer is larger than %u bytes", sock,
+					 HTTP_ANSWER_MAX);
 				goto err_free;
 			}
 			char *nb = realloc(buf, cap * 2 + 1);

@@ -14,7 +14,7 @@
 
 #define HTTP_ANSWER_MAX (8u << 20)
 
-int http_call(const char *sock, const char *method, const char *path, const char *body, int timeout_ms,
-	      int *status, char **out, size_t *len, char *err, size_t errlen);
+int http_call(const char *sock, const char *method, const char *path, const char *body, int timeout_ms, int *status,
+	      char **out, size_t *len, char *err, size_t errlen);
 
 #endif

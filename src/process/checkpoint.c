@@ -292,7 +292,8 @@ static int gather_vmas(struct ckpt_image *img, int mfd, char *err, size_t errn)
 				if (f >= 0)
 					close(f);
 				snprintf(err, errn,
-					 "mapping at 0x%llx: its file '%.300s' was deleted or replaced since it was mapped",
+					 "mapping at 0x%llx: its file '%.300s' was deleted or replaced since it was "
+					 "mapped",
 					 (unsigned long long)v->start, v->name);
 				return -EOPNOTSUPP;
 			}
@@ -419,7 +420,8 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 		}
 		int fl = fcntl(fd, F_GETFL), fdf = fcntl(fd, F_GETFD);
 		if (fl < 0 || fdf < 0 || (fl & O_PATH)) {
-			snprintf(err, errn, "descriptor %d ('%.300s'): an O_PATH descriptor is not carried yet", fd, path);
+			snprintf(err, errn, "descriptor %d ('%.300s'): an O_PATH descriptor is not carried yet", fd,
+				 path);
 			r = -EOPNOTSUPP;
 			goto out;
 		}
@@ -640,8 +642,7 @@ static int fd_above(int fd, int low)
 static int open_flags(uint32_t f)
 {
 	int acc = (f & CKF_READ) && (f & CKF_WRITE) ? O_RDWR : (f & CKF_WRITE) ? O_WRONLY : O_RDONLY;
-	return acc | ((f & CKF_APPEND) ? O_APPEND : 0) | ((f & CKF_NONBLOCK) ? O_NONBLOCK : 0) | O_NOCTTY |
-	       O_CLOEXEC;
+	return acc | ((f & CKF_APPEND) ? O_APPEND : 0) | ((f & CKF_NONBLOCK) ? O_NONBLOCK : 0) | O_NOCTTY | O_CLOEXEC;
 }
 
 /* Everything the checkpoint names outside itself, checked before anything
@@ -655,7 +656,8 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 		if (!v->path)
 			continue;
 		struct stat st;
-		int fd = fs_openat(AT_FDCWD, v->path, ((v->flags & CKV_SHARED) && (v->prot & VMEM_W) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+		int fd = fs_openat(AT_FDCWD, v->path,
+				   ((v->flags & CKV_SHARED) && (v->prot & VMEM_W) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 		if (fd >= 0 && (fd = fd_above(fd, low)) < 0)
 			fd = -errno;
 		if (fd < 0) {
@@ -664,7 +666,8 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 		}
 		vfd[k] = fd;
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !ident_eq(&st, &v->id)) {
-			snprintf(err, errn, "mapped file '%.300s' changed since the checkpoint (its size or time differ)",
+			snprintf(err, errn,
+				 "mapped file '%.300s' changed since the checkpoint (its size or time differ)",
 				 v->path);
 			return -ESTALE;
 		}
@@ -683,12 +686,13 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 			snprintf(err, errn, "open file '%.300s': %s", f->path, strerror(errno));
 			return -ENOENT;
 		}
-		bool same = fstat(fd, &st) == 0 &&
-			    (f->kind == CKFD_FILE ? S_ISREG(st.st_mode) && ident_eq(&st, &f->id)
-			     : f->kind == CKFD_DIR ? S_ISDIR(st.st_mode)
-						   : S_ISCHR(st.st_mode) && dev_stateless(f->path));
+		bool same =
+			fstat(fd, &st) == 0 && (f->kind == CKFD_FILE  ? S_ISREG(st.st_mode) && ident_eq(&st, &f->id)
+						: f->kind == CKFD_DIR ? S_ISDIR(st.st_mode)
+								      : S_ISCHR(st.st_mode) && dev_stateless(f->path));
 		if (!same) {
-			snprintf(err, errn, "open file '%.300s' changed since the checkpoint (its kind, size or time differ)",
+			snprintf(err, errn,
+				 "open file '%.300s' changed since the checkpoint (its kind, size or time differ)",
 				 f->path);
 			return -ESTALE;
 		}
@@ -709,8 +713,7 @@ static struct vma *vma_at(struct proc *p, uint64_t start)
 	return lo < p->nvma && p->vmas[lo].start == start ? &p->vmas[lo] : NULL;
 }
 
-static int restore_memory(struct proc *p, const struct ckpt_image *img, const int *vfd, int mfd, char *err,
-			  size_t errn)
+static int restore_memory(struct proc *p, const struct ckpt_image *img, const int *vfd, int mfd, char *err, size_t errn)
 {
 	for (uint32_t k = 0; k < img->nvma; k++) {
 		const struct ckpt_vma *v = &img->vmas[k];
@@ -734,7 +737,8 @@ static int restore_memory(struct proc *p, const struct ckpt_image *img, const in
 			while (len) {
 				ssize_t n = pread(mfd, dst, len, at);
 				if (n <= 0) {
-					snprintf(err, errn, "memory file: %s", n < 0 ? strerror(errno) : "shorter than its state says");
+					snprintf(err, errn, "memory file: %s",
+						 n < 0 ? strerror(errno) : "shorter than its state says");
 					return -EIO;
 				}
 				dst += n;
@@ -758,7 +762,8 @@ static int restore_fds(const struct ckpt_image *img, int *ffd, char *err, size_t
 	for (uint32_t k = 0; k < img->nfd; k++) {
 		const struct ckpt_fd *f = &img->fds[k];
 		if (fs_fd_reserved(f->fd)) {
-			snprintf(err, errn, "descriptor %d: this corral keeps that number for itself (a lower open file limit?)",
+			snprintf(err, errn,
+				 "descriptor %d: this corral keeps that number for itself (a lower open file limit?)",
 				 f->fd);
 			return -EBUSY;
 		}
@@ -792,8 +797,8 @@ static int restore_limits(const struct ckpt_image *img, char *err, size_t errn)
 			img->rlim[k].max == UINT64_MAX ? RLIM_INFINITY : (rlim_t)img->rlim[k].max,
 		};
 		if (setrlimit(k, &rl) < 0) {
-			snprintf(err, errn, "resource limit %d: cannot set it back (%s): the hard limit here is lower?", k,
-				 strerror(errno));
+			snprintf(err, errn, "resource limit %d: cannot set it back (%s): the hard limit here is lower?",
+				 k, strerror(errno));
 			return -errno;
 		}
 	}
@@ -900,7 +905,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	free(data);
 	if (strcmp(img.version, o->version ? o->version : "")) {
 		fprintf(stderr,
-			"corral: restore-exec: '%.300s' was written by corral %s; this is corral %s, which restores only its own checkpoints\n",
+			"corral: restore-exec: '%.300s' was written by corral %s; this is corral %s, which restores "
+			"only its own checkpoints\n",
 			dir, img.version[0] ? img.version : "(unknown)", o->version ? o->version : "(unknown)");
 		goto fail;
 	}
@@ -960,7 +966,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		goto fail;
 	}
 	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) || (r = restore_limits(&img, err, sizeof(err))) ||
-	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) || (r = restore_fds(&img, ffd, err, sizeof(err)))) {
+	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
+	    (r = restore_fds(&img, ffd, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto fail;
 	}
@@ -983,7 +990,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	}
 	struct gsigaction acts[GSIG_MAX + 1];
 	for (int s = 1; s <= GSIG_MAX; s++)
-		acts[s] = (struct gsigaction){img.act[s].handler, img.act[s].flags, img.act[s].restorer, img.act[s].mask};
+		acts[s] =
+			(struct gsigaction){img.act[s].handler, img.act[s].flags, img.act[s].restorer, img.act[s].mask};
 	sig_restore_actions(acts);
 	if ((r = ctl_start(p, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);

@@ -13,13 +13,13 @@
 #include "cpu/cpu.h"
 #include "state/stream.h"
 
-#define CKPT_VERSION 1		/* of every section below */
+#define CKPT_VERSION 1 /* of every section below */
 #define CKPT_MAX_THREADS 4096
-#define CKPT_MAX_VMAS 65530	/* vm.max_map_count */
+#define CKPT_MAX_VMAS 65530 /* vm.max_map_count */
 #define CKPT_MAX_FDS 65536
 #define CKPT_MAX_RUNS (1u << 22)
 #define CKPT_NSIG 64
-#define CKPT_NRLIMIT 16		/* RLIMIT_CPU..RLIMIT_RTTIME: the same numbers on every Linux ABI */
+#define CKPT_NRLIMIT 16 /* RLIMIT_CPU..RLIMIT_RTTIME: the same numbers on every Linux ABI */
 #define CKPT_PATH_MAX 4096
 #define CKPT_PAGE 4096ull
 
@@ -94,7 +94,7 @@ struct ckpt_itimer {
 };
 
 struct ckpt_image {
-	char version[64]; /* corral's, of the writer */
+	char version[64];	  /* corral's, of the writer */
 	char root[CKPT_PATH_MAX]; /* --root's host path, "" without */
 	uint64_t mem_cap, brk_start, brk_cur, mmap_base, memsize;
 	char exe_path[CKPT_PATH_MAX];

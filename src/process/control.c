@@ -130,8 +130,8 @@ static void put_checkpoint(const char *body)
 		}
 	}
 	json_t *d = json_object_get(j, "dir"), *lr = json_object_get(j, "leave_running");
-	if (!json_is_string(d) || !json_string_length(d) || json_string_length(d) > 3000 || json_string_value(d)[0] != '/' ||
-	    (lr && !json_is_boolean(lr))) {
+	if (!json_is_string(d) || !json_string_length(d) || json_string_length(d) > 3000 ||
+	    json_string_value(d)[0] != '/' || (lr && !json_is_boolean(lr))) {
 		json_decref(j);
 		fault(400, "'dir' must be an absolute path and 'leave_running' a boolean");
 		return;
@@ -280,7 +280,8 @@ int ctl_start(struct proc *p, char *err, size_t errn)
 		/* absolute, so that it is removed at the end wherever the
 		 * program's working directory went */
 		char abs[sizeof(ctl.path) + 1] = "";
-		if (o->control[0] != '/' && getcwd(abs, sizeof(abs)) && strlen(abs) + 1 + strlen(o->control) < sizeof(abs)) {
+		if (o->control[0] != '/' && getcwd(abs, sizeof(abs)) &&
+		    strlen(abs) + 1 + strlen(o->control) < sizeof(abs)) {
 			strcat(abs, "/");
 			strcat(abs, o->control);
 		} else {

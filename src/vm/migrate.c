@@ -9,8 +9,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,8 +236,7 @@ static int parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *le
 		snprintf(err, errlen, "'%.64s': the port must be 1 to 65535", url);
 		return -EINVAL;
 	}
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV},
-			*ai;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
 	int g = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
 	if (g) {
 		snprintf(err, errlen, "'%.64s': %s", url, gai_strerror(g));
@@ -253,8 +252,8 @@ static int parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *le
 
 /* The state stream is at most MIG_STATE_MAX: the configuration, a few KiB
  * per vCPU and device. */
-int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len,
-			char *err, size_t errlen)
+int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len, char *err,
+			size_t errlen)
 {
 	uint8_t h[MIG_HDR_LEN];
 	uint64_t *idx = NULL, *got = NULL; /* got: pages this stream wrote */
@@ -380,7 +379,8 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 			}
 		} else if (type == REC_STATE) {
 			if (count || arg == 0 || arg > MIG_STATE_MAX) {
-				snprintf(err, errlen, "a device state of %" PRIu64 " bytes (1 to %u)", arg, MIG_STATE_MAX);
+				snprintf(err, errlen, "a device state of %" PRIu64 " bytes (1 to %u)", arg,
+					 MIG_STATE_MAX);
 				goto fail;
 			}
 			uint8_t *s = malloc(arg);
@@ -627,7 +627,8 @@ static int send_bitmap(struct migration *m, unsigned throttle)
 		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n * 8 + (uint64_t)nz * MIG_PAGE + 4;
 		m->st.pages_sent += n;
 		m->st.zero_pages += zero;
-		m->st.ram_remaining = m->st.ram_remaining > (uint64_t)n * MIG_PAGE ? m->st.ram_remaining - (uint64_t)n * MIG_PAGE : 0;
+		m->st.ram_remaining =
+			m->st.ram_remaining > (uint64_t)n * MIG_PAGE ? m->st.ram_remaining - (uint64_t)n * MIG_PAGE : 0;
 		pthread_mutex_unlock(&m->lock);
 		if (throttle && !m->was_paused) {
 			/* hold the vCPUs throttle% of the time */
@@ -909,7 +910,9 @@ static void *migrate_thread(void *arg)
 	a = recv_answer(m->fd, MIG_IO_TIMEOUT_S, msg, sizeof(msg));
 	if (a != ANS_RUNNING) {
 		fail(m, "the destination did not confirm it runs the VM (%s)",
-		     a == ANS_ERROR ? msg : a < 0 ? strerror(-a) : "an unexpected answer");
+		     a == ANS_ERROR ? msg
+		     : a < 0	    ? strerror(-a)
+				    : "an unexpected answer");
 		goto failed;
 	}
 	pthread_mutex_lock(&vm->lock);

@@ -38,18 +38,18 @@ enum migrate_state {
 };
 
 struct migrate_params {
-	const char *url;	  /* tcp:HOST:PORT or unix:PATH */
-	unsigned downtime_ms;	  /* the stop may last this long; 0: the default */
-	int no_auto_converge;	  /* never throttle the vCPUs */
-	unsigned max_rounds;	  /* pre-copy rounds before the stop regardless; 0: 30 */
+	const char *url;      /* tcp:HOST:PORT or unix:PATH */
+	unsigned downtime_ms; /* the stop may last this long; 0: the default */
+	int no_auto_converge; /* never throttle the vCPUs */
+	unsigned max_rounds;  /* pre-copy rounds before the stop regardless; 0: 30 */
 };
 
 struct migrate_status {
 	enum migrate_state state;
-	unsigned iteration;	       /* pre-copy rounds done */
-	uint64_t ram_total;	       /* bytes of guest RAM */
-	uint64_t ram_remaining;	       /* bytes dirty, still to send */
-	uint64_t bytes_sent;	       /* on the wire so far */
+	unsigned iteration;	/* pre-copy rounds done */
+	uint64_t ram_total;	/* bytes of guest RAM */
+	uint64_t ram_remaining; /* bytes dirty, still to send */
+	uint64_t bytes_sent;	/* on the wire so far */
 	uint64_t pages_sent, zero_pages;
 	uint64_t dirty_rate;	       /* bytes the guest dirtied per second, last round */
 	uint64_t bandwidth;	       /* bytes per second the link took, last round */
@@ -80,7 +80,7 @@ int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **
  * of RAM, answering the source's sync records on reply_fd (-1: not at
  * all). 0 with *mem_fd (the RAM), *state and *state_len (malloc'd), or
  * -errno with one line in err. */
-int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len,
-			char *err, size_t errlen);
+int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len, char *err,
+			size_t errlen);
 
 #endif

@@ -84,7 +84,7 @@ struct vm_config {
 	 * vm_console_input; see struct engine_host. NULL: none. */
 	int (*poll_input)(void *opaque, const int *wake, unsigned nwake, int timeout_ms);
 	void *input_opaque;
-	int realtime_idle;	  /* idle time passes at wall-clock pace (someone watches) */
+	int realtime_idle; /* idle time passes at wall-clock pace (someone watches) */
 	/* vm_restore: the folder of the new overlays of the snapshot's
 	 * writable disks (created if needed; a file there is never replaced);
 	 * NULL: a new DIR.restore-N beside the snapshot DIR. */

@@ -41,7 +41,7 @@ struct vm {
 	/* Snapshots (snapshot.c): the engine describes its vCPUs here at a
 	 * pause (ctl.vcpus); a restored VM's first run starts from restore. */
 	struct engine_vcpu *vcpus, *restore;
-	int restoring; /* vm_build: RAM comes from a snapshot, load no guest */
+	int restoring;			/* vm_build: RAM comes from a snapshot, load no guest */
 	const struct vm_config *saving; /* a save: the configuration it records */
 
 	struct engine_ctl ctl;

@@ -48,16 +48,23 @@ static void sample(struct ckpt_image *img)
 	img->threads->info[12].code = -6;
 	img->nvma = 2;
 	img->vmas = calloc(2, sizeof(*img->vmas));
-	img->vmas[0] = (struct ckpt_vma){.start = 0x400000, .end = 0x402000, .prot = VMEM_R | VMEM_X,
-					 .path = strdup("/bin/prog"), .id = {8192, 1000, 5}};
-	img->vmas[1] = (struct ckpt_vma){.start = 0x600000, .end = 0x608000, .prot = VMEM_R | VMEM_W,
-					 .flags = CKV_ANON | CKV_HEAP, .nruns = 2};
+	img->vmas[0] = (struct ckpt_vma){.start = 0x400000,
+					 .end = 0x402000,
+					 .prot = VMEM_R | VMEM_X,
+					 .path = strdup("/bin/prog"),
+					 .id = {8192, 1000, 5}};
+	img->vmas[1] = (struct ckpt_vma){
+		.start = 0x600000, .end = 0x608000, .prot = VMEM_R | VMEM_W, .flags = CKV_ANON | CKV_HEAP, .nruns = 2};
 	img->vmas[1].runs = malloc(sizeof(runs));
 	memcpy(img->vmas[1].runs, runs, sizeof(runs));
 	img->nfd = 1;
 	img->fds = calloc(1, sizeof(*img->fds));
-	img->fds[0] = (struct ckpt_fd){.fd = 3, .kind = CKFD_FILE, .flags = CKF_READ, .path = strdup("/tmp/in"),
-				       .offset = 512, .id = {4096, 2000, 7}};
+	img->fds[0] = (struct ckpt_fd){.fd = 3,
+				       .kind = CKFD_FILE,
+				       .flags = CKF_READ,
+				       .path = strdup("/tmp/in"),
+				       .offset = 512,
+				       .id = {4096, 2000, 7}};
 }
 
 static uint8_t *encode(const struct ckpt_image *img, size_t *len)
@@ -123,23 +130,74 @@ static void test_roundtrip(void)
 	free(b);
 }
 
-static void rip_bad(struct ckpt_image *i) { i->threads->s.rip = 0x800000000000ull; }
-static void rflags_bad(struct ckpt_image *i) { i->threads->s.rflags = 0x3202; }
-static void fsbase_bad(struct ckpt_image *i) { i->threads->s.seg[4].base = 0x8000000000000000ull >> 1; }
-static void vma_overlap(struct ckpt_image *i) { i->vmas[1].start = 0x401000; }
-static void vma_unaligned(struct ckpt_image *i) { i->vmas[0].end = 0x402001; }
-static void vma_high(struct ckpt_image *i) { i->vmas[1].end = 0x800000000000ull; }
-static void run_beyond(struct ckpt_image *i) { i->memsize = 4 * CKPT_PAGE; }
-static void run_outside(struct ckpt_image *i) { i->vmas[1].runs[1].page = 8; }
-static void run_order(struct ckpt_image *i) { i->vmas[1].runs[1].page = 1; }
-static void anon_path(struct ckpt_image *i) { i->vmas[1].path = strdup("/x"); }
-static void rel_path(struct ckpt_image *i) { i->fds[0].path[0] = 'x'; }
-static void fd_low(struct ckpt_image *i) { i->fds[0].fd = 2; }
-static void fd_kind(struct ckpt_image *i) { i->fds[0].kind = 9; }
-static void rlimit_bad(struct ckpt_image *i) { i->rlim[3].cur = 2000; }
-static void no_threads(struct ckpt_image *i) { i->nthreads = 0; }
-static void umask_bad(struct ckpt_image *i) { i->umask = 01000; }
-static void itimer_bad(struct ckpt_image *i) { i->itimer[0].val_us = 1000000; }
+static void rip_bad(struct ckpt_image *i)
+{
+	i->threads->s.rip = 0x800000000000ull;
+}
+static void rflags_bad(struct ckpt_image *i)
+{
+	i->threads->s.rflags = 0x3202;
+}
+static void fsbase_bad(struct ckpt_image *i)
+{
+	i->threads->s.seg[4].base = 0x8000000000000000ull >> 1;
+}
+static void vma_overlap(struct ckpt_image *i)
+{
+	i->vmas[1].start = 0x401000;
+}
+static void vma_unaligned(struct ckpt_image *i)
+{
+	i->vmas[0].end = 0x402001;
+}
+static void vma_high(struct ckpt_image *i)
+{
+	i->vmas[1].end = 0x800000000000ull;
+}
+static void run_beyond(struct ckpt_image *i)
+{
+	i->memsize = 4 * CKPT_PAGE;
+}
+static void run_outside(struct ckpt_image *i)
+{
+	i->vmas[1].runs[1].page = 8;
+}
+static void run_order(struct ckpt_image *i)
+{
+	i->vmas[1].runs[1].page = 1;
+}
+static void anon_path(struct ckpt_image *i)
+{
+	i->vmas[1].path = strdup("/x");
+}
+static void rel_path(struct ckpt_image *i)
+{
+	i->fds[0].path[0] = 'x';
+}
+static void fd_low(struct ckpt_image *i)
+{
+	i->fds[0].fd = 2;
+}
+static void fd_kind(struct ckpt_image *i)
+{
+	i->fds[0].kind = 9;
+}
+static void rlimit_bad(struct ckpt_image *i)
+{
+	i->rlim[3].cur = 2000;
+}
+static void no_threads(struct ckpt_image *i)
+{
+	i->nthreads = 0;
+}
+static void umask_bad(struct ckpt_image *i)
+{
+	i->umask = 01000;
+}
+static void itimer_bad(struct ckpt_image *i)
+{
+	i->itimer[0].val_us = 1000000;
+}
 
 static void test_refused(void)
 {

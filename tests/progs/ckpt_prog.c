@@ -41,7 +41,8 @@ static void *worker(void *arg)
 	tls_mix += k;
 	for (int r = 0; r < rounds; r++) {
 		for (size_t i = lo; i < hi; i++)
-			heap[i] = heap[i] * 6364136223846793005ull + tls_mix + (uint64_t)r + (heap[lo + ((i - lo) * 7) % (hi - lo)] >> 33);
+			heap[i] = heap[i] * 6364136223846793005ull + tls_mix + (uint64_t)r +
+				  (heap[lo + ((i - lo) * 7) % (hi - lo)] >> 33);
 		tls_mix = tls_mix * 31 + (uint64_t)r;
 		pthread_barrier_wait(&bar); /* the slice is done */
 		pthread_barrier_wait(&bar); /* main has summed the round */
@@ -98,8 +99,8 @@ static int compute(const char *in, const char *out, int mib, int nr)
 		fprintf(of, "round %d %016llx\n", r, (unsigned long long)s);
 		fflush(of);
 		if (r == rounds / 2) {
-			raise(SIGUSR1);  /* handled */
-			raise(SIGHUP);   /* ignored */
+			raise(SIGUSR1);		 /* handled */
+			raise(SIGHUP);		 /* ignored */
 			kill(getpid(), SIGUSR2); /* blocked: stays pending */
 		}
 		struct timespec ts = {0, 20 * 1000000};
