@@ -516,6 +516,25 @@ static void image_progress(uint64_t done, uint64_t total, int *shown)
 	fflush(stdout);
 }
 
+/* The end of a copy into dst (convert, commit): its flush, the progress
+ * line's last state, and what went wrong. Returns the final status. */
+static int copy_finish(struct blk *dst, const char *path, int rc, int status, int progress, uint64_t size, int *shown)
+{
+	if (rc == 0 && (rc = dst->ops->flush(dst)) < 0) {
+		image_io_error(dst, "flushing", path, rc);
+		status = 1;
+	}
+	if (progress && status == 0)
+		image_progress(size, size, shown);
+	if (progress)
+		printf("\n");
+	if (rc == -ENOMEM) {
+		fprintf(stderr, "corral: out of memory\n");
+		status = 1;
+	}
+	return status;
+}
+
 static int image_convert(int argc, char **argv)
 {
 	enum blk_format ifmt = BLK_FMT_PROBE, ofmt = BLK_FMT_RAW;
@@ -590,18 +609,7 @@ static int image_convert(int argc, char **argv)
 			}
 		}
 	}
-	if (rc == 0 && (rc = dst->ops->flush(dst)) < 0) {
-		image_io_error(dst, "flushing", outp, rc);
-		status = 1;
-	}
-	if (progress && status == 0)
-		image_progress(src->size, src->size, &shown);
-	if (progress)
-		printf("\n");
-	if (rc == -ENOMEM) {
-		fprintf(stderr, "corral: out of memory\n");
-		status = 1;
-	}
+	status = copy_finish(dst, outp, rc, status, progress, src->size, &shown);
 	free(buf);
 	blk_close(src);
 	blk_close(dst);
@@ -738,18 +746,7 @@ static int image_commit(int argc, char **argv)
 			status = 1;
 		}
 	}
-	if (rc == 0 && (rc = bk->ops->flush(bk)) < 0) {
-		image_io_error(bk, "flushing", bpath, rc);
-		status = 1;
-	}
-	if (progress && status == 0)
-		image_progress(ov->size, ov->size, &shown);
-	if (progress)
-		printf("\n");
-	if (rc == -ENOMEM) {
-		fprintf(stderr, "corral: out of memory\n");
-		status = 1;
-	}
+	status = copy_finish(bk, bpath, rc, status, progress, ov->size, &shown);
 	free(buf);
 	uint64_t size = ov->size;
 	blk_close(bk);
