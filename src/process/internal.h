@@ -200,8 +200,9 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn);
 int usernet_open(const char *spec, char *err, size_t errn);
 /* Inside the new network namespace: eth0 (a tap joined to the NAT). */
 int usernet_attach(char *err, size_t errn);
-/* In a child process: close every descriptor the NAT made (but keep). */
-void usernet_forget(int keep);
+/* In the sandbox's processes: close the NAT's control socket, which only
+ * the outer process keeps (its closing ends the NAT's process). */
+void usernet_forget(void);
 
 /* ---- elf.c ---- */
 /* Check whether path is something execve can run (x86-64 ELF or #! script

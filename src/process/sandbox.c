@@ -410,7 +410,7 @@ int sandbox_enter(const struct proc_opts *o, char *err, size_t errn)
 	/* init: PID 1 of the new PID space */
 	close(pfd[0]);
 	if (o->net_user)
-		usernet_forget(pfd[1]);
+		usernet_forget();
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (setup_proc(err, errn)) {
 		fprintf(stderr, "corral: sandbox: %s\n", err);

@@ -57,6 +57,10 @@ deadline = time.time() + $TIMEOUT
 while time.time() < deadline:
     try:
         s = socket.create_connection(("127.0.0.1", $fwd_port), timeout=5)
+        # Once connected, wait as long as the test may: a slow guest can take
+        # seconds to answer, and the user network closes the connection at
+        # once when nothing listens in the guest yet.
+        s.settimeout(max(1, deadline - time.time()))
         data = s.recv(4096)
         if data:
             sys.stdout.write(data.decode(errors="replace"))
