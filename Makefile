@@ -334,7 +334,9 @@ fuzz-migrate-run: $(FUZZ_BUILD)/fuzz_migrate
 # (tools/setup.sh --aarch64 installs it and the arm64 libraries) and runs the
 # busybox process-VM tests with that corral under qemu-user's aarch64
 # emulator: x86-64 guest code on corral's portable interpreter on an
-# (emulated) aarch64 host, compared with native x86-64 runs.
+# (emulated) aarch64 host, compared with native x86-64 runs; and a process
+# VM checkpointed by the host's corral and restored by the aarch64 one, and
+# the other way round (tests/aarch64/ckpt_arch.sh).
 # The program runs on Debian's arm64 multiarch libraries (libc6:arm64 and
 # the -dev packages' libraries), found by qemu-aarch64 under / like a native
 # arm64 system; the cross toolchain's older libc6-arm64-cross hangs in fork
@@ -348,9 +350,11 @@ $(ARM64_BUILD)/corral-qemu: FORCE
 	@printf '#!/bin/sh\nCORRAL_SELF_EXE=%s exec qemu-aarch64 %s "$$@"\n' '$(abspath $@)' '$(abspath $(ARM64_BUILD)/corral)' >$@
 	@chmod +x $@
 
-check-aarch64: $(ARM64_BUILD)/corral-qemu
+check-aarch64: $(ARM64_BUILD)/corral-qemu $(BUILD)/corral $(BUILD)/tests/progs/ckpt_prog
 	@file -L $(ARM64_BUILD)/corral | grep -q 'ARM aarch64' || { echo "check-aarch64: not an aarch64 build" >&2; exit 1; }
-	@CORRAL=$(abspath $(ARM64_BUILD)/corral-qemu) BUILD=$(abspath $(ARM64_BUILD)) sh tests/run.sh tests/process/t_busybox.sh
+	@CORRAL=$(abspath $(ARM64_BUILD)/corral-qemu) BUILD=$(abspath $(ARM64_BUILD)) \
+		NATIVE_CORRAL=$(abspath $(BUILD)/corral) NATIVE_BUILD=$(abspath $(BUILD)) \
+		sh tests/run.sh tests/process/t_busybox.sh tests/aarch64/ckpt_arch.sh
 
 FORCE:
 .PHONY: check-aarch64 FORCE

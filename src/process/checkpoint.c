@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <semaphore.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,7 +516,71 @@ static int write_all_fd(int fd, struct ckpt_image *img)
 
 /* DIR/state and DIR/memory, written under temporary names and renamed, so
  * a checkpoint that fails half-way leaves an older one whole. */
-static int save_dir(const char *dir, char *err, size_t errn)
+/* A task's pending mask from /proc ("SigPnd:" its own, "ShdPnd:" the
+ * process's queue). */
+static uint64_t proc_pending(int tid, const char *field)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	FILE *f = fopen(path, "re");
+	uint64_t mask = 0;
+	size_t len = strlen(field);
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, len))
+			mask = strtoull(line + len, NULL, 16);
+	if (f)
+		fclose(f);
+	return mask;
+}
+
+/* Signals the host kernel holds for the program: sent while every thread
+ * blocked them. corral mirrors the guest's mask onto the host's, so such a
+ * signal waits in the kernel (a process-directed one in the process's
+ * queue, a thread's own in that thread's), not in corral's pending set.
+ * A process-directed one is carried as the first thread's, which takes it
+ * when it unblocks the signal. When the program ends with the checkpoint
+ * the process's queue is taken out with each signal's siginfo; when it
+ * goes on, nothing is taken and the masks in /proc say what waits (the
+ * siginfo is then that of a kill(2) from the program itself, as is a
+ * thread's own signal's, of a tgkill(2)). */
+static void gather_host_pending(struct ckpt_image *img, int leave_running)
+{
+	sigset_t want;
+	sigemptyset(&want);
+	for (int s = 1; s <= CKPT_NSIG && s <= SIGRTMAX; s++)
+		if (s != SIGKILL && s != SIGSTOP && !sig_internal(s))
+			sigaddset(&want, s);
+	struct ckpt_thread *first = &img->threads[0];
+	struct timespec zero = {0, 0};
+	siginfo_t si;
+	while (!leave_running && sigtimedwait(&want, &si, &zero) > 0) {
+		int s = si.si_signo;
+		if (s < 1 || s > CKPT_NSIG || (first->pending & GSIG_BIT(s)))
+			continue;
+		first->pending |= GSIG_BIT(s);
+		first->info[s] = (struct ckpt_siginfo){.code = si.si_code,
+						      .err = si.si_errno,
+						      .pid = si.si_pid,
+						      .uid = (int32_t)si.si_uid,
+						      .status = si.si_status,
+						      .value = (uint64_t)(uintptr_t)si.si_value.sival_ptr,
+						      .addr = (uint64_t)(uintptr_t)si.si_addr};
+	}
+	for (uint32_t i = 0; i < img->nthreads; i++) {
+		struct ckpt_thread *c = &img->threads[i];
+		uint64_t own = proc_pending(c->tid, "SigPnd:");
+		uint64_t shared = i == 0 && leave_running ? proc_pending(c->tid, "ShdPnd:") : 0;
+		for (int s = 1; s <= CKPT_NSIG; s++) {
+			if (!((own | shared) & GSIG_BIT(s)) || !sigismember(&want, s) || (c->pending & GSIG_BIT(s)))
+				continue;
+			c->pending |= GSIG_BIT(s);
+			c->info[s] = (struct ckpt_siginfo){
+				.code = (own & GSIG_BIT(s)) ? SI_TKILL : SI_USER, .pid = proc.pid, .uid = (int32_t)getuid()};
+		}
+	}
+}
+
+static int save_dir(const char *dir, int leave_running, char *err, size_t errn)
 {
 	struct ckpt_image img;
 	memset(&img, 0, sizeof(img));
@@ -532,6 +597,7 @@ static int save_dir(const char *dir, char *err, size_t errn)
 	gather_process(&img);
 	if ((r = check_children(err, errn)) || (r = check_timers(err, errn)) || (r = gather_threads(&img, err, errn)))
 		goto out;
+	gather_host_pending(&img, leave_running);
 	/* the guest's descriptors, before this opens files of its own */
 	if ((r = gather_fds(&img, err, errn))) {
 		if (!err[0])
@@ -578,7 +644,7 @@ int ckpt_checkpoint(const char *dir, int leave_running, char *err, size_t errn)
 	pthread_mutex_lock(&frz.one);
 	int r = freeze(err, errn);
 	if (!r) {
-		r = save_dir(dir, err, errn);
+		r = save_dir(dir, leave_running, err, errn);
 		if (!r && !leave_running) {
 			ctl_finish();
 			fflush(NULL);

@@ -51,8 +51,12 @@ struct vma {
 #define GSIG_MAX 64
 #define GSIG_BIT(s) (1ull << ((s)-1))
 /* Host signal used to kick a guest thread out of cpu_run or a blocking
- * host syscall; the guest's own use of this number stays in corral. */
-#define HOST_SIG_WAKE (SIGRTMAX)
+ * host syscall; the guest's own use of this number stays in corral.
+ * SIGRTMAX, or the highest real-time signal the host can deliver where
+ * it cannot (qemu-user keeps the last ones for itself): set by sig_init,
+ * before the guest runs. */
+extern int host_sig_wake;
+#define HOST_SIG_WAKE (host_sig_wake)
 
 struct gthread {
 	struct cpu cpu;
@@ -241,6 +245,9 @@ int fs_reserve_fd(struct proc *p, int fd);
 
 /* ---- signal.c ---- */
 int sig_init(struct proc *p);
+/* 1 for the signals corral keeps for itself (the guest libc's cancel and
+ * setxid ones, HOST_SIG_WAKE, the checkpoint signal). */
+int sig_internal(int sig);
 /* The first thread's mask (inherited from the host) and alternate stack. */
 void sig_thread_init(struct gthread *t);
 /* Deliver pending signals to t (called between cpu_run calls). */

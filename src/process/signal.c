@@ -61,7 +61,7 @@ _Static_assert(sizeof(siginfo_t) == 128, "siginfo layout");
 #define G_SIGSETXID 33
 
 /* x86-64 and the generic Linux ABI (arm64, riscv) number signals alike. */
-static int sig_internal(int sig)
+int sig_internal(int sig)
 {
 	return sig == G_SIGCANCEL || sig == G_SIGSETXID || sig == HOST_SIG_WAKE || (ckpt_signal && sig == ckpt_signal);
 }
@@ -284,8 +284,29 @@ static void host_disposition(int sig, const struct gsigaction *a)
 	sigaction(sig, &sa, NULL);
 }
 
+int host_sig_wake = 64;
+
+/* The highest real-time signal a thread can send itself. */
+static int pick_wake_signal(void)
+{
+	sigset_t one, old;
+	for (int s = SIGRTMAX; s > SIGRTMAX - 8 && s > SIGRTMIN; s--) {
+		sigemptyset(&one);
+		sigaddset(&one, s);
+		pthread_sigmask(SIG_BLOCK, &one, &old);
+		int sent = syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid), s) == 0;
+		struct timespec zero = {0, 0};
+		int got = sent && sigtimedwait(&one, NULL, &zero) == s;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (got)
+			return s;
+	}
+	return SIGRTMAX;
+}
+
 int sig_init(struct proc *p)
 {
+	host_sig_wake = pick_wake_signal();
 	if (pthread_mutex_init(&p->sig_lock, NULL))
 		return -ENOMEM;
 	/* What the guest inherits: ignored signals stay ignored across exec. */

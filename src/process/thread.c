@@ -456,9 +456,9 @@ long proc_reexec(const char *self_exe, int self_fd, const char *const *opts, con
 		/* Linux runs a program given no argv with argv[0] = "" */
 		static char *const noargs[] = {"", NULL};
 		char *const *hv = argc > 0 ? argv : noargs;
-		if (self_fd >= 0)
-			syscall(SYS_execveat, self_fd, "", hv, hostenv, AT_EMPTY_PATH);
-		else
+		/* execveat where the path may be out of sight (--root); a
+		 * kernel or emulator without it (qemu-user 7.2) uses the path */
+		if (self_fd < 0 || (syscall(SYS_execveat, self_fd, "", hv, hostenv, AT_EMPTY_PATH) < 0 && errno == ENOSYS))
 			execve(self_exe, hv, hostenv);
 		r = -errno;
 	}

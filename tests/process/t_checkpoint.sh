@@ -80,6 +80,28 @@ check "restored run's output" "$(cat run1.out)" "$(cat ref.out)"
 cmp -s out.1 out.ref && ok || bad "restored run's output file differs"
 check "restored run's stderr" "$(cat run1.err)" ""
 
+# 1b. checkpoint after the program's half-way signals: the SIGUSR2 it sent
+# itself while blocking it waits in the host kernel's queue, not corral's,
+# and must still be pending after the restore
+rm -f c.sock
+nofds_bg "$CORRAL" exec --control c.sock "$P" compute in.dat out.1b $MIB $ROUNDS >run1b.out 2>run1b.err &
+pid=$!
+wait_sock c.sock
+i=0
+while [ "$(cat out.1b 2>/dev/null | wc -l)" -lt $((ROUNDS / 2 + 2)) ] && [ $i -lt 600 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+"$CORRAL" checkpoint c.sock cp1b 2>ck1b.err
+check "checkpoint after the signals: status" "$?" 0
+wait $pid
+lines=$(wc -l <out.1b)
+if [ "$lines" -gt $((ROUNDS / 2)) ] && [ "$lines" -lt "$ROUNDS" ]; then ok; else
+	bad "checkpoint 1b was not taken after the signals and before the end ($lines rounds done; $(cat ck1b.err))"
+fi
+nofds "$CORRAL" restore-exec cp1b >>run1b.out 2>>run1b.err
+check "restored after the signals: output (the pending SIGUSR2 included)" "$(cat run1b.out)" "$(cat ref.out)"
+
 # 2. a checkpoint every second, the program going on each time
 rm -f c.sock
 nofds_bg "$CORRAL" exec --control c.sock "$P" compute in.dat out.2 $MIB $ROUNDS >run2.out 2>run2.err &
