@@ -14,21 +14,6 @@ cp "$NATIVE_BUILD/tests/progs/ckpt_prog" "$W/prog"
 head -c 65536 /dev/urandom >"$W/in.dat"
 cd "$W" || exit 1
 
-# Only descriptors 0-2: a checkpoint refuses an inherited pipe.
-nofds() {
-	bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
-}
-nofds_bg() {
-	exec bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
-}
-# wait_for FILE LINES SECONDS: until FILE has LINES lines
-wait_for() {
-	i=0
-	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt $(($3 * 5)) ]; do
-		sleep 0.2
-		i=$((i + 1))
-	done
-}
 check() {
 	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', wanted '$3'"; fi
 }
@@ -41,7 +26,7 @@ move() {
 	rm -f c.sock
 	nofds_bg "$from" exec --control c.sock ./prog compute in.dat "out.$name" "$mib" "$rounds" >"run.$name" 2>"err.$name" &
 	pid=$!
-	wait_for "out.$name" 2 300
+	wait_lines "out.$name" 2 300
 	"$from" checkpoint c.sock "cp.$name" 2>"ck.$name"
 	check "$name: checkpoint status ($(cat "ck.$name"))" "$?" 0
 	wait $pid

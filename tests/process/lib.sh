@@ -62,3 +62,22 @@ report() {
 	echo "$pass passed, $fail failed, $skips skipped"
 	[ "$fail" -eq 0 ]
 }
+
+# ---- for checkpoint tests ----
+# nofds CMD...: CMD with descriptors 0-2 only (a checkpoint refuses a pipe
+# it inherited); nofds_bg: the same, becoming CMD, for `... &` so that $! is
+# the program's pid.
+nofds() {
+	bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
+}
+nofds_bg() {
+	exec bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
+}
+# wait_lines FILE N SECONDS: until FILE has N lines (or the time is up)
+wait_lines() {
+	_i=0
+	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $_i -lt $(($3 * 5)) ]; do
+		sleep 0.2
+		_i=$((_i + 1))
+	done
+}
