@@ -24,6 +24,8 @@
 #define NET_RXQ_BYTES (1u << 20)
 
 struct net;
+struct state_writer;
+struct state_reader;
 
 /* notify(opaque) is called whenever frames were queued for the guest: from
  * the backend's thread, or from inside net_send when the backend answers at
@@ -52,5 +54,15 @@ ssize_t net_recv(struct net *n, void *buf, size_t len);
 unsigned net_mtu(const struct net *n);
 /* Frames dropped because the queue was full. */
 uint64_t net_dropped(const struct net *n);
+
+/* The backend's own state for a snapshot or a migration (the user
+ * network's: libslirp's DHCP leases and IP ID counter), as fields of the
+ * open section of w; a backend without state writes nothing. Any thread;
+ * the guest should stand still. 0 or -errno. */
+int net_state_save(struct net *n, struct state_writer *w);
+/* Reads what net_state_save wrote into a backend just opened from the same
+ * spec's kind; everything is validated before the backend sees it. 0, or
+ * -EINVAL with the reason in r. */
+int net_state_load(struct net *n, struct state_reader *r);
 
 #endif
