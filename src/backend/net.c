@@ -135,7 +135,8 @@ void net_close(struct net *n)
 }
 
 /* Fields: u8 kind (NET_STATE_*), and for a kind other than NONE: u32 the
- * backend's version of its blob, u32 length, the blob. */
+ * backend's version of its blob, u32 length, the blob, u32 the TCP
+ * connections open through it (lost: said at the restore). */
 int net_state_save(struct net *n, struct state_writer *w)
 {
 	if (!n->save || n->state_kind == NET_STATE_NONE) {
@@ -153,13 +154,15 @@ int net_state_save(struct net *n, struct state_writer *w)
 		state_put_u32(w, version);
 		state_put_u32(w, (uint32_t)len);
 		state_put_bytes(w, buf, len);
+		state_put_u32(w, n->connections ? n->connections(n) : 0);
 	}
 	free(buf);
 	return r;
 }
 
-int net_state_load(struct net *n, struct state_reader *r)
+int net_state_load(struct net *n, struct state_reader *r, unsigned *lost)
 {
+	*lost = 0;
 	uint8_t kind = state_get_u8(r);
 	if (!state_reader_ok(r))
 		return -EINVAL;
@@ -177,6 +180,7 @@ int net_state_load(struct net *n, struct state_reader *r)
 		return -ENOMEM;
 	}
 	state_get_bytes(r, buf, len);
+	*lost = state_get_u32(r);
 	int ret = 0;
 	if (!state_reader_ok(r)) {
 		ret = -EINVAL;
@@ -189,4 +193,15 @@ int net_state_load(struct net *n, struct state_reader *r)
 	 * afresh, as after a network outage */
 	free(buf);
 	return ret;
+}
+
+void net_ports_release(struct net *n)
+{
+	if (n->ports_release)
+		n->ports_release(n);
+}
+
+int net_ports_take(struct net *n, char *err, size_t errlen)
+{
+	return n->ports_take ? n->ports_take(n, err, errlen) : 0;
 }

@@ -61,8 +61,16 @@ uint64_t net_dropped(const struct net *n);
  * the guest should stand still. 0 or -errno. */
 int net_state_save(struct net *n, struct state_writer *w);
 /* Reads what net_state_save wrote into a backend just opened from the same
- * spec's kind; everything is validated before the backend sees it. 0, or
- * -EINVAL with the reason in r. */
-int net_state_load(struct net *n, struct state_reader *r);
+ * spec's kind; everything is validated before the backend sees it. 0 and
+ * *lost the number of TCP connections that were open through the backend
+ * when it was saved (no backend carries them over), or -EINVAL with the
+ * reason in r. */
+int net_state_load(struct net *n, struct state_reader *r, unsigned *lost);
+/* A migration's switch on one host: the backend closes the host ports it
+ * listens on (hostfwd) so that the destination can bind them, and opens
+ * them again if the migration fails (0, or -errno and one line in err: the
+ * VM runs on without them). */
+void net_ports_release(struct net *n);
+int net_ports_take(struct net *n, char *err, size_t errlen);
 
 #endif

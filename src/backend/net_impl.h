@@ -27,6 +27,11 @@ struct net {
 	int (*save)(struct net *n, uint32_t *version, uint8_t *buf, size_t cap, size_t *len);
 	/* buf is hostile: validated whole before the backend uses any of it */
 	int (*load)(struct net *n, uint32_t version, const uint8_t *buf, size_t len, char *err, size_t errlen);
+	/* TCP connections open through the backend now (they are not saved) */
+	unsigned (*connections)(struct net *n);
+	/* net_ports_release/take; NULL: the backend holds no host ports */
+	void (*ports_release)(struct net *n);
+	int (*ports_take)(struct net *n, char *err, size_t errlen);
 
 	void (*notify)(void *opaque);
 	void *opaque;

@@ -210,8 +210,14 @@ static int net_section_load(struct state_reader *r, struct vm *vm, unsigned k)
 			   mac[1], mac[2], mac[3], mac[4], mac[5]);
 		return -EINVAL;
 	}
-	if (net_state_load(vm->netbe[k], r) < 0 || !state_section_done(r))
+	unsigned lost;
+	if (net_state_load(vm->netbe[k], r, &lost) < 0 || !state_section_done(r))
 		return -EINVAL;
+	if (lost)
+		vm_log(vm,
+		       "--net '%s': %u TCP connection%s through the user network at the save: not carried over "
+		       "(the guest's end is reset at its next segment; the host's closed with the saving process)",
+		       vm->cfg.net[k], lost, lost == 1 ? " was open" : "s were open");
 	memcpy(vm->mac[k], mac, 6);
 	if (vm->netdev[k])
 		virtio_net_set_mac(vm->netdev[k], mac);

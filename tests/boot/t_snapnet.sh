@@ -13,7 +13,8 @@
 # - each restore offers fresh MAC addresses: the running guest keeps the one
 #   its driver read, and reads the new one when the driver probes again
 #   (unbind and bind); three restores, three different MACs; with --keep-mac
-#   the saved one;
+#   the saved one, also after a migration to another corral on this host,
+#   which binds the same hostfwd port once the source lets go of it;
 # - a state whose user-network section is altered (valid CRC, content libslirp
 #   must not see) and a restore with the wrong number of --net are refused
 #   with one line.
@@ -158,8 +159,8 @@ assert i >= 0, "no net section"
 n = d[i + 4]
 length = struct.unpack_from("<Q", d, i + 5 + n + 8)[0]
 body = i + 5 + n + 16
-# contents: mac[6], kind u8, version u32, length u32, libslirp's blob
-assert d[body + 6] == 1 and length == 15 + 131, (d[body + 6], length)
+# contents: mac[6], kind u8, version u32, length u32, libslirp's blob, u32
+assert d[body + 6] == 1 and length == 15 + 131 + 4, (d[body + 6], length)
 d[body + 15] = 42  # a guestfwd socket follows, says the blob
 crc = zlib.crc32(bytes(d[i + 4:body + length]))
 struct.pack_into("<I", d, body + length, crc)
@@ -208,6 +209,11 @@ for k in 1 2 3; do
 		tail -n 5 "$work/out$k" "$work/err$k" | sed 's/^/    /'
 	fi
 done
+if grep -q "TCP connections\? \(was\|were\) open through the user network at the save: not carried over" "$work/err1"; then
+	ok "restore 1 says once that the open connection was not carried over"
+else
+	fail "restore 1 did not say the connection was lost: $(cat "$work/err1")"
+fi
 until_seen "$work/out1" '^held-ended' 120 && ok "restore 1: the guest's held connection was reset (as after a NAT restart)" ||
 	fail "restore 1: the guest's held connection did not end"
 # the driver probes again: it reads the device's (new) address
@@ -230,14 +236,38 @@ for k in 1 2 3; do eval "exec $((3 + k))>&-"; done
 for p in $pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 pids=
 
-start_restore 4 --keep-mac
-echo "$rebind" >&7
-if until_seen "$work/out4" '^mac-now ' 300 && tr -d '\r' <"$work/out4" | grep -q "^mac-now $MAC0\$"; then
-	ok "with --keep-mac the NIC keeps $MAC0"
+# restore 4, with --keep-mac, then migrated to another corral on this host:
+# the source lets go of its hostfwd port at the switch and the destination
+# binds the same one
+start_restore 4 --keep-mac --api-sock "$work/api4.sock"
+line=$(fetch_line "$P1" 300)
+[ "$line" = "srv $MAC0" ] && ok "restore 4 (--keep-mac) serves on port $P1" || fail "restore 4: port $P1 answered '$line'"
+mkfifo "$work/in5"
+timeout 600 "$CORRAL" run --incoming "unix:$work/mig.sock" --serial stdio <"$work/in5" >"$work/out5" 2>"$work/err5" &
+dst=$!
+pids="$pids $dst"
+exec 8>"$work/in5"
+i=0
+while [ ! -S "$work/mig.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if "$CORRAL" migrate "$work/api4.sock" "unix:$work/mig.sock" >"$work/mig.out" 2>"$work/mig.err"; then
+	ok "corral migrate to a corral on this host"
 else
-	fail "with --keep-mac: $(tr -d '\r' <"$work/out4" | grep '^mac-now')"
+	fail "corral migrate: $(tail -n 1 "$work/mig.err")"
 fi
-exec 7>&-
+line=$(fetch_line "$P1" 120)
+if [ "$line" = "srv $MAC0" ]; then
+	ok "the destination on this host bound hostfwd port $P1 again; the guest serves there"
+else
+	fail "after the migration, port $P1 answered '$line'"
+	tail -n 3 "$work/err5" "$work/err4" | sed 's/^/    /'
+fi
+echo "$rebind" >&8
+if until_seen "$work/out5" '^mac-now ' 300 && tr -d '\r' <"$work/out5" | grep -q "^mac-now $MAC0\$"; then
+	ok "with --keep-mac, and across the migration, the NIC keeps $MAC0"
+else
+	fail "with --keep-mac and a migration: $(tr -d '\r' <"$work/out5" | grep '^mac-now')"
+fi
+exec 7>&- 8>&-
 for p in $pids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 pids=
 echo "$passed passed, $failed failed, 0 skipped"

@@ -393,6 +393,7 @@ static size_t make_state(uint8_t *buf, size_t cap, uint8_t kind, uint32_t versio
 	state_put_u32(&w, version);
 	state_put_u32(&w, len);
 	state_put_bytes(&w, blob, blob_len);
+	state_put_u32(&w, 0); /* connections */
 	state_section_end(&w);
 	if (state_writer_finish(&w) >= 0) {
 		ssize_t k = pread(fd, buf, cap, 0);
@@ -413,7 +414,8 @@ static int load_state(struct net *n, const uint8_t *buf, size_t len, char *msg, 
 		snprintf(msg, msglen, "%s", r.err);
 		return -EINVAL;
 	}
-	int ret = net_state_load(n, &r);
+	unsigned lost;
+	int ret = net_state_load(n, &r, &lost);
 	if (ret >= 0 && !state_section_done(&r))
 		ret = -EINVAL;
 	if (ret < 0)
