@@ -8,7 +8,7 @@
 #include "backend/net.h"
 
 #define NET_STATE_NONE 0
-#define NET_STATE_USER 1  /* libslirp's own state */
+#define NET_STATE_USER 1   /* libslirp's own state */
 #define NET_STATE_MAX 4096 /* bytes of a backend's blob */
 
 struct net_frame {

@@ -419,7 +419,7 @@ static int slirp_net_save(struct net *n, uint32_t *version, uint8_t *buf, size_t
 static unsigned slirp_connections(struct net *n)
 {
 	static const char *const live[] = {"TCP[SYN_SENT]",   "TCP[SYN_RCVD]", "TCP[ESTABLISHED]", "TCP[CLOSE_WAIT]",
-					   "TCP[FIN_WAIT_1]", "TCP[CLOSING]",  "TCP[LAST_ACK]",    "TCP[FIN_WAIT_2]"};
+					   "TCP[FIN_WAIT_1]", "TCP[CLOSING]",  "TCP[LAST_ACK]",	   "TCP[FIN_WAIT_2]"};
 	struct slirp_be *s = n->be;
 	pthread_mutex_lock(&s->lock);
 	char *info = lib.connection_info(s->slirp);

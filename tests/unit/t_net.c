@@ -354,7 +354,6 @@ static void test_queue_limits(void)
 	net_close(n);
 }
 
-
 /* ---- The user network's state (net_state_save / net_state_load) ---- */
 
 static const uint8_t other_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
@@ -445,7 +444,7 @@ static void test_state_roundtrip(void)
 	const uint8_t *body = p + 3 + 4 + 4 + 8;
 	CHECK(body[0] == NET_STATE_USER);
 	CHECK(body[1] == 4 && body[5] == 131 && body[6] == 0);
-	CHECK(body[9] == 0);						 /* no guestfwd sockets */
+	CHECK(body[9] == 0);							   /* no guestfwd sockets */
 	CHECK(body[12] == 0 && body[13] == 1 && !memcmp(body + 14, guest_mac, 6)); /* lease 0 */
 
 	/* a fresh backend with the state: guest_mac's lease is taken, so
@@ -487,7 +486,8 @@ static void test_state_hostile(void)
 		memcpy(blob, good, sizeof(good));
 		if (bad[k].patch_at >= 0)
 			blob[bad[k].patch_at] = (uint8_t)bad[k].patch;
-		size_t len = make_state(buf, sizeof(buf), bad[k].kind, bad[k].version, bad[k].len, blob, bad[k].blob_len);
+		size_t len =
+			make_state(buf, sizeof(buf), bad[k].kind, bad[k].version, bad[k].len, blob, bad[k].blob_len);
 		CHECK(len > 0);
 		int r = load_state(n, buf, len, msg, sizeof(msg));
 		CHECK(r < 0);
