@@ -27,6 +27,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/t_snapnet.XXXXXX")
 pids=
 trap 'for p in $pids; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM
+trap '' PIPE # a console whose corral ended: the write fails, the test goes on
 S=$work/api.sock
 MAC0=52:54:00:12:34:56
 
@@ -189,7 +190,8 @@ start_restore() { # K [options]
 	mkfifo "$work/in$k"
 	timeout 600 "$CORRAL" restore "$work/snap" --serial stdio "$@" \
 		<"$work/in$k" >"$work/out$k" 2>"$work/err$k" &
-	pids="$pids $!"
+	last=$!
+	pids="$pids $last"
 	eval "exec $((3 + k))>\"\$work/in\$k\""
 }
 Q2=$(free_port)
@@ -240,6 +242,7 @@ pids=
 # the source lets go of its hostfwd port at the switch and the destination
 # binds the same one
 start_restore 4 --keep-mac --api-sock "$work/api4.sock"
+src=$last
 line=$(fetch_line "$P1" 300)
 [ "$line" = "srv $MAC0" ] && ok "restore 4 (--keep-mac) serves on port $P1" || fail "restore 4: port $P1 answered '$line'"
 mkfifo "$work/in5"
@@ -253,6 +256,12 @@ if "$CORRAL" migrate "$work/api4.sock" "unix:$work/mig.sock" >"$work/mig.out" 2>
 	ok "corral migrate to a corral on this host"
 else
 	fail "corral migrate: $(tail -n 1 "$work/mig.err")"
+fi
+i=0
+while kill -0 "$src" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 "$src" 2>/dev/null; then
+	fail "the source still runs after the migration"
+	kill "$src"
 fi
 line=$(fetch_line "$P1" 120)
 if [ "$line" = "srv $MAC0" ]; then
