@@ -222,7 +222,7 @@ _corral()
 		--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")) ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--engine --serial --paused --api-sock --disk-dir --keep-vmgenid --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--engine --serial --paused --api-sock --disk-dir --keep-vmgenid --keep-mac --net --help" -- "$cur"))
 			else
 				_corral_files "$cur"
 			fi

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/net_impl.h"
+#include "state/stream.h"
 
 int net_queue_frame(struct net *n, const void *buf, size_t len)
 {
@@ -131,4 +132,76 @@ void net_close(struct net *n)
 		free(n->q[(n->q_head + k) % NET_RXQ_FRAMES].data);
 	pthread_mutex_destroy(&n->qlock);
 	free(n);
+}
+
+/* Fields: u8 kind (NET_STATE_*), and for a kind other than NONE: u32 the
+ * backend's version of its blob, u32 length, the blob, u32 the TCP
+ * connections open through it (lost: said at the restore). */
+int net_state_save(struct net *n, struct state_writer *w)
+{
+	if (!n->save || n->state_kind == NET_STATE_NONE) {
+		state_put_u8(w, NET_STATE_NONE);
+		return 0;
+	}
+	uint8_t *buf = malloc(NET_STATE_MAX);
+	if (!buf)
+		return -ENOMEM;
+	uint32_t version = 0;
+	size_t len = 0;
+	int r = n->save(n, &version, buf, NET_STATE_MAX, &len);
+	if (r >= 0) {
+		state_put_u8(w, n->state_kind);
+		state_put_u32(w, version);
+		state_put_u32(w, (uint32_t)len);
+		state_put_bytes(w, buf, len);
+		state_put_u32(w, n->connections ? n->connections(n) : 0);
+	}
+	free(buf);
+	return r;
+}
+
+int net_state_load(struct net *n, struct state_reader *r, unsigned *lost)
+{
+	*lost = 0;
+	uint8_t kind = state_get_u8(r);
+	if (!state_reader_ok(r))
+		return -EINVAL;
+	if (kind == NET_STATE_NONE)
+		return 0;
+	if (kind != NET_STATE_USER) {
+		state_fail(r, "network backend state of unknown kind %u", kind);
+		return -EINVAL;
+	}
+	uint32_t version = state_get_u32(r);
+	uint32_t len = state_get_count(r, NET_STATE_MAX, "bytes of network backend state");
+	uint8_t *buf = malloc(NET_STATE_MAX);
+	if (!buf) {
+		state_fail(r, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	state_get_bytes(r, buf, len);
+	*lost = state_get_u32(r);
+	int ret = 0;
+	if (!state_reader_ok(r)) {
+		ret = -EINVAL;
+	} else if (n->load && n->state_kind == kind) {
+		char err[STATE_ERR_MAX - 32];
+		if ((ret = n->load(n, version, buf, len, err, sizeof(err))) < 0)
+			state_fail(r, "%s", err);
+	}
+	/* another kind of backend now (--net given at restore): it starts
+	 * afresh, as after a network outage */
+	free(buf);
+	return ret;
+}
+
+void net_ports_release(struct net *n)
+{
+	if (n->ports_release)
+		n->ports_release(n);
+}
+
+int net_ports_take(struct net *n, char *err, size_t errlen)
+{
+	return n->ports_take ? n->ports_take(n, err, errlen) : 0;
 }

@@ -24,6 +24,8 @@
 #define NET_RXQ_BYTES (1u << 20)
 
 struct net;
+struct state_writer;
+struct state_reader;
 
 /* notify(opaque) is called whenever frames were queued for the guest: from
  * the backend's thread, or from inside net_send when the backend answers at
@@ -52,5 +54,23 @@ ssize_t net_recv(struct net *n, void *buf, size_t len);
 unsigned net_mtu(const struct net *n);
 /* Frames dropped because the queue was full. */
 uint64_t net_dropped(const struct net *n);
+
+/* The backend's own state for a snapshot or a migration (the user
+ * network's: libslirp's DHCP leases and IP ID counter), as fields of the
+ * open section of w; a backend without state writes nothing. Any thread;
+ * the guest should stand still. 0 or -errno. */
+int net_state_save(struct net *n, struct state_writer *w);
+/* Reads what net_state_save wrote into a backend just opened from the same
+ * spec's kind; everything is validated before the backend sees it. 0 and
+ * *lost the number of TCP connections that were open through the backend
+ * when it was saved (no backend carries them over), or -EINVAL with the
+ * reason in r. */
+int net_state_load(struct net *n, struct state_reader *r, unsigned *lost);
+/* A migration's switch on one host: the backend closes the host ports it
+ * listens on (hostfwd) so that the destination can bind them, and opens
+ * them again if the migration fails (0, or -errno and one line in err: the
+ * VM runs on without them). */
+void net_ports_release(struct net *n);
+int net_ports_take(struct net *n, char *err, size_t errlen);
 
 #endif

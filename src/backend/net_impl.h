@@ -7,6 +7,10 @@
 
 #include "backend/net.h"
 
+#define NET_STATE_NONE 0
+#define NET_STATE_USER 1   /* libslirp's own state */
+#define NET_STATE_MAX 4096 /* bytes of a backend's blob */
+
 struct net_frame {
 	uint32_t len;
 	uint8_t *data;
@@ -17,6 +21,17 @@ struct net {
 	void (*stop)(struct net *n); /* stop the thread, free the backend */
 	void *be;		     /* the backend's own state */
 	unsigned mtu;		     /* set by the backend */
+	/* net_state_save/load: the backend's state as one blob of its own
+	 * format and version (NET_STATE_* kind; NONE: no state, as tap) */
+	uint8_t state_kind;
+	int (*save)(struct net *n, uint32_t *version, uint8_t *buf, size_t cap, size_t *len);
+	/* buf is hostile: validated whole before the backend uses any of it */
+	int (*load)(struct net *n, uint32_t version, const uint8_t *buf, size_t len, char *err, size_t errlen);
+	/* TCP connections open through the backend now (they are not saved) */
+	unsigned (*connections)(struct net *n);
+	/* net_ports_release/take; NULL: the backend holds no host ports */
+	void (*ports_release)(struct net *n);
+	int (*ports_take)(struct net *n, char *err, size_t errlen);
 
 	void (*notify)(void *opaque);
 	void *opaque;
@@ -33,6 +48,9 @@ struct net {
 int net_queue_frame(struct net *n, const void *buf, size_t len);
 void net_notify(struct net *n);
 
+/* NULL if the user network's saved state (slirp.c's layout) may be handed
+ * to libslirp, else the reason. */
+const char *slirp_state_check(uint32_t version, const uint8_t *buf, size_t len);
 int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen);
 int tap_net_open(struct net *n, const char *opts, char *err, size_t errlen);
 

@@ -35,7 +35,13 @@ static struct {
 	__typeof__(&slirp_pollfds_poll) pollfds_poll;
 	__typeof__(&slirp_handle_timer) handle_timer;
 	__typeof__(&slirp_add_hostfwd) add_hostfwd;
+	__typeof__(&slirp_remove_hostfwd) remove_hostfwd;
 	__typeof__(&slirp_cleanup) cleanup;
+	__typeof__(&slirp_state_save) state_save;
+	__typeof__(&slirp_state_load) state_load;
+	__typeof__(&slirp_state_version) state_version;
+	__typeof__(&slirp_connection_info) connection_info;
+	void (*g_free)(void *p);
 } lib;
 
 static int slirp_lib_load(char *err, size_t errlen)
@@ -60,7 +66,13 @@ static int slirp_lib_load(char *err, size_t errlen)
 		SLIRP_SYM(pollfds_poll, "slirp_pollfds_poll")
 		SLIRP_SYM(handle_timer, "slirp_handle_timer")
 		SLIRP_SYM(add_hostfwd, "slirp_add_hostfwd")
+		SLIRP_SYM(remove_hostfwd, "slirp_remove_hostfwd")
 		SLIRP_SYM(cleanup, "slirp_cleanup")
+		SLIRP_SYM(state_save, "slirp_state_save")
+		SLIRP_SYM(state_load, "slirp_state_load")
+		SLIRP_SYM(state_version, "slirp_state_version")
+		SLIRP_SYM(connection_info, "slirp_connection_info")
+		SLIRP_SYM(g_free, "g_free") /* GLib, which libslirp brings */
 #undef SLIRP_SYM
 		void *fn = dlsym(h, "slirp_new");
 		if (r < 0 || !fn) {
@@ -90,8 +102,17 @@ struct slirp_timer {
 	int used;
 };
 
+struct slirp_fwd {
+	int udp, hport, gport;
+	struct in_addr haddr, gaddr;
+	char text[128];
+};
+
 struct slirp_be {
 	struct net *n;
+	struct slirp_fwd fwd[SLIRP_MAX_FWD];
+	unsigned nfwd;
+	int released; /* the hostfwd ports were let go (net_ports_release) */
 	Slirp *slirp;
 	pthread_mutex_t lock;
 	pthread_t thread;
@@ -338,6 +359,156 @@ static void slirp_net_stop(struct net *n)
 	free(s);
 }
 
+/* ---- State: what libslirp saves of itself ----
+ *
+ * libslirp (4.x, state version 4) saves the sockets of guestfwd rules
+ * (corral makes none), its IP ID counter and its DHCP lease table; the
+ * host sockets of hostfwd and of the guest's own connections are not part
+ * of it: after a restore those connections are gone, as after a NAT
+ * gateway restarted (the guest's next segment on one gets a reset).
+ * libslirp's loader trusts the lengths it reads, so corral hands it only
+ * the one layout it knows, checked byte by byte first:
+ *   u8 0 (no guestfwd sockets), be16 ip_id,
+ *   SLIRP_BOOTP_CLIENTS x { be16 allocated (0 or 1), u8 mac[6] }. */
+#define SLIRP_STATE_V4 4
+#define SLIRP_BOOTP_CLIENTS 16 /* libslirp's NB_BOOTP_CLIENTS */
+#define SLIRP_STATE_V4_LEN (1 + 2 + SLIRP_BOOTP_CLIENTS * 8)
+
+struct slirp_blob {
+	uint8_t *buf;
+	size_t cap, len, pos;
+	int overflow;
+};
+
+static ssize_t slirp_blob_write(const void *buf, size_t len, void *opaque)
+{
+	struct slirp_blob *b = opaque;
+	if (len > b->cap - b->len) {
+		b->overflow = 1;
+		return -1;
+	}
+	memcpy(b->buf + b->len, buf, len);
+	b->len += len;
+	return (ssize_t)len;
+}
+
+static ssize_t slirp_blob_read(void *buf, size_t len, void *opaque)
+{
+	struct slirp_blob *b = opaque;
+	if (len > b->len - b->pos)
+		return -1; /* never, for a layout checked whole */
+	memcpy(buf, b->buf + b->pos, len);
+	b->pos += len;
+	return (ssize_t)len;
+}
+
+static int slirp_net_save(struct net *n, uint32_t *version, uint8_t *buf, size_t cap, size_t *len)
+{
+	struct slirp_be *s = n->be;
+	struct slirp_blob b = {.buf = buf, .cap = cap};
+	pthread_mutex_lock(&s->lock);
+	lib.state_save(s->slirp, slirp_blob_write, &b);
+	*version = (uint32_t)lib.state_version();
+	pthread_mutex_unlock(&s->lock);
+	*len = b.len;
+	return b.overflow ? -EOVERFLOW : 0;
+}
+
+/* The TCP connections in libslirp's own report (its only way to tell):
+ * one line per socket, "  TCP[STATE] ..."; listeners say HOST_FORWARD. */
+static unsigned slirp_connections(struct net *n)
+{
+	static const char *const live[] = {"TCP[SYN_SENT]",   "TCP[SYN_RCVD]", "TCP[ESTABLISHED]", "TCP[CLOSE_WAIT]",
+					   "TCP[FIN_WAIT_1]", "TCP[CLOSING]",  "TCP[LAST_ACK]",	   "TCP[FIN_WAIT_2]"};
+	struct slirp_be *s = n->be;
+	pthread_mutex_lock(&s->lock);
+	char *info = lib.connection_info(s->slirp);
+	pthread_mutex_unlock(&s->lock);
+	unsigned count = 0;
+	for (const char *line = info; line && *line;) {
+		const char *p = line + strspn(line, " ");
+		for (unsigned k = 0; k < sizeof(live) / sizeof(live[0]); k++)
+			if (!strncmp(p, live[k], strlen(live[k])))
+				count++;
+		const char *nl = strchr(line, '\n');
+		line = nl ? nl + 1 : NULL;
+	}
+	lib.g_free(info);
+	return count;
+}
+
+/* NULL if buf is a state corral can hand to libslirp, else why not. */
+const char *slirp_state_check(uint32_t version, const uint8_t *buf, size_t len)
+{
+	if (version != SLIRP_STATE_V4)
+		return "libslirp state of a version this corral does not read (it reads 4)";
+	if (len != SLIRP_STATE_V4_LEN)
+		return "libslirp state of the wrong length";
+	if (buf[0] != 0)
+		return "libslirp state with guestfwd sockets (corral makes none)";
+	for (unsigned k = 0; k < SLIRP_BOOTP_CLIENTS; k++) {
+		const uint8_t *c = buf + 3 + k * 8;
+		if (c[0] != 0 || c[1] > 1)
+			return "libslirp state: a DHCP lease marked neither free nor taken";
+	}
+	return NULL;
+}
+
+static int slirp_net_load(struct net *n, uint32_t version, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct slirp_be *s = n->be;
+	const char *bad = slirp_state_check(version, buf, len);
+	if (bad) {
+		snprintf(err, errlen, "user network: %s", bad);
+		return -EINVAL;
+	}
+	struct slirp_blob b = {.buf = (uint8_t *)buf, .cap = len, .len = len};
+	pthread_mutex_lock(&s->lock);
+	int r = lib.state_load(s->slirp, SLIRP_STATE_V4, slirp_blob_read, &b);
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0 || b.pos != len) {
+		snprintf(err, errlen, "user network: libslirp refused its saved state (%d)", r);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The host ports of the hostfwd rules, closed for another process (a
+ * migration's destination on this host) and opened again if it fails.
+ * Connections already accepted stay. */
+static void slirp_ports_release(struct net *n)
+{
+	struct slirp_be *s = n->be;
+	pthread_mutex_lock(&s->lock);
+	if (!s->released)
+		for (unsigned k = 0; k < s->nfwd; k++)
+			lib.remove_hostfwd(s->slirp, s->fwd[k].udp, s->fwd[k].haddr, s->fwd[k].hport);
+	s->released = 1;
+	pthread_mutex_unlock(&s->lock);
+	slirp_notify_cb(s); /* the poll loop stops watching the closed sockets */
+}
+
+static int slirp_ports_take(struct net *n, char *err, size_t errlen)
+{
+	struct slirp_be *s = n->be;
+	int r = 0;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned k = 0; s->released && k < s->nfwd; k++) {
+		const struct slirp_fwd *f = &s->fwd[k];
+		errno = 0;
+		if (lib.add_hostfwd(s->slirp, f->udp, f->haddr, f->hport, f->gaddr, f->gport) < 0 && r == 0) {
+			int e = errno;
+			snprintf(err, errlen, "hostfwd=%s: cannot listen on the host port again (%s)", f->text,
+				 e ? strerror(e) : "in use?");
+			r = -EADDRINUSE;
+		}
+	}
+	s->released = 0;
+	pthread_mutex_unlock(&s->lock);
+	slirp_notify_cb(s);
+	return r;
+}
+
 /* hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT (QEMU's form) */
 static int slirp_parse_fwd(const char *v, int *udp, struct in_addr *haddr, int *hport, struct in_addr *gaddr,
 			   int *gport)
@@ -388,11 +559,7 @@ static int slirp_parse_fwd(const char *v, int *udp, struct in_addr *haddr, int *
 
 int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
 {
-	struct {
-		int udp, hport, gport;
-		struct in_addr haddr, gaddr;
-		char text[128];
-	} fwd[SLIRP_MAX_FWD];
+	struct slirp_fwd fwd[SLIRP_MAX_FWD];
 	unsigned nfwd = 0;
 	int restricted = 0;
 
@@ -469,10 +636,18 @@ int slirp_net_open(struct net *n, const char *opts, char *err, size_t errlen)
 			goto err_slirp;
 		}
 	}
+	memcpy(s->fwd, fwd, sizeof(fwd));
+	s->nfwd = nfwd;
 	n->be = s;
 	n->mtu = SLIRP_MTU;
 	n->send = slirp_net_send;
 	n->stop = slirp_net_stop;
+	n->state_kind = NET_STATE_USER;
+	n->save = slirp_net_save;
+	n->load = slirp_net_load;
+	n->connections = slirp_connections;
+	n->ports_release = slirp_ports_release;
+	n->ports_take = slirp_ports_take;
 	if (pthread_create(&s->thread, NULL, slirp_thread, s)) {
 		snprintf(err, errlen, "--net user: cannot start the network thread");
 		goto err_slirp;

@@ -36,6 +36,7 @@ struct run_opts {
 	int paused;		       /* corral restore --paused */
 	const char *disk_dir;	       /* corral restore --disk-dir */
 	int keep_vmgenid;	       /* corral restore --keep-vmgenid */
+	int keep_mac;		       /* corral restore --keep-mac */
 	const char *incoming;	       /* --incoming URL: the VM comes from a migration */
 	const char *not_override;      /* the first guest option --incoming cannot take */
 	const char *guest_opt;	       /* the first option that configures the guest */
@@ -269,8 +270,9 @@ static void run_usage(FILE *f)
 		"                   migration ('corral migrate')\n"
 		"  --incoming URL   wait on tcp:ADDR:PORT or unix:PATH for one VM that 'corral\n"
 		"                   migrate' sends, and run it: its configuration comes with it;\n"
-		"                   --disk gives its disks other paths (as many, in order), the\n"
-		"                   host side (--serial, --api-sock) is this corral's\n"
+		"                   --disk gives its disks other paths, --net its NICs other\n"
+		"                   network specs (as many, in order), the host side\n"
+		"                   (--serial, --api-sock) is this corral's\n"
 		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
 		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
 		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
@@ -409,7 +411,8 @@ static void disks_free(struct run_opts *o)
 static void restore_usage(FILE *f)
 {
 	fprintf(f, "usage: corral restore DIR [--engine E] [--serial stdio|file:PATH|none] [--paused]\n"
-		   "                      [--api-sock PATH] [--disk-dir PATH] [--keep-vmgenid]\n\n"
+		   "                      [--api-sock PATH] [--disk-dir PATH] [--keep-vmgenid]\n"
+		   "                      [--keep-mac] [--net SPEC]...\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
 		   "The machine's configuration comes from the snapshot, which is never written:\n"
@@ -417,7 +420,10 @@ static void restore_usage(FILE *f)
 		   "a new directory DIR.restore-N beside DIR (the first N not taken), so every\n"
 		   "restore writes files of its own and keeps them after it ends. Each restore is\n"
 		   "a clone: the guest gets a new VM generation ID (its vmgenid driver reseeds\n"
-		   "the random number generator), unless --keep-vmgenid.\n\n"
+		   "the random number generator), unless --keep-vmgenid, and each NIC a fresh MAC\n"
+		   "address, unless --keep-mac. The user network's state (DHCP leases) comes\n"
+		   "back and its hostfwd ports are bound again; connections through it are not\n"
+		   "carried over (docs/snapshots.md).\n\n"
 		   "  --engine E       emu, kvm or auto (default): either restores a snapshot\n"
 		   "                   taken under either\n"
 		   "  --serial S       COM1 on stdio (default), file:PATH, or none\n"
@@ -427,6 +433,10 @@ static void restore_usage(FILE *f)
 		   "                   (created if needed; an existing overlay is never replaced)\n"
 		   "  --keep-vmgenid   keep the saved VM generation ID: the guest is not told it\n"
 		   "                   is a clone (clones then draw the same random numbers)\n"
+		   "  --keep-mac       keep each NIC's saved MAC address (else fresh ones, which\n"
+		   "                   the guest reads at its driver's next probe)\n"
+		   "  --net SPEC       the network of each saved NIC in order, instead of the\n"
+		   "                   saved spec (e.g. other hostfwd ports); as many as saved\n"
 		   "  -h, --help       show this help\n");
 }
 
@@ -454,6 +464,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_PAUSED,
 		OPT_DISK_DIR,
 		OPT_KEEP_VMGENID,
+		OPT_KEEP_MAC,
 		OPT_INCOMING,
 		OPT_GDB,
 		OPT_GDB_WAIT,
@@ -483,6 +494,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"paused", no_argument, NULL, OPT_PAUSED},
 		{"disk-dir", required_argument, NULL, OPT_DISK_DIR},
 		{"keep-vmgenid", no_argument, NULL, OPT_KEEP_VMGENID},
+		{"keep-mac", no_argument, NULL, OPT_KEEP_MAC},
 		{"incoming", required_argument, NULL, OPT_INCOMING},
 		{"gdb", required_argument, NULL, OPT_GDB},
 		{"gdb-wait", no_argument, NULL, OPT_GDB_WAIT},
@@ -500,9 +512,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && !o->guest_opt)
+		/* --net replaces the saved networks' specs (other hostfwd ports) */
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && opt != OPT_NET &&
+		    !o->guest_opt)
 			o->guest_opt = argv[optind - 1];
-		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_DISK && !o->not_override)
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_DISK && opt != OPT_NET &&
+		    !o->not_override)
 			o->not_override = argv[optind - 1];
 		switch (opt) {
 		case OPT_INCOMING: o->incoming = optarg; break;
@@ -510,6 +525,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_PAUSED: o->paused = 1; break;
 		case OPT_DISK_DIR: o->disk_dir = optarg; break;
 		case OPT_KEEP_VMGENID: o->keep_vmgenid = 1; break;
+		case OPT_KEEP_MAC: o->keep_mac = 1; break;
 		case OPT_GDB: o->gdb = optarg; break;
 		case OPT_GDB_WAIT: o->gdb_wait = 1; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
@@ -635,11 +651,12 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		o->restore = argv[optind];
 		return 0;
 	}
-	if (o->paused || o->disk_dir || o->keep_vmgenid) {
+	if (o->paused || o->disk_dir || o->keep_vmgenid || o->keep_mac) {
 		fprintf(stderr, "corral: run: %s is an option of 'corral restore'\n",
-			o->paused     ? "--paused"
-			: o->disk_dir ? "--disk-dir"
-				      : "--keep-vmgenid");
+			o->paused	  ? "--paused"
+			: o->disk_dir	  ? "--disk-dir"
+			: o->keep_vmgenid ? "--keep-vmgenid"
+					  : "--keep-mac");
 		return -1;
 	}
 	if (o->incoming && o->not_override) {
@@ -732,6 +749,7 @@ static int run_main(int argc, char **argv, int restore)
 
 	c->disk_dir = o.disk_dir;
 	c->keep_vmgenid = o.keep_vmgenid;
+	c->keep_mac = o.keep_mac;
 	signals_install();
 	if (in_fd >= 0)
 		term_make_raw();

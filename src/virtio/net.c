@@ -205,3 +205,13 @@ err_free:
 	free(n);
 	return err;
 }
+
+void virtio_net_get_mac(const struct virtio_dev *v, uint8_t mac[6])
+{
+	memcpy(mac, ((const struct vnet *)v)->cfg.mac, 6);
+}
+
+void virtio_net_set_mac(struct virtio_dev *v, const uint8_t mac[6])
+{
+	memcpy(((struct vnet *)v)->cfg.mac, mac, 6);
+}

@@ -147,6 +147,11 @@ int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **
  * the given MAC address. */
 struct net;
 int virtio_net_create(struct machine *m, struct net *be, const uint8_t mac[6], struct virtio_dev **out);
+/* The MAC address in the device's configuration space: what the driver
+ * reads when it probes (Linux's virtio_net reads it there once; a running
+ * interface keeps the address it read). */
+void virtio_net_get_mac(const struct virtio_dev *v, uint8_t mac[6]);
+void virtio_net_set_mac(struct virtio_dev *v, const uint8_t mac[6]);
 /* virtio-rng: host getrandom() into the guest's buffers. */
 int virtio_rng_create(struct machine *m, struct virtio_dev **out);
 /* virtio-console, one port (the guest's hvc0): its output goes to out_fd

@@ -39,9 +39,13 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 		if ((r = blk_open_cache(&vm->blk[k], d->path, d->format, d->readonly, d->cache, err, errlen)) < 0)
 			return r;
 	}
-	for (unsigned k = 0; k < c->nnets; k++)
+	for (unsigned k = 0; k < c->nnets; k++) {
 		if ((r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
 			return r;
+		/* QEMU's locally administered range, one address per NIC */
+		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + k)};
+		memcpy(vm->mac[k], mac, 6);
+	}
 	if (!c->kernel && !c->flat) {
 		if (!c->guest_dir) {
 			snprintf(err, errlen, "no kernel given, and no directory for the default guest");
@@ -253,9 +257,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 				 strerror(-r));
 	}
 	for (unsigned k = 0; r >= 0 && k < o->nnets; k++) {
-		/* QEMU's locally administered range, one address per NIC */
-		uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + k)};
-		r = virtio_net_create(m, vm->netbe[k], mac, NULL);
+		r = virtio_net_create(m, vm->netbe[k], vm->mac[k], &vm->netdev[k]);
 		if (r < 0)
 			snprintf(err, errlen, "--net '%s': cannot add a virtio-net device: %s", o->net[k],
 				 strerror(-r));

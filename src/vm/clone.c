@@ -1,12 +1,14 @@
 /* What makes each VM restored from one snapshot a machine of its own: a
  * new VM generation ID (the guest's vmgenid driver then reseeds its random
  * number generator, so clones never share the keys and nonces they make
- * next). Disks: snapdisk.c. docs/architecture.md ("Clones"). */
+ * next) and a fresh MAC address per NIC. Disks: snapdisk.c.
+ * docs/architecture.md ("Clones"). */
 #include <string.h>
 #include <sys/random.h>
 
 #include "boot/boot.h"
 #include "machine/machine_impl.h"
+#include "virtio/virtio.h"
 #include "vm/vm_internal.h"
 
 void vm_new_generation(struct vm *vm)
@@ -24,4 +26,24 @@ void vm_new_generation(struct vm *vm)
 	/* Linux's _E00 handler reads the ID again and mixes it in
 	 * (add_vmfork_randomness), which reseeds the RNG at once */
 	acpi_pm_gpe(&m->pm, ACPI_GPE_VMGENID);
+}
+
+void vm_new_macs(struct vm *vm)
+{
+	for (unsigned k = 0; k < vm->cfg.nnets; k++) {
+		uint8_t mac[6] = {0x52, 0x54, 0x00}; /* the locally administered range QEMU and libvirt use */
+		do {
+			if (getrandom(mac + 3, 3, 0) != 3)
+				return;
+		} while (!memcmp(mac, vm->mac[k], 6));
+		/* The device offers the new address from now on and at every
+		 * later boot. The running guest keeps the one its driver read at
+		 * probe (Linux's virtio_net never reads it again, and a device
+		 * cannot change a running interface's address): it takes the
+		 * new one when the driver probes again, after a reboot or a
+		 * rebind, as with a NIC swapped while the machine was off. */
+		memcpy(vm->mac[k], mac, 6);
+		if (vm->netdev[k])
+			virtio_net_set_mac(vm->netdev[k], mac);
+	}
 }

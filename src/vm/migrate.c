@@ -790,6 +790,11 @@ static int disks_let_go(struct migration *m)
 	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
 		if (vm->blk[k])
 			blk_lock_release(vm->blk[k]);
+	/* the host ports too, as the locks: a destination on this host binds
+	 * them when it builds the VM */
+	for (unsigned k = 0; k < vm->cfg.nnets; k++)
+		if (vm->netbe[k])
+			net_ports_release(vm->netbe[k]);
 	return 0;
 }
 
@@ -804,6 +809,9 @@ static int disks_take_back(struct migration *m)
 			fail(m, "%s: the destination may have taken over; the VM stays paused here", err);
 			return -EBUSY;
 		}
+	for (unsigned k = 0; k < vm->cfg.nnets; k++)
+		if (vm->netbe[k] && net_ports_take(vm->netbe[k], err, sizeof(err)) < 0)
+			vm_log(vm, "--net '%s': %s", vm->cfg.net[k], err);
 	return 0;
 }
 

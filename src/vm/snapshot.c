@@ -186,6 +186,44 @@ static int machine_load(struct state_reader *r, struct machine *m)
 	return 0;
 }
 
+/* One NIC ("net" K): its MAC address, then its backend's own state (the
+ * user network's libslirp state; backend/net.c). */
+static int net_section_save(struct state_writer *w, struct vm *vm, unsigned k)
+{
+	uint8_t mac[6];
+	memcpy(mac, vm->mac[k], 6);
+	if (vm->netdev[k])
+		virtio_net_get_mac(vm->netdev[k], mac);
+	state_put_bytes(w, mac, 6);
+	return net_state_save(vm->netbe[k], w);
+}
+
+static int net_section_load(struct state_reader *r, struct vm *vm, unsigned k)
+{
+	uint8_t mac[6];
+	state_get_bytes(r, mac, 6);
+	if (!state_reader_ok(r))
+		return -EINVAL;
+	/* a NIC's own address is unicast and not all zeros */
+	if ((mac[0] & 1) || !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
+		state_fail(r, "net %u: MAC address %02x:%02x:%02x:%02x:%02x:%02x is not a unicast address", k, mac[0],
+			   mac[1], mac[2], mac[3], mac[4], mac[5]);
+		return -EINVAL;
+	}
+	unsigned lost;
+	if (net_state_load(vm->netbe[k], r, &lost) < 0 || !state_section_done(r))
+		return -EINVAL;
+	if (lost)
+		vm_log(vm,
+		       "--net '%s': %u TCP connection%s through the user network at the save: not carried over "
+		       "(the guest's end is reset at its next segment; the host's closed with the saving process)",
+		       vm->cfg.net[k], lost, lost == 1 ? " was open" : "s were open");
+	memcpy(vm->mac[k], mac, 6);
+	if (vm->netdev[k])
+		virtio_net_set_mac(vm->netdev[k], mac);
+	return 0;
+}
+
 /* ---- Saving ---- */
 
 int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen)
@@ -253,7 +291,14 @@ int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen)
 			state_section_end(&w);
 		}
 	}
-	r = state_writer_finish(&w);
+	/* last, so that a snapshot from before they existed still loads */
+	for (unsigned k = 0; k < vm->cfg.nnets && r >= 0; k++) {
+		state_section_begin(&w, "net", k, SNAP_VERSION);
+		r = net_section_save(&w, vm, k);
+		state_section_end(&w);
+	}
+	if (r >= 0)
+		r = state_writer_finish(&w);
 out:
 	state_writer_free(&w);
 	if (r < 0)
@@ -422,11 +467,27 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 		if (v && (expect(r, "virtio", s) < 0 || virtio_state_load(v, r) < 0))
 			return -EINVAL;
 	}
+	/* one "net" section per NIC, or none (a snapshot from before they
+	 * existed: the NICs keep their default addresses, the user network
+	 * starts afresh) */
 	struct state_section s;
 	int k = state_next_section(r, &s);
+	unsigned nets = 0;
+	for (; k > 0 && !strcmp(s.name, "net") && s.instance == nets && nets < vm->cfg.nnets; nets++) {
+		if (s.version != SNAP_VERSION) {
+			state_fail(r, "section net %u: version %u, this corral reads %u", nets, s.version,
+				   SNAP_VERSION);
+			return -EINVAL;
+		}
+		if (net_section_load(r, vm, nets) < 0)
+			return -EINVAL;
+		k = state_next_section(r, &s);
+	}
 	if (k > 0)
 		state_fail(r, "section %s %u: not part of this machine", s.name, s.instance);
-	return k == 0 ? 0 : -EINVAL;
+	else if (k == 0 && nets && nets != vm->cfg.nnets)
+		state_fail(r, "the state ends before section net %u", nets);
+	return k == 0 && state_reader_ok(r) ? 0 : -EINVAL;
 }
 
 /* The host side is the restoring process's, never the snapshot's. */
@@ -443,6 +504,10 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	c->realtime_idle = o ? o->realtime_idle : 0;
 	c->disk_dir = NULL; /* used by the restore alone */
 	c->keep_vmgenid = 0;
+	c->keep_mac = 0;
+	/* other network specs (other hostfwd ports), one per saved NIC */
+	for (unsigned k = 0; o && o->nnets && k < o->nnets && k < c->nnets; k++)
+		c->net[k] = o->net[k];
 	c->verbose = o ? o->verbose : 0;
 	c->bench_t0 = o ? o->bench_t0 : 0; /* bench/snapshot.sh: restore to first instruction */
 	c->log = o ? o->log : NULL;
@@ -486,6 +551,12 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 		snprintf(err, errlen, "the saved configuration: %s", cerr);
 		goto err_json;
 	}
+	if (overrides && overrides->nnets && overrides->nnets != cfg.nnets) {
+		snprintf(err, errlen, "the VM has %u network%s: give as many --net options, or none", cfg.nnets,
+			 cfg.nnets == 1 ? "" : "s");
+		r = -EINVAL;
+		goto err_json;
+	}
 	take_host_side(&cfg, overrides);
 	struct stat st;
 	if (fstat(mem_fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != cfg.mem) {
@@ -515,6 +586,8 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 		goto err_reader;
 	if (dir && !(overrides && overrides->keep_vmgenid))
 		vm_new_generation(vm);
+	if (dir && !(overrides && overrides->keep_mac))
+		vm_new_macs(vm);
 	vm->restore = cpus;
 	free(strings);
 	free(json);

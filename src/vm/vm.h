@@ -92,6 +92,9 @@ struct vm_config {
 	/* vm_restore: the clone keeps the saved VM generation ID (the guest is
 	 * not told it was cloned; tests show what the ID is for). */
 	int keep_vmgenid;
+	/* vm_restore: each NIC keeps its saved MAC address (else a clone's
+	 * NICs get fresh ones; clone.c says what the guest sees) */
+	int keep_mac;
 	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */

@@ -24,6 +24,10 @@ struct vm {
 	struct blk *blk[VM_MAX_DISKS];
 	struct virtio_dev *blkdev[VM_MAX_DISKS]; /* the current machine's virtio-blk of each */
 	struct net *netbe[VM_MAX_NETS];
+	struct virtio_dev *netdev[VM_MAX_NETS]; /* the current machine's virtio-net of each */
+	/* Each NIC's MAC address: kept across guest reboots, saved with the
+	 * state, fresh in a clone (clone.c). */
+	uint8_t mac[VM_MAX_NETS][6];
 	enum engine_kind kind;
 	int out_fd, own_out_fd;
 
@@ -54,6 +58,8 @@ struct vm {
  * ID, which the guest is told of through its general-purpose event (if
  * the guest's tables have the device, and its driver enabled the event). */
 void vm_new_generation(struct vm *vm);
+/* A fresh MAC address for each NIC (clone.c). */
+void vm_new_macs(struct vm *vm);
 
 /* vm.c: vm_create, for a restore (restoring: no guest is loaded). */
 int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen);

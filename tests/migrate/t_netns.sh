@@ -7,6 +7,10 @@
 # count goes on at the destination with no number lost or repeated, the
 # guest's clock shows no gap larger than the stop corral measured (plus
 # the loop's own 0.1 s), and every block on the disk is whole afterwards.
+# The guest has --net user with a hostfwd port on each side's loopback: the
+# user network's state moves with the VM, the destination binds the port in
+# its namespace, and the guest's server answers there with the same MAC
+# address (a migration is the same machine, not a clone).
 NAME=t_netns
 . "$(dirname "$0")/../boot/lib.sh"
 [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"
@@ -44,10 +48,36 @@ until_seen() { # FILE PATTERN SECONDS
 	done
 }
 
+# One connection to 127.0.0.1:7780 in namespace NS: the guest's first line.
+fetch_line() { # NS SECONDS
+	ip netns exec "$1" python3 - "$2" <<'PY'
+import socket, sys, time
+deadline = time.time() + int(sys.argv[1])
+while time.time() < deadline:
+    try:
+        s = socket.create_connection(("127.0.0.1", 7780), timeout=10)
+        data = b""
+        while not data.endswith(b"\n"):
+            b = s.recv(256)
+            if not b:
+                break
+            data += b
+        s.close()
+        if data.strip():
+            print(data.decode(errors="replace").strip())
+            sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.5)
+sys.exit(1)
+PY
+}
+
 truncate -s 16M "$work/disk.img"
 mkfifo "$work/in1" "$work/in2"
 ip netns exec "$A" timeout "$TIMEOUT" "$CORRAL" run --engine emu --mem 256M --serial stdio \
-	--api-sock "$work/api.sock" --disk "$work/disk.img" <"$work/in1" >"$work/out1" 2>"$work/err1" &
+	--api-sock "$work/api.sock" --disk "$work/disk.img" --net "user,hostfwd=tcp:127.0.0.1:7780-:7777" \
+	<"$work/in1" >"$work/out1" 2>"$work/err1" &
 src=$!
 keep=$src
 exec 9>"$work/in1"
@@ -59,6 +89,20 @@ exec 8>"$work/in2"
 if until_seen "$work/out1" '^/ # ' 600; then ok "the source booted to the initramfs shell"; else
 	fail "no shell prompt"; tail -n 20 "$work/out1" "$work/err1" | sed 's/^/    /'; report; exit 1
 fi
+# DHCP, then a loop serving one line per connection on port 7777
+cat >"$work/guest.sh" <<'EOF'
+printf '#!/bin/sh\n[ "$1" = bound ] && ip addr add $ip/24 dev $interface\nexit 0\n' >/tmp/dhcp.sh
+chmod +x /tmp/dhcp.sh
+ip link set eth0 up
+udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh >/dev/null 2>&1
+(while :; do echo "srv $(cat /sys/class/net/eth0/address)" | nc -l -p 7777; done) >/dev/null 2>&1 &
+echo "net-up $(ip -4 addr show eth0 | grep -c 10.0.2.15)"
+EOF
+echo "echo $(base64 -w0 <"$work/guest.sh")|base64 -d>/tmp/g.sh; sh /tmp/g.sh" >&9
+until_seen "$work/out1" '^net-up 1' 300 && ok "the guest has 10.0.2.15 by DHCP" || fail "no DHCP lease in the guest"
+line=$(fetch_line "$A" 300)
+[ "$line" = "srv 52:54:00:12:34:56" ] && ok "hostfwd at the source reaches the guest's server ($line)" ||
+	fail "hostfwd at the source: '$line'"
 # count to 400, a block per count at block N of /dev/vda, the guest's uptime with each
 echo 'i=0; while [ $i -lt 400 ]; do i=$((i+1)); printf "block %08d\n" $i | dd of=/dev/vda bs=4096 seek=$i conv=sync,notrunc 2>/dev/null; echo "count $i $(cut -d" " -f1 /proc/uptime)"; sleep 0.1; done; sync; echo all-done' >&9
 if until_seen "$work/out1" '^count 30 ' 300; then ok "the guest counts and writes"; else fail "the guest does not count"; fi
@@ -89,6 +133,12 @@ cat "$work/out1" "$work/out2" | tr -d '\r' | grep -a '^count [0-9]* [0-9.]*$' |
 	      exit bad }' >"$work/seq" 2>"$work/gap"
 if [ ! -s "$work/seq" ]; then ok "count 1..400 with no gap or repeat ($(cat "$work/gap"))"; else
 	fail "the count: $(head -n 3 "$work/seq" | tr '\n' ' ')"
+fi
+line=$(fetch_line "$B" 120)
+if [ "$line" = "srv 52:54:00:12:34:56" ]; then
+	ok "the destination bound the hostfwd port; the guest's server answers with its MAC unchanged"
+else
+	fail "hostfwd at the destination: '$line'"
 fi
 kill "$dst" 2>/dev/null
 wait "$dst" 2>/dev/null

@@ -8,11 +8,15 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend/net.h"
+#include "backend/net_impl.h"
+#include "state/stream.h"
 #include "testhelp.h"
 
 static const uint8_t guest_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
@@ -146,20 +150,21 @@ static int is_dhcp_offer(const uint8_t *f, size_t n)
 	return b[0] == 2;
 }
 
-static void test_dhcp(void)
+/* A DHCPDISCOVER from mac; the address offered (0 if none). */
+static uint32_t dhcp_discover(struct net *n, const uint8_t *mac)
 {
-	struct net *n;
-	char err[256];
-	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
 	uint8_t f[400] = {0};
-	size_t o = eth(f, bcast, 0x0800);
+	memcpy(f, bcast, 6);
+	memcpy(f + 6, mac, 6);
+	put16(f + 12, 0x0800);
+	size_t o = 14;
 	size_t bootp = 240 + 4; /* fixed part + magic is inside 240; options after */
 	uint8_t *udp = f + o + 20, *b = udp + 8;
 	b[0] = 1; /* BOOTREQUEST */
 	b[1] = 1;
 	b[2] = 6;
 	b[4] = 0x12; /* xid */
-	memcpy(b + 28, guest_mac, 6);
+	memcpy(b + 28, mac, 6);
 	b[236] = 99, b[237] = 130, b[238] = 83, b[239] = 99; /* magic cookie */
 	b[240] = 53, b[241] = 1, b[242] = 1;		     /* DHCPDISCOVER */
 	b[243] = 255;
@@ -169,16 +174,26 @@ static void test_dhcp(void)
 	put16(udp + 4, (uint16_t)ulen);
 	ip4(f + o, ulen, 17, 0, 0xffffffff);
 	struct iovec iov = {f, o + 20 + ulen};
-	CHECK(net_send(n, &iov, 1) == 0);
+	if (net_send(n, &iov, 1) != 0)
+		return 0;
 	uint8_t r[2048];
 	ssize_t len = wait_frame(n, r, sizeof(r), is_dhcp_offer, 2000);
-	CHECK(len > 0);
-	if (len > 0) {
-		const uint8_t *rb = r + 14 + (r[14] & 15) * 4 + 8;
-		uint8_t want[4];
-		inet_pton(AF_INET, "10.0.2.15", want);
-		CHECK(!memcmp(rb + 16, want, 4)); /* yiaddr */
-	}
+	if (len <= 0)
+		return 0;
+	const uint8_t *rb = r + 14 + (r[14] & 15) * 4 + 8;
+	uint32_t yiaddr;
+	memcpy(&yiaddr, rb + 16, 4);
+	return yiaddr;
+}
+
+static void test_dhcp(void)
+{
+	struct net *n;
+	char err[256];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	struct in_addr want;
+	inet_pton(AF_INET, "10.0.2.15", &want);
+	CHECK(dhcp_discover(n, guest_mac) == want.s_addr);
 	net_close(n);
 }
 
@@ -339,6 +354,210 @@ static void test_queue_limits(void)
 	net_close(n);
 }
 
+/* ---- The user network's state (net_state_save / net_state_load) ---- */
+
+static const uint8_t other_mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+
+/* n's state as one section "net" 0 of a stream in memory; its length. */
+static size_t save_state(struct net *n, uint8_t *buf, size_t cap)
+{
+	int fd = memfd_create("t_net", MFD_CLOEXEC);
+	struct state_writer w;
+	size_t len = 0;
+	if (fd < 0 || state_writer_init(&w, fd, "test") < 0)
+		return 0;
+	state_section_begin(&w, "net", 0, 1);
+	int r = net_state_save(n, &w);
+	state_section_end(&w);
+	if (r >= 0 && state_writer_finish(&w) >= 0) {
+		ssize_t k = pread(fd, buf, cap, 0);
+		len = k > 0 ? (size_t)k : 0;
+	}
+	state_writer_free(&w);
+	close(fd);
+	return len;
+}
+
+/* A stream of one section "net" 0 holding the given fields. */
+static size_t make_state(uint8_t *buf, size_t cap, uint8_t kind, uint32_t version, uint32_t len, const uint8_t *blob,
+			 size_t blob_len)
+{
+	int fd = memfd_create("t_net", MFD_CLOEXEC);
+	struct state_writer w;
+	size_t out = 0;
+	if (fd < 0 || state_writer_init(&w, fd, "test") < 0)
+		return 0;
+	state_section_begin(&w, "net", 0, 1);
+	state_put_u8(&w, kind);
+	state_put_u32(&w, version);
+	state_put_u32(&w, len);
+	state_put_bytes(&w, blob, blob_len);
+	state_put_u32(&w, 0); /* connections */
+	state_section_end(&w);
+	if (state_writer_finish(&w) >= 0) {
+		ssize_t k = pread(fd, buf, cap, 0);
+		out = k > 0 ? (size_t)k : 0;
+	}
+	state_writer_free(&w);
+	close(fd);
+	return out;
+}
+
+/* Loads the stream into n; 0, or -EINVAL with the reader's message in msg. */
+static int load_state(struct net *n, const uint8_t *buf, size_t len, char *msg, size_t msglen)
+{
+	struct state_reader r;
+	struct state_section sec;
+	msg[0] = 0;
+	if (state_reader_init(&r, buf, len, "test") < 0 || state_next_section(&r, &sec) != 1) {
+		snprintf(msg, msglen, "%s", r.err);
+		return -EINVAL;
+	}
+	unsigned lost;
+	int ret = net_state_load(n, &r, &lost);
+	if (ret >= 0 && !state_section_done(&r))
+		ret = -EINVAL;
+	if (ret < 0)
+		snprintf(msg, msglen, "%s", r.err);
+	return ret;
+}
+
+static void test_state_roundtrip(void)
+{
+	struct net *a, *b;
+	char err[256];
+	CHECK(net_open(&a, "user", NULL, NULL, err, sizeof(err)) == 0);
+	struct in_addr a15, a16;
+	inet_pton(AF_INET, "10.0.2.15", &a15);
+	inet_pton(AF_INET, "10.0.2.16", &a16);
+	CHECK(dhcp_discover(a, guest_mac) == a15.s_addr); /* a lease for guest_mac */
+	static uint8_t buf[8192];
+	size_t len = save_state(a, buf, sizeof(buf));
+	net_close(a);
+	CHECK(len > 0);
+	/* the layout corral checks: kind 1, libslirp version 4, 131 bytes
+	 * holding the lease (allocated 1, then the MAC) */
+	const uint8_t *p = memmem(buf, len, "net", 3);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	const uint8_t *body = p + 3 + 4 + 4 + 8;
+	CHECK(body[0] == NET_STATE_USER);
+	CHECK(body[1] == 4 && body[5] == 131 && body[6] == 0);
+	CHECK(body[9] == 0);							   /* no guestfwd sockets */
+	CHECK(body[12] == 0 && body[13] == 1 && !memcmp(body + 14, guest_mac, 6)); /* lease 0 */
+
+	/* a fresh backend with the state: guest_mac's lease is taken, so
+	 * another NIC is offered the next address (without the load: .15) */
+	CHECK(net_open(&b, "user", NULL, NULL, err, sizeof(err)) == 0);
+	char msg[STATE_ERR_MAX];
+	CHECK(load_state(b, buf, len, msg, sizeof(msg)) == 0);
+	CHECK(dhcp_discover(b, other_mac) == a16.s_addr);
+	CHECK(dhcp_discover(b, guest_mac) == a15.s_addr);
+	net_close(b);
+}
+
+static void test_state_hostile(void)
+{
+	struct net *n;
+	char err[256], msg[STATE_ERR_MAX];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	uint8_t good[131] = {0}, blob[NET_STATE_MAX + 16];
+	static uint8_t buf[NET_STATE_MAX + 256];
+	struct {
+		uint8_t kind;
+		uint32_t version, len;
+		size_t blob_len;
+		int patch_at, patch;
+		const char *says;
+	} bad[] = {
+		{1, 5, 131, 131, -1, 0, "version"},
+		{1, 4, 130, 130, -1, 0, "wrong length"},
+		{1, 4, 132, 132, -1, 0, "wrong length"},
+		{1, 4, 131, 131, 0, 42, "guestfwd"},
+		{1, 4, 131, 131, 3 + 5 * 8, 1, "DHCP lease"},
+		{1, 4, 131, 131, 3 + 5 * 8 + 1, 2, "DHCP lease"},
+		{1, 4, NET_STATE_MAX + 1, 16, -1, 0, "at most"},
+		{1, 4, 131, 100, -1, 0, "ends early"},
+		{9, 4, 131, 131, -1, 0, "unknown kind"},
+	};
+	for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		memset(blob, 0, sizeof(blob));
+		memcpy(blob, good, sizeof(good));
+		if (bad[k].patch_at >= 0)
+			blob[bad[k].patch_at] = (uint8_t)bad[k].patch;
+		size_t len =
+			make_state(buf, sizeof(buf), bad[k].kind, bad[k].version, bad[k].len, blob, bad[k].blob_len);
+		CHECK(len > 0);
+		int r = load_state(n, buf, len, msg, sizeof(msg));
+		CHECK(r < 0);
+		if (r >= 0 || !strstr(msg, bad[k].says))
+			fprintf(stderr, "  case %u: %d '%s' (wanted '%s')\n", k, r, msg, bad[k].says);
+		CHECK(strstr(msg, bad[k].says) != NULL);
+	}
+	/* the good layout loads, and the backend still answers */
+	size_t len = make_state(buf, sizeof(buf), 1, 4, 131, good, sizeof(good));
+	CHECK(load_state(n, buf, len, msg, sizeof(msg)) == 0);
+	struct in_addr a15;
+	inet_pton(AF_INET, "10.0.2.15", &a15);
+	CHECK(dhcp_discover(n, guest_mac) == a15.s_addr);
+	net_close(n);
+}
+
+/* Every byte of a good state set to values that matter to the layout (and
+ * the header's fields to random ones): a load succeeds exactly when the
+ * layout says it may, and never hurts the backend (run under ASan by
+ * `make SANITIZE=1`). */
+static void test_state_mutations(void)
+{
+	struct net *n;
+	char err[256], msg[STATE_ERR_MAX];
+	CHECK(net_open(&n, "user", NULL, NULL, err, sizeof(err)) == 0);
+	static uint8_t buf[NET_STATE_MAX + 256];
+	static const uint8_t values[] = {0, 1, 2, 42, 0x80, 0xff};
+	unsigned loaded = 0, refused = 0, wrong = 0;
+	for (unsigned i = 0; i < 131; i++) {
+		for (unsigned v = 0; v < sizeof(values); v++) {
+			uint8_t blob[131] = {0};
+			blob[i] = values[v];
+			int want = blob[0] == 0;
+			for (unsigned k = 0; k < 16; k++)
+				want &= blob[3 + k * 8] == 0 && blob[4 + k * 8] <= 1;
+			size_t len = make_state(buf, sizeof(buf), 1, 4, 131, blob, sizeof(blob));
+			int r = load_state(n, buf, len, msg, sizeof(msg));
+			if ((r == 0) != want)
+				wrong++;
+			r == 0 ? loaded++ : refused++;
+		}
+	}
+	/* random header fields around the blob */
+	unsigned seed = 12345;
+	for (unsigned it = 0; it < 2000; it++) {
+		seed = seed * 1103515245u + 12345u;
+		uint8_t kind = (uint8_t)(seed >> 16) % 4;
+		seed = seed * 1103515245u + 12345u;
+		uint32_t version = (seed >> 16) % 8;
+		seed = seed * 1103515245u + 12345u;
+		uint32_t blen = (seed >> 8) % (NET_STATE_MAX + 64);
+		uint8_t blob[NET_STATE_MAX + 64] = {0};
+		size_t have = blen < sizeof(blob) ? blen : sizeof(blob);
+		size_t len = make_state(buf, sizeof(buf), kind, version, blen, blob, have);
+		int r = load_state(n, buf, len, msg, sizeof(msg));
+		int want = kind == 0 ? 0 : kind == 1 && version == 4 && blen == 131 ? 1 : -1;
+		/* kind 0 has no more fields: the rest is left over and refused */
+		if (r == 0 && want != 1)
+			wrong++;
+	}
+	CHECK(wrong == 0);
+	CHECK(loaded > 0 && refused > 0);
+	struct in_addr a15;
+	inet_pton(AF_INET, "10.0.2.15", &a15);
+	CHECK(load_state(n, buf, make_state(buf, sizeof(buf), 1, 4, 131, (const uint8_t[131]){0}, 131), msg,
+			 sizeof(msg)) == 0);
+	CHECK(dhcp_discover(n, guest_mac) == a15.s_addr); /* still answers */
+	net_close(n);
+}
+
 int main(void)
 {
 	RUN(test_arp);
@@ -347,5 +566,8 @@ int main(void)
 	RUN(test_hostfwd);
 	RUN(test_bad_specs);
 	RUN(test_queue_limits);
+	RUN(test_state_roundtrip);
+	RUN(test_state_hostile);
+	RUN(test_state_mutations);
 	return test_report();
 }
