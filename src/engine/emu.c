@@ -675,6 +675,10 @@ static void mt_main_loop(struct emu *e, const struct engine_host *host)
 	uint64_t last_poll = wall_ns();
 
 	while (!e->done) {
+		if (emu_stopping(e)) {
+			mt_finish(e, ENGINE_QUIT, 0, 0);
+			break;
+		}
 		if (engine_ctl_pause_wanted(e->ctl)) {
 			mt_pause(e);
 			continue;
