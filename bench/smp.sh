@@ -40,6 +40,7 @@ cat >"$ov/init" <<EOF
 export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
 n=\$(nproc)
 sleep 1
 echo "SMPBENCH start \$n"

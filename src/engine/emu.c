@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cpu/cpu.h"
 #include "engine/engine.h"
@@ -51,10 +53,14 @@ struct emu {
 	/* Multi-thread mode (emu_mt_run): lock is the machine lock, held for
 	 * every device access, timer, interrupt controller and clock reading
 	 * and for the fields below; vCPU threads wait on vcpu_cond (halted,
-	 * waiting for SIPI, parked for a pause), the main thread on main_cond. */
+	 * waiting for SIPI, parked for a pause), the main thread on main_cond
+	 * in a pause and otherwise in poll() on notify_fd (an eventfd: a vCPU
+	 * halted, the run ends, a kick), the machine's io_fd (device work
+	 * from host threads) and the controller's wake_fd. */
 	int mt;
 	pthread_mutex_t lock;
 	pthread_cond_t main_cond, vcpu_cond;
+	int notify_fd;
 	int done, pausing;
 	unsigned parked;
 	uint64_t mt_slice;
@@ -405,6 +411,15 @@ static void mt_stop_vcpu(struct emu_vcpu *v)
 		cpu_request_stop(&v->cpu);
 }
 
+/* The main loop looks at the machine now (any thread, no lock needed). */
+static void mt_wake_main(struct emu *e)
+{
+	uint64_t one = 1;
+	if (write(e->notify_fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: the main loop wakes anyway */
+	}
+}
+
 /* Something changed for the other vCPUs (under e->lock): wake the halted,
  * stop the running that have an event to take. */
 static void mt_notify(struct emu *e, unsigned self)
@@ -431,6 +446,7 @@ static void mt_finish(struct emu *e, enum engine_end end, unsigned cpu, uint64_t
 	e->res.rip = rip;
 	pthread_cond_broadcast(&e->vcpu_cond);
 	pthread_cond_signal(&e->main_cond);
+	mt_wake_main(e);
 	for (unsigned k = 0; k < e->n; k++)
 		mt_stop_vcpu(&e->v[k]);
 }
@@ -541,6 +557,7 @@ static void mt_machine_kick(void *opaque)
 	struct emu *e = opaque;
 	pthread_cond_signal(&e->main_cond);
 	pthread_cond_broadcast(&e->vcpu_cond);
+	mt_wake_main(e);
 	for (unsigned k = 0; k < e->n; k++)
 		mt_stop_vcpu(&e->v[k]);
 }
@@ -551,6 +568,7 @@ static void mt_ctl_kick(void *opaque)
 	struct emu *e = opaque;
 	pthread_mutex_lock(&e->lock);
 	pthread_cond_signal(&e->main_cond);
+	mt_wake_main(e);
 	for (unsigned k = 0; k < e->n; k++)
 		mt_stop_vcpu(&e->v[k]);
 	pthread_mutex_unlock(&e->lock);
@@ -586,7 +604,7 @@ static void *mt_vcpu_thread(void *arg)
 		e->m->cur_cpu = k;
 		vcpu_requests(e, k);
 		if (e->done || e->m->power_req != POWER_ON) {
-			pthread_cond_signal(&e->main_cond);
+			mt_wake_main(e);
 			if (!e->done)
 				pthread_cond_wait(&e->vcpu_cond, &e->lock);
 			continue;
@@ -604,7 +622,7 @@ static void *mt_vcpu_thread(void *arg)
 		switch (x) {
 		case CPU_EXIT_HLT:
 			v->state = VCPU_HALTED;
-			pthread_cond_signal(&e->main_cond); /* maybe every vCPU is idle now */
+			mt_wake_main(e); /* maybe every vCPU is idle now */
 			break;
 		case CPU_EXIT_SHUTDOWN: mt_finish(e, ENGINE_TRIPLE_FAULT, k, v->cpu.s.rip); break;
 		case CPU_EXIT_LIMIT:
@@ -735,12 +753,18 @@ static void mt_main_loop(struct emu *e, const struct engine_host *host)
 			wait = next - now;
 		else if (next != UINT64_MAX && next <= now)
 			continue;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t t = (uint64_t)ts.tv_nsec + wait;
-		ts.tv_sec += (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
-		pthread_cond_timedwait(&e->main_cond, &e->lock, &ts);
+		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull), .tv_nsec = (long)(wait % 1000000000ull)};
+		struct pollfd pfd[3] = {{.fd = e->notify_fd, .events = POLLIN},
+				      {.fd = machine_io_fd(m), .events = POLLIN},
+				      {.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN}};
+		pthread_mutex_unlock(&e->lock);
+		ppoll(pfd, 3, &ts, NULL);
+		pthread_mutex_lock(&e->lock);
+		uint64_t v;
+		if (read(e->notify_fd, &v, sizeof(v)) < 0) {
+			/* nothing was there */
+		}
+		engine_ctl_drain(e->ctl);
 	}
 }
 
@@ -764,6 +788,12 @@ static void emu_mt_run(struct emu *e, const struct engine_host *host)
 	pthread_cond_init(&e->main_cond, &ca);
 	pthread_cond_init(&e->vcpu_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->notify_fd < 0) {
+		e->res.err = -errno;
+		snprintf(e->res.msg, sizeof(e->res.msg), "emu: cannot make an eventfd: %s", strerror(errno));
+		goto out;
+	}
 
 	engine_ctl_attach(e->ctl, mt_ctl_kick, e);
 	sigset_t all, old;
@@ -793,6 +823,8 @@ static void emu_mt_run(struct emu *e, const struct engine_host *host)
 	engine_ctl_detach(e->ctl);
 	m->kick = NULL;
 	m->kick_opaque = NULL;
+	close(e->notify_fd);
+out:
 	pthread_cond_destroy(&e->main_cond);
 	pthread_cond_destroy(&e->vcpu_cond);
 	pthread_mutex_destroy(&e->lock);
