@@ -330,9 +330,6 @@ static void emu_debug_stop(struct emu *e, unsigned k, struct cpu_dbg_hit why)
 	engine_ctl_debug_stop(e->ctl, k, why);
 }
 
-/* A pause point between turns: every vCPU stands at an instruction
- * boundary and no device runs. Time stands still too: instruction-driven
- * time does by itself, host time is moved back by the pause. */
 /* What a snapshot needs, while everything stands still: every vCPU into
  * ctl->vcpus. Returns 1 if it filled them. */
 static int emu_describe(struct emu *e)
@@ -358,6 +355,9 @@ static int emu_describe(struct emu *e)
 	return 0;
 }
 
+/* A pause point between turns: every vCPU stands at an instruction
+ * boundary and no device runs. Time stands still too: instruction-driven
+ * time does by itself, host time is moved back by the pause. */
 static void emu_pause_point(struct emu *e)
 {
 	uart_flush(&e->m->com1);
@@ -399,11 +399,12 @@ static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
  * The caller's thread (the main loop) runs the timers, device work from
  * host threads, host input, pauses and the idle-time skip, under the lock.
  * Time is the host's monotonic clock (as under kvm): instruction-counted
- * time needs one instruction stream. Lock order: ctl->lock, e->lock, the
- * CPU's split lock, cpu_physmem's log lock. */
+ * time needs one instruction stream. Lock order: the CPU's split lock (a
+ * LOCK'd MMIO access) before e->lock; ctl->lock before e->lock; e->lock
+ * before cpu_physmem's log lock (a device's DMA). */
 
-#define EMU_MT_SLICE 1000000	       /* instructions per cpu_run call: a safety net, kicks stop it sooner */
-#define EMU_MT_WAIT_NS 10000000ull     /* the main loop looks at input and signals this often */
+#define EMU_MT_SLICE 1000000	   /* instructions per cpu_run call: a safety net, kicks stop it sooner */
+#define EMU_MT_WAIT_NS 10000000ull /* the main loop looks at input and signals this often */
 
 static void mt_stop_vcpu(struct emu_vcpu *v)
 {
@@ -753,10 +754,11 @@ static void mt_main_loop(struct emu *e, const struct engine_host *host)
 			wait = next - now;
 		else if (next != UINT64_MAX && next <= now)
 			continue;
-		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull), .tv_nsec = (long)(wait % 1000000000ull)};
+		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull),
+				      .tv_nsec = (long)(wait % 1000000000ull)};
 		struct pollfd pfd[3] = {{.fd = e->notify_fd, .events = POLLIN},
-				      {.fd = machine_io_fd(m), .events = POLLIN},
-				      {.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN}};
+					{.fd = machine_io_fd(m), .events = POLLIN},
+					{.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN}};
 		pthread_mutex_unlock(&e->lock);
 		ppoll(pfd, 3, &ts, NULL);
 		pthread_mutex_lock(&e->lock);

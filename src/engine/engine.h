@@ -182,8 +182,8 @@ struct engine_host {
 	 * in *final; 0 = never. Single-vCPU machines only. */
 	uint64_t stop_after;
 	struct cpu_state *final;
-	enum cpu_model cpu_model;		 /* kvm */
-	const struct cpu_opts *cpu_opts;	 /* emu; NULL: the defaults */
+	enum cpu_model cpu_model;	 /* kvm */
+	const struct cpu_opts *cpu_opts; /* emu; NULL: the defaults */
 	/* emu: single, every vCPU takes turns on the calling thread with
 	 * instruction-counted time (reproducible; record/replay); multi, every
 	 * vCPU on a host thread of its own with host time (machines of two or

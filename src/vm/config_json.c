@@ -40,8 +40,8 @@ char *vm_config_to_json(const struct vm_config *c)
 	json_t *o = json_object(), *disks = json_array(), *nets = json_array(), *cpu = json_object();
 	int r = o && disks && nets && cpu ? 0 : -ENOMEM;
 	char *text = NULL;
-	if (r || c->engine > VM_ENGINE_KVM || c->cpu_model > CPU_MODEL_HOST || c->threads > ENGINE_THREADS_MULTI || c->ndisks > VM_MAX_DISKS ||
-	    c->nnets > VM_MAX_NETS)
+	if (r || c->engine > VM_ENGINE_KVM || c->cpu_model > CPU_MODEL_HOST || c->threads > ENGINE_THREADS_MULTI ||
+	    c->ndisks > VM_MAX_DISKS || c->nnets > VM_MAX_NETS)
 		goto out;
 	r |= put_str(o, "kernel", c->kernel);
 	r |= put_str(o, "initrd", c->initrd);
