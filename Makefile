@@ -140,6 +140,11 @@ bench-gdb: tests
 bench-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/nested.sh
 
+# Multi-core guests on emu: N jobs on N vCPUs, --accel-threads single and
+# multi beside QEMU TCG with the same -smp (bench/smp.sh)
+bench-smp: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) bash bench/smp.sh
+
 # process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
 bench-checkpoint: $(CORRAL) $(GUEST_BIN)
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
@@ -159,7 +164,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

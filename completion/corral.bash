@@ -34,6 +34,7 @@ _corral_run()
 	--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")); return ;;
 	--device) COMPREPLY=($(compgen -W "isa-debug-exit isa-debug-exit,iobase=0xf4,iosize=4" -- "$cur")); return ;;
 	--cpu-model) COMPREPLY=($(compgen -W "corral host" -- "$cur")); return ;;
+	--accel-threads) COMPREPLY=($(compgen -W "single multi" -- "$cur")); return ;;
 	--serial)
 		if [[ $cur == file:* ]]; then
 			compopt -o filenames 2>/dev/null
@@ -48,7 +49,7 @@ _corral_run()
 	--append | --mem | --cpus) return ;;
 	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
-	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --serial
+	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --accel-threads --serial
 		--disk --net --rng --virtio-console --device --no-reboot --api-sock --incoming --gdb --gdb-wait --help" -- "$cur"))
 }
 

@@ -224,7 +224,7 @@ static void run_usage(FILE *f)
 	fprintf(f,
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
-		"                  [--cpu-model corral|host]\n"
+		"                  [--cpu-model corral|host] [--accel-threads single|multi]\n"
 		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]]...\n"
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
@@ -245,6 +245,9 @@ static void run_usage(FILE *f)
 		"                   kvm where it runs at hardware speed, else emu; see 'corral info')\n"
 		"  --cpu-model M    corral (default: the CPU emu implements, the same under kvm, so a\n"
 		"                   VM can move between engines) or host (kvm: all KVM offers)\n"
+		"  --accel-threads T  emu with 2+ vCPUs: single (default: the vCPUs take turns on\n"
+		"                   one thread; instruction-counted time, reproducible) or multi\n"
+		"                   (a host thread per vCPU, host time; as QEMU's thread=multi)\n"
 		"  --serial S       COM1 on stdio (default; raw terminal, C-a x quits, C-a h helps),\n"
 		"                   file:PATH, or none\n"
 		"  --disk SPEC      a virtio-blk disk (repeatable: /dev/vda, vdb, ...): an image\n"
@@ -454,6 +457,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_FLAT,
 		OPT_NO_REBOOT,
 		OPT_CPU_MODEL,
+		OPT_ACCEL_THREADS,
 		OPT_HANDOVER,
 		OPT_DISK,
 		OPT_NET,
@@ -482,6 +486,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"flat", required_argument, NULL, OPT_FLAT},
 		{"no-reboot", no_argument, NULL, OPT_NO_REBOOT},
 		{"cpu-model", required_argument, NULL, OPT_CPU_MODEL},
+		{"accel-threads", required_argument, NULL, OPT_ACCEL_THREADS},
 		/* hidden, tests: hand the vCPU over to the other engine after N
 		 * instructions (emu) or exits (kvm) */
 		{"handover", required_argument, NULL, OPT_HANDOVER},
@@ -593,6 +598,16 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 				c->cpu_model = CPU_MODEL_HOST;
 			} else {
 				fprintf(stderr, "corral: --cpu-model '%s': must be corral or host\n", optarg);
+				return -1;
+			}
+			break;
+		case OPT_ACCEL_THREADS:
+			if (!strcmp(optarg, "single")) {
+				c->threads = ENGINE_THREADS_SINGLE;
+			} else if (!strcmp(optarg, "multi")) {
+				c->threads = ENGINE_THREADS_MULTI;
+			} else {
+				fprintf(stderr, "corral: --accel-threads '%s': must be single or multi\n", optarg);
 				return -1;
 			}
 			break;

@@ -1026,6 +1026,28 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 	if (i->opsz == 8) { /* CMPXCHG16B */
 		if (ea & 15)
 			cpu_raise(c, EXC_GP, 0);
+#if defined(__x86_64__)
+		/* RAM: the host's own CMPXCHG16B, so that even a failing one
+		 * (which writes the old value back) cannot undo another vCPU's
+		 * store in between, as a locked read and write back would */
+		void *p = mem_rmw_ptr(c, ea, 16);
+		if (p) {
+			uint64_t lo = g[R_RAX], hi = g[R_RDX];
+			bool eq;
+			__asm__ volatile("lock cmpxchg16b %1"
+					 : "=@ccz"(eq), "+m"(*(volatile unsigned __int128 *)p), "+a"(lo), "+d"(hi)
+					 : "b"(g[R_RBX]), "c"(g[R_RCX])
+					 : "memory");
+			if (!eq) {
+				g[R_RAX] = lo;
+				g[R_RDX] = hi;
+			}
+			flags_set(c, FL_ZF, eq ? FL_ZF : 0);
+			insn_next(c, i);
+			return;
+		}
+#endif
+		/* MMIO (or a host without a 16-byte CAS): under the split lock */
 		mem_probe_write(c, ea, 16);
 		pthread_mutex_lock(&split_lock);
 		uint64_t lo = mem_read(c, ea, 8), hi = mem_read(c, ea + 8, 8);

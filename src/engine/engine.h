@@ -157,6 +157,9 @@ void engine_ctl_drain(struct engine_ctl *ctl);
 /* Options of the emu engine's CPUs (the translator, tracing): cpu.h. */
 struct cpu_opts;
 
+/* How the emu engine maps vCPUs onto host threads (engine_host.threads). */
+enum engine_threads { ENGINE_THREADS_SINGLE, ENGINE_THREADS_MULTI };
+
 struct engine_host {
 	/* Moves host input into the machine (e.g. the UART); timeout_ms 0 polls,
 	 * -1 blocks until input arrives or one of the nwake file descriptors
@@ -179,8 +182,13 @@ struct engine_host {
 	 * in *final; 0 = never. Single-vCPU machines only. */
 	uint64_t stop_after;
 	struct cpu_state *final;
-	enum cpu_model cpu_model;		 /* kvm */
-	const struct cpu_opts *cpu_opts;	 /* emu; NULL: the defaults */
+	enum cpu_model cpu_model;	 /* kvm */
+	const struct cpu_opts *cpu_opts; /* emu; NULL: the defaults */
+	/* emu: single, every vCPU takes turns on the calling thread with
+	 * instruction-counted time (reproducible; record/replay); multi, every
+	 * vCPU on a host thread of its own with host time (machines of two or
+	 * more vCPUs without a debugger; others run single). */
+	enum engine_threads threads;
 	const struct engine_doorbell *doorbells; /* virtio's queue notifies, may be NULL */
 	unsigned ndoorbells;
 	struct engine_ctl *ctl; /* pause, resume, stop; may be NULL */

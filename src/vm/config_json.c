@@ -19,6 +19,7 @@
 
 static const char *const engine_names[] = {"auto", "emu", "kvm"};
 static const char *const model_names[] = {"corral", "host"};
+static const char *const threads_names[] = {"single", "multi"};
 static const char *const format_names[] = {"probe", "raw", "qcow2"};
 static const char *const cache_names[] = {"writeback", "none"};
 
@@ -39,8 +40,8 @@ char *vm_config_to_json(const struct vm_config *c)
 	json_t *o = json_object(), *disks = json_array(), *nets = json_array(), *cpu = json_object();
 	int r = o && disks && nets && cpu ? 0 : -ENOMEM;
 	char *text = NULL;
-	if (r || c->engine > VM_ENGINE_KVM || c->cpu_model > CPU_MODEL_HOST || c->ndisks > VM_MAX_DISKS ||
-	    c->nnets > VM_MAX_NETS)
+	if (r || c->engine > VM_ENGINE_KVM || c->cpu_model > CPU_MODEL_HOST || c->threads > ENGINE_THREADS_MULTI ||
+	    c->ndisks > VM_MAX_DISKS || c->nnets > VM_MAX_NETS)
 		goto out;
 	r |= put_str(o, "kernel", c->kernel);
 	r |= put_str(o, "initrd", c->initrd);
@@ -50,6 +51,7 @@ char *vm_config_to_json(const struct vm_config *c)
 	r |= put(o, "cpus", json_integer(c->cpus));
 	r |= put(o, "engine", json_string(engine_names[c->engine]));
 	r |= put(o, "cpu_model", json_string(model_names[c->cpu_model]));
+	r |= put(o, "accel_threads", json_string(threads_names[c->threads]));
 	for (unsigned k = 0; !r && k < c->ndisks; k++) {
 		const struct vm_disk *d = &c->disk[k];
 		json_t *jd = json_object();
@@ -314,6 +316,11 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 			c->cpu_model = (enum cpu_model)e;
 		return r;
 	}
+	if (!strcmp(key, "accel_threads")) {
+		if (!(r = get_enum(rd, key, v, threads_names, 2, &e)))
+			c->threads = (enum engine_threads)e;
+		return r;
+	}
 	if (!strcmp(key, "rng"))
 		return get_bool(rd, key, v, &c->rng);
 	if (!strcmp(key, "hvc"))
@@ -346,6 +353,7 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 	}
 	return fail(rd,
 		    "unknown key '%.64s' (known: kernel, initrd, cmdline, flat, mem, cpus, engine, cpu_model, "
+		    "accel_threads, "
 		    "disks, nets, rng, hvc, no_reboot, serial_path, guest_dir, kernel_cache, realtime_idle, "
 		    "ps_per_insn, cpu, debug_exit)",
 		    key);

@@ -219,6 +219,7 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 				   .ps_per_insn = c->ps_per_insn,
 				   .realtime_idle = c->realtime_idle,
 				   .cpu_model = c->cpu_model,
+				   .threads = c->threads,
 				   .cpu_opts = &c->cpu_opts,
 				   .ctl = &vm->ctl};
 	char err[sizeof(ex->msg)];

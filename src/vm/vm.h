@@ -60,6 +60,7 @@ struct vm_config {
 	unsigned cpus;
 	enum vm_engine engine;
 	enum cpu_model cpu_model;
+	enum engine_threads threads; /* emu: vCPUs taking turns on one thread, or a thread each */
 	struct vm_disk disk[VM_MAX_DISKS];
 	unsigned ndisks;
 	const char *net[VM_MAX_NETS]; /* backend/net.h specs: "user,...", "tap,ifname=..." */
@@ -114,6 +115,7 @@ void vm_config_init(struct vm_config *c);
 /* ---- The configuration as JSON ----
  * {"kernel": PATH, "initrd": PATH, "cmdline": S, "flat": PATH, "mem": BYTES,
  *  "cpus": N, "engine": "auto|emu|kvm", "cpu_model": "corral|host",
+ *  "accel_threads": "single|multi",
  *  "disks": [{"path": PATH, "format": "probe|raw|qcow2", "cache":
  *  "writeback|none", "readonly": BOOL, "serial": S}], "nets": [SPEC],
  *  "rng": BOOL, "hvc": BOOL, "no_reboot": BOOL, "serial_path": PATH,
