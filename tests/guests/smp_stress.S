@@ -6,7 +6,9 @@
  *  3 message passing (x86 forbids r1 = new flag, r2 = old data)
  *  4 code written by the BSP and run by vCPU 1, many rounds
  *  5 a failing CMPXCHG16B must not undo vCPU 1's plain stores to its line
- * and prints "cpus N" and one line per phase, "FAIL ..." on a wrong result. */
+ * and prints "cpus N" and one line per phase, "FAIL ..." on a wrong result.
+ * Built with FOREVER (smp_busy.S), every vCPU then spins until the VM is
+ * stopped from outside, for tests that pause running vCPU threads. */
 #include "guest.h"
 #define TRAMP 0x8000
 #define APS_UP 0x20000
@@ -86,6 +88,10 @@ _start:
 	cmp $6, %r14d
 	jb 6b
 	PUTS m_ok
+#ifdef FOREVER
+9:	pause			/* busy until stopped from outside */
+	jmp 9b
+#endif
 	jmp poweroff
 
 /* AP in 64-bit mode: its own stack, then the phases as they come */
@@ -112,9 +118,14 @@ ap64:
 	inc %r14d
 	cmp $6, %r14d
 	jb 1b
+#ifdef FOREVER
+3:	pause
+	jmp 3b
+#else
 3:	cli
 	hlt
 	jmp 3b
+#endif
 
 /* phase r14 on vCPU ebx */
 phase:
