@@ -47,9 +47,11 @@ void ckpt_chan_reset(void)
 	diag_fd = -1;
 }
 
-/* A unix socket's peer (its inode) and shutdown state (sk_shutdown: 1
- * receive, 2 send) through sock_diag (NETLINK_SOCK_DIAG, unix_diag). */
-static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut)
+/* A unix socket's peer (its inode), shutdown state (sk_shutdown: 1
+ * receive, 2 send) and the memory of what it sent that is still waiting
+ * to be read (SK_MEMINFO_WMEM_ALLOC: 0 when nothing is), through sock_diag
+ * (NETLINK_SOCK_DIAG, unix_diag). */
+static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut, uint32_t *wmem)
 {
 	if (diag_fd < 0 && (diag_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0)
 		return -errno;
@@ -64,7 +66,7 @@ static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut)
 	req.r.sdiag_family = AF_UNIX;
 	req.r.udiag_states = ~0u;
 	req.r.udiag_ino = (uint32_t)ino;
-	req.r.udiag_show = UDIAG_SHOW_PEER;
+	req.r.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_MEMINFO;
 	req.r.udiag_cookie[0] = req.r.udiag_cookie[1] = ~0u;
 	if (send(diag_fd, &req, sizeof(req), 0) != (ssize_t)sizeof(req))
 		return -errno;
@@ -81,6 +83,7 @@ static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut)
 		return -EPROTO;
 	*peer = 0;
 	*shut = 0;
+	*wmem = UINT32_MAX;
 	size_t off = NLMSG_LENGTH(sizeof(*m)), end = ans.nh.nlmsg_len;
 	while (off + sizeof(struct nlattr) <= end) {
 		const struct nlattr *a = (const struct nlattr *)(ans.b + off);
@@ -93,6 +96,8 @@ static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut)
 			*peer = p;
 		} else if (a->nla_type == UNIX_DIAG_SHUTDOWN && a->nla_len >= NLA_HDRLEN + 1) {
 			*shut = *v & 3;
+		} else if (a->nla_type == UNIX_DIAG_MEMINFO && a->nla_len >= NLA_HDRLEN + 4 * (SK_MEMINFO_WMEM_ALLOC + 1)) {
+			memcpy(wmem, v + 4 * SK_MEMINFO_WMEM_ALLOC, 4);
 		}
 		off += NLA_ALIGN(a->nla_len);
 	}
@@ -208,8 +213,8 @@ static int add_socket(struct ckpt_image *img, struct ckpt_fd *c, int fd, const s
 			}
 	}
 	ino_t peer;
-	uint32_t shut;
-	int r = unix_peer(st->st_ino, &peer, &shut);
+	uint32_t shut, wmem;
+	int r = unix_peer(st->st_ino, &peer, &shut, &wmem);
 	if (r) {
 		snprintf(err, errn, "descriptor %d: cannot find the other end of a socket (sock_diag: %s)", fd,
 			 strerror(-r));
@@ -375,6 +380,124 @@ static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *
 	return r;
 }
 
+/* Datagrams and sequenced packets: MSG_PEEK at a peek offset skips empty
+ * messages the program (or an earlier checkpoint) has peeked at, so each
+ * message is taken instead and sent again through the other end, in
+ * order: the queue is as it was, descriptors in flight included. */
+static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, size_t errn)
+{
+	uint32_t cap = 0, fdcap = 0;
+	int **rights = NULL, r = 0;
+	bool any_rights = false;
+	uint8_t *buf = NULL;
+	for (;;) {
+		ssize_t len = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+		if (len < 0) {
+			if (errno != EAGAIN)
+				r = -errno;
+			break;
+		}
+		if ((size_t)len > CKPT_MAX_QUEUE) {
+			r = -E2BIG;
+			break;
+		}
+		uint8_t *nb = realloc(buf, (size_t)len + 1);
+		if (!nb) {
+			r = -ENOMEM;
+			break;
+		}
+		buf = nb;
+		struct iovec iov = {buf, (size_t)len};
+		union {
+			struct cmsghdr h;
+			uint8_t b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(253 * sizeof(int))];
+		} ctl;
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+		/* from here on the message is ours: it must go back */
+		ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n != len) {
+			snprintf(err, errn, "a socket pair's message changed while it was read");
+			r = -EIO;
+			break;
+		}
+		int *fl = NULL;
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS && !fl) {
+				size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				if ((fl = malloc((k + 1) * sizeof(int)))) {
+					fl[0] = (int)k;
+					memcpy(fl + 1, CMSG_DATA(h), k * sizeof(int));
+				}
+				any_rights = true;
+			}
+		if (q->nmsg == fdcap) {
+			fdcap = fdcap ? fdcap * 2 : 16;
+			int **nr = realloc(rights, fdcap * sizeof(*nr));
+			if (nr)
+				rights = nr;
+		}
+		if (q->nmsg >= fdcap || (r = queue_push(q, buf, (size_t)n, &cap))) {
+			/* cannot keep it: put it back first, then fail */
+			send(peer, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			r = r ? r : -ENOMEM;
+			free(fl);
+			break;
+		}
+		rights[q->nmsg - 1] = fl;
+	}
+	/* every message taken goes back, in order */
+	const uint8_t *p = q->data;
+	bool raised = false;
+	int sb = sockopt(peer, SO_SNDBUF) / 2, big = INT_MAX / 2;
+	for (uint32_t i = 0; i < q->nmsg; i++) {
+		struct iovec iov = {(void *)p, q->len[i]};
+		union {
+			struct cmsghdr h;
+			uint8_t b[CMSG_SPACE(253 * sizeof(int))];
+		} ctl;
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (rights[i]) {
+			memset(&ctl, 0, sizeof(ctl));
+			m.msg_control = &ctl;
+			m.msg_controllen = CMSG_SPACE((size_t)rights[i][0] * sizeof(int));
+			struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+			h->cmsg_level = SOL_SOCKET;
+			h->cmsg_type = SCM_RIGHTS;
+			h->cmsg_len = CMSG_LEN((size_t)rights[i][0] * sizeof(int));
+			memcpy(CMSG_DATA(h), rights[i] + 1, (size_t)rights[i][0] * sizeof(int));
+		}
+		ssize_t w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && errno == EAGAIN && !raised) {
+			raised = true;
+			setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+			w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
+		if (w != (ssize_t)q->len[i] && !r) {
+			snprintf(err, errn, "a socket pair's message could not be put back (%s): data lost",
+				 w < 0 ? strerror(errno) : "short");
+			r = -EIO;
+		}
+		p += q->len[i];
+	}
+	if (raised && sb > 0)
+		setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+	for (uint32_t i = 0; i < q->nmsg; i++)
+		if (rights[i]) {
+			for (int k = 0; k < rights[i][0]; k++)
+				close(rights[i][k + 1]);
+			free(rights[i]);
+		}
+	free(rights);
+	free(buf);
+	if (!r && any_rights) {
+		snprintf(err, errn, "a socket pair carries descriptors in flight (SCM_RIGHTS): not carried");
+		r = -EOPNOTSUPP;
+	}
+	if (r == -E2BIG)
+		snprintf(err, errn, "a socket pair holds more waiting data than a checkpoint holds");
+	return r;
+}
+
 int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn)
 {
 	uint8_t *buf = NULL;
@@ -419,23 +542,41 @@ int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn)
 			r = -ENOMEM;
 			break;
 		}
+		ino_t peer[2];
+		uint32_t shut[2], wmem[2];
 		for (uint32_t e = 0; e < 2 && !r; e++) {
-			ino_t peer;
-			uint32_t shut;
-			if ((r = unix_peer(s->ino[e], &peer, &shut))) {
+			if ((r = unix_peer(s->ino[e], &peer[e], &shut[e], &wmem[e]))) {
 				snprintf(err, errn, "descriptor %d: sock_diag: %s", s->fd[e], strerror(-r));
 				break;
 			}
-			if (peer != s->ino[1 - e]) {
+			if (peer[e] != s->ino[1 - e]) {
 				snprintf(err, errn, "descriptors %d and %d: not the two ends of one socket pair",
 					 s->fd[0], s->fd[1]);
 				r = -EOPNOTSUPP;
-				break;
 			}
-			c->shut |= shut << (2 * e);
+		}
+		for (uint32_t e = 0; e < 2 && !r; e++) {
+			c->shut |= shut[e] << (2 * e);
 			int sb = sockopt(s->fd[e], SO_SNDBUF);
 			c->bufsize[e] = sb > 0 ? (uint64_t)sb : 1;
-			r = peek_socket(s->fd[e], c->kind, shut & CKCH_SHUT_RD, &c->q[e], buf, err, errn);
+		}
+		/* q[e]: what end e reads, which end 1 - e sent */
+		for (uint32_t e = 0; e < 2 && !r; e++) {
+			if (c->kind == CKCH_STREAM) {
+				r = peek_socket(s->fd[e], c->kind, shut[e] & CKCH_SHUT_RD, &c->q[e], buf, err, errn);
+			} else if ((shut[e] & CKCH_SHUT_RD) || (shut[1 - e] & CKCH_SHUT_WR)) {
+				/* messages could not be sent again: carried only
+				 * when none wait (nothing of the sender's in flight) */
+				if (wmem[1 - e]) {
+					snprintf(err, errn,
+						 "descriptor %d: messages waiting in a socket pair shut down for "
+						 "them are not carried yet",
+						 s->fd[e]);
+					r = -EOPNOTSUPP;
+				}
+			} else {
+				r = cycle_messages(s->fd[e], s->fd[1 - e], &c->q[e], err, errn);
+			}
 		}
 	}
 	free(buf);

@@ -155,7 +155,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 		state_section_end(w);
 	}
 
-	for (uint32_t k = 0; k < img->nchan; k++) {
+	for (uint32_t k = 0; fmt >= 2 && k < img->nchan; k++) {
 		const struct ckpt_chan *c = &img->chans[k];
 		state_section_begin(w, "chan", k, 1);
 		state_put_u32(w, c->kind);
@@ -362,6 +362,10 @@ static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int3
 	f->kind = state_get_u32(r);
 	f->flags = state_get_u32(r);
 	bool chan = fmt >= 2 && f->kind == CKFD_CHAN;
+	if (state_reader_ok(r) && (f->kind < CKFD_FILE || f->kind > (fmt >= 2 ? CKFD_CHAN : CKFD_DEV))) {
+		state_fail(r, "file %u: unknown kind %u", k, f->kind);
+		return;
+	}
 	f->path = get_path(r, chan, "an open file");
 	f->offset = state_get_u64(r);
 	get_ident(r, &f->id);

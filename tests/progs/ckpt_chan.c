@@ -151,7 +151,7 @@ static int hold(const char *go)
 	fflush(stdout);
 	struct stat st;
 	while (stat(go, &st) < 0)
-		usleep(20000);
+		usleep(500000); /* long: two checkpoints find it in the same sleep */
 
 	printf("pipe 10: %s, ", flags(10));
 	printf("pipe 20: %s, ", flags(20));
