@@ -380,6 +380,37 @@ static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *
 	return r;
 }
 
+/* One message sent again through peer, with the descriptors fl (count
+ * first) it carried; the first time the buffer is full, with the largest
+ * send buffer this host allows. 0 or -errno. */
+static int send_again(int peer, const void *p, size_t len, const int *fl, bool *raised)
+{
+	struct iovec iov = {(void *)p, len};
+	union {
+		struct cmsghdr h;
+		uint8_t b[CMSG_SPACE(253 * sizeof(int))];
+	} ctl;
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fl) {
+		memset(&ctl, 0, sizeof(ctl));
+		m.msg_control = &ctl;
+		m.msg_controllen = CMSG_SPACE((size_t)fl[0] * sizeof(int));
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN((size_t)fl[0] * sizeof(int));
+		memcpy(CMSG_DATA(h), fl + 1, (size_t)fl[0] * sizeof(int));
+	}
+	ssize_t w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w < 0 && errno == EAGAIN && !*raised) {
+		int big = INT_MAX / 2;
+		*raised = true;
+		setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+		w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	}
+	return w == (ssize_t)len ? 0 : w < 0 ? -errno : -EIO;
+}
+
 /* Datagrams and sequenced packets: MSG_PEEK at a peek offset skips empty
  * messages the program (or an earlier checkpoint) has peeked at, so each
  * message is taken instead and sent again through the other end, in
@@ -387,9 +418,10 @@ static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *
 static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, size_t errn)
 {
 	uint32_t cap = 0, fdcap = 0;
-	int **rights = NULL, r = 0;
+	int **rights = NULL, *last_rights = NULL, r = 0;
 	bool any_rights = false;
 	uint8_t *buf = NULL;
+	size_t last_len = SIZE_MAX; /* a message taken but not kept */
 	for (;;) {
 		ssize_t len = recv(fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
 		if (len < 0) {
@@ -437,10 +469,10 @@ static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, siz
 				rights = nr;
 		}
 		if (q->nmsg >= fdcap || (r = queue_push(q, buf, (size_t)n, &cap))) {
-			/* cannot keep it: put it back first, then fail */
-			send(peer, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			/* cannot keep it: it goes back last, then this fails */
+			last_len = (size_t)n;
+			last_rights = fl;
 			r = r ? r : -ENOMEM;
-			free(fl);
 			break;
 		}
 		rights[q->nmsg - 1] = fl;
@@ -448,45 +480,27 @@ static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, siz
 	/* every message taken goes back, in order */
 	const uint8_t *p = q->data;
 	bool raised = false;
-	int sb = sockopt(peer, SO_SNDBUF) / 2, big = INT_MAX / 2;
-	for (uint32_t i = 0; i < q->nmsg; i++) {
-		struct iovec iov = {(void *)p, q->len[i]};
-		union {
-			struct cmsghdr h;
-			uint8_t b[CMSG_SPACE(253 * sizeof(int))];
-		} ctl;
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-		if (rights[i]) {
-			memset(&ctl, 0, sizeof(ctl));
-			m.msg_control = &ctl;
-			m.msg_controllen = CMSG_SPACE((size_t)rights[i][0] * sizeof(int));
-			struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-			h->cmsg_level = SOL_SOCKET;
-			h->cmsg_type = SCM_RIGHTS;
-			h->cmsg_len = CMSG_LEN((size_t)rights[i][0] * sizeof(int));
-			memcpy(CMSG_DATA(h), rights[i] + 1, (size_t)rights[i][0] * sizeof(int));
-		}
-		ssize_t w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (w < 0 && errno == EAGAIN && !raised) {
-			raised = true;
-			setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-			w = sendmsg(peer, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-		}
-		if (w != (ssize_t)q->len[i] && !r) {
-			snprintf(err, errn, "a socket pair's message could not be put back (%s): data lost",
-				 w < 0 ? strerror(errno) : "short");
+	int sb = sockopt(peer, SO_SNDBUF) / 2;
+	for (uint32_t i = 0; i <= q->nmsg; i++) {
+		size_t len = i < q->nmsg ? q->len[i] : last_len;
+		if (len == SIZE_MAX)
+			break;
+		int w = send_again(peer, i < q->nmsg ? p : buf, len, i < q->nmsg ? rights[i] : last_rights, &raised);
+		if (w && !r) {
+			snprintf(err, errn, "a socket pair's message could not be put back (%s): data lost", strerror(-w));
 			r = -EIO;
 		}
-		p += q->len[i];
+		if (i < q->nmsg)
+			p += len;
 	}
 	if (raised && sb > 0)
 		setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
-	for (uint32_t i = 0; i < q->nmsg; i++)
-		if (rights[i]) {
-			for (int k = 0; k < rights[i][0]; k++)
-				close(rights[i][k + 1]);
-			free(rights[i]);
-		}
+	for (uint32_t i = 0; i <= q->nmsg; i++) {
+		int *fl = i < q->nmsg ? rights[i] : last_rights;
+		for (int k = 0; fl && k < fl[0]; k++)
+			close(fl[k + 1]);
+		free(fl);
+	}
 	free(rights);
 	free(buf);
 	if (!r && any_rights) {

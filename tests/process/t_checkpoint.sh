@@ -280,6 +280,31 @@ nofds "$CORRAL" restore-exec h3 >>chan.1 2>>chan.err
 check "pipes and socket pairs restored: status" "$?" 0
 check "pipes and socket pairs restored" "$(cat chan.1)" "$(cat chan.native)"
 check "no errors" "$(cat chan.err)" ""
+# a descriptor in flight in a socket pair: refused, and the messages
+# around it are left as they were, in order
+rm -f go
+"$CH" rights go >rights.native &
+pid=$!
+ready rights.native
+touch go
+wait $pid
+grep -q "message 1: 4 'with' with /dev/null" rights.native || bad "native rights: $(cat rights.native)"
+rm -f go r.sock
+nofds_bg "$CORRAL" exec --control r.sock "$CH" rights go >rights.1 2>rights.err &
+pid=$!
+wait_sock r.sock
+ready rights.1
+"$CORRAL" checkpoint r.sock rcp 2>rck.err
+check "descriptors in flight: refused" "$?" 1
+case "$(cat rck.err)" in
+*"descriptors in flight (SCM_RIGHTS)"*) ok ;;
+*) bad "descriptors in flight: $(cat rck.err)" ;;
+esac
+check "descriptors in flight: nothing written" "$(ls -d rcp 2>/dev/null)" ""
+touch go
+wait $pid
+check "descriptors in flight: the messages as they were" "$(cat rights.1)" "$(cat rights.native)"
+
 # 8. threads talking through a pipe and a datagram socket pair: the same
 # result after a checkpoint mid-run, and with checkpoints taken while it runs
 "$CH" flow 400000 fprog.n >flow.native

@@ -4,6 +4,9 @@
  *   ckpt_chan hold GO          fill pipes and socket pairs, say "ready",
  *                              wait until file GO exists, then read them all
  *                              back and print what they held and how
+ *   ckpt_chan rights GO        a datagram pair with a descriptor in flight
+ *                              between two messages (a checkpoint refuses
+ *                              it and must leave all three as they were)
  *   ckpt_chan flow N PROGRESS  threads that talk through a pipe and a
  *                              datagram socket pair, N numbers, a line of
  *                              progress per 20000 into PROGRESS; prints
@@ -183,6 +186,52 @@ static int hold(const char *go)
 	return 0;
 }
 
+static int rights(const char *go)
+{
+	int d[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, d))
+		return 1;
+	send(d[0], "before", 6, 0);
+	int fd = open("/dev/null", O_RDONLY);
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct iovec iov = {"with", 4};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	if (sendmsg(d[0], &m, 0) != 4)
+		return 1;
+	close(fd);
+	send(d[0], "", 0, 0);
+	send(d[0], "after", 5, 0);
+	printf("ready\n");
+	fflush(stdout);
+	struct stat st;
+	while (stat(go, &st) < 0)
+		usleep(100000);
+	for (int k = 0; k < 5; k++) {
+		char buf[64];
+		memset(&ctl, 0, sizeof(ctl));
+		iov = (struct iovec){buf, sizeof(buf)};
+		m = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+		ssize_t n = recvmsg(d[1], &m, MSG_DONTWAIT);
+		h = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL;
+		int got = -1;
+		if (h && h->cmsg_type == SCM_RIGHTS)
+			memcpy(&got, CMSG_DATA(h), sizeof(int));
+		struct stat fs;
+		printf("message %d: %zd '%.*s'%s\n", k, n, n > 0 ? (int)n : 0, buf,
+		       got >= 0 && fstat(got, &fs) == 0 && S_ISCHR(fs.st_mode) ? " with /dev/null" : "");
+	}
+	return 0;
+}
+
 /* ---- flow ---- */
 
 static int fwd[2], dg[2];
@@ -250,8 +299,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "hold"))
 		return hold(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "rights"))
+		return rights(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "flow"))
 		return flow(atol(argv[2]), argv[3]);
-	fprintf(stderr, "usage: ckpt_chan hold GO | flow N PROGRESS\n");
+	fprintf(stderr, "usage: ckpt_chan hold GO | rights GO | flow N PROGRESS\n");
 	return 2;
 }
