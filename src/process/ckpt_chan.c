@@ -96,7 +96,8 @@ static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut, uint32_t *wmem)
 			*peer = p;
 		} else if (a->nla_type == UNIX_DIAG_SHUTDOWN && a->nla_len >= NLA_HDRLEN + 1) {
 			*shut = *v & 3;
-		} else if (a->nla_type == UNIX_DIAG_MEMINFO && a->nla_len >= NLA_HDRLEN + 4 * (SK_MEMINFO_WMEM_ALLOC + 1)) {
+		} else if (a->nla_type == UNIX_DIAG_MEMINFO &&
+			   a->nla_len >= NLA_HDRLEN + 4 * (SK_MEMINFO_WMEM_ALLOC + 1)) {
 			memcpy(wmem, v + 4 * SK_MEMINFO_WMEM_ALLOC, 4);
 		}
 		off += NLA_ALIGN(a->nla_len);
@@ -155,8 +156,8 @@ static int add_pipe(struct ckpt_image *img, struct ckpt_fd *c, int fd, const str
 {
 	int acc = fl & O_ACCMODE;
 	if (acc == O_RDWR || (fl & O_DIRECT)) {
-		snprintf(err, errn, "descriptor %d: a pipe open for reading and writing, or in packet mode, is not carried",
-			 fd);
+		snprintf(err, errn,
+			 "descriptor %d: a pipe open for reading and writing, or in packet mode, is not carried", fd);
 		return -EOPNOTSUPP;
 	}
 	uint32_t k;
@@ -231,8 +232,8 @@ static int add_socket(struct ckpt_image *img, struct ckpt_fd *c, int fd, const s
 	return hold(img, c, (uint32_t)n, 0, fd, fl, err, errn);
 }
 
-int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struct stat *st, int fl,
-		  const char *link, char *err, size_t errn)
+int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struct stat *st, int fl, const char *link,
+		  char *err, size_t errn)
 {
 	if (S_ISFIFO(st->st_mode) && !strncmp(link, "pipe:", 5))
 		return add_pipe(img, c, fd, st, fl, err, errn);
@@ -305,8 +306,7 @@ static int queue_push(struct ckpt_queue *q, const uint8_t *p, size_t n, uint32_t
 /* What waits at a socket, read without taking it: MSG_PEEK from a peek
  * offset (SO_PEEK_OFF) that walks the queue, message by message. A stream
  * is kept as one run of bytes. */
-static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *q, uint8_t *buf, char *err,
-		       size_t errn)
+static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *q, uint8_t *buf, char *err, size_t errn)
 {
 	int inq = 0;
 	if (ioctl(fd, FIONREAD, &inq) < 0)
@@ -326,7 +326,8 @@ static int peek_socket(int fd, uint32_t kind, bool rcv_shut, struct ckpt_queue *
 			struct cmsghdr h;
 			uint8_t b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(64 * sizeof(int))];
 		} ctl;
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+		struct msghdr m = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
 		ssize_t n = recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0) {
 			if (errno != EAGAIN)
@@ -444,7 +445,8 @@ static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, siz
 			struct cmsghdr h;
 			uint8_t b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(253 * sizeof(int))];
 		} ctl;
-		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+		struct msghdr m = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
 		/* from here on the message is ours: it must go back */
 		ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n != len) {
@@ -487,7 +489,8 @@ static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, siz
 			break;
 		int w = send_again(peer, i < q->nmsg ? p : buf, len, i < q->nmsg ? rights[i] : last_rights, &raised);
 		if (w && !r) {
-			snprintf(err, errn, "a socket pair's message could not be put back (%s): data lost", strerror(-w));
+			snprintf(err, errn, "a socket pair's message could not be put back (%s): data lost",
+				 strerror(-w));
 			r = -EIO;
 		}
 		if (i < q->nmsg)
@@ -671,9 +674,10 @@ int ckpt_chan_make(const struct ckpt_chan *c, uint32_t k, int out[2], int low, c
 				p += n;
 			}
 			if (r) {
-				snprintf(err, errn,
-					 "socket pair %u: its waiting data does not fit this host's socket buffers (%s)", k,
-					 strerror(-r));
+				snprintf(
+					err, errn,
+					"socket pair %u: its waiting data does not fit this host's socket buffers (%s)",
+					k, strerror(-r));
 				goto fail;
 			}
 			setsockopt(f[1 - e], SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));

@@ -10,8 +10,8 @@
 
 /* Descriptor fd (st, F_GETFL fl, /proc link text) is a pipe or socket:
  * make c an end of one of img's channels, adding the channel if new. */
-int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struct stat *st, int fl,
-		  const char *link, char *err, size_t errn);
+int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struct stat *st, int fl, const char *link,
+		  char *err, size_t errn);
 /* Every channel whole (or its missing end closed), its waiting data read. */
 int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn);
 /* Forget what the last gathering kept (after ckpt_chan_finish or a failure). */

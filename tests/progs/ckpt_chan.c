@@ -61,7 +61,10 @@ static const char *flags(int fd)
 	int fl = fcntl(fd, F_GETFL), fdf = fcntl(fd, F_GETFD);
 	if (fl < 0)
 		return "closed";
-	snprintf(b, sizeof(b), "%s%s%s", (fl & O_ACCMODE) == O_RDONLY ? "r" : (fl & O_ACCMODE) == O_WRONLY ? "w" : "rw",
+	snprintf(b, sizeof(b), "%s%s%s",
+		 (fl & O_ACCMODE) == O_RDONLY	? "r"
+		 : (fl & O_ACCMODE) == O_WRONLY ? "w"
+						: "rw",
 		 (fl & O_NONBLOCK) ? " nonblock" : "", (fdf & FD_CLOEXEC) ? " cloexec" : "");
 	return b;
 }
@@ -168,8 +171,7 @@ static int hold(const char *go)
 	n = read(10, buf, sizeof(buf));
 	printf("pipe written and read: %zd\n", n);
 	n = read(12, buf, sizeof(buf));
-	printf("pipe without writer (%s): %zd hash %08x, ", flags(12), n,
-	       n > 0 ? fnv(buf, (size_t)n, 2166136261u) : 0);
+	printf("pipe without writer (%s): %zd hash %08x, ", flags(12), n, n > 0 ? fnv(buf, (size_t)n, 2166136261u) : 0);
 	n = read(12, buf, sizeof(buf));
 	printf("then %zd\n", n);
 	n = write(13, "x", 1);
@@ -219,7 +221,8 @@ static int rights(const char *go)
 		char buf[64];
 		memset(&ctl, 0, sizeof(ctl));
 		iov = (struct iovec){buf, sizeof(buf)};
-		m = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+		m = (struct msghdr){
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
 		ssize_t n = recvmsg(d[1], &m, MSG_DONTWAIT);
 		h = n >= 0 ? CMSG_FIRSTHDR(&m) : NULL;
 		int got = -1;
