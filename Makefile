@@ -435,7 +435,7 @@ fuzz-state-run: $(FUZZ_BUILD)/fuzz_state
 # A process VM checkpoint's parser (opt-in): the input is a checkpoint's
 # state file. `make fuzz-ckpt-run FUZZ_SECONDS=120`; crash inputs land in
 # tests/fuzz/regress/ckpt/, which make check replays with the seeds.
-FUZZ_CKPT_SRC := src/process/ckpt_image.c src/state/stream.c
+FUZZ_CKPT_SRC := src/process/ckpt_image.c src/state/stream.c src/state/cpu_fields.c
 $(FUZZ_BUILD)/fuzz_ckpt: tests/fuzz/fuzz_ckpt.c tests/fuzz/fuzz_ckpt.h $(FUZZ_CKPT_SRC) src/process/ckpt.h src/state/stream.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_ckpt.c $(FUZZ_CKPT_SRC) -lz

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "process/ckpt.h"
+#include "process/ckpt_chan.h"
 #include "process/internal.h"
 
 #define STOP_TIMEOUT_MS 10000 /* every thread reaches a boundary within this */
@@ -327,11 +328,7 @@ static int gather_vmas(struct ckpt_image *img, int mfd, char *err, size_t errn)
 static int fd_kind_error(int fd, const char *link, char *err, size_t errn)
 {
 	const char *why = "it is not a file, directory or stateless device";
-	if (!strncmp(link, "socket:", 7))
-		why = "sockets are not carried by a checkpoint";
-	else if (!strncmp(link, "pipe:", 5))
-		why = "pipes are not carried by a checkpoint yet";
-	else if (!strncmp(link, "anon_inode:", 11))
+	if (!strncmp(link, "anon_inode:", 11))
 		why = "epoll, eventfd, timerfd, signalfd and the like are not carried by a checkpoint yet";
 	snprintf(err, errn, "descriptor %d (%s): %s", fd, link, why);
 	return -EOPNOTSUPP;
@@ -404,6 +401,18 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 		path[l] = 0;
 		struct ckpt_fd *c = &img->fds[img->nfd];
 		c->fd = fd;
+		int fl = fcntl(fd, F_GETFL), fdf = fcntl(fd, F_GETFD);
+		if (fl >= 0 && fdf >= 0 && !(fl & O_PATH) && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+			/* a pipe or socket pair: its ends and data are
+			 * gathered when every descriptor has been seen */
+			if ((r = ckpt_chan_add(img, c, fd, &st, fl, path, err, errn)))
+				goto out;
+			c->flags = (c->end == 0 || img->chans[c->chan].kind != CKCH_PIPE ? CKF_READ : 0) |
+				   (c->end == 1 || img->chans[c->chan].kind != CKCH_PIPE ? CKF_WRITE : 0) |
+				   ((fl & O_NONBLOCK) ? CKF_NONBLOCK : 0) | ((fdf & FD_CLOEXEC) ? CKF_CLOEXEC : 0);
+			img->nfd++;
+			continue;
+		}
 		if (S_ISREG(st.st_mode))
 			c->kind = CKFD_FILE;
 		else if (S_ISDIR(st.st_mode))
@@ -419,7 +428,6 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 			r = -EOPNOTSUPP;
 			goto out;
 		}
-		int fl = fcntl(fd, F_GETFL), fdf = fcntl(fd, F_GETFD);
 		if (fl < 0 || fdf < 0 || (fl & O_PATH)) {
 			snprintf(err, errn, "descriptor %d ('%.300s'): an O_PATH descriptor is not carried yet", fd,
 				 path);
@@ -440,7 +448,10 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 		}
 		img->nfd++;
 	}
+	if (!r)
+		r = ckpt_chan_finish(img, err, errn);
 out:
+	ckpt_chan_reset();
 	free(fds);
 	return r;
 }
@@ -584,6 +595,7 @@ static int save_dir(const char *dir, int leave_running, char *err, size_t errn)
 {
 	struct ckpt_image img;
 	memset(&img, 0, sizeof(img));
+	img.format = CKPT_VERSION;
 	char sp[PATH_MAX], mp[PATH_MAX], st[PATH_MAX], mt[PATH_MAX];
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errn, "'%.300s': %s", dir, strerror(errno));
@@ -741,6 +753,8 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 	for (uint32_t k = 0; k < img->nfd; k++) {
 		const struct ckpt_fd *f = &img->fds[k];
 		struct stat st;
+		if (f->kind == CKFD_CHAN)
+			continue; /* made by make_chans */
 		int flags = open_flags(f->flags) | (f->kind == CKFD_DIR ? O_DIRECTORY : 0);
 		/* a host path: --root's confinement held when it was opened */
 		int fd = open(f->path, flags | O_NOFOLLOW);
@@ -823,7 +837,19 @@ static int restore_memory(struct proc *p, const struct ckpt_image *img, const in
 	return 0;
 }
 
-static int restore_fds(const struct ckpt_image *img, int *ffd, char *err, size_t errn)
+/* The checkpoint's pipes and socket pairs, with their data, above low:
+ * cfd[2 * k + end]. */
+static int make_chans(const struct ckpt_image *img, int *cfd, int low, char *err, size_t errn)
+{
+	for (uint32_t k = 0; k < img->nchan; k++) {
+		int r = ckpt_chan_make(&img->chans[k], k, &cfd[2 * k], low, err, errn);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int restore_fds(const struct ckpt_image *img, int *ffd, const int *cfd, char *err, size_t errn)
 {
 	for (uint32_t k = 0; k < img->nfd; k++) {
 		const struct ckpt_fd *f = &img->fds[k];
@@ -832,6 +858,17 @@ static int restore_fds(const struct ckpt_image *img, int *ffd, char *err, size_t
 				 "descriptor %d: this corral keeps that number for itself (a lower open file limit?)",
 				 f->fd);
 			return -EBUSY;
+		}
+		if (f->kind == CKFD_CHAN) {
+			/* the ends' descriptors share one description, as dup'ed ones did */
+			int src = cfd[2 * f->chan + f->end];
+			if (dup3(src, f->fd, (f->flags & CKF_CLOEXEC) ? O_CLOEXEC : 0) < 0 ||
+			    fcntl(f->fd, F_SETFL, (f->flags & CKF_NONBLOCK) ? O_NONBLOCK : 0) < 0) {
+				snprintf(err, errn, "descriptor %d: %s", f->fd, strerror(errno));
+				return -EIO;
+			}
+			ffd[k] = f->fd;
+			continue;
 		}
 		if (f->kind == CKFD_FILE && lseek(ffd[k], (off_t)f->offset, SEEK_SET) < 0) {
 			snprintf(err, errn, "open file '%.300s': %s", f->path, strerror(errno));
@@ -952,7 +989,7 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	size_t len = 0;
 	struct ckpt_image img;
 	memset(&img, 0, sizeof(img));
-	int *vfd = NULL, *ffd = NULL, mfd = -1;
+	int *vfd = NULL, *ffd = NULL, *cfd = NULL, mfd = -1;
 	struct gthread **th = NULL;
 	if (o->sandbox) {
 		fprintf(stderr, "corral: restore-exec: --sandbox is not supported with checkpoints yet\n");
@@ -1018,7 +1055,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	vfd = calloc(img.nvma + 1, sizeof(int));
 	ffd = calloc(img.nfd + 1, sizeof(int));
 	th = calloc(img.nthreads, sizeof(*th));
-	if (!vfd || !ffd || !th) {
+	cfd = calloc(2 * (size_t)img.nchan + 1, sizeof(int));
+	if (!vfd || !ffd || !th || !cfd) {
 		fprintf(stderr, "corral: restore-exec: out of memory\n");
 		goto fail;
 	}
@@ -1026,17 +1064,25 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		vfd[k] = -1;
 	for (uint32_t k = 0; k < img.nfd; k++)
 		ffd[k] = -1;
+	for (uint32_t k = 0; k < 2 * img.nchan; k++)
+		cfd[k] = -1;
 	err[0] = 0;
 	if (chdir(img.cwd) < 0) {
 		fprintf(stderr, "corral: restore-exec: working directory '%.300s': %s\n", img.cwd, strerror(errno));
 		goto fail;
 	}
-	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) || (r = restore_limits(&img, err, sizeof(err))) ||
+	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) ||
+	    (r = make_chans(&img, cfd, low, err, sizeof(err))) || (r = restore_limits(&img, err, sizeof(err))) ||
 	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
-	    (r = restore_fds(&img, ffd, err, sizeof(err)))) {
+	    (r = restore_fds(&img, ffd, cfd, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto fail;
 	}
+	for (uint32_t k = 0; k < 2 * img.nchan; k++)
+		if (cfd[k] >= 0) {
+			close(cfd[k]);
+			cfd[k] = -1;
+		}
 	close(mfd);
 	mfd = -1;
 	for (uint32_t k = 0; k < img.nvma; k++)
@@ -1093,6 +1139,7 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	ckpt_image_free(&img);
 	free(vfd);
 	free(ffd);
+	free(cfd);
 	free(th);
 	cur_thread = main_t;
 	sig_setmask(main_t, main_t->sigmask);
@@ -1107,6 +1154,9 @@ fail:
 	for (uint32_t k = 0; ffd && k < img.nfd; k++)
 		if (ffd[k] > 2)
 			close(ffd[k]);
+	for (uint32_t k = 0; cfd && k < 2 * img.nchan; k++)
+		if (cfd[k] > 2)
+			close(cfd[k]);
 	for (uint32_t k = 0; th && k < img.nthreads; k++)
 		if (th[k]) {
 			cpu_destroy(&th[k]->cpu);
@@ -1116,6 +1166,7 @@ fail:
 		close(mfd);
 	free(vfd);
 	free(ffd);
+	free(cfd);
 	free(th);
 	ckpt_image_free(&img);
 	return 1;

@@ -13,7 +13,11 @@
 #include "cpu/cpu.h"
 #include "state/stream.h"
 
-#define CKPT_VERSION 1 /* of every section below */
+/* Section versions: "process" and "fd" are at 2 since pipes and socket
+ * pairs are carried (version 1, without them, is still read); the others
+ * at 1. */
+#define CKPT_VERSION 2
+#define CKPT_VERSION_MIN 1
 #define CKPT_MAX_THREADS 4096
 #define CKPT_MAX_VMAS 65530 /* vm.max_map_count */
 #define CKPT_MAX_FDS 65536
@@ -22,6 +26,9 @@
 #define CKPT_NRLIMIT 16 /* RLIMIT_CPU..RLIMIT_RTTIME: the same numbers on every Linux ABI */
 #define CKPT_PATH_MAX 4096
 #define CKPT_PAGE 4096ull
+#define CKPT_MAX_CHANS 65536
+#define CKPT_MAX_MSGS (1u << 20)    /* messages waiting in one socket */
+#define CKPT_MAX_QUEUE (64u << 20)  /* bytes waiting in one pipe or socket */
 
 /* A file's identity: what must still hold when a checkpoint is restored. */
 struct ckpt_ident {
@@ -79,14 +86,39 @@ struct ckpt_vma {
 #define CKF_NONBLOCK 8u
 #define CKF_CLOEXEC 16u
 #define CKF_KNOWN 31u
-enum ckpt_fd_kind { CKFD_FILE = 1, CKFD_DIR = 2, CKFD_DEV = 3 };
+enum ckpt_fd_kind { CKFD_FILE = 1, CKFD_DIR = 2, CKFD_DEV = 3, CKFD_CHAN = 4 };
 
 struct ckpt_fd {
 	int32_t fd;
 	uint32_t kind, flags;
-	char *path; /* the host's path */
+	char *path; /* the host's path; NULL for CKFD_CHAN */
 	uint64_t offset;
 	struct ckpt_ident id;
+	uint32_t chan, end; /* CKFD_CHAN: which channel, which of its ends */
+};
+
+/* A pipe or a socket pair whose ends the program holds, with what waits
+ * to be read in it. A pipe's end 0 reads and end 1 writes; a socket
+ * pair's ends are the two sockets. q[e] is what end e would read next:
+ * a pipe's bytes (q[0], one message), a stream's bytes (one message), or
+ * a datagram or seqpacket socket's messages, boundaries kept. */
+enum ckpt_chan_kind { CKCH_PIPE = 1, CKCH_STREAM = 2, CKCH_DGRAM = 3, CKCH_SEQPACKET = 4 };
+#define CKCH_SHUT_RD 1u /* a socket end's shutdown, per end: bits << (2 * end) */
+#define CKCH_SHUT_WR 2u
+
+struct ckpt_queue {
+	uint32_t nmsg;
+	uint32_t *len; /* of each message */
+	uint64_t size; /* the sum of len[] */
+	uint8_t *data;
+};
+
+struct ckpt_chan {
+	uint32_t kind;
+	uint32_t held;	      /* bit e: the program holds end e (both for a socket pair) */
+	uint32_t shut;	      /* CKCH_SHUT_* << (2 * end) */
+	uint64_t bufsize[2];  /* pipe: its capacity in [0]; sockets: each end's SO_SNDBUF */
+	struct ckpt_queue q[2];
 };
 
 struct ckpt_itimer {
@@ -109,17 +141,20 @@ struct ckpt_image {
 		uint64_t handler, flags, restorer, mask;
 	} act[CKPT_NSIG + 1];
 	struct ckpt_itimer itimer[3];
-	uint32_t nthreads, nvma, nfd;
+	uint32_t format; /* the version of "process" and "fd": CKPT_VERSION_MIN..CKPT_VERSION */
+	uint32_t nthreads, nvma, nfd, nchan;
 	struct ckpt_thread *threads;
 	struct ckpt_vma *vmas;
 	struct ckpt_fd *fds;
+	struct ckpt_chan *chans;
 };
 
-/* The stream of img on w (the memory file is the caller's). */
+/* The stream of img on w, at img->format (0: CKPT_VERSION) (the memory file is the caller's). */
 void ckpt_write(struct state_writer *w, const struct ckpt_image *img);
 /* Parse and check [data, data+size); 0 and *img (free with
  * ckpt_image_free), or -EINVAL with one sentence in err. */
 int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err, size_t errn);
 void ckpt_image_free(struct ckpt_image *img);
+void ckpt_queue_free(struct ckpt_queue *q);
 
 #endif

@@ -31,9 +31,19 @@ static void put_cpu(struct state_writer *w, const struct cpu_state *s)
 	state_put_fpu(w, s);
 }
 
+static void put_queue(struct state_writer *w, const struct ckpt_queue *q)
+{
+	state_put_u32(w, q->nmsg);
+	for (uint32_t k = 0; k < q->nmsg; k++)
+		state_put_u32(w, q->len[k]);
+	if (q->size)
+		state_put_bytes(w, q->data, q->size);
+}
+
 void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 {
-	state_section_begin(w, "process", 0, CKPT_VERSION);
+	uint32_t fmt = img->format ? img->format : CKPT_VERSION;
+	state_section_begin(w, "process", 0, fmt);
 	state_put_str(w, img->version);
 	state_put_str(w, img->root);
 	state_put_u64(w, img->mem_cap);
@@ -50,9 +60,11 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 	state_put_u32(w, img->nthreads);
 	state_put_u32(w, img->nvma);
 	state_put_u32(w, img->nfd);
+	if (fmt >= 2)
+		state_put_u32(w, img->nchan);
 	state_section_end(w);
 
-	state_section_begin(w, "rlimits", 0, CKPT_VERSION);
+	state_section_begin(w, "rlimits", 0, 1);
 	state_put_u32(w, CKPT_NRLIMIT);
 	for (unsigned k = 0; k < CKPT_NRLIMIT; k++) {
 		state_put_u64(w, img->rlim[k].cur);
@@ -60,7 +72,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 	}
 	state_section_end(w);
 
-	state_section_begin(w, "sigactions", 0, CKPT_VERSION);
+	state_section_begin(w, "sigactions", 0, 1);
 	for (unsigned k = 1; k <= CKPT_NSIG; k++) {
 		state_put_u64(w, img->act[k].handler);
 		state_put_u64(w, img->act[k].flags);
@@ -69,7 +81,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 	}
 	state_section_end(w);
 
-	state_section_begin(w, "itimers", 0, CKPT_VERSION);
+	state_section_begin(w, "itimers", 0, 1);
 	for (unsigned k = 0; k < 3; k++) {
 		state_put_u64(w, img->itimer[k].int_s);
 		state_put_u64(w, img->itimer[k].int_us);
@@ -80,7 +92,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 
 	for (uint32_t k = 0; k < img->nthreads; k++) {
 		const struct ckpt_thread *t = &img->threads[k];
-		state_section_begin(w, "thread", k, CKPT_VERSION);
+		state_section_begin(w, "thread", k, 1);
 		put_cpu(w, &t->s);
 		state_put_u32(w, (uint32_t)t->tid);
 		state_put_u64(w, t->clear_child_tid);
@@ -110,7 +122,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 
 	for (uint32_t k = 0; k < img->nvma; k++) {
 		const struct ckpt_vma *v = &img->vmas[k];
-		state_section_begin(w, "vma", k, CKPT_VERSION);
+		state_section_begin(w, "vma", k, 1);
 		state_put_u64(w, v->start);
 		state_put_u64(w, v->end);
 		state_put_u64(w, v->off);
@@ -129,13 +141,30 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 
 	for (uint32_t k = 0; k < img->nfd; k++) {
 		const struct ckpt_fd *f = &img->fds[k];
-		state_section_begin(w, "fd", k, CKPT_VERSION);
+		state_section_begin(w, "fd", k, fmt);
 		state_put_u32(w, (uint32_t)f->fd);
 		state_put_u32(w, f->kind);
 		state_put_u32(w, f->flags);
-		state_put_str(w, f->path);
+		state_put_str(w, f->path ? f->path : "");
 		state_put_u64(w, f->offset);
 		put_ident(w, &f->id);
+		if (fmt >= 2) {
+			state_put_u32(w, f->chan);
+			state_put_u32(w, f->end);
+		}
+		state_section_end(w);
+	}
+
+	for (uint32_t k = 0; fmt >= 2 && k < img->nchan; k++) {
+		const struct ckpt_chan *c = &img->chans[k];
+		state_section_begin(w, "chan", k, 1);
+		state_put_u32(w, c->kind);
+		state_put_u32(w, c->held);
+		state_put_u32(w, c->shut);
+		state_put_u64(w, c->bufsize[0]);
+		state_put_u64(w, c->bufsize[1]);
+		put_queue(w, &c->q[0]);
+		put_queue(w, &c->q[1]);
 		state_section_end(w);
 	}
 }
@@ -200,8 +229,9 @@ static void get_cpu(struct state_reader *r, struct cpu_state *s, uint32_t k)
 		state_fail(r, "thread %u: FS or GS base not canonical", k);
 }
 
-/* The next section must be name/instance at version CKPT_VERSION. */
-static bool expect(struct state_reader *r, const char *name, uint32_t instance)
+/* The next section must be name/instance at version CKPT_VERSION_MIN..max;
+ * its version in *version (if not NULL). */
+static bool expect_v(struct state_reader *r, const char *name, uint32_t instance, uint32_t max, uint32_t *version)
 {
 	struct state_section s;
 	int n = state_next_section(r, &s);
@@ -215,12 +245,20 @@ static bool expect(struct state_reader *r, const char *name, uint32_t instance)
 		state_fail(r, "section '%s' %u where '%s' %u was expected", s.name, s.instance, name, instance);
 		return false;
 	}
-	if (s.version != CKPT_VERSION) {
-		state_fail(r, "section '%s' has version %u; this corral reads version %u", name, s.version,
-			   CKPT_VERSION);
+	if (s.version < CKPT_VERSION_MIN || s.version > max) {
+		state_fail(r, "section '%s' has version %u; this corral reads versions %u to %u", name, s.version,
+			   CKPT_VERSION_MIN, max);
 		return false;
 	}
+	if (version)
+		*version = s.version;
 	return true;
+}
+
+/* Sections whose layout is still that of version 1. */
+static bool expect(struct state_reader *r, const char *name, uint32_t instance)
+{
+	return expect_v(r, name, instance, 1, NULL);
 }
 
 static bool done(struct state_reader *r)
@@ -318,24 +356,135 @@ static void parse_vma(struct state_reader *r, struct ckpt_vma *v, uint32_t k, ui
 		state_fail(r, "mapping %u: a shared file mapping with saved pages", k);
 }
 
-static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int32_t prev)
+static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int32_t prev, uint32_t fmt)
 {
 	f->fd = (int32_t)state_get_u32(r);
 	f->kind = state_get_u32(r);
 	f->flags = state_get_u32(r);
-	f->path = get_path(r, false, "an open file");
+	bool chan = fmt >= 2 && f->kind == CKFD_CHAN;
+	if (state_reader_ok(r) && (f->kind < CKFD_FILE || f->kind > (fmt >= 2 ? CKFD_CHAN : CKFD_DEV))) {
+		state_fail(r, "file %u: unknown kind %u", k, f->kind);
+		return;
+	}
+	f->path = get_path(r, chan, "an open file");
 	f->offset = state_get_u64(r);
 	get_ident(r, &f->id);
+	if (fmt >= 2) {
+		f->chan = state_get_u32(r);
+		f->end = state_get_u32(r);
+	}
 	if (!state_reader_ok(r))
 		return;
 	if (f->fd < 3 || f->fd <= prev || f->fd >= CKPT_MAX_FDS)
 		state_fail(r, "file %u: descriptor %d out of range or out of order", k, f->fd);
-	else if (f->kind < CKFD_FILE || f->kind > CKFD_DEV)
+	else if (f->kind < CKFD_FILE || f->kind > (fmt >= 2 ? CKFD_CHAN : CKFD_DEV))
 		state_fail(r, "file %u: unknown kind %u", k, f->kind);
+	else if (chan ? f->path || f->offset || f->id.size || f->id.mtime_s || f->id.mtime_ns || f->end > 1 ||
+				(f->flags & CKF_APPEND)
+		      : f->chan || f->end)
+		state_fail(r, "file %u: a %s with the fields of a %s", k, chan ? "pipe or socket" : "file",
+			   chan ? "file" : "pipe or socket");
 	else if ((f->flags & ~CKF_KNOWN) || !(f->flags & (CKF_READ | CKF_WRITE)))
 		state_fail(r, "file %u: unknown flags 0x%x", k, f->flags);
 	else if (f->offset > INT64_MAX)
 		state_fail(r, "file %u: offset out of range", k);
+}
+
+static void parse_queue(struct state_reader *r, struct ckpt_queue *q, uint32_t kind, uint32_t k)
+{
+	bool msgs = kind == CKCH_DGRAM || kind == CKCH_SEQPACKET;
+	q->nmsg = state_get_count(r, msgs ? CKPT_MAX_MSGS : 1, "waiting messages");
+	if (!state_reader_ok(r))
+		return;
+	/* each length is 4 bytes of the section: never more than it holds */
+	if ((uint64_t)q->nmsg * 4 > r->sec_len - r->sec_pos) {
+		state_fail(r, "channel %u: more messages than its section holds", k);
+		return;
+	}
+	if (q->nmsg && !(q->len = calloc(q->nmsg, sizeof(*q->len)))) {
+		state_fail(r, "out of memory");
+		return;
+	}
+	for (uint32_t i = 0; i < q->nmsg && state_reader_ok(r); i++) {
+		q->len[i] = state_get_u32(r);
+		if (!msgs && !q->len[i])
+			state_fail(r, "channel %u: an empty run of bytes", k);
+		q->size += q->len[i];
+		if (q->size > CKPT_MAX_QUEUE)
+			state_fail(r, "channel %u: more waiting data than a checkpoint holds", k);
+	}
+	if (!state_reader_ok(r) || !q->size)
+		return;
+	if (q->size > r->sec_len - r->sec_pos) {
+		state_fail(r, "channel %u: its data runs past its section", k);
+		return;
+	}
+	if (!(q->data = malloc(q->size))) {
+		state_fail(r, "out of memory");
+		return;
+	}
+	state_get_bytes(r, q->data, q->size);
+}
+
+static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k)
+{
+	c->kind = state_get_u32(r);
+	c->held = state_get_u32(r);
+	c->shut = state_get_u32(r);
+	c->bufsize[0] = state_get_u64(r);
+	c->bufsize[1] = state_get_u64(r);
+	if (!state_reader_ok(r))
+		return;
+	if (c->kind < CKCH_PIPE || c->kind > CKCH_SEQPACKET) {
+		state_fail(r, "channel %u: unknown kind %u", k, c->kind);
+		return;
+	}
+	bool pipe = c->kind == CKCH_PIPE;
+	if (pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX ||
+			   c->bufsize[1]
+		 : c->held != 3 || c->shut > 15 || !c->bufsize[0] || !c->bufsize[1] || c->bufsize[0] > INT32_MAX ||
+			   c->bufsize[1] > INT32_MAX) {
+		state_fail(r, "channel %u: ends, shutdown or buffer sizes out of range", k);
+		return;
+	}
+	parse_queue(r, &c->q[0], c->kind, k);
+	parse_queue(r, &c->q[1], c->kind, k);
+	if (!state_reader_ok(r))
+		return;
+	/* a pipe's data waits at its read end, which the program must hold
+	 * for there to be any; and it fits in the pipe */
+	if (pipe && (c->q[1].nmsg || (c->q[0].nmsg && (!(c->held & 1) || c->q[0].size > c->bufsize[0]))))
+		state_fail(r, "channel %u: a pipe's data where it cannot be", k);
+}
+
+/* Every descriptor of a channel names a held end, with that end's access;
+ * every held end has a descriptor. */
+static void check_chan_fds(struct state_reader *r, const struct ckpt_image *img)
+{
+	for (uint32_t k = 0; k < img->nfd && state_reader_ok(r); k++) {
+		const struct ckpt_fd *f = &img->fds[k];
+		if (f->kind != CKFD_CHAN)
+			continue;
+		if (f->chan >= img->nchan) {
+			state_fail(r, "file %u: channel %u out of range", k, f->chan);
+			return;
+		}
+		const struct ckpt_chan *c = &img->chans[f->chan];
+		uint32_t acc = f->flags & (CKF_READ | CKF_WRITE);
+		uint32_t want = c->kind != CKCH_PIPE ? CKF_READ | CKF_WRITE : f->end ? CKF_WRITE : CKF_READ;
+		if (!(c->held & (1u << f->end)) || acc != want)
+			state_fail(r, "file %u: an end of channel %u it cannot be", k, f->chan);
+	}
+	for (uint32_t c = 0; c < img->nchan && state_reader_ok(r); c++)
+		for (uint32_t e = 0; e < 2; e++) {
+			if (!(img->chans[c].held & (1u << e)))
+				continue;
+			bool found = false;
+			for (uint32_t k = 0; k < img->nfd && !found; k++)
+				found = img->fds[k].kind == CKFD_CHAN && img->fds[k].chan == c && img->fds[k].end == e;
+			if (!found)
+				state_fail(r, "channel %u: end %u is held by no descriptor", c, e);
+		}
 }
 
 int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err, size_t errn)
@@ -345,7 +494,7 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	memset(img, 0, sizeof(*img));
 	if (state_reader_init(r, data, size, "process") < 0)
 		goto fail;
-	if (!expect(r, "process", 0))
+	if (!expect_v(r, "process", 0, CKPT_VERSION, &img->format))
 		goto fail;
 	state_get_str(r, img->version, sizeof(img->version));
 	state_get_str(r, img->root, sizeof(img->root));
@@ -363,6 +512,8 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	img->nthreads = state_get_count(r, CKPT_MAX_THREADS, "threads");
 	img->nvma = state_get_count(r, CKPT_MAX_VMAS, "mappings");
 	img->nfd = state_get_count(r, CKPT_MAX_FDS, "open files");
+	if (img->format >= 2)
+		img->nchan = state_get_count(r, CKPT_MAX_CHANS, "pipes and socket pairs");
 	if (!done(r))
 		goto fail;
 	if (img->root[0] && img->root[0] != '/')
@@ -419,7 +570,8 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	img->threads = calloc(img->nthreads, sizeof(*img->threads));
 	img->vmas = img->nvma ? calloc(img->nvma, sizeof(*img->vmas)) : NULL;
 	img->fds = img->nfd ? calloc(img->nfd, sizeof(*img->fds)) : NULL;
-	if (!img->threads || (img->nvma && !img->vmas) || (img->nfd && !img->fds)) {
+	img->chans = img->nchan ? calloc(img->nchan, sizeof(*img->chans)) : NULL;
+	if (!img->threads || (img->nvma && !img->vmas) || (img->nfd && !img->fds) || (img->nchan && !img->chans)) {
 		state_fail(r, "out of memory");
 		goto fail;
 	}
@@ -441,13 +593,26 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	}
 	int32_t prev = 2;
 	for (uint32_t k = 0; k < img->nfd; k++) {
-		if (!expect(r, "fd", k))
+		uint32_t v;
+		if (!expect_v(r, "fd", k, CKPT_VERSION, &v))
 			goto fail;
-		parse_fd(r, &img->fds[k], k, prev);
+		if (v != img->format) {
+			state_fail(r, "section 'fd' %u has version %u in a checkpoint of version %u", k, v, img->format);
+			goto fail;
+		}
+		parse_fd(r, &img->fds[k], k, prev, v);
 		if (!done(r))
 			goto fail;
 		prev = img->fds[k].fd;
 	}
+	for (uint32_t k = 0; k < img->nchan; k++) {
+		if (!expect(r, "chan", k))
+			goto fail;
+		parse_chan(r, &img->chans[k], k);
+		if (!done(r))
+			goto fail;
+	}
+	check_chan_fds(r, img);
 	struct state_section s;
 	int n = state_next_section(r, &s);
 	if (n > 0)
@@ -469,11 +634,24 @@ void ckpt_image_free(struct ckpt_image *img)
 	}
 	for (uint32_t k = 0; img->fds && k < img->nfd; k++)
 		free(img->fds[k].path);
+	for (uint32_t k = 0; img->chans && k < img->nchan; k++) {
+		ckpt_queue_free(&img->chans[k].q[0]);
+		ckpt_queue_free(&img->chans[k].q[1]);
+	}
 	free(img->threads);
 	free(img->vmas);
 	free(img->fds);
+	free(img->chans);
 	img->threads = NULL;
 	img->vmas = NULL;
 	img->fds = NULL;
-	img->nthreads = img->nvma = img->nfd = 0;
+	img->chans = NULL;
+	img->nthreads = img->nvma = img->nfd = img->nchan = 0;
+}
+
+void ckpt_queue_free(struct ckpt_queue *q)
+{
+	free(q->len);
+	free(q->data);
+	memset(q, 0, sizeof(*q));
 }

@@ -15,8 +15,20 @@
 
 static struct ckpt_run runs[2] = {{0, 2}, {5, 1}};
 
+static void queue(struct ckpt_queue *q, const char *data, const uint32_t *len, uint32_t n)
+{
+	q->nmsg = n;
+	q->len = malloc(n * sizeof(*len) + 1);
+	memcpy(q->len, len, n * sizeof(*len));
+	q->size = 0;
+	for (uint32_t k = 0; k < n; k++)
+		q->size += len[k];
+	q->data = malloc(q->size + 1);
+	memcpy(q->data, data, q->size);
+}
+
 /* A small, valid image: one thread, a file mapping, an anonymous one with
- * saved pages, an open file. */
+ * saved pages, an open file, a pipe and a datagram socket pair. */
 static void sample(struct ckpt_image *img)
 {
 	memset(img, 0, sizeof(*img));
@@ -57,14 +69,35 @@ static void sample(struct ckpt_image *img)
 		.start = 0x600000, .end = 0x608000, .prot = VMEM_R | VMEM_W, .flags = CKV_ANON | CKV_HEAP, .nruns = 2};
 	img->vmas[1].runs = malloc(sizeof(runs));
 	memcpy(img->vmas[1].runs, runs, sizeof(runs));
-	img->nfd = 1;
-	img->fds = calloc(1, sizeof(*img->fds));
+	img->nfd = 5;
+	img->fds = calloc(5, sizeof(*img->fds));
 	img->fds[0] = (struct ckpt_fd){.fd = 3,
 				       .kind = CKFD_FILE,
 				       .flags = CKF_READ,
 				       .path = strdup("/tmp/in"),
 				       .offset = 512,
 				       .id = {4096, 2000, 7}};
+	img->fds[1] = (struct ckpt_fd){.fd = 4, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_NONBLOCK};
+	img->fds[2] = (struct ckpt_fd){.fd = 5, .kind = CKFD_CHAN, .flags = CKF_WRITE | CKF_CLOEXEC, .end = 1};
+	img->fds[3] = (struct ckpt_fd){.fd = 6, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_WRITE, .chan = 1};
+	img->fds[4] = (struct ckpt_fd){.fd = 9, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_WRITE, .chan = 1, .end = 1};
+	img->format = CKPT_VERSION;
+	img->nchan = 2;
+	img->chans = calloc(2, sizeof(*img->chans));
+	img->chans[0] = (struct ckpt_chan){.kind = CKCH_PIPE, .held = 3, .bufsize = {65536, 0}};
+	static const uint32_t hello[] = {5}, msgs[] = {3, 0, 2};
+	queue(&img->chans[0].q[0], "hello", hello, 1);
+	img->chans[1] = (struct ckpt_chan){
+		.kind = CKCH_DGRAM, .held = 3, .shut = CKCH_SHUT_WR << 2, .bufsize = {212992, 4608}};
+	queue(&img->chans[1].q[0], "abcde", msgs, 3);
+}
+
+/* The sample as version 1 wrote it: no pipes or sockets. */
+static void sample_v1(struct ckpt_image *img)
+{
+	sample(img);
+	img->format = 1;
+	img->nfd = 1;
 }
 
 static uint8_t *encode(const struct ckpt_image *img, size_t *len)
@@ -119,8 +152,36 @@ static void test_roundtrip(void)
 	CHECK_EQ_U64(out.nvma, 2);
 	CHECK(out.vmas[0].path && !strcmp(out.vmas[0].path, "/bin/prog") && out.vmas[0].id.mtime_ns == 5);
 	CHECK(!out.vmas[1].path && out.vmas[1].nruns == 2 && out.vmas[1].runs[1].page == 5);
-	CHECK(out.nfd == 1 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
+	CHECK(out.nfd == 5 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
+	CHECK(out.format == CKPT_VERSION && out.nchan == 2);
+	CHECK(out.fds[2].kind == CKFD_CHAN && out.fds[2].end == 1 && out.fds[2].flags == (CKF_WRITE | CKF_CLOEXEC));
+	CHECK(out.fds[4].chan == 1 && out.fds[4].fd == 9 && !out.fds[4].path);
+	CHECK(out.chans[0].kind == CKCH_PIPE && out.chans[0].bufsize[0] == 65536 && out.chans[0].q[0].nmsg == 1 &&
+	      out.chans[0].q[0].size == 5 && !memcmp(out.chans[0].q[0].data, "hello", 5));
+	CHECK(out.chans[1].kind == CKCH_DGRAM && out.chans[1].shut == CKCH_SHUT_WR << 2 &&
+	      out.chans[1].bufsize[1] == 4608 && out.chans[1].q[0].nmsg == 3 && out.chans[1].q[0].len[1] == 0 &&
+	      out.chans[1].q[0].len[2] == 2 && !memcmp(out.chans[1].q[0].data, "abcde", 5) &&
+	      out.chans[1].q[1].nmsg == 0);
 	/* written back: the same bytes */
+	size_t len2;
+	uint8_t *b2 = encode(&out, &len2);
+	CHECK(len2 == len && !memcmp(b, b2, len));
+	free(b2);
+	ckpt_image_free(&out);
+	ckpt_image_free(&img);
+	free(b);
+}
+
+/* A checkpoint of version 1 (no channels) is still read, and written back
+ * the same. */
+static void test_v1(void)
+{
+	struct ckpt_image img, out;
+	sample_v1(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
+	CHECK(out.format == 1 && out.nfd == 1 && out.nchan == 0 && !strcmp(out.fds[0].path, "/tmp/in"));
 	size_t len2;
 	uint8_t *b2 = encode(&out, &len2);
 	CHECK(len2 == len && !memcmp(b, b2, len));
@@ -199,6 +260,60 @@ static void itimer_bad(struct ckpt_image *i)
 	i->itimer[0].val_us = 1000000;
 }
 
+static void chan_index(struct ckpt_image *i)
+{
+	i->fds[1].chan = 5;
+}
+static void chan_access(struct ckpt_image *i)
+{
+	i->fds[2].flags = CKF_READ;
+}
+static void chan_unheld(struct ckpt_image *i)
+{
+	i->fds[4].end = 0;
+}
+static void chan_overfull(struct ckpt_image *i)
+{
+	i->chans[0].bufsize[0] = 4;
+}
+static void chan_kind(struct ckpt_image *i)
+{
+	i->chans[0].kind = 9;
+}
+static void chan_half(struct ckpt_image *i)
+{
+	i->chans[1].held = 1;
+}
+static void chan_empty_run(struct ckpt_image *i)
+{
+	i->chans[0].q[0].len[0] = 0;
+	i->chans[0].q[0].size = 0;
+}
+static void chan_path(struct ckpt_image *i)
+{
+	i->fds[1].path = strdup("/x");
+}
+static void chan_shut(struct ckpt_image *i)
+{
+	i->chans[1].shut = 16;
+}
+static void pipe_wrong_queue(struct ckpt_image *i)
+{
+	ckpt_queue_free(&i->chans[0].q[0]);
+	static const uint32_t one[] = {1};
+	queue(&i->chans[0].q[1], "z", one, 1);
+}
+static void pipe_unread_data(struct ckpt_image *i)
+{
+	i->chans[0].held = 2;
+	i->fds[1].kind = CKFD_FILE;
+	i->fds[1].path = strdup("/tmp/x");
+}
+static void v1_with_chan(struct ckpt_image *i)
+{
+	i->format = 1;
+}
+
 static void test_refused(void)
 {
 	static const struct {
@@ -222,6 +337,18 @@ static void test_refused(void)
 		{no_threads, "thread count out of range"},
 		{umask_bad, "umask"},
 		{itimer_bad, "interval timer 0 out of range"},
+		{chan_index, "file 1: channel 5 out of range"},
+		{chan_access, "file 2: an end of channel 0 it cannot be"},
+		{chan_unheld, "channel 1: end 1 is held by no descriptor"},
+		{chan_overfull, "channel 0: a pipe's data where it cannot be"},
+		{chan_kind, "channel 0: unknown kind 9"},
+		{chan_half, "channel 1: ends, shutdown or buffer sizes out of range"},
+		{chan_empty_run, "channel 0: an empty run of bytes"},
+		{chan_path, "file 1: a pipe or socket with the fields of a file"},
+		{chan_shut, "channel 1: ends, shutdown or buffer sizes out of range"},
+		{pipe_wrong_queue, "channel 0: a pipe's data where it cannot be"},
+		{pipe_unread_data, "channel 0: a pipe's data where it cannot be"},
+		{v1_with_chan, "file 1: unknown kind 4"},
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		const char *got = parse_changed(cases[k].change);
@@ -262,6 +389,7 @@ static void test_damage(void)
 int main(void)
 {
 	RUN(test_roundtrip);
+	RUN(test_v1);
 	RUN(test_refused);
 	RUN(test_damage);
 	return test_report();

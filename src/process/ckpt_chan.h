@@ -1,0 +1,23 @@
+/* Pipes and socket pairs of a process VM's checkpoint (ckpt_chan.c):
+ * gathered while every guest thread is parked, made again at restore.
+ * Each returns 0 or a negative errno with one sentence in err. */
+#ifndef CORRAL_PROCESS_CKPT_CHAN_H
+#define CORRAL_PROCESS_CKPT_CHAN_H
+
+#include <sys/stat.h>
+
+#include "process/ckpt.h"
+
+/* Descriptor fd (st, F_GETFL fl, /proc link text) is a pipe or socket:
+ * make c an end of one of img's channels, adding the channel if new. */
+int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struct stat *st, int fl, const char *link,
+		  char *err, size_t errn);
+/* Every channel whole (or its missing end closed), its waiting data read. */
+int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn);
+/* Forget what the last gathering kept (after ckpt_chan_finish or a failure). */
+void ckpt_chan_reset(void);
+/* Channel k of a checkpoint made again, its descriptors at low or above
+ * (close-on-exec, non-blocking) in out[end], -1 for an end not held. */
+int ckpt_chan_make(const struct ckpt_chan *c, uint32_t k, int out[2], int low, char *err, size_t errn);
+
+#endif
