@@ -279,7 +279,7 @@ vmapi() { curl -s -m 10 --unix-socket "$ST/vms/rl/vm/api.sock" "http://localhost
 vmapi /drives/0 | grep -q '"ops": *{[^}]*"size": *100' && vmapi /network-interfaces/0 | grep -q '"tx_rate_limiter": *{ *"bandwidth": *{[^}]*"size": *1048576' &&
 	ok || bad "the VM process does not have its configured limits: $(vmapi /drives/0) $(vmapi /network-interfaces/0)"
 api PATCH /vms/rl '{"disks":[{"index":0,"rate_limiter":{"bandwidth":{"size":2097152,"refill_time":100,"one_time_burst":4096}}}],"nets":[{"index":0,"rx_rate_limiter":{"ops":{"size":1000,"refill_time":10}}}]}'
-expect "PATCH /vms/rl rate limits" 200 '"rx_ops=1000:10"'
+expect "PATCH /vms/rl rate limits" 200 '"user,rx_ops=1000:10"'
 vmapi /drives/0 | grep -q '"bandwidth": *{[^}]*"size": *2097152' && ! vmapi /drives/0 | grep -q '"ops"' &&
 	vmapi /network-interfaces/0 | grep -q '"rx_rate_limiter": *{ *"ops": *{[^}]*"size": *1000' &&
 	! vmapi /network-interfaces/0 | grep -q '"tx_rate_limiter": *{ *"' && ok ||
