@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RATE_SIZE_MAX (1ull << 40)	   /* tokens in a bucket, or in a burst */
+#define RATE_SIZE_MAX (1ull << 40)	    /* tokens in a bucket, or in a burst */
 #define RATE_REFILL_MAX_MS (3600ull * 1000) /* an hour */
 
 struct rate_bucket_cfg {

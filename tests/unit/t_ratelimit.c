@@ -158,9 +158,19 @@ static void test_parse(void)
 	CHECK_EQ_U64(c.bw.one_time_burst, 64 << 10);
 	rate_cfg_format(&c, buf, sizeof(buf));
 	CHECK(!strcmp(buf, "bw=2097152:100:65536,ops=500:100:2000"));
-	static const char *const bad[] = {"bw=",	"bw=0",	      "bw=1M:0",   "bw=1M:3600001", "bw=x",
-					  "bw=1Q",	"bw=2T",      "ops=1K",	   "bw=1M:1:",	    "bw=1M::5",
-					  "ops=-1",	"bw=1M:10:1T", "bw=99999999999999999999"};
+	static const char *const bad[] = {"bw=",
+					  "bw=0",
+					  "bw=1M:0",
+					  "bw=1M:3600001",
+					  "bw=x",
+					  "bw=1Q",
+					  "bw=2T",
+					  "ops=1K",
+					  "bw=1M:1:",
+					  "bw=1M::5",
+					  "ops=-1",
+					  "bw=1M:10:1T",
+					  "bw=99999999999999999999"};
 	for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		struct rate_cfg d = c;
 		err[0] = 0;
