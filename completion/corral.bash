@@ -23,14 +23,14 @@ _corral_run()
 		# PATH first; after the first comma, the disk's options.
 		if [[ $cur == *,* ]]; then
 			local base=${cur%,*}
-			COMPREPLY=($(compgen -P "$base," -W "format=raw format=qcow2 readonly serial= cache=writeback cache=none" -- "${cur##*,}"))
+			COMPREPLY=($(compgen -P "$base," -W "format=raw format=qcow2 readonly serial= cache=writeback cache=none bw= ops=" -- "${cur##*,}"))
 			compopt -o nospace 2>/dev/null
 		else
 			_corral_files "$cur"
 		fi
 		return
 		;;
-	--net) COMPREPLY=($(compgen -W "user user,hostfwd=tcp: user,restrict=on tap,ifname=" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+	--net) COMPREPLY=($(compgen -W "user user,hostfwd=tcp: user,restrict=on user,rx_bw= user,tx_bw= user,rx_ops= user,tx_ops= tap,ifname=" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")); return ;;
 	--device) COMPREPLY=($(compgen -W "isa-debug-exit isa-debug-exit,iobase=0xf4,iosize=4" -- "$cur")); return ;;
 	--cpu-model) COMPREPLY=($(compgen -W "corral host" -- "$cur")); return ;;

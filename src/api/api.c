@@ -228,6 +228,78 @@ static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 	return httpd_reply(c, 200, j);
 }
 
+/* "/drives/K" or "/network-interfaces/K" (K: the device's index in the
+ * configuration, decimal): its index, -1 when url is neither, -2 when K is
+ * malformed. */
+static int device_index(const char *url, const char *prefix)
+{
+	size_t l = strlen(prefix);
+	if (strncmp(url, prefix, l))
+		return -1;
+	const char *s = url + l;
+	if (!*s || strlen(s) > 2 || strspn(s, "0123456789") != strlen(s) || (s[0] == '0' && s[1]))
+		return -2;
+	return atoi(s);
+}
+
+/* Firecracker's PATCH /drives/{id} and /network-interfaces/{id}, for the
+ * rate limits (the rest of a device is fixed while it runs), and GET. */
+static enum MHD_Result device_rate(struct api *a, struct MHD_Connection *c, const char *url, const char *method,
+				   struct req *q, int drive)
+{
+	int k = device_index(url, drive ? "/drives/" : "/network-interfaces/");
+	if (k == -2)
+		return httpd_fault(c, 404, "no device %.64s: give its index, e.g. %s0", url,
+				   drive ? "/drives/" : "/network-interfaces/");
+	struct rate_cfg one, tx, rx;
+	int have = drive ? vm_get_disk_rate(a->vm, (unsigned)k, &one) : vm_get_net_rate(a->vm, (unsigned)k, &tx, &rx);
+	if (have < 0)
+		return httpd_fault(c, 404, "no %s %d in this VM", drive ? "disk" : "network interface", k);
+	if (!strcmp(method, "GET")) {
+		if (q->len)
+			return httpd_fault(c, 400, "GET %.64s takes no body", url);
+		return httpd_reply(c, 200,
+				   drive ? json_pack("{s:i,s:o}", "drive_id", k, "rate_limiter", vm_rate_to_json(&one))
+					 : json_pack("{s:i,s:o,s:o}", "iface_id", k, "rx_rate_limiter",
+						     vm_rate_to_json(&rx), "tx_rate_limiter", vm_rate_to_json(&tx)));
+	}
+	if (strcmp(method, "PATCH"))
+		return httpd_fault(c, 405, "%.16s is not a method of %.64s", method, url);
+	static const char *const dkeys[] = {"drive_id", "rate_limiter", NULL};
+	static const char *const nkeys[] = {"iface_id", "rx_rate_limiter", "tx_rate_limiter", NULL};
+	char why[256];
+	json_t *j = httpd_body_object(q->body, q->len, drive ? dkeys : nkeys, why, sizeof(why));
+	if (!j)
+		return httpd_fault(c, 400, "%s", why);
+	json_t *id = json_object_get(j, drive ? "drive_id" : "iface_id");
+	enum MHD_Result r;
+	char kid[8];
+	snprintf(kid, sizeof(kid), "%d", k);
+	if (id && !(json_is_integer(id) && json_integer_value(id) == k) &&
+	    !(json_is_string(id) && !strcmp(json_string_value(id), kid))) {
+		r = httpd_fault(c, 400, "'%s' does not name the device of the path", drive ? "drive_id" : "iface_id");
+		goto out;
+	}
+	static const char *const dnames[] = {"rate_limiter"}, *const nnames[] = {"tx_rate_limiter", "rx_rate_limiter"};
+	struct rate_cfg *dst[2] = {drive ? &one : &tx, &rx};
+	for (int n = 0; n < (drive ? 1 : 2); n++) {
+		const char *key = drive ? dnames[n] : nnames[n];
+		json_t *v = json_object_get(j, key);
+		if (v && vm_rate_from_json(v, key, dst[n], why, sizeof(why)) < 0) {
+			r = httpd_fault(c, 400, "%s", why);
+			goto out;
+		}
+	}
+	if (drive)
+		vm_set_disk_rate(a->vm, (unsigned)k, &one);
+	else
+		vm_set_net_rate(a->vm, (unsigned)k, &tx, &rx);
+	r = httpd_reply(c, 204, NULL);
+out:
+	json_decref(j);
+	return r;
+}
+
 struct route {
 	const char *path, *method;
 	int body; /* takes a JSON body */
@@ -268,6 +340,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 	if (q->too_big)
 		return httpd_fault(c, 413, "the body is larger than %d bytes", API_BODY_MAX);
+	if (device_index(url, "/drives/") != -1)
+		return device_rate(a, c, url, method, q, 1);
+	if (device_index(url, "/network-interfaces/") != -1)
+		return device_rate(a, c, url, method, q, 0);
 	int known = 0;
 	for (unsigned k = 0; k < sizeof(routes) / sizeof(routes[0]); k++) {
 		if (strcmp(routes[k].path, url))

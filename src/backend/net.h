@@ -10,7 +10,11 @@
  *       10.0.2.2, DNS 10.0.2.3; no privileges needed.
  *   tap,ifname=NAME
  *       an existing or new tap device (bridged setups; needs CAP_NET_ADMIN
- *       or a device owned by the user). */
+ *       or a device owned by the user).
+ * Either takes rate limits (backend/ratelimit.h), per direction as seen
+ * from the guest: tx_bw=SIZE[:MS[:BURST]], tx_ops=N[:MS[:BURST]] (frames
+ * the guest sends; the sender waits), rx_bw=..., rx_ops=... (frames for the
+ * guest are held back until their tokens are there; a full queue drops). */
 #ifndef CORRAL_NET_H
 #define CORRAL_NET_H
 
@@ -18,6 +22,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+#include "backend/ratelimit.h"
 
 #define NET_FRAME_MAX 65550 /* an Ethernet frame with a 64 KiB payload */
 #define NET_RXQ_FRAMES 256  /* frames queued for the guest at most */
@@ -54,6 +60,9 @@ ssize_t net_recv(struct net *n, void *buf, size_t len);
 unsigned net_mtu(const struct net *n);
 /* Frames dropped because the queue was full. */
 uint64_t net_dropped(const struct net *n);
+/* The limits of n now, and new ones while it runs (buckets full again). */
+void net_get_rate(struct net *n, struct rate_cfg *tx, struct rate_cfg *rx);
+void net_set_rate(struct net *n, const struct rate_cfg *tx, const struct rate_cfg *rx);
 
 /* The backend's own state for a snapshot or a migration (the user
  * network's: libslirp's DHCP leases and IP ID counter), as fields of the

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "backend/net.h"
+#include "backend/ratelimit.h"
 
 #define NET_STATE_NONE 0
 #define NET_STATE_USER 1   /* libslirp's own state */
@@ -14,6 +15,7 @@
 struct net_frame {
 	uint32_t len;
 	uint8_t *data;
+	uint64_t due_ns; /* rx limit: not for the guest before then (CLOCK_MONOTONIC) */
 };
 
 struct net {
@@ -41,6 +43,17 @@ struct net {
 	unsigned q_head, q_count;
 	size_t q_bytes;
 	uint64_t dropped;
+
+	/* Rate limits (net.h): tx waits in net_send; a frame for the guest is
+	 * given the time its tokens allow and held back until then, and the
+	 * pacer thread notifies the device when it is due. */
+	int tx_on, rx_on;
+	struct rate_limit tx, rx;
+	uint64_t rx_last_due;
+	pthread_t pacer;
+	pthread_cond_t pacer_wake;
+	pthread_cond_t room; /* rx limit: a frame left the full queue */
+	int pacer_started, pacer_stop;
 };
 
 /* Queue a frame for the guest (copies it); drops it when the queue is full.

@@ -225,7 +225,8 @@ static void run_usage(FILE *f)
 		"usage: corral run [--kernel FILE [--initrd FILE] [--append CMDLINE]] [--mem SIZE]\n"
 		"                  [--cpus N] [--engine emu|kvm|auto] [--serial stdio|file:PATH|none]\n"
 		"                  [--cpu-model corral|host] [--accel-threads single|multi]\n"
-		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]]...\n"
+		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]\n"
+		"                          [,bw=SIZE[:MS[:BURST]]][,ops=N[:MS[:BURST]]]]...\n"
 		"                  [--rng]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
@@ -255,12 +256,17 @@ static void run_usage(FILE *f)
 		"                   readonly, serial=S (up to 20 characters), cache=writeback\n"
 		"                   (default: through the host's page cache) or cache=none\n"
 		"                   (O_DIRECT: guest data bypasses it; the file system must\n"
-		"                   support O_DIRECT, tmpfs may not)\n"
+		"                   support O_DIRECT, tmpfs may not), bw=SIZE[:MS[:BURST]]\n"
+		"                   (a token bucket of SIZE bytes refilled every MS ms, default\n"
+		"                   1000, plus BURST bytes once: bw=20M is 20 MiB/s) and\n"
+		"                   ops=N[:MS[:BURST]] (requests) limit its rate\n"
 		"  --net SPEC       a virtio-net NIC (repeatable; none without it): user = NAT\n"
 		"                   through libslirp (guest 10.0.2.15 by DHCP, host 10.0.2.2,\n"
 		"                   DNS 10.0.2.3), with hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT\n"
 		"                   rules and restrict=on to cut the guest off from the outside;\n"
-		"                   tap,ifname=NAME = a host tap device\n"
+		"                   tap,ifname=NAME = a host tap device; either takes rate\n"
+		"                   limits as --disk's bw= and ops=, per direction: tx_bw=,\n"
+		"                   tx_ops= (what the guest sends), rx_bw=, rx_ops=\n"
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
@@ -285,7 +291,7 @@ static void run_usage(FILE *f)
 		VM_MAX_CPUS);
 }
 
-/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=none|writeback] */
+/* --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=none|writeback][,bw=..][,ops=..] */
 static int parse_disk(const char *arg, struct run_opts *o)
 {
 	if (o->cfg.ndisks == VM_MAX_DISKS) {
@@ -293,7 +299,8 @@ static int parse_disk(const char *arg, struct run_opts *o)
 		return -1;
 	}
 	struct vm_disk *d = &o->cfg.disk[o->cfg.ndisks];
-	char *copy = strdup(arg), *save = NULL, *serial;
+	char *copy = strdup(arg), *save = NULL, *serial, err[160];
+	int r;
 	if (!copy)
 		return -1;
 	*d = (struct vm_disk){.path = strtok_r(copy, ",", &save), .format = BLK_FMT_PROBE};
@@ -327,10 +334,16 @@ static int parse_disk(const char *arg, struct run_opts *o)
 				free(copy);
 				return -1;
 			}
+		} else if ((r = rate_cfg_parse_opt(opt, &d->rate, err, sizeof(err))) != 0) {
+			if (r < 0) {
+				fprintf(stderr, "corral: --disk '%s': '%s': %s\n", arg, opt, err);
+				free(copy);
+				return -1;
+			}
 		} else {
 			fprintf(stderr,
 				"corral: --disk '%s': unknown option '%s' (known: format=raw|qcow2, readonly, "
-				"serial=S, cache=none|writeback)\n",
+				"serial=S, cache=none|writeback, bw=SIZE[:MS[:BURST]], ops=N[:MS[:BURST]])\n",
 				arg, opt);
 			free(copy);
 			return -1;

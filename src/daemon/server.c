@@ -1356,6 +1356,203 @@ static enum MHD_Result vm_action(struct daemon *d, struct MHD_Connection *c, str
 			   act);
 }
 
+/* spec (a --net spec) with its rate options replaced by tx's and rx's
+ * (backend/net.h): a new string, or NULL when out of memory. */
+static char *net_spec_with_rates(const char *spec, const struct rate_cfg *tx, const struct rate_cfg *rx)
+{
+	size_t cap = strlen(spec) + 256;
+	char *out = malloc(cap), f[2][112];
+	if (!out)
+		return NULL;
+	size_t n = 0;
+	for (const char *p = spec; *p;) {
+		size_t l = strcspn(p, ",");
+		int rate = (!strncmp(p, "tx_", 3) || !strncmp(p, "rx_", 3)) &&
+			   (!strncmp(p + 3, "bw=", 3) || !strncmp(p + 3, "ops=", 4));
+		if (!rate && n + l + 2 < cap)
+			n += (size_t)snprintf(out + n, cap - n, "%s%.*s", n ? "," : "", (int)l, p);
+		p += l + (p[l] == ',');
+	}
+	rate_cfg_format(tx, f[0], sizeof(f[0]));
+	rate_cfg_format(rx, f[1], sizeof(f[1]));
+	for (int dir = 0; dir < 2; dir++)
+		for (char *save = NULL, *o = strtok_r(f[dir], ",", &save); o; o = strtok_r(NULL, ",", &save))
+			n += (size_t)snprintf(out + n, cap - n, ",%s%s", dir ? "rx_" : "tx_", o);
+	return out;
+}
+
+/* PATCH /vms/{name}: new limits (the keys given replace the definition's),
+ * disk rate limits ("disks": [{"index", "rate_limiter"}]) and NIC rate
+ * limits ("nets": [{"index", "rx_rate_limiter", "tx_rate_limiter"}]).
+ * Everything is checked first; a running VM gets them at once (its
+ * cgroups, then its control API's PATCH /drives and /network-interfaces);
+ * then the definition is written, so a restart keeps them. */
+static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *c, struct dvm *v, struct dreq *q)
+{
+	static const char *const keys[] = {"limits", "disks", "nets", NULL};
+	char why[600], file[PATH_MAX];
+	struct oci_resources res;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	if (!j)
+		return httpd_fault(c, 400, "%s", why);
+	enum MHD_Result r;
+	json_t *def = json_deep_copy(v->def), *config = def ? json_object_get(def, "config") : NULL;
+	json_t *jl = json_object_get(j, "limits"), *jd = json_object_get(j, "disks"), *jn = json_object_get(j, "nets");
+	json_t *cdisks = json_object_get(config, "disks"), *cnets = json_object_get(config, "nets");
+	if (!def || !config) {
+		r = httpd_fault(c, 500, "out of memory");
+		goto out;
+	}
+	/* ---- check, into def ---- */
+	if (jl) {
+		json_t *l = json_object_get(def, "limits");
+		if (!json_is_object(jl)) {
+			r = httpd_fault(c, 400, "'limits' must be an object");
+			goto out;
+		}
+		if (!l) {
+			l = json_object();
+			json_object_set_new(def, "limits", l);
+		}
+		json_object_update(l, jl);
+		if (check_limits(l, &res, why, sizeof(why)) < 0) {
+			r = httpd_fault(c, 400, "%s", why);
+			goto out;
+		}
+	}
+	struct rate_cfg drate[VM_MAX_DISKS], ntx[VM_MAX_NETS], nrx[VM_MAX_NETS];
+	int dset[VM_MAX_DISKS] = {0}, nset[VM_MAX_NETS] = {0};
+	for (int kind = 0; kind < 2; kind++) {
+		json_t *list = kind ? jn : jd, *e;
+		const char *what = kind ? "nets" : "disks";
+		size_t max = json_array_size(kind ? cnets : cdisks), i;
+		if (list && !json_is_array(list)) {
+			r = httpd_fault(c, 400, "'%s' must be an array of objects with an 'index'", what);
+			goto out;
+		}
+		json_array_foreach(list, i, e)
+		{
+			const char *key;
+			json_t *val, *ix = json_object_get(e, "index");
+			if (!json_is_object(e) || !json_is_integer(ix) || json_integer_value(ix) < 0 ||
+			    (size_t)json_integer_value(ix) >= max) {
+				r = httpd_fault(c, 400, "'%s[%zu]': needs an 'index' of one of the VM's %zu %s", what, i,
+						max, what);
+				goto out;
+			}
+			size_t k = (size_t)json_integer_value(ix);
+			if (kind ? nset[k] : dset[k]) {
+				r = httpd_fault(c, 400, "'%s[%zu]': index %zu is given twice", what, i, k);
+				goto out;
+			}
+			struct rate_cfg none = {0};
+			if (kind) {
+				/* a limit not given becomes none, as in the VM's API */
+				ntx[k] = nrx[k] = none;
+				nset[k] = 1;
+			} else {
+				drate[k] = none;
+				dset[k] = 1;
+			}
+			json_object_foreach(e, key, val)
+			{
+				char w[64];
+				sfmt(w, sizeof(w), "%s[%zu].%.24s", what, i, key);
+				struct rate_cfg *dst = !strcmp(key, "index")			 ? NULL
+						       : !kind && !strcmp(key, "rate_limiter")	 ? &drate[k]
+						       : kind && !strcmp(key, "tx_rate_limiter") ? &ntx[k]
+						       : kind && !strcmp(key, "rx_rate_limiter") ? &nrx[k]
+												 : &none;
+				if (dst == &none) {
+					r = httpd_fault(c, 400, "unknown key '%s' (known: index, %s)", w,
+							kind ? "rx_rate_limiter, tx_rate_limiter" : "rate_limiter");
+					goto out;
+				}
+				if (dst && vm_rate_from_json(val, w, dst, why, sizeof(why)) < 0) {
+					r = httpd_fault(c, 400, "%s", why);
+					goto out;
+				}
+			}
+			if (kind) {
+				const char *spec = json_string_value(json_array_get(cnets, k));
+				char *ns = spec ? net_spec_with_rates(spec, &ntx[k], &nrx[k]) : NULL;
+				if (!ns || json_array_set_new(cnets, k, json_string(ns)) < 0) {
+					free(ns);
+					r = httpd_fault(c, 500, "out of memory");
+					goto out;
+				}
+				free(ns);
+			} else {
+				json_t *dk = json_array_get(cdisks, k);
+				if (rate_cfg_unlimited(&drate[k]))
+					json_object_del(dk, "rate_limiter");
+				else
+					json_object_set_new(dk, "rate_limiter", vm_rate_to_json(&drate[k]));
+			}
+		}
+	}
+	/* ---- apply to the running VM ---- */
+	if (dvm_alive(d, v, 0)) {
+		if (jl) {
+			json_t *old = v->def;
+			v->def = def;
+			int e = dvm_cgroups(v, why, sizeof(why));
+			v->def = old;
+			if (e < 0) {
+				r = httpd_fault(c, 409, "VM '%s': %s", v->name, why);
+				goto out;
+			}
+			char runp[PATH_MAX];
+			vm_file(d, v->name, "run.json", runp);
+			json_t *run = json_pack("{s:i,s:I}", "pid", (int)v->pid, "start_time", (json_int_t)v->start_time);
+			if (run && v->cgroups)
+				json_object_set(run, "cgroups", v->cgroups);
+			if (run)
+				write_json(runp, run);
+			json_decref(run);
+		}
+		for (int kind = 0; kind < 2; kind++)
+			for (unsigned k = 0; k < (kind ? VM_MAX_NETS : VM_MAX_DISKS); k++) {
+				if (!(kind ? nset[k] : dset[k]))
+					continue;
+				char path[48], *body, *ans = NULL, msg[600];
+				sfmt(path, sizeof(path), kind ? "/network-interfaces/%u" : "/drives/%u", k);
+				json_t *b = kind ? json_pack("{s:o,s:o}", "tx_rate_limiter", vm_rate_to_json(&ntx[k]),
+							     "rx_rate_limiter", vm_rate_to_json(&nrx[k]))
+						 : json_pack("{s:o}", "rate_limiter", vm_rate_to_json(&drate[k]));
+				body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+				json_decref(b);
+				int status = 0;
+				int e = body ? dvm_call(d, v, "PATCH", path, body, &status, &ans, why, sizeof(why)) : -ENOMEM;
+				free(body);
+				if (e < 0 || status != 204) {
+					vm_api_message(ans, msg, sizeof(msg));
+					free(ans);
+					r = httpd_fault(c, 502, "VM '%s': %s %s: %s", v->name, "PATCH", path,
+							e < 0 ? why : msg);
+					goto out;
+				}
+				free(ans);
+			}
+	}
+	/* ---- keep them ---- */
+	vm_file(d, v->name, "vm.json", file);
+	int e = write_json(file, def);
+	if (e < 0) {
+		r = httpd_fault(c, 500, "cannot write the definition: %s", strerror(-e));
+		goto out;
+	}
+	json_decref(v->def);
+	v->def = def;
+	def = NULL;
+	logf_("VM '%s': limits changed", v->name);
+	r = get_vm(d, c, v);
+out:
+	json_decref(def);
+	json_decref(j);
+	return r;
+}
+
 static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const char *url, const char *method,
 			     struct dreq *q)
 {
@@ -1395,6 +1592,8 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 			return get_vm(d, c, v);
 		if (del)
 			return delete_vm(d, c, v);
+		if (!strcmp(method, "PATCH"))
+			return patch_vm_limits(d, c, v, q);
 		return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}", method);
 	}
 	const char *act = slash + 1;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/block.h"
+#include "backend/ratelimit.h"
 #include "virtio/virtio.h"
 
 #define VIRTIO_BLK_F_SEG_MAX 2
@@ -94,6 +95,7 @@ struct vblk {
 	struct blk_config cfg;
 	char serial[VIRTIO_BLK_ID_BYTES];
 	struct blk_pool pool;
+	struct rate_limit *rate; /* NULL: none */
 	struct virtq_elem elem[BLK_BATCH];
 	struct blk_req req[BLK_BATCH];
 };
@@ -263,12 +265,26 @@ static uint32_t blk_finish(const struct blk_req *r)
 	return r->used + 1;
 }
 
+/* Takes the tokens of n parsed requests: data bytes of reads and writes
+ * (Firecracker counts those), one operation each. */
+static void blk_throttle(struct vblk *b, const struct blk_req *req, unsigned n)
+{
+	if (!b->rate || !n)
+		return;
+	uint64_t bytes = 0;
+	for (unsigned i = 0; i < n; i++)
+		if (req[i].op == BLK_OP_READ || req[i].op == BLK_OP_WRITE)
+			bytes += req[i].len;
+	rate_limit_wait(b->rate, bytes, n);
+}
+
 int virtio_blk_request(struct virtio_dev *v, struct virtq_elem *e, const char **why)
 {
 	struct vblk *b = (struct vblk *)v;
 	static __thread struct blk_req r;
 	if (blk_parse(b, e, &r, why) < 0)
 		return -EINVAL;
+	blk_throttle(b, &r, 1);
 	blk_exec(b->disk, &r);
 	return (int)blk_finish(&r);
 }
@@ -418,6 +434,7 @@ static void blk_notify(struct virtio_dev *v, unsigned qi)
 			}
 			n++;
 		}
+		blk_throttle(b, b->req, n);
 		blk_run_batch(b, b->req, n);
 		for (unsigned i = 0; i < n; i++) {
 			if (virtq_push(q, v->pci.m, b->elem[i].head, blk_finish(&b->req[i])) < 0) {
@@ -453,6 +470,11 @@ int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk)
 	b->pool.disk = disk;
 	pthread_mutex_unlock(&b->pool.lock);
 	return 0;
+}
+
+void virtio_blk_set_rate(struct virtio_dev *v, struct rate_limit *rl)
+{
+	((struct vblk *)v)->rate = rl;
 }
 
 int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, struct virtio_dev **out)

@@ -139,6 +139,12 @@ int virtio_blk_create(struct machine *m, struct blk *disk, const char *serial, s
  * VM paused). The old disk is the caller's to close, before or after (the
  * device does not look at it again). 0 or -EINVAL. */
 int virtio_blk_set_disk(struct virtio_dev *v, struct blk *disk);
+struct rate_limit;
+/* The device's requests take their tokens from rl (backend/ratelimit.h:
+ * the bytes read and written, one operation per request) before they run,
+ * waiting on the thread that runs the device; NULL: no limit. rl outlives
+ * the device. */
+void virtio_blk_set_rate(struct virtio_dev *v, struct rate_limit *rl);
 /* One virtio-blk request (exposed for tests and fuzzing): writes the status
  * byte and returns the used length, or -EINVAL (with *why) when the chain
  * has no status byte to report in. */

@@ -34,8 +34,13 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *c = &vm->cfg;
 	int r;
+	for (unsigned k = 0; k < VM_MAX_DISKS; k++)
+		rate_limit_init(&vm->blkrate[k], k < c->ndisks ? &c->disk[k].rate : &(struct rate_cfg){0});
+	vm->rates_on = 1;
 	for (unsigned k = 0; k < c->ndisks; k++) {
 		const struct vm_disk *d = &c->disk[k];
+		if ((r = rate_cfg_check(&d->rate, "rate_limiter", err, errlen)) < 0)
+			return r;
 		if ((r = blk_open_cache(&vm->blk[k], d->path, d->format, d->readonly, d->cache, err, errlen)) < 0)
 			return r;
 	}
@@ -65,7 +70,10 @@ void vm_close_backends(struct vm *vm)
 	for (unsigned k = 0; k < VM_MAX_DISKS; k++) {
 		blk_close(vm->blk[k]);
 		vm->blk[k] = NULL;
+		if (vm->rates_on)
+			rate_limit_destroy(&vm->blkrate[k]);
 	}
+	vm->rates_on = 0;
 	for (unsigned k = 0; k < VM_MAX_NETS; k++) {
 		net_close(vm->netbe[k]);
 		vm->netbe[k] = NULL;
@@ -252,6 +260,8 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 	/* virtio devices: disks first (vda, vdb, ... in slot order), then rng */
 	for (unsigned k = 0; r >= 0 && k < o->ndisks; k++) {
 		r = virtio_blk_create(m, vm->blk[k], o->disk[k].serial, &vm->blkdev[k]);
+		if (r >= 0) /* also unlimited: a limit may come while it runs */
+			virtio_blk_set_rate(vm->blkdev[k], &vm->blkrate[k]);
 		if (r < 0)
 			snprintf(err, errlen, "disk '%s': cannot add a virtio-blk device: %s", o->disk[k].path,
 				 strerror(-r));

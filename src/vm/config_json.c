@@ -35,6 +35,23 @@ static int put_str(json_t *o, const char *key, const char *s)
 	return s ? put(o, key, json_string(s)) : 0;
 }
 
+static json_t *bucket_to_json(const struct rate_bucket_cfg *b)
+{
+	return json_pack("{sIsIsI}", "size", (json_int_t)b->size, "refill_time", (json_int_t)b->refill_time,
+			 "one_time_burst", (json_int_t)b->one_time_burst);
+}
+
+/* Firecracker's RateLimiter object: the buckets that limit something. */
+json_t *vm_rate_to_json(const struct rate_cfg *c)
+{
+	json_t *o = json_object();
+	if (o && c->bw.size)
+		json_object_set_new(o, "bandwidth", bucket_to_json(&c->bw));
+	if (o && c->ops.size)
+		json_object_set_new(o, "ops", bucket_to_json(&c->ops));
+	return o;
+}
+
 char *vm_config_to_json(const struct vm_config *c)
 {
 	json_t *o = json_object(), *disks = json_array(), *nets = json_array(), *cpu = json_object();
@@ -66,6 +83,8 @@ char *vm_config_to_json(const struct vm_config *c)
 		r |= put(jd, "cache", json_string(cache_names[d->cache]));
 		r |= put(jd, "readonly", json_boolean(d->readonly));
 		r |= put_str(jd, "serial", d->serial);
+		if (!rate_cfg_unlimited(&d->rate))
+			r |= put(jd, "rate_limiter", vm_rate_to_json(&d->rate));
 	}
 	for (unsigned k = 0; !r && k < c->nnets; k++)
 		r |= json_array_append_new(nets, json_string(c->net[k])) < 0 ? -ENOMEM : 0;
@@ -200,9 +219,13 @@ static int read_disk(struct reader *rd, unsigned k, json_t *jd, struct vm_disk *
 		} else if (!strcmp(key, "serial")) {
 			if (!(r = get_str(rd, what, v, &d->serial)) && strlen(d->serial) > VM_DISK_SERIAL_MAX)
 				r = fail(rd, "'%s' must be at most %d characters", what, VM_DISK_SERIAL_MAX);
+		} else if (!strcmp(key, "rate_limiter")) {
+			r = vm_rate_from_json(v, what, &d->rate, rd->err, rd->errlen);
 		} else {
-			r = fail(rd, "unknown key 'disks[%u].%.64s' (known: path, format, cache, readonly, serial)", k,
-				 key);
+			r = fail(rd,
+				 "unknown key 'disks[%u].%.64s' (known: path, format, cache, readonly, serial, "
+				 "rate_limiter)",
+				 k, key);
 		}
 		if (r)
 			return r;
@@ -210,6 +233,58 @@ static int read_disk(struct reader *rd, unsigned k, json_t *jd, struct vm_disk *
 	if (!d->path)
 		return fail(rd, "'disks[%u]' needs a 'path'", k);
 	return 0;
+}
+
+static int bucket_from_json(json_t *jb, const char *what, struct rate_bucket_cfg *b, char *err, size_t len)
+{
+	const char *key;
+	json_t *v;
+	if (!json_is_object(jb)) {
+		snprintf(err, len, "'%s' must be an object with size, refill_time and one_time_burst", what);
+		return -EINVAL;
+	}
+	*b = (struct rate_bucket_cfg){0};
+	json_object_foreach(jb, key, v)
+	{
+		uint64_t *f = !strcmp(key, "size")	      ? &b->size
+			      : !strcmp(key, "refill_time")    ? &b->refill_time
+			      : !strcmp(key, "one_time_burst") ? &b->one_time_burst
+							       : NULL;
+		if (!f) {
+			snprintf(err, len, "unknown key '%s.%.64s' (known: size, refill_time, one_time_burst)", what, key);
+			return -EINVAL;
+		}
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    (uint64_t)json_integer_value(v) > RATE_SIZE_MAX) {
+			snprintf(err, len, "'%s.%s' must be an integer from 0 to %llu", what, key, RATE_SIZE_MAX);
+			return -EINVAL;
+		}
+		*f = (uint64_t)json_integer_value(v);
+	}
+	return 0;
+}
+
+int vm_rate_from_json(json_t *v, const char *what, struct rate_cfg *c, char *err, size_t len)
+{
+	const char *key;
+	json_t *jb;
+	char w[96];
+	if (!json_is_object(v)) {
+		snprintf(err, len, "'%s' must be an object with bandwidth and/or ops", what);
+		return -EINVAL;
+	}
+	*c = (struct rate_cfg){0};
+	json_object_foreach(v, key, jb)
+	{
+		snprintf(w, sizeof(w), "%.60s.%.20s", what, key);
+		int r = !strcmp(key, "bandwidth") ? bucket_from_json(jb, w, &c->bw, err, len)
+			: !strcmp(key, "ops")	  ? bucket_from_json(jb, w, &c->ops, err, len)
+						  : (snprintf(err, len, "unknown key '%.64s' (known: bandwidth, ops)", w),
+						     -EINVAL);
+		if (r)
+			return r;
+	}
+	return rate_cfg_check(c, what, err, len);
 }
 
 static int read_cpu(struct reader *rd, json_t *jc, struct cpu_opts *o)

@@ -170,6 +170,9 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	if (vm->thread_started) {
+		/* a transfer waiting for its tokens goes now, or the join waits */
+		for (unsigned k = 0; vm->rates_on && k < VM_MAX_DISKS; k++)
+			rate_limit_cancel(&vm->blkrate[k]);
 		vm_stop(vm);
 		pthread_join(vm->thr, NULL);
 		vm->thread_started = 0;

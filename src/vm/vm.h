@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "backend/block.h"
+#include "backend/ratelimit.h"
 #include "cpu/cpu.h"
 #include "engine/engine.h"
 
@@ -47,6 +48,7 @@ struct vm_disk {
 	enum blk_cache cache;
 	int readonly;
 	const char *serial; /* NULL: none; at most VM_DISK_SERIAL_MAX characters */
+	struct rate_cfg rate; /* backend/ratelimit.h: bytes read or written, requests */
 };
 
 struct vm_config {
@@ -129,6 +131,12 @@ void vm_config_init(struct vm_config *c);
 /* A malloc'd NUL-terminated JSON text, or NULL (out of memory, or a field
  * out of its enum). */
 char *vm_config_to_json(const struct vm_config *c);
+/* A rate limit in Firecracker's RateLimiter JSON ({"bandwidth": {"size",
+ * "refill_time", "one_time_burst"}, "ops": {...}}): read and checked
+ * (what names it in the message), or written (a new reference). */
+struct json_t;
+int vm_rate_from_json(struct json_t *v, const char *what, struct rate_cfg *c, char *err, size_t errlen);
+struct json_t *vm_rate_to_json(const struct rate_cfg *c);
 /* Parses text (len bytes, at most VM_CONFIG_JSON_MAX) into *c. Unknown or
  * duplicate keys, wrong types and numbers out of range are refused: -EINVAL
  * with one sentence in err. On success c's strings point into *strings,
@@ -196,6 +204,14 @@ int vm_is_paused(struct vm *vm);
 int vm_is_running(struct vm *vm);
 /* The configuration the VM was created with (its strings are the VM's). */
 const struct vm_config *vm_get_config(const struct vm *vm);
+/* The rate limits of disk k and NIC k (indexes of the configuration's
+ * disks and nets) while the VM runs; a new limit starts with full buckets.
+ * 0, or -ENOENT when there is no such device. A disk's new limit is in the
+ * configuration from then on (snapshots keep it); a NIC's is not. */
+int vm_set_disk_rate(struct vm *vm, unsigned k, const struct rate_cfg *c);
+int vm_get_disk_rate(struct vm *vm, unsigned k, struct rate_cfg *c);
+int vm_set_net_rate(struct vm *vm, unsigned k, const struct rate_cfg *tx, const struct rate_cfg *rx);
+int vm_get_net_rate(struct vm *vm, unsigned k, struct rate_cfg *tx, struct rate_cfg *rx);
 
 /* ---- Snapshots (emu engine) ----
  * vm_save writes dir/state (a state stream of kind "vm": the configuration,

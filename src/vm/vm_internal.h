@@ -23,6 +23,8 @@ struct vm {
 
 	struct blk *blk[VM_MAX_DISKS];
 	struct virtio_dev *blkdev[VM_MAX_DISKS]; /* the current machine's virtio-blk of each */
+	struct rate_limit blkrate[VM_MAX_DISKS]; /* each disk's, outliving its devices (reboots) */
+	int rates_on;				 /* blkrate initialised */
 	struct net *netbe[VM_MAX_NETS];
 	struct virtio_dev *netdev[VM_MAX_NETS]; /* the current machine's virtio-net of each */
 	/* Each NIC's MAC address: kept across guest reboots, saved with the

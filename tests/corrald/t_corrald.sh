@@ -244,6 +244,21 @@ if [ "$(id -u)" = 0 ] && [ -d /sys/fs/cgroup/cpu ]; then
 	else
 		bad "cpu_max 0.5: the VM used $h/100 of a core (unlimited: $f/100)"
 	fi
+	# live: new values for half's limits (the others stay), and limits for
+	# full, which had none, put it into cgroups of its own
+	api PATCH /vms/half '{"limits":{"cpu_max":0.25,"pids_max":32}}'
+	expect "PATCH /vms/half" 200 '"cpu_max":0.25'
+	[ "$(cat /sys/fs/cgroup/cpu/corral/half/cpu.cfs_quota_us)" = 25000 ] && grep -q '^32$' /sys/fs/cgroup/pids/corral/half/pids.max &&
+		grep -q '"memory_max": *268435456' "$ST/vms/half/vm.json" && grep -q '"cpu_max": *0.25' "$ST/vms/half/vm.json" && ok ||
+		bad "PATCH /vms/half: quota $(cat /sys/fs/cgroup/cpu/corral/half/cpu.cfs_quota_us), $(cat "$ST/vms/half/vm.json")"
+	api PATCH /vms/full '{"limits":{"cpu_max":0.5}}'
+	expect "PATCH /vms/full" 200
+	grep -q "^$pf$" /sys/fs/cgroup/cpu/corral/full/cgroup.procs 2>/dev/null &&
+		[ "$(cat /sys/fs/cgroup/cpu/corral/full/cpu.cfs_quota_us)" = 50000 ] && grep -q "corral/full" "$ST/vms/full/run.json" && ok ||
+		bad "PATCH /vms/full did not put its process into a cgroup with the limit"
+	api PATCH /vms/half '{"limits":{"memory_max":1}}'; expect "PATCH a bad limit" 400 memory_max
+	[ "$(cat /sys/fs/cgroup/cpu/corral/half/cpu.cfs_quota_us)" = 25000 ] && grep -q '"memory_max": *268435456' "$ST/vms/half/vm.json" &&
+		ok || bad "a refused PATCH changed the limits"
 	"$CORRAL" vm rm half --force && "$CORRAL" vm rm full --force && [ ! -e /sys/fs/cgroup/cpu/corral/half ] && ok ||
 		bad "the cgroups of a removed VM are left"
 else
@@ -254,6 +269,36 @@ api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"cpu_max\":0}}"; e
 api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"memory_max\":5}}"; expect "memory_max 5" 400 memory_max
 api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"cpuset\":\"0;rm\"}}"; expect "cpuset" 400 cpuset
 api POST /vms "{\"name\":\"x\",\"config\":{$cfg},\"limits\":{\"disk\":1}}"; expect "unknown limit" 400 "unknown key 'disk'"
+
+# ---- rate limits of a running VM's disk and NIC, through corrald ----
+truncate -s 1M "$tmp/img/disk.img"
+api POST /vms "{\"name\":\"rl\",\"config\":{$cfg,\"disks\":[{\"path\":\"$tmp/img/disk.img\",\"rate_limiter\":{\"ops\":{\"size\":100,\"refill_time\":1000}}}],\"nets\":[\"user,tx_bw=1M\"]},\"start\":true}"
+expect "a VM with rate limits" 201
+# vmapi PATH: the VM process's own API (what corrald set in it)
+vmapi() { curl -s -m 10 --unix-socket "$ST/vms/rl/vm/api.sock" "http://localhost$1"; }
+vmapi /drives/0 | grep -q '"ops": *{[^}]*"size": *100' && vmapi /network-interfaces/0 | grep -q '"tx_rate_limiter": *{ *"bandwidth": *{[^}]*"size": *1048576' &&
+	ok || bad "the VM process does not have its configured limits: $(vmapi /drives/0) $(vmapi /network-interfaces/0)"
+api PATCH /vms/rl '{"disks":[{"index":0,"rate_limiter":{"bandwidth":{"size":2097152,"refill_time":100,"one_time_burst":4096}}}],"nets":[{"index":0,"rx_rate_limiter":{"ops":{"size":1000,"refill_time":10}}}]}'
+expect "PATCH /vms/rl rate limits" 200 '"user,rx_ops=1000:10"'
+vmapi /drives/0 | grep -q '"bandwidth": *{[^}]*"size": *2097152' && ! vmapi /drives/0 | grep -q '"ops"' &&
+	vmapi /network-interfaces/0 | grep -q '"rx_rate_limiter": *{ *"ops": *{[^}]*"size": *1000' &&
+	! vmapi /network-interfaces/0 | grep -q '"tx_rate_limiter": *{ *"' && ok ||
+	bad "PATCH did not reach the VM process: $(vmapi /drives/0) $(vmapi /network-interfaces/0)"
+python3 - "$ST/vms/rl/vm.json" <<'PY' && ok || bad "the definition does not keep the new rate limits: $(cat "$ST/vms/rl/vm.json")"
+import json, sys
+c = json.load(open(sys.argv[1]))["config"]
+assert c["disks"][0]["rate_limiter"] == {"bandwidth": {"size": 2097152, "refill_time": 100, "one_time_burst": 4096}}
+assert c["nets"] == ["user,rx_ops=1000:10"], c["nets"]
+PY
+before=$(cat "$ST/vms/rl/vm.json")
+api PATCH /vms/rl '{"disks":[{"index":1,"rate_limiter":{}}]}'; expect "PATCH a disk it has not" 400 "index"
+api PATCH /vms/rl '{"disks":[{"index":0,"rate_limiter":{"bandwidth":{"size":5}}}]}'; expect "PATCH a bucket without refill_time" 400 refill_time
+api PATCH /vms/rl '{"nets":[{"index":0,"rx":{}}]}'; expect "PATCH an unknown key" 400 "unknown key"
+api PATCH /vms/rl '{"disks":{"0":{}}}'; expect "PATCH disks as an object" 400 "array"
+api PATCH /vms/rl '{"disks":[{"index":0},{"index":0}]}'; expect "PATCH a disk twice" 400 "twice"
+api PATCH /vms/rl '{"cpu":1}'; expect "PATCH an unknown member" 400 "cpu"
+[ "$(cat "$ST/vms/rl/vm.json")" = "$before" ] && vmapi /drives/0 | grep -q '"size": *2097152' && ok || bad "a refused PATCH changed the definition or the VM"
+"$CORRAL" vm rm rl --force >/dev/null && ok || bad "vm rm rl"
 
 # ---- hostile requests ----
 vms_before=$(ls -A "$ST/vms" | sort | tr '\n' ' ')
