@@ -40,7 +40,7 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 			return r;
 	}
 	for (unsigned k = 0; k < c->nnets; k++)
-		if ((r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
+		if (!vm->netbe[k] && (r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
 			return r;
 	if (!c->kernel && !c->flat) {
 		if (!c->guest_dir) {
@@ -223,7 +223,8 @@ int vm_reboot(struct vm *vm, char *err, size_t errlen)
 int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *o = &vm->cfg;
-	struct machine_config mc = {.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = vm->out_fd};
+	struct machine_config mc = {
+		.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = vm->out_fd, .rtc_host_sec = vm->rtc_sec, .clock_frozen = vm->rr != NULL};
 	struct machine *m;
 	struct virtio_dev *hvc = NULL;
 	int r = machine_create(&m, &mc);
@@ -233,6 +234,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	err[0] = 0;
+	vm_rr_attach(vm, m);
 	if (o->bench_t0)
 		bus_register_pio(m, 0x80, 1, NULL, bench_port_write, vm);
 	if (o->debug_exit.on &&

@@ -93,6 +93,12 @@ struct vm_config {
 	 * not told it was cloned; tests show what the ID is for). */
 	int keep_vmgenid;
 	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
+	/* Record and replay (emu, docs/replay.md): record writes every input
+	 * from outside into this file; replay runs the machine again from
+	 * one, its inputs from the file (the same options, images and corral
+	 * version, checked). NULL: neither. version is corral's, kept in the
+	 * file. */
+	const char *record, *replay, *version;
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */
 	uint64_t bench_t0;	  /* bench/startup.sh: CLOCK_MONOTONIC ns at launch; 0: off */
