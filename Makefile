@@ -329,6 +329,23 @@ fuzz-migrate-run: $(FUZZ_BUILD)/fuzz_migrate
 
 .PHONY: fuzz-migrate-run
 
+# The replay file's parser and player (opt-in): `make fuzz-replay-run`;
+# crash inputs land in tests/fuzz/regress/replay/, which t_regress_replay
+# replays with the seeds (recordings of the Debian guest, damaged copies).
+FUZZ_REPLAY_SRC := $(sort $(wildcard src/machine/*.c)) src/state/stream.c
+$(FUZZ_BUILD)/fuzz_replay: tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_replay.h $(FUZZ_REPLAY_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_replay.c $(FUZZ_REPLAY_SRC) -lz -lm -pthread
+
+fuzz: $(FUZZ_BUILD)/fuzz_replay
+
+fuzz-replay-run: $(FUZZ_BUILD)/fuzz_replay
+	@mkdir -p $(FUZZ_BUILD)/corpus-replay tests/fuzz/regress/replay
+	$(FUZZ_BUILD)/fuzz_replay -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/replay/ $(FUZZ_BUILD)/corpus-replay tests/fuzz/seeds/replay
+
+.PHONY: fuzz-replay-run
+
 # ---- portability (opt-in): corral built for aarch64, run under qemu-aarch64 ----
 # `make check-aarch64` cross-builds corral with Debian's gcc-aarch64-linux-gnu
 # (tools/setup.sh --aarch64 installs it and the arm64 libraries) and runs the

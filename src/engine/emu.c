@@ -40,6 +40,7 @@ struct emu {
 	int step_cpu;	      /* a debugger's single step: only this vCPU runs; -1: none */
 	struct replay *rr;    /* record or replay (machine/replay.h); NULL: neither */
 	int rr_quit;	      /* record: the console input asked to end */
+	uint64_t wall_start;  /* the host's monotonic time at the guest clock's 0 */
 };
 
 /* ---- The PC as the CPU sees it ---- */
@@ -404,9 +405,20 @@ static int emu_rr_idle(struct emu *e, const struct engine_host *host, int *input
 		return replay_more(e->rr) ? 0 : 2;
 	}
 	if (next != UINT64_MAX) {
+		/* as without recording: real time when someone may be waiting
+		 * for the guest, else idle time is skipped (but at most
+		 * EMU_IDLE_LEAD_NS ahead of the wall clock) */
+		int realtime = (host && host->realtime_idle && !*input_dead) || machine_io_fd(m) >= 0;
 		uint64_t now = clock_ns(m), t0 = wall_ns(), to = next;
 		uint64_t ms = next > now ? (next - now) / 1000000 : 0;
-		if (ms > 0) {
+		uint64_t wall = t0 - e->wall_start;
+		if (!realtime && next > wall + EMU_IDLE_LEAD_NS) {
+			uint64_t wait = next - wall - EMU_IDLE_LEAD_NS;
+			struct pollfd p = {.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN};
+			poll(&p, 1, (int)((wait > 100000000ull ? 100000000ull : wait) / 1000000) + 1);
+			engine_ctl_drain(e->ctl);
+			to = now; /* no time passes in the guest; the next idle point looks again */
+		} else if (realtime && ms > 0) {
 			if (emu_wait_host(e, host, input_dead, ms > 1000 ? 1000 : (int)ms) < 0)
 				e->rr_quit = 1;
 			uint64_t waited = wall_ns() - t0;
@@ -538,7 +550,7 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		emu_debug_sync(&e);
 
 	unsigned rounds = 0;
-	uint64_t wall_start = wall_ns() - clock_ns(m);
+	uint64_t wall_start = e.wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
 		if (engine_ctl_pause_wanted(e.ctl))
