@@ -204,8 +204,9 @@ static uint64_t ram_hash(struct replay *rr)
 	return m ? replay_hash(REPLAY_HASH_INIT, m->ram, m->mem_size) : 0;
 }
 
-void replay_result(const struct replay *rr, struct replay_end *out, uint64_t *bytes)
+void replay_result(const struct replay *rr, struct replay_end *out, uint64_t *bytes, uint64_t *guest_ns)
 {
+	*guest_ns = rr->m ? rr->m->clock_last : 0;
 	*out = (struct replay_end){.point = rr->point,
 				   .icount = rr->icount_last,
 				   .ram_hash = rr->ram_final,

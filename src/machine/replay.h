@@ -133,8 +133,9 @@ int replay_finish(struct replay *rr, uint32_t how, char *err, size_t errlen);
 /* 1 if the replay diverged; its message. */
 int replay_failed(const struct replay *rr);
 const char *replay_message(const struct replay *rr);
-/* What was measured: the final hashes, events and bytes written. */
-void replay_result(const struct replay *rr, struct replay_end *out, uint64_t *bytes);
+/* What was measured: the final hashes, events, bytes written (or read)
+ * and the guest's clock at the end (ns). */
+void replay_result(const struct replay *rr, struct replay_end *out, uint64_t *bytes, uint64_t *guest_ns);
 
 /* The hash of the format: 64 bits over bytes, incremental. */
 #define REPLAY_HASH_INIT 0xcbf29ce484222325ull

@@ -264,7 +264,7 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 		return;
 	char err[512];
 	struct replay_end got;
-	uint64_t bytes;
+	uint64_t bytes, ns;
 	int playing = replay_mode(vm->rr) == REPLAY_PLAY;
 	if (playing && ex->end == VM_END_QUIT && vm->ctl.stop) {
 		vm_log(vm, "replay: stopped before the recording's end; nothing compared");
@@ -277,15 +277,16 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 		return;
 	}
 	int r = replay_finish(vm->rr, (uint32_t)ex->end, err, sizeof(err));
-	replay_result(vm->rr, &got, &bytes);
+	replay_result(vm->rr, &got, &bytes, &ns);
 	if (r < 0) {
 		*ex = (struct vm_exit){.end = VM_END_ERROR, .err = playing ? -EINVAL : r};
 		snprintf(ex->msg, sizeof(ex->msg), "%s", err);
 		return;
 	}
 	vm_log(vm,
-	       "%s: %" PRIu64 " inputs, %" PRIu64 " bytes, %" PRIu64 " instructions; RAM hash %016" PRIx64
-	       ", console hash %016" PRIx64 "%s",
-	       playing ? "replay" : "record", got.events, bytes, got.icount, got.ram_hash, got.console_hash,
+	       "%s: %" PRIu64 " inputs, %" PRIu64 " bytes, %" PRIu64 " instructions, %.3f s of guest time; RAM hash "
+	       "%016" PRIx64 ", console hash %016" PRIx64 "%s",
+	       playing ? "replay" : "record", got.events, bytes, got.icount, (double)ns / 1e9, got.ram_hash,
+	       got.console_hash,
 	       playing ? ": identical to the recording" : "");
 }
