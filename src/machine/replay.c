@@ -449,16 +449,17 @@ static int parse(struct replay *rr, char *err, size_t errlen)
 	return 0;
 }
 
-int replay_open_mem(struct replay **out, const void *data, size_t size, char *err, size_t errlen)
+/* A replay of the file in buf (malloc'd; the replay owns it from here). */
+static int open_owned(struct replay **out, uint8_t *buf, size_t size, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct replay *rr = calloc(1, sizeof(*rr));
-	if (!rr || !(rr->data = malloc(size ? size : 1))) {
-		free(rr);
+	if (!rr) {
+		free(buf);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	memcpy(rr->data, data, size);
+	rr->data = buf;
 	rr->size = size;
 	rr->mode = REPLAY_PLAY;
 	rr->fd = -1;
@@ -470,6 +471,18 @@ int replay_open_mem(struct replay **out, const void *data, size_t size, char *er
 	}
 	*out = rr;
 	return 0;
+}
+
+int replay_open_mem(struct replay **out, const void *data, size_t size, char *err, size_t errlen)
+{
+	uint8_t *buf = malloc(size ? size : 1);
+	if (!buf) {
+		*out = NULL;
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(buf, data, size);
+	return open_owned(out, buf, size, err, errlen);
 }
 
 int replay_open(struct replay **out, const char *path, char *err, size_t errlen)
@@ -502,12 +515,12 @@ int replay_open(struct replay **out, const char *path, char *err, size_t errlen)
 	}
 	close(fd);
 	if (!buf || got != size) {
+		int r = buf ? -EIO : -ENOMEM;
 		free(buf);
-		snprintf(err, errlen, "--replay %s: %s", path, buf ? "short read" : "out of memory");
-		return buf ? -EIO : -ENOMEM;
+		snprintf(err, errlen, "--replay %s: %s", path, r == -EIO ? "short read" : "out of memory");
+		return r;
 	}
-	int r = replay_open_mem(out, buf, size, err, errlen);
-	free(buf);
+	int r = open_owned(out, buf, size, err, errlen);
 	if (r < 0) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", err);
@@ -660,9 +673,8 @@ int replay_point(struct replay *rr, int stop)
 	}
 	if (rr->failed)
 		return -1;
-	/* an input of the point before that nobody took */
-	cur_icount(rr);
-	event_here(rr, UINT64_MAX);
+	/* an input of this point that the turn since went past */
+	event_here(rr, cur_icount(rr));
 	if (rr->failed)
 		return -1;
 	rr->point++;
