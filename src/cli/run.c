@@ -628,10 +628,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	}
 	if (c->record || c->replay) {
 		const char *rropt = c->record ? "--record" : "--replay";
-		const char *with = restore		? "'corral restore'"
-				   : o->incoming	? "--incoming"
-				   : o->gdb		? "--gdb"
-				   : o->api_sock	? "--api-sock"
+		const char *with = restore		    ? "'corral restore'"
+				   : o->incoming	    ? "--incoming"
+				   : o->gdb		    ? "--gdb"
+				   : o->api_sock	    ? "--api-sock"
 				   : c->record && c->replay ? "--replay"
 							    : NULL;
 		if (with) {

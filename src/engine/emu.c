@@ -518,7 +518,8 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	e.rr = m->rr;
 	if (e.rr && (stop_after || !host || !host->ps_per_insn || host->restore)) {
 		res.err = -EINVAL;
-		snprintf(res.msg, sizeof(res.msg), "emu: record and replay need instruction-driven time and a fresh boot");
+		snprintf(res.msg, sizeof(res.msg),
+			 "emu: record and replay need instruction-driven time and a fresh boot");
 		goto out;
 	}
 	if (stop_after && (!host->final || e.n != 1)) {

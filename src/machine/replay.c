@@ -21,10 +21,10 @@
 #define SEC_EVENTS "replay-events"
 #define SEC_END "replay-end"
 #define SEC_VERSION 1
-#define CHUNK_BYTES (1u << 20)	/* events per section: about this many bytes */
-#define EVENTS_MAX (1u << 26)	/* events in one file */
-#define FILE_MAX (16ull << 30)	/* bytes in one replay file */
-#define EVENT_FIXED 24		/* kind, dev, vcpu, point, icount, len */
+#define CHUNK_BYTES (1u << 20) /* events per section: about this many bytes */
+#define EVENTS_MAX (1u << 26)  /* events in one file */
+#define FILE_MAX (16ull << 30) /* bytes in one replay file */
+#define EVENT_FIXED 24	       /* kind, dev, vcpu, point, icount, len */
 
 struct event {
 	uint8_t kind, dev;
@@ -591,8 +591,9 @@ int replay_random(struct machine *m, void *buf, size_t len)
 			if (replay_take(rr, REPLAY_RANDOM, 0, p, n) != (ssize_t)n) {
 				memset(p, 0, len);
 				if (!rr->failed)
-					diverge(rr, "replay diverged at instruction %" PRIu64
-						    ": the recording has fewer random bytes here",
+					diverge(rr,
+						"replay diverged at instruction %" PRIu64
+						": the recording has fewer random bytes here",
 						rr->icount_last);
 				return 0; /* the replay stops at the next point */
 			}
@@ -655,7 +656,8 @@ static void deliver(struct replay *rr)
 		}
 		if (rr->next == before && !rr->failed)
 			diverge(rr,
-				"replay diverged at instruction %" PRIu64 " (point %" PRIu64 "): the guest did not take "
+				"replay diverged at instruction %" PRIu64 " (point %" PRIu64
+				"): the guest did not take "
 				"%s where the recording did",
 				ic, rr->point, kind_name(e->kind));
 	}

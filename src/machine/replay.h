@@ -96,8 +96,7 @@ int replay_mode(const struct replay *rr);
 void replay_attach(struct replay *rr, struct machine *m);
 void replay_set_icount(struct replay *rr, uint64_t (*icount)(void *opaque), void *opaque);
 /* A replay delivers console bytes through this (returns how many fitted). */
-void replay_set_console(struct replay *rr, size_t (*in)(void *opaque, const uint8_t *buf, size_t n),
-			void *opaque);
+void replay_set_console(struct replay *rr, size_t (*in)(void *opaque, const uint8_t *buf, size_t n), void *opaque);
 
 /* The engine, at an injection point. Record: 1 if stop (the user asked to
  * end) so the run ends here, else 0. Replay: delivers the inputs logged at

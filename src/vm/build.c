@@ -223,8 +223,11 @@ int vm_reboot(struct vm *vm, char *err, size_t errlen)
 int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *o = &vm->cfg;
-	struct machine_config mc = {
-		.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = vm->out_fd, .rtc_host_sec = vm->rtc_sec, .clock_frozen = vm->rr != NULL};
+	struct machine_config mc = {.mem_size = o->mem,
+				    .ncpus = o->cpus,
+				    .serial_out_fd = vm->out_fd,
+				    .rtc_host_sec = vm->rtc_sec,
+				    .clock_frozen = vm->rr != NULL};
 	struct machine *m;
 	struct virtio_dev *hvc = NULL;
 	int r = machine_create(&m, &mc);

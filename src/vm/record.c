@@ -29,8 +29,8 @@ static char *config_text(const struct vm_config *c)
 	free(raw);
 	if (!o)
 		return NULL;
-	static const char *const host_keys[] = {"kernel",	"initrd", "flat", "serial_path", "guest_dir",
-						"kernel_cache", "realtime_idle"};
+	static const char *const host_keys[] = {"kernel",    "initrd",	     "flat",	     "serial_path",
+						"guest_dir", "kernel_cache", "realtime_idle"};
 	for (size_t k = 0; k < sizeof(host_keys) / sizeof(host_keys[0]); k++)
 		json_object_del(o, host_keys[k]);
 	json_t *cpu = json_object_get(o, "cpu");
@@ -209,7 +209,8 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 			 now.version);
 	} else if (strcmp(h->config, now.config)) {
 		config_diff(h->config, now.config, what, sizeof(what));
-		snprintf(err, errlen, "--replay %s: recorded with another machine (%s differs); give the options "
+		snprintf(err, errlen,
+			 "--replay %s: recorded with another machine (%s differs); give the options "
 			 "of the recording",
 			 c->replay, what);
 	} else if (h->nimages != now.nimages) {
@@ -221,8 +222,9 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 			if (strcmp(h->image[k].role, now.image[k].role) || h->image[k].size != now.image[k].size ||
 			    h->image[k].hash != now.image[k].hash) {
 				snprintf(err, errlen,
-					 "--replay %s: the %s is not the one recorded (%" PRIu64 " bytes, hash %016" PRIx64
-					 "; recorded %" PRIu64 " bytes, hash %016" PRIx64 ")",
+					 "--replay %s: the %s is not the one recorded (%" PRIu64
+					 " bytes, hash %016" PRIx64 "; recorded %" PRIu64 " bytes, hash %016" PRIx64
+					 ")",
 					 c->replay, now.image[k].role, now.image[k].size, now.image[k].hash,
 					 h->image[k].size, h->image[k].hash);
 				r = -EINVAL;
@@ -287,6 +289,5 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 	       "%s: %" PRIu64 " inputs, %" PRIu64 " bytes, %" PRIu64 " instructions, %.3f s of guest time; RAM hash "
 	       "%016" PRIx64 ", console hash %016" PRIx64 "%s",
 	       playing ? "replay" : "record", got.events, bytes, got.icount, (double)ns / 1e9, got.ram_hash,
-	       got.console_hash,
-	       playing ? ": identical to the recording" : "");
+	       got.console_hash, playing ? ": identical to the recording" : "");
 }

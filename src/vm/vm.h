@@ -92,7 +92,7 @@ struct vm_config {
 	/* vm_restore: the clone keeps the saved VM generation ID (the guest is
 	 * not told it was cloned; tests show what the ID is for). */
 	int keep_vmgenid;
-	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
+	uint64_t ps_per_insn; /* emu's time per instruction; 0: host time */
 	/* Record and replay (emu, docs/replay.md): record writes every input
 	 * from outside into this file; replay runs the machine again from
 	 * one, its inputs from the file (the same options, images and corral
