@@ -103,14 +103,22 @@ if grep -q '^rdrand: 0$' "$work/rec.txt"; then ok "the CPU offers no RDRAND/RDSE
 fi
 rec_hash=$(hashes "$work/rec.err")
 [ -n "$rec_hash" ] || fail "the recording printed no hashes: $(cat "$work/rec.err")"
+# (the third replay writes the console to a file: where the output goes is
+# the host's business, the guest's output is the same)
 for n in 1 2 3; do
-	replay $n "$work/a.rr"
+	out=$work/rep$n.out
+	if [ $n -eq 3 ]; then
+		out=$work/rep3.serial
+		replay $n "$work/a.rr" --serial "file:$out"
+	else
+		replay $n "$work/a.rr"
+	fi
 	rc=$?
-	if [ $rc -eq 0 ] && cmp -s "$work/rec.out" "$work/rep$n.out"; then
+	if [ $rc -eq 0 ] && cmp -s "$work/rec.out" "$out"; then
 		ok "replay $n: the console output is the recording's, byte for byte"
 	else
 		fail "replay $n: status $rc, output differs: $(tail -n 2 "$work/rep$n.err")"
-		diff "$work/rec.out" "$work/rep$n.out" | head -n 10 | sed 's/^/    /'
+		diff "$work/rec.out" "$out" | head -n 10 | sed 's/^/    /'
 	fi
 	if [ -n "$rec_hash" ] && [ "$(hashes "$work/rep$n.err")" = "$rec_hash" ] &&
 		grep -q "identical to the recording" "$work/rep$n.err"; then
