@@ -139,6 +139,8 @@ bench-gdb: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/gdb.sh
 bench-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/nested.sh
+bench-replay: tests
+	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/replay.sh
 
 # Multi-core guests on emu: N jobs on N vCPUs, --accel-threads single and
 # multi beside QEMU TCG with the same -smp (bench/smp.sh)
@@ -164,7 +166,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
@@ -333,6 +335,23 @@ fuzz-migrate-run: $(FUZZ_BUILD)/fuzz_migrate
 		-artifact_prefix=tests/fuzz/regress/migrate/ $(FUZZ_BUILD)/corpus-migrate tests/fuzz/seeds/migrate
 
 .PHONY: fuzz-migrate-run
+
+# The replay file's parser and player (opt-in): `make fuzz-replay-run`;
+# crash inputs land in tests/fuzz/regress/replay/, which t_regress_replay
+# replays with the seeds (recordings of the Debian guest, damaged copies).
+FUZZ_REPLAY_SRC := $(sort $(wildcard src/machine/*.c)) src/state/stream.c
+$(FUZZ_BUILD)/fuzz_replay: tests/fuzz/fuzz_replay.c tests/fuzz/fuzz_replay.h $(FUZZ_REPLAY_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_replay.c $(FUZZ_REPLAY_SRC) -lz -lm -pthread
+
+fuzz: $(FUZZ_BUILD)/fuzz_replay
+
+fuzz-replay-run: $(FUZZ_BUILD)/fuzz_replay
+	@mkdir -p $(FUZZ_BUILD)/corpus-replay tests/fuzz/regress/replay
+	$(FUZZ_BUILD)/fuzz_replay -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+		-artifact_prefix=tests/fuzz/regress/replay/ $(FUZZ_BUILD)/corpus-replay tests/fuzz/seeds/replay
+
+.PHONY: fuzz-replay-run
 
 # ---- portability (opt-in): corral built for aarch64, run under qemu-aarch64 ----
 # `make check-aarch64` cross-builds corral with Debian's gcc-aarch64-linux-gnu

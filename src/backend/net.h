@@ -40,6 +40,9 @@ struct state_reader;
  * in err. */
 int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), void *opaque, char *err, size_t errlen);
 void net_close(struct net *n);
+/* A NIC's backend that drops what the guest sends and never has a frame
+ * for it, with the given MTU (a replay's: its frames come from the log). */
+int net_open_null(struct net **out, unsigned mtu);
 /* Loads what the backend of spec needs from the host (libslirp for "user")
  * now, for a process about to lose sight of the host's files (corrald's
  * jail); 0, or -errno and one line in err. net_open loads it anyway. */

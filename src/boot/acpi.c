@@ -2,12 +2,12 @@
  * MADT, built in the BIOS area so both boot_params and the legacy scan find them. */
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "boot/boot.h"
 #include "boot/boot_internal.h"
 #include "machine/machine.h"
 #include "machine/pci.h"
+#include "machine/replay.h"
 
 /*
  * Layout (boot_internal.h): RSDP 0xe0000, XSDT 0xe0040, FADT 0xe0100,
@@ -583,7 +583,7 @@ int acpi_build(struct machine *m, unsigned ncpus)
 
 	/* every boot is a new generation */
 	uint8_t *genid = gpa_ptr(m, BOOT_VMGENID_ADDR, BOOT_VMGENID_LEN);
-	if (!genid || getrandom(genid, BOOT_VMGENID_LEN, 0) != BOOT_VMGENID_LEN)
+	if (!genid || replay_random(m, genid, BOOT_VMGENID_LEN) < 0)
 		return -EIO;
 	return 0;
 }

@@ -231,7 +231,7 @@ static void run_usage(FILE *f)
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
 		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n"
-		"                  [--gdb SPEC [--gdb-wait]]\n\n"
+		"                  [--gdb SPEC [--gdb-wait]] [--record FILE | --replay FILE]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -287,6 +287,12 @@ static void run_usage(FILE *f)
 		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
 		"  --gdb-wait       with --gdb: hold the VM before its first instruction until a\n"
 		"                   debugger attaches and lets it run\n"
+		"  --record FILE    record every input from outside the machine (console, network\n"
+		"                   frames, random bytes, idle time) into FILE (emu engine;\n"
+		"                   docs/replay.md); disks must be readonly\n"
+		"  --replay FILE    run the recorded machine again from FILE, with the options of\n"
+		"                   the recording: the same output and final RAM, or an error that\n"
+		"                   says where it diverged\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -485,6 +491,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_INCOMING,
 		OPT_GDB,
 		OPT_GDB_WAIT,
+		OPT_RECORD,
+		OPT_REPLAY,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -516,6 +524,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"incoming", required_argument, NULL, OPT_INCOMING},
 		{"gdb", required_argument, NULL, OPT_GDB},
 		{"gdb-wait", no_argument, NULL, OPT_GDB_WAIT},
+		{"record", required_argument, NULL, OPT_RECORD},
+		{"replay", required_argument, NULL, OPT_REPLAY},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -546,6 +556,8 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_KEEP_MAC: o->keep_mac = 1; break;
 		case OPT_GDB: o->gdb = optarg; break;
 		case OPT_GDB_WAIT: o->gdb_wait = 1; break;
+		case OPT_RECORD: c->record = optarg; break;
+		case OPT_REPLAY: c->replay = optarg; break;
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -655,6 +667,28 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		default:
 			fprintf(stderr, "corral: %s: unknown or incomplete option '%s' (see 'corral %s --help')\n",
 				argv[0], argv[optind - 1], argv[0]);
+			return -1;
+		}
+	}
+	if (c->record || c->replay) {
+		const char *rropt = c->record ? "--record" : "--replay";
+		const char *with = restore		    ? "'corral restore'"
+				   : o->incoming	    ? "--incoming"
+				   : o->gdb		    ? "--gdb"
+				   : o->api_sock	    ? "--api-sock"
+				   : c->record && c->replay ? "--replay"
+							    : NULL;
+		if (with) {
+			/* a replay runs exactly what the recording ran, with
+			 * nobody else changing the machine on the way */
+			fprintf(stderr, "corral: %s cannot be combined with %s\n", rropt, with);
+			return -1;
+		}
+		if (c->engine == VM_ENGINE_KVM) {
+			fprintf(stderr,
+				"corral: %s needs --engine emu: under kvm no instruction count tells when an input "
+				"arrived\n",
+				rropt);
 			return -1;
 		}
 	}
@@ -775,6 +809,7 @@ static int run_main(int argc, char **argv, int restore)
 	c->on_reboot = run_reboot;
 	c->reboot_opaque = &in_fd;
 
+	c->version = CORRAL_VERSION;
 	c->disk_dir = o.disk_dir;
 	c->keep_vmgenid = o.keep_vmgenid;
 	c->keep_mac = o.keep_mac;
@@ -883,6 +918,8 @@ char *run_config_json(int argc, char **argv)
 		fprintf(stderr, "corral: vm create: --help: see 'corral vm create --help'\n");
 	else if (r == 0 && o.api_sock)
 		fprintf(stderr, "corral: vm create: --api-sock: corrald serves each VM's API itself\n");
+	else if (r == 0 && (o.cfg.record || o.cfg.replay))
+		fprintf(stderr, "corral: vm create: --record and --replay are options of 'corral run'\n");
 	else if (r == 0 && serial != SERIAL_STDIO)
 		fprintf(stderr, "corral: vm create: --serial: corrald keeps the console in a log ('corral vm logs')\n");
 	else if (r == 0 && !(text = vm_config_to_json(&o.cfg)))

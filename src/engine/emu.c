@@ -17,6 +17,7 @@
 #include "cpu/cpu.h"
 #include "engine/engine.h"
 #include "machine/machine_impl.h"
+#include "machine/replay.h"
 
 #define EMU_SLICE_DEFAULT 50000
 #define EMU_SLICE_MIN 200 /* shortest turn: a cap on the loop's overhead */
@@ -50,6 +51,9 @@ struct emu {
 	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
 	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
 	int step_cpu;	      /* a debugger's single step: only this vCPU runs; -1: none */
+	struct replay *rr;    /* record or replay (machine/replay.h); NULL: neither */
+	int rr_quit;	      /* record: the console input asked to end */
+	uint64_t wall_start;  /* the host's monotonic time at the guest clock's 0 */
 	/* Multi-thread mode (emu_mt_run): lock is the machine lock, held for
 	 * every device access, timer, interrupt controller and clock reading
 	 * and for the fields below; vCPU threads wait on vcpu_cond (halted,
@@ -147,9 +151,43 @@ static void emu_kick(void *opaque)
 		cpu_request_stop(c);
 }
 
+/* The controller's kick (a pause, a stop). Under record or replay a turn
+ * ends only where instructions say, so that turns, and with them the
+ * interleaving of vCPUs and the delivery of interrupts, are the same in
+ * both runs: a stop waits for the end of the turn (replay_point). */
+static void emu_ctl_kick(void *opaque)
+{
+	struct emu *e = opaque;
+	if (!e->rr)
+		emu_kick(opaque);
+}
+
+/* Under record or replay a stop is taken only at an injection point
+ * (emu_rr_point), where the replay can stop at the same place. */
 static int emu_stopping(const struct emu *e)
 {
-	return e->ctl && e->ctl->stop;
+	return e->ctl && e->ctl->stop && !e->rr;
+}
+
+/* Record and replay: every vCPU's instructions so far, the position of an
+ * input (with the injection points' count). */
+static uint64_t emu_icount(void *opaque)
+{
+	const struct emu *e = opaque;
+	uint64_t n = 0;
+	for (unsigned k = 0; k < e->n; k++)
+		n += e->v[k].cpu.icount;
+	return n;
+}
+
+/* An injection point: a replay's inputs for it go in here (a recording's
+ * entered right after: the console's poll, the machine's host work).
+ * 0 go on, 1 end the run here, -1 the replay diverged. */
+static int emu_rr_point(struct emu *e)
+{
+	if (!e->rr)
+		return 0;
+	return replay_point(e->rr, (e->ctl && e->ctl->stop) || e->rr_quit);
 }
 
 /* How far idle guest time may run ahead of the wall clock (see below). */
@@ -179,7 +217,7 @@ static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
 	e->m->cur_cpu = k;
 	e->turn_icount = c->icount;
 	__atomic_store_n(&e->running, c, __ATOMIC_SEQ_CST);
-	if (engine_ctl_pause_wanted(e->ctl) || emu_stopping(e))
+	if (!e->rr && (engine_ctl_pause_wanted(e->ctl) || emu_stopping(e)))
 		cpu_request_stop(c);
 	if (e->ps_per_insn) {
 		/* With instruction-driven time, a turn ends at the next timer
@@ -832,6 +870,73 @@ out:
 	pthread_mutex_destroy(&e->lock);
 }
 
+/* Nobody could run, under record or replay: idle time passes as the
+ * recording saw it. Recording, it passes in real time (a network peer or
+ * someone typing sees the guest idle as long as they wait) and the
+ * clock's step is logged; a replay takes the logged step. 0 go on, 2 hung,
+ * else what emu_rr_point says. */
+static int emu_rr_idle(struct emu *e, const struct engine_host *host, int *input_dead, int may_wake, uint64_t next)
+{
+	struct machine *m = e->m;
+	int r = emu_rr_point(e);
+	if (r)
+		return r;
+	if (!may_wake)
+		return 2;
+	if (replay_mode(e->rr) == REPLAY_PLAY) {
+		if (next != UINT64_MAX) {
+			if (!replay_clock_stepped(e->rr))
+				return -1;
+			mtimer_run_expired(m);
+			return 0;
+		}
+		/* the recording waited here for input that came, or for its end */
+		return replay_more(e->rr) ? 0 : 2;
+	}
+	if (next != UINT64_MAX) {
+		/* as without recording: real time when someone may be waiting
+		 * for the guest, else idle time is skipped (but at most
+		 * EMU_IDLE_LEAD_NS ahead of the wall clock) */
+		int realtime = (host && host->realtime_idle && !*input_dead) || machine_io_fd(m) >= 0;
+		uint64_t now = clock_ns(m), t0 = wall_ns(), to = next;
+		uint64_t ms = next > now ? (next - now) / 1000000 : 0;
+		uint64_t wall = t0 - e->wall_start;
+		if (!realtime && next > wall + EMU_IDLE_LEAD_NS) {
+			uint64_t wait = next - wall - EMU_IDLE_LEAD_NS;
+			struct pollfd p = {.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN};
+			poll(&p, 1, (int)((wait > 100000000ull ? 100000000ull : wait) / 1000000) + 1);
+			engine_ctl_drain(e->ctl);
+			to = now; /* no time passes in the guest; the next idle point looks again */
+		} else if (realtime && ms > 0) {
+			if (emu_wait_host(e, host, input_dead, ms > 1000 ? 1000 : (int)ms) < 0)
+				e->rr_quit = 1;
+			uint64_t waited = wall_ns() - t0;
+			to = now + waited < next ? now + waited : next;
+		}
+		clock_advance_to(m, to);
+		replay_log_clock(e->rr, clock_ns(m));
+		mtimer_run_expired(m);
+		return 0;
+	}
+	if (!*input_dead || machine_io_fd(m) >= 0) {
+		if (emu_wait_host(e, host, input_dead, -1) < 0)
+			e->rr_quit = 1;
+		return 0;
+	}
+	return 2;
+}
+
+/* The run ends at an injection point: the recording's end, or a replay
+ * that diverged. */
+static void emu_rr_end(struct emu *e, struct engine_result *res, int why)
+{
+	res->end = why > 0 ? ENGINE_QUIT : ENGINE_ERROR;
+	if (why < 0) {
+		res->err = -EINVAL;
+		snprintf(res->msg, sizeof(res->msg), "%s", replay_message(e->rr));
+	}
+}
+
 static void emu_free(struct emu *e)
 {
 	for (unsigned k = 0; k < e->n; k++)
@@ -865,7 +970,9 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	machine_set_dma_hook(m, cpu_physmem_dma_written, e.phys);
 	machine_set_dirty_hook(m, cpu_physmem_dirty_arm, e.phys);
 	engine_emu_platform(&e.plat, m);
-	e.mt = host && host->threads == ENGINE_THREADS_MULTI && e.n > 1 && !(e.ctl && e.ctl->debug);
+	/* a debugger and record/replay need the single thread's fixed
+	 * interleaving */
+	e.mt = host && host->threads == ENGINE_THREADS_MULTI && e.n > 1 && !(e.ctl && e.ctl->debug) && !m->rr;
 	for (unsigned k = 0; k < e.n; k++) {
 		e.v[k].e = &e;
 		e.v[k].index = k;
@@ -905,6 +1012,13 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			e.v[0].cpu.tsc_offset = bsp->tsc - clock_ns(m);
 	}
 	uint64_t stop_after = host ? host->stop_after : 0;
+	e.rr = m->rr;
+	if (e.rr && (stop_after || !host || !host->ps_per_insn || host->restore)) {
+		res.err = -EINVAL;
+		snprintf(res.msg, sizeof(res.msg),
+			 "emu: record and replay need instruction-driven time and a fresh boot");
+		goto out;
+	}
 	if (stop_after && (!host->final || e.n != 1)) {
 		res.err = -EINVAL;
 		snprintf(res.msg, sizeof(res.msg), "emu: a hand-over needs a single-vCPU machine");
@@ -919,22 +1033,36 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	m->kick = emu_kick;
 	m->kick_opaque = &e;
 	e.ps_per_insn = host ? host->ps_per_insn : 0;
-	if (e.ps_per_insn) {
+	if (e.rr) {
+		/* where the previous run (or the frozen start) left it, not
+		 * where the host's clock is */
+		m->vclock = m->clock_last;
+		m->clock_manual = 0;
+	} else if (e.ps_per_insn) {
 		m->vclock = clock_ns(m);
+	}
+	if (e.ps_per_insn) {
 		m->clock_delta_opaque = &e;
 		m->clock_delta = emu_clock_delta;
 	}
-	engine_ctl_attach(e.ctl, emu_kick, &e);
+	if (e.rr)
+		replay_set_icount(e.rr, emu_icount, &e);
+	engine_ctl_attach(e.ctl, emu_ctl_kick, &e);
 	e.step_cpu = -1;
 	if (e.ctl && e.ctl->debug && e.ctl->debug->notify_fd >= 0)
 		emu_debug_sync(&e);
 
 	unsigned rounds = 0;
-	uint64_t wall_start = wall_ns() - clock_ns(m);
+	uint64_t wall_start = e.wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
 		if (engine_ctl_pause_wanted(e.ctl))
 			emu_pause_point(&e);
+		int rp;
+		if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
+			emu_rr_end(&e, &res, rp);
+			goto out;
+		}
 		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
 			machine_io_run(m);
 		for (unsigned k = 0; k < e.n; k++) {
@@ -991,6 +1119,10 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 				goto out;
 			}
 			mtimer_run_expired(m);
+			if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
+				emu_rr_end(&e, &res, rp);
+				goto out;
+			}
 			if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
 				machine_io_run(m);
 			enum machine_power p = machine_take_power(m);
@@ -1010,10 +1142,16 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			res.end = ENGINE_QUIT;
 			goto out;
 		}
+		if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
+			emu_rr_end(&e, &res, rp);
+			goto out;
+		}
 		/* Host input: a system call, so not after every short turn. */
 		if (!input_dead && (!ran || (++rounds & 31) == 0)) {
 			int r = host->poll_input(host->opaque, NULL, 0, 0);
-			if (r < 0) {
+			if (r < 0 && e.rr) {
+				e.rr_quit = 1; /* at the next injection point */
+			} else if (r < 0) {
 				res.end = ENGINE_QUIT;
 				goto out;
 			}
@@ -1034,7 +1172,19 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		 * host could answer. */
 		int host_io = machine_io_fd(m) >= 0;
 		int realtime = (host && host->realtime_idle && !input_dead) || host_io;
-		if (may_wake && next != UINT64_MAX && realtime) {
+		if (unlikely(e.rr)) {
+			rp = emu_rr_idle(&e, host, &input_dead, may_wake, next);
+			if (rp == 2) {
+				res.end = ENGINE_HUNG;
+				res.cpu = 0;
+				res.rip = e.v[0].cpu.s.rip;
+				goto out;
+			}
+			if (rp) {
+				emu_rr_end(&e, &res, rp);
+				goto out;
+			}
+		} else if (may_wake && next != UINT64_MAX && realtime) {
 			/* wait in real time for the deadline, input or host I/O */
 			uint64_t now = clock_ns(m), t0 = wall_ns();
 			uint64_t ms = next > now ? (next - now) / 1000000 : 0;
@@ -1087,6 +1237,10 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 
 out:
 	uart_flush(&m->com1);
+	if (e.rr) {
+		replay_set_icount(e.rr, NULL, NULL);
+		m->clock_manual = 1; /* until the next run: see above */
+	}
 	engine_ctl_detach(e.ctl);
 	m->kick = NULL;
 	m->kick_opaque = NULL;

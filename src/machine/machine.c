@@ -510,6 +510,7 @@ int machine_create(struct machine **mp, const struct machine_config *cfg)
 		munmap(m->ram + m->mem_size, (size_t)(res + m->mem_size + huge - (m->ram + m->mem_size)));
 	madvise(m->ram, m->mem_size, MADV_HUGEPAGE);
 	m->clock_start = host_ns();
+	m->clock_manual = cfg->clock_frozen;
 	m->io_fd = -1;
 
 	if ((err = pic_register(&m->pic, m)) < 0 || (err = ioapic_register(&m->ioapic, m)) < 0)

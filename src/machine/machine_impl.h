@@ -227,6 +227,9 @@ struct machine_config {
 	unsigned ncpus;	      /* 1..MACHINE_MAX_CPUS */
 	int serial_out_fd;    /* COM1 output, -1 to drop */
 	int64_t rtc_host_sec; /* wall time for the RTC; 0 = the host's time now */
+	/* Record and replay: the clock stands at 0 until an engine moves it
+	 * (no host time leaks into the devices' reset or the guest's load). */
+	int clock_frozen;
 };
 
 struct io_region {
@@ -256,7 +259,7 @@ struct machine {
 	/* Virtual clock: host monotonic time since start, plus the time skipped
 	 * while every vCPU was halted; never goes backwards. */
 	uint64_t clock_start, clock_skip, clock_last;
-	int clock_manual; /* tests: time moves only by clock_advance_to */
+	int clock_manual; /* tests, and record/replay between engine runs: time moves only by clock_advance_to */
 	/* Instruction-driven time (the emu engine sets it): clock_ns() is
 	 * vclock plus clock_delta(), the running vCPU's progress in its turn,
 	 * so guest time advances with the work done, never "late". NULL: host
@@ -288,6 +291,9 @@ struct machine {
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */
 	void *kick_opaque;
 	unsigned cur_cpu; /* the vCPU whose accesses are being handled */
+	/* Record or replay (machine/replay.h): the log the devices' inputs go
+	 * through; NULL: none. The VM's, set before the guest is loaded. */
+	struct replay *rr;
 
 	struct pic pic;
 	struct ioapic ioapic;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "machine/machine_impl.h"
+#include "machine/replay.h"
 #include "state/stream.h"
 
 #define IER_RDI 0x01
@@ -100,10 +101,14 @@ static void uart_transmit(struct uart *u, uint8_t b)
 	if (u->s.mcr & MCR_LOOP) {
 		if (!rx_push(u, b))
 			u->s.lsr |= LSR_OE;
-	} else if (u->out_fd >= 0) {
-		u->out[u->out_len++] = b;
-		if (u->out_len == UART_OUTBUF || b == '\n')
-			uart_flush(u);
+	} else {
+		/* hashed wherever it goes, so a replay may send it elsewhere */
+		replay_console_out(u->m->rr, &b, 1);
+		if (u->out_fd >= 0) {
+			u->out[u->out_len++] = b;
+			if (u->out_len == UART_OUTBUF || b == '\n')
+				uart_flush(u);
+		}
 	}
 	u->s.thr_ipending = 1; /* sent at once: THR is empty again */
 }

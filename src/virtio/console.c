@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "machine/replay.h"
 #include "virtio/virtio.h"
 
 #define CONS_RXQ 0
@@ -55,8 +56,11 @@ static void cons_notify(struct virtio_dev *v, unsigned qi)
 		}
 		/* keep COM1's buffered output ahead of ours, in order */
 		uart_flush(&v->pci.m->com1);
-		for (unsigned i = 0; i < c->elem.n_out && c->out_fd >= 0; i++)
-			write_all(c->out_fd, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
+		for (unsigned i = 0; i < c->elem.n_out; i++) {
+			replay_console_out(v->pci.m->rr, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
+			if (c->out_fd >= 0)
+				write_all(c->out_fd, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
+		}
 		c->guest_spoke = 1;
 		if (virtq_push(q, v->pci.m, c->elem.head, 0) < 0) {
 			virtio_set_needs_reset(v, "used ring outside guest RAM");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/net.h"
+#include "machine/replay.h"
 #include "virtio/virtio.h"
 
 #define NET_RXQ 0
@@ -55,6 +56,27 @@ static size_t elem_write(struct virtq_elem *e, size_t off, const uint8_t *src, s
 	return done;
 }
 
+/* The next frame for the guest: the backend's, logged when recording; in
+ * a replay the log's (machine/replay.h), by the NIC's handler id. */
+static ssize_t rx_peek(struct vnet *n)
+{
+	struct replay *rr = n->v.pci.m->rr;
+	if (replay_mode(rr) == REPLAY_PLAY)
+		return replay_peek(rr, REPLAY_NET, (unsigned)n->io_id);
+	return net_peek(n->be);
+}
+
+static ssize_t rx_recv(struct vnet *n, void *buf, size_t len)
+{
+	struct replay *rr = n->v.pci.m->rr;
+	if (replay_mode(rr) == REPLAY_PLAY)
+		return replay_take(rr, REPLAY_NET, (unsigned)n->io_id, buf, len);
+	ssize_t r = net_recv(n->be, buf, len);
+	if (r >= 0 && (uint64_t)r + NET_HDR_LEN <= n->elem.in_len)
+		replay_log(rr, REPLAY_NET, (unsigned)n->io_id, buf, (size_t)r);
+	return r;
+}
+
 /* Frames from the backend into the driver's receive buffers, while both
  * last. A frame larger than the buffer it meets is dropped (no mergeable
  * buffers were offered: the driver posts room for a full Ethernet frame). */
@@ -65,7 +87,7 @@ static void net_rx_work(void *opaque)
 	struct virtq *q = &v->s.q[NET_RXQ];
 	const char *why;
 	int pushed = 0;
-	while (virtio_queue_live(v, NET_RXQ) && net_peek(n->be) > 0) {
+	while (virtio_queue_live(v, NET_RXQ) && rx_peek(n) > 0) {
 		int r = virtq_pop(q, v->pci.m, &n->elem, &why);
 		if (r < 0) {
 			virtio_set_needs_reset(v, why);
@@ -75,7 +97,7 @@ static void net_rx_work(void *opaque)
 			break; /* no buffers: the frames wait (or drop) in the backend */
 		ssize_t len;
 		for (;;) {
-			len = net_recv(n->be, n->frame, sizeof(n->frame));
+			len = rx_recv(n, n->frame, sizeof(n->frame));
 			if (len < 0 || (uint64_t)len + NET_HDR_LEN <= n->elem.in_len)
 				break;
 			n->rx_dropped++;

@@ -1,9 +1,10 @@
 /* virtio-rng (virtio 1.2 §5.4): fills the driver's buffers from the host's
- * getrandom(). */
+ * getrandom(), or a replay's log. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/random.h>
 
+#include "machine/replay.h"
 #include "virtio/virtio.h"
 
 #define RNG_MAX_REQ 65536 /* bytes per request: a guest cannot make us spin */
@@ -13,24 +14,19 @@ struct vrng {
 	struct virtq_elem elem;
 };
 
-static uint32_t rng_fill(struct virtq_elem *e)
+/* Through the record/replay log (machine/replay.h), which draws from the
+ * host's getrandom() unless a replay hands back the recorded bytes. */
+static uint32_t rng_fill(struct machine *m, struct virtq_elem *e)
 {
 	uint32_t done = 0;
 	for (unsigned i = e->n_out; i < e->n_out + e->n_in && done < RNG_MAX_REQ; i++) {
 		uint8_t *p = e->iov[i].iov_base;
-		size_t want = e->iov[i].iov_len, got = 0;
+		size_t want = e->iov[i].iov_len;
 		if (want > RNG_MAX_REQ - done)
 			want = RNG_MAX_REQ - done;
-		while (got < want) {
-			ssize_t n = getrandom(p + got, want - got, 0);
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				return done; /* hand back what we have */
-			}
-			got += (size_t)n;
-		}
-		done += (uint32_t)got;
+		if (replay_random(m, p, want) < 0)
+			return done; /* hand back what we have */
+		done += (uint32_t)want;
 	}
 	return done;
 }
@@ -46,7 +42,7 @@ static void rng_notify(struct virtio_dev *v, unsigned qi)
 			virtio_set_needs_reset(v, why);
 			break;
 		}
-		if (virtq_push(q, v->pci.m, r->elem.head, rng_fill(&r->elem)) < 0) {
+		if (virtq_push(q, v->pci.m, r->elem.head, rng_fill(v->pci.m, &r->elem)) < 0) {
 			virtio_set_needs_reset(v, "used ring outside guest RAM");
 			break;
 		}

@@ -45,7 +45,7 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 			return r;
 	}
 	for (unsigned k = 0; k < c->nnets; k++) {
-		if ((r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
+		if (!vm->netbe[k] && (r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)
 			return r;
 		/* QEMU's locally administered range, one address per NIC */
 		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + k)};
@@ -235,7 +235,11 @@ int vm_reboot(struct vm *vm, char *err, size_t errlen)
 int vm_build(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *o = &vm->cfg;
-	struct machine_config mc = {.mem_size = o->mem, .ncpus = o->cpus, .serial_out_fd = vm->out_fd};
+	struct machine_config mc = {.mem_size = o->mem,
+				    .ncpus = o->cpus,
+				    .serial_out_fd = vm->out_fd,
+				    .rtc_host_sec = vm->rtc_sec,
+				    .clock_frozen = vm->rr != NULL};
 	struct machine *m;
 	struct virtio_dev *hvc = NULL;
 	int r = machine_create(&m, &mc);
@@ -245,6 +249,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 		return r;
 	}
 	err[0] = 0;
+	vm_rr_attach(vm, m);
 	if (o->bench_t0)
 		bus_register_pio(m, 0x80, 1, NULL, bench_port_write, vm);
 	if (o->debug_exit.on &&

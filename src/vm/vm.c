@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "machine/machine_impl.h"
+#include "machine/replay.h"
 #include "virtio/virtio.h"
 #include "vm/vm_internal.h"
 
@@ -43,7 +44,8 @@ static const char *str_put(char **p, const char *s)
 static int config_copy(struct vm *vm, const struct vm_config *c)
 {
 	size_t need = 1 + str_need(c->kernel) + str_need(c->initrd) + str_need(c->cmdline) + str_need(c->flat) +
-		      str_need(c->serial_path) + str_need(c->guest_dir) + str_need(c->kernel_cache);
+		      str_need(c->serial_path) + str_need(c->guest_dir) + str_need(c->kernel_cache) +
+		      str_need(c->record) + str_need(c->replay) + str_need(c->version);
 	for (unsigned k = 0; k < c->ndisks; k++)
 		need += str_need(c->disk[k].path) + str_need(c->disk[k].serial);
 	for (unsigned k = 0; k < c->nnets; k++)
@@ -59,6 +61,9 @@ static int config_copy(struct vm *vm, const struct vm_config *c)
 	vm->cfg.serial_path = str_put(&p, c->serial_path);
 	vm->cfg.guest_dir = str_put(&p, c->guest_dir);
 	vm->cfg.kernel_cache = str_put(&p, c->kernel_cache);
+	vm->cfg.record = str_put(&p, c->record);
+	vm->cfg.replay = str_put(&p, c->replay);
+	vm->cfg.version = str_put(&p, c->version);
 	for (unsigned k = 0; k < c->ndisks; k++) {
 		vm->cfg.disk[k].path = str_put(&p, c->disk[k].path);
 		vm->cfg.disk[k].serial = str_put(&p, c->disk[k].serial);
@@ -98,7 +103,7 @@ int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, ch
 {
 	int r;
 	*out = NULL;
-	if ((r = config_check(cfg, err, errlen)) < 0)
+	if ((r = config_check(cfg, err, errlen)) < 0 || (r = vm_rr_check(cfg, restoring, err, errlen)) < 0)
 		return r;
 	for (unsigned k = 0; k < cfg->ndisks; k++) {
 		const char *s = cfg->disk[k].serial;
@@ -124,7 +129,10 @@ int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, ch
 	}
 	vm->ctl.vcpus = vm->vcpus;
 	vm->ctl.nvcpus = cfg->cpus;
-	if ((r = vm_open_backends(vm, err, errlen)) < 0 || (r = vm_pick_engine(vm, err, errlen)) < 0)
+	if ((cfg->record || cfg->replay) && cfg->engine == VM_ENGINE_AUTO)
+		vm->cfg.engine = VM_ENGINE_EMU; /* the one engine that records */
+	if ((r = vm_rr_open(vm, err, errlen)) < 0 || (r = vm_open_backends(vm, err, errlen)) < 0 ||
+	    (r = vm_pick_engine(vm, err, errlen)) < 0 || (r = vm_rr_start(vm, err, errlen)) < 0)
 		goto err_backends;
 	vm->out_fd = vm->cfg.serial_fd;
 	if (vm->cfg.serial_path) {
@@ -146,6 +154,7 @@ err_out:
 		close(vm->out_fd);
 err_backends:
 	vm_close_backends(vm);
+	replay_free(vm->rr);
 	engine_ctl_destroy(&vm->ctl);
 err_free:
 	pthread_mutex_destroy(&vm->lock);
@@ -179,6 +188,7 @@ void vm_destroy(struct vm *vm)
 	}
 	vm_drop_machine(vm);
 	vm_close_backends(vm);
+	replay_free(vm->rr);
 	if (vm->own_out_fd)
 		close(vm->out_fd);
 	vm_debug_free(vm);
@@ -217,7 +227,8 @@ static void exit_from(struct vm_exit *ex, const struct engine_result *res)
 static void vm_loop(struct vm *vm, struct vm_exit *ex)
 {
 	const struct vm_config *c = &vm->cfg;
-	struct engine_host host = {.poll_input = c->poll_input,
+	/* a replay's console input comes from its file */
+	struct engine_host host = {.poll_input = replay_mode(vm->rr) == REPLAY_PLAY ? NULL : c->poll_input,
 				   .opaque = c->input_opaque,
 				   .ps_per_insn = c->ps_per_insn,
 				   .realtime_idle = c->realtime_idle,
@@ -271,6 +282,7 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 			break;
 		}
 	}
+	vm_rr_finish(vm, ex);
 	vm_drop_machine(vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_ENDED;
@@ -407,7 +419,10 @@ size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t n)
 {
 	if (!vm->m)
 		return 0;
-	return vm->hvc ? virtio_console_receive(vm->hvc, buf, n) : uart_receive(&vm->m->com1, buf, n);
+	size_t k = vm->hvc ? virtio_console_receive(vm->hvc, buf, n) : uart_receive(&vm->m->com1, buf, n);
+	if (k)
+		replay_log(vm->rr, REPLAY_CONSOLE, 0, buf, k);
+	return k;
 }
 
 int vm_ram_read(struct vm *vm, uint64_t gpa, void *dst, size_t len)

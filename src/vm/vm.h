@@ -98,7 +98,13 @@ struct vm_config {
 	/* vm_restore: each NIC keeps its saved MAC address (else a clone's
 	 * NICs get fresh ones; clone.c says what the guest sees) */
 	int keep_mac;
-	uint64_t ps_per_insn;	  /* emu's time per instruction; 0: host time */
+	uint64_t ps_per_insn; /* emu's time per instruction; 0: host time */
+	/* Record and replay (emu, docs/replay.md): record writes every input
+	 * from outside into this file; replay runs the machine again from
+	 * one, its inputs from the file (the same options, images and corral
+	 * version, checked). NULL: neither. version is corral's, kept in the
+	 * file. */
+	const char *record, *replay, *version;
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */
 	uint64_t bench_t0;	  /* bench/startup.sh: CLOCK_MONOTONIC ns at launch; 0: off */

@@ -50,6 +50,10 @@ struct vm {
 	int restoring;			/* vm_build: RAM comes from a snapshot, load no guest */
 	const struct vm_config *saving; /* a save: the configuration it records */
 
+	/* Record or replay (record.c, machine/replay.h); NULL: neither. */
+	struct replay *rr;
+	int64_t rtc_sec; /* the RTC's start under record/replay; 0: the host's now */
+
 	struct engine_ctl ctl;
 	pthread_t thr;
 	int thread_started;
@@ -98,6 +102,21 @@ int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen);
 /* snapshot.c: what no guest can reach on corral's CPU (a register out of
  * range, named), or NULL; a snapshot's vCPUs and a debugger's writes. */
 const char *vm_cpu_state_check(const struct cpu_state *s);
+
+/* record.c: record and replay. What cannot be recorded (kvm, writable
+ * disks, a restore), before anything opens; 0 or -EINVAL with err. */
+int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errlen);
+/* A replay's file, read and checked, and its NICs (null backends), before
+ * vm_open_backends. 0 or -errno with err. */
+int vm_rr_open(struct vm *vm, char *err, size_t errlen);
+/* After the backends: record creates the file with its header; replay
+ * compares the header with this VM (version, configuration, images). */
+int vm_rr_start(struct vm *vm, char *err, size_t errlen);
+/* A new machine takes its inputs through the log. */
+void vm_rr_attach(struct vm *vm, struct machine *m);
+/* The run's end: record writes the file's end, replay compares (a
+ * divergence becomes VM_END_ERROR with its message); logs the result. */
+void vm_rr_finish(struct vm *vm, struct vm_exit *ex);
 
 /* debug.c: the debugger's table, at vm_destroy. */
 void vm_debug_free(struct vm *vm);

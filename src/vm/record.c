@@ -1,0 +1,293 @@
+/* Record and replay at the VM's level (docs/replay.md): what a recording
+ * may be made of, the replay file's header (the configuration, the images'
+ * hashes) and its checks, the console's input, the result at the end. The
+ * log itself is machine/replay.c. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "machine/machine_impl.h"
+#include "machine/replay.h"
+#include "virtio/virtio.h"
+#include "vm/vm_internal.h"
+
+_Static_assert(REPLAY_HOW_POWER_OFF == (int)VM_END_POWER_OFF && REPLAY_HOW_QUIT == (int)VM_END_QUIT &&
+		       REPLAY_HOW_EXIT_DEVICE == (int)VM_END_EXIT_DEVICE,
+	       "replay.h's ends are vm.h's");
+
+/* The configuration as both runs must share it: the host's side of it
+ * (where output goes, caches, paths of files whose contents are hashed
+ * instead, diagnostics) left out. A malloc'd JSON text or NULL. */
+static char *config_text(const struct vm_config *c)
+{
+	char *raw = vm_config_to_json(c);
+	json_t *o = raw ? json_loads(raw, 0, NULL) : NULL;
+	free(raw);
+	if (!o)
+		return NULL;
+	static const char *const host_keys[] = {"kernel",    "initrd",	     "flat",	     "serial_path",
+						"guest_dir", "kernel_cache", "realtime_idle"};
+	for (size_t k = 0; k < sizeof(host_keys) / sizeof(host_keys[0]); k++)
+		json_object_del(o, host_keys[k]);
+	json_t *cpu = json_object_get(o, "cpu");
+	if (cpu) {
+		json_object_del(cpu, "jit_stats");
+		json_object_del(cpu, "jit_perfmap");
+		json_object_del(cpu, "trace");
+	}
+	json_t *disks = json_object_get(o, "disks");
+	for (size_t k = 0; disks && k < json_array_size(disks); k++)
+		json_object_del(json_array_get(disks, k), "path");
+	char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	return text;
+}
+
+/* The first key whose value differs between two configurations, for the
+ * message; "configuration" if they cannot be told apart by key. */
+static void config_diff(const char *a, const char *b, char *key, size_t len)
+{
+	json_t *x = json_loads(a, 0, NULL), *y = json_loads(b, 0, NULL);
+	snprintf(key, len, "the configuration");
+	const char *k;
+	json_t *v;
+	if (x && y) {
+		json_object_foreach(x, k, v) if (!json_equal(v, json_object_get(y, k)))
+		{
+			snprintf(key, len, "'%s'", k);
+			goto out;
+		}
+		json_object_foreach(y, k, v) if (!json_object_get(x, k))
+		{
+			snprintf(key, len, "'%s'", k);
+			goto out;
+		}
+	}
+out:
+	json_decref(x);
+	json_decref(y);
+}
+
+static int add_image(struct replay_header *h, const char *role, const char *path, char *err, size_t errlen)
+{
+	if (h->nimages >= REPLAY_IMAGES_MAX) {
+		snprintf(err, errlen, "too many images to record");
+		return -E2BIG;
+	}
+	struct replay_image *im = &h->image[h->nimages++];
+	snprintf(im->role, sizeof(im->role), "%s", role);
+	if (!path)
+		return 0;
+	int r = replay_hash_file(path, &im->size, &im->hash);
+	if (r < 0)
+		snprintf(err, errlen, "%s '%s': %s", role, path, strerror(-r));
+	return r;
+}
+
+/* The header this VM would write: its configuration, the RTC's start,
+ * the hashes of what it boots from and reads, its NICs' MTUs. */
+static int header_build(struct vm *vm, struct replay_header *h, char *err, size_t errlen)
+{
+	const struct vm_config *c = &vm->cfg;
+	memset(h, 0, sizeof(*h));
+	snprintf(h->version, sizeof(h->version), "%s", c->version ? c->version : "");
+	h->config = config_text(c);
+	if (!h->config) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	h->rtc_sec = (int64_t)time(NULL);
+	int r = 0;
+	if (c->kernel)
+		r = add_image(h, "kernel", c->kernel, err, errlen);
+	if (!r && c->initrd)
+		r = add_image(h, "initrd", c->initrd, err, errlen);
+	if (!r && c->flat)
+		r = add_image(h, "flat", c->flat, err, errlen);
+	char role[16];
+	for (unsigned k = 0; !r && k < c->ndisks; k++) {
+		snprintf(role, sizeof(role), "disk%u", k);
+		r = add_image(h, role, c->disk[k].path, err, errlen);
+	}
+	for (unsigned k = 0; !r && k < c->nnets; k++) {
+		snprintf(role, sizeof(role), "net%u", k);
+		if ((r = add_image(h, role, NULL, err, errlen)) == 0)
+			h->image[h->nimages - 1].size = net_mtu(vm->netbe[k]);
+	}
+	if (r < 0) {
+		free(h->config);
+		h->config = NULL;
+	}
+	return r;
+}
+
+/* What cannot be recorded or replayed, before anything is opened. */
+int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errlen)
+{
+	const char *opt = c->record ? "--record" : "--replay";
+	if (!c->record && !c->replay)
+		return 0;
+	if (c->record && c->replay)
+		snprintf(err, errlen, "--record and --replay: one or the other");
+	else if (c->engine == VM_ENGINE_KVM)
+		snprintf(err, errlen,
+			 "%s needs the emu engine: under kvm the host CPU runs the guest and no instruction count "
+			 "tells when an input arrived",
+			 opt);
+	else if (restoring || c->handover)
+		snprintf(err, errlen, "%s starts from a fresh boot (no restore, no hand-over)", opt);
+	else if (!c->ps_per_insn)
+		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
+	else
+		for (unsigned k = 0;; k++) {
+			if (k == c->ndisks)
+				return 0;
+			if (!c->disk[k].readonly) {
+				snprintf(err, errlen,
+					 "%s: disk '%s' is writable; a replay must read exactly what the recording "
+					 "read: give it readonly",
+					 opt, c->disk[k].path);
+				break;
+			}
+		}
+	return -EINVAL;
+}
+
+int vm_rr_open(struct vm *vm, char *err, size_t errlen)
+{
+	const struct vm_config *c = &vm->cfg;
+	if (!c->replay)
+		return 0;
+	int r = replay_open(&vm->rr, c->replay, err, errlen);
+	if (r < 0)
+		return r;
+	/* the NICs' frames come from the log */
+	const struct replay_header *h = replay_header(vm->rr);
+	for (unsigned k = 0; k < c->nnets; k++) {
+		unsigned mtu = 1500;
+		char role[16];
+		snprintf(role, sizeof(role), "net%u", k);
+		for (uint32_t i = 0; i < h->nimages; i++)
+			if (!strcmp(h->image[i].role, role) && h->image[i].size >= 68 && h->image[i].size <= 65535)
+				mtu = (unsigned)h->image[i].size;
+		if ((r = net_open_null(&vm->netbe[k], mtu)) < 0) {
+			snprintf(err, errlen, "%s", strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+static void console_in_init(struct vm *vm);
+
+int vm_rr_start(struct vm *vm, char *err, size_t errlen)
+{
+	const struct vm_config *c = &vm->cfg;
+	if (!c->record && !c->replay)
+		return 0;
+	struct replay_header now;
+	int r = header_build(vm, &now, err, errlen);
+	if (r < 0)
+		return r;
+	if (c->record) {
+		r = replay_create(&vm->rr, c->record, &now, err, errlen);
+		vm->rtc_sec = now.rtc_sec;
+		free(now.config);
+		if (r == 0)
+			console_in_init(vm);
+		return r;
+	}
+	const struct replay_header *h = replay_header(vm->rr);
+	char what[80];
+	r = -EINVAL;
+	if (strcmp(h->version, now.version)) {
+		snprintf(err, errlen, "--replay %s: recorded by corral %s, this is %s", c->replay, h->version,
+			 now.version);
+	} else if (strcmp(h->config, now.config)) {
+		config_diff(h->config, now.config, what, sizeof(what));
+		snprintf(err, errlen,
+			 "--replay %s: recorded with another machine (%s differs); give the options "
+			 "of the recording",
+			 c->replay, what);
+	} else if (h->nimages != now.nimages) {
+		snprintf(err, errlen, "--replay %s: recorded with other images (%u, now %u)", c->replay, h->nimages,
+			 now.nimages);
+	} else {
+		r = 0;
+		for (uint32_t k = 0; k < h->nimages; k++)
+			if (strcmp(h->image[k].role, now.image[k].role) || h->image[k].size != now.image[k].size ||
+			    h->image[k].hash != now.image[k].hash) {
+				snprintf(err, errlen,
+					 "--replay %s: the %s is not the one recorded (%" PRIu64
+					 " bytes, hash %016" PRIx64 "; recorded %" PRIu64 " bytes, hash %016" PRIx64
+					 ")",
+					 c->replay, now.image[k].role, now.image[k].size, now.image[k].hash,
+					 h->image[k].size, h->image[k].hash);
+				r = -EINVAL;
+				break;
+			}
+	}
+	free(now.config);
+	vm->rtc_sec = h->rtc_sec;
+	if (r == 0)
+		console_in_init(vm);
+	return r;
+}
+
+/* A replay's console input, as the host's would go in. */
+static size_t console_in(void *opaque, const uint8_t *buf, size_t n)
+{
+	struct vm *vm = opaque;
+	if (!vm->m)
+		return 0;
+	return vm->hvc ? virtio_console_receive(vm->hvc, buf, n) : uart_receive(&vm->m->com1, buf, n);
+}
+
+static void console_in_init(struct vm *vm)
+{
+	replay_set_console(vm->rr, console_in, vm);
+}
+
+void vm_rr_attach(struct vm *vm, struct machine *m)
+{
+	if (!vm->rr)
+		return;
+	m->rr = vm->rr;
+	replay_attach(vm->rr, m);
+}
+
+void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
+{
+	if (!vm->rr)
+		return;
+	char err[512];
+	struct replay_end got;
+	uint64_t bytes, ns;
+	int playing = replay_mode(vm->rr) == REPLAY_PLAY;
+	if (playing && ex->end == VM_END_QUIT && vm->ctl.stop) {
+		vm_log(vm, "replay: stopped before the recording's end; nothing compared");
+		return;
+	}
+	if (ex->end == VM_END_ERROR && !replay_failed(vm->rr)) {
+		/* the engine's own failure: the recording has no usable end */
+		if (!playing)
+			vm_log(vm, "record: the run failed; the recording is incomplete");
+		return;
+	}
+	int r = replay_finish(vm->rr, (uint32_t)ex->end, err, sizeof(err));
+	replay_result(vm->rr, &got, &bytes, &ns);
+	if (r < 0) {
+		*ex = (struct vm_exit){.end = VM_END_ERROR, .err = playing ? -EINVAL : r};
+		snprintf(ex->msg, sizeof(ex->msg), "%s", err);
+		return;
+	}
+	vm_log(vm,
+	       "%s: %" PRIu64 " inputs, %" PRIu64 " bytes, %" PRIu64 " instructions, %.3f s of guest time; RAM hash "
+	       "%016" PRIx64 ", console hash %016" PRIx64 "%s",
+	       playing ? "replay" : "record", got.events, bytes, got.icount, (double)ns / 1e9, got.ram_hash,
+	       got.console_hash, playing ? ": identical to the recording" : "");
+}
