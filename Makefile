@@ -139,6 +139,9 @@ bench-gdb: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/gdb.sh
 bench-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/nested.sh
+# User-space work inside a system VM beside QEMU TCG (bench/guest.sh)
+bench-guest: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) bash bench/guest.sh
 
 # process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
 bench-checkpoint: $(CORRAL) $(GUEST_BIN)
@@ -159,7 +162,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-guest format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
