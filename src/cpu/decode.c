@@ -1029,8 +1029,7 @@ void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr)
 	if (fn_in(f, alu_rm_r, 8) || fn_in(f, alu_r_rm, 8) || fn_in(f, alu_rm_imm, 8) || fn_in(f, rr, 12)) {
 		*rd = (i->aux == 2 || i->aux == 3) ? FL_CF : 0; /* ADC SBB */
 		*wr = FL_ARITH;
-	} else if (f == op_test_rm_r || f == op_test_rm_imm || f == op_neg || f == op_popcnt ||
-		   f == op_rdrand) {
+	} else if (f == op_test_rm_r || f == op_test_rm_imm || f == op_neg || f == op_popcnt || f == op_rdrand) {
 		*rd = 0;
 		*wr = FL_ARITH;
 	} else if (f == op_inc || f == op_dec) {

@@ -22,8 +22,17 @@ static uint64_t xs_next(void)
 /* Operands with the edge values mixed in: 0, all ones, the sign bit. */
 static uint64_t operand(void)
 {
-	static const uint64_t edge[] = {0, 1, ~0ull, 0x80, 0x7f, 0x8000, 0x7fff, 0x80000000ull, 0x7fffffffull,
-					0x8000000000000000ull, 0x7fffffffffffffffull};
+	static const uint64_t edge[] = {0,
+					1,
+					~0ull,
+					0x80,
+					0x7f,
+					0x8000,
+					0x7fff,
+					0x80000000ull,
+					0x7fffffffull,
+					0x8000000000000000ull,
+					0x7fffffffffffffffull};
 	uint64_t k = xs_next() % 16;
 	return k < sizeof(edge) / sizeof(edge[0]) ? edge[k] : xs_next();
 }
