@@ -147,6 +147,10 @@ bench-replay: tests
 bench-smp: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/smp.sh
 
+# User-space work inside a system VM beside QEMU TCG (bench/guest.sh)
+bench-guest: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) bash bench/guest.sh
+
 # process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
 bench-checkpoint: $(CORRAL) $(GUEST_BIN)
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
@@ -166,7 +170,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

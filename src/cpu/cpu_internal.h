@@ -329,6 +329,8 @@ static inline void lf_set(struct cpu *c, unsigned kind, unsigned sz, uint64_t re
 
 /* Evaluate the six arithmetic flags (FL_ARITH bits). */
 uint32_t flags_arith(const struct cpu *c);
+/* CF alone (FL_CF or 0), without building the other five. */
+uint32_t flags_cf(const struct cpu *c);
 /* Materialize lazy flags into s.rflags (lf_op becomes LF_NONE). */
 static inline void flags_commit(struct cpu *c)
 {
@@ -346,7 +348,7 @@ static inline void flags_set(struct cpu *c, uint32_t mask, uint32_t val)
 }
 static inline bool flag_cf(const struct cpu *c)
 {
-	return c->lf_op == LF_NONE ? (c->s.rflags & FL_CF) : (flags_arith(c) & FL_CF);
+	return flags_cf(c) != 0;
 }
 /* Condition code 0-15 as in Jcc/SETcc/CMOVcc */
 bool cond_eval(const struct cpu *c, unsigned cc);

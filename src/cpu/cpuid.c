@@ -7,12 +7,12 @@
 const uint32_t cpu_feat_1_edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
 				(1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) |
 				(1u << 24) | (1u << 25) | (1u << 26);
-/* Leaf 1 ECX: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT, hypervisor
- * (each passes the differential tests against the host CPU) */
-const uint32_t cpu_feat_1_ecx =
-	(1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) | (1u << 23) | (1u << 31);
-/* Leaf 7 EBX: ERMS (REP MOVSB/STOSB are fast here too) */
-const uint32_t cpu_feat_7_ebx = (1u << 9);
+/* Leaf 1 ECX: SSE3 PCLMULQDQ SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT (each
+ * passes the differential tests against the host CPU), RDRAND, hypervisor */
+const uint32_t cpu_feat_1_ecx = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) |
+				(1u << 23) | (1u << 30) | (1u << 31);
+/* Leaf 7 EBX: ERMS (REP MOVSB/STOSB are fast here too), RDSEED */
+const uint32_t cpu_feat_7_ebx = (1u << 9) | (1u << 18);
 const uint32_t cpu_feat_7_ecx = 0;
 /* Leaf 7 EDX: ARCH_CAPABILITIES (MSR 0x10a) */
 const uint32_t cpu_feat_7_edx = (1u << 29);

@@ -1,5 +1,6 @@
 /* Control transfer, stack, and the system-facing instructions a user-mode
  * program can execute (SYSCALL, CPUID, RDTSC, fences). */
+#include <sys/random.h>
 #include <time.h>
 
 #include "ops.h"
@@ -225,6 +226,22 @@ void op_cpuid(struct cpu *c, const struct insn *i)
 	c->s.gpr[R_RBX] = r[1];
 	c->s.gpr[R_RCX] = r[2];
 	c->s.gpr[R_RDX] = r[3];
+	insn_next(c, i);
+}
+
+/* RDRAND and RDSEED (Intel SDM vol. 2B): a value from the host kernel's
+ * generator, CF=1 and the other arithmetic flags clear. Each instruction
+ * asks the host anew, with no pool kept here, so a forked process VM never
+ * repeats its parent's values. Should the host have none to give, CF=0 and
+ * a zero result: the architecture allows that ("retry"), software loops.
+ * A guest kernel that finds the instruction seeds its generator at boot
+ * instead of gathering timer jitter for a second of guest time. */
+void op_rdrand(struct cpu *c, const struct insn *i)
+{
+	uint64_t v = 0;
+	int ok = getrandom(&v, i->opsz, GRND_NONBLOCK) == (ssize_t)i->opsz;
+	reg_write(c, i->rm, i->opsz, ok ? v : 0);
+	flags_set(c, FL_ARITH, ok ? FL_CF : 0);
 	insn_next(c, i);
 }
 

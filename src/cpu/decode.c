@@ -824,6 +824,12 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 			i->fn = op_cmpxchg8b16b;
 			return 1;
 		}
+		/* RDRAND (/6) and RDSEED (/7) take a register; F3 /7 is RDPID,
+		 * which is not offered, so an F2/F3 prefix is #UD */
+		if ((grp == 6 || grp == 7) && i->mod3 && i->rep == REP_NONE) {
+			i->fn = op_rdrand;
+			return 1;
+		}
 		return 0;
 	case 0xb9:
 	case 0xff: /* UD1, UD0 */
@@ -1023,7 +1029,7 @@ void decode_flag_use(const struct insn *i, unsigned *rd, unsigned *wr)
 	if (fn_in(f, alu_rm_r, 8) || fn_in(f, alu_r_rm, 8) || fn_in(f, alu_rm_imm, 8) || fn_in(f, rr, 12)) {
 		*rd = (i->aux == 2 || i->aux == 3) ? FL_CF : 0; /* ADC SBB */
 		*wr = FL_ARITH;
-	} else if (f == op_test_rm_r || f == op_test_rm_imm || f == op_neg || f == op_popcnt) {
+	} else if (f == op_test_rm_r || f == op_test_rm_imm || f == op_neg || f == op_popcnt || f == op_rdrand) {
 		*rd = 0;
 		*wr = FL_ARITH;
 	} else if (f == op_inc || f == op_dec) {

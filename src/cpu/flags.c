@@ -56,6 +56,24 @@ uint32_t flags_arith(const struct cpu *c)
 	return f;
 }
 
+/* ADC, SBB, RCL/RCR, CMC and the B/AE conditions read CF alone; translated
+ * code asks for it after a producer it did not see. */
+uint32_t flags_cf(const struct cpu *c)
+{
+	unsigned op = c->lf_op;
+	if (op == LF_NONE)
+		return (uint32_t)(c->s.rflags & FL_CF);
+	unsigned top = (8u << (op & 3)) - 1;
+	uint64_t r = c->lf_res, a = c->lf_src1, b = c->lf_src2;
+	switch (op & ~3u) {
+	case LF_ADD: return ((((a & b) | ((a | b) & ~r)) >> top) & 1) ? FL_CF : 0;
+	case LF_SUB: return ((((~a & b) | ((~a | b) & r)) >> top) & 1) ? FL_CF : 0;
+	case LF_INC:
+	case LF_DEC: return c->lf_aux & FL_CF;
+	default: return 0; /* LF_LOGIC */
+	}
+}
+
 static bool cond_from_flags(uint32_t f, unsigned cc)
 {
 	bool r;
@@ -124,6 +142,8 @@ bool cond_eval(const struct cpu *c, unsigned cc)
 		if (cc == 5)
 			return r != 0;
 	}
+	if (cc == 2 || cc == 3)
+		return (flags_cf(c) != 0) == (cc == 2);
 	return cond_from_flags(flags_arith(c), cc);
 }
 

@@ -731,7 +731,7 @@ static unsigned emit_cond(struct jt *t, unsigned cc, int hf)
 
 static uint32_t jit_cf(struct cpu *c)
 {
-	return flag_cf(c) ? FL_CF : 0;
+	return flags_cf(c);
 }
 
 /* a in rax, b in rcx (zero-extended): the ALU operation at size sz, result

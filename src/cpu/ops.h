@@ -108,6 +108,7 @@ OP(op_jrcxz);
 OP(op_nop);
 OP(op_syscall);
 OP(op_cpuid);
+OP(op_rdrand);
 OP(op_rdtsc);
 OP(op_int3);
 OP(op_int);
