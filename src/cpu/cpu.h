@@ -333,6 +333,9 @@ struct cpu_platform {
 	int (*apic_msr_write)(void *opaque, unsigned cpu, uint32_t msr, uint64_t val);
 	/* The clock the TSC counts, in nanoseconds. */
 	uint64_t (*clock_ns)(void *opaque);
+	/* RDRAND's and RDSEED's bytes: 0, or <0 if there are none (CF=0).
+	 * NULL: the host's generator. */
+	int (*random)(void *opaque, void *buf, size_t len);
 	uint64_t apic_base; /* the local APIC's physical address at power-on */
 };
 

@@ -239,7 +239,11 @@ void op_cpuid(struct cpu *c, const struct insn *i)
 void op_rdrand(struct cpu *c, const struct insn *i)
 {
 	uint64_t v = 0;
-	int ok = getrandom(&v, i->opsz, GRND_NONBLOCK) == (ssize_t)i->opsz;
+	int ok;
+	if (c->plat && c->plat->random) /* a system VM's: recorded and replayed */
+		ok = c->plat->random(c->plat->opaque, &v, i->opsz) == 0;
+	else
+		ok = getrandom(&v, i->opsz, GRND_NONBLOCK) == (ssize_t)i->opsz;
 	reg_write(c, i->rm, i->opsz, ok ? v : 0);
 	flags_set(c, FL_ARITH, ok ? FL_CF : 0);
 	insn_next(c, i);

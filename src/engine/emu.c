@@ -123,6 +123,12 @@ static uint64_t plat_clock_ns(void *m)
 	return clock_ns(m);
 }
 
+/* RDRAND's bytes: the host's, logged when recording, the log's in a replay */
+static int plat_random(void *m, void *buf, size_t len)
+{
+	return replay_random(m, buf, len);
+}
+
 void engine_emu_platform(struct cpu_platform *p, struct machine *m)
 {
 	*p = (struct cpu_platform){.opaque = m,
@@ -136,6 +142,7 @@ void engine_emu_platform(struct cpu_platform *p, struct machine *m)
 				   .apic_msr_read = plat_apic_msr_read,
 				   .apic_msr_write = plat_apic_msr_write,
 				   .clock_ns = plat_clock_ns,
+				   .random = plat_random,
 				   .apic_base = MEM_LAPIC_BASE};
 }
 
@@ -564,6 +571,13 @@ static int mt_plat_apic_msr_write(void *o, unsigned cpu, uint32_t msr, uint64_t 
 	return r;
 }
 
+/* RDRAND's bytes in multi-thread mode (never recorded): the host's */
+static int mt_plat_random(void *o, void *buf, size_t len)
+{
+	(void)o;
+	return replay_random(NULL, buf, len);
+}
+
 static uint64_t mt_plat_clock_ns(void *o)
 {
 	uint64_t r = clock_ns(mt_enter(o));
@@ -584,6 +598,7 @@ static void mt_platform(struct emu_vcpu *v)
 					.apic_msr_read = mt_plat_apic_msr_read,
 					.apic_msr_write = mt_plat_apic_msr_write,
 					.clock_ns = mt_plat_clock_ns,
+					.random = mt_plat_random,
 					.apic_base = MEM_LAPIC_BASE};
 }
 
