@@ -3,8 +3,11 @@
 # modules, then runs the suites named by corral.nested=a,b,... and prints
 # their output, each line prefixed "@nested SUITE: ", on the console.
 # Suites: guests (tests/guests/t_guests.sh, emu then kvm), bootN (t_boot.sh
-# on --engine kvm with N vCPUs), info (corral info), consoleN (the kit's
-# kernel on kvm with N vCPUs, its whole console, for diagnosis).
+# on --engine kvm with N vCPUs), blk and net (tests/virtio/t_blk.sh and
+# t_net.sh on --engine kvm), snap (t_snap: snapshots across engines),
+# handover (tests/boot/t_handover.sh: Debian's boot moving between engines),
+# info (corral info), consoleN (the kit's kernel on kvm with N vCPUs, its
+# whole console, for diagnosis).
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -19,6 +22,10 @@ if [ -c /dev/kvm ]; then
 else
 	echo "@nested kvm: no /dev/kvm after loading the modules: $(dmesg | grep -i -m 3 -e kvm -e svm | tr '\n' ' ')"
 fi
+# the machine's own clock: a TSC its kernel found unstable makes KVM
+# keep vCPU TSCs in step by catch-up, which the guests then see
+echo "@nested clock: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)," \
+	"$(dmesg | grep -i -e 'tsc' -e 'clocksource' | grep -v -e 'Switched to' -e 'mask:' | cut -c 16- | tr '\n' ';')"
 suites=
 for w in $(cat /proc/cmdline); do
 	case "$w" in corral.nested=*) suites=$(echo "${w#corral.nested=}" | tr ',' ' ') ;; esac
@@ -32,6 +39,10 @@ for s in $suites; do
 	guests) sh tests/guests/t_guests.sh ;;
 	boot[0-9]*) T_BOOT_ENGINE=kvm T_BOOT_CPUS=${s#boot} sh tests/boot/t_boot.sh ;;
 	info) "$CORRAL" info ;;
+	blk) T_BOOT_ENGINE=kvm sh tests/virtio/t_blk.sh ;;
+	net) T_BOOT_ENGINE=kvm sh tests/virtio/t_net.sh ;;
+	snap) build/tests/vm/t_snap ;;
+	handover) sh tests/boot/t_handover.sh ;;
 	console[0-9]*)
 		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \
 			--kernel guest/vmlinuz --initrd guest/initrd.img \
