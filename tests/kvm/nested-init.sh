@@ -26,6 +26,30 @@ fi
 # keep vCPU TSCs in step by catch-up, which the guests then see
 echo "@nested clock: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)," \
 	"$(dmesg | grep -i -e 'tsc' -e 'clocksource' | grep -v -e 'Switched to' -e 'mask:' | cut -c 16- | tr '\n' ';')"
+# run_limited SECS CMD...: CMD, stopped after SECS; a hung one first shows
+# where each of its threads (and its children's) waits in the kernel
+run_limited() {
+	lim=$1
+	shift
+	"$@" &
+	pid=$!
+	n=0
+	while kill -0 $pid 2>/dev/null && [ $n -lt "$lim" ]; do
+		sleep 1
+		n=$((n + 1))
+	done
+	if kill -0 $pid 2>/dev/null; then
+		echo "hung after $lim s: $*"
+		for p in $pid $(cat /proc/$pid/task/*/children 2>/dev/null); do
+			for t in /proc/$p/task/*; do
+				echo "  thread ${t##*/} of $p ($(cat $t/comm)): $(cat $t/wchan 2>/dev/null)" \
+					"$(tr '\n' ' ' <$t/stack 2>/dev/null | cut -c 1-300)"
+			done
+		done
+		kill -9 $(cat /proc/$pid/task/*/children 2>/dev/null) $pid 2>/dev/null
+	fi
+	wait $pid
+}
 suites=
 for w in $(cat /proc/cmdline); do
 	case "$w" in corral.nested=*) suites=$(echo "${w#corral.nested=}" | tr ',' ' ') ;; esac
@@ -41,7 +65,7 @@ for s in $suites; do
 	info) "$CORRAL" info ;;
 	blk) T_BOOT_ENGINE=kvm sh tests/virtio/t_blk.sh ;;
 	net) T_BOOT_ENGINE=kvm sh tests/virtio/t_net.sh ;;
-	snap) build/tests/vm/t_snap ;;
+	snap) run_limited 900 env TEST_VERBOSE=1 build/tests/vm/t_snap ;;
 	handover) sh tests/boot/t_handover.sh ;;
 	console[0-9]*)
 		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \

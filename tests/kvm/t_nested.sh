@@ -7,16 +7,17 @@
 # corral runs there; the results come back on the machine's serial console
 # as "@nested SUITE: ..." lines, whose counts are added up here.
 #
-# NESTED_SUITES (comma-separated, default "boot1": a few minutes, for make
-# check) picks the suites:
-# guests (emu then kvm, identical output), bootN (N vCPUs), info, consoleN
-# (see tests/kvm/nested-init.sh). `make check-kvm-nested` runs them all.
+# NESTED_SUITES (comma-separated, default "boot1,boot2": a few minutes, for
+# make check) picks the suites:
+# guests (emu then kvm, identical output), bootN (N vCPUs), blk, net, snap,
+# handover, info, consoleN (see tests/kvm/nested-init.sh).
+# `make check-kvm-nested` runs them all.
 # Skipped, with the reason, where neither real nor nested KVM can run.
 # Last line: "N passed, N failed[, N skipped]".
 : "${CORRAL:?}" "${BUILD:?}"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-SUITES=${NESTED_SUITES:-boot1}
+SUITES=${NESTED_SUITES:-boot1,boot2}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
 QEMU=${QEMU:-qemu-system-x86_64}
 passed=0
