@@ -674,6 +674,12 @@ static void kvm_main_loop(struct kvm_eng *k)
 	uint64_t last_poll = kvm_mono_ns();
 
 	while (!k->done) {
+		/* a stop first: a VM stopped while paused keeps its pause request,
+		 * at which kvm_pause would return at once, forever */
+		if (host && host->ctl && host->ctl->stop) {
+			kvm_finish(k, ENGINE_QUIT, 0, 0);
+			break;
+		}
 		if (host && engine_ctl_pause_wanted(host->ctl)) {
 			kvm_pause(k);
 			continue;
@@ -685,10 +691,6 @@ static void kvm_main_loop(struct kvm_eng *k)
 		enum machine_power p = machine_take_power(m);
 		if (p == POWER_OFF || p == POWER_RESET) {
 			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, 0, 0);
-			break;
-		}
-		if (k->host && k->host->ctl && k->host->ctl->stop) {
-			kvm_finish(k, ENGINE_QUIT, 0, 0);
 			break;
 		}
 		kvm_notify(k, k->n);
