@@ -544,8 +544,7 @@ static int kvm_tsc_align(struct kvm_eng *k)
 	if (k->n < 2)
 		return 0;
 	uint64_t off;
-	struct kvm_device_attr a = {
-		.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET, .addr = (uintptr_t)&off};
+	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET, .addr = (uintptr_t)&off};
 	if (ioctl(k->v[0].fd, KVM_GET_DEVICE_ATTR, &a) == 0) {
 		for (unsigned i = 1; i < k->n; i++)
 			if (ioctl(k->v[i].fd, KVM_SET_DEVICE_ATTR, &a) < 0)
