@@ -114,9 +114,10 @@ bench-pause: $(BUILD)/bench/pause
 
 # The kvm engine in full on a real /dev/kvm, or where there is none inside
 # the nested test machine (tools/mknested.sh, tests/kvm/t_nested.sh):
-# corral info, the tiny guests, and Debian booting with 1, 2 and 4 vCPUs.
-# `make check` runs the 1-vCPU boot only.
-NESTED_ALL ?= info,guests,boot1,boot2,boot4
+# corral info, the tiny guests, Debian booting with 1, 2 and 4 vCPUs, its
+# virtio disk and user network, snapshots across engines and Debian's boot
+# handed between engines. `make check` runs the 1- and 2-vCPU boots only.
+NESTED_ALL ?= info,guests,boot1,boot2,boot4,blk,net,snap,handover
 check-kvm-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) NESTED_SUITES=$(NESTED_ALL) \
 		sh tests/run.sh tests/kvm/t_nested.sh

@@ -12,7 +12,9 @@
 # kvm modules come from the same package. The archive carries:
 #   /corral/build/corral       and its shared libraries (the ldd closure)
 #   /corral/build/tests/guests the tiny guests
-#   /corral/tests/             the test scripts that run inside (guests, boot)
+#   /corral/build/tests/vm/t_snap  the snapshot tests (across engines)
+#   /corral/tests/             the test scripts that run inside (guests,
+#                              boot, hand-over, virtio disk and network)
 #   /corral/guest/             the guest kit: vmlinuz, initrd.img, version
 #   /init                      see tests/kvm/nested-init.sh
 # /init runs the suites named by corral.nested=a,b,... on the kernel command
@@ -55,9 +57,11 @@ for a in $("$BUSYBOX" --list); do
 done
 ln -s bin "$ir/sbin"
 # coreutils' timeout: the tests read its exit status 124 (timed out), which
-# busybox's does not give
-rm -f "$ir/bin/timeout"
+# busybox's does not give; GNU cpio: t_blk.sh writes its guest's overlay
+# with --quiet, which busybox's does not know
+rm -f "$ir/bin/timeout" "$ir/bin/cpio"
 cp "$(command -v timeout)" "$ir/bin/timeout"
+cp "$(command -v cpio)" "$ir/bin/cpio"
 
 # The modules, in load order, decompressed here (busybox insmod reads plain
 # .ko files).
@@ -75,15 +79,26 @@ done
 
 # corral and its libraries at the paths the dynamic loader looks at.
 cp "$build/corral" "$ir/corral/build/corral"
-ldd "$build/corral" "$ir/bin/timeout" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+# libslirp (--net user) is loaded with dlopen, so ldd does not list it
+slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
+ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" ${slirp:+"$slirp"} | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
 	mkdir -p "$ir$(dirname "$lib")"
 	cp -L "$lib" "$ir$lib"
 done
 cp -a "$build/tests/guests" "$ir/corral/build/tests/"
 rm -f "$ir"/corral/build/tests/guests/*.o "$ir"/corral/build/tests/guests/*.s
-mkdir -p "$ir/corral/tests/guests" "$ir/corral/tests/boot"
+if [ -n "$slirp" ]; then
+	mkdir -p "$ir$(dirname "$slirp")"
+	cp -L "$slirp" "$ir$slirp"
+fi
+mkdir -p "$ir/corral/tests/guests" "$ir/corral/tests/boot" "$ir/corral/tests/virtio" "$ir/corral/tests/vm" \
+	"$ir/corral/build/tests/vm"
 cp "$ROOT/tests/guests/t_guests.sh" "$ir/corral/tests/guests/"
-cp "$ROOT/tests/boot/lib.sh" "$ROOT/tests/boot/t_boot.sh" "$ir/corral/tests/boot/"
+cp "$ROOT/tests/boot/lib.sh" "$ROOT/tests/boot/t_boot.sh" "$ROOT/tests/boot/t_handover.sh" "$ir/corral/tests/boot/"
+cp "$ROOT/tests/virtio/t_blk.sh" "$ROOT/tests/virtio/t_net.sh" "$ir/corral/tests/virtio/"
+# t_snap (the snapshot tests, across engines among them) and its fixture
+cp "$build/tests/vm/t_snap" "$ir/corral/build/tests/vm/"
+cp -a "$ROOT/tests/vm/fixtures" "$ir/corral/tests/vm/"
 cp "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initrd.img" "$GUEST_DIR/version" "$ir/corral/guest/"
 cp "$ROOT/tests/kvm/nested-init.sh" "$ir/init"
 chmod 755 "$ir/init"

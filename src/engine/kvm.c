@@ -488,15 +488,23 @@ static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 		return err;
 	if (!host || host->cpu_model != CPU_MODEL_HOST) {
 		/* The model's TSC runs at 1 GHz (leaf 0x15). Where KVM cannot scale
-		 * the TSC, leaf 0x15 tells the guest the rate it really runs at. */
+		 * the TSC, leaf 0x15 tells the guest the rate it really runs at:
+		 * the host's. A refused KVM_SET_TSC_KHZ still leaves the rate
+		 * asked for in the vCPU's clock arithmetic (and in
+		 * KVM_GET_TSC_KHZ), so every vCPU is set back to the host's rate;
+		 * otherwise KVM's catch-up on a host with an unstable TSC (a nested
+		 * machine) moves each vCPU's TSC by the wrong rate, and Linux
+		 * finds them warped by seconds. */
+		int host_khz = ioctl(k->v[0].fd, KVM_GET_TSC_KHZ, 0);
 		int scaled = 1;
 		for (unsigned i = 0; i < k->n; i++)
 			if (ioctl(k->v[i].fd, KVM_SET_TSC_KHZ, KVM_TSC_KHZ) < 0)
 				scaled = 0;
-		int khz = scaled ? 0 : ioctl(k->v[0].fd, KVM_GET_TSC_KHZ, 0);
-		for (uint32_t i = 0; khz > 0 && i < k->cpuid->nent; i++)
+		for (unsigned i = 0; !scaled && host_khz > 0 && i < k->n; i++)
+			(void)ioctl(k->v[i].fd, KVM_SET_TSC_KHZ, (unsigned long)host_khz);
+		for (uint32_t i = 0; !scaled && host_khz > 0 && i < k->cpuid->nent; i++)
 			if (k->cpuid->entries[i].function == 0x15)
-				k->cpuid->entries[i].ecx = (uint32_t)khz * 1000u;
+				k->cpuid->entries[i].ecx = (uint32_t)host_khz * 1000u;
 	}
 	for (unsigned i = 0; i < k->n; i++)
 		if ((err = kvm_vcpu_set_cpuid(&k->v[i], k->cpuid)) < 0)
@@ -519,6 +527,42 @@ static void kvm_teardown(struct kvm_eng *k)
 		close(k->vm_fd);
 	if (k->sys_fd >= 0)
 		close(k->sys_fd);
+}
+
+/* One TSC for the whole machine, as on hardware, where every core's TSC
+ * starts at reset and counts at one rate. KVM gives each vCPU its own
+ * offset, fixed when its TSC is written; the boot CPU's is written seconds
+ * after the others were created (seconds in a nested machine), and KVM's
+ * "a write within a second is a sync" heuristic does not apply across
+ * KVM_SET_TSC_KHZ, so the APs' TSCs ran ahead and Linux found the TSC
+ * warped between CPUs. Every vCPU takes vCPU 0's offset
+ * (KVM_VCPU_TSC_OFFSET, Linux 5.16); without that attribute, vCPU 0's TSC
+ * is written to the others at once, which KVM's heuristic then matches.
+ * 0 or -errno. */
+static int kvm_tsc_align(struct kvm_eng *k)
+{
+	if (k->n < 2)
+		return 0;
+	uint64_t off;
+	struct kvm_device_attr a = {.group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET, .addr = (uintptr_t)&off};
+	if (ioctl(k->v[0].fd, KVM_GET_DEVICE_ATTR, &a) == 0) {
+		for (unsigned i = 1; i < k->n; i++)
+			if (ioctl(k->v[i].fd, KVM_SET_DEVICE_ATTR, &a) < 0)
+				return -errno;
+		return 0;
+	}
+	if (errno != ENXIO && errno != ENOTTY && errno != EINVAL)
+		return -errno;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} b = {.hdr = {.nmsrs = 1}, .e = {.index = 0x10}};
+	if (ioctl(k->v[0].fd, KVM_GET_MSRS, &b) != 1)
+		return -EIO;
+	for (unsigned i = 1; i < k->n; i++)
+		if (ioctl(k->v[i].fd, KVM_SET_MSRS, &b) != 1)
+			return -EIO;
+	return 0;
 }
 
 /* ---- The main loop: timers, input, idle ---- */
@@ -629,6 +673,12 @@ static void kvm_main_loop(struct kvm_eng *k)
 	uint64_t last_poll = kvm_mono_ns();
 
 	while (!k->done) {
+		/* a stop first: a VM stopped while paused keeps its pause request,
+		 * at which kvm_pause would return at once, forever */
+		if (host && host->ctl && host->ctl->stop) {
+			kvm_finish(k, ENGINE_QUIT, 0, 0);
+			break;
+		}
 		if (host && engine_ctl_pause_wanted(host->ctl)) {
 			kvm_pause(k);
 			continue;
@@ -640,10 +690,6 @@ static void kvm_main_loop(struct kvm_eng *k)
 		enum machine_power p = machine_take_power(m);
 		if (p == POWER_OFF || p == POWER_RESET) {
 			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, 0, 0);
-			break;
-		}
-		if (k->host && k->host->ctl && k->host->ctl->stop) {
-			kvm_finish(k, ENGINE_QUIT, 0, 0);
 			break;
 		}
 		kvm_notify(k, k->n);
@@ -751,6 +797,11 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 		goto out;
 	} else {
 		k.v[0].if_flag = (bsp->rflags & FL_IF) != 0;
+	}
+	if ((err = kvm_tsc_align(&k)) < 0) {
+		res.err = err;
+		snprintf(res.msg, sizeof(res.msg), "kvm: cannot give the vCPUs one TSC: %s", strerror(-err));
+		goto out;
 	}
 
 	/* The clock continues from where the previous engine left it (a

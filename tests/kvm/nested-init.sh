@@ -3,8 +3,11 @@
 # modules, then runs the suites named by corral.nested=a,b,... and prints
 # their output, each line prefixed "@nested SUITE: ", on the console.
 # Suites: guests (tests/guests/t_guests.sh, emu then kvm), bootN (t_boot.sh
-# on --engine kvm with N vCPUs), info (corral info), consoleN (the kit's
-# kernel on kvm with N vCPUs, its whole console, for diagnosis).
+# on --engine kvm with N vCPUs), blk and net (tests/virtio/t_blk.sh and
+# t_net.sh on --engine kvm), snap (t_snap: snapshots across engines),
+# handover (tests/boot/t_handover.sh: Debian's boot moving between engines),
+# info (corral info), consoleN (the kit's kernel on kvm with N vCPUs, its
+# whole console, for diagnosis).
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -19,6 +22,34 @@ if [ -c /dev/kvm ]; then
 else
 	echo "@nested kvm: no /dev/kvm after loading the modules: $(dmesg | grep -i -m 3 -e kvm -e svm | tr '\n' ' ')"
 fi
+# the machine's own clock: a TSC its kernel found unstable makes KVM
+# keep vCPU TSCs in step by catch-up, which the guests then see
+echo "@nested clock: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)," \
+	"$(dmesg | grep -i -e 'tsc' -e 'clocksource' | grep -v -e 'Switched to' -e 'mask:' | cut -c 16- | tr '\n' ';')"
+# run_limited SECS CMD...: CMD, stopped after SECS; a hung one first shows
+# where each of its threads (and its children's) waits in the kernel
+run_limited() {
+	lim=$1
+	shift
+	"$@" &
+	pid=$!
+	n=0
+	while kill -0 $pid 2>/dev/null && [ $n -lt "$lim" ]; do
+		sleep 1
+		n=$((n + 1))
+	done
+	if kill -0 $pid 2>/dev/null; then
+		echo "hung after $lim s: $*"
+		for p in $pid $(cat /proc/$pid/task/*/children 2>/dev/null); do
+			for t in /proc/$p/task/*; do
+				echo "  thread ${t##*/} of $p ($(cat $t/comm)): $(cat $t/wchan 2>/dev/null)" \
+					"$(tr '\n' ' ' <$t/stack 2>/dev/null | cut -c 1-300)"
+			done
+		done
+		kill -9 $(cat /proc/$pid/task/*/children 2>/dev/null) $pid 2>/dev/null
+	fi
+	wait $pid
+}
 suites=
 for w in $(cat /proc/cmdline); do
 	case "$w" in corral.nested=*) suites=$(echo "${w#corral.nested=}" | tr ',' ' ') ;; esac
@@ -32,6 +63,10 @@ for s in $suites; do
 	guests) sh tests/guests/t_guests.sh ;;
 	boot[0-9]*) T_BOOT_ENGINE=kvm T_BOOT_CPUS=${s#boot} sh tests/boot/t_boot.sh ;;
 	info) "$CORRAL" info ;;
+	blk) T_BOOT_ENGINE=kvm sh tests/virtio/t_blk.sh ;;
+	net) T_BOOT_ENGINE=kvm sh tests/virtio/t_net.sh ;;
+	snap) run_limited 900 env TEST_VERBOSE=1 build/tests/vm/t_snap ;;
+	handover) sh tests/boot/t_handover.sh ;;
 	console[0-9]*)
 		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \
 			--kernel guest/vmlinuz --initrd guest/initrd.img \

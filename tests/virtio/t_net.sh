@@ -3,23 +3,37 @@
 # guest kit: the guest gets its address by DHCP, fetches files from an HTTP
 # server on the host's loopback through 10.0.2.2, and serves a listener that
 # the host reaches through a hostfwd port. A VM without --net has no NIC.
+# T_BOOT_ENGINE (default: corral's) the engine; the nested test machine
+# (tests/kvm/t_nested.sh) runs this script on --engine kvm, with busybox's
+# httpd and nc as the host side where there is no python3.
 # Last line: "N passed, N failed".
 NAME=t_net
 . "$(dirname "$0")/../boot/lib.sh"
 
 need_kit
-command -v python3 >/dev/null 2>&1 || {
-	fail "python3 is needed for the host side"
+if command -v python3 >/dev/null 2>&1; then
+	pyhost=1
+elif busybox httpd --help 2>&1 | grep -q -- '-p' && command -v nc >/dev/null 2>&1; then
+	pyhost=
+else
+	fail "python3 (or busybox's httpd and nc) is needed for the host side"
 	report
 	exit 1
-}
+fi
+ENGINE=${T_BOOT_ENGINE:+--engine $T_BOOT_ENGINE}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/t_net.XXXXXX")
 pids=""
 trap 'for p in $pids; do kill $p 2>/dev/null; done; rm -rf "$work"' EXIT INT TERM
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_port() { # N: the Nth port this test needs
+	if [ -n "$pyhost" ]; then
+		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	else
+		# busybox's host is a machine of its own (the nested one): its
+		# ports are all free
+		echo $((18080 + $1))
+	fi
 }
 
 # The host's HTTP server, on loopback only.
@@ -28,10 +42,14 @@ token=host-$$-$(date +%s)
 echo "$token" >"$work/www/hello.txt"
 head -c 1048576 /dev/urandom >"$work/www/blob.bin"
 blob_sum=$(sha256sum <"$work/www/blob.bin" | cut -d' ' -f1)
-http_port=$(free_port)
-(cd "$work/www" && exec python3 -m http.server "$http_port" --bind 127.0.0.1) >"$work/http.log" 2>&1 &
+http_port=$(free_port 1)
+if [ -n "$pyhost" ]; then
+	(cd "$work/www" && exec python3 -m http.server "$http_port" --bind 127.0.0.1) >"$work/http.log" 2>&1 &
+else
+	busybox httpd -f -p "127.0.0.1:$http_port" -h "$work/www" >"$work/http.log" 2>&1 &
+fi
 pids="$pids $!"
-fwd_port=$(free_port)
+fwd_port=$(free_port 2)
 gtoken=guest-$$-$(date +%s)
 
 # The guest: DHCP (udhcpc reports the lease to a script), then HTTP, then a
@@ -71,11 +89,27 @@ while time.time() < deadline:
     time.sleep(0.5)
 sys.exit(1)
 EOF
-python3 "$work/client.py" >"$work/client.out" 2>&1 &
+if [ -n "$pyhost" ]; then
+	python3 "$work/client.py" >"$work/client.out" 2>&1 &
+else
+	# the same with nc: retry until the guest listens and a line comes back
+	(
+		end=$(($(date +%s) + TIMEOUT))
+		while [ "$(date +%s)" -lt "$end" ]; do
+			nc 127.0.0.1 "$fwd_port" </dev/null >"$work/client.try" 2>/dev/null
+			if [ -s "$work/client.try" ]; then
+				cat "$work/client.try"
+				exit 0
+			fi
+			sleep 0.5
+		done
+		exit 1
+	) >"$work/client.out" 2>&1 &
+fi
 client=$!
 pids="$pids $client"
 
-timeout "$TIMEOUT" "$CORRAL" run --net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080" \
+timeout "$TIMEOUT" "$CORRAL" run $ENGINE --net "user,hostfwd=tcp:127.0.0.1:$fwd_port-:8080" \
 	--append "console=ttyS0 quiet -- $cmd" </dev/null >"$work/boot.log" 2>&1
 rc=$?
 # The guest is gone: the client has had its chance (a little longer for slow hosts).
@@ -117,7 +151,7 @@ if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ]; then
 fi
 
 # No --net: no NIC at all.
-timeout "$TIMEOUT" "$CORRAL" run --append "console=ttyS0 quiet -- echo nics: \$(ls /sys/class/net)" </dev/null 2>&1 |
+timeout "$TIMEOUT" "$CORRAL" run $ENGINE --append "console=ttyS0 quiet -- echo nics: \$(ls /sys/class/net)" </dev/null 2>&1 |
 	tr -d '\r' >"$work/nonet.txt"
 if grep -q "^nics: lo$" "$work/nonet.txt"; then
 	ok "without --net the guest has only lo"
