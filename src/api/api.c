@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ struct api {
 	struct vm *vm;
 	struct migration *mig; /* the last migration started (PUT /migrate) */
 	int fd;
+	int inflight; /* atomic: requests begun and not yet answered to the end */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char version[32];
 };
@@ -327,6 +329,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		if (!q)
 			return MHD_NO;
 		*con_cls = q;
+		__atomic_add_fetch(&a->inflight, 1, __ATOMIC_SEQ_CST);
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -373,9 +376,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
+	struct api *a = cls;
 	(void)c;
 	(void)toe;
+	if (*con_cls)
+		__atomic_sub_fetch(&a->inflight, 1, __ATOMIC_SEQ_CST);
 	free(*con_cls);
 	*con_cls = NULL;
 }
@@ -418,7 +423,7 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		goto err_unlink;
 	}
 	a->d = httpd_mhd.start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, a,
-				      MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+				      MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_NOTIFY_COMPLETED, completed, a,
 				      MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT,
 				      (unsigned)30, MHD_OPTION_END);
 	if (!a->d) {
@@ -442,6 +447,13 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
+	/* No new clients; the answers under way (the 204 to a Stop that ends
+	 * the VM) are sent to the end first, for at most 2 s. */
+	unlink(a->path);
+	for (int k = 0; k < 400 && __atomic_load_n(&a->inflight, __ATOMIC_SEQ_CST) > 0; k++) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
 	httpd_mhd.stop_daemon(a->d);
 	migrate_free(a->mig);
 	close(a->fd);
