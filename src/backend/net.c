@@ -33,8 +33,8 @@ int net_queue_frame(struct net *n, const void *buf, size_t len)
 	 * the backend waits for room, up to the head's time, instead of
 	 * dropping, so a TCP sender slows down rather than loses frames. A
 	 * queue full of due frames is a guest that takes none: drop. */
-	for (int tries = 0; n->rx_on && tries < 64 && (n->q_count == NET_RXQ_FRAMES || n->q_bytes + len > NET_RXQ_BYTES);
-	     tries++) {
+	for (int tries = 0;
+	     n->rx_on && tries < 64 && (n->q_count == NET_RXQ_FRAMES || n->q_bytes + len > NET_RXQ_BYTES); tries++) {
 		uint64_t due = n->q_count ? n->q[n->q_head].due_ns : 0, now = mono_ns();
 		if (due <= now)
 			break;
@@ -265,7 +265,8 @@ int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), v
 	size_t restlen = strlen(spec) + 1;
 	char *opts = malloc(restlen);
 	int r = opts ? 0 : -ENOMEM;
-	if (!r && (r = split_rate_opts(spec, spec[kl] ? spec + kl + 1 : "", opts, restlen, &tx, &rx, err, errlen)) < 0) {
+	if (!r &&
+	    (r = split_rate_opts(spec, spec[kl] ? spec + kl + 1 : "", opts, restlen, &tx, &rx, err, errlen)) < 0) {
 		free(opts);
 		return r;
 	}

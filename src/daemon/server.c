@@ -1436,8 +1436,8 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 			json_t *val, *ix = json_object_get(e, "index");
 			if (!json_is_object(e) || !json_is_integer(ix) || json_integer_value(ix) < 0 ||
 			    (size_t)json_integer_value(ix) >= max) {
-				r = httpd_fault(c, 400, "'%s[%zu]': needs an 'index' of one of the VM's %zu %s", what, i,
-						max, what);
+				r = httpd_fault(c, 400, "'%s[%zu]': needs an 'index' of one of the VM's %zu %s", what,
+						i, max, what);
 				goto out;
 			}
 			size_t k = (size_t)json_integer_value(ix);
@@ -1504,7 +1504,8 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 			}
 			char runp[PATH_MAX];
 			vm_file(d, v->name, "run.json", runp);
-			json_t *run = json_pack("{s:i,s:I}", "pid", (int)v->pid, "start_time", (json_int_t)v->start_time);
+			json_t *run =
+				json_pack("{s:i,s:I}", "pid", (int)v->pid, "start_time", (json_int_t)v->start_time);
 			if (run && v->cgroups)
 				json_object_set(run, "cgroups", v->cgroups);
 			if (run)
@@ -1523,7 +1524,8 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 				body = b ? json_dumps(b, JSON_COMPACT) : NULL;
 				json_decref(b);
 				int status = 0;
-				int e = body ? dvm_call(d, v, "PATCH", path, body, &status, &ans, why, sizeof(why)) : -ENOMEM;
+				int e = body ? dvm_call(d, v, "PATCH", path, body, &status, &ans, why, sizeof(why))
+					     : -ENOMEM;
 				free(body);
 				if (e < 0 || status != 204) {
 					vm_api_message(ans, msg, sizeof(msg));

@@ -570,12 +570,12 @@ static void gather_host_pending(struct ckpt_image *img, int leave_running)
 			continue;
 		first->pending |= GSIG_BIT(s);
 		first->info[s] = (struct ckpt_siginfo){.code = si.si_code,
-						      .err = si.si_errno,
-						      .pid = si.si_pid,
-						      .uid = (int32_t)si.si_uid,
-						      .status = si.si_status,
-						      .value = (uint64_t)(uintptr_t)si.si_value.sival_ptr,
-						      .addr = (uint64_t)(uintptr_t)si.si_addr};
+						       .err = si.si_errno,
+						       .pid = si.si_pid,
+						       .uid = (int32_t)si.si_uid,
+						       .status = si.si_status,
+						       .value = (uint64_t)(uintptr_t)si.si_value.sival_ptr,
+						       .addr = (uint64_t)(uintptr_t)si.si_addr};
 	}
 	for (uint32_t i = 0; i < img->nthreads; i++) {
 		struct ckpt_thread *c = &img->threads[i];
@@ -585,8 +585,9 @@ static void gather_host_pending(struct ckpt_image *img, int leave_running)
 			if (!((own | shared) & GSIG_BIT(s)) || !sigismember(&want, s) || (c->pending & GSIG_BIT(s)))
 				continue;
 			c->pending |= GSIG_BIT(s);
-			c->info[s] = (struct ckpt_siginfo){
-				.code = (own & GSIG_BIT(s)) ? SI_TKILL : SI_USER, .pid = proc.pid, .uid = (int32_t)getuid()};
+			c->info[s] = (struct ckpt_siginfo){.code = (own & GSIG_BIT(s)) ? SI_TKILL : SI_USER,
+							   .pid = proc.pid,
+							   .uid = (int32_t)getuid()};
 		}
 	}
 }

@@ -27,8 +27,8 @@
 #define CKPT_PATH_MAX 4096
 #define CKPT_PAGE 4096ull
 #define CKPT_MAX_CHANS 65536
-#define CKPT_MAX_MSGS (1u << 20)    /* messages waiting in one socket */
-#define CKPT_MAX_QUEUE (64u << 20)  /* bytes waiting in one pipe or socket */
+#define CKPT_MAX_MSGS (1u << 20)   /* messages waiting in one socket */
+#define CKPT_MAX_QUEUE (64u << 20) /* bytes waiting in one pipe or socket */
 
 /* A file's identity: what must still hold when a checkpoint is restored. */
 struct ckpt_ident {
@@ -115,9 +115,9 @@ struct ckpt_queue {
 
 struct ckpt_chan {
 	uint32_t kind;
-	uint32_t held;	      /* bit e: the program holds end e (both for a socket pair) */
-	uint32_t shut;	      /* CKCH_SHUT_* << (2 * end) */
-	uint64_t bufsize[2];  /* pipe: its capacity in [0]; sockets: each end's SO_SNDBUF */
+	uint32_t held;	     /* bit e: the program holds end e (both for a socket pair) */
+	uint32_t shut;	     /* CKCH_SHUT_* << (2 * end) */
+	uint64_t bufsize[2]; /* pipe: its capacity in [0]; sockets: each end's SO_SNDBUF */
 	struct ckpt_queue q[2];
 };
 

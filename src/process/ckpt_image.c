@@ -380,7 +380,7 @@ static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int3
 	else if (f->kind < CKFD_FILE || f->kind > (fmt >= 2 ? CKFD_CHAN : CKFD_DEV))
 		state_fail(r, "file %u: unknown kind %u", k, f->kind);
 	else if (chan ? f->path || f->offset || f->id.size || f->id.mtime_s || f->id.mtime_ns || f->end > 1 ||
-				(f->flags & CKF_APPEND)
+				 (f->flags & CKF_APPEND)
 		      : f->chan || f->end)
 		state_fail(r, "file %u: a %s with the fields of a %s", k, chan ? "pipe or socket" : "file",
 			   chan ? "file" : "pipe or socket");
@@ -440,10 +440,9 @@ static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k)
 		return;
 	}
 	bool pipe = c->kind == CKCH_PIPE;
-	if (pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX ||
-			   c->bufsize[1]
+	if (pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX || c->bufsize[1]
 		 : c->held != 3 || c->shut > 15 || !c->bufsize[0] || !c->bufsize[1] || c->bufsize[0] > INT32_MAX ||
-			   c->bufsize[1] > INT32_MAX) {
+			    c->bufsize[1] > INT32_MAX) {
 		state_fail(r, "channel %u: ends, shutdown or buffer sizes out of range", k);
 		return;
 	}
@@ -597,7 +596,8 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		if (!expect_v(r, "fd", k, CKPT_VERSION, &v))
 			goto fail;
 		if (v != img->format) {
-			state_fail(r, "section 'fd' %u has version %u in a checkpoint of version %u", k, v, img->format);
+			state_fail(r, "section 'fd' %u has version %u in a checkpoint of version %u", k, v,
+				   img->format);
 			goto fail;
 		}
 		parse_fd(r, &img->fds[k], k, prev, v);

@@ -458,7 +458,8 @@ long proc_reexec(const char *self_exe, int self_fd, const char *const *opts, con
 		char *const *hv = argc > 0 ? argv : noargs;
 		/* execveat where the path may be out of sight (--root); a
 		 * kernel or emulator without it (qemu-user 7.2) uses the path */
-		if (self_fd < 0 || (syscall(SYS_execveat, self_fd, "", hv, hostenv, AT_EMPTY_PATH) < 0 && errno == ENOSYS))
+		if (self_fd < 0 ||
+		    (syscall(SYS_execveat, self_fd, "", hv, hostenv, AT_EMPTY_PATH) < 0 && errno == ENOSYS))
 			execve(self_exe, hv, hostenv);
 		r = -errno;
 	}

@@ -86,9 +86,8 @@ _Noreturn static void usernet_serve(int sock)
 {
 	static uint8_t buf[NET_FRAME_MAX];
 	un.tap = recv_tap(sock);
-	struct pollfd pf[3] = {{.fd = un.tap, .events = POLLIN},
-			       {.fd = un.wake, .events = POLLIN},
-			       {.fd = sock, .events = POLLIN}};
+	struct pollfd pf[3] = {
+		{.fd = un.tap, .events = POLLIN}, {.fd = un.wake, .events = POLLIN}, {.fd = sock, .events = POLLIN}};
 	while (un.tap >= 0) {
 		if (poll(pf, 3, -1) < 0)
 			continue;

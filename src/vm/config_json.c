@@ -246,12 +246,13 @@ static int bucket_from_json(json_t *jb, const char *what, struct rate_bucket_cfg
 	*b = (struct rate_bucket_cfg){0};
 	json_object_foreach(jb, key, v)
 	{
-		uint64_t *f = !strcmp(key, "size")	      ? &b->size
+		uint64_t *f = !strcmp(key, "size")	       ? &b->size
 			      : !strcmp(key, "refill_time")    ? &b->refill_time
 			      : !strcmp(key, "one_time_burst") ? &b->one_time_burst
 							       : NULL;
 		if (!f) {
-			snprintf(err, len, "unknown key '%s.%.64s' (known: size, refill_time, one_time_burst)", what, key);
+			snprintf(err, len, "unknown key '%s.%.64s' (known: size, refill_time, one_time_burst)", what,
+				 key);
 			return -EINVAL;
 		}
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -278,9 +279,9 @@ int vm_rate_from_json(json_t *v, const char *what, struct rate_cfg *c, char *err
 	{
 		snprintf(w, sizeof(w), "%.60s.%.20s", what, key);
 		int r = !strcmp(key, "bandwidth") ? bucket_from_json(jb, w, &c->bw, err, len)
-			: !strcmp(key, "ops")	  ? bucket_from_json(jb, w, &c->ops, err, len)
-						  : (snprintf(err, len, "unknown key '%.64s' (known: bandwidth, ops)", w),
-						     -EINVAL);
+			: !strcmp(key, "ops")
+				? bucket_from_json(jb, w, &c->ops, err, len)
+				: (snprintf(err, len, "unknown key '%.64s' (known: bandwidth, ops)", w), -EINVAL);
 		if (r)
 			return r;
 	}

@@ -47,7 +47,7 @@ struct vm_disk {
 	enum blk_format format;
 	enum blk_cache cache;
 	int readonly;
-	const char *serial; /* NULL: none; at most VM_DISK_SERIAL_MAX characters */
+	const char *serial;   /* NULL: none; at most VM_DISK_SERIAL_MAX characters */
 	struct rate_cfg rate; /* backend/ratelimit.h: bytes read or written, requests */
 };
 

@@ -87,8 +87,8 @@ static void sample(struct ckpt_image *img)
 	img->chans[0] = (struct ckpt_chan){.kind = CKCH_PIPE, .held = 3, .bufsize = {65536, 0}};
 	static const uint32_t hello[] = {5}, msgs[] = {3, 0, 2};
 	queue(&img->chans[0].q[0], "hello", hello, 1);
-	img->chans[1] = (struct ckpt_chan){
-		.kind = CKCH_DGRAM, .held = 3, .shut = CKCH_SHUT_WR << 2, .bufsize = {212992, 4608}};
+	img->chans[1] =
+		(struct ckpt_chan){.kind = CKCH_DGRAM, .held = 3, .shut = CKCH_SHUT_WR << 2, .bufsize = {212992, 4608}};
 	queue(&img->chans[1].q[0], "abcde", msgs, 3);
 }
 
