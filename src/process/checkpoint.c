@@ -149,6 +149,20 @@ static int check_children(char *err, size_t errn)
 	return 0;
 }
 
+/* A pending signal's siginfo as the image keeps it */
+static struct ckpt_siginfo ckpt_siginfo_of(const siginfo_t *si)
+{
+	return (struct ckpt_siginfo){
+		.code = si->si_code,
+		.err = si->si_errno,
+		.pid = si->si_pid,
+		.uid = (int32_t)si->si_uid,
+		.status = si->si_status,
+		.value = (uint64_t)(uintptr_t)si->si_value.sival_ptr,
+		.addr = (uint64_t)(uintptr_t)si->si_addr,
+	};
+}
+
 static int gather_threads(struct ckpt_image *img, char *err, size_t errn)
 {
 	img->nthreads = (uint32_t)proc.nthreads;
@@ -188,18 +202,8 @@ static int gather_threads(struct ckpt_image *img, char *err, size_t errn)
 		c->ss_sp = t->ss_sp;
 		c->ss_size = t->ss_size;
 		c->ss_flags = (uint32_t)t->ss_flags;
-		for (int s = 1; s <= CKPT_NSIG; s++) {
-			const siginfo_t *si = &t->pinfo[s];
-			c->info[s] = (struct ckpt_siginfo){
-				.code = si->si_code,
-				.err = si->si_errno,
-				.pid = si->si_pid,
-				.uid = (int32_t)si->si_uid,
-				.status = si->si_status,
-				.value = (uint64_t)(uintptr_t)si->si_value.sival_ptr,
-				.addr = (uint64_t)(uintptr_t)si->si_addr,
-			};
-		}
+		for (int s = 1; s <= CKPT_NSIG; s++)
+			c->info[s] = ckpt_siginfo_of(&t->pinfo[s]);
 	}
 	img->nthreads = k;
 	return 0;
@@ -569,13 +573,7 @@ static void gather_host_pending(struct ckpt_image *img, int leave_running)
 		if (s < 1 || s > CKPT_NSIG || (first->pending & GSIG_BIT(s)))
 			continue;
 		first->pending |= GSIG_BIT(s);
-		first->info[s] = (struct ckpt_siginfo){.code = si.si_code,
-						       .err = si.si_errno,
-						       .pid = si.si_pid,
-						       .uid = (int32_t)si.si_uid,
-						       .status = si.si_status,
-						       .value = (uint64_t)(uintptr_t)si.si_value.sival_ptr,
-						       .addr = (uint64_t)(uintptr_t)si.si_addr};
+		first->info[s] = ckpt_siginfo_of(&si);
 	}
 	for (uint32_t i = 0; i < img->nthreads; i++) {
 		struct ckpt_thread *c = &img->threads[i];
