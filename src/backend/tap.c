@@ -30,7 +30,8 @@ static void *tap_thread(void *arg)
 		/* The rx limit holds frames back: leave them in the tap's own
 		 * queue until these drain, as a NIC that stops taking them. */
 		uint64_t hold = net_rx_hold_ns(t->n);
-		struct pollfd p[2] = {{.fd = hold ? -1 : t->fd, .events = POLLIN}, {.fd = t->wake_fd, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = hold ? -1 : t->fd, .events = POLLIN},
+				      {.fd = t->wake_fd, .events = POLLIN}};
 		if (poll(p, 2, hold ? (int)(hold / 1000000 + 1) : -1) < 0)
 			continue;
 		if (p[1].revents)
