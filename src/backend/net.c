@@ -29,19 +29,9 @@ int net_queue_frame(struct net *n, const void *buf, size_t len)
 		return 0;
 	uint8_t *copy = malloc(len);
 	pthread_mutex_lock(&n->qlock);
-	/* Full because the rx limit holds frames back (the head is not due):
-	 * the backend waits for room, up to the head's time, instead of
-	 * dropping, so a TCP sender slows down rather than loses frames. A
-	 * queue full of due frames is a guest that takes none: drop. */
-	for (int tries = 0;
-	     n->rx_on && tries < 64 && (n->q_count == NET_RXQ_FRAMES || n->q_bytes + len > NET_RXQ_BYTES); tries++) {
-		uint64_t due = n->q_count ? n->q[n->q_head].due_ns : 0, now = mono_ns();
-		if (due <= now)
-			break;
-		due += 1000000; /* the guest's moment to take it */
-		struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull), .tv_nsec = (long)(due % 1000000000ull)};
-		pthread_cond_timedwait(&n->room, &n->qlock, &ts);
-	}
+	/* Never waits: the backends call this from their own threads, slirp's
+	 * with its lock held, so the guest's own frames (its ACKs) would wait
+	 * too. They hold back reading instead (net_rx_hold_ns). */
 	if (!copy || n->q_count == NET_RXQ_FRAMES || n->q_bytes + len > NET_RXQ_BYTES) {
 		n->dropped++;
 		pthread_mutex_unlock(&n->qlock);
@@ -67,6 +57,21 @@ int net_queue_frame(struct net *n, const void *buf, size_t len)
 	n->q_bytes += len;
 	pthread_mutex_unlock(&n->qlock);
 	return 1;
+}
+
+uint64_t net_rx_hold_ns(struct net *n)
+{
+	pthread_mutex_lock(&n->qlock);
+	uint64_t hold = 0, now = mono_ns();
+	if (n->rx_on && n->q_count) {
+		uint64_t head = n->q[n->q_head].due_ns;
+		if (n->rx_last_due > now + NET_RX_AHEAD_NS)
+			hold = n->rx_last_due - now - NET_RX_AHEAD_NS;
+		else if (head > now && (n->q_count >= NET_RXQ_FRAMES / 2 || n->q_bytes >= NET_RXQ_BYTES / 2))
+			hold = head - now;
+	}
+	pthread_mutex_unlock(&n->qlock);
+	return hold;
 }
 
 /* Notifies the device when a held-back frame at the queue's head is due
@@ -195,10 +200,8 @@ ssize_t net_recv(struct net *n, void *buf, size_t len)
 	n->q_head = (n->q_head + 1) % NET_RXQ_FRAMES;
 	n->q_count--;
 	n->q_bytes -= (size_t)r;
-	if (n->rx_on) {
+	if (n->rx_on)
 		pthread_cond_signal(&n->pacer_wake); /* a new head */
-		pthread_cond_signal(&n->room);
-	}
 	pthread_mutex_unlock(&n->qlock);
 	return r;
 }
@@ -280,7 +283,6 @@ int net_open(struct net **out, const char *spec, void (*notify)(void *opaque), v
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&n->pacer_wake, &ca);
-	pthread_cond_init(&n->room, &ca);
 	pthread_condattr_destroy(&ca);
 	rate_limit_init(&n->tx, &tx);
 	rate_limit_init(&n->rx, &rx);
@@ -312,7 +314,6 @@ err:
 	rate_limit_destroy(&n->tx);
 	rate_limit_destroy(&n->rx);
 	pthread_cond_destroy(&n->pacer_wake);
-	pthread_cond_destroy(&n->room);
 	pthread_mutex_destroy(&n->qlock);
 	free(n);
 	return r;
@@ -353,7 +354,6 @@ void net_close(struct net *n)
 	rate_limit_destroy(&n->tx);
 	rate_limit_destroy(&n->rx);
 	pthread_cond_destroy(&n->pacer_wake);
-	pthread_cond_destroy(&n->room);
 	for (unsigned k = 0; k < n->q_count; k++)
 		free(n->q[(n->q_head + k) % NET_RXQ_FRAMES].data);
 	pthread_mutex_destroy(&n->qlock);

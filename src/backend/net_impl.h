@@ -52,13 +52,21 @@ struct net {
 	uint64_t rx_last_due;
 	pthread_t pacer;
 	pthread_cond_t pacer_wake;
-	pthread_cond_t room; /* rx limit: a frame left the full queue */
 	int pacer_started, pacer_stop;
 };
 
-/* Queue a frame for the guest (copies it); drops it when the queue is full.
- * Returns 1 if queued, 0 if dropped. The caller calls net_notify after. */
+/* Queue a frame for the guest (copies it); drops it when the queue is full,
+ * never waits. Returns 1 if queued, 0 if dropped. The caller calls
+ * net_notify after. */
 int net_queue_frame(struct net *n, const void *buf, size_t len);
+/* The rx limit's back-pressure: how long (ns) a backend should stop reading
+ * from the host before it queues more, 0 to read now. Non-zero while the
+ * queue holds frames due more than NET_RX_AHEAD_NS from now, or is half
+ * full of frames not yet due. A TCP sender then slows down as on a slow
+ * link: its data waits in the host's socket (or the tap's queue) instead
+ * of being dropped here. */
+#define NET_RX_AHEAD_NS (20ull * 1000000)
+uint64_t net_rx_hold_ns(struct net *n);
 void net_notify(struct net *n);
 
 /* NULL if the user network's saved state (slirp.c's layout) may be handed

@@ -299,6 +299,16 @@ static void *slirp_thread(void *arg)
 		unsigned nfds = s->nfds;
 		slirp_unlock_notify(s);
 
+		/* The rx limit holds frames back: read nothing more from the
+		 * host's sockets until they drain (TCP senders slow down). */
+		uint64_t hold = net_rx_hold_ns(s->n);
+		if (hold) {
+			for (unsigned k = 0; k < nfds; k++)
+				s->fds[k].events &= (short)~(POLLIN | POLLPRI);
+			uint64_t hold_ms = hold / 1000000 + 1;
+			if (hold_ms < timeout)
+				timeout = (uint32_t)hold_ms;
+		}
 		s->fds[nfds] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
 		int ms = timeout > 1000 ? 1000 : (int)timeout;
 		int r = poll(s->fds, nfds + 1, ms);

@@ -27,11 +27,17 @@ static void *tap_thread(void *arg)
 	struct tap_be *t = arg;
 	static __thread uint8_t buf[NET_FRAME_MAX];
 	while (!t->stop) {
-		struct pollfd p[2] = {{.fd = t->fd, .events = POLLIN}, {.fd = t->wake_fd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0)
+		/* The rx limit holds frames back: leave them in the tap's own
+		 * queue until these drain, as a NIC that stops taking them. */
+		uint64_t hold = net_rx_hold_ns(t->n);
+		struct pollfd p[2] = {{.fd = hold ? -1 : t->fd, .events = POLLIN},
+				      {.fd = t->wake_fd, .events = POLLIN}};
+		if (poll(p, 2, hold ? (int)(hold / 1000000 + 1) : -1) < 0)
 			continue;
 		if (p[1].revents)
 			break;
+		if (hold)
+			continue;
 		int queued = 0;
 		for (int k = 0; k < 64; k++) {
 			ssize_t r = read(t->fd, buf, sizeof(buf));

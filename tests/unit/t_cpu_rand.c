@@ -11,37 +11,7 @@
 #include "cpu/cpu.h"
 #include "cpu/vmem.h"
 #include "testhelp.h"
-
-#define CODE 0x400000ull
-#define STACK 0x800000ull
-
-struct env {
-	struct vmem vm;
-	struct cpu c;
-	uint8_t *code, *stack;
-};
-
-static void env_init(struct env *e, int translate, const uint8_t *prog, size_t n)
-{
-	vmem_init(&e->vm);
-	e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	e->stack = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	memcpy(e->code, prog, n);
-	vmem_map(&e->vm, CODE, 4096, e->code, VMEM_R | VMEM_X);
-	vmem_map(&e->vm, STACK, 4096, e->stack, VMEM_R | VMEM_W);
-	cpu_init(&e->c, CPU_MODE_USER, &e->vm);
-	e->c.jit_hot = translate ? 0 : ~0u;
-	e->c.s.rip = CODE;
-	e->c.s.gpr[R_RSP] = STACK + 4096;
-}
-
-static void env_fini(struct env *e)
-{
-	cpu_destroy(&e->c);
-	vmem_destroy(&e->vm);
-	munmap(e->code, 4096);
-	munmap(e->stack, 4096);
-}
+#include "unit/cpu_env.h"
 
 /*  0: 31 c0          xor eax, eax     (ZF and PF set, to be cleared)
  *  2: 48 0f c7 f0    rdrand rax

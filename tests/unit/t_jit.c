@@ -15,40 +15,7 @@
 #include "cpu/cpu.h"
 #include "cpu/vmem.h"
 #include "testhelp.h"
-
-#define CODE 0x400000ull
-#define STACK 0x800000ull
-#define DATA 0xa00000ull
-
-struct env {
-	struct vmem vm;
-	struct cpu c;
-	uint8_t *code, *stack, *data;
-};
-
-static void env_init(struct env *e, int translate)
-{
-	vmem_init(&e->vm);
-	e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	e->stack = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	e->data = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	vmem_map(&e->vm, CODE, 4096, e->code, VMEM_R | VMEM_W | VMEM_X);
-	vmem_map(&e->vm, STACK, 4096, e->stack, VMEM_R | VMEM_W);
-	vmem_map(&e->vm, DATA, 4096, e->data, VMEM_R | VMEM_W);
-	cpu_init(&e->c, CPU_MODE_USER, &e->vm);
-	e->c.jit_hot = translate ? 0 : ~0u;
-	e->c.s.rip = CODE;
-	e->c.s.gpr[R_RSP] = STACK + 4096;
-}
-
-static void env_fini(struct env *e)
-{
-	cpu_destroy(&e->c);
-	vmem_destroy(&e->vm);
-	munmap(e->code, 4096);
-	munmap(e->stack, 4096);
-	munmap(e->data, 4096);
-}
+#include "unit/cpu_env.h"
 
 /* A loop that rewrites the immediate of its own ADD halfway:
  *   0: 31 c0                 xor eax, eax
@@ -66,7 +33,7 @@ static void run_smc_loop(int translate)
 				       0x48, 0x83, 0xf9, 0x32, 0x75, 0x07, 0xc6, 0x05, 0xf2, 0xff, 0xff,
 				       0xff, 0x03, 0x48, 0xff, 0xc9, 0x75, 0xea, 0x0f, 0x05};
 	struct env e;
-	env_init(&e, translate);
+	env_init(&e, translate, NULL, 0);
 	memcpy(e.code, prog, sizeof(prog));
 	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
 	/* 51 iterations add 1 (the 51st before its store), 49 add 3 */
@@ -95,7 +62,7 @@ static void run_smc_next(int translate)
 	static const uint8_t prog[] = {0x31, 0xc0, 0xb9, 0x0a, 0x00, 0x00, 0x00, 0x88, 0x0d, 0x03, 0x00, 0x00,
 				       0x00, 0x48, 0x83, 0xc0, 0x00, 0xff, 0xc9, 0x75, 0xf2, 0x0f, 0x05};
 	struct env e;
-	env_init(&e, translate);
+	env_init(&e, translate, NULL, 0);
 	memcpy(e.code, prog, sizeof(prog));
 	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
 	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 55);
@@ -123,7 +90,7 @@ static void *stopper(void *arg)
 static void run_endless(int translate)
 {
 	struct env e;
-	env_init(&e, translate);
+	env_init(&e, translate, NULL, 0);
 	/* 0: 48 ff c0  inc rax;  3: eb fb  jmp 0 */
 	static const uint8_t prog[] = {0x48, 0xff, 0xc0, 0xeb, 0xfb};
 	memcpy(e.code, prog, sizeof(prog));
@@ -159,7 +126,7 @@ static void test_stop_and_limit(void)
 static void run_fault(int translate)
 {
 	struct env e;
-	env_init(&e, translate);
+	env_init(&e, translate, NULL, 0);
 	static const uint8_t prog[] = {0x31, 0xc0, 0x48, 0x03, 0x06, 0x48, 0x83,
 				       0xc6, 0x08, 0x48, 0xff, 0xc1, 0xeb, 0xf4};
 	memcpy(e.code, prog, sizeof(prog));
@@ -190,7 +157,7 @@ static void test_fault(void)
 static void run_calls(int translate)
 {
 	struct env e;
-	env_init(&e, translate);
+	env_init(&e, translate, NULL, 0);
 	/*  0: b9 e8 03 00 00  mov ecx, 1000
 	 *  5: e8 0a 00 00 00  call 20
 	 * 10: 48 ff c9        dec rcx

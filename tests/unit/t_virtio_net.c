@@ -6,7 +6,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "backend/net_impl.h"
 #include "fuzz/fuzz_virtio.h"
 #include "testhelp.h"
 
@@ -215,8 +217,52 @@ static void test_rx_bad_ring(void)
 	rig_down(&r);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The rx limit never makes the backend wait in net_queue_frame (slirp calls
+ * it with its lock held): frames beyond the queue are dropped at once, and
+ * net_rx_hold_ns tells the backend to stop reading while the queue holds
+ * more than NET_RX_AHEAD_NS of frames. */
+static void test_rx_limit_no_wait(void)
+{
+	struct net *n;
+	CHECK(net_open_null(&n, 1500) == 0);
+	if (!n)
+		return;
+	struct rate_cfg none = {0}, rx = {.bw = {.size = 64 * 1024, .refill_time = 1000}};
+	net_set_rate(n, &none, &rx);
+	CHECK_EQ_U64(net_rx_hold_ns(n), 0); /* an empty queue */
+	static uint8_t f[1500];
+	unsigned queued = 0, held_at = 0;
+	uint64_t t0 = now_ns();
+	for (unsigned k = 0; k < 2 * NET_RXQ_FRAMES; k++) {
+		queued += (unsigned)net_queue_frame(n, f, sizeof(f));
+		if (!held_at && net_rx_hold_ns(n))
+			held_at = k + 1;
+	}
+	uint64_t took = now_ns() - t0;
+	/* 512 frames at 64 KiB/s would take 12 s if the queue waited for room */
+	CHECK(took < 500000000ull);
+	CHECK_EQ_U64(queued, NET_RXQ_FRAMES);
+	CHECK_EQ_U64(net_dropped(n), NET_RXQ_FRAMES);
+	/* the bucket's 64 KiB (43 frames) pass at once, one more is 23 ms ahead */
+	CHECK(held_at > 40 && held_at < 50);
+	uint64_t hold = net_rx_hold_ns(n);
+	CHECK(hold > 2000000000ull && hold < 6000000000ull);
+	/* lifting the limit makes every frame due and reading free again */
+	net_set_rate(n, &none, &none);
+	CHECK_EQ_U64(net_rx_hold_ns(n), 0);
+	net_close(n);
+}
+
 int main(void)
 {
+	RUN(test_rx_limit_no_wait);
 	RUN(test_tx);
 	RUN(test_rx);
 	RUN(test_rx_bad_ring);
