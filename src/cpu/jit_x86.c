@@ -26,7 +26,25 @@
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
-#define JC_SIZE 1024 /* jump cache: guest RIP -> translation, for indirect branches */
+/* The jump cache: guest RIP -> translation, for indirect branches. A
+ * large program's interpreter (perl, python) calls through hundreds of
+ * function pointers and returns to as many places: 4096 entries in user
+ * mode. System mode empties it at every dropped code page, so it stays
+ * at 1024 there. */
+#define JC_SIZE_USER 4096u
+#define JC_SIZE_SYSTEM 1024u
+static inline unsigned jc_size(int sys)
+{
+	return sys ? JC_SIZE_SYSTEM : JC_SIZE_USER;
+}
+
+/* A jump cache slot: the low bits of RIP with the bits above folded in, so
+ * function entries (16-byte aligned, the targets of indirect calls) use
+ * every slot and not one in sixteen. The translations compute the same. */
+static inline unsigned jc_index(uint64_t rip, int sys)
+{
+	return (unsigned)((rip ^ (rip >> 4)) & (jc_size(sys) - 1));
+}
 
 struct jc_entry {
 	uint64_t rip;
@@ -43,6 +61,7 @@ struct jit {
 	size_t used;
 	uint8_t *epilogue;
 	struct jc_entry *jc; /* R14 in translations */
+	unsigned jc_size;
 	int jc_dirty;
 	int stats;			     /* CORRAL_JIT_STATS: report counts at exit */
 	FILE *perfmap;			     /* CORRAL_JIT_PERFMAP: /tmp/perf-PID.map for perf(1) */
@@ -527,8 +546,11 @@ static void jump_lookup(struct jt *t)
 		e8(t, 62);
 	}
 	x_rr(t, 0, 0x89, RAX, RCX); /* mov ecx, eax */
-	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, JC_SIZE - 1 */
-	e32(t, JC_SIZE - 1);
+	x_rr(t, 0, 0xc1, 5, RCX);   /* shr ecx, 4 */
+	e8(t, 4);
+	x_rr(t, 0, 0x31, RAX, RCX); /* xor ecx, eax: jc_index */
+	x_rr(t, 0, 0x81, 4, RCX);   /* and ecx, jc_size - 1 */
+	e32(t, jc_size(t->sys) - 1);
 	x_rr(t, 0, 0xc1, 4, RCX); /* shl ecx, 5 */
 	e8(t, 5);
 	x_rm(t, XW, 0x3b, RAX, R14, RCX, 0, 0); /* cmp rax, [r14 + rcx] */
@@ -1393,7 +1415,8 @@ int jit_init(struct cpu *c, const struct cpu_opts *opts)
 	struct jit *j = calloc(1, sizeof(*j));
 	if (!j)
 		return -ENOMEM;
-	j->jc = calloc(JC_SIZE, sizeof(*j->jc));
+	j->jc_size = jc_size(c->mode == CPU_MODE_SYSTEM);
+	j->jc = calloc(j->jc_size, sizeof(*j->jc));
 	if (!j->jc) {
 		free(j);
 		return -ENOMEM;
@@ -1438,7 +1461,7 @@ void jit_flush(struct cpu *c)
 	j->used = JIT_HDR;
 	j->nflush++;
 	if (j->jc_dirty) {
-		memset(j->jc, 0, JC_SIZE * sizeof(*j->jc));
+		memset(j->jc, 0, j->jc_size * sizeof(*j->jc));
 		j->jc_dirty = 0;
 	}
 }
@@ -1461,7 +1484,7 @@ void jit_after_fork(struct cpu *c)
 
 void jit_note(struct cpu *c, uint64_t rip, uint64_t key, void *entry)
 {
-	struct jc_entry *e = &c->jit->jc[rip & (JC_SIZE - 1)];
+	struct jc_entry *e = &c->jit->jc[jc_index(rip, c->mode == CPU_MODE_SYSTEM)];
 	e->rip = rip;
 	e->key = key;
 	e->code = entry;
@@ -1472,7 +1495,7 @@ void jit_drop_jumps(struct cpu *c)
 {
 	struct jit *j = c->jit;
 	if (j && j->jc_dirty) {
-		memset(j->jc, 0, JC_SIZE * sizeof(*j->jc));
+		memset(j->jc, 0, j->jc_size * sizeof(*j->jc));
 		j->jc_dirty = 0;
 	}
 }
