@@ -176,29 +176,45 @@ static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];
 }
 
+/* x86's memory order on hosts whose own is weaker (aarch64), where another
+ * guest thread or vCPU runs on another host thread: every guest load is
+ * followed by an acquire fence and every guest store preceded by a release
+ * fence, so a load is not reordered with later loads and stores, nor a
+ * store with earlier ones (TSO: a store may still pass a later load, as on
+ * x86). On x86-64 hosts the host's own order is x86's: nothing is added.
+ * LOCK'd operations are host atomics (sequentially consistent) anyway. */
+#if defined(__aarch64__)
+#define GUEST_LOADED() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#define GUEST_STORING() __atomic_thread_fence(__ATOMIC_RELEASE)
+#else
+#define GUEST_LOADED() ((void)0)
+#define GUEST_STORING() ((void)0)
+#endif
+
 static inline uint64_t mem_read(struct cpu *c, uint64_t a, unsigned sz)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		const void *p = (const void *)(uintptr_t)(a + e->addend);
+		uint64_t v;
 		switch (sz) {
-		case 1: return *(const uint8_t *)p;
+		case 1: v = *(const uint8_t *)p; break;
 		case 2: {
-			uint16_t v;
-			memcpy(&v, p, 2);
-			return v;
+			uint16_t x;
+			memcpy(&x, p, 2);
+			v = x;
+			break;
 		}
 		case 4: {
-			uint32_t v;
-			memcpy(&v, p, 4);
-			return v;
+			uint32_t x;
+			memcpy(&x, p, 4);
+			v = x;
+			break;
 		}
-		default: {
-			uint64_t v;
-			memcpy(&v, p, 8);
-			return v;
+		default: memcpy(&v, p, 8); break;
 		}
-		}
+		GUEST_LOADED();
+		return v;
 	}
 	return mem_read_slow(c, a, sz);
 }
@@ -208,6 +224,7 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		void *p = (void *)(uintptr_t)(a + e->addend);
+		GUEST_STORING();
 		switch (sz) {
 		case 1: *(uint8_t *)p = (uint8_t)v; return;
 		case 2: {
@@ -231,18 +248,20 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 static inline void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
-	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
+	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n)) {
 		memcpy(dst, (const void *)(uintptr_t)(a + e->addend), n);
-	else
+		GUEST_LOADED();
+	} else
 		mem_read_bytes_slow(c, a, dst, n);
 }
 
 static inline void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
-	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
+	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n)) {
+		GUEST_STORING();
 		memcpy((void *)(uintptr_t)(a + e->addend), src, n);
-	else
+	} else
 		mem_write_bytes_slow(c, a, src, n);
 }
 

@@ -157,6 +157,7 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 		if (!p)
 			return sys_mmio_read(c, a, sz);
 		memcpy(&v, p, sz);
+		GUEST_LOADED();
 		return v;
 	}
 	/* Crossing a page: translate both pages before reading either. */
@@ -170,6 +171,7 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 	}
 	memcpy(&v, p1, first);
 	memcpy((uint8_t *)&v + first, p2, sz - first);
+	GUEST_LOADED();
 	return v;
 }
 
@@ -178,10 +180,12 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	mem_watch(c, a, sz, 1);
 	if ((a & 0xfff) <= 0x1000u - sz) {
 		uint8_t *p = xlat_write(c, a);
-		if (!p)
+		if (!p) {
 			sys_mmio_write(c, a, sz, v);
-		else
+		} else {
+			GUEST_STORING();
 			memcpy(p, &v, sz);
+		}
 		return;
 	}
 	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
@@ -194,6 +198,7 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 			mem_write_slow(c, a + k, 1, v >> (8 * k));
 		return;
 	}
+	GUEST_STORING();
 	memcpy(p1, &v, first);
 	memcpy(p2, (uint8_t *)&v + first, sz - first);
 }
@@ -232,6 +237,7 @@ void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 		a += chunk;
 		n -= chunk;
 	}
+	GUEST_LOADED();
 }
 
 void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n)
@@ -239,6 +245,7 @@ void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n
 	mem_watch(c, a, n, 1);
 	const uint8_t *s = src;
 	mem_probe_write(c, a, n);
+	GUEST_STORING();
 	while (n) {
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
 		if (chunk > n)
