@@ -176,11 +176,71 @@ static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];
 }
 
+/* x86's memory order (TSO) on the host: an x86 host gives it with plain
+ * loads and stores; on a weaker one (aarch64) every guest load is a
+ * load-acquire and every guest store a store-release, so that loads pass
+ * no older loads and stores pass no older loads or stores
+ * (docs/architecture.md, "Weaker hosts"). */
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_HOST_TSO 1
+#else
+#define CPU_HOST_TSO 0
+#endif
+
+/* A guest load of sz (1, 2, 4, 8) bytes at host p, in x86's order. */
+static inline uint64_t host_load_ordered(const void *p, unsigned sz)
+{
+	if (!((uintptr_t)p & (sz - 1))) {
+		switch (sz) {
+		case 1: return __atomic_load_n((const uint8_t *)p, __ATOMIC_ACQUIRE);
+		case 2: return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+		case 4: return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+		default: return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+		}
+	}
+	uint64_t v = 0; /* little-endian host: the low sz bytes */
+	memcpy(&v, p, sz);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return v;
+}
+
+/* A guest store of sz bytes at host p, in x86's order. */
+static inline void host_store_ordered(void *p, unsigned sz, uint64_t v)
+{
+	if (!((uintptr_t)p & (sz - 1))) {
+		switch (sz) {
+		case 1: __atomic_store_n((uint8_t *)p, (uint8_t)v, __ATOMIC_RELEASE); return;
+		case 2: __atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELEASE); return;
+		case 4: __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELEASE); return;
+		default: __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); return;
+		}
+	}
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(p, &v, sz);
+}
+
+/* Around a guest access of any length (strings, 10- and 16-byte
+ * operands) on a weaker host: a release fence before a store, an acquire
+ * fence after a load. */
+static inline void host_order_before_store(void)
+{
+	if (!CPU_HOST_TSO)
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void host_order_after_load(void)
+{
+	if (!CPU_HOST_TSO)
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
+
 static inline uint64_t mem_read(struct cpu *c, uint64_t a, unsigned sz)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		const void *p = (const void *)(uintptr_t)(a + e->addend);
+		if (!CPU_HOST_TSO)
+			return host_load_ordered(p, sz);
 		switch (sz) {
 		case 1: return *(const uint8_t *)p;
 		case 2: {
@@ -208,6 +268,10 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		void *p = (void *)(uintptr_t)(a + e->addend);
+		if (!CPU_HOST_TSO) {
+			host_store_ordered(p, sz, v);
+			return;
+		}
 		switch (sz) {
 		case 1: *(uint8_t *)p = (uint8_t)v; return;
 		case 2: {
@@ -235,11 +299,13 @@ static inline void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned
 		memcpy(dst, (const void *)(uintptr_t)(a + e->addend), n);
 	else
 		mem_read_bytes_slow(c, a, dst, n);
+	host_order_after_load();
 }
 
 static inline void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
+	host_order_before_store();
 	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
 		memcpy((void *)(uintptr_t)(a + e->addend), src, n);
 	else

@@ -156,6 +156,8 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 		uint8_t *p = xlat_read(c, a);
 		if (!p)
 			return sys_mmio_read(c, a, sz);
+		if (!CPU_HOST_TSO)
+			return host_load_ordered(p, sz);
 		memcpy(&v, p, sz);
 		return v;
 	}
@@ -170,6 +172,7 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 	}
 	memcpy(&v, p1, first);
 	memcpy((uint8_t *)&v + first, p2, sz - first);
+	host_order_after_load();
 	return v;
 }
 
@@ -180,6 +183,8 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 		uint8_t *p = xlat_write(c, a);
 		if (!p)
 			sys_mmio_write(c, a, sz, v);
+		else if (!CPU_HOST_TSO)
+			host_store_ordered(p, sz, v);
 		else
 			memcpy(p, &v, sz);
 		return;
@@ -194,6 +199,7 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 			mem_write_slow(c, a + k, 1, v >> (8 * k));
 		return;
 	}
+	host_order_before_store();
 	memcpy(p1, &v, first);
 	memcpy(p2, (uint8_t *)&v + first, sz - first);
 }
