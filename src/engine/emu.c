@@ -36,7 +36,7 @@ struct emu_vcpu {
 	struct emu *e;
 	unsigned index;
 	struct cpu_platform plat; /* this vCPU's view: the machine lock around every device access */
-	int in_run; /* atomic: inside cpu_run (a kick must stop it) */
+	int in_run;		  /* atomic: inside cpu_run (a kick must stop it) */
 };
 
 struct emu {
@@ -455,7 +455,9 @@ static void mt_kick(struct vcpu_loop *l, unsigned k)
 static enum engine_mp_state mt_state(struct vcpu_loop *l, unsigned k)
 {
 	enum vcpu_run_state s = mt_emu(l)->v[k].state;
-	return s == VCPU_HALTED ? ENGINE_VCPU_HALTED : s == VCPU_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI : ENGINE_VCPU_RUNNING;
+	return s == VCPU_HALTED	     ? ENGINE_VCPU_HALTED
+	       : s == VCPU_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI
+				     : ENGINE_VCPU_RUNNING;
 }
 
 static int mt_wakeable(struct vcpu_loop *l, unsigned k)
