@@ -176,45 +176,89 @@ static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];
 }
 
-/* x86's memory order on hosts whose own is weaker (aarch64), where another
- * guest thread or vCPU runs on another host thread: every guest load is
- * followed by an acquire fence and every guest store preceded by a release
- * fence, so a load is not reordered with later loads and stores, nor a
- * store with earlier ones (TSO: a store may still pass a later load, as on
- * x86). On x86-64 hosts the host's own order is x86's: nothing is added.
- * LOCK'd operations are host atomics (sequentially consistent) anyway. */
-#if defined(__aarch64__)
-#define GUEST_LOADED() __atomic_thread_fence(__ATOMIC_ACQUIRE)
-#define GUEST_STORING() __atomic_thread_fence(__ATOMIC_RELEASE)
+/* x86's memory order (TSO) on the host: an x86 host gives it with plain
+ * loads and stores; on a weaker one (aarch64) every guest load is a
+ * load-acquire and every guest store a store-release, so that loads pass
+ * no older loads and stores pass no older loads or stores
+ * (docs/architecture.md, "Weaker hosts"). */
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_HOST_TSO 1
 #else
-#define GUEST_LOADED() ((void)0)
-#define GUEST_STORING() ((void)0)
+#define CPU_HOST_TSO 0
 #endif
+
+/* A guest load of sz (1, 2, 4, 8) bytes at host p, in x86's order. */
+static inline uint64_t host_load_ordered(const void *p, unsigned sz)
+{
+	if (!((uintptr_t)p & (sz - 1))) {
+		switch (sz) {
+		case 1: return __atomic_load_n((const uint8_t *)p, __ATOMIC_ACQUIRE);
+		case 2: return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+		case 4: return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+		default: return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+		}
+	}
+	uint64_t v = 0; /* little-endian host: the low sz bytes */
+	memcpy(&v, p, sz);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return v;
+}
+
+/* A guest store of sz bytes at host p, in x86's order. */
+static inline void host_store_ordered(void *p, unsigned sz, uint64_t v)
+{
+	if (!((uintptr_t)p & (sz - 1))) {
+		switch (sz) {
+		case 1: __atomic_store_n((uint8_t *)p, (uint8_t)v, __ATOMIC_RELEASE); return;
+		case 2: __atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELEASE); return;
+		case 4: __atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELEASE); return;
+		default: __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); return;
+		}
+	}
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(p, &v, sz);
+}
+
+/* Around a guest access of any length (strings, 10- and 16-byte
+ * operands) on a weaker host: a release fence before a store, an acquire
+ * fence after a load. */
+static inline void host_order_before_store(void)
+{
+	if (!CPU_HOST_TSO)
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void host_order_after_load(void)
+{
+	if (!CPU_HOST_TSO)
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+}
 
 static inline uint64_t mem_read(struct cpu *c, uint64_t a, unsigned sz)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		const void *p = (const void *)(uintptr_t)(a + e->addend);
-		uint64_t v;
+		if (!CPU_HOST_TSO)
+			return host_load_ordered(p, sz);
 		switch (sz) {
-		case 1: v = *(const uint8_t *)p; break;
+		case 1: return *(const uint8_t *)p;
 		case 2: {
-			uint16_t x;
-			memcpy(&x, p, 2);
-			v = x;
-			break;
+			uint16_t v;
+			memcpy(&v, p, 2);
+			return v;
 		}
 		case 4: {
-			uint32_t x;
-			memcpy(&x, p, 4);
-			v = x;
-			break;
+			uint32_t v;
+			memcpy(&v, p, 4);
+			return v;
 		}
-		default: memcpy(&v, p, 8); break;
+		default: {
+			uint64_t v;
+			memcpy(&v, p, 8);
+			return v;
 		}
-		GUEST_LOADED();
-		return v;
+		}
 	}
 	return mem_read_slow(c, a, sz);
 }
@@ -224,7 +268,10 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
 	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - sz)) {
 		void *p = (void *)(uintptr_t)(a + e->addend);
-		GUEST_STORING();
+		if (!CPU_HOST_TSO) {
+			host_store_ordered(p, sz, v);
+			return;
+		}
 		switch (sz) {
 		case 1: *(uint8_t *)p = (uint8_t)v; return;
 		case 2: {
@@ -248,20 +295,20 @@ static inline void mem_write(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 static inline void mem_read_bytes(struct cpu *c, uint64_t a, void *dst, unsigned n)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
-	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n)) {
+	if (likely(e->tag_r == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
 		memcpy(dst, (const void *)(uintptr_t)(a + e->addend), n);
-		GUEST_LOADED();
-	} else
+	else
 		mem_read_bytes_slow(c, a, dst, n);
+	host_order_after_load();
 }
 
 static inline void mem_write_bytes(struct cpu *c, uint64_t a, const void *src, unsigned n)
 {
 	struct cpu_tlb_entry *e = tlb_entry(c, a);
-	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n)) {
-		GUEST_STORING();
+	host_order_before_store();
+	if (likely(e->tag_w == (a & ~0xfffull) && (a & 0xfff) <= 0x1000u - n))
 		memcpy((void *)(uintptr_t)(a + e->addend), src, n);
-	} else
+	else
 		mem_write_bytes_slow(c, a, src, n);
 }
 

@@ -156,8 +156,9 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 		uint8_t *p = xlat_read(c, a);
 		if (!p)
 			return sys_mmio_read(c, a, sz);
+		if (!CPU_HOST_TSO)
+			return host_load_ordered(p, sz);
 		memcpy(&v, p, sz);
-		GUEST_LOADED();
 		return v;
 	}
 	/* Crossing a page: translate both pages before reading either. */
@@ -171,7 +172,7 @@ uint64_t mem_read_slow(struct cpu *c, uint64_t a, unsigned sz)
 	}
 	memcpy(&v, p1, first);
 	memcpy((uint8_t *)&v + first, p2, sz - first);
-	GUEST_LOADED();
+	host_order_after_load();
 	return v;
 }
 
@@ -180,12 +181,12 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 	mem_watch(c, a, sz, 1);
 	if ((a & 0xfff) <= 0x1000u - sz) {
 		uint8_t *p = xlat_write(c, a);
-		if (!p) {
+		if (!p)
 			sys_mmio_write(c, a, sz, v);
-		} else {
-			GUEST_STORING();
+		else if (!CPU_HOST_TSO)
+			host_store_ordered(p, sz, v);
+		else
 			memcpy(p, &v, sz);
-		}
 		return;
 	}
 	unsigned first = 0x1000u - (unsigned)(a & 0xfff);
@@ -198,7 +199,7 @@ void mem_write_slow(struct cpu *c, uint64_t a, unsigned sz, uint64_t v)
 			mem_write_slow(c, a + k, 1, v >> (8 * k));
 		return;
 	}
-	GUEST_STORING();
+	host_order_before_store();
 	memcpy(p1, &v, first);
 	memcpy(p2, (uint8_t *)&v + first, sz - first);
 }
@@ -237,7 +238,6 @@ void mem_read_bytes_slow(struct cpu *c, uint64_t a, void *dst, unsigned n)
 		a += chunk;
 		n -= chunk;
 	}
-	GUEST_LOADED();
 }
 
 void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n)
@@ -245,7 +245,6 @@ void mem_write_bytes_slow(struct cpu *c, uint64_t a, const void *src, unsigned n
 	mem_watch(c, a, n, 1);
 	const uint8_t *s = src;
 	mem_probe_write(c, a, n);
-	GUEST_STORING();
 	while (n) {
 		unsigned chunk = 0x1000u - (unsigned)(a & 0xfff);
 		if (chunk > n)

@@ -695,9 +695,18 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		int x;
 		if (b->jit && likely(c->s.rip != c->shadow_rip)) {
 			x = block_run_jit(c, b, limit);
-		} else {
+		} else if (likely(c->s.rip != c->shadow_rip)) {
 			c->jit_patch = NULL;
 			x = block_exec(c, b, limit);
+		} else {
+			/* The shadow lasts one instruction: once this block ran
+			 * one, a loop back to the same RIP is no longer in it (else
+			 * `sti; 1: ...; jmp 1b` would never take an interrupt). */
+			uint64_t shadow = c->shadow_rip, n = c->icount;
+			c->jit_patch = NULL;
+			x = block_exec(c, b, limit);
+			if (c->shadow_rip == shadow && c->icount != n)
+				c->shadow_rip = ~0ull;
 		}
 		if (unlikely(x >= 0))
 			return (enum cpu_exit)x;

@@ -16,6 +16,7 @@
 
 #include "cpu/cpu.h"
 #include "engine/engine.h"
+#include "engine/vcpu_loop.h"
 #include "machine/machine_impl.h"
 #include "machine/replay.h"
 
@@ -35,9 +36,7 @@ struct emu_vcpu {
 	struct emu *e;
 	unsigned index;
 	struct cpu_platform plat; /* this vCPU's view: the machine lock around every device access */
-	pthread_t thr;
-	int started;
-	int in_run; /* atomic: inside cpu_run (a kick must stop it) */
+	int in_run;		  /* atomic: inside cpu_run (a kick must stop it) */
 };
 
 struct emu {
@@ -54,21 +53,11 @@ struct emu {
 	struct replay *rr;    /* record or replay (machine/replay.h); NULL: neither */
 	int rr_quit;	      /* record: the console input asked to end */
 	uint64_t wall_start;  /* the host's monotonic time at the guest clock's 0 */
-	/* Multi-thread mode (emu_mt_run): lock is the machine lock, held for
-	 * every device access, timer, interrupt controller and clock reading
-	 * and for the fields below; vCPU threads wait on vcpu_cond (halted,
-	 * waiting for SIPI, parked for a pause), the main thread on main_cond
-	 * in a pause and otherwise in poll() on notify_fd (an eventfd: a vCPU
-	 * halted, the run ends, a kick), the machine's io_fd (device work
-	 * from host threads) and the controller's wake_fd. */
+	/* Multi-thread mode (emu_mt_run): the engine-level vCPU loop, whose
+	 * lock (the machine lock) guards the vCPUs' run states. */
 	int mt;
-	pthread_mutex_t lock;
-	pthread_cond_t main_cond, vcpu_cond;
-	int notify_fd;
-	int done, pausing;
-	unsigned parked;
 	uint64_t mt_slice;
-	struct engine_result res;
+	struct vcpu_loop loop;
 };
 
 /* ---- The PC as the CPU sees it ---- */
@@ -427,74 +416,69 @@ static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
 
 /* ---- Multi-thread mode: every vCPU on a host thread of its own ----
  *
- * Each vCPU thread runs cpu_run outside the machine lock; its own caches
- * (TLB, decoded blocks, translations, jump cache) are its alone. What the
- * vCPUs share is reached as follows:
+ * The threads, the machine lock and the main loop are the engine-level
+ * vCPU loop's (vcpu_loop.h, shared with kvm); this part gives it the body
+ * of a vCPU thread and the hooks. Each vCPU thread runs cpu_run outside
+ * the machine lock; its own caches (TLB, decoded blocks, translations,
+ * jump cache) are its alone. What the vCPUs share is reached as follows:
  * - devices, interrupt controllers, LAPICs and the clock: through the
- *   vCPU's platform (mt_plat_*), which holds e->lock around each call, as
- *   QEMU's big lock does. After a device access the other vCPUs are told
- *   (mt_notify): a halted one is woken, a running one with an interrupt,
- *   NMI, INIT or SIPI now pending is stopped at its next block boundary
- *   (cpu_request_stop), and polls the interrupt controller when cpu_run is
- *   entered again.
+ *   vCPU's platform (mt_plat_*), which holds the machine lock around each
+ *   call, as QEMU's big lock does. After a device access the other vCPUs
+ *   are told (vcpu_loop_notify): a halted one is woken, a running one with
+ *   an interrupt, NMI, INIT or SIPI now pending is stopped at its next
+ *   block boundary (cpu_request_stop), and polls the interrupt controller
+ *   when cpu_run is entered again.
  * - guest RAM: directly; LOCK'd instructions and XCHG are host atomics
  *   (cpu/alu.c), page-crossing or MMIO ones take the CPU's split lock.
  * - code pages: cpu_physmem's event log (its own lock); every vCPU replays
  *   it at its block boundaries.
- * The caller's thread (the main loop) runs the timers, device work from
- * host threads, host input, pauses and the idle-time skip, under the lock.
  * Time is the host's monotonic clock (as under kvm): instruction-counted
  * time needs one instruction stream. Lock order: the CPU's split lock (a
- * LOCK'd MMIO access) before e->lock; ctl->lock before e->lock; e->lock
- * before cpu_physmem's log lock (a device's DMA). */
+ * LOCK'd MMIO access) before the machine lock; ctl->lock before the
+ * machine lock; the machine lock before cpu_physmem's log lock (a
+ * device's DMA). */
 
-#define EMU_MT_SLICE 1000000	   /* instructions per cpu_run call: a safety net, kicks stop it sooner */
-#define EMU_MT_WAIT_NS 10000000ull /* the main loop looks at input and signals this often */
+#define EMU_MT_SLICE 1000000 /* instructions per cpu_run call: a safety net, kicks stop it sooner */
 
-static void mt_stop_vcpu(struct emu_vcpu *v)
+static struct emu *mt_emu(struct vcpu_loop *l)
 {
+	return l->opaque;
+}
+
+static void mt_kick(struct vcpu_loop *l, unsigned k)
+{
+	struct emu_vcpu *v = &mt_emu(l)->v[k];
 	if (__atomic_load_n(&v->in_run, __ATOMIC_SEQ_CST))
 		cpu_request_stop(&v->cpu);
 }
 
-/* The main loop looks at the machine now (any thread, no lock needed). */
-static void mt_wake_main(struct emu *e)
+static enum engine_mp_state mt_state(struct vcpu_loop *l, unsigned k)
 {
-	uint64_t one = 1;
-	if (write(e->notify_fd, &one, sizeof(one)) < 0) {
-		/* the counter is saturated: the main loop wakes anyway */
-	}
+	enum vcpu_run_state s = mt_emu(l)->v[k].state;
+	return s == VCPU_HALTED	     ? ENGINE_VCPU_HALTED
+	       : s == VCPU_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI
+				     : ENGINE_VCPU_RUNNING;
 }
 
-/* Something changed for the other vCPUs (under e->lock): wake the halted,
- * stop the running that have an event to take. */
-static void mt_notify(struct emu *e, unsigned self)
+static int mt_wakeable(struct vcpu_loop *l, unsigned k)
 {
-	pthread_cond_broadcast(&e->vcpu_cond);
-	for (unsigned k = 0; k < e->n; k++) {
-		struct emu_vcpu *v = &e->v[k];
-		if (k == self || v->state != VCPU_RUNNING)
-			continue;
-		struct lapic_state *s = &e->m->lapic[k].s;
-		if (s->init_pending || s->sipi_pending || s->nmi_pending || intr_pending(e->m, k))
-			mt_stop_vcpu(v);
-	}
+	return vcpu_wakeable(mt_emu(l), k);
 }
 
-/* The run ends (under e->lock): the first reason wins. */
-static void mt_finish(struct emu *e, enum engine_end end, unsigned cpu, uint64_t rip)
+static int mt_may_wake(struct vcpu_loop *l, unsigned k)
 {
-	if (e->done)
-		return;
-	e->done = 1;
-	e->res.end = end;
-	e->res.cpu = cpu;
-	e->res.rip = rip;
-	pthread_cond_broadcast(&e->vcpu_cond);
-	pthread_cond_signal(&e->main_cond);
-	mt_wake_main(e);
-	for (unsigned k = 0; k < e->n; k++)
-		mt_stop_vcpu(&e->v[k]);
+	return vcpu_may_wake(mt_emu(l), k);
+}
+
+static int mt_describe(struct vcpu_loop *l, char *why, size_t len)
+{
+	(void)why, (void)len;
+	return emu_describe(mt_emu(l)) ? 0 : 1;
+}
+
+static uint64_t mt_rip(struct vcpu_loop *l, unsigned k)
+{
+	return mt_emu(l)->v[k].cpu.s.rip;
 }
 
 static void *mt_plat_ram_ptr(void *o, uint64_t gpa, uint64_t len)
@@ -505,7 +489,7 @@ static void *mt_plat_ram_ptr(void *o, uint64_t gpa, uint64_t len)
 
 static struct machine *mt_enter(struct emu_vcpu *v)
 {
-	pthread_mutex_lock(&v->e->lock);
+	pthread_mutex_lock(&v->e->loop.lock);
 	v->e->m->cur_cpu = v->index;
 	return v->e->m;
 }
@@ -513,8 +497,8 @@ static struct machine *mt_enter(struct emu_vcpu *v)
 static void mt_leave(struct emu_vcpu *v, int notify)
 {
 	if (notify)
-		mt_notify(v->e, v->index);
-	pthread_mutex_unlock(&v->e->lock);
+		vcpu_loop_notify(&v->e->loop, v->index);
+	pthread_mutex_unlock(&v->e->loop.lock);
 }
 
 static uint64_t mt_plat_pio_read(void *o, uint16_t port, unsigned size)
@@ -602,287 +586,66 @@ static void mt_platform(struct emu_vcpu *v)
 					.apic_base = MEM_LAPIC_BASE};
 }
 
-/* The machine's kick (a power request; an NMI, INIT or SIPI for a LAPIC):
- * usually under e->lock from a device, but also from a thread that owns
- * the paused VM, so it takes no lock; the main loop's timed wait and the
- * sticky stop requests cover a missed wake-up. */
-static void mt_machine_kick(void *opaque)
+/* vCPU k's thread (under the machine lock, released around cpu_run). */
+static void mt_vcpu_thread(struct vcpu_loop *l, unsigned k)
 {
-	struct emu *e = opaque;
-	pthread_cond_signal(&e->main_cond);
-	pthread_cond_broadcast(&e->vcpu_cond);
-	mt_wake_main(e);
-	for (unsigned k = 0; k < e->n; k++)
-		mt_stop_vcpu(&e->v[k]);
-}
-
-/* The controller's kick (another thread, holding ctl->lock). */
-static void mt_ctl_kick(void *opaque)
-{
-	struct emu *e = opaque;
-	pthread_mutex_lock(&e->lock);
-	pthread_cond_signal(&e->main_cond);
-	mt_wake_main(e);
-	for (unsigned k = 0; k < e->n; k++)
-		mt_stop_vcpu(&e->v[k]);
-	pthread_mutex_unlock(&e->lock);
-}
-
-static void *mt_vcpu_thread(void *arg)
-{
-	struct emu_vcpu *v = arg;
-	struct emu *e = v->e;
-	unsigned k = v->index;
-	/* the faults (a crash handler, the sanitizers' reports); the signals
-	 * that stop the VM go to the main thread */
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGSEGV);
-	sigaddset(&set, SIGBUS);
-	sigaddset(&set, SIGFPE);
-	sigaddset(&set, SIGILL);
-	sigaddset(&set, SIGABRT);
-	sigaddset(&set, SIGTRAP);
-	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-
-	pthread_mutex_lock(&e->lock);
-	while (!e->done) {
-		if (e->pausing) {
-			e->parked++;
-			pthread_cond_signal(&e->main_cond);
-			while (e->pausing && !e->done)
-				pthread_cond_wait(&e->vcpu_cond, &e->lock);
-			e->parked--;
+	struct emu *e = mt_emu(l);
+	struct emu_vcpu *v = &e->v[k];
+	while (!l->done) {
+		if (l->pausing) {
+			vcpu_loop_park(l);
 			continue;
 		}
 		e->m->cur_cpu = k;
 		vcpu_requests(e, k);
-		if (e->done || e->m->power_req != POWER_ON) {
-			mt_wake_main(e);
-			if (!e->done)
-				pthread_cond_wait(&e->vcpu_cond, &e->lock);
+		if (l->done || e->m->power_req != POWER_ON) {
+			vcpu_loop_wake_main(l);
+			if (!l->done)
+				pthread_cond_wait(&l->vcpu_cond, &l->lock);
 			continue;
 		}
 		if (v->state == VCPU_WAIT_SIPI || (v->state == VCPU_HALTED && !vcpu_wakeable(e, k))) {
-			pthread_cond_wait(&e->vcpu_cond, &e->lock);
+			pthread_cond_wait(&l->vcpu_cond, &l->lock);
 			continue;
 		}
 		v->state = VCPU_RUNNING;
 		__atomic_store_n(&v->in_run, 1, __ATOMIC_SEQ_CST);
-		pthread_mutex_unlock(&e->lock);
+		pthread_mutex_unlock(&l->lock);
 		enum cpu_exit x = cpu_run(&v->cpu, e->mt_slice);
-		pthread_mutex_lock(&e->lock);
+		pthread_mutex_lock(&l->lock);
 		__atomic_store_n(&v->in_run, 0, __ATOMIC_SEQ_CST);
 		switch (x) {
 		case CPU_EXIT_HLT:
 			v->state = VCPU_HALTED;
-			mt_wake_main(e); /* maybe every vCPU is idle now */
+			vcpu_loop_wake_main(l); /* maybe every vCPU is idle now */
 			break;
-		case CPU_EXIT_SHUTDOWN: mt_finish(e, ENGINE_TRIPLE_FAULT, k, v->cpu.s.rip); break;
+		case CPU_EXIT_SHUTDOWN: vcpu_loop_finish(l, ENGINE_TRIPLE_FAULT, k, v->cpu.s.rip); break;
 		case CPU_EXIT_LIMIT:
 		case CPU_EXIT_STOP: break;
 		default:
 			/* user-mode exits, or a debugger's (this mode runs none) */
-			if (!e->done) {
-				e->res.err = -EINVAL;
-				snprintf(e->res.msg, sizeof(e->res.msg), "emu: vCPU %u: unexpected exit %d", k, (int)x);
-			}
-			mt_finish(e, ENGINE_ERROR, k, v->cpu.s.rip);
+			vcpu_loop_fail(l, k, -EINVAL, "emu: vCPU %u: unexpected exit %d", k, (int)x);
 			break;
 		}
-		/* a power-off or reset takes effect now: no vCPU runs on */
-		if (!e->done && e->m->power_req != POWER_ON) {
-			enum machine_power p = machine_take_power(e->m);
-			mt_finish(e, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, k, 0);
-		}
-	}
-	pthread_mutex_unlock(&e->lock);
-	return NULL;
-}
-
-/* Every vCPU thread parks out of cpu_run (at an instruction boundary);
- * then the pause point as in the single-thread mode (under e->lock). */
-static void mt_pause(struct emu *e)
-{
-	e->pausing = 1;
-	for (unsigned k = 0; k < e->n; k++)
-		mt_stop_vcpu(&e->v[k]);
-	pthread_cond_broadcast(&e->vcpu_cond);
-	while (e->parked < e->n && !e->done)
-		pthread_cond_wait(&e->main_cond, &e->lock);
-	if (!e->done) {
-		uart_flush(&e->m->com1);
-		int described = emu_describe(e);
-		/* ctl->lock is never taken under e->lock */
-		pthread_mutex_unlock(&e->lock);
-		if (described)
-			engine_ctl_vcpus_filled(e->ctl);
-		uint64_t ns = engine_ctl_pause_point(e->ctl);
-		pthread_mutex_lock(&e->lock);
-		clock_pause_skip(e->m, ns);
-	}
-	e->pausing = 0;
-	pthread_cond_broadcast(&e->vcpu_cond);
-}
-
-/* Is every vCPU idle (halted with nothing to take, or waiting for SIPI)?
- * may_wake: one of them could still be woken by an interrupt. */
-static int mt_all_idle(struct emu *e, int *may_wake)
-{
-	*may_wake = 0;
-	for (unsigned k = 0; k < e->n; k++) {
-		struct emu_vcpu *v = &e->v[k];
-		if (v->state == VCPU_RUNNING || (v->state == VCPU_HALTED && vcpu_wakeable(e, k)))
-			return 0;
-		*may_wake |= vcpu_may_wake(e, k);
-	}
-	return 1;
-}
-
-static void mt_main_loop(struct emu *e, const struct engine_host *host)
-{
-	struct machine *m = e->m;
-	int input_dead = !host || !host->poll_input;
-	uint64_t wall_start = wall_ns() - clock_ns(m);
-	uint64_t last_poll = wall_ns();
-
-	while (!e->done) {
-		if (emu_stopping(e)) {
-			mt_finish(e, ENGINE_QUIT, 0, 0);
-			break;
-		}
-		if (engine_ctl_pause_wanted(e->ctl)) {
-			mt_pause(e);
-			continue;
-		}
-		uart_flush(&m->com1);
-		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
-			machine_io_run(m);
-		uint64_t next = mtimer_run_expired(m);
-		enum machine_power p = machine_take_power(m);
-		if (p == POWER_OFF || p == POWER_RESET) {
-			mt_finish(e, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, 0, 0);
-			break;
-		}
-		if (emu_stopping(e)) {
-			mt_finish(e, ENGINE_QUIT, 0, 0);
-			break;
-		}
-		mt_notify(e, e->n);
-
-		uint64_t now_wall = wall_ns();
-		int may_wake;
-		int idle = mt_all_idle(e, &may_wake);
-		if (!input_dead && (idle || now_wall - last_poll >= EMU_MT_WAIT_NS)) {
-			last_poll = now_wall;
-			int r = host->poll_input(host->opaque, NULL, 0, 0);
-			if (r < 0) {
-				mt_finish(e, ENGINE_QUIT, 0, 0);
-				break;
-			}
-			if (r > 0)
-				input_dead = 1;
-			mt_notify(e, e->n);
-		}
-		if (idle && mt_all_idle(e, &may_wake)) {
-			/* real time while a device is fed by the host (see emu_run) */
-			int realtime = (host && host->realtime_idle && !input_dead) || machine_io_fd(m) >= 0;
-			if (may_wake && next != UINT64_MAX && !realtime) {
-				/* every vCPU waits for a timer: time jumps to it, within
-				 * EMU_IDLE_LEAD_NS of the wall clock */
-				uint64_t wall = wall_ns() - wall_start;
-				if (next <= wall + EMU_IDLE_LEAD_NS) {
-					clock_advance_to(m, next);
-					continue;
-				}
-			} else if (!may_wake || (next == UINT64_MAX && input_dead && machine_io_fd(m) < 0)) {
-				e->res.end = ENGINE_HUNG;
-				mt_finish(e, ENGINE_HUNG, 0, e->v[0].cpu.s.rip);
-				break;
-			}
-		}
-		/* wait for the next deadline, a vCPU's news, or EMU_MT_WAIT_NS */
-		uint64_t wait = EMU_MT_WAIT_NS, now = clock_ns(m);
-		if (next != UINT64_MAX && next > now && next - now < wait)
-			wait = next - now;
-		else if (next != UINT64_MAX && next <= now)
-			continue;
-		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull),
-				      .tv_nsec = (long)(wait % 1000000000ull)};
-		struct pollfd pfd[3] = {{.fd = e->notify_fd, .events = POLLIN},
-					{.fd = machine_io_fd(m), .events = POLLIN},
-					{.fd = e->ctl ? e->ctl->wake_fd : -1, .events = POLLIN}};
-		pthread_mutex_unlock(&e->lock);
-		ppoll(pfd, 3, &ts, NULL);
-		pthread_mutex_lock(&e->lock);
-		uint64_t v;
-		if (read(e->notify_fd, &v, sizeof(v)) < 0) {
-			/* nothing was there */
-		}
-		engine_ctl_drain(e->ctl);
+		vcpu_loop_power(l, k);
 	}
 }
 
-/* Runs the machine with a thread per vCPU until it ends; the result in
- * e->res. The vCPUs are set up (their platforms are mt_platform's). */
-static void emu_mt_run(struct emu *e, const struct engine_host *host)
+static const struct vcpu_loop_ops mt_ops = {.thread = mt_vcpu_thread,
+					    .kick = mt_kick,
+					    .state = mt_state,
+					    .wakeable = mt_wakeable,
+					    .may_wake = mt_may_wake,
+					    .describe = mt_describe,
+					    .rip = mt_rip};
+
+/* Runs the machine with a thread per vCPU until it ends. The vCPUs are
+ * set up (their platforms are mt_platform's). */
+static struct engine_result emu_mt_run(struct emu *e, const struct engine_host *host)
 {
-	struct machine *m = e->m;
-	e->res = (struct engine_result){.end = ENGINE_ERROR};
 	e->mt_slice = host && host->slice ? host->slice : EMU_MT_SLICE;
-	/* the clock continues from where it stood, on host time */
-	uint64_t last = clock_ns(m);
-	m->clock_delta = NULL;
-	uint64_t host_now = wall_ns() - m->clock_start;
-	m->clock_skip = last > host_now ? last - host_now : 0;
-
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_mutex_init(&e->lock, NULL);
-	pthread_cond_init(&e->main_cond, &ca);
-	pthread_cond_init(&e->vcpu_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	e->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (e->notify_fd < 0) {
-		e->res.err = -errno;
-		snprintf(e->res.msg, sizeof(e->res.msg), "emu: cannot make an eventfd: %s", strerror(errno));
-		goto out;
-	}
-
-	engine_ctl_attach(e->ctl, mt_ctl_kick, e);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	pthread_mutex_lock(&e->lock);
-	m->kick = mt_machine_kick;
-	m->kick_opaque = e;
-	for (unsigned k = 0; k < e->n; k++) {
-		int err = pthread_create(&e->v[k].thr, NULL, mt_vcpu_thread, &e->v[k]);
-		if (err) {
-			e->res.err = -err;
-			snprintf(e->res.msg, sizeof(e->res.msg), "emu: cannot start the thread of vCPU %u: %s", k,
-				 strerror(err));
-			mt_finish(e, ENGINE_ERROR, k, 0);
-			break;
-		}
-		e->v[k].started = 1;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	mt_main_loop(e, host);
-	uart_flush(&m->com1);
-	pthread_mutex_unlock(&e->lock);
-	for (unsigned k = 0; k < e->n; k++)
-		if (e->v[k].started)
-			pthread_join(e->v[k].thr, NULL);
-	engine_ctl_detach(e->ctl);
-	m->kick = NULL;
-	m->kick_opaque = NULL;
-	close(e->notify_fd);
-out:
-	pthread_cond_destroy(&e->main_cond);
-	pthread_cond_destroy(&e->vcpu_cond);
-	pthread_mutex_destroy(&e->lock);
+	e->loop = (struct vcpu_loop){.m = e->m, .host = host, .ops = &mt_ops, .opaque = e, .n = e->n, .name = "emu"};
+	return vcpu_loop_run(&e->loop);
 }
 
 /* Nobody could run, under record or replay: idle time passes as the
@@ -1041,8 +804,7 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	}
 
 	if (e.mt) {
-		emu_mt_run(&e, host);
-		res = e.res;
+		res = emu_mt_run(&e, host);
 		goto out;
 	}
 	m->kick = emu_kick;

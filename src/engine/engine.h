@@ -1,8 +1,8 @@
 /* Engines run a machine's vCPUs, behind one ops table (engine_get). emu:
  * corral's interpreter, every vCPU taking turns on the calling thread, with
- * virtual time that skips idle periods. kvm: the host processor through
- * /dev/kvm, one host thread per vCPU, the same machine, devices and boot
- * state. Both take and give back the architectural state as struct
+ * virtual time that skips idle periods, or a host thread per vCPU. kvm:
+ * the host processor through /dev/kvm, one host thread per vCPU (both
+ * through vcpu_loop.h), the same machine, devices and boot state. Both take and give back the architectural state as struct
  * cpu_state, so a VM can move between them; both stop at an instruction
  * boundary when their engine_ctl asks (pause, resume, stop). */
 #ifndef CORRAL_ENGINE_H
@@ -185,9 +185,10 @@ struct engine_host {
 	enum cpu_model cpu_model;	 /* kvm */
 	const struct cpu_opts *cpu_opts; /* emu; NULL: the defaults */
 	/* emu: single, every vCPU takes turns on the calling thread with
-	 * instruction-counted time (reproducible; record/replay); multi, every
-	 * vCPU on a host thread of its own with host time (machines of two or
-	 * more vCPUs without a debugger; others run single). */
+	 * instruction-counted time (reproducible; record/replay); multi (vm/'s
+	 * default), every vCPU on a host thread of its own with host time
+	 * (machines of two or more vCPUs without a debugger or record/replay;
+	 * others run single). */
 	enum engine_threads threads;
 	const struct engine_doorbell *doorbells; /* virtio's queue notifies, may be NULL */
 	unsigned ndoorbells;

@@ -36,12 +36,13 @@ static void kvm_on_kick(int sig)
 		r->immediate_exit = 1;
 }
 
-/* ---- Interrupts and wake-ups (all under k->lock) ---- */
+/* ---- Interrupts and wake-ups (all under the machine lock) ---- */
 
 static void vcpu_kick(struct kvm_vcpu *v)
 {
-	if (v->started)
-		pthread_kill(v->thr, KVM_SIG_KICK);
+	struct vcpu_loop *l = &v->k->loop;
+	if (l->t && l->t[v->index].started)
+		pthread_kill(l->t[v->index].thr, KVM_SIG_KICK);
 }
 
 static int vcpu_wakeable(struct kvm_eng *k, unsigned i)
@@ -52,52 +53,10 @@ static int vcpu_wakeable(struct kvm_eng *k, unsigned i)
 	return k->v[i].if_flag && intr_pending(k->m, i);
 }
 
-/* Something may have changed for the other vCPUs (an IPI, a device
- * interrupt, a timer): wake the halted, kick the running with work. */
-static void kvm_notify(struct kvm_eng *k, unsigned self)
-{
-	pthread_cond_broadcast(&k->vcpu_cond);
-	for (unsigned i = 0; i < k->n; i++) {
-		if (i == self || k->v[i].state != KV_RUNNING)
-			continue;
-		struct lapic_state *s = &k->m->lapic[i].s;
-		if (intr_pending(k->m, i) || s->nmi_pending || s->init_pending)
-			vcpu_kick(&k->v[i]);
-	}
-}
-
-static void kvm_finish(struct kvm_eng *k, enum engine_end end, unsigned cpu, uint64_t rip)
-{
-	if (k->done)
-		return;
-	k->done = 1;
-	k->res.end = end;
-	k->res.cpu = cpu;
-	k->res.rip = rip;
-	pthread_cond_broadcast(&k->vcpu_cond);
-	pthread_cond_signal(&k->main_cond);
-	for (unsigned i = 0; i < k->n; i++)
-		vcpu_kick(&k->v[i]);
-}
-
 static void kvm_fail(struct kvm_eng *k, unsigned cpu, int err, const char *fmt, unsigned long long a,
 		     unsigned long long b)
 {
-	if (k->done)
-		return;
-	snprintf(k->res.msg, sizeof(k->res.msg), fmt, a, b);
-	k->res.err = err;
-	kvm_finish(k, ENGINE_ERROR, cpu, k->res.rip);
-}
-
-static void machine_kick(void *opaque)
-{
-	struct kvm_eng *k = opaque;
-	pthread_cond_signal(&k->main_cond);
-	pthread_cond_broadcast(&k->vcpu_cond);
-	for (unsigned i = 0; i < k->n; i++)
-		if (k->v[i].state == KV_RUNNING)
-			vcpu_kick(&k->v[i]);
+	vcpu_loop_fail(&k->loop, cpu, err, fmt, a, b);
 }
 
 /* Out of HLT: KVM completed the HLT at its exit, so the guest resumes
@@ -248,19 +207,19 @@ static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
 	switch (r->exit_reason) {
 	case KVM_EXIT_IO:
 		exit_io(k, v);
-		kvm_notify(k, v->index);
+		vcpu_loop_notify(&k->loop, v->index);
 		break;
 	case KVM_EXIT_MMIO:
 		exit_mmio(k, v);
-		kvm_notify(k, v->index);
+		vcpu_loop_notify(&k->loop, v->index);
 		break;
 	case KVM_EXIT_HLT:
 		v->state = KV_HALTED;
-		pthread_cond_signal(&k->main_cond);
+		vcpu_loop_wake_main(&k->loop); /* maybe every vCPU is idle now */
 		break;
 	case KVM_EXIT_IRQ_WINDOW_OPEN:
 	case KVM_EXIT_INTR: break;
-	case KVM_EXIT_SHUTDOWN: kvm_finish(k, ENGINE_TRIPLE_FAULT, v->index, vcpu_rip(v)); break;
+	case KVM_EXIT_SHUTDOWN: vcpu_loop_finish(&k->loop, ENGINE_TRIPLE_FAULT, v->index, vcpu_rip(v)); break;
 	case KVM_EXIT_SYSTEM_EVENT:
 		machine_request_power(k->m, r->system_event.type == KVM_SYSTEM_EVENT_RESET ? POWER_RESET : POWER_OFF);
 		break;
@@ -269,7 +228,7 @@ static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
 			 (unsigned long long)r->fail_entry.hardware_entry_failure_reason, v->index);
 		break;
 	case KVM_EXIT_INTERNAL_ERROR:
-		k->res.rip = vcpu_rip(v);
+		k->loop.res.rip = vcpu_rip(v);
 		kvm_fail(k, v->index, -EIO,
 			 r->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
 				 ? "kvm: /dev/kvm could not emulate an instruction at rip 0x%llx (vCPU %llu)"
@@ -288,9 +247,9 @@ static void vcpu_exit(struct kvm_eng *k, struct kvm_vcpu *v, int ret, int err)
 static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
 {
 	v->run->immediate_exit = 1;
-	pthread_mutex_unlock(&k->lock);
+	pthread_mutex_unlock(&k->loop.lock);
 	(void)ioctl(v->fd, KVM_RUN, 0);
-	pthread_mutex_lock(&k->lock);
+	pthread_mutex_lock(&k->loop.lock);
 	v->run->immediate_exit = 0;
 	/* struct cpu_state has no place for an event in flight, an interrupt
 	 * shadow or NMI masking: with any of them, try again at a later exit */
@@ -305,84 +264,70 @@ static void vcpu_pause(struct kvm_eng *k, struct kvm_vcpu *v)
 			 (unsigned long long)-err);
 		return;
 	}
-	kvm_finish(k, ENGINE_HANDED_OVER, v->index, k->host->final->rip);
+	vcpu_loop_finish(&k->loop, ENGINE_HANDED_OVER, v->index, k->host->final->rip);
 }
 
-static void *vcpu_thread(void *arg)
+/* vCPU i's thread (vcpu_loop_ops.thread: under the machine lock, released
+ * around KVM_RUN). */
+static void vcpu_thread(struct vcpu_loop *l, unsigned i)
 {
-	struct kvm_vcpu *v = arg;
-	struct kvm_eng *k = v->k;
+	struct kvm_eng *k = l->opaque;
+	struct kvm_vcpu *v = &k->v[i];
 	kvm_tls_run = v->run;
-	/* the kick, and the faults (a crash handler, the sanitizers' reports) */
+	/* the kick (the loop unblocked the faults) */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, KVM_SIG_KICK);
-	sigaddset(&set, SIGSEGV);
-	sigaddset(&set, SIGBUS);
-	sigaddset(&set, SIGFPE);
-	sigaddset(&set, SIGILL);
-	sigaddset(&set, SIGABRT);
-	sigaddset(&set, SIGTRAP);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	pthread_mutex_lock(&k->lock);
-	while (!k->done) {
-		if (k->pausing) {
+	while (!l->done) {
+		if (l->pausing) {
 			/* a pause: stand still out of KVM_RUN until it ends, with the
 			 * I/O instruction of the last exit completed (KVM finishes it at
 			 * the next KVM_RUN, which immediate_exit ends before the guest
 			 * runs), so that the vCPU's state is whole for a snapshot. A
 			 * string I/O instruction may exit again for its next part:
 			 * that exit is handled like any other. */
-			for (unsigned part = 0; part < 64 && !k->done; part++) {
+			for (unsigned part = 0; part < 64 && !l->done; part++) {
 				v->run->immediate_exit = 1;
-				pthread_mutex_unlock(&k->lock);
+				pthread_mutex_unlock(&l->lock);
 				int ret = ioctl(v->fd, KVM_RUN, 0);
 				int err = errno;
-				pthread_mutex_lock(&k->lock);
+				pthread_mutex_lock(&l->lock);
 				v->run->immediate_exit = 0;
 				if (ret < 0)
 					break;
 				vcpu_exit(k, v, ret, err);
 			}
-			k->parked++;
-			pthread_cond_signal(&k->main_cond);
-			while (k->pausing && !k->done)
-				pthread_cond_wait(&k->vcpu_cond, &k->lock);
-			k->parked--;
+			vcpu_loop_park(l);
 			continue;
 		}
 		vcpu_requests(k, v);
-		if (k->done)
+		if (l->done)
 			break;
 		if (v->state == KV_WAIT_SIPI || (v->state == KV_HALTED && !vcpu_wakeable(k, v->index))) {
-			pthread_cond_wait(&k->vcpu_cond, &k->lock);
+			pthread_cond_wait(&l->vcpu_cond, &l->lock);
 			continue;
 		}
 		if (v->state == KV_HALTED)
 			vcpu_wake(v);
 		vcpu_inject(k, v);
-		if (k->done || k->pausing)
+		if (l->done || l->pausing)
 			continue;
-		pthread_mutex_unlock(&k->lock);
+		pthread_mutex_unlock(&l->lock);
 		int ret = ioctl(v->fd, KVM_RUN, 0);
 		int err = errno;
 		v->run->immediate_exit = 0;
-		pthread_mutex_lock(&k->lock);
+		pthread_mutex_lock(&l->lock);
 		vcpu_exit(k, v, ret, err);
 		/* a power-off or reset takes effect now, not at the main loop's
 		 * next look: the guest must not run past the instruction */
-		if (!k->done && k->m->power_req != POWER_ON) {
-			enum machine_power p = machine_take_power(k->m);
-			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, v->index, 0);
-		}
-		if (!k->done && v->index == 0 && k->host && k->host->stop_after && ret >= 0 &&
+		vcpu_loop_power(l, v->index);
+		if (!l->done && v->index == 0 && k->host && k->host->stop_after && ret >= 0 &&
 		    v->exits >= k->host->stop_after)
 			vcpu_pause(k, v);
 	}
-	pthread_mutex_unlock(&k->lock);
 	kvm_tls_run = NULL;
-	return NULL;
 }
 
 /* ---- Set-up ---- */
@@ -565,29 +510,36 @@ static int kvm_tsc_align(struct kvm_eng *k)
 	return 0;
 }
 
-/* ---- The main loop: timers, input, idle ---- */
+/* ---- The vCPU loop's hooks (vcpu_loop.h) ---- */
 
-static int all_idle(struct kvm_eng *k, int *may_wake)
+static void loop_kick(struct vcpu_loop *l, unsigned i)
 {
-	*may_wake = 0;
-	for (unsigned i = 0; i < k->n; i++) {
-		struct kvm_vcpu *v = &k->v[i];
-		if (v->state == KV_RUNNING || (v->state == KV_HALTED && vcpu_wakeable(k, i)))
-			return 0;
-		if (v->state == KV_HALTED && v->if_flag)
-			*may_wake = 1;
-	}
-	return 1;
+	struct kvm_eng *k = l->opaque;
+	vcpu_kick(&k->v[i]);
 }
 
-/* The controller's kick (another thread, holding ctl->lock): the main
- * loop looks at the requests now rather than after its wait. */
-static void kvm_ctl_kick(void *opaque)
+static enum engine_mp_state loop_state(struct vcpu_loop *l, unsigned i)
 {
-	struct kvm_eng *k = opaque;
-	pthread_mutex_lock(&k->lock);
-	pthread_cond_signal(&k->main_cond);
-	pthread_mutex_unlock(&k->lock);
+	struct kvm_eng *k = l->opaque;
+	enum kvm_vstate s = k->v[i].state;
+	return s == KV_HALTED ? ENGINE_VCPU_HALTED : s == KV_WAIT_SIPI ? ENGINE_VCPU_WAIT_SIPI : ENGINE_VCPU_RUNNING;
+}
+
+static int loop_wakeable(struct vcpu_loop *l, unsigned i)
+{
+	return vcpu_wakeable(l->opaque, i);
+}
+
+static int loop_may_wake(struct vcpu_loop *l, unsigned i)
+{
+	struct kvm_eng *k = l->opaque;
+	return k->v[i].if_flag;
+}
+
+static uint64_t loop_rip(struct vcpu_loop *l, unsigned i)
+{
+	struct kvm_eng *k = l->opaque;
+	return vcpu_rip(&k->v[i]);
 }
 
 /* Every vCPU as a snapshot keeps it (host->ctl->vcpus), while all stand
@@ -627,119 +579,23 @@ static int kvm_describe(struct kvm_eng *k, char *why, size_t len)
 	return 0;
 }
 
-/* A pause (under k->lock): every vCPU thread leaves KVM_RUN (the kick's
- * immediate_exit), completes the I/O instruction it stopped in, and parks;
- * the main loop runs no timers and takes no device work until the pause
- * ends. */
-static void kvm_pause(struct kvm_eng *k)
+/* vcpu_loop_ops.describe: the pause's snapshot of the vCPUs, if asked for. */
+static int loop_describe(struct vcpu_loop *l, char *why, size_t len)
 {
-	unsigned started = 0;
-	k->pausing = 1;
-	for (unsigned i = 0; i < k->n; i++) {
-		started += k->v[i].started != 0;
-		vcpu_kick(&k->v[i]);
-	}
-	pthread_cond_broadcast(&k->vcpu_cond);
-	while (k->parked < started && !k->done)
-		pthread_cond_wait(&k->main_cond, &k->lock);
-	if (!k->done) {
-		uart_flush(&k->m->com1);
-		struct engine_ctl *ctl = k->host->ctl;
-		char why[160] = "";
-		int described = ctl && ctl->vcpus && ctl->nvcpus >= k->n ? kvm_describe(k, why, sizeof(why)) : 1;
-		/* ctl->lock is never taken under k->lock (kvm_ctl_kick takes them
-		 * the other way round) */
-		pthread_mutex_unlock(&k->lock);
-		if (described == 0)
-			engine_ctl_vcpus_filled(ctl);
-		else if (described < 0)
-			engine_ctl_vcpus_refused(ctl, why);
-		uint64_t ns = engine_ctl_pause_point(k->host->ctl);
-		pthread_mutex_lock(&k->lock);
-		clock_pause_skip(k->m, ns);
-	}
-	k->pausing = 0;
-	pthread_cond_broadcast(&k->vcpu_cond);
+	struct kvm_eng *k = l->opaque;
+	struct engine_ctl *ctl = l->ctl;
+	if (!ctl || !ctl->vcpus || ctl->nvcpus < k->n)
+		return 1;
+	return kvm_describe(k, why, len);
 }
 
-static void kvm_main_loop(struct kvm_eng *k)
-{
-	struct machine *m = k->m;
-	const struct engine_host *host = k->host;
-	int input_dead = !host || !host->poll_input;
-	uint64_t wall_start = kvm_mono_ns() - clock_ns(m);
-	/* host input waits until the guest had a moment to set its UART up
-	 * (as under emu, where it comes between turns) */
-	uint64_t last_poll = kvm_mono_ns();
-
-	while (!k->done) {
-		/* a stop first: a VM stopped while paused keeps its pause request,
-		 * at which kvm_pause would return at once, forever */
-		if (host && host->ctl && host->ctl->stop) {
-			kvm_finish(k, ENGINE_QUIT, 0, 0);
-			break;
-		}
-		if (host && engine_ctl_pause_wanted(host->ctl)) {
-			kvm_pause(k);
-			continue;
-		}
-		uart_flush(&m->com1);
-		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
-			machine_io_run(m);
-		uint64_t next = mtimer_run_expired(m);
-		enum machine_power p = machine_take_power(m);
-		if (p == POWER_OFF || p == POWER_RESET) {
-			kvm_finish(k, p == POWER_OFF ? ENGINE_POWER_OFF : ENGINE_RESET, 0, 0);
-			break;
-		}
-		kvm_notify(k, k->n);
-
-		uint64_t now_wall = kvm_mono_ns();
-		int may_wake;
-		int idle = all_idle(k, &may_wake);
-		if (!input_dead && (idle || now_wall - last_poll >= KVM_WAIT_NS)) {
-			last_poll = now_wall;
-			int r = host->poll_input(host->opaque, NULL, 0, 0);
-			if (r < 0) {
-				kvm_finish(k, ENGINE_QUIT, 0, 0);
-				break;
-			}
-			if (r > 0)
-				input_dead = 1;
-		}
-
-		if (idle && all_idle(k, &may_wake)) {
-			/* real time while a device is fed by the host (see emu.c) */
-			int realtime = (host && host->realtime_idle && !input_dead) || machine_io_fd(m) >= 0;
-			if (may_wake && next != UINT64_MAX && !realtime) {
-				/* every vCPU waits for a timer: time jumps to it, within
-				 * KVM_IDLE_LEAD_NS of the wall clock (as emu) */
-				uint64_t wall = kvm_mono_ns() - wall_start;
-				if (next <= wall + KVM_IDLE_LEAD_NS) {
-					clock_advance_to(m, next);
-					continue;
-				}
-			} else if (!may_wake || (next == UINT64_MAX && input_dead && machine_io_fd(m) < 0)) {
-				struct kvm_vcpu *v0 = &k->v[0];
-				kvm_finish(k, ENGINE_HUNG, 0, vcpu_rip(v0));
-				break;
-			}
-		}
-
-		/* wait for the next deadline, a vCPU's news, or KVM_WAIT_NS */
-		uint64_t wait = KVM_WAIT_NS, now = clock_ns(m);
-		if (next != UINT64_MAX && next > now && next - now < wait)
-			wait = next - now;
-		else if (next != UINT64_MAX && next <= now)
-			continue;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t t = (uint64_t)ts.tv_nsec + wait;
-		ts.tv_sec += (time_t)(t / 1000000000ull);
-		ts.tv_nsec = (long)(t % 1000000000ull);
-		pthread_cond_timedwait(&k->main_cond, &k->lock, &ts);
-	}
-}
+static const struct vcpu_loop_ops kvm_loop_ops = {.thread = vcpu_thread,
+						  .kick = loop_kick,
+						  .state = loop_state,
+						  .wakeable = loop_wakeable,
+						  .may_wake = loop_may_wake,
+						  .describe = loop_describe,
+						  .rip = loop_rip};
 
 static int kick_signal_install(void)
 {
@@ -805,50 +661,10 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 	}
 
 	/* The clock continues from where the previous engine left it (a
-	 * hand-over from emu's instruction-driven time), then runs on host time. */
-	uint64_t last = clock_ns(m);
-	m->clock_delta = NULL;
-	uint64_t host_now = kvm_mono_ns() - m->clock_start;
-	m->clock_skip = last > host_now ? last - host_now : 0;
-
-	pthread_mutex_init(&k.lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&k.main_cond, &ca);
-	pthread_cond_init(&k.vcpu_cond, &ca);
-	pthread_condattr_destroy(&ca);
-
-	/* vCPU threads take only the kick signal; SIGINT and friends go to
-	 * this thread, which stops the VM */
-	engine_ctl_attach(host ? host->ctl : NULL, kvm_ctl_kick, &k);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	pthread_mutex_lock(&k.lock);
-	m->kick = machine_kick;
-	m->kick_opaque = &k;
-	for (unsigned i = 0; i < k.n; i++) {
-		if ((err = -pthread_create(&k.v[i].thr, NULL, vcpu_thread, &k.v[i])) < 0) {
-			kvm_fail(&k, i, err, "kvm: cannot start vCPU thread %llu (%llu)", i, (unsigned long long)-err);
-			break;
-		}
-		k.v[i].started = 1;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	kvm_main_loop(&k);
-	uart_flush(&m->com1);
-	pthread_mutex_unlock(&k.lock);
-	for (unsigned i = 0; i < k.n; i++)
-		if (k.v[i].started)
-			pthread_join(k.v[i].thr, NULL);
-	engine_ctl_detach(host ? host->ctl : NULL);
-	m->kick = NULL;
-	m->kick_opaque = NULL;
-	pthread_cond_destroy(&k.main_cond);
-	pthread_cond_destroy(&k.vcpu_cond);
-	pthread_mutex_destroy(&k.lock);
-	res = k.res;
+	 * hand-over from emu's instruction-driven time), then runs on host
+	 * time: vcpu_loop_run. */
+	k.loop = (struct vcpu_loop){.m = m, .host = host, .ops = &kvm_loop_ops, .opaque = &k, .n = k.n, .name = "kvm"};
+	res = vcpu_loop_run(&k.loop);
 out:
 	kvm_teardown(&k);
 	return res;

@@ -12,10 +12,9 @@
 
 #include "cpu/cpu.h"
 #include "engine/engine.h"
+#include "engine/vcpu_loop.h"
 
 #define KVM_DEV "/dev/kvm"
-#define KVM_WAIT_NS 10000000ull			  /* the main loop looks at input and signals this often */
-#define KVM_IDLE_LEAD_NS (300ull * 1000000000ull) /* as emu: idle guest time may lead the wall clock by this */
 #define KVM_CPUID_MAX 128
 #define KVM_TSC_KHZ 1000000u /* corral's model: a 1 GHz TSC (CPUID leaf 0x15) */
 
@@ -28,8 +27,6 @@ struct kvm_vcpu {
 	unsigned index;
 	int fd;
 	struct kvm_run *run;
-	pthread_t thr;
-	int started;
 	enum kvm_vstate state;
 	int if_flag; /* RFLAGS.IF at the last exit */
 	uint64_t exits;
@@ -44,12 +41,9 @@ struct kvm_eng {
 	unsigned n;
 	struct kvm_cpuid2 *cpuid;
 
-	pthread_mutex_t lock; /* the machine: devices, clock, timers, vCPU states */
-	pthread_cond_t vcpu_cond, main_cond;
-	int done;
-	int pausing;	 /* a pause: vCPU threads park out of KVM_RUN */
-	unsigned parked; /* vCPU threads parked */
-	struct engine_result res;
+	/* the vCPU threads, the machine lock (devices, clock, timers, vCPU
+	 * states) and the main loop: vcpu_loop.h */
+	struct vcpu_loop loop;
 };
 
 static inline uint64_t kvm_mono_ns(void)

@@ -18,8 +18,13 @@ _Static_assert(VM_MAX_CPUS == MACHINE_MAX_CPUS, "vm.h's CPU limit is the machine
 
 void vm_config_init(struct vm_config *c)
 {
-	*c = (struct vm_config){
-		.mem = VM_MEM_DEFAULT, .cpus = 1, .serial_fd = -1, .ps_per_insn = EMU_PS_PER_INSN_DEFAULT};
+	*c = (struct vm_config){.mem = VM_MEM_DEFAULT,
+				.cpus = 1,
+				.serial_fd = -1,
+				.ps_per_insn = EMU_PS_PER_INSN_DEFAULT,
+				/* only machines of two or more vCPUs run it; record/replay and a
+				 * debugger run single whatever this says (emu_run) */
+				.threads = ENGINE_THREADS_MULTI};
 	cpu_opts_default(&c->cpu_opts);
 }
 

@@ -62,7 +62,7 @@ struct vm_config {
 	unsigned cpus;
 	enum vm_engine engine;
 	enum cpu_model cpu_model;
-	enum engine_threads threads; /* emu: vCPUs taking turns on one thread, or a thread each */
+	enum engine_threads threads; /* emu: vCPUs taking turns on one thread, or a thread each (default) */
 	struct vm_disk disk[VM_MAX_DISKS];
 	unsigned ndisks;
 	const char *net[VM_MAX_NETS]; /* backend/net.h specs: "user,...", "tap,ifname=..." */

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Multi-core guests on emu: tests/guests/smp_stress.S (atomics, a spinlock,
 # message passing, cross-modifying code, CMPXCHG16B against plain stores
-# across vCPUs) on 2 and 4 vCPUs, each vCPU on a host thread of its own
-# (--accel-threads multi), many runs, never a wrong result; the same
-# results as with the vCPUs taking turns (single); the AP start-up guest;
-# pauses, a snapshot and its restore while every vCPU thread runs.
+# across vCPUs) and tests/guests/smp_tlb.S (LOCK'd operations split across
+# a cache line and a page boundary, a TLB shoot-down by IPI and INVLPG) on
+# 2 and 4 vCPUs, each vCPU on a host thread of its own (--accel-threads
+# multi, the default), many runs, never a wrong result; the same results
+# as with the vCPUs taking turns (single); the AP start-up guest; pauses,
+# a snapshot and its restore while every vCPU thread runs.
 : "${CORRAL:?}" "${BUILD:?}"
 G=$BUILD/tests/guests
 tmp=$(mktemp -d)
@@ -53,6 +55,34 @@ for n in 2 4; do
 	# the same lines whichever way the vCPUs are run
 	if cmp -s "$tmp/single.$n" "$tmp/out"; then ok; else bad "multi $n: output differs from single's"; fi
 done
+
+# tlb MODE N: one run of the TLB shoot-down and split-lock guest
+tlb() {
+	rm -f "$tmp/out" "$tmp/err"
+	timeout -k 5 $((120 * SLOW)) "$CORRAL" run --flat "$G/smp_tlb.bin" --mem 64M --no-reboot --engine emu \
+		--cpus "$2" --accel-threads "$1" --serial "file:$tmp/out" </dev/null 2>"$tmp/err"
+	rc=$?
+	touch "$tmp/out"
+	want=$(printf 'cpus %016x' "$2")
+	if [ $rc -ne 0 ]; then
+		bad "tlb $1 $2: exit status $rc"
+	elif grep -q FAIL "$tmp/out" || ! grep -q -x "$want" "$tmp/out" ||
+		! grep -q -x "misaligned atomics ok" "$tmp/out" || ! grep -q -x "tlb shoot-down ok" "$tmp/out" ||
+		! grep -q -x "smp tlb ok" "$tmp/out"; then
+		bad "tlb $1 $2: wrong result"
+	elif ! clean_stderr; then
+		bad "tlb $1 $2: sanitizer report"
+	else
+		ok
+	fi
+}
+tlb single 2
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+	tlb multi 2
+	r=$((r + 1))
+done
+tlb multi 4
 
 # AP start-up (INIT, SIPI, real mode) with the AP on its own thread
 rm -f "$tmp/out" "$tmp/err"
@@ -137,6 +167,24 @@ vm=
 if ! grep -q FAIL "$tmp/out"; then ok; else bad "the stress failed around pauses: $(grep FAIL "$tmp/out" | head -n 3)"; fi
 grep -q '"accel_threads": *"multi"' "$tmp/snap/config.json" 2>/dev/null || grep -rq 'accel_threads' "$tmp/snap" &&
 	ok || bad "the snapshot does not keep --accel-threads"
+
+# without --accel-threads a VM of two vCPUs runs a thread per vCPU: its
+# configuration (kept by a snapshot) says multi
+rm -f "$S" "$tmp/out" "$tmp/err"
+rm -rf "$tmp/snap2"
+"$CORRAL" run --flat "$G/smp_busy.bin" --mem 64M --no-reboot --engine emu --cpus 2 \
+	--serial "file:$tmp/out" --api-sock "$S" </dev/null 2>"$tmp/err" &
+vm=$!
+k=0
+while [ ! -S "$S" ] && [ $k -lt 100 ]; do sleep 0.1; k=$((k + 1)); done
+"$CORRAL" snapshot "$S" "$tmp/snap2" --stop 2>"$tmp/snaperr"
+wait "$vm"
+vm=
+if grep -rq '"accel_threads": *"multi"' "$tmp/snap2" 2>/dev/null; then
+	ok
+else
+	bad "the default for 2 vCPUs is not multi: $(grep -rho '"accel_threads": *"[a-z]*"' "$tmp/snap2" 2>/dev/null)"
+fi
 
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -271,6 +271,7 @@ static void test_bad_exits(void)
 	} bad[] = {{3, 1, 64}, {0, 1, 64}, {4, 0, 64}, {4, 2000, 64}, {1, 1, 5000}, {2, 0xffffffffu, 4000}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct kvm_eng k = {.m = m, .n = 1, .run_size = 4096};
+		k.loop = (struct vcpu_loop){.m = m, .ops = &kvm_loop_ops, .opaque = &k, .n = 1, .notify_fd = -1};
 		struct kvm_vcpu v = {.k = &k, .fd = -1};
 		k.v = &v;
 		v.run = calloc(1, 4096);
@@ -281,11 +282,12 @@ static void test_bad_exits(void)
 		v.run->io.data_offset = bad[i].off;
 		v.run->io.port = PORT_COM1;
 		exit_io(&k, &v);
-		CHECK(k.done && k.res.end == ENGINE_ERROR && strstr(k.res.msg, "malformed I/O exit"));
+		CHECK(k.loop.done && k.loop.res.end == ENGINE_ERROR && strstr(k.loop.res.msg, "malformed I/O exit"));
 		free(v.run);
 	}
 	/* a good one: 4 bytes of rep insb from the UART scratch register */
 	struct kvm_eng k = {.m = m, .n = 1, .run_size = 4096};
+	k.loop = (struct vcpu_loop){.m = m, .ops = &kvm_loop_ops, .opaque = &k, .n = 1, .notify_fd = -1};
 	struct kvm_vcpu v = {.k = &k, .fd = -1};
 	k.v = &v;
 	v.run = calloc(1, 4096);
@@ -293,13 +295,13 @@ static void test_bad_exits(void)
 	v.run->io = (__typeof__(v.run->io)){
 		.direction = KVM_EXIT_IO_IN, .size = 1, .port = PORT_COM1 + 7, .count = 4, .data_offset = 4092};
 	exit_io(&k, &v);
-	CHECK(!k.done);
+	CHECK(!k.loop.done);
 	CHECK(memcmp((uint8_t *)v.run + 4092, "\x5a\x5a\x5a\x5a", 4) == 0);
 	/* MMIO lengths beyond 8 */
 	v.run->mmio.len = 9;
 	v.run->mmio.phys_addr = MEM_LAPIC_BASE;
 	exit_mmio(&k, &v);
-	CHECK(k.done && strstr(k.res.msg, "malformed MMIO exit"));
+	CHECK(k.loop.done && strstr(k.loop.res.msg, "malformed MMIO exit"));
 	free(v.run);
 	machine_destroy(m);
 }

@@ -1,0 +1,308 @@
+/* TLB shoot-down and misaligned atomics across vCPUs (run with --cpus 2
+ * or 4, under either --accel-threads mode). The BSP starts every AP in
+ * 64-bit mode, then:
+ *  1 every vCPU adds 1, ITER times, with LOCK XADD to counters that span a
+ *    cache line and a page boundary (4 and 8 bytes), and with a LOCK
+ *    CMPXCHG loop to one that spans a page boundary: exact totals
+ *  2 vCPU 0 moves a 4 KiB mapping to a new page holding the round's
+ *    number, INVLPGs it and sends vCPU 1 an IPI; vCPU 1, which reads the
+ *    mapping all the time, INVLPGs it in the IPI's handler and must then
+ *    see the new page (a stale TLB entry without the INVLPG would be
+ *    allowed; with it, never)
+ * and prints "cpus N" and one line per phase, "FAIL ..." on a wrong result. */
+#include "guest.h"
+#define TRAMP 0x8000
+#define APS_UP 0x21000
+#define PHASE 0x21040
+#define DONE 0x21080
+#define TROUND 0x210c0
+#define TACK 0x21100
+#define TRES 0x21140
+#define TEND 0x21180
+#define L32 0x2203e	/* 4 bytes across the line at 0x22040 */
+#define L64 0x2207c	/* 8 bytes across the line at 0x22080 */
+#define P32 0x22ffe	/* 4 bytes across the page boundary at 0x23000 */
+#define P64 0x23ffc	/* 8 bytes across the page boundary at 0x24000 */
+#define PCAS 0x24ffd	/* 4 bytes across the page boundary at 0x25000 */
+#define PDPT 0x40000	/* page tables for VA: PML4[1] -> PDPT -> PD -> PT */
+#define PD 0x41000
+#define PT 0x42000
+#define PAGE0 0x50000
+#define PAGE1 0x51000
+#define VAIDX 0x5b	/* VA's page-table index: a soft-TLB slot no other page here uses */
+#define VA (0x8000000000 + VAIDX * 0x1000)	/* PML4 index 1 */
+#define PTE (PT + VAIDX * 8)
+#define VEC 0x40
+#define ITER 100000
+#define TROUNDS 3000
+	.code64
+	.globl _start
+_start:
+	lea ap_start(%rip), %rsi
+	mov $TRAMP, %edi
+	mov $(ap_end - ap_start), %ecx
+	rep movsb
+	mov $0x21000, %edi	/* variables and counters start at 0 */
+	mov $(0x5000 / 8), %ecx
+	xor %eax, %eax
+	rep stosq
+	mov $PDPT, %edi		/* the tables and both pages too */
+	mov $(0x3000 / 8), %ecx
+	rep stosq
+	mov $PAGE0, %edi
+	mov $(0x2000 / 8), %ecx
+	rep stosq
+	movq $(PDPT | 3), 0x2008	/* PML4[1] */
+	movq $(PD | 3), PDPT
+	movq $(PT | 3), PD
+	movq $(PAGE0 | 3), PTE
+	mov %cr3, %rax		/* drop any cached upper levels */
+	mov %rax, %cr3
+	call idt_init
+	GATE VEC, ipi_handler
+	mov $LAPIC, %ebx
+	movl $0x1ff, 0xf0(%rbx)
+	movl $0xc4500, 0x300(%rbx)	/* INIT to all but self */
+	movl $(0xc4600 | (TRAMP >> 12)), 0x300(%rbx) /* SIPI to all but self */
+	/* the APs are up when their count stops changing for a while */
+	xor %edx, %edx
+1:	mov $20000000, %ecx
+2:	mov APS_UP, %eax
+	cmp %eax, %edx
+	jne 3f
+	pause
+	dec %ecx
+	jnz 2b
+	jmp 4f
+3:	mov %eax, %edx
+	jmp 1b
+4:	inc %edx
+	mov %edx, %r15d		/* n: vCPUs taking part */
+	PUTS m_cpus
+	mov %r15, %rax
+	call puthex
+	PUTS m_nl
+	cmp $2, %r15d
+	jae 5f
+	PUTS m_noap
+	jmp poweroff
+5:	xor %ebx, %ebx		/* the BSP is vCPU 0 */
+	mov $1, %r14d
+6:	movl $0, DONE
+	mov %r14d, PHASE
+	call phase
+	lock incl DONE
+7:	cmp DONE, %r15d
+	je 8f
+	pause
+	jmp 7b
+8:	call check
+	inc %r14d
+	cmp $3, %r14d
+	jb 6b
+	PUTS m_ok
+	jmp poweroff
+
+/* AP in 64-bit mode: its own stack, the IDT, its LAPIC on, then the
+ * phases as they come */
+ap64:
+	mov $0x10, %ax
+	mov %ax, %ds
+	mov %ax, %es
+	mov %ax, %ss
+	mov $LAPIC, %esi
+	mov 0x20(%rsi), %ebx
+	shr $24, %ebx		/* ebx: APIC ID = vCPU number */
+	mov %ebx, %eax
+	shl $14, %eax
+	mov $0x80000, %esp
+	sub %eax, %esp
+	lidt idtr(%rip)
+	movl $0x1ff, 0xf0(%rsi)
+	lock incl APS_UP
+	mov $1, %r14d
+1:	cmp PHASE, %r14d
+	je 2f
+	pause
+	jmp 1b
+2:	call phase
+	lock incl DONE
+	inc %r14d
+	cmp $3, %r14d
+	jb 1b
+3:	cli
+	hlt
+	jmp 3b
+
+/* phase r14 on vCPU ebx */
+phase:
+	cmp $1, %r14d
+	je misaligned
+	jmp shootdown
+
+misaligned:
+	mov $ITER, %ecx
+1:	mov $1, %eax
+	lock xadd %eax, L32
+	mov $1, %eax
+	lock xadd %rax, L64
+	mov $1, %eax
+	lock xadd %eax, P32
+	mov $1, %eax
+	lock xadd %rax, P64
+	mov PCAS, %eax
+2:	lea 1(%rax), %edx
+	lock cmpxchg %edx, PCAS
+	jnz 2b
+	dec %ecx
+	jnz 1b
+	ret
+
+/* vCPU 0 moves VA to the other page, which holds the round's number;
+ * vCPU 1 reads VA until the IPI, whose handler INVLPGs and reads it
+ * again: that read must give the round's number. */
+shootdown:
+	movabs $VA, %r12
+	cmp $1, %ebx
+	je 5f
+	test %ebx, %ebx
+	jnz 9f
+	mov $1, %ecx
+1:	mov $PAGE0, %edi
+	test $1, %ecx
+	jz 2f
+	mov $PAGE1, %edi
+2:	mov %rcx, (%rdi)	/* the new page's contents first */
+	or $3, %edi
+	mov %rdi, PTE		/* then the mapping */
+	invlpg (%r12)
+	cmp (%r12), %rcx	/* this vCPU sees it at once */
+	je 3f
+	lea m_local(%rip), %rsi
+	jmp fail
+3:	mov %ecx, TROUND
+	mov $LAPIC, %esi
+	movl $(1 << 24), 0x310(%rsi)	/* to APIC ID 1 */
+	movl $(0x4000 | VEC), 0x300(%rsi) /* fixed, assert */
+4:	cmp TACK, %ecx
+	je 6f
+	pause
+	jmp 4b
+6:	mov TRES, %rax
+	cmp %rax, %rcx
+	je 7f
+	mov %rcx, %rdx
+	lea m_stale(%rip), %rsi
+	jmp bad
+7:	inc %ecx
+	cmp $(TROUNDS + 1), %ecx
+	jne 1b
+	movl $1, TEND
+	ret
+5:	sti			/* vCPU 1: keep the mapping in the TLB */
+8:	mov (%r12), %rax
+	pause
+	cmpl $0, TEND
+	je 8b
+	cli
+9:	ret
+
+ipi_handler:
+	push %rax
+	push %rcx
+	push %rsi
+	mov TROUND, %ecx
+	invlpg (%r12)
+	mov (%r12), %rax
+	mov %rax, TRES
+	mov %ecx, TACK
+	mov $LAPIC, %esi
+	movl $0, 0xb0(%rsi)	/* EOI */
+	pop %rsi
+	pop %rcx
+	pop %rax
+	iretq
+
+/* after phase r14 (on the BSP, every vCPU done): rax what is, rdx what
+ * should be */
+check:
+	mov %r15, %rdx
+	imul $ITER, %rdx	/* n * ITER */
+	cmp $1, %r14d
+	jne 1f
+	lea m_l32(%rip), %rsi
+	mov L32, %eax
+	cmp %rax, %rdx
+	jne bad
+	lea m_l64(%rip), %rsi
+	mov L64, %rax
+	cmp %rax, %rdx
+	jne bad
+	lea m_p32(%rip), %rsi
+	mov P32, %eax
+	cmp %rax, %rdx
+	jne bad
+	lea m_p64(%rip), %rsi
+	mov P64, %rax
+	cmp %rax, %rdx
+	jne bad
+	lea m_pcas(%rip), %rsi
+	mov PCAS, %eax
+	cmp %rax, %rdx
+	jne bad
+	PUTS m_misok
+	ret
+1:	PUTS m_tlbok
+	ret
+/* FAIL, the message at rsi, then "rax, want rdx" */
+bad:
+	push %rsi
+	lea fail_msg(%rip), %rsi
+	call puts
+	pop %rsi
+	call puts
+	call puthex
+	PUTS m_want
+	mov %rdx, %rax
+	call puthex
+	PUTS m_nl
+	jmp poweroff
+
+	.code16
+ap_start:
+	cli
+	xor %ax, %ax
+	mov %ax, %ds
+	lgdtl TRAMP + (ap_gdtr - ap_start)
+	mov $0x20, %eax		/* PAE */
+	mov %eax, %cr4
+	mov $0x2000, %eax	/* the BSP's page tables */
+	mov %eax, %cr3
+	mov $0xc0000080, %ecx	/* EFER.LME */
+	rdmsr
+	or $0x100, %eax
+	wrmsr
+	mov $0x80000011, %eax	/* PG, ET, PE */
+	mov %eax, %cr0
+	ljmpl $0x08, $ap64
+	.balign 8
+ap_gdt:	.quad 0, 0x00af9b000000ffff, 0x00cf93000000ffff
+ap_gdtr: .word 23
+	.long TRAMP + (ap_gdt - ap_start)
+ap_end:
+	.code64
+m_cpus:	.asciz "cpus "
+m_nl:	.asciz "\n"
+m_noap:	.asciz "FAIL no AP started\n"
+m_misok: .asciz "misaligned atomics ok\n"
+m_tlbok: .asciz "tlb shoot-down ok\n"
+m_ok:	.asciz "smp tlb ok\n"
+m_l32:	.asciz "lock xadd across a line (4 bytes) total "
+m_l64:	.asciz "lock xadd across a line (8 bytes) total "
+m_p32:	.asciz "lock xadd across a page (4 bytes) total "
+m_p64:	.asciz "lock xadd across a page (8 bytes) total "
+m_pcas:	.asciz "lock cmpxchg loop across a page total "
+m_local: .asciz "vCPU 0 does not see its own new mapping after INVLPG\n"
+m_stale: .asciz "vCPU 1 read a stale mapping after INVLPG in the IPI handler: "
+m_want:	.asciz ", want "
+GUEST_LIB
