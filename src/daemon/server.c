@@ -26,12 +26,15 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -43,6 +46,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
+#include "daemon/vmcg.h"
 #include "oci/oci.h"
 #include "vm/vm.h"
 
@@ -74,6 +78,8 @@ struct daemon {
 	unsigned nvms;
 	pthread_mutex_t lock;
 	gid_t group; /* the corral group, or (gid_t)-1 */
+	int cg_version;			/* the VM processes' cgroups: 1 or 2 (vmcg.h) */
+	char cg_root[VMCG_ROOT_MAX];	/* v2: the hierarchy's mount */
 };
 
 /* One request as it arrives: its body and who sent it. */
@@ -299,20 +305,13 @@ static void dvm_ended(struct daemon *d, struct dvm *v)
 	char path[PATH_MAX];
 	if (v->cgroups) {
 		/* the memory limit's event: the kernel killed the process for it */
-		size_t k;
-		json_t *dir;
-		json_array_foreach(v->cgroups, k, dir)
-		{
-			char f[PATH_MAX], line[64];
-			sfmt(f, sizeof(f), "%s/memory.failcnt", json_string_value(dir));
-			read_line(f, line, sizeof(line));
-			if (line[0] && strcmp(line, "0") && v->crashed) {
-				size_t n = strlen(v->reason);
-				sfmt(v->reason + n, sizeof(v->reason) - n,
-				     " after it reached its memory limit (%s times)", line);
-			}
+		unsigned long long hits = vmcg_limit_hits(v->cgroups);
+		if (hits && v->crashed) {
+			size_t n = strlen(v->reason);
+			sfmt(v->reason + n, sizeof(v->reason) - n, " after it reached its memory limit (%llu times)",
+			     hits);
 		}
-		oci_cgroup_destroy(v->cgroups);
+		vmcg_destroy(v->cgroups);
 		json_decref(v->cgroups);
 		v->cgroups = NULL;
 	}
@@ -414,7 +413,7 @@ static const char *dvm_state(struct daemon *d, struct dvm *v)
  * 0, or -1 with why. */
 static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t len)
 {
-	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", NULL};
+	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", "nofile", NULL};
 	memset(res, 0, sizeof(*res));
 	if (!l)
 		return 0;
@@ -431,7 +430,9 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 			k++;
 		if (!keys[k]) {
 			sfmt(why, len,
-			     "'limits': unknown key '%.64s' (cpu_weight, cpu_max, cpuset, memory_max, pids_max)", key);
+			     "'limits': unknown key '%.64s' (cpu_weight, cpu_max, cpuset, memory_max, pids_max, "
+			     "nofile)",
+			     key);
 			return -1;
 		}
 	}
@@ -461,6 +462,13 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 		sfmt(why, len, "'limits': 'pids_max' must be an integer from 8 to 65536");
 		return -1;
 	}
+	json_t *nf = json_object_get(l, "nofile");
+	if (nf && (!json_is_integer(nf) || json_integer_value(nf) < CORRALD_NOFILE_MIN ||
+		   json_integer_value(nf) > CORRALD_NOFILE_MAX)) {
+		sfmt(why, len, "'limits': 'nofile' must be an integer from %d to %d (open files)", CORRALD_NOFILE_MIN,
+		     CORRALD_NOFILE_MAX);
+		return -1;
+	}
 	res->cpu_shares = w ? (uint64_t)json_integer_value(w) : 0;
 	if (cm) {
 		res->cpu_period = 100000;
@@ -475,20 +483,42 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 }
 
 /* Puts v's new VM process into cgroups of its own under corral/ with its
- * limits (cgroup v1, as the OCI runtime's). 0, or -1 with why. */
-static int dvm_cgroups(struct dvm *v, char *why, size_t len)
+ * limits (cgroup v1 or v2: vmcg.h). 0, or -1 with why. */
+static int dvm_cgroups(struct daemon *d, struct dvm *v, char *why, size_t len)
 {
 	struct oci_resources res;
-	char path[CORRALD_NAME_MAX + 16], err[512];
+	char err[512];
 	json_t *l = json_object_get(v->def, "limits");
 	if (!l || check_limits(l, &res, why, len) < 0)
 		return l ? -1 : 0;
 	json_decref(v->cgroups);
 	v->cgroups = json_array();
-	sfmt(path, sizeof(path), "corral/%s", v->name);
-	if (!v->cgroups || oci_cgroup_create(path, &res, v->pid, v->cgroups, err, sizeof(err)) < 0) {
+	if (!v->cgroups ||
+	    vmcg_create(d->cg_version, d->cg_root, v->name, &res, v->pid, v->cgroups, err, sizeof(err)) < 0) {
 		sfmt(why, len, "its limits: %s", v->cgroups ? err : "out of memory");
 		return -1;
+	}
+	return 0;
+}
+
+/* The new limits l of v's running VM process that are its own rather than
+ * its cgroups' (vmproc.c sets them at start): open files, and tasks on its
+ * uid when it is jailed. 0, or -1 with why. */
+static int dvm_rlimits(struct dvm *v, json_t *l, char *why, size_t len)
+{
+	static const struct {
+		const char *key;
+		int resource;
+	} lim[] = {{"nofile", RLIMIT_NOFILE}, {"pids_max", RLIMIT_NPROC}};
+	for (unsigned k = 0; k < 2; k++) {
+		json_t *n = json_object_get(l, lim[k].key);
+		if (!n || (lim[k].resource == RLIMIT_NPROC && geteuid() != 0))
+			continue;
+		struct rlimit rl = {(rlim_t)json_integer_value(n), (rlim_t)json_integer_value(n)};
+		if (prlimit(v->pid, lim[k].resource, &rl, NULL) < 0) {
+			sfmt(why, len, "its %s limit: %s", lim[k].key, strerror(errno));
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -524,7 +554,11 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 			NULL};
 	sigset_t none;
 	sigemptyset(&none);
-	pid_t pid = fork();
+	/* A jailed VM process is the first process of a PID namespace of its
+	 * own (it sees no other process, and no other VM sees it); corrald
+	 * knows it by the pid the host sees, which run.json keeps. clone
+	 * without a stack returns twice as fork does. */
+	pid_t pid = geteuid() == 0 ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL) : fork();
 	if (pid == 0) {
 		/* only async-signal-safe calls until exec: other threads exist */
 		setsid();
@@ -547,7 +581,7 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 	v->crashed = 0;
 	v->reason[0] = 0;
 	v->start_time = proc_start_time(pid, NULL, NULL);
-	if (dvm_cgroups(v, err, errlen) < 0) {
+	if (dvm_cgroups(d, v, err, errlen) < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		dvm_ended(d, v);
@@ -1496,8 +1530,10 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 		if (jl) {
 			json_t *old = v->def;
 			v->def = def;
-			int e = dvm_cgroups(v, why, sizeof(why));
+			int e = dvm_cgroups(d, v, why, sizeof(why));
 			v->def = old;
+			if (e == 0)
+				e = dvm_rlimits(v, jl, why, sizeof(why));
 			if (e < 0) {
 				r = httpd_fault(c, 409, "VM '%s': %s", v->name, why);
 				goto out;
@@ -1765,7 +1801,7 @@ static struct daemon the_daemon;
 int corrald_serve(const struct corrald_opts *o)
 {
 	struct daemon *d = &the_daemon;
-	char images[PATH_MAX];
+	char images[PATH_MAX], lerr[256];
 	int activated;
 	memset(d, 0, sizeof(*d));
 	d->o = o;
@@ -1787,6 +1823,12 @@ int corrald_serve(const struct corrald_opts *o)
 	sfmt(d->vms_dir + sl, sizeof(d->vms_dir) - sl, "/vms");
 	if (mkdir_p(d->vms_dir, 0700) < 0) {
 		logf_("'%s': %s", d->vms_dir, strerror(errno));
+		return 1;
+	}
+	d->cg_version = vmcg_detect(o->cgroup ? o->cgroup : "auto", d->cg_root, sizeof(d->cg_root), lerr,
+				    sizeof(lerr));
+	if (d->cg_version < 0) {
+		logf_("%s", lerr);
 		return 1;
 	}
 	if (!o->nimage_dirs)
@@ -1814,7 +1856,6 @@ int corrald_serve(const struct corrald_opts *o)
 	int fd = listen_socket(d, o->socket, &activated);
 	if (fd < 0)
 		return 1;
-	char lerr[256];
 	if (httpd_load(lerr, sizeof(lerr)) < 0) {
 		logf_("%s", lerr);
 		close(fd);
@@ -1829,8 +1870,8 @@ int corrald_serve(const struct corrald_opts *o)
 		close(fd);
 		return 1;
 	}
-	logf_("serving %s (state in %s, %u VMs)", activated ? "the socket systemd passed" : o->socket, o->state_dir,
-	      d->nvms);
+	logf_("serving %s (state in %s, %u VMs, cgroup v%d%s%s)", activated ? "the socket systemd passed" : o->socket,
+	      o->state_dir, d->nvms, d->cg_version, d->cg_root[0] ? " at " : "", d->cg_root);
 	int sig = 0;
 	while (sig != SIGTERM && sig != SIGINT) {
 		struct timespec ts = {0, 500000000};

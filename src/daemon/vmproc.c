@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,6 +114,9 @@ int corrald_vm_process(const char *dir, const char *restore)
 	json_int_t uid = def ? json_integer_value(json_object_get(def, "uid")) : 0;
 	char name[CORRALD_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", def ? json_string_value(json_object_get(def, "name")) ?: "" : "");
+	json_t *lim = def ? json_object_get(def, "limits") : NULL;
+	json_int_t nofile = json_integer_value(json_object_get(lim, "nofile"));
+	json_int_t nproc = json_integer_value(json_object_get(lim, "pids_max"));
 	char *text = jc ? json_dumps(jc, JSON_COMPACT) : NULL;
 	if (!text || uid < CORRALD_UID_BASE) {
 		snprintf(why, sizeof(why), "'%s/vm.json': no configuration or uid in it: %s", dir, def ? "" : je.text);
@@ -134,6 +138,17 @@ int corrald_vm_process(const char *dir, const char *restore)
 		return 1;
 	}
 	int jailed = geteuid() == 0;
+	/* open files: the soft and the hard limit, so the VM cannot raise it */
+	struct rlimit rl = {.rlim_cur = (rlim_t)(nofile ? nofile : CORRALD_NOFILE_DEFAULT)};
+	rl.rlim_max = rl.rlim_cur;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		snprintf(why, sizeof(why), "its open-file limit %llu: %s", (unsigned long long)rl.rlim_cur,
+			 strerror(errno));
+		fprintf(stderr, "corrald: vm: %s\n", why);
+		write_exit(why);
+		free(strings);
+		return 1;
+	}
 	/* The host side is corrald's: the console goes to a log, nobody types. */
 	c.serial_path = "console.log";
 	c.serial_fd = -1;
@@ -211,6 +226,16 @@ int corrald_vm_process(const char *dir, const char *restore)
 	if (api_start("api.sock", vm, CORRAL_VERSION, &api, err, sizeof(err)) < 0) {
 		fprintf(stderr, "corrald: vm: %s\n", err);
 		write_exit(err);
+		vm_destroy(vm);
+		return 1;
+	}
+	/* tasks: counted per uid, and the uid is this VM's alone */
+	rl.rlim_cur = rl.rlim_max = (rlim_t)(nproc ? nproc : CORRALD_NPROC_DEFAULT);
+	if (jailed && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+		snprintf(err, sizeof(err), "its task limit %llu: %s", (unsigned long long)rl.rlim_cur, strerror(errno));
+		fprintf(stderr, "corrald: vm: %s\n", err);
+		write_exit(err);
+		api_stop(api);
 		vm_destroy(vm);
 		return 1;
 	}
