@@ -359,25 +359,48 @@ static int dvm_alive(struct daemon *d, struct dvm *v, int we_killed)
 	return 0;
 }
 
-/* One request to v's control API. Its socket is reached through a
- * descriptor of its directory, so that no path length limits names or the
- * state directory (a sockaddr_un holds 107 bytes). */
+/* A socket of v's process in DIR/vm (its directory, where it may plant
+ * anything): an O_PATH descriptor of the socket itself, refused if it is a
+ * link (to corrald's socket, another VM's) or not the VM's own; connect
+ * through /proc/self/fd/N, so that no path length limits names or the
+ * state directory either (a sockaddr_un holds 107 bytes). fd, or -errno. */
+static int dvm_socket(struct daemon *d, struct dvm *v, const char *file, char *sock, size_t socklen, char *err,
+		      size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	vm_file(d, v->name, "vm", dir);
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = dfd < 0 ? -1 : openat(dfd, file, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int r = fd < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	json_int_t uid = json_integer_value(json_object_get(v->def, "uid"));
+	if (!r && (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != (uid_t)uid)))
+		r = -EPERM;
+	if (r < 0) {
+		sfmt(err, errlen, "'%s/%s': %s", dir, file,
+		     r == -EPERM ? "not a socket of the VM's own" : strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	sfmt(sock, socklen, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+/* One request to v's control API (DIR/vm/api.sock). */
 static int dvm_call(struct daemon *d, struct dvm *v, const char *method, const char *path, const char *body,
 		    int *status, char **out, char *err, size_t errlen)
 {
-	char dir[PATH_MAX], sock[64];
+	char sock[64];
 	size_t len;
-	vm_file(d, v->name, "vm", dir);
-	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		int r = -errno;
-		sfmt(err, errlen, "'%s': %s", dir, strerror(-r));
-		return r;
-	}
-	sfmt(sock, sizeof(sock), "/proc/self/fd/%d/api.sock", dfd);
+	int fd = dvm_socket(d, v, "api.sock", sock, sizeof(sock), err, errlen);
+	if (fd < 0)
+		return fd;
 	char *ans = NULL;
 	int r = http_call(sock, method, path, body, VM_API_TIMEOUT_MS, status, &ans, &len, err, errlen);
-	close(dfd);
+	close(fd);
 	if (r == 0 && out)
 		*out = ans;
 	else
@@ -503,7 +526,10 @@ static int dvm_cgroups(struct daemon *d, struct dvm *v, char *why, size_t len)
 
 /* The new limits l of v's running VM process that are its own rather than
  * its cgroups' (vmproc.c sets them at start): open files, and tasks on its
- * uid when it is jailed. 0, or -1 with why. */
+ * uid when it is jailed. Changing another process's limits takes
+ * CAP_SYS_RESOURCE: without it a new nofile is refused, while the task
+ * limit (pids_max's cgroup is the limit, RLIMIT_NPROC a backstop) waits for
+ * the next start. 0, or -1 with why. */
 static int dvm_rlimits(struct dvm *v, json_t *l, char *why, size_t len)
 {
 	static const struct {
@@ -515,10 +541,17 @@ static int dvm_rlimits(struct dvm *v, json_t *l, char *why, size_t len)
 		if (!n || (lim[k].resource == RLIMIT_NPROC && geteuid() != 0))
 			continue;
 		struct rlimit rl = {(rlim_t)json_integer_value(n), (rlim_t)json_integer_value(n)};
-		if (prlimit(v->pid, lim[k].resource, &rl, NULL) < 0) {
-			sfmt(why, len, "its %s limit: %s", lim[k].key, strerror(errno));
-			return -1;
+		if (prlimit(v->pid, lim[k].resource, &rl, NULL) == 0)
+			continue;
+		if (errno == EPERM && lim[k].resource == RLIMIT_NPROC) {
+			logf_("VM '%s': its task limit (RLIMIT_NPROC) stays until its next start: corrald lacks "
+			      "CAP_SYS_RESOURCE",
+			      v->name);
+			continue;
 		}
+		sfmt(why, len, "its %s limit cannot change while it runs: %s%s", lim[k].key, strerror(errno),
+		     errno == EPERM ? " (corrald lacks CAP_SYS_RESOURCE; stop and start it instead)" : "");
+		return -1;
 	}
 	return 0;
 }
@@ -1245,16 +1278,29 @@ out:
 	return r;
 }
 
+/* GET /vms/NAME/console[?from=N]: the log's last CONSOLE_MAX bytes, or
+ * those from byte N on (416 when the log is shorter: it began again). */
 static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, struct dvm *v)
 {
 	char path[PATH_MAX];
+	const char *fromq = httpd_mhd.lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+	char *qend = NULL;
+	errno = 0;
+	long long want = fromq ? strtoll(fromq, &qend, 10) : -1;
+	if (fromq && (errno || !*fromq || *qend || want < 0))
+		return httpd_fault(c, 400, "'from' must be a byte offset (0 or more)");
 	vm_file(d, v->name, "vm/console.log", path);
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* the VM's to plant a link in */
 	struct stat st;
 	size_t n = 0;
 	char *buf = NULL;
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		off_t from = st.st_size > CONSOLE_MAX ? st.st_size - CONSOLE_MAX : 0;
+		if (want > (long long)st.st_size) {
+			close(fd);
+			return httpd_fault(c, 416, "the console log of '%s' has %lld bytes", v->name,
+					   (long long)st.st_size);
+		}
+		off_t from = want >= 0 ? (off_t)want : st.st_size > CONSOLE_MAX ? st.st_size - CONSOLE_MAX : 0;
 		buf = malloc(CONSOLE_MAX);
 		ssize_t got;
 		while (buf && n < CONSOLE_MAX && (got = pread(fd, buf + n, CONSOLE_MAX - n, from + (off_t)n)) > 0)
@@ -1272,6 +1318,44 @@ static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, s
 	enum MHD_Result r = httpd_mhd.queue_response(c, 200, resp);
 	httpd_mhd.destroy_response(resp);
 	return r;
+}
+
+/* POST /vms/NAME/console: the body is typed into the console (the VM
+ * process's console.sock takes it for the guest's UART). */
+static enum MHD_Result post_console(struct daemon *d, struct MHD_Connection *c, struct dvm *v, struct dreq *q)
+{
+	char sock[64], err[PATH_MAX + 64];
+	if (!q->len)
+		return httpd_fault(c, 400, "POST /vms/%s/console: the body is the input, and it is empty", v->name);
+	if (!dvm_alive(d, v, 0))
+		return httpd_fault(c, 409, "VM '%s' is not running", v->name);
+	int pfd = dvm_socket(d, v, "console.sock", sock, sizeof(sock), err, sizeof(err));
+	if (pfd < 0)
+		return httpd_fault(c, 502, "VM '%s': its console: %s", v->name, err);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	close(pfd);
+	/* at most API_BODY_MAX bytes: the socket's buffer takes them at once;
+	 * a VM that does not read cannot hold corrald for more than a second */
+	struct timeval tv = {1, 0};
+	if (!r)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	for (size_t off = 0; !r && off < q->len;) {
+		ssize_t n = send(fd, q->body + off, q->len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			off += (size_t)n;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		return httpd_fault(c, 502, "VM '%s': its console does not take input: %s", v->name, strerror(-r));
+	return httpd_reply(c, 204, NULL);
 }
 
 static enum MHD_Result get_metrics(struct daemon *d, struct MHD_Connection *c)
@@ -1530,10 +1614,10 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 		if (jl) {
 			json_t *old = v->def;
 			v->def = def;
-			int e = dvm_cgroups(d, v, why, sizeof(why));
-			v->def = old;
+			int e = dvm_rlimits(v, jl, why, sizeof(why));
 			if (e == 0)
-				e = dvm_rlimits(v, jl, why, sizeof(why));
+				e = dvm_cgroups(d, v, why, sizeof(why));
+			v->def = old;
 			if (e < 0) {
 				r = httpd_fault(c, 409, "VM '%s': %s", v->name, why);
 				goto out;
@@ -1636,6 +1720,8 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 	}
 	const char *act = slash + 1;
 	if (!strcmp(act, "console")) {
+		if (post)
+			return post_console(d, c, v, q);
 		if (!get)
 			return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}/console", method);
 		return get_console(d, c, v);
