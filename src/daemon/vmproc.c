@@ -149,6 +149,14 @@ static void jail_add(struct jail_spec *j, const char *path, int readonly)
 		free(copy);
 		return;
 	}
+	for (unsigned k = 0; k < j->nfiles; k++) {
+		if (!strcmp(j->file[k], path)) {
+			/* one file twice (a flat image that is also a disk): bound once,
+			 * writable if either use writes it */
+			j->readonly[k] &= readonly;
+			return;
+		}
+	}
 	j->file[j->nfiles] = path;
 	j->readonly[j->nfiles++] = readonly;
 }
