@@ -322,6 +322,8 @@ static void dvm_ended(struct daemon *d, struct dvm *v)
 		unlink(path);
 	if (vm_file(d, v->name, "vm/api.sock", path) == 0)
 		unlink(path);
+	if (vm_file(d, v->name, "vm/console.sock", path) == 0)
+		unlink(path);
 }
 
 /* 1 if v's process runs; if it has ended, records why. we_killed: the
@@ -1334,14 +1336,15 @@ static enum MHD_Result post_console(struct daemon *d, struct MHD_Connection *c, 
 		return httpd_fault(c, 502, "VM '%s': its console: %s", v->name, err);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path, sock, strlen(sock) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int r = fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-	close(pfd);
 	/* at most API_BODY_MAX bytes: the socket's buffer takes them at once;
-	 * a VM that does not read cannot hold corrald for more than a second */
+	 * a VM that accepts or reads nothing holds corrald a second at most */
 	struct timeval tv = {1, 0};
-	if (!r)
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+			connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
+		? -errno
+		: 0;
+	close(pfd);
 	for (size_t off = 0; !r && off < q->len;) {
 		ssize_t n = send(fd, q->body + off, q->len - off, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
