@@ -35,6 +35,10 @@ command -v python3 >/dev/null 2>&1 || {
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench_density.XXXXXX")
 mkdir "$work/img"
 cp "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initrd.img" "$work/img/"
+# corrald starts each VM process from its own executable: a copy, so that a
+# rebuild during the run changes nothing
+cp "$CORRALD" "$work/corrald"
+CORRALD=$work/corrald
 "$CORRALD" --foreground --socket "$work/d.sock" --state-dir "$work/state" --image-dir "$work/img" 2>"$work/corrald.log" &
 dpid=$!
 cleanup() {
