@@ -161,7 +161,7 @@ static void absolute_path(json_t *o, const char *key)
  * not, -1 after a message. */
 static int limit_opt(int argc, char **argv, int *k, json_t *req)
 {
-	static const char *const opts[] = {"--cpu-weight", "--cpu-max",	"--cpuset",    "--memory-max",
+	static const char *const opts[] = {"--cpu-weight", "--cpu-max", "--cpuset",    "--memory-max",
 					   "--pids-max",   "--nofile",	"--disk-rate", "--net-rate"};
 	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", "nofile"};
 	unsigned o = 0;
@@ -206,7 +206,8 @@ static int limit_opt(int argc, char **argv, int *k, json_t *req)
 		/* K,OPTION...: the device's index, then corral run's rate options */
 		int net = o == 7;
 		long long idx = strtoll(val, &end, 10);
-		if (errno || end == val || (*end && *end != ',') || idx < 0 || idx >= (net ? VM_MAX_NETS : VM_MAX_DISKS)) {
+		if (errno || end == val || (*end && *end != ',') || idx < 0 ||
+		    idx >= (net ? VM_MAX_NETS : VM_MAX_DISKS)) {
 			fprintf(stderr, "corral: vm %s: %s '%s': give the %s's index first (0, 1, ...)\n", argv[0],
 				opts[o], val, net ? "NIC" : "disk");
 			return -1;
@@ -264,7 +265,8 @@ static int vm_set(int argc, char **argv)
 		int r = limit_opt(argc, argv, &k, req);
 		if (r <= 0) {
 			if (r == 0)
-				fprintf(stderr, "corral: vm set: unknown option '%s' (see 'corral vm --help')\n", argv[k]);
+				fprintf(stderr, "corral: vm set: unknown option '%s' (see 'corral vm --help')\n",
+					argv[k]);
 			json_decref(req);
 			return 2;
 		}

@@ -34,8 +34,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,9 +77,9 @@ struct daemon {
 	struct dvm *vm[CORRALD_MAX_VMS];
 	unsigned nvms;
 	pthread_mutex_t lock;
-	gid_t group; /* the corral group, or (gid_t)-1 */
-	int cg_version;			/* the VM processes' cgroups: 1 or 2 (vmcg.h) */
-	char cg_root[VMCG_ROOT_MAX];	/* v2: the hierarchy's mount */
+	gid_t group;		     /* the corral group, or (gid_t)-1 */
+	int cg_version;		     /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
+	char cg_root[VMCG_ROOT_MAX]; /* v2: the hierarchy's mount */
 };
 
 /* One request as it arrives: its body and who sent it. */
@@ -1341,9 +1341,9 @@ static enum MHD_Result post_console(struct daemon *d, struct MHD_Connection *c, 
 	struct timeval tv = {1, 0};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
-			connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
-		? -errno
-		: 0;
+				connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
+			? -errno
+			: 0;
 	close(pfd);
 	for (size_t off = 0; !r && off < q->len;) {
 		ssize_t n = send(fd, q->body + off, q->len - off, MSG_NOSIGNAL);
@@ -1914,8 +1914,7 @@ int corrald_serve(const struct corrald_opts *o)
 		logf_("'%s': %s", d->vms_dir, strerror(errno));
 		return 1;
 	}
-	d->cg_version = vmcg_detect(o->cgroup ? o->cgroup : "auto", d->cg_root, sizeof(d->cg_root), lerr,
-				    sizeof(lerr));
+	d->cg_version = vmcg_detect(o->cgroup ? o->cgroup : "auto", d->cg_root, sizeof(d->cg_root), lerr, sizeof(lerr));
 	if (d->cg_version < 0) {
 		logf_("%s", lerr);
 		return 1;

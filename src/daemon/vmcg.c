@@ -45,8 +45,8 @@ int vmcg_detect(const char *mode, char *root, size_t rootlen, char *err, size_t 
 		return 2;
 	}
 	snprintf(err, errlen, "--cgroup %s: %s", mode,
-		 strcmp(mode, "v2") ? "give auto, v1 or v2" : "no cgroup2 hierarchy at " CG_MOUNT " or " CG_MOUNT
-											"/unified");
+		 strcmp(mode, "v2") ? "give auto, v1 or v2"
+				    : "no cgroup2 hierarchy at " CG_MOUNT " or " CG_MOUNT "/unified");
 	return -EINVAL;
 }
 

@@ -43,7 +43,7 @@ static const char *get(const char *rel)
  * would create in corral/ and corral/vm1/ (a plain directory makes none). */
 static void fake(const char *controllers)
 {
-	static const char *const files[] = {"cgroup.procs", "cpu.weight", "cpu.max",   "cpuset.cpus",
+	static const char *const files[] = {"cgroup.procs", "cpu.weight", "cpu.max",	  "cpuset.cpus",
 					    "memory.max",   "pids.max",	  "memory.events"};
 	char p[256];
 	snprintf(base, sizeof(base), "/tmp/t_vmcg.XXXXXX");
