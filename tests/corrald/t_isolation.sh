@@ -209,6 +209,9 @@ else
 	S2=$tmp/d2.sock
 	start_corrald "$S2" "$tmp/st2" --cgroup v2
 	d2=$dpid
+	# the socket is there before corrald's "serving" line
+	i=0
+	while ! grep -q "cgroup v2 at" "$tmp/corrald.log" && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 	V2=$(sed -n 's/.*cgroup v2 at \([^)]*\)).*/\1/p' "$tmp/corrald.log" | tail -n 1)
 	if [ -z "$V2" ]; then
 		bad "corrald --cgroup v2 does not serve: $(tail -n 2 "$tmp/corrald.log")"
