@@ -62,7 +62,8 @@ static void vm_usage(FILE *f)
 		"  --disk-rate K,bw=SIZE[:MS[:BURST]][,ops=N[:MS[:BURST]]]\n"
 		"                   disk K's rate limit (K,none: no limit), as 'corral run --disk'\n"
 		"  --net-rate K,[tx_bw=..][,tx_ops=..][,rx_bw=..][,rx_ops=..]\n"
-		"                   NIC K's rate limits (K,none: no limits), as 'corral run --net'\n\n"
+		"                   NIC K's rate limits (K,none: no limits), as 'corral run --net'\n"
+		"                   (set only: create takes them in --disk and --net)\n\n"
 		"options:\n"
 		"  --socket PATH    corrald's socket (default $CORRALD_SOCKET, else %s)\n"
 		"  -h, --help       show this help\n",
