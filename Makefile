@@ -129,6 +129,10 @@ check-oci: tests
 bench-oci: $(RUNC)
 	@BUILD=$(abspath $(BUILD)) bash bench/oci.sh
 
+# corrald's density: N idle busybox VMs through its API, cold boots beside
+# clones (bench/density.sh; N=200 by default, N=20 for a quick run)
+bench-density: $(CORRAL) $(CORRALD)
+	@CORRAL=$(abspath $(CORRAL)) bash bench/density.sh
 # Snapshots: restore, save, clone rate and memory, beside QEMU (bench/snapshot.sh)
 bench-snapshot: $(CORRAL)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
@@ -171,7 +175,7 @@ format:
 clean:
 	rm -rf build build-san build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
+.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-density bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

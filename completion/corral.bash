@@ -124,7 +124,7 @@ _corral_vm()
 		if [[ $prev == --socket ]]; then
 			_corral_files "$cur"
 		else
-			COMPREPLY=($(compgen -W "create ls start stop pause resume reboot rm logs console snapshot
+			COMPREPLY=($(compgen -W "create set ls start stop pause resume reboot rm logs console snapshot
 				restore clone top --socket --help" -- "$cur"))
 		fi
 		return
@@ -133,7 +133,8 @@ _corral_vm()
 	if [[ $sub == create ]] && ((COMP_CWORD > k + 1)); then
 		if [[ $cur == -* && $prev != --* ]] || [[ $cur == -* ]]; then
 			_corral_run "$cur" "$prev"
-			COMPREPLY+=($(compgen -W "--no-start --json" -- "$cur"))
+			COMPREPLY+=($(compgen -W "--no-start --json --cpu-weight --cpu-max --cpuset --memory-max
+				--pids-max --nofile" -- "$cur"))
 		else
 			_corral_run "$cur" "$prev"
 		fi
@@ -146,6 +147,8 @@ _corral_vm()
 		stop) opts="--timeout --force" ;;
 		rm) opts="--force" ;;
 		clone) opts="--count --prefix" ;;
+		set) opts="--json --cpu-weight --cpu-max --cpuset --memory-max --pids-max --nofile --disk-rate
+			--net-rate" ;;
 		esac
 		COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 	elif ((COMP_CWORD == k + 1)) && [[ $sub != create && $sub != ls && $sub != top ]]; then

@@ -18,6 +18,13 @@
 #define CORRALD_MAX_IMAGE_DIRS 8
 #define CORRALD_MAX_VMS 1024
 #define CORRALD_NAME_MAX 64
+/* Each jailed VM process's own limits (setrlimit), whether or not cgroups
+ * are there: open files (RLIMIT_NOFILE, "limits": {"nofile"}) and tasks
+ * (RLIMIT_NPROC on its uid, which is its alone: "pids_max" when given). */
+#define CORRALD_NOFILE_DEFAULT 4096
+#define CORRALD_NOFILE_MIN 64
+#define CORRALD_NOFILE_MAX 1048576
+#define CORRALD_NPROC_DEFAULT 256
 /* Jailed VM processes take uids from here, one each (2 * CORRALD_MAX_VMS). */
 #define CORRALD_UID_BASE 2100000000
 
@@ -27,6 +34,7 @@ struct corrald_opts {
 	const char *image_dir[CORRALD_MAX_IMAGE_DIRS]; /* where VM images may come from */
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;
+	const char *cgroup; /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
 };
 
 int corrald_serve(const struct corrald_opts *o);

@@ -11,7 +11,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n\n"
+		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n"
+		"               [--cgroup auto|v1|v2]\n\n"
 		"Hosts many VMs, each in a process of its own, and serves a REST/JSON API on a\n"
 		"unix socket (docs/corrald.yaml); 'corral vm' is its command-line client.\n"
 		"Running VMs outlive corrald: the next corrald takes them back.\n\n"
@@ -21,6 +22,10 @@ static void usage(FILE *f)
 		"  --state-dir DIR  VM definitions, consoles and snapshots (default %s)\n"
 		"  --image-dir DIR  where kernels, initrds and disk images may come from\n"
 		"                   (repeatable; default DIR/images of the state directory)\n"
+		"  --cgroup auto|v1|v2\n"
+		"                   the cgroup hierarchy of the VMs' limits: v2 where /sys/fs/cgroup\n"
+		"                   is cgroup2 (auto, the default), else v1; v2 also takes\n"
+		"                   /sys/fs/cgroup/unified\n"
 		"  --version        print corrald's version\n"
 		"  -h, --help       show this help\n",
 		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT);
@@ -28,12 +33,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION };
+	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION, OPT_CGROUP };
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
 		{"socket", required_argument, NULL, OPT_SOCKET},
 		{"state-dir", required_argument, NULL, OPT_STATE},
 		{"image-dir", required_argument, NULL, OPT_IMAGES},
+		{"cgroup", required_argument, NULL, OPT_CGROUP},
 		/* hidden: the VM process corrald starts for each VM */
 		{"vm-process", required_argument, NULL, OPT_VMPROC},
 		{"restore", required_argument, NULL, OPT_RESTORE},
@@ -56,6 +62,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.image_dir[o.nimage_dirs++] = optarg;
+			break;
+		case OPT_CGROUP:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "v1") && strcmp(optarg, "v2")) {
+				fprintf(stderr, "corrald: --cgroup '%s': auto, v1 or v2\n", optarg);
+				return 2;
+			}
+			o.cgroup = optarg;
 			break;
 		case OPT_VMPROC: vmproc = optarg; break;
 		case OPT_RESTORE: restore = optarg; break;

@@ -26,13 +26,16 @@
 #include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,6 +46,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
+#include "daemon/vmcg.h"
 #include "oci/oci.h"
 #include "vm/vm.h"
 
@@ -73,7 +77,9 @@ struct daemon {
 	struct dvm *vm[CORRALD_MAX_VMS];
 	unsigned nvms;
 	pthread_mutex_t lock;
-	gid_t group; /* the corral group, or (gid_t)-1 */
+	gid_t group;		     /* the corral group, or (gid_t)-1 */
+	int cg_version;		     /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
+	char cg_root[VMCG_ROOT_MAX]; /* v2: the hierarchy's mount */
 };
 
 /* One request as it arrives: its body and who sent it. */
@@ -299,20 +305,13 @@ static void dvm_ended(struct daemon *d, struct dvm *v)
 	char path[PATH_MAX];
 	if (v->cgroups) {
 		/* the memory limit's event: the kernel killed the process for it */
-		size_t k;
-		json_t *dir;
-		json_array_foreach(v->cgroups, k, dir)
-		{
-			char f[PATH_MAX], line[64];
-			sfmt(f, sizeof(f), "%s/memory.failcnt", json_string_value(dir));
-			read_line(f, line, sizeof(line));
-			if (line[0] && strcmp(line, "0") && v->crashed) {
-				size_t n = strlen(v->reason);
-				sfmt(v->reason + n, sizeof(v->reason) - n,
-				     " after it reached its memory limit (%s times)", line);
-			}
+		unsigned long long hits = vmcg_limit_hits(v->cgroups);
+		if (hits && v->crashed) {
+			size_t n = strlen(v->reason);
+			sfmt(v->reason + n, sizeof(v->reason) - n, " after it reached its memory limit (%llu times)",
+			     hits);
 		}
-		oci_cgroup_destroy(v->cgroups);
+		vmcg_destroy(v->cgroups);
 		json_decref(v->cgroups);
 		v->cgroups = NULL;
 	}
@@ -322,6 +321,8 @@ static void dvm_ended(struct daemon *d, struct dvm *v)
 	if (vm_file(d, v->name, "run.json", path) == 0)
 		unlink(path);
 	if (vm_file(d, v->name, "vm/api.sock", path) == 0)
+		unlink(path);
+	if (vm_file(d, v->name, "vm/console.sock", path) == 0)
 		unlink(path);
 }
 
@@ -360,25 +361,48 @@ static int dvm_alive(struct daemon *d, struct dvm *v, int we_killed)
 	return 0;
 }
 
-/* One request to v's control API. Its socket is reached through a
- * descriptor of its directory, so that no path length limits names or the
- * state directory (a sockaddr_un holds 107 bytes). */
+/* A socket of v's process in DIR/vm (its directory, where it may plant
+ * anything): an O_PATH descriptor of the socket itself, refused if it is a
+ * link (to corrald's socket, another VM's) or not the VM's own; connect
+ * through /proc/self/fd/N, so that no path length limits names or the
+ * state directory either (a sockaddr_un holds 107 bytes). fd, or -errno. */
+static int dvm_socket(struct daemon *d, struct dvm *v, const char *file, char *sock, size_t socklen, char *err,
+		      size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	vm_file(d, v->name, "vm", dir);
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = dfd < 0 ? -1 : openat(dfd, file, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int r = fd < 0 ? -errno : 0;
+	if (dfd >= 0)
+		close(dfd);
+	json_int_t uid = json_integer_value(json_object_get(v->def, "uid"));
+	if (!r && (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != (uid_t)uid)))
+		r = -EPERM;
+	if (r < 0) {
+		sfmt(err, errlen, "'%s/%s': %s", dir, file,
+		     r == -EPERM ? "not a socket of the VM's own" : strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	sfmt(sock, socklen, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+/* One request to v's control API (DIR/vm/api.sock). */
 static int dvm_call(struct daemon *d, struct dvm *v, const char *method, const char *path, const char *body,
 		    int *status, char **out, char *err, size_t errlen)
 {
-	char dir[PATH_MAX], sock[64];
+	char sock[64];
 	size_t len;
-	vm_file(d, v->name, "vm", dir);
-	int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		int r = -errno;
-		sfmt(err, errlen, "'%s': %s", dir, strerror(-r));
-		return r;
-	}
-	sfmt(sock, sizeof(sock), "/proc/self/fd/%d/api.sock", dfd);
+	int fd = dvm_socket(d, v, "api.sock", sock, sizeof(sock), err, errlen);
+	if (fd < 0)
+		return fd;
 	char *ans = NULL;
 	int r = http_call(sock, method, path, body, VM_API_TIMEOUT_MS, status, &ans, &len, err, errlen);
-	close(dfd);
+	close(fd);
 	if (r == 0 && out)
 		*out = ans;
 	else
@@ -414,7 +438,7 @@ static const char *dvm_state(struct daemon *d, struct dvm *v)
  * 0, or -1 with why. */
 static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t len)
 {
-	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", NULL};
+	static const char *const keys[] = {"cpu_weight", "cpu_max", "cpuset", "memory_max", "pids_max", "nofile", NULL};
 	memset(res, 0, sizeof(*res));
 	if (!l)
 		return 0;
@@ -431,7 +455,9 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 			k++;
 		if (!keys[k]) {
 			sfmt(why, len,
-			     "'limits': unknown key '%.64s' (cpu_weight, cpu_max, cpuset, memory_max, pids_max)", key);
+			     "'limits': unknown key '%.64s' (cpu_weight, cpu_max, cpuset, memory_max, pids_max, "
+			     "nofile)",
+			     key);
 			return -1;
 		}
 	}
@@ -461,6 +487,13 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 		sfmt(why, len, "'limits': 'pids_max' must be an integer from 8 to 65536");
 		return -1;
 	}
+	json_t *nf = json_object_get(l, "nofile");
+	if (nf && (!json_is_integer(nf) || json_integer_value(nf) < CORRALD_NOFILE_MIN ||
+		   json_integer_value(nf) > CORRALD_NOFILE_MAX)) {
+		sfmt(why, len, "'limits': 'nofile' must be an integer from %d to %d (open files)", CORRALD_NOFILE_MIN,
+		     CORRALD_NOFILE_MAX);
+		return -1;
+	}
 	res->cpu_shares = w ? (uint64_t)json_integer_value(w) : 0;
 	if (cm) {
 		res->cpu_period = 100000;
@@ -475,19 +508,51 @@ static int check_limits(json_t *l, struct oci_resources *res, char *why, size_t 
 }
 
 /* Puts v's new VM process into cgroups of its own under corral/ with its
- * limits (cgroup v1, as the OCI runtime's). 0, or -1 with why. */
-static int dvm_cgroups(struct dvm *v, char *why, size_t len)
+ * limits (cgroup v1 or v2: vmcg.h). 0, or -1 with why. */
+static int dvm_cgroups(struct daemon *d, struct dvm *v, char *why, size_t len)
 {
 	struct oci_resources res;
-	char path[CORRALD_NAME_MAX + 16], err[512];
+	char err[512];
 	json_t *l = json_object_get(v->def, "limits");
 	if (!l || check_limits(l, &res, why, len) < 0)
 		return l ? -1 : 0;
 	json_decref(v->cgroups);
 	v->cgroups = json_array();
-	sfmt(path, sizeof(path), "corral/%s", v->name);
-	if (!v->cgroups || oci_cgroup_create(path, &res, v->pid, v->cgroups, err, sizeof(err)) < 0) {
+	if (!v->cgroups ||
+	    vmcg_create(d->cg_version, d->cg_root, v->name, &res, v->pid, v->cgroups, err, sizeof(err)) < 0) {
 		sfmt(why, len, "its limits: %s", v->cgroups ? err : "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* The new limits l of v's running VM process that are its own rather than
+ * its cgroups' (vmproc.c sets them at start): open files, and tasks on its
+ * uid when it is jailed. Changing another process's limits takes
+ * CAP_SYS_RESOURCE: without it a new nofile is refused, while the task
+ * limit (pids_max's cgroup is the limit, RLIMIT_NPROC a backstop) waits for
+ * the next start. 0, or -1 with why. */
+static int dvm_rlimits(struct dvm *v, json_t *l, char *why, size_t len)
+{
+	static const struct {
+		const char *key;
+		int resource;
+	} lim[] = {{"nofile", RLIMIT_NOFILE}, {"pids_max", RLIMIT_NPROC}};
+	for (unsigned k = 0; k < 2; k++) {
+		json_t *n = json_object_get(l, lim[k].key);
+		if (!n || (lim[k].resource == RLIMIT_NPROC && geteuid() != 0))
+			continue;
+		struct rlimit rl = {(rlim_t)json_integer_value(n), (rlim_t)json_integer_value(n)};
+		if (prlimit(v->pid, lim[k].resource, &rl, NULL) == 0)
+			continue;
+		if (errno == EPERM && lim[k].resource == RLIMIT_NPROC) {
+			logf_("VM '%s': its task limit (RLIMIT_NPROC) stays until its next start: corrald lacks "
+			      "CAP_SYS_RESOURCE",
+			      v->name);
+			continue;
+		}
+		sfmt(why, len, "its %s limit cannot change while it runs: %s%s", lim[k].key, strerror(errno),
+		     errno == EPERM ? " (corrald lacks CAP_SYS_RESOURCE; stop and start it instead)" : "");
 		return -1;
 	}
 	return 0;
@@ -524,7 +589,11 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 			NULL};
 	sigset_t none;
 	sigemptyset(&none);
-	pid_t pid = fork();
+	/* A jailed VM process is the first process of a PID namespace of its
+	 * own (it sees no other process, and no other VM sees it); corrald
+	 * knows it by the pid the host sees, which run.json keeps. clone
+	 * without a stack returns twice as fork does. */
+	pid_t pid = geteuid() == 0 ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL) : fork();
 	if (pid == 0) {
 		/* only async-signal-safe calls until exec: other threads exist */
 		setsid();
@@ -547,7 +616,7 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 	v->crashed = 0;
 	v->reason[0] = 0;
 	v->start_time = proc_start_time(pid, NULL, NULL);
-	if (dvm_cgroups(v, err, errlen) < 0) {
+	if (dvm_cgroups(d, v, err, errlen) < 0) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		dvm_ended(d, v);
@@ -1211,16 +1280,29 @@ out:
 	return r;
 }
 
+/* GET /vms/NAME/console[?from=N]: the log's last CONSOLE_MAX bytes, or
+ * those from byte N on (416 when the log is shorter: it began again). */
 static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, struct dvm *v)
 {
 	char path[PATH_MAX];
+	const char *fromq = httpd_mhd.lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+	char *qend = NULL;
+	errno = 0;
+	long long want = fromq ? strtoll(fromq, &qend, 10) : -1;
+	if (fromq && (errno || !*fromq || *qend || want < 0))
+		return httpd_fault(c, 400, "'from' must be a byte offset (0 or more)");
 	vm_file(d, v->name, "vm/console.log", path);
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC); /* the VM's to plant a link in */
 	struct stat st;
 	size_t n = 0;
 	char *buf = NULL;
 	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-		off_t from = st.st_size > CONSOLE_MAX ? st.st_size - CONSOLE_MAX : 0;
+		if (want > (long long)st.st_size) {
+			close(fd);
+			return httpd_fault(c, 416, "the console log of '%s' has %lld bytes", v->name,
+					   (long long)st.st_size);
+		}
+		off_t from = want >= 0 ? (off_t)want : st.st_size > CONSOLE_MAX ? st.st_size - CONSOLE_MAX : 0;
 		buf = malloc(CONSOLE_MAX);
 		ssize_t got;
 		while (buf && n < CONSOLE_MAX && (got = pread(fd, buf + n, CONSOLE_MAX - n, from + (off_t)n)) > 0)
@@ -1238,6 +1320,45 @@ static enum MHD_Result get_console(struct daemon *d, struct MHD_Connection *c, s
 	enum MHD_Result r = httpd_mhd.queue_response(c, 200, resp);
 	httpd_mhd.destroy_response(resp);
 	return r;
+}
+
+/* POST /vms/NAME/console: the body is typed into the console (the VM
+ * process's console.sock takes it for the guest's UART). */
+static enum MHD_Result post_console(struct daemon *d, struct MHD_Connection *c, struct dvm *v, struct dreq *q)
+{
+	char sock[64], err[PATH_MAX + 64];
+	if (!q->len)
+		return httpd_fault(c, 400, "POST /vms/%s/console: the body is the input, and it is empty", v->name);
+	if (!dvm_alive(d, v, 0))
+		return httpd_fault(c, 409, "VM '%s' is not running", v->name);
+	int pfd = dvm_socket(d, v, "console.sock", sock, sizeof(sock), err, sizeof(err));
+	if (pfd < 0)
+		return httpd_fault(c, 502, "VM '%s': its console: %s", v->name, err);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	/* at most API_BODY_MAX bytes: the socket's buffer takes them at once;
+	 * a VM that accepts or reads nothing holds corrald a second at most */
+	struct timeval tv = {1, 0};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+				connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0
+			? -errno
+			: 0;
+	close(pfd);
+	for (size_t off = 0; !r && off < q->len;) {
+		ssize_t n = send(fd, q->body + off, q->len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			off += (size_t)n;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		return httpd_fault(c, 502, "VM '%s': its console does not take input: %s", v->name, strerror(-r));
+	return httpd_reply(c, 204, NULL);
 }
 
 static enum MHD_Result get_metrics(struct daemon *d, struct MHD_Connection *c)
@@ -1496,7 +1617,9 @@ static enum MHD_Result patch_vm_limits(struct daemon *d, struct MHD_Connection *
 		if (jl) {
 			json_t *old = v->def;
 			v->def = def;
-			int e = dvm_cgroups(v, why, sizeof(why));
+			int e = dvm_rlimits(v, jl, why, sizeof(why));
+			if (e == 0)
+				e = dvm_cgroups(d, v, why, sizeof(why));
 			v->def = old;
 			if (e < 0) {
 				r = httpd_fault(c, 409, "VM '%s': %s", v->name, why);
@@ -1600,6 +1723,8 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 	}
 	const char *act = slash + 1;
 	if (!strcmp(act, "console")) {
+		if (post)
+			return post_console(d, c, v, q);
 		if (!get)
 			return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}/console", method);
 		return get_console(d, c, v);
@@ -1765,7 +1890,7 @@ static struct daemon the_daemon;
 int corrald_serve(const struct corrald_opts *o)
 {
 	struct daemon *d = &the_daemon;
-	char images[PATH_MAX];
+	char images[PATH_MAX], lerr[256];
 	int activated;
 	memset(d, 0, sizeof(*d));
 	d->o = o;
@@ -1787,6 +1912,11 @@ int corrald_serve(const struct corrald_opts *o)
 	sfmt(d->vms_dir + sl, sizeof(d->vms_dir) - sl, "/vms");
 	if (mkdir_p(d->vms_dir, 0700) < 0) {
 		logf_("'%s': %s", d->vms_dir, strerror(errno));
+		return 1;
+	}
+	d->cg_version = vmcg_detect(o->cgroup ? o->cgroup : "auto", d->cg_root, sizeof(d->cg_root), lerr, sizeof(lerr));
+	if (d->cg_version < 0) {
+		logf_("%s", lerr);
 		return 1;
 	}
 	if (!o->nimage_dirs)
@@ -1814,7 +1944,6 @@ int corrald_serve(const struct corrald_opts *o)
 	int fd = listen_socket(d, o->socket, &activated);
 	if (fd < 0)
 		return 1;
-	char lerr[256];
 	if (httpd_load(lerr, sizeof(lerr)) < 0) {
 		logf_("%s", lerr);
 		close(fd);
@@ -1829,8 +1958,8 @@ int corrald_serve(const struct corrald_opts *o)
 		close(fd);
 		return 1;
 	}
-	logf_("serving %s (state in %s, %u VMs)", activated ? "the socket systemd passed" : o->socket, o->state_dir,
-	      d->nvms);
+	logf_("serving %s (state in %s, %u VMs, cgroup v%d%s%s)", activated ? "the socket systemd passed" : o->socket,
+	      o->state_dir, d->nvms, d->cg_version, d->cg_root[0] ? " at " : "", d->cg_root);
 	int sig = 0;
 	while (sig != SIGTERM && sig != SIGINT) {
 		struct timespec ts = {0, 500000000};

@@ -9,11 +9,15 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +82,61 @@ static void describe_end(const struct vm_exit *ex, struct vm *vm, char *why, siz
 	}
 }
 
+/* The console's input: DIR/vm/console.sock, a unix socket corrald writes
+ * what `corral vm console` types into (one writer at a time; bytes wait
+ * here while the guest's UART is full). Polled on the VM's thread. */
+struct console_in {
+	struct vm *vm;
+	int lfd, cfd; /* listening; the writer, or -1 */
+	size_t len;
+	uint8_t buf[4096];
+};
+
+static int console_poll(void *opaque, const int *wake, unsigned nwake, int timeout_ms)
+{
+	struct console_in *ci = opaque;
+	if (ci->vm && ci->len) {
+		size_t n = vm_console_input(ci->vm, ci->buf, ci->len);
+		memmove(ci->buf, ci->buf + n, ci->len - n);
+		ci->len -= n;
+	}
+	int room = ci->len < sizeof(ci->buf);
+	if (ci->len && (timeout_ms < 0 || timeout_ms > 20))
+		timeout_ms = 20; /* the guest is taking what waits: look again soon */
+	struct pollfd p[3] = {{.fd = room ? (ci->cfd >= 0 ? ci->cfd : ci->lfd) : -1, .events = POLLIN}};
+	unsigned np = 1;
+	for (unsigned k = 0; k < nwake && np < 3; k++)
+		p[np++] = (struct pollfd){.fd = wake[k], .events = POLLIN};
+	if (poll(p, np, timeout_ms) <= 0 || !p[0].revents)
+		return 0;
+	if (ci->cfd < 0) {
+		ci->cfd = accept4(ci->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		return 0;
+	}
+	ssize_t n = read(ci->cfd, ci->buf + ci->len, sizeof(ci->buf) - ci->len);
+	if (n > 0) {
+		ci->len += (size_t)n;
+	} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+		close(ci->cfd);
+		ci->cfd = -1;
+	}
+	return 0;
+}
+
+static int console_listen(char *err, size_t len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "console.sock"};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unlink("console.sock");
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+		snprintf(err, len, "the console's socket: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 /* Adds path to the jail's files (a Multiboot initrd "A,B" is its modules). */
 static void jail_add(struct jail_spec *j, const char *path, int readonly)
 {
@@ -89,6 +148,14 @@ static void jail_add(struct jail_spec *j, const char *path, int readonly)
 			jail_add(j, strdup(p), readonly); /* lives as long as the process */
 		free(copy);
 		return;
+	}
+	for (unsigned k = 0; k < j->nfiles; k++) {
+		if (!strcmp(j->file[k], path)) {
+			/* one file twice (a flat image that is also a disk): bound once,
+			 * writable if either use writes it */
+			j->readonly[k] &= readonly;
+			return;
+		}
 	}
 	j->file[j->nfiles] = path;
 	j->readonly[j->nfiles++] = readonly;
@@ -113,6 +180,9 @@ int corrald_vm_process(const char *dir, const char *restore)
 	json_int_t uid = def ? json_integer_value(json_object_get(def, "uid")) : 0;
 	char name[CORRALD_NAME_MAX + 1];
 	snprintf(name, sizeof(name), "%s", def ? json_string_value(json_object_get(def, "name")) ?: "" : "");
+	json_t *lim = def ? json_object_get(def, "limits") : NULL;
+	json_int_t nofile = json_integer_value(json_object_get(lim, "nofile"));
+	json_int_t nproc = json_integer_value(json_object_get(lim, "pids_max"));
 	char *text = jc ? json_dumps(jc, JSON_COMPACT) : NULL;
 	if (!text || uid < CORRALD_UID_BASE) {
 		snprintf(why, sizeof(why), "'%s/vm.json': no configuration or uid in it: %s", dir, def ? "" : je.text);
@@ -134,10 +204,24 @@ int corrald_vm_process(const char *dir, const char *restore)
 		return 1;
 	}
 	int jailed = geteuid() == 0;
+	/* open files: the soft and the hard limit, so the VM cannot raise it */
+	struct rlimit rl = {.rlim_cur = (rlim_t)(nofile ? nofile : CORRALD_NOFILE_DEFAULT)};
+	rl.rlim_max = rl.rlim_cur;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		snprintf(why, sizeof(why), "its open-file limit %llu: %s", (unsigned long long)rl.rlim_cur,
+			 strerror(errno));
+		fprintf(stderr, "corrald: vm: %s\n", why);
+		write_exit(why);
+		free(strings);
+		return 1;
+	}
 	/* The host side is corrald's: the console goes to a log, nobody types. */
 	c.serial_path = "console.log";
 	c.serial_fd = -1;
 	c.log = proc_log;
+	static struct console_in con = {.lfd = -1, .cfd = -1};
+	c.poll_input = console_poll;
+	c.input_opaque = &con;
 	cpu_opts_from_env(&c.cpu_opts);
 	char guest_dir[PATH_MAX], kernel_cache[PATH_MAX];
 	if (boot_dirs_from_env(guest_dir, kernel_cache, sizeof(guest_dir)) == 0) {
@@ -207,10 +291,28 @@ int corrald_vm_process(const char *dir, const char *restore)
 		write_exit(err);
 		return 1;
 	}
+	con.lfd = console_listen(err, sizeof(err));
+	if (con.lfd < 0) {
+		fprintf(stderr, "corrald: vm: %s\n", err);
+		write_exit(err);
+		vm_destroy(vm);
+		return 1;
+	}
+	con.vm = vm;
 	unlink("api.sock");
 	if (api_start("api.sock", vm, CORRAL_VERSION, &api, err, sizeof(err)) < 0) {
 		fprintf(stderr, "corrald: vm: %s\n", err);
 		write_exit(err);
+		vm_destroy(vm);
+		return 1;
+	}
+	/* tasks: counted per uid, and the uid is this VM's alone */
+	rl.rlim_cur = rl.rlim_max = (rlim_t)(nproc ? nproc : CORRALD_NPROC_DEFAULT);
+	if (jailed && setrlimit(RLIMIT_NPROC, &rl) < 0) {
+		snprintf(err, sizeof(err), "its task limit %llu: %s", (unsigned long long)rl.rlim_cur, strerror(errno));
+		fprintf(stderr, "corrald: vm: %s\n", err);
+		write_exit(err);
+		api_stop(api);
 		vm_destroy(vm);
 		return 1;
 	}

@@ -135,7 +135,7 @@ if [ "$(id -u)" = 0 ]; then
 		bad "VM a's uid $uid is not its own unprivileged one"
 	grep -q '^CapEff:	0000000000000000$' "$st" && grep -q '^CapPrm:	0000000000000000$' "$st" && ok || bad "VM a keeps capabilities: $(grep Cap "$st")"
 	grep -q '^NoNewPrivs:	1$' "$st" && grep -q '^Seccomp:	2$' "$st" && ok || bad "VM a: no_new_privs or seccomp missing: $(grep -E 'NoNew|Seccomp:' "$st")"
-	for ns in mnt ipc uts net; do
+	for ns in mnt ipc uts net pid; do
 		[ "$(readlink /proc/$pa/ns/$ns)" != "$(readlink /proc/self/ns/$ns)" ] && ok || bad "VM a shares the host's $ns namespace"
 	done
 	# what the VM process sees of the file system: its own directory and image, nothing else
