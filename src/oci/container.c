@@ -445,7 +445,7 @@ _Noreturn static void init_fail(int fd, const char *msg)
 
 /* Look args[0] up as execve would in the container (after pivot_root), so
  * that create fails as runc's does when there is nothing to run. */
-static int check_program(const struct oci_process *p, char *err, size_t errn)
+int oci_check_program(const struct oci_process *p, char *err, size_t errn)
 {
 	const char *name = p->args[0];
 	if (strchr(name, '/')) {
@@ -590,7 +590,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 			 strerror(errno ? errno : ENOTDIR));
 		init_fail(sfd, msg);
 	}
-	if (check_program(&s->proc, err, sizeof(err)))
+	if (oci_check_program(&s->proc, err, sizeof(err)))
 		init_fail(sfd, err);
 	if (access("/proc/self/exe", F_OK) < 0)
 		init_fail(sfd, "/proc is not procfs inside the container: corral cannot re-execute itself");

@@ -164,6 +164,9 @@ int oci_console_setup(int sock, uid_t uid, char *err, size_t errn);
 /* The guest's side of both init and exec: user, rlimits, caps, terminal,
  * then the process VM. Never returns. */
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds);
+/* args[0] looked up as execve would from the current root and directory
+ * (PATH from the process's env): 0, or -1 with runc's message in err. */
+int oci_check_program(const struct oci_process *p, char *err, size_t errn);
 
 /* linux.seccomp as a libseccomp filter (seccomp.c): build checks it all;
  * load installs it on the calling process and frees it. */

@@ -3,7 +3,7 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 79
+need_root 80
 # RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
 RUNAS=""
 R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
@@ -79,10 +79,10 @@ refused badns "namespace /nonexistent" "$(bundle v23 'c["process"]["args"] = ["t
 # ids
 R create --bundle "$B" "../x" >"$TMP/e" 2>&1
 expect "id with a slash" 1 $?
-grep -q "invalid container id" "$TMP/e" && ok || bad "id message: $(cat "$TMP/e")"
+grep -q "invalid container ID format" "$TMP/e" && ok || bad "id message: $(cat "$TMP/e")"
 R create --bundle "$B" dup && R create --bundle "$B" dup >"$TMP/e" 2>&1
 expect "the same id twice" 1 $?
-grep -q "container with id exists" "$TMP/e" && ok || bad "duplicate id message: $(cat "$TMP/e")"
+grep -q "container with given ID already exists" "$TMP/e" && ok || bad "duplicate id message: $(cat "$TMP/e")"
 R delete dup
 nothing_left dup
 
@@ -112,4 +112,6 @@ RUNAS=""
 
 # nothing of the failed containers runs
 pgrep -f "corral-runc --root $STATE" >/dev/null && bad "processes left: $(pgrep -af "corral-runc --root $STATE")" || ok
+# and nothing of them stays mounted on the host (every bundle is under TMP)
+grep -F "$TMP" /proc/self/mountinfo >"$TMP/mounts" && bad "mounts left: $(head -n 3 "$TMP/mounts")" || ok
 report

@@ -6,7 +6,7 @@
 # that the program runs on corral's CPU, not natively.
 . "$(dirname "$0")/lib.sh"
 need_root 60
-need_static 50 || { report; exit $?; }
+need_static 51 || { report; exit $?; }
 R() { "$RUNC" --root "$STATE" "$@"; }
 
 # ---- lifecycle ----
@@ -136,7 +136,8 @@ R exec ex sh -c 'exit 5'
 expect "exec exit status" 5 $?
 expect "exec --env --cwd --user" "1:/tmp:42" "$(R exec --env A=1 --cwd /tmp --user 42 ex sh -c 'echo $A:$(pwd):$(id -u)')"
 R exec ex /nonexistent >"$TMP/e" 2>&1
-expect "exec of nothing" 127 $?
+expect "exec of nothing (runc's status)" 255 $?
+grep -q 'exec failed: .*/nonexistent.*No such file' "$TMP/e" && ok || bad "exec of nothing: $(cat "$TMP/e")"
 R ps --format json ex | grep -q '^\[[0-9]' && ok || bad "ps --format json: $(R ps --format json ex)"
 R list -q | grep -qx ex && ok || bad "list: $(R list)"
 R pause ex
