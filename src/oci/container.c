@@ -599,7 +599,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		init_fail(sfd, err);
 	/* the terminal before create returns, as runc's: the caller waits for
 	 * the pty on its console socket before it calls start */
-	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, s->proc.uid, err, sizeof(err)))
+	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, &s->proc, err, sizeof(err)))
 		init_fail(sfd, err);
 	sync_send(sfd, 'R', NULL);
 	close(sfd);
@@ -656,7 +656,7 @@ static int send_fd(int sock, int fd, const char *name)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
+int oci_console_setup(int sock, const struct oci_process *p, char *err, size_t errn)
 {
 	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (m < 0)
@@ -671,6 +671,13 @@ int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
 		close(m);
 		return oci_errf(err, errn, "%s: %s", name, strerror(errno)), -1;
 	}
+	/* the size before the master goes out: the caller may resize at once */
+	struct winsize ws = {.ws_row = p->console_rows, .ws_col = p->console_cols};
+	if (ws.ws_row && ws.ws_col && ioctl(sl, TIOCSWINSZ, &ws) < 0) {
+		close(sl);
+		close(m);
+		return oci_errf(err, errn, "cannot set the console size: %s", strerror(errno)), -1;
+	}
 	int r = send_fd(sock, m, name);
 	close(m);
 	close(sock);
@@ -678,7 +685,7 @@ int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
 		close(sl);
 		return oci_errf(err, errn, "cannot send the pty to the console socket: %s", strerror(-r)), -1;
 	}
-	if (fchown(sl, uid, (gid_t)-1) < 0) {
+	if (fchown(sl, p->uid, (gid_t)-1) < 0) {
 		/* a user namespace without that uid mapped: the pty stays root's */
 	}
 	setsid();
@@ -716,7 +723,7 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	void *filter = NULL;
 	if (p->seccomp && oci_seccomp_build(p->seccomp, p->no_new_privs, &filter, err, sizeof(err)))
 		goto fail;
-	if (console_fd >= 0 && oci_console_setup(console_fd, p->uid, err, sizeof(err)))
+	if (console_fd >= 0 && oci_console_setup(console_fd, p, err, sizeof(err)))
 		goto fail;
 	for (size_t k = 0; k < p->nrlimits; k++)
 		if (setrlimit(p->rlimits[k].res, &p->rlimits[k].lim) < 0) {

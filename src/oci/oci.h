@@ -62,6 +62,7 @@ struct oci_devrule {
 
 struct oci_process {
 	int terminal;
+	unsigned short console_rows, console_cols; /* consoleSize; 0: the pty's default */
 	const char **args, **env; /* NULL-terminated */
 	size_t nargs;
 	const char *cwd;
@@ -159,8 +160,9 @@ struct oci_init_args {
 };
 _Noreturn void oci_init_run(struct oci_init_args *a);
 /* A pty whose master goes to the console socket sock (SCM_RIGHTS) and
- * whose slave becomes stdio and the controlling terminal: 0 or -1. */
-int oci_console_setup(int sock, uid_t uid, char *err, size_t errn);
+ * whose slave, owned by p's uid and of p's consoleSize, becomes stdio and
+ * the controlling terminal: 0 or -1. */
+int oci_console_setup(int sock, const struct oci_process *p, char *err, size_t errn);
 /* The guest's side of both init and exec: user, rlimits, caps, terminal,
  * then the process VM. Never returns. */
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds);

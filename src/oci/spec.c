@@ -307,6 +307,21 @@ int oci_process_parse(json_t *o, struct oci_process *p, int need_args, char *err
 		return -1;
 	if (p->cwd[0] != '/')
 		return ERR("config.json: process.cwd '%.256s' must be an absolute path", p->cwd);
+	json_t *cs;
+	if (get_obj(o, "consoleSize", "process", &cs, err, errn))
+		return -1;
+	if (cs) {
+		static const char *const cskeys[] = {"height", "width", NULL};
+		long long h = 0, w = 0;
+		int hh, hw;
+		if (known_keys(cs, "process.consoleSize", cskeys, err, errn) ||
+		    get_int(cs, "height", "process.consoleSize", 0, 0xffff, &h, &hh, err, errn) ||
+		    get_int(cs, "width", "process.consoleSize", 0, 0xffff, &w, &hw, err, errn))
+			return -1;
+		/* as runc: a size is set only when both are given and non-zero */
+		p->console_rows = (unsigned short)h;
+		p->console_cols = (unsigned short)w;
+	}
 	json_t *u;
 	if (get_obj(o, "user", "process", &u, err, errn))
 		return -1;

@@ -3,7 +3,7 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 80
+need_root 84
 # RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
 RUNAS=""
 R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
@@ -74,6 +74,8 @@ refused noproc "no proc mount" "$(bundle v19 'c["mounts"] = [m for m in c["mount
 refused bigargs "entries (at most" "$(bundle v20 'c["process"]["args"] = ["x"] * 5000')"
 refused noprog "executable file not found" "$(bundle v21 'c["process"]["args"] = ["nosuchprogram"]')"
 refused nocwd "chdir to cwd" "$(bundle v22 'c["process"]["args"] = ["true"]' 'c["process"]["cwd"] = "/nonexistent"')"
+refused consize "out of range" "$(bundle v24 'c["process"]["consoleSize"] = {"height": 70000, "width": 80}')"
+refused conskey "not supported" "$(bundle v25 'c["process"]["consoleSize"] = {"rows": 24}')"
 refused badns "namespace /nonexistent" "$(bundle v23 'c["process"]["args"] = ["true"]' 'c["linux"]["namespaces"].append({"type": "ipc", "path": "/nonexistent"})' 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n.get("path") or n["type"] != "ipc"]')"
 
 # ids

@@ -99,14 +99,15 @@ B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "mkdir /tmp/d && echo made;
 expect "seccomp profile" "after
 exit 0" "$(run "$B" p6 2>/dev/null)"
 R delete p6
-B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "test -t 0 && test -t 1 && echo tty; readlink /proc/self/fd/1"]' \
-	'c["process"]["terminal"] = True')
+B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "test -t 0 && test -t 1 && echo tty; readlink /proc/self/fd/1; stty size"]' \
+	'c["process"]["terminal"] = True' 'c["process"]["consoleSize"] = {"height": 33, "width": 101}')
 out=$(run "$B" p7 --console)
 case "$out" in
 "exit 0
 tty
-/dev/pts/0"*) ok ;;
-*) bad "terminal through the console socket: $out" ;;
+/dev/pts/0
+33 101"*) ok ;;
+*) bad "terminal of consoleSize 33x101 through the console socket: $out" ;;
 esac
 R delete p7
 
