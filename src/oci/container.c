@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -366,6 +367,58 @@ out:
 	return r;
 }
 
+/* linux.devices: each node made inside the root (its parent resolved in
+ * it), then given its mode and owner. A node already there is kept, as
+ * runc keeps it. In a user namespace mknod is not allowed: the host's node
+ * of the same path is bound instead, as runc does. */
+static int make_devices(int rootfd, const struct oci_spec *s, char *err, size_t errn)
+{
+	for (size_t k = 0; k < s->ndevices; k++) {
+		const struct oci_device *d = &s->devices[k];
+		char parent[4096];
+		snprintf(parent, sizeof(parent), "%s", d->path);
+		char *slash = strrchr(parent, '/');
+		const char *name = d->path + (slash - parent) + 1;
+		*slash = 0;
+		if (!*name)
+			return oci_errf(err, errn, "linux.devices %.256s: not a node's path", d->path), -1;
+		int pfd = mkpath_in(rootfd, *parent ? parent : "/", 0);
+		if (pfd < 0)
+			return oci_errf(err, errn, "linux.devices %.256s: %s", d->path, strerror(-pfd)), -1;
+		int r = mknodat(pfd, name, d->type | (d->mode & 0777), makedev(d->major, d->minor));
+		if (r == 0) {
+			/* the node is ours (no symlink there): mode past the umask, owner */
+			if (fchmodat(pfd, name, d->mode, 0) < 0 || fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+				r = -1;
+		} else if (errno == EEXIST) {
+			r = 0;
+		} else if (errno == EPERM && d->type != S_IFIFO) {
+			int fd = mkpath_in(rootfd, d->path, 1);
+			char target[64];
+			struct stat st;
+			if (fd < 0) {
+				errno = -fd;
+			} else if (stat(d->path, &st) < 0 || (st.st_mode & S_IFMT) != d->type ||
+				   st.st_rdev != makedev(d->major, d->minor)) {
+				errno = ENODEV; /* the host has no such node to lend */
+			} else {
+				fdpath(target, sizeof(target), fd);
+				r = mount(d->path, target, NULL, MS_BIND, NULL);
+			}
+			if (fd >= 0) {
+				int e = errno;
+				close(fd);
+				errno = e;
+			}
+		}
+		int e = errno;
+		close(pfd);
+		if (r < 0)
+			return oci_errf(err, errn, "linux.devices %.256s: %s", d->path, strerror(e)), -1;
+	}
+	return 0;
+}
+
 static int mask_paths(int rootfd, const struct oci_spec *s, char *err, size_t errn)
 {
 	for (size_t k = 0; k < s->nmasked; k++) {
@@ -558,6 +611,8 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		dev_mounted |= !strcmp(s->mounts[k].dest, "/dev");
 	}
 	if (dev_mounted && default_devices(rootfd, err, sizeof(err)))
+		init_fail(sfd, err);
+	if (make_devices(rootfd, s, err, sizeof(err)))
 		init_fail(sfd, err);
 	if (mask_paths(rootfd, s, err, sizeof(err)))
 		init_fail(sfd, err);

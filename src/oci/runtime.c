@@ -640,6 +640,10 @@ static int cmd_create(int argc, char **argv)
 		errorf("%s", msg[0] == 'E' ? msg + 1 : msg);
 		goto out;
 	}
+	if (oci_cgroup_devices(cgdirs, &spec.res, err, sizeof(err)) < 0) {
+		errorf("%s", err);
+		goto out;
+	}
 	/* the state: what later commands need */
 	char created[64];
 	now_rfc3339(created, sizeof(created));
@@ -1110,7 +1114,10 @@ static int cmd_features(int argc, char **argv)
 	       "\"CAP_KILL\", \"CAP_SETGID\", \"CAP_SETUID\", \"CAP_SETPCAP\", \"CAP_NET_BIND_SERVICE\", "
 	       "\"CAP_NET_RAW\", \"CAP_SYS_CHROOT\", \"CAP_MKNOD\", \"CAP_AUDIT_WRITE\", \"CAP_SETFCAP\"],\n"
 	       "    \"cgroup\": {\"v1\": true, \"v2\": false, \"systemd\": false, \"systemdUser\": false},\n"
-	       "    \"seccomp\": {\"enabled\": false},\n"
+	       "    \"seccomp\": {\"enabled\": true, \"actions\": [\"SCMP_ACT_ALLOW\", \"SCMP_ACT_ERRNO\", "
+	       "\"SCMP_ACT_KILL\", \"SCMP_ACT_KILL_PROCESS\", \"SCMP_ACT_KILL_THREAD\", \"SCMP_ACT_LOG\", "
+	       "\"SCMP_ACT_TRACE\", \"SCMP_ACT_TRAP\"], \"operators\": [\"SCMP_CMP_EQ\", \"SCMP_CMP_GE\", "
+	       "\"SCMP_CMP_GT\", \"SCMP_CMP_LE\", \"SCMP_CMP_LT\", \"SCMP_CMP_MASKED_EQ\", \"SCMP_CMP_NE\"]},\n"
 	       "    \"apparmor\": {\"enabled\": false},\n"
 	       "    \"selinux\": {\"enabled\": false}\n"
 	       "  },\n"

@@ -3,7 +3,7 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 84
+need_root 100
 # RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
 RUNAS=""
 R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
@@ -76,6 +76,14 @@ refused noprog "executable file not found" "$(bundle v21 'c["process"]["args"] =
 refused nocwd "chdir to cwd" "$(bundle v22 'c["process"]["args"] = ["true"]' 'c["process"]["cwd"] = "/nonexistent"')"
 refused consize "out of range" "$(bundle v24 'c["process"]["consoleSize"] = {"height": 70000, "width": 80}')"
 refused conskey "not supported" "$(bundle v25 'c["process"]["consoleSize"] = {"rows": 24}')"
+refused devrel "must be an absolute path" "$(bundle v26 'c["linux"]["devices"] = [{"path": "dev/x", "type": "c", "major": 1, "minor": 3}]')"
+refused devdotdot "'..' component" "$(bundle v27 'c["linux"]["devices"] = [{"path": "/dev/../../x", "type": "c", "major": 1, "minor": 3}]')"
+refused devtype "must be c, u, b or p" "$(bundle v28 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "s", "major": 1, "minor": 3}]')"
+refused devmajor "out of range" "$(bundle v29 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1 << 40, "minor": 3}]')"
+refused devnominor "needs a minor" "$(bundle v30 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "b", "major": 8}]')"
+refused devmode "is not of type" "$(bundle v31 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o100666}]')"
+refused devmode2 "out of range" "$(bundle v33 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o1000000}]')"
+refused devdir "not a node's path" "$(bundle v32 'c["linux"]["devices"] = [{"path": "/dev", "type": "c", "major": 1, "minor": 3}]')"
 refused badns "namespace /nonexistent" "$(bundle v23 'c["process"]["args"] = ["true"]' 'c["linux"]["namespaces"].append({"type": "ipc", "path": "/nonexistent"})' 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n.get("path") or n["type"] != "ipc"]')"
 
 # ids

@@ -9,7 +9,7 @@
 # test's temporary directory (vfs storage, no network), so nothing of the
 # host's containers is touched.
 . "$(dirname "$0")/lib.sh"
-N=41
+N=43
 need_root $N
 need_static $N || { report; exit $?; }
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
@@ -83,6 +83,8 @@ mkdir -p "$TMP/vol" && echo from-host >"$TMP/vol/f"
 both "volume" run --rm $R -v "$TMP/vol:/mnt/v" $IMG sh -c 'cat /mnt/v/f; echo in >/mnt/v/$(id -u)'
 [ -f "$TMP/vol/0" ] && ok || bad "the container did not write to the volume"
 both "pids limit" run --rm $R --pids-limit 50 $IMG cat /sys/fs/cgroup/pids/pids.max
+both "device" run --rm $R --device /dev/zero:/dev/myzero $IMG sh -c 'stat -c "%F %t:%T" /dev/myzero; head -c 4 /dev/myzero | wc -c'
+grep -qx "character special file 1:5" "$TMP/out.corral-runc" && ok || bad "--device: $(cat "$TMP/out.corral-runc")"
 both "terminal" run --rm -t $R $IMG sh -c 'tty; echo $TERM'
 both "no such program" run --rm $R $IMG nosuchprogram
 both "seccomp default profile" run --rm $R $IMG sh -c 'mkdir /tmp/d && echo ok; unshare -m true 2>/dev/null || echo denied'
@@ -161,17 +163,8 @@ both "inspect stopped" inspect -f '{{.State.Status}} {{.State.ExitCode}}' c-NAME
 both "logs" logs c-NAME
 both "rm" rm c-NAME
 
-# Debian's programs on a debootstrap image (minbase), kept in the cache
-DEB=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/debian-minbase-python3.tar
-if [ ! -s "$DEB" ] && command -v debootstrap >/dev/null 2>&1; then
-	mkdir -p "$(dirname "$DEB")" "$TMP/deb"
-	if timeout 900 debootstrap --variant=minbase --include=python3-minimal bookworm "$TMP/deb" http://deb.debian.org/debian \
-		>"$TMP/deb.log" 2>&1; then
-		tar -C "$TMP/deb" -cf "$DEB.tmp" . && mv "$DEB.tmp" "$DEB"
-	fi
-	rm -rf "$TMP/deb"
-fi
-if [ -s "$DEB" ] && $PM import -q "$DEB" localhost/corral-debian:test >/dev/null 2>"$TMP/e"; then
+# Debian's programs on the debootstrap image (lib.sh's debian_image)
+if DEB=$(debian_image) && $PM import -q "$DEB" localhost/corral-debian:test >/dev/null 2>"$TMP/e"; then
 	DIMG=localhost/corral-debian:test
 	both "debian: dpkg -l" run --rm $R $DIMG sh -c 'dpkg -l | tail -n +6 | wc -l; dpkg -s coreutils | grep ^Status'
 	both "debian: perl" run --rm $R $DIMG perl -e 'my %h = map { $_ => $_ * $_ } 1..100; my $s = 0; $s += $_ for values %h; print "$s\n"'
@@ -193,6 +186,6 @@ print(subprocess.run(["sh", "-c", "echo child $((3*4))"], capture_output=True, t
 	both "debian: exec of dpkg-query, perl" exec deb-c-NAME sh -c 'dpkg-query -W -f "\${Package}\n" perl-base; perl -e "print 6 * 7, qq(\n)"'
 	both "debian: rm -f" rm -f -t 0 deb-c-NAME
 else
-	skip 7 "no Debian image: debootstrap could not reach the Debian archive ($(tail -n 1 "$TMP/deb.log" 2>/dev/null))"
+	skip 7 "no Debian image: $(tail -n 1 "$TMP/deb.log" 2>/dev/null) $(head -c 200 "$TMP/e" 2>/dev/null)"
 fi
 report
