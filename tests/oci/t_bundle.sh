@@ -3,7 +3,7 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 100
+need_root 103
 # RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
 RUNAS=""
 R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
@@ -85,6 +85,12 @@ refused devmode "is not of type" "$(bundle v31 'c["linux"]["devices"] = [{"path"
 refused devmode2 "out of range" "$(bundle v33 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o1000000}]')"
 refused devdir "not a node's path" "$(bundle v32 'c["linux"]["devices"] = [{"path": "/dev", "type": "c", "major": 1, "minor": 3}]')"
 refused badns "namespace /nonexistent" "$(bundle v23 'c["process"]["args"] = ["true"]' 'c["linux"]["namespaces"].append({"type": "ipc", "path": "/nonexistent"})' 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n.get("path") or n["type"] != "ipc"]')"
+
+# --systemd-cgroup (Podman's cgroup_manager = "systemd"): refused at create
+"$RUNC" --root "$STATE" --systemd-cgroup create --bundle "$B" sd1 >"$TMP/e" 2>&1
+expect "--systemd-cgroup" 1 $?
+grep -q -- "--systemd-cgroup is not supported" "$TMP/e" && ok || bad "--systemd-cgroup message: $(cat "$TMP/e")"
+nothing_left sd1
 
 # ids
 R create --bundle "$B" "../x" >"$TMP/e" 2>&1
