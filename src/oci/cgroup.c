@@ -185,7 +185,16 @@ static int apply(json_t *dirs, const struct oci_resources *res, char *err, size_
 		if ((r = write_text(d, "pids.max", v)))
 			return ERR("cgroup: pids.max = %s: %s", v, strerror(-r));
 	}
-	d = dir_of(dirs, "devices");
+	if (res->ndevices && !dir_of(dirs, "devices"))
+		return r = -ENOTSUP, ERR("linux.resources.devices: no devices controller on this host");
+	return 0;
+}
+
+int oci_cgroup_devices(json_t *dirs, const struct oci_resources *res, char *err, size_t errn)
+{
+	char v[64];
+	int r = 0;
+	const char *d = dir_of(dirs, "devices");
 	if (res->ndevices && !d)
 		return r = -ENOTSUP, ERR("linux.resources.devices: no devices controller on this host");
 	for (size_t k = 0; k < res->ndevices; k++) {

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -366,6 +367,58 @@ out:
 	return r;
 }
 
+/* linux.devices: each node made inside the root (its parent resolved in
+ * it), then given its mode and owner. A node already there is kept, as
+ * runc keeps it. In a user namespace mknod is not allowed: the host's node
+ * of the same path is bound instead, as runc does. */
+static int make_devices(int rootfd, const struct oci_spec *s, char *err, size_t errn)
+{
+	for (size_t k = 0; k < s->ndevices; k++) {
+		const struct oci_device *d = &s->devices[k];
+		char parent[4096];
+		snprintf(parent, sizeof(parent), "%s", d->path);
+		char *slash = strrchr(parent, '/');
+		const char *name = d->path + (slash - parent) + 1;
+		*slash = 0;
+		if (!*name)
+			return oci_errf(err, errn, "linux.devices %.256s: not a node's path", d->path), -1;
+		int pfd = mkpath_in(rootfd, *parent ? parent : "/", 0);
+		if (pfd < 0)
+			return oci_errf(err, errn, "linux.devices %.256s: %s", d->path, strerror(-pfd)), -1;
+		int r = mknodat(pfd, name, d->type | (d->mode & 0777), makedev(d->major, d->minor));
+		if (r == 0) {
+			/* the node is ours (no symlink there): mode past the umask, owner */
+			if (fchmodat(pfd, name, d->mode, 0) < 0 || fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+				r = -1;
+		} else if (errno == EEXIST) {
+			r = 0;
+		} else if (errno == EPERM && d->type != S_IFIFO) {
+			int fd = mkpath_in(rootfd, d->path, 1);
+			char target[64];
+			struct stat st;
+			if (fd < 0) {
+				errno = -fd;
+			} else if (stat(d->path, &st) < 0 || (st.st_mode & S_IFMT) != d->type ||
+				   st.st_rdev != makedev(d->major, d->minor)) {
+				errno = ENODEV; /* the host has no such node to lend */
+			} else {
+				fdpath(target, sizeof(target), fd);
+				r = mount(d->path, target, NULL, MS_BIND, NULL);
+			}
+			if (fd >= 0) {
+				int e = errno;
+				close(fd);
+				errno = e;
+			}
+		}
+		int e = errno;
+		close(pfd);
+		if (r < 0)
+			return oci_errf(err, errn, "linux.devices %.256s: %s", d->path, strerror(e)), -1;
+	}
+	return 0;
+}
+
 static int mask_paths(int rootfd, const struct oci_spec *s, char *err, size_t errn)
 {
 	for (size_t k = 0; k < s->nmasked; k++) {
@@ -445,7 +498,7 @@ _Noreturn static void init_fail(int fd, const char *msg)
 
 /* Look args[0] up as execve would in the container (after pivot_root), so
  * that create fails as runc's does when there is nothing to run. */
-static int check_program(const struct oci_process *p, char *err, size_t errn)
+int oci_check_program(const struct oci_process *p, char *err, size_t errn)
 {
 	const char *name = p->args[0];
 	if (strchr(name, '/')) {
@@ -559,6 +612,8 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 	}
 	if (dev_mounted && default_devices(rootfd, err, sizeof(err)))
 		init_fail(sfd, err);
+	if (make_devices(rootfd, s, err, sizeof(err)))
+		init_fail(sfd, err);
 	if (mask_paths(rootfd, s, err, sizeof(err)))
 		init_fail(sfd, err);
 	for (size_t k = 0; k < s->nhooks[OCI_HOOK_CREATE_CONTAINER]; k++)
@@ -590,7 +645,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 			 strerror(errno ? errno : ENOTDIR));
 		init_fail(sfd, msg);
 	}
-	if (check_program(&s->proc, err, sizeof(err)))
+	if (oci_check_program(&s->proc, err, sizeof(err)))
 		init_fail(sfd, err);
 	if (access("/proc/self/exe", F_OK) < 0)
 		init_fail(sfd, "/proc is not procfs inside the container: corral cannot re-execute itself");
@@ -599,7 +654,7 @@ _Noreturn void oci_init_run(struct oci_init_args *a)
 		init_fail(sfd, err);
 	/* the terminal before create returns, as runc's: the caller waits for
 	 * the pty on its console socket before it calls start */
-	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, s->proc.uid, err, sizeof(err)))
+	if (a->console_fd >= 0 && oci_console_setup(a->console_fd, &s->proc, err, sizeof(err)))
 		init_fail(sfd, err);
 	sync_send(sfd, 'R', NULL);
 	close(sfd);
@@ -656,7 +711,7 @@ static int send_fd(int sock, int fd, const char *name)
 	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
+int oci_console_setup(int sock, const struct oci_process *p, char *err, size_t errn)
 {
 	int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (m < 0)
@@ -671,6 +726,13 @@ int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
 		close(m);
 		return oci_errf(err, errn, "%s: %s", name, strerror(errno)), -1;
 	}
+	/* the size before the master goes out: the caller may resize at once */
+	struct winsize ws = {.ws_row = p->console_rows, .ws_col = p->console_cols};
+	if (ws.ws_row && ws.ws_col && ioctl(sl, TIOCSWINSZ, &ws) < 0) {
+		close(sl);
+		close(m);
+		return oci_errf(err, errn, "cannot set the console size: %s", strerror(errno)), -1;
+	}
 	int r = send_fd(sock, m, name);
 	close(m);
 	close(sock);
@@ -678,7 +740,7 @@ int oci_console_setup(int sock, uid_t uid, char *err, size_t errn)
 		close(sl);
 		return oci_errf(err, errn, "cannot send the pty to the console socket: %s", strerror(-r)), -1;
 	}
-	if (fchown(sl, uid, (gid_t)-1) < 0) {
+	if (fchown(sl, p->uid, (gid_t)-1) < 0) {
 		/* a user namespace without that uid mapped: the pty stays root's */
 	}
 	setsid();
@@ -716,7 +778,7 @@ _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int
 	void *filter = NULL;
 	if (p->seccomp && oci_seccomp_build(p->seccomp, p->no_new_privs, &filter, err, sizeof(err)))
 		goto fail;
-	if (console_fd >= 0 && oci_console_setup(console_fd, p->uid, err, sizeof(err)))
+	if (console_fd >= 0 && oci_console_setup(console_fd, p, err, sizeof(err)))
 		goto fail;
 	for (size_t k = 0; k < p->nrlimits; k++)
 		if (setrlimit(p->rlimits[k].res, &p->rlimits[k].lim) < 0) {

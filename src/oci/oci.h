@@ -62,6 +62,7 @@ struct oci_devrule {
 
 struct oci_process {
 	int terminal;
+	unsigned short console_rows, console_cols; /* consoleSize; 0: the pty's default */
 	const char **args, **env; /* NULL-terminated */
 	size_t nargs;
 	const char *cwd;
@@ -97,6 +98,16 @@ struct oci_resources {
 	size_t ndevices;
 };
 
+/* linux.devices[]: a node made in the container's root */
+struct oci_device {
+	const char *path; /* absolute, inside the container */
+	mode_t type;	  /* S_IFCHR, S_IFBLK or S_IFIFO */
+	unsigned major, minor;
+	mode_t mode; /* permission bits (fileMode; 0666 when not given) */
+	uid_t uid;
+	gid_t gid;
+};
+
 struct oci_spec {
 	json_t *json; /* owns every string below */
 	const char *root_path;
@@ -118,6 +129,8 @@ struct oci_spec {
 	const char **sysctl_keys, **sysctl_vals;
 	size_t nsysctl;
 	unsigned long rootfs_propagation;
+	struct oci_device *devices;
+	size_t ndevices;
 };
 
 /* Parse and check config.json of bundle (a directory): 0, or -1 after
@@ -137,6 +150,10 @@ int oci_ns_has(const struct oci_spec *s, int type);
  * list kept in the state) that the other calls take. 0 or -errno. */
 int oci_cgroup_create(const char *path, const struct oci_resources *r, pid_t pid, json_t *dirs, char *err, size_t errn);
 int oci_cgroup_join(json_t *dirs, pid_t pid);
+/* linux.resources.devices, written once the container's root is made (as
+ * runc sets them after its init's setup): the init itself makes the
+ * linux.devices nodes, which a rule could forbid it to. 0 or -errno. */
+int oci_cgroup_devices(json_t *dirs, const struct oci_resources *res, char *err, size_t errn);
 int oci_cgroup_freeze(json_t *dirs, int frozen);
 int oci_cgroup_frozen(json_t *dirs);
 /* The pids in the cgroup (pids controller, else freezer): count, or -errno. */
@@ -159,11 +176,15 @@ struct oci_init_args {
 };
 _Noreturn void oci_init_run(struct oci_init_args *a);
 /* A pty whose master goes to the console socket sock (SCM_RIGHTS) and
- * whose slave becomes stdio and the controlling terminal: 0 or -1. */
-int oci_console_setup(int sock, uid_t uid, char *err, size_t errn);
+ * whose slave, owned by p's uid and of p's consoleSize, becomes stdio and
+ * the controlling terminal: 0 or -1. */
+int oci_console_setup(int sock, const struct oci_process *p, char *err, size_t errn);
 /* The guest's side of both init and exec: user, rlimits, caps, terminal,
  * then the process VM. Never returns. */
 _Noreturn void oci_process_exec(const struct oci_process *p, int console_fd, int preserve_fds);
+/* args[0] looked up as execve would from the current root and directory
+ * (PATH from the process's env): 0, or -1 with runc's message in err. */
+int oci_check_program(const struct oci_process *p, char *err, size_t errn);
 
 /* linux.seccomp as a libseccomp filter (seccomp.c): build checks it all;
  * load installs it on the calling process and frees it. */

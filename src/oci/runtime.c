@@ -32,6 +32,8 @@ static const char *g_root = "/run/corral-runc";
 static FILE *g_log;
 static int g_log_json;
 static int g_systemd_cgroup;
+/* what runc puts before a command's errors: exec's are "exec failed: ..." */
+static const char *g_err_prefix = "";
 
 static void now_rfc3339(char *out, size_t n)
 {
@@ -55,6 +57,11 @@ __attribute__((format(printf, 1, 2))) static void errorf(const char *fmt, ...)
 	for (char *c = msg; *c; c++)
 		if (*c == '\n')
 			*c = ' ';
+	if (*g_err_prefix) {
+		char m2[sizeof(msg)];
+		snprintf(m2, sizeof(m2), "%s%s", g_err_prefix, msg);
+		memcpy(msg, m2, sizeof(msg));
+	}
 	fprintf(stderr, "corral-runc: %s\n", msg);
 	if (g_log) {
 		char t[64];
@@ -87,7 +94,7 @@ static int valid_id(const char *id)
 static int state_dir(const char *id, char *out, size_t n)
 {
 	if (!valid_id(id)) {
-		errorf("invalid container id '%.64s' (letters, digits, _ + - . only)", id);
+		errorf("invalid container ID format: '%.64s' (letters, digits, _ + - . only)", id);
 		return -1;
 	}
 	if (snprintf(out, n, "%s/%s", g_root, id) >= (int)n) {
@@ -504,7 +511,7 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (mkdir(dir, 0711) < 0) {
 		if (errno == EEXIST)
-			errorf("container with id exists: %s", id);
+			errorf("container with given ID already exists: %s", id);
 		else
 			errorf("%s: %s", dir, strerror(errno));
 		goto out_spec;
@@ -631,6 +638,10 @@ static int cmd_create(int argc, char **argv)
 	}
 	if (msg[0] != 'R') {
 		errorf("%s", msg[0] == 'E' ? msg + 1 : msg);
+		goto out;
+	}
+	if (oci_cgroup_devices(cgdirs, &spec.res, err, sizeof(err)) < 0) {
+		errorf("%s", err);
 		goto out;
 	}
 	/* the state: what later commands need */
@@ -849,14 +860,17 @@ static int cmd_kill(int argc, char **argv)
 	if (container_load(argv[optind], &ct))
 		return 1;
 	int rc = 0;
-	if (!container_alive(&ct)) {
+	if (!container_alive(&ct) && !all) {
 		errorf("container not running");
 		rc = 1;
 	} else if (all) {
+		/* as runc: --all signals whatever is left in the cgroup, even of
+		 * a stopped container (containerd's shim sends it at delete) */
 		pid_t pids[4096];
 		int n = oci_cgroup_pids(ct.cgroups, pids, 4096);
 		if (n < 0) {
-			kill(ct.pid, sig);
+			if (container_alive(&ct))
+				kill(ct.pid, sig);
 		} else {
 			for (int k = 0; k < n; k++)
 				kill(pids[k], sig);
@@ -1100,7 +1114,10 @@ static int cmd_features(int argc, char **argv)
 	       "\"CAP_KILL\", \"CAP_SETGID\", \"CAP_SETUID\", \"CAP_SETPCAP\", \"CAP_NET_BIND_SERVICE\", "
 	       "\"CAP_NET_RAW\", \"CAP_SYS_CHROOT\", \"CAP_MKNOD\", \"CAP_AUDIT_WRITE\", \"CAP_SETFCAP\"],\n"
 	       "    \"cgroup\": {\"v1\": true, \"v2\": false, \"systemd\": false, \"systemdUser\": false},\n"
-	       "    \"seccomp\": {\"enabled\": false},\n"
+	       "    \"seccomp\": {\"enabled\": true, \"actions\": [\"SCMP_ACT_ALLOW\", \"SCMP_ACT_ERRNO\", "
+	       "\"SCMP_ACT_KILL\", \"SCMP_ACT_KILL_PROCESS\", \"SCMP_ACT_KILL_THREAD\", \"SCMP_ACT_LOG\", "
+	       "\"SCMP_ACT_TRACE\", \"SCMP_ACT_TRAP\"], \"operators\": [\"SCMP_CMP_EQ\", \"SCMP_CMP_GE\", "
+	       "\"SCMP_CMP_GT\", \"SCMP_CMP_LE\", \"SCMP_CMP_LT\", \"SCMP_CMP_MASKED_EQ\", \"SCMP_CMP_NE\"]},\n"
 	       "    \"apparmor\": {\"enabled\": false},\n"
 	       "    \"selinux\": {\"enabled\": false}\n"
 	       "  },\n"
@@ -1242,10 +1259,14 @@ static int cmd_exec(int argc, char **argv)
 		errorf("exec: needs a container id");
 		return 1;
 	}
+	/* as runc: once the arguments are read, every failure to start the
+	 * process is "exec failed: ..." with status 255, apart from the
+	 * process's own statuses (callers tell the two apart by it) */
+	g_err_prefix = "exec failed: ";
 	struct container ct;
 	if (container_load(argv[optind], &ct))
-		return 1;
-	int rc = 1;
+		return 255;
+	int rc = 255;
 	json_t *owner = NULL;
 	struct oci_process p;
 	char err[1024];
@@ -1257,7 +1278,7 @@ static int cmd_exec(int argc, char **argv)
 		}
 	} else {
 		if (optind + 1 >= argc) {
-			errorf("exec: no command given (exec ID COMMAND [ARGS...])");
+			errorf("process args cannot be empty (exec ID COMMAND [ARGS...])");
 			goto out;
 		}
 		owner = json_deep_copy(json_object_get(ct.st, "process"));
@@ -1287,7 +1308,10 @@ static int cmd_exec(int argc, char **argv)
 		}
 	}
 	if (p.terminal && !console) {
-		errorf("cannot allocate tty if runc will detach without setting console socket");
+		if (detach)
+			errorf("cannot allocate tty if runc will detach without setting console socket");
+		else
+			errorf("--tty needs --console-socket: corral-runc does not relay its own terminal");
 		goto out;
 	}
 	/* the container's filter applies to every process in it (checked at create) */
@@ -1326,10 +1350,20 @@ static int cmd_exec(int argc, char **argv)
 			(void)w;
 			_exit(1);
 		}
-		if (stat(p.cwd, &st) < 0) {
-			char m[600];
-			oci_errf(m, sizeof(m), "chdir to cwd (\"%.256s\") set in config.json failed: %s", p.cwd,
-				 strerror(errno));
+		/* what runc's init checks before it reports the process started:
+		 * its cwd, and a program to run (looked up from that cwd) */
+		char m[700];
+		if (stat(p.cwd, &st) < 0 || chdir(p.cwd) < 0) {
+			oci_errf(m, sizeof(m),
+				 "unable to start container process: chdir to cwd (\"%.256s\") set in config.json failed: %s",
+				 p.cwd, strerror(errno));
+			ssize_t w = write(pfd[1], m, strlen(m));
+			(void)w;
+			_exit(1);
+		}
+		char perr[600];
+		if (oci_check_program(&p, perr, sizeof(perr))) {
+			oci_errf(m, sizeof(m), "unable to start container process: %s", perr);
 			ssize_t w = write(pfd[1], m, strlen(m));
 			(void)w;
 			_exit(1);

@@ -307,6 +307,21 @@ int oci_process_parse(json_t *o, struct oci_process *p, int need_args, char *err
 		return -1;
 	if (p->cwd[0] != '/')
 		return ERR("config.json: process.cwd '%.256s' must be an absolute path", p->cwd);
+	json_t *cs;
+	if (get_obj(o, "consoleSize", "process", &cs, err, errn))
+		return -1;
+	if (cs) {
+		static const char *const cskeys[] = {"height", "width", NULL};
+		long long h = 0, w = 0;
+		int hh, hw;
+		if (known_keys(cs, "process.consoleSize", cskeys, err, errn) ||
+		    get_int(cs, "height", "process.consoleSize", 0, 0xffff, &h, &hh, err, errn) ||
+		    get_int(cs, "width", "process.consoleSize", 0, 0xffff, &w, &hw, err, errn))
+			return -1;
+		/* as runc: a size is set only when both are given and non-zero */
+		p->console_rows = (unsigned short)h;
+		p->console_cols = (unsigned short)w;
+	}
 	json_t *u;
 	if (get_obj(o, "user", "process", &u, err, errn))
 		return -1;
@@ -772,14 +787,74 @@ int oci_spec_hooks(json_t *h, struct oci_spec *s, char *err, size_t errn)
 	return 0;
 }
 
+/* linux.devices: nodes of the given type, numbers, mode and owner; what
+ * the devices cgroup allows is linux.resources.devices, as under runc */
+static int parse_devices(json_t *l, struct oci_spec *s, char *err, size_t errn)
+{
+	json_t *dl;
+	if (get_list(l, "devices", "linux", &dl, &s->ndevices, err, errn))
+		return -1;
+	if (s->ndevices && !(s->devices = calloc(s->ndevices, sizeof(*s->devices))))
+		return ERR("out of memory");
+	for (size_t k = 0; k < s->ndevices; k++) {
+		static const char *const keys[] = {"path", "type", "major", "minor", "fileMode", "uid", "gid", NULL};
+		json_t *e = json_array_get(dl, k);
+		struct oci_device *d = &s->devices[k];
+		const char *type;
+		long long x;
+		int has;
+		if (!json_is_object(e))
+			return ERR("config.json: linux.devices[%zu] must be an object", k);
+		if (known_keys(e, "linux.devices[]", keys, err, errn) ||
+		    get_str(e, "path", "linux.devices[]", &d->path, 1, err, errn) ||
+		    check_cpath(d->path, "linux.devices[].path", err, errn) ||
+		    get_str(e, "type", "linux.devices[]", &type, 1, err, errn))
+			return -1;
+		if (!strcmp(d->path, "/") || !strcmp(d->path, "/dev") || !strcmp(d->path, "/dev/"))
+			return ERR("config.json: linux.devices[%zu].path '%.64s' is not a node's path", k, d->path);
+		/* runtime-spec: "c" and "u" are both unbuffered character devices */
+		if (!strcmp(type, "c") || !strcmp(type, "u"))
+			d->type = S_IFCHR;
+		else if (!strcmp(type, "b"))
+			d->type = S_IFBLK;
+		else if (!strcmp(type, "p"))
+			d->type = S_IFIFO;
+		else
+			return ERR("config.json: linux.devices[%zu].type '%.16s' must be c, u, b or p", k, type);
+		/* the kernel's dev_t: 12-bit major, 20-bit minor */
+		if (get_int(e, "major", "linux.devices[]", 0, 0xfff, &x, &has, err, errn))
+			return -1;
+		if (!has && d->type != S_IFIFO)
+			return ERR("config.json: linux.devices[%zu] (%.256s) needs a major number", k, d->path);
+		d->major = has ? (unsigned)x : 0;
+		if (get_int(e, "minor", "linux.devices[]", 0, 0xfffff, &x, &has, err, errn))
+			return -1;
+		if (!has && d->type != S_IFIFO)
+			return ERR("config.json: linux.devices[%zu] (%.256s) needs a minor number", k, d->path);
+		d->minor = has ? (unsigned)x : 0;
+		/* Podman sends the type's bits too (020666): they must agree */
+		if (get_int(e, "fileMode", "linux.devices[]", 0, 0177777, &x, &has, err, errn))
+			return -1;
+		if (has && (x & ~07777) && (mode_t)(x & ~07777) != d->type)
+			return ERR("config.json: linux.devices[%zu].fileMode 0%llo is not of type '%.16s'", k, x, type);
+		d->mode = has ? (mode_t)(x & 07777) : 0666;
+		if (get_int(e, "uid", "linux.devices[]", 0, 0xfffffffe, &x, &has, err, errn))
+			return -1;
+		d->uid = has ? (uid_t)x : 0;
+		if (get_int(e, "gid", "linux.devices[]", 0, 0xfffffffe, &x, &has, err, errn))
+			return -1;
+		d->gid = has ? (gid_t)x : 0;
+	}
+	return 0;
+}
+
 static int parse_linux(json_t *l, struct oci_spec *s, char *err, size_t errn)
 {
 	static const char *const keys[] = {"namespaces",	"uidMappings", "gidMappings",	"resources",
 					   "cgroupsPath",	"maskedPaths", "readonlyPaths", "sysctl",
 					   "rootfsPropagation", "devices",     "seccomp",	"mountLabel",
 					   "intelRdt",		"personality", "timeOffsets",	NULL};
-	if (known_keys(l, "linux", keys, err, errn) ||
-	    unsupported(l, "devices", "linux", "no device nodes are created in a process VM's container", err, errn) ||
+	if (known_keys(l, "linux", keys, err, errn) || parse_devices(l, s, err, errn) ||
 	    unsupported(l, "mountLabel", "linux", "no SELinux here", err, errn) ||
 	    unsupported(l, "intelRdt", "linux", "no resctrl", err, errn) ||
 	    unsupported(l, "personality", "linux", "x86-64 only", err, errn) ||
@@ -996,6 +1071,7 @@ void oci_spec_free(struct oci_spec *s)
 	free(s->masked);
 	free(s->readonly);
 	free(s->res.devices);
+	free(s->devices);
 	for (int k = 0; k < OCI_HOOK_KINDS; k++) {
 		for (size_t j = 0; j < s->nhooks[k]; j++) {
 			free(s->hooks[k][j].args);

@@ -44,7 +44,7 @@ need_static() {
 rootfs() {
 	mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/etc" "$1/home/user"
 	cp /bin/busybox "$1/bin/busybox"
-	for a in sh echo cat ls id pwd hostname env sleep true false mount touch ps kill mkdir grep head readlink stat test wc tty unshare; do
+	for a in sh echo cat ls id pwd hostname env sleep true false mount touch ps kill mkdir grep head readlink stat test wc tty unshare stty; do
 		ln -sf busybox "$1/bin/$a"
 	done
 	echo "root:x:0:0:root:/root:/bin/sh" >"$1/etc/passwd"
@@ -86,4 +86,25 @@ nothing_left() {
 	else
 		ok
 	fi
+}
+
+# debian_image: prints the path of a Debian root (debootstrap minbase with
+# python3-minimal) as a tar, built once and kept in the cache; nothing and
+# status 1 when it cannot be made here (no debootstrap, or the Debian
+# archive is out of reach; the reason is in $TMP/deb.log)
+debian_image() {
+	deb=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/debian-minbase-python3.tar
+	if [ ! -s "$deb" ]; then
+		if ! command -v debootstrap >/dev/null 2>&1; then
+			echo "debootstrap is not installed" >"$TMP/deb.log"
+			return 1
+		fi
+		mkdir -p "$(dirname "$deb")" "$TMP/deb"
+		if timeout 900 debootstrap --variant=minbase --include=python3-minimal bookworm "$TMP/deb" \
+			http://deb.debian.org/debian >"$TMP/deb.log" 2>&1; then
+			tar -C "$TMP/deb" -cf "$deb.tmp.$$" . && mv "$deb.tmp.$$" "$deb"
+		fi
+		rm -rf "$TMP/deb" "$deb.tmp.$$"
+	fi
+	[ -s "$deb" ] && echo "$deb"
 }

@@ -3,7 +3,7 @@
 # and exit status 1, and leaves nothing behind (no state, no cgroup, no
 # process, no mount on the host).
 . "$(dirname "$0")/lib.sh"
-need_root 79
+need_root 103
 # RUNAS: a command that runs corral-runc with fewer privileges (setpriv)
 RUNAS=""
 R() { $RUNAS "$RUNC" --root "$STATE" "$@"; }
@@ -74,15 +74,31 @@ refused noproc "no proc mount" "$(bundle v19 'c["mounts"] = [m for m in c["mount
 refused bigargs "entries (at most" "$(bundle v20 'c["process"]["args"] = ["x"] * 5000')"
 refused noprog "executable file not found" "$(bundle v21 'c["process"]["args"] = ["nosuchprogram"]')"
 refused nocwd "chdir to cwd" "$(bundle v22 'c["process"]["args"] = ["true"]' 'c["process"]["cwd"] = "/nonexistent"')"
+refused consize "out of range" "$(bundle v24 'c["process"]["consoleSize"] = {"height": 70000, "width": 80}')"
+refused conskey "not supported" "$(bundle v25 'c["process"]["consoleSize"] = {"rows": 24}')"
+refused devrel "must be an absolute path" "$(bundle v26 'c["linux"]["devices"] = [{"path": "dev/x", "type": "c", "major": 1, "minor": 3}]')"
+refused devdotdot "'..' component" "$(bundle v27 'c["linux"]["devices"] = [{"path": "/dev/../../x", "type": "c", "major": 1, "minor": 3}]')"
+refused devtype "must be c, u, b or p" "$(bundle v28 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "s", "major": 1, "minor": 3}]')"
+refused devmajor "out of range" "$(bundle v29 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1 << 40, "minor": 3}]')"
+refused devnominor "needs a minor" "$(bundle v30 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "b", "major": 8}]')"
+refused devmode "is not of type" "$(bundle v31 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o100666}]')"
+refused devmode2 "out of range" "$(bundle v33 'c["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "fileMode": 0o1000000}]')"
+refused devdir "not a node's path" "$(bundle v32 'c["linux"]["devices"] = [{"path": "/dev", "type": "c", "major": 1, "minor": 3}]')"
 refused badns "namespace /nonexistent" "$(bundle v23 'c["process"]["args"] = ["true"]' 'c["linux"]["namespaces"].append({"type": "ipc", "path": "/nonexistent"})' 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n.get("path") or n["type"] != "ipc"]')"
+
+# --systemd-cgroup (Podman's cgroup_manager = "systemd"): refused at create
+"$RUNC" --root "$STATE" --systemd-cgroup create --bundle "$B" sd1 >"$TMP/e" 2>&1
+expect "--systemd-cgroup" 1 $?
+grep -q -- "--systemd-cgroup is not supported" "$TMP/e" && ok || bad "--systemd-cgroup message: $(cat "$TMP/e")"
+nothing_left sd1
 
 # ids
 R create --bundle "$B" "../x" >"$TMP/e" 2>&1
 expect "id with a slash" 1 $?
-grep -q "invalid container id" "$TMP/e" && ok || bad "id message: $(cat "$TMP/e")"
+grep -q "invalid container ID format" "$TMP/e" && ok || bad "id message: $(cat "$TMP/e")"
 R create --bundle "$B" dup && R create --bundle "$B" dup >"$TMP/e" 2>&1
 expect "the same id twice" 1 $?
-grep -q "container with id exists" "$TMP/e" && ok || bad "duplicate id message: $(cat "$TMP/e")"
+grep -q "container with given ID already exists" "$TMP/e" && ok || bad "duplicate id message: $(cat "$TMP/e")"
 R delete dup
 nothing_left dup
 
@@ -112,4 +128,6 @@ RUNAS=""
 
 # nothing of the failed containers runs
 pgrep -f "corral-runc --root $STATE" >/dev/null && bad "processes left: $(pgrep -af "corral-runc --root $STATE")" || ok
+# and nothing of them stays mounted on the host (every bundle is under TMP)
+grep -F "$TMP" /proc/self/mountinfo >"$TMP/mounts" && bad "mounts left: $(head -n 3 "$TMP/mounts")" || ok
 report

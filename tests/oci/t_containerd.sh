@@ -1,11 +1,12 @@
 #!/bin/sh
 # containerd (ctr, its runc shim) with corral-runc as the runc binary, beside
 # runc: a task's output and exit status, a detached task's exec, pause,
-# resume and stop. The test starts a containerd of its own (state, socket
-# and images in its temporary directory); the image is a busybox root made
-# into an OCI archive by podman. Skipped without containerd, podman, runc.
+# resume and stop, and Debian's programs on the debootstrap image. The test
+# starts a containerd of its own (state, socket and images in its temporary
+# directory); the images are a busybox root and the Debian root made into
+# OCI archives by podman. Skipped without containerd, podman, runc.
 . "$(dirname "$0")/lib.sh"
-N=8
+N=15
 need_root $N
 need_static $N || { report; exit $?; }
 for c in containerd ctr podman runc; do
@@ -64,6 +65,17 @@ if ! CONTAINERS_CONF=$TMP/containers.conf $PM import -q "$TMP/image.tar" localho
 	report
 	exit $?
 fi
+# the Debian image (lib.sh's debian_image) the same way, when it can be had
+DIMG=""
+if deb=$(debian_image) && CONTAINERS_CONF=$TMP/containers.conf $PM import -q "$deb" localhost/corral-deb:test >/dev/null 2>"$TMP/e" &&
+	CONTAINERS_CONF=$TMP/containers.conf $PM save -q --format oci-archive -o "$TMP/deb-oci.tar" localhost/corral-deb:test 2>"$TMP/e" &&
+	$C image import --base-name localhost/corral-deb "$TMP/deb-oci.tar" >/dev/null 2>"$TMP/e"; then
+	DIMG=localhost/corral-deb:test
+else
+	[ -s "$TMP/e" ] || tail -n 1 "$TMP/deb.log" >"$TMP/e" 2>/dev/null
+	DEBWHY="no Debian image: $(head -c 200 "$TMP/e")"
+fi
+rm -f "$TMP/deb-oci.tar"
 CONTAINERS_CONF=$TMP/containers.conf $PM rmi -af >/dev/null 2>&1
 IMG=localhost/corral-bb:test
 
@@ -88,13 +100,31 @@ both() {
 	fi
 }
 
+# has LINE: the last both's output (the same for both) holds that line;
+# two runs that failed alike would compare equal
+has() {
+	grep -qxF -- "$1" "$TMP/out.corral-runc" && ok || bad "wanted '$1' in: $(head -c 300 "$TMP/out.corral-runc")"
+}
+
 both "run" "$C run --rm --runc-binary RB $IMG r-\$\$-\$(basename RB) sh -c 'echo \$((6*7)); id -u; exit 3'"
+has 42
+has "status 3"
 both "run -d" "$C run -d --runc-binary RB $IMG t-RB sh -c 'trap \"exit 9\" TERM; while :; do sleep 1; done' >/dev/null"
 sleep 1
 both "exec" "$C task exec --exec-id e1 t-RB sh -c 'echo exec; exit 4'"
+has "status 4"
 both "pause" "$C task pause t-RB && $C task ls | grep -o 't-RB .*PAUSED' | sed 's/ .* / /'"
 both "resume" "$C task resume t-RB && $C task ls | grep -o 't-RB .*RUNNING' | sed 's/ .* / /'"
 both "kill TERM" "$C task kill -s TERM t-RB && sleep 1.5 && $C task ls | grep -o 't-RB .*STOPPED' | sed 's/ .* / /'"
 both "task rm" "$C task rm t-RB"
 both "container rm" "$C container rm t-RB"
+# Debian's programs: dpkg, perl, python3, bash
+if [ -n "$DIMG" ]; then
+	both "debian: dpkg, perl, python3" "$C run --rm --runc-binary RB $DIMG d-\$\$-\$(basename RB) bash -c 'dpkg -l | tail -n +6 | wc -l; perl -le \"print 6 * 7\"; python3 -c \"print(sum(range(10)))\"; echo \$BASH_VERSION'"
+	has 42
+	has 45
+	has "status 0"
+else
+	skip 4 "$DEBWHY"
+fi
 report

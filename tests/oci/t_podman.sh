@@ -9,7 +9,7 @@
 # test's temporary directory (vfs storage, no network), so nothing of the
 # host's containers is touched.
 . "$(dirname "$0")/lib.sh"
-N=34
+N=43
 need_root $N
 need_static $N || { report; exit $?; }
 if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
@@ -83,6 +83,8 @@ mkdir -p "$TMP/vol" && echo from-host >"$TMP/vol/f"
 both "volume" run --rm $R -v "$TMP/vol:/mnt/v" $IMG sh -c 'cat /mnt/v/f; echo in >/mnt/v/$(id -u)'
 [ -f "$TMP/vol/0" ] && ok || bad "the container did not write to the volume"
 both "pids limit" run --rm $R --pids-limit 50 $IMG cat /sys/fs/cgroup/pids/pids.max
+both "device" run --rm $R --device /dev/zero:/dev/myzero $IMG sh -c 'stat -c "%F %t:%T" /dev/myzero; head -c 4 /dev/myzero | wc -c'
+grep -qx "character special file 1:5" "$TMP/out.corral-runc" && ok || bad "--device: $(cat "$TMP/out.corral-runc")"
 both "terminal" run --rm -t $R $IMG sh -c 'tty; echo $TERM'
 both "no such program" run --rm $R $IMG nosuchprogram
 both "seccomp default profile" run --rm $R $IMG sh -c 'mkdir /tmp/d && echo ok; unshare -m true 2>/dev/null || echo denied'
@@ -99,8 +101,8 @@ both "cpu quota" run --rm $R --cpus 0.5 $IMG sh -c 'cat /sys/fs/cgroup/cpu/cpu.c
 # -it: a pseudo-terminal driven through script(1), input typed in
 for rt in runc "$CORRAL_RUNTIME"; do
 	(sleep 3; printf 'hello\n'; sleep 1; printf 'exit 5\n') |
-		timeout 120 script -qec "$PM run --rm -it --runtime $rt --network none $IMG sh -c 'tty; read x; echo got:\$x; sh'" /dev/null |
-		tr -d '\r' | grep -E '^(/dev/pts|got:)' >"$TMP/it.$(basename "$rt")"
+		timeout 120 script -qec "$PM run --rm -it --runtime $rt --network none $IMG sh -c 'tty; echo size:\$(stty size); read x; echo got:\$x; sh'" /dev/null |
+		tr -d '\r' | grep -E '^(/dev/pts|got:|size:)' >"$TMP/it.$(basename "$rt")"
 	echo "status $?" >>"$TMP/it.$(basename "$rt")"
 done
 if cmp -s "$TMP/it.runc" "$TMP/it.corral-runc" && grep -q '^got:hello$' "$TMP/it.runc"; then ok; else
@@ -139,6 +141,17 @@ done
 sleep 1
 both "exec" exec c-NAME sh -c 'echo $((6*7)); exit 4'
 both "exec -e -w -u" exec -e A=1 -w /tmp -u 5:6 c-NAME sh -c 'echo $A $(pwd) $(id -u):$(id -g)'
+# podman's 127 and message for a program that is not there come from the
+# runtime's own error (runc's "exec failed: ... executable file not found")
+both "exec of a missing program" exec c-NAME nosuchprogram
+both "exec -t" exec -t c-NAME sh -c 'tty; test -t 0 && echo stdin-tty'
+for rt in runc "$CORRAL_RUNTIME"; do
+	$PM exec -d "c-$(basename "$rt")" sh -c 'echo detached >/tmp/d' >/dev/null 2>"$TMP/e" ||
+		bad "$rt: exec -d: $(cat "$TMP/e")"
+done
+sleep 1
+both "exec after exec -d" exec c-NAME cat /tmp/d
+grep -qx detached "$TMP/out.corral-runc" && ok || bad "exec -d did not run: $(cat "$TMP/out.corral-runc")"
 both "top" top c-NAME user args comm
 both "inspect running" inspect -f '{{.State.Status}} {{.State.Running}}' c-NAME
 both "ps" ps --format '{{.Names}}' --filter name=c-NAME --filter status=running
@@ -150,23 +163,29 @@ both "inspect stopped" inspect -f '{{.State.Status}} {{.State.ExitCode}}' c-NAME
 both "logs" logs c-NAME
 both "rm" rm c-NAME
 
-# Debian's programs on a debootstrap image (minbase), kept in the cache
-DEB=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/debian-minbase.tar
-if [ ! -s "$DEB" ] && command -v debootstrap >/dev/null 2>&1; then
-	mkdir -p "$(dirname "$DEB")" "$TMP/deb"
-	if timeout 900 debootstrap --variant=minbase bookworm "$TMP/deb" http://deb.debian.org/debian \
-		>"$TMP/deb.log" 2>&1; then
-		tar -C "$TMP/deb" -cf "$DEB.tmp" . && mv "$DEB.tmp" "$DEB"
-	fi
-	rm -rf "$TMP/deb"
-fi
-if [ -s "$DEB" ] && $PM import -q "$DEB" localhost/corral-debian:test >/dev/null 2>"$TMP/e"; then
+# Debian's programs on the debootstrap image (lib.sh's debian_image)
+if DEB=$(debian_image) && $PM import -q "$DEB" localhost/corral-debian:test >/dev/null 2>"$TMP/e"; then
 	DIMG=localhost/corral-debian:test
 	both "debian: dpkg -l" run --rm $R $DIMG sh -c 'dpkg -l | tail -n +6 | wc -l; dpkg -s coreutils | grep ^Status'
 	both "debian: perl" run --rm $R $DIMG perl -e 'my %h = map { $_ => $_ * $_ } 1..100; my $s = 0; $s += $_ for values %h; print "$s\n"'
 	both "debian: bash, coreutils, apt" run --rm $R $DIMG bash -c 'echo $BASH_VERSION; seq 1 1000 | sort -rn | head -3; apt-get --version | head -1; cat /etc/debian_version'
 	both "debian: users" run --rm $R -u nobody $DIMG sh -c 'id; getent passwd root'
+	# Debian's python3: threads, a C module, a child process of its own
+	both "debian: python3" run --rm $R $DIMG python3 -c 'import hashlib, subprocess, threading
+r = []
+ts = [threading.Thread(target=lambda i=i: r.append(sum(range(i * 100000)))) for i in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(sorted(r))
+print(hashlib.sha256(b"corral" * 1000).hexdigest())
+print(subprocess.run(["sh", "-c", "echo child $((3*4))"], capture_output=True, text=True).stdout, end="")'
+	for rt in runc "$CORRAL_RUNTIME"; do
+		$PM run -d --name "deb-c-$(basename "$rt")" --runtime "$rt" --network none $DIMG sleep 60 \
+			>/dev/null 2>"$TMP/e" || bad "$rt: run -d of the Debian image: $(cat "$TMP/e")"
+	done
+	both "debian: exec of dpkg-query, perl" exec deb-c-NAME sh -c 'dpkg-query -W -f "\${Package}\n" perl-base; perl -e "print 6 * 7, qq(\n)"'
+	both "debian: rm -f" rm -f -t 0 deb-c-NAME
 else
-	skip 4 "no Debian image: debootstrap could not reach the Debian archive ($(tail -n 1 "$TMP/deb.log" 2>/dev/null))"
+	skip 7 "no Debian image: $(tail -n 1 "$TMP/deb.log" 2>/dev/null) $(head -c 200 "$TMP/e" 2>/dev/null)"
 fi
 report

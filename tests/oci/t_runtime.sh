@@ -5,8 +5,8 @@
 # mounts, rlimits, hooks, seccomp, terminal), exec, pause and resume, and
 # that the program runs on corral's CPU, not natively.
 . "$(dirname "$0")/lib.sh"
-need_root 60
-need_static 50 || { report; exit $?; }
+need_root 55
+need_static 55 || { report; exit $?; }
 R() { "$RUNC" --root "$STATE" "$@"; }
 
 # ---- lifecycle ----
@@ -99,16 +99,31 @@ B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "mkdir /tmp/d && echo made;
 expect "seccomp profile" "after
 exit 0" "$(run "$B" p6 2>/dev/null)"
 R delete p6
-B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "test -t 0 && test -t 1 && echo tty; readlink /proc/self/fd/1"]' \
-	'c["process"]["terminal"] = True')
+B=$(bundle proc 'c["process"]["args"] = ["sh", "-c", "test -t 0 && test -t 1 && echo tty; readlink /proc/self/fd/1; stty size"]' \
+	'c["process"]["terminal"] = True' 'c["process"]["consoleSize"] = {"height": 33, "width": 101}')
 out=$(run "$B" p7 --console)
 case "$out" in
 "exit 0
 tty
-/dev/pts/0"*) ok ;;
-*) bad "terminal through the console socket: $out" ;;
+/dev/pts/0
+33 101"*) ok ;;
+*) bad "terminal of consoleSize 33x101 through the console socket: $out" ;;
 esac
 R delete p7
+
+# ---- linux.devices: nodes of their type, numbers, mode and owner; the
+# devices cgroup lets the allowed ones be opened, not /dev/kmsg's ----
+B=$(bundle dev 'c["process"]["args"] = ["sh", "-c", "stat -c \"%F %t:%T %a %u:%g\" /dev/mynull /dev/sub/myzero /dev/pipe; echo x >/dev/sub/myzero && echo wrote; head -c 4 /dev/sub/myzero | wc -c; head -c 4 /dev/mykmsg 2>/dev/null | wc -c"]' \
+	'c["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o620, "uid": 5, "gid": 6}, {"path": "/dev/sub/myzero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o20666}, {"path": "/dev/mykmsg", "type": "c", "major": 1, "minor": 11}, {"path": "/dev/pipe", "type": "p", "fileMode": 0o600}]' \
+	'c["linux"]["resources"]["devices"] += [{"allow": True, "type": "c", "major": 1, "minor": m, "access": "rwm"} for m in (3, 5)]')
+expect "linux.devices" "character special file 1:3 620 5:6
+character special file 1:5 666 0:0
+fifo 0:0 600 0:0
+wrote
+4
+0
+exit 0" "$(run "$B" d1)"
+R delete d1
 
 # ---- hooks: state on stdin, in order, a failing one stops create ----
 cat >"$TMP/hook.sh" <<EOS
@@ -123,6 +138,13 @@ R delete h1
 expect "hooks in order" "prestart createRuntime createContainer poststart poststop" \
 	"$(cut -d' ' -f1 "$TMP/hooks.log" | tr '\n' ' ' | sed 's/ $//')"
 grep -q '"id":"h1"' "$TMP/hooks.log" && ok || bad "hooks got no state: $(head -c 300 "$TMP/hooks.log")"
+# startContainer hooks are programs of the image, run in the container
+# (on corral's CPU) after start and before the process
+B=$(bundle hooks 'c["process"]["args"] = ["cat", "/tmp/hooked"]' \
+	'c["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo in $(hostname) >/tmp/hooked"]}]}')
+expect "startContainer hook" "exit 0
+in corral" "$(run "$B" h3 | sort)"
+R delete h3
 B=$(bundle hooks 'c["process"]["args"] = ["true"]' 'c["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}')
 R create --bundle "$B" h2 >"$TMP/e" 2>&1
 expect "failing createRuntime hook" 1 $?
@@ -136,7 +158,8 @@ R exec ex sh -c 'exit 5'
 expect "exec exit status" 5 $?
 expect "exec --env --cwd --user" "1:/tmp:42" "$(R exec --env A=1 --cwd /tmp --user 42 ex sh -c 'echo $A:$(pwd):$(id -u)')"
 R exec ex /nonexistent >"$TMP/e" 2>&1
-expect "exec of nothing" 127 $?
+expect "exec of nothing (runc's status)" 255 $?
+grep -q 'exec failed: .*/nonexistent.*No such file' "$TMP/e" && ok || bad "exec of nothing: $(cat "$TMP/e")"
 R ps --format json ex | grep -q '^\[[0-9]' && ok || bad "ps --format json: $(R ps --format json ex)"
 R list -q | grep -qx ex && ok || bad "list: $(R list)"
 R pause ex
@@ -184,5 +207,17 @@ R delete sh2
 R delete --force sh1
 nothing_left sh1
 
-R features | python3 -c 'import json,sys; json.load(sys.stdin)' && ok || bad "features is not JSON"
+# features: JSON that says what create honours (seccomp is)
+# annotations: kept, and given back in state
+B=$(bundle ann 'c["process"]["args"] = ["true"]' 'c["annotations"] = {"org.example.k": "v 1"}')
+R create --bundle "$B" a1
+R state a1 | python3 -c 'import json, sys; assert json.load(sys.stdin)["annotations"] == {"org.example.k": "v 1"}' &&
+	ok || bad "annotations: $(R state a1)"
+R delete --force a1
+nothing_left a1
+
+R features | python3 -c 'import json, sys
+f = json.load(sys.stdin)
+assert f["linux"]["seccomp"]["enabled"] and "SCMP_ACT_ERRNO" in f["linux"]["seccomp"]["actions"], f["linux"]["seccomp"]
+assert "poststop" in f["hooks"] and "user" in f["linux"]["namespaces"]' && ok || bad "features: $(R features)"
 report
