@@ -208,6 +208,26 @@ R delete --force sh1
 nothing_left sh1
 
 # features: JSON that says what create honours (seccomp is)
+# capabilities and noNewPrivileges: the container's process holds exactly
+# the sets asked for (CAP_NET_BIND_SERVICE is bit 10, CAP_KILL bit 5) and
+# cannot gain privileges (as the kernel reports them for the process VM)
+B=$(bundle caps 'c["process"]["args"] = ["sh", "-c", "grep -E \"^(CapPrm|CapEff|CapBnd|NoNewPrivs)\" /proc/self/status"]' \
+	'c["process"]["capabilities"] = {k: ["CAP_NET_BIND_SERVICE", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}' \
+	'c["process"]["noNewPrivileges"] = True')
+expect "capabilities and noNewPrivileges" "CapPrm:	0000000000000420
+CapEff:	0000000000000420
+CapBnd:	0000000000000420
+NoNewPrivs:	1
+exit 0" "$(run "$B" c1)"
+R delete c1
+B=$(bundle caps 'c["process"]["args"] = ["sh", "-c", "grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status"]' \
+	'c["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted")}' \
+	'c["process"]["noNewPrivileges"] = False')
+expect "no capabilities, privileges may be gained" "CapEff:	0000000000000000
+NoNewPrivs:	0
+exit 0" "$(run "$B" c2)"
+R delete c2
+
 # annotations: kept, and given back in state
 B=$(bundle ann 'c["process"]["args"] = ["true"]' 'c["annotations"] = {"org.example.k": "v 1"}')
 R create --bundle "$B" a1
