@@ -674,7 +674,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		const char *rropt = c->record ? "--record" : "--replay";
 		const char *with = restore		    ? "'corral restore'"
 				   : o->incoming	    ? "--incoming"
-				   : o->gdb		    ? "--gdb"
+				   : o->gdb && c->record    ? "--gdb"
 				   : o->api_sock	    ? "--api-sock"
 				   : c->record && c->replay ? "--replay"
 							    : NULL;
