@@ -284,7 +284,8 @@ static void run_usage(FILE *f)
 		"                   (--serial, --api-sock) is this corral's\n"
 		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
 		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
-		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
+		"                   'target remote :PORT' in gdb (docs/gdbstub.md); with --replay\n"
+		"                   also reverse-stepi, reverse-continue, reverse-step/next\n"
 		"  --gdb-wait       with --gdb: hold the VM before its first instruction until a\n"
 		"                   debugger attaches and lets it run\n"
 		"  --record FILE    record every input from outside the machine (console, network\n"
@@ -292,7 +293,7 @@ static void run_usage(FILE *f)
 		"                   docs/replay.md); disks must be readonly\n"
 		"  --replay FILE    run the recorded machine again from FILE, with the options of\n"
 		"                   the recording: the same output and final RAM, or an error that\n"
-		"                   says where it diverged\n"
+		"                   says where it diverged; with --gdb a debugger goes backwards\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }

@@ -560,7 +560,8 @@ static void resume(struct gdbstub *g, int step_cpu)
 		struct vm_debug_run r = {.cpu = (unsigned)step_cpu, .to = count + 1, .hits = ENGINE_HITS_STOP};
 		vm_debug_replay_run(g->vm, &r);
 	} else {
-		vm_debug_resume(g->vm, step_cpu);
+		/* a replay's vCPU never steps alone: that would change the run */
+		vm_debug_resume(g->vm, vm_debug_replaying(g->vm) ? -1 : step_cpu);
 	}
 	g->running = 1;
 }

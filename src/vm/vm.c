@@ -216,9 +216,9 @@ static void exit_from(struct vm_exit *ex, const struct engine_result *res)
 	case ENGINE_TRIPLE_FAULT: ex->end = VM_END_TRIPLE_FAULT; break;
 	case ENGINE_HUNG: ex->end = VM_END_HUNG; break;
 	case ENGINE_QUIT: ex->end = VM_END_QUIT; break;
+	case ENGINE_REWIND: ex->end = VM_END_QUIT; break; /* a stop came as a replay's debugger went back */
 	case ENGINE_ERROR:
 	case ENGINE_HANDED_OVER:
-	case ENGINE_REWIND: /* vm_loop's own */
 		ex->end = VM_END_ERROR;
 		snprintf(ex->msg, sizeof(ex->msg), "%s", res->msg);
 		break;

@@ -5,7 +5,8 @@
 # replayed under gdb: stepi N times and reverse-stepi N times give the
 # same registers at each step, in both orders and across an interrupt's
 # delivery; reverse-continue stops at the last breakpoint hit and at the
-# last write to a watched variable; going back from the recording's start
+# last write to a watched variable; reverse-next steps back over a call;
+# going back from the recording's start
 # says so (replaylog:begin); after all that the replay runs to its end
 # identical to the recording, its output shown once. Two vCPUs too.
 : "${CORRAL:?}" "${BUILD:?}"
@@ -221,6 +222,44 @@ check "reverse-stepi at the start again" '^\$12 = 0x100000$'
 n=$(grep -c '^No more reverse-execution history\.' "$tmp/gdb.out")
 if [ "$n" -eq 3 ]; then ok; else bad "3 stops at the recording's start, not $n"; fi
 replay_end "reverse-continue" rd
+
+# ---- reverse-next and reverse-step, as GDB builds them from bs and bc
+# with its own breakpoints: the guest with line numbers (its assembler
+# source) and symbols, as an ELF file for gdb ----
+if as --64 -g -o "$tmp/rdebug.o" "$G/rdebug.s" 2>"$tmp/as.err" &&
+	ld -m elf_x86_64 -Ttext 0x100000 -e _start -o "$tmp/rdebug.elf" "$tmp/rdebug.o" 2>>"$tmp/as.err"; then
+	cat >"$tmp/s6" <<EOF
+file $tmp/rdebug.elf
+break work
+continue
+continue
+delete
+stepi
+stepi
+p/x \$pc
+next
+p/x \$pc
+reverse-next
+p/x \$pc
+reverse-next
+p/x \$pc
+p \$r14
+reverse-step
+p/x \$pc
+continue
+EOF
+	session rdebug rd "$tmp/s6"
+	check "two steps out of work: after the call" "^\\\$1 = $(printf 0x%x $(($(addr rdebug after_store) + 5)))\$"
+	check "next: the following line" "^\\\$2 = $(printf 0x%x $(($(addr rdebug after_store) + 8)))\$"
+	check "reverse-next: back a line" "^\\\$3 = $(printf 0x%x $(($(addr rdebug after_store) + 5)))\$"
+	check "reverse-next: back over the call of work" "^\\\$4 = $(addr rdebug after_store)\$"
+	check "reverse-next: work's call undone" '^\$5 = 1$'
+	check "reverse-step: the store's line" "^\\\$6 = $(addr rdebug store)\$"
+	replay_end "reverse-next/reverse-step" rd
+else
+	skipped=$((skipped + 1))
+	echo "t_rdebug: reverse-next skipped: cannot link the guest as an ELF file: $(head -n 1 "$tmp/as.err")"
+fi
 
 # ---- a replay refuses writes (gdb goes on after each -ex); a live VM
 # offers no reverse execution ----
