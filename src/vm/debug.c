@@ -22,6 +22,11 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 			 engine_get(vm->kind)->name);
 		return -ENOTSUP;
 	}
+	if (vm->rr && replay_mode(vm->rr) == REPLAY_RECORD) {
+		/* a debugger's stops and writes would be part of the run */
+		snprintf(err, errlen, "a recording takes no debugger (--gdb goes with --replay)");
+		return -EINVAL;
+	}
 	struct engine_debug *d = calloc(1, sizeof(*d));
 	if (!d) {
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
