@@ -642,8 +642,7 @@ static void cmd_reverse_continue(struct gdbstub *g)
 		put_error(g, 1);
 		return;
 	}
-	struct vm_debug_run r = {
-		.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SCAN, .scan_below = total};
+	struct vm_debug_run r = {.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SCAN, .scan_below = total};
 	if (total > 0 && rr_go(g, &r, &st) < 0) {
 		rr_ended(g);
 		return;
@@ -659,8 +658,7 @@ static void cmd_reverse_continue(struct gdbstub *g)
 	if (hit.why.kind == CPU_DBG_BREAK)
 		r = (struct vm_debug_run){.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SEEK, .seek = hit};
 	else /* the instruction that hit a watchpoint is undone */
-		r = (struct vm_debug_run){
-			.rewind = 1, .cpu = hit.cpu, .to = hit.count - 1, .hits = ENGINE_HITS_IGNORE};
+		r = (struct vm_debug_run){.rewind = 1, .cpu = hit.cpu, .to = hit.count - 1, .hits = ENGINE_HITS_IGNORE};
 	if (rr_go(g, &r, &st) < 0) {
 		rr_ended(g);
 		return;

@@ -48,14 +48,14 @@ struct emu {
 	struct engine_ctl *ctl; /* may be NULL */
 	struct cpu_physmem *phys;
 	struct cpu_platform plat;
-	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
-	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
-	int step_cpu;	      /* a debugger's single step: only this vCPU runs; -1: none */
-	struct replay *rr;    /* record or replay (machine/replay.h); NULL: neither */
+	uint64_t turn_icount;	 /* the running vCPU's icount when its turn began */
+	uint64_t ps_per_insn;	 /* virtual time per instruction, 0: host time */
+	int step_cpu;		 /* a debugger's single step: only this vCPU runs; -1: none */
+	struct replay *rr;	 /* record or replay (machine/replay.h); NULL: neither */
 	struct engine_debug *rd; /* a debugger on a replay (engine.h); NULL: none */
 	int rewinding;		 /* rd: the debugger asked for the recording's start */
-	int rr_quit;	      /* record: the console input asked to end */
-	uint64_t wall_start;  /* the host's monotonic time at the guest clock's 0 */
+	int rr_quit;		 /* record: the console input asked to end */
+	uint64_t wall_start;	 /* the host's monotonic time at the guest clock's 0 */
 	/* Multi-thread mode (emu_mt_run): lock is the machine lock, held for
 	 * every device access, timer, interrupt controller and clock reading
 	 * and for the fields below; vCPU threads wait on vcpu_cond (halted,

@@ -105,14 +105,14 @@ struct engine_debug {
 	 * replaying from the start. A position is a vCPU's count of
 	 * instructions since the recording's start, count[k] (the engine
 	 * fills count[] and total, their sum, at every pause point). */
-	int rr;			       /* the engine runs a replay (set by it at its start) */
-	int rewind;		       /* the owner: end this run with ENGINE_REWIND */
-	unsigned run_cpu;	       /* stop when vCPU run_cpu's count reaches run_to... */
-	uint64_t run_to;	       /* ...(CPU_DBG_STEP); UINT64_MAX: never (a stop clears it) */
-	int hits;		       /* enum engine_debug_hits */
-	uint64_t scan_below;	       /* SCAN: note hits at totals below this */
-	struct engine_debug_hit seek;  /* SEEK: the hit to stop at */
-	struct engine_debug_hit last;  /* SCAN: the last hit noted (last.kind 0: none) */
+	int rr;			      /* the engine runs a replay (set by it at its start) */
+	int rewind;		      /* the owner: end this run with ENGINE_REWIND */
+	unsigned run_cpu;	      /* stop when vCPU run_cpu's count reaches run_to... */
+	uint64_t run_to;	      /* ...(CPU_DBG_STEP); UINT64_MAX: never (a stop clears it) */
+	int hits;		      /* enum engine_debug_hits */
+	uint64_t scan_below;	      /* SCAN: note hits at totals below this */
+	struct engine_debug_hit seek; /* SEEK: the hit to stop at */
+	struct engine_debug_hit last; /* SCAN: the last hit noted (last.kind 0: none) */
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
 	uint64_t base[ENGINE_DEBUG_MAX_CPUS]; /* counts of the replay's earlier engine runs (reboots) */
 	uint64_t total;

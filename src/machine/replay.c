@@ -45,7 +45,7 @@ struct replay {
 	void *console_opaque;
 	uint64_t console_hash;
 	uint64_t console_bytes, console_shown; /* output so far; the most ever shown (rewinds) */
-	uint64_t ram_final; /* the RAM hash at replay_finish */
+	uint64_t ram_final;		       /* the RAM hash at replay_finish */
 	int clock_stepped;
 	int failed;
 	char msg[512];
