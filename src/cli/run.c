@@ -285,7 +285,8 @@ static void run_usage(FILE *f)
 		"                   (--serial, --api-sock) is this corral's\n"
 		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
 		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
-		"                   'target remote :PORT' in gdb (docs/gdbstub.md)\n"
+		"                   'target remote :PORT' in gdb (docs/gdbstub.md); with --replay\n"
+		"                   also reverse-stepi, reverse-continue, reverse-step/next\n"
 		"  --gdb-wait       with --gdb: hold the VM before its first instruction until a\n"
 		"                   debugger attaches and lets it run\n"
 		"  --record FILE    record every input from outside the machine (console, network\n"
@@ -293,7 +294,7 @@ static void run_usage(FILE *f)
 		"                   docs/replay.md); disks must be readonly\n"
 		"  --replay FILE    run the recorded machine again from FILE, with the options of\n"
 		"                   the recording: the same output and final RAM, or an error that\n"
-		"                   says where it diverged\n"
+		"                   says where it diverged; with --gdb a debugger goes backwards\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -675,7 +676,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		const char *rropt = c->record ? "--record" : "--replay";
 		const char *with = restore		    ? "'corral restore'"
 				   : o->incoming	    ? "--incoming"
-				   : o->gdb		    ? "--gdb"
+				   : o->gdb && c->record    ? "--gdb"
 				   : o->api_sock	    ? "--api-sock"
 				   : c->record && c->replay ? "--replay"
 							    : NULL;

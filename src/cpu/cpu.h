@@ -280,8 +280,18 @@ struct cpu {
 	int dbg_on, dbg_step;
 	unsigned dbg_gen;
 	struct cpu_dbg_hit dbg_hit; /* why CPU_EXIT_DEBUG */
+	/* With dbg_skip_on, a breakpoint at dbg_skip is passed over once, at
+	 * the next block start (the engine going on past a hit it does not
+	 * stop at). */
+	int dbg_skip_on;
+	uint64_t dbg_skip;
+	/* Record and replay (system mode, set by the engine): cpu_run stops
+	 * exactly at its instruction limit, whatever the blocks and
+	 * translations are, so a turn ends at the same instruction in every
+	 * run, with or without a debugger cutting blocks at breakpoints. */
+	int exact;
 
-	uint64_t icount; /* instructions retired (approximate: per block) */
+	uint64_t icount; /* instructions retired (counted per block; exact at cpu_run's return) */
 	int trace;	 /* log unimplemented instructions to stderr */
 	int jit_stats;	 /* print block counts at cpu_destroy */
 	void *opaque;	 /* owner's data (the process VM thread, ...) */

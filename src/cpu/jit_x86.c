@@ -507,7 +507,9 @@ static void exit_chain(struct jt *t, unsigned count, uint64_t target, uint64_t a
 		jump_lookup(t);
 		return;
 	}
-	if (target <= addr)
+	/* under record and replay (c->exact) forward links look too: the
+	 * instruction budget must end a turn exactly (run.c) */
+	if (target <= addr || t->c->exact)
 		emit_checks(t, STUB_BAIL, target);
 	uint8_t *rel = jmp32(t); /* to the next instruction until linked */
 	set_rip(t, target, RAX);

@@ -533,17 +533,22 @@ static inline struct dblock *block_find(struct cpu *c, uint64_t key, uint64_t ri
 
 static inline int block_end(struct cpu *c, uint64_t limit);
 
-/* Run the handlers of block b; returns an enum cpu_exit to leave cpu_run
- * with, or -1 to go on. */
-static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t limit)
+/* Run the handlers of the first n instructions of block b; returns an
+ * enum cpu_exit to leave cpu_run with, or -1 to go on. */
+static inline int block_exec_n(struct cpu *c, const struct dblock *b, unsigned n, uint64_t limit)
 {
-	const struct insn *i = b->insn, *end = b->insn + b->n;
+	const struct insn *i = b->insn, *end = b->insn + n;
 	do {
 		i->fn(c, i);
 		i++;
 	} while (i != end && likely(!c->end_block));
 	c->icount += (uint64_t)(i - b->insn);
 	return block_end(c, limit);
+}
+
+static inline int block_exec(struct cpu *c, const struct dblock *b, uint64_t limit)
+{
+	return block_exec_n(c, b, b->n, limit);
 }
 
 /* Run block b's translation (linking the previous translation's exit to it
@@ -556,7 +561,9 @@ static inline int block_run_jit(struct cpu *c, const struct dblock *b, uint64_t 
 		c->jit_patch = NULL;
 	}
 	jit_note(c, b->lin, b->rip, b->jit);
-	c->jit_limit = limit;
+	/* exact: a translation goes on into the next only while a whole block
+	 * fits below the limit; the run loop takes the rest */
+	c->jit_limit = !c->exact ? limit : limit > BLOCK_MAX ? limit - BLOCK_MAX : 0;
 	jit_run(c, b->jit);
 	return block_end(c, limit);
 }
@@ -654,9 +661,15 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		}
 		c->code_bits = bits;
 		if (unlikely(c->dbg_on) && !c->dbg_step && dbg_bp_at(c, rip)) {
-			c->dbg_hit = (struct cpu_dbg_hit){.kind = CPU_DBG_BREAK, .addr = rip};
-			return CPU_EXIT_DEBUG;
+			if (c->dbg_skip_on && c->dbg_skip == rip) {
+				c->dbg_skip_on = 0;
+			} else {
+				c->dbg_skip_on = 0;
+				c->dbg_hit = (struct cpu_dbg_hit){.kind = CPU_DBG_BREAK, .addr = rip};
+				return CPU_EXIT_DEBUG;
+			}
 		}
+		c->dbg_skip_on = 0;
 		struct cpu_tlb_entry *e = tlb_entry(c, rip);
 		uint8_t *host = e->tag_x == (rip & ~0xfffull) ? (uint8_t *)(uintptr_t)(rip + e->addend)
 							      : sys_tlb_fill(c, rip, 2, NULL);
@@ -693,7 +706,11 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 		 * the interrupt shadow, after which the loop must look for
 		 * interrupts again, not a chain of translations later. */
 		int x;
-		if (b->jit && likely(c->s.rip != c->shadow_rip)) {
+		if (unlikely(c->exact) && limit - c->icount < b->n) {
+			/* the limit falls inside this block: run up to it */
+			c->jit_patch = NULL;
+			x = block_exec_n(c, b, (unsigned)(limit - c->icount), limit);
+		} else if (b->jit && likely(c->s.rip != c->shadow_rip)) {
 			x = block_run_jit(c, b, limit);
 		} else if (likely(c->s.rip != c->shadow_rip)) {
 			c->jit_patch = NULL;

@@ -552,9 +552,120 @@ static int halt_and_report(struct gdbstub *g, int sig)
 static void resume(struct gdbstub *g, int step_cpu)
 {
 	struct vm_debug_stop st;
+	uint64_t count, total;
 	vm_debug_take_stop(g->vm, &st); /* nothing old may count as the next stop */
-	vm_debug_resume(g->vm, step_cpu);
+	if (step_cpu >= 0 && vm_debug_position(g->vm, (unsigned)step_cpu, &count, &total) == 0) {
+		/* a replay steps by running on until the vCPU has run one more
+		 * instruction: the others take their turns as they did */
+		struct vm_debug_run r = {.cpu = (unsigned)step_cpu, .to = count + 1, .hits = ENGINE_HITS_STOP};
+		vm_debug_replay_run(g->vm, &r);
+	} else {
+		/* a replay's vCPU never steps alone: that would change the run */
+		vm_debug_resume(g->vm, vm_debug_replaying(g->vm) ? -1 : step_cpu);
+	}
 	g->running = 1;
+}
+
+/* ---- Going backwards in a replay (bs, bc) ----
+ * From the recording's start the replay reaches any earlier position
+ * again (vm.h, "A replay's debugger"). GDB waits for the stop of a
+ * reverse command as for a forward one; the stub answers when the
+ * replay got there. */
+
+/* Runs the replay as r says and waits until it stands again: 0 with *st,
+ * or -1 if the VM ended (or the stub stops). */
+static int rr_go(struct gdbstub *g, const struct vm_debug_run *r, struct vm_debug_stop *st)
+{
+	int nfd = vm_debug_notify_fd(g->vm);
+	vm_debug_take_stop(g->vm, st);
+	vm_debug_replay_run(g->vm, r);
+	for (;;) {
+		struct pollfd p[2] = {{.fd = nfd, .events = POLLIN}, {.fd = g->quit[0], .events = POLLIN}};
+		if (poll(p, 2, 100) < 0 && errno != EINTR)
+			return -1;
+		if (p[1].revents)
+			return -1;
+		if (vm_debug_take_stop(g->vm, st))
+			return vm_debug_halt(g->vm) < 0 ? -1 : 0;
+		if (!vm_is_running(g->vm))
+			return -1;
+	}
+}
+
+/* The start of the recording: GDB's "no more reverse-execution history". */
+static void put_stop_begin(struct gdbstub *g, unsigned cpu)
+{
+	char buf[64];
+	g->gcpu = g->ccpu = cpu;
+	snprintf(buf, sizeof(buf), "T05thread:%x;replaylog:begin;", cpu + 1);
+	put_packet(g, buf);
+}
+
+static void rr_ended(struct gdbstub *g)
+{
+	put_packet(g, "W00");
+	g->closing = 2;
+}
+
+/* bs: back to just after the current vCPU's previous instruction. */
+static void cmd_reverse_step(struct gdbstub *g)
+{
+	uint64_t count, total;
+	struct vm_debug_stop st;
+	unsigned cpu = g->gcpu;
+	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
+		put_error(g, 1);
+		return;
+	}
+	if (count == 0) {
+		put_stop_begin(g, cpu);
+		return;
+	}
+	struct vm_debug_run r = {.rewind = 1, .cpu = cpu, .to = count - 1, .hits = ENGINE_HITS_IGNORE};
+	if (rr_go(g, &r, &st) < 0) {
+		rr_ended(g);
+		return;
+	}
+	put_stop(g, &st, 5);
+}
+
+/* bc: back to the last breakpoint or watchpoint hit before here (a
+ * watchpoint: just before the instruction that hit it), or to the start.
+ * A first replay from the start finds that hit, a second goes there. */
+static void cmd_reverse_continue(struct gdbstub *g)
+{
+	uint64_t count, total;
+	struct vm_debug_stop st;
+	struct engine_debug_hit hit;
+	unsigned cpu = g->gcpu;
+	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
+		put_error(g, 1);
+		return;
+	}
+	struct vm_debug_run r = {.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SCAN, .scan_below = total};
+	if (total > 0 && rr_go(g, &r, &st) < 0) {
+		rr_ended(g);
+		return;
+	}
+	if (total == 0 || !vm_debug_last_hit(g->vm, &hit)) {
+		r = (struct vm_debug_run){.rewind = 1, .cpu = 0, .to = 0, .hits = ENGINE_HITS_IGNORE};
+		if (rr_go(g, &r, &st) < 0)
+			rr_ended(g);
+		else
+			put_stop_begin(g, cpu);
+		return;
+	}
+	if (hit.why.kind == CPU_DBG_BREAK)
+		r = (struct vm_debug_run){.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SEEK, .seek = hit};
+	else /* the instruction that hit a watchpoint is undone */
+		r = (struct vm_debug_run){.rewind = 1, .cpu = hit.cpu, .to = hit.count - 1, .hits = ENGINE_HITS_IGNORE};
+	if (rr_go(g, &r, &st) < 0) {
+		rr_ended(g);
+		return;
+	}
+	st = (struct vm_debug_stop){.cpu = hit.cpu, .kind = hit.why.kind, .addr = hit.why.addr};
+	g->gcpu = g->ccpu = hit.cpu;
+	put_stop(g, &st, 5);
 }
 
 /* A thread id of the protocol (hex; -1 all, 0 any) as a vCPU: 0 or -1. */
@@ -603,9 +714,20 @@ static void cmd_read_regs(struct gdbstub *g)
 	put_packet_len(g, hex, pos);
 }
 
+/* A replay's state is the recording's: nothing is written into it. */
+static int replay_refuses(struct gdbstub *g)
+{
+	if (!vm_debug_replaying(g->vm))
+		return 0;
+	put_error(g, 1); /* EPERM */
+	return 1;
+}
+
 static void cmd_write_regs(struct gdbstub *g, const char *p)
 {
 	struct cpu_state s;
+	if (replay_refuses(g))
+		return;
 	size_t want = 0;
 	for (unsigned n = 0; n < GR_COUNT; n++)
 		want += 2 * reg_size(n);
@@ -652,6 +774,8 @@ static void cmd_write_reg(struct gdbstub *g, const char *p)
 	uint64_t n;
 	struct cpu_state s;
 	uint8_t b[16];
+	if (replay_refuses(g))
+		return;
 	if (parse_hex(&p, &n) < 0 || *p++ != '=' || n >= GR_COUNT || strlen(p) != 2 * reg_size((unsigned)n) ||
 	    hex_to_bytes(p, b, reg_size((unsigned)n)) < 0) {
 		put_error(g, 22);
@@ -735,6 +859,8 @@ static void cmd_write_mem(struct gdbstub *g, const char *p, size_t plen, int bin
 		put_packet(g, "OK");
 		return;
 	}
+	if (replay_refuses(g))
+		return;
 	if (get_regs(g, g->gcpu, &s) < 0) {
 		put_error(g, 1);
 		return;
@@ -1022,6 +1148,14 @@ static void handle_packet(struct gdbstub *g, char *p, size_t len)
 	case 's': cmd_resume(g, p + 1, 1, 0); return;
 	case 'C': cmd_resume(g, p + 1, 0, 1); return;
 	case 'S': cmd_resume(g, p + 1, 1, 1); return;
+	case 'b':
+		if (!vm_debug_replaying(g->vm) || (strcmp(p, "bs") && strcmp(p, "bc")))
+			put_packet(g, ""); /* only a replay goes backwards */
+		else if (p[1] == 's')
+			cmd_reverse_step(g);
+		else
+			cmd_reverse_continue(g);
+		return;
 	case 'H': {
 		const char *q = p + 2;
 		int cpu;
@@ -1068,8 +1202,8 @@ static void handle_packet(struct gdbstub *g, char *p, size_t len)
 	case 'q':
 		if (!strncmp(p, "qSupported", 10)) {
 			snprintf(tmp, sizeof(tmp),
-				 "PacketSize=%x;qXfer:features:read+;QStartNoAckMode+;swbreak+;hwbreak+",
-				 GDB_PACKET_MAX);
+				 "PacketSize=%x;qXfer:features:read+;QStartNoAckMode+;swbreak+;hwbreak+%s",
+				 GDB_PACKET_MAX, vm_debug_replaying(g->vm) ? ";ReverseStep+;ReverseContinue+" : "");
 			put_packet(g, tmp);
 		} else if (!strncmp(p, "qXfer:", 6)) {
 			cmd_xfer(g, p + 6);

@@ -185,6 +185,7 @@ void engine_ctl_debug_stop(struct engine_ctl *ctl, unsigned cpu, struct cpu_dbg_
 	d->stop_cpu = cpu;
 	d->stop = why;
 	d->step_cpu = -1;
+	d->run_to = UINT64_MAX;
 	__atomic_store_n(&ctl->pause_req, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&ctl->lock);
 	uint64_t one = 1;

@@ -47,12 +47,14 @@ struct emu {
 	struct engine_ctl *ctl; /* may be NULL */
 	struct cpu_physmem *phys;
 	struct cpu_platform plat;
-	uint64_t turn_icount; /* the running vCPU's icount when its turn began */
-	uint64_t ps_per_insn; /* virtual time per instruction, 0: host time */
-	int step_cpu;	      /* a debugger's single step: only this vCPU runs; -1: none */
-	struct replay *rr;    /* record or replay (machine/replay.h); NULL: neither */
-	int rr_quit;	      /* record: the console input asked to end */
-	uint64_t wall_start;  /* the host's monotonic time at the guest clock's 0 */
+	uint64_t turn_icount;	 /* the running vCPU's icount when its turn began */
+	uint64_t ps_per_insn;	 /* virtual time per instruction, 0: host time */
+	int step_cpu;		 /* a debugger's single step: only this vCPU runs; -1: none */
+	struct replay *rr;	 /* record or replay (machine/replay.h); NULL: neither */
+	struct engine_debug *rd; /* a debugger on a replay (engine.h); NULL: none */
+	int rewinding;		 /* rd: the debugger asked for the recording's start */
+	int rr_quit;		 /* record: the console input asked to end */
+	uint64_t wall_start;	 /* the host's monotonic time at the guest clock's 0 */
 	/* Multi-thread mode (emu_mt_run): the engine-level vCPU loop, whose
 	 * lock (the machine lock) guards the vCPUs' run states. */
 	int mt;
@@ -206,8 +208,8 @@ static uint64_t emu_clock_delta(void *opaque)
 	return (c->icount - e->turn_icount) * e->ps_per_insn / 1000;
 }
 
-/* A turn of vCPU k: run it, then account its instructions as time. */
-static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
+/* The start of a turn of vCPU k: returns its length. */
+static uint64_t emu_turn_begin(struct emu *e, unsigned k, uint64_t slice)
 {
 	struct cpu *c = &e->v[k].cpu;
 	e->m->cur_cpu = k;
@@ -227,7 +229,12 @@ static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
 				slice = n;
 		}
 	}
-	enum cpu_exit x = cpu_run(c, slice);
+	return slice;
+}
+
+/* The end of a turn: its instructions become time. */
+static void emu_turn_end(struct emu *e)
+{
 	if (e->ps_per_insn) {
 		/* fold the turn into the base before the delta goes away */
 		uint64_t now = clock_ns(e->m);
@@ -236,6 +243,13 @@ static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
 	} else {
 		e->running = NULL;
 	}
+}
+
+/* A turn of vCPU k: run it, then account its instructions as time. */
+static enum cpu_exit emu_turn(struct emu *e, unsigned k, uint64_t slice)
+{
+	enum cpu_exit x = cpu_run(&e->v[k].cpu, emu_turn_begin(e, k, slice));
+	emu_turn_end(e);
 	return x;
 }
 
@@ -384,6 +398,12 @@ static int emu_describe(struct emu *e)
 			o->nmi_blocked = !!c->nmi_blocked;
 			o->irq_shadow = c->shadow_rip == c->s.rip;
 		}
+		if (e->rd) {
+			uint64_t total = 0;
+			for (unsigned k = 0; k < e->n && k < ENGINE_DEBUG_MAX_CPUS; k++)
+				total += e->rd->count[k] = e->rd->base[k] + e->v[k].cpu.icount;
+			e->rd->total = total;
+		}
 		return 1;
 	}
 	return 0;
@@ -403,6 +423,113 @@ static void emu_pause_point(struct emu *e)
 		clock_pause_skip(e->m, ns);
 	if (ctl && ctl->debug)
 		emu_debug_sync(e);
+	if (e->rd && e->rd->rewind)
+		e->rewinding = 1;
+}
+
+/* ---- A debugger on a replay ----
+ * Stops must not change the run: a turn keeps the length it was given at
+ * its start, a stop in its middle (a breakpoint, a watchpoint, a count
+ * reached) waits at a pause point inside it, and the turn then goes on
+ * (cpu_run's exact limits, c->exact, make the pieces add up to the
+ * whole). So replaying from the start reaches every position again, which
+ * is how the debugger goes backwards (engine_debug). */
+
+/* vCPU k's instructions since the recording's start. */
+static uint64_t emu_rd_count(const struct emu *e, unsigned k)
+{
+	return e->rd->base[k] + e->v[k].cpu.icount;
+}
+
+static uint64_t emu_rd_total(const struct emu *e)
+{
+	uint64_t t = 0;
+	for (unsigned k = 0; k < e->n; k++)
+		t += emu_rd_count(e, k);
+	return t;
+}
+
+/* A breakpoint or watchpoint hit of vCPU k: 1 to stop there, else 0 (a
+ * scan notes it) and the vCPU goes on past it. */
+static int emu_rd_hit(struct emu *e, unsigned k, struct cpu_dbg_hit why)
+{
+	struct engine_debug *d = e->rd;
+	struct engine_debug_hit h = {.why = why, .cpu = k, .count = emu_rd_count(e, k), .total = emu_rd_total(e)};
+	switch (d->hits) {
+	case ENGINE_HITS_STOP: return 1;
+	case ENGINE_HITS_SEEK:
+		if (h.cpu == d->seek.cpu && h.count == d->seek.count && h.why.kind == d->seek.why.kind &&
+		    h.why.addr == d->seek.why.addr)
+			return 1;
+		break;
+	case ENGINE_HITS_SCAN:
+		if (h.total < d->scan_below)
+			d->last = h;
+		break;
+	default: break;
+	}
+	if (why.kind == CPU_DBG_BREAK) { /* the instruction there runs on */
+		e->v[k].cpu.dbg_skip_on = 1;
+		e->v[k].cpu.dbg_skip = why.addr;
+	}
+	return 0;
+}
+
+/* A turn of vCPU k under a replay's debugger (see above). Returns as
+ * cpu_run; CPU_EXIT_STOP with e->rewinding if the debugger asked for the
+ * start. */
+static enum cpu_exit emu_rd_turn(struct emu *e, unsigned k, uint64_t slice)
+{
+	struct cpu *c = &e->v[k].cpu;
+	struct engine_debug *d = e->rd;
+	uint64_t end = c->icount + emu_turn_begin(e, k, slice);
+	enum cpu_exit x;
+	for (;;) {
+		uint64_t lim = end - c->icount;
+		int target = d->run_to != UINT64_MAX && d->run_cpu == k;
+		if (target && emu_rd_count(e, k) < d->run_to && d->run_to - emu_rd_count(e, k) < lim)
+			lim = d->run_to - emu_rd_count(e, k);
+		x = target && emu_rd_count(e, k) >= d->run_to ? CPU_EXIT_LIMIT : cpu_run(c, lim);
+		struct cpu_dbg_hit why = {0};
+		if (x == CPU_EXIT_DEBUG) {
+			why = c->dbg_hit;
+			c->dbg_hit = (struct cpu_dbg_hit){0};
+			if (!emu_rd_hit(e, k, why)) {
+				if (c->icount < end)
+					continue;
+				x = CPU_EXIT_LIMIT;
+				break;
+			}
+		} else if (x != CPU_EXIT_SHUTDOWN && target && emu_rd_count(e, k) >= d->run_to) {
+			why.kind = CPU_DBG_STEP;
+		} else {
+			break;
+		}
+		emu_debug_stop(e, k, why);
+		emu_pause_point(e);
+		if (e->rewinding) {
+			x = CPU_EXIT_STOP;
+			break;
+		}
+		if (x != CPU_EXIT_DEBUG && x != CPU_EXIT_LIMIT)
+			break;
+		x = CPU_EXIT_LIMIT;
+		if (c->icount >= end)
+			break;
+	}
+	emu_turn_end(e);
+	return x;
+}
+
+/* Between turns: a count asked for that stands reached already (the
+ * recording's start after a rewind) stops the replay here. */
+static void emu_rd_check(struct emu *e)
+{
+	struct engine_debug *d = e->rd;
+	if (d->run_to != UINT64_MAX && d->run_cpu < e->n && emu_rd_count(e, d->run_cpu) >= d->run_to) {
+		emu_debug_stop(e, d->run_cpu, (struct cpu_dbg_hit){.kind = CPU_DBG_STEP});
+		emu_pause_point(e);
+	}
 }
 
 /* A hand-over point that struct cpu_state describes fully: not halted, no
@@ -763,6 +890,7 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			goto out;
 		}
 		e.v[k].inited = 1;
+		e.v[k].cpu.exact = m->rr != NULL; /* turns end where instructions say */
 		e.v[k].state = k == 0 ? VCPU_RUNNING : VCPU_WAIT_SIPI;
 	}
 	if (host && host->restore) {
@@ -826,6 +954,13 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		replay_set_icount(e.rr, emu_icount, &e);
 	engine_ctl_attach(e.ctl, emu_ctl_kick, &e);
 	e.step_cpu = -1;
+	if (e.rr && replay_mode(e.rr) == REPLAY_PLAY && e.ctl && e.ctl->debug && e.n <= ENGINE_DEBUG_MAX_CPUS) {
+		e.rd = e.ctl->debug;
+		pthread_mutex_lock(&e.ctl->lock);
+		e.rd->rr = 1;
+		e.rd->rewind = 0;
+		pthread_mutex_unlock(&e.ctl->lock);
+	}
 	if (e.ctl && e.ctl->debug && e.ctl->debug->notify_fd >= 0)
 		emu_debug_sync(&e);
 
@@ -833,8 +968,12 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	uint64_t wall_start = e.wall_start = wall_ns() - clock_ns(m);
 	for (;;) {
 		int ran = 0;
+		if (unlikely(e.rd))
+			emu_rd_check(&e);
 		if (engine_ctl_pause_wanted(e.ctl))
 			emu_pause_point(&e);
+		if (unlikely(e.rewinding))
+			goto rewind;
 		int rp;
 		if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
 			emu_rr_end(&e, &res, rp);
@@ -860,8 +999,10 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			uint64_t turn = unlikely((int)k == e.step_cpu) ? 1 : slice;
 			if (stop_after && k == 0 && stop_after > v->cpu.icount && stop_after - v->cpu.icount < turn)
 				turn = stop_after - v->cpu.icount;
-			enum cpu_exit x = emu_turn(&e, k, turn);
+			enum cpu_exit x = unlikely(e.rd) ? emu_rd_turn(&e, k, turn) : emu_turn(&e, k, turn);
 			ran = 1;
+			if (unlikely(e.rewinding))
+				goto rewind;
 			if (unlikely(x == CPU_EXIT_DEBUG)) {
 				emu_debug_stop(&e, k, v->cpu.dbg_hit);
 				v->cpu.dbg_hit = (struct cpu_dbg_hit){0};
@@ -913,6 +1054,8 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			}
 			if (engine_ctl_pause_wanted(e.ctl))
 				emu_pause_point(&e);
+			if (unlikely(e.rewinding))
+				goto rewind;
 		}
 		uart_flush(&m->com1);
 		if (emu_stopping(&e)) {
@@ -1012,8 +1155,15 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		}
 	}
 
+	if (0) {
+	rewind:
+		res.end = ENGINE_REWIND;
+	}
 out:
 	uart_flush(&m->com1);
+	if (e.rd && res.end != ENGINE_REWIND)
+		for (unsigned k = 0; k < e.n; k++)
+			e.rd->base[k] += e.v[k].cpu.icount; /* a reboot: the next run counts on */
 	if (e.rr) {
 		replay_set_icount(e.rr, NULL, NULL);
 		m->clock_manual = 1; /* until the next run: see above */

@@ -27,6 +27,7 @@ enum engine_end {
 	ENGINE_QUIT,	    /* the host side asked to stop (Ctrl-A x, a signal, engine_stop_async) */
 	ENGINE_ERROR,	    /* could not create the vCPUs, or the engine failed (msg) */
 	ENGINE_HANDED_OVER, /* host->stop_after reached: vCPU 0's state is in host->final */
+	ENGINE_REWIND,	    /* a replay's debugger asked for the recording's start (engine_debug.rewind) */
 };
 
 struct engine_result {
@@ -66,6 +67,18 @@ struct engine_vcpu {
 	uint8_t irq_shadow; /* interrupts inhibited for the instruction at s.rip */
 };
 
+/* A replay's debugger: what a breakpoint or watchpoint hit does. STOP
+ * stops there; SCAN notes the last hit below scan_below and goes on
+ * (reverse-continue looks for it); SEEK goes on past every hit but seek;
+ * IGNORE goes on. */
+enum engine_debug_hits { ENGINE_HITS_STOP, ENGINE_HITS_SCAN, ENGINE_HITS_SEEK, ENGINE_HITS_IGNORE };
+struct engine_debug_hit {
+	struct cpu_dbg_hit why; /* why.kind 0: none */
+	unsigned cpu;
+	uint64_t count, total; /* the vCPU's count and the total at the hit */
+};
+#define ENGINE_DEBUG_MAX_CPUS 64
+
 /* ---- A debugger (the GDB stub) ----
  * Set up by the owner in ctl->debug before the engine runs; changed only
  * while the engine stands paused. At the end of every pause the engine
@@ -85,6 +98,24 @@ struct engine_debug {
 	unsigned stop_cpu;
 	struct cpu_dbg_hit stop; /* why: CPU_DBG_BREAK, _STEP, _WATCH_* */
 	int notify_fd;
+
+	/* A replay (emu with the machine's replay): the debugger's stops never
+	 * change the run (a turn cut by a stop goes on where it stood, and
+	 * step_cpu is not used), so every position is reached again by
+	 * replaying from the start. A position is a vCPU's count of
+	 * instructions since the recording's start, count[k] (the engine
+	 * fills count[] and total, their sum, at every pause point). */
+	int rr;			      /* the engine runs a replay (set by it at its start) */
+	int rewind;		      /* the owner: end this run with ENGINE_REWIND */
+	unsigned run_cpu;	      /* stop when vCPU run_cpu's count reaches run_to... */
+	uint64_t run_to;	      /* ...(CPU_DBG_STEP); UINT64_MAX: never (a stop clears it) */
+	int hits;		      /* enum engine_debug_hits */
+	uint64_t scan_below;	      /* SCAN: note hits at totals below this */
+	struct engine_debug_hit seek; /* SEEK: the hit to stop at */
+	struct engine_debug_hit last; /* SCAN: the last hit noted (last.kind 0: none) */
+	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
+	uint64_t base[ENGINE_DEBUG_MAX_CPUS]; /* counts of the replay's earlier engine runs (reboots) */
+	uint64_t total;
 };
 
 /* ---- Control of a running engine from other threads ----

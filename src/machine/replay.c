@@ -44,7 +44,8 @@ struct replay {
 	size_t (*console_in)(void *opaque, const uint8_t *buf, size_t n);
 	void *console_opaque;
 	uint64_t console_hash;
-	uint64_t ram_final; /* the RAM hash at replay_finish */
+	uint64_t console_bytes, console_shown; /* output so far; the most ever shown (rewinds) */
+	uint64_t ram_final;		       /* the RAM hash at replay_finish */
 	int clock_stepped;
 	int failed;
 	char msg[512];
@@ -192,10 +193,33 @@ const char *replay_message(const struct replay *rr)
 	return rr->msg;
 }
 
-void replay_console_out(struct replay *rr, const uint8_t *buf, size_t n)
+size_t replay_console_out(struct replay *rr, const uint8_t *buf, size_t n)
 {
-	if (rr)
-		rr->console_hash = replay_hash(rr->console_hash, buf, n);
+	if (!rr)
+		return 0;
+	rr->console_hash = replay_hash(rr->console_hash, buf, n);
+	uint64_t from = rr->console_bytes;
+	rr->console_bytes += n;
+	if (rr->console_bytes <= rr->console_shown)
+		return n;
+	size_t seen = rr->console_shown > from ? (size_t)(rr->console_shown - from) : 0;
+	rr->console_shown = rr->console_bytes;
+	return seen;
+}
+
+void replay_rewind(struct replay *rr)
+{
+	if (rr->mode != REPLAY_PLAY)
+		return;
+	rr->m = NULL;
+	rr->point = 0;
+	rr->next = 0;
+	rr->icount_last = 0;
+	rr->console_hash = REPLAY_HASH_INIT;
+	rr->console_bytes = 0;
+	rr->clock_stepped = 0;
+	rr->failed = 0;
+	rr->msg[0] = 0;
 }
 
 static uint64_t ram_hash(struct replay *rr)

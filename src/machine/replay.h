@@ -122,8 +122,13 @@ ssize_t replay_take(struct replay *rr, enum replay_kind kind, unsigned dev, void
 /* Random bytes for a device: the host's (logged when recording) or, in a
  * replay, the recording's. m->rr NULL: just the host's. 0 or -EIO. */
 int replay_random(struct machine *m, void *buf, size_t len);
-/* Console output (COM1, hvc0), hashed in order. */
-void replay_console_out(struct replay *rr, const uint8_t *buf, size_t n);
+/* Console output (COM1, hvc0), hashed in order. Returns how many of the
+ * n bytes were shown already (a replay run again from its start by a
+ * debugger going back): the device writes out only those after them. */
+size_t replay_console_out(struct replay *rr, const uint8_t *buf, size_t n);
+/* Replay: back to the recording's start (the position, the inputs, the
+ * console's hash; a new machine attaches). */
+void replay_rewind(struct replay *rr);
 
 /* The end of a run. Record: writes the end section and the end marker
  * (0 or -errno with err). Replay: compares with the recording's end

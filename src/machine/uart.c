@@ -103,8 +103,8 @@ static void uart_transmit(struct uart *u, uint8_t b)
 			u->s.lsr |= LSR_OE;
 	} else {
 		/* hashed wherever it goes, so a replay may send it elsewhere */
-		replay_console_out(u->m->rr, &b, 1);
-		if (u->out_fd >= 0) {
+		size_t shown = replay_console_out(u->m->rr, &b, 1); /* 1: a replay showed it before */
+		if (u->out_fd >= 0 && !shown) {
 			u->out[u->out_len++] = b;
 			if (u->out_len == UART_OUTBUF || b == '\n')
 				uart_flush(u);

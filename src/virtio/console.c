@@ -57,9 +57,11 @@ static void cons_notify(struct virtio_dev *v, unsigned qi)
 		/* keep COM1's buffered output ahead of ours, in order */
 		uart_flush(&v->pci.m->com1);
 		for (unsigned i = 0; i < c->elem.n_out; i++) {
-			replay_console_out(v->pci.m->rr, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
-			if (c->out_fd >= 0)
-				write_all(c->out_fd, c->elem.iov[i].iov_base, c->elem.iov[i].iov_len);
+			const uint8_t *p = c->elem.iov[i].iov_base;
+			size_t len = c->elem.iov[i].iov_len;
+			size_t shown = replay_console_out(v->pci.m->rr, p, len); /* shown before a replay's rewind */
+			if (c->out_fd >= 0 && shown < len)
+				write_all(c->out_fd, p + shown, len - shown);
 		}
 		c->guest_spoke = 1;
 		if (virtq_push(q, v->pci.m, c->elem.head, 0) < 0) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "machine/machine.h"
+#include "machine/replay.h"
 #include "vm/vm_internal.h"
 
 int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
@@ -21,12 +22,18 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 			 engine_get(vm->kind)->name);
 		return -ENOTSUP;
 	}
+	if (vm->rr && replay_mode(vm->rr) == REPLAY_RECORD) {
+		/* a debugger's stops and writes would be part of the run */
+		snprintf(err, errlen, "a recording takes no debugger (--gdb goes with --replay)");
+		return -EINVAL;
+	}
 	struct engine_debug *d = calloc(1, sizeof(*d));
 	if (!d) {
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
 		return -ENOMEM;
 	}
 	d->step_cpu = -1;
+	d->run_to = UINT64_MAX;
 	d->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->notify_fd < 0) {
 		int r = -errno;
@@ -110,6 +117,8 @@ int vm_debug_set_regs(struct vm *vm, unsigned cpu, const struct cpu_state *s)
 		return -EINVAL;
 	if (vm_cpu_state_check(s))
 		return -EINVAL;
+	if (vm_debug_replaying(vm))
+		return -EPERM; /* the replay's state is the recording's */
 	pthread_mutex_lock(&vm->ctl.lock);
 	int r = stands(vm) ? 0 : -EAGAIN;
 	if (!r) {
@@ -194,6 +203,8 @@ void vm_debug_clear(struct vm *vm)
 		c->nbp = c->nwp = 0;
 		c->gen++;
 		vm->ctl.debug->step_cpu = -1;
+		vm->ctl.debug->run_to = UINT64_MAX;
+		vm->ctl.debug->hits = ENGINE_HITS_STOP;
 	}
 	pthread_mutex_unlock(&vm->ctl.lock);
 }
@@ -204,6 +215,8 @@ void vm_debug_resume(struct vm *vm, int step_cpu)
 	if (vm->ctl.debug) {
 		vm->ctl.debug->step_cpu = step_cpu >= 0 && (unsigned)step_cpu < vm->cfg.cpus ? step_cpu : -1;
 		vm->ctl.debug->stopped = 0;
+		vm->ctl.debug->run_to = UINT64_MAX;
+		vm->ctl.debug->hits = ENGINE_HITS_STOP;
 	}
 	pthread_mutex_unlock(&vm->ctl.lock);
 	engine_resume(&vm->ctl);
@@ -225,6 +238,55 @@ int vm_debug_flush(struct vm *vm)
 	int r = vm->ctl.debug && vm->ctl.paused ? 0 : -EAGAIN;
 	if (!r)
 		vm->ctl.debug->flush = 1;
+	pthread_mutex_unlock(&vm->ctl.lock);
+	return r;
+}
+
+int vm_debug_replaying(const struct vm *vm)
+{
+	return vm->ctl.debug && vm->rr && replay_mode(vm->rr) == REPLAY_PLAY;
+}
+
+int vm_debug_position(struct vm *vm, unsigned cpu, uint64_t *count, uint64_t *total)
+{
+	if (cpu >= vm->cfg.cpus || cpu >= ENGINE_DEBUG_MAX_CPUS)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->ctl.lock);
+	int r = stands(vm) && vm_debug_replaying(vm) ? 0 : -EAGAIN;
+	if (!r) {
+		*count = vm->ctl.debug->count[cpu];
+		*total = vm->ctl.debug->total;
+	}
+	pthread_mutex_unlock(&vm->ctl.lock);
+	return r;
+}
+
+void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	struct engine_debug *d = vm->ctl.debug;
+	if (d) {
+		d->step_cpu = -1;
+		d->stopped = 0;
+		d->rewind = run->rewind;
+		d->run_cpu = run->cpu < vm->cfg.cpus ? run->cpu : 0;
+		d->run_to = run->to;
+		d->hits = run->hits;
+		d->scan_below = run->scan_below;
+		d->seek = run->seek;
+		d->last = (struct engine_debug_hit){0};
+	}
+	pthread_mutex_unlock(&vm->ctl.lock);
+	engine_resume(&vm->ctl);
+}
+
+int vm_debug_last_hit(struct vm *vm, struct engine_debug_hit *h)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	struct engine_debug *d = vm->ctl.debug;
+	int r = d && d->last.why.kind != CPU_DBG_NONE;
+	if (r)
+		*h = d->last;
 	pthread_mutex_unlock(&vm->ctl.lock);
 	return r;
 }

@@ -291,3 +291,21 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 	       playing ? "replay" : "record", got.events, bytes, got.icount, (double)ns / 1e9, got.ram_hash,
 	       got.console_hash, playing ? ": identical to the recording" : "");
 }
+
+int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
+{
+	struct engine_debug *d = vm->ctl.debug;
+	if (!vm->rr || replay_mode(vm->rr) != REPLAY_PLAY || !d) {
+		snprintf(err, errlen, "only a replay goes back");
+		return -EINVAL;
+	}
+	vm_drop_machine(vm);
+	replay_rewind(vm->rr);
+	pthread_mutex_lock(&vm->ctl.lock);
+	memset(d->base, 0, sizeof(d->base));
+	memset(d->count, 0, sizeof(d->count));
+	d->total = 0;
+	d->rewind = 0;
+	pthread_mutex_unlock(&vm->ctl.lock);
+	return vm_build(vm, err, errlen);
+}

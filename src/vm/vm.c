@@ -169,7 +169,7 @@ err_free:
 	return r;
 }
 
-static void vm_drop_machine(struct vm *vm)
+void vm_drop_machine(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
 	struct machine *m = vm->m;
@@ -221,6 +221,7 @@ static void exit_from(struct vm_exit *ex, const struct engine_result *res)
 	case ENGINE_TRIPLE_FAULT: ex->end = VM_END_TRIPLE_FAULT; break;
 	case ENGINE_HUNG: ex->end = VM_END_HUNG; break;
 	case ENGINE_QUIT: ex->end = VM_END_QUIT; break;
+	case ENGINE_REWIND: ex->end = VM_END_QUIT; break; /* a stop came as a replay's debugger went back */
 	case ENGINE_ERROR:
 	case ENGINE_HANDED_OVER:
 		ex->end = VM_END_ERROR;
@@ -264,6 +265,16 @@ static void vm_loop(struct vm *vm, struct vm_exit *ex)
 			       engine_get(other)->name, mid.rip);
 			host.stop_after = 0;
 			res = engine_run(other, vm->m, &mid, &host);
+		}
+		if (res.end == ENGINE_REWIND && !vm->ctl.stop) {
+			/* a replay's debugger goes back: the recording's machine
+			 * from its start, which the replay brings to where it asks */
+			if (vm_rr_rewind(vm, err, sizeof(err)) < 0) {
+				*ex = (struct vm_exit){.end = VM_END_ERROR, .err = -EINVAL};
+				snprintf(ex->msg, sizeof(ex->msg), "%s", err);
+				break;
+			}
+			continue;
 		}
 		exit_from(ex, &res);
 		if (res.end == ENGINE_POWER_OFF && vm->dbgexit.written) {

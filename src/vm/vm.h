@@ -278,4 +278,29 @@ int vm_debug_flush(struct vm *vm);
  * machine. Only while the VM stands. */
 int vm_ram_write(struct vm *vm, uint64_t gpa, const void *src, size_t len);
 
+/* ---- A replay's debugger (docs/replay.md, "Going backwards") ----
+ * Under --replay the debugger's stops never change the run, so any
+ * position can be reached again by replaying from the recording's start;
+ * registers and memory cannot be written (vm_debug_set_regs: -EPERM).
+ * vm_debug_position: while the VM stands, vCPU cpu's count of
+ * instructions since the recording's start and the total of every
+ * vCPU's (0, or -EAGAIN). vm_debug_replay_run runs the replay as run
+ * says (from the start if rewind; stopping when vCPU cpu's count reaches
+ * to, with CPU_DBG_STEP; breakpoints and watchpoints as hits says, one of
+ * engine.h's ENGINE_HITS_*) and returns; the stop comes as with
+ * vm_debug_resume. vm_debug_last_hit: after a SCAN, the last hit it
+ * noted below scan_below (1), or 0 if there was none. */
+struct vm_debug_run {
+	int rewind;
+	unsigned cpu;
+	uint64_t to; /* UINT64_MAX: no such stop */
+	int hits;
+	uint64_t scan_below;
+	struct engine_debug_hit seek;
+};
+int vm_debug_replaying(const struct vm *vm);
+int vm_debug_position(struct vm *vm, unsigned cpu, uint64_t *count, uint64_t *total);
+void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run);
+int vm_debug_last_hit(struct vm *vm, struct engine_debug_hit *h);
+
 #endif

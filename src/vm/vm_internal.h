@@ -117,6 +117,13 @@ void vm_rr_attach(struct vm *vm, struct machine *m);
 /* The run's end: record writes the file's end, replay compares (a
  * divergence becomes VM_END_ERROR with its message); logs the result. */
 void vm_rr_finish(struct vm *vm, struct vm_exit *ex);
+/* A replay's debugger goes back: a new machine as at the recording's
+ * start (vm_build) and the log from its beginning; console output the
+ * replay showed already is not shown again. 0 or -errno with err. */
+int vm_rr_rewind(struct vm *vm, char *err, size_t errlen);
+
+/* vm.c: the current machine goes (vm->m NULL). */
+void vm_drop_machine(struct vm *vm);
 
 /* debug.c: the debugger's table, at vm_destroy. */
 void vm_debug_free(struct vm *vm);

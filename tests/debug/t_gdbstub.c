@@ -144,6 +144,7 @@ static void test_acks(void)
 	read_some(buf, sizeof(buf), 5000);
 	CHECK(!strncmp(buf, "+$OK#", 5));
 	CHECK(!strncmp(xchg("qSupported:multiprocess+;swbreak+"), "PacketSize=4000;", 16));
+	CHECK(!strstr(xchg("qSupported"), "Reverse")); /* a live VM does not go backwards */
 }
 
 static void test_malformed(void)
@@ -193,6 +194,9 @@ static void test_malformed(void)
 		{"qfThreadInfo", "m1,2"},
 		{"qC", "QC1"},
 		{"xyzzy", ""},
+		{"bs", ""}, /* no reverse execution but in a replay */
+		{"bc", ""},
+		{"bx", ""},
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		const char *got = xchg(cases[k].in);

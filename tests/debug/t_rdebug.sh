@@ -1,0 +1,330 @@
+#!/bin/sh
+# Reverse debugging: Debian's gdb drives corral's GDB stub on a replay
+# (corral run --replay FILE --gdb): the tiny guest tests/guests/rdebug.S
+# (a timer interrupting a loop that draws random bytes) is recorded, then
+# replayed under gdb: stepi N times and reverse-stepi N times give the
+# same registers at each step, in both orders and across an interrupt's
+# delivery; reverse-continue stops at the last breakpoint hit and at the
+# last write to a watched variable; reverse-next steps back over a call;
+# going back from the recording's start
+# says so (replaylog:begin); after all that the replay runs to its end
+# identical to the recording, its output shown once. Two vCPUs too.
+: "${CORRAL:?}" "${BUILD:?}"
+G=$BUILD/tests/guests
+passed=0
+failed=0
+skipped=0
+if ! command -v gdb >/dev/null 2>&1; then
+	echo "t_rdebug: skipped: gdb is not installed (apt-get install gdb)"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 0
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_rdebug.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+ok() { passed=$((passed + 1)); }
+bad() {
+	failed=$((failed + 1))
+	echo "FAIL $1"
+	echo "  gdb:"; sed 's/^/    /' "$tmp/gdb.out" | tail -n 30
+	echo "  corral stderr:"; sed 's/^/    /' "$tmp/err" | tail -n 5
+}
+# check NAME PATTERN [FILE]: an extended regex found in gdb's output
+check() {
+	if grep -Eq -- "$2" "${3:-$tmp/gdb.out}"; then ok; else bad "$1 (no '$2')"; fi
+}
+
+# addr GUEST SYMBOL: a label's address in a guest linked at 1 MiB
+addr() {
+	printf '0x%x' $((0x100000 + 0x$(nm "$G/$1.o" | awk -v s="$2" '$3 == s { print $1 }')))
+}
+
+# record GUEST NAME [options]: a recording in $tmp/NAME.rr, its output in $tmp/NAME.out
+record() {
+	guest=$1
+	name=$2
+	shift 2
+	timeout -k 5 60 "$CORRAL" run --flat "$G/$guest.bin" --mem 16M --no-reboot --engine emu \
+		--serial "file:$tmp/$name.out" --record "$tmp/$name.rr" "$@" </dev/null 2>"$tmp/err"
+	if [ $? -eq 0 ] && [ -s "$tmp/$name.rr" ]; then ok; else bad "recording $name"; fi
+}
+
+# session GUEST NAME SCRIPT [options]: the recording NAME replayed under
+# gdb, which runs SCRIPT in batch mode; rc is corral's exit status.
+session() {
+	guest=$1
+	name=$2
+	script=$3
+	shift 3
+	rm -f "$tmp/sock" "$tmp/out" "$tmp/err" "$tmp/gdb.out"
+	timeout -k 5 300 "$CORRAL" run --flat "$G/$guest.bin" --mem 16M --no-reboot --engine emu \
+		--serial "file:$tmp/out" --replay "$tmp/$name.rr" --gdb "unix:$tmp/sock" --gdb-wait "$@" \
+		</dev/null 2>"$tmp/err" &
+	pid=$!
+	n=0
+	while [ ! -S "$tmp/sock" ] && [ $n -lt 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	{
+		echo "set pagination off"
+		echo "set confirm off"
+		echo "target remote $tmp/sock"
+		cat "$script"
+	} >"$tmp/script.gdb"
+	timeout -k 5 300 gdb -batch -nx -x "$tmp/script.gdb" >"$tmp/gdb.out" 2>&1
+	wait $pid
+	rc=$?
+	touch "$tmp/out"
+}
+
+# The registers and the guest's two variables as one line, tagged.
+regs() {
+	printf '%s\n' "printf \"$1 %lx %lx %lx %lx %lx %lx %lx %lx %lx %lx %lx\\n\", \$pc, \$rax, \$rbx, \$rcx, \$rdx, \$rsp, \$r12, \$r13, \$r14, \$eflags, *(long *)0x20100 + *(long *)0x20200 * 0x10000"
+}
+
+# same TAG_A TAG_B N NAME: lines "TAG_A k ..." and "TAG_B k ..." agree for k = 0..N-1
+same() {
+	k=0
+	while [ $k -lt "$3" ]; do
+		a=$(grep "^$1 $k " "$tmp/gdb.out" | cut -d' ' -f3-)
+		b=$(grep "^$2 $k " "$tmp/gdb.out" | cut -d' ' -f3-)
+		if [ -z "$a" ] || [ "$a" != "$b" ]; then
+			bad "$4: step $k: '$a' forward, '$b' backward"
+			return
+		fi
+		k=$((k + 1))
+	done
+	ok
+}
+
+# the replay's end: as recorded, and its output shown once
+replay_end() {
+	check "$1: the replay ran to its end identical to the recording" 'identical to the recording' "$tmp/err"
+	if cmp -s "$tmp/out" "$tmp/$2.out"; then ok; else bad "$1: the replay's output differs from the recording's (shown twice?)"; fi
+	if [ "$rc" -eq 0 ]; then ok; else bad "$1: corral's exit status $rc"; fi
+}
+
+record rdebug rd
+
+# ---- stepi N times forward, then reverse-stepi N times: the same
+# registers at each step ----
+N=40
+{
+	echo "break *$(addr rdebug work)"
+	echo "continue"
+	echo "continue"
+	echo "delete"
+	regs "F 0"
+	k=1
+	while [ $k -le $N ]; do
+		echo "stepi"
+		regs "F $k"
+		k=$((k + 1))
+	done
+	k=$((N - 1))
+	while [ $k -ge 0 ]; do
+		echo "reverse-stepi"
+		regs "B $k"
+		k=$((k - 1))
+	done
+	echo "continue"
+} >"$tmp/s1"
+session rdebug rd "$tmp/s1"
+same F B $N "stepi then reverse-stepi"
+check "the steps went through work's return" "^F 2 $(printf %x $(($(addr rdebug after_store) + 5))) "
+replay_end "stepi/reverse-stepi" rd
+
+# ---- across an interrupt: from the timer handler's second instruction
+# back over the interrupt's delivery into the interrupted loop, then
+# forward into the handler again (a step stops after the instruction,
+# before an interrupt is taken; the next one takes it) ----
+N=30
+{
+	echo "break *$(addr rdebug tick)"
+	echo "continue"
+	echo "continue"
+	echo "delete"
+	echo "stepi"
+	regs "B 0"
+	k=1
+	while [ $k -le $N ]; do
+		echo "reverse-stepi"
+		regs "B $k"
+		k=$((k + 1))
+	done
+	k=$((N - 1))
+	while [ $k -ge 0 ]; do
+		echo "stepi"
+		regs "F $k"
+		k=$((k - 1))
+	done
+	echo "continue"
+} >"$tmp/s2"
+session rdebug rd "$tmp/s2"
+regs_loop=$(grep "^B 1 " "$tmp/gdb.out" | cut -d' ' -f3)
+same F B $N "reverse-stepi across an interrupt, then stepi"
+check "in the handler after its first instruction" "^B 0 $(printf %x $(($(addr rdebug tick) + 8))) "
+if [ -n "$regs_loop" ] && [ "$((0x$regs_loop))" -lt "$(($(addr rdebug work)))" ]; then
+	ok
+else
+	bad "reverse-stepi from the handler lands in the interrupted loop (at '$regs_loop')"
+fi
+replay_end "across an interrupt" rd
+
+# ---- reverse-continue: breakpoints and a watchpoint, then the start ----
+cat >"$tmp/s3" <<EOF
+reverse-stepi
+p/x \$pc
+break *$(addr rdebug after_store)
+continue
+continue
+continue
+continue
+continue
+p \$r12
+delete
+break *$(addr rdebug work)
+reverse-continue
+p \$r12
+p/x \$pc
+reverse-continue
+p \$r12
+p/x \$pc
+delete
+watch *(long *)0x20100
+reverse-continue
+p/x \$pc
+p \$r12
+reverse-continue
+p/x \$pc
+p \$r12
+delete
+reverse-continue
+p/x \$pc
+reverse-stepi
+p/x \$pc
+continue
+EOF
+session rdebug rd "$tmp/s3"
+check "reverse-stepi at the start: no history" '^No more reverse-execution history\.'
+check "reverse-stepi at the start stays there" '^\$1 = 0x100000$'
+check "forward to round 4's store" '^\$2 = 4$'
+check "reverse-continue: the last call of work (round 3)" '^\$3 = 3$'
+check "reverse-continue: stopped at work" "^\\\$4 = $(addr rdebug work)\$"
+check "reverse-continue again: round 2" '^\$5 = 2$'
+check "reverse-continue: the breakpoint reported" '^Breakpoint [0-9]+, '
+check "reverse watchpoint: before the store" "^\\\$7 = $(addr rdebug store)\$"
+check "reverse watchpoint: round 2's store" '^\$8 = 2$'
+check "reverse watchpoint: reported" '^Hardware watchpoint [0-9]+: \*\(long \*\)0x20100'
+check "reverse watchpoint again: round 1's store" '^\$10 = 1$'
+check "reverse-continue with no breakpoints: the start" "^\\\$11 = 0x100000\$"
+check "reverse-stepi at the start again" '^\$12 = 0x100000$'
+n=$(grep -c '^No more reverse-execution history\.' "$tmp/gdb.out")
+if [ "$n" -eq 3 ]; then ok; else bad "3 stops at the recording's start, not $n"; fi
+replay_end "reverse-continue" rd
+
+# ---- reverse-next and reverse-step, as GDB builds them from bs and bc
+# with its own breakpoints: the guest with line numbers (its assembler
+# source) and symbols, as an ELF file for gdb ----
+if as --64 -g -o "$tmp/rdebug.o" "$G/rdebug.s" 2>"$tmp/as.err" &&
+	ld -m elf_x86_64 -Ttext 0x100000 -e _start -o "$tmp/rdebug.elf" "$tmp/rdebug.o" 2>>"$tmp/as.err"; then
+	cat >"$tmp/s6" <<EOF
+file $tmp/rdebug.elf
+break work
+continue
+continue
+delete
+stepi
+stepi
+p/x \$pc
+next
+p/x \$pc
+reverse-next
+p/x \$pc
+reverse-next
+p/x \$pc
+p \$r14
+reverse-step
+p/x \$pc
+continue
+EOF
+	session rdebug rd "$tmp/s6"
+	check "two steps out of work: after the call" "^\\\$1 = $(printf 0x%x $(($(addr rdebug after_store) + 5)))\$"
+	check "next: the following line" "^\\\$2 = $(printf 0x%x $(($(addr rdebug after_store) + 8)))\$"
+	check "reverse-next: back a line" "^\\\$3 = $(printf 0x%x $(($(addr rdebug after_store) + 5)))\$"
+	check "reverse-next: back over the call of work" "^\\\$4 = $(addr rdebug after_store)\$"
+	check "reverse-next: work's call undone" '^\$5 = 1$'
+	check "reverse-step: the store's line" "^\\\$6 = $(addr rdebug store)\$"
+	replay_end "reverse-next/reverse-step" rd
+else
+	skipped=$((skipped + 1))
+	echo "t_rdebug: reverse-next skipped: cannot link the guest as an ELF file: $(head -n 1 "$tmp/as.err")"
+fi
+
+# ---- a replay refuses writes (gdb goes on after each -ex); a live VM
+# offers no reverse execution ----
+rm -f "$tmp/sock"
+timeout -k 5 60 "$CORRAL" run --flat "$G/rdebug.bin" --mem 16M --no-reboot --engine emu --serial "file:$tmp/out" \
+	--replay "$tmp/rd.rr" --gdb "unix:$tmp/sock" --gdb-wait </dev/null 2>"$tmp/err" &
+pid=$!
+n=0
+while [ ! -S "$tmp/sock" ] && [ $n -lt 100 ]; do
+	sleep 0.1
+	n=$((n + 1))
+done
+timeout -k 5 60 gdb -batch -nx -ex "target remote $tmp/sock" -ex 'set $rax = 1' -ex 'set *(long *)0x20100 = 1' \
+	-ex 'p/x $rax' -ex continue >"$tmp/gdb.out" 2>&1
+wait $pid
+rc=$?
+check "a register write refused" 'Could not write register "rax"; remote failure reply .E01.'
+check "a memory write refused" 'Cannot access memory at address 0x20100|E01'
+check "the register as it was" '^\$1 = 0x0$'
+replay_end "writes refused" rd
+rm -f "$tmp/sock"
+timeout -k 5 60 "$CORRAL" run --flat "$G/rdebug.bin" --mem 16M --no-reboot --engine emu --serial none \
+	--gdb "unix:$tmp/sock" --gdb-wait </dev/null 2>"$tmp/err" &
+pid=$!
+n=0
+while [ ! -S "$tmp/sock" ] && [ $n -lt 100 ]; do
+	sleep 0.1
+	n=$((n + 1))
+done
+timeout -k 5 60 gdb -batch -nx -ex "target remote $tmp/sock" -ex 'stepi' -ex 'reverse-stepi' -ex 'continue' \
+	>"$tmp/gdb.out" 2>&1
+wait $pid
+check "no reverse execution without a replay" 'Target .* does not support this command|not support'
+
+# ---- two vCPUs: the AP's steps backwards and forwards ----
+record smp_stress smp --cpus 2
+N=20
+{
+	echo "break *$(addr smp_stress atomics)"
+	echo "continue"
+	echo "delete"
+	echo "thread 2"
+	regs "F 0"
+	k=1
+	while [ $k -le $N ]; do
+		echo "stepi"
+		regs "F $k"
+		k=$((k + 1))
+	done
+	k=$((N - 1))
+	while [ $k -ge 0 ]; do
+		echo "reverse-stepi"
+		regs "B $k"
+		k=$((k - 1))
+	done
+	echo "continue"
+} >"$tmp/s5"
+session smp_stress smp "$tmp/s5" --cpus 2
+same F B $N "two vCPUs: stepi then reverse-stepi"
+replay_end "two vCPUs" smp
+
+# ---- --gdb is refused with --record ----
+"$CORRAL" run --flat "$G/hello.bin" --engine emu --serial none --record "$tmp/x.rr" --gdb "unix:$tmp/s" \
+	</dev/null >"$tmp/out" 2>"$tmp/err"
+if [ $? -ne 0 ] && grep -q -- "--record cannot be combined with --gdb" "$tmp/err"; then ok; else bad "--record with --gdb"; fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
