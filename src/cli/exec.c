@@ -191,7 +191,8 @@ int cmd_exec(int argc, char **argv)
 		OPT_INSIDE,
 		OPT_CONTROL,
 		OPT_CKSIG,
-		OPT_CKDIR
+		OPT_CKDIR,
+		OPT_CKTREE
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -206,6 +207,7 @@ int cmd_exec(int argc, char **argv)
 		{"checkpoint-dir", required_argument, NULL, OPT_CKDIR},
 		{"sandboxed", no_argument, NULL, OPT_INSIDE}, /* internal: guest execve inside the sandbox */
 		{"comm", required_argument, NULL, OPT_COMM},  /* internal: a guest's execve */
+		{"ckpt-tree", required_argument, NULL, OPT_CKTREE}, /* internal: a guest's execve in a tree */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -251,6 +253,7 @@ int cmd_exec(int argc, char **argv)
 			break;
 		}
 		case OPT_COMM: o.comm = optarg; break;
+		case OPT_CKTREE: o.ckpt_tree = optarg; break;
 		case 'h': exec_usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",

@@ -94,6 +94,10 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		fprintf(stderr, "corral: %s\n", err);
 		return 2;
 	}
+	if (o->ckpt_tree && !o->control && !o->checkpoint_signal && ckpt_tree_join_arg(o->ckpt_tree) < 0) {
+		fprintf(stderr, "corral: --ckpt-tree '%s': not OWNER:SIGNAL:DIRECTORY\n", o->ckpt_tree);
+		return 2;
+	}
 	struct gthread *t = calloc(1, sizeof(*t));
 	if (!t || cpu_init_opts(&t->cpu, CPU_MODE_USER, &p->vm, &p->opts.cpu)) {
 		fprintf(stderr, "corral: out of memory\n");

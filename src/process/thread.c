@@ -267,6 +267,7 @@ static long clone_process(struct gthread *t, uint64_t flags, uint64_t sp, uint64
 			t->clear_child_tid = ctid;
 		if (sp)
 			t->cpu.s.gpr[R_RSP] = sp;
+		ckpt_tree_after_fork();
 		return 0;
 	}
 	if (flags & G_CLONE_PARENT_SETTID) {
@@ -543,6 +544,11 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 		snprintf(mems, sizeof(mems), "%lluB", proc.opts.mem);
 		opts[k++] = "--mem";
 		opts[k++] = mems;
+	}
+	const char *tree_arg = ckpt_tree_exec_arg();
+	if (tree_arg) {
+		opts[k++] = "--ckpt-tree";
+		opts[k++] = tree_arg;
 	}
 	opts[k] = NULL;
 	r = proc_reexec(proc.self_exe, proc.self_fd, opts, comm, path, argc, argv, envp);
