@@ -116,5 +116,38 @@ else
 	nofds "$CORRAL" restore-exec bbcp >>bb.1 2>>bb.err
 	check "restored pipeline: status" "$?" 0
 	cmp -s bb.1 bb.n && ok || bad "restored pipeline: output differs: $(cat bb.1 bb.err)"
+
+	# --leave-running: the tree goes on to the end; the copy, restored,
+	# prints from where it was taken
+	rm -f c.sock
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$script" >lr.1 2>lr.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines lr.1 1 120
+	"$CORRAL" checkpoint c.sock lrcp --leave-running 2>lrck.err
+	check "pipeline checkpoint, leave running: status" "$?" 0
+	taken=$(wc -l <lr.1)
+	wait $pid
+	check "the pipeline left running ends well" "$?" 0
+	cmp -s lr.1 bb.n && ok || bad "the pipeline left running: output differs: $(cat lr.1 lr.err)"
+	head -n "$taken" bb.n >lr.2
+	nofds "$CORRAL" restore-exec lrcp >>lr.2 2>lr2.err
+	check "restored copy of a running pipeline: status" "$?" 0
+	cmp -s lr.2 bb.n && ok || bad "restored copy of a running pipeline: output differs: $(cat lr.2 lr2.err)"
 fi
+
+# 5. the checkpoint signal, sent to the whole process group as a batch
+# system does: the first process saves the tree, the others are not ended
+rm -f prog.5
+nofds_bg setsid "$CORRAL" exec --checkpoint-signal USR2 --checkpoint-dir sig "$T" work $N prog.5 >out.5 2>err.5 &
+pid=$!
+wait_lines prog.5 10 60
+kill -s USR2 -- -"$pid"
+wait $pid
+check "checkpoint by signal: status" "$?" 0
+if [ -s sig/state ] && [ "$(wc -l <prog.5)" -lt $N ]; then ok; else bad "no checkpoint by signal: $(cat err.5)"; fi
+nofds "$CORRAL" restore-exec sig >>out.5 2>>err.5
+check "restored after a signal: status" "$?" 0
+cmp -s out.5 out.n && ok || bad "restored after a signal: output differs: $(cat out.5 err.5)"
+cmp -s prog.5 prog.n && ok || bad "restored after a signal: progress differs"
 report
