@@ -1405,9 +1405,13 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 		snprintf(sub, sizeof(sub), "%s/p%d", dir, im[me].pid);
 		dir = sub;
 	}
-	/* the queues were borrowed: the pipes hold the data now */
+	/* the queues were borrowed: the pipes hold the data now; the other
+	 * processes' images are theirs */
 	free(gc);
 	gc = NULL;
+	for (uint32_t j = 0; j < n; j++)
+		if (j != me)
+			ckpt_image_free(&im[j]);
 	struct proc_opts mo = *o;
 	if (me) {
 		mo.control = NULL;

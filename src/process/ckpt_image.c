@@ -483,8 +483,11 @@ static bool wait_status_ok(int32_t s)
 {
 	if ((s & 0x7f) == 0) /* exited: its code in bits 8-15 */
 		return !(s & ~0xff00);
-	/* killed: the signal in bits 0-6, a core dump in bit 7 */
-	return !(s & ~0xff) && (s & 0x7f) <= CKPT_NSIG;
+	/* killed: the signal in bits 0-6, a core dump in bit 7; not by one
+	 * that stops or is ignored by default (SIGCHLD, SIGCONT, SIGSTOP,
+	 * SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH), which kills no one */
+	int sig = s & 0x7f;
+	return !(s & ~0xff) && sig <= CKPT_NSIG && (sig < 17 || sig > 23) && sig != 28;
 }
 
 /* The tree's other processes: known kinds and statuses, distinct pids,

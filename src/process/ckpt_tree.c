@@ -559,6 +559,38 @@ static int ask_all(struct tmember *m, size_t n, const char *req, char *err, size
 	return 0;
 }
 
+/* A process of the tree whose parent exited went to init (or a subreaper)
+ * and out of the walk; its socket in the directory still tells of it. */
+static int check_orphans(const struct tmember *m, size_t nm, char *err, size_t errn)
+{
+	DIR *d = opendir(tree.dir);
+	if (!d)
+		return 0;
+	struct dirent *e;
+	int r = 0;
+	while (!r && (e = readdir(d))) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		if (*end || pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) < 0)
+			continue;
+		bool known = false;
+		for (size_t k = 0; k < nm && !known; k++)
+			known = m[k].host == pid;
+		char st;
+		pid_t pp;
+		int status;
+		if (!known && !proc_stat((pid_t)pid, &st, &pp, &status) && st != 'Z') {
+			snprintf(err, errn,
+				 "process %d left the tree (its parent exited; it is a child of %d now): it cannot be "
+				 "carried",
+				 pid_to_guest((pid_t)pid), (int)pp);
+			r = -EOPNOTSUPP;
+		}
+	}
+	closedir(d);
+	return r;
+}
+
 int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t errn)
 {
 	struct tmember *m = NULL;
@@ -648,6 +680,12 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 					r = -EOPNOTSUPP;
 					break;
 				}
+				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX) {
+					snprintf(err, errn, "process %d of the tree: a malformed answer", t->p.pid);
+					free(line);
+					r = -EPROTO;
+					break;
+				}
 				t->p = (struct ckpt_tree_proc){gp, gpp, CKTP_PROCESS, 0};
 				r = add_ends(&ends, &nends, line + used);
 				free(line);
@@ -659,6 +697,8 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 		}
 	}
 	if (r)
+		goto out;
+	if ((r = check_orphans(m, nm, err, errn)))
 		goto out;
 	/* a zombie's children are none; a member's parent is known */
 	for (size_t k = 0; k < nm; k++) {

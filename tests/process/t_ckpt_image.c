@@ -281,6 +281,10 @@ static void tree_status(struct ckpt_image *i)
 {
 	i->tree[1].status = 0x7f; /* stopped, not exited */
 }
+static void tree_status_stop(struct ckpt_image *i)
+{
+	i->tree[1].status = 19; /* "killed" by SIGSTOP: no process ever was */
+}
 static void tree_status_proc(struct ckpt_image *i)
 {
 	i->tree[0].status = 1;
@@ -463,6 +467,7 @@ static void test_refused(void)
 		{tree_kind, "process 1: unknown kind 3"},
 		{tree_status, "process 1: wait status 0x7f out of range"},
 		{tree_status_proc, "process 0: wait status 0x1 out of range"},
+		{tree_status_stop, "process 1: wait status 0x13 out of range"},
 		{tree_pid_range, "process 1: pid -5 out of range"},
 		{pid_zero, "the process id 0 out of range"},
 		{socket_key, "channel 1: a socket pair shared between processes"},

@@ -9,7 +9,7 @@
 # busybox shell pipeline (a forked shell and an exec'd awk) checkpointed
 # mid-run and restored gives the bytes of an uninterrupted run. A process
 # of the tree that cannot be reached is refused with one line, and the
-# tree goes on.
+# tree goes on; so is a process that left the tree.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -150,4 +150,20 @@ nofds "$CORRAL" restore-exec sig >>out.5 2>>err.5
 check "restored after a signal: status" "$?" 0
 cmp -s out.5 out.n && ok || bad "restored after a signal: output differs: $(cat out.5 err.5)"
 cmp -s prog.5 prog.n && ok || bad "restored after a signal: progress differs"
+# 6. a process that left the tree (its parent exited): refused, one line
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" orphan go >out.6 2>err.6 &
+pid=$!
+wait_sock c.sock
+wait_lines out.6 1 60
+"$CORRAL" checkpoint c.sock cp6 2>ck6.err
+check "a process that left the tree: refused" "$?" 1
+case "$(cat ck6.err)" in
+*"left the tree (its parent exited"*) [ "$(wc -l <ck6.err)" = 1 ] && ok || bad "more than one line: $(cat ck6.err)" ;;
+*) bad "a process that left the tree: $(cat ck6.err)" ;;
+esac
+touch go
+wait $pid
+check "the program goes on after the refusal" "$(cat out.6)" "ready
+done"
 report

@@ -9,6 +9,10 @@
  *                              exit statuses, and whether getpid(),
  *                              getppid() and the children's pids are those
  *                              the program had at its start
+ *   ckpt_tree orphan GO        forks a child that forks a grandchild and
+ *                              exits (the grandchild goes to init), says
+ *                              "ready", waits until file GO exists, then
+ *                              ends the grandchild and says "done"
  * Every line it prints depends on the pipes' data, the children's exit
  * statuses and the pids, so a restore that loses any of them shows. */
 #define _GNU_SOURCE
@@ -83,8 +87,42 @@ static int worker(int in, int out, pid_t parent)
 	return (int)(sum % 100) + (ok ? 100 : 0);
 }
 
+static int orphan(const char *go)
+{
+	int p[2];
+	if (pipe(p))
+		return 2;
+	pid_t c = fork();
+	if (c == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			for (;;)
+				pause();
+		}
+		if (write(p[1], &g, sizeof(g)) != sizeof(g))
+			_exit(1);
+		_exit(0);
+	}
+	pid_t g;
+	close(p[1]);
+	if (get(p[0], &g, sizeof(g)) || waitpid(c, NULL, 0) != c)
+		return 1;
+	close(p[0]);
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK)) {
+		struct timespec ts = {0, 20 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	kill(g, SIGKILL);
+	printf("done\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "orphan"))
+		return orphan(argv[2]);
 	if (argc != 4 || strcmp(argv[1], "work")) {
 		fprintf(stderr, "usage: ckpt_tree work N PROGRESS\n");
 		return 2;
