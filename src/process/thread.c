@@ -97,7 +97,8 @@ static void robust_cleanup(struct gthread *t)
 		if (gmem_read(e, &next, 8))
 			break;
 		uint32_t *w = gmem_ptr(e + (uint64_t)head.off, 4, VMEM_W);
-		if (w && (__atomic_load_n(w, __ATOMIC_SEQ_CST) & FUTEX_TID_MASK) == (uint32_t)t->tid) {
+		/* the owner's id as the program knows it (a restore's map) */
+		if (w && (__atomic_load_n(w, __ATOMIC_SEQ_CST) & FUTEX_TID_MASK) == (uint32_t)pid_to_guest(t->tid)) {
 			__atomic_fetch_or(w, FUTEX_OWNER_DIED, __ATOMIC_SEQ_CST);
 			__atomic_fetch_and(w, ~(uint32_t)FUTEX_TID_MASK, __ATOMIC_SEQ_CST);
 			host_futex(w, FUTEX_WAKE, 1, NULL, NULL, 0);
