@@ -192,7 +192,8 @@ int cmd_exec(int argc, char **argv)
 		OPT_CONTROL,
 		OPT_CKSIG,
 		OPT_CKDIR,
-		OPT_CKTREE
+		OPT_CKTREE,
+		OPT_CKPIDMAP
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -208,6 +209,7 @@ int cmd_exec(int argc, char **argv)
 		{"sandboxed", no_argument, NULL, OPT_INSIDE}, /* internal: guest execve inside the sandbox */
 		{"comm", required_argument, NULL, OPT_COMM},  /* internal: a guest's execve */
 		{"ckpt-tree", required_argument, NULL, OPT_CKTREE}, /* internal: a guest's execve in a tree */
+		{"ckpt-pidmap", required_argument, NULL, OPT_CKPIDMAP}, /* internal: ... after a restore */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -254,6 +256,16 @@ int cmd_exec(int argc, char **argv)
 		}
 		case OPT_COMM: o.comm = optarg; break;
 		case OPT_CKTREE: o.ckpt_tree = optarg; break;
+		case OPT_CKPIDMAP: {
+			char *e;
+			long fd = strtol(optarg, &e, 10);
+			if (*e || fd < 3 || fd > 1 << 20) {
+				fprintf(stderr, "corral exec: bad --ckpt-pidmap '%s'\n", optarg);
+				return 2;
+			}
+			o.ckpt_pidmap = (int)fd + 1;
+			break;
+		}
 		case 'h': exec_usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",

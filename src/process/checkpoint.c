@@ -1081,6 +1081,8 @@ static int restore_process(const struct proc_opts *o, const char *dir, struct ck
 	}
 	int sfd = open(p->self_exe, O_PATH | O_CLOEXEC);
 	p->self_fd = sfd >= 0 ? fs_reserve_fd(p, sfd) : -1;
+	if (pidmap_fd >= 0)
+		pidmap_fd = fs_reserve_fd(p, pidmap_fd); /* out of the program's way */
 	if ((r = sig_init(p))) {
 		fprintf(stderr, "corral: restore-exec: cannot set up signals: %s\n", strerror(-r));
 		goto fail;

@@ -324,6 +324,9 @@ struct pidmap {
 };
 /* NULL unless this process belongs to a restored tree */
 extern struct pidmap *pidmap;
+extern int pidmap_fd; /* its memfd, -1 without */
+/* An exec'd corral: the map its program had (--ckpt-pidmap FD): 0 or -errno. */
+int pidmap_attach(int fd);
 /* Shared memory for want entries (inherited by fork): 0 or -errno. */
 int pidmap_create(uint32_t want);
 void pidmap_add(int guest, int host);

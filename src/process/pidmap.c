@@ -5,25 +5,59 @@
  * in memory shared by every process of the restored tree (a process
  * forked later inherits it), filled as the tree is made again. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "process/internal.h"
 
 struct pidmap *pidmap;
+int pidmap_fd = -1;
 
+/* A memfd rather than anonymous memory: a program that execs keeps it
+ * (--ckpt-pidmap FD), and its ids with it. */
 int pidmap_create(uint32_t want)
 {
 	if (!want || want > PIDMAP_MAX)
 		return -EINVAL;
 	size_t len = sizeof(struct pidmap) + want * sizeof(pidmap->e[0]);
-	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED)
+	int fd = memfd_create("corral-pids", MFD_CLOEXEC);
+	if (fd < 0)
 		return -errno;
+	void *m = ftruncate(fd, (off_t)len) < 0 ? MAP_FAILED
+						: mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
 	pidmap = m;
 	pidmap->want = want;
+	pidmap_fd = fd;
+	return 0;
+}
+
+int pidmap_attach(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < sizeof(struct pidmap) ||
+	    (uint64_t)st.st_size > sizeof(struct pidmap) + (uint64_t)PIDMAP_MAX * sizeof(pidmap->e[0]))
+		return -EINVAL;
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -errno;
+	struct pidmap *p = m;
+	/* the entries must lie within the file (another corral wrote it) */
+	if (p->want > (st.st_size - sizeof(struct pidmap)) / sizeof(p->e[0])) {
+		munmap(m, (size_t)st.st_size);
+		return -EINVAL;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	pidmap = p;
+	pidmap_fd = fd;
 	return 0;
 }
 

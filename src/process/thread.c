@@ -551,8 +551,18 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 		opts[k++] = "--ckpt-tree";
 		opts[k++] = tree_arg;
 	}
+	char mapfd[16];
+	if (pidmap_fd >= 0) {
+		/* the ids the program knows stay those of before */
+		snprintf(mapfd, sizeof(mapfd), "%d", pidmap_fd);
+		opts[k++] = "--ckpt-pidmap";
+		opts[k++] = mapfd;
+		fcntl(pidmap_fd, F_SETFD, 0);
+	}
 	opts[k] = NULL;
 	r = proc_reexec(proc.self_exe, proc.self_fd, opts, comm, path, argc, argv, envp);
+	if (pidmap_fd >= 0)
+		fcntl(pidmap_fd, F_SETFD, FD_CLOEXEC);
 out:
 	free_strv(argv);
 	free_strv(envp);

@@ -9,7 +9,8 @@
 # busybox shell pipeline (a forked shell and an exec'd awk) checkpointed
 # mid-run and restored gives the bytes of an uninterrupted run. A process
 # of the tree that cannot be reached is refused with one line, and the
-# tree goes on; so is a process that left the tree.
+# tree goes on; so is a process that left the tree. A restored program
+# that execs keeps its pid.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -166,4 +167,20 @@ touch go
 wait $pid
 check "the program goes on after the refusal" "$(cat out.6)" "ready
 done"
+# 7. a restored program that execs keeps its pid
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" exec go >out.7 2>err.7 &
+pid=$!
+wait_sock c.sock
+wait_lines out.7 1 60
+"$CORRAL" checkpoint c.sock cp7 2>ck7.err
+check "exec: checkpoint status" "$?" 0
+wait $pid
+nofds_bg "$CORRAL" restore-exec cp7 >>out.7 2>>err.7 &
+pid=$!
+sleep 0.5
+touch go
+wait $pid
+check "a restored program that execs: its pid" "$(cat out.7 err.7)" "ready
+after exec, the same pid 1"
 report

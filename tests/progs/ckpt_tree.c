@@ -13,6 +13,10 @@
  *                              exits (the grandchild goes to init), says
  *                              "ready", waits until file GO exists, then
  *                              ends the grandchild and says "done"
+ *   ckpt_tree exec GO          says "ready", waits until file GO exists,
+ *                              then execs itself as "ckpt_tree pid PID"
+ *                              with its pid, which says whether its pid
+ *                              is still that
  * Every line it prints depends on the pipes' data, the children's exit
  * statuses and the pids, so a restore that loses any of them shows. */
 #define _GNU_SOURCE
@@ -123,6 +127,23 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "pid")) {
+		printf("after exec, the same pid %d\n", getpid() == atoi(argv[2]));
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "exec")) {
+		char pid[16];
+		snprintf(pid, sizeof(pid), "%d", getpid());
+		printf("ready\n");
+		fflush(stdout);
+		while (access(argv[2], F_OK)) {
+			struct timespec ts = {0, 20 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		execl("/proc/self/exe", argv[0], "pid", pid, (char *)NULL);
+		perror("exec");
+		return 1;
+	}
 	if (argc != 4 || strcmp(argv[1], "work")) {
 		fprintf(stderr, "usage: ckpt_tree work N PROGRESS\n");
 		return 2;
