@@ -206,10 +206,10 @@ int cmd_exec(int argc, char **argv)
 		{"control", required_argument, NULL, OPT_CONTROL},
 		{"checkpoint-signal", required_argument, NULL, OPT_CKSIG},
 		{"checkpoint-dir", required_argument, NULL, OPT_CKDIR},
-		{"sandboxed", no_argument, NULL, OPT_INSIDE}, /* internal: guest execve inside the sandbox */
-		{"comm", required_argument, NULL, OPT_COMM},  /* internal: a guest's execve */
-		{"ckpt-tree", required_argument, NULL, OPT_CKTREE}, /* internal: a guest's execve in a tree */
-		{"ckpt-pidmap", required_argument, NULL, OPT_CKPIDMAP}, /* internal: ... after a restore */
+		{"sandboxed", no_argument, NULL, OPT_INSIDE},		/* internal: guest execve inside the sandbox */
+		{"comm", required_argument, NULL, OPT_COMM},		/* internal: a guest's execve */
+		{"ckpt-tree", required_argument, NULL, OPT_CKTREE},	/* internal: a guest's execve in a tree */
+		{"ckpt-pidmap", required_argument, NULL, OPT_CKPIDMAP}, /* internal: a restored program's execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};

@@ -1111,8 +1111,7 @@ static int restore_process(const struct proc_opts *o, const char *dir, struct ck
 			cfd[k] = tree_cfd[k] >= 0 ? fcntl(tree_cfd[k], F_DUPFD_CLOEXEC, low) : -1;
 	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) ||
 	    (!tree_cfd && (r = make_chans(&img, cfd, low, err, sizeof(err)))) ||
-	    (r = restore_limits(&img, err, sizeof(err))) ||
-	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
+	    (r = restore_limits(&img, err, sizeof(err))) || (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
 	    (r = restore_fds(&img, ffd, cfd, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto fail;

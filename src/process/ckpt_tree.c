@@ -33,12 +33,12 @@
 #define TREE_JOIN_WAIT_MS 3000 /* a process exec'ing has its socket again within this */
 
 static struct {
-	char dir[64];	 /* the tree's directory, "" outside a tree */
-	char sock[108];	 /* this process's socket in it (a member's) */
-	pid_t owner;	 /* the process that made dir (the first) */
-	pid_t sock_pid;	 /* the process that bound sock */
-	int listen_fd;	 /* a member's socket */
-	int *conns;	 /* the first process's connections during a checkpoint */
+	char dir[64];	/* the tree's directory, "" outside a tree */
+	char sock[108]; /* this process's socket in it (a member's) */
+	pid_t owner;	/* the process that made dir (the first) */
+	pid_t sock_pid; /* the process that bound sock */
+	int listen_fd;	/* a member's socket */
+	int *conns;	/* the first process's connections during a checkpoint */
 	int nconns;
 } tree = {"", "", 0, 0, -1, NULL, 0};
 
@@ -416,8 +416,7 @@ int ckpt_tree_start(char *err, size_t errn)
 		return 0;
 	snprintf(tree.dir, sizeof(tree.dir), "/tmp/corral-tree.XXXXXX");
 	if (!mkdtemp(tree.dir)) {
-		snprintf(err, errn, "cannot make a directory for the process tree (%s): %s", tree.dir,
-			 strerror(errno));
+		snprintf(err, errn, "cannot make a directory for the process tree (%s): %s", tree.dir, strerror(errno));
 		tree.dir[0] = 0;
 		return -errno;
 	}

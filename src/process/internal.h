@@ -314,9 +314,9 @@ int ckpt_tree_join_arg(const char *arg);
 /* ---- pidmap.c: ids as the program knows them ---- */
 #define PIDMAP_MAX (1u << 20)
 struct pidmap {
-	uint32_t want;		   /* entries a restore makes */
-	uint32_t claimed, n;	   /* taken, filled */
-	int failed;		   /* a process of the restored tree could not start */
+	uint32_t want;	     /* entries a restore makes */
+	uint32_t claimed, n; /* taken, filled */
+	int failed;	     /* a process of the restored tree could not start */
 	struct {
 		int32_t guest, host;
 		int ready;

@@ -27,8 +27,8 @@ int pidmap_create(uint32_t want)
 	int fd = memfd_create("corral-pids", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	void *m = ftruncate(fd, (off_t)len) < 0 ? MAP_FAILED
-						: mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *m =
+		ftruncate(fd, (off_t)len) < 0 ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		int e = -errno;
 		close(fd);
