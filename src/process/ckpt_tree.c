@@ -428,7 +428,8 @@ void ckpt_tree_exit(void)
 {
 	if (tree.sock[0] && tree.sock_pid == getpid())
 		unlink(tree.sock);
-	if (tree.dir[0] && tree.owner == getpid())
+	/* the first process removes the directory, or the last one out after it */
+	if (tree.dir[0] && (tree.owner == getpid() || (kill(tree.owner, 0) < 0 && errno == ESRCH)))
 		rmdir(tree.dir);
 }
 
@@ -757,6 +758,12 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 	for (size_t k = 0; k < nm; k++)
 		if (m[k].fd >= 0)
 			send_line(m[k].fd, leave_running ? "go\n" : "exit\n");
+	/* the others gone (their sockets too) before this one removes the directory */
+	for (size_t k = 0; k < nm && !leave_running; k++) {
+		char *line;
+		if (m[k].fd >= 0 && recv_line(m[k].fd, &line, 2000) == 0)
+			free(line);
+	}
 out:
 	ckpt_chan_set_tree(NULL, 0);
 	if (r) {
