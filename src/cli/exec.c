@@ -191,7 +191,9 @@ int cmd_exec(int argc, char **argv)
 		OPT_INSIDE,
 		OPT_CONTROL,
 		OPT_CKSIG,
-		OPT_CKDIR
+		OPT_CKDIR,
+		OPT_CKTREE,
+		OPT_CKPIDMAP
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -204,8 +206,10 @@ int cmd_exec(int argc, char **argv)
 		{"control", required_argument, NULL, OPT_CONTROL},
 		{"checkpoint-signal", required_argument, NULL, OPT_CKSIG},
 		{"checkpoint-dir", required_argument, NULL, OPT_CKDIR},
-		{"sandboxed", no_argument, NULL, OPT_INSIDE}, /* internal: guest execve inside the sandbox */
-		{"comm", required_argument, NULL, OPT_COMM},  /* internal: a guest's execve */
+		{"sandboxed", no_argument, NULL, OPT_INSIDE},		/* internal: guest execve inside the sandbox */
+		{"comm", required_argument, NULL, OPT_COMM},		/* internal: a guest's execve */
+		{"ckpt-tree", required_argument, NULL, OPT_CKTREE},	/* internal: a guest's execve in a tree */
+		{"ckpt-pidmap", required_argument, NULL, OPT_CKPIDMAP}, /* internal: a restored program's execve */
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -251,6 +255,17 @@ int cmd_exec(int argc, char **argv)
 			break;
 		}
 		case OPT_COMM: o.comm = optarg; break;
+		case OPT_CKTREE: o.ckpt_tree = optarg; break;
+		case OPT_CKPIDMAP: {
+			char *e;
+			long fd = strtol(optarg, &e, 10);
+			if (*e || fd < 3 || fd > 1 << 20) {
+				fprintf(stderr, "corral exec: bad --ckpt-pidmap '%s'\n", optarg);
+				return 2;
+			}
+			o.ckpt_pidmap = (int)fd + 1;
+			break;
+		}
 		case 'h': exec_usage(stdout); return 0;
 		case ':':
 			fprintf(stderr, "corral exec: option '%s' needs an argument (see 'corral exec --help')\n",

@@ -17,11 +17,13 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "process/ckpt.h"
 #include "process/ckpt_chan.h"
+#include "process/ckpt_tree.h"
 #include "process/internal.h"
 
 #define STOP_TIMEOUT_MS 10000 /* every thread reaches a boundary within this */
@@ -50,7 +52,7 @@ void ckpt_park(struct gthread *t)
 	pthread_mutex_unlock(&frz.lock);
 }
 
-static void thaw(void)
+void ckpt_thaw(void)
 {
 	pthread_mutex_lock(&frz.lock);
 	__atomic_store_n(&ckpt_stopping, 0, __ATOMIC_SEQ_CST);
@@ -61,7 +63,7 @@ static void thaw(void)
 /* Stop every guest thread: each is kicked out of cpu_run or a sleeping
  * host syscall (which is made again when it goes on, as after a signal
  * that runs no handler) until all are parked. */
-static int freeze(char *err, size_t errn)
+int ckpt_freeze(char *err, size_t errn)
 {
 	pthread_mutex_lock(&frz.lock);
 	__atomic_store_n(&ckpt_stopping, 1, __ATOMIC_SEQ_CST);
@@ -92,7 +94,7 @@ static int freeze(char *err, size_t errn)
 			return 0;
 		}
 		if (waited >= STOP_TIMEOUT_MS) {
-			thaw();
+			ckpt_thaw();
 			snprintf(err, errn, "the program's threads did not stop within %d s", STOP_TIMEOUT_MS / 1000);
 			return -ETIMEDOUT;
 		}
@@ -191,7 +193,7 @@ static int gather_threads(struct ckpt_image *img, char *err, size_t errn)
 		struct ckpt_thread *c = &img->threads[i];
 		c->s = t->cpu.s;
 		c->s.rflags = cpu_get_rflags(&t->cpu);
-		c->tid = t->tid;
+		c->tid = pid_to_guest(t->tid);
 		c->clear_child_tid = t->clear_child_tid;
 		c->robust_list = t->robust_list;
 		c->robust_len = t->robust_len;
@@ -363,7 +365,11 @@ static int gather_fds(struct ckpt_image *img, char *err, size_t errn)
 	while ((e = readdir(d))) {
 		char *end;
 		long fd = strtol(e->d_name, &end, 10);
-		if (*end || e->d_name[0] == '.' || fd < 3 || fd == dfd || fs_fd_reserved(fd))
+		if (*end || e->d_name[0] == '.' || fd == dfd || fs_fd_reserved(fd) || ckpt_tree_own_fd((int)fd))
+			continue;
+		/* 0-2 are the restoring command's, but for a pipe between
+		 * processes of the tree */
+		if (fd < 3 && !ckpt_chan_tree_pipe((int)fd))
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -464,6 +470,7 @@ static void gather_process(struct ckpt_image *img)
 {
 	struct proc *p = &proc;
 	copy_str(img->version, sizeof(img->version), p->opts.version ? p->opts.version : "");
+	img->pid = pid_to_guest(p->pid);
 	copy_str(img->root, sizeof(img->root), p->rootpath ? p->rootpath : "");
 	img->mem_cap = p->opts.mem;
 	img->brk_start = p->brk_start;
@@ -590,7 +597,8 @@ static void gather_host_pending(struct ckpt_image *img, int leave_running)
 	}
 }
 
-static int save_dir(const char *dir, int leave_running, char *err, size_t errn)
+int ckpt_save(const char *dir, int leave_running, const struct ckpt_tree_proc *tree, uint32_t ntree, char *err,
+	      size_t errn)
 {
 	struct ckpt_image img;
 	memset(&img, 0, sizeof(img));
@@ -606,7 +614,8 @@ static int save_dir(const char *dir, int leave_running, char *err, size_t errn)
 	snprintf(mt, sizeof(mt), "%s/.memory.tmp", dir);
 	int sfd = -1, mfd = -1, r;
 	gather_process(&img);
-	if ((r = check_children(err, errn)) || (r = check_timers(err, errn)) || (r = gather_threads(&img, err, errn)))
+	if ((!ckpt_tree_on() && (r = check_children(err, errn))) || (r = check_timers(err, errn)) ||
+	    (r = gather_threads(&img, err, errn)))
 		goto out;
 	gather_host_pending(&img, leave_running);
 	/* the guest's descriptors, before this opens files of its own */
@@ -628,9 +637,13 @@ static int save_dir(const char *dir, int leave_running, char *err, size_t errn)
 			snprintf(err, errn, "guest memory: %s", strerror(-r));
 		goto out;
 	}
+	img.tree = (struct ckpt_tree_proc *)tree;
+	img.ntree = ntree;
 	sfd = open(st, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (sfd < 0 || (r = write_all_fd(sfd, &img)) || fsync(sfd) < 0 || fsync(mfd) < 0 || rename(mt, mp) < 0 ||
-	    rename(st, sp) < 0) {
+	r = sfd < 0 ? 0 : write_all_fd(sfd, &img);
+	img.tree = NULL;
+	img.ntree = 0;
+	if (sfd < 0 || r || fsync(sfd) < 0 || fsync(mfd) < 0) {
 		if (!r)
 			r = -errno;
 		snprintf(err, errn, "'%.300s': %s", dir, strerror(-r));
@@ -649,19 +662,43 @@ out:
 	return r;
 }
 
+/* The files ckpt_save wrote become the checkpoint (commit) or go (!commit). */
+int ckpt_commit(const char *dir, int commit, char *err, size_t errn)
+{
+	char sp[PATH_MAX], mp[PATH_MAX], st[PATH_MAX], mt[PATH_MAX];
+	snprintf(sp, sizeof(sp), "%s/state", dir);
+	snprintf(mp, sizeof(mp), "%s/memory", dir);
+	snprintf(st, sizeof(st), "%s/.state.tmp", dir);
+	snprintf(mt, sizeof(mt), "%s/.memory.tmp", dir);
+	if (!commit) {
+		unlink(st);
+		unlink(mt);
+		return 0;
+	}
+	if (rename(mt, mp) < 0 || rename(st, sp) < 0) {
+		int e = errno;
+		snprintf(err, errn, "'%.300s': %s", dir, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int ckpt_checkpoint(const char *dir, int leave_running, char *err, size_t errn)
 {
 	err[0] = 0;
 	pthread_mutex_lock(&frz.one);
-	int r = freeze(err, errn);
+	int r = ckpt_freeze(err, errn);
 	if (!r) {
-		r = save_dir(dir, leave_running, err, errn);
+		if (ckpt_tree_on())
+			r = ckpt_tree_checkpoint(dir, leave_running, err, errn);
+		else if (!(r = ckpt_save(dir, leave_running, NULL, 0, err, errn)))
+			r = ckpt_commit(dir, 1, err, errn);
 		if (!r && !leave_running) {
 			ctl_finish();
 			fflush(NULL);
 			_exit(0);
 		}
-		thaw();
+		ckpt_thaw();
 	}
 	pthread_mutex_unlock(&frz.one);
 	return r;
@@ -965,55 +1002,52 @@ static struct gthread *thread_of(const struct ckpt_thread *c)
 
 struct restart {
 	struct gthread *t;
+	int gtid; /* its id as the program knows it, or 0 */
 	sem_t started;
 };
+
+/* Every process and thread of a restored tree is there before any of
+ * them runs: the ids the program knows all name something. */
+static void wait_tree(void)
+{
+	int r = pidmap_wait();
+	if (r) {
+		if (r == -ETIMEDOUT)
+			fprintf(stderr, "corral: restore-exec: the other processes of the tree did not start\n");
+		_exit(1);
+	}
+}
 
 static void *thread_entry(void *arg)
 {
 	struct restart *s = arg;
 	struct gthread *t = s->t;
 	t->tid = (int)syscall(SYS_gettid);
+	if (s->gtid)
+		pidmap_add(s->gtid, t->tid);
 	cur_thread = t;
 	sig_setmask(t, t->sigmask);
 	thr_register(t);
 	sem_post(&s->started);
+	wait_tree();
 	thr_main_loop(t);
 }
 
-int proc_restore(const struct proc_opts *o, const char *dir)
+/* One process of a checkpoint (img, taken) in this process: its memory
+ * file in dir; a tree's pipes already made (tree_cfd: channel k's ends,
+ * gfd: all ngfd of the tree's, closed once this process has its own),
+ * the restore's own descriptors at low or above; member_sig >= 0 for a
+ * process of a tree other than the first (the checkpoint signal, or 0). */
+static int restore_process(const struct proc_opts *o, const char *dir, struct ckpt_image *img_in, const int *tree_cfd,
+			   const int *gfd, uint32_t ngfd, int low, int member_sig)
 {
 	struct proc *p = &proc;
 	char err[512], path[PATH_MAX];
-	uint8_t *data = NULL;
-	size_t len = 0;
-	struct ckpt_image img;
-	memset(&img, 0, sizeof(img));
+	struct ckpt_image img = *img_in;
 	int *vfd = NULL, *ffd = NULL, *cfd = NULL, mfd = -1;
 	struct gthread **th = NULL;
-	if (o->sandbox) {
-		fprintf(stderr, "corral: restore-exec: --sandbox is not supported with checkpoints yet\n");
-		return 2;
-	}
-	snprintf(path, sizeof(path), "%s/state", dir);
-	if (read_file(path, &data, &len, err, sizeof(err))) {
-		fprintf(stderr, "corral: restore-exec: %s\n", err);
-		return 1;
-	}
-	if (ckpt_parse(data, len, &img, err, sizeof(err))) {
-		fprintf(stderr, "corral: restore-exec: '%.300s': %s\n", path, err);
-		free(data);
-		return 1;
-	}
-	free(data);
-	if (strcmp(img.version, o->version ? o->version : "")) {
-		fprintf(stderr,
-			"corral: restore-exec: '%.300s' was written by corral %s; this is corral %s, which restores "
-			"only its own checkpoints\n",
-			dir, img.version[0] ? img.version : "(unknown)", o->version ? o->version : "(unknown)");
-		goto fail;
-	}
+	memset(img_in, 0, sizeof(*img_in));
 	snprintf(path, sizeof(path), "%s/memory", dir);
-	int low = img.nfd ? img.fds[img.nfd - 1].fd + 1 : 3;
 	mfd = fd_above(open(path, O_RDONLY | O_CLOEXEC), low);
 	struct stat mst;
 	if (mfd < 0 || fstat(mfd, &mst) < 0 || !S_ISREG(mst.st_mode) || (uint64_t)mst.st_size != img.memsize) {
@@ -1047,6 +1081,8 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	}
 	int sfd = open(p->self_exe, O_PATH | O_CLOEXEC);
 	p->self_fd = sfd >= 0 ? fs_reserve_fd(p, sfd) : -1;
+	if (pidmap_fd >= 0)
+		pidmap_fd = fs_reserve_fd(p, pidmap_fd); /* out of the program's way */
 	if ((r = sig_init(p))) {
 		fprintf(stderr, "corral: restore-exec: cannot set up signals: %s\n", strerror(-r));
 		goto fail;
@@ -1070,9 +1106,12 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		fprintf(stderr, "corral: restore-exec: working directory '%.300s': %s\n", img.cwd, strerror(errno));
 		goto fail;
 	}
+	if (tree_cfd)
+		for (uint32_t k = 0; k < 2 * img.nchan; k++)
+			cfd[k] = tree_cfd[k] >= 0 ? fcntl(tree_cfd[k], F_DUPFD_CLOEXEC, low) : -1;
 	if ((r = check_files(&img, vfd, ffd, low, err, sizeof(err))) ||
-	    (r = make_chans(&img, cfd, low, err, sizeof(err))) || (r = restore_limits(&img, err, sizeof(err))) ||
-	    (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
+	    (!tree_cfd && (r = make_chans(&img, cfd, low, err, sizeof(err)))) ||
+	    (r = restore_limits(&img, err, sizeof(err))) || (r = restore_memory(p, &img, vfd, mfd, err, sizeof(err))) ||
 	    (r = restore_fds(&img, ffd, cfd, err, sizeof(err)))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto fail;
@@ -1082,6 +1121,10 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 			close(cfd[k]);
 			cfd[k] = -1;
 		}
+	/* the tree's other pipes are other processes' */
+	for (uint32_t k = 0; k < ngfd; k++)
+		if (gfd[k] >= 0)
+			close(gfd[k]);
 	close(mfd);
 	mfd = -1;
 	for (uint32_t k = 0; k < img.nvma; k++)
@@ -1114,11 +1157,19 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		if (it.it_value.tv_sec || it.it_value.tv_usec)
 			setitimer(k, &it, NULL);
 	}
+	if (member_sig >= 0) {
+		/* the first process takes the checkpoint signal */
+		if (member_sig) {
+			ckpt_signal = member_sig;
+			signal(member_sig, SIG_IGN);
+		}
+		ckpt_tree_after_fork();
+	}
 	/* the other threads, then the first one on this host thread */
 	struct gthread *main_t = th[0];
 	main_t->tid = p->pid;
 	for (uint32_t k = 1; k < img.nthreads; k++) {
-		struct restart s = {.t = th[k]};
+		struct restart s = {.t = th[k], .gtid = img.pid ? img.threads[k].tid : 0};
 		sem_init(&s.started, 0, 0);
 		pthread_attr_t at;
 		pthread_attr_init(&at);
@@ -1143,6 +1194,7 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 	cur_thread = main_t;
 	sig_setmask(main_t, main_t->sigmask);
 	thr_register(main_t);
+	wait_tree();
 	thr_main_loop(main_t);
 
 fail:
@@ -1169,4 +1221,244 @@ fail:
 	free(th);
 	ckpt_image_free(&img);
 	return 1;
+}
+
+static int parse_state(const char *dir, struct ckpt_image *img, const struct proc_opts *o)
+{
+	char err[512], path[PATH_MAX];
+	uint8_t *data = NULL;
+	size_t len = 0;
+	snprintf(path, sizeof(path), "%s/state", dir);
+	if (read_file(path, &data, &len, err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		return -1;
+	}
+	int r = ckpt_parse(data, len, img, err, sizeof(err));
+	free(data);
+	if (r) {
+		fprintf(stderr, "corral: restore-exec: '%.300s': %s\n", path, err);
+		return -1;
+	}
+	if (strcmp(img->version, o->version ? o->version : "")) {
+		fprintf(stderr,
+			"corral: restore-exec: '%.300s' was written by corral %s; this is corral %s, which restores "
+			"only its own checkpoints\n",
+			dir, img->version[0] ? img->version : "(unknown)", o->version ? o->version : "(unknown)");
+		ckpt_image_free(img);
+		return -1;
+	}
+	return 0;
+}
+
+static int max_fd(const struct ckpt_image *img)
+{
+	return img->nfd ? img->fds[img->nfd - 1].fd : 2;
+}
+
+/* A child that had exited: it exits again, with its status. */
+static _Noreturn void die_as(int32_t status)
+{
+	if (!(status & 0x7f))
+		_exit((status >> 8) & 0xff);
+	struct rlimit no = {0, 0};
+	setrlimit(RLIMIT_CORE, &no);
+	sigset_t all;
+	sigfillset(&all);
+	signal(status & 0x7f, SIG_DFL);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	raise(status & 0x7f);
+	_exit(128 + (status & 0x7f));
+}
+
+/* A tree: every process's image read and checked, the pipes between them
+ * made once, then the processes forked, each by its parent, parents
+ * before children; each commits its own image and waits until all are
+ * there (wait_tree) before its program goes on. */
+static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_image *root)
+{
+	uint32_t n = root->ntree + 1, ng = 0, want = 0;
+	struct ckpt_image *im = calloc(n, sizeof(*im));
+	uint32_t **gidx = calloc(n, sizeof(*gidx));
+	struct ckpt_chan *gc = NULL;
+	int *gfd = NULL, low = 3, rc = 1;
+	char err[512], sub[PATH_MAX];
+	struct ckpt_tree_proc *tp = root->tree;
+	root->tree = NULL;
+	if (!im || !gidx) {
+		fprintf(stderr, "corral: restore-exec: out of memory\n");
+		goto out;
+	}
+	im[0] = *root;
+	memset(root, 0, sizeof(*root));
+	for (uint32_t j = 1; j < n; j++) {
+		if (tp[j - 1].kind != CKTP_PROCESS) {
+			want++;
+			continue;
+		}
+		snprintf(sub, sizeof(sub), "%s/p%d", dir, tp[j - 1].pid);
+		if (parse_state(sub, &im[j], o))
+			goto out;
+		if (im[j].ntree || im[j].pid != tp[j - 1].pid) {
+			fprintf(stderr, "corral: restore-exec: '%.300s': not the image of process %d of this tree\n",
+				sub, tp[j - 1].pid);
+			goto out;
+		}
+	}
+	/* the pipes: one per key, its data from an image that holds its read end */
+	uint32_t total = 0;
+	for (uint32_t j = 0; j < n; j++) {
+		total += im[j].nchan;
+		want += im[j].nthreads;
+		if (max_fd(&im[j]) + 1 > low)
+			low = max_fd(&im[j]) + 1;
+	}
+	gc = calloc(total + 1, sizeof(*gc));
+	if (!gc) {
+		fprintf(stderr, "corral: restore-exec: out of memory\n");
+		goto out;
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		if (im[j].nchan && !(gidx[j] = calloc(im[j].nchan, sizeof(uint32_t)))) {
+			fprintf(stderr, "corral: restore-exec: out of memory\n");
+			goto out;
+		}
+		for (uint32_t k = 0; k < im[j].nchan; k++) {
+			const struct ckpt_chan *c = &im[j].chans[k];
+			uint32_t g = ng;
+			for (uint32_t i = 0; c->key && i < ng; i++)
+				if (gc[i].key == c->key)
+					g = i;
+			if (g == ng) {
+				gc[ng] = *c;
+				gc[ng].held = 0;
+				memset(gc[ng].q, 0, sizeof(gc[ng].q));
+				ng++;
+			}
+			if (gc[g].kind != c->kind || gc[g].bufsize[0] != c->bufsize[0]) {
+				fprintf(stderr, "corral: restore-exec: '%.300s': pipe %u differs between processes\n",
+					dir, k);
+				goto out;
+			}
+			if ((c->held & 1) && !gc[g].q[0].nmsg)
+				gc[g].q[0] = c->q[0]; /* borrowed from the image */
+			if (c->kind != CKCH_PIPE)
+				gc[g].q[1] = c->q[1];
+			gc[g].held |= c->held;
+			gidx[j][k] = g;
+		}
+	}
+	if (pidmap_create(want ? want : 1)) {
+		fprintf(stderr, "corral: restore-exec: out of memory\n");
+		goto out;
+	}
+	pidmap_add(im[0].pid, getpid());
+	if ((o->control || o->checkpoint_signal) && ckpt_tree_start(err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		goto out;
+	}
+	if (!(gfd = calloc(2 * (size_t)ng + 1, sizeof(int)))) {
+		fprintf(stderr, "corral: restore-exec: out of memory\n");
+		goto out;
+	}
+	for (uint32_t g = 0; g < 2 * ng; g++)
+		gfd[g] = -1;
+	for (uint32_t g = 0; g < ng; g++)
+		if (ckpt_chan_make(&gc[g], g, &gfd[2 * g], low, err, sizeof(err))) {
+			fprintf(stderr, "corral: restore-exec: %s\n", err);
+			goto out;
+		}
+	/* the processes: children after their parents (the tree's order) */
+	uint32_t me = 0;
+	for (uint32_t j = 1; j < n; j++) {
+		if (tp[j - 1].ppid != im[me].pid)
+			continue;
+		fflush(NULL);
+		pid_t h = fork();
+		if (h < 0) {
+			fprintf(stderr, "corral: restore-exec: fork: %s\n", strerror(errno));
+			pidmap_fail();
+			goto out;
+		}
+		if (h == 0) {
+			if (tp[j - 1].kind == CKTP_ZOMBIE)
+				die_as(tp[j - 1].status);
+			me = j;
+			continue;
+		}
+		pidmap_add(tp[j - 1].pid, h);
+		if (tp[j - 1].kind == CKTP_ZOMBIE) {
+			/* it is a zombie before this program's signals are set up:
+			 * its SIGCHLD was the program's before the checkpoint */
+			siginfo_t si;
+			while (waitid(P_PID, (id_t)h, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+				;
+		}
+	}
+	int *cfd = calloc(2 * (size_t)im[me].nchan + 1, sizeof(int));
+	if (!cfd) {
+		pidmap_fail();
+		goto out;
+	}
+	for (uint32_t k = 0; k < im[me].nchan; k++)
+		for (int e = 0; e < 2; e++)
+			cfd[2 * k + e] = (im[me].chans[k].held & (1u << e)) ? gfd[2 * gidx[me][k] + e] : -1;
+	if (me) {
+		snprintf(sub, sizeof(sub), "%s/p%d", dir, im[me].pid);
+		dir = sub;
+	}
+	/* the queues were borrowed: the pipes hold the data now; the other
+	 * processes' images are theirs */
+	free(gc);
+	gc = NULL;
+	for (uint32_t j = 0; j < n; j++)
+		if (j != me)
+			ckpt_image_free(&im[j]);
+	struct proc_opts mo = *o;
+	if (me) {
+		mo.control = NULL;
+		mo.checkpoint_signal = 0;
+		mo.checkpoint_dir = NULL;
+	}
+	restore_process(&mo, dir, &im[me], cfd, gfd, 2 * ng, low, me ? o->checkpoint_signal : -1);
+	/* it could not: the tree does not start */
+	pidmap_fail();
+	if (me)
+		_exit(1);
+	free(cfd);
+out:
+	free(gc);
+	for (uint32_t j = 0; im && j < n; j++)
+		ckpt_image_free(&im[j]);
+	for (uint32_t j = 0; gidx && j < n; j++)
+		free(gidx[j]);
+	free(gidx);
+	free(im);
+	free(tp);
+	if (gfd)
+		for (uint32_t g = 0; g < 2 * ng; g++)
+			if (gfd[g] >= 0)
+				close(gfd[g]);
+	free(gfd);
+	return rc;
+}
+
+int proc_restore(const struct proc_opts *o, const char *dir)
+{
+	struct ckpt_image img;
+	if (o->sandbox) {
+		fprintf(stderr, "corral: restore-exec: --sandbox is not supported with checkpoints yet\n");
+		return 2;
+	}
+	if (parse_state(dir, &img, o))
+		return 1;
+	if (img.ntree)
+		return restore_tree(o, dir, &img);
+	/* the ids the program knew: its own and its threads' */
+	if (img.pid && pidmap_create(img.nthreads)) {
+		fprintf(stderr, "corral: restore-exec: out of memory\n");
+		ckpt_image_free(&img);
+		return 1;
+	}
+	pidmap_add(img.pid, getpid());
+	return restore_process(o, dir, &img, NULL, NULL, 0, max_fd(&img) + 1, -1);
 }

@@ -13,10 +13,10 @@
 #include "cpu/cpu.h"
 #include "state/stream.h"
 
-/* Section versions: "process" and "fd" are at 2 since pipes and socket
- * pairs are carried (version 1, without them, is still read); the others
- * at 1. */
-#define CKPT_VERSION 2
+/* Section versions: "process" and "fd" are at 3 since process trees are
+ * carried (2 added pipes and socket pairs; 1 and 2 are still read),
+ * "chan" at 2 in a checkpoint of version 3 (its key), the others at 1. */
+#define CKPT_VERSION 3
 #define CKPT_VERSION_MIN 1
 #define CKPT_MAX_THREADS 4096
 #define CKPT_MAX_VMAS 65530 /* vm.max_map_count */
@@ -29,6 +29,8 @@
 #define CKPT_MAX_CHANS 65536
 #define CKPT_MAX_MSGS (1u << 20)   /* messages waiting in one socket */
 #define CKPT_MAX_QUEUE (64u << 20) /* bytes waiting in one pipe or socket */
+#define CKPT_MAX_PROCS 4096	   /* processes (and zombies) of a tree besides the first */
+#define CKPT_PID_MAX (1 << 22)	   /* PID_MAX_LIMIT */
 
 /* A file's identity: what must still hold when a checkpoint is restored. */
 struct ckpt_ident {
@@ -114,11 +116,24 @@ struct ckpt_queue {
 };
 
 struct ckpt_chan {
+	/* v3: the pipe's identity across the processes of a tree (its ends
+	 * may be held by several), 0 for one of this process alone */
+	uint64_t key;
 	uint32_t kind;
 	uint32_t held;	     /* bit e: the program holds end e (both for a socket pair) */
 	uint32_t shut;	     /* CKCH_SHUT_* << (2 * end) */
 	uint64_t bufsize[2]; /* pipe: its capacity in [0]; sockets: each end's SO_SNDBUF */
 	struct ckpt_queue q[2];
+};
+
+/* Another process of the tree (v3): a process VM whose image is in
+ * DIR/p<pid>/, or a child that has exited and was not waited for. Each
+ * one's parent is the first process or a process before it. */
+enum ckpt_tree_kind { CKTP_PROCESS = 1, CKTP_ZOMBIE = 2 };
+struct ckpt_tree_proc {
+	int32_t pid, ppid; /* as the program knew them */
+	uint32_t kind;
+	int32_t status; /* a zombie's wait status (wait(2)'s int) */
 };
 
 struct ckpt_itimer {
@@ -143,6 +158,9 @@ struct ckpt_image {
 	struct ckpt_itimer itimer[3];
 	uint32_t format; /* the version of "process" and "fd": CKPT_VERSION_MIN..CKPT_VERSION */
 	uint32_t nthreads, nvma, nfd, nchan;
+	int32_t pid;	/* v3: the process id as the program knows it (0 before) */
+	uint32_t ntree; /* v3: the other processes of its tree (the first one's image only) */
+	struct ckpt_tree_proc *tree;
 	struct ckpt_thread *threads;
 	struct ckpt_vma *vmas;
 	struct ckpt_fd *fds;

@@ -37,6 +37,41 @@ struct chan_src {
 
 static struct chan_src *src;
 static int diag_fd = -1;
+/* pipes whose two ends are held within the process tree (sorted inodes) */
+static uint64_t *tree_keys;
+static size_t ntree_keys;
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int ckpt_chan_set_tree(const uint64_t *keys, size_t n)
+{
+	free(tree_keys);
+	tree_keys = NULL;
+	ntree_keys = 0;
+	if (!n)
+		return 0;
+	if (!(tree_keys = malloc(n * sizeof(*keys))))
+		return -ENOMEM;
+	memcpy(tree_keys, keys, n * sizeof(*keys));
+	qsort(tree_keys, n, sizeof(*keys), cmp_u64);
+	ntree_keys = n;
+	return 0;
+}
+
+static bool in_tree(uint64_t key)
+{
+	return key && ntree_keys && bsearch(&key, tree_keys, ntree_keys, sizeof(key), cmp_u64);
+}
+
+bool ckpt_chan_tree_pipe(int fd)
+{
+	struct stat st;
+	return ntree_keys && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && in_tree((uint64_t)st.st_ino);
+}
 
 void ckpt_chan_reset(void)
 {
@@ -168,6 +203,7 @@ static int add_pipe(struct ckpt_image *img, struct ckpt_fd *c, int fd, const str
 		int n = new_chan(img, CKCH_PIPE, st->st_ino, st->st_ino, err, errn);
 		if (n < 0)
 			return n;
+		img->chans[n].key = (uint64_t)st->st_ino;
 	}
 	return hold(img, c, k, acc == O_WRONLY, fd, fl, err, errn);
 }
@@ -524,14 +560,16 @@ int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn)
 		struct chan_src *s = &src[k];
 		if (c->kind == CKCH_PIPE) {
 			int any = s->fd[(c->held & 1) ? 0 : 1];
-			if (c->held != 3) {
-				/* one end held: the other must be closed (a reader
+			if (c->held != 3 && !in_tree(c->key)) {
+				/* one end held: the other must be another process's
+				 * of the tree, or closed (a reader
 				 * sees POLLHUP, a writer POLLERR), not outside */
 				struct pollfd p = {any, c->held & 1 ? POLLIN : POLLOUT, 0};
 				if (poll(&p, 1, 0) < 0 || !(p.revents & (c->held & 1 ? POLLHUP : POLLERR))) {
 					snprintf(err, errn,
-						 "descriptor %d: a pipe whose other end is outside the program (or on "
-						 "its standard input, output or error) is not carried",
+						 "descriptor %d: a pipe whose other end is outside the program and its "
+						 "child processes (or on its standard input, output or error) is not "
+						 "carried",
 						 any);
 					r = -EOPNOTSUPP;
 					break;

@@ -4,6 +4,7 @@
 #ifndef CORRAL_PROCESS_CKPT_CHAN_H
 #define CORRAL_PROCESS_CKPT_CHAN_H
 
+#include <stdbool.h>
 #include <sys/stat.h>
 
 #include "process/ckpt.h"
@@ -14,6 +15,11 @@ int ckpt_chan_add(struct ckpt_image *img, struct ckpt_fd *c, int fd, const struc
 		  char *err, size_t errn);
 /* Every channel whole (or its missing end closed), its waiting data read. */
 int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn);
+/* The pipes (inodes) whose two ends are held within the process tree:
+ * one end of such a pipe is carried, on any descriptor, 0-2 included. */
+int ckpt_chan_set_tree(const uint64_t *keys, size_t n);
+/* Descriptor fd is such a pipe. */
+bool ckpt_chan_tree_pipe(int fd);
 /* Forget what the last gathering kept (after ckpt_chan_finish or a failure). */
 void ckpt_chan_reset(void);
 /* Channel k of a checkpoint made again, its descriptors at low or above

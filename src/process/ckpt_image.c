@@ -62,6 +62,10 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 	state_put_u32(w, img->nfd);
 	if (fmt >= 2)
 		state_put_u32(w, img->nchan);
+	if (fmt >= 3) {
+		state_put_u32(w, (uint32_t)img->pid);
+		state_put_u32(w, img->ntree);
+	}
 	state_section_end(w);
 
 	state_section_begin(w, "rlimits", 0, 1);
@@ -157,7 +161,9 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 
 	for (uint32_t k = 0; fmt >= 2 && k < img->nchan; k++) {
 		const struct ckpt_chan *c = &img->chans[k];
-		state_section_begin(w, "chan", k, 1);
+		state_section_begin(w, "chan", k, fmt >= 3 ? 2 : 1);
+		if (fmt >= 3)
+			state_put_u64(w, c->key);
 		state_put_u32(w, c->kind);
 		state_put_u32(w, c->held);
 		state_put_u32(w, c->shut);
@@ -165,6 +171,18 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 		state_put_u64(w, c->bufsize[1]);
 		put_queue(w, &c->q[0]);
 		put_queue(w, &c->q[1]);
+		state_section_end(w);
+	}
+
+	if (fmt >= 3 && img->ntree) {
+		state_section_begin(w, "tree", 0, 1);
+		for (uint32_t k = 0; k < img->ntree; k++) {
+			const struct ckpt_tree_proc *t = &img->tree[k];
+			state_put_u32(w, (uint32_t)t->pid);
+			state_put_u32(w, (uint32_t)t->ppid);
+			state_put_u32(w, t->kind);
+			state_put_u32(w, (uint32_t)t->status);
+		}
 		state_section_end(w);
 	}
 }
@@ -375,7 +393,8 @@ static void parse_fd(struct state_reader *r, struct ckpt_fd *f, uint32_t k, int3
 	}
 	if (!state_reader_ok(r))
 		return;
-	if (f->fd < 3 || f->fd <= prev || f->fd >= CKPT_MAX_FDS)
+	/* v3: a pipe between processes of a tree may be on 0-2 */
+	if (f->fd < (fmt >= 3 && chan ? 0 : 3) || f->fd <= prev || f->fd >= CKPT_MAX_FDS)
 		state_fail(r, "file %u: descriptor %d out of range or out of order", k, f->fd);
 	else if (f->kind < CKFD_FILE || f->kind > (fmt >= 2 ? CKFD_CHAN : CKFD_DEV))
 		state_fail(r, "file %u: unknown kind %u", k, f->kind);
@@ -426,8 +445,10 @@ static void parse_queue(struct state_reader *r, struct ckpt_queue *q, uint32_t k
 	state_get_bytes(r, q->data, q->size);
 }
 
-static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k)
+static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k, uint32_t v)
 {
+	if (v >= 2)
+		c->key = state_get_u64(r);
 	c->kind = state_get_u32(r);
 	c->held = state_get_u32(r);
 	c->shut = state_get_u32(r);
@@ -454,6 +475,56 @@ static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k)
 	 * for there to be any; and it fits in the pipe */
 	if (pipe && (c->q[1].nmsg || (c->q[0].nmsg && (!(c->held & 1) || c->q[0].size > c->bufsize[0]))))
 		state_fail(r, "channel %u: a pipe's data where it cannot be", k);
+	else if (c->key && !pipe)
+		state_fail(r, "channel %u: a socket pair shared between processes", k);
+}
+
+static bool wait_status_ok(int32_t s)
+{
+	if ((s & 0x7f) == 0) /* exited: its code in bits 8-15 */
+		return !(s & ~0xff00);
+	/* killed: the signal in bits 0-6, a core dump in bit 7; not by one
+	 * that stops or is ignored by default (SIGCHLD, SIGCONT, SIGSTOP,
+	 * SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH), which kills no one */
+	int sig = s & 0x7f;
+	return !(s & ~0xff) && sig <= CKPT_NSIG && (sig < 17 || sig > 23) && sig != 28;
+}
+
+/* The tree's other processes: known kinds and statuses, distinct pids,
+ * each one's parent the first process or a process listed before it. */
+static void parse_tree(struct state_reader *r, struct ckpt_image *img)
+{
+	for (uint32_t k = 0; k < img->ntree && state_reader_ok(r); k++) {
+		struct ckpt_tree_proc *t = &img->tree[k];
+		t->pid = (int32_t)state_get_u32(r);
+		t->ppid = (int32_t)state_get_u32(r);
+		t->kind = state_get_u32(r);
+		t->status = (int32_t)state_get_u32(r);
+		if (!state_reader_ok(r))
+			return;
+		if (t->pid <= 0 || t->pid >= CKPT_PID_MAX || t->pid == img->pid) {
+			state_fail(r, "process %u: pid %d out of range", k, t->pid);
+			return;
+		}
+		if (t->kind != CKTP_PROCESS && t->kind != CKTP_ZOMBIE) {
+			state_fail(r, "process %u: unknown kind %u", k, t->kind);
+			return;
+		}
+		if (t->kind == CKTP_PROCESS ? t->status != 0 : !wait_status_ok(t->status)) {
+			state_fail(r, "process %u: wait status 0x%x out of range", k, (unsigned)t->status);
+			return;
+		}
+		bool parent = t->ppid == img->pid;
+		for (uint32_t j = 0; j < k; j++) {
+			if (img->tree[j].pid == t->pid) {
+				state_fail(r, "process %u: pid %d twice", k, t->pid);
+				return;
+			}
+			parent |= img->tree[j].pid == t->ppid && img->tree[j].kind == CKTP_PROCESS;
+		}
+		if (!parent)
+			state_fail(r, "process %u: its parent %d is not a process before it", k, t->ppid);
+	}
 }
 
 /* Every descriptor of a channel names a held end, with that end's access;
@@ -513,6 +584,12 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	img->nfd = state_get_count(r, CKPT_MAX_FDS, "open files");
 	if (img->format >= 2)
 		img->nchan = state_get_count(r, CKPT_MAX_CHANS, "pipes and socket pairs");
+	if (img->format >= 3) {
+		img->pid = (int32_t)state_get_u32(r);
+		img->ntree = state_get_count(r, CKPT_MAX_PROCS, "processes");
+		if (state_reader_ok(r) && (img->pid <= 0 || img->pid >= CKPT_PID_MAX))
+			state_fail(r, "the process id %d out of range", img->pid);
+	}
 	if (!done(r))
 		goto fail;
 	if (img->root[0] && img->root[0] != '/')
@@ -570,7 +647,9 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	img->vmas = img->nvma ? calloc(img->nvma, sizeof(*img->vmas)) : NULL;
 	img->fds = img->nfd ? calloc(img->nfd, sizeof(*img->fds)) : NULL;
 	img->chans = img->nchan ? calloc(img->nchan, sizeof(*img->chans)) : NULL;
-	if (!img->threads || (img->nvma && !img->vmas) || (img->nfd && !img->fds) || (img->nchan && !img->chans)) {
+	img->tree = img->ntree ? calloc(img->ntree, sizeof(*img->tree)) : NULL;
+	if (!img->threads || (img->nvma && !img->vmas) || (img->nfd && !img->fds) || (img->nchan && !img->chans) ||
+	    (img->ntree && !img->tree)) {
 		state_fail(r, "out of memory");
 		goto fail;
 	}
@@ -590,7 +669,7 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 			goto fail;
 		prev_end = img->vmas[k].end;
 	}
-	int32_t prev = 2;
+	int32_t prev = img->format >= 3 ? -1 : 2;
 	for (uint32_t k = 0; k < img->nfd; k++) {
 		uint32_t v;
 		if (!expect_v(r, "fd", k, CKPT_VERSION, &v))
@@ -606,13 +685,35 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		prev = img->fds[k].fd;
 	}
 	for (uint32_t k = 0; k < img->nchan; k++) {
-		if (!expect(r, "chan", k))
+		uint32_t v;
+		if (!expect_v(r, "chan", k, img->format >= 3 ? 2 : 1, &v))
 			goto fail;
-		parse_chan(r, &img->chans[k], k);
+		if (v != (img->format >= 3 ? 2u : 1u)) {
+			state_fail(r, "section 'chan' %u has version %u in a checkpoint of version %u", k, v,
+				   img->format);
+			goto fail;
+		}
+		parse_chan(r, &img->chans[k], k, v);
 		if (!done(r))
 			goto fail;
 	}
 	check_chan_fds(r, img);
+	/* a pipe's key names one pipe: two channels of one key are one split in two */
+	for (uint32_t k = 0; k < img->nchan && state_reader_ok(r); k++)
+		for (uint32_t j = 0; j < k && img->chans[k].key; j++)
+			if (img->chans[j].key == img->chans[k].key) {
+				state_fail(r, "channels %u and %u: one key", j, k);
+				break;
+			}
+	if (!state_reader_ok(r))
+		goto fail;
+	if (img->ntree) {
+		if (!expect(r, "tree", 0))
+			goto fail;
+		parse_tree(r, img);
+		if (!done(r))
+			goto fail;
+	}
 	struct state_section s;
 	int n = state_next_section(r, &s);
 	if (n > 0)
@@ -642,6 +743,9 @@ void ckpt_image_free(struct ckpt_image *img)
 	free(img->vmas);
 	free(img->fds);
 	free(img->chans);
+	free(img->tree);
+	img->tree = NULL;
+	img->ntree = 0;
 	img->threads = NULL;
 	img->vmas = NULL;
 	img->fds = NULL;

@@ -99,6 +99,7 @@ void ctl_exit(void)
 	/* only the process that bound it (not a forked child) removes it */
 	if (ctl.path[0] && ctl.owner == getpid())
 		unlink(ctl.path);
+	ckpt_tree_exit();
 }
 
 void ctl_finish(void)
@@ -275,6 +276,9 @@ int ctl_start(struct proc *p, char *err, size_t errn)
 	const struct proc_opts *o = &p->opts;
 	if (!o->control && !o->checkpoint_signal)
 		return 0;
+	int tr = ckpt_tree_start(err, errn);
+	if (tr)
+		return tr;
 	if (o->control) {
 		struct sockaddr_un sa = {.sun_family = AF_UNIX};
 		/* absolute, so that it is removed at the end wherever the

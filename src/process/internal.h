@@ -102,7 +102,7 @@ struct gsigaction {
 #define GSA_NODEFER 0x40000000ull
 #define GSA_RESETHAND 0x80000000ull
 
-#define PROC_MAX_RSV_FD 8
+#define PROC_MAX_RSV_FD 12
 
 struct arena_ext;
 #define ARENA_REGIONS 48
@@ -299,6 +299,55 @@ int ctl_start(struct proc *p, char *err, size_t errn);
 void ctl_finish(void);
 /* The program ends: remove the control socket (async-signal-safe). */
 void ctl_exit(void);
+/* ckpt_tree.c: the first process makes the tree's directory (0 or -errno
+ * with one line in err); another joins it (dir, and the first process's
+ * pid), or, forked, joins its parent's; at the end, what is its goes. */
+int ckpt_tree_start(char *err, size_t errn);
+void ckpt_tree_join(const char *dir, pid_t owner);
+void ckpt_tree_after_fork(void);
+void ckpt_tree_exit(void);
+/* "OWNER:SIG:DIR" for a program this one execs (--ckpt-tree), or NULL */
+const char *ckpt_tree_exec_arg(void);
+/* --ckpt-tree's value in an exec'd corral: join that tree. */
+int ckpt_tree_join_arg(const char *arg);
+
+/* ---- pidmap.c: ids as the program knows them ---- */
+#define PIDMAP_MAX (1u << 20)
+struct pidmap {
+	uint32_t want;	     /* entries a restore makes */
+	uint32_t claimed, n; /* taken, filled */
+	int failed;	     /* a process of the restored tree could not start */
+	struct {
+		int32_t guest, host;
+		int ready;
+	} e[];
+};
+/* NULL unless this process belongs to a restored tree */
+extern struct pidmap *pidmap;
+extern int pidmap_fd; /* its memfd, -1 without */
+/* An exec'd corral: the map its program had (--ckpt-pidmap FD): 0 or -errno. */
+int pidmap_attach(int fd);
+/* Shared memory for want entries (inherited by fork): 0 or -errno. */
+int pidmap_create(uint32_t want);
+void pidmap_add(int guest, int host);
+int pidmap_to_host(int guest);
+int pidmap_to_guest(int host);
+/* Wait until every entry is there (0), or the restore failed (-errno). */
+int pidmap_wait(void);
+void pidmap_fail(void);
+static inline int pid_to_host(int guest)
+{
+	return pidmap && guest > 0 ? pidmap_to_host(guest) : guest;
+}
+static inline int pid_to_guest(int host)
+{
+	return pidmap && host > 0 ? pidmap_to_guest(host) : host;
+}
+/* A kill/wait pid argument: >0 a process, <-1 a process group */
+static inline int pid_arg_to_host(int pid)
+{
+	return pid > 0 ? pid_to_host(pid) : pid < -1 ? -pid_to_host(-pid) : pid;
+}
 
 /* ---- syscall.c ---- */
 void sys_dispatch(struct gthread *t);

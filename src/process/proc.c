@@ -83,6 +83,13 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 			fprintf(stderr, "corral: --root %s: %s\n", o->root, strerror(-r));
 		return 2;
 	}
+	if (o->ckpt_pidmap) {
+		if (pidmap_attach(o->ckpt_pidmap - 1) < 0) {
+			fprintf(stderr, "corral: --ckpt-pidmap %d: not a map of process ids\n", o->ckpt_pidmap - 1);
+			return 2;
+		}
+		pidmap_fd = fs_reserve_fd(p, pidmap_fd);
+	}
 	/* corral's binary as an fd, for a guest's execve (thr_execve) */
 	int sfd = open(p->self_exe, O_PATH | O_CLOEXEC);
 	p->self_fd = sfd >= 0 ? fs_reserve_fd(p, sfd) : -1;
@@ -92,6 +99,10 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 	}
 	if ((r = ctl_start(p, err, sizeof(err)))) {
 		fprintf(stderr, "corral: %s\n", err);
+		return 2;
+	}
+	if (o->ckpt_tree && !o->control && !o->checkpoint_signal && ckpt_tree_join_arg(o->ckpt_tree) < 0) {
+		fprintf(stderr, "corral: --ckpt-tree '%s': not OWNER:SIGNAL:DIRECTORY\n", o->ckpt_tree);
 		return 2;
 	}
 	struct gthread *t = calloc(1, sizeof(*t));

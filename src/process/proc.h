@@ -28,6 +28,8 @@ struct proc_opts {
 	int checkpoint_signal;	    /* host signal that asks for a checkpoint, or 0 */
 	const char *checkpoint_dir; /* where that checkpoint goes */
 	const char *version;	    /* corral's version, written into and checked on checkpoints */
+	const char *ckpt_tree;	    /* internal: the process tree an exec'd program is in ("OWNER:SIG:DIR") */
+	int ckpt_pidmap;	    /* internal: 1 + the fd of a restored tree's id map, or 0 */
 };
 
 /* Load path (an x86-64 ELF program or #! script, looked up in the guest's

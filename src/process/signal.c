@@ -567,6 +567,13 @@ static bool setup_frame(struct gthread *t, int sig, const struct gsigaction *a, 
 
 /* Deliver one signal to its handler, or apply the default action.
  * Returns true if a handler frame was set up. */
+/* A sender's pid (kill, sigqueue, a child's SIGCHLD) as the program knows it */
+static void si_to_guest(siginfo_t *si, int sig)
+{
+	if (pidmap && (si->si_code <= 0 || sig == SIGCHLD))
+		si->si_pid = pid_to_guest(si->si_pid);
+}
+
 static bool deliver_one(struct gthread *t, int sig, const siginfo_t *si, uint64_t err, uint64_t trapno, uint64_t cr2,
 			bool forced)
 {
@@ -631,6 +638,7 @@ void sig_deliver(struct gthread *t)
 		int sig = __builtin_ctzll(ready) + 1;
 		__atomic_and_fetch(&t->pending, ~GSIG_BIT(sig), __ATOMIC_SEQ_CST);
 		siginfo_t si = t->pinfo[sig];
+		si_to_guest(&si, sig);
 		deliver_one(t, sig, &si, 0, 0, 0, false);
 	}
 	if (t->restart) {
@@ -837,6 +845,8 @@ static long do_kill_thread(int tgid, int tid, int sig)
 {
 	if (sig < 0 || sig > GSIG_MAX)
 		return -EINVAL;
+	tgid = tgid == -1 ? -1 : pid_to_host(tgid);
+	tid = pid_to_host(tid);
 	if (tgid == proc.pid || (tgid == -1 && thr_find(tid))) {
 		struct gthread *t = thr_find(tid);
 		if (!t)
@@ -923,6 +933,7 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 			if (r < 0)
 				return r;
 		}
+		si_to_guest(&si, (int)r);
 		if (a[1] && gmem_write(a[1], &si, sizeof(si)))
 			return -EFAULT;
 		return r;
@@ -934,9 +945,10 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 		if (gmem_read(ia, &si, sizeof(si)))
 			return -EFAULT;
 		if (nr == 129)
-			r = syscall(SYS_rt_sigqueueinfo, (pid_t)a[0], (int)a[1], &si);
+			r = syscall(SYS_rt_sigqueueinfo, pid_to_host((int)a[0]), (int)a[1], &si);
 		else
-			r = syscall(SYS_rt_tgsigqueueinfo, (pid_t)a[0], (pid_t)a[1], (int)a[2], &si);
+			r = syscall(SYS_rt_tgsigqueueinfo, pid_to_host((int)a[0]), pid_to_host((int)a[1]), (int)a[2],
+				    &si);
 		return r < 0 ? -errno : r;
 	}
 	case 131: { /* sigaltstack */
@@ -979,11 +991,11 @@ long sig_syscall(struct gthread *t, uint64_t nr, const uint64_t *a)
 		if (sig < 0 || sig > GSIG_MAX)
 			return -EINVAL;
 		if (sig && sig_internal(sig)) {
-			if (pid != proc.pid)
+			if (pid_to_host(pid) != proc.pid)
 				return -EINVAL;
-			return do_kill_thread(proc.pid, proc.pid, sig);
+			return do_kill_thread(pid, pid, sig);
 		}
-		r = kill(pid, sig);
+		r = kill(pid_arg_to_host(pid), sig);
 		return r < 0 ? -errno : 0;
 	}
 	case 200: /* tkill */ return do_kill_thread(-1, (int)a[0], (int)a[1]);

@@ -15,6 +15,7 @@
 #include <sys/sysinfo.h>
 #include <sys/times.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "process/internal.h"
@@ -58,15 +59,15 @@ SYS(futex)
 }
 SYS(getpid)
 {
-	return proc.pid;
+	return pid_to_guest(proc.pid);
 }
 SYS(gettid)
 {
-	return t->tid;
+	return pid_to_guest(t->tid);
 }
 SYS(getppid)
 {
-	return getppid();
+	return pid_to_guest(getppid());
 }
 SYS(getuid)
 {
@@ -201,9 +202,10 @@ SYS(wait4)
 {
 	int status;
 	struct rusage ru;
-	long r = HOST_SLEEP(SYS_wait4, (pid_t)a[0], &status, (int)a[2], a[3] ? &ru : NULL);
+	long r = HOST_SLEEP(SYS_wait4, pid_arg_to_host((int)a[0]), &status, (int)a[2], a[3] ? &ru : NULL);
 	if (r < 0)
 		return r;
+	r = pid_to_guest((int)r);
 	if (r > 0 && a[1] && gmem_write(a[1], &status, 4))
 		return -EFAULT;
 	if (r > 0 && a[3] && gmem_write(a[3], &ru, sizeof(ru)))
@@ -216,9 +218,12 @@ SYS(waitid)
 	siginfo_t si;
 	struct rusage ru;
 	memset(&si, 0, sizeof(si));
-	long r = HOST_SLEEP(SYS_waitid, (int)a[0], (id_t)a[1], &si, (int)a[3], a[4] ? &ru : NULL);
+	/* P_PID, P_PGID: a pid as the program knows it */
+	id_t id = (int)a[0] == P_PID || (int)a[0] == P_PGID ? (id_t)pid_to_host((int)a[1]) : (id_t)a[1];
+	long r = HOST_SLEEP(SYS_waitid, (int)a[0], id, &si, (int)a[3], a[4] ? &ru : NULL);
 	if (r < 0)
 		return r;
+	si.si_pid = pid_to_guest(si.si_pid);
 	if (a[2] && gmem_write(a[2], &si, sizeof(si)))
 		return -EFAULT;
 	if (a[4] && gmem_write(a[4], &ru, sizeof(ru)))
@@ -417,7 +422,7 @@ SYS(arch_prctl)
 SYS(set_tid_address)
 {
 	t->clear_child_tid = a[0];
-	return t->tid;
+	return pid_to_guest(t->tid);
 }
 
 SYS(set_robust_list)

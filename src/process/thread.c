@@ -97,7 +97,8 @@ static void robust_cleanup(struct gthread *t)
 		if (gmem_read(e, &next, 8))
 			break;
 		uint32_t *w = gmem_ptr(e + (uint64_t)head.off, 4, VMEM_W);
-		if (w && (__atomic_load_n(w, __ATOMIC_SEQ_CST) & FUTEX_TID_MASK) == (uint32_t)t->tid) {
+		/* the owner's id as the program knows it (a restore's map) */
+		if (w && (__atomic_load_n(w, __ATOMIC_SEQ_CST) & FUTEX_TID_MASK) == (uint32_t)pid_to_guest(t->tid)) {
 			__atomic_fetch_or(w, FUTEX_OWNER_DIED, __ATOMIC_SEQ_CST);
 			__atomic_fetch_and(w, ~(uint32_t)FUTEX_TID_MASK, __ATOMIC_SEQ_CST);
 			host_futex(w, FUTEX_WAKE, 1, NULL, NULL, 0);
@@ -267,6 +268,7 @@ static long clone_process(struct gthread *t, uint64_t flags, uint64_t sp, uint64
 			t->clear_child_tid = ctid;
 		if (sp)
 			t->cpu.s.gpr[R_RSP] = sp;
+		ckpt_tree_after_fork();
 		return 0;
 	}
 	if (flags & G_CLONE_PARENT_SETTID) {
@@ -544,8 +546,23 @@ long thr_execve(struct gthread *t, int dirfd, uint64_t gpath, uint64_t gargv, ui
 		opts[k++] = "--mem";
 		opts[k++] = mems;
 	}
+	const char *tree_arg = ckpt_tree_exec_arg();
+	if (tree_arg) {
+		opts[k++] = "--ckpt-tree";
+		opts[k++] = tree_arg;
+	}
+	char mapfd[16];
+	if (pidmap_fd >= 0) {
+		/* the ids the program knows stay those of before */
+		snprintf(mapfd, sizeof(mapfd), "%d", pidmap_fd);
+		opts[k++] = "--ckpt-pidmap";
+		opts[k++] = mapfd;
+		fcntl(pidmap_fd, F_SETFD, 0);
+	}
 	opts[k] = NULL;
 	r = proc_reexec(proc.self_exe, proc.self_fd, opts, comm, path, argc, argv, envp);
+	if (pidmap_fd >= 0)
+		fcntl(pidmap_fd, F_SETFD, FD_CLOEXEC);
 out:
 	free_strv(argv);
 	free_strv(envp);

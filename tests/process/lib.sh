@@ -81,3 +81,11 @@ wait_lines() {
 		_i=$((_i + 1))
 	done
 }
+# wait_sock PATH: until the control socket is there (at most 30 s)
+wait_sock() {
+	_i=0
+	while [ ! -S "$1" ] && [ $_i -lt 150 ]; do
+		sleep 0.2
+		_i=$((_i + 1))
+	done
+}

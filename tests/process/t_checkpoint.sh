@@ -22,35 +22,6 @@ ROUNDS=40
 head -c 65536 /dev/urandom >"$W/in.dat"
 cd "$W" || exit 1
 
-# Descriptors this script inherited are not the program's to keep (a
-# checkpoint refuses a pipe): run with 0-2 only.
-nofds() {
-	bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
-}
-
-# Background runs: the subshell becomes the program, so that $! is its pid.
-nofds_bg() {
-	exec bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
-}
-
-# wait_sock PATH: until the control socket answers (at most 30 s)
-wait_sock() {
-	i=0
-	while [ ! -S "$1" ] && [ $i -lt 150 ]; do
-		sleep 0.2
-		i=$((i + 1))
-	done
-}
-
-# progress FILE: until the program has written 2 rounds (at most 60 s)
-progress() {
-	i=0
-	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 300 ]; do
-		sleep 0.2
-		i=$((i + 1))
-	done
-}
-
 # check NAME GOT WANT
 check() {
 	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', wanted '$3'"; fi
@@ -68,7 +39,7 @@ rm -f c.sock
 nofds_bg "$CORRAL" exec --control c.sock "$P" compute in.dat out.1 $MIB $ROUNDS >run1.out 2>run1.err &
 pid=$!
 wait_sock c.sock
-progress out.1
+wait_lines out.1 2 60
 "$CORRAL" checkpoint c.sock cp1 2>ck1.err
 check "checkpoint status" "$?" 0
 wait $pid
@@ -136,7 +107,7 @@ check "one line" "$(wc -l <r.err)" 1
 # 3. --checkpoint-signal: the batch system's way
 nofds_bg "$CORRAL" exec --checkpoint-signal USR2 --checkpoint-dir sig "$P" compute in.dat out.3 $MIB $ROUNDS >run3.out 2>run3.err &
 pid=$!
-progress out.3
+wait_lines out.3 2 60
 kill -USR2 $pid
 wait $pid
 check "checkpoint by signal: status" "$?" 0
@@ -163,12 +134,17 @@ wait $pid
 check "waiting program checkpointed: status" "$?" 0
 cmp -s a/state c/state && ok || bad "the final checkpoint differs from the others"
 
-# a version 1 checkpoint (before pipes were carried) is still read
-cp -r a v1
-python3 - a/state v1/state <<'PY'
-# rewrite sections "process" (drop nchan) and "fd" at version 1
+# checkpoints of version 1 (before pipes were carried) and 2 (before
+# process trees) are still read
+for v in 1 2; do
+	rm -rf v$v
+	cp -r a v$v
+	python3 - a/state v$v/state $v <<'PY'
+# rewrite sections "process" (drop pid and ntree; for 1 also nchan) and
+# "fd" (for 1, drop its channel fields) at the older version
 import struct, sys, zlib
 d = open(sys.argv[1], "rb").read()
+v = int(sys.argv[3])
 out = bytearray(d[:8 + 4 + 1 + d[12] + 4])
 pos = len(out)
 while d[pos:pos + 4] == b"SECT":
@@ -177,23 +153,24 @@ while d[pos:pos + 4] == b"SECT":
 	inst, ver, ln = struct.unpack_from("<IIQ", d, pos + 5 + nl)
 	body = d[pos + 5 + nl + 16:pos + 5 + nl + 16 + ln]
 	if name == b"process":
-		ver, body = 1, body[:-4]
+		ver, body = v, body[:-12 if v == 1 else -8]
 	elif name == b"fd":
-		ver, body = 1, body[:-8]
-	assert name != b"chan"
+		ver, body = v, body[:-8] if v == 1 else body
+	assert name != b"chan" and name != b"tree"
 	hdr = bytes([nl]) + name + struct.pack("<IIQ", inst, ver, len(body))
 	out += b"SECT" + hdr + body + struct.pack("<I", zlib.crc32(hdr + body))
 	pos += 4 + 1 + nl + 16 + ln + 4
 out += d[pos:]
 open(sys.argv[2], "wb").write(out)
 PY
-nofds "$CORRAL" restore-exec v1 >v1.out 2>v1.err &
-pid=$!
-sleep 1
-kill $pid 2>/dev/null
-wait $pid
-check "a version 1 checkpoint is restored (runs until killed)" "$?" 143
-check "a version 1 checkpoint: no errors" "$(cat v1.err)" ""
+	nofds "$CORRAL" restore-exec v$v >v$v.out 2>v$v.err &
+	pid=$!
+	sleep 1
+	kill $pid 2>/dev/null
+	wait $pid
+	check "a version $v checkpoint is restored (runs until killed)" "$?" 143
+	check "a version $v checkpoint: no errors" "$(cat v$v.err)" ""
+done
 
 # 5. what cannot be carried is refused at checkpoint time; the program goes on
 rm -f p.sock
@@ -338,7 +315,7 @@ rm -f f.sock
 nofds_bg "$CORRAL" exec --control f.sock "$CH" flow 400000 fprog.1 >flow.1 2>flow.err &
 pid=$!
 wait_sock f.sock
-progress fprog.1
+wait_lines fprog.1 2 60
 "$CORRAL" checkpoint f.sock fl1 2>>flow.err
 wait $pid
 check "flow checkpointed: status" "$?" 0

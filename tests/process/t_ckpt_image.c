@@ -28,7 +28,8 @@ static void queue(struct ckpt_queue *q, const char *data, const uint32_t *len, u
 }
 
 /* A small, valid image: one thread, a file mapping, an anonymous one with
- * saved pages, an open file, a pipe and a datagram socket pair. */
+ * saved pages, an open file, a pipe and a datagram socket pair; the
+ * first process of a tree (a child, and a grandchild that has exited). */
 static void sample(struct ckpt_image *img)
 {
 	memset(img, 0, sizeof(*img));
@@ -90,6 +91,24 @@ static void sample(struct ckpt_image *img)
 	img->chans[1] =
 		(struct ckpt_chan){.kind = CKCH_DGRAM, .held = 3, .shut = CKCH_SHUT_WR << 2, .bufsize = {212992, 4608}};
 	queue(&img->chans[1].q[0], "abcde", msgs, 3);
+	img->chans[0].key = 777;
+	img->pid = 4242;
+	img->ntree = 2;
+	img->tree = calloc(2, sizeof(*img->tree));
+	img->tree[0] = (struct ckpt_tree_proc){4300, 4242, CKTP_PROCESS, 0};
+	img->tree[1] = (struct ckpt_tree_proc){4301, 4300, CKTP_ZOMBIE, 7 << 8};
+}
+
+/* The sample as version 2 wrote it: pipes and sockets, no tree or ids. */
+static void sample_v2(struct ckpt_image *img)
+{
+	sample(img);
+	img->format = 2;
+	img->pid = 0;
+	img->ntree = 0;
+	free(img->tree);
+	img->tree = NULL;
+	img->chans[0].key = 0;
 }
 
 /* The sample as version 1 wrote it: no pipes or sockets. */
@@ -154,6 +173,10 @@ static void test_roundtrip(void)
 	CHECK(!out.vmas[1].path && out.vmas[1].nruns == 2 && out.vmas[1].runs[1].page == 5);
 	CHECK(out.nfd == 5 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
 	CHECK(out.format == CKPT_VERSION && out.nchan == 2);
+	CHECK(out.pid == 4242 && out.ntree == 2 && out.chans[0].key == 777 && out.chans[1].key == 0);
+	CHECK(out.tree[0].pid == 4300 && out.tree[0].ppid == 4242 && out.tree[0].kind == CKTP_PROCESS);
+	CHECK(out.tree[1].pid == 4301 && out.tree[1].ppid == 4300 && out.tree[1].kind == CKTP_ZOMBIE &&
+	      out.tree[1].status == 7 << 8);
 	CHECK(out.fds[2].kind == CKFD_CHAN && out.fds[2].end == 1 && out.fds[2].flags == (CKF_WRITE | CKF_CLOEXEC));
 	CHECK(out.fds[4].chan == 1 && out.fds[4].fd == 9 && !out.fds[4].path);
 	CHECK(out.chans[0].kind == CKCH_PIPE && out.chans[0].bufsize[0] == 65536 && out.chans[0].q[0].nmsg == 1 &&
@@ -189,6 +212,94 @@ static void test_v1(void)
 	ckpt_image_free(&out);
 	ckpt_image_free(&img);
 	free(b);
+}
+
+/* A checkpoint of version 2 (no tree, no ids) is still read, and written
+ * back the same. */
+static void test_v2(void)
+{
+	struct ckpt_image img, out;
+	sample_v2(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
+	CHECK(out.format == 2 && out.nchan == 2 && out.pid == 0 && out.ntree == 0 && out.chans[0].key == 0);
+	CHECK(out.chans[0].q[0].size == 5);
+	size_t len2;
+	uint8_t *b2 = encode(&out, &len2);
+	CHECK(len2 == len && !memcmp(b, b2, len));
+	free(b2);
+	ckpt_image_free(&out);
+	ckpt_image_free(&img);
+	free(b);
+}
+
+/* A pipe between processes of a tree may be on descriptors 0-2 (v3 only). */
+static void pipe_on_stdin(struct ckpt_image *i)
+{
+	struct ckpt_fd f = i->fds[0];
+	i->fds[0] = i->fds[1];
+	i->fds[0].fd = 0;
+	i->fds[1] = f;
+}
+static void pipe_on_stdin_v2(struct ckpt_image *i)
+{
+	pipe_on_stdin(i);
+	i->format = 2;
+	i->pid = 0;
+	i->ntree = 0;
+	i->chans[0].key = 0;
+}
+
+static void test_stdio_pipe(void)
+{
+	CHECK(!strcmp(parse_changed(pipe_on_stdin), ""));
+	CHECK(strstr(parse_changed(pipe_on_stdin_v2), "file 0: descriptor 0 out of range") != NULL);
+}
+
+static void tree_parent(struct ckpt_image *i)
+{
+	i->tree[0].ppid = 4301;
+}
+static void tree_zombie_parent(struct ckpt_image *i)
+{
+	i->tree[0].kind = CKTP_ZOMBIE;
+}
+static void tree_dup(struct ckpt_image *i)
+{
+	i->tree[1].pid = 4300;
+}
+static void tree_self(struct ckpt_image *i)
+{
+	i->tree[0].pid = 4242;
+}
+static void tree_kind(struct ckpt_image *i)
+{
+	i->tree[1].kind = 3;
+}
+static void tree_status(struct ckpt_image *i)
+{
+	i->tree[1].status = 0x7f; /* stopped, not exited */
+}
+static void tree_status_stop(struct ckpt_image *i)
+{
+	i->tree[1].status = 19; /* "killed" by SIGSTOP: no process ever was */
+}
+static void tree_status_proc(struct ckpt_image *i)
+{
+	i->tree[0].status = 1;
+}
+static void tree_pid_range(struct ckpt_image *i)
+{
+	i->tree[1].pid = -5;
+}
+static void pid_zero(struct ckpt_image *i)
+{
+	i->pid = 0;
+}
+static void socket_key(struct ckpt_image *i)
+{
+	i->chans[1].key = 9;
 }
 
 static void rip_bad(struct ckpt_image *i)
@@ -349,6 +460,17 @@ static void test_refused(void)
 		{pipe_wrong_queue, "channel 0: a pipe's data where it cannot be"},
 		{pipe_unread_data, "channel 0: a pipe's data where it cannot be"},
 		{v1_with_chan, "file 1: unknown kind 4"},
+		{tree_parent, "process 0: its parent 4301 is not a process before it"},
+		{tree_zombie_parent, "process 1: its parent 4300 is not a process before it"},
+		{tree_dup, "process 1: pid 4300 twice"},
+		{tree_self, "process 0: pid 4242 out of range"},
+		{tree_kind, "process 1: unknown kind 3"},
+		{tree_status, "process 1: wait status 0x7f out of range"},
+		{tree_status_proc, "process 0: wait status 0x1 out of range"},
+		{tree_status_stop, "process 1: wait status 0x13 out of range"},
+		{tree_pid_range, "process 1: pid -5 out of range"},
+		{pid_zero, "the process id 0 out of range"},
+		{socket_key, "channel 1: a socket pair shared between processes"},
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		const char *got = parse_changed(cases[k].change);
@@ -390,6 +512,8 @@ int main(void)
 {
 	RUN(test_roundtrip);
 	RUN(test_v1);
+	RUN(test_v2);
+	RUN(test_stdio_pipe);
 	RUN(test_refused);
 	RUN(test_damage);
 	return test_report();

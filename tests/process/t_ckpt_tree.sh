@@ -1,0 +1,186 @@
+#!/bin/sh
+# Checkpoints of process trees (docs/checkpoint.md): tests/progs/ckpt_tree
+# (a parent that talks to a worker child through two pipes, with a zombie
+# child it reaps at the end) checkpointed mid-run and restored prints what
+# a native run prints: the pipes' data, the children's real exit statuses,
+# reaped by the pids the parent kept; getpid() and gettid() before and
+# after are the same, and the worker sees its parent's pid in getppid()
+# and in a signal's siginfo. Restored and checkpointed again, the same. A
+# busybox shell pipeline (a forked shell and an exec'd awk) checkpointed
+# mid-run and restored gives the bytes of an uninterrupted run. A process
+# of the tree that cannot be reached is refused with one line, and the
+# tree goes on; so is a process that left the tree. A restored program
+# that execs keeps its pid.
+. "$(dirname "$0")/lib.sh"
+T=$BUILD/tests/progs/ckpt_tree
+BB=/bin/busybox
+W=$TMP/w
+mkdir -p "$W"
+cd "$W" || exit 1
+N=120
+
+check() {
+	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', wanted '$3'"; fi
+}
+
+# the reference, natively
+"$T" work $N prog.n >out.n 2>err.n
+check "native run" "$?" 0
+grep -q "getpid same 1, gettid same 1" out.n && grep -q "status 7" out.n || bad "native run: $(cat out.n)"
+
+# 1. checkpoint mid-run (every process exits), restore: the native output
+rm -f c.sock
+nofds_bg "$CORRAL" exec --control c.sock "$T" work $N prog.1 >out.1 2>err.1 &
+pid=$!
+wait_sock c.sock
+wait_lines prog.1 10 60
+"$CORRAL" checkpoint c.sock cp1 2>ck1.err
+check "tree checkpoint: status" "$?" 0
+wait $pid
+check "the checkpointed parent exits with 0" "$?" 0
+lines=$(wc -l <prog.1)
+if [ "$lines" -lt $N ] && [ -s cp1/state ]; then ok; else bad "not taken mid-run ($lines lines; $(cat ck1.err))"; fi
+# the worker's image beside the parent's; the zombie has none
+check "one image per living child" "$(ls -d cp1/p* 2>/dev/null | wc -l)" 1
+sleep 0.5
+check "every process of the tree has exited" "$(pgrep -f "ckpt_tree work $N prog.1" | wc -l)" 0
+nofds "$CORRAL" restore-exec cp1 >>out.1 2>>err.1
+check "restored tree: status" "$?" 0
+cmp -s out.1 out.n && ok || bad "restored tree: output differs: $(cat out.1 err.1)"
+cmp -s prog.1 prog.n && ok || bad "restored tree: progress differs"
+check "restored tree: no errors" "$(cat err.1)" ""
+
+# 2. restored with a control socket, checkpointed again, restored again
+rm -f c.sock prog.2 out.2
+nofds_bg "$CORRAL" exec --control c.sock "$T" work $N prog.2 >out.2 2>err.2 &
+pid=$!
+wait_sock c.sock
+wait_lines prog.2 10 60
+"$CORRAL" checkpoint c.sock cp2 2>ck2.err
+check "first checkpoint: status" "$?" 0
+wait $pid
+rm -f c.sock
+nofds_bg "$CORRAL" restore-exec --control c.sock cp2 >>out.2 2>>err.2 &
+pid=$!
+wait_sock c.sock
+wait_lines prog.2 40 60
+"$CORRAL" checkpoint c.sock cp3 2>ck3.err
+check "checkpoint of a restored tree: status" "$?" 0
+wait $pid
+lines=$(wc -l <prog.2)
+if [ "$lines" -lt $N ] && [ "$lines" -ge 40 ]; then ok; else bad "second checkpoint not mid-run ($lines lines; $(cat ck3.err))"; fi
+nofds "$CORRAL" restore-exec cp3 >>out.2 2>>err.2
+check "twice restored tree: status" "$?" 0
+cmp -s out.2 out.n && ok || bad "twice restored tree: output differs: $(cat out.2 err.2)"
+cmp -s prog.2 prog.n && ok || bad "twice restored tree: progress differs"
+
+# 3. a process of the tree out of reach: refused, one line; all go on
+rm -f c.sock prog.4
+nofds_bg "$CORRAL" exec --control c.sock "$T" work 60 prog.4 >out.4 2>err.4 &
+pid=$!
+wait_sock c.sock
+wait_lines prog.4 5 60
+worker=$(pgrep -P $pid -f "ckpt_tree work 60" | while read -r c; do
+	[ "$(cut -d' ' -f3 /proc/$c/stat)" != Z ] && echo $c
+done | head -n 1)
+rm -f /tmp/corral-tree.*/"$worker"
+"$CORRAL" checkpoint c.sock cp4 2>ck4.err
+check "unreachable process: refused" "$?" 1
+case "$(cat ck4.err)" in
+*"is outside the tree's reach"*) [ "$(wc -l <ck4.err)" = 1 ] && ok || bad "more than one line: $(cat ck4.err)" ;;
+*) bad "unreachable process: $(cat ck4.err)" ;;
+esac
+check "nothing written for it" "$(ls cp4 2>/dev/null)" ""
+wait $pid
+check "the refused tree goes on: status" "$?" 0
+"$T" work 60 prog.4n >out.4n 2>/dev/null
+cmp -s out.4 out.4n && ok || bad "the refused tree goes on: output differs: $(cat out.4 err.4)"
+
+# 4. a shell pipeline: a forked shell running seq, an exec'd awk
+if [ ! -x "$BB" ]; then
+	skip 4 "busybox-static not installed ($BB)"
+else
+	script='seq 1 300000 | busybox awk "{s=(s*31+\$1)%1000003; if (NR%50000==0) print NR, s}"'
+	"$BB" sh -c "$script" >bb.n
+	rm -f c.sock
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$script" >bb.1 2>bb.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines bb.1 1 120
+	"$CORRAL" checkpoint c.sock bbcp 2>bbck.err
+	check "pipeline checkpoint: status" "$?" 0
+	wait $pid
+	lines=$(wc -l <bb.1)
+	if [ "$lines" -lt 6 ] && [ "$(ls -d bbcp/p* | wc -l)" = 2 ]; then ok; else
+		bad "pipeline: not taken mid-run with its 3 processes ($lines lines; $(ls bbcp); $(cat bbck.err))"
+	fi
+	nofds "$CORRAL" restore-exec bbcp >>bb.1 2>>bb.err
+	check "restored pipeline: status" "$?" 0
+	cmp -s bb.1 bb.n && ok || bad "restored pipeline: output differs: $(cat bb.1 bb.err)"
+
+	# --leave-running: the tree goes on to the end; the copy, restored,
+	# prints from where it was taken
+	rm -f c.sock
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$script" >lr.1 2>lr.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines lr.1 1 120
+	"$CORRAL" checkpoint c.sock lrcp --leave-running 2>lrck.err
+	check "pipeline checkpoint, leave running: status" "$?" 0
+	taken=$(wc -l <lr.1)
+	wait $pid
+	check "the pipeline left running ends well" "$?" 0
+	cmp -s lr.1 bb.n && ok || bad "the pipeline left running: output differs: $(cat lr.1 lr.err)"
+	head -n "$taken" bb.n >lr.2
+	nofds "$CORRAL" restore-exec lrcp >>lr.2 2>lr2.err
+	check "restored copy of a running pipeline: status" "$?" 0
+	cmp -s lr.2 bb.n && ok || bad "restored copy of a running pipeline: output differs: $(cat lr.2 lr2.err)"
+fi
+
+# 5. the checkpoint signal, sent to the whole process group as a batch
+# system does: the first process saves the tree, the others are not ended
+rm -f prog.5
+nofds_bg setsid "$CORRAL" exec --checkpoint-signal USR2 --checkpoint-dir sig "$T" work $N prog.5 >out.5 2>err.5 &
+pid=$!
+wait_lines prog.5 10 60
+kill -s USR2 -- -"$pid"
+wait $pid
+check "checkpoint by signal: status" "$?" 0
+if [ -s sig/state ] && [ "$(wc -l <prog.5)" -lt $N ]; then ok; else bad "no checkpoint by signal: $(cat err.5)"; fi
+nofds "$CORRAL" restore-exec sig >>out.5 2>>err.5
+check "restored after a signal: status" "$?" 0
+cmp -s out.5 out.n && ok || bad "restored after a signal: output differs: $(cat out.5 err.5)"
+cmp -s prog.5 prog.n && ok || bad "restored after a signal: progress differs"
+# 6. a process that left the tree (its parent exited): refused, one line
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" orphan go >out.6 2>err.6 &
+pid=$!
+wait_sock c.sock
+wait_lines out.6 1 60
+"$CORRAL" checkpoint c.sock cp6 2>ck6.err
+check "a process that left the tree: refused" "$?" 1
+case "$(cat ck6.err)" in
+*"left the tree (its parent exited"*) [ "$(wc -l <ck6.err)" = 1 ] && ok || bad "more than one line: $(cat ck6.err)" ;;
+*) bad "a process that left the tree: $(cat ck6.err)" ;;
+esac
+touch go
+wait $pid
+check "the program goes on after the refusal" "$(cat out.6)" "ready
+done"
+# 7. a restored program that execs keeps its pid
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" exec go >out.7 2>err.7 &
+pid=$!
+wait_sock c.sock
+wait_lines out.7 1 60
+"$CORRAL" checkpoint c.sock cp7 2>ck7.err
+check "exec: checkpoint status" "$?" 0
+wait $pid
+nofds_bg "$CORRAL" restore-exec cp7 >>out.7 2>>err.7 &
+pid=$!
+sleep 0.5
+touch go
+wait $pid
+check "a restored program that execs: its pid" "$(cat out.7 err.7)" "ready
+after exec, the same pid 1"
+report

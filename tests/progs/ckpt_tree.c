@@ -1,0 +1,201 @@
+/* A program for checkpoints of process trees (tests/process/t_ckpt_tree.sh):
+ *   ckpt_tree work N PROGRESS  forks a child that exits with 7 at once (a
+ *                              zombie until the end) and a worker; sends
+ *                              the worker N numbers through one pipe, one
+ *                              per 20 ms, and reads its running sums back
+ *                              through another, a line per number into
+ *                              PROGRESS; then signals the worker, reaps
+ *                              both children and prints the sums, their
+ *                              exit statuses, and whether getpid(),
+ *                              getppid() and the children's pids are those
+ *                              the program had at its start
+ *   ckpt_tree orphan GO        forks a child that forks a grandchild and
+ *                              exits (the grandchild goes to init), says
+ *                              "ready", waits until file GO exists, then
+ *                              ends the grandchild and says "done"
+ *   ckpt_tree exec GO          says "ready", waits until file GO exists,
+ *                              then execs itself as "ckpt_tree pid PID"
+ *                              with its pid, which says whether its pid
+ *                              is still that
+ * Every line it prints depends on the pipes' data, the children's exit
+ * statuses and the pids, so a restore that loses any of them shows. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t got_usr1, usr1_pid;
+
+static void on_usr1(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)uc;
+	got_usr1 = 1;
+	usr1_pid = si->si_pid;
+}
+
+static void put(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			perror("write");
+			exit(1);
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+}
+
+static int get(int fd, void *p, size_t n)
+{
+	char *c = p;
+	while (n) {
+		ssize_t r = read(fd, c, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int worker(int in, int out, pid_t parent)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_usr1;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGUSR1, &sa, NULL);
+	uint64_t sum = 0, x;
+	while (get(in, &x, sizeof(x)) == 0) {
+		sum = sum * 31 + x;
+		put(out, &sum, sizeof(sum));
+	}
+	/* end of file: the parent closed its end; wait for its signal */
+	while (!got_usr1)
+		pause();
+	int ok = getppid() == parent && usr1_pid == parent;
+	return (int)(sum % 100) + (ok ? 100 : 0);
+}
+
+static int orphan(const char *go)
+{
+	int p[2];
+	if (pipe(p))
+		return 2;
+	pid_t c = fork();
+	if (c == 0) {
+		pid_t g = fork();
+		if (g == 0) {
+			for (;;)
+				pause();
+		}
+		if (write(p[1], &g, sizeof(g)) != sizeof(g))
+			_exit(1);
+		_exit(0);
+	}
+	pid_t g;
+	close(p[1]);
+	if (get(p[0], &g, sizeof(g)) || waitpid(c, NULL, 0) != c)
+		return 1;
+	close(p[0]);
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK)) {
+		struct timespec ts = {0, 20 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	kill(g, SIGKILL);
+	printf("done\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "orphan"))
+		return orphan(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "pid")) {
+		printf("after exec, the same pid %d\n", getpid() == atoi(argv[2]));
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "exec")) {
+		char pid[16];
+		snprintf(pid, sizeof(pid), "%d", getpid());
+		printf("ready\n");
+		fflush(stdout);
+		while (access(argv[2], F_OK)) {
+			struct timespec ts = {0, 20 * 1000000};
+			nanosleep(&ts, NULL);
+		}
+		execl("/proc/self/exe", argv[0], "pid", pid, (char *)NULL);
+		perror("exec");
+		return 1;
+	}
+	if (argc != 4 || strcmp(argv[1], "work")) {
+		fprintf(stderr, "usage: ckpt_tree work N PROGRESS\n");
+		return 2;
+	}
+	int n = atoi(argv[2]);
+	FILE *prog = fopen(argv[3], "a");
+	if (!prog)
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	pid_t me = getpid(), pp = getppid();
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+	pid_t zombie = fork();
+	if (zombie == 0)
+		_exit(7);
+	int to[2], from[2];
+	if (pipe(to) || pipe(from))
+		return 2;
+	pid_t w = fork();
+	if (w == 0) {
+		close(to[1]);
+		close(from[0]);
+		fclose(prog);
+		_exit(worker(to[0], from[1], me));
+	}
+	close(to[0]);
+	close(from[1]);
+	uint64_t sum = 0;
+	for (int i = 1; i <= n; i++) {
+		uint64_t x = (uint64_t)i * 2654435761u;
+		put(to[1], &x, sizeof(x));
+		if (get(from[0], &sum, sizeof(sum))) {
+			printf("the worker is gone at %d\n", i);
+			return 1;
+		}
+		fprintf(prog, "%d %llu\n", i, (unsigned long long)sum);
+		struct timespec ts = {0, 20 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	close(to[1]);
+	printf("sum %llu\n", (unsigned long long)sum);
+	/* the worker's pid as this program knew it names the worker */
+	if (kill(w, SIGUSR1))
+		printf("kill: %s\n", strerror(errno));
+	int st = 0;
+	pid_t r = waitpid(w, &st, 0);
+	printf("worker: reaped %s, exited %d status %d\n", r == w ? "by its pid" : "wrong", WIFEXITED(st),
+	       WEXITSTATUS(st));
+	r = waitpid(zombie, &st, 0);
+	printf("zombie: reaped %s, exited %d status %d\n", r == zombie ? "by its pid" : "wrong", WIFEXITED(st),
+	       WEXITSTATUS(st));
+	(void)pp;
+	printf("getpid same %d, gettid same %d\n", getpid() == me,
+	       (pid_t)syscall(SYS_gettid) == tid);
+	return 0;
+}
