@@ -20,7 +20,8 @@ ko=$(find "$GUEST_DIR/modules" -name 'virtio_balloon.ko*' 2>/dev/null | head -n 
 [ -n "$ko" ] || skip "the kit's kernel has no virtio_balloon module"
 work=$(mktemp -d "${TMPDIR:-/tmp}/t_balloon.XXXXXX")
 pids=
-trap 'exec 8>&- 9>&-; for p in $pids; do kill "$p" 2>/dev/null; done; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT INT TERM
+trap 'exec 8>&- 9>&-; for p in $pids; do kill "$p" 2>/dev/null; done; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 
 # The kit's initramfs plus the module (decompressed: busybox insmod reads plain files)
 mkdir -p "$work/ov"
