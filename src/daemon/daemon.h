@@ -27,6 +27,7 @@ struct corrald_opts {
 	const char *image_dir[CORRALD_MAX_IMAGE_DIRS]; /* where VM images may come from */
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;
+	int balloon_policy; /* move balloon memory towards guests under pressure (policy.h) */
 };
 
 int corrald_serve(const struct corrald_opts *o);

@@ -7,11 +7,13 @@
 
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "daemon/policy.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n\n"
+		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n"
+		"               [--balloon-policy]\n\n"
 		"Hosts many VMs, each in a process of its own, and serves a REST/JSON API on a\n"
 		"unix socket (docs/corrald.yaml); 'corral vm' is its command-line client.\n"
 		"Running VMs outlive corrald: the next corrald takes them back.\n\n"
@@ -21,14 +23,16 @@ static void usage(FILE *f)
 		"  --state-dir DIR  VM definitions, consoles and snapshots (default %s)\n"
 		"  --image-dir DIR  where kernels, initrds and disk images may come from\n"
 		"                   (repeatable; default DIR/images of the state directory)\n"
+		"  --balloon-policy every %d s, move balloon memory from idle guests to guests under\n"
+		"                   pressure, by what their balloons' statistics report\n"
 		"  --version        print corrald's version\n"
 		"  -h, --help       show this help\n",
-		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT);
+		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT, POLICY_INTERVAL_S);
 }
 
 int main(int argc, char **argv)
 {
-	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION };
+	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION, OPT_POLICY };
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
 		{"socket", required_argument, NULL, OPT_SOCKET},
@@ -38,6 +42,7 @@ int main(int argc, char **argv)
 		{"vm-process", required_argument, NULL, OPT_VMPROC},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"version", no_argument, NULL, OPT_VERSION},
+		{"balloon-policy", no_argument, NULL, OPT_POLICY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -48,6 +53,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_FG: o.foreground = 1; break;
+		case OPT_POLICY: o.balloon_policy = 1; break;
 		case OPT_SOCKET: o.socket = optarg; break;
 		case OPT_STATE: o.state_dir = optarg; break;
 		case OPT_IMAGES:
