@@ -326,7 +326,8 @@ static enum MHD_Result balloon(struct api *a, struct MHD_Connection *c, const ch
 		json_t *n = json_object_get(j, "amount_mib");
 		if (!n || !json_is_integer(n) || json_integer_value(n) < 0 ||
 		    json_integer_value(n) > (json_int_t)(vm_get_config(a->vm)->mem >> 20))
-			r = httpd_fault(c, 400, "'amount_mib' must be an integer from 0 to %" PRIu64 " (the VM's memory)",
+			r = httpd_fault(c, 400,
+					"'amount_mib' must be an integer from 0 to %" PRIu64 " (the VM's memory)",
 					vm_get_config(a->vm)->mem >> 20);
 		else
 			r = vm_balloon_set(a->vm, (uint32_t)json_integer_value(n)) < 0
@@ -360,8 +361,8 @@ static enum MHD_Result balloon(struct api *a, struct MHD_Connection *c, const ch
 static enum MHD_Result balloon_stats(struct api *a, struct MHD_Connection *c, const char *method, struct req *q)
 {
 	static const char *const names[BALLOON_NSTATS] = {
-		"swap_in",	 "swap_out",	"major_faults", "minor_faults",	       "free_memory",
-		"total_memory", "available_memory", "disk_caches",	"hugetlb_allocations", "hugetlb_failures"};
+		"swap_in",	"swap_out",	    "major_faults", "minor_faults",	   "free_memory",
+		"total_memory", "available_memory", "disk_caches",  "hugetlb_allocations", "hugetlb_failures"};
 	struct vm_balloon b;
 	struct balloon_info bi;
 	char why[256];
@@ -389,15 +390,16 @@ static enum MHD_Result balloon_stats(struct api *a, struct MHD_Connection *c, co
 		json_decref(j);
 		return r;
 	}
-	json_t *o = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "target_pages", (json_int_t)bi.target_pages,
-			      "actual_pages", (json_int_t)bi.actual_pages, "target_mib",
-			      (json_int_t)(bi.target_pages >> 8), "actual_mib", (json_int_t)(bi.actual_pages >> 8),
-			      "inflated_pages", (json_int_t)bi.inflated, "reported_pages", (json_int_t)bi.reported,
-			      "ignored_pfns", (json_int_t)bi.ignored);
+	json_t *o =
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "target_pages", (json_int_t)bi.target_pages, "actual_pages",
+			  (json_int_t)bi.actual_pages, "target_mib", (json_int_t)(bi.target_pages >> 8), "actual_mib",
+			  (json_int_t)(bi.actual_pages >> 8), "inflated_pages", (json_int_t)bi.inflated,
+			  "reported_pages", (json_int_t)bi.reported, "ignored_pfns", (json_int_t)bi.ignored);
 	for (unsigned k = 0; o && k < BALLOON_NSTATS; k++)
 		if (bi.have >> k & 1)
-			json_object_set_new(o, names[k],
-					    json_integer((json_int_t)(bi.stat[k] > INT64_MAX ? INT64_MAX : bi.stat[k])));
+			json_object_set_new(
+				o, names[k],
+				json_integer((json_int_t)(bi.stat[k] > INT64_MAX ? INT64_MAX : bi.stat[k])));
 	return httpd_reply(c, 200, o);
 }
 

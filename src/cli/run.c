@@ -331,7 +331,8 @@ static int parse_balloon(const char *arg, struct vm_config *c)
 			r = -1;
 		} else if (!strcmp(opt, "amount") && val) {
 			if (cli_parse_size(val, 20, &n) < 0 || (n & 0xfffff) || (n >> 20) > UINT32_MAX) {
-				fprintf(stderr, "corral: --balloon '%s': amount '%s': not a size in whole MiB (e.g. 64M)\n",
+				fprintf(stderr,
+					"corral: --balloon '%s': amount '%s': not a size in whole MiB (e.g. 64M)\n",
 					arg, val);
 				r = -1;
 			} else {

@@ -42,8 +42,8 @@
 #include "api/httpd.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
-#include "daemon/policy.h"
 #include "daemon/http.h"
+#include "daemon/policy.h"
 #include "oci/oci.h"
 #include "vm/vm.h"
 
@@ -1082,7 +1082,8 @@ static void balloon_policy_round(struct daemon *d)
 		       *mem = json_object_get(mc, "mem_size_mib");
 		if (json_is_integer(t) && json_is_integer(av) && json_is_integer(mem) && json_integer_value(t) >= 0 &&
 		    json_integer_value(av) >= 0 && json_integer_value(mem) > 0 &&
-		    json_integer_value(mem) <= (json_int_t)UINT32_MAX && json_integer_value(t) <= json_integer_value(mem)) {
+		    json_integer_value(mem) <= (json_int_t)UINT32_MAX &&
+		    json_integer_value(t) <= json_integer_value(mem)) {
 			pv[n] = (struct policy_vm){.mem_mib = (uint32_t)json_integer_value(mem),
 						   .target_mib = (uint32_t)json_integer_value(t),
 						   .avail = (uint64_t)json_integer_value(av)};
@@ -1098,7 +1099,8 @@ static void balloon_policy_round(struct daemon *d)
 		char body[64], err[256];
 		int status;
 		sfmt(body, sizeof(body), "{\"amount_mib\":%u}", pv[k].next_mib);
-		if (dvm_call(d, who[k], "PATCH", "/balloon", body, &status, NULL, err, sizeof(err)) == 0 && status == 204)
+		if (dvm_call(d, who[k], "PATCH", "/balloon", body, &status, NULL, err, sizeof(err)) == 0 &&
+		    status == 204)
 			logf_("VM '%s': balloon %u -> %u MiB (%llu MiB available)", who[k]->name, pv[k].target_mib,
 			      pv[k].next_mib, (unsigned long long)(pv[k].avail >> 20));
 	}

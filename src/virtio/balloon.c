@@ -16,11 +16,11 @@
 #define VIRTIO_BALLOON_F_DEFLATE_ON_OOM 2
 #define VIRTIO_BALLOON_F_REPORTING 5
 
-#define BALLOON_PFN_SHIFT 12	     /* §5.5.6: PFNs of 4096-byte pages */
-#define BALLOON_PFNS_MAX (1u << 18)  /* PFNs taken from one request (Linux sends 256) */
-#define BALLOON_STAT_SIZE 10	     /* struct virtio_balloon_stat: le16 tag, le64 val */
-#define BALLOON_STATS_MAX 64	     /* entries read from one statistics buffer */
-#define BALLOON_STATS_S_MAX 86400u   /* a statistics interval of at most a day */
+#define BALLOON_PFN_SHIFT 12	    /* §5.5.6: PFNs of 4096-byte pages */
+#define BALLOON_PFNS_MAX (1u << 18) /* PFNs taken from one request (Linux sends 256) */
+#define BALLOON_STAT_SIZE 10	    /* struct virtio_balloon_stat: le16 tag, le64 val */
+#define BALLOON_STATS_MAX 64	    /* entries read from one statistics buffer */
+#define BALLOON_STATS_S_MAX 86400u  /* a statistics interval of at most a day */
 #define BALLOON_STATE_VERSION 1
 
 /* What a queue is for: inflate and deflate come first, then the optional
@@ -45,10 +45,10 @@ struct vballoon {
 	uint16_t stats_head;
 	/* Shared with other threads (the API): under lock. */
 	pthread_mutex_t lock;
-	uint32_t target;     /* set from any thread, taken to cfg on the machine's */
-	unsigned stats_s;    /* the interval */
+	uint32_t target;  /* set from any thread, taken to cfg on the machine's */
+	unsigned stats_s; /* the interval */
 	int interval_changed;
-	uint32_t actual;     /* a copy of cfg.actual */
+	uint32_t actual; /* a copy of cfg.actual */
 	uint32_t have;
 	uint64_t stat[BALLOON_NSTATS];
 	uint64_t inflated, reported, ignored, deflated;
@@ -333,8 +333,8 @@ static int balloon_state_load(struct virtio_dev *v, struct state_reader *r)
 			   b->o.stats_s);
 	else if (have >> BALLOON_NSTATS)
 		state_fail(r, "virtio-balloon: statistics tags 0x%x, at most %d known", have, BALLOON_NSTATS);
-	else if (held && (!stats_s || !(b->v.s.driver_features >> VIRTIO_BALLOON_F_STATS_VQ & 1) ||
-			  head >= b->v.s.q[2].size))
+	else if (held &&
+		 (!stats_s || !(b->v.s.driver_features >> VIRTIO_BALLOON_F_STATS_VQ & 1) || head >= b->v.s.q[2].size))
 		state_fail(r, "virtio-balloon: a statistics buffer %u held without a statistics queue", head);
 	if (!state_section_done(r))
 		return -EINVAL;

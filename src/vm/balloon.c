@@ -23,7 +23,8 @@ int vm_balloon_from_json(json_t *v, int full, struct vm_balloon *b, char *err, s
 	json_object_foreach(v, key, x)
 	{
 		if (!strcmp(key, "amount_mib")) {
-			if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > (json_int_t)(VM_MEM_MAX >> 20)) {
+			if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+			    json_integer_value(x) > (json_int_t)(VM_MEM_MAX >> 20)) {
 				snprintf(err, errlen, "'amount_mib' must be an integer from 0 to %llu",
 					 (unsigned long long)(VM_MEM_MAX >> 20));
 				return -EINVAL;
@@ -67,8 +68,8 @@ int vm_balloon_from_json(json_t *v, int full, struct vm_balloon *b, char *err, s
 json_t *vm_balloon_to_json(const struct vm_balloon *b)
 {
 	return json_pack("{s:I,s:b,s:I,s:b}", "amount_mib", (json_int_t)b->amount_mib, "deflate_on_oom",
-			 b->deflate_on_oom, "stats_polling_interval_s", (json_int_t)b->stats_s,
-			 "free_page_reporting", b->free_page_reporting);
+			 b->deflate_on_oom, "stats_polling_interval_s", (json_int_t)b->stats_s, "free_page_reporting",
+			 b->free_page_reporting);
 }
 
 int vm_balloon_set(struct vm *vm, uint32_t amount_mib)

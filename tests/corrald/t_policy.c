@@ -12,10 +12,10 @@
 static void test_pressure_and_idle(void)
 {
 	struct policy_vm v[4] = {
-		{.mem_mib = 512, .target_mib = 128, .avail = 20 * MIB},	 /* under pressure */
-		{.mem_mib = 512, .target_mib = 0, .avail = 400 * MIB},	 /* idle */
+		{.mem_mib = 512, .target_mib = 128, .avail = 20 * MIB}, /* under pressure */
+		{.mem_mib = 512, .target_mib = 0, .avail = 400 * MIB},	/* idle */
 		{.mem_mib = 512, .target_mib = 64, .avail = 100 * MIB}, /* in the band */
-		{.mem_mib = 512, .target_mib = 30, .avail = 0},		 /* starved, small balloon */
+		{.mem_mib = 512, .target_mib = 30, .avail = 0},		/* starved, small balloon */
 	};
 	CHECK_EQ_U64(policy_balance(v, 4), 3);
 	CHECK_EQ_U64(v[0].next_mib, 128 - 64); /* lacks 44 MiB; at least a step of 64 */

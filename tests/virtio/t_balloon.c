@@ -166,7 +166,7 @@ static void inflate_checks(struct machine *m, struct drv *d)
 	CHECK_EQ_U64(used_idx(d, 0), 1);
 	CHECK(page_is(m, 0x800000, 0) && page_is(m, 0x801000, 0));
 	CHECK(page_is(m, 0x802000, 0xaa)); /* the neighbour stays */
-	CHECK(hook_saw); /* the CPU drops decoded code there */
+	CHECK(hook_saw);		   /* the CPU drops decoded code there */
 	virtio_balloon_get(d->v, &bi);
 	CHECK_EQ_U64(bi.inflated, 2);
 	CHECK_EQ_U64(bi.ignored, 4);
@@ -312,11 +312,11 @@ static void test_stats_reporting(void)
 		return;
 	}
 	uint8_t st[45];
-	put_stat(st, 4, 123 << 12);  /* free memory */
-	put_stat(st + 10, 5, 456);   /* total */
-	put_stat(st + 20, 99, 7);    /* unknown */
-	put_stat(st + 30, 0, 1);     /* swap in */
-	memset(st + 40, 0xff, 5);    /* half an entry */
+	put_stat(st, 4, 123 << 12); /* free memory */
+	put_stat(st + 10, 5, 456);  /* total */
+	put_stat(st + 20, 99, 7);   /* unknown */
+	put_stat(st + 30, 0, 1);    /* swap in */
+	memset(st + 40, 0xff, 5);   /* half an entry */
 	gpa_write(m, BUF, st, sizeof(st));
 	set_desc(m, 2, 0, BUF, sizeof(st), 0, 0);
 	kick(&d, 2, 0);
@@ -384,13 +384,13 @@ static void test_target_config(void)
 	machine_io_run(m);
 	CHECK_EQ_U64(rd(&d, VIRTIO_DEVCFG_OFF, 4), 1000);
 	CHECK(rd(&d, 0x15, 1) != gen);
-	CHECK(rd(&d, VIRTIO_ISR_OFF, 1) & 2); /* a configuration change */
+	CHECK(rd(&d, VIRTIO_ISR_OFF, 1) & 2);	     /* a configuration change */
 	virtio_balloon_set_target(d.v, 0xffffffffu); /* capped at RAM */
 	machine_io_run(m);
 	CHECK_EQ_U64(rd(&d, VIRTIO_DEVCFG_OFF, 4), MEM >> 12);
-	wr(&d, VIRTIO_DEVCFG_OFF + 4, 4, 900);	/* actual: the driver's */
-	wr(&d, VIRTIO_DEVCFG_OFF, 4, 1);	/* num_pages: not */
-	wr(&d, VIRTIO_DEVCFG_OFF + 4, 2, 1);	/* half a register */
+	wr(&d, VIRTIO_DEVCFG_OFF + 4, 4, 900);	 /* actual: the driver's */
+	wr(&d, VIRTIO_DEVCFG_OFF, 4, 1);	 /* num_pages: not */
+	wr(&d, VIRTIO_DEVCFG_OFF + 4, 2, 1);	 /* half a register */
 	wr(&d, VIRTIO_DEVCFG_OFF + 0x100, 4, 1); /* past the structure */
 	CHECK_EQ_U64(rd(&d, VIRTIO_DEVCFG_OFF, 4), MEM >> 12);
 	CHECK_EQ_U64(rd(&d, VIRTIO_DEVCFG_OFF + 4, 4), 900);
