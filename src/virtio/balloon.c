@@ -335,7 +335,8 @@ static int balloon_state_load(struct virtio_dev *v, struct state_reader *r)
 		state_fail(r, "virtio-balloon: statistics tags 0x%x, at most %d known", have, BALLOON_NSTATS);
 	else if (held &&
 		 (!stats_s || !(b->v.s.driver_features >> VIRTIO_BALLOON_F_STATS_VQ & 1) || head >= b->v.s.q[2].size))
-		state_fail(r, "virtio-balloon: a statistics buffer %u held without a statistics queue", head);
+		state_fail(r, "virtio-balloon: a statistics buffer %u held, but no statistics queue has that entry",
+			   head);
 	if (!state_section_done(r))
 		return -EINVAL;
 	b->cfg.num_pages = num;
