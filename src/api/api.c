@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "api/httpd.h"
+#include "virtio/virtio.h"
 #include "vm/migrate.h"
 #include "vm/vm.h"
 
@@ -302,6 +303,106 @@ out:
 	return r;
 }
 
+/* Firecracker's balloon: GET, PUT (the device is made with the VM, from
+ * --balloon or its configuration: a PUT may only set a new target and
+ * repeat the rest), PATCH {"amount_mib"}. */
+static enum MHD_Result balloon(struct api *a, struct MHD_Connection *c, const char *method, struct req *q)
+{
+	struct vm_balloon b, nb;
+	struct balloon_info bi;
+	char why[256];
+	if (vm_balloon_get(a->vm, &b, &bi) < 0)
+		return httpd_fault(c, 400, "this VM has no balloon device (start it with --balloon)");
+	if (!strcmp(method, "GET"))
+		return httpd_reply(c, 200, vm_balloon_to_json(&b));
+	static const char *const pkeys[] = {"amount_mib", NULL};
+	static const char *const keys[] = {"amount_mib", "deflate_on_oom", "stats_polling_interval_s",
+					   "free_page_reporting", NULL};
+	json_t *j = httpd_body_object(q->body, q->len, !strcmp(method, "PATCH") ? pkeys : keys, why, sizeof(why));
+	enum MHD_Result r;
+	if (!j) {
+		r = httpd_fault(c, 400, "%s", why);
+	} else if (!strcmp(method, "PATCH")) {
+		json_t *n = json_object_get(j, "amount_mib");
+		if (!n || !json_is_integer(n) || json_integer_value(n) < 0 ||
+		    json_integer_value(n) > (json_int_t)(vm_get_config(a->vm)->mem >> 20))
+			r = httpd_fault(c, 400,
+					"'amount_mib' must be an integer from 0 to %" PRIu64 " (the VM's memory)",
+					vm_get_config(a->vm)->mem >> 20);
+		else
+			r = vm_balloon_set(a->vm, (uint32_t)json_integer_value(n)) < 0
+				    ? httpd_fault(c, 400, "cannot set the balloon's target")
+				    : httpd_reply(c, 204, NULL);
+	} else if (vm_balloon_from_json(j, 1, &nb, why, sizeof(why)) < 0) {
+		r = httpd_fault(c, 400, "%s", why);
+	} else if (nb.deflate_on_oom != b.deflate_on_oom || nb.free_page_reporting != b.free_page_reporting ||
+		   (nb.stats_s == 0) != (b.stats_s == 0)) {
+		r = httpd_fault(c, 400,
+				"the balloon's features are fixed when the VM is made: deflate_on_oom %s, "
+				"free_page_reporting %s, statistics %s (PATCH /balloon sets the target)",
+				b.deflate_on_oom ? "true" : "false", b.free_page_reporting ? "true" : "false",
+				b.stats_s ? "on" : "off");
+	} else if ((uint64_t)nb.amount_mib << 20 > vm_get_config(a->vm)->mem) {
+		r = httpd_fault(c, 400, "'amount_mib' %u is more than the VM's %" PRIu64 " MiB", nb.amount_mib,
+				vm_get_config(a->vm)->mem >> 20);
+	} else {
+		if (nb.stats_s)
+			vm_balloon_set_stats(a->vm, nb.stats_s);
+		vm_balloon_set(a->vm, nb.amount_mib);
+		r = httpd_reply(c, 204, NULL);
+	}
+	json_decref(j);
+	return r;
+}
+
+/* GET /balloon/statistics (Firecracker's names, memory in bytes as the
+ * guest reports it; only what the guest reported), PATCH
+ * {"stats_polling_interval_s"}. */
+static enum MHD_Result balloon_stats(struct api *a, struct MHD_Connection *c, const char *method, struct req *q)
+{
+	static const char *const names[BALLOON_NSTATS] = {
+		"swap_in",	"swap_out",	    "major_faults", "minor_faults",	   "free_memory",
+		"total_memory", "available_memory", "disk_caches",  "hugetlb_allocations", "hugetlb_failures"};
+	struct vm_balloon b;
+	struct balloon_info bi;
+	char why[256];
+	if (vm_balloon_get(a->vm, &b, &bi) < 0)
+		return httpd_fault(c, 400, "this VM has no balloon device (start it with --balloon)");
+	if (!b.stats_s)
+		return httpd_fault(c, 400, "the balloon's statistics are off (stats_polling_interval_s 0)");
+	if (!strcmp(method, "PATCH")) {
+		static const char *const keys[] = {"stats_polling_interval_s", NULL};
+		json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+		if (!j)
+			return httpd_fault(c, 400, "%s", why);
+		json_t *n = json_object_get(j, "stats_polling_interval_s");
+		enum MHD_Result r;
+		if (!n || !json_is_integer(n) || json_integer_value(n) < 1 ||
+		    json_integer_value(n) > VM_BALLOON_STATS_MAX)
+			r = httpd_fault(c, 400,
+					"'stats_polling_interval_s' must be an integer from 1 to %d (statistics "
+					"cannot be turned off while the VM runs)",
+					VM_BALLOON_STATS_MAX);
+		else
+			r = vm_balloon_set_stats(a->vm, (unsigned)json_integer_value(n)) < 0
+				    ? httpd_fault(c, 400, "cannot change the statistics interval")
+				    : httpd_reply(c, 204, NULL);
+		json_decref(j);
+		return r;
+	}
+	json_t *o =
+		json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "target_pages", (json_int_t)bi.target_pages, "actual_pages",
+			  (json_int_t)bi.actual_pages, "target_mib", (json_int_t)(bi.target_pages >> 8), "actual_mib",
+			  (json_int_t)(bi.actual_pages >> 8), "inflated_pages", (json_int_t)bi.inflated,
+			  "reported_pages", (json_int_t)bi.reported, "ignored_pfns", (json_int_t)bi.ignored);
+	for (unsigned k = 0; o && k < BALLOON_NSTATS; k++)
+		if (bi.have >> k & 1)
+			json_object_set_new(
+				o, names[k],
+				json_integer((json_int_t)(bi.stat[k] > INT64_MAX ? INT64_MAX : bi.stat[k])));
+	return httpd_reply(c, 200, o);
+}
+
 struct route {
 	const char *path, *method;
 	int body; /* takes a JSON body */
@@ -316,6 +417,11 @@ static const struct route routes[] = {
 	{"/actions", "PUT", 1},
 	{"/migrate", "PUT", 1},
 	{"/migrate", "GET", 0},
+	{"/balloon", "GET", 0},
+	{"/balloon", "PUT", 1},
+	{"/balloon", "PATCH", 1},
+	{"/balloon/statistics", "GET", 0},
+	{"/balloon/statistics", "PATCH", 1},
 };
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -366,7 +472,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		case 4: return put_snapshot_load(c, q);
 		case 5: return put_actions(a, c, q);
 		case 6: return put_migrate(a, c, q);
-		default: return get_migrate(a, c);
+		case 7: return get_migrate(a, c);
+		case 8:
+		case 9:
+		case 10: return balloon(a, c, method, q);
+		default: return balloon_stats(a, c, method, q);
 		}
 	}
 	if (known)

@@ -227,7 +227,7 @@ static void run_usage(FILE *f)
 		"                  [--cpu-model corral|host] [--accel-threads single|multi]\n"
 		"                  [--disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=C]\n"
 		"                          [,bw=SIZE[:MS[:BURST]]][,ops=N[:MS[:BURST]]]]...\n"
-		"                  [--rng]\n"
+		"                  [--rng] [--balloon on|SPEC]\n"
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
 		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n"
@@ -269,6 +269,11 @@ static void run_usage(FILE *f)
 		"                   limits as --disk's bw= and ops=, per direction: tx_bw=,\n"
 		"                   tx_ops= (what the guest sends), rx_bw=, rx_ops=\n"
 		"  --rng            a virtio-rng device (the guest's /dev/hwrng)\n"
+		"  --balloon SPEC   a virtio-balloon device (PUT/PATCH/GET /balloon on --api-sock): on,\n"
+		"                   or options: amount=SIZE (the target, default 0), deflate_on_oom=on\n"
+		"                   (the guest may take pages back under memory pressure),\n"
+		"                   stats=SECONDS (statistics every SECONDS, GET /balloon/statistics),\n"
+		"                   free_page_reporting=on (freed guest memory goes back to the host)\n"
 		"  --virtio-console a virtio-console (the guest's hvc0): it takes the terminal's\n"
 		"                   input instead of COM1; its output goes where COM1's does\n"
 		"  --device SPEC    isa-debug-exit[,iobase=N][,iosize=N]: as QEMU's (ports 0x501-0x502\n"
@@ -297,6 +302,64 @@ static void run_usage(FILE *f)
 		"                   says where it diverged; with --gdb a debugger goes backwards\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
+}
+
+/* --balloon on | [amount=SIZE][,deflate_on_oom=on|off][,stats=SECONDS][,free_page_reporting=on|off] */
+static int parse_balloon(const char *arg, struct vm_config *c)
+{
+	struct vm_balloon *b = &c->balloon;
+	char *copy = strdup(arg), *save = NULL;
+	if (!copy)
+		return -1;
+	*b = (struct vm_balloon){.on = 1};
+	int r = 0;
+	for (char *opt = strtok_r(copy, ",", &save); opt && !r; opt = strtok_r(NULL, ",", &save)) {
+		char *val = strchr(opt, '=');
+		uint64_t n;
+		char *end;
+		int *flag = NULL;
+		if (val)
+			*val++ = 0;
+		if (!strcmp(opt, "on") && !val)
+			continue;
+		if (!strcmp(opt, "deflate_on_oom"))
+			flag = &b->deflate_on_oom;
+		else if (!strcmp(opt, "free_page_reporting"))
+			flag = &b->free_page_reporting;
+		if (flag && val && (!strcmp(val, "on") || !strcmp(val, "off"))) {
+			*flag = !strcmp(val, "on");
+		} else if (flag) {
+			fprintf(stderr, "corral: --balloon '%s': %s must be on or off\n", arg, opt);
+			r = -1;
+		} else if (!strcmp(opt, "amount") && val) {
+			if (cli_parse_size(val, 20, &n) < 0 || (n & 0xfffff) || (n >> 20) > UINT32_MAX) {
+				fprintf(stderr,
+					"corral: --balloon '%s': amount '%s': not a size in whole MiB (e.g. 64M)\n",
+					arg, val);
+				r = -1;
+			} else {
+				b->amount_mib = (uint32_t)(n >> 20);
+			}
+		} else if (!strcmp(opt, "stats") && val) {
+			errno = 0;
+			unsigned long s = strtoul(val, &end, 10);
+			if (errno || end == val || *end || val[0] == '-' || s > VM_BALLOON_STATS_MAX) {
+				fprintf(stderr, "corral: --balloon '%s': stats '%s': seconds from 0 to %d\n", arg, val,
+					VM_BALLOON_STATS_MAX);
+				r = -1;
+			} else {
+				b->stats_s = (unsigned)s;
+			}
+		} else {
+			fprintf(stderr,
+				"corral: --balloon '%s': unknown option '%s' (known: on, amount=SIZE, "
+				"deflate_on_oom=on|off, stats=SECONDS, free_page_reporting=on|off)\n",
+				arg, opt);
+			r = -1;
+		}
+	}
+	free(copy);
+	return r;
 }
 
 /* --disk PATH[,format=raw|qcow2][,readonly][,serial=S][,cache=none|writeback][,bw=..][,ops=..] */
@@ -483,6 +546,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_DISK,
 		OPT_NET,
 		OPT_RNG,
+		OPT_BALLOON,
 		OPT_HVC,
 		OPT_DEVICE,
 		OPT_API_SOCK,
@@ -516,6 +580,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"disk", required_argument, NULL, OPT_DISK},
 		{"net", required_argument, NULL, OPT_NET},
 		{"rng", no_argument, NULL, OPT_RNG},
+		{"balloon", required_argument, NULL, OPT_BALLOON},
 		{"virtio-console", no_argument, NULL, OPT_HVC},
 		{"device", required_argument, NULL, OPT_DEVICE},
 		{"api-sock", required_argument, NULL, OPT_API_SOCK},
@@ -567,6 +632,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_NO_REBOOT: c->no_reboot = 1; break;
 		case OPT_RNG: c->rng = 1; break;
 		case OPT_HVC: c->hvc = 1; break;
+		case OPT_BALLOON:
+			if (parse_balloon(optarg, c) < 0)
+				return -1;
+			break;
 		case OPT_DISK:
 			if (parse_disk(optarg, o) < 0)
 				return -1;

@@ -35,6 +35,7 @@ struct corrald_opts {
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;
 	const char *cgroup; /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
+	int balloon_policy; /* move balloon memory towards guests under pressure (policy.h) */
 };
 
 int corrald_serve(const struct corrald_opts *o);

@@ -7,12 +7,13 @@
 
 #include "cli/cli.h"
 #include "daemon/daemon.h"
+#include "daemon/policy.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n"
-		"               [--cgroup auto|v1|v2]\n\n"
+		"               [--cgroup auto|v1|v2] [--balloon-policy]\n\n"
 		"Hosts many VMs, each in a process of its own, and serves a REST/JSON API on a\n"
 		"unix socket (docs/corrald.yaml); 'corral vm' is its command-line client.\n"
 		"Running VMs outlive corrald: the next corrald takes them back.\n\n"
@@ -26,14 +27,16 @@ static void usage(FILE *f)
 		"                   the cgroup hierarchy of the VMs' limits: v2 where /sys/fs/cgroup\n"
 		"                   is cgroup2 (auto, the default), else v1; v2 also takes\n"
 		"                   /sys/fs/cgroup/unified\n"
+		"  --balloon-policy every %d s, move balloon memory from idle guests to guests under\n"
+		"                   pressure, by what their balloons' statistics report\n"
 		"  --version        print corrald's version\n"
 		"  -h, --help       show this help\n",
-		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT);
+		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT, POLICY_INTERVAL_S);
 }
 
 int main(int argc, char **argv)
 {
-	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION, OPT_CGROUP };
+	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION, OPT_CGROUP, OPT_POLICY };
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
 		{"socket", required_argument, NULL, OPT_SOCKET},
@@ -44,6 +47,7 @@ int main(int argc, char **argv)
 		{"vm-process", required_argument, NULL, OPT_VMPROC},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"version", no_argument, NULL, OPT_VERSION},
+		{"balloon-policy", no_argument, NULL, OPT_POLICY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -54,6 +58,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_FG: o.foreground = 1; break;
+		case OPT_POLICY: o.balloon_policy = 1; break;
 		case OPT_SOCKET: o.socket = optarg; break;
 		case OPT_STATE: o.state_dir = optarg; break;
 		case OPT_IMAGES:

@@ -47,6 +47,7 @@
 #include "daemon/daemon.h"
 #include "daemon/http.h"
 #include "daemon/vmcg.h"
+#include "daemon/policy.h"
 #include "oci/oci.h"
 #include "vm/vm.h"
 
@@ -1088,6 +1089,92 @@ static enum MHD_Result vm_api_action(struct daemon *d, struct MHD_Connection *c,
 	return httpd_fault(c, status == 400 ? 409 : 502, "VM '%s': %s", v->name, msg);
 }
 
+/* /vms/NAME/balloon and /vms/NAME/balloon/statistics: the VM's own
+ * balloon API (docs/api.yaml), passed through with its answer. */
+static enum MHD_Result vm_balloon(struct daemon *d, struct MHD_Connection *c, struct dvm *v, const char *act,
+				  const char *method, struct dreq *q)
+{
+	int status;
+	char *ans = NULL, err[600], msg[600], path[32];
+	if (strcmp(method, "GET") && strcmp(method, "PUT") && strcmp(method, "PATCH"))
+		return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}/%.32s", method, act);
+	if (!dvm_alive(d, v, 0))
+		return httpd_fault(c, 409, "VM '%s' is not running", v->name);
+	sfmt(path, sizeof(path), "/%s", act);
+	char *body = q->len ? strndup(q->body, q->len) : NULL;
+	int r = dvm_call(d, v, method, path, body, &status, &ans, err, sizeof(err));
+	free(body);
+	if (r < 0)
+		return httpd_fault(c, 502, "VM '%s': its process does not answer: %s", v->name, err);
+	if (status == 200) {
+		json_t *j = ans ? json_loads(ans, 0, NULL) : NULL;
+		free(ans);
+		return j ? httpd_reply(c, 200, j) : httpd_fault(c, 502, "VM '%s': its answer is not JSON", v->name);
+	}
+	if (status / 100 == 2) {
+		free(ans);
+		return httpd_reply(c, 204, NULL);
+	}
+	vm_api_message(ans, msg, sizeof(msg));
+	free(ans);
+	return httpd_fault(c, status == 400 ? 400 : 502, "VM '%s': %s", v->name, msg);
+}
+
+/* The balloon policy's round (policy.h): each running VM with balloon
+ * statistics says how much memory it has available; new targets go back
+ * through PATCH /balloon. Under the daemon's lock. */
+static void balloon_policy_round(struct daemon *d)
+{
+	static struct policy_vm pv[CORRALD_MAX_VMS];
+	static struct dvm *who[CORRALD_MAX_VMS];
+	unsigned n = 0;
+	for (unsigned k = 0; k < d->nvms; k++) {
+		struct dvm *v = d->vm[k];
+		int status;
+		char *ans = NULL, err[256];
+		if (!v->pid || !dvm_alive(d, v, 0))
+			continue;
+		if (dvm_call(d, v, "GET", "/balloon/statistics", NULL, &status, &ans, err, sizeof(err)) < 0 ||
+		    status != 200) {
+			free(ans);
+			continue;
+		}
+		json_t *st = ans ? json_loads(ans, 0, NULL) : NULL;
+		free(ans);
+		ans = NULL;
+		json_t *mc = NULL;
+		if (dvm_call(d, v, "GET", "/machine-config", NULL, &status, &ans, err, sizeof(err)) == 0 &&
+		    status == 200 && ans)
+			mc = json_loads(ans, 0, NULL);
+		free(ans);
+		json_t *t = json_object_get(st, "target_mib"), *av = json_object_get(st, "available_memory"),
+		       *mem = json_object_get(mc, "mem_size_mib");
+		if (json_is_integer(t) && json_is_integer(av) && json_is_integer(mem) && json_integer_value(t) >= 0 &&
+		    json_integer_value(av) >= 0 && json_integer_value(mem) > 0 &&
+		    json_integer_value(mem) <= (json_int_t)UINT32_MAX &&
+		    json_integer_value(t) <= json_integer_value(mem)) {
+			pv[n] = (struct policy_vm){.mem_mib = (uint32_t)json_integer_value(mem),
+						   .target_mib = (uint32_t)json_integer_value(t),
+						   .avail = (uint64_t)json_integer_value(av)};
+			who[n++] = v;
+		}
+		json_decref(st);
+		json_decref(mc);
+	}
+	policy_balance(pv, n);
+	for (unsigned k = 0; k < n; k++) {
+		if (pv[k].next_mib == pv[k].target_mib)
+			continue;
+		char body[64], err[256];
+		int status;
+		sfmt(body, sizeof(body), "{\"amount_mib\":%u}", pv[k].next_mib);
+		if (dvm_call(d, who[k], "PATCH", "/balloon", body, &status, NULL, err, sizeof(err)) == 0 &&
+		    status == 204)
+			logf_("VM '%s': balloon %u -> %u MiB (%llu MiB available)", who[k]->name, pv[k].target_mib,
+			      pv[k].next_mib, (unsigned long long)(pv[k].avail >> 20));
+	}
+}
+
 /* Saves v (running) to snapshots/SNAP: 0, or -1 with status and why. */
 static int snapshot_to(struct daemon *d, struct dvm *v, const char *snap, unsigned *code, char *why, size_t len)
 {
@@ -1729,6 +1816,8 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 			return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}/console", method);
 		return get_console(d, c, v);
 	}
+	if (!strcmp(act, "balloon") || !strcmp(act, "balloon/statistics"))
+		return vm_balloon(d, c, v, act, method, q);
 	if (!post)
 		return httpd_fault(c, 405, "%.16s is not a method of /vms/{name}/%.32s", method, act);
 	return vm_action(d, c, v, act, q);
@@ -1961,6 +2050,7 @@ int corrald_serve(const struct corrald_opts *o)
 	logf_("serving %s (state in %s, %u VMs, cgroup v%d%s%s)", activated ? "the socket systemd passed" : o->socket,
 	      o->state_dir, d->nvms, d->cg_version, d->cg_root[0] ? " at " : "", d->cg_root);
 	int sig = 0;
+	unsigned rounds = 0;
 	while (sig != SIGTERM && sig != SIGINT) {
 		struct timespec ts = {0, 500000000};
 		sig = sigtimedwait(&set, NULL, &ts);
@@ -1970,6 +2060,8 @@ int corrald_serve(const struct corrald_opts *o)
 			if (v->pid && !dvm_alive(d, v, 0))
 				logf_("VM '%s' ended: %s", v->name, v->reason);
 		}
+		if (o->balloon_policy && ++rounds % (2 * POLICY_INTERVAL_S) == 0)
+			balloon_policy_round(d);
 		pthread_mutex_unlock(&d->lock);
 	}
 	logf_("%s: stopping; the VMs run on", strsignal(sig));

@@ -427,6 +427,32 @@ static void lapic_mmio_wr(void *dev, uint64_t off, unsigned size, uint64_t val)
 	lapic_mmio_write(&m->lapic[cpu], off, size, val);
 }
 
+int machine_ram_discard(struct machine *m, void *host, uint64_t len)
+{
+	uint8_t *p = host;
+	if (!len || p < m->ram || len > m->mem_size || (uint64_t)(p - m->ram) > m->mem_size - len ||
+	    ((uintptr_t)p & 0xfff) || (len & 0xfff))
+		return -EINVAL;
+	gpa_dma_written(m, p, len); /* decoded code goes, the dirty log sees it */
+	if (m->ram_from_file) {
+		/* a private file mapping shows the file again after
+		 * MADV_DONTNEED: map anonymous zero pages over it instead, as
+		 * long as the number of mappings stays well inside the host's
+		 * vm.max_map_count (MAP_FIXED fails before it unmaps then) */
+		if (m->discard_maps < MACHINE_DISCARD_MAPS &&
+		    mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1,
+			 0) != MAP_FAILED) {
+			m->discard_maps++;
+			return 0;
+		}
+		memset(p, 0, len);
+		return 0;
+	}
+	if (madvise(p, len, MADV_DONTNEED) < 0)
+		memset(p, 0, len);
+	return 0;
+}
+
 void machine_reset_devices(struct machine *m)
 {
 	pic_reset(&m->pic);
@@ -450,6 +476,7 @@ void machine_reset(struct machine *m)
 			memset(m->ram, 0, m->mem_size);
 		else
 			m->ram_from_file = 0;
+		m->discard_maps = 0;
 	} else if (madvise(m->ram, m->mem_size, MADV_DONTNEED) < 0) {
 		memset(m->ram, 0, m->mem_size);
 	}
@@ -475,6 +502,7 @@ int machine_map_ram(struct machine *m, int fd)
 		return err;
 	}
 	m->ram_from_file = 1;
+	m->discard_maps = 0;
 	return 0;
 }
 

@@ -74,6 +74,16 @@ int gpa_write(struct machine *m, uint64_t gpa, const void *src, size_t len);
 void gpa_dma_written(struct machine *m, void *host, uint64_t len);
 void machine_set_dma_hook(struct machine *m, void (*fn)(void *opaque, void *host, uint64_t len), void *opaque);
 
+/* Gives the host memory under [host, host+len) of guest RAM back (the
+ * balloon): both page aligned and inside RAM, else -EINVAL. Afterwards the
+ * pages read as zeros and are ordinary RAM again when touched; decoded code
+ * there is dropped and the dirty log marks them. Anonymous RAM is
+ * madvise(MADV_DONTNEED)'d; RAM mapped from a snapshot's file (which
+ * MADV_DONTNEED would show again) gets anonymous pages mapped over it, up
+ * to MACHINE_DISCARD_MAPS such mappings, and is zeroed in place beyond. */
+#define MACHINE_DISCARD_MAPS 16384
+int machine_ram_discard(struct machine *m, void *host, uint64_t len);
+
 /* Live migration's dirty log: which RAM pages were written since the last
  * collection, by vCPUs and devices alike. machine_dirty_start (every page
  * counts as clean), machine_dirty_collect and machine_dirty_stop are called

@@ -58,6 +58,13 @@ static void raise_config(struct virtio_dev *v)
 	}
 }
 
+void virtio_config_changed(struct virtio_dev *v)
+{
+	v->s.config_gen++;
+	if (v->s.status & VIRTIO_STATUS_DRIVER_OK)
+		raise_config(v);
+}
+
 void virtio_set_needs_reset(struct virtio_dev *v, const char *why)
 {
 	log_once(v, why, "the device needs a reset");
@@ -314,8 +321,11 @@ void virtio_bar_write(void *opaque, uint64_t off, unsigned size, uint64_t val)
 		(void)val;
 		if (virtio_queue_live(v, q) && v->notify)
 			v->notify(v, q);
+		return;
 	}
-	/* the device configuration of blk and rng is read-only */
+	/* the device configuration is read-only but for the balloon's */
+	if (off >= VIRTIO_DEVCFG_OFF && off - VIRTIO_DEVCFG_OFF + size <= v->config_len && v->config_write)
+		v->config_write(v, (unsigned)(off - VIRTIO_DEVCFG_OFF), size, val);
 }
 
 /* The PCI configuration access capability (§4.1.4.9): the driver picks a

@@ -1,7 +1,7 @@
 /* virtio 1.x devices over PCI (modern transport only): one split-queue
  * walker for every device, the PCI transport (common/notify/ISR/device
  * configuration structures in a BAR, MSI-X with an INTx fallback), and the
- * devices: blk, rng and console.
+ * devices: blk, net, rng, console and balloon.
  *
  * The guest owns the rings: every address and length in them goes through
  * gpa_ptr, chains are capped, and anything malformed puts the device in
@@ -14,6 +14,9 @@
 #include <sys/uio.h>
 
 #include "machine/machine_impl.h"
+
+struct state_writer;
+struct state_reader;
 
 /* ---- Feature bits and status (virtio 1.2 §2.1, §6) ---- */
 #define VIRTIO_F_INDIRECT_DESC 28
@@ -74,6 +77,7 @@ int virtq_should_notify(struct virtq *q, struct machine *m);
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_BALLOON 5
 
 struct virtio_state {
 	uint64_t driver_features;
@@ -97,11 +101,23 @@ struct virtio_dev {
 	void (*notify)(struct virtio_dev *v, unsigned q);
 	void (*reset)(struct virtio_dev *v);
 	void (*destroy)(struct virtio_dev *v);
+	/* Optional: the driver wrote size bytes at off of the device
+	 * configuration (NULL: it is read-only). */
+	void (*config_write)(struct virtio_dev *v, unsigned off, unsigned size, uint64_t val);
+	/* Optional: the device's own state beyond the transport's, in a
+	 * section of its own (state_name, state_version) after "virtio". */
+	const char *state_name;
+	uint32_t state_version;
+	void (*state_save)(const struct virtio_dev *v, struct state_writer *w);
+	int (*state_load)(struct virtio_dev *v, struct state_reader *r);
 };
 
 /* Sets up the PCI function (IDs, capabilities, BARs, MSI-X) for a device
  * of the given type with nq queues, and plugs it into bus 0. */
 int virtio_pci_init(struct virtio_dev *v, struct machine *m, unsigned type, uint32_t pci_class, unsigned nq);
+/* The device configuration changed: a new generation, and the driver's
+ * configuration change interrupt (virtio 1.2 §4.1.4.5). */
+void virtio_config_changed(struct virtio_dev *v);
 /* The device finished work on queue q: interrupt the driver if it wants. */
 void virtio_queue_notify(struct virtio_dev *v, unsigned q);
 /* Marks the device broken (DEVICE_NEEDS_RESET, config interrupt), logging
@@ -166,5 +182,35 @@ int virtio_rng_create(struct machine *m, struct virtio_dev **out);
  * wrote to the port: until then its driver may still drop input). */
 int virtio_console_create(struct machine *m, int out_fd, struct virtio_dev **out);
 size_t virtio_console_receive(struct virtio_dev *v, const uint8_t *buf, size_t n);
+
+/* virtio-balloon (virtio 1.2 §5.5): inflated and reported pages go back to
+ * the host (machine_ram_discard); statistics every stats_s seconds. */
+struct balloon_opts {
+	int deflate_on_oom; /* VIRTIO_BALLOON_F_DEFLATE_ON_OOM */
+	unsigned stats_s;   /* 0: no statistics queue */
+	int reporting;	    /* VIRTIO_BALLOON_F_REPORTING: free page reporting */
+	uint32_t target_pages;
+};
+/* The statistics tags (§5.5.6.3), VIRTIO_BALLOON_S_SWAP_IN .. _HTLB_PGFAIL. */
+#define BALLOON_NSTATS 10
+struct balloon_info {
+	uint32_t target_pages, actual_pages; /* num_pages, and the driver's actual */
+	unsigned stats_s;
+	uint32_t have; /* bit per tag the driver reported */
+	uint64_t stat[BALLOON_NSTATS];
+	/* pages given back to the host: inflated, reported; PFNs ignored
+	 * (outside RAM), pages deflated */
+	uint64_t inflated, reported, ignored, deflated;
+};
+int virtio_balloon_create(struct machine *m, const struct balloon_opts *o, struct virtio_dev **out);
+/* Any thread: a new target (the driver is told on the machine's thread),
+ * a new statistics interval (0 < s, only when the device has the queue:
+ * else -EINVAL), and what the device knows. */
+void virtio_balloon_set_target(struct virtio_dev *v, uint32_t pages);
+int virtio_balloon_set_stats_interval(struct virtio_dev *v, unsigned s);
+void virtio_balloon_get(struct virtio_dev *v, struct balloon_info *bi);
+/* One request of queue q (0 inflate, 1 deflate, then statistics and
+ * reporting as negotiated), exposed for tests and fuzzing. */
+void virtio_balloon_request(struct virtio_dev *v, unsigned q, struct virtq_elem *e);
 
 #endif

@@ -281,6 +281,15 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot add a virtio-rng device: %s", strerror(-r));
 	if (r >= 0 && o->hvc && (r = virtio_console_create(m, vm->out_fd, &hvc)) < 0)
 		snprintf(err, errlen, "cannot add a virtio-console device: %s", strerror(-r));
+	struct virtio_dev *balloon = NULL;
+	if (r >= 0 && o->balloon.on) {
+		struct balloon_opts bo = {.deflate_on_oom = o->balloon.deflate_on_oom,
+					  .stats_s = o->balloon.stats_s,
+					  .reporting = o->balloon.free_page_reporting,
+					  .target_pages = o->balloon.amount_mib << 8};
+		if ((r = virtio_balloon_create(m, &bo, &balloon)) < 0)
+			snprintf(err, errlen, "cannot add a virtio-balloon device: %s", strerror(-r));
+	}
 	if (r < 0) {
 		if (!err[0])
 			snprintf(err, errlen, "%s", strerror(-r));
@@ -290,6 +299,7 @@ int vm_build(struct vm *vm, char *err, size_t errlen)
 	pthread_mutex_lock(&vm->lock);
 	vm->m = m;
 	vm->hvc = hvc;
+	vm->balloon = balloon;
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }

@@ -102,6 +102,8 @@ char *vm_config_to_json(const struct vm_config *c)
 			r |= put(dx, "iosize", json_integer(c->debug_exit.iosize));
 		}
 	}
+	if (c->balloon.on)
+		r |= put(o, "balloon", vm_balloon_to_json(&c->balloon));
 	r |= put_str(o, "serial_path", c->serial_path);
 	r |= put_str(o, "guest_dir", c->guest_dir);
 	r |= put_str(o, "kernel_cache", c->kernel_cache);
@@ -409,6 +411,8 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 		return read_cpu(rd, v, &c->cpu_opts);
 	if (!strcmp(key, "debug_exit"))
 		return read_debug_exit(rd, v, c);
+	if (!strcmp(key, "balloon"))
+		return vm_balloon_from_json(v, 0, &c->balloon, rd->err, rd->errlen);
 	if (!strcmp(key, "disks")) {
 		if (!json_is_array(v) || json_array_size(v) > VM_MAX_DISKS)
 			return fail(rd, "'disks' must be an array of at most %d disks", VM_MAX_DISKS);
@@ -431,7 +435,7 @@ static int read_top(struct reader *rd, const char *key, json_t *v, struct vm_con
 		    "unknown key '%.64s' (known: kernel, initrd, cmdline, flat, mem, cpus, engine, cpu_model, "
 		    "accel_threads, "
 		    "disks, nets, rng, hvc, no_reboot, serial_path, guest_dir, kernel_cache, realtime_idle, "
-		    "ps_per_insn, cpu, debug_exit)",
+		    "ps_per_insn, cpu, debug_exit, balloon)",
 		    key);
 }
 

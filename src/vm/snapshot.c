@@ -290,6 +290,11 @@ int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen)
 			virtio_state_save(v, &w);
 			state_section_end(&w);
 		}
+		if (v && v->state_save) { /* the device's own (the balloon's) */
+			state_section_begin(&w, v->state_name, s, v->state_version);
+			v->state_save(v, &w);
+			state_section_end(&w);
+		}
 	}
 	/* last, so that a snapshot from before they existed still loads */
 	for (unsigned k = 0; k < vm->cfg.nnets && r >= 0; k++) {
@@ -465,6 +470,9 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 			return -EINVAL;
 		struct virtio_dev *v = virtio_from_pci(d);
 		if (v && (expect(r, "virtio", s) < 0 || virtio_state_load(v, r) < 0))
+			return -EINVAL;
+		if (v && v->state_load &&
+		    (expect_upto(r, v->state_name, s, v->state_version) < 0 || v->state_load(v, r) < 0))
 			return -EINVAL;
 	}
 	/* one "net" section per NIC, or none (a snapshot from before they

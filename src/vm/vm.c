@@ -94,6 +94,12 @@ static int config_check(const struct vm_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "a hand-over needs the emu or kvm engine and one vCPU");
 	else if (c->initrd && !c->kernel && !c->flat)
 		snprintf(err, errlen, "an initrd needs a kernel");
+	else if (c->balloon.on && (uint64_t)c->balloon.amount_mib << 20 > c->mem)
+		snprintf(err, errlen, "balloon of %u MiB: larger than the VM's %" PRIu64 " MiB", c->balloon.amount_mib,
+			 c->mem >> 20);
+	else if (c->balloon.on && c->balloon.stats_s > VM_BALLOON_STATS_MAX)
+		snprintf(err, errlen, "balloon statistics every %u s: at most %d", c->balloon.stats_s,
+			 VM_BALLOON_STATS_MAX);
 	else
 		return 0;
 	return -EINVAL;
@@ -175,6 +181,7 @@ void vm_drop_machine(struct vm *vm)
 	struct machine *m = vm->m;
 	vm->m = NULL;
 	vm->hvc = NULL;
+	vm->balloon = NULL;
 	pthread_mutex_unlock(&vm->lock);
 	machine_destroy(m);
 }

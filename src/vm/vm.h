@@ -51,6 +51,18 @@ struct vm_disk {
 	struct rate_cfg rate; /* backend/ratelimit.h: bytes read or written, requests */
 };
 
+/* A virtio-balloon (Firecracker's balloon): its target in MiB, whether the
+ * guest may deflate it under memory pressure, statistics every stats_s
+ * seconds (0: none), free page reporting. */
+#define VM_BALLOON_STATS_MAX 86400
+struct vm_balloon {
+	int on;
+	uint32_t amount_mib; /* at most the VM's memory */
+	int deflate_on_oom;
+	unsigned stats_s;
+	int free_page_reporting;
+};
+
 struct vm_config {
 	/* The guest: a Linux kernel (NULL with flat NULL: the guest kit's
 	 * default kernel and initramfs), or a flat 64-bit test guest. */
@@ -68,6 +80,7 @@ struct vm_config {
 	const char *net[VM_MAX_NETS]; /* backend/net.h specs: "user,...", "tap,ifname=..." */
 	unsigned nnets;
 	int rng, hvc; /* a virtio-rng; a virtio-console (hvc0) taking the console's input */
+	struct vm_balloon balloon;
 	int no_reboot;
 	uint64_t handover; /* tests: move to the other engine after this many instructions/exits */
 	/* isa-debug-exit (tests, as QEMU's): a guest write of V to one of its
@@ -130,7 +143,9 @@ void vm_config_init(struct vm_config *c);
  *  "guest_dir": PATH, "kernel_cache": PATH, "realtime_idle": BOOL,
  *  "ps_per_insn": N, "cpu": {"jit": BOOL, "jit_hot": N, "jit_stats": BOOL,
  *  "jit_perfmap": BOOL, "trace": BOOL}, "debug_exit": {"iobase": N,
- *  "iosize": N} (present: the device is on)}
+ *  "iosize": N} (present: the device is on), "balloon": {"amount_mib": N,
+ *  "deflate_on_oom": BOOL, "stats_polling_interval_s": N,
+ *  "free_page_reporting": BOOL} (present: the device is on)}
  * Callbacks and descriptors (serial_fd, poll_input, log, ...) are not part
  * of it. Absent keys keep vm_config_init's defaults. */
 #define VM_CONFIG_JSON_MAX (64 * 1024)
@@ -218,6 +233,24 @@ int vm_set_disk_rate(struct vm *vm, unsigned k, const struct rate_cfg *c);
 int vm_get_disk_rate(struct vm *vm, unsigned k, struct rate_cfg *c);
 int vm_set_net_rate(struct vm *vm, unsigned k, const struct rate_cfg *tx, const struct rate_cfg *rx);
 int vm_get_net_rate(struct vm *vm, unsigned k, struct rate_cfg *tx, struct rate_cfg *rx);
+
+/* ---- The balloon (vm/balloon.c) ----
+ * The JSON of a balloon ({"amount_mib", "deflate_on_oom",
+ * "stats_polling_interval_s", "free_page_reporting"}, Firecracker's
+ * names): read and checked (unknown keys refused; amount_mib and
+ * deflate_on_oom required when full), or written (a new reference). */
+int vm_balloon_from_json(struct json_t *v, int full, struct vm_balloon *b, char *err, size_t errlen);
+struct json_t *vm_balloon_to_json(const struct vm_balloon *b);
+/* While the VM exists: a new target (-ENODEV without a balloon, -EINVAL
+ * above the VM's memory; kept in the configuration, so snapshots carry
+ * it), a new statistics interval (-EINVAL to turn statistics on or off,
+ * which only a new VM can), and the balloon's configuration and what the
+ * device knows (struct balloon_info, virtio.h; zero before the machine
+ * exists). */
+struct balloon_info;
+int vm_balloon_set(struct vm *vm, uint32_t amount_mib);
+int vm_balloon_set_stats(struct vm *vm, unsigned stats_s);
+int vm_balloon_get(struct vm *vm, struct vm_balloon *b, struct balloon_info *bi);
 
 /* ---- Snapshots (emu engine) ----
  * vm_save writes dir/state (a state stream of kind "vm": the configuration,

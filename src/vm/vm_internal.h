@@ -38,6 +38,7 @@ struct vm {
 	pthread_mutex_t lock;
 	struct machine *m;
 	struct virtio_dev *hvc;
+	struct virtio_dev *balloon; /* the current machine's virtio-balloon, or NULL */
 	struct cpu_state bsp;
 	enum vm_state state;
 	int reset_req; /* lock: vm_reset asked for this reset */

@@ -77,11 +77,12 @@ start_dest() { # NAME URL [ARGS...]
 	pids="$pids $dst"
 }
 
-# ---- 1. the counting guest over a unix socket ----
-start_source s1 tick 16M
-start_dest d1 "unix:$tmp/in1.sock"
+# ---- 1. the counting guest over a unix socket (with a balloon whose target moves with it) ----
+start_source s1 tick 16M --balloon amount=4M,stats=5
+start_dest d1 "unix:$tmp/in1.sock" --api-sock "$tmp/d1.sock"
 wait_lines "$tmp/s1.out" 20
 wait_sock "$tmp/in1.sock"
+curl -s -m 20 -X PATCH --unix-socket "$tmp/s1.sock" -d '{"amount_mib":6}' http://localhost/balloon
 "$CORRAL" migrate "$tmp/s1.sock" "unix:$tmp/in1.sock" >"$tmp/m1.out" 2>"$tmp/m1.err"
 check "corral migrate succeeds: $(cat "$tmp/m1.err")" test $? -eq 0
 check "it reports the stop" grep -q "done: the guest stood" "$tmp/m1.err"
@@ -89,6 +90,8 @@ wait_pid "$src" 10
 check "the source ends with status 0 (got $rc)" test "$rc" -eq 0
 check "the source says where the VM went" grep -q "migrated to unix:" "$tmp/s1.err"
 check "the VM runs on at the destination" wait_lines "$tmp/d1.out" 20
+b=$(curl -s -m 20 --unix-socket "$tmp/d1.sock" http://localhost/balloon/statistics)
+check "the balloon's target moved with the VM: $b" sh -c "printf '%s' '$b' | grep -q '\"target_mib\":6,'"
 # the guest's sequence, source then destination, has no gap and no repeat
 cat "$tmp/s1.out" "$tmp/d1.out" | head -n -1 >"$tmp/seq1"
 n=$(wc -l <"$tmp/seq1")

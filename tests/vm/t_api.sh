@@ -97,6 +97,10 @@ for p in $(sed -n 's/^  \(\/[^:]*\):$/\1/p' "$ROOT/docs/api.yaml"); do
 		q=$(printf '%s' "$p" | sed 's/{[a-z_]*}/0/')
 		api GET "$q"; expect "GET $q (no such device)" 404 'no '
 		api PATCH "$q" '{}'; expect "PATCH $q (no such device)" 404 'no ' ;;
+	/balloon | /balloon/statistics)
+		# this guest has none; tests/boot/t_balloon.sh drives a real one
+		api GET "$p"; expect "GET $p (no balloon)" 400 'no balloon'
+		api PATCH "$p" '{}'; expect "PATCH $p (no balloon)" 400 'no balloon' ;;
 	*) bad "docs/api.yaml path $p has no check here" ;;
 	esac
 done

@@ -49,6 +49,11 @@ static void check_same(const struct vm_config *a, const struct vm_config *b)
 	CHECK_EQ_U64(a->cpu_opts.jit_stats, b->cpu_opts.jit_stats);
 	CHECK_EQ_U64(a->cpu_opts.jit_perfmap, b->cpu_opts.jit_perfmap);
 	CHECK_EQ_U64(a->cpu_opts.trace, b->cpu_opts.trace);
+	CHECK_EQ_U64(a->balloon.on, b->balloon.on);
+	CHECK_EQ_U64(a->balloon.amount_mib, b->balloon.amount_mib);
+	CHECK_EQ_U64(a->balloon.deflate_on_oom, b->balloon.deflate_on_oom);
+	CHECK_EQ_U64(a->balloon.stats_s, b->balloon.stats_s);
+	CHECK_EQ_U64(a->balloon.free_page_reporting, b->balloon.free_page_reporting);
 	CHECK_EQ_U64(a->debug_exit.on, b->debug_exit.on);
 	if (a->debug_exit.on && b->debug_exit.on) {
 		CHECK_EQ_U64(a->debug_exit.iobase, b->debug_exit.iobase);
@@ -106,6 +111,8 @@ static void test_roundtrip(void)
 	c.kernel_cache = "/var/cache/corral";
 	c.ps_per_insn = 0;
 	c.cpu_opts = (struct cpu_opts){.jit = 0, .jit_hot = 3, .jit_stats = 1, .jit_perfmap = 1, .trace = 1};
+	c.balloon = (struct vm_balloon){
+		.on = 1, .amount_mib = 64, .deflate_on_oom = 1, .stats_s = 5, .free_page_reporting = 1};
 	c.debug_exit.on = 1;
 	c.debug_exit.iobase = 0xf4;
 	c.debug_exit.iosize = 4;
@@ -166,6 +173,11 @@ static void test_errors(void)
 	expect_error("{\"debug_exit\": {\"iosize\": 0}}", "'debug_exit.iosize' is 0: must be from 1 to 256");
 	expect_error("{\"debug_exit\": {\"iobase\": 65534, \"iosize\": 4}}", "run past 0xffff");
 	expect_error("{\"debug_exit\": true}", "'debug_exit' must be an object");
+	expect_error("{\"balloon\": {\"amount\": 1}}", "unknown key 'balloon.amount'");
+	expect_error("{\"balloon\": {\"amount_mib\": -1}}", "'amount_mib' must be an integer from 0");
+	expect_error("{\"balloon\": {\"stats_polling_interval_s\": 86401}}", "from 0 to 86400");
+	expect_error("{\"balloon\": {\"deflate_on_oom\": 1}}", "'deflate_on_oom' must be true or false");
+	expect_error("{\"balloon\": []}", "'balloon' must be an object");
 	expect_error("{\"cpus\": 0}", "'cpus' is 0: must be from 1 to 64");
 	expect_error("{\"cpus\": 65}", "'cpus' is 65: must be from 1 to 64");
 	expect_error("{\"cpus\": -1}", "'cpus' is -1: must be from 1 to 64");
