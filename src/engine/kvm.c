@@ -437,7 +437,6 @@ static int kvm_doorbells(struct kvm_eng *k, const struct engine_host *host)
 
 static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 {
-	struct machine *m = k->m;
 	int err;
 	k->sys_fd = kvm_open_dev();
 	if (k->sys_fd < 0)
@@ -454,18 +453,8 @@ static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 	uint64_t idmap = 0xfffbc000ull;
 	(void)ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
 
-	struct kvm_userspace_memory_region low = {
-		.slot = 0, .guest_phys_addr = 0, .memory_size = m->low_size, .userspace_addr = (uintptr_t)m->ram};
-	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0)
-		return -errno;
-	if (m->mem_size > m->low_size) {
-		struct kvm_userspace_memory_region high = {.slot = 1,
-							   .guest_phys_addr = MEM_HIGH_START,
-							   .memory_size = m->mem_size - m->low_size,
-							   .userspace_addr = (uintptr_t)(m->ram + m->low_size)};
-		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)
-			return -errno;
-	}
+	if ((err = kvm_slots_set(k, 0)) < 0)
+		return err;
 
 	struct kvm_cpuid2 *sup;
 	if ((err = kvm_cpuid_supported(k->sys_fd, &sup)) < 0)
@@ -818,6 +807,7 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 	pthread_cond_init(&k.main_cond, &ca);
 	pthread_cond_init(&k.vcpu_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	kvm_dirty_attach(&k);
 
 	/* vCPU threads take only the kick signal; SIGINT and friends go to
 	 * this thread, which stops the VM */
@@ -843,6 +833,7 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 		if (k.v[i].started)
 			pthread_join(k.v[i].thr, NULL);
 	engine_ctl_detach(host ? host->ctl : NULL);
+	kvm_dirty_detach(&k);
 	m->kick = NULL;
 	m->kick_opaque = NULL;
 	pthread_cond_destroy(&k.main_cond);

@@ -5,6 +5,8 @@
 # Suites: guests (tests/guests/t_guests.sh, emu then kvm), bootN (t_boot.sh
 # on --engine kvm with N vCPUs), blk and net (tests/virtio/t_blk.sh and
 # t_net.sh on --engine kvm), snap (t_snap: snapshots across engines),
+# snapdeb (tests/boot/t_snapshot.sh: Debian's snapshots kvm to emu to kvm),
+# migrate (tests/migrate/t_engines.sh: live migration across engines),
 # handover (tests/boot/t_handover.sh: Debian's boot moving between engines),
 # info (corral info), consoleN (the kit's kernel on kvm with N vCPUs, its
 # whole console, for diagnosis).
@@ -66,6 +68,8 @@ for s in $suites; do
 	blk) T_BOOT_ENGINE=kvm sh tests/virtio/t_blk.sh ;;
 	net) T_BOOT_ENGINE=kvm sh tests/virtio/t_net.sh ;;
 	snap) run_limited 900 env TEST_VERBOSE=1 build/tests/vm/t_snap ;;
+	snapdeb) T_SNAP_ENGINES="kvm emu kvm" sh tests/boot/t_snapshot.sh ;;
+	migrate) sh tests/migrate/t_engines.sh ;;
 	handover) sh tests/boot/t_handover.sh ;;
 	console[0-9]*)
 		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \
