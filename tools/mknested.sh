@@ -102,8 +102,9 @@ mkdir -p "$ir/corral/tests/guests" "$ir/corral/tests/boot" "$ir/corral/tests/vir
 cp "$ROOT/tests/guests/t_guests.sh" "$ir/corral/tests/guests/"
 cp "$ROOT/tests/boot/lib.sh" "$ROOT/tests/boot/t_boot.sh" "$ROOT/tests/boot/t_handover.sh" \
 	"$ROOT/tests/boot/t_snapshot.sh" "$ir/corral/tests/boot/"
-mkdir -p "$ir/corral/tests/migrate"
+mkdir -p "$ir/corral/tests/migrate" "$ir/corral/tests/kvm"
 cp "$ROOT/tests/migrate/t_engines.sh" "$ir/corral/tests/migrate/"
+cp "$ROOT/tests/kvm/suites.sh" "$ir/corral/tests/kvm/"
 cp "$ROOT/tests/virtio/t_blk.sh" "$ROOT/tests/virtio/t_net.sh" "$ir/corral/tests/virtio/"
 # t_snap (the snapshot tests, across engines among them) and its fixture
 cp "$build/tests/vm/t_snap" "$ir/corral/build/tests/vm/"

@@ -11,6 +11,9 @@ G=$BUILD/tests/guests
 tmp=$(mktemp -d)
 # Time limits are multiplied by CORRAL_TEST_SLOW (default 1; the nested test
 # machine, where even emu runs under QEMU TCG, sets 10).
+# T_GUESTS_EMU=ref (the nested test machine): emu runs only the guests whose
+# output kvm's must equal; its hostile, reboot, console and signal cases
+# (emu's alone) are left to the host's run of this script, one counted skip.
 SLOW=${CORRAL_TEST_SLOW:-1}
 trap 'rm -rf "$tmp"' EXIT
 passed=0
@@ -87,6 +90,7 @@ expect() {
 # hostile NAME TEXT [options]: the guest's line, a clear corral message, or
 # still running at the timeout
 hostile() {
+	[ -n "$full" ] || return 0
 	name=$1
 	text=$2
 	shift 2
@@ -117,6 +121,12 @@ fi
 
 for E in $ENGINES; do
 echo "engine $E"
+full=1
+if [ "$E" = emu ] && [ "${T_GUESTS_EMU:-}" = ref ]; then
+	full=
+	echo "skipped: emu's hostile, reboot, console and signal cases (T_GUESTS_EMU=ref: the host runs them)"
+	skipped=$((skipped + 1))
+fi
 expect hello 0 "hello"
 expect portio 0 "portio ok"
 expect exceptions 0 "exceptions ok"
@@ -139,12 +149,15 @@ expect storm 0 "storm ok"
 expect reset 0 "resetting"
 if grep -q "corral: guest requested a reset" "$tmp/err"; then ok; else bad reset "no reset message"; fi
 # without --no-reboot the machine starts over, again and again
+if [ -n "$full" ]; then
 timeout -k 5 $((5 * SLOW)) "$CORRAL" run --flat "$G/reset.bin" --mem 32M --serial "file:$tmp/out" --engine "$E" </dev/null 2>"$tmp/err"
 if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
+fi
 expect portfuzz 0 "portfuzz done"
 hostile garbage "garbage done"
 hostile garbage "garbage done" --cpus 2
 expect handover 0 "handover ok"
+[ -n "$full" ] || continue
 
 # serial input from stdin, with the escapes: C-a C-a sends a C-a, C-a h
 # prints help, C-a x quits

@@ -1,15 +1,8 @@
 #!/bin/busybox sh
 # /init of the nested test machine (tools/mknested.sh): loads the kvm
-# modules, then runs the suites named by corral.nested=a,b,... and prints
-# their output, each line prefixed "@nested SUITE: ", on the console.
-# Suites: guests (tests/guests/t_guests.sh, emu then kvm), bootN (t_boot.sh
-# on --engine kvm with N vCPUs), blk and net (tests/virtio/t_blk.sh and
-# t_net.sh on --engine kvm), snap (t_snap: snapshots across engines),
-# snapdeb (tests/boot/t_snapshot.sh: Debian's snapshots kvm to emu to kvm),
-# migrate (tests/migrate/t_engines.sh: live migration across engines),
-# handover (tests/boot/t_handover.sh: Debian's boot moving between engines),
-# info (corral info), consoleN (the kit's kernel on kvm with N vCPUs, its
-# whole console, for diagnosis).
+# modules, then runs the suites named by corral.nested=a,b,... (see
+# tests/kvm/suites.sh) and prints their output, each line prefixed
+# "@nested SUITE: ", on the console.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -59,25 +52,12 @@ done
 export CORRAL=/corral/build/corral BUILD=/corral/build CORRAL_GUEST_DIR=/corral/guest CORRAL_KIT_READY=1
 export TMPDIR=/tmp CORRAL_TEST_SLOW=10
 cd /corral
+. tests/kvm/suites.sh
 for s in $suites; do
 	t0=$(date +%s)
 	case "$s" in
-	guests) sh tests/guests/t_guests.sh ;;
-	boot[0-9]*) T_BOOT_ENGINE=kvm T_BOOT_CPUS=${s#boot} sh tests/boot/t_boot.sh ;;
-	info) "$CORRAL" info ;;
-	blk) T_BOOT_ENGINE=kvm sh tests/virtio/t_blk.sh ;;
-	net) T_BOOT_ENGINE=kvm sh tests/virtio/t_net.sh ;;
-	snap) run_limited 900 env TEST_VERBOSE=1 build/tests/vm/t_snap ;;
-	snapdeb) T_SNAP_ENGINES="kvm emu kvm" sh tests/boot/t_snapshot.sh ;;
-	migrate) sh tests/migrate/t_engines.sh ;;
-	handover) sh tests/boot/t_handover.sh ;;
-	console[0-9]*)
-		timeout 600 "$CORRAL" run --engine kvm --cpus "${s#console}" --mem 512M --no-reboot \
-			--kernel guest/vmlinuz --initrd guest/initrd.img \
-			--append "console=ttyS0 ignore_loglevel -- cat /sys/devices/system/cpu/online"
-		echo "corral exited with status $?"
-		;;
-	*) echo "unknown suite '$s'" ;;
+	snap) run_limited 900 nested_suite snap ;;
+	*) nested_suite "$s" ;;
 	esac 2>&1 </dev/null | sed "s|^|@nested $s: |"
 	echo "@nested $s: took $(($(date +%s) - t0)) s"
 done
