@@ -21,6 +21,9 @@ GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/gu
 NESTED_DEFAULT=info,guests,boot1,boot2,boot4,blk,net,snap,snapdeb,handover,migrate
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
+# each suite inside is stopped after this many seconds (its process tree
+# shown first), so that one that hangs costs no more
+SUITE_LIMIT=${CORRAL_NESTED_SUITE_LIMIT:-600}
 QEMU=${QEMU:-qemu-system-x86_64}
 passed=0
 failed=0
@@ -106,7 +109,7 @@ t0=$(date +%s)
 # scheduled, and the guests would see their TSCs warped between CPUs.
 timeout -k 10 "$TIMEOUT" "$QEMU" -accel tcg -cpu max -smp 2 -m 2048 -nodefaults -display none \
 	-monitor none -no-reboot -serial "file:$work/console" -kernel "$GUEST_DIR/vmlinuz" \
-	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable corral.nested=$SUITES" \
+	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable corral.nested=$SUITES corral.nested_limit=$SUITE_LIMIT" \
 	</dev/null >"$work/qemu.log" 2>&1
 rc=$?
 echo "t_nested: the nested machine ran for $(($(date +%s) - t0)) s (exit $rc)"

@@ -37,27 +37,29 @@ check() { # WHAT COMMAND...
 	if "$@"; then ok; else bad "$what"; fi
 }
 lines() { cat "$1" 2>/dev/null | wc -l; }
-wait_lines() { # FILE N: up to 30 s (times SLOW)
-	i=0
-	while [ "$(lines "$1")" -lt "$2" ] && [ $i -lt $((300 * SLOW)) ]; do
-		sleep 0.1
-		i=$((i + 1))
+# The waits go by the clock: in the nested machine a fork costs so much
+# that counted sleeps would stretch several times over.
+# wait_lines FILE N PID: until FILE has N lines, PID ends, or 30 s (times SLOW)
+wait_lines() {
+	end=$(($(date +%s) + 30 * SLOW))
+	while [ "$(lines "$1")" -lt "$2" ] && [ "$(date +%s)" -lt "$end" ] && kill -0 "$3" 2>/dev/null; do
+		sleep 0.2
 	done
 	[ "$(lines "$1")" -ge "$2" ]
 }
+# wait_sock PATH PID: until the socket is there, PID ends, or 10 s (times SLOW)
 wait_sock() {
-	i=0
-	while [ ! -S "$1" ] && [ $i -lt $((100 * SLOW)) ]; do
-		sleep 0.1
-		i=$((i + 1))
+	end=$(($(date +%s) + 10 * SLOW))
+	while [ ! -S "$1" ] && [ "$(date +%s)" -lt "$end" ] && kill -0 "$2" 2>/dev/null; do
+		sleep 0.2
 	done
+	[ -S "$1" ]
 }
 # waits for pid $1 up to $2 seconds; sets rc (124: still running)
 wait_pid() {
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do
-		sleep 0.1
-		i=$((i + 1))
+	end=$(($(date +%s) + $2))
+	while kill -0 "$1" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
+		sleep 0.2
 	done
 	if kill -0 "$1" 2>/dev/null; then rc=124; else wait "$1"; rc=$?; fi
 }
@@ -74,21 +76,23 @@ show() { # NAME: the tail of a side's console and messages
 move() {
 	n=$1 g=$2 from=$3 to=$4
 	"$CORRAL" run --flat "$G/$g.bin" --mem 64M --engine "$from" --serial "file:$tmp/$n.s.out" \
-		--api-sock "$tmp/$n.sock" </dev/null 2>"$tmp/$n.s.err" &
+		--api-sock "$tmp/$n.sock" </dev/null >/dev/null 2>"$tmp/$n.s.err" &
 	src=$!
 	pids="$pids $src"
 	"$CORRAL" run --incoming "unix:$tmp/$n.in" --engine "$to" --serial "file:$tmp/$n.d.out" \
-		</dev/null 2>"$tmp/$n.d.err" &
+		</dev/null >/dev/null 2>"$tmp/$n.d.err" &
 	dst=$!
 	pids="$pids $dst"
-	wait_sock "$tmp/$n.sock"
-	wait_sock "$tmp/$n.in"
-	if ! wait_lines "$tmp/$n.s.out" 20; then
-		bad "$n: the guest does not run on $from"
+	if ! wait_sock "$tmp/$n.sock" "$src" || ! wait_sock "$tmp/$n.in" "$dst" || ! wait_lines "$tmp/$n.s.out" 20 "$src"; then
+		bad "$n: the guest does not run on $from, or the destination ($to) does not wait for it"
 		show "$n.s"
+		show "$n.d"
+		kill "$src" "$dst" 2>/dev/null
 		return 1
 	fi
-	"$CORRAL" migrate "$tmp/$n.sock" "unix:$tmp/$n.in" --downtime-limit 50 >"$tmp/$n.m.out" 2>"$tmp/$n.m.err"
+	echo "$n: the guest runs on $from ($(lines "$tmp/$n.s.out") lines): moving it to $to"
+	timeout -k 5 $((30 * SLOW)) "$CORRAL" migrate "$tmp/$n.sock" "unix:$tmp/$n.in" --downtime-limit 50 \
+		>"$tmp/$n.m.out" 2>"$tmp/$n.m.err"
 	mrc=$?
 	tr '\r' '\n' <"$tmp/$n.m.err" | grep -v '^ *$' | tail -n 1 | sed "s/^/$n: /"
 	if [ "$mrc" -ne 0 ]; then
@@ -102,7 +106,7 @@ move() {
 	check "$n: the source ends with status 0 (got $rc)" test "$rc" -eq 0
 	check "$n: the source says where the VM went" grep -q "migrated to unix:" "$tmp/$n.s.err"
 	before=$(lines "$tmp/$n.d.out")
-	if wait_lines "$tmp/$n.d.out" $((before + 20)); then ok; else
+	if wait_lines "$tmp/$n.d.out" $((before + 20)) "$dst"; then ok; else
 		bad "$n: the VM does not run on at the destination ($to)"
 		show "$n.d"
 	fi
