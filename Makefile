@@ -121,7 +121,7 @@ bench-pause: $(BUILD)/bench/pause
 # with 1, 2 and 4 vCPUs, its virtio disk and user network, snapshots and
 # live migration across engines, Debian's boot handed between engines.
 # `make check` runs the same (its normal pass; NESTED_SUITES picks others).
-NESTED_ALL ?= info,guests,boot1,boot2,boot4,blk,net,snap,snapdeb,handover,migrate
+NESTED_ALL ?= info,migrate,snapdeb,net,blk,boot1,boot2,boot4,snap,handover,guests
 check-kvm-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) NESTED_SUITES=$(NESTED_ALL) \
 		sh tests/run.sh tests/kvm/t_nested.sh

@@ -85,18 +85,24 @@ done
 
 # corral and its libraries at the paths the dynamic loader looks at.
 cp "$build/corral" "$ir/corral/build/corral"
-# libslirp (--net user) is loaded with dlopen, so ldd does not list it
-slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
-ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" $(ls "$ir/bin/setpriv" 2>/dev/null) ${slirp:+"$slirp"} | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
+# libslirp (--net user) and libmicrohttpd (--api-sock) are loaded with
+# dlopen, so ldd does not list them
+dl=
+for so in libslirp.so.0 libmicrohttpd.so.12; do
+	f=$(ldconfig -p 2>/dev/null | awk -v so="$so" '$1 == so && /x86-64/ { print $NF; exit }')
+	[ -n "$f" ] && dl="$dl $f"
+done
+# shellcheck disable=SC2086
+ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" $(ls "$ir/bin/setpriv" 2>/dev/null) $dl | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
 	mkdir -p "$ir$(dirname "$lib")"
 	cp -L "$lib" "$ir$lib"
 done
 cp -a "$build/tests/guests" "$ir/corral/build/tests/"
 rm -f "$ir"/corral/build/tests/guests/*.o "$ir"/corral/build/tests/guests/*.s
-if [ -n "$slirp" ]; then
-	mkdir -p "$ir$(dirname "$slirp")"
-	cp -L "$slirp" "$ir$slirp"
-fi
+for f in $dl; do
+	mkdir -p "$ir$(dirname "$f")"
+	cp -L "$f" "$ir$f"
+done
 mkdir -p "$ir/corral/tests/guests" "$ir/corral/tests/boot" "$ir/corral/tests/virtio" "$ir/corral/tests/vm" \
 	"$ir/corral/build/tests/vm"
 cp "$ROOT/tests/guests/t_guests.sh" "$ir/corral/tests/guests/"

@@ -18,7 +18,7 @@
 : "${CORRAL:?}" "${BUILD:?}"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-NESTED_DEFAULT=info,guests,boot1,boot2,boot4,blk,net,snap,snapdeb,handover,migrate
+NESTED_DEFAULT=info,migrate,snapdeb,net,blk,boot1,boot2,boot4,snap,handover,guests
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
 # each suite inside is stopped after this many seconds (its process tree

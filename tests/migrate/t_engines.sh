@@ -66,7 +66,7 @@ wait_pid() {
 show() { # NAME: the tail of a side's console and messages
 	for f in "$tmp/$1.out" "$tmp/$1.err"; do
 		echo "  $(basename "$f"):"
-		tail -n 5 "$f" 2>/dev/null | tr -c '[:print:]\n' '.' | sed 's/^/    /'
+		tail -n 5 "$f" 2>/dev/null | cut -c 1-200 | sed 's/^/    /'
 	done
 }
 
