@@ -9,8 +9,8 @@
 # the machine's serial console as "@nested SUITE: ..." lines, whose counts
 # are added up here.
 #
-# NESTED_SUITES (comma-separated, default all: see tests/kvm/suites.sh)
-# picks the suites. The nested machine runs in `make check`'s normal pass
+# NESTED_SUITES (comma-separated, default all but net: see
+# tests/kvm/suites.sh) picks the suites. The nested machine runs in `make check`'s normal pass
 # only: with CORRAL_SANITIZED=1 (the sanitizer pass, whose corral QEMU's
 # emulation would slow down several times more) it is one counted skip.
 # Skipped, with the reason, where neither real nor nested KVM can run.
@@ -18,7 +18,9 @@
 : "${CORRAL:?}" "${BUILD:?}"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-NESTED_DEFAULT=info,migrate,snapdeb,net,blk,boot1,boot2,boot4,snap,handover,guests
+# net is left out: under kvm, --net user has hung in this machine (see
+# docs/architecture.md); make check-kvm-nested runs it
+NESTED_DEFAULT=info,migrate,snapdeb,blk,boot1,boot2,boot4,snap,handover,guests
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
 # each suite inside is stopped after this many seconds (its process tree
