@@ -14,7 +14,8 @@
 #   /corral/build/tests/guests the tiny guests
 #   /corral/build/tests/vm/t_snap  the snapshot tests (across engines)
 #   /corral/tests/             the test scripts that run inside (guests,
-#                              boot, hand-over, virtio disk and network)
+#                              boot, snapshots, hand-over, migration,
+#                              virtio disk and network)
 #   /corral/guest/             the guest kit: vmlinuz, initrd.img, version
 #   /init                      see tests/kvm/nested-init.sh
 # /init runs the suites named by corral.nested=a,b,... on the kernel command
@@ -58,10 +59,15 @@ done
 ln -s bin "$ir/sbin"
 # coreutils' timeout: the tests read its exit status 124 (timed out), which
 # busybox's does not give; GNU cpio: t_blk.sh writes its guest's overlay
-# with --quiet, which busybox's does not know
-rm -f "$ir/bin/timeout" "$ir/bin/cpio"
+# with --quiet, which busybox's does not know; util-linux's setpriv:
+# t_guests.sh opens /dev/kvm as another user (--reuid), which busybox's
+# does not offer
+rm -f "$ir/bin/timeout" "$ir/bin/cpio" "$ir/bin/setpriv"
 cp "$(command -v timeout)" "$ir/bin/timeout"
 cp "$(command -v cpio)" "$ir/bin/cpio"
+if command -v setpriv >/dev/null 2>&1 && setpriv --help 2>&1 | grep -q -e '--reuid'; then
+	cp "$(command -v setpriv)" "$ir/bin/setpriv"
+fi
 
 # The modules, in load order, decompressed here (busybox insmod reads plain
 # .ko files).
@@ -79,22 +85,32 @@ done
 
 # corral and its libraries at the paths the dynamic loader looks at.
 cp "$build/corral" "$ir/corral/build/corral"
-# libslirp (--net user) is loaded with dlopen, so ldd does not list it
-slirp=$(ldconfig -p 2>/dev/null | awk '/libslirp\.so\.0 .*x86-64/ { print $NF; exit }')
-ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" ${slirp:+"$slirp"} | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
+# libslirp (--net user) and libmicrohttpd (--api-sock) are loaded with
+# dlopen, so ldd does not list them
+dl=
+for so in libslirp.so.0 libmicrohttpd.so.12; do
+	f=$(ldconfig -p 2>/dev/null | awk -v so="$so" '$1 == so && /x86-64/ { print $NF; exit }')
+	[ -n "$f" ] && dl="$dl $f"
+done
+# shellcheck disable=SC2086
+ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" $(ls "$ir/bin/setpriv" 2>/dev/null) $dl | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
 	mkdir -p "$ir$(dirname "$lib")"
 	cp -L "$lib" "$ir$lib"
 done
 cp -a "$build/tests/guests" "$ir/corral/build/tests/"
 rm -f "$ir"/corral/build/tests/guests/*.o "$ir"/corral/build/tests/guests/*.s
-if [ -n "$slirp" ]; then
-	mkdir -p "$ir$(dirname "$slirp")"
-	cp -L "$slirp" "$ir$slirp"
-fi
+for f in $dl; do
+	mkdir -p "$ir$(dirname "$f")"
+	cp -L "$f" "$ir$f"
+done
 mkdir -p "$ir/corral/tests/guests" "$ir/corral/tests/boot" "$ir/corral/tests/virtio" "$ir/corral/tests/vm" \
 	"$ir/corral/build/tests/vm"
 cp "$ROOT/tests/guests/t_guests.sh" "$ir/corral/tests/guests/"
-cp "$ROOT/tests/boot/lib.sh" "$ROOT/tests/boot/t_boot.sh" "$ROOT/tests/boot/t_handover.sh" "$ir/corral/tests/boot/"
+cp "$ROOT/tests/boot/lib.sh" "$ROOT/tests/boot/t_boot.sh" "$ROOT/tests/boot/t_handover.sh" \
+	"$ROOT/tests/boot/t_snapshot.sh" "$ir/corral/tests/boot/"
+mkdir -p "$ir/corral/tests/migrate" "$ir/corral/tests/kvm"
+cp "$ROOT/tests/migrate/t_engines.sh" "$ir/corral/tests/migrate/"
+cp "$ROOT/tests/kvm/suites.sh" "$ir/corral/tests/kvm/"
 cp "$ROOT/tests/virtio/t_blk.sh" "$ROOT/tests/virtio/t_net.sh" "$ir/corral/tests/virtio/"
 # t_snap (the snapshot tests, across engines among them) and its fixture
 cp "$build/tests/vm/t_snap" "$ir/corral/build/tests/vm/"

@@ -287,7 +287,7 @@ static void run_usage(FILE *f)
 		"                   migrate' sends, and run it: its configuration comes with it;\n"
 		"                   --disk gives its disks other paths, --net its NICs other\n"
 		"                   network specs (as many, in order), the host side\n"
-		"                   (--serial, --api-sock) is this corral's\n"
+		"                   (--serial, --api-sock) and --engine are this corral's\n"
 		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
 		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
 		"                   'target remote :PORT' in gdb (docs/gdbstub.md); with --replay\n"
@@ -606,14 +606,21 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	*serial = SERIAL_STDIO;
 	optind = 1;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		/* --net replaces the saved networks' specs (other hostfwd ports) */
+	int li = -1;
+	while ((opt = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
+		/* the option's name (argv[optind - 1] is its value when that
+		 * comes as a word of its own) */
+		const char *name = li >= 0 ? longopts[li].name : argv[optind - 1];
+		li = -1;
+		/* --net replaces the saved networks' specs (other hostfwd ports);
+		 * the engine is the restoring side's choice (either engine loads
+		 * what either saved) */
 		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && opt != OPT_NET &&
 		    !o->guest_opt)
-			o->guest_opt = argv[optind - 1];
-		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_DISK && opt != OPT_NET &&
-		    !o->not_override)
-			o->not_override = argv[optind - 1];
+			o->guest_opt = name;
+		if (opt >= OPT_KERNEL && opt <= OPT_HVC && opt != OPT_SERIAL && opt != OPT_ENGINE && opt != OPT_DISK &&
+		    opt != OPT_NET && !o->not_override)
+			o->not_override = name;
 		switch (opt) {
 		case OPT_INCOMING: o->incoming = optarg; break;
 		case OPT_API_SOCK: o->api_sock = optarg; break;
@@ -769,7 +776,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 			return -1;
 		}
 		if (o->guest_opt) {
-			fprintf(stderr, "corral: restore: %s: the VM's configuration comes from the snapshot\n",
+			fprintf(stderr, "corral: restore: --%s: the VM's configuration comes from the snapshot\n",
 				o->guest_opt);
 			return -1;
 		}
@@ -793,7 +800,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		return -1;
 	}
 	if (o->incoming && o->not_override) {
-		fprintf(stderr, "corral: run: %s: with --incoming the VM's configuration comes from the source\n",
+		fprintf(stderr, "corral: run: --%s: with --incoming the VM's configuration comes from the source\n",
 			o->not_override);
 		return -1;
 	}

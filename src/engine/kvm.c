@@ -382,7 +382,6 @@ static int kvm_doorbells(struct kvm_eng *k, const struct engine_host *host)
 
 static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 {
-	struct machine *m = k->m;
 	int err;
 	k->sys_fd = kvm_open_dev();
 	if (k->sys_fd < 0)
@@ -399,18 +398,8 @@ static int kvm_setup(struct kvm_eng *k, const struct engine_host *host)
 	uint64_t idmap = 0xfffbc000ull;
 	(void)ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
 
-	struct kvm_userspace_memory_region low = {
-		.slot = 0, .guest_phys_addr = 0, .memory_size = m->low_size, .userspace_addr = (uintptr_t)m->ram};
-	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0)
-		return -errno;
-	if (m->mem_size > m->low_size) {
-		struct kvm_userspace_memory_region high = {.slot = 1,
-							   .guest_phys_addr = MEM_HIGH_START,
-							   .memory_size = m->mem_size - m->low_size,
-							   .userspace_addr = (uintptr_t)(m->ram + m->low_size)};
-		if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)
-			return -errno;
-	}
+	if ((err = kvm_slots_set(k, 0)) < 0)
+		return err;
 
 	struct kvm_cpuid2 *sup;
 	if ((err = kvm_cpuid_supported(k->sys_fd, &sup)) < 0)
@@ -664,7 +653,9 @@ static struct engine_result kvm_run(struct machine *m, const struct cpu_state *b
 	 * hand-over from emu's instruction-driven time), then runs on host
 	 * time: vcpu_loop_run. */
 	k.loop = (struct vcpu_loop){.m = m, .host = host, .ops = &kvm_loop_ops, .opaque = &k, .n = k.n, .name = "kvm"};
+	kvm_dirty_attach(&k);
 	res = vcpu_loop_run(&k.loop);
+	kvm_dirty_detach(&k);
 out:
 	kvm_teardown(&k);
 	return res;

@@ -44,6 +44,13 @@ struct kvm_eng {
 	/* the vCPU threads, the machine lock (devices, clock, timers, vCPU
 	 * states) and the main loop: vcpu_loop.h */
 	struct vcpu_loop loop;
+
+	/* live migration's dirty log (kvm_dirty.c), under dirty_lock */
+	pthread_mutex_t dirty_lock;
+	int dirty_on;	  /* KVM logs the slots' writes */
+	int dirty_broken; /* KVM's log failed: every page counts as written */
+	uint64_t *dirty_bm;
+	size_t dirty_words;
 };
 
 static inline uint64_t kvm_mono_ns(void)
@@ -52,6 +59,17 @@ static inline uint64_t kvm_mono_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+/* ---- kvm_dirty.c ---- */
+#define KVM_RAM_SLOTS 2 /* RAM below the 32-bit hole, RAM from 4 GiB */
+/* The machine's RAM into KVM's memory slots, with flags
+ * (KVM_MEM_LOG_DIRTY_PAGES or 0). 0 or -errno. */
+int kvm_slots_set(struct kvm_eng *k, uint32_t flags);
+/* The engine's hook into the machine's dirty log (machine_dirty_*), set
+ * once the VM is made / taken away (what KVM logged since the last
+ * collection goes into the machine's log first) with the vCPUs stopped. */
+void kvm_dirty_attach(struct kvm_eng *k);
+void kvm_dirty_detach(struct kvm_eng *k);
 
 /* ---- kvm_state.c ---- */
 /* Load *s into the vCPU / read its state into *s: registers, segments,

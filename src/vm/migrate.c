@@ -1000,11 +1000,6 @@ int migrate_start(struct vm *vm, const struct migrate_params *p, struct migratio
 		snprintf(err, errlen, "downtime limit %u ms: at most %d", p->downtime_ms, MIGRATE_DOWNTIME_MAX_MS);
 		return -EINVAL;
 	}
-	if (vm->kind != ENGINE_EMU) {
-		snprintf(err, errlen, "migration needs the emu engine (the %s engine's vCPU state is not saved yet)",
-			 vm_engine_name(vm));
-		return -ENOTSUP;
-	}
 	if (!vm_is_running(vm)) {
 		snprintf(err, errlen, "the VM is not running");
 		return -ESRCH;

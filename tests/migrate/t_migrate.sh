@@ -79,7 +79,8 @@ start_dest() { # NAME URL [ARGS...]
 
 # ---- 1. the counting guest over a unix socket (with a balloon whose target moves with it) ----
 start_source s1 tick 16M --balloon amount=4M,stats=5
-start_dest d1 "unix:$tmp/in1.sock" --api-sock "$tmp/d1.sock"
+# the destination picks its engine (either loads what either saved)
+start_dest d1 "unix:$tmp/in1.sock" --api-sock "$tmp/d1.sock" --engine emu
 wait_lines "$tmp/s1.out" 20
 wait_sock "$tmp/in1.sock"
 curl -s -m 20 -X PATCH --unix-socket "$tmp/s1.sock" -d '{"amount_mib":6}' http://localhost/balloon
@@ -210,6 +211,11 @@ s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"GET / HTT
 	check "garbage: one line: $(cat "$tmp/d6.err")" one_line "$tmp/d6.err" "not a corral migration stream"
 fi
 kill "$src" 2>/dev/null
+
+# ---- 6b. an option --incoming cannot take: one line that names it ----
+"$CORRAL" run --incoming "unix:$tmp/in6b.sock" --mem 32M </dev/null >/dev/null 2>"$tmp/d6b.err"
+check "--incoming --mem: status 2 (got $?)" test $? -eq 2
+check "--incoming --mem: one line naming it: $(cat "$tmp/d6b.err")" one_line "$tmp/d6b.err" "^corral: run: --mem: with --incoming"
 
 # ---- 7. a disk: refused at the destination (its path is wrong), then moved ----
 truncate -s 8M "$tmp/disk.img"
