@@ -122,6 +122,7 @@ struct slirp_be {
 	struct pollfd fds[SLIRP_MAX_FDS + 1];
 	unsigned nfds;
 	int queued; /* frames queued while the lock was held: notify after */
+	uint8_t tx[NET_FRAME_MAX]; /* a guest's frame, whole (under lock) */
 };
 
 static int64_t slirp_clock_ns(void *opaque)
@@ -329,16 +330,19 @@ static void *slirp_thread(void *arg)
 static int slirp_net_send(struct net *n, const struct iovec *iov, int iovcnt)
 {
 	struct slirp_be *s = n->be;
-	static __thread uint8_t buf[NET_FRAME_MAX];
 	size_t len = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > sizeof(buf) - len)
+	for (int i = 0; i < iovcnt; i++)
+		if ((len += iov[i].iov_len) > sizeof(s->tx))
 			return -EMSGSIZE;
-		memcpy(buf + len, iov[i].iov_base, iov[i].iov_len);
+	/* the frame in one piece, in the backend's buffer (under its lock:
+	 * several vCPU threads may send at once) */
+	pthread_mutex_lock(&s->lock);
+	len = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(s->tx + len, iov[i].iov_base, iov[i].iov_len);
 		len += iov[i].iov_len;
 	}
-	pthread_mutex_lock(&s->lock);
-	lib.input(s->slirp, buf, (int)len);
+	lib.input(s->slirp, s->tx, (int)len);
 	slirp_unlock_notify(s);
 	/* New connections or data: the poll loop has new descriptors to watch. */
 	slirp_notify_cb(s);

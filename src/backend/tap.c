@@ -20,12 +20,13 @@ struct tap_be {
 	pthread_t thread;
 	volatile int stop;
 	char ifname[IFNAMSIZ];
+	uint8_t rx[NET_FRAME_MAX]; /* the thread's read buffer */
 };
 
 static void *tap_thread(void *arg)
 {
 	struct tap_be *t = arg;
-	static __thread uint8_t buf[NET_FRAME_MAX];
+	uint8_t *buf = t->rx;
 	while (!t->stop) {
 		/* The rx limit holds frames back: leave them in the tap's own
 		 * queue until these drain, as a NIC that stops taking them. */
@@ -40,7 +41,7 @@ static void *tap_thread(void *arg)
 			continue;
 		int queued = 0;
 		for (int k = 0; k < 64; k++) {
-			ssize_t r = read(t->fd, buf, sizeof(buf));
+			ssize_t r = read(t->fd, buf, sizeof(t->rx));
 			if (r <= 0)
 				break;
 			queued |= net_queue_frame(t->n, buf, (size_t)r);
