@@ -121,7 +121,7 @@ struct slirp_be {
 	struct slirp_timer timers[SLIRP_MAX_TIMERS];
 	struct pollfd fds[SLIRP_MAX_FDS + 1];
 	unsigned nfds;
-	int queued; /* frames queued while the lock was held: notify after */
+	int queued;		   /* frames queued while the lock was held: notify after */
 	uint8_t tx[NET_FRAME_MAX]; /* a guest's frame, whole (under lock) */
 };
 
