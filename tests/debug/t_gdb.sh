@@ -5,34 +5,8 @@
 # read by virtual address through the guest's own page tables, monitor
 # commands and the exit; two vCPUs as two threads (tests/guests/smp.S);
 # a TCP connection and kill; bad options.
-: "${CORRAL:?}" "${BUILD:?}"
-G=$BUILD/tests/guests
-passed=0
-failed=0
-skipped=0
-if ! command -v gdb >/dev/null 2>&1; then
-	echo "t_gdb: skipped: gdb is not installed (apt-get install gdb)"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 0
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_gdb.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $1"
-	echo "  gdb:"; sed 's/^/    /' "$tmp/gdb.out" | tail -n 30
-	echo "  corral stderr:"; sed 's/^/    /' "$tmp/err" | tail -n 5
-}
-# check NAME PATTERN [FILE]: an extended regex found in gdb's output
-check() {
-	if grep -Eq -- "$2" "${3:-$tmp/gdb.out}"; then ok; else bad "$1 (no '$2')"; fi
-}
-
-# addr SYMBOL: a label's address in a guest linked at 1 MiB
-addr() {
-	printf '0x%x' $((0x100000 + 0x$(nm "$G/$1.o" | awk -v s="$2" '$3 == s { print $1 }')))
-}
+NAME=t_gdb
+. "$(dirname "$0")/lib.sh"
 
 # session GUEST SCRIPT [corral options]: corral waits for gdb on a unix
 # socket, gdb runs SCRIPT in batch mode; rc is corral's exit status.

@@ -9,34 +9,8 @@
 # going back from the recording's start
 # says so (replaylog:begin); after all that the replay runs to its end
 # identical to the recording, its output shown once. Two vCPUs too.
-: "${CORRAL:?}" "${BUILD:?}"
-G=$BUILD/tests/guests
-passed=0
-failed=0
-skipped=0
-if ! command -v gdb >/dev/null 2>&1; then
-	echo "t_rdebug: skipped: gdb is not installed (apt-get install gdb)"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 0
-fi
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_rdebug.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $1"
-	echo "  gdb:"; sed 's/^/    /' "$tmp/gdb.out" | tail -n 30
-	echo "  corral stderr:"; sed 's/^/    /' "$tmp/err" | tail -n 5
-}
-# check NAME PATTERN [FILE]: an extended regex found in gdb's output
-check() {
-	if grep -Eq -- "$2" "${3:-$tmp/gdb.out}"; then ok; else bad "$1 (no '$2')"; fi
-}
-
-# addr GUEST SYMBOL: a label's address in a guest linked at 1 MiB
-addr() {
-	printf '0x%x' $((0x100000 + 0x$(nm "$G/$1.o" | awk -v s="$2" '$3 == s { print $1 }')))
-}
+NAME=t_rdebug
+. "$(dirname "$0")/lib.sh"
 
 # record GUEST NAME [options]: a recording in $tmp/NAME.rr, its output in $tmp/NAME.out
 record() {
