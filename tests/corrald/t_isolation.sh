@@ -56,31 +56,7 @@ start_corrald() {
 	i=0
 	while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
-# api METHOD PATH [BODY]: sets code and body (on $SOCK, default $S)
-api() {
-	if [ $# -ge 3 ]; then
-		body=$(curl -s -m 30 -o - -w '\n%{http_code}' -X "$1" --unix-socket "${SOCK:-$S}" \
-			-H 'Content-Type: application/json' --data-binary "$3" "http://localhost$2")
-	else
-		body=$(curl -s -m 30 -o - -w '\n%{http_code}' -X "$1" --unix-socket "${SOCK:-$S}" "http://localhost$2")
-	fi
-	code=$(printf '%s\n' "$body" | tail -n 1)
-	body=$(printf '%s\n' "$body" | sed '$d')
-}
-expect() {
-	if [ "$code" = "$2" ] && { [ -z "$3" ] || printf '%s' "$body" | grep -qF -- "$3"; }; then
-		ok
-	else
-		bad "$1: status $code, body '$body' (want $2 ${3:+with '$3'})"
-	fi
-}
-field() {
-	"$CORRAL" vm ls --json | python3 -c '
-import json, sys
-for v in json.load(sys.stdin):
-    if v["name"] == sys.argv[1]:
-        print(v.get(sys.argv[2], ""))' "$1" "$2"
-}
+. "$(dirname "$0")/lib.sh"
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
 limit_of() { awk -v w="$2" 'index($0, w) == 1 { print $(NF - 2) }' "/proc/$1/limits"; }
 root=0
