@@ -57,6 +57,14 @@ start_corrald() {
 	while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
 . "$(dirname "$0")/lib.sh"
+# waitfor COMMAND: until the shell command succeeds, for up to 30 s
+waitfor() {
+	i=0
+	while ! eval "$1" && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
 limit_of() { awk -v w="$2" 'index($0, w) == 1 { print $(NF - 2) }' "/proc/$1/limits"; }
 root=0
@@ -138,21 +146,25 @@ fi
 "$CORRAL" vm create e-$u --flat "$tmp/img/echo.bin" --mem 16M --engine emu >/dev/null 2>"$tmp/e" || bad "vm create e: $(cat "$tmp/e")"
 pe=$(field e-$u pid)
 sleep 0.5
+# (the waits are for what the guest shows, not for fixed times: under a
+# sanitizer on a loaded host the echo takes seconds)
 (
 	sleep 1
 	printf 'ab'
-	sleep 1.5
+	waitfor '"$CORRAL" vm logs e-$u | grep -q "<a><b>"'
+	sleep 1 # the attached client shows it too
 	printf 'c\035zz'
-) | timeout 30 "$CORRAL" vm console e-$u >"$tmp/out" 2>"$tmp/err"
+) | timeout 60 "$CORRAL" vm console e-$u >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 0 ] && grep -q '^ready' "$tmp/out" && grep -q '<a><b>' "$tmp/out" && grep -q "detached" "$tmp/err" && ok ||
 	bad "vm console: rc $rc, out '$(cat "$tmp/out")', err '$(cat "$tmp/err")'"
-sleep 0.5
+waitfor '"$CORRAL" vm logs e-$u | grep -q "<a><b><c>"'
+sleep 0.5 # nothing after C-] arrives meanwhile
 alive "$pe" && [ "$(field e-$u state)" = running ] && "$CORRAL" vm logs e-$u | grep -q '<a><b><c>$' && ok ||
 	bad "after detaching: state $(field e-$u state), log '$("$CORRAL" vm logs e-$u)' (want <a><b><c>, nothing after C-])"
 api POST /vms/e-$u/console 'q'
 expect "POST console" 204
-sleep 1
+waitfor '[ "$(field e-$u state)" = stopped ]'
 [ "$(field e-$u state)" = stopped ] && "$CORRAL" vm logs e-$u | grep -q '<q>' && ok || bad "the guest did not take 'q': $(field e-$u state)"
 api POST /vms/e-$u/console 'x'
 expect "console input to a stopped VM" 409 "not running"
