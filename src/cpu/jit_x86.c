@@ -60,6 +60,7 @@ struct jit {
 	uint8_t *rw, *rx;
 	size_t used;
 	uint8_t *epilogue;
+	int unmappable;	     /* the code buffer could not be mapped: translate nothing */
 	struct jc_entry *jc; /* R14 in translations */
 	unsigned jc_size;
 	int jc_dirty;
@@ -1423,11 +1424,10 @@ int jit_init(struct cpu *c, const struct cpu_opts *opts)
 		free(j);
 		return -ENOMEM;
 	}
-	if (jit_map(j, 0)) {
-		free(j->jc);
-		free(j);
-		return 0; /* no executable memory: interpret */
-	}
+	/* The code buffer is mapped at the first translation (jit_translate):
+	 * a VM or guest thread that never gets hot code pays nothing, and a
+	 * restored VM reaches its first instruction sooner. */
+	j->used = JIT_HDR;
 	j->stats = opts->jit_stats;
 	if (opts->jit_perfmap) {
 		char path[64];
@@ -1445,8 +1445,10 @@ void jit_destroy(struct cpu *c)
 	if (c->jit->stats)
 		fprintf(stderr, "corral: jit: %lu blocks translated, %lu refused, %lu flushes\n", c->jit->ntrans,
 			c->jit->nfail, c->jit->nflush);
-	munmap(c->jit->rw, JIT_SIZE);
-	munmap(c->jit->rx, JIT_SIZE);
+	if (c->jit->rw) {
+		munmap(c->jit->rw, JIT_SIZE);
+		munmap(c->jit->rx, JIT_SIZE);
+	}
 	if (c->jit->perfmap)
 		fclose(c->jit->perfmap);
 	free(c->jit->jc);
@@ -1474,8 +1476,9 @@ void jit_after_fork(struct cpu *c)
 	if (!j)
 		return;
 	/* The buffer is shared memory: the child must not write over the
-	 * parent's translations. A new memfd at the same addresses. */
-	if (jit_map(j, 1) == 0)
+	 * parent's translations. A new memfd at the same addresses (none
+	 * mapped yet: the child maps its own at its first translation). */
+	if (!j->rw || jit_map(j, 1) == 0)
 		return;
 	munmap(j->rw, JIT_SIZE); /* no new buffer: interpret from here on */
 	munmap(j->rx, JIT_SIZE);
@@ -1509,7 +1512,7 @@ int jit_full(const struct cpu *c)
 
 int jit_owns_pc(const struct cpu *c, uintptr_t pc)
 {
-	return c->jit && pc >= (uintptr_t)c->jit->rx && pc < (uintptr_t)c->jit->rx + JIT_SIZE;
+	return c->jit && c->jit->rx && pc >= (uintptr_t)c->jit->rx && pc < (uintptr_t)c->jit->rx + JIT_SIZE;
 }
 
 void jit_run(struct cpu *c, void *entry)
@@ -1529,8 +1532,12 @@ void jit_link(struct cpu *c, void *entry)
 void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t rip)
 {
 	struct jit *j = c->jit;
-	if (!j || !n || jit_full(c))
+	if (!j || !n || jit_full(c) || j->unmappable)
 		return NULL;
+	if (!j->rw && jit_map(j, 0)) {
+		j->unmappable = 1; /* no executable memory: interpret from here on */
+		return NULL;
+	}
 	uint8_t *start = j->rw + j->used;
 	struct jt *t = malloc(sizeof(*t));
 	if (!t)
