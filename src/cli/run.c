@@ -935,7 +935,11 @@ static int run_main(int argc, char **argv, int restore)
 	vm_run(vm, &ex);
 	term_restore();
 	switch (ex.end) {
-	case VM_END_POWER_OFF: status = 0; break;
+	case VM_END_POWER_OFF:
+		if (c->verbose)
+			fprintf(stderr, "corral: the guest powered off\n");
+		status = 0;
+		break;
 	case VM_END_RESET:
 		if (run_signal) {
 			status = 128 + run_signal;
@@ -956,7 +960,11 @@ static int run_main(int argc, char **argv, int restore)
 			ex.rip);
 		status = 1;
 		break;
-	case VM_END_QUIT: status = run_signal ? 128 + run_signal : 0; break;
+	case VM_END_QUIT:
+		if (c->verbose)
+			fprintf(stderr, "corral: stopped (%s)\n", run_signal ? "a signal" : "asked to");
+		status = run_signal ? 128 + run_signal : 0;
+		break;
 	/* as QEMU: exit((V << 1) | 1), of which the host keeps the low byte */
 	case VM_END_EXIT_DEVICE: status = (int)(ex.status & 0xff); break;
 	default:
