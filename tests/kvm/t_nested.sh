@@ -9,7 +9,7 @@
 # the machine's serial console as "@nested SUITE: ..." lines, whose counts
 # are added up here.
 #
-# NESTED_SUITES (comma-separated, default all but net: see
+# NESTED_SUITES (comma-separated, default all but net and guests: see
 # tests/kvm/suites.sh) picks the suites. The nested machine runs in `make check`'s normal pass
 # only: with CORRAL_SANITIZED=1 (the sanitizer pass, whose corral QEMU's
 # emulation would slow down several times more) it is one counted skip.
@@ -18,9 +18,11 @@
 : "${CORRAL:?}" "${BUILD:?}"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-# net is left out: under kvm, --net user has hung in this machine (see
-# docs/architecture.md); make check-kvm-nested runs it
-NESTED_DEFAULT=info,migrate,snapdeb,blk,boot1,boot2,boot4,snap,handover,guests
+# net and guests are left out: under kvm in this machine, --net user has
+# hung, and of the tiny guests `storm` times out and the rebooting guest
+# (no --no-reboot) has left corral stuck in the kernel at its end (see
+# docs/architecture.md); make check-kvm-nested runs both
+NESTED_DEFAULT=info,migrate,snapdeb,blk,boot1,boot2,boot4,snap,handover
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
 # each suite inside is stopped after this many seconds (its process tree
