@@ -163,7 +163,7 @@ while d[pos:pos + 4] == b"SECT":
 out += d[pos:]
 open(sys.argv[2], "wb").write(out)
 PY
-	nofds "$CORRAL" restore-exec v$v >v$v.out 2>v$v.err &
+	nofds_bg "$CORRAL" restore-exec v$v >v$v.out 2>v$v.err &
 	pid=$!
 	sleep 1
 	kill $pid 2>/dev/null
