@@ -262,7 +262,7 @@ GUESTS_LD  ?= ld
 GUESTS_SRC := $(sort $(wildcard tests/guests/*.S))
 GUESTS_BIN := $(GUESTS_SRC:%.S=$(BUILD)/%.bin)
 
-$(BUILD)/tests/guests/%.bin: tests/guests/%.S $(wildcard tests/guests/*.h)
+$(BUILD)/tests/guests/%.bin: tests/guests/%.S $(wildcard tests/guests/*.h tests/guests/*.inc)
 	@mkdir -p $(dir $@)
 	gcc -E -P -Itests/guests -o $(@:.bin=.s) $<
 	$(GUESTS_AS) --64 -o $(@:.bin=.o) $(@:.bin=.s)

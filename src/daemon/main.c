@@ -36,7 +36,17 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_FG = 256, OPT_SOCKET, OPT_STATE, OPT_IMAGES, OPT_VMPROC, OPT_RESTORE, OPT_VERSION, OPT_CGROUP, OPT_POLICY };
+	enum {
+		OPT_FG = 256,
+		OPT_SOCKET,
+		OPT_STATE,
+		OPT_IMAGES,
+		OPT_VMPROC,
+		OPT_RESTORE,
+		OPT_VERSION,
+		OPT_CGROUP,
+		OPT_POLICY
+	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
 		{"socket", required_argument, NULL, OPT_SOCKET},

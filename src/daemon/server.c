@@ -46,8 +46,8 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
-#include "daemon/vmcg.h"
 #include "daemon/policy.h"
+#include "daemon/vmcg.h"
 #include "oci/oci.h"
 #include "vm/vm.h"
 

@@ -2,9 +2,9 @@
  * corral's interpreter, every vCPU taking turns on the calling thread, with
  * virtual time that skips idle periods, or a host thread per vCPU. kvm:
  * the host processor through /dev/kvm, one host thread per vCPU (both
- * through vcpu_loop.h), the same machine, devices and boot state. Both take and give back the architectural state as struct
- * cpu_state, so a VM can move between them; both stop at an instruction
- * boundary when their engine_ctl asks (pause, resume, stop). */
+ * through vcpu_loop.h), the same machine, devices and boot state. Both take and give back the architectural state as
+ * struct cpu_state, so a VM can move between them; both stop at an instruction boundary when their engine_ctl asks
+ * (pause, resume, stop). */
 #ifndef CORRAL_ENGINE_H
 #define CORRAL_ENGINE_H
 

@@ -250,7 +250,7 @@ struct mtimer {
 struct machine {
 	uint64_t mem_size, low_size;
 	uint8_t *ram;
-	int ram_from_file; /* machine_map_ram: a snapshot's memory file */
+	int ram_from_file;     /* machine_map_ram: a snapshot's memory file */
 	unsigned discard_maps; /* machine_ram_discard's anonymous mappings over the file */
 	unsigned ncpus;
 

@@ -388,7 +388,8 @@ static int make_devices(int rootfd, const struct oci_spec *s, char *err, size_t 
 		int r = mknodat(pfd, name, d->type | (d->mode & 0777), makedev(d->major, d->minor));
 		if (r == 0) {
 			/* the node is ours (no symlink there): mode past the umask, owner */
-			if (fchmodat(pfd, name, d->mode, 0) < 0 || fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
+			if (fchmodat(pfd, name, d->mode, 0) < 0 ||
+			    fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
 				r = -1;
 		} else if (errno == EEXIST) {
 			r = 0;

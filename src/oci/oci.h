@@ -63,7 +63,7 @@ struct oci_devrule {
 struct oci_process {
 	int terminal;
 	unsigned short console_rows, console_cols; /* consoleSize; 0: the pty's default */
-	const char **args, **env; /* NULL-terminated */
+	const char **args, **env;		   /* NULL-terminated */
 	size_t nargs;
 	const char *cwd;
 	uid_t uid;

@@ -1355,7 +1355,8 @@ static int cmd_exec(int argc, char **argv)
 		char m[700];
 		if (stat(p.cwd, &st) < 0 || chdir(p.cwd) < 0) {
 			oci_errf(m, sizeof(m),
-				 "unable to start container process: chdir to cwd (\"%.256s\") set in config.json failed: %s",
+				 "unable to start container process: chdir to cwd (\"%.256s\") set in config.json "
+				 "failed: %s",
 				 p.cwd, strerror(errno));
 			ssize_t w = write(pfd[1], m, strlen(m));
 			(void)w;

@@ -269,7 +269,7 @@ bad:
 	jmp poweroff
 
 	.code16
-#include "ap_start.h"
+#include "ap_start.inc"
 	.code64
 m_cpus:	.asciz "cpus "
 m_nl:	.asciz "\n"

@@ -195,7 +195,6 @@ int main(int argc, char **argv)
 	printf("zombie: reaped %s, exited %d status %d\n", r == zombie ? "by its pid" : "wrong", WIFEXITED(st),
 	       WEXITSTATUS(st));
 	(void)pp;
-	printf("getpid same %d, gettid same %d\n", getpid() == me,
-	       (pid_t)syscall(SYS_gettid) == tid);
+	printf("getpid same %d, gettid same %d\n", getpid() == me, (pid_t)syscall(SYS_gettid) == tid);
 	return 0;
 }
