@@ -4,6 +4,7 @@
 #define CORRAL_CPU_H
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -268,6 +269,10 @@ struct cpu {
 	int end_block;	       /* set by a handler: leave the current block */
 	int exit;	       /* with end_block: an enum cpu_exit to return, or -1 */
 	volatile int stop_req; /* set asynchronously: stop at a block boundary */
+	/* System mode, optional: a flag that nobody can kick this vCPU for
+	 * (an owner's stop from a signal handler), looked at wherever a block
+	 * ends early, as a long REP string instruction's pieces do. */
+	const volatile sig_atomic_t *stop_watch;
 	int in_run;
 	jmp_buf fault_jb;
 

@@ -7,6 +7,14 @@
 
 #define OP(name) void name(struct cpu *c, const struct insn *i)
 
+/* Elements one execution of a REP string instruction handles at most. The
+ * rest runs as the same instruction again (RIP unchanged, RCX, RSI and RDI
+ * where they got to), as hardware lets interrupts in between iterations:
+ * interrupts, stop requests and signals are seen within a bounded time even
+ * when RCX is 2^64 - 1. A count of elements, not of pages, so that where an
+ * instruction breaks does not depend on the TLB (replay). */
+#define REP_CHUNK 65536
+
 /* alu.c; aux = ALU op 0-7 (ADD OR ADC SBB AND SUB XOR CMP) where noted */
 extern const insn_fn alu_rm_r[8], alu_r_rm[8], alu_rm_imm[8];
 OP(op_alu_rr64_add);

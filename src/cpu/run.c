@@ -578,6 +578,8 @@ static inline int block_end(struct cpu *c, uint64_t limit)
 			c->exit = -1;
 			return e;
 		}
+		if (c->stop_watch && *c->stop_watch)
+			return CPU_EXIT_STOP;
 	}
 	return unlikely(c->icount >= limit) ? (int)CPU_EXIT_LIMIT : -1;
 }

@@ -49,8 +49,12 @@ void op_movs(struct cpu *c, const struct insn *i)
 		insn_next(c, i);
 		return;
 	}
-	uint64_t n = rcx_get(c, i);
+	uint64_t n = rcx_get(c, i), budget = REP_CHUNK;
 	while (n) {
+		if (!budget) {
+			c->end_block = 1; /* the rest as the same instruction again */
+			return;
+		}
 		uint64_t s = str_src(c, i), d = reg_read(c, R_RDI, i->adsz);
 		/* Fast path: forward, 64-bit addressing, both in cached pages, no
 		 * overlap that a forward element copy would treat differently. */
@@ -59,6 +63,8 @@ void op_movs(struct cpu *c, const struct insn *i)
 			uint64_t bytes = room_s < room_d ? room_s : room_d;
 			if (bytes > n * sz)
 				bytes = n * sz;
+			if (bytes > budget * sz)
+				bytes = budget * sz;
 			bytes -= bytes % sz;
 			uint8_t *ps, *pd;
 			if (bytes && (d + bytes <= s || d >= s + bytes || d <= s) && (ps = tlb_span(c, s, false)) &&
@@ -66,6 +72,7 @@ void op_movs(struct cpu *c, const struct insn *i)
 				memmove(pd, ps, bytes);
 				uint64_t k = bytes / sz;
 				n -= k;
+				budget -= k;
 				reg_write(c, R_RCX, 8, n);
 				c->s.gpr[R_RSI] += bytes;
 				c->s.gpr[R_RDI] += bytes;
@@ -77,6 +84,7 @@ void op_movs(struct cpu *c, const struct insn *i)
 		str_adv(c, i, R_RSI, step);
 		str_adv(c, i, R_RDI, step);
 		n--;
+		budget--;
 		reg_write(c, R_RCX, i->adsz, n);
 		if (c->end_block)
 			break; /* wrote decoded code: re-decode before going on */
@@ -96,13 +104,19 @@ void op_stos(struct cpu *c, const struct insn *i)
 		insn_next(c, i);
 		return;
 	}
-	uint64_t n = rcx_get(c, i);
+	uint64_t n = rcx_get(c, i), budget = REP_CHUNK;
 	while (n) {
+		if (!budget) {
+			c->end_block = 1;
+			return;
+		}
 		uint64_t d = reg_read(c, R_RDI, i->adsz);
 		if (step > 0 && i->adsz == 8) {
 			uint64_t bytes = 0x1000 - (d & 0xfff);
 			if (bytes > n * sz)
 				bytes = n * sz;
+			if (bytes > budget * sz)
+				bytes = budget * sz;
 			bytes -= bytes % sz;
 			uint8_t *pd;
 			if (bytes && (pd = tlb_span(c, d, true))) {
@@ -114,6 +128,7 @@ void op_stos(struct cpu *c, const struct insn *i)
 						memcpy(pd + k, &v, sz);
 				}
 				n -= bytes / sz;
+				budget -= bytes / sz;
 				reg_write(c, R_RCX, 8, n);
 				c->s.gpr[R_RDI] += bytes;
 				continue;
@@ -122,6 +137,7 @@ void op_stos(struct cpu *c, const struct insn *i)
 		mem_write(c, d, sz, v);
 		str_adv(c, i, R_RDI, step);
 		n--;
+		budget--;
 		reg_write(c, R_RCX, i->adsz, n);
 		if (c->end_block)
 			break;
@@ -134,8 +150,12 @@ void op_lods(struct cpu *c, const struct insn *i)
 {
 	unsigned sz = i->opsz;
 	int64_t step = str_step(c, sz);
-	uint64_t n = i->rep ? rcx_get(c, i) : 1;
+	uint64_t n = i->rep ? rcx_get(c, i) : 1, budget = REP_CHUNK;
 	while (n) {
+		if (!budget--) {
+			c->end_block = 1;
+			return;
+		}
 		uint64_t v = mem_read(c, str_src(c, i), sz);
 		reg_write(c, R_RAX, sz, v);
 		str_adv(c, i, R_RSI, step);
@@ -152,8 +172,12 @@ void op_cmps(struct cpu *c, const struct insn *i)
 	unsigned sz = i->opsz;
 	int64_t step = str_step(c, sz);
 	uint64_t mask = size_mask(sz);
-	uint64_t n = i->rep ? rcx_get(c, i) : 1;
+	uint64_t n = i->rep ? rcx_get(c, i) : 1, budget = REP_CHUNK;
 	while (n) {
+		if (!budget--) {
+			c->end_block = 1;
+			return;
+		}
 		uint64_t a = mem_read(c, str_src(c, i), sz);
 		uint64_t b = mem_read(c, reg_read(c, R_RDI, i->adsz), sz);
 		str_adv(c, i, R_RSI, step);
@@ -175,8 +199,12 @@ void op_scas(struct cpu *c, const struct insn *i)
 	int64_t step = str_step(c, sz);
 	uint64_t mask = size_mask(sz);
 	uint64_t a = reg_read(c, R_RAX, sz);
-	uint64_t n = i->rep ? rcx_get(c, i) : 1;
+	uint64_t n = i->rep ? rcx_get(c, i) : 1, budget = REP_CHUNK;
 	while (n) {
+		if (!budget--) {
+			c->end_block = 1;
+			return;
+		}
 		uint64_t b = mem_read(c, reg_read(c, R_RDI, i->adsz), sz);
 		str_adv(c, i, R_RDI, step);
 		lf_set(c, LF_SUB, sz, (a - b) & mask, a, b);

@@ -841,8 +841,11 @@ void op_sys_ins(struct cpu *c, const struct insn *i)
 	need_io(c);
 	unsigned sz = (i->op & 1) ? (i->opsz == 2 ? 2 : 4) : 1;
 	int64_t step = (c->s.rflags & FL_DF) ? -(int64_t)sz : (int64_t)sz;
-	uint64_t n = i->rep ? reg_read(c, R_RCX, i->adsz) : 1;
+	uint64_t n = i->rep ? reg_read(c, R_RCX, i->adsz) : 1, budget = REP_CHUNK;
+	c->end_block = 1; /* a device may have raised an interrupt */
 	while (n) {
+		if (!budget--)
+			return; /* the rest as the same instruction again */
 		uint64_t d = reg_read(c, R_RDI, i->adsz);
 		mem_probe_write(c, d, sz);
 		uint64_t v = c->plat->pio_read(c->plat->opaque, (uint16_t)c->s.gpr[R_RDX], sz);
@@ -853,7 +856,6 @@ void op_sys_ins(struct cpu *c, const struct insn *i)
 			reg_write(c, R_RCX, i->adsz, n);
 	}
 	insn_next(c, i);
-	c->end_block = 1;
 }
 
 void op_sys_outs(struct cpu *c, const struct insn *i)
@@ -861,8 +863,11 @@ void op_sys_outs(struct cpu *c, const struct insn *i)
 	need_io(c);
 	unsigned sz = (i->op & 1) ? (i->opsz == 2 ? 2 : 4) : 1;
 	int64_t step = (c->s.rflags & FL_DF) ? -(int64_t)sz : (int64_t)sz;
-	uint64_t n = i->rep ? reg_read(c, R_RCX, i->adsz) : 1;
+	uint64_t n = i->rep ? reg_read(c, R_RCX, i->adsz) : 1, budget = REP_CHUNK;
+	c->end_block = 1; /* a device may have raised an interrupt */
 	while (n) {
+		if (!budget--)
+			return; /* the rest as the same instruction again */
 		uint64_t s = reg_read(c, R_RSI, i->adsz);
 		if (i->seg == SEG_FS || i->seg == SEG_GS)
 			s += c->s.seg[i->seg].base;
@@ -874,7 +879,6 @@ void op_sys_outs(struct cpu *c, const struct insn *i)
 			reg_write(c, R_RCX, i->adsz, n);
 	}
 	insn_next(c, i);
-	c->end_block = 1;
 }
 
 /* MOV to/from control registers: 0F 20 (read) / 0F 22 (write); reg = CRn */

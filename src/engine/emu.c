@@ -953,6 +953,11 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	if (e.rr)
 		replay_set_icount(e.rr, emu_icount, &e);
 	engine_ctl_attach(e.ctl, emu_ctl_kick, &e);
+	/* a stop from a signal handler (engine_stop_async, which kicks no
+	 * one) inside a long REP instruction: seen between its pieces; under
+	 * record or replay stops wait for the turn's end */
+	for (unsigned k = 0; k < e.n && e.ctl && !e.rr; k++)
+		e.v[k].cpu.stop_watch = &e.ctl->stop;
 	e.step_cpu = -1;
 	if (e.rr && replay_mode(e.rr) == REPLAY_PLAY && e.ctl && e.ctl->debug && e.n <= ENGINE_DEBUG_MAX_CPUS) {
 		e.rd = e.ctl->debug;

@@ -159,7 +159,8 @@ void engine_resume(struct engine_ctl *ctl);
 /* The running engine (and any later one) returns ENGINE_QUIT soon: at
  * once with engine_stop; engine_stop_async, which is async-signal-safe and
  * touches nothing of the engine's, after the running vCPU's turn (emu: at
- * most a slice) or the main loop's next look (kvm: at most 10 ms). */
+ * most a slice, or the next piece of a long REP instruction) or the main
+ * loop's next look (kvm: at most 10 ms). */
 void engine_stop(struct engine_ctl *ctl);
 void engine_stop_async(struct engine_ctl *ctl);
 /* The owner: no engine runs again (wakes engine_pause's waiters). */

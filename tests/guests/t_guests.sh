@@ -161,6 +161,9 @@ timeout -k 5 $((5 * SLOW)) "$CORRAL" run --flat "$G/reset.bin" --mem 32M --seria
 if [ "$(grep -c resetting "$tmp/out")" -ge 3 ] && clean_stderr; then ok; else bad reboot "did not reboot"; fi
 fi
 expect portfuzz 0 "portfuzz done"
+# REP string instructions with ECX = 2^32 - 1 are interrupted between
+# iterations (a thread per vCPU: the timer runs on host time)
+expect rep_irq 0 "rep irq ok" --cpus 2
 hostile garbage "garbage done"
 hostile garbage "garbage done" --cpus 2
 expect handover 0 "handover ok"
@@ -214,6 +217,24 @@ wait "$pid"
 rc=$?
 t1=$(date +%s)
 if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le $((5 * SLOW)) ] && clean_stderr; then ok; else bad "SIGINT, busy" "exit $rc in $((t1 - t0)) s"; fi
+# and inside one REP LODSB of 2^32 - 1 elements (minutes long): one vCPU,
+# whose clock counts instructions, so no timer ends it first
+rm -f "$tmp/out"
+timeout -k 5 $((60 * SLOW)) "$CORRAL" run --flat "$G/rep_irq.bin" --mem 64M --engine "$E" --serial "file:$tmp/out" \
+	</dev/null 2>"$tmp/err" &
+pid=$!
+i=0
+while ! grep -q "rep copy ok" "$tmp/out" 2>/dev/null && [ $i -lt $((100 * SLOW)) ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+sleep 1
+t0=$(date +%s)
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+t1=$(date +%s)
+if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le $((5 * SLOW)) ] && clean_stderr; then ok; else bad "SIGINT, in a REP" "exit $rc in $((t1 - t0)) s"; fi
 done
 
 # Engine hand-over: the guest starts on one engine, is paused, its vCPU
