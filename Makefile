@@ -1,17 +1,21 @@
 # corral: one non-recursive build. `make`, `make check`, `make bench`.
-# SANITIZE=1 builds everything with ASan+UBSan into build-san/.
+# SANITIZE=1 builds everything with ASan+UBSan into build-san/;
+# SANITIZE=thread with ThreadSanitizer into build-tsan/ (make check-tsan).
 
 CC      ?= gcc
 O       ?= 2
 SANITIZE ?=
-BUILD   ?= $(if $(SANITIZE),build-san,build)
+BUILD   ?= $(if $(filter thread,$(SANITIZE)),build-tsan,$(if $(SANITIZE),build-san,build))
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wimplicit-fallthrough -Werror
 CFLAGS  ?= -O$(O) -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -pthread
 LDLIBS  += -pthread -lm
-ifneq ($(SANITIZE),)
+ifeq ($(SANITIZE),thread)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
+LDFLAGS += -fsanitize=thread
+else ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
@@ -104,6 +108,13 @@ check: tests
 		sh tests/run.sh $(TEST_BIN) $(TEST_SH)
 
 # Opt-in long runs
+# ThreadSanitizer over the guests that run several vCPUs on threads of
+# their own (tests/tsan.supp: the guest's own races on its RAM)
+check-tsan:
+	$(MAKE) SANITIZE=thread tests
+	@CORRAL=$(abspath build-tsan/corral) BUILD=$(abspath build-tsan) CORRAL_SANITIZED=thread CORRAL_TEST_SLOW=5 \
+		TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp)" sh tests/run.sh tests/guests/t_smp.sh
+
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))
 
@@ -177,9 +188,9 @@ format:
 	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard src/*/*.h) $(TEST_SRC) $(BENCH_SRC)
 
 clean:
-	rm -rf build build-san build-arm64
+	rm -rf build build-san build-tsan build-arm64
 
-.PHONY: all tests check check-cpu-full check-kvm-nested check-oci bench bench-pause bench-oci bench-density bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
+.PHONY: all tests check check-cpu-full check-tsan check-kvm-nested check-oci bench bench-pause bench-oci bench-density bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

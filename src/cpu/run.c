@@ -219,7 +219,7 @@ static int dbg_bp_at(const struct cpu *c, uint64_t a)
 
 void cpu_request_stop(struct cpu *c)
 {
-	c->stop_req = 1;
+	__atomic_store_n(&c->stop_req, 1, __ATOMIC_RELAXED);
 }
 
 const char *cpu_exc_name(int vector)
@@ -589,8 +589,8 @@ static inline int block_end(struct cpu *c, uint64_t limit)
 static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t limit)
 {
 	for (;;) {
-		if (unlikely(c->stop_req)) {
-			c->stop_req = 0;
+		if (unlikely(__atomic_load_n(&c->stop_req, __ATOMIC_RELAXED))) {
+			__atomic_store_n(&c->stop_req, 0, __ATOMIC_RELAXED);
 			return CPU_EXIT_STOP;
 		}
 		if (unlikely(c->tlb_gen != c->vm->tlb_gen)) {
@@ -629,8 +629,8 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 	struct dblock *prev = NULL;
 	unsigned prev_epoch = 0;
 	for (;;) {
-		if (unlikely(c->stop_req)) {
-			c->stop_req = 0;
+		if (unlikely(__atomic_load_n(&c->stop_req, __ATOMIC_RELAXED))) {
+			__atomic_store_n(&c->stop_req, 0, __ATOMIC_RELAXED);
 			return CPU_EXIT_STOP;
 		}
 		if (unlikely(c->code_gen != sys_code_gen(c)) && sys_code_sync(c) < 0) {

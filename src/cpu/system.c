@@ -57,6 +57,12 @@ static inline int64_t code_index(const struct cpu_physmem *p, const uint8_t *hos
 	return idx < p->pages ? (int64_t)idx : -1;
 }
 
+/* Page ci's mark, read without the log lock (other vCPUs set it). */
+static inline int code_marked(const struct cpu_physmem *p, int64_t ci)
+{
+	return ci >= 0 && __atomic_load_n(&p->code[ci], __ATOMIC_ACQUIRE);
+}
+
 /* Set (kind CODE_MARKED) or clear page ci's mark, logging the change. */
 static void code_mark_set(struct cpu_physmem *p, int64_t ci, int kind, unsigned who)
 {
@@ -79,7 +85,7 @@ void cpu_physmem_dma_written(void *opaque, void *host, uint64_t len)
 	uint8_t *a = (uint8_t *)((uintptr_t)host & ~(uintptr_t)0xfff), *end = (uint8_t *)host + len;
 	for (; a < end; a += 4096) {
 		int64_t ci = code_index(p, a);
-		if (ci >= 0 && p->code[ci])
+		if (code_marked(p, ci))
 			code_mark_set(p, ci, CODE_WRITTEN, 0);
 	}
 }
@@ -323,7 +329,7 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 		e->addend = addend;
 	}
 	int64_t ci = code_index(c->phys, host);
-	int is_code = ci >= 0 && c->phys->code[ci];
+	int is_code = code_marked(c->phys, ci);
 	/* A/D bits: a read-filled entry must not allow silent writes (the D bit
 	 * would not be set), so write tags are only filled by write walks. */
 	e->tag_r = page;
@@ -345,7 +351,7 @@ uint8_t *sys_tlb_fill(struct cpu *c, uint64_t a, int acc, int *code)
 void sys_code_written(struct cpu *c, uint8_t *host)
 {
 	int64_t ci = code_index(c->phys, host);
-	if (ci >= 0 && c->phys->code[ci])
+	if (code_marked(c->phys, ci))
 		code_mark_set(c->phys, ci, CODE_WRITTEN, c->index);
 }
 
@@ -394,7 +400,7 @@ int sys_code_sync(struct cpu *c)
 int sys_is_code(struct cpu *c, uint8_t *host)
 {
 	int64_t ci = code_index(c->phys, host);
-	return ci >= 0 && c->phys->code[ci];
+	return code_marked(c->phys, ci);
 }
 
 /* MMIO at linear a, whose page the last translation resolved to mmio_gpa. */
@@ -456,7 +462,7 @@ void sys_mark_code(struct cpu *c, uint64_t a)
 	int64_t ci = code_index(c->phys, host);
 	if (ci < 0)
 		return;
-	if (c->phys->code[ci])
+	if (code_marked(c->phys, ci))
 		return;
 	/* Fast write entries to this page (any vCPU, any mapping) must go:
 	 * other vCPUs drop theirs when they replay the event, this one here. */

@@ -33,6 +33,7 @@
 #define MPN 200000
 #define CROUNDS 3000
 #define DWN 300000
+#include "smp_bsp.inc"
 	.code64
 	.globl _start
 _start:
@@ -47,47 +48,7 @@ _start:
 	mov $MPDATA, %edi
 	mov $(0x400000 / 8), %ecx
 	rep stosq
-	mov $LAPIC, %ebx
-	movl $0x1ff, 0xf0(%rbx)
-	movl $0xc4500, 0x300(%rbx)	/* INIT to all but self */
-	movl $(0xc4600 | (TRAMP >> 12)), 0x300(%rbx) /* SIPI to all but self */
-	/* the APs are up when their count stops changing for a while */
-	xor %edx, %edx
-1:	mov $20000000, %ecx
-2:	mov APS_UP, %eax
-	cmp %eax, %edx
-	jne 3f
-	pause
-	dec %ecx
-	jnz 2b
-	jmp 4f
-3:	mov %eax, %edx
-	jmp 1b
-4:	inc %edx
-	mov %edx, %r15d		/* n: vCPUs taking part */
-	PUTS m_cpus
-	mov %r15, %rax
-	call puthex
-	PUTS m_nl
-	cmp $2, %r15d
-	jae 5f
-	PUTS m_noap
-	jmp poweroff
-5:	xor %ebx, %ebx		/* the BSP is vCPU 0 */
-	mov $1, %r14d
-6:	movl $0, DONE
-	mov %r14d, PHASE
-	call phase
-	lock incl DONE
-7:	cmp DONE, %r15d
-	je 8f
-	pause
-	jmp 7b
-8:	call check
-	inc %r14d
-	cmp $6, %r14d
-	jb 6b
-	PUTS m_ok
+	SMP_BSP 6
 #ifdef FOREVER
 9:	pause			/* busy until stopped from outside */
 	jmp 9b

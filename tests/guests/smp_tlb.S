@@ -35,6 +35,7 @@
 #define VEC 0x40
 #define ITER 100000
 #define TROUNDS 3000
+#include "smp_bsp.inc"
 	.code64
 	.globl _start
 _start:
@@ -60,47 +61,7 @@ _start:
 	mov %rax, %cr3
 	call idt_init
 	GATE VEC, ipi_handler
-	mov $LAPIC, %ebx
-	movl $0x1ff, 0xf0(%rbx)
-	movl $0xc4500, 0x300(%rbx)	/* INIT to all but self */
-	movl $(0xc4600 | (TRAMP >> 12)), 0x300(%rbx) /* SIPI to all but self */
-	/* the APs are up when their count stops changing for a while */
-	xor %edx, %edx
-1:	mov $20000000, %ecx
-2:	mov APS_UP, %eax
-	cmp %eax, %edx
-	jne 3f
-	pause
-	dec %ecx
-	jnz 2b
-	jmp 4f
-3:	mov %eax, %edx
-	jmp 1b
-4:	inc %edx
-	mov %edx, %r15d		/* n: vCPUs taking part */
-	PUTS m_cpus
-	mov %r15, %rax
-	call puthex
-	PUTS m_nl
-	cmp $2, %r15d
-	jae 5f
-	PUTS m_noap
-	jmp poweroff
-5:	xor %ebx, %ebx		/* the BSP is vCPU 0 */
-	mov $1, %r14d
-6:	movl $0, DONE
-	mov %r14d, PHASE
-	call phase
-	lock incl DONE
-7:	cmp DONE, %r15d
-	je 8f
-	pause
-	jmp 7b
-8:	call check
-	inc %r14d
-	cmp $3, %r14d
-	jb 6b
-	PUTS m_ok
+	SMP_BSP 3
 	jmp poweroff
 
 /* AP in 64-bit mode: its own stack, the IDT, its LAPIC on, then the
