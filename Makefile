@@ -11,7 +11,12 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wvla -Wimplicit-fallthrough -Werror
 CFLAGS  ?= -O$(O) -g
 CFLAGS  += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -pthread
-LDLIBS  += -pthread -lm
+LDLIBS  += -pthread
+# Start-up of a restore (bench/snapshot.sh): every shared library the
+# loader maps costs page faults before main. libm is linked only when
+# something needs it: sse_fp.c's sqrt is inline (below) and frexp is in
+# libc as well (named first, libc provides it), so corral needs libc alone.
+LDFLAGS += -Wl,--as-needed
 ifeq ($(SANITIZE),thread)
 CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -Wno-tsan
 LDFLAGS += -fsanitize=thread
@@ -54,6 +59,11 @@ all: $(if $(CLI_SRC),$(CORRAL) $(RUNC) $(CORRALD))
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The SSE unit reads the host's exception flags after a host sqrt, never
+# errno: without math errno the compiler emits the instruction itself
+# (same result, same flags) and libm is not needed at run time.
+$(BUILD)/src/cpu/sse_fp.o: CFLAGS += -fno-math-errno
 
 $(BUILD)/%.o: %.S
 	@mkdir -p $(dir $@)
@@ -246,7 +256,7 @@ endif
 # it pulls in would cost every corral start-up (bench/snapshot.sh).
 # User-mode networking: src/backend/slirp.c loads libslirp.so.0 with dlopen
 # when a VM asks for it (the headers come from libslirp-dev).
-LDLIBS += -ldl
+LDLIBS += -ldl -lc -lm
 # `make fuzz-boot` builds a libFuzzer target over boot_linux's parsing (the
 # input is the kernel file); `make fuzz-boot-run` fuzzes it from the seeds.
 FUZZ_BOOT_SRC := $(sort $(wildcard src/boot/*.c))

@@ -2,7 +2,9 @@
 # Snapshot benchmark (make bench-snapshot), emu engine:
 # - restore to the guest's first instruction, from the exec of `corral
 #   restore`, for idle 128 MiB and 1 GiB VMs (P50 and best of REPEAT;
-#   target <= 2 ms; Firecracker reports ~3 ms for a snapshot load);
+#   target <= 2 ms; Firecracker reports ~3 ms for a snapshot load), with
+#   the process's page faults and CPU time at that instruction, beside the
+#   floor: a C program that only prints the same line, dynamic and static;
 # - a snapshot of a 256 MiB 2-vCPU VM through the API (target <= 50 ms;
 #   Firecracker's full snapshot: 180 ms);
 # - clone rate: sequential restores of a booted busybox guest (the guest
@@ -70,13 +72,27 @@ def snapshot(sock, d, stop=True):
     cmd = [corral, "snapshot", sock, d] + (["--stop"] if stop else [])
     subprocess.run(cmd, check=True)
 
-def restore_once(d, pattern, extra=()):
-    """Spawns corral restore with T0; returns ms from the exec to the log line matching pattern."""
+def task_cost(pid):
+    """Page faults and CPU time (ms, every thread) of a running process so far."""
+    try:
+        flt = int(open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[7])
+        cpu = sum(int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[0])
+                  for t in os.listdir("/proc/%d/task" % pid)) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None, None
+    return flt, cpu
+
+cost = {}  # key -> [(faults, cpu ms)] at the line
+
+def restore_once(d, pattern, extra=(), argv=None, key=None):
+    """Spawns corral restore (or argv) with T0; returns ms from the exec to the log line matching
+    pattern; with key, keeps the process's page faults and CPU time at that line in cost[key]."""
     r, w = os.pipe()
     env = dict(os.environ)
     t0 = time.monotonic_ns()
     env["CORRAL_BENCH_T0"] = str(t0)
-    pid = os.posix_spawn(corral, [corral, "restore", d, "--serial", "none", *extra], env,
+    argv = argv or [corral, "restore", d, "--serial", "none", *extra]
+    pid = os.posix_spawn(argv[0], argv, env,
                          file_actions=[(os.POSIX_SPAWN_DUP2, w, 2), (os.POSIX_SPAWN_CLOSE, r),
                                        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)])
     os.close(w)
@@ -89,6 +105,8 @@ def restore_once(d, pattern, extra=()):
         m = re.search(pattern.encode() + rb" ([0-9.]+) ms after start", buf)
         if m:
             ms = float(m.group(1))
+            if key:
+                cost.setdefault(key, []).append(task_cost(pid))
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     os.close(r)
@@ -102,6 +120,40 @@ def p50(xs):
 parts = os.environ.get("PARTS", "flat,busybox").split(",")
 
 # ---- restore to the first instruction ----
+# The floor beside it: the same timing of a C program that does nothing but
+# print the line, linked dynamically (libc, as corral) and statically, so a
+# loaded machine shows in the floor and the ratios stay comparable.
+floor = {}
+src = os.path.join(work, "floor.c")
+open(src, "w").write(r"""#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+int main(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned long long now = (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+	fprintf(stderr, "bench: first guest instruction %.3f ms after start\n",
+		(double)(now - strtoull(getenv("CORRAL_BENCH_T0"), NULL, 10)) / 1e6);
+	pause();
+	return 0;
+}
+""")
+for kind, flags in (("dynamic", []), ("static", ["-static"])):
+    exe = os.path.join(work, "floor-" + kind)
+    if subprocess.run(["cc", "-O2", "-o", exe, src] + flags, stderr=subprocess.DEVNULL).returncode == 0:
+        floor[kind] = exe
+
+if "flat" in parts and not floor:
+    print("floor: no C compiler (cc) to build the floor programs: floor skipped")
+
+def costs(key):
+    got = [c for c in cost.pop(key, []) if c[0] is not None]
+    if not got:
+        return "page faults and CPU time unknown"
+    return "%d page faults, %.2f ms of CPU" % (p50([c[0] for c in got]), p50([c[1] for c in got]))
+
 first = {}
 for mem in (("128M", "1G") if "flat" in parts else ()):
     sock, d = os.path.join(work, "r%s.sock" % mem), os.path.join(work, "snap-" + mem)
@@ -109,12 +161,20 @@ for mem in (("128M", "1G") if "flat" in parts else ()):
     time.sleep(0.2)
     snapshot(sock, d)
     p.wait()
-    xs = [restore_once(d, "first guest instruction") for _ in range(repeat)]
+    # interleaved with the floor programs, so that both see the same load
+    xs, fl = [], {k: [] for k in floor}
+    for _ in range(repeat):
+        xs.append(restore_once(d, "first guest instruction", key="corral"))
+        for k, exe in floor.items():
+            fl[k].append(restore_once(None, "first guest instruction", argv=[exe], key=k))
     es = [restore_once(d, "restored, the engine starts") for _ in range(min(repeat, 10))]
     first[mem] = p50(xs)
     print("restore to first instruction, %-5s idle VM: P50 %.2f ms, best %.2f ms (%d runs; "
-          "engine starts at %.2f ms; target <= 2 ms: %.2fx)" %
-          (mem, p50(xs), min(xs), repeat, p50(es), p50(xs) / 2.0))
+          "engine starts at %.2f ms; %s; target <= 2 ms: %.2fx)" %
+          (mem, p50(xs), min(xs), repeat, p50(es), costs("corral"), p50(xs) / 2.0))
+    for k in fl:
+        print("  floor: a C program that only prints the line, %s: P50 %.2f ms, best %.2f ms (%s; "
+              "corral restore: %.2fx)" % (k, p50(fl[k]), min(fl[k]), costs(k), p50(xs) / p50(fl[k])))
 
 # ---- snapshot of a 256 MiB 2-vCPU VM ----
 sock = os.path.join(work, "s.sock")

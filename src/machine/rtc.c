@@ -54,6 +54,59 @@ static unsigned from_bcd(const struct rtc *r, uint8_t v)
 	return ((v >> 4) & 0xf) * 10 + (v & 0xf);
 }
 
+/* UTC calendar arithmetic of our own: glibc's gmtime_r and timegm load the
+ * host's time zone (/etc/localtime) at their first call, a file read and
+ * libc's zone code at every start of a VM and restore, for an answer that
+ * never depends on the zone. Proleptic Gregorian, days since 1970-01-01
+ * (the era algorithm of H. Hinnant's "chrono-compatible low-level date
+ * algorithms"); any int64 day count in years 0-9999 and far beyond. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+static int64_t rtc_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = floor_div(y, 400);
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* tm from seconds since the epoch, as gmtime_r: tm_year, tm_mon (0-11),
+ * tm_mday, tm_hour, tm_min, tm_sec and tm_wday (0: Sunday). */
+static void rtc_utc_tm(int64_t t, struct tm *tm)
+{
+	int64_t days = floor_div(t, 86400), sod = t - days * 86400;
+	tm->tm_hour = (int)(sod / 3600);
+	tm->tm_min = (int)(sod / 60 % 60);
+	tm->tm_sec = (int)(sod % 60);
+	tm->tm_wday = (int)(days + 4 - floor_div(days + 4, 7) * 7); /* 1970-01-01: a Thursday */
+	int64_t z = days + 719468;
+	int64_t era = floor_div(z, 146097);
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	unsigned m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	tm->tm_mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+	tm->tm_mon = (int)m - 1;
+	tm->tm_year = (int)(yoe + era * 400 + (m <= 2) - 1900);
+}
+
+/* Seconds since the epoch from tm, as timegm: fields out of range carry
+ * into the next (month 13 is January of the next year, day 0 the last of
+ * the month before, hour 25 the next day's first). */
+static int64_t rtc_utc_sec(const struct tm *tm)
+{
+	int64_t y = (int64_t)tm->tm_year + 1900 + floor_div(tm->tm_mon, 12);
+	unsigned m = (unsigned)(tm->tm_mon - floor_div(tm->tm_mon, 12) * 12) + 1;
+	int64_t days = rtc_days_from_civil(y, m, 1) + tm->tm_mday - 1;
+	return days * 86400 + (int64_t)tm->tm_hour * 3600 + (int64_t)tm->tm_min * 60 + tm->tm_sec;
+}
+
 static int64_t rtc_now_sec(struct rtc *r, uint64_t now)
 {
 	return r->s.base_sec + (int64_t)(now / NS);
@@ -62,10 +115,8 @@ static int64_t rtc_now_sec(struct rtc *r, uint64_t now)
 /* Registers 0-9 and the century from the current time. */
 static void rtc_fill_time(struct rtc *r, uint64_t now)
 {
-	time_t t = (time_t)rtc_now_sec(r, now);
 	struct tm tm;
-	if (!gmtime_r(&t, &tm))
-		return;
+	rtc_utc_tm(rtc_now_sec(r, now), &tm);
 	uint8_t *c = r->s.cmos;
 	c[REG_SEC] = to_bcd(r, (unsigned)tm.tm_sec);
 	c[REG_MIN] = to_bcd(r, (unsigned)tm.tm_min);
@@ -99,10 +150,7 @@ static void rtc_take_time(struct rtc *r, uint64_t now)
 	tm.tm_mday = (int)from_bcd(r, c[REG_MDAY]);
 	tm.tm_mon = (int)from_bcd(r, c[REG_MONTH]) - 1;
 	tm.tm_year = (int)(from_bcd(r, c[REG_CENTURY]) * 100 + from_bcd(r, c[REG_YEAR])) - 1900;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1)
-		return;
-	r->s.base_sec = (int64_t)t - (int64_t)(now / NS);
+	r->s.base_sec = rtc_utc_sec(&tm) - (int64_t)(now / NS);
 }
 
 /* Periodic interrupt period from register A's rate select; 0 if off. */
@@ -311,7 +359,7 @@ int rtc_register(struct rtc *r, struct machine *m, int64_t host_sec)
 static int rtc_commit(struct rtc *r, struct rtc_state *stp)
 {
 	struct rtc_state st = *stp;
-	/* gmtime must be able to represent the time: years 0-9999 */
+	/* years 0-9999 (what the CMOS fields can show) */
 	if (st.base_sec < -62167219200ll || st.base_sec > 253402300799ll - (1ll << 34))
 		return -EINVAL;
 	st.index &= 0x7f;
