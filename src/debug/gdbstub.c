@@ -522,6 +522,9 @@ static void put_stop(struct gdbstub *g, const struct vm_debug_stop *st, int sig)
 	if (st) {
 		switch (st->kind) {
 		case CPU_DBG_BREAK: why = "swbreak:;"; break;
+		case ENGINE_DEBUG_STOP_END:
+			why = "replaylog:end;";
+			break; /* GDB: "No more reverse-execution history" */
 		case CPU_DBG_WATCH_W: snprintf(what, sizeof(what), "watch:%" PRIx64 ";", st->addr); break;
 		case CPU_DBG_WATCH_R: snprintf(what, sizeof(what), "rwatch:%" PRIx64 ";", st->addr); break;
 		case CPU_DBG_WATCH_RW: snprintf(what, sizeof(what), "awatch:%" PRIx64 ";", st->addr); break;
@@ -1317,6 +1320,7 @@ static void serve(struct gdbstub *g)
 	if (vm_debug_halt(g->vm) < 0)
 		return;
 	g->running = 0;
+	vm_debug_attach(g->vm, 1);
 	struct vm_debug_stop st;
 	vm_debug_take_stop(g->vm, &st);
 	uint8_t buf[4096];
@@ -1349,6 +1353,7 @@ static void serve(struct gdbstub *g)
 				receive(g, buf, (size_t)n);
 		}
 	}
+	vm_debug_attach(g->vm, 0);
 	if (g->closing != 2 && vm_debug_halt(g->vm) == 0) {
 		/* the debugger goes: its breakpoints go with it, the VM runs on */
 		vm_debug_clear(g->vm);

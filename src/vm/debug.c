@@ -99,6 +99,12 @@ int vm_debug_take_stop(struct vm *vm, struct vm_debug_stop *st)
 	return r;
 }
 
+void vm_debug_attach(struct vm *vm, int on)
+{
+	if (vm->ctl.debug)
+		__atomic_store_n(&vm->ctl.debug->attached, on, __ATOMIC_SEQ_CST);
+}
+
 int vm_debug_get_regs(struct vm *vm, unsigned cpu, struct cpu_state *s)
 {
 	if (cpu >= vm->cfg.cpus)

@@ -296,6 +296,9 @@ int vm_debug_notify_fd(const struct vm *vm);
 unsigned vm_ncpus(const struct vm *vm);
 int vm_debug_halt(struct vm *vm);
 int vm_debug_take_stop(struct vm *vm, struct vm_debug_stop *st);
+/* A debugger is connected (on) or went (0): a replay stops at the
+ * recording's end only while one is (kind ENGINE_DEBUG_STOP_END). */
+void vm_debug_attach(struct vm *vm, int on);
 int vm_debug_get_regs(struct vm *vm, unsigned cpu, struct cpu_state *s);
 int vm_debug_set_regs(struct vm *vm, unsigned cpu, const struct cpu_state *s);
 int vm_debug_set_bp(struct vm *vm, uint64_t addr, int on);
