@@ -936,7 +936,9 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	}
 	uint64_t stop_after = host ? host->stop_after : 0;
 	e.rr = m->rr;
-	if (e.rr && (stop_after || !host || !host->ps_per_insn || host->restore)) {
+	/* a replay's debugger restores the replay's own snapshots */
+	if (e.rr && (stop_after || !host || !host->ps_per_insn ||
+		     (host->restore && !(replay_mode(e.rr) == REPLAY_PLAY && e.ctl && e.ctl->debug)))) {
 		res.err = -EINVAL;
 		snprintf(res.msg, sizeof(res.msg),
 			 "emu: record and replay need instruction-driven time and a fresh boot");
@@ -996,6 +998,10 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			emu_pause_point(&e);
 		if (unlikely(e.rewinding))
 			goto rewind;
+		/* a replay's snapshot: here, where a run from it starts (the
+		 * top of a round, before the injection point) */
+		if (unlikely(e.rd) && e.rd->snap && emu_rd_total(&e) >= e.rd->snap_next && emu_describe(&e))
+			e.rd->snap(e.rd->snap_opaque);
 		int rp;
 		if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
 			emu_rr_end(&e, &res, rp);

@@ -122,6 +122,13 @@ struct engine_debug {
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
 	uint64_t base[ENGINE_DEBUG_MAX_CPUS]; /* counts of the replay's earlier engine runs (reboots) */
 	uint64_t total;
+	/* Snapshots for going back (the owner's): between two rounds of
+	 * turns, once total reaches snap_next, the engine fills ctl->vcpus,
+	 * count[] and total and calls snap (on its thread), which takes the
+	 * machine as it stands and moves snap_next on. NULL: none. */
+	void (*snap)(void *opaque);
+	void *snap_opaque;
+	uint64_t snap_next;
 };
 
 /* ---- Control of a running engine from other threads ----

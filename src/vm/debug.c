@@ -41,6 +41,12 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 		free(d);
 		return r;
 	}
+	if (vm_rr_snaps_init(vm, d) < 0) {
+		close(d->notify_fd);
+		free(d);
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	/* before the engine runs: it reads ctl->debug when it starts */
 	pthread_mutex_lock(&vm->ctl.lock);
 	vm->ctl.debug = d;
@@ -54,6 +60,7 @@ void vm_debug_free(struct vm *vm)
 	if (!d)
 		return;
 	vm->ctl.debug = NULL;
+	vm_rr_snaps_free(vm);
 	close(d->notify_fd);
 	free(d);
 }

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "machine/machine_impl.h"
 #include "machine/replay.h"
@@ -292,6 +294,181 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 	       got.console_hash, playing ? ": identical to the recording" : "");
 }
 
+/* ---- Snapshots of a replay for its debugger ----
+ * A step back replays from the nearest snapshot before the target instead
+ * of from the recording's start. Snapshots are taken by the engine's
+ * thread between two rounds of turns (engine_debug.snap), every `every`
+ * instructions of the replay's total, and kept in memory: the machine's
+ * state stream (vm_state_write, as a snapshot on disk holds it), a copy of
+ * RAM, where the log stands (replay_mark) and every vCPU's count. At most
+ * `keep`, and no more than RR_SNAP_RAM_MAX bytes of RAM copies: when full,
+ * the one whose removal leaves the smallest gap goes (not the newest), so
+ * old ones thin out and the spacing grows with distance, as QEMU does
+ * with its icount snapshots. A recording is deterministic, so a snapshot
+ * of a position is the same whichever run took it. */
+#define RR_SNAP_EVERY_DEFAULT 20000000ull /* instructions: ~0.2 s of replay */
+#define RR_SNAP_KEEP_DEFAULT 32
+#define RR_SNAP_KEEP_MAX 4096
+#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM copies, together */
+
+struct rr_snap {
+	uint64_t total;
+	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
+	struct replay_mark mark;
+	void *state;
+	size_t state_len;
+	void *ram;
+};
+
+struct rr_snaps {
+	struct vm *vm;
+	struct engine_debug *d;
+	uint64_t every;
+	unsigned keep, n;
+	uint64_t taken, restored; /* for the log */
+	struct rr_snap *s;	  /* by total, ascending */
+};
+
+static void snap_drop(struct rr_snap *sn)
+{
+	free(sn->state);
+	free(sn->ram);
+}
+
+/* The whole of a memfd's contents, malloc'd. */
+static void *fd_slurp(int fd, size_t *len)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end <= 0 || (uint64_t)end > (64u << 20))
+		return NULL;
+	uint8_t *buf = malloc((size_t)end);
+	if (buf && pread(fd, buf, (size_t)end, 0) != end) {
+		free(buf);
+		buf = NULL;
+	}
+	*len = (size_t)end;
+	return buf;
+}
+
+/* engine_debug.snap: the engine stands between two rounds, ctl.vcpus and
+ * the counts filled. A snapshot that cannot be taken is simply not there
+ * (going back then starts from an earlier one). */
+static void rr_snap_take(void *opaque)
+{
+	struct rr_snaps *ss = opaque;
+	struct vm *vm = ss->vm;
+	struct engine_debug *d = ss->d;
+	d->snap_next = d->total + ss->every;
+	if (ss->n && d->total <= ss->s[ss->n - 1].total) {
+		/* a run from an earlier snapshot: this part is covered */
+		d->snap_next = ss->s[ss->n - 1].total + ss->every;
+		return;
+	}
+	struct rr_snap sn = {.total = d->total};
+	memcpy(sn.count, d->count, sizeof(sn.count));
+	replay_mark(vm->rr, &sn.mark);
+	char err[256];
+	int fd = memfd_create("corral-replay-snap", MFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (vm_state_write(vm, fd, err, sizeof(err)) == 0)
+		sn.state = fd_slurp(fd, &sn.state_len);
+	close(fd);
+	sn.ram = malloc(vm->m->mem_size);
+	if (!sn.state || !sn.ram) {
+		snap_drop(&sn);
+		return;
+	}
+	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
+	if (ss->n == ss->keep) {
+		/* thin out: the one (not the first nor the newest) between the
+		 * closest neighbours */
+		unsigned drop = ss->n - 1;
+		uint64_t best = UINT64_MAX;
+		for (unsigned k = 1; k + 1 < ss->n; k++) {
+			uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
+			if (gap < best) {
+				best = gap;
+				drop = k;
+			}
+		}
+		if (ss->n < 3)
+			drop = 0;
+		snap_drop(&ss->s[drop]);
+		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
+		ss->n--;
+	}
+	ss->s[ss->n++] = sn;
+	ss->taken++;
+}
+
+int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
+{
+	const struct vm_config *c = &vm->cfg;
+	if (!vm->rr || replay_mode(vm->rr) != REPLAY_PLAY || c->replay_snap_every == UINT64_MAX)
+		return 0;
+	struct rr_snaps *ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->vm = vm;
+	ss->d = d;
+	ss->every = c->replay_snap_every ? c->replay_snap_every : RR_SNAP_EVERY_DEFAULT;
+	ss->keep = c->replay_snap_keep ? c->replay_snap_keep : RR_SNAP_KEEP_DEFAULT;
+	if (ss->keep > RR_SNAP_KEEP_MAX)
+		ss->keep = RR_SNAP_KEEP_MAX;
+	uint64_t by_ram = c->mem ? RR_SNAP_RAM_MAX / c->mem : ss->keep;
+	if (by_ram < 2)
+		by_ram = 2; /* two copies of a huge RAM: the user asked for a debugger on it */
+	if (ss->keep > by_ram)
+		ss->keep = (unsigned)by_ram;
+	ss->s = calloc(ss->keep, sizeof(*ss->s));
+	if (!ss->s) {
+		free(ss);
+		return -ENOMEM;
+	}
+	vm->snaps = ss;
+	d->snap_opaque = ss;
+	d->snap_next = ss->every;
+	d->snap = rr_snap_take;
+	return 0;
+}
+
+void vm_rr_snaps_free(struct vm *vm)
+{
+	struct rr_snaps *ss = vm->snaps;
+	if (!ss)
+		return;
+	if (ss->taken)
+		vm_log(vm, "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back", ss->taken,
+		       ss->restored);
+	for (unsigned k = 0; k < ss->n; k++)
+		snap_drop(&ss->s[k]);
+	free(ss->s);
+	free(ss);
+	vm->snaps = NULL;
+}
+
+/* The latest snapshot from which the run the debugger asked for (d, under
+ * the lock) reaches its target, or NULL (the start). Its target must lie
+ * strictly after the snapshot, so the run stops where one from the start
+ * would: a count reached inside a turn, not at a round's end. A scan for
+ * the last hit before here needs every hit since the start. */
+static const struct rr_snap *snap_for(const struct rr_snaps *ss, const struct engine_debug *d)
+{
+	if (!ss || d->hits == ENGINE_HITS_SCAN || d->hits == ENGINE_HITS_STOP)
+		return NULL;
+	for (unsigned k = ss->n; k-- > 0;) {
+		const struct rr_snap *sn = &ss->s[k];
+		if (d->run_to != UINT64_MAX && d->run_cpu < ENGINE_DEBUG_MAX_CPUS && sn->count[d->run_cpu] >= d->run_to)
+			continue;
+		if (d->hits == ENGINE_HITS_SEEK &&
+		    (d->seek.cpu >= ENGINE_DEBUG_MAX_CPUS || sn->count[d->seek.cpu] >= d->seek.count))
+			continue;
+		return sn;
+	}
+	return NULL;
+}
+
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 {
 	struct engine_debug *d = vm->ctl.debug;
@@ -300,12 +477,38 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	vm_drop_machine(vm);
-	replay_rewind(vm->rr);
 	pthread_mutex_lock(&vm->ctl.lock);
+	const struct rr_snap *sn = snap_for(vm->snaps, d);
 	memset(d->base, 0, sizeof(d->base));
 	memset(d->count, 0, sizeof(d->count));
 	d->total = 0;
+	if (sn) {
+		memcpy(d->base, sn->count, sizeof(d->base));
+		memcpy(d->count, sn->count, sizeof(d->count));
+		d->total = sn->total;
+	}
 	d->rewind = 0;
 	pthread_mutex_unlock(&vm->ctl.lock);
-	return vm_build(vm, err, errlen);
+	if (!sn || replay_seek(vm->rr, &sn->mark) < 0) {
+		replay_rewind(vm->rr);
+		return vm_build(vm, err, errlen);
+	}
+	/* the recording's machine, then the snapshot's state over it */
+	int r = vm_build(vm, err, errlen);
+	if (r < 0)
+		return r;
+	struct engine_vcpu *cpus = calloc(vm->cfg.cpus, sizeof(*cpus));
+	if (!cpus) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	if ((r = vm_state_load_into(vm, sn->state, sn->state_len, cpus, err, errlen)) < 0) {
+		free(cpus);
+		return r;
+	}
+	memcpy(vm->m->ram, sn->ram, vm->m->mem_size);
+	free(vm->restore);
+	vm->restore = cpus;
+	vm->snaps->restored++;
+	return 0;
 }

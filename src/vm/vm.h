@@ -118,6 +118,13 @@ struct vm_config {
 	 * version, checked). NULL: neither. version is corral's, kept in the
 	 * file. */
 	const char *record, *replay, *version;
+	/* A replay under a debugger keeps snapshots in memory, every
+	 * replay_snap_every instructions (0: the default, UINT64_MAX: none),
+	 * at most replay_snap_keep of them (0: the default), so that going
+	 * back starts from the nearest one (docs/replay.md). Host side: not
+	 * part of the recording's configuration. */
+	uint64_t replay_snap_every;
+	unsigned replay_snap_keep;
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */
 	uint64_t bench_t0;	  /* bench/startup.sh: CLOCK_MONOTONIC ns at launch; 0: off */

@@ -53,7 +53,8 @@ struct vm {
 
 	/* Record or replay (record.c, machine/replay.h); NULL: neither. */
 	struct replay *rr;
-	int64_t rtc_sec; /* the RTC's start under record/replay; 0: the host's now */
+	int64_t rtc_sec;	/* the RTC's start under record/replay; 0: the host's now */
+	struct rr_snaps *snaps; /* a replay's snapshots for its debugger (record.c) */
 
 	struct engine_ctl ctl;
 	pthread_t thr;
@@ -122,6 +123,14 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex);
  * start (vm_build) and the log from its beginning; console output the
  * replay showed already is not shown again. 0 or -errno with err. */
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen);
+/* A replay's snapshots for its debugger: set up with the debugger (its
+ * engine_debug's snap hook), freed with the VM. */
+int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d);
+void vm_rr_snaps_free(struct vm *vm);
+/* snapshot.c: a state written by vm_state_write into this VM's fresh
+ * machine (its vCPUs into cpus), as a restore does. 0 or -EINVAL. */
+int vm_state_load_into(struct vm *vm, const void *state, size_t len, struct engine_vcpu *cpus, char *err,
+		       size_t errlen);
 
 /* vm.c: the current machine goes (vm->m NULL). */
 void vm_drop_machine(struct vm *vm);

@@ -197,6 +197,47 @@ check "reverse-stepi at the start again" '^\$12 = 0x100000$'
 n=$(grep -A1 '^No more reverse-execution history\.' "$tmp/gdb.out" | grep -c '^0x0*100000 in ')
 if [ "$n" -eq 3 ]; then ok; else bad "3 stops at the recording's start, not $n"; fi
 replay_end "reverse-continue" rd
+cp "$tmp/gdb.out" "$tmp/gdb.s3"
+
+# ---- going back from snapshots (--replay-snapshots): a step back
+# replays from the nearest snapshot before its target, not from the
+# start; the same registers at every step, the same stops, the replay's
+# end identical ----
+N=30
+{
+	echo "break *$(addr rdebug work)"
+	k=0
+	while [ $k -lt 8 ]; do
+		echo "continue"
+		k=$((k + 1))
+	done
+	echo "delete"
+	regs "F 0"
+	k=1
+	while [ $k -le $N ]; do
+		echo "stepi"
+		regs "F $k"
+		k=$((k + 1))
+	done
+	k=$((N - 1))
+	while [ $k -ge 0 ]; do
+		echo "reverse-stepi"
+		regs "B $k"
+		k=$((k - 1))
+	done
+	echo "continue"
+} >"$tmp/s8"
+session rdebug rd "$tmp/s8" --replay-snapshots 1000,3
+same F B $N "from snapshots: stepi then reverse-stepi"
+restored=$(sed -n 's/.*snapshots taken, \([0-9]*\) restored.*/\1/p' "$tmp/err")
+if [ "${restored:-0}" -ge $N ]; then ok; else bad "every step back from a snapshot (restored '$restored', $N steps)"; fi
+replay_end "from snapshots" rd
+# the reverse-continue session again, from snapshots: gdb sees the same
+sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.s3" >"$tmp/gdb.s3.start"
+session rdebug rd "$tmp/s3" --replay-snapshots 1000,3
+sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.out" >"$tmp/gdb.s3.snap"
+if cmp -s "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap"; then ok; else bad "reverse-continue from snapshots differs: $(diff "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap" | head -5)"; fi
+replay_end "reverse-continue from snapshots" rd
 
 # ---- forward past the recording's end: the replay stands there
 # (replaylog:end), however often it is told to go on, and goes back from
