@@ -395,8 +395,13 @@ static int parse_header(struct replay *rr, struct state_reader *r, char *err, si
 	struct state_section s;
 	if (state_next_section(r, &s) != 1)
 		return parse_fail(err, errlen, "%s", r->failed ? r->err : "no header");
-	if (strcmp(s.name, SEC_HEADER) || s.version != SEC_VERSION)
+	if (strcmp(s.name, SEC_HEADER))
 		return parse_fail(err, errlen, "no header (section '%s' version %u first)", s.name, s.version);
+	if (s.version != SEC_VERSION) /* an older (or newer) corral's recording */
+		return parse_fail(err, errlen,
+				  "a recording of format version %u, this corral reads version %u: record the run "
+				  "again with this corral",
+				  s.version, SEC_VERSION);
 	struct replay_header *h = &rr->h;
 	state_get_str(r, h->version, sizeof(h->version));
 	h->config = malloc(REPLAY_STR_MAX);
@@ -470,8 +475,10 @@ static int parse(struct replay *rr, char *err, size_t errlen)
 		if (got_end)
 			return parse_fail(err, errlen, "section '%s' after the end", s.name);
 		if (s.version != SEC_VERSION)
-			return parse_fail(err, errlen, "section '%s' version %u (this corral reads %u)", s.name,
-					  s.version, SEC_VERSION);
+			return parse_fail(err, errlen,
+					  "section '%s' of format version %u, this corral reads version %u: record the "
+					  "run again with this corral",
+					  s.name, s.version, SEC_VERSION);
 		if (!strcmp(s.name, SEC_EVENTS)) {
 			if (s.instance != chunk++)
 				return parse_fail(err, errlen, "event section %u out of order", s.instance);

@@ -207,8 +207,10 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 	char what[80];
 	r = -EINVAL;
 	if (strcmp(h->version, now.version)) {
-		snprintf(err, errlen, "--replay %s: recorded by corral %s, this is %s", c->replay, h->version,
-			 now.version);
+		snprintf(err, errlen,
+			 "--replay %s: recorded by corral %s, this is %s: a replay runs on the corral that "
+			 "recorded it (its CPU and devices); record the run again with this one",
+			 c->replay, h->version, now.version);
 	} else if (strcmp(h->config, now.config)) {
 		config_diff(h->config, now.config, what, sizeof(what));
 		snprintf(err, errlen,
@@ -325,8 +327,10 @@ struct rr_snaps {
 	struct engine_debug *d;
 	uint64_t every;
 	unsigned keep, n;
-	uint64_t taken, restored; /* for the log */
-	struct rr_snap *s;	  /* by total, ascending */
+	uint64_t taken, restored;     /* for the log */
+	int adaptive;		      /* the default spacing: stretched to bound the cost */
+	uint64_t mark_ns, mark_total; /* the engine thread's CPU time and the total after the last one */
+	struct rr_snap *s;	      /* by total, ascending */
 };
 
 static void snap_drop(struct rr_snap *sn)
@@ -353,15 +357,48 @@ static void *fd_slurp(int fd, size_t *len)
 /* engine_debug.snap: the engine stands between two rounds, ctl.vcpus and
  * the counts filled. A snapshot that cannot be taken is simply not there
  * (going back then starts from an earlier one). */
+static uint64_t thread_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The next snapshot's total: `every` on; with the default spacing at
+ * least so far that the replay runs twice as long between two snapshots
+ * as one takes (a snapshot of a large RAM costs more than `every`
+ * instructions take to run): forward, snapshots cost at most half again
+ * the replay's time, and a step back replays at most about twice what a
+ * snapshot costs, which its restore costs anyway. Both are measured in
+ * the engine thread's CPU time, so a debugger's pauses do not count. A
+ * spacing the user gave is kept. */
+static void snap_schedule(struct rr_snaps *ss, uint64_t from, uint64_t t0)
+{
+	struct engine_debug *d = ss->d;
+	uint64_t now = thread_ns(), cost = now - t0, gap = ss->every;
+	if (ss->adaptive && ss->mark_ns && t0 > ss->mark_ns && from > ss->mark_total) {
+		/* instructions per ns of running, times two costs */
+		double rate = (double)(from - ss->mark_total) / (double)(t0 - ss->mark_ns);
+		double need = rate * (double)cost * 2.0;
+		if (need > (double)gap && need < 1e18)
+			gap = (uint64_t)need;
+	}
+	d->snap_next = from + gap;
+	ss->mark_ns = now;
+	ss->mark_total = from;
+}
+
 static void rr_snap_take(void *opaque)
 {
 	struct rr_snaps *ss = opaque;
 	struct vm *vm = ss->vm;
 	struct engine_debug *d = ss->d;
+	uint64_t t0 = thread_ns();
 	d->snap_next = d->total + ss->every;
 	if (ss->n && d->total <= ss->s[ss->n - 1].total) {
 		/* a run from an earlier snapshot: this part is covered */
 		d->snap_next = ss->s[ss->n - 1].total + ss->every;
+		ss->mark_ns = 0;
 		return;
 	}
 	struct rr_snap sn = {.total = d->total};
@@ -374,15 +411,10 @@ static void rr_snap_take(void *opaque)
 	if (vm_state_write(vm, fd, err, sizeof(err)) == 0)
 		sn.state = fd_slurp(fd, &sn.state_len);
 	close(fd);
-	sn.ram = malloc(vm->m->mem_size);
-	if (!sn.state || !sn.ram) {
-		snap_drop(&sn);
-		return;
-	}
-	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
 	if (ss->n == ss->keep) {
 		/* thin out: the one (not the first nor the newest) between the
-		 * closest neighbours */
+		 * closest neighbours; its RAM copy is reused (fresh memory costs
+		 * its page faults) */
 		unsigned drop = ss->n - 1;
 		uint64_t best = UINT64_MAX;
 		for (unsigned k = 1; k + 1 < ss->n; k++) {
@@ -394,12 +426,21 @@ static void rr_snap_take(void *opaque)
 		}
 		if (ss->n < 3)
 			drop = 0;
-		snap_drop(&ss->s[drop]);
+		sn.ram = ss->s[drop].ram;
+		free(ss->s[drop].state);
 		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
 		ss->n--;
 	}
+	if (!sn.ram)
+		sn.ram = malloc(vm->m->mem_size);
+	if (!sn.state || !sn.ram) {
+		snap_drop(&sn);
+		return;
+	}
+	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
 	ss->s[ss->n++] = sn;
 	ss->taken++;
+	snap_schedule(ss, sn.total, t0);
 }
 
 int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
@@ -413,6 +454,7 @@ int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
 	ss->vm = vm;
 	ss->d = d;
 	ss->every = c->replay_snap_every ? c->replay_snap_every : RR_SNAP_EVERY_DEFAULT;
+	ss->adaptive = !c->replay_snap_every;
 	ss->keep = c->replay_snap_keep ? c->replay_snap_keep : RR_SNAP_KEEP_DEFAULT;
 	if (ss->keep > RR_SNAP_KEEP_MAX)
 		ss->keep = RR_SNAP_KEEP_MAX;
