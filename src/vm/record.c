@@ -3,8 +3,10 @@
  * hashes) and its checks, the console's input, the result at the end. The
  * log itself is machine/replay.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/block.h"
 #include "machine/machine_impl.h"
 #include "machine/replay.h"
 #include "virtio/virtio.h"
@@ -113,7 +116,7 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 	char role[16];
 	for (unsigned k = 0; !r && k < c->ndisks; k++) {
 		snprintf(role, sizeof(role), "disk%u", k);
-		r = add_image(h, role, c->disk[k].path, err, errlen);
+		r = add_image(h, role, vm->rr_base[k][0] ? vm->rr_base[k] : c->disk[k].path, err, errlen);
 	}
 	for (unsigned k = 0; !r && k < c->nnets; k++) {
 		snprintf(role, sizeof(role), "net%u", k);
@@ -145,26 +148,106 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else
-		for (unsigned k = 0;; k++) {
-			if (k == c->ndisks)
-				return 0;
-			if (!c->disk[k].readonly) {
-				snprintf(err, errlen,
-					 "%s: disk '%s' is writable; a replay must read exactly what the recording "
-					 "read: give it readonly",
-					 opt, c->disk[k].path);
-				break;
-			}
-		}
+		return 0;
 	return -EINVAL;
+}
+
+/* Writable disks: the run writes to a qcow2 overlay on the image, so the
+ * image keeps the contents the recording started from (hashed into the
+ * header like a read-only disk's) and a replay reads what the recording
+ * read. The recording's overlay is FILE.diskK.qcow2, kept (the recorded
+ * run's writes; `corral image commit` puts them into the image); a
+ * replay's is a temporary file, gone when the replay ends, so a replay
+ * writes nowhere that lasts. */
+static int rr_disks(struct vm *vm, char *err, size_t errlen)
+{
+	struct vm_config *c = &vm->cfg;
+	const char *file = c->record ? c->record : c->replay;
+	for (unsigned k = 0; k < c->ndisks; k++) {
+		struct vm_disk *d = &c->disk[k];
+		if (d->readonly)
+			continue;
+		if (!realpath(d->path, vm->rr_base[k])) {
+			int r = -errno;
+			snprintf(err, errlen, "disk '%s': %s", d->path, strerror(-r));
+			return r;
+		}
+		struct blk *b;
+		int r = blk_open(&b, vm->rr_base[k], d->format, 1, err, errlen);
+		if (r < 0)
+			return r;
+		uint64_t size = b->size;
+		enum blk_format fmt = b->format;
+		blk_close(b);
+		char *o = vm->rr_overlay[k];
+		int fd;
+		if (c->record) {
+			if (snprintf(o, PATH_MAX, "%s.disk%u.qcow2", file, k) >= PATH_MAX) {
+				snprintf(err, errlen, "--record %s: name too long for the disk overlay", file);
+				return -ENAMETOOLONG;
+			}
+			/* a new recording under that name replaces the old one's, as
+			 * the recording file itself is replaced */
+			fd = open(o, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		} else {
+			const char *tmp = getenv("TMPDIR");
+			if (snprintf(o, PATH_MAX, "%s/corral-replay-disk%u.XXXXXX", tmp && tmp[0] ? tmp : "/tmp", k) >=
+			    PATH_MAX) {
+				snprintf(err, errlen, "TMPDIR: name too long");
+				return -ENAMETOOLONG;
+			}
+			fd = mkostemp(o, O_CLOEXEC);
+		}
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "disk overlay '%s': %s", o, strerror(-r));
+			o[0] = 0;
+			return r;
+		}
+		close(fd);
+		if ((r = qcow2_create(o, size, 16, vm->rr_base[k], blk_format_name(fmt), err, errlen)) < 0) {
+			unlink(o);
+			o[0] = 0;
+			return r;
+		}
+		d->path = o;
+		d->format = BLK_FMT_QCOW2;
+		if (c->record)
+			vm_log(vm, "record: disk %u writes to %s (the image stays as the recording starts from)", k, o);
+	}
+	return 0;
+}
+
+/* A replay's temporary overlays go once open (or on an error). */
+static void rr_disks_unlink(struct vm *vm)
+{
+	if (!vm->cfg.replay)
+		return;
+	for (unsigned k = 0; k < VM_MAX_DISKS; k++)
+		if (vm->rr_overlay[k][0]) {
+			unlink(vm->rr_overlay[k]);
+			vm->rr_overlay[k][0] = 0;
+		}
+}
+
+void vm_rr_cleanup(struct vm *vm)
+{
+	rr_disks_unlink(vm);
 }
 
 int vm_rr_open(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *c = &vm->cfg;
+	if (!c->record && !c->replay)
+		return 0;
+	int r = rr_disks(vm, err, errlen);
+	if (r < 0) {
+		rr_disks_unlink(vm);
+		return r;
+	}
 	if (!c->replay)
 		return 0;
-	int r = replay_open(&vm->rr, c->replay, err, errlen);
+	r = replay_open(&vm->rr, c->replay, err, errlen);
 	if (r < 0)
 		return r;
 	/* the NICs' frames come from the log */
@@ -191,6 +274,7 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 	const struct vm_config *c = &vm->cfg;
 	if (!c->record && !c->replay)
 		return 0;
+	rr_disks_unlink(vm); /* open by now */
 	struct replay_header now;
 	int r = header_build(vm, &now, err, errlen);
 	if (r < 0)

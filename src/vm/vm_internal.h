@@ -55,6 +55,12 @@ struct vm {
 	struct replay *rr;
 	int64_t rtc_sec;	/* the RTC's start under record/replay; 0: the host's now */
 	struct rr_snaps *snaps; /* a replay's snapshots for its debugger (record.c) */
+	/* Writable disks under record or replay (record.c): the image as the
+	 * user gave it (whose contents are hashed), and the run's overlay on
+	 * it, which the configuration's path then names; a replay's is a
+	 * temporary file, removed once open. */
+	char rr_base[VM_MAX_DISKS][PATH_MAX];
+	char rr_overlay[VM_MAX_DISKS][PATH_MAX];
 
 	struct engine_ctl ctl;
 	pthread_t thr;
@@ -111,6 +117,8 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 /* A replay's file, read and checked, and its NICs (null backends), before
  * vm_open_backends. 0 or -errno with err. */
 int vm_rr_open(struct vm *vm, char *err, size_t errlen);
+/* A VM that failed to start: a replay's temporary disk overlays go. */
+void vm_rr_cleanup(struct vm *vm);
 /* After the backends: record creates the file with its header; replay
  * compares the header with this VM (version, configuration, images). */
 int vm_rr_start(struct vm *vm, char *err, size_t errlen);
