@@ -610,12 +610,25 @@ static void rr_ended(struct gdbstub *g)
 	g->closing = 2;
 }
 
+/* A replay with a writable disk does not go back: its overlay holds the
+ * replay's later writes, which a run from an earlier point would read. */
+static int rr_refused(struct gdbstub *g)
+{
+	if (!vm_debug_replaying(g->vm) || vm_debug_can_go_back(g->vm))
+		return 0;
+	put_outputf(g, "corral: going back is not possible in a replay with a writable disk\n");
+	put_error(g, 1);
+	return 1;
+}
+
 /* bs: back to just after the current vCPU's previous instruction. */
 static void cmd_reverse_step(struct gdbstub *g)
 {
 	uint64_t count, total;
 	struct vm_debug_stop st;
 	unsigned cpu = g->gcpu;
+	if (rr_refused(g))
+		return;
 	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
 		put_error(g, 1);
 		return;
@@ -641,6 +654,8 @@ static void cmd_reverse_continue(struct gdbstub *g)
 	struct vm_debug_stop st;
 	struct engine_debug_hit hit;
 	unsigned cpu = g->gcpu;
+	if (rr_refused(g))
+		return;
 	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
 		put_error(g, 1);
 		return;

@@ -255,6 +255,14 @@ int vm_debug_flush(struct vm *vm)
 	return r;
 }
 
+int vm_debug_can_go_back(const struct vm *vm)
+{
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+		if (vm->rr_base[k][0])
+			return 0;
+	return 1;
+}
+
 int vm_debug_replaying(const struct vm *vm)
 {
 	return vm->ctl.debug && vm->rr && replay_mode(vm->rr) == REPLAY_PLAY;

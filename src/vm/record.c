@@ -530,7 +530,8 @@ static void rr_snap_take(void *opaque)
 int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
 {
 	const struct vm_config *c = &vm->cfg;
-	if (!vm->rr || replay_mode(vm->rr) != REPLAY_PLAY || c->replay_snap_every == UINT64_MAX)
+	if (!vm->rr || replay_mode(vm->rr) != REPLAY_PLAY || c->replay_snap_every == UINT64_MAX ||
+	    !vm_debug_can_go_back(vm))
 		return 0;
 	struct rr_snaps *ss = calloc(1, sizeof(*ss));
 	if (!ss)

@@ -342,6 +342,9 @@ struct vm_debug_run {
 	struct engine_debug_hit seek;
 };
 int vm_debug_replaying(const struct vm *vm);
+/* 1 if a replay can go back: not with a writable disk, whose overlay
+ * holds the replay's later writes (a run from the start would read them). */
+int vm_debug_can_go_back(const struct vm *vm);
 int vm_debug_position(struct vm *vm, unsigned cpu, uint64_t *count, uint64_t *total);
 void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run);
 int vm_debug_last_hit(struct vm *vm, struct engine_debug_hit *h);

@@ -229,6 +229,33 @@ if [ "$(md5sum <"$work/disk.img")" = "$img_sum" ] && [ -z "$(ls -A "$work/tmp")"
 else
 	fail "after the replay: image changed or $(ls -A "$work/tmp") left in TMPDIR"
 fi
+# under gdb such a replay goes forward (to the recording's end) but not
+# back: its overlay holds the later writes
+if command -v gdb >/dev/null 2>&1; then
+	rm -f "$work/gsock"
+	TMPDIR=$work/tmp timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" \
+		--gdb "unix:$work/gsock" --gdb-wait --append "console=ttyS0 quiet -- $dcmd" </dev/null >"$work/dgdb.out" \
+		2>"$work/dgdb.err" &
+	gpid=$!
+	i=0
+	while [ ! -S "$work/gsock" ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	timeout "$TIMEOUT" gdb -batch -nx -ex "target remote $work/gsock" -ex 'stepi' -ex 'reverse-stepi' \
+		-ex 'continue' -ex 'reverse-stepi' >"$work/dgdb.txt" 2>&1
+	wait $gpid
+	rc=$?
+	n=$(grep -c 'going back is not possible in a replay with a writable disk' "$work/dgdb.txt")
+	if [ "$n" -eq 2 ] && grep -q 'No more reverse-execution history' "$work/dgdb.txt" && [ $rc -eq 0 ] &&
+		grep -q "$rec_line: identical to the recording" "$work/dgdb.err"; then
+		ok "under gdb: going back refused with the reason (twice), forward to the end, identical"
+	else
+		fail "under gdb: $n refusals, status $rc: $(tail -n 4 "$work/dgdb.txt" | tr '\n' ' ') / $(tail -n 1 "$work/dgdb.err")"
+	fi
+else
+	fail "gdb is needed for the writable disk's replay under gdb (tools/setup.sh installs it)"
+fi
 printf 'X' | dd of="$work/disk.img" bs=1 seek=100 conv=notrunc 2>/dev/null
 refused "another disk image" "the disk0 is not the one recorded" \
 	"$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" --append "console=ttyS0 quiet -- $dcmd"
