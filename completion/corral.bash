@@ -47,13 +47,14 @@ _corral_run()
 		;;
 	--gdb) COMPREPLY=($(compgen -W "tcp::1234 tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	--record | --replay) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--replay-snapshots) COMPREPLY=($(compgen -W "off 20000000 1000000,64" -- "$cur")); return ;;
 	--append | --mem | --cpus) return ;;
 	--balloon) COMPREPLY=($(compgen -W "on amount= deflate_on_oom=on stats= free_page_reporting=on" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --accel-threads --serial
 		--disk --net --rng --balloon --virtio-console --device --no-reboot --api-sock --incoming --gdb --gdb-wait
-		--record --replay --help" -- "$cur"))
+		--record --replay --replay-snapshots --help" -- "$cur"))
 }
 
 _corral_exec()

@@ -231,7 +231,8 @@ static void run_usage(FILE *f)
 		"                  [--net user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...|tap,ifname=NAME]\n"
 		"                  [--virtio-console] [--device isa-debug-exit[,iobase=N][,iosize=N]]\n"
 		"                  [--no-reboot] [--api-sock PATH] [--incoming tcp:ADDR:PORT|unix:PATH]\n"
-		"                  [--gdb SPEC [--gdb-wait]] [--record FILE | --replay FILE]\n\n"
+		"                  [--gdb SPEC [--gdb-wait]] [--record FILE | --replay FILE]\n"
+		"                  [--replay-snapshots N[,KEEP]|off]\n\n"
 		"Boots a virtual PC in the foreground. Without --kernel it boots the guest kit's\n"
 		"default kernel and initramfs (built by corral-mkguest; tools/mkguest.sh in a\n"
 		"source tree).\n\n"
@@ -296,10 +297,16 @@ static void run_usage(FILE *f)
 		"                   debugger attaches and lets it run\n"
 		"  --record FILE    record every input from outside the machine (console, network\n"
 		"                   frames, random bytes, idle time) into FILE (emu engine;\n"
-		"                   docs/replay.md); disks must be readonly\n"
+		"                   docs/replay.md); a writable disk writes to FILE.diskN.qcow2,\n"
+		"                   an overlay on its image, which stays as the recording began\n"
 		"  --replay FILE    run the recorded machine again from FILE, with the options of\n"
 		"                   the recording: the same output and final RAM, or an error that\n"
 		"                   says where it diverged; with --gdb a debugger goes backwards\n"
+		"  --replay-snapshots N[,KEEP]|off\n"
+		"                   with --replay and --gdb: keep a snapshot in memory every N\n"
+		"                   instructions (default 20000000), at most KEEP (default 32,\n"
+		"                   fewer for a large RAM; old ones thinned out), so that going\n"
+		"                   back replays from the nearest one; off: from the start\n"
 		"  -h, --help       show this help\n",
 		VM_MAX_CPUS);
 }
@@ -559,6 +566,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		OPT_GDB_WAIT,
 		OPT_RECORD,
 		OPT_REPLAY,
+		OPT_REPLAY_SNAPSHOTS,
 		OPT_HELP
 	};
 	static const struct option longopts[] = {
@@ -593,6 +601,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		{"gdb-wait", no_argument, NULL, OPT_GDB_WAIT},
 		{"record", required_argument, NULL, OPT_RECORD},
 		{"replay", required_argument, NULL, OPT_REPLAY},
+		{"replay-snapshots", required_argument, NULL, OPT_REPLAY_SNAPSHOTS},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0},
 	};
@@ -632,6 +641,32 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		case OPT_GDB_WAIT: o->gdb_wait = 1; break;
 		case OPT_RECORD: c->record = optarg; break;
 		case OPT_REPLAY: c->replay = optarg; break;
+		case OPT_REPLAY_SNAPSHOTS: {
+			if (!strcmp(optarg, "off")) {
+				c->replay_snap_every = UINT64_MAX;
+				break;
+			}
+			char *rest;
+			errno = 0;
+			unsigned long long every = strtoull(optarg, &rest, 10), keep = 0;
+			int bad = errno || rest == optarg || optarg[0] == '-' || every < 1000 || every == UINT64_MAX;
+			if (!bad && *rest == ',') {
+				const char *k = rest + 1;
+				keep = strtoull(k, &rest, 10);
+				bad = errno || rest == k || *k == '-' || keep < 2 || keep > 4096;
+			}
+			if (bad || *rest) {
+				fprintf(stderr,
+					"corral: --replay-snapshots '%s': must be N[,KEEP] (N instructions, at least "
+					"1000; "
+					"KEEP 2 to 4096) or off\n",
+					optarg);
+				return -1;
+			}
+			c->replay_snap_every = every;
+			c->replay_snap_keep = (unsigned)keep;
+			break;
+		}
 		case OPT_KERNEL: c->kernel = optarg; break;
 		case OPT_INITRD: c->initrd = optarg; break;
 		case OPT_APPEND: c->cmdline = optarg; break;
@@ -747,6 +782,10 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 				argv[0], argv[optind - 1], argv[0]);
 			return -1;
 		}
+	}
+	if (c->replay_snap_every && (!c->replay || !o->gdb)) {
+		fprintf(stderr, "corral: --replay-snapshots goes with --replay and --gdb\n");
+		return -1;
 	}
 	if (c->record || c->replay) {
 		const char *rropt = c->record ? "--record" : "--replay";

@@ -522,6 +522,9 @@ static void put_stop(struct gdbstub *g, const struct vm_debug_stop *st, int sig)
 	if (st) {
 		switch (st->kind) {
 		case CPU_DBG_BREAK: why = "swbreak:;"; break;
+		case ENGINE_DEBUG_STOP_END:
+			why = "replaylog:end;";
+			break; /* GDB: "No more reverse-execution history" */
 		case CPU_DBG_WATCH_W: snprintf(what, sizeof(what), "watch:%" PRIx64 ";", st->addr); break;
 		case CPU_DBG_WATCH_R: snprintf(what, sizeof(what), "rwatch:%" PRIx64 ";", st->addr); break;
 		case CPU_DBG_WATCH_RW: snprintf(what, sizeof(what), "awatch:%" PRIx64 ";", st->addr); break;
@@ -607,12 +610,25 @@ static void rr_ended(struct gdbstub *g)
 	g->closing = 2;
 }
 
+/* A replay with a writable disk does not go back: its overlay holds the
+ * replay's later writes, which a run from an earlier point would read. */
+static int rr_refused(struct gdbstub *g)
+{
+	if (!vm_debug_replaying(g->vm) || vm_debug_can_go_back(g->vm))
+		return 0;
+	put_outputf(g, "corral: going back is not possible in a replay with a writable disk\n");
+	put_error(g, 1);
+	return 1;
+}
+
 /* bs: back to just after the current vCPU's previous instruction. */
 static void cmd_reverse_step(struct gdbstub *g)
 {
 	uint64_t count, total;
 	struct vm_debug_stop st;
 	unsigned cpu = g->gcpu;
+	if (rr_refused(g))
+		return;
 	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
 		put_error(g, 1);
 		return;
@@ -638,6 +654,8 @@ static void cmd_reverse_continue(struct gdbstub *g)
 	struct vm_debug_stop st;
 	struct engine_debug_hit hit;
 	unsigned cpu = g->gcpu;
+	if (rr_refused(g))
+		return;
 	if (vm_debug_position(g->vm, cpu, &count, &total) < 0) {
 		put_error(g, 1);
 		return;
@@ -1317,6 +1335,7 @@ static void serve(struct gdbstub *g)
 	if (vm_debug_halt(g->vm) < 0)
 		return;
 	g->running = 0;
+	vm_debug_attach(g->vm, 1);
 	struct vm_debug_stop st;
 	vm_debug_take_stop(g->vm, &st);
 	uint8_t buf[4096];
@@ -1349,6 +1368,7 @@ static void serve(struct gdbstub *g)
 				receive(g, buf, (size_t)n);
 		}
 	}
+	vm_debug_attach(g->vm, 0);
 	if (g->closing != 2 && vm_debug_halt(g->vm) == 0) {
 		/* the debugger goes: its breakpoints go with it, the VM runs on */
 		vm_debug_clear(g->vm);

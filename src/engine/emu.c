@@ -831,6 +831,23 @@ static int emu_rr_idle(struct emu *e, const struct engine_host *host, int *input
 	return 2;
 }
 
+/* A replay reached the recording's end with a debugger attached: it stands there, as GDB expects of a replay target
+ * (replaylog:end), however often it is told to go forward, until the
+ * debugger goes back (1: rewind), goes away or stops the VM (0: the run
+ * ends as recorded). */
+static int emu_rd_end(struct emu *e)
+{
+	struct engine_debug *d = e->rd;
+	while (__atomic_load_n(&d->attached, __ATOMIC_SEQ_CST) && !e->ctl->stop) {
+		unsigned k = d->run_cpu < e->n ? d->run_cpu : 0;
+		emu_debug_stop(e, k, (struct cpu_dbg_hit){.kind = ENGINE_DEBUG_STOP_END});
+		emu_pause_point(e);
+		if (e->rewinding)
+			return 1;
+	}
+	return 0;
+}
+
 /* The run ends at an injection point: the recording's end, or a replay
  * that diverged. */
 static void emu_rr_end(struct emu *e, struct engine_result *res, int why)
@@ -919,7 +936,9 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	}
 	uint64_t stop_after = host ? host->stop_after : 0;
 	e.rr = m->rr;
-	if (e.rr && (stop_after || !host || !host->ps_per_insn || host->restore)) {
+	/* a replay's debugger restores the replay's own snapshots */
+	if (e.rr && (stop_after || !host || !host->ps_per_insn ||
+		     (host->restore && !(replay_mode(e.rr) == REPLAY_PLAY && e.ctl && e.ctl->debug)))) {
 		res.err = -EINVAL;
 		snprintf(res.msg, sizeof(res.msg),
 			 "emu: record and replay need instruction-driven time and a fresh boot");
@@ -979,6 +998,10 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 			emu_pause_point(&e);
 		if (unlikely(e.rewinding))
 			goto rewind;
+		/* a replay's snapshot: here, where a run from it starts (the
+		 * top of a round, before the injection point) */
+		if (unlikely(e.rd) && e.rd->snap && emu_rd_total(&e) >= e.rd->snap_next && emu_describe(&e))
+			e.rd->snap(e.rd->snap_opaque);
 		int rp;
 		if (unlikely(e.rr) && (rp = emu_rr_point(&e)) != 0) {
 			emu_rr_end(&e, &res, rp);
@@ -1165,6 +1188,11 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 		res.end = ENGINE_REWIND;
 	}
 out:
+	/* the recording's end (not a reboot in its middle, not a divergence)
+	 * under a debugger: it stands here until the debugger lets it end */
+	if (e.rd && res.end != ENGINE_REWIND && res.end != ENGINE_ERROR && !replay_failed(e.rr) && !replay_more(e.rr) &&
+	    emu_rd_end(&e))
+		res = (struct engine_result){.end = ENGINE_REWIND};
 	uart_flush(&m->com1);
 	if (e.rd && res.end != ENGINE_REWIND)
 		for (unsigned k = 0; k < e.n; k++)

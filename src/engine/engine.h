@@ -89,6 +89,11 @@ struct engine_debug_hit {
  * asks itself for a pause and signals notify_fd (an eventfd); the owner
  * then finds it paused (engine_pause returns at once). emu only: kvm runs
  * no guest with a debugger yet (it refuses in its run). */
+/* stop.kind of a replay's end under an attached debugger (not a
+ * cpu_dbg_kind): the replay stands at the recording's last position and
+ * goes no further forward until the debugger goes (GDB's replaylog:end). */
+#define ENGINE_DEBUG_STOP_END 64
+
 struct engine_debug {
 	struct cpu_debug cpu; /* breakpoints, watchpoints (cpu.h) */
 	int step_cpu;	      /* -1: none */
@@ -106,6 +111,7 @@ struct engine_debug {
 	 * instructions since the recording's start, count[k] (the engine
 	 * fills count[] and total, their sum, at every pause point). */
 	int rr;			      /* the engine runs a replay (set by it at its start) */
+	int attached;		      /* the owner: a debugger is connected (atomic) */
 	int rewind;		      /* the owner: end this run with ENGINE_REWIND */
 	unsigned run_cpu;	      /* stop when vCPU run_cpu's count reaches run_to... */
 	uint64_t run_to;	      /* ...(CPU_DBG_STEP); UINT64_MAX: never (a stop clears it) */
@@ -116,6 +122,13 @@ struct engine_debug {
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
 	uint64_t base[ENGINE_DEBUG_MAX_CPUS]; /* counts of the replay's earlier engine runs (reboots) */
 	uint64_t total;
+	/* Snapshots for going back (the owner's): between two rounds of
+	 * turns, once total reaches snap_next, the engine fills ctl->vcpus,
+	 * count[] and total and calls snap (on its thread), which takes the
+	 * machine as it stands and moves snap_next on. NULL: none. */
+	void (*snap)(void *opaque);
+	void *snap_opaque;
+	uint64_t snap_next;
 };
 
 /* ---- Control of a running engine from other threads ----

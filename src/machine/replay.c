@@ -41,6 +41,8 @@ struct replay {
 	uint64_t (*icount_fn)(void *opaque);
 	void *icount_opaque;
 	uint64_t icount_last;
+	uint64_t icount_base;  /* the engine run's count at its start (a snapshot's) */
+	uint64_t icount_start; /* icount_base of the next engine run (replay_seek) */
 	size_t (*console_in)(void *opaque, const uint8_t *buf, size_t n);
 	void *console_opaque;
 	uint64_t console_hash;
@@ -143,7 +145,7 @@ static void diverge(struct replay *rr, const char *fmt, ...)
 static uint64_t cur_icount(struct replay *rr)
 {
 	if (rr->icount_fn)
-		rr->icount_last = rr->icount_fn(rr->icount_opaque);
+		rr->icount_last = rr->icount_base + rr->icount_fn(rr->icount_opaque);
 	return rr->icount_last;
 }
 
@@ -159,10 +161,14 @@ void replay_attach(struct replay *rr, struct machine *m)
 
 void replay_set_icount(struct replay *rr, uint64_t (*icount)(void *opaque), void *opaque)
 {
-	if (!icount && rr->icount_fn)
-		rr->icount_last = rr->icount_fn(rr->icount_opaque);
-	else if (icount)
-		rr->icount_last = 0; /* a new engine run: its vCPUs count from 0 */
+	if (!icount && rr->icount_fn) {
+		rr->icount_last = rr->icount_base + rr->icount_fn(rr->icount_opaque);
+	} else if (icount) {
+		/* a new engine run: its vCPUs count from 0, from the start of
+		 * the run or from a snapshot taken in its middle */
+		rr->icount_last = rr->icount_base = rr->icount_start;
+		rr->icount_start = 0;
+	}
 	rr->icount_fn = icount;
 	rr->icount_opaque = opaque;
 }
@@ -220,6 +226,29 @@ void replay_rewind(struct replay *rr)
 	rr->clock_stepped = 0;
 	rr->failed = 0;
 	rr->msg[0] = 0;
+	rr->icount_base = rr->icount_start = 0;
+}
+
+void replay_mark(struct replay *rr, struct replay_mark *mk)
+{
+	*mk = (struct replay_mark){.point = rr->point,
+				   .next = rr->next,
+				   .icount = cur_icount(rr),
+				   .console_hash = rr->console_hash,
+				   .console_bytes = rr->console_bytes};
+}
+
+int replay_seek(struct replay *rr, const struct replay_mark *mk)
+{
+	if (rr->mode != REPLAY_PLAY || mk->next > rr->nev || mk->point > rr->end.point)
+		return -EINVAL;
+	replay_rewind(rr);
+	rr->point = mk->point;
+	rr->next = mk->next;
+	rr->icount_last = rr->icount_start = mk->icount;
+	rr->console_hash = mk->console_hash;
+	rr->console_bytes = mk->console_bytes;
+	return 0;
 }
 
 static uint64_t ram_hash(struct replay *rr)
@@ -366,8 +395,13 @@ static int parse_header(struct replay *rr, struct state_reader *r, char *err, si
 	struct state_section s;
 	if (state_next_section(r, &s) != 1)
 		return parse_fail(err, errlen, "%s", r->failed ? r->err : "no header");
-	if (strcmp(s.name, SEC_HEADER) || s.version != SEC_VERSION)
+	if (strcmp(s.name, SEC_HEADER))
 		return parse_fail(err, errlen, "no header (section '%s' version %u first)", s.name, s.version);
+	if (s.version != SEC_VERSION) /* an older (or newer) corral's recording */
+		return parse_fail(err, errlen,
+				  "a recording of format version %u, this corral reads version %u: record the run "
+				  "again with this corral",
+				  s.version, SEC_VERSION);
 	struct replay_header *h = &rr->h;
 	state_get_str(r, h->version, sizeof(h->version));
 	h->config = malloc(REPLAY_STR_MAX);
@@ -441,8 +475,10 @@ static int parse(struct replay *rr, char *err, size_t errlen)
 		if (got_end)
 			return parse_fail(err, errlen, "section '%s' after the end", s.name);
 		if (s.version != SEC_VERSION)
-			return parse_fail(err, errlen, "section '%s' version %u (this corral reads %u)", s.name,
-					  s.version, SEC_VERSION);
+			return parse_fail(err, errlen,
+					  "section '%s' of format version %u, this corral reads version %u: record the "
+					  "run again with this corral",
+					  s.name, s.version, SEC_VERSION);
 		if (!strcmp(s.name, SEC_EVENTS)) {
 			if (s.instance != chunk++)
 				return parse_fail(err, errlen, "event section %u out of order", s.instance);

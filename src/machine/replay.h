@@ -130,6 +130,18 @@ size_t replay_console_out(struct replay *rr, const uint8_t *buf, size_t n);
  * console's hash; a new machine attaches). */
 void replay_rewind(struct replay *rr);
 
+/* Replay: where the replay stands, for a snapshot taken between two
+ * turns (its injection points' count, the next input, the instruction
+ * count, the console's hash so far), and back there (the machine is the
+ * snapshot's; the next engine run's vCPUs count from 0 on from there).
+ * replay_seek: 0, or -EINVAL for a mark that is not of this recording. */
+struct replay_mark {
+	uint64_t point, next, icount;
+	uint64_t console_hash, console_bytes;
+};
+void replay_mark(struct replay *rr, struct replay_mark *mk);
+int replay_seek(struct replay *rr, const struct replay_mark *mk);
+
 /* The end of a run. Record: writes the end section and the end marker
  * (0 or -errno with err). Replay: compares with the recording's end
  * (0 identical, -1 diverged with err). how is the engine's end. */

@@ -41,6 +41,12 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 		free(d);
 		return r;
 	}
+	if (vm_rr_snaps_init(vm, d) < 0) {
+		close(d->notify_fd);
+		free(d);
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
 	/* before the engine runs: it reads ctl->debug when it starts */
 	pthread_mutex_lock(&vm->ctl.lock);
 	vm->ctl.debug = d;
@@ -54,6 +60,7 @@ void vm_debug_free(struct vm *vm)
 	if (!d)
 		return;
 	vm->ctl.debug = NULL;
+	vm_rr_snaps_free(vm);
 	close(d->notify_fd);
 	free(d);
 }
@@ -97,6 +104,12 @@ int vm_debug_take_stop(struct vm *vm, struct vm_debug_stop *st)
 	}
 	pthread_mutex_unlock(&vm->ctl.lock);
 	return r;
+}
+
+void vm_debug_attach(struct vm *vm, int on)
+{
+	if (vm->ctl.debug)
+		__atomic_store_n(&vm->ctl.debug->attached, on, __ATOMIC_SEQ_CST);
 }
 
 int vm_debug_get_regs(struct vm *vm, unsigned cpu, struct cpu_state *s)
@@ -240,6 +253,14 @@ int vm_debug_flush(struct vm *vm)
 		vm->ctl.debug->flush = 1;
 	pthread_mutex_unlock(&vm->ctl.lock);
 	return r;
+}
+
+int vm_debug_can_go_back(const struct vm *vm)
+{
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+		if (vm->rr_base[k][0])
+			return 0;
+	return 1;
 }
 
 int vm_debug_replaying(const struct vm *vm)

@@ -3,13 +3,18 @@
  * hashes) and its checks, the console's input, the result at the end. The
  * log itself is machine/replay.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "backend/block.h"
 #include "machine/machine_impl.h"
 #include "machine/replay.h"
 #include "virtio/virtio.h"
@@ -111,7 +116,7 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 	char role[16];
 	for (unsigned k = 0; !r && k < c->ndisks; k++) {
 		snprintf(role, sizeof(role), "disk%u", k);
-		r = add_image(h, role, c->disk[k].path, err, errlen);
+		r = add_image(h, role, vm->rr_base[k][0] ? vm->rr_base[k] : c->disk[k].path, err, errlen);
 	}
 	for (unsigned k = 0; !r && k < c->nnets; k++) {
 		snprintf(role, sizeof(role), "net%u", k);
@@ -143,26 +148,106 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else
-		for (unsigned k = 0;; k++) {
-			if (k == c->ndisks)
-				return 0;
-			if (!c->disk[k].readonly) {
-				snprintf(err, errlen,
-					 "%s: disk '%s' is writable; a replay must read exactly what the recording "
-					 "read: give it readonly",
-					 opt, c->disk[k].path);
-				break;
-			}
-		}
+		return 0;
 	return -EINVAL;
+}
+
+/* Writable disks: the run writes to a qcow2 overlay on the image, so the
+ * image keeps the contents the recording started from (hashed into the
+ * header like a read-only disk's) and a replay reads what the recording
+ * read. The recording's overlay is FILE.diskK.qcow2, kept (the recorded
+ * run's writes; `corral image commit` puts them into the image); a
+ * replay's is a temporary file, gone when the replay ends, so a replay
+ * writes nowhere that lasts. */
+static int rr_disks(struct vm *vm, char *err, size_t errlen)
+{
+	struct vm_config *c = &vm->cfg;
+	const char *file = c->record ? c->record : c->replay;
+	for (unsigned k = 0; k < c->ndisks; k++) {
+		struct vm_disk *d = &c->disk[k];
+		if (d->readonly)
+			continue;
+		if (!realpath(d->path, vm->rr_base[k])) {
+			int r = -errno;
+			snprintf(err, errlen, "disk '%s': %s", d->path, strerror(-r));
+			return r;
+		}
+		struct blk *b;
+		int r = blk_open(&b, vm->rr_base[k], d->format, 1, err, errlen);
+		if (r < 0)
+			return r;
+		uint64_t size = b->size;
+		enum blk_format fmt = b->format;
+		blk_close(b);
+		char *o = vm->rr_overlay[k];
+		int fd;
+		if (c->record) {
+			if (snprintf(o, PATH_MAX, "%s.disk%u.qcow2", file, k) >= PATH_MAX) {
+				snprintf(err, errlen, "--record %s: name too long for the disk overlay", file);
+				return -ENAMETOOLONG;
+			}
+			/* a new recording under that name replaces the old one's, as
+			 * the recording file itself is replaced */
+			fd = open(o, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		} else {
+			const char *tmp = getenv("TMPDIR");
+			if (snprintf(o, PATH_MAX, "%s/corral-replay-disk%u.XXXXXX", tmp && tmp[0] ? tmp : "/tmp", k) >=
+			    PATH_MAX) {
+				snprintf(err, errlen, "TMPDIR: name too long");
+				return -ENAMETOOLONG;
+			}
+			fd = mkostemp(o, O_CLOEXEC);
+		}
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "disk overlay '%s': %s", o, strerror(-r));
+			o[0] = 0;
+			return r;
+		}
+		close(fd);
+		if ((r = qcow2_create(o, size, 16, vm->rr_base[k], blk_format_name(fmt), err, errlen)) < 0) {
+			unlink(o);
+			o[0] = 0;
+			return r;
+		}
+		d->path = o;
+		d->format = BLK_FMT_QCOW2;
+		if (c->record)
+			vm_log(vm, "record: disk %u writes to %s (the image stays as the recording starts from)", k, o);
+	}
+	return 0;
+}
+
+/* A replay's temporary overlays go once open (or on an error). */
+static void rr_disks_unlink(struct vm *vm)
+{
+	if (!vm->cfg.replay)
+		return;
+	for (unsigned k = 0; k < VM_MAX_DISKS; k++)
+		if (vm->rr_overlay[k][0]) {
+			unlink(vm->rr_overlay[k]);
+			vm->rr_overlay[k][0] = 0;
+		}
+}
+
+void vm_rr_cleanup(struct vm *vm)
+{
+	rr_disks_unlink(vm);
 }
 
 int vm_rr_open(struct vm *vm, char *err, size_t errlen)
 {
 	const struct vm_config *c = &vm->cfg;
+	if (!c->record && !c->replay)
+		return 0;
+	int r = rr_disks(vm, err, errlen);
+	if (r < 0) {
+		rr_disks_unlink(vm);
+		return r;
+	}
 	if (!c->replay)
 		return 0;
-	int r = replay_open(&vm->rr, c->replay, err, errlen);
+	r = replay_open(&vm->rr, c->replay, err, errlen);
 	if (r < 0)
 		return r;
 	/* the NICs' frames come from the log */
@@ -189,6 +274,7 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 	const struct vm_config *c = &vm->cfg;
 	if (!c->record && !c->replay)
 		return 0;
+	rr_disks_unlink(vm); /* open by now */
 	struct replay_header now;
 	int r = header_build(vm, &now, err, errlen);
 	if (r < 0)
@@ -205,8 +291,10 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 	char what[80];
 	r = -EINVAL;
 	if (strcmp(h->version, now.version)) {
-		snprintf(err, errlen, "--replay %s: recorded by corral %s, this is %s", c->replay, h->version,
-			 now.version);
+		snprintf(err, errlen,
+			 "--replay %s: recorded by corral %s, this is %s: a replay runs on the corral that "
+			 "recorded it (its CPU and devices); record the run again with this one",
+			 c->replay, h->version, now.version);
 	} else if (strcmp(h->config, now.config)) {
 		config_diff(h->config, now.config, what, sizeof(what));
 		snprintf(err, errlen,
@@ -292,6 +380,222 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 	       got.console_hash, playing ? ": identical to the recording" : "");
 }
 
+/* ---- Snapshots of a replay for its debugger ----
+ * A step back replays from the nearest snapshot before the target instead
+ * of from the recording's start. Snapshots are taken by the engine's
+ * thread between two rounds of turns (engine_debug.snap), every `every`
+ * instructions of the replay's total, and kept in memory: the machine's
+ * state stream (vm_state_write, as a snapshot on disk holds it), a copy of
+ * RAM, where the log stands (replay_mark) and every vCPU's count. At most
+ * `keep`, and no more than RR_SNAP_RAM_MAX bytes of RAM copies: when full,
+ * the one whose removal leaves the smallest gap goes (not the newest), so
+ * old ones thin out and the spacing grows with distance, as QEMU does
+ * with its icount snapshots. A recording is deterministic, so a snapshot
+ * of a position is the same whichever run took it. */
+#define RR_SNAP_EVERY_DEFAULT 20000000ull /* instructions: ~0.2 s of replay */
+#define RR_SNAP_KEEP_DEFAULT 32
+#define RR_SNAP_KEEP_MAX 4096
+#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM copies, together */
+
+struct rr_snap {
+	uint64_t total;
+	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
+	struct replay_mark mark;
+	void *state;
+	size_t state_len;
+	void *ram;
+};
+
+struct rr_snaps {
+	struct vm *vm;
+	struct engine_debug *d;
+	uint64_t every;
+	unsigned keep, n;
+	uint64_t taken, restored;     /* for the log */
+	int adaptive;		      /* the default spacing: stretched to bound the cost */
+	uint64_t mark_ns, mark_total; /* the engine thread's CPU time and the total after the last one */
+	struct rr_snap *s;	      /* by total, ascending */
+};
+
+static void snap_drop(struct rr_snap *sn)
+{
+	free(sn->state);
+	free(sn->ram);
+}
+
+/* The whole of a memfd's contents, malloc'd. */
+static void *fd_slurp(int fd, size_t *len)
+{
+	off_t end = lseek(fd, 0, SEEK_END);
+	if (end <= 0 || (uint64_t)end > (64u << 20))
+		return NULL;
+	uint8_t *buf = malloc((size_t)end);
+	if (buf && pread(fd, buf, (size_t)end, 0) != end) {
+		free(buf);
+		buf = NULL;
+	}
+	*len = (size_t)end;
+	return buf;
+}
+
+/* engine_debug.snap: the engine stands between two rounds, ctl.vcpus and
+ * the counts filled. A snapshot that cannot be taken is simply not there
+ * (going back then starts from an earlier one). */
+static uint64_t thread_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The next snapshot's total: `every` on; with the default spacing at
+ * least so far that the replay runs twice as long between two snapshots
+ * as one takes (a snapshot of a large RAM costs more than `every`
+ * instructions take to run): forward, snapshots cost at most half again
+ * the replay's time, and a step back replays at most about twice what a
+ * snapshot costs, which its restore costs anyway. Both are measured in
+ * the engine thread's CPU time, so a debugger's pauses do not count. A
+ * spacing the user gave is kept. */
+static void snap_schedule(struct rr_snaps *ss, uint64_t from, uint64_t t0)
+{
+	struct engine_debug *d = ss->d;
+	uint64_t now = thread_ns(), cost = now - t0, gap = ss->every;
+	if (ss->adaptive && ss->mark_ns && t0 > ss->mark_ns && from > ss->mark_total) {
+		/* instructions per ns of running, times two costs */
+		double rate = (double)(from - ss->mark_total) / (double)(t0 - ss->mark_ns);
+		double need = rate * (double)cost * 2.0;
+		if (need > (double)gap && need < 1e18)
+			gap = (uint64_t)need;
+	}
+	d->snap_next = from + gap;
+	ss->mark_ns = now;
+	ss->mark_total = from;
+}
+
+static void rr_snap_take(void *opaque)
+{
+	struct rr_snaps *ss = opaque;
+	struct vm *vm = ss->vm;
+	struct engine_debug *d = ss->d;
+	uint64_t t0 = thread_ns();
+	d->snap_next = d->total + ss->every;
+	if (ss->n && d->total <= ss->s[ss->n - 1].total) {
+		/* a run from an earlier snapshot: this part is covered */
+		d->snap_next = ss->s[ss->n - 1].total + ss->every;
+		ss->mark_ns = 0;
+		return;
+	}
+	struct rr_snap sn = {.total = d->total};
+	memcpy(sn.count, d->count, sizeof(sn.count));
+	replay_mark(vm->rr, &sn.mark);
+	char err[256];
+	int fd = memfd_create("corral-replay-snap", MFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (vm_state_write(vm, fd, err, sizeof(err)) == 0)
+		sn.state = fd_slurp(fd, &sn.state_len);
+	close(fd);
+	if (ss->n == ss->keep) {
+		/* thin out: the one (not the first nor the newest) between the
+		 * closest neighbours; its RAM copy is reused (fresh memory costs
+		 * its page faults) */
+		unsigned drop = ss->n - 1;
+		uint64_t best = UINT64_MAX;
+		for (unsigned k = 1; k + 1 < ss->n; k++) {
+			uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
+			if (gap < best) {
+				best = gap;
+				drop = k;
+			}
+		}
+		if (ss->n < 3)
+			drop = 0;
+		sn.ram = ss->s[drop].ram;
+		free(ss->s[drop].state);
+		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
+		ss->n--;
+	}
+	if (!sn.ram)
+		sn.ram = malloc(vm->m->mem_size);
+	if (!sn.state || !sn.ram) {
+		snap_drop(&sn);
+		return;
+	}
+	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
+	ss->s[ss->n++] = sn;
+	ss->taken++;
+	snap_schedule(ss, sn.total, t0);
+}
+
+int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
+{
+	const struct vm_config *c = &vm->cfg;
+	if (!vm->rr || replay_mode(vm->rr) != REPLAY_PLAY || c->replay_snap_every == UINT64_MAX ||
+	    !vm_debug_can_go_back(vm))
+		return 0;
+	struct rr_snaps *ss = calloc(1, sizeof(*ss));
+	if (!ss)
+		return -ENOMEM;
+	ss->vm = vm;
+	ss->d = d;
+	ss->every = c->replay_snap_every ? c->replay_snap_every : RR_SNAP_EVERY_DEFAULT;
+	ss->adaptive = !c->replay_snap_every;
+	ss->keep = c->replay_snap_keep ? c->replay_snap_keep : RR_SNAP_KEEP_DEFAULT;
+	if (ss->keep > RR_SNAP_KEEP_MAX)
+		ss->keep = RR_SNAP_KEEP_MAX;
+	uint64_t by_ram = c->mem ? RR_SNAP_RAM_MAX / c->mem : ss->keep;
+	if (by_ram < 2)
+		by_ram = 2; /* two copies of a huge RAM: the user asked for a debugger on it */
+	if (ss->keep > by_ram)
+		ss->keep = (unsigned)by_ram;
+	ss->s = calloc(ss->keep, sizeof(*ss->s));
+	if (!ss->s) {
+		free(ss);
+		return -ENOMEM;
+	}
+	vm->snaps = ss;
+	d->snap_opaque = ss;
+	d->snap_next = ss->every;
+	d->snap = rr_snap_take;
+	return 0;
+}
+
+void vm_rr_snaps_free(struct vm *vm)
+{
+	struct rr_snaps *ss = vm->snaps;
+	if (!ss)
+		return;
+	if (ss->taken)
+		vm_log(vm, "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back", ss->taken,
+		       ss->restored);
+	for (unsigned k = 0; k < ss->n; k++)
+		snap_drop(&ss->s[k]);
+	free(ss->s);
+	free(ss);
+	vm->snaps = NULL;
+}
+
+/* The latest snapshot from which the run the debugger asked for (d, under
+ * the lock) reaches its target, or NULL (the start). Its target must lie
+ * strictly after the snapshot, so the run stops where one from the start
+ * would: a count reached inside a turn, not at a round's end. A scan for
+ * the last hit before here needs every hit since the start. */
+static const struct rr_snap *snap_for(const struct rr_snaps *ss, const struct engine_debug *d)
+{
+	if (!ss || d->hits == ENGINE_HITS_SCAN || d->hits == ENGINE_HITS_STOP)
+		return NULL;
+	for (unsigned k = ss->n; k-- > 0;) {
+		const struct rr_snap *sn = &ss->s[k];
+		if (d->run_to != UINT64_MAX && d->run_cpu < ENGINE_DEBUG_MAX_CPUS && sn->count[d->run_cpu] >= d->run_to)
+			continue;
+		if (d->hits == ENGINE_HITS_SEEK &&
+		    (d->seek.cpu >= ENGINE_DEBUG_MAX_CPUS || sn->count[d->seek.cpu] >= d->seek.count))
+			continue;
+		return sn;
+	}
+	return NULL;
+}
+
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 {
 	struct engine_debug *d = vm->ctl.debug;
@@ -300,12 +604,38 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	vm_drop_machine(vm);
-	replay_rewind(vm->rr);
 	pthread_mutex_lock(&vm->ctl.lock);
+	const struct rr_snap *sn = snap_for(vm->snaps, d);
 	memset(d->base, 0, sizeof(d->base));
 	memset(d->count, 0, sizeof(d->count));
 	d->total = 0;
+	if (sn) {
+		memcpy(d->base, sn->count, sizeof(d->base));
+		memcpy(d->count, sn->count, sizeof(d->count));
+		d->total = sn->total;
+	}
 	d->rewind = 0;
 	pthread_mutex_unlock(&vm->ctl.lock);
-	return vm_build(vm, err, errlen);
+	if (!sn || replay_seek(vm->rr, &sn->mark) < 0) {
+		replay_rewind(vm->rr);
+		return vm_build(vm, err, errlen);
+	}
+	/* the recording's machine, then the snapshot's state over it */
+	int r = vm_build(vm, err, errlen);
+	if (r < 0)
+		return r;
+	struct engine_vcpu *cpus = calloc(vm->cfg.cpus, sizeof(*cpus));
+	if (!cpus) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	if ((r = vm_state_load_into(vm, sn->state, sn->state_len, cpus, err, errlen)) < 0) {
+		free(cpus);
+		return r;
+	}
+	memcpy(vm->m->ram, sn->ram, vm->m->mem_size);
+	free(vm->restore);
+	vm->restore = cpus;
+	vm->snaps->restored++;
+	return 0;
 }

@@ -498,6 +498,22 @@ static int load_sections(struct state_reader *r, struct vm *vm, struct engine_vc
 	return k == 0 && state_reader_ok(r) ? 0 : -EINVAL;
 }
 
+int vm_state_load_into(struct vm *vm, const void *state, size_t len, struct engine_vcpu *cpus, char *err, size_t errlen)
+{
+	struct state_reader rd;
+	char *json = malloc(VM_CONFIG_JSON_MAX + 1);
+	int r = -EINVAL;
+	if (json && state_reader_init(&rd, state, len, "vm") == 0 && expect(&rd, "config", 0) == 0) {
+		state_get_str(&rd, json, VM_CONFIG_JSON_MAX + 1);
+		if (state_section_done(&rd) && load_sections(&rd, vm, cpus) == 0)
+			r = 0;
+	}
+	if (r < 0)
+		snprintf(err, errlen, "%s", !json ? strerror(ENOMEM) : rd.err[0] ? rd.err : "malformed state");
+	free(json);
+	return r;
+}
+
 /* The host side is the restoring process's, never the snapshot's. */
 static void take_host_side(struct vm_config *c, const struct vm_config *o)
 {

@@ -165,6 +165,7 @@ err_out:
 		close(vm->out_fd);
 err_backends:
 	vm_close_backends(vm);
+	vm_rr_cleanup(vm);
 	replay_free(vm->rr);
 	engine_ctl_destroy(&vm->ctl);
 err_free:

@@ -118,6 +118,13 @@ struct vm_config {
 	 * version, checked). NULL: neither. version is corral's, kept in the
 	 * file. */
 	const char *record, *replay, *version;
+	/* A replay under a debugger keeps snapshots in memory, every
+	 * replay_snap_every instructions (0: the default, UINT64_MAX: none),
+	 * at most replay_snap_keep of them (0: the default), so that going
+	 * back starts from the nearest one (docs/replay.md). Host side: not
+	 * part of the recording's configuration. */
+	uint64_t replay_snap_every;
+	unsigned replay_snap_keep;
 	struct cpu_opts cpu_opts; /* emu's CPUs: the translator, tracing */
 	int verbose;		  /* explain the engine choice (log) */
 	uint64_t bench_t0;	  /* bench/startup.sh: CLOCK_MONOTONIC ns at launch; 0: off */
@@ -296,6 +303,9 @@ int vm_debug_notify_fd(const struct vm *vm);
 unsigned vm_ncpus(const struct vm *vm);
 int vm_debug_halt(struct vm *vm);
 int vm_debug_take_stop(struct vm *vm, struct vm_debug_stop *st);
+/* A debugger is connected (on) or went (0): a replay stops at the
+ * recording's end only while one is (kind ENGINE_DEBUG_STOP_END). */
+void vm_debug_attach(struct vm *vm, int on);
 int vm_debug_get_regs(struct vm *vm, unsigned cpu, struct cpu_state *s);
 int vm_debug_set_regs(struct vm *vm, unsigned cpu, const struct cpu_state *s);
 int vm_debug_set_bp(struct vm *vm, uint64_t addr, int on);
@@ -332,6 +342,9 @@ struct vm_debug_run {
 	struct engine_debug_hit seek;
 };
 int vm_debug_replaying(const struct vm *vm);
+/* 1 if a replay can go back: not with a writable disk, whose overlay
+ * holds the replay's later writes (a run from the start would read them). */
+int vm_debug_can_go_back(const struct vm *vm);
 int vm_debug_position(struct vm *vm, unsigned cpu, uint64_t *count, uint64_t *total);
 void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run);
 int vm_debug_last_hit(struct vm *vm, struct engine_debug_hit *h);

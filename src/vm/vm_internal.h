@@ -53,7 +53,14 @@ struct vm {
 
 	/* Record or replay (record.c, machine/replay.h); NULL: neither. */
 	struct replay *rr;
-	int64_t rtc_sec; /* the RTC's start under record/replay; 0: the host's now */
+	int64_t rtc_sec;	/* the RTC's start under record/replay; 0: the host's now */
+	struct rr_snaps *snaps; /* a replay's snapshots for its debugger (record.c) */
+	/* Writable disks under record or replay (record.c): the image as the
+	 * user gave it (whose contents are hashed), and the run's overlay on
+	 * it, which the configuration's path then names; a replay's is a
+	 * temporary file, removed once open. */
+	char rr_base[VM_MAX_DISKS][PATH_MAX];
+	char rr_overlay[VM_MAX_DISKS][PATH_MAX];
 
 	struct engine_ctl ctl;
 	pthread_t thr;
@@ -110,6 +117,8 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 /* A replay's file, read and checked, and its NICs (null backends), before
  * vm_open_backends. 0 or -errno with err. */
 int vm_rr_open(struct vm *vm, char *err, size_t errlen);
+/* A VM that failed to start: a replay's temporary disk overlays go. */
+void vm_rr_cleanup(struct vm *vm);
 /* After the backends: record creates the file with its header; replay
  * compares the header with this VM (version, configuration, images). */
 int vm_rr_start(struct vm *vm, char *err, size_t errlen);
@@ -122,6 +131,14 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex);
  * start (vm_build) and the log from its beginning; console output the
  * replay showed already is not shown again. 0 or -errno with err. */
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen);
+/* A replay's snapshots for its debugger: set up with the debugger (its
+ * engine_debug's snap hook), freed with the VM. */
+int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d);
+void vm_rr_snaps_free(struct vm *vm);
+/* snapshot.c: a state written by vm_state_write into this VM's fresh
+ * machine (its vCPUs into cpus), as a restore does. 0 or -EINVAL. */
+int vm_state_load_into(struct vm *vm, const void *state, size_t len, struct engine_vcpu *cpus, char *err,
+		       size_t errlen);
 
 /* vm.c: the current machine goes (vm->m NULL). */
 void vm_drop_machine(struct vm *vm);

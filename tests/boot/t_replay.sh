@@ -7,8 +7,10 @@
 # the HTTP server gone: the console output is the same byte for byte and the
 # RAM and console hashes match each time. Then SMP (--cpus 2), and the
 # refusals: a corrupt or truncated file, another kernel, other options,
-# kvm, a writable disk; and a file whose logged input was changed (checksum
-# fixed up) must be reported as diverged. Last line: "N passed, N failed".
+# kvm; and a file whose logged input was changed (checksum fixed up) must
+# be reported as diverged. A writable disk: recorded through an overlay,
+# the image as it was, replayed to the same instruction count; another
+# image refused. Last line: "N passed, N failed".
 NAME=t_replay
 . "$(dirname "$0")/lib.sh"
 
@@ -180,9 +182,83 @@ refused "other options (--mem)" "another machine \('mem' differs\)" \
 refused "another command line" "another machine \('cmdline' differs\)" \
 	"$CORRAL" run $OPTS --replay "$work/a.rr" --append "console=ttyS0 quiet"
 refused "--engine kvm" "needs --engine emu" "$CORRAL" run --engine kvm --record "$work/k.rr"
-truncate -s 1M "$work/disk.img"
-refused "a writable disk" "is writable" "$CORRAL" run --disk "$work/disk.img" --record "$work/d.rr"
 refused "--record with --gdb" "cannot be combined" "$CORRAL" run --gdb 1234 --record "$work/g.rr"
+
+# A writable disk: the recording writes to an overlay on it (FILE.disk0.qcow2)
+# and the image keeps the contents the recording started from; the replay
+# reads what the recording read (the guest reads the image's old contents,
+# writes, drops its caches and reads its write back), writes nowhere that
+# lasts, and matches to the instruction; a changed image is refused.
+printf 'ORIGINAL-CONTENT' >"$work/disk.img"
+truncate -s 1M "$work/disk.img"
+img_sum=$(md5sum <"$work/disk.img")
+cat >"$work/disk.sh" <<'EOF'
+echo "before: $(head -c 16 /dev/vda)"
+echo "written-by-guest" | dd of=/dev/vda bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+echo 3 >/proc/sys/vm/drop_caches
+echo "after: $(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | head -c 16)"
+echo "urandom: $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' ')"
+EOF
+dcmd="echo $(base64 -w0 <"$work/disk.sh")|base64 -d|sh"
+timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk.img" --record "$work/disk.rr" \
+	--append "console=ttyS0 quiet -- $dcmd" </dev/null >"$work/drec.out" 2>"$work/drec.err"
+tr -d '\r' <"$work/drec.out" >"$work/drec.txt"
+if grep -q '^before: ORIGINAL-CONTENT$' "$work/drec.txt" && grep -q '^after: written-by-guest$' "$work/drec.txt"; then
+	ok "a writable disk recorded: the guest read the image and its own write"
+else
+	fail "a writable disk: $(tail -n 2 "$work/drec.err"); output: $(grep -E '^(before|after):' "$work/drec.txt")"
+fi
+if [ "$(md5sum <"$work/disk.img")" = "$img_sum" ] && [ -s "$work/disk.rr.disk0.qcow2" ]; then
+	ok "the recording wrote to its overlay, not to the image"
+else
+	fail "the image changed, or no overlay $work/disk.rr.disk0.qcow2"
+fi
+mkdir -p "$work/tmp"
+TMPDIR=$work/tmp timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" \
+	--append "console=ttyS0 quiet -- $dcmd" </dev/null >"$work/drep.out" 2>"$work/drep.err"
+rc=$?
+rec_line=$(grep -o '[0-9]* instructions, .*console hash [0-9a-f]*' "$work/drec.err")
+if [ $rc -eq 0 ] && cmp -s "$work/drec.out" "$work/drep.out" && [ -n "$rec_line" ] &&
+	grep -q "$rec_line: identical to the recording" "$work/drep.err"; then
+	ok "the writable disk's replay: the same output, instruction count and hashes ($rec_line)"
+else
+	fail "the writable disk's replay: status $rc: $(tail -n 1 "$work/drep.err")"
+fi
+if [ "$(md5sum <"$work/disk.img")" = "$img_sum" ] && [ -z "$(ls -A "$work/tmp")" ]; then
+	ok "the replay left the image as it was and no overlay behind"
+else
+	fail "after the replay: image changed or $(ls -A "$work/tmp") left in TMPDIR"
+fi
+# under gdb such a replay goes forward (to the recording's end) but not
+# back: its overlay holds the later writes
+if command -v gdb >/dev/null 2>&1; then
+	rm -f "$work/gsock"
+	TMPDIR=$work/tmp timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" \
+		--gdb "unix:$work/gsock" --gdb-wait --append "console=ttyS0 quiet -- $dcmd" </dev/null >"$work/dgdb.out" \
+		2>"$work/dgdb.err" &
+	gpid=$!
+	i=0
+	while [ ! -S "$work/gsock" ] && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	timeout "$TIMEOUT" gdb -batch -nx -ex "target remote $work/gsock" -ex 'stepi' -ex 'reverse-stepi' \
+		-ex 'continue' -ex 'reverse-stepi' >"$work/dgdb.txt" 2>&1
+	wait $gpid
+	rc=$?
+	n=$(grep -c 'going back is not possible in a replay with a writable disk' "$work/dgdb.txt")
+	if [ "$n" -eq 2 ] && grep -q 'No more reverse-execution history' "$work/dgdb.txt" && [ $rc -eq 0 ] &&
+		grep -q "$rec_line: identical to the recording" "$work/dgdb.err"; then
+		ok "under gdb: going back refused with the reason (twice), forward to the end, identical"
+	else
+		fail "under gdb: $n refusals, status $rc: $(tail -n 4 "$work/dgdb.txt" | tr '\n' ' ') / $(tail -n 1 "$work/dgdb.err")"
+	fi
+else
+	fail "gdb is needed for the writable disk's replay under gdb (tools/setup.sh installs it)"
+fi
+printf 'X' | dd of="$work/disk.img" bs=1 seek=100 conv=notrunc 2>/dev/null
+refused "another disk image" "the disk0 is not the one recorded" \
+	"$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" --append "console=ttyS0 quiet -- $dcmd"
 
 # Logged inputs changed (the random bytes the guest drew; the section's
 # checksum fixed up, so the file parses): the replay must say it diverged,

@@ -7,7 +7,8 @@
 # delivery; reverse-continue stops at the last breakpoint hit and at the
 # last write to a watched variable; reverse-next steps back over a call;
 # going back from the recording's start
-# says so (replaylog:begin); after all that the replay runs to its end
+# says so (replaylog:begin), and going forward past the recording's end
+# too (replaylog:end); after all that the replay runs to its end
 # identical to the recording, its output shown once. Two vCPUs too.
 NAME=t_rdebug
 . "$(dirname "$0")/lib.sh"
@@ -193,9 +194,86 @@ check "reverse watchpoint: reported" '^Hardware watchpoint [0-9]+: \*\(long \*\)
 check "reverse watchpoint again: round 1's store" '^\$10 = 1$'
 check "reverse-continue with no breakpoints: the start" "^\\\$11 = 0x100000\$"
 check "reverse-stepi at the start again" '^\$12 = 0x100000$'
-n=$(grep -c '^No more reverse-execution history\.' "$tmp/gdb.out")
+n=$(grep -A1 '^No more reverse-execution history\.' "$tmp/gdb.out" | grep -c '^0x0*100000 in ')
 if [ "$n" -eq 3 ]; then ok; else bad "3 stops at the recording's start, not $n"; fi
 replay_end "reverse-continue" rd
+cp "$tmp/gdb.out" "$tmp/gdb.s3"
+
+# ---- going back from snapshots (--replay-snapshots): a step back
+# replays from the nearest snapshot before its target, not from the
+# start; the same registers at every step, the same stops, the replay's
+# end identical ----
+N=30
+{
+	echo "break *$(addr rdebug work)"
+	k=0
+	while [ $k -lt 8 ]; do
+		echo "continue"
+		k=$((k + 1))
+	done
+	echo "delete"
+	regs "F 0"
+	k=1
+	while [ $k -le $N ]; do
+		echo "stepi"
+		regs "F $k"
+		k=$((k + 1))
+	done
+	k=$((N - 1))
+	while [ $k -ge 0 ]; do
+		echo "reverse-stepi"
+		regs "B $k"
+		k=$((k - 1))
+	done
+	echo "continue"
+} >"$tmp/s8"
+session rdebug rd "$tmp/s8" --replay-snapshots 1000,3
+same F B $N "from snapshots: stepi then reverse-stepi"
+restored=$(sed -n 's/.*snapshots taken, \([0-9]*\) restored.*/\1/p' "$tmp/err")
+if [ "${restored:-0}" -ge $N ]; then ok; else bad "every step back from a snapshot (restored '$restored', $N steps)"; fi
+replay_end "from snapshots" rd
+# the reverse-continue session again, from snapshots: gdb sees the same
+sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.s3" >"$tmp/gdb.s3.start"
+session rdebug rd "$tmp/s3" --replay-snapshots 1000,3
+sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.out" >"$tmp/gdb.s3.snap"
+if cmp -s "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap"; then ok; else bad "reverse-continue from snapshots differs: $(diff "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap" | head -5)"; fi
+replay_end "reverse-continue from snapshots" rd
+
+# ---- forward past the recording's end: the replay stands there
+# (replaylog:end), however often it is told to go on, and goes back from
+# there; it ends as recorded once gdb detaches ----
+cat >"$tmp/s7" <<EOF
+continue
+p/x \$pc
+continue
+stepi
+p/x \$pc
+reverse-stepi
+p/x \$pc
+reverse-stepi
+stepi
+stepi
+p/x \$pc
+continue
+p/x \$pc
+EOF
+session rdebug rd "$tmp/s7"
+end_pc=$(sed -n 's/^\$1 = \(0x[0-9a-f]*\)$/\1/p' "$tmp/gdb.out")
+n=$(grep -c '^No more reverse-execution history\.' "$tmp/gdb.out")
+if [ "$n" -eq 4 ]; then ok; else bad "4 stops at the recording's end (continue, continue, stepi, continue), not $n"; fi
+if [ -n "$end_pc" ] && grep -q "^\\\$2 = $end_pc\$" "$tmp/gdb.out" && grep -q "^\\\$5 = $end_pc\$" "$tmp/gdb.out"; then
+	ok
+else
+	bad "continue and stepi at the end stay at the end ('$end_pc')"
+fi
+if [ -n "$end_pc" ] && grep -q '^\$3 = 0x' "$tmp/gdb.out" && ! grep -q "^\\\$3 = $end_pc\$" "$tmp/gdb.out"; then
+	ok
+else
+	bad "reverse-stepi from the end goes back"
+fi
+check "stepi twice from two back: the end again" "^\\\$4 = $end_pc\$"
+check "gdb detached at its end, the VM not killed" 'detached'
+replay_end "the recording's end" rd
 
 # ---- reverse-next and reverse-step, as GDB builds them from bs and bc
 # with its own breakpoints: the guest with line numbers (its assembler

@@ -2,11 +2,16 @@
  * with inputs at chosen positions reads back; a replay hands each input
  * out only at its position, notices one that was never taken, a device
  * asking for input the recording does not have, and a different end; a
- * damaged file is refused with one message. */
+ * damaged file is refused with one message, and one of another format
+ * version with a message that says so. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "machine/replay.h"
+#include "state/stream.h"
 #include "testhelp.h"
 
 static uint64_t fake_icount;
@@ -194,12 +199,70 @@ static void test_damaged(void)
 	CHECK_EQ_U64(refused, 2 * n);
 }
 
+/* A recording of another format version (an older corral's): refused
+ * with one line that says so and what to do; one of this version with
+ * the same content opens. */
+static int versioned(uint32_t hv, uint32_t ev, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	struct state_writer w;
+	if (fd < 0 || state_writer_init(&w, fd, "replay") < 0)
+		return -2;
+	state_section_begin(&w, "replay-header", 0, hv);
+	state_put_str(&w, "test");
+	state_put_str(&w, "{}");
+	state_put_u64(&w, 0);
+	state_put_u32(&w, 0);
+	state_section_end(&w);
+	state_section_begin(&w, "replay-events", 0, ev);
+	state_put_u32(&w, 1); /* a clock step at (1, 0) */
+	state_put_u8(&w, 4);
+	state_put_u8(&w, 0);
+	state_put_u16(&w, 0);
+	state_put_u64(&w, 1);
+	state_put_u64(&w, 0);
+	state_put_u32(&w, 8);
+	state_put_u64(&w, 1000);
+	state_section_end(&w);
+	state_section_begin(&w, "replay-end", 0, 1);
+	state_put_u32(&w, 4);
+	for (int k = 0; k < 4; k++)
+		state_put_u64(&w, 1);
+	state_put_u64(&w, 1); /* events */
+	state_section_end(&w);
+	int r = state_writer_finish(&w);
+	state_writer_free(&w);
+	close(fd);
+	if (r < 0)
+		return -2;
+	struct replay *rr;
+	r = replay_open(&rr, path, err, errlen);
+	if (r == 0)
+		replay_free(rr);
+	return r;
+}
+
+static void test_old_version(void)
+{
+	char err[256];
+	int r = versioned(1, 1, err, sizeof(err));
+	if (r)
+		printf("%s\n", err);
+	CHECK(r == 0);
+	CHECK(versioned(0, 1, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "format version 0, this corral reads version 1: record the run again") != NULL);
+	CHECK(strstr(err, "not a usable replay file") != NULL && !strchr(err, '\n'));
+	CHECK(versioned(1, 2, err, sizeof(err)) == -EINVAL);
+	CHECK(strstr(err, "'replay-events' of format version 2, this corral reads version 1") != NULL);
+}
+
 int main(void)
 {
 	snprintf(path, sizeof(path), "/tmp/t_replay_log.%d.rr", (int)getpid());
 	RUN(test_roundtrip);
 	RUN(test_divergence);
 	RUN(test_damaged);
+	RUN(test_old_version);
 	unlink(path);
 	return test_report();
 }
