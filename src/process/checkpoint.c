@@ -1334,15 +1334,25 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 				memset(gc[ng].q, 0, sizeof(gc[ng].q));
 				ng++;
 			}
-			if (gc[g].kind != c->kind || gc[g].bufsize[0] != c->bufsize[0]) {
+			bool pipe = c->kind == CKCH_PIPE;
+			if (gc[g].kind != c->kind || (pipe && gc[g].bufsize[0] != c->bufsize[0])) {
 				fprintf(stderr, "corral: restore-exec: '%.300s': pipe %u differs between processes\n",
 					dir, k);
 				goto out;
 			}
-			if ((c->held & 1) && !gc[g].q[0].nmsg)
-				gc[g].q[0] = c->q[0]; /* borrowed from the image */
-			if (c->kind != CKCH_PIPE)
-				gc[g].q[1] = c->q[1];
+			/* each end's queue (borrowed from the image) and a socket
+			 * end's buffer size and shutdowns from a process that
+			 * holds it (one reads its queue at a checkpoint) */
+			for (uint32_t e = 0; e < 2; e++) {
+				if (!(c->held & (1u << e)) || (pipe && e))
+					continue;
+				if (!gc[g].q[e].nmsg)
+					gc[g].q[e] = c->q[e];
+				if (!pipe) {
+					gc[g].bufsize[e] = c->bufsize[e];
+					gc[g].shut |= c->shut & (3u << (2 * e));
+				}
+			}
 			gc[g].held |= c->held;
 			gidx[j][k] = g;
 		}

@@ -10,7 +10,9 @@
 # mid-run and restored gives the bytes of an uninterrupted run. A process
 # of the tree that cannot be reached is refused with one line, and the
 # tree goes on; so is a process that left the tree. A restored program
-# that execs keeps its pid.
+# that execs keeps its pid. A parent and child talking over a socket pair
+# (stream, datagram, seqpacket) checkpointed mid-conversation, restored,
+# checkpointed and restored again, end as an uninterrupted run does.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -183,4 +185,37 @@ touch go
 wait $pid
 check "a restored program that execs: its pid" "$(cat out.7 err.7)" "ready
 after exec, the same pid 1"
+# 8. socket pairs between processes of the tree (stream, datagram,
+# seqpacket): a parent and its forked child talk both ways, messages
+# waiting in both directions; checkpointed mid-conversation and restored,
+# the conversation ends as an uninterrupted run's does; restored with a
+# control socket and checkpointed again, the same
+SN=80
+for st in stream dgram seqpacket; do
+	rm -f c.sock sp.$st.*
+	"$T" sock $st $SN sp.$st.pn >sp.$st.n 2>&1
+	nofds_bg "$CORRAL" exec --control c.sock "$T" sock $st $SN sp.$st.p1 >sp.$st.1 2>sp.$st.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines sp.$st.p1 10 60
+	"$CORRAL" checkpoint c.sock spcp.$st 2>sp.$st.ck
+	check "$st pair between processes: checkpoint status" "$?" 0
+	wait $pid
+	lines=$(wc -l <sp.$st.p1)
+	if [ "$lines" -lt $SN ] && [ -d spcp.$st/p* ]; then ok; else
+		bad "$st pair: not taken mid-run ($lines lines; $(cat sp.$st.ck))"
+	fi
+	rm -f c.sock
+	nofds_bg "$CORRAL" restore-exec --control c.sock spcp.$st >>sp.$st.1 2>>sp.$st.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines sp.$st.p1 $((lines + 10)) 60
+	"$CORRAL" checkpoint c.sock spcp2.$st 2>sp.$st.ck2
+	check "$st pair, restored tree checkpointed again: status" "$?" 0
+	wait $pid
+	nofds timeout 120 "$CORRAL" restore-exec spcp2.$st >>sp.$st.1 2>>sp.$st.err
+	check "$st pair: restored status" "$?" 0
+	cmp -s sp.$st.1 sp.$st.n && ok || bad "$st pair: output differs: $(cat sp.$st.1 sp.$st.err)"
+	cmp -s sp.$st.p1 sp.$st.pn && ok || bad "$st pair: the conversation differs"
+done
 report

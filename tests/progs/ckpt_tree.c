@@ -13,6 +13,15 @@
  *                              exits (the grandchild goes to init), says
  *                              "ready", waits until file GO exists, then
  *                              ends the grandchild and says "done"
+ *   ckpt_tree sock TYPE N PROGRESS
+ *                              (TYPE stream, dgram or seqpacket) forks a
+ *                              child over a socket pair; sends it N
+ *                              messages of varied lengths (empty ones
+ *                              too, but for a stream), three ahead of its
+ *                              replies, one per 20 ms; the child checks
+ *                              each and replies with a running hash, a
+ *                              line per reply into PROGRESS; then prints
+ *                              the hash and the child's exit status
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -26,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,6 +101,87 @@ static int worker(int in, int out, pid_t parent)
 	return (int)(sum % 100) + (ok ? 100 : 0);
 }
 
+/* message i of a socket conversation: its length and bytes */
+static size_t sock_msg(int type, int i, uint8_t *b)
+{
+	size_t len = type == SOCK_STREAM ? 8 : (size_t)(i % 5) * 3;
+	for (size_t j = 0; j < len; j++)
+		b[j] = (uint8_t)(i * 7 + (int)j);
+	return len;
+}
+
+static void nap(long ms)
+{
+	struct timespec ts = {0, ms * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static int sock_child(int fd, int type, int n)
+{
+	uint64_t acc = 0;
+	int ok = 1;
+	for (int i = 1; i <= n; i++) {
+		uint8_t want[16], got[64];
+		size_t len = sock_msg(type, i, want);
+		ssize_t r;
+		if (type == SOCK_STREAM)
+			r = get(fd, got, len) ? -1 : (ssize_t)len;
+		else
+			while ((r = recv(fd, got, sizeof(got), 0)) < 0 && errno == EINTR)
+				;
+		if (r != (ssize_t)len || memcmp(got, want, len))
+			ok = 0;
+		acc = acc * 131 + (uint64_t)r + (r > 0 ? got[r - 1] : 0);
+		nap(10);
+		put(fd, &acc, sizeof(acc));
+	}
+	return (int)(acc % 100) + (ok ? 100 : 0);
+}
+
+static int sock_talk(const char *tname, int n, const char *progress)
+{
+	int type = !strcmp(tname, "stream") ? SOCK_STREAM : !strcmp(tname, "dgram") ? SOCK_DGRAM : SOCK_SEQPACKET;
+	int sv[2];
+	FILE *prog = fopen(progress, "a");
+	if (!prog || socketpair(AF_UNIX, type, 0, sv))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(sv[0]);
+		fclose(prog);
+		_exit(sock_child(sv[1], type, n));
+	}
+	close(sv[1]);
+	const int ahead = 3;
+	uint64_t h = 0;
+	for (int i = 1; i <= n + ahead; i++) {
+		if (i <= n) {
+			uint8_t b[16];
+			size_t len = sock_msg(type, i, b);
+			if (type == SOCK_STREAM)
+				put(sv[0], b, len);
+			else if (send(sv[0], b, len, 0) != (ssize_t)len)
+				return 3;
+		}
+		if (i > ahead) {
+			uint64_t a;
+			if (get(sv[0], &a, sizeof(a))) {
+				printf("the child is gone at %d\n", i);
+				return 1;
+			}
+			h = h * 31 + a;
+			fprintf(prog, "%d %llu\n", i - ahead, (unsigned long long)h);
+		}
+		nap(20);
+	}
+	int st = 0;
+	pid_t r = waitpid(c, &st, 0);
+	printf("%s: hash %llu; child reaped %s, exited %d status %d\n", tname, (unsigned long long)h,
+	       r == c ? "by its pid" : "wrong", WIFEXITED(st), WEXITSTATUS(st));
+	return 0;
+}
+
 static int orphan(const char *go)
 {
 	int p[2];
@@ -127,6 +218,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
+	if (argc == 5 && !strcmp(argv[1], "sock"))
+		return sock_talk(argv[2], atoi(argv[3]), argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "pid")) {
 		printf("after exec, the same pid %d\n", getpid() == atoi(argv[2]));
 		return 0;
