@@ -72,6 +72,10 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 		state_put_u32(w, (uint32_t)img->pid);
 		state_put_u32(w, img->ntree);
 	}
+	if (fmt >= 4) {
+		state_put_u32(w, (uint32_t)img->pgid);
+		state_put_u32(w, (uint32_t)img->sid);
+	}
 	state_section_end(w);
 
 	state_section_begin(w, "rlimits", 0, 1);
@@ -604,6 +608,13 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		img->ntree = state_get_count(r, CKPT_MAX_PROCS, "processes");
 		if (state_reader_ok(r) && (img->pid <= 0 || img->pid >= CKPT_PID_MAX))
 			state_fail(r, "the process id %d out of range", img->pid);
+	}
+	if (img->format >= 4) {
+		img->pgid = (int32_t)state_get_u32(r);
+		img->sid = (int32_t)state_get_u32(r);
+		if (state_reader_ok(r) &&
+		    (img->pgid <= 0 || img->pgid >= CKPT_PID_MAX || img->sid <= 0 || img->sid >= CKPT_PID_MAX))
+			state_fail(r, "the process group %d or session %d out of range", img->pgid, img->sid);
 	}
 	if (!done(r))
 		goto fail;

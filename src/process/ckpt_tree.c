@@ -347,8 +347,8 @@ static void member_serve(int c)
 				char *list = pipe_list(&n);
 				char *msg = list ? malloc(strlen(list) + 64) : NULL;
 				if (msg) {
-					sprintf(msg, "ok %d %d%s\n", pid_to_guest(getpid()), pid_to_guest(getppid()),
-						list);
+					sprintf(msg, "ok %d %d %d %d%s\n", pid_to_guest(getpid()), pid_to_guest(getppid()),
+						pid_to_guest(getpgrp()), pid_to_guest(getsid(0)), list);
 					r = send_line(c, msg);
 				} else {
 					r = -ENOMEM;
@@ -508,6 +508,7 @@ struct tmember {
 	pid_t host;
 	int fd; /* its connection, or -1 for a zombie */
 	struct ckpt_tree_proc p;
+	int pgid, sid; /* as the program knows them (a process's) */
 };
 
 /* A host process's state, parent and (a zombie's) wait status from
@@ -714,7 +715,7 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 				}
 				m = nmv;
 				struct tmember *t = &m[nm];
-				*t = (struct tmember){pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}};
+				*t = (struct tmember){pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}, 0, 0};
 				grew = true;
 				if (st == 'Z') {
 					t->p.status = status;
@@ -745,14 +746,15 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 					break;
 				}
 				int gp, gpp, used = 0;
-				if (sscanf(line, "ok %d %d%n", &gp, &gpp, &used) < 2) {
+				if (sscanf(line, "ok %d %d %d %d%n", &gp, &gpp, &t->pgid, &t->sid, &used) < 4) {
 					snprintf(err, errn, "process %d of the tree: %.400s", t->p.pid,
 						 !strncmp(line, "err ", 4) ? line + 4 : line);
 					free(line);
 					r = -EOPNOTSUPP;
 					break;
 				}
-				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX) {
+				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX || t->pgid <= 0 ||
+				    t->sid <= 0) {
 					snprintf(err, errn, "process %d of the tree: a malformed answer", t->p.pid);
 					free(line);
 					r = -EPROTO;
@@ -782,6 +784,26 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 				 m[k].p.ppid);
 			r = -EOPNOTSUPP;
 			goto out;
+		}
+	}
+	/* every process group and session is the first process's, or led by
+	 * a living process of the tree (which makes it again at restore) */
+	int own_pgid = pid_to_guest(getpgrp()), own_sid = pid_to_guest(getsid(0));
+	for (size_t k = 0; k < nm; k++) {
+		if (m[k].p.kind != CKTP_PROCESS)
+			continue;
+		int id[2] = {m[k].pgid, m[k].sid};
+		for (int i = 0; i < 2; i++) {
+			bool ok = id[i] == (i ? own_sid : own_pgid) || id[i] == pid_to_guest(self);
+			for (size_t j = 0; j < nm && !ok; j++)
+				ok = m[j].p.kind == CKTP_PROCESS && m[j].p.pid == id[i];
+			if (!ok) {
+				snprintf(err, errn,
+					 "process %d: its %s %d has no leader in the tree (it exited): not carried",
+					 m[k].p.pid, i ? "session" : "process group", id[i]);
+				r = -EOPNOTSUPP;
+				goto out;
+			}
 		}
 	}
 	/* the pipes and socket pairs both of whose ends the tree holds */

@@ -332,6 +332,8 @@ int pidmap_create(uint32_t want);
 void pidmap_add(int guest, int host);
 int pidmap_to_host(int guest);
 int pidmap_to_guest(int host);
+/* The host id of guest, 0 while it has none (yet). */
+int pidmap_find(int guest);
 /* Wait until every entry is there (0), or the restore failed (-errno). */
 int pidmap_wait(void);
 void pidmap_fail(void);

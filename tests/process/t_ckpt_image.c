@@ -99,6 +99,8 @@ static void sample(struct ckpt_image *img)
 	img->chans[2] = (struct ckpt_chan){.key = 555, .kind = CKCH_STREAM, .held = 2, .bufsize = {0, 8192}};
 	queue(&img->chans[2].q[1], "xyz", xyz, 1);
 	img->pid = 4242;
+	img->pgid = 4242;
+	img->sid = 100;
 	img->ntree = 2;
 	img->tree = calloc(2, sizeof(*img->tree));
 	img->tree[0] = (struct ckpt_tree_proc){4300, 4242, CKTP_PROCESS, 0};
@@ -110,6 +112,7 @@ static void sample_v3(struct ckpt_image *img)
 {
 	sample(img);
 	img->format = 3;
+	img->pgid = img->sid = 0;
 	ckpt_queue_free(&img->chans[2].q[1]);
 	img->nchan = 2;
 	img->nfd = 5;
@@ -194,6 +197,7 @@ static void test_roundtrip(void)
 	      out.chans[2].q[1].size == 3 && !memcmp(out.chans[2].q[1].data, "xyz", 3));
 	CHECK(out.fds[5].chan == 2 && out.fds[5].end == 1);
 	CHECK(out.pid == 4242 && out.ntree == 2 && out.chans[0].key == 777 && out.chans[1].key == 0);
+	CHECK(out.pgid == 4242 && out.sid == 100);
 	CHECK(out.tree[0].pid == 4300 && out.tree[0].ppid == 4242 && out.tree[0].kind == CKTP_PROCESS);
 	CHECK(out.tree[1].pid == 4301 && out.tree[1].ppid == 4300 && out.tree[1].kind == CKTP_ZOMBIE &&
 	      out.tree[1].status == 7 << 8);
@@ -244,6 +248,7 @@ static void test_v3(void)
 	uint8_t *b = encode(&img, &len);
 	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
 	CHECK(out.format == 3 && out.nchan == 2 && out.pid == 4242 && out.ntree == 2 && out.chans[0].key == 777);
+	CHECK(out.pgid == 0 && out.sid == 0);
 	size_t len2;
 	uint8_t *b2 = encode(&out, &len2);
 	CHECK(len2 == len && !memcmp(b, b2, len));
@@ -344,6 +349,14 @@ static void socket_key(struct ckpt_image *i)
 	i->nfd = 5;
 	i->format = 3;
 	i->chans[1].key = 9;
+}
+static void pgid_zero(struct ckpt_image *i)
+{
+	i->pgid = 0;
+}
+static void sid_range(struct ckpt_image *i)
+{
+	i->sid = CKPT_PID_MAX;
 }
 static void shared_unheld_size(struct ckpt_image *i)
 {
@@ -537,6 +550,8 @@ static void test_refused(void)
 		{tree_pid_range, "process 1: pid -5 out of range"},
 		{pid_zero, "the process id 0 out of range"},
 		{socket_key, "channel 1: a socket pair shared between processes"},
+		{pgid_zero, "the process group 0 or session 100 out of range"},
+		{sid_range, "out of range"},
 		{shared_unheld_size, "channel 2: ends, shutdown or buffer sizes out of range"},
 		{shared_no_size, "channel 2: ends, shutdown or buffer sizes out of range"},
 		{shared_unheld_data, "channel 2: a socket's data at an end the process does not hold"},

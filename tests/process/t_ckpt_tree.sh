@@ -13,6 +13,8 @@
 # that execs keeps its pid. A parent and child talking over a socket pair
 # (stream, datagram, seqpacket) checkpointed mid-conversation, restored,
 # checkpointed and restored again, end as an uninterrupted run does.
+# Process groups and sessions the program made are those of before after
+# a restore, and kill(-pgid) reaches the restored group.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -217,5 +219,38 @@ for st in stream dgram seqpacket; do
 	check "$st pair: restored status" "$?" 0
 	cmp -s sp.$st.1 sp.$st.n && ok || bad "$st pair: output differs: $(cat sp.$st.1 sp.$st.err)"
 	cmp -s sp.$st.p1 sp.$st.pn && ok || bad "$st pair: the conversation differs"
+done
+# 9. process groups and sessions: A leads a group with its child B in
+# it, C leads a session; checkpointed mid-run and restored, getpgid and
+# getsid give the ids of before, kill(-A) reaches A and B. The first
+# process in the shell's group, then leading a session of its own (setsid)
+GN=60
+"$T" groups $GN gp.pn >gp.n 2>&1
+check "groups: native run" "$(sed -n 1,2p gp.n)" "A leads its group 1, B is in it 1, C leads its session 1 and group 1
+A's session is ours 1; our group 1 and session 1 as before"
+for how in plain setsid; do
+	rm -f c.sock gp.p.$how
+	if [ $how = setsid ]; then
+		nofds_bg setsid "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.$how >gp.$how 2>gp.$how.err &
+	else
+		nofds_bg "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.$how >gp.$how 2>gp.$how.err &
+	fi
+	pid=$!
+	wait_sock c.sock
+	wait_lines gp.p.$how 10 60
+	"$CORRAL" checkpoint c.sock gpcp.$how 2>gp.$how.ck
+	check "groups ($how): checkpoint status" "$?" 0
+	wait $pid
+	lines=$(wc -l <gp.p.$how)
+	if [ "$lines" -lt $GN ] && [ "$(ls -d gpcp.$how/p* | wc -l)" = 3 ]; then ok; else
+		bad "groups ($how): not taken mid-run with its 4 processes ($lines lines; $(cat gp.$how.ck))"
+	fi
+	if [ $how = setsid ]; then
+		nofds timeout 120 setsid "$CORRAL" restore-exec gpcp.$how >>gp.$how 2>>gp.$how.err
+	else
+		nofds timeout 120 "$CORRAL" restore-exec gpcp.$how >>gp.$how 2>>gp.$how.err
+	fi
+	check "groups ($how): restored status" "$?" 0
+	cmp -s gp.$how gp.n && ok || bad "groups ($how): output differs: $(cat gp.$how gp.$how.err)"
 done
 report

@@ -22,6 +22,15 @@
  *                              each and replies with a running hash, a
  *                              line per reply into PROGRESS; then prints
  *                              the hash and the child's exit status
+ *   ckpt_tree groups N PROGRESS
+ *                              forks A, which leads a process group of
+ *                              its own with its child B in it, and C,
+ *                              which leads a session; a line per 20 ms
+ *                              into PROGRESS, N of them; then prints
+ *                              whether getpgid and getsid of each are
+ *                              those of before, signals A's group with
+ *                              kill(-A) and C, and prints how A (with
+ *                              what B saw) and C exited
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -182,6 +191,88 @@ static int sock_talk(const char *tname, int n, const char *progress)
 	return 0;
 }
 
+static int until_usr1(void)
+{
+	while (!got_usr1)
+		pause();
+	return 1;
+}
+
+static int groups(int n, const char *progress)
+{
+	FILE *prog = fopen(progress, "a");
+	int rd[2];
+	if (!prog || pipe(rd))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_usr1;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGUSR1, &sa, NULL);
+	pid_t pg = getpgrp(), sid = getsid(0);
+	pid_t a = fork();
+	if (a == 0) {
+		close(rd[0]);
+		setpgid(0, 0);
+		pid_t b = fork();
+		if (b == 0) {
+			setpgid(0, getppid());
+			put(rd[1], "b", 1);
+			close(rd[1]);
+			until_usr1();
+			_exit(getpgrp() == getppid() ? 3 : 4);
+		}
+		close(rd[1]);
+		until_usr1();
+		int st = 0;
+		pid_t r = waitpid(b, &st, 0);
+		_exit(10 * (r == b && WIFEXITED(st) ? WEXITSTATUS(st) : 9) + (getpgrp() == getpid()));
+	}
+	pid_t c = fork();
+	if (c == 0) {
+		close(rd[0]);
+		setsid();
+		put(rd[1], "c", 1);
+		close(rd[1]);
+		until_usr1();
+		_exit(getsid(0) == getpid() && getpgrp() == getpid() ? 5 : 6);
+	}
+	close(rd[1]);
+	char ready[2];
+	if (get(rd[0], ready, 2))
+		return 2;
+	close(rd[0]);
+	pid_t b = 0;
+	for (int i = 0; i < 100 && !b; i++) {
+		/* B: the other member of A's group, seen from here */
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", a, a);
+		FILE *f = fopen(path, "r");
+		int v;
+		if (f && fscanf(f, "%d", &v) == 1)
+			b = v;
+		if (f)
+			fclose(f);
+	}
+	for (int i = 1; i <= n; i++) {
+		fprintf(prog, "%d\n", i);
+		nap(20);
+	}
+	printf("A leads its group %d, B is in it %d, C leads its session %d and group %d\n", getpgid(a) == a,
+	       b > 0 && getpgid(b) == a, getsid(c) == c, getpgid(c) == c);
+	printf("A's session is ours %d; our group %d and session %d as before\n", getsid(a) == sid, getpgrp() == pg,
+	       getsid(0) == sid);
+	if (kill(-a, SIGUSR1) || kill(c, SIGUSR1))
+		printf("kill: %s\n", strerror(errno));
+	int st = 0;
+	pid_t r = waitpid(a, &st, 0);
+	printf("A: reaped %s, status %d\n", r == a ? "by its pid" : "wrong", WEXITSTATUS(st));
+	r = waitpid(c, &st, 0);
+	printf("C: reaped %s, status %d\n", r == c ? "by its pid" : "wrong", WEXITSTATUS(st));
+	return 0;
+}
+
 static int orphan(const char *go)
 {
 	int p[2];
@@ -218,6 +309,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "groups"))
+		return groups(atoi(argv[2]), argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "sock"))
 		return sock_talk(argv[2], atoi(argv[3]), argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "pid")) {
