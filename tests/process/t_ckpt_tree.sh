@@ -14,7 +14,9 @@
 # (stream, datagram, seqpacket) checkpointed mid-conversation, restored,
 # checkpointed and restored again, end as an uninterrupted run does.
 # Process groups and sessions the program made are those of before after
-# a restore, and kill(-pgid) reaches the restored group.
+# a restore, and kill(-pgid) reaches the restored group. A tree
+# checkpointed every second ends as an uninterrupted run does; two
+# checkpoints of a waiting tree are the same bytes.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -253,4 +255,43 @@ for how in plain setsid; do
 	check "groups ($how): restored status" "$?" 0
 	cmp -s gp.$how gp.n && ok || bad "groups ($how): output differs: $(cat gp.$how gp.$how.err)"
 done
+# 10. a tree checkpointed every second, going on each time (datagrams
+# taken and sent again each time): the conversation ends as an
+# uninterrupted run's; two checkpoints of a waiting tree (a shell
+# pipeline) are the same bytes, every process's
+rm -f c.sock sp.ev.p
+nofds_bg "$CORRAL" exec --control c.sock "$T" sock dgram 200 sp.ev.p >sp.ev 2>sp.ev.err &
+pid=$!
+wait_sock c.sock
+n=0
+while kill -0 $pid 2>/dev/null; do
+	if "$CORRAL" checkpoint c.sock spev --leave-running 2>>sp.ev.ck; then n=$((n + 1)); fi
+	sleep 1
+done
+wait $pid
+check "a tree checkpointed every second: status" "$?" 0
+"$T" sock dgram 200 sp.ev.pn >sp.ev.n 2>&1
+cmp -s sp.ev sp.ev.n && ok || bad "a tree checkpointed every second: output differs: $(cat sp.ev sp.ev.err)"
+cmp -s sp.ev.p sp.ev.pn && ok || bad "a tree checkpointed every second: the conversation differs"
+if [ $n -ge 2 ] && [ -d spev/p* ]; then ok; else bad "only $n checkpoints of the tree were taken ($(head -n 3 sp.ev.ck))"; fi
+if [ ! -x "$BB" ]; then
+	skip 2 "busybox-static not installed ($BB)"
+else
+	rm -f c.sock
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$BB sleep 60 | $BB cat" >/dev/null 2>&1 &
+	pid=$!
+	wait_sock c.sock
+	sleep 2
+	"$CORRAL" checkpoint c.sock wa --leave-running && "$CORRAL" checkpoint c.sock wb --leave-running ||
+		bad "checkpoints of a waiting tree"
+	same=1
+	for f in $(cd wa && find . -type f | sort); do cmp -s "wa/$f" "wb/$f" || same=0; done
+	if [ $same = 1 ] && [ "$(ls -d wa/p* | wc -l)" = 2 ]; then ok; else
+		bad "two checkpoints of a waiting tree differ: $(cd wa && find . -type f | sort | tr '\n' ' ')"
+	fi
+	# the last one ends every process of the tree
+	"$CORRAL" checkpoint c.sock wc 2>wc.err
+	wait $pid
+	check "a waiting tree checkpointed: status" "$?" 0
+fi
 report
