@@ -277,9 +277,13 @@ if [ $n -ge 2 ] && [ -d spev/p* ]; then ok; else bad "only $n checkpoints of the
 if [ ! -x "$BB" ]; then
 	skip 2 "busybox-static not installed ($BB)"
 else
-	rm -f c.sock
-	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$BB sleep 60 | $BB cat" >/dev/null 2>&1 &
+	# both cats wait in read: the first on standard input (a FIFO this
+	# script holds, not carried), the second on the pipe between them
+	rm -f c.sock ff
+	mkfifo ff
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$BB cat | $BB cat" <ff >/dev/null 2>&1 &
 	pid=$!
+	exec 8>ff
 	wait_sock c.sock
 	sleep 2
 	"$CORRAL" checkpoint c.sock wa --leave-running && "$CORRAL" checkpoint c.sock wb --leave-running ||
@@ -291,6 +295,7 @@ else
 	fi
 	# the last one ends every process of the tree
 	"$CORRAL" checkpoint c.sock wc 2>wc.err
+	exec 8>&-
 	wait $pid
 	check "a waiting tree checkpointed: status" "$?" 0
 fi
