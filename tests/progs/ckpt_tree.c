@@ -30,7 +30,8 @@
  *                              whether getpgid and getsid of each are
  *                              those of before, signals A's group with
  *                              kill(-A) and C, and prints how A (with
- *                              what B saw) and C exited
+ *                              what B saw) and C exited; and what it
+ *                              finds in /proc/<pid> of C and its own
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -232,6 +233,8 @@ static int groups(int n, const char *progress)
 	pid_t c = fork();
 	if (c == 0) {
 		close(rd[0]);
+		if (chdir("/"))
+			_exit(7);
 		setsid();
 		put(rd[1], "c", 1);
 		close(rd[1]);
@@ -263,6 +266,29 @@ static int groups(int n, const char *progress)
 	       b > 0 && getpgid(b) == a, getsid(c) == c, getpgid(c) == c);
 	printf("A's session is ours %d; our group %d and session %d as before\n", getsid(a) == sid, getpgrp() == pg,
 	       getsid(0) == sid);
+	/* /proc/<pid> of its own processes, by the pids it knows */
+	char path[64], buf[256] = "";
+	snprintf(path, sizeof(path), "/proc/%d/cwd", c);
+	ssize_t bl = readlink(path, buf, sizeof(buf) - 1);
+	buf[bl > 0 ? bl : 0] = 0;
+	printf("/proc/C/cwd: %s\n", bl > 0 ? buf : strerror(errno));
+	FILE *f;
+	snprintf(path, sizeof(path), "/proc/%d/stat", c);
+	f = fopen(path, "r");
+	char pst = '?';
+	if (!f || fscanf(f, "%*d (%*[^)]) %c", &pst) != 1)
+		pst = '?';
+	if (f)
+		fclose(f);
+	printf("/proc/C/stat: C is sleeping %d\n", pst == 'S');
+	snprintf(path, sizeof(path), "/proc/%d/status", getpid());
+	int ok = access(path, R_OK) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", getpid());
+	ok = ok && access(path, R_OK) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/1", getpid());
+	char lnk[256];
+	ok = ok && readlink(path, lnk, sizeof(lnk)) > 0;
+	printf("/proc/self by its pid: status, cmdline, fd/1 %d\n", ok);
 	if (kill(-a, SIGUSR1) || kill(c, SIGUSR1))
 		printf("kill: %s\n", strerror(errno));
 	int st = 0;
