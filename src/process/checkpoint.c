@@ -523,6 +523,12 @@ static int check_timers(char *err, size_t errn)
 		snprintf(err, errn, "the program has POSIX timers (timer_create): not carried by a checkpoint yet");
 		return -EOPNOTSUPP;
 	}
+	if (__atomic_load_n(&thr_futex_pi_used, __ATOMIC_RELAXED)) {
+		snprintf(err, errn,
+			 "the program has used priority-inheritance futexes (FUTEX_LOCK_PI): their owner ids are the "
+			 "host's, not carried by a checkpoint");
+		return -EOPNOTSUPP;
+	}
 	return 0;
 }
 

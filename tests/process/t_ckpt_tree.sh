@@ -16,7 +16,8 @@
 # Process groups and sessions the program made are those of before after
 # a restore, and kill(-pgid) reaches the restored group. A tree
 # checkpointed every second ends as an uninterrupted run does; two
-# checkpoints of a waiting tree are the same bytes.
+# checkpoints of a waiting tree are the same bytes. A program that used
+# a PI futex is refused; a restored one that takes one gets ENOSYS.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -299,4 +300,35 @@ else
 	wait $pid
 	check "a waiting tree checkpointed: status" "$?" 0
 fi
+# 11. priority-inheritance futexes: a program that has used one is
+# refused (the host kernel reads owner ids in the word), one line, and goes
+# on; a restored program that takes one is told ENOSYS (glibc: ENOTSUP)
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" pi 1 go >pi.1 2>pi.1.err &
+pid=$!
+wait_sock c.sock
+wait_lines pi.1 1 60
+"$CORRAL" checkpoint c.sock picp 2>pi.ck
+check "PI futex used: refused" "$?" 1
+case "$(cat pi.ck)" in
+*"priority-inheritance futexes (FUTEX_LOCK_PI)"*) [ "$(wc -l <pi.ck)" = 1 ] && ok || bad "more than one line: $(cat pi.ck)" ;;
+*) bad "PI futex used: $(cat pi.ck)" ;;
+esac
+touch go
+wait $pid
+check "PI futex used: the program goes on" "$(cat pi.1)" "ready
+lock_pi: taken"
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" pi 0 go >pi.2 2>pi.2.err &
+pid=$!
+wait_sock c.sock
+wait_lines pi.2 1 60
+"$CORRAL" checkpoint c.sock picp2 2>pi.ck2
+check "PI futex not used: checkpoint status" "$?" 0
+wait $pid
+touch go
+nofds timeout 60 "$CORRAL" restore-exec picp2 >>pi.2 2>>pi.2.err
+check "PI futex after a restore: status" "$?" 0
+check "PI futex after a restore: refused clearly" "$(cat pi.2)" "ready
+lock_pi: Function not implemented"
 report

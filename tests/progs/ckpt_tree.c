@@ -32,6 +32,10 @@
  *                              kill(-A) and C, and prints how A (with
  *                              what B saw) and C exited; and what it
  *                              finds in /proc/<pid> of C and its own
+ *   ckpt_tree pi USE GO        (USE 1) takes and gives back a PI futex
+ *                              (FUTEX_LOCK_PI), says "ready", waits until
+ *                              file GO exists, takes it again and says
+ *                              what that gave
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -299,6 +303,27 @@ static int groups(int n, const char *progress)
 	return 0;
 }
 
+static long lock_pi(uint32_t *w)
+{
+	long r = syscall(SYS_futex, w, 6 /* FUTEX_LOCK_PI */, 0, NULL, NULL, 0);
+	if (r == 0)
+		r = syscall(SYS_futex, w, 7 /* FUTEX_UNLOCK_PI */, 0, NULL, NULL, 0);
+	return r;
+}
+
+static int pi(int use, const char *go)
+{
+	static uint32_t w;
+	if (use && lock_pi(&w))
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	printf("lock_pi: %s\n", lock_pi(&w) ? strerror(errno) : "taken");
+	return 0;
+}
+
 static int orphan(const char *go)
 {
 	int p[2];
@@ -335,6 +360,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "pi"))
+		return pi(atoi(argv[2]), argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "groups"))
 		return groups(atoi(argv[2]), argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "sock"))
