@@ -162,8 +162,8 @@ struct ckpt_image {
 	struct ckpt_itimer itimer[3];
 	uint32_t format; /* the version of "process" and "fd": CKPT_VERSION_MIN..CKPT_VERSION */
 	uint32_t nthreads, nvma, nfd, nchan;
-	int32_t pid;	/* v3: the process id as the program knows it (0 before) */
-	uint32_t ntree; /* v3: the other processes of its tree (the first one's image only) */
+	int32_t pid;	   /* v3: the process id as the program knows it (0 before) */
+	uint32_t ntree;	   /* v3: the other processes of its tree (the first one's image only) */
 	int32_t pgid, sid; /* v4: its process group and session as the program knows them (0 before) */
 	struct ckpt_tree_proc *tree;
 	struct ckpt_thread *threads;

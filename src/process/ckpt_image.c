@@ -475,7 +475,7 @@ static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k, 
 	 * an end's buffer size is known where it is held */
 	bool shared = !pipe && v >= 3 && c->key;
 	bool bad = pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX ||
-				  c->bufsize[1]
+				   c->bufsize[1]
 			: c->held < (shared ? 1u : 3u) || c->held > 3 || c->shut > 15;
 	for (uint32_t e = 0; e < 2 && !pipe; e++)
 		if ((c->held & (1u << e)) ? !c->bufsize[e] || c->bufsize[e] > INT32_MAX : c->bufsize[e] != 0)

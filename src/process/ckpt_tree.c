@@ -347,8 +347,9 @@ static void member_serve(int c)
 				char *list = pipe_list(&n);
 				char *msg = list ? malloc(strlen(list) + 64) : NULL;
 				if (msg) {
-					sprintf(msg, "ok %d %d %d %d%s\n", pid_to_guest(getpid()), pid_to_guest(getppid()),
-						pid_to_guest(getpgrp()), pid_to_guest(getsid(0)), list);
+					sprintf(msg, "ok %d %d %d %d%s\n", pid_to_guest(getpid()),
+						pid_to_guest(getppid()), pid_to_guest(getpgrp()),
+						pid_to_guest(getsid(0)), list);
 					r = send_line(c, msg);
 				} else {
 					r = -ENOMEM;
@@ -715,7 +716,8 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 				}
 				m = nmv;
 				struct tmember *t = &m[nm];
-				*t = (struct tmember){pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}, 0, 0};
+				*t = (struct tmember){
+					pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}, 0, 0};
 				grew = true;
 				if (st == 'Z') {
 					t->p.status = status;
