@@ -471,6 +471,8 @@ static void gather_process(struct ckpt_image *img)
 	struct proc *p = &proc;
 	copy_str(img->version, sizeof(img->version), p->opts.version ? p->opts.version : "");
 	img->pid = pid_to_guest(p->pid);
+	img->pgid = pid_to_guest(getpgrp());
+	img->sid = pid_to_guest(getsid(0));
 	copy_str(img->root, sizeof(img->root), p->rootpath ? p->rootpath : "");
 	img->mem_cap = p->opts.mem;
 	img->brk_start = p->brk_start;
@@ -519,6 +521,12 @@ static int check_timers(char *err, size_t errn)
 	fclose(f);
 	if (any) {
 		snprintf(err, errn, "the program has POSIX timers (timer_create): not carried by a checkpoint yet");
+		return -EOPNOTSUPP;
+	}
+	if (__atomic_load_n(&thr_futex_pi_used, __ATOMIC_RELAXED)) {
+		snprintf(err, errn,
+			 "the program has used priority-inheritance futexes (FUTEX_LOCK_PI): their owner ids are the "
+			 "host's, not carried by a checkpoint");
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -1270,6 +1278,66 @@ static _Noreturn void die_as(int32_t status)
 	_exit(128 + (status & 0x7f));
 }
 
+/* A restored process's group and session as they were, the ids the
+ * program knew. Before its children are forked: a session or group it
+ * led is made again (setsid, setpgid). */
+static int lead_group(const struct ckpt_image *img, char *err, size_t errn)
+{
+	pid_t self = getpid();
+	if (!img->pgid) /* before version 4: restore-exec's group and session */
+		return 0;
+	if (img->sid == img->pid && getsid(0) != self && setsid() < 0) {
+		snprintf(err, errn, "process %d cannot lead its session again: %s", img->pid, strerror(errno));
+		return -errno;
+	}
+	if (img->pgid == img->pid && getpgrp() != self && setpgid(0, 0) < 0) {
+		snprintf(err, errn, "process %d cannot lead its process group again: %s", img->pid, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* After its children are forked: the group of another process of the
+ * tree joined once its leader has made it again (or the group of
+ * restore-exec that stands for one outside the tree). */
+static int join_group(const struct ckpt_image *img, char *err, size_t errn)
+{
+	if (!img->pgid || img->pgid == img->pid)
+		return 0;
+	for (int waited = 0; waited < 10000; waited += 10) {
+		int h = pidmap_find(img->pgid);
+		if (h > 0 && getpgrp() == h)
+			return 0;
+		if (h > 0 && getpgid(h) == h && setpgid(0, h) == 0)
+			return 0;
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	snprintf(err, errn, "process %d cannot join its process group %d again", img->pid, img->pgid);
+	return -EPERM;
+}
+
+/* The first process's group and session when they are not of the tree
+ * (those of the shell that ran corral): restore-exec's stand for them.
+ * The count of pidmap entries that makes (added if add). */
+static uint32_t outside_ids(const struct ckpt_image *root, const struct ckpt_tree_proc *tp, uint32_t ntp, bool add)
+{
+	int32_t id[2] = {root->pgid, root->sid};
+	pid_t host[2] = {getpgrp(), getsid(0)};
+	uint32_t n = 0;
+	for (int k = 0; k < 2; k++) {
+		bool inside = !id[k] || id[k] == root->pid;
+		for (uint32_t j = 0; j < ntp && !inside; j++)
+			inside = tp[j].kind == CKTP_PROCESS && tp[j].pid == id[k];
+		if (inside)
+			continue;
+		if (add)
+			pidmap_add(id[k], host[k]);
+		n++;
+	}
+	return n;
+}
+
 /* A tree: every process's image read and checked, the pipes between them
  * made once, then the processes forked, each by its parent, parents
  * before children; each commits its own image and waits until all are
@@ -1290,11 +1358,11 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 	}
 	im[0] = *root;
 	memset(root, 0, sizeof(*root));
+	want++; /* the first process set up (its group joined) */
 	for (uint32_t j = 1; j < n; j++) {
-		if (tp[j - 1].kind != CKTP_PROCESS) {
-			want++;
+		want++; /* a zombie's id, or a process set up */
+		if (tp[j - 1].kind != CKTP_PROCESS)
 			continue;
-		}
 		snprintf(sub, sizeof(sub), "%s/p%d", dir, tp[j - 1].pid);
 		if (parse_state(sub, &im[j], o))
 			goto out;
@@ -1334,24 +1402,41 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 				memset(gc[ng].q, 0, sizeof(gc[ng].q));
 				ng++;
 			}
-			if (gc[g].kind != c->kind || gc[g].bufsize[0] != c->bufsize[0]) {
+			bool pipe = c->kind == CKCH_PIPE;
+			if (gc[g].kind != c->kind || (pipe && gc[g].bufsize[0] != c->bufsize[0])) {
 				fprintf(stderr, "corral: restore-exec: '%.300s': pipe %u differs between processes\n",
 					dir, k);
 				goto out;
 			}
-			if ((c->held & 1) && !gc[g].q[0].nmsg)
-				gc[g].q[0] = c->q[0]; /* borrowed from the image */
-			if (c->kind != CKCH_PIPE)
-				gc[g].q[1] = c->q[1];
+			/* each end's queue (borrowed from the image) and a socket
+			 * end's buffer size and shutdowns from a process that
+			 * holds it (one reads its queue at a checkpoint) */
+			for (uint32_t e = 0; e < 2; e++) {
+				if (!(c->held & (1u << e)) || (pipe && e))
+					continue;
+				if (!gc[g].q[e].nmsg)
+					gc[g].q[e] = c->q[e];
+				if (!pipe) {
+					gc[g].bufsize[e] = c->bufsize[e];
+					gc[g].shut |= c->shut & (3u << (2 * e));
+				}
+			}
 			gc[g].held |= c->held;
 			gidx[j][k] = g;
 		}
 	}
+	want += outside_ids(&im[0], tp, n - 1, false);
 	if (pidmap_create(want ? want : 1)) {
 		fprintf(stderr, "corral: restore-exec: out of memory\n");
 		goto out;
 	}
 	pidmap_add(im[0].pid, getpid());
+	outside_ids(&im[0], tp, n - 1, true);
+	if (lead_group(&im[0], err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		pidmap_fail();
+		goto out;
+	}
 	if ((o->control || o->checkpoint_signal) && ckpt_tree_start(err, sizeof(err))) {
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto out;
@@ -1383,6 +1468,11 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 			if (tp[j - 1].kind == CKTP_ZOMBIE)
 				die_as(tp[j - 1].status);
 			me = j;
+			if (lead_group(&im[me], err, sizeof(err))) {
+				fprintf(stderr, "corral: restore-exec: %s\n", err);
+				pidmap_fail();
+				_exit(1);
+			}
 			continue;
 		}
 		pidmap_add(tp[j - 1].pid, h);
@@ -1394,6 +1484,15 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 				;
 		}
 	}
+	if (join_group(&im[me], err, sizeof(err))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		pidmap_fail();
+		if (me)
+			_exit(1);
+		goto out;
+	}
+	/* this process is set up: no program of the tree runs before all are */
+	pidmap_add(0, 0);
 	int *cfd = calloc(2 * (size_t)im[me].nchan + 1, sizeof(int));
 	if (!cfd) {
 		pidmap_fail();
@@ -1453,12 +1552,21 @@ int proc_restore(const struct proc_opts *o, const char *dir)
 		return 1;
 	if (img.ntree)
 		return restore_tree(o, dir, &img);
-	/* the ids the program knew: its own and its threads' */
-	if (img.pid && pidmap_create(img.nthreads)) {
+	/* the ids the program knew: its own and its threads', its group's and session's */
+	if (img.pid && pidmap_create(img.nthreads + outside_ids(&img, NULL, 0, false))) {
 		fprintf(stderr, "corral: restore-exec: out of memory\n");
 		ckpt_image_free(&img);
 		return 1;
 	}
 	pidmap_add(img.pid, getpid());
+	char err[512];
+	if (img.pid) {
+		outside_ids(&img, NULL, 0, true);
+		if (lead_group(&img, err, sizeof(err))) {
+			fprintf(stderr, "corral: restore-exec: %s\n", err);
+			ckpt_image_free(&img);
+			return 1;
+		}
+	}
 	return restore_process(o, dir, &img, NULL, NULL, 0, max_fd(&img) + 1, -1);
 }

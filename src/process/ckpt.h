@@ -13,10 +13,12 @@
 #include "cpu/cpu.h"
 #include "state/stream.h"
 
-/* Section versions: "process" and "fd" are at 3 since process trees are
- * carried (2 added pipes and socket pairs; 1 and 2 are still read),
- * "chan" at 2 in a checkpoint of version 3 (its key), the others at 1. */
-#define CKPT_VERSION 3
+/* Section versions: "process" and "fd" are at 4 since socket pairs
+ * between processes of a tree are carried (3 added process trees, 2 pipes
+ * and socket pairs; 1 to 3 are still read), "chan" at 3 in a checkpoint
+ * of version 4 (a socket pair's key), 2 in one of version 3 (a pipe's
+ * key), the others at 1. */
+#define CKPT_VERSION 4
 #define CKPT_VERSION_MIN 1
 #define CKPT_MAX_THREADS 4096
 #define CKPT_MAX_VMAS 65530 /* vm.max_map_count */
@@ -116,8 +118,10 @@ struct ckpt_queue {
 };
 
 struct ckpt_chan {
-	/* v3: the pipe's identity across the processes of a tree (its ends
-	 * may be held by several), 0 for one of this process alone */
+	/* chan v2: the pipe's identity across the processes of a tree (its
+	 * ends may be held by several), 0 for one of this process alone; v3: a
+	 * socket pair's too (the inode of its end 0 when checkpointed), whose
+	 * unheld end has no buffer size and no queue in this image */
 	uint64_t key;
 	uint32_t kind;
 	uint32_t held;	     /* bit e: the program holds end e (both for a socket pair) */
@@ -158,8 +162,9 @@ struct ckpt_image {
 	struct ckpt_itimer itimer[3];
 	uint32_t format; /* the version of "process" and "fd": CKPT_VERSION_MIN..CKPT_VERSION */
 	uint32_t nthreads, nvma, nfd, nchan;
-	int32_t pid;	/* v3: the process id as the program knows it (0 before) */
-	uint32_t ntree; /* v3: the other processes of its tree (the first one's image only) */
+	int32_t pid;	   /* v3: the process id as the program knows it (0 before) */
+	uint32_t ntree;	   /* v3: the other processes of its tree (the first one's image only) */
+	int32_t pgid, sid; /* v4: its process group and session as the program knows them (0 before) */
 	struct ckpt_tree_proc *tree;
 	struct ckpt_thread *threads;
 	struct ckpt_vma *vmas;

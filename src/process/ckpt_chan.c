@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,6 +41,11 @@ static int diag_fd = -1;
 /* pipes whose two ends are held within the process tree (sorted inodes) */
 static uint64_t *tree_keys;
 static size_t ntree_keys;
+/* the sockets of socket pairs between processes of the tree: who reads
+ * each one's queue (the first process that holds it) and on which
+ * descriptor there (sorted by inode) */
+static struct ckpt_tree_sock *tree_socks;
+static size_t ntree_socks;
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -62,15 +68,44 @@ int ckpt_chan_set_tree(const uint64_t *keys, size_t n)
 	return 0;
 }
 
+static int cmp_sock(const void *a, const void *b)
+{
+	return cmp_u64(&((const struct ckpt_tree_sock *)a)->ino, &((const struct ckpt_tree_sock *)b)->ino);
+}
+
+int ckpt_chan_set_tree_socks(const struct ckpt_tree_sock *v, size_t n)
+{
+	free(tree_socks);
+	tree_socks = NULL;
+	ntree_socks = 0;
+	if (!n)
+		return 0;
+	if (!(tree_socks = malloc(n * sizeof(*v))))
+		return -ENOMEM;
+	memcpy(tree_socks, v, n * sizeof(*v));
+	qsort(tree_socks, n, sizeof(*v), cmp_sock);
+	ntree_socks = n;
+	return 0;
+}
+
 static bool in_tree(uint64_t key)
 {
 	return key && ntree_keys && bsearch(&key, tree_keys, ntree_keys, sizeof(key), cmp_u64);
 }
 
+static const struct ckpt_tree_sock *tree_sock(uint64_t ino)
+{
+	struct ckpt_tree_sock k = {.ino = ino};
+	return ino && ntree_socks ? bsearch(&k, tree_socks, ntree_socks, sizeof(k), cmp_sock) : NULL;
+}
+
 bool ckpt_chan_tree_pipe(int fd)
 {
 	struct stat st;
-	return ntree_keys && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && in_tree((uint64_t)st.st_ino);
+	if (fstat(fd, &st) < 0)
+		return false;
+	return S_ISFIFO(st.st_mode) ? in_tree((uint64_t)st.st_ino)
+				    : S_ISSOCK(st.st_mode) && tree_sock((uint64_t)st.st_ino);
 }
 
 void ckpt_chan_reset(void)
@@ -138,6 +173,21 @@ static int unix_peer(ino_t ino, ino_t *peer, uint32_t *shut, uint32_t *wmem)
 		off += NLA_ALIGN(a->nla_len);
 	}
 	return 0;
+}
+
+uint64_t ckpt_chan_sock_peer(uint64_t ino)
+{
+	ino_t peer;
+	uint32_t shut, wmem;
+	bool had = diag_fd >= 0;
+	int r = unix_peer((ino_t)ino, &peer, &shut, &wmem);
+	/* not left open among the program's descriptors, which a checkpoint
+	 * gathers next */
+	if (!had && diag_fd >= 0) {
+		close(diag_fd);
+		diag_fd = -1;
+	}
+	return r ? 0 : (uint64_t)peer;
 }
 
 static int new_chan(struct ckpt_image *img, uint32_t kind, ino_t a, ino_t b, char *err, size_t errn)
@@ -261,6 +311,16 @@ static int add_socket(struct ckpt_image *img, struct ckpt_fd *c, int fd, const s
 		snprintf(err, errn,
 			 "descriptor %d: a socket whose other end is closed or unconnected is not carried yet", fd);
 		return -EOPNOTSUPP;
+	}
+	if (tree_sock((uint64_t)st->st_ino) && tree_sock((uint64_t)peer)) {
+		/* a pair between processes of the tree: named by its lower
+		 * inode in every process's image, end 0 that socket */
+		ino_t lo = st->st_ino < peer ? st->st_ino : peer, hi = st->st_ino < peer ? peer : st->st_ino;
+		int n = new_chan(img, kind, lo, hi, err, errn);
+		if (n < 0)
+			return n;
+		img->chans[n].key = (uint64_t)lo;
+		return hold(img, c, (uint32_t)n, st->st_ino != lo, fd, fl, err, errn);
 	}
 	int n = new_chan(img, kind, st->st_ino, peer, err, errn);
 	if (n < 0)
@@ -551,6 +611,92 @@ static int cycle_messages(int fd, int peer, struct ckpt_queue *q, char *err, siz
 	return r;
 }
 
+/* A descriptor of socket t (another process's, fetched with
+ * pidfd_getfd: every process of the tree is parked meanwhile). */
+static int tree_sock_fd(const struct ckpt_tree_sock *t)
+{
+	int fd;
+	if (t->pid == getpid()) {
+		fd = fcntl(t->fd, F_DUPFD_CLOEXEC, 0);
+	} else {
+		int pfd = (int)syscall(SYS_pidfd_open, (pid_t)t->pid, 0);
+		if (pfd < 0)
+			return -errno;
+		fd = (int)syscall(SYS_pidfd_getfd, pfd, t->fd, 0);
+		int e = errno;
+		close(pfd);
+		errno = e;
+	}
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_ino != t->ino) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+/* A socket pair between processes of the tree: this process gives the
+ * state of the ends it holds, and reads the queue of each socket it is
+ * the reader of (the first holder in the tree); the others' images give
+ * the rest, joined at restore by the key. */
+static int finish_tree_pair(struct ckpt_chan *c, struct chan_src *s, uint8_t *buf, char *err, size_t errn)
+{
+	ino_t peer[2];
+	uint32_t shut[2], wmem[2];
+	int r = 0;
+	for (uint32_t e = 0; e < 2; e++) {
+		if ((r = unix_peer(s->ino[e], &peer[e], &shut[e], &wmem[e]))) {
+			snprintf(err, errn, "a socket pair between processes: sock_diag: %s", strerror(-r));
+			return r;
+		}
+		if (peer[e] != s->ino[1 - e]) {
+			snprintf(err, errn, "sockets %llu and %llu: not the two ends of one socket pair",
+				 (unsigned long long)s->ino[0], (unsigned long long)s->ino[1]);
+			return -EOPNOTSUPP;
+		}
+	}
+	for (uint32_t e = 0; e < 2; e++) {
+		if (!(c->held & (1u << e)))
+			continue;
+		c->shut |= shut[e] << (2 * e);
+		int sb = sockopt(s->fd[e], SO_SNDBUF);
+		c->bufsize[e] = sb > 0 ? (uint64_t)sb : 1;
+	}
+	for (uint32_t e = 0; e < 2 && !r; e++) {
+		const struct ckpt_tree_sock *t = tree_sock((uint64_t)s->ino[e]);
+		if (!(c->held & (1u << e)) || !t || t->pid != getpid())
+			continue; /* another process reads it */
+		if (c->kind == CKCH_STREAM) {
+			r = peek_socket(s->fd[e], c->kind, shut[e] & CKCH_SHUT_RD, &c->q[e], buf, err, errn);
+		} else if ((shut[e] & CKCH_SHUT_RD) || (shut[1 - e] & CKCH_SHUT_WR)) {
+			if (wmem[1 - e]) {
+				snprintf(err, errn,
+					 "descriptor %d: messages waiting in a socket pair shut down for them are not "
+					 "carried yet",
+					 s->fd[e]);
+				r = -EOPNOTSUPP;
+			}
+		} else {
+			/* taken and sent again through the other end, which
+			 * another process may hold */
+			const struct ckpt_tree_sock *o = tree_sock((uint64_t)s->ino[1 - e]);
+			int pfd = o ? tree_sock_fd(o) : -ENOENT;
+			if (pfd < 0) {
+				snprintf(err, errn,
+					 "descriptor %d: cannot reach the other end of a socket pair in process %d "
+					 "(pidfd_getfd: %s)",
+					 s->fd[e], o ? (int)o->pid : 0, strerror(-pfd));
+				return pfd;
+			}
+			r = cycle_messages(s->fd[e], pfd, &c->q[e], err, errn);
+			close(pfd);
+		}
+	}
+	return r;
+}
+
 int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn)
 {
 	uint8_t *buf = NULL;
@@ -583,6 +729,14 @@ int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn)
 			c->bufsize[0] = (uint64_t)sz;
 			if ((c->held & 1) && (r = peek_pipe(s->fd[0], c->bufsize[0], &c->q[0], err, errn)))
 				break;
+			continue;
+		}
+		if (c->key) {
+			if (!buf && !(buf = malloc(PEEK_BUF))) {
+				r = -ENOMEM;
+				break;
+			}
+			r = finish_tree_pair(c, s, buf, err, errn);
 			continue;
 		}
 		if (c->held != 3) {

@@ -18,7 +18,18 @@ int ckpt_chan_finish(struct ckpt_image *img, char *err, size_t errn);
 /* The pipes (inodes) whose two ends are held within the process tree:
  * one end of such a pipe is carried, on any descriptor, 0-2 included. */
 int ckpt_chan_set_tree(const uint64_t *keys, size_t n);
-/* Descriptor fd is such a pipe. */
+/* A socket of a socket pair between processes of the tree: the host pid
+ * of the process that reads its queue at a checkpoint, and its
+ * descriptor there. */
+struct ckpt_tree_sock {
+	uint64_t ino;
+	int32_t pid, fd;
+};
+/* The other end of unix socket ino (its inode), 0 if none or unknown. */
+uint64_t ckpt_chan_sock_peer(uint64_t ino);
+/* The sockets of the pairs both of whose ends the tree holds. */
+int ckpt_chan_set_tree_socks(const struct ckpt_tree_sock *v, size_t n);
+/* Descriptor fd is such a pipe or socket. */
 bool ckpt_chan_tree_pipe(int fd);
 /* Forget what the last gathering kept (after ckpt_chan_finish or a failure). */
 void ckpt_chan_reset(void);

@@ -40,6 +40,12 @@ static void put_queue(struct state_writer *w, const struct ckpt_queue *q)
 		state_put_bytes(w, q->data, q->size);
 }
 
+/* the version of "chan" in a checkpoint of version fmt */
+static uint32_t chan_version(uint32_t fmt)
+{
+	return fmt >= 4 ? 3 : fmt >= 3 ? 2 : 1;
+}
+
 void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 {
 	uint32_t fmt = img->format ? img->format : CKPT_VERSION;
@@ -65,6 +71,10 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 	if (fmt >= 3) {
 		state_put_u32(w, (uint32_t)img->pid);
 		state_put_u32(w, img->ntree);
+	}
+	if (fmt >= 4) {
+		state_put_u32(w, (uint32_t)img->pgid);
+		state_put_u32(w, (uint32_t)img->sid);
 	}
 	state_section_end(w);
 
@@ -161,7 +171,7 @@ void ckpt_write(struct state_writer *w, const struct ckpt_image *img)
 
 	for (uint32_t k = 0; fmt >= 2 && k < img->nchan; k++) {
 		const struct ckpt_chan *c = &img->chans[k];
-		state_section_begin(w, "chan", k, fmt >= 3 ? 2 : 1);
+		state_section_begin(w, "chan", k, chan_version(fmt));
 		if (fmt >= 3)
 			state_put_u64(w, c->key);
 		state_put_u32(w, c->kind);
@@ -461,9 +471,16 @@ static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k, 
 		return;
 	}
 	bool pipe = c->kind == CKCH_PIPE;
-	if (pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX || c->bufsize[1]
-		 : c->held != 3 || c->shut > 15 || !c->bufsize[0] || !c->bufsize[1] || c->bufsize[0] > INT32_MAX ||
-			    c->bufsize[1] > INT32_MAX) {
+	/* v3: a socket pair between processes holds one end or both here;
+	 * an end's buffer size is known where it is held */
+	bool shared = !pipe && v >= 3 && c->key;
+	bool bad = pipe ? c->held < 1 || c->held > 3 || c->shut || !c->bufsize[0] || c->bufsize[0] > INT32_MAX ||
+				   c->bufsize[1]
+			: c->held < (shared ? 1u : 3u) || c->held > 3 || c->shut > 15;
+	for (uint32_t e = 0; e < 2 && !pipe; e++)
+		if ((c->held & (1u << e)) ? !c->bufsize[e] || c->bufsize[e] > INT32_MAX : c->bufsize[e] != 0)
+			bad = true;
+	if (bad) {
 		state_fail(r, "channel %u: ends, shutdown or buffer sizes out of range", k);
 		return;
 	}
@@ -475,8 +492,10 @@ static void parse_chan(struct state_reader *r, struct ckpt_chan *c, uint32_t k, 
 	 * for there to be any; and it fits in the pipe */
 	if (pipe && (c->q[1].nmsg || (c->q[0].nmsg && (!(c->held & 1) || c->q[0].size > c->bufsize[0]))))
 		state_fail(r, "channel %u: a pipe's data where it cannot be", k);
-	else if (c->key && !pipe)
+	else if (c->key && !pipe && v < 3)
 		state_fail(r, "channel %u: a socket pair shared between processes", k);
+	else if (!pipe && ((c->q[0].nmsg && !(c->held & 1)) || (c->q[1].nmsg && !(c->held & 2))))
+		state_fail(r, "channel %u: a socket's data at an end the process does not hold", k);
 }
 
 static bool wait_status_ok(int32_t s)
@@ -590,6 +609,13 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		if (state_reader_ok(r) && (img->pid <= 0 || img->pid >= CKPT_PID_MAX))
 			state_fail(r, "the process id %d out of range", img->pid);
 	}
+	if (img->format >= 4) {
+		img->pgid = (int32_t)state_get_u32(r);
+		img->sid = (int32_t)state_get_u32(r);
+		if (state_reader_ok(r) &&
+		    (img->pgid <= 0 || img->pgid >= CKPT_PID_MAX || img->sid <= 0 || img->sid >= CKPT_PID_MAX))
+			state_fail(r, "the process group %d or session %d out of range", img->pgid, img->sid);
+	}
 	if (!done(r))
 		goto fail;
 	if (img->root[0] && img->root[0] != '/')
@@ -686,9 +712,9 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 	}
 	for (uint32_t k = 0; k < img->nchan; k++) {
 		uint32_t v;
-		if (!expect_v(r, "chan", k, img->format >= 3 ? 2 : 1, &v))
+		if (!expect_v(r, "chan", k, chan_version(img->format), &v))
 			goto fail;
-		if (v != (img->format >= 3 ? 2u : 1u)) {
+		if (v != chan_version(img->format)) {
 			state_fail(r, "section 'chan' %u has version %u in a checkpoint of version %u", k, v,
 				   img->format);
 			goto fail;

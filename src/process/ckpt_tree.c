@@ -149,7 +149,8 @@ static int recv_line(int fd, char **out, int timeout_ms)
 /* ---- the pipes a process holds ---- */
 
 /* "ino:ends ..." of this process's pipes (ends: 1 the read end, 2 the
- * write end), descriptors 0-2 included. */
+ * write end) and "sINO:PEER:FD ..." of its connected unix sockets (the
+ * first descriptor of each), descriptors 0-2 included. */
 static char *pipe_list(int *count)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -171,11 +172,14 @@ static char *pipe_list(int *count)
 			continue;
 		struct stat st;
 		int fl = fcntl((int)fd, F_GETFL);
-		if (fstat((int)fd, &st) < 0 || !S_ISFIFO(st.st_mode) || fl < 0)
+		if (fstat((int)fd, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) || fl < 0)
 			continue;
 		int acc = fl & O_ACCMODE;
 		int ends = acc == O_RDONLY ? 1 : acc == O_WRONLY ? 2 : 3;
-		if (len + 48 > cap) {
+		uint64_t peer = S_ISSOCK(st.st_mode) ? ckpt_chan_sock_peer((uint64_t)st.st_ino) : 0;
+		if (S_ISSOCK(st.st_mode) && !peer)
+			continue; /* not a pair's: the process's own checkpoint says why */
+		if (len + 80 > cap) {
 			char *ns = realloc(s, cap * 2);
 			if (!ns) {
 				free(s);
@@ -185,7 +189,11 @@ static char *pipe_list(int *count)
 			s = ns;
 			cap *= 2;
 		}
-		len += (size_t)snprintf(s + len, cap - len, " %llu:%d", (unsigned long long)st.st_ino, ends);
+		if (peer)
+			len += (size_t)snprintf(s + len, cap - len, " s%llu:%llu:%ld", (unsigned long long)st.st_ino,
+						(unsigned long long)peer, fd);
+		else
+			len += (size_t)snprintf(s + len, cap - len, " %llu:%d", (unsigned long long)st.st_ino, ends);
 		(*count)++;
 	}
 	closedir(d);
@@ -197,7 +205,40 @@ struct pipe_ends {
 	int ends;
 };
 
-static int add_ends(struct pipe_ends **v, size_t *n, const char *list)
+struct sock_end {
+	uint64_t ino, peer;
+	pid_t pid; /* host pid of the first process that holds it */
+	int fd;
+};
+
+/* A socket of host process pid: the first holder of each is its reader. */
+static int add_sock(struct sock_end **v, size_t *n, const char **pp, pid_t pid)
+{
+	char *e;
+	unsigned long long ino = strtoull(*pp, &e, 10);
+	if (*e != ':' || !ino)
+		return -EPROTO;
+	unsigned long long peer = strtoull(e + 1, &e, 10);
+	if (*e != ':' || !peer)
+		return -EPROTO;
+	long fd = strtol(e + 1, &e, 10);
+	if (fd < 0 || fd >= CKPT_MAX_FDS || (*e && *e != ' '))
+		return -EPROTO;
+	*pp = e;
+	for (size_t k = 0; k < *n; k++)
+		if ((*v)[k].ino == ino)
+			return (*v)[k].peer == peer ? 0 : -EPROTO;
+	if (*n >= 2 * (size_t)CKPT_MAX_CHANS)
+		return -E2BIG;
+	struct sock_end *nv = realloc(*v, (*n + 1) * sizeof(**v));
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	nv[(*n)++] = (struct sock_end){ino, peer, pid, (int)fd};
+	return 0;
+}
+
+static int add_ends(struct pipe_ends **v, size_t *n, struct sock_end **sv, size_t *sn, const char *list, pid_t pid)
 {
 	const char *p = list;
 	while (*p) {
@@ -205,6 +246,13 @@ static int add_ends(struct pipe_ends **v, size_t *n, const char *list)
 			p++;
 		if (!*p)
 			break;
+		if (*p == 's') {
+			p++;
+			int r = add_sock(sv, sn, &p, pid);
+			if (r)
+				return r;
+			continue;
+		}
 		char *e;
 		unsigned long long ino = strtoull(p, &e, 10);
 		if (*e != ':' || !ino)
@@ -247,10 +295,30 @@ static int member_save(char *line, char *err, size_t errn, char *subdir, size_t 
 		return -ENOMEM;
 	for (long k = 0; k < n; k++)
 		keys[k] = strtoull(e, &e, 10);
+	/* then "M INO:PID:FD...": the sockets of pairs within the tree */
+	long ns = strtol(e, &e, 10);
+	if (ns < 0 || ns > 2 * (long)CKPT_MAX_CHANS) {
+		free(keys);
+		snprintf(err, errn, "a malformed request");
+		return -EPROTO;
+	}
+	struct ckpt_tree_sock *socks = ns ? calloc((size_t)ns, sizeof(*socks)) : NULL;
+	if (ns && !socks) {
+		free(keys);
+		return -ENOMEM;
+	}
+	for (long k = 0; k < ns; k++) {
+		socks[k].ino = strtoull(e, &e, 10);
+		socks[k].pid = (int32_t)strtol(*e == ':' ? e + 1 : e, &e, 10);
+		socks[k].fd = (int32_t)strtol(*e == ':' ? e + 1 : e, &e, 10);
+	}
 	while (*e == ' ')
 		e++;
 	int r = ckpt_chan_set_tree(keys, (size_t)n);
+	if (!r)
+		r = ckpt_chan_set_tree_socks(socks, (size_t)ns);
 	free(keys);
+	free(socks);
 	if (r)
 		return r;
 	snprintf(subdir, subn, "%s/p%d", e, pid_to_guest(getpid()));
@@ -260,6 +328,7 @@ static int member_save(char *line, char *err, size_t errn, char *subdir, size_t 
 	}
 	r = ckpt_save(subdir, (int)leave, NULL, 0, err, errn);
 	ckpt_chan_set_tree(NULL, 0);
+	ckpt_chan_set_tree_socks(NULL, 0);
 	return r;
 }
 
@@ -278,8 +347,9 @@ static void member_serve(int c)
 				char *list = pipe_list(&n);
 				char *msg = list ? malloc(strlen(list) + 64) : NULL;
 				if (msg) {
-					sprintf(msg, "ok %d %d%s\n", pid_to_guest(getpid()), pid_to_guest(getppid()),
-						list);
+					sprintf(msg, "ok %d %d %d %d%s\n", pid_to_guest(getpid()),
+						pid_to_guest(getppid()), pid_to_guest(getpgrp()),
+						pid_to_guest(getsid(0)), list);
 					r = send_line(c, msg);
 				} else {
 					r = -ENOMEM;
@@ -439,6 +509,7 @@ struct tmember {
 	pid_t host;
 	int fd; /* its connection, or -1 for a zombie */
 	struct ckpt_tree_proc p;
+	int pgid, sid; /* as the program knows them (a process's) */
 };
 
 /* A host process's state, parent and (a zombie's) wait status from
@@ -599,6 +670,9 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 	size_t nw = 0, cw = 0;
 	struct pipe_ends *ends = NULL;
 	size_t nends = 0;
+	struct sock_end *socks = NULL;
+	size_t nsocks = 0;
+	struct ckpt_tree_sock *ts = NULL;
 	uint64_t *keys = NULL;
 	char *req = NULL;
 	int r = 0;
@@ -608,7 +682,7 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 		return -ENOMEM;
 	int mine;
 	char *own = pipe_list(&mine);
-	if (!own || (r = add_ends(&ends, &nends, own))) {
+	if (!own || (r = add_ends(&ends, &nends, &socks, &nsocks, own, self))) {
 		r = r ? r : -ENOMEM;
 		goto out;
 	}
@@ -642,7 +716,8 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 				}
 				m = nmv;
 				struct tmember *t = &m[nm];
-				*t = (struct tmember){pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}};
+				*t = (struct tmember){
+					pid, -1, {pid_to_guest(pid), pid_to_guest(pp), CKTP_ZOMBIE, 0}, 0, 0};
 				grew = true;
 				if (st == 'Z') {
 					t->p.status = status;
@@ -673,21 +748,22 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 					break;
 				}
 				int gp, gpp, used = 0;
-				if (sscanf(line, "ok %d %d%n", &gp, &gpp, &used) < 2) {
+				if (sscanf(line, "ok %d %d %d %d%n", &gp, &gpp, &t->pgid, &t->sid, &used) < 4) {
 					snprintf(err, errn, "process %d of the tree: %.400s", t->p.pid,
 						 !strncmp(line, "err ", 4) ? line + 4 : line);
 					free(line);
 					r = -EOPNOTSUPP;
 					break;
 				}
-				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX) {
+				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX || t->pgid <= 0 ||
+				    t->sid <= 0) {
 					snprintf(err, errn, "process %d of the tree: a malformed answer", t->p.pid);
 					free(line);
 					r = -EPROTO;
 					break;
 				}
 				t->p = (struct ckpt_tree_proc){gp, gpp, CKTP_PROCESS, 0};
-				r = add_ends(&ends, &nends, line + used);
+				r = add_ends(&ends, &nends, &socks, &nsocks, line + used, pid);
 				free(line);
 				if (r)
 					snprintf(err, errn, "process %d of the tree: a malformed answer", t->p.pid);
@@ -712,10 +788,31 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 			goto out;
 		}
 	}
-	/* the pipes both of whose ends the tree holds */
-	size_t nk = 0;
+	/* every process group and session is the first process's, or led by
+	 * a living process of the tree (which makes it again at restore) */
+	int own_pgid = pid_to_guest(getpgrp()), own_sid = pid_to_guest(getsid(0));
+	for (size_t k = 0; k < nm; k++) {
+		if (m[k].p.kind != CKTP_PROCESS)
+			continue;
+		int id[2] = {m[k].pgid, m[k].sid};
+		for (int i = 0; i < 2; i++) {
+			bool ok = id[i] == (i ? own_sid : own_pgid) || id[i] == pid_to_guest(self);
+			for (size_t j = 0; j < nm && !ok; j++)
+				ok = m[j].p.kind == CKTP_PROCESS && m[j].p.pid == id[i];
+			if (!ok) {
+				snprintf(err, errn,
+					 "process %d: its %s %d has no leader in the tree (it exited): not carried",
+					 m[k].p.pid, i ? "session" : "process group", id[i]);
+				r = -EOPNOTSUPP;
+				goto out;
+			}
+		}
+	}
+	/* the pipes and socket pairs both of whose ends the tree holds */
+	size_t nk = 0, nts = 0;
 	keys = malloc((nends + 1) * sizeof(*keys));
-	req = keys ? malloc(nends * 24 + strlen(dir) + 64) : NULL;
+	ts = calloc(nsocks + 1, sizeof(*ts));
+	req = keys && ts ? malloc(nends * 24 + nsocks * 48 + strlen(dir) + 64) : NULL;
 	if (!req) {
 		r = -ENOMEM;
 		goto out;
@@ -724,9 +821,18 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 	for (size_t k = 0; k < nends; k++)
 		if (ends[k].ends == 3)
 			keys[nk++] = ends[k].ino;
+	for (size_t k = 0; k < nsocks; k++)
+		for (size_t j = 0; j < nsocks; j++)
+			if (socks[j].ino == socks[k].peer && socks[j].peer == socks[k].ino) {
+				ts[nts++] = (struct ckpt_tree_sock){socks[k].ino, socks[k].pid, socks[k].fd};
+				break;
+			}
 	len = sprintf(req, "save %d %zu", leave_running ? 1 : 0, nk);
 	for (size_t k = 0; k < nk; k++)
 		len += sprintf(req + len, " %llu", (unsigned long long)keys[k]);
+	len += sprintf(req + len, " %zu", nts);
+	for (size_t k = 0; k < nts; k++)
+		len += sprintf(req + len, " %llu:%d:%d", (unsigned long long)ts[k].ino, (int)ts[k].pid, (int)ts[k].fd);
 	sprintf(req + len, " %s\n", dir);
 	if (strchr(dir, '\n')) {
 		snprintf(err, errn, "'%.300s': a directory with a newline in its name", dir);
@@ -738,7 +844,8 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 		r = -errno;
 		goto out;
 	}
-	if ((r = ckpt_chan_set_tree(keys, nk)) || (r = ask_all(m, nm, req, err, errn)))
+	if ((r = ckpt_chan_set_tree(keys, nk)) || (r = ckpt_chan_set_tree_socks(ts, nts)) ||
+	    (r = ask_all(m, nm, req, err, errn)))
 		goto out;
 	struct ckpt_tree_proc *tp = nm ? calloc(nm, sizeof(*tp)) : NULL;
 	if (nm && !tp) {
@@ -766,6 +873,7 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 	}
 out:
 	ckpt_chan_set_tree(NULL, 0);
+	ckpt_chan_set_tree_socks(NULL, 0);
 	if (r) {
 		for (size_t k = 0; k < nm; k++)
 			if (m[k].fd >= 0)
@@ -780,6 +888,8 @@ out:
 	free(m);
 	free(walk);
 	free(ends);
+	free(socks);
+	free(ts);
 	free(keys);
 	free(req);
 	free(own);

@@ -324,6 +324,23 @@ static bool proc_mem_file(int fd)
 	return base && !strcmp(base + 1, "mem");
 }
 
+/* /proc/<pid>/... with a pid as a restored program knows it: the host's
+ * path of that process (out), or false when there is nothing to change. */
+static bool proc_pid_path(const char *in, char *out, size_t n)
+{
+	if (!pidmap || strncmp(in, "/proc/", 6) || in[6] < '1' || in[6] > '9')
+		return false;
+	char *end;
+	long pid = strtol(in + 6, &end, 10);
+	if ((*end && *end != '/') || pid <= 0 || pid > INT32_MAX)
+		return false;
+	int h = pid_to_host((int)pid);
+	if (h == pid)
+		return false;
+	int l = snprintf(out, n, "/proc/%d%s", h, end);
+	return l > 0 && (size_t)l < n;
+}
+
 int fs_openat(int dirfd, const char *path, int flags, int mode)
 {
 	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
@@ -331,6 +348,9 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 	int sp = fs_proc_special(path, flags, NULL, 0);
 	if (sp != FS_NOT_SPECIAL)
 		return sp;
+	char hp[4096 + 64];
+	if (proc.rootfd < 0 && proc_pid_path(path, hp, sizeof(hp)))
+		path = hp;
 	int fd = proc.opts.sandbox ? open_sandboxed(dirfd, path, flags, mode) : open_plain(dirfd, path, flags, mode);
 	if (fd >= 0 && proc_mem_file(fd)) {
 		close(fd);
@@ -351,6 +371,8 @@ int fs_obj(int dirfd, const char *path, int follow, struct fs_at *a)
 	a->tmp = -1;
 	a->dirfd = dirfd;
 	a->name = path;
+	if (proc.rootfd < 0 && proc_pid_path(path, a->buf, sizeof(a->buf)))
+		a->name = path = a->buf;
 	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
 		return -EBADF;
 	if (proc.rootfd < 0 || !path[0])
@@ -373,6 +395,8 @@ int fs_at(int dirfd, const char *path, struct fs_at *a)
 	a->tmp = -1;
 	a->dirfd = dirfd;
 	a->name = path;
+	if (proc.rootfd < 0 && proc_pid_path(path, a->buf, sizeof(a->buf)))
+		a->name = path = a->buf;
 	if (dirfd != AT_FDCWD && fs_fd_reserved(dirfd))
 		return -EBADF;
 	if (proc.rootfd < 0)
@@ -427,7 +451,10 @@ static const char *proc_self_file(const char *path)
 	} else {
 		char *end;
 		long pid = strtol(s, &end, 10);
-		if (end == s || *end != '/' || (pid != proc.pid && !thr_find((int)pid)))
+		if (end == s || *end != '/' || pid <= 0 || pid > INT32_MAX)
+			return NULL;
+		pid = pid_to_host((int)pid);
+		if (pid != proc.pid && !thr_find((int)pid))
 			return NULL;
 		s = end + 1;
 	}

@@ -270,6 +270,8 @@ long sig_host_syscall(long nr, long a1, long a2, long a3, long a4, long a5, long
 
 /* ---- thread.c ---- */
 long thr_clone(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, uint64_t ctid, uint64_t tls);
+/* The program has used a priority-inheritance futex (a checkpoint refuses it). */
+extern bool thr_futex_pi_used;
 long thr_futex(struct gthread *t, const uint64_t *a);
 _Noreturn void thr_exit(struct gthread *t, int code);
 _Noreturn void thr_exit_group(int code);
@@ -332,6 +334,8 @@ int pidmap_create(uint32_t want);
 void pidmap_add(int guest, int host);
 int pidmap_to_host(int guest);
 int pidmap_to_guest(int host);
+/* The host id of guest, 0 while it has none (yet). */
+int pidmap_find(int guest);
 /* Wait until every entry is there (0), or the restore failed (-errno). */
 int pidmap_wait(void);
 void pidmap_fail(void);

@@ -85,6 +85,18 @@ int pidmap_to_host(int guest)
 	return guest;
 }
 
+int pidmap_find(int guest)
+{
+	const struct pidmap *m = pidmap;
+	if (!m)
+		return 0;
+	uint32_t n = __atomic_load_n(&m->claimed, __ATOMIC_ACQUIRE);
+	for (uint32_t k = 0; k < n && k < m->want; k++)
+		if (__atomic_load_n(&m->e[k].ready, __ATOMIC_ACQUIRE) && m->e[k].guest == guest)
+			return m->e[k].host;
+	return 0;
+}
+
 int pidmap_to_guest(int host)
 {
 	const struct pidmap *m = pidmap;

@@ -85,25 +85,30 @@ SYS(getegid)
 {
 	return getegid();
 }
+/* process groups and sessions are named by ids as the program knows them
+ * (a restored program's, pidmap.c) */
 SYS(getpgrp)
 {
-	return getpgrp();
+	return pid_to_guest(getpgrp());
 }
 SYS(getpgid)
 {
-	HOSTR(getpgid((pid_t)a[0]));
+	pid_t r = getpgid(pid_to_host((int)a[0]));
+	return r < 0 ? -errno : pid_to_guest(r);
 }
 SYS(setpgid)
 {
-	HOSTR(setpgid((pid_t)a[0], (pid_t)a[1]));
+	HOSTR(setpgid(pid_to_host((int)a[0]), pid_to_host((int)a[1])));
 }
 SYS(getsid)
 {
-	HOSTR(getsid((pid_t)a[0]));
+	pid_t r = getsid(pid_to_host((int)a[0]));
+	return r < 0 ? -errno : pid_to_guest(r);
 }
 SYS(setsid)
 {
-	HOSTR(setsid());
+	pid_t r = setsid();
+	return r < 0 ? -errno : pid_to_guest(r);
 }
 /* identity changes act on the calling thread only, as the raw syscalls do
  * (the guest's libc broadcasts them to its threads itself) */

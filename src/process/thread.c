@@ -299,12 +299,23 @@ long thr_clone(struct gthread *t, uint64_t flags, uint64_t sp, uint64_t ptid, ui
 	return clone_process(t, flags, sp, ptid, ctid);
 }
 
+bool thr_futex_pi_used;
+
 long thr_futex(struct gthread *t, const uint64_t *a)
 {
 	(void)t;
 	uint64_t ua = a[0];
 	int op = (int)a[1];
 	int cmd = op & FUTEX_CMD_MASK;
+	if (cmd == FUTEX_LOCK_PI || cmd == FUTEX_LOCK_PI2 || cmd == FUTEX_UNLOCK_PI || cmd == FUTEX_TRYLOCK_PI ||
+	    cmd == FUTEX_CMP_REQUEUE_PI || cmd == FUTEX_WAIT_REQUEUE_PI) {
+		/* the host kernel reads owner tids in a PI futex's word: a
+		 * restored program's ids are not the host's (docs/checkpoint.md);
+		 * glibc answers ENOTSUP for PTHREAD_PRIO_INHERIT then */
+		if (pidmap)
+			return -ENOSYS;
+		__atomic_store_n(&thr_futex_pi_used, true, __ATOMIC_RELAXED);
+	}
 	uint32_t val = (uint32_t)a[2];
 	struct timespec ts;
 	const struct timespec *tsp = NULL;

@@ -134,14 +134,16 @@ wait $pid
 check "waiting program checkpointed: status" "$?" 0
 cmp -s a/state c/state && ok || bad "the final checkpoint differs from the others"
 
-# checkpoints of version 1 (before pipes were carried) and 2 (before
-# process trees) are still read
-for v in 1 2; do
+# checkpoints of version 1 (before pipes were carried), 2 (before
+# process trees) and 3 (before groups and socket pairs between processes)
+# are still read
+for v in 1 2 3; do
 	rm -rf v$v
 	cp -r a v$v
 	python3 - a/state v$v/state $v <<'PY'
-# rewrite sections "process" (drop pid and ntree; for 1 also nchan) and
-# "fd" (for 1, drop its channel fields) at the older version
+# rewrite sections "process" (drop pgid and sid; for 1 and 2 also pid
+# and ntree; for 1 also nchan) and "fd" (for 1, drop its channel fields)
+# at the older version
 import struct, sys, zlib
 d = open(sys.argv[1], "rb").read()
 v = int(sys.argv[3])
@@ -153,7 +155,7 @@ while d[pos:pos + 4] == b"SECT":
 	inst, ver, ln = struct.unpack_from("<IIQ", d, pos + 5 + nl)
 	body = d[pos + 5 + nl + 16:pos + 5 + nl + 16 + ln]
 	if name == b"process":
-		ver, body = v, body[:-12 if v == 1 else -8]
+		ver, body = v, body[:{1: -20, 2: -16, 3: -8}[v]]
 	elif name == b"fd":
 		ver, body = v, body[:-8] if v == 1 else body
 	assert name != b"chan" and name != b"tree"

@@ -28,8 +28,9 @@ static void queue(struct ckpt_queue *q, const char *data, const uint32_t *len, u
 }
 
 /* A small, valid image: one thread, a file mapping, an anonymous one with
- * saved pages, an open file, a pipe and a datagram socket pair; the
- * first process of a tree (a child, and a grandchild that has exited). */
+ * saved pages, an open file, a pipe and a datagram socket pair, one end of
+ * a stream socket pair shared with another process (v4); the first
+ * process of a tree (a child, and a grandchild that has exited). */
 static void sample(struct ckpt_image *img)
 {
 	memset(img, 0, sizeof(*img));
@@ -70,8 +71,8 @@ static void sample(struct ckpt_image *img)
 		.start = 0x600000, .end = 0x608000, .prot = VMEM_R | VMEM_W, .flags = CKV_ANON | CKV_HEAP, .nruns = 2};
 	img->vmas[1].runs = malloc(sizeof(runs));
 	memcpy(img->vmas[1].runs, runs, sizeof(runs));
-	img->nfd = 5;
-	img->fds = calloc(5, sizeof(*img->fds));
+	img->nfd = 6;
+	img->fds = calloc(6, sizeof(*img->fds));
 	img->fds[0] = (struct ckpt_fd){.fd = 3,
 				       .kind = CKFD_FILE,
 				       .flags = CKF_READ,
@@ -82,9 +83,10 @@ static void sample(struct ckpt_image *img)
 	img->fds[2] = (struct ckpt_fd){.fd = 5, .kind = CKFD_CHAN, .flags = CKF_WRITE | CKF_CLOEXEC, .end = 1};
 	img->fds[3] = (struct ckpt_fd){.fd = 6, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_WRITE, .chan = 1};
 	img->fds[4] = (struct ckpt_fd){.fd = 9, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_WRITE, .chan = 1, .end = 1};
+	img->fds[5] = (struct ckpt_fd){.fd = 10, .kind = CKFD_CHAN, .flags = CKF_READ | CKF_WRITE, .chan = 2, .end = 1};
 	img->format = CKPT_VERSION;
-	img->nchan = 2;
-	img->chans = calloc(2, sizeof(*img->chans));
+	img->nchan = 3;
+	img->chans = calloc(3, sizeof(*img->chans));
 	img->chans[0] = (struct ckpt_chan){.kind = CKCH_PIPE, .held = 3, .bufsize = {65536, 0}};
 	static const uint32_t hello[] = {5}, msgs[] = {3, 0, 2};
 	queue(&img->chans[0].q[0], "hello", hello, 1);
@@ -92,17 +94,34 @@ static void sample(struct ckpt_image *img)
 		(struct ckpt_chan){.kind = CKCH_DGRAM, .held = 3, .shut = CKCH_SHUT_WR << 2, .bufsize = {212992, 4608}};
 	queue(&img->chans[1].q[0], "abcde", msgs, 3);
 	img->chans[0].key = 777;
+	/* end 1 here, end 0 in another process's image: its size and queue there */
+	static const uint32_t xyz[] = {3};
+	img->chans[2] = (struct ckpt_chan){.key = 555, .kind = CKCH_STREAM, .held = 2, .bufsize = {0, 8192}};
+	queue(&img->chans[2].q[1], "xyz", xyz, 1);
 	img->pid = 4242;
+	img->pgid = 4242;
+	img->sid = 100;
 	img->ntree = 2;
 	img->tree = calloc(2, sizeof(*img->tree));
 	img->tree[0] = (struct ckpt_tree_proc){4300, 4242, CKTP_PROCESS, 0};
 	img->tree[1] = (struct ckpt_tree_proc){4301, 4300, CKTP_ZOMBIE, 7 << 8};
 }
 
+/* The sample as version 3 wrote it: no socket pair between processes. */
+static void sample_v3(struct ckpt_image *img)
+{
+	sample(img);
+	img->format = 3;
+	img->pgid = img->sid = 0;
+	ckpt_queue_free(&img->chans[2].q[1]);
+	img->nchan = 2;
+	img->nfd = 5;
+}
+
 /* The sample as version 2 wrote it: pipes and sockets, no tree or ids. */
 static void sample_v2(struct ckpt_image *img)
 {
-	sample(img);
+	sample_v3(img);
 	img->format = 2;
 	img->pid = 0;
 	img->ntree = 0;
@@ -114,7 +133,7 @@ static void sample_v2(struct ckpt_image *img)
 /* The sample as version 1 wrote it: no pipes or sockets. */
 static void sample_v1(struct ckpt_image *img)
 {
-	sample(img);
+	sample_v3(img);
 	img->format = 1;
 	img->nfd = 1;
 }
@@ -171,9 +190,14 @@ static void test_roundtrip(void)
 	CHECK_EQ_U64(out.nvma, 2);
 	CHECK(out.vmas[0].path && !strcmp(out.vmas[0].path, "/bin/prog") && out.vmas[0].id.mtime_ns == 5);
 	CHECK(!out.vmas[1].path && out.vmas[1].nruns == 2 && out.vmas[1].runs[1].page == 5);
-	CHECK(out.nfd == 5 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
-	CHECK(out.format == CKPT_VERSION && out.nchan == 2);
+	CHECK(out.nfd == 6 && out.fds[0].offset == 512 && !strcmp(out.fds[0].path, "/tmp/in"));
+	CHECK(out.format == CKPT_VERSION && out.nchan == 3);
+	CHECK(out.chans[2].key == 555 && out.chans[2].kind == CKCH_STREAM && out.chans[2].held == 2 &&
+	      out.chans[2].bufsize[0] == 0 && out.chans[2].bufsize[1] == 8192 && out.chans[2].q[0].nmsg == 0 &&
+	      out.chans[2].q[1].size == 3 && !memcmp(out.chans[2].q[1].data, "xyz", 3));
+	CHECK(out.fds[5].chan == 2 && out.fds[5].end == 1);
 	CHECK(out.pid == 4242 && out.ntree == 2 && out.chans[0].key == 777 && out.chans[1].key == 0);
+	CHECK(out.pgid == 4242 && out.sid == 100);
 	CHECK(out.tree[0].pid == 4300 && out.tree[0].ppid == 4242 && out.tree[0].kind == CKTP_PROCESS);
 	CHECK(out.tree[1].pid == 4301 && out.tree[1].ppid == 4300 && out.tree[1].kind == CKTP_ZOMBIE &&
 	      out.tree[1].status == 7 << 8);
@@ -205,6 +229,26 @@ static void test_v1(void)
 	uint8_t *b = encode(&img, &len);
 	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
 	CHECK(out.format == 1 && out.nfd == 1 && out.nchan == 0 && !strcmp(out.fds[0].path, "/tmp/in"));
+	size_t len2;
+	uint8_t *b2 = encode(&out, &len2);
+	CHECK(len2 == len && !memcmp(b, b2, len));
+	free(b2);
+	ckpt_image_free(&out);
+	ckpt_image_free(&img);
+	free(b);
+}
+
+/* A checkpoint of version 3 (no socket pair between processes) is still
+ * read, and written back the same. */
+static void test_v3(void)
+{
+	struct ckpt_image img, out;
+	sample_v3(&img);
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
+	CHECK(out.format == 3 && out.nchan == 2 && out.pid == 4242 && out.ntree == 2 && out.chans[0].key == 777);
+	CHECK(out.pgid == 0 && out.sid == 0);
 	size_t len2;
 	uint8_t *b2 = encode(&out, &len2);
 	CHECK(len2 == len && !memcmp(b, b2, len));
@@ -297,9 +341,44 @@ static void pid_zero(struct ckpt_image *i)
 {
 	i->pid = 0;
 }
+/* a socket pair between processes in a checkpoint of version 3 */
 static void socket_key(struct ckpt_image *i)
 {
+	ckpt_queue_free(&i->chans[2].q[1]);
+	i->nchan = 2;
+	i->nfd = 5;
+	i->format = 3;
 	i->chans[1].key = 9;
+}
+static void pgid_zero(struct ckpt_image *i)
+{
+	i->pgid = 0;
+}
+static void sid_range(struct ckpt_image *i)
+{
+	i->sid = CKPT_PID_MAX;
+}
+static void shared_unheld_size(struct ckpt_image *i)
+{
+	i->chans[2].bufsize[0] = 4096;
+}
+static void shared_no_size(struct ckpt_image *i)
+{
+	i->chans[2].bufsize[1] = 0;
+}
+static void shared_unheld_data(struct ckpt_image *i)
+{
+	static const uint32_t one[] = {1};
+	queue(&i->chans[2].q[0], "q", one, 1);
+}
+static void shared_none_held(struct ckpt_image *i)
+{
+	i->chans[2].held = 0;
+	i->chans[2].bufsize[1] = 0;
+}
+static void unshared_half(struct ckpt_image *i)
+{
+	i->chans[2].key = 0;
 }
 
 static void rip_bad(struct ckpt_image *i)
@@ -471,6 +550,13 @@ static void test_refused(void)
 		{tree_pid_range, "process 1: pid -5 out of range"},
 		{pid_zero, "the process id 0 out of range"},
 		{socket_key, "channel 1: a socket pair shared between processes"},
+		{pgid_zero, "the process group 0 or session 100 out of range"},
+		{sid_range, "out of range"},
+		{shared_unheld_size, "channel 2: ends, shutdown or buffer sizes out of range"},
+		{shared_no_size, "channel 2: ends, shutdown or buffer sizes out of range"},
+		{shared_unheld_data, "channel 2: a socket's data at an end the process does not hold"},
+		{shared_none_held, "channel 2: ends, shutdown or buffer sizes out of range"},
+		{unshared_half, "channel 2: ends, shutdown or buffer sizes out of range"},
 	};
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		const char *got = parse_changed(cases[k].change);
@@ -512,6 +598,7 @@ int main(void)
 {
 	RUN(test_roundtrip);
 	RUN(test_v1);
+	RUN(test_v3);
 	RUN(test_v2);
 	RUN(test_stdio_pipe);
 	RUN(test_refused);

@@ -10,7 +10,14 @@
 # mid-run and restored gives the bytes of an uninterrupted run. A process
 # of the tree that cannot be reached is refused with one line, and the
 # tree goes on; so is a process that left the tree. A restored program
-# that execs keeps its pid.
+# that execs keeps its pid. A parent and child talking over a socket pair
+# (stream, datagram, seqpacket) checkpointed mid-conversation, restored,
+# checkpointed and restored again, end as an uninterrupted run does.
+# Process groups and sessions the program made are those of before after
+# a restore, and kill(-pgid) reaches the restored group. A tree
+# checkpointed every second ends as an uninterrupted run does; two
+# checkpoints of a waiting tree are the same bytes. A program that used
+# a PI futex is refused; a restored one that takes one gets ENOSYS.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -183,4 +190,145 @@ touch go
 wait $pid
 check "a restored program that execs: its pid" "$(cat out.7 err.7)" "ready
 after exec, the same pid 1"
+# 8. socket pairs between processes of the tree (stream, datagram,
+# seqpacket): a parent and its forked child talk both ways, messages
+# waiting in both directions; checkpointed mid-conversation and restored,
+# the conversation ends as an uninterrupted run's does; restored with a
+# control socket and checkpointed again, the same
+SN=80
+for st in stream dgram seqpacket; do
+	rm -f c.sock sp.$st.*
+	"$T" sock $st $SN sp.$st.pn >sp.$st.n 2>&1
+	nofds_bg "$CORRAL" exec --control c.sock "$T" sock $st $SN sp.$st.p1 >sp.$st.1 2>sp.$st.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines sp.$st.p1 10 60
+	"$CORRAL" checkpoint c.sock spcp.$st 2>sp.$st.ck
+	check "$st pair between processes: checkpoint status" "$?" 0
+	wait $pid
+	lines=$(wc -l <sp.$st.p1)
+	if [ "$lines" -lt $SN ] && [ -d spcp.$st/p* ]; then ok; else
+		bad "$st pair: not taken mid-run ($lines lines; $(cat sp.$st.ck))"
+	fi
+	rm -f c.sock
+	nofds_bg "$CORRAL" restore-exec --control c.sock spcp.$st >>sp.$st.1 2>>sp.$st.err &
+	pid=$!
+	wait_sock c.sock
+	wait_lines sp.$st.p1 $((lines + 10)) 60
+	"$CORRAL" checkpoint c.sock spcp2.$st 2>sp.$st.ck2
+	check "$st pair, restored tree checkpointed again: status" "$?" 0
+	wait $pid
+	nofds timeout 120 "$CORRAL" restore-exec spcp2.$st >>sp.$st.1 2>>sp.$st.err
+	check "$st pair: restored status" "$?" 0
+	cmp -s sp.$st.1 sp.$st.n && ok || bad "$st pair: output differs: $(cat sp.$st.1 sp.$st.err)"
+	cmp -s sp.$st.p1 sp.$st.pn && ok || bad "$st pair: the conversation differs"
+done
+# 9. process groups and sessions: A leads a group with its child B in
+# it, C leads a session; checkpointed mid-run and restored, getpgid and
+# getsid give the ids of before, kill(-A) reaches A and B. The first
+# process in the shell's group, then leading a session of its own (setsid)
+GN=60
+"$T" groups $GN gp.pn >gp.n 2>&1
+check "groups: native run" "$(sed -n 1,2p gp.n)" "A leads its group 1, B is in it 1, C leads its session 1 and group 1
+A's session is ours 1; our group 1 and session 1 as before"
+for how in plain setsid; do
+	rm -f c.sock gp.p.$how
+	if [ $how = setsid ]; then
+		nofds_bg setsid "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.$how >gp.$how 2>gp.$how.err &
+	else
+		nofds_bg "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.$how >gp.$how 2>gp.$how.err &
+	fi
+	pid=$!
+	wait_sock c.sock
+	wait_lines gp.p.$how 10 60
+	"$CORRAL" checkpoint c.sock gpcp.$how 2>gp.$how.ck
+	check "groups ($how): checkpoint status" "$?" 0
+	wait $pid
+	lines=$(wc -l <gp.p.$how)
+	if [ "$lines" -lt $GN ] && [ "$(ls -d gpcp.$how/p* | wc -l)" = 3 ]; then ok; else
+		bad "groups ($how): not taken mid-run with its 4 processes ($lines lines; $(cat gp.$how.ck))"
+	fi
+	if [ $how = setsid ]; then
+		nofds timeout 120 setsid "$CORRAL" restore-exec gpcp.$how >>gp.$how 2>>gp.$how.err
+	else
+		nofds timeout 120 "$CORRAL" restore-exec gpcp.$how >>gp.$how 2>>gp.$how.err
+	fi
+	check "groups ($how): restored status" "$?" 0
+	cmp -s gp.$how gp.n && ok || bad "groups ($how): output differs: $(cat gp.$how gp.$how.err)"
+done
+# 10. a tree checkpointed every second, going on each time (datagrams
+# taken and sent again each time): the conversation ends as an
+# uninterrupted run's; two checkpoints of a waiting tree (a shell
+# pipeline) are the same bytes, every process's
+rm -f c.sock sp.ev.p
+nofds_bg "$CORRAL" exec --control c.sock "$T" sock dgram 200 sp.ev.p >sp.ev 2>sp.ev.err &
+pid=$!
+wait_sock c.sock
+n=0
+while kill -0 $pid 2>/dev/null; do
+	if "$CORRAL" checkpoint c.sock spev --leave-running 2>>sp.ev.ck; then n=$((n + 1)); fi
+	sleep 1
+done
+wait $pid
+check "a tree checkpointed every second: status" "$?" 0
+"$T" sock dgram 200 sp.ev.pn >sp.ev.n 2>&1
+cmp -s sp.ev sp.ev.n && ok || bad "a tree checkpointed every second: output differs: $(cat sp.ev sp.ev.err)"
+cmp -s sp.ev.p sp.ev.pn && ok || bad "a tree checkpointed every second: the conversation differs"
+if [ $n -ge 2 ] && [ -d spev/p* ]; then ok; else bad "only $n checkpoints of the tree were taken ($(head -n 3 sp.ev.ck))"; fi
+if [ ! -x "$BB" ]; then
+	skip 2 "busybox-static not installed ($BB)"
+else
+	# both cats wait in read: the first on standard input (a FIFO this
+	# script holds, not carried), the second on the pipe between them
+	rm -f c.sock ff
+	mkfifo ff
+	nofds_bg "$CORRAL" exec --control c.sock "$BB" sh -c "$BB cat | $BB cat" <ff >/dev/null 2>&1 &
+	pid=$!
+	exec 8>ff
+	wait_sock c.sock
+	sleep 2
+	"$CORRAL" checkpoint c.sock wa --leave-running && "$CORRAL" checkpoint c.sock wb --leave-running ||
+		bad "checkpoints of a waiting tree"
+	same=1
+	for f in $(cd wa && find . -type f | sort); do cmp -s "wa/$f" "wb/$f" || same=0; done
+	if [ $same = 1 ] && [ "$(ls -d wa/p* | wc -l)" = 2 ]; then ok; else
+		bad "two checkpoints of a waiting tree differ: $(cd wa && find . -type f | sort | tr '\n' ' ')"
+	fi
+	# the last one ends every process of the tree
+	"$CORRAL" checkpoint c.sock wc 2>wc.err
+	exec 8>&-
+	wait $pid
+	check "a waiting tree checkpointed: status" "$?" 0
+fi
+# 11. priority-inheritance futexes: a program that has used one is
+# refused (the host kernel reads owner ids in the word), one line, and goes
+# on; a restored program that takes one is told ENOSYS (glibc: ENOTSUP)
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" pi 1 go >pi.1 2>pi.1.err &
+pid=$!
+wait_sock c.sock
+wait_lines pi.1 1 60
+"$CORRAL" checkpoint c.sock picp 2>pi.ck
+check "PI futex used: refused" "$?" 1
+case "$(cat pi.ck)" in
+*"priority-inheritance futexes (FUTEX_LOCK_PI)"*) [ "$(wc -l <pi.ck)" = 1 ] && ok || bad "more than one line: $(cat pi.ck)" ;;
+*) bad "PI futex used: $(cat pi.ck)" ;;
+esac
+touch go
+wait $pid
+check "PI futex used: the program goes on" "$(cat pi.1)" "ready
+lock_pi: taken"
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" pi 0 go >pi.2 2>pi.2.err &
+pid=$!
+wait_sock c.sock
+wait_lines pi.2 1 60
+"$CORRAL" checkpoint c.sock picp2 2>pi.ck2
+check "PI futex not used: checkpoint status" "$?" 0
+wait $pid
+touch go
+nofds timeout 60 "$CORRAL" restore-exec picp2 >>pi.2 2>>pi.2.err
+check "PI futex after a restore: status" "$?" 0
+check "PI futex after a restore: refused clearly" "$(cat pi.2)" "ready
+lock_pi: Function not implemented"
 report

@@ -13,6 +13,29 @@
  *                              exits (the grandchild goes to init), says
  *                              "ready", waits until file GO exists, then
  *                              ends the grandchild and says "done"
+ *   ckpt_tree sock TYPE N PROGRESS
+ *                              (TYPE stream, dgram or seqpacket) forks a
+ *                              child over a socket pair; sends it N
+ *                              messages of varied lengths (empty ones
+ *                              too, but for a stream), three ahead of its
+ *                              replies, one per 20 ms; the child checks
+ *                              each and replies with a running hash, a
+ *                              line per reply into PROGRESS; then prints
+ *                              the hash and the child's exit status
+ *   ckpt_tree groups N PROGRESS
+ *                              forks A, which leads a process group of
+ *                              its own with its child B in it, and C,
+ *                              which leads a session; a line per 20 ms
+ *                              into PROGRESS, N of them; then prints
+ *                              whether getpgid and getsid of each are
+ *                              those of before, signals A's group with
+ *                              kill(-A) and C, and prints how A (with
+ *                              what B saw) and C exited; and what it
+ *                              finds in /proc/<pid> of C and its own
+ *   ckpt_tree pi USE GO        (USE 1) takes and gives back a PI futex
+ *                              (FUTEX_LOCK_PI), says "ready", waits until
+ *                              file GO exists, takes it again and says
+ *                              what that gave
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -26,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,6 +115,215 @@ static int worker(int in, int out, pid_t parent)
 	return (int)(sum % 100) + (ok ? 100 : 0);
 }
 
+/* message i of a socket conversation: its length and bytes */
+static size_t sock_msg(int type, int i, uint8_t *b)
+{
+	size_t len = type == SOCK_STREAM ? 8 : (size_t)(i % 5) * 3;
+	for (size_t j = 0; j < len; j++)
+		b[j] = (uint8_t)(i * 7 + (int)j);
+	return len;
+}
+
+static void nap(long ms)
+{
+	struct timespec ts = {0, ms * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+static int sock_child(int fd, int type, int n)
+{
+	uint64_t acc = 0;
+	int ok = 1;
+	for (int i = 1; i <= n; i++) {
+		uint8_t want[16], got[64];
+		size_t len = sock_msg(type, i, want);
+		ssize_t r;
+		if (type == SOCK_STREAM)
+			r = get(fd, got, len) ? -1 : (ssize_t)len;
+		else
+			while ((r = recv(fd, got, sizeof(got), 0)) < 0 && errno == EINTR)
+				;
+		if (r != (ssize_t)len || memcmp(got, want, len))
+			ok = 0;
+		acc = acc * 131 + (uint64_t)r + (r > 0 ? got[r - 1] : 0);
+		nap(10);
+		put(fd, &acc, sizeof(acc));
+	}
+	return (int)(acc % 100) + (ok ? 100 : 0);
+}
+
+static int sock_talk(const char *tname, int n, const char *progress)
+{
+	int type = !strcmp(tname, "stream") ? SOCK_STREAM : !strcmp(tname, "dgram") ? SOCK_DGRAM : SOCK_SEQPACKET;
+	int sv[2];
+	FILE *prog = fopen(progress, "a");
+	if (!prog || socketpair(AF_UNIX, type, 0, sv))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(sv[0]);
+		fclose(prog);
+		_exit(sock_child(sv[1], type, n));
+	}
+	close(sv[1]);
+	const int ahead = 3;
+	uint64_t h = 0;
+	for (int i = 1; i <= n + ahead; i++) {
+		if (i <= n) {
+			uint8_t b[16];
+			size_t len = sock_msg(type, i, b);
+			if (type == SOCK_STREAM)
+				put(sv[0], b, len);
+			else if (send(sv[0], b, len, 0) != (ssize_t)len)
+				return 3;
+		}
+		if (i > ahead) {
+			uint64_t a;
+			if (get(sv[0], &a, sizeof(a))) {
+				printf("the child is gone at %d\n", i);
+				return 1;
+			}
+			h = h * 31 + a;
+			fprintf(prog, "%d %llu\n", i - ahead, (unsigned long long)h);
+		}
+		nap(20);
+	}
+	int st = 0;
+	pid_t r = waitpid(c, &st, 0);
+	printf("%s: hash %llu; child reaped %s, exited %d status %d\n", tname, (unsigned long long)h,
+	       r == c ? "by its pid" : "wrong", WIFEXITED(st), WEXITSTATUS(st));
+	return 0;
+}
+
+static int until_usr1(void)
+{
+	while (!got_usr1)
+		pause();
+	return 1;
+}
+
+static int groups(int n, const char *progress)
+{
+	FILE *prog = fopen(progress, "a");
+	int rd[2];
+	if (!prog || pipe(rd))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_usr1;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGUSR1, &sa, NULL);
+	pid_t pg = getpgrp(), sid = getsid(0);
+	pid_t a = fork();
+	if (a == 0) {
+		close(rd[0]);
+		setpgid(0, 0);
+		pid_t b = fork();
+		if (b == 0) {
+			setpgid(0, getppid());
+			put(rd[1], "b", 1);
+			close(rd[1]);
+			until_usr1();
+			_exit(getpgrp() == getppid() ? 3 : 4);
+		}
+		close(rd[1]);
+		until_usr1();
+		int st = 0;
+		pid_t r = waitpid(b, &st, 0);
+		_exit(10 * (r == b && WIFEXITED(st) ? WEXITSTATUS(st) : 9) + (getpgrp() == getpid()));
+	}
+	pid_t c = fork();
+	if (c == 0) {
+		close(rd[0]);
+		if (chdir("/"))
+			_exit(7);
+		setsid();
+		put(rd[1], "c", 1);
+		close(rd[1]);
+		until_usr1();
+		_exit(getsid(0) == getpid() && getpgrp() == getpid() ? 5 : 6);
+	}
+	close(rd[1]);
+	char ready[2];
+	if (get(rd[0], ready, 2))
+		return 2;
+	close(rd[0]);
+	pid_t b = 0;
+	for (int i = 0; i < 100 && !b; i++) {
+		/* B: the other member of A's group, seen from here */
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", a, a);
+		FILE *f = fopen(path, "r");
+		int v;
+		if (f && fscanf(f, "%d", &v) == 1)
+			b = v;
+		if (f)
+			fclose(f);
+	}
+	for (int i = 1; i <= n; i++) {
+		fprintf(prog, "%d\n", i);
+		nap(20);
+	}
+	printf("A leads its group %d, B is in it %d, C leads its session %d and group %d\n", getpgid(a) == a,
+	       b > 0 && getpgid(b) == a, getsid(c) == c, getpgid(c) == c);
+	printf("A's session is ours %d; our group %d and session %d as before\n", getsid(a) == sid, getpgrp() == pg,
+	       getsid(0) == sid);
+	/* /proc/<pid> of its own processes, by the pids it knows */
+	char path[64], buf[256] = "";
+	snprintf(path, sizeof(path), "/proc/%d/cwd", c);
+	ssize_t bl = readlink(path, buf, sizeof(buf) - 1);
+	buf[bl > 0 ? bl : 0] = 0;
+	printf("/proc/C/cwd: %s\n", bl > 0 ? buf : strerror(errno));
+	FILE *f;
+	snprintf(path, sizeof(path), "/proc/%d/stat", c);
+	f = fopen(path, "r");
+	char pst = '?';
+	if (!f || fscanf(f, "%*d (%*[^)]) %c", &pst) != 1)
+		pst = '?';
+	if (f)
+		fclose(f);
+	printf("/proc/C/stat: C is sleeping %d\n", pst == 'S');
+	snprintf(path, sizeof(path), "/proc/%d/status", getpid());
+	int ok = access(path, R_OK) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", getpid());
+	ok = ok && access(path, R_OK) == 0;
+	snprintf(path, sizeof(path), "/proc/%d/fd/1", getpid());
+	char lnk[256];
+	ok = ok && readlink(path, lnk, sizeof(lnk)) > 0;
+	printf("/proc/self by its pid: status, cmdline, fd/1 %d\n", ok);
+	if (kill(-a, SIGUSR1) || kill(c, SIGUSR1))
+		printf("kill: %s\n", strerror(errno));
+	int st = 0;
+	pid_t r = waitpid(a, &st, 0);
+	printf("A: reaped %s, status %d\n", r == a ? "by its pid" : "wrong", WEXITSTATUS(st));
+	r = waitpid(c, &st, 0);
+	printf("C: reaped %s, status %d\n", r == c ? "by its pid" : "wrong", WEXITSTATUS(st));
+	return 0;
+}
+
+static long lock_pi(uint32_t *w)
+{
+	long r = syscall(SYS_futex, w, 6 /* FUTEX_LOCK_PI */, 0, NULL, NULL, 0);
+	if (r == 0)
+		r = syscall(SYS_futex, w, 7 /* FUTEX_UNLOCK_PI */, 0, NULL, NULL, 0);
+	return r;
+}
+
+static int pi(int use, const char *go)
+{
+	static uint32_t w;
+	if (use && lock_pi(&w))
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	printf("lock_pi: %s\n", lock_pi(&w) ? strerror(errno) : "taken");
+	return 0;
+}
+
 static int orphan(const char *go)
 {
 	int p[2];
@@ -127,6 +360,12 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "pi"))
+		return pi(atoi(argv[2]), argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "groups"))
+		return groups(atoi(argv[2]), argv[3]);
+	if (argc == 5 && !strcmp(argv[1], "sock"))
+		return sock_talk(argv[2], atoi(argv[3]), argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "pid")) {
 		printf("after exec, the same pid %d\n", getpid() == atoi(argv[2]));
 		return 0;
