@@ -192,7 +192,7 @@ _corral()
 		--downtime-limit) return ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--downtime-limit --no-auto-converge --quiet --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--downtime-limit --no-auto-converge --copy-disks --compress --quiet --help" -- "$cur"))
 			elif ((COMP_CWORD == 3)); then
 				COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur"))
 				compopt -o nospace 2>/dev/null

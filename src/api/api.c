@@ -169,7 +169,8 @@ static int migrating(struct api *a)
 
 static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, struct req *q)
 {
-	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge", NULL};
+	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge", "copy_disks",
+					   "compress", NULL};
 	char why[256];
 	const char *url = NULL;
 	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
@@ -179,7 +180,8 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 		return httpd_fault(c, 400, "%s", got == 0 ? "'destination_url' is required" : why);
 	}
 	struct migrate_params p = {.url = url};
-	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge");
+	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge"),
+	       *cd = json_object_get(j, "copy_disks"), *zs = json_object_get(j, "compress");
 	enum MHD_Result r;
 	if (dl &&
 	    (!json_is_integer(dl) || json_integer_value(dl) < 1 || json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
@@ -190,6 +192,12 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 		r = httpd_fault(c, 400, "'auto_converge' must be true or false");
 		goto out;
 	}
+	if ((cd && !json_is_boolean(cd)) || (zs && !json_is_boolean(zs))) {
+		r = httpd_fault(c, 400, "'%s' must be true or false", cd && !json_is_boolean(cd) ? "copy_disks" : "compress");
+		goto out;
+	}
+	p.compress = zs && json_is_true(zs);
+	p.copy_disks = cd && json_is_true(cd);
 	if (dl)
 		p.downtime_ms = (unsigned)json_integer_value(dl);
 	p.no_auto_converge = ac && json_is_false(ac);
@@ -226,6 +234,11 @@ static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 			      (json_int_t)(st.expected_downtime_ms > INT64_MAX ? INT64_MAX : st.expected_downtime_ms),
 			      "downtime_ms", (json_int_t)st.downtime_ms, "total_ms", (json_int_t)st.total_ms,
 			      "throttle_percent", (json_int_t)st.throttle_pct);
+	if (j && st.disk_total) {
+		json_object_set_new(j, "disk_total", json_integer((json_int_t)st.disk_total));
+		json_object_set_new(j, "disk_remaining", json_integer((json_int_t)st.disk_remaining));
+		json_object_set_new(j, "disk_sent", json_integer((json_int_t)st.disk_sent));
+	}
 	if (j && st.state == MIGRATE_FAILED)
 		json_object_set_new(j, "error", json_string(st.error));
 	return httpd_reply(c, 200, j);
