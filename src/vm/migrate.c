@@ -32,14 +32,14 @@
 static const uint8_t mig_magic[8] = {'C', 'O', 'R', 'R', 'A', 'L', 'M', 'G'};
 #define MIG_VERSION 2 /* 1: no flags (what a source without compression sends) */
 #define MIG_PAGE 4096u
-#define MIG_HDR_LEN 28	  /* version 1: magic, version, page size, RAM bytes, CRC */
-#define MIG_HDR2_LEN 32	  /* version 2: flags before the CRC */
-#define MIG_F_ZSTD 1u	  /* page and disk data may come compressed */
-#define MIG_ZSTD_LEVEL 1 /* zstd's fastest but the negative levels: the link, not the CPU, is slow */
-#define REC_COMPRESSED 1u /* a PAGES record's arg: its data is one zstd frame */
+#define MIG_HDR_LEN 28			    /* version 1: magic, version, page size, RAM bytes, CRC */
+#define MIG_HDR2_LEN 32			    /* version 2: flags before the CRC */
+#define MIG_F_ZSTD 1u			    /* page and disk data may come compressed */
+#define MIG_ZSTD_LEVEL 1		    /* zstd's fastest but the negative levels: the link, not the CPU, is slow */
+#define REC_COMPRESSED 1u		    /* a PAGES record's arg: its data is one zstd frame */
 #define DISK_COMPRESSED ((uint64_t)1 << 62) /* in a DISK record's arg */
-#define MIG_REC_LEN 20 /* type, count, arg, CRC */
-#define MIG_BATCH 256u /* pages in one PAGES record */
+#define MIG_REC_LEN 20			    /* type, count, arg, CRC */
+#define MIG_BATCH 256u			    /* pages in one PAGES record */
 #define MIG_STATE_MAX (16u << 20)
 #define MIG_MSG_MAX 512
 
@@ -442,8 +442,8 @@ static int incoming_disks_open(struct incoming_disks *dk, int fd, uint32_t count
 		fmt[k] = rd32(p + at + 8);
 		if (size[k] == 0 || size[k] > MIG_DISK_MAX || size[k] % 512 ||
 		    (fmt[k] != DISK_FMT_RAW && fmt[k] != DISK_FMT_QCOW2)) {
-			snprintf(err, errlen, "disk %u: %" PRIu64 " bytes of format %u (512 B to 4 TiB, raw or qcow2)", k,
-				 size[k], fmt[k]);
+			snprintf(err, errlen, "disk %u: %" PRIu64 " bytes of format %u (512 B to 4 TiB, raw or qcow2)",
+				 k, size[k], fmt[k]);
 			goto out;
 		}
 		const char *given = dk->ov && dk->ov->ndisks ? dk->ov->disk[k].path : NULL;
@@ -574,7 +574,8 @@ static int recv_stream(int fd, int reply_fd, uint64_t max_mem, struct incoming_d
 		}
 		flags = rd32(h2 + 24);
 		if (flags & ~MIG_F_ZSTD) {
-			snprintf(err, errlen, "the stream's flags 0x%x: this corral knows 0x%x (zstd)", flags, MIG_F_ZSTD);
+			snprintf(err, errlen, "the stream's flags 0x%x: this corral knows 0x%x (zstd)", flags,
+				 MIG_F_ZSTD);
 			return r;
 		}
 	} else if (CRC_BAD(rd32(h + 24), mig_crc(h, 24, 0))) {
@@ -766,7 +767,7 @@ fail:
 	return r;
 }
 
-static int listen_once(const char *url, char *err, size_t errlen)
+int migrate_listen(const char *url, char *err, size_t errlen)
 {
 	struct sockaddr_storage sa;
 	socklen_t len;
@@ -786,14 +787,20 @@ static int listen_once(const char *url, char *err, size_t errlen)
 		close(ls);
 		return r;
 	}
-	int fd;
+	return ls;
+}
+
+/* One connection on ls (closed, and a unix socket's file removed). */
+static int accept_once(int ls, const char *url, char *err, size_t errlen)
+{
+	int fd, r;
 	do
 		fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
 	r = -errno;
 	close(ls);
-	if (sa.ss_family == AF_UNIX)
-		unlink(((struct sockaddr_un *)&sa)->sun_path);
+	if (!strncmp(url, "unix:", 5))
+		unlink(url + 5);
 	if (fd < 0) {
 		snprintf(err, errlen, "--incoming '%.64s': %s", url, strerror(-r));
 		return r;
@@ -803,12 +810,20 @@ static int listen_once(const char *url, char *err, size_t errlen)
 
 int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen)
 {
+	*out = NULL;
+	int ls = migrate_listen(url, err, errlen);
+	return ls < 0 ? ls : vm_incoming_on(ls, url, overrides, out, err, errlen);
+}
+
+int vm_incoming_on(int ls, const char *url, const struct vm_config *overrides, struct vm **out, char *err,
+		   size_t errlen)
+{
 	char msg[MIG_MSG_MAX];
 	void *state = NULL;
 	size_t state_len;
 	int mfd = -1, r;
 	*out = NULL;
-	int fd = listen_once(url, err, errlen);
+	int fd = accept_once(ls, url, err, errlen);
 	if (fd < 0)
 		return fd;
 	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
@@ -1335,7 +1350,8 @@ static int disks_send(struct migration *m, int stopped)
 					continue;
 				m->disk_map[k][c >> 6] &= ~(1ull << (c & 63));
 				off[n] = c * BLK_DIRTY_CHUNK;
-				len[n] = (uint32_t)(b->size - off[n] < BLK_DIRTY_CHUNK ? b->size - off[n] : BLK_DIRTY_CHUNK);
+				len[n] = (uint32_t)(b->size - off[n] < BLK_DIRTY_CHUNK ? b->size - off[n]
+										       : BLK_DIRTY_CHUNK);
 				r = blk_pread(b, off[n], m->disk_buf + (size_t)n * BLK_DIRTY_CHUNK, len[n]);
 				n++;
 			}
@@ -1378,7 +1394,8 @@ static int disks_send(struct migration *m, int stopped)
 				pthread_mutex_lock(&m->lock);
 				m->st.bytes_sent += MIG_REC_LEN + dl + 4;
 				m->st.disk_sent += MIG_REC_LEN + dl + 4;
-				m->st.disk_remaining = m->st.disk_remaining > len[i] ? m->st.disk_remaining - len[i] : 0;
+				m->st.disk_remaining =
+					m->st.disk_remaining > len[i] ? m->st.disk_remaining - len[i] : 0;
 				pthread_mutex_unlock(&m->lock);
 			}
 		}

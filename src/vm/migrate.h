@@ -82,6 +82,13 @@ void migrate_free(struct migration *m);
  * are removed again if the VM does not run here. 0 and *out, or -errno with one
  * line in err. */
 int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen);
+/* vm_incoming in two steps (corral run --incoming defer, PUT
+ * /migrate/incoming): migrate_listen binds url and listens (the socket, or
+ * -errno with one line in err); vm_incoming_on waits on that socket (it
+ * closes it) and goes on as vm_incoming. */
+int migrate_listen(const char *url, char *err, size_t errlen);
+int vm_incoming_on(int listen_fd, const char *url, const struct vm_config *overrides, struct vm **out, char *err,
+		   size_t errlen);
 
 /* The stream parser alone (the fuzzer's entry): reads from fd up to and
  * including the device state, into a memory file of at most max_mem bytes

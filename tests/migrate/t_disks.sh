@@ -204,7 +204,7 @@ if until_seen "$work/out1" '^/ # ' 600; then ok "the source booted to the initra
 	exit 1
 fi
 # block N of each disk: its number; then each disk's checksum as the guest reads it
-echo 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); for d in vda vdb; do printf "block %08d %s\n" $i $d | dd of=/dev/$d bs=4096 seek=$i conv=sync,notrunc 2>/dev/null; done; echo "count $i"; sleep 0.05; done; sync; echo 3 >/proc/sys/vm/drop_caches; for d in vda vdb; do echo "sum $d $(dd if=/dev/$d bs=1M count=16 2>/dev/null | md5sum)"; done; echo all-done' >&9
+echo 'i=0; while [ $i -lt 300 ]; do i=$((i+1)); for d in vda vdb; do printf "block %08d %s\n" $i $d | dd of=/dev/$d bs=4096 seek=$i conv=sync,notrunc,fsync 2>/dev/null; done; echo "count $i"; sleep 0.05; done; sync; echo 3 >/proc/sys/vm/drop_caches; for d in vda vdb; do echo "sum $d $(dd if=/dev/$d bs=1M count=16 2>/dev/null | md5sum)"; done; echo all-done' >&9
 if until_seen "$work/out1" '^count 40$' 300; then ok "the guest counts and writes"; else fail "the guest does not count"; fi
 "$CORRAL" migrate "$work/k.sock" "unix:$work/kin.sock" --copy-disks >"$work/mig.out" 2>"$work/mig.err"
 check "corral migrate --copy-disks of the writing guest: $(tail -n 1 "$work/mig.err")" test $? -eq 0
