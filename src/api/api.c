@@ -252,6 +252,8 @@ static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 		json_object_set_new(j, "disk_remaining", json_integer((json_int_t)st.disk_remaining));
 		json_object_set_new(j, "disk_sent", json_integer((json_int_t)st.disk_sent));
 	}
+	if (j && st.warning[0])
+		json_object_set_new(j, "warning", json_string(st.warning));
 	if (j && st.state == MIGRATE_FAILED)
 		json_object_set_new(j, "error", json_string(st.error));
 	return httpd_reply(c, 200, j);

@@ -93,7 +93,7 @@ int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "corral: migrate: %s\n", msg[0] ? msg : "the migration did not start");
 		return 1;
 	}
-	int tty = !quiet && isatty(STDERR_FILENO), status = 1;
+	int tty = !quiet && isatty(STDERR_FILENO), status = 1, warned = 0;
 	char last[64] = "";
 	for (;;) {
 		json_t *j;
@@ -109,6 +109,11 @@ int cmd_migrate(int argc, char **argv)
 		json_t *sv = json_object_get(j, "state");
 		const char *state = json_is_string(sv) ? json_string_value(sv) : "?";
 		snprintf(last, sizeof(last), "%s", state);
+		json_t *w = json_object_get(j, "warning");
+		if (json_is_string(w) && !warned) { /* once, on a line of its own */
+			fprintf(stderr, "%scorral: migrate: warning: %s\n", tty ? "\r" : "", json_string_value(w));
+			warned = 1;
+		}
 		uint64_t total = num(j, "ram_total"), rem = num(j, "ram_remaining"), sent = num(j, "bytes_sent");
 		if (!quiet) {
 			char line[256];

@@ -1419,6 +1419,27 @@ static void disks_end(struct migration *m)
 	pthread_mutex_unlock(&m->vm->lock);
 }
 
+/* libslirp (4.7) keeps a TCP connection's state in its host socket and
+ * cannot hand it over: say at the start that the open ones will be reset. */
+static void warn_connections(struct migration *m)
+{
+	struct vm *vm = m->vm;
+	unsigned n = 0;
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned k = 0; vm->m && k < vm->cfg.nnets; k++)
+		n += net_connections(vm->netbe[k]);
+	pthread_mutex_unlock(&vm->lock);
+	if (!n)
+		return;
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->st.warning, sizeof(m->st.warning),
+		 "%u TCP connection%s through the user network (hostfwd or the guest's own) will be reset by the "
+		 "move: libslirp cannot hand %s over",
+		 n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+	pthread_mutex_unlock(&m->lock);
+	vm_log(vm, "migration: %s", m->st.warning);
+}
+
 static void *migrate_thread(void *arg)
 {
 	struct migration *m = arg;
@@ -1431,6 +1452,7 @@ static void *migrate_thread(void *arg)
 
 	if (connect_dest(m) < 0)
 		goto failed;
+	warn_connections(m);
 	/* round 0: every page; the log from here on */
 	if (vm_pause(vm) < 0) {
 		fail(m, "the VM ended during the migration");

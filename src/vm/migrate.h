@@ -63,6 +63,7 @@ struct migrate_status {
 	uint64_t disk_remaining;       /* copy_disks: bytes dirty or not yet sent */
 	uint64_t disk_sent;	       /* copy_disks: disk bytes on the wire (zero chunks as a marker) */
 	char error[512];	       /* failed: one line */
+	char warning[256];	       /* what the move will not carry (open user-network connections) */
 };
 
 const char *migrate_state_name(enum migrate_state s);
