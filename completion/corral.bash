@@ -49,7 +49,7 @@ _corral_run()
 	--record | --replay) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--append | --mem | --cpus) return ;;
 	--balloon) COMPREPLY=($(compgen -W "on amount= deflate_on_oom=on stats= free_page_reporting=on" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
-	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+	--incoming) COMPREPLY=($(compgen -W "tcp: unix: defer" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --accel-threads --serial
 		--disk --net --rng --balloon --virtio-console --device --no-reboot --api-sock --incoming --gdb --gdb-wait

@@ -158,5 +158,9 @@ wait_pid "$dst" 5
 check "SIGTERM ends an empty VM process (status $rc)" test "$rc" -eq 143
 check "its API socket is gone" test ! -e "$tmp/d3.sock"
 
+# a sanitized build's reports (ASan, UBSan) in any corral's stderr
+san=$(grep -l "Sanitizer\|runtime error" "$tmp"/*.err 2>/dev/null | tr '\n' ' ')
+check "no sanitizer report in any corral's stderr: $san" test -z "$san"
+
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -168,6 +168,10 @@ wait "$dst" 2>/dev/null
 check "the disk arrives whole" cmp -s "$work/c.img" "$work/c2.img"
 check "the count goes on without a gap or a repeat" sh -c "cat '$work/s4.out' '$work/d4.out' | head -n -1 | awk '{ v = 0; for (i = 1; i <= length(\$0); i++) v = v * 16 + index(\"0123456789ABCDEF\", substr(\$0, i, 1)) - 1; if (NR > 1 && v != p + 1) exit 1; p = v }'"
 
+# a sanitized build's reports (ASan, UBSan) in any corral's stderr
+san=$(grep -l "Sanitizer\|runtime error" "$work"/*.err 2>/dev/null | tr '\n' ' ')
+check "no sanitizer report from the tiny guests' corrals: $san" test -z "$san"
+
 # ---- 4. the Debian guest writes to both disks while it moves ----
 if [ -n "${CORRAL_DISKS_NO_KIT:-}" ]; then
 	echo "t_disks: the Debian guest part skipped (CORRAL_DISKS_NO_KIT)"
@@ -248,4 +252,6 @@ PY
 [ $? -eq 0 ] || echo "(the check itself failed)" >>"$work/blocks"
 check "every block whole at the destination; the source's image stops at the switch: $(cat "$work/blocks")" \
 	test -z "$(cat "$work/blocks")"
+san=$(grep -l "Sanitizer\|runtime error" "$work/err1" "$work/err2" 2>/dev/null | tr '\n' ' ')
+check "no sanitizer report from the Debian guest's corrals: $san" test -z "$san"
 report
