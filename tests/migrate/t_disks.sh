@@ -182,7 +182,7 @@ fi
 need_kit
 until_seen() { # FILE PATTERN SECONDS
 	i=0
-	while ! tr -d '\r' <"$1" 2>/dev/null | grep -qE "$2"; do
+	while ! { tr -d '\r' <"$1"; } 2>/dev/null | grep -qE "$2"; do
 		i=$((i + 1))
 		[ $i -gt $(($3 * 10)) ] && return 1
 		sleep 0.1
