@@ -50,7 +50,7 @@ _corral_run()
 	--replay-snapshots) COMPREPLY=($(compgen -W "off 20000000 1000000,64" -- "$cur")); return ;;
 	--append | --mem | --cpus) return ;;
 	--balloon) COMPREPLY=($(compgen -W "on amount= deflate_on_oom=on stats= free_page_reporting=on" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
-	--incoming) COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
+	--incoming) COMPREPLY=($(compgen -W "tcp: unix: defer" -- "$cur")); compopt -o nospace 2>/dev/null; return ;;
 	esac
 	COMPREPLY=($(compgen -W "--kernel --initrd --append --mem --cpus --engine --cpu-model --accel-threads --serial
 		--disk --net --rng --balloon --virtio-console --device --no-reboot --api-sock --incoming --gdb --gdb-wait
@@ -193,7 +193,7 @@ _corral()
 		--downtime-limit) return ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--downtime-limit --no-auto-converge --quiet --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--downtime-limit --no-auto-converge --copy-disks --compress --quiet --help" -- "$cur"))
 			elif ((COMP_CWORD == 3)); then
 				COMPREPLY=($(compgen -W "tcp: unix:" -- "$cur"))
 				compopt -o nospace 2>/dev/null

@@ -22,10 +22,21 @@
 #include "vm/migrate.h"
 #include "vm/vm.h"
 
+/* --incoming defer: where PUT /migrate/incoming stands */
+enum incoming_state { INCOMING_NONE, INCOMING_ACTIVE, INCOMING_FAILED, INCOMING_COMPLETED };
+
 struct api {
 	struct MHD_Daemon *d;
-	struct vm *vm;
+	struct vm *vm;	       /* atomic: NULL until an incoming VM came (--incoming defer) */
 	struct migration *mig; /* the last migration started (PUT /migrate) */
+	/* --incoming defer: the socket PUT /migrate/incoming listens on, for
+	 * api_wait_incoming to take (-1: none) */
+	pthread_mutex_t inc_lock;
+	pthread_cond_t inc_cond;
+	enum incoming_state inc_state; /* inc_lock, as the rest */
+	int inc_fd;
+	char inc_url[MIGRATE_URL_MAX];
+	char inc_error[512];
 	int fd;
 	int inflight; /* atomic: requests begun and not yet answered to the end */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -41,7 +52,7 @@ struct req {
 
 static const char *state_name(struct vm *vm)
 {
-	if (!vm_is_running(vm))
+	if (!vm || !vm_is_running(vm))
 		return "Not started";
 	return vm_is_paused(vm) ? "Paused" : "Running";
 }
@@ -49,8 +60,9 @@ static const char *state_name(struct vm *vm)
 static enum MHD_Result get_root(struct api *a, struct MHD_Connection *c)
 {
 	return httpd_reply(c, 200,
-			   json_pack("{s:s,s:s,s:s,s:s}", "id", "corral", "state", state_name(a->vm), "vmm_version",
-				     a->version, "app_name", "corral"));
+			   json_pack("{s:s,s:s,s:s,s:s}", "id", "corral", "state",
+				     state_name(__atomic_load_n(&a->vm, __ATOMIC_ACQUIRE)), "vmm_version", a->version,
+				     "app_name", "corral"));
 }
 
 static enum MHD_Result get_machine_config(struct api *a, struct MHD_Connection *c)
@@ -169,7 +181,8 @@ static int migrating(struct api *a)
 
 static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, struct req *q)
 {
-	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge", NULL};
+	static const char *const keys[] = {"destination_url", "downtime_limit_ms", "auto_converge",
+					   "copy_disks",      "compress",	   NULL};
 	char why[256];
 	const char *url = NULL;
 	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
@@ -179,7 +192,8 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 		return httpd_fault(c, 400, "%s", got == 0 ? "'destination_url' is required" : why);
 	}
 	struct migrate_params p = {.url = url};
-	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge");
+	json_t *dl = json_object_get(j, "downtime_limit_ms"), *ac = json_object_get(j, "auto_converge"),
+	       *cd = json_object_get(j, "copy_disks"), *zs = json_object_get(j, "compress");
 	enum MHD_Result r;
 	if (dl &&
 	    (!json_is_integer(dl) || json_integer_value(dl) < 1 || json_integer_value(dl) > MIGRATE_DOWNTIME_MAX_MS)) {
@@ -190,6 +204,13 @@ static enum MHD_Result put_migrate(struct api *a, struct MHD_Connection *c, stru
 		r = httpd_fault(c, 400, "'auto_converge' must be true or false");
 		goto out;
 	}
+	if ((cd && !json_is_boolean(cd)) || (zs && !json_is_boolean(zs))) {
+		r = httpd_fault(c, 400, "'%s' must be true or false",
+				cd && !json_is_boolean(cd) ? "copy_disks" : "compress");
+		goto out;
+	}
+	p.compress = zs && json_is_true(zs);
+	p.copy_disks = cd && json_is_true(cd);
 	if (dl)
 		p.downtime_ms = (unsigned)json_integer_value(dl);
 	p.no_auto_converge = ac && json_is_false(ac);
@@ -226,9 +247,115 @@ static enum MHD_Result get_migrate(struct api *a, struct MHD_Connection *c)
 			      (json_int_t)(st.expected_downtime_ms > INT64_MAX ? INT64_MAX : st.expected_downtime_ms),
 			      "downtime_ms", (json_int_t)st.downtime_ms, "total_ms", (json_int_t)st.total_ms,
 			      "throttle_percent", (json_int_t)st.throttle_pct);
+	if (j && st.disk_total) {
+		json_object_set_new(j, "disk_total", json_integer((json_int_t)st.disk_total));
+		json_object_set_new(j, "disk_remaining", json_integer((json_int_t)st.disk_remaining));
+		json_object_set_new(j, "disk_sent", json_integer((json_int_t)st.disk_sent));
+	}
+	if (j && st.warning[0])
+		json_object_set_new(j, "warning", json_string(st.warning));
 	if (j && st.state == MIGRATE_FAILED)
 		json_object_set_new(j, "error", json_string(st.error));
 	return httpd_reply(c, 200, j);
+}
+
+static const char *incoming_state_name(enum incoming_state s)
+{
+	switch (s) {
+	case INCOMING_NONE: return "none";
+	case INCOMING_ACTIVE: return "active";
+	case INCOMING_FAILED: return "failed";
+	case INCOMING_COMPLETED: return "completed";
+	}
+	return "?";
+}
+
+/* --incoming defer (QEMU's migrate-incoming): listen on the URL now, so
+ * that a source may connect as soon as this answers. */
+static enum MHD_Result put_incoming(struct api *a, struct MHD_Connection *c, struct req *q)
+{
+	static const char *const keys[] = {"url", NULL};
+	char why[256], err[512];
+	const char *url = NULL;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	int got = j ? httpd_get_str(j, "url", MIGRATE_URL_MAX, &url, why, sizeof(why)) : -1;
+	enum MHD_Result r;
+	if (got <= 0) {
+		r = httpd_fault(c, 400, "%s", got == 0 ? "'url' is required" : why);
+		goto out;
+	}
+	pthread_mutex_lock(&a->inc_lock);
+	if (a->inc_fd == -2) {
+		pthread_mutex_unlock(&a->inc_lock);
+		r = httpd_fault(c, 409, "this corral was not started with --incoming defer");
+		goto out;
+	}
+	if (a->inc_state == INCOMING_ACTIVE || a->inc_state == INCOMING_COMPLETED) {
+		pthread_mutex_unlock(&a->inc_lock);
+		r = httpd_fault(c, 409, "an incoming migration is %s (GET /migrate/incoming)",
+				a->inc_state == INCOMING_ACTIVE ? "under way" : "done");
+		goto out;
+	}
+	int fd = migrate_listen(url, err, sizeof(err));
+	if (fd < 0) {
+		pthread_mutex_unlock(&a->inc_lock);
+		r = httpd_fault(c, 400, "%s", err);
+		goto out;
+	}
+	a->inc_fd = fd;
+	a->inc_state = INCOMING_ACTIVE;
+	a->inc_error[0] = 0;
+	snprintf(a->inc_url, sizeof(a->inc_url), "%s", url);
+	pthread_cond_signal(&a->inc_cond);
+	pthread_mutex_unlock(&a->inc_lock);
+	r = httpd_reply(c, 204, NULL);
+out:
+	json_decref(j);
+	return r;
+}
+
+static enum MHD_Result get_incoming(struct api *a, struct MHD_Connection *c)
+{
+	pthread_mutex_lock(&a->inc_lock);
+	json_t *j = json_pack("{s:s}", "state", incoming_state_name(a->inc_state));
+	if (j && a->inc_state != INCOMING_NONE)
+		json_object_set_new(j, "url", json_string(a->inc_url));
+	if (j && a->inc_state == INCOMING_FAILED)
+		json_object_set_new(j, "error", json_string(a->inc_error));
+	pthread_mutex_unlock(&a->inc_lock);
+	return httpd_reply(c, 200, j);
+}
+
+int api_wait_incoming(struct api *a, volatile sig_atomic_t *stop, char *url, size_t urllen)
+{
+	pthread_mutex_lock(&a->inc_lock);
+	while (a->inc_fd < 0 && !*stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000; /* a signal's stop is seen within 0.1 s */
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&a->inc_cond, &a->inc_lock, &ts);
+	}
+	int fd = *stop ? -EINTR : a->inc_fd;
+	if (fd >= 0) {
+		a->inc_fd = -1;
+		snprintf(url, urllen, "%s", a->inc_url);
+	}
+	pthread_mutex_unlock(&a->inc_lock);
+	return fd;
+}
+
+void api_incoming_done(struct api *a, struct vm *vm, const char *err)
+{
+	pthread_mutex_lock(&a->inc_lock);
+	a->inc_state = vm ? INCOMING_COMPLETED : INCOMING_FAILED;
+	snprintf(a->inc_error, sizeof(a->inc_error), "%s", vm ? "" : err);
+	pthread_mutex_unlock(&a->inc_lock);
+	if (vm)
+		__atomic_store_n(&a->vm, vm, __ATOMIC_RELEASE);
 }
 
 /* "/drives/K" or "/network-interfaces/K" (K: the device's index in the
@@ -422,7 +549,10 @@ static const struct route routes[] = {
 	{"/balloon", "PATCH", 1},
 	{"/balloon/statistics", "GET", 0},
 	{"/balloon/statistics", "PATCH", 1},
+	{"/migrate/incoming", "PUT", 1},
+	{"/migrate/incoming", "GET", 0},
 };
+#define ROUTE_INCOMING 13 /* the first of the /migrate/incoming routes */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 			      const char *version, const char *upload, size_t *upload_size, void **con_cls)
@@ -449,6 +579,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	}
 	if (q->too_big)
 		return httpd_fault(c, 413, "the body is larger than %d bytes", API_BODY_MAX);
+	/* --incoming defer: no VM until one came */
+	if (!__atomic_load_n(&a->vm, __ATOMIC_ACQUIRE) && strcmp(url, "/") && strcmp(url, "/migrate/incoming"))
+		return httpd_fault(c, 409, "no VM here yet: it comes with PUT /migrate/incoming");
 	if (device_index(url, "/drives/") != -1)
 		return device_rate(a, c, url, method, q, 1);
 	if (device_index(url, "/network-interfaces/") != -1)
@@ -476,6 +609,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		case 8:
 		case 9:
 		case 10: return balloon(a, c, method, q);
+		case ROUTE_INCOMING: return put_incoming(a, c, q);
+		case ROUTE_INCOMING + 1: return get_incoming(a, c);
 		default: return balloon_stats(a, c, method, q);
 		}
 	}
@@ -512,6 +647,9 @@ int api_start(const char *path, struct vm *vm, const char *version, struct api *
 		return -ENOMEM;
 	}
 	a->vm = vm;
+	a->inc_fd = vm ? -2 : -1; /* -2: not an empty VM process */
+	pthread_mutex_init(&a->inc_lock, NULL);
+	pthread_cond_init(&a->inc_cond, NULL);
 	snprintf(a->version, sizeof(a->version), "%s", version);
 	snprintf(a->path, sizeof(a->path), "%s", path);
 	memcpy(sa.sun_path, path, strlen(path));
@@ -549,6 +687,8 @@ err_unlink:
 err_close:
 	close(a->fd);
 err_free:
+	pthread_mutex_destroy(&a->inc_lock);
+	pthread_cond_destroy(&a->inc_cond);
 	free(a);
 	return r;
 }
@@ -566,6 +706,10 @@ void api_stop(struct api *a)
 	}
 	httpd_mhd.stop_daemon(a->d);
 	migrate_free(a->mig);
+	if (a->inc_fd >= 0) /* a PUT /migrate/incoming nobody took */
+		close(a->inc_fd);
+	pthread_mutex_destroy(&a->inc_lock);
+	pthread_cond_destroy(&a->inc_cond);
 	close(a->fd);
 	unlink(a->path);
 	free(a);

@@ -13,6 +13,7 @@
 #ifndef CORRAL_API_H
 #define CORRAL_API_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #define API_BODY_MAX 16384
@@ -24,5 +25,15 @@ struct api;
  * reports as vmm_version. */
 int api_start(const char *path, struct vm *vm, const char *version, struct api **out, char *err, size_t errlen);
 void api_stop(struct api *a);
+
+/* An empty VM process (corral run --incoming defer): api_start with vm
+ * NULL answers GET / and PUT/GET /migrate/incoming, and 409 to the rest.
+ * api_wait_incoming waits for a PUT /migrate/incoming and returns the
+ * socket it listens on (url in url), or -EINTR once *stop is set (checked
+ * every 0.1 s). api_incoming_done says how it went: vm, the VM that came
+ * (every request acts on it from now on), or NULL and one line in err (a
+ * new PUT may come). */
+int api_wait_incoming(struct api *a, volatile sig_atomic_t *stop, char *url, size_t urllen);
+void api_incoming_done(struct api *a, struct vm *vm, const char *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -266,10 +267,52 @@ const char *blk_last_error(struct blk *b)
 	return b->format == BLK_FMT_QCOW2 ? qcow2_last_error(b) : NULL;
 }
 
+int blk_dirty_start(struct blk *b)
+{
+	uint64_t chunks = (b->size + BLK_DIRTY_CHUNK - 1) / BLK_DIRTY_CHUNK;
+	uint64_t *map = calloc((chunks + 63) / 64 ? (chunks + 63) / 64 : 1, 8);
+	if (!map)
+		return -ENOMEM;
+	blk_dirty_stop(b);
+	b->dirty_chunks = chunks;
+	__atomic_store_n(&b->dirty, map, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void blk_dirty_stop(struct blk *b)
+{
+	uint64_t *map = __atomic_exchange_n(&b->dirty, NULL, __ATOMIC_ACQ_REL);
+	free(map);
+}
+
+void blk_dirty_mark(struct blk *b, uint64_t off, uint64_t len)
+{
+	uint64_t *map = __atomic_load_n(&b->dirty, __ATOMIC_ACQUIRE);
+	if (!map || !len || off >= b->size)
+		return;
+	uint64_t first = off / BLK_DIRTY_CHUNK, last = (off + len - 1) / BLK_DIRTY_CHUNK;
+	if (last >= b->dirty_chunks || off + len < off)
+		last = b->dirty_chunks - 1;
+	for (uint64_t c = first; c <= last; c++)
+		__atomic_fetch_or(&map[c >> 6], 1ull << (c & 63), __ATOMIC_SEQ_CST);
+}
+
+uint64_t blk_dirty_collect(struct blk *b, uint64_t *out)
+{
+	uint64_t *map = __atomic_load_n(&b->dirty, __ATOMIC_ACQUIRE), n = 0;
+	for (uint64_t w = 0; map && w < (b->dirty_chunks + 63) / 64; w++) {
+		uint64_t v = __atomic_exchange_n(&map[w], 0, __ATOMIC_SEQ_CST);
+		out[w] |= v;
+		n += (uint64_t)__builtin_popcountll(v);
+	}
+	return n;
+}
+
 void blk_close(struct blk *b)
 {
 	if (!b)
 		return;
+	blk_dirty_stop(b);
 	if (b->direct.on)
 		close(b->direct.fd);
 	b->ops->close(b);

@@ -60,6 +60,10 @@ struct blk {
 	struct blk_direct direct;
 	int lock_fd; /* blk_open: the image file whose locks it holds; -1 (or 0 if unset): none */
 	int lock_held;
+	/* blk_dirty_start: a bit per BLK_DIRTY_CHUNK written since it was
+	 * last collected; NULL: not tracking. */
+	uint64_t *dirty;
+	uint64_t dirty_chunks;
 };
 
 /* Opens path as a disk. format BLK_FMT_PROBE looks at the file's first bytes
@@ -95,6 +99,21 @@ int blk_format_parse(const char *s, enum blk_format *out);
 const char *blk_format_name(enum blk_format f);
 /* "none", "writeback": -1 for anything else. */
 int blk_cache_parse(const char *s, enum blk_cache *out);
+
+/* Dirty block tracking (live migration's --copy-disks, as QEMU's dirty
+ * bitmaps): once started, every write, discard or write of zeroes the
+ * device makes through blk_dirty_mark sets the bits of the chunks it
+ * touched. A mark comes after the data is in the image, so a reader that
+ * collects (and clears) the bits before it reads a chunk sees every later
+ * write marked again. Start and stop while no request runs (the VM
+ * paused); mark and collect may run at once. */
+#define BLK_DIRTY_CHUNK (64u << 10)
+int blk_dirty_start(struct blk *b); /* 0 or -ENOMEM */
+void blk_dirty_stop(struct blk *b);
+void blk_dirty_mark(struct blk *b, uint64_t off, uint64_t len);
+/* ORs the dirty chunks into out (dirty_chunks bits) and clears them;
+ * returns how many were set. */
+uint64_t blk_dirty_collect(struct blk *b, uint64_t *out);
 
 /* Plain reads/writes of one buffer (wrappers over readv/writev). */
 int blk_pread(struct blk *b, uint64_t off, void *buf, size_t n);

@@ -386,6 +386,11 @@ int net_state_save(struct net *n, struct state_writer *w)
 	return r;
 }
 
+unsigned net_connections(struct net *n)
+{
+	return n && n->connections ? n->connections(n) : 0;
+}
+
 int net_state_load(struct net *n, struct state_reader *r, unsigned *lost)
 {
 	*lost = 0;

@@ -84,5 +84,8 @@ int net_state_load(struct net *n, struct state_reader *r, unsigned *lost);
  * VM runs on without them). */
 void net_ports_release(struct net *n);
 int net_ports_take(struct net *n, char *err, size_t errlen);
+/* TCP connections open through the backend now (the user network's,
+ * hostfwd ones included): what a snapshot or a migration cannot carry. */
+unsigned net_connections(struct net *n);
 
 #endif

@@ -15,7 +15,7 @@
 static void migrate_usage(FILE *f)
 {
 	fprintf(f, "usage: corral migrate SOCK tcp:HOST:PORT|unix:PATH [--downtime-limit MS]\n"
-		   "                      [--no-auto-converge] [--quiet]\n\n"
+		   "                      [--no-auto-converge] [--copy-disks] [--compress] [--quiet]\n\n"
 		   "Moves the VM of the corral serving its control API on the unix socket SOCK\n"
 		   "(corral run --api-sock SOCK) to the corral waiting for it there\n"
 		   "(corral run --incoming tcp:ADDR:PORT|unix:PATH), while the guest runs: all\n"
@@ -25,6 +25,11 @@ static void migrate_usage(FILE *f)
 		   "  --downtime-limit MS  the longest stop allowed (default 300 ms)\n"
 		   "  --no-auto-converge   never slow the guest's vCPUs down (a guest that writes\n"
 		   "                       faster than the link then stops longer)\n"
+		   "  --copy-disks         send the disks' contents too (no shared storage): all\n"
+		   "                       of each image while the guest runs, then the blocks it\n"
+		   "                       wrote since; the destination writes new images\n"
+		   "  --compress           send page and disk data compressed (zstd) where that\n"
+		   "                       makes it smaller: for a slow link\n"
 		   "  --quiet              no progress line, only errors\n"
 		   "  -h, --help           show this help\n");
 }
@@ -39,13 +44,17 @@ int cmd_migrate(int argc, char **argv)
 {
 	const char *sock = NULL, *url = NULL;
 	long downtime = 0;
-	int no_ac = 0, quiet = 0;
+	int no_ac = 0, quiet = 0, copy_disks = 0, compress = 0;
 	for (int k = 1; k < argc; k++) {
 		if (!strcmp(argv[k], "-h") || !strcmp(argv[k], "--help")) {
 			migrate_usage(stdout);
 			return 0;
 		} else if (!strcmp(argv[k], "--no-auto-converge")) {
 			no_ac = 1;
+		} else if (!strcmp(argv[k], "--copy-disks")) {
+			copy_disks = 1;
+		} else if (!strcmp(argv[k], "--compress")) {
+			compress = 1;
 		} else if (!strcmp(argv[k], "--quiet")) {
 			quiet = 1;
 		} else if (!strcmp(argv[k], "--downtime-limit")) {
@@ -73,6 +82,10 @@ int cmd_migrate(int argc, char **argv)
 	}
 	char msg[512];
 	json_t *body = json_pack("{s:s,s:b}", "destination_url", url, "auto_converge", !no_ac);
+	if (body && copy_disks)
+		json_object_set_new(body, "copy_disks", json_true());
+	if (body && compress)
+		json_object_set_new(body, "compress", json_true());
 	if (body && downtime)
 		json_object_set_new(body, "downtime_limit_ms", json_integer(downtime));
 	int st = cli_api_request(sock, "PUT", "/migrate", body, NULL, msg, sizeof(msg));
@@ -80,7 +93,7 @@ int cmd_migrate(int argc, char **argv)
 		fprintf(stderr, "corral: migrate: %s\n", msg[0] ? msg : "the migration did not start");
 		return 1;
 	}
-	int tty = !quiet && isatty(STDERR_FILENO), status = 1;
+	int tty = !quiet && isatty(STDERR_FILENO), status = 1, warned = 0;
 	char last[64] = "";
 	for (;;) {
 		json_t *j;
@@ -96,6 +109,11 @@ int cmd_migrate(int argc, char **argv)
 		json_t *sv = json_object_get(j, "state");
 		const char *state = json_is_string(sv) ? json_string_value(sv) : "?";
 		snprintf(last, sizeof(last), "%s", state);
+		json_t *w = json_object_get(j, "warning");
+		if (json_is_string(w) && !warned) { /* once, on a line of its own */
+			fprintf(stderr, "%scorral: migrate: warning: %s\n", tty ? "\r" : "", json_string_value(w));
+			warned = 1;
+		}
 		uint64_t total = num(j, "ram_total"), rem = num(j, "ram_remaining"), sent = num(j, "bytes_sent");
 		if (!quiet) {
 			char line[256];
@@ -105,6 +123,9 @@ int cmd_migrate(int argc, char **argv)
 				 " MiB/s  dirty %" PRIu64 " MiB/s  expected stop %" PRIu64 " ms",
 				 state, num(j, "iteration"), pct, sent >> 20, num(j, "bandwidth") >> 20,
 				 num(j, "dirty_rate") >> 20, num(j, "expected_downtime_ms"));
+			if (num(j, "disk_total")) /* --copy-disks */
+				snprintf(line + strlen(line), sizeof(line) - strlen(line),
+					 "  disks %" PRIu64 " MiB left", num(j, "disk_remaining") >> 20);
 			if (num(j, "throttle_percent")) /* auto-converge holds the vCPUs back */
 				snprintf(line + strlen(line), sizeof(line) - strlen(line), "  throttle %" PRIu64 "%%",
 					 num(j, "throttle_percent"));

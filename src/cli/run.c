@@ -288,7 +288,9 @@ static void run_usage(FILE *f)
 		"                   migrate' sends, and run it: its configuration comes with it;\n"
 		"                   --disk gives its disks other paths, --net its NICs other\n"
 		"                   network specs (as many, in order), the host side\n"
-		"                   (--serial, --api-sock) and --engine are this corral's\n"
+		"                   (--serial, --api-sock) and --engine are this corral's;\n"
+		"                   --incoming defer: wait for PUT /migrate/incoming {\"url\":\n"
+		"                   URL} on --api-sock (an empty VM process)\n"
 		"  --gdb SPEC       serve GDB's remote protocol (emu engine): tcp:[ADDR]:PORT\n"
 		"                   (ADDR empty: 127.0.0.1), unix:PATH, or a bare PORT; then\n"
 		"                   'target remote :PORT' in gdb (docs/gdbstub.md); with --replay\n"
@@ -838,6 +840,11 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 					  : "--keep-mac");
 		return -1;
 	}
+	if (o->incoming && !strcmp(o->incoming, "defer") && !o->api_sock) {
+		fprintf(stderr,
+			"corral: run: --incoming defer needs --api-sock (PUT /migrate/incoming starts the wait)\n");
+		return -1;
+	}
 	if (o->incoming && o->not_override) {
 		fprintf(stderr, "corral: run: --%s: with --incoming the VM's configuration comes from the source\n",
 			o->not_override);
@@ -884,6 +891,32 @@ static void run_reboot(void *opaque)
 	term_restore();
 	if (in_fd >= 0)
 		term_make_raw();
+}
+
+/* --incoming defer: the API first, with no VM; each PUT /migrate/incoming
+ * starts a wait for one; a failed one is reported and the next PUT may
+ * come. 0 and *vm, or 1 (a signal, or no API). */
+static int run_incoming_deferred(const char *api_sock, struct vm_config *c, struct api **api, struct vm **vm)
+{
+	char err[512], url[MIGRATE_URL_MAX];
+	if (api_start(api_sock, NULL, CORRAL_VERSION, api, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corral: %s\n", err);
+		return 1;
+	}
+	for (;;) {
+		int ls = api_wait_incoming(*api, &run_signal, url, sizeof(url));
+		if (ls < 0)
+			break;
+		if (vm_incoming_on(ls, url, c, vm, err, sizeof(err)) == 0) {
+			api_incoming_done(*api, *vm, NULL);
+			return 0;
+		}
+		fprintf(stderr, "corral: %s\n", err);
+		api_incoming_done(*api, NULL, err);
+	}
+	api_stop(*api);
+	*api = NULL;
+	return 1;
 }
 
 static int run_main(int argc, char **argv, int restore)
@@ -935,9 +968,15 @@ static int run_main(int argc, char **argv, int restore)
 		term_make_raw();
 	struct vm *vm;
 	struct api *api = NULL;
-	if ((o.restore	  ? vm_restore(o.restore, c, &vm, err, sizeof(err))
-	     : o.incoming ? vm_incoming(o.incoming, c, &vm, err, sizeof(err))
-			  : vm_create(c, &vm, err, sizeof(err))) < 0) {
+	if (o.incoming && !strcmp(o.incoming, "defer")) {
+		if (run_incoming_deferred(o.api_sock, c, &api, &vm)) {
+			term_restore();
+			disks_free(&o);
+			return run_signal ? 128 + run_signal : 1;
+		}
+	} else if ((o.restore	 ? vm_restore(o.restore, c, &vm, err, sizeof(err))
+		    : o.incoming ? vm_incoming(o.incoming, c, &vm, err, sizeof(err))
+				 : vm_create(c, &vm, err, sizeof(err))) < 0) {
 		term_restore();
 		fprintf(stderr, "corral: %s\n", err);
 		disks_free(&o);
@@ -945,7 +984,7 @@ static int run_main(int argc, char **argv, int restore)
 	}
 	if (o.paused)
 		vm_pause_async(vm);
-	if (o.api_sock && api_start(o.api_sock, vm, CORRAL_VERSION, &api, err, sizeof(err)) < 0) {
+	if (o.api_sock && !api && api_start(o.api_sock, vm, CORRAL_VERSION, &api, err, sizeof(err)) < 0) {
 		term_restore();
 		fprintf(stderr, "corral: %s\n", err);
 		vm_destroy(vm);

@@ -253,6 +253,9 @@ static void blk_exec(struct blk *d, struct blk_req *r)
 	case BLK_OP_ZEROES: rc = d->ops->write_zeroes(d, r->off, r->len); break;
 	default: return;
 	}
+	/* a failed write may have changed part of the range too */
+	if (r->op != BLK_OP_FLUSH && r->op != BLK_OP_READ)
+		blk_dirty_mark(d, r->off, r->len);
 	r->st = rc < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 	if (rc >= 0 && r->op == BLK_OP_READ)
 		r->used = (uint32_t)r->len;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "machine/machine_impl.h"
 #include "vm/migrate.h"
@@ -29,15 +30,26 @@
 /* ---- The wire format (docs/migration.md) ---- */
 
 static const uint8_t mig_magic[8] = {'C', 'O', 'R', 'R', 'A', 'L', 'M', 'G'};
-#define MIG_VERSION 1
+#define MIG_VERSION 2 /* 1: no flags (what a source without compression sends) */
 #define MIG_PAGE 4096u
-#define MIG_HDR_LEN 28 /* magic, version, page size, RAM bytes, CRC */
-#define MIG_REC_LEN 20 /* type, count, arg, CRC */
-#define MIG_BATCH 256u /* pages in one PAGES record */
+#define MIG_HDR_LEN 28			    /* version 1: magic, version, page size, RAM bytes, CRC */
+#define MIG_HDR2_LEN 32			    /* version 2: flags before the CRC */
+#define MIG_F_ZSTD 1u			    /* page and disk data may come compressed */
+#define MIG_ZSTD_LEVEL 1		    /* zstd's fastest but the negative levels: the link, not the CPU, is slow */
+#define REC_COMPRESSED 1u		    /* a PAGES record's arg: its data is one zstd frame */
+#define DISK_COMPRESSED ((uint64_t)1 << 62) /* in a DISK record's arg */
+#define MIG_REC_LEN 20			    /* type, count, arg, CRC */
+#define MIG_BATCH 256u			    /* pages in one PAGES record */
 #define MIG_STATE_MAX (16u << 20)
 #define MIG_MSG_MAX 512
 
-enum { REC_PAGES = 1, REC_STATE = 2, REC_GO = 3, REC_SYNC = 4 };
+enum { REC_PAGES = 1, REC_STATE = 2, REC_GO = 3, REC_SYNC = 4, REC_DISKS = 5, REC_DISK = 6 };
+/* --copy-disks: chunks of BLK_DIRTY_CHUNK bytes; a disk of at most 4 TiB
+ * (a destination's map of them stays small); formats on the wire. */
+#define MIG_DISK_MAX (1ull << 42)
+#define MIG_DISK_PATH_MAX 1024
+#define MIG_DISK_BATCH 16 /* chunks read at once (one pause of a qcow2 guest) */
+enum { DISK_FMT_RAW = 1, DISK_FMT_QCOW2 = 2 };
 /* The destination's answers: u32 code, u32 length, the text. */
 enum { ANS_READY = 1, ANS_RUNNING = 2, ANS_ERROR = 3, ANS_SYNCED = 4 };
 #define PAGE_ZERO ((uint64_t)1 << 63) /* in a PAGES record's index: no data follows */
@@ -248,15 +260,290 @@ static int parse_url(const char *url, struct sockaddr_storage *sa, socklen_t *le
 	return 0;
 }
 
+/* ---- --compress: zstd frames for page and disk data ---- */
+
+/* The destination's side: a context and buffers for the largest frame
+ * (a PAGES record's pages). */
+struct mig_unz {
+	ZSTD_DCtx *dctx;
+	uint8_t *cbuf, *dbuf;
+	size_t ccap;
+};
+
+static int unz_init(struct mig_unz *u)
+{
+	u->ccap = ZSTD_compressBound((size_t)MIG_BATCH * MIG_PAGE);
+	u->dctx = ZSTD_createDCtx();
+	u->cbuf = malloc(u->ccap);
+	u->dbuf = malloc((size_t)MIG_BATCH * MIG_PAGE);
+	return u->dctx && u->cbuf && u->dbuf ? 0 : -ENOMEM;
+}
+
+static void unz_free(struct mig_unz *u)
+{
+	ZSTD_freeDCtx(u->dctx);
+	free(u->cbuf);
+	free(u->dbuf);
+	memset(u, 0, sizeof(*u));
+}
+
+/* u32 length, then a zstd frame that must give exactly n bytes into
+ * u->dbuf (n at most a PAGES record's data). */
+static int unz_read(struct mig_unz *u, int fd, size_t n, char *err, size_t errlen)
+{
+	uint8_t l[4];
+	int r = recv_all(fd, l, 4);
+	if (r < 0) {
+		snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+		return r;
+	}
+	uint32_t clen = rd32(l);
+	if (!u->dctx || clen == 0 || clen > u->ccap || clen > ZSTD_compressBound(n)) {
+		snprintf(err, errlen, "compressed data of %u bytes for %zu%s", clen, n,
+			 u->dctx ? "" : " in a stream that announced no compression");
+		return -EINVAL;
+	}
+	if ((r = recv_all(fd, u->cbuf, clen)) < 0) {
+		snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+		return r;
+	}
+	size_t got = ZSTD_decompressDCtx(u->dctx, u->dbuf, n, u->cbuf, clen);
+	if (ZSTD_isError(got) || got != n) {
+		snprintf(err, errlen, "compressed data: %s",
+			 ZSTD_isError(got) ? ZSTD_getErrorName(got) : "not the announced length");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- --copy-disks: the destination's new images ---- */
+
+/* The images a copying source fills: created at the DISKS record, written
+ * chunk by chunk (each checked before it is written), closed before the
+ * VM is built on them; removed again unless the VM runs here. */
+struct incoming_disks {
+	const struct vm_config *ov; /* paths given here (NULL: the source's) */
+	unsigned n;
+	struct blk *b[VM_MAX_DISKS];
+	char path[VM_MAX_DISKS][MIG_DISK_PATH_MAX];
+	uint64_t *got[VM_MAX_DISKS]; /* chunks this stream wrote */
+	uint8_t *buf;		     /* one chunk */
+};
+
+static void incoming_disks_close(struct incoming_disks *dk)
+{
+	for (unsigned k = 0; k < dk->n; k++) {
+		blk_close(dk->b[k]);
+		dk->b[k] = NULL;
+		free(dk->got[k]);
+		dk->got[k] = NULL;
+	}
+	free(dk->buf);
+	dk->buf = NULL;
+}
+
+/* Removes the images made here (the VM did not come). */
+static void incoming_disks_remove(struct incoming_disks *dk)
+{
+	incoming_disks_close(dk);
+	for (unsigned k = 0; k < dk->n; k++)
+		if (dk->path[k][0])
+			unlink(dk->path[k]);
+	dk->n = 0;
+}
+
+/* A new image at path: never over an existing file. */
+static int incoming_disk_create(struct incoming_disks *dk, unsigned k, uint64_t size, uint32_t fmt, char *err,
+				size_t errlen)
+{
+	const char *path = dk->path[k];
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644), r;
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "disk %u: cannot create '%.200s': %s%s", k, path, strerror(-r),
+			 r == -EEXIST ? " (a copied disk goes into a new image: give another path with --disk)" : "");
+		dk->path[k][0] = 0; /* not ours: never removed */
+		return r;
+	}
+	if (fmt == DISK_FMT_RAW && ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		close(fd);
+		snprintf(err, errlen, "disk %u: '%.200s': %s", k, path, strerror(-r));
+		return r;
+	}
+	close(fd);
+	char e[256];
+	if (fmt == DISK_FMT_QCOW2 && (r = qcow2_create(path, size, 16, NULL, NULL, e, sizeof(e))) < 0) {
+		snprintf(err, errlen, "disk %u: %s", k, e);
+		return r;
+	}
+	if ((r = blk_open(&dk->b[k], path, fmt == DISK_FMT_QCOW2 ? BLK_FMT_QCOW2 : BLK_FMT_RAW, 0, e, sizeof(e))) < 0) {
+		dk->b[k] = NULL;
+		snprintf(err, errlen, "disk %u: %s", k, e);
+		return r;
+	}
+	if (dk->b[k]->size != size) {
+		snprintf(err, errlen, "disk %u: '%.200s' has %" PRIu64 " bytes, not %" PRIu64, k, path, dk->b[k]->size,
+			 size);
+		return -EINVAL;
+	}
+	dk->got[k] = calloc((size / BLK_DIRTY_CHUNK + 64) / 64, 8);
+	if (!dk->got[k]) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The DISKS record's payload (len bytes, checked): the images made. */
+static int incoming_disks_open(struct incoming_disks *dk, int fd, uint32_t count, uint64_t len, char *err,
+			       size_t errlen)
+{
+	if (dk->n || dk->buf) {
+		snprintf(err, errlen, "a second list of disks");
+		return -EINVAL;
+	}
+	if (count == 0 || count > VM_MAX_DISKS || len < (uint64_t)count * 17 ||
+	    len > (uint64_t)count * (16 + MIG_DISK_PATH_MAX)) {
+		snprintf(err, errlen, "a list of %u disks in %" PRIu64 " bytes (1 to %d disks)", count, len,
+			 VM_MAX_DISKS);
+		return -EINVAL;
+	}
+	if (dk->ov && dk->ov->ndisks && dk->ov->ndisks != count) {
+		snprintf(err, errlen, "the VM has %u disk%s: give as many --disk options, or none", count,
+			 count == 1 ? "" : "s");
+		return -EINVAL;
+	}
+	uint8_t *p = malloc(len + 4);
+	int r;
+	if (!p) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	if ((r = recv_all(fd, p, len + 4)) < 0) {
+		snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+		goto out;
+	}
+	r = -EINVAL;
+	if (CRC_BAD(rd32(p + len), mig_crc(p, len, 0))) {
+		snprintf(err, errlen, "the list of disks: checksum mismatch");
+		goto out;
+	}
+	/* everything checked before the first file is made */
+	uint64_t size[VM_MAX_DISKS], at = 0;
+	uint32_t fmt[VM_MAX_DISKS];
+	for (unsigned k = 0; k < count; k++) {
+		uint32_t n = at + 16 <= len ? rd32(p + at + 12) : UINT32_MAX;
+		if (n == UINT32_MAX || n == 0 || n >= MIG_DISK_PATH_MAX || at + 16 + n > len) {
+			snprintf(err, errlen, "the list of disks: disk %u's entry is malformed", k);
+			goto out;
+		}
+		size[k] = rd64(p + at);
+		fmt[k] = rd32(p + at + 8);
+		if (size[k] == 0 || size[k] > MIG_DISK_MAX || size[k] % 512 ||
+		    (fmt[k] != DISK_FMT_RAW && fmt[k] != DISK_FMT_QCOW2)) {
+			snprintf(err, errlen, "disk %u: %" PRIu64 " bytes of format %u (512 B to 4 TiB, raw or qcow2)",
+				 k, size[k], fmt[k]);
+			goto out;
+		}
+		const char *given = dk->ov && dk->ov->ndisks ? dk->ov->disk[k].path : NULL;
+		if (given)
+			snprintf(dk->path[k], MIG_DISK_PATH_MAX, "%s", given);
+		else {
+			memcpy(dk->path[k], p + at + 16, n);
+			dk->path[k][n] = 0;
+			if (strlen(dk->path[k]) != n) {
+				snprintf(err, errlen, "disk %u: a path with a NUL byte", k);
+				goto out;
+			}
+		}
+		at += 16 + n;
+	}
+	if (at != len) {
+		snprintf(err, errlen, "the list of disks: %" PRIu64 " bytes left over", len - at);
+		goto out;
+	}
+	dk->buf = malloc(BLK_DIRTY_CHUNK);
+	if (!dk->buf) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		goto out;
+	}
+	for (unsigned k = 0; k < count; k++) {
+		dk->n = k + 1; /* removed on failure from here */
+		if ((r = incoming_disk_create(dk, k, size[k], fmt[k], err, errlen)) < 0)
+			goto out;
+	}
+	r = 0;
+out:
+	free(p);
+	return r;
+}
+
+/* One DISK record's payload: checked, then written. */
+static int incoming_disk_chunk(struct incoming_disks *dk, struct mig_unz *u, int fd, uint32_t k, uint64_t arg,
+			       char *err, size_t errlen)
+{
+	uint64_t off = arg & ~(PAGE_ZERO | DISK_COMPRESSED);
+	int zero = (arg & PAGE_ZERO) != 0, packed = (arg & DISK_COMPRESSED) != 0, r;
+	if (k >= dk->n || !dk->b[k] || off % BLK_DIRTY_CHUNK || off >= dk->b[k]->size || (zero && packed)) {
+		snprintf(err, errlen, "a disk chunk at %" PRIu64 " of disk %u: no such place", off, k);
+		return -EINVAL;
+	}
+	struct blk *b = dk->b[k];
+	uint32_t len = zero ? 0 : (uint32_t)(b->size - off < BLK_DIRTY_CHUNK ? b->size - off : BLK_DIRTY_CHUNK);
+	uint8_t sum[4];
+	if (packed) {
+		if ((r = unz_read(u, fd, len, err, errlen)) < 0)
+			return r;
+		memcpy(dk->buf, u->dbuf, len);
+	} else if ((r = recv_all(fd, dk->buf, len)) < 0) {
+		snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+		return r;
+	}
+	if ((r = recv_all(fd, sum, 4)) < 0) {
+		snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+		return r;
+	}
+	if (CRC_BAD(rd32(sum), mig_crc(dk->buf, len, 0))) {
+		snprintf(err, errlen, "a disk chunk: checksum mismatch");
+		return -EINVAL;
+	}
+	uint64_t c = off / BLK_DIRTY_CHUNK, *got = &dk->got[k][c >> 6], bit = 1ull << (c & 63);
+	if (zero) {
+		/* a new image reads as zeros: clear only what this stream wrote */
+		uint64_t n = b->size - off < BLK_DIRTY_CHUNK ? b->size - off : BLK_DIRTY_CHUNK;
+		r = (*got & bit) ? b->ops->write_zeroes(b, off, n) : 0;
+		*got &= ~bit;
+	} else {
+		r = blk_pwrite(b, off, dk->buf, len);
+		*got |= bit;
+	}
+	if (r < 0)
+		snprintf(err, errlen, "disk %u: writing '%.200s': %s", k, dk->path[k], strerror(-r));
+	return r;
+}
+
 /* ---- The destination ---- */
 
-/* The state stream is at most MIG_STATE_MAX: the configuration, a few KiB
- * per vCPU and device. */
+/* The stream up to the device state; dk NULL: no disk records taken. */
+static int recv_stream(int fd, int reply_fd, uint64_t max_mem, struct incoming_disks *dk, int *mem_fd, void **state,
+		       size_t *state_len, char *err, size_t errlen);
+
 int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, void **state, size_t *state_len, char *err,
 			size_t errlen)
 {
+	return recv_stream(fd, reply_fd, max_mem, NULL, mem_fd, state, state_len, err, errlen);
+}
+
+/* The state stream is at most MIG_STATE_MAX: the configuration, a few KiB
+ * per vCPU and device. */
+static int recv_stream(int fd, int reply_fd, uint64_t max_mem, struct incoming_disks *dk, int *mem_fd, void **state,
+		       size_t *state_len, char *err, size_t errlen)
+{
 	uint8_t h[MIG_HDR_LEN];
 	uint64_t *idx = NULL, *got = NULL; /* got: pages this stream wrote */
+	struct mig_unz unz = {0};
 	uint8_t *ram = NULL;
 	uint64_t mem = 0;
 	int mfd = -1, r;
@@ -272,12 +559,32 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 		snprintf(err, errlen, "not a corral migration stream (bad magic)");
 		return r;
 	}
-	if (CRC_BAD(rd32(h + 24), mig_crc(h, 24, 0))) {
+	uint32_t flags = 0;
+	if (rd32(h + 8) == 2) { /* the flags, then the CRC */
+		uint8_t h2[MIG_HDR2_LEN];
+		memcpy(h2, h, sizeof(h));
+		if ((r = recv_all(fd, h2 + sizeof(h), sizeof(h2) - sizeof(h))) < 0) {
+			snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
+			return r;
+		}
+		r = -EINVAL;
+		if (CRC_BAD(rd32(h2 + 28), mig_crc(h2, 28, 0))) {
+			snprintf(err, errlen, "the stream's header: checksum mismatch");
+			return r;
+		}
+		flags = rd32(h2 + 24);
+		if (flags & ~MIG_F_ZSTD) {
+			snprintf(err, errlen, "the stream's flags 0x%x: this corral knows 0x%x (zstd)", flags,
+				 MIG_F_ZSTD);
+			return r;
+		}
+	} else if (CRC_BAD(rd32(h + 24), mig_crc(h, 24, 0))) {
 		snprintf(err, errlen, "the stream's header: checksum mismatch");
 		return r;
 	}
-	if (rd32(h + 8) != MIG_VERSION) {
-		snprintf(err, errlen, "migration stream version %u: this corral reads %u", rd32(h + 8), MIG_VERSION);
+	if (rd32(h + 8) != 1 && rd32(h + 8) != MIG_VERSION) {
+		snprintf(err, errlen, "migration stream version %u: this corral reads 1 and %u", rd32(h + 8),
+			 MIG_VERSION);
 		return r;
 	}
 	mem = rd64(h + 16);
@@ -297,7 +604,7 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 	}
 	idx = malloc(MIG_BATCH * sizeof(*idx));
 	got = calloc((pages + 63) / 64, 8);
-	if (!idx || !got) {
+	if (!idx || !got || ((flags & MIG_F_ZSTD) && unz_init(&unz) < 0)) {
 		r = -ENOMEM;
 		snprintf(err, errlen, "%s", strerror(ENOMEM));
 		goto fail;
@@ -316,7 +623,7 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 		uint32_t type = rd32(rec), count = rd32(rec + 4);
 		uint64_t arg = rd64(rec + 8);
 		if (type == REC_PAGES) {
-			if (count == 0 || count > MIG_BATCH || arg) {
+			if (count == 0 || count > MIG_BATCH || (arg & ~(uint64_t)REC_COMPRESSED)) {
 				snprintf(err, errlen, "a page record of %u pages (1 to %u)", count, MIG_BATCH);
 				goto fail;
 			}
@@ -335,6 +642,20 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 					goto fail;
 				}
 			}
+			/* compressed: the non-zero pages' data as one frame */
+			const uint8_t *packed = NULL;
+			if (arg & REC_COMPRESSED) {
+				size_t nz = 0;
+				for (uint32_t k = 0; k < count; k++)
+					nz += !(idx[k] & PAGE_ZERO);
+				if (!nz) {
+					snprintf(err, errlen, "a compressed page record without data");
+					goto fail;
+				}
+				if ((r = unz_read(&unz, fd, nz * MIG_PAGE, err, errlen)) < 0)
+					goto fail;
+				packed = unz.dbuf;
+			}
 			/* Data goes to its place at once; a checksum mismatch
 			 * after it fails the whole stream, so nothing wrong is
 			 * ever run. */
@@ -350,7 +671,10 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 					continue;
 				}
 				got[pg >> 6] |= 1ull << (pg & 63);
-				if ((r = recv_all(fd, p, MIG_PAGE)) < 0) {
+				if (packed) {
+					memcpy(p, packed, MIG_PAGE);
+					packed += MIG_PAGE;
+				} else if ((r = recv_all(fd, p, MIG_PAGE)) < 0) {
 					snprintf(err, errlen, "the stream broke off: %s", strerror(-r));
 					goto fail;
 				}
@@ -373,10 +697,27 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 				snprintf(err, errlen, "a sync record with a payload");
 				goto fail;
 			}
+			/* the copied disks' writes so far durable: the stop
+			 * flushes only the last ones */
+			for (unsigned k = 0; dk && k < dk->n; k++)
+				if (dk->b[k] && (r = dk->b[k]->ops->flush(dk->b[k])) < 0) {
+					snprintf(err, errlen, "disk %u: '%.200s': flush: %s", k, dk->path[k],
+						 strerror(-r));
+					goto fail;
+				}
 			if (reply_fd >= 0 && (r = send_answer(reply_fd, ANS_SYNCED, NULL)) < 0) {
 				snprintf(err, errlen, "the source went away: %s", strerror(-r));
 				goto fail;
 			}
+		} else if (type == REC_DISKS || type == REC_DISK) {
+			if (!dk) {
+				snprintf(err, errlen, "disk records where none are taken");
+				goto fail;
+			}
+			r = type == REC_DISKS ? incoming_disks_open(dk, fd, count, arg, err, errlen)
+					      : incoming_disk_chunk(dk, &unz, fd, count, arg, err, errlen);
+			if (r < 0)
+				goto fail;
 		} else if (type == REC_STATE) {
 			if (count || arg == 0 || arg > MIG_STATE_MAX) {
 				snprintf(err, errlen, "a device state of %" PRIu64 " bytes (1 to %u)", arg,
@@ -412,6 +753,7 @@ int migrate_recv_stream(int fd, int reply_fd, uint64_t max_mem, int *mem_fd, voi
 	munmap(ram, mem);
 	free(idx);
 	free(got);
+	unz_free(&unz);
 	*mem_fd = mfd;
 	return 0;
 fail:
@@ -421,10 +763,11 @@ fail:
 		close(mfd);
 	free(idx);
 	free(got);
+	unz_free(&unz);
 	return r;
 }
 
-static int listen_once(const char *url, char *err, size_t errlen)
+int migrate_listen(const char *url, char *err, size_t errlen)
 {
 	struct sockaddr_storage sa;
 	socklen_t len;
@@ -444,14 +787,20 @@ static int listen_once(const char *url, char *err, size_t errlen)
 		close(ls);
 		return r;
 	}
-	int fd;
+	return ls;
+}
+
+/* One connection on ls (closed, and a unix socket's file removed). */
+static int accept_once(int ls, const char *url, char *err, size_t errlen)
+{
+	int fd, r;
 	do
 		fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
 	r = -errno;
 	close(ls);
-	if (sa.ss_family == AF_UNIX)
-		unlink(((struct sockaddr_un *)&sa)->sun_path);
+	if (!strncmp(url, "unix:", 5))
+		unlink(url + 5);
 	if (fd < 0) {
 		snprintf(err, errlen, "--incoming '%.64s': %s", url, strerror(-r));
 		return r;
@@ -461,18 +810,38 @@ static int listen_once(const char *url, char *err, size_t errlen)
 
 int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen)
 {
+	*out = NULL;
+	int ls = migrate_listen(url, err, errlen);
+	return ls < 0 ? ls : vm_incoming_on(ls, url, overrides, out, err, errlen);
+}
+
+int vm_incoming_on(int ls, const char *url, const struct vm_config *overrides, struct vm **out, char *err,
+		   size_t errlen)
+{
 	char msg[MIG_MSG_MAX];
 	void *state = NULL;
 	size_t state_len;
 	int mfd = -1, r;
 	*out = NULL;
-	int fd = listen_once(url, err, errlen);
+	int fd = accept_once(ls, url, err, errlen);
 	if (fd < 0)
 		return fd;
 	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
 	set_timeout(fd, SO_SNDTIMEO, MIG_IO_TIMEOUT_S);
 	set_nodelay(fd);
-	r = migrate_recv_stream(fd, fd, VM_MEM_MAX, &mfd, &state, &state_len, msg, sizeof(msg));
+	struct incoming_disks *dk = calloc(1, sizeof(*dk));
+	if (!dk) {
+		close(fd);
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	dk->ov = overrides;
+	r = recv_stream(fd, fd, VM_MEM_MAX, dk, &mfd, &state, &state_len, msg, sizeof(msg));
+	/* the copied images complete on their files before the VM opens them */
+	for (unsigned k = 0; r == 0 && k < dk->n; k++)
+		if ((r = dk->b[k]->ops->flush(dk->b[k])) < 0)
+			snprintf(msg, sizeof(msg), "disk %u: '%.200s': flush: %s", k, dk->path[k], strerror(-r));
+	incoming_disks_close(dk);
 	if (r < 0) {
 		snprintf(err, errlen, "incoming migration: %s", msg);
 		send_answer(fd, ANS_ERROR, msg);
@@ -497,8 +866,11 @@ int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **
 	}
 	send_answer(fd, ANS_RUNNING, NULL);
 	*out = vm;
+	dk->n = 0; /* the VM's images now */
 	r = 0;
 out:
+	incoming_disks_remove(dk);
+	free(dk);
 	free(state);
 	if (mfd >= 0)
 		close(mfd);
@@ -525,6 +897,16 @@ struct migration {
 	uint64_t t0;
 	uint64_t held_ns; /* auto-converge's holds in this round (not link time) */
 	int was_paused;
+	/* copy_disks: each disk's backend (as when tracking began) and its
+	 * chunks still to send */
+	unsigned ndisks;
+	struct blk *disk[VM_MAX_DISKS];
+	uint64_t *disk_map[VM_MAX_DISKS];
+	uint8_t *disk_buf; /* MIG_DISK_BATCH chunks */
+	/* compress: zstd's context and a frame's room */
+	ZSTD_CCtx *zc;
+	uint8_t *zbuf;
+	size_t zcap;
 };
 
 const char *migrate_state_name(enum migrate_state s)
@@ -557,6 +939,26 @@ static void fail(struct migration *m, const char *fmt, ...)
 		va_end(ap);
 	}
 	pthread_mutex_unlock(&m->lock);
+}
+
+/* A send failed (r): a destination that refused the stream said why
+ * before it closed the connection; that is the error then. */
+static void send_failed(struct migration *m, int r)
+{
+	char msg[MIG_MSG_MAX];
+	if (recv_answer(m->fd, 1, msg, sizeof(msg)) == ANS_ERROR)
+		fail(m, "the destination refused the VM: %s", msg);
+	else
+		fail(m, "sending to the destination: %s", strerror(-r));
+}
+/* n bytes as a zstd frame in m->zbuf: its length, or 0 when compression
+ * is off or does not pay (the data then goes as it is). */
+static size_t pack(struct migration *m, const void *p, size_t n)
+{
+	if (!m->zc || !n)
+		return 0;
+	size_t c = ZSTD_compressCCtx(m->zc, m->zbuf, m->zcap, p, n, MIG_ZSTD_LEVEL);
+	return ZSTD_isError(c) || c + 4 >= n ? 0 : c;
 }
 
 static int page_is_zero(const uint8_t *p)
@@ -612,19 +1014,24 @@ static int send_bitmap(struct migration *m, unsigned throttle)
 		/* pack: indices, then the data of the non-zero pages */
 		uint8_t sum[4];
 		le32(sum, mig_crc(data, (size_t)nz * MIG_PAGE, mig_crc(idx, (size_t)n * 8, 0)));
-		int r = send_rec(m->fd, REC_PAGES, n, 0);
+		size_t clen = pack(m, data, (size_t)nz * MIG_PAGE), dlen = clen ? 4 + clen : (size_t)nz * MIG_PAGE;
+		uint8_t l[4];
+		le32(l, (uint32_t)clen);
+		int r = send_rec(m->fd, REC_PAGES, n, clen ? REC_COMPRESSED : 0);
 		if (r >= 0)
 			r = send_all(m->fd, idx, (size_t)n * 8);
+		if (r >= 0 && clen)
+			r = send_all(m->fd, l, 4);
 		if (r >= 0)
-			r = send_all(m->fd, data, (size_t)nz * MIG_PAGE);
+			r = send_all(m->fd, clen ? m->zbuf : data, clen ? clen : (size_t)nz * MIG_PAGE);
 		if (r >= 0)
 			r = send_all(m->fd, sum, 4);
 		if (r < 0) {
-			fail(m, "sending to the destination: %s", strerror(-r));
+			send_failed(m, r);
 			return r;
 		}
 		pthread_mutex_lock(&m->lock);
-		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n * 8 + (uint64_t)nz * MIG_PAGE + 4;
+		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n * 8 + dlen + 4;
 		m->st.pages_sent += n;
 		m->st.zero_pages += zero;
 		m->st.ram_remaining =
@@ -694,15 +1101,20 @@ static int connect_dest(struct migration *m)
 	set_timeout(fd, SO_RCVTIMEO, MIG_IO_TIMEOUT_S);
 	set_nodelay(fd);
 	m->fd = fd;
-	uint8_t h[MIG_HDR_LEN];
+	/* version 1 unless a flag is needed: a corral that reads only version
+	 * 1 takes the stream then */
+	uint8_t h[MIG_HDR2_LEN];
+	size_t hl = m->zc ? MIG_HDR2_LEN : MIG_HDR_LEN;
 	memcpy(h, mig_magic, 8);
-	le32(h + 8, MIG_VERSION);
+	le32(h + 8, m->zc ? 2 : 1);
 	le32(h + 12, MIG_PAGE);
 	le64(h + 16, m->pages * MIG_PAGE);
-	le32(h + 24, mig_crc(h, 24, 0));
-	int r = send_all(fd, h, sizeof(h));
+	if (m->zc)
+		le32(h + 24, MIG_F_ZSTD);
+	le32(h + hl - 4, mig_crc(h, hl - 4, 0));
+	int r = send_all(fd, h, hl);
 	if (r < 0)
-		fail(m, "sending to the destination: %s", strerror(-r));
+		send_failed(m, r);
 	return r;
 }
 
@@ -714,7 +1126,7 @@ static int sync_dest(struct migration *m)
 	char msg[MIG_MSG_MAX];
 	int r = send_rec(m->fd, REC_SYNC, 0, 0);
 	if (r < 0) {
-		fail(m, "sending to the destination: %s", strerror(-r));
+		send_failed(m, r);
 		return r;
 	}
 	pthread_mutex_lock(&m->lock);
@@ -766,7 +1178,7 @@ static int send_state(struct migration *m)
 		r = send_all(m->fd, sum, 4);
 	free(s);
 	if (r < 0)
-		fail(m, "sending to the destination: %s", strerror(-r));
+		send_failed(m, r);
 	else {
 		pthread_mutex_lock(&m->lock);
 		m->st.bytes_sent += MIG_REC_LEN + (uint64_t)n + 4;
@@ -787,7 +1199,9 @@ static int disks_let_go(struct migration *m)
 			return r;
 		}
 	}
-	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+	/* copied disks: the destination writes images of its own; these stay
+	 * locked */
+	for (unsigned k = 0; k < vm->cfg.ndisks && !m->p.copy_disks; k++)
 		if (vm->blk[k])
 			blk_lock_release(vm->blk[k]);
 	/* the host ports too, as the locks: a destination on this host binds
@@ -815,6 +1229,217 @@ static int disks_take_back(struct migration *m)
 	return 0;
 }
 
+/* ---- --copy-disks: the source's block mirror ---- */
+
+/* Starts dirty block tracking on every disk (the VM paused: no request
+ * runs), marks every chunk to send, and tells the destination the disks'
+ * sizes, formats and paths. */
+static int disks_begin(struct migration *m)
+{
+	struct vm *vm = m->vm;
+	int r = 0;
+	pthread_mutex_lock(&vm->lock);
+	m->ndisks = vm->m ? vm->cfg.ndisks : 0;
+	for (unsigned k = 0; k < m->ndisks && r == 0; k++) {
+		struct blk *b = vm->blk[k];
+		if (!b || b->size > MIG_DISK_MAX) {
+			fail(m, "disk '%s': %s", vm->cfg.disk[k].path,
+			     b ? "larger than 4 TiB: --copy-disks cannot send it" : "not open");
+			r = -EINVAL;
+			break;
+		}
+		m->disk[k] = b;
+		uint64_t words = (b->size + (uint64_t)BLK_DIRTY_CHUNK * 64 - 1) / ((uint64_t)BLK_DIRTY_CHUNK * 64);
+		m->disk_map[k] = malloc((words ? words : 1) * 8);
+		if (!m->disk_map[k] || blk_dirty_start(b) < 0) {
+			fail(m, "%s", strerror(ENOMEM));
+			r = -ENOMEM;
+			break;
+		}
+		uint64_t chunks = b->dirty_chunks;
+		memset(m->disk_map[k], 0xff, words * 8);
+		if (chunks % 64)
+			m->disk_map[k][chunks / 64] = (1ull << (chunks % 64)) - 1;
+		m->st.disk_total += b->size;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	m->st.disk_remaining = m->st.disk_total;
+	pthread_mutex_unlock(&m->lock);
+	/* the record: per disk u64 size, u32 format, u32 path length, path */
+	size_t len = 0;
+	uint8_t *p = malloc(VM_MAX_DISKS * (16 + MIG_DISK_PATH_MAX));
+	if (!p) {
+		fail(m, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	for (unsigned k = 0; k < m->ndisks; k++) {
+		const char *path = vm->cfg.disk[k].path;
+		size_t n = strlen(path) < MIG_DISK_PATH_MAX ? strlen(path) : MIG_DISK_PATH_MAX - 1;
+		le64(p + len, m->disk[k]->size);
+		le32(p + len + 8, m->disk[k]->format == BLK_FMT_QCOW2 ? DISK_FMT_QCOW2 : DISK_FMT_RAW);
+		le32(p + len + 12, (uint32_t)n);
+		memcpy(p + len + 16, path, n);
+		len += 16 + n;
+	}
+	uint8_t sum[4];
+	le32(sum, mig_crc(p, len, 0));
+	r = send_rec(m->fd, REC_DISKS, m->ndisks, len);
+	if (r >= 0)
+		r = send_all(m->fd, p, len);
+	if (r >= 0)
+		r = send_all(m->fd, sum, 4);
+	free(p);
+	if (r < 0)
+		send_failed(m, r);
+	pthread_mutex_lock(&m->lock);
+	m->st.bytes_sent += MIG_REC_LEN + len + 4;
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/* The chunks written since the last call join those to send; their bytes. */
+static uint64_t disks_collect(struct migration *m)
+{
+	uint64_t n = 0;
+	for (unsigned k = 0; k < m->ndisks; k++)
+		if (m->disk_map[k])
+			n += blk_dirty_collect(m->disk[k], m->disk_map[k]);
+	pthread_mutex_lock(&m->lock);
+	m->st.disk_remaining = n * BLK_DIRTY_CHUNK;
+	pthread_mutex_unlock(&m->lock);
+	return n * BLK_DIRTY_CHUNK;
+}
+
+/* Sends the marked chunks of every disk. Read under the VM's lock (the
+ * disk stays this one); a backend whose reads may not run beside the
+ * guest's requests (qcow2) is read with the vCPUs held, unless stopped
+ * says they stand already. A chunk the guest writes while it is read is
+ * marked again and goes in a later round. */
+static int disks_send(struct migration *m, int stopped)
+{
+	struct vm *vm = m->vm;
+	for (unsigned k = 0; k < m->ndisks; k++) {
+		struct blk *b = m->disk[k];
+		uint64_t chunks = b->dirty_chunks, c = 0;
+		for (;;) {
+			uint64_t off[MIG_DISK_BATCH];
+			uint32_t len[MIG_DISK_BATCH], n = 0;
+			int hold = !stopped && !b->ops->concurrent_xfer && !m->was_paused, r = 0;
+			if (hold && vm_pause(vm) < 0) {
+				fail(m, "the VM ended during the migration");
+				return -ESRCH;
+			}
+			pthread_mutex_lock(&vm->lock);
+			if (!vm->m || vm->blk[k] != b) {
+				pthread_mutex_unlock(&vm->lock);
+				if (hold)
+					vm_resume(vm);
+				fail(m, "disk '%s' changed or the VM ended during the migration", vm->cfg.disk[k].path);
+				return -ESRCH;
+			}
+			for (; c < chunks && n < MIG_DISK_BATCH && r == 0; c++) {
+				uint64_t w = m->disk_map[k][c >> 6];
+				if (!w) {
+					c |= 63;
+					continue;
+				}
+				if (!(w & (1ull << (c & 63))))
+					continue;
+				m->disk_map[k][c >> 6] &= ~(1ull << (c & 63));
+				off[n] = c * BLK_DIRTY_CHUNK;
+				len[n] = (uint32_t)(b->size - off[n] < BLK_DIRTY_CHUNK ? b->size - off[n]
+										       : BLK_DIRTY_CHUNK);
+				r = blk_pread(b, off[n], m->disk_buf + (size_t)n * BLK_DIRTY_CHUNK, len[n]);
+				n++;
+			}
+			pthread_mutex_unlock(&vm->lock);
+			if (hold)
+				vm_resume(vm);
+			if (r < 0) {
+				fail(m, "disk '%s': reading it: %s", vm->cfg.disk[k].path, strerror(-r));
+				return r;
+			}
+			if (!n)
+				break;
+			for (uint32_t i = 0; i < n; i++) {
+				const uint8_t *d = m->disk_buf + (size_t)i * BLK_DIRTY_CHUNK;
+				int zero = 1;
+				for (uint32_t o = 0; o < len[i] && zero; o += MIG_PAGE)
+					zero = page_is_zero(d + o); /* chunks are whole pages but the last */
+				if (zero && len[i] % MIG_PAGE) {
+					static const uint8_t z[MIG_PAGE];
+					zero = !memcmp(d + len[i] / MIG_PAGE * MIG_PAGE, z, len[i] % MIG_PAGE);
+				}
+				uint32_t dl = zero ? 0 : len[i];
+				size_t clen = pack(m, d, dl);
+				uint8_t sum[4], l[4];
+				le32(sum, mig_crc(d, dl, 0));
+				le32(l, (uint32_t)clen);
+				r = send_rec(m->fd, REC_DISK, k,
+					     off[i] | (zero ? PAGE_ZERO : 0) | (clen ? DISK_COMPRESSED : 0));
+				if (r >= 0 && clen && (r = send_all(m->fd, l, 4)) >= 0)
+					r = send_all(m->fd, m->zbuf, clen);
+				else if (r >= 0 && dl)
+					r = send_all(m->fd, d, dl);
+				dl = clen ? (uint32_t)(4 + clen) : dl;
+				if (r >= 0)
+					r = send_all(m->fd, sum, 4);
+				if (r < 0) {
+					send_failed(m, r);
+					return r;
+				}
+				pthread_mutex_lock(&m->lock);
+				m->st.bytes_sent += MIG_REC_LEN + dl + 4;
+				m->st.disk_sent += MIG_REC_LEN + dl + 4;
+				m->st.disk_remaining =
+					m->st.disk_remaining > len[i] ? m->st.disk_remaining - len[i] : 0;
+				pthread_mutex_unlock(&m->lock);
+			}
+		}
+	}
+	return 0;
+}
+
+/* Dirty block tracking off (the VM paused or gone: no request runs). */
+static void disks_end(struct migration *m)
+{
+	pthread_mutex_lock(&m->vm->lock);
+	for (unsigned k = 0; k < m->ndisks; k++) {
+		/* a disk swapped since (closed) stopped its tracking itself */
+		if (m->disk[k] && m->vm->blk[k] == m->disk[k])
+			blk_dirty_stop(m->disk[k]);
+		free(m->disk_map[k]);
+		m->disk_map[k] = NULL;
+		m->disk[k] = NULL;
+	}
+	m->ndisks = 0;
+	pthread_mutex_unlock(&m->vm->lock);
+}
+
+/* libslirp (4.7) keeps a TCP connection's state in its host socket and
+ * cannot hand it over: say at the start that the open ones will be reset. */
+static void warn_connections(struct migration *m)
+{
+	struct vm *vm = m->vm;
+	unsigned n = 0;
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned k = 0; vm->m && k < vm->cfg.nnets; k++)
+		n += net_connections(vm->netbe[k]);
+	pthread_mutex_unlock(&vm->lock);
+	if (!n)
+		return;
+	pthread_mutex_lock(&m->lock);
+	snprintf(m->st.warning, sizeof(m->st.warning),
+		 "%u TCP connection%s through the user network (hostfwd or the guest's own) will be reset by the "
+		 "move: libslirp cannot hand %s over",
+		 n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+	pthread_mutex_unlock(&m->lock);
+	vm_log(vm, "migration: %s", m->st.warning);
+}
+
 static void *migrate_thread(void *arg)
 {
 	struct migration *m = arg;
@@ -827,6 +1452,7 @@ static void *migrate_thread(void *arg)
 
 	if (connect_dest(m) < 0)
 		goto failed;
+	warn_connections(m);
 	/* round 0: every page; the log from here on */
 	if (vm_pause(vm) < 0) {
 		fail(m, "the VM ended during the migration");
@@ -841,6 +1467,10 @@ static void *migrate_thread(void *arg)
 		goto failed;
 	}
 	logging = 1;
+	if (m->p.copy_disks && disks_begin(m) < 0) {
+		resume(m);
+		goto failed;
+	}
 	resume(m);
 	memset(m->bitmap, 0xff, (m->pages + 63) / 64 * 8);
 	if (m->pages % 64)
@@ -852,7 +1482,7 @@ static void *migrate_thread(void *arg)
 	for (unsigned round = 0;; round++) {
 		uint64_t t = now_ns(), sent0 = m->st.bytes_sent;
 		m->held_ns = 0;
-		if (send_bitmap(m, throttle) < 0 || sync_dest(m) < 0)
+		if (send_bitmap(m, throttle) < 0 || disks_send(m, 0) < 0 || sync_dest(m) < 0)
 			goto failed;
 		/* the link's pace: the time spent sending, without the holds;
 		 * the guest's: dirtied over the whole round */
@@ -860,7 +1490,7 @@ static void *migrate_thread(void *arg)
 		if (collect(m, &found) < 0)
 			goto failed;
 		paused = 1;
-		uint64_t bw = dt ? bytes * 1000000000ull / dt : 0, dirty = found * MIG_PAGE;
+		uint64_t bw = dt ? bytes * 1000000000ull / dt : 0, dirty = found * MIG_PAGE + disks_collect(m);
 		uint64_t rate = round_ns ? dirty * 1000000000ull / round_ns : 0;
 		/* what the stop would cost now: the dirty pages at the link's pace */
 		uint64_t expect = bw ? dirty * 1000000000ull / bw : (dirty ? UINT64_MAX / 2 : 0);
@@ -875,10 +1505,10 @@ static void *migrate_thread(void *arg)
 		/* Within the limit, one more round is still worth it while rounds
 		 * halve what is left (an idle guest's last pages go while it runs,
 		 * not in the stop); 2 ms is short enough to stop at once. */
-		int shrinking = round == 0 || found <= prev_found / 2;
+		int shrinking = round == 0 || dirty <= prev_found / 2;
 		if ((expect <= limit_ns && (expect <= 2000000ull || !shrinking)) || round + 1 >= max_rounds)
 			break; /* stays paused: the stop begins */
-		prev_found = found;
+		prev_found = dirty;
 		/* auto-converge: the guest dirties more than half of what the
 		 * link carries: hold its vCPUs a larger share, step by step */
 		if (!m->p.no_auto_converge && round >= 1 && rate > bw / 2 && throttle < 99) {
@@ -895,7 +1525,9 @@ static void *migrate_thread(void *arg)
 	/* ---- The stop: the guest stands from here ---- */
 	uint64_t stop_t = now_ns();
 	set_state(m, MIGRATE_COMPLETING);
-	if (send_bitmap(m, 0) < 0 || disks_let_go(m) < 0)
+	if (m->ndisks)
+		disks_collect(m); /* every request is done: the last writes */
+	if (send_bitmap(m, 0) < 0 || disks_send(m, 1) < 0 || disks_let_go(m) < 0)
 		goto failed;
 	disks_released = 1;
 	if (send_state(m) < 0)
@@ -927,7 +1559,9 @@ static void *migrate_thread(void *arg)
 	if (vm->m)
 		machine_dirty_stop(vm->m);
 	pthread_mutex_unlock(&vm->lock);
+	disks_end(m);
 	pthread_mutex_lock(&m->lock);
+	m->st.disk_remaining = 0;
 	m->st.downtime_ms = (now_ns() - stop_t) / 1000000ull;
 	m->st.total_ms = (now_ns() - m->t0) / 1000000ull;
 	m->st.ram_remaining = 0;
@@ -971,6 +1605,7 @@ failed:
 		if (vm->m)
 			machine_dirty_stop(vm->m);
 		pthread_mutex_unlock(&vm->lock);
+		disks_end(m); /* the guest's requests stand too */
 	}
 	if (paused && r == 0 && !m->was_paused)
 		vm_resume(vm);
@@ -1017,13 +1652,19 @@ int migrate_start(struct vm *vm, const struct migrate_params *p, struct migratio
 	m->pages = vm->cfg.mem / MIG_PAGE;
 	m->bitmap = calloc((m->pages + 63) / 64, 8);
 	m->buf = malloc(MIG_BATCH * (8 + MIG_PAGE));
+	m->disk_buf = p->copy_disks ? malloc((size_t)MIG_DISK_BATCH * BLK_DIRTY_CHUNK) : NULL;
+	if (p->compress) {
+		m->zcap = ZSTD_compressBound((size_t)MIG_BATCH * MIG_PAGE);
+		m->zc = ZSTD_createCCtx();
+		m->zbuf = malloc(m->zcap);
+	}
 	pthread_mutex_init(&m->lock, NULL);
 	m->st.ram_total = m->pages * MIG_PAGE;
 	m->st.state = MIGRATE_SETUP;
 	m->busy = 1;
 	m->t0 = now_ns();
 	m->was_paused = vm_is_paused(vm);
-	if (!m->bitmap || !m->buf) {
+	if (!m->bitmap || !m->buf || (p->copy_disks && !m->disk_buf) || (p->compress && (!m->zc || !m->zbuf))) {
 		r = -ENOMEM;
 		goto err;
 	}
@@ -1038,6 +1679,9 @@ err:
 	pthread_mutex_destroy(&m->lock);
 	free(m->bitmap);
 	free(m->buf);
+	free(m->disk_buf);
+	ZSTD_freeCCtx(m->zc);
+	free(m->zbuf);
 	free(m);
 	return r;
 }
@@ -1073,5 +1717,8 @@ void migrate_free(struct migration *m)
 	pthread_mutex_destroy(&m->lock);
 	free(m->bitmap);
 	free(m->buf);
+	free(m->disk_buf);
+	ZSTD_freeCCtx(m->zc);
+	free(m->zbuf);
 	free(m);
 }

@@ -42,6 +42,8 @@ struct migrate_params {
 	unsigned downtime_ms; /* the stop may last this long; 0: the default */
 	int no_auto_converge; /* never throttle the vCPUs */
 	unsigned max_rounds;  /* pre-copy rounds before the stop regardless; 0: 30 */
+	int copy_disks;	      /* send the disks' contents too (no shared storage) */
+	int compress;	      /* page and disk data as zstd frames where that is smaller */
 };
 
 struct migrate_status {
@@ -57,7 +59,11 @@ struct migrate_status {
 	uint64_t downtime_ms;	       /* completed: how long the guest stood */
 	uint64_t total_ms;	       /* since the start */
 	unsigned throttle_pct;	       /* auto-converge: share of time the vCPUs are held */
+	uint64_t disk_total;	       /* copy_disks: bytes of the disks */
+	uint64_t disk_remaining;       /* copy_disks: bytes dirty or not yet sent */
+	uint64_t disk_sent;	       /* copy_disks: disk bytes on the wire (zero chunks as a marker) */
 	char error[512];	       /* failed: one line */
+	char warning[256];	       /* what the move will not carry (open user-network connections) */
 };
 
 const char *migrate_state_name(enum migrate_state s);
@@ -71,9 +77,19 @@ void migrate_free(struct migration *m);
 
 /* The destination: waits on url for one incoming VM and builds it (not
  * yet running: vm_run it). overrides as for vm_restore (the host side;
- * disk paths when it names as many disks). 0 and *out, or -errno with one
+ * disk paths when it names as many disks). Disks the source copies
+ * (copy_disks) are written into new images at those paths, else at the
+ * source's paths; an existing file is never replaced, and the new images
+ * are removed again if the VM does not run here. 0 and *out, or -errno with one
  * line in err. */
 int vm_incoming(const char *url, const struct vm_config *overrides, struct vm **out, char *err, size_t errlen);
+/* vm_incoming in two steps (corral run --incoming defer, PUT
+ * /migrate/incoming): migrate_listen binds url and listens (the socket, or
+ * -errno with one line in err); vm_incoming_on waits on that socket (it
+ * closes it) and goes on as vm_incoming. */
+int migrate_listen(const char *url, char *err, size_t errlen);
+int vm_incoming_on(int listen_fd, const char *url, const struct vm_config *overrides, struct vm **out, char *err,
+		   size_t errlen);
 
 /* The stream parser alone (the fuzzer's entry): reads from fd up to and
  * including the device state, into a memory file of at most max_mem bytes

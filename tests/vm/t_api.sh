@@ -92,6 +92,11 @@ for p in $(sed -n 's/^  \(\/[^:]*\):$/\1/p' "$ROOT/docs/api.yaml"); do
 			i=$((i + 1))
 		done
 		expect "GET /migrate failed" 200 'cannot reach the destination' ;;
+	/migrate/incoming)
+		# a VM that runs takes none (tests/migrate/t_defer.sh: an empty one)
+		api GET /migrate/incoming; expect "GET /migrate/incoming" 200 '"state":"none"'
+		api PUT /migrate/incoming "{\"url\":\"unix:$tmp/in.sock\"}"
+		expect "PUT /migrate/incoming on a running VM" 409 'not started with --incoming defer' ;;
 	/drives/{drive_id} | /network-interfaces/{iface_id})
 		# this guest has neither; tests/backend/t_ratelimit.sh changes real ones
 		q=$(printf '%s' "$p" | sed 's/{[a-z_]*}/0/')
