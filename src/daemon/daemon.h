@@ -9,7 +9,9 @@
  *   (state_dir/vms/NAME/run.json names the process).
  * - corrald_vm_process is a VM process's whole life: it runs in dir (the
  *   VM's directory: vm.json, console.log, api.sock), from restore (a
- *   snapshot directory) if not NULL, and returns the exit status. */
+ *   snapshot directory) if not NULL, or from a live migration's stream
+ *   on DIR/vm/incoming.sock if incoming (the stream relayed by corrald:
+ *   relay.h), and returns the exit status. */
 #ifndef CORRAL_DAEMON_H
 #define CORRAL_DAEMON_H
 
@@ -36,10 +38,11 @@ struct corrald_opts {
 	int foreground;
 	const char *cgroup; /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
 	int balloon_policy; /* move balloon memory towards guests under pressure (policy.h) */
+	const char *incoming; /* tcp:ADDR:PORT where VMs migrated from other corralds arrive, or NULL */
 };
 
 int corrald_serve(const struct corrald_opts *o);
-int corrald_vm_process(const char *dir, const char *restore);
+int corrald_vm_process(const char *dir, const char *restore, int incoming);
 
 /* 1 if s is a VM or snapshot name: 1..64 of [A-Za-z0-9_.-], starting with
  * a letter or digit, without "..". */

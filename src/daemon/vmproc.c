@@ -3,7 +3,8 @@
  * the VM's images are all it sees), builds the VM (or restores a
  * snapshot), keeps the console in DIR/vm/console.log, serves the VM's
  * control API on DIR/vm/api.sock, drops to the VM's uid under seccomp,
- * runs the guest and, when it ends, writes why to DIR/vm/exit. */
+ * runs the guest and, when it ends, writes why to DIR/vm/exit. With
+ * --incoming it builds the VM from a live migration's stream instead. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/jail.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 /* The VM SIGTERM stops (one per VM process). */
@@ -161,7 +163,7 @@ static void jail_add(struct jail_spec *j, const char *path, int readonly)
 	j->readonly[j->nfiles++] = readonly;
 }
 
-int corrald_vm_process(const char *dir, const char *restore)
+int corrald_vm_process(const char *dir, const char *restore, int incoming)
 {
 	char err[512], why[600], vmdir[PATH_MAX];
 	if (chdir(dir) < 0 || (size_t)snprintf(vmdir, sizeof(vmdir), "%s/vm", dir) >= sizeof(vmdir)) {
@@ -284,7 +286,13 @@ int corrald_vm_process(const char *dir, const char *restore)
 
 	struct vm *vm;
 	struct api *api = NULL;
-	r = restore ? vm_restore(restore, &c, &vm, err, sizeof(err)) : vm_create(&c, &vm, err, sizeof(err));
+	/* An incoming VM waits on DIR/vm/incoming.sock for its migration
+	 * stream, which corrald relays from the source's corrald (the jail
+	 * has no network); the stream is hostile input and is checked as
+	 * such (migrate.h). */
+	r = incoming ? vm_incoming("unix:incoming.sock", &c, &vm, err, sizeof(err))
+	    : restore ? vm_restore(restore, &c, &vm, err, sizeof(err))
+		      : vm_create(&c, &vm, err, sizeof(err));
 	free(strings);
 	if (r < 0) {
 		fprintf(stderr, "corrald: vm: %s\n", err);
