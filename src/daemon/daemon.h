@@ -11,7 +11,8 @@
  *   VM's directory: vm.json, console.log, api.sock), from restore (a
  *   snapshot directory) if not NULL, or from a live migration's stream
  *   on DIR/vm/incoming.sock if incoming (the stream relayed by corrald:
- *   relay.h), and returns the exit status. */
+ *   relay.h), and returns the exit status. kcache: corrald's kernel
+ *   cache (read-only in the jail), or NULL or "" for none. */
 #ifndef CORRAL_DAEMON_H
 #define CORRAL_DAEMON_H
 
@@ -42,7 +43,7 @@ struct corrald_opts {
 };
 
 int corrald_serve(const struct corrald_opts *o);
-int corrald_vm_process(const char *dir, const char *restore, int incoming);
+int corrald_vm_process(const char *dir, const char *restore, int incoming, const char *kcache);
 
 /* 1 if s is a VM or snapshot name: 1..64 of [A-Za-z0-9_.-], starting with
  * a letter or digit, without "..". */

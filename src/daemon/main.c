@@ -51,7 +51,8 @@ int main(int argc, char **argv)
 		OPT_CGROUP,
 		OPT_POLICY,
 		OPT_INCOMING,
-		OPT_VMINCOMING
+		OPT_VMINCOMING,
+		OPT_KCACHE
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
 		{"vm-process", required_argument, NULL, OPT_VMPROC},
 		{"restore", required_argument, NULL, OPT_RESTORE},
 		{"vm-incoming", no_argument, NULL, OPT_VMINCOMING},
+		{"kernel-cache", required_argument, NULL, OPT_KCACHE},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{"balloon-policy", no_argument, NULL, OPT_POLICY},
 		{"incoming", required_argument, NULL, OPT_INCOMING},
@@ -70,7 +72,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct corrald_opts o = {.socket = CORRALD_SOCKET_DEFAULT, .state_dir = CORRALD_STATE_DEFAULT};
-	const char *vmproc = NULL, *restore = NULL;
+	const char *vmproc = NULL, *restore = NULL, *kcache = NULL;
 	int opt, vmincoming = 0;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -96,6 +98,7 @@ int main(int argc, char **argv)
 		case OPT_VMPROC: vmproc = optarg; break;
 		case OPT_RESTORE: restore = optarg; break;
 		case OPT_VMINCOMING: vmincoming = 1; break;
+		case OPT_KCACHE: kcache = optarg; break;
 		case OPT_INCOMING:
 			if (strncmp(optarg, "tcp:", 4) || !strchr(optarg + 4, ':')) {
 				fprintf(stderr, "corrald: --incoming '%s': tcp:ADDR:PORT\n", optarg);
@@ -116,7 +119,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (vmproc)
-		return corrald_vm_process(vmproc, restore, vmincoming);
+		return corrald_vm_process(vmproc, restore, vmincoming, kcache);
 	/* detached, in the same directory: relative paths hold */
 	if (!o.foreground && daemon(1, 0) < 0) {
 		perror("corrald: daemon");

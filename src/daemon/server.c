@@ -49,6 +49,7 @@
 
 #include "api/api.h"
 #include "api/httpd.h"
+#include "boot/boot.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
@@ -92,6 +93,7 @@ struct daemon {
 	int cg_version;		     /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
 	char cg_root[VMCG_ROOT_MAX]; /* v2: the hierarchy's mount */
 	char incoming_sock[PATH_MAX]; /* STATE/incoming.sock: VMs migrated here arrive on it */
+	char kcache[PATH_MAX];	      /* STATE/kernels: decompressed kernels, corrald's to write */
 	int incoming_fd[2];	      /* it, and --incoming's TCP socket (or -1) */
 	volatile int stopping;	      /* the incoming thread ends */
 };
@@ -602,9 +604,23 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, int i
 			close(nullfd);
 		return r;
 	}
+	/* A bzImage's payload decompressed once for every VM that boots it:
+	 * here, into the cache each VM process may only read (a jailed VM
+	 * writing entries that other VMs boot would reach into them). */
+	const char *kernel = json_string_value(json_object_get(json_object_get(v->def, "config"), "kernel"));
+	if (kernel && !restore && !incoming && d->kcache[0]) {
+		char kerr[300];
+		int k = boot_kcache_fill(d->kcache, kernel, kerr, sizeof(kerr));
+		if (k < 0)
+			logf_("VM '%s': the kernel cache: %s", v->name, kerr);
+		else if (k > 0)
+			logf_("kernel '%s': decompressed into %s", kernel, d->kcache);
+	}
 	char *argv[] = {(char *)"corrald",
 			(char *)"--vm-process",
 			dir,
+			(char *)"--kernel-cache",
+			d->kcache,
 			incoming ? (char *)"--vm-incoming" : restore ? (char *)"--restore" : NULL,
 			(char *)restore,
 			NULL};
@@ -2479,6 +2495,11 @@ int corrald_serve(const struct corrald_opts *o)
 		return 1;
 	}
 	sfmt(images, sizeof(images), "%s/images", d->vms_dir);
+	sfmt(d->kcache, sizeof(d->kcache), "%s/kernels", d->vms_dir);
+	if (mkdir(d->kcache, 0755) < 0 && errno != EEXIST) {
+		logf_("'%s': %s: no kernel cache", d->kcache, strerror(errno));
+		d->kcache[0] = 0;
+	}
 	size_t sl = strlen(d->vms_dir);
 	sfmt(d->vms_dir + sl, sizeof(d->vms_dir) - sl, "/vms");
 	if (mkdir_p(d->vms_dir, 0700) < 0) {

@@ -163,7 +163,7 @@ static void jail_add(struct jail_spec *j, const char *path, int readonly)
 	j->readonly[j->nfiles++] = readonly;
 }
 
-int corrald_vm_process(const char *dir, const char *restore, int incoming)
+int corrald_vm_process(const char *dir, const char *restore, int incoming, const char *kcache)
 {
 	char err[512], why[600], vmdir[PATH_MAX];
 	if (chdir(dir) < 0 || (size_t)snprintf(vmdir, sizeof(vmdir), "%s/vm", dir) >= sizeof(vmdir)) {
@@ -231,6 +231,9 @@ int corrald_vm_process(const char *dir, const char *restore, int incoming)
 		/* the jail has no kernel cache to write to */
 		c.kernel_cache = kernel_cache[0] && !jailed ? kernel_cache : NULL;
 	}
+	/* corrald's, which corrald fills: read-only here */
+	if (kcache && kcache[0])
+		c.kernel_cache = kcache;
 	if (jailed) {
 		/* The libraries loaded on demand are loaded now: the jail's root
 		 * holds only the VM's own files. */
@@ -251,6 +254,8 @@ int corrald_vm_process(const char *dir, const char *restore, int incoming)
 		struct jail_spec j = {.dir = vmdir, .keep_net = c.nnets > 0};
 		jail_add(&j, c.kernel, 1);
 		jail_add(&j, c.initrd, 1);
+		if (c.kernel && c.kernel_cache)
+			jail_add(&j, c.kernel_cache, 1);
 		jail_add(&j, c.flat, 1);
 		if (!c.kernel && !c.flat && c.guest_dir)
 			jail_add(&j, c.guest_dir, 1);
