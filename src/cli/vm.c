@@ -577,13 +577,15 @@ static int vm_migrate(int argc, char **argv)
 		} else if (argv[a][0] != '-' && !dest) {
 			dest = argv[a];
 		} else {
-			fprintf(stderr, "corral: vm migrate: unknown or incomplete option '%s' (see 'corral vm --help')\n",
+			fprintf(stderr,
+				"corral: vm migrate: unknown or incomplete option '%s' (see 'corral vm --help')\n",
 				argv[a]);
 			return 2;
 		}
 	}
 	if (!dest) {
-		fprintf(stderr, "corral: vm migrate: give the destination: another corrald's socket or tcp:HOST:PORT\n");
+		fprintf(stderr,
+			"corral: vm migrate: give the destination: another corrald's socket or tcp:HOST:PORT\n");
 		return 2;
 	}
 	/* a socket path as corrald (elsewhere) finds it */

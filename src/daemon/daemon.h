@@ -37,8 +37,8 @@ struct corrald_opts {
 	const char *image_dir[CORRALD_MAX_IMAGE_DIRS]; /* where VM images may come from */
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;
-	const char *cgroup; /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
-	int balloon_policy; /* move balloon memory towards guests under pressure (policy.h) */
+	const char *cgroup;   /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
+	int balloon_policy;   /* move balloon memory towards guests under pressure (policy.h) */
 	const char *incoming; /* tcp:ADDR:PORT where VMs migrated from other corralds arrive, or NULL */
 };
 

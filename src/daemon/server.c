@@ -89,9 +89,9 @@ struct daemon {
 	struct dvm *vm[CORRALD_MAX_VMS];
 	unsigned nvms;
 	pthread_mutex_t lock;
-	gid_t group;		     /* the corral group, or (gid_t)-1 */
-	int cg_version;		     /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
-	char cg_root[VMCG_ROOT_MAX]; /* v2: the hierarchy's mount */
+	gid_t group;		      /* the corral group, or (gid_t)-1 */
+	int cg_version;		      /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
+	char cg_root[VMCG_ROOT_MAX];  /* v2: the hierarchy's mount */
 	char incoming_sock[PATH_MAX]; /* STATE/incoming.sock: VMs migrated here arrive on it */
 	char kcache[PATH_MAX];	      /* STATE/kernels: decompressed kernels, corrald's to write */
 	int incoming_fd[2];	      /* it, and --incoming's TCP socket (or -1) */
@@ -621,7 +621,9 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, int i
 			dir,
 			(char *)"--kernel-cache",
 			d->kcache,
-			incoming ? (char *)"--vm-incoming" : restore ? (char *)"--restore" : NULL,
+			incoming  ? (char *)"--vm-incoming"
+			: restore ? (char *)"--restore"
+				  : NULL,
 			(char *)restore,
 			NULL};
 	sigset_t none;

@@ -295,7 +295,7 @@ int corrald_vm_process(const char *dir, const char *restore, int incoming, const
 	 * stream, which corrald relays from the source's corrald (the jail
 	 * has no network); the stream is hostile input and is checked as
 	 * such (migrate.h). */
-	r = incoming ? vm_incoming("unix:incoming.sock", &c, &vm, err, sizeof(err))
+	r = incoming  ? vm_incoming("unix:incoming.sock", &c, &vm, err, sizeof(err))
 	    : restore ? vm_restore(restore, &c, &vm, err, sizeof(err))
 		      : vm_create(&c, &vm, err, sizeof(err));
 	free(strings);
