@@ -1622,13 +1622,15 @@ static int dest_connect(const char *dest, char *why, size_t len)
 		return r;
 	json_t *j = status == 200 ? json_loads(ans, 0, NULL) : NULL;
 	const char *in = json_string_value(json_object_get(j, "incoming_socket"));
-	if (!in || !*in)
+	if (!in || !*in) {
 		sfmt(why, len, "'%s' is not a corrald that takes incoming VMs (GET / answered %d)", dest, status);
-	else
+		r = -EPROTO;
+	} else {
 		r = relay_connect(in, MIGRATE_HANDSHAKE_MS, why, len);
-	json_decref(j);
+	}
+	json_decref(j); /* in was j's */
 	free(ans);
-	return in && *in ? r : -EPROTO;
+	return r;
 }
 
 /* The source's part, without the daemon's lock (v->migrating keeps every
