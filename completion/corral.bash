@@ -127,7 +127,7 @@ _corral_vm()
 			_corral_files "$cur"
 		else
 			COMPREPLY=($(compgen -W "create set ls start stop pause resume reboot rm logs console snapshot
-				restore clone top --socket --help" -- "$cur"))
+				restore clone migrate top --socket --help" -- "$cur"))
 		fi
 		return
 	fi
@@ -149,6 +149,7 @@ _corral_vm()
 		stop) opts="--timeout --force" ;;
 		rm) opts="--force" ;;
 		clone) opts="--count --prefix" ;;
+		migrate) opts="--downtime --json" ;;
 		set) opts="--json --cpu-weight --cpu-max --cpuset --memory-max --pids-max --nofile --disk-rate
 			--net-rate" ;;
 		esac

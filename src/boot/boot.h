@@ -88,5 +88,11 @@ int boot_default_guest(const char *dir, char *kernel, char *initrd, size_t len, 
  * default guest's directory and the kernel cache's ("" for none), each
  * buffer len bytes. 0 or -ENAMETOOLONG. */
 int boot_dirs_from_env(char *guest_dir, char *kernel_cache, size_t len);
+/* Puts the decompressed payload of the bzImage at path into the kernel
+ * cache (kcache.c) unless it is there: corrald fills the cache its jailed
+ * VM processes may only read. 1 if it decompressed, 0 if there was nothing
+ * to do (cached, no cache, not a bzImage), or -errno with one line in err
+ * (an unreadable file). A VM process still checks what it loads. */
+int boot_kcache_fill(const char *cache, const char *path, char *err, size_t errlen);
 
 #endif

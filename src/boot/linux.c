@@ -488,6 +488,34 @@ int boot_load_elf(struct machine *m, const char *path, const uint8_t *img, size_
 
 /* ---- bzImage ---- */
 
+int boot_kcache_fill(const char *cache, const char *path, char *err, size_t errlen)
+{
+	uint8_t *img, *vmlinux = NULL;
+	size_t len, vlen;
+	const char *format;
+	if (!cache || !*cache)
+		return 0;
+	int ret = file_read("kernel", path, KERNEL_FILE_MAX, &img, &len, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = 0;
+	if (len >= HDR_MAGIC + 8 && !memcmp(img + HDR_MAGIC, "HdrS", 4) && get16(img + HDR_VERSION) >= 0x208) {
+		unsigned setup_sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
+		uint64_t pm_off = ((uint64_t)setup_sects + 1) * 512, poff = get32(img + HDR_PAYLOAD_OFFSET),
+			 plen = get32(img + HDR_PAYLOAD_LENGTH);
+		/* the same bounds load_bzimage checks; what it would refuse is left to it */
+		if (pm_off <= len && poff <= len - pm_off && plen <= len - pm_off - poff && plen >= 4 &&
+		    kcache_get(cache, img + pm_off + poff, plen, KERNEL_IMAGE_MAX, &vmlinux, &vlen) < 0 &&
+		    boot_unpack(img + pm_off + poff, plen, KERNEL_IMAGE_MAX, &vmlinux, &vlen, &format) == 0) {
+			kcache_put(cache, img + pm_off + poff, plen, vmlinux, vlen);
+			ret = 1;
+		}
+	}
+	free(vmlinux);
+	free(img);
+	return ret;
+}
+
 /* Validates a bzImage's setup header, decompresses its payload and loads
  * the vmlinux inside. hdr gets the setup header (at boot_params offsets). */
 static int load_bzimage(struct machine *m, const char *path, const char *kcache, const uint8_t *img, size_t len,

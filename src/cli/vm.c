@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 #define VM_TIMEOUT_MS 330000 /* a stop may wait its timeout (at most 300 s) */
@@ -51,6 +52,11 @@ static void vm_usage(FILE *f)
 		"  clone NAME [--count N] [--prefix P]\n"
 		"                   N new VMs P-1..P-N (default NAME-1..) with NAME's configuration,\n"
 		"                   continuing from its state if it runs\n"
+		"  migrate NAME DEST [--downtime MS] [--json]\n"
+		"                   move a running VM live to another corrald: DEST is its API\n"
+		"                   socket or tcp:HOST:PORT where it takes VMs (corrald --incoming);\n"
+		"                   the VM stops for at most MS ms (default 300); on failure it\n"
+		"                   runs on here\n"
 		"  top [--json]     CPU time and memory of each VM\n\n"
 		"limits (create and set):\n"
 		"  --cpu-weight N   CPU share (2..262144; 1024 is one share)\n"
@@ -547,6 +553,76 @@ static int vm_logs(const char *name, int attach)
 	return r;
 }
 
+/* corral vm migrate NAME DEST [--downtime MS] [--json] */
+static int vm_migrate(int argc, char **argv)
+{
+	const char *dest = NULL;
+	long downtime = 0;
+	int as_json = 0;
+	char path[160], abs[PATH_MAX];
+	if (name_arg(argc, argv, 1, "VM's name") < 0)
+		return 2;
+	for (int a = 2; a < argc; a++) {
+		char *end;
+		if (!strcmp(argv[a], "--json")) {
+			as_json = 1;
+		} else if (!strcmp(argv[a], "--downtime") && a + 1 < argc) {
+			errno = 0;
+			downtime = strtol(argv[++a], &end, 10);
+			if (errno || *end || end == argv[a] || downtime < 1 || downtime > MIGRATE_DOWNTIME_MAX_MS) {
+				fprintf(stderr, "corral: vm migrate: --downtime '%s': milliseconds from 1 to %d\n",
+					argv[a], MIGRATE_DOWNTIME_MAX_MS);
+				return 2;
+			}
+		} else if (argv[a][0] != '-' && !dest) {
+			dest = argv[a];
+		} else {
+			fprintf(stderr,
+				"corral: vm migrate: unknown or incomplete option '%s' (see 'corral vm --help')\n",
+				argv[a]);
+			return 2;
+		}
+	}
+	if (!dest) {
+		fprintf(stderr,
+			"corral: vm migrate: give the destination: another corrald's socket or tcp:HOST:PORT\n");
+		return 2;
+	}
+	/* a socket path as corrald (elsewhere) finds it */
+	if (strncmp(dest, "tcp:", 4)) {
+		if (!realpath(dest, abs)) {
+			fprintf(stderr, "corral: vm migrate: '%s': %s\n", dest, strerror(errno));
+			return 1;
+		}
+		dest = abs;
+	}
+	json_t *b = json_pack("{s:s}", "destination", dest);
+	if (b && downtime)
+		json_object_set_new(b, "downtime_limit_ms", json_integer(downtime));
+	char *body = b ? json_dumps(b, JSON_COMPACT) : NULL, *ans;
+	json_decref(b);
+	if (!body) {
+		fprintf(stderr, "corral: vm migrate: out of memory\n");
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/vms/%s/migrate", argv[1]);
+	int r = call("POST", path, body, &ans);
+	free(body);
+	if (r == 0 && as_json) {
+		printf("%s\n", ans);
+	} else if (r == 0) {
+		json_t *j = json_loads(ans, 0, NULL);
+		printf("%s: migrated to %s (stopped %" JSON_INTEGER_FORMAT " ms, %" JSON_INTEGER_FORMAT
+		       " ms in all, %.1f MiB sent)\n",
+		       argv[1], dest, json_integer_value(json_object_get(j, "downtime_ms")),
+		       json_integer_value(json_object_get(j, "total_ms")),
+		       (double)json_integer_value(json_object_get(j, "bytes_sent")) / (1 << 20));
+		json_decref(j);
+	}
+	free(ans);
+	return r;
+}
+
 int cmd_vm(int argc, char **argv)
 {
 	char path[160], body[256];
@@ -582,6 +658,8 @@ int cmd_vm(int argc, char **argv)
 		return vm_ls(argc, argv, 0);
 	if (!strcmp(cmd, "top"))
 		return vm_ls(argc, argv, 1);
+	if (!strcmp(cmd, "migrate"))
+		return vm_migrate(argc, argv);
 	static const char *const verbs[] = {"start", "pause", "resume",	  "reboot",  "logs", "console",
 					    "stop",  "rm",    "snapshot", "restore", "clone"};
 	unsigned v = 0;

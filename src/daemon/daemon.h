@@ -9,7 +9,10 @@
  *   (state_dir/vms/NAME/run.json names the process).
  * - corrald_vm_process is a VM process's whole life: it runs in dir (the
  *   VM's directory: vm.json, console.log, api.sock), from restore (a
- *   snapshot directory) if not NULL, and returns the exit status. */
+ *   snapshot directory) if not NULL, or from a live migration's stream
+ *   on DIR/vm/incoming.sock if incoming (the stream relayed by corrald:
+ *   relay.h), and returns the exit status. kcache: corrald's kernel
+ *   cache (read-only in the jail), or NULL or "" for none. */
 #ifndef CORRAL_DAEMON_H
 #define CORRAL_DAEMON_H
 
@@ -34,12 +37,13 @@ struct corrald_opts {
 	const char *image_dir[CORRALD_MAX_IMAGE_DIRS]; /* where VM images may come from */
 	unsigned nimage_dirs;			       /* 0: state_dir/images */
 	int foreground;
-	const char *cgroup; /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
-	int balloon_policy; /* move balloon memory towards guests under pressure (policy.h) */
+	const char *cgroup;   /* the VMs' cgroup hierarchy: "auto" (NULL), "v1" or "v2" */
+	int balloon_policy;   /* move balloon memory towards guests under pressure (policy.h) */
+	const char *incoming; /* tcp:ADDR:PORT where VMs migrated from other corralds arrive, or NULL */
 };
 
 int corrald_serve(const struct corrald_opts *o);
-int corrald_vm_process(const char *dir, const char *restore);
+int corrald_vm_process(const char *dir, const char *restore, int incoming, const char *kcache);
 
 /* 1 if s is a VM or snapshot name: 1..64 of [A-Za-z0-9_.-], starting with
  * a letter or digit, without "..". */

@@ -13,7 +13,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: corrald [--foreground] [--socket PATH] [--state-dir DIR] [--image-dir DIR]...\n"
-		"               [--cgroup auto|v1|v2] [--balloon-policy]\n\n"
+		"               [--cgroup auto|v1|v2] [--balloon-policy] [--incoming tcp:ADDR:PORT]\n\n"
 		"Hosts many VMs, each in a process of its own, and serves a REST/JSON API on a\n"
 		"unix socket (docs/corrald.yaml); 'corral vm' is its command-line client.\n"
 		"Running VMs outlive corrald: the next corrald takes them back.\n\n"
@@ -29,6 +29,10 @@ static void usage(FILE *f)
 		"                   /sys/fs/cgroup/unified\n"
 		"  --balloon-policy every %d s, move balloon memory from idle guests to guests under\n"
 		"                   pressure, by what their balloons' statistics report\n"
+		"  --incoming tcp:ADDR:PORT\n"
+		"                   also take VMs migrated from other corralds on this TCP address\n"
+		"                   (unauthenticated: loopback or a trusted network only); they\n"
+		"                   always arrive on STATE_DIR/incoming.sock\n"
 		"  --version        print corrald's version\n"
 		"  -h, --help       show this help\n",
 		CORRALD_SOCKET_DEFAULT, CORRALD_STATE_DEFAULT, POLICY_INTERVAL_S);
@@ -45,7 +49,10 @@ int main(int argc, char **argv)
 		OPT_RESTORE,
 		OPT_VERSION,
 		OPT_CGROUP,
-		OPT_POLICY
+		OPT_POLICY,
+		OPT_INCOMING,
+		OPT_VMINCOMING,
+		OPT_KCACHE
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, OPT_FG},
@@ -56,14 +63,17 @@ int main(int argc, char **argv)
 		/* hidden: the VM process corrald starts for each VM */
 		{"vm-process", required_argument, NULL, OPT_VMPROC},
 		{"restore", required_argument, NULL, OPT_RESTORE},
+		{"vm-incoming", no_argument, NULL, OPT_VMINCOMING},
+		{"kernel-cache", required_argument, NULL, OPT_KCACHE},
 		{"version", no_argument, NULL, OPT_VERSION},
 		{"balloon-policy", no_argument, NULL, OPT_POLICY},
+		{"incoming", required_argument, NULL, OPT_INCOMING},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct corrald_opts o = {.socket = CORRALD_SOCKET_DEFAULT, .state_dir = CORRALD_STATE_DEFAULT};
-	const char *vmproc = NULL, *restore = NULL;
-	int opt;
+	const char *vmproc = NULL, *restore = NULL, *kcache = NULL;
+	int opt, vmincoming = 0;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -87,6 +97,15 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VMPROC: vmproc = optarg; break;
 		case OPT_RESTORE: restore = optarg; break;
+		case OPT_VMINCOMING: vmincoming = 1; break;
+		case OPT_KCACHE: kcache = optarg; break;
+		case OPT_INCOMING:
+			if (strncmp(optarg, "tcp:", 4) || !strchr(optarg + 4, ':')) {
+				fprintf(stderr, "corrald: --incoming '%s': tcp:ADDR:PORT\n", optarg);
+				return 2;
+			}
+			o.incoming = optarg;
+			break;
 		case OPT_VERSION: printf("corrald %s\n", CORRAL_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default:
@@ -100,7 +119,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (vmproc)
-		return corrald_vm_process(vmproc, restore);
+		return corrald_vm_process(vmproc, restore, vmincoming, kcache);
 	/* detached, in the same directory: relative paths hold */
 	if (!o.foreground && daemon(1, 0) < 0) {
 		perror("corrald: daemon");

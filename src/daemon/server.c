@@ -13,6 +13,10 @@
  *   vms/NAME/vm/console.log the serial console
  *   vms/NAME/vm/exit        why the VM process ended (written by it)
  *   vms/NAME/vm/snapshots/SNAP/{state,memory}
+ *   vms/NAME/vm/migrate.sock  corrald's, while the VM migrates out: the VM
+ *                           process sends its stream there, corrald relays it
+ *   vms/NAME/vm/incoming.sock the VM process's, while it migrates in
+ *   incoming.sock           where other corralds send VMs (relay.h)
  * A VM directory is made complete under vms/.new-NAME and renamed into
  * place, and removed by a rename to vms/.del-NAME first, so a crash never
  * leaves half a VM; leftovers of either are removed at start. */
@@ -25,6 +29,8 @@
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -43,12 +49,15 @@
 
 #include "api/api.h"
 #include "api/httpd.h"
+#include "boot/boot.h"
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/http.h"
 #include "daemon/policy.h"
+#include "daemon/relay.h"
 #include "daemon/vmcg.h"
 #include "oci/oci.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 #define STOP_TIMEOUT_DEFAULT 10
@@ -67,6 +76,8 @@ struct dvm {
 	int crashed;		       /* ended by a signal we did not send */
 	json_t *cgroups;	       /* the VM process's cgroup directories (oci/cgroup.c), or NULL */
 	char reason[600];	       /* why the last VM process ended */
+	int incoming;		       /* arriving by live migration: not yet running here */
+	int migrating;		       /* leaving by live migration (post_migrate) */
 };
 
 struct daemon {
@@ -78,9 +89,13 @@ struct daemon {
 	struct dvm *vm[CORRALD_MAX_VMS];
 	unsigned nvms;
 	pthread_mutex_t lock;
-	gid_t group;		     /* the corral group, or (gid_t)-1 */
-	int cg_version;		     /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
-	char cg_root[VMCG_ROOT_MAX]; /* v2: the hierarchy's mount */
+	gid_t group;		      /* the corral group, or (gid_t)-1 */
+	int cg_version;		      /* the VM processes' cgroups: 1 or 2 (vmcg.h) */
+	char cg_root[VMCG_ROOT_MAX];  /* v2: the hierarchy's mount */
+	char incoming_sock[PATH_MAX]; /* STATE/incoming.sock: VMs migrated here arrive on it */
+	char kcache[PATH_MAX];	      /* STATE/kernels: decompressed kernels, corrald's to write */
+	int incoming_fd[2];	      /* it, and --incoming's TCP socket (or -1) */
+	volatile int stopping;	      /* the incoming thread ends */
 };
 
 /* One request as it arrives: its body and who sent it. */
@@ -420,11 +435,16 @@ static void vm_api_message(const char *ans, char *out, size_t len)
 	json_decref(j);
 }
 
-/* "running", "paused", "stopped" or "crashed". */
+/* "running", "paused", "stopped", "crashed", "incoming" (arriving by
+ * live migration) or "migrating" (leaving by it). */
 static const char *dvm_state(struct daemon *d, struct dvm *v)
 {
 	if (!dvm_alive(d, v, 0))
 		return v->crashed ? "crashed" : "stopped";
+	if (v->incoming)
+		return "incoming";
+	if (v->migrating)
+		return "migrating";
 	int status;
 	char *ans = NULL, err[256];
 	const char *st = "running";
@@ -561,11 +581,13 @@ static int dvm_rlimits(struct dvm *v, json_t *l, char *why, size_t len)
 
 /* Starts v's VM process (from the snapshot directory restore, if given)
  * and waits until its API answers. 0, or -errno with why in err. */
-static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char *err, size_t errlen)
+static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, int incoming, char *err, size_t errlen)
 {
 	char dir[PATH_MAX], logp[PATH_MAX], sock[PATH_MAX], exitp[PATH_MAX], runp[PATH_MAX];
 	vm_file(d, v->name, NULL, dir);
 	vm_file(d, v->name, "process.log", logp);
+	vm_file(d, v->name, "vm/incoming.sock", sock);
+	unlink(sock);
 	vm_file(d, v->name, "vm/api.sock", sock);
 	vm_file(d, v->name, "vm/exit", exitp);
 	vm_file(d, v->name, "run.json", runp);
@@ -582,10 +604,26 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 			close(nullfd);
 		return r;
 	}
+	/* A bzImage's payload decompressed once for every VM that boots it:
+	 * here, into the cache each VM process may only read (a jailed VM
+	 * writing entries that other VMs boot would reach into them). */
+	const char *kernel = json_string_value(json_object_get(json_object_get(v->def, "config"), "kernel"));
+	if (kernel && !restore && !incoming && d->kcache[0]) {
+		char kerr[300];
+		int k = boot_kcache_fill(d->kcache, kernel, kerr, sizeof(kerr));
+		if (k < 0)
+			logf_("VM '%s': the kernel cache: %s", v->name, kerr);
+		else if (k > 0)
+			logf_("kernel '%s': decompressed into %s", kernel, d->kcache);
+	}
 	char *argv[] = {(char *)"corrald",
 			(char *)"--vm-process",
 			dir,
-			restore ? (char *)"--restore" : NULL,
+			(char *)"--kernel-cache",
+			d->kcache,
+			incoming  ? (char *)"--vm-incoming"
+			: restore ? (char *)"--restore"
+				  : NULL,
 			(char *)restore,
 			NULL};
 	sigset_t none;
@@ -643,9 +681,12 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, char 
 			return -EINVAL;
 		}
 		int status;
-		char e2[128];
-		if (access(sock, F_OK) == 0 && dvm_call(d, v, "GET", "/", NULL, &status, NULL, e2, sizeof(e2)) == 0 &&
-		    status == 200)
+		char e2[128], insock[PATH_MAX];
+		/* an incoming VM is ready when it waits for its stream */
+		if (incoming && vm_file(d, v->name, "vm/incoming.sock", insock) == 0 && access(insock, F_OK) == 0)
+			return 0;
+		if (!incoming && access(sock, F_OK) == 0 &&
+		    dvm_call(d, v, "GET", "/", NULL, &status, NULL, e2, sizeof(e2)) == 0 && status == 200)
 			return 0;
 		struct timespec ts = {0, 20000000};
 		nanosleep(&ts, NULL);
@@ -1031,7 +1072,7 @@ static enum MHD_Result post_vms(struct daemon *d, struct MHD_Connection *c, stru
 		struct dvm *v = define_vm(d, name, config, json_object_get(j, "limits"), why, sizeof(why));
 		if (!v) {
 			r = httpd_fault(c, 500, "%s", why);
-		} else if (json_is_true(start) && dvm_spawn(d, v, NULL, err, sizeof(err)) < 0) {
+		} else if (json_is_true(start) && dvm_spawn(d, v, NULL, 0, err, sizeof(err)) < 0) {
 			/* a VM that cannot start is not left half-made */
 			undefine_vm(d, v);
 			r = httpd_fault(c, 400, "VM '%s' does not start: %s", name, err);
@@ -1268,7 +1309,7 @@ static enum MHD_Result post_restore(struct daemon *d, struct MHD_Connection *c, 
 		sfmt(st, sizeof(st), "%s/state", sdir);
 		if (access(st, R_OK) < 0)
 			r = httpd_fault(c, 404, "VM '%s' has no snapshot '%s'", v->name, snap);
-		else if (dvm_spawn(d, v, sdir, why, sizeof(why)) < 0)
+		else if (dvm_spawn(d, v, sdir, 0, why, sizeof(why)) < 0)
 			r = httpd_fault(c, 400, "VM '%s': the restore failed: %s", v->name, why);
 		else
 			r = httpd_reply(c, 204, NULL);
@@ -1338,7 +1379,7 @@ static enum MHD_Result post_clone(struct daemon *d, struct MHD_Connection *c, st
 	for (long n = 0; n < count; n++) {
 		struct dvm *nv = define_vm(d, names[n], config, json_object_get(v->def, "limits"), why, sizeof(why));
 		char err[700];
-		if (!nv || (running && dvm_spawn(d, nv, sdir, err, sizeof(err)) < 0)) {
+		if (!nv || (running && dvm_spawn(d, nv, sdir, 0, err, sizeof(err)) < 0)) {
 			if (nv) {
 				int forced;
 				sfmt(why, sizeof(why), "%s", err);
@@ -1517,6 +1558,393 @@ static enum MHD_Result get_metrics(struct daemon *d, struct MHD_Connection *c)
 }
 
 /* POST /vms/NAME/ACTION */
+/* ---- Live migration between corralds ----
+ *
+ * A jailed VM process has no network, so its stream goes through the
+ * corralds (relay.h). The source corrald sends the destination one line,
+ * the VM's definition {"name", "config", "limits"}; the destination
+ * defines the VM, starts its process waiting on DIR/vm/incoming.sock and
+ * answers one line, {"ok": true} or {"fault_message": "..."}; then the
+ * source's VM process streams to DIR/vm/migrate.sock (corrald's), and each
+ * corrald forwards the bytes both ways. The VM runs on at the source until
+ * the destination runs it (migrate.h), and is then removed there. */
+
+static int peer_allowed(struct daemon *d, uid_t uid, pid_t pid);
+
+#define MIGRATE_HANDSHAKE_MS 30000 /* the destination defines and starts the VM */
+#define MIGRATE_IDLE_MS 90000	   /* longer than the stream's own timeouts (30 s, 60 s for READY) */
+#define MIGRATE_END_MS 60000
+
+/* A socket of corrald's in DIR/vm for v's process to connect to (made
+ * through a descriptor of the directory, so the state directory's path
+ * may be long, and given to the VM's uid): the listening fd, or -errno. */
+static int dvm_listen(struct daemon *d, struct dvm *v, const char *file, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	vm_file(d, v->name, "vm", dir);
+	int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd = -1, r = 0;
+	json_int_t uid = json_integer_value(json_object_get(v->def, "uid"));
+	if (dfd < 0) {
+		r = -errno;
+		goto out;
+	}
+	sfmt(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd, file);
+	unlink(sa.sun_path); /* whatever the VM left there */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 ||
+	    (geteuid() == 0 && lchown(sa.sun_path, (uid_t)uid, (gid_t)uid) < 0))
+		r = -errno;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	if (r < 0) {
+		sfmt(err, errlen, "'%s/%s': %s", dir, file, strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* The destination's stream socket: tcp:HOST:PORT itself, or the incoming
+ * socket the corrald serving the API socket dest names. The connected fd,
+ * or -errno with why. */
+static int dest_connect(const char *dest, char *why, size_t len)
+{
+	if (!strncmp(dest, "tcp:", 4))
+		return relay_connect(dest, MIGRATE_HANDSHAKE_MS, why, len);
+	int status;
+	char *ans = NULL;
+	size_t alen;
+	int r = http_call(dest, "GET", "/", NULL, 10000, &status, &ans, &alen, why, len);
+	if (r < 0)
+		return r;
+	json_t *j = status == 200 ? json_loads(ans, 0, NULL) : NULL;
+	const char *in = json_string_value(json_object_get(j, "incoming_socket"));
+	if (!in || !*in) {
+		sfmt(why, len, "'%s' is not a corrald that takes incoming VMs (GET / answered %d)", dest, status);
+		r = -EPROTO;
+	} else {
+		r = relay_connect(in, MIGRATE_HANDSHAKE_MS, why, len);
+	}
+	json_decref(j); /* in was j's */
+	free(ans);
+	return r;
+}
+
+/* The source's part, without the daemon's lock (v->migrating keeps every
+ * other change away): 0 when the destination runs the VM (*st holds the
+ * VM's last GET /migrate), or -errno with why; the VM runs on here then. */
+static int migrate_out(struct daemon *d, struct dvm *v, const char *dest, const char *hello, int lfd, long downtime,
+		       json_t **st, char *why, size_t len)
+{
+	char line[1024], body[128], err[600];
+	int status, vfd = -1, r;
+	char *ans = NULL;
+	*st = NULL;
+	int dfd = dest_connect(dest, err, sizeof(err));
+	if (dfd < 0) {
+		sfmt(why, len, "destination: %s", err);
+		return dfd;
+	}
+	if ((r = relay_write_all(dfd, hello, strlen(hello), MIGRATE_HANDSHAKE_MS)) < 0 ||
+	    (r = relay_write_all(dfd, "\n", 1, MIGRATE_HANDSHAKE_MS)) < 0 ||
+	    (r = relay_read_line(dfd, line, sizeof(line), MIGRATE_HANDSHAKE_MS)) < 0) {
+		sfmt(why, len, "destination '%s': no answer: %s", dest, strerror(-r));
+		goto out;
+	}
+	json_t *a = json_loads(line, 0, NULL);
+	if (!json_is_true(json_object_get(a, "ok"))) {
+		const char *m = json_string_value(json_object_get(a, "fault_message"));
+		sfmt(why, len, "the destination refused the VM: %.400s", m ? m : line);
+		json_decref(a);
+		r = -ECONNREFUSED;
+		goto out;
+	}
+	json_decref(a);
+	if (downtime)
+		sfmt(body, sizeof(body), "{\"destination_url\":\"unix:migrate.sock\",\"downtime_limit_ms\":%ld}",
+		     downtime);
+	else
+		sfmt(body, sizeof(body), "{\"destination_url\":\"unix:migrate.sock\"}");
+	if ((r = dvm_call(d, v, "PUT", "/migrate", body, &status, &ans, err, sizeof(err))) < 0 || status != 204) {
+		if (r == 0)
+			vm_api_message(ans, err, sizeof(err));
+		sfmt(why, len, "the VM does not migrate: %s", err);
+		r = r < 0 ? r : -EINVAL;
+		goto out;
+	}
+	/* watched: the VM process waits, once it has handed the VM over,
+	 * until the poll below has seen the outcome (migrate.h) */
+	free(ans);
+	ans = NULL;
+	dvm_call(d, v, "GET", "/migrate", NULL, &status, &ans, err, sizeof(err));
+	/* the VM process connects (its cwd is DIR/vm) */
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	if (poll(&p, 1, MIGRATE_HANDSHAKE_MS) <= 0 || (vfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		sfmt(why, len, "the VM process did not send its stream");
+		r = -ETIMEDOUT;
+		goto out;
+	}
+	r = relay_pump(vfd, dfd, MIGRATE_IDLE_MS, err, sizeof(err));
+	if (r < 0)
+		logf_("VM '%s': migration to '%s': %s", v->name, dest, err);
+	close(vfd);
+	vfd = -1;
+	close(dfd);
+	dfd = -1;
+	/* the VM's own word on how it went */
+	for (int waited = 0; waited < MIGRATE_END_MS; waited += 50) {
+		free(ans);
+		ans = NULL;
+		if (dvm_call(d, v, "GET", "/migrate", NULL, &status, &ans, err, sizeof(err)) < 0) {
+			sfmt(why, len, "the VM process ended during its migration: %s", err);
+			r = -EIO;
+			goto out;
+		}
+		json_t *j = status == 200 ? json_loads(ans, 0, NULL) : NULL;
+		const char *state = json_string_value(json_object_get(j, "state"));
+		if (state && !strcmp(state, "completed")) {
+			*st = j;
+			r = 0;
+			goto out;
+		}
+		if (state && !strcmp(state, "failed")) {
+			sfmt(why, len, "%.500s", json_string_value(json_object_get(j, "error")) ?: "failed");
+			json_decref(j);
+			r = -EIO;
+			goto out;
+		}
+		json_decref(j);
+		struct timespec ts = {0, 50000000};
+		nanosleep(&ts, NULL);
+	}
+	sfmt(why, len, "the migration did not end within %d s", MIGRATE_END_MS / 1000);
+	r = -ETIMEDOUT;
+out:
+	free(ans);
+	if (vfd >= 0)
+		close(vfd);
+	if (dfd >= 0)
+		close(dfd);
+	return r;
+}
+
+static enum MHD_Result post_migrate(struct daemon *d, struct MHD_Connection *c, struct dvm *v, struct dreq *q)
+{
+	static const char *const keys[] = {"destination", "downtime_limit_ms", NULL};
+	char why[700], sock[PATH_MAX], self[PATH_MAX];
+	const char *dest = NULL;
+	long downtime = 0;
+	json_t *j = httpd_body_object(q->body, q->len, keys, why, sizeof(why));
+	int got = j ? httpd_get_str(j, "destination", PATH_MAX, &dest, why, sizeof(why)) : -1;
+	enum MHD_Result res;
+	if (got <= 0 || get_int(j, "downtime_limit_ms", 1, MIGRATE_DOWNTIME_MAX_MS, &downtime, why, sizeof(why)) < 0) {
+		res = httpd_fault(c, 400, "%s", got == 0 ? "'destination' is required" : why);
+		goto out;
+	}
+	if (strncmp(dest, "tcp:", 4) && dest[0] != '/') {
+		res = httpd_fault(c, 400,
+				  "'destination' '%.64s': another corrald's API socket (an absolute path) or "
+				  "tcp:HOST:PORT where it takes incoming VMs",
+				  dest);
+		goto out;
+	}
+	/* itself: the VM's name is taken there, and the lock would be too */
+	if (realpath(dest, sock) && realpath(d->o->socket, self) && !strcmp(sock, self)) {
+		res = httpd_fault(c, 400, "'%.64s' is this corrald", dest);
+		goto out;
+	}
+	if (!dvm_alive(d, v, 0)) {
+		res = httpd_fault(c, 409, "VM '%s' is not running", v->name);
+		goto out;
+	}
+	json_t *h = json_pack("{s:s,s:O}", "name", v->name, "config", json_object_get(v->def, "config"));
+	if (h && json_object_get(v->def, "limits"))
+		json_object_set(h, "limits", json_object_get(v->def, "limits"));
+	char *hello = h ? json_dumps(h, JSON_COMPACT) : NULL;
+	json_decref(h);
+	if (!hello || strlen(hello) >= RELAY_LINE_MAX) {
+		free(hello);
+		res = httpd_fault(c, 500, "VM '%s': its definition does not fit the hand-shake", v->name);
+		goto out;
+	}
+	int lfd = dvm_listen(d, v, "migrate.sock", why, sizeof(why));
+	if (lfd < 0) {
+		free(hello);
+		res = httpd_fault(c, 500, "%s", why);
+		goto out;
+	}
+	logf_("VM '%s': migrating to '%s'", v->name, dest);
+	v->migrating = 1;
+	json_t *st;
+	pthread_mutex_unlock(&d->lock);
+	int r = migrate_out(d, v, dest, hello, lfd, downtime, &st, why, sizeof(why));
+	pthread_mutex_lock(&d->lock);
+	v->migrating = 0;
+	free(hello);
+	close(lfd);
+	vm_file(d, v->name, "vm/migrate.sock", sock);
+	unlink(sock);
+	if (r < 0) {
+		logf_("VM '%s': migration to '%s' failed, the VM runs on here: %s", v->name, dest, why);
+		res = httpd_fault(c, 502, "migration of VM '%s' failed (it runs on here): %s", v->name, why);
+		goto out;
+	}
+	/* the destination runs it: this process ends by itself (migrate.h) */
+	for (int k = 0; k < 1000 && dvm_alive(d, v, 0); k++) {
+		struct timespec ts = {0, 10000000};
+		nanosleep(&ts, NULL);
+	}
+	int forced;
+	if (v->pid)
+		dvm_stop(d, v, 0, &forced);
+	logf_("VM '%s': migrated to '%s' (stopped %" JSON_INTEGER_FORMAT " ms)", v->name, dest,
+	      json_integer_value(json_object_get(st, "downtime_ms")));
+	json_t *ans = json_pack("{s:s,s:s,s:O,s:O,s:O}", "name", v->name, "destination", dest, "downtime_ms",
+				json_object_get(st, "downtime_ms"), "total_ms", json_object_get(st, "total_ms"),
+				"bytes_sent", json_object_get(st, "bytes_sent"));
+	json_decref(st);
+	undefine_vm(d, v);
+	res = httpd_reply(c, 200, ans);
+out:
+	json_decref(j);
+	return res;
+}
+
+/* The destination's part: one connection (on incoming.sock or --incoming's
+ * TCP port), its hand-shake line checked as a POST /vms is, the VM
+ * defined and started waiting for its stream, then the relay. The VM is
+ * removed again if its stream never makes it run (the supervision loop). */
+static int incoming_define(struct daemon *d, const char *line, size_t n, char *why, size_t len)
+{
+	static const char *const keys[] = {"name", "config", "limits", NULL};
+	struct oci_resources res;
+	const char *name = NULL;
+	char sock[64], err[600];
+	int r = -EINVAL;
+	json_t *j = httpd_body_object(line, n, keys, why, len);
+	if (!j)
+		return -EINVAL;
+	json_t *config = json_object_get(j, "config");
+	int got = httpd_get_str(j, "name", CORRALD_NAME_MAX + 1, &name, why, len);
+	if (got <= 0 || !corrald_name_ok(name)) {
+		sfmt(why, len, "not a VM name");
+	} else if (!config) {
+		sfmt(why, len, "no 'config'");
+	} else if (find_vm(d, name)) {
+		sfmt(why, len, "a VM named '%s' exists here", name);
+		r = -EEXIST;
+	} else if (check_config(d, config, why, len) == 0 &&
+		   check_limits(json_object_get(j, "limits"), &res, why, len) == 0) {
+		struct dvm *v = define_vm(d, name, config, json_object_get(j, "limits"), why, len);
+		if (!v) {
+			r = -EIO;
+		} else if ((r = dvm_spawn(d, v, NULL, 1, err, sizeof(err))) < 0) {
+			sfmt(why, len, "VM '%s' does not start: %s", name, err);
+			undefine_vm(d, v);
+		} else {
+			v->incoming = 1;
+			int pfd = dvm_socket(d, v, "incoming.sock", sock, sizeof(sock), err, sizeof(err));
+			r = pfd < 0 ? pfd : relay_connect(sock, 5000, err, sizeof(err));
+			if (pfd >= 0)
+				close(pfd);
+			if (r < 0) {
+				int forced;
+				sfmt(why, len, "VM '%s': %s", name, err);
+				dvm_stop(d, v, 0, &forced);
+				undefine_vm(d, v);
+			} else {
+				logf_("VM '%s': arriving by live migration", name);
+			}
+		}
+	}
+	json_decref(j);
+	return r;
+}
+
+static void incoming_serve(struct daemon *d, int cfd)
+{
+	char why[700];
+	char *line = malloc(RELAY_LINE_MAX);
+	int n = line ? relay_read_line(cfd, line, RELAY_LINE_MAX, MIGRATE_HANDSHAKE_MS) : -ENOMEM;
+	int vfd = -EINVAL;
+	if (n < 0) {
+		sfmt(why, sizeof(why), "no hand-shake line: %s", strerror(-n));
+	} else {
+		pthread_mutex_lock(&d->lock);
+		vfd = incoming_define(d, line, (size_t)n, why, sizeof(why));
+		pthread_mutex_unlock(&d->lock);
+	}
+	free(line);
+	json_t *a = vfd >= 0 ? json_pack("{s:b}", "ok", 1) : json_pack("{s:s}", "fault_message", why);
+	char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	if (vfd < 0)
+		logf_("incoming VM refused: %s", why);
+	if (text && relay_write_all(cfd, text, strlen(text), 5000) == 0 && relay_write_all(cfd, "\n", 1, 5000) == 0 &&
+	    vfd >= 0 && relay_pump(cfd, vfd, MIGRATE_IDLE_MS, why, sizeof(why)) < 0)
+		logf_("incoming VM: %s", why);
+	free(text);
+	if (vfd >= 0)
+		close(vfd);
+	close(cfd);
+}
+
+/* One incoming VM at a time; a peer on the unix socket must be one that
+ * may use the API. */
+static void *incoming_thread(void *arg)
+{
+	struct daemon *d = arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (!d->stopping) {
+		struct pollfd p[2] = {{.fd = d->incoming_fd[0], .events = POLLIN},
+				      {.fd = d->incoming_fd[1], .events = POLLIN}};
+		if (poll(p, 2, 500) <= 0)
+			continue;
+		for (int k = 0; k < 2; k++) {
+			if (!p[k].revents)
+				continue;
+			int cfd = accept4(p[k].fd, NULL, NULL, SOCK_CLOEXEC);
+			if (cfd < 0)
+				continue;
+			struct ucred cred;
+			socklen_t cl = sizeof(cred);
+			if (k == 0 && (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+				       !peer_allowed(d, cred.uid, cred.pid))) {
+				logf_("incoming VM refused: uid %u may not use corrald", (unsigned)cred.uid);
+				close(cfd);
+				continue;
+			}
+			incoming_serve(d, cfd);
+		}
+	}
+	return NULL;
+}
+
+/* The supervision loop's look at a VM arriving here (under the lock): 1 if
+ * it was removed (its stream did not make it run). */
+static int incoming_check(struct daemon *d, struct dvm *v)
+{
+	int status;
+	char err[256];
+	if (!dvm_alive(d, v, 0)) {
+		logf_("VM '%s' did not arrive: %s; removed", v->name, v->reason);
+		undefine_vm(d, v);
+		return 1;
+	}
+	char sock[PATH_MAX];
+	if (vm_file(d, v->name, "vm/api.sock", sock) == 0 && access(sock, F_OK) == 0 &&
+	    dvm_call(d, v, "GET", "/", NULL, &status, NULL, err, sizeof(err)) == 0 && status == 200) {
+		v->incoming = 0;
+		logf_("VM '%s' arrived by live migration and runs", v->name);
+	}
+	return 0;
+}
+
 static enum MHD_Result vm_action(struct daemon *d, struct MHD_Connection *c, struct dvm *v, const char *act,
 				 struct dreq *q)
 {
@@ -1527,6 +1955,8 @@ static enum MHD_Result vm_action(struct daemon *d, struct MHD_Connection *c, str
 		return post_restore(d, c, v, q);
 	if (!strcmp(act, "clone"))
 		return post_clone(d, c, v, q);
+	if (!strcmp(act, "migrate"))
+		return post_migrate(d, c, v, q);
 	if (!strcmp(act, "stop")) {
 		static const char *const keys[] = {"timeout", NULL};
 		long timeout = STOP_TIMEOUT_DEFAULT;
@@ -1550,7 +1980,7 @@ static enum MHD_Result vm_action(struct daemon *d, struct MHD_Connection *c, str
 	if (!strcmp(act, "start")) {
 		if (dvm_alive(d, v, 0))
 			return httpd_fault(c, 409, "VM '%s' is running already", v->name);
-		if (dvm_spawn(d, v, NULL, why, sizeof(why)) < 0)
+		if (dvm_spawn(d, v, NULL, 0, why, sizeof(why)) < 0)
 			return httpd_fault(c, 400, "VM '%s' does not start: %s", v->name, why);
 		return httpd_reply(c, 200, vm_summary(d, v));
 	}
@@ -1560,7 +1990,8 @@ static enum MHD_Result vm_action(struct daemon *d, struct MHD_Connection *c, str
 		return vm_api_action(d, c, v, "PATCH", "/vm", "{\"state\":\"Resumed\"}");
 	if (!strcmp(act, "reboot"))
 		return vm_api_action(d, c, v, "PUT", "/actions", "{\"action_type\":\"SendCtrlAltDel\"}");
-	return httpd_fault(c, 404, "no action '%.32s' (start, stop, pause, resume, reboot, snapshot, restore, clone)",
+	return httpd_fault(c, 404,
+			   "no action '%.32s' (start, stop, pause, resume, reboot, snapshot, restore, clone, migrate)",
 			   act);
 }
 
@@ -1773,7 +2204,8 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 		if (!get)
 			return httpd_fault(c, 405, "%.16s is not a method of /", method);
 		return httpd_reply(c, 200,
-				   json_pack("{s:s,s:i}", "corrald_version", CORRAL_VERSION, "vms", (int)d->nvms));
+				   json_pack("{s:s,s:i,s:s}", "corrald_version", CORRAL_VERSION, "vms", (int)d->nvms,
+					     "incoming_socket", d->incoming_sock));
 	}
 	if (!strcmp(url, "/metrics")) {
 		if (!get)
@@ -1799,6 +2231,9 @@ static enum MHD_Result route(struct daemon *d, struct MHD_Connection *c, const c
 	struct dvm *v = corrald_name_ok(name) ? find_vm(d, name) : NULL;
 	if (!v)
 		return httpd_fault(c, 404, "no VM named '%.64s'", name);
+	if ((v->incoming || v->migrating) && !get)
+		return httpd_fault(c, 409, "VM '%s' is %s by live migration: wait until it ends", v->name,
+				   v->incoming ? "arriving" : "leaving");
 	if (!slash) {
 		if (get)
 			return get_vm(d, c, v);
@@ -1974,6 +2409,73 @@ static int listen_socket(struct daemon *d, const char *path, int *activated)
 	return fd;
 }
 
+/* Where VMs migrated from other corralds arrive: STATE/incoming.sock
+ * (bound through a descriptor of the directory, its path may be long),
+ * and --incoming's TCP address. 0, or -1 with err. */
+static int incoming_listen(struct daemon *d, char *err, size_t errlen)
+{
+	char state[PATH_MAX];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	d->incoming_fd[0] = d->incoming_fd[1] = -1;
+	sfmt(state, sizeof(state), "%s", d->vms_dir);
+	*strrchr(state, '/') = 0; /* vms_dir is STATE/vms */
+	sfmt(d->incoming_sock, sizeof(d->incoming_sock), "%s/incoming.sock", state);
+	int dfd = open(state, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	sfmt(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/incoming.sock", dfd);
+	unlink(d->incoming_sock);
+	int fd = dfd < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	mode_t old = umask(0117);
+	int r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || listen(fd, 4) < 0) {
+		sfmt(err, errlen, "'%s': %s", d->incoming_sock, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
+	if (d->group != (gid_t)-1 && chown(d->incoming_sock, (uid_t)-1, d->group) < 0)
+		logf_("'%s': chown to the corral group: %s", d->incoming_sock, strerror(errno));
+	d->incoming_fd[0] = fd;
+	if (!d->o->incoming)
+		return 0;
+	/* tcp:ADDR:PORT */
+	char host[256];
+	const char *h = d->o->incoming + 4, *colon = strrchr(h, ':');
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+	if (!colon || (size_t)(colon - h) >= sizeof(host)) {
+		sfmt(err, errlen, "--incoming '%s': not tcp:ADDR:PORT", d->o->incoming);
+		return -1;
+	}
+	memcpy(host, h, (size_t)(colon - h));
+	host[colon - h] = 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	int g = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+	if (g || !ai) {
+		sfmt(err, errlen, "--incoming '%s': %s", d->o->incoming, gai_strerror(g));
+		return -1;
+	}
+	int one = 1;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4) < 0) {
+		sfmt(err, errlen, "--incoming '%s': %s", d->o->incoming, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	freeaddrinfo(ai);
+	d->incoming_fd[1] = fd;
+	return 0;
+}
+
 static struct daemon the_daemon;
 
 int corrald_serve(const struct corrald_opts *o)
@@ -1997,6 +2499,11 @@ int corrald_serve(const struct corrald_opts *o)
 		return 1;
 	}
 	sfmt(images, sizeof(images), "%s/images", d->vms_dir);
+	sfmt(d->kcache, sizeof(d->kcache), "%s/kernels", d->vms_dir);
+	if (mkdir(d->kcache, 0755) < 0 && errno != EEXIST) {
+		logf_("'%s': %s: no kernel cache", d->kcache, strerror(errno));
+		d->kcache[0] = 0;
+	}
 	size_t sl = strlen(d->vms_dir);
 	sfmt(d->vms_dir + sl, sizeof(d->vms_dir) - sl, "/vms");
 	if (mkdir_p(d->vms_dir, 0700) < 0) {
@@ -2038,6 +2545,12 @@ int corrald_serve(const struct corrald_opts *o)
 		close(fd);
 		return 1;
 	}
+	pthread_t inthr;
+	if (incoming_listen(d, lerr, sizeof(lerr)) < 0 || pthread_create(&inthr, NULL, incoming_thread, d) != 0) {
+		logf_("%s", lerr[0] ? lerr : "cannot start the incoming thread");
+		close(fd);
+		return 1;
+	}
 	struct MHD_Daemon *mhd = httpd_mhd.start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, d, MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
@@ -2057,6 +2570,11 @@ int corrald_serve(const struct corrald_opts *o)
 		pthread_mutex_lock(&d->lock);
 		for (unsigned k = 0; k < d->nvms; k++) {
 			struct dvm *v = d->vm[k];
+			if (v->incoming) {
+				if (incoming_check(d, v))
+					break; /* the table changed: the rest next round */
+				continue;
+			}
 			if (v->pid && !dvm_alive(d, v, 0))
 				logf_("VM '%s' ended: %s", v->name, v->reason);
 		}
@@ -2066,6 +2584,12 @@ int corrald_serve(const struct corrald_opts *o)
 	}
 	logf_("%s: stopping; the VMs run on", strsignal(sig));
 	httpd_mhd.stop_daemon(mhd);
+	d->stopping = 1;
+	pthread_join(inthr, NULL);
+	for (int k = 0; k < 2; k++)
+		if (d->incoming_fd[k] >= 0)
+			close(d->incoming_fd[k]);
+	unlink(d->incoming_sock);
 	close(fd);
 	if (!activated)
 		unlink(o->socket);

@@ -3,7 +3,8 @@
  * the VM's images are all it sees), builds the VM (or restores a
  * snapshot), keeps the console in DIR/vm/console.log, serves the VM's
  * control API on DIR/vm/api.sock, drops to the VM's uid under seccomp,
- * runs the guest and, when it ends, writes why to DIR/vm/exit. */
+ * runs the guest and, when it ends, writes why to DIR/vm/exit. With
+ * --incoming it builds the VM from a live migration's stream instead. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -28,6 +29,7 @@
 #include "cli/cli.h"
 #include "daemon/daemon.h"
 #include "daemon/jail.h"
+#include "vm/migrate.h"
 #include "vm/vm.h"
 
 /* The VM SIGTERM stops (one per VM process). */
@@ -161,7 +163,7 @@ static void jail_add(struct jail_spec *j, const char *path, int readonly)
 	j->readonly[j->nfiles++] = readonly;
 }
 
-int corrald_vm_process(const char *dir, const char *restore)
+int corrald_vm_process(const char *dir, const char *restore, int incoming, const char *kcache)
 {
 	char err[512], why[600], vmdir[PATH_MAX];
 	if (chdir(dir) < 0 || (size_t)snprintf(vmdir, sizeof(vmdir), "%s/vm", dir) >= sizeof(vmdir)) {
@@ -229,6 +231,9 @@ int corrald_vm_process(const char *dir, const char *restore)
 		/* the jail has no kernel cache to write to */
 		c.kernel_cache = kernel_cache[0] && !jailed ? kernel_cache : NULL;
 	}
+	/* corrald's, which corrald fills: read-only here */
+	if (kcache && kcache[0])
+		c.kernel_cache = kcache;
 	if (jailed) {
 		/* The libraries loaded on demand are loaded now: the jail's root
 		 * holds only the VM's own files. */
@@ -249,6 +254,8 @@ int corrald_vm_process(const char *dir, const char *restore)
 		struct jail_spec j = {.dir = vmdir, .keep_net = c.nnets > 0};
 		jail_add(&j, c.kernel, 1);
 		jail_add(&j, c.initrd, 1);
+		if (c.kernel && c.kernel_cache)
+			jail_add(&j, c.kernel_cache, 1);
 		jail_add(&j, c.flat, 1);
 		if (!c.kernel && !c.flat && c.guest_dir)
 			jail_add(&j, c.guest_dir, 1);
@@ -284,7 +291,13 @@ int corrald_vm_process(const char *dir, const char *restore)
 
 	struct vm *vm;
 	struct api *api = NULL;
-	r = restore ? vm_restore(restore, &c, &vm, err, sizeof(err)) : vm_create(&c, &vm, err, sizeof(err));
+	/* An incoming VM waits on DIR/vm/incoming.sock for its migration
+	 * stream, which corrald relays from the source's corrald (the jail
+	 * has no network); the stream is hostile input and is checked as
+	 * such (migrate.h). */
+	r = incoming  ? vm_incoming("unix:incoming.sock", &c, &vm, err, sizeof(err))
+	    : restore ? vm_restore(restore, &c, &vm, err, sizeof(err))
+		      : vm_create(&c, &vm, err, sizeof(err));
 	free(strings);
 	if (r < 0) {
 		fprintf(stderr, "corrald: vm: %s\n", err);

@@ -155,6 +155,9 @@ for p in $(sed -n 's/^  \(\/[^:]*\):$/\1/p' "$ROOT/docs/corrald.yaml"); do
 	/vms/{name}/snapshot) api POST /vms/a/snapshot '{"name":"s2"}'; expect "POST $p" 201 '"snapshot":"s2"' ;;
 	/vms/{name}/restore) api POST "$q" '{"snapshot":"nope"}'; expect "POST $p" 404 "no snapshot" ;;
 	/vms/{name}/clone) api POST /vms/b/clone '{"count":1}'; expect "POST $p" 201 '"b-1"' ;;
+	/vms/{name}/migrate)
+		# tests/corrald/t_migrate.sh moves VMs; here: nobody there, the VM runs on
+		api POST /vms/a/migrate '{"destination":"tcp:127.0.0.1:1"}'; expect "POST $p" 502 "runs on here" ;;
 	/vms/{name}/balloon | /vms/{name}/balloon/statistics)
 		# passed through to the VM's API; this VM has no balloon (tests/boot/t_balloon.sh has one)
 		api GET "$(printf '%s' "$p" | sed 's/{name}/a/')"; expect "GET $p" 400 'no balloon device' ;;
