@@ -6,10 +6,10 @@
  * (rng and console are small enough to test here). */
 #include <errno.h>
 #include <pthread.h>
-#include <time.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devstate.h"
