@@ -17,6 +17,12 @@
 
 #define VCPU_LOOP_WAIT_NS 10000000ull			/* the main loop looks at input and signals this often */
 #define VCPU_LOOP_IDLE_LEAD_NS (300ull * 1000000000ull) /* idle guest time may lead the wall clock by this */
+/* The shortest wait, with the lock released, even when a deadline has
+ * passed already: the vCPU threads need the lock after each exit, and a
+ * main loop that went round again at once while a guest's timer was due
+ * faster than the loop's own turn (an interrupt storm on a slow host, the
+ * nested test machine) kept it for good: the vCPU stood still. */
+#define VCPU_LOOP_MIN_WAIT_NS 20000ull
 
 static uint64_t loop_wall_ns(void)
 {
@@ -195,6 +201,7 @@ static void loop_main(struct vcpu_loop *l)
 	/* host input waits until the guest had a moment to set its UART up */
 	uint64_t last_poll = loop_wall_ns();
 
+	int io_ready = 0; /* the machine's I/O eventfd was readable */
 	while (!l->done) {
 		/* a stop first: a VM stopped while paused keeps its pause request,
 		 * at which loop_pause would return at once, forever */
@@ -207,8 +214,12 @@ static void loop_main(struct vcpu_loop *l)
 			continue;
 		}
 		uart_flush(&m->com1);
-		if (__atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
+		/* a readable eventfd with nothing pending (a request's bit taken
+		 * by the previous run before its write) is drained here, or every
+		 * wait below would return at once */
+		if (io_ready || __atomic_load_n(&m->io_pending, __ATOMIC_RELAXED))
 			machine_io_run(m);
+		io_ready = 0;
 		uint64_t next = mtimer_run_expired(m);
 		enum machine_power p = machine_take_power(m);
 		if (p == POWER_OFF || p == POWER_RESET) {
@@ -255,14 +266,17 @@ static void loop_main(struct vcpu_loop *l)
 		if (next != UINT64_MAX && next > now && next - now < wait)
 			wait = next - now;
 		else if (next != UINT64_MAX && next <= now)
-			continue;
+			wait = 0;
+		if (wait < VCPU_LOOP_MIN_WAIT_NS)
+			wait = VCPU_LOOP_MIN_WAIT_NS;
 		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull),
 				      .tv_nsec = (long)(wait % 1000000000ull)};
 		struct pollfd pfd[3] = {{.fd = l->notify_fd, .events = POLLIN},
 					{.fd = machine_io_fd(m), .events = POLLIN},
 					{.fd = l->ctl ? l->ctl->wake_fd : -1, .events = POLLIN}};
 		pthread_mutex_unlock(&l->lock);
-		ppoll(pfd, 3, &ts, NULL);
+		if (ppoll(pfd, 3, &ts, NULL) > 0 && (pfd[1].revents & POLLIN))
+			io_ready = 1;
 		pthread_mutex_lock(&l->lock);
 		uint64_t v;
 		if (read(l->notify_fd, &v, sizeof(v)) < 0) {

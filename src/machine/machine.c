@@ -612,13 +612,16 @@ void machine_io_request(struct machine *m, int id)
 
 int machine_io_run(struct machine *m)
 {
+	/* the eventfd first, then the bits: a request whose bit an earlier
+	 * run took before its write left the eventfd readable with nothing
+	 * to do, and a caller that waits on it must find it drained */
+	uint64_t v;
+	if (m->io_fd >= 0 && read(m->io_fd, &v, sizeof(v)) < 0) {
+		/* already drained: fine */
+	}
 	unsigned bits = __atomic_exchange_n(&m->io_pending, 0, __ATOMIC_SEQ_CST);
 	if (!bits)
 		return 0;
-	uint64_t v;
-	if (read(m->io_fd, &v, sizeof(v)) < 0) {
-		/* already drained: fine */
-	}
 	int n = 0;
 	for (unsigned id = 0; id < m->nio; id++)
 		if (bits & (1u << id)) {

@@ -153,12 +153,26 @@ int virtq_pop(struct virtq *q, struct machine *m, struct virtq_elem *e, const ch
 		return -EINVAL;
 	}
 	uint16_t pending = (uint16_t)(avail_idx - q->last_avail);
-	if (pending == 0) {
-		/* EVENT_IDX (§2.7.10): tell the driver where to notify next */
-		if (q->event_idx)
-			wr16(m, q->used + 4 + 8ull * q->size, q->last_avail);
-		return 0;
+	if (pending == 0 && q->event_idx) {
+		/* EVENT_IDX (§2.7.10): tell the driver where to notify next, then
+		 * look at the index again. The driver publishes its index, then
+		 * reads avail_event (virtio 1.2 §2.7.13.3: with a full barrier);
+		 * the device writes avail_event, then reads the index: one of the
+		 * two sees the other's write. Without the second look, a buffer
+		 * added while the first read was under way went unnoticed and
+		 * unnotified (the driver read the avail_event of the previous
+		 * pop), and a queue whose device and driver run at once (kvm,
+		 * emu's multi-thread mode) stood still for good. */
+		wr16(m, q->used + 4 + 8ull * q->size, q->last_avail);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (rd16(m, q->avail + 2, &avail_idx) < 0) {
+			*why = "avail ring outside guest RAM";
+			return -EINVAL;
+		}
+		pending = (uint16_t)(avail_idx - q->last_avail);
 	}
+	if (pending == 0)
+		return 0;
 	if (pending > q->size) {
 		*why = "avail index moved by more than the queue size";
 		return -EINVAL;

@@ -18,10 +18,11 @@
 : "${CORRAL:?}" "${BUILD:?}"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
-# net and guests are left out: under kvm in this machine, --net user has
-# hung, and of the tiny guests `storm` times out and the rebooting guest
-# (no --no-reboot) has left corral stuck in the kernel at its end (see
-# docs/architecture.md); make check-kvm-nested runs both
+# net and guests are left out (see docs/architecture.md): under kvm in
+# this machine the guest of t_net gets its DHCP lease but then finds its
+# network unreachable and waits for the host; guests runs to its end but
+# takes about 480 s, with echo, SIGINT in a REP and info failing there.
+# make check-kvm-nested runs both
 NESTED_DEFAULT=info,migrate,snapdeb,blk,boot1,boot2,boot4,snap,handover
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
 TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
@@ -111,9 +112,12 @@ t0=$(date +%s)
 # machine's kernel, checking it under emulation, finds it "unsynchronized";
 # KVM on a host TSC marked unstable re-bases each vCPU's TSC whenever it is
 # scheduled, and the guests would see their TSCs warped between CPUs.
+# no_timer_check: on a loaded host QEMU's emulated PIT can miss the
+# kernel's IO-APIC timer check, which then panics the machine at boot
+# ("IO-APIC + timer doesn't work"), as it did in two runs of 2026-12-07.
 timeout -k 10 "$TIMEOUT" "$QEMU" -accel tcg -cpu max -smp 2 -m 2048 -nodefaults -display none \
 	-monitor none -no-reboot -serial "file:$work/console" -kernel "$GUEST_DIR/vmlinuz" \
-	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable corral.nested=$SUITES corral.nested_limit=$SUITE_LIMIT" \
+	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable no_timer_check corral.nested=$SUITES corral.nested_limit=$SUITE_LIMIT" \
 	</dev/null >"$work/qemu.log" 2>&1
 rc=$?
 echo "t_nested: the nested machine ran for $(($(date +%s) - t0)) s (exit $rc)"

@@ -5,9 +5,11 @@
  * a malformed ring putting the device in DEVICE_NEEDS_RESET; virtio-console
  * (rng and console are small enough to test here). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devstate.h"
@@ -136,6 +138,107 @@ static void test_event_idx(void)
 		virtq_push(&q, m, 0, 1);
 	CHECK(virtq_should_notify(&q, m)); /* used went 2 -> 6, past 5 */
 	machine_destroy(m);
+}
+
+/* A driver and a device on two threads, as under kvm or emu's multi-thread
+ * mode, with EVENT_IDX: the driver adds buffers and notifies only when
+ * avail_event asks it to (Linux's virtqueue_kick_prepare: publish the
+ * index, full barrier, read avail_event); the device, once notified, pops
+ * until virtq_pop says the ring is empty. No notification may be lost:
+ * every buffer is used. A device that wrote avail_event without looking at
+ * the index again after a full barrier left buffers behind unnotified. */
+#define RACE_BUFS 200000u
+#define RACE_STALL_NS 2000000000ull
+
+struct race {
+	struct machine *m;
+	struct virtq q;
+	unsigned kicks_pending; /* the doorbell: atomic */
+	unsigned stop;		/* atomic */
+	uint64_t used;		/* buffers the device used */
+};
+
+static uint64_t race_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *race_device(void *arg)
+{
+	struct race *r = arg;
+	struct virtq_elem e;
+	const char *why;
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		if (!__atomic_exchange_n(&r->kicks_pending, 0, __ATOMIC_ACQ_REL))
+			continue;
+		int k;
+		while ((k = virtq_pop(&r->q, r->m, &e, &why)) == 1) {
+			virtq_push(&r->q, r->m, e.head, 0);
+			r->used++;
+		}
+		if (k < 0)
+			break;
+	}
+	return NULL;
+}
+
+static void test_notify_race(void)
+{
+	struct race r = {.m = mk()};
+	CHECK(r.m != NULL);
+	if (!r.m)
+		return;
+	q_init(r.m, &r.q, 0, 0);
+	r.q.event_idx = 1;
+	r.q.indirect = 0;
+	for (unsigned i = 0; i < QSZ; i++)
+		set_desc(r.m, DESC, i, BUF, 1, 0, 0);
+	uint16_t *avail_idx = gpa_ptr(r.m, AVAIL + 2, 2), *used_idx = gpa_ptr(r.m, USED + 2, 2);
+	uint16_t *avail_event = gpa_ptr(r.m, USED + 4 + 8 * QSZ, 2);
+	pthread_t dev;
+	if (pthread_create(&dev, NULL, race_device, &r)) {
+		TEST_SKIP("cannot start a thread");
+		machine_destroy(r.m);
+		return;
+	}
+	uint16_t idx = 0;
+	unsigned stalled = 0;
+	for (unsigned n = 0; n < RACE_BUFS && !stalled; n++) {
+		/* room in the ring: wait for the device (it was notified of
+		 * everything it has not used, or the test has found the bug) */
+		uint64_t t0 = 0;
+		while ((uint16_t)(idx - __atomic_load_n(used_idx, __ATOMIC_ACQUIRE)) >= QSZ) {
+			if (!t0) {
+				t0 = race_now();
+			} else if (race_now() - t0 > RACE_STALL_NS) {
+				stalled = 1;
+				break;
+			}
+		}
+		if (stalled)
+			break;
+		put16(r.m, AVAIL + 4 + 2 * (idx % QSZ), (uint16_t)(idx % QSZ));
+		uint16_t old = idx++;
+		__atomic_store_n(avail_idx, idx, __ATOMIC_RELEASE);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		uint16_t ev = __atomic_load_n(avail_event, __ATOMIC_ACQUIRE);
+		if ((uint16_t)(idx - ev - 1) < (uint16_t)(idx - old)) /* vring_need_event */
+			__atomic_store_n(&r.kicks_pending, 1, __ATOMIC_RELEASE);
+	}
+	/* the last buffers: used without another notification */
+	uint64_t t0 = race_now();
+	while (!stalled && __atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != idx && race_now() - t0 < RACE_STALL_NS)
+		;
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(dev, NULL);
+	if (stalled || r.used != idx)
+		fprintf(stderr, "  the device stood still: %llu of %u buffers used (a notification lost)\n",
+			(unsigned long long)r.used, (unsigned)idx);
+	CHECK(!stalled);
+	CHECK_EQ_U64(r.used & 0xffff, idx);
+	machine_destroy(r.m);
 }
 
 /* One hostile ring: pop must fail with a reason, and nothing crashes. */
@@ -640,6 +743,7 @@ int main(void)
 {
 	RUN(test_good_chain);
 	RUN(test_event_idx);
+	RUN(test_notify_race);
 	RUN(test_hostile);
 	RUN(test_random);
 	RUN(test_transport);
