@@ -217,8 +217,10 @@ wait "$pid"
 rc=$?
 t1=$(date +%s)
 if [ "$rc" -eq 130 ] && [ $((t1 - t0)) -le $((5 * SLOW)) ] && clean_stderr; then ok; else bad "SIGINT, busy" "exit $rc in $((t1 - t0)) s"; fi
-# and inside one REP LODSB of 2^32 - 1 elements (minutes long): one vCPU,
-# whose clock counts instructions, so no timer ends it first
+# and inside one REP LODSB of 2^32 - 1 elements (minutes long under emu):
+# one vCPU, whose clock counts instructions, so no timer ends it first
+# (emu's alone: under kvm the timer runs on host time)
+[ "$E" = emu ] || continue
 rm -f "$tmp/out"
 timeout -k 5 $((60 * SLOW)) "$CORRAL" run --flat "$G/rep_irq.bin" --mem 64M --engine "$E" --serial "file:$tmp/out" \
 	</dev/null 2>"$tmp/err" &
