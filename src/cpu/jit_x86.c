@@ -131,7 +131,7 @@ struct jt {
 
 _Static_assert(offsetof(struct cpu, lf_aux) == offsetof(struct cpu, lf_op) + 4, "lf_op, lf_aux adjacent");
 _Static_assert(sizeof(struct cpu_tlb_entry) == 32, "TLB entry is 32 bytes");
-_Static_assert(CPU_TLB_SIZE <= (1u << 20), "tlb_slot indexes with the low 32 bits");
+_Static_assert(CPU_TLB_USER <= (1u << 20) && CPU_TLB_SYS <= CPU_TLB_SIZE, "tlb_slot indexes with the low 32 bits");
 
 /* ---- Emitting bytes ---- */
 
@@ -497,12 +497,12 @@ static void jump_lookup(struct jt *t);
  * entry's address in the current bank (c->tlbp). */
 static void tlb_slot(struct jt *t, unsigned reg, int bank)
 {
-	/* ((rax >> 12) & (CPU_TLB_SIZE - 1)) * 32, in three instructions */
+	/* ((rax >> 12) & tlb_mask) * 32, in three instructions */
 	x_rr(t, 0, 0x89, RAX, reg); /* mov reg32, eax */
 	x_rr(t, 0, 0xc1, 5, reg);   /* shr reg32, 7 */
 	e8(t, 7);
-	x_rr(t, 0, 0x81, 4, reg); /* and reg32, (CPU_TLB_SIZE - 1) << 5 */
-	e32(t, (CPU_TLB_SIZE - 1) << 5);
+	x_rr(t, 0, 0x81, 4, reg); /* and reg32, tlb_mask << 5 */
+	e32(t, (t->sys ? CPU_TLB_SYS - 1 : CPU_TLB_USER - 1) << 5);
 	if (bank)
 		x_rm(t, XW, 0x03, reg, RBX, NOX, 0, OFF(tlbp)); /* add reg, [rbx + tlbp] */
 }
@@ -645,8 +645,8 @@ static void emit_ea(struct jt *t, const struct insn *i, uint64_t next, int lea)
  * first byte's: that also sends page-crossing accesses to the slow path. */
 static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 {
-	/* user mode: always bank 1; system mode: c->tlbp, by privilege */
-	int32_t e = t->sys ? 0 : OFF(tlb[1]);
+	/* user mode: one table from tlb[0]; system mode: c->tlbp, by privilege */
+	int32_t e = t->sys ? 0 : OFF(tlb[0]);
 	unsigned base = t->sys ? RDX : RBX, index = t->sys ? NOX : RDX;
 	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
 	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
