@@ -170,8 +170,16 @@ enum cpu_mode {
 	CPU_MODE_SYSTEM, /* system VM: full privileged architecture */
 };
 
-#define CPU_TLB_BITS 8
+/* Soft TLB sizes. A system-mode vCPU uses CPU_TLB_SYS entries of each
+ * of its two banks (supervisor, user): every CR3 write and INVLPG scans
+ * them. A user-mode cpu (process VM) has no privilege levels and few
+ * flushes (mmap, munmap, mprotect): both banks form one table of
+ * CPU_TLB_USER entries, because a large program's working set (perl's
+ * or python's heap, stacks, libraries' data) thrashes 256 entries. */
+#define CPU_TLB_BITS 11 /* a bank's room */
 #define CPU_TLB_SIZE (1u << CPU_TLB_BITS)
+#define CPU_TLB_SYS 256u
+#define CPU_TLB_USER (2 * CPU_TLB_SIZE)
 
 /* Soft TLB entry: host address = guest address + addend. A tag is a guest
  * page address (low 12 bits zero) or CPU_TLB_INVALID. */
@@ -247,6 +255,7 @@ struct cpu {
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
 	struct cpu_tlb_entry *tlbp;
+	unsigned tlb_n, tlb_mask; /* entries of each bank in use; index mask from tlbp */
 	uint8_t tlb_kind[2][CPU_TLB_SIZE]; /* system mode: TLBK_* of each entry's translation */
 	uint8_t walk_kind;		   /* system mode: TLBK_* of the last page walk */
 	unsigned tlb_gen, code_gen;	   /* last seen vmem/physmem generations */

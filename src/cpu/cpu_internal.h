@@ -173,7 +173,7 @@ static inline void mem_watch(struct cpu *c, uint64_t a, uint64_t n, int write)
 
 static inline struct cpu_tlb_entry *tlb_entry(struct cpu *c, uint64_t a)
 {
-	return &c->tlbp[(a >> 12) & (CPU_TLB_SIZE - 1)];
+	return &c->tlbp[(a >> 12) & c->tlb_mask];
 }
 
 /* x86's memory order (TSO) on the host: an x86 host gives it with plain

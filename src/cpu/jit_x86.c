@@ -26,6 +26,7 @@
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
+#define MAX_SLOW 128
 /* The jump cache: guest RIP -> translation, for indirect branches. A
  * large program's interpreter (perl, python) calls through hundreds of
  * function pointers and returns to as many places: 4096 entries in user
@@ -88,6 +89,16 @@ struct stub {
 	uint16_t dirty;
 };
 
+/* An out-of-line TLB-miss path (emit_slow). */
+struct slow {
+	uint8_t *miss, *back; /* the inline access's jump here; where to go on */
+	unsigned kind, sz, check, count;
+	uint64_t addr, next;
+	const struct insn *i; /* SLOW_RMW: the instruction's handler does it all */
+	int8_t cache[16];
+	uint16_t dirty;
+};
+
 /* One translation in progress. */
 struct jt {
 	struct cpu *c;
@@ -109,6 +120,10 @@ struct jt {
 	uint8_t uses[16]; /* how often the block names each register: cache those used twice or more */
 	struct stub stubs[MAX_STUBS];
 	unsigned nstubs;
+	struct slow slow[MAX_SLOW];
+	unsigned nslow;
+	unsigned count; /* the current instruction: its count in the block */
+	uint64_t next;	/* and the address after it */
 	uint8_t *epilogue;
 };
 
@@ -116,6 +131,7 @@ struct jt {
 
 _Static_assert(offsetof(struct cpu, lf_aux) == offsetof(struct cpu, lf_op) + 4, "lf_op, lf_aux adjacent");
 _Static_assert(sizeof(struct cpu_tlb_entry) == 32, "TLB entry is 32 bytes");
+_Static_assert(CPU_TLB_USER <= (1u << 20) && CPU_TLB_SYS <= CPU_TLB_SIZE, "tlb_slot indexes with the low 32 bits");
 
 /* ---- Emitting bytes ---- */
 
@@ -481,13 +497,12 @@ static void jump_lookup(struct jt *t);
  * entry's address in the current bank (c->tlbp). */
 static void tlb_slot(struct jt *t, unsigned reg, int bank)
 {
-	mov_rr(t, reg, RAX);
-	x_rr(t, XW, 0xc1, 5, reg); /* shr reg, 12 */
-	e8(t, 12);
-	x_rr(t, 0, 0x81, 4, reg); /* and reg32, CPU_TLB_SIZE - 1 */
-	e32(t, CPU_TLB_SIZE - 1);
-	x_rr(t, 0, 0xc1, 4, reg); /* shl reg32, 5 */
-	e8(t, 5);
+	/* ((rax >> 12) & tlb_mask) * 32, in three instructions */
+	x_rr(t, 0, 0x89, RAX, reg); /* mov reg32, eax */
+	x_rr(t, 0, 0xc1, 5, reg);   /* shr reg32, 7 */
+	e8(t, 7);
+	x_rr(t, 0, 0x81, 4, reg); /* and reg32, tlb_mask << 5 */
+	e32(t, (t->sys ? CPU_TLB_SYS - 1 : CPU_TLB_USER - 1) << 5);
 	if (bank)
 		x_rm(t, XW, 0x03, reg, RBX, NOX, 0, OFF(tlbp)); /* add reg, [rbx + tlbp] */
 }
@@ -630,8 +645,8 @@ static void emit_ea(struct jt *t, const struct insn *i, uint64_t next, int lea)
  * first byte's: that also sends page-crossing accesses to the slow path. */
 static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 {
-	/* user mode: always bank 1; system mode: c->tlbp, by privilege */
-	int32_t e = t->sys ? 0 : OFF(tlb[1]);
+	/* user mode: one table from tlb[0]; system mode: c->tlbp, by privilege */
+	int32_t e = t->sys ? 0 : OFF(tlb[0]);
 	unsigned base = t->sys ? RDX : RBX, index = t->sys ? NOX : RDX;
 	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
 	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
@@ -665,55 +680,106 @@ static void host_store(struct jt *t, unsigned base, unsigned src, unsigned sz)
 	}
 }
 
-/* The TLB-miss path of an inline access (miss: its jump): the slow path
- * called with RIP set, rax the guest address and, for a store, rsi the
- * value; a load's value comes back in rax. */
-static void mem_slow(struct jt *t, uint8_t *miss, unsigned sz, uint64_t addr, int write)
+/* The TLB-miss paths of inline accesses are emitted out of line, after
+ * the block body (emit_slow), so the hot path is one straight line: a
+ * cold program runs each translation a few times, and what it fetches
+ * is what costs (instruction cache, code TLB). Each records the register
+ * cache where it branches off and the place it returns to. */
+enum { SLOW_LOAD, SLOW_STORE, SLOW_RMW };
+
+static void add_slow(struct jt *t, uint8_t *miss, unsigned kind, unsigned sz, uint64_t addr, const struct insn *i,
+		     int check)
 {
-	uint8_t *done = jmp32(t);
-	patch_to(miss, t->p);
-	c_emit_spill(t, t->cache, t->dirty);
-	set_rip(t, addr, RDX);
-	if (write)
-		mov_rr(t, RCX, RSI);
-	mov_rr(t, RSI, RAX);
-	mov_rr(t, RDI, RBX);
-	mov_imm(t, RDX, sz);
-	call_fn(t, write ? (const void *)mem_write_slow : (const void *)mem_read_slow);
-	c_emit_reload(t);
-	patch_to(done, t->p);
-	t->rip_ok = 0;
+	if (t->nslow == MAX_SLOW) {
+		t->overflow = 1;
+		return;
+	}
+	struct slow *sl = &t->slow[t->nslow++];
+	*sl = (struct slow){.miss = miss,
+			    .back = t->p,
+			    .kind = kind,
+			    .sz = sz,
+			    .addr = addr,
+			    .i = i,
+			    .check = check,
+			    .count = t->count,
+			    .next = t->next,
+			    .dirty = t->dirty};
+	memcpy(sl->cache, t->cache, sizeof(sl->cache));
 }
 
-/* rax = guest address; loads sz bytes, zero-extended, into rax. */
+/* A miss path: rax the guest address and, for a store, rsi the value, as
+ * the inline access left them; dirty registers written back, RIP set,
+ * then the slow access (or the whole instruction), R8-R11 reloaded, and
+ * back. With check, a store into decoded code leaves through a stub at
+ * the next instruction (the cache there is this one: nothing follows). */
+static void emit_slow(struct jt *t, const struct slow *sl)
+{
+	patch_to(sl->miss, t->p);
+	c_emit_spill(t, sl->cache, sl->dirty);
+	set_rip(t, sl->addr, RDX);
+	mov_rr(t, RDI, RBX);
+	if (sl->kind == SLOW_RMW) {
+		mov_imm(t, RSI, (uint64_t)(uintptr_t)sl->i);
+		call_fn(t, (const void *)sl->i->fn);
+	} else {
+		if (sl->kind == SLOW_STORE)
+			mov_rr(t, RCX, RSI);
+		mov_rr(t, RSI, RAX);
+		mov_imm(t, RDX, sl->sz);
+		call_fn(t, sl->kind == SLOW_STORE ? (const void *)mem_write_slow : (const void *)mem_read_slow);
+	}
+	for (unsigned r = 0; r < 16; r++)
+		if (sl->cache[r] >= 0 && volatile_reg((unsigned)sl->cache[r]))
+			x_rm(t, XW, 0x8b, (unsigned)sl->cache[r], RBX, NOX, 0, OFF(s.gpr) + 8 * (int32_t)r);
+	if (sl->check) {
+		cmp0(t, OFF(end_block));
+		uint8_t *rel = jcc32(t, 5);
+		if (t->nstubs == MAX_STUBS) {
+			t->overflow = 1;
+		} else {
+			struct stub *st = &t->stubs[t->nstubs++];
+			*st = (struct stub){
+				.rel = rel, .kind = STUB_STORE_END, .count = sl->count, .rip = sl->next, .dirty = sl->dirty};
+			memcpy(st->cache, sl->cache, sizeof(st->cache));
+		}
+	}
+	patch_to(jmp32(t), sl->back);
+}
+
+/* rax = guest address; loads sz bytes, zero-extended, into rax (the slow
+ * path: RIP set, mem_read_slow's value in rax). */
 static void mem_load(struct jt *t, unsigned sz, uint64_t addr)
 {
 	uint8_t *miss = tlb_lookup(t, sz, 0);
 	host_load(t, RAX, RAX, sz);
-	mem_slow(t, miss, sz, addr, 0);
+	add_slow(t, miss, SLOW_LOAD, sz, addr, NULL, 0);
+	t->rip_ok = 0;
 }
 
-/* rax = guest address, rsi = value: stores sz bytes. A store into decoded
- * code sets end_block: the instruction checks it when complete. */
-static void mem_store(struct jt *t, unsigned sz, uint64_t addr)
+/* rax = guest address, rsi = value: stores sz bytes. Only the slow path
+ * can store into decoded code (the TLB never holds a fast write entry
+ * for such a page) and then sets end_block: with last (the store
+ * completes the instruction), the slow path itself checks it; otherwise
+ * the instruction does when complete (store_check). */
+static void mem_store(struct jt *t, unsigned sz, uint64_t addr, int last)
 {
 	uint8_t *miss = tlb_lookup(t, sz, 1);
 	host_store(t, RAX, RSI, sz);
-	mem_slow(t, miss, sz, addr, 1);
-	t->store_check = 1;
+	add_slow(t, miss, SLOW_STORE, sz, addr, NULL, last);
+	t->rip_ok = 0;
+	if (!last)
+		t->store_check = 1;
 }
 
 /* End of an inline read-modify-write whose TLB miss (miss) runs the
- * handler instead. Both leave the same lazy-flag state. */
+ * handler instead, which also checks end_block. Both leave the same
+ * lazy-flag state. */
 static void rmw_slow(struct jt *t, const struct insn *i, uint64_t addr, uint8_t *miss)
 {
-	uint8_t *done = jmp32(t);
-	patch_to(miss, t->p);
-	call_handler(t, i, addr);
-	patch_to(done, t->p);
+	add_slow(t, miss, SLOW_RMW, 0, addr, i, 1);
 	t->rip_ok = 0;
 	t->hostflags = 0;
-	t->store_check = 1;
 }
 
 /* ---- Flags ---- */
@@ -1192,7 +1258,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		} else {
 			emit_ea(t, i, next, 0);
 			ld_greg(t, RSI, i->reg, sz);
-			mem_store(t, sz, addr);
+			mem_store(t, sz, addr, 1);
 		}
 		return 1;
 	}
@@ -1203,7 +1269,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		} else {
 			emit_ea(t, i, next, 0);
 			mov_imm(t, RSI, i->imm & size_mask(sz));
-			mem_store(t, sz, addr);
+			mem_store(t, sz, addr, 1);
 		}
 		return 1;
 	}
@@ -1246,7 +1312,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 			mov_imm(t, RSI, i->imm);
 		ld_greg(t, RAX, R_RSP, 8);
 		x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
-		mem_store(t, 8, addr);
+		mem_store(t, 8, addr, 0);
 		rsp_add(t, RAX, -8);
 		return 1;
 	}
@@ -1296,7 +1362,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		mov_imm(t, RSI, next);
 		ld_greg(t, RAX, R_RSP, 8);
 		x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
-		mem_store(t, 8, addr);
+		mem_store(t, 8, addr, 0);
 		rsp_add(t, RAX, -8);
 		cmp0(t, OFF(end_block));
 		add_stub(t, jcc32(t, 5), STUB_STORE_END, count, target);
@@ -1332,7 +1398,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 			mov_imm(t, RSI, next);
 			ld_greg(t, RAX, R_RSP, 8);
 			x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, -8);
-			mem_store(t, 8, addr);
+			mem_store(t, 8, addr, 0);
 			rsp_add(t, RAX, -8);
 			t->store_check = 0;
 			st64(t, OFF(s.rip), R13);
@@ -1563,6 +1629,7 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 			t->uses[R_RCX]++;
 	}
 	t->nstubs = 0;
+	t->nslow = 0;
 	t->c = c;
 	t->sys = c->mode == CPU_MODE_SYSTEM;
 	t->start = rip;
@@ -1577,6 +1644,8 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 		int hf = t->hostflags;
 		t->hostflags = 0;
 		t->store_check = 0;
+		t->count = k + 1;
+		t->next = addr + i->len;
 		int r = emit_insn(t, i, k + 1, addr, hf);
 		if (!r) {
 			emit_handler(t, i, addr);
@@ -1602,6 +1671,8 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	}
 	if (!ended)
 		exit_chain(t, n, addr, addr - 1);
+	for (unsigned k = 0; k < t->nslow && !t->overflow; k++) /* first: they may add stubs */
+		emit_slow(t, &t->slow[k]);
 	for (unsigned k = 0; k < t->nstubs; k++) {
 		struct stub *s = &t->stubs[k];
 		patch_to(s->rel, t->p);

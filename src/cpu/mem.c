@@ -7,7 +7,7 @@ enum { ACC_R, ACC_W, ACC_X };
 void cpu_tlb_flush(struct cpu *c)
 {
 	for (unsigned b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+		for (unsigned k = 0; k < c->tlb_n; k++) {
 			c->tlb[b][k].tag_r = CPU_TLB_INVALID;
 			c->tlb[b][k].tag_w = CPU_TLB_INVALID;
 			c->tlb[b][k].tag_x = CPU_TLB_INVALID;
@@ -17,7 +17,7 @@ void cpu_tlb_flush(struct cpu *c)
 void cpu_tlb_flush_nonglobal(struct cpu *c)
 {
 	for (unsigned b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+		for (unsigned k = 0; k < c->tlb_n; k++)
 			if (!(c->tlb_kind[b][k] & TLBK_GLOBAL)) {
 				c->tlb[b][k].tag_r = CPU_TLB_INVALID;
 				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
@@ -28,7 +28,7 @@ void cpu_tlb_flush_nonglobal(struct cpu *c)
 void cpu_tlb_flush_page(struct cpu *c, uint64_t a)
 {
 	for (unsigned b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+		for (unsigned k = 0; k < c->tlb_n; k++) {
 			struct cpu_tlb_entry *e = &c->tlb[b][k];
 			uint8_t kind = c->tlb_kind[b][k];
 			uint64_t mask = (kind & TLBK_1G)   ? ~((1ull << 30) - 1)

@@ -112,7 +112,10 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 	c->vm = vm;
 	c->code_bits = 64;
 	c->cpl = 3;
-	c->tlbp = c->tlb[1];
+	/* the TLB: CPU_TLB_USER entries from tlb[0] in user mode */
+	c->tlbp = mode == CPU_MODE_SYSTEM ? c->tlb[1] : c->tlb[0];
+	c->tlb_n = mode == CPU_MODE_SYSTEM ? CPU_TLB_SYS : CPU_TLB_SIZE;
+	c->tlb_mask = mode == CPU_MODE_SYSTEM ? CPU_TLB_SYS - 1 : CPU_TLB_USER - 1;
 	c->dc = calloc(1, sizeof(*c->dc));
 	if (!c->dc)
 		return -ENOMEM;
@@ -250,7 +253,7 @@ bool cpu_guest_addr(const struct cpu *c, const void *host_addr, uint64_t *gva)
 {
 	uintptr_t h = (uintptr_t)host_addr;
 	for (unsigned b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++) {
+		for (unsigned k = 0; k < c->tlb_n; k++) {
 			const struct cpu_tlb_entry *e = &c->tlb[b][k];
 			if (e->tag_r == CPU_TLB_INVALID || ((h - e->addend) & ~0xfffull) != e->tag_r)
 				continue;

@@ -359,7 +359,7 @@ void sys_code_written(struct cpu *c, uint8_t *host)
 static void tlb_drop_writes(struct cpu *c, const uint8_t *host)
 {
 	for (int b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+		for (unsigned k = 0; k < c->tlb_n; k++)
 			if (c->tlb[b][k].tag_w != CPU_TLB_INVALID &&
 			    (uint8_t *)(uintptr_t)(c->tlb[b][k].tag_w + c->tlb[b][k].addend) == host)
 				c->tlb[b][k].tag_w = CPU_TLB_INVALID;
@@ -368,7 +368,7 @@ static void tlb_drop_writes(struct cpu *c, const uint8_t *host)
 static void tlb_drop_all_writes(struct cpu *c)
 {
 	for (int b = 0; b < 2; b++)
-		for (unsigned k = 0; k < CPU_TLB_SIZE; k++)
+		for (unsigned k = 0; k < c->tlb_n; k++)
 			c->tlb[b][k].tag_w = CPU_TLB_INVALID;
 }
 

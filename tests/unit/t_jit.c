@@ -181,11 +181,71 @@ static void test_calls(void)
 	run_calls(0);
 }
 
+/* A process VM's soft TLB holds thousands of entries (CPU_TLB_USER): a
+ * remapped or protected page must not be read through an entry left in
+ * any part of it, interpreted or translated. The pages sit at TLB slots
+ * far above the system-mode size (0xa00, 0xfff) and alias each other's
+ * low bits (0xb00), so a flush that missed part of the table, or an
+ * index cut to 256 entries, gives an old value.
+ *   0: 48 8b 06     mov rax, [rsi]
+ *   3: 48 8b 17     mov rdx, [rdi]
+ *   6: 0f 05        syscall */
+static void run_big_tlb(int translate)
+{
+	static const uint8_t prog[] = {0x48, 0x8b, 0x06, 0x48, 0x8b, 0x17, 0x0f, 0x05};
+	struct env e;
+	env_init(&e, translate, prog, sizeof(prog));
+	const uint64_t far = 0xfff000ull, alias = 0xb00000ull;
+	uint8_t *p1 = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *p2 = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memcpy(e.data, &(uint64_t){11}, 8);
+	memcpy(p1, &(uint64_t){22}, 8);
+	memcpy(p2, &(uint64_t){33}, 8);
+	CHECK(vmem_map(&e.vm, far, 4096, p1, VMEM_R) == 0);
+	CHECK(vmem_map(&e.vm, alias, 4096, p2, VMEM_R) == 0);
+	/* [rsi] and [rdi]: the pair, then its other order, run twice each */
+	const uint64_t pairs[][2] = {{DATA, far}, {far, alias}, {alias, DATA}, {DATA, far}};
+	const uint64_t want[][2] = {{11, 22}, {22, 33}, {33, 11}, {11, 22}};
+	for (unsigned k = 0; k < 4; k++) {
+		e.c.s.rip = CODE;
+		e.c.s.gpr[R_RSI] = pairs[k][0];
+		e.c.s.gpr[R_RDI] = pairs[k][1];
+		CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+		CHECK_EQ_U64(e.c.s.gpr[R_RAX], want[k][0]);
+		CHECK_EQ_U64(e.c.s.gpr[R_RDX], want[k][1]);
+	}
+	/* far now maps p2: the entry at slot 0xfff must go */
+	CHECK(vmem_unmap(&e.vm, far, 4096) == 0);
+	CHECK(vmem_map(&e.vm, far, 4096, p2, VMEM_R) == 0);
+	e.c.s.rip = CODE;
+	e.c.s.gpr[R_RSI] = far;
+	e.c.s.gpr[R_RDI] = DATA;
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	CHECK_EQ_U64(e.c.s.gpr[R_RAX], 33);
+	/* and no longer readable: a page fault at the first load */
+	CHECK(vmem_protect(&e.vm, far, 4096, 0) == 0);
+	e.c.s.rip = CODE;
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_EXCEPTION);
+	CHECK(e.c.exc_vector == 14);
+	CHECK_EQ_U64(e.c.exc_addr, far);
+	CHECK_EQ_U64(e.c.s.rip, CODE);
+	env_fini(&e);
+	munmap(p1, 4096);
+	munmap(p2, 4096);
+}
+
+static void test_big_tlb(void)
+{
+	run_big_tlb(1);
+	run_big_tlb(0);
+}
+
 int main(void)
 {
 	RUN(test_smc);
 	RUN(test_stop_and_limit);
 	RUN(test_fault);
 	RUN(test_calls);
+	RUN(test_big_tlb);
 	return test_report();
 }
