@@ -588,6 +588,9 @@ static int dvm_spawn(struct daemon *d, struct dvm *v, const char *restore, int i
 	vm_file(d, v->name, "process.log", logp);
 	vm_file(d, v->name, "vm/incoming.sock", sock);
 	unlink(sock);
+	vm_file(d, v->name, "vm/arrived", sock);
+	if (incoming)
+		unlink(sock);
 	vm_file(d, v->name, "vm/api.sock", sock);
 	vm_file(d, v->name, "vm/exit", exitp);
 	vm_file(d, v->name, "run.json", runp);
@@ -1931,12 +1934,19 @@ static int incoming_check(struct daemon *d, struct dvm *v)
 {
 	int status;
 	char err[256];
+	char sock[PATH_MAX];
 	if (!dvm_alive(d, v, 0)) {
+		/* its process got the whole stream (and the source let its VM
+		 * go) before it ended: the VM is here now, ended; kept */
+		if (vm_file(d, v->name, "vm/arrived", sock) == 0 && access(sock, F_OK) == 0) {
+			v->incoming = 0;
+			logf_("VM '%s' arrived by live migration, then ended: %s", v->name, v->reason);
+			return 0;
+		}
 		logf_("VM '%s' did not arrive: %s; removed", v->name, v->reason);
 		undefine_vm(d, v);
 		return 1;
 	}
-	char sock[PATH_MAX];
 	if (vm_file(d, v->name, "vm/api.sock", sock) == 0 && access(sock, F_OK) == 0 &&
 	    dvm_call(d, v, "GET", "/", NULL, &status, NULL, err, sizeof(err)) == 0 && status == 200) {
 		v->incoming = 0;

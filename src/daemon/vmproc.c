@@ -304,6 +304,14 @@ int corrald_vm_process(const char *dir, const char *restore, int incoming, const
 		write_exit(err);
 		return 1;
 	}
+	/* arrived: the source has let its VM go, so corrald keeps this one
+	 * defined whatever happens to it from here (an end right after the
+	 * hand-over is the VM's end, not a failed migration) */
+	if (incoming) {
+		int afd = open("arrived", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		if (afd >= 0)
+			close(afd);
+	}
 	con.lfd = console_listen(err, sizeof(err));
 	if (con.lfd < 0) {
 		fprintf(stderr, "corrald: vm: %s\n", err);
