@@ -198,7 +198,9 @@ void cpu_state_loaded(struct cpu *c)
 {
 	c->lf_op = LF_NONE;
 	c->cpl = (c->s.cr0 & 1) ? (c->s.seg[SEG_CS].sel & 3) : 0;
-	c->tlbp = c->tlb[c->cpl == 3];
+	/* user mode (a restored process VM): one table of CPU_TLB_USER
+	 * entries from tlb[0], whatever the privilege */
+	c->tlbp = c->mode == CPU_MODE_USER ? c->tlb[0] : c->tlb[c->cpl == 3];
 	cpu_flush(c);
 }
 
