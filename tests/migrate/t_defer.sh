@@ -24,30 +24,7 @@ check() { # WHAT COMMAND...
 	shift
 	if "$@"; then ok; else bad "$what"; fi
 }
-lines() { cat "$1" 2>/dev/null | wc -l; }
-wait_lines() { # FILE N
-	i=0
-	while [ "$(lines "$1")" -lt "$2" ] && [ $i -lt 600 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	[ "$(lines "$1")" -ge "$2" ]
-}
-wait_sock() {
-	i=0
-	while [ ! -S "$1" ] && [ $i -lt 200 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-}
-wait_pid() { # PID SECONDS; sets rc (124: still running)
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 20)) ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then rc=124; else wait "$1"; rc=$?; fi
-}
+. "$(dirname "$0")/lib.sh"
 # api SOCK METHOD PATH [BODY]: the body, then the status on a line of its own
 api() {
 	if [ -n "${4:-}" ]; then

@@ -24,31 +24,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-lines() { cat "$1" 2>/dev/null | wc -l; }
-wait_lines() { # FILE N
-	i=0
-	while [ "$(lines "$1")" -lt "$2" ] && [ $i -lt 600 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	[ "$(lines "$1")" -ge "$2" ]
-}
-wait_sock() {
-	i=0
-	while [ ! -S "$1" ] && [ $i -lt 200 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-}
-wait_pid() { # PID SECONDS; sets rc (124: still running)
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 20)) ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then rc=124; else wait "$1"; rc=$?; fi
-}
-still_runs() { n=$(lines "$1"); wait_lines "$1" $((n + 3)); }
+. "$(dirname "$0")/lib.sh"
 one_line() { [ "$(wc -l <"$1")" -eq 1 ] && grep -q "$2" "$1"; }
 check() { # WHAT COMMAND...
 	what=$1

@@ -28,36 +28,7 @@ check() { # WHAT COMMAND...
 	shift
 	if "$@"; then ok; else bad "$what"; fi
 }
-lines() { cat "$1" 2>/dev/null | wc -l; }
-wait_lines() { # FILE N
-	i=0
-	while [ "$(lines "$1")" -lt "$2" ] && [ $i -lt 600 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	[ "$(lines "$1")" -ge "$2" ]
-}
-wait_sock() {
-	i=0
-	while [ ! -S "$1" ] && [ $i -lt 200 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-}
-# waits for pid $1 up to $2 seconds; sets rc (124: still running)
-wait_pid() {
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 20)) ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then rc=124; else wait "$1"; rc=$?; fi
-}
-# the source keeps running its guest: its output grows
-still_runs() { # FILE
-	n=$(lines "$1")
-	wait_lines "$1" $((n + 3))
-}
+. "$(dirname "$0")/lib.sh"
 one_line() { [ "$(wc -l <"$1")" -eq 1 ] && grep -q "$2" "$1"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
