@@ -255,7 +255,7 @@ struct cpu {
 	 * tlbp is the current one, so privilege changes need no flush. */
 	struct cpu_tlb_entry tlb[2][CPU_TLB_SIZE];
 	struct cpu_tlb_entry *tlbp;
-	unsigned tlb_n, tlb_mask; /* entries of each bank in use; index mask from tlbp */
+	unsigned tlb_n, tlb_mask;	   /* entries of each bank in use; index mask from tlbp */
 	uint8_t tlb_kind[2][CPU_TLB_SIZE]; /* system mode: TLBK_* of each entry's translation */
 	uint8_t walk_kind;		   /* system mode: TLBK_* of the last page walk */
 	unsigned tlb_gen, code_gen;	   /* last seen vmem/physmem generations */

@@ -739,8 +739,11 @@ static void emit_slow(struct jt *t, const struct slow *sl)
 			t->overflow = 1;
 		} else {
 			struct stub *st = &t->stubs[t->nstubs++];
-			*st = (struct stub){
-				.rel = rel, .kind = STUB_STORE_END, .count = sl->count, .rip = sl->next, .dirty = sl->dirty};
+			*st = (struct stub){.rel = rel,
+					    .kind = STUB_STORE_END,
+					    .count = sl->count,
+					    .rip = sl->next,
+					    .dirty = sl->dirty};
 			memcpy(st->cache, sl->cache, sizeof(st->cache));
 		}
 	}

@@ -9,7 +9,7 @@
 
 #include "testhelp.h"
 
-#define YEAR0 (-62167219200ll)	   /* 0000-01-01T00:00:00 */
+#define YEAR0 (-62167219200ll)	  /* 0000-01-01T00:00:00 */
 #define YEAR9999 (253402300799ll) /* 9999-12-31T23:59:59 */
 
 static int same_tm(int64_t t)
@@ -33,9 +33,25 @@ static int same_tm(int64_t t)
 static void test_edges(void)
 {
 	static const int64_t t[] = {
-		0, -1, 1, 86399, 86400, -86400, -86401, 951782400 /* 2000-02-29 */, 951868800, 4107542400 /* 2100-03-01 */,
-		-2203891200 /* 1900-03-01 */, 1700000000, 2147483647, 2147483648ll, YEAR0, YEAR0 + 1, YEAR9999,
-		YEAR9999 - 86400, 253402300799ll - (1ll << 34),
+		0,
+		-1,
+		1,
+		86399,
+		86400,
+		-86400,
+		-86401,
+		951782400 /* 2000-02-29 */,
+		951868800,
+		4107542400 /* 2100-03-01 */,
+		-2203891200 /* 1900-03-01 */,
+		1700000000,
+		2147483647,
+		2147483648ll,
+		YEAR0,
+		YEAR0 + 1,
+		YEAR9999,
+		YEAR9999 - 86400,
+		253402300799ll - (1ll << 34),
 	};
 	for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++)
 		CHECK(same_tm(t[k]));
@@ -44,8 +60,8 @@ static void test_edges(void)
 /* every day of the years around each leap-rule change, at a random time of day */
 static void test_every_day(void)
 {
-	static const int64_t from[] = {-2208988800 /* 1900 */, 946684800 /* 2000 */, 4102444800 /* 2100 */,
-				       YEAR0, YEAR9999 - 3 * 366 * 86400ll};
+	static const int64_t from[] = {-2208988800 /* 1900 */, 946684800 /* 2000 */, 4102444800 /* 2100 */, YEAR0,
+				       YEAR9999 - 3 * 366 * 86400ll};
 	for (size_t k = 0; k < sizeof(from) / sizeof(from[0]); k++) {
 		unsigned bad = 0;
 		for (int64_t d = 0; d < 3 * 366; d++)
@@ -78,8 +94,9 @@ static void test_timegm_carries(void)
 		time_t want = timegm(&copy);
 		if (rtc_utc_sec(&tm) != (int64_t)want) {
 			if (bad++ < 5)
-				fprintf(stderr, "  %d-%d-%d %d:%d:%d: %lld, timegm %lld\n", tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)rtc_utc_sec(&tm), (long long)want);
+				fprintf(stderr, "  %d-%d-%d %d:%d:%d: %lld, timegm %lld\n", tm.tm_year, tm.tm_mon,
+					tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)rtc_utc_sec(&tm),
+					(long long)want);
 		}
 	}
 	CHECK(bad == 0);
