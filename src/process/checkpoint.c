@@ -1284,7 +1284,7 @@ static _Noreturn void die_as(int32_t status)
 static int lead_group(const struct ckpt_image *img, char *err, size_t errn)
 {
 	pid_t self = getpid();
-	if (!img->pgid) /* before version 4: restore-exec's group and session */
+	if (img->format < 4) /* restore-exec's group and session */
 		return 0;
 	if (img->sid == img->pid && getsid(0) != self && setsid() < 0) {
 		snprintf(err, errn, "process %d cannot lead its session again: %s", img->pid, strerror(errno));
@@ -1326,7 +1326,9 @@ static uint32_t outside_ids(const struct ckpt_image *root, const struct ckpt_tre
 	pid_t host[2] = {getpgrp(), getsid(0)};
 	uint32_t n = 0;
 	for (int k = 0; k < 2; k++) {
-		bool inside = !id[k] || id[k] == root->pid;
+		/* 0: led from outside the program's pid namespace; it stays 0
+		 * where restore-exec's is outside its namespace too */
+		bool inside = (!id[k] && !host[k]) || id[k] == root->pid;
 		for (uint32_t j = 0; j < ntp && !inside; j++)
 			inside = tp[j].kind == CKTP_PROCESS && tp[j].pid == id[k];
 		if (inside)

@@ -613,7 +613,7 @@ int ckpt_parse(const void *data, size_t size, struct ckpt_image *img, char *err,
 		img->pgid = (int32_t)state_get_u32(r);
 		img->sid = (int32_t)state_get_u32(r);
 		if (state_reader_ok(r) &&
-		    (img->pgid <= 0 || img->pgid >= CKPT_PID_MAX || img->sid <= 0 || img->sid >= CKPT_PID_MAX))
+		    (img->pgid < 0 || img->pgid >= CKPT_PID_MAX || img->sid < 0 || img->sid >= CKPT_PID_MAX))
 			state_fail(r, "the process group %d or session %d out of range", img->pgid, img->sid);
 	}
 	if (!done(r))

@@ -755,8 +755,8 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 					r = -EOPNOTSUPP;
 					break;
 				}
-				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX || t->pgid <= 0 ||
-				    t->sid <= 0) {
+				if (gp <= 0 || gp >= CKPT_PID_MAX || gpp <= 0 || gpp >= CKPT_PID_MAX || t->pgid < 0 ||
+				    t->sid < 0) {
 					snprintf(err, errn, "process %d of the tree: a malformed answer", t->p.pid);
 					free(line);
 					r = -EPROTO;
@@ -789,14 +789,15 @@ int ckpt_tree_checkpoint(const char *dir, int leave_running, char *err, size_t e
 		}
 	}
 	/* every process group and session is the first process's, or led by
-	 * a living process of the tree (which makes it again at restore) */
+	 * a living process of the tree (which makes it again at restore), or
+	 * outside the program's pid namespace (0, as Linux reports it) */
 	int own_pgid = pid_to_guest(getpgrp()), own_sid = pid_to_guest(getsid(0));
 	for (size_t k = 0; k < nm; k++) {
 		if (m[k].p.kind != CKTP_PROCESS)
 			continue;
 		int id[2] = {m[k].pgid, m[k].sid};
 		for (int i = 0; i < 2; i++) {
-			bool ok = id[i] == (i ? own_sid : own_pgid) || id[i] == pid_to_guest(self);
+			bool ok = !id[i] || id[i] == (i ? own_sid : own_pgid) || id[i] == pid_to_guest(self);
 			for (size_t j = 0; j < nm && !ok; j++)
 				ok = m[j].p.kind == CKTP_PROCESS && m[j].p.pid == id[i];
 			if (!ok) {

@@ -219,6 +219,27 @@ static void test_roundtrip(void)
 	free(b);
 }
 
+/* A program in a pid namespace whose session and group are led from
+ * outside it sees 0 for both (getsid, getpgrp): such a checkpoint is read,
+ * and written back the same. */
+static void test_outside_ids(void)
+{
+	struct ckpt_image img, out;
+	sample(&img);
+	img.pgid = img.sid = 0;
+	size_t len;
+	uint8_t *b = encode(&img, &len);
+	CHECK(ckpt_parse(b, len, &out, err, sizeof(err)) == 0);
+	CHECK(out.format == CKPT_VERSION && out.pgid == 0 && out.sid == 0 && out.pid == 4242);
+	size_t len2;
+	uint8_t *b2 = encode(&out, &len2);
+	CHECK(len2 == len && !memcmp(b, b2, len));
+	free(b2);
+	ckpt_image_free(&out);
+	ckpt_image_free(&img);
+	free(b);
+}
+
 /* A checkpoint of version 1 (no channels) is still read, and written back
  * the same. */
 static void test_v1(void)
@@ -350,9 +371,11 @@ static void socket_key(struct ckpt_image *i)
 	i->format = 3;
 	i->chans[1].key = 9;
 }
-static void pgid_zero(struct ckpt_image *i)
+/* 0 is a group or session led outside the program's pid namespace (what
+ * getpgrp() and getsid() return there); below 0 is nothing */
+static void pgid_negative(struct ckpt_image *i)
 {
-	i->pgid = 0;
+	i->pgid = -2;
 }
 static void sid_range(struct ckpt_image *i)
 {
@@ -550,7 +573,7 @@ static void test_refused(void)
 		{tree_pid_range, "process 1: pid -5 out of range"},
 		{pid_zero, "the process id 0 out of range"},
 		{socket_key, "channel 1: a socket pair shared between processes"},
-		{pgid_zero, "the process group 0 or session 100 out of range"},
+		{pgid_negative, "the process group -2 or session 100 out of range"},
 		{sid_range, "out of range"},
 		{shared_unheld_size, "channel 2: ends, shutdown or buffer sizes out of range"},
 		{shared_no_size, "channel 2: ends, shutdown or buffer sizes out of range"},
@@ -597,6 +620,7 @@ static void test_damage(void)
 int main(void)
 {
 	RUN(test_roundtrip);
+	RUN(test_outside_ids);
 	RUN(test_v1);
 	RUN(test_v3);
 	RUN(test_v2);

@@ -14,7 +14,8 @@
 # (stream, datagram, seqpacket) checkpointed mid-conversation, restored,
 # checkpointed and restored again, end as an uninterrupted run does.
 # Process groups and sessions the program made are those of before after
-# a restore, and kill(-pgid) reaches the restored group. A tree
+# a restore, and kill(-pgid) reaches the restored group, also in a pid
+# namespace whose group and session are led from outside it. A tree
 # checkpointed every second ends as an uninterrupted run does; two
 # checkpoints of a waiting tree are the same bytes. A program that used
 # a PI futex is refused; a restored one that takes one gets ENOSYS.
@@ -256,6 +257,39 @@ for how in plain setsid; do
 	check "groups ($how): restored status" "$?" 0
 	cmp -s gp.$how gp.n && ok || bad "groups ($how): output differs: $(cat gp.$how gp.$how.err)"
 done
+# 9b. the same tree in a pid namespace whose group and session are led
+# from outside it (a container's first process: getpgrp() and getsid()
+# are 0 there): checkpointed mid-run and restored inside the namespace
+if [ "$(id -u)" = 0 ] && unshare --pid --fork --mount-proc true 2>/dev/null; then
+	rm -f c.sock gp.p.ns
+	cat >ns.sh <<'EOS'
+nofds() {
+	bash -c 'for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done; exec "$@"' nofds "$@"
+}
+nofds "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.ns >gp.ns 2>gp.ns.err &
+pid=$!
+i=0; while [ ! -S c.sock ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
+i=0; while [ "$(cat gp.p.ns 2>/dev/null | wc -l)" -lt 10 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+echo "group $(ps -o pgid= -p $$ | tr -d ' ') session $(ps -o sid= -p $$ | tr -d ' ')" >gp.ns.ids
+"$CORRAL" checkpoint c.sock gpcp.ns 2>gp.ns.ck
+echo "checkpoint $?" >gp.ns.st
+wait $pid
+wc -l <gp.p.ns >gp.ns.lines
+nofds timeout 120 "$CORRAL" restore-exec gpcp.ns >>gp.ns 2>>gp.ns.err
+echo "restore $?" >>gp.ns.st
+EOS
+	GN=$GN T=$T CORRAL=$CORRAL unshare --pid --fork --mount-proc sh ns.sh </dev/null
+	check "groups (in a pid namespace): led from outside" "$(cat gp.ns.ids)" "group 0 session 0"
+	check "groups (in a pid namespace): statuses" "$(cat gp.ns.st)" "checkpoint 0
+restore 0"
+	lines=$(cat gp.ns.lines)
+	if [ "$lines" -lt $GN ] && [ "$(ls -d gpcp.ns/p* 2>/dev/null | wc -l)" = 3 ]; then ok; else
+		bad "groups (in a pid namespace): not taken mid-run with its 4 processes ($lines lines; $(cat gp.ns.ck))"
+	fi
+	cmp -s gp.ns gp.n && ok || bad "groups (in a pid namespace): output differs: $(cat gp.ns gp.ns.err)"
+else
+	skip "groups in a pid namespace: needs root and unshare --pid"
+fi
 # 10. a tree checkpointed every second, going on each time (datagrams
 # taken and sent again each time): the conversation ends as an
 # uninterrupted run's; two checkpoints of a waiting tree (a shell
