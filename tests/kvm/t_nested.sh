@@ -13,6 +13,8 @@
 # tests/kvm/suites.sh) picks the suites. The nested machine runs in `make check`'s normal pass
 # only: with CORRAL_SANITIZED=1 (the sanitizer pass, whose corral QEMU's
 # emulation would slow down several times more) it is one counted skip.
+# CORRAL_NESTED_APPEND: more words for the nested machine's kernel command
+# line (a diagnosis, e.g. a timer option under suspicion).
 # Skipped, with the reason, where neither real nor nested KVM can run.
 # Last line: "N passed, N failed[, N skipped]".
 : "${CORRAL:?}" "${BUILD:?}"
@@ -125,7 +127,7 @@ t0=$(date +%s)
 # a fast, clear failure is the better of the two.
 timeout -k 10 "$TIMEOUT" "$QEMU" -accel tcg -cpu max -smp 2 -m 2048 -nodefaults -display none \
 	-monitor none -no-reboot -serial "file:$work/console" -kernel "$GUEST_DIR/vmlinuz" \
-	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable corral.nested=$SUITES corral.nested_limit=$SUITE_LIMIT" \
+	-initrd "$work/nested.cpio" -append "console=ttyS0 panic=-1 quiet tsc=reliable corral.nested=$SUITES corral.nested_limit=$SUITE_LIMIT${CORRAL_NESTED_APPEND:+ $CORRAL_NESTED_APPEND}" \
 	</dev/null >"$work/qemu.log" 2>&1
 rc=$?
 echo "t_nested: the nested machine ran for $(($(date +%s) - t0)) s (exit $rc)"
