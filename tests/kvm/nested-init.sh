@@ -13,6 +13,7 @@ echo "@nested init: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%d M
 # the host's 127.0.0.1, and without it a guest's connection there gets
 # an ICMP "network unreachable" from libslirp (whose connect fails)
 ip link set lo up 2>&1 | sed 's/^/@nested init: lo: /'
+echo "@nested init: lo: $(ip -4 addr show dev lo | grep -o 'inet [0-9./]*')"
 while read -r m; do
 	insmod "/lib/kvm/$m" 2>&1 | sed "s|^|@nested modules: $m: |"
 done </etc/kvm-modules
