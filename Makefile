@@ -141,7 +141,8 @@ bench-pause: $(BUILD)/bench/pause
 # suites: tests/kvm/suites.sh): corral info, the tiny guests, Debian booting
 # with 1, 2 and 4 vCPUs, its virtio disk and user network, snapshots and
 # live migration across engines, Debian's boot handed between engines.
-# `make check` runs the same (its normal pass; NESTED_SUITES picks others).
+# `make check` runs most of them, some in shorter forms (its normal pass:
+# NESTED_DEFAULT in tests/kvm/t_nested.sh; NESTED_SUITES picks others).
 NESTED_ALL ?= info,migrate,snapdeb,net,blk,boot1,boot2,boot4,snap,handover,guests
 check-kvm-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) NESTED_SUITES=$(NESTED_ALL) \

@@ -9,6 +9,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /var/tmp && mount -t devpts devpts /dev/pts
 echo "@nested init: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%d MiB", $2 / 1024 }' /proc/meminfo)"
+# the loopback interface, as on any host: the user network's 10.0.2.2 is
+# the host's 127.0.0.1, and without it a guest's connection there gets
+# an ICMP "network unreachable" from libslirp (whose connect fails)
+ip link set lo up 2>&1 | sed 's/^/@nested init: lo: /'
+echo "@nested init: lo: $(ip -4 addr show dev lo | grep -o 'inet [0-9./]*')"
 while read -r m; do
 	insmod "/lib/kvm/$m" 2>&1 | sed "s|^|@nested modules: $m: |"
 done </etc/kvm-modules

@@ -10,7 +10,13 @@
 #   snap      t_snap: snapshots of tiny guests across engines
 #   snapdeb   tests/boot/t_snapshot.sh: Debian's snapshots kvm to emu to kvm
 #   migrate   tests/migrate/t_engines.sh: live migration across engines
+#   migrate-cross  the same, kvm to emu and emu to kvm only (make check's
+#             nested pass: the kvm source's dirty log and the kvm destination
+#             are both in these; kvm to kvm adds half as much time again)
 #   handover  tests/boot/t_handover.sh: Debian's boot moving between engines
+#   handover-to-kvm  the same, emu to kvm only (make check's nested pass: the
+#             rest of the boot after kvm to emu runs on emu inside QEMU's
+#             emulation, about 100 s there)
 #   info      corral info (no count: judged by t_nested.sh)
 #   consoleN  the kit's kernel on kvm with N vCPUs, its whole console
 # The suites a host with /dev/kvm runs in t_nested.sh: the others are
@@ -27,7 +33,9 @@ nested_suite() {
 	snap) TEST_VERBOSE=1 "$BUILD/tests/vm/t_snap" ;;
 	snapdeb) T_SNAP_ENGINES="kvm emu kvm" sh tests/boot/t_snapshot.sh ;;
 	migrate) sh tests/migrate/t_engines.sh ;;
+	migrate-cross) T_ENGINES_PAIRS="kvm:emu emu:kvm" sh tests/migrate/t_engines.sh ;;
 	handover) sh tests/boot/t_handover.sh ;;
+	handover-to-kvm) T_HANDOVER_POINTS=emu:60000000 sh tests/boot/t_handover.sh ;;
 	console[0-9]*)
 		g=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
 		timeout 600 "$CORRAL" run --engine kvm --cpus "${1#console}" --mem 512M --no-reboot \

@@ -155,6 +155,7 @@ struct race {
 	struct virtq q;
 	unsigned kicks_pending; /* the doorbell: atomic */
 	unsigned stop;		/* atomic */
+	unsigned idle;		/* atomic: the device found the ring empty and waits for a kick */
 	uint64_t used;		/* buffers the device used */
 };
 
@@ -171,8 +172,12 @@ static void *race_device(void *arg)
 	struct virtq_elem e;
 	const char *why;
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-		if (!__atomic_exchange_n(&r->kicks_pending, 0, __ATOMIC_ACQ_REL))
+		if (!__atomic_load_n(&r->kicks_pending, __ATOMIC_ACQUIRE))
 			continue;
+		/* busy before the kick is taken: never idle with none pending
+		 * while there is work */
+		__atomic_store_n(&r->idle, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&r->kicks_pending, 0, __ATOMIC_SEQ_CST);
 		int k;
 		while ((k = virtq_pop(&r->q, r->m, &e, &why)) == 1) {
 			virtq_push(&r->q, r->m, e.head, 0);
@@ -180,13 +185,32 @@ static void *race_device(void *arg)
 		}
 		if (k < 0)
 			break;
+		__atomic_store_n(&r->idle, 1, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
 
+/* A lost notification: the device waits for a kick with none pending
+ * (it saw the ring empty) and the used index stayed where it was for
+ * RACE_STALL_NS. A device thread that a loaded host just did not run is
+ * not one: it was kicked, or it was in the middle of its work. *t0 and
+ * *last: the time and used index of the last progress. */
+static int race_stalled(struct race *r, const uint16_t *used_idx, uint64_t *t0, uint16_t *last)
+{
+	uint16_t u = __atomic_load_n(used_idx, __ATOMIC_ACQUIRE);
+	uint64_t now = race_now();
+	if (!*t0 || u != *last || !__atomic_load_n(&r->idle, __ATOMIC_ACQUIRE) ||
+	    __atomic_load_n(&r->kicks_pending, __ATOMIC_ACQUIRE)) {
+		*t0 = now;
+		*last = u;
+		return 0;
+	}
+	return now - *t0 > RACE_STALL_NS;
+}
+
 static void test_notify_race(void)
 {
-	struct race r = {.m = mk()};
+	struct race r = {.m = mk(), .idle = 1};
 	CHECK(r.m != NULL);
 	if (!r.m)
 		return;
@@ -209,10 +233,9 @@ static void test_notify_race(void)
 		/* room in the ring: wait for the device (it was notified of
 		 * everything it has not used, or the test has found the bug) */
 		uint64_t t0 = 0;
+		uint16_t last = 0;
 		while ((uint16_t)(idx - __atomic_load_n(used_idx, __ATOMIC_ACQUIRE)) >= QSZ) {
-			if (!t0) {
-				t0 = race_now();
-			} else if (race_now() - t0 > RACE_STALL_NS) {
+			if (race_stalled(&r, used_idx, &t0, &last)) {
 				stalled = 1;
 				break;
 			}
@@ -228,12 +251,13 @@ static void test_notify_race(void)
 			__atomic_store_n(&r.kicks_pending, 1, __ATOMIC_RELEASE);
 	}
 	/* the last buffers: used without another notification */
-	uint64_t t0 = race_now();
-	while (!stalled && __atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != idx && race_now() - t0 < RACE_STALL_NS)
-		;
+	uint64_t t0 = 0;
+	uint16_t last = 0;
+	while (!stalled && __atomic_load_n(used_idx, __ATOMIC_ACQUIRE) != idx)
+		stalled = race_stalled(&r, used_idx, &t0, &last);
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(dev, NULL);
-	if (stalled || r.used != idx)
+	if (stalled || (uint16_t)r.used != idx)
 		fprintf(stderr, "  the device stood still: %llu of %u buffers used (a notification lost)\n",
 			(unsigned long long)r.used, (unsigned)idx);
 	CHECK(!stalled);

@@ -60,6 +60,8 @@ chmod +x /tmp/dhcp.sh
 ip link set eth0 up
 udhcpc -i eth0 -n -q -t 10 -s /tmp/dhcp.sh
 echo "mac: \$(cat /sys/class/net/eth0/address)"
+echo "eth0: \$(cat /sys/class/net/eth0/operstate) carrier \$(cat /sys/class/net/eth0/carrier) \$(ip -4 addr show dev eth0 | grep inet | tr '\n' ' ')"
+echo "routes: \$(ip route | tr '\n' ';')"
 echo "http: \$(wget -q -O- http://10.0.2.2:$http_port/hello.txt)"
 echo "blob: \$(wget -q -O- http://10.0.2.2:$http_port/blob.bin | sha256sum | cut -d' ' -f1)"
 echo listening
