@@ -118,6 +118,7 @@ struct jt {
 	int8_t cache[16];
 	uint16_t dirty;
 	uint8_t uses[16]; /* how often the block names each register: cache those used twice or more */
+	uint16_t last[16]; /* the instruction that names it last: its host register is free after that */
 	struct stub stubs[MAX_STUBS];
 	unsigned nstubs;
 	struct slow slow[MAX_SLOW];
@@ -1721,21 +1722,29 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	memset(t->cache, -1, sizeof(t->cache));
 	t->dirty = 0;
 	memset(t->uses, 0, sizeof(t->uses));
+	memset(t->last, 0, sizeof(t->last));
 	for (unsigned k = 0; k < n; k++) {
 		const struct insn *i = &insn[k];
+		uint8_t named[16] = {0};
 		if (i->reg < 16)
-			t->uses[i->reg]++;
+			named[i->reg]++;
 		if (i->mod3 && i->rm < 16)
-			t->uses[i->rm]++;
+			named[i->rm]++;
 		if (!i->mod3 && i->base < 16)
-			t->uses[i->base]++;
+			named[i->base]++;
 		if (!i->mod3 && i->index < 16)
-			t->uses[i->index]++;
+			named[i->index]++;
 		if (i->fn == op_push_r || i->fn == op_pop_r || i->fn == op_push_imm || i->fn == op_call_rel ||
 		    i->fn == op_ret || i->fn == op_call_rm)
-			t->uses[R_RSP] += 2;
+			named[R_RSP] += 2;
 		if (i->fn == op_shift_cl)
-			t->uses[R_RCX]++;
+			named[R_RCX]++;
+		for (unsigned r = 0; r < 16; r++) {
+			if (!named[r])
+				continue;
+			t->uses[r] = (uint8_t)(t->uses[r] + named[r] < 255 ? t->uses[r] + named[r] : 255);
+			t->last[r] = (uint16_t)k;
+		}
 	}
 	t->nstubs = 0;
 	t->nslow = 0;
@@ -1777,6 +1786,13 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 			ended = 1;
 			break;
 		}
+		/* Registers the rest of the block does not name give their host
+		 * register back (written back if dirty, as the exit would), so
+		 * later ones can be cached. An implicit use the count above
+		 * misses only costs a reload from struct cpu. */
+		for (unsigned g = 0; g < 16; g++)
+			if (t->cache[g] >= 0 && t->last[g] <= k)
+				c_drop(t, g);
 	}
 	if (!ended)
 		exit_chain(t, n, addr, addr - 1);
