@@ -132,6 +132,9 @@ struct jt {
 
 _Static_assert(offsetof(struct cpu, lf_aux) == offsetof(struct cpu, lf_op) + 4, "lf_op, lf_aux adjacent");
 _Static_assert(sizeof(struct cpu_tlb_entry) == 32, "TLB entry is 32 bytes");
+/* emit_checks compares both generations at once */
+_Static_assert(offsetof(struct vmem, code_gen) == offsetof(struct vmem, tlb_gen) + 4, "vmem generations adjacent");
+_Static_assert(offsetof(struct cpu, code_gen) == offsetof(struct cpu, tlb_gen) + 4, "cpu generations adjacent");
 _Static_assert(CPU_TLB_USER <= (1u << 20) && CPU_TLB_SYS <= CPU_TLB_SIZE, "tlb_slot indexes with the low 32 bits");
 
 /* ---- Emitting bytes ---- */
@@ -503,12 +506,10 @@ static void emit_checks(struct jt *t, unsigned kind, uint64_t rip)
 		add_stub(t, jcc32(t, 5), kind, 0, rip);
 		return;
 	}
+	/* the TLB and code generations, both pairs side by side: one compare */
 	ld64(t, RDX, OFF(vm));
-	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
-	add_stub(t, jcc32(t, 5), kind, 0, rip);
-	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, code_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(code_gen));
+	x_rm(t, XW, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
+	x_rm(t, XW, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
 	add_stub(t, jcc32(t, 5), kind, 0, rip);
 }
 
