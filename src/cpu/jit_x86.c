@@ -117,7 +117,7 @@ struct jt {
 	 * state (handlers, slow paths, exits). */
 	int8_t cache[16];
 	uint16_t dirty;
-	uint8_t uses[16]; /* how often the block names each register: cache those used twice or more */
+	uint8_t uses[16];  /* how often the block names each register: cache those used twice or more */
 	uint16_t last[16]; /* the instruction that names it last: its host register is free after that */
 	struct stub stubs[MAX_STUBS];
 	unsigned nstubs;
