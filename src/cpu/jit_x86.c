@@ -117,7 +117,8 @@ struct jt {
 	 * state (handlers, slow paths, exits). */
 	int8_t cache[16];
 	uint16_t dirty;
-	uint8_t uses[16]; /* how often the block names each register: cache those used twice or more */
+	uint8_t uses[16];  /* how often the block names each register: cache those used twice or more */
+	uint16_t last[16]; /* the instruction that names it last: its host register is free after that */
 	struct stub stubs[MAX_STUBS];
 	unsigned nstubs;
 	struct slow slow[MAX_SLOW];
@@ -131,6 +132,9 @@ struct jt {
 
 _Static_assert(offsetof(struct cpu, lf_aux) == offsetof(struct cpu, lf_op) + 4, "lf_op, lf_aux adjacent");
 _Static_assert(sizeof(struct cpu_tlb_entry) == 32, "TLB entry is 32 bytes");
+/* emit_checks compares both generations at once */
+_Static_assert(offsetof(struct vmem, code_gen) == offsetof(struct vmem, tlb_gen) + 4, "vmem generations adjacent");
+_Static_assert(offsetof(struct cpu, code_gen) == offsetof(struct cpu, tlb_gen) + 4, "cpu generations adjacent");
 _Static_assert(CPU_TLB_USER <= (1u << 20) && CPU_TLB_SYS <= CPU_TLB_SIZE, "tlb_slot indexes with the low 32 bits");
 
 /* ---- Emitting bytes ---- */
@@ -299,6 +303,34 @@ static void c_drop_volatile(struct jt *t)
 	for (unsigned r = 0; r < 16; r++)
 		if (t->cache[r] >= 0 && volatile_reg((unsigned)t->cache[r]))
 			c_drop(t, r);
+}
+
+/* The host register that holds guest register r, loaded if it was not
+ * cached yet; -1 if r stays in memory. For instructions that work on a
+ * cached register in place instead of through RAX. */
+static int c_get(struct jt *t, unsigned r)
+{
+	if (r >= 16)
+		return -1;
+	if (t->cache[r] < 0) {
+		int hr = c_alloc(t, r);
+		if (hr >= 0)
+			x_rm(t, XW, 0x8b, (unsigned)hr, RBX, NOX, 0, goff(r));
+	}
+	return t->cache[r];
+}
+
+/* The host register that a whole (32/64-bit) write of guest register r
+ * goes to, not loaded: its old value stays in struct cpu until the caller
+ * writes the register and marks it dirty, so a slow path or stub recorded
+ * in between still sees exact state. -1 if r stays in memory. */
+static int c_def(struct jt *t, unsigned r)
+{
+	if (r >= 16)
+		return -1;
+	if (t->cache[r] < 0)
+		c_alloc(t, r);
+	return t->cache[r];
 }
 
 /* host h = guest register r (sz bytes, zero-extended) */
@@ -474,12 +506,10 @@ static void emit_checks(struct jt *t, unsigned kind, uint64_t rip)
 		add_stub(t, jcc32(t, 5), kind, 0, rip);
 		return;
 	}
+	/* the TLB and code generations, both pairs side by side: one compare */
 	ld64(t, RDX, OFF(vm));
-	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
-	add_stub(t, jcc32(t, 5), kind, 0, rip);
-	x_rm(t, 0, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, code_gen));
-	x_rm(t, 0, 0x3b, RCX, RBX, NOX, 0, OFF(code_gen));
+	x_rm(t, XW, 0x8b, RCX, RDX, NOX, 0, (int32_t)offsetof(struct vmem, tlb_gen));
+	x_rm(t, XW, 0x3b, RCX, RBX, NOX, 0, OFF(tlb_gen));
 	add_stub(t, jcc32(t, 5), kind, 0, rip);
 }
 
@@ -615,12 +645,18 @@ static void emit_ea(struct jt *t, const struct insn *i, uint64_t next, int lea)
 			a &= 0xffffffffu;
 		mov_imm(t, RAX, a);
 	} else if (i->base != NOREG) {
-		ld_greg(t, RAX, i->base, 8);
+		/* cached base and index registers take part in the LEA directly */
+		int hb = c_get(t, i->base);
+		unsigned b = hb >= 0 ? (unsigned)hb : RAX;
+		if (hb < 0)
+			ld_greg(t, RAX, i->base, 8);
 		if (i->index != NOREG) {
-			ld_greg(t, RCX, i->index, 8);
-			x_rm(t, XW, 0x8d, RAX, RAX, RCX, i->scale, i->disp);
-		} else if (i->disp) {
-			x_rm(t, XW, 0x8d, RAX, RAX, NOX, 0, i->disp);
+			int hi = c_get(t, i->index);
+			if (hi < 0)
+				ld_greg(t, RCX, i->index, 8);
+			x_rm(t, XW, 0x8d, RAX, b, hi >= 0 ? (unsigned)hi : RCX, i->scale, i->disp);
+		} else if (i->disp || b != RAX) {
+			x_rm(t, XW, 0x8d, RAX, b, NOX, 0, i->disp);
 		}
 		if (i->adsz == 4)
 			x_rr(t, 0, 0x89, RAX, RAX);
@@ -943,6 +979,47 @@ static int emit_alu(struct jt *t, const struct insn *i, unsigned op, int form, u
 		rmw_slow(t, i, addr, miss);
 		return 1;
 	}
+	unsigned d = form == F_R_RM ? i->reg : i->rm;
+	int hd;
+	if ((sz == 4 || sz == 8) && op != ALU_CMP && op != ALU_TEST && (i->mod3 || form == F_R_RM) &&
+	    (hd = c_get(t, d)) >= 0) {
+		/* The destination is cached: operate on its host register in
+		 * place (the source in rcx), not through rax and back. */
+		if (form == F_RM_IMM) {
+			mov_imm(t, RCX, i->imm & size_mask(sz));
+		} else if (form == F_RM_R) {
+			ld_greg(t, RCX, i->reg, sz);
+		} else if (i->mod3) {
+			ld_greg(t, RCX, i->rm, sz);
+		} else {
+			emit_ea(t, i, next, 0);
+			mem_load(t, sz, addr);
+			mov_rr(t, RCX, RAX);
+		}
+		if (!i->noflags) {
+			if (sz == 8) {
+				st64(t, OFF(lf_src1), (unsigned)hd);
+			} else {
+				x_rr(t, 0, 0x89, (unsigned)hd, RAX); /* zero-extended, as ld_greg gives it */
+				st64(t, OFF(lf_src1), RAX);
+			}
+			st64(t, OFF(lf_src2), RCX);
+		}
+		x_rr(t, szfl(sz), 0x01 + op * 8, RCX, (unsigned)hd);
+		if (!i->noflags) {
+			unsigned kind = op == ALU_ADD ? LF_ADD : op == ALU_SUB ? LF_SUB : LF_LOGIC;
+			st64(t, OFF(lf_res), (unsigned)hd);
+			x_rm(t, XW, 0xc7, 0, RBX, NOX, 0, OFF(lf_op)); /* lf_op = kind | size, lf_aux = 0 */
+			e32(t, kind | lf_size_index(sz));
+			t->fk = kind;
+			t->fksz = sz;
+			t->hostflags = 1;
+		} else {
+			t->fk = 0;
+		}
+		t->dirty |= (uint16_t)(1u << d);
+		return 1;
+	}
 	if (form == F_R_RM) {
 		if (i->mod3) {
 			ld_greg(t, RCX, i->rm, sz);
@@ -977,7 +1054,11 @@ static int emit_incdec(struct jt *t, const struct insn *i, int dec, uint64_t add
 	if (i->lock)
 		return 0;
 	if (i->noflags && i->mod3) {
-		if (sz >= 4) {
+		int h = sz >= 4 ? c_get(t, i->rm) : -1;
+		if (h >= 0) {
+			x_rr(t, szfl(sz), opc, ext, (unsigned)h);
+			t->dirty |= (uint16_t)(1u << i->rm);
+		} else if (sz >= 4) {
 			ld_greg(t, RAX, i->rm, sz);
 			x_rr(t, szfl(sz), opc, ext, RAX);
 			st_greg(t, i->rm, 8, RAX);
@@ -1045,8 +1126,12 @@ static int emit_shift_nf(struct jt *t, const struct insn *i)
 	static const insn_fn f32[] = {op_rol_r32_nf, op_ror_r32_nf, op_shl_r32_nf, op_shr_r32_nf, op_sar_r32_nf};
 	static const insn_fn f64[] = {op_rol_r64_nf, op_ror_r64_nf, op_shl_r64_nf, op_shr_r64_nf, op_sar_r64_nf};
 	static const unsigned ext[] = {0, 1, 4, 5, 7};
-	int k32 = fn_index(i->fn, f32, 5), k64 = fn_index(i->fn, f64, 5);
-	if (k64 >= 0) {
+	int k32 = fn_index(i->fn, f32, 5), k64 = fn_index(i->fn, f64, 5), h;
+	if ((k64 >= 0 || k32 >= 0) && (h = c_get(t, i->rm)) >= 0) {
+		x_rr(t, k64 >= 0 ? XW : 0, 0xc1, ext[k64 >= 0 ? k64 : k32], (unsigned)h);
+		e8(t, i->imm8 & (k64 >= 0 ? 63 : 31));
+		t->dirty |= (uint16_t)(1u << i->rm);
+	} else if (k64 >= 0) {
 		ld_greg(t, RAX, i->rm, 8);
 		x_rr(t, XW, 0xc1, ext[k64], RAX);
 		e8(t, i->imm8 & 63);
@@ -1140,7 +1225,11 @@ static int emit_notneg(struct jt *t, const struct insn *i, int neg)
 	if (!i->mod3 || i->lock)
 		return 0;
 	if (!neg || i->noflags) {
-		if (sz >= 4) {
+		int h = sz >= 4 ? c_get(t, i->rm) : -1;
+		if (h >= 0) {
+			x_rr(t, szfl(sz), opc, ext, (unsigned)h);
+			t->dirty |= (uint16_t)(1u << i->rm);
+		} else if (sz >= 4) {
 			ld_greg(t, RAX, i->rm, sz);
 			x_rr(t, szfl(sz), opc, ext, RAX);
 			st_greg(t, i->rm, 8, RAX);
@@ -1194,6 +1283,12 @@ static int emit_imul(struct jt *t, const struct insn *i, int with_imm, uint64_t 
 /* RSP += delta through host register h */
 static void rsp_add(struct jt *t, unsigned h, int32_t delta)
 {
+	int hr = c_get(t, R_RSP);
+	if (hr >= 0) {
+		x_rm(t, XW, 0x8d, (unsigned)hr, (unsigned)hr, NOX, 0, delta);
+		t->dirty |= (uint16_t)(1u << R_RSP);
+		return;
+	}
 	ld_greg(t, h, R_RSP, 8);
 	x_rm(t, XW, 0x8d, h, h, NOX, 0, delta);
 	st_greg(t, R_RSP, 8, h);
@@ -1247,8 +1342,15 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		return 1;
 	}
 
-	if (f == op_mov_rr64 || f == op_mov_rr32) {
-		ld_greg(t, RAX, i->reg, f == op_mov_rr64 ? 8 : 4);
+	if (f == op_mov_rr64 || f == op_mov_rr32 || (f == op_mov_rm_r && i->mod3 && (sz == 4 || sz == 8))) {
+		unsigned msz = f == op_mov_rr64 ? 8 : f == op_mov_rr32 ? 4 : sz;
+		int h = i->rm != i->reg ? c_def(t, i->rm) : -1;
+		if (h >= 0) { /* straight from the source (cached or not) into the cached destination */
+			ld_greg(t, (unsigned)h, i->reg, msz);
+			t->dirty |= (uint16_t)(1u << i->rm);
+			return 1;
+		}
+		ld_greg(t, RAX, i->reg, msz);
 		st_greg(t, i->rm, 8, RAX);
 		return 1;
 	}
@@ -1277,6 +1379,12 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 		return 1;
 	}
 	if (f == op_mov_r_imm) {
+		int h = sz >= 4 ? c_def(t, i->reg) : -1;
+		if (h >= 0) {
+			mov_imm(t, (unsigned)h, i->imm & size_mask(sz));
+			t->dirty |= (uint16_t)(1u << i->reg);
+			return 1;
+		}
 		mov_imm(t, RAX, i->imm & size_mask(sz));
 		st_greg(t, i->reg, sz, RAX);
 		return 1;
@@ -1615,21 +1723,29 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	memset(t->cache, -1, sizeof(t->cache));
 	t->dirty = 0;
 	memset(t->uses, 0, sizeof(t->uses));
+	memset(t->last, 0, sizeof(t->last));
 	for (unsigned k = 0; k < n; k++) {
 		const struct insn *i = &insn[k];
+		uint8_t named[16] = {0};
 		if (i->reg < 16)
-			t->uses[i->reg]++;
+			named[i->reg]++;
 		if (i->mod3 && i->rm < 16)
-			t->uses[i->rm]++;
+			named[i->rm]++;
 		if (!i->mod3 && i->base < 16)
-			t->uses[i->base]++;
+			named[i->base]++;
 		if (!i->mod3 && i->index < 16)
-			t->uses[i->index]++;
+			named[i->index]++;
 		if (i->fn == op_push_r || i->fn == op_pop_r || i->fn == op_push_imm || i->fn == op_call_rel ||
 		    i->fn == op_ret || i->fn == op_call_rm)
-			t->uses[R_RSP] += 2;
+			named[R_RSP] += 2;
 		if (i->fn == op_shift_cl)
-			t->uses[R_RCX]++;
+			named[R_RCX]++;
+		for (unsigned r = 0; r < 16; r++) {
+			if (!named[r])
+				continue;
+			t->uses[r] = (uint8_t)(t->uses[r] + named[r] < 255 ? t->uses[r] + named[r] : 255);
+			t->last[r] = (uint16_t)k;
+		}
 	}
 	t->nstubs = 0;
 	t->nslow = 0;
@@ -1671,6 +1787,13 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 			ended = 1;
 			break;
 		}
+		/* Registers the rest of the block does not name give their host
+		 * register back (written back if dirty, as the exit would), so
+		 * later ones can be cached. An implicit use the count above
+		 * misses only costs a reload from struct cpu. */
+		for (unsigned g = 0; g < 16; g++)
+			if (t->cache[g] >= 0 && t->last[g] <= k)
+				c_drop(t, g);
 	}
 	if (!ended)
 		exit_chain(t, n, addr, addr - 1);
