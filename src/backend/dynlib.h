@@ -14,7 +14,7 @@
 int dynlib_static(void);
 
 /* dlopen(name, RTLD_NOW | RTLD_LOCAL). NULL with a sentence in err (what
- * names the need, "--net user", "the control API"; pkg the Debian package
+ * names the need, "--net user", "the HTTP/JSON API"; pkg the Debian package
  * that ships name) and *why: -ELIBACC in a static process, -ENOENT when the
  * library cannot be loaded. */
 void *dynlib_open(const char *name, const char *what, const char *pkg, int *why, char *err, size_t errlen);
