@@ -34,6 +34,9 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_ASM:%.S=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB     := $(BUILD)/libcorral.a
 CORRAL  := $(BUILD)/corral
+# corral static, and its dynamically linked sibling (see its link rule)
+STATIC  ?= $(if $(SANITIZE),,1)
+CORRAL_DYN := $(if $(STATIC),$(BUILD)/corral-dyn)
 # corrald, the daemon hosting many VMs (src/daemon/; main.c is its own)
 CORRALD := $(BUILD)/corrald
 
@@ -54,7 +57,7 @@ GUEST_BIN := $(GUEST_SRC:%.c=$(BUILD)/%)
 RUNC    := $(BUILD)/corral-runc
 comma   := ,
 
-all: $(if $(CLI_SRC),$(CORRAL) $(RUNC) $(CORRALD))
+all: $(if $(CLI_SRC),$(CORRAL) $(CORRAL_DYN) $(RUNC) $(CORRALD))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -73,8 +76,28 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# corral is linked statically (-static-pie: no dynamic loader, no symbol
+# binding, ASLR kept): a restore reaches the guest's first instruction with
+# 26 page faults and 1.3 ms of CPU fewer (bench/snapshot.sh beside
+# corral-dyn, docs/benchmarks.md).
+# A static process cannot load libmicrohttpd or libslirp, so corral-dyn,
+# the same program linked dynamically, is built and installed beside it:
+# corral executes it at once when a command line needs either library
+# (--api-sock, --net user, --incoming, --gdb, a snapshot with a user
+# network: cli_exec_dynamic). STATIC= links corral dynamically and builds
+# no corral-dyn (the sanitizer builds do so).
+STATIC_LDLIBS = $(filter-out -Wl$(comma)-Bstatic -Wl$(comma)-Bdynamic -lmicrohttpd,$(LDLIBS))
+
+ifneq ($(STATIC),)
+$(CORRAL): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -static-pie -o $@ $(CLI_OBJ) $(LIB) $(STATIC_LDLIBS)
+
+$(CORRAL_DYN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+else
 $(CORRAL): $(CLI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+endif
 
 $(CORRALD): $(BUILD)/src/daemon/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -108,7 +131,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c
 	@mkdir -p $(dir $@)
 	gcc -O2 -g -static -pthread -Wall -Werror -o $@ $< -lm
 
-tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL) $(RUNC) $(CORRALD))
+tests: $(TEST_BIN) $(GUEST_BIN) $(BENCH_BIN) $(if $(CLI_SRC),$(CORRAL) $(CORRAL_DYN) $(RUNC) $(CORRALD))
 
 # The default suite: fast tests only (long runs are the opt-in targets below).
 # The sanitizer pass counts the nested kvm machine (tests/kvm/t_nested.sh)
@@ -157,10 +180,10 @@ bench-oci: $(RUNC)
 
 # corrald's density: N idle busybox VMs through its API, cold boots beside
 # clones (bench/density.sh; N=200 by default, N=20 for a quick run)
-bench-density: $(CORRAL) $(CORRALD)
+bench-density: $(CORRAL) $(CORRAL_DYN) $(CORRALD)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/density.sh
 # Snapshots: restore, save, clone rate and memory, beside QEMU (bench/snapshot.sh)
-bench-snapshot: $(CORRAL)
+bench-snapshot: $(CORRAL) $(CORRAL_DYN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/snapshot.sh
 # Live migration beside QEMU TCG (bench/migrate.sh), the GDB stub's cost
 # with no debugger (bench/gdb.sh), nested kvm beside emu (bench/nested.sh)
@@ -175,18 +198,18 @@ bench-replay: tests
 
 # Multi-core guests on emu: N jobs on N vCPUs, --accel-threads single and
 # multi beside QEMU TCG with the same -smp (bench/smp.sh)
-bench-smp: $(CORRAL)
+bench-smp: $(CORRAL) $(CORRAL_DYN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/smp.sh
 
 # User-space work inside a system VM beside QEMU TCG (bench/guest.sh)
-bench-guest: $(CORRAL)
+bench-guest: $(CORRAL) $(CORRAL_DYN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/guest.sh
 
 # process VM checkpoint and restore beside CRIU (bench/checkpoint.sh)
-bench-checkpoint: $(CORRAL) $(GUEST_BIN)
+bench-checkpoint: $(CORRAL) $(CORRAL_DYN) $(GUEST_BIN)
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) bash bench/checkpoint.sh
 
-bench: $(CORRAL) $(BENCH_BIN)
+bench: $(CORRAL) $(CORRAL_DYN) $(BENCH_BIN)
 	@$(BUILD)/bench/pause
 	@CORRAL=$(abspath $(CORRAL)) bash bench/run.sh
 	@CORRAL=$(abspath $(CORRAL)) bash bench/boot.sh
@@ -405,7 +428,7 @@ ARM64_BUILD := build-arm64
 $(ARM64_BUILD)/corral-qemu: FORCE
 	@test -x "$$(command -v aarch64-linux-gnu-gcc)" || \
 		{ echo "check-aarch64: aarch64-linux-gnu-gcc not found: run tools/setup.sh --aarch64" >&2; exit 1; }
-	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=$(ARM64_BUILD) SANITIZE= $(ARM64_BUILD)/corral
+	$(MAKE) CC=aarch64-linux-gnu-gcc BUILD=$(ARM64_BUILD) SANITIZE= STATIC= $(ARM64_BUILD)/corral
 	@printf '#!/bin/sh\nCORRAL_SELF_EXE=%s exec qemu-aarch64 %s "$$@"\n' '$(abspath $@)' '$(abspath $(ARM64_BUILD)/corral)' >$@
 	@chmod +x $@
 
@@ -518,7 +541,7 @@ SYSTEMDDIR  ?= $(PREFIX)/lib/systemd/system
 INSTALL     ?= install
 SCDOC       ?= scdoc
 CORRAL_RUNC ?= $(RUNC)
-INSTALL_BIN := $(CORRAL) $(CORRALD) $(CORRAL_RUNC)
+INSTALL_BIN := $(CORRAL) $(CORRAL_DYN) $(CORRALD) $(CORRAL_RUNC)
 # The guest kit's scripts, installed under the names corral's messages use.
 INSTALL_TOOLS := tools/mkguest.sh:corral-mkguest tools/mkrootfs.sh:corral-mkrootfs
 MAN_SRC     := $(sort $(wildcard docs/man/*.scd))

@@ -3,8 +3,10 @@
 # - restore to the guest's first instruction, from the exec of `corral
 #   restore`, for idle 128 MiB and 1 GiB VMs (P50 and best of REPEAT;
 #   target <= 2 ms; Firecracker reports ~3 ms for a snapshot load), with
-#   the process's page faults and CPU time at that instruction, beside the
-#   floor: a C program that only prints the same line, dynamic and static;
+#   the process's page faults and CPU time at that instruction, beside
+#   corral-dyn (the same program linked dynamically, when it is beside
+#   CORRAL) and the floor: a C program that only prints the same line,
+#   dynamic and static;
 # - a snapshot of a 256 MiB 2-vCPU VM through the API (target <= 50 ms;
 #   Firecracker's full snapshot: 180 ms);
 # - clone rate: sequential restores of a booted busybox guest (the guest
@@ -154,6 +156,13 @@ def costs(key):
         return "page faults and CPU time unknown"
     return "%d page faults, %.2f ms of CPU" % (p50([c[0] for c in got]), p50([c[1] for c in got]))
 
+# corral beside corral-dyn, the same program linked dynamically (installed
+# beside a static corral; it restores the same snapshot the same way)
+dyn = os.path.join(os.path.dirname(os.path.abspath(corral)), "corral-dyn")
+if "flat" in parts and not os.access(dyn, os.X_OK):
+    print("corral-dyn: not beside %s (a dynamically linked corral): its figures skipped" % corral)
+    dyn = None
+
 first = {}
 for mem in (("128M", "1G") if "flat" in parts else ()):
     sock, d = os.path.join(work, "r%s.sock" % mem), os.path.join(work, "snap-" + mem)
@@ -162,9 +171,12 @@ for mem in (("128M", "1G") if "flat" in parts else ()):
     snapshot(sock, d)
     p.wait()
     # interleaved with the floor programs, so that both see the same load
-    xs, fl = [], {k: [] for k in floor}
+    xs, fl, ds = [], {k: [] for k in floor}, []
     for _ in range(repeat):
         xs.append(restore_once(d, "first guest instruction", key="corral"))
+        if dyn:
+            ds.append(restore_once(d, "first guest instruction", key="dyn",
+                                   argv=[dyn, "restore", d, "--serial", "none"]))
         for k, exe in floor.items():
             fl[k].append(restore_once(None, "first guest instruction", argv=[exe], key=k))
     es = [restore_once(d, "restored, the engine starts") for _ in range(min(repeat, 10))]
@@ -172,6 +184,9 @@ for mem in (("128M", "1G") if "flat" in parts else ()):
     print("restore to first instruction, %-5s idle VM: P50 %.2f ms, best %.2f ms (%d runs; "
           "engine starts at %.2f ms; %s; target <= 2 ms: %.2fx)" %
           (mem, p50(xs), min(xs), repeat, p50(es), costs("corral"), p50(xs) / 2.0))
+    if ds:
+        print("  corral-dyn, linked dynamically: P50 %.2f ms, best %.2f ms (%s; corral restore: %.2fx)" %
+              (p50(ds), min(ds), costs("dyn"), p50(xs) / p50(ds)))
     for k in fl:
         print("  floor: a C program that only prints the line, %s: P50 %.2f ms, best %.2f ms (%s; "
               "corral restore: %.2fx)" % (k, p50(fl[k]), min(fl[k]), costs(k), p50(xs) / p50(fl[k])))

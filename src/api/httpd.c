@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/httpd.h"
+#include "backend/dynlib.h"
 
 struct httpd_mhd httpd_mhd;
 
@@ -17,14 +18,9 @@ int httpd_load(char *err, size_t errlen)
 	int r = 0;
 	pthread_mutex_lock(&once);
 	if (!httpd_mhd.start_daemon) {
-		void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
-		if (!h) {
-			snprintf(err, errlen,
-				 "cannot load libmicrohttpd.so.12 (Debian: apt-get install libmicrohttpd12): %s",
-				 dlerror());
-			r = -ENOENT;
+		void *h = dynlib_open("libmicrohttpd.so.12", "the HTTP/JSON API", "libmicrohttpd12", &r, err, errlen);
+		if (!h)
 			goto out;
-		}
 #define MHD_SYM(field, name)                                                                                           \
 	if (!(*(void **)&httpd_mhd.field = dlsym(h, name)))                                                            \
 		r = -ENOENT;

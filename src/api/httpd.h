@@ -25,8 +25,8 @@ struct httpd_mhd {
 	__typeof__(&MHD_lookup_connection_value) lookup_connection_value;
 };
 extern struct httpd_mhd httpd_mhd;
-/* Loads the library once (any thread); 0, or -ENOENT with a sentence in
- * err. */
+/* Loads the library once (any thread); 0, or with a sentence in err
+ * -ENOENT (not installed) or -ELIBACC (a static corral: backend/dynlib.h). */
 int httpd_load(char *err, size_t errlen);
 
 /* Queues status with j as the body (NULL: empty); takes j's reference. */

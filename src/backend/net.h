@@ -45,7 +45,9 @@ void net_close(struct net *n);
 int net_open_null(struct net **out, unsigned mtu);
 /* Loads what the backend of spec needs from the host (libslirp for "user")
  * now, for a process about to lose sight of the host's files (corrald's
- * jail); 0, or -errno and one line in err. net_open loads it anyway. */
+ * jail), or before a restore commits anything; 0, or -errno and one line
+ * in err (-ELIBACC: a static corral, which cannot load libslirp,
+ * backend/dynlib.h). net_open loads it anyway. */
 int net_preload(const char *spec, char *err, size_t errlen);
 /* Points the backend's notify at a new device (NULL: nobody listens; frames
  * queue until the queue is full). A backend outlives the VM's devices, which

@@ -15,6 +15,7 @@
 
 #include <slirp/libslirp.h>
 
+#include "backend/dynlib.h"
 #include "backend/net_impl.h"
 
 #define SLIRP_MAX_TIMERS 32
@@ -50,14 +51,9 @@ static int slirp_lib_load(char *err, size_t errlen)
 	int r = 0;
 	pthread_mutex_lock(&once);
 	if (!lib.new_) {
-		void *h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
-		if (!h) {
-			snprintf(err, errlen,
-				 "--net user: cannot load libslirp.so.0 (Debian: apt-get install libslirp0): %s",
-				 dlerror());
-			r = -ENOENT;
+		void *h = dynlib_open("libslirp.so.0", "--net user", "libslirp0", &r, err, errlen);
+		if (!h)
 			goto out;
-		}
 #define SLIRP_SYM(field, name)                                                                                         \
 	if (!(*(void **)&lib.field = dlsym(h, name)))                                                                  \
 		r = -ENOENT;

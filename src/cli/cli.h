@@ -26,6 +26,13 @@ int cli_api_request(const char *sock, const char *method, const char *path, stru
  * the VM layer's JSON configuration (malloc'd), or NULL after a message. */
 char *run_config_json(int argc, char **argv);
 
+/* A statically linked corral (backend/dynlib.h) cannot load libslirp or
+ * libmicrohttpd: when a command needs one (why names the option), it
+ * executes corral-dyn from corral's own directory with main's argv and
+ * environment before anything else starts, so the command runs as it would
+ * have. Returns only on failure (after one line on stderr): 1. */
+int cli_exec_dynamic(const char *why);
+
 /* A signal by name (TERM, SIGTERM, USR1, RTMIN+2) or number: 1..64, or -1. */
 int cli_parse_signal(const char *s);
 

@@ -1,7 +1,10 @@
 /* The corral command: a small dispatcher to one function per subcommand. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "process/proc.h"
@@ -28,6 +31,30 @@ static const struct command commands[] = {
 	{"oci", cmd_oci, "the OCI runtime for Podman and containerd (runc's commands; also corral-runc)"},
 };
 
+/* main's argv, for cli_exec_dynamic */
+static char **main_argv;
+
+int cli_exec_dynamic(const char *why)
+{
+	char self[PATH_MAX];
+	static const char sibling[] = "corral-dyn";
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	char *slash = n > 0 ? memrchr(self, '/', (size_t)n) : NULL;
+	if (!slash || (size_t)(slash + 1 - self) + sizeof(sibling) > sizeof(self)) {
+		fprintf(stderr, "corral: %s needs corral-dyn, and corral cannot find its own directory "
+				"(/proc/self/exe)\n", why);
+		return 1;
+	}
+	memcpy(slash + 1, sibling, sizeof(sibling));
+	fflush(NULL);
+	execv(self, main_argv);
+	fprintf(stderr,
+		"corral: %s needs the dynamically linked corral, '%s': %s (this corral is linked statically and "
+		"cannot load libmicrohttpd or libslirp)\n",
+		why, self, strerror(errno));
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: corral COMMAND [ARGS...]\n\ncommands:\n");
@@ -40,6 +67,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	main_argv = argv;
 	if (getenv(PROC_EXEC_FD_ENV))
 		return exec_reentry(argc, argv);
 	/* corral-runc: the OCI runtime under the name its callers expect */

@@ -18,6 +18,8 @@
 
 #include "api/api.h"
 #include "backend/block.h"
+#include "backend/dynlib.h"
+#include "backend/net.h"
 #include "boot/boot.h"
 #include "cli/cli.h"
 #include "debug/gdbstub.h"
@@ -919,6 +921,26 @@ static int run_incoming_deferred(const char *api_sock, struct vm_config *c, stru
 	return 1;
 }
 
+/* What of a parsed command line a static corral cannot serve (a library
+ * loaded on demand, backend/dynlib.h), or NULL. A snapshot's own user
+ * network shows in vm_restore's -ELIBACC instead. The gdb stub resolves its
+ * host name with getaddrinfo, which in a static glibc loads NSS modules
+ * with dlopen. */
+static const char *run_needs_dynamic(const struct run_opts *o)
+{
+	char err[256];
+	if (o->api_sock)
+		return "--api-sock";
+	if (o->incoming)
+		return "--incoming";
+	if (o->gdb)
+		return "--gdb";
+	for (unsigned k = 0; k < o->cfg.nnets; k++)
+		if (net_preload(o->cfg.net[k], err, sizeof(err)) == -ELIBACC)
+			return "--net user";
+	return NULL;
+}
+
 static int run_main(int argc, char **argv, int restore)
 {
 	struct run_opts o;
@@ -930,6 +952,11 @@ static int run_main(int argc, char **argv, int restore)
 		return r > 0 ? 0 : 2;
 	}
 	struct vm_config *c = &o.cfg;
+	const char *why = dynlib_static() ? run_needs_dynamic(&o) : NULL;
+	if (why) {
+		disks_free(&o);
+		return cli_exec_dynamic(why);
+	}
 
 	/* The environment tunes the library; it is read here, once. */
 	cpu_opts_from_env(&c->cpu_opts);
@@ -974,12 +1001,16 @@ static int run_main(int argc, char **argv, int restore)
 			disks_free(&o);
 			return run_signal ? 128 + run_signal : 1;
 		}
-	} else if ((o.restore	 ? vm_restore(o.restore, c, &vm, err, sizeof(err))
-		    : o.incoming ? vm_incoming(o.incoming, c, &vm, err, sizeof(err))
-				 : vm_create(c, &vm, err, sizeof(err))) < 0) {
+	} else if ((r = o.restore    ? vm_restore(o.restore, c, &vm, err, sizeof(err))
+			: o.incoming ? vm_incoming(o.incoming, c, &vm, err, sizeof(err))
+				     : vm_create(c, &vm, err, sizeof(err))) < 0) {
 		term_restore();
-		fprintf(stderr, "corral: %s\n", err);
 		disks_free(&o);
+		/* a static corral, a snapshot with a user network: nothing
+		 * was written yet (vm_restore_from), corral-dyn restores it */
+		if (r == -ELIBACC && o.restore && !run_signal)
+			return cli_exec_dynamic("the snapshot's user network (--net user)");
+		fprintf(stderr, "corral: %s\n", err);
 		return 1;
 	}
 	if (o.paused)

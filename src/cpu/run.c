@@ -1,6 +1,7 @@
 /* The interpreter's run loop: decoded blocks cached per guest RIP, executed
  * one handler after another; exceptions unwind here. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -105,7 +106,13 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 		cpu_opts_default(&def);
 		opts = &def;
 	}
-	memset(c, 0, sizeof(*c));
+	/* Everything but the TLB's entries is zeroed: they are most of the
+	 * struct (128 KiB), a system vCPU uses CPU_TLB_SYS of each bank's, and
+	 * cpu_tlb_flush below invalidates every entry in use (an entry is read
+	 * only under a valid tag, and only below tlb_n), so a restored VM's
+	 * vCPU does not write 32 pages it never reads. */
+	memset(c, 0, offsetof(struct cpu, tlb));
+	memset(&c->tlbp, 0, sizeof(*c) - offsetof(struct cpu, tlbp));
 	c->jit_stats = opts->jit_stats;
 	c->trace = opts->trace;
 	c->mode = mode;

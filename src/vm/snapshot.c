@@ -582,6 +582,13 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 		goto err_json;
 	}
 	take_host_side(&cfg, overrides);
+	/* A library a network needs (libslirp) is loaded before anything is
+	 * written: a static corral learns here, from -ELIBACC, that the
+	 * snapshot needs its dynamically linked sibling (backend/dynlib.h). */
+	for (unsigned k = 0; k < cfg.nnets; k++)
+		if ((r = net_preload(cfg.net[k], err, errlen)) < 0)
+			goto err_json;
+	r = -EINVAL;
 	struct stat st;
 	if (fstat(mem_fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != cfg.mem) {
 		snprintf(err, errlen, "the memory file is not a regular file of the saved RAM size (%" PRIu64 " bytes)",

@@ -8,6 +8,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 passed=0
 failed=0
+skipped=0
 
 ok() {
 	passed=$((passed + 1))
@@ -31,9 +32,18 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/t_install.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 dest=$work/dest
 
+# corral is linked statically with corral-dyn beside it, but in the
+# sanitizer builds (make STATIC=, see the Makefile).
+if [ -n "${CORRAL_SANITIZED:-}" ]; then
+	static=
+else
+	static=1
+fi
+
 # The make that runs this test is not ours to share jobs with.
 submake() {
-	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" BUILD="$BUILD" DESTDIR="$dest" PREFIX=/usr "$@"
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$ROOT" BUILD="$BUILD" STATIC="$static" \
+		DESTDIR="$dest" PREFIX=/usr "$@"
 }
 
 # ---- make install ----
@@ -52,7 +62,7 @@ corral-image-convert:image_convert corral-image-commit:image_commit corral-runc:
 corral-checkpoint:checkpoint corral-restore-exec:restore-exec
 corral-mkguest:- corral-mkrootfs:- corral-vm:vm corrald:@corrald"
 
-expected="usr/bin/corral usr/bin/corral-runc usr/bin/corrald usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral
+expected="usr/bin/corral ${static:+usr/bin/corral-dyn }usr/bin/corral-runc usr/bin/corrald usr/bin/corral-mkguest usr/bin/corral-mkrootfs usr/share/bash-completion/completions/corral
 usr/lib/systemd/system/corrald.service usr/lib/systemd/system/corrald.socket"
 for p in $PAGES; do
 	expected="$expected usr/share/man/man1/${p%%:*}.1"
@@ -97,6 +107,62 @@ if [ "$ver" = "corral $deb" ]; then
 	ok "corral --version matches debian/changelog ($deb)"
 else
 	fail "corral --version says '$ver', debian/changelog '$deb'"
+fi
+
+# A static corral hands a VM with a control API to the corral-dyn installed
+# beside it (and the API answers); it restores a snapshot without one itself.
+G=$BUILD/tests/guests/tick.bin
+if [ -z "$static" ]; then
+	echo "skip static corral and corral-dyn: a sanitizer build links corral dynamically"
+	skipped=$((skipped + 1))
+elif ! command -v curl >/dev/null 2>&1 || [ ! -f "$G" ]; then
+	echo "skip static corral and corral-dyn: no curl, or $G not built"
+	skipped=$((skipped + 1))
+else
+	if readelf -l "$C" 2>/dev/null | grep -q INTERP; then
+		fail "installed corral names a dynamic loader: not linked statically"
+	else
+		ok "installed corral is linked statically"
+	fi
+	S=$work/api.sock
+	"$C" run --flat "$G" --mem 16M --engine emu --serial none --api-sock "$S" </dev/null 2>"$work/vm.err" &
+	vm=$!
+	i=0
+	while [ ! -S "$S" ] && [ $i -lt 200 ] && kill -0 $vm 2>/dev/null; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	exe=$(readlink "/proc/$vm/exe")
+	if [ "$exe" = "$dest/usr/bin/corral-dyn" ]; then
+		ok "corral run --api-sock runs as the installed corral-dyn"
+	else
+		fail "corral run --api-sock runs as '$exe', not $dest/usr/bin/corral-dyn: $(cat "$work/vm.err")"
+	fi
+	state=$(curl -s -m 20 --unix-socket "$S" http://localhost/)
+	case $state in
+	*'"state":"Running"'*) ok "its API answers: $state" ;;
+	*) fail "its API: '$state'" ;;
+	esac
+	if "$C" snapshot "$S" "$work/snap" --stop >"$work/snap.err" 2>&1 && wait $vm; then
+		ok "corral snapshot --stop through corral-dyn's API"
+	else
+		fail "corral snapshot --stop: $(cat "$work/snap.err")"
+	fi
+	"$C" restore "$work/snap" --serial "file:$work/restored" </dev/null 2>"$work/restore.err" &
+	vm=$!
+	i=0
+	while [ ! -s "$work/restored" ] && [ $i -lt 200 ] && kill -0 $vm 2>/dev/null; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	exe=$(readlink "/proc/$vm/exe")
+	kill $vm 2>/dev/null
+	wait $vm 2>/dev/null
+	if [ "$exe" = "$dest/usr/bin/corral" ] && [ -s "$work/restored" ]; then
+		ok "corral restore of a snapshot without API or user network runs in the static corral"
+	else
+		fail "corral restore ran as '$exe' (want $dest/usr/bin/corral), guest output $(cat "$work/restored" 2>/dev/null | wc -c) bytes: $(cat "$work/restore.err")"
+	fi
 fi
 
 # ---- man pages ----
@@ -187,5 +253,5 @@ else
 	find "$dest" ! -type d | sed 's/^/    /'
 fi
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
