@@ -93,6 +93,16 @@ static int add_image(struct replay_header *h, const char *role, const char *path
 	return r;
 }
 
+/* A restored VM's recording starts from the snapshot: its images are
+ * these two, first (roles fit replay_image.role). */
+#define ROLE_SNAP_STATE "snapshot state"
+#define ROLE_SNAP_MEM "snapshot memory"
+
+static int from_snapshot(const struct replay_header *h)
+{
+	return h->nimages > 0 && !strcmp(h->image[0].role, ROLE_SNAP_STATE);
+}
+
 /* The header this VM would write: its configuration, the RTC's start,
  * the hashes of what it boots from and reads, its NICs' MTUs. */
 static int header_build(struct vm *vm, struct replay_header *h, char *err, size_t errlen)
@@ -107,11 +117,22 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 	}
 	h->rtc_sec = (int64_t)time(NULL);
 	int r = 0;
-	if (c->kernel)
+	if (vm->restoring) {
+		/* a restore: the snapshot holds what was booted, in its RAM */
+		if ((r = add_image(h, ROLE_SNAP_STATE, NULL, err, errlen)) == 0) {
+			h->image[h->nimages - 1].size = vm->origin.state_size;
+			h->image[h->nimages - 1].hash = vm->origin.state_hash;
+		}
+		if (!r && (r = add_image(h, ROLE_SNAP_MEM, NULL, err, errlen)) == 0) {
+			h->image[h->nimages - 1].size = vm->origin.mem_size;
+			h->image[h->nimages - 1].hash = vm->origin.mem_hash;
+		}
+	} else if (c->kernel) {
 		r = add_image(h, "kernel", c->kernel, err, errlen);
-	if (!r && c->initrd)
+	}
+	if (!r && !vm->restoring && c->initrd)
 		r = add_image(h, "initrd", c->initrd, err, errlen);
-	if (!r && c->flat)
+	if (!r && !vm->restoring && c->flat)
 		r = add_image(h, "flat", c->flat, err, errlen);
 	char role[16];
 	for (unsigned k = 0; !r && k < c->ndisks; k++) {
@@ -131,11 +152,14 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 }
 
 /* What cannot be recorded or replayed, before anything is opened. */
-int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errlen)
+int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *err, size_t errlen)
 {
 	const char *opt = c->record ? "--record" : "--replay";
 	if (!c->record && !c->replay)
 		return 0;
+	int writable = 0;
+	for (unsigned k = 0; k < c->ndisks; k++)
+		writable |= !c->disk[k].readonly;
 	if (c->record && c->replay)
 		snprintf(err, errlen, "--record and --replay: one or the other");
 	else if (c->engine == VM_ENGINE_KVM)
@@ -143,13 +167,54 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 			 "%s needs the emu engine: under kvm the host CPU runs the guest and no instruction count "
 			 "tells when an input arrived",
 			 opt);
-	else if (restoring || c->handover)
-		snprintf(err, errlen, "%s starts from a fresh boot (no restore, no hand-over)", opt);
+	else if ((from && (!from->snapshot || !from->hashed)) || c->handover)
+		snprintf(err, errlen, "%s starts from a fresh boot or a snapshot (no migration, no hand-over)", opt);
+	else if (from && writable)
+		/* the restore's overlay on the snapshot's image of the disk
+		 * would need hashing with its whole chain */
+		snprintf(err, errlen, "%s of a restored VM: the snapshot has a writable disk, which is not supported yet",
+			 opt);
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else
 		return 0;
 	return -EINVAL;
+}
+
+/* The snapshot a restore starts from, as the header names it: the state
+ * stream and the memory file, each by size and hash (the memory file is
+ * read whole: a replay's starting RAM must be the recording's). */
+int vm_rr_origin(struct vm_origin *o, const void *state, size_t len, int mem_fd, char *err, size_t errlen)
+{
+	enum { CHUNK = 1 << 20 }; /* a multiple of replay_hash's word */
+	uint8_t *buf = malloc(CHUNK);
+	if (!buf) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	o->state_size = len;
+	o->state_hash = replay_hash(REPLAY_HASH_INIT, state, len);
+	uint64_t h = REPLAY_HASH_INIT, off = 0;
+	int r = 0;
+	for (;;) {
+		ssize_t n = pread(mem_fd, buf, CHUNK, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, errlen, "the memory file: %s", strerror(-r));
+			break;
+		}
+		if (n == 0)
+			break;
+		h = replay_hash(h, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	o->mem_size = off;
+	o->mem_hash = h;
+	o->hashed = r == 0;
+	return r;
 }
 
 /* Writable disks: the run writes to a qcow2 overlay on the image, so the
@@ -295,12 +360,25 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 			 "--replay %s: recorded by corral %s, this is %s: a replay runs on the corral that "
 			 "recorded it (its CPU and devices); record the run again with this one",
 			 c->replay, h->version, now.version);
+	} else if (from_snapshot(h) != from_snapshot(&now)) {
+		snprintf(err, errlen,
+			 from_snapshot(h) ? "--replay %s: a recording of a restored snapshot: replay it with "
+					    "'corral restore SNAPSHOT --replay %s'"
+					  : "--replay %s: a recording from a boot, not from a snapshot: replay it with "
+					    "'corral run --replay %s' and the options of the recording",
+			 c->replay, c->replay);
 	} else if (strcmp(h->config, now.config)) {
 		config_diff(h->config, now.config, what, sizeof(what));
-		snprintf(err, errlen,
-			 "--replay %s: recorded with another machine (%s differs); give the options "
-			 "of the recording",
-			 c->replay, what);
+		if (from_snapshot(h))
+			snprintf(err, errlen,
+				 "--replay %s: recorded from another snapshot (its machine's %s differs); give the "
+				 "snapshot the recording started from",
+				 c->replay, what);
+		else
+			snprintf(err, errlen,
+				 "--replay %s: recorded with another machine (%s differs); give the options "
+				 "of the recording",
+				 c->replay, what);
 	} else if (h->nimages != now.nimages) {
 		snprintf(err, errlen, "--replay %s: recorded with other images (%u, now %u)", c->replay, h->nimages,
 			 now.nimages);
@@ -312,9 +390,10 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 				snprintf(err, errlen,
 					 "--replay %s: the %s is not the one recorded (%" PRIu64
 					 " bytes, hash %016" PRIx64 "; recorded %" PRIu64 " bytes, hash %016" PRIx64
-					 ")",
+					 ")%s",
 					 c->replay, now.image[k].role, now.image[k].size, now.image[k].hash,
-					 h->image[k].size, h->image[k].hash);
+					 h->image[k].size, h->image[k].hash,
+					 from_snapshot(h) ? ": give the snapshot the recording started from" : "");
 				r = -EINVAL;
 				break;
 			}
