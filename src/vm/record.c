@@ -494,6 +494,8 @@ struct rr_snaps {
 	int adaptive;		      /* the default spacing: stretched to bound the cost */
 	uint64_t mark_ns, mark_total; /* the engine thread's CPU time and the total after the last one */
 	struct rr_snap *s;	      /* by total, ascending */
+	/* where the last run that went back started (zeros: the start) */
+	uint64_t from_total, from_count[ENGINE_DEBUG_MAX_CPUS];
 };
 
 static void snap_drop(struct rr_snap *sn)
@@ -658,13 +660,17 @@ void vm_rr_snaps_free(struct vm *vm)
  * the lock) reaches its target, or NULL (the start). Its target must lie
  * strictly after the snapshot, so the run stops where one from the start
  * would: a count reached inside a turn, not at a round's end. A scan for
- * the last hit before here needs every hit since the start. */
+ * the last hit before here starts from a snapshot below scan_from (the
+ * stub goes through them newest first, each scan up to the one before),
+ * or from the start with scan_from 0. */
 static const struct rr_snap *snap_for(const struct rr_snaps *ss, const struct engine_debug *d)
 {
-	if (!ss || d->hits == ENGINE_HITS_SCAN || d->hits == ENGINE_HITS_STOP)
+	if (!ss || d->hits == ENGINE_HITS_STOP || (d->hits == ENGINE_HITS_SCAN && !d->scan_from))
 		return NULL;
 	for (unsigned k = ss->n; k-- > 0;) {
 		const struct rr_snap *sn = &ss->s[k];
+		if (d->hits == ENGINE_HITS_SCAN && sn->total >= d->scan_from)
+			continue;
 		if (d->run_to != UINT64_MAX && d->run_cpu < ENGINE_DEBUG_MAX_CPUS && sn->count[d->run_cpu] >= d->run_to)
 			continue;
 		if (d->hits == ENGINE_HITS_SEEK &&
@@ -694,8 +700,16 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		d->total = sn->total;
 	}
 	d->rewind = 0;
+	if (vm->snaps) {
+		vm->snaps->from_total = sn ? sn->total : 0;
+		memcpy(vm->snaps->from_count, sn ? sn->count : d->base, sizeof(vm->snaps->from_count));
+	}
 	pthread_mutex_unlock(&vm->ctl.lock);
 	if (!sn || replay_seek(vm->rr, &sn->mark) < 0) {
+		if (vm->snaps) {
+			vm->snaps->from_total = 0;
+			memset(vm->snaps->from_count, 0, sizeof(vm->snaps->from_count));
+		}
 		replay_rewind(vm->rr);
 		return vm_build(vm, err, errlen);
 	}
@@ -717,4 +731,13 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 	vm->restore = cpus;
 	vm->snaps->restored++;
 	return 0;
+}
+
+void vm_debug_run_start(struct vm *vm, unsigned cpu, uint64_t *total, uint64_t *count)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	const struct rr_snaps *ss = vm->snaps;
+	*total = ss ? ss->from_total : 0;
+	*count = ss && cpu < ENGINE_DEBUG_MAX_CPUS ? ss->from_count[cpu] : 0;
+	pthread_mutex_unlock(&vm->ctl.lock);
 }
