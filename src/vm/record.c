@@ -476,13 +476,23 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 #define RR_SNAP_KEEP_MAX 4096
 #define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM copies, together */
 
+/* A snapshot's RAM is the pages written since the snapshot before it in
+ * the list (the machine's dirty log, as live migration uses it), in page
+ * order, with a bitmap of which they are; the first in the list holds
+ * every page. A page of snapshot k is then the one of the newest snapshot
+ * at or before k that holds it (snap_ram_fill). Pages a run wrote since
+ * it started (from a snapshot at or before the newest, or from the start)
+ * are a superset of those written since the newest, so a run from an
+ * earlier snapshot can take the next one. */
 struct rr_snap {
 	uint64_t total;
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
 	struct replay_mark mark;
 	void *state;
 	size_t state_len;
-	void *ram;
+	uint64_t *bits;	 /* a bit per RAM page: held here */
+	uint8_t *pages;	 /* those pages, in page order */
+	uint64_t npages; /* how many */
 };
 
 struct rr_snaps {
@@ -491,6 +501,7 @@ struct rr_snaps {
 	uint64_t every;
 	unsigned keep, n;
 	uint64_t taken, restored;     /* for the log */
+	uint64_t held;		      /* bytes of RAM pages held, now */
 	int adaptive;		      /* the default spacing: stretched to bound the cost */
 	uint64_t mark_ns, mark_total; /* the engine thread's CPU time and the total after the last one */
 	struct rr_snap *s;	      /* by total, ascending */
@@ -498,10 +509,82 @@ struct rr_snaps {
 	uint64_t from_total, from_count[ENGINE_DEBUG_MAX_CPUS];
 };
 
+#define PAGE 4096ull
+
 static void snap_drop(struct rr_snap *sn)
 {
 	free(sn->state);
-	free(sn->ram);
+	free(sn->bits);
+	free(sn->pages);
+}
+
+static int bit_get(const uint64_t *bits, uint64_t k)
+{
+	return (int)(bits[k >> 6] >> (k & 63)) & 1;
+}
+
+/* Snapshot k's RAM into ram: each page from the newest snapshot at or
+ * before k that holds it (the first holds every page). */
+static void snap_ram_fill(const struct rr_snaps *ss, unsigned k, uint8_t *ram, uint64_t mem_size)
+{
+	uint64_t pages = mem_size / PAGE;
+	uint64_t *done = calloc((pages + 63) / 64, 8);
+	for (unsigned j = k + 1; done && j-- > 0;) {
+		const struct rr_snap *sn = &ss->s[j];
+		uint64_t at = 0;
+		for (uint64_t p = 0; p < pages; p++) {
+			if (!bit_get(sn->bits, p))
+				continue;
+			if (!bit_get(done, p)) {
+				memcpy(ram + p * PAGE, sn->pages + at * PAGE, PAGE);
+				done[p >> 6] |= 1ull << (p & 63);
+			}
+			at++;
+		}
+	}
+	if (!done) {
+		/* no memory for the bookkeeping: every snapshot's pages, oldest
+		 * first, so the newer ones end on top */
+		for (unsigned j = 0; j <= k; j++) {
+			const struct rr_snap *sn = &ss->s[j];
+			uint64_t at = 0;
+			for (uint64_t p = 0; p < pages; p++)
+				if (bit_get(sn->bits, p))
+					memcpy(ram + p * PAGE, sn->pages + at++ * PAGE, PAGE);
+		}
+	}
+	free(done);
+}
+
+/* Snapshot k leaves the list: its pages that snapshot k + 1 lacks go into
+ * k + 1, which then stands on k - 1 (or holds every page, for k = 0).
+ * -ENOMEM leaves both as they were. */
+static int snap_merge_into_next(struct rr_snaps *ss, unsigned k, uint64_t mem_size)
+{
+	struct rr_snap *a = &ss->s[k], *b = &ss->s[k + 1];
+	uint64_t pages = mem_size / PAGE, words = (pages + 63) / 64, n = 0;
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(a->bits[w] | b->bits[w]);
+	uint8_t *out = malloc(n ? n * PAGE : 1);
+	if (!out)
+		return -ENOMEM;
+	uint64_t ia = 0, ib = 0, io = 0;
+	for (uint64_t p = 0; p < pages; p++) {
+		int ha = bit_get(a->bits, p), hb = bit_get(b->bits, p);
+		if (hb)
+			memcpy(out + io++ * PAGE, b->pages + ib * PAGE, PAGE);
+		else if (ha)
+			memcpy(out + io++ * PAGE, a->pages + ia * PAGE, PAGE);
+		ia += (uint64_t)ha;
+		ib += (uint64_t)hb;
+	}
+	for (uint64_t w = 0; w < words; w++)
+		b->bits[w] |= a->bits[w];
+	ss->held += (n - b->npages) * PAGE;
+	free(b->pages);
+	b->pages = out;
+	b->npages = n;
+	return 0;
 }
 
 /* The whole of a memfd's contents, malloc'd. */
@@ -553,6 +636,42 @@ static void snap_schedule(struct rr_snaps *ss, uint64_t from, uint64_t t0)
 	ss->mark_total = from;
 }
 
+/* The snapshot's pages: those written since the previous snapshot (the
+ * dirty log, collected and so cleared), or every page for the first in
+ * the list or when the log is off. */
+static int snap_pages(struct rr_snaps *ss, struct rr_snap *sn)
+{
+	struct machine *m = ss->vm->m;
+	uint64_t pages = m->mem_size / PAGE, words = (pages + 63) / 64, n = 0;
+	sn->bits = calloc(words, 8);
+	if (!sn->bits)
+		return -ENOMEM;
+	int full = ss->n == 0 || !m->dirty;
+	if (m->dirty)
+		machine_dirty_collect(m, sn->bits);
+	else
+		machine_dirty_start(m); /* for the next one */
+	if (full)
+		for (uint64_t p = 0; p < pages; p++)
+			sn->bits[p >> 6] |= 1ull << (p & 63);
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(sn->bits[w]);
+	sn->pages = malloc(n ? n * PAGE : 1);
+	if (!sn->pages) {
+		/* the pages written since the last one are forgotten: the
+		 * next snapshot holds every page */
+		machine_dirty_stop(m);
+		return -ENOMEM;
+	}
+	uint64_t at = 0;
+	for (uint64_t p = 0; p < pages; p++)
+		if (bit_get(sn->bits, p))
+			memcpy(sn->pages + at++ * PAGE, m->ram + p * PAGE, PAGE);
+	sn->npages = n;
+	ss->held += n * PAGE;
+	return 0;
+}
+
 static void rr_snap_take(void *opaque)
 {
 	struct rr_snaps *ss = opaque;
@@ -578,8 +697,7 @@ static void rr_snap_take(void *opaque)
 	close(fd);
 	if (ss->n == ss->keep) {
 		/* thin out: the one (not the first nor the newest) between the
-		 * closest neighbours; its RAM copy is reused (fresh memory costs
-		 * its page faults) */
+		 * closest neighbours, its pages merged into the next one */
 		unsigned drop = ss->n - 1;
 		uint64_t best = UINT64_MAX;
 		for (unsigned k = 1; k + 1 < ss->n; k++) {
@@ -591,18 +709,19 @@ static void rr_snap_take(void *opaque)
 		}
 		if (ss->n < 3)
 			drop = 0;
-		sn.ram = ss->s[drop].ram;
-		free(ss->s[drop].state);
+		if (snap_merge_into_next(ss, drop, vm->m->mem_size) < 0) {
+			snap_drop(&sn);
+			return;
+		}
+		ss->held -= ss->s[drop].npages * PAGE;
+		snap_drop(&ss->s[drop]);
 		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
 		ss->n--;
 	}
-	if (!sn.ram)
-		sn.ram = malloc(vm->m->mem_size);
-	if (!sn.state || !sn.ram) {
+	if (!sn.state || snap_pages(ss, &sn) < 0) {
 		snap_drop(&sn);
 		return;
 	}
-	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
 	ss->s[ss->n++] = sn;
 	ss->taken++;
 	snap_schedule(ss, sn.total, t0);
@@ -635,6 +754,10 @@ int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
 		return -ENOMEM;
 	}
 	vm->snaps = ss;
+	/* pages written between snapshots (without the log: every
+	 * snapshot holds all of RAM) */
+	if (vm->m)
+		machine_dirty_start(vm->m);
 	d->snap_opaque = ss;
 	d->snap_next = ss->every;
 	d->snap = rr_snap_take;
@@ -647,8 +770,11 @@ void vm_rr_snaps_free(struct vm *vm)
 	if (!ss)
 		return;
 	if (ss->taken)
-		vm_log(vm, "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back", ss->taken,
-		       ss->restored);
+		vm_log(vm,
+		       "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back; the %u kept hold "
+		       "%.1f MiB of RAM pages (whole copies: %.1f MiB)",
+		       ss->taken, ss->restored, ss->n, (double)ss->held / (1 << 20),
+		       (double)ss->n * (double)vm->cfg.mem / (1 << 20));
 	for (unsigned k = 0; k < ss->n; k++)
 		snap_drop(&ss->s[k]);
 	free(ss->s);
@@ -711,7 +837,10 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 			memset(vm->snaps->from_count, 0, sizeof(vm->snaps->from_count));
 		}
 		replay_rewind(vm->rr);
-		return vm_build(vm, err, errlen);
+		int r = vm_build(vm, err, errlen);
+		if (r == 0 && vm->snaps)
+			machine_dirty_start(vm->m);
+		return r;
 	}
 	/* the recording's machine, then the snapshot's state over it */
 	int r = vm_build(vm, err, errlen);
@@ -726,7 +855,8 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		free(cpus);
 		return r;
 	}
-	memcpy(vm->m->ram, sn->ram, vm->m->mem_size);
+	snap_ram_fill(vm->snaps, (unsigned)(sn - vm->snaps->s), vm->m->ram, vm->m->mem_size);
+	machine_dirty_start(vm->m); /* the next snapshot's pages: written from here on */
 	free(vm->restore);
 	vm->restore = cpus;
 	vm->snaps->restored++;

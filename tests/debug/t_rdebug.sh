@@ -231,6 +231,11 @@ session rdebug rd "$tmp/s8" --replay-snapshots 1000,3
 same F B $N "from snapshots: stepi then reverse-stepi"
 restored=$(sed -n 's/.*snapshots taken, \([0-9]*\) restored.*/\1/p' "$tmp/err")
 if [ "${restored:-0}" -ge $N ]; then ok; else bad "every step back from a snapshot (restored '$restored', $N steps)"; fi
+# the snapshots hold the pages written since the one before, not all of RAM
+held=$(sed -n 's/.*kept hold \([0-9.]*\) MiB of RAM pages (whole copies: \([0-9.]*\) MiB).*/\1 \2/p' "$tmp/err")
+if [ -n "$held" ] && awk -v h="${held% *}" -v w="${held#* }" 'BEGIN { exit !(h > 0 && h * 2 < w) }'; then ok; else
+	bad "snapshots of the written pages only (held, whole: '$held')"
+fi
 replay_end "from snapshots" rd
 # the reverse-continue session again, from snapshots: gdb sees the same
 sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.s3" >"$tmp/gdb.s3.start"
