@@ -172,8 +172,8 @@ int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *e
 	else if (from && writable)
 		/* the restore's overlay on the snapshot's image of the disk
 		 * would need hashing with its whole chain */
-		snprintf(err, errlen, "%s of a restored VM: the snapshot has a writable disk, which is not supported yet",
-			 opt);
+		snprintf(err, errlen,
+			 "%s of a restored VM: the snapshot has a writable disk, which is not supported yet", opt);
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else

@@ -86,8 +86,7 @@ void vm_new_generation(struct vm *vm);
 void vm_new_macs(struct vm *vm);
 
 /* vm.c: vm_create, for a restore (from non-NULL: no guest is loaded). */
-int vm_create_as(const struct vm_config *cfg, const struct vm_origin *from, struct vm **out, char *err,
-		 size_t errlen);
+int vm_create_as(const struct vm_config *cfg, const struct vm_origin *from, struct vm **out, char *err, size_t errlen);
 
 /* snapshot.c: a restore from a state stream in memory and an open memory
  * file (the fuzzer's entry too); overrides as for vm_restore. */
