@@ -464,9 +464,10 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
  * of from the recording's start. Snapshots are taken by the engine's
  * thread between two rounds of turns (engine_debug.snap), every `every`
  * instructions of the replay's total, and kept in memory: the machine's
- * state stream (vm_state_write, as a snapshot on disk holds it), a copy of
- * RAM, where the log stands (replay_mark) and every vCPU's count. At most
- * `keep`, and no more than RR_SNAP_RAM_MAX bytes of RAM copies: when full,
+ * state stream (vm_state_write, as a snapshot on disk holds it), the RAM
+ * pages written since the one before (struct rr_snap), where the log
+ * stands (replay_mark) and every vCPU's count. At most `keep`, and no more
+ * than RR_SNAP_RAM_MAX bytes of whole RAM copies (still counted so): when full,
  * the one whose removal leaves the smallest gap goes (not the newest), so
  * old ones thin out and the spacing grows with distance, as QEMU does
  * with its icount snapshots. A recording is deterministic, so a snapshot
