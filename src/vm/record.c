@@ -467,7 +467,7 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
  * state stream (vm_state_write, as a snapshot on disk holds it), the RAM
  * pages written since the one before (struct rr_snap), where the log
  * stands (replay_mark) and every vCPU's count. At most `keep`, and no more
- * than RR_SNAP_RAM_MAX bytes of whole RAM copies (still counted so): when full,
+ * than RR_SNAP_RAM_MAX bytes of RAM pages (at least two snapshots): when full,
  * the one whose removal leaves the smallest gap goes (not the newest), so
  * old ones thin out and the spacing grows with distance, as QEMU does
  * with its icount snapshots. A recording is deterministic, so a snapshot
@@ -475,7 +475,7 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 #define RR_SNAP_EVERY_DEFAULT 20000000ull /* instructions: ~0.2 s of replay */
 #define RR_SNAP_KEEP_DEFAULT 32
 #define RR_SNAP_KEEP_MAX 4096
-#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM copies, together */
+#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM pages, together */
 
 /* A snapshot's RAM is the pages written since the snapshot before it in
  * the list (the machine's dirty log, as live migration uses it), in page
@@ -673,6 +673,31 @@ static int snap_pages(struct rr_snaps *ss, struct rr_snap *sn)
 	return 0;
 }
 
+/* One snapshot fewer: the one (not the first nor the newest) between the
+ * closest neighbours, its pages merged into the next one; of two, the
+ * first. 0, or -ENOMEM with the list as it was. */
+static int snap_thin(struct rr_snaps *ss)
+{
+	unsigned drop = ss->n - 1;
+	uint64_t best = UINT64_MAX;
+	for (unsigned k = 1; k + 1 < ss->n; k++) {
+		uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
+		if (gap < best) {
+			best = gap;
+			drop = k;
+		}
+	}
+	if (ss->n < 3)
+		drop = 0;
+	if (drop + 1 >= ss->n || snap_merge_into_next(ss, drop, ss->vm->m->mem_size) < 0)
+		return -ENOMEM;
+	ss->held -= ss->s[drop].npages * PAGE;
+	snap_drop(&ss->s[drop]);
+	memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
+	ss->n--;
+	return 0;
+}
+
 static void rr_snap_take(void *opaque)
 {
 	struct rr_snaps *ss = opaque;
@@ -696,28 +721,9 @@ static void rr_snap_take(void *opaque)
 	if (vm_state_write(vm, fd, err, sizeof(err)) == 0)
 		sn.state = fd_slurp(fd, &sn.state_len);
 	close(fd);
-	if (ss->n == ss->keep) {
-		/* thin out: the one (not the first nor the newest) between the
-		 * closest neighbours, its pages merged into the next one */
-		unsigned drop = ss->n - 1;
-		uint64_t best = UINT64_MAX;
-		for (unsigned k = 1; k + 1 < ss->n; k++) {
-			uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
-			if (gap < best) {
-				best = gap;
-				drop = k;
-			}
-		}
-		if (ss->n < 3)
-			drop = 0;
-		if (snap_merge_into_next(ss, drop, vm->m->mem_size) < 0) {
-			snap_drop(&sn);
-			return;
-		}
-		ss->held -= ss->s[drop].npages * PAGE;
-		snap_drop(&ss->s[drop]);
-		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
-		ss->n--;
+	if (ss->n == ss->keep && snap_thin(ss) < 0) {
+		snap_drop(&sn);
+		return;
 	}
 	if (!sn.state || snap_pages(ss, &sn) < 0) {
 		snap_drop(&sn);
@@ -725,6 +731,9 @@ static void rr_snap_take(void *opaque)
 	}
 	ss->s[ss->n++] = sn;
 	ss->taken++;
+	/* the pages held, capped: older ones thin out further */
+	while (ss->held > RR_SNAP_RAM_MAX && ss->n > 2 && snap_thin(ss) == 0)
+		;
 	snap_schedule(ss, sn.total, t0);
 }
 
@@ -744,11 +753,6 @@ int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
 	ss->keep = c->replay_snap_keep ? c->replay_snap_keep : RR_SNAP_KEEP_DEFAULT;
 	if (ss->keep > RR_SNAP_KEEP_MAX)
 		ss->keep = RR_SNAP_KEEP_MAX;
-	uint64_t by_ram = c->mem ? RR_SNAP_RAM_MAX / c->mem : ss->keep;
-	if (by_ram < 2)
-		by_ram = 2; /* two copies of a huge RAM: the user asked for a debugger on it */
-	if (ss->keep > by_ram)
-		ss->keep = (unsigned)by_ram;
 	ss->s = calloc(ss->keep, sizeof(*ss->s));
 	if (!ss->s) {
 		free(ss);
