@@ -510,7 +510,7 @@ static void restore_usage(FILE *f)
 {
 	fprintf(f, "usage: corral restore DIR [--engine E] [--serial stdio|file:PATH|none] [--paused]\n"
 		   "                      [--api-sock PATH] [--disk-dir PATH] [--keep-vmgenid]\n"
-		   "                      [--keep-mac] [--net SPEC]...\n\n"
+		   "                      [--keep-mac] [--net SPEC]... [--record FILE | --replay FILE]\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
 		   "The machine's configuration comes from the snapshot, which is never written:\n"
@@ -535,6 +535,11 @@ static void restore_usage(FILE *f)
 		   "                   the guest reads at its driver's next probe)\n"
 		   "  --net SPEC       the network of each saved NIC in order, instead of the\n"
 		   "                   saved spec (e.g. other hostfwd ports); as many as saved\n"
+		   "  --record FILE    record every input from outside the machine from the\n"
+		   "                   snapshot on (emu; docs/replay.md): the recording names the\n"
+		   "                   snapshot, which its replay restores\n"
+		   "  --replay FILE    restore the snapshot FILE was recorded from and run it\n"
+		   "                   again with its inputs; another snapshot is refused\n"
 		   "  -h, --help       show this help\n");
 }
 
@@ -793,7 +798,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 	}
 	if (c->record || c->replay) {
 		const char *rropt = c->record ? "--record" : "--replay";
-		const char *with = restore		    ? "'corral restore'"
+		const char *with = o->paused		    ? "--paused"
 				   : o->incoming	    ? "--incoming"
 				   : o->gdb && c->record    ? "--gdb"
 				   : o->api_sock	    ? "--api-sock"

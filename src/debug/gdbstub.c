@@ -660,12 +660,34 @@ static void cmd_reverse_continue(struct gdbstub *g)
 		put_error(g, 1);
 		return;
 	}
-	struct vm_debug_run r = {.rewind = 1, .cpu = cpu, .to = count, .hits = ENGINE_HITS_SCAN, .scan_below = total};
-	if (total > 0 && rr_go(g, &r, &st) < 0) {
-		rr_ended(g);
-		return;
+	/* The last hit before here: scanned from the newest snapshot before
+	 * here up to here, then from the one before it up to that one, and so
+	 * on back to the start, until a part has a hit. A part ends once this
+	 * vCPU has run one instruction past the next part's start, so every
+	 * vCPU has passed that snapshot's total and no hit below it is missed;
+	 * hits at or above it were that part's. */
+	struct vm_debug_run r = {.rewind = 1,
+				 .cpu = cpu,
+				 .to = count,
+				 .hits = ENGINE_HITS_SCAN,
+				 .scan_below = total,
+				 .scan_from = total};
+	int found = 0;
+	while (total > 0) {
+		if (rr_go(g, &r, &st) < 0) {
+			rr_ended(g);
+			return;
+		}
+		if ((found = vm_debug_last_hit(g->vm, &hit)) != 0)
+			break;
+		uint64_t from_total, from_count;
+		vm_debug_run_start(g->vm, cpu, &from_total, &from_count);
+		if (from_total == 0 || from_total >= r.scan_from)
+			break; /* that part began at the start */
+		r.scan_below = r.scan_from = from_total;
+		r.to = from_count + 1;
 	}
-	if (total == 0 || !vm_debug_last_hit(g->vm, &hit)) {
+	if (!found) {
 		r = (struct vm_debug_run){.rewind = 1, .cpu = 0, .to = 0, .hits = ENGINE_HITS_IGNORE};
 		if (rr_go(g, &r, &st) < 0)
 			rr_ended(g);

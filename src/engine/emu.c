@@ -936,12 +936,12 @@ static struct engine_result emu_run(struct machine *m, const struct cpu_state *b
 	}
 	uint64_t stop_after = host ? host->stop_after : 0;
 	e.rr = m->rr;
-	/* a replay's debugger restores the replay's own snapshots */
-	if (e.rr && (stop_after || !host || !host->ps_per_insn ||
-		     (host->restore && !(replay_mode(e.rr) == REPLAY_PLAY && e.ctl && e.ctl->debug)))) {
+	/* a restore is allowed: the VM's layer lets only a snapshot's, whose
+	 * recording names it, and a replay's debugger restores the replay's
+	 * own snapshots */
+	if (e.rr && (stop_after || !host || !host->ps_per_insn)) {
 		res.err = -EINVAL;
-		snprintf(res.msg, sizeof(res.msg),
-			 "emu: record and replay need instruction-driven time and a fresh boot");
+		snprintf(res.msg, sizeof(res.msg), "emu: record and replay need instruction-driven time, no hand-over");
 		goto out;
 	}
 	if (stop_after && (!host->final || e.n != 1)) {

@@ -117,6 +117,7 @@ struct engine_debug {
 	uint64_t run_to;	      /* ...(CPU_DBG_STEP); UINT64_MAX: never (a stop clears it) */
 	int hits;		      /* enum engine_debug_hits */
 	uint64_t scan_below;	      /* SCAN: note hits at totals below this */
+	uint64_t scan_from;	      /* the owner's: SCAN from a snapshot below this total (0: the start) */
 	struct engine_debug_hit seek; /* SEEK: the hit to stop at */
 	struct engine_debug_hit last; /* SCAN: the last hit noted (last.kind 0: none) */
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];

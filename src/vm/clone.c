@@ -4,10 +4,10 @@
  * next) and a fresh MAC address per NIC. Disks: snapdisk.c.
  * docs/architecture.md ("Clones"). */
 #include <string.h>
-#include <sys/random.h>
 
 #include "boot/boot.h"
 #include "machine/machine_impl.h"
+#include "machine/replay.h"
 #include "virtio/virtio.h"
 #include "vm/vm_internal.h"
 
@@ -20,7 +20,8 @@ void vm_new_generation(struct vm *vm)
 		return;
 	uint8_t *id = gpa_ptr(m, BOOT_VMGENID_ADDR, BOOT_VMGENID_LEN);
 	uint8_t fresh[BOOT_VMGENID_LEN];
-	if (!id || getrandom(fresh, sizeof(fresh), 0) != (ssize_t)sizeof(fresh))
+	/* through the log: a recording of the restored run replays it */
+	if (!id || replay_random(m, fresh, sizeof(fresh)) < 0)
 		return;
 	memcpy(id, fresh, sizeof(fresh)); /* a private page of the memory file now */
 	/* Linux's _E00 handler reads the ID again and mixes it in
@@ -32,8 +33,10 @@ void vm_new_macs(struct vm *vm)
 {
 	for (unsigned k = 0; k < vm->cfg.nnets; k++) {
 		uint8_t mac[6] = {0x52, 0x54, 0x00}; /* the locally administered range QEMU and libvirt use */
+		unsigned tries = 0;
 		do {
-			if (getrandom(mac + 3, 3, 0) != 3)
+			/* a replay that diverged gives zeros: no endless loop */
+			if (replay_random(vm->m, mac + 3, 3) < 0 || ++tries > 8)
 				return;
 		} while (!memcmp(mac, vm->mac[k], 6));
 		/* The device offers the new address from now on and at every

@@ -294,6 +294,7 @@ void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run)
 		d->run_to = run->to;
 		d->hits = run->hits;
 		d->scan_below = run->scan_below;
+		d->scan_from = run->hits == ENGINE_HITS_SCAN ? run->scan_from : 0;
 		d->seek = run->seek;
 		d->last = (struct engine_debug_hit){0};
 	}

@@ -93,6 +93,16 @@ static int add_image(struct replay_header *h, const char *role, const char *path
 	return r;
 }
 
+/* A restored VM's recording starts from the snapshot: its images are
+ * these two, first (roles fit replay_image.role). */
+#define ROLE_SNAP_STATE "snapshot state"
+#define ROLE_SNAP_MEM "snapshot memory"
+
+static int from_snapshot(const struct replay_header *h)
+{
+	return h->nimages > 0 && !strcmp(h->image[0].role, ROLE_SNAP_STATE);
+}
+
 /* The header this VM would write: its configuration, the RTC's start,
  * the hashes of what it boots from and reads, its NICs' MTUs. */
 static int header_build(struct vm *vm, struct replay_header *h, char *err, size_t errlen)
@@ -107,11 +117,22 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 	}
 	h->rtc_sec = (int64_t)time(NULL);
 	int r = 0;
-	if (c->kernel)
+	if (vm->restoring) {
+		/* a restore: the snapshot holds what was booted, in its RAM */
+		if ((r = add_image(h, ROLE_SNAP_STATE, NULL, err, errlen)) == 0) {
+			h->image[h->nimages - 1].size = vm->origin.state_size;
+			h->image[h->nimages - 1].hash = vm->origin.state_hash;
+		}
+		if (!r && (r = add_image(h, ROLE_SNAP_MEM, NULL, err, errlen)) == 0) {
+			h->image[h->nimages - 1].size = vm->origin.mem_size;
+			h->image[h->nimages - 1].hash = vm->origin.mem_hash;
+		}
+	} else if (c->kernel) {
 		r = add_image(h, "kernel", c->kernel, err, errlen);
-	if (!r && c->initrd)
+	}
+	if (!r && !vm->restoring && c->initrd)
 		r = add_image(h, "initrd", c->initrd, err, errlen);
-	if (!r && c->flat)
+	if (!r && !vm->restoring && c->flat)
 		r = add_image(h, "flat", c->flat, err, errlen);
 	char role[16];
 	for (unsigned k = 0; !r && k < c->ndisks; k++) {
@@ -131,11 +152,14 @@ static int header_build(struct vm *vm, struct replay_header *h, char *err, size_
 }
 
 /* What cannot be recorded or replayed, before anything is opened. */
-int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errlen)
+int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *err, size_t errlen)
 {
 	const char *opt = c->record ? "--record" : "--replay";
 	if (!c->record && !c->replay)
 		return 0;
+	int writable = 0;
+	for (unsigned k = 0; k < c->ndisks; k++)
+		writable |= !c->disk[k].readonly;
 	if (c->record && c->replay)
 		snprintf(err, errlen, "--record and --replay: one or the other");
 	else if (c->engine == VM_ENGINE_KVM)
@@ -143,13 +167,54 @@ int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errl
 			 "%s needs the emu engine: under kvm the host CPU runs the guest and no instruction count "
 			 "tells when an input arrived",
 			 opt);
-	else if (restoring || c->handover)
-		snprintf(err, errlen, "%s starts from a fresh boot (no restore, no hand-over)", opt);
+	else if ((from && (!from->snapshot || !from->hashed)) || c->handover)
+		snprintf(err, errlen, "%s starts from a fresh boot or a snapshot (no migration, no hand-over)", opt);
+	else if (from && writable)
+		/* the restore's overlay on the snapshot's image of the disk
+		 * would need hashing with its whole chain */
+		snprintf(err, errlen,
+			 "%s of a restored VM: the snapshot has a writable disk, which is not supported yet", opt);
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else
 		return 0;
 	return -EINVAL;
+}
+
+/* The snapshot a restore starts from, as the header names it: the state
+ * stream and the memory file, each by size and hash (the memory file is
+ * read whole: a replay's starting RAM must be the recording's). */
+int vm_rr_origin(struct vm_origin *o, const void *state, size_t len, int mem_fd, char *err, size_t errlen)
+{
+	enum { CHUNK = 1 << 20 }; /* a multiple of replay_hash's word */
+	uint8_t *buf = malloc(CHUNK);
+	if (!buf) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	o->state_size = len;
+	o->state_hash = replay_hash(REPLAY_HASH_INIT, state, len);
+	uint64_t h = REPLAY_HASH_INIT, off = 0;
+	int r = 0;
+	for (;;) {
+		ssize_t n = pread(mem_fd, buf, CHUNK, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = -errno;
+			snprintf(err, errlen, "the memory file: %s", strerror(-r));
+			break;
+		}
+		if (n == 0)
+			break;
+		h = replay_hash(h, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	free(buf);
+	o->mem_size = off;
+	o->mem_hash = h;
+	o->hashed = r == 0;
+	return r;
 }
 
 /* Writable disks: the run writes to a qcow2 overlay on the image, so the
@@ -295,12 +360,25 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 			 "--replay %s: recorded by corral %s, this is %s: a replay runs on the corral that "
 			 "recorded it (its CPU and devices); record the run again with this one",
 			 c->replay, h->version, now.version);
+	} else if (from_snapshot(h) != from_snapshot(&now)) {
+		snprintf(err, errlen,
+			 from_snapshot(h) ? "--replay %s: a recording of a restored snapshot: replay it with "
+					    "'corral restore SNAPSHOT --replay %s'"
+					  : "--replay %s: a recording from a boot, not from a snapshot: replay it with "
+					    "'corral run --replay %s' and the options of the recording",
+			 c->replay, c->replay);
 	} else if (strcmp(h->config, now.config)) {
 		config_diff(h->config, now.config, what, sizeof(what));
-		snprintf(err, errlen,
-			 "--replay %s: recorded with another machine (%s differs); give the options "
-			 "of the recording",
-			 c->replay, what);
+		if (from_snapshot(h))
+			snprintf(err, errlen,
+				 "--replay %s: recorded from another snapshot (its machine's %s differs); give the "
+				 "snapshot the recording started from",
+				 c->replay, what);
+		else
+			snprintf(err, errlen,
+				 "--replay %s: recorded with another machine (%s differs); give the options "
+				 "of the recording",
+				 c->replay, what);
 	} else if (h->nimages != now.nimages) {
 		snprintf(err, errlen, "--replay %s: recorded with other images (%u, now %u)", c->replay, h->nimages,
 			 now.nimages);
@@ -312,9 +390,10 @@ int vm_rr_start(struct vm *vm, char *err, size_t errlen)
 				snprintf(err, errlen,
 					 "--replay %s: the %s is not the one recorded (%" PRIu64
 					 " bytes, hash %016" PRIx64 "; recorded %" PRIu64 " bytes, hash %016" PRIx64
-					 ")",
+					 ")%s",
 					 c->replay, now.image[k].role, now.image[k].size, now.image[k].hash,
-					 h->image[k].size, h->image[k].hash);
+					 h->image[k].size, h->image[k].hash,
+					 from_snapshot(h) ? ": give the snapshot the recording started from" : "");
 				r = -EINVAL;
 				break;
 			}
@@ -385,9 +464,10 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
  * of from the recording's start. Snapshots are taken by the engine's
  * thread between two rounds of turns (engine_debug.snap), every `every`
  * instructions of the replay's total, and kept in memory: the machine's
- * state stream (vm_state_write, as a snapshot on disk holds it), a copy of
- * RAM, where the log stands (replay_mark) and every vCPU's count. At most
- * `keep`, and no more than RR_SNAP_RAM_MAX bytes of RAM copies: when full,
+ * state stream (vm_state_write, as a snapshot on disk holds it), the RAM
+ * pages written since the one before (struct rr_snap), where the log
+ * stands (replay_mark) and every vCPU's count. At most `keep`, and no more
+ * than RR_SNAP_RAM_MAX bytes of RAM pages (at least two snapshots): when full,
  * the one whose removal leaves the smallest gap goes (not the newest), so
  * old ones thin out and the spacing grows with distance, as QEMU does
  * with its icount snapshots. A recording is deterministic, so a snapshot
@@ -395,15 +475,25 @@ void vm_rr_finish(struct vm *vm, struct vm_exit *ex)
 #define RR_SNAP_EVERY_DEFAULT 20000000ull /* instructions: ~0.2 s of replay */
 #define RR_SNAP_KEEP_DEFAULT 32
 #define RR_SNAP_KEEP_MAX 4096
-#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM copies, together */
+#define RR_SNAP_RAM_MAX (2ull << 30) /* bytes of RAM pages, together */
 
+/* A snapshot's RAM is the pages written since the snapshot before it in
+ * the list (the machine's dirty log, as live migration uses it), in page
+ * order, with a bitmap of which they are; the first in the list holds
+ * every page. A page of snapshot k is then the one of the newest snapshot
+ * at or before k that holds it (snap_ram_fill). Pages a run wrote since
+ * it started (from a snapshot at or before the newest, or from the start)
+ * are a superset of those written since the newest, so a run from an
+ * earlier snapshot can take the next one. */
 struct rr_snap {
 	uint64_t total;
 	uint64_t count[ENGINE_DEBUG_MAX_CPUS];
 	struct replay_mark mark;
 	void *state;
 	size_t state_len;
-	void *ram;
+	uint64_t *bits;	 /* a bit per RAM page: held here */
+	uint8_t *pages;	 /* those pages, in page order */
+	uint64_t npages; /* how many */
 };
 
 struct rr_snaps {
@@ -412,15 +502,90 @@ struct rr_snaps {
 	uint64_t every;
 	unsigned keep, n;
 	uint64_t taken, restored;     /* for the log */
+	uint64_t held;		      /* bytes of RAM pages held, now */
 	int adaptive;		      /* the default spacing: stretched to bound the cost */
 	uint64_t mark_ns, mark_total; /* the engine thread's CPU time and the total after the last one */
 	struct rr_snap *s;	      /* by total, ascending */
+	/* where the last run that went back started (zeros: the start) */
+	uint64_t from_total, from_count[ENGINE_DEBUG_MAX_CPUS];
 };
+
+#define PAGE 4096ull
 
 static void snap_drop(struct rr_snap *sn)
 {
 	free(sn->state);
-	free(sn->ram);
+	free(sn->bits);
+	free(sn->pages);
+}
+
+static int bit_get(const uint64_t *bits, uint64_t k)
+{
+	return (int)(bits[k >> 6] >> (k & 63)) & 1;
+}
+
+/* Snapshot k's RAM into ram: each page from the newest snapshot at or
+ * before k that holds it (the first holds every page). */
+static void snap_ram_fill(const struct rr_snaps *ss, unsigned k, uint8_t *ram, uint64_t mem_size)
+{
+	uint64_t pages = mem_size / PAGE;
+	uint64_t *done = calloc((pages + 63) / 64, 8);
+	for (unsigned j = k + 1; done && j-- > 0;) {
+		const struct rr_snap *sn = &ss->s[j];
+		uint64_t at = 0;
+		for (uint64_t p = 0; p < pages; p++) {
+			if (!bit_get(sn->bits, p))
+				continue;
+			if (!bit_get(done, p)) {
+				memcpy(ram + p * PAGE, sn->pages + at * PAGE, PAGE);
+				done[p >> 6] |= 1ull << (p & 63);
+			}
+			at++;
+		}
+	}
+	if (!done) {
+		/* no memory for the bookkeeping: every snapshot's pages, oldest
+		 * first, so the newer ones end on top */
+		for (unsigned j = 0; j <= k; j++) {
+			const struct rr_snap *sn = &ss->s[j];
+			uint64_t at = 0;
+			for (uint64_t p = 0; p < pages; p++)
+				if (bit_get(sn->bits, p))
+					memcpy(ram + p * PAGE, sn->pages + at++ * PAGE, PAGE);
+		}
+	}
+	free(done);
+}
+
+/* Snapshot k leaves the list: its pages that snapshot k + 1 lacks go into
+ * k + 1, which then stands on k - 1 (or holds every page, for k = 0).
+ * -ENOMEM leaves both as they were. */
+static int snap_merge_into_next(struct rr_snaps *ss, unsigned k, uint64_t mem_size)
+{
+	struct rr_snap *a = &ss->s[k], *b = &ss->s[k + 1];
+	uint64_t pages = mem_size / PAGE, words = (pages + 63) / 64, n = 0;
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(a->bits[w] | b->bits[w]);
+	uint8_t *out = malloc(n ? n * PAGE : 1);
+	if (!out)
+		return -ENOMEM;
+	uint64_t ia = 0, ib = 0, io = 0;
+	for (uint64_t p = 0; p < pages; p++) {
+		int ha = bit_get(a->bits, p), hb = bit_get(b->bits, p);
+		if (hb)
+			memcpy(out + io++ * PAGE, b->pages + ib * PAGE, PAGE);
+		else if (ha)
+			memcpy(out + io++ * PAGE, a->pages + ia * PAGE, PAGE);
+		ia += (uint64_t)ha;
+		ib += (uint64_t)hb;
+	}
+	for (uint64_t w = 0; w < words; w++)
+		b->bits[w] |= a->bits[w];
+	ss->held += (n - b->npages) * PAGE;
+	free(b->pages);
+	b->pages = out;
+	b->npages = n;
+	return 0;
 }
 
 /* The whole of a memfd's contents, malloc'd. */
@@ -472,6 +637,67 @@ static void snap_schedule(struct rr_snaps *ss, uint64_t from, uint64_t t0)
 	ss->mark_total = from;
 }
 
+/* The snapshot's pages: those written since the previous snapshot (the
+ * dirty log, collected and so cleared), or every page for the first in
+ * the list or when the log is off. */
+static int snap_pages(struct rr_snaps *ss, struct rr_snap *sn)
+{
+	struct machine *m = ss->vm->m;
+	uint64_t pages = m->mem_size / PAGE, words = (pages + 63) / 64, n = 0;
+	sn->bits = calloc(words, 8);
+	if (!sn->bits)
+		return -ENOMEM;
+	int full = ss->n == 0 || !m->dirty;
+	if (m->dirty)
+		machine_dirty_collect(m, sn->bits);
+	else
+		machine_dirty_start(m); /* for the next one */
+	if (full)
+		for (uint64_t p = 0; p < pages; p++)
+			sn->bits[p >> 6] |= 1ull << (p & 63);
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(sn->bits[w]);
+	sn->pages = malloc(n ? n * PAGE : 1);
+	if (!sn->pages) {
+		/* the pages written since the last one are forgotten: the
+		 * next snapshot holds every page */
+		machine_dirty_stop(m);
+		return -ENOMEM;
+	}
+	uint64_t at = 0;
+	for (uint64_t p = 0; p < pages; p++)
+		if (bit_get(sn->bits, p))
+			memcpy(sn->pages + at++ * PAGE, m->ram + p * PAGE, PAGE);
+	sn->npages = n;
+	ss->held += n * PAGE;
+	return 0;
+}
+
+/* One snapshot fewer: the one (not the first nor the newest) between the
+ * closest neighbours, its pages merged into the next one; of two, the
+ * first. 0, or -ENOMEM with the list as it was. */
+static int snap_thin(struct rr_snaps *ss)
+{
+	unsigned drop = ss->n - 1;
+	uint64_t best = UINT64_MAX;
+	for (unsigned k = 1; k + 1 < ss->n; k++) {
+		uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
+		if (gap < best) {
+			best = gap;
+			drop = k;
+		}
+	}
+	if (ss->n < 3)
+		drop = 0;
+	if (drop + 1 >= ss->n || snap_merge_into_next(ss, drop, ss->vm->m->mem_size) < 0)
+		return -ENOMEM;
+	ss->held -= ss->s[drop].npages * PAGE;
+	snap_drop(&ss->s[drop]);
+	memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
+	ss->n--;
+	return 0;
+}
+
 static void rr_snap_take(void *opaque)
 {
 	struct rr_snaps *ss = opaque;
@@ -495,35 +721,19 @@ static void rr_snap_take(void *opaque)
 	if (vm_state_write(vm, fd, err, sizeof(err)) == 0)
 		sn.state = fd_slurp(fd, &sn.state_len);
 	close(fd);
-	if (ss->n == ss->keep) {
-		/* thin out: the one (not the first nor the newest) between the
-		 * closest neighbours; its RAM copy is reused (fresh memory costs
-		 * its page faults) */
-		unsigned drop = ss->n - 1;
-		uint64_t best = UINT64_MAX;
-		for (unsigned k = 1; k + 1 < ss->n; k++) {
-			uint64_t gap = ss->s[k + 1].total - ss->s[k - 1].total;
-			if (gap < best) {
-				best = gap;
-				drop = k;
-			}
-		}
-		if (ss->n < 3)
-			drop = 0;
-		sn.ram = ss->s[drop].ram;
-		free(ss->s[drop].state);
-		memmove(&ss->s[drop], &ss->s[drop + 1], (ss->n - drop - 1) * sizeof(ss->s[0]));
-		ss->n--;
-	}
-	if (!sn.ram)
-		sn.ram = malloc(vm->m->mem_size);
-	if (!sn.state || !sn.ram) {
+	if (ss->n == ss->keep && snap_thin(ss) < 0) {
 		snap_drop(&sn);
 		return;
 	}
-	memcpy(sn.ram, vm->m->ram, vm->m->mem_size);
+	if (!sn.state || snap_pages(ss, &sn) < 0) {
+		snap_drop(&sn);
+		return;
+	}
 	ss->s[ss->n++] = sn;
 	ss->taken++;
+	/* the pages held, capped: older ones thin out further */
+	while (ss->held > RR_SNAP_RAM_MAX && ss->n > 2 && snap_thin(ss) == 0)
+		;
 	snap_schedule(ss, sn.total, t0);
 }
 
@@ -543,17 +753,16 @@ int vm_rr_snaps_init(struct vm *vm, struct engine_debug *d)
 	ss->keep = c->replay_snap_keep ? c->replay_snap_keep : RR_SNAP_KEEP_DEFAULT;
 	if (ss->keep > RR_SNAP_KEEP_MAX)
 		ss->keep = RR_SNAP_KEEP_MAX;
-	uint64_t by_ram = c->mem ? RR_SNAP_RAM_MAX / c->mem : ss->keep;
-	if (by_ram < 2)
-		by_ram = 2; /* two copies of a huge RAM: the user asked for a debugger on it */
-	if (ss->keep > by_ram)
-		ss->keep = (unsigned)by_ram;
 	ss->s = calloc(ss->keep, sizeof(*ss->s));
 	if (!ss->s) {
 		free(ss);
 		return -ENOMEM;
 	}
 	vm->snaps = ss;
+	/* pages written between snapshots (without the log: every
+	 * snapshot holds all of RAM) */
+	if (vm->m)
+		machine_dirty_start(vm->m);
 	d->snap_opaque = ss;
 	d->snap_next = ss->every;
 	d->snap = rr_snap_take;
@@ -566,8 +775,11 @@ void vm_rr_snaps_free(struct vm *vm)
 	if (!ss)
 		return;
 	if (ss->taken)
-		vm_log(vm, "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back", ss->taken,
-		       ss->restored);
+		vm_log(vm,
+		       "replay: %" PRIu64 " snapshots taken, %" PRIu64 " restored for going back; the %u kept hold "
+		       "%.1f MiB of RAM pages (whole copies: %.1f MiB)",
+		       ss->taken, ss->restored, ss->n, (double)ss->held / (1 << 20),
+		       (double)ss->n * (double)vm->cfg.mem / (1 << 20));
 	for (unsigned k = 0; k < ss->n; k++)
 		snap_drop(&ss->s[k]);
 	free(ss->s);
@@ -579,13 +791,17 @@ void vm_rr_snaps_free(struct vm *vm)
  * the lock) reaches its target, or NULL (the start). Its target must lie
  * strictly after the snapshot, so the run stops where one from the start
  * would: a count reached inside a turn, not at a round's end. A scan for
- * the last hit before here needs every hit since the start. */
+ * the last hit before here starts from a snapshot below scan_from (the
+ * stub goes through them newest first, each scan up to the one before),
+ * or from the start with scan_from 0. */
 static const struct rr_snap *snap_for(const struct rr_snaps *ss, const struct engine_debug *d)
 {
-	if (!ss || d->hits == ENGINE_HITS_SCAN || d->hits == ENGINE_HITS_STOP)
+	if (!ss || d->hits == ENGINE_HITS_STOP || (d->hits == ENGINE_HITS_SCAN && !d->scan_from))
 		return NULL;
 	for (unsigned k = ss->n; k-- > 0;) {
 		const struct rr_snap *sn = &ss->s[k];
+		if (d->hits == ENGINE_HITS_SCAN && sn->total >= d->scan_from)
+			continue;
 		if (d->run_to != UINT64_MAX && d->run_cpu < ENGINE_DEBUG_MAX_CPUS && sn->count[d->run_cpu] >= d->run_to)
 			continue;
 		if (d->hits == ENGINE_HITS_SEEK &&
@@ -615,10 +831,21 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		d->total = sn->total;
 	}
 	d->rewind = 0;
+	if (vm->snaps) {
+		vm->snaps->from_total = sn ? sn->total : 0;
+		memcpy(vm->snaps->from_count, sn ? sn->count : d->base, sizeof(vm->snaps->from_count));
+	}
 	pthread_mutex_unlock(&vm->ctl.lock);
 	if (!sn || replay_seek(vm->rr, &sn->mark) < 0) {
+		if (vm->snaps) {
+			vm->snaps->from_total = 0;
+			memset(vm->snaps->from_count, 0, sizeof(vm->snaps->from_count));
+		}
 		replay_rewind(vm->rr);
-		return vm_build(vm, err, errlen);
+		int r = vm_build(vm, err, errlen);
+		if (r == 0 && vm->snaps)
+			machine_dirty_start(vm->m);
+		return r;
 	}
 	/* the recording's machine, then the snapshot's state over it */
 	int r = vm_build(vm, err, errlen);
@@ -633,9 +860,19 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		free(cpus);
 		return r;
 	}
-	memcpy(vm->m->ram, sn->ram, vm->m->mem_size);
+	snap_ram_fill(vm->snaps, (unsigned)(sn - vm->snaps->s), vm->m->ram, vm->m->mem_size);
+	machine_dirty_start(vm->m); /* the next snapshot's pages: written from here on */
 	free(vm->restore);
 	vm->restore = cpus;
 	vm->snaps->restored++;
 	return 0;
+}
+
+void vm_debug_run_start(struct vm *vm, unsigned cpu, uint64_t *total, uint64_t *count)
+{
+	pthread_mutex_lock(&vm->ctl.lock);
+	const struct rr_snaps *ss = vm->snaps;
+	*total = ss ? ss->from_total : 0;
+	*count = ss && cpu < ENGINE_DEBUG_MAX_CPUS ? ss->from_count[cpu] : 0;
+	pthread_mutex_unlock(&vm->ctl.lock);
 }

@@ -532,6 +532,12 @@ static void take_host_side(struct vm_config *c, const struct vm_config *o)
 	/* other network specs (other hostfwd ports), one per saved NIC */
 	for (unsigned k = 0; o && o->nnets && k < o->nnets && k < c->nnets; k++)
 		c->net[k] = o->net[k];
+	/* a recording of the restored run, or its replay (record.c) */
+	c->record = o ? o->record : NULL;
+	c->replay = o ? o->replay : NULL;
+	c->replay_snap_every = o ? o->replay_snap_every : 0;
+	c->replay_snap_keep = o ? o->replay_snap_keep : 0;
+	c->version = o ? o->version : NULL;
 	c->verbose = o ? o->verbose : 0;
 	c->bench_t0 = o ? o->bench_t0 : 0; /* bench/snapshot.sh: restore to first instruction */
 	c->log = o ? o->log : NULL;
@@ -600,7 +606,10 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 	 * machine going on with the same disks. */
 	if (dir && (r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
 		goto err_json;
-	if ((r = vm_create_as(&cfg, 1, &vm, err, errlen)) < 0)
+	struct vm_origin from = {.snapshot = dir != NULL};
+	if (dir && (cfg.record || cfg.replay) && (r = vm_rr_origin(&from, state, len, mem_fd, err, errlen)) < 0)
+		goto err_json;
+	if ((r = vm_create_as(&cfg, &from, &vm, err, errlen)) < 0)
 		goto err_json;
 	r = -ENOMEM;
 	cpus = calloc(cfg.cpus, sizeof(*cpus));

@@ -107,14 +107,14 @@ static int config_check(const struct vm_config *c, char *err, size_t errlen)
 
 int vm_create(const struct vm_config *cfg, struct vm **out, char *err, size_t errlen)
 {
-	return vm_create_as(cfg, 0, out, err, errlen);
+	return vm_create_as(cfg, NULL, out, err, errlen);
 }
 
-int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen)
+int vm_create_as(const struct vm_config *cfg, const struct vm_origin *from, struct vm **out, char *err, size_t errlen)
 {
 	int r;
 	*out = NULL;
-	if ((r = config_check(cfg, err, errlen)) < 0 || (r = vm_rr_check(cfg, restoring, err, errlen)) < 0)
+	if ((r = config_check(cfg, err, errlen)) < 0 || (r = vm_rr_check(cfg, from, err, errlen)) < 0)
 		return r;
 	for (unsigned k = 0; k < cfg->ndisks; k++) {
 		const char *s = cfg->disk[k].serial;
@@ -130,7 +130,9 @@ int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, ch
 		return -ENOMEM;
 	}
 	vm->out_fd = -1;
-	vm->restoring = restoring;
+	vm->restoring = from != NULL;
+	if (from)
+		vm->origin = *from;
 	pthread_mutex_init(&vm->lock, NULL);
 	vm->vcpus = calloc(cfg->cpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus || (r = config_copy(vm, cfg)) < 0 || (r = engine_ctl_init(&vm->ctl)) < 0) {

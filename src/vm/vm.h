@@ -339,6 +339,9 @@ struct vm_debug_run {
 	uint64_t to; /* UINT64_MAX: no such stop */
 	int hits;
 	uint64_t scan_below;
+	/* SCAN: run from the latest snapshot below this total (0: from the
+	 * start); vm_debug_run_start tells which it was */
+	uint64_t scan_from;
 	struct engine_debug_hit seek;
 };
 int vm_debug_replaying(const struct vm *vm);
@@ -348,5 +351,8 @@ int vm_debug_can_go_back(const struct vm *vm);
 int vm_debug_position(struct vm *vm, unsigned cpu, uint64_t *count, uint64_t *total);
 void vm_debug_replay_run(struct vm *vm, const struct vm_debug_run *run);
 int vm_debug_last_hit(struct vm *vm, struct engine_debug_hit *h);
+/* Where the last run that went back started: the snapshot's total and
+ * vCPU cpu's count there, or 0 and 0 for the recording's start. */
+void vm_debug_run_start(struct vm *vm, unsigned cpu, uint64_t *total, uint64_t *count);
 
 #endif

@@ -16,6 +16,15 @@ struct virtio_dev;
 
 enum vm_state { VM_CREATED, VM_RUNNING, VM_ENDED };
 
+/* Where a VM's first state comes from when it is not a boot: a restore.
+ * A snapshot's (not a migration's) under record or replay is named by the
+ * hashes of its state stream and its memory file (record.c). */
+struct vm_origin {
+	int snapshot; /* a snapshot directory; 0: a migration's stream */
+	int hashed;   /* the hashes below are set */
+	uint64_t state_size, state_hash, mem_size, mem_hash;
+};
+
 struct vm {
 	struct vm_config cfg; /* its strings point into strs */
 	char *strs;
@@ -49,6 +58,7 @@ struct vm {
 	 * pause (ctl.vcpus); a restored VM's first run starts from restore. */
 	struct engine_vcpu *vcpus, *restore;
 	int restoring;			/* vm_build: RAM comes from a snapshot, load no guest */
+	struct vm_origin origin;	/* a restore's snapshot, as a recording names it */
 	const struct vm_config *saving; /* a save: the configuration it records */
 
 	/* Record or replay (record.c, machine/replay.h); NULL: neither. */
@@ -75,8 +85,8 @@ void vm_new_generation(struct vm *vm);
 /* A fresh MAC address for each NIC (clone.c). */
 void vm_new_macs(struct vm *vm);
 
-/* vm.c: vm_create, for a restore (restoring: no guest is loaded). */
-int vm_create_as(const struct vm_config *cfg, int restoring, struct vm **out, char *err, size_t errlen);
+/* vm.c: vm_create, for a restore (from non-NULL: no guest is loaded). */
+int vm_create_as(const struct vm_config *cfg, const struct vm_origin *from, struct vm **out, char *err, size_t errlen);
 
 /* snapshot.c: a restore from a state stream in memory and an open memory
  * file (the fuzzer's entry too); overrides as for vm_restore. */
@@ -111,9 +121,14 @@ int vm_state_write(struct vm *vm, int fd, char *err, size_t errlen);
  * range, named), or NULL; a snapshot's vCPUs and a debugger's writes. */
 const char *vm_cpu_state_check(const struct cpu_state *s);
 
-/* record.c: record and replay. What cannot be recorded (kvm, writable
- * disks, a restore), before anything opens; 0 or -EINVAL with err. */
-int vm_rr_check(const struct vm_config *c, int restoring, char *err, size_t errlen);
+/* record.c: record and replay. What cannot be recorded (kvm, a
+ * migration, a restore with writable disks), before anything opens; from
+ * is a restore's origin or NULL. 0 or -EINVAL with err. */
+int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *err, size_t errlen);
+/* A restore under record or replay: the snapshot's state stream and its
+ * memory file hashed into *o, which the recording's header keeps (a
+ * replay refuses another snapshot). 0 or -errno with err. */
+int vm_rr_origin(struct vm_origin *o, const void *state, size_t len, int mem_fd, char *err, size_t errlen);
 /* A replay's file, read and checked, and its NICs (null backends), before
  * vm_open_backends. 0 or -errno with err. */
 int vm_rr_open(struct vm *vm, char *err, size_t errlen);

@@ -231,6 +231,11 @@ session rdebug rd "$tmp/s8" --replay-snapshots 1000,3
 same F B $N "from snapshots: stepi then reverse-stepi"
 restored=$(sed -n 's/.*snapshots taken, \([0-9]*\) restored.*/\1/p' "$tmp/err")
 if [ "${restored:-0}" -ge $N ]; then ok; else bad "every step back from a snapshot (restored '$restored', $N steps)"; fi
+# the snapshots hold the pages written since the one before, not all of RAM
+held=$(sed -n 's/.*kept hold \([0-9.]*\) MiB of RAM pages (whole copies: \([0-9.]*\) MiB).*/\1 \2/p' "$tmp/err")
+if [ -n "$held" ] && awk -v h="${held% *}" -v w="${held#* }" 'BEGIN { exit !(h > 0 && h * 2 < w) }'; then ok; else
+	bad "snapshots of the written pages only (held, whole: '$held')"
+fi
 replay_end "from snapshots" rd
 # the reverse-continue session again, from snapshots: gdb sees the same
 sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.s3" >"$tmp/gdb.s3.start"
@@ -238,6 +243,51 @@ session rdebug rd "$tmp/s3" --replay-snapshots 1000,3
 sed "s|$tmp/sock|SOCK|g" "$tmp/gdb.out" >"$tmp/gdb.s3.snap"
 if cmp -s "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap"; then ok; else bad "reverse-continue from snapshots differs: $(diff "$tmp/gdb.s3.start" "$tmp/gdb.s3.snap" | head -5)"; fi
 replay_end "reverse-continue from snapshots" rd
+
+# ---- reverse-continue's first pass from snapshots: the last hit
+# before here is sought from the newest snapshot back, part by part, not
+# from the start; far back (the guest's first puts, many snapshots
+# earlier), near (this round's store), a watchpoint, and no hit at all
+# (the start): the same stops and registers as the scan from the start
+# (--replay-snapshots off) ----
+{
+	echo "break *$(addr rdebug work)"
+	k=0
+	while [ $k -lt 15 ]; do
+		echo "continue"
+		k=$((k + 1))
+	done
+	echo "delete"
+	regs "R 0"
+	echo "break *$(addr rdebug store)"
+	echo "reverse-continue"
+	regs "R 1"
+	echo "delete"
+	echo "watch *(long *)0x20100"
+	echo "reverse-continue"
+	regs "R 2"
+	echo "delete"
+	echo "break *$(addr rdebug puts)"
+	echo "reverse-continue"
+	regs "R 3"
+	echo "delete"
+	echo "reverse-continue"
+	regs "R 4"
+	echo "continue"
+} >"$tmp/s9"
+session rdebug rd "$tmp/s9" --replay-snapshots off
+grep '^R ' "$tmp/gdb.out" >"$tmp/s9.slow"
+replay_end "reverse-continue scanning from the start" rd
+session rdebug rd "$tmp/s9" --replay-snapshots 1000,8
+grep '^R ' "$tmp/gdb.out" >"$tmp/s9.fast"
+if [ "$(wc -l <"$tmp/s9.slow")" -eq 5 ] && cmp -s "$tmp/s9.slow" "$tmp/s9.fast"; then ok; else
+	bad "reverse-continue from snapshots: other stops than from the start: $(diff "$tmp/s9.slow" "$tmp/s9.fast" | head -6)"
+fi
+check "reverse-continue far back: in puts" "^R 3 $(printf %x $(($(addr rdebug puts)))) " "$tmp/s9.fast"
+check "reverse-continue with nothing to hit: the start" "^R 4 100000 " "$tmp/s9.fast"
+restored=$(sed -n 's/.*snapshots taken, \([0-9]*\) restored.*/\1/p' "$tmp/err")
+if [ "${restored:-0}" -ge 6 ]; then ok; else bad "the scans ran from snapshots (restored '$restored')"; fi
+replay_end "reverse-continue scanning from snapshots" rd
 
 # ---- forward past the recording's end: the replay stands there
 # (replaylog:end), however often it is told to go on, and goes back from
