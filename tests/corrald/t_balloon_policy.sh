@@ -97,7 +97,9 @@ for v in idle busy; do
 	until_seen $v "^BOUND 1" 120 && ok "VM $v: virtio_balloon bound" || fail "VM $v: virtio_balloon did not bind"
 done
 b0=$(balloon_mib busy)
-[ "$b0" = 96 ] && ok "busy: 96 MiB in its balloon" || fail "busy: the balloon's target is '$b0', not 96 MiB"
+# 96 MiB as configured, or more if a round has found it idle already
+[ -n "$b0" ] && [ "$b0" -ge 96 ] && ok "busy: $b0 MiB in its balloon" ||
+	fail "busy: the balloon's target is '$b0', not 96 MiB or more"
 
 # busy: fill RAM until 16 MiB are available (less than an eighth of 256)
 type_in busy 'a=$(awk "/^MemAvailable:/ {print int(\$2 / 1024)}" /proc/meminfo); dd if=/dev/zero of=/t/fill bs=1M count=$((a - 16)) 2>/dev/null; echo FILLED $a'
