@@ -11,8 +11,12 @@ const uint32_t cpu_feat_1_edx = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | 
  * passes the differential tests against the host CPU), RDRAND, hypervisor */
 const uint32_t cpu_feat_1_ecx = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 13) | (1u << 19) | (1u << 20) | (1u << 22) |
 				(1u << 23) | (1u << 30) | (1u << 31);
-/* Leaf 7 EBX: ERMS (REP MOVSB/STOSB are fast here too), RDSEED */
-const uint32_t cpu_feat_7_ebx = (1u << 9) | (1u << 18);
+/* Leaf 7 EBX: TSC_ADJUST (MSR 0x3b), ERMS (REP MOVSB/STOSB are fast here
+ * too), RDSEED. With TSC_ADJUST beside the invariant TSC, Linux trusts the
+ * TSC without its clocksource watchdog (arch/x86/kernel/tsc.c,
+ * check_system_tsc_reliable), which otherwise wakes an idle guest twice a
+ * second to compare it with the ACPI PM timer. */
+const uint32_t cpu_feat_7_ebx = (1u << 1) | (1u << 9) | (1u << 18);
 const uint32_t cpu_feat_7_ecx = 0;
 /* Leaf 7 EDX: ARCH_CAPABILITIES (MSR 0x10a) */
 const uint32_t cpu_feat_7_edx = (1u << 29);

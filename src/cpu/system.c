@@ -1026,7 +1026,11 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 {
 	struct cpu_msrs *m = &c->s.msr;
 	switch (msr) {
-	case 0x10: c->tsc_offset = v - c->plat->clock_ns(c->plat->opaque); return 0;
+	case 0x10:
+		/* SDM 17.17.3: a write to the TSC adds the same step to TSC_ADJUST */
+		m->tsc_adjust += v - tsc_now(c);
+		c->tsc_offset = v - c->plat->clock_ns(c->plat->opaque);
+		return 0;
 	case 0x1b:
 		if (c->plat->apic_msr_write(c->plat->opaque, c->index, msr, v))
 			return -1;
@@ -1041,7 +1045,11 @@ static int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 	case 0x1a0: m->misc_enable = v; return 0;
 	case 0x277: m->pat = v; return 0;
 	case 0x2ff: m->mtrr_def_type = v; return 0;
-	case 0x3b: m->tsc_adjust = v; return 0;
+	case 0x3b:
+		/* ... and a write to TSC_ADJUST moves the TSC by its change */
+		c->tsc_offset += v - m->tsc_adjust;
+		m->tsc_adjust = v;
+		return 0;
 	case 0xc0000080: {
 		/* SCE LME NXE writable; LMA follows CR0.PG */
 		if (v & ~0xd01ull)

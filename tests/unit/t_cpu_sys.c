@@ -19,7 +19,7 @@
 
 /* The guest. Addresses inside it are BASE + (label - g_start). */
 __asm__(".pushsection .rodata\n"
-	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user, g_nmi_main, g_nmi\n"
+	".globl g_start, g_end, g_ud, g_pf, g_int80, g_gp, g_sysentry, g_user, g_nmi_main, g_nmi, g_tsc\n"
 	".code64\n"
 	"g_start:\n"
 	"	ud2\n"			 /* #UD, handler skips 2 bytes */
@@ -87,11 +87,47 @@ __asm__(".pushsection .rodata\n"
 	"	movl $2000, %ecx\n"
 	"1:	loop 1b\n"
 	"	iretq\n"
+	"g_tsc:\n" /* TSC_ADJUST: CPUID bit, reset value, both directions */
+	"	movl $7, %eax\n"
+	"	xorl %ecx, %ecx\n"
+	"	cpuid\n"
+	"	movq %rbx, 0x7068\n"
+	"	movl $0x3b, %ecx\n"
+	"	rdmsr\n"
+	"	shlq $32, %rdx\n"
+	"	orq %rdx, %rax\n"
+	"	movq %rax, 0x7070\n" /* TSC_ADJUST after reset */
+	"	rdtsc\n"
+	"	shlq $32, %rdx\n"
+	"	orq %rdx, %rax\n"
+	"	movq %rax, 0x7078\n" /* t0 */
+	"	movl $0x3b, %ecx\n"
+	"	xorl %eax, %eax\n"
+	"	movl $1, %edx\n"
+	"	wrmsr\n" /* TSC_ADJUST = 2^32: the TSC moves on by 2^32 */
+	"	rdtsc\n"
+	"	shlq $32, %rdx\n"
+	"	orq %rdx, %rax\n"
+	"	movq %rax, 0x7080\n" /* t1 */
+	"	movl $0x10, %ecx\n"
+	"	movl $5, %eax\n"
+	"	xorl %edx, %edx\n"
+	"	wrmsr\n" /* TSC = 5: TSC_ADJUST takes the same step */
+	"	movl $0x3b, %ecx\n"
+	"	rdmsr\n"
+	"	shlq $32, %rdx\n"
+	"	orq %rdx, %rax\n"
+	"	movq %rax, 0x7088\n"
+	"	rdtsc\n"
+	"	shlq $32, %rdx\n"
+	"	orq %rdx, %rax\n"
+	"	movq %rax, 0x7090\n"
+	"	hlt\n"
 	"g_end:\n"
 	".popsection\n");
 
 extern const uint8_t g_start[], g_end[], g_ud[], g_pf[], g_int80[], g_gp[], g_sysentry[], g_user[], g_nmi_main[],
-	g_nmi[];
+	g_nmi[], g_tsc[];
 
 static uint64_t gaddr(const uint8_t *p)
 {
@@ -412,9 +448,35 @@ static void test_triple_fault(void)
 	machine_destroy(m);
 }
 
+/* IA32_TSC_ADJUST (SDM 17.17.3), which CPUID.7.EBX[1] advertises: it reads 0
+ * after reset, a write to it moves the TSC by its change, a write to the
+ * TSC changes it by the TSC's step. */
+static void test_tsc_adjust(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, gaddr(g_tsc));
+	if (!c)
+		return;
+	CHECK(cpu_run(c, 100000) == CPU_EXIT_HLT);
+	CHECK(get64(m, RES + 0x68) & (1u << 1)); /* CPUID.7.EBX: TSC_ADJUST */
+	CHECK_EQ_U64(get64(m, RES + 0x70), 0);
+	uint64_t t0 = get64(m, RES + 0x78), t1 = get64(m, RES + 0x80);
+	uint64_t adj = get64(m, RES + 0x88), t2 = get64(m, RES + 0x90);
+	/* less than a second passes between two reads here */
+	CHECK(t1 - t0 >= (1ull << 32) && t1 - t0 < (1ull << 32) + 1000000000ull);
+	/* the write of 5 came after t1: the step 5 - TSC is at most 5 - t1 */
+	uint64_t want = (1ull << 32) + 5 - t1;
+	CHECK(want - adj < 1000000000ull);
+	CHECK(t2 >= 5 && t2 < 5 + 1000000000ull);
+	sys_cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	RUN(test_kernel);
+	RUN(test_tsc_adjust);
 	RUN(test_nmi);
 	RUN(test_triple_fault);
 	RUN(test_code_rewritten);
