@@ -1,13 +1,16 @@
 /* General-purpose data instructions: arithmetic, logic, shifts, multiply and
  * divide, bit operations, moves and exchanges (with LOCK atomics). */
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ops.h"
 
 /* ---- Atomic read-modify-write support ---- */
 
 /* Every LOCK'd operation is atomic against every other, as on hardware.
- * Aligned ones on RAM are host atomics on the guest word. The others (a
+ * Aligned ones on RAM are host atomics on the guest word. The others (an
  * operand that crosses a cache line or a page or is misaligned, MMIO, and
  * CMPXCHG16B on hosts without a 16-byte CAS) are a read and a write that no
  * host atomic covers, so they run exclusively: no other LOCK'd operation,
@@ -15,18 +18,23 @@
  * (the aligned atomics, the fast path) touch only a counter of their own
  * thread's: a reader adds 1 to its slot, then looks at split_active; the
  * writer (split_lock held, so one at a time) sets split_active, then waits
- * until every slot is 0. With both sides sequentially consistent one of the
- * two sees the other (Dekker), so a reader either backs off or is waited
- * for. Plain stores are not serialised against a split one (hardware's bus
- * lock would): only LOCK'd operations are. */
+ * until every slot is 0. One of the two must see the other's store (Dekker):
+ * the writer's membarrier(2) puts a full barrier into every running thread
+ * of the process, so the reader needs none of its own and its side costs a
+ * plain store and load; without membarrier the reader fences. Plain stores
+ * are not serialised against a split one (hardware's bus lock would): only
+ * LOCK'd operations are. */
 #define LOCK_SLOTS 64
 static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned split_active;
 static struct {
-	_Alignas(64) unsigned long n; /* aligned atomics in progress on threads using this slot */
+	_Alignas(64) unsigned long n; /* aligned atomics in progress on the threads of this slot */
+	unsigned long owned;	      /* a thread has this slot to itself */
 } lock_slots[LOCK_SLOTS];
-static unsigned lock_slot_next;
-static __thread unsigned long *lock_slot;
+static unsigned long lock_shared;	  /* the aligned atomics of threads beyond LOCK_SLOTS */
+static __thread unsigned long *lock_slot; /* this thread's counter */
+static pthread_key_t lock_key;
+static bool lock_asym; /* membarrier(PRIVATE_EXPEDITED) registered */
 
 static void lock_relax(unsigned *spins)
 {
@@ -41,19 +49,55 @@ static void lock_relax(unsigned *spins)
 	}
 }
 
+/* A thread's slot goes back when the thread ends (pthread key destructor). */
+static void lock_slot_free(void *p)
+{
+	for (unsigned k = 0; k < LOCK_SLOTS; k++)
+		if (p == &lock_slots[k].n)
+			__atomic_store_n(&lock_slots[k].owned, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned long *lock_slot_take(void)
+{
+	unsigned long *n = &lock_shared;
+	for (unsigned k = 0; k < LOCK_SLOTS; k++) {
+		unsigned long free = 0;
+		if (__atomic_compare_exchange_n(&lock_slots[k].owned, &free, 1, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED)) {
+			n = &lock_slots[k].n;
+			break;
+		}
+	}
+	pthread_setspecific(lock_key, n);
+	return lock_slot = n;
+}
+
 /* Enters an aligned host atomic (shared). */
 static inline void atomic_enter(void)
 {
 	unsigned long *n = lock_slot;
-	if (unlikely(!n)) {
-		unsigned k = __atomic_fetch_add(&lock_slot_next, 1, __ATOMIC_RELAXED) % LOCK_SLOTS;
-		n = lock_slot = &lock_slots[k].n;
+	if (unlikely(!n))
+		n = lock_slot_take();
+	if (unlikely(n == &lock_shared)) {
+		for (;;) {
+			__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
+			if (!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST))
+				return;
+			__atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
+			unsigned spins = 0;
+			while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
+				lock_relax(&spins);
+		}
 	}
 	for (;;) {
-		__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
-		if (likely(!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST)))
+		__atomic_store_n(n, 1, __ATOMIC_RELAXED);
+		if (unlikely(!lock_asym))
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		else
+			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier fences */
+		if (likely(!__atomic_load_n(&split_active, __ATOMIC_ACQUIRE)))
 			return;
-		__atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(n, 0, __ATOMIC_RELEASE);
 		unsigned spins = 0;
 		while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
 			lock_relax(&spins);
@@ -62,7 +106,10 @@ static inline void atomic_enter(void)
 
 static inline void atomic_exit(void)
 {
-	__atomic_fetch_sub(lock_slot, 1, __ATOMIC_RELEASE);
+	if (unlikely(lock_slot == &lock_shared))
+		__atomic_fetch_sub(lock_slot, 1, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(lock_slot, 0, __ATOMIC_RELEASE);
 }
 
 /* Enters a split operation (exclusive): waits for the aligned ones begun. */
@@ -70,11 +117,16 @@ static void split_enter(void)
 {
 	pthread_mutex_lock(&split_lock);
 	__atomic_store_n(&split_active, 1, __ATOMIC_SEQ_CST);
-	for (unsigned k = 0; k < LOCK_SLOTS; k++) {
-		unsigned spins = 0;
-		while (__atomic_load_n(&lock_slots[k].n, __ATOMIC_SEQ_CST))
+	if (lock_asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+		__atomic_store_n(&lock_asym, false,
+				 __ATOMIC_SEQ_CST); /* now refused (a seccomp filter): readers fence */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	unsigned spins = 0;
+	while (__atomic_load_n(&lock_shared, __ATOMIC_ACQUIRE))
+		lock_relax(&spins);
+	for (unsigned k = 0; k < LOCK_SLOTS; k++)
+		while (__atomic_load_n(&lock_slots[k].n, __ATOMIC_ACQUIRE))
 			lock_relax(&spins);
-	}
 }
 
 static void split_exit(void)
@@ -84,10 +136,12 @@ static void split_exit(void)
 }
 
 /* fork (a process VM's guest forking) copies only the calling thread: the
- * child must not inherit another thread's slot count or the held lock. */
-__attribute__((constructor)) static void split_atfork(void)
+ * child must not inherit another thread's count or the held lock. */
+__attribute__((constructor)) static void split_init(void)
 {
+	pthread_key_create(&lock_key, lock_slot_free);
 	pthread_atfork(split_enter, split_exit, split_exit);
+	lock_asym = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 static uint64_t atomic_load_sz(void *p, unsigned sz)
