@@ -91,7 +91,7 @@ static inline void atomic_enter(void)
 	}
 	for (;;) {
 		__atomic_store_n(n, 1, __ATOMIC_RELAXED);
-		if (unlikely(!lock_asym))
+		if (unlikely(!__atomic_load_n(&lock_asym, __ATOMIC_RELAXED)))
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		else
 			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier fences */
@@ -117,7 +117,8 @@ static void split_enter(void)
 {
 	pthread_mutex_lock(&split_lock);
 	__atomic_store_n(&split_active, 1, __ATOMIC_SEQ_CST);
-	if (lock_asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+	if (__atomic_load_n(&lock_asym, __ATOMIC_RELAXED) &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
 		__atomic_store_n(&lock_asym, false,
 				 __ATOMIC_SEQ_CST); /* now refused (a seccomp filter): readers fence */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
