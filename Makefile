@@ -201,6 +201,11 @@ bench-replay: tests
 bench-smp: $(CORRAL) $(CORRAL_DYN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/smp.sh
 
+# The cost of an aligned LOCK'd operation (bench/atomics.sh; CORRAL_BASE=
+# another build to compare with)
+bench-atomics: $(CORRAL)
+	@CORRAL=$(abspath $(CORRAL)) sh bench/atomics.sh
+
 # User-space work inside a system VM beside QEMU TCG (bench/guest.sh)
 bench-guest: $(CORRAL) $(CORRAL_DYN)
 	@CORRAL=$(abspath $(CORRAL)) bash bench/guest.sh
@@ -224,7 +229,7 @@ format:
 clean:
 	rm -rf build build-san build-tsan build-arm64
 
-.PHONY: all tests check check-cpu-full check-tsan check-kvm-nested check-oci bench bench-pause bench-oci bench-density bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-replay bench-guest format clean
+.PHONY: all tests check check-cpu-full check-tsan check-kvm-nested check-oci bench bench-pause bench-oci bench-density bench-snapshot bench-checkpoint bench-migrate bench-gdb bench-nested bench-smp bench-atomics bench-replay bench-guest format clean
 .DELETE_ON_ERROR:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/src/daemon/main.d $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

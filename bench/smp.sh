@@ -6,8 +6,8 @@
 # (multi), beside QEMU TCG with the same -smp (thread=multi), in one run.
 #
 # Usage: bench/smp.sh [ROUNDS] [NS]   (default 3 rounds, NS "1 2";
-#        CORRAL=path/to/corral; CORRAL_BASE=another corral for a 1-vCPU
-#        comparison, e.g. a build of main)
+#        CORRAL=path/to/corral; CORRAL_BASE=another corral to compare
+#        with, e.g. a build of main: single at N = 1, multi at N > 1)
 # Prints each time, the medians, and the ratios: multi/single, corral
 # multi/QEMU, and scaling (N jobs on N vCPUs against one on one).
 set -u
@@ -104,7 +104,9 @@ for n in $NS; do
 		[ "$n" -gt 1 ] && m=$(corral_run "$CORRAL" "$n" multi)
 		q=$(qemu_run "$n")
 		b=""
-		[ "$n" -eq 1 ] && [ -n "${CORRAL_BASE:-}" ] && b=$(corral_run "$CORRAL_BASE" 1 single)
+		if [ -n "${CORRAL_BASE:-}" ]; then
+			if [ "$n" -eq 1 ]; then b=$(corral_run "$CORRAL_BASE" 1 single); else b=$(corral_run "$CORRAL_BASE" "$n" multi); fi
+		fi
 		printf 'N=%d round %d: corral single %s ms, corral multi %s ms, qemu-tcg %s ms%s\n' "$n" "$r" \
 			"${s:-FAILED}" "${m:-n/a}" "${q:-FAILED}" "${b:+, base corral $b ms}"
 		[ -n "$s" ] && s_t+=("$s")
@@ -122,7 +124,8 @@ for n in $NS; do
 	printf 'N=%d ratios: multi/single %s, corral multi/qemu-tcg %s\n' "$n" \
 		"$(ratio "${med[m$n]}" "${med[s$n]}")" "$(ratio "${med[m$n]}" "${med[q$n]}")"
 	if [ -n "${med[b$n]}" ]; then
-		printf 'N=1 this corral / base corral: %s\n' "$(ratio "${med[s$n]}" "${med[b$n]}")"
+		printf 'N=%d this corral / base corral (%s): %s\n' "$n" "$([ "$n" -eq 1 ] && echo single || echo multi)" \
+			"$(ratio "${med[m$n]}" "${med[b$n]}")"
 	fi
 done
 for n in $NS; do
@@ -131,4 +134,6 @@ for n in $NS; do
 	sc() { [ -n "$1" ] && [ -n "$2" ] && awk -v n="$n" -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", n * a / b }' || echo -; }
 	printf 'scaling 1 -> %d vCPUs (N x t1 / tN): corral single %s, corral multi %s, qemu-tcg %s\n' "$n" \
 		"$(sc "${med[s1]:-}" "${med[s$n]:-}")" "$(sc "${med[m1]:-}" "${med[m$n]:-}")" "$(sc "${med[q1]:-}" "${med[q$n]:-}")"
+	[ -n "${med[b1]:-}" ] && [ -n "${med[b$n]:-}" ] && printf 'scaling 1 -> %d vCPUs, base corral multi: %s\n' "$n" \
+		"$(sc "${med[b1]}" "${med[b$n]}")"
 done

@@ -1,14 +1,149 @@
 /* General-purpose data instructions: arithmetic, logic, shifts, multiply and
  * divide, bit operations, moves and exchanges (with LOCK atomics). */
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "ops.h"
 
 /* ---- Atomic read-modify-write support ---- */
 
-/* Cross-page or misaligned locked operations serialise on one host lock;
- * aligned ones use the host's atomics directly. */
+/* Every LOCK'd operation is atomic against every other, as on hardware.
+ * Aligned ones on RAM are host atomics on the guest word. The others (an
+ * operand that crosses a cache line or a page or is misaligned, MMIO, and
+ * CMPXCHG16B on hosts without a 16-byte CAS) are a read and a write that no
+ * host atomic covers, so they run exclusively: no other LOCK'd operation,
+ * aligned or not, runs meanwhile. It is a reader-writer lock whose readers
+ * (the aligned atomics, the fast path) touch only a counter of their own
+ * thread's: a reader adds 1 to its slot, then looks at split_active; the
+ * writer (split_lock held, so one at a time) sets split_active, then waits
+ * until every slot is 0. One of the two must see the other's store (Dekker):
+ * the writer's membarrier(2) puts a full barrier into every running thread
+ * of the process, so the reader needs none of its own and its side costs a
+ * plain store and load; without membarrier the reader fences. Plain stores
+ * are not serialised against a split one (hardware's bus lock would): only
+ * LOCK'd operations are. */
+#define LOCK_SLOTS 64
 static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned split_active;
+static struct {
+	_Alignas(64) unsigned long n; /* aligned atomics in progress on the threads of this slot */
+	unsigned long owned;	      /* a thread has this slot to itself */
+} lock_slots[LOCK_SLOTS];
+static unsigned long lock_shared;	  /* the aligned atomics of threads beyond LOCK_SLOTS */
+static __thread unsigned long *lock_slot; /* this thread's counter */
+static pthread_key_t lock_key;
+static bool lock_asym; /* membarrier(PRIVATE_EXPEDITED) registered */
+
+static void lock_relax(unsigned *spins)
+{
+	if (++*spins < 100) {
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#elif defined(__aarch64__)
+		__asm__ volatile("yield");
+#endif
+	} else {
+		sched_yield(); /* the other side may be off its host CPU */
+	}
+}
+
+/* A thread's slot goes back when the thread ends (pthread key destructor). */
+static void lock_slot_free(void *p)
+{
+	for (unsigned k = 0; k < LOCK_SLOTS; k++)
+		if (p == &lock_slots[k].n)
+			__atomic_store_n(&lock_slots[k].owned, 0, __ATOMIC_RELEASE);
+}
+
+static unsigned long *lock_slot_take(void)
+{
+	unsigned long *n = &lock_shared;
+	for (unsigned k = 0; k < LOCK_SLOTS; k++) {
+		unsigned long free = 0;
+		if (__atomic_compare_exchange_n(&lock_slots[k].owned, &free, 1, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED)) {
+			n = &lock_slots[k].n;
+			break;
+		}
+	}
+	pthread_setspecific(lock_key, n);
+	return lock_slot = n;
+}
+
+/* Enters an aligned host atomic (shared). */
+static inline void atomic_enter(void)
+{
+	unsigned long *n = lock_slot;
+	if (unlikely(!n))
+		n = lock_slot_take();
+	if (unlikely(n == &lock_shared)) {
+		for (;;) {
+			__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
+			if (!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST))
+				return;
+			__atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
+			unsigned spins = 0;
+			while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
+				lock_relax(&spins);
+		}
+	}
+	for (;;) {
+		__atomic_store_n(n, 1, __ATOMIC_RELAXED);
+		if (unlikely(!__atomic_load_n(&lock_asym, __ATOMIC_RELAXED)))
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		else
+			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier fences */
+		if (likely(!__atomic_load_n(&split_active, __ATOMIC_ACQUIRE)))
+			return;
+		__atomic_store_n(n, 0, __ATOMIC_RELEASE);
+		unsigned spins = 0;
+		while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
+			lock_relax(&spins);
+	}
+}
+
+static inline void atomic_exit(void)
+{
+	if (unlikely(lock_slot == &lock_shared))
+		__atomic_fetch_sub(lock_slot, 1, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(lock_slot, 0, __ATOMIC_RELEASE);
+}
+
+/* Enters a split operation (exclusive): waits for the aligned ones begun. */
+static void split_enter(void)
+{
+	pthread_mutex_lock(&split_lock);
+	__atomic_store_n(&split_active, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&lock_asym, __ATOMIC_RELAXED) &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+		__atomic_store_n(&lock_asym, false,
+				 __ATOMIC_SEQ_CST); /* now refused (a seccomp filter): readers fence */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	unsigned spins = 0;
+	while (__atomic_load_n(&lock_shared, __ATOMIC_ACQUIRE))
+		lock_relax(&spins);
+	for (unsigned k = 0; k < LOCK_SLOTS; k++)
+		while (__atomic_load_n(&lock_slots[k].n, __ATOMIC_ACQUIRE))
+			lock_relax(&spins);
+}
+
+static void split_exit(void)
+{
+	__atomic_store_n(&split_active, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&split_lock);
+}
+
+/* fork (a process VM's guest forking) copies only the calling thread: the
+ * child must not inherit another thread's count or the held lock. */
+__attribute__((constructor)) static void split_init(void)
+{
+	pthread_key_create(&lock_key, lock_slot_free);
+	pthread_atfork(split_enter, split_exit, split_exit);
+	lock_asym = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
 
 static uint64_t atomic_load_sz(void *p, unsigned sz)
 {
@@ -53,16 +188,27 @@ static bool atomic_cas_sz(void *p, unsigned sz, uint64_t *expect, uint64_t desir
 }
 
 /* A locked RMW: the page is probed for writing first, so nothing faults
- * while the fallback lock is held. Returns a host pointer for a CAS loop, or
- * NULL with split_lock held (caller uses mem_read/mem_write, then unlocks). */
+ * while the operation is entered. Returns a host pointer for a CAS loop
+ * (entered shared), or NULL entered exclusively (the caller uses
+ * mem_read/mem_write). Either way locked_end(p) ends it. */
 static void *locked_begin(struct cpu *c, uint64_t ea, unsigned sz)
 {
 	void *p = mem_rmw_ptr(c, ea, sz);
-	if (p && !((uintptr_t)p & (sz - 1)))
+	if (p && !((uintptr_t)p & (sz - 1))) {
+		atomic_enter();
 		return p;
+	}
 	mem_probe_write(c, ea, sz);
-	pthread_mutex_lock(&split_lock);
+	split_enter();
 	return NULL;
+}
+
+static inline void locked_end(const void *p)
+{
+	if (p)
+		atomic_exit();
+	else
+		split_exit();
 }
 
 /* ---- ALU core ---- */
@@ -131,11 +277,12 @@ static inline void alu_rm(struct cpu *c, const struct insn *i, unsigned op, uint
 			do
 				r = alu_calc(op, a, b, cf, mask);
 			while (!atomic_cas_sz(p, sz, &a, r));
+			locked_end(p);
 		} else {
 			a = mem_read(c, ea, sz);
 			r = alu_calc(op, a, b, cf, mask);
 			mem_write(c, ea, sz, r);
-			pthread_mutex_unlock(&split_lock);
+			locked_end(NULL);
 		}
 	} else {
 		a = mem_read(c, ea, sz);
@@ -272,11 +419,12 @@ static inline void unary(struct cpu *c, const struct insn *i, unsigned op)
 				do
 					r = unary_calc(op, a, mask);
 				while (!atomic_cas_sz(p, sz, &a, r));
+				locked_end(p);
 			} else {
 				a = mem_read(c, ea, sz);
 				r = unary_calc(op, a, mask);
 				mem_write(c, ea, sz, r);
-				pthread_mutex_unlock(&split_lock);
+				locked_end(NULL);
 			}
 		} else {
 			a = mem_read(c, ea, sz);
@@ -737,11 +885,12 @@ static void bt_exec(struct cpu *c, const struct insn *i, int64_t off, bool reg_o
 					    : op == 2 ? v & ~(1ull << bit)
 						      : v ^ (1ull << bit);
 				} while (!atomic_cas_sz(p, sz, &v, r));
+				locked_end(p);
 			} else {
 				v = mem_read(c, ea, sz);
 				r = op == 1 ? v | (1ull << bit) : op == 2 ? v & ~(1ull << bit) : v ^ (1ull << bit);
 				mem_write(c, ea, sz, r);
-				pthread_mutex_unlock(&split_lock);
+				locked_end(NULL);
 			}
 			flags_set(c, FL_CF, (v >> bit) & 1 ? FL_CF : 0);
 			insn_next(c, i);
@@ -930,10 +1079,11 @@ void op_xchg_rm_r(struct cpu *c, const struct insn *i)
 		case 4: a = __atomic_exchange_n((uint32_t *)p, (uint32_t)b, __ATOMIC_SEQ_CST); break;
 		default: a = __atomic_exchange_n((uint64_t *)p, b, __ATOMIC_SEQ_CST);
 		}
+		locked_end(p);
 	} else {
 		a = mem_read(c, ea, sz);
 		mem_write(c, ea, sz, b);
-		pthread_mutex_unlock(&split_lock);
+		locked_end(NULL);
 	}
 	reg_write(c, i->reg, sz, a);
 	insn_next(c, i);
@@ -966,10 +1116,11 @@ void op_cmpxchg(struct cpu *c, const struct insn *i)
 			if (p) {
 				d = acc;
 				atomic_cas_sz(p, sz, &d, src);
+				locked_end(p);
 			} else {
 				d = mem_read(c, ea, sz);
 				mem_write(c, ea, sz, d == acc ? src : d);
-				pthread_mutex_unlock(&split_lock);
+				locked_end(NULL);
 			}
 		} else {
 			d = mem_read(c, ea, sz);
@@ -1002,11 +1153,12 @@ void op_xadd(struct cpu *c, const struct insn *i)
 				do
 					r = (d + s) & mask;
 				while (!atomic_cas_sz(p, sz, &d, r));
+				locked_end(p);
 			} else {
 				d = mem_read(c, ea, sz);
 				r = (d + s) & mask;
 				mem_write(c, ea, sz, r);
-				pthread_mutex_unlock(&split_lock);
+				locked_end(NULL);
 			}
 		} else {
 			d = mem_read(c, ea, sz);
@@ -1034,10 +1186,12 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 		if (p) {
 			uint64_t lo = g[R_RAX], hi = g[R_RDX];
 			bool eq;
+			atomic_enter();
 			__asm__ volatile("lock cmpxchg16b %1"
 					 : "=@ccz"(eq), "+m"(*(volatile unsigned __int128 *)p), "+a"(lo), "+d"(hi)
 					 : "b"(g[R_RBX]), "c"(g[R_RCX])
 					 : "memory");
+			atomic_exit();
 			if (!eq) {
 				g[R_RAX] = lo;
 				g[R_RDX] = hi;
@@ -1049,7 +1203,7 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 #endif
 		/* MMIO (or a host without a 16-byte CAS): under the split lock */
 		mem_probe_write(c, ea, 16);
-		pthread_mutex_lock(&split_lock);
+		split_enter();
 		uint64_t lo = mem_read(c, ea, 8), hi = mem_read(c, ea + 8, 8);
 		bool eq = lo == g[R_RAX] && hi == g[R_RDX];
 		if (eq) {
@@ -1059,7 +1213,7 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 			mem_write(c, ea, 8, lo);
 			mem_write(c, ea + 8, 8, hi);
 		}
-		pthread_mutex_unlock(&split_lock);
+		split_exit();
 		if (!eq) {
 			g[R_RAX] = lo;
 			g[R_RDX] = hi;
@@ -1072,10 +1226,11 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 		if (p) {
 			old = expect;
 			atomic_cas_sz(p, 8, &old, desired);
+			locked_end(p);
 		} else {
 			old = mem_read(c, ea, 8);
 			mem_write(c, ea, 8, old == expect ? desired : old);
-			pthread_mutex_unlock(&split_lock);
+			locked_end(NULL);
 		}
 		bool eq = old == expect;
 		if (!eq) {

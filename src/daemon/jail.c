@@ -220,6 +220,8 @@ static const int jail_allowed[] = {
 	SCMP_SYS(tgkill),
 	SCMP_SYS(sched_yield),
 	SCMP_SYS(sched_getaffinity),
+	/* a split LOCK'd operation fences every vCPU thread (cpu/alu.c) */
+	SCMP_SYS(membarrier),
 	SCMP_SYS(exit),
 	SCMP_SYS(exit_group),
 	SCMP_SYS(rt_sigaction),

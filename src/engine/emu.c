@@ -563,7 +563,8 @@ static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
  *   block boundary (cpu_request_stop), and polls the interrupt controller
  *   when cpu_run is entered again.
  * - guest RAM: directly; LOCK'd instructions and XCHG are host atomics
- *   (cpu/alu.c), page-crossing or MMIO ones take the CPU's split lock.
+ *   (cpu/alu.c); split, misaligned or MMIO ones run exclusively of every
+ *   other LOCK'd operation (the CPU's split lock).
  * - code pages: cpu_physmem's event log (its own lock); every vCPU replays
  *   it at its block boundaries.
  * Time is the host's monotonic clock (as under kvm): instruction-counted

@@ -9,6 +9,11 @@
  *    mapping all the time, INVLPGs it in the IPI's handler and must then
  *    see the new page (a stale TLB entry without the INVLPG would be
  *    allowed; with it, never)
+ *  3 vCPU 0 adds 1 to an 8-byte counter across a cache line with LOCK
+ *    XADD and with a LOCK CMPXCHG loop, ITER2 times each, while every
+ *    other vCPU adds 1 to the counter's upper 4 bytes, aligned, with LOCK
+ *    XADD and a LOCK CMPXCHG loop: a LOCK'd operation is atomic against
+ *    every other, split or aligned, so none is lost
  * and prints "cpus N" and one line per phase, "FAIL ..." on a wrong result. */
 #include "guest.h"
 #define TRAMP 0x8000
@@ -19,11 +24,14 @@
 #define TACK 0x21100
 #define TRES 0x21140
 #define TEND 0x21180
+#define MSTART 0x211c0
 #define L32 0x2203e	/* 4 bytes across the line at 0x22040 */
 #define L64 0x2207c	/* 8 bytes across the line at 0x22080 */
 #define P32 0x22ffe	/* 4 bytes across the page boundary at 0x23000 */
 #define P64 0x23ffc	/* 8 bytes across the page boundary at 0x24000 */
 #define PCAS 0x24ffd	/* 4 bytes across the page boundary at 0x25000 */
+#define SPLIT 0x2213c	/* 8 bytes across the line at 0x22140 ... */
+#define SPLITHI 0x22140	/* ... whose upper 4 bytes are aligned */
 #define PDPT 0x40000	/* page tables for VA: PML4[1] -> PDPT -> PD -> PT */
 #define PD 0x41000
 #define PT 0x42000
@@ -35,6 +43,7 @@
 #define VEC 0x40
 #define ITER 100000
 #define TROUNDS 3000
+#define ITER2 200000
 #include "smp_bsp.inc"
 	.code64
 	.globl _start
@@ -61,7 +70,7 @@ _start:
 	mov %rax, %cr3
 	call idt_init
 	GATE VEC, ipi_handler
-	SMP_BSP 3
+	SMP_BSP 4
 	jmp poweroff
 
 /* AP in 64-bit mode: its own stack, the IDT, its LAPIC on, then the
@@ -89,7 +98,7 @@ ap64:
 2:	call phase
 	lock incl DONE
 	inc %r14d
-	cmp $3, %r14d
+	cmp $4, %r14d
 	jb 1b
 3:	cli
 	hlt
@@ -99,7 +108,9 @@ ap64:
 phase:
 	cmp $1, %r14d
 	je misaligned
-	jmp shootdown
+	cmp $2, %r14d
+	je shootdown
+	jmp mixed
 
 misaligned:
 	mov $ITER, %ecx
@@ -168,6 +179,37 @@ shootdown:
 	cli
 9:	ret
 
+/* vCPU 0 on the split counter, the others on its aligned upper half */
+mixed:
+	lock incl MSTART	/* all start together: APS_UP + 1 of them */
+1:	mov APS_UP, %eax
+	inc %eax
+	cmp MSTART, %eax
+	je 2f
+	pause
+	jmp 1b
+2:	mov $ITER2, %ecx
+	test %ebx, %ebx
+	jnz 3f
+1:	mov $1, %eax
+	lock xadd %rax, SPLIT
+	mov SPLIT, %rax
+2:	lea 1(%rax), %rdx
+	lock cmpxchg %rdx, SPLIT
+	jnz 2b
+	dec %ecx
+	jnz 1b
+	ret
+3:	mov $1, %eax
+	lock xadd %eax, SPLITHI
+	mov SPLITHI, %eax
+4:	lea 1(%rax), %edx
+	lock cmpxchg %edx, SPLITHI
+	jnz 4b
+	dec %ecx
+	jnz 3b
+	ret
+
 ipi_handler:
 	push %rax
 	push %rcx
@@ -213,7 +255,19 @@ check:
 	jne bad
 	PUTS m_misok
 	ret
-1:	PUTS m_tlbok
+1:	cmp $2, %r14d
+	jne 2f
+	PUTS m_tlbok
+	ret
+2:	lea -1(%r15), %rdx	/* (n - 1) * 2 * ITER2 in the upper half */
+	imul $(2 * ITER2), %rdx
+	shl $32, %rdx
+	or $(2 * ITER2), %rdx	/* 2 * ITER2 in the lower */
+	lea m_mixed(%rip), %rsi
+	mov SPLIT, %rax
+	cmp %rax, %rdx
+	jne bad
+	PUTS m_mixok
 	ret
 /* FAIL, the message at rsi, then "rax, want rdx" */
 bad:
@@ -237,6 +291,8 @@ m_nl:	.asciz "\n"
 m_noap:	.asciz "FAIL no AP started\n"
 m_misok: .asciz "misaligned atomics ok\n"
 m_tlbok: .asciz "tlb shoot-down ok\n"
+m_mixok: .asciz "split and aligned atomics ok\n"
+m_mixed: .asciz "lock xadd/cmpxchg across a line beside aligned ones on its half: total "
 m_ok:	.asciz "smp tlb ok\n"
 m_l32:	.asciz "lock xadd across a line (4 bytes) total "
 m_l64:	.asciz "lock xadd across a line (8 bytes) total "
