@@ -34,7 +34,8 @@ static struct {
 static unsigned long lock_shared;	  /* the aligned atomics of threads beyond LOCK_SLOTS */
 static __thread unsigned long *lock_slot; /* this thread's counter */
 static pthread_key_t lock_key;
-static bool lock_asym; /* membarrier(PRIVATE_EXPEDITED) registered */
+static bool lock_asym;			 /* membarrier(PRIVATE_EXPEDITED) registered */
+static __thread unsigned char lock_held; /* 1: in an aligned atomic, 2: in a split one */
 
 static void lock_relax(unsigned *spins)
 {
@@ -81,8 +82,10 @@ static inline void atomic_enter(void)
 	if (unlikely(n == &lock_shared)) {
 		for (;;) {
 			__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
-			if (!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST))
+			if (!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST)) {
+				lock_held = 1;
 				return;
+			}
 			__atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
 			unsigned spins = 0;
 			while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
@@ -95,8 +98,10 @@ static inline void atomic_enter(void)
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		else
 			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier fences */
-		if (likely(!__atomic_load_n(&split_active, __ATOMIC_ACQUIRE)))
+		if (likely(!__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))) {
+			lock_held = 1;
 			return;
+		}
 		__atomic_store_n(n, 0, __ATOMIC_RELEASE);
 		unsigned spins = 0;
 		while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
@@ -106,6 +111,7 @@ static inline void atomic_enter(void)
 
 static inline void atomic_exit(void)
 {
+	lock_held = 0;
 	if (unlikely(lock_slot == &lock_shared))
 		__atomic_fetch_sub(lock_slot, 1, __ATOMIC_RELEASE);
 	else
@@ -128,12 +134,26 @@ static void split_enter(void)
 	for (unsigned k = 0; k < LOCK_SLOTS; k++)
 		while (__atomic_load_n(&lock_slots[k].n, __ATOMIC_ACQUIRE))
 			lock_relax(&spins);
+	lock_held = 2;
 }
 
 static void split_exit(void)
 {
+	lock_held = 0;
 	__atomic_store_n(&split_active, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&split_lock);
+}
+
+/* A guest exception leaves the instruction by longjmp (cpu_raise), also
+ * from a host fault on guest memory that another thread unmapped between
+ * the probe and the access: what this thread holds is let go, or the next
+ * split operation (or fork) would wait for it forever. */
+void cpu_lock_abandon(void)
+{
+	if (lock_held == 1)
+		atomic_exit();
+	else if (lock_held == 2)
+		split_exit();
 }
 
 /* fork (a process VM's guest forking) copies only the calling thread: the

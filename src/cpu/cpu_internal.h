@@ -119,6 +119,7 @@ static inline int64_t sext(uint64_t v, unsigned sz)
  * before the instruction (handlers do all faulting work before committing).
  * Never returns: unwinds to cpu_run. */
 _Noreturn void cpu_raise(struct cpu *c, int vector, uint32_t error);
+void cpu_lock_abandon(void); /* alu.c: a LOCK'd operation left by an exception */
 /* #PF with address: user mode reports it as exc_addr. */
 _Noreturn void cpu_raise_pf(struct cpu *c, uint64_t addr, uint32_t error);
 /* #UD for an instruction corral does not implement or that is invalid;

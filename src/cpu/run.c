@@ -253,6 +253,7 @@ _Noreturn void cpu_raise(struct cpu *c, int vector, uint32_t error)
 	c->exc_error = error;
 	if (vector != EXC_PF)
 		c->exc_addr = 0;
+	cpu_lock_abandon();
 	longjmp(c->fault_jb, 1);
 }
 

@@ -28,7 +28,7 @@ GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/gu
 # runs the rest: tests/kvm/suites.sh). make check-kvm-nested runs all.
 NESTED_DEFAULT=info,snapdeb,blk,boot1,boot2,boot4,snap,migrate-cross
 SUITES=${NESTED_SUITES:-$NESTED_DEFAULT}
-TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1800}
+TIMEOUT=${CORRAL_NESTED_TIMEOUT:-1200}
 # each suite inside is stopped after this many seconds (its process tree
 # shown first), so that one that hangs costs no more
 SUITE_LIMIT=${CORRAL_NESTED_SUITE_LIMIT:-600}
