@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/dynlib.h"
 #include "cli/cli.h"
 #include "process/proc.h"
 
@@ -294,6 +295,8 @@ int cmd_exec(int argc, char **argv)
 			o.net_host = 1;
 		} else if (!strcmp(net, "user") || !strncmp(net, "user,", 5)) {
 			o.net_user = net;
+			if (dynlib_static()) /* libslirp: the dynamically linked sibling */
+				return cli_exec_dynamic("--net user");
 		} else if (strcmp(net, "none")) {
 			fprintf(stderr, "corral exec: bad --net '%s' (none, host or user[,hostfwd=...])\n", net);
 			return 2;
