@@ -10,7 +10,8 @@
 #
 # The machine's kernel is the guest kit's (tools/mkguest.sh, cached), the
 # kvm modules come from the same package. The archive carries:
-#   /corral/build/corral       and its shared libraries (the ldd closure)
+#   /corral/build/corral       and its shared libraries (the ldd closure),
+#                              corral-dyn beside it where corral is static
 #   /corral/build/tests/guests the tiny guests
 #   /corral/build/tests/vm/t_snap  the snapshot tests (across engines)
 #   /corral/tests/             the test scripts that run inside (guests,
@@ -85,6 +86,13 @@ done
 
 # corral and its libraries at the paths the dynamic loader looks at.
 cp "$build/corral" "$ir/corral/build/corral"
+# a static corral hands the API, the GDB stub and the user network over to
+# its dynamically linked sibling
+dyn=
+if [ -x "$build/corral-dyn" ]; then
+	cp "$build/corral-dyn" "$ir/corral/build/corral-dyn"
+	dyn="$build/corral-dyn"
+fi
 # libslirp (--net user) and libmicrohttpd (--api-sock) are loaded with
 # dlopen, so ldd does not list them
 dl=
@@ -93,7 +101,7 @@ for so in libslirp.so.0 libmicrohttpd.so.12; do
 	[ -n "$f" ] && dl="$dl $f"
 done
 # shellcheck disable=SC2086
-ldd "$build/corral" "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" $(ls "$ir/bin/setpriv" 2>/dev/null) $dl | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
+ldd "$build/corral" $dyn "$ir/bin/timeout" "$ir/bin/cpio" "$build/tests/vm/t_snap" $(ls "$ir/bin/setpriv" 2>/dev/null) $dl | awk '/=> \// { print $3 } /^\t\// { print $1 }' | sort -u | while read -r lib; do
 	mkdir -p "$ir$(dirname "$lib")"
 	cp -L "$lib" "$ir$lib"
 done
