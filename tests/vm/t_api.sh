@@ -47,9 +47,9 @@ expect() {
 	fi
 }
 
-wait_for() { # FILE LINES
+wait_for() { # FILE LINES (at most 60 s: a loaded host)
 	i=0
-	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 400 ]; do
+	while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 1200 ]; do
 		sleep 0.05
 		i=$((i + 1))
 	done
