@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential binutils make gcc clang libclang-rt-14-dev busybox-static \
 qemu-user qemu-utils qemu-system-x86 python3 perl coreutils gzip file zlib1g-dev liblzma-dev libzstd-dev liblz4-dev libslirp-dev libseccomp-dev libjansson-dev libmicrohttpd-dev cpio xz-utils debootstrap e2fsprogs \
-scdoc groff-base bash podman runc containerd gdb criu bc python3-grpcio python3-grpc-tools"
+scdoc groff-base bash procps util-linux podman runc containerd gdb criu bc python3-grpcio python3-grpc-tools"
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	missing=""

@@ -270,7 +270,7 @@ nofds "$CORRAL" exec --control c.sock "$T" groups $GN gp.p.ns >gp.ns 2>gp.ns.err
 pid=$!
 i=0; while [ ! -S c.sock ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
 i=0; while [ "$(cat gp.p.ns 2>/dev/null | wc -l)" -lt 10 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
-echo "group $(ps -o pgid= -p $$ | tr -d ' ') session $(ps -o sid= -p $$ | tr -d ' ')" >gp.ns.ids
+set -- $(cut -d" " -f5,6 /proc/$$/stat); echo "group $1 session $2" >gp.ns.ids
 "$CORRAL" checkpoint c.sock gpcp.ns 2>gp.ns.ck
 echo "checkpoint $?" >gp.ns.st
 wait $pid
