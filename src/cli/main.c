@@ -41,8 +41,10 @@ int cli_exec_dynamic(const char *why)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	char *slash = n > 0 ? memrchr(self, '/', (size_t)n) : NULL;
 	if (!slash || (size_t)(slash + 1 - self) + sizeof(sibling) > sizeof(self)) {
-		fprintf(stderr, "corral: %s needs corral-dyn, and corral cannot find its own directory "
-				"(/proc/self/exe)\n", why);
+		fprintf(stderr,
+			"corral: %s needs corral-dyn, and corral cannot find its own directory "
+			"(/proc/self/exe)\n",
+			why);
 		return 1;
 	}
 	memcpy(slash + 1, sibling, sizeof(sibling));
