@@ -281,9 +281,15 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->fn = op_imul_r_rm_imm;
 		return 1;
 	case 0x6c:
-	case 0x6d: /* INS */ i->fn = op_sys_ins; return 1;
+	case 0x6d: /* INS */
+		i->fn = op_sys_ins;
+		*flags |= DEC_EXACT;
+		return 1;
 	case 0x6e:
-	case 0x6f: /* OUTS */ i->fn = op_sys_outs; return 1;
+	case 0x6f: /* OUTS */
+		i->fn = op_sys_outs;
+		*flags |= DEC_EXACT;
+		return 1;
 	case 0xe4:
 	case 0xe5:
 	case 0xe6:
@@ -291,11 +297,18 @@ static int decode_1b(struct dstate *d, struct insn *i, unsigned *flags)
 		i->imm = read_imm(d, 1, 0);
 		i->imm8 = (uint8_t)i->imm;
 		i->fn = o < 0xe6 ? op_sys_in : op_sys_out;
+		*flags |= DEC_EXACT;
 		return 1;
 	case 0xec:
-	case 0xed: i->fn = op_sys_in; return 1;
+	case 0xed:
+		i->fn = op_sys_in;
+		*flags |= DEC_EXACT;
+		return 1;
 	case 0xee:
-	case 0xef: i->fn = op_sys_out; return 1;
+	case 0xef:
+		i->fn = op_sys_out;
+		*flags |= DEC_EXACT;
+		return 1;
 	case 0xfa: i->fn = op_sys_cli; return 1;
 	case 0xfb:
 		i->fn = op_sys_sti;
@@ -732,7 +745,10 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		*flags |= DEC_BRANCH;
 		return 1;
 	case 0x0d: i->fn = op_nop; return 1;
-	case 0x31: i->fn = op_rdtsc; return 1;
+	case 0x31:
+		i->fn = op_rdtsc;
+		*flags |= DEC_EXACT;
+		return 1;
 	case 0xa2: i->fn = op_cpuid; return 1;
 	case 0xa0:
 	case 0xa8:
@@ -828,6 +844,7 @@ static int decode_0f(struct dstate *d, struct insn *i, unsigned *flags)
 		 * which is not offered, so an F2/F3 prefix is #UD */
 		if ((grp == 6 || grp == 7) && i->mod3 && i->rep == REP_NONE) {
 			i->fn = op_rdrand;
+			*flags |= DEC_EXACT;
 			return 1;
 		}
 		return 0;

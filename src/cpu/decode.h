@@ -5,6 +5,11 @@
 #include "cpu_internal.h"
 
 #define DEC_BRANCH 1u /* control transfer or CPU-state change: ends a block */
+/* Reads the clock or takes an input (RDTSC, RDRAND, RDSEED, port I/O):
+ * in system mode a block of its own, so the instruction count it sees is
+ * exact wherever blocks before it end (breakpoints, single steps): a
+ * replay under a debugger takes its inputs at the recorded positions. */
+#define DEC_EXACT 2u
 
 /* Decode one instruction from p[0..n). Returns its length; 0 if the bytes
  * are not a valid instruction for corral's CPU (i->fn is then op_ud and

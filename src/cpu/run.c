@@ -432,9 +432,11 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 			marked = (pc + (unsigned)len - 1) & ~0xfffull;
 			mark_code(c, marked);
 		}
+		if (sys && (flags & DEC_EXACT) && b->n)
+			break; /* it starts the next block */
 		b->n++;
 		pc += (unsigned)len;
-		if ((flags & DEC_BRANCH) || b->cross)
+		if ((flags & DEC_BRANCH) || b->cross || (sys && (flags & DEC_EXACT)))
 			break;
 	}
 	/* Dead flags: walking back from the block's end (where all flags are
@@ -729,12 +731,15 @@ static __attribute__((noinline)) enum cpu_exit run_loop_sys(struct cpu *c, uint6
 			c->jit_patch = NULL;
 			x = block_exec(c, b, limit);
 		} else {
-			/* The shadow lasts one instruction: once this block ran
-			 * one, a loop back to the same RIP is no longer in it (else
-			 * `sti; 1: ...; jmp 1b` would never take an interrupt). */
+			/* The shadow lasts one instruction: run just that one, so
+			 * an interrupt pending at the STI is taken right after it,
+			 * as on hardware, wherever blocks end (a breakpoint later
+			 * in this block must not move it: replays depend on it).
+			 * Once it ran, a loop back to the same RIP is no longer in
+			 * the shadow (else `sti; 1: jmp 1b` would never take one). */
 			uint64_t shadow = c->shadow_rip, n = c->icount;
 			c->jit_patch = NULL;
-			x = block_exec(c, b, limit);
+			x = block_exec_n(c, b, 1, limit);
 			if (c->shadow_rip == shadow && c->icount != n)
 				c->shadow_rip = ~0ull;
 		}

@@ -423,6 +423,38 @@ session smp_stress smp "$tmp/s5" --cpus 2
 same F B $N "two vCPUs: stepi then reverse-stepi"
 replay_end "two vCPUs" smp
 
+# ---- a breakpoint inside a block moves neither inputs nor interrupts ----
+# The first RDRAND (loop_top) runs in the middle of a block when nothing
+# stops there; a breakpoint on it makes it start one. Its random bytes
+# must still be taken at the recorded position.
+cat >"$tmp/s6" <<EOF
+break *$(addr rdebug loop_top)
+continue
+continue
+continue
+reverse-continue
+delete
+continue
+EOF
+session rdebug rd "$tmp/s6"
+check "a breakpoint on RDRAND: stopped there" "^Breakpoint 1, 0x0*$(addr rdebug loop_top | cut -c3-) in "
+replay_end "a breakpoint on RDRAND" rd
+# An interrupt pending at STI comes right after the instruction in its
+# shadow, as on hardware, and so at the same place whether or not a
+# breakpoint splits the code after it.
+record rshadow sh
+check "the interrupt came after STI's shadow" '^shadow ok$' "$tmp/sh.out"
+cat >"$tmp/s7" <<EOF
+break *$(addr rshadow shadow3)
+continue
+p/x \$pc
+delete
+continue
+EOF
+session rshadow sh "$tmp/s7"
+check "a breakpoint after the shadow: reached" "^\\\$1 = $(addr rshadow shadow3)\$"
+replay_end "a breakpoint after STI's shadow" sh
+
 # ---- --gdb is refused with --record ----
 "$CORRAL" run --flat "$G/hello.bin" --engine emu --serial none --record "$tmp/x.rr" --gdb "unix:$tmp/s" \
 	</dev/null >"$tmp/out" 2>"$tmp/err"

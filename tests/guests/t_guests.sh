@@ -139,6 +139,7 @@ expect portio 0 "portio ok"
 expect exceptions 0 "exceptions ok"
 expect paging 0 "paging ok"
 expect nmi 0 "nmi ok"
+expect rshadow 0 "shadow ok"
 expect ioapic_pit 0 "ioapic pit ok"
 expect smp 0 "ap started" --cpus 2
 
