@@ -231,7 +231,7 @@ _corral()
 		--engine) COMPREPLY=($(compgen -W "emu kvm auto" -- "$cur")) ;;
 		*)
 			if [[ $cur == -* ]]; then
-				COMPREPLY=($(compgen -W "--engine --serial --paused --api-sock --disk-dir --keep-vmgenid --keep-mac --net --record --replay --help" -- "$cur"))
+				COMPREPLY=($(compgen -W "--engine --serial --paused --api-sock --disk-dir --keep-vmgenid --keep-mac --net --gdb --gdb-wait --record --replay --replay-snapshots --help" -- "$cur"))
 			else
 				_corral_files "$cur"
 			fi

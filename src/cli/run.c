@@ -510,7 +510,8 @@ static void restore_usage(FILE *f)
 {
 	fprintf(f, "usage: corral restore DIR [--engine E] [--serial stdio|file:PATH|none] [--paused]\n"
 		   "                      [--api-sock PATH] [--disk-dir PATH] [--keep-vmgenid]\n"
-		   "                      [--keep-mac] [--net SPEC]... [--record FILE | --replay FILE]\n\n"
+		   "                      [--keep-mac] [--net SPEC]... [--gdb SPEC [--gdb-wait]]\n"
+		   "                      [--record FILE | --replay FILE [--replay-snapshots N[,KEEP]|off]]\n\n"
 		   "Continues a VM from the snapshot in DIR ('corral snapshot', or the API's\n"
 		   "PUT /snapshot/create) in this process: the guest goes on where it stood.\n"
 		   "The machine's configuration comes from the snapshot, which is never written:\n"
@@ -540,6 +541,13 @@ static void restore_usage(FILE *f)
 		   "                   snapshot, which its replay restores\n"
 		   "  --replay FILE    restore the snapshot FILE was recorded from and run it\n"
 		   "                   again with its inputs; another snapshot is refused\n"
+		   "  --gdb SPEC       serve GDB's remote protocol (emu), as 'corral run --gdb';\n"
+		   "                   with --replay a debugger also goes backwards, as far back\n"
+		   "                   as the restore\n"
+		   "  --gdb-wait       with --gdb: hold the VM before its first instruction\n"
+		   "  --replay-snapshots N[,KEEP]|off\n"
+		   "                   with --replay and --gdb: a snapshot in memory every N\n"
+		   "                   instructions, from which going back replays (see run)\n"
 		   "  -h, --help       show this help\n");
 }
 
@@ -819,10 +827,6 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 		}
 	}
 	if (restore) {
-		if (o->gdb || o->gdb_wait) {
-			fprintf(stderr, "corral: restore: --gdb and --gdb-wait are options of 'corral run'\n");
-			return -1;
-		}
 		if (o->guest_opt) {
 			fprintf(stderr, "corral: restore: --%s: the VM's configuration comes from the snapshot\n",
 				o->guest_opt);

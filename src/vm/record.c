@@ -812,6 +812,47 @@ static const struct rr_snap *snap_for(const struct rr_snaps *ss, const struct en
 	return NULL;
 }
 
+/* A state stream loaded into the fresh machine: its vCPUs become the
+ * next run's start (vm->restore). */
+static int state_load(struct vm *vm, const void *state, size_t len, char *err, size_t errlen)
+{
+	struct engine_vcpu *cpus = calloc(vm->cfg.cpus, sizeof(*cpus));
+	if (!cpus) {
+		snprintf(err, errlen, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	int r = vm_state_load_into(vm, state, len, cpus, err, errlen);
+	if (r < 0) {
+		free(cpus);
+		return r;
+	}
+	free(vm->restore);
+	vm->restore = cpus;
+	return 0;
+}
+
+/* A restored VM's replay: the fresh machine (vm_build) gets the snapshot's
+ * memory and state back, as the restore gave them; with fresh set, the
+ * restore's new generation ID and MACs are drawn again from the replay (a
+ * replay snapshot's state, loaded over this, holds them otherwise). */
+static int origin_load(struct vm *vm, int fresh, char *err, size_t errlen)
+{
+	if (!vm->origin_state)
+		return 0;
+	int r = machine_map_ram(vm->m, vm->origin_mfd);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot map the snapshot's memory file again: %s", strerror(-r));
+		return r;
+	}
+	if ((r = state_load(vm, vm->origin_state, vm->origin_len, err, errlen)) < 0)
+		return r;
+	if (fresh && vm->origin_newgen)
+		vm_new_generation(vm);
+	if (fresh && vm->origin_newmac)
+		vm_new_macs(vm);
+	return 0;
+}
+
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 {
 	struct engine_debug *d = vm->ctl.debug;
@@ -843,27 +884,22 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 		}
 		replay_rewind(vm->rr);
 		int r = vm_build(vm, err, errlen);
+		if (r == 0)
+			r = origin_load(vm, 1, err, errlen);
 		if (r == 0 && vm->snaps)
 			machine_dirty_start(vm->m);
 		return r;
 	}
 	/* the recording's machine, then the snapshot's state over it */
 	int r = vm_build(vm, err, errlen);
+	if (r == 0)
+		r = origin_load(vm, 0, err, errlen);
+	if (r == 0)
+		r = state_load(vm, sn->state, sn->state_len, err, errlen);
 	if (r < 0)
 		return r;
-	struct engine_vcpu *cpus = calloc(vm->cfg.cpus, sizeof(*cpus));
-	if (!cpus) {
-		snprintf(err, errlen, "%s", strerror(ENOMEM));
-		return -ENOMEM;
-	}
-	if ((r = vm_state_load_into(vm, sn->state, sn->state_len, cpus, err, errlen)) < 0) {
-		free(cpus);
-		return r;
-	}
 	snap_ram_fill(vm->snaps, (unsigned)(sn - vm->snaps->s), vm->m->ram, vm->m->mem_size);
 	machine_dirty_start(vm->m); /* the next snapshot's pages: written from here on */
-	free(vm->restore);
-	vm->restore = cpus;
 	vm->snaps->restored++;
 	return 0;
 }

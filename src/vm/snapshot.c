@@ -624,10 +624,24 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 	r = -EINVAL;
 	if (load_sections(&rd, vm, cpus) < 0)
 		goto err_reader;
-	if (dir && !(overrides && overrides->keep_vmgenid))
+	vm->origin_newgen = dir && !(overrides && overrides->keep_vmgenid);
+	vm->origin_newmac = dir && !(overrides && overrides->keep_mac);
+	if (vm->origin_newgen)
 		vm_new_generation(vm);
-	if (dir && !(overrides && overrides->keep_mac))
+	if (vm->origin_newmac)
 		vm_new_macs(vm);
+	/* a replay's debugger may go back to here (vm_rr_rewind) */
+	if (dir && cfg.replay) {
+		r = -ENOMEM;
+		vm->origin_state = malloc(len ? len : 1);
+		if (!vm->origin_state || (vm->origin_mfd = fcntl(mem_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+			r = vm->origin_state ? -errno : -ENOMEM;
+			snprintf(err, errlen, "%s", strerror(-r));
+			goto err_vm;
+		}
+		memcpy(vm->origin_state, state, len);
+		vm->origin_len = len;
+	}
 	vm->restore = cpus;
 	free(strings);
 	free(json);

@@ -130,6 +130,7 @@ int vm_create_as(const struct vm_config *cfg, const struct vm_origin *from, stru
 		return -ENOMEM;
 	}
 	vm->out_fd = -1;
+	vm->origin_mfd = -1;
 	vm->restoring = from != NULL;
 	if (from)
 		vm->origin = *from;
@@ -211,6 +212,9 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	free(vm->vcpus);
 	free(vm->restore);
+	free(vm->origin_state);
+	if (vm->origin_mfd >= 0)
+		close(vm->origin_mfd);
 	free(vm->strs);
 	free(vm);
 }

@@ -57,8 +57,15 @@ struct vm {
 	/* Snapshots (snapshot.c): the engine describes its vCPUs here at a
 	 * pause (ctl.vcpus); a restored VM's first run starts from restore. */
 	struct engine_vcpu *vcpus, *restore;
-	int restoring;			/* vm_build: RAM comes from a snapshot, load no guest */
-	struct vm_origin origin;	/* a restore's snapshot, as a recording names it */
+	int restoring;		 /* vm_build: RAM comes from a snapshot, load no guest */
+	struct vm_origin origin; /* a restore's snapshot, as a recording names it */
+	/* A restored VM's replay goes back to the restore under a debugger:
+	 * the snapshot's state and its memory file, kept for that (record.c),
+	 * and whether the restore drew a new generation ID and new MACs. */
+	void *origin_state;
+	size_t origin_len;
+	int origin_mfd; /* -1: not kept */
+	int origin_newgen, origin_newmac;
 	const struct vm_config *saving; /* a save: the configuration it records */
 
 	/* Record or replay (record.c, machine/replay.h); NULL: neither. */

@@ -44,6 +44,8 @@ _start:
 	je 1b
 	xor %r12d, %r12d           /* the round */
 	xor %r13d, %r13d           /* the sum */
+	.globl round
+round:
 2:	rdrand %rax
 	and $0xff, %eax
 	add %rax, %r13

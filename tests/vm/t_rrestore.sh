@@ -7,7 +7,9 @@
 # same instruction count and hashes. Refused with one clear line: a
 # snapshot whose memory or state differs from the recorded one, another
 # VM's snapshot, a boot's recording replayed on a snapshot and the
-# reverse, options that would change the run. Last line: "N passed, N failed".
+# reverse, options that would change the run. A debugger on the restored
+# replay goes forward, back to the restore and forward to the end. Last
+# line: "N passed, N failed, N skipped".
 : "${CORRAL:?}" "${BUILD:?}"
 G=$BUILD/tests/guests/rrestore.bin
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_rrestore.XXXXXX")
@@ -15,6 +17,7 @@ pids=
 trap 'for p in $pids; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 passed=0
 failed=0
+skipped=0
 ok() { passed=$((passed + 1)); }
 bad() {
 	failed=$((failed + 1))
@@ -74,6 +77,66 @@ for n in 1 2; do
 	fi
 done
 
+# a debugger on the restored VM's replay: forward to a breakpoint, back to
+# an earlier hit and back to the restore (which the replay loads again),
+# then forward to the end, identical to the recording
+if command -v gdb >/dev/null 2>&1; then
+	round=$(printf '0x%x' $((0x100000 + 0x$(nm "$BUILD/tests/guests/rrestore.o" | awk '$3 == "round" { print $1 }'))))
+	cat >"$tmp/s.gdb" <<EOF
+set pagination off
+set confirm off
+target remote $tmp/sock
+p/x \$pc
+break *$round
+continue
+continue
+p \$r12
+reverse-continue
+p \$r12
+delete
+reverse-continue
+p/x \$pc
+continue
+EOF
+	# from the restore, then from replay snapshots on the way
+	for snaps in off 200000; do
+		rm -f "$tmp/sock"
+		timeout -k 5 120 "$CORRAL" restore "$tmp/snap1" --serial "file:$tmp/gdbrep.out" --replay "$tmp/r.rr" \
+			--replay-snapshots $snaps --gdb "unix:$tmp/sock" --gdb-wait </dev/null >/dev/null 2>"$tmp/gdbrep.err" &
+		gpid=$!
+		pids="$pids $gpid"
+		i=0
+		while [ ! -S "$tmp/sock" ] && [ $i -lt 100 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		timeout -k 5 120 gdb -batch -nx -x "$tmp/s.gdb" >"$tmp/gdb.out" 2>&1
+		wait $gpid
+		rc=$?
+		start=$(sed -n 's/^\$1 = \(0x[0-9a-f]*\)$/\1/p' "$tmp/gdb.out")
+		if [ -n "$start" ] && grep -q '^\$2 = 1$' "$tmp/gdb.out" && grep -q '^\$3 = 0$' "$tmp/gdb.out"; then ok; else
+			cp "$tmp/gdb.out" "$tmp/err"
+			bad "gdb on a restored replay ($snaps): forward to round 1, back to round 0"
+		fi
+		if [ -n "$start" ] && grep -q "^\\\$4 = $start\$" "$tmp/gdb.out"; then ok; else
+			cp "$tmp/gdb.out" "$tmp/err"
+			bad "gdb on a restored replay ($snaps): back to the restore's first instruction ($start)"
+		fi
+		if [ $rc -eq 0 ] && grep -q 'identical to the recording' "$tmp/gdbrep.err" &&
+			cmp -s "$tmp/rec.out" "$tmp/gdbrep.out"; then ok; else
+			cp "$tmp/gdbrep.err" "$tmp/err"
+			bad "gdb on a restored replay ($snaps): the end (rc $rc)"
+		fi
+	done
+	if grep -q '[1-9][0-9]* restored for going back' "$tmp/gdbrep.err"; then ok; else
+		cp "$tmp/gdbrep.err" "$tmp/err"
+		bad "gdb on a restored replay: no replay snapshot was used to go back"
+	fi
+else
+	echo "skipped: no gdb (the debugger on a restored replay)"
+	skipped=$((skipped + 1))
+fi
+
 # refuse NAME PATTERN CMD...: CMD fails with one line matching PATTERN
 refuse() {
 	what=$1
@@ -115,5 +178,5 @@ refuse "--replay with --api-sock" "--replay cannot be combined with --api-sock" 
 refuse "--record under kvm" "--record needs --engine emu" \
 	"$CORRAL" restore "$tmp/snap1" --engine kvm --record "$tmp/x.rr"
 
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
