@@ -115,6 +115,18 @@ void blk_dirty_mark(struct blk *b, uint64_t off, uint64_t len);
  * returns how many were set. */
 uint64_t blk_dirty_collect(struct blk *b, uint64_t *out);
 
+/* An undo log (backend/undo.c), for a replay's debugger going back in
+ * time: blk_undo_wrap puts *b behind a backend that, once armed, keeps
+ * the bytes each write, discard or write of zeroes replaces (at most max
+ * bytes in all; past that going back is no longer possible, ok says 0);
+ * blk_undo_to puts them back, newest first, down to a mark taken earlier
+ * (the number of writes logged). Closing it closes *b. */
+int blk_undo_wrap(struct blk **b, uint64_t max);
+void blk_undo_arm(struct blk *b);
+int blk_undo_ok(struct blk *b);
+uint64_t blk_undo_mark(struct blk *b);
+int blk_undo_to(struct blk *b, uint64_t mark);
+
 /* Plain reads/writes of one buffer (wrappers over readv/writev). */
 int blk_pread(struct blk *b, uint64_t off, void *buf, size_t n);
 int blk_pwrite(struct blk *b, uint64_t off, const void *buf, size_t n);

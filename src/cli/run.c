@@ -810,6 +810,7 @@ static int parse_args(int argc, char **argv, struct run_opts *o, enum serial_mod
 				   : o->incoming	    ? "--incoming"
 				   : o->gdb && c->record    ? "--gdb"
 				   : o->api_sock	    ? "--api-sock"
+				   : o->disk_dir	    ? "--disk-dir" /* the overlay is FILE.diskK.qcow2 */
 				   : c->record && c->replay ? "--replay"
 							    : NULL;
 		if (with) {

@@ -610,13 +610,14 @@ static void rr_ended(struct gdbstub *g)
 	g->closing = 2;
 }
 
-/* A replay with a writable disk does not go back: its overlay holds the
- * replay's later writes, which a run from an earlier point would read. */
+/* A replay's writable disk goes back with the guest through its undo log;
+ * once the log passed its limit (or could not grow) it no longer can. */
 static int rr_refused(struct gdbstub *g)
 {
 	if (!vm_debug_replaying(g->vm) || vm_debug_can_go_back(g->vm))
 		return 0;
-	put_outputf(g, "corral: going back is not possible in a replay with a writable disk\n");
+	put_outputf(g, "corral: going back is no longer possible in this replay: a writable disk's undo log is "
+		       "full (1 GiB of overwritten data)\n");
 	put_error(g, 1);
 	return 1;
 }

@@ -43,6 +43,11 @@ int vm_open_backends(struct vm *vm, char *err, size_t errlen)
 			return r;
 		if ((r = blk_open_cache(&vm->blk[k], d->path, d->format, d->readonly, d->cache, err, errlen)) < 0)
 			return r;
+		/* a replay's writable disk goes back with a debugger (record.c) */
+		if (c->replay && vm->rr_base[k][0] && (r = blk_undo_wrap(&vm->blk[k], RR_UNDO_MAX)) < 0) {
+			snprintf(err, errlen, "%s", strerror(-r));
+			return r;
+		}
 	}
 	for (unsigned k = 0; k < c->nnets; k++) {
 		if (!vm->netbe[k] && (r = net_open(&vm->netbe[k], c->net[k], NULL, NULL, err, errlen)) < 0)

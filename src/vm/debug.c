@@ -41,6 +41,12 @@ int vm_debug_enable(struct vm *vm, char *err, size_t errlen)
 		free(d);
 		return r;
 	}
+	/* a replay's writable disks log what each write replaces, so going
+	 * back takes them back too */
+	if (vm->rr && replay_mode(vm->rr) == REPLAY_PLAY)
+		for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+			if (vm->rr_base[k][0])
+				blk_undo_arm(vm->blk[k]);
 	if (vm_rr_snaps_init(vm, d) < 0) {
 		close(d->notify_fd);
 		free(d);
@@ -258,7 +264,7 @@ int vm_debug_flush(struct vm *vm)
 int vm_debug_can_go_back(const struct vm *vm)
 {
 	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
-		if (vm->rr_base[k][0])
+		if (vm->rr_base[k][0] && !blk_undo_ok(vm->blk[k]))
 			return 0;
 	return 1;
 }

@@ -157,9 +157,6 @@ int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *e
 	const char *opt = c->record ? "--record" : "--replay";
 	if (!c->record && !c->replay)
 		return 0;
-	int writable = 0;
-	for (unsigned k = 0; k < c->ndisks; k++)
-		writable |= !c->disk[k].readonly;
 	if (c->record && c->replay)
 		snprintf(err, errlen, "--record and --replay: one or the other");
 	else if (c->engine == VM_ENGINE_KVM)
@@ -169,11 +166,6 @@ int vm_rr_check(const struct vm_config *c, const struct vm_origin *from, char *e
 			 opt);
 	else if ((from && (!from->snapshot || !from->hashed)) || c->handover)
 		snprintf(err, errlen, "%s starts from a fresh boot or a snapshot (no migration, no hand-over)", opt);
-	else if (from && writable)
-		/* the restore's overlay on the snapshot's image of the disk
-		 * would need hashing with its whole chain */
-		snprintf(err, errlen,
-			 "%s of a restored VM: the snapshot has a writable disk, which is not supported yet", opt);
 	else if (!c->ps_per_insn)
 		snprintf(err, errlen, "%s needs instruction-driven time (CORRAL_EMU_CLOCK is 0)", opt);
 	else
@@ -491,9 +483,10 @@ struct rr_snap {
 	struct replay_mark mark;
 	void *state;
 	size_t state_len;
-	uint64_t *bits;	 /* a bit per RAM page: held here */
-	uint8_t *pages;	 /* those pages, in page order */
-	uint64_t npages; /* how many */
+	uint64_t undo[VM_MAX_DISKS]; /* each writable disk's undo log mark */
+	uint64_t *bits;		     /* a bit per RAM page: held here */
+	uint8_t *pages;		     /* those pages, in page order */
+	uint64_t npages;	     /* how many */
 };
 
 struct rr_snaps {
@@ -713,6 +706,8 @@ static void rr_snap_take(void *opaque)
 	}
 	struct rr_snap sn = {.total = d->total};
 	memcpy(sn.count, d->count, sizeof(sn.count));
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++)
+		sn.undo[k] = blk_undo_mark(vm->blk[k]);
 	replay_mark(vm->rr, &sn.mark);
 	char err[256];
 	int fd = memfd_create("corral-replay-snap", MFD_CLOEXEC);
@@ -853,6 +848,22 @@ static int origin_load(struct vm *vm, int fresh, char *err, size_t errlen)
 	return 0;
 }
 
+/* A replay's writable disks back to where the run starts: the writes
+ * logged since the snapshot's mark (sn) or since the start (NULL) undone. */
+static int disks_back(struct vm *vm, const struct rr_snap *sn, char *err, size_t errlen)
+{
+	for (unsigned k = 0; k < vm->cfg.ndisks; k++) {
+		if (!vm->rr_base[k][0])
+			continue;
+		int r = blk_undo_to(vm->blk[k], sn ? sn->undo[k] : 0);
+		if (r < 0) {
+			snprintf(err, errlen, "disk %u: cannot take back the replay's writes: %s", k, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
 int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 {
 	struct engine_debug *d = vm->ctl.debug;
@@ -883,15 +894,26 @@ int vm_rr_rewind(struct vm *vm, char *err, size_t errlen)
 			memset(vm->snaps->from_count, 0, sizeof(vm->snaps->from_count));
 		}
 		replay_rewind(vm->rr);
-		int r = vm_build(vm, err, errlen);
+		int r = disks_back(vm, NULL, err, errlen);
+		if (r == 0)
+			r = vm_build(vm, err, errlen);
 		if (r == 0)
 			r = origin_load(vm, 1, err, errlen);
 		if (r == 0 && vm->snaps)
 			machine_dirty_start(vm->m);
 		return r;
 	}
-	/* the recording's machine, then the snapshot's state over it */
-	int r = vm_build(vm, err, errlen);
+	/* the recording's machine, then the snapshot's state over it; its
+	 * RAM comes whole from the snapshots, so no guest is loaded (which
+	 * would draw a boot's VM generation ID, an input the recording has
+	 * at the start, not here) */
+	int r = disks_back(vm, sn, err, errlen);
+	if (r == 0) {
+		int restoring = vm->restoring;
+		vm->restoring = 1;
+		r = vm_build(vm, err, errlen);
+		vm->restoring = restoring;
+	}
 	if (r == 0)
 		r = origin_load(vm, 0, err, errlen);
 	if (r == 0)

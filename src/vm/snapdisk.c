@@ -285,7 +285,7 @@ static int run_dir(const char *dir, const char *disk_dir, char *out, size_t len,
 }
 
 int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_dir, struct snapdisk_names *names,
-		      char *err, size_t errlen)
+		      int overlays, char *err, size_t errlen)
 {
 	char rdir[PATH_MAX] = "", frozen[PATH_MAX], abs[PATH_MAX];
 	for (unsigned k = 0; k < cfg->ndisks; k++) {
@@ -313,6 +313,11 @@ int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_d
 			int r = -errno;
 			snprintf(err, errlen, "disk %u: '%s': %s", k, frozen, strerror(-r));
 			return r;
+		}
+		if (!overlays) { /* the frozen image itself, for the caller's own overlay */
+			snprintf(names->path[k], sizeof(names->path[k]), "%s", abs);
+			d->path = names->path[k];
+			continue;
 		}
 		struct blk *b;
 		int r = blk_open(&b, abs, d->format, 1, err, errlen);

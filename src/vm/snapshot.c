@@ -604,7 +604,10 @@ int vm_restore_from(const void *state, size_t len, int mem_fd, const char *dir, 
 	/* A snapshot's restore (dir) writes disk overlays of its own and is a
 	 * new generation of the machine; a migration's (no dir) is the same
 	 * machine going on with the same disks. */
-	if (dir && (r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names, err, errlen)) < 0)
+	/* (a recording or replay of the restore writes to an overlay of its
+	 * own on each frozen image instead: record.c) */
+	if (dir && (r = snapdisk_overlays(&cfg, dir, overrides ? overrides->disk_dir : NULL, names,
+					  !cfg.record && !cfg.replay, err, errlen)) < 0)
 		goto err_json;
 	struct vm_origin from = {.snapshot = dir != NULL};
 	if (dir && (cfg.record || cfg.replay) && (r = vm_rr_origin(&from, state, len, mem_fd, err, errlen)) < 0)

@@ -77,6 +77,9 @@ struct vm {
 	 * it, which the configuration's path then names; a replay's is a
 	 * temporary file, removed once open. */
 	char rr_base[VM_MAX_DISKS][PATH_MAX];
+	/* A replay's writable disk keeps an undo log (blk_undo_wrap), armed
+	 * when a debugger attaches, of at most this many bytes of old data. */
+#define RR_UNDO_MAX (1ull << 30)
 	char rr_overlay[VM_MAX_DISKS][PATH_MAX];
 
 	struct engine_ctl ctl;
@@ -115,10 +118,12 @@ int snapdisk_freeze(struct vm *vm, const char *dir, struct vm_config *saved, str
 		    size_t errlen);
 /* At a restore: every writable disk of cfg (named as in dir) gets a new
  * qcow2 overlay on the frozen image, in disk_dir or else in a new
- * DIR.restore-N beside dir; cfg then names the overlays. Read-only disks
- * stay as they are. 0 or -errno with err. */
+ * DIR.restore-N beside dir; cfg then names the overlays. With overlays 0,
+ * cfg names each frozen image itself and no file is created (a recording
+ * or replay of the restore puts its own overlay on it: record.c).
+ * Read-only disks stay as they are. 0 or -errno with err. */
 int snapdisk_overlays(struct vm_config *cfg, const char *dir, const char *disk_dir, struct snapdisk_names *names,
-		      char *err, size_t errlen);
+		      int overlays, char *err, size_t errlen);
 
 /* snapshot.c: the state stream of a paused VM (the configuration, every
  * vCPU and device; not RAM) written to fd; 0 or -errno with err. */

@@ -10,7 +10,8 @@
 # kvm; and a file whose logged input was changed (checksum fixed up) must
 # be reported as diverged. A writable disk: recorded through an overlay,
 # the image as it was, replayed to the same instruction count; another
-# image refused. Last line: "N passed, N failed".
+# image refused. The same for a restored snapshot with a writable disk.
+# Last line: "N passed, N failed".
 NAME=t_replay
 . "$(dirname "$0")/lib.sh"
 
@@ -194,6 +195,7 @@ truncate -s 1M "$work/disk.img"
 img_sum=$(md5sum <"$work/disk.img")
 cat >"$work/disk.sh" <<'EOF'
 echo "before: $(head -c 16 /dev/vda)"
+echo "block 1 before: $(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | od -An -c | head -n 1)"
 echo "written-by-guest" | dd of=/dev/vda bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
 echo 3 >/proc/sys/vm/drop_caches
 echo "after: $(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | head -c 16)"
@@ -229,8 +231,10 @@ if [ "$(md5sum <"$work/disk.img")" = "$img_sum" ] && [ -z "$(ls -A "$work/tmp")"
 else
 	fail "after the replay: image changed or $(ls -A "$work/tmp") left in TMPDIR"
 fi
-# under gdb such a replay goes forward (to the recording's end) but not
-# back: its overlay holds the later writes
+# under gdb such a replay goes back too, its disk with it (an undo log of
+# what each write replaced): forward to the recording's end, back to its
+# start, forward again: the guest must read the image's old contents
+# again, or its output and hashes differ
 if command -v gdb >/dev/null 2>&1; then
 	rm -f "$work/gsock"
 	TMPDIR=$work/tmp timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" \
@@ -243,15 +247,20 @@ if command -v gdb >/dev/null 2>&1; then
 		i=$((i + 1))
 	done
 	timeout "$TIMEOUT" gdb -batch -nx -ex "target remote $work/gsock" -ex 'stepi' -ex 'reverse-stepi' \
-		-ex 'continue' -ex 'reverse-stepi' >"$work/dgdb.txt" 2>&1
+		-ex 'continue' -ex 'reverse-continue' -ex 'continue' >"$work/dgdb.txt" 2>&1
 	wait $gpid
 	rc=$?
-	n=$(grep -c 'going back is not possible in a replay with a writable disk' "$work/dgdb.txt")
-	if [ "$n" -eq 2 ] && grep -q 'No more reverse-execution history' "$work/dgdb.txt" && [ $rc -eq 0 ] &&
-		grep -q "$rec_line: identical to the recording" "$work/dgdb.err"; then
-		ok "under gdb: going back refused with the reason (twice), forward to the end, identical"
+	n=$(grep -c 'No more reverse-execution history' "$work/dgdb.txt")
+	if [ "$n" -ge 3 ] && ! grep -q 'not possible' "$work/dgdb.txt" && [ $rc -eq 0 ] &&
+		grep -q "$rec_line: identical to the recording" "$work/dgdb.err" && cmp -s "$work/drec.out" "$work/dgdb.out"; then
+		ok "under gdb: to the end, back to the start with the disk, to the end again: identical"
 	else
-		fail "under gdb: $n refusals, status $rc: $(tail -n 4 "$work/dgdb.txt" | tr '\n' ' ') / $(tail -n 1 "$work/dgdb.err")"
+		fail "under gdb: $n history ends, status $rc: $(tail -n 4 "$work/dgdb.txt" | tr '\n' ' ') / $(tail -n 1 "$work/dgdb.err")"
+	fi
+	if [ "$(md5sum <"$work/disk.img")" = "$img_sum" ] && [ -z "$(ls -A "$work/tmp")" ]; then
+		ok "the debugged replay left the image as it was and no overlay behind"
+	else
+		fail "after the debugged replay: image changed or $(ls -A "$work/tmp") left in TMPDIR"
 	fi
 else
 	fail "gdb is needed for the writable disk's replay under gdb (tools/setup.sh installs it)"
@@ -259,6 +268,71 @@ fi
 printf 'X' | dd of="$work/disk.img" bs=1 seek=100 conv=notrunc 2>/dev/null
 refused "another disk image" "the disk0 is not the one recorded" \
 	"$CORRAL" run --mem 256M --disk "$work/disk.img" --replay "$work/disk.rr" --append "console=ttyS0 quiet -- $dcmd"
+
+# A restored VM with a writable disk: the recording of the restore writes
+# to an overlay of its own on the snapshot's frozen image of the disk
+# (FILE.disk0.qcow2), which stays as the recording started from; the
+# replay reads the same and writes nowhere that lasts.
+printf 'SNAPSHOT-CONTENT' >"$work/disk2.img"
+truncate -s 1M "$work/disk2.img"
+cat >"$work/disk2.sh" <<'EOF'
+echo "ready: $(head -c 16 /dev/vda)"
+read line </dev/console
+echo "got: $line"
+echo "restored-write" | dd of=/dev/vda bs=512 seek=1 conv=notrunc,fsync 2>/dev/null
+echo 3 >/proc/sys/vm/drop_caches
+echo "after: $(dd if=/dev/vda bs=512 skip=1 count=1 2>/dev/null | head -c 14)"
+echo "urandom: $(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' ')"
+EOF
+d2cmd="echo $(base64 -w0 <"$work/disk2.sh")|base64 -d|sh"
+rm -f "$work/api2"
+timeout "$TIMEOUT" "$CORRAL" run --mem 256M --disk "$work/disk2.img" --api-sock "$work/api2" \
+	--serial "file:$work/b2.out" --append "console=ttyS0 quiet -- $d2cmd" </dev/null 2>"$work/b2.err" &
+bpid=$!
+i=0
+until grep -q '^ready: ' "$work/b2.out" 2>/dev/null || [ $i -gt $((TIMEOUT * 5)) ] || ! kill -0 $bpid 2>/dev/null; do
+	sleep 0.2
+	i=$((i + 1))
+done
+sleep 0.5
+if "$CORRAL" snapshot "$work/api2" "$work/snapd" --stop 2>"$work/s2.err" && wait $bpid; then
+	ok "a guest with a writable disk snapshotted while it waits for a line"
+else
+	kill $bpid 2>/dev/null
+	fail "snapshot with a writable disk: $(tail -n 2 "$work/s2.err" "$work/b2.err" | tr '\n' ' ')"
+fi
+frozen_sum=$(cat "$work"/snapd/disk0.* 2>/dev/null | md5sum)
+(sleep 1; echo typed-after-restore) | timeout "$TIMEOUT" "$CORRAL" restore "$work/snapd" --serial stdio \
+	--record "$work/r2.rr" >"$work/r2rec.out" 2>"$work/r2rec.err"
+tr -d '\r' <"$work/r2rec.out" >"$work/r2rec.txt"
+if grep -q '^got: typed-after-restore$' "$work/r2rec.txt" && grep -q '^after: restored-write$' "$work/r2rec.txt"; then
+	ok "a restore with a writable disk recorded: the typed line and the guest's own write"
+else
+	fail "recording the restore: $(tail -n 2 "$work/r2rec.err" | tr '\n' ' '); output: $(grep -E '^(got|after):' "$work/r2rec.txt")"
+fi
+if [ "$(cat "$work"/snapd/disk0.* | md5sum)" = "$frozen_sum" ] && [ -s "$work/r2.rr.disk0.qcow2" ] &&
+	! ls -d "$work"/snapd.restore-* >/dev/null 2>&1; then
+	ok "the recording wrote to its own overlay, not to the snapshot's image, and made no restore directory"
+else
+	fail "the snapshot's image changed, no overlay $work/r2.rr.disk0.qcow2, or a restore directory: $(ls "$work")"
+fi
+TMPDIR=$work/tmp timeout "$TIMEOUT" "$CORRAL" restore "$work/snapd" --serial stdio --replay "$work/r2.rr" \
+	</dev/null >"$work/r2rep.out" 2>"$work/r2rep.err"
+rc=$?
+rec2=$(grep -o '[0-9]* instructions, .*console hash [0-9a-f]*' "$work/r2rec.err")
+if [ $rc -eq 0 ] && cmp -s "$work/r2rec.out" "$work/r2rep.out" && [ -n "$rec2" ] &&
+	grep -q "$rec2: identical to the recording" "$work/r2rep.err"; then
+	ok "the restored writable disk's replay: the same output, instruction count and hashes"
+else
+	fail "the restored writable disk's replay: status $rc: $(tail -n 1 "$work/r2rep.err")"
+fi
+if [ "$(cat "$work"/snapd/disk0.* | md5sum)" = "$frozen_sum" ] && [ -z "$(ls -A "$work/tmp")" ]; then
+	ok "the restored replay left the snapshot's image as it was and no overlay behind"
+else
+	fail "after the restored replay: image changed or $(ls -A "$work/tmp") left in TMPDIR"
+fi
+refused "--disk-dir with a recording" "record cannot be combined with --disk-dir" \
+	"$CORRAL" restore "$work/snapd" --disk-dir "$work/dd" --record "$work/x.rr"
 
 # Logged inputs changed (the random bytes the guest drew; the section's
 # checksum fixed up, so the file parses): the replay must say it diverged,

@@ -99,7 +99,7 @@ p/x \$pc
 continue
 EOF
 	# from the restore, then from replay snapshots on the way
-	for snaps in off 200000; do
+	for snaps in off 1000; do
 		rm -f "$tmp/sock"
 		timeout -k 5 120 "$CORRAL" restore "$tmp/snap1" --serial "file:$tmp/gdbrep.out" --replay "$tmp/r.rr" \
 			--replay-snapshots $snaps --gdb "unix:$tmp/sock" --gdb-wait </dev/null >/dev/null 2>"$tmp/gdbrep.err" &

@@ -315,7 +315,7 @@ static void test_hostile_names(void)
 		c.disk[0].path = bad[k];
 		c.ndisks = 1;
 		char err[512] = "";
-		CHECK(snapdisk_overlays(&c, tmpdir, NULL, names, err, sizeof(err)) == -EINVAL);
+		CHECK(snapdisk_overlays(&c, tmpdir, NULL, names, 1, err, sizeof(err)) == -EINVAL);
 		CHECK(strstr(err, "not a file of the snapshot") != NULL);
 	}
 	/* without its directory (the fuzzer's entry) a writable disk is refused */
@@ -324,7 +324,7 @@ static void test_hostile_names(void)
 	c.disk[0].path = "disk0.raw";
 	c.ndisks = 1;
 	char err[512] = "";
-	CHECK(snapdisk_overlays(&c, NULL, NULL, names, err, sizeof(err)) == -EINVAL);
+	CHECK(snapdisk_overlays(&c, NULL, NULL, names, 1, err, sizeof(err)) == -EINVAL);
 	free(names);
 }
 
