@@ -97,30 +97,28 @@ static int undo_flush(struct blk *b)
 	return u->inner->ops->flush(u->inner);
 }
 
-static int undo_discard(struct blk *b, uint64_t off, uint64_t len)
+/* A discard or a write of zeroes (op, the inner backend's), logged. */
+static int undo_range(struct blk *b, uint64_t off, uint64_t len, int (*op)(struct blk *, uint64_t, uint64_t))
 {
 	struct undo *u = (struct undo *)b;
 	uint64_t before = u->n;
 	int r = undo_save(u, off, len);
 	if (r < 0)
 		return r;
-	r = u->inner->ops->discard(u->inner, off, len);
+	r = op(u->inner, off, len);
 	if (r < 0)
 		undo_unsave(u, before);
 	return r;
 }
 
+static int undo_discard(struct blk *b, uint64_t off, uint64_t len)
+{
+	return undo_range(b, off, len, ((struct undo *)b)->inner->ops->discard);
+}
+
 static int undo_write_zeroes(struct blk *b, uint64_t off, uint64_t len)
 {
-	struct undo *u = (struct undo *)b;
-	uint64_t before = u->n;
-	int r = undo_save(u, off, len);
-	if (r < 0)
-		return r;
-	r = u->inner->ops->write_zeroes(u->inner, off, len);
-	if (r < 0)
-		undo_unsave(u, before);
-	return r;
+	return undo_range(b, off, len, ((struct undo *)b)->inner->ops->write_zeroes);
 }
 
 static void undo_close(struct blk *b)
