@@ -1105,6 +1105,7 @@ int cmd_run(int argc, char **argv)
 
 int cmd_restore(int argc, char **argv)
 {
+	cli_heap_huge();
 	return run_main(argc, argv, 1);
 }
 
