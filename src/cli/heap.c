@@ -33,8 +33,8 @@ uintptr_t cli_heap_huge(void)
 	 * top starting there, and a top pad makes the heap grow to cover a
 	 * whole huge page above it. The top's header stays below the boundary:
 	 * a small page touched there before the hint below would keep the
-	 * whole 2 MiB on small pages. Should any of this not hold (another allocator), the hint below
-	 * falls on memory that is not the heap's top, or on none: allocations
+	 * whole 2 MiB on small pages. Should any of this not hold (another
+	 * allocator), the checks below give up before the hint: allocations
 	 * stay where they are, on small pages. */
 	/* the arena and its thread cache exist (in a dynamic corral, not yet);
 	 * volatile: the compiler drops a malloc freed unused */
