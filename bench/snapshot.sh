@@ -17,9 +17,15 @@
 #   and `-incoming` from it, save and restore times side by side.
 # The first instruction: a flat guest whose loop writes port 0x80; with
 # CORRAL_BENCH_T0 corral logs the time of the first write after T0.
+# - restore of the busybox guest to its shell's answer: a newline typed at
+#   once, the time until the prompt comes back (work after the first
+#   instruction: what a faster start must not just postpone);
 # PARTS=busybox runs only the busybox guest's figures (clones, memory, QEMU).
+# BASE=path/to/an/older/corral times that build's restores interleaved with
+# CORRAL's (same snapshots, same load) and prints the ratios.
 set -u
 CORRAL=${CORRAL:-build/corral}
+BASE=${BASE:-}
 REPEAT=${REPEAT:-30}
 GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
 [ -x "$CORRAL" ] || {
@@ -34,10 +40,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/bench_snapshot.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM
 echo "snapshots, $(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs"
-python3 - "$CORRAL" "$work" "$REPEAT" "$GUEST_DIR" <<'PY'
+if [ -n "$BASE" ] && [ ! -x "$BASE" ]; then
+	echo "bench: BASE=$BASE is not an executable" >&2
+	exit 1
+fi
+python3 - "$CORRAL" "$work" "$REPEAT" "$GUEST_DIR" "$BASE" <<'PY'
 import os, re, signal, socket, statistics, subprocess, sys, time
 
 corral, work, repeat, gdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+base = os.path.abspath(sys.argv[5]) if sys.argv[5] else None
 
 # out %al, $0x80; inc %rax; jmp back
 guest = os.path.join(work, "loop80.bin")
@@ -171,9 +182,12 @@ for mem in (("128M", "1G") if "flat" in parts else ()):
     snapshot(sock, d)
     p.wait()
     # interleaved with the floor programs, so that both see the same load
-    xs, fl, ds = [], {k: [] for k in floor}, []
+    xs, fl, ds, bs = [], {k: [] for k in floor}, [], []
     for _ in range(repeat):
         xs.append(restore_once(d, "first guest instruction", key="corral"))
+        if base:
+            bs.append(restore_once(d, "first guest instruction", key="base",
+                                   argv=[base, "restore", d, "--serial", "none"]))
         if dyn:
             ds.append(restore_once(d, "first guest instruction", key="dyn",
                                    argv=[dyn, "restore", d, "--serial", "none"]))
@@ -184,6 +198,9 @@ for mem in (("128M", "1G") if "flat" in parts else ()):
     print("restore to first instruction, %-5s idle VM: P50 %.2f ms, best %.2f ms (%d runs; "
           "engine starts at %.2f ms; %s; target <= 2 ms: %.2fx)" %
           (mem, p50(xs), min(xs), repeat, p50(es), costs("corral"), p50(xs) / 2.0))
+    if bs:
+        print("  BASE %s: P50 %.2f ms, best %.2f ms (%s; corral restore: %.2fx)" %
+              (base, p50(bs), min(bs), costs("base"), p50(xs) / p50(bs)))
     if ds:
         print("  corral-dyn, linked dynamically: P50 %.2f ms, best %.2f ms (%s; corral restore: %.2fx)" %
               (p50(ds), min(ds), costs("dyn"), p50(xs) / p50(ds)))
@@ -251,6 +268,40 @@ rate = repeat / wall
 print("clone rate, busybox guest (256 MiB), one at a time: %.0f restores/s per core "
       "(restore to running P50 %.2f ms; target >= 50/s: %.2fx)" % (rate, p50(cl), rate / 50.0))
 
+def restore_answer(d, exe):
+    """ms from the exec of `exe restore d` (its console on a pipe) to the
+    shell's prompt after a newline typed at once."""
+    env = dict(os.environ)
+    env.pop("CORRAL_BENCH_T0", None)
+    t0 = time.monotonic()
+    p = subprocess.Popen([exe, "restore", d, "--serial", "stdio"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    p.stdin.write(b"\n")
+    p.stdin.flush()
+    buf, ms = b"", None
+    while ms is None:
+        b = os.read(p.stdout.fileno(), 4096)
+        if not b:
+            break
+        buf += b
+        if b"/ # " in buf:
+            ms = (time.monotonic() - t0) * 1000
+    p.kill()
+    p.wait()
+    if ms is None:
+        raise SystemExit("bench: restore of %s: no prompt after a newline: %r" % (d, buf[-200:]))
+    return ms
+
+ans, bans = [], []
+for _ in range(min(repeat, 20)):
+    ans.append(restore_answer(bsnap, corral))
+    if base:
+        bans.append(restore_answer(bsnap, base))
+print("busybox guest: restore to the shell's answer (a newline typed at once): P50 %.2f ms, best %.2f ms" %
+      (p50(ans), min(ans)))
+if bans:
+    print("  BASE %s: P50 %.2f ms, best %.2f ms (corral: %.2fx)" % (base, p50(bans), min(bans), p50(ans) / p50(bans)))
+
 def pss_kib(pid):
     try:
         for line in open("/proc/%d/smaps_rollup" % pid):
@@ -260,22 +311,26 @@ def pss_kib(pid):
         pass
     return 0
 
-def start_clone(k):
-    return subprocess.Popen([corral, "restore", bsnap, "--serial", "none"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def clone_memory(exe, label):
+    def start_clone():
+        return subprocess.Popen([exe, "restore", bsnap, "--serial", "none"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    one = start_clone()
+    time.sleep(3)
+    one_pss = pss_kib(one.pid)
+    clones = [one] + [start_clone() for k in range(1, 20)]
+    time.sleep(5)
+    total = sum(pss_kib(c.pid) for c in clones)
+    alive = sum(c.poll() is None for c in clones)
+    for c in clones:
+        c.kill()
+        c.wait()
+    print("%smemory of 20 idle clones (256 MiB guest, %d running): sum of PSS %.1f MiB, one alone %.1f MiB: "
+          "%.2fx one VM (20 separate VMs: 20x)" % (label, alive, total / 1024, one_pss / 1024, total / max(one_pss, 1)))
 
-one = start_clone(0)
-time.sleep(3)
-one_pss = pss_kib(one.pid)
-clones = [one] + [start_clone(k) for k in range(1, 20)]
-time.sleep(5)
-total = sum(pss_kib(c.pid) for c in clones)
-alive = sum(c.poll() is None for c in clones)
-for c in clones:
-    c.kill()
-    c.wait()
-print("memory of 20 idle clones (256 MiB guest, %d running): sum of PSS %.1f MiB, one alone %.1f MiB: "
-      "%.2fx one VM (20 separate VMs: 20x)" % (alive, total / 1024, one_pss / 1024, total / max(one_pss, 1)))
+clone_memory(corral, "")
+if base:
+    clone_memory(base, "  BASE %s: " % base)
 
 # corral's own save and restore of that guest, beside QEMU's
 cr = [restore_once(bsnap, "restored, the engine starts") for _ in range(5)]

@@ -33,6 +33,13 @@ char *run_config_json(int argc, char **argv);
  * have. Returns only on failure (after one line on stderr): 1. */
 int cli_exec_dynamic(const char *why);
 
+/* corral restore, before it builds the VM: glibc's heap grows onto a
+ * 2 MiB boundary and the kernel is asked for a transparent huge page
+ * there, so the restore's start-up allocations cost one page fault rather
+ * than one per 4 KiB (cli/heap.c). Returns the huge page's address, or 0
+ * if the heap stays on small pages (no glibc heap, no break, no THP). */
+uintptr_t cli_heap_huge(void);
+
 /* A signal by name (TERM, SIGTERM, USR1, RTMIN+2) or number: 1..64, or -1. */
 int cli_parse_signal(const char *s);
 

@@ -967,6 +967,11 @@ static int run_main(int argc, char **argv, int restore)
 		disks_free(&o);
 		return cli_exec_dynamic(why);
 	}
+	/* what the restore allocates from here to the guest's first
+	 * instruction: on one huge page (corral-dyn's too, not the static
+	 * corral's that hands over) */
+	if (restore)
+		cli_heap_huge();
 
 	/* The environment tunes the library; it is read here, once. */
 	cpu_opts_from_env(&c->cpu_opts);
