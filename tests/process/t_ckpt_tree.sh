@@ -18,7 +18,8 @@
 # namespace whose group and session are led from outside it. A tree
 # checkpointed every second ends as an uninterrupted run does; two
 # checkpoints of a waiting tree are the same bytes. A program that used
-# a PI futex is refused; a restored one that takes one gets ENOSYS.
+# a PI futex is refused; a restored one that takes one gets ENOSYS. No
+# process of a restored tree runs before all have checked their files.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -333,6 +334,37 @@ else
 	exec 8>&-
 	wait $pid
 	check "a waiting tree checkpointed: status" "$?" 0
+fi
+# 12. no program of the tree runs before every process has checked its
+# files: a child's own file, replaced by a FIFO after the checkpoint
+# (whose open would wait for a writer), is refused, and the first process
+# (which does not hold it) has not written a line meanwhile (else a file
+# the tree appends to itself looks changed to a process restored later)
+rm -f c.sock of.p of.f
+echo data >of.f
+nofds_bg "$CORRAL" exec --control c.sock "$T" ownfile 200 of.p of.f >of.out 2>of.err &
+pid=$!
+wait_sock c.sock
+wait_lines of.p 5 60
+"$CORRAL" checkpoint c.sock ofcp 2>of.ck
+check "own file: checkpoint status" "$?" 0
+wait $pid
+lines=$(wc -l <of.p)
+rm -f of.f
+mkfifo of.f
+nofds_bg "$CORRAL" restore-exec ofcp >>of.out 2>of.err2 &
+pid=$!
+sleep 2
+after=$(wc -l <of.p)
+# a writer, in case the child's open waits for one
+timeout 5 sh -c ': >of.f' 2>/dev/null
+timeout 60 sh -c "while kill -0 $pid 2>/dev/null; do sleep 0.2; done"
+wait $pid
+rc=$?
+check "own file replaced by a FIFO: the tree did not run meanwhile" "$after" "$lines"
+check "own file replaced by a FIFO: nor after" "$(wc -l <of.p)" "$lines"
+if [ $rc != 0 ] && grep -q "of.f' changed since the checkpoint" of.err2; then ok; else
+	bad "own file replaced by a FIFO: restore status $rc: $(cat of.err2)"
 fi
 # 11. priority-inheritance futexes: a program that has used one is
 # refused (the host kernel reads owner ids in the word), one line, and goes

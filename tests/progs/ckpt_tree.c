@@ -36,6 +36,12 @@
  *                              (FUTEX_LOCK_PI), says "ready", waits until
  *                              file GO exists, takes it again and says
  *                              what that gave
+ *   ckpt_tree ownfile N PROGRESS FILE
+ *                              forks a child that opens FILE (its own:
+ *                              the first process does not hold it) and
+ *                              waits; a line per 20 ms into PROGRESS, N
+ *                              of them; then ends the child and prints
+ *                              how it exited
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -44,6 +50,7 @@
  * statuses and the pids, so a restore that loses any of them shows. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -356,8 +363,40 @@ static int orphan(const char *go)
 	return 0;
 }
 
+static int ownfile(int n, const char *progress, const char *file)
+{
+	FILE *prog = fopen(progress, "a");
+	int rd[2];
+	if (!prog || pipe(rd))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(rd[0]);
+		int fd = open(file, O_RDONLY);
+		put(rd[1], fd >= 0 ? "y" : "n", 1);
+		for (;;)
+			pause();
+	}
+	close(rd[1]);
+	char ok;
+	if (get(rd[0], &ok, 1) || ok != 'y')
+		return 2;
+	for (int i = 1; i <= n; i++) {
+		fprintf(prog, "%d\n", i);
+		nap(20);
+	}
+	kill(c, SIGTERM);
+	int st = 0;
+	pid_t r = waitpid(c, &st, 0);
+	printf("child: reaped %s, by signal %d\n", r == c ? "by its pid" : "wrong", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "ownfile"))
+		return ownfile(atoi(argv[2]), argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "pi"))
