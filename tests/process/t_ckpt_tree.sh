@@ -19,7 +19,8 @@
 # checkpointed every second ends as an uninterrupted run does; two
 # checkpoints of a waiting tree are the same bytes. A program that used
 # a PI futex is refused; a restored one that takes one gets ENOSYS. No
-# process of a restored tree runs before all have checked their files.
+# process of a restored tree runs before all have checked their files;
+# /proc/<self>/stat and status show the ids the program knew.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -366,6 +367,24 @@ check "own file replaced by a FIFO: nor after" "$(wc -l <of.p)" "$lines"
 if [ $rc != 0 ] && grep -q "of.f' changed since the checkpoint" of.err2; then ok; else
 	bad "own file replaced by a FIFO: restore status $rc: $(cat of.err2)"
 fi
+# 13. what a restored tree reads about itself in /proc: stat and status
+# give the pids, parents, groups and sessions it knew, as getpid() etc. do
+rm -f go
+(sleep 0.5; touch go) &
+"$T" procself go >ps.n 2>&1
+wait
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" procself go >ps.1 2>ps.1.err &
+pid=$!
+wait_sock c.sock
+wait_lines ps.1 1 60
+"$CORRAL" checkpoint c.sock pscp 2>ps.ck
+check "/proc of a restored tree: checkpoint status" "$?" 0
+wait $pid
+touch go
+nofds timeout 60 "$CORRAL" restore-exec pscp >>ps.1 2>>ps.1.err
+check "/proc of a restored tree: restore status" "$?" 0
+cmp -s ps.1 ps.n && ok || bad "/proc of a restored tree: $(diff ps.n ps.1) $(cat ps.1.err)"
 # 11. priority-inheritance futexes: a program that has used one is
 # refused (the host kernel reads owner ids in the word), one line, and goes
 # on; a restored program that takes one is told ENOSYS (glibc: ENOTSUP)

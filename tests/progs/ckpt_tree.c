@@ -42,6 +42,12 @@
  *                              waits; a line per 20 ms into PROGRESS, N
  *                              of them; then ends the child and prints
  *                              how it exited
+ *   ckpt_tree procself GO      forks a child; both wait until file GO
+ *                              exists, then say whether /proc/self/stat,
+ *                              /proc/PID/stat, /proc/self/task/TID/stat
+ *                              and /proc/self/status give the pid, parent,
+ *                              group and session that getpid(), getppid(),
+ *                              getpgrp() and getsid() give
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -393,8 +399,76 @@ static int ownfile(int n, const char *progress, const char *file)
 	return 0;
 }
 
+/* "stat": whether a /proc/.../stat file's pid, ppid, pgrp and session
+ * are these */
+static const char *stat_same(const char *path, int pid)
+{
+	static char res[64];
+	char b[1024];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(b, 1, sizeof(b) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	b[n] = 0;
+	char *e = strrchr(b, ')');
+	int p = 0, pp = 0, pg = 0, ss = 0;
+	if (!e || sscanf(b, "%d", &p) != 1 || sscanf(e + 2, "%*c %d %d %d", &pp, &pg, &ss) != 3)
+		return "unreadable";
+	snprintf(res, sizeof(res), "pid %d ppid %d pgrp %d session %d", p == pid, pp == getppid(), pg == getpgrp(),
+		 ss == getsid(0));
+	return res;
+}
+
+static int status_field(const char *b, const char *name)
+{
+	const char *l = strstr(b, name);
+	return l ? atoi(l + strlen(name)) : -1;
+}
+
+static void proc_self(const char *who)
+{
+	char path[64];
+	printf("%s: /proc/self/stat: %s\n", who, stat_same("/proc/self/stat", getpid()));
+	snprintf(path, sizeof(path), "/proc/%d/stat", getpid());
+	printf("%s: /proc/PID/stat: %s\n", who, stat_same(path, getpid()));
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)syscall(SYS_gettid));
+	printf("%s: /proc/self/task/TID/stat: %s\n", who, stat_same(path, (int)syscall(SYS_gettid)));
+	char b[4096];
+	FILE *f = fopen("/proc/self/status", "r");
+	size_t n = f ? fread(b, 1, sizeof(b) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	b[n] = 0;
+	printf("%s: /proc/self/status: Pid %d Tgid %d PPid %d NSpid %d NSpgid %d NSsid %d\n", who,
+	       status_field(b, "\nPid:\t") == getpid(), status_field(b, "\nTgid:\t") == getpid(),
+	       status_field(b, "\nPPid:\t") == getppid(), status_field(b, "\nNSpid:\t") == getpid(),
+	       status_field(b, "\nNSpgid:\t") == getpgrp(), status_field(b, "\nNSsid:\t") == getsid(0));
+	fflush(stdout);
+}
+
+static int procself(const char *go)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		while (access(go, F_OK))
+			nap(20);
+		nap(100); /* after the parent's lines */
+		proc_self("child");
+		_exit(0);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	proc_self("parent");
+	int st;
+	return waitpid(c, &st, 0) == c && WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "procself"))
+		return procself(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "ownfile"))
 		return ownfile(atoi(argv[2]), argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
