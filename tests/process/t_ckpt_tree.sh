@@ -20,7 +20,8 @@
 # checkpoints of a waiting tree are the same bytes. A program that used
 # a PI futex is refused; a restored one that takes one gets ENOSYS. No
 # process of a restored tree runs before all have checked their files;
-# /proc/<self>/stat and status show the ids the program knew.
+# /proc/<self>/stat and status show the ids the program knew, and so do
+# tcgetpgrp and tcgetsid of its terminal.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -385,6 +386,35 @@ touch go
 nofds timeout 60 "$CORRAL" restore-exec pscp >>ps.1 2>>ps.1.err
 check "/proc of a restored tree: restore status" "$?" 0
 cmp -s ps.1 ps.n && ok || bad "/proc of a restored tree: $(diff ps.n ps.1) $(cat ps.1.err)"
+# 14. a terminal's foreground group after a restore: a program that is
+# its terminal's foreground job (under script(1), a pseudo-terminal of
+# its own) reads its group in tcgetpgrp and its session in tcgetsid, and
+# tcsetpgrp takes its group, by the ids of before
+if command -v script >/dev/null 2>&1; then
+	rm -f c.sock go
+	(sleep 0.5; touch go) &
+	script -qec "$T ttyfg go" /dev/null </dev/null 2>&1 | tr -d '\r' >tf.n
+	wait
+	rm -f go
+	# descriptors this shell inherited are not the program's
+	cat >nofds.sh <<'EOS'
+for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done
+exec "$@"
+EOS
+	script -qec "bash nofds.sh $CORRAL exec --control c.sock $T ttyfg go" /dev/null </dev/null >tf.1 2>&1 &
+	pid=$!
+	wait_sock c.sock
+	wait_lines tf.1 1 60
+	"$CORRAL" checkpoint c.sock tfcp 2>tf.ck
+	check "terminal: checkpoint status" "$?" 0
+	wait $pid
+	touch go
+	timeout 60 script -qec "bash nofds.sh $CORRAL restore-exec tfcp" /dev/null </dev/null 2>&1 | tr -d '\r' >tf.2
+	tr -d '\r' <tf.1 | cat - tf.2 >tf.all
+	cmp -s tf.all tf.n && ok || bad "terminal after a restore: $(diff tf.n tf.all) $(cat tf.ck)"
+else
+	skip "terminal after a restore: no script(1) (bsdutils)"
+fi
 # 11. priority-inheritance futexes: a program that has used one is
 # refused (the host kernel reads owner ids in the word), one line, and goes
 # on; a restored program that takes one is told ENOSYS (glibc: ENOTSUP)

@@ -48,6 +48,12 @@
  *                              and /proc/self/status give the pid, parent,
  *                              group and session that getpid(), getppid(),
  *                              getpgrp() and getsid() give
+ *   ckpt_tree ttyfg GO         says "ready", waits until file GO exists,
+ *                              then says whether its terminal (standard
+ *                              input) names its group as the foreground
+ *                              one and its session as the terminal's,
+ *                              and what making its group the foreground
+ *                              one again gave
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -65,6 +71,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -465,8 +472,23 @@ static int procself(const char *go)
 	return waitpid(c, &st, 0) == c && WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
+static int ttyfg(const char *go)
+{
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	printf("foreground is our group %d, the terminal's session is ours %d\n", tcgetpgrp(0) == getpgrp(),
+	       tcgetsid(0) == getsid(0));
+	int r = tcsetpgrp(0, getpgrp());
+	printf("tcsetpgrp: %s, foreground is our group %d\n", r ? strerror(errno) : "done", tcgetpgrp(0) == getpgrp());
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "ttyfg"))
+		return ttyfg(argv[2]);
 	if (argc == 3 && !strcmp(argv[1], "procself"))
 		return procself(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "ownfile"))
