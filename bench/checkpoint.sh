@@ -110,6 +110,7 @@ for mib in $SIZES; do
 	ck=$(best "${cks[@]}")
 	rs=$(best "${rss[@]}")
 	echo "$mib MiB: corral checkpoint ${ck} ms, restore ${rs} ms ($sizes)"
+	rm -rf cp # the memory CRIU's run needs
 	if [ -n "$criu_ok" ]; then
 		cds=() crs=()
 		for ((r = 0; r < REPEAT; r++)); do
@@ -117,6 +118,7 @@ for mib in $SIZES; do
 			mkdir img
 			setsid "$P" hold "$mib" "$W/go" >out 2>&1 </dev/null &
 			pid=$!
+			disown $pid # the dump ends it: no "Killed"
 			wait_ready out $pid
 			t0=$(now)
 			criu dump -t $pid -D img --shell-job -o dump.log >/dev/null 2>&1 || {
@@ -124,7 +126,6 @@ for mib in $SIZES; do
 				break
 			}
 			t1=$(now)
-			wait $pid 2>/dev/null # the dump ended it
 			touch go
 			t2=$(now)
 			# in the foreground: criu waits for the restored program's exit
