@@ -383,6 +383,8 @@ static bool put_guest_id(const char **s, char **o, const char *oend)
 	while (**s == ' ' || **s == '\t')
 		(*s)++;
 	put_bytes(o, oend, b, (size_t)(*s - b));
+	if (**s != '-' && (**s < '0' || **s > '9'))
+		return false;
 	char *end;
 	long v = strtol(*s, &end, 10);
 	if (end == *s)
@@ -409,12 +411,17 @@ static int proc_ids_file(const char *path, int flags)
 	bool stat = !strcmp(base, "/stat");
 	if (!stat && strcmp(base, "/status"))
 		return FS_NOT_SPECIAL;
-	/* /proc/X/stat or /proc/X/task/Y/stat, nothing else */
-	int depth = 0;
-	for (const char *c = path + 6; c < base; c++)
-		depth += *c == '/';
-	const char *task = strchr(path + 6, '/');
-	if (depth != 0 && (depth != 2 || strncmp(task, "/task/", 6)))
+	/* /proc/X/stat or /proc/X/task/Y/stat, X a pid, self or thread-self
+	 * (not /proc/stat, nor /proc/net/stat) */
+	const char *x = path + 6, *xend = strchr(x, '/');
+	if (!xend)
+		return FS_NOT_SPECIAL;
+	size_t xl = (size_t)(xend - x);
+	bool pid = xl > 0 && strspn(x, "0123456789") == xl;
+	if (!pid && !(xl == 4 && !strncmp(x, "self", 4)) && !(xl == 11 && !strncmp(x, "thread-self", 11)))
+		return FS_NOT_SPECIAL;
+	if (xend != base && (strncmp(xend, "/task/", 6) || strspn(xend + 6, "0123456789") != (size_t)(base - xend - 6) ||
+			     base == xend + 6))
 		return FS_NOT_SPECIAL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

@@ -69,6 +69,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -450,6 +451,17 @@ static void proc_self(const char *who)
 	       status_field(b, "\nPid:\t") == getpid(), status_field(b, "\nTgid:\t") == getpid(),
 	       status_field(b, "\nPPid:\t") == getppid(), status_field(b, "\nNSpid:\t") == getpid(),
 	       status_field(b, "\nNSpgid:\t") == getpgrp(), status_field(b, "\nNSsid:\t") == getsid(0));
+	/* other files named stat: the system's, and a directory */
+	f = fopen("/proc/stat", "r");
+	n = f ? fread(b, 1, 3, f) : 0;
+	if (f)
+		fclose(f);
+	int dfd = open("/proc/net/stat", O_RDONLY);
+	struct stat st;
+	printf("%s: /proc/stat %s, /proc/net/stat a directory %d\n", who,
+	       n == 3 && !memcmp(b, "cpu", 3) ? "the system's" : "wrong", dfd >= 0 && !fstat(dfd, &st) && S_ISDIR(st.st_mode));
+	if (dfd >= 0)
+		close(dfd);
 	fflush(stdout);
 }
 
