@@ -420,8 +420,8 @@ static int proc_ids_file(const char *path, int flags)
 	bool pid = xl > 0 && strspn(x, "0123456789") == xl;
 	if (!pid && !(xl == 4 && !strncmp(x, "self", 4)) && !(xl == 11 && !strncmp(x, "thread-self", 11)))
 		return FS_NOT_SPECIAL;
-	if (xend != base && (strncmp(xend, "/task/", 6) || strspn(xend + 6, "0123456789") != (size_t)(base - xend - 6) ||
-			     base == xend + 6))
+	if (xend != base && (strncmp(xend, "/task/", 6) ||
+			     strspn(xend + 6, "0123456789") != (size_t)(base - xend - 6) || base == xend + 6))
 		return FS_NOT_SPECIAL;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -459,8 +459,8 @@ static int proc_ids_file(const char *path, int flags)
 			}
 		}
 	} else {
-		static const char *const ids[] = {"Tgid:",	 "Pid:",   "PPid:",  "TracerPid:",
-						  "NStgid:", "NSpid:", "NSpgid:", "NSsid:"};
+		static const char *const ids[] = {
+			"Tgid:", "Pid:", "PPid:", "TracerPid:", "NStgid:", "NSpid:", "NSpgid:", "NSsid:"};
 		while (*s) {
 			const char *eol = strchr(s, '\n');
 			eol = eol ? eol + 1 : s + strlen(s);

@@ -459,7 +459,8 @@ static void proc_self(const char *who)
 	int dfd = open("/proc/net/stat", O_RDONLY);
 	struct stat st;
 	printf("%s: /proc/stat %s, /proc/net/stat a directory %d\n", who,
-	       n == 3 && !memcmp(b, "cpu", 3) ? "the system's" : "wrong", dfd >= 0 && !fstat(dfd, &st) && S_ISDIR(st.st_mode));
+	       n == 3 && !memcmp(b, "cpu", 3) ? "the system's" : "wrong",
+	       dfd >= 0 && !fstat(dfd, &st) && S_ISDIR(st.st_mode));
 	if (dfd >= 0)
 		close(dfd);
 	fflush(stdout);
