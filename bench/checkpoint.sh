@@ -40,10 +40,12 @@ if [ -n "${vm:-}" ]; then
 	sh "$ROOT/tools/mkcriuvm.sh" "$BUILD" "$W/vm.cpio" >&2 || exit 1
 	echo "host: $(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg); QEMU TCG machine, ${VM_CPUS:-2} CPUs, ${VM_MEM:-4096} MiB"
 	t0=$(date +%s)
+	# shellcheck disable=SC2086 # SIZES split into words, joined by commas
+	vm_sizes=$(printf '%s,' $SIZES)
 	timeout -k 10 "${TIMEOUT:-3600}" "$QEMU" -accel tcg -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-4096}" \
 		-nodefaults -display none -monitor none -no-reboot -serial "file:$W/console" \
 		-kernel "$GUEST_DIR/vmlinuz" -initrd "$W/vm.cpio" \
-		-append "console=ttyS0 panic=-1 quiet tsc=reliable corral.sizes=$(echo $SIZES | tr ' ' ,) corral.repeat=$REPEAT" \
+		-append "console=ttyS0 panic=-1 quiet tsc=reliable corral.sizes=${vm_sizes%,} corral.repeat=$REPEAT" \
 		</dev/null >"$W/qemu.log" 2>&1
 	rc=$?
 	tr -d '\r' <"$W/console" 2>/dev/null | sed -n 's/^@criuvm: //p'
