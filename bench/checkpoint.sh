@@ -6,15 +6,57 @@
 # Restore: from `corral restore-exec` to the program's exit, which it does
 # at its first look after resuming (it polls for a file every 1 ms).
 # Prints the best of REPEAT runs and the ratios.
+#
+# bench/checkpoint.sh --vm: the same inside a QEMU TCG machine running
+# Debian's stock kernel (tools/mkcriuvm.sh), where CRIU works when it does
+# not on this host: both run in the same emulated machine, so the ratios
+# mean something, the absolute times do not. VM_MEM (MiB, default 4096),
+# VM_CPUS (default 2) and TIMEOUT (s, default 3600) size it; SIZES and
+# REPEAT are passed in.
 set -u
 CORRAL=${CORRAL:-build/corral}
 BUILD=${BUILD:-$(dirname "$CORRAL")}
 REPEAT=${REPEAT:-3}
 SIZES=${SIZES:-"100 1024"}
 P=$BUILD/tests/progs/ckpt_prog
+case "${1:-}" in
+"") ;;
+--vm) vm=1 ;;
+*)
+	echo "usage: bench/checkpoint.sh [--vm]" >&2
+	exit 2
+	;;
+esac
 for f in "$CORRAL" "$P"; do
 	[ -e "$f" ] || { echo "bench: $f not built (run make tests)" >&2; exit 1; }
 done
+if [ -n "${vm:-}" ]; then
+	ROOT=$(cd "$(dirname "$0")/.." && pwd)
+	GUEST_DIR=${CORRAL_GUEST_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/corral/guest}
+	QEMU=${QEMU:-qemu-system-x86_64}
+	command -v "$QEMU" >/dev/null 2>&1 || { echo "bench: no $QEMU (qemu-system-x86 package)" >&2; exit 1; }
+	W=$(mktemp -d)
+	trap 'rm -rf "$W"' EXIT
+	sh "$ROOT/tools/mkcriuvm.sh" "$BUILD" "$W/vm.cpio" >&2 || exit 1
+	echo "host: $(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg); QEMU TCG machine, ${VM_CPUS:-2} CPUs, ${VM_MEM:-4096} MiB"
+	t0=$(date +%s)
+	# shellcheck disable=SC2086 # SIZES split into words, joined by commas
+	vm_sizes=$(printf '%s,' $SIZES)
+	timeout -k 10 "${TIMEOUT:-3600}" "$QEMU" -accel tcg -cpu max -smp "${VM_CPUS:-2}" -m "${VM_MEM:-4096}" \
+		-nodefaults -display none -monitor none -no-reboot -serial "file:$W/console" \
+		-kernel "$GUEST_DIR/vmlinuz" -initrd "$W/vm.cpio" \
+		-append "console=ttyS0 panic=-1 quiet tsc=reliable corral.sizes=${vm_sizes%,} corral.repeat=$REPEAT" \
+		</dev/null >"$W/qemu.log" 2>&1
+	rc=$?
+	tr -d '\r' <"$W/console" 2>/dev/null | sed -n 's/^@criuvm: //p'
+	if ! tr -d '\r' <"$W/console" 2>/dev/null | grep -q '^@criuvm end'; then
+		echo "bench: the machine stopped early (QEMU exit $rc after $(($(date +%s) - t0)) s):" >&2
+		tail -n 20 "$W/qemu.log" "$W/console" >&2
+		exit 1
+	fi
+	echo "the machine ran for $(($(date +%s) - t0)) s"
+	exit 0
+fi
 CORRAL=$(realpath "$CORRAL")
 P=$(realpath "$P")
 W=$(mktemp -d)
@@ -70,6 +112,7 @@ for mib in $SIZES; do
 	ck=$(best "${cks[@]}")
 	rs=$(best "${rss[@]}")
 	echo "$mib MiB: corral checkpoint ${ck} ms, restore ${rs} ms ($sizes)"
+	rm -rf cp # the memory CRIU's run needs
 	if [ -n "$criu_ok" ]; then
 		cds=() crs=()
 		for ((r = 0; r < REPEAT; r++)); do
@@ -77,13 +120,21 @@ for mib in $SIZES; do
 			mkdir img
 			setsid "$P" hold "$mib" "$W/go" >out 2>&1 </dev/null &
 			pid=$!
+			disown $pid # the dump ends it: no "Killed"
 			wait_ready out $pid
 			t0=$(now)
-			criu dump -t $pid -D img --shell-job >/dev/null 2>&1 || { echo "bench: criu dump failed" >&2; break; }
+			criu dump -t $pid -D img --shell-job -o dump.log >/dev/null 2>&1 || {
+				echo "bench: criu dump failed: $(grep -m1 Error img/dump.log)" >&2
+				break
+			}
 			t1=$(now)
 			touch go
 			t2=$(now)
-			criu restore -D img --shell-job >/dev/null 2>&1
+			# in the foreground: criu waits for the restored program's exit
+			criu restore -D img --shell-job -o restore.log >/dev/null 2>&1 || {
+				echo "bench: criu restore failed: $(grep -m1 Error img/restore.log)" >&2
+				break
+			}
 			t3=$(now)
 			cds+=("$(ms "$t0" "$t1")")
 			crs+=("$(ms "$t2" "$t3")")

@@ -778,8 +778,11 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 		if (!v->path)
 			continue;
 		struct stat st;
+		/* O_NONBLOCK: a FIFO put in its place does not wait for a writer */
 		int fd = fs_openat(AT_FDCWD, v->path,
-				   ((v->flags & CKV_SHARED) && (v->prot & VMEM_W) ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+				   ((v->flags & CKV_SHARED) && (v->prot & VMEM_W) ? O_RDWR : O_RDONLY) | O_CLOEXEC |
+					   O_NONBLOCK,
+				   0);
 		if (fd >= 0 && (fd = fd_above(fd, low)) < 0)
 			fd = -errno;
 		if (fd < 0) {
@@ -801,9 +804,11 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 			continue; /* made by make_chans */
 		int flags = open_flags(f->flags) | (f->kind == CKFD_DIR ? O_DIRECTORY : 0);
 		/* a host path: --root's confinement held when it was opened */
-		int fd = open(f->path, flags | O_NOFOLLOW);
+		/* not blocking while checked: a FIFO put in a file's place does
+		 * not wait for a writer (the tree's other processes wait for this one) */
+		int fd = open(f->path, flags | O_NOFOLLOW | O_NONBLOCK);
 		if (fd < 0 && errno == ELOOP)
-			fd = open(f->path, flags);
+			fd = open(f->path, flags | O_NONBLOCK);
 		fd = fd_above(fd, low);
 		ffd[k] = fd;
 		if (fd < 0) {
@@ -819,6 +824,10 @@ static int check_files(const struct ckpt_image *img, int *vfd, int *ffd, int low
 				 "open file '%.300s' changed since the checkpoint (its kind, size or time differ)",
 				 f->path);
 			return -ESTALE;
+		}
+		if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+			snprintf(err, errn, "open file '%.300s': %s", f->path, strerror(errno));
+			return -errno;
 		}
 	}
 	return 0;
@@ -1124,6 +1133,11 @@ static int restore_process(const struct proc_opts *o, const char *dir, struct ck
 		fprintf(stderr, "corral: restore-exec: %s\n", err);
 		goto fail;
 	}
+	/* a process of a tree is set up once its files are checked and
+	 * opened: until all are, none runs (one that ran would change the
+	 * files the others check, such as a file they all append to) */
+	if (tree_cfd)
+		pidmap_add(0, 0);
 	for (uint32_t k = 0; k < 2 * img.nchan; k++)
 		if (cfd[k] >= 0) {
 			close(cfd[k]);
@@ -1493,8 +1507,8 @@ static int restore_tree(const struct proc_opts *o, const char *dir, struct ckpt_
 			_exit(1);
 		goto out;
 	}
-	/* this process is set up: no program of the tree runs before all are */
-	pidmap_add(0, 0);
+	/* this process is set up once restore_process has checked its files:
+	 * no program of the tree runs before all are */
 	int *cfd = calloc(2 * (size_t)im[me].nchan + 1, sizeof(int));
 	if (!cfd) {
 		pidmap_fail();

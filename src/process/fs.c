@@ -324,21 +324,162 @@ static bool proc_mem_file(int fd)
 	return base && !strcmp(base + 1, "mem");
 }
 
-/* /proc/<pid>/... with a pid as a restored program knows it: the host's
- * path of that process (out), or false when there is nothing to change. */
+/* A pid at *s (digits, then '/' or the end) as the host knows it: *s moves
+ * past it; -1 when there is none. */
+static long pid_at(const char **s)
+{
+	if (**s < '1' || **s > '9')
+		return -1;
+	char *end;
+	long pid = strtol(*s, &end, 10);
+	if ((*end && *end != '/') || pid <= 0 || pid > INT32_MAX)
+		return -1;
+	*s = end;
+	return pid_to_host((int)pid);
+}
+
+/* /proc/<pid>/... and /proc/<pid or self>/task/<tid>/... with ids as a
+ * restored program knows them: the host's path of that process or thread
+ * (out), or false when there is nothing to change. */
 static bool proc_pid_path(const char *in, char *out, size_t n)
 {
-	if (!pidmap || strncmp(in, "/proc/", 6) || in[6] < '1' || in[6] > '9')
+	if (!pidmap || strncmp(in, "/proc/", 6))
+		return false;
+	const char *s = in + 6;
+	char who[24];
+	long pid = pid_at(&s);
+	if (pid > 0) {
+		snprintf(who, sizeof(who), "%ld", pid);
+	} else if (!strncmp(s, "self", 4) && (s[4] == '/' || !s[4])) {
+		strcpy(who, "self");
+		s += 4;
+	} else {
+		return false;
+	}
+	const char *t = s;
+	long tid = -1;
+	if (!strncmp(t, "/task/", 6)) {
+		t += 6;
+		tid = pid_at(&t);
+	}
+	int l = tid > 0 ? snprintf(out, n, "/proc/%s/task/%ld%s", who, tid, t) : snprintf(out, n, "/proc/%s%s", who, s);
+	return l > 0 && (size_t)l < n && strcmp(in, out);
+}
+
+/* n bytes of src at *o, as many as fit before oend */
+static void put_bytes(char **o, const char *oend, const char *src, size_t n)
+{
+	if (n > (size_t)(oend - *o))
+		n = (size_t)(oend - *o);
+	memcpy(*o, src, n);
+	*o += n;
+}
+
+/* A number at *s (after blanks): in place of a host pid, the id the
+ * program knows, written at *o; false when there is none. */
+static bool put_guest_id(const char **s, char **o, const char *oend)
+{
+	const char *b = *s;
+	while (**s == ' ' || **s == '\t')
+		(*s)++;
+	put_bytes(o, oend, b, (size_t)(*s - b));
+	if (**s != '-' && (**s < '0' || **s > '9'))
 		return false;
 	char *end;
-	long pid = strtol(in + 6, &end, 10);
-	if ((*end && *end != '/') || pid <= 0 || pid > INT32_MAX)
+	long v = strtol(*s, &end, 10);
+	if (end == *s)
 		return false;
-	int h = pid_to_host((int)pid);
-	if (h == pid)
-		return false;
-	int l = snprintf(out, n, "/proc/%d%s", h, end);
-	return l > 0 && (size_t)l < n;
+	char num[24];
+	int w = snprintf(num, sizeof(num), "%ld", v > 0 && v <= INT32_MAX ? (long)pid_to_guest((int)v) : v);
+	put_bytes(o, oend, num, (size_t)w);
+	*s = end;
+	return true;
+}
+
+static int memfd_with(const char *name, const void *data, size_t len);
+
+/* /proc/<a process>/[task/<tid>/]stat or status of a restored program:
+ * the host's text with the ids the program knows (its own, its parent's,
+ * its group's and session's), as a memfd; FS_NOT_SPECIAL for other
+ * files. */
+static int proc_ids_file(const char *path, int flags)
+{
+	if (!pidmap || proc.rootfd >= 0 || strncmp(path, "/proc/", 6) || (flags & O_ACCMODE) != O_RDONLY ||
+	    (flags & (O_PATH | O_DIRECTORY)))
+		return FS_NOT_SPECIAL;
+	const char *base = strrchr(path, '/');
+	bool stat = !strcmp(base, "/stat");
+	if (!stat && strcmp(base, "/status"))
+		return FS_NOT_SPECIAL;
+	/* /proc/X/stat or /proc/X/task/Y/stat, X a pid, self or thread-self
+	 * (not /proc/stat, nor /proc/net/stat) */
+	const char *x = path + 6, *xend = strchr(x, '/');
+	if (!xend)
+		return FS_NOT_SPECIAL;
+	size_t xl = (size_t)(xend - x);
+	bool pid = xl > 0 && strspn(x, "0123456789") == xl;
+	if (!pid && !(xl == 4 && !strncmp(x, "self", 4)) && !(xl == 11 && !strncmp(x, "thread-self", 11)))
+		return FS_NOT_SPECIAL;
+	if (xend != base && (strncmp(xend, "/task/", 6) ||
+			     strspn(xend + 6, "0123456789") != (size_t)(base - xend - 6) || base == xend + 6))
+		return FS_NOT_SPECIAL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char in[8192], out[8192 + 512];
+	ssize_t n = read(fd, in, sizeof(in) - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	in[n] = 0;
+	const char *s = in;
+	char *o = out;
+	const char *oend = out + sizeof(out);
+	if (stat) {
+		/* pid (comm) state ppid pgrp session tty_nr tpgid ...: the
+		 * command may hold anything, it ends at the last ')' */
+		const char *rp = strrchr(in, ')');
+		if (!rp || strncmp(rp, ") ", 2) || !rp[2])
+			return memfd_with("stat", in, (size_t)n);
+		put_guest_id(&s, &o, oend);
+		if (s > rp)
+			return memfd_with("stat", in, (size_t)n);
+		put_bytes(&o, oend, s, (size_t)(rp + 3 - s)); /* " (comm) S" */
+		s = rp + 3;
+		for (int k = 0; k < 5; k++) {
+			if (k == 3) { /* tty_nr */
+				const char *b = s;
+				while (*s == ' ')
+					s++;
+				while (*s && *s != ' ')
+					s++;
+				put_bytes(&o, oend, b, (size_t)(s - b));
+			} else if (!put_guest_id(&s, &o, oend)) {
+				break;
+			}
+		}
+	} else {
+		static const char *const ids[] = {
+			"Tgid:", "Pid:", "PPid:", "TracerPid:", "NStgid:", "NSpid:", "NSpgid:", "NSsid:"};
+		while (*s) {
+			const char *eol = strchr(s, '\n');
+			eol = eol ? eol + 1 : s + strlen(s);
+			for (unsigned k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
+				size_t l = strlen(ids[k]);
+				if (!strncmp(s, ids[k], l)) {
+					put_bytes(&o, oend, s, l);
+					s += l;
+					while (put_guest_id(&s, &o, oend))
+						;
+					break;
+				}
+			}
+			put_bytes(&o, oend, s, (size_t)(eol - s));
+			s = eol;
+		}
+	}
+	put_bytes(&o, oend, s, strlen(s));
+	return memfd_with(stat ? "stat" : "status", out, (size_t)(o - out));
 }
 
 int fs_openat(int dirfd, const char *path, int flags, int mode)
@@ -351,6 +492,11 @@ int fs_openat(int dirfd, const char *path, int flags, int mode)
 	char hp[4096 + 64];
 	if (proc.rootfd < 0 && proc_pid_path(path, hp, sizeof(hp)))
 		path = hp;
+	if ((sp = proc_ids_file(path, flags)) != FS_NOT_SPECIAL) {
+		if (sp >= 0 && !(flags & O_CLOEXEC))
+			fcntl(sp, F_SETFD, 0);
+		return sp;
+	}
 	int fd = proc.opts.sandbox ? open_sandboxed(dirfd, path, flags, mode) : open_plain(dirfd, path, flags, mode);
 	if (fd >= 0 && proc_mem_file(fd)) {
 		close(fd);

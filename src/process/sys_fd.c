@@ -362,13 +362,22 @@ SYS(ioctl)
 		HOSTR(ioctl(fd, TIOCSWINSZ, buf));
 	case 0x540f: /* TIOCGPGRP */
 	case 0x5429: /* TIOCGSID */
+		/* a group or session as the program knows it (after a restore) */
+		if (ioctl(fd, req, &iv) < 0)
+			return -errno;
+		iv = pid_to_guest(iv);
+		return gmem_write(a[2], &iv, 4) ? -EFAULT : 0;
+	case 0x5410: /* TIOCSPGRP */
+		if (gmem_read(a[2], &iv, 4))
+			return -EFAULT;
+		iv = pid_to_host(iv);
+		HOSTR(ioctl(fd, req, &iv));
 	case 0x541b: /* FIONREAD */
 	case 0x5411: /* TIOCOUTQ */
 	case 0x5430: /* TIOCGPTN (unsigned) */
 		if (ioctl(fd, req, &iv) < 0)
 			return -errno;
 		return gmem_write(a[2], &iv, 4) ? -EFAULT : 0;
-	case 0x5410: /* TIOCSPGRP */
 	case 0x5421: /* FIONBIO */
 	case 0x5452: /* FIOASYNC */
 	case 0x5431: /* TIOCSPTLCK */

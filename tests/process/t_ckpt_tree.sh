@@ -18,7 +18,10 @@
 # namespace whose group and session are led from outside it. A tree
 # checkpointed every second ends as an uninterrupted run does; two
 # checkpoints of a waiting tree are the same bytes. A program that used
-# a PI futex is refused; a restored one that takes one gets ENOSYS.
+# a PI futex is refused; a restored one that takes one gets ENOSYS. No
+# process of a restored tree runs before all have checked their files;
+# /proc/<self>/stat and status show the ids the program knew, and so do
+# tcgetpgrp and tcgetsid of its terminal.
 . "$(dirname "$0")/lib.sh"
 T=$BUILD/tests/progs/ckpt_tree
 BB=/bin/busybox
@@ -333,6 +336,84 @@ else
 	exec 8>&-
 	wait $pid
 	check "a waiting tree checkpointed: status" "$?" 0
+fi
+# 12. no program of the tree runs before every process has checked its
+# files: a child's own file, replaced by a FIFO after the checkpoint
+# (whose open would wait for a writer), is refused, and the first process
+# (which does not hold it) has not written a line meanwhile (else a file
+# the tree appends to itself looks changed to a process restored later)
+rm -f c.sock of.p of.f
+echo data >of.f
+nofds_bg "$CORRAL" exec --control c.sock "$T" ownfile 200 of.p of.f >of.out 2>of.err &
+pid=$!
+wait_sock c.sock
+wait_lines of.p 5 60
+"$CORRAL" checkpoint c.sock ofcp 2>of.ck
+check "own file: checkpoint status" "$?" 0
+wait $pid
+lines=$(wc -l <of.p)
+rm -f of.f
+mkfifo of.f
+nofds_bg "$CORRAL" restore-exec ofcp >>of.out 2>of.err2 &
+pid=$!
+sleep 2
+after=$(wc -l <of.p)
+# a writer, in case the child's open waits for one
+timeout 5 sh -c ': >of.f' 2>/dev/null
+timeout 60 sh -c "while kill -0 $pid 2>/dev/null; do sleep 0.2; done"
+wait $pid
+rc=$?
+check "own file replaced by a FIFO: the tree did not run meanwhile" "$after" "$lines"
+check "own file replaced by a FIFO: nor after" "$(wc -l <of.p)" "$lines"
+if [ $rc != 0 ] && grep -q "of.f' changed since the checkpoint" of.err2; then ok; else
+	bad "own file replaced by a FIFO: restore status $rc: $(cat of.err2)"
+fi
+# 13. what a restored tree reads about itself in /proc: stat and status
+# give the pids, parents, groups and sessions it knew, as getpid() etc. do
+rm -f go
+(sleep 0.5; touch go) &
+"$T" procself go >ps.n 2>&1
+wait
+rm -f c.sock go
+nofds_bg "$CORRAL" exec --control c.sock "$T" procself go >ps.1 2>ps.1.err &
+pid=$!
+wait_sock c.sock
+wait_lines ps.1 1 60
+"$CORRAL" checkpoint c.sock pscp 2>ps.ck
+check "/proc of a restored tree: checkpoint status" "$?" 0
+wait $pid
+touch go
+nofds timeout 60 "$CORRAL" restore-exec pscp >>ps.1 2>>ps.1.err
+check "/proc of a restored tree: restore status" "$?" 0
+cmp -s ps.1 ps.n && ok || bad "/proc of a restored tree: $(diff ps.n ps.1) $(cat ps.1.err)"
+# 14. a terminal's foreground group after a restore: a program that is
+# its terminal's foreground job (under script(1), a pseudo-terminal of
+# its own) reads its group in tcgetpgrp and its session in tcgetsid, and
+# tcsetpgrp takes its group, by the ids of before
+if command -v script >/dev/null 2>&1; then
+	rm -f c.sock go
+	(sleep 0.5; touch go) &
+	script -qec "$T ttyfg go" /dev/null </dev/null 2>&1 | tr -d '\r' >tf.n
+	wait
+	rm -f go
+	# descriptors this shell inherited are not the program's
+	cat >nofds.sh <<'EOS'
+for f in /proc/$$/fd/*; do n=${f##*/}; [ "$n" -gt 2 ] 2>/dev/null && eval "exec $n>&-"; done
+exec "$@"
+EOS
+	script -qec "bash nofds.sh $CORRAL exec --control c.sock $T ttyfg go" /dev/null </dev/null >tf.1 2>&1 &
+	pid=$!
+	wait_sock c.sock
+	wait_lines tf.1 1 60
+	"$CORRAL" checkpoint c.sock tfcp 2>tf.ck
+	check "terminal: checkpoint status" "$?" 0
+	wait $pid
+	touch go
+	timeout 60 script -qec "bash nofds.sh $CORRAL restore-exec tfcp" /dev/null </dev/null 2>&1 | tr -d '\r' >tf.2
+	tr -d '\r' <tf.1 | cat - tf.2 >tf.all
+	cmp -s tf.all tf.n && ok || bad "terminal after a restore: $(diff tf.n tf.all) $(cat tf.ck)"
+else
+	skip "terminal after a restore: no script(1) (bsdutils)"
 fi
 # 11. priority-inheritance futexes: a program that has used one is
 # refused (the host kernel reads owner ids in the word), one line, and goes

@@ -36,6 +36,24 @@
  *                              (FUTEX_LOCK_PI), says "ready", waits until
  *                              file GO exists, takes it again and says
  *                              what that gave
+ *   ckpt_tree ownfile N PROGRESS FILE
+ *                              forks a child that opens FILE (its own:
+ *                              the first process does not hold it) and
+ *                              waits; a line per 20 ms into PROGRESS, N
+ *                              of them; then ends the child and prints
+ *                              how it exited
+ *   ckpt_tree procself GO      forks a child; both wait until file GO
+ *                              exists, then say whether /proc/self/stat,
+ *                              /proc/PID/stat, /proc/self/task/TID/stat
+ *                              and /proc/self/status give the pid, parent,
+ *                              group and session that getpid(), getppid(),
+ *                              getpgrp() and getsid() give
+ *   ckpt_tree ttyfg GO         says "ready", waits until file GO exists,
+ *                              then says whether its terminal (standard
+ *                              input) names its group as the foreground
+ *                              one and its session as the terminal's,
+ *                              and what making its group the foreground
+ *                              one again gave
  *   ckpt_tree exec GO          says "ready", waits until file GO exists,
  *                              then execs itself as "ckpt_tree pid PID"
  *                              with its pid, which says whether its pid
@@ -44,14 +62,17 @@
  * statuses and the pids, so a restore that loses any of them shows. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -356,8 +377,135 @@ static int orphan(const char *go)
 	return 0;
 }
 
+static int ownfile(int n, const char *progress, const char *file)
+{
+	FILE *prog = fopen(progress, "a");
+	int rd[2];
+	if (!prog || pipe(rd))
+		return 2;
+	setvbuf(prog, NULL, _IOLBF, 0);
+	pid_t c = fork();
+	if (c == 0) {
+		close(rd[0]);
+		int fd = open(file, O_RDONLY);
+		put(rd[1], fd >= 0 ? "y" : "n", 1);
+		for (;;)
+			pause();
+	}
+	close(rd[1]);
+	char ok;
+	if (get(rd[0], &ok, 1) || ok != 'y')
+		return 2;
+	for (int i = 1; i <= n; i++) {
+		fprintf(prog, "%d\n", i);
+		nap(20);
+	}
+	kill(c, SIGTERM);
+	int st = 0;
+	pid_t r = waitpid(c, &st, 0);
+	printf("child: reaped %s, by signal %d\n", r == c ? "by its pid" : "wrong", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return 0;
+}
+
+/* "stat": whether a /proc/.../stat file's pid, ppid, pgrp and session
+ * are these */
+static const char *stat_same(const char *path, int pid)
+{
+	static char res[64];
+	char b[1024];
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(b, 1, sizeof(b) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	b[n] = 0;
+	char *e = strrchr(b, ')');
+	int p = 0, pp = 0, pg = 0, ss = 0;
+	if (!e || sscanf(b, "%d", &p) != 1 || sscanf(e + 2, "%*c %d %d %d", &pp, &pg, &ss) != 3)
+		return "unreadable";
+	snprintf(res, sizeof(res), "pid %d ppid %d pgrp %d session %d", p == pid, pp == getppid(), pg == getpgrp(),
+		 ss == getsid(0));
+	return res;
+}
+
+static int status_field(const char *b, const char *name)
+{
+	const char *l = strstr(b, name);
+	return l ? atoi(l + strlen(name)) : -1;
+}
+
+static void proc_self(const char *who)
+{
+	char path[64];
+	printf("%s: /proc/self/stat: %s\n", who, stat_same("/proc/self/stat", getpid()));
+	snprintf(path, sizeof(path), "/proc/%d/stat", getpid());
+	printf("%s: /proc/PID/stat: %s\n", who, stat_same(path, getpid()));
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)syscall(SYS_gettid));
+	printf("%s: /proc/self/task/TID/stat: %s\n", who, stat_same(path, (int)syscall(SYS_gettid)));
+	char b[4096];
+	FILE *f = fopen("/proc/self/status", "r");
+	size_t n = f ? fread(b, 1, sizeof(b) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	b[n] = 0;
+	printf("%s: /proc/self/status: Pid %d Tgid %d PPid %d NSpid %d NSpgid %d NSsid %d\n", who,
+	       status_field(b, "\nPid:\t") == getpid(), status_field(b, "\nTgid:\t") == getpid(),
+	       status_field(b, "\nPPid:\t") == getppid(), status_field(b, "\nNSpid:\t") == getpid(),
+	       status_field(b, "\nNSpgid:\t") == getpgrp(), status_field(b, "\nNSsid:\t") == getsid(0));
+	/* other files named stat: the system's, and a directory */
+	f = fopen("/proc/stat", "r");
+	n = f ? fread(b, 1, 3, f) : 0;
+	if (f)
+		fclose(f);
+	int dfd = open("/proc/net/stat", O_RDONLY);
+	struct stat st;
+	printf("%s: /proc/stat %s, /proc/net/stat a directory %d\n", who,
+	       n == 3 && !memcmp(b, "cpu", 3) ? "the system's" : "wrong",
+	       dfd >= 0 && !fstat(dfd, &st) && S_ISDIR(st.st_mode));
+	if (dfd >= 0)
+		close(dfd);
+	fflush(stdout);
+}
+
+static int procself(const char *go)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		while (access(go, F_OK))
+			nap(20);
+		nap(100); /* after the parent's lines */
+		proc_self("child");
+		_exit(0);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	proc_self("parent");
+	int st;
+	return waitpid(c, &st, 0) == c && WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+static int ttyfg(const char *go)
+{
+	printf("ready\n");
+	fflush(stdout);
+	while (access(go, F_OK))
+		nap(20);
+	printf("foreground is our group %d, the terminal's session is ours %d\n", tcgetpgrp(0) == getpgrp(),
+	       tcgetsid(0) == getsid(0));
+	int r = tcsetpgrp(0, getpgrp());
+	printf("tcsetpgrp: %s, foreground is our group %d\n", r ? strerror(errno) : "done", tcgetpgrp(0) == getpgrp());
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "ttyfg"))
+		return ttyfg(argv[2]);
+	if (argc == 3 && !strcmp(argv[1], "procself"))
+		return procself(argv[2]);
+	if (argc == 5 && !strcmp(argv[1], "ownfile"))
+		return ownfile(atoi(argv[2]), argv[3], argv[4]);
 	if (argc == 3 && !strcmp(argv[1], "orphan"))
 		return orphan(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "pi"))
