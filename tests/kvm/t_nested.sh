@@ -22,7 +22,10 @@
 # or, the first time, runs again in a new machine with the ones not yet
 # run. A machine that panics or stands still in its kernel's boot is
 # started again (twice at most). CORRAL_NESTED_TIMEOUT (1200 s) bounds all
-# the machines of one run together.
+# the machines of one run together. CORRAL_NESTED_FREEZE=SUITE stops a
+# machine's CPUs (QMP "stop") whenever SUITE begins: a standstill on
+# demand, to see the above work (SUITE fails, having stood still twice,
+# and the suites after it run in a third machine).
 # Skipped, with the reason, where neither real nor nested KVM can run.
 # Last line: "N passed, N failed[, N skipped]".
 : "${CORRAL:?}" "${BUILD:?}"
@@ -192,6 +195,7 @@ run_machine() {
 	last=$m0
 	size=0
 	state=exited
+	frozen=
 	while kill -0 "$qpid" 2>/dev/null; do
 		sleep 2
 		now=$(date +%s)
@@ -199,6 +203,12 @@ run_machine() {
 		[ "$n" -ne "$size" ] && size=$n last=$now
 		lim=$STALL
 		grep -aq '^@nested ' "$con" || lim=$BOOT_STALL
+		if [ -n "${CORRAL_NESTED_FREEZE:-}" ] && [ -z "$frozen" ] &&
+			tr -d '\r' <"$con" | grep -aqx "@nested begin $CORRAL_NESTED_FREEZE"; then
+			frozen=1
+			echo "t_nested: CORRAL_NESTED_FREEZE: the machine's CPUs are stopped in $CORRAL_NESTED_FREEZE"
+			qmp stop >/dev/null
+		fi
 		if [ $((now - last)) -ge "$lim" ]; then
 			state=stalled
 			break
@@ -218,10 +228,11 @@ run_machine() {
 		echo "  its console's last lines:"
 		tr -d '\r' <"$con" | grep -av '^@nested tick' | tail -n 15 | sed 's/^/  | /'
 		echo "  its CPUs (QEMU's monitor):"
-		qmp "info status" "info cpus" "info registers -a" "sendkey alt-sysrq-l" 2>&1 | sed 's/^/  /'
+		qmp "info status" "info cpus" "info registers -a" "sendkey alt-sysrq-l" 2>&1 |
+			grep -v -e '^FPR' -e '^[XYZ]MM' -e '^FCW' -e '^DR' -e '^ *$' | sed 's/^/  /'
 		sleep 10
 		echo "  its console after sysrq-l:"
-		tr -d '\r' <"$con" | tail -c +$((size + 1)) | head -n 80 | sed 's/^/  | /'
+		tail -c +$((size + 1)) "$con" | tr -d '\r' | head -n 80 | sed 's/^/  | /'
 		kill "$qpid" 2>/dev/null
 		n=0
 		while kill -0 "$qpid" 2>/dev/null && [ $n -lt 10 ]; do
