@@ -85,7 +85,11 @@ for s in $suites; do
 	t0=$(date +%s)
 	echo "@nested begin $s"
 	# one suite that hangs costs its limit, not the rest of the run
-	run_limited "$limit" nested_suite "$s" 2>&1 </dev/null | sed "s|^|@nested $s: |"
+	# each line as it comes: busybox's sed holds its output for a tty
+	# until it ends, so the console showed a suite's lines only after it
+	run_limited "$limit" nested_suite "$s" 2>&1 </dev/null | while IFS= read -r l; do
+		echo "@nested $s: $l"
+	done
 	echo "@nested $s: took $(($(date +%s) - t0)) s"
 done
 kill $tick
