@@ -166,10 +166,12 @@ bench-pause: $(BUILD)/bench/pause
 # live migration across engines, Debian's boot handed between engines.
 # `make check` runs most of them, some in shorter forms (its normal pass:
 # NESTED_DEFAULT in tests/kvm/t_nested.sh; NESTED_SUITES picks others).
+# All of them take about 20 minutes here, so the machines' overall limit is
+# an hour (CORRAL_NESTED_TIMEOUT).
 NESTED_ALL ?= info,migrate,snapdeb,net,blk,boot1,boot2,boot4,snap,handover,guests
 check-kvm-nested: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) NESTED_SUITES=$(NESTED_ALL) \
-		sh tests/run.sh tests/kvm/t_nested.sh
+		CORRAL_NESTED_TIMEOUT=$${CORRAL_NESTED_TIMEOUT:-3600} sh tests/run.sh tests/kvm/t_nested.sh
 
 # The OCI runtime's tests alone (they are in `make check` too)
 check-oci: tests

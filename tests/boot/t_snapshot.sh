@@ -24,17 +24,34 @@ keep=
 trap 'exec 9>&-; [ -n "$keep" ] && kill $keep 2>/dev/null; rm -rf "$work"' EXIT INT TERM
 S=$work/api.sock
 
-# until_seen FILE PATTERN SECONDS (the console's lines end in CR LF): waits for PATTERN (grep -E) in FILE
-# (by the clock: in the nested test machine a fork costs a large part of a
-# second, and counted sleeps would stretch the limit several times over)
+# until_seen FILE PATTERN SECONDS [PID] (the console's lines end in CR LF):
+# waits for PATTERN (grep -E) in FILE, at most SECONDS, and no longer than
+# process PID (the corral that writes FILE) lives: once it has ended, FILE
+# is read one last time (by the clock: in the nested test machine a fork
+# costs a large part of a second, and counted sleeps would stretch the
+# limit several times over)
 until_seen() {
 	end=$(($(date +%s) + $3))
 	while ! cat "$1" 2>/dev/null | tr -d '\r' | grep -qE "$2"; do
 		[ "$(date +%s)" -ge "$end" ] && return 1
+		if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
+			cat "$1" 2>/dev/null | tr -d '\r' | grep -qE "$2"
+			return
+		fi
 		sleep 0.1
 	done
 }
 
+# ended PID NAME: why corral PID (NAME) is gone, if it is
+ended() {
+	kill -0 "$1" 2>/dev/null && return 0
+	wait "$1"
+	echo "    ($2 has ended, exit status $?)"
+}
+
+# a corral that has ended leaves the console fifo without a reader: a
+# write there fails (EPIPE) instead of ending this script
+trap "" PIPE
 mkfifo "$work/in"
 first=${ENGINES%% *}
 timeout "$TIMEOUT" "$CORRAL" run --engine "$first" --mem 256M --serial stdio --api-sock "$S" \
@@ -42,11 +59,16 @@ timeout "$TIMEOUT" "$CORRAL" run --engine "$first" --mem 256M --serial stdio --a
 vm=$!
 keep=$vm
 exec 9>"$work/in" # the console's input stays open
-if until_seen "$work/out1" '^/ # ' 600; then ok "booted to the initramfs shell"; else
-	fail "no shell prompt"; tail -n 20 "$work/out1" "$work/err1" | sed 's/^/    /'; report; exit 1
+if until_seen "$work/out1" '^/ # ' 600 $vm; then ok "booted to the initramfs shell"; else
+	fail "no shell prompt"
+	ended $vm "corral run"
+	tail -n 20 "$work/out1" "$work/err1" | sed 's/^/    /'; report; exit 1
 fi
 echo 'i=0; while true; do i=$((i+1)); echo "count $i"; sleep 0.1; done' >&9
-if until_seen "$work/out1" '^count 20$' 300; then ok "the guest counts"; else fail "the guest does not count"; fi
+if until_seen "$work/out1" '^count 20$' 300 $vm; then ok "the guest counts"; else
+	fail "the guest does not count"
+	ended $vm "corral run"
+fi
 # snap_restore K ENGINE: snapshot the running VM (console in $out) into
 # $work/snapK with --stop, restore it on ENGINE; its console is then $work/outK
 snap_restore() {
@@ -69,15 +91,21 @@ snap_restore() {
 	vm=$!
 	keep=$vm
 	next=$((last + 1))
-	if until_seen "$out" "^count $((last + 30))\$" 300; then ok "the guest restored on $eng counts on"; else
+	if until_seen "$out" "^count $((last + 30))\$" 300 $vm; then ok "the guest restored on $eng counts on"; else
 		fail "the guest restored on $eng did not count to $((last + 30))"
+		ended $vm "corral restore"
+		: >>"$out"
 		tail -n 10 "$out" "$work/err$k" | sed 's/^/    /'
 	fi
 	got=$(tr -d '\r' <"$out" | grep -E '^count [0-9]+$' | head -n 1 | cut -d' ' -f2)
 	if [ "$got" = "$next" ]; then ok "the count continues ($prev to $eng): $last, then $got"; else
 		fail "the count was at $last on $prev; the guest restored on $eng printed $got first"
 	fi
-	if grep -q "Linux version" "$out"; then fail "the guest restored on $eng rebooted"; else ok "no reboot on $eng"; fi
+	if grep -q "Linux version" "$out"; then fail "the guest restored on $eng rebooted"; elif [ -s "$out" ]; then
+		ok "no reboot on $eng"
+	else
+		fail "no console output from the guest restored on $eng"
+	fi
 	prev=$eng
 }
 

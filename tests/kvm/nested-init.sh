@@ -73,11 +73,25 @@ export CORRAL=/corral/build/corral BUILD=/corral/build CORRAL_GUEST_DIR=/corral/
 export TMPDIR=/tmp CORRAL_TEST_SLOW=10
 cd /corral
 . tests/kvm/suites.sh
+# a heartbeat: t_nested.sh takes a console silent for CORRAL_NESTED_STALL
+# seconds for a machine that stands still, even while a suite prints nothing
+(
+	while sleep 15; do
+		echo "@nested tick: up $(cut -d' ' -f1 /proc/uptime) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+	done
+) &
+tick=$!
 for s in $suites; do
 	t0=$(date +%s)
+	echo "@nested begin $s"
 	# one suite that hangs costs its limit, not the rest of the run
-	run_limited "$limit" nested_suite "$s" 2>&1 </dev/null | sed "s|^|@nested $s: |"
+	# each line as it comes: busybox's sed holds its output for a tty
+	# until it ends, so the console showed a suite's lines only after it
+	run_limited "$limit" nested_suite "$s" 2>&1 </dev/null | while IFS= read -r l; do
+		echo "@nested $s: $l"
+	done
 	echo "@nested $s: took $(($(date +%s) - t0)) s"
 done
+kill $tick
 echo "@nested end"
 poweroff -f
