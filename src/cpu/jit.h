@@ -25,9 +25,17 @@
 #ifndef CORRAL_CPU_JIT_H
 #define CORRAL_CPU_JIT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cpu_internal.h"
+
+/* Make [p, p + len) resident now, in one system call, where a process
+ * VM's caches grow: each first touch of a page is otherwise a fault, and
+ * faults are dear (under a hypervisor most of a short program's start-up).
+ * write: for writing (else mapped readable). Pages only partly inside are
+ * left alone; failure (an older kernel) leaves them to fault in as before. */
+void cpu_prefault(void *p, size_t len, int write);
 
 /* Executions of a block before it is translated. */
 #define JIT_HOT_DEFAULT 16

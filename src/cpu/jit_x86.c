@@ -24,6 +24,7 @@
 #define JIT_SIZE (32u << 20) /* per cpu: reserved, committed as used */
 #endif
 #define JIT_BLOCK_MAX (24u << 10) /* room one translation may take */
+#define JIT_PREFAULT (256u << 10) /* buffer made resident this much at a time */
 #define JIT_HDR 64		  /* trampoline and epilogue at the buffer start */
 #define MAX_STUBS 160
 #define MAX_SLOW 128
@@ -60,6 +61,7 @@ struct jc_entry {
 struct jit {
 	uint8_t *rw, *rx;
 	size_t used;
+	size_t resident; /* bytes made resident in both views (JIT_PREFAULT at a time) */
 	uint8_t *epilogue;
 	int unmappable;	     /* the code buffer could not be mapped: translate nothing */
 	struct jc_entry *jc; /* R14 in translations */
@@ -1565,6 +1567,7 @@ static int jit_map(struct jit *j, int fixed)
 	}
 	j->rw = rw;
 	j->rx = rx;
+	j->resident = 0;
 	/* jit_run(c, entry): save callee-saved registers, rbx = c, r14 = the
 	 * jump cache, jump to entry; the epilogue restores them. Six pushes
 	 * and 8 bytes keep the stack 16-byte aligned for the calls translations
@@ -1601,6 +1604,9 @@ int jit_init(struct cpu *c, const struct cpu_opts *opts)
 		free(j);
 		return -ENOMEM;
 	}
+	/* a process VM's first translations fill slots all over it */
+	if (c->mode == CPU_MODE_USER)
+		cpu_prefault(j->jc, j->jc_size * sizeof(*j->jc), 1);
 	/* The code buffer is mapped at the first translation (jit_translate):
 	 * a VM or guest thread that never gets hot code pays nothing, and a
 	 * restored VM reaches its first instruction sooner. */
@@ -1714,6 +1720,14 @@ void *jit_translate(struct cpu *c, const struct insn *insn, unsigned n, uint64_t
 	if (!j->rw && jit_map(j, 0)) {
 		j->unmappable = 1; /* no executable memory: interpret from here on */
 		return NULL;
+	}
+	if (j->used + JIT_BLOCK_MAX > j->resident && j->resident < JIT_SIZE) {
+		/* in both views: the rx view's page tables are separate, so its
+		 * first run of each page would fault again */
+		size_t len = JIT_SIZE - j->resident < JIT_PREFAULT ? JIT_SIZE - j->resident : JIT_PREFAULT;
+		cpu_prefault(j->rw + j->resident, len, 1);
+		cpu_prefault(j->rx + j->resident, len, 0);
+		j->resident += len;
 	}
 	uint8_t *start = j->rw + j->used;
 	struct jt *t = malloc(sizeof(*t));

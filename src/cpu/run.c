@@ -16,6 +16,7 @@
 #define DC_HASH_BITS_USER 14
 #define DC_HASH_BITS_SYSTEM 17
 #define DC_ARENA (32u << 20)
+#define DC_PREFAULT (256u << 10) /* arena made resident this much at a time */
 #define JIT_NEVER 0xffffffffu
 
 struct dblock {
@@ -42,9 +43,17 @@ struct dcache {
 	struct dblock *cross;		    /* system mode: the blocks of one page-crossing instruction */
 	uint8_t *arena;
 	size_t used;
+	size_t resident;			/* arena bytes made resident (DC_PREFAULT at a time) */
 	unsigned epoch;				/* bumped by each flush: succ links from before are dead */
 	unsigned long built, uncached, dropped; /* for CORRAL_JIT_STATS */
 };
+
+void cpu_prefault(void *p, size_t len, int write)
+{
+	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+	if (e > a)
+		(void)madvise((void *)a, e - a, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+}
 
 static inline unsigned dc_slot(const struct dcache *dc, uint64_t key)
 {
@@ -128,6 +137,11 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 		return -ENOMEM;
 	c->dc->hbits = mode == CPU_MODE_SYSTEM ? DC_HASH_BITS_SYSTEM : DC_HASH_BITS_USER;
 	c->dc->hash = calloc((size_t)1 << c->dc->hbits, sizeof(*c->dc->hash));
+	/* A process VM's hash (128 KiB) is touched all over by its first
+	 * blocks; a system VM's (1 MiB) only as its kernel runs, and a
+	 * restore's first instruction should not wait for it. */
+	if (mode == CPU_MODE_USER && c->dc->hash)
+		cpu_prefault(c->dc->hash, sizeof(*c->dc->hash) << c->dc->hbits, 1);
 	/* Reserved, not committed: only what decoded code uses becomes resident. */
 	c->dc->arena = mmap(NULL, DC_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	int e = !c->dc->hash || c->dc->arena == MAP_FAILED ? -ENOMEM : jit_init(c, opts);
@@ -135,6 +149,9 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 		dcache_free(c);
 		return e;
 	}
+	/* a process VM's TLB is all in use: resident at once, not page by page */
+	if (mode == CPU_MODE_USER)
+		cpu_prefault(c->tlb, sizeof(c->tlb), 1);
 	cpu_tlb_flush(c);
 	if (vm) {
 		c->tlb_gen = vm->tlb_gen;
@@ -367,6 +384,11 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	size_t need = sizeof(struct dblock) + BLOCK_MAX * sizeof(struct insn);
 	if (dc->used + need > DC_ARENA)
 		dcache_flush(c);
+	if (dc->used + need > dc->resident && dc->resident < DC_ARENA) {
+		size_t n = DC_ARENA - dc->resident < DC_PREFAULT ? DC_ARENA - dc->resident : DC_PREFAULT;
+		cpu_prefault(dc->arena + dc->resident, n, 1);
+		dc->resident += n;
+	}
 	struct dblock *b = (struct dblock *)(dc->arena + dc->used);
 	b->rip = key;
 	b->lin = rip;
