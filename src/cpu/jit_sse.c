@@ -23,8 +23,7 @@
 static int sse_host_0f38(void)
 {
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1") &&
-	       __builtin_cpu_supports("sse4.2");
+	return __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("sse4.2");
 }
 
 static int32_t xoff(unsigned x)
@@ -86,7 +85,7 @@ static uint8_t *sse_lookup(struct jt *t, int write, int aligned)
 		x_rr(t, 0, 0x89, RAX, RDX); /* mov edx, eax */
 		x_rr(t, 0, 0x83, 4, RDX);   /* and edx, 15 */
 		e8(t, 15);
-		x_rr(t, 0, 0x01, RDX, RDX); /* add edx, edx */
+		x_rr(t, 0, 0x01, RDX, RDX);  /* add edx, edx */
 		x_rr(t, XW, 0x09, RDX, RCX); /* or rcx, rdx */
 	}
 	tlb_slot(t, RDX, t->sys);

@@ -1537,7 +1537,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 static void emit_handler(struct jt *t, const struct insn *i, uint64_t addr)
 {
 	c_drop_all(t); /* the handler reads and writes guest registers in memory */
-	t->sse_ok = 0;	/* and may write CR0 or CR4 */
+	t->sse_ok = 0; /* and may write CR0 or CR4 */
 	if (!(t->rip_ok && t->rip_val == addr))
 		set_rip(t, addr, RAX);
 	mov_rr(t, RDI, RBX);
