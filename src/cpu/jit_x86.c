@@ -112,6 +112,7 @@ struct jt {
 	uint64_t rip_val;
 	int store_check; /* the current instruction stored through a slow path: check end_block */
 	int sys;	 /* system mode: TLB bank by privilege, code keyed by physical page */
+	int sse_ok;	 /* system mode: CR0/CR4 allow SSE since the last handler call (jit_sse.c) */
 	uint64_t start;	 /* guest address of the block's first instruction */
 	/* Register cache: guest register r lives in host register cache[r]
 	 * (-1: only in memory) within the block; dirty ones are newer than
@@ -1299,6 +1300,9 @@ static void rsp_add(struct jt *t, unsigned h, int32_t delta)
 /* Emits instruction i (at addr, k-th of the block, count = k + 1) inline.
  * Returns 0 if it must go to its handler, 1 if emitted, 2 if emitted and
  * the block's exits are emitted too. */
+#define CORRAL_JIT_SSE_INCLUDED
+#include "jit_sse.c"
+
 static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_t addr, int hf)
 {
 	uint64_t next = addr + i->len;
@@ -1310,6 +1314,8 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 	static const insn_fn rr32[] = {op_alu_rr32_add, op_alu_rr32_or,	 NULL,		 NULL, op_alu_rr32_and,
 				       op_alu_rr32_sub, op_alu_rr32_xor, op_alu_rr32_cmp};
 
+	if (emit_sse(t, i, addr))
+		return 1;
 	if ((k = fn_index(f, rr64, 8)) >= 0)
 		return emit_alu(t, i, (unsigned)k, F_RM_R, 8, addr, next, hf);
 	if ((k = fn_index(f, rr32, 8)) >= 0)
@@ -1533,6 +1539,7 @@ static int emit_insn(struct jt *t, const struct insn *i, unsigned count, uint64_
 static void emit_handler(struct jt *t, const struct insn *i, uint64_t addr)
 {
 	c_drop_all(t); /* the handler reads and writes guest registers in memory */
+	t->sse_ok = 0; /* and may write CR0 or CR4 */
 	if (!(t->rip_ok && t->rip_val == addr))
 		set_rip(t, addr, RAX);
 	mov_rr(t, RDI, RBX);

@@ -1490,6 +1490,26 @@ static int decode_0f3a(struct insn *i)
 	return ud(i);
 }
 
+enum sse_form sse_form_of(const struct insn *i)
+{
+	insn_fn f = i->fn;
+	if (f == op_vec_xmm)
+		return SSE_FORM_VEC;
+	if (f == op_mov_load128)
+		return SSE_FORM_LOAD128;
+	if (f == op_mov_store128)
+		return SSE_FORM_STORE128;
+	if (f == op_pshuf_xmm)
+		return SSE_FORM_PSHUF;
+	if (f == op_pmovmskb_xmm)
+		return SSE_FORM_PMOVMSKB;
+	if (f == op_shift_imm_xmm)
+		return SSE_FORM_SHIFT_IMM;
+	if (f == op_movd_to_xmm)
+		return SSE_FORM_MOVD_TO;
+	return SSE_FORM_OTHER;
+}
+
 int sse_decode(struct insn *i)
 {
 	int r;

@@ -96,6 +96,20 @@ static inline unsigned sse_byte_reg(const struct insn *i, unsigned r)
 	return (!i->rex && r >= 4 && r < 8) ? r + 12 : r;
 }
 
+/* Which handler of sse.c runs a decoded instruction, for the translator
+ * (jit_sse.c), which emits some of them as the same host instruction. */
+enum sse_form {
+	SSE_FORM_OTHER,
+	SSE_FORM_VEC,	    /* op_vec_xmm: xmm = xmm op xmm/m128 (aligned) */
+	SSE_FORM_LOAD128,   /* op_mov_load128: aux 1 = aligned */
+	SSE_FORM_STORE128,  /* op_mov_store128: aux 1 = aligned */
+	SSE_FORM_PSHUF,	    /* op_pshuf_xmm: PSHUFD/HW/LW xmm, xmm/m128 (aligned), imm8 */
+	SSE_FORM_PMOVMSKB,  /* op_pmovmskb_xmm: r32, xmm */
+	SSE_FORM_SHIFT_IMM, /* op_shift_imm_xmm: 66 0F 71-73 /n ib on xmm */
+	SSE_FORM_MOVD_TO,   /* op_movd_to_xmm: MOVD/MOVQ xmm, r/m32/64 */
+};
+enum sse_form sse_form_of(const struct insn *i);
+
 int sse_fp_decode(struct insn *i);
 int sse_str_decode(struct insn *i);
 

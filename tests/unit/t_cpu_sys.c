@@ -415,6 +415,58 @@ static void test_tlb_invalidation(void)
 	machine_destroy(m);
 }
 
+/* SSE in system mode, interpreted and translated alike: the same code
+ * after it has been translated (made hot with SSE enabled) takes #UD
+ * with CR4.OSFXSR clear or CR0.EM set and #NM with CR0.TS set, at the
+ * SSE instruction, with the instructions before it retired. */
+static void test_sse_enable(void)
+{
+	struct machine *m;
+	struct cpu *c = kernel_setup(&m, BASE);
+	if (!c)
+		return;
+	/* mov ecx, 5; add rcx, rcx; movdqa xmm0, [0x7200]; pxor xmm0, [0x7210];
+	 * movdqu [RES + 0x100], xmm0; hlt */
+	static const uint8_t code[] = {0xb9, 0x05, 0x00, 0x00, 0x00, 0x48, 0x01, 0xc9, 0x66, 0x0f, 0x6f, 0x04,
+				       0x25, 0x00, 0x72, 0x00, 0x00, 0x66, 0x0f, 0xef, 0x04, 0x25, 0x10, 0x72,
+				       0x00, 0x00, 0xf3, 0x0f, 0x7f, 0x04, 0x25, 0x00, 0x71, 0x00, 0x00, 0xf4};
+	/* #UD and #NM: pop rax (the faulting RIP); mov [RES + 0x118], rax; hlt */
+	static const uint8_t handler[] = {0x58, 0x48, 0x89, 0x04, 0x25, 0x18, 0x71, 0x00, 0x00, 0xf4};
+	CHECK(gpa_write(m, 0x27000, code, sizeof(code)) == 0);
+	CHECK(gpa_write(m, 0x28000, handler, sizeof(handler)) == 0);
+	idt_gate(m, 6, 0x28000);
+	idt_gate(m, 7, 0x28000);
+	put64(m, 0x7200, 0x1122334455667788ull);
+	put64(m, 0x7208, 0x99aabbccddeeff00ull);
+	put64(m, 0x7210, 0xffff0000ffff0000ull);
+	put64(m, 0x7218, 0x0f0f0f0f0f0f0f0full);
+	CHECK_EQ_U64(run_hot(c, m, 0x27000, 40), 0x1122334455667788ull ^ 0xffff0000ffff0000ull);
+	CHECK_EQ_U64(get64(m, RES + 0x108), 0x99aabbccddeeff00ull ^ 0x0f0f0f0f0f0f0f0full);
+	const struct {
+		uint64_t cr0_set, cr4_clear;
+		int vector;
+	} cases[] = {{0, 0x200, 6}, {4, 0, 6}, {8, 0, 7}};
+	for (unsigned k = 0; k < 3; k++) {
+		uint64_t cr0 = c->s.cr0, cr4 = c->s.cr4;
+		c->s.cr0 |= cases[k].cr0_set;
+		c->s.cr4 &= ~cases[k].cr4_clear;
+		put64(m, RES + 0x100, 0);
+		put64(m, RES + 0x118, 0);
+		c->s.gpr[R_RCX] = 0;
+		run_hot(c, m, 0x27000, 1);
+		CHECK_EQ_U64(get64(m, RES + 0x118), 0x27008); /* the MOVDQA */
+		CHECK_EQ_U64(get64(m, RES + 0x100), 0);
+		CHECK_EQ_U64(c->s.gpr[R_RCX], 10);
+		c->s.cr0 = cr0;
+		c->s.cr4 = cr4;
+	}
+	/* and with SSE enabled again, the translation runs as before */
+	CHECK_EQ_U64(run_hot(c, m, 0x27000, 1), 0x1122334455667788ull ^ 0xffff0000ffff0000ull);
+	sys_cpu_destroy(c);
+	free(c);
+	machine_destroy(m);
+}
+
 /* A guest whose IDT is garbage: the first fault becomes #DF, then a triple
  * fault, reported as CPU_EXIT_SHUTDOWN. */
 static void test_triple_fault(void)
@@ -482,6 +534,7 @@ int main(void)
 	RUN(test_code_rewritten);
 	RUN(test_crossing_remapped);
 	RUN(test_tlb_invalidation);
+	RUN(test_sse_enable);
 	return test_report();
 }
 

@@ -322,6 +322,97 @@ static void test_many_blocks(void)
 	run_many_blocks(0);
 }
 
+/* SSE integer and move instructions emitted inline (jit_sse.c), in a hot
+ * loop over a data page, with the same results as the interpreter; then
+ * precise faults in the middle of the translated block: a MOVDQA off a
+ * 16-byte boundary (#GP) and a MOVDQU whose last bytes are on an unmapped
+ * page (#PF), each with a warm TLB so the inline checks decide.
+ *   0: movdqa xmm0, [rsi]         4: pcmpeqb xmm0, xmm1
+ *   8: pmovmskb eax, xmm0         c: add rdx, rax
+ *   f: movdqu xmm2, [rsi + 1]    14: paddd xmm2, xmm3
+ *  18: pshufd xmm2, xmm2, 0x1b   1d: pxor xmm2, xmm1
+ *  21: psrldq xmm2, 3            26: punpcklbw xmm2, xmm1
+ *  2a: pshufb xmm2, xmm4         2f: movd xmm5, edx
+ *  33: por xmm2, xmm5            37: movdqu [rdi], xmm2
+ *  3b: movaps xmm6, xmm2         3e: add rsi, 16
+ *  42: add rdi, 16               46: dec ecx
+ *  48: jnz 0                     4a: syscall */
+static const uint8_t sse_prog[] = {0x66, 0x0f, 0x6f, 0x06, 0x66, 0x0f, 0x74, 0xc1, 0x66, 0x0f, 0xd7, 0xc0, 0x48,
+				   0x01, 0xc2, 0xf3, 0x0f, 0x6f, 0x56, 0x01, 0x66, 0x0f, 0xfe, 0xd3, 0x66, 0x0f,
+				   0x70, 0xd2, 0x1b, 0x66, 0x0f, 0xef, 0xd1, 0x66, 0x0f, 0x73, 0xda, 0x03, 0x66,
+				   0x0f, 0x60, 0xd1, 0x66, 0x0f, 0x38, 0x00, 0xd4, 0x66, 0x0f, 0x6e, 0xea, 0x66,
+				   0x0f, 0xeb, 0xd5, 0xf3, 0x0f, 0x7f, 0x17, 0x0f, 0x28, 0xf2, 0x48, 0x83, 0xc6,
+				   0x10, 0x48, 0x83, 0xc7, 0x10, 0xff, 0xc9, 0x75, 0xb6, 0x0f, 0x05};
+
+static void sse_start(struct env *e, uint64_t rsi, unsigned n)
+{
+	e->c.s.rip = CODE;
+	e->c.s.gpr[R_RSI] = rsi;
+	e->c.s.gpr[R_RDI] = DATA + 2048;
+	e->c.s.gpr[R_RCX] = n;
+	e->c.s.gpr[R_RDX] = 0;
+	for (unsigned k = 0; k < 16; k++) {
+		e->c.s.xmm[1].b[k] = (uint8_t)(k & 1 ? 0x5a : k);
+		e->c.s.xmm[3].b[k] = (uint8_t)(0x11 * k);
+		e->c.s.xmm[4].b[k] = (uint8_t)((k * 7) & 15) | (k == 5 ? 0x80 : 0);
+	}
+}
+
+/* out: the 1 KiB the loop writes, then xmm0-6 and rdx */
+static void run_sse(int translate, uint8_t *out)
+{
+	struct env e;
+	env_init(&e, translate, sse_prog, sizeof(sse_prog));
+	for (unsigned k = 0; k < 4096; k++)
+		e.data[k] = (uint8_t)(k % 3 ? k * 13 : 0x5a);
+	sse_start(&e, DATA, 64);
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_SYSCALL);
+	/* rdx: the PCMPEQB masks of the 64 rows against xmm1, counted here */
+	uint64_t want = 0;
+	for (unsigned r = 0; r < 64; r++)
+		for (unsigned k = 0; k < 16; k++)
+			if (e.data[16 * r + k] == (uint8_t)(k & 1 ? 0x5a : k))
+				want += 1u << k;
+	CHECK_EQ_U64(e.c.s.gpr[R_RDX], want);
+	memcpy(out, e.data + 2048, 1024);
+	memcpy(out + 1024, e.c.s.xmm, 7 * 16);
+	memcpy(out + 1024 + 7 * 16, &e.c.s.gpr[R_RDX], 8);
+
+	/* again from an address off the 16-byte boundary: #GP at the MOVDQA */
+	sse_start(&e, DATA + 8, 64);
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_EXCEPTION);
+	CHECK(e.c.exc_vector == 13);
+	CHECK_EQ_U64(e.c.s.rip, CODE);
+
+	/* the last row's MOVDQU reaches the unmapped page after DATA: #PF
+	 * there, the rows before it done and the row's first four
+	 * instructions retired (rdx has its mask) */
+	sse_start(&e, DATA + 4096 - 4 * 16, 64);
+	e.c.s.gpr[R_RDI] = DATA + 1024;
+	CHECK(cpu_run(&e.c, 0) == CPU_EXIT_EXCEPTION);
+	CHECK(e.c.exc_vector == 14);
+	CHECK_EQ_U64(e.c.exc_addr, DATA + 4096);
+	CHECK_EQ_U64(e.c.s.rip, CODE + 0xf);
+	CHECK_EQ_U64(e.c.s.gpr[R_RSI], DATA + 4096 - 16);
+	CHECK_EQ_U64(e.c.s.gpr[R_RDI], DATA + 1024 + 3 * 16);
+	CHECK_EQ_U64(e.c.s.gpr[R_RCX], 61);
+	want = 0;
+	for (unsigned r = 252; r < 256; r++)
+		for (unsigned k = 0; k < 16; k++)
+			if (e.data[16 * r + k] == (uint8_t)(k & 1 ? 0x5a : k))
+				want += 1u << k;
+	CHECK_EQ_U64(e.c.s.gpr[R_RDX], want);
+	env_fini(&e);
+}
+
+static void test_sse(void)
+{
+	static uint8_t a[1024 + 7 * 16 + 8], b[sizeof(a)];
+	run_sse(1, a);
+	run_sse(0, b);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+}
+
 int main(void)
 {
 	RUN(test_smc);
@@ -331,5 +422,6 @@ int main(void)
 	RUN(test_big_tlb);
 	RUN(test_prefault);
 	RUN(test_many_blocks);
+	RUN(test_sse);
 	return test_report();
 }
