@@ -30,13 +30,9 @@ PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
 PX=$((PA + 2))
 pids=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null; done
-	for f in "$tmp"/a/vms/*/run.json "$tmp"/b/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$pids" "$tmp/a" "$tmp/b"
 	[ -n "$KEEP" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -50,7 +46,6 @@ start() { # NAME PORT
 }
 start a "$PA"
 start b "$PB"
-. "$(dirname "$0")/lib.sh"
 A="--socket $tmp/a.sock"
 B="--socket $tmp/b.sock"
 # state SOCK NAME: the VM's state there, or "none"
