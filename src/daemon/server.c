@@ -1040,6 +1040,21 @@ static enum MHD_Result get_vm(struct daemon *d, struct MHD_Connection *c, struct
 		json_object_set_new(j, "snapshots", snaps);
 	else
 		json_decref(snaps);
+	if (j && v->migrating) {
+		/* the migration's progress: the VM process's own GET /migrate
+		 * (post_migrate waits for it without the daemon's lock) */
+		int status;
+		char *ans = NULL, err[600];
+		json_t *m = dvm_call(d, v, "GET", "/migrate", NULL, &status, &ans, err, sizeof(err)) == 0 &&
+					    status == 200
+				    ? json_loads(ans, 0, NULL)
+				    : NULL;
+		free(ans);
+		if (json_is_object(m))
+			json_object_set_new(j, "migration", m);
+		else
+			json_decref(m);
+	}
 	return j ? httpd_reply(c, 200, j) : httpd_fault(c, 500, "out of memory");
 }
 
@@ -2562,7 +2577,10 @@ int corrald_serve(const struct corrald_opts *o)
 		return 1;
 	}
 	struct MHD_Daemon *mhd = httpd_mhd.start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, handle, d, MHD_OPTION_LISTEN_SOCKET, fd,
+		/* a thread per connection: a request that takes long without the
+		 * daemon's lock (POST /vms/{name}/migrate) holds up no other */
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL, NULL, handle,
+		d, MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
 	if (!mhd) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,7 +16,10 @@
 #include "engine/vcpu_loop.h"
 #include "machine/machine_impl.h"
 
-#define VCPU_LOOP_WAIT_NS 10000000ull			/* the main loop looks at input and signals this often */
+/* Host input is delivered no sooner after the start (the guest sets its
+ * UART up), and at least this often while timers shorter than a
+ * millisecond keep the main loop from waiting for it. */
+#define VCPU_LOOP_INPUT_NS 10000000ull
 #define VCPU_LOOP_IDLE_LEAD_NS (300ull * 1000000000ull) /* idle guest time may lead the wall clock by this */
 /* The shortest wait, with the lock released, even when a deadline has
  * passed already: the vCPU threads need the lock after each exit, and a
@@ -122,6 +126,60 @@ static void loop_ctl_kick(void *opaque)
 	pthread_mutex_unlock(&l->lock);
 }
 
+/* mtimer_arm (under l->lock): a deadline before the one the main loop
+ * sleeps until wakes it, once. */
+static void loop_timer_armed(void *opaque, uint64_t deadline_ns)
+{
+	struct vcpu_loop *l = opaque;
+	if (deadline_ns < __atomic_load_n(&l->wait_until, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&l->wait_until, 0, __ATOMIC_RELAXED);
+		vcpu_loop_wake_main(l);
+	}
+}
+
+/* Host input arrives while the main loop waits for it with the lock
+ * released (poll_input, vm_console_input). */
+static void loop_input_lock(void *opaque, int lock)
+{
+	struct vcpu_loop *l = opaque;
+	if (lock)
+		pthread_mutex_lock(&l->lock);
+	else
+		pthread_mutex_unlock(&l->lock);
+}
+
+/* Host input (under l->lock, released meanwhile: the host's poll_input
+ * delivers through vm_console_input, which takes it): waits up to ms
+ * (-1: no limit) for input or for one of the wake descriptors. */
+static int loop_input(struct vcpu_loop *l, int *input_dead, const int *wake, unsigned nwake, int ms)
+{
+	pthread_mutex_unlock(&l->lock);
+	int r = l->host->poll_input(l->host->opaque, wake, nwake, ms);
+	pthread_mutex_lock(&l->lock);
+	if (r > 0)
+		*input_dead = 1;
+	return r;
+}
+
+/* One descriptor for poll_input to wait on (it takes few): readable when
+ * the main loop's eventfd, the machine's I/O eventfd or the controller's
+ * is. -1 if it cannot be made (the main loop then polls input). */
+static int loop_epoll(struct vcpu_loop *l, int io_fd)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		return -1;
+	int fds[3] = {l->notify_fd, io_fd, l->ctl ? l->ctl->wake_fd : -1};
+	for (unsigned k = 0; k < 3; k++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[k]};
+		if (fds[k] >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fds[k], &ev) < 0) {
+			close(ep);
+			return -1;
+		}
+	}
+	return ep;
+}
+
 static void *loop_thread(void *arg)
 {
 	struct vcpu_loop_thread *t = arg;
@@ -199,7 +257,9 @@ static void loop_main(struct vcpu_loop *l)
 	int input_dead = !host || !host->poll_input;
 	uint64_t wall_start = loop_wall_ns() - clock_ns(m);
 	/* host input waits until the guest had a moment to set its UART up */
-	uint64_t last_poll = loop_wall_ns();
+	uint64_t input_from = loop_wall_ns() + VCPU_LOOP_INPUT_NS, last_poll = loop_wall_ns();
+	int io_fd = machine_io_fd(m);
+	int ep = input_dead ? -1 : loop_epoll(l, io_fd);
 
 	int io_ready = 0; /* the machine's I/O eventfd was readable */
 	while (!l->done) {
@@ -227,29 +287,40 @@ static void loop_main(struct vcpu_loop *l)
 			break;
 		}
 		vcpu_loop_notify(l, l->n);
+		if (machine_io_fd(m) != io_fd && ep >= 0) {
+			/* device work from host threads, set up since */
+			io_fd = machine_io_fd(m);
+			close(ep);
+			ep = loop_epoll(l, io_fd);
+		}
 
 		uint64_t now_wall = loop_wall_ns();
 		int may_wake;
 		int idle = loop_all_idle(l, &may_wake);
-		if (!input_dead && (idle || now_wall - last_poll >= VCPU_LOOP_WAIT_NS)) {
+		/* input at most VCPU_LOOP_INPUT_NS apart while the waits below
+		 * are too short to take it (or no descriptor to wait on) */
+		int input = !input_dead && now_wall >= input_from;
+		if (input && (ep < 0 || now_wall - last_poll >= VCPU_LOOP_INPUT_NS)) {
 			last_poll = now_wall;
-			int r = host->poll_input(host->opaque, NULL, 0, 0);
-			if (r < 0) {
+			if (loop_input(l, &input_dead, NULL, 0, 0) < 0) {
 				vcpu_loop_finish(l, ENGINE_QUIT, 0, 0);
 				break;
 			}
-			if (r > 0)
-				input_dead = 1;
 			vcpu_loop_notify(l, l->n);
+			idle = loop_all_idle(l, &may_wake);
+			input = !input_dead;
 		}
-		if (idle && loop_all_idle(l, &may_wake)) {
+		if (idle) {
 			/* real time while a device is fed by the host: skipping it
 			 * would expire the guest's timeouts (TCP's) before the host
 			 * could answer */
 			int realtime = (host && host->realtime_idle && !input_dead) || machine_io_fd(m) >= 0;
 			if (may_wake && next != UINT64_MAX && !realtime) {
 				/* every vCPU waits for a timer: time jumps to it, within
-				 * VCPU_LOOP_IDLE_LEAD_NS of the wall clock */
+				 * VCPU_LOOP_IDLE_LEAD_NS of the wall clock (beyond, it
+				 * passes in real time: a batch of timers as emu's single
+				 * thread runs them would not save the host anything
+				 * here, each timer being a hand-over between threads) */
 				uint64_t wall = loop_wall_ns() - wall_start;
 				if (next <= wall + VCPU_LOOP_IDLE_LEAD_NS) {
 					clock_advance_to(m, next);
@@ -261,29 +332,56 @@ static void loop_main(struct vcpu_loop *l)
 			}
 		}
 		/* wait for the next deadline, a vCPU's news, device work, the
-		 * controller, or VCPU_LOOP_WAIT_NS */
-		uint64_t wait = VCPU_LOOP_WAIT_NS, now = clock_ns(m);
-		if (next != UINT64_MAX && next > now && next - now < wait)
-			wait = next - now;
-		else if (next != UINT64_MAX && next <= now)
-			wait = 0;
+		 * controller or host input: nothing polls */
+		uint64_t wait = UINT64_MAX, now = clock_ns(m);
+		if (next != UINT64_MAX)
+			wait = next > now ? next - now : 0;
+		if (!input_dead && !input && input_from - now_wall < wait)
+			wait = input_from - now_wall;
+		/* A running vCPU: the main loop still looks every
+		 * VCPU_LOOP_INPUT_NS (a partial line of UART output to flush,
+		 * input to take without a descriptor to wait on); only a guest
+		 * with nothing to do is left asleep. */
+		if ((!idle || (input && ep < 0)) && wait > VCPU_LOOP_INPUT_NS)
+			wait = VCPU_LOOP_INPUT_NS;
 		if (wait < VCPU_LOOP_MIN_WAIT_NS)
 			wait = VCPU_LOOP_MIN_WAIT_NS;
-		struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull),
-				      .tv_nsec = (long)(wait % 1000000000ull)};
-		struct pollfd pfd[3] = {{.fd = l->notify_fd, .events = POLLIN},
-					{.fd = machine_io_fd(m), .events = POLLIN},
-					{.fd = l->ctl ? l->ctl->wake_fd : -1, .events = POLLIN}};
-		pthread_mutex_unlock(&l->lock);
-		if (ppoll(pfd, 3, &ts, NULL) > 0 && (pfd[1].revents & POLLIN))
-			io_ready = 1;
-		pthread_mutex_lock(&l->lock);
+		/* an earlier timer armed meanwhile (a vCPU's) ends the wait */
+		__atomic_store_n(&l->wait_until, wait == UINT64_MAX ? UINT64_MAX : now + wait, __ATOMIC_RELAXED);
+		int r = 0;
+		if (input && ep >= 0 && wait >= 1000000) {
+			/* rounded up: a timer is at most a millisecond late, and the
+			 * loop does not wake twice for it */
+			uint64_t ms = wait == UINT64_MAX ? 0 : (wait + 999999) / 1000000;
+			r = loop_input(l, &input_dead, &ep, 1, wait == UINT64_MAX ? -1 : ms > 3600000 ? 3600000 : (int)ms);
+			last_poll = loop_wall_ns();
+			struct pollfd pio = {.fd = io_fd, .events = POLLIN};
+			if (io_fd >= 0 && poll(&pio, 1, 0) > 0 && (pio.revents & POLLIN))
+				io_ready = 1;
+		} else {
+			struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000ull),
+					      .tv_nsec = (long)(wait % 1000000000ull)};
+			struct pollfd pfd[3] = {{.fd = l->notify_fd, .events = POLLIN},
+						{.fd = machine_io_fd(m), .events = POLLIN},
+						{.fd = l->ctl ? l->ctl->wake_fd : -1, .events = POLLIN}};
+			pthread_mutex_unlock(&l->lock);
+			if (ppoll(pfd, 3, wait == UINT64_MAX ? NULL : &ts, NULL) > 0 && (pfd[1].revents & POLLIN))
+				io_ready = 1;
+			pthread_mutex_lock(&l->lock);
+		}
+		__atomic_store_n(&l->wait_until, 0, __ATOMIC_RELAXED);
 		uint64_t v;
 		if (read(l->notify_fd, &v, sizeof(v)) < 0) {
 			/* nothing was there */
 		}
 		engine_ctl_drain(l->ctl);
+		if (r < 0) {
+			vcpu_loop_finish(l, ENGINE_QUIT, 0, 0);
+			break;
+		}
 	}
+	if (ep >= 0)
+		close(ep);
 }
 
 struct engine_result vcpu_loop_run(struct vcpu_loop *l)
@@ -292,6 +390,7 @@ struct engine_result vcpu_loop_run(struct vcpu_loop *l)
 	l->res = (struct engine_result){.end = ENGINE_ERROR};
 	l->ctl = l->host ? l->host->ctl : NULL;
 	l->done = l->pausing = 0;
+	l->wait_until = 0;
 	l->parked = 0;
 	l->t = calloc(l->n, sizeof(*l->t));
 	if (!l->t) {
@@ -330,6 +429,8 @@ struct engine_result vcpu_loop_run(struct vcpu_loop *l)
 	pthread_mutex_lock(&l->lock);
 	m->kick = loop_machine_kick;
 	m->kick_opaque = l;
+	m->timer_armed = loop_timer_armed;
+	m->input_lock = loop_input_lock;
 	for (unsigned k = 0; k < l->n; k++) {
 		l->t[k].l = l;
 		l->t[k].k = k;
@@ -350,6 +451,8 @@ struct engine_result vcpu_loop_run(struct vcpu_loop *l)
 			pthread_join(l->t[k].thr, NULL);
 	engine_ctl_detach(l->ctl);
 	m->kick = NULL;
+	m->timer_armed = NULL;
+	m->input_lock = NULL;
 	m->kick_opaque = NULL;
 	close(l->notify_fd);
 	pthread_cond_destroy(&l->main_cond);

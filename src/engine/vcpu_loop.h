@@ -58,6 +58,9 @@ struct vcpu_loop {
 	pthread_mutex_t lock;
 	pthread_cond_t main_cond, vcpu_cond;
 	int notify_fd; /* eventfd: wakes the main loop from its wait */
+	/* the clock_ns() the main loop sleeps until (UINT64_MAX: no timer),
+	 * 0 while it is awake; atomic */
+	uint64_t wait_until;
 	int done;
 	int pausing;	 /* vCPU threads park (vcpu_loop_park) */
 	unsigned parked; /* vCPU threads parked */

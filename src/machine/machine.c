@@ -295,6 +295,8 @@ void mtimer_arm(struct mtimer *t, uint64_t deadline_ns)
 {
 	t->deadline = deadline_ns;
 	t->armed = 1;
+	if (t->m->timer_armed)
+		t->m->timer_armed(t->m->kick_opaque, deadline_ns);
 }
 
 void mtimer_cancel(struct mtimer *t)

@@ -291,6 +291,13 @@ struct machine {
 	volatile int power_req;	    /* enum machine_power */
 	void (*kick)(void *opaque); /* engine: make the running vCPU return soon */
 	void *kick_opaque;
+	/* Set by an engine whose vCPUs run on threads of their own, whose main
+	 * loop then sleeps until its next deadline (with kick_opaque):
+	 * timer_armed, from mtimer_arm, lets it know of an earlier one;
+	 * input_lock takes (1) or releases (0) its machine lock around host
+	 * input delivered while it sleeps (vm_console_input). NULL: none. */
+	void (*timer_armed)(void *opaque, uint64_t deadline_ns);
+	void (*input_lock)(void *opaque, int lock);
 	unsigned cur_cpu; /* the vCPU whose accesses are being handled */
 	/* Record or replay (machine/replay.h): the log the devices' inputs go
 	 * through; NULL: none. The VM's, set before the guest is loaded. */

@@ -447,11 +447,17 @@ void vm_stop(struct vm *vm)
 
 size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t n)
 {
-	if (!vm->m)
+	struct machine *m = vm->m;
+	if (!m)
 		return 0;
-	size_t k = vm->hvc ? virtio_console_receive(vm->hvc, buf, n) : uart_receive(&vm->m->com1, buf, n);
+	/* a multi-thread engine waits for input with its lock released */
+	if (m->input_lock)
+		m->input_lock(m->kick_opaque, 1);
+	size_t k = vm->hvc ? virtio_console_receive(vm->hvc, buf, n) : uart_receive(&m->com1, buf, n);
 	if (k)
 		replay_log(vm->rr, REPLAY_CONSOLE, 0, buf, k);
+	if (m->input_lock)
+		m->input_lock(m->kick_opaque, 0);
 	return k;
 }
 

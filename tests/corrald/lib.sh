@@ -1,5 +1,22 @@
 # corrald tests' helpers (sourced): api, expect and field talk to the
-# corrald on $SOCK (default $S); ok and bad are the test's own.
+# corrald on $SOCK (default $S); ok and bad are the test's own;
+# corrald_cleanup is what each test's EXIT trap runs.
+
+# corrald_cleanup "DAEMON_PIDS" STATE_DIR...: stops the corralds (SIGTERM),
+# then kills (SIGKILL) every VM process named in STATE_DIR/vms/*/run.json,
+# which outlive their corrald by design
+corrald_cleanup() {
+	for _p in $1; do kill "$_p" 2>/dev/null; done
+	shift
+	for _st in "$@"; do
+		for _f in "$_st"/vms/*/run.json; do
+			[ -f "$_f" ] || continue
+			_p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$_f" 2>/dev/null)
+			[ -n "$_p" ] && kill -9 "$_p" 2>/dev/null
+		done
+	done
+	return 0
+}
 
 # api METHOD PATH [BODY]: sets code and body
 api() {

@@ -22,13 +22,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_balloon_policy.XXXXXX")
 S=$tmp/d.sock
 ST=$tmp/state
 dpid=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null
-	for f in "$ST"/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$dpid" "$ST"
 	[ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -51,7 +47,6 @@ dpid=$!
 i=0
 while [ ! -S "$S" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 
-. "$(dirname "$0")/lib.sh"
 bad() { fail "$@"; }
 console() { cat "$ST/vms/$1/vm/console.log" 2>/dev/null | tr -d '\r'; }
 until_seen() { # VM PATTERN SECONDS

@@ -31,13 +31,9 @@ cp "$BUILD/tests/guests/spin.bin" "$tmp/img/spin.bin"
 cp "$G" "$tmp/other/tick.bin"
 : >"$tmp/img/empty.bin"
 dpid=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null
-	for f in "$ST"/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$dpid" "$ST"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -51,7 +47,6 @@ start_corrald() {
 	while [ ! -S "$S" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
 
-. "$(dirname "$0")/lib.sh"
 lines() { "$CORRAL" vm logs "$1" | wc -l; }
 # alive PID: the process runs (a zombie, reaped by nobody once corrald is gone, does not)
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }

@@ -32,13 +32,9 @@ cp "$BUILD/tests/guests/tick.bin" "$BUILD/tests/guests/echo.bin" "$tmp/img/"
 # VM names unique on this host: cgroups are corral/NAME for every corrald
 u=$$
 dpids=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	for p in $dpids; do kill "$p" 2>/dev/null; done
-	for f in "$tmp"/*/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$dpids" "$tmp"/*/
 	sleep 0.3
 	rmdir /sys/fs/cgroup/*/corral/*-$u /sys/fs/cgroup/unified/corral/*-$u 2>/dev/null
 	rm -rf "$tmp"
@@ -56,7 +52,6 @@ start_corrald() {
 	i=0
 	while [ ! -S "$sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
-. "$(dirname "$0")/lib.sh"
 # waitfor COMMAND: until the shell command succeeds, for up to 30 s
 waitfor() {
 	i=0

@@ -37,13 +37,9 @@ ST=$tmp/state
 mkdir "$tmp/img"
 cp "$GUEST_DIR/vmlinuz" "$GUEST_DIR/initrd.img" "$tmp/img/"
 dpid=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null
-	for f in "$ST"/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$dpid" "$ST"
 	[ -n "$KEEP" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -51,7 +47,6 @@ trap cleanup EXIT
 dpid=$!
 i=0
 while [ ! -S "$S" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-. "$(dirname "$0")/lib.sh"
 export CORRALD_SOCKET=$S
 
 body() {

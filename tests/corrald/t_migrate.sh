@@ -25,18 +25,14 @@ if ! command -v curl >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; th
 fi
 tmp=$(mktemp -d /tmp/t_vmmig.XXXXXX)
 mkdir "$tmp/img"
-cp "$BUILD/tests/guests/tick.bin" "$tmp/img/tick.bin"
+cp "$BUILD/tests/guests/tick.bin" "$BUILD/tests/guests/dirty.bin" "$tmp/img/"
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
 PX=$((PA + 2))
 pids=
+. "$(dirname "$0")/lib.sh"
 cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null; done
-	for f in "$tmp"/a/vms/*/run.json "$tmp"/b/vms/*/run.json; do
-		[ -f "$f" ] || continue
-		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null)
-		[ -n "$p" ] && kill -9 "$p" 2>/dev/null
-	done
+	corrald_cleanup "$pids" "$tmp/a" "$tmp/b"
 	[ -n "$KEEP" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -50,7 +46,6 @@ start() { # NAME PORT
 }
 start a "$PA"
 start b "$PB"
-. "$(dirname "$0")/lib.sh"
 A="--socket $tmp/a.sock"
 B="--socket $tmp/b.sock"
 # state SOCK NAME: the VM's state there, or "none"
@@ -195,6 +190,76 @@ grows "$tmp/a.sock" m && ok || bad "m does not run on back at A"
 cat "$tmp/b.console" "$tmp/a2.console" >"$tmp/ba.console"
 seq_ok "$tmp/ba.console" && ok ||
 	bad "the count does not go on across the move back: B ended at $(tail -n 1 "$tmp/b.console"), A began at $(head -n 1 "$tmp/a2.console")"
+
+# ---- a busy guest migrates: the API answers meanwhile ----
+# tests/guests/dirty.S rewrites 8 MiB over and over; with a 1 ms stop
+# allowed the pre-copy goes round after round. GET /vms/d and GET /vms on
+# A, every 100 ms while POST /vms/d/migrate runs: each answered within
+# 1 s, d "migrating", and its progress (bytes sent) moving.
+# shellcheck disable=SC2086
+"$CORRAL" vm $A create d --flat "$tmp/img/dirty.bin" --mem 64M --engine emu >/dev/null 2>"$tmp/out" && ok ||
+	bad "create d on A: $(cat "$tmp/out")"
+grows "$tmp/a.sock" d || sleep 2
+python3 - "$tmp/a.sock" "$tmp/b.sock" >"$tmp/busy.out" 2>&1 <<'PY'
+import json, socket, sys, threading, time
+src, dst = sys.argv[1], sys.argv[2]
+def call(method, path, body=None, timeout=120):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(src)
+    data = json.dumps(body).encode() if body is not None else b""
+    s.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n\r\n" % (method, path, len(data))).encode() + data)
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    head, _, text = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), text
+result = {}
+def migrate():
+    result["ans"] = call("POST", "/vms/d/migrate", {"destination": dst, "downtime_limit_ms": 1})
+t = threading.Thread(target=migrate)
+t.start()
+samples, slow, sent = 0, [], []
+while t.is_alive():
+    t0 = time.monotonic()
+    try:
+        st, text = call("GET", "/vms/d", timeout=10)
+        call("GET", "/vms", timeout=10)
+    except OSError as e:
+        slow.append("error %s" % e)
+        break
+    dt = time.monotonic() - t0
+    if not t.is_alive():
+        break
+    if dt > 1.0:
+        slow.append("%.2f s" % dt)
+    j = json.loads(text) if st == 200 else {}
+    if j.get("state") == "migrating":
+        samples += 1
+        b = j.get("migration", {}).get("bytes_sent")
+        if b is not None and (not sent or sent[-1] != b):
+            sent.append(b)
+    time.sleep(0.1)
+t.join()
+print("migrate", result.get("ans", (0,))[0])
+print("samples", samples, "slow", len(slow), " ".join(slow[:5]))
+print("progress", len(sent), " ".join(str(b) for b in sent[:8]))
+PY
+cat "$tmp/busy.out"
+grep -q "^migrate 200" "$tmp/busy.out" && ok || bad "the busy guest's migration: $(cat "$tmp/busy.out")"
+n=$(awk '/^samples/ { print $2 }' "$tmp/busy.out")
+[ "${n:-0}" -ge 3 ] && grep -q "^samples [0-9]* slow 0 " "$tmp/busy.out" && ok ||
+	bad "requests during the migration: $(grep samples "$tmp/busy.out") (3 or more answers wanted, each within 1 s)"
+p=$(awk '/^progress/ { print $2 }' "$tmp/busy.out")
+[ "${p:-0}" -ge 2 ] && ok || bad "the migration's progress did not move: $(grep progress "$tmp/busy.out")"
+wait_state "$tmp/b.sock" d running && ok || bad "d on B is $(state "$tmp/b.sock" d)"
+# shellcheck disable=SC2086
+"$CORRAL" vm $B rm d --force >/dev/null 2>&1
 
 # ---- bad requests ----
 SOCK=$tmp/a.sock api POST /vms/m/migrate '{"destination":"relative.sock"}'
