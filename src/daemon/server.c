@@ -125,9 +125,11 @@ static void logf_(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
+	flockfile(stderr); /* one line, whole, from each connection's thread */
 	fprintf(stderr, "corrald: ");
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 	va_end(ap);
 }
 
