@@ -767,7 +767,7 @@ static int fault_via_stack(struct cpu *c)
 	return decode_uses_stack(&i);
 }
 
-enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+static enum cpu_exit run_body(struct cpu *c, uint64_t max_insns)
 {
 	c->in_run = 1;
 	c->irq_check = 1;
@@ -805,5 +805,13 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 	}
 	enum cpu_exit e = c->mode == CPU_MODE_SYSTEM ? run_loop_sys(c, limit) : run_loop(c, limit);
 	c->in_run = 0;
+	return e;
+}
+
+enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+{
+	cpu_excl_run_begin(c);
+	enum cpu_exit e = run_body(c, max_insns);
+	cpu_excl_run_end();
 	return e;
 }

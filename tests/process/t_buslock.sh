@@ -1,0 +1,21 @@
+#!/bin/sh
+# LOCK'd operations across guest threads (tests/progs/buslock.c): a split
+# LOCK'd operation holds off the other threads' plain stores (a bus lock),
+# and one left by a fault (SIGSEGV inside it, the program leaving by
+# siglongjmp) keeps no other thread, split operation or fork waiting: a
+# hang is a failure (timeout).
+. "$(dirname "$0")/lib.sh"
+P=$BUILD/tests/progs/buslock
+SLOW=${CORRAL_TEST_SLOW:-1}
+for mode in buslock abandon; do
+	timeout -k 5 $((90 * SLOW)) "$CORRAL" exec "$P" "$mode" </dev/null >"$TMP/out" 2>"$TMP/err"
+	rc=$?
+	if [ $rc -eq 0 ] && [ "$(cat "$TMP/out")" = "$mode ok" ]; then
+		ok
+	else
+		[ $rc -eq 124 ] && rc="$rc (hung: killed after $((90 * SLOW)) s)"
+		bad "buslock $mode: status $rc"
+		head -n 5 "$TMP/out" "$TMP/err"
+	fi
+done
+report
