@@ -59,10 +59,17 @@
 #define VA (0x8000000000 + VAIDX * 0x1000)	/* PML4 index 1 */
 #define PTE (PT + VAIDX * 8)
 #define VEC 0x40
+#ifdef SMP_SHORT	/* make check-tsan: a tenth of the rounds */
+#define ITER 10000
+#define TROUNDS 300
+#define ITER2 20000
+#define ITER3 10000
+#else
 #define ITER 100000
 #define TROUNDS 3000
 #define ITER2 200000
 #define ITER3 100000
+#endif
 #include "smp_bsp.inc"
 	.code64
 	.globl _start
