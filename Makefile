@@ -142,11 +142,12 @@ check: tests
 
 # Opt-in long runs
 # ThreadSanitizer over the guests that run several vCPUs on threads of
-# their own (tests/tsan.supp: the guest's own races on its RAM)
+# their own, and a process VM's guest threads beside split LOCK'd
+# operations (tests/tsan.supp: the guest's own races on its RAM)
 check-tsan:
 	$(MAKE) SANITIZE=thread tests
 	@CORRAL=$(abspath build-tsan/corral) BUILD=$(abspath build-tsan) CORRAL_SANITIZED=thread CORRAL_TEST_SLOW=5 CORRAL_SMP_ROUNDS=1 \
-		TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp)" sh tests/run.sh tests/guests/t_smp.sh
+		TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp)" sh tests/run.sh tests/guests/t_smp.sh tests/process/t_buslock.sh
 
 check-cpu-full: tests
 	@CORRAL=$(abspath $(CORRAL)) BUILD=$(abspath $(BUILD)) CORRAL_FULL=1 sh tests/run.sh $(filter $(BUILD)/tests/cpu/%,$(TEST_BIN))

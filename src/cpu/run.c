@@ -137,8 +137,8 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 	}
 	cpu_tlb_flush(c);
 	if (vm) {
-		c->tlb_gen = vm->tlb_gen;
-		c->code_gen = vm->code_gen;
+		c->tlb_gen = __atomic_load_n(&vm->tlb_gen, __ATOMIC_ACQUIRE);
+		c->code_gen = __atomic_load_n(&vm->code_gen, __ATOMIC_ACQUIRE);
 	}
 	cpu_reset_user(c);
 	return 0;
@@ -604,11 +604,12 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 			__atomic_store_n(&c->stop_req, 0, __ATOMIC_RELAXED);
 			return CPU_EXIT_STOP;
 		}
-		if (unlikely(c->tlb_gen != c->vm->tlb_gen)) {
+		/* another thread's munmap/mprotect/code write bumps them */
+		if (unlikely(c->tlb_gen != __atomic_load_n(&c->vm->tlb_gen, __ATOMIC_RELAXED))) {
 			c->tlb_gen = __atomic_load_n(&c->vm->tlb_gen, __ATOMIC_ACQUIRE);
 			cpu_tlb_flush(c);
 		}
-		if (unlikely(c->code_gen != c->vm->code_gen)) {
+		if (unlikely(c->code_gen != __atomic_load_n(&c->vm->code_gen, __ATOMIC_RELAXED))) {
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
 			dcache_flush(c);
 		}

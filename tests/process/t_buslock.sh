@@ -7,7 +7,17 @@
 . "$(dirname "$0")/lib.sh"
 P=$BUILD/tests/progs/buslock
 SLOW=${CORRAL_TEST_SLOW:-1}
-for mode in buslock abandon; do
+modes="buslock abandon"
+if [ "${CORRAL_SANITIZED:-}" = thread ]; then
+	# The guest's faults land inside ThreadSanitizer's atomic interceptors
+	# (the LOCK'd operation's host atomic on a page just unmapped), and the
+	# longjmp out of the fault handler leaves the runtime's own lock taken:
+	# the next atomic deadlocks inside libtsan (seen: __tsan_atomic32_load
+	# waiting in Mutex::ReadLock).
+	modes=buslock
+	skip 1 "abandon under ThreadSanitizer: a longjmp out of its atomic interceptors leaves its lock held"
+fi
+for mode in $modes; do
 	timeout -k 5 $((90 * SLOW)) "$CORRAL" exec "$P" "$mode" </dev/null >"$TMP/out" 2>"$TMP/err"
 	rc=$?
 	if [ $rc -eq 0 ] && [ "$(cat "$TMP/out")" = "$mode ok" ]; then
