@@ -29,20 +29,20 @@
  * operations on guest words, copies to guest memory) run outside cpu_run
  * and are not held off, as they would be by a real bus lock. */
 struct excl_thread {
-	int running;	  /* in cpu_run (atomic) */
-	bool waiter;	  /* the pending section waits for it to leave (excl_lock) */
-	struct cpu *cpu;  /* what it runs, to stop it (atomic) */
+	int running;	 /* in cpu_run (atomic) */
+	bool waiter;	 /* the pending section waits for it to leave (excl_lock) */
+	struct cpu *cpu; /* what it runs, to stop it (atomic) */
 	struct excl_thread *prev, *next;
 };
 static pthread_mutex_t excl_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t excl_stopped = PTHREAD_COND_INITIALIZER; /* the last counted thread left */
 static pthread_cond_t excl_resume = PTHREAD_COND_INITIALIZER;  /* the section ended */
-static unsigned excl_pending; /* 0; or 1 + the threads still to leave cpu_run (atomic) */
+static unsigned excl_pending;		 /* 0; or 1 + the threads still to leave cpu_run (atomic) */
 static struct excl_thread *excl_threads; /* every thread that has run guest code (excl_lock) */
 static pthread_key_t excl_key;		 /* unlists a thread when it ends */
 static __thread struct excl_thread excl_self;
 static __thread bool excl_listed;
-static __thread bool excl_was_running; /* the section's thread was in cpu_run */
+static __thread bool excl_was_running;	 /* the section's thread was in cpu_run */
 static __thread unsigned char lock_held; /* in an exclusive section */
 
 static void excl_unlist_locked(struct excl_thread *t)
