@@ -1,168 +1,208 @@
 /* General-purpose data instructions: arithmetic, logic, shifts, multiply and
  * divide, bit operations, moves and exchanges (with LOCK atomics). */
-#include <linux/membarrier.h>
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "ops.h"
 
 /* ---- Atomic read-modify-write support ---- */
 
-/* Every LOCK'd operation is atomic against every other, as on hardware.
- * Aligned ones on RAM are host atomics on the guest word. The others (an
- * operand that crosses a cache line or a page or is misaligned, MMIO, and
- * CMPXCHG16B on hosts without a 16-byte CAS) are a read and a write that no
- * host atomic covers, so they run exclusively: no other LOCK'd operation,
- * aligned or not, runs meanwhile. It is a reader-writer lock whose readers
- * (the aligned atomics, the fast path) touch only a counter of their own
- * thread's: a reader adds 1 to its slot, then looks at split_active; the
- * writer (split_lock held, so one at a time) sets split_active, then waits
- * until every slot is 0. One of the two must see the other's store (Dekker):
- * the writer's membarrier(2) puts a full barrier into every running thread
- * of the process, so the reader needs none of its own and its side costs a
- * plain store and load; without membarrier the reader fences. Plain stores
- * are not serialised against a split one (hardware's bus lock would): only
- * LOCK'd operations are. */
-#define LOCK_SLOTS 64
-static pthread_mutex_t split_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned split_active;
-static struct {
-	_Alignas(64) unsigned long n; /* aligned atomics in progress on the threads of this slot */
-	unsigned long owned;	      /* a thread has this slot to itself */
-} lock_slots[LOCK_SLOTS];
-static unsigned long lock_shared;	  /* the aligned atomics of threads beyond LOCK_SLOTS */
-static __thread unsigned long *lock_slot; /* this thread's counter */
-static pthread_key_t lock_key;
-static bool lock_asym;			 /* membarrier(PRIVATE_EXPEDITED) registered */
-static __thread unsigned char lock_held; /* 1: in an aligned atomic, 2: in a split one */
+/* Every LOCK'd operation is atomic against every other access, as on
+ * hardware. Aligned ones on RAM are host atomics on the guest word. The
+ * others (an operand that crosses a cache line or a page or is misaligned,
+ * MMIO, and CMPXCHG16B on hosts without a 16-byte CAS) are a read and a
+ * write that no host atomic covers: hardware takes a bus lock, which holds
+ * off every other agent's loads and stores, and so does corral. They run in
+ * an exclusive section (QEMU's start_exclusive): every other thread that
+ * runs guest code (a vCPU thread of a system VM, a guest thread of a
+ * process VM) is asked to stop at a block boundary, and the operation runs
+ * once all of them stand outside cpu_run. Nothing else is needed by the
+ * aligned atomics or by plain code, which therefore cost what they would
+ * alone; entering and leaving cpu_run costs a store, a fence and a load.
+ *
+ * The protocol is QEMU's (cpus-common.c): a thread marks itself running
+ * when it enters cpu_run and not running when it leaves, with a full
+ * fence before it looks at excl_pending; the thread that starts a section
+ * sets excl_pending, then counts the running threads under excl_lock,
+ * stops them (cpu_request_stop) and waits until each has left. A thread
+ * that enters cpu_run while a section is pending, uncounted, waits for its
+ * end. Limits: device DMA and a process VM's system calls (futex
+ * operations on guest words, copies to guest memory) run outside cpu_run
+ * and are not held off, as they would be by a real bus lock. */
+struct excl_thread {
+	int running;	 /* in cpu_run (atomic) */
+	bool waiter;	 /* the pending section waits for it to leave (excl_lock) */
+	struct cpu *cpu; /* what it runs, to stop it (atomic) */
+	struct excl_thread *prev, *next;
+};
+static pthread_mutex_t excl_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t excl_stopped = PTHREAD_COND_INITIALIZER; /* the last counted thread left */
+static pthread_cond_t excl_resume = PTHREAD_COND_INITIALIZER;  /* the section ended */
+static unsigned excl_pending;		 /* 0; or 1 + the threads still to leave cpu_run (atomic) */
+static struct excl_thread *excl_threads; /* every thread that has run guest code (excl_lock) */
+static pthread_key_t excl_key;		 /* unlists a thread when it ends */
+static __thread struct excl_thread excl_self;
+static __thread bool excl_listed;
+static __thread bool excl_was_running;	 /* the section's thread was in cpu_run */
+static __thread unsigned char lock_held; /* in an exclusive section */
 
-static void lock_relax(unsigned *spins)
+static void excl_unlist_locked(struct excl_thread *t)
 {
-	if (++*spins < 100) {
-#if defined(__x86_64__) || defined(__i386__)
-		__builtin_ia32_pause();
-#elif defined(__aarch64__)
-		__asm__ volatile("yield");
-#endif
-	} else {
-		sched_yield(); /* the other side may be off its host CPU */
+	if (t->prev)
+		t->prev->next = t->next;
+	else if (excl_threads == t)
+		excl_threads = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+}
+
+/* A thread's record goes when the thread ends (pthread key destructor). */
+static void excl_unlist(void *p)
+{
+	struct excl_thread *t = p;
+	pthread_mutex_lock(&excl_lock);
+	if (t->waiter) { /* cannot be (it left cpu_run), but never strand a section */
+		t->waiter = false;
+		if (__atomic_sub_fetch(&excl_pending, 1, __ATOMIC_SEQ_CST) == 1)
+			pthread_cond_signal(&excl_stopped);
+	}
+	excl_unlist_locked(t);
+	pthread_mutex_unlock(&excl_lock);
+}
+
+static void excl_list(void)
+{
+	struct excl_thread *t = &excl_self;
+	pthread_mutex_lock(&excl_lock);
+	t->prev = NULL;
+	t->next = excl_threads;
+	if (excl_threads)
+		excl_threads->prev = t;
+	excl_threads = t;
+	pthread_mutex_unlock(&excl_lock);
+	pthread_setspecific(excl_key, t);
+	excl_listed = true;
+}
+
+void cpu_excl_run_begin(struct cpu *c)
+{
+	struct excl_thread *t = &excl_self;
+	if (unlikely(!excl_listed))
+		excl_list();
+	__atomic_store_n(&t->cpu, c, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->running, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* Dekker with excl_start's scan */
+	if (unlikely(__atomic_load_n(&excl_pending, __ATOMIC_RELAXED))) {
+		pthread_mutex_lock(&excl_lock);
+		if (!t->waiter) {
+			/* not counted: let the section run first. excl_pending
+			 * is set and cleared under the lock, so running may be
+			 * set again here without a second look */
+			__atomic_store_n(&t->running, 0, __ATOMIC_RELAXED);
+			while (__atomic_load_n(&excl_pending, __ATOMIC_RELAXED))
+				pthread_cond_wait(&excl_resume, &excl_lock);
+			__atomic_store_n(&t->running, 1, __ATOMIC_RELAXED);
+		} /* else counted: the section waits for run_end */
+		pthread_mutex_unlock(&excl_lock);
 	}
 }
 
-/* A thread's slot goes back when the thread ends (pthread key destructor). */
-static void lock_slot_free(void *p)
+void cpu_excl_run_end(void)
 {
-	for (unsigned k = 0; k < LOCK_SLOTS; k++)
-		if (p == &lock_slots[k].n)
-			__atomic_store_n(&lock_slots[k].owned, 0, __ATOMIC_RELEASE);
-}
-
-static unsigned long *lock_slot_take(void)
-{
-	unsigned long *n = &lock_shared;
-	for (unsigned k = 0; k < LOCK_SLOTS; k++) {
-		unsigned long free = 0;
-		if (__atomic_compare_exchange_n(&lock_slots[k].owned, &free, 1, false, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED)) {
-			n = &lock_slots[k].n;
-			break;
+	struct excl_thread *t = &excl_self;
+	__atomic_store_n(&t->running, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (unlikely(__atomic_load_n(&excl_pending, __ATOMIC_RELAXED))) {
+		pthread_mutex_lock(&excl_lock);
+		if (t->waiter) {
+			t->waiter = false;
+			if (__atomic_sub_fetch(&excl_pending, 1, __ATOMIC_SEQ_CST) == 1)
+				pthread_cond_signal(&excl_stopped);
 		}
-	}
-	pthread_setspecific(lock_key, n);
-	return lock_slot = n;
-}
-
-/* Enters an aligned host atomic (shared). */
-static inline void atomic_enter(void)
-{
-	unsigned long *n = lock_slot;
-	if (unlikely(!n))
-		n = lock_slot_take();
-	if (unlikely(n == &lock_shared)) {
-		for (;;) {
-			__atomic_fetch_add(n, 1, __ATOMIC_SEQ_CST);
-			if (!__atomic_load_n(&split_active, __ATOMIC_SEQ_CST)) {
-				lock_held = 1;
-				return;
-			}
-			__atomic_fetch_sub(n, 1, __ATOMIC_RELEASE);
-			unsigned spins = 0;
-			while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
-				lock_relax(&spins);
-		}
-	}
-	for (;;) {
-		__atomic_store_n(n, 1, __ATOMIC_RELAXED);
-		if (unlikely(!__atomic_load_n(&lock_asym, __ATOMIC_RELAXED)))
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		else
-			__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier fences */
-		if (likely(!__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))) {
-			lock_held = 1;
-			return;
-		}
-		__atomic_store_n(n, 0, __ATOMIC_RELEASE);
-		unsigned spins = 0;
-		while (__atomic_load_n(&split_active, __ATOMIC_ACQUIRE))
-			lock_relax(&spins);
+		pthread_mutex_unlock(&excl_lock);
 	}
 }
 
-static inline void atomic_exit(void)
-{
-	lock_held = 0;
-	if (unlikely(lock_slot == &lock_shared))
-		__atomic_fetch_sub(lock_slot, 1, __ATOMIC_RELEASE);
-	else
-		__atomic_store_n(lock_slot, 0, __ATOMIC_RELEASE);
-}
-
-/* Enters a split operation (exclusive): waits for the aligned ones begun. */
+/* Enters an exclusive section: returns once no other thread runs guest
+ * code. The caller is between the start of its instruction and its first
+ * store, so it counts as stopped while it waits for another section. */
 static void split_enter(void)
 {
-	pthread_mutex_lock(&split_lock);
-	__atomic_store_n(&split_active, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&lock_asym, __ATOMIC_RELAXED) &&
-	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-		__atomic_store_n(&lock_asym, false,
-				 __ATOMIC_SEQ_CST); /* now refused (a seccomp filter): readers fence */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	unsigned spins = 0;
-	while (__atomic_load_n(&lock_shared, __ATOMIC_ACQUIRE))
-		lock_relax(&spins);
-	for (unsigned k = 0; k < LOCK_SLOTS; k++)
-		while (__atomic_load_n(&lock_slots[k].n, __ATOMIC_ACQUIRE))
-			lock_relax(&spins);
-	lock_held = 2;
+	struct excl_thread *self = &excl_self;
+	excl_was_running = excl_listed && __atomic_load_n(&self->running, __ATOMIC_RELAXED);
+	if (excl_was_running)
+		cpu_excl_run_end();
+	pthread_mutex_lock(&excl_lock);
+	while (__atomic_load_n(&excl_pending, __ATOMIC_RELAXED))
+		pthread_cond_wait(&excl_resume, &excl_lock);
+	__atomic_store_n(&excl_pending, 1, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* Dekker with cpu_excl_run_begin */
+	unsigned n = 0;
+	for (struct excl_thread *t = excl_threads; t; t = t->next) {
+		if (t == self || !__atomic_load_n(&t->running, __ATOMIC_RELAXED))
+			continue;
+		t->waiter = true;
+		n++;
+		cpu_request_stop(__atomic_load_n(&t->cpu, __ATOMIC_RELAXED));
+	}
+	__atomic_store_n(&excl_pending, n + 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&excl_pending, __ATOMIC_RELAXED) > 1)
+		pthread_cond_wait(&excl_stopped, &excl_lock);
+	/* the lock goes: nobody starts a section while excl_pending is set */
+	pthread_mutex_unlock(&excl_lock);
+	lock_held = 1;
 }
 
 static void split_exit(void)
 {
 	lock_held = 0;
-	__atomic_store_n(&split_active, 0, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&split_lock);
+	pthread_mutex_lock(&excl_lock);
+	__atomic_store_n(&excl_pending, 0, __ATOMIC_SEQ_CST);
+	pthread_cond_broadcast(&excl_resume);
+	pthread_mutex_unlock(&excl_lock);
+	if (excl_was_running)
+		cpu_excl_run_begin(excl_self.cpu);
 }
 
 /* A guest exception leaves the instruction by longjmp (cpu_raise), also
  * from a host fault on guest memory that another thread unmapped between
- * the probe and the access: what this thread holds is let go, or the next
- * split operation (or fork) would wait for it forever. */
+ * the probe and the access: a section this thread holds ends, or every
+ * other guest thread (and the next fork) would wait for it forever. */
 void cpu_lock_abandon(void)
 {
-	if (lock_held == 1)
-		atomic_exit();
-	else if (lock_held == 2)
+	if (lock_held)
 		split_exit();
 }
 
-/* fork (a process VM's guest forking) copies only the calling thread: the
- * child must not inherit another thread's count or the held lock. */
+/* fork (a process VM's guest forking) copies only the calling thread: it
+ * forks outside any section, and the child forgets the other threads. */
+static void excl_fork_prepare(void)
+{
+	pthread_mutex_lock(&excl_lock);
+	while (__atomic_load_n(&excl_pending, __ATOMIC_RELAXED))
+		pthread_cond_wait(&excl_resume, &excl_lock);
+}
+
+static void excl_fork_parent(void)
+{
+	pthread_mutex_unlock(&excl_lock);
+}
+
+static void excl_fork_child(void)
+{
+	excl_threads = NULL;
+	if (excl_listed) {
+		excl_self.prev = excl_self.next = NULL;
+		excl_self.waiter = false;
+		excl_threads = &excl_self;
+	}
+	pthread_mutex_unlock(&excl_lock);
+}
+
 __attribute__((constructor)) static void split_init(void)
 {
-	pthread_key_create(&lock_key, lock_slot_free);
-	pthread_atfork(split_enter, split_exit, split_exit);
-	lock_asym = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	pthread_key_create(&excl_key, excl_unlist);
+	pthread_atfork(excl_fork_prepare, excl_fork_parent, excl_fork_child);
 }
 
 static uint64_t atomic_load_sz(void *p, unsigned sz)
@@ -209,15 +249,13 @@ static bool atomic_cas_sz(void *p, unsigned sz, uint64_t *expect, uint64_t desir
 
 /* A locked RMW: the page is probed for writing first, so nothing faults
  * while the operation is entered. Returns a host pointer for a CAS loop
- * (entered shared), or NULL entered exclusively (the caller uses
+ * (a host atomic), or NULL in an exclusive section (the caller uses
  * mem_read/mem_write). Either way locked_end(p) ends it. */
 static void *locked_begin(struct cpu *c, uint64_t ea, unsigned sz)
 {
 	void *p = mem_rmw_ptr(c, ea, sz);
-	if (p && !((uintptr_t)p & (sz - 1))) {
-		atomic_enter();
-		return p;
-	}
+	if (p && !((uintptr_t)p & (sz - 1)))
+		return p; /* a host atomic: no section runs while this thread is in cpu_run */
 	mem_probe_write(c, ea, sz);
 	split_enter();
 	return NULL;
@@ -225,9 +263,7 @@ static void *locked_begin(struct cpu *c, uint64_t ea, unsigned sz)
 
 static inline void locked_end(const void *p)
 {
-	if (p)
-		atomic_exit();
-	else
+	if (!p)
 		split_exit();
 }
 
@@ -1206,12 +1242,10 @@ void op_cmpxchg8b16b(struct cpu *c, const struct insn *i)
 		if (p) {
 			uint64_t lo = g[R_RAX], hi = g[R_RDX];
 			bool eq;
-			atomic_enter();
 			__asm__ volatile("lock cmpxchg16b %1"
 					 : "=@ccz"(eq), "+m"(*(volatile unsigned __int128 *)p), "+a"(lo), "+d"(hi)
 					 : "b"(g[R_RBX]), "c"(g[R_RCX])
 					 : "memory");
-			atomic_exit();
 			if (!eq) {
 				g[R_RAX] = lo;
 				g[R_RDX] = hi;

@@ -120,6 +120,10 @@ static inline int64_t sext(uint64_t v, unsigned sz)
  * Never returns: unwinds to cpu_run. */
 _Noreturn void cpu_raise(struct cpu *c, int vector, uint32_t error);
 void cpu_lock_abandon(void); /* alu.c: a LOCK'd operation left by an exception */
+/* alu.c: this thread enters / leaves cpu_run with c (split locks' exclusive
+ * sections wait for the threads in it, and hold off the ones that enter) */
+void cpu_excl_run_begin(struct cpu *c);
+void cpu_excl_run_end(void);
 /* #PF with address: user mode reports it as exc_addr. */
 _Noreturn void cpu_raise_pf(struct cpu *c, uint64_t addr, uint32_t error);
 /* #UD for an instruction corral does not implement or that is invalid;

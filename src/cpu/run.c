@@ -154,8 +154,8 @@ int cpu_init_opts(struct cpu *c, enum cpu_mode mode, struct vmem *vm, const stru
 		cpu_prefault(c->tlb, sizeof(c->tlb), 1);
 	cpu_tlb_flush(c);
 	if (vm) {
-		c->tlb_gen = vm->tlb_gen;
-		c->code_gen = vm->code_gen;
+		c->tlb_gen = __atomic_load_n(&vm->tlb_gen, __ATOMIC_ACQUIRE);
+		c->code_gen = __atomic_load_n(&vm->code_gen, __ATOMIC_ACQUIRE);
 	}
 	cpu_reset_user(c);
 	return 0;
@@ -628,11 +628,12 @@ static __attribute__((noinline)) enum cpu_exit run_loop(struct cpu *c, uint64_t 
 			__atomic_store_n(&c->stop_req, 0, __ATOMIC_RELAXED);
 			return CPU_EXIT_STOP;
 		}
-		if (unlikely(c->tlb_gen != c->vm->tlb_gen)) {
+		/* another thread's munmap/mprotect/code write bumps them */
+		if (unlikely(c->tlb_gen != __atomic_load_n(&c->vm->tlb_gen, __ATOMIC_RELAXED))) {
 			c->tlb_gen = __atomic_load_n(&c->vm->tlb_gen, __ATOMIC_ACQUIRE);
 			cpu_tlb_flush(c);
 		}
-		if (unlikely(c->code_gen != c->vm->code_gen)) {
+		if (unlikely(c->code_gen != __atomic_load_n(&c->vm->code_gen, __ATOMIC_RELAXED))) {
 			c->code_gen = __atomic_load_n(&c->vm->code_gen, __ATOMIC_ACQUIRE);
 			dcache_flush(c);
 		}
@@ -794,7 +795,7 @@ static int fault_via_stack(struct cpu *c)
 	return decode_uses_stack(&i);
 }
 
-enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+static enum cpu_exit run_body(struct cpu *c, uint64_t max_insns)
 {
 	c->in_run = 1;
 	c->irq_check = 1;
@@ -832,5 +833,13 @@ enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
 	}
 	enum cpu_exit e = c->mode == CPU_MODE_SYSTEM ? run_loop_sys(c, limit) : run_loop(c, limit);
 	c->in_run = 0;
+	return e;
+}
+
+enum cpu_exit cpu_run(struct cpu *c, uint64_t max_insns)
+{
+	cpu_excl_run_begin(c);
+	enum cpu_exit e = run_body(c, max_insns);
+	cpu_excl_run_end();
 	return e;
 }

@@ -563,13 +563,16 @@ static int emu_clean_point(const struct cpu *c, enum cpu_exit x)
  *   block boundary (cpu_request_stop), and polls the interrupt controller
  *   when cpu_run is entered again.
  * - guest RAM: directly; LOCK'd instructions and XCHG are host atomics
- *   (cpu/alu.c); split, misaligned or MMIO ones run exclusively of every
- *   other LOCK'd operation (the CPU's split lock).
+ *   (cpu/alu.c); split, misaligned or MMIO ones run in an exclusive
+ *   section: every other vCPU thread is stopped at a block boundary (it
+ *   returns CPU_EXIT_STOP, and its next cpu_run waits for the section's
+ *   end), as a bus lock holds off every other access.
  * - code pages: cpu_physmem's event log (its own lock); every vCPU replays
  *   it at its block boundaries.
  * Time is the host's monotonic clock (as under kvm): instruction-counted
- * time needs one instruction stream. Lock order: the CPU's split lock (a
- * LOCK'd MMIO access) before the machine lock; ctl->lock before the
+ * time needs one instruction stream. Lock order: an exclusive section (a
+ * LOCK'd MMIO access) before the machine lock, which a vCPU thread never
+ * holds inside cpu_run except around a device access; ctl->lock before the
  * machine lock; the machine lock before cpu_physmem's log lock (a
  * device's DMA). */
 

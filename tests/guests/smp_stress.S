@@ -29,10 +29,17 @@
 #define DWBAD 0x203c0
 #define DWSTOP 0x20400
 #define CODEBUF 0x30000
+#ifdef SMP_SHORT	/* make check-tsan: a tenth of the rounds */
+#define ITER 10000
+#define MPN 20000
+#define CROUNDS 300
+#define DWN 30000
+#else
 #define ITER 100000
 #define MPN 200000
 #define CROUNDS 3000
 #define DWN 300000
+#endif
 #include "smp_bsp.inc"
 	.code64
 	.globl _start

@@ -14,6 +14,16 @@
  *    other vCPU adds 1 to the counter's upper 4 bytes, aligned, with LOCK
  *    XADD and a LOCK CMPXCHG loop: a LOCK'd operation is atomic against
  *    every other, split or aligned, so none is lost
+ *  4 bus lock: vCPU 0 adds 1 with LOCK XADD to the lower half of an
+ *    8-byte value across a cache line and of one across a page boundary,
+ *    ITER3 times each; every other vCPU k stores 1, 2, 3, ... with PLAIN
+ *    byte stores to byte k-1 of both upper halves and reads each back.
+ *    A split LOCK'd operation holds off every other access, so a plain
+ *    store lands before it (and is kept by its write) or after it: the
+ *    read-back always gives the value just stored, and each byte ends as
+ *    the last one stored. An operation that is atomic only against other
+ *    LOCK'd ones writes a stale byte back over a store made between its
+ *    read and its write
  * and prints "cpus N" and one line per phase, "FAIL ..." on a wrong result. */
 #include "guest.h"
 #define TRAMP 0x8000
@@ -32,6 +42,14 @@
 #define PCAS 0x24ffd	/* 4 bytes across the page boundary at 0x25000 */
 #define SPLIT 0x2213c	/* 8 bytes across the line at 0x22140 ... */
 #define SPLITHI 0x22140	/* ... whose upper 4 bytes are aligned */
+#define BSTART 0x21200
+#define BEND 0x21240
+#define BBAD 0x21280	/* read-backs that did not give the value just stored */
+#define BLAST 0x212c0	/* byte k-1: the last value vCPU k stored */
+#define B1 0x221fc	/* 8 bytes across the line at 0x22200 ... */
+#define B1HI 0x22200	/* ... whose upper 4 bytes are aligned */
+#define B2 0x25ffc	/* 8 bytes across the page boundary at 0x26000 */
+#define B2HI 0x26000
 #define PDPT 0x40000	/* page tables for VA: PML4[1] -> PDPT -> PD -> PT */
 #define PD 0x41000
 #define PT 0x42000
@@ -41,9 +59,17 @@
 #define VA (0x8000000000 + VAIDX * 0x1000)	/* PML4 index 1 */
 #define PTE (PT + VAIDX * 8)
 #define VEC 0x40
+#ifdef SMP_SHORT	/* make check-tsan: a tenth of the rounds */
+#define ITER 10000
+#define TROUNDS 300
+#define ITER2 20000
+#define ITER3 10000
+#else
 #define ITER 100000
 #define TROUNDS 3000
 #define ITER2 200000
+#define ITER3 100000
+#endif
 #include "smp_bsp.inc"
 	.code64
 	.globl _start
@@ -53,7 +79,7 @@ _start:
 	mov $(ap_end - ap_start), %ecx
 	rep movsb
 	mov $0x21000, %edi	/* variables and counters start at 0 */
-	mov $(0x5000 / 8), %ecx
+	mov $(0x6000 / 8), %ecx
 	xor %eax, %eax
 	rep stosq
 	mov $PDPT, %edi		/* the tables and both pages too */
@@ -70,7 +96,7 @@ _start:
 	mov %rax, %cr3
 	call idt_init
 	GATE VEC, ipi_handler
-	SMP_BSP 4
+	SMP_BSP 5
 	jmp poweroff
 
 /* AP in 64-bit mode: its own stack, the IDT, its LAPIC on, then the
@@ -98,7 +124,7 @@ ap64:
 2:	call phase
 	lock incl DONE
 	inc %r14d
-	cmp $4, %r14d
+	cmp $5, %r14d
 	jb 1b
 3:	cli
 	hlt
@@ -110,7 +136,9 @@ phase:
 	je misaligned
 	cmp $2, %r14d
 	je shootdown
-	jmp mixed
+	cmp $3, %r14d
+	je mixed
+	jmp buslock
 
 misaligned:
 	mov $ITER, %ecx
@@ -210,6 +238,57 @@ mixed:
 	jnz 3b
 	ret
 
+/* vCPU 0 on the split operands, the others plain stores to bytes of
+ * their upper halves */
+buslock:
+	lock incl BSTART	/* all start together */
+1:	mov APS_UP, %eax
+	inc %eax
+	cmp BSTART, %eax
+	je 2f
+	pause
+	jmp 1b
+2:	test %ebx, %ebx
+	jnz 4f
+	mov $ITER3, %ecx
+3:	mov $1, %eax
+	lock xadd %rax, B1
+	mov $1, %eax
+	lock xadd %rax, B2
+	dec %ecx
+	jnz 3b
+	movl $1, BEND
+	ret
+4:	cmp $4, %ebx
+	jae 9f
+	lea (B1HI - 1)(%rbx), %rdi	/* vCPU k: byte k-1 of each upper half */
+	lea (B2HI - 1)(%rbx), %rsi
+	xor %ecx, %ecx
+6:	inc %cl			/* 1 .. 255 */
+	jnz 5f
+	inc %cl
+5:	mov %cl, (%rdi)		/* a plain store into a split operand */
+	call readback
+	mov %cl, (%rdi)		/* and into the other (readback swapped them) */
+	call readback
+	mov %cl, (BLAST - 1)(%rbx)
+	cmpl $0, BEND
+	je 6b
+9:	ret
+/* reads back, for a while, the byte just stored at rdi, then at rsi
+ * (they alternate: xchg): a stale write-back lands meanwhile */
+readback:
+	mov $16, %edx
+1:	cmp %cl, (%rdi)
+	jne 2f
+	dec %edx
+	jnz 1b
+	xchg %rdi, %rsi
+	ret
+2:	lock incl BBAD
+	xchg %rdi, %rsi
+	ret
+
 ipi_handler:
 	push %rax
 	push %rcx
@@ -259,7 +338,9 @@ check:
 	jne 2f
 	PUTS m_tlbok
 	ret
-2:	lea -1(%r15), %rdx	/* (n - 1) * 2 * ITER2 in the upper half */
+2:	cmp $3, %r14d
+	jne 3f
+	lea -1(%r15), %rdx	/* (n - 1) * 2 * ITER2 in the upper half */
 	imul $(2 * ITER2), %rdx
 	shl $32, %rdx
 	or $(2 * ITER2), %rdx	/* 2 * ITER2 in the lower */
@@ -268,6 +349,31 @@ check:
 	cmp %rax, %rdx
 	jne bad
 	PUTS m_mixok
+	ret
+3:	lea m_bbad(%rip), %rsi
+	mov BBAD, %eax
+	xor %edx, %edx
+	cmp %rax, %rdx
+	jne bad
+	mov $ITER3, %edx
+	lea m_b1lo(%rip), %rsi
+	mov B1, %eax
+	cmp %rax, %rdx
+	jne bad
+	lea m_b2lo(%rip), %rsi
+	mov B2, %eax
+	cmp %rax, %rdx
+	jne bad
+	lea m_b1hi(%rip), %rsi
+	mov B1HI, %eax
+	mov BLAST, %edx
+	cmp %rax, %rdx
+	jne bad
+	lea m_b2hi(%rip), %rsi
+	mov B2HI, %eax
+	cmp %rax, %rdx
+	jne bad
+	PUTS m_busok
 	ret
 /* FAIL, the message at rsi, then "rax, want rdx" */
 bad:
@@ -293,6 +399,12 @@ m_misok: .asciz "misaligned atomics ok\n"
 m_tlbok: .asciz "tlb shoot-down ok\n"
 m_mixok: .asciz "split and aligned atomics ok\n"
 m_mixed: .asciz "lock xadd/cmpxchg across a line beside aligned ones on its half: total "
+m_busok: .asciz "bus lock ok\n"
+m_bbad:	.asciz "plain stores overwritten by a split lock xadd (read back stale): "
+m_b1lo:	.asciz "lock xadd across a line beside plain stores: total "
+m_b2lo:	.asciz "lock xadd across a page beside plain stores: total "
+m_b1hi:	.asciz "split lock xadd across a line wrote back a stale upper half: "
+m_b2hi:	.asciz "split lock xadd across a page wrote back a stale upper half: "
 m_ok:	.asciz "smp tlb ok\n"
 m_l32:	.asciz "lock xadd across a line (4 bytes) total "
 m_l64:	.asciz "lock xadd across a line (8 bytes) total "
