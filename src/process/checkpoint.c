@@ -168,7 +168,11 @@ static struct ckpt_siginfo ckpt_siginfo_of(const siginfo_t *si)
 static int gather_threads(struct ckpt_image *img, char *err, size_t errn)
 {
 	img->nthreads = (uint32_t)proc.nthreads;
-	if (!img->nthreads || img->nthreads > CKPT_MAX_THREADS) {
+	if (!img->nthreads) {
+		snprintf(err, errn, "the program has no thread left: it is ending");
+		return -ESRCH;
+	}
+	if (img->nthreads > CKPT_MAX_THREADS) {
 		snprintf(err, errn, "%u threads: more than a checkpoint holds", img->nthreads);
 		return -EOPNOTSUPP;
 	}
@@ -1169,10 +1173,6 @@ static int restore_process(const struct proc_opts *o, const char *dir, struct ck
 		acts[s] =
 			(struct gsigaction){img.act[s].handler, img.act[s].flags, img.act[s].restorer, img.act[s].mask};
 	sig_restore_actions(acts);
-	if ((r = ctl_start(p, err, sizeof(err)))) {
-		fprintf(stderr, "corral: restore-exec: %s\n", err);
-		goto fail;
-	}
 	for (int k = 0; k < 3; k++) {
 		struct itimerval it = {{(time_t)img.itimer[k].int_s, (suseconds_t)img.itimer[k].int_us},
 				       {(time_t)img.itimer[k].val_s, (suseconds_t)img.itimer[k].val_us}};
@@ -1216,6 +1216,11 @@ static int restore_process(const struct proc_opts *o, const char *dir, struct ck
 	cur_thread = main_t;
 	sig_setmask(main_t, main_t->sigmask);
 	thr_register(main_t);
+	/* the control socket once every thread is there (as at a start) */
+	if ((r = ctl_start(p, err, sizeof(err)))) {
+		fprintf(stderr, "corral: restore-exec: %s\n", err);
+		_exit(2);
+	}
 	wait_tree();
 	thr_main_loop(main_t);
 

@@ -97,10 +97,6 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		fprintf(stderr, "corral: cannot set up signals: %s\n", strerror(-r));
 		return PROC_EXIT_NOEXEC;
 	}
-	if ((r = ctl_start(p, err, sizeof(err)))) {
-		fprintf(stderr, "corral: %s\n", err);
-		return 2;
-	}
 	if (o->ckpt_tree && !o->control && !o->checkpoint_signal && ckpt_tree_join_arg(o->ckpt_tree) < 0) {
 		fprintf(stderr, "corral: --ckpt-tree '%s': not OWNER:SIGNAL:DIRECTORY\n", o->ckpt_tree);
 		return 2;
@@ -124,5 +120,11 @@ int proc_exec(const struct proc_opts *o, const char *path, int argc, char **argv
 		return r;
 	}
 	thr_register(t);
+	/* the control socket appears once the program's first thread is
+	 * there: a checkpoint asked for at once finds it */
+	if ((r = ctl_start(p, err, sizeof(err)))) {
+		fprintf(stderr, "corral: %s\n", err);
+		return 2;
+	}
 	thr_main_loop(t);
 }
