@@ -728,7 +728,9 @@ static int dvm_stop(struct daemon *d, struct dvm *v, int timeout, int *forced)
 		return 0;
 	*forced = 1;
 	kill(v->pid, SIGKILL);
-	for (int k = 0; k < 1000 && dvm_alive(d, v, 1); k++) {
+	/* a killed process ends, but tearing down a large address space under
+	 * its own CPU limit on a busy host can take seconds: 30 s */
+	for (int k = 0; k < 6000 && dvm_alive(d, v, 1); k++) {
 		struct timespec ts = {0, 5000000};
 		nanosleep(&ts, NULL);
 	}
