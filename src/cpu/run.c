@@ -384,7 +384,9 @@ static struct dblock *block_build(struct cpu *c, uint64_t key, uint64_t rip)
 	size_t need = sizeof(struct dblock) + BLOCK_MAX * sizeof(struct insn);
 	if (dc->used + need > DC_ARENA)
 		dcache_flush(c);
-	if (dc->used + need > dc->resident && dc->resident < DC_ARENA) {
+	/* (not in system mode: a restore's first blocks would pay for the
+	 * whole step before the guest's first instruction) */
+	if (!sys && dc->used + need > dc->resident && dc->resident < DC_ARENA) {
 		size_t n = DC_ARENA - dc->resident < DC_PREFAULT ? DC_ARENA - dc->resident : DC_PREFAULT;
 		cpu_prefault(dc->arena + dc->resident, n, 1);
 		dc->resident += n;
