@@ -1049,10 +1049,10 @@ static enum MHD_Result get_vm(struct daemon *d, struct MHD_Connection *c, struct
 		 * (post_migrate waits for it without the daemon's lock) */
 		int status;
 		char *ans = NULL, err[600];
-		json_t *m = dvm_call(d, v, "GET", "/migrate", NULL, &status, &ans, err, sizeof(err)) == 0 &&
-					    status == 200
-				    ? json_loads(ans, 0, NULL)
-				    : NULL;
+		json_t *m =
+			dvm_call(d, v, "GET", "/migrate", NULL, &status, &ans, err, sizeof(err)) == 0 && status == 200
+				? json_loads(ans, 0, NULL)
+				: NULL;
 		free(ans);
 		if (json_is_object(m))
 			json_object_set_new(j, "migration", m);
@@ -2584,9 +2584,9 @@ int corrald_serve(const struct corrald_opts *o)
 		/* a thread per connection: a request that takes long without the
 		 * daemon's lock (POST /vms/{name}/migrate) holds up no other */
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL, NULL, handle,
-		d, MHD_OPTION_LISTEN_SOCKET, fd,
-		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+		d, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+		MHD_OPTION_END);
 	if (!mhd) {
 		logf_("cannot start the HTTP server on '%s'", o->socket);
 		close(fd);

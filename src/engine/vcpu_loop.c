@@ -353,7 +353,10 @@ static void loop_main(struct vcpu_loop *l)
 			/* rounded up: a timer is at most a millisecond late, and the
 			 * loop does not wake twice for it */
 			uint64_t ms = wait == UINT64_MAX ? 0 : (wait + 999999) / 1000000;
-			r = loop_input(l, &input_dead, &ep, 1, wait == UINT64_MAX ? -1 : ms > 3600000 ? 3600000 : (int)ms);
+			r = loop_input(l, &input_dead, &ep, 1,
+				       wait == UINT64_MAX ? -1
+				       : ms > 3600000	  ? 3600000
+							  : (int)ms);
 			last_poll = loop_wall_ns();
 			struct pollfd pio = {.fd = io_fd, .events = POLLIN};
 			if (io_fd >= 0 && poll(&pio, 1, 0) > 0 && (pio.revents & POLLIN))

@@ -223,7 +223,7 @@ static int mode_abandon(void)
 	while ((done < 5000 || faults < 1000 || now() < start + 3) && now() < end) {
 		iter++;
 		if (iter & 1)
-			lock_add4(target + 64);	     /* aligned */
+			lock_add4(target + 64); /* aligned */
 		else
 			lock_xadd8(target + 60); /* across a cache line */
 		done++;
@@ -235,7 +235,8 @@ static int mode_abandon(void)
 	signal(SIGSEGV, SIG_DFL);
 	signal(SIGBUS, SIG_DFL);
 	if (done < 5000 || faults < 1000) {
-		printf("FAIL %lu operations completed, %d faulted: too few to tell\n", (unsigned long)done, (int)faults);
+		printf("FAIL %lu operations completed, %d faulted: too few to tell\n", (unsigned long)done,
+		       (int)faults);
 		return 1;
 	}
 	/* a split operation, and a fork whose child does one */
