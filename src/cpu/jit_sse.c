@@ -76,8 +76,6 @@ static void sse_emit_enter(struct jt *t, uint64_t addr)
  * compared, which has them zero). */
 static uint8_t *sse_lookup(struct jt *t, int write, int aligned)
 {
-	int32_t e = t->sys ? 0 : OFF(tlb[0]);
-	unsigned base = t->sys ? RDX : RBX, index = t->sys ? NOX : RDX;
 	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, 15); /* lea rcx, [rax + 15] */
 	x_rr(t, XW, 0x81, 4, RCX);		 /* and rcx, -4096 */
 	e32(t, 0xfffff000u);
@@ -88,13 +86,7 @@ static uint8_t *sse_lookup(struct jt *t, int write, int aligned)
 		x_rr(t, 0, 0x01, RDX, RDX);  /* add edx, edx */
 		x_rr(t, XW, 0x09, RDX, RCX); /* or rcx, rdx */
 	}
-	tlb_slot(t, RDX, t->sys);
-	int32_t tag =
-		write ? (int32_t)offsetof(struct cpu_tlb_entry, tag_w) : (int32_t)offsetof(struct cpu_tlb_entry, tag_r);
-	x_rm(t, XW, 0x3b, RCX, base, index, 0, e + tag);
-	uint8_t *miss = jcc32(t, 5);
-	x_rm(t, XW, 0x03, RAX, base, index, 0, e + (int32_t)offsetof(struct cpu_tlb_entry, addend));
-	return miss;
+	return tlb_compare(t, write);
 }
 
 /* xmm<h> = the instruction's xmm/m128 source; a miss path (the handler)

@@ -679,17 +679,14 @@ static void emit_ea(struct jt *t, const struct insn *i, uint64_t next, int lea)
 		x_rm(t, XW, 0x03, RAX, RBX, NOX, 0, OFF(s.seg[0].base) + (int32_t)(i->seg * sizeof(struct cpu_seg)));
 }
 
-/* rax = guest address -> rax = host address, or a jump (returned) to the
- * miss path. The tag of the last byte's page must match the entry of the
- * first byte's: that also sends page-crossing accesses to the slow path. */
-static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
+/* rcx = the tag to match (the last byte's page, maybe with more bits),
+ * rax = guest address -> rax = host address, or a jump (returned) to the
+ * miss path when the entry of rax's page holds another tag. */
+static uint8_t *tlb_compare(struct jt *t, int write)
 {
 	/* user mode: one table from tlb[0]; system mode: c->tlbp, by privilege */
 	int32_t e = t->sys ? 0 : OFF(tlb[0]);
 	unsigned base = t->sys ? RDX : RBX, index = t->sys ? NOX : RDX;
-	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
-	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
-	e32(t, 0xfffff000u);
 	tlb_slot(t, RDX, t->sys);
 	int32_t tag =
 		write ? (int32_t)offsetof(struct cpu_tlb_entry, tag_w) : (int32_t)offsetof(struct cpu_tlb_entry, tag_r);
@@ -697,6 +694,17 @@ static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
 	uint8_t *miss = jcc32(t, 5);
 	x_rm(t, XW, 0x03, RAX, base, index, 0, e + (int32_t)offsetof(struct cpu_tlb_entry, addend));
 	return miss;
+}
+
+/* rax = guest address -> rax = host address, or a jump (returned) to the
+ * miss path. The tag of the last byte's page must match the entry of the
+ * first byte's: that also sends page-crossing accesses to the slow path. */
+static uint8_t *tlb_lookup(struct jt *t, unsigned sz, int write)
+{
+	x_rm(t, XW, 0x8d, RCX, RAX, NOX, 0, (int32_t)sz - 1); /* lea rcx, [rax + sz - 1] */
+	x_rr(t, XW, 0x81, 4, RCX);			      /* and rcx, -4096 */
+	e32(t, 0xfffff000u);
+	return tlb_compare(t, write);
 }
 
 static void host_load(struct jt *t, unsigned dst, unsigned base, unsigned sz)

@@ -423,9 +423,11 @@ static int proc_ids_file(const char *path, int flags)
 	if (xend != base && (strncmp(xend, "/task/", 6) ||
 			     strspn(xend + 6, "0123456789") != (size_t)(base - xend - 6) || base == xend + 6))
 		return FS_NOT_SPECIAL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* through the same gate as any other open (the sandbox's rules) */
+	int fd = proc.opts.sandbox ? open_sandboxed(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0)
+				   : open_plain(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	char in[8192], out[8192 + 512];
 	ssize_t n = read(fd, in, sizeof(in) - 1);
 	close(fd);
