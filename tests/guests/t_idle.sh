@@ -26,44 +26,15 @@ bad() {
 	echo "  stderr:"; sed 's/^/    /' "$tmp/err" | tail -n 5
 }
 
-# the voluntary context switches (sleeps that ended) of every thread of $pid
-sleeps() {
-	n=0
-	for t in /proc/"$pid"/task/*/status; do
-		v=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$t" 2>/dev/null)
-		n=$((n + ${v:-0}))
-	done
-	echo "$n"
-}
-lines() { wc -l <"$tmp/out"; }
+. "$(dirname "$0")/idle_lib.sh"
 
 "$CORRAL" run --flat "$G/idle_tick.bin" --mem 64M --no-reboot --engine emu \
 	--serial "file:$tmp/out" </dev/null 2>"$tmp/err" &
 pid=$!
-# 300 s of guest time: the guest prints a line every 100 ms of it
-lead=0
-i=0
-while [ $i -lt $((600 * SLOW)) ]; do
-	[ -s "$tmp/out" ] && [ "$(lines)" -ge 3000 ] && lead=1 && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.1
-	i=$((i + 1))
-done
-if [ $lead = 1 ]; then
-	ok
-else
-	bad "lead" "the guest did not reach 300 s of idle time in $((60 * SLOW)) s ($(lines) lines)"
-fi
+idle_lead lead
 
 if [ $lead = 1 ]; then
-	sleep 1
-	s0=$(sleeps)
-	l0=$(lines)
-	t0=$(date +%s%N)
-	sleep 4
-	s1=$(sleeps)
-	l1=$(lines)
-	ms=$((($(date +%s%N) - t0) / 1000000))
+	idle_window
 	echo "idle: $((s1 - s0)) wake-ups and $((l1 - l0)) lines of guest time in $ms ms"
 	# a wake-up per second of batched timers (4-5 here) and the odd
 	# extra one; waking for each 10 ms tick or every 100 ms is 40-400
@@ -72,15 +43,7 @@ if [ $lead = 1 ]; then
 	else
 		bad "wake-ups" "the idle VM process woke $((s1 - s0)) times in 4 s (at most 16 wanted)"
 	fi
-	# the window's wall time in lines of guest time (100 ms each), give or
-	# take the batch (10 lines) and a loaded host's delays
-	d=$((l1 - l0))
-	max=$((ms / 100 + 15))
-	if [ $d -ge 10 ] && [ $d -le $max ]; then
-		ok
-	else
-		bad "pace" "the guest's clock advanced $d lines (100 ms each) in $ms ms of wall time (10-$max wanted)"
-	fi
+	idle_pace pace
 fi
 
 # a stop ends the long sleep at once

@@ -31,16 +31,8 @@ bad() {
 	echo "  stderr:"
 	sed 's/^/    /' "$tmp/err" | tail -n 5
 }
+. "$(dirname "$0")/idle_lib.sh"
 
-# the voluntary context switches (sleeps that ended) of every thread of $pid
-sleeps() {
-	n=0
-	for t in /proc/"$pid"/task/*/status; do
-		v=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "$t" 2>/dev/null)
-		n=$((n + ${v:-0}))
-	done
-	echo "$n"
-}
 # until_out TEXT SECONDS: the guest's output shows TEXT in time
 until_out() {
 	i=0
@@ -102,42 +94,15 @@ fi
 exec 3>&-
 
 # --- tick: timers only, nobody watching ---
-lines() { wc -l <"$tmp/out"; }
 rm -f "$tmp/out"
 "$CORRAL" run --flat "$G/idle_tick.bin" --mem 64M --cpus 2 --no-reboot --engine emu \
 	--serial "file:$tmp/out" </dev/null 2>"$tmp/err" &
 pid=$!
-# 300 s of guest time: the guest prints a line every 100 ms of it
-lead=0
-i=0
-while [ $i -lt $((600 * SLOW)) ]; do
-	[ -s "$tmp/out" ] && [ "$(lines)" -ge 3000 ] && lead=1 && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.1
-	i=$((i + 1))
-done
+idle_lead "tick lead"
 if [ $lead = 1 ]; then
-	ok
-else
-	bad "tick lead" "the guest did not reach 300 s of idle time in $((60 * SLOW)) s ($(lines) lines)"
-fi
-if [ $lead = 1 ]; then
-	sleep 1
-	s0=$(sleeps)
-	l0=$(lines)
-	t0=$(date +%s%N)
-	sleep 4
-	s1=$(sleeps)
-	l1=$(lines)
-	ms=$((($(date +%s%N) - t0) / 1000000))
+	idle_window
 	echo "tick, 2 vCPUs, idle: $((s1 - s0)) wake-ups and $((l1 - l0)) lines of guest time in $ms ms"
-	d=$((l1 - l0))
-	max=$((ms / 100 + 15))
-	if [ $d -ge 10 ] && [ $d -le $max ]; then
-		ok
-	else
-		bad "tick pace" "the guest's clock advanced $d lines (100 ms each) in $ms ms of wall time (10-$max wanted)"
-	fi
+	idle_pace "tick pace"
 fi
 # a stop ends the long sleep at once
 t0=$(date +%s)
